@@ -1,0 +1,1 @@
+"""The ``postveil`` admin command."""

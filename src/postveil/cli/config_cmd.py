@@ -1,0 +1,37 @@
+"""``postveil check-config``: validate a configuration file and list every error."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from postveil.config import default_config_path, load_config
+from postveil.errors import ConfigError
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "check-config",
+        help="validate a configuration file",
+        description="Validate a postveil configuration file. Exits 0 when valid, "
+        "1 listing every error otherwise.",
+    )
+    parser.add_argument(
+        "path",
+        nargs="?",
+        help=f"configuration file (default: $POSTVEIL_CONFIG or {default_config_path()})",
+    )
+    parser.set_defaults(handler=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    path = args.path or default_config_path()
+    try:
+        config = load_config(path)
+    except ConfigError as exc:
+        print(f"{path}: invalid configuration, {len(exc.problems)} error(s):", file=sys.stderr)
+        for problem in exc.problems:
+            print(f"  {problem}", file=sys.stderr)
+        return 1
+    print(f"{path}: ok (config version {config.version})")
+    return 0

@@ -1,0 +1,71 @@
+"""Logging set-up shared by the daemons and the CLI.
+
+Every line about a message carries the Postfix queue id (or, before Postfix has
+assigned one, a connection id) as its first field, so maillog and postveil lines
+join on it. Never pass matched identifiers, keys or message text to a logger.
+"""
+
+from __future__ import annotations
+
+import logging
+import logging.handlers
+import sys
+from collections.abc import MutableMapping
+from typing import Any
+
+from postveil.config.logging import LoggingSection
+
+_FORMAT_STDERR = "%(levelname)s %(name)s: %(message)s"
+_FORMAT_SYSLOG = "%(program)s[%(process)d]: %(levelname)s %(name)s: %(message)s"
+
+
+class _ProgramFilter(logging.Filter):
+    def __init__(self, program: str) -> None:
+        super().__init__()
+        self.program = program
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        record.program = self.program
+        return True
+
+
+def setup_logging(section: LoggingSection, program: str) -> None:
+    """Configure the root logger once per process from the ``logging`` section."""
+    root = logging.getLogger()
+    for handler in list(root.handlers):
+        root.removeHandler(handler)
+    handler: logging.Handler
+    if section.target == "syslog":
+        handler = logging.handlers.SysLogHandler(
+            address=section.syslog_socket, facility=section.syslog_facility
+        )
+        handler.setFormatter(logging.Formatter(_FORMAT_SYSLOG))
+    else:
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter(_FORMAT_STDERR))
+    handler.addFilter(_ProgramFilter(program))
+    root.addHandler(handler)
+    root.setLevel(section.level)
+    for name, level in section.levels.items():
+        logging.getLogger(name).setLevel(level)
+
+
+class MessageLogger(logging.LoggerAdapter):
+    """Prefix each line with the message's correlation id: ``<queue id>: text``.
+
+    ``set_id`` switches from the connection id to the queue id once Postfix
+    assigns one, so later lines join with the maillog.
+    """
+
+    def __init__(self, logger: logging.Logger, correlation_id: str) -> None:
+        super().__init__(logger, {"correlation_id": correlation_id})
+
+    def set_id(self, correlation_id: str) -> None:
+        self.extra = {"correlation_id": correlation_id}
+
+    @property
+    def correlation_id(self) -> str:
+        return str(self.extra["correlation_id"]) if self.extra else "-"
+
+    def process(self, msg: Any, kwargs: MutableMapping[str, Any]) -> tuple[Any, MutableMapping[str, Any]]:
+        return f"{self.correlation_id}: {msg}", kwargs
