@@ -126,7 +126,7 @@ def test_top_level_must_be_mapping() -> None:
 
 
 def test_missing_file_is_a_config_error(tmp_path: Path) -> None:
-    with pytest.raises(ConfigError, match="cannot read configuration"):
+    with pytest.raises(ConfigError, match="failed to read configuration"):
         load_config(tmp_path / "absent.yaml")
 
 

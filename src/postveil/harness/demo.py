@@ -80,7 +80,7 @@ def content_form(message: ReceivedMessage) -> str:
 
 
 def decision_for(milter_log: str, queue_id: str, recipient: str) -> str:
-    """The milter's decision for one recipient, from its log lines about the queue id."""
+    """Find the milter's decision for one recipient in its log lines about the queue id."""
     lines = [line for line in milter_log.splitlines() if f"{queue_id}:" in line]
     for line in reversed(lines):
         match = re.search(rf"rcpt=<{re.escape(recipient)}> method=(\S+)", line)

@@ -45,7 +45,7 @@ class TestPKI:
         return cert_path, key_path
 
     def server_context(self, *names: str) -> ssl.SSLContext:
-        """An SSLContext for a server presenting a certificate for ``names``."""
+        """Build a server SSLContext that presents a certificate for ``names``."""
         context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
         self.issue(*names).configure_cert(context)
         return context

@@ -265,7 +265,7 @@ class PrivatePostfix:
                 return
             except OSError:
                 time.sleep(0.1)
-        raise PostfixError(f"private Postfix is not answering on 127.0.0.1:{self.port}")
+        raise PostfixError(f"private Postfix did not accept SMTP connections on 127.0.0.1:{self.port} within {timeout:.0f}s")
 
     def _run_postfix(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
         result = subprocess.run(

@@ -1,9 +1,9 @@
 """pytest fixtures over the harness, shared by every test module.
 
 Enable with ``pytest_plugins = ["postveil.harness.pytest_plugin"]`` in conftest.py.
-The world (DNS, HTTPS, test CA) is started once per session; the private Postfix
-is started on first use and shared, so tests that change its main.cf restore it
-through :func:`postfix_settings`.
+The world (DNS, HTTPS, test CA) starts once per session. The private Postfix starts
+on first use and is shared, so a test that changes its main.cf restores it through
+:func:`postfix_settings`.
 """
 
 from __future__ import annotations
@@ -34,7 +34,7 @@ def postfix_available() -> str | None:
 
 
 def unique_domain(label: str) -> str:
-    """An invented domain name that no other test in this session uses."""
+    """Return an invented domain name that no other test in this session uses."""
     return f"{label}-{next(_domain_numbers)}.test"
 
 

@@ -169,7 +169,7 @@ class World:
         return self.run_dir / "milter.sock"
 
     def base_config(self) -> dict[str, Any]:
-        """A configuration that points every daemon at this world's fixtures."""
+        """Return a configuration that points every daemon at this world's fixtures."""
         return {
             "milter": {
                 "socket": f"unix:{self.milter_socket}",
