@@ -120,13 +120,21 @@ class PgpKeyring:
             first_problem = first_problem or problem
         return CredentialStatus(None, first_problem)
 
-    def _key_problem(self, key: KeyInfo, address: str, now: float) -> str | None:
+    def key_problem(self, key: KeyInfo, now: float | None = None) -> str | None:
+        """Return why ``key`` cannot be used for any address, or None if it can."""
+        now = self.clock() if now is None else now
         if key.validity in _BAD_VALIDITY:
             return f"PGP key {_BAD_VALIDITY[key.validity]}"
         if key.expires is not None and key.expires <= now:
             return "PGP key expired"
         if not key.can_encrypt:
             return "PGP key has no usable encryption subkey"
+        return None
+
+    def _key_problem(self, key: KeyInfo, address: str, now: float) -> str | None:
+        problem = self.key_problem(key, now)
+        if problem is not None:
+            return problem
         validity = self._uid_validity(key.fingerprint)
         for uid, letter in validity.items():
             if parseaddr(uid)[1].casefold() == address and letter not in _BAD_VALIDITY:
