@@ -23,6 +23,11 @@ from postveil.routing.decide import CredentialStatus
 
 # gpg's validity letters (field 2 of --with-colons output) that make a key or uid unusable.
 _BAD_VALIDITY = {"r": "revoked", "e": "expired", "d": "disabled", "i": "invalid"}
+# Files whose change invalidates the cached key listing.
+_KEYRING_FILES = ("pubring.kbx", "pubring.gpg", "trustdb.gpg")
+# gpg computes validity (for example an expired user id) when it lists, so a listing is
+# reused for at most this many seconds even when no keyring file changed.
+LISTING_MAX_AGE = 60.0
 # Never reach out to keyservers or the web key directory.
 _GPG_OPTIONS = ["--no-auto-key-retrieve", "--auto-key-locate", "local", "--no-greeting"]
 
@@ -63,6 +68,8 @@ class PgpKeyring:
         self.gpg_binary = gpg_binary
         self.clock = clock
         self._gpg: gnupg.GPG | None = None
+        self._listing: tuple[tuple[object, ...], float, list[KeyInfo]] | None = None
+        self._uid_cache: dict[str, dict[str, str]] = {}
 
     def _open(self) -> gnupg.GPG:
         # Checked on every use: python-gnupg would otherwise create a missing home, and an
@@ -78,8 +85,37 @@ class PgpKeyring:
                 raise PgpFailure(f"cannot run gpg with home {self.gnupg_home}: {exc}") from exc
         return self._gpg
 
+    def _keyring_signature(self) -> tuple[object, ...]:
+        signature: list[object] = []
+        for name in _KEYRING_FILES:
+            try:
+                stat = os.stat(os.path.join(self.gnupg_home, name))
+            except FileNotFoundError:
+                signature.append(None)
+                continue
+            except OSError as exc:
+                raise PgpFailure(f"cannot read {name} in GnuPG home {self.gnupg_home}: {exc.strerror}") from exc
+            signature.append((stat.st_size, stat.st_mtime_ns, stat.st_ino))
+        return tuple(signature)
+
     def keys(self) -> list[KeyInfo]:
-        """List every public key. Raises PgpFailure when gpg cannot read the keyring."""
+        """List every public key. Raises PgpFailure when gpg cannot read the keyring.
+
+        The listing is cached until a keyring file changes or LISTING_MAX_AGE passes.
+        """
+        self._open()
+        signature = self._keyring_signature()
+        now = time.monotonic()
+        if self._listing is not None:
+            cached_signature, listed_at, cached = self._listing
+            if cached_signature == signature and now - listed_at < LISTING_MAX_AGE:
+                return list(cached)
+        keys = self._list_keys()
+        self._listing = (signature, now, keys)
+        self._uid_cache = {}
+        return list(keys)
+
+    def _list_keys(self) -> list[KeyInfo]:
         gpg = self._open()
         listing = gpg.list_keys()
         if listing.returncode != 0:
@@ -99,11 +135,16 @@ class PgpKeyring:
         return keys
 
     def _uid_validity(self, fingerprint: str) -> dict[str, str]:
-        """Map each user id of one key to its validity letter."""
+        """Map each user id of one key to its validity letter (cached with the listing)."""
+        cached = self._uid_cache.get(fingerprint)
+        if cached is not None:
+            return cached
         listing = self._open().list_keys(keys=fingerprint)
         if listing.returncode != 0:
             raise PgpFailure(f"gpg could not list key {fingerprint}: {_gpg_problem(listing)}")
-        return {uid: data.get("trust", "") for uid, data in listing.uid_map.items()}
+        validity = {uid: data.get("trust", "") for uid, data in listing.uid_map.items()}
+        self._uid_cache[fingerprint] = validity
+        return validity
 
     def lookup(self, address: str) -> CredentialStatus:
         """Return the usable key for ``address`` or why there is none."""
