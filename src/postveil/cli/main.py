@@ -14,6 +14,8 @@ from postveil import __version__
 
 SUBCOMMAND_MODULES = [
     "postveil.cli.config_cmd",
+    "postveil.cli.keys_cmd",
+    "postveil.cli.certs_cmd",
 ]
 
 
