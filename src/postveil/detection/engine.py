@@ -81,12 +81,16 @@ class Detector:
 
     def _verdict(self, texts: list[str], unscanned: list[str]) -> Verdict:
         counts: Counter[str] = Counter()
+        phrase_weight = 0.0
         for text in texts:
             for finding in self._scanner.scan(text):
                 counts[finding.category] += 1
+                if finding.category == "recipient_health":
+                    phrase_weight += finding.confidence
         decision = decide(
             counts,
             self._settings,
+            phrase_weight=phrase_weight,
             unscanned=bool(unscanned),
             treat_unscanned_as_sensitive=self.section.treat_unscanned_as_sensitive,
         )

@@ -68,8 +68,20 @@ def kind_of(category: str, kinds: Mapping[str, str]) -> str:
     raise KeyError(category)
 
 
-def decide(counts: Mapping[str, int], settings: RuleSettings, unscanned: bool, treat_unscanned_as_sensitive: bool) -> Decision:
-    """Apply the rules to category counts and return the strongest."""
+def decide(
+    counts: Mapping[str, int],
+    settings: RuleSettings,
+    *,
+    phrase_weight: float = 0.0,
+    unscanned: bool = False,
+    treat_unscanned_as_sensitive: bool = True,
+) -> Decision:
+    """Apply the rules to category counts and return the strongest.
+
+    ``phrase_weight`` is the summed weight of the recipient-health phrases found: a
+    strong phrase ("your lab results are ready") weighs 1.0, a weak one ("your test
+    results are ready", which CI systems send too) 0.5.
+    """
     sums = {"high_risk": 0.0, "patient_identifier": 0.0, "health": 0.0, "recipient": 0.0}
     health_present = False
     for category, count in counts.items():
@@ -77,7 +89,10 @@ def decide(counts: Mapping[str, int], settings: RuleSettings, unscanned: bool, t
             continue
         kind = kind_of(category, settings.kinds)
         weight = settings.weights.get(category, 1.0)
-        sums[kind] += weight * min(count, _MAX_COUNTED)
+        if kind == "recipient":
+            sums[kind] += weight * phrase_weight
+        else:
+            sums[kind] += weight * min(count, _MAX_COUNTED)
         health_present = health_present or kind == "health"
 
     candidates: list[tuple[float, str]] = []

@@ -19,7 +19,10 @@ from postveil.detection.keywords import KeywordHits, KeywordMatcher
 @dataclass(frozen=True, slots=True)
 class Finding:
     """One detected item. Offsets are for internal use (tests, debugging) and must
-    never be used to copy the matched text into logs or audit records."""
+    never be used to copy the matched text into logs or audit records.
+
+    ``confidence`` is between 0 and 1. For ``recipient_health`` it is the phrase's
+    weight in the recipient-health rule."""
 
     category: str
     start: int
@@ -61,7 +64,9 @@ _STATE_BEFORE = re.compile(r"\b[A-Z]{2},?\s{1,3}$")
 # An identifier after its label: optional "number"/"no."/"id"/"#", a separator, then a
 # token of 4 to 20 letters, digits and hyphens that contains at least 4 digits.
 _LABELLED_ID = re.compile(
-    r"(?:\s*(?:number|num|no\.?|id|#))?\s*(?:is\s+|of\s+)?[:#=\-]?\s*"
+    r"(?:\s*(?:number|num|no\.?|id|#))?"
+    r"(?:\s+(?:on file|on record|listed|provided|in (?:the )?system|we have))?"
+    r"(?:\s*(?:(?:is|was|of)(?=\s)|[:#=\-])){0,2}\s*"
     r"(?P<id>[A-Za-z]{0,4}[-]?[0-9][0-9A-Za-z\-]{2,19})(?![0-9A-Za-z])"
 )
 _NUMERIC_DATE = re.compile(r"[0-9]{1,4}[-/.][0-9]{1,2}[-/.][0-9]{2,4}(?![0-9])")
@@ -75,9 +80,10 @@ _STREET = re.compile(
     r"(?:St|Street|Ave|Avenue|Rd|Road|Blvd|Boulevard|Ln|Lane|Dr|Drive|Ct|Court|Way|Pl|Place"
     r"|Ter|Terrace|Pkwy|Parkway|Cir|Circle|Hwy|Highway)\b"
 )
+_NAME_WORD = r"[A-Z][A-Za-z'\-]*[a-z]"
 _NAME = (
-    r"(?:[A-Z][a-z'\-]+,\s*[A-Z][a-z'\-]+)"
-    r"|(?:[A-Z][a-z'\-]+(?:\s+[A-Z]\.?)?\s+[A-Z][a-z'\-]+(?:-[A-Z][a-z'\-]+)?)"
+    rf"(?:{_NAME_WORD},\s*{_NAME_WORD})"
+    rf"|(?:{_NAME_WORD}(?:\s+[A-Z]\.?)?\s+{_NAME_WORD})"
 )
 _PATIENT_NAME = re.compile(
     r"(?:'s)?(?:\s+(?:full\s+)?name)?\s*[:\-]\s*(?P<labelled>" + _NAME + r")"
