@@ -83,11 +83,9 @@ class Prober:
         self._dns = dns
         self._semaphore = asyncio.Semaphore(config.probe_concurrency)
         self._verifying = ssl.create_default_context(cafile=config.probe_ca_file)
-        self._verifying.minimum_version = ssl.TLSVersion.TLSv1
         self._lenient = ssl.create_default_context()
         self._lenient.check_hostname = False
         self._lenient.verify_mode = ssl.CERT_NONE
-        self._lenient.minimum_version = ssl.TLSVersion.TLSv1
 
     async def probe_host(self, mx: str, now: float) -> ProbeResult:
         """Probe one MX host; failures become a result with ``error`` set, never an exception.
