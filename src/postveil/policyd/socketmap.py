@@ -15,6 +15,7 @@ import itertools
 import logging
 import re
 import time
+from typing import cast
 
 from postveil.errors import PostveilError, TemporaryFailure
 from postveil.policyd.domains import DomainService
@@ -129,8 +130,8 @@ class SocketmapProtocol(asyncio.Protocol):
         self._queue: collections.deque[asyncio.Task[bytes]] = collections.deque()
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
+        # uvloop's transports do not derive from asyncio.Transport, so no isinstance check.
+        self.transport = cast(asyncio.Transport, transport)
 
     def data_received(self, data: bytes) -> None:
         try:
