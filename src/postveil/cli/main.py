@@ -17,6 +17,7 @@ SUBCOMMAND_MODULES = [
     "postveil.cli.keys_cmd",
     "postveil.cli.certs_cmd",
     "postveil.cli.scan_cmd",
+    "postveil.cli.domain_cmd",
 ]
 
 
