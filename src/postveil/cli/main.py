@@ -14,6 +14,7 @@ from postveil import __version__
 
 SUBCOMMAND_MODULES = [
     "postveil.cli.config_cmd",
+    "postveil.cli.audit_cmd",
 ]
 
 
