@@ -182,7 +182,7 @@ def read_head(path: str | os.PathLike[str], keys: dict[str, AuditKey]) -> Head |
         raise InvalidHeadError(f"{path}: not a valid head record") from None
     key = keys.get(key_id)
     if key is None:
-        raise InvalidHeadError(f"{path}: signed with key id {key_id}, which no given key has")
+        raise InvalidHeadError(f"{path}: signed with key id {key_id}, which none of the given keys has")
     body, mac = signed_body(fields)
     if not key.matches(body, mac):
         raise InvalidHeadError(f"{path}: HMAC does not match (file edited)")

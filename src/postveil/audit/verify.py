@@ -83,13 +83,14 @@ def verify_chain(
     result = VerifyResult()
     previous: _Position | None = None
     expected_head = None
+    head_problem: BrokenLink | None = None
     head_hash_seen: str | None = None
     if head is not None:
         try:
             expected_head = read_head(head, dict(keys))
         except InvalidHeadError as exc:
-            result.broken = BrokenLink(str(head), 0, str(exc).removeprefix(f"{head}: "))
-            return result
+            # Reported after the records, whose own problems are more specific.
+            head_problem = BrokenLink(str(head), 0, str(exc).removeprefix(f"{head}: "))
 
     for path in files:
         name = str(path)
@@ -114,7 +115,9 @@ def verify_chain(
                 result.last_seq = position.seq
                 previous = position
 
-    if expected_head is not None:
+    if head_problem is not None:
+        result.broken = head_problem
+    elif expected_head is not None:
         result.broken = _check_head(str(head), expected_head.seq, expected_head.hash, previous, head_hash_seen)
         result.head_checked = result.broken is None
     return result

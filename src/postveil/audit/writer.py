@@ -92,6 +92,7 @@ class AuditLog:
         self._unsynced = False
         self._sync_timer: threading.Timer | None = None
         self._closed = False
+        self._head_failing = False
 
     @property
     def key_id(self) -> str:
@@ -382,9 +383,14 @@ class AuditLog:
 
     def _write_record(self, fd: int, size: int, data: bytes) -> None:
         try:
-            written = os.write(fd, data)
-            if written != len(data):
-                raise OSError(errno.ENOSPC, f"short write ({written} of {len(data)} bytes)")
+            # A short write (the disk filled up mid-record) is retried for the rest,
+            # which then fails with the real error, usually ENOSPC.
+            remaining = memoryview(data)
+            while remaining:
+                written = os.write(fd, remaining)
+                if written == 0:
+                    raise OSError(errno.EIO, "write returned 0 bytes")
+                remaining = remaining[written:]
         except OSError as exc:
             self._undo_write(fd, size)
             raise AuditWriteError(
@@ -453,7 +459,17 @@ class AuditLog:
                 handle.write(head_line(head, stamp, self._key))
             os.replace(temporary, path)
         except OSError as exc:
-            logger.error("audit: cannot update %s: %s", path, exc.strerror)
+            if not self._head_failing:
+                logger.error(
+                    "audit: cannot update %s: %s (logged once until an update succeeds)",
+                    path,
+                    exc.strerror,
+                )
+            self._head_failing = True
+            return
+        if self._head_failing:
+            logger.info("audit: %s is updated again", path)
+            self._head_failing = False
 
     def _close_log_fd(self) -> None:
         if self._log_fd >= 0:
