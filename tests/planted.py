@@ -88,13 +88,21 @@ def message_store_dir(parent: str | os.PathLike[str], name: str = "messages") ->
 
 
 def value_variants(value: str) -> list[bytes]:
-    """Forms of ``value`` to look for: as written, and digits and letters without
-    separators when that still has 6 or more characters (a log might normalise it)."""
-    variants = [value.lower().encode("utf-8")]
-    compact = re.sub(r"[^0-9A-Za-z]", "", value).lower()
-    if len(compact) >= 6 and compact != variants[0].decode():
-        variants.append(compact.encode("ascii"))
-    return variants
+    """Forms of ``value`` to look for, lower-cased: as written, and with its separators
+    (space, '-', '.', '/') replaced by each other or removed, since a log may
+    normalise an identifier. A form shorter than 6 characters is left out."""
+    lowered = value.lower()
+    parts = re.split(r"[ ./-]", lowered)
+    variants = {lowered}
+    if len(parts) > 1:
+        variants.update(separator.join(parts) for separator in ("", " ", "-", ".", "/"))
+    return sorted(variant.encode("utf-8") for variant in variants if len(variant) >= 6)
+
+
+def find_values(text: str) -> list[str]:
+    """Return the names of the planted values that occur in ``text``."""
+    lowered = text.lower().encode("utf-8")
+    return [name for name, value in PLANTED.items() if any(variant in lowered for variant in value_variants(value))]
 
 
 @dataclass(frozen=True)

@@ -42,8 +42,10 @@ def _check_text(name: str, value: object, *, optional: bool = False, max_length:
 
 def _check_identifier(name: str, value: object) -> None:
     if not isinstance(value, str) or not _IDENTIFIER_RE.match(value):
+        # The value is left out of the message: a caller's mistake here may be a
+        # matched identifier passed where a category belongs.
         raise InvalidRecordError(
-            f"audit record field {name}: {value!r} is not an identifier "
+            f"audit record field {name}: value is not an identifier "
             "(lower-case letter, then letters, digits, '_', '.', ':' or '-', at most 64)"
         )
 
