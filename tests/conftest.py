@@ -12,7 +12,9 @@ from tests import planted
 LAST_MODULE = "test_zz_no_phi_leak.py"
 
 
-def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config, items: list[pytest.Item]) -> None:
+def pytest_collection_modifyitems(
+    session: pytest.Session, config: pytest.Config, items: list[pytest.Item]
+) -> None:
     # The planted-value scan must see the files every other test wrote, so it runs last.
     last = [item for item in items if item.path.name == LAST_MODULE]
     items[:] = [item for item in items if item.path.name != LAST_MODULE] + last

@@ -57,7 +57,18 @@ PLANTED: dict[str, str] = {
 MESSAGE_STORE_MARKER = ".planted-values-expected"
 
 _POSTFIX_QUEUE_DIRS = frozenset(
-    {"maildrop", "incoming", "active", "deferred", "hold", "corrupt", "bounce", "defer", "trace", "saved"}
+    {
+        "maildrop",
+        "incoming",
+        "active",
+        "deferred",
+        "hold",
+        "corrupt",
+        "bounce",
+        "defer",
+        "trace",
+        "saved",
+    }
 )
 _CHUNK = 1 << 20
 
@@ -102,7 +113,11 @@ def value_variants(value: str) -> list[bytes]:
 def find_values(text: str) -> list[str]:
     """Return the names of the planted values that occur in ``text``."""
     lowered = text.lower().encode("utf-8")
-    return [name for name, value in PLANTED.items() if any(variant in lowered for variant in value_variants(value))]
+    return [
+        name
+        for name, value in PLANTED.items()
+        if any(variant in lowered for variant in value_variants(value))
+    ]
 
 
 @dataclass(frozen=True)

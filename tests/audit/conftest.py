@@ -34,7 +34,11 @@ def log_dir(tmp_path: Path) -> Path:
 @pytest.fixture
 def make_section(log_dir: Path, key_file: Path) -> Callable[..., AuditSection]:
     def make(**overrides: Any) -> AuditSection:
-        settings: dict[str, Any] = {"directory": str(log_dir), "key_file": str(key_file), "rotate_age": "0s"}
+        settings: dict[str, Any] = {
+            "directory": str(log_dir),
+            "key_file": str(key_file),
+            "rotate_age": "0s",
+        }
         settings.update(overrides)
         return AuditSection(**settings)
 

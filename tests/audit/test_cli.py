@@ -40,18 +40,28 @@ def trail(make_section: Callable[..., AuditSection]) -> tuple[Path, str]:
             make_decision(
                 2,
                 sender="billing@clinic.example",
-                recipients=[RecipientDecision("=sum@patient.example", "portal", "rule:no-tls", portal_ref="P-123")],
+                recipients=[
+                    RecipientDecision(
+                        "=sum@patient.example", "portal", "rule:no-tls", portal_ref="P-123"
+                    )
+                ],
                 detections={"card": 1},
                 tags=[],
             )
         )
-        log.append(TlsRequirementChange("lab.example", "may", "verify", "mta-sts", "policy mode enforce"))
+        log.append(
+            TlsRequirementChange("lab.example", "may", "verify", "mta-sts", "policy mode enforce")
+        )
         log.append(AdminOverride("alice", "lab.example", "force-tls", "contract requires TLS"))
         time.sleep(0.01)
         last = log.append(
             make_decision(
                 3,
-                recipients=[RecipientDecision("PAT@Patient.Example", "pgp", "rule:pgp-key", fingerprint="cd" * 20)],
+                recipients=[
+                    RecipientDecision(
+                        "PAT@Patient.Example", "pgp", "rule:pgp-key", fingerprint="cd" * 20
+                    )
+                ],
                 detections={"ssn": 2},
                 tags=[],
             )
@@ -80,9 +90,20 @@ def queue_ids(out: str) -> list[str]:
         (("--method", "smime", "--recipient", "pat@patient.example"), []),
         (("--queue-id", "4Fq00000003"), ["4Fq00000003"]),
     ],
-    ids=["all", "sender", "sender-glob", "recipient-domain", "recipient-case", "method", "method-and-recipient", "queue-id"],
+    ids=[
+        "all",
+        "sender",
+        "sender-glob",
+        "recipient-domain",
+        "recipient-case",
+        "method",
+        "method-and-recipient",
+        "queue-id",
+    ],
 )
-def test_search_selects_messages(cli: Cli, trail: tuple[Path, str], args: tuple[str, ...], expected: list[str]) -> None:
+def test_search_selects_messages(
+    cli: Cli, trail: tuple[Path, str], args: tuple[str, ...], expected: list[str]
+) -> None:
     status, out, err = search(cli, trail[0], *args)
     assert status == 0, err
     assert queue_ids(out) == expected
@@ -147,7 +168,16 @@ def test_search_other_kind_as_csv(cli: Cli, trail: tuple[Path, str]) -> None:
 def test_search_all_kinds_as_json(cli: Cli, trail: tuple[Path, str]) -> None:
     _, out, _ = search(cli, trail[0], "--kind", "all")
     kinds = [json.loads(line)["kind"] for line in out.splitlines()]
-    assert kinds == ["daemon", "config", "message", "message", "tls_requirement", "admin_override", "message", "daemon"]
+    assert kinds == [
+        "daemon",
+        "config",
+        "message",
+        "message",
+        "tls_requirement",
+        "admin_override",
+        "message",
+        "daemon",
+    ]
 
 
 @pytest.mark.parametrize(
@@ -159,7 +189,9 @@ def test_search_all_kinds_as_json(cli: Cli, trail: tuple[Path, str]) -> None:
     ],
     ids=["csv-all-kinds", "filter-wrong-kind", "bad-time"],
 )
-def test_search_usage_errors(cli: Cli, trail: tuple[Path, str], args: tuple[str, ...], expected: str) -> None:
+def test_search_usage_errors(
+    cli: Cli, trail: tuple[Path, str], args: tuple[str, ...], expected: str
+) -> None:
     status, out, err = search(cli, trail[0], *args)
     assert status == 2
     assert out == ""
@@ -185,7 +217,9 @@ def test_report_text(cli: Cli, trail: tuple[Path, str]) -> None:
     assert "Messages: 3 (4 recipients)" in out
     assert "Recipients by method:\n  pgp: 1\n  portal: 1\n  smime: 1\n  tls: 1\n" in out
     assert "  rule:tls-verified: 1\n" in out
-    assert "Detection categories (messages, matches):\n  card: 1, 1\n  mrn: 1, 2\n  ssn: 2, 3\n" in out
+    assert (
+        "Detection categories (messages, matches):\n  card: 1, 1\n  mrn: 1, 2\n  ssn: 2, 3\n" in out
+    )
     assert "TLS requirement changes: 1\n" in out
     assert "lab.example: may -> verify by mta-sts: policy mode enforce" in out
     assert "alice force-tls lab.example: contract requires TLS" in out
@@ -194,7 +228,9 @@ def test_report_text(cli: Cli, trail: tuple[Path, str]) -> None:
 
 def test_report_json_for_period(cli: Cli, trail: tuple[Path, str]) -> None:
     directory, last_time = trail
-    status, out, _ = cli("audit", "report", str(directory / "audit.jsonl"), "--since", last_time, "--format", "json")
+    status, out, _ = cli(
+        "audit", "report", str(directory / "audit.jsonl"), "--since", last_time, "--format", "json"
+    )
 
     report = json.loads(out)
     assert status == 0
@@ -222,8 +258,16 @@ def test_keygen_creates_private_key(cli: Cli, tmp_path: Path) -> None:
 
 def test_verify_as_separate_process(trail: tuple[Path, str], key_file: Path) -> None:
     completed = subprocess.run(
-        [sys.executable, "-m", "postveil.cli.main", "audit", "verify", "--key-file", str(key_file),
-         str(trail[0] / "audit.jsonl")],
+        [
+            sys.executable,
+            "-m",
+            "postveil.cli.main",
+            "audit",
+            "verify",
+            "--key-file",
+            str(key_file),
+            str(trail[0] / "audit.jsonl"),
+        ],
         capture_output=True,
         text=True,
         timeout=60,
@@ -233,7 +277,9 @@ def test_verify_as_separate_process(trail: tuple[Path, str], key_file: Path) -> 
 
 
 def test_missing_key_is_usage_error(cli: Cli, trail: tuple[Path, str], tmp_path: Path) -> None:
-    status, _, err = cli("audit", "verify", "--key-file", str(tmp_path / "absent.key"), str(trail[0] / "audit.jsonl"))
+    status, _, err = cli(
+        "audit", "verify", "--key-file", str(tmp_path / "absent.key"), str(trail[0] / "audit.jsonl")
+    )
     assert status == 2
     assert "cannot read audit HMAC key" in err
 
@@ -241,7 +287,10 @@ def test_missing_key_is_usage_error(cli: Cli, trail: tuple[Path, str], tmp_path:
 def test_record_message_logs_summary_with_queue_id(
     make_section: Callable[..., AuditSection], caplog: pytest.LogCaptureFixture
 ) -> None:
-    with caplog.at_level(logging.INFO, logger="postveil.audit"), AuditLog(make_section(), "test") as log:
+    with (
+        caplog.at_level(logging.INFO, logger="postveil.audit"),
+        AuditLog(make_section(), "test") as log,
+    ):
         result = log.record_message(make_decision(7))
 
     [record] = [entry for entry in caplog.records if entry.name == "postveil.audit"]

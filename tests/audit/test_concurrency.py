@@ -41,13 +41,16 @@ def _write_from_threads(section: AuditSection, process_number: int, start: Any) 
     log.close()
 
 
-def test_processes_and_threads_write_one_chain(make_section: Callable[..., AuditSection], audit_key: AuditKey) -> None:
+def test_processes_and_threads_write_one_chain(
+    make_section: Callable[..., AuditSection], audit_key: AuditKey
+) -> None:
     # fsync never keeps this test about locking, not disk latency; rotation by size
     # makes the processes cross file boundaries while they contend for the lock.
     section = make_section(fsync="never", rotate_size="400KB")
     start = _fork.Event()
     processes = [
-        _fork.Process(target=_write_from_threads, args=(section, number, start)) for number in range(PROCESSES)
+        _fork.Process(target=_write_from_threads, args=(section, number, start))
+        for number in range(PROCESSES)
     ]
     for process in processes:
         process.start()
@@ -77,12 +80,16 @@ def _append_inherited(log: AuditLog, label: str) -> None:
     log.close()
 
 
-def test_log_shared_across_fork(make_section: Callable[..., AuditSection], audit_key: AuditKey) -> None:
+def test_log_shared_across_fork(
+    make_section: Callable[..., AuditSection], audit_key: AuditKey
+) -> None:
     section = make_section(fsync="never")
     log = AuditLog(section, "parent")
     for number in range(5):
         log.append(make_decision(number, queue_id=f"BEFORE{number}"))
-    children = [_fork.Process(target=_append_inherited, args=(log, f"CHILD{index}X")) for index in range(2)]
+    children = [
+        _fork.Process(target=_append_inherited, args=(log, f"CHILD{index}X")) for index in range(2)
+    ]
     for child in children:
         child.start()
     for number in range(50):

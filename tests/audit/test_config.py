@@ -13,7 +13,9 @@ REPOSITORY = Path(__file__).resolve().parents[2]
 
 
 def test_sample_config_is_valid() -> None:
-    config = parse_config((REPOSITORY / "conf" / "postveil.yaml").read_bytes(), "conf/postveil.yaml")
+    config = parse_config(
+        (REPOSITORY / "conf" / "postveil.yaml").read_bytes(), "conf/postveil.yaml"
+    )
     assert config.audit.directory == "/var/log/postveil/audit"
     assert config.audit.rotate_size == 100_000_000
     assert config.audit.rotate_age == 86400.0
@@ -30,11 +32,13 @@ def test_defaults_keep_key_outside_directory() -> None:
     ("yaml", "expected"),
     [
         (
-            "audit:\n  directory: /var/log/postveil\n  key_file: /var/log/postveil/keys/audit.key\n",
+            "audit:\n  directory: /var/log/postveil\n"
+            "  key_file: /var/log/postveil/keys/audit.key\n",
             "is inside audit.directory",
         ),
         (
-            "audit:\n  directory: /var/log/postveil/\n  key_file: /var/log/postveil/../postveil/k\n",
+            "audit:\n  directory: /var/log/postveil/\n"
+            "  key_file: /var/log/postveil/../postveil/k\n",
             "is inside audit.directory",
         ),
         ("audit:\n  fsync: sometimes\n", "audit.fsync"),
@@ -52,5 +56,7 @@ def test_invalid_audit_section(yaml: str, expected: str) -> None:
 
 
 def test_key_next_to_directory_is_accepted() -> None:
-    audit = parse_config(b"audit:\n  directory: /var/log/postveil\n  key_file: /var/log/postveil.key\n").audit
+    audit = parse_config(
+        b"audit:\n  directory: /var/log/postveil\n  key_file: /var/log/postveil.key\n"
+    ).audit
     assert audit.key_file == "/var/log/postveil.key"

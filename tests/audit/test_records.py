@@ -59,10 +59,16 @@ def test_message_decision_sorts_detections() -> None:
     ("build", "expected"),
     [
         (lambda: RecipientDecision("pat@patient.example", "TLS", "rule"), "recipients.method"),
-        (lambda: RecipientDecision("pat@patient.example", "tls", "rule", fingerprint="f" * 201), "fingerprint"),
+        (
+            lambda: RecipientDecision("pat@patient.example", "tls", "rule", fingerprint="f" * 201),
+            "fingerprint",
+        ),
         (lambda: TlsRequirementChange("clinic.example", None, "verify", "MTA STS", "x"), "source"),
         (lambda: AdminOverride("alice", "lab.example", "force tls", "x"), "action"),
-        (lambda: ConfigEvent("restart", "/etc/postveil/postveil.yaml", "0123"), "invalid config event"),  # type: ignore[arg-type]
+        (
+            lambda: ConfigEvent("restart", "/etc/postveil/postveil.yaml", "0123"),
+            "invalid config event",
+        ),  # type: ignore[arg-type]
         (lambda: DaemonEvent("crash", "0.1.0"), "invalid daemon event"),  # type: ignore[arg-type]
     ],
     ids=["method", "fingerprint", "tls-source", "override-action", "config-event", "daemon-event"],

@@ -32,7 +32,9 @@ def write_lines(path: Path, lines: list[bytes]) -> None:
     path.write_bytes(b"".join(lines))
 
 
-def verify(cli: Callable[..., tuple[int, str, str]], key_file: Path, *files: Path) -> tuple[int, str]:
+def verify(
+    cli: Callable[..., tuple[int, str, str]], key_file: Path, *files: Path
+) -> tuple[int, str]:
     status, out, err = cli("audit", "verify", "--key-file", str(key_file), *map(str, files))
     assert err == ""
     return status, out
@@ -49,13 +51,15 @@ def test_verify_intact_chain(cli, key_file: Path, chain: Path) -> None:
     [
         (7, b'"queue_id":"4Fq0000000', "HMAC does not match"),
         (7, b'"hmac":"', "HMAC does not match"),
-        (7, b'{', "not valid JSON"),
+        (7, b"{", "not valid JSON"),
         (RECORDS, b'"sender":"', "HMAC does not match"),
         (1, b'"prev":"', "HMAC does not match"),
     ],
     ids=["value", "hmac", "syntax", "last-record", "first-record"],
 )
-def test_verify_finds_one_changed_byte(cli, key_file: Path, chain: Path, line: int, anchor: bytes, expected: str) -> None:
+def test_verify_finds_one_changed_byte(
+    cli, key_file: Path, chain: Path, line: int, anchor: bytes, expected: str
+) -> None:
     """Flip the lowest bit of the byte right after ``anchor`` in the given line."""
     path = chain / "audit.jsonl"
     lines = read_lines(path)
@@ -208,7 +212,9 @@ def test_verify_rotated_chain(cli, key_file: Path, rotated_chain: list[Path]) ->
     assert f"ok: 60 records (seq 1-60) in {len(rotated_chain)} file(s)" in out
 
 
-def test_verify_defaults_to_configured_directory(cli, tmp_path: Path, key_file: Path, rotated_chain: list[Path]) -> None:
+def test_verify_defaults_to_configured_directory(
+    cli, tmp_path: Path, key_file: Path, rotated_chain: list[Path]
+) -> None:
     config = tmp_path / "postveil.yaml"
     config.write_text(f"audit:\n  directory: {rotated_chain[0].parent}\n  key_file: {key_file}\n")
 
@@ -218,7 +224,9 @@ def test_verify_defaults_to_configured_directory(cli, tmp_path: Path, key_file: 
     assert out.startswith("ok: 60 records")
 
 
-def test_verify_finds_edit_in_older_rotated_file(cli, key_file: Path, rotated_chain: list[Path]) -> None:
+def test_verify_finds_edit_in_older_rotated_file(
+    cli, key_file: Path, rotated_chain: list[Path]
+) -> None:
     older = rotated_chain[0]
     lines = read_lines(older)
     lines[1] = lines[1].replace(b'"method":"tls"', b'"method":"pgp"')
@@ -230,7 +238,9 @@ def test_verify_finds_edit_in_older_rotated_file(cli, key_file: Path, rotated_ch
     assert f"FAILED: {older}:2: HMAC does not match" in out
 
 
-def test_verify_finds_record_deleted_at_file_start(cli, key_file: Path, rotated_chain: list[Path]) -> None:
+def test_verify_finds_record_deleted_at_file_start(
+    cli, key_file: Path, rotated_chain: list[Path]
+) -> None:
     second = rotated_chain[1]
     first_lines = read_lines(rotated_chain[0])
     write_lines(second, read_lines(second)[1:])
@@ -255,8 +265,12 @@ def test_verify_finds_missing_rotated_file(cli, key_file: Path, rotated_chain: l
     assert "are missing here" in out
 
 
-def test_verify_partial_accepts_archived_start(cli, key_file: Path, rotated_chain: list[Path]) -> None:
-    status, out, _ = cli("audit", "verify", "--partial", "--key-file", str(key_file), *map(str, rotated_chain[1:]))
+def test_verify_partial_accepts_archived_start(
+    cli, key_file: Path, rotated_chain: list[Path]
+) -> None:
+    status, out, _ = cli(
+        "audit", "verify", "--partial", "--key-file", str(key_file), *map(str, rotated_chain[1:])
+    )
 
     assert status == 0
     assert out.startswith("ok:")

@@ -81,7 +81,9 @@ def test_directory_path_is_a_file(make_section: Callable[..., AuditSection], log
     assert f"cannot open audit lock file in {log_dir}" in str(raised.value)
 
 
-def test_active_file_is_a_directory(make_section: Callable[..., AuditSection], log_dir: Path) -> None:
+def test_active_file_is_a_directory(
+    make_section: Callable[..., AuditSection], log_dir: Path
+) -> None:
     (log_dir / "audit.jsonl").mkdir(parents=True)
     log = AuditLog(make_section(), "test")
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -19,6 +20,7 @@ from postveil.audit import (
     AuditWriteError,
     ConfigEvent,
     DaemonEvent,
+    RecipientDecision,
     TlsRequirementChange,
     list_log_files,
     verify_chain,
@@ -34,7 +36,9 @@ def verify_dir(directory: str | Path, key: AuditKey, *, partial: bool = False):
     return verify_chain(files, {key.key_id: key}, head=default_head_for(files), partial=partial)
 
 
-def test_records_link_and_carry_chain_fields(make_section: Callable[..., AuditSection], audit_key: AuditKey) -> None:
+def test_records_link_and_carry_chain_fields(
+    make_section: Callable[..., AuditSection], audit_key: AuditKey
+) -> None:
     section = make_section()
     with AuditLog(section, "postveil-milter") as log:
         first = log.append(make_decision(1))
@@ -58,14 +62,24 @@ def test_records_link_and_carry_chain_fields(make_section: Callable[..., AuditSe
     assert records[0]["recipients"][1]["fingerprint"] == "ab" * 32
 
 
-def test_every_record_kind_verifies(make_section: Callable[..., AuditSection], audit_key: AuditKey) -> None:
+def test_every_record_kind_verifies(
+    make_section: Callable[..., AuditSection], audit_key: AuditKey
+) -> None:
     section = make_section()
     with AuditLog(section, "postveil-policyd") as log:
         log.append(DaemonEvent("start", "0.1.0"))
         log.append(ConfigEvent("load", "/etc/postveil/postveil.yaml", "0123456789abcdef"))
-        log.append(TlsRequirementChange("clinic.example", "may", "verify", "mta-sts", "policy mode enforce"))
+        log.append(
+            TlsRequirementChange(
+                "clinic.example", "may", "verify", "mta-sts", "policy mode enforce"
+            )
+        )
         log.append(AdminOverride("alice", "lab.example", "force-tls", "contract requires TLS"))
-        log.append(ConfigEvent("reload_failed", "/etc/postveil/postveil.yaml", "0123456789abcdef", "2 errors"))
+        log.append(
+            ConfigEvent(
+                "reload_failed", "/etc/postveil/postveil.yaml", "0123456789abcdef", "2 errors"
+            )
+        )
         log.append(DaemonEvent("stop", "0.1.0", "SIGTERM"))
 
     result = verify_dir(section.directory, audit_key)
@@ -73,7 +87,9 @@ def test_every_record_kind_verifies(make_section: Callable[..., AuditSection], a
     assert result.records == 6
 
 
-def test_rotation_by_size_names_files_by_first_seq(make_section: Callable[..., AuditSection], audit_key: AuditKey) -> None:
+def test_rotation_by_size_names_files_by_first_seq(
+    make_section: Callable[..., AuditSection], audit_key: AuditKey
+) -> None:
     section = make_section(rotate_size="3KB")
     with AuditLog(section, "test") as log:
         for number in range(20):
@@ -216,20 +232,65 @@ def test_appending_after_close_fails(make_section: Callable[..., AuditSection]) 
         log.append(make_decision(1))
 
 
-def test_key_readable_by_others_is_rejected(make_section: Callable[..., AuditSection], key_file: Path) -> None:
+def test_key_readable_by_others_is_rejected(
+    make_section: Callable[..., AuditSection], key_file: Path
+) -> None:
     key_file.chmod(0o644)
 
     with pytest.raises(AuditKeyError, match=r"has mode 0644.*chmod 600"):
         AuditLog(make_section(), "test")
 
 
-def test_missing_key_names_keygen(make_section: Callable[..., AuditSection], tmp_path: Path) -> None:
+def test_missing_key_names_keygen(
+    make_section: Callable[..., AuditSection], tmp_path: Path
+) -> None:
     with pytest.raises(AuditKeyError, match="postveil audit keygen"):
         AuditLog(make_section(key_file=str(tmp_path / "absent.key")), "test")
 
 
-def test_malformed_key_is_rejected(make_section: Callable[..., AuditSection], key_file: Path) -> None:
+def test_malformed_key_is_rejected(
+    make_section: Callable[..., AuditSection], key_file: Path
+) -> None:
     key_file.write_text("not hex\n")
 
     with pytest.raises(AuditKeyError, match="expected 64 hex digits"):
         AuditLog(make_section(), "test")
+
+
+def test_chain_continues_from_rotated_file_without_active(
+    make_section: Callable[..., AuditSection], audit_key: AuditKey
+) -> None:
+    # The state after a crash between the rename of a rotation and the first write to
+    # the new file, with audit.head lost as well: only the rotated file has the end.
+    section = make_section()
+    directory = Path(section.directory)
+    with AuditLog(section) as log:
+        for number in range(3):
+            log.append(make_decision(number))
+    (directory / "audit.jsonl").rename(directory / "audit.000000000001.jsonl")
+    (directory / "audit.head").unlink()
+
+    with AuditLog(section) as log:
+        result = log.append(make_decision(4))
+
+    assert result.seq == 4
+    assert verify_dir(directory, audit_key).records == 4
+    assert json.loads((directory / "audit.jsonl").read_bytes())["program"] == Path(sys.argv[0]).name
+
+
+def test_long_records_cross_tail_chunks(
+    make_section: Callable[..., AuditSection], audit_key: AuditKey
+) -> None:
+    recipients = [
+        RecipientDecision(f"patient{number}@patient.example", "tls", "rule:tls")
+        for number in range(200)
+    ]
+    section = make_section()
+    with AuditLog(section, "test") as log:
+        log.append(make_decision(1, recipients=recipients))
+        log.append(make_decision(2, recipients=recipients))
+        result = log.append(make_decision(3))
+
+    assert (Path(section.directory) / "audit.jsonl").stat().st_size > 4 * 4096
+    assert result.seq == 3
+    assert verify_dir(section.directory, audit_key).records == 3

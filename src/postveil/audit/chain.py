@@ -37,7 +37,9 @@ CHAIN_FIELDS = ("v", "seq", "time", "kind", "host", "program", "pid", "key_id", 
 
 def canonical_json(value: Any) -> bytes:
     """Serialise ``value`` the one way the writer does: sorted keys, no spaces, UTF-8."""
-    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode(
+        "utf-8"
+    )
 
 
 def line_hash(line: bytes) -> str:
@@ -101,7 +103,9 @@ class AuditKey:
         except (UnicodeDecodeError, ValueError):
             secret = b""
         if len(secret) != 32:
-            raise AuditKeyError(f"invalid audit HMAC key {path}: expected 64 hex digits on one line")
+            raise AuditKeyError(
+                f"invalid audit HMAC key {path}: expected 64 hex digits on one line"
+            )
         return cls.from_secret(secret)
 
     def sign(self, body: bytes) -> str:
@@ -160,7 +164,13 @@ class InvalidHeadError(ValueError):
 
 
 def head_line(head: Head, time: str, key: AuditKey) -> bytes:
-    body = {"seq": head.seq, "hash": head.hash, "file": head.file, "time": time, "v": FORMAT_VERSION}
+    body = {
+        "seq": head.seq,
+        "hash": head.hash,
+        "file": head.file,
+        "time": time,
+        "v": FORMAT_VERSION,
+    }
     return seal(body, key) + b"\n"
 
 
@@ -177,12 +187,19 @@ def read_head(path: str | os.PathLike[str], keys: dict[str, AuditKey]) -> Head |
         raise InvalidHeadError(f"{path}: cannot read: {exc.strerror}") from exc
     try:
         fields = json.loads(raw)
-        seq, digest, file_name, key_id = fields["seq"], fields["hash"], fields["file"], fields["key_id"]
+        seq, digest, file_name, key_id = (
+            fields["seq"],
+            fields["hash"],
+            fields["file"],
+            fields["key_id"],
+        )
     except (ValueError, TypeError, KeyError):
         raise InvalidHeadError(f"{path}: not a valid head record") from None
     key = keys.get(key_id)
     if key is None:
-        raise InvalidHeadError(f"{path}: signed with key id {key_id}, which none of the given keys has")
+        raise InvalidHeadError(
+            f"{path}: signed with key id {key_id}, which none of the given keys has"
+        )
     body, mac = signed_body(fields)
     if not key.matches(body, mac):
         raise InvalidHeadError(f"{path}: HMAC does not match (file edited)")

@@ -23,11 +23,15 @@ MAX_TEXT = 998
 """Longest string field in characters (the SMTP line limit, so an address always fits)."""
 
 
-def _check_text(name: str, value: object, *, optional: bool = False, max_length: int = MAX_TEXT) -> None:
+def _check_text(
+    name: str, value: object, *, optional: bool = False, max_length: int = MAX_TEXT
+) -> None:
     if value is None and optional:
         return
     if not isinstance(value, str):
-        raise InvalidRecordError(f"audit record field {name}: expected a string, got {type(value).__name__}")
+        raise InvalidRecordError(
+            f"audit record field {name}: expected a string, got {type(value).__name__}"
+        )
     if len(value) > max_length:
         raise InvalidRecordError(
             f"audit record field {name}: {len(value)} characters, at most {max_length} allowed"
@@ -91,7 +95,12 @@ class MessageDecision:
 
     kind: ClassVar[str] = "message"
     CSV_FIELDS: ClassVar[tuple[str, ...]] = (
-        "queue_id", "message_id", "sender", "action", "tags", "config_version",
+        "queue_id",
+        "message_id",
+        "sender",
+        "action",
+        "tags",
+        "config_version",
     )
 
     queue_id: str
@@ -121,15 +130,21 @@ class MessageDecision:
         _check_text("config_version", self.config_version, max_length=64)
         _check_identifier("action", self.action)
         if not self.recipients:
-            raise InvalidRecordError("audit record field recipients: at least one recipient is required")
+            raise InvalidRecordError(
+                "audit record field recipients: at least one recipient is required"
+            )
         for recipient in self.recipients:
             if not isinstance(recipient, RecipientDecision):
-                raise InvalidRecordError("audit record field recipients: expected RecipientDecision items")
+                raise InvalidRecordError(
+                    "audit record field recipients: expected RecipientDecision items"
+                )
         for category, count in self.detections.items():
             _check_identifier("detections", category)
             if isinstance(count, bool) or not isinstance(count, int) or count < 0:
+                # Only an int is echoed: a string here could be a matched value.
+                shown = repr(count) if isinstance(count, int) else f"a {type(count).__name__}"
                 raise InvalidRecordError(
-                    f"audit record field detections.{category}: expected a count >= 0, got {count!r}"
+                    f"audit record field detections.{category}: expected a count >= 0, got {shown}"
                 )
         for tag in self.tags:
             _check_identifier("tags", tag)
@@ -206,7 +221,12 @@ class AdminOverride:
         _check_text("reason", self.reason)
 
     def fields(self) -> dict[str, Any]:
-        return {"actor": self.actor, "target": self.target, "action": self.action, "reason": self.reason}
+        return {
+            "actor": self.actor,
+            "target": self.target,
+            "action": self.action,
+            "reason": self.reason,
+        }
 
 
 @dataclass(frozen=True)
@@ -228,7 +248,9 @@ class ConfigEvent:
 
     def __post_init__(self) -> None:
         if self.event not in ("load", "reload", "reload_failed"):
-            raise InvalidRecordError(f"audit record field event: invalid config event {self.event!r}")
+            raise InvalidRecordError(
+                f"audit record field event: invalid config event {self.event!r}"
+            )
         _check_text("source", self.source)
         _check_text("config_version", self.config_version, max_length=64)
         _check_text("error", self.error, optional=True)
@@ -258,7 +280,9 @@ class DaemonEvent:
 
     def __post_init__(self) -> None:
         if self.event not in ("start", "stop"):
-            raise InvalidRecordError(f"audit record field event: invalid daemon event {self.event!r}")
+            raise InvalidRecordError(
+                f"audit record field event: invalid daemon event {self.event!r}"
+            )
         _check_text("version", self.version, max_length=64)
         _check_text("reason", self.reason)
 
@@ -270,6 +294,12 @@ Record = MessageDecision | TlsRequirementChange | AdminOverride | ConfigEvent | 
 
 RECORD_TYPES: dict[str, type[Record]] = {
     record_type.kind: record_type
-    for record_type in (MessageDecision, TlsRequirementChange, AdminOverride, ConfigEvent, DaemonEvent)
+    for record_type in (
+        MessageDecision,
+        TlsRequirementChange,
+        AdminOverride,
+        ConfigEvent,
+        DaemonEvent,
+    )
 }
 """Record class by the ``kind`` value stored in each line."""

@@ -51,7 +51,10 @@ class Report:
             "methods": dict(self.methods),
             "reasons": dict(self.reasons),
             "detections": {
-                category: {"messages": self.detection_messages[category], "matches": self.detection_counts[category]}
+                category: {
+                    "messages": self.detection_messages[category],
+                    "matches": self.detection_counts[category],
+                }
                 for category in sorted(self.detection_messages)
             },
             "tags": dict(self.tags),
@@ -88,11 +91,17 @@ def build_report(
             report.tags.update(fields.get("tags", []))
         elif record.kind == "tls_requirement":
             report.tls_changes.append(
-                {key: fields.get(key) for key in ("time", "seq", "domain", "old", "new", "source", "reason")}
+                {
+                    key: fields.get(key)
+                    for key in ("time", "seq", "domain", "old", "new", "source", "reason")
+                }
             )
         elif record.kind == "admin_override":
             report.admin_overrides.append(
-                {key: fields.get(key) for key in ("time", "seq", "actor", "target", "action", "reason")}
+                {
+                    key: fields.get(key)
+                    for key in ("time", "seq", "actor", "target", "action", "reason")
+                }
             )
         elif record.kind == "config":
             report.config_events[str(fields.get("event"))] += 1
@@ -116,14 +125,16 @@ def format_report(report: Report) -> str:
         lines.append("  none")
     for category in sorted(report.detection_messages):
         lines.append(
-            f"  {category}: {report.detection_messages[category]}, {report.detection_counts[category]}"
+            f"  {category}: {report.detection_messages[category]}, "
+            f"{report.detection_counts[category]}"
         )
     lines += _counter_section("Tags", report.tags)
     lines.append("")
     lines.append(f"TLS requirement changes: {len(report.tls_changes)}")
     for change in report.tls_changes:
         lines.append(
-            f"  {change['time']} {change['domain']}: {change['old'] or '(none)'} -> {change['new']} "
+            f"  {change['time']} {change['domain']}: "
+            f"{change['old'] or '(none)'} -> {change['new']} "
             f"by {change['source']}: {change['reason']}"
         )
     lines.append("")
@@ -138,7 +149,8 @@ def format_report(report: Report) -> str:
     if report.unreadable_lines:
         lines.append("")
         lines.append(
-            f"WARNING: {report.unreadable_lines} line(s) could not be read; run 'postveil audit verify'"
+            f"WARNING: {report.unreadable_lines} line(s) could not be read; "
+            "run 'postveil audit verify'"
         )
     return "\n".join(lines) + "\n"
 

@@ -11,7 +11,7 @@ import json
 import os
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from fnmatch import fnmatchcase
 from typing import Any, TextIO
 
@@ -50,7 +50,7 @@ def parse_when(text: str) -> float:
             "optional zone such as Z or +01:00"
         ) from None
     if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=timezone.utc)
+        moment = moment.replace(tzinfo=UTC)
     return moment.timestamp()
 
 
@@ -92,7 +92,9 @@ class Query:
 
     @property
     def filters_messages(self) -> bool:
-        return any(value is not None for value in (self.sender, self.recipient, self.method, self.queue_id))
+        return any(
+            value is not None for value in (self.sender, self.recipient, self.method, self.queue_id)
+        )
 
     def matches(self, record: StoredRecord) -> bool:
         if self.kind is not None and record.kind != self.kind:
@@ -108,7 +110,9 @@ class Query:
             return False
         if self.queue_id is not None and record.fields.get("queue_id") != self.queue_id:
             return False
-        if self.sender is not None and not address_matches(self.sender, str(record.fields.get("sender", ""))):
+        if self.sender is not None and not address_matches(
+            self.sender, str(record.fields.get("sender", ""))
+        ):
             return False
         return bool(self.matching_recipients(record))
 
@@ -116,7 +120,9 @@ class Query:
         """The recipients of a message record selected by ``recipient`` and ``method``."""
         selected = []
         for recipient in record.fields.get("recipients", []):
-            if self.recipient is not None and not address_matches(self.recipient, str(recipient.get("address", ""))):
+            if self.recipient is not None and not address_matches(
+                self.recipient, str(recipient.get("address", ""))
+            ):
                 continue
             if self.method is not None and recipient.get("method") != self.method:
                 continue
@@ -131,7 +137,9 @@ def address_matches(pattern: str, address: str) -> bool:
     return fnmatchcase(address.lower(), pattern)
 
 
-def search(files: Iterable[str | os.PathLike[str]], query: Query, stats: ReadStats | None = None) -> Iterator[StoredRecord]:
+def search(
+    files: Iterable[str | os.PathLike[str]], query: Query, stats: ReadStats | None = None
+) -> Iterator[StoredRecord]:
     for record in read_records(files, stats):
         if query.matches(record):
             yield record
@@ -147,16 +155,40 @@ def write_json_lines(records: Iterable[StoredRecord], out: TextIO) -> int:
 
 
 MESSAGE_CSV_COLUMNS = (
-    "time", "seq", "queue_id", "message_id", "sender", "recipient", "method", "reason",
-    "fingerprint", "portal_ref", "detections", "tags", "action", "config_version", "host",
-    "program", "file", "line",
+    "time",
+    "seq",
+    "queue_id",
+    "message_id",
+    "sender",
+    "recipient",
+    "method",
+    "reason",
+    "fingerprint",
+    "portal_ref",
+    "detections",
+    "tags",
+    "action",
+    "config_version",
+    "host",
+    "program",
+    "file",
+    "line",
 )
 
 
 def csv_columns(kind: str) -> tuple[str, ...]:
     if kind == MessageDecision.kind:
         return MESSAGE_CSV_COLUMNS
-    return ("time", "seq", "kind", *RECORD_TYPES[kind].CSV_FIELDS, "host", "program", "file", "line")
+    return (
+        "time",
+        "seq",
+        "kind",
+        *RECORD_TYPES[kind].CSV_FIELDS,
+        "host",
+        "program",
+        "file",
+        "line",
+    )
 
 
 def write_csv(records: Iterable[StoredRecord], kind: str, query: Query, out: TextIO) -> int:
@@ -173,7 +205,9 @@ def write_csv(records: Iterable[StoredRecord], kind: str, query: Query, out: Tex
     for record in records:
         base = {**record.fields, "file": record.file, "line": record.line}
         if kind == MessageDecision.kind:
-            base["detections"] = ";".join(f"{k}={v}" for k, v in sorted(record.fields.get("detections", {}).items()))
+            base["detections"] = ";".join(
+                f"{k}={v}" for k, v in sorted(record.fields.get("detections", {}).items())
+            )
             base["tags"] = ";".join(record.fields.get("tags", []))
             for recipient in query.matching_recipients(record):
                 row = {**base, **recipient, "recipient": recipient.get("address")}

@@ -118,7 +118,9 @@ def verify_chain(
     if head_problem is not None:
         result.broken = head_problem
     elif expected_head is not None:
-        result.broken = _check_head(str(head), expected_head.seq, expected_head.hash, previous, head_hash_seen)
+        result.broken = _check_head(
+            str(head), expected_head.seq, expected_head.hash, previous, head_hash_seen
+        )
         result.head_checked = result.broken is None
     return result
 
@@ -132,7 +134,10 @@ def _check_line(
     partial: bool,
 ) -> tuple[_Position | None, str | None]:
     if not raw.endswith(b"\n"):
-        return None, "incomplete record at the end of the file (file truncated in the middle of a record)"
+        return (
+            None,
+            "incomplete record at the end of the file (file truncated in the middle of a record)",
+        )
     line = raw[:-1]
     try:
         fields = json.loads(line)
@@ -188,7 +193,9 @@ def _check_head(
     head: str, head_seq: int, head_hash: str, last: _Position | None, hash_seen: str | None
 ) -> BrokenLink | None:
     if last is None:
-        return BrokenLink(head, 0, f"records up to seq {head_seq} were written but no record was found")
+        return BrokenLink(
+            head, 0, f"records up to seq {head_seq} were written but no record was found"
+        )
     if head_seq > last.seq:
         return BrokenLink(
             last.file,

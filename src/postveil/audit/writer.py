@@ -14,10 +14,11 @@ import json
 import logging
 import os
 import socket
+import sys
 import threading
 import time
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -60,11 +61,50 @@ class AppendResult:
 
 def format_time(epoch: float) -> str:
     """ISO 8601 UTC with microseconds and a ``Z``, the form stored in ``time``."""
-    return datetime.fromtimestamp(epoch, timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    return datetime.fromtimestamp(epoch, UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 def parse_time(text: str) -> float:
-    return datetime.strptime(text, "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=timezone.utc).timestamp()
+    return datetime.strptime(text, "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=UTC).timestamp()
+
+
+def last_complete_line(fd: int, size: int, path: Path) -> bytes | None:
+    """Return the last newline-terminated line in the first ``size`` bytes of ``fd``."""
+    end = _end_of_last_line(fd, size, path)
+    if end == 0:
+        return None
+    start = _end_of_last_line(fd, end - 1, path)
+    return _pread_all(fd, end - 1 - start, start, path)
+
+
+def _end_of_last_line(fd: int, size: int, path: Path) -> int:
+    """Offset just after the last newline before ``size``, or 0 when there is none."""
+    chunk = _TAIL_CHUNK
+    end = size
+    while end > 0:
+        start = max(0, end - chunk)
+        data = _pread_all(fd, end - start, start, path)
+        newline = data.rfind(b"\n")
+        if newline >= 0:
+            return start + newline + 1
+        end = start
+        chunk *= 4
+    return 0
+
+
+def _pread_all(fd: int, length: int, offset: int, path: Path) -> bytes:
+    parts = []
+    while length > 0:
+        try:
+            piece = os.pread(fd, length, offset)
+        except OSError as exc:
+            raise AuditWriteError(f"cannot read {path}: {exc.strerror}") from exc
+        if not piece:
+            break
+        parts.append(piece)
+        length -= len(piece)
+        offset += len(piece)
+    return b"".join(parts)
 
 
 class AuditLog:
@@ -76,9 +116,15 @@ class AuditLog:
     ``fork``: a child reopens its own descriptors on first use.
     """
 
-    def __init__(self, section: AuditSection, program: str, *, key: AuditKey | None = None) -> None:
+    def __init__(
+        self, section: AuditSection, program: str | None = None, *, key: AuditKey | None = None
+    ) -> None:
+        """Load the HMAC key (AuditKeyError when unusable); files are opened on first append.
+
+        ``program`` names the writer in every record (default: the script's name).
+        """
         self._section = section
-        self._program = program
+        self._program = program or os.path.basename(sys.argv[0]) or "postveil"
         self._key = key if key is not None else AuditKey.load(section.key_file)
         self._directory = Path(section.directory)
         self._active_path = self._directory / ACTIVE_NAME
@@ -228,31 +274,22 @@ class AuditLog:
         """Return (size, last complete line) of the active file.
 
         A trailing line without its newline is a record whose write never completed
-        (power failure or a failed write that could not be undone); no caller was told
+        (power failure, or a failed write that could not be undone). No caller was told
         it was written, so it is cut off and the cut is logged.
         """
-        chunk = _TAIL_CHUNK
         while size > 0:
-            start = max(0, size - chunk)
             try:
-                data = os.pread(fd, size - start, start)
+                data = os.pread(fd, 1, size - 1)
             except OSError as exc:
                 raise AuditWriteError(f"cannot read {self._active_path}: {exc.strerror}") from exc
-            if not data.endswith(b"\n"):
-                newline = data.rfind(b"\n")
-                if newline < 0 and start > 0:
-                    chunk *= 4
-                    continue
-                keep = start + newline + 1
-                self._cut_incomplete_line(fd, size, keep)
-                size = keep
-                continue
-            newline = data.rfind(b"\n", 0, len(data) - 1)
-            if newline < 0 and start > 0:
-                chunk *= 4
-                continue
-            return size, data[newline + 1 : -1]
-        return 0, None
+            if data == b"\n":
+                break
+            keep = _end_of_last_line(fd, size, self._active_path)
+            self._cut_incomplete_line(fd, size, keep)
+            size = keep
+        if size == 0:
+            return 0, None
+        return size, last_complete_line(fd, size, self._active_path)
 
     def _cut_incomplete_line(self, fd: int, size: int, keep: int) -> None:
         try:
@@ -320,11 +357,13 @@ class AuditLog:
             return self._active_path, None
         newest = files[-1]
         try:
-            with open(newest, "rb") as handle:
-                lines = handle.read().splitlines()
+            fd = os.open(newest, os.O_RDONLY | os.O_CLOEXEC)
         except OSError as exc:
             raise AuditWriteError(f"cannot read {newest}: {exc.strerror}") from exc
-        return newest, (lines[-1] if lines else None)
+        try:
+            return newest, last_complete_line(fd, os.fstat(fd).st_size, newest)
+        finally:
+            os.close(fd)
 
     def _read_head(self) -> Head | None:
         try:
@@ -377,7 +416,9 @@ class AuditLog:
             if self._section.fsync != "never":
                 self._sync_directory()
         except OSError as exc:
-            raise AuditWriteError(f"cannot rotate {self._active_path} to {target}: {exc.strerror}") from exc
+            raise AuditWriteError(
+                f"cannot rotate {self._active_path} to {target}: {exc.strerror}"
+            ) from exc
         self._close_log_fd()
         logger.info("audit: rotated %s to %s", self._active_path, target.name)
 
@@ -420,7 +461,9 @@ class AuditLog:
         elif policy == "batch":
             self._unsynced = True
             if self._sync_timer is None:
-                self._sync_timer = threading.Timer(self._section.fsync_interval, self._sync_from_timer)
+                self._sync_timer = threading.Timer(
+                    self._section.fsync_interval, self._sync_from_timer
+                )
                 self._sync_timer.daemon = True
                 self._sync_timer.start()
 

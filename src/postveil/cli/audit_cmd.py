@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 from postveil.audit.chain import AuditKey, generate_key_file, list_log_files
@@ -76,8 +77,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     _add_source_arguments(search_parser)
     _add_period_arguments(search_parser)
     search_parser.add_argument("--sender", help="envelope sender pattern")
-    search_parser.add_argument("--recipient", help="recipient pattern; CSV rows show only matching recipients")
-    search_parser.add_argument("--method", help="protection method, for example tls, pgp, smime, portal")
+    search_parser.add_argument(
+        "--recipient", help="recipient pattern; CSV rows show only matching recipients"
+    )
+    search_parser.add_argument(
+        "--method", help="protection method, for example tls, pgp, smime, portal"
+    )
     search_parser.add_argument("--queue-id", help="Postfix queue id")
     search_parser.add_argument(
         "--kind",
@@ -160,7 +165,9 @@ def _period(args: argparse.Namespace) -> tuple[float | None, float | None]:
     return since, until
 
 
-def _guarded(function):  # type: ignore[no-untyped-def]
+def _guarded(function: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Namespace], int]:
+    """Turn _UsageError into a message on stderr and exit status 2."""
+
     def run(args: argparse.Namespace) -> int:
         try:
             return int(function(args))
@@ -196,7 +203,9 @@ def run_verify(args: argparse.Namespace) -> int:
     if result.records == 0:
         print("ok: 0 records")
         return EXIT_OK
-    head_note = f"; end matches {head}" if result.head_checked else "; end not compared with a head file"
+    head_note = (
+        f"; end matches {head}" if result.head_checked else "; end not compared with a head file"
+    )
     print(
         f"ok: {result.records} records (seq {result.first_seq}-{result.last_seq}) "
         f"in {len(result.files)} file(s){head_note}"
@@ -209,7 +218,9 @@ def run_search(args: argparse.Namespace) -> int:
     since, until = _period(args)
     kind = None if args.kind == "all" else args.kind
     if kind is None and args.format == "csv":
-        raise _UsageError("--format csv needs a single --kind, because each kind has its own columns")
+        raise _UsageError(
+            "--format csv needs a single --kind, because each kind has its own columns"
+        )
     query = Query(
         since=since,
         until=until,
@@ -220,7 +231,9 @@ def run_search(args: argparse.Namespace) -> int:
         queue_id=args.queue_id,
     )
     if query.filters_messages and kind != "message":
-        raise _UsageError("--sender, --recipient, --method and --queue-id select message records only")
+        raise _UsageError(
+            "--sender, --recipient, --method and --queue-id select message records only"
+        )
     files = _files(args)
     stats = ReadStats()
     records = search(files, query, stats)
