@@ -18,6 +18,7 @@ SUBCOMMAND_MODULES = [
     "postveil.cli.certs_cmd",
     "postveil.cli.scan_cmd",
     "postveil.cli.domain_cmd",
+    "postveil.cli.audit_cmd",
 ]
 
 
