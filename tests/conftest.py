@@ -1,4 +1,3 @@
-pytest_plugins = ["postveil.harness.pytest_plugin"]
 """Session-wide test set-up shared by every area."""
 
 from __future__ import annotations
@@ -9,6 +8,8 @@ from collections.abc import Iterator
 import pytest
 
 from tests import planted
+
+pytest_plugins = ["postveil.harness.pytest_plugin"]
 
 LAST_MODULE = "test_zz_no_phi_leak.py"
 
