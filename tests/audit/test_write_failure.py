@@ -44,6 +44,8 @@ def test_full_disk_raises_and_keeps_chain(
     small_tmpfs: Path, make_section: Callable[..., AuditSection], audit_key: AuditKey
 ) -> None:
     section = make_section(directory=str(small_tmpfs / "audit"), rotate_size=0)
+    filler = small_tmpfs / "filler"
+    filler.write_bytes(b"x" * 16384)
     written = 0
     with AuditLog(section, "test") as log, pytest.raises(AuditWriteError) as raised:
         for number in range(1000):
@@ -60,10 +62,10 @@ def test_full_disk_raises_and_keeps_chain(
     assert result.records == written
 
     # Room again (an operator removed a file): the chain continues where it stopped.
-    (Path(section.directory) / "audit.head").unlink()
+    filler.unlink()
     with AuditLog(section, "test") as log:
         log.append(make_decision(9999))
-    result = verify_chain(files, {audit_key.key_id: audit_key})
+    result = verify_chain(files, {audit_key.key_id: audit_key}, head=default_head_for(files))
     assert result.broken is None, str(result.broken)
     assert result.records == written + 1
 
@@ -104,4 +106,4 @@ def test_write_error_on_dev_full(make_section: Callable[..., AuditSection], log_
         log.append(make_decision(1))
 
     assert "No space left on device" in str(raised.value)
-    assert not (log_dir / "audit.head").exists()
+    assert (log_dir / "audit.head").stat().st_size == 0

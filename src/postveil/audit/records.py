@@ -18,6 +18,7 @@ from typing import Any, ClassVar, Literal
 from postveil.audit.errors import InvalidRecordError
 
 _IDENTIFIER_RE = re.compile(r"^[a-z][a-z0-9_.:-]{0,63}$")
+_CONTROL_RE = re.compile(r"[\x00-\x1f\x7f]")
 
 MAX_TEXT = 998
 """Longest string field in characters (the SMTP line limit, so an address always fits)."""
@@ -36,7 +37,7 @@ def _check_text(
         raise InvalidRecordError(
             f"audit record field {name}: {len(value)} characters, at most {max_length} allowed"
         )
-    if any(ord(char) < 32 or ord(char) == 127 for char in value):
+    if _CONTROL_RE.search(value):
         raise InvalidRecordError(f"audit record field {name}: contains a control character")
     try:
         value.encode("utf-8")

@@ -27,6 +27,7 @@ from postveil.audit.chain import (
     FORMAT_VERSION,
     GENESIS_HASH,
     HEAD_NAME,
+    HEAD_SIZE,
     LOCK_NAME,
     AuditKey,
     Head,
@@ -34,7 +35,7 @@ from postveil.audit.chain import (
     head_line,
     line_hash,
     list_log_files,
-    read_head,
+    parse_head,
     rotated_name,
     seal,
 )
@@ -128,12 +129,15 @@ class AuditLog:
         self._key = key if key is not None else AuditKey.load(section.key_file)
         self._directory = Path(section.directory)
         self._active_path = self._directory / ACTIVE_NAME
+        self._head_path = self._directory / HEAD_NAME
         self._host = socket.gethostname()
         self._thread_lock = threading.Lock()
         self._pid = os.getpid()
         self._lock_fd = -1
         self._log_fd = -1
         self._log_identity: tuple[int, int] | None = None
+        self._head_fd = -1
+        self._head_identity: tuple[int, int] | None = None
         self._first_records: dict[tuple[int, int], tuple[int, float]] = {}
         self._unsynced = False
         self._sync_timer: threading.Timer | None = None
@@ -182,6 +186,7 @@ class AuditLog:
                 self._sync_timer = None
             self._sync_pending()
             self._close_log_fd()
+            self._close_head_fd()
             if self._lock_fd >= 0:
                 os.close(self._lock_fd)
                 self._lock_fd = -1
@@ -366,11 +371,45 @@ class AuditLog:
             os.close(fd)
 
     def _read_head(self) -> Head | None:
+        fd = self._open_head()
+        if fd < 0:
+            return None
         try:
-            return read_head(self._directory / HEAD_NAME, {self._key.key_id: self._key})
+            raw = os.pread(fd, 2 * HEAD_SIZE, 0)
+        except OSError as exc:
+            logger.error("audit: cannot read %s: %s", self._head_path, exc.strerror)
+            return None
+        if not raw:
+            return None
+        try:
+            return parse_head(raw, self._head_path, {self._key.key_id: self._key})
         except InvalidHeadError as exc:
             logger.error("audit: ignoring %s: %s", HEAD_NAME, exc)
             return None
+
+    def _open_head(self) -> int:
+        """Return a descriptor of ``audit.head`` (created empty if missing), or -1 on error.
+
+        The head is only a guard against records cut from the end, so a failure to
+        open it is logged and the append goes on.
+        """
+        try:
+            status = os.stat(self._head_path)
+            identity: tuple[int, int] | None = (status.st_dev, status.st_ino)
+        except OSError:
+            identity = None
+        if self._head_fd >= 0 and identity == self._head_identity:
+            return self._head_fd
+        self._close_head_fd()
+        try:
+            fd = os.open(self._head_path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o640)
+            status = os.fstat(fd)
+        except OSError as exc:
+            self._report_head_failure(exc)
+            return -1
+        self._head_fd = fd
+        self._head_identity = (status.st_dev, status.st_ino)
+        return fd
 
     def _rotation_due(self, fd: int, size: int, incoming: int, now: float) -> bool:
         limit = self._section.rotate_size
@@ -490,29 +529,37 @@ class AuditLog:
             os.close(fd)
 
     def _write_head(self, head: Head, stamp: str) -> None:
-        """Replace ``audit.head``; a failure is logged, because the record is already written.
+        """Overwrite ``audit.head``; a failure is logged, because the record is already written.
 
         A head that lags behind the files is expected after a crash between the two
         writes, and verify accepts it.
         """
-        path = self._directory / HEAD_NAME
-        temporary = self._directory / (HEAD_NAME + ".tmp")
+        fd = self._open_head()
+        if fd < 0:
+            return
         try:
-            with open(temporary, "wb") as handle:
-                handle.write(head_line(head, stamp, self._key))
-            os.replace(temporary, path)
+            os.pwrite(fd, head_line(head, stamp, self._key), 0)
         except OSError as exc:
-            if not self._head_failing:
-                logger.error(
-                    "audit: cannot update %s: %s (logged once until an update succeeds)",
-                    path,
-                    exc.strerror,
-                )
-            self._head_failing = True
+            self._report_head_failure(exc)
             return
         if self._head_failing:
-            logger.info("audit: %s is updated again", path)
+            logger.info("audit: %s is updated again", self._head_path)
             self._head_failing = False
+
+    def _report_head_failure(self, exc: OSError) -> None:
+        if not self._head_failing:
+            logger.error(
+                "audit: cannot update %s: %s (logged once until an update succeeds)",
+                self._head_path,
+                exc.strerror,
+            )
+        self._head_failing = True
+
+    def _close_head_fd(self) -> None:
+        if self._head_fd >= 0:
+            os.close(self._head_fd)
+        self._head_fd = -1
+        self._head_identity = None
 
     def _close_log_fd(self) -> None:
         if self._log_fd >= 0:
@@ -526,7 +573,7 @@ class AuditLog:
         # child needs its own. Only the forking thread exists in the child, so nothing
         # else can hold the new lock yet.
         self._thread_lock = threading.Lock()
-        for fd in (self._lock_fd, self._log_fd):
+        for fd in (self._lock_fd, self._log_fd, self._head_fd):
             if fd >= 0:
                 try:
                     os.close(fd)
@@ -535,6 +582,8 @@ class AuditLog:
         self._lock_fd = -1
         self._log_fd = -1
         self._log_identity = None
+        self._head_fd = -1
+        self._head_identity = None
         self._unsynced = False
         self._sync_timer = None
         self._pid = os.getpid()
