@@ -49,7 +49,7 @@ class AuditSection(Section):
     """Reply of the milter when a message's record cannot be written (disk full, log not
     writable, lock failed). ``tempfail`` answers 4xx, so the sending side keeps the
     message and retries; ``reject`` answers 5xx, so the sender gets a bounce at once.
-    Mail is never accepted without its record."""
+    The writer raises AuditWriteError in both cases; this key only picks the reply."""
 
     @model_validator(mode="after")
     def _check_key_outside_directory(self) -> AuditSection:
