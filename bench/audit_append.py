@@ -4,9 +4,8 @@ Usage: python bench/audit_append.py [--records N] [--processes P] [--threads T]
                                     [--fsync always|batch|never] [--directory DIR]
 
 Writes N message decisions (two recipients each) from P processes with T threads each
-into a fresh directory (a temporary one under DIR, default the system temp dir),
-verifies the chain, and prints appends/s, the mean latency per append and
-verified records/s.
+into a temporary directory under DIR (default: the system temp dir). Then verifies the
+chain and prints appends/s, the mean time per append and verified records/s.
 """
 
 from __future__ import annotations

@@ -19,7 +19,7 @@ from tests.audit.conftest import make_decision
 
 @pytest.fixture
 def small_tmpfs(tmp_path: Path) -> Iterator[Path]:
-    """A 64 KiB tmpfs: the kernel answers ENOSPC exactly as on a full disk.
+    """A 64 KiB tmpfs: the kernel returns ENOSPC exactly as on a full disk.
 
     Mounting needs root (CAP_SYS_ADMIN); elsewhere the test is skipped and the
     unwritable-path tests below still run.
@@ -96,7 +96,7 @@ def test_active_file_is_a_directory(
 
 
 def test_write_error_on_dev_full(make_section: Callable[..., AuditSection], log_dir: Path) -> None:
-    # /dev/full answers every write with ENOSPC; as the active file it stands in for a
+    # /dev/full fails every write with ENOSPC. As the active file it simulates a
     # disk that fills between the open and the write.
     log_dir.mkdir()
     os.symlink("/dev/full", log_dir / "audit.jsonl")

@@ -1,9 +1,9 @@
 """Check an audit chain: every line's form, HMAC, sequence number and link.
 
-Verification stops at the first broken link and names its file and line. A record
-that was edited fails its canonical form or its HMAC on its own line; a deleted,
-reordered or inserted record breaks ``seq`` or ``prev`` at the first line after the
-change; records cut from the end show up against ``audit.head``.
+Verification stops at the first broken link and names its file and line. An edited
+record fails its canonical form or its HMAC on its own line. A deleted, reordered or
+inserted record breaks ``seq`` or ``prev`` at the first line after the change. Records
+cut from the end show up against ``audit.head``.
 """
 
 from __future__ import annotations
@@ -228,7 +228,7 @@ def _range(first: int, last: int) -> str:
 
 
 def default_head_for(files: list[Path]) -> Path | None:
-    """The ``audit.head`` next to the active file, when ``files`` ends with it.
+    """Return the ``audit.head`` next to the active file, when ``files`` ends with it.
 
     The writer creates the head with the first record, so verify treats a missing
     head next to an active file as a problem.

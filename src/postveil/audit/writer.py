@@ -1,9 +1,9 @@
 """The audit log writer: one chain shared by every thread and process on the host.
 
 Each append takes a ``threading.Lock`` (threads of one process) and then
-``fcntl.flock`` on ``audit.lock`` (processes), and under both reads the last record
-back from the files, so records from the milter and the policy daemon form one chain
-in one order. Rotation happens under the same lock by renaming the active file.
+``fcntl.flock`` on ``audit.lock`` (processes). Under both locks it reads the last
+record back from the files, so records from the milter and the policy daemon form one
+chain in one order. Rotation happens under the same lock by renaming the active file.
 """
 
 from __future__ import annotations
@@ -50,7 +50,7 @@ _TAIL_CHUNK = 4096
 
 @dataclass(frozen=True)
 class AppendResult:
-    """Where a record went: its sequence number, line hash, file and time."""
+    """Location of a written record: its sequence number, line hash, file and time."""
 
     seq: int
     hash: str
@@ -279,8 +279,8 @@ class AuditLog:
         """Return (size, last complete line) of the active file.
 
         A trailing line without its newline is a record whose write never completed
-        (power failure, or a failed write that could not be undone). No caller was told
-        it was written, so it is cut off and the cut is logged.
+        (power failure, or a failed write that could not be undone). No caller received
+        success for it, so it is cut off and the cut is logged.
         """
         while size > 0:
             try:
@@ -518,7 +518,7 @@ class AuditLog:
         try:
             os.fdatasync(self._log_fd)
         except OSError as exc:
-            # Nobody is waiting for this flush, so it can only be logged.
+            # No caller waits for this flush, so an error can only be logged.
             logger.error("audit: cannot flush %s to disk: %s", self._active_path, exc.strerror)
 
     def _sync_directory(self) -> None:
