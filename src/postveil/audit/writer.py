@@ -156,13 +156,7 @@ class AuditLog:
         with self._thread_lock:
             if self._closed:
                 raise AuditWriteError(f"audit log {self._directory} is closed")
-            self._open_lock_file()
-            try:
-                fcntl.flock(self._lock_fd, fcntl.LOCK_EX)
-            except OSError as exc:
-                raise AuditWriteError(
-                    f"cannot lock {self._directory / LOCK_NAME}: {exc.strerror}"
-                ) from exc
+            self._lock_exclusively()
             try:
                 return self._append_locked(record.kind, fields)
             finally:
@@ -233,18 +227,38 @@ class AuditLog:
         self._write_head(Head(seq=prev_seq + 1, hash=digest, file=ACTIVE_NAME), stamp)
         return AppendResult(seq=prev_seq + 1, hash=digest, path=str(self._active_path), time=stamp)
 
-    def _open_lock_file(self) -> None:
-        if self._lock_fd >= 0:
-            return
-        try:
-            os.makedirs(self._directory, mode=0o750, exist_ok=True)
-            self._lock_fd = os.open(
-                self._directory / LOCK_NAME, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o640
-            )
-        except OSError as exc:
-            raise AuditWriteError(
-                f"cannot open audit lock file in {self._directory}: {exc.strerror}"
-            ) from exc
+    def _lock_exclusively(self) -> None:
+        """Take the flock on ``audit.lock``, the same file every other writer locks.
+
+        When the directory was moved or the lock file replaced since this process
+        opened it, the old descriptor would lock a file no other writer uses, so the
+        lock is taken again on the current file.
+        """
+        path = self._directory / LOCK_NAME
+        while True:
+            if self._lock_fd < 0:
+                try:
+                    os.makedirs(self._directory, mode=0o750, exist_ok=True)
+                    self._lock_fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o640)
+                except OSError as exc:
+                    raise AuditWriteError(
+                        f"cannot open audit lock file in {self._directory}: {exc.strerror}"
+                    ) from exc
+            try:
+                fcntl.flock(self._lock_fd, fcntl.LOCK_EX)
+                held = os.fstat(self._lock_fd)
+                current = os.stat(path)
+            except FileNotFoundError:
+                current = None
+            except OSError as exc:
+                raise AuditWriteError(f"cannot lock {path}: {exc.strerror}") from exc
+            if current is not None and (current.st_dev, current.st_ino) == (
+                held.st_dev,
+                held.st_ino,
+            ):
+                return
+            os.close(self._lock_fd)
+            self._lock_fd = -1
 
     def _open_active(self) -> int:
         """Return a descriptor of the current ``audit.jsonl``, reopening after a rotation."""
