@@ -9,6 +9,8 @@ import pytest
 
 from tests import planted
 
+pytest_plugins = ["postveil.harness.pytest_plugin"]
+
 LAST_MODULE = "test_zz_no_phi_leak.py"
 
 
