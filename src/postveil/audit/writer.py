@@ -245,6 +245,9 @@ class AuditLog:
                         f"cannot open audit lock file in {self._directory}: {exc.strerror}"
                     ) from exc
             try:
+                # NOTE: flock waits without a timeout. A writer that hangs while holding
+                # the lock (a stalled disk) stalls every writer, and the milter's
+                # callers then see only Postfix's own milter timeouts.
                 fcntl.flock(self._lock_fd, fcntl.LOCK_EX)
                 held = os.fstat(self._lock_fd)
                 current = os.stat(path)
