@@ -7,6 +7,7 @@ from collections.abc import Iterator
 
 import pytest
 
+from postveil.harness.world import World
 from tests import planted
 
 pytest_plugins = ["postveil.harness.pytest_plugin"]
@@ -33,3 +34,10 @@ def session_log_file(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]
     root.removeHandler(handler)
     handler.close()
     root.setLevel(previous_level)
+
+
+@pytest.fixture(scope="session")
+def world(world: World) -> World:
+    """The harness world, with its directory (maillog, daemon logs) added to the final scan."""
+    planted.register_scan_dir(world.base_dir)
+    return world

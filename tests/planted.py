@@ -1,11 +1,11 @@
 """Synthetic identifiers that tests put in messages, and the scan that proves none leaked.
 
 Tests that build a message with PHI import these constants instead of writing their
-own values, so that ``tests/test_zz_no_phi_leak.py``, which runs last, can look for
-every one of them in every file the session wrote (logs, audit trails, maillogs) and
-fail naming the file and the constant.
+own values. ``tests/test_zz_no_phi_leak.py`` runs last and looks for every one of them
+in every file the session wrote (logs, audit trails, maillogs). It fails naming the
+file and the constant.
 
-Files that hold message content by design, such as the messages a test writes for
+Files that contain message content by design, such as the messages a test writes for
 its input, an SMTP sink's mailbox or a Postfix queue, must sit in a directory marked
 with ``mark_message_store`` (or created by ``message_store_dir``); the scan skips
 such directories. It also skips the queue directories of a Postfix instance
@@ -85,7 +85,10 @@ def registered_scan_dirs() -> list[Path]:
 
 
 def mark_message_store(path: str | os.PathLike[str], reason: str) -> None:
-    """Exclude directory ``path`` (and below) from the scan: it holds messages on purpose."""
+    """Exclude directory ``path`` and everything below it from the scan.
+
+    Use it for directories that contain messages on purpose.
+    """
     directory = Path(path)
     directory.mkdir(parents=True, exist_ok=True)
     (directory / MESSAGE_STORE_MARKER).write_text(reason + "\n")
@@ -168,7 +171,7 @@ def _names_in_file(path: Path, patterns: dict[str, list[bytes]], overlap: int) -
                         found.add(name)
                 tail = window[-overlap:]
     except OSError:
-        # A socket or a file removed while scanning holds nothing to report.
+        # A file removed during the scan, or one that cannot be read, has nothing to report.
         pass
     return found
 

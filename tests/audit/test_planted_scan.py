@@ -1,4 +1,4 @@
-"""The planted-value scan finds leaks by constant name, and a decision's trail holds none."""
+"""The planted-value scan finds leaks by constant name, and a decision's trail contains none."""
 
 from __future__ import annotations
 
@@ -73,15 +73,15 @@ def test_scan_skips_message_stores_and_postfix_queue(outside_dir: Path) -> None:
 def count_categories(text: str) -> dict[str, int]:
     """Count two categories with plain regular expressions.
 
-    The project's detection engine belongs to the milter; this stand-in only has to
-    turn a message with planted values into category counts for the audit record.
+    The project's detection engine belongs to the milter. This stand-in only turns a
+    message with planted values into category counts for the audit record.
     """
     patterns = {"ssn": r"\b\d{3}-\d{2}-\d{4}\b", "mrn": r"\bMRN-\d{8}\b"}
     counts = {name: len(re.findall(pattern, text)) for name, pattern in patterns.items()}
     return {name: count for name, count in counts.items() if count}
 
 
-def test_decision_trail_holds_no_planted_value(
+def test_decision_trail_has_no_planted_value(
     tmp_path: Path, make_section: Callable[..., AuditSection], caplog: pytest.LogCaptureFixture
 ) -> None:
     message = EmailMessage()

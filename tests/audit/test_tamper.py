@@ -274,3 +274,18 @@ def test_verify_partial_accepts_archived_start(
 
     assert status == 0
     assert out.startswith("ok:")
+
+
+def test_verify_finds_deleted_head(cli, key_file: Path, chain: Path) -> None:
+    (chain / "audit.head").unlink()
+
+    status, out = verify(cli, key_file, chain / "audit.jsonl")
+    skipped_status, skipped_out, _ = cli(
+        "audit", "verify", "--no-head", "--key-file", str(key_file), str(chain / "audit.jsonl")
+    )
+
+    assert status == 1
+    assert f"FAILED: {chain / 'audit.head'}: missing, so records cut from the end" in out
+    assert skipped_status == 0
+    assert skipped_out.startswith(f"ok: {RECORDS} records")
+    assert "end not compared with a head file" in skipped_out

@@ -19,7 +19,7 @@ from tests.audit.conftest import make_decision
 
 @pytest.fixture
 def small_tmpfs(tmp_path: Path) -> Iterator[Path]:
-    """A 64 KiB tmpfs: the kernel answers ENOSPC exactly as on a full disk.
+    """A 64 KiB tmpfs: the kernel returns ENOSPC exactly as on a full disk.
 
     Mounting needs root (CAP_SYS_ADMIN); elsewhere the test is skipped and the
     unwritable-path tests below still run.
@@ -44,6 +44,8 @@ def test_full_disk_raises_and_keeps_chain(
     small_tmpfs: Path, make_section: Callable[..., AuditSection], audit_key: AuditKey
 ) -> None:
     section = make_section(directory=str(small_tmpfs / "audit"), rotate_size=0)
+    filler = small_tmpfs / "filler"
+    filler.write_bytes(b"x" * 16384)
     written = 0
     with AuditLog(section, "test") as log, pytest.raises(AuditWriteError) as raised:
         for number in range(1000):
@@ -60,10 +62,10 @@ def test_full_disk_raises_and_keeps_chain(
     assert result.records == written
 
     # Room again (an operator removed a file): the chain continues where it stopped.
-    (Path(section.directory) / "audit.head").unlink()
+    filler.unlink()
     with AuditLog(section, "test") as log:
         log.append(make_decision(9999))
-    result = verify_chain(files, {audit_key.key_id: audit_key})
+    result = verify_chain(files, {audit_key.key_id: audit_key}, head=default_head_for(files))
     assert result.broken is None, str(result.broken)
     assert result.records == written + 1
 
@@ -94,7 +96,7 @@ def test_active_file_is_a_directory(
 
 
 def test_write_error_on_dev_full(make_section: Callable[..., AuditSection], log_dir: Path) -> None:
-    # /dev/full answers every write with ENOSPC; as the active file it stands in for a
+    # /dev/full fails every write with ENOSPC. As the active file it simulates a
     # disk that fills between the open and the write.
     log_dir.mkdir()
     os.symlink("/dev/full", log_dir / "audit.jsonl")
@@ -104,4 +106,4 @@ def test_write_error_on_dev_full(make_section: Callable[..., AuditSection], log_
         log.append(make_decision(1))
 
     assert "No space left on device" in str(raised.value)
-    assert not (log_dir / "audit.head").exists()
+    assert (log_dir / "audit.head").stat().st_size == 0

@@ -294,3 +294,27 @@ def test_long_records_cross_tail_chunks(
     assert (Path(section.directory) / "audit.jsonl").stat().st_size > 4 * 4096
     assert result.seq == 3
     assert verify_dir(section.directory, audit_key).records == 3
+
+
+def test_writer_follows_replaced_lock_file(
+    make_section: Callable[..., AuditSection], audit_key: AuditKey
+) -> None:
+    # A long-running writer and one started after the directory was moved and
+    # recreated must lock the same file, or their appends could interleave.
+    section = make_section()
+    directory = Path(section.directory)
+    old_writer = AuditLog(section, "old")
+    old_writer.append(make_decision(1))
+    directory.rename(directory.with_name("moved"))
+    directory.mkdir()
+    new_writer = AuditLog(section, "new")
+
+    new_writer.append(make_decision(2))
+    old_writer.append(make_decision(3))
+
+    lock_inode = (directory / "audit.lock").stat().st_ino
+    assert os.fstat(old_writer._lock_fd).st_ino == lock_inode
+    assert os.fstat(new_writer._lock_fd).st_ino == lock_inode
+    old_writer.close()
+    new_writer.close()
+    assert verify_dir(directory, audit_key).records == 2

@@ -17,7 +17,7 @@ Writing (milter, policy daemon, admin commands)::
     try:
         audit.record_message(decision)   # append + one INFO line with the queue id
     except AuditWriteError:
-        ...                              # answer 4xx: no delivery without a record
+        ...                              # reply 4xx: no delivery without a record
 
 Other record kinds go through ``audit.append(record)``: TlsRequirementChange,
 AdminOverride, ConfigEvent and DaemonEvent. ``append`` returns an AppendResult

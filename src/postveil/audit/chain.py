@@ -163,7 +163,14 @@ class InvalidHeadError(ValueError):
     """``audit.head`` is unreadable, malformed or fails its HMAC."""
 
 
+HEAD_SIZE = 512
+"""Bytes of ``audit.head``. The writer overwrites it in place with one pwrite of this
+size, which is cheaper than a rename per record (a rename over an existing file makes
+ext4 flush the new file's data)."""
+
+
 def head_line(head: Head, time: str, key: AuditKey) -> bytes:
+    """Return the signed head record, padded with spaces to HEAD_SIZE bytes."""
     body = {
         "seq": head.seq,
         "hash": head.hash,
@@ -171,7 +178,8 @@ def head_line(head: Head, time: str, key: AuditKey) -> bytes:
         "time": time,
         "v": FORMAT_VERSION,
     }
-    return seal(body, key) + b"\n"
+    line = seal(body, key)
+    return line + b" " * (HEAD_SIZE - 1 - len(line)) + b"\n"
 
 
 def read_head(path: str | os.PathLike[str], keys: dict[str, AuditKey]) -> Head | None:
@@ -185,6 +193,11 @@ def read_head(path: str | os.PathLike[str], keys: dict[str, AuditKey]) -> Head |
         return None
     except OSError as exc:
         raise InvalidHeadError(f"{path}: cannot read: {exc.strerror}") from exc
+    return parse_head(raw, path, keys)
+
+
+def parse_head(raw: bytes, path: str | os.PathLike[str], keys: dict[str, AuditKey]) -> Head:
+    """Authenticate the bytes of a head file; raises InvalidHeadError naming ``path``."""
     try:
         fields = json.loads(raw)
         seq, digest, file_name, key_id = (

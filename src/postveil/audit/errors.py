@@ -12,7 +12,7 @@ class AuditError(PostveilError):
 class AuditWriteError(AuditError, TemporaryFailure):
     """A record could not be written (disk full, log not writable, lock failed).
 
-    The record is not in the log. A caller that needed it for a message must answer
+    The record is not in the log. A caller that needed it for a message must reply
     with a temporary failure (or the configured ``audit.on_write_failure`` reply), so
     the message is never delivered without its record.
     """

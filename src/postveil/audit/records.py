@@ -18,9 +18,10 @@ from typing import Any, ClassVar, Literal
 from postveil.audit.errors import InvalidRecordError
 
 _IDENTIFIER_RE = re.compile(r"^[a-z][a-z0-9_.:-]{0,63}$")
+_CONTROL_RE = re.compile(r"[\x00-\x1f\x7f]")
 
 MAX_TEXT = 998
-"""Longest string field in characters (the SMTP line limit, so an address always fits)."""
+"""Maximum length of a string field in characters: the SMTP line limit, so any address fits."""
 
 
 def _check_text(
@@ -36,7 +37,7 @@ def _check_text(
         raise InvalidRecordError(
             f"audit record field {name}: {len(value)} characters, at most {max_length} allowed"
         )
-    if any(ord(char) < 32 or ord(char) == 127 for char in value):
+    if _CONTROL_RE.search(value):
         raise InvalidRecordError(f"audit record field {name}: contains a control character")
     try:
         value.encode("utf-8")
@@ -56,7 +57,7 @@ def _check_identifier(name: str, value: object) -> None:
 
 @dataclass(frozen=True)
 class RecipientDecision:
-    """How one recipient of a message is protected, and why."""
+    """Protection chosen for one recipient of a message, and the rule that chose it."""
 
     address: str
     method: str
@@ -119,7 +120,7 @@ class MessageDecision:
     """Markers such as a subject keyword that escalated the message (``subject:secure``)."""
 
     action: str = "accept"
-    """What the milter answered for the message: accept, tempfail, reject or discard."""
+    """The milter's reply for the whole message: accept, tempfail, reject or discard."""
 
     def __post_init__(self) -> None:
         _check_text("queue_id", self.queue_id, max_length=64)
@@ -142,9 +143,10 @@ class MessageDecision:
             _check_identifier("detections", category)
             if isinstance(count, bool) or not isinstance(count, int) or count < 0:
                 # Only an int is echoed: a string here could be a matched value.
-                shown = repr(count) if isinstance(count, int) else f"a {type(count).__name__}"
+                count_text = repr(count) if isinstance(count, int) else f"a {type(count).__name__}"
                 raise InvalidRecordError(
-                    f"audit record field detections.{category}: expected a count >= 0, got {shown}"
+                    f"audit record field detections.{category}: "
+                    f"expected a count >= 0, got {count_text}"
                 )
         for tag in self.tags:
             _check_identifier("tags", tag)
@@ -175,7 +177,7 @@ class TlsRequirementChange:
 
     new: str
     source: str
-    """What caused the change: ``mta-sts``, ``dane``, ``probe``, ``admin`` or ``expiry``."""
+    """Cause of the change: ``mta-sts``, ``dane``, ``probe``, ``admin`` or ``expiry``."""
 
     reason: str
 
@@ -204,13 +206,13 @@ class AdminOverride:
     CSV_FIELDS: ClassVar[tuple[str, ...]] = ("actor", "target", "action", "reason")
 
     actor: str
-    """Who did it: the login name running the admin command."""
+    """Login name of the administrator who ran the admin command."""
 
     target: str
-    """What it applies to: a domain, an address or a queue id."""
+    """Domain, address or queue id the override applies to."""
 
     action: str
-    """What was done, for example ``force-tls``, ``clear-requirement``, ``release``."""
+    """Action taken, for example ``force-tls``, ``clear-requirement`` or ``release``."""
 
     reason: str
 
@@ -276,7 +278,7 @@ class DaemonEvent:
     """postveil version of the daemon."""
 
     reason: str = ""
-    """Why it stopped, for example ``SIGTERM``; empty for a start."""
+    """Reason for a stop, for example ``SIGTERM``. Empty for a start."""
 
     def __post_init__(self) -> None:
         if self.event not in ("start", "stop"):

@@ -18,7 +18,7 @@ class Report:
     messages: int = 0
     recipients: int = 0
     actions: Counter[str] = field(default_factory=Counter)
-    """Messages by the milter's answer (accept, tempfail, reject, discard)."""
+    """Messages by the milter's reply (accept, tempfail, reject, discard)."""
 
     methods: Counter[str] = field(default_factory=Counter)
     """Recipients by protection method."""
@@ -116,9 +116,11 @@ def format_report(report: Report) -> str:
     period = f"{report.since or 'the first record'} to {report.until or 'the last record'}"
     lines = [f"Audit report, {period}", ""]
     lines.append(f"Messages: {report.messages} ({report.recipients} recipients)")
+
     lines += _counter_section("Messages by action", report.actions)
     lines += _counter_section("Recipients by method", report.methods)
     lines += _counter_section("Recipients by reason", report.reasons)
+
     lines.append("")
     lines.append("Detection categories (messages, matches):")
     if not report.detection_messages:
@@ -128,7 +130,9 @@ def format_report(report: Report) -> str:
             f"  {category}: {report.detection_messages[category]}, "
             f"{report.detection_counts[category]}"
         )
+
     lines += _counter_section("Tags", report.tags)
+
     lines.append("")
     lines.append(f"TLS requirement changes: {len(report.tls_changes)}")
     for change in report.tls_changes:
@@ -137,6 +141,7 @@ def format_report(report: Report) -> str:
             f"{change['old'] or '(none)'} -> {change['new']} "
             f"by {change['source']}: {change['reason']}"
         )
+
     lines.append("")
     lines.append(f"Admin overrides: {len(report.admin_overrides)}")
     for override in report.admin_overrides:
@@ -144,8 +149,10 @@ def format_report(report: Report) -> str:
             f"  {override['time']} {override['actor']} {override['action']} {override['target']}: "
             f"{override['reason']}"
         )
+
     lines += _counter_section("Configuration loads", report.config_events)
     lines += _counter_section("Daemon starts and stops", report.daemon_events)
+
     if report.unreadable_lines:
         lines.append("")
         lines.append(

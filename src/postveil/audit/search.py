@@ -1,7 +1,7 @@
 """Read audit records back, select them, and export them as JSON Lines or CSV.
 
 Reading does not verify the chain; run ``verify`` on the same files first when the
-answer must be trustworthy.
+result must be trustworthy.
 """
 
 from __future__ import annotations
@@ -117,7 +117,7 @@ class Query:
         return bool(self.matching_recipients(record))
 
     def matching_recipients(self, record: StoredRecord) -> list[dict[str, Any]]:
-        """The recipients of a message record selected by ``recipient`` and ``method``."""
+        """Return the recipients of a message record selected by ``recipient`` and ``method``."""
         selected = []
         for recipient in record.fields.get("recipients", []):
             if self.recipient is not None and not address_matches(

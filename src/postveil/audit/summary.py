@@ -1,7 +1,7 @@
 """One syslog/journald line per message decision, joinable with Postfix's maillog.
 
-The line starts with the Postfix queue id, like Postfix's own lines about the message,
-and names the audit record by ``seq`` and the first 16 hex digits of its hash, so a
+The line starts with the Postfix queue id, like Postfix's own lines about the message.
+It names the audit record by ``seq`` and the first 16 hex digits of its hash, so a
 copy of the maillog kept elsewhere also anchors the audit chain. It carries counts and
 categories only: no addresses (Postfix logs those) and no matched values.
 """
@@ -24,7 +24,7 @@ def format_counts(counts: dict[str, int]) -> str:
 
 
 def summary_text(decision: MessageDecision, result: AppendResult) -> str:
-    """The summary line without the queue id prefix."""
+    """Return the summary line without the queue id prefix."""
     methods = Counter(recipient.method for recipient in decision.recipients)
     return (
         f"audit seq={result.seq} hash={result.hash[:16]} action={decision.action} "

@@ -1,9 +1,9 @@
 """Check an audit chain: every line's form, HMAC, sequence number and link.
 
-Verification stops at the first broken link and names its file and line. A record
-that was edited fails its canonical form or its HMAC on its own line; a deleted,
-reordered or inserted record breaks ``seq`` or ``prev`` at the first line after the
-change; records cut from the end show up against ``audit.head``.
+Verification stops at the first broken link and names its file and line. An edited
+record fails its canonical form or its HMAC on its own line. A deleted, reordered or
+inserted record breaks ``seq`` or ``prev`` at the first line after the change. Records
+cut from the end show up against ``audit.head``.
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ from postveil.audit.chain import (
     ACTIVE_NAME,
     CHAIN_FIELDS,
     GENESIS_HASH,
+    HEAD_NAME,
     AuditKey,
     InvalidHeadError,
     canonical_json,
@@ -88,6 +89,11 @@ def verify_chain(
     if head is not None:
         try:
             expected_head = read_head(head, dict(keys))
+            if expected_head is None:
+                raise InvalidHeadError(
+                    f"{head}: missing, so records cut from the end cannot be detected "
+                    "(pass --no-head to verify without it)"
+                )
         except InvalidHeadError as exc:
             # Reported after the records, whose own problems are more specific.
             head_problem = BrokenLink(str(head), 0, str(exc).removeprefix(f"{head}: "))
@@ -222,8 +228,11 @@ def _range(first: int, last: int) -> str:
 
 
 def default_head_for(files: list[Path]) -> Path | None:
-    """The ``audit.head`` next to the active file, when ``files`` ends with it."""
+    """Return the ``audit.head`` next to the active file, when ``files`` ends with it.
+
+    The writer creates the head with the first record, so verify treats a missing
+    head next to an active file as a problem.
+    """
     if not files or files[-1].name != ACTIVE_NAME:
         return None
-    candidate = files[-1].parent / "audit.head"
-    return candidate if candidate.exists() else None
+    return files[-1].parent / HEAD_NAME

@@ -1,9 +1,9 @@
 """The audit log writer: one chain shared by every thread and process on the host.
 
 Each append takes a ``threading.Lock`` (threads of one process) and then
-``fcntl.flock`` on ``audit.lock`` (processes), and under both reads the last record
-back from the files, so records from the milter and the policy daemon form one chain
-in one order. Rotation happens under the same lock by renaming the active file.
+``fcntl.flock`` on ``audit.lock`` (processes). Under both locks it reads the last
+record back from the files, so records from the milter and the policy daemon form one
+chain in one order. Rotation happens under the same lock by renaming the active file.
 """
 
 from __future__ import annotations
@@ -27,6 +27,7 @@ from postveil.audit.chain import (
     FORMAT_VERSION,
     GENESIS_HASH,
     HEAD_NAME,
+    HEAD_SIZE,
     LOCK_NAME,
     AuditKey,
     Head,
@@ -34,7 +35,7 @@ from postveil.audit.chain import (
     head_line,
     line_hash,
     list_log_files,
-    read_head,
+    parse_head,
     rotated_name,
     seal,
 )
@@ -49,7 +50,7 @@ _TAIL_CHUNK = 4096
 
 @dataclass(frozen=True)
 class AppendResult:
-    """Where a record went: its sequence number, line hash, file and time."""
+    """Location of a written record: its sequence number, line hash, file and time."""
 
     seq: int
     hash: str
@@ -128,12 +129,15 @@ class AuditLog:
         self._key = key if key is not None else AuditKey.load(section.key_file)
         self._directory = Path(section.directory)
         self._active_path = self._directory / ACTIVE_NAME
+        self._head_path = self._directory / HEAD_NAME
         self._host = socket.gethostname()
         self._thread_lock = threading.Lock()
         self._pid = os.getpid()
         self._lock_fd = -1
         self._log_fd = -1
         self._log_identity: tuple[int, int] | None = None
+        self._head_fd = -1
+        self._head_identity: tuple[int, int] | None = None
         self._first_records: dict[tuple[int, int], tuple[int, float]] = {}
         self._unsynced = False
         self._sync_timer: threading.Timer | None = None
@@ -152,13 +156,7 @@ class AuditLog:
         with self._thread_lock:
             if self._closed:
                 raise AuditWriteError(f"audit log {self._directory} is closed")
-            self._open_lock_file()
-            try:
-                fcntl.flock(self._lock_fd, fcntl.LOCK_EX)
-            except OSError as exc:
-                raise AuditWriteError(
-                    f"cannot lock {self._directory / LOCK_NAME}: {exc.strerror}"
-                ) from exc
+            self._lock_exclusively()
             try:
                 return self._append_locked(record.kind, fields)
             finally:
@@ -182,6 +180,7 @@ class AuditLog:
                 self._sync_timer = None
             self._sync_pending()
             self._close_log_fd()
+            self._close_head_fd()
             if self._lock_fd >= 0:
                 os.close(self._lock_fd)
                 self._lock_fd = -1
@@ -228,18 +227,41 @@ class AuditLog:
         self._write_head(Head(seq=prev_seq + 1, hash=digest, file=ACTIVE_NAME), stamp)
         return AppendResult(seq=prev_seq + 1, hash=digest, path=str(self._active_path), time=stamp)
 
-    def _open_lock_file(self) -> None:
-        if self._lock_fd >= 0:
-            return
-        try:
-            os.makedirs(self._directory, mode=0o750, exist_ok=True)
-            self._lock_fd = os.open(
-                self._directory / LOCK_NAME, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o640
-            )
-        except OSError as exc:
-            raise AuditWriteError(
-                f"cannot open audit lock file in {self._directory}: {exc.strerror}"
-            ) from exc
+    def _lock_exclusively(self) -> None:
+        """Take the flock on ``audit.lock``, the same file every other writer locks.
+
+        When the directory was moved or the lock file replaced since this process
+        opened it, the old descriptor would lock a file no other writer uses, so the
+        lock is taken again on the current file.
+        """
+        path = self._directory / LOCK_NAME
+        while True:
+            if self._lock_fd < 0:
+                try:
+                    os.makedirs(self._directory, mode=0o750, exist_ok=True)
+                    self._lock_fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o640)
+                except OSError as exc:
+                    raise AuditWriteError(
+                        f"cannot open audit lock file in {self._directory}: {exc.strerror}"
+                    ) from exc
+            try:
+                # NOTE: flock waits without a timeout. A writer that hangs while holding
+                # the lock (a stalled disk) stalls every writer, and the milter's
+                # callers then see only Postfix's own milter timeouts.
+                fcntl.flock(self._lock_fd, fcntl.LOCK_EX)
+                held = os.fstat(self._lock_fd)
+                current = os.stat(path)
+            except FileNotFoundError:
+                current = None
+            except OSError as exc:
+                raise AuditWriteError(f"cannot lock {path}: {exc.strerror}") from exc
+            if current is not None and (current.st_dev, current.st_ino) == (
+                held.st_dev,
+                held.st_ino,
+            ):
+                return
+            os.close(self._lock_fd)
+            self._lock_fd = -1
 
     def _open_active(self) -> int:
         """Return a descriptor of the current ``audit.jsonl``, reopening after a rotation."""
@@ -274,8 +296,8 @@ class AuditLog:
         """Return (size, last complete line) of the active file.
 
         A trailing line without its newline is a record whose write never completed
-        (power failure, or a failed write that could not be undone). No caller was told
-        it was written, so it is cut off and the cut is logged.
+        (power failure, or a failed write that could not be undone). No caller received
+        success for it, so it is cut off and the cut is logged.
         """
         while size > 0:
             try:
@@ -366,11 +388,45 @@ class AuditLog:
             os.close(fd)
 
     def _read_head(self) -> Head | None:
+        fd = self._open_head()
+        if fd < 0:
+            return None
         try:
-            return read_head(self._directory / HEAD_NAME, {self._key.key_id: self._key})
+            raw = os.pread(fd, 2 * HEAD_SIZE, 0)
+        except OSError as exc:
+            logger.error("audit: cannot read %s: %s", self._head_path, exc.strerror)
+            return None
+        if not raw:
+            return None
+        try:
+            return parse_head(raw, self._head_path, {self._key.key_id: self._key})
         except InvalidHeadError as exc:
             logger.error("audit: ignoring %s: %s", HEAD_NAME, exc)
             return None
+
+    def _open_head(self) -> int:
+        """Return a descriptor of ``audit.head`` (created empty if missing), or -1 on error.
+
+        The head is only a guard against records cut from the end, so a failure to
+        open it is logged and the append goes on.
+        """
+        try:
+            status = os.stat(self._head_path)
+            identity: tuple[int, int] | None = (status.st_dev, status.st_ino)
+        except OSError:
+            identity = None
+        if self._head_fd >= 0 and identity == self._head_identity:
+            return self._head_fd
+        self._close_head_fd()
+        try:
+            fd = os.open(self._head_path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o640)
+            status = os.fstat(fd)
+        except OSError as exc:
+            self._report_head_failure(exc)
+            return -1
+        self._head_fd = fd
+        self._head_identity = (status.st_dev, status.st_ino)
+        return fd
 
     def _rotation_due(self, fd: int, size: int, incoming: int, now: float) -> bool:
         limit = self._section.rotate_size
@@ -479,7 +535,7 @@ class AuditLog:
         try:
             os.fdatasync(self._log_fd)
         except OSError as exc:
-            # Nobody is waiting for this flush, so it can only be logged.
+            # No caller waits for this flush, so an error can only be logged.
             logger.error("audit: cannot flush %s to disk: %s", self._active_path, exc.strerror)
 
     def _sync_directory(self) -> None:
@@ -490,29 +546,37 @@ class AuditLog:
             os.close(fd)
 
     def _write_head(self, head: Head, stamp: str) -> None:
-        """Replace ``audit.head``; a failure is logged, because the record is already written.
+        """Overwrite ``audit.head``; a failure is logged, because the record is already written.
 
         A head that lags behind the files is expected after a crash between the two
         writes, and verify accepts it.
         """
-        path = self._directory / HEAD_NAME
-        temporary = self._directory / (HEAD_NAME + ".tmp")
+        fd = self._open_head()
+        if fd < 0:
+            return
         try:
-            with open(temporary, "wb") as handle:
-                handle.write(head_line(head, stamp, self._key))
-            os.replace(temporary, path)
+            os.pwrite(fd, head_line(head, stamp, self._key), 0)
         except OSError as exc:
-            if not self._head_failing:
-                logger.error(
-                    "audit: cannot update %s: %s (logged once until an update succeeds)",
-                    path,
-                    exc.strerror,
-                )
-            self._head_failing = True
+            self._report_head_failure(exc)
             return
         if self._head_failing:
-            logger.info("audit: %s is updated again", path)
+            logger.info("audit: %s is updated again", self._head_path)
             self._head_failing = False
+
+    def _report_head_failure(self, exc: OSError) -> None:
+        if not self._head_failing:
+            logger.error(
+                "audit: cannot update %s: %s (logged once until an update succeeds)",
+                self._head_path,
+                exc.strerror,
+            )
+        self._head_failing = True
+
+    def _close_head_fd(self) -> None:
+        if self._head_fd >= 0:
+            os.close(self._head_fd)
+        self._head_fd = -1
+        self._head_identity = None
 
     def _close_log_fd(self) -> None:
         if self._log_fd >= 0:
@@ -526,7 +590,7 @@ class AuditLog:
         # child needs its own. Only the forking thread exists in the child, so nothing
         # else can hold the new lock yet.
         self._thread_lock = threading.Lock()
-        for fd in (self._lock_fd, self._log_fd):
+        for fd in (self._lock_fd, self._log_fd, self._head_fd):
             if fd >= 0:
                 try:
                     os.close(fd)
@@ -535,6 +599,8 @@ class AuditLog:
         self._lock_fd = -1
         self._log_fd = -1
         self._log_identity = None
+        self._head_fd = -1
+        self._head_identity = None
         self._unsynced = False
         self._sync_timer = None
         self._pid = os.getpid()

@@ -221,6 +221,7 @@ def run_search(args: argparse.Namespace) -> int:
         raise _UsageError(
             "--format csv needs a single --kind, because each kind has its own columns"
         )
+
     query = Query(
         since=since,
         until=until,
@@ -234,6 +235,7 @@ def run_search(args: argparse.Namespace) -> int:
         raise _UsageError(
             "--sender, --recipient, --method and --queue-id select message records only"
         )
+
     files = _files(args)
     stats = ReadStats()
     records = search(files, query, stats)
@@ -242,6 +244,7 @@ def run_search(args: argparse.Namespace) -> int:
     else:
         write_json_lines(records, sys.stdout)
     sys.stdout.flush()
+
     if stats.unreadable_lines:
         print(
             f"postveil audit: warning: {stats.unreadable_lines} line(s) could not be read; "

@@ -18,8 +18,8 @@ class AuditSection(Section):
 
     key_file: str = "/etc/postveil/audit.key"
     """HMAC-SHA256 key, 64 hex digits on one line, mode 0600 (``postveil audit keygen``
-    creates it). It must live outside ``directory`` so that whoever can rewrite the log
-    files cannot also read the key and re-sign them."""
+    creates it). It must live outside ``directory``, so that an account that can rewrite
+    the log files cannot also read the key and sign altered records."""
 
     rotate_size: Size = 100_000_000
     """Start a new file when the active one would grow past this many bytes. 0 disables
@@ -31,7 +31,7 @@ class AuditSection(Section):
 
     fsync: Literal["always", "batch", "never"] = "always"
     """When records reach the disk. Every record is in the kernel (visible to other
-    processes, safe from a daemon crash) before ``append`` returns, whatever this says.
+    processes, safe from a daemon crash) before ``append`` returns, in every mode.
 
     - ``always``: ``append`` returns only after fdatasync, so a record survives a power
       failure as soon as the decision it describes takes effect.
@@ -47,9 +47,9 @@ class AuditSection(Section):
 
     on_write_failure: Literal["tempfail", "reject"] = "tempfail"
     """Reply of the milter when a message's record cannot be written (disk full, log not
-    writable, lock failed). ``tempfail`` answers 4xx, so the sending side keeps the
-    message and retries; ``reject`` answers 5xx, so the sender gets a bounce at once.
-    Mail is never accepted without its record."""
+    writable, lock failed). ``tempfail`` replies with 4xx, so the sending side keeps the
+    message and retries; ``reject`` replies with 5xx, so the sender gets a bounce at once.
+    The writer raises AuditWriteError in both cases; this key only picks the reply."""
 
     @model_validator(mode="after")
     def _check_key_outside_directory(self) -> AuditSection:
