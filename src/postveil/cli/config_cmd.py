@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from postveil.config import default_config_path, load_config
+from postveil.config import CONFIG_ENV, DEFAULT_CONFIG_PATH, default_config_path, load_config
 from postveil.errors import ConfigError
 
 
@@ -19,7 +19,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "path",
         nargs="?",
-        help=f"configuration file (default: $POSTVEIL_CONFIG or {default_config_path()})",
+        help=f"configuration file (default: ${CONFIG_ENV}, else {DEFAULT_CONFIG_PATH})",
     )
     parser.set_defaults(handler=run)
 
@@ -33,5 +33,7 @@ def run(args: argparse.Namespace) -> int:
         for problem in exc.problems:
             print(f"  {problem}", file=sys.stderr)
         return 1
+    if config.uses_only_defaults:
+        print(f"{path}: warning: the file sets no key, so every default applies", file=sys.stderr)
     print(f"{path}: ok (config version {config.version})")
     return 0
