@@ -25,7 +25,7 @@ _NUMBER_TAGS = ("tag:yaml.org,2002:int", "tag:yaml.org,2002:float")
 
 @dataclass
 class SourcePositions:
-    """Where each value of a parsed YAML document came from."""
+    """Source positions of the values of a parsed YAML document."""
 
     lines: dict[Location, int] = field(default_factory=dict)
     """1-based line of every mapping key and sequence item, by YAML path."""

@@ -93,7 +93,7 @@ class MilterSection(Section):
         return address if family == "unix" else None
 
 
-# sun_path in struct sockaddr_un holds 108 bytes on Linux, the terminating NUL included.
+# sun_path in struct sockaddr_un has room for 108 bytes on Linux, the terminating NUL included.
 _MAX_UNIX_PATH_BYTES = 107
 
 _SOCKET_FORMS = "expected 'unix:/absolute/path', 'inet:PORT@HOST' or 'inet6:PORT@HOST'"

@@ -23,7 +23,7 @@ _SIZE_UNITS = {
 
 
 MAX_DURATION = 366 * 86400.0
-"""Longest duration any key accepts, in seconds (366 days). Larger values are typing
+"""Maximum duration any key accepts, in seconds (366 days). Larger values are typing
 errors, and some would overflow the C integers that libraries take (libmilter's timeout)."""
 
 _COMPOUND_DURATION_RE = re.compile(r"^\s*(?:\d+(?:\.\d+)?\s*(?:ms|s|m|h|d|w)\s*){2,}$")

@@ -54,7 +54,7 @@ RESTART_KEYS = ("socket", "timeout")
 
 
 class MilterSocketError(PostveilError):
-    """The milter socket cannot be opened or set up; ``fix`` says what to change."""
+    """The milter socket cannot be opened or set up; ``fix`` tells the administrator what to change."""
 
     def __init__(self, socket_spec: str, problem: str, fix: str) -> None:
         super().__init__(f"cannot open milter socket {socket_spec}: {problem}; {fix}")
@@ -171,7 +171,7 @@ class MilterDaemon:
     def _open_socket(self) -> None:
         """Open the listening socket, or raise MilterSocketError naming the fix.
 
-        An existing unix socket is removed only when nothing answers on it, so a
+        An existing unix socket is removed only when no process accepts a connection on it, so a
         second instance cannot take over a running one's socket. A new unix socket
         is created with at most ``socket_mode``, then set to that mode and group.
         """
@@ -327,7 +327,8 @@ def _bind_fix(error_number: int | None) -> str:
 
 
 def _check_unix_path(spec: str, path: Path) -> None:
-    """Bind and remove a throw-away socket at ``path`` so that a failure names the OS error."""
+    """Bind and remove a throw-away socket at ``path`` to find the OS error behind a
+    libmilter failure; raise MilterSocketError with it, or return when the bind works."""
     probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     try:
         probe.bind(str(path))
@@ -343,7 +344,7 @@ def _check_unix_path(spec: str, path: Path) -> None:
 def _remove_stale_socket(spec: str, path: Path) -> None:
     """Unlink a socket left by an instance that did not exit cleanly.
 
-    Raises MilterSocketError when something answers on the socket (another
+    Raises MilterSocketError when a process accepts a connection on the socket (another
     postveil-milter is running) or when the path is not a socket at all.
     """
     try:
