@@ -7,8 +7,10 @@ join on it. Never pass matched identifiers, keys or message text to a logger.
 
 from __future__ import annotations
 
+import errno
 import logging
 import logging.handlers
+import os
 import sys
 from collections.abc import MutableMapping
 from typing import Any
@@ -33,11 +35,15 @@ def setup_logging(section: LoggingSection, program: str, previous: LoggingSectio
     """Configure the root logger from the ``logging`` section; call again on reload.
 
     ``previous`` is the section applied before, so that per-logger levels it set
-    and the new one drops return to inheriting the root level.
+    and the new one drops return to inheriting the root level. Raises OSError, with
+    the old handlers left in place, when the syslog socket does not exist.
     """
     root = logging.getLogger()
     handler: logging.Handler
     if section.target == "syslog":
+        # SysLogHandler ignores a missing socket and then drops every record.
+        if not os.path.exists(section.syslog_socket):
+            raise FileNotFoundError(errno.ENOENT, "syslog socket not found", section.syslog_socket)
         handler = logging.handlers.SysLogHandler(
             address=section.syslog_socket, facility=section.syslog_facility
         )

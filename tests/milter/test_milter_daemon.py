@@ -251,3 +251,27 @@ def test_help_names_defaults_signals_and_exit_status() -> None:
     assert "TERM, INT" in result.stdout
     assert "HUP" in result.stdout
     assert "78" in result.stdout
+
+
+def test_missing_syslog_socket_exits_78(world: World, tmp_path: Path) -> None:
+    path = write_config(world, tmp_path)
+    edit_config(path, "logging", target="syslog", syslog_socket=str(tmp_path / "absent-log"))
+
+    result = run_until_exit(path)
+
+    assert result.returncode == EX_CONFIG
+    assert "cannot set up logging to syslog" in result.stderr
+    assert "syslog socket not found" in result.stderr
+
+
+def test_reload_to_missing_syslog_keeps_logging(
+    world: World, tmp_path: Path, started: list[DaemonProcess]
+) -> None:
+    config_path = write_config(world, tmp_path)
+    daemon = start(started, config_path)
+    edit_config(config_path, "logging", target="syslog", syslog_socket=str(tmp_path / "absent-log"))
+
+    reload_and_wait(daemon, "configuration reloaded")
+
+    assert "reload: cannot switch logging to syslog" in daemon.log_text()
+    assert daemon.running

@@ -75,6 +75,8 @@ class MilterDaemon:
         self._notifier = sdnotify.SystemdNotifier()
         self._socket_path: Path | None = None
         self._socket_inode: tuple[int, int] | None = None
+        self._applied_logging = processor.config.logging
+        """The logging section in effect; a reload that failed to apply one retries it."""
 
     @property
     def processor(self) -> MessageProcessor:
@@ -119,8 +121,13 @@ class MilterDaemon:
             return
         with self._config_lock:
             self._processor = processor
-        if new_config.logging != old_config.logging:
-            setup_logging(new_config.logging, PROGRAM, previous=old_config.logging)
+        if new_config.logging != self._applied_logging:
+            try:
+                setup_logging(new_config.logging, PROGRAM, previous=self._applied_logging)
+                self._applied_logging = new_config.logging
+            except OSError as exc:
+                # setup_logging replaces the handlers only after the new one exists.
+                log.error("reload: cannot switch logging to %s: %s; logging stays as it was", new_config.logging.target, exc)
         old_section = old_config.milter
         if (new_section.socket_mode, new_section.socket_group) != (old_section.socket_mode, old_section.socket_group):
             self._apply_socket_permissions(new_section, group_id)
@@ -171,9 +178,10 @@ class MilterDaemon:
     def _open_socket(self) -> None:
         """Open the listening socket, or raise MilterSocketError naming the fix.
 
-        An existing unix socket is removed only when no process accepts a connection on it, so a
-        second instance cannot take over a running one's socket. A new unix socket
-        is created with at most ``socket_mode``, then set to that mode and group.
+        An existing unix socket is removed only when no process accepts a connection
+        on it, so a second instance cannot take over a running one's socket. A new
+        unix socket is created with at most ``socket_mode``, then set to that mode
+        and group.
         """
         section = self.config.milter
         family, address = parse_milter_socket(section.socket)
@@ -475,7 +483,11 @@ def main(argv: list[str] | None = None) -> int:
         for problem in exc.problems:
             print(f"{PROGRAM}: {problem}", file=sys.stderr)
         return EX_CONFIG
-    setup_logging(config.logging, PROGRAM)
+    try:
+        setup_logging(config.logging, PROGRAM)
+    except OSError as exc:
+        print(f"{PROGRAM}: cannot set up logging to {config.logging.target}: {exc}; not starting", file=sys.stderr)
+        return EX_CONFIG
     try:
         processor = MessageProcessor(config)
     except Exception as exc:
