@@ -68,3 +68,23 @@ def test_detect_encryption_table(headers: bytes, body: bytes, expected: str | No
     message = RawMessage.parse(b"From: a@example.org\r\n" + headers + b"\r\n" + body)
 
     assert detect_encryption(message) == expected
+
+
+def test_encode_words_roundtrip() -> None:
+    from postveil.crypto.mime import decode_text, encode_words
+
+    text = "Befund für Jürgen " + "ä" * 60 + " 日本語"
+    encoded = encode_words(text)
+
+    assert encoded.isascii()
+    assert "\n" not in encoded
+    assert all(len(word) <= 75 for word in encoded.split(" "))
+    assert decode_text(encoded) == text
+
+
+def test_address_list_keeps_encoded_names() -> None:
+    from postveil.crypto.mime import address_list
+
+    values = ["=?UTF-8?Q?M=C3=BCller=2C_Hans?= <h@example.org>, b@example.org", "Jürgen <j@example.org>"]
+
+    assert address_list(values) == ["h@example.org", "b@example.org", "j@example.org"]

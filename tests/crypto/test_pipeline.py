@@ -268,3 +268,30 @@ def test_record_carries_fingerprints(pki: Pki, gpg_world: GpgWorld) -> None:
     assert data["recipients"][0]["fingerprint"] == gpg_world.fingerprints["alice"]
     assert data["detection"]["categories"] == {"mrn": 3}
     assert "unauffällig" not in str(data)
+
+
+def test_build_context_with_signing(pki: Pki, gpg_world: GpgWorld, tmp_path: Path) -> None:
+    from postveil.config import parse_config
+    from postveil.crypto.pipeline import build_context
+
+    config = parse_config(
+        (
+            f"smime: {{certificate_dir: {pki.cert_dir}, trust_store: {pki.trust_store}, sign: true,"
+            f" signing_certificate: {pki.signer.cert_path}, signing_key: {pki.signer.key_path}}}\n"
+            f"pgp: {{gnupg_home: {gpg_world.postveil_home}}}\n"
+        ).encode()
+    )
+    context = build_context(config)
+    outcome = process_message(
+        _message("[smime] Lab", "alice@example.org"),
+        queue_id="Q11",
+        sender="doc@sender.example",
+        recipients=["alice@example.org"],
+        verdict=None,
+        tls={},
+        context=context,
+    )
+
+    inner = openssl_decrypt(outcome.versions[0].raw, pki.alice, tmp_path)
+    assert inner.startswith(b"Content-Type: multipart/signed;")
+    assert b"Subject: Lab\r\n" in inner

@@ -7,10 +7,11 @@ bytes it had, folded lines included) and the body (kept as is).
 
 from __future__ import annotations
 
+import base64
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from email.header import Header, decode_header, make_header
+from email.header import decode_header, make_header
 from email.errors import HeaderParseError
 from email.utils import getaddresses
 
@@ -121,14 +122,37 @@ def decode_text(value: str) -> str:
 
 
 def encode_text_like(original: str, text: str) -> str:
-    """Encode ``text`` for a header whose previous value was ``original``: as RFC 2047
-    UTF-8 words when the original used encoded words or ``text`` is not ASCII and the
-    original was ASCII, as raw text (SMTPUTF8) when the original already had raw UTF-8."""
+    """Encode ``text`` for a header whose previous value was ``original``.
+
+    ASCII text stays as is. Otherwise the text is written raw (SMTPUTF8) when the original
+    already had raw UTF-8, and as RFC 2047 UTF-8 encoded words on one line when it did not.
+    """
     if text.isascii() and "=?" not in text:
         return text
     if not original.isascii() and "=?" not in original:
         return text
-    return Header(text, "utf-8").encode(linesep="\r\n")
+    return encode_words(text)
+
+
+def encode_words(text: str) -> str:
+    """Encode ``text`` as base64 UTF-8 encoded words (RFC 2047), each at most 75
+    characters and never splitting a character, joined by spaces on one line."""
+    words: list[str] = []
+    chunk = b""
+    for character in text:
+        encoded = character.encode("utf-8")
+        # 45 bytes become 60 base64 characters: 72 with the "=?UTF-8?B?" and "?=" frame.
+        if len(chunk) + len(encoded) > 45:
+            words.append(_encoded_word(chunk))
+            chunk = b""
+        chunk += encoded
+    if chunk or not words:
+        words.append(_encoded_word(chunk))
+    return " ".join(words)
+
+
+def _encoded_word(data: bytes) -> str:
+    return "=?UTF-8?B?" + base64.b64encode(data).decode("ascii") + "?="
 
 
 @dataclass(frozen=True)
@@ -171,8 +195,11 @@ class HeaderEdits:
 
 
 def address_list(values: Sequence[str]) -> list[str]:
-    """Return the addr-spec of every address in To/Cc style header values."""
-    return [address for _, address in getaddresses([decode_text(v) for v in values]) if address]
+    """Return the addr-spec of every address in To/Cc style header values.
+
+    Encoded words stay encoded, because a decoded display name may contain a comma.
+    """
+    return [address for _, address in getaddresses(list(values)) if address]
 
 
 def unique(items: Iterable[str]) -> tuple[str, ...]:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import secrets
+import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -70,6 +71,8 @@ class PgpKeyring:
         self._gpg: gnupg.GPG | None = None
         self._listing: tuple[tuple[object, ...], float, list[KeyInfo]] | None = None
         self._uid_cache: dict[str, dict[str, str]] = {}
+        # The milter calls lookups from several threads; the caches change under this lock.
+        self._lock = threading.Lock()
 
     def _open(self) -> gnupg.GPG:
         # Checked on every use: python-gnupg would otherwise create a missing home, and an
@@ -104,16 +107,17 @@ class PgpKeyring:
         The listing is cached until a keyring file changes or LISTING_MAX_AGE passes.
         """
         self._open()
-        signature = self._keyring_signature()
-        now = time.monotonic()
-        if self._listing is not None:
-            cached_signature, listed_at, cached = self._listing
-            if cached_signature == signature and now - listed_at < LISTING_MAX_AGE:
-                return list(cached)
-        keys = self._list_keys()
-        self._listing = (signature, now, keys)
-        self._uid_cache = {}
-        return list(keys)
+        with self._lock:
+            signature = self._keyring_signature()
+            now = time.monotonic()
+            if self._listing is not None:
+                cached_signature, listed_at, cached = self._listing
+                if cached_signature == signature and now - listed_at < LISTING_MAX_AGE:
+                    return list(cached)
+            keys = self._list_keys()
+            self._listing = (signature, now, keys)
+            self._uid_cache = {}
+            return list(keys)
 
     def _list_keys(self) -> list[KeyInfo]:
         gpg = self._open()
@@ -136,14 +140,16 @@ class PgpKeyring:
 
     def _uid_validity(self, fingerprint: str) -> dict[str, str]:
         """Map each user id of one key to its validity letter (cached with the listing)."""
-        cached = self._uid_cache.get(fingerprint)
+        with self._lock:
+            cached = self._uid_cache.get(fingerprint)
         if cached is not None:
             return cached
         listing = self._open().list_keys(keys=fingerprint)
         if listing.returncode != 0:
             raise PgpFailure(f"gpg could not list key {fingerprint}: {_gpg_problem(listing)}")
         validity = {uid: data.get("trust", "") for uid, data in listing.uid_map.items()}
-        self._uid_cache[fingerprint] = validity
+        with self._lock:
+            self._uid_cache[fingerprint] = validity
         return validity
 
     def lookup(self, address: str) -> CredentialStatus:

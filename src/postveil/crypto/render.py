@@ -8,9 +8,9 @@ milter's in-place change) and the complete bytes (for re-injection).
 
 from __future__ import annotations
 
+import datetime
 from dataclasses import dataclass
 from email.utils import format_datetime, make_msgid
-import datetime
 
 from postveil.config.portal import PortalSection
 from postveil.config.routing import RoutingSection
@@ -137,7 +137,8 @@ def build_notice(
 ) -> bytes:
     """Build the notice telling ``sender`` which recipients were removed and why.
 
-    It names recipients and routing reasons only, never message text.
+    It names recipients and routing reasons only, never message text. Send it with the
+    null envelope sender (``<>``), as for any delivery status notice, so it cannot loop.
     """
     now = now or datetime.datetime.now(datetime.timezone.utc)
     domain = routing.notice_from.rpartition("@")[2] or "localhost"

@@ -11,6 +11,7 @@ import base64
 import datetime
 import os
 import secrets
+import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -111,6 +112,8 @@ class CertificateStore:
         self._intermediates: list[x509.Certificate] = []
         self._roots: list[x509.Certificate] = []
         self.problems: list[str] = []
+        # The milter calls lookups from several threads; one of them reloads at a time.
+        self._lock = threading.Lock()
 
     # Loading -----------------------------------------------------------------------
 
@@ -145,6 +148,10 @@ class CertificateStore:
 
     def refresh(self) -> None:
         """Reload the directory and the trust store when either changed."""
+        with self._lock:
+            self._refresh_locked()
+
+    def _refresh_locked(self) -> None:
         signature = self._directory_signature()
         if signature == self._signature:
             return
