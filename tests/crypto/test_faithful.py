@@ -59,7 +59,8 @@ def assert_inner_matches(original_raw: bytes, inner_raw: bytes, shape: str) -> N
 
     subject = decode_text(inner.first_value("Subject") or "")
     assert subject == EXPECTED_SUBJECT[shape]
-    assert "[secure]" not in subject.lower() and "[encrypt]" not in subject.lower()
+    assert "[secure]" not in subject.lower()
+    assert "[encrypt]" not in subject.lower()
 
 
 def assert_outer_is_neutral(outer_raw: bytes, original_raw: bytes, content_types: list[str]) -> None:

@@ -80,8 +80,8 @@ def _import(keyring: PgpKeyring, file: str) -> int:
 
 
 def _remove(keyring: PgpKeyring, key_id: str) -> int:
-    wanted = key_id.upper().removeprefix("0X")
-    matches = [key for key in keyring.keys() if key.fingerprint.endswith(wanted) and len(wanted) >= 16]
+    suffix = key_id.upper().removeprefix("0X")
+    matches = [key for key in keyring.keys() if len(suffix) >= 16 and key.fingerprint.endswith(suffix)]
     if len(matches) != 1:
         found = "no key" if not matches else f"{len(matches)} keys"
         print(

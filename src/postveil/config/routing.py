@@ -81,8 +81,9 @@ class RoutingSection(Section):
     """Headers copied into the encrypted part besides Subject and the Content-* headers."""
 
     mark_protected_headers: bool = True
-    """Add ``protected-headers="v1"`` to the inner Content-Type, which tells mail clients
-    such as Thunderbird to show the inner Subject."""
+    """Add ``protected-headers="v1"`` to the inner Content-Type. Thunderbird writes this
+    marker (from draft-autocrypt-lamps-protected-headers) on its own encrypted mail, and
+    clients that read it show the inner Subject in place of the outer one."""
 
     @field_validator("escalate_tags")
     @classmethod

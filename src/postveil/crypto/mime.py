@@ -58,7 +58,7 @@ class RawMessage:
         """Split ``raw`` into header fields and body without changing any byte.
 
         A line in the header block that is neither a field nor a continuation ends the
-        headers (as Python's email parser treats it); that line starts the body.
+        headers, as in Python's email parser. That line starts the body.
         """
         headers: list[HeaderField] = []
         position = 0
@@ -159,9 +159,9 @@ def _encoded_word(data: bytes) -> str:
 class HeaderEdits:
     """Changes to a message's header block, in the form a milter applies them.
 
-    Apply ``remove`` first (every occurrence of each name), then ``replace`` (the first
-    occurrence keeps its position and gets the new value; add the field when absent), then
-    append ``add`` in order.
+    Apply ``remove`` first, deleting every occurrence of each name. Then apply ``replace``:
+    the first occurrence of the name keeps its position and gets the new value, later
+    occurrences go, and an absent field is added. Last, append ``add`` in order.
     """
 
     remove: tuple[str, ...] = ()

@@ -1,9 +1,9 @@
 """PGP/MIME (RFC 3156) with python-gnupg and postveil's own GnuPG home.
 
 Every key in the home is trusted (``--trust-model always``) because an admin imported
-it. A key serves a recipient when one of its user ids has exactly that email address
-(compared without case) and neither the key nor that user id is revoked, expired,
-disabled or invalid, and the key has a usable encryption subkey.
+it. A key serves a recipient when one of its user ids has exactly that email address,
+compared without case. Neither the key nor that user id may be revoked, expired,
+disabled or invalid, and the key must have a usable encryption subkey.
 """
 
 from __future__ import annotations
@@ -123,7 +123,7 @@ class PgpKeyring:
         gpg = self._open()
         listing = gpg.list_keys()
         if listing.returncode != 0:
-            raise PgpFailure(f"gpg could not list keys in {self.gnupg_home}: {_gpg_problem(listing)}")
+            raise PgpFailure(f"gpg failed to list keys in {self.gnupg_home}: {_gpg_problem(listing)}")
         keys = []
         for key in listing:
             expires = int(key["expires"]) if key.get("expires") else None
@@ -146,7 +146,7 @@ class PgpKeyring:
             return cached
         listing = self._open().list_keys(keys=fingerprint)
         if listing.returncode != 0:
-            raise PgpFailure(f"gpg could not list key {fingerprint}: {_gpg_problem(listing)}")
+            raise PgpFailure(f"gpg failed to list key {fingerprint}: {_gpg_problem(listing)}")
         validity = {uid: data.get("trust", "") for uid, data in listing.uid_map.items()}
         with self._lock:
             self._uid_cache[fingerprint] = validity
@@ -154,14 +154,14 @@ class PgpKeyring:
 
     def lookup(self, address: str) -> CredentialStatus:
         """Return the usable key for ``address`` or why there is none."""
-        wanted = address.casefold()
-        candidates = [key for key in self.keys() if wanted in key.addresses]
+        folded_address = address.casefold()
+        candidates = [key for key in self.keys() if folded_address in key.addresses]
         if not candidates:
             return CredentialStatus(None, "no PGP key for the address")
         now = self.clock()
         first_problem = ""
         for key in candidates:
-            problem = self._key_problem(key, wanted, now)
+            problem = self._key_problem(key, folded_address, now)
             if problem is None:
                 return CredentialStatus(key.fingerprint, f"PGP key {key.fingerprint[-16:]} valid")
             first_problem = first_problem or problem
@@ -213,7 +213,7 @@ class PgpKeyring:
         """Delete the public key with the full ``fingerprint``."""
         result = self._open().delete_keys(fingerprint)
         if str(result) != "ok":
-            raise PgpFailure(f"gpg could not delete key {fingerprint}: {_gpg_problem(result)}")
+            raise PgpFailure(f"gpg failed to delete key {fingerprint}: {_gpg_problem(result)}")
 
 
 def _gpg_problem(result: object) -> str:

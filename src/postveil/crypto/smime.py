@@ -238,8 +238,8 @@ class CertificateStore:
         status explains why the first candidate failed.
         """
         self.refresh()
-        wanted = address.casefold()
-        candidates = [c for c in self._leaves if wanted in c.addresses]
+        folded_address = address.casefold()
+        candidates = [c for c in self._leaves if folded_address in c.addresses]
         if not candidates:
             return CertificateLookup(CredentialStatus(None, "no certificate for the address"), None)
         candidates.sort(key=lambda c: c.certificate.not_valid_after_utc, reverse=True)

@@ -52,7 +52,8 @@ class RecipientGroup:
     """Keys (pgp) or certificates (smime) to encrypt to, one per recipient; empty otherwise."""
 
     bcc: bool
-    """A single Bcc recipient, kept apart so nobody learns of it through key ids or headers."""
+    """A single Bcc recipient, kept apart so no other recipient learns of it through key
+    ids or headers."""
 
 
 @dataclass(frozen=True)
@@ -60,7 +61,8 @@ class DeliveryPlan:
     action: PlanAction
     groups: tuple[RecipientGroup, ...]
     """Versions to send. ``groups[0]`` stays in the original transaction and is changed in
-    place; the others are re-injected. Empty when nobody is left (discard the message)."""
+    place; the others are re-injected. Empty when no recipient is left, so the message is
+    discarded."""
 
     dropped: tuple[RecipientDecision, ...]
     unroutable: tuple[RecipientDecision, ...]

@@ -21,8 +21,9 @@ class RecipientRecord:
 
 @dataclass(frozen=True)
 class DecisionRecord:
-    """What postveil decided for one message and why. Contains no message text and no
-    matched identifier: detection results are categories and counts only."""
+    """Decision for one message with its reasons, for the audit trail. It contains no
+    message text and no matched identifier, because detection results are categories and
+    counts only."""
 
     queue_id: str
     message_id: str | None
