@@ -38,6 +38,11 @@ class ClassMethods(Section):
                 raise ValueError(f"methods.{name}: the list is empty; give at least one method")
             if len(set(methods)) != len(methods):
                 raise ValueError(f"methods.{name}: {methods} lists a method twice")
+            if name != "clean" and "plain" in methods:
+                raise ValueError(
+                    f"methods.{name}: 'plain' would deliver mail that needs protection without "
+                    "it; use tls, pgp, smime, portal or drop"
+                )
             for terminal in _TERMINAL_METHODS:
                 if terminal in methods[:-1]:
                     raise ValueError(
