@@ -6,10 +6,9 @@ import subprocess
 from pathlib import Path
 
 import pytest
+from crypto_fixtures import GpgWorld, Pki, gpg
 
 from postveil.cli.main import main
-
-from crypto_fixtures import GpgWorld, Pki, gpg
 
 
 @pytest.fixture

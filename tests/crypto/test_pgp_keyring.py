@@ -8,10 +8,9 @@ import time
 from pathlib import Path
 
 import pytest
+from crypto_fixtures import GpgWorld, gpg, gpg_decrypt
 
 from postveil.crypto import PgpFailure, PgpKeyring
-
-from crypto_fixtures import GpgWorld, gpg, gpg_decrypt
 
 
 @pytest.mark.parametrize(

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
+from crypto_fixtures import GpgWorld, Pki, gpg, gpg_decrypt, openssl_decrypt
 
 from postveil.config.portal import PortalSection
 from postveil.config.routing import RoutingSection
@@ -15,8 +16,6 @@ from postveil.crypto.errors import PgpFailure, SmimeFailure
 from postveil.crypto.pipeline import TlsRequirement, process_message
 from postveil.errors import TemporaryFailure
 from postveil.routing import Method, PlanAction, VersionKind
-
-from crypto_fixtures import GpgWorld, Pki, gpg, gpg_decrypt, openssl_decrypt
 
 ARMOR_RE = re.compile(rb"-----BEGIN PGP MESSAGE-----.*?-----END PGP MESSAGE-----\r?\n", re.DOTALL)
 ENFORCED = TlsRequirement(True, "MTA-STS policy in enforce mode")

@@ -13,6 +13,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from crypto_fixtures import Pki, gpg
+from crypto_messages import EXPECTED_SUBJECT, SHAPES
+from test_faithful import assert_inner_matches
 
 from postveil.config.portal import PortalSection
 from postveil.config.routing import RoutingSection
@@ -23,10 +26,6 @@ from postveil.harness.postfix import PrivatePostfix
 from postveil.harness.pytest_plugin import unique_domain
 from postveil.harness.world import TestDomain, World
 from postveil.routing import Method
-
-from crypto_fixtures import Pki, gpg
-from crypto_messages import EXPECTED_SUBJECT, SHAPES
-from test_faithful import assert_inner_matches
 
 pytestmark = pytest.mark.postfix
 

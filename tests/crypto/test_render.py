@@ -8,7 +8,14 @@ import pytest
 
 from postveil.config.portal import PortalSection
 from postveil.config.routing import RoutingSection
-from postveil.crypto import CryptoFailure, RawMessage, RenderContext, build_notice, read_triggers, render_version
+from postveil.crypto import (
+    CryptoFailure,
+    RawMessage,
+    RenderContext,
+    build_notice,
+    read_triggers,
+    render_version,
+)
 from postveil.crypto.mime import HeaderEdits, decode_text
 from postveil.routing.decide import Method, RecipientDecision
 from postveil.routing.plan import RecipientGroup, VersionKind
@@ -131,7 +138,7 @@ def test_notice_names_recipients_and_reasons() -> None:
         removed,
         "<m1@sender.example>",
         ROUTING,
-        now=datetime.datetime(2026, 12, 4, tzinfo=datetime.timezone.utc),
+        now=datetime.datetime(2026, 12, 4, tzinfo=datetime.UTC),
     )
     parsed = RawMessage.parse(notice)
 

@@ -34,7 +34,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def _format_key(key: KeyInfo, status: str) -> str:
     expires = (
-        datetime.datetime.fromtimestamp(key.expires, datetime.timezone.utc).strftime("%Y-%m-%d")
+        datetime.datetime.fromtimestamp(key.expires, datetime.UTC).strftime("%Y-%m-%d")
         if key.expires
         else "never"
     )

@@ -32,7 +32,7 @@ class ClassMethods(Section):
     forced_portal: list[MethodName] = ["portal"]
 
     @model_validator(mode="after")
-    def _check_lists(self) -> "ClassMethods":
+    def _check_lists(self) -> ClassMethods:
         for name, methods in self.model_dump().items():
             if not methods:
                 raise ValueError(f"methods.{name}: the list is empty; give at least one method")
@@ -119,7 +119,7 @@ class RoutingSection(Section):
     @classmethod
     def _check_senders(cls, value: list[str]) -> list[str]:
         for pattern in value:
-            local, at, domain = pattern.rpartition("@")
+            _, at, domain = pattern.rpartition("@")
             if not at or not domain or " " in pattern:
                 raise ValueError(
                     f"invalid bulk sender {pattern!r}: expected 'user@example.org' or '@example.org'"

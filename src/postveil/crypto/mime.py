@@ -11,8 +11,8 @@ import base64
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from email.header import decode_header, make_header
 from email.errors import HeaderParseError
+from email.header import decode_header, make_header
 from email.utils import getaddresses
 
 _LONE_LF_RE = re.compile(rb"(?<!\r)\n")
@@ -54,7 +54,7 @@ class RawMessage:
     """False when the input had no empty line after the headers."""
 
     @classmethod
-    def parse(cls, raw: bytes) -> "RawMessage":
+    def parse(cls, raw: bytes) -> RawMessage:
         """Split ``raw`` into header fields and body without changing any byte.
 
         A line in the header block that is neither a field nor a continuation ends the
@@ -110,7 +110,7 @@ class RawMessage:
 
 def make_field(name: str, value: str) -> HeaderField:
     """Build one unfolded header field ending in CRLF; ``value`` is written as UTF-8."""
-    return HeaderField(name, f"{name}: {value}".encode("utf-8") + CRLF)
+    return HeaderField(name, f"{name}: {value}".encode() + CRLF)
 
 
 def decode_text(value: str) -> str:

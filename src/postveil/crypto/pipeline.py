@@ -13,13 +13,25 @@ from dataclasses import dataclass
 
 from postveil.config import Config
 from postveil.crypto.errors import CryptoFailure
-from postveil.crypto.pgp import PgpKeyring
 from postveil.crypto.mime import RawMessage, address_list
+from postveil.crypto.pgp import PgpKeyring
 from postveil.crypto.protect import detect_encryption
+from postveil.crypto.render import (
+    MessageVersion,
+    RenderContext,
+    build_notice,
+    read_triggers,
+    render_version,
+)
 from postveil.crypto.smime import CertificateStore, SmimeSigner
-from postveil.crypto.render import MessageVersion, RenderContext, build_notice, read_triggers, render_version
 from postveil.routing.classify import Classification, VerdictLike, classify, methods_for
-from postveil.routing.decide import CredentialStatus, Method, RecipientDecision, RecipientFacts, decide_recipient
+from postveil.routing.decide import (
+    CredentialStatus,
+    Method,
+    RecipientDecision,
+    RecipientFacts,
+    decide_recipient,
+)
 from postveil.routing.plan import DeliveryPlan, PlanAction, plan_delivery
 from postveil.routing.record import DecisionRecord
 from postveil.routing.triggers import Triggers

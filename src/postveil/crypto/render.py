@@ -15,10 +15,22 @@ from email.utils import format_datetime, make_msgid
 from postveil.config.portal import PortalSection
 from postveil.config.routing import RoutingSection
 from postveil.crypto.errors import CryptoFailure
-from postveil.crypto.mime import CRLF, HeaderEdits, RawMessage, decode_text, encode_text_like, unique
+from postveil.crypto.mime import (
+    HeaderEdits,
+    RawMessage,
+    decode_text,
+    encode_text_like,
+    unique,
+)
 from postveil.crypto.pgp import PgpKeyring, pgp_mime_body
 from postveil.crypto.protect import build_inner_entity, content_header_names
-from postveil.crypto.smime import CertificateStore, SmimeSigner, encrypt_entity, smime_headers, wrap_base64
+from postveil.crypto.smime import (
+    CertificateStore,
+    SmimeSigner,
+    encrypt_entity,
+    smime_headers,
+    wrap_base64,
+)
 from postveil.routing.decide import RecipientDecision
 from postveil.routing.plan import RecipientGroup, VersionKind
 from postveil.routing.triggers import Triggers, find_triggers
@@ -140,7 +152,7 @@ def build_notice(
     It names recipients and routing reasons only, never message text. Send it with the
     null envelope sender (``<>``), as for any delivery status notice, so it cannot loop.
     """
-    now = now or datetime.datetime.now(datetime.timezone.utc)
+    now = now or datetime.datetime.now(datetime.UTC)
     domain = routing.notice_from.rpartition("@")[2] or "localhost"
     lines = [
         "Your message was delivered to its other recipients, but not to the recipients",

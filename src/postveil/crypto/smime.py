@@ -37,7 +37,7 @@ _PEM_BEGIN = b"-----BEGIN CERTIFICATE-----"
 
 
 def _utcnow() -> datetime.datetime:
-    return datetime.datetime.now(datetime.timezone.utc)
+    return datetime.datetime.now(datetime.UTC)
 
 
 def fingerprint(certificate: x509.Certificate) -> str:
@@ -301,7 +301,7 @@ class SmimeSigner:
     chain: tuple[x509.Certificate, ...] = ()
 
     @classmethod
-    def load(cls, certificate_path: str, key_path: str) -> "SmimeSigner":
+    def load(cls, certificate_path: str, key_path: str) -> SmimeSigner:
         """Read the certificate (plus intermediates) and unencrypted key PEM files."""
         try:
             certificates = load_pem_certificates(Path(certificate_path).read_bytes(), certificate_path)

@@ -58,7 +58,7 @@ class DecisionRecord:
         detection_rule: str | None = None,
         unscanned_parts: int = 0,
         config_version: str = "",
-    ) -> "DecisionRecord":
+    ) -> DecisionRecord:
         """Assemble a record from routing results; ``categories`` is the verdict's counts."""
         recipients = tuple(
             RecipientRecord(
