@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 from crypto_fixtures import Pki, gpg
 from crypto_messages import EXPECTED_SUBJECT, SHAPES
-from test_faithful import assert_inner_matches
+from test_crypto_faithful import assert_inner_matches
 
 from postveil.config.portal import PortalSection
 from postveil.config.routing import RoutingSection
