@@ -294,3 +294,21 @@ def test_build_context_with_signing(pki: Pki, gpg_world: GpgWorld, tmp_path: Pat
     inner = openssl_decrypt(outcome.versions[0].raw, pki.alice, tmp_path)
     assert inner.startswith(b"Content-Type: multipart/signed;")
     assert b"Subject: Lab\r\n" in inner
+
+
+def test_ec_certificate_falls_through_to_portal(pki: Pki, gpg_world: GpgWorld) -> None:
+    routing = RoutingSection(methods={"forced_smime": ["smime", "portal"]})
+    outcome = process_message(
+        _message("[smime] Lab", "ec@example.org"),
+        queue_id="Q12",
+        sender="doc@sender.example",
+        recipients=["ec@example.org"],
+        verdict=None,
+        tls={},
+        context=_context(pki, gpg_world, routing=routing, portal="intake@portal.example"),
+    )
+
+    (decision,) = outcome.decisions
+    assert decision.method is Method.PORTAL
+    assert "key is EC" in decision.skipped[0]
+    assert outcome.versions[0].envelope_recipients == ("intake@portal.example",)

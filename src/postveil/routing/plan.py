@@ -10,6 +10,9 @@ from postveil.routing.decide import Method, RecipientDecision
 
 REJECT_CODE = "550"
 REJECT_XCODE = "5.7.1"
+# SMTP limits a reply line to 512 octets (RFC 5321, section 4.5.3.1.5), so the reply
+# names recipients up to this many characters and counts the rest.
+REJECT_NAMES_MAX = 300
 
 
 class VersionKind(StrEnum):
@@ -49,7 +52,7 @@ class RecipientGroup:
     kind: VersionKind
     recipients: tuple[str, ...]
     fingerprints: tuple[str, ...]
-    """Keys (pgp) or certificates (smime) to encrypt to, one per recipient; empty otherwise."""
+    """Keys (pgp) or certificates (smime) to encrypt to, each once; empty otherwise."""
 
     bcc: bool
     """A single Bcc recipient, kept apart so no other recipient learns of it through key
@@ -70,7 +73,17 @@ class DeliveryPlan:
 
     def reject_reply(self) -> tuple[str, str, str]:
         """Return (code, enhanced code, text) of the reply that rejects the message."""
-        names = ", ".join(decision.recipient for decision in self.unroutable)
+        recipients = [decision.recipient for decision in self.unroutable]
+        names = ""
+        shown = 0
+        for recipient in recipients:
+            candidate = f"{names}, {recipient}" if names else recipient
+            if len(candidate) > REJECT_NAMES_MAX and shown:
+                break
+            names = candidate
+            shown += 1
+        if shown < len(recipients):
+            names += f" and {len(recipients) - shown} more"
         text = f"message needs protection and no acceptable delivery method exists for: {names}"
         return REJECT_CODE, REJECT_XCODE, text
 
@@ -118,5 +131,6 @@ def plan_delivery(
 
 
 def _group(kind: VersionKind, members: list[RecipientDecision], bcc: bool) -> RecipientGroup:
-    fingerprints = tuple(m.fingerprint for m in members if m.fingerprint is not None)
+    # Two recipients may share one key or certificate; encrypt to it once.
+    fingerprints = tuple(dict.fromkeys(m.fingerprint for m in members if m.fingerprint is not None))
     return RecipientGroup(kind, tuple(m.recipient for m in members), fingerprints, bcc)

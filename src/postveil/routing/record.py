@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -81,6 +82,11 @@ class DecisionRecord:
             config_version=config_version,
         )
 
+    def log_line(self) -> str:
+        """Format the whole record as one compact JSON object for a log line, until the
+        audit trail stores records itself."""
+        return json.dumps(self.to_dict(), ensure_ascii=False, separators=(",", ":"), sort_keys=True)
+
     def to_dict(self) -> dict[str, Any]:
         """Return plain JSON-compatible data (lists and dicts)."""
         return {
@@ -107,3 +113,4 @@ class DecisionRecord:
             },
             "config_version": self.config_version,
         }
+
