@@ -48,7 +48,7 @@ def run(args: argparse.Namespace) -> int:
     except ConfigError as exc:
         print(str(exc), file=sys.stderr)
         return 1
-    keyring = PgpKeyring(config.pgp.gnupg_home, config.pgp.gpg_binary)
+    keyring = PgpKeyring(config.pgp.gnupg_home, config.pgp.gpg_binary, timeout=config.pgp.timeout)
     try:
         if args.action == "list":
             for key in keyring.keys():

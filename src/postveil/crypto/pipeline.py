@@ -75,7 +75,7 @@ def build_context(config: Config) -> RenderContext:
         routing=config.routing,
         portal=config.portal,
         certificates=CertificateStore(config.smime.certificate_dir, config.smime.trust_store),
-        keyring=PgpKeyring(config.pgp.gnupg_home, config.pgp.gpg_binary),
+        keyring=PgpKeyring(config.pgp.gnupg_home, config.pgp.gpg_binary, timeout=config.pgp.timeout),
         signer=signer,
     )
 
