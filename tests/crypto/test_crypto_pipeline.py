@@ -312,3 +312,26 @@ def test_ec_certificate_falls_through_to_portal(pki: Pki, gpg_world: GpgWorld) -
     assert decision.method is Method.PORTAL
     assert "key is EC" in decision.skipped[0]
     assert outcome.versions[0].envelope_recipients == ("intake@portal.example",)
+
+
+def test_concurrent_messages_from_threads(pki: Pki, gpg_world: GpgWorld) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    context = _context(pki, gpg_world)
+
+    def one(index: int) -> list[str]:
+        outcome = process_message(
+            _message("[secure] Lab", "alice@example.org, carol@example.org"),
+            queue_id=f"C{index}",
+            sender="doc@sender.example",
+            recipients=["alice@example.org", "carol@example.org"],
+            verdict=None,
+            tls={},
+            context=context,
+        )
+        return sorted(v.group.kind.value for v in outcome.versions)
+
+    with ThreadPoolExecutor(max_workers=6) as pool:
+        results = list(pool.map(one, range(24)))
+
+    assert results == [["pgp", "smime"]] * 24
