@@ -34,6 +34,15 @@ class Leaf:
 class Pki:
     """A trustme CA plus helpers that issue S/MIME leaf certificates into a directory."""
 
+    # Leaves issued by the session fixture ``pki``.
+    alice: Leaf
+    carol: Leaf
+    expired: Leaf
+    ec: Leaf
+    clientonly: Leaf
+    untrusted: Leaf
+    signer: Leaf
+
     def __init__(self, root: Path) -> None:
         self.root = root
         self.ca = trustme.CA(key_type=trustme.KeyType.RSA)
