@@ -88,3 +88,41 @@ def test_address_list_keeps_encoded_names() -> None:
     values = ["=?UTF-8?Q?M=C3=BCller=2C_Hans?= <h@example.org>, b@example.org", "Jürgen <j@example.org>"]
 
     assert address_list(values) == ["h@example.org", "b@example.org", "j@example.org"]
+
+
+def _simulate(message, operations) -> bytes:
+    """Apply milter header calls the way an MTA that renumbers after deletions would."""
+    from postveil.crypto.mime import CRLF, make_field
+
+    fields = list(message.headers)
+    for operation in operations:
+        if operation.kind == "add":
+            fields.append(make_field(operation.name, operation.value))
+            continue
+        positions = [i for i, f in enumerate(fields) if f.lower_name == operation.name.lower()]
+        position = positions[operation.index - 1]
+        if operation.value is None:
+            del fields[position]
+        else:
+            fields[position] = make_field(fields[position].name, operation.value)
+    return b"".join(f.raw for f in fields) + CRLF + message.body
+
+
+def test_milter_operations_match_apply() -> None:
+    from postveil.crypto.mime import HeaderEdits, milter_operations
+
+    message = RawMessage.parse(
+        b"Subject: a\r\nContent-Type: text/plain\r\nX-T: 1\r\nSubject: b\r\nX-T: 2\r\n"
+        b"Content-Transfer-Encoding: 8bit\r\n\r\nbody\r\n"
+    )
+    edits = HeaderEdits(
+        remove=("Content-Type", "Content-Transfer-Encoding", "X-T", "Bcc"),
+        replace=(("Subject", "Encrypted message"), ("MIME-Version", "1.0")),
+        add=(("Content-Type", "application/pkcs7-mime"),),
+    )
+
+    operations = milter_operations(message, edits)
+
+    assert _simulate(message, operations) == edits.apply(message)
+    deletions = [(o.name, o.index) for o in operations if o.value is None]
+    assert deletions == [("Content-Type", 1), ("Content-Transfer-Encoding", 1), ("X-T", 2), ("X-T", 1), ("Subject", 2)]

@@ -194,6 +194,47 @@ class HeaderEdits:
         return b"".join(header.raw for header in fields) + CRLF + new_body
 
 
+@dataclass(frozen=True)
+class HeaderOperation:
+    """One libmilter header call: ``change`` is smfi_chgheader (``value`` None deletes the
+    ``index``-th field of that name, counted from 1), ``add`` is smfi_addheader."""
+
+    kind: str
+    name: str
+    index: int
+    value: str | None
+
+
+def milter_operations(message: RawMessage, edits: HeaderEdits) -> list[HeaderOperation]:
+    """Translate ``edits`` into header calls for a milter's end-of-message callback.
+
+    Deletions of one name run from the last occurrence to the first, so each index still
+    names the intended field whether or not the MTA renumbers after a deletion.
+    """
+    counts: dict[str, int] = {}
+    for header in message.headers:
+        counts[header.lower_name] = counts.get(header.lower_name, 0) + 1
+    names = {header.lower_name: header.name for header in message.headers}
+
+    operations: list[HeaderOperation] = []
+    for name in edits.remove:
+        lower = name.lower()
+        for index in range(counts.get(lower, 0), 0, -1):
+            operations.append(HeaderOperation("change", names.get(lower, name), index, None))
+    for name, value in edits.replace:
+        lower = name.lower()
+        count = counts.get(lower, 0)
+        if count == 0:
+            operations.append(HeaderOperation("add", name, 0, value))
+            continue
+        for index in range(count, 1, -1):
+            operations.append(HeaderOperation("change", names[lower], index, None))
+        operations.append(HeaderOperation("change", names[lower], 1, value))
+    for name, value in edits.add:
+        operations.append(HeaderOperation("add", name, 0, value))
+    return operations
+
+
 def address_list(values: Sequence[str]) -> list[str]:
     """Return the addr-spec of every address in To/Cc style header values.
 
