@@ -25,7 +25,7 @@ from postveil.crypto.pipeline import TlsRequirement, process_message
 from postveil.harness.postfix import PrivatePostfix
 from postveil.harness.pytest_plugin import unique_domain
 from postveil.harness.world import TestDomain, World
-from postveil.routing import Method
+from postveil.routing import Method, VersionKind
 
 pytestmark = pytest.mark.postfix
 
@@ -112,7 +112,7 @@ def test_each_sink_gets_right_form_once(shape: str, setup: Setup, postfix: Priva
             "doc@sender.example",
             version.envelope_recipients,
             port=postfix.reinject_port,
-            smtputf8=not version.raw.split(b"\r\n\r\n", 1)[0].isascii(),
+            smtputf8=version.needs_smtputf8,
         )
         assert result.code == 250, result.reply
 
@@ -158,3 +158,50 @@ def test_each_sink_gets_right_form_once(shape: str, setup: Setup, postfix: Priva
     assert len(setup.plain.sink.messages) == before["plain"]
     for name in ("tls", "pgp", "smime", "portal"):
         assert len(getattr(setup, name).sink.messages) == before[name] + 1, f"{name} sink count"
+
+
+def test_bcc_copy_separate_through_postfix(setup: Setup, postfix: PrivatePostfix, tmp_path: Path) -> None:
+    to_address = f"carol@{setup.smime.name}"
+    bcc_address = f"bob@{setup.pgp.name}"
+    original = (
+        f"From: doc@sender.example\r\nTo: {to_address}\r\nSubject: [secure] referral\r\n"
+        "MIME-Version: 1.0\r\nContent-Type: text/plain; charset=us-ascii\r\n\r\nsee attached\r\n"
+    ).encode()
+    before = {"pgp": len(setup.pgp.sink.messages), "smime": len(setup.smime.sink.messages)}
+
+    outcome = process_message(
+        original,
+        queue_id="T-bcc",
+        sender="doc@sender.example",
+        recipients=[to_address, bcc_address],
+        verdict=None,
+        tls={},
+        context=setup.context,
+    )
+    assert [(v.group.kind, v.group.recipients, v.group.bcc) for v in outcome.versions] == [
+        (VersionKind.SMIME, (to_address,), False),
+        (VersionKind.PGP, (bcc_address,), True),
+    ]
+    for version in outcome.versions:
+        result = postfix.send(version.raw, "doc@sender.example", version.envelope_recipients,
+                              port=postfix.reinject_port)
+        assert result.code == 250, result.reply
+
+    bcc_copy = setup.pgp.sink.wait_for(before["pgp"] + 1)[-1]
+    to_copy = setup.smime.sink.wait_for(before["smime"] + 1)[-1]
+    assert bcc_copy.rcpt_tos == (bcc_address,)
+    assert to_copy.rcpt_tos == (to_address,)
+    armored = ARMOR_RE.search(bcc_copy.data)
+    assert armored is not None
+    inner = gpg(setup.gpg_home, "--decrypt", input=armored.group(0)).stdout
+    assert inner.endswith(b"\r\n\r\nsee attached\r\n")
+    source = tmp_path / "to.eml"
+    source.write_bytes(to_copy.data)
+    to_inner = subprocess.run(
+        ["openssl", "cms", "-decrypt", "-in", str(source), "-recip", str(setup.smime_leaf.cert_path),
+         "-inkey", str(setup.smime_leaf.key_path), "-binary"],
+        capture_output=True, check=True, timeout=60,
+    ).stdout
+    assert bcc_address.encode() not in to_copy.data
+    assert bcc_address.encode() not in to_inner
+    assert b"Subject: referral\r\n" in to_inner

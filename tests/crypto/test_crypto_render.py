@@ -157,3 +157,13 @@ def test_pre_encrypted_method_uses_cleartext_group() -> None:
     plan = plan_delivery([decision], ["a@example.org"], "reject")
 
     assert plan.groups[0].kind is VersionKind.CLEARTEXT
+
+
+def test_needs_smtputf8() -> None:
+    ascii_version = _render(VersionKind.CLEARTEXT, ("a@example.org",))
+    message = RawMessage.parse(MESSAGE.replace(b"Results", "Befund für".encode()))
+    group = RecipientGroup(VersionKind.CLEARTEXT, ("a@example.org",), (), False)
+    utf8_version = render_version(message, group, read_triggers(message, ROUTING), RenderContext(ROUTING, PORTAL))
+
+    assert ascii_version.needs_smtputf8 is False
+    assert utf8_version.needs_smtputf8 is True

@@ -58,6 +58,13 @@ class MessageVersion:
     raw: bytes
     """The complete message, ``edits`` and ``body`` applied."""
 
+    @property
+    def needs_smtputf8(self) -> bool:
+        """True when the header block or an envelope recipient is not ASCII, so
+        re-injection must use the SMTPUTF8 extension (RFC 6531)."""
+        head = self.raw.split(b"\r\n\r\n", 1)[0]
+        return not head.isascii() or not all(r.isascii() for r in self.envelope_recipients)
+
 
 def read_triggers(message: RawMessage, config: RoutingSection) -> Triggers:
     """Find the tags in the decoded Subject and read the trigger header of ``message``."""
