@@ -210,3 +210,18 @@ def test_clock_is_timezone_aware(pki: Pki) -> None:
     store = CertificateStore(str(pki.cert_dir), str(pki.trust_store))
 
     assert store.clock().tzinfo is datetime.UTC
+
+
+def test_content_encryption_is_aes256(pki: Pki, tmp_path: Path) -> None:
+    body = wrap_base64(encrypt_entity(b"Content-Type: text/plain\r\n\r\nx\r\n", [pki.alice.certificate]))
+    head = "".join(f"{name}: {value}\r\n" for name, value in smime_headers()).encode()
+    source = tmp_path / "m.eml"
+    source.write_bytes(head + b"\r\n" + body)
+
+    printed = subprocess.run(
+        ["openssl", "cms", "-cmsout", "-print", "-in", str(source)],
+        capture_output=True, check=True, timeout=60,
+    ).stdout.decode()
+
+    assert "aes-256-cbc" in printed
+    assert "pkcs7-envelopedData" in printed
