@@ -75,15 +75,15 @@ class DeliveryPlan:
         """Return (code, enhanced code, text) of the reply that rejects the message."""
         recipients = [decision.recipient for decision in self.unroutable]
         names = ""
-        shown = 0
+        named_count = 0
         for recipient in recipients:
             candidate = f"{names}, {recipient}" if names else recipient
-            if len(candidate) > REJECT_NAMES_MAX and shown:
+            if len(candidate) > REJECT_NAMES_MAX and named_count:
                 break
             names = candidate
-            shown += 1
-        if shown < len(recipients):
-            names += f" and {len(recipients) - shown} more"
+            named_count += 1
+        if named_count < len(recipients):
+            names += f" and {len(recipients) - named_count} more"
         text = f"message needs protection and no acceptable delivery method exists for: {names}"
         return REJECT_CODE, REJECT_XCODE, text
 
