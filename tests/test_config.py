@@ -312,7 +312,7 @@ def test_duplicate_section_and_key_name_both_lines() -> None:
         (
             b"timeout: 5s\n",
             "test.yaml:1: timeout: unknown key; keys belong under their section, "
-            "and this one exists as milter.timeout, dns.timeout",
+            "and this one exists as milter.timeout, ",
         ),
         (b"milter:\n  sockett: unix:/x\n", "test.yaml:2: milter.sockett: unknown key; did you mean 'socket'?"),
         (b"mliter:\n  socket: unix:/x\n", "test.yaml:1: mliter: unknown key; did you mean 'milter'?"),
@@ -339,6 +339,14 @@ def test_error_message_says_what_to_do(text: bytes, expected: str) -> None:
     problems = problems_of(text)
 
     assert problems[0].startswith(expected), problems
+
+
+def test_key_in_several_sections_lists_each() -> None:
+    (problem,) = problems_of(b"timeout: 5s\n")
+
+    assert "milter.timeout" in problem
+    assert "dns.timeout" in problem
+    assert "did you mean" not in problem
 
 
 def test_keys_not_indented_under_section() -> None:
