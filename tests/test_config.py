@@ -378,3 +378,11 @@ def test_check_config_help_names_fallback() -> None:
     assert result.returncode == 0
     assert "default: $POSTVEIL_CONFIG, else /etc/postveil/postveil.yaml" in result.stdout
     assert "/elsewhere/p.yaml" not in result.stdout
+
+
+def test_check_config_warns_on_missing_group(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path = tmp_path / "group.yaml"
+    path.write_text("milter:\n  socket_group: nosuchgroup\n")
+
+    assert cli_main(["check-config", str(path)]) == 0
+    assert "milter.socket_group 'nosuchgroup' does not exist on this host" in capsys.readouterr().err
