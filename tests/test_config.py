@@ -330,6 +330,21 @@ def test_duplicate_section_and_key_name_both_lines() -> None:
             "test.yaml:3: invalid YAML at column 1: more than one YAML document (---)",
         ),
         (
+            b"milter:\n    socket: unix:/x\n  timeout: 5s\n",
+            "test.yaml:3: invalid YAML at column 3: expected <block end>, but found '<block mapping start>'; "
+            "keys at the same level must start in the same column",
+        ),
+        (
+            b'milter:\n  socket: "unix:/x\n',
+            "test.yaml:3: invalid YAML at column 1: found unexpected end of stream "
+            "(while scanning a quoted scalar at line 2, column 11)",
+        ),
+        (
+            b"milter:\n  timeout: 1:30\n",
+            "test.yaml:2: milter.timeout: invalid duration 90: expected a number with a unit "
+            "(ms, s, m, h, d or w), for example '30s' or '1d'; YAML read the unquoted 1:30 as the number 90",
+        ),
+        (
             b"milter:\n  timeout: 1h30m\n",
             "test.yaml:2: milter.timeout: invalid duration '1h30m': use a single unit, for example '90m'",
         ),

@@ -119,6 +119,15 @@ def _describe_yaml_error(exc: yaml.YAMLError, text: str, source: str) -> str:
             f"{where}: {problem}; check for a missing space after ':' on this or the line "
             "before, a ':' inside an unquoted value (quote the value), or wrong indentation"
         )
+    if "expected <block end>" in problem:
+        return (
+            f"{where}: {problem}; keys at the same level must start in the same column, "
+            "so check this line's indentation against the lines above"
+        )
+    context = getattr(exc, "context", None)
+    context_mark = getattr(exc, "context_mark", None)
+    if context and context_mark is not None:
+        return f"{where}: {problem} ({context} at line {context_mark.line + 1}, column {context_mark.column + 1})"
     return f"{where}: {problem}"
 
 
@@ -182,11 +191,14 @@ def _message_for(
     else:
         message = f"{message} (got {value!r})"
     raw = positions.unquoted_numbers.get(location)
-    if raw is not None and (raw != str(value) or kind == "string_type"):
+    expects_text = kind == "string_type" or "quoted" in message
+    if raw is not None and expects_text:
         message += (
             f"; YAML read the unquoted {raw} as the number {value!r}, so write it in quotes: "
             f'{location[-1]}: "{raw}"'
         )
+    elif raw is not None and raw != str(value):
+        message += f"; YAML read the unquoted {raw} as the number {value!r}"
     return message
 
 
