@@ -132,3 +132,33 @@ def test_message_passes_without_milter_after_teardown(world: World, postfix: Pri
     result = postfix.send(sample_message(recipient), "sender@org.test", [recipient])
 
     assert result.code == 250
+
+
+def test_start_stop_and_decision_are_audited(world: World, postfix: PrivatePostfix) -> None:
+    import json
+    import subprocess
+    import sys
+
+    config = world.base_config()
+    config["audit"]["directory"] = str(world.state_dir / "audit-lifecycle")
+    config_path = world.write_config(config, "lifecycle.yaml")
+    domain = world.add_domain(unique_domain("audited"))
+    recipient = f"frank@{domain.name}"
+    with attached_milter(world, postfix, config_path):
+        result = postfix.send(sample_message(recipient), "sender@org.test", [recipient])
+        domain.sink.wait_for(1)
+
+    lines = (world.state_dir / "audit-lifecycle" / "audit.jsonl").read_text().splitlines()
+    records = [json.loads(line) for line in lines]
+    kinds = [(r["kind"], r.get("event") or r.get("action")) for r in records]
+    verify = subprocess.run(
+        [sys.executable, "-m", "postveil.cli.main", "audit", "verify", "--config", str(config_path)],
+        capture_output=True,
+        text=True,
+    )
+
+    assert kinds == [("config", "load"), ("daemon", "start"), ("message", "accept"), ("daemon", "stop")]
+    assert records[2]["queue_id"] == result.queue_id
+    assert records[3]["reason"] == "SIGTERM"
+    assert verify.returncode == 0, verify.stdout + verify.stderr
+    assert verify.stdout.startswith("ok: 4 records")

@@ -34,6 +34,7 @@ from postveil.config import CONFIG_ENV, DEFAULT_CONFIG_PATH, Config, default_con
 from postveil.config.milter import MilterSection, parse_milter_socket
 from postveil.errors import ConfigError, PostveilError
 from postveil.log import setup_logging
+from postveil.audit import AuditError, ConfigEvent, DaemonEvent
 from postveil.milter.processor import MessageProcessor
 from postveil.milter.session import InFlight, PostveilMilter
 
@@ -72,6 +73,7 @@ class MilterDaemon:
         self.in_flight = InFlight()
         self._stop_requested = threading.Event()
         self._stop_time: float | None = None
+        self._stop_signal: int | None = None
         self._notifier = sdnotify.SystemdNotifier()
         self._socket_path: Path | None = None
         self._socket_inode: tuple[int, int] | None = None
@@ -86,6 +88,19 @@ class MilterDaemon:
     @property
     def config(self) -> Config:
         return self.processor.config
+
+    def _audit_event(self, record: ConfigEvent | DaemonEvent) -> None:
+        """Append a daemon or configuration event; a failure is logged, not raised.
+
+        Messages need their own record, so an unwritable audit trail still defers mail.
+        """
+        try:
+            self.processor.audit.append(record)
+        except AuditError as exc:
+            log.error("audit: cannot record the %s %s event: %s", record.kind, record.event, exc)
+
+    def _reload_failed(self, path: str, error: str) -> None:
+        self._audit_event(ConfigEvent("reload_failed", path, self.config.version or "-", error))
 
     def reload(self) -> None:
         """Build a new Config from the same file and swap it in; keep the old on error.
@@ -106,21 +121,25 @@ class MilterDaemon:
             )
             for problem in exc.problems:
                 log.error("reload: %s", problem)
+            self._reload_failed(path, f"{len(exc.problems)} configuration error(s)")
             return
         new_section = new_config.milter
         try:
             group_id = _socket_group_id(new_section)
         except MilterSocketError as exc:
             log.error("reload of %s failed; keeping the running configuration: %s", path, exc)
+            self._reload_failed(path, "milter.socket_group does not exist")
             return
         try:
             keep_audit = new_config.audit == old_config.audit
             processor = MessageProcessor(new_config, audit=self.processor.audit if keep_audit else None)
         except Exception as exc:
             log.error("reload of %s failed; keeping the running configuration: %s: %s", path, type(exc).__name__, exc)
+            self._reload_failed(path, f"start-up of the new configuration failed: {type(exc).__name__}")
             return
         with self._config_lock:
             self._processor = processor
+        self._audit_event(ConfigEvent("reload", path, new_config.version or "-"))
         if new_config.logging != self._applied_logging:
             try:
                 setup_logging(new_config.logging, PROGRAM, previous=self._applied_logging)
@@ -233,6 +252,7 @@ class MilterDaemon:
     def request_stop(self, signum: int, _frame: FrameType | None) -> None:
         if self._stop_time is None:
             self._stop_time = time.monotonic()
+            self._stop_signal = signum
             log.info("received %s: stopping", signal.Signals(signum).name)
         self.in_flight.stopping = True
         self._stop_requested.set()
@@ -253,6 +273,8 @@ class MilterDaemon:
         worker.start()
         if self.config.uses_only_defaults:
             log.warning("%s sets no key; every default applies", self.config.source)
+        self._audit_event(ConfigEvent("load", self.config.source, self.config.version or "-"))
+        self._audit_event(DaemonEvent("start", __version__))
         log.info("%s %s %s %s", PROGRAM, __version__, READY_MESSAGE, self.config.milter.socket)
         self._notifier.notify("READY=1")
         while not self._stop_requested.wait(0.5):
@@ -278,6 +300,8 @@ class MilterDaemon:
                 self.config.milter.shutdown_timeout,
             )
         self._remove_own_socket()
+        reason = signal.Signals(self._stop_signal).name if self._stop_signal else "libmilter stopped"
+        self._audit_event(DaemonEvent("stop", __version__, reason))
         logging.shutdown()
         return 0
 
