@@ -1,0 +1,1 @@
+pytest_plugins = ["postveil.harness.pytest_plugin"]
