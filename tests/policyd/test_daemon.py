@@ -11,7 +11,7 @@ import sys
 import time
 from pathlib import Path
 
-from conftest import free_port
+from postveil.harness.net import free_port
 from postveil.policyd.netstring import NetstringDecoder, encode
 
 

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from conftest import free_port
+from postveil.harness.net import free_port
 from postveil.config.dns import DnsSection
 from postveil.config.policyd import PolicydSection
 from postveil.policyd.dns import DnsClient
