@@ -33,7 +33,7 @@ class DnsAnswer:
 
 
 class DnsClient:
-    """Async resolver that asks the configured nameservers with the DO and AD bits set."""
+    """Async resolver that asks the configured nameservers with the DO bit set."""
 
     def __init__(self, section: DnsSection) -> None:
         if section.nameservers:
@@ -46,8 +46,10 @@ class DnsClient:
             resolver = dns.asyncresolver.Resolver()
         resolver.timeout = section.timeout
         resolver.lifetime = section.lifetime
+        # The DO bit asks a validating resolver to report validation in the AD bit
+        # (RFC 4035 section 3.2.3), so the query itself does not need AD set.
         resolver.use_edns(0, dns.flags.DO, 1232)
-        resolver.flags = dns.flags.RD | dns.flags.AD
+        resolver.flags = dns.flags.RD
         resolver.cache = None
         self._resolver = resolver
 
