@@ -117,3 +117,40 @@ def test_domain_cli_set_show_list_purge(tmp_path: Path) -> None:
     assert missing.returncode == 1
     assert "not in the cache" in missing.stderr
     assert postveil("domain", "-c", config, "set", "bad..name", "--tls", "secure").returncode == 2
+
+
+def test_daemon_unix_sockets(tmp_path: Path) -> None:
+    socketmap_path = tmp_path / "run" / "socketmap.sock"
+    policy_path = tmp_path / "run" / "policy.sock"
+    config = tmp_path / "postveil.yaml"
+    config.write_text(
+        "policyd:\n"
+        f"  socketmap_listen: unix:{socketmap_path}\n"
+        f"  policy_listen: unix:{policy_path}\n"
+        f"  cache_path: {tmp_path / 'facts.sqlite3'}\n"
+        "  postfix_version: '3.7.11'\n"
+        "dns:\n"
+        f"  nameservers: ['127.0.0.1:{free_port()}']\n"
+    )
+    assert postveil("domain", "-c", str(config), "set", "example.org", "--tls", "encrypt").returncode == 0
+    process = subprocess.Popen([sys.executable, "-m", "postveil.policyd.daemon", "-c", str(config)],
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 20
+        while not (socketmap_path.exists() and policy_path.exists()):
+            assert time.monotonic() < deadline, "unix sockets did not appear within 20 s"
+            time.sleep(0.05)
+        with socket.socket(socket.AF_UNIX) as sock:
+            sock.settimeout(10)
+            sock.connect(str(socketmap_path))
+            sock.sendall(encode(b"postveil example.org"))
+            assert NetstringDecoder(1000).feed(sock.recv(4096)) == [b"OK encrypt protocols=>=TLSv1.2"]
+        with socket.socket(socket.AF_UNIX) as sock:
+            sock.settimeout(10)
+            sock.connect(str(policy_path))
+            sock.sendall(b"request=smtpd_access_policy\nprotocol_state=RCPT\n"
+                         b"sender=a@example.com\nrecipient=b@example.org\n\n")
+            assert sock.recv(4096) == b"action=DUNNO\n\n"
+    finally:
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(timeout=10) == 0
