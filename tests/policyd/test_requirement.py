@@ -74,8 +74,8 @@ def test_requirement_table(facts, config, version, rule, line) -> None:
     requirement = tls_requirement(facts, config, now=NOW)
     assert requirement.rule == rule
     assert requirement.policy_line(version) == line
-    assert requirement.requires_tls == (line is not None and line.split()[0] != "none"
-                                        and line.split()[0] != "may")
+    level = line.split()[0] if line is not None else None
+    assert requirement.requires_tls == (level not in (None, "none", "may"))
     assert "example.org" in requirement.reason
 
 

@@ -137,7 +137,7 @@ def _run_cached(args: argparse.Namespace, config: Config, cache: FactsCache, dom
 
 
 async def _check(config: Config, domain: str, as_json: bool, probe: bool) -> int:
-    """Look the domain up from scratch and print what the daemon would answer."""
+    """Look the domain up from scratch and print the reply the daemon would send."""
     section = config.policyd
     now = time.time()
     dns = DnsClient(config.dns)
@@ -209,6 +209,7 @@ def _print_report(report: dict[str, Any], as_json: bool) -> None:
     print(f"domain:        {report['domain']}")
     print(f"policy:        {report['socketmap_reply']}")
     print(f"rule:          {report['rule']} ({report['reason']})")
+
     if report.get("override"):
         print(f"override:      {report['override']}")
     sts = report["mta_sts"]
@@ -217,11 +218,16 @@ def _print_report(report: dict[str, Any], as_json: bool) -> None:
               f"expires {_when(sts['expires_at'])}")
     else:
         print("MTA-STS:       no policy" + (f" ({report['mta_sts_error']})" if report["mta_sts_error"] else ""))
+
     dane = report["dane"]
     if dane:
-        state = "none" if not dane["tlsa_present"] else (
-            ("usable" if dane["usable"] else "unusable") + (", DNSSEC-validated" if dane["validated"] else ", not validated"))
+        if not dane["tlsa_present"]:
+            state = "none"
+        else:
+            state = "usable" if dane["usable"] else "unusable"
+            state += ", DNSSEC-validated" if dane["validated"] else ", not validated"
         print(f"DANE TLSA:     {state}")
+
     for probe in report["probes"]:
         if probe["starttls"]:
             cert = "valid certificate" if probe["cert_valid"] else "certificate not valid for the name"

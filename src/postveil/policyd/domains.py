@@ -1,4 +1,4 @@
-"""Domain facts service: answers "what TLS does this domain need?" for both servers.
+"""Domain facts service: the TLS requirement of a domain, for both protocol servers.
 
 It reads the facts cache, discovers unknown domains live (MTA-STS and DANE), runs
 refreshes and probes, stores the results and records every change of a domain's
@@ -12,6 +12,7 @@ import logging
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import replace
+from typing import cast
 
 from postveil.config.policyd import PolicydSection
 from postveil.errors import TemporaryFailure
@@ -58,9 +59,7 @@ class DomainService:
 
     async def get_facts(self, domain: str) -> DomainFacts | None:
         """Read the cache; raises CacheError."""
-        facts = await self._run_cache(self.cache.get, domain)
-        assert facts is None or isinstance(facts, DomainFacts)
-        return facts
+        return cast("DomainFacts | None", await self._run_cache(self.cache.get, domain))
 
     async def store(self, old: DomainFacts | None, new: DomainFacts) -> None:
         """Write ``new`` and record an event when the domain's requirement changed."""
@@ -79,7 +78,7 @@ class DomainService:
             )
             await self._run_cache(self.cache.add_event, event)
 
-    # Answers for the protocol servers.
+    # Entry points of the protocol servers.
 
     async def requirement(self, domain: str) -> Requirement:
         """Return the domain's requirement; unknown domains are discovered live.
@@ -232,8 +231,7 @@ class DomainService:
         """Start refreshes and probes that are due; return how many were started."""
         now = self.clock()
         started = 0
-        domains = await self._run_cache(self.cache.domains)
-        assert isinstance(domains, list)
+        domains = cast(list[str], await self._run_cache(self.cache.domains))
         for domain in domains:
             facts = await self.get_facts(domain)
             if facts is None:

@@ -94,7 +94,7 @@ class Prober:
         """Probe one MX host; failures become a result with ``error`` set, never an exception.
 
         A certificate that fails validation is retried without validation, so the
-        result still says whether STARTTLS works and with which protocol.
+        result still records whether STARTTLS works and with which protocol.
         """
         async with self._semaphore:
             try:
@@ -151,11 +151,11 @@ class Prober:
 def apply_probe_results(
     facts: DomainFacts, results: tuple[ProbeResult, ...], now: float
 ) -> DomainFacts:
-    """Record probe results: TLS seen updates first/last seen; a probe that reached a
-    server and found no STARTTLS on any MX counts as a failed probe.
+    """Record probe results and update when TLS was first and last seen.
 
-    Results that never reached a server (DNS, connect, timeout) leave the counter alone,
-    because they say nothing about TLS support.
+    A probe that reached a server and found no STARTTLS on any MX counts as failed.
+    Results that never reached a server (DNS, connect, timeout) leave the counter
+    alone, because they tell nothing about TLS support.
     """
     tls_seen = any(result.starttls for result in results)
     reached = any(result.error not in ("dns", "no-address", "connect", "timeout") for result in results)

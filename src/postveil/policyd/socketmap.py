@@ -2,7 +2,7 @@
 
 A request is the netstring ``<map name> <key>``; the reply is ``OK <policy>``,
 ``NOTFOUND `` or ``TEMP <reason>`` (Postfix defers the delivery). Requests on one
-connection may be pipelined and are answered in order. Computed answers are reused
+connection may be pipelined, and replies are sent in request order. Computed answers are reused
 for ``answer_cache_ttl`` seconds so cache hits cost one dictionary lookup.
 """
 
@@ -26,7 +26,7 @@ log = logging.getLogger(__name__)
 MAX_REPLY_BYTES = 100_000
 """Postfix rejects socketmap replies longer than this (dict_sockmap.c, Postfix 3.x)."""
 MAX_REQUEST_BYTES = 4096
-"""Longest request accepted: a map name plus a domain or ``[host]:port`` key."""
+"""Maximum request size in bytes: a map name plus a domain or ``[host]:port`` key."""
 
 NOTFOUND = encode(b"NOTFOUND ")
 _DOMAIN_RE = re.compile(r"^(?=.{1,253}$)([a-z0-9_](?:[a-z0-9_-]{0,61}[a-z0-9])?\.)*"
