@@ -48,8 +48,11 @@ CASES = [
     ("sts enforce old postfix", replace(BASE, sts=ENFORCE), DEFAULT, V33, "mta-sts",
      "secure match=mx1.example.org:.example.org protocols=>=TLSv1.2"),
     ("sts enforce tlsrpt postfix", replace(BASE, sts=ENFORCE), DEFAULT, V310, "mta-sts",
-     SECURE_LINE + " policy_type=sts policy_domain=example.org policy_ttl=86400"
-     " mx_host_pattern=mx1.example.org mx_host_pattern=*.example.org"),
+     SECURE_LINE + " policy_type=sts policy_domain=example.org"
+     " mx_host_pattern=mx1.example.org mx_host_pattern=*.example.org"
+     " { policy_string = version: STSv1 } { policy_string = mode: enforce }"
+     " { policy_string = mx: mx1.example.org } { policy_string = mx: *.example.org }"
+     " { policy_string = max_age: 86400 }"),
     ("sts testing", replace(BASE, sts=TESTING), DEFAULT, V37, "none", None),
     ("sts expired", replace(BASE, sts=EXPIRED), DEFAULT, V37, "none", None),
     ("sts beats monitoring", replace(SEEN, sts=ENFORCE), DEFAULT, V37, "mta-sts", SECURE_LINE),

@@ -48,6 +48,14 @@ class Requirement:
     """MTA-STS ``mx`` patterns as published, for the TLSRPT attributes."""
     sts_max_age: int | None = None
 
+    def sts_policy_lines(self) -> list[str]:
+        """Rebuild the MTA-STS policy text, one line per key, for TLSRPT ``policy_string``."""
+        lines = ["version: STSv1", "mode: enforce"]
+        lines.extend("mx: " + pattern for pattern in self.sts_mx)
+        if self.sts_max_age is not None:
+            lines.append(f"max_age: {self.sts_max_age}")
+        return lines
+
     @property
     def requires_tls(self) -> bool:
         return self.level in TLS_REQUIRED_LEVELS
@@ -68,13 +76,12 @@ class Requirement:
         if self.protocols:
             parts.append("protocols=" + self.protocols)
         if self.rule == "mta-sts" and postfix_version >= TLSRPT_MIN_VERSION:
-            # NOTE: attribute names follow the Postfix 3.10 smtp_tls_policy_maps manual;
-            # not yet run against a Postfix 3.10 build (Debian 12 ships 3.7).
+            # NOTE: never run against a Postfix 3.10 build (Debian 12 ships 3.7); the
+            # attributes follow what postfix-mta-sts-resolver 1.5 sends to Postfix 3.10.
             parts.append("policy_type=sts")
             parts.append("policy_domain=" + self.domain)
-            if self.sts_max_age is not None:
-                parts.append(f"policy_ttl={self.sts_max_age}")
             parts.extend("mx_host_pattern=" + pattern for pattern in self.sts_mx)
+            parts.extend("{ policy_string = " + line + " }" for line in self.sts_policy_lines())
         return " ".join(parts)
 
 
