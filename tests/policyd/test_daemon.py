@@ -154,3 +154,12 @@ def test_daemon_unix_sockets(tmp_path: Path) -> None:
     finally:
         process.send_signal(signal.SIGTERM)
         assert process.wait(timeout=10) == 0
+
+
+def test_daemon_invalid_config_exits_78(tmp_path: Path) -> None:
+    config = tmp_path / "postveil.yaml"
+    config.write_text("policyd:\n  socketmap_listen: nowhere\n")
+    result = subprocess.run([sys.executable, "-m", "postveil.policyd.daemon", "-c", str(config)],
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 78
+    assert "socketmap_listen" in result.stderr

@@ -34,6 +34,9 @@ from postveil.tlsfacts.cache import open_cache
 
 log = logging.getLogger("postveil.policyd")
 
+EXIT_CONFIG = os.EX_CONFIG
+"""Exit status for an invalid configuration (78); systemd does not restart on it."""
+
 FALLBACK_POSTFIX_VERSION = (3, 0)
 """Assumed when ``postconf`` cannot be run: no version-gated attributes are sent."""
 
@@ -164,7 +167,7 @@ def main(argv: list[str] | None = None) -> int:
         config = load_config(args.config)
     except ConfigError as exc:
         print(str(exc), file=sys.stderr)
-        return 1
+        return EXIT_CONFIG
     setup_logging(config.logging, "postveil-policyd")
     log.info("starting with configuration %s (version %s)", config.source, config.version)
     try:
