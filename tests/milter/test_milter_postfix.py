@@ -36,7 +36,7 @@ def test_message_passes_through_to_sink(world: World, postfix: PrivatePostfix, m
     assert received.rcpt_tos == (recipient,)
     assert received.data.endswith(b"Hello from the harness, caf\xc3\xa9.\r\n")
     assert received.tls_version in ("TLSv1.2", "TLSv1.3")
-    assert f"{result.queue_id}: accepted" in milter.log_text()
+    assert f"{result.queue_id}: rcpt=<{recipient}> method=plain" in milter.log_text()
 
 
 def test_milter_down_gives_temporary_failure(world: World, postfix: PrivatePostfix, milter: DaemonProcess) -> None:

@@ -16,56 +16,81 @@ from dataclasses import dataclass
 from email import message_from_bytes
 from email.policy import compat32
 
-from postveil.harness.postfix import Delivery
+from postveil.harness.postfix import SendResult
 from postveil.harness.pytest_plugin import postfix_available
 from postveil.harness.smtp import ReceivedMessage
 from postveil.harness.world import TestDomain, World
 
 SENDER = "frontdesk@clinic.test"
+BULK_SENDER = "newsletter@clinic.test"
+OUTER_SUBJECT = "Encrypted message"
 
 
 @dataclass(frozen=True)
 class Sample:
     label: str
+    sender: str
     subject: str
     body: str
     recipients: tuple[str, ...]
 
 
-def samples(enforce: TestDomain, starttls: TestDomain, plain: TestDomain) -> list[Sample]:
-    everyone = (f"dr.lee@{enforce.name}", f"billing@{starttls.name}", f"patient@{plain.name}")
+@dataclass(frozen=True)
+class Cast:
+    """The invented domains and recipients of the demo."""
+
+    enforce: TestDomain
+    starttls: TestDomain
+    plain: TestDomain
+    portal: TestDomain
+    pgp_address: str
+    smime_address: str
+
+    @property
+    def portal_intake(self) -> str:
+        return f"intake@{self.portal.name}"
+
+
+def samples(cast: Cast) -> list[Sample]:
+    everyone = (
+        f"dr.lee@{cast.enforce.name}",
+        f"billing@{cast.starttls.name}",
+        cast.pgp_address,
+        cast.smime_address,
+        f"patient@{cast.plain.name}",
+    )
     return [
-        Sample(
-            "staff lunch",
-            "Lunch on Friday",
-            "Hi all,\nlunch is at noon on Friday in room 2.\n",
-            everyone,
-        ),
+        Sample("staff lunch", SENDER, "Lunch on Friday", "Hi all,\nlunch is at noon on Friday in room 2.\n", everyone),
         Sample(
             "lab results",
+            SENDER,
             "Results for your patient",
             "Patient: Jane Example, MRN 00123456, DOB 01/02/1980.\n"
             "HbA1c 9.1%, diagnosis E11.9 (type 2 diabetes). Please review.\n",
             everyone,
         ),
+        Sample("tagged [secure]", SENDER, "[secure] Referral letter", "Please find the referral details below.\n", everyone),
         Sample(
-            "tagged [secure]",
-            "[secure] Referral letter",
-            "Please find the referral details below.\n",
-            everyone,
+            "newsletter (bulk)",
+            BULK_SENDER,
+            "Flu shots are available this week",
+            "Flu shots are available at all clinics this week.\n",
+            (f"dr.lee@{cast.enforce.name}", f"patient@{cast.plain.name}"),
         ),
     ]
 
 
-def build_message(sample: Sample) -> bytes:
+def build_message(sample: Sample, number: int) -> tuple[bytes, str]:
+    message_id = f"demo-{number}@clinic.test"
     headers = (
-        f"From: Clinic Front Desk <{SENDER}>\r\n"
+        f"From: Clinic <{sample.sender}>\r\n"
         f"To: {', '.join(sample.recipients)}\r\n"
         f"Subject: {sample.subject}\r\n"
+        f"Message-ID: <{message_id}>\r\n"
         "MIME-Version: 1.0\r\nContent-Type: text/plain; charset=utf-8\r\n"
         "Content-Transfer-Encoding: 8bit\r\n\r\n"
     )
-    return (headers + sample.body.replace("\n", "\r\n")).encode()
+    return (headers + sample.body.replace("\n", "\r\n")).encode(), message_id
 
 
 def content_form(message: ReceivedMessage) -> str:
@@ -79,19 +104,25 @@ def content_form(message: ReceivedMessage) -> str:
     return "readable"
 
 
-def decision_for(milter_log: str, queue_id: str, recipient: str) -> str:
+def decision_for(milter_log: str, recipient: str, queue_id: str | None) -> str:
     """Find the milter's decision for one recipient in its log lines about the queue id."""
-    lines = [line for line in milter_log.splitlines() if f"{queue_id}:" in line]
-    for line in reversed(lines):
-        match = re.search(rf"rcpt=<{re.escape(recipient)}> method=(\S+)", line)
-        if match:
-            return match.group(1)
-    for line in reversed(lines):
-        if "accepted" in line:
-            return "pass-through"
-        if "temporary failure" in line:
-            return "tempfail"
+    if queue_id is None:
+        return "-"
+    for line in reversed(milter_log.splitlines()):
+        if f"{queue_id}: rcpt=<{recipient}>" in line:
+            match = re.search(r"method=(\S+)", line)
+            if match:
+                return match.group(1)
     return "-"
+
+
+def demo_config(world: World, cast: Cast) -> dict[str, object]:
+    config = world.base_config()
+    config["portal"] = {"intake_address": cast.portal_intake}
+    config["routing"] = {"outer_subject": OUTER_SUBJECT, "bulk_senders": [BULK_SENDER]}
+    config["policyd"]["tls_exclusive_senders"] = [BULK_SENDER]  # type: ignore[index]
+    config["logging"] = {"level": "INFO"}
+    return config
 
 
 def run(keep_running: bool = False) -> int:
@@ -106,41 +137,36 @@ def run(keep_running: bool = False) -> int:
         enforce = world.add_domain("mta-sts-enforce.test", mta_sts="enforce")
         starttls = world.add_domain("starttls-only.test")
         plain = world.add_domain("no-tls.test", tls="none")
+        portal = world.add_domain("portal.test")
+        pgp = world.add_pgp_recipient(f"bob@{plain.name}")
+        smime = world.add_smime_recipient(f"carol@{plain.name}")
+        cast = Cast(enforce, starttls, plain, portal, pgp.address, smime.address)
         postfix = world.start_postfix()
-        milter = world.start_milter()
-        print("demo: private Postfix on 127.0.0.1:%d with postveil-milter attached" % postfix.port)
+        config_path = world.write_config(demo_config(world, cast))
+        policyd = world.start_policyd(config_path)
+        milter = world.start_milter(config_path)
+        print(f"demo: private Postfix on 127.0.0.1:{postfix.port} with postveil-milter and postveil-policyd attached")
+        print(f"demo: {pgp.address} has a PGP key, {smime.address} an S/MIME certificate;")
+        print(f"demo: {starttls.name} offers STARTTLS without MTA-STS, {plain.name} offers no TLS")
+        print()
 
         rows: list[tuple[str, ...]] = []
-        for sample in samples(enforce, starttls, plain):
-            result = postfix.send(build_message(sample), SENDER, sample.recipients)
-            if result.queue_id is None:
-                for recipient in sample.recipients:
-                    rows.append((sample.label, "-", recipient, f"{result.code} at submission", "-", "-", "-"))
-                continue
-            delivery: Delivery = postfix.wait_for(result.queue_id, recipients=len(sample.recipients))
+        for number, sample in enumerate(samples(cast), start=1):
+            raw, message_id = build_message(sample, number)
+            result = postfix.send(raw, sample.sender, sample.recipients)
+            time.sleep(0.5)
             for recipient in sample.recipients:
-                domain = world.domains[recipient.split("@")[1]]
-                copies = [m for m in domain.sink.messages if recipient in m.rcpt_tos and result.queue_id.encode() in m.data]
-                received = copies[-1] if copies else None
-                rows.append(
-                    (
-                        sample.label,
-                        result.queue_id,
-                        recipient,
-                        decision_for(milter.log_text(), result.queue_id, recipient),
-                        delivery.statuses.get(recipient, "?"),
-                        (received.tls_version or "plaintext") if received else "not received",
-                        content_form(received) if received else "-",
-                    )
-                )
+                rows.append(row_for(world, cast, sample, recipient, result, message_id, milter.log_text()))
+            # The policy daemon probes newly seen domains one second after first sight.
+            time.sleep(1.5)
+
+        print_table(("message", "recipient", "postveil", "transport", "content"), rows)
         print()
-        print_table(
-            ("message", "queue id", "recipient", "postveil", "postfix", "transport", "content"), rows
-        )
-        print()
-        print("demo: Postfix maillog:        %s" % postfix.maillog)
-        print("demo: postveil-milter log:    %s" % milter.log_path)
-        print("demo: finished in %.1fs" % (time.monotonic() - started))
+        print(f"demo: Postfix maillog:       {postfix.maillog}")
+        print(f"demo: postveil-milter log:   {milter.log_path}")
+        print(f"demo: postveil-policyd log:  {policyd.log_path}")
+        print(f"demo: audit trail:           {world.state_dir / 'audit'}  (postveil audit verify ...)")
+        print(f"demo: finished in {time.monotonic() - started:.1f}s")
         if keep_running:
             print("demo: running until Ctrl-C")
             while True:
@@ -150,6 +176,38 @@ def run(keep_running: bool = False) -> int:
         return 0
     finally:
         world.stop()
+
+
+def row_for(
+    world: World, cast: Cast, sample: Sample, recipient: str, result: SendResult, message_id: str, milter_log: str
+) -> tuple[str, ...]:
+    """One table row: what postveil decided for ``recipient`` and what arrived where."""
+    if recipient in result.rejected:
+        code, text = result.rejected[recipient]
+        return (sample.label, recipient, f"rejected at RCPT ({text.split()[0]})", "-", "not sent")
+    if result.queue_id is None:
+        return (sample.label, recipient, f"{result.code} {result.text.split()[0]}", "-", "not sent")
+    method = decision_for(milter_log, recipient, result.queue_id)
+    if method == "portal":
+        copy = wait_for_copy(cast.portal, cast.portal_intake, message_id)
+        where = f"held at portal ({cast.portal_intake})" if copy else "portal copy missing"
+        return (sample.label, recipient, method, (copy.tls_version or "plaintext") if copy else "-", where)
+    domain = world.domains[recipient.split("@")[1]]
+    copy = wait_for_copy(domain, recipient, message_id, timeout=0.2 if method in ("drop", "-") else 15)
+    if copy is None:
+        return (sample.label, recipient, method, "-", "not delivered")
+    return (sample.label, recipient, method, copy.tls_version or "plaintext", content_form(copy))
+
+
+def wait_for_copy(domain: TestDomain, recipient: str, message_id: str, timeout: float = 15) -> ReceivedMessage | None:
+    deadline = time.monotonic() + timeout
+    while True:
+        for message in domain.sink.messages:
+            if recipient in message.rcpt_tos and message_id.encode() in message.data:
+                return message
+        if time.monotonic() > deadline:
+            return None
+        time.sleep(0.1)
 
 
 def print_table(header: tuple[str, ...], rows: list[tuple[str, ...]]) -> None:

@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import datetime
 import ssl
 from pathlib import Path
 
 import trustme
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
+from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 
 class TestPKI:
@@ -41,6 +46,51 @@ class TestPKI:
             for blob in leaf.cert_chain_pems:
                 handle.write(blob.bytes())
         leaf.private_key_pem.write_to_path(str(key_path))
+        key_path.chmod(0o600)
+        return cert_path, key_path
+
+    def write_smime_leaf(self, address: str) -> tuple[Path, Path]:
+        """Issue an S/MIME certificate (RSA, emailProtection) for ``address``.
+
+        trustme's leaves carry no emailProtection usage, so this one is built with
+        cryptography and signed by the same CA. Returns (cert_path, key_path).
+        """
+        ca_cert = x509.load_pem_x509_certificate(self.ca.cert_pem.bytes())
+        ca_key = serialization.load_pem_private_key(self.ca.private_key_pem.bytes(), password=None)
+        key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+        now = datetime.datetime.now(datetime.timezone.utc)
+        certificate = (
+            x509.CertificateBuilder()
+            .subject_name(x509.Name([x509.NameAttribute(NameOID.EMAIL_ADDRESS, address)]))
+            .issuer_name(ca_cert.subject)
+            .public_key(key.public_key())
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(now - datetime.timedelta(days=1))
+            .not_valid_after(now + datetime.timedelta(days=365))
+            .add_extension(x509.SubjectAlternativeName([x509.RFC822Name(address)]), critical=False)
+            .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.EMAIL_PROTECTION]), critical=False)
+            .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+            .add_extension(
+                x509.KeyUsage(
+                    digital_signature=True, content_commitment=False, key_encipherment=True,
+                    data_encipherment=False, key_agreement=False, key_cert_sign=False,
+                    crl_sign=False, encipher_only=False, decipher_only=False,
+                ),
+                critical=True,
+            )
+            .sign(ca_key, hashes.SHA256())
+        )
+        stem = address.replace("@", "_at_")
+        cert_path = self.directory / f"smime-{stem}.crt"
+        key_path = self.directory / f"smime-{stem}.key"
+        cert_path.write_bytes(certificate.public_bytes(serialization.Encoding.PEM))
+        key_path.write_bytes(
+            key.private_bytes(
+                serialization.Encoding.PEM,
+                serialization.PrivateFormat.TraditionalOpenSSL,
+                serialization.NoEncryption(),
+            )
+        )
         key_path.chmod(0o600)
         return cert_path, key_path
 

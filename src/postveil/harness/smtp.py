@@ -7,6 +7,7 @@ another name (``tls="wrong-name"``), and no STARTTLS at all (``tls="none"``).
 
 from __future__ import annotations
 
+import logging
 import ssl
 import threading
 import time
@@ -17,6 +18,9 @@ from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import SMTP, Envelope, Session
 
 from postveil.harness.net import assert_loopback, free_port
+
+# aiosmtpd logs every DATA line at DEBUG; message text must not reach test logs.
+logging.getLogger("mail.log").setLevel(logging.WARNING)
 from postveil.harness.pki import TestPKI
 
 TlsMode = Literal["valid", "wrong-name", "none"]

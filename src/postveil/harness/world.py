@@ -18,7 +18,7 @@ import shutil
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import yaml
 from cryptography import x509
@@ -27,10 +27,13 @@ from cryptography.hazmat.primitives import serialization
 from postveil.harness.daemons import DaemonProcess
 from postveil.harness.dns import DnsFixture
 from postveil.harness.https import HttpsFixture
-from postveil.harness.net import allocate_address
+from postveil.harness.net import allocate_address, free_port
 from postveil.harness.pki import TestPKI
 from postveil.harness.postfix import PrivatePostfix
 from postveil.harness.smtp import SmtpSink, TlsMode
+
+if TYPE_CHECKING:
+    from postveil.harness.recipients import PgpRecipient, SmimeRecipient
 
 HARNESS_ROOT_ENV = "POSTVEIL_HARNESS_ROOT"
 DEFAULT_HARNESS_ROOT = "/tmp/postveil-harness"
@@ -78,6 +81,8 @@ class World:
         self.run_dir.chmod(0o755)
         self.log_dir = self.base_dir / "log"
         self.log_dir.mkdir(exist_ok=True)
+        self.socketmap_port = free_port()
+        self.policy_port = free_port()
 
     # -- lifecycle ---------------------------------------------------------------
 
@@ -168,14 +173,53 @@ class World:
     def milter_socket(self) -> Path:
         return self.run_dir / "milter.sock"
 
+    @property
+    def state_dir(self) -> Path:
+        """Keys, certificates, the facts cache and the audit trail of this world's daemons."""
+        return self.base_dir / "state"
+
+    def prepare_state(self) -> None:
+        """Create the GnuPG home, certificate directory and audit key (idempotent)."""
+        from postveil.audit import generate_key_file
+
+        (self.state_dir / "gnupg").mkdir(parents=True, exist_ok=True, mode=0o700)
+        (self.state_dir / "smime").mkdir(parents=True, exist_ok=True)
+        (self.state_dir / "audit").mkdir(parents=True, exist_ok=True)
+        key = self.state_dir / "audit.key"
+        if not key.exists():
+            generate_key_file(key)
+
     def base_config(self) -> dict[str, Any]:
         """Return a configuration that points every daemon at this world's fixtures."""
+        self.prepare_state()
+        postfix_port = self.postfix.reinject_port if self.postfix is not None else None
         return {
             "milter": {
                 "socket": f"unix:{self.milter_socket}",
                 "socket_mode": "0666",
                 "socket_group": None,
                 "shutdown_timeout": "8s",
+                "reinject": f"127.0.0.1:{postfix_port or 10026}",
+                "reinject_timeout": "30s",
+            },
+            "policyd": {
+                "cache_path": str(self.state_dir / "tlsfacts.sqlite3"),
+                "mta_sts_ca_file": str(self.pki.ca_path),
+                "probe_ca_file": str(self.pki.ca_path),
+                "mta_sts_https_port": self.https.port,
+                "postfix_version": "3.7.11",
+                "socketmap_listen": f"inet:127.0.0.1:{self.socketmap_port}",
+                "policy_listen": f"inet:127.0.0.1:{self.policy_port}",
+                "probe_new_domain_delay": "1s",
+            },
+            "pgp": {"gnupg_home": str(self.state_dir / "gnupg")},
+            "smime": {
+                "certificate_dir": str(self.state_dir / "smime"),
+                "trust_store": str(self.pki.ca_path),
+            },
+            "audit": {
+                "directory": str(self.state_dir / "audit"),
+                "key_file": str(self.state_dir / "audit.key"),
             },
             "dns": {"nameservers": [self.dns.nameserver], "timeout": "2s", "lifetime": "4s"},
             "logging": {"level": "DEBUG"},
@@ -185,6 +229,45 @@ class World:
         path = self.base_dir / name
         path.write_text(yaml.safe_dump(config if config is not None else self.base_config(), sort_keys=False))
         return path
+
+    def add_pgp_recipient(self, address: str) -> "PgpRecipient":
+        """Create a PGP key pair for ``address`` and import the public key for postveil."""
+        from postveil.harness.recipients import PgpRecipient
+
+        self.prepare_state()
+        return PgpRecipient.create(address, self.base_dir / "recipients", self.state_dir / "gnupg")
+
+    def add_smime_recipient(self, address: str) -> "SmimeRecipient":
+        """Issue an S/MIME certificate for ``address`` and install it for postveil."""
+        from postveil.harness.recipients import SmimeRecipient
+
+        self.prepare_state()
+        return SmimeRecipient.create(address, self.pki, self.state_dir / "smime")
+
+    @property
+    def socketmap_table(self) -> str:
+        """The ``smtp_tls_policy_maps`` value that points Postfix at postveil-policyd."""
+        return f"socketmap:inet:127.0.0.1:{self.socketmap_port}:postveil"
+
+    def start_policyd(self, config_path: Path | None = None, *, attach: bool = True) -> DaemonProcess:
+        """Start postveil-policyd; with ``attach``, Postfix uses it for TLS policy and at RCPT."""
+        config_path = config_path or self.write_config()
+
+        def listening() -> bool:
+            return _port_open(self.socketmap_port) and _port_open(self.policy_port)
+
+        daemon = DaemonProcess(
+            "postveil.policyd.daemon", config_path, self.log_dir / "policyd.log", ready=listening
+        ).start()
+        self.daemons["policyd"] = daemon
+        if attach and self.postfix is not None:
+            self.postfix.configure(
+                smtp_tls_policy_maps=self.socketmap_table,
+                smtpd_recipient_restrictions=(
+                    f"check_policy_service inet:127.0.0.1:{self.policy_port}, permit_mynetworks, reject"
+                ),
+            )
+        return daemon
 
     def start_milter(self, config_path: Path | None = None) -> DaemonProcess:
         """Start postveil-milter and attach it to the private Postfix."""
@@ -201,3 +284,13 @@ class World:
         if self.postfix is not None:
             self.postfix.configure(smtpd_milters=f"unix:{self.milter_socket}")
         return daemon
+
+
+def _port_open(port: int) -> bool:
+    import socket
+
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+            return True
+    except OSError:
+        return False

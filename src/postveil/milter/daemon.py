@@ -28,6 +28,7 @@ from postveil import __version__
 from postveil.config import Config, default_config_path, load_config
 from postveil.errors import ConfigError
 from postveil.log import setup_logging
+from postveil.milter.processor import MessageProcessor
 from postveil.milter.session import InFlight, PostveilMilter
 
 log = logging.getLogger("postveil.milter")
@@ -38,8 +39,8 @@ MILTER_NAME = "postveil"
 class MilterDaemon:
     """Owns the current configuration and the libmilter main loop."""
 
-    def __init__(self, config: Config) -> None:
-        self._config = config
+    def __init__(self, processor: MessageProcessor) -> None:
+        self._processor = processor
         self._config_lock = threading.Lock()
         self.in_flight = InFlight()
         self._stop_requested = threading.Event()
@@ -47,9 +48,13 @@ class MilterDaemon:
         self._notifier = sdnotify.SystemdNotifier()
 
     @property
-    def config(self) -> Config:
+    def processor(self) -> MessageProcessor:
         with self._config_lock:
-            return self._config
+            return self._processor
+
+    @property
+    def config(self) -> Config:
+        return self.processor.config
 
     def reload(self) -> None:
         """Build a new Config from the same file and swap it in; keep the old on error."""
@@ -59,16 +64,21 @@ class MilterDaemon:
         except ConfigError as exc:
             log.error("reload failed, keeping the running configuration: %s", exc)
             return
+        try:
+            processor = MessageProcessor(new_config, audit=self.processor.audit if new_config.audit == self.config.audit else None)
+        except Exception as exc:
+            log.error("reload failed, keeping the running configuration: %s: %s", type(exc).__name__, exc)
+            return
         if new_config.milter.socket != self.config.milter.socket:
             log.warning("milter.socket changed; the new socket takes effect after a restart")
         with self._config_lock:
-            self._config = new_config
+            self._processor = processor
         log.info("configuration reloaded from %s (version %s)", path, new_config.version)
 
     # -- libmilter ---------------------------------------------------------------
 
     def _register(self) -> None:
-        Milter.factory = lambda: PostveilMilter(lambda: self.config, self.in_flight)
+        Milter.factory = lambda: PostveilMilter(lambda: self.processor, self.in_flight)
         libmilter.set_exception_policy(libmilter.TEMPFAIL)
         Milter.set_flags(
             Milter.ADDHDRS | Milter.CHGHDRS | Milter.CHGBODY | Milter.ADDRCPT | Milter.DELRCPT | Milter.CHGFROM
@@ -174,7 +184,12 @@ def main(argv: list[str] | None = None) -> int:
         print(f"postveil-milter: {exc}", file=sys.stderr)
         return 78  # EX_CONFIG: systemd does not restart a unit on bad configuration
     setup_logging(config.logging, "postveil-milter")
-    daemon = MilterDaemon(config)
+    try:
+        processor = MessageProcessor(config)
+    except Exception as exc:
+        log.critical("cannot start: %s: %s", type(exc).__name__, exc)
+        return 78
+    daemon = MilterDaemon(processor)
     code = daemon.run()
     sys.stdout.flush()
     sys.stderr.flush()

@@ -18,7 +18,13 @@ from typing import Any
 import Milter
 
 from postveil.config import Config
+from postveil.crypto.mime import HeaderEdits
+from postveil.crypto.pipeline import Outcome
+from postveil.errors import TemporaryFailure
 from postveil.log import MessageLogger
+from postveil.milter.processor import MessageProcessor
+from postveil.milter.reinject import reinject
+from postveil.routing.plan import PlanAction
 
 log = logging.getLogger("postveil.milter")
 
@@ -56,15 +62,24 @@ class InFlight:
             return self._condition.wait_for(lambda: self._count == 0, timeout)
 
 
-class PostveilMilter(Milter.Base):
-    """One instance per SMTP connection that Postfix hands to the milter."""
+REPLACE_BODY_CHUNK = 65536
 
-    def __init__(self, get_config: Callable[[], Config], in_flight: InFlight) -> None:
-        self._get_config = get_config
+
+@Milter.header_leading_space
+class PostveilMilter(Milter.Base):
+    """One instance per SMTP connection that Postfix hands to the milter.
+
+    Header values arrive with their leading white space (``P_HDR_LEADSPC``), so the
+    message handed to detection and encryption is byte for byte what the sender wrote.
+    """
+
+    def __init__(self, get_processor: Callable[[], MessageProcessor], in_flight: InFlight) -> None:
+        self._get_processor = get_processor
         self._in_flight = in_flight
         self.connection_id = f"conn{next(_connection_ids)}"
         self.log = MessageLogger(log, self.connection_id)
-        self.config: Config = get_config()
+        self.processor: MessageProcessor = get_processor()
+        self.config: Config = self.processor.config
         self._reset_message()
 
     # -- helpers ----------------------------------------------------------------
@@ -96,6 +111,10 @@ class PostveilMilter(Milter.Base):
     def _guard(self, step: str, callback: Callable[[], int]) -> int:
         try:
             return callback()
+        except TemporaryFailure as exc:
+            result = self._tempfail(f"{step}: {exc}")
+            self._finish_message()
+            return result
         except Exception as exc:  # the boundary: every failure becomes a tempfail
             self.log.exception("%s failed", step)
             result = self._tempfail(f"{step} failed: {type(exc).__name__}")
@@ -117,7 +136,8 @@ class PostveilMilter(Milter.Base):
             self.log.info("shutting down: new message deferred")
             self.setreply("421", "4.3.2", "postveil is restarting, try again later")
             return Milter.TEMPFAIL
-        self.config = self._get_config()
+        self.processor = self._get_processor()
+        self.config = self.processor.config
         self._in_flight.enter()
         self._counted = True
         self.sender = mailfrom.strip("<>")
@@ -131,7 +151,7 @@ class PostveilMilter(Milter.Base):
         return self._guard("RCPT TO", lambda: self._envrcpt(recipient))
 
     def _envrcpt(self, recipient: str) -> int:
-        self.recipients.append(recipient.strip("<>"))
+        self.recipients.append(recipient)
         return Milter.CONTINUE
 
     @Milter.decode("bytes")
@@ -166,15 +186,115 @@ class PostveilMilter(Milter.Base):
         if self.oversize:
             result = self._oversize()
         else:
-            self.log.info(
-                "accepted: from=<%s> recipients=%d size=%d",
-                self.sender,
-                len(self.recipients),
-                self.body_size,
-            )
-            result = Milter.ACCEPT
+            result = self._route()
         self._finish_message()
         return result
+
+    def _route(self) -> int:
+        """Decide per recipient, record the decision, send the versions, reply."""
+        raw = self._assemble()
+        addresses = [bare_address(r) for r in self.recipients]
+        outcome = self.processor.decide(
+            raw, queue_id=self.queue_id or self.connection_id, sender=self.sender or "", recipients=addresses
+        )
+        self._log_decisions(outcome)
+        if outcome.plan.action is PlanAction.REJECT:
+            self.processor.record(outcome, "reject")
+            code, xcode, text = outcome.plan.reject_reply()
+            self.setreply(code, xcode, text)
+            return Milter.REJECT
+
+        # No delivery without a record: the audit write comes first, and its failure
+        # (AuditWriteError, a TemporaryFailure) defers the message.
+        kept = outcome.versions[0].envelope_recipients if outcome.versions else ()
+        self.processor.record(outcome, "accept" if kept else "discard")
+
+        section = self.config.milter
+        for version in outcome.versions[1:]:
+            new_id = reinject(
+                version.raw,
+                self.sender or "",
+                version.envelope_recipients,
+                address=section.reinject_address,
+                timeout=section.reinject_timeout,
+            )
+            self.log.info(
+                "re-injected %s version for %d recipient(s) as %s",
+                version.group.kind.value,
+                len(version.envelope_recipients),
+                new_id,
+            )
+        if outcome.notice is not None and self.sender:
+            notice_id = reinject(
+                outcome.notice, "", [self.sender], address=section.reinject_address, timeout=section.reinject_timeout
+            )
+            self.log.info("sent the sender a notice of removed recipients as %s", notice_id)
+
+        if not outcome.versions:
+            self.log.info("no recipient left: message discarded")
+            return Milter.DISCARD
+        self._apply_in_place(outcome.versions[0].edits, outcome.versions[0].body, kept)
+        return Milter.ACCEPT
+
+    def _assemble(self) -> bytes:
+        """Rebuild the message as received: header fields, empty line, body."""
+        parts = []
+        for name, value in self.headers:
+            folded = value.replace(b"\r\n", b"\n").replace(b"\n", b"\r\n")
+            parts.append(name.encode("utf-8", "surrogateescape") + b":" + folded + b"\r\n")
+        parts.append(b"\r\n")
+        if self.body_spool is not None:
+            self.body_spool.seek(0)
+            parts.append(self.body_spool.read())
+        return b"".join(parts)
+
+    def _apply_in_place(self, edits: HeaderEdits, body: bytes | None, keep: tuple[str, ...]) -> None:
+        """Change the original transaction into the first group's version."""
+        counts: dict[str, int] = {}
+        names: dict[str, str] = {}
+        for name, _ in self.headers:
+            counts[name.lower()] = counts.get(name.lower(), 0) + 1
+            names.setdefault(name.lower(), name)
+        for name in edits.remove:
+            for index in range(counts.get(name.lower(), 0), 0, -1):
+                self.chgheader(names.get(name.lower(), name), index, None)
+            counts[name.lower()] = 0
+        for name, value in edits.replace:
+            present = counts.get(name.lower(), 0)
+            for index in range(present, 1, -1):
+                self.chgheader(names.get(name.lower(), name), index, None)
+            if present:
+                self.chgheader(names.get(name.lower(), name), 1, milter_header_value(value))
+            else:
+                self.addheader(name, milter_header_value(value))
+        for name, value in edits.add:
+            self.addheader(name, milter_header_value(value))
+        if body is not None:
+            for start in range(0, len(body), REPLACE_BODY_CHUNK):
+                self.replacebody(body[start : start + REPLACE_BODY_CHUNK])
+        wanted = {address.lower() for address in keep}
+        present = set()
+        for recipient in self.recipients:
+            address = bare_address(recipient)
+            if address.lower() in wanted:
+                present.add(address.lower())
+            else:
+                self.delrcpt(recipient)
+        for address in keep:
+            if address.lower() not in present:
+                self.addrcpt(f"<{address}>")
+
+    def _log_decisions(self, outcome: Outcome) -> None:
+        record = outcome.record
+        self.log.info(
+            "class=%s action=%s categories=%s tags=%s",
+            record.message_class,
+            record.action,
+            ",".join(f"{name}:{count}" for name, count in record.detection_categories) or "-",
+            ",".join(record.tags) or "-",
+        )
+        for item in record.recipients:
+            self.log.info("rcpt=<%s> method=%s reason=%s", item.recipient, item.method or "none", item.reason)
 
     def _oversize(self) -> int:
         action = self.config.milter.oversize_action
@@ -196,3 +316,13 @@ class PostveilMilter(Milter.Base):
     def close(self) -> int:
         self._finish_message()
         return Milter.CONTINUE
+
+
+def bare_address(recipient: str) -> str:
+    """Strip the angle brackets (and any ESMTP leftovers) from an envelope address."""
+    return recipient.strip().strip("<>")
+
+
+def milter_header_value(value: str) -> str:
+    """Format a header value for libmilter: leading space (P_HDR_LEADSPC), LF folding."""
+    return " " + value.replace("\r\n", "\n")

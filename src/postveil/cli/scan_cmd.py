@@ -1,0 +1,94 @@
+"""``postveil scan``: run the PHI detector on message files and print its verdicts.
+
+Prints categories and counts only, never a matched value, so the output may be pasted
+into a ticket.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from postveil.config import load_config
+from postveil.config.detection import DetectionSection
+from postveil.detection import Detector, Verdict
+from postveil.errors import ConfigError
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "scan",
+        help="check message files for PHI",
+        description="Scan RFC 5322 message files (.eml) for PHI and print one verdict per "
+        "file. Exits 0 when every file was read, 1 when a file could not be read and 2 "
+        "on an invalid configuration.",
+    )
+    parser.add_argument(
+        "--config",
+        metavar="PATH",
+        help="configuration file whose detection section to use (default: built-in defaults)",
+    )
+    parser.add_argument(
+        "--json", action="store_true", help="print one JSON object per line instead of text"
+    )
+    parser.add_argument("files", nargs="+", metavar="FILE.eml", help="message files to scan")
+    parser.set_defaults(handler=run)
+
+
+def build_detector(config_path: str | None) -> Detector:
+    """Build a detector from a configuration file, or from defaults when ``None``.
+
+    Raises ConfigError when the file is missing or invalid.
+    """
+    section = load_config(config_path).detection if config_path else DetectionSection()
+    return Detector(section)
+
+
+def verdict_record(path: str, verdict: Verdict) -> dict[str, object]:
+    return {
+        "file": path,
+        "sensitive": verdict.sensitive,
+        "score": verdict.score,
+        "rule": verdict.rule,
+        "categories": verdict.categories,
+        "unscanned_parts": verdict.unscanned_parts,
+    }
+
+
+def run(args: argparse.Namespace) -> int:
+    try:
+        detector = build_detector(args.config)
+    except ConfigError as exc:
+        print(f"{args.config}: invalid configuration, {len(exc.problems)} error(s):", file=sys.stderr)
+        for problem in exc.problems:
+            print(f"  {problem}", file=sys.stderr)
+        return 2
+    status = 0
+    for path in args.files:
+        try:
+            with open(path, "rb") as handle:
+                raw = handle.read()
+        except OSError as exc:
+            print(f"{path}: cannot read: {exc.strerror}", file=sys.stderr)
+            status = 1
+            continue
+        record = verdict_record(path, detector.scan_message(raw))
+        if args.json:
+            print(json.dumps(record, sort_keys=False))
+        else:
+            print(_format_text(record))
+    return status
+
+
+def _format_text(record: dict[str, object]) -> str:
+    state = "SENSITIVE" if record["sensitive"] else "not sensitive"
+    categories = record["categories"]
+    assert isinstance(categories, dict)
+    listed = ", ".join(f"{name}={count}" for name, count in categories.items()) or "no findings"
+    line = f"{record['file']}: {state} (rule {record['rule']}, score {record['score']}): {listed}"
+    unscanned = record["unscanned_parts"]
+    assert isinstance(unscanned, list)
+    for description in unscanned:
+        line += f"\n  unscanned: {description}"
+    return line

@@ -1,0 +1,101 @@
+"""Finding categories, the class each belongs to, and their default weights."""
+
+from __future__ import annotations
+
+HIGH_RISK = frozenset({"ssn", "mbi", "payment_card"})
+"""Identifiers that make a message sensitive on their own."""
+
+PATIENT_IDENTIFIERS = frozenset(
+    {
+        "mrn",
+        "member_id",
+        "account_number",
+        "date_of_birth",
+        "patient_name",
+        "drivers_license",
+        "phone",
+        "address",
+        "iban",
+    }
+)
+"""Identifiers that make a message sensitive together with health information."""
+
+HEALTH = frozenset(
+    {
+        "diagnosis_code",
+        "condition",
+        "procedure_code",
+        "procedure",
+        "medication",
+        "ndc",
+        "lab_result",
+        "treatment",
+        "clinician_id",
+        "care_setting",
+    }
+)
+"""Health information: about a person only when an identifier or the recipient is named."""
+
+RECIPIENT = frozenset({"recipient_health"})
+"""Phrases that tell the recipient about their own health."""
+
+ALL_CATEGORIES = HIGH_RISK | PATIENT_IDENTIFIERS | HEALTH | RECIPIENT
+
+DEFAULT_WEIGHTS: dict[str, float] = {
+    "ssn": 1.0,
+    "mbi": 1.0,
+    "payment_card": 1.0,
+    "mrn": 1.0,
+    "member_id": 1.0,
+    "account_number": 1.0,
+    "date_of_birth": 1.0,
+    "patient_name": 1.0,
+    "drivers_license": 1.0,
+    "phone": 0.5,
+    "address": 0.5,
+    "iban": 0.5,
+    "diagnosis_code": 1.0,
+    "condition": 1.0,
+    "procedure_code": 1.0,
+    "procedure": 1.0,
+    "medication": 1.0,
+    "ndc": 1.0,
+    "lab_result": 1.0,
+    # Treatment words ("referral", "prescribed") and clinician ids (NPI, DEA) are
+    # common in mail between providers that names no patient, so one alone is not enough.
+    "treatment": 0.5,
+    "clinician_id": 0.5,
+    # A clinic or pharmacy name says only where care happens. It adds weight to a
+    # recipient-health phrase but not to a patient identifier.
+    "care_setting": 0.0,
+    "recipient_health": 1.0,
+}
+
+KEYWORD_GROUPS = frozenset(
+    {
+        "ssn",
+        "card",
+        "medicare",
+        "npi",
+        "dea",
+        "ndc",
+        "procedure_code",
+        "diagnosis_code",
+        "date_of_birth",
+        "mrn",
+        "member_id",
+        "account_number",
+        "drivers_license",
+        "phone",
+        "address",
+        "patient",
+        "recipient_anchor",
+        "condition",
+        "medication",
+        "procedure",
+        "lab_result",
+        "treatment",
+        "care_setting",
+    }
+)
+"""Names of the keyword lists in data/context.yaml and data/health.yaml."""

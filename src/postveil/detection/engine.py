@@ -1,0 +1,103 @@
+"""``Detector`` and ``Verdict``: the configured scanner and its result."""
+
+from __future__ import annotations
+
+import re
+from collections import Counter
+from dataclasses import dataclass, field
+
+from postveil.config.detection import DetectionSection
+from postveil.detection.categories import DEFAULT_WEIGHTS
+from postveil.detection.extract import Limits, extract_message
+from postveil.detection.keywords import KeywordMatcher, load_builtin_keywords
+from postveil.detection.rules import RuleSettings, decide
+from postveil.detection.scanner import CustomRule, Finding, TextScanner
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """Whether a message is sensitive, and why. Holds no matched values."""
+
+    sensitive: bool
+    score: float
+    """Strength of the strongest rule; 1.0 or more means the rule fired."""
+
+    rule: str
+    """Name of the rule that fired, or ``none``: ``high_risk_identifier``,
+    ``identifier_with_health``, ``recipient_health`` or ``unscanned_part``."""
+
+    categories: dict[str, int] = field(default_factory=dict)
+    """Finding category -> number of findings."""
+
+    unscanned_parts: list[str] = field(default_factory=list)
+    """Parts not fully scanned, described by number, content type and reason."""
+
+
+class Detector:
+    """The PHI detector for one configuration. Thread-safe; build once, call often."""
+
+    def __init__(self, section: DetectionSection) -> None:
+        self.section = section
+        groups = load_builtin_keywords()
+        for group, words in section.extra_keywords.items():
+            groups.setdefault(group, []).extend(words)
+        custom_rules = tuple(
+            CustomRule(
+                name=item.name,
+                pattern=re.compile(item.pattern),
+                keywords=KeywordMatcher({"keyword": item.keywords}) if item.keywords else None,
+            )
+            for item in section.custom_identifiers
+        )
+        self._scanner = TextScanner(KeywordMatcher(groups), custom_rules, section.context_window)
+        weights = dict(DEFAULT_WEIGHTS)
+        weights.update(section.weights)
+        self._settings = RuleSettings(
+            weights=weights,
+            kinds={item.name: item.kind for item in section.custom_identifiers},
+            identifier_threshold=section.identifier_threshold,
+            health_threshold=section.health_threshold,
+            recipient_health_threshold=section.recipient_health_threshold,
+        )
+        self._limits = Limits(
+            max_part_size=section.max_part_size,
+            max_attachment_size=section.max_attachment_size,
+            max_parts=section.max_parts,
+            max_depth=section.max_depth,
+        )
+
+    def find(self, text: str) -> list[Finding]:
+        """Return the raw findings in ``text`` (for tests and evaluation)."""
+        return self._scanner.scan(text)
+
+    def scan_text(self, text: str) -> Verdict:
+        """Scan plain text, such as a message body already decoded."""
+        return self._verdict([text], [])
+
+    def scan_message(self, raw: bytes) -> Verdict:
+        """Scan a whole RFC 5322 message (headers and body as received)."""
+        extraction = extract_message(raw, self._limits)
+        return self._verdict(extraction.texts, extraction.unscanned)
+
+    def _verdict(self, texts: list[str], unscanned: list[str]) -> Verdict:
+        counts: Counter[str] = Counter()
+        phrase_weight = 0.0
+        for text in texts:
+            for finding in self._scanner.scan(text):
+                counts[finding.category] += 1
+                if finding.category == "recipient_health":
+                    phrase_weight += finding.confidence
+        decision = decide(
+            counts,
+            self._settings,
+            phrase_weight=phrase_weight,
+            unscanned=bool(unscanned),
+            treat_unscanned_as_sensitive=self.section.treat_unscanned_as_sensitive,
+        )
+        return Verdict(
+            sensitive=decision.sensitive,
+            score=decision.score,
+            rule=decision.rule,
+            categories=dict(sorted(counts.items())),
+            unscanned_parts=list(unscanned),
+        )

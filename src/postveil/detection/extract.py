@@ -1,0 +1,390 @@
+"""Turn a raw RFC 5322 message into the texts the scanner reads.
+
+Covers the Subject, text/plain, text/html (as text), every charset and transfer
+encoding the standard library decodes, nested message/rfc822, and attachments: CSV
+and TSV cell by cell, PDF (pypdf), DOCX (python-docx) and XLSX (openpyxl). Table cells
+come out one per line as ``header: value``, so neighbouring cells never join into one
+number and the column name gives the value its keyword.
+
+Whatever could not be read in full is listed in ``unscanned`` with its part number,
+content type and reason, never its content or file name (a file name can hold a
+patient's name). Malformed MIME never raises: the worst case is an unscanned part.
+"""
+
+from __future__ import annotations
+
+import csv
+import datetime
+import email
+import email.header
+import email.message
+import email.policy
+import html
+import io
+import logging
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from html.parser import HTMLParser
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Limits:
+    """Size limits of one extraction (bytes and counts)."""
+
+    max_part_size: int = 10_000_000
+    max_attachment_size: int = 25_000_000
+    max_parts: int = 500
+    max_depth: int = 10
+
+
+@dataclass
+class Extraction:
+    """Texts found in a message and descriptions of what could not be read."""
+
+    texts: list[str] = field(default_factory=list)
+    unscanned: list[str] = field(default_factory=list)
+
+
+_DOCX = "application/vnd.openxmlformats-officedocument.wordprocessingml.document"
+_XLSX = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
+_ENCRYPTED = frozenset(
+    {
+        "application/pkcs7-mime",
+        "application/x-pkcs7-mime",
+        "application/pgp-encrypted",
+        "application/octet-stream+pgp",
+    }
+)
+_SIGNATURES = frozenset(
+    {"application/pkcs7-signature", "application/x-pkcs7-signature", "application/pgp-signature"}
+)
+_BY_EXTENSION = {
+    "pdf": "application/pdf",
+    "docx": _DOCX,
+    "xlsx": _XLSX,
+    "xlsm": _XLSX,
+    "csv": "text/csv",
+    "tsv": "text/tab-separated-values",
+    "txt": "text/plain",
+    "htm": "text/html",
+    "html": "text/html",
+    "eml": "message/rfc822",
+}
+
+
+def extract_message(raw: bytes, limits: Limits = Limits()) -> Extraction:
+    """Extract every readable text of ``raw``. Never raises on malformed input."""
+    result = _Walker(limits)
+    try:
+        message = email.message_from_bytes(raw, policy=email.policy.compat32)
+        result.walk_message(message, depth=0)
+    except Exception:  # noqa: BLE001 - a broken message must not crash the milter
+        logger.warning("message structure could not be parsed", exc_info=True)
+        result.extraction.unscanned.append("message: structure could not be parsed")
+        result.extraction.texts.append(_decode_bytes(raw[: limits.max_part_size], "utf-8"))
+    return result.extraction
+
+
+class _Walker:
+    def __init__(self, limits: Limits) -> None:
+        self.limits = limits
+        self.extraction = Extraction()
+        self.part_number = 0
+
+    def walk_message(self, message: email.message.Message, depth: int) -> None:
+        subject = message.get("Subject")
+        if subject is not None:
+            self.extraction.texts.append(_decode_header(subject))
+        self.walk_part(message, depth)
+
+    def walk_part(self, part: email.message.Message, depth: int) -> None:
+        self.part_number += 1
+        number = self.part_number
+        content_type = _content_type(part)
+        if number > self.limits.max_parts:
+            if number == self.limits.max_parts + 1:
+                self.report(number, content_type, "more parts than the configured maximum")
+            return
+        if depth > self.limits.max_depth:
+            self.report(number, content_type, "nested deeper than the configured maximum")
+            return
+        try:
+            self._walk_part(part, number, content_type, depth)
+        except Exception:  # noqa: BLE001 - one bad part must not hide the others
+            logger.warning("part %d (%s) could not be read", number, content_type, exc_info=True)
+            self.report(number, content_type, "could not be parsed")
+
+    def _walk_part(self, part: email.message.Message, number: int, content_type: str, depth: int) -> None:
+        if part.is_multipart():
+            children = part.get_payload()
+            if not isinstance(children, list):
+                self.report(number, content_type, "malformed multipart")
+                return
+            for child in children:
+                if isinstance(child, email.message.Message):
+                    self.walk_part(child, depth + 1)
+            return
+        if content_type == "message/rfc822" or (content_type.startswith("message/") and _is_nested(part)):
+            self._walk_nested(part, number, content_type, depth)
+            return
+        if content_type in _SIGNATURES:
+            return
+        if content_type in _ENCRYPTED or content_type.startswith("multipart/encrypted"):
+            self.report(number, content_type, "encrypted")
+            return
+        payload = part.get_payload(decode=True)
+        if payload is None:
+            payload = b""
+        if not isinstance(payload, bytes):
+            self.report(number, content_type, "payload could not be decoded")
+            return
+        effective_type = _effective_type(part, content_type, payload)
+        self._extract_leaf(part, number, effective_type, payload, depth)
+
+    def _walk_nested(self, part: email.message.Message, number: int, content_type: str, depth: int) -> None:
+        payload = part.get_payload()
+        if isinstance(payload, list):
+            for inner in payload:
+                if isinstance(inner, email.message.Message):
+                    self.walk_message(inner, depth + 1)
+            return
+        raw = part.get_payload(decode=True)
+        if isinstance(raw, bytes) and raw:
+            self.walk_message(email.message_from_bytes(raw, policy=email.policy.compat32), depth + 1)
+            return
+        self.report(number, content_type, "empty or malformed nested message")
+
+    def _extract_leaf(
+        self, part: email.message.Message, number: int, content_type: str, payload: bytes, depth: int
+    ) -> None:
+        limits = self.limits
+        if content_type == "message/rfc822":
+            self.walk_message(email.message_from_bytes(payload, policy=email.policy.compat32), depth + 1)
+            return
+        if content_type.startswith("text/"):
+            truncated = len(payload) > limits.max_part_size
+            text = _decode_bytes(payload[: limits.max_part_size], part.get_content_charset() or "utf-8")
+            if content_type == "text/html":
+                text = html_to_text(text)
+            elif content_type in ("text/csv", "text/tab-separated-values"):
+                delimiter = "\t" if content_type == "text/tab-separated-values" else _sniff_delimiter(text)
+                text = "\n".join(table_to_lines(csv.reader(io.StringIO(text), delimiter=delimiter)))
+            self.extraction.texts.append(text)
+            if truncated:
+                self.report(number, content_type, f"only the first {limits.max_part_size} bytes were scanned")
+            return
+        if content_type in ("application/pdf", _DOCX, _XLSX):
+            if len(payload) > limits.max_attachment_size:
+                self.report(number, content_type, "larger than the configured attachment limit")
+                return
+            text, complete = _extract_document(content_type, payload, limits.max_part_size)
+            self.extraction.texts.append(text)
+            if not complete:
+                self.report(number, content_type, "text layer incomplete or truncated")
+            return
+        if content_type.startswith("image/") and _is_inline_decoration(part):
+            # Logos and signature images referenced from the HTML body carry no text
+            # the scanner could read, and flagging them would mark most mail.
+            return
+        if not payload:
+            return
+        self.report(number, content_type, "unsupported type")
+
+    def report(self, number: int, content_type: str, reason: str) -> None:
+        self.extraction.unscanned.append(f"part {number} ({content_type}): {reason}")
+
+
+def _content_type(part: email.message.Message) -> str:
+    try:
+        return part.get_content_type().lower()
+    except Exception:  # noqa: BLE001 - a garbled header must not stop the walk
+        return "application/octet-stream"
+
+
+def _is_nested(part: email.message.Message) -> bool:
+    return isinstance(part.get_payload(), list)
+
+
+def _effective_type(part: email.message.Message, content_type: str, payload: bytes) -> str:
+    """Resolve application/octet-stream and similar by file extension and magic bytes."""
+    if content_type not in ("application/octet-stream", "application/x-download", "binary/octet-stream", "application/zip"):
+        return content_type
+    if payload.startswith(b"%PDF-"):
+        return "application/pdf"
+    filename = ""
+    try:
+        filename = (part.get_filename() or "").lower()
+    except Exception:  # noqa: BLE001 - a garbled RFC 2231 parameter
+        filename = ""
+    extension = filename.rsplit(".", 1)[-1] if "." in filename else ""
+    if payload.startswith(b"PK") and extension in ("docx", "xlsx", "xlsm"):
+        return _BY_EXTENSION[extension]
+    if extension in ("csv", "tsv", "txt", "htm", "html", "eml"):
+        return _BY_EXTENSION[extension]
+    return content_type
+
+
+def _is_inline_decoration(part: email.message.Message) -> bool:
+    disposition = (part.get("Content-Disposition") or "").lower()
+    return part.get("Content-ID") is not None and not disposition.startswith("attachment")
+
+
+def _decode_header(value: object) -> str:
+    try:
+        return str(email.header.make_header(email.header.decode_header(str(value))))
+    except Exception:  # noqa: BLE001 - unknown charset or broken encoded-word
+        return str(value)
+
+
+def _decode_bytes(data: bytes, charset: str) -> str:
+    try:
+        return data.decode(charset, errors="replace")
+    except LookupError:
+        return data.decode("utf-8", errors="replace")
+
+
+class _TextCollector(HTMLParser):
+    _SKIP = frozenset({"script", "style", "head", "title"})
+    _BREAKS = frozenset({"br", "p", "div", "tr", "li", "h1", "h2", "h3", "h4", "h5", "h6", "table", "td", "th"})
+
+    def __init__(self) -> None:
+        super().__init__(convert_charrefs=True)
+        self.pieces: list[str] = []
+        self._skipping = 0
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        if tag in self._SKIP:
+            self._skipping += 1
+        elif tag in self._BREAKS:
+            self.pieces.append("\n")
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag in self._SKIP and self._skipping:
+            self._skipping -= 1
+        elif tag in ("td", "th"):
+            # Table cells stay separate words so neighbouring numbers never join.
+            self.pieces.append(" \n")
+
+    def handle_data(self, data: str) -> None:
+        if not self._skipping:
+            self.pieces.append(data)
+
+
+def html_to_text(markup: str) -> str:
+    """Return the visible text of an HTML document, one block element per line."""
+    collector = _TextCollector()
+    try:
+        collector.feed(markup)
+        collector.close()
+    except Exception:  # noqa: BLE001 - HTMLParser can raise on pathological markup
+        return html.unescape(re.sub(r"<[^>]*>", " ", markup))
+    return "".join(collector.pieces)
+
+
+def _sniff_delimiter(text: str) -> str:
+    first_line = text.split("\n", 1)[0]
+    counts = {delimiter: first_line.count(delimiter) for delimiter in (",", ";", "\t", "|")}
+    best = max(counts, key=lambda key: counts[key])
+    return best if counts[best] else ","
+
+
+def table_to_lines(rows: Iterable[Iterable[object]]) -> Iterable[str]:
+    """Yield one ``header: value`` line per non-empty cell, the first row being the
+    header. Rows are separated by an empty line."""
+    header: list[str] | None = None
+    for row in rows:
+        cells = [_cell_text(cell) for cell in row]
+        if header is None:
+            header = cells
+            yield "  ".join(cell for cell in cells if cell)
+            continue
+        for index, cell in enumerate(cells):
+            if not cell:
+                continue
+            name = header[index] if index < len(header) and header[index] else f"column {index + 1}"
+            yield f"{name}: {cell}"
+        yield ""
+
+
+def _cell_text(cell: object) -> str:
+    if cell is None:
+        return ""
+    if isinstance(cell, float) and cell.is_integer():
+        return str(int(cell))
+    if isinstance(cell, datetime.datetime):
+        return cell.date().isoformat() if cell.time() == datetime.time() else cell.isoformat(sep=" ")
+    if isinstance(cell, datetime.date):
+        return cell.isoformat()
+    return " ".join(str(cell).split())
+
+
+def _extract_document(content_type: str, payload: bytes, max_chars: int) -> tuple[str, bool]:
+    """Return (text, complete). Raises on a document the library cannot open."""
+    if content_type == "application/pdf":
+        return _pdf_text(payload, max_chars)
+    if content_type == _DOCX:
+        return _docx_text(payload, max_chars)
+    return _xlsx_text(payload, max_chars)
+
+
+def _pdf_text(payload: bytes, max_chars: int) -> tuple[str, bool]:
+    import pypdf
+
+    reader = pypdf.PdfReader(io.BytesIO(payload))
+    if reader.is_encrypted:
+        try:
+            reader.decrypt("")
+        except Exception:  # noqa: BLE001 - a password we do not have
+            return "", False
+    pieces: list[str] = []
+    size = 0
+    complete = True
+    for page in reader.pages:
+        text = page.extract_text() or ""
+        pieces.append(text)
+        size += len(text)
+        if size > max_chars:
+            complete = False
+            break
+    text = "\n".join(pieces)
+    # A page with no text layer (a scan without OCR) cannot be read.
+    if reader.pages and not text.strip():
+        complete = False
+    return text[:max_chars], complete
+
+
+def _docx_text(payload: bytes, max_chars: int) -> tuple[str, bool]:
+    import docx
+
+    document = docx.Document(io.BytesIO(payload))
+    lines = [paragraph.text for paragraph in document.paragraphs]
+    for table in document.tables:
+        rows = ([cell.text for cell in row.cells] for row in table.rows)
+        lines.extend(table_to_lines(rows))
+    for section in document.sections:
+        for paragraph in list(section.header.paragraphs) + list(section.footer.paragraphs):
+            lines.append(paragraph.text)
+    text = "\n".join(lines)
+    return text[:max_chars], len(text) <= max_chars
+
+
+def _xlsx_text(payload: bytes, max_chars: int) -> tuple[str, bool]:
+    import openpyxl
+
+    workbook = openpyxl.load_workbook(io.BytesIO(payload), read_only=True, data_only=True)
+    lines: list[str] = []
+    size = 0
+    try:
+        for sheet in workbook.worksheets:
+            lines.append(str(sheet.title))
+            for line in table_to_lines(sheet.iter_rows(values_only=True)):
+                lines.append(line)
+                size += len(line) + 1
+                if size > max_chars:
+                    return "\n".join(lines), False
+    finally:
+        workbook.close()
+    return "\n".join(lines), True

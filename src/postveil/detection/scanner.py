@@ -1,0 +1,615 @@
+"""Find PHI candidates in plain text: validated identifiers, keywords and phrases.
+
+The text is read by three fast passes, each in C: ``str.lower``, one Aho-Corasick
+pass over every keyword list, and one regular expression that finds runs of digits
+and the letters glued to them. Python code then runs only at those runs and keyword
+hits, so ordinary prose costs little beyond the three passes.
+"""
+
+from __future__ import annotations
+
+import datetime
+import re
+from dataclasses import dataclass
+
+from postveil.detection import validators as v
+from postveil.detection.keywords import KeywordHits, KeywordMatcher
+
+
+@dataclass(frozen=True, slots=True)
+class Finding:
+    """One detected item. Offsets are for internal use (tests, debugging) and must
+    never be used to copy the matched text into logs or audit records.
+
+    ``confidence`` is between 0 and 1. For ``recipient_health`` it is the phrase's
+    weight in the recipient-health rule."""
+
+    category: str
+    start: int
+    end: int
+    confidence: float
+
+
+@dataclass(frozen=True)
+class CustomRule:
+    """A compiled organisation-specific identifier."""
+
+    name: str
+    pattern: re.Pattern[str]
+    keywords: KeywordMatcher | None
+
+
+# A run of digits with letters glued to it, continued across single separators: a
+# hyphen, slash or dot followed by letters or digits, or a space followed by a digit.
+# It starts at a digit so the regex engine skips prose quickly.
+_CHAIN = re.compile(r"[0-9][0-9A-Za-z]*(?:[-/.][0-9A-Za-z]+|[ ][0-9][0-9A-Za-z]*)*")
+_ASCII_ALNUM = frozenset("0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz")
+
+_GUID = re.compile(r"[0-9A-Fa-f]{8}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{12}")
+_IBAN = re.compile(r"[A-Z]{2}[0-9]{2}(?: ?[A-Z0-9]{4}){2,7}(?: ?[A-Z0-9]{1,4})?")
+_CARD_GROUPED = re.compile(
+    r"[0-9]{4}(?P<s>[ -])[0-9]{4}(?P=s)[0-9]{4}(?P=s)[0-9]{4}(?:(?P=s)[0-9]{1,3})?"
+    r"|[0-9]{4}(?P<t>[ -])[0-9]{6}(?P=t)[0-9]{4,5}"
+)
+_SSN_SEPARATED = re.compile(r"[0-9]{3}(?P<s>[- .])[0-9]{2}(?P=s)[0-9]{4}")
+_NDC_HYPHENATED = re.compile(r"[0-9]{4,5}-[0-9]{3,4}-[0-9]{1,2}")
+_DIGITS = re.compile(r"[0-9]+")
+_ICD = re.compile(r"[A-TV-Z][0-9][0-9AB](?:\.[0-9A-TV-Z]{1,4}|[0-9A-TV-Z]{1,4})?")
+_HCPCS = re.compile(r"[A-V][0-9]{4}")
+_CPT = re.compile(r"[0-9]{4}[0-9FTU]")
+_DEA = re.compile(r"[A-Z][A-Z9][0-9]{7}")
+# Two capital letters and a space or comma before five digits: a US state and ZIP code.
+_STATE_BEFORE = re.compile(r"\b[A-Z]{2},?\s{1,3}$")
+
+# An identifier after its label: optional "number"/"no."/"id"/"#", a separator, then a
+# token of 4 to 20 letters, digits and hyphens that contains at least 4 digits.
+_LABELLED_ID = re.compile(
+    r"(?:\s*(?:number|num|no\.?|id|#))?"
+    r"(?:\s+(?:on file|on record|listed|provided|in (?:the )?system|we have))?"
+    r"(?:\s*(?:(?:is|was|of)(?=\s)|[:#=\-])){0,2}\s*"
+    r"(?P<id>[A-Za-z]{0,4}[-]?[0-9][0-9A-Za-z\-]{2,19})(?![0-9A-Za-z])"
+)
+_NUMERIC_DATE = re.compile(r"[0-9]{1,4}[-/.][0-9]{1,2}[-/.][0-9]{2,4}(?![0-9])")
+_WORDY_DATE = re.compile(
+    r"(?P<m1>[A-Za-z]{3,9})\.? (?P<d1>[0-9]{1,2})(?:st|nd|rd|th)?,? (?P<y1>[0-9]{4})"
+    r"|(?P<d2>[0-9]{1,2}) (?P<m2>[A-Za-z]{3,9})\.?,? (?P<y2>[0-9]{4})"
+)
+_PHONE = re.compile(r"\s*[:#]?\s*(?:\+?1[-. ]?)?\(?[2-9][0-9]{2}\)?[-. ]?[0-9]{3}[-. ][0-9]{4}(?![0-9])")
+_STREET = re.compile(
+    r"\s*[:\-]?\s*[0-9]{1,6}\s+(?:[A-Z0-9][A-Za-z0-9.']*\s+){1,4}"
+    r"(?:St|Street|Ave|Avenue|Rd|Road|Blvd|Boulevard|Ln|Lane|Dr|Drive|Ct|Court|Way|Pl|Place"
+    r"|Ter|Terrace|Pkwy|Parkway|Cir|Circle|Hwy|Highway)\b"
+)
+_NAME_WORD = r"[A-Z][A-Za-z'\-]*[a-z]"
+_NAME = (
+    rf"(?:{_NAME_WORD},\s*{_NAME_WORD})"
+    rf"|(?:{_NAME_WORD}(?:\s+[A-Z]\.?)?\s+{_NAME_WORD})"
+)
+_PATIENT_NAME = re.compile(
+    r"(?:'s)?(?:\s+(?:full\s+)?name)?\s*[:\-]\s*(?P<labelled>" + _NAME + r")"
+    r"|,?\s+(?P<inline>" + _NAME + r")"
+)
+# Words that follow "Patient" in names of things, not of people ("Patient Portal").
+_NOT_NAMES = frozenset(
+    "portal care services service experience safety access advocate advocacy relations "
+    "financial financials accounts account intake information info education engagement "
+    "satisfaction support registration scheduling transport transportation flow rights "
+    "records record first centered centred day week month survey team office line room "
+    "navigator liaison coordinator assistance guide guides name names id number notes "
+    "billing family health privacy consent forms form".split()
+)
+
+_RECIPIENT_PHRASES: tuple[tuple[re.Pattern[str], float], ...] = (
+    (
+        re.compile(
+            r"\byour (?:recent |latest |new )?(?:lab|laboratory|blood|blood test|blood work|"
+            r"pathology|biopsy|imaging|x-ray|mri|ct|ct scan|mammogram|screening|covid(?:-19)?|"
+            r"pap|a1c|cholesterol|std|hiv) (?:test )?results? (?:are|is|have|has) (?:now )?"
+            r"(?:been )?(?:ready|available|in|back|posted|released|abnormal|normal)"
+        ),
+        1.0,
+    ),
+    (re.compile(r"\byour (?:test )?results? (?:are|is|have|has) (?:now )?(?:been )?(?:ready|available|back|posted)"), 0.5),
+    (
+        re.compile(
+            r"\byour (?:prescriptions?|medications?|refills?|rx)\b[^.\n]{0,80}?\b(?:is|are|has been|have been) "
+            r"(?:now )?(?:ready|filled|approved|processed|on hold|due)"
+        ),
+        1.0,
+    ),
+    (
+        re.compile(
+            r"\byour (?:upcoming |next |scheduled |follow-up |annual )?(?:appointment|visit|procedure|"
+            r"surgery|follow-up|check-?up|exam|consultation|colonoscopy|mammogram)\b[^.\n]{0,60}?"
+            r"\b(?:with|see) (?:dr\b\.?|doctor\b|nurse practitioner\b|np\b|pa-c\b|your provider\b)"
+        ),
+        1.0,
+    ),
+    (
+        re.compile(
+            r"\b(?:refill reminder|time to refill|due for (?:a |your )?refill|ready to refill|"
+            r"refill (?:is|has been) (?:approved|ready|processed)|refill request (?:for|has))"
+        ),
+        1.0,
+    ),
+    (
+        re.compile(
+            r"\byour (?:diagnosis|biopsy|test came back|results show|treatment plan|prescription for|"
+            r"recent (?:visit|procedure|surgery|admission|hospital stay))\b"
+        ),
+        1.0,
+    ),
+    (
+        re.compile(
+            r"\byour (?:upcoming |next |scheduled )?(?:appointment|visit) (?:is )?(?:scheduled |confirmed |booked )?"
+            r"(?:on|for|at) (?:mon|tue|wed|thu|fri|sat|sun|jan|feb|mar|apr|may|jun|jul|aug|sep|oct|nov|dec|[0-9])"
+        ),
+        0.5,
+    ),
+    (re.compile(r"\b(?:reminder|remind you)\b[^.\n]{0,40}\byour (?:appointment|visit)\b"), 0.5),
+    (
+        re.compile(
+            r"\byou(?:'re| are) (?:now )?(?:over)?due for (?:your |a )?(?:annual |yearly )?"
+            r"(?:mammogram|colonoscopy|physical|check-?up|screening|a1c|pap smear|eye exam)"
+        ),
+        0.5,
+    ),
+)
+
+# Characters searched around a recipient-phrase anchor word.
+_PHRASE_BEFORE = 100
+_PHRASE_AFTER = 140
+# Maximum gap between codes in a list ("CPT 99213, 99214 and 36415") for the keyword
+# before the first code to cover the later ones.
+_LIST_GAP = 6
+
+
+class TextScanner:
+    """Finds candidates in one text. Immutable after construction; thread-safe."""
+
+    def __init__(
+        self,
+        keywords: KeywordMatcher,
+        custom_rules: tuple[CustomRule, ...] = (),
+        context_window: int = 60,
+    ) -> None:
+        self._keywords = keywords
+        self._custom_rules = custom_rules
+        self._window = context_window
+
+    def scan(self, text: str) -> list[Finding]:
+        """Return every finding in ``text``, in no particular order."""
+        lowered = _lower_same_length(text)
+        hits = self._keywords.search(lowered)
+        state = _ScanState(text, lowered, hits, self._window)
+        self._scan_numbers(state)
+        self._scan_labelled(state)
+        self._scan_health_words(state)
+        self._scan_recipient_phrases(state)
+        self._scan_custom(state)
+        return state.findings
+
+    # -- identifiers built around digits ---------------------------------------------
+
+    def _scan_numbers(self, state: _ScanState) -> None:
+        text = state.text
+        consumed = 0
+        for match in _CHAIN.finditer(text):
+            chain_start, chain_end = match.start(), match.end()
+            if chain_end <= consumed:
+                continue
+            start = chain_start
+            while start > 0 and text[start - 1] in _ASCII_ALNUM:
+                start -= 1
+            if _inside_guid(text, start, chain_end):
+                continue
+            iban_end = self._try_iban(state, start)
+            if iban_end:
+                consumed = iban_end
+                continue
+            position = max(start, consumed)
+            while position < chain_end:
+                found_end = self._try_at(state, position, chain_end)
+                position = _next_group(text, max(found_end, position + 1), chain_end)
+            consumed = chain_end
+
+    def _try_iban(self, state: _ScanState, start: int) -> int:
+        text = state.text
+        if not (text[start : start + 2].isupper() and text[start : start + 2].isalpha()):
+            return 0
+        match = _IBAN.match(text, start)
+        if match is None or not _ends_token(text, match.end()):
+            return 0
+        if not v.iban_valid(match.group()):
+            return 0
+        state.add("iban", start, match.end(), 0.95)
+        return match.end()
+
+    def _try_at(self, state: _ScanState, position: int, chain_end: int) -> int:
+        """Try every identifier shape at one group start; return the end of a finding or
+        ``position`` when nothing matched."""
+        text = state.text
+        first = text[position]
+        if first.isdigit():
+            for attempt in (self._try_mbi, self._try_card_grouped, self._try_ssn_separated,
+                            self._try_ndc_hyphenated, self._try_digit_run):  # fmt: skip
+                end = attempt(state, position, chain_end)
+                if end:
+                    return end
+        elif first.isupper():
+            for attempt in (self._try_icd, self._try_hcpcs, self._try_dea):
+                end = attempt(state, position, chain_end)
+                if end:
+                    return end
+        return position
+
+    def _try_mbi(self, state: _ScanState, position: int, chain_end: int) -> int:
+        match = v.MBI_PATTERN.match(state.text, position, chain_end)
+        if match is None or not _ends_group(state.text, match.end(), chain_end):
+            return 0
+        if not v.mbi_valid(match.group()):
+            return 0
+        state.add("mbi", position, match.end(), 0.9)
+        return match.end()
+
+    def _try_card_grouped(self, state: _ScanState, position: int, chain_end: int) -> int:
+        text = state.text
+        match = _CARD_GROUPED.match(text, position, chain_end)
+        if match is None or not _ends_group(text, match.end(), chain_end):
+            return 0
+        separator = match.group("s") or match.group("t")
+        if _continues_number(text, position, match.end(), separator):
+            return 0
+        if not v.card_valid(match.group()):
+            return 0
+        state.add("payment_card", position, match.end(), 0.95)
+        return match.end()
+
+    def _try_ssn_separated(self, state: _ScanState, position: int, chain_end: int) -> int:
+        text = state.text
+        match = _SSN_SEPARATED.match(text, position, chain_end)
+        if match is None or not _ends_group(text, match.end(), chain_end):
+            return 0
+        if _continues_number(text, position, match.end(), match.group("s")):
+            return 0
+        if not v.ssn_valid(match.group()):
+            return 0
+        # Space- and dot-separated 3-2-4 numbers are rarer as SSNs than hyphenated ones,
+        # so they need the keyword.
+        if match.group("s") != "-" and not state.keyword_before("ssn", position):
+            return 0
+        state.add("ssn", position, match.end(), 0.95)
+        return match.end()
+
+    def _try_ndc_hyphenated(self, state: _ScanState, position: int, chain_end: int) -> int:
+        match = _NDC_HYPHENATED.match(state.text, position, chain_end)
+        if match is None or not _ends_group(state.text, match.end(), chain_end):
+            return 0
+        if not v.ndc_shape_valid(match.group()):
+            return 0
+        if not state.keyword_before("ndc", position, allow_list=("ndc",)):
+            return 0
+        state.add("ndc", position, match.end(), 0.9)
+        return match.end()
+
+    def _try_digit_run(self, state: _ScanState, position: int, chain_end: int) -> int:
+        text = state.text
+        match = _DIGITS.match(text, position, chain_end)
+        if match is None:
+            return 0
+        end = match.end()
+        if end < chain_end and text[end] in _ASCII_ALNUM:
+            # Digits glued to letters ("4F", "12ab") are a different token; CPT
+            # category II codes end in a letter and are tried below.
+            return self._try_cpt(state, position, chain_end)
+        digits = match.group()
+        length = len(digits)
+        if _is_inside_longer_number(text, position, end):
+            return 0
+        if 13 <= length <= 19:
+            if (
+                not v.looks_like_epoch(digits)
+                and v.card_valid(digits)
+                and state.keyword_before("card", position)
+            ):
+                state.add("payment_card", position, end, 0.9)
+                return end
+        elif length == 9:
+            if v.ssn_valid(digits) and state.keyword_before("ssn", position):
+                state.add("ssn", position, end, 0.9)
+                return end
+        elif length in (10, 11):
+            if length == 10 and v.npi_valid(digits) and state.keyword_before("npi", position):
+                state.add("clinician_id", position, end, 0.9)
+                return end
+            if state.keyword_before("ndc", position, allow_list=("ndc",)):
+                state.add("ndc", position, end, 0.8)
+                return end
+        elif length == 5:
+            return self._try_cpt(state, position, chain_end)
+        return 0
+
+    def _try_cpt(self, state: _ScanState, position: int, chain_end: int) -> int:
+        text = state.text
+        match = _CPT.match(text, position, chain_end)
+        if match is None or not _ends_group(text, match.end(), chain_end):
+            return 0
+        if _looks_like_zip(text, position, match.end()):
+            return 0
+        if not state.keyword_before(
+            "procedure_code", position, window=30, allow_list=("procedure_code",)
+        ):
+            return 0
+        state.add("procedure_code", position, match.end(), 0.85)
+        return match.end()
+
+    def _try_icd(self, state: _ScanState, position: int, chain_end: int) -> int:
+        text = state.text
+        match = _ICD.match(text, position, chain_end)
+        if match is None or not _ends_group(text, match.end(), chain_end):
+            return 0
+        code = match.group()
+        if not v.icd10cm_exists(code):
+            return 0
+        # A dotted code such as E11.9 is unusual outside medicine. A bare three-character
+        # code (B12, C50, A15) is also a grid reference, vitamin or part number, so it
+        # needs a diagnosis keyword before it.
+        dotted = "." in code
+        if not dotted and not state.keyword_before(
+            "diagnosis_code", position, allow_list=("diagnosis_code",)
+        ):
+            return 0
+        state.add("diagnosis_code", position, match.end(), 0.9 if dotted else 0.8)
+        return match.end()
+
+    def _try_hcpcs(self, state: _ScanState, position: int, chain_end: int) -> int:
+        match = _HCPCS.match(state.text, position, chain_end)
+        if match is None or not _ends_group(state.text, match.end(), chain_end):
+            return 0
+        if not state.keyword_before(
+            "procedure_code", position, window=30, allow_list=("procedure_code",)
+        ):
+            return 0
+        state.add("procedure_code", position, match.end(), 0.8)
+        return match.end()
+
+    def _try_dea(self, state: _ScanState, position: int, chain_end: int) -> int:
+        match = _DEA.match(state.text, position, chain_end)
+        if match is None or not _ends_group(state.text, match.end(), chain_end):
+            return 0
+        if not v.dea_valid(match.group()) or not state.keyword_before("dea", position):
+            return 0
+        state.add("clinician_id", position, match.end(), 0.9)
+        return match.end()
+
+    # -- identifiers that follow a label ------------------------------------------------
+
+    def _scan_labelled(self, state: _ScanState) -> None:
+        text, hits = state.text, state.hits
+        for group in ("mrn", "member_id", "account_number", "drivers_license"):
+            for keyword_end in hits.ends.get(group, ()):
+                match = _LABELLED_ID.match(text, keyword_end, keyword_end + 60)
+                if match is None:
+                    continue
+                token = match.group("id")
+                if len(token) < 5 or sum(char.isdigit() for char in token) < 4:
+                    continue
+                if v.numeric_date_valid(token):
+                    continue
+                if state.covered(match.start("id")):
+                    continue
+                state.add(group, match.start("id"), match.end("id"), 0.85)
+        for keyword_end in hits.ends.get("medicare", ()):
+            match = _LABELLED_ID.match(text, keyword_end, keyword_end + 40)
+            if match is not None and v.mbi_valid(match.group("id").upper()):
+                if not state.covered(match.start("id")):
+                    state.add("mbi", match.start("id"), match.end("id"), 0.85)
+        for keyword_end in hits.ends.get("date_of_birth", ()):
+            self._try_birth_date(state, keyword_end)
+        for keyword_end in hits.ends.get("phone", ()):
+            match = _PHONE.match(text, keyword_end, keyword_end + 40)
+            if match is not None:
+                state.add("phone", keyword_end, match.end(), 0.8)
+        for keyword_end in hits.ends.get("address", ()):
+            match = _STREET.match(text, keyword_end, keyword_end + 80)
+            if match is not None:
+                state.add("address", keyword_end, match.end(), 0.8)
+        for keyword_end in hits.ends.get("patient", ()):
+            match = _PATIENT_NAME.match(text, keyword_end, keyword_end + 60)
+            if match is None:
+                continue
+            name = match.group("labelled") or match.group("inline")
+            first_word = re.split(r"[\s,]+", name)[0].lower()
+            last_word = re.split(r"[\s,]+", name)[-1].lower()
+            if first_word in _NOT_NAMES or last_word in _NOT_NAMES:
+                continue
+            state.add("patient_name", keyword_end, match.end(), 0.8)
+
+    def _try_birth_date(self, state: _ScanState, keyword_end: int) -> None:
+        text = state.text
+        window_end = min(len(text), keyword_end + 30)
+        segment = text[keyword_end:window_end]
+        numeric = _NUMERIC_DATE.search(segment)
+        if numeric is not None and v.numeric_date_valid(numeric.group()):
+            if _plausible_birth_year(numeric.group()):
+                state.add("date_of_birth", keyword_end + numeric.start(), keyword_end + numeric.end(), 0.9)
+                return
+        wordy = _WORDY_DATE.search(segment)
+        if wordy is None:
+            return
+        month_name = wordy.group("m1") or wordy.group("m2")
+        day = int(wordy.group("d1") or wordy.group("d2"))
+        year = int(wordy.group("y1") or wordy.group("y2"))
+        month = v.month_number(month_name)
+        if month is not None and v.date_valid(year, month, day) and 1900 <= year <= _this_year():
+            state.add("date_of_birth", keyword_end + wordy.start(), keyword_end + wordy.end(), 0.9)
+
+    # -- health vocabulary and phrases -------------------------------------------------
+
+    def _scan_health_words(self, state: _ScanState) -> None:
+        for group in ("condition", "medication", "procedure", "lab_result", "treatment", "care_setting"):
+            # Spans sorted by end; a keyword inside a longer one of the same group
+            # ("diabetes" in "type 2 diabetes") is one finding, not two.
+            spans = sorted(zip(state.hits.positions(group), state.hits.ends.get(group, ())), key=lambda span: (span[1], span[0]))
+            kept: list[tuple[int, int]] = []
+            for start, end in spans:
+                while kept and kept[-1][0] >= start:
+                    kept.pop()
+                if kept and start < kept[-1][1]:
+                    continue
+                kept.append((start, end))
+            for start, end in kept:
+                state.add(group, start, end, 0.6)
+
+    def _scan_recipient_phrases(self, state: _ScanState) -> None:
+        anchors = state.hits.positions("recipient_anchor")
+        if not anchors:
+            return
+        lowered = state.lowered
+        seen: set[tuple[int, int]] = set()
+        searched_to = -1
+        for anchor in anchors:
+            window_start = max(anchor - _PHRASE_BEFORE, searched_to - _PHRASE_BEFORE, 0)
+            window_end = min(len(lowered), anchor + _PHRASE_AFTER)
+            for pattern, weight in _RECIPIENT_PHRASES:
+                for match in pattern.finditer(lowered, window_start, window_end):
+                    if match.span() in seen:
+                        continue
+                    seen.add(match.span())
+                    state.add("recipient_health", match.start(), match.end(), weight)
+            searched_to = window_end
+
+    def _scan_custom(self, state: _ScanState) -> None:
+        text = state.text
+        for rule in self._custom_rules:
+            for match in rule.pattern.finditer(text):
+                start, end = match.span()
+                if start == end:
+                    continue
+                if start > 0 and text[start - 1].isalnum():
+                    continue
+                if end < len(text) and text[end].isalnum():
+                    continue
+                if rule.keywords is not None:
+                    context = state.lowered[max(0, start - self._window) : start]
+                    if not rule.keywords.search(context).starts:
+                        continue
+                state.add(rule.name, start, end, 0.9)
+
+
+class _ScanState:
+    """Mutable per-call state of one scan; never shared between threads."""
+
+    __slots__ = ("text", "lowered", "hits", "window", "findings", "_last_end", "_spans")
+
+    def __init__(self, text: str, lowered: str, hits: KeywordHits, window: int) -> None:
+        self.text = text
+        self.lowered = lowered
+        self.hits = hits
+        self.window = window
+        self.findings: list[Finding] = []
+        self._last_end: dict[str, int] = {}
+        self._spans: list[tuple[int, int]] = []
+
+    def add(self, category: str, start: int, end: int, confidence: float) -> None:
+        self.findings.append(Finding(category, start, end, confidence))
+        self._last_end[category] = end
+        if category not in ("condition", "medication", "procedure", "lab_result", "treatment", "care_setting"):
+            self._spans.append((start, end))
+
+    def covered(self, position: int) -> bool:
+        """Return whether an identifier finding already covers ``position``."""
+        return any(start <= position < end for start, end in self._spans)
+
+    def keyword_before(
+        self,
+        group: str,
+        position: int,
+        window: int | None = None,
+        allow_list: tuple[str, ...] = (),
+    ) -> bool:
+        """Return whether a keyword of ``group`` ends within the window before
+        ``position`` with at most one line break in between, or whether the candidate
+        continues a list of same-category findings ("CPT 99213, 99214")."""
+        size = self.window if window is None else window
+        keyword_end = self.hits.any_before(group, position, size)
+        if keyword_end is not None and self.text.count("\n", keyword_end, position) <= 1:
+            return True
+        for category in allow_list:
+            last = self._last_end.get(category)
+            if last is not None and 0 < position - last <= _LIST_GAP:
+                gap = self.text[last:position]
+                if gap.strip(" ,;/&") in ("", "and", "or"):
+                    return True
+        return False
+
+
+def _lower_same_length(text: str) -> str:
+    lowered = text.lower()
+    if len(lowered) == len(text):
+        return lowered
+    # A few characters lower-case to two code points (U+0130); keep offsets aligned.
+    return "".join(char if len(char.lower()) != 1 else char.lower() for char in text)
+
+
+def _inside_guid(text: str, start: int, end: int) -> bool:
+    window_start = max(0, start - 36)
+    window_end = min(len(text), end + 36)
+    return any(
+        match.start() <= start < match.end()
+        for match in _GUID.finditer(text, window_start, window_end)
+    )
+
+
+def _next_group(text: str, position: int, chain_end: int) -> int:
+    """Return the start of the first separator-delimited group at or after ``position``."""
+    while position < chain_end and text[position] in _ASCII_ALNUM and text[position - 1] in _ASCII_ALNUM:
+        position += 1
+    while position < chain_end and text[position] not in _ASCII_ALNUM:
+        position += 1
+    return position
+
+
+def _ends_group(text: str, end: int, chain_end: int) -> bool:
+    return end >= chain_end or text[end] not in _ASCII_ALNUM
+
+
+def _ends_token(text: str, end: int) -> bool:
+    return end >= len(text) or not text[end].isalnum()
+
+
+def _continues_number(text: str, start: int, end: int, separator: str) -> bool:
+    """Return whether the match is part of a longer number grouped the same way."""
+    if end + 1 < len(text) and text[end] == separator and text[end + 1].isdigit():
+        return True
+    if start >= 2 and text[start - 1] == separator and text[start - 2].isdigit():
+        return True
+    return False
+
+
+def _is_inside_longer_number(text: str, start: int, end: int) -> bool:
+    """Return whether digits continue across a comma or dot ("1,234,567", "3.14159")."""
+    if start >= 2 and text[start - 1] in ",." and text[start - 2].isdigit():
+        return True
+    if end + 1 < len(text) and text[end] in ",." and text[end + 1].isdigit():
+        return True
+    return False
+
+
+def _looks_like_zip(text: str, start: int, end: int) -> bool:
+    if _STATE_BEFORE.search(text, max(0, start - 6), start) is not None:
+        return True
+    return end + 4 < len(text) and text[end] == "-" and text[end + 1 : end + 5].isdigit()
+
+
+def _plausible_birth_year(date_text: str) -> bool:
+    parts = re.split(r"[-/.]", date_text)
+    year_text = parts[0] if len(parts[0]) == 4 else parts[2]
+    if len(year_text) == 2:
+        return True
+    return 1900 <= int(year_text) <= _this_year()
+
+
+def _this_year() -> int:
+    return datetime.date.today().year
+
