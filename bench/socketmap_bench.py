@@ -173,7 +173,13 @@ def start_postveil(workdir: Path, domains: list[str], answer_ttl: str) -> tuple[
     cache = workdir / f"postveil-{answer_ttl}.sqlite3"
     seed_postveil(cache, domains)
     config = workdir / f"postveil-{answer_ttl}.yaml"
+    key = workdir / "audit.key"
+    if not key.exists():
+        from postveil.audit import generate_key_file
+
+        generate_key_file(key)
     config.write_text(
+        f"audit:\n  directory: {workdir / 'audit'}\n  key_file: {key}\n"
         "policyd:\n"
         f"  socketmap_listen: inet:127.0.0.1:{port}\n"
         f"  policy_listen: inet:127.0.0.1:{free_port()}\n"

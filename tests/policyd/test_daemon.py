@@ -12,12 +12,27 @@ import time
 from pathlib import Path
 
 from postveil.harness.net import free_port
+from postveil.audit import generate_key_file
 from postveil.policyd.netstring import NetstringDecoder, encode
+
+
+def audit_section(tmp_path: Path) -> str:
+    """Return an ``audit`` YAML section with a fresh key under ``tmp_path``."""
+    key = tmp_path / "audit.key"
+    if not key.exists():
+        generate_key_file(key)
+    return f"audit:\n  directory: {tmp_path / 'audit'}\n  key_file: {key}\n"
+
+
+def audit_records(tmp_path: Path) -> list[dict]:
+    path = tmp_path / "audit" / "audit.jsonl"
+    return [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
 
 
 def write_config(tmp_path: Path, socketmap_port: int, policy_port: int) -> Path:
     config = tmp_path / "postveil.yaml"
     config.write_text(
+        audit_section(tmp_path) +
         "policyd:\n"
         f"  socketmap_listen: inet:127.0.0.1:{socketmap_port}\n"
         f"  policy_listen: inet:127.0.0.1:{policy_port}\n"
@@ -113,6 +128,16 @@ def test_domain_cli_set_show_list_purge(tmp_path: Path) -> None:
     assert shown["socketmap_reply"] == "NOTFOUND"
 
     assert postveil("domain", "-c", config, "purge", "example.org").returncode == 0
+    records = audit_records(tmp_path)
+    assert [record["kind"] for record in records] == [
+        "admin_override", "tls_requirement", "admin_override", "tls_requirement",
+        "admin_override"]
+    assert records[0]["action"] == "set-tls"
+    assert records[0]["target"] == "example.org"
+    assert records[1]["new"] == "encrypt"
+    assert records[1]["source"] == "admin"
+    assert records[3]["new"] == "none"
+    assert records[4]["action"] == "purge-domain-facts"
     missing = postveil("domain", "-c", config, "show", "example.org")
     assert missing.returncode == 1
     assert "not in the cache" in missing.stderr
@@ -124,6 +149,7 @@ def test_daemon_unix_sockets(tmp_path: Path) -> None:
     policy_path = tmp_path / "run" / "policy.sock"
     config = tmp_path / "postveil.yaml"
     config.write_text(
+        audit_section(tmp_path) +
         "policyd:\n"
         f"  socketmap_listen: unix:{socketmap_path}\n"
         f"  policy_listen: unix:{policy_path}\n"

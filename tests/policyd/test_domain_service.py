@@ -13,6 +13,8 @@ from pathlib import Path
 
 import yaml
 
+from postveil.audit import AuditLog, generate_key_file
+from postveil.config.audit import AuditSection
 from postveil.config.dns import DnsSection
 from postveil.config.policyd import PolicydSection
 from postveil.harness.pytest_plugin import unique_domain
@@ -39,7 +41,11 @@ def make_service(world: World, cache: FactsCache, **overrides: object) -> Domain
 async def test_discovery_records_event(world: World, tmp_path: Path) -> None:
     domain = world.add_domain(unique_domain("svc-sts"), mta_sts="enforce")
     cache = SqliteFactsCache(tmp_path / "facts.sqlite3")
+    generate_key_file(tmp_path / "audit.key")
+    audit = AuditLog(AuditSection(directory=str(tmp_path / "audit"),
+                                  key_file=str(tmp_path / "audit.key")), program="test")
     service = make_service(world, cache)
+    service.audit = audit
     try:
         requirement = await service.requirement(domain.name)
         assert requirement.level == "secure"
@@ -49,6 +55,15 @@ async def test_discovery_records_event(world: World, tmp_path: Path) -> None:
     finally:
         await service.close()
         cache.close()
+        audit.close()
+    lines = (tmp_path / "audit" / "audit.jsonl").read_text().splitlines()
+    assert len(lines) == 1
+    record = json.loads(lines[0])
+    assert record["kind"] == "tls_requirement"
+    assert record["domain"] == domain.name
+    assert record["old"] is None
+    assert record["new"] == "secure"
+    assert record["source"] == "mta-sts"
 
 
 async def test_scheduler_probes_due_domains(world: World, tmp_path: Path) -> None:

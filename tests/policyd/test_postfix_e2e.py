@@ -6,10 +6,12 @@ Postfix resolves MX hosts through the DNS fixture, fetches nothing itself, and a
 
 from __future__ import annotations
 
+import json
 import socket
 import subprocess
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -178,6 +180,12 @@ def test_tls_domain_that_drops_starttls_defers(
     assert domain.sink.messages == []
     lookup = postmap_query(tls_postfix, domain.name, policyd.socketmap)
     assert lookup.stdout.strip() == "encrypt protocols=>=TLSv1.2"
+
+    audit_file = Path(world.base_config()["audit"]["directory"]) / "audit.jsonl"
+    changes = [record for record in map(json.loads, audit_file.read_text().splitlines())
+               if record["kind"] == "tls_requirement" and record["domain"] == domain.name]
+    assert [(change["old"], change["new"], change["source"]) for change in changes] == [
+        (None, "encrypt", "probe")]
 
 
 def test_policyd_stopped_enforce_domain_defers(

@@ -4,18 +4,22 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import getpass
 import json
+import os
 import sys
 import time
 from dataclasses import asdict, replace
 from datetime import datetime, timezone
 from typing import Any
 
+from postveil.audit import AdminOverride, AuditLog, TlsRequirementChange
 from postveil.config import Config, default_config_path, load_config
 from postveil.errors import ConfigError, PostveilError
 from postveil.policyd.daemon import detect_postfix_version
 from postveil.policyd.dane import lookup_dane
 from postveil.policyd.dns import DnsClient
+from postveil.policyd.domains import audit_source
 from postveil.policyd.mtasts import StsParseError, parse_txt_records
 from postveil.policyd.mtasts_fetch import PolicyFetcher, describe_policy, refresh_sts
 from postveil.policyd.probe import Prober
@@ -112,28 +116,52 @@ def _run_cached(args: argparse.Namespace, config: Config, cache: FactsCache, dom
             return 1
         _print_report(_report(config, facts, cache.events(domain, limit=20), now), args.json)
         return 0
+    if args.action in ("purge", "set", "unset"):
+        audit = AuditLog(config.audit, program="postveil domain")
+        try:
+            return _change(args, config, cache, audit, domain, now)
+        finally:
+            audit.close()
+    raise AssertionError(args.action)
+
+
+def _admin_name() -> str:
+    return os.environ.get("SUDO_USER") or getpass.getuser()
+
+
+def _change(
+    args: argparse.Namespace, config: Config, cache: FactsCache, audit: AuditLog, domain: str,
+    now: float,
+) -> int:
+    """Apply purge, set or unset; the admin action is in the audit trail before it takes effect."""
+    old = cache.get(domain)
     if args.action == "purge":
-        if not cache.delete(domain):
+        if old is None:
             print(f"{domain}: not in the cache", file=sys.stderr)
             return 1
+        audit.append(AdminOverride(_admin_name(), domain, "purge-domain-facts",
+                                   f"postveil domain purge {domain}"))
+        cache.delete(domain)
         print(f"{domain}: purged")
         return 0
-    if args.action in ("set", "unset"):
-        old = cache.get(domain)
-        base = old if old is not None else DomainFacts(domain, first_seen=now)
-        level = args.tls if args.action == "set" else None
-        new = replace(base, override=level)
-        cache.put(new)
-        before = tls_requirement(base, config.policyd, now=now)
-        after = tls_requirement(new, config.policyd, now=now)
-        if before.level != after.level:
-            cache.add_event(RequirementEvent(domain, before.level, after.level, after.rule,
-                                             after.reason, now))
-        line = after.policy_line(detect_postfix_version(config.policyd))
-        print(f"{domain}: {line or 'NOTFOUND'} ({after.rule}); postveil-policyd applies it "
-              f"within {config.policyd.answer_cache_ttl:g}s")
-        return 0
-    raise AssertionError(args.action)
+
+    level = args.tls if args.action == "set" else None
+    command = f"postveil domain set {domain} --tls {level}" if level else f"postveil domain unset {domain}"
+    audit.append(AdminOverride(_admin_name(), domain, "set-tls" if level else "clear-tls", command))
+    base = old if old is not None else DomainFacts(domain, first_seen=now)
+    new = replace(base, override=level)
+    cache.put(new)
+    before = tls_requirement(base, config.policyd, now=now)
+    after = tls_requirement(new, config.policyd, now=now)
+    if before.level != after.level:
+        cache.add_event(RequirementEvent(domain, before.level, after.level, after.rule,
+                                         after.reason, now))
+        audit.append(TlsRequirementChange(domain, before.level, after.level or "none",
+                                          audit_source(after.rule, before.rule), after.reason))
+    line = after.policy_line(detect_postfix_version(config.policyd))
+    print(f"{domain}: {line or 'NOTFOUND'} ({after.rule}); postveil-policyd applies it "
+          f"within {config.policyd.answer_cache_ttl:g}s")
+    return 0
 
 
 async def _check(config: Config, domain: str, as_json: bool, probe: bool) -> int:

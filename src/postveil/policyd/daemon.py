@@ -20,6 +20,7 @@ from pathlib import Path
 
 import sdnotify
 
+from postveil.audit import AuditLog
 from postveil.config import Config, default_config_path, load_config
 from postveil.config.policyd import PolicydSection
 from postveil.errors import ConfigError, PostveilError
@@ -65,10 +66,13 @@ def detect_postfix_version(section: PolicydSection) -> tuple[int, ...]:
 
 
 def build_service(config: Config) -> DomainService:
+    """Open the facts cache and the audit trail; raises PostveilError when either fails."""
     section = config.policyd
     dns = DnsClient(config.dns)
+    audit = AuditLog(config.audit, program="postveil-policyd")
     return DomainService(
-        section, open_cache(section), dns, PolicyFetcher(section, dns), Prober(section, dns)
+        section, open_cache(section), dns, PolicyFetcher(section, dns), Prober(section, dns),
+        audit=audit,
     )
 
 
@@ -136,6 +140,8 @@ class Daemon:
             await server.wait_closed()
         await self.service.close()
         self.service.cache.close()
+        if self.service.audit is not None:
+            self.service.audit.close()
 
 
 async def _main_async(config: Config) -> None:

@@ -14,6 +14,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import replace
 from typing import cast
 
+from postveil.audit import AuditError, AuditLog, TlsRequirementChange
 from postveil.config.policyd import PolicydSection
 from postveil.errors import TemporaryFailure
 from postveil.policyd.dane import lookup_dane
@@ -29,6 +30,24 @@ log = logging.getLogger(__name__)
 events_log = logging.getLogger("postveil.policyd.events")
 
 
+AUDIT_SOURCES = {"override": "admin", "dane": "dane", "mta-sts": "mta-sts", "monitoring": "probe"}
+
+
+def audit_source(rule: str, previous_rule: str | None) -> str:
+    """Name the cause of a requirement change in the audit trail's vocabulary.
+
+    A change to no requirement is caused by whatever stopped applying: failed probes
+    after monitoring, otherwise the expiry of a policy or record.
+    """
+    if rule in AUDIT_SOURCES:
+        return AUDIT_SOURCES[rule]
+    if previous_rule == "monitoring":
+        return "probe"
+    if previous_rule == "override":
+        return "admin"
+    return "expiry"
+
+
 class DomainService:
     """Facts, discovery and monitoring of recipient domains, over one facts cache."""
 
@@ -40,6 +59,7 @@ class DomainService:
         fetcher: PolicyFetcher,
         prober: Prober,
         clock: Callable[[], float] = time.time,
+        audit: AuditLog | None = None,
     ) -> None:
         self.config = config
         self.cache = cache
@@ -47,6 +67,7 @@ class DomainService:
         self.fetcher = fetcher
         self.prober = prober
         self.clock = clock
+        self.audit = audit
         self._inflight: dict[tuple[str, str], asyncio.Task[DomainFacts]] = {}
         self._background: set[asyncio.Task[object]] = set()
 
@@ -77,6 +98,25 @@ class DomainService:
                 new.domain, old_level or "none", after.level or "none", after.rule, after.reason,
             )
             await self._run_cache(self.cache.add_event, event)
+            await self._record_audit(event, before)
+
+    async def _record_audit(self, event: RequirementEvent, before: Requirement | None) -> None:
+        """Append the change to the audit trail; a write failure is logged, not raised,
+        because the facts are already stored and Postfix must still get an answer."""
+        if self.audit is None:
+            return
+        record = TlsRequirementChange(
+            domain=event.domain,
+            old=event.old_level,
+            new=event.new_level or "none",
+            source=audit_source(event.rule, before.rule if before is not None else None),
+            reason=event.reason,
+        )
+        try:
+            await asyncio.to_thread(self.audit.append, record)
+        except AuditError as exc:
+            log.error("domain %s: cannot write the TLS requirement change to the audit "
+                      "trail: %s", event.domain, exc)
 
     # Entry points of the protocol servers.
 
