@@ -108,3 +108,13 @@ def test_probe_results_keep_tls_seen() -> None:
     recovered = apply_probe_results(again, tls, 50.0)
     assert recovered.failed_probes == 0
     assert recovered.tls_last_seen == 50.0
+
+
+async def test_dane_ad_check_disabled(world: World) -> None:
+    domain = world.add_domain(unique_domain("noad"))
+    world.dns.add(f"_25._tcp.{domain.mx_host}", "TLSA", "3 1 1 " + "ab" * 32)
+    client = DnsClient(DnsSection(nameservers=[world.dns.nameserver], timeout="300ms",
+                                  lifetime="600ms", require_dnssec_ad=False))
+    facts = await lookup_dane(client, domain.name, 25, time.time())
+    assert facts.tlsa_present
+    assert facts.validated

@@ -52,6 +52,7 @@ class DnsClient:
         resolver.flags = dns.flags.RD
         resolver.cache = None
         self._resolver = resolver
+        self.require_dnssec_ad = section.require_dnssec_ad
 
     async def query(self, name: str, rdtype: str) -> DnsAnswer:
         """Look up ``name``/``rdtype``; raises DnsTemporaryFailure on SERVFAIL or timeout."""
