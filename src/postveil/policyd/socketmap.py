@@ -28,6 +28,9 @@ MAX_REPLY_BYTES = 100_000
 MAX_REQUEST_BYTES = 4096
 """Maximum request size in bytes: a map name plus a domain or ``[host]:port`` key."""
 
+MAX_REUSED_ANSWERS = 100_000
+"""Reused answers kept at once; the table is emptied when it reaches this size."""
+
 NOTFOUND = encode(b"NOTFOUND ")
 _DOMAIN_RE = re.compile(r"^(?=.{1,253}$)([a-z0-9_](?:[a-z0-9_-]{0,61}[a-z0-9])?\.)*"
                         r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$")
@@ -111,6 +114,8 @@ class SocketmapResponder:
                           MAX_REPLY_BYTES)
                 return _temp("policy too long")
         if self.ttl > 0:
+            if len(self._answers) >= MAX_REUSED_ANSWERS:
+                self._answers.clear()
             self._answers[payload] = (time.monotonic() + self.ttl, answer)
         return answer
 
