@@ -24,7 +24,8 @@ from postveil.policyd.netstring import NetstringDecoder, NetstringError, encode
 log = logging.getLogger(__name__)
 
 MAX_REPLY_BYTES = 100_000
-"""Postfix rejects socketmap replies longer than this (dict_sockmap.c, Postfix 3.x)."""
+"""Longest reply payload Postfix accepts, without the netstring framing (socketmap_table(5),
+Postfix 3.7)."""
 MAX_REQUEST_BYTES = 4096
 """Maximum request size in bytes: a map name plus a domain or ``[host]:port`` key."""
 

@@ -38,7 +38,8 @@ class Requirement:
     level: str | None
     """Postfix TLS security level, or None for no requirement (socketmap NOTFOUND)."""
     rule: str
-    """Which rule fired: ``override``, ``dane``, ``mta-sts``, ``monitoring`` or ``none``."""
+    """Name of the rule that fired: ``override``, ``dane``, ``mta-sts``, ``monitoring`` or
+    ``none``."""
     reason: str
     """One sentence for logs, the audit trail and SMTP reply text."""
     match: tuple[str, ...] = ()
@@ -89,8 +90,8 @@ def postfix_match_pattern(mx_pattern: str) -> str:
     """Translate an MTA-STS ``mx`` pattern to a Postfix ``match=`` pattern.
 
     ``*.example.org`` becomes ``.example.org``. NOTE: Postfix matches ``.example.org``
-    against certificate names of any depth below example.org, while MTA-STS allows
-    exactly one label; the certificate itself still has to be valid for the MX host.
+    against certificate names of any depth below example.org, but MTA-STS allows exactly
+    one label. The certificate itself still has to be valid for the MX host.
     """
     if mx_pattern.startswith("*."):
         return mx_pattern[1:]
