@@ -89,9 +89,9 @@ class Requirement:
 def postfix_match_pattern(mx_pattern: str) -> str:
     """Translate an MTA-STS ``mx`` pattern to a Postfix ``match=`` pattern.
 
-    ``*.example.org`` becomes ``.example.org``. NOTE: Postfix matches ``.example.org``
-    against certificate names of any depth below example.org, but MTA-STS allows exactly
-    one label. The certificate itself still has to be valid for the MX host.
+    ``*.example.org`` becomes ``.example.org``. NOTE: Postfix checks the server
+    certificate's names against these patterns, and ``.example.org`` also matches names
+    two or more labels deep, where MTA-STS allows exactly one label.
     """
     if mx_pattern.startswith("*."):
         return mx_pattern[1:]
