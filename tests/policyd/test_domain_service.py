@@ -141,3 +141,25 @@ def test_domain_check_cli(world: World, tmp_path: Path) -> None:
          domain.name], capture_output=True, text=True, timeout=60)
     assert "MTA-STS:       mode enforce" in text.stdout
     assert f"probe {domain.mx_host}: STARTTLS" in text.stdout
+
+
+async def test_failing_refresh_not_repeated(world: World, tmp_path: Path) -> None:
+    domain = world.add_domain(unique_domain("svc-flaky"))
+    cache = SqliteFactsCache(tmp_path / "facts.sqlite3")
+    service = make_service(world, cache)
+    try:
+        await service.requirement(domain.name)
+        world.dns.set_servfail(f"_25._tcp.{domain.mx_host}")
+        world.dns.set_servfail(f"_mta-sts.{domain.name}")
+        later = time.time() + 7200
+        service.clock = lambda: later
+        await service.requirement(domain.name)  # starts one background refresh
+        await asyncio.sleep(1.5)
+        queries_before = len(world.dns.queries)
+        for _ in range(20):
+            await service.requirement(domain.name)
+        await asyncio.sleep(0.5)
+        assert len(world.dns.queries) == queries_before
+    finally:
+        await service.close()
+        cache.close()

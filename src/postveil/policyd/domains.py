@@ -70,6 +70,9 @@ class DomainService:
         self.audit = audit
         self._inflight: dict[tuple[str, str], asyncio.Task[DomainFacts]] = {}
         self._background: set[asyncio.Task[object]] = set()
+        self._refresh_started: dict[str, float] = {}
+        """Start time of each domain's last refresh, so a failing one is not retried on
+        every request."""
 
     # Cache access: SQLite runs inline, Redis in a worker thread.
 
@@ -140,6 +143,22 @@ class DomainService:
             self.spawn(self._single("refresh", domain, self._refresh))
         return tls_requirement(facts, self.config, now=now)
 
+    def cached_requirement(self, domain: str) -> Requirement | None:
+        """Return the requirement from a local cache without waiting, or None when the
+        cache is not local or the domain is unknown. Raises CacheError.
+
+        Starts a background refresh when one is due, like :meth:`requirement`.
+        """
+        if not self.cache.local:
+            return None
+        facts = self.cache.get(domain)
+        if facts is None:
+            return None
+        now = self.clock()
+        if self._refresh_due(facts, now):
+            self.spawn(self._single("refresh", domain, self._refresh))
+        return tls_requirement(facts, self.config, now=now)
+
     async def ensure_known(self, domain: str) -> DomainFacts | None:
         """Return cached facts, starting discovery in the background for a new domain."""
         facts = await self.get_facts(domain)
@@ -193,16 +212,20 @@ class DomainService:
         return facts
 
     def _refresh_due(self, facts: DomainFacts, now: float) -> bool:
+        started = self._refresh_started.get(facts.domain)
+        if started is not None and now - started < self.config.failed_retry_interval:
+            return False
         if sts_refresh_due(facts, self.config, now):
             return True
         dane_checked = facts.dane.checked_at if facts.dane is not None else 0.0
         return now - dane_checked >= self.config.recheck_interval
 
     async def _refresh(self, domain: str) -> DomainFacts:
+        now = self.clock()
+        self._refresh_started[domain] = now
         old = await self.get_facts(domain)
         if old is None:
             return await self._discover(domain)
-        now = self.clock()
         facts = old
         if sts_refresh_due(old, self.config, now):
             try:
