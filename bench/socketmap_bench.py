@@ -276,8 +276,8 @@ def run_all(args: argparse.Namespace) -> None:
                 process.wait(timeout=30)
             rows.append({"server": name, **throughput, **{f"paced_{k}": v for k, v in paced.items()}})
             print(json.dumps(rows[-1]), file=sys.stderr)
-    print("| server | requests/s (8 connections) | p50 ms at {:g}/s | p99 ms at {:g}/s | max ms |"
-          .format(args.rate, args.rate))
+    rate = f"{args.rate:g}/s"
+    print(f"| server | requests/s (8 connections) | p50 ms at {rate} | p99 ms at {rate} | max ms |")
     print("|---|---|---|---|---|")
     for row in rows:
         print(f"| {row['server']} | {row['requests_per_s']} | {row['paced_p50_ms']} | "

@@ -11,8 +11,8 @@ import sys
 import time
 from pathlib import Path
 
-from postveil.harness.net import free_port
 from postveil.audit import generate_key_file
+from postveil.harness.net import free_port
 from postveil.policyd.netstring import NetstringDecoder, encode
 
 

@@ -82,7 +82,7 @@ class Policyd:
     def socketmap(self) -> str:
         return f"socketmap:inet:127.0.0.1:{self.socketmap_port}:postveil"
 
-    def facts(self, domain: str):  # noqa: ANN201 - DomainFacts or None
+    def facts(self, domain: str):
         cache = SqliteFactsCache(self.cache_path)
         try:
             return cache.get(domain)

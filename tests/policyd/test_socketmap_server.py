@@ -14,9 +14,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from postveil.harness.net import free_port
 from postveil.config.dns import DnsSection
 from postveil.config.policyd import PolicydSection
+from postveil.harness.net import free_port
 from postveil.policyd.dns import DnsClient
 from postveil.policyd.domains import DomainService
 from postveil.policyd.mtasts_fetch import PolicyFetcher
@@ -78,7 +78,7 @@ async def _exchange(port: int, stream: bytes, size: int, count: int) -> list[byt
 
 @pytest.mark.parametrize("size", READ_SIZES)
 async def test_replay_pipelined(socketmap: tuple[int, SocketmapResponder], size: int) -> None:
-    port, responder = socketmap
+    port, _ = socketmap
     stream = b"".join(encode(pair["request"].encode()) for pair in PAIRS)
     # Twice: the second round gets reused replies, which must be identical.
     for _ in range(2):

@@ -10,7 +10,7 @@ import os
 import sys
 import time
 from dataclasses import asdict, replace
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 from postveil.audit import AdminOverride, AuditLog, TlsRequirementChange
@@ -227,7 +227,7 @@ def _report(config: Config, facts: DomainFacts, events: list[RequirementEvent], 
 def _when(timestamp: float | None) -> str:
     if timestamp is None:
         return "never"
-    return datetime.fromtimestamp(timestamp, timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")
+    return datetime.fromtimestamp(timestamp, UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
 
 
 def _print_report(report: dict[str, Any], as_json: bool) -> None:
