@@ -129,7 +129,7 @@ def test_enforce_valid_certificate_delivers_over_tls(
     assert status == "sent"
     received = domain.sink.wait_for(1)[0]
     assert received.tls_version in ("TLSv1.2", "TLSv1.3")
-    assert "Verified TLS connection established" in tls_postfix.maillog_text()
+    assert f"Verified TLS connection established to {domain.mx_host}" in tls_postfix.maillog_text()
 
     lookup = postmap_query(tls_postfix, domain.name, policyd.socketmap)
     assert lookup.stdout.strip() == (
@@ -229,3 +229,15 @@ def test_tls_exclusive_sender_rejected_without_tls(
         # Other senders are not affected.
         result = tls_postfix.send(message(to_plain, "clinic"), SENDER, [to_plain])
         assert result.code == 250, result.text
+
+
+def test_dane_domain_delivers_with_dane_only(
+    world: World, tls_postfix: PrivatePostfix, policyd: Policyd,
+) -> None:
+    domain = world.add_domain(unique_domain("dane-e2e"), dane=True)
+    lookup = postmap_query(tls_postfix, domain.name, policyd.socketmap)
+    assert lookup.stdout.strip() == "dane-only protocols=>=TLSv1.2"
+    status, _ = send_and_wait(tls_postfix, domain, "dane")
+    assert status == "sent"
+    assert f"Verified TLS connection established to {domain.mx_host}" in tls_postfix.maillog_text()
+    assert domain.sink.wait_for(1)[0].tls_version in ("TLSv1.2", "TLSv1.3")
