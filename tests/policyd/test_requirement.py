@@ -8,7 +8,8 @@ import pytest
 
 from postveil.config.policyd import PolicydSection
 from postveil.tlsfacts.facts import DaneFacts, DomainFacts, StsPolicy
-from postveil.tlsfacts.requirement import mx_matches_pattern, tls_requirement
+from postveil.policyd.domains import audit_source
+from postveil.tlsfacts.requirement import mx_matches_pattern, record_requirement, tls_requirement
 
 NOW = 1_800_000_000.0
 DEFAULT = PolicydSection()
@@ -96,3 +97,47 @@ def test_requirement_table(facts, config, version, rule, line) -> None:
 )
 def test_mx_pattern_one_label(host: str, pattern: str, matches: bool) -> None:
     assert mx_matches_pattern(host, pattern) is matches
+
+
+def test_record_requirement_new_domain_without_tls() -> None:
+    stored, event, previous = record_requirement(None, BASE, DEFAULT, now=NOW)
+    assert event is None
+    assert previous is None
+    assert stored.recorded_level is None
+    assert stored.recorded_rule == "none"
+
+
+def test_record_requirement_first_policy() -> None:
+    stored, event, _ = record_requirement(None, replace(BASE, sts=ENFORCE), DEFAULT, now=NOW)
+    assert event is not None
+    assert (event.old_level, event.new_level, event.rule) == (None, "secure", "mta-sts")
+    assert stored.recorded_level == "secure"
+
+
+def test_record_requirement_unchanged_level() -> None:
+    old, _, _ = record_requirement(None, replace(BASE, sts=ENFORCE), DEFAULT, now=NOW)
+    stored, event, previous = record_requirement(old, replace(old, sts_checked_at=NOW), DEFAULT,
+                                                 now=NOW + 60)
+    assert event is None
+    assert previous == "mta-sts"
+    assert stored.recorded_level == "secure"
+
+
+def test_record_requirement_expiry_is_event() -> None:
+    old, _, _ = record_requirement(None, replace(BASE, sts=ENFORCE), DEFAULT, now=NOW)
+    later = ENFORCE.expires_at + 1
+    stored, event, previous = record_requirement(old, old, DEFAULT, now=later)
+    assert event is not None
+    assert (event.old_level, event.new_level) == ("secure", None)
+    assert previous == "mta-sts"
+    assert audit_source(event.rule, previous) == "expiry"
+    assert stored.recorded_level is None
+
+
+def test_audit_source_names() -> None:
+    assert audit_source("override", None) == "admin"
+    assert audit_source("dane", None) == "dane"
+    assert audit_source("mta-sts", "monitoring") == "mta-sts"
+    assert audit_source("monitoring", None) == "probe"
+    assert audit_source("none", "monitoring") == "probe"
+    assert audit_source("none", "override") == "admin"

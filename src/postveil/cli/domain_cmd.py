@@ -26,7 +26,12 @@ from postveil.policyd.probe import Prober
 from postveil.policyd.socketmap import domain_from_key
 from postveil.tlsfacts.cache import FactsCache, open_cache
 from postveil.tlsfacts.facts import DomainFacts, RequirementEvent
-from postveil.tlsfacts.requirement import OVERRIDE_LEVELS, Requirement, tls_requirement
+from postveil.tlsfacts.requirement import (
+    OVERRIDE_LEVELS,
+    Requirement,
+    record_requirement,
+    tls_requirement,
+)
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -149,15 +154,15 @@ def _change(
     command = f"postveil domain set {domain} --tls {level}" if level else f"postveil domain unset {domain}"
     audit.append(AdminOverride(_admin_name(), domain, "set-tls" if level else "clear-tls", command))
     base = old if old is not None else DomainFacts(domain, first_seen=now)
-    new = replace(base, override=level)
-    cache.put(new)
-    before = tls_requirement(base, config.policyd, now=now)
-    after = tls_requirement(new, config.policyd, now=now)
-    if before.level != after.level:
-        cache.add_event(RequirementEvent(domain, before.level, after.level, after.rule,
-                                         after.reason, now))
-        audit.append(TlsRequirementChange(domain, before.level, after.level or "none",
-                                          audit_source(after.rule, before.rule), after.reason))
+    stored, event, previous_rule = record_requirement(
+        old, replace(base, override=level), config.policyd, now=now
+    )
+    cache.put(stored)
+    if event is not None:
+        cache.add_event(event)
+        audit.append(TlsRequirementChange(domain, event.old_level, event.new_level or "none",
+                                          audit_source(event.rule, previous_rule), event.reason))
+    after = tls_requirement(stored, config.policyd, now=now)
     line = after.policy_line(detect_postfix_version(config.policyd))
     print(f"{domain}: {line or 'NOTFOUND'} ({after.rule}); postveil-policyd applies it "
           f"within {config.policyd.answer_cache_ttl:g}s")

@@ -24,7 +24,7 @@ from postveil.policyd.mtasts_fetch import PolicyFetcher, refresh_sts
 from postveil.policyd.probe import Prober
 from postveil.tlsfacts.cache import CacheError, FactsCache
 from postveil.tlsfacts.facts import DomainFacts, RequirementEvent
-from postveil.tlsfacts.requirement import Requirement, tls_requirement
+from postveil.tlsfacts.requirement import Requirement, record_requirement, tls_requirement
 
 log = logging.getLogger(__name__)
 events_log = logging.getLogger("postveil.policyd.events")
@@ -86,24 +86,21 @@ class DomainService:
         return cast("DomainFacts | None", await self._run_cache(self.cache.get, domain))
 
     async def store(self, old: DomainFacts | None, new: DomainFacts) -> None:
-        """Write ``new`` and record an event when the domain's requirement changed."""
-        await self._run_cache(self.cache.put, new)
-        now = self.clock()
-        before = tls_requirement(old, self.config, now=now) if old is not None else None
-        after = tls_requirement(new, self.config, now=now)
-        old_level = before.level if before is not None else None
-        if before is None and after.level is None:
+        """Write ``new`` and record an event when the domain's requirement level changed
+        since the facts were last stored."""
+        stored, event, previous_rule = record_requirement(old, new, self.config, now=self.clock())
+        await self._run_cache(self.cache.put, stored)
+        if event is None:
             return
-        if old_level != after.level or (before is not None and before.match != after.match):
-            event = RequirementEvent(new.domain, old_level, after.level, after.rule, after.reason, now)
-            events_log.info(
-                "domain %s: TLS requirement changed from %s to %s (rule %s): %s",
-                new.domain, old_level or "none", after.level or "none", after.rule, after.reason,
-            )
-            await self._run_cache(self.cache.add_event, event)
-            await self._record_audit(event, before)
+        events_log.info(
+            "domain %s: TLS requirement changed from %s to %s (rule %s): %s",
+            event.domain, event.old_level or "none", event.new_level or "none", event.rule,
+            event.reason,
+        )
+        await self._run_cache(self.cache.add_event, event)
+        await self._record_audit(event, previous_rule)
 
-    async def _record_audit(self, event: RequirementEvent, before: Requirement | None) -> None:
+    async def _record_audit(self, event: RequirementEvent, previous_rule: str | None) -> None:
         """Append the change to the audit trail; a write failure is logged, not raised,
         because the facts are already stored and Postfix must still get an answer."""
         if self.audit is None:
@@ -112,7 +109,7 @@ class DomainService:
             domain=event.domain,
             old=event.old_level,
             new=event.new_level or "none",
-            source=audit_source(event.rule, before.rule if before is not None else None),
+            source=audit_source(event.rule, previous_rule),
             reason=event.reason,
         )
         try:

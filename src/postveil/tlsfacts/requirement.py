@@ -15,10 +15,10 @@ Rules, first match wins:
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from postveil.config.policyd import PolicydSection
-from postveil.tlsfacts.facts import DomainFacts
+from postveil.tlsfacts.facts import DomainFacts, RequirementEvent
 
 TLS_REQUIRED_LEVELS = frozenset({"encrypt", "dane-only", "verify", "secure"})
 """Postfix levels that never fall back to plaintext."""
@@ -110,6 +110,25 @@ def mx_matches_pattern(mx_host: str, pattern: str) -> bool:
         label, dot, rest = host.partition(".")
         return bool(label) and bool(dot) and rest == pattern[2:]
     return host == pattern
+
+
+def record_requirement(
+    old: DomainFacts | None, new: DomainFacts, config: PolicydSection, *, now: float
+) -> tuple[DomainFacts, RequirementEvent | None, str | None]:
+    """Prepare ``new`` for storing: note its current requirement and detect a change.
+
+    Returns the facts to store, the event when the level differs from the one recorded
+    with ``old`` (None for a new domain without a requirement), and the rule that was in
+    force before. Pure.
+    """
+    after = tls_requirement(new, config, now=now)
+    previous_level = old.recorded_level if old is not None else None
+    previous_rule = old.recorded_rule if old is not None else None
+    stored = replace(new, recorded_level=after.level, recorded_rule=after.rule)
+    if previous_level == after.level:
+        return stored, None, previous_rule
+    event = RequirementEvent(new.domain, previous_level, after.level, after.rule, after.reason, now)
+    return stored, event, previous_rule
 
 
 def tls_requirement(facts: DomainFacts, config: PolicydSection, *, now: float) -> Requirement:
