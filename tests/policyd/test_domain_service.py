@@ -95,7 +95,7 @@ async def test_socketmap_over_redis_cache(world: World, redis_url: str) -> None:
     service = make_service(world, cache, cache_backend="redis")
     responder = SocketmapResponder(service, (3, 7, 11))
     server = await asyncio.get_running_loop().create_server(
-        lambda: SocketmapProtocol(responder), "127.0.0.1", 0)
+        lambda: SocketmapProtocol(lambda: responder), "127.0.0.1", 0)
     try:
         reader, writer = await asyncio.open_connection(
             "127.0.0.1", server.sockets[0].getsockname()[1])

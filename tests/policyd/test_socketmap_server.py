@@ -52,7 +52,7 @@ async def socketmap(tmp_path: Path) -> AsyncIterator[tuple[int, SocketmapRespond
     service = DomainService(config, cache, dns, PolicyFetcher(config, dns), Prober(config, dns))
     responder = SocketmapResponder(service, (3, 7, 11))
     loop = asyncio.get_running_loop()
-    server = await loop.create_server(lambda: SocketmapProtocol(responder), "127.0.0.1", 0)
+    server = await loop.create_server(lambda: SocketmapProtocol(lambda: responder), "127.0.0.1", 0)
     port = server.sockets[0].getsockname()[1]
     yield port, responder
     server.close()

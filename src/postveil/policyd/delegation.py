@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from postveil.config.policyd import PolicydSection
@@ -109,11 +110,14 @@ def delegation_verdict(
 
 
 class PolicyDelegationServer:
-    """Serves ``check_policy_service`` connections over a :class:`DomainService`."""
+    """Serves ``check_policy_service`` connections over a :class:`DomainService`.
 
-    def __init__(self, service: DomainService) -> None:
-        self.service = service
-        self.config = service.config
+    ``current_service`` is called for each request, so a connection that Postfix
+    keeps open across a configuration reload gets the new configuration's answers.
+    """
+
+    def __init__(self, current_service: Callable[[], DomainService]) -> None:
+        self.current_service = current_service
 
     async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         connection = f"policy#{next(_connection_ids)}"
@@ -123,7 +127,7 @@ class PolicyDelegationServer:
                 if lines is None:
                     return
                 attributes = parse_request(lines)
-                action = await self._decide(attributes, connection)
+                action = await self._decide(self.current_service(), attributes, connection)
                 writer.write(f"action={action}\n\n".encode())
                 await writer.drain()
         except PolicyRequestError as exc:
@@ -160,42 +164,46 @@ class PolicyDelegationServer:
             if len(lines) > MAX_ATTRIBUTES:
                 raise PolicyRequestError(f"request has more than {MAX_ATTRIBUTES} attributes")
 
-    async def _decide(self, attributes: dict[str, str], connection: str) -> str:
+    async def _decide(
+        self, service: DomainService, attributes: dict[str, str], connection: str
+    ) -> str:
+        config = service.config
         queue_id = attributes.get("queue_id") or connection
         domain = recipient_domain(attributes)
-        exclusive = sender_is_tls_exclusive(attributes.get("sender", ""), self.config)
+        exclusive = sender_is_tls_exclusive(attributes.get("sender", ""), config)
         at_rcpt = attributes.get("protocol_state", "").upper() == "RCPT"
         if domain is None or not at_rcpt:
-            return delegation_verdict(attributes, None, self.config).action
+            return delegation_verdict(attributes, None, config).action
         try:
             if not exclusive:
-                await self.service.ensure_known(domain)
+                await service.ensure_known(domain)
                 return DUNNO
-            requirement = await self._requirement_with_probe(domain)
+            requirement = await _requirement_with_probe(service, domain)
         except TemporaryFailure as exc:
             log.warning("%s: domain %s: TLS facts unavailable: %s", queue_id, domain, exc)
             return DEFER_LOOKUP if exclusive else DUNNO
         except Exception:
             log.exception("%s: domain %s: internal error", queue_id, domain)
             return DEFER_LOOKUP if exclusive else DUNNO
-        verdict = delegation_verdict(attributes, requirement, self.config)
+        verdict = delegation_verdict(attributes, requirement, config)
         if verdict.action != DUNNO:
             log.info("%s: rejected TLS-exclusive sender's recipient in %s: %s",
                      queue_id, domain, verdict.reason)
         return verdict.action
 
-    async def _requirement_with_probe(self, domain: str) -> Requirement:
-        """Requirement of ``domain``; a domain never probed is probed first, within
-        ``lookup_timeout``, so a first message is judged on evidence."""
-        requirement = await self.service.requirement(domain)
-        if requirement.requires_tls:
-            return requirement
-        facts = await self.service.get_facts(domain)
-        if facts is not None and facts.last_probe_at is not None:
-            return requirement
-        try:
-            async with asyncio.timeout(self.config.lookup_timeout):
-                probed: DomainFacts = await self.service.probe_now(domain)
-        except TimeoutError as exc:
-            raise TemporaryFailure(f"probe of {domain} did not finish in time") from exc
-        return tls_requirement(probed, self.config, now=self.service.clock())
+
+async def _requirement_with_probe(service: DomainService, domain: str) -> Requirement:
+    """Requirement of ``domain``; a domain never probed is probed first, within
+    ``lookup_timeout``, so a first message is judged on evidence."""
+    requirement = await service.requirement(domain)
+    if requirement.requires_tls:
+        return requirement
+    facts = await service.get_facts(domain)
+    if facts is not None and facts.last_probe_at is not None:
+        return requirement
+    try:
+        async with asyncio.timeout(service.config.lookup_timeout):
+            probed: DomainFacts = await service.probe_now(domain)
+    except TimeoutError as exc:
+        raise TemporaryFailure(f"probe of {domain} did not finish in time") from exc
+    return tls_requirement(probed, service.config, now=service.clock())

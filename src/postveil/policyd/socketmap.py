@@ -15,6 +15,7 @@ import itertools
 import logging
 import re
 import time
+from collections.abc import Callable
 from typing import cast
 
 from postveil.errors import PostveilError, TemporaryFailure
@@ -151,10 +152,14 @@ class SocketmapResponder:
 
 
 class SocketmapProtocol(asyncio.Protocol):
-    """One Postfix connection; replies leave in request order."""
+    """One Postfix connection; replies leave in request order.
 
-    def __init__(self, responder: SocketmapResponder) -> None:
-        self.responder = responder
+    ``current_responder`` is called for each request, so a connection that stays
+    open across a configuration reload gets answers from the new configuration.
+    """
+
+    def __init__(self, current_responder: Callable[[], SocketmapResponder]) -> None:
+        self.current_responder = current_responder
         self.decoder = NetstringDecoder(MAX_REQUEST_BYTES)
         self.connection = f"socketmap#{next(_connection_ids)}"
         self.transport: asyncio.Transport | None = None
@@ -177,15 +182,16 @@ class SocketmapProtocol(asyncio.Protocol):
 
     def _handle(self, payload: bytes) -> None:
         assert self.transport is not None
+        responder = self.current_responder()
         if not self._queue:
-            answer = self.responder.cached_reply(payload)
+            answer = responder.cached_reply(payload)
             if answer is None:
-                answer = self.responder.reply_now(payload, self.connection)
+                answer = responder.reply_now(payload, self.connection)
             if answer is not None:
                 self.transport.write(answer)
                 return
         task = asyncio.get_running_loop().create_task(
-            self.responder.reply(payload, self.connection)
+            responder.reply(payload, self.connection)
         )
         self._queue.append(task)
         task.add_done_callback(self._flush)
