@@ -1,32 +1,38 @@
-"""The shipped systemd unit: reload checks the file first, stop outlasts shutdown_timeout."""
+"""The shipped systemd units: reload checks the file first, stop outlasts shutdown_timeout."""
 
 from __future__ import annotations
 
 import re
 from pathlib import Path
 
+import pytest
+
 from postveil.config import parse_config
 from postveil.milter.daemon import EX_CONFIG
+from postveil.policyd.daemon import EXIT_CONFIG as POLICYD_EXIT_CONFIG
 
-UNIT = Path(__file__).resolve().parents[1] / "systemd" / "postveil-milter.service"
+UNIT_DIR = Path(__file__).resolve().parents[1] / "systemd"
+UNITS = ("postveil-milter.service", "postveil-policyd.service")
+CONFIG_EXIT_STATUS = {"postveil-milter.service": EX_CONFIG, "postveil-policyd.service": POLICYD_EXIT_CONFIG}
 
 
-def unit_settings() -> list[tuple[str, str]]:
+def unit_settings(unit: str) -> list[tuple[str, str]]:
     """Return (key, value) pairs in file order; systemd allows a key more than once."""
     pairs = []
-    for line in UNIT.read_text().splitlines():
+    for line in (UNIT_DIR / unit).read_text().splitlines():
         if "=" in line and not line.startswith(("#", ";", "[")):
             key, _, value = line.partition("=")
             pairs.append((key.strip(), value.strip()))
     return pairs
 
 
-def values_of(key: str) -> list[str]:
-    return [value for name, value in unit_settings() if name == key]
+def values_of(key: str, unit: str = "postveil-milter.service") -> list[str]:
+    return [value for name, value in unit_settings(unit) if name == key]
 
 
-def test_reload_checks_config_before_sighup() -> None:
-    reload_commands = values_of("ExecReload")
+@pytest.mark.parametrize("unit", UNITS)
+def test_reload_checks_config_before_sighup(unit: str) -> None:
+    reload_commands = values_of("ExecReload", unit)
 
     assert len(reload_commands) == 2
     assert reload_commands[0].endswith("postveil check-config /etc/postveil/postveil.yaml")
@@ -41,17 +47,20 @@ def test_stop_timeout_exceeds_shutdown_timeout() -> None:
     assert int(match.group(1)) > parse_config(b"").milter.shutdown_timeout
 
 
-def test_network_online_is_wanted_and_awaited() -> None:
-    assert "network-online.target" in values_of("Wants")
-    assert "network-online.target" in values_of("After")
+@pytest.mark.parametrize("unit", UNITS)
+def test_network_online_is_wanted_and_awaited(unit: str) -> None:
+    assert "network-online.target" in values_of("Wants", unit)
+    assert "network-online.target" in values_of("After", unit)
 
 
-def test_exit_78_stops_restarts() -> None:
-    assert values_of("RestartPreventExitStatus") == [str(EX_CONFIG)]
+@pytest.mark.parametrize("unit", UNITS)
+def test_exit_78_stops_restarts(unit: str) -> None:
+    assert values_of("RestartPreventExitStatus", unit) == [str(CONFIG_EXIT_STATUS[unit])]
 
 
-def test_documentation_points_at_installed_files() -> None:
-    (documentation,) = values_of("Documentation")
+@pytest.mark.parametrize("unit", UNITS)
+def test_documentation_points_at_installed_files(unit: str) -> None:
+    (documentation,) = values_of("Documentation", unit)
 
     for entry in documentation.split():
         assert entry.startswith(("file:/usr/share/doc/postveil/", "man:")), entry
