@@ -20,12 +20,13 @@ from postveil.config.policyd import PolicydSection
 from postveil.harness.pytest_plugin import unique_domain
 from postveil.harness.world import World
 from postveil.policyd.dns import DnsClient
-from postveil.policyd.domains import DomainService
+from postveil.policyd.domains import SCAN_BATCH, DomainService
 from postveil.policyd.mtasts_fetch import PolicyFetcher
 from postveil.policyd.netstring import NetstringDecoder, encode
 from postveil.policyd.probe import Prober
 from postveil.policyd.socketmap import SocketmapProtocol, SocketmapResponder
 from postveil.tlsfacts.cache import FactsCache, RedisFactsCache, SqliteFactsCache
+from postveil.tlsfacts.facts import DaneFacts, DomainFacts
 
 
 def make_service(world: World, cache: FactsCache, **overrides: object) -> DomainService:
@@ -163,3 +164,32 @@ async def test_failing_refresh_not_repeated(world: World, tmp_path: Path) -> Non
     finally:
         await service.close()
         cache.close()
+
+
+async def test_scheduler_scan_yields_to_loop(world: World, tmp_path: Path) -> None:
+    cache = SqliteFactsCache(tmp_path / "facts.sqlite3")
+    now = time.time()
+    for number in range(SCAN_BATCH * 10):
+        cache.put(DomainFacts(f"d{number}.scan.example", first_seen=now, last_probe_at=now,
+                              dane=DaneFacts(False, False, False, now), sts_checked_at=now))
+    service = make_service(world, cache)
+    ticks = 0
+
+    async def ticker() -> None:
+        nonlocal ticks
+        while True:
+            ticks += 1
+            await asyncio.sleep(0)
+
+    ticking = asyncio.get_running_loop().create_task(ticker())
+    try:
+        await asyncio.sleep(0)
+        ticks = 0
+        started = await service.run_due_work()
+    finally:
+        ticking.cancel()
+        await service.close()
+        cache.close()
+    assert started == 0
+    # Without the yields the scan reads every domain in one loop iteration.
+    assert ticks >= 9
