@@ -31,7 +31,8 @@ events_log = logging.getLogger("postveil.policyd.events")
 
 
 SCAN_BATCH = 8
-"""Domains the scheduler reads from a local cache before it lets the event loop run."""
+"""Domains the scheduler reads from a local cache before it lets the event loop run
+(about 0.12 ms of work at 15 us a domain)."""
 
 AUDIT_SOURCES = {"override": "admin", "dane": "dane", "mta-sts": "mta-sts", "monitoring": "probe"}
 
@@ -297,9 +298,6 @@ class DomainService:
         loop run after every ``SCAN_BATCH`` domains. Reading and decoding one domain's
         facts took about 15 us (1,000 domains, 2-core test machine), so an unbroken
         scan of 10,000 domains would delay every socketmap reply by about 150 ms.
-        With a pass every second over 1,000 domains, p99 latency at 1,000 requests/s
-        was 2.7 ms unbroken, 1.0 ms with batches of 32 and 0.6 ms with batches of 8,
-        the same as without a pass.
         """
         now = self.clock()
         started = 0
