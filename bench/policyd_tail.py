@@ -62,7 +62,8 @@ def serve(config_path: str, scan_batch: int | None) -> int:
         if phase == "start":
             collection_started[0] = time.perf_counter()
         else:
-            pauses.setdefault(info["generation"], []).append(time.perf_counter() - collection_started[0])
+            pause = time.perf_counter() - collection_started[0]
+            pauses.setdefault(info["generation"], []).append(pause)
 
     gc.callbacks.append(on_collection)
 
@@ -74,7 +75,9 @@ def serve(config_path: str, scan_batch: int | None) -> int:
         data_received(self, data)
         handling.append(time.perf_counter() - started)
 
-    def timed_reply_now(self: socketmap.SocketmapResponder, payload: bytes, connection: str) -> bytes | None:
+    def timed_reply_now(
+        self: socketmap.SocketmapResponder, payload: bytes, connection: str
+    ) -> bytes | None:
         started = time.perf_counter()
         answer = reply_now(self, payload, connection)
         facts_reads.append(time.perf_counter() - started)
@@ -144,7 +147,8 @@ def main() -> None:
     parser.add_argument("--rate", type=float, default=1000.0, help="paced requests/s in total")
     parser.add_argument("--answer-ttl", default="5s", help="policyd.answer_cache_ttl")
     parser.add_argument("--scheduler-interval", default="1h", help="policyd.scheduler_interval")
-    parser.add_argument("--scan-batch", type=int, help="domains per scheduler batch (default: the code's)")
+    parser.add_argument("--scan-batch", type=int,
+                        help="domains per scheduler batch (default: SCAN_BATCH in the code)")
     args = parser.parse_args()
     if args.command == "serve":
         sys.exit(serve(args.config, args.scan_batch))

@@ -13,7 +13,10 @@ from postveil.policyd.daemon import EXIT_CONFIG as POLICYD_EXIT_CONFIG
 
 UNIT_DIR = Path(__file__).resolve().parents[1] / "systemd"
 UNITS = ("postveil-milter.service", "postveil-policyd.service")
-CONFIG_EXIT_STATUS = {"postveil-milter.service": EX_CONFIG, "postveil-policyd.service": POLICYD_EXIT_CONFIG}
+CONFIG_EXIT_STATUS = {
+    "postveil-milter.service": EX_CONFIG,
+    "postveil-policyd.service": POLICYD_EXIT_CONFIG,
+}
 
 
 def unit_settings(unit: str) -> list[tuple[str, str]]:

@@ -43,7 +43,9 @@ def write_config(tmp_path: Path, **policyd: Any) -> Path:
             "probe_new_domain_delay": "1h",
             **policyd,
         },
-        "dns": {"nameservers": [f"127.0.0.1:{free_port()}"], "timeout": "200ms", "lifetime": "500ms"},
+        "dns": {
+            "nameservers": [f"127.0.0.1:{free_port()}"], "timeout": "200ms", "lifetime": "500ms",
+        },
         "logging": {"level": "INFO"},
     }
     path = tmp_path / "postveil.yaml"
@@ -111,7 +113,9 @@ def started() -> Iterator[list[DaemonProcess]]:
         daemon.terminate()
 
 
-def start(started: list[DaemonProcess], config_path: Path, log_name: str = "policyd.log") -> DaemonProcess:
+def start(
+    started: list[DaemonProcess], config_path: Path, log_name: str = "policyd.log"
+) -> DaemonProcess:
     daemon = DaemonProcess(
         "postveil.policyd.daemon", config_path, config_path.parent / log_name, ready=lambda: True
     ).start()
@@ -201,7 +205,8 @@ def test_unusable_unix_directory_exits_78(tmp_path: Path) -> None:
     result = run_until_exit(write_config(tmp_path, socketmap_listen=address))
 
     assert result.returncode == EXIT_CONFIG
-    assert f"cannot listen on {address} (policyd.socketmap_listen): cannot create directory" in result.stderr
+    expected = f"cannot listen on {address} (policyd.socketmap_listen): cannot create directory"
+    assert expected in result.stderr
     assert "afile: File exists" in result.stderr
     assert "Traceback" not in result.stderr
 
@@ -217,7 +222,9 @@ def test_unix_path_too_long_exits_78(tmp_path: Path) -> None:
     assert "Traceback" not in result.stderr
 
 
-def test_second_instance_on_unix_socket_exits_78(tmp_path: Path, started: list[DaemonProcess]) -> None:
+def test_second_instance_on_unix_socket_exits_78(
+    tmp_path: Path, started: list[DaemonProcess]
+) -> None:
     socket_path = tmp_path / "run" / "socketmap.sock"
     config_path = write_config(tmp_path, socketmap_listen=f"unix:{socket_path}")
     first = start(started, config_path)
@@ -389,7 +396,9 @@ def test_reload_switches_log_target(tmp_path: Path, started: list[DaemonProcess]
     assert "configuration reloaded" in datagram
 
 
-def test_reload_to_missing_syslog_keeps_logging(tmp_path: Path, started: list[DaemonProcess]) -> None:
+def test_reload_to_missing_syslog_keeps_logging(
+    tmp_path: Path, started: list[DaemonProcess]
+) -> None:
     config_path = write_config(tmp_path)
     daemon = start(started, config_path)
     edit_config(config_path, "logging", target="syslog", syslog_socket=str(tmp_path / "absent-log"))
@@ -445,3 +454,20 @@ def test_audit_write_failure_is_not_fatal(tmp_path: Path, started: list[DaemonPr
     assert "audit: cannot record the config reload event" in log_text
     assert daemon.terminate() == 0
     assert "audit: cannot record the daemon stop event" in daemon.log_text()
+
+
+def test_stop_removes_only_opened_socket(tmp_path: Path, started: list[DaemonProcess]) -> None:
+    socket_path = tmp_path / "run" / "socketmap.sock"
+    other_path = tmp_path / "run" / "other.sock"
+    config_path = write_config(tmp_path, socketmap_listen=f"unix:{socket_path}")
+    daemon = start(started, config_path)
+    edit_config(config_path, "policyd", socketmap_listen=f"unix:{other_path}")
+    reload_and_wait(daemon, "policyd.socketmap_listen changed")
+    with socket.socket(socket.AF_UNIX) as bystander:
+        # A socket of another program at the newly configured path must survive the stop.
+        bystander.bind(str(other_path))
+
+        assert daemon.terminate() == 0
+
+        assert not socket_path.exists()
+        assert other_path.exists()

@@ -24,7 +24,13 @@ import sdnotify
 
 from postveil import __version__
 from postveil.audit import AuditError, AuditLog, ConfigEvent, DaemonEvent
-from postveil.config import CONFIG_ENV, DEFAULT_CONFIG_PATH, Config, default_config_path, load_config
+from postveil.config import (
+    CONFIG_ENV,
+    DEFAULT_CONFIG_PATH,
+    Config,
+    default_config_path,
+    load_config,
+)
 from postveil.config.policyd import PolicydSection
 from postveil.errors import ConfigError, PostveilError
 from postveil.log import setup_logging
@@ -145,6 +151,8 @@ class PolicyDaemon:
     def __init__(self, runtime: Runtime) -> None:
         self._runtime = runtime
         self._servers: list[asyncio.AbstractServer] = []
+        self._listen_addresses: list[str] = []
+        """Addresses of the open listeners; a reload may change the configured ones."""
         self._stop = asyncio.Event()
         self._stop_signal: str | None = None
         self._reload_lock = asyncio.Lock()
@@ -177,7 +185,8 @@ class PolicyDaemon:
             log.error("audit: cannot record the %s %s event: %s", record.kind, record.event, exc)
 
     async def _reload_failed(self, path: str, error: str) -> None:
-        await self._audit_event(ConfigEvent("reload_failed", path, self.config.version or "-", error))
+        version = self.config.version or "-"
+        await self._audit_event(ConfigEvent("reload_failed", path, version, error))
 
     # -- lifecycle ---------------------------------------------------------------
 
@@ -189,11 +198,13 @@ class PolicyDaemon:
                 "socketmap_listen", section.socketmap_listen,
                 lambda: SocketmapProtocol(lambda: self._runtime.responder), streams=False,
             ))
+            self._listen_addresses.append(section.socketmap_listen)
             self._servers.append(await open_listener(
                 "policy_listen", section.policy_listen, self.delegation.handle, streams=True
             ))
+            self._listen_addresses.append(section.policy_listen)
         except ListenerError:
-            await self._close_servers(remove_sockets=False)
+            await self._close_servers()
             raise
         self._runtime.service.spawn(self._runtime.service.run_scheduler())
         # A full collection over the imported modules took about 20 ms on the 2-core
@@ -236,7 +247,7 @@ class PolicyDaemon:
         return 0
 
     async def close(self) -> None:
-        await self._close_servers(remove_sockets=True)
+        await self._close_servers()
         for task in list(self._tasks):
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
@@ -245,15 +256,16 @@ class PolicyDaemon:
         self._close_stores()
         log.info("stopped")
 
-    async def _close_servers(self, *, remove_sockets: bool) -> None:
+    async def _close_servers(self) -> None:
+        """Close the listeners and remove the unix sockets this process created."""
         for server in self._servers:
             server.close()
         for server in self._servers:
             await server.wait_closed()
         self._servers.clear()
-        if remove_sockets:
-            remove_unix_socket(self.config.policyd.socketmap_listen)
-            remove_unix_socket(self.config.policyd.policy_listen)
+        for address in self._listen_addresses:
+            remove_unix_socket(address)
+        self._listen_addresses.clear()
 
     def _close_stores(self) -> None:
         service = self._runtime.service
@@ -410,7 +422,8 @@ def main(argv: list[str] | None = None) -> int:
         config = load_config(args.config or default_config_path())
     except ConfigError as exc:
         # One line per problem: journald and syslog keep lines, not multi-line records.
-        print(f"{PROGRAM}: {len(exc.problems)} error(s) in {exc.path}; not starting", file=sys.stderr)
+        print(f"{PROGRAM}: {len(exc.problems)} error(s) in {exc.path}; not starting",
+              file=sys.stderr)
         for problem in exc.problems:
             print(f"{PROGRAM}: {problem}", file=sys.stderr)
         return EXIT_CONFIG

@@ -135,7 +135,8 @@ def _os_error_text(exc: OSError) -> str:
 
 def _bind_fix(key: str, error_number: int | None) -> str:
     if error_number == errno.EADDRINUSE:
-        return "another process listens on this port (ss -ltnp shows which); stop it or choose another port"
+        return ("another process listens on this port (ss -ltnp shows which); "
+                "stop it or choose another port")
     if error_number == errno.EADDRNOTAVAIL:
         return "the host is not an address of this machine; use one that is, for example 127.0.0.1"
     if error_number == errno.EACCES:
