@@ -13,6 +13,7 @@ import signal
 import socket
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -23,6 +24,8 @@ import yaml
 from postveil.audit import AuditKey, generate_key_file, list_log_files, verify_chain
 from postveil.harness.daemons import DaemonProcess
 from postveil.harness.net import free_port
+from postveil.harness.pytest_plugin import unique_domain
+from postveil.harness.world import World
 from postveil.policyd.daemon import EXIT_CONFIG, READY_MESSAGE
 from postveil.policyd.netstring import NetstringDecoder, encode
 
@@ -471,3 +474,31 @@ def test_stop_removes_only_opened_socket(tmp_path: Path, started: list[DaemonPro
 
         assert not socket_path.exists()
         assert other_path.exists()
+
+
+def test_lookup_in_flight_survives_reload(
+    world: World, tmp_path: Path, started: list[DaemonProcess]
+) -> None:
+    domain = unique_domain("reload-silent")
+    world.dns.set_silent(f"_mta-sts.{domain}")
+    config_path = write_config(tmp_path)
+    edit_config(config_path, "dns", nameservers=[world.dns.nameserver], timeout="3s", lifetime="3s")
+    daemon = start(started, config_path)
+    client = SocketmapClient(socketmap_port(config_path))
+    try:
+        client.sock.sendall(encode(b"postveil " + domain.encode()))
+        time.sleep(0.5)
+        edit_config(config_path, "policyd", protocols=">=TLSv1.3")
+
+        reload_and_wait(daemon, "configuration reloaded")
+
+        # The old service finishes the lookup (the DNS query times out) and replies.
+        reply = b""
+        while not reply:
+            replies = client.decoder.feed(client.sock.recv(4096))
+            reply = replies[0] if replies else b""
+    finally:
+        client.close()
+        world.dns.set_silent(f"_mta-sts.{domain}", False)
+    assert reply == b"TEMP policy lookup failed, try again later"
+    assert daemon.running

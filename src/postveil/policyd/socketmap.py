@@ -199,7 +199,13 @@ class SocketmapProtocol(asyncio.Protocol):
     def _flush(self, _: object = None) -> None:
         while self._queue and self._queue[0].done():
             task = self._queue.popleft()
-            if task.cancelled() or self.transport is None or self.transport.is_closing():
+            if self.transport is None or self.transport.is_closing():
+                continue
+            if task.cancelled():
+                # A lookup cancelled under an open connection (for example a service
+                # closed after a reload) still gets a reply, so later ones keep their order.
+                log.error("%s: lookup was cancelled; replying TEMP", self.connection)
+                self.transport.write(_temp("internal error"))
                 continue
             self.transport.write(task.result())
 
