@@ -715,6 +715,11 @@ def build_message(sample: Sample, rng: random.Random, index: int) -> bytes:
         outer.set_content("See the forwarded message below.\n")
         outer.add_attachment(message, disposition="inline")
         message = outer
+    # The email package picks random MIME boundaries; fixed ones keep the bytes
+    # reproducible from the seed.
+    for number, part in enumerate(message.walk()):
+        if part.get_content_maintype() == "multipart":
+            part.set_boundary(f"=_corpus_{index}_{number}")
     return message.as_bytes(policy=SMTP)
 
 
