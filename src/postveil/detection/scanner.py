@@ -41,9 +41,17 @@ class CustomRule:
 
 # A run of digits with letters glued to it, continued across single separators: a
 # hyphen, slash or dot followed by letters or digits, or a space followed by a digit.
-# It starts at a digit so the regex engine skips prose quickly.
-_CHAIN = re.compile(r"[0-9][0-9A-Za-z]*(?:[-/.][0-9A-Za-z]+|[ ][0-9][0-9A-Za-z]*)*")
+# It starts at a digit so the regex engine skips prose quickly. A lone token shorter
+# than five characters ("10", "2026", "4pm") cannot hold an identifier and is not
+# matched at all; the short codes that can (I10, G0439) need a keyword and are found
+# from their keyword instead.
+_CHAIN = re.compile(
+    r"[0-9][0-9A-Za-z]*(?:[-/.][0-9A-Za-z]+|[ ][0-9][0-9A-Za-z]*)+|[0-9][0-9A-Za-z]{4,}"
+)
+_IBAN_BEFORE = re.compile(r"(?<![0-9A-Za-z])[A-Z]{2}[0-9]{2}(?: [A-Z0-9]{4}){0,6} $")
+_SHORT_CODE = re.compile(r"(?<![0-9A-Za-z])[A-Z][0-9][0-9A-Z]{1,3}(?![0-9A-Za-z.])")
 _ASCII_ALNUM = frozenset("0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz")
+_ASCII_UPPER = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZ")
 
 _GUID = re.compile(r"[0-9A-Fa-f]{8}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{12}")
 _IBAN = re.compile(r"[A-Z]{2}[0-9]{2}(?: ?[A-Z0-9]{4}){2,7}(?: ?[A-Z0-9]{1,4})?")
@@ -156,6 +164,28 @@ _RECIPIENT_PHRASES: tuple[tuple[re.Pattern[str], float], ...] = (
     ),
 )
 
+# Phrases are searched with two alternations, each with one named group per phrase.
+# Those starting with "you" share that literal prefix, which the regex engine finds
+# with a fast substring search; the word boundary before "you" is checked in Python.
+_YOU_PREFIX = r"\byou"
+_YOU_PHRASE = re.compile(
+    "you(?:"
+    + "|".join(
+        f"(?P<phrase{index}>{pattern.pattern[len(_YOU_PREFIX):]})"
+        for index, (pattern, _) in enumerate(_RECIPIENT_PHRASES)
+        if pattern.pattern.startswith(_YOU_PREFIX)
+    )
+    + ")"
+)
+_OTHER_PHRASE = re.compile(
+    "|".join(
+        f"(?P<phrase{index}>{pattern.pattern})"
+        for index, (pattern, _) in enumerate(_RECIPIENT_PHRASES)
+        if not pattern.pattern.startswith(_YOU_PREFIX)
+    )
+)
+_RECIPIENT_WEIGHTS = {f"phrase{index}": weight for index, (_, weight) in enumerate(_RECIPIENT_PHRASES)}
+
 # Characters searched around a recipient-phrase anchor word.
 _PHRASE_BEFORE = 100
 _PHRASE_AFTER = 140
@@ -183,6 +213,7 @@ class TextScanner:
         hits = self._keywords.search(lowered)
         state = _ScanState(text, lowered, hits, self._window)
         self._scan_numbers(state)
+        self._scan_short_codes(state)
         self._scan_labelled(state)
         self._scan_health_words(state)
         self._scan_recipient_phrases(state)
@@ -195,23 +226,52 @@ class TextScanner:
         text = state.text
         consumed = 0
         for match in _CHAIN.finditer(text):
-            chain_start, chain_end = match.start(), match.end()
+            chain_start, chain_end = match.span()
             if chain_end <= consumed:
                 continue
+            if chain_end - chain_start <= 4 and (chain_start == 0 or text[chain_start - 1] not in _ASCII_UPPER):
+                if match.group().isdigit():
+                    # "10", "2026", "4567": too short for any identifier, and no
+                    # capital letter before it that could start an ICD or HCPCS code.
+                    continue
             start = chain_start
             while start > 0 and text[start - 1] in _ASCII_ALNUM:
                 start -= 1
-            if _inside_guid(text, start, chain_end):
+            if "-" in match.group() and _inside_guid(text, start, chain_end):
                 continue
-            iban_end = self._try_iban(state, start)
-            if iban_end:
-                consumed = iban_end
-                continue
+            iban_start = start
+            if start == chain_start and start >= 2 and text[start - 1] == " " and text[start - 2] in _ASCII_ALNUM:
+                # A spaced IBAN whose first groups hold letters ("GB82 WEST 1234 ...")
+                # reaches the number pass at its first all-digit group.
+                before = _IBAN_BEFORE.search(text, max(0, start - 40), start)
+                if before is not None:
+                    iban_start = before.start()
+            if iban_start < chain_start:
+                iban_end = self._try_iban(state, iban_start)
+                if iban_end:
+                    consumed = iban_end
+                    continue
             position = max(start, consumed)
             while position < chain_end:
                 found_end = self._try_at(state, position, chain_end)
                 position = _next_group(text, max(found_end, position + 1), chain_end)
             consumed = chain_end
+
+    def _scan_short_codes(self, state: _ScanState) -> None:
+        """Find undotted ICD-10-CM and HCPCS codes of 3 to 5 characters after their
+        keywords; the number pass skips tokens that short."""
+        ends = sorted(set(state.hits.ends.get("diagnosis_code", [])) | set(state.hits.ends.get("procedure_code", [])))
+        searched_to = 0
+        for keyword_end in ends:
+            window_start = max(keyword_end, searched_to)
+            window_end = min(len(state.text), keyword_end + self._window)
+            for match in _SHORT_CODE.finditer(state.text, window_start, window_end):
+                if state.covered(match.start()):
+                    continue
+                self._try_icd(state, match.start(), match.end()) or self._try_hcpcs(
+                    state, match.start(), match.end()
+                )
+            searched_to = max(searched_to, window_end)
 
     def _try_iban(self, state: _ScanState, start: int) -> int:
         text = state.text
@@ -226,22 +286,37 @@ class TextScanner:
         return match.end()
 
     def _try_at(self, state: _ScanState, position: int, chain_end: int) -> int:
-        """Try every identifier shape at one group start; return the end of a finding or
-        ``position`` when nothing matched."""
+        """Try the identifier shapes that fit the group at ``position``; return the end of
+        a finding, or 0 when nothing matched."""
         text = state.text
         first = text[position]
         if first.isdigit():
-            for attempt in (self._try_mbi, self._try_card_grouped, self._try_ssn_separated,
-                            self._try_ndc_hyphenated, self._try_digit_run):  # fmt: skip
-                end = attempt(state, position, chain_end)
-                if end:
-                    return end
-        elif first.isupper():
-            for attempt in (self._try_icd, self._try_hcpcs, self._try_dea):
-                end = attempt(state, position, chain_end)
-                if end:
-                    return end
-        return position
+            run = _DIGITS.match(text, position, chain_end)
+            assert run is not None
+            length = run.end() - position
+            following = text[run.end()] if run.end() < chain_end else ""
+            # Dispatch on the first digit run so that each group costs one or two
+            # regex calls rather than one per identifier type.
+            if length == 1 and following.isupper():
+                return self._try_mbi(state, position, chain_end)
+            if length == 4 and following in (" ", "-"):
+                return self._try_card_grouped(state, position, chain_end) or self._try_ndc_hyphenated(
+                    state, position, chain_end
+                )
+            if length == 3 and following in ("-", " ", "."):
+                return self._try_ssn_separated(state, position, chain_end)
+            if length == 5 and following == "-":
+                return self._try_ndc_hyphenated(state, position, chain_end)
+            if length == 4 or length == 5 or length >= 9:
+                return self._try_digit_run(state, position, chain_end)
+            return 0
+        if first.isupper():
+            return (
+                self._try_icd(state, position, chain_end)
+                or self._try_hcpcs(state, position, chain_end)
+                or self._try_dea(state, position, chain_end)
+            )
+        return 0
 
     def _try_mbi(self, state: _ScanState, position: int, chain_end: int) -> int:
         match = v.MBI_PATTERN.match(state.text, position, chain_end)
@@ -466,18 +541,23 @@ class TextScanner:
         if not anchors:
             return
         lowered = state.lowered
-        seen: set[tuple[int, int]] = set()
-        searched_to = -1
+        # Merge the windows around anchors so that each character is searched once.
+        windows: list[list[int]] = []
         for anchor in anchors:
-            window_start = max(anchor - _PHRASE_BEFORE, searched_to - _PHRASE_BEFORE, 0)
+            window_start = max(anchor - _PHRASE_BEFORE, 0)
             window_end = min(len(lowered), anchor + _PHRASE_AFTER)
-            for pattern, weight in _RECIPIENT_PHRASES:
+            if windows and window_start <= windows[-1][1]:
+                windows[-1][1] = max(windows[-1][1], window_end)
+            else:
+                windows.append([window_start, window_end])
+        for window_start, window_end in windows:
+            for pattern in (_YOU_PHRASE, _OTHER_PHRASE):
                 for match in pattern.finditer(lowered, window_start, window_end):
-                    if match.span() in seen:
+                    start = match.start()
+                    if start > 0 and lowered[start - 1].isalnum():
                         continue
-                    seen.add(match.span())
-                    state.add("recipient_health", match.start(), match.end(), weight)
-            searched_to = window_end
+                    weight = _RECIPIENT_WEIGHTS[match.lastgroup or ""]
+                    state.add("recipient_health", start, match.end(), weight)
 
     def _scan_custom(self, state: _ScanState) -> None:
         text = state.text
@@ -500,7 +580,7 @@ class TextScanner:
 class _ScanState:
     """Mutable per-call state of one scan; never shared between threads."""
 
-    __slots__ = ("text", "lowered", "hits", "window", "findings", "_last_end", "_spans")
+    __slots__ = ("text", "lowered", "hits", "window", "findings", "_last_end", "_starts")
 
     def __init__(self, text: str, lowered: str, hits: KeywordHits, window: int) -> None:
         self.text = text
@@ -509,17 +589,17 @@ class _ScanState:
         self.window = window
         self.findings: list[Finding] = []
         self._last_end: dict[str, int] = {}
-        self._spans: list[tuple[int, int]] = []
+        self._starts: set[int] = set()
 
     def add(self, category: str, start: int, end: int, confidence: float) -> None:
         self.findings.append(Finding(category, start, end, confidence))
         self._last_end[category] = end
-        if category not in ("condition", "medication", "procedure", "lab_result", "treatment", "care_setting"):
-            self._spans.append((start, end))
+        self._starts.add(start)
 
     def covered(self, position: int) -> bool:
-        """Return whether an identifier finding already covers ``position``."""
-        return any(start <= position < end for start, end in self._spans)
+        """Return whether a finding already starts at ``position`` (the same token
+        found by the digit pass and again after its label)."""
+        return position in self._starts
 
     def keyword_before(
         self,
