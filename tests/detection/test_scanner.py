@@ -108,6 +108,13 @@ VERDICT_CASES = [
     ("refill reminder", "Refill reminder: you are due for a refill of sertraline.", True, "recipient_health"),
     ("ci test results", "Your test results are ready: 300 passed, 2 failed.", False, "none"),
     ("sales appointment", "Confirming your appointment on Tuesday with our sales team.", False, "none"),
+    ("hr appointment", "Your appointment with our HR team on Monday is confirmed.", False, "none"),
+    (
+        "dental cleaning",
+        "Your dental cleaning is scheduled for Monday, June 3 at 2:00 PM with Dr. Alvarez.",
+        True,
+        "recipient_health",
+    ),
     (
         "clinic appointment",
         "Reminder: your appointment on Tue Mar 3 at 9:00 at Maple Street Clinic.",

@@ -127,8 +127,9 @@ _RECIPIENT_PHRASES: tuple[tuple[re.Pattern[str], float], ...] = (
     ),
     (
         re.compile(
-            r"\byour (?:upcoming |next |scheduled |follow-up |annual )?(?:appointment|visit|procedure|"
-            r"surgery|follow-up|check-?up|exam|consultation|colonoscopy|mammogram)\b[^.\n]{0,60}?"
+            r"\byour (?:upcoming |next |scheduled |follow-up |annual )?(?:[a-z]+ )?(?:appointment|visit|"
+            r"procedure|surgery|follow-up|check-?up|exam|consultation|colonoscopy|mammogram|cleaning|"
+            r"physical|screening|session|infusion|vaccination)\b[^.\n]{0,80}?"
             r"\b(?:with|see) (?:dr\b\.?|doctor\b|nurse practitioner\b|np\b|pa-c\b|your provider\b)"
         ),
         1.0,
@@ -155,6 +156,14 @@ _RECIPIENT_PHRASES: tuple[tuple[re.Pattern[str], float], ...] = (
         0.5,
     ),
     (re.compile(r"\b(?:reminder|remind you)\b[^.\n]{0,40}\byour (?:appointment|visit)\b"), 0.5),
+    (
+        re.compile(
+            r"\byour (?:[a-z]+ )?(?:appointment|visit|procedure|surgery|cleaning|exam|check-?up|physical|"
+            r"screening|session|infusion|vaccination)\b[^.\n]{0,40}?\b(?:is|has been) "
+            r"(?:now )?(?:scheduled|booked|confirmed|rescheduled)"
+        ),
+        0.5,
+    ),
     (
         re.compile(
             r"\byou(?:'re| are) (?:now )?(?:over)?due for (?:your |a )?(?:annual |yearly )?"
