@@ -48,6 +48,11 @@ class CustomRule:
 _CHAIN = re.compile(
     r"[0-9][0-9A-Za-z]*(?:[-/.][0-9A-Za-z]+|[ ][0-9][0-9A-Za-z]*)+|[0-9][0-9A-Za-z]{4,}"
 )
+# Phone numbers and dates: the commonest chains in mail, and never an identifier by
+# themselves (a date of birth is found from its keyword).
+_PLAIN_CHAIN = re.compile(
+    r"(?:[0-9]{3}[-. ])?[0-9]{3}[-. ][0-9]{4}|[0-9]{4}-[0-9]{2}-[0-9]{2}|[0-9]{1,2}/[0-9]{1,2}/[0-9]{2,4}"
+)
 _IBAN_BEFORE = re.compile(r"(?<![0-9A-Za-z])[A-Z]{2}[0-9]{2}(?: [A-Z0-9]{4}){0,6} $")
 _SHORT_CODE = re.compile(r"(?<![0-9A-Za-z])[A-Z][0-9][0-9A-Z]{1,3}(?![0-9A-Za-z.])")
 _ASCII_ALNUM = frozenset("0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz")
@@ -243,10 +248,13 @@ class TextScanner:
                     # "10", "2026", "4567": too short for any identifier, and no
                     # capital letter before it that could start an ICD or HCPCS code.
                     continue
+            if _PLAIN_CHAIN.fullmatch(text, chain_start, chain_end) is not None:
+                continue
             start = chain_start
             while start > 0 and text[start - 1] in _ASCII_ALNUM:
                 start -= 1
-            if "-" in match.group() and _inside_guid(text, start, chain_end):
+            # A GUID reaches this pass as one chain with at least three of its hyphens.
+            if match.group().count("-") >= 3 and _inside_guid(text, start, chain_end):
                 continue
             iban_start = start
             if start == chain_start and start >= 2 and text[start - 1] == " " and text[start - 2] in _ASCII_ALNUM:
