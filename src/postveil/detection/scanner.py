@@ -227,11 +227,13 @@ class TextScanner:
         hits = self._keywords.search(lowered)
         state = _ScanState(text, lowered, hits, self._window)
         self._scan_numbers(state)
-        self._scan_short_codes(state)
-        self._scan_labelled(state)
-        self._scan_health_words(state)
-        self._scan_recipient_phrases(state)
-        self._scan_custom(state)
+        if hits.spans:
+            self._scan_short_codes(state)
+            self._scan_labelled(state)
+            self._scan_health_words(state)
+            self._scan_recipient_phrases(state)
+        if self._custom_rules:
+            self._scan_custom(state)
         return state.findings
 
     # -- identifiers built around digits ---------------------------------------------
@@ -542,7 +544,9 @@ class TextScanner:
         for group in ("condition", "medication", "procedure", "lab_result", "treatment", "care_setting"):
             # Spans sorted by end; a keyword inside a longer one of the same group
             # ("diabetes" in "type 2 diabetes") is one finding, not two.
-            spans = sorted(zip(state.hits.positions(group), state.hits.ends.get(group, ())), key=lambda span: (span[1], span[0]))
+            spans = state.hits.spans.get(group)
+            if not spans:
+                continue
             kept: list[tuple[int, int]] = []
             for start, end in spans:
                 while kept and kept[-1][0] >= start:
@@ -589,7 +593,7 @@ class TextScanner:
                     continue
                 if rule.keywords is not None:
                     context = state.lowered[max(0, start - self._window) : start]
-                    if not rule.keywords.search(context).starts:
+                    if not rule.keywords.search(context).spans:
                         continue
                 state.add(rule.name, start, end, 0.9)
 
