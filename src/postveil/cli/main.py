@@ -14,7 +14,11 @@ from postveil import __version__
 
 SUBCOMMAND_MODULES = [
     "postveil.cli.config_cmd",
+    "postveil.cli.keys_cmd",
+    "postveil.cli.certs_cmd",
     "postveil.cli.scan_cmd",
+    "postveil.cli.domain_cmd",
+    "postveil.cli.audit_cmd",
 ]
 
 

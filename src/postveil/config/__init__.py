@@ -63,7 +63,7 @@ def load_config(path: str | os.PathLike[str] | None = None) -> Config:
     try:
         raw = Path(source).read_bytes()
     except OSError as exc:
-        raise ConfigError(source, [f"{source}: cannot read configuration: {exc.strerror}"]) from exc
+        raise ConfigError(source, [f"{source}: failed to read configuration: {exc.strerror}"]) from exc
     return parse_config(raw, source)
 
 

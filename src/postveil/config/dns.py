@@ -2,13 +2,20 @@
 
 from __future__ import annotations
 
-from pydantic import field_validator
+from typing import Annotated
+
+from pydantic import AfterValidator
 
 from postveil.config.types import Duration, Section, parse_host_port
 
 
+def _check_nameserver(entry: str) -> str:
+    parse_host_port(entry, 53)
+    return entry
+
+
 class DnsSection(Section):
-    nameservers: list[str] = []
+    nameservers: list[Annotated[str, AfterValidator(_check_nameserver)]] = []
     """``host`` or ``host:port`` entries (``[v6]:port`` for IPv6). Empty: /etc/resolv.conf."""
 
     timeout: Duration = 5.0
@@ -19,13 +26,6 @@ class DnsSection(Section):
 
     require_dnssec_ad: bool = True
     """Trust DANE records only when the resolver sets the AD (authenticated data) bit."""
-
-    @field_validator("nameservers")
-    @classmethod
-    def _check_nameservers(cls, value: list[str]) -> list[str]:
-        for entry in value:
-            parse_host_port(entry, 53)
-        return value
 
     @property
     def nameserver_addresses(self) -> list[tuple[str, int]]:

@@ -57,7 +57,7 @@ def format_validation_errors(
     exc: ValidationError, source: str, lines: dict[Location, int]
 ) -> list[str]:
     """Turn pydantic errors into ``file:line: path: message (got value)`` lines."""
-    problems = []
+    problems: list[tuple[int, str]] = []
     for error in exc.errors(include_url=False):
         location = tuple(
             part for part in error["loc"] if not (isinstance(part, str) and part.startswith("function-"))
@@ -66,8 +66,8 @@ def format_validation_errors(
         line = _line_for(location, lines)
         where = f"{source}:{line}" if line else source
         message = _message_for(error)
-        problems.append(f"{where}: {dotted}: {message}")
-    return problems
+        problems.append((line or 0, f"{where}: {dotted}: {message}"))
+    return [text for _, text in sorted(problems, key=lambda item: item[0])]
 
 
 def _dotted(location: Location) -> str:

@@ -30,6 +30,13 @@ class MilterSection(Section):
 
     oversize_action: Literal["tempfail", "reject", "accept"] = "tempfail"
 
+    reinject: str = "127.0.0.1:10026"
+    """``host:port`` of Postfix's re-injection smtpd, which must run without milters.
+    Recipient groups other than the first get their version of the message through it."""
+
+    reinject_timeout: Duration = 60.0
+    """Time limit of one re-injection SMTP transaction; past it the message is deferred."""
+
     @field_validator("socket")
     @classmethod
     def _check_socket(cls, value: str) -> str:
@@ -39,6 +46,19 @@ class MilterSection(Section):
                 "'inet:PORT@HOST' or 'inet6:PORT@HOST'"
             )
         return value
+
+    @field_validator("reinject")
+    @classmethod
+    def _check_reinject(cls, value: str) -> str:
+        host, _, port = value.rpartition(":")
+        if not host or not port.isdigit() or not 0 < int(port) < 65536:
+            raise ValueError(f"invalid reinject address {value!r}: expected 'host:port', for example '127.0.0.1:10026'")
+        return value
+
+    @property
+    def reinject_address(self) -> tuple[str, int]:
+        host, _, port = self.reinject.rpartition(":")
+        return host.strip("[]"), int(port)
 
     @field_validator("socket_mode")
     @classmethod

@@ -1,4 +1,4 @@
-"""The ``pgp`` section. Its keys arrive with the feature that reads them."""
+"""The ``pgp`` section: postveil's own GnuPG home with the recipients' public keys."""
 
 from __future__ import annotations
 
@@ -6,4 +6,9 @@ from postveil.config.types import Section
 
 
 class PgpSection(Section):
-    pass
+    gnupg_home: str = "/var/lib/postveil/gnupg"
+    """GnuPG home holding the recipients' public keys. Every key in it is used as trusted,
+    because an admin imported it with ``postveil keys import``."""
+
+    gpg_binary: str = "gpg"
+    """gpg executable, a name looked up in PATH or an absolute path."""

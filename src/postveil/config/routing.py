@@ -1,9 +1,128 @@
-"""The ``routing`` section. Its keys arrive with the feature that reads them."""
+"""The ``routing`` section: triggers, message classes and the methods each class may use."""
 
 from __future__ import annotations
 
+import re
+from typing import Literal
+
+from pydantic import field_validator, model_validator
+
 from postveil.config.types import Section
+
+MethodName = Literal["plain", "tls", "pgp", "smime", "portal", "drop"]
+"""Delivery methods a class may list; see docs/milter.md for what each one does."""
+
+ForcedMethodName = Literal["pgp", "smime", "portal"]
+
+_HEADER_NAME_RE = re.compile(r"^[!-9;-~]+$")
+_TERMINAL_METHODS = ("plain", "drop")
+
+
+class ClassMethods(Section):
+    """Ordered method lists, one per message class. The first available method wins."""
+
+    clean: list[MethodName] = ["plain"]
+    sensitive: list[MethodName] = ["tls", "pgp", "smime", "portal"]
+    escalated: list[MethodName] = ["pgp", "smime", "portal"]
+    bulk: list[MethodName] = ["tls", "drop"]
+    forced_pgp: list[MethodName] = ["pgp"]
+    """Used when the Subject carries a tag that maps to ``pgp`` (default ``[pgp]``)."""
+
+    forced_smime: list[MethodName] = ["smime"]
+    forced_portal: list[MethodName] = ["portal"]
+
+    @model_validator(mode="after")
+    def _check_lists(self) -> "ClassMethods":
+        for name, methods in self.model_dump().items():
+            if not methods:
+                raise ValueError(f"methods.{name}: the list is empty; give at least one method")
+            if len(set(methods)) != len(methods):
+                raise ValueError(f"methods.{name}: {methods} lists a method twice")
+            for terminal in _TERMINAL_METHODS:
+                if terminal in methods[:-1]:
+                    raise ValueError(
+                        f"methods.{name}: {terminal!r} is always available, so the methods "
+                        f"after it would never be used; put it last"
+                    )
+        return self
 
 
 class RoutingSection(Section):
-    pass
+    escalate_tags: list[str] = ["[secure]", "[encrypt]"]
+    """Subject tags that raise a message to the ``escalated`` class (case-insensitive)."""
+
+    method_tags: dict[str, ForcedMethodName] = {
+        "[pgp]": "pgp",
+        "[smime]": "smime",
+        "[portal]": "portal",
+    }
+    """Subject tags that force one method (class ``forced_<method>``)."""
+
+    trigger_header: str = "X-Postveil-Protect"
+    """Header set by automated senders (EHR systems). Its presence escalates; a value of
+    ``pgp``, ``smime`` or ``portal`` forces that method. Removed before delivery."""
+
+    bulk_senders: list[str] = []
+    """Envelope senders of the ``bulk`` class: ``user@example.org`` or ``@example.org``."""
+
+    methods: ClassMethods = ClassMethods()
+
+    no_method_action: Literal["reject", "remove_and_notify"] = "reject"
+    """When a recipient has no acceptable method: reject the whole message with
+    ``550 5.7.1`` naming those recipients, or remove them and send the sender a notice."""
+
+    notice_from: str = "postmaster@localhost"
+    """From address of the notice sent when recipients are removed."""
+
+    outer_subject: str = "Encrypted message"
+    """Subject shown outside an encrypted message; the real one travels inside."""
+
+    inner_headers: list[str] = ["From", "To", "Cc", "Date", "Reply-To", "Message-ID"]
+    """Headers copied into the encrypted part besides Subject and the Content-* headers."""
+
+    mark_protected_headers: bool = True
+    """Add ``protected-headers="v1"`` to the inner Content-Type, which tells mail clients
+    such as Thunderbird to show the inner Subject."""
+
+    @field_validator("escalate_tags")
+    @classmethod
+    def _check_tags(cls, value: list[str]) -> list[str]:
+        for tag in value:
+            if not tag.strip():
+                raise ValueError("invalid subject tag '': a tag must contain a visible character")
+        return value
+
+    @field_validator("method_tags")
+    @classmethod
+    def _check_method_tags(cls, value: dict[str, str]) -> dict[str, str]:
+        for tag in value:
+            if not tag.strip():
+                raise ValueError("invalid subject tag '': a tag must contain a visible character")
+        return value
+
+    @field_validator("trigger_header")
+    @classmethod
+    def _check_header(cls, value: str) -> str:
+        if not _HEADER_NAME_RE.match(value):
+            raise ValueError(
+                f"invalid header name {value!r}: expected printable ASCII without ':' or spaces"
+            )
+        return value
+
+    @field_validator("bulk_senders")
+    @classmethod
+    def _check_senders(cls, value: list[str]) -> list[str]:
+        for pattern in value:
+            local, at, domain = pattern.rpartition("@")
+            if not at or not domain or " " in pattern:
+                raise ValueError(
+                    f"invalid bulk sender {pattern!r}: expected 'user@example.org' or '@example.org'"
+                )
+        return value
+
+    @field_validator("outer_subject")
+    @classmethod
+    def _check_subject(cls, value: str) -> str:
+        if not value.isascii() or "\n" in value or "\r" in value:
+            raise ValueError(f"invalid outer_subject {value!r}: expected one line of ASCII text")
+        return value

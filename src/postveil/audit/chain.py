@@ -1,0 +1,221 @@
+"""Line format, hash chain, HMAC key and file layout shared by writer and verifier.
+
+A record is one line: the canonical JSON of its fields (keys sorted, no spaces,
+UTF-8), then ``\\n``. Its fields include ``prev``, the SHA-256 (hex) of the previous
+line's bytes without the newline, and ``hmac``, the HMAC-SHA256 (hex) of the canonical
+JSON of all other fields. The first record of a chain has ``seq`` 1 and ``prev`` of 64
+zeros. Rotation does not restart the chain: the first line of a new file links to the
+last line of the previous one.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import os
+import re
+import secrets
+import stat
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from postveil.audit.errors import AuditKeyError
+
+FORMAT_VERSION = 1
+GENESIS_HASH = "0" * 64
+
+ACTIVE_NAME = "audit.jsonl"
+HEAD_NAME = "audit.head"
+LOCK_NAME = "audit.lock"
+_ROTATED_RE = re.compile(r"^audit\.(\d{12})\.jsonl$")
+
+CHAIN_FIELDS = ("v", "seq", "time", "kind", "host", "program", "pid", "key_id", "prev", "hmac")
+"""Fields the writer adds to every record, whatever its kind."""
+
+
+def canonical_json(value: Any) -> bytes:
+    """Serialise ``value`` the one way the writer does: sorted keys, no spaces, UTF-8."""
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode(
+        "utf-8"
+    )
+
+
+def line_hash(line: bytes) -> str:
+    """SHA-256 (hex) of a record line without its newline: the next record's ``prev``."""
+    return hashlib.sha256(line).hexdigest()
+
+
+def rotated_name(first_seq: int) -> str:
+    return f"audit.{first_seq:012d}.jsonl"
+
+
+def list_log_files(directory: str | os.PathLike[str]) -> list[Path]:
+    """Return the audit files of ``directory`` oldest first: rotated by first seq, then active."""
+    base = Path(directory)
+    rotated = []
+    for entry in base.iterdir():
+        match = _ROTATED_RE.match(entry.name)
+        if match is not None:
+            rotated.append((int(match.group(1)), entry))
+    files = [path for _, path in sorted(rotated)]
+    active = base / ACTIVE_NAME
+    if active.exists():
+        files.append(active)
+    return files
+
+
+@dataclass(frozen=True)
+class AuditKey:
+    """An HMAC-SHA256 key and its id, the first 16 hex digits of SHA-256 of the key."""
+
+    secret: bytes
+    key_id: str
+
+    @classmethod
+    def from_secret(cls, secret: bytes) -> AuditKey:
+        return cls(secret=secret, key_id=hashlib.sha256(secret).hexdigest()[:16])
+
+    @classmethod
+    def load(cls, path: str | os.PathLike[str], *, check_mode: bool = True) -> AuditKey:
+        """Read a key file: 64 hex digits (32 bytes), optionally followed by a newline.
+
+        Raises AuditKeyError when the file is missing or malformed, or, with
+        ``check_mode``, when group or others may read or write it.
+        """
+        try:
+            with open(path, "rb") as handle:
+                mode = os.fstat(handle.fileno()).st_mode
+                text = handle.read(1024)
+        except OSError as exc:
+            raise AuditKeyError(
+                f"cannot read audit HMAC key {path}: {exc.strerror}; "
+                "create one with 'postveil audit keygen'"
+            ) from exc
+        if check_mode and stat.S_IMODE(mode) & 0o077:
+            raise AuditKeyError(
+                f"audit HMAC key {path} has mode {stat.S_IMODE(mode):04o}: "
+                f"group and others must have no access; run 'chmod 600 {path}'"
+            )
+        try:
+            secret = bytes.fromhex(text.decode("ascii").strip())
+        except (UnicodeDecodeError, ValueError):
+            secret = b""
+        if len(secret) != 32:
+            raise AuditKeyError(
+                f"invalid audit HMAC key {path}: expected 64 hex digits on one line"
+            )
+        return cls.from_secret(secret)
+
+    def sign(self, body: bytes) -> str:
+        return hmac.new(self.secret, body, hashlib.sha256).hexdigest()
+
+    def matches(self, body: bytes, mac: str) -> bool:
+        return hmac.compare_digest(self.sign(body), mac)
+
+
+def generate_key_file(path: str | os.PathLike[str]) -> AuditKey:
+    """Create a new random key file with mode 0600; an existing file is never overwritten.
+
+    Raises FileExistsError when ``path`` exists and OSError when it cannot be written.
+    """
+    secret = secrets.token_bytes(32)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        os.fchmod(fd, 0o600)
+        os.write(fd, secret.hex().encode("ascii") + b"\n")
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    return AuditKey.from_secret(secret)
+
+
+def seal(body: dict[str, Any], key: AuditKey) -> bytes:
+    """Return the record line (without newline) for ``body`` signed with ``key``."""
+    fields = {**body, "key_id": key.key_id}
+    fields.pop("hmac", None)
+    fields["hmac"] = key.sign(canonical_json(fields))
+    return canonical_json(fields)
+
+
+def signed_body(fields: dict[str, Any]) -> tuple[bytes, str]:
+    """Split a parsed record into (bytes the HMAC covers, stored HMAC)."""
+    body = dict(fields)
+    mac = body.pop("hmac", "")
+    return canonical_json(body), str(mac)
+
+
+@dataclass(frozen=True)
+class Head:
+    """Contents of ``audit.head``: the last record the writers completed.
+
+    The verifier compares it with the end of the chain, which detects records cut
+    from the end of the active file (the chain alone cannot show those).
+    """
+
+    seq: int
+    hash: str
+    file: str
+
+
+class InvalidHeadError(ValueError):
+    """``audit.head`` is unreadable, malformed or fails its HMAC."""
+
+
+HEAD_SIZE = 512
+"""Bytes of ``audit.head``. The writer overwrites it in place with one pwrite of this
+size, which is cheaper than a rename per record (a rename over an existing file makes
+ext4 flush the new file's data)."""
+
+
+def head_line(head: Head, time: str, key: AuditKey) -> bytes:
+    """Return the signed head record, padded with spaces to HEAD_SIZE bytes."""
+    body = {
+        "seq": head.seq,
+        "hash": head.hash,
+        "file": head.file,
+        "time": time,
+        "v": FORMAT_VERSION,
+    }
+    line = seal(body, key)
+    return line + b" " * (HEAD_SIZE - 1 - len(line)) + b"\n"
+
+
+def read_head(path: str | os.PathLike[str], keys: dict[str, AuditKey]) -> Head | None:
+    """Read and authenticate ``audit.head``; None when the file does not exist.
+
+    Raises InvalidHeadError naming the problem when it exists but cannot be trusted.
+    """
+    try:
+        raw = Path(path).read_bytes()
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        raise InvalidHeadError(f"{path}: cannot read: {exc.strerror}") from exc
+    return parse_head(raw, path, keys)
+
+
+def parse_head(raw: bytes, path: str | os.PathLike[str], keys: dict[str, AuditKey]) -> Head:
+    """Authenticate the bytes of a head file; raises InvalidHeadError naming ``path``."""
+    try:
+        fields = json.loads(raw)
+        seq, digest, file_name, key_id = (
+            fields["seq"],
+            fields["hash"],
+            fields["file"],
+            fields["key_id"],
+        )
+    except (ValueError, TypeError, KeyError):
+        raise InvalidHeadError(f"{path}: not a valid head record") from None
+    key = keys.get(key_id)
+    if key is None:
+        raise InvalidHeadError(
+            f"{path}: signed with key id {key_id}, which none of the given keys has"
+        )
+    body, mac = signed_body(fields)
+    if not key.matches(body, mac):
+        raise InvalidHeadError(f"{path}: HMAC does not match (file edited)")
+    if not isinstance(seq, int) or not isinstance(digest, str) or not isinstance(file_name, str):
+        raise InvalidHeadError(f"{path}: not a valid head record")
+    return Head(seq=seq, hash=digest, file=file_name)

@@ -1,0 +1,307 @@
+"""Record kinds of the audit trail, as frozen dataclasses.
+
+Each class validates its fields when constructed and returns them with ``fields()``,
+ready for the writer, which adds the chain fields (``seq``, ``time``, ``prev``, HMAC).
+Detections are category names with counts; no record type has a field for a matched
+value or for message text. Categories and tags must look like identifiers
+(``^[a-z][a-z0-9_.:-]*$``), so a matched value such as a card number cannot be passed
+in their place.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, ClassVar, Literal
+
+from postveil.audit.errors import InvalidRecordError
+
+_IDENTIFIER_RE = re.compile(r"^[a-z][a-z0-9_.:-]{0,63}$")
+_CONTROL_RE = re.compile(r"[\x00-\x1f\x7f]")
+
+MAX_TEXT = 998
+"""Maximum length of a string field in characters: the SMTP line limit, so any address fits."""
+
+
+def _check_text(
+    name: str, value: object, *, optional: bool = False, max_length: int = MAX_TEXT
+) -> None:
+    if value is None and optional:
+        return
+    if not isinstance(value, str):
+        raise InvalidRecordError(
+            f"audit record field {name}: expected a string, got {type(value).__name__}"
+        )
+    if len(value) > max_length:
+        raise InvalidRecordError(
+            f"audit record field {name}: {len(value)} characters, at most {max_length} allowed"
+        )
+    if _CONTROL_RE.search(value):
+        raise InvalidRecordError(f"audit record field {name}: contains a control character")
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise InvalidRecordError(f"audit record field {name}: not encodable as UTF-8") from None
+
+
+def _check_identifier(name: str, value: object) -> None:
+    if not isinstance(value, str) or not _IDENTIFIER_RE.match(value):
+        # The value is left out of the message: a caller's mistake here may be a
+        # matched identifier passed where a category belongs.
+        raise InvalidRecordError(
+            f"audit record field {name}: value is not an identifier "
+            "(lower-case letter, then letters, digits, '_', '.', ':' or '-', at most 64)"
+        )
+
+
+@dataclass(frozen=True)
+class RecipientDecision:
+    """Protection chosen for one recipient of a message, and the rule that chose it."""
+
+    address: str
+    method: str
+    """Protection chosen: ``tls``, ``pgp``, ``smime``, ``portal``, or what the message
+    got instead (``reject``, ``tempfail``, ``hold``)."""
+
+    reason: str
+    """Name of the rule that decided, as the milter's verdict reports it."""
+
+    fingerprint: str | None = None
+    """PGP key fingerprint or S/MIME certificate SHA-256 fingerprint used to encrypt."""
+
+    portal_ref: str | None = None
+    """Portal message reference handed to the recipient instead of the message."""
+
+    def __post_init__(self) -> None:
+        _check_text("recipients.address", self.address)
+        _check_identifier("recipients.method", self.method)
+        _check_text("recipients.reason", self.reason)
+        _check_text("recipients.fingerprint", self.fingerprint, optional=True, max_length=200)
+        _check_text("recipients.portal_ref", self.portal_ref, optional=True, max_length=200)
+
+    def fields(self) -> dict[str, Any]:
+        return {
+            "address": self.address,
+            "method": self.method,
+            "reason": self.reason,
+            "fingerprint": self.fingerprint,
+            "portal_ref": self.portal_ref,
+        }
+
+
+@dataclass(frozen=True)
+class MessageDecision:
+    """The milter's decision for one message and all of its recipients."""
+
+    kind: ClassVar[str] = "message"
+    CSV_FIELDS: ClassVar[tuple[str, ...]] = (
+        "queue_id",
+        "message_id",
+        "sender",
+        "action",
+        "tags",
+        "config_version",
+    )
+
+    queue_id: str
+    sender: str
+    """Envelope sender; the empty string for the null sender ``<>``."""
+
+    recipients: Sequence[RecipientDecision]
+    config_version: str
+    message_id: str | None = None
+    """The Message-ID header as received, or None when the message had none."""
+
+    detections: Mapping[str, int] = field(default_factory=dict)
+    """Detection category -> number of matches, for example ``{"ssn": 2}``."""
+
+    tags: Sequence[str] = ()
+    """Markers such as a subject keyword that escalated the message (``subject:secure``)."""
+
+    action: str = "accept"
+    """The milter's reply for the whole message: accept, tempfail, reject or discard."""
+
+    def __post_init__(self) -> None:
+        _check_text("queue_id", self.queue_id, max_length=64)
+        if not self.queue_id:
+            raise InvalidRecordError("audit record field queue_id: must not be empty")
+        _check_text("sender", self.sender)
+        _check_text("message_id", self.message_id, optional=True)
+        _check_text("config_version", self.config_version, max_length=64)
+        _check_identifier("action", self.action)
+        if not self.recipients:
+            raise InvalidRecordError(
+                "audit record field recipients: at least one recipient is required"
+            )
+        for recipient in self.recipients:
+            if not isinstance(recipient, RecipientDecision):
+                raise InvalidRecordError(
+                    "audit record field recipients: expected RecipientDecision items"
+                )
+        for category, count in self.detections.items():
+            _check_identifier("detections", category)
+            if isinstance(count, bool) or not isinstance(count, int) or count < 0:
+                # Only an int is echoed: a string here could be a matched value.
+                count_text = repr(count) if isinstance(count, int) else f"a {type(count).__name__}"
+                raise InvalidRecordError(
+                    f"audit record field detections.{category}: "
+                    f"expected a count >= 0, got {count_text}"
+                )
+        for tag in self.tags:
+            _check_identifier("tags", tag)
+
+    def fields(self) -> dict[str, Any]:
+        return {
+            "queue_id": self.queue_id,
+            "message_id": self.message_id,
+            "sender": self.sender,
+            "recipients": [recipient.fields() for recipient in self.recipients],
+            "detections": dict(sorted(self.detections.items())),
+            "tags": list(self.tags),
+            "action": self.action,
+            "config_version": self.config_version,
+        }
+
+
+@dataclass(frozen=True)
+class TlsRequirementChange:
+    """A domain's TLS requirement changed, for example from ``may`` to ``verify``."""
+
+    kind: ClassVar[str] = "tls_requirement"
+    CSV_FIELDS: ClassVar[tuple[str, ...]] = ("domain", "old", "new", "source", "reason")
+
+    domain: str
+    old: str | None
+    """Previous requirement, or None when the domain was not known before."""
+
+    new: str
+    source: str
+    """Cause of the change: ``mta-sts``, ``dane``, ``probe``, ``admin`` or ``expiry``."""
+
+    reason: str
+
+    def __post_init__(self) -> None:
+        _check_text("domain", self.domain, max_length=255)
+        _check_text("old", self.old, optional=True, max_length=64)
+        _check_text("new", self.new, max_length=64)
+        _check_identifier("source", self.source)
+        _check_text("reason", self.reason)
+
+    def fields(self) -> dict[str, Any]:
+        return {
+            "domain": self.domain,
+            "old": self.old,
+            "new": self.new,
+            "source": self.source,
+            "reason": self.reason,
+        }
+
+
+@dataclass(frozen=True)
+class AdminOverride:
+    """An administrator overrode a decision or a domain's facts by hand."""
+
+    kind: ClassVar[str] = "admin_override"
+    CSV_FIELDS: ClassVar[tuple[str, ...]] = ("actor", "target", "action", "reason")
+
+    actor: str
+    """Login name of the administrator who ran the admin command."""
+
+    target: str
+    """Domain, address or queue id the override applies to."""
+
+    action: str
+    """Action taken, for example ``force-tls``, ``clear-requirement`` or ``release``."""
+
+    reason: str
+
+    def __post_init__(self) -> None:
+        _check_text("actor", self.actor, max_length=255)
+        _check_text("target", self.target)
+        _check_identifier("action", self.action)
+        _check_text("reason", self.reason)
+
+    def fields(self) -> dict[str, Any]:
+        return {
+            "actor": self.actor,
+            "target": self.target,
+            "action": self.action,
+            "reason": self.reason,
+        }
+
+
+@dataclass(frozen=True)
+class ConfigEvent:
+    """A daemon loaded or reloaded its configuration, or failed to reload it."""
+
+    kind: ClassVar[str] = "config"
+    CSV_FIELDS: ClassVar[tuple[str, ...]] = ("event", "source", "config_version", "error")
+
+    event: Literal["load", "reload", "reload_failed"]
+    source: str
+    """Path of the configuration file."""
+
+    config_version: str
+    """Version of the configuration now in use (after a failed reload, the old one)."""
+
+    error: str | None = None
+    """For ``reload_failed``: the number and kind of problems, not the offending values."""
+
+    def __post_init__(self) -> None:
+        if self.event not in ("load", "reload", "reload_failed"):
+            raise InvalidRecordError(
+                f"audit record field event: invalid config event {self.event!r}"
+            )
+        _check_text("source", self.source)
+        _check_text("config_version", self.config_version, max_length=64)
+        _check_text("error", self.error, optional=True)
+
+    def fields(self) -> dict[str, Any]:
+        return {
+            "event": self.event,
+            "source": self.source,
+            "config_version": self.config_version,
+            "error": self.error,
+        }
+
+
+@dataclass(frozen=True)
+class DaemonEvent:
+    """A daemon started or stopped."""
+
+    kind: ClassVar[str] = "daemon"
+    CSV_FIELDS: ClassVar[tuple[str, ...]] = ("event", "version", "reason")
+
+    event: Literal["start", "stop"]
+    version: str
+    """postveil version of the daemon."""
+
+    reason: str = ""
+    """Reason for a stop, for example ``SIGTERM``. Empty for a start."""
+
+    def __post_init__(self) -> None:
+        if self.event not in ("start", "stop"):
+            raise InvalidRecordError(
+                f"audit record field event: invalid daemon event {self.event!r}"
+            )
+        _check_text("version", self.version, max_length=64)
+        _check_text("reason", self.reason)
+
+    def fields(self) -> dict[str, Any]:
+        return {"event": self.event, "version": self.version, "reason": self.reason}
+
+
+Record = MessageDecision | TlsRequirementChange | AdminOverride | ConfigEvent | DaemonEvent
+
+RECORD_TYPES: dict[str, type[Record]] = {
+    record_type.kind: record_type
+    for record_type in (
+        MessageDecision,
+        TlsRequirementChange,
+        AdminOverride,
+        ConfigEvent,
+        DaemonEvent,
+    )
+}
+"""Record class by the ``kind`` value stored in each line."""

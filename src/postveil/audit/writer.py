@@ -1,0 +1,606 @@
+"""The audit log writer: one chain shared by every thread and process on the host.
+
+Each append takes a ``threading.Lock`` (threads of one process) and then
+``fcntl.flock`` on ``audit.lock`` (processes). Under both locks it reads the last
+record back from the files, so records from the milter and the policy daemon form one
+chain in one order. Rotation happens under the same lock by renaming the active file.
+"""
+
+from __future__ import annotations
+
+import errno
+import fcntl
+import json
+import logging
+import os
+import socket
+import sys
+import threading
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from postveil.audit.chain import (
+    ACTIVE_NAME,
+    FORMAT_VERSION,
+    GENESIS_HASH,
+    HEAD_NAME,
+    HEAD_SIZE,
+    LOCK_NAME,
+    AuditKey,
+    Head,
+    InvalidHeadError,
+    head_line,
+    line_hash,
+    list_log_files,
+    parse_head,
+    rotated_name,
+    seal,
+)
+from postveil.audit.errors import AuditWriteError
+from postveil.audit.records import MessageDecision, Record
+from postveil.config.audit import AuditSection
+
+logger = logging.getLogger("postveil.audit")
+
+_TAIL_CHUNK = 4096
+
+
+@dataclass(frozen=True)
+class AppendResult:
+    """Location of a written record: its sequence number, line hash, file and time."""
+
+    seq: int
+    hash: str
+    """SHA-256 of the record's line: the ``prev`` of the next record."""
+
+    path: str
+    time: str
+
+
+def format_time(epoch: float) -> str:
+    """ISO 8601 UTC with microseconds and a ``Z``, the form stored in ``time``."""
+    return datetime.fromtimestamp(epoch, UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def parse_time(text: str) -> float:
+    return datetime.strptime(text, "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=UTC).timestamp()
+
+
+def last_complete_line(fd: int, size: int, path: Path) -> bytes | None:
+    """Return the last newline-terminated line in the first ``size`` bytes of ``fd``."""
+    end = _end_of_last_line(fd, size, path)
+    if end == 0:
+        return None
+    start = _end_of_last_line(fd, end - 1, path)
+    return _pread_all(fd, end - 1 - start, start, path)
+
+
+def _end_of_last_line(fd: int, size: int, path: Path) -> int:
+    """Offset just after the last newline before ``size``, or 0 when there is none."""
+    chunk = _TAIL_CHUNK
+    end = size
+    while end > 0:
+        start = max(0, end - chunk)
+        data = _pread_all(fd, end - start, start, path)
+        newline = data.rfind(b"\n")
+        if newline >= 0:
+            return start + newline + 1
+        end = start
+        chunk *= 4
+    return 0
+
+
+def _pread_all(fd: int, length: int, offset: int, path: Path) -> bytes:
+    parts = []
+    while length > 0:
+        try:
+            piece = os.pread(fd, length, offset)
+        except OSError as exc:
+            raise AuditWriteError(f"cannot read {path}: {exc.strerror}") from exc
+        if not piece:
+            break
+        parts.append(piece)
+        length -= len(piece)
+        offset += len(piece)
+    return b"".join(parts)
+
+
+class AuditLog:
+    """Append records to the audit trail configured by an ``audit`` section.
+
+    ``append`` returns once the record is in the kernel (and on disk with
+    ``fsync: always``), and raises AuditWriteError when it is not, which callers
+    turn into a temporary failure. Safe to share between threads, and usable across
+    ``fork``: a child reopens its own descriptors on first use.
+    """
+
+    def __init__(
+        self, section: AuditSection, program: str | None = None, *, key: AuditKey | None = None
+    ) -> None:
+        """Load the HMAC key (AuditKeyError when unusable); files are opened on first append.
+
+        ``program`` names the writer in every record (default: the script's name).
+        """
+        self._section = section
+        self._program = program or os.path.basename(sys.argv[0]) or "postveil"
+        self._key = key if key is not None else AuditKey.load(section.key_file)
+        self._directory = Path(section.directory)
+        self._active_path = self._directory / ACTIVE_NAME
+        self._head_path = self._directory / HEAD_NAME
+        self._host = socket.gethostname()
+        self._thread_lock = threading.Lock()
+        self._pid = os.getpid()
+        self._lock_fd = -1
+        self._log_fd = -1
+        self._log_identity: tuple[int, int] | None = None
+        self._head_fd = -1
+        self._head_identity: tuple[int, int] | None = None
+        self._first_records: dict[tuple[int, int], tuple[int, float]] = {}
+        self._unsynced = False
+        self._sync_timer: threading.Timer | None = None
+        self._closed = False
+        self._head_failing = False
+
+    @property
+    def key_id(self) -> str:
+        return self._key.key_id
+
+    def append(self, record: Record) -> AppendResult:
+        """Add ``record`` to the chain. Raises AuditWriteError when it is not written."""
+        fields = record.fields()
+        if os.getpid() != self._pid:
+            self._reset_after_fork()
+        with self._thread_lock:
+            if self._closed:
+                raise AuditWriteError(f"audit log {self._directory} is closed")
+            self._lock_exclusively()
+            try:
+                return self._append_locked(record.kind, fields)
+            finally:
+                fcntl.flock(self._lock_fd, fcntl.LOCK_UN)
+
+    def record_message(self, decision: MessageDecision) -> AppendResult:
+        """Append a message decision and log its one-line summary with the queue id."""
+        from postveil.audit.summary import log_decision_summary
+
+        result = self.append(decision)
+        log_decision_summary(decision, result)
+        return result
+
+    def close(self) -> None:
+        """Flush unsynced records (``fsync: batch``) and close the files."""
+        if os.getpid() != self._pid:
+            self._reset_after_fork()
+        with self._thread_lock:
+            if self._sync_timer is not None:
+                self._sync_timer.cancel()
+                self._sync_timer = None
+            self._sync_pending()
+            self._close_log_fd()
+            self._close_head_fd()
+            if self._lock_fd >= 0:
+                os.close(self._lock_fd)
+                self._lock_fd = -1
+            self._closed = True
+
+    def __enter__(self) -> AuditLog:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    # --- under the locks ---------------------------------------------------------
+
+    def _append_locked(self, kind: str, fields: dict[str, Any]) -> AppendResult:
+        fd = self._open_active()
+        size = os.fstat(fd).st_size
+        size, last_line = self._read_tail(fd, size)
+        prev_seq, prev_hash = self._find_last_link(last_line)
+
+        now = time.time()
+        stamp = format_time(now)
+        body = {
+            **fields,
+            "v": FORMAT_VERSION,
+            "seq": prev_seq + 1,
+            "time": stamp,
+            "kind": kind,
+            "host": self._host,
+            "program": self._program,
+            "pid": os.getpid(),
+            "prev": prev_hash,
+        }
+        line = seal(body, self._key)
+        data = line + b"\n"
+
+        if size > 0 and self._rotation_due(fd, size, len(data), now):
+            self._rotate(fd)
+            fd = self._open_active()
+            size = 0
+
+        self._write_record(fd, size, data)
+        self._sync_record(fd)
+        digest = line_hash(line)
+        self._write_head(Head(seq=prev_seq + 1, hash=digest, file=ACTIVE_NAME), stamp)
+        return AppendResult(seq=prev_seq + 1, hash=digest, path=str(self._active_path), time=stamp)
+
+    def _lock_exclusively(self) -> None:
+        """Take the flock on ``audit.lock``, the same file every other writer locks.
+
+        When the directory was moved or the lock file replaced since this process
+        opened it, the old descriptor would lock a file no other writer uses, so the
+        lock is taken again on the current file.
+        """
+        path = self._directory / LOCK_NAME
+        while True:
+            if self._lock_fd < 0:
+                try:
+                    os.makedirs(self._directory, mode=0o750, exist_ok=True)
+                    self._lock_fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o640)
+                except OSError as exc:
+                    raise AuditWriteError(
+                        f"cannot open audit lock file in {self._directory}: {exc.strerror}"
+                    ) from exc
+            try:
+                # NOTE: flock waits without a timeout. A writer that hangs while holding
+                # the lock (a stalled disk) stalls every writer, and the milter's
+                # callers then see only Postfix's own milter timeouts.
+                fcntl.flock(self._lock_fd, fcntl.LOCK_EX)
+                held = os.fstat(self._lock_fd)
+                current = os.stat(path)
+            except FileNotFoundError:
+                current = None
+            except OSError as exc:
+                raise AuditWriteError(f"cannot lock {path}: {exc.strerror}") from exc
+            if current is not None and (current.st_dev, current.st_ino) == (
+                held.st_dev,
+                held.st_ino,
+            ):
+                return
+            os.close(self._lock_fd)
+            self._lock_fd = -1
+
+    def _open_active(self) -> int:
+        """Return a descriptor of the current ``audit.jsonl``, reopening after a rotation."""
+        try:
+            status = os.stat(self._active_path)
+            identity: tuple[int, int] | None = (status.st_dev, status.st_ino)
+        except FileNotFoundError:
+            identity = None
+        except OSError as exc:
+            raise AuditWriteError(f"cannot stat {self._active_path}: {exc.strerror}") from exc
+        if self._log_fd >= 0 and identity == self._log_identity:
+            return self._log_fd
+        self._close_log_fd()
+        flags = os.O_RDWR | os.O_APPEND | os.O_CLOEXEC
+        try:
+            try:
+                fd = os.open(self._active_path, flags | os.O_CREAT | os.O_EXCL, 0o640)
+                created = True
+            except FileExistsError:
+                fd = os.open(self._active_path, flags)
+                created = False
+            if created and self._section.fsync != "never":
+                self._sync_directory()
+            status = os.fstat(fd)
+        except OSError as exc:
+            raise AuditWriteError(f"cannot open {self._active_path}: {exc.strerror}") from exc
+        self._log_fd = fd
+        self._log_identity = (status.st_dev, status.st_ino)
+        return fd
+
+    def _read_tail(self, fd: int, size: int) -> tuple[int, bytes | None]:
+        """Return (size, last complete line) of the active file.
+
+        A trailing line without its newline is a record whose write never completed
+        (power failure, or a failed write that could not be undone). No caller received
+        success for it, so it is cut off and the cut is logged.
+        """
+        while size > 0:
+            try:
+                data = os.pread(fd, 1, size - 1)
+            except OSError as exc:
+                raise AuditWriteError(f"cannot read {self._active_path}: {exc.strerror}") from exc
+            if data == b"\n":
+                break
+            keep = _end_of_last_line(fd, size, self._active_path)
+            self._cut_incomplete_line(fd, size, keep)
+            size = keep
+        if size == 0:
+            return 0, None
+        return size, last_complete_line(fd, size, self._active_path)
+
+    def _cut_incomplete_line(self, fd: int, size: int, keep: int) -> None:
+        try:
+            os.ftruncate(fd, keep)
+        except OSError as exc:
+            raise AuditWriteError(
+                f"{self._active_path} ends with an incomplete record and cannot be repaired: "
+                f"{exc.strerror}"
+            ) from exc
+        logger.error(
+            "audit: removed an incomplete record (%d bytes) from the end of %s; "
+            "its write never completed",
+            size - keep,
+            self._active_path,
+        )
+
+    def _find_last_link(self, last_line: bytes | None) -> tuple[int, str]:
+        """Return (seq, hash) of the record the next one links to."""
+        source = self._active_path
+        if last_line is None:
+            source, last_line = self._last_line_of_rotated()
+        from_files: tuple[int, str] | None = None
+        if last_line is not None:
+            try:
+                seq = json.loads(last_line)["seq"]
+                if not isinstance(seq, int):
+                    raise TypeError
+            except (ValueError, KeyError, TypeError):
+                raise AuditWriteError(
+                    f"the last record of {source} is damaged, so the next one cannot link to it; "
+                    "run 'postveil audit verify' and move the damaged file out of the directory"
+                ) from None
+            from_files = (seq, line_hash(last_line))
+
+        head = self._read_head()
+        if head is not None and (from_files is None or head.seq > from_files[0]):
+            if from_files is None:
+                logger.warning(
+                    "audit: no audit files in %s; continuing the chain after seq %d from %s",
+                    self._directory,
+                    head.seq,
+                    HEAD_NAME,
+                )
+            else:
+                logger.error(
+                    "audit: %s ends at seq %d but %s records seq %d as written: records were "
+                    "removed; continuing after seq %d so the gap stays visible to verify",
+                    source,
+                    from_files[0],
+                    HEAD_NAME,
+                    head.seq,
+                    head.seq,
+                )
+            return head.seq, head.hash
+        if from_files is None:
+            return 0, GENESIS_HASH
+        return from_files
+
+    def _last_line_of_rotated(self) -> tuple[Path, bytes | None]:
+        try:
+            files = [path for path in list_log_files(self._directory) if path.name != ACTIVE_NAME]
+        except OSError as exc:
+            raise AuditWriteError(f"cannot list {self._directory}: {exc.strerror}") from exc
+        if not files:
+            return self._active_path, None
+        newest = files[-1]
+        try:
+            fd = os.open(newest, os.O_RDONLY | os.O_CLOEXEC)
+        except OSError as exc:
+            raise AuditWriteError(f"cannot read {newest}: {exc.strerror}") from exc
+        try:
+            return newest, last_complete_line(fd, os.fstat(fd).st_size, newest)
+        finally:
+            os.close(fd)
+
+    def _read_head(self) -> Head | None:
+        fd = self._open_head()
+        if fd < 0:
+            return None
+        try:
+            raw = os.pread(fd, 2 * HEAD_SIZE, 0)
+        except OSError as exc:
+            logger.error("audit: cannot read %s: %s", self._head_path, exc.strerror)
+            return None
+        if not raw:
+            return None
+        try:
+            return parse_head(raw, self._head_path, {self._key.key_id: self._key})
+        except InvalidHeadError as exc:
+            logger.error("audit: ignoring %s: %s", HEAD_NAME, exc)
+            return None
+
+    def _open_head(self) -> int:
+        """Return a descriptor of ``audit.head`` (created empty if missing), or -1 on error.
+
+        The head is only a guard against records cut from the end, so a failure to
+        open it is logged and the append goes on.
+        """
+        try:
+            status = os.stat(self._head_path)
+            identity: tuple[int, int] | None = (status.st_dev, status.st_ino)
+        except OSError:
+            identity = None
+        if self._head_fd >= 0 and identity == self._head_identity:
+            return self._head_fd
+        self._close_head_fd()
+        try:
+            fd = os.open(self._head_path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o640)
+            status = os.fstat(fd)
+        except OSError as exc:
+            self._report_head_failure(exc)
+            return -1
+        self._head_fd = fd
+        self._head_identity = (status.st_dev, status.st_ino)
+        return fd
+
+    def _rotation_due(self, fd: int, size: int, incoming: int, now: float) -> bool:
+        limit = self._section.rotate_size
+        if limit and size + incoming > limit:
+            return True
+        if self._section.rotate_age:
+            _, first_time = self._first_record(fd)
+            return now - first_time >= self._section.rotate_age
+        return False
+
+    def _first_record(self, fd: int) -> tuple[int, float]:
+        """Return (seq, time) of the first record of the open active file, cached per inode."""
+        status = os.fstat(fd)
+        identity = (status.st_dev, status.st_ino)
+        cached = self._first_records.get(identity)
+        if cached is not None:
+            return cached
+        data = b""
+        while b"\n" not in data:
+            piece = os.pread(fd, _TAIL_CHUNK, len(data))
+            if not piece:
+                break
+            data += piece
+        try:
+            fields = json.loads(data.split(b"\n", 1)[0])
+            first = (int(fields["seq"]), parse_time(fields["time"]))
+        except (ValueError, KeyError, TypeError):
+            raise AuditWriteError(
+                f"the first record of {self._active_path} is damaged, so the file cannot be "
+                "rotated; run 'postveil audit verify'"
+            ) from None
+        self._first_records = {identity: first}
+        return first
+
+    def _rotate(self, fd: int) -> None:
+        first_seq, _ = self._first_record(fd)
+        target = self._directory / rotated_name(first_seq)
+        if target.exists():
+            raise AuditWriteError(f"cannot rotate {self._active_path}: {target} already exists")
+        self._sync_pending()
+        try:
+            os.rename(self._active_path, target)
+            if self._section.fsync != "never":
+                self._sync_directory()
+        except OSError as exc:
+            raise AuditWriteError(
+                f"cannot rotate {self._active_path} to {target}: {exc.strerror}"
+            ) from exc
+        self._close_log_fd()
+        logger.info("audit: rotated %s to %s", self._active_path, target.name)
+
+    def _write_record(self, fd: int, size: int, data: bytes) -> None:
+        try:
+            # A short write (the disk filled up mid-record) is retried for the rest,
+            # which then fails with the real error, usually ENOSPC.
+            remaining = memoryview(data)
+            while remaining:
+                written = os.write(fd, remaining)
+                if written == 0:
+                    raise OSError(errno.EIO, "write returned 0 bytes")
+                remaining = remaining[written:]
+        except OSError as exc:
+            self._undo_write(fd, size)
+            raise AuditWriteError(
+                f"cannot write audit record to {self._active_path}: {exc.strerror or exc}"
+            ) from exc
+
+    def _undo_write(self, fd: int, size: int) -> None:
+        try:
+            os.ftruncate(fd, size)
+        except OSError as exc:
+            # The next append cuts the incomplete line off; verify reports it meanwhile.
+            logger.error(
+                "audit: cannot remove a partly written record from %s: %s",
+                self._active_path,
+                exc.strerror,
+            )
+
+    def _sync_record(self, fd: int) -> None:
+        policy = self._section.fsync
+        if policy == "always":
+            try:
+                os.fdatasync(fd)
+            except OSError as exc:
+                raise AuditWriteError(
+                    f"cannot flush {self._active_path} to disk: {exc.strerror}"
+                ) from exc
+        elif policy == "batch":
+            self._unsynced = True
+            if self._sync_timer is None:
+                self._sync_timer = threading.Timer(
+                    self._section.fsync_interval, self._sync_from_timer
+                )
+                self._sync_timer.daemon = True
+                self._sync_timer.start()
+
+    def _sync_from_timer(self) -> None:
+        with self._thread_lock:
+            self._sync_timer = None
+            self._sync_pending()
+
+    def _sync_pending(self) -> None:
+        if not self._unsynced or self._log_fd < 0:
+            return
+        self._unsynced = False
+        try:
+            os.fdatasync(self._log_fd)
+        except OSError as exc:
+            # No caller waits for this flush, so an error can only be logged.
+            logger.error("audit: cannot flush %s to disk: %s", self._active_path, exc.strerror)
+
+    def _sync_directory(self) -> None:
+        fd = os.open(self._directory, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+    def _write_head(self, head: Head, stamp: str) -> None:
+        """Overwrite ``audit.head``; a failure is logged, because the record is already written.
+
+        A head that lags behind the files is expected after a crash between the two
+        writes, and verify accepts it.
+        """
+        fd = self._open_head()
+        if fd < 0:
+            return
+        try:
+            os.pwrite(fd, head_line(head, stamp, self._key), 0)
+        except OSError as exc:
+            self._report_head_failure(exc)
+            return
+        if self._head_failing:
+            logger.info("audit: %s is updated again", self._head_path)
+            self._head_failing = False
+
+    def _report_head_failure(self, exc: OSError) -> None:
+        if not self._head_failing:
+            logger.error(
+                "audit: cannot update %s: %s (logged once until an update succeeds)",
+                self._head_path,
+                exc.strerror,
+            )
+        self._head_failing = True
+
+    def _close_head_fd(self) -> None:
+        if self._head_fd >= 0:
+            os.close(self._head_fd)
+        self._head_fd = -1
+        self._head_identity = None
+
+    def _close_log_fd(self) -> None:
+        if self._log_fd >= 0:
+            self._sync_pending()
+            os.close(self._log_fd)
+        self._log_fd = -1
+        self._log_identity = None
+
+    def _reset_after_fork(self) -> None:
+        # Descriptors inherited from the parent share its flock and file offsets, so a
+        # child needs its own. Only the forking thread exists in the child, so nothing
+        # else can hold the new lock yet.
+        self._thread_lock = threading.Lock()
+        for fd in (self._lock_fd, self._log_fd, self._head_fd):
+            if fd >= 0:
+                try:
+                    os.close(fd)
+                except OSError:
+                    pass
+        self._lock_fd = -1
+        self._log_fd = -1
+        self._log_identity = None
+        self._head_fd = -1
+        self._head_identity = None
+        self._unsynced = False
+        self._sync_timer = None
+        self._pid = os.getpid()

@@ -1,0 +1,236 @@
+"""``postveil domain``: inspect and steer the per-domain TLS facts that postveil-policyd uses."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+import time
+from dataclasses import asdict, replace
+from datetime import datetime, timezone
+from typing import Any
+
+from postveil.config import Config, default_config_path, load_config
+from postveil.errors import ConfigError, PostveilError
+from postveil.policyd.daemon import detect_postfix_version
+from postveil.policyd.dane import lookup_dane
+from postveil.policyd.dns import DnsClient
+from postveil.policyd.mtasts import StsParseError, parse_txt_records
+from postveil.policyd.mtasts_fetch import PolicyFetcher, describe_policy, refresh_sts
+from postveil.policyd.probe import Prober
+from postveil.policyd.socketmap import domain_from_key
+from postveil.tlsfacts.cache import FactsCache, open_cache
+from postveil.tlsfacts.facts import DomainFacts, RequirementEvent
+from postveil.tlsfacts.requirement import OVERRIDE_LEVELS, Requirement, tls_requirement
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "domain",
+        help="inspect and override per-domain TLS policy",
+        description="Inspect the TLS facts postveil-policyd keeps per recipient domain, "
+        "run a live check, or set an administrator override.",
+    )
+    parser.add_argument("-c", "--config", help=f"configuration file (default: {default_config_path()})")
+    actions = parser.add_subparsers(dest="action", metavar="ACTION", required=True)
+
+    check = actions.add_parser("check", help="look the domain up live (DNS, MTA-STS, DANE, probe)")
+    check.add_argument("domain")
+    check.add_argument("--json", action="store_true", help="print one JSON object")
+    check.add_argument("--no-probe", action="store_true", help="skip the STARTTLS probe")
+
+    show = actions.add_parser("show", help="print the cached facts and requirement of a domain")
+    show.add_argument("domain")
+    show.add_argument("--json", action="store_true", help="print one JSON object")
+
+    listing = actions.add_parser("list", help="list cached domains with their TLS requirement")
+    listing.add_argument("--json", action="store_true", help="print one JSON array")
+
+    purge = actions.add_parser("purge", help="forget everything cached about a domain")
+    purge.add_argument("domain")
+
+    setter = actions.add_parser("set", help="override the TLS level of a domain")
+    setter.add_argument("domain")
+    setter.add_argument("--tls", required=True, choices=OVERRIDE_LEVELS, metavar="LEVEL",
+                        help="Postfix TLS level: " + ", ".join(OVERRIDE_LEVELS))
+
+    unset = actions.add_parser("unset", help="remove the administrator override of a domain")
+    unset.add_argument("domain")
+
+    parser.set_defaults(handler=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    path = args.config or default_config_path()
+    try:
+        config = load_config(path)
+    except ConfigError as exc:
+        print(f"{path}: invalid configuration, {len(exc.problems)} error(s):", file=sys.stderr)
+        for problem in exc.problems:
+            print(f"  {problem}", file=sys.stderr)
+        return 1
+    domain: str | None = None
+    if getattr(args, "domain", None) is not None:
+        domain = domain_from_key(args.domain)
+        if domain is None:
+            print(f"invalid domain name {args.domain!r}", file=sys.stderr)
+            return 2
+    try:
+        if args.action == "check":
+            assert domain is not None
+            return asyncio.run(_check(config, domain, args.json, not args.no_probe))
+        cache = open_cache(config.policyd)
+        try:
+            return _run_cached(args, config, cache, domain)
+        finally:
+            cache.close()
+    except PostveilError as exc:
+        print(f"postveil domain {args.action}: {exc}", file=sys.stderr)
+        return 1
+
+
+def _run_cached(args: argparse.Namespace, config: Config, cache: FactsCache, domain: str | None) -> int:
+    now = time.time()
+    if args.action == "list":
+        rows = []
+        for facts in cache.all_facts():
+            requirement = tls_requirement(facts, config.policyd, now=now)
+            rows.append({"domain": facts.domain, "level": requirement.level, "rule": requirement.rule})
+        if args.json:
+            print(json.dumps(rows, indent=2))
+        else:
+            for row in rows:
+                print(f"{row['domain']:40} {row['level'] or '-':10} {row['rule']}")
+        return 0
+
+    assert domain is not None
+    if args.action == "show":
+        facts = cache.get(domain)
+        if facts is None:
+            print(f"{domain}: not in the cache", file=sys.stderr)
+            return 1
+        _print_report(_report(config, facts, cache.events(domain, limit=20), now), args.json)
+        return 0
+    if args.action == "purge":
+        if not cache.delete(domain):
+            print(f"{domain}: not in the cache", file=sys.stderr)
+            return 1
+        print(f"{domain}: purged")
+        return 0
+    if args.action in ("set", "unset"):
+        old = cache.get(domain)
+        base = old if old is not None else DomainFacts(domain, first_seen=now)
+        level = args.tls if args.action == "set" else None
+        new = replace(base, override=level)
+        cache.put(new)
+        before = tls_requirement(base, config.policyd, now=now)
+        after = tls_requirement(new, config.policyd, now=now)
+        if before.level != after.level:
+            cache.add_event(RequirementEvent(domain, before.level, after.level, after.rule,
+                                             after.reason, now))
+        line = after.policy_line(detect_postfix_version(config.policyd))
+        print(f"{domain}: {line or 'NOTFOUND'} ({after.rule}); postveil-policyd applies it "
+              f"within {config.policyd.answer_cache_ttl:g}s")
+        return 0
+    raise AssertionError(args.action)
+
+
+async def _check(config: Config, domain: str, as_json: bool, probe: bool) -> int:
+    """Look the domain up from scratch and print what the daemon would answer."""
+    section = config.policyd
+    now = time.time()
+    dns = DnsClient(config.dns)
+    fetcher = PolicyFetcher(section, dns)
+    report: dict[str, Any] = {"domain": domain, "errors": []}
+    facts = DomainFacts(domain, first_seen=now)
+    try:
+        try:
+            records = await dns.txt_strings(f"_mta-sts.{domain}")
+            report["mta_sts_txt"] = [record.decode("ascii", "replace") for record in records or []]
+            try:
+                txt = parse_txt_records(records or [])
+                report["mta_sts_id"] = txt.policy_id if txt else None
+            except StsParseError as exc:
+                report["errors"].append(f"MTA-STS TXT: {exc}")
+            facts = await refresh_sts(facts, dns, fetcher, section, now)
+            if facts.sts_error:
+                report["errors"].append(f"MTA-STS policy fetch: {facts.sts_error}")
+        except PostveilError as exc:
+            report["errors"].append(f"MTA-STS: {exc}")
+        try:
+            facts = replace(facts, dane=await lookup_dane(dns, domain, section.smtp_port, now))
+        except PostveilError as exc:
+            report["errors"].append(f"DANE: {exc}")
+        if probe:
+            try:
+                facts = await Prober(section, dns).probe_domain(facts, now)
+            except PostveilError as exc:
+                report["errors"].append(f"probe: {exc}")
+    finally:
+        await fetcher.close()
+    report.update(_report(config, facts, [], now))
+    _print_report(report, as_json)
+    return 1 if report["errors"] else 0
+
+
+def _report(config: Config, facts: DomainFacts, events: list[RequirementEvent], now: float) -> dict[str, Any]:
+    requirement: Requirement = tls_requirement(facts, config.policyd, now=now)
+    line = requirement.policy_line(detect_postfix_version(config.policyd))
+    return {
+        "domain": facts.domain,
+        "policy_line": line,
+        "socketmap_reply": f"OK {line}" if line else "NOTFOUND",
+        "level": requirement.level,
+        "rule": requirement.rule,
+        "reason": requirement.reason,
+        "override": facts.override,
+        "mta_sts": describe_policy(facts.sts),
+        "mta_sts_error": facts.sts_error,
+        "dane": asdict(facts.dane) if facts.dane else None,
+        "probes": [asdict(result) for result in facts.probes],
+        "tls_first_seen": facts.tls_first_seen,
+        "tls_last_seen": facts.tls_last_seen,
+        "failed_probes": facts.failed_probes,
+        "events": [asdict(event) for event in events],
+    }
+
+
+def _when(timestamp: float | None) -> str:
+    if timestamp is None:
+        return "never"
+    return datetime.fromtimestamp(timestamp, timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")
+
+
+def _print_report(report: dict[str, Any], as_json: bool) -> None:
+    if as_json:
+        print(json.dumps(report, indent=2, sort_keys=True))
+        return
+    print(f"domain:        {report['domain']}")
+    print(f"policy:        {report['socketmap_reply']}")
+    print(f"rule:          {report['rule']} ({report['reason']})")
+    if report.get("override"):
+        print(f"override:      {report['override']}")
+    sts = report["mta_sts"]
+    if sts:
+        print(f"MTA-STS:       mode {sts['mode']}, id {sts['id']}, mx {' '.join(sts['mx'])}, "
+              f"expires {_when(sts['expires_at'])}")
+    else:
+        print("MTA-STS:       no policy" + (f" ({report['mta_sts_error']})" if report["mta_sts_error"] else ""))
+    dane = report["dane"]
+    if dane:
+        state = "none" if not dane["tlsa_present"] else (
+            ("usable" if dane["usable"] else "unusable") + (", DNSSEC-validated" if dane["validated"] else ", not validated"))
+        print(f"DANE TLSA:     {state}")
+    for probe in report["probes"]:
+        if probe["starttls"]:
+            cert = "valid certificate" if probe["cert_valid"] else "certificate not valid for the name"
+            print(f"probe {probe['mx']}: STARTTLS {probe['tls_version']} {probe['cipher']}, {cert}")
+        else:
+            print(f"probe {probe['mx']}: no TLS ({probe['error']})")
+    print(f"TLS seen:      first {_when(report['tls_first_seen'])}, last {_when(report['tls_last_seen'])}")
+    for error in report.get("errors", []):
+        print(f"error:         {error}")
+    for event in report["events"]:
+        print(f"event {_when(event['at'])}: {event['old_level'] or 'none'} -> "
+              f"{event['new_level'] or 'none'} ({event['rule']})")

@@ -1,0 +1,95 @@
+"""``postveil keys``: list, import and remove recipients' PGP public keys."""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import sys
+from pathlib import Path
+
+from postveil.config import default_config_path, load_config
+from postveil.crypto.errors import PgpFailure
+from postveil.crypto.pgp import KeyInfo, PgpKeyring
+from postveil.errors import ConfigError
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "keys",
+        help="manage recipients' PGP public keys",
+        description="Manage the PGP public keys in postveil's GnuPG home (pgp.gnupg_home). "
+        "Every imported key is trusted for the email addresses of its user ids.",
+    )
+    parser.add_argument(
+        "--config", help=f"configuration file (default: $POSTVEIL_CONFIG or {default_config_path()})"
+    )
+    actions = parser.add_subparsers(dest="action", metavar="ACTION", required=True)
+    actions.add_parser("list", help="list keys with their addresses and status")
+    importer = actions.add_parser("import", help="import public keys from an OpenPGP file")
+    importer.add_argument("file", help="ASCII-armored or binary OpenPGP public key file")
+    remover = actions.add_parser("remove", help="remove a key")
+    remover.add_argument("id", help="full fingerprint or its last 16 hex digits (key id)")
+    parser.set_defaults(handler=run)
+
+
+def _format_key(key: KeyInfo, status: str) -> str:
+    expires = (
+        datetime.datetime.fromtimestamp(key.expires, datetime.timezone.utc).strftime("%Y-%m-%d")
+        if key.expires
+        else "never"
+    )
+    addresses = ", ".join(a for a in key.addresses if a) or "(no email address)"
+    return f"{key.fingerprint}  expires {expires}  {status}  {addresses}"
+
+
+def run(args: argparse.Namespace) -> int:
+    try:
+        config = load_config(args.config)
+    except ConfigError as exc:
+        print(str(exc), file=sys.stderr)
+        return 1
+    keyring = PgpKeyring(config.pgp.gnupg_home, config.pgp.gpg_binary)
+    try:
+        if args.action == "list":
+            for key in keyring.keys():
+                print(_format_key(key, keyring.key_problem(key) or "usable"))
+            return 0
+        if args.action == "import":
+            return _import(keyring, args.file)
+        return _remove(keyring, args.id)
+    except PgpFailure as exc:
+        print(f"postveil keys {args.action}: {exc}", file=sys.stderr)
+        return 1
+
+
+def _import(keyring: PgpKeyring, file: str) -> int:
+    try:
+        data = Path(file).read_bytes()
+    except OSError as exc:
+        print(f"postveil keys import: cannot read {file}: {exc.strerror}", file=sys.stderr)
+        return 1
+    fingerprints = keyring.import_keys(data)
+    known = {key.fingerprint: key for key in keyring.keys()}
+    for fingerprint in fingerprints:
+        key = known.get(fingerprint)
+        if key is not None:
+            print("imported " + _format_key(key, keyring.key_problem(key) or "usable"))
+    if not fingerprints:
+        print("imported a revocation or nothing new")
+    return 0
+
+
+def _remove(keyring: PgpKeyring, key_id: str) -> int:
+    wanted = key_id.upper().removeprefix("0X")
+    matches = [key for key in keyring.keys() if key.fingerprint.endswith(wanted) and len(wanted) >= 16]
+    if len(matches) != 1:
+        found = "no key" if not matches else f"{len(matches)} keys"
+        print(
+            f"postveil keys remove: {found} match {key_id!r}; give the full fingerprint "
+            "or the 16-digit key id shown by 'postveil keys list'",
+            file=sys.stderr,
+        )
+        return 1
+    keyring.remove(matches[0].fingerprint)
+    print(f"removed {matches[0].fingerprint}")
+    return 0

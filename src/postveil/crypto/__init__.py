@@ -1,0 +1,37 @@
+"""Encryption of outgoing mail: S/MIME, PGP/MIME, header protection and portal copies.
+
+Everything works on raw message bytes (:class:`RawMessage`), so bodies and header
+fields reach the recipient byte for byte as the sender wrote them. Failures raise
+:class:`CryptoFailure`, a :class:`~postveil.errors.TemporaryFailure`.
+"""
+
+from postveil.crypto.errors import CryptoFailure, PgpFailure, SmimeFailure
+from postveil.crypto.mime import HeaderEdits, RawMessage
+from postveil.crypto.pgp import PgpKeyring
+from postveil.crypto.protect import build_inner_entity, detect_encryption
+from postveil.crypto.render import (
+    MessageVersion,
+    RenderContext,
+    build_notice,
+    read_triggers,
+    render_version,
+)
+from postveil.crypto.smime import CertificateStore, SmimeSigner
+
+__all__ = [
+    "CertificateStore",
+    "CryptoFailure",
+    "HeaderEdits",
+    "MessageVersion",
+    "PgpFailure",
+    "PgpKeyring",
+    "RawMessage",
+    "RenderContext",
+    "SmimeFailure",
+    "SmimeSigner",
+    "build_inner_entity",
+    "build_notice",
+    "detect_encryption",
+    "read_triggers",
+    "render_version",
+]

@@ -1,0 +1,179 @@
+"""Byte-level access to a message's header fields, so bodies and headers are never
+re-wrapped or re-encoded.
+
+A message is split at its first empty line into header fields (each kept as the exact
+bytes it had, folded lines included) and the body (kept as is).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from email.header import Header, decode_header, make_header
+from email.errors import HeaderParseError
+from email.utils import getaddresses
+
+_LONE_LF_RE = re.compile(rb"(?<!\r)\n")
+_FOLD_RE = re.compile(r"\r?\n(?=[ \t])")
+_NAME_RE = re.compile(rb"^([!-9;-~]+)[ \t]*:")
+
+CRLF = b"\r\n"
+
+
+def to_crlf(data: bytes) -> bytes:
+    """Turn every bare LF into CRLF (MIME canonical form); existing CRLFs stay."""
+    return _LONE_LF_RE.sub(b"\r\n", data)
+
+
+@dataclass(frozen=True)
+class HeaderField:
+    name: str
+    raw: bytes
+    """The whole field as received: name, colon, value, folded lines, final line break."""
+
+    @property
+    def value(self) -> str:
+        """Unfolded value as text. UTF-8 (SMTPUTF8) bytes are decoded, other 8-bit bytes
+        become U+FFFD. RFC 2047 encoded words are left encoded."""
+        text = self.raw.decode("utf-8", errors="replace")
+        value = text.split(":", 1)[1].rstrip("\r\n")
+        return _FOLD_RE.sub("", value).strip()
+
+    @property
+    def lower_name(self) -> str:
+        return self.name.lower()
+
+
+@dataclass(frozen=True)
+class RawMessage:
+    headers: tuple[HeaderField, ...]
+    body: bytes
+    had_separator: bool = field(default=True)
+    """False when the input had no empty line after the headers."""
+
+    @classmethod
+    def parse(cls, raw: bytes) -> "RawMessage":
+        """Split ``raw`` into header fields and body without changing any byte.
+
+        A line in the header block that is neither a field nor a continuation ends the
+        headers (as Python's email parser treats it); that line starts the body.
+        """
+        headers: list[HeaderField] = []
+        position = 0
+        current_name: str | None = None
+        current_start = 0
+        had_separator = False
+        while position < len(raw):
+            end = raw.find(b"\n", position)
+            end = len(raw) if end < 0 else end + 1
+            line = raw[position:end]
+            if line in (b"\r\n", b"\n"):
+                had_separator = True
+                if current_name is not None:
+                    headers.append(HeaderField(current_name, raw[current_start:position]))
+                position = end
+                break
+            if line[:1] in (b" ", b"\t") and current_name is not None:
+                position = end
+                continue
+            match = _NAME_RE.match(line)
+            if match is None:
+                break
+            if current_name is not None:
+                headers.append(HeaderField(current_name, raw[current_start:position]))
+            current_name = match.group(1).decode("ascii")
+            current_start = position
+            position = end
+        else:
+            if current_name is not None:
+                headers.append(HeaderField(current_name, raw[current_start:position]))
+        if not had_separator and position < len(raw) and current_name is not None:
+            headers.append(HeaderField(current_name, raw[current_start:position]))
+        return cls(tuple(headers), raw[position:], had_separator)
+
+    def get_all(self, name: str) -> list[HeaderField]:
+        lower = name.lower()
+        return [header for header in self.headers if header.lower_name == lower]
+
+    def first_value(self, name: str) -> str | None:
+        found = self.get_all(name)
+        return found[0].value if found else None
+
+    def values(self, name: str) -> list[str]:
+        return [header.value for header in self.get_all(name)]
+
+    def to_bytes(self) -> bytes:
+        return b"".join(header.raw for header in self.headers) + CRLF + self.body
+
+
+def make_field(name: str, value: str) -> HeaderField:
+    """Build one unfolded header field ending in CRLF; ``value`` is written as UTF-8."""
+    return HeaderField(name, f"{name}: {value}".encode("utf-8") + CRLF)
+
+
+def decode_text(value: str) -> str:
+    """Decode RFC 2047 encoded words in a header value; undecodable words stay as written."""
+    try:
+        return str(make_header(decode_header(value)))
+    except (HeaderParseError, LookupError, UnicodeDecodeError, ValueError):
+        return value
+
+
+def encode_text_like(original: str, text: str) -> str:
+    """Encode ``text`` for a header whose previous value was ``original``: as RFC 2047
+    UTF-8 words when the original used encoded words or ``text`` is not ASCII and the
+    original was ASCII, as raw text (SMTPUTF8) when the original already had raw UTF-8."""
+    if text.isascii() and "=?" not in text:
+        return text
+    if not original.isascii() and "=?" not in original:
+        return text
+    return Header(text, "utf-8").encode(linesep="\r\n")
+
+
+@dataclass(frozen=True)
+class HeaderEdits:
+    """Changes to a message's header block, in the form a milter applies them.
+
+    Apply ``remove`` first (every occurrence of each name), then ``replace`` (the first
+    occurrence keeps its position and gets the new value; add the field when absent), then
+    append ``add`` in order.
+    """
+
+    remove: tuple[str, ...] = ()
+    replace: tuple[tuple[str, str], ...] = ()
+    add: tuple[tuple[str, str], ...] = ()
+
+    def apply(self, message: RawMessage, body: bytes | None = None) -> bytes:
+        """Return the complete message with the edits applied and ``body`` (if given) in
+        place of the original body."""
+        removed = {name.lower() for name in self.remove}
+        replaced = {name.lower(): (name, value) for name, value in self.replace}
+        fields: list[HeaderField] = []
+        done: set[str] = set()
+        for header in message.headers:
+            lower = header.lower_name
+            if lower in removed:
+                continue
+            if lower in replaced:
+                if lower in done:
+                    continue
+                done.add(lower)
+                fields.append(make_field(header.name, replaced[lower][1]))
+                continue
+            fields.append(header)
+        for lower, (name, value) in replaced.items():
+            if lower not in done:
+                fields.append(make_field(name, value))
+        fields.extend(make_field(name, value) for name, value in self.add)
+        new_body = message.body if body is None else body
+        return b"".join(header.raw for header in fields) + CRLF + new_body
+
+
+def address_list(values: Sequence[str]) -> list[str]:
+    """Return the addr-spec of every address in To/Cc style header values."""
+    return [address for _, address in getaddresses([decode_text(v) for v in values]) if address]
+
+
+def unique(items: Iterable[str]) -> tuple[str, ...]:
+    return tuple(dict.fromkeys(items))

@@ -1,0 +1,245 @@
+"""PGP/MIME (RFC 3156) with python-gnupg and postveil's own GnuPG home.
+
+Every key in the home is trusted (``--trust-model always``) because an admin imported
+it. A key serves a recipient when one of its user ids has exactly that email address
+(compared without case) and neither the key nor that user id is revoked, expired,
+disabled or invalid, and the key has a usable encryption subkey.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from email.utils import parseaddr
+
+import gnupg
+
+from postveil.crypto.errors import PgpFailure
+from postveil.crypto.mime import CRLF
+from postveil.routing.decide import CredentialStatus
+
+# gpg's validity letters (field 2 of --with-colons output) that make a key or uid unusable.
+_BAD_VALIDITY = {"r": "revoked", "e": "expired", "d": "disabled", "i": "invalid"}
+# Files whose change invalidates the cached key listing.
+_KEYRING_FILES = ("pubring.kbx", "pubring.gpg", "trustdb.gpg")
+# gpg computes validity (for example an expired user id) when it lists, so a listing is
+# reused for at most this many seconds even when no keyring file changed.
+LISTING_MAX_AGE = 60.0
+# Never reach out to keyservers or the web key directory.
+_GPG_OPTIONS = ["--no-auto-key-retrieve", "--auto-key-locate", "local", "--no-greeting"]
+
+PGP_VERSION_PART = (
+    b"Content-Type: application/pgp-encrypted\r\n"
+    b"Content-Description: PGP/MIME version identification\r\n"
+    b"\r\n"
+    b"Version: 1\r\n"
+)
+
+
+@dataclass(frozen=True)
+class KeyInfo:
+    fingerprint: str
+    uids: tuple[str, ...]
+    validity: str
+    """gpg's validity letter of the primary key."""
+
+    expires: int | None
+    """Expiry of the primary key, seconds since the epoch."""
+
+    can_encrypt: bool
+
+    @property
+    def addresses(self) -> tuple[str, ...]:
+        return tuple(parseaddr(uid)[1].casefold() for uid in self.uids)
+
+
+class PgpKeyring:
+    """Read, encrypt with, import and remove keys in one GnuPG home.
+
+    Every gpg failure, and a home that is missing or not a directory, raises
+    :class:`PgpFailure`. python-gnupg runs gpg without a time limit.
+    """
+
+    def __init__(self, gnupg_home: str, gpg_binary: str = "gpg", clock: Callable[[], float] = time.time) -> None:
+        self.gnupg_home = gnupg_home
+        self.gpg_binary = gpg_binary
+        self.clock = clock
+        self._gpg: gnupg.GPG | None = None
+        self._listing: tuple[tuple[object, ...], float, list[KeyInfo]] | None = None
+        self._uid_cache: dict[str, dict[str, str]] = {}
+
+    def _open(self) -> gnupg.GPG:
+        # Checked on every use: python-gnupg would otherwise create a missing home, and an
+        # empty keyring would silently replace the admin's keys.
+        if not os.path.isdir(self.gnupg_home):
+            raise PgpFailure(f"GnuPG home {self.gnupg_home} is missing or not a directory")
+        if self._gpg is None:
+            try:
+                self._gpg = gnupg.GPG(
+                    gpgbinary=self.gpg_binary, gnupghome=self.gnupg_home, options=_GPG_OPTIONS
+                )
+            except (OSError, ValueError) as exc:
+                raise PgpFailure(f"cannot run gpg with home {self.gnupg_home}: {exc}") from exc
+        return self._gpg
+
+    def _keyring_signature(self) -> tuple[object, ...]:
+        signature: list[object] = []
+        for name in _KEYRING_FILES:
+            try:
+                stat = os.stat(os.path.join(self.gnupg_home, name))
+            except FileNotFoundError:
+                signature.append(None)
+                continue
+            except OSError as exc:
+                raise PgpFailure(f"cannot read {name} in GnuPG home {self.gnupg_home}: {exc.strerror}") from exc
+            signature.append((stat.st_size, stat.st_mtime_ns, stat.st_ino))
+        return tuple(signature)
+
+    def keys(self) -> list[KeyInfo]:
+        """List every public key. Raises PgpFailure when gpg cannot read the keyring.
+
+        The listing is cached until a keyring file changes or LISTING_MAX_AGE passes.
+        """
+        self._open()
+        signature = self._keyring_signature()
+        now = time.monotonic()
+        if self._listing is not None:
+            cached_signature, listed_at, cached = self._listing
+            if cached_signature == signature and now - listed_at < LISTING_MAX_AGE:
+                return list(cached)
+        keys = self._list_keys()
+        self._listing = (signature, now, keys)
+        self._uid_cache = {}
+        return list(keys)
+
+    def _list_keys(self) -> list[KeyInfo]:
+        gpg = self._open()
+        listing = gpg.list_keys()
+        if listing.returncode != 0:
+            raise PgpFailure(f"gpg could not list keys in {self.gnupg_home}: {_gpg_problem(listing)}")
+        keys = []
+        for key in listing:
+            expires = int(key["expires"]) if key.get("expires") else None
+            keys.append(
+                KeyInfo(
+                    fingerprint=key["fingerprint"],
+                    uids=tuple(key["uids"]),
+                    validity=key.get("trust", ""),
+                    expires=expires,
+                    can_encrypt="E" in key.get("cap", ""),
+                )
+            )
+        return keys
+
+    def _uid_validity(self, fingerprint: str) -> dict[str, str]:
+        """Map each user id of one key to its validity letter (cached with the listing)."""
+        cached = self._uid_cache.get(fingerprint)
+        if cached is not None:
+            return cached
+        listing = self._open().list_keys(keys=fingerprint)
+        if listing.returncode != 0:
+            raise PgpFailure(f"gpg could not list key {fingerprint}: {_gpg_problem(listing)}")
+        validity = {uid: data.get("trust", "") for uid, data in listing.uid_map.items()}
+        self._uid_cache[fingerprint] = validity
+        return validity
+
+    def lookup(self, address: str) -> CredentialStatus:
+        """Return the usable key for ``address`` or why there is none."""
+        wanted = address.casefold()
+        candidates = [key for key in self.keys() if wanted in key.addresses]
+        if not candidates:
+            return CredentialStatus(None, "no PGP key for the address")
+        now = self.clock()
+        first_problem = ""
+        for key in candidates:
+            problem = self._key_problem(key, wanted, now)
+            if problem is None:
+                return CredentialStatus(key.fingerprint, f"PGP key {key.fingerprint[-16:]} valid")
+            first_problem = first_problem or problem
+        return CredentialStatus(None, first_problem)
+
+    def key_problem(self, key: KeyInfo, now: float | None = None) -> str | None:
+        """Return why ``key`` cannot be used for any address, or None if it can."""
+        now = self.clock() if now is None else now
+        if key.validity in _BAD_VALIDITY:
+            return f"PGP key {_BAD_VALIDITY[key.validity]}"
+        if key.expires is not None and key.expires <= now:
+            return "PGP key expired"
+        if not key.can_encrypt:
+            return "PGP key has no usable encryption subkey"
+        return None
+
+    def _key_problem(self, key: KeyInfo, address: str, now: float) -> str | None:
+        problem = self.key_problem(key, now)
+        if problem is not None:
+            return problem
+        validity = self._uid_validity(key.fingerprint)
+        for uid, letter in validity.items():
+            if parseaddr(uid)[1].casefold() == address and letter not in _BAD_VALIDITY:
+                return None
+        return "PGP user id for the address is revoked or expired"
+
+    def encrypt(self, data: bytes, fingerprints: Sequence[str]) -> bytes:
+        """Encrypt ``data`` to every key in ``fingerprints``; return ASCII armor."""
+        if not fingerprints:
+            raise PgpFailure("no PGP key to encrypt to")
+        gpg = self._open()
+        result = gpg.encrypt(data, list(fingerprints), always_trust=True, armor=True)
+        if not result.ok or not result.data:
+            raise PgpFailure(f"gpg encryption failed: {_gpg_problem(result)}")
+        return result.data
+
+    def import_keys(self, data: bytes) -> list[str]:
+        """Import public keys or revocation certificates; return the fingerprints gpg
+        reports (empty for a revocation of a key already present). Secret keys are refused."""
+        if b"PRIVATE KEY BLOCK" in data:
+            raise PgpFailure("the file contains a secret key; import only public keys")
+        result = self._open().import_keys(data)
+        changed = int(getattr(result, "n_revoc", 0) or 0) + int(getattr(result, "unchanged", 0) or 0)
+        if not result.fingerprints and not changed:
+            raise PgpFailure(f"gpg imported no key: {_gpg_problem(result)}")
+        return list(dict.fromkeys(result.fingerprints))
+
+    def remove(self, fingerprint: str) -> None:
+        """Delete the public key with the full ``fingerprint``."""
+        result = self._open().delete_keys(fingerprint)
+        if str(result) != "ok":
+            raise PgpFailure(f"gpg could not delete key {fingerprint}: {_gpg_problem(result)}")
+
+
+def _gpg_problem(result: object) -> str:
+    """Short reason from a python-gnupg result: its status, or gpg's last error line."""
+    status = getattr(result, "status", None)
+    if status:
+        return str(status)
+    stderr = str(getattr(result, "stderr", "") or "")
+    lines = [line for line in stderr.splitlines() if line.startswith("gpg:")]
+    return lines[-1] if lines else f"exit code {getattr(result, 'returncode', '?')}"
+
+
+def pgp_mime_body(armored: bytes) -> tuple[str, bytes]:
+    """Return (Content-Type value, body) of a multipart/encrypted message carrying
+    ``armored`` (RFC 3156 section 4)."""
+    boundary = "postveil-pgp-" + secrets.token_hex(12)
+    content_type = f'multipart/encrypted; protocol="application/pgp-encrypted"; boundary="{boundary}"'
+    armor = armored.replace(b"\r\n", b"\n").replace(b"\n", CRLF)
+    if not armor.endswith(CRLF):
+        armor += CRLF
+    body = b"".join(
+        [
+            b"This is an OpenPGP/MIME encrypted message (RFC 4880 and 3156).\r\n",
+            f"--{boundary}\r\n".encode("ascii"),
+            PGP_VERSION_PART,
+            f"\r\n--{boundary}\r\n".encode("ascii"),
+            b'Content-Type: application/octet-stream; name="encrypted.asc"\r\n',
+            b"Content-Description: OpenPGP encrypted message\r\n",
+            b'Content-Disposition: inline; filename="encrypted.asc"\r\n',
+            b"\r\n",
+            armor,
+            f"\r\n--{boundary}--\r\n".encode("ascii"),
+        ]
+    )
+    return content_type, body

@@ -1,0 +1,148 @@
+"""One call from raw message and gathered facts to the versions to send.
+
+The milter gathers the facts that need I/O elsewhere (the detection verdict and each
+recipient domain's TLS requirement), then calls :func:`process_message`. Key and
+certificate lookups happen here, through the keyring and certificate store of the
+:class:`RenderContext`. Any :class:`CryptoFailure` propagates: the caller tempfails.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+from postveil.crypto.errors import CryptoFailure
+from postveil.crypto.mime import RawMessage, address_list
+from postveil.crypto.protect import detect_encryption
+from postveil.crypto.render import MessageVersion, RenderContext, build_notice, read_triggers, render_version
+from postveil.routing.classify import Classification, VerdictLike, classify, methods_for
+from postveil.routing.decide import CredentialStatus, Method, RecipientDecision, RecipientFacts, decide_recipient
+from postveil.routing.plan import DeliveryPlan, PlanAction, plan_delivery
+from postveil.routing.record import DecisionRecord
+from postveil.routing.triggers import Triggers
+
+NOT_LOOKED_UP = CredentialStatus(None, "not needed by the class's method list")
+
+
+@dataclass(frozen=True)
+class TlsRequirement:
+    """The TLS requirement of a recipient's domain, computed by the policy code."""
+
+    required: bool
+    reason: str
+
+
+@dataclass(frozen=True)
+class Outcome:
+    triggers: Triggers
+    classification: Classification
+    decisions: tuple[RecipientDecision, ...]
+    plan: DeliveryPlan
+    versions: tuple[MessageVersion, ...]
+    """One per plan group, same order; empty when the plan rejects."""
+
+    notice: bytes | None
+    """Message to send to the sender when recipients were removed."""
+
+    record: DecisionRecord
+
+
+def process_message(
+    raw: bytes,
+    *,
+    queue_id: str,
+    sender: str,
+    recipients: Sequence[str],
+    verdict: VerdictLike | None,
+    tls: Mapping[str, TlsRequirement],
+    context: RenderContext,
+    config_version: str = "",
+) -> Outcome:
+    """Decide and render every version of ``raw`` for the envelope ``recipients``.
+
+    ``tls`` maps each recipient to its domain's TLS requirement; a recipient without an
+    entry counts as not requiring TLS. Raises CryptoFailure when a lookup or encryption
+    fails.
+    """
+    message = RawMessage.parse(raw)
+    routing = context.routing
+    triggers = read_triggers(message, routing)
+    classification = classify(triggers, verdict, sender, routing)
+    methods = methods_for(classification.message_class, routing)
+    already = detect_encryption(message)
+
+    decisions = tuple(
+        decide_recipient(
+            recipient,
+            methods,
+            _facts(recipient, methods, tls, context, already),
+            already_encrypted=already,
+        )
+        for recipient in recipients
+    )
+    visible = address_list(message.values("To") + message.values("Cc"))
+    plan = plan_delivery(decisions, visible, routing.no_method_action)
+
+    versions: tuple[MessageVersion, ...] = ()
+    notice = None
+    if plan.action is not PlanAction.REJECT:
+        versions = tuple(render_version(message, group, triggers, context) for group in plan.groups)
+        if plan.unroutable:
+            notice = build_notice(sender, plan.unroutable, message.first_value("Message-ID"), routing)
+
+    categories = dict(verdict.categories) if verdict is not None else {}
+    record = DecisionRecord.build(
+        queue_id=queue_id,
+        message_id=message.first_value("Message-ID"),
+        sender=sender,
+        message_class=classification.message_class.value,
+        class_reason=classification.reason,
+        action=plan.action.value,
+        decisions=decisions,
+        tags=triggers.tags,
+        categories=categories,
+        detection_rule=verdict.rule if verdict is not None and verdict.sensitive else None,
+        unscanned_parts=len(getattr(verdict, "unscanned_parts", []) or []),
+        config_version=config_version,
+    )
+    return Outcome(triggers, classification, decisions, plan, versions, notice, record)
+
+
+def _facts(
+    recipient: str,
+    methods: Sequence[Method],
+    tls: Mapping[str, TlsRequirement],
+    context: RenderContext,
+    already_encrypted: str | None,
+) -> RecipientFacts:
+    requirement = tls.get(recipient, TlsRequirement(False, "no TLS requirement known"))
+    portal = context.portal.intake_address is not None
+    pgp = smime = NOT_LOOKED_UP
+    if already_encrypted is not None:
+        return RecipientFacts(requirement.required, requirement.reason, pgp, smime, portal)
+    # Look up keys and certificates only until a method is available, so a clean message
+    # or a recipient on a TLS-enforcing domain never runs gpg.
+    for method in methods:
+        if method in (Method.PLAIN, Method.DROP):
+            break
+        if method is Method.TLS and requirement.required:
+            break
+        if method is Method.PORTAL and portal:
+            break
+        if method is Method.PGP:
+            if context.keyring is None:
+                pgp = CredentialStatus(None, "no GnuPG home configured")
+            else:
+                pgp = context.keyring.lookup(recipient)
+            if pgp.usable:
+                break
+        if method is Method.SMIME:
+            if context.certificates is None:
+                smime = CredentialStatus(None, "no certificate store configured")
+            else:
+                smime = context.certificates.lookup(recipient).status
+            if smime.usable:
+                break
+    return RecipientFacts(requirement.required, requirement.reason, pgp, smime, portal)
+
+__all__ = ["CryptoFailure", "Outcome", "TlsRequirement", "process_message"]

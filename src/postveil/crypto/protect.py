@@ -1,0 +1,114 @@
+"""Header protection and detection of mail the sender already encrypted.
+
+The encrypted part carries the whole original MIME entity: its Content-* and
+MIME-Version headers and body byte for byte, the Subject without tags, and copies of
+the address and date headers (``routing.inner_headers``). Outside, those content headers
+are replaced by the encryption's own and the Subject becomes ``routing.outer_subject``.
+"""
+
+from __future__ import annotations
+
+from email.message import Message
+
+from postveil.config.routing import RoutingSection
+from postveil.crypto.mime import CRLF, HeaderField, RawMessage, make_field, to_crlf
+
+PROTECTED_HEADERS_PARAM = b'protected-headers="v1"'
+
+_SMIME_TYPES = ("application/pkcs7-mime", "application/x-pkcs7-mime")
+_SMIME_ENCRYPTED = ("enveloped-data", "authenveloped-data")
+_PGP_ARMOR = b"-----BEGIN PGP MESSAGE-----"
+
+
+def is_content_header(name: str) -> bool:
+    """Return True for headers that describe the MIME entity (they move inside)."""
+    lower = name.lower()
+    return lower.startswith("content-") or lower == "mime-version"
+
+
+def content_header_names(message: RawMessage) -> tuple[str, ...]:
+    return tuple(dict.fromkeys(h.name for h in message.headers if is_content_header(h.name)))
+
+
+def _content_type(message: RawMessage) -> Message:
+    parsed = Message()
+    value = message.first_value("Content-Type")
+    if value is not None:
+        parsed["Content-Type"] = value
+    return parsed
+
+
+def detect_encryption(message: RawMessage) -> str | None:
+    """Return ``smime`` or ``pgp`` when the sender already encrypted the message.
+
+    Recognised: top-level application/pkcs7-mime (or x-pkcs7-mime) with smime-type
+    enveloped-data or authEnveloped-data (or no smime-type and a .p7m name);
+    multipart/encrypted with protocol application/pgp-encrypted; and inline PGP, a text
+    body that starts with a PGP message armor line. S/MIME signed-only mail is not
+    encrypted and returns None.
+    """
+    parsed = _content_type(message)
+    content_type = parsed.get_content_type()
+    if content_type in _SMIME_TYPES:
+        smime_type = str(parsed.get_param("smime-type") or "").lower()
+        name = str(parsed.get_param("name") or "").lower()
+        if smime_type in _SMIME_ENCRYPTED or (not smime_type and name.endswith(".p7m")):
+            return "smime"
+        return None
+    if content_type == "multipart/encrypted":
+        protocol = str(parsed.get_param("protocol") or "").lower()
+        return "pgp" if protocol == "application/pgp-encrypted" else None
+    if content_type == "text/plain" and message.body.lstrip().startswith(_PGP_ARMOR):
+        return "pgp"
+    return None
+
+
+def build_inner_entity(
+    message: RawMessage, subject: str | None, config: RoutingSection
+) -> bytes:
+    """Return the MIME entity to encrypt, in canonical CRLF form.
+
+    ``subject`` is the Subject value to put inside (tags already removed); None copies the
+    original Subject field unchanged. The body is copied byte for byte apart from line
+    endings.
+    """
+    copy = {name.lower() for name in config.inner_headers}
+    fields: list[HeaderField] = []
+    for header in message.headers:
+        lower = header.lower_name
+        if lower == "subject":
+            if subject is None:
+                fields.append(header)
+            elif not any(f.lower_name == "subject" for f in fields):
+                fields.append(make_field(header.name, subject))
+        elif lower in copy:
+            fields.append(header)
+    content = [h for h in message.headers if is_content_header(h.name)]
+    if config.mark_protected_headers:
+        content = _mark_protected(content)
+    fields.extend(content)
+    head = b"".join(to_crlf(field.raw) for field in fields)
+    return head + CRLF + to_crlf(message.body)
+
+
+def _mark_protected(content: list[HeaderField]) -> list[HeaderField]:
+    """Add the protected-headers parameter to the Content-Type field, or add a field
+    naming the RFC 2045 default type with it."""
+    marked: list[HeaderField] = []
+    done = False
+    for header in content:
+        if header.lower_name == "content-type" and not done:
+            raw = header.raw.rstrip(b"\r\n").rstrip()
+            raw = raw.rstrip(b";")
+            marked.append(HeaderField(header.name, raw + b";" + CRLF + b" " + PROTECTED_HEADERS_PARAM + CRLF))
+            done = True
+        else:
+            marked.append(header)
+    if not done:
+        marked.append(
+            HeaderField(
+                "Content-Type",
+                b"Content-Type: text/plain; charset=us-ascii; " + PROTECTED_HEADERS_PARAM + CRLF,
+            )
+        )
+    return marked

@@ -1,0 +1,167 @@
+"""Build the version of a message that one recipient group receives.
+
+Every version loses the trigger header and any Bcc header, and its Subject loses the
+tags. Encrypted versions move the content headers and the real Subject inside and show
+``routing.outer_subject`` outside. The result carries both the header edits (for the
+milter's in-place change) and the complete bytes (for re-injection).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from email.utils import format_datetime, make_msgid
+import datetime
+
+from postveil.config.portal import PortalSection
+from postveil.config.routing import RoutingSection
+from postveil.crypto.errors import CryptoFailure
+from postveil.crypto.mime import CRLF, HeaderEdits, RawMessage, decode_text, encode_text_like, unique
+from postveil.crypto.pgp import PgpKeyring, pgp_mime_body
+from postveil.crypto.protect import build_inner_entity, content_header_names
+from postveil.crypto.smime import CertificateStore, SmimeSigner, encrypt_entity, smime_headers, wrap_base64
+from postveil.routing.decide import RecipientDecision
+from postveil.routing.plan import RecipientGroup, VersionKind
+from postveil.routing.triggers import Triggers, find_triggers
+
+
+@dataclass(frozen=True)
+class RenderContext:
+    routing: RoutingSection
+    portal: PortalSection
+    certificates: CertificateStore | None = None
+    keyring: PgpKeyring | None = None
+    signer: SmimeSigner | None = None
+
+
+@dataclass(frozen=True)
+class MessageVersion:
+    group: RecipientGroup
+    envelope_recipients: tuple[str, ...]
+    """Recipients of the SMTP transaction: the group, or the portal intake address."""
+
+    edits: HeaderEdits
+    body: bytes | None
+    """Replacement body (CRLF line endings); None keeps the original body."""
+
+    raw: bytes
+    """The complete message, ``edits`` and ``body`` applied."""
+
+
+def read_triggers(message: RawMessage, config: RoutingSection) -> Triggers:
+    """Find the tags in the decoded Subject and read the trigger header of ``message``."""
+    subject = message.first_value("Subject")
+    decoded = decode_text(subject) if subject is not None else None
+    return find_triggers(decoded, message.values(config.trigger_header), config)
+
+
+def _subject_value(message: RawMessage, triggers: Triggers) -> str | None:
+    """Subject header value without tags, encoded like the original; None if unchanged."""
+    if triggers.cleaned_subject is None:
+        return None
+    return encode_text_like(message.first_value("Subject") or "", triggers.cleaned_subject)
+
+
+def _common_removals(message: RawMessage, routing: RoutingSection) -> list[str]:
+    names = [routing.trigger_header, "Bcc"]
+    return [name for name in names if message.get_all(name)]
+
+
+def render_version(
+    message: RawMessage, group: RecipientGroup, triggers: Triggers, context: RenderContext
+) -> MessageVersion:
+    """Build the version of ``message`` for ``group``.
+
+    Raises CryptoFailure (or a subclass) when a key, certificate or the portal is missing
+    or encryption fails; the caller must then tempfail the whole message.
+    """
+    routing = context.routing
+    subject = _subject_value(message, triggers)
+    removals = _common_removals(message, routing)
+
+    if group.kind is VersionKind.CLEARTEXT:
+        replace = (("Subject", subject),) if subject is not None else ()
+        edits = HeaderEdits(remove=tuple(removals), replace=replace)
+        return MessageVersion(group, group.recipients, edits, None, edits.apply(message))
+
+    if group.kind is VersionKind.PORTAL:
+        return _portal_version(message, group, subject, removals, context)
+
+    inner = build_inner_entity(message, subject, routing)
+    if group.kind is VersionKind.SMIME:
+        if context.certificates is None:
+            raise CryptoFailure("S/MIME recipients but no certificate store configured")
+        if context.signer is not None:
+            inner = context.signer.sign(inner)
+        certificates = [context.certificates.by_fingerprint(fp) for fp in group.fingerprints]
+        body = wrap_base64(encrypt_entity(inner, certificates))
+        content_headers = smime_headers()
+    else:
+        if context.keyring is None:
+            raise CryptoFailure("PGP recipients but no GnuPG home configured")
+        content_type, body = pgp_mime_body(context.keyring.encrypt(inner, group.fingerprints))
+        content_headers = (("MIME-Version", "1.0"), ("Content-Type", content_type))
+
+    edits = HeaderEdits(
+        remove=unique([*removals, *content_header_names(message)]),
+        replace=(("Subject", routing.outer_subject),),
+        add=content_headers,
+    )
+    return MessageVersion(group, group.recipients, edits, body, edits.apply(message, body))
+
+
+def _portal_version(
+    message: RawMessage,
+    group: RecipientGroup,
+    subject: str | None,
+    removals: list[str],
+    context: RenderContext,
+) -> MessageVersion:
+    intake = context.portal.intake_address
+    if intake is None:
+        raise CryptoFailure("portal recipients but portal.intake_address is not set")
+    header = context.portal.recipient_header
+    # A copy of the header written by the sender must not redirect the portal's delivery.
+    remove = unique([*removals, *([header] if message.get_all(header) else [])])
+    replace = (("Subject", subject),) if subject is not None else ()
+    add = tuple((header, recipient) for recipient in group.recipients)
+    edits = HeaderEdits(remove=remove, replace=replace, add=add)
+    return MessageVersion(group, (intake,), edits, None, edits.apply(message))
+
+
+def build_notice(
+    sender: str,
+    removed: tuple[RecipientDecision, ...],
+    message_id: str | None,
+    routing: RoutingSection,
+    now: datetime.datetime | None = None,
+) -> bytes:
+    """Build the notice telling ``sender`` which recipients were removed and why.
+
+    It names recipients and routing reasons only, never message text.
+    """
+    now = now or datetime.datetime.now(datetime.timezone.utc)
+    domain = routing.notice_from.rpartition("@")[2] or "localhost"
+    lines = [
+        "Your message was delivered to its other recipients, but not to the recipients",
+        "below: it needed protection and none of the configured delivery methods was",
+        "available for them.",
+        "",
+    ]
+    if message_id:
+        lines.insert(0, f"Message-ID of your message: {message_id}")
+        lines.insert(1, "")
+    for decision in removed:
+        lines.append(f"  {decision.recipient}: {decision.reason}")
+    headers = [
+        f"From: {routing.notice_from}",
+        f"To: {sender}",
+        "Subject: Message not delivered to some recipients",
+        f"Date: {format_datetime(now)}",
+        f"Message-ID: {make_msgid(domain=domain)}",
+        "Auto-Submitted: auto-replied",
+        "MIME-Version: 1.0",
+        "Content-Type: text/plain; charset=utf-8",
+        "Content-Transfer-Encoding: 8bit",
+    ]
+    text = "\r\n".join(headers) + "\r\n\r\n" + "\r\n".join(lines) + "\r\n"
+    return text.encode("utf-8")

@@ -1,0 +1,371 @@
+"""S/MIME (RFC 8551): recipient certificates from a directory, enveloped-data with AES-256.
+
+cryptography's PKCS7EnvelopeBuilder accepts only RSA recipient keys (checked with
+cryptography 50), so a certificate with another key type is reported unusable and
+routing moves to the next method of the list.
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime
+import os
+import secrets
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from cryptography import x509
+from cryptography.exceptions import UnsupportedAlgorithm
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec, ed448, ed25519, rsa
+from cryptography.hazmat.primitives.ciphers import algorithms
+from cryptography.hazmat.primitives.serialization import pkcs7
+from cryptography.x509 import verification
+from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+from postveil.crypto.errors import SmimeFailure
+from postveil.crypto.mime import CRLF
+from postveil.routing.decide import CredentialStatus
+
+Clock = Callable[[], datetime.datetime]
+
+PEM_SUFFIXES = (".pem", ".crt", ".cer")
+SMIME_CONTENT_TYPE = "application/pkcs7-mime; smime-type=enveloped-data; name=smime.p7m"
+_PEM_BEGIN = b"-----BEGIN CERTIFICATE-----"
+
+
+def _utcnow() -> datetime.datetime:
+    return datetime.datetime.now(datetime.timezone.utc)
+
+
+def fingerprint(certificate: x509.Certificate) -> str:
+    """SHA-256 fingerprint of the DER certificate, upper-case hex without separators."""
+    return certificate.fingerprint(hashes.SHA256()).hex().upper()
+
+
+def certificate_addresses(certificate: x509.Certificate) -> tuple[str, ...]:
+    """Return the email addresses of ``certificate`` (subjectAltName rfc822Name entries,
+    then subject emailAddress attributes), case-folded."""
+    addresses: list[str] = []
+    try:
+        san = certificate.extensions.get_extension_for_class(x509.SubjectAlternativeName)
+        addresses.extend(san.value.get_values_for_type(x509.RFC822Name))
+    except x509.ExtensionNotFound:
+        pass
+    for attribute in certificate.subject.get_attributes_for_oid(NameOID.EMAIL_ADDRESS):
+        addresses.append(str(attribute.value))
+    return tuple(dict.fromkeys(address.casefold() for address in addresses))
+
+
+def key_type_name(certificate: x509.Certificate) -> str:
+    key = certificate.public_key()
+    if isinstance(key, rsa.RSAPublicKey):
+        return "RSA"
+    if isinstance(key, ec.EllipticCurvePublicKey):
+        return "EC"
+    if isinstance(key, (ed25519.Ed25519PublicKey, ed448.Ed448PublicKey)):
+        return "EdDSA"
+    return type(key).__name__
+
+
+def load_pem_certificates(data: bytes, source: str) -> list[x509.Certificate]:
+    """Parse every certificate in PEM ``data``; raise ValueError naming ``source``."""
+    if _PEM_BEGIN not in data:
+        raise ValueError(f"{source}: no PEM certificate found")
+    try:
+        return x509.load_pem_x509_certificates(data)
+    except ValueError as exc:
+        raise ValueError(f"{source}: invalid PEM certificate: {exc}") from exc
+
+
+@dataclass(frozen=True)
+class StoredCertificate:
+    path: str
+    certificate: x509.Certificate
+    fingerprint: str
+    addresses: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class CertificateLookup:
+    status: CredentialStatus
+    certificate: x509.Certificate | None
+
+
+class CertificateStore:
+    """Recipient certificates from a directory of PEM files, checked against a trust store.
+
+    The directory is scanned again when a file's name, size or modification time
+    changes, so ``postveil certs import`` takes effect without a restart. A missing or
+    unreadable directory or trust store raises :class:`SmimeFailure` on every lookup. A
+    file that does not parse is skipped and listed in :attr:`problems`.
+    """
+
+    def __init__(self, certificate_dir: str, trust_store: str, clock: Clock = _utcnow) -> None:
+        self.certificate_dir = certificate_dir
+        self.trust_store = trust_store
+        self.clock = clock
+        self._signature: tuple[tuple[str, int, int], ...] | None = None
+        self._leaves: list[StoredCertificate] = []
+        self._intermediates: list[x509.Certificate] = []
+        self._roots: list[x509.Certificate] = []
+        self.problems: list[str] = []
+
+    # Loading -----------------------------------------------------------------------
+
+    def _pem_files(self, path: str) -> list[Path]:
+        try:
+            entries = sorted(os.scandir(path), key=lambda entry: entry.name)
+        except OSError as exc:
+            raise SmimeFailure(f"cannot read certificate directory {path}: {exc.strerror}") from exc
+        return [Path(e.path) for e in entries if e.is_file() and e.name.endswith(PEM_SUFFIXES)]
+
+    def _directory_signature(self) -> tuple[tuple[str, int, int], ...]:
+        signature = []
+        for path in self._pem_files(self.certificate_dir):
+            try:
+                stat = path.stat()
+            except OSError as exc:
+                raise SmimeFailure(f"cannot read certificate file {path}: {exc.strerror}") from exc
+            signature.append((path.name, stat.st_size, stat.st_mtime_ns))
+        trust = Path(self.trust_store)
+        try:
+            stat = trust.stat()
+        except OSError as exc:
+            raise SmimeFailure(f"cannot read trust store {trust}: {exc.strerror}") from exc
+        signature.append((str(trust), stat.st_size, stat.st_mtime_ns))
+        return tuple(signature)
+
+    def _read(self, path: Path) -> bytes:
+        try:
+            return path.read_bytes()
+        except OSError as exc:
+            raise SmimeFailure(f"cannot read certificate file {path}: {exc.strerror}") from exc
+
+    def refresh(self) -> None:
+        """Reload the directory and the trust store when either changed."""
+        signature = self._directory_signature()
+        if signature == self._signature:
+            return
+        roots: list[x509.Certificate] = []
+        trust_path = Path(self.trust_store)
+        trust_files = self._pem_files(self.trust_store) if trust_path.is_dir() else [trust_path]
+        for path in trust_files:
+            try:
+                roots.extend(load_pem_certificates(self._read(path), str(path)))
+            except ValueError as exc:
+                raise SmimeFailure(f"invalid trust store: {exc}") from exc
+        if not roots:
+            raise SmimeFailure(f"trust store {self.trust_store} contains no certificate")
+
+        leaves: list[StoredCertificate] = []
+        intermediates: list[x509.Certificate] = []
+        problems: list[str] = []
+        for path in self._pem_files(self.certificate_dir):
+            try:
+                certificates = load_pem_certificates(self._read(path), str(path))
+            except ValueError as exc:
+                problems.append(str(exc))
+                continue
+            for certificate in certificates:
+                if _is_ca(certificate):
+                    intermediates.append(certificate)
+                else:
+                    leaves.append(
+                        StoredCertificate(
+                            str(path),
+                            certificate,
+                            fingerprint(certificate),
+                            certificate_addresses(certificate),
+                        )
+                    )
+        self._roots, self._leaves, self._intermediates = roots, leaves, intermediates
+        self.problems = problems
+        self._signature = signature
+
+    # Queries -----------------------------------------------------------------------
+
+    def certificates(self) -> list[StoredCertificate]:
+        self.refresh()
+        return list(self._leaves)
+
+    def check(self, certificate: x509.Certificate, now: datetime.datetime | None = None) -> str | None:
+        """Return why ``certificate`` cannot be used for encryption, or None if it can."""
+        now = now or self.clock()
+        if now < certificate.not_valid_before_utc:
+            return "certificate not yet valid"
+        if now > certificate.not_valid_after_utc:
+            return "certificate expired"
+        verifier = (
+            verification.PolicyBuilder()
+            .store(verification.Store(self._roots))
+            .time(now)
+            .extension_policies(
+                ca_policy=verification.ExtensionPolicy.webpki_defaults_ca(),
+                # The web PKI end-entity policy demands serverAuth or clientAuth, which
+                # S/MIME certificates need not have; key usage is checked below instead.
+                ee_policy=verification.ExtensionPolicy.permit_all(),
+            )
+            .build_client_verifier()
+        )
+        try:
+            verifier.verify(certificate, self._intermediates)
+        except verification.VerificationError as exc:
+            return f"certificate does not chain to the trust store ({exc})"
+        usage_problem = _usage_problem(certificate)
+        if usage_problem:
+            return usage_problem
+        key_type = key_type_name(certificate)
+        if key_type != "RSA":
+            return (
+                f"certificate key is {key_type}, and S/MIME encryption here supports only "
+                "RSA recipient keys"
+            )
+        return None
+
+    def lookup(self, address: str) -> CertificateLookup:
+        """Find a usable certificate for ``address`` (compared without case).
+
+        Among several usable ones the one valid longest wins. When none is usable the
+        status explains why the first candidate failed.
+        """
+        self.refresh()
+        wanted = address.casefold()
+        candidates = [c for c in self._leaves if wanted in c.addresses]
+        if not candidates:
+            return CertificateLookup(CredentialStatus(None, "no certificate for the address"), None)
+        candidates.sort(key=lambda c: c.certificate.not_valid_after_utc, reverse=True)
+        now = self.clock()
+        first_problem = ""
+        for candidate in candidates:
+            problem = self.check(candidate.certificate, now)
+            if problem is None:
+                status = CredentialStatus(candidate.fingerprint, f"certificate {candidate.fingerprint[:16]} valid")
+                return CertificateLookup(status, candidate.certificate)
+            first_problem = first_problem or problem
+        return CertificateLookup(CredentialStatus(None, first_problem), None)
+
+    def by_fingerprint(self, value: str) -> x509.Certificate:
+        """Return the stored certificate with SHA-256 fingerprint ``value``; raise
+        SmimeFailure when it is gone (removed since the decision)."""
+        self.refresh()
+        for stored in self._leaves:
+            if stored.fingerprint == value.upper():
+                return stored.certificate
+        raise SmimeFailure(f"certificate {value} is no longer in {self.certificate_dir}")
+
+
+def _is_ca(certificate: x509.Certificate) -> bool:
+    try:
+        return bool(certificate.extensions.get_extension_for_class(x509.BasicConstraints).value.ca)
+    except x509.ExtensionNotFound:
+        return False
+
+
+def _usage_problem(certificate: x509.Certificate) -> str | None:
+    try:
+        eku = certificate.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value
+        if (
+            ExtendedKeyUsageOID.EMAIL_PROTECTION not in eku
+            and ExtendedKeyUsageOID.ANY_EXTENDED_KEY_USAGE not in eku
+        ):
+            return "certificate extended key usage does not include emailProtection"
+    except x509.ExtensionNotFound:
+        pass
+    try:
+        usage = certificate.extensions.get_extension_for_class(x509.KeyUsage).value
+        if not usage.key_encipherment:
+            return "certificate key usage does not include keyEncipherment"
+    except x509.ExtensionNotFound:
+        pass
+    return None
+
+
+# Encryption and signing ------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class SmimeSigner:
+    """The organisation's signing certificate, its private key and intermediates."""
+
+    certificate: x509.Certificate
+    key: rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey
+    chain: tuple[x509.Certificate, ...] = ()
+
+    @classmethod
+    def load(cls, certificate_path: str, key_path: str) -> "SmimeSigner":
+        """Read the certificate (plus intermediates) and unencrypted key PEM files."""
+        try:
+            certificates = load_pem_certificates(Path(certificate_path).read_bytes(), certificate_path)
+            key = serialization.load_pem_private_key(Path(key_path).read_bytes(), password=None)
+        except (OSError, ValueError, TypeError, UnsupportedAlgorithm) as exc:
+            raise SmimeFailure(f"cannot load the S/MIME signing certificate or key: {exc}") from exc
+        if not isinstance(key, (rsa.RSAPrivateKey, ec.EllipticCurvePrivateKey)):
+            raise SmimeFailure(f"{key_path}: signing key must be RSA or EC")
+        return cls(certificates[0], key, tuple(certificates[1:]))
+
+    def sign(self, entity: bytes) -> bytes:
+        """Wrap ``entity`` (canonical CRLF) in multipart/signed with a detached CMS
+        signature (SHA-256); the first part is ``entity`` byte for byte."""
+        builder = pkcs7.PKCS7SignatureBuilder().set_data(entity).add_signer(
+            self.certificate, self.key, hashes.SHA256()
+        )
+        for certificate in self.chain:
+            builder = builder.add_certificate(certificate)
+        try:
+            signature = builder.sign(
+                serialization.Encoding.DER,
+                [pkcs7.PKCS7Options.DetachedSignature, pkcs7.PKCS7Options.Binary],
+            )
+        except (ValueError, TypeError, UnsupportedAlgorithm) as exc:
+            raise SmimeFailure(f"S/MIME signing failed: {exc}") from exc
+        boundary = "postveil-signed-" + secrets.token_hex(12)
+        head = (
+            "Content-Type: multipart/signed; protocol=\"application/pkcs7-signature\"; "
+            f"micalg=sha-256; boundary=\"{boundary}\"\r\n\r\n"
+        )
+        parts = [
+            head.encode("ascii"),
+            f"--{boundary}\r\n".encode("ascii"),
+            entity,
+            f"\r\n--{boundary}\r\n".encode("ascii"),
+            b"Content-Type: application/pkcs7-signature; name=smime.p7s\r\n",
+            b"Content-Transfer-Encoding: base64\r\n",
+            b"Content-Disposition: attachment; filename=smime.p7s\r\n\r\n",
+            wrap_base64(signature),
+            f"--{boundary}--\r\n".encode("ascii"),
+        ]
+        return b"".join(parts)
+
+
+def wrap_base64(data: bytes, width: int = 76) -> bytes:
+    """Base64 in lines of ``width`` characters, each ending in CRLF."""
+    encoded = base64.b64encode(data)
+    return b"".join(encoded[i : i + width] + CRLF for i in range(0, len(encoded), width))
+
+
+def encrypt_entity(entity: bytes, certificates: Sequence[x509.Certificate]) -> bytes:
+    """Encrypt ``entity`` (a canonical MIME entity) to every certificate with AES-256-CBC.
+
+    Returns the DER CMS enveloped-data. Raises SmimeFailure on any library error.
+    """
+    builder = pkcs7.PKCS7EnvelopeBuilder().set_data(entity)
+    builder = builder.set_content_encryption_algorithm(algorithms.AES256)
+    try:
+        for certificate in certificates:
+            builder = builder.add_recipient(certificate)
+        # Binary: the entity is already canonical, so no line ending is translated.
+        return builder.encrypt(serialization.Encoding.DER, [pkcs7.PKCS7Options.Binary])
+    except (ValueError, TypeError, UnsupportedAlgorithm) as exc:
+        raise SmimeFailure(f"S/MIME encryption failed: {exc}") from exc
+
+
+def smime_headers() -> tuple[tuple[str, str], ...]:
+    """Outer content headers of an S/MIME enveloped-data message."""
+    return (
+        ("MIME-Version", "1.0"),
+        ("Content-Type", SMIME_CONTENT_TYPE),
+        ("Content-Transfer-Encoding", "base64"),
+        ("Content-Disposition", "attachment; filename=smime.p7m"),
+    )

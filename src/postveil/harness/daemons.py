@@ -1,0 +1,87 @@
+"""Run postveil's daemons as real subprocesses for tests and the demo."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+
+class DaemonProcess:
+    """One daemon started from its console script module, logging to a file."""
+
+    def __init__(
+        self,
+        module: str,
+        config_path: Path,
+        log_path: Path,
+        ready: Callable[[], bool],
+        extra_args: list[str] | None = None,
+    ) -> None:
+        self.module = module
+        self.config_path = Path(config_path)
+        self.log_path = Path(log_path)
+        self.ready = ready
+        self.extra_args = extra_args or []
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def start(self, timeout: float = 20.0) -> "DaemonProcess":
+        self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        log = self.log_path.open("ab")
+        env = dict(os.environ, PYTHONUNBUFFERED="1")
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", self.module, "--config", str(self.config_path), *self.extra_args],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            env=env,
+        )
+        log.close()
+        deadline = time.monotonic() + timeout
+        while not self.ready():
+            if self.process.poll() is not None:
+                raise RuntimeError(
+                    f"{self.module} exited with {self.process.returncode} during start-up:\n"
+                    + self.log_text()[-3000:]
+                )
+            if time.monotonic() > deadline:
+                self.kill()
+                raise TimeoutError(f"{self.module} not ready within {timeout:.0f}s:\n" + self.log_text()[-3000:])
+            time.sleep(0.05)
+        return self
+
+    def terminate(self, timeout: float = 15.0) -> int | None:
+        """Send SIGTERM and wait; return the exit status (None if it had to be killed)."""
+        if self.process is None or self.process.poll() is not None:
+            return self.process.returncode if self.process else None
+        self.process.send_signal(signal.SIGTERM)
+        try:
+            return self.process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.kill()
+            return None
+
+    def kill(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.kill()
+            self.process.wait(10)
+
+    @property
+    def running(self) -> bool:
+        return self.process is not None and self.process.poll() is None
+
+    def log_text(self) -> str:
+        try:
+            return self.log_path.read_text(errors="replace")
+        except OSError:
+            return ""
+
+    def __enter__(self) -> "DaemonProcess":
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.terminate()

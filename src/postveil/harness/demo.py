@@ -1,0 +1,230 @@
+"""End-to-end demo: a private Postfix with postveil attached, three invented
+recipient domains on loopback, a few sample messages, and a table of what
+happened to each recipient.
+
+Run with ``make demo`` (or ``python -m postveil.harness.demo`` inside .venv).
+Needs root, like the test suite, because Postfix is started for real.
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+import sys
+import time
+from dataclasses import dataclass
+from email import message_from_bytes
+from email.policy import compat32
+
+from postveil.harness.postfix import SendResult
+from postveil.harness.pytest_plugin import postfix_available
+from postveil.harness.smtp import ReceivedMessage
+from postveil.harness.world import TestDomain, World
+
+SENDER = "frontdesk@clinic.test"
+BULK_SENDER = "newsletter@clinic.test"
+OUTER_SUBJECT = "Encrypted message"
+
+
+@dataclass(frozen=True)
+class Sample:
+    label: str
+    sender: str
+    subject: str
+    body: str
+    recipients: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class Cast:
+    """The invented domains and recipients of the demo."""
+
+    enforce: TestDomain
+    starttls: TestDomain
+    plain: TestDomain
+    portal: TestDomain
+    pgp_address: str
+    smime_address: str
+
+    @property
+    def portal_intake(self) -> str:
+        return f"intake@{self.portal.name}"
+
+
+def samples(cast: Cast) -> list[Sample]:
+    everyone = (
+        f"dr.lee@{cast.enforce.name}",
+        f"billing@{cast.starttls.name}",
+        cast.pgp_address,
+        cast.smime_address,
+        f"patient@{cast.plain.name}",
+    )
+    return [
+        Sample("staff lunch", SENDER, "Lunch on Friday", "Hi all,\nlunch is at noon on Friday in room 2.\n", everyone),
+        Sample(
+            "lab results",
+            SENDER,
+            "Results for your patient",
+            "Patient: Jane Example, MRN 00123456, DOB 01/02/1980.\n"
+            "HbA1c 9.1%, diagnosis E11.9 (type 2 diabetes). Please review.\n",
+            everyone,
+        ),
+        Sample("tagged [secure]", SENDER, "[secure] Referral letter", "Please find the referral details below.\n", everyone),
+        Sample(
+            "newsletter (bulk)",
+            BULK_SENDER,
+            "Flu shots are available this week",
+            "Flu shots are available at all clinics this week.\n",
+            (f"dr.lee@{cast.enforce.name}", f"patient@{cast.plain.name}"),
+        ),
+    ]
+
+
+def build_message(sample: Sample, number: int) -> tuple[bytes, str]:
+    message_id = f"demo-{number}@clinic.test"
+    headers = (
+        f"From: Clinic <{sample.sender}>\r\n"
+        f"To: {', '.join(sample.recipients)}\r\n"
+        f"Subject: {sample.subject}\r\n"
+        f"Message-ID: <{message_id}>\r\n"
+        "MIME-Version: 1.0\r\nContent-Type: text/plain; charset=utf-8\r\n"
+        "Content-Transfer-Encoding: 8bit\r\n\r\n"
+    )
+    return (headers + sample.body.replace("\n", "\r\n")).encode(), message_id
+
+
+def content_form(message: ReceivedMessage) -> str:
+    """Name the form in which the recipient got the content."""
+    parsed = message_from_bytes(message.data, policy=compat32)
+    content_type = parsed.get_content_type()
+    if content_type == "application/pkcs7-mime":
+        return "S/MIME encrypted"
+    if content_type == "multipart/encrypted":
+        return "PGP/MIME encrypted"
+    return "readable"
+
+
+def decision_for(milter_log: str, recipient: str, queue_id: str | None) -> str:
+    """Find the milter's decision for one recipient in its log lines about the queue id."""
+    if queue_id is None:
+        return "-"
+    for line in reversed(milter_log.splitlines()):
+        if f"{queue_id}: rcpt=<{recipient}>" in line:
+            match = re.search(r"method=(\S+)", line)
+            if match:
+                return match.group(1)
+    return "-"
+
+
+def demo_config(world: World, cast: Cast) -> dict[str, object]:
+    config = world.base_config()
+    config["portal"] = {"intake_address": cast.portal_intake}
+    config["routing"] = {"outer_subject": OUTER_SUBJECT, "bulk_senders": [BULK_SENDER]}
+    config["policyd"]["tls_exclusive_senders"] = [BULK_SENDER]  # type: ignore[index]
+    config["logging"] = {"level": "INFO"}
+    return config
+
+
+def run(keep_running: bool = False) -> int:
+    reason = postfix_available()
+    if reason is not None:
+        print(f"demo: cannot start the private Postfix: {reason}", file=sys.stderr)
+        return 1
+    started = time.monotonic()
+    world = World(keep=True).start()
+    try:
+        print(f"demo: fixtures and logs in {world.base_dir}")
+        enforce = world.add_domain("mta-sts-enforce.test", mta_sts="enforce")
+        starttls = world.add_domain("starttls-only.test")
+        plain = world.add_domain("no-tls.test", tls="none")
+        portal = world.add_domain("portal.test")
+        pgp = world.add_pgp_recipient(f"bob@{plain.name}")
+        smime = world.add_smime_recipient(f"carol@{plain.name}")
+        cast = Cast(enforce, starttls, plain, portal, pgp.address, smime.address)
+        postfix = world.start_postfix()
+        config_path = world.write_config(demo_config(world, cast))
+        policyd = world.start_policyd(config_path)
+        milter = world.start_milter(config_path)
+        print(f"demo: private Postfix on 127.0.0.1:{postfix.port} with postveil-milter and postveil-policyd attached")
+        print(f"demo: {pgp.address} has a PGP key, {smime.address} an S/MIME certificate;")
+        print(f"demo: {starttls.name} offers STARTTLS without MTA-STS, {plain.name} offers no TLS")
+        print()
+
+        rows: list[tuple[str, ...]] = []
+        for number, sample in enumerate(samples(cast), start=1):
+            raw, message_id = build_message(sample, number)
+            result = postfix.send(raw, sample.sender, sample.recipients)
+            time.sleep(0.5)
+            for recipient in sample.recipients:
+                rows.append(row_for(world, cast, sample, recipient, result, message_id, milter.log_text()))
+            # The policy daemon probes newly seen domains one second after first sight.
+            time.sleep(1.5)
+
+        print_table(("message", "recipient", "postveil", "transport", "content"), rows)
+        print()
+        print(f"demo: Postfix maillog:       {postfix.maillog}")
+        print(f"demo: postveil-milter log:   {milter.log_path}")
+        print(f"demo: postveil-policyd log:  {policyd.log_path}")
+        print(f"demo: audit trail:           {world.state_dir / 'audit'}  (postveil audit verify ...)")
+        print(f"demo: finished in {time.monotonic() - started:.1f}s")
+        if keep_running:
+            print("demo: running until Ctrl-C")
+            while True:
+                time.sleep(3600)
+        return 0
+    except KeyboardInterrupt:
+        return 0
+    finally:
+        world.stop()
+
+
+def row_for(
+    world: World, cast: Cast, sample: Sample, recipient: str, result: SendResult, message_id: str, milter_log: str
+) -> tuple[str, ...]:
+    """One table row: what postveil decided for ``recipient`` and what arrived where."""
+    if recipient in result.rejected:
+        code, text = result.rejected[recipient]
+        return (sample.label, recipient, f"rejected at RCPT ({text.split()[0]})", "-", "not sent")
+    if result.queue_id is None:
+        return (sample.label, recipient, f"{result.code} {result.text.split()[0]}", "-", "not sent")
+    method = decision_for(milter_log, recipient, result.queue_id)
+    if method == "portal":
+        copy = wait_for_copy(cast.portal, cast.portal_intake, message_id)
+        where = f"held at portal ({cast.portal_intake})" if copy else "portal copy missing"
+        return (sample.label, recipient, method, (copy.tls_version or "plaintext") if copy else "-", where)
+    domain = world.domains[recipient.split("@")[1]]
+    copy = wait_for_copy(domain, recipient, message_id, timeout=0.2 if method in ("drop", "-") else 15)
+    if copy is None:
+        return (sample.label, recipient, method, "-", "not delivered")
+    return (sample.label, recipient, method, copy.tls_version or "plaintext", content_form(copy))
+
+
+def wait_for_copy(domain: TestDomain, recipient: str, message_id: str, timeout: float = 15) -> ReceivedMessage | None:
+    deadline = time.monotonic() + timeout
+    while True:
+        for message in domain.sink.messages:
+            if recipient in message.rcpt_tos and message_id.encode() in message.data:
+                return message
+        if time.monotonic() > deadline:
+            return None
+        time.sleep(0.1)
+
+
+def print_table(header: tuple[str, ...], rows: list[tuple[str, ...]]) -> None:
+    widths = [max(len(str(row[i])) for row in [header, *rows]) for i in range(len(header))]
+    line = "  ".join(h.ljust(w) for h, w in zip(header, widths))
+    print(line)
+    print("  ".join("-" * w for w in widths))
+    for row in rows:
+        print("  ".join(str(cell).ljust(w) for cell, w in zip(row, widths)))
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description="Run postveil end to end on loopback and show what it did.")
+    parser.add_argument("--keep-running", action="store_true", help="leave everything running until Ctrl-C")
+    args = parser.parse_args(argv)
+    return run(args.keep_running)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,78 @@
+"""pytest fixtures over the harness, shared by every test module.
+
+Enable with ``pytest_plugins = ["postveil.harness.pytest_plugin"]`` in conftest.py.
+The world (DNS, HTTPS, test CA) starts once per session. The private Postfix starts
+on first use and is shared, so a test that changes its main.cf restores it through
+:func:`postfix_settings`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import itertools
+import os
+import shutil
+from collections.abc import Iterator
+
+import pytest
+
+from postveil.harness.daemons import DaemonProcess
+from postveil.harness.postfix import PrivatePostfix
+from postveil.harness.world import World
+
+_domain_numbers = itertools.count(1)
+
+
+def postfix_available() -> str | None:
+    """Return why the private Postfix cannot run here, or None when it can."""
+    if os.geteuid() != 0:
+        return "the private Postfix needs root"
+    for tool in ("postfix", "unshare"):
+        if shutil.which(tool) is None:
+            return f"{tool} is not installed (run scripts/bootstrap.sh)"
+    return None
+
+
+def unique_domain(label: str) -> str:
+    """Return an invented domain name that no other test in this session uses."""
+    return f"{label}-{next(_domain_numbers)}.test"
+
+
+@pytest.fixture(scope="session")
+def world() -> Iterator[World]:
+    with World(keep=bool(os.environ.get("POSTVEIL_KEEP_HARNESS"))) as instance:
+        yield instance
+
+
+@pytest.fixture(scope="session")
+def postfix(world: World) -> PrivatePostfix:
+    reason = postfix_available()
+    if reason is not None:
+        pytest.fail(f"private Postfix unavailable: {reason}")
+    if world.postfix is None:
+        world.start_postfix()
+    assert world.postfix is not None
+    return world.postfix
+
+
+@pytest.fixture
+def milter(world: World, postfix: PrivatePostfix) -> Iterator[DaemonProcess]:
+    """postveil-milter with the world's base configuration, attached to Postfix."""
+    daemon = world.start_milter()
+    try:
+        yield daemon
+    finally:
+        daemon.terminate()
+        world.daemons.pop("milter", None)
+
+
+@contextlib.contextmanager
+def postfix_settings(postfix: PrivatePostfix, **settings: str) -> Iterator[PrivatePostfix]:
+    """Apply main.cf settings for the duration of a ``with`` block, then restore them."""
+    before = postfix.main_cf()
+    postfix.configure(**settings)
+    try:
+        yield postfix
+    finally:
+        restore = {key: before.get(key) for key in settings}
+        postfix.configure(**restore)

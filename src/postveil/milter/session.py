@@ -1,0 +1,328 @@
+"""Per-connection milter state and the callbacks Postfix drives.
+
+The callbacks only gather facts (envelope, headers, body) and translate a verdict
+into a milter reply. Every error caught here becomes a temporary failure with the
+queue id and the reason logged: a message that needed protection is never passed
+on unprotected because postveil failed.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import tempfile
+import threading
+from collections.abc import Callable
+from typing import Any
+
+import Milter
+
+from postveil.config import Config
+from postveil.crypto.mime import HeaderEdits
+from postveil.crypto.pipeline import Outcome
+from postveil.errors import TemporaryFailure
+from postveil.log import MessageLogger
+from postveil.milter.processor import MessageProcessor
+from postveil.milter.reinject import reinject
+from postveil.routing.plan import PlanAction
+
+log = logging.getLogger("postveil.milter")
+
+_connection_ids = itertools.count(1)
+
+SPOOL_IN_MEMORY = 1024 * 1024
+"""Bodies up to this many bytes stay in memory; larger ones spill to a temp file."""
+
+
+class InFlight:
+    """Counts messages between MAIL FROM and end-of-message (or abort)."""
+
+    def __init__(self) -> None:
+        self._count = 0
+        self._condition = threading.Condition()
+        self.stopping = False
+
+    def enter(self) -> None:
+        with self._condition:
+            self._count += 1
+
+    def leave(self) -> None:
+        with self._condition:
+            self._count -= 1
+            self._condition.notify_all()
+
+    @property
+    def count(self) -> int:
+        with self._condition:
+            return self._count
+
+    def wait_idle(self, timeout: float) -> bool:
+        """Wait until no message is in flight; return False on timeout."""
+        with self._condition:
+            return self._condition.wait_for(lambda: self._count == 0, timeout)
+
+
+REPLACE_BODY_CHUNK = 65536
+
+
+@Milter.header_leading_space
+class PostveilMilter(Milter.Base):
+    """One instance per SMTP connection that Postfix hands to the milter.
+
+    Header values arrive with their leading white space (``P_HDR_LEADSPC``), so the
+    message handed to detection and encryption is byte for byte what the sender wrote.
+    """
+
+    def __init__(self, get_processor: Callable[[], MessageProcessor], in_flight: InFlight) -> None:
+        self._get_processor = get_processor
+        self._in_flight = in_flight
+        self.connection_id = f"conn{next(_connection_ids)}"
+        self.log = MessageLogger(log, self.connection_id)
+        self.processor: MessageProcessor = get_processor()
+        self.config: Config = self.processor.config
+        self._reset_message()
+
+    # -- helpers ----------------------------------------------------------------
+
+    def _reset_message(self) -> None:
+        self.queue_id: str | None = None
+        self.sender: str | None = None
+        self.recipients: list[str] = []
+        self.headers: list[tuple[str, bytes]] = []
+        self.body_spool: tempfile.SpooledTemporaryFile[bytes] | None = None
+        self.body_size = 0
+        self.oversize = False
+        self._counted = False
+
+    def _finish_message(self) -> None:
+        if self.body_spool is not None:
+            self.body_spool.close()
+        if self._counted:
+            self._in_flight.leave()
+        self._reset_message()
+        self.log.set_id(self.connection_id)
+
+    def _tempfail(self, reason: str) -> int:
+        """Reply 451 4.3.0 with a generic text; the details go to the log only."""
+        self.log.error("temporary failure: %s", reason)
+        self.setreply("451", "4.3.0", "postveil could not process this message, try again later")
+        return Milter.TEMPFAIL
+
+    def _guard(self, step: str, callback: Callable[[], int]) -> int:
+        try:
+            return callback()
+        except TemporaryFailure as exc:
+            result = self._tempfail(f"{step}: {exc}")
+            self._finish_message()
+            return result
+        except Exception as exc:  # the boundary: every failure becomes a tempfail
+            self.log.exception("%s failed", step)
+            result = self._tempfail(f"{step} failed: {type(exc).__name__}")
+            self._finish_message()
+            return result
+
+    # -- callbacks ---------------------------------------------------------------
+
+    def connect(self, hostname: str, family: int, hostaddr: Any) -> int:
+        self.log.debug("connect from %s", hostname)
+        return Milter.CONTINUE
+
+    def envfrom(self, mailfrom: str, *params: str) -> int:
+        return self._guard("MAIL FROM", lambda: self._envfrom(mailfrom))
+
+    def _envfrom(self, mailfrom: str) -> int:
+        self._finish_message()
+        if self._in_flight.stopping:
+            self.log.info("shutting down: new message deferred")
+            self.setreply("421", "4.3.2", "postveil is restarting, try again later")
+            return Milter.TEMPFAIL
+        self.processor = self._get_processor()
+        self.config = self.processor.config
+        self._in_flight.enter()
+        self._counted = True
+        self.sender = mailfrom.strip("<>")
+        queue_id = self.getsymval("i")
+        if queue_id:
+            self.queue_id = queue_id
+            self.log.set_id(queue_id)
+        return Milter.CONTINUE
+
+    def envrcpt(self, recipient: str, *params: str) -> int:
+        return self._guard("RCPT TO", lambda: self._envrcpt(recipient))
+
+    def _envrcpt(self, recipient: str) -> int:
+        self.recipients.append(recipient)
+        return Milter.CONTINUE
+
+    @Milter.decode("bytes")
+    def header(self, name: str, value: bytes) -> int:
+        return self._guard("header", lambda: self._header(name, value))
+
+    def _header(self, name: str, value: bytes) -> int:
+        self.headers.append((name, value))
+        return Milter.CONTINUE
+
+    def body(self, chunk: bytes) -> int:
+        return self._guard("body", lambda: self._body(chunk))
+
+    def _body(self, chunk: bytes) -> int:
+        self.body_size += len(chunk)
+        if self.body_size > self.config.milter.max_message_size:
+            self.oversize = True
+            return Milter.CONTINUE
+        if self.body_spool is None:
+            self.body_spool = tempfile.SpooledTemporaryFile(max_size=SPOOL_IN_MEMORY)
+        self.body_spool.write(chunk)
+        return Milter.CONTINUE
+
+    def eom(self) -> int:
+        return self._guard("end of message", self._eom)
+
+    def _eom(self) -> int:
+        queue_id = self.getsymval("i")
+        if queue_id and queue_id != self.queue_id:
+            self.queue_id = queue_id
+            self.log.set_id(queue_id)
+        if self.oversize:
+            result = self._oversize()
+        else:
+            result = self._route()
+        self._finish_message()
+        return result
+
+    def _route(self) -> int:
+        """Decide per recipient, record the decision, send the versions, reply."""
+        raw = self._assemble()
+        addresses = [bare_address(r) for r in self.recipients]
+        outcome = self.processor.decide(
+            raw, queue_id=self.queue_id or self.connection_id, sender=self.sender or "", recipients=addresses
+        )
+        self._log_decisions(outcome)
+        if outcome.plan.action is PlanAction.REJECT:
+            self.processor.record(outcome, "reject")
+            code, xcode, text = outcome.plan.reject_reply()
+            self.setreply(code, xcode, text)
+            return Milter.REJECT
+
+        # No delivery without a record: the audit write comes first, and its failure
+        # (AuditWriteError, a TemporaryFailure) defers the message.
+        kept = outcome.versions[0].envelope_recipients if outcome.versions else ()
+        self.processor.record(outcome, "accept" if kept else "discard")
+
+        section = self.config.milter
+        for version in outcome.versions[1:]:
+            new_id = reinject(
+                version.raw,
+                self.sender or "",
+                version.envelope_recipients,
+                address=section.reinject_address,
+                timeout=section.reinject_timeout,
+            )
+            self.log.info(
+                "re-injected %s version for %d recipient(s) as %s",
+                version.group.kind.value,
+                len(version.envelope_recipients),
+                new_id,
+            )
+        if outcome.notice is not None and self.sender:
+            notice_id = reinject(
+                outcome.notice, "", [self.sender], address=section.reinject_address, timeout=section.reinject_timeout
+            )
+            self.log.info("sent the sender a notice of removed recipients as %s", notice_id)
+
+        if not outcome.versions:
+            self.log.info("no recipient left: message discarded")
+            return Milter.DISCARD
+        self._apply_in_place(outcome.versions[0].edits, outcome.versions[0].body, kept)
+        return Milter.ACCEPT
+
+    def _assemble(self) -> bytes:
+        """Rebuild the message as received: header fields, empty line, body."""
+        parts = []
+        for name, value in self.headers:
+            folded = value.replace(b"\r\n", b"\n").replace(b"\n", b"\r\n")
+            parts.append(name.encode("utf-8", "surrogateescape") + b":" + folded + b"\r\n")
+        parts.append(b"\r\n")
+        if self.body_spool is not None:
+            self.body_spool.seek(0)
+            parts.append(self.body_spool.read())
+        return b"".join(parts)
+
+    def _apply_in_place(self, edits: HeaderEdits, body: bytes | None, keep: tuple[str, ...]) -> None:
+        """Change the original transaction into the first group's version."""
+        counts: dict[str, int] = {}
+        names: dict[str, str] = {}
+        for name, _ in self.headers:
+            counts[name.lower()] = counts.get(name.lower(), 0) + 1
+            names.setdefault(name.lower(), name)
+        for name in edits.remove:
+            for index in range(counts.get(name.lower(), 0), 0, -1):
+                self.chgheader(names.get(name.lower(), name), index, None)
+            counts[name.lower()] = 0
+        for name, value in edits.replace:
+            present = counts.get(name.lower(), 0)
+            for index in range(present, 1, -1):
+                self.chgheader(names.get(name.lower(), name), index, None)
+            if present:
+                self.chgheader(names.get(name.lower(), name), 1, milter_header_value(value))
+            else:
+                self.addheader(name, milter_header_value(value))
+        for name, value in edits.add:
+            self.addheader(name, milter_header_value(value))
+        if body is not None:
+            for start in range(0, len(body), REPLACE_BODY_CHUNK):
+                self.replacebody(body[start : start + REPLACE_BODY_CHUNK])
+        wanted = {address.lower() for address in keep}
+        present = set()
+        for recipient in self.recipients:
+            address = bare_address(recipient)
+            if address.lower() in wanted:
+                present.add(address.lower())
+            else:
+                self.delrcpt(recipient)
+        for address in keep:
+            if address.lower() not in present:
+                self.addrcpt(f"<{address}>")
+
+    def _log_decisions(self, outcome: Outcome) -> None:
+        record = outcome.record
+        self.log.info(
+            "class=%s action=%s categories=%s tags=%s",
+            record.message_class,
+            record.action,
+            ",".join(f"{name}:{count}" for name, count in record.detection_categories) or "-",
+            ",".join(record.tags) or "-",
+        )
+        for item in record.recipients:
+            self.log.info("rcpt=<%s> method=%s reason=%s", item.recipient, item.method or "none", item.reason)
+
+    def _oversize(self) -> int:
+        action = self.config.milter.oversize_action
+        limit = self.config.milter.max_message_size
+        self.log.warning("message body of %d bytes exceeds max_message_size %d: %s", self.body_size, limit, action)
+        if action == "reject":
+            self.setreply("552", "5.3.4", f"message exceeds the size postveil inspects ({limit} bytes)")
+            return Milter.REJECT
+        if action == "tempfail":
+            self.setreply("452", "4.3.4", "message too large for postveil to inspect now, try again later")
+            return Milter.TEMPFAIL
+        return Milter.ACCEPT
+
+    def abort(self) -> int:
+        self.log.debug("message aborted by the client or Postfix")
+        self._finish_message()
+        return Milter.CONTINUE
+
+    def close(self) -> int:
+        self._finish_message()
+        return Milter.CONTINUE
+
+
+def bare_address(recipient: str) -> str:
+    """Strip the angle brackets (and any ESMTP leftovers) from an envelope address."""
+    return recipient.strip().strip("<>")
+
+
+def milter_header_value(value: str) -> str:
+    """Format a header value for libmilter: leading space (P_HDR_LEADSPC), LF folding."""
+    return " " + value.replace("\r\n", "\n")

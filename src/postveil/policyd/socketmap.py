@@ -1,0 +1,171 @@
+"""Socketmap server for Postfix ``smtp_tls_policy_maps`` (see Postfix socketmap_table(5)).
+
+A request is the netstring ``<map name> <key>``; the reply is ``OK <policy>``,
+``NOTFOUND `` or ``TEMP <reason>`` (Postfix defers the delivery). Requests on one
+connection may be pipelined and are answered in order. Computed answers are reused
+for ``answer_cache_ttl`` seconds so cache hits cost one dictionary lookup.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import ipaddress
+import itertools
+import logging
+import re
+import time
+from typing import cast
+
+from postveil.errors import PostveilError, TemporaryFailure
+from postveil.policyd.domains import DomainService
+from postveil.policyd.netstring import NetstringDecoder, NetstringError, encode
+
+log = logging.getLogger(__name__)
+
+MAX_REPLY_BYTES = 100_000
+"""Postfix rejects socketmap replies longer than this (dict_sockmap.c, Postfix 3.x)."""
+MAX_REQUEST_BYTES = 4096
+"""Longest request accepted: a map name plus a domain or ``[host]:port`` key."""
+
+NOTFOUND = encode(b"NOTFOUND ")
+_DOMAIN_RE = re.compile(r"^(?=.{1,253}$)([a-z0-9_](?:[a-z0-9_-]{0,61}[a-z0-9])?\.)*"
+                        r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$")
+_connection_ids = itertools.count(1)
+
+
+def domain_from_key(key: str) -> str | None:
+    """Map a policy table key to the domain whose facts apply, or None for NOTFOUND.
+
+    ``[host]:port`` and ``[host]`` (smart hosts from transport maps or relayhost)
+    become ``host``. IP literals, ``.parent`` keys and invalid names have no facts:
+    postveil never consults a parent domain for a subdomain.
+    """
+    text = key.strip().lower()
+    if text.startswith("["):
+        host, bracket, rest = text[1:].partition("]")
+        if not bracket or (rest and not re.fullmatch(r":\d{1,5}", rest)):
+            return None
+        text = host
+    elif re.fullmatch(r"[^:]+:\d{1,5}", text):
+        text = text.rsplit(":", 1)[0]
+    text = text.rstrip(".")
+    try:
+        ipaddress.ip_address(text)
+        return None
+    except ValueError:
+        pass
+    if not _DOMAIN_RE.match(text):
+        return None
+    return text
+
+
+def _temp(reason: str) -> bytes:
+    return encode(b"TEMP " + reason.encode("ascii", errors="replace")[:200])
+
+
+class SocketmapResponder:
+    """Turns request payloads into reply netstrings; shared by all connections."""
+
+    def __init__(self, service: DomainService, postfix_version: tuple[int, ...]) -> None:
+        self.service = service
+        self.postfix_version = postfix_version
+        self.ttl = service.config.answer_cache_ttl
+        self._answers: dict[bytes, tuple[float, bytes]] = {}
+
+    def cached_reply(self, payload: bytes) -> bytes | None:
+        entry = self._answers.get(payload)
+        if entry is not None and entry[0] > time.monotonic():
+            return entry[1]
+        return None
+
+    async def reply(self, payload: bytes, connection: str) -> bytes:
+        """Compute the reply for one request; never raises except CancelledError."""
+        name, space, key = payload.partition(b" ")
+        if not space or not name:
+            log.warning("%s: malformed socketmap request of %d bytes", connection, len(payload))
+            return encode(b"PERM malformed request")
+        domain = domain_from_key(key.decode("utf-8", errors="replace"))
+        if domain is None:
+            return NOTFOUND
+        try:
+            requirement = await self.service.requirement(domain)
+        except TemporaryFailure as exc:
+            log.warning("%s: domain %s: temporary failure: %s", connection, domain, exc)
+            return _temp("policy lookup failed, try again later")
+        except PostveilError as exc:
+            log.error("%s: domain %s: lookup failed: %s", connection, domain, exc)
+            return _temp("policy lookup failed, try again later")
+        except Exception:
+            # Fail closed: an unexpected error defers the mail instead of sending plaintext.
+            log.exception("%s: domain %s: internal error", connection, domain)
+            return _temp("internal error")
+        line = requirement.policy_line(self.postfix_version)
+        if line is None:
+            answer = NOTFOUND
+        else:
+            reply_payload = b"OK " + line.encode("ascii")
+            answer = encode(reply_payload)
+            if len(reply_payload) > MAX_REPLY_BYTES:
+                log.error("%s: domain %s: policy reply exceeds %d bytes", connection, domain,
+                          MAX_REPLY_BYTES)
+                return _temp("policy too long")
+        if self.ttl > 0:
+            self._answers[payload] = (time.monotonic() + self.ttl, answer)
+        return answer
+
+    def forget(self) -> None:
+        """Drop every reused answer, for example after facts changed."""
+        self._answers.clear()
+
+
+class SocketmapProtocol(asyncio.Protocol):
+    """One Postfix connection; replies leave in request order."""
+
+    def __init__(self, responder: SocketmapResponder) -> None:
+        self.responder = responder
+        self.decoder = NetstringDecoder(MAX_REQUEST_BYTES)
+        self.connection = f"socketmap#{next(_connection_ids)}"
+        self.transport: asyncio.Transport | None = None
+        self._queue: collections.deque[asyncio.Task[bytes]] = collections.deque()
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        # uvloop's transports do not derive from asyncio.Transport, so no isinstance check.
+        self.transport = cast(asyncio.Transport, transport)
+
+    def data_received(self, data: bytes) -> None:
+        try:
+            payloads = self.decoder.feed(data)
+        except NetstringError as exc:
+            log.warning("%s: closing connection: %s", self.connection, exc)
+            assert self.transport is not None
+            self.transport.close()
+            return
+        for payload in payloads:
+            self._handle(payload)
+
+    def _handle(self, payload: bytes) -> None:
+        assert self.transport is not None
+        if not self._queue:
+            answer = self.responder.cached_reply(payload)
+            if answer is not None:
+                self.transport.write(answer)
+                return
+        task = asyncio.get_running_loop().create_task(
+            self.responder.reply(payload, self.connection)
+        )
+        self._queue.append(task)
+        task.add_done_callback(self._flush)
+
+    def _flush(self, _: object = None) -> None:
+        while self._queue and self._queue[0].done():
+            task = self._queue.popleft()
+            if task.cancelled() or self.transport is None or self.transport.is_closing():
+                continue
+            self.transport.write(task.result())
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        for task in self._queue:
+            task.cancel()
+        self._queue.clear()
+        self.transport = None

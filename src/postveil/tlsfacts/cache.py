@@ -1,0 +1,269 @@
+"""Domain facts cache: a base class and the SQLite (WAL) and Redis backends.
+
+The interface is synchronous so that the milter's worker threads can read it
+directly. SQLite calls take microseconds on a local file, so ``postveil-policyd``
+calls them from its event loop; it runs Redis calls in a worker thread.
+
+Every backend raises :class:`CacheError` (a :class:`TemporaryFailure`) when the
+store cannot be read or written; callers answer with a temporary failure.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import sqlite3
+import threading
+import time
+from abc import ABC, abstractmethod
+from collections.abc import Iterator
+from dataclasses import asdict
+from pathlib import Path
+
+from postveil.config.policyd import PolicydSection
+from postveil.errors import TemporaryFailure
+from postveil.tlsfacts.facts import DomainFacts, RequirementEvent
+
+log = logging.getLogger(__name__)
+
+EVENTS_KEPT = 100_000
+"""Redis keeps this many requirement events; SQLite keeps all of them."""
+
+
+class CacheError(TemporaryFailure):
+    """The domain facts cache could not be read or written."""
+
+
+class FactsCache(ABC):
+    """Store of :class:`DomainFacts` keyed by lower-case domain name."""
+
+    local: bool = False
+    """True when calls are fast enough to run on an event loop thread."""
+
+    @abstractmethod
+    def get(self, domain: str) -> DomainFacts | None:
+        """Return the stored facts, or None when the domain is unknown.
+
+        A damaged record is logged and reported as unknown.
+        """
+
+    @abstractmethod
+    def put(self, facts: DomainFacts) -> None: ...
+
+    @abstractmethod
+    def delete(self, domain: str) -> bool:
+        """Remove a domain; return whether it was stored."""
+
+    @abstractmethod
+    def domains(self) -> list[str]:
+        """Return every stored domain, sorted."""
+
+    @abstractmethod
+    def add_event(self, event: RequirementEvent) -> None: ...
+
+    @abstractmethod
+    def events(self, domain: str | None = None, limit: int = 100) -> list[RequirementEvent]:
+        """Return the newest events first, optionally for one domain."""
+
+    def all_facts(self) -> Iterator[DomainFacts]:
+        for domain in self.domains():
+            facts = self.get(domain)
+            if facts is not None:
+                yield facts
+
+    def close(self) -> None:
+        """Release connections; the object may not be used afterwards."""
+
+
+def _decode(domain: str, raw: str | bytes) -> DomainFacts | None:
+    try:
+        return DomainFacts.from_json(raw)
+    except ValueError as exc:
+        log.error("domain %s: ignoring damaged cache record: %s", domain, exc)
+        return None
+
+
+class SqliteFactsCache(FactsCache):
+    """One SQLite file in WAL mode; readers in other processes never block the writer."""
+
+    local = True
+
+    _SCHEMA = (
+        "CREATE TABLE IF NOT EXISTS domains ("
+        " domain TEXT PRIMARY KEY, facts TEXT NOT NULL, updated_at REAL NOT NULL)",
+        "CREATE TABLE IF NOT EXISTS events ("
+        " at REAL NOT NULL, domain TEXT NOT NULL, old_level TEXT, new_level TEXT,"
+        " rule TEXT NOT NULL, reason TEXT NOT NULL)",
+        "CREATE INDEX IF NOT EXISTS events_domain ON events (domain, at)",
+    )
+
+    def __init__(self, path: str | os.PathLike[str], *, busy_timeout: float = 5.0) -> None:
+        self.path = str(path)
+        self._busy_timeout = busy_timeout
+        self._local = threading.local()
+        self._connections: list[sqlite3.Connection] = []
+        self._lock = threading.Lock()
+        Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+        connection = self._connection()
+        try:
+            with connection:
+                for statement in self._SCHEMA:
+                    connection.execute(statement)
+        except sqlite3.Error as exc:
+            raise CacheError(f"cannot initialise cache {self.path}: {exc}") from exc
+
+    def _connection(self) -> sqlite3.Connection:
+        connection: sqlite3.Connection | None = getattr(self._local, "connection", None)
+        if connection is None:
+            try:
+                connection = sqlite3.connect(
+                    self.path, timeout=self._busy_timeout, isolation_level=None,
+                    check_same_thread=False,
+                )
+                connection.execute("PRAGMA journal_mode=WAL")
+                connection.execute("PRAGMA synchronous=NORMAL")
+            except sqlite3.Error as exc:
+                raise CacheError(f"cannot open cache {self.path}: {exc}") from exc
+            self._local.connection = connection
+            with self._lock:
+                self._connections.append(connection)
+        return connection
+
+    def get(self, domain: str) -> DomainFacts | None:
+        try:
+            row = self._connection().execute(
+                "SELECT facts FROM domains WHERE domain = ?", (domain,)
+            ).fetchone()
+        except sqlite3.Error as exc:
+            raise CacheError(f"cannot read cache {self.path}: {exc}") from exc
+        return None if row is None else _decode(domain, row[0])
+
+    def put(self, facts: DomainFacts) -> None:
+        try:
+            self._connection().execute(
+                "INSERT INTO domains (domain, facts, updated_at) VALUES (?, ?, ?)"
+                " ON CONFLICT (domain) DO UPDATE SET facts = excluded.facts,"
+                " updated_at = excluded.updated_at",
+                (facts.domain, facts.to_json(), time.time()),
+            )
+        except sqlite3.Error as exc:
+            raise CacheError(f"cannot write cache {self.path}: {exc}") from exc
+
+    def delete(self, domain: str) -> bool:
+        try:
+            cursor = self._connection().execute("DELETE FROM domains WHERE domain = ?", (domain,))
+        except sqlite3.Error as exc:
+            raise CacheError(f"cannot write cache {self.path}: {exc}") from exc
+        return cursor.rowcount > 0
+
+    def domains(self) -> list[str]:
+        try:
+            rows = self._connection().execute("SELECT domain FROM domains ORDER BY domain")
+            return [row[0] for row in rows]
+        except sqlite3.Error as exc:
+            raise CacheError(f"cannot read cache {self.path}: {exc}") from exc
+
+    def add_event(self, event: RequirementEvent) -> None:
+        try:
+            self._connection().execute(
+                "INSERT INTO events (at, domain, old_level, new_level, rule, reason)"
+                " VALUES (?, ?, ?, ?, ?, ?)",
+                (event.at, event.domain, event.old_level, event.new_level, event.rule,
+                 event.reason),
+            )
+        except sqlite3.Error as exc:
+            raise CacheError(f"cannot write cache {self.path}: {exc}") from exc
+
+    def events(self, domain: str | None = None, limit: int = 100) -> list[RequirementEvent]:
+        query = "SELECT domain, old_level, new_level, rule, reason, at FROM events"
+        parameters: tuple[object, ...] = ()
+        if domain is not None:
+            query += " WHERE domain = ?"
+            parameters = (domain,)
+        query += " ORDER BY at DESC, rowid DESC LIMIT ?"
+        try:
+            rows = self._connection().execute(query, parameters + (limit,)).fetchall()
+        except sqlite3.Error as exc:
+            raise CacheError(f"cannot read cache {self.path}: {exc}") from exc
+        return [RequirementEvent(*row) for row in rows]
+
+    def close(self) -> None:
+        with self._lock:
+            for connection in self._connections:
+                connection.close()
+            self._connections.clear()
+        self._local = threading.local()
+
+
+class RedisFactsCache(FactsCache):
+    """A Redis hash shared by several MTAs, plus a capped list of events."""
+
+    def __init__(self, url: str, prefix: str = "postveil:tlsfacts:", *, timeout: float = 5.0) -> None:
+        import redis
+
+        self._redis_error = redis.RedisError
+        self._client = redis.Redis.from_url(
+            url, socket_timeout=timeout, socket_connect_timeout=timeout
+        )
+        self._domains_key = prefix + "domains"
+        self._events_key = prefix + "events"
+
+    def get(self, domain: str) -> DomainFacts | None:
+        try:
+            raw = self._client.hget(self._domains_key, domain)
+        except self._redis_error as exc:
+            raise CacheError(f"cannot read Redis cache: {exc}") from exc
+        return None if raw is None else _decode(domain, raw)
+
+    def put(self, facts: DomainFacts) -> None:
+        try:
+            self._client.hset(self._domains_key, facts.domain, facts.to_json())
+        except self._redis_error as exc:
+            raise CacheError(f"cannot write Redis cache: {exc}") from exc
+
+    def delete(self, domain: str) -> bool:
+        try:
+            return bool(self._client.hdel(self._domains_key, domain))
+        except self._redis_error as exc:
+            raise CacheError(f"cannot write Redis cache: {exc}") from exc
+
+    def domains(self) -> list[str]:
+        try:
+            keys = self._client.hkeys(self._domains_key)
+        except self._redis_error as exc:
+            raise CacheError(f"cannot read Redis cache: {exc}") from exc
+        return sorted(key.decode() for key in keys)
+
+    def add_event(self, event: RequirementEvent) -> None:
+        try:
+            pipeline = self._client.pipeline()
+            pipeline.lpush(self._events_key, json.dumps(asdict(event)))
+            pipeline.ltrim(self._events_key, 0, EVENTS_KEPT - 1)
+            pipeline.execute()
+        except self._redis_error as exc:
+            raise CacheError(f"cannot write Redis cache: {exc}") from exc
+
+    def events(self, domain: str | None = None, limit: int = 100) -> list[RequirementEvent]:
+        try:
+            raw_events = self._client.lrange(self._events_key, 0, -1)
+        except self._redis_error as exc:
+            raise CacheError(f"cannot read Redis cache: {exc}") from exc
+        found = []
+        for raw in raw_events:
+            event = RequirementEvent(**json.loads(raw))
+            if domain is None or event.domain == domain:
+                found.append(event)
+                if len(found) >= limit:
+                    break
+        return found
+
+    def close(self) -> None:
+        self._client.close()
+
+
+def open_cache(config: PolicydSection) -> FactsCache:
+    """Open the backend the ``policyd`` section names; raises CacheError when it cannot."""
+    if config.cache_backend == "redis":
+        return RedisFactsCache(config.redis_url, config.redis_prefix)
+    return SqliteFactsCache(config.cache_path)

@@ -1,0 +1,121 @@
+"""What postveil knows about one recipient domain's TLS, as stored in the facts cache.
+
+All times are POSIX timestamps in seconds. The records are immutable; an update
+builds a new :class:`DomainFacts` with :func:`dataclasses.replace`.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+STS_MODES = ("enforce", "testing", "none")
+
+
+@dataclass(frozen=True, slots=True)
+class StsPolicy:
+    """An MTA-STS policy fetched and validated per RFC 8461."""
+
+    policy_id: str
+    """The ``id`` of the TXT record that announced this policy."""
+    mode: str
+    """``enforce``, ``testing`` or ``none``."""
+    mx: tuple[str, ...]
+    """MX patterns, lower case; ``*.example.org`` matches exactly one label."""
+    max_age: int
+    """Seconds the policy stays valid after ``fetched_at``."""
+    fetched_at: float
+
+    @property
+    def expires_at(self) -> float:
+        return self.fetched_at + self.max_age
+
+    def is_valid(self, now: float) -> bool:
+        return now < self.expires_at
+
+
+@dataclass(frozen=True, slots=True)
+class DaneFacts:
+    """TLSA records found for the domain's MX hosts (port 25)."""
+
+    tlsa_present: bool
+    validated: bool
+    """Every MX and TLSA answer carried the resolver's AD (DNSSEC authenticated) bit."""
+    usable: bool
+    """At least one record is usable for SMTP per RFC 7672 (usage 2 or 3, known selector
+    and matching type)."""
+    checked_at: float
+
+
+@dataclass(frozen=True, slots=True)
+class ProbeResult:
+    """One STARTTLS probe of one MX host."""
+
+    mx: str
+    probed_at: float
+    starttls: bool
+    """The server advertised STARTTLS and completed a TLS handshake."""
+    tls_version: str | None = None
+    cipher: str | None = None
+    cert_valid: bool = False
+    """The chain validated against the probe CA bundle and the certificate names the MX host."""
+    error: str | None = None
+    """Category of failure (``connect``, ``no-starttls``, ``handshake``, ``timeout``...)."""
+
+
+@dataclass(frozen=True, slots=True)
+class DomainFacts:
+    """Everything the requirement function and the CLI need about one domain."""
+
+    domain: str
+    sts: StsPolicy | None = None
+    """Last valid MTA-STS policy; kept while valid even when the TXT record disappears."""
+    sts_checked_at: float | None = None
+    """Last completed TXT lookup (with or without a record)."""
+    sts_failed_at: float | None = None
+    """Last failed fetch or temporary DNS failure; retries wait ``failed_retry_interval``."""
+    sts_error: str | None = None
+    dane: DaneFacts | None = None
+    probes: tuple[ProbeResult, ...] = ()
+    tls_first_seen: float | None = None
+    tls_last_seen: float | None = None
+    failed_probes: int = 0
+    """Consecutive probes in which no MX offered STARTTLS."""
+    override: str | None = None
+    """Admin-set Postfix TLS level (``postveil domain set``), applied before anything else."""
+    first_seen: float | None = None
+    """First time a delivery or policy request named this domain."""
+    last_probe_at: float | None = None
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), separators=(",", ":"), sort_keys=True)
+
+    @classmethod
+    def from_json(cls, text: str | bytes) -> DomainFacts:
+        """Rebuild facts stored by :meth:`to_json`; raises ValueError on a damaged record."""
+        try:
+            data: dict[str, Any] = json.loads(text)
+            sts = data.pop("sts")
+            dane = data.pop("dane")
+            probes = data.pop("probes")
+            return cls(
+                sts=StsPolicy(**{**sts, "mx": tuple(sts["mx"])}) if sts else None,
+                dane=DaneFacts(**dane) if dane else None,
+                probes=tuple(ProbeResult(**probe) for probe in probes),
+                **data,
+            )
+        except (TypeError, KeyError, json.JSONDecodeError) as exc:
+            raise ValueError(f"damaged domain facts record: {exc}") from exc
+
+
+@dataclass(frozen=True, slots=True)
+class RequirementEvent:
+    """A change of a domain's TLS requirement, recorded for the audit trail."""
+
+    domain: str
+    old_level: str | None
+    new_level: str | None
+    rule: str
+    reason: str
+    at: float = field(default=0.0)

@@ -1,0 +1,174 @@
+"""The TLS requirement of a recipient domain: one pure function shared by both daemons.
+
+Rules, first match wins:
+
+1. ``override``: the admin set a level with ``postveil domain set``.
+2. ``dane``: DNSSEC-validated TLSA records exist for the MX hosts. Usable records
+   give ``dane-only``; only unusable records give ``encrypt`` (RFC 7672 section 2.2).
+3. ``mta-sts``: a valid policy in ``enforce`` mode gives ``secure`` with ``match=``
+   patterns taken from the policy's ``mx`` lines.
+4. ``monitoring``: a probe once saw STARTTLS, so ``encrypt``. It is dropped only when
+   ``downgrade_after_failed_probes`` is set and that many probes in a row failed.
+5. ``none``: no requirement; the socketmap answers NOTFOUND and Postfix applies
+   its own default (``smtp_tls_security_level``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from postveil.config.policyd import PolicydSection
+from postveil.tlsfacts.facts import DomainFacts
+
+TLS_REQUIRED_LEVELS = frozenset({"encrypt", "dane-only", "verify", "secure"})
+"""Postfix levels that never fall back to plaintext."""
+
+OVERRIDE_LEVELS = ("none", "may", "encrypt", "dane", "dane-only", "verify", "secure")
+"""Levels ``postveil domain set --tls`` accepts (``fingerprint`` needs data we do not store)."""
+
+SERVERNAME_MIN_VERSION = (3, 4)
+TLSRPT_MIN_VERSION = (3, 10)
+
+
+@dataclass(frozen=True, slots=True)
+class Requirement:
+    """A domain's TLS requirement, its Postfix policy and why it was chosen."""
+
+    domain: str
+    level: str | None
+    """Postfix TLS security level, or None for no requirement (socketmap NOTFOUND)."""
+    rule: str
+    """Which rule fired: ``override``, ``dane``, ``mta-sts``, ``monitoring`` or ``none``."""
+    reason: str
+    """One sentence for logs, the audit trail and SMTP reply text."""
+    match: tuple[str, ...] = ()
+    """Postfix ``match=`` patterns (``secure`` from MTA-STS)."""
+    protocols: str | None = None
+    sts_mx: tuple[str, ...] = ()
+    """MTA-STS ``mx`` patterns as published, for the TLSRPT attributes."""
+    sts_max_age: int | None = None
+
+    @property
+    def requires_tls(self) -> bool:
+        return self.level in TLS_REQUIRED_LEVELS
+
+    def policy_line(self, postfix_version: tuple[int, ...]) -> str | None:
+        """Build the ``smtp_tls_policy_maps`` value, or None for NOTFOUND.
+
+        ``postfix_version`` gates attributes older Postfix versions reject:
+        ``servername=`` (3.4) and the TLSRPT ``policy_*`` attributes (3.10).
+        """
+        if self.level is None:
+            return None
+        parts = [self.level]
+        if self.match:
+            parts.append("match=" + ":".join(self.match))
+        if self.level in ("secure", "verify") and postfix_version >= SERVERNAME_MIN_VERSION:
+            parts.append("servername=hostname")
+        if self.protocols:
+            parts.append("protocols=" + self.protocols)
+        if self.rule == "mta-sts" and postfix_version >= TLSRPT_MIN_VERSION:
+            # NOTE: attribute names follow the Postfix 3.10 smtp_tls_policy_maps manual;
+            # not yet run against a Postfix 3.10 build (Debian 12 ships 3.7).
+            parts.append("policy_type=sts")
+            parts.append("policy_domain=" + self.domain)
+            if self.sts_max_age is not None:
+                parts.append(f"policy_ttl={self.sts_max_age}")
+            parts.extend("mx_host_pattern=" + pattern for pattern in self.sts_mx)
+        return " ".join(parts)
+
+
+def postfix_match_pattern(mx_pattern: str) -> str:
+    """Translate an MTA-STS ``mx`` pattern to a Postfix ``match=`` pattern.
+
+    ``*.example.org`` becomes ``.example.org``. NOTE: Postfix matches ``.example.org``
+    against certificate names of any depth below example.org, while MTA-STS allows
+    exactly one label; the certificate itself still has to be valid for the MX host.
+    """
+    if mx_pattern.startswith("*."):
+        return mx_pattern[1:]
+    return mx_pattern
+
+
+def mx_matches_pattern(mx_host: str, pattern: str) -> bool:
+    """Check an MX host name against an MTA-STS ``mx`` pattern (RFC 8461 section 4.1).
+
+    A leading ``*.`` matches exactly one label: ``*.example.org`` matches
+    ``mx.example.org`` but neither ``example.org`` nor ``a.b.example.org``.
+    """
+    host = mx_host.lower().rstrip(".")
+    pattern = pattern.lower().rstrip(".")
+    if pattern.startswith("*."):
+        label, dot, rest = host.partition(".")
+        return bool(label) and bool(dot) and rest == pattern[2:]
+    return host == pattern
+
+
+def tls_requirement(facts: DomainFacts, config: PolicydSection, *, now: float) -> Requirement:
+    """Decide the TLS requirement of ``facts.domain`` at time ``now`` (seconds since epoch).
+
+    Pure: reads only its arguments. ``config`` supplies ``protocols`` and
+    ``downgrade_after_failed_probes``.
+    """
+    domain = facts.domain
+    protocols = config.protocols
+
+    if facts.override is not None:
+        level = facts.override
+        return Requirement(
+            domain,
+            level,
+            "override",
+            f"the administrator set TLS level {level} for {domain}",
+            protocols=protocols if level in TLS_REQUIRED_LEVELS else None,
+        )
+
+    dane = facts.dane
+    if dane is not None and dane.tlsa_present and dane.validated:
+        if dane.usable:
+            return Requirement(
+                domain,
+                "dane-only",
+                "dane",
+                f"{domain} publishes DNSSEC-validated TLSA records for its MX hosts",
+                protocols=protocols,
+            )
+        return Requirement(
+            domain,
+            "encrypt",
+            "dane",
+            f"{domain} publishes DNSSEC-validated TLSA records, none of them usable",
+            protocols=protocols,
+        )
+
+    sts = facts.sts
+    if sts is not None and sts.mode == "enforce" and sts.is_valid(now):
+        return Requirement(
+            domain,
+            "secure",
+            "mta-sts",
+            f"{domain} publishes an MTA-STS policy in enforce mode",
+            match=tuple(dict.fromkeys(postfix_match_pattern(p) for p in sts.mx)),
+            protocols=protocols,
+            sts_mx=sts.mx,
+            sts_max_age=sts.max_age,
+        )
+
+    if facts.tls_first_seen is not None:
+        limit = config.downgrade_after_failed_probes
+        if limit is None or facts.failed_probes < limit:
+            return Requirement(
+                domain,
+                "encrypt",
+                "monitoring",
+                f"{domain} has offered STARTTLS before, so TLS stays required",
+                protocols=protocols,
+            )
+        return Requirement(
+            domain,
+            None,
+            "none",
+            f"{domain} offered no STARTTLS in {facts.failed_probes} probes in a row",
+        )
+
+    return Requirement(domain, None, "none", f"no TLS requirement is known for {domain}")

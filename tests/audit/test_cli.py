@@ -1,0 +1,301 @@
+"""``postveil audit search``, ``report`` and ``keygen``, and the per-message log line."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import logging
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from postveil.audit import (
+    AdminOverride,
+    AuditLog,
+    ConfigEvent,
+    DaemonEvent,
+    RecipientDecision,
+    TlsRequirementChange,
+)
+from postveil.config.audit import AuditSection
+from tests.audit.conftest import make_decision
+
+Cli = Callable[..., tuple[int, str, str]]
+
+
+@pytest.fixture
+def trail(make_section: Callable[..., AuditSection]) -> tuple[Path, str]:
+    """A directory with a mix of records; returns it and the time of the last message."""
+    section = make_section()
+    with AuditLog(section, "postveil-milter") as log:
+        log.append(DaemonEvent("start", "0.1.0"))
+        log.append(ConfigEvent("load", "/etc/postveil/postveil.yaml", "0123456789abcdef"))
+        log.append(make_decision(1))
+        log.append(
+            make_decision(
+                2,
+                sender="billing@clinic.example",
+                recipients=[
+                    RecipientDecision(
+                        "=sum@patient.example", "portal", "rule:no-tls", portal_ref="P-123"
+                    )
+                ],
+                detections={"card": 1},
+                tags=[],
+            )
+        )
+        log.append(
+            TlsRequirementChange("lab.example", "may", "verify", "mta-sts", "policy mode enforce")
+        )
+        log.append(AdminOverride("alice", "lab.example", "force-tls", "contract requires TLS"))
+        time.sleep(0.01)
+        last = log.append(
+            make_decision(
+                3,
+                recipients=[
+                    RecipientDecision(
+                        "PAT@Patient.Example", "pgp", "rule:pgp-key", fingerprint="cd" * 20
+                    )
+                ],
+                detections={"ssn": 2},
+                tags=[],
+            )
+        )
+        log.append(DaemonEvent("stop", "0.1.0", "SIGTERM"))
+    return Path(section.directory), last.time
+
+
+def search(cli: Cli, directory: Path, *args: str) -> tuple[int, str, str]:
+    return cli("audit", "search", str(directory / "audit.jsonl"), *args)
+
+
+def queue_ids(out: str) -> list[str]:
+    return [json.loads(line)["queue_id"] for line in out.splitlines()]
+
+
+@pytest.mark.parametrize(
+    ("args", "expected"),
+    [
+        ((), ["4Fq00000001", "4Fq00000002", "4Fq00000003"]),
+        (("--sender", "frontdesk@clinic.example"), ["4Fq00000001", "4Fq00000003"]),
+        (("--sender", "BILLING@*"), ["4Fq00000002"]),
+        (("--recipient", "@patient.example"), ["4Fq00000001", "4Fq00000002", "4Fq00000003"]),
+        (("--recipient", "pat@patient.example"), ["4Fq00000001", "4Fq00000003"]),
+        (("--method", "portal"), ["4Fq00000002"]),
+        (("--method", "smime", "--recipient", "pat@patient.example"), []),
+        (("--queue-id", "4Fq00000003"), ["4Fq00000003"]),
+    ],
+    ids=[
+        "all",
+        "sender",
+        "sender-glob",
+        "recipient-domain",
+        "recipient-case",
+        "method",
+        "method-and-recipient",
+        "queue-id",
+    ],
+)
+def test_search_selects_messages(
+    cli: Cli, trail: tuple[Path, str], args: tuple[str, ...], expected: list[str]
+) -> None:
+    status, out, err = search(cli, trail[0], *args)
+    assert status == 0, err
+    assert queue_ids(out) == expected
+
+
+def test_search_by_period(cli: Cli, trail: tuple[Path, str]) -> None:
+    directory, last_time = trail
+
+    _, since_out, _ = search(cli, directory, "--since", last_time)
+    _, until_out, _ = search(cli, directory, "--until", last_time)
+    _, future_out, _ = search(cli, directory, "--since", "2999-01-01")
+
+    assert queue_ids(since_out) == ["4Fq00000003"]
+    assert queue_ids(until_out) == ["4Fq00000001", "4Fq00000002"]
+    assert future_out == ""
+
+
+def test_search_json_keeps_chain_fields(cli: Cli, trail: tuple[Path, str]) -> None:
+    _, out, _ = search(cli, trail[0], "--queue-id", "4Fq00000001")
+    record = json.loads(out)
+    assert record["seq"] == 3
+    assert len(record["hmac"]) == 64
+    assert record["recipients"][0]["address"] == "pat@patient.example"
+
+
+def test_search_csv_one_row_per_recipient(cli: Cli, trail: tuple[Path, str]) -> None:
+    status, out, _ = search(cli, trail[0], "--format", "csv", "--recipient", "pat@patient.example")
+    rows = list(csv.DictReader(io.StringIO(out)))
+
+    assert status == 0
+    assert [row["queue_id"] for row in rows] == ["4Fq00000001", "4Fq00000003"]
+    assert [row["recipient"] for row in rows] == ["pat@patient.example", "PAT@Patient.Example"]
+    assert rows[0]["method"] == "tls"
+    assert rows[0]["detections"] == "mrn=2;ssn=1"
+    assert rows[0]["tags"] == "subject:secure"
+    assert rows[1]["fingerprint"] == "cd" * 20
+    assert rows[1]["line"] == "7"
+
+
+def test_search_csv_all_recipients_without_filter(cli: Cli, trail: tuple[Path, str]) -> None:
+    _, out, _ = search(cli, trail[0], "--format", "csv", "--queue-id", "4Fq00000001")
+    rows = list(csv.DictReader(io.StringIO(out)))
+    assert [row["recipient"] for row in rows] == ["pat@patient.example", "lab@lab.example"]
+
+
+def test_search_csv_defuses_formulas(cli: Cli, trail: tuple[Path, str]) -> None:
+    _, out, _ = search(cli, trail[0], "--format", "csv", "--method", "portal")
+    rows = list(csv.DictReader(io.StringIO(out)))
+    assert rows[0]["recipient"] == "'=sum@patient.example"
+    assert rows[0]["portal_ref"] == "P-123"
+
+
+def test_search_other_kind_as_csv(cli: Cli, trail: tuple[Path, str]) -> None:
+    status, out, _ = search(cli, trail[0], "--kind", "tls_requirement", "--format", "csv")
+    rows = list(csv.DictReader(io.StringIO(out)))
+    assert status == 0
+    assert [(row["domain"], row["old"], row["new"], row["source"]) for row in rows] == [
+        ("lab.example", "may", "verify", "mta-sts")
+    ]
+
+
+def test_search_all_kinds_as_json(cli: Cli, trail: tuple[Path, str]) -> None:
+    _, out, _ = search(cli, trail[0], "--kind", "all")
+    kinds = [json.loads(line)["kind"] for line in out.splitlines()]
+    assert kinds == [
+        "daemon",
+        "config",
+        "message",
+        "message",
+        "tls_requirement",
+        "admin_override",
+        "message",
+        "daemon",
+    ]
+
+
+@pytest.mark.parametrize(
+    ("args", "expected"),
+    [
+        (("--kind", "all", "--format", "csv"), "--format csv needs a single --kind"),
+        (("--kind", "daemon", "--sender", "a@b"), "select message records only"),
+        (("--since", "yesterday"), "invalid time 'yesterday'"),
+    ],
+    ids=["csv-all-kinds", "filter-wrong-kind", "bad-time"],
+)
+def test_search_usage_errors(
+    cli: Cli, trail: tuple[Path, str], args: tuple[str, ...], expected: str
+) -> None:
+    status, out, err = search(cli, trail[0], *args)
+    assert status == 2
+    assert out == ""
+    assert expected in err
+
+
+def test_search_warns_about_unreadable_lines(cli: Cli, trail: tuple[Path, str]) -> None:
+    active = trail[0] / "audit.jsonl"
+    with open(active, "ab") as handle:
+        handle.write(b"garbage\n")
+
+    status, out, err = search(cli, trail[0])
+
+    assert status == 0
+    assert len(out.splitlines()) == 3
+    assert "1 line(s) could not be read; run 'postveil audit verify'" in err
+
+
+def test_report_text(cli: Cli, trail: tuple[Path, str]) -> None:
+    status, out, _ = cli("audit", "report", str(trail[0] / "audit.jsonl"))
+
+    assert status == 0
+    assert "Messages: 3 (4 recipients)" in out
+    assert "Recipients by method:\n  pgp: 1\n  portal: 1\n  smime: 1\n  tls: 1\n" in out
+    assert "  rule:tls-verified: 1\n" in out
+    assert (
+        "Detection categories (messages, matches):\n  card: 1, 1\n  mrn: 1, 2\n  ssn: 2, 3\n" in out
+    )
+    assert "TLS requirement changes: 1\n" in out
+    assert "lab.example: may -> verify by mta-sts: policy mode enforce" in out
+    assert "alice force-tls lab.example: contract requires TLS" in out
+    assert "  postveil-milter start: 1\n" in out
+
+
+def test_report_json_for_period(cli: Cli, trail: tuple[Path, str]) -> None:
+    directory, last_time = trail
+    status, out, _ = cli(
+        "audit", "report", str(directory / "audit.jsonl"), "--since", last_time, "--format", "json"
+    )
+
+    report = json.loads(out)
+    assert status == 0
+    assert report["since"] == last_time
+    assert report["messages"] == 1
+    assert report["methods"] == {"pgp": 1}
+    assert report["detections"] == {"ssn": {"messages": 1, "matches": 2}}
+    assert report["tls_requirement_changes"] == []
+    assert report["daemon_events"] == {"postveil-milter stop": 1}
+
+
+def test_keygen_creates_private_key(cli: Cli, tmp_path: Path) -> None:
+    path = tmp_path / "new.key"
+
+    status, out, _ = cli("audit", "keygen", str(path))
+    second_status, _, second_err = cli("audit", "keygen", str(path))
+
+    assert status == 0
+    assert f"created {path} (mode 0600, key id " in out
+    assert path.stat().st_mode & 0o777 == 0o600
+    assert len(bytes.fromhex(path.read_text().strip())) == 32
+    assert second_status == 2
+    assert "already exists" in second_err
+
+
+def test_verify_as_separate_process(trail: tuple[Path, str], key_file: Path) -> None:
+    completed = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "postveil.cli.main",
+            "audit",
+            "verify",
+            "--key-file",
+            str(key_file),
+            str(trail[0] / "audit.jsonl"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert completed.returncode == 0, completed.stderr
+    assert completed.stdout.startswith("ok: 8 records (seq 1-8) in 1 file(s); end matches")
+
+
+def test_missing_key_is_usage_error(cli: Cli, trail: tuple[Path, str], tmp_path: Path) -> None:
+    status, _, err = cli(
+        "audit", "verify", "--key-file", str(tmp_path / "absent.key"), str(trail[0] / "audit.jsonl")
+    )
+    assert status == 2
+    assert "cannot read audit HMAC key" in err
+
+
+def test_record_message_logs_summary_with_queue_id(
+    make_section: Callable[..., AuditSection], caplog: pytest.LogCaptureFixture
+) -> None:
+    with (
+        caplog.at_level(logging.INFO, logger="postveil.audit"),
+        AuditLog(make_section(), "test") as log,
+    ):
+        result = log.record_message(make_decision(7))
+
+    [record] = [entry for entry in caplog.records if entry.name == "postveil.audit"]
+    assert record.getMessage() == (
+        f"4Fq00000007: audit seq=1 hash={result.hash[:16]} action=accept recipients=2 "
+        "methods=smime:1,tls:1 detections=mrn:2,ssn:1 tags=subject:secure config=0123456789abcdef"
+    )
+    assert "@" not in record.getMessage()

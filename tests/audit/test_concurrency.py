@@ -1,0 +1,105 @@
+"""Several processes, each with several threads, write one chain without losing a record."""
+
+from __future__ import annotations
+
+import multiprocessing
+import threading
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from postveil.audit import AuditKey, AuditLog, list_log_files, verify_chain
+from postveil.audit.search import read_records
+from postveil.audit.verify import default_head_for
+from postveil.config.audit import AuditSection
+from tests.audit.conftest import make_decision
+
+PROCESSES = 4
+THREADS = 4
+PER_THREAD = 625
+TOTAL = PROCESSES * THREADS * PER_THREAD
+
+# fork is explicit because the default start method differs between Python versions
+# and platforms; every child builds its own AuditLog from the section's fields.
+_fork = multiprocessing.get_context("fork")
+
+
+def _write_from_threads(section: AuditSection, process_number: int, start: Any) -> None:
+    log = AuditLog(section, f"writer-{process_number}")
+
+    def write(thread_number: int) -> None:
+        for number in range(PER_THREAD):
+            queue_id = f"P{process_number}T{thread_number}N{number:04d}"
+            log.append(make_decision(number, queue_id=queue_id))
+
+    threads = [threading.Thread(target=write, args=(index,)) for index in range(THREADS)]
+    start.wait()
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    log.close()
+
+
+def test_processes_and_threads_write_one_chain(
+    make_section: Callable[..., AuditSection], audit_key: AuditKey
+) -> None:
+    # fsync never keeps this test about locking, not disk latency; rotation by size
+    # makes the processes cross file boundaries while they contend for the lock.
+    section = make_section(fsync="never", rotate_size="400KB")
+    start = _fork.Event()
+    processes = [
+        _fork.Process(target=_write_from_threads, args=(section, number, start))
+        for number in range(PROCESSES)
+    ]
+    for process in processes:
+        process.start()
+    start.set()
+    for process in processes:
+        process.join(timeout=120)
+    assert [process.exitcode for process in processes] == [0] * PROCESSES
+
+    files = list_log_files(section.directory)
+    result = verify_chain(files, {audit_key.key_id: audit_key}, head=default_head_for(files))
+
+    assert result.broken is None, str(result.broken)
+    assert result.records == TOTAL
+    assert (result.first_seq, result.last_seq) == (1, TOTAL)
+    assert result.head_checked
+    assert len(files) > 1
+    queue_ids = [record.fields["queue_id"] for record in read_records(files)]
+    assert len(queue_ids) == TOTAL
+    assert len(set(queue_ids)) == TOTAL
+    programs = {record.fields["program"] for record in read_records(files)}
+    assert programs == {f"writer-{number}" for number in range(PROCESSES)}
+
+
+def _append_inherited(log: AuditLog, label: str) -> None:
+    for number in range(50):
+        log.append(make_decision(number, queue_id=f"{label}{number:03d}"))
+    log.close()
+
+
+def test_log_shared_across_fork(
+    make_section: Callable[..., AuditSection], audit_key: AuditKey
+) -> None:
+    section = make_section(fsync="never")
+    log = AuditLog(section, "parent")
+    for number in range(5):
+        log.append(make_decision(number, queue_id=f"BEFORE{number}"))
+    children = [
+        _fork.Process(target=_append_inherited, args=(log, f"CHILD{index}X")) for index in range(2)
+    ]
+    for child in children:
+        child.start()
+    for number in range(50):
+        log.append(make_decision(number, queue_id=f"PARENT{number:03d}"))
+    for child in children:
+        child.join(timeout=60)
+    log.close()
+
+    assert [child.exitcode for child in children] == [0, 0]
+    files = list_log_files(Path(section.directory))
+    result = verify_chain(files, {audit_key.key_id: audit_key}, head=default_head_for(files))
+    assert result.broken is None, str(result.broken)
+    assert result.records == 155

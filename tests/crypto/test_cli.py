@@ -1,0 +1,105 @@
+"""`postveil keys` and `postveil certs` against a real GnuPG home and PEM directory."""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from postveil.cli.main import main
+
+from crypto_fixtures import GpgWorld, Pki, gpg
+
+
+@pytest.fixture
+def config_file(tmp_path: Path, pki: Pki) -> Path:
+    home = tmp_path / "gnupg"
+    home.mkdir(mode=0o700)
+    certs = tmp_path / "certs"
+    certs.mkdir()
+    path = tmp_path / "postveil.yaml"
+    path.write_text(
+        f"pgp: {{gnupg_home: {home}}}\n"
+        f"smime: {{certificate_dir: {certs}, trust_store: {pki.trust_store}}}\n"
+    )
+    yield path
+    subprocess.run(["gpgconf", "--homedir", str(home), "--kill", "all"], check=False)
+
+
+def test_keys_import_list_remove(config_file: Path, gpg_world: GpgWorld, tmp_path: Path, capsys) -> None:
+    key_file = tmp_path / "alice.asc"
+    key_file.write_bytes(gpg(gpg_world.recipient_home, "--armor", "--export", gpg_world.fingerprints["alice"]).stdout)
+    fingerprint = gpg_world.fingerprints["alice"]
+
+    assert main(["keys", "--config", str(config_file), "import", str(key_file)]) == 0
+    assert f"imported {fingerprint}" in capsys.readouterr().out
+
+    assert main(["keys", "--config", str(config_file), "list"]) == 0
+    listing = capsys.readouterr().out
+    assert fingerprint in listing
+    assert "usable" in listing
+    assert "alice@example.org" in listing
+
+    assert main(["keys", "--config", str(config_file), "remove", fingerprint[-16:]]) == 0
+    assert f"removed {fingerprint}" in capsys.readouterr().out
+    assert main(["keys", "--config", str(config_file), "list"]) == 0
+    assert fingerprint not in capsys.readouterr().out
+
+
+def test_keys_remove_unknown_id(config_file: Path, capsys) -> None:
+    assert main(["keys", "--config", str(config_file), "remove", "ABCD"]) == 1
+    assert "no key match" in capsys.readouterr().err
+
+
+def test_keys_import_missing_file(config_file: Path, tmp_path: Path, capsys) -> None:
+    assert main(["keys", "--config", str(config_file), "import", str(tmp_path / "none.asc")]) == 1
+    assert "cannot read" in capsys.readouterr().err
+
+
+def test_keys_list_broken_home(tmp_path: Path, capsys) -> None:
+    config = tmp_path / "c.yaml"
+    config.write_text(f"pgp: {{gnupg_home: {tmp_path / 'absent'}}}\n")
+
+    assert main(["keys", "--config", str(config), "list"]) == 1
+    assert "missing or not a directory" in capsys.readouterr().err
+
+
+def test_certs_import_list_remove(config_file: Path, pki: Pki, capsys) -> None:
+    assert main(["certs", "--config", str(config_file), "import", str(pki.alice.cert_path)]) == 0
+    imported = capsys.readouterr().out
+    assert "imported" in imported and "usable" in imported
+
+    assert main(["certs", "--config", str(config_file), "list"]) == 0
+    listing = capsys.readouterr().out
+    assert "alice@example.org" in listing
+    fingerprint = listing.split()[0]
+
+    assert main(["certs", "--config", str(config_file), "remove", fingerprint[:16]]) == 0
+    assert "removed" in capsys.readouterr().out
+    assert main(["certs", "--config", str(config_file), "list"]) == 0
+    assert "alice@example.org" not in capsys.readouterr().out
+
+
+def test_certs_import_refuses_unusable(config_file: Path, pki: Pki, capsys) -> None:
+    assert main(["certs", "--config", str(config_file), "import", str(pki.expired.cert_path)]) == 1
+    assert "certificate expired" in capsys.readouterr().err
+
+    assert main(["certs", "--config", str(config_file), "import", "--force", str(pki.expired.cert_path)]) == 0
+    assert "certificate expired" in capsys.readouterr().out
+
+
+def test_certs_import_not_pem(config_file: Path, tmp_path: Path, capsys) -> None:
+    bogus = tmp_path / "bogus.pem"
+    bogus.write_text("hello")
+
+    assert main(["certs", "--config", str(config_file), "import", str(bogus)]) == 1
+    assert "no PEM certificate" in capsys.readouterr().err
+
+
+def test_certs_list_missing_directory(tmp_path: Path, pki: Pki, capsys) -> None:
+    config = tmp_path / "c.yaml"
+    config.write_text(f"smime: {{certificate_dir: {tmp_path / 'absent'}, trust_store: {pki.trust_store}}}\n")
+
+    assert main(["certs", "--config", str(config), "list"]) == 1
+    assert "cannot read certificate directory" in capsys.readouterr().err

@@ -1,0 +1,70 @@
+"""Raw header parsing and detection of mail that is already encrypted."""
+
+from __future__ import annotations
+
+import pytest
+
+from postveil.crypto import RawMessage, detect_encryption
+from postveil.crypto.mime import to_crlf
+
+
+def test_parse_keeps_bytes() -> None:
+    raw = b"A: 1\r\nB: folded\r\n\tline\r\n\r\nbody\r\n\r\n"
+    message = RawMessage.parse(raw)
+
+    assert message.to_bytes() == raw
+    assert message.first_value("b") == "folded\tline"
+    assert message.body == b"body\r\n\r\n"
+
+
+def test_parse_lf_only() -> None:
+    message = RawMessage.parse(b"A: 1\nB: 2\n\nbody\n")
+
+    assert [h.name for h in message.headers] == ["A", "B"]
+    assert message.body == b"body\n"
+
+
+def test_parse_without_body() -> None:
+    message = RawMessage.parse(b"A: 1\r\nB: 2\r\n")
+
+    assert [h.name for h in message.headers] == ["A", "B"]
+    assert message.body == b""
+    assert not message.had_separator
+
+
+def test_parse_non_header_line_starts_body() -> None:
+    message = RawMessage.parse(b"A: 1\r\nnot a header\r\nmore\r\n")
+
+    assert [h.name for h in message.headers] == ["A"]
+    assert message.body == b"not a header\r\nmore\r\n"
+
+
+def test_parse_utf8_header_value() -> None:
+    message = RawMessage.parse("Subject: Grüße\r\n\r\n".encode())
+
+    assert message.first_value("Subject") == "Grüße"
+
+
+def test_to_crlf_keeps_existing_crlf() -> None:
+    assert to_crlf(b"a\nb\r\nc\n") == b"a\r\nb\r\nc\r\n"
+
+
+@pytest.mark.parametrize(
+    ("headers", "body", "expected"),
+    [
+        (b"Content-Type: application/pkcs7-mime; smime-type=enveloped-data; name=smime.p7m\r\n", b"", "smime"),
+        (b"Content-Type: application/x-pkcs7-mime; name=\"smime.p7m\"\r\n", b"", "smime"),
+        (b"Content-Type: application/pkcs7-mime; smime-type=authEnveloped-data\r\n", b"", "smime"),
+        (b"Content-Type: application/pkcs7-mime; smime-type=signed-data\r\n", b"", None),
+        (b"Content-Type: multipart/encrypted;\r\n protocol=\"application/pgp-encrypted\"; boundary=x\r\n", b"", "pgp"),
+        (b"Content-Type: multipart/signed; protocol=\"application/pgp-signature\"; boundary=x\r\n", b"", None),
+        (b"Content-Type: text/plain\r\n", b"\r\n-----BEGIN PGP MESSAGE-----\r\n", "pgp"),
+        (b"", b"-----BEGIN PGP MESSAGE-----\r\n", "pgp"),
+        (b"Content-Type: text/plain\r\n", b"quoted:\r\n-----BEGIN PGP MESSAGE-----\r\n", None),
+        (b"Content-Type: text/plain\r\n", b"hello\r\n", None),
+    ],
+)
+def test_detect_encryption_table(headers: bytes, body: bytes, expected: str | None) -> None:
+    message = RawMessage.parse(b"From: a@example.org\r\n" + headers + b"\r\n" + body)
+
+    assert detect_encryption(message) == expected

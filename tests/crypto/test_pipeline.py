@@ -1,0 +1,270 @@
+"""The whole library path: raw message and facts in, versions out, decrypted for real."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+
+from postveil.config.portal import PortalSection
+from postveil.config.routing import RoutingSection
+from postveil.crypto import CertificateStore, PgpKeyring, RawMessage, RenderContext
+from postveil.crypto.errors import PgpFailure, SmimeFailure
+from postveil.crypto.pipeline import TlsRequirement, process_message
+from postveil.errors import TemporaryFailure
+from postveil.routing import Method, PlanAction, VersionKind
+
+from crypto_fixtures import GpgWorld, Pki, gpg, gpg_decrypt, openssl_decrypt
+
+ARMOR_RE = re.compile(rb"-----BEGIN PGP MESSAGE-----.*?-----END PGP MESSAGE-----\r?\n", re.DOTALL)
+ENFORCED = TlsRequirement(True, "MTA-STS policy in enforce mode")
+
+
+@dataclass(frozen=True)
+class Verdict:
+    sensitive: bool
+    score: float = 0.0
+    rule: str = "mrn"
+    categories: dict[str, int] = field(default_factory=lambda: {"mrn": 1})
+    unscanned_parts: list[str] = field(default_factory=list)
+
+
+def _message(subject: str, to: str, cc: str = "") -> bytes:
+    head = f"From: doc@sender.example\r\nTo: {to}\r\n"
+    if cc:
+        head += f"Cc: {cc}\r\n"
+    head += (
+        f"Subject: {subject}\r\nMessage-ID: <p1@sender.example>\r\nMIME-Version: 1.0\r\n"
+        "Content-Type: text/plain; charset=utf-8\r\nContent-Transfer-Encoding: 8bit\r\n\r\n"
+    )
+    return head.encode() + "Befund: unauffällig\r\n".encode()
+
+
+def _context(pki: Pki, world: GpgWorld, routing: RoutingSection | None = None, portal: str | None = None,
+             home: str | None = None, cert_dir: str | None = None) -> RenderContext:
+    return RenderContext(
+        routing=routing or RoutingSection(),
+        portal=PortalSection(intake_address=portal),
+        certificates=CertificateStore(cert_dir or str(pki.cert_dir), str(pki.trust_store)),
+        keyring=PgpKeyring(home or str(world.postveil_home)),
+    )
+
+
+def _pgp_key_ids(world: GpgWorld, armored: bytes) -> list[str]:
+    packets = gpg(world.recipient_home, "--list-packets", input=armored, check=False).stdout.decode()
+    return [line.split("keyid ")[1].split()[0] for line in packets.splitlines() if "pubkey enc packet" in line]
+
+
+def _subkey_id(world: GpgWorld, name: str) -> str:
+    out = gpg(world.recipient_home, "--with-colons", "--list-keys", world.fingerprints[name]).stdout.decode()
+    return next(line.split(":")[4] for line in out.splitlines() if line.startswith("sub:"))
+
+
+def test_three_recipients_each_right_form_once(pki: Pki, gpg_world: GpgWorld) -> None:
+    recipients = ["x@enforcing.example", "alice@example.org", "nokey@plain.example"]
+    raw = _message("Lab results", ", ".join(recipients))
+
+    outcome = process_message(
+        raw,
+        queue_id="Q1",
+        sender="doc@sender.example",
+        recipients=recipients,
+        verdict=Verdict(True),
+        tls={"x@enforcing.example": ENFORCED},
+        context=_context(pki, gpg_world, portal="intake@portal.example"),
+    )
+
+    assert outcome.plan.action is PlanAction.DELIVER
+    methods = {d.recipient: d.method for d in outcome.decisions}
+    assert methods == {
+        "x@enforcing.example": Method.TLS,
+        "alice@example.org": Method.PGP,
+        "nokey@plain.example": Method.PORTAL,
+    }
+    kinds = [(v.group.kind, v.group.recipients, v.envelope_recipients) for v in outcome.versions]
+    assert kinds == [
+        (VersionKind.CLEARTEXT, ("x@enforcing.example",), ("x@enforcing.example",)),
+        (VersionKind.PGP, ("alice@example.org",), ("alice@example.org",)),
+        (VersionKind.PORTAL, ("nokey@plain.example",), ("intake@portal.example",)),
+    ]
+    cleartext, encrypted, portal = outcome.versions
+    assert "unauffällig".encode() in cleartext.raw
+    assert "unauffällig".encode() not in encrypted.raw
+    armored = ARMOR_RE.search(encrypted.raw)
+    assert armored is not None
+    assert "unauffällig".encode() in gpg_decrypt(gpg_world, armored.group(0))
+    assert RawMessage.parse(portal.raw).values("X-Postveil-Portal-Recipient") == ["nokey@plain.example"]
+
+
+def test_neither_method_rejects_by_default(pki: Pki, gpg_world: GpgWorld) -> None:
+    outcome = process_message(
+        _message("[secure] Lab", "nokey@plain.example"),
+        queue_id="Q2",
+        sender="doc@sender.example",
+        recipients=["nokey@plain.example"],
+        verdict=None,
+        tls={},
+        context=_context(pki, gpg_world),
+    )
+
+    assert outcome.plan.action is PlanAction.REJECT
+    assert outcome.versions == ()
+    assert "nokey@plain.example" in outcome.plan.reject_reply()[2]
+    assert outcome.record.action == "reject"
+
+
+def test_neither_method_removed_and_notified(pki: Pki, gpg_world: GpgWorld) -> None:
+    routing = RoutingSection(no_method_action="remove_and_notify")
+    outcome = process_message(
+        _message("[secure] Lab", "nokey@plain.example, alice@example.org"),
+        queue_id="Q3",
+        sender="doc@sender.example",
+        recipients=["nokey@plain.example", "alice@example.org"],
+        verdict=None,
+        tls={},
+        context=_context(pki, gpg_world, routing=routing),
+    )
+
+    assert outcome.plan.action is PlanAction.REMOVE_AND_NOTIFY
+    assert [v.group.recipients for v in outcome.versions] == [("alice@example.org",)]
+    assert outcome.notice is not None
+    assert b"nokey@plain.example" in outcome.notice
+
+
+def test_bcc_pgp_recipient_separate_copy(pki: Pki, gpg_world: GpgWorld) -> None:
+    raw = _message("[secure] Lab", "alice@example.org")
+    outcome = process_message(
+        raw,
+        queue_id="Q4",
+        sender="doc@sender.example",
+        recipients=["alice@example.org", "bob@example.org"],
+        verdict=None,
+        tls={},
+        context=_context(pki, gpg_world),
+    )
+
+    assert [(v.group.recipients, v.group.bcc) for v in outcome.versions] == [
+        (("alice@example.org",), False),
+        (("bob@example.org",), True),
+    ]
+    to_copy, bcc_copy = outcome.versions
+    assert _pgp_key_ids(gpg_world, ARMOR_RE.search(to_copy.raw).group(0)) == [_subkey_id(gpg_world, "alice")]
+    assert _pgp_key_ids(gpg_world, ARMOR_RE.search(bcc_copy.raw).group(0)) == [_subkey_id(gpg_world, "bob")]
+    assert b"bob@example.org" not in to_copy.raw
+
+
+def test_tag_gone_outer_neutral_inner_intact(pki: Pki, gpg_world: GpgWorld, tmp_path: Path) -> None:
+    outcome = process_message(
+        _message("Lab results [SECURE] Müller", "alice@example.org"),
+        queue_id="Q5",
+        sender="doc@sender.example",
+        recipients=["alice@example.org"],
+        verdict=None,
+        tls={},
+        context=_context(pki, gpg_world, routing=RoutingSection(methods={"escalated": ["smime"]})),
+    )
+
+    (version,) = outcome.versions
+    assert version.group.kind is VersionKind.SMIME
+    assert RawMessage.parse(version.raw).values("Subject") == ["Encrypted message"]
+    assert b"SECURE" not in version.raw
+    inner = RawMessage.parse(openssl_decrypt(version.raw, pki.alice, tmp_path))
+    assert inner.values("Subject") == ["Lab results Müller"]
+    assert outcome.record.tags == ("[secure]",)
+
+
+def test_broken_gnupg_home_is_temporary_failure(pki: Pki, gpg_world: GpgWorld, tmp_path: Path) -> None:
+    home = tmp_path / "broken"
+    home.mkdir(mode=0o700)
+    (home / "pubring.kbx").write_bytes(b"garbage")
+
+    with pytest.raises(PgpFailure) as caught:
+        process_message(
+            _message("[secure] Lab", "alice@example.org"),
+            queue_id="Q6",
+            sender="doc@sender.example",
+            recipients=["alice@example.org"],
+            verdict=None,
+            tls={},
+            context=_context(pki, gpg_world, home=str(home)),
+        )
+    assert isinstance(caught.value, TemporaryFailure)
+    assert "unauffällig" not in str(caught.value)
+
+
+def test_unreadable_certificate_dir_is_temporary_failure(pki: Pki, gpg_world: GpgWorld, tmp_path: Path) -> None:
+    with pytest.raises(SmimeFailure) as caught:
+        process_message(
+            _message("[smime] Lab", "alice@example.org"),
+            queue_id="Q7",
+            sender="doc@sender.example",
+            recipients=["alice@example.org"],
+            verdict=None,
+            tls={},
+            context=_context(pki, gpg_world, cert_dir=str(tmp_path / "absent")),
+        )
+    assert isinstance(caught.value, TemporaryFailure)
+
+
+def test_clean_message_never_runs_gpg(pki: Pki, gpg_world: GpgWorld, tmp_path: Path) -> None:
+    outcome = process_message(
+        _message("Hello", "alice@example.org"),
+        queue_id="Q8",
+        sender="doc@sender.example",
+        recipients=["alice@example.org"],
+        verdict=Verdict(False),
+        tls={},
+        context=_context(pki, gpg_world, home=str(tmp_path / "absent"), cert_dir=str(tmp_path / "absent")),
+    )
+
+    assert [d.method for d in outcome.decisions] == [Method.PLAIN]
+    assert outcome.versions[0].raw == _message("Hello", "alice@example.org")
+
+
+def test_already_encrypted_not_reencrypted(pki: Pki, gpg_world: GpgWorld) -> None:
+    armored = gpg(gpg_world.recipient_home, "--armor", "--encrypt", "--trust-model", "always",
+                  "-r", "alice@example.org", input=b"secret").stdout
+    raw = (
+        b"From: doc@sender.example\r\nTo: alice@example.org\r\nSubject: [secure] x\r\n"
+        b"MIME-Version: 1.0\r\nContent-Type: multipart/encrypted; protocol=\"application/pgp-encrypted\";"
+        b" boundary=\"b\"\r\n\r\n--b\r\nContent-Type: application/pgp-encrypted\r\n\r\nVersion: 1\r\n"
+        b"--b\r\nContent-Type: application/octet-stream\r\n\r\n" + armored + b"--b--\r\n"
+    )
+
+    outcome = process_message(
+        raw,
+        queue_id="Q9",
+        sender="doc@sender.example",
+        recipients=["alice@example.org"],
+        verdict=None,
+        tls={},
+        context=_context(pki, gpg_world),
+    )
+
+    (version,) = outcome.versions
+    assert outcome.decisions[0].method is Method.PRE_ENCRYPTED
+    assert version.group.kind is VersionKind.CLEARTEXT
+    assert version.raw.count(b"BEGIN PGP MESSAGE") == 1
+    assert RawMessage.parse(version.raw).values("Subject") == ["x"]
+
+
+def test_record_carries_fingerprints(pki: Pki, gpg_world: GpgWorld) -> None:
+    outcome = process_message(
+        _message("Lab", "alice@example.org"),
+        queue_id="Q10",
+        sender="doc@sender.example",
+        recipients=["alice@example.org"],
+        verdict=Verdict(True, categories={"mrn": 3}),
+        tls={},
+        context=_context(pki, gpg_world),
+    )
+
+    data = outcome.record.to_dict()
+    assert data["queue_id"] == "Q10"
+    assert data["message_class"] == "sensitive"
+    assert data["recipients"][0]["method"] == "pgp"
+    assert data["recipients"][0]["fingerprint"] == gpg_world.fingerprints["alice"]
+    assert data["detection"]["categories"] == {"mrn": 3}
+    assert "unauffällig" not in str(data)

@@ -1,0 +1,152 @@
+"""Versions per group: cleartext edits, portal copies, header removals, notices."""
+
+from __future__ import annotations
+
+import datetime
+
+import pytest
+
+from postveil.config.portal import PortalSection
+from postveil.config.routing import RoutingSection
+from postveil.crypto import CryptoFailure, RawMessage, RenderContext, build_notice, read_triggers, render_version
+from postveil.crypto.mime import HeaderEdits, decode_text
+from postveil.routing.decide import Method, RecipientDecision
+from postveil.routing.plan import RecipientGroup, VersionKind
+
+ROUTING = RoutingSection()
+PORTAL = PortalSection(intake_address="intake@portal.example")
+
+MESSAGE = (
+    b"From: doc@sender.example\r\n"
+    b"To: a@example.org, b@example.org\r\n"
+    b"Bcc: hidden@example.org\r\n"
+    b"Subject: Results [Secure] for you\r\n"
+    b"X-Postveil-Protect: yes\r\n"
+    b"X-Postveil-Portal-Recipient: attacker@evil.example\r\n"
+    b"MIME-Version: 1.0\r\n"
+    b"Content-Type: text/plain; charset=utf-8\r\n"
+    b"\r\n"
+    b"body\r\n"
+)
+
+
+def _render(kind: VersionKind, recipients: tuple[str, ...], portal: PortalSection = PORTAL):
+    message = RawMessage.parse(MESSAGE)
+    group = RecipientGroup(kind, recipients, (), False)
+    context = RenderContext(routing=ROUTING, portal=portal)
+    return render_version(message, group, read_triggers(message, ROUTING), context)
+
+
+def test_cleartext_removes_tag_and_headers() -> None:
+    version = _render(VersionKind.CLEARTEXT, ("a@example.org",))
+    result = RawMessage.parse(version.raw)
+
+    assert result.values("Subject") == ["Results for you"]
+    assert result.get_all("Bcc") == []
+    assert result.get_all("X-Postveil-Protect") == []
+    assert result.body == b"body\r\n"
+    assert version.body is None
+    assert version.envelope_recipients == ("a@example.org",)
+
+
+def test_cleartext_edits_are_milter_ready() -> None:
+    version = _render(VersionKind.CLEARTEXT, ("a@example.org",))
+
+    assert set(version.edits.remove) == {"X-Postveil-Protect", "Bcc"}
+    assert version.edits.replace == (("Subject", "Results for you"),)
+    assert version.edits.add == ()
+
+
+def test_cleartext_subject_position_kept() -> None:
+    version = _render(VersionKind.CLEARTEXT, ("a@example.org",))
+    names = [field.name for field in RawMessage.parse(version.raw).headers]
+
+    assert names.index("Subject") == 2
+
+
+def test_untagged_subject_untouched() -> None:
+    raw = MESSAGE.replace(b"Results [Secure] for you", b"Plain =?UTF-8?Q?r=C3=A9sum=C3=A9?=")
+    message = RawMessage.parse(raw)
+    group = RecipientGroup(VersionKind.CLEARTEXT, ("a@example.org",), (), False)
+    version = render_version(message, group, read_triggers(message, ROUTING), RenderContext(ROUTING, PORTAL))
+
+    assert version.edits.replace == ()
+    assert b"Subject: Plain =?UTF-8?Q?r=C3=A9sum=C3=A9?=\r\n" in version.raw
+
+
+def test_encoded_subject_reencoded() -> None:
+    raw = MESSAGE.replace(b"Results [Secure] for you", b"=?UTF-8?Q?[secure]_r=C3=A9sum=C3=A9?=")
+    message = RawMessage.parse(raw)
+    group = RecipientGroup(VersionKind.CLEARTEXT, ("a@example.org",), (), False)
+    version = render_version(message, group, read_triggers(message, ROUTING), RenderContext(ROUTING, PORTAL))
+
+    new_subject = RawMessage.parse(version.raw).first_value("Subject") or ""
+    assert new_subject.isascii()
+    assert decode_text(new_subject) == "résumé"
+
+
+def test_portal_version_goes_to_intake() -> None:
+    version = _render(VersionKind.PORTAL, ("a@example.org", "b@example.org"))
+    result = RawMessage.parse(version.raw)
+
+    assert version.envelope_recipients == ("intake@portal.example",)
+    assert result.values("X-Postveil-Portal-Recipient") == ["a@example.org", "b@example.org"]
+    assert result.values("Subject") == ["Results for you"]
+    assert result.body == b"body\r\n"
+
+
+def test_portal_sender_header_is_replaced() -> None:
+    version = _render(VersionKind.PORTAL, ("a@example.org",))
+
+    assert b"attacker@evil.example" not in version.raw
+    assert "X-Postveil-Portal-Recipient" in version.edits.remove
+
+
+def test_portal_not_configured_fails() -> None:
+    with pytest.raises(CryptoFailure, match="intake_address"):
+        _render(VersionKind.PORTAL, ("a@example.org",), PortalSection())
+
+
+def test_smime_without_store_fails() -> None:
+    with pytest.raises(CryptoFailure, match="certificate store"):
+        _render(VersionKind.SMIME, ("a@example.org",))
+
+
+def test_pgp_without_keyring_fails() -> None:
+    with pytest.raises(CryptoFailure, match="GnuPG home"):
+        _render(VersionKind.PGP, ("a@example.org",))
+
+
+def test_header_edits_apply_order() -> None:
+    message = RawMessage.parse(b"A: 1\r\nB: 2\r\nA: 3\r\nC: 4\r\n\r\nx")
+    edits = HeaderEdits(remove=("C",), replace=(("A", "new"), ("D", "added")), add=(("E", "5"),))
+
+    assert edits.apply(message) == b"A: new\r\nB: 2\r\nD: added\r\nE: 5\r\n\r\nx"
+
+
+def test_notice_names_recipients_and_reasons() -> None:
+    removed = (RecipientDecision("x@example.org", None, "no acceptable method: pgp: no PGP key", None),)
+    notice = build_notice(
+        "doc@sender.example",
+        removed,
+        "<m1@sender.example>",
+        ROUTING,
+        now=datetime.datetime(2026, 12, 4, tzinfo=datetime.timezone.utc),
+    )
+    parsed = RawMessage.parse(notice)
+
+    assert parsed.first_value("To") == "doc@sender.example"
+    assert parsed.first_value("From") == ROUTING.notice_from
+    assert parsed.first_value("Auto-Submitted") == "auto-replied"
+    assert b"x@example.org: no acceptable method: pgp: no PGP key" in parsed.body
+    assert b"<m1@sender.example>" in parsed.body
+
+
+def test_pre_encrypted_method_uses_cleartext_group() -> None:
+    # Pre-encrypted mail is passed through; routing maps it to the cleartext version.
+    from postveil.routing.plan import plan_delivery
+
+    decision = RecipientDecision("a@example.org", Method.PRE_ENCRYPTED, "already encrypted", None)
+    plan = plan_delivery([decision], ["a@example.org"], "reject")
+
+    assert plan.groups[0].kind is VersionKind.CLEARTEXT

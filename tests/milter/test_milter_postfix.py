@@ -1,0 +1,114 @@
+"""postveil-milter attached to a real private Postfix: pass-through, failure and shutdown."""
+
+from __future__ import annotations
+
+import smtplib
+import time
+
+import pytest
+
+from postveil.harness.daemons import DaemonProcess
+from postveil.harness.postfix import PrivatePostfix
+from postveil.harness.pytest_plugin import unique_domain
+from postveil.harness.world import World
+
+pytestmark = pytest.mark.postfix
+
+
+def sample_message(recipient: str, subject: str = "harness check") -> bytes:
+    return (
+        f"From: sender@org.test\r\nTo: {recipient}\r\nSubject: {subject}\r\n"
+        "MIME-Version: 1.0\r\nContent-Type: text/plain; charset=utf-8\r\n"
+        "Content-Transfer-Encoding: 8bit\r\n\r\nHello from the harness, caf\xc3\xa9.\r\n"
+    ).encode("latin-1")
+
+
+def test_message_passes_through_to_sink(world: World, postfix: PrivatePostfix, milter: DaemonProcess) -> None:
+    domain = world.add_domain(unique_domain("pass"))
+    recipient = f"alice@{domain.name}"
+
+    result = postfix.send(sample_message(recipient), "sender@org.test", [recipient])
+    delivery = postfix.wait_for(result.queue_id)
+    received = domain.sink.wait_for(1)[0]
+
+    assert result.code == 250
+    assert delivery.statuses == {recipient: "sent"}
+    assert received.rcpt_tos == (recipient,)
+    assert received.data.endswith(b"Hello from the harness, caf\xc3\xa9.\r\n")
+    assert received.tls_version in ("TLSv1.2", "TLSv1.3")
+    assert f"{result.queue_id}: rcpt=<{recipient}> method=plain" in milter.log_text()
+
+
+def test_milter_down_gives_temporary_failure(world: World, postfix: PrivatePostfix, milter: DaemonProcess) -> None:
+    domain = world.add_domain(unique_domain("down"))
+    recipient = f"bob@{domain.name}"
+    milter.terminate()
+
+    result = postfix.send(sample_message(recipient), "sender@org.test", [recipient])
+
+    assert result.code == 451
+    assert result.queue_id is None
+    assert postfix.main_cf()["milter_default_action"] == "tempfail"
+    assert domain.sink.messages == []
+
+
+def test_sigterm_with_message_in_flight(world: World, postfix: PrivatePostfix, milter: DaemonProcess) -> None:
+    domain = world.add_domain(unique_domain("inflight"))
+    recipient = f"carol@{domain.name}"
+    assert milter.process is not None
+
+    with smtplib.SMTP("127.0.0.1", postfix.port, timeout=30) as client:
+        client.ehlo("client.test")
+        assert client.mail("sender@org.test")[0] == 250
+        assert client.rcpt(recipient)[0] == 250
+        started = time.monotonic()
+        milter.process.send_signal(15)
+        time.sleep(1.0)
+        code, reply = client.data(sample_message(recipient))
+    exit_code = milter.process.wait(15)
+    elapsed = time.monotonic() - started
+
+    assert elapsed < 10.0
+    assert exit_code == 0
+    if code == 250:
+        queue_id = reply.decode().rsplit(" ", 1)[-1]
+        assert postfix.wait_for(queue_id).statuses == {recipient: "sent"}
+        assert len(domain.sink.wait_for(1)) == 1
+    else:
+        assert 400 <= code < 500, f"expected delivery or a temporary failure, got {code} {reply!r}"
+        assert domain.sink.messages == []
+
+
+def test_new_message_after_sigterm_is_deferred(world: World, postfix: PrivatePostfix, milter: DaemonProcess) -> None:
+    domain = world.add_domain(unique_domain("late"))
+    recipient = f"dave@{domain.name}"
+    assert milter.process is not None
+
+    with smtplib.SMTP("127.0.0.1", postfix.port, timeout=30) as client:
+        client.ehlo("client.test")
+        assert client.mail("sender@org.test")[0] == 250
+        assert client.rcpt(recipient)[0] == 250
+        milter.process.send_signal(15)
+        time.sleep(0.5)
+        client.data(sample_message(recipient))
+        code, _ = client.mail("sender@org.test")
+
+    assert 400 <= code < 500
+    milter.process.wait(15)
+
+
+def test_oversize_message_gets_configured_reply(world: World, postfix: PrivatePostfix) -> None:
+    config = world.base_config()
+    config["milter"]["max_message_size"] = "1KB"
+    config["milter"]["oversize_action"] = "reject"
+    daemon = world.start_milter(world.write_config(config, "oversize.yaml"))
+    domain = world.add_domain(unique_domain("big"))
+    recipient = f"erin@{domain.name}"
+    try:
+        result = postfix.send(sample_message(recipient) + b"x" * 4000 + b"\r\n", "sender@org.test", [recipient])
+    finally:
+        daemon.terminate()
+
+    assert result.code == 552
+    assert "5.3.4" in result.text
+    assert domain.sink.messages == []

@@ -1,0 +1,248 @@
+"""Routing and encryption end to end: private Postfix, postveil-policyd, postveil-milter,
+real GnuPG and OpenSSL, and one SMTP sink per recipient domain."""
+
+from __future__ import annotations
+
+import email
+import email.policy
+import shutil
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import pytest
+
+from postveil.crypto.mime import RawMessage, decode_text
+from postveil.harness.postfix import PrivatePostfix
+from postveil.harness.pytest_plugin import unique_domain
+from postveil.harness.recipients import PgpRecipient, SmimeRecipient
+from postveil.harness.smtp import ReceivedMessage
+from postveil.harness.world import TestDomain, World
+from tests import planted
+from tests.crypto.crypto_messages import EXPECTED_SUBJECT, SHAPES
+
+pytestmark = pytest.mark.postfix
+
+SENDER = "doctor@clinic.test"
+OUTER_SUBJECT = "Encrypted message"
+
+
+@dataclass
+class Scene:
+    world: World
+    postfix: PrivatePostfix
+    enforce: TestDomain
+    plain: TestDomain
+    portal: TestDomain
+    pgp: PgpRecipient
+    pgp_bcc: PgpRecipient
+    smime: SmimeRecipient
+
+    @property
+    def portal_intake(self) -> str:
+        return f"intake@{self.portal.name}"
+
+
+@pytest.fixture(scope="module")
+def scene(world: World, postfix: PrivatePostfix) -> Iterator[Scene]:
+    enforce = world.add_domain(unique_domain("enforce"), mta_sts="enforce")
+    plain = world.add_domain(unique_domain("notls"), tls="none")
+    portal = world.add_domain(unique_domain("portal"))
+    pgp = world.add_pgp_recipient(f"bob@{plain.name}")
+    pgp_bcc = world.add_pgp_recipient(f"hidden@{plain.name}")
+    smime = world.add_smime_recipient(f"carol@{plain.name}")
+    config = world.base_config()
+    config["portal"] = {"intake_address": f"intake@{portal.name}"}
+    config["routing"] = {"outer_subject": OUTER_SUBJECT}
+    config_path = world.write_config(config, "routing-e2e.yaml")
+    before = postfix.main_cf()
+    policyd = world.start_policyd(config_path)
+    milter = world.start_milter(config_path)
+    try:
+        yield Scene(world, postfix, enforce, plain, portal, pgp, pgp_bcc, smime)
+    finally:
+        milter.terminate()
+        policyd.terminate()
+        world.daemons.pop("milter", None)
+        world.daemons.pop("policyd", None)
+        postfix.configure(
+            smtpd_milters=before.get("smtpd_milters"),
+            smtp_tls_policy_maps=before.get("smtp_tls_policy_maps"),
+            smtpd_recipient_restrictions=before.get("smtpd_recipient_restrictions"),
+        )
+
+
+def sensitive_message(to: list[str], subject: str, *, cc: list[str] | None = None, message_id: str) -> bytes:
+    headers = f"From: Dr. Who <{SENDER}>\r\nTo: {', '.join(to)}\r\n"
+    if cc:
+        headers += f"Cc: {', '.join(cc)}\r\n"
+    headers += (
+        f"Subject: {subject}\r\nMessage-ID: <{message_id}>\r\nMIME-Version: 1.0\r\n"
+        "Content-Type: text/plain; charset=utf-8\r\n\r\n"
+    )
+    body = (
+        f"Patient {planted.PATIENT_NAME}, {planted.MRN}, DOB {planted.DATE_OF_BIRTH}.\r\n"
+        f"Diagnosis {planted.DIAGNOSIS_CODE}, HbA1c 9.1%. SSN {planted.SSN}.\r\n"
+    )
+    return (headers + body).encode()
+
+
+def copies_for(domain: TestDomain, recipient: str, message_id: str, count: int = 1, timeout: float = 30) -> list[ReceivedMessage]:
+    """Wait for ``count`` copies carrying ``message_id`` addressed to ``recipient``."""
+    deadline = time.monotonic() + timeout
+    while True:
+        found = [
+            m for m in domain.sink.messages
+            if recipient in m.rcpt_tos and message_id.encode() in m.data
+        ]
+        if len(found) >= count or time.monotonic() > deadline:
+            return found
+        time.sleep(0.1)
+
+
+def header(message: bytes, name: str) -> str | None:
+    value = RawMessage.parse(message).first_value(name)
+    return decode_text(value) if value is not None else None
+
+
+def test_three_recipients_each_get_right_form(scene: Scene) -> None:
+    tls_rcpt = f"dr.lee@{scene.enforce.name}"
+    neither = f"patient@{scene.plain.name}"
+    recipients = [tls_rcpt, scene.pgp.address, neither]
+    message_id = "three-forms@clinic.test"
+
+    result = scene.postfix.send(
+        sensitive_message(recipients, "Lab results", message_id=message_id), SENDER, recipients
+    )
+    assert result.code == 250, result.text
+
+    tls_copies = copies_for(scene.enforce, tls_rcpt, message_id)
+    pgp_copies = copies_for(scene.plain, scene.pgp.address, message_id)
+    portal_copies = copies_for(scene.portal, scene.portal_intake, message_id)
+    time.sleep(1.0)  # give any duplicate time to arrive
+
+    assert len(copies_for(scene.enforce, tls_rcpt, message_id, timeout=0)) == 1
+    assert len(copies_for(scene.plain, scene.pgp.address, message_id, timeout=0)) == 1
+    assert len(copies_for(scene.portal, scene.portal_intake, message_id, timeout=0)) == 1
+    assert copies_for(scene.plain, neither, message_id, timeout=0) == []
+
+    tls_copy = tls_copies[0]
+    assert tls_copy.tls_version in ("TLSv1.2", "TLSv1.3")
+    assert planted.SSN.encode() in tls_copy.data
+
+    pgp_copy = pgp_copies[0]
+    assert pgp_copy.rcpt_tos == (scene.pgp.address,)
+    assert planted.SSN.encode() not in pgp_copy.data
+    assert planted.SSN.encode() in scene.pgp.decrypt(pgp_copy.data)
+
+    portal_copy = portal_copies[0]
+    assert portal_copy.rcpt_tos == (scene.portal_intake,)
+    assert header(portal_copy.data, "X-Postveil-Portal-Recipient") == neither
+
+
+def test_bcc_pgp_recipient_gets_own_copy(scene: Scene) -> None:
+    message_id = "bcc-copy@clinic.test"
+    envelope = [scene.pgp.address, scene.pgp_bcc.address]
+
+    result = scene.postfix.send(
+        sensitive_message([scene.pgp.address], "[pgp] Referral", message_id=message_id), SENDER, envelope
+    )
+    assert result.code == 250, result.text
+
+    visible = copies_for(scene.plain, scene.pgp.address, message_id)
+    hidden = copies_for(scene.plain, scene.pgp_bcc.address, message_id)
+
+    assert len(visible) == 1
+    assert len(hidden) == 1
+    assert visible[0].rcpt_tos == (scene.pgp.address,)
+    assert hidden[0].rcpt_tos == (scene.pgp_bcc.address,)
+    assert scene.pgp.key_ids_in(visible[0].data) == scene.pgp.encryption_key_ids
+    assert scene.pgp_bcc.key_ids_in(hidden[0].data) == scene.pgp_bcc.encryption_key_ids
+    assert scene.pgp.decrypt(visible[0].data)
+    assert scene.pgp_bcc.decrypt(hidden[0].data)
+    with pytest.raises(RuntimeError):
+        scene.pgp_bcc.decrypt(visible[0].data)
+    assert scene.pgp_bcc.address.encode() not in visible[0].data
+
+
+def test_tag_removed_and_subject_neutral(scene: Scene) -> None:
+    message_id = "tagged@clinic.test"
+    recipient = scene.smime.address
+
+    result = scene.postfix.send(
+        sensitive_message([recipient], "[secure] Referral for review", message_id=message_id), SENDER, [recipient]
+    )
+    assert result.code == 250, result.text
+
+    received = copies_for(scene.plain, recipient, message_id)[0]
+    inner = scene.smime.decrypt(received.data)
+
+    assert header(received.data, "Subject") == OUTER_SUBJECT
+    assert b"[secure]" not in received.data
+    assert header(inner, "Subject") == "Referral for review"
+    assert planted.MRN.encode() in inner
+
+
+@pytest.mark.parametrize("shape", sorted(SHAPES))
+@pytest.mark.parametrize("method", ["pgp", "smime"])
+def test_content_shapes_survive_decryption(scene: Scene, shape: str, method: str) -> None:
+    recipient = scene.pgp if method == "pgp" else scene.smime
+    message_id = f"shape-{shape}-{method}@clinic.test"
+    original = SHAPES[shape]
+    original = original.replace(b"<shape@sender.example>", f"<{message_id}>".encode())
+    original = original.replace(b"To: Alice <alice@example.org>", f"To: <{recipient.address}>".encode())
+    original = _force_method(original, method)
+
+    result = scene.postfix.send(original, SENDER, [recipient.address], smtputf8=not original.isascii())
+    assert result.code == 250, result.text
+
+    received = copies_for(scene.plain, recipient.address, message_id)[0]
+    inner = recipient.decrypt(received.data)
+
+    assert RawMessage.parse(inner).body.rstrip(b"\r\n") == RawMessage.parse(original).body.rstrip(b"\r\n")
+    assert header(inner, "Subject") == EXPECTED_SUBJECT[shape]
+    assert header(received.data, "Subject") == OUTER_SUBJECT
+
+
+def _force_method(message: bytes, method: str) -> bytes:
+    """Add a ``[pgp]`` or ``[smime]`` tag so the shape goes to that method."""
+    parsed = RawMessage.parse(message)
+    subject = parsed.get_all("Subject")[0]
+    tagged = subject.raw.replace(b"Subject: ", f"Subject: [{method}] ".encode(), 1)
+    return message.replace(subject.raw, tagged, 1)
+
+
+def test_broken_gnupg_home_tempfails(scene: Scene) -> None:
+    message_id = "broken-gpg@clinic.test"
+    home = scene.world.state_dir / "gnupg"
+    moved = home.with_name("gnupg.moved")
+    shutil.move(home, moved)
+    try:
+        result = scene.postfix.send(
+            sensitive_message([scene.pgp.address], "[pgp] Broken keyring", message_id=message_id),
+            SENDER,
+            [scene.pgp.address],
+        )
+    finally:
+        shutil.move(moved, home)
+
+    assert result.code == 451
+    assert copies_for(scene.plain, scene.pgp.address, message_id, timeout=2) == []
+
+
+def test_unreadable_certificate_dir_tempfails(scene: Scene) -> None:
+    message_id = "broken-smime@clinic.test"
+    directory = scene.world.state_dir / "smime"
+    moved = directory.with_name("smime.moved")
+    shutil.move(directory, moved)
+    try:
+        result = scene.postfix.send(
+            sensitive_message([scene.smime.address], "[smime] Broken store", message_id=message_id),
+            SENDER,
+            [scene.smime.address],
+        )
+    finally:
+        shutil.move(moved, directory)
+
+    assert result.code == 451
+    assert copies_for(scene.plain, scene.smime.address, message_id, timeout=2) == []

@@ -1,0 +1,131 @@
+"""Domain facts cache backends: SQLite (WAL) and Redis against a real redis-server."""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from postveil.tlsfacts.cache import CacheError, FactsCache, RedisFactsCache, SqliteFactsCache
+from postveil.tlsfacts.facts import (
+    DaneFacts,
+    DomainFacts,
+    ProbeResult,
+    RequirementEvent,
+    StsPolicy,
+)
+
+FULL = DomainFacts(
+    "example.org",
+    sts=StsPolicy("id1", "enforce", ("mx.example.org", "*.example.net"), 86400, 1000.0),
+    sts_checked_at=1000.0,
+    sts_failed_at=900.0,
+    sts_error="timeout",
+    dane=DaneFacts(True, True, False, 1000.0),
+    probes=(ProbeResult("mx.example.org", 1000.0, True, "TLSv1.3", "TLS_AES_256_GCM_SHA384", True),
+            ProbeResult("mx2.example.org", 1000.0, False, error="no-starttls")),
+    tls_first_seen=500.0,
+    tls_last_seen=1000.0,
+    failed_probes=2,
+    override="secure",
+    first_seen=400.0,
+    last_probe_at=1000.0,
+)
+
+
+@pytest.fixture(params=["sqlite", "redis"])
+def cache(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[FactsCache]:
+    if request.param == "sqlite":
+        backend: FactsCache = SqliteFactsCache(tmp_path / "facts.sqlite3")
+    else:
+        url = request.getfixturevalue("redis_url")
+        backend = RedisFactsCache(url, prefix=f"test:{uuid.uuid4().hex}:")
+    yield backend
+    backend.close()
+
+
+def test_cache_roundtrip(cache: FactsCache) -> None:
+    assert cache.get("example.org") is None
+    cache.put(FULL)
+    assert cache.get("example.org") == FULL
+
+
+def test_cache_overwrite_and_delete(cache: FactsCache) -> None:
+    cache.put(DomainFacts("b.example"))
+    cache.put(DomainFacts("a.example", override="encrypt"))
+    cache.put(DomainFacts("a.example", override="secure"))
+    assert cache.domains() == ["a.example", "b.example"]
+    stored = cache.get("a.example")
+    assert stored is not None
+    assert stored.override == "secure"
+    assert cache.delete("a.example") is True
+    assert cache.delete("a.example") is False
+    assert cache.domains() == ["b.example"]
+
+
+def test_cache_events_newest_first(cache: FactsCache) -> None:
+    cache.add_event(RequirementEvent("a.example", None, "encrypt", "monitoring", "seen", 1.0))
+    cache.add_event(RequirementEvent("b.example", None, "secure", "mta-sts", "policy", 2.0))
+    cache.add_event(RequirementEvent("a.example", "encrypt", None, "none", "downgraded", 3.0))
+    assert [event.at for event in cache.events()] == [3.0, 2.0, 1.0]
+    assert [event.new_level for event in cache.events("a.example")] == [None, "encrypt"]
+    assert len(cache.events(limit=1)) == 1
+
+
+def test_sqlite_uses_wal(tmp_path: Path) -> None:
+    cache = SqliteFactsCache(tmp_path / "facts.sqlite3")
+    cache.put(FULL)
+    mode = sqlite3.connect(tmp_path / "facts.sqlite3").execute("PRAGMA journal_mode").fetchone()
+    assert mode[0] == "wal"
+    cache.close()
+
+
+def test_sqlite_second_process_view(tmp_path: Path) -> None:
+    writer = SqliteFactsCache(tmp_path / "facts.sqlite3")
+    reader = SqliteFactsCache(tmp_path / "facts.sqlite3")
+    writer.put(FULL)
+    assert reader.get("example.org") == FULL
+    writer.close()
+    reader.close()
+
+
+def test_sqlite_threads_share_cache(tmp_path: Path) -> None:
+    cache = SqliteFactsCache(tmp_path / "facts.sqlite3")
+    cache.put(FULL)
+    results: list[DomainFacts | None] = []
+    threads = [threading.Thread(target=lambda: results.append(cache.get("example.org")))
+               for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert results == [FULL] * 4
+    cache.close()
+
+
+def test_sqlite_damaged_record_is_unknown(tmp_path: Path) -> None:
+    cache = SqliteFactsCache(tmp_path / "facts.sqlite3")
+    connection = sqlite3.connect(tmp_path / "facts.sqlite3")
+    connection.execute("INSERT INTO domains VALUES ('bad.example', '{not json', 0)")
+    connection.commit()
+    assert cache.get("bad.example") is None
+    cache.close()
+
+
+def test_sqlite_unreadable_path_raises(tmp_path: Path) -> None:
+    (tmp_path / "dir.sqlite3").mkdir()
+    with pytest.raises(CacheError):
+        SqliteFactsCache(tmp_path / "dir.sqlite3")
+
+
+def test_redis_unreachable_raises() -> None:
+    from conftest import free_port
+
+    cache = RedisFactsCache(f"redis://127.0.0.1:{free_port()}/0", timeout=1.0)
+    with pytest.raises(CacheError):
+        cache.get("example.org")
+    cache.close()

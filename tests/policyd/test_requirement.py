@@ -1,0 +1,95 @@
+"""The shared requirement function: a table of facts and the Postfix line each must give."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import pytest
+
+from postveil.config.policyd import PolicydSection
+from postveil.tlsfacts.facts import DaneFacts, DomainFacts, StsPolicy
+from postveil.tlsfacts.requirement import mx_matches_pattern, tls_requirement
+
+NOW = 1_800_000_000.0
+DEFAULT = PolicydSection()
+DOWNGRADE_2 = PolicydSection(downgrade_after_failed_probes=2)
+TLS13 = PolicydSection(protocols=">=TLSv1.3")
+V37 = (3, 7, 11)
+V33 = (3, 3, 0)
+V310 = (3, 10, 0)
+
+ENFORCE = StsPolicy("abc123", "enforce", ("mx1.example.org", "*.example.org"), 86400, NOW - 10)
+TESTING = replace(ENFORCE, mode="testing")
+EXPIRED = replace(ENFORCE, fetched_at=NOW - 86400 - 1)
+DANE_USABLE = DaneFacts(tlsa_present=True, validated=True, usable=True, checked_at=NOW)
+DANE_UNUSABLE = DaneFacts(tlsa_present=True, validated=True, usable=False, checked_at=NOW)
+DANE_UNSIGNED = DaneFacts(tlsa_present=True, validated=False, usable=True, checked_at=NOW)
+BASE = DomainFacts("example.org", first_seen=NOW - 100)
+SEEN = replace(BASE, tls_first_seen=NOW - 50, tls_last_seen=NOW - 50)
+
+SECURE_LINE = "secure match=mx1.example.org:.example.org servername=hostname protocols=>=TLSv1.2"
+
+CASES = [
+    # (name, facts, config, version, rule, line)
+    ("unknown domain", BASE, DEFAULT, V37, "none", None),
+    ("override encrypt", replace(BASE, override="encrypt"), DEFAULT, V37, "override",
+     "encrypt protocols=>=TLSv1.2"),
+    ("override none beats dane", replace(BASE, override="none", dane=DANE_USABLE), DEFAULT, V37,
+     "override", "none"),
+    ("override may", replace(BASE, override="may"), DEFAULT, V37, "override", "may"),
+    ("dane usable", replace(BASE, dane=DANE_USABLE), DEFAULT, V37, "dane",
+     "dane-only protocols=>=TLSv1.2"),
+    ("dane unusable only", replace(BASE, dane=DANE_UNUSABLE), DEFAULT, V37, "dane",
+     "encrypt protocols=>=TLSv1.2"),
+    ("dane beats sts", replace(BASE, dane=DANE_USABLE, sts=ENFORCE), DEFAULT, V37, "dane",
+     "dane-only protocols=>=TLSv1.2"),
+    ("dane without AD ignored", replace(BASE, dane=DANE_UNSIGNED), DEFAULT, V37, "none", None),
+    ("sts enforce", replace(BASE, sts=ENFORCE), DEFAULT, V37, "mta-sts", SECURE_LINE),
+    ("sts enforce old postfix", replace(BASE, sts=ENFORCE), DEFAULT, V33, "mta-sts",
+     "secure match=mx1.example.org:.example.org protocols=>=TLSv1.2"),
+    ("sts enforce tlsrpt postfix", replace(BASE, sts=ENFORCE), DEFAULT, V310, "mta-sts",
+     SECURE_LINE + " policy_type=sts policy_domain=example.org policy_ttl=86400"
+     " mx_host_pattern=mx1.example.org mx_host_pattern=*.example.org"),
+    ("sts testing", replace(BASE, sts=TESTING), DEFAULT, V37, "none", None),
+    ("sts expired", replace(BASE, sts=EXPIRED), DEFAULT, V37, "none", None),
+    ("sts beats monitoring", replace(SEEN, sts=ENFORCE), DEFAULT, V37, "mta-sts", SECURE_LINE),
+    ("sts testing with tls seen", replace(SEEN, sts=TESTING), DEFAULT, V37, "monitoring",
+     "encrypt protocols=>=TLSv1.2"),
+    ("tls seen", SEEN, DEFAULT, V37, "monitoring", "encrypt protocols=>=TLSv1.2"),
+    ("tls seen never downgraded", replace(SEEN, failed_probes=50), DEFAULT, V37, "monitoring",
+     "encrypt protocols=>=TLSv1.2"),
+    ("tls seen below downgrade limit", replace(SEEN, failed_probes=1), DOWNGRADE_2, V37,
+     "monitoring", "encrypt protocols=>=TLSv1.2"),
+    ("tls seen downgraded", replace(SEEN, failed_probes=2), DOWNGRADE_2, V37, "none", None),
+    ("protocols configurable", SEEN, TLS13, V37, "monitoring", "encrypt protocols=>=TLSv1.3"),
+]
+
+
+@pytest.mark.parametrize(
+    ("facts", "config", "version", "rule", "line"),
+    [case[1:] for case in CASES],
+    ids=[case[0] for case in CASES],
+)
+def test_requirement_table(facts, config, version, rule, line) -> None:
+    requirement = tls_requirement(facts, config, now=NOW)
+    assert requirement.rule == rule
+    assert requirement.policy_line(version) == line
+    assert requirement.requires_tls == (line is not None and line.split()[0] != "none"
+                                        and line.split()[0] != "may")
+    assert "example.org" in requirement.reason
+
+
+@pytest.mark.parametrize(
+    ("host", "pattern", "matches"),
+    [
+        ("mx.example.org", "mx.example.org", True),
+        ("MX.Example.org.", "mx.example.org", True),
+        ("mx.example.org", "*.example.org", True),
+        ("example.org", "*.example.org", False),
+        ("a.b.example.org", "*.example.org", False),
+        ("mx.example.net", "*.example.org", False),
+        ("mx.example.org", "mx2.example.org", False),
+    ],
+)
+def test_mx_pattern_one_label(host: str, pattern: str, matches: bool) -> None:
+    assert mx_matches_pattern(host, pattern) is matches
