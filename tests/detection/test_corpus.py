@@ -13,7 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from corpus_gen import generate, write_corpus
+from tests import planted
+from tests.detection.corpus_gen import generate, write_corpus
 from postveil.cli.main import main as cli_main
 from postveil.detection import Detector
 from postveil.detection.evaluate import evaluate
@@ -26,6 +27,7 @@ COUNT = 600
 @pytest.fixture(scope="module")
 def corpus_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     directory = tmp_path_factory.mktemp("corpus")
+    planted.mark_message_store(directory, "generated PHI corpus")
     write_corpus(directory, SEED, COUNT)
     return directory
 

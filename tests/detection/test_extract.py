@@ -8,7 +8,7 @@ from email.policy import SMTP
 
 import pytest
 
-from corpus_gen import make_docx, make_pdf, make_xlsx
+from tests.detection.corpus_gen import make_docx, make_pdf, make_xlsx
 from postveil.config.detection import DetectionSection
 from postveil.detection import Detector
 from postveil.detection.extract import Limits, extract_message
