@@ -10,8 +10,8 @@ and identifiers by design; a second figure is measured on 0.9 MB of ordinary bus
 prose (PROSE_PARAGRAPHS), where the per-candidate work is rare. Presidio runs its predefined
 pattern recognizers with a blank spaCy English pipeline (no model download, so no
 named-entity recognizer and no lemmas for its context words). A message counts as
-sensitive for Presidio when any entity of the identifier types listed in
-PRESIDIO_SENSITIVE scores at or above --presidio-threshold.
+sensitive for Presidio when it finds an entity of a type in PRESIDIO_SENSITIVE that
+scores at or above --presidio-threshold.
 """
 
 from __future__ import annotations
@@ -31,19 +31,10 @@ from postveil.config.detection import DetectionSection  # noqa: E402
 from postveil.detection import Detector  # noqa: E402
 from postveil.detection.extract import extract_message  # noqa: E402
 
-PRESIDIO_SENSITIVE = frozenset(
-    {
-        "US_SSN",
-        "CREDIT_CARD",
-        "IBAN_CODE",
-        "US_DRIVER_LICENSE",
-        "MEDICAL_LICENSE",
-        "US_BANK_NUMBER",
-        "US_ITIN",
-        "US_PASSPORT",
-        "UK_NHS",
-    }
-)
+# The entity types that match what postveil treats as sensitive on its own (SSN and
+# payment card; Presidio has no MBI recognizer). IBANs, DEA numbers (MEDICAL_LICENSE)
+# and driver's licences are not PHI by themselves, so they do not count.
+PRESIDIO_SENSITIVE = frozenset({"US_SSN", "CREDIT_CARD"})
 
 
 PROSE_PARAGRAPHS = (
