@@ -6,8 +6,8 @@
 Both tools see the same texts, extracted from the generated corpus before timing
 starts (so attachment parsing is excluded). Throughput is megabytes of UTF-8 text per
 second on one core (one thread, no multiprocessing). The corpus is dense in numbers
-and identifiers by design; a second figure is measured on 0.9 MB of ordinary business
-prose (PROSE_PARAGRAPHS), where the per-candidate work is rare. Presidio runs its predefined
+and identifiers by design. A second figure is measured on 0.9 MB of ordinary business
+prose (PROSE_PARAGRAPHS), where candidates that need Python code are rare. Presidio runs its predefined
 pattern recognizers with a blank spaCy English pipeline (no model download, so no
 named-entity recognizer and no lemmas for its context words). A message counts as
 sensitive for Presidio when it finds an entity of a type in PRESIDIO_SENSITIVE that

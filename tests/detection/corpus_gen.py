@@ -560,7 +560,7 @@ NEGATIVE: list[tuple[Callable[[random.Random], Sample], int]] = [
 
 
 def make_pdf(lines: list[str]) -> bytes:
-    """Build a one-page PDF whose text layer holds ``lines`` (what a scanner with OCR emits)."""
+    """Build a one-page PDF whose text layer contains ``lines`` (what a scanner with OCR emits)."""
 
     def escape(text: str) -> str:
         return text.replace("\\", "\\\\").replace("(", "\\(").replace(")", "\\)")
@@ -697,14 +697,17 @@ def build_message(sample: Sample, rng: random.Random, index: int) -> bytes:
     message["Subject"] = sample.subject
     message["Date"] = "Fri, 04 Dec 2026 10:00:00 +0000"
     message["Message-ID"] = f"<corpus-{index}@example.org>"
+
     charset = rng.choice(["utf-8", "utf-8", "iso-8859-1"])
     encoding = rng.choice(["quoted-printable", "base64", "8bit"])
     message.set_content(sample.body, charset=charset, cte=encoding)
+
     if sample.html:
         message.add_alternative(to_html(sample.body), subtype="html")
     for filename, mime, data in sample.attachments:
         maintype, subtype = mime.split("/")
         message.add_attachment(data, maintype=maintype, subtype=subtype, filename=filename)
+
     if sample.forward:
         outer = EmailMessage()
         outer["From"] = f"forwarder{index}@example.org"
@@ -715,7 +718,8 @@ def build_message(sample: Sample, rng: random.Random, index: int) -> bytes:
         outer.set_content("See the forwarded message below.\n")
         outer.add_attachment(message, disposition="inline")
         message = outer
-    # The email package picks random MIME boundaries; fixed ones keep the bytes
+
+    # The email package picks random MIME boundaries, so fixed ones keep the bytes
     # reproducible from the seed.
     for number, part in enumerate(message.walk()):
         if part.get_content_maintype() == "multipart":

@@ -2,7 +2,7 @@
 
     python -m postveil.detection.evaluate DIR [--config PATH]
 
-DIR holds ``*.eml`` files and ``labels.json`` mapping each file name to
+DIR contains ``*.eml`` files and ``labels.json`` mapping each file name to
 ``{"sensitive": bool, "categories": [...]}`` (the format tests/detection/corpus_gen.py
 writes). The per-category table compares, per message, whether a category was
 labelled with whether the detector reported it. Context-only categories

@@ -8,7 +8,8 @@ number and the column name gives the value its keyword.
 
 Whatever could not be read in full is listed in ``unscanned`` with its part number,
 content type and reason, never its content or file name (a file name can hold a
-patient's name). Malformed MIME never raises: the worst case is an unscanned part.
+patient's name). Malformed MIME never raises: the worst case is an unscanned part
+(tests/detection/test_fuzz.py feeds broken structures and random bytes).
 """
 
 from __future__ import annotations

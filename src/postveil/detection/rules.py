@@ -14,8 +14,9 @@ Rules, strongest first:
 ``unscanned_part``
     a part could not be fully scanned and ``treat_unscanned_as_sensitive`` is set.
 
-Each rule's score is its weight sum divided by its threshold (the smaller of the two
-ratios for ``identifier_with_health``); a score of 1.0 or more fires the rule. The
+Each rule's score is its weight sum divided by its threshold. For
+``identifier_with_health`` it is the smaller of the two ratios. A score of 1.0 or
+more fires the rule. The
 verdict's score is the highest rule score, so it also says how close a message that
 is not sensitive came.
 """
@@ -28,7 +29,7 @@ from dataclasses import dataclass
 from postveil.detection.categories import HEALTH, HIGH_RISK, PATIENT_IDENTIFIERS, RECIPIENT
 
 # Repeats of one category add weight only up to this count, so that a newsletter that
-# says "diabetes" twenty times weighs no more than one that says it three times.
+# mentions "diabetes" twenty times weighs no more than one that mentions it three times.
 _MAX_COUNTED = 3
 
 # Weight a recipient phrase gains when the message also carries health information.

@@ -42,9 +42,9 @@ class CustomRule:
 # A run of digits with letters glued to it, continued across single separators: a
 # hyphen, slash or dot followed by letters or digits, or a space followed by a digit.
 # It starts at a digit so the regex engine skips prose quickly. A lone token shorter
-# than five characters ("10", "2026", "4pm") cannot hold an identifier and is not
-# matched at all; the short codes that can (I10, G0439) need a keyword and are found
-# from their keyword instead.
+# than five characters ("10", "2026", "4pm") cannot be an identifier, so it is not
+# matched at all. The short codes that can be one (I10, G0439) need a keyword anyway,
+# so they are looked for after their keywords instead.
 _CHAIN = re.compile(
     r"[0-9][0-9A-Za-z]*(?:[-/.][0-9A-Za-z]+|[ ][0-9][0-9A-Za-z]*)+|[0-9][0-9A-Za-z]{4,}"
 )
@@ -180,7 +180,7 @@ _RECIPIENT_PHRASES: tuple[tuple[re.Pattern[str], float], ...] = (
 
 # Phrases are searched with two alternations, each with one named group per phrase.
 # Those starting with "you" share that literal prefix, which the regex engine finds
-# with a fast substring search; the word boundary before "you" is checked in Python.
+# with a fast substring search. The word boundary before "you" is checked in Python.
 _YOU_PREFIX = r"\byou"
 _YOU_PHRASE = re.compile(
     "you(?:"
