@@ -124,6 +124,40 @@ VERDICT_CASES = [
     ("order mail", "Order ORD-2026-118273, invoice INV-00012345, ticket #48213, v2.14.3.", False, "none"),
 ]
 
+# Messages phrased unlike anything in the corpus generator, as a check on the rules
+# rather than on the corpus. (case id, text, sensitive)
+UNSEEN_CASES = [
+    ("colleague question", "Quick question about Mr. Johnson (DOB 4/12/58): his A1c came back at 9.2, adding glipizide?", True),
+    ("admission note", "John Doe, MRN 4471182, was admitted last night with chest pain. Troponin negative.", True),
+    ("positive test", "Per our call: Jane Roe, born 12/01/1990, tested positive for chlamydia.", True),
+    ("covid result", "Your COVID-19 test result is now available. Log in to MyChart to view it.", True),
+    ("pharmacy pickup", "Good news! Your prescription is ready for pickup at CVS Pharmacy, 12 Main St.", True),
+    ("claim with codes", "Claims for member id ABC123456789 - dx F41.1, CPT 90837 x4 sessions.", True),
+    ("pt line", "Pt: Robert Brown  DOB: 1955-07-19  Allergies: penicillin  Meds: warfarin 5mg daily", True),
+    ("records request", "Her insurance ID is W123456789 and she is being treated for breast cancer.", True),
+    ("spaced ssn", "SSN: 512 44 9087", True),
+    ("card on file", "Please update the card on file: 5500 0000 0000 0004, exp 08/28.", True),
+    ("biopsy call", "This is Dr. Smith's office. Your biopsy results are in; please call us.", True),
+    ("quarterly results", "The Q3 results are ready. Revenue was up 12% and EBITDA reached $4.2M.", False),
+    ("release note", "We released version 4.11.2 (build 20240917.3). Ticket SUP-88231 closed.", False),
+    ("health webinar", "Webinar: Managing diabetes in the workplace. Dr. Jane Hill, MD will speak.", False),
+    ("overdue invoice", "Invoice 2024-00918 for account 55128890 is overdue. Call (312) 555-0100.", False),
+    ("portal launch", "Our new patient portal launches Monday! Patients can view lab results online.", False),
+    ("clinic delivery", "Delivery for Dr. Patel: 3 boxes of gloves, PO 4500018812, tracking 9400111899223344556677.", False),
+    ("rack notes", "Server E11 in rack B12 failed; replaced disk 4. Cost center 62704.", False),
+    ("card ending", "Your order #112-4455667-1234567 has shipped. Card ending in 4242 was charged $23.99.", False),
+    ("build regression", "Tested positive for the build regression; rolling back deploy 7f3a9c2.", False),
+]
+
+
+@pytest.mark.parametrize(
+    ("text", "sensitive"),
+    [case[1:] for case in UNSEEN_CASES],
+    ids=[case[0] for case in UNSEEN_CASES],
+)
+def test_unseen_messages(detector: Detector, text: str, sensitive: bool) -> None:
+    assert detector.scan_text(text).sensitive is sensitive
+
 
 @pytest.mark.parametrize(
     ("text", "sensitive", "rule"),

@@ -12,6 +12,7 @@ from postveil.detection.extract import Limits, extract_message
 from postveil.detection.keywords import KeywordMatcher, load_builtin_keywords
 from postveil.detection.rules import RuleSettings, decide
 from postveil.detection.scanner import CustomRule, Finding, TextScanner
+from postveil.detection.validators import load_icd10cm
 
 
 @dataclass(frozen=True)
@@ -50,6 +51,8 @@ class Detector:
             for item in section.custom_identifiers
         )
         self._scanner = TextScanner(KeywordMatcher(groups), custom_rules, section.context_window)
+        # Loading takes about 2 s, which must not fall on the first message's time budget.
+        load_icd10cm()
         weights = dict(DEFAULT_WEIGHTS)
         weights.update(section.weights)
         self._settings = RuleSettings(
