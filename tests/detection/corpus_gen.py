@@ -402,10 +402,54 @@ def forwarded_phi(rng: random.Random) -> Sample:
     return inner
 
 
+def clinician_chat(rng: random.Random) -> Sample:
+    first, last = person(rng)
+    _, colleague = person(rng)
+    lab, value = rng.choice(LABS)
+    dob = birth_date(rng)
+    label = rng.choice(["DOB", "dob", "D.O.B.", "born"])
+    written = dob.strftime("%m/%d/%y") if rng.random() < 0.5 else format_date(dob, rng)
+    med = rng.choice(MEDS).split()[0]
+    body = (
+        f"Hi Dr. {colleague},\n\nquick question about {rng.choice(['Mr.', 'Ms.'])} {last} ({label} {written}) - "
+        f"{lab} came back at {value}. I'd like to start {med}, any concerns?\n\nThanks"
+    )
+    return Sample(f"Re: {last}", body, True, "clinician_chat", {"date_of_birth", "lab_result", "medication"})
+
+
+def prior_authorization(rng: random.Random) -> Sample:
+    condition, code = rng.choice(CONDITIONS)
+    ndc = f"{rng.randint(10000, 99999)}-{rng.randint(100, 999)}-{rng.randint(10, 99)}"
+    label = rng.choice(["Member ID", "Subscriber ID", "Member #", "Policy number"])
+    body = (
+        f"Prior authorization request\n{label}: {member_id(rng)}\n"
+        f"Drug: NDC {ndc}, {rng.choice(MEDS)}\nDiagnosis: {condition}, ICD-10 {code}\n"
+        "Please fax the determination to the number on file."
+    )
+    return Sample("Prior authorization", body, True, "prior_authorization",
+                  {"member_id", "ndc", "medication", "condition", "diagnosis_code"})  # fmt: skip
+
+
+def results_explained(rng: random.Random) -> Sample:
+    first, _ = person(rng)
+    _, doctor = person(rng)
+    kind = rng.choice(["cholesterol", "A1c", "blood work", "biopsy", "mammogram"])
+    verb = rng.choice(["Your recent", "Your", "Your latest"])
+    body = (
+        f"Hi {first},\n\n{verb} {kind} results are back and look {rng.choice(['normal', 'stable', 'a little high'])}. "
+        f"Dr. {doctor} would like to see you in three months.\n\nTake care"
+    )
+    categories = {"recipient_health"}
+    if kind in ("cholesterol", "A1c", "blood work"):
+        categories.add("lab_result")
+    return Sample("About your results", body, True, "results_explained", categories)
+
+
 SENSITIVE: list[tuple[Callable[[random.Random], Sample], int]] = [
     (appointment_reminder, 14), (refill_reminder, 12), (lab_ready, 10), (referral_letter, 12),
     (billing_question, 10), (ehr_notification, 10), (patient_spreadsheet, 10), (intake_form_pdf, 6),
     (referral_docx, 5), (ssn_message, 6), (card_message, 5), (medicare_message, 4), (forwarded_phi, 6),
+    (clinician_chat, 6), (prior_authorization, 5), (results_explained, 6),
 ]  # fmt: skip
 
 
@@ -549,10 +593,45 @@ def random_numbers(rng: random.Random) -> Sample:
     return Sample("Batch ids", body + signature(rng, rng.choice(COMPANIES)), False, "random_numbers")
 
 
+def quarterly_results(rng: random.Random) -> Sample:
+    body = (
+        f"Team,\n\nThe Q{rng.randint(1, 4)} results are ready. Revenue grew {rng.randint(2, 30)}% and the "
+        f"test results of the new checkout flow are in: conversion {rng.randint(1, 9)}.{rng.randint(0, 9)}%. "
+        f"Your appointment with the auditors is scheduled for {future_date(rng).strftime('%B %d')}. "
+        f"Employee reference {rng.randint(100000000, 999999999)} approved the budget.\n"
+    )
+    return Sample("Quarterly results", body + signature(rng, rng.choice(COMPANIES)), False, "quarterly_results")
+
+
+def health_webinar(rng: random.Random) -> Sample:
+    condition, _ = rng.choice(CONDITIONS)
+    _, doctor = person(rng)
+    body = (
+        f"Join our lunchtime webinar on living with {condition}. Dr. {doctor} of "
+        f"{rng.choice(CLINICS)} explains treatment options and answers questions. "
+        f"Register with code {rng.randint(100000, 999999)} before {future_date(rng).strftime('%B %d')}. "
+        "Your visit to our booth at the health fair is welcome too."
+    )
+    return Sample("Webinar invitation", body + signature(rng, "Wellness Program"), False, "health_webinar",
+                  {"condition", "care_setting"})  # fmt: skip
+
+
+def release_notes(rng: random.Random) -> Sample:
+    body = (
+        f"Release {rng.randint(1, 9)}.{rng.randint(0, 20)}.{rng.randint(0, 9)} is out.\n"
+        f"- Fixed duplicate license check for seats above {rng.randint(100, 999)}\n"
+        f"- Record id format is now {rng.choice('ABCDEF')}{rng.randint(1000000, 9999999)}\n"
+        f"- Patient zero of the memory leak was commit {''.join(rng.choice('0123456789abcdef') for _ in range(7))}\n"
+        f"- Default port changed to {rng.randint(1024, 65535)}; see cell C{rng.randint(10, 99)} of the matrix\n"
+    )
+    return Sample("Release notes", body, False, "release_notes")
+
+
 NEGATIVE: list[tuple[Callable[[random.Random], Sample], int]] = [
     (order_confirmation, 16), (it_notification, 14), (health_newsletter, 14), (clinician_update, 10),
     (spreadsheet_finance, 12), (business_meeting, 12), (supply_invoice, 8), (invoice_pdf, 6),
-    (hr_benefits, 8), (random_numbers, 10),
+    (hr_benefits, 8), (random_numbers, 10), (quarterly_results, 6), (health_webinar, 6),
+    (release_notes, 6),
 ]  # fmt: skip
 
 
