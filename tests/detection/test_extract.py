@@ -232,3 +232,19 @@ def test_unscanned_descriptions_hold_no_file_name(detector: Detector) -> None:
     msg.add_attachment(b"data", maintype="application", subtype="x-thing", filename="Maria Garcia labs.bin")
     descriptions = " ".join(detector.scan_message(msg.as_bytes(policy=SMTP)).unscanned_parts)
     assert "Garcia" not in descriptions
+
+
+def test_csv_sent_as_excel_type(detector: Detector) -> None:
+    msg = message("list attached")
+    csv_text = "MRN,Diagnosis\r\n00482913,asthma\r\n"
+    msg.add_attachment(csv_text.encode(), maintype="application", subtype="vnd.ms-excel", filename="list.csv")
+    verdict = detector.scan_message(msg.as_bytes(policy=SMTP))
+    assert verdict.categories.get("mrn") == 1
+    assert verdict.unscanned_parts == []
+
+
+def test_calendar_attachment_is_read(detector: Detector) -> None:
+    msg = message("invite")
+    ics = "BEGIN:VCALENDAR\r\nSUMMARY:Budget review\r\nEND:VCALENDAR\r\n"
+    msg.add_attachment(ics.encode(), maintype="application", subtype="ics", filename="invite.ics")
+    assert detector.scan_message(msg.as_bytes(policy=SMTP)).unscanned_parts == []

@@ -62,6 +62,19 @@ _ENCRYPTED = frozenset(
 _SIGNATURES = frozenset(
     {"application/pkcs7-signature", "application/x-pkcs7-signature", "application/pgp-signature"}
 )
+_GENERIC_TYPES = frozenset(
+    {"application/octet-stream", "application/x-download", "binary/octet-stream", "application/zip"}
+)
+# Application types whose content is plain text, and the text type to read them as.
+_TEXT_LIKE = {
+    "application/csv": "text/csv",
+    "application/x-csv": "text/csv",
+    "application/json": "text/plain",
+    "application/xml": "text/plain",
+    "application/ics": "text/plain",
+    "application/x-yaml": "text/plain",
+    "application/rtf": "text/plain",
+}
 _BY_EXTENSION = {
     "pdf": "application/pdf",
     "docx": _DOCX,
@@ -210,12 +223,15 @@ def _is_nested(part: email.message.Message) -> bool:
 
 
 def _effective_type(part: email.message.Message, content_type: str, payload: bytes) -> str:
-    """Resolve application/octet-stream and similar by file extension and magic bytes."""
-    if content_type not in ("application/octet-stream", "application/x-download", "binary/octet-stream", "application/zip"):
-        return content_type
+    """Resolve generic or misleading content types by file extension and magic bytes.
+
+    Mail programs send CSV files as application/vnd.ms-excel and PDFs as
+    application/octet-stream, so the declared type alone would leave them unscanned.
+    """
+    if content_type in _TEXT_LIKE:
+        return _TEXT_LIKE[content_type]
     if payload.startswith(b"%PDF-"):
         return "application/pdf"
-    filename = ""
     try:
         filename = (part.get_filename() or "").lower()
     except Exception:  # noqa: BLE001 - a garbled RFC 2231 parameter
@@ -223,7 +239,9 @@ def _effective_type(part: email.message.Message, content_type: str, payload: byt
     extension = filename.rsplit(".", 1)[-1] if "." in filename else ""
     if payload.startswith(b"PK") and extension in ("docx", "xlsx", "xlsm"):
         return _BY_EXTENSION[extension]
-    if extension in ("csv", "tsv", "txt", "htm", "html", "eml"):
+    if extension in ("csv", "tsv") and not content_type.startswith("text/"):
+        return _BY_EXTENSION[extension]
+    if content_type in _GENERIC_TYPES and extension in _BY_EXTENSION:
         return _BY_EXTENSION[extension]
     return content_type
 
