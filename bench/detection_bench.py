@@ -79,7 +79,9 @@ def load_corpus(seed: int, count: int) -> list[tuple[bool, list[str]]]:
     return corpus
 
 
-def precision_recall(expected: list[bool], predicted: list[bool]) -> tuple[float, float, int, int, int]:
+def precision_recall(
+    expected: list[bool], predicted: list[bool]
+) -> tuple[float, float, int, int, int]:
     tp = sum(1 for e, p in zip(expected, predicted) if e and p)
     fp = sum(1 for e, p in zip(expected, predicted) if p and not e)
     fn = sum(1 for e, p in zip(expected, predicted) if e and not p)
@@ -88,7 +90,9 @@ def precision_recall(expected: list[bool], predicted: list[bool]) -> tuple[float
     return precision, recall, tp, fp, fn
 
 
-def bench_postveil(corpus: list[tuple[bool, list[str]]], total_mb: float, repeat: int) -> dict[str, float]:
+def bench_postveil(
+    corpus: list[tuple[bool, list[str]]], total_mb: float, repeat: int
+) -> dict[str, float]:
     detector = Detector(DetectionSection())
     texts = [text for _, texts in corpus for text in texts]
     detector.scan_text("warm up the ICD-10-CM code list E11.9")
@@ -126,7 +130,9 @@ def build_presidio():  # type: ignore[no-untyped-def]
     return AnalyzerEngine(registry=registry, nlp_engine=engine, supported_languages=["en"])
 
 
-def bench_presidio(corpus: list[tuple[bool, list[str]]], total_mb: float, repeat: int, threshold: float) -> dict[str, float]:
+def bench_presidio(
+    corpus: list[tuple[bool, list[str]]], total_mb: float, repeat: int, threshold: float
+) -> dict[str, float]:
     analyzer = build_presidio()
     texts = [text for _, texts in corpus for text in texts]
     analyzer.analyze(text="warm up 123-45-6789", language="en")
@@ -138,7 +144,9 @@ def bench_presidio(corpus: list[tuple[bool, list[str]]], total_mb: float, repeat
         best = min(best, time.perf_counter() - start)
     predicted = []
     for _, message_texts in corpus:
-        results = analyzer.analyze(text="\n\n".join(message_texts), language="en", score_threshold=threshold)
+        results = analyzer.analyze(
+            text="\n\n".join(message_texts), language="en", score_threshold=threshold
+        )
         predicted.append(any(result.entity_type in PRESIDIO_SENSITIVE for result in results))
     precision, recall, tp, fp, fn = precision_recall([s for s, _ in corpus], predicted)
     return {"seconds": best, "mb_per_s": total_mb / best, "precision": precision, "recall": recall,
@@ -149,8 +157,15 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
     parser.add_argument("--seed", type=int, default=2026, help="corpus seed (default 2026)")
     parser.add_argument("--count", type=int, default=600, help="corpus messages (default 600)")
-    parser.add_argument("--repeat", type=int, default=5, help="timed passes; the fastest counts (default 5)")
-    parser.add_argument("--presidio-threshold", type=float, default=0.5, help="Presidio score threshold (default 0.5)")
+    parser.add_argument(
+        "--repeat", type=int, default=5, help="timed passes; the fastest counts (default 5)"
+    )
+    parser.add_argument(
+        "--presidio-threshold",
+        type=float,
+        default=0.5,
+        help="Presidio score threshold (default 0.5)",
+    )
     parser.add_argument("--skip-presidio", action="store_true", help="measure postveil only")
     args = parser.parse_args(argv)
 
@@ -158,15 +173,29 @@ def main(argv: list[str] | None = None) -> int:
     total_bytes = sum(len(text.encode("utf-8")) for _, texts in corpus for text in texts)
     total_mb = total_bytes / 1e6
     print(f"corpus: {len(corpus)} messages, {total_mb:.2f} MB of extracted text")
-    print(f"machine: {platform.processor() or platform.machine()}, Python {platform.python_version()}")
+    print(
+        f"machine: {platform.processor() or platform.machine()}, Python {platform.python_version()}"
+    )
     rows = [("postveil", bench_postveil(corpus, total_mb, args.repeat))]
     prose = prose_text(900_000)
     prose_rates = [("postveil", time_prose(Detector(DetectionSection()).find, prose, args.repeat))]
     if not args.skip_presidio:
-        rows.append(("presidio patterns", bench_presidio(corpus, total_mb, args.repeat, args.presidio_threshold)))
+        rows.append(
+            (
+                "presidio patterns",
+                bench_presidio(corpus, total_mb, args.repeat, args.presidio_threshold),
+            )
+        )
         analyzer = build_presidio()
-        prose_rates.append(("presidio patterns", time_prose(lambda text: analyzer.analyze(text=text, language="en"), prose, 1)))
-    print(f"{'tool':<18} {'MB/s':>8} {'seconds':>8} {'precision':>10} {'recall':>8} {'TP':>5} {'FP':>5} {'FN':>5}")
+        prose_rates.append(
+            (
+                "presidio patterns",
+                time_prose(lambda text: analyzer.analyze(text=text, language="en"), prose, 1),
+            )
+        )
+    print(
+        f"{'tool':<18} {'MB/s':>8} {'seconds':>8} {'precision':>10} {'recall':>8} {'TP':>5} {'FP':>5} {'FN':>5}"
+    )
     for name, row in rows:
         print(f"{name:<18} {row['mb_per_s']:>8.2f} {row['seconds']:>8.3f} {row['precision']:>10.4f} "
               f"{row['recall']:>8.4f} {row['tp']:>5} {row['fp']:>5} {row['fn']:>5}")  # fmt: skip

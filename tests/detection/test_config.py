@@ -29,9 +29,18 @@ def test_sizes_parse_units() -> None:
         (b"detection:\n  weights: {nope: 1}\n", "unknown category 'nope'"),
         (b"detection:\n  extra_keywords: {nope: [x]}\n", "unknown group 'nope'"),
         (b"detection:\n  bogus: 1\n", "unknown key"),
-        (b"detection:\n  custom_identifiers:\n    - {name: mrn2, pattern: '(['}\n", "invalid regular expression"),
-        (b"detection:\n  custom_identifiers:\n    - {name: mrn2, pattern: 'x*'}\n", "matches the empty string"),
-        (b"detection:\n  custom_identifiers:\n    - {name: Bad Name, pattern: 'x'}\n", "invalid identifier name"),
+        (
+            b"detection:\n  custom_identifiers:\n    - {name: mrn2, pattern: '(['}\n",
+            "invalid regular expression",
+        ),
+        (
+            b"detection:\n  custom_identifiers:\n    - {name: mrn2, pattern: 'x*'}\n",
+            "matches the empty string",
+        ),
+        (
+            b"detection:\n  custom_identifiers:\n    - {name: Bad Name, pattern: 'x'}\n",
+            "invalid identifier name",
+        ),
         (b"detection:\n  identifier_threshold: 0\n", "greater than 0"),
     ],
 )
@@ -43,7 +52,9 @@ def test_invalid_sections(yaml_text: bytes, expected: str) -> None:
 
 def test_custom_identifier_with_keyword() -> None:
     section = DetectionSection(
-        custom_identifiers=[CustomIdentifier(name="unit_number", pattern=r"U[0-9]{6}", keywords=["unit number"])]
+        custom_identifiers=[
+            CustomIdentifier(name="unit_number", pattern=r"U[0-9]{6}", keywords=["unit number"])
+        ]
     )
     detector = Detector(section)
     with_keyword = detector.scan_text("Unit number U123456 has asthma")
@@ -61,7 +72,9 @@ def test_custom_weight_can_silence_a_category() -> None:
 
 
 def test_extra_keywords_extend_groups() -> None:
-    detector = Detector(DetectionSection(extra_keywords={"medication": ["tirzepatide"], "mrn": ["unit no"]}))
+    detector = Detector(
+        DetectionSection(extra_keywords={"medication": ["tirzepatide"], "mrn": ["unit no"]})
+    )
     verdict = detector.scan_text("Unit no 7781234 started tirzepatide")
     assert verdict.categories.get("mrn") == 1
     assert verdict.categories.get("medication") == 1

@@ -13,12 +13,12 @@ from pathlib import Path
 
 import pytest
 
-from tests import planted
-from tests.detection.corpus_gen import generate, write_corpus
 from postveil.cli.main import main as cli_main
 from postveil.detection import Detector
 from postveil.detection.evaluate import evaluate
 from postveil.detection.evaluate import main as evaluate_main
+from tests import planted
+from tests.detection.corpus_gen import generate, write_corpus
 
 SEED = 2026
 COUNT = 600
@@ -49,7 +49,9 @@ def test_corpus_size_and_balance(labels: dict[str, dict[str, object]]) -> None:
     assert 0.4 <= sensitive / len(labels) <= 0.6
 
 
-def test_corpus_precision_and_recall(detector: Detector, corpus_dir: Path, labels: dict[str, dict[str, object]]) -> None:
+def test_corpus_precision_and_recall(
+    detector: Detector, corpus_dir: Path, labels: dict[str, dict[str, object]]
+) -> None:
     verdicts = {}
     for name in labels:
         verdict = detector.scan_message((corpus_dir / name).read_bytes())
@@ -59,7 +61,9 @@ def test_corpus_precision_and_recall(detector: Detector, corpus_dir: Path, label
     assert result.messages.precision >= 0.98, result.false_positives
 
 
-def test_evaluate_command_prints_figures(corpus_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_evaluate_command_prints_figures(
+    corpus_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     assert evaluate_main([str(corpus_dir)]) == 0
     output = capsys.readouterr().out
     assert "precision:" in output
@@ -67,12 +71,21 @@ def test_evaluate_command_prints_figures(corpus_dir: Path, capsys: pytest.Captur
     assert "payment_card" in output
 
 
-def test_scan_json_over_corpus(corpus_dir: Path, labels: dict[str, dict[str, object]], capsys: pytest.CaptureFixture[str]) -> None:
+def test_scan_json_over_corpus(
+    corpus_dir: Path, labels: dict[str, dict[str, object]], capsys: pytest.CaptureFixture[str]
+) -> None:
     names = sorted(labels)[:60]
     assert cli_main(["scan", "--json", *[str(corpus_dir / name) for name in names]]) == 0
     lines = capsys.readouterr().out.splitlines()
     assert len(lines) == len(names)
     for name, line in zip(names, lines):
         record = json.loads(line)
-        assert list(record) == ["file", "sensitive", "score", "rule", "categories", "unscanned_parts"]
+        assert list(record) == [
+            "file",
+            "sensitive",
+            "score",
+            "rule",
+            "categories",
+            "unscanned_parts",
+        ]
         assert record["sensitive"] == labels[name]["sensitive"]

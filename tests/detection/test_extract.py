@@ -8,10 +8,10 @@ from email.policy import SMTP
 
 import pytest
 
-from tests.detection.corpus_gen import make_docx, make_pdf, make_xlsx
 from postveil.config.detection import DetectionSection
 from postveil.detection import Detector
 from postveil.detection.extract import Limits, extract_message
+from tests.detection.corpus_gen import make_docx, make_pdf, make_xlsx
 
 PHI = "Patient: Maria Garcia\nDOB: 03/14/1962\nDiagnosis: type 2 diabetes (E11.9)"
 
@@ -70,8 +70,10 @@ def test_unknown_charset_falls_back(detector: Detector) -> None:
 
 def test_html_is_read_as_text(detector: Detector) -> None:
     msg = message("see html")
-    html = "<html><head><style>.x{}</style></head><body><p>Patient: <b>Maria Garcia</b></p>" \
-           "<p>DOB:&nbsp;03/14/1962</p><p>Dx E11.9</p><script>var ssn='1'</script></body></html>"
+    html = (
+        "<html><head><style>.x{}</style></head><body><p>Patient: <b>Maria Garcia</b></p>"
+        "<p>DOB:&nbsp;03/14/1962</p><p>Dx E11.9</p><script>var ssn='1'</script></body></html>"
+    )
     msg.add_alternative(html, subtype="html")
     verdict = detector.scan_message(msg.as_bytes(policy=SMTP))
     assert verdict.sensitive
@@ -105,7 +107,7 @@ def test_csv_cells_never_join(detector: Detector) -> None:
 
 def test_csv_header_gives_context(detector: Detector) -> None:
     msg = message("list attached")
-    csv_text = "MRN,Name,DOB,Diagnosis\r\n00482913,\"Garcia, Maria\",03/14/1962,asthma\r\n"
+    csv_text = 'MRN,Name,DOB,Diagnosis\r\n00482913,"Garcia, Maria",03/14/1962,asthma\r\n'
     msg.add_attachment(csv_text.encode(), maintype="text", subtype="csv", filename="a.csv")
     verdict = detector.scan_message(msg.as_bytes(policy=SMTP))
     assert verdict.categories.get("mrn") == 1
@@ -116,13 +118,17 @@ def test_csv_header_gives_context(detector: Detector) -> None:
 def test_tsv_attachment(detector: Detector) -> None:
     msg = message("list attached")
     tsv = "SSN\tName\r\n536221234\tAnn Lee\r\n"
-    msg.add_attachment(tsv.encode(), maintype="text", subtype="tab-separated-values", filename="a.tsv")
+    msg.add_attachment(
+        tsv.encode(), maintype="text", subtype="tab-separated-values", filename="a.tsv"
+    )
     assert detector.scan_message(msg.as_bytes(policy=SMTP)).categories.get("ssn") == 1
 
 
 def test_pdf_text_layer(detector: Detector) -> None:
     msg = message("scan attached")
-    msg.add_attachment(make_pdf(PHI.split("\n")), maintype="application", subtype="pdf", filename="s.pdf")
+    msg.add_attachment(
+        make_pdf(PHI.split("\n")), maintype="application", subtype="pdf", filename="s.pdf"
+    )
     verdict = detector.scan_message(msg.as_bytes(policy=SMTP))
     assert verdict.sensitive
     assert verdict.unscanned_parts == []
@@ -130,7 +136,9 @@ def test_pdf_text_layer(detector: Detector) -> None:
 
 def test_pdf_sent_as_octet_stream(detector: Detector) -> None:
     msg = message("scan attached")
-    msg.add_attachment(make_pdf(PHI.split("\n")), maintype="application", subtype="octet-stream", filename="s.bin")
+    msg.add_attachment(
+        make_pdf(PHI.split("\n")), maintype="application", subtype="octet-stream", filename="s.bin"
+    )
     assert detector.scan_message(msg.as_bytes(policy=SMTP)).sensitive
 
 
@@ -149,7 +157,10 @@ def test_xlsx(detector: Detector) -> None:
     msg = message("sheet attached")
     data = make_xlsx(["MRN", "DOB", "Diagnosis"], [["00482913", "03/14/1962", "asthma"]])
     msg.add_attachment(
-        data, maintype="application", subtype="vnd.openxmlformats-officedocument.spreadsheetml.sheet", filename="x.xlsx"
+        data,
+        maintype="application",
+        subtype="vnd.openxmlformats-officedocument.spreadsheetml.sheet",
+        filename="x.xlsx",
     )
     verdict = detector.scan_message(msg.as_bytes(policy=SMTP))
     assert verdict.sensitive
@@ -158,7 +169,9 @@ def test_xlsx(detector: Detector) -> None:
 
 def test_unsupported_attachment_is_reported(detector: Detector) -> None:
     msg = message("zip attached")
-    msg.add_attachment(b"PK\x03\x04junk", maintype="application", subtype="zip", filename="Garcia.zip")
+    msg.add_attachment(
+        b"PK\x03\x04junk", maintype="application", subtype="zip", filename="Garcia.zip"
+    )
     verdict = detector.scan_message(msg.as_bytes(policy=SMTP))
     assert verdict.unscanned_parts == ["part 3 (application/zip): unsupported type"]
     assert verdict.sensitive
@@ -184,7 +197,9 @@ def test_corrupt_pdf_is_reported(detector: Detector) -> None:
 
 def test_encrypted_part_is_reported(detector: Detector) -> None:
     msg = message("x")
-    msg.add_attachment(b"\x30\x80", maintype="application", subtype="pkcs7-mime", filename="smime.p7m")
+    msg.add_attachment(
+        b"\x30\x80", maintype="application", subtype="pkcs7-mime", filename="smime.p7m"
+    )
     assert "encrypted" in detector.scan_message(msg.as_bytes(policy=SMTP)).unscanned_parts[0]
 
 
@@ -204,7 +219,9 @@ def test_part_size_cap_reports_truncation() -> None:
 
 def test_attachment_size_cap() -> None:
     msg = message("x")
-    msg.add_attachment(make_pdf(["hello"] * 50), maintype="application", subtype="pdf", filename="a.pdf")
+    msg.add_attachment(
+        make_pdf(["hello"] * 50), maintype="application", subtype="pdf", filename="a.pdf"
+    )
     extraction = extract_message(msg.as_bytes(policy=SMTP), Limits(max_attachment_size=100))
     assert any("attachment limit" in item for item in extraction.unscanned)
 
@@ -212,7 +229,9 @@ def test_attachment_size_cap() -> None:
 def test_part_count_cap() -> None:
     msg = message("x")
     for index in range(5):
-        msg.add_attachment(f"note {index}".encode(), maintype="text", subtype="plain", filename=f"{index}.txt")
+        msg.add_attachment(
+            f"note {index}".encode(), maintype="text", subtype="plain", filename=f"{index}.txt"
+        )
     extraction = extract_message(msg.as_bytes(policy=SMTP), Limits(max_parts=3))
     assert any("more parts than" in item for item in extraction.unscanned)
 
@@ -229,7 +248,9 @@ def test_depth_cap() -> None:
 
 def test_unscanned_descriptions_hold_no_file_name(detector: Detector) -> None:
     msg = message("x")
-    msg.add_attachment(b"data", maintype="application", subtype="x-thing", filename="Maria Garcia labs.bin")
+    msg.add_attachment(
+        b"data", maintype="application", subtype="x-thing", filename="Maria Garcia labs.bin"
+    )
     descriptions = " ".join(detector.scan_message(msg.as_bytes(policy=SMTP)).unscanned_parts)
     assert "Garcia" not in descriptions
 
@@ -237,7 +258,9 @@ def test_unscanned_descriptions_hold_no_file_name(detector: Detector) -> None:
 def test_csv_sent_as_excel_type(detector: Detector) -> None:
     msg = message("list attached")
     csv_text = "MRN,Diagnosis\r\n00482913,asthma\r\n"
-    msg.add_attachment(csv_text.encode(), maintype="application", subtype="vnd.ms-excel", filename="list.csv")
+    msg.add_attachment(
+        csv_text.encode(), maintype="application", subtype="vnd.ms-excel", filename="list.csv"
+    )
     verdict = detector.scan_message(msg.as_bytes(policy=SMTP))
     assert verdict.categories.get("mrn") == 1
     assert verdict.unscanned_parts == []

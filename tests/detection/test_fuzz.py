@@ -9,11 +9,11 @@ from postveil.detection import Detector, Verdict
 
 HEADER_LINES = st.sampled_from(
     [
-        b"Content-Type: multipart/mixed; boundary=\"b\"",
+        b'Content-Type: multipart/mixed; boundary="b"',
         b"Content-Type: multipart/mixed",
         b"Content-Type: multipart/alternative; boundary=",
         b"Content-Type: message/rfc822",
-        b"Content-Type: text/plain; charset=\"utf-7\"",
+        b'Content-Type: text/plain; charset="utf-7"',
         b"Content-Type: text/plain; charset=bogus-charset",
         b"Content-Type: text/html",
         b"Content-Type: text/csv",
@@ -24,7 +24,7 @@ HEADER_LINES = st.sampled_from(
         b"Content-Transfer-Encoding: base64",
         b"Content-Transfer-Encoding: quoted-printable",
         b"Content-Transfer-Encoding: x-uuencode",
-        b"Content-Disposition: attachment; filename=\"a.docx\"",
+        b'Content-Disposition: attachment; filename="a.docx"',
         b"Subject: =?utf-8?b?!!!?= =?x-unknown?q?SSN_536-22-1234?=",
         b"MIME-Version: 1.0",
         b"\t folded continuation",
@@ -42,7 +42,7 @@ BODY_CHUNKS = st.sampled_from(
         b"SSN 536-22-1234",
         b"<html><td>4111</td><script>",
         b"\xff\xfe\x00",
-        b"MRN,DOB\r\n\"unterminated,1962",
+        b'MRN,DOB\r\n"unterminated,1962',
         b"",
     ]
 )
@@ -56,20 +56,26 @@ def malformed_messages(draw: st.DrawFn) -> bytes:
     return separator.join(headers) + separator * 2 + separator.join(chunks)
 
 
-@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(
+    max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
 @given(raw=malformed_messages())
 def test_malformed_mime_never_raises(detector: Detector, raw: bytes) -> None:
     verdict = detector.scan_message(raw)
     assert isinstance(verdict, Verdict)
 
 
-@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(
+    max_examples=200, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
 @given(raw=st.binary(max_size=2048))
 def test_random_bytes_never_raise(detector: Detector, raw: bytes) -> None:
     assert isinstance(detector.scan_message(raw), Verdict)
 
 
-@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(
+    max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
 @given(text=st.text(max_size=400))
 def test_random_text_never_raises(detector: Detector, text: str) -> None:
     assert isinstance(detector.scan_text(text), Verdict)

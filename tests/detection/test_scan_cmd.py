@@ -32,7 +32,16 @@ def test_scan_detects_planted_values(tmp_path: Path, capsys: pytest.CaptureFixtu
     assert cli_main(["scan", "--json", str(path)]) == 0
     output = capsys.readouterr().out
     record = json.loads(output)
-    for category in ("patient_name", "date_of_birth", "mrn", "mbi", "ssn", "payment_card", "clinician_id", "diagnosis_code"):
+    for category in (
+        "patient_name",
+        "date_of_birth",
+        "mrn",
+        "mbi",
+        "ssn",
+        "payment_card",
+        "clinician_id",
+        "diagnosis_code",
+    ):
         assert record["categories"].get(category, 0) >= 1, category
     assert planted.find_values(output) == []
 

@@ -195,7 +195,15 @@ def test_numeric_date(candidate: str, expected: bool) -> None:
 
 @pytest.mark.parametrize(
     ("name", "expected"),
-    [("March", 3), ("mar", 3), ("Sept", 9), ("September", 9), ("Sep.", 9), ("Marchy", None), ("Ma", None)],
+    [
+        ("March", 3),
+        ("mar", 3),
+        ("Sept", 9),
+        ("September", 9),
+        ("Sep.", 9),
+        ("Marchy", None),
+        ("Ma", None),
+    ],
 )
 def test_month_number(name: str, expected: int | None) -> None:
     assert v.month_number(name) == expected

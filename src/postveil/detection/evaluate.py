@@ -113,7 +113,9 @@ def main(argv: list[str] | None = None) -> int:
         description="Print precision, recall and a per-category confusion table for a labelled corpus.",
     )
     parser.add_argument("directory", type=Path, help="directory with *.eml files and labels.json")
-    parser.add_argument("--config", help="postveil configuration file whose detection section to use")
+    parser.add_argument(
+        "--config", help="postveil configuration file whose detection section to use"
+    )
     args = parser.parse_args(argv)
 
     from postveil.cli.scan_cmd import build_detector

@@ -131,7 +131,9 @@ class _Walker:
             logger.warning("part %d (%s) could not be read", number, content_type, exc_info=True)
             self.report(number, content_type, "could not be parsed")
 
-    def _walk_part(self, part: email.message.Message, number: int, content_type: str, depth: int) -> None:
+    def _walk_part(
+        self, part: email.message.Message, number: int, content_type: str, depth: int
+    ) -> None:
         if part.is_multipart():
             children = part.get_payload()
             if not isinstance(children, list):
@@ -141,7 +143,9 @@ class _Walker:
                 if isinstance(child, email.message.Message):
                     self.walk_part(child, depth + 1)
             return
-        if content_type == "message/rfc822" or (content_type.startswith("message/") and _is_nested(part)):
+        if content_type == "message/rfc822" or (
+            content_type.startswith("message/") and _is_nested(part)
+        ):
             self._walk_nested(part, number, content_type, depth)
             return
         if content_type in _SIGNATURES:
@@ -158,7 +162,9 @@ class _Walker:
         effective_type = _effective_type(part, content_type, payload)
         self._extract_leaf(part, number, effective_type, payload, depth)
 
-    def _walk_nested(self, part: email.message.Message, number: int, content_type: str, depth: int) -> None:
+    def _walk_nested(
+        self, part: email.message.Message, number: int, content_type: str, depth: int
+    ) -> None:
         payload = part.get_payload()
         if isinstance(payload, list):
             for inner in payload:
@@ -167,28 +173,45 @@ class _Walker:
             return
         raw = part.get_payload(decode=True)
         if isinstance(raw, bytes) and raw:
-            self.walk_message(email.message_from_bytes(raw, policy=email.policy.compat32), depth + 1)
+            self.walk_message(
+                email.message_from_bytes(raw, policy=email.policy.compat32), depth + 1
+            )
             return
         self.report(number, content_type, "empty or malformed nested message")
 
     def _extract_leaf(
-        self, part: email.message.Message, number: int, content_type: str, payload: bytes, depth: int
+        self,
+        part: email.message.Message,
+        number: int,
+        content_type: str,
+        payload: bytes,
+        depth: int,
     ) -> None:
         limits = self.limits
         if content_type == "message/rfc822":
-            self.walk_message(email.message_from_bytes(payload, policy=email.policy.compat32), depth + 1)
+            self.walk_message(
+                email.message_from_bytes(payload, policy=email.policy.compat32), depth + 1
+            )
             return
         if content_type.startswith("text/"):
             truncated = len(payload) > limits.max_part_size
-            text = _decode_bytes(payload[: limits.max_part_size], part.get_content_charset() or "utf-8")
+            text = _decode_bytes(
+                payload[: limits.max_part_size], part.get_content_charset() or "utf-8"
+            )
             if content_type == "text/html":
                 text = html_to_text(text)
             elif content_type in ("text/csv", "text/tab-separated-values"):
-                delimiter = "\t" if content_type == "text/tab-separated-values" else _sniff_delimiter(text)
+                delimiter = (
+                    "\t" if content_type == "text/tab-separated-values" else _sniff_delimiter(text)
+                )
                 text = "\n".join(table_to_lines(csv.reader(io.StringIO(text), delimiter=delimiter)))
             self.extraction.texts.append(text)
             if truncated:
-                self.report(number, content_type, f"only the first {limits.max_part_size} bytes were scanned")
+                self.report(
+                    number,
+                    content_type,
+                    f"only the first {limits.max_part_size} bytes were scanned",
+                )
             return
         if content_type in ("application/pdf", _DOCX, _XLSX):
             if len(payload) > limits.max_attachment_size:
@@ -267,7 +290,9 @@ def _decode_bytes(data: bytes, charset: str) -> str:
 
 class _TextCollector(HTMLParser):
     _SKIP = frozenset({"script", "style", "head", "title"})
-    _BREAKS = frozenset({"br", "p", "div", "tr", "li", "h1", "h2", "h3", "h4", "h5", "h6", "table", "td", "th"})
+    _BREAKS = frozenset(
+        {"br", "p", "div", "tr", "li", "h1", "h2", "h3", "h4", "h5", "h6", "table", "td", "th"}
+    )
 
     def __init__(self) -> None:
         super().__init__(convert_charrefs=True)
@@ -334,7 +359,9 @@ def _cell_text(cell: object) -> str:
     if isinstance(cell, float) and cell.is_integer():
         return str(int(cell))
     if isinstance(cell, datetime.datetime):
-        return cell.date().isoformat() if cell.time() == datetime.time() else cell.isoformat(sep=" ")
+        return (
+            cell.date().isoformat() if cell.time() == datetime.time() else cell.isoformat(sep=" ")
+        )
     if isinstance(cell, datetime.date):
         return cell.isoformat()
     return " ".join(str(cell).split())

@@ -99,7 +99,10 @@ class KeywordMatcher:
                     by_word.setdefault(key, set()).add(group)
         automaton = ahocorasick.Automaton()
         for key, groups in by_word.items():
-            automaton.add_word(key, (len(key), tuple(sorted(groups)), _is_word_char(key[0]), _is_word_char(key[-1])))
+            automaton.add_word(
+                key,
+                (len(key), tuple(sorted(groups)), _is_word_char(key[0]), _is_word_char(key[-1])),
+            )
         automaton.make_automaton()
         self._automaton = automaton
 

@@ -106,7 +106,9 @@ def decide(
         # Health words, care settings included, strengthen a recipient phrase but
         # never replace it.
         recipient_total = sums["recipient"] + (_HEALTH_BONUS if health_present else 0.0)
-        candidates.append((recipient_total / settings.recipient_health_threshold, "recipient_health"))
+        candidates.append(
+            (recipient_total / settings.recipient_health_threshold, "recipient_health")
+        )
     if unscanned and treat_unscanned_as_sensitive:
         candidates.append((1.0, "unscanned_part"))
 

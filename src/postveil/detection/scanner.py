@@ -87,7 +87,9 @@ _WORDY_DATE = re.compile(
     r"(?P<m1>[A-Za-z]{3,9})\.? (?P<d1>[0-9]{1,2})(?:st|nd|rd|th)?,? (?P<y1>[0-9]{4})"
     r"|(?P<d2>[0-9]{1,2}) (?P<m2>[A-Za-z]{3,9})\.?,? (?P<y2>[0-9]{4})"
 )
-_PHONE = re.compile(r"\s*[:#]?\s*(?:\+?1[-. ]?)?\(?[2-9][0-9]{2}\)?[-. ]?[0-9]{3}[-. ][0-9]{4}(?![0-9])")
+_PHONE = re.compile(
+    r"\s*[:#]?\s*(?:\+?1[-. ]?)?\(?[2-9][0-9]{2}\)?[-. ]?[0-9]{3}[-. ][0-9]{4}(?![0-9])"
+)
 _STREET = re.compile(
     r"\s*[:\-]?\s*[0-9]{1,6}\s+(?:[A-Z0-9][A-Za-z0-9.']*\s+){1,4}"
     r"(?:St|Street|Ave|Avenue|Rd|Road|Blvd|Boulevard|Ln|Lane|Dr|Drive|Ct|Court|Way|Pl|Place"
@@ -122,7 +124,12 @@ _RECIPIENT_PHRASES: tuple[tuple[re.Pattern[str], float], ...] = (
         ),
         1.0,
     ),
-    (re.compile(r"\byour (?:test )?results? (?:are|is|have|has) (?:now )?(?:been )?(?:ready|available|back|posted)"), 0.5),
+    (
+        re.compile(
+            r"\byour (?:test )?results? (?:are|is|have|has) (?:now )?(?:been )?(?:ready|available|back|posted)"
+        ),
+        0.5,
+    ),
     (
         re.compile(
             r"\byour (?:prescriptions?|medications?|refills?|rx)\b[^.\n]{0,80}?\b(?:is|are|has been|have been) "
@@ -185,7 +192,7 @@ _YOU_PREFIX = r"\byou"
 _YOU_PHRASE = re.compile(
     "you(?:"
     + "|".join(
-        f"(?P<phrase{index}>{pattern.pattern[len(_YOU_PREFIX):]})"
+        f"(?P<phrase{index}>{pattern.pattern[len(_YOU_PREFIX) :]})"
         for index, (pattern, _) in enumerate(_RECIPIENT_PHRASES)
         if pattern.pattern.startswith(_YOU_PREFIX)
     )
@@ -198,7 +205,9 @@ _OTHER_PHRASE = re.compile(
         if not pattern.pattern.startswith(_YOU_PREFIX)
     )
 )
-_RECIPIENT_WEIGHTS = {f"phrase{index}": weight for index, (_, weight) in enumerate(_RECIPIENT_PHRASES)}
+_RECIPIENT_WEIGHTS = {
+    f"phrase{index}": weight for index, (_, weight) in enumerate(_RECIPIENT_PHRASES)
+}
 
 # Characters searched around a recipient-phrase anchor word.
 _PHRASE_BEFORE = 100
@@ -245,7 +254,9 @@ class TextScanner:
             chain_start, chain_end = match.span()
             if chain_end <= consumed:
                 continue
-            if chain_end - chain_start <= 4 and (chain_start == 0 or text[chain_start - 1] not in _ASCII_UPPER):
+            if chain_end - chain_start <= 4 and (
+                chain_start == 0 or text[chain_start - 1] not in _ASCII_UPPER
+            ):
                 if match.group().isdigit():
                     # "10", "2026", "4567": too short for any identifier, and no
                     # capital letter before it that could start an ICD or HCPCS code.
@@ -259,7 +270,12 @@ class TextScanner:
             if match.group().count("-") >= 3 and _inside_guid(text, start, chain_end):
                 continue
             iban_start = start
-            if start == chain_start and start >= 2 and text[start - 1] == " " and text[start - 2] in _ASCII_ALNUM:
+            if (
+                start == chain_start
+                and start >= 2
+                and text[start - 1] == " "
+                and text[start - 2] in _ASCII_ALNUM
+            ):
                 # A spaced IBAN whose first groups hold letters ("GB82 WEST 1234 ...")
                 # reaches the number pass at its first all-digit group.
                 before = _IBAN_BEFORE.search(text, max(0, start - 40), start)
@@ -279,7 +295,10 @@ class TextScanner:
     def _scan_short_codes(self, state: _ScanState) -> None:
         """Find undotted ICD-10-CM and HCPCS codes of 3 to 5 characters after their
         keywords; the number pass skips tokens that short."""
-        ends = sorted(set(state.hits.ends.get("diagnosis_code", [])) | set(state.hits.ends.get("procedure_code", [])))
+        ends = sorted(
+            set(state.hits.ends.get("diagnosis_code", []))
+            | set(state.hits.ends.get("procedure_code", []))
+        )
         searched_to = 0
         for keyword_end in ends:
             window_start = max(keyword_end, searched_to)
@@ -319,9 +338,9 @@ class TextScanner:
             if length == 1 and following.isupper():
                 return self._try_mbi(state, position, chain_end)
             if length == 4 and following in (" ", "-"):
-                return self._try_card_grouped(state, position, chain_end) or self._try_ndc_hyphenated(
+                return self._try_card_grouped(
                     state, position, chain_end
-                )
+                ) or self._try_ndc_hyphenated(state, position, chain_end)
             if length == 3 and following in ("-", " ", "."):
                 return self._try_ssn_separated(state, position, chain_end)
             if length == 5 and following == "-":
@@ -526,7 +545,9 @@ class TextScanner:
         numeric = _NUMERIC_DATE.search(segment)
         if numeric is not None and v.numeric_date_valid(numeric.group()):
             if _plausible_birth_year(numeric.group()):
-                state.add("date_of_birth", keyword_end + numeric.start(), keyword_end + numeric.end(), 0.9)
+                state.add(
+                    "date_of_birth", keyword_end + numeric.start(), keyword_end + numeric.end(), 0.9
+                )
                 return
         wordy = _WORDY_DATE.search(segment)
         if wordy is None:
@@ -541,7 +562,14 @@ class TextScanner:
     # -- health vocabulary and phrases -------------------------------------------------
 
     def _scan_health_words(self, state: _ScanState) -> None:
-        for group in ("condition", "medication", "procedure", "lab_result", "treatment", "care_setting"):
+        for group in (
+            "condition",
+            "medication",
+            "procedure",
+            "lab_result",
+            "treatment",
+            "care_setting",
+        ):
             # Spans sorted by end; a keyword inside a longer one of the same group
             # ("diabetes" in "type 2 diabetes") is one finding, not two.
             spans = state.hits.spans.get(group)
@@ -664,7 +692,11 @@ def _inside_guid(text: str, start: int, end: int) -> bool:
 
 def _next_group(text: str, position: int, chain_end: int) -> int:
     """Return the start of the first separator-delimited group at or after ``position``."""
-    while position < chain_end and text[position] in _ASCII_ALNUM and text[position - 1] in _ASCII_ALNUM:
+    while (
+        position < chain_end
+        and text[position] in _ASCII_ALNUM
+        and text[position - 1] in _ASCII_ALNUM
+    ):
         position += 1
     while position < chain_end and text[position] not in _ASCII_ALNUM:
         position += 1
@@ -713,4 +745,3 @@ def _plausible_birth_year(date_text: str) -> bool:
 
 def _this_year() -> int:
     return datetime.date.today().year
-
