@@ -34,6 +34,9 @@ FINDING_CASES = [
     ("card timestamp passes luhn", "card event logged at 1700000000004", set(), {"payment_card"}),
     ("card run inside longer number", "card 41111111111111110000", set(), {"payment_card"}),
     ("card grouped inside longer", "card 4111 1111 1111 1111 2222 3333", set(), {"payment_card"}),
+    ("card then expiry", "Card: 4111 1111 1111 1111 05/28", {"payment_card"}, set()),
+    ("card then security code", "card 4111 1111 1111 1111 123", {"payment_card"}, set()),
+    ("card of 19 digits", "card 6011 0000 0000 0000 001", {"payment_card"}, set()),
     (
         "guid fragment digits",
         "trace 53622123-4111-1111-1111-111111111111 done",

@@ -56,7 +56,6 @@ _PLAIN_CHAIN = re.compile(
 _IBAN_BEFORE = re.compile(r"(?<![0-9A-Za-z])[A-Z]{2}[0-9]{2}(?: [A-Z0-9]{4}){0,6} $")
 _SHORT_CODE = re.compile(r"(?<![0-9A-Za-z])[A-Z][0-9][0-9A-Z]{1,3}(?![0-9A-Za-z.])")
 _ASCII_ALNUM = frozenset("0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz")
-_ASCII_UPPER = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZ")
 
 _GUID = re.compile(r"[0-9A-Fa-f]{8}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{12}")
 _IBAN = re.compile(r"[A-Z]{2}[0-9]{2}(?: ?[A-Z0-9]{4}){2,7}(?: ?[A-Z0-9]{1,4})?")
@@ -254,13 +253,6 @@ class TextScanner:
             chain_start, chain_end = match.span()
             if chain_end <= consumed:
                 continue
-            if chain_end - chain_start <= 4 and (
-                chain_start == 0 or text[chain_start - 1] not in _ASCII_UPPER
-            ):
-                if match.group().isdigit():
-                    # "10", "2026", "4567": too short for any identifier, and no
-                    # capital letter before it that could start an ICD or HCPCS code.
-                    continue
             if _PLAIN_CHAIN.fullmatch(text, chain_start, chain_end) is not None:
                 continue
             start = chain_start
@@ -371,12 +363,20 @@ class TextScanner:
         if match is None or not _ends_group(text, match.end(), chain_end):
             return 0
         separator = match.group("s") or match.group("t")
-        if _continues_number(text, position, match.end(), separator):
-            return 0
-        if not v.card_valid(match.group()):
-            return 0
-        state.add("payment_card", position, match.end(), 0.95)
-        return match.end()
+        # A fourth group of 1-3 digits may be the end of a 19-digit card or the
+        # security code or expiry month written after a 16-digit one.
+        ends = [match.end()]
+        if match.group("s") and match.end() - position > 19:
+            ends.append(position + 19)
+        for end in ends:
+            if _digits_after(text, end, separator) >= 4 or _digits_before(
+                text, position, separator
+            ):
+                continue
+            if v.card_valid(text[position:end]):
+                state.add("payment_card", position, end, 0.95)
+                return end
+        return 0
 
     def _try_ssn_separated(self, state: _ScanState, position: int, chain_end: int) -> int:
         text = state.text
@@ -718,6 +718,20 @@ def _continues_number(text: str, start: int, end: int, separator: str) -> bool:
     if start >= 2 and text[start - 1] == separator and text[start - 2].isdigit():
         return True
     return False
+
+
+def _digits_after(text: str, end: int, separator: str) -> int:
+    """Return how many digits follow ``separator`` at ``end`` (0 without the separator)."""
+    if end >= len(text) or text[end] != separator:
+        return 0
+    count = 0
+    while end + 1 + count < len(text) and text[end + 1 + count].isdigit():
+        count += 1
+    return count
+
+
+def _digits_before(text: str, start: int, separator: str) -> bool:
+    return start >= 2 and text[start - 1] == separator and text[start - 2].isdigit()
 
 
 def _is_inside_longer_number(text: str, start: int, end: int) -> bool:
