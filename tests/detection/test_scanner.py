@@ -190,6 +190,12 @@ VERDICT_CASES = [
 # Messages phrased unlike anything in the corpus generator, as a check on the rules
 # rather than on the corpus. (case id, text, sensitive)
 UNSEEN_CASES = [
+    ("brand drug", "Subscriber ID XQ123456789 refilled Lipitor 20 mg today.", True),
+    (
+        "mrn hash",
+        "Attached is the lab report for Sarah Connor, MRN#: 99812345, hep C viral load.",
+        True,
+    ),
     (
         "colleague question",
         "Quick question about Mr. Johnson (DOB 4/12/58): his A1c came back at 9.2, adding glipizide?",
