@@ -12,6 +12,9 @@ FINDING_CASES = [
     ("ssn hyphenated without keyword", "Her number is 536-22-1234 per the card.", {"ssn"}, set()),
     ("ssn bare with keyword", "social security number 536221234", {"ssn"}, set()),
     ("ssn bare without keyword", "Order reference 536221234 shipped", set(), {"ssn"}),
+    ("ssn keyword after", "Her number 536221234 (SSN) is on file", {"ssn"}, set()),
+    ("card keyword after", "Charge 4111111111111111, the Visa on file", {"payment_card"}, set()),
+    ("zip before cpt keyword", "Springfield 62704 - CPT 99213", {"procedure_code"}, set()),
     ("ssn spaced needs keyword", "Conference ID 536 22 1234", set(), {"ssn"}),
     ("ssn spaced with keyword", "SSN: 536 22 1234", {"ssn"}, set()),
     ("ssn 900 area", "SSN 900-12-3456 and 987-65-4321", set(), {"ssn"}),
@@ -317,3 +320,10 @@ def test_verdict_holds_no_values(detector: Detector) -> None:
 def test_verdict_counts_categories(detector: Detector) -> None:
     verdict = detector.scan_text("SSN 536-22-1234 and SSN 536-22-1235")
     assert verdict.categories == {"ssn": 2}
+
+
+def test_zip_before_cpt_keyword_not_counted(detector: Detector) -> None:
+    findings = detector.find("Springfield 62704 - CPT 99213")
+    codes = [finding for finding in findings if finding.category == "procedure_code"]
+    assert len(codes) == 1
+    assert codes[0].start == len("Springfield 62704 - CPT ")

@@ -211,6 +211,10 @@ _RECIPIENT_WEIGHTS = {
 # Characters searched around a recipient-phrase anchor word.
 _PHRASE_BEFORE = 100
 _PHRASE_AFTER = 140
+# Characters after a number searched for its keyword, for the identifiers whose
+# keyword may follow them. Procedure codes are not among them: a ZIP code is often
+# followed by "CPT" on the next item.
+_KEYWORD_AFTER = 25
 # Maximum gap between codes in a list ("CPT 99213, 99214 and 36415") for the keyword
 # before the first code to cover the later ones.
 _LIST_GAP = 6
@@ -389,7 +393,7 @@ class TextScanner:
             return 0
         # Space- and dot-separated 3-2-4 numbers are rarer as SSNs than hyphenated ones,
         # so they need the keyword.
-        if match.group("s") != "-" and not state.keyword_before("ssn", position):
+        if match.group("s") != "-" and not state.keyword_near("ssn", position, match.end()):
             return 0
         state.add("ssn", position, match.end(), 0.95)
         return match.end()
@@ -423,16 +427,16 @@ class TextScanner:
             if (
                 not v.looks_like_epoch(digits)
                 and v.card_valid(digits)
-                and state.keyword_before("card", position)
+                and state.keyword_near("card", position, end)
             ):
                 state.add("payment_card", position, end, 0.9)
                 return end
         elif length == 9:
-            if v.ssn_valid(digits) and state.keyword_before("ssn", position):
+            if v.ssn_valid(digits) and state.keyword_near("ssn", position, end):
                 state.add("ssn", position, end, 0.9)
                 return end
         elif length in (10, 11):
-            if length == 10 and v.npi_valid(digits) and state.keyword_before("npi", position):
+            if length == 10 and v.npi_valid(digits) and state.keyword_near("npi", position, end):
                 state.add("clinician_id", position, end, 0.9)
                 return end
             if state.keyword_before("ndc", position, allow_list=("ndc",)):
@@ -671,6 +675,15 @@ class _ScanState:
                 if gap.strip(" ,;/&") in ("", "and", "or"):
                     return True
         return False
+
+    def keyword_near(self, group: str, start: int, end: int) -> bool:
+        """Return whether a keyword of ``group`` is before the candidate (as in
+        ``keyword_before``) or starts within a few characters after it on the same
+        line ("536221234 (SSN)")."""
+        if self.keyword_before(group, start):
+            return True
+        keyword_start = self.hits.any_after(group, end, _KEYWORD_AFTER)
+        return keyword_start is not None and "\n" not in self.text[end:keyword_start]
 
 
 def _lower_same_length(text: str) -> str:
