@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import base64
+import io
+import zipfile
 from email.message import EmailMessage
 from email.policy import SMTP
 
@@ -271,3 +273,18 @@ def test_calendar_attachment_is_read(detector: Detector) -> None:
     ics = "BEGIN:VCALENDAR\r\nSUMMARY:Budget review\r\nEND:VCALENDAR\r\n"
     msg.add_attachment(ics.encode(), maintype="application", subtype="ics", filename="invite.ics")
     assert detector.scan_message(msg.as_bytes(policy=SMTP)).unscanned_parts == []
+
+
+def test_zip_bomb_docx_is_not_opened() -> None:
+    archive = io.BytesIO()
+    with zipfile.ZipFile(archive, "w", zipfile.ZIP_DEFLATED) as bomb:
+        bomb.writestr("word/document.xml", b"0" * 2_000_000)
+    msg = message("x")
+    msg.add_attachment(
+        archive.getvalue(),
+        maintype="application",
+        subtype="vnd.openxmlformats-officedocument.wordprocessingml.document",
+        filename="a.docx",
+    )
+    extraction = extract_message(msg.as_bytes(policy=SMTP), Limits(max_attachment_size=100_000))
+    assert any("expands beyond" in item for item in extraction.unscanned)

@@ -24,6 +24,7 @@ import html
 import io
 import logging
 import re
+import zipfile
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from html.parser import HTMLParser
@@ -217,6 +218,11 @@ class _Walker:
             if len(payload) > limits.max_attachment_size:
                 self.report(number, content_type, "larger than the configured attachment limit")
                 return
+            if content_type != "application/pdf" and _zip_expands_beyond(
+                payload, _EXPANSION_FACTOR * limits.max_attachment_size
+            ):
+                self.report(number, content_type, "expands beyond the configured attachment limit")
+                return
             text, complete = _extract_document(content_type, payload, limits.max_part_size)
             self.extraction.texts.append(text)
             if not complete:
@@ -367,6 +373,21 @@ def _cell_text(cell: object) -> str:
     return " ".join(str(cell).split())
 
 
+# DOCX and XLSX files are ZIP archives whose XML the libraries decompress in full. One
+# that would expand to more than this many times the attachment limit is not opened,
+# so a small "zip bomb" cannot exhaust the milter's memory.
+_EXPANSION_FACTOR = 4
+
+
+def _zip_expands_beyond(payload: bytes, limit: int) -> bool:
+    """Return whether the archive's declared uncompressed size exceeds ``limit``.
+
+    Raises on data that is not a ZIP archive (reported as unparseable by the caller).
+    """
+    with zipfile.ZipFile(io.BytesIO(payload)) as archive:
+        return sum(info.file_size for info in archive.infolist()) > limit
+
+
 def _extract_document(content_type: str, payload: bytes, max_chars: int) -> tuple[str, bool]:
     """Return (text, complete). Raises on a document the library cannot open."""
     if content_type == "application/pdf":
@@ -377,6 +398,8 @@ def _extract_document(content_type: str, payload: bytes, max_chars: int) -> tupl
 
 
 def _pdf_text(payload: bytes, max_chars: int) -> tuple[str, bool]:
+    # NOTE: there is no time limit here. pypdf reads a PDF of many pages in seconds, so
+    # the caller's timeout (the milter's) is what bounds a very large attachment.
     import pypdf
 
     reader = pypdf.PdfReader(io.BytesIO(payload))
