@@ -23,8 +23,7 @@ from collections.abc import Sequence
 from postveil.audit import AuditLog, MessageDecision
 from postveil.audit import RecipientDecision as AuditRecipient
 from postveil.config import Config
-from postveil.crypto import CertificateStore, PgpKeyring, RenderContext, SmimeSigner
-from postveil.crypto.pipeline import Outcome, TlsRequirement, process_message
+from postveil.crypto.pipeline import Outcome, TlsRequirement, build_context, process_message
 from postveil.detection import Detector
 from postveil.tlsfacts import DomainFacts, FactsCache, open_cache, tls_requirement
 
@@ -39,17 +38,7 @@ class MessageProcessor:
     def __init__(self, config: Config, *, audit: AuditLog | None = None, cache: FactsCache | None = None) -> None:
         self.config = config
         self.detector = Detector(config.detection)
-        signer = None
-        if config.smime.sign:
-            assert config.smime.signing_certificate and config.smime.signing_key
-            signer = SmimeSigner.load(config.smime.signing_certificate, config.smime.signing_key)
-        self.context = RenderContext(
-            routing=config.routing,
-            portal=config.portal,
-            certificates=CertificateStore(config.smime.certificate_dir, config.smime.trust_store),
-            keyring=PgpKeyring(config.pgp.gnupg_home, config.pgp.gpg_binary),
-            signer=signer,
-        )
+        self.context = build_context(config)
         self.cache = cache if cache is not None else open_cache(config.policyd)
         self.audit = audit if audit is not None else AuditLog(config.audit, program="postveil-milter")
 
