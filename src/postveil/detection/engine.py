@@ -12,7 +12,6 @@ from postveil.detection.extract import Limits, extract_message
 from postveil.detection.keywords import KeywordMatcher, load_builtin_keywords
 from postveil.detection.rules import RuleSettings, decide
 from postveil.detection.scanner import CustomRule, Finding, TextScanner
-from postveil.detection.validators import load_icd10cm
 
 
 @dataclass(frozen=True)
@@ -51,8 +50,8 @@ class Detector:
             for item in section.custom_identifiers
         )
         self._scanner = TextScanner(KeywordMatcher(groups), custom_rules, section.context_window)
-        # Loading takes about 2 s, which must not fall on the first message's time budget.
-        load_icd10cm()
+        # NOTE: the ICD-10-CM code list loads at the first code-like token (about 2 s
+        # on that message). Call validators.load_icd10cm() at daemon start to move it.
         weights = dict(DEFAULT_WEIGHTS)
         weights.update(section.weights)
         self._settings = RuleSettings(

@@ -73,8 +73,10 @@ _DEA = re.compile(r"[A-Z][A-Z9][0-9]{7}")
 # Two capital letters and a space or comma before five digits: a US state and ZIP code.
 _STATE_BEFORE = re.compile(r"\b[A-Z]{2},?\s{1,3}$")
 
-# An identifier after its label: optional "number"/"no."/"id"/"#", a separator, then a
-# token of 4 to 20 letters, digits and hyphens that contains at least 4 digits.
+# An identifier after its label: optional "number"/"no."/"id"/"#", a few filler words
+# ("on file is"), a separator, then a token of letters, digits and hyphens with at most
+# four letters before its first digit. The caller also requires 5 or more characters
+# with 4 or more digits.
 _LABELLED_ID = re.compile(
     r"(?:\s*(?:number|num|no\.?|id|#))?"
     r"(?:\s+(?:on file|on record|listed|provided|in (?:the )?system|we have))?"
@@ -221,7 +223,9 @@ _LIST_GAP = 6
 
 
 class TextScanner:
-    """Finds candidates in one text. Immutable after construction; thread-safe."""
+    """Scanner for one configuration's keyword lists and custom identifiers.
+
+    Immutable after construction, so one instance serves many threads."""
 
     def __init__(
         self,
