@@ -22,14 +22,11 @@ import email.message
 import email.policy
 import html
 import io
-import logging
 import re
 import zipfile
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from html.parser import HTMLParser
-
-logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -96,9 +93,10 @@ def extract_message(raw: bytes, limits: Limits = Limits()) -> Extraction:
     try:
         message = email.message_from_bytes(raw, policy=email.policy.compat32)
         result.walk_message(message, depth=0)
-    except Exception:  # noqa: BLE001 - a broken message must not crash the milter
-        logger.warning("message structure could not be parsed", exc_info=True)
-        result.extraction.unscanned.append("message: structure could not be parsed")
+    except Exception as exc:  # noqa: BLE001 - a broken message must not crash the milter
+        result.extraction.unscanned.append(
+            f"message: structure could not be parsed ({type(exc).__name__})"
+        )
         result.extraction.texts.append(_decode_bytes(raw[: limits.max_part_size], "utf-8"))
     return result.extraction
 
@@ -128,9 +126,10 @@ class _Walker:
             return
         try:
             self._walk_part(part, number, content_type, depth)
-        except Exception:  # noqa: BLE001 - one bad part must not hide the others
-            logger.warning("part %d (%s) could not be read", number, content_type, exc_info=True)
-            self.report(number, content_type, "could not be parsed")
+        except Exception as exc:  # noqa: BLE001 - one bad part must not hide the others
+            # Only the exception's class is kept: parser messages and tracebacks can
+            # quote the content, which must not reach logs. The caller logs the report.
+            self.report(number, content_type, f"could not be parsed ({type(exc).__name__})")
 
     def _walk_part(
         self, part: email.message.Message, number: int, content_type: str, depth: int
