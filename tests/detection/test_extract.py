@@ -288,3 +288,31 @@ def test_zip_bomb_docx_is_not_opened() -> None:
     )
     extraction = extract_message(msg.as_bytes(policy=SMTP), Limits(max_attachment_size=100_000))
     assert any("expands beyond" in item for item in extraction.unscanned)
+
+
+def test_pathological_nesting_falls_back_to_raw_text(detector: Detector) -> None:
+    levels = "".join(
+        f'Content-Type: multipart/mixed; boundary="b{index}"\r\n\r\n--b{index}\r\n'
+        for index in range(3000)
+    )
+    raw = (
+        "Subject: deep\r\nMIME-Version: 1.0\r\n"
+        + levels
+        + "Content-Type: text/plain\r\n\r\nSSN 536-22-1234\r\n"
+    ).encode()
+    verdict = detector.scan_message(raw)
+    assert verdict.sensitive
+    assert verdict.unscanned_parts
+
+
+def test_many_parts_are_capped(detector: Detector) -> None:
+    parts = "".join("--b\r\nContent-Type: text/plain\r\n\r\nhello\r\n" for _ in range(2000))
+    raw = (
+        'Subject: many\r\nMIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary="b"\r\n\r\n'
+        + parts
+        + "--b--\r\n"
+    ).encode()
+    verdict = detector.scan_message(raw)
+    assert verdict.unscanned_parts == [
+        "part 501 (text/plain): more parts than the configured maximum"
+    ]
