@@ -127,8 +127,8 @@ class _Walker:
         try:
             self._walk_part(part, number, content_type, depth)
         except Exception as exc:  # noqa: BLE001 - one bad part must not hide the others
-            # Only the exception's class is kept: parser messages and tracebacks can
-            # quote the content, which must not reach logs. The caller logs the report.
+            # Only the exception's class is kept, because parser messages and tracebacks
+            # can quote the content, which must not reach logs or audit records.
             self.report(number, content_type, f"could not be parsed ({type(exc).__name__})")
 
     def _walk_part(
