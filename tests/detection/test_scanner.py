@@ -134,6 +134,12 @@ def test_findings(detector: Detector, text: str, present: set[str], absent: set[
 # (case id, text, sensitive, rule)
 VERDICT_CASES = [
     ("ssn alone", "SSN 536-22-1234", True, "high_risk_identifier"),
+    (
+        "ssn named before heavier rule",
+        "Patient: Maria Garcia, DOB 03/14/1962, MRN 00482913, SSN 536-22-1234, asthma, E11.9",
+        True,
+        "high_risk_identifier",
+    ),
     ("card alone", "card number 4111 1111 1111 1111", True, "high_risk_identifier"),
     (
         "identifier with diagnosis",

@@ -1,6 +1,6 @@
 """The verdict: which rule, if any, makes a set of findings sensitive.
 
-Rules, strongest first:
+Rules, in the order in which they name the verdict:
 
 ``high_risk_identifier``
     any SSN, MBI, payment card or custom ``high_risk`` identifier.
@@ -16,9 +16,8 @@ Rules, strongest first:
 
 Each rule's score is its weight sum divided by its threshold. For
 ``identifier_with_health`` it is the smaller of the two ratios. A score of 1.0 or
-more fires the rule. The
-verdict's score is the highest rule score, so it also says how close a message that
-is not sensitive came.
+more fires the rule. The verdict names the first rule that fires, and its score is the
+highest rule score, so it also says how close a message that is not sensitive came.
 """
 
 from __future__ import annotations
@@ -112,8 +111,10 @@ def decide(
     if unscanned and treat_unscanned_as_sensitive:
         candidates.append((1.0, "unscanned_part"))
 
-    score, rule = max(candidates, key=lambda item: item[0])
-    score = round(score, 3)
-    if score >= 1.0:
-        return Decision(True, score, rule)
+    score = round(max(item[0] for item in candidates), 3)
+    # Candidates are in rule order, so the first that fires names the verdict: an SSN
+    # is reported as high_risk_identifier even when identifiers with health weigh more.
+    for rule_score, rule in candidates:
+        if rule_score >= 1.0:
+            return Decision(True, score, rule)
     return Decision(False, score, "none")
