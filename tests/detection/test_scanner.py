@@ -92,6 +92,8 @@ FINDING_CASES = [
     ("lic as word", "Lic # 55512345", {"drivers_license"}, set()),
     ("patient name labelled", "Patient Name: O'Neill, Mei", {"patient_name"}, set()),
     ("patient name inline", "our patient Maria Garcia was seen", {"patient_name"}, set()),
+    ("patient name in capitals", "PATIENT: GARCIA, MARIA", {"patient_name"}, set()),
+    ("capitals inline are no name", "Use the patient PORTAL APP today", set(), {"patient_name"}),
     ("patient portal is no name", "Log in to the Patient Portal Today", set(), {"patient_name"}),
     ("home phone", "Home phone: (312) 555-0142", {"phone"}, set()),
     ("signature phone", "Phone: (312) 555-0142", set(), {"phone"}),

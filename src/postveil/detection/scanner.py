@@ -101,8 +101,12 @@ _NAME = (
     rf"(?:{_NAME_WORD},\s*{_NAME_WORD})"
     rf"|(?:{_NAME_WORD}(?:\s+[A-Z]\.?)?\s+{_NAME_WORD})"
 )
+# EHR exports often write names in capitals ("GARCIA, MARIA"); after a label only,
+# because "patient PORTAL" in running text is more often a product name.
+_CAPS_WORD = r"[A-Z][A-Z'\-]+"
+_CAPS_NAME = rf"(?:{_CAPS_WORD},\s*{_CAPS_WORD})|(?:{_CAPS_WORD}(?:\s+[A-Z]\.?)?\s+{_CAPS_WORD})"
 _PATIENT_NAME = re.compile(
-    r"(?:'s)?(?:\s+(?:full\s+)?name)?\s*[:\-]\s*(?P<labelled>" + _NAME + r")"
+    r"(?:'s)?(?:\s+(?:full\s+)?name)?\s*[:\-]\s*(?P<labelled>" + _NAME + "|" + _CAPS_NAME + r")"
     r"|,?\s+(?P<inline>" + _NAME + r")"
 )
 # Words that follow "Patient" in names of things, not of people ("Patient Portal").
