@@ -17,7 +17,7 @@ Rules, in the order in which they name the verdict:
 Each rule's score is its weight sum divided by its threshold. For
 ``identifier_with_health`` it is the smaller of the two ratios. A score of 1.0 or
 more fires the rule. The verdict names the first rule that fires, and its score is the
-highest rule score, so it also says how close a message that is not sensitive came.
+highest rule score, so it also shows how close a message that is not sensitive came.
 """
 
 from __future__ import annotations
@@ -76,7 +76,7 @@ def decide(
     unscanned: bool = False,
     treat_unscanned_as_sensitive: bool = True,
 ) -> Decision:
-    """Apply the rules to category counts and return the strongest.
+    """Apply the rules to category counts and return the decision.
 
     ``phrase_weight`` is the summed weight of the recipient-health phrases found: a
     strong phrase ("your lab results are ready") weighs 1.0, a weak one ("your test
