@@ -133,18 +133,25 @@ def recipient_domain(address: str) -> str:
 
 
 def audit_decision(outcome: Outcome, action: str) -> MessageDecision:
-    """Convert a routing outcome into the audit trail's message record."""
+    """Convert a routing outcome into the audit trail's message record.
+
+    A recipient's method is what it actually got: ``reject`` when the whole message
+    was rejected, ``drop`` or ``none`` when it was removed, so that searches and reports
+    never count an undelivered recipient as protected. The routing reason is kept. The
+    message class travels as a ``class:<name>`` tag.
+    """
     record = outcome.record
-    recipients = [
-        AuditRecipient(
-            address=item.recipient,
-            method=item.method or "none",
-            reason=item.reason[:900],
-            fingerprint=item.fingerprint,
+    recipients = []
+    for item in record.recipients:
+        method = item.method or "none"
+        fingerprint = item.fingerprint
+        if action == "reject":
+            method, fingerprint = "reject", None
+        recipients.append(
+            AuditRecipient(address=item.recipient, method=method, reason=item.reason[:900], fingerprint=fingerprint)
         )
-        for item in record.recipients
-    ]
-    tags = [_tag_identifier(tag) for tag in record.tags]
+    tags = [f"class:{record.message_class}"]
+    tags += [_tag_identifier(tag) for tag in record.tags]
     if outcome.triggers.header_trigger:
         tags.append("header:trigger")
     return MessageDecision(
