@@ -19,6 +19,7 @@ import logging
 import re
 import time
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 
 from postveil.audit import AuditLog, MessageDecision
 from postveil.audit import RecipientDecision as AuditRecipient
@@ -27,6 +28,7 @@ from postveil.crypto import CertificateStore, PgpKeyring, RenderContext, SmimeSi
 from postveil.crypto.pipeline import Outcome, TlsRequirement, process_message
 from postveil.detection import Detector
 from postveil.tlsfacts import DomainFacts, FactsCache, open_cache, tls_requirement
+from postveil.tlsfacts.cache import SqliteFactsCache
 
 log = logging.getLogger("postveil.milter")
 
@@ -52,8 +54,18 @@ class MessageProcessor:
         )
         self.cache = cache if cache is not None else open_cache(config.policyd)
         self.audit = audit if audit is not None else AuditLog(config.audit, program="postveil-milter")
+        # SqliteFactsCache keeps one connection per Python thread state and closes none
+        # before close(). pymilter (1.0.5) creates a new thread state for every SMTP
+        # connection, so reading from the callbacks opened, and kept, one database
+        # connection with two file descriptors per SMTP connection. One long-lived
+        # thread does all SQLite reads instead. Redis clients share a pool and need none.
+        self._cache_reader: ThreadPoolExecutor | None = None
+        if isinstance(self.cache, SqliteFactsCache):
+            self._cache_reader = ThreadPoolExecutor(max_workers=1, thread_name_prefix="facts-cache")
 
     def close(self) -> None:
+        if self._cache_reader is not None:
+            self._cache_reader.shutdown(wait=True)
         self.cache.close()
         self.audit.close()
 
@@ -62,17 +74,21 @@ class MessageProcessor:
 
         Raises CacheError (a TemporaryFailure) when the cache cannot be read.
         """
+        domains = list(dict.fromkeys(recipient_domain(recipient) for recipient in recipients))
+        if self._cache_reader is None:
+            facts = self._read_facts(domains)
+        else:
+            facts = self._cache_reader.submit(self._read_facts, domains).result()
         now = time.time()
         by_domain: dict[str, TlsRequirement] = {}
-        result: dict[str, TlsRequirement] = {}
-        for recipient in recipients:
-            domain = recipient_domain(recipient)
-            if domain not in by_domain:
-                facts = self.cache.get(domain) or DomainFacts(domain)
-                requirement = tls_requirement(facts, self.config.policyd, now=now)
-                by_domain[domain] = TlsRequirement(requirement.requires_tls, requirement.reason)
-            result[recipient] = by_domain[domain]
-        return result
+        for domain in domains:
+            requirement = tls_requirement(facts[domain], self.config.policyd, now=now)
+            by_domain[domain] = TlsRequirement(requirement.requires_tls, requirement.reason)
+        return {recipient: by_domain[recipient_domain(recipient)] for recipient in recipients}
+
+    def _read_facts(self, domains: Sequence[str]) -> dict[str, DomainFacts]:
+        """Read each domain's facts; a domain never seen gets empty facts."""
+        return {domain: self.cache.get(domain) or DomainFacts(domain) for domain in domains}
 
     def decide(self, raw: bytes, *, queue_id: str, sender: str, recipients: Sequence[str]) -> Outcome:
         """Scan, classify and route one message, and render every version to send.
