@@ -230,7 +230,10 @@ def main() -> int:
         for name, milter in milters.items():
             if milter is not None:
                 user, system = milter.cpu_split()
-                print(f"milter {name}: VmHWM {milter.status_kib('VmHWM')} kB, CPU user {user:.2f} s, system {system:.2f} s")
+                print(
+                    f"milter {name}: VmHWM {milter.status_kib('VmHWM')} kB, {milter.open_files()} open files, "
+                    f"CPU user {user:.2f} s, system {system:.2f} s"
+                )
     return 0
 
 

@@ -124,6 +124,10 @@ class MilterProcess:
         ticks = os.sysconf("SC_CLK_TCK")
         return int(fields[11]) / ticks, int(fields[12]) / ticks
 
+    def open_files(self) -> int:
+        """Number of open file descriptors of the process."""
+        return len(os.listdir(f"/proc/{self.pid}/fd"))
+
     def status_kib(self, key: str) -> int:
         """A ``kB`` field of /proc/PID/status, for example ``VmHWM`` or ``VmRSS``."""
         for line in Path(f"/proc/{self.pid}/status").read_text().splitlines():
