@@ -173,7 +173,13 @@ def start_postveil(workdir: Path, domains: list[str], answer_ttl: str) -> tuple[
     cache = workdir / f"postveil-{answer_ttl}.sqlite3"
     seed_postveil(cache, domains)
     config = workdir / f"postveil-{answer_ttl}.yaml"
+    key = workdir / "audit.key"
+    if not key.exists():
+        from postveil.audit import generate_key_file
+
+        generate_key_file(key)
     config.write_text(
+        f"audit:\n  directory: {workdir / 'audit'}\n  key_file: {key}\n"
         "policyd:\n"
         f"  socketmap_listen: inet:127.0.0.1:{port}\n"
         f"  policy_listen: inet:127.0.0.1:{free_port()}\n"
@@ -270,8 +276,8 @@ def run_all(args: argparse.Namespace) -> None:
                 process.wait(timeout=30)
             rows.append({"server": name, **throughput, **{f"paced_{k}": v for k, v in paced.items()}})
             print(json.dumps(rows[-1]), file=sys.stderr)
-    print("| server | requests/s (8 connections) | p50 ms at {:g}/s | p99 ms at {:g}/s | max ms |"
-          .format(args.rate, args.rate))
+    rate = f"{args.rate:g}/s"
+    print(f"| server | requests/s (8 connections) | p50 ms at {rate} | p99 ms at {rate} | max ms |")
     print("|---|---|---|---|---|")
     for row in rows:
         print(f"| {row['server']} | {row['requests_per_s']} | {row['paced_p50_ms']} | "

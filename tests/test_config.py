@@ -116,7 +116,7 @@ def test_unknown_section_is_rejected() -> None:
 
 
 def test_yaml_syntax_error_names_line() -> None:
-    with pytest.raises(ConfigError, match=r"broken.yaml:2: invalid YAML"):
+    with pytest.raises(ConfigError, match=r"broken.yaml:2: invalid YAML at column 12: mapping values"):
         parse_config(b"milter:\n  socket: a: b\n", "broken.yaml")
 
 
@@ -150,3 +150,254 @@ def test_check_config_lists_three_errors(tmp_path: Path) -> None:
     assert "milter.timeout: invalid duration 5" in result.stderr
     assert "dns.lifetime: invalid duration '1 hour'" in result.stderr
     assert "3 error(s)" in result.stderr
+
+
+def problems_of(text: bytes, source: str = "test.yaml") -> list[str]:
+    with pytest.raises(ConfigError) as caught:
+        parse_config(text, source)
+    return caught.value.problems
+
+
+@pytest.mark.parametrize(
+    "socket",
+    ["unix:/var/spool/postfix/postveil/milter.sock", "local:/run/m.sock", "inet:8899@127.0.0.1", "inet6:8899@::1"],
+)
+def test_milter_socket_accepts(socket: str) -> None:
+    assert parse_config(f'milter:\n  socket: "{socket}"\n'.encode()).milter.socket == socket
+
+
+@pytest.mark.parametrize(
+    ("socket", "expected"),
+    [
+        ("unix:", "expected an absolute file path after 'unix:'"),
+        ("local:", "expected an absolute file path after 'local:'"),
+        ("unix:milter.sock", "expected an absolute file path"),
+        ("unix:/run/postveil/", "expected an absolute file path"),
+        ("unix:/" + "d" * 120, "at most 107 bytes"),
+        ("inet:abc@", "expected PORT@HOST after 'inet:'"),
+        ("inet:8899", "expected PORT@HOST after 'inet:'"),
+        ("inet:8899@", "expected PORT@HOST after 'inet:'"),
+        ("inet6:@::1", "PORT 1-65535"),
+        ("inet:abc@127.0.0.1", "PORT 1-65535"),
+        ("inet:0@127.0.0.1", "PORT 1-65535"),
+        ("inet:65536@127.0.0.1", "PORT 1-65535"),
+        ("tcp:8899@127.0.0.1", "expected 'unix:/absolute/path'"),
+        ("/run/milter.sock", "expected 'unix:/absolute/path'"),
+    ],
+)
+def test_milter_socket_rejects(socket: str, expected: str) -> None:
+    problems = problems_of(f'milter:\n  socket: "{socket}"\n'.encode())
+
+    assert len(problems) == 1
+    assert problems[0].startswith("test.yaml:2: milter.socket: invalid ")
+    assert expected in problems[0]
+
+
+def test_duration_maximum_is_366_days() -> None:
+    assert parse_duration("366d") == 366 * 86400.0
+    with pytest.raises(ValueError, match="the maximum is 366d"):
+        parse_duration("367d")
+    with pytest.raises(ValueError, match="the maximum is 366d"):
+        parse_duration("99999999999999999999w")
+
+
+@pytest.mark.parametrize(
+    ("text", "suggestion"),
+    [("1h30m", "'90m'"), ("1m30s", "'90s'"), ("1d12h", "'36h'"), ("1s500ms", "'1500ms'"), ("2h 60m", "'3h'")],
+)
+def test_compound_duration_suggests_one_unit(text: str, suggestion: str) -> None:
+    with pytest.raises(ValueError, match="use a single unit") as caught:
+        parse_duration(text)
+
+    assert f"for example {suggestion}" in str(caught.value)
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        (b"milter:\n  timeout: 0s\n", "test.yaml:2: milter.timeout: invalid duration 0s: must be greater than 0"),
+        (b"milter:\n  timeout: 500ms\n", "test.yaml:2: milter.timeout: invalid milter timeout 0.5s"),
+        (b"milter:\n  shutdown_timeout: 0ms\n", "test.yaml:2: milter.shutdown_timeout: invalid duration 0s"),
+        (b"milter:\n  max_message_size: 0\n", "test.yaml:2: milter.max_message_size: invalid size 0"),
+        (b"dns:\n  timeout: 0s\n", "test.yaml:2: dns.timeout: invalid duration 0s"),
+        (b"dns:\n  timeout: 5s\n  lifetime: 0s\n", "test.yaml:3: dns.lifetime: invalid duration 0s"),
+        (b"dns:\n  timeout: 5s\n  lifetime: 2s\n", "test.yaml:1: dns: dns.lifetime (2s) is shorter than dns.timeout (5s)"),
+        (b"dns:\n  timeout: 30s\n", "test.yaml:1: dns: dns.lifetime (10s) is shorter than dns.timeout (30s)"),
+    ],
+)
+def test_value_checks(text: bytes, expected: str) -> None:
+    problems = problems_of(text)
+
+    assert len(problems) == 1
+    assert problems[0].startswith(expected)
+
+
+@pytest.mark.parametrize(
+    ("entry", "expected"),
+    [
+        ("dns.example", "invalid nameserver 'dns.example': expected an IP address"),
+        ("not an address", "invalid nameserver 'not an address': expected an IP address"),
+        ("dns.example:53", "invalid nameserver 'dns.example:53': expected an IP address"),
+        ("[::1", "invalid address '[::1': missing ']'"),
+        ("[dns.example]:53", "invalid nameserver '[dns.example]:53'"),
+    ],
+)
+def test_nameserver_rejects(entry: str, expected: str) -> None:
+    problems = problems_of(f'dns:\n  nameservers: ["{entry}"]\n'.encode())
+
+    assert len(problems) == 1
+    assert problems[0].startswith(f"test.yaml:2: dns.nameservers[0]: {expected}")
+
+
+def test_nameserver_accepts_addresses() -> None:
+    config = parse_config(b'dns:\n  nameservers: ["127.0.0.1", "127.0.0.1:5353", "::1", "[::1]:5353"]\n')
+
+    assert config.dns.nameserver_addresses == [
+        ("127.0.0.1", 53),
+        ("127.0.0.1", 5353),
+        ("::1", 53),
+        ("::1", 5353),
+    ]
+
+
+DUPLICATES = b"""\
+milter:
+  timeout: 5s
+logging:
+  level: INFO
+milter:
+  timeout: 6s
+  timeout: 7s
+"""
+
+
+def test_duplicate_section_and_key_name_both_lines() -> None:
+    problems = problems_of(DUPLICATES)
+
+    assert len(problems) == 2
+    assert problems[0].startswith("test.yaml:5: milter: duplicate section, first at line 1;")
+    assert "merge the keys of both into one" in problems[0]
+    assert problems[1].startswith("test.yaml:7: milter.timeout: duplicate key, first at line 6;")
+    assert "keep only the one you mean" in problems[1]
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        (
+            b"milter:\n  socket_mode: 0660\n",
+            'test.yaml:2: milter.socket_mode: invalid socket_mode 432: expected the mode as a quoted '
+            'octal string such as "0660", not a number; YAML read the unquoted 0660 as the number 432, '
+            'so write it in quotes: socket_mode: "0660"',
+        ),
+        (
+            b"audit:\nlogging:\n  level: INFO\n",
+            "test.yaml:1: audit: section is empty; indent its keys under it",
+        ),
+        (
+            b"milter:\n\tsocket: unix:/x\n",
+            "test.yaml:2: invalid YAML at column 1: found character '\\t' that cannot start any token; "
+            "YAML indentation uses spaces, not tabs",
+        ),
+        (
+            b"milter:\n  socket:unix:/x\n  timeout: 5s\n",
+            "test.yaml:3: invalid YAML at column 10: mapping values are not allowed here; "
+            "check for a missing space after ':'",
+        ),
+        (
+            b"shutdown_timeout: 5s\n",
+            "test.yaml:1: shutdown_timeout: unknown key; keys belong under their section: "
+            "did you mean milter.shutdown_timeout?",
+        ),
+        (
+            b"timeout: 5s\n",
+            "test.yaml:1: timeout: unknown key; keys belong under their section, "
+            "and this one exists as milter.timeout, ",
+        ),
+        (b"milter:\n  sockett: unix:/x\n", "test.yaml:2: milter.sockett: unknown key; did you mean 'socket'?"),
+        (b"mliter:\n  socket: unix:/x\n", "test.yaml:1: mliter: unknown key; did you mean 'milter'?"),
+        (
+            b"milter:\n  nameservers: []\n",
+            "test.yaml:2: milter.nameservers: unknown key; keys belong under their section: "
+            "did you mean dns.nameservers?",
+        ),
+        (
+            b"logging:\n  level: INFO\n  target: \xe9\n",
+            "test.yaml:3: not valid UTF-8 at column 11 (byte 0xe9); save the file as UTF-8",
+        ),
+        (
+            b"milter:\n  timeout: 5s\n---\nlogging:\n  level: INFO\n",
+            "test.yaml:3: invalid YAML at column 1: more than one YAML document (---)",
+        ),
+        (
+            b"milter:\n    socket: unix:/x\n  timeout: 5s\n",
+            "test.yaml:3: invalid YAML at column 3: expected <block end>, but found '<block mapping start>'; "
+            "keys at the same level must start in the same column",
+        ),
+        (
+            b'milter:\n  socket: "unix:/x\n',
+            "test.yaml:3: invalid YAML at column 1: found unexpected end of stream "
+            "(while scanning a quoted scalar at line 2, column 11)",
+        ),
+        (
+            b"milter:\n  timeout: 1:30\n",
+            "test.yaml:2: milter.timeout: invalid duration 90: expected a number with a unit "
+            "(ms, s, m, h, d or w), for example '30s' or '1d'; YAML read the unquoted 1:30 as the number 90",
+        ),
+        (
+            b"milter:\n  timeout: 1h30m\n",
+            "test.yaml:2: milter.timeout: invalid duration '1h30m': use a single unit, for example '90m'",
+        ),
+    ],
+)
+def test_error_message_says_what_to_do(text: bytes, expected: str) -> None:
+    problems = problems_of(text)
+
+    assert problems[0].startswith(expected), problems
+
+
+def test_key_in_several_sections_lists_each() -> None:
+    (problem,) = problems_of(b"timeout: 5s\n")
+
+    assert "milter.timeout" in problem
+    assert "dns.timeout" in problem
+    assert "did you mean" not in problem
+
+
+def test_keys_not_indented_under_section() -> None:
+    problems = problems_of(b"milter:\nsocket: unix:/x\n")
+
+    assert len(problems) == 2
+    assert problems[0].startswith("test.yaml:1: milter: section is empty")
+    assert problems[1].startswith("test.yaml:2: socket: unknown key; keys belong under their section: did you mean milter.socket?")
+
+
+def test_check_config_warns_on_empty_file(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path = tmp_path / "empty.yaml"
+    path.write_text("# nothing set yet\n")
+
+    assert cli_main(["check-config", str(path)]) == 0
+    output = capsys.readouterr()
+    assert f"{path}: ok" in output.out
+    assert "warning: the file sets no key, so every default applies" in output.err
+
+
+def test_check_config_help_names_fallback() -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "postveil.cli.main", "check-config", "--help"],
+        capture_output=True,
+        text=True,
+        env={"POSTVEIL_CONFIG": "/elsewhere/p.yaml", "COLUMNS": "200"},
+    )
+
+    assert result.returncode == 0
+    assert "default: $POSTVEIL_CONFIG, else /etc/postveil/postveil.yaml" in result.stdout
+    assert "/elsewhere/p.yaml" not in result.stdout
+
+
+def test_check_config_warns_on_missing_group(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path = tmp_path / "group.yaml"
+    path.write_text("milter:\n  socket_group: nosuchgroup\n")
+
+    assert cli_main(["check-config", str(path)]) == 0
+    assert "milter.socket_group 'nosuchgroup' does not exist on this host" in capsys.readouterr().err

@@ -7,8 +7,10 @@ join on it. Never pass matched identifiers, keys or message text to a logger.
 
 from __future__ import annotations
 
+import errno
 import logging
 import logging.handlers
+import os
 import sys
 from collections.abc import MutableMapping
 from typing import Any
@@ -29,13 +31,19 @@ class _ProgramFilter(logging.Filter):
         return True
 
 
-def setup_logging(section: LoggingSection, program: str) -> None:
-    """Configure the root logger once per process from the ``logging`` section."""
+def setup_logging(section: LoggingSection, program: str, previous: LoggingSection | None = None) -> None:
+    """Configure the root logger from the ``logging`` section; call again on reload.
+
+    ``previous`` is the section applied before, so that per-logger levels it set
+    and the new one drops return to inheriting the root level. Raises OSError, with
+    the old handlers left in place, when the syslog socket does not exist.
+    """
     root = logging.getLogger()
-    for handler in list(root.handlers):
-        root.removeHandler(handler)
     handler: logging.Handler
     if section.target == "syslog":
+        # SysLogHandler ignores a missing socket and then drops every record.
+        if not os.path.exists(section.syslog_socket):
+            raise FileNotFoundError(errno.ENOENT, "syslog socket not found", section.syslog_socket)
         handler = logging.handlers.SysLogHandler(
             address=section.syslog_socket, facility=section.syslog_facility
         )
@@ -44,8 +52,17 @@ def setup_logging(section: LoggingSection, program: str) -> None:
         handler = logging.StreamHandler(sys.stderr)
         handler.setFormatter(logging.Formatter(_FORMAT_STDERR))
     handler.addFilter(_ProgramFilter(program))
+    # Add the new handler before removing the old ones, so that other threads
+    # logging during a reload lose no record.
+    old_handlers = list(root.handlers)
     root.addHandler(handler)
+    for old in old_handlers:
+        root.removeHandler(old)
+        old.close()
     root.setLevel(section.level)
+    if previous is not None:
+        for name in previous.levels.keys() - section.levels.keys():
+            logging.getLogger(name).setLevel(logging.NOTSET)
     for name, level in section.levels.items():
         logging.getLogger(name).setLevel(level)
 

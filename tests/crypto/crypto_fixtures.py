@@ -20,7 +20,7 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from postveil.crypto.pgp import PgpKeyring
 
-NOW = datetime.datetime.now(datetime.timezone.utc)
+NOW = datetime.datetime.now(datetime.UTC)
 DAY = datetime.timedelta(days=1)
 
 
@@ -33,6 +33,15 @@ class Leaf:
 
 class Pki:
     """A trustme CA plus helpers that issue S/MIME leaf certificates into a directory."""
+
+    # Leaves issued by the session fixture ``pki``.
+    alice: Leaf
+    carol: Leaf
+    expired: Leaf
+    ec: Leaf
+    clientonly: Leaf
+    untrusted: Leaf
+    signer: Leaf
 
     def __init__(self, root: Path) -> None:
         self.root = root

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import dns.exception
 import dns.flags
+import dns.message
+import dns.query
 import dns.rdatatype
 import dns.resolver
 import pytest
@@ -70,6 +72,16 @@ def test_ad_bit_only_for_secure_zones(fixture: DnsFixture) -> None:
 
     assert secure.response.flags & dns.flags.AD
     assert not insecure.response.flags & dns.flags.AD
+
+
+def test_ad_in_query_not_echoed(fixture: DnsFixture) -> None:
+    fixture.add("insecure.test", "MX", "10 mx.insecure.test.")
+    query = dns.message.make_query("insecure.test", "MX")
+    query.flags |= dns.flags.AD
+
+    response = dns.query.udp(query, fixture.address, port=fixture.port, timeout=2)
+
+    assert not response.flags & dns.flags.AD
 
 
 def test_nxdomain_versus_nodata(fixture: DnsFixture) -> None:

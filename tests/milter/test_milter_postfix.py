@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import smtplib
+import stat
 import time
 
 import pytest
 
 from postveil.harness.daemons import DaemonProcess
 from postveil.harness.postfix import PrivatePostfix
-from postveil.harness.pytest_plugin import unique_domain
+from postveil.harness.pytest_plugin import attached_milter, unique_domain
 from postveil.harness.world import World
 
 pytestmark = pytest.mark.postfix
@@ -101,14 +102,63 @@ def test_oversize_message_gets_configured_reply(world: World, postfix: PrivatePo
     config = world.base_config()
     config["milter"]["max_message_size"] = "1KB"
     config["milter"]["oversize_action"] = "reject"
-    daemon = world.start_milter(world.write_config(config, "oversize.yaml"))
     domain = world.add_domain(unique_domain("big"))
     recipient = f"erin@{domain.name}"
-    try:
+    with attached_milter(world, postfix, world.write_config(config, "oversize.yaml")):
         result = postfix.send(sample_message(recipient) + b"x" * 4000 + b"\r\n", "sender@org.test", [recipient])
-    finally:
-        daemon.terminate()
 
     assert result.code == 552
     assert "5.3.4" in result.text
     assert domain.sink.messages == []
+
+
+def test_attached_milter_restores_smtpd_milters(world: World, postfix: PrivatePostfix) -> None:
+    before = postfix.main_cf().get("smtpd_milters")
+
+    with attached_milter(world, postfix) as daemon:
+        assert postfix.main_cf()["smtpd_milters"] == f"unix:{world.milter_socket}"
+        assert stat.S_IMODE(world.milter_socket.stat().st_mode) == 0o666
+
+    assert not daemon.running
+    assert postfix.main_cf().get("smtpd_milters") == before
+
+
+def test_message_passes_without_milter_after_teardown(world: World, postfix: PrivatePostfix) -> None:
+    with attached_milter(world, postfix):
+        pass
+    domain = world.add_domain(unique_domain("after"))
+    recipient = f"frank@{domain.name}"
+
+    result = postfix.send(sample_message(recipient), "sender@org.test", [recipient])
+
+    assert result.code == 250
+
+
+def test_start_stop_and_decision_are_audited(world: World, postfix: PrivatePostfix) -> None:
+    import json
+    import subprocess
+    import sys
+
+    config = world.base_config()
+    config["audit"]["directory"] = str(world.state_dir / "audit-lifecycle")
+    config_path = world.write_config(config, "lifecycle.yaml")
+    domain = world.add_domain(unique_domain("audited"))
+    recipient = f"frank@{domain.name}"
+    with attached_milter(world, postfix, config_path):
+        result = postfix.send(sample_message(recipient), "sender@org.test", [recipient])
+        domain.sink.wait_for(1)
+
+    lines = (world.state_dir / "audit-lifecycle" / "audit.jsonl").read_text().splitlines()
+    records = [json.loads(line) for line in lines]
+    kinds = [(r["kind"], r.get("event") or r.get("action")) for r in records]
+    verify = subprocess.run(
+        [sys.executable, "-m", "postveil.cli.main", "audit", "verify", "--config", str(config_path)],
+        capture_output=True,
+        text=True,
+    )
+
+    assert kinds == [("config", "load"), ("daemon", "start"), ("message", "accept"), ("daemon", "stop")]
+    assert records[2]["queue_id"] == result.queue_id
+    assert records[3]["reason"] == "SIGTERM"
+    assert verify.returncode == 0, verify.stdout + verify.stderr
+    assert verify.stdout.startswith("ok: 4 records")

@@ -55,21 +55,13 @@ def scene(world: World, postfix: PrivatePostfix) -> Iterator[Scene]:
     config["portal"] = {"intake_address": f"intake@{portal.name}"}
     config["routing"] = {"outer_subject": OUTER_SUBJECT}
     config_path = world.write_config(config, "routing-e2e.yaml")
-    before = postfix.main_cf()
-    policyd = world.start_policyd(config_path)
-    milter = world.start_milter(config_path)
+    world.start_policyd(config_path)
+    world.start_milter(config_path)
     try:
         yield Scene(world, postfix, enforce, plain, portal, pgp, pgp_bcc, smime)
     finally:
-        milter.terminate()
-        policyd.terminate()
-        world.daemons.pop("milter", None)
-        world.daemons.pop("policyd", None)
-        postfix.configure(
-            smtpd_milters=before.get("smtpd_milters"),
-            smtp_tls_policy_maps=before.get("smtp_tls_policy_maps"),
-            smtpd_recipient_restrictions=before.get("smtpd_recipient_restrictions"),
-        )
+        world.stop_daemon("milter")
+        world.stop_daemon("policyd")
 
 
 def sensitive_message(to: list[str], subject: str, *, cc: list[str] | None = None, message_id: str) -> bytes:

@@ -1,4 +1,4 @@
-"""Fixtures of the policyd tests: free loopback ports and a private redis-server."""
+"""Fixtures of the policyd tests: a private redis-server."""
 
 from __future__ import annotations
 
@@ -11,11 +11,7 @@ from pathlib import Path
 
 import pytest
 
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+from postveil.harness.net import free_port
 
 
 @pytest.fixture(scope="session")

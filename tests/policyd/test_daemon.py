@@ -11,13 +11,28 @@ import sys
 import time
 from pathlib import Path
 
-from conftest import free_port
+from postveil.audit import generate_key_file
+from postveil.harness.net import free_port
 from postveil.policyd.netstring import NetstringDecoder, encode
+
+
+def audit_section(tmp_path: Path) -> str:
+    """Return an ``audit`` YAML section with a fresh key under ``tmp_path``."""
+    key = tmp_path / "audit.key"
+    if not key.exists():
+        generate_key_file(key)
+    return f"audit:\n  directory: {tmp_path / 'audit'}\n  key_file: {key}\n"
+
+
+def audit_records(tmp_path: Path) -> list[dict]:
+    path = tmp_path / "audit" / "audit.jsonl"
+    return [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
 
 
 def write_config(tmp_path: Path, socketmap_port: int, policy_port: int) -> Path:
     config = tmp_path / "postveil.yaml"
     config.write_text(
+        audit_section(tmp_path) +
         "policyd:\n"
         f"  socketmap_listen: inet:127.0.0.1:{socketmap_port}\n"
         f"  policy_listen: inet:127.0.0.1:{policy_port}\n"
@@ -113,7 +128,64 @@ def test_domain_cli_set_show_list_purge(tmp_path: Path) -> None:
     assert shown["socketmap_reply"] == "NOTFOUND"
 
     assert postveil("domain", "-c", config, "purge", "example.org").returncode == 0
+    records = audit_records(tmp_path)
+    assert [record["kind"] for record in records] == [
+        "admin_override", "tls_requirement", "admin_override", "tls_requirement",
+        "admin_override"]
+    assert records[0]["action"] == "set-tls"
+    assert records[0]["target"] == "example.org"
+    assert records[1]["new"] == "encrypt"
+    assert records[1]["source"] == "admin"
+    assert records[3]["new"] == "none"
+    assert records[4]["action"] == "purge-domain-facts"
     missing = postveil("domain", "-c", config, "show", "example.org")
     assert missing.returncode == 1
     assert "not in the cache" in missing.stderr
     assert postveil("domain", "-c", config, "set", "bad..name", "--tls", "secure").returncode == 2
+
+
+def test_daemon_unix_sockets(tmp_path: Path) -> None:
+    socketmap_path = tmp_path / "run" / "socketmap.sock"
+    policy_path = tmp_path / "run" / "policy.sock"
+    config = tmp_path / "postveil.yaml"
+    config.write_text(
+        audit_section(tmp_path) +
+        "policyd:\n"
+        f"  socketmap_listen: unix:{socketmap_path}\n"
+        f"  policy_listen: unix:{policy_path}\n"
+        f"  cache_path: {tmp_path / 'facts.sqlite3'}\n"
+        "  postfix_version: '3.7.11'\n"
+        "dns:\n"
+        f"  nameservers: ['127.0.0.1:{free_port()}']\n"
+    )
+    assert postveil("domain", "-c", str(config), "set", "example.org", "--tls", "encrypt").returncode == 0
+    process = subprocess.Popen([sys.executable, "-m", "postveil.policyd.daemon", "-c", str(config)],
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 20
+        while not (socketmap_path.exists() and policy_path.exists()):
+            assert time.monotonic() < deadline, "unix sockets did not appear within 20 s"
+            time.sleep(0.05)
+        with socket.socket(socket.AF_UNIX) as sock:
+            sock.settimeout(10)
+            sock.connect(str(socketmap_path))
+            sock.sendall(encode(b"postveil example.org"))
+            assert NetstringDecoder(1000).feed(sock.recv(4096)) == [b"OK encrypt protocols=>=TLSv1.2"]
+        with socket.socket(socket.AF_UNIX) as sock:
+            sock.settimeout(10)
+            sock.connect(str(policy_path))
+            sock.sendall(b"request=smtpd_access_policy\nprotocol_state=RCPT\n"
+                         b"sender=a@example.com\nrecipient=b@example.org\n\n")
+            assert sock.recv(4096) == b"action=DUNNO\n\n"
+    finally:
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(timeout=10) == 0
+
+
+def test_daemon_invalid_config_exits_78(tmp_path: Path) -> None:
+    config = tmp_path / "postveil.yaml"
+    config.write_text("policyd:\n  socketmap_listen: nowhere\n")
+    result = subprocess.run([sys.executable, "-m", "postveil.policyd.daemon", "-c", str(config)],
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 78
+    assert "socketmap_listen" in result.stderr

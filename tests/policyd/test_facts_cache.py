@@ -123,7 +123,7 @@ def test_sqlite_unreadable_path_raises(tmp_path: Path) -> None:
 
 
 def test_redis_unreachable_raises() -> None:
-    from conftest import free_port
+    from postveil.harness.net import free_port
 
     cache = RedisFactsCache(f"redis://127.0.0.1:{free_port()}/0", timeout=1.0)
     with pytest.raises(CacheError):

@@ -8,7 +8,8 @@ import pytest
 
 from postveil.config.policyd import PolicydSection
 from postveil.tlsfacts.facts import DaneFacts, DomainFacts, StsPolicy
-from postveil.tlsfacts.requirement import mx_matches_pattern, tls_requirement
+from postveil.policyd.domains import audit_source
+from postveil.tlsfacts.requirement import mx_matches_pattern, record_requirement, tls_requirement
 
 NOW = 1_800_000_000.0
 DEFAULT = PolicydSection()
@@ -48,8 +49,11 @@ CASES = [
     ("sts enforce old postfix", replace(BASE, sts=ENFORCE), DEFAULT, V33, "mta-sts",
      "secure match=mx1.example.org:.example.org protocols=>=TLSv1.2"),
     ("sts enforce tlsrpt postfix", replace(BASE, sts=ENFORCE), DEFAULT, V310, "mta-sts",
-     SECURE_LINE + " policy_type=sts policy_domain=example.org policy_ttl=86400"
-     " mx_host_pattern=mx1.example.org mx_host_pattern=*.example.org"),
+     SECURE_LINE + " policy_type=sts policy_domain=example.org"
+     " mx_host_pattern=mx1.example.org mx_host_pattern=*.example.org"
+     " { policy_string = version: STSv1 } { policy_string = mode: enforce }"
+     " { policy_string = mx: mx1.example.org } { policy_string = mx: *.example.org }"
+     " { policy_string = max_age: 86400 }"),
     ("sts testing", replace(BASE, sts=TESTING), DEFAULT, V37, "none", None),
     ("sts expired", replace(BASE, sts=EXPIRED), DEFAULT, V37, "none", None),
     ("sts beats monitoring", replace(SEEN, sts=ENFORCE), DEFAULT, V37, "mta-sts", SECURE_LINE),
@@ -74,8 +78,8 @@ def test_requirement_table(facts, config, version, rule, line) -> None:
     requirement = tls_requirement(facts, config, now=NOW)
     assert requirement.rule == rule
     assert requirement.policy_line(version) == line
-    assert requirement.requires_tls == (line is not None and line.split()[0] != "none"
-                                        and line.split()[0] != "may")
+    level = line.split()[0] if line is not None else None
+    assert requirement.requires_tls == (level not in (None, "none", "may"))
     assert "example.org" in requirement.reason
 
 
@@ -93,3 +97,47 @@ def test_requirement_table(facts, config, version, rule, line) -> None:
 )
 def test_mx_pattern_one_label(host: str, pattern: str, matches: bool) -> None:
     assert mx_matches_pattern(host, pattern) is matches
+
+
+def test_record_requirement_new_domain_without_tls() -> None:
+    stored, event, previous = record_requirement(None, BASE, DEFAULT, now=NOW)
+    assert event is None
+    assert previous is None
+    assert stored.recorded_level is None
+    assert stored.recorded_rule == "none"
+
+
+def test_record_requirement_first_policy() -> None:
+    stored, event, _ = record_requirement(None, replace(BASE, sts=ENFORCE), DEFAULT, now=NOW)
+    assert event is not None
+    assert (event.old_level, event.new_level, event.rule) == (None, "secure", "mta-sts")
+    assert stored.recorded_level == "secure"
+
+
+def test_record_requirement_unchanged_level() -> None:
+    old, _, _ = record_requirement(None, replace(BASE, sts=ENFORCE), DEFAULT, now=NOW)
+    stored, event, previous = record_requirement(old, replace(old, sts_checked_at=NOW), DEFAULT,
+                                                 now=NOW + 60)
+    assert event is None
+    assert previous == "mta-sts"
+    assert stored.recorded_level == "secure"
+
+
+def test_record_requirement_expiry_is_event() -> None:
+    old, _, _ = record_requirement(None, replace(BASE, sts=ENFORCE), DEFAULT, now=NOW)
+    later = ENFORCE.expires_at + 1
+    stored, event, previous = record_requirement(old, old, DEFAULT, now=later)
+    assert event is not None
+    assert (event.old_level, event.new_level) == ("secure", None)
+    assert previous == "mta-sts"
+    assert audit_source(event.rule, previous) == "expiry"
+    assert stored.recorded_level is None
+
+
+def test_audit_source_names() -> None:
+    assert audit_source("override", None) == "admin"
+    assert audit_source("dane", None) == "dane"
+    assert audit_source("mta-sts", "monitoring") == "mta-sts"
+    assert audit_source("monitoring", None) == "probe"
+    assert audit_source("none", "monitoring") == "probe"
+    assert audit_source("none", "override") == "admin"

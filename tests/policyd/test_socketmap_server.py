@@ -1,7 +1,7 @@
 """Socketmap server over a seeded SQLite cache: replayed pairs, pipelining, framing errors.
 
-Unknown domains trigger a live lookup; here the configured DNS server is a closed
-127.0.0.1 port, so those lookups fail with a temporary error (TEMP), as they must.
+Unknown domains trigger a live lookup. The configured DNS server here is a closed
+127.0.0.1 port, so those lookups fail and the reply must be TEMP.
 """
 
 from __future__ import annotations
@@ -14,9 +14,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from conftest import free_port
 from postveil.config.dns import DnsSection
 from postveil.config.policyd import PolicydSection
+from postveil.harness.net import free_port
 from postveil.policyd.dns import DnsClient
 from postveil.policyd.domains import DomainService
 from postveil.policyd.mtasts_fetch import PolicyFetcher
@@ -78,9 +78,9 @@ async def _exchange(port: int, stream: bytes, size: int, count: int) -> list[byt
 
 @pytest.mark.parametrize("size", READ_SIZES)
 async def test_replay_pipelined(socketmap: tuple[int, SocketmapResponder], size: int) -> None:
-    port, responder = socketmap
+    port, _ = socketmap
     stream = b"".join(encode(pair["request"].encode()) for pair in PAIRS)
-    # Twice: the second round is answered from reused answers and must not change.
+    # Twice: the second round gets reused replies, which must be identical.
     for _ in range(2):
         replies = await _exchange(port, stream, size, len(PAIRS))
         assert [reply.decode() for reply in replies] == [pair["response"] for pair in PAIRS]

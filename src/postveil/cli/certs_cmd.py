@@ -82,10 +82,12 @@ def _import(store: CertificateStore, section: SmimeSection, file: str, force: bo
     except ValueError as exc:
         print(f"postveil certs import: {exc}", file=sys.stderr)
         return 1
+
     leaf = certificates[0]
     if not certificate_addresses(leaf):
         print(f"postveil certs import: {file}: the first certificate has no email address", file=sys.stderr)
         return 1
+
     store.refresh()
     problem = store.check(leaf)
     if problem is not None and not force:
@@ -94,6 +96,7 @@ def _import(store: CertificateStore, section: SmimeSection, file: str, force: bo
             file=sys.stderr,
         )
         return 1
+
     directory = Path(section.certificate_dir)
     target = directory / f"{fingerprint(leaf)[:16].lower()}.pem"
     # Write to a temporary file and rename, so the milter never reads half a file.
@@ -109,14 +112,15 @@ def _import(store: CertificateStore, section: SmimeSection, file: str, force: bo
             Path(temporary).unlink(missing_ok=True)
         print(f"postveil certs import: cannot write {target}: {exc.strerror}", file=sys.stderr)
         return 1
+
     stored = StoredCertificate(str(target), leaf, fingerprint(leaf), certificate_addresses(leaf))
     print("imported " + _format(stored, problem or "usable"))
     return 0
 
 
 def _remove(store: CertificateStore, cert_id: str) -> int:
-    wanted = cert_id.upper().replace(":", "")
-    matches = [s for s in store.certificates() if len(wanted) >= 16 and s.fingerprint.startswith(wanted)]
+    prefix = cert_id.upper().replace(":", "")
+    matches = [s for s in store.certificates() if len(prefix) >= 16 and s.fingerprint.startswith(prefix)]
     if len(matches) != 1:
         found = "no certificate" if not matches else f"{len(matches)} certificates"
         print(

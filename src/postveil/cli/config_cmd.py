@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import argparse
+import grp
 import sys
 
-from postveil.config import default_config_path, load_config
+from postveil.config import CONFIG_ENV, DEFAULT_CONFIG_PATH, Config, default_config_path, load_config
 from postveil.errors import ConfigError
 
 
@@ -19,7 +20,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "path",
         nargs="?",
-        help=f"configuration file (default: $POSTVEIL_CONFIG or {default_config_path()})",
+        help=f"configuration file (default: ${CONFIG_ENV}, else {DEFAULT_CONFIG_PATH})",
     )
     parser.set_defaults(handler=run)
 
@@ -33,5 +34,27 @@ def run(args: argparse.Namespace) -> int:
         for problem in exc.problems:
             print(f"  {problem}", file=sys.stderr)
         return 1
+    if config.uses_only_defaults:
+        print(f"{path}: warning: the file sets no key, so every default applies", file=sys.stderr)
+    for warning in host_warnings(config):
+        print(f"{path}: warning: {warning}", file=sys.stderr)
     print(f"{path}: ok (config version {config.version})")
     return 0
+
+
+def host_warnings(config: Config) -> list[str]:
+    """List settings that are valid but would fail on this host.
+
+    They are warnings, not errors, because the file may be checked on another machine.
+    """
+    warnings = []
+    section = config.milter
+    if section.unix_socket_path is not None and section.socket_group is not None:
+        try:
+            grp.getgrnam(section.socket_group)
+        except KeyError:
+            warnings.append(
+                f"milter.socket_group {section.socket_group!r} does not exist on this host, "
+                "so postveil-milter would exit with status 78 here"
+            )
+    return warnings

@@ -4,25 +4,34 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import getpass
 import json
+import os
 import sys
 import time
 from dataclasses import asdict, replace
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
+from postveil.audit import AdminOverride, AuditLog, TlsRequirementChange
 from postveil.config import Config, default_config_path, load_config
 from postveil.errors import ConfigError, PostveilError
 from postveil.policyd.daemon import detect_postfix_version
 from postveil.policyd.dane import lookup_dane
 from postveil.policyd.dns import DnsClient
+from postveil.policyd.domains import audit_source
 from postveil.policyd.mtasts import StsParseError, parse_txt_records
 from postveil.policyd.mtasts_fetch import PolicyFetcher, describe_policy, refresh_sts
 from postveil.policyd.probe import Prober
 from postveil.policyd.socketmap import domain_from_key
 from postveil.tlsfacts.cache import FactsCache, open_cache
 from postveil.tlsfacts.facts import DomainFacts, RequirementEvent
-from postveil.tlsfacts.requirement import OVERRIDE_LEVELS, Requirement, tls_requirement
+from postveil.tlsfacts.requirement import (
+    OVERRIDE_LEVELS,
+    Requirement,
+    record_requirement,
+    tls_requirement,
+)
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -112,32 +121,56 @@ def _run_cached(args: argparse.Namespace, config: Config, cache: FactsCache, dom
             return 1
         _print_report(_report(config, facts, cache.events(domain, limit=20), now), args.json)
         return 0
-    if args.action == "purge":
-        if not cache.delete(domain):
-            print(f"{domain}: not in the cache", file=sys.stderr)
-            return 1
-        print(f"{domain}: purged")
-        return 0
-    if args.action in ("set", "unset"):
-        old = cache.get(domain)
-        base = old if old is not None else DomainFacts(domain, first_seen=now)
-        level = args.tls if args.action == "set" else None
-        new = replace(base, override=level)
-        cache.put(new)
-        before = tls_requirement(base, config.policyd, now=now)
-        after = tls_requirement(new, config.policyd, now=now)
-        if before.level != after.level:
-            cache.add_event(RequirementEvent(domain, before.level, after.level, after.rule,
-                                             after.reason, now))
-        line = after.policy_line(detect_postfix_version(config.policyd))
-        print(f"{domain}: {line or 'NOTFOUND'} ({after.rule}); postveil-policyd applies it "
-              f"within {config.policyd.answer_cache_ttl:g}s")
-        return 0
+    if args.action in ("purge", "set", "unset"):
+        audit = AuditLog(config.audit, program="postveil domain")
+        try:
+            return _change(args, config, cache, audit, domain, now)
+        finally:
+            audit.close()
     raise AssertionError(args.action)
 
 
+def _admin_name() -> str:
+    return os.environ.get("SUDO_USER") or getpass.getuser()
+
+
+def _change(
+    args: argparse.Namespace, config: Config, cache: FactsCache, audit: AuditLog, domain: str,
+    now: float,
+) -> int:
+    """Apply purge, set or unset; the admin action is in the audit trail before it takes effect."""
+    old = cache.get(domain)
+    if args.action == "purge":
+        if old is None:
+            print(f"{domain}: not in the cache", file=sys.stderr)
+            return 1
+        audit.append(AdminOverride(_admin_name(), domain, "purge-domain-facts",
+                                   f"postveil domain purge {domain}"))
+        cache.delete(domain)
+        print(f"{domain}: purged")
+        return 0
+
+    level = args.tls if args.action == "set" else None
+    command = f"postveil domain set {domain} --tls {level}" if level else f"postveil domain unset {domain}"
+    audit.append(AdminOverride(_admin_name(), domain, "set-tls" if level else "clear-tls", command))
+    base = old if old is not None else DomainFacts(domain, first_seen=now)
+    stored, event, previous_rule = record_requirement(
+        old, replace(base, override=level), config.policyd, now=now
+    )
+    cache.put(stored)
+    if event is not None:
+        cache.add_event(event)
+        audit.append(TlsRequirementChange(domain, event.old_level, event.new_level or "none",
+                                          audit_source(event.rule, previous_rule), event.reason))
+    after = tls_requirement(stored, config.policyd, now=now)
+    line = after.policy_line(detect_postfix_version(config.policyd))
+    print(f"{domain}: {line or 'NOTFOUND'} ({after.rule}); postveil-policyd applies it "
+          f"within {config.policyd.answer_cache_ttl:g}s")
+    return 0
+
+
 async def _check(config: Config, domain: str, as_json: bool, probe: bool) -> int:
-    """Look the domain up from scratch and print what the daemon would answer."""
+    """Look the domain up from scratch and print the reply the daemon would send."""
     section = config.policyd
     now = time.time()
     dns = DnsClient(config.dns)
@@ -199,7 +232,7 @@ def _report(config: Config, facts: DomainFacts, events: list[RequirementEvent], 
 def _when(timestamp: float | None) -> str:
     if timestamp is None:
         return "never"
-    return datetime.fromtimestamp(timestamp, timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")
+    return datetime.fromtimestamp(timestamp, UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
 
 
 def _print_report(report: dict[str, Any], as_json: bool) -> None:
@@ -209,6 +242,7 @@ def _print_report(report: dict[str, Any], as_json: bool) -> None:
     print(f"domain:        {report['domain']}")
     print(f"policy:        {report['socketmap_reply']}")
     print(f"rule:          {report['rule']} ({report['reason']})")
+
     if report.get("override"):
         print(f"override:      {report['override']}")
     sts = report["mta_sts"]
@@ -217,11 +251,16 @@ def _print_report(report: dict[str, Any], as_json: bool) -> None:
               f"expires {_when(sts['expires_at'])}")
     else:
         print("MTA-STS:       no policy" + (f" ({report['mta_sts_error']})" if report["mta_sts_error"] else ""))
+
     dane = report["dane"]
     if dane:
-        state = "none" if not dane["tlsa_present"] else (
-            ("usable" if dane["usable"] else "unusable") + (", DNSSEC-validated" if dane["validated"] else ", not validated"))
+        if not dane["tlsa_present"]:
+            state = "none"
+        else:
+            state = "usable" if dane["usable"] else "unusable"
+            state += ", DNSSEC-validated" if dane["validated"] else ", not validated"
         print(f"DANE TLSA:     {state}")
+
     for probe in report["probes"]:
         if probe["starttls"]:
             cert = "valid certificate" if probe["cert_valid"] else "certificate not valid for the name"

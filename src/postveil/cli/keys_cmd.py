@@ -34,7 +34,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def _format_key(key: KeyInfo, status: str) -> str:
     expires = (
-        datetime.datetime.fromtimestamp(key.expires, datetime.timezone.utc).strftime("%Y-%m-%d")
+        datetime.datetime.fromtimestamp(key.expires, datetime.UTC).strftime("%Y-%m-%d")
         if key.expires
         else "never"
     )
@@ -48,7 +48,7 @@ def run(args: argparse.Namespace) -> int:
     except ConfigError as exc:
         print(str(exc), file=sys.stderr)
         return 1
-    keyring = PgpKeyring(config.pgp.gnupg_home, config.pgp.gpg_binary)
+    keyring = PgpKeyring(config.pgp.gnupg_home, config.pgp.gpg_binary, timeout=config.pgp.timeout)
     try:
         if args.action == "list":
             for key in keyring.keys():
@@ -80,8 +80,8 @@ def _import(keyring: PgpKeyring, file: str) -> int:
 
 
 def _remove(keyring: PgpKeyring, key_id: str) -> int:
-    wanted = key_id.upper().removeprefix("0X")
-    matches = [key for key in keyring.keys() if key.fingerprint.endswith(wanted) and len(wanted) >= 16]
+    suffix = key_id.upper().removeprefix("0X")
+    matches = [key for key in keyring.keys() if len(suffix) >= 16 and key.fingerprint.endswith(suffix)]
     if len(matches) != 1:
         found = "no key" if not matches else f"{len(matches)} keys"
         print(

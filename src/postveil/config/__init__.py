@@ -16,7 +16,7 @@ from pydantic import Field, ValidationError
 from postveil.config.audit import AuditSection
 from postveil.config.detection import DetectionSection
 from postveil.config.dns import DnsSection
-from postveil.config.loader import format_validation_errors, load_yaml_with_lines
+from postveil.config.loader import YamlProblems, format_validation_errors, load_yaml
 from postveil.config.logging import LoggingSection
 from postveil.config.milter import MilterSection
 from postveil.config.pgp import PgpSection
@@ -49,6 +49,11 @@ class Config(Section):
     version: str = Field(default="", exclude=True)
     """First 16 hex digits of the file's SHA-256, recorded with every decision."""
 
+    @property
+    def uses_only_defaults(self) -> bool:
+        """True when the file set no key at all (empty, only comments, or ``{}``)."""
+        return not (self.model_fields_set - {"source", "version"})
+
 
 def default_config_path() -> str:
     return os.environ.get(CONFIG_ENV, DEFAULT_CONFIG_PATH)
@@ -72,11 +77,12 @@ def parse_config(raw: bytes, source: str = "<string>") -> Config:
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:
-        raise ConfigError(source, [f"{source}: not valid UTF-8 at byte {exc.start}"]) from exc
+        raise ConfigError(source, [_describe_bad_utf8(raw, exc, source)]) from exc
     try:
-        data, lines = load_yaml_with_lines(text, source)
-    except ValueError as exc:
-        raise ConfigError(source, [str(exc)]) from exc
+        data, positions = load_yaml(text, source)
+    except YamlProblems as exc:
+        raise ConfigError(source, exc.problems) from exc
+    lines = positions.lines
     if data is None:
         data = {}
     if not isinstance(data, dict):
@@ -88,4 +94,15 @@ def parse_config(raw: bytes, source: str = "<string>") -> Config:
     try:
         return Config.model_validate({**data, "source": source, "version": version})
     except ValidationError as exc:
-        raise ConfigError(source, format_validation_errors(exc, source, lines)) from exc
+        raise ConfigError(source, format_validation_errors(exc, source, positions, Config)) from exc
+
+
+def _describe_bad_utf8(raw: bytes, exc: UnicodeDecodeError, source: str) -> str:
+    # The bytes before the first invalid one decode, so the column counts characters.
+    before = raw[: exc.start]
+    line = before.count(b"\n") + 1
+    column = len(before[before.rfind(b"\n") + 1 :].decode("utf-8")) + 1
+    return (
+        f"{source}:{line}: not valid UTF-8 at column {column} (byte 0x{raw[exc.start]:02x}); "
+        "save the file as UTF-8"
+    )

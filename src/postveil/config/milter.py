@@ -6,7 +6,7 @@ from typing import Literal
 
 from pydantic import field_validator
 
-from postveil.config.types import Duration, Section, Size
+from postveil.config.types import Duration, PositiveDuration, PositiveSize, Section
 
 
 class MilterSection(Section):
@@ -19,13 +19,14 @@ class MilterSection(Section):
     socket_group: str | None = "postfix"
     """Group that owns a unix socket; null keeps the daemon's own group."""
 
-    timeout: Duration = 600.0
-    """How long libmilter waits for the MTA between commands."""
+    timeout: PositiveDuration = 600.0
+    """How long libmilter waits for the MTA between commands. libmilter counts whole
+    seconds in a C int, so at least 1s; fractions are rounded down."""
 
-    shutdown_timeout: Duration = 8.0
+    shutdown_timeout: PositiveDuration = 8.0
     """After SIGTERM, how long messages in flight may take before the daemon exits."""
 
-    max_message_size: Size = 50_000_000
+    max_message_size: PositiveSize = 50_000_000
     """Messages larger than this get ``oversize_action``."""
 
     oversize_action: Literal["tempfail", "reject", "accept"] = "tempfail"
@@ -34,17 +35,20 @@ class MilterSection(Section):
     """``host:port`` of Postfix's re-injection smtpd, which must run without milters.
     Recipient groups other than the first get their version of the message through it."""
 
+    tls_lookup_timeout: Duration = 15.0
+    """Time budget for asking postveil-policyd (over its socketmap, ``policyd.
+    socketmap_listen``) about a recipient domain the facts cache does not know yet.
+    The milter asks only when routing would otherwise pass over TLS for the domain, and
+    defers the message when the query fails or runs out of time. 0s skips the query,
+    so unknown domains count as not requiring TLS."""
+
     reinject_timeout: Duration = 60.0
     """Time limit of one re-injection SMTP transaction; past it the message is deferred."""
 
     @field_validator("socket")
     @classmethod
     def _check_socket(cls, value: str) -> str:
-        if not value.startswith(("unix:", "local:", "inet:", "inet6:")):
-            raise ValueError(
-                f"invalid milter socket {value!r}: expected 'unix:/path', "
-                "'inet:PORT@HOST' or 'inet6:PORT@HOST'"
-            )
+        parse_milter_socket(value)
         return value
 
     @field_validator("reinject")
@@ -60,9 +64,23 @@ class MilterSection(Section):
         host, _, port = self.reinject.rpartition(":")
         return host.strip("[]"), int(port)
 
-    @field_validator("socket_mode")
+    @field_validator("timeout")
     @classmethod
-    def _check_mode(cls, value: str) -> str:
+    def _check_timeout(cls, value: float) -> float:
+        if value < 1:
+            raise ValueError(f"invalid milter timeout {value:g}s: libmilter counts whole seconds, use at least 1s")
+        return value
+
+    @field_validator("socket_mode", mode="before")
+    @classmethod
+    def _check_mode(cls, value: object) -> object:
+        if isinstance(value, int) and not isinstance(value, bool):
+            raise ValueError(
+                f"invalid socket_mode {value}: expected the mode as a quoted octal string "
+                'such as "0660", not a number'
+            )
+        if not isinstance(value, str):
+            raise ValueError(f"invalid socket_mode {value!r}: expected an octal string like '0660'")
         try:
             mode = int(value, 8)
         except (TypeError, ValueError):
@@ -74,3 +92,47 @@ class MilterSection(Section):
     @property
     def socket_mode_bits(self) -> int:
         return int(self.socket_mode, 8)
+
+    @property
+    def unix_socket_path(self) -> str | None:
+        """Path of a ``unix:``/``local:`` socket; None for an inet socket."""
+        family, address = parse_milter_socket(self.socket)
+        return address if family == "unix" else None
+
+
+# sun_path in struct sockaddr_un has room for 108 bytes on Linux, the terminating NUL included.
+_MAX_UNIX_PATH_BYTES = 107
+
+_SOCKET_FORMS = "expected 'unix:/absolute/path', 'inet:PORT@HOST' or 'inet6:PORT@HOST'"
+
+
+def parse_milter_socket(value: str) -> tuple[Literal["unix", "inet", "inet6"], str]:
+    """Split a libmilter socket specification into (family, address).
+
+    The address is the absolute path for ``unix:`` and ``local:``, and ``PORT@HOST``
+    for ``inet:`` and ``inet6:``. Raises ValueError naming the value and the expected form.
+    """
+    prefix, colon, address = value.partition(":")
+    if not colon or prefix not in ("unix", "local", "inet", "inet6"):
+        raise ValueError(f"invalid milter socket {value!r}: {_SOCKET_FORMS}")
+    if prefix in ("unix", "local"):
+        if not address.startswith("/") or address.endswith("/"):
+            raise ValueError(
+                f"invalid milter socket {value!r}: expected an absolute file path after '{prefix}:', "
+                "for example 'unix:/var/spool/postfix/postveil/milter.sock'"
+            )
+        if len(address.encode()) > _MAX_UNIX_PATH_BYTES:
+            raise ValueError(
+                f"invalid milter socket {value!r}: a unix socket path may have at most "
+                f"{_MAX_UNIX_PATH_BYTES} bytes"
+            )
+        return "unix", address
+    port, at, host = address.partition("@")
+    if not at or not host or any(char.isspace() for char in host):
+        raise ValueError(
+            f"invalid milter socket {value!r}: expected PORT@HOST after '{prefix}:', "
+            f"for example '{prefix}:8899@{'127.0.0.1' if prefix == 'inet' else '::1'}'"
+        )
+    if not port.isdigit() or not 0 < int(port) < 65536:
+        raise ValueError(f"invalid port in milter socket {value!r}: expected PORT@HOST with PORT 1-65535")
+    return prefix, address  # type: ignore[return-value]

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from postveil.config.types import Section
+from postveil.config.types import Duration, Section
 
 
 class PgpSection(Section):
@@ -12,3 +12,7 @@ class PgpSection(Section):
 
     gpg_binary: str = "gpg"
     """gpg executable, a name looked up in PATH or an absolute path."""
+
+    timeout: Duration = 30.0
+    """Time one gpg run (listing, encryption, import) may take; then gpg is killed and the
+    message gets a temporary failure."""

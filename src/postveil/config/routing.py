@@ -32,12 +32,17 @@ class ClassMethods(Section):
     forced_portal: list[MethodName] = ["portal"]
 
     @model_validator(mode="after")
-    def _check_lists(self) -> "ClassMethods":
+    def _check_lists(self) -> ClassMethods:
         for name, methods in self.model_dump().items():
             if not methods:
                 raise ValueError(f"methods.{name}: the list is empty; give at least one method")
             if len(set(methods)) != len(methods):
                 raise ValueError(f"methods.{name}: {methods} lists a method twice")
+            if name != "clean" and "plain" in methods:
+                raise ValueError(
+                    f"methods.{name}: 'plain' would deliver mail that needs protection without "
+                    "it; use tls, pgp, smime, portal or drop"
+                )
             for terminal in _TERMINAL_METHODS:
                 if terminal in methods[:-1]:
                     raise ValueError(
@@ -81,8 +86,9 @@ class RoutingSection(Section):
     """Headers copied into the encrypted part besides Subject and the Content-* headers."""
 
     mark_protected_headers: bool = True
-    """Add ``protected-headers="v1"`` to the inner Content-Type, which tells mail clients
-    such as Thunderbird to show the inner Subject."""
+    """Add ``protected-headers="v1"`` to the inner Content-Type. Thunderbird writes this
+    marker (from draft-autocrypt-lamps-protected-headers) on its own encrypted mail, and
+    clients that read it show the inner Subject in place of the outer one."""
 
     @field_validator("escalate_tags")
     @classmethod
@@ -113,7 +119,7 @@ class RoutingSection(Section):
     @classmethod
     def _check_senders(cls, value: list[str]) -> list[str]:
         for pattern in value:
-            local, at, domain = pattern.rpartition("@")
+            _, at, domain = pattern.rpartition("@")
             if not at or not domain or " " in pattern:
                 raise ValueError(
                     f"invalid bulk sender {pattern!r}: expected 'user@example.org' or '@example.org'"

@@ -26,7 +26,7 @@ class SmimeSection(Section):
     """PEM file with the unencrypted private key of ``signing_certificate``."""
 
     @model_validator(mode="after")
-    def _check_signing(self) -> "SmimeSection":
+    def _check_signing(self) -> SmimeSection:
         if self.sign and not (self.signing_certificate and self.signing_key):
             raise ValueError("sign is true, so signing_certificate and signing_key are required")
         return self

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from typing import Annotated, Any
 
-from pydantic import BeforeValidator, ConfigDict, BaseModel
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict
 
 _DURATION_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d|w)\s*$")
 _DURATION_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, "w": 604800.0}
@@ -22,23 +22,48 @@ _SIZE_UNITS = {
 }
 
 
+MAX_DURATION = 366 * 86400.0
+"""Maximum duration any key accepts, in seconds (366 days). Larger values are typing
+errors, and some would overflow the C integers that libraries take (libmilter's timeout)."""
+
+_COMPOUND_DURATION_RE = re.compile(r"^\s*(?:\d+(?:\.\d+)?\s*(?:ms|s|m|h|d|w)\s*){2,}$")
+_DURATION_PART_RE = re.compile(r"(\d+(?:\.\d+)?)\s*(ms|s|m|h|d|w)")
+_DURATION_EXPECTED = "expected a number with a unit (ms, s, m, h, d or w), for example '30s' or '1d'"
+
+
 def parse_duration(value: Any) -> float:
     """Convert ``30s``, ``5m``, ``1.5h``, ``1d``, ``250ms`` or ``2w`` to seconds.
 
-    A bare number is rejected because its unit would be a guess.
+    A bare number is rejected because its unit would be a guess. Values above
+    :data:`MAX_DURATION` are rejected. A combination such as ``1h30m`` is rejected
+    with the single-unit spelling (``90m``) in the message.
     """
     if isinstance(value, bool) or not isinstance(value, str):
-        raise ValueError(
-            f"invalid duration {value!r}: expected a number with a unit "
-            "(ms, s, m, h, d or w), for example '30s' or '1d'"
-        )
+        raise ValueError(f"invalid duration {value!r}: {_DURATION_EXPECTED}")
     match = _DURATION_RE.match(value)
     if match is None:
-        raise ValueError(
-            f"invalid duration {value!r}: expected a number with a unit "
-            "(ms, s, m, h, d or w), for example '30s' or '1d'"
-        )
-    return float(match.group(1)) * _DURATION_UNITS[match.group(2)]
+        if _COMPOUND_DURATION_RE.match(value):
+            raise ValueError(
+                f"invalid duration {value!r}: use a single unit, for example "
+                f"'{_single_unit_spelling(value)}'"
+            )
+        raise ValueError(f"invalid duration {value!r}: {_DURATION_EXPECTED}")
+    seconds = float(match.group(1)) * _DURATION_UNITS[match.group(2)]
+    if seconds > MAX_DURATION:
+        raise ValueError(f"invalid duration {value!r}: the maximum is 366d")
+    return seconds
+
+
+def _single_unit_spelling(value: str) -> str:
+    """Spell a compound duration such as ``1h30m`` in the largest whole unit (``90m``)."""
+    milliseconds = round(
+        sum(float(number) * _DURATION_UNITS[unit] * 1000 for number, unit in _DURATION_PART_RE.findall(value))
+    )
+    for unit in ("w", "d", "h", "m", "s"):
+        unit_ms = round(_DURATION_UNITS[unit] * 1000)
+        if milliseconds % unit_ms == 0:
+            return f"{milliseconds // unit_ms}{unit}"
+    return f"{milliseconds}ms"
 
 
 def parse_size(value: Any) -> int:
@@ -67,7 +92,9 @@ def parse_host_port(value: Any, default_port: int) -> tuple[str, int]:
         raise ValueError(f"invalid address {value!r}: expected 'host' or 'host:port'")
     text = value.strip()
     if text.startswith("["):
-        host, _, rest = text[1:].partition("]")
+        host, closed, rest = text[1:].partition("]")
+        if not closed:
+            raise ValueError(f"invalid address {value!r}: missing ']' after the IPv6 address")
         port_text = rest[1:] if rest.startswith(":") else ""
         if rest and not rest.startswith(":"):
             raise ValueError(f"invalid address {value!r}: expected '[v6]' or '[v6]:port'")
@@ -87,6 +114,25 @@ Duration = Annotated[float, BeforeValidator(parse_duration)]
 
 Size = Annotated[int, BeforeValidator(parse_size)]
 """Bytes, written in the YAML file as ``25MB`` or a plain integer."""
+
+
+def _require_positive_duration(seconds: float) -> float:
+    if seconds <= 0:
+        raise ValueError(f"invalid duration {seconds:g}s: must be greater than 0, for example '30s'")
+    return seconds
+
+
+def _require_positive_size(size: int) -> int:
+    if size <= 0:
+        raise ValueError(f"invalid size {size}: must be greater than 0, for example '25MB'")
+    return size
+
+
+PositiveDuration = Annotated[float, BeforeValidator(parse_duration), AfterValidator(_require_positive_duration)]
+"""A :data:`Duration` that must be greater than zero."""
+
+PositiveSize = Annotated[int, BeforeValidator(parse_size), AfterValidator(_require_positive_size)]
+"""A :data:`Size` that must be greater than zero."""
 
 
 class Section(BaseModel):

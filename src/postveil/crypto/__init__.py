@@ -6,7 +6,7 @@ fields reach the recipient byte for byte as the sender wrote them. Failures rais
 """
 
 from postveil.crypto.errors import CryptoFailure, PgpFailure, SmimeFailure
-from postveil.crypto.mime import HeaderEdits, RawMessage
+from postveil.crypto.mime import HeaderEdits, HeaderOperation, RawMessage, milter_operations
 from postveil.crypto.pgp import PgpKeyring
 from postveil.crypto.protect import build_inner_entity, detect_encryption
 from postveil.crypto.render import (
@@ -22,6 +22,7 @@ __all__ = [
     "CertificateStore",
     "CryptoFailure",
     "HeaderEdits",
+    "HeaderOperation",
     "MessageVersion",
     "PgpFailure",
     "PgpKeyring",
@@ -32,6 +33,7 @@ __all__ = [
     "build_inner_entity",
     "build_notice",
     "detect_encryption",
+    "milter_operations",
     "read_triggers",
     "render_version",
 ]

@@ -7,11 +7,12 @@ bytes it had, folded lines included) and the body (kept as is).
 
 from __future__ import annotations
 
+import base64
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from email.header import Header, decode_header, make_header
 from email.errors import HeaderParseError
+from email.header import decode_header, make_header
 from email.utils import getaddresses
 
 _LONE_LF_RE = re.compile(rb"(?<!\r)\n")
@@ -53,11 +54,11 @@ class RawMessage:
     """False when the input had no empty line after the headers."""
 
     @classmethod
-    def parse(cls, raw: bytes) -> "RawMessage":
+    def parse(cls, raw: bytes) -> RawMessage:
         """Split ``raw`` into header fields and body without changing any byte.
 
         A line in the header block that is neither a field nor a continuation ends the
-        headers (as Python's email parser treats it); that line starts the body.
+        headers, as in Python's email parser. That line starts the body.
         """
         headers: list[HeaderField] = []
         position = 0
@@ -109,7 +110,7 @@ class RawMessage:
 
 def make_field(name: str, value: str) -> HeaderField:
     """Build one unfolded header field ending in CRLF; ``value`` is written as UTF-8."""
-    return HeaderField(name, f"{name}: {value}".encode("utf-8") + CRLF)
+    return HeaderField(name, f"{name}: {value}".encode() + CRLF)
 
 
 def decode_text(value: str) -> str:
@@ -121,23 +122,46 @@ def decode_text(value: str) -> str:
 
 
 def encode_text_like(original: str, text: str) -> str:
-    """Encode ``text`` for a header whose previous value was ``original``: as RFC 2047
-    UTF-8 words when the original used encoded words or ``text`` is not ASCII and the
-    original was ASCII, as raw text (SMTPUTF8) when the original already had raw UTF-8."""
+    """Encode ``text`` for a header whose previous value was ``original``.
+
+    ASCII text stays as is. Otherwise the text is written raw (SMTPUTF8) when the original
+    already had raw UTF-8, and as RFC 2047 UTF-8 encoded words on one line when it did not.
+    """
     if text.isascii() and "=?" not in text:
         return text
     if not original.isascii() and "=?" not in original:
         return text
-    return Header(text, "utf-8").encode(linesep="\r\n")
+    return encode_words(text)
+
+
+def encode_words(text: str) -> str:
+    """Encode ``text`` as base64 UTF-8 encoded words (RFC 2047), each at most 75
+    characters and never splitting a character, joined by spaces on one line."""
+    words: list[str] = []
+    chunk = b""
+    for character in text:
+        encoded = character.encode("utf-8")
+        # 45 bytes become 60 base64 characters: 72 with the "=?UTF-8?B?" and "?=" frame.
+        if len(chunk) + len(encoded) > 45:
+            words.append(_encoded_word(chunk))
+            chunk = b""
+        chunk += encoded
+    if chunk or not words:
+        words.append(_encoded_word(chunk))
+    return " ".join(words)
+
+
+def _encoded_word(data: bytes) -> str:
+    return "=?UTF-8?B?" + base64.b64encode(data).decode("ascii") + "?="
 
 
 @dataclass(frozen=True)
 class HeaderEdits:
     """Changes to a message's header block, in the form a milter applies them.
 
-    Apply ``remove`` first (every occurrence of each name), then ``replace`` (the first
-    occurrence keeps its position and gets the new value; add the field when absent), then
-    append ``add`` in order.
+    Apply ``remove`` first, deleting every occurrence of each name. Then apply ``replace``:
+    the first occurrence of the name keeps its position and gets the new value, later
+    occurrences go, and an absent field is added. Last, append ``add`` in order.
     """
 
     remove: tuple[str, ...] = ()
@@ -170,9 +194,53 @@ class HeaderEdits:
         return b"".join(header.raw for header in fields) + CRLF + new_body
 
 
+@dataclass(frozen=True)
+class HeaderOperation:
+    """One libmilter header call: ``change`` is smfi_chgheader (``value`` None deletes the
+    ``index``-th field of that name, counted from 1), ``add`` is smfi_addheader."""
+
+    kind: str
+    name: str
+    index: int
+    value: str | None
+
+
+def milter_operations(message: RawMessage, edits: HeaderEdits) -> list[HeaderOperation]:
+    """Translate ``edits`` into header calls for a milter's end-of-message callback.
+
+    Deletions of one name run from the last occurrence to the first, so each index still
+    names the intended field whether or not the MTA renumbers after a deletion.
+    """
+    counts: dict[str, int] = {}
+    for header in message.headers:
+        counts[header.lower_name] = counts.get(header.lower_name, 0) + 1
+    names = {header.lower_name: header.name for header in message.headers}
+
+    operations: list[HeaderOperation] = []
+    for name in edits.remove:
+        lower = name.lower()
+        for index in range(counts.get(lower, 0), 0, -1):
+            operations.append(HeaderOperation("change", names.get(lower, name), index, None))
+    for name, value in edits.replace:
+        lower = name.lower()
+        count = counts.get(lower, 0)
+        if count == 0:
+            operations.append(HeaderOperation("add", name, 0, value))
+            continue
+        for index in range(count, 1, -1):
+            operations.append(HeaderOperation("change", names[lower], index, None))
+        operations.append(HeaderOperation("change", names[lower], 1, value))
+    for name, value in edits.add:
+        operations.append(HeaderOperation("add", name, 0, value))
+    return operations
+
+
 def address_list(values: Sequence[str]) -> list[str]:
-    """Return the addr-spec of every address in To/Cc style header values."""
-    return [address for _, address in getaddresses([decode_text(v) for v in values]) if address]
+    """Return the addr-spec of every address in To/Cc style header values.
+
+    Encoded words stay encoded, because a decoded display name may contain a comma.
+    """
+    return [address for _, address in getaddresses(list(values)) if address]
 
 
 def unique(items: Iterable[str]) -> tuple[str, ...]:

@@ -1,19 +1,22 @@
 """PGP/MIME (RFC 3156) with python-gnupg and postveil's own GnuPG home.
 
 Every key in the home is trusted (``--trust-model always``) because an admin imported
-it. A key serves a recipient when one of its user ids has exactly that email address
-(compared without case) and neither the key nor that user id is revoked, expired,
-disabled or invalid, and the key has a usable encryption subkey.
+it. A key serves a recipient when one of its user ids has exactly that email address,
+compared without case. Neither the key nor that user id may be revoked, expired,
+disabled or invalid, and the key must have a usable encryption subkey.
 """
 
 from __future__ import annotations
 
 import os
 import secrets
+import subprocess
+import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from email.utils import parseaddr
+from typing import Any
 
 import gnupg
 
@@ -56,30 +59,93 @@ class KeyInfo:
         return tuple(parseaddr(uid)[1].casefold() for uid in self.uids)
 
 
+class _GpgRun:
+    """One python-gnupg call: the timers of the gpg processes it started, and whether
+    one of them had to kill its process."""
+
+    def __init__(self) -> None:
+        self.timed_out = False
+        self.timers: list[threading.Timer] = []
+
+    def finish(self) -> None:
+        for timer in self.timers:
+            timer.cancel()
+
+
+class _TimedGPG(gnupg.GPG):
+    """python-gnupg with a time limit: each gpg process is killed after ``timeout`` seconds.
+
+    python-gnupg 0.5 has no timeout of its own. It starts every gpg process through
+    ``_open_subprocess`` in the calling thread, so the current call's :class:`_GpgRun`
+    is found in a thread-local slot.
+    """
+
+    def __init__(self, *args: Any, timeout: float, **kwargs: Any) -> None:
+        self.timeout = timeout
+        self.current = threading.local()
+        run = _GpgRun()
+        self.current.run = run
+        try:
+            super().__init__(*args, **kwargs)
+        finally:
+            run.finish()
+            self.current.run = None
+        if run.timed_out:
+            raise OSError(f"gpg --list-config timed out after {timeout:g} s")
+
+    def _open_subprocess(self, args: list[str], passphrase: bool = False) -> subprocess.Popen[bytes]:
+        process = super()._open_subprocess(args, passphrase)
+        run = getattr(self.current, "run", None)
+        if run is None:
+            run = _GpgRun()
+
+        def kill() -> None:
+            run.timed_out = True
+            process.kill()
+
+        timer = threading.Timer(self.timeout, kill)
+        timer.daemon = True
+        timer.start()
+        run.timers.append(timer)
+        return process
+
+
 class PgpKeyring:
     """Read, encrypt with, import and remove keys in one GnuPG home.
 
-    Every gpg failure, and a home that is missing or not a directory, raises
-    :class:`PgpFailure`. python-gnupg runs gpg without a time limit.
+    Every gpg failure, a gpg run over ``timeout`` seconds, and a home that is missing or
+    not a directory raise :class:`PgpFailure`.
     """
 
-    def __init__(self, gnupg_home: str, gpg_binary: str = "gpg", clock: Callable[[], float] = time.time) -> None:
+    def __init__(
+        self,
+        gnupg_home: str,
+        gpg_binary: str = "gpg",
+        clock: Callable[[], float] = time.time,
+        timeout: float = 30.0,
+    ) -> None:
         self.gnupg_home = gnupg_home
         self.gpg_binary = gpg_binary
         self.clock = clock
-        self._gpg: gnupg.GPG | None = None
+        self.timeout = timeout
+        self._gpg: _TimedGPG | None = None
         self._listing: tuple[tuple[object, ...], float, list[KeyInfo]] | None = None
         self._uid_cache: dict[str, dict[str, str]] = {}
+        # The milter calls lookups from several threads; the caches change under this lock.
+        self._lock = threading.Lock()
 
-    def _open(self) -> gnupg.GPG:
+    def _open(self) -> _TimedGPG:
         # Checked on every use: python-gnupg would otherwise create a missing home, and an
         # empty keyring would silently replace the admin's keys.
         if not os.path.isdir(self.gnupg_home):
             raise PgpFailure(f"GnuPG home {self.gnupg_home} is missing or not a directory")
         if self._gpg is None:
             try:
-                self._gpg = gnupg.GPG(
-                    gpgbinary=self.gpg_binary, gnupghome=self.gnupg_home, options=_GPG_OPTIONS
+                self._gpg = _TimedGPG(
+                    gpgbinary=self.gpg_binary,
+                    gnupghome=self.gnupg_home,
+                    options=_GPG_OPTIONS,
+                    timeout=self.timeout,
                 )
             except (OSError, ValueError) as exc:
                 raise PgpFailure(f"cannot run gpg with home {self.gnupg_home}: {exc}") from exc
@@ -104,22 +170,36 @@ class PgpKeyring:
         The listing is cached until a keyring file changes or LISTING_MAX_AGE passes.
         """
         self._open()
-        signature = self._keyring_signature()
-        now = time.monotonic()
-        if self._listing is not None:
-            cached_signature, listed_at, cached = self._listing
-            if cached_signature == signature and now - listed_at < LISTING_MAX_AGE:
-                return list(cached)
-        keys = self._list_keys()
-        self._listing = (signature, now, keys)
-        self._uid_cache = {}
-        return list(keys)
+        with self._lock:
+            signature = self._keyring_signature()
+            now = time.monotonic()
+            if self._listing is not None:
+                cached_signature, listed_at, cached = self._listing
+                if cached_signature == signature and now - listed_at < LISTING_MAX_AGE:
+                    return list(cached)
+            keys = self._list_keys()
+            self._listing = (signature, now, keys)
+            self._uid_cache = {}
+            return list(keys)
+
+    def _run(self, operation: str, call: Callable[[_TimedGPG], Any]) -> Any:
+        """Run one python-gnupg call; raise PgpFailure when its gpg process timed out."""
+        gpg = self._open()
+        run = _GpgRun()
+        gpg.current.run = run
+        try:
+            result = call(gpg)
+        finally:
+            run.finish()
+            gpg.current.run = None
+        if run.timed_out:
+            raise PgpFailure(f"gpg {operation} timed out after {self.timeout:g} s in {self.gnupg_home}")
+        return result
 
     def _list_keys(self) -> list[KeyInfo]:
-        gpg = self._open()
-        listing = gpg.list_keys()
+        listing = self._run("key listing", lambda gpg: gpg.list_keys())
         if listing.returncode != 0:
-            raise PgpFailure(f"gpg could not list keys in {self.gnupg_home}: {_gpg_problem(listing)}")
+            raise PgpFailure(f"gpg failed to list keys in {self.gnupg_home}: {_gpg_problem(listing)}")
         keys = []
         for key in listing:
             expires = int(key["expires"]) if key.get("expires") else None
@@ -136,26 +216,28 @@ class PgpKeyring:
 
     def _uid_validity(self, fingerprint: str) -> dict[str, str]:
         """Map each user id of one key to its validity letter (cached with the listing)."""
-        cached = self._uid_cache.get(fingerprint)
+        with self._lock:
+            cached = self._uid_cache.get(fingerprint)
         if cached is not None:
             return cached
-        listing = self._open().list_keys(keys=fingerprint)
+        listing = self._run("key listing", lambda gpg: gpg.list_keys(keys=fingerprint))
         if listing.returncode != 0:
-            raise PgpFailure(f"gpg could not list key {fingerprint}: {_gpg_problem(listing)}")
+            raise PgpFailure(f"gpg failed to list key {fingerprint}: {_gpg_problem(listing)}")
         validity = {uid: data.get("trust", "") for uid, data in listing.uid_map.items()}
-        self._uid_cache[fingerprint] = validity
+        with self._lock:
+            self._uid_cache[fingerprint] = validity
         return validity
 
     def lookup(self, address: str) -> CredentialStatus:
         """Return the usable key for ``address`` or why there is none."""
-        wanted = address.casefold()
-        candidates = [key for key in self.keys() if wanted in key.addresses]
+        folded_address = address.casefold()
+        candidates = [key for key in self.keys() if folded_address in key.addresses]
         if not candidates:
             return CredentialStatus(None, "no PGP key for the address")
         now = self.clock()
         first_problem = ""
         for key in candidates:
-            problem = self._key_problem(key, wanted, now)
+            problem = self._key_problem(key, folded_address, now)
             if problem is None:
                 return CredentialStatus(key.fingerprint, f"PGP key {key.fingerprint[-16:]} valid")
             first_problem = first_problem or problem
@@ -186,8 +268,10 @@ class PgpKeyring:
         """Encrypt ``data`` to every key in ``fingerprints``; return ASCII armor."""
         if not fingerprints:
             raise PgpFailure("no PGP key to encrypt to")
-        gpg = self._open()
-        result = gpg.encrypt(data, list(fingerprints), always_trust=True, armor=True)
+        result = self._run(
+            "encryption",
+            lambda gpg: gpg.encrypt(data, list(fingerprints), always_trust=True, armor=True),
+        )
         if not result.ok or not result.data:
             raise PgpFailure(f"gpg encryption failed: {_gpg_problem(result)}")
         return result.data
@@ -197,7 +281,7 @@ class PgpKeyring:
         reports (empty for a revocation of a key already present). Secret keys are refused."""
         if b"PRIVATE KEY BLOCK" in data:
             raise PgpFailure("the file contains a secret key; import only public keys")
-        result = self._open().import_keys(data)
+        result = self._run("import", lambda gpg: gpg.import_keys(data))
         changed = int(getattr(result, "n_revoc", 0) or 0) + int(getattr(result, "unchanged", 0) or 0)
         if not result.fingerprints and not changed:
             raise PgpFailure(f"gpg imported no key: {_gpg_problem(result)}")
@@ -205,9 +289,9 @@ class PgpKeyring:
 
     def remove(self, fingerprint: str) -> None:
         """Delete the public key with the full ``fingerprint``."""
-        result = self._open().delete_keys(fingerprint)
+        result = self._run("key deletion", lambda gpg: gpg.delete_keys(fingerprint))
         if str(result) != "ok":
-            raise PgpFailure(f"gpg could not delete key {fingerprint}: {_gpg_problem(result)}")
+            raise PgpFailure(f"gpg failed to delete key {fingerprint}: {_gpg_problem(result)}")
 
 
 def _gpg_problem(result: object) -> str:

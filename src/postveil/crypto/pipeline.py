@@ -11,12 +11,27 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
+from postveil.config import Config
 from postveil.crypto.errors import CryptoFailure
 from postveil.crypto.mime import RawMessage, address_list
+from postveil.crypto.pgp import PgpKeyring
 from postveil.crypto.protect import detect_encryption
-from postveil.crypto.render import MessageVersion, RenderContext, build_notice, read_triggers, render_version
+from postveil.crypto.render import (
+    MessageVersion,
+    RenderContext,
+    build_notice,
+    read_triggers,
+    render_version,
+)
+from postveil.crypto.smime import CertificateStore, SmimeSigner
 from postveil.routing.classify import Classification, VerdictLike, classify, methods_for
-from postveil.routing.decide import CredentialStatus, Method, RecipientDecision, RecipientFacts, decide_recipient
+from postveil.routing.decide import (
+    CredentialStatus,
+    Method,
+    RecipientDecision,
+    RecipientFacts,
+    decide_recipient,
+)
 from postveil.routing.plan import DeliveryPlan, PlanAction, plan_delivery
 from postveil.routing.record import DecisionRecord
 from postveil.routing.triggers import Triggers
@@ -45,6 +60,24 @@ class Outcome:
     """Message to send to the sender when recipients were removed."""
 
     record: DecisionRecord
+
+
+def build_context(config: Config) -> RenderContext:
+    """Create the certificate store, keyring and optional signer that ``config`` names.
+
+    Raises SmimeFailure when signing is on and the signing certificate or key cannot be
+    loaded. The store and keyring read their files at the first lookup.
+    """
+    signer = None
+    if config.smime.sign and config.smime.signing_certificate and config.smime.signing_key:
+        signer = SmimeSigner.load(config.smime.signing_certificate, config.smime.signing_key)
+    return RenderContext(
+        routing=config.routing,
+        portal=config.portal,
+        certificates=CertificateStore(config.smime.certificate_dir, config.smime.trust_store),
+        keyring=PgpKeyring(config.pgp.gnupg_home, config.pgp.gpg_binary, timeout=config.pgp.timeout),
+        signer=signer,
+    )
 
 
 def process_message(
@@ -145,4 +178,4 @@ def _facts(
                 break
     return RecipientFacts(requirement.required, requirement.reason, pgp, smime, portal)
 
-__all__ = ["CryptoFailure", "Outcome", "TlsRequirement", "process_message"]
+__all__ = ["CryptoFailure", "Outcome", "TlsRequirement", "build_context", "process_message"]

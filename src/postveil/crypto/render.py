@@ -8,17 +8,29 @@ milter's in-place change) and the complete bytes (for re-injection).
 
 from __future__ import annotations
 
+import datetime
 from dataclasses import dataclass
 from email.utils import format_datetime, make_msgid
-import datetime
 
 from postveil.config.portal import PortalSection
 from postveil.config.routing import RoutingSection
 from postveil.crypto.errors import CryptoFailure
-from postveil.crypto.mime import CRLF, HeaderEdits, RawMessage, decode_text, encode_text_like, unique
+from postveil.crypto.mime import (
+    HeaderEdits,
+    RawMessage,
+    decode_text,
+    encode_text_like,
+    unique,
+)
 from postveil.crypto.pgp import PgpKeyring, pgp_mime_body
 from postveil.crypto.protect import build_inner_entity, content_header_names
-from postveil.crypto.smime import CertificateStore, SmimeSigner, encrypt_entity, smime_headers, wrap_base64
+from postveil.crypto.smime import (
+    CertificateStore,
+    SmimeSigner,
+    encrypt_entity,
+    smime_headers,
+    wrap_base64,
+)
 from postveil.routing.decide import RecipientDecision
 from postveil.routing.plan import RecipientGroup, VersionKind
 from postveil.routing.triggers import Triggers, find_triggers
@@ -45,6 +57,13 @@ class MessageVersion:
 
     raw: bytes
     """The complete message, ``edits`` and ``body`` applied."""
+
+    @property
+    def needs_smtputf8(self) -> bool:
+        """True when the header block or an envelope recipient is not ASCII, so
+        re-injection must use the SMTPUTF8 extension (RFC 6531)."""
+        head = self.raw.split(b"\r\n\r\n", 1)[0]
+        return not head.isascii() or not all(r.isascii() for r in self.envelope_recipients)
 
 
 def read_triggers(message: RawMessage, config: RoutingSection) -> Triggers:
@@ -137,9 +156,10 @@ def build_notice(
 ) -> bytes:
     """Build the notice telling ``sender`` which recipients were removed and why.
 
-    It names recipients and routing reasons only, never message text.
+    It names recipients and routing reasons only, never message text. Send it with the
+    null envelope sender (``<>``), as for any delivery status notice, so it cannot loop.
     """
-    now = now or datetime.datetime.now(datetime.timezone.utc)
+    now = now or datetime.datetime.now(datetime.UTC)
     domain = routing.notice_from.rpartition("@")[2] or "localhost"
     lines = [
         "Your message was delivered to its other recipients, but not to the recipients",

@@ -11,6 +11,7 @@ import base64
 import datetime
 import os
 import secrets
+import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -36,7 +37,7 @@ _PEM_BEGIN = b"-----BEGIN CERTIFICATE-----"
 
 
 def _utcnow() -> datetime.datetime:
-    return datetime.datetime.now(datetime.timezone.utc)
+    return datetime.datetime.now(datetime.UTC)
 
 
 def fingerprint(certificate: x509.Certificate) -> str:
@@ -111,6 +112,8 @@ class CertificateStore:
         self._intermediates: list[x509.Certificate] = []
         self._roots: list[x509.Certificate] = []
         self.problems: list[str] = []
+        # The milter calls lookups from several threads; one of them reloads at a time.
+        self._lock = threading.Lock()
 
     # Loading -----------------------------------------------------------------------
 
@@ -145,6 +148,10 @@ class CertificateStore:
 
     def refresh(self) -> None:
         """Reload the directory and the trust store when either changed."""
+        with self._lock:
+            self._refresh_locked()
+
+    def _refresh_locked(self) -> None:
         signature = self._directory_signature()
         if signature == self._signature:
             return
@@ -231,8 +238,8 @@ class CertificateStore:
         status explains why the first candidate failed.
         """
         self.refresh()
-        wanted = address.casefold()
-        candidates = [c for c in self._leaves if wanted in c.addresses]
+        folded_address = address.casefold()
+        candidates = [c for c in self._leaves if folded_address in c.addresses]
         if not candidates:
             return CertificateLookup(CredentialStatus(None, "no certificate for the address"), None)
         candidates.sort(key=lambda c: c.certificate.not_valid_after_utc, reverse=True)
@@ -294,7 +301,7 @@ class SmimeSigner:
     chain: tuple[x509.Certificate, ...] = ()
 
     @classmethod
-    def load(cls, certificate_path: str, key_path: str) -> "SmimeSigner":
+    def load(cls, certificate_path: str, key_path: str) -> SmimeSigner:
         """Read the certificate (plus intermediates) and unencrypted key PEM files."""
         try:
             certificates = load_pem_certificates(Path(certificate_path).read_bytes(), certificate_path)

@@ -28,10 +28,14 @@ class DaemonProcess:
         self.ready = ready
         self.extra_args = extra_args or []
         self.process: subprocess.Popen[bytes] | None = None
+        self._log_offset = 0
+        """Size of the log file when the current process started; log_text() reads from here."""
 
     def start(self, timeout: float = 20.0) -> "DaemonProcess":
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         log = self.log_path.open("ab")
+        log.seek(0, os.SEEK_END)
+        self._log_offset = log.tell()
         env = dict(os.environ, PYTHONUNBUFFERED="1")
         self.process = subprocess.Popen(
             [sys.executable, "-m", self.module, "--config", str(self.config_path), *self.extra_args],
@@ -75,10 +79,33 @@ class DaemonProcess:
         return self.process is not None and self.process.poll() is None
 
     def log_text(self) -> str:
+        """Return what the process started last wrote to its log file."""
+        return self._read_log(self._log_offset)
+
+    def full_log_text(self) -> str:
+        """Return the whole log file, earlier starts included."""
+        return self._read_log(0)
+
+    def _read_log(self, offset: int) -> str:
         try:
-            return self.log_path.read_text(errors="replace")
+            with self.log_path.open("rb") as log:
+                log.seek(offset)
+                return log.read().decode(errors="replace")
         except OSError:
             return ""
+
+    def wait_for_log(self, text: str, timeout: float = 20.0) -> None:
+        """Wait until ``text`` appears in log_text(); raise if the process exits or time runs out."""
+        deadline = time.monotonic() + timeout
+        while text not in self.log_text():
+            if self.process is not None and self.process.poll() is not None:
+                raise RuntimeError(
+                    f"{self.module} exited with {self.process.returncode} before logging {text!r}:\n"
+                    + self.log_text()[-3000:]
+                )
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"{self.module} did not log {text!r} within {timeout:.0f}s:\n" + self.log_text()[-3000:])
+            time.sleep(0.05)
 
     def __enter__(self) -> "DaemonProcess":
         return self.start()

@@ -165,7 +165,9 @@ def run(keep_running: bool = False) -> int:
         print(f"demo: Postfix maillog:       {postfix.maillog}")
         print(f"demo: postveil-milter log:   {milter.log_path}")
         print(f"demo: postveil-policyd log:  {policyd.log_path}")
-        print(f"demo: audit trail:           {world.state_dir / 'audit'}  (postveil audit verify ...)")
+        print(f"demo: audit trail:           {world.state_dir / 'audit'}")
+        print(f"demo: try  .venv/bin/postveil audit verify --config {config_path}")
+        print(f"      and  .venv/bin/postveil audit search --config {config_path} --method pgp")
         print(f"demo: finished in {time.monotonic() - started:.1f}s")
         if keep_running:
             print("demo: running until Ctrl-C")

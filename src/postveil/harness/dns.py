@@ -118,8 +118,8 @@ class DnsFixture:
             reply.add_answer(record)
         if not answers and not exists:
             reply.header.rcode = RCODE.NXDOMAIN
-        if secure:
-            reply.header.ad = 1
+        # request.reply() copies the query's flags; AD in a reply must mean "validated".
+        reply.header.ad = 1 if secure else 0
         return reply.pack()
 
     # -- lifecycle -------------------------------------------------------------

@@ -13,10 +13,12 @@ import itertools
 import os
 import shutil
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
 from postveil.harness.daemons import DaemonProcess
+from postveil.milter.daemon import READY_MESSAGE
 from postveil.harness.postfix import PrivatePostfix
 from postveil.harness.world import World
 
@@ -58,12 +60,31 @@ def postfix(world: World) -> PrivatePostfix:
 @pytest.fixture
 def milter(world: World, postfix: PrivatePostfix) -> Iterator[DaemonProcess]:
     """postveil-milter with the world's base configuration, attached to Postfix."""
-    daemon = world.start_milter()
+    with attached_milter(world, postfix) as daemon:
+        yield daemon
+
+
+@contextlib.contextmanager
+def attached_milter(
+    world: World, postfix: PrivatePostfix, config_path: Path | None = None
+) -> Iterator[DaemonProcess]:
+    """Run postveil-milter attached to Postfix for a ``with`` block.
+
+    The block starts once the milter's socket has its final mode and group (the
+    daemon logs READY_MESSAGE then). On exit the milter is stopped and Postfix's
+    smtpd_milters is restored, so later tests do not meet a dead milter.
+    """
+    milters_before = postfix.main_cf().get("smtpd_milters")
+    daemon: DaemonProcess | None = None
     try:
+        daemon = world.start_milter(config_path)
+        daemon.wait_for_log(READY_MESSAGE)
         yield daemon
     finally:
-        daemon.terminate()
+        if daemon is not None:
+            daemon.terminate()
         world.daemons.pop("milter", None)
+        postfix.configure(smtpd_milters=milters_before)
 
 
 @contextlib.contextmanager

@@ -15,6 +15,7 @@ from __future__ import annotations
 import hashlib
 import os
 import shutil
+import subprocess
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -87,21 +88,34 @@ class World:
     # -- lifecycle ---------------------------------------------------------------
 
     def start(self) -> "World":
-        self.dns.start()
-        self.https.start()
+        try:
+            self.dns.start()
+            self.https.start()
+        except OSError as exc:
+            self.stop()
+            raise OSError(
+                exc.errno, f"cannot start the DNS ({self.dns.address}:53) or HTTPS "
+                f"({self.https.address}:443) fixture: {exc.strerror}"
+            ) from exc
         return self
 
     def stop(self) -> None:
-        for daemon in list(self.daemons.values()):
-            daemon.terminate()
+        """Stop everything this world started; one failing step does not skip the rest."""
+        steps = [daemon.terminate for daemon in self.daemons.values()]
         if self.postfix is not None:
-            self.postfix.stop()
-        for domain in self.domains.values():
-            domain.sink.stop()
-        self.https.stop()
-        self.dns.stop()
+            steps.append(self.postfix.stop)
+        steps += [domain.sink.stop for domain in self.domains.values()]
+        steps += [self.https.stop, self.dns.stop, lambda: _stop_gpg_agents(self.base_dir)]
+        errors = []
+        for step in steps:
+            try:
+                step()
+            except Exception as exc:  # keep stopping the rest, report at the end
+                errors.append(exc)
         if not self.keep:
             shutil.rmtree(self.base_dir, ignore_errors=True)
+        if errors:
+            raise errors[0]
 
     def __enter__(self) -> "World":
         return self.start()
@@ -270,20 +284,38 @@ class World:
         return daemon
 
     def start_milter(self, config_path: Path | None = None) -> DaemonProcess:
-        """Start postveil-milter and attach it to the private Postfix."""
+        """Start postveil-milter and attach it to the private Postfix.
+
+        Returns once the daemon logged that its socket has its final mode and group.
+        A leftover socket file is the daemon's to handle: it removes a dead one and
+        refuses to start over a live one.
+        """
+        from postveil.milter.daemon import READY_MESSAGE
+
         config_path = config_path or self.write_config()
-        if self.milter_socket.exists():
-            self.milter_socket.unlink()
         daemon = DaemonProcess(
             "postveil.milter.daemon",
             config_path,
             self.log_dir / "milter.log",
             ready=self.milter_socket.exists,
         ).start()
+        daemon.wait_for_log(READY_MESSAGE)
         self.daemons["milter"] = daemon
         if self.postfix is not None:
             self.postfix.configure(smtpd_milters=f"unix:{self.milter_socket}")
         return daemon
+
+    def stop_daemon(self, name: str) -> None:
+        """Stop the daemon ``name`` and detach it from Postfix."""
+        daemon = self.daemons.pop(name, None)
+        if daemon is not None:
+            daemon.terminate()
+        if self.postfix is None:
+            return
+        if name == "milter":
+            self.postfix.configure(smtpd_milters=None)
+        elif name == "policyd":
+            self.postfix.configure(smtp_tls_policy_maps=None, smtpd_recipient_restrictions=None)
 
 
 def _port_open(port: int) -> bool:
@@ -294,3 +326,15 @@ def _port_open(port: int) -> bool:
             return True
     except OSError:
         return False
+
+
+def _stop_gpg_agents(directory: Path) -> None:
+    """End the gpg-agent of every GnuPG home below ``directory`` (key generation starts them)."""
+    if not directory.exists():
+        return
+    for home in [directory, *directory.rglob("*")]:
+        if home.is_dir() and (home / "pubring.kbx").exists():
+            subprocess.run(
+                ["gpgconf", "--homedir", str(home), "--kill", "gpg-agent"],
+                capture_output=True, timeout=10, check=False,
+            )

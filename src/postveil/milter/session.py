@@ -163,6 +163,13 @@ class PostveilMilter(Milter.Base):
         return self._guard("RCPT TO", lambda: self._envrcpt(recipient))
 
     def _envrcpt(self, recipient: str) -> int:
+        # With Postfix's default smtpd_delay_open_until_valid_rcpt = yes the queue id
+        # exists only from the first valid RCPT TO on.
+        if self.queue_id is None:
+            queue_id = self.getsymval("i")
+            if queue_id:
+                self.queue_id = queue_id
+                self.log.set_id(queue_id)
         self.recipients.append(recipient)
         return Milter.CONTINUE
 

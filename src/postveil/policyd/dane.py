@@ -44,8 +44,8 @@ async def lookup_dane(
     """Look up TLSA records ``_<port>._tcp.<mx>`` for every MX host of ``domain``.
 
     ``validated`` holds only when the MX answer and every TLSA answer carried the AD
-    bit. Raises DnsTemporaryFailure on SERVFAIL or timeout: a failed lookup is not
-    "no TLSA".
+    bit, unless ``dns.require_dnssec_ad`` is off. Raises DnsTemporaryFailure on SERVFAIL
+    or timeout: a failed lookup is not "no TLSA".
     """
     hosts, mx_authenticated = await mx_hosts(dns_client, domain)
     present = False
@@ -58,6 +58,10 @@ async def lookup_dane(
         present = True
         validated = validated and answer.authenticated
         usable = usable or any(tlsa_usable(record) for record in answer.records)
+    if not dns_client.require_dnssec_ad:
+        # NOTE: with the AD check off, unsigned TLSA records also give dane-only, and
+        # Postfix then defers unless its own resolver validates them.
+        validated = True
     return DaneFacts(
         tlsa_present=present, validated=present and validated, usable=usable, checked_at=now
     )

@@ -124,7 +124,7 @@ class PolicyDelegationServer:
                     return
                 attributes = parse_request(lines)
                 action = await self._decide(attributes, connection)
-                writer.write(f"action={action}\n\n".encode("utf-8"))
+                writer.write(f"action={action}\n\n".encode())
                 await writer.drain()
         except PolicyRequestError as exc:
             log.warning("%s: malformed policy request, closing connection: %s", connection, exc)

@@ -33,7 +33,7 @@ class DnsAnswer:
 
 
 class DnsClient:
-    """Async resolver that asks the configured nameservers with the DO and AD bits set."""
+    """Async resolver that asks the configured nameservers with the DO bit set."""
 
     def __init__(self, section: DnsSection) -> None:
         if section.nameservers:
@@ -46,10 +46,13 @@ class DnsClient:
             resolver = dns.asyncresolver.Resolver()
         resolver.timeout = section.timeout
         resolver.lifetime = section.lifetime
+        # The DO bit asks a validating resolver to report validation in the AD bit
+        # (RFC 4035 section 3.2.3), so the query itself does not need AD set.
         resolver.use_edns(0, dns.flags.DO, 1232)
-        resolver.flags = dns.flags.RD | dns.flags.AD
+        resolver.flags = dns.flags.RD
         resolver.cache = None
         self._resolver = resolver
+        self.require_dnssec_ad = section.require_dnssec_ad
 
     async def query(self, name: str, rdtype: str) -> DnsAnswer:
         """Look up ``name``/``rdtype``; raises DnsTemporaryFailure on SERVFAIL or timeout."""

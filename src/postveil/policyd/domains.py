@@ -1,4 +1,4 @@
-"""Domain facts service: answers "what TLS does this domain need?" for both servers.
+"""Domain facts service: the TLS requirement of a domain, for both protocol servers.
 
 It reads the facts cache, discovers unknown domains live (MTA-STS and DANE), runs
 refreshes and probes, stores the results and records every change of a domain's
@@ -12,7 +12,9 @@ import logging
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import replace
+from typing import cast
 
+from postveil.audit import AuditError, AuditLog, TlsRequirementChange
 from postveil.config.policyd import PolicydSection
 from postveil.errors import TemporaryFailure
 from postveil.policyd.dane import lookup_dane
@@ -22,10 +24,28 @@ from postveil.policyd.mtasts_fetch import PolicyFetcher, refresh_sts
 from postveil.policyd.probe import Prober
 from postveil.tlsfacts.cache import CacheError, FactsCache
 from postveil.tlsfacts.facts import DomainFacts, RequirementEvent
-from postveil.tlsfacts.requirement import Requirement, tls_requirement
+from postveil.tlsfacts.requirement import Requirement, record_requirement, tls_requirement
 
 log = logging.getLogger(__name__)
 events_log = logging.getLogger("postveil.policyd.events")
+
+
+AUDIT_SOURCES = {"override": "admin", "dane": "dane", "mta-sts": "mta-sts", "monitoring": "probe"}
+
+
+def audit_source(rule: str, previous_rule: str | None) -> str:
+    """Name the cause of a requirement change in the audit trail's vocabulary.
+
+    A change to no requirement is caused by whatever stopped applying: failed probes
+    after monitoring, otherwise the expiry of a policy or record.
+    """
+    if rule in AUDIT_SOURCES:
+        return AUDIT_SOURCES[rule]
+    if previous_rule == "monitoring":
+        return "probe"
+    if previous_rule == "override":
+        return "admin"
+    return "expiry"
 
 
 class DomainService:
@@ -39,6 +59,7 @@ class DomainService:
         fetcher: PolicyFetcher,
         prober: Prober,
         clock: Callable[[], float] = time.time,
+        audit: AuditLog | None = None,
     ) -> None:
         self.config = config
         self.cache = cache
@@ -46,8 +67,12 @@ class DomainService:
         self.fetcher = fetcher
         self.prober = prober
         self.clock = clock
+        self.audit = audit
         self._inflight: dict[tuple[str, str], asyncio.Task[DomainFacts]] = {}
         self._background: set[asyncio.Task[object]] = set()
+        self._refresh_started: dict[str, float] = {}
+        """Start time of each domain's last refresh, so a failing one is not retried on
+        every request."""
 
     # Cache access: SQLite runs inline, Redis in a worker thread.
 
@@ -58,28 +83,42 @@ class DomainService:
 
     async def get_facts(self, domain: str) -> DomainFacts | None:
         """Read the cache; raises CacheError."""
-        facts = await self._run_cache(self.cache.get, domain)
-        assert facts is None or isinstance(facts, DomainFacts)
-        return facts
+        return cast("DomainFacts | None", await self._run_cache(self.cache.get, domain))
 
     async def store(self, old: DomainFacts | None, new: DomainFacts) -> None:
-        """Write ``new`` and record an event when the domain's requirement changed."""
-        await self._run_cache(self.cache.put, new)
-        now = self.clock()
-        before = tls_requirement(old, self.config, now=now) if old is not None else None
-        after = tls_requirement(new, self.config, now=now)
-        old_level = before.level if before is not None else None
-        if before is None and after.level is None:
+        """Write ``new`` and record an event when the domain's requirement level changed
+        since the facts were last stored."""
+        stored, event, previous_rule = record_requirement(old, new, self.config, now=self.clock())
+        await self._run_cache(self.cache.put, stored)
+        if event is None:
             return
-        if old_level != after.level or (before is not None and before.match != after.match):
-            event = RequirementEvent(new.domain, old_level, after.level, after.rule, after.reason, now)
-            events_log.info(
-                "domain %s: TLS requirement changed from %s to %s (rule %s): %s",
-                new.domain, old_level or "none", after.level or "none", after.rule, after.reason,
-            )
-            await self._run_cache(self.cache.add_event, event)
+        events_log.info(
+            "domain %s: TLS requirement changed from %s to %s (rule %s): %s",
+            event.domain, event.old_level or "none", event.new_level or "none", event.rule,
+            event.reason,
+        )
+        await self._run_cache(self.cache.add_event, event)
+        await self._record_audit(event, previous_rule)
 
-    # Answers for the protocol servers.
+    async def _record_audit(self, event: RequirementEvent, previous_rule: str | None) -> None:
+        """Append the change to the audit trail; a write failure is logged, not raised,
+        because the facts are already stored and Postfix must still get an answer."""
+        if self.audit is None:
+            return
+        record = TlsRequirementChange(
+            domain=event.domain,
+            old=event.old_level,
+            new=event.new_level or "none",
+            source=audit_source(event.rule, previous_rule),
+            reason=event.reason,
+        )
+        try:
+            await asyncio.to_thread(self.audit.append, record)
+        except AuditError as exc:
+            log.error("domain %s: cannot write the TLS requirement change to the audit "
+                      "trail: %s", event.domain, exc)
+
+    # Entry points of the protocol servers.
 
     async def requirement(self, domain: str) -> Requirement:
         """Return the domain's requirement; unknown domains are discovered live.
@@ -98,6 +137,22 @@ class DomainService:
                     f"lookup of {domain} did not finish within {self.config.lookup_timeout:g}s"
                 ) from exc
         elif self._refresh_due(facts, now):
+            self.spawn(self._single("refresh", domain, self._refresh))
+        return tls_requirement(facts, self.config, now=now)
+
+    def cached_requirement(self, domain: str) -> Requirement | None:
+        """Return the requirement from a local cache without waiting, or None when the
+        cache is not local or the domain is unknown. Raises CacheError.
+
+        Starts a background refresh when one is due, like :meth:`requirement`.
+        """
+        if not self.cache.local:
+            return None
+        facts = self.cache.get(domain)
+        if facts is None:
+            return None
+        now = self.clock()
+        if self._refresh_due(facts, now):
             self.spawn(self._single("refresh", domain, self._refresh))
         return tls_requirement(facts, self.config, now=now)
 
@@ -154,16 +209,20 @@ class DomainService:
         return facts
 
     def _refresh_due(self, facts: DomainFacts, now: float) -> bool:
+        started = self._refresh_started.get(facts.domain)
+        if started is not None and now - started < self.config.failed_retry_interval:
+            return False
         if sts_refresh_due(facts, self.config, now):
             return True
         dane_checked = facts.dane.checked_at if facts.dane is not None else 0.0
         return now - dane_checked >= self.config.recheck_interval
 
     async def _refresh(self, domain: str) -> DomainFacts:
+        now = self.clock()
+        self._refresh_started[domain] = now
         old = await self.get_facts(domain)
         if old is None:
             return await self._discover(domain)
-        now = self.clock()
         facts = old
         if sts_refresh_due(old, self.config, now):
             try:
@@ -232,8 +291,7 @@ class DomainService:
         """Start refreshes and probes that are due; return how many were started."""
         now = self.clock()
         started = 0
-        domains = await self._run_cache(self.cache.domains)
-        assert isinstance(domains, list)
+        domains = cast(list[str], await self._run_cache(self.cache.domains))
         for domain in domains:
             facts = await self.get_facts(domain)
             if facts is None:

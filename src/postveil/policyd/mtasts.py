@@ -139,7 +139,7 @@ def parse_policy(body: bytes) -> ParsedPolicy:
 
 def _check_mx_pattern(value: str, line_number: int) -> str:
     pattern = value.lower().rstrip(".")
-    host = pattern[2:] if pattern.startswith("*.") else pattern
+    host = pattern.removeprefix("*.")
     if _is_ip_literal(host):
         raise StsParseError(f"policy line {line_number}: mx is an IP literal, not a host name")
     labels = host.split(".")

@@ -9,7 +9,6 @@ resolver, never from the system's.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import socket
 import ssl
@@ -131,7 +130,7 @@ class PolicyFetcher:
             raise PolicyFetchError("certificate", str(exc.certificate_error)) from exc
         except aiohttp.ClientSSLError as exc:
             raise PolicyFetchError("tls", str(exc)) from exc
-        except asyncio.TimeoutError as exc:
+        except TimeoutError as exc:
             raise PolicyFetchError("timeout", f"no complete answer within {timeout.total:g}s") from exc
         except (aiohttp.ClientError, OSError) as exc:
             raise PolicyFetchError("connect", str(exc) or type(exc).__name__) from exc

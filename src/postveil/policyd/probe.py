@@ -42,7 +42,8 @@ async def _read_reply(reader: asyncio.StreamReader) -> tuple[int, list[str]]:
 
 async def _starttls_handshake(
     address: str, port: int, mx: str, context: ssl.SSLContext, helo: str
-) -> ssl.SSLObject:
+) -> tuple[str | None, str | None]:
+    """Run EHLO and STARTTLS; return (TLS version, cipher) read before the connection closes."""
     reader, writer = await asyncio.open_connection(address, port)
     try:
         code, _ = await _read_reply(reader)
@@ -65,8 +66,10 @@ async def _starttls_handshake(
         except (ssl.SSLError, ConnectionError) as exc:
             raise _ProbeFailed("handshake") from exc
         tls = writer.get_extra_info("ssl_object")
+        cipher = tls.cipher() if tls is not None else None
+        version = tls.version() if tls is not None else None
         writer.write(b"QUIT\r\n")
-        return tls
+        return version, cipher[0] if cipher else None
     finally:
         writer.close()
         try:
@@ -91,7 +94,7 @@ class Prober:
         """Probe one MX host; failures become a result with ``error`` set, never an exception.
 
         A certificate that fails validation is retried without validation, so the
-        result still says whether STARTTLS works and with which protocol.
+        result still records whether STARTTLS works and with which protocol.
         """
         async with self._semaphore:
             try:
@@ -113,23 +116,24 @@ class Prober:
         cert_valid = True
         try:
             try:
-                tls = await _starttls_handshake(address, port, mx, self._verifying, helo)
+                version, cipher = await _starttls_handshake(
+                    address, port, mx, self._verifying, helo
+                )
             except ssl.SSLCertVerificationError:
                 cert_valid = False
-                tls = await _starttls_handshake(address, port, mx, self._lenient, helo)
+                version, cipher = await _starttls_handshake(address, port, mx, self._lenient, helo)
         except _ProbeFailed as exc:
             return ProbeResult(mx, now, starttls=False, error=exc.category)
         except ssl.SSLCertVerificationError:
             return ProbeResult(mx, now, starttls=False, error="handshake")
         except OSError:
             return ProbeResult(mx, now, starttls=False, error="connect")
-        cipher = tls.cipher()
         return ProbeResult(
             mx,
             now,
             starttls=True,
-            tls_version=tls.version(),
-            cipher=cipher[0] if cipher else None,
+            tls_version=version,
+            cipher=cipher,
             cert_valid=cert_valid,
             error=None if cert_valid else "certificate",
         )
@@ -147,11 +151,11 @@ class Prober:
 def apply_probe_results(
     facts: DomainFacts, results: tuple[ProbeResult, ...], now: float
 ) -> DomainFacts:
-    """Record probe results: TLS seen updates first/last seen; a probe that reached a
-    server and found no STARTTLS on any MX counts as a failed probe.
+    """Record probe results and update when TLS was first and last seen.
 
-    Results that never reached a server (DNS, connect, timeout) leave the counter alone,
-    because they say nothing about TLS support.
+    A probe that reached a server and found no STARTTLS on any MX counts as failed.
+    Results that never reached a server (DNS, connect, timeout) leave the counter
+    alone, because they tell nothing about TLS support.
     """
     tls_seen = any(result.starttls for result in results)
     reached = any(result.error not in ("dns", "no-address", "connect", "timeout") for result in results)

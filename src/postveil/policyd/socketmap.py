@@ -2,7 +2,7 @@
 
 A request is the netstring ``<map name> <key>``; the reply is ``OK <policy>``,
 ``NOTFOUND `` or ``TEMP <reason>`` (Postfix defers the delivery). Requests on one
-connection may be pipelined and are answered in order. Computed answers are reused
+connection may be pipelined, and replies are sent in request order. Computed answers are reused
 for ``answer_cache_ttl`` seconds so cache hits cost one dictionary lookup.
 """
 
@@ -20,13 +20,18 @@ from typing import cast
 from postveil.errors import PostveilError, TemporaryFailure
 from postveil.policyd.domains import DomainService
 from postveil.policyd.netstring import NetstringDecoder, NetstringError, encode
+from postveil.tlsfacts.requirement import Requirement
 
 log = logging.getLogger(__name__)
 
 MAX_REPLY_BYTES = 100_000
-"""Postfix rejects socketmap replies longer than this (dict_sockmap.c, Postfix 3.x)."""
+"""Longest reply payload Postfix accepts, without the netstring framing (socketmap_table(5),
+Postfix 3.7)."""
 MAX_REQUEST_BYTES = 4096
-"""Longest request accepted: a map name plus a domain or ``[host]:port`` key."""
+"""Maximum request size in bytes: a map name plus a domain or ``[host]:port`` key."""
+
+MAX_REUSED_ANSWERS = 100_000
+"""Reused answers kept at once; the table is emptied when it reaches this size."""
 
 NOTFOUND = encode(b"NOTFOUND ")
 _DOMAIN_RE = re.compile(r"^(?=.{1,253}$)([a-z0-9_](?:[a-z0-9_-]{0,61}[a-z0-9])?\.)*"
@@ -100,6 +105,30 @@ class SocketmapResponder:
             # Fail closed: an unexpected error defers the mail instead of sending plaintext.
             log.exception("%s: domain %s: internal error", connection, domain)
             return _temp("internal error")
+        return self._answer(payload, requirement, connection)
+
+    def reply_now(self, payload: bytes, connection: str) -> bytes | None:
+        """Compute the reply without waiting, from a local cache's facts.
+
+        Returns None when the request needs the asynchronous path: a malformed request,
+        a domain without cached facts, a cache that is not local, or any error (the
+        asynchronous path repeats the work and turns the error into TEMP).
+        """
+        name, space, key = payload.partition(b" ")
+        if not space or not name:
+            return None
+        domain = domain_from_key(key.decode("utf-8", errors="replace"))
+        if domain is None:
+            return NOTFOUND
+        try:
+            requirement = self.service.cached_requirement(domain)
+        except Exception:  # noqa: BLE001 - the asynchronous path logs and answers TEMP
+            return None
+        if requirement is None:
+            return None
+        return self._answer(payload, requirement, connection)
+
+    def _answer(self, payload: bytes, requirement: Requirement, connection: str) -> bytes:
         line = requirement.policy_line(self.postfix_version)
         if line is None:
             answer = NOTFOUND
@@ -107,10 +136,12 @@ class SocketmapResponder:
             reply_payload = b"OK " + line.encode("ascii")
             answer = encode(reply_payload)
             if len(reply_payload) > MAX_REPLY_BYTES:
-                log.error("%s: domain %s: policy reply exceeds %d bytes", connection, domain,
-                          MAX_REPLY_BYTES)
+                log.error("%s: domain %s: policy reply exceeds %d bytes", connection,
+                          requirement.domain, MAX_REPLY_BYTES)
                 return _temp("policy too long")
         if self.ttl > 0:
+            if len(self._answers) >= MAX_REUSED_ANSWERS:
+                self._answers.clear()
             self._answers[payload] = (time.monotonic() + self.ttl, answer)
         return answer
 
@@ -148,6 +179,8 @@ class SocketmapProtocol(asyncio.Protocol):
         assert self.transport is not None
         if not self._queue:
             answer = self.responder.cached_reply(payload)
+            if answer is None:
+                answer = self.responder.reply_now(payload, self.connection)
             if answer is not None:
                 self.transport.write(answer)
                 return

@@ -15,7 +15,13 @@ from postveil.routing.decide import (
     RecipientFacts,
     decide_recipient,
 )
-from postveil.routing.plan import DeliveryPlan, PlanAction, RecipientGroup, VersionKind, plan_delivery
+from postveil.routing.plan import (
+    DeliveryPlan,
+    PlanAction,
+    RecipientGroup,
+    VersionKind,
+    plan_delivery,
+)
 from postveil.routing.record import DecisionRecord, RecipientRecord
 from postveil.routing.triggers import Triggers, find_triggers
 

@@ -32,7 +32,7 @@ class CredentialStatus:
     """Fingerprint of the usable key or certificate; None when there is none."""
 
     reason: str
-    """Why it is usable or not, for example ``certificate expired``. No key material."""
+    """Reason it is usable or not, for example ``certificate expired``. No key material."""
 
     @property
     def usable(self) -> bool:
@@ -41,7 +41,7 @@ class CredentialStatus:
 
 @dataclass(frozen=True)
 class RecipientFacts:
-    """What the milter found out about one recipient before deciding."""
+    """Facts the milter gathered about one recipient before the decision."""
 
     tls_required: bool
     """The recipient domain's TLS requirement (MTA-STS enforce, DANE, monitoring) holds."""
@@ -63,7 +63,7 @@ class RecipientDecision:
     """Key or certificate used, for ``pgp`` and ``smime``."""
 
     skipped: tuple[str, ...] = ()
-    """Why each earlier method of the list was not available, in list order."""
+    """Reasons the earlier methods of the list were not available, in list order."""
 
 
 def decide_recipient(

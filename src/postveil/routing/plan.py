@@ -10,6 +10,9 @@ from postveil.routing.decide import Method, RecipientDecision
 
 REJECT_CODE = "550"
 REJECT_XCODE = "5.7.1"
+# SMTP limits a reply line to 512 octets (RFC 5321, section 4.5.3.1.5), so the reply
+# names recipients up to this many characters and counts the rest.
+REJECT_NAMES_MAX = 300
 
 
 class VersionKind(StrEnum):
@@ -49,10 +52,11 @@ class RecipientGroup:
     kind: VersionKind
     recipients: tuple[str, ...]
     fingerprints: tuple[str, ...]
-    """Keys (pgp) or certificates (smime) to encrypt to, one per recipient; empty otherwise."""
+    """Keys (pgp) or certificates (smime) to encrypt to, each once; empty otherwise."""
 
     bcc: bool
-    """A single Bcc recipient, kept apart so nobody learns of it through key ids or headers."""
+    """A single Bcc recipient, kept apart so no other recipient learns of it through key
+    ids or headers."""
 
 
 @dataclass(frozen=True)
@@ -60,7 +64,8 @@ class DeliveryPlan:
     action: PlanAction
     groups: tuple[RecipientGroup, ...]
     """Versions to send. ``groups[0]`` stays in the original transaction and is changed in
-    place; the others are re-injected. Empty when nobody is left (discard the message)."""
+    place; the others are re-injected. Empty when no recipient is left, so the message is
+    discarded."""
 
     dropped: tuple[RecipientDecision, ...]
     unroutable: tuple[RecipientDecision, ...]
@@ -68,7 +73,17 @@ class DeliveryPlan:
 
     def reject_reply(self) -> tuple[str, str, str]:
         """Return (code, enhanced code, text) of the reply that rejects the message."""
-        names = ", ".join(decision.recipient for decision in self.unroutable)
+        recipients = [decision.recipient for decision in self.unroutable]
+        names = ""
+        named_count = 0
+        for recipient in recipients:
+            candidate = f"{names}, {recipient}" if names else recipient
+            if len(candidate) > REJECT_NAMES_MAX and named_count:
+                break
+            names = candidate
+            named_count += 1
+        if named_count < len(recipients):
+            names += f" and {len(recipients) - named_count} more"
         text = f"message needs protection and no acceptable delivery method exists for: {names}"
         return REJECT_CODE, REJECT_XCODE, text
 
@@ -116,5 +131,6 @@ def plan_delivery(
 
 
 def _group(kind: VersionKind, members: list[RecipientDecision], bcc: bool) -> RecipientGroup:
-    fingerprints = tuple(m.fingerprint for m in members if m.fingerprint is not None)
+    # Two recipients may share one key or certificate; encrypt to it once.
+    fingerprints = tuple(dict.fromkeys(m.fingerprint for m in members if m.fingerprint is not None))
     return RecipientGroup(kind, tuple(m.recipient for m in members), fingerprints, bcc)

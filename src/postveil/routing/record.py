@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -21,8 +22,9 @@ class RecipientRecord:
 
 @dataclass(frozen=True)
 class DecisionRecord:
-    """What postveil decided for one message and why. Contains no message text and no
-    matched identifier: detection results are categories and counts only."""
+    """Decision for one message with its reasons, for the audit trail. It contains no
+    message text and no matched identifier, because detection results are categories and
+    counts only."""
 
     queue_id: str
     message_id: str | None
@@ -57,7 +59,7 @@ class DecisionRecord:
         detection_rule: str | None = None,
         unscanned_parts: int = 0,
         config_version: str = "",
-    ) -> "DecisionRecord":
+    ) -> DecisionRecord:
         """Assemble a record from routing results; ``categories`` is the verdict's counts."""
         recipients = tuple(
             RecipientRecord(
@@ -79,6 +81,11 @@ class DecisionRecord:
             unscanned_parts=unscanned_parts,
             config_version=config_version,
         )
+
+    def log_line(self) -> str:
+        """Format the whole record as one compact JSON object for a log line, until the
+        audit trail stores records itself."""
+        return json.dumps(self.to_dict(), ensure_ascii=False, separators=(",", ":"), sort_keys=True)
 
     def to_dict(self) -> dict[str, Any]:
         """Return plain JSON-compatible data (lists and dicts)."""
@@ -106,3 +113,4 @@ class DecisionRecord:
             },
             "config_version": self.config_version,
         }
+

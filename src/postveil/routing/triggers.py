@@ -14,7 +14,7 @@ _SPACES_RE = re.compile(r"[ \t]{2,}")
 
 @dataclass(frozen=True)
 class Triggers:
-    """What the sender asked for through the Subject and the trigger header."""
+    """Protection the sender requested through the Subject and the trigger header."""
 
     tags: tuple[str, ...]
     """Configured tags found in the Subject, in the order they appear, as configured."""

@@ -87,6 +87,10 @@ class DomainFacts:
     first_seen: float | None = None
     """First time a delivery or policy request named this domain."""
     last_probe_at: float | None = None
+    recorded_level: str | None = None
+    """Requirement level in force when the facts were last stored; a change against it
+    becomes an event, including changes caused only by time (an expired policy)."""
+    recorded_rule: str | None = None
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), separators=(",", ":"), sort_keys=True)

@@ -15,10 +15,10 @@ Rules, first match wins:
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from postveil.config.policyd import PolicydSection
-from postveil.tlsfacts.facts import DomainFacts
+from postveil.tlsfacts.facts import DomainFacts, RequirementEvent
 
 TLS_REQUIRED_LEVELS = frozenset({"encrypt", "dane-only", "verify", "secure"})
 """Postfix levels that never fall back to plaintext."""
@@ -38,7 +38,8 @@ class Requirement:
     level: str | None
     """Postfix TLS security level, or None for no requirement (socketmap NOTFOUND)."""
     rule: str
-    """Which rule fired: ``override``, ``dane``, ``mta-sts``, ``monitoring`` or ``none``."""
+    """Name of the rule that fired: ``override``, ``dane``, ``mta-sts``, ``monitoring`` or
+    ``none``."""
     reason: str
     """One sentence for logs, the audit trail and SMTP reply text."""
     match: tuple[str, ...] = ()
@@ -47,6 +48,14 @@ class Requirement:
     sts_mx: tuple[str, ...] = ()
     """MTA-STS ``mx`` patterns as published, for the TLSRPT attributes."""
     sts_max_age: int | None = None
+
+    def sts_policy_lines(self) -> list[str]:
+        """Rebuild the MTA-STS policy text, one line per key, for TLSRPT ``policy_string``."""
+        lines = ["version: STSv1", "mode: enforce"]
+        lines.extend("mx: " + pattern for pattern in self.sts_mx)
+        if self.sts_max_age is not None:
+            lines.append(f"max_age: {self.sts_max_age}")
+        return lines
 
     @property
     def requires_tls(self) -> bool:
@@ -68,22 +77,21 @@ class Requirement:
         if self.protocols:
             parts.append("protocols=" + self.protocols)
         if self.rule == "mta-sts" and postfix_version >= TLSRPT_MIN_VERSION:
-            # NOTE: attribute names follow the Postfix 3.10 smtp_tls_policy_maps manual;
-            # not yet run against a Postfix 3.10 build (Debian 12 ships 3.7).
+            # NOTE: never run against a Postfix 3.10 build (Debian 12 ships 3.7); the
+            # attributes follow what postfix-mta-sts-resolver 1.5 sends to Postfix 3.10.
             parts.append("policy_type=sts")
             parts.append("policy_domain=" + self.domain)
-            if self.sts_max_age is not None:
-                parts.append(f"policy_ttl={self.sts_max_age}")
             parts.extend("mx_host_pattern=" + pattern for pattern in self.sts_mx)
+            parts.extend("{ policy_string = " + line + " }" for line in self.sts_policy_lines())
         return " ".join(parts)
 
 
 def postfix_match_pattern(mx_pattern: str) -> str:
     """Translate an MTA-STS ``mx`` pattern to a Postfix ``match=`` pattern.
 
-    ``*.example.org`` becomes ``.example.org``. NOTE: Postfix matches ``.example.org``
-    against certificate names of any depth below example.org, while MTA-STS allows
-    exactly one label; the certificate itself still has to be valid for the MX host.
+    ``*.example.org`` becomes ``.example.org``. NOTE: Postfix checks the server
+    certificate's names against these patterns, and ``.example.org`` also matches names
+    two or more labels deep, where MTA-STS allows exactly one label.
     """
     if mx_pattern.startswith("*."):
         return mx_pattern[1:]
@@ -102,6 +110,25 @@ def mx_matches_pattern(mx_host: str, pattern: str) -> bool:
         label, dot, rest = host.partition(".")
         return bool(label) and bool(dot) and rest == pattern[2:]
     return host == pattern
+
+
+def record_requirement(
+    old: DomainFacts | None, new: DomainFacts, config: PolicydSection, *, now: float
+) -> tuple[DomainFacts, RequirementEvent | None, str | None]:
+    """Prepare ``new`` for storing: note its current requirement and detect a change.
+
+    Returns the facts to store, the event when the level differs from the one recorded
+    with ``old`` (None for a new domain without a requirement), and the rule that was in
+    force before. Pure.
+    """
+    after = tls_requirement(new, config, now=now)
+    previous_level = old.recorded_level if old is not None else None
+    previous_rule = old.recorded_rule if old is not None else None
+    stored = replace(new, recorded_level=after.level, recorded_rule=after.rule)
+    if previous_level == after.level:
+        return stored, None, previous_rule
+    event = RequirementEvent(new.domain, previous_level, after.level, after.rule, after.reason, now)
+    return stored, event, previous_rule
 
 
 def tls_requirement(facts: DomainFacts, config: PolicydSection, *, now: float) -> Requirement:

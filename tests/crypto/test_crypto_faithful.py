@@ -12,16 +12,22 @@ import re
 from pathlib import Path
 
 import pytest
+from crypto_fixtures import GpgWorld, Pki, gpg_decrypt, openssl_decrypt
+from crypto_messages import EXPECTED_SUBJECT, SHAPES
 
 from postveil.config.portal import PortalSection
 from postveil.config.routing import RoutingSection
-from postveil.crypto import CertificateStore, PgpKeyring, RawMessage, RenderContext, read_triggers, render_version
+from postveil.crypto import (
+    CertificateStore,
+    PgpKeyring,
+    RawMessage,
+    RenderContext,
+    read_triggers,
+    render_version,
+)
 from postveil.crypto.mime import decode_text, to_crlf
 from postveil.crypto.protect import is_content_header
 from postveil.routing.plan import RecipientGroup, VersionKind
-
-from crypto_fixtures import GpgWorld, Pki, gpg_decrypt, openssl_decrypt
-from crypto_messages import EXPECTED_SUBJECT, SHAPES
 
 ROUTING = RoutingSection()
 ARMOR_RE = re.compile(rb"-----BEGIN PGP MESSAGE-----.*?-----END PGP MESSAGE-----\r?\n", re.DOTALL)
@@ -59,7 +65,8 @@ def assert_inner_matches(original_raw: bytes, inner_raw: bytes, shape: str) -> N
 
     subject = decode_text(inner.first_value("Subject") or "")
     assert subject == EXPECTED_SUBJECT[shape]
-    assert "[secure]" not in subject.lower() and "[encrypt]" not in subject.lower()
+    assert "[secure]" not in subject.lower()
+    assert "[encrypt]" not in subject.lower()
 
 
 def assert_outer_is_neutral(outer_raw: bytes, original_raw: bytes, content_types: list[str]) -> None:

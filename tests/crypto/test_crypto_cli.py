@@ -6,10 +6,9 @@ import subprocess
 from pathlib import Path
 
 import pytest
+from crypto_fixtures import GpgWorld, Pki, gpg
 
 from postveil.cli.main import main
-
-from crypto_fixtures import GpgWorld, Pki, gpg
 
 
 @pytest.fixture
@@ -68,7 +67,8 @@ def test_keys_list_broken_home(tmp_path: Path, capsys) -> None:
 def test_certs_import_list_remove(config_file: Path, pki: Pki, capsys) -> None:
     assert main(["certs", "--config", str(config_file), "import", str(pki.alice.cert_path)]) == 0
     imported = capsys.readouterr().out
-    assert "imported" in imported and "usable" in imported
+    assert "imported" in imported
+    assert "usable" in imported
 
     assert main(["certs", "--config", str(config_file), "list"]) == 0
     listing = capsys.readouterr().out

@@ -8,7 +8,14 @@ import pytest
 
 from postveil.config.portal import PortalSection
 from postveil.config.routing import RoutingSection
-from postveil.crypto import CryptoFailure, RawMessage, RenderContext, build_notice, read_triggers, render_version
+from postveil.crypto import (
+    CryptoFailure,
+    RawMessage,
+    RenderContext,
+    build_notice,
+    read_triggers,
+    render_version,
+)
 from postveil.crypto.mime import HeaderEdits, decode_text
 from postveil.routing.decide import Method, RecipientDecision
 from postveil.routing.plan import RecipientGroup, VersionKind
@@ -131,7 +138,7 @@ def test_notice_names_recipients_and_reasons() -> None:
         removed,
         "<m1@sender.example>",
         ROUTING,
-        now=datetime.datetime(2026, 12, 4, tzinfo=datetime.timezone.utc),
+        now=datetime.datetime(2026, 12, 4, tzinfo=datetime.UTC),
     )
     parsed = RawMessage.parse(notice)
 
@@ -150,3 +157,13 @@ def test_pre_encrypted_method_uses_cleartext_group() -> None:
     plan = plan_delivery([decision], ["a@example.org"], "reject")
 
     assert plan.groups[0].kind is VersionKind.CLEARTEXT
+
+
+def test_needs_smtputf8() -> None:
+    ascii_version = _render(VersionKind.CLEARTEXT, ("a@example.org",))
+    message = RawMessage.parse(MESSAGE.replace(b"Results", "Befund für".encode()))
+    group = RecipientGroup(VersionKind.CLEARTEXT, ("a@example.org",), (), False)
+    utf8_version = render_version(message, group, read_triggers(message, ROUTING), RenderContext(ROUTING, PORTAL))
+
+    assert ascii_version.needs_smtputf8 is False
+    assert utf8_version.needs_smtputf8 is True

@@ -25,6 +25,8 @@ def test_shipped_file_matches_defaults() -> None:
     [
         (b"routing: {methods: {bulk: [drop, tls]}}", "put it last"),
         (b"routing: {methods: {clean: []}}", "list is empty"),
+        (b"routing: {methods: {sensitive: [tls, plain]}}", "'plain' would deliver"),
+        (b"routing: {methods: {bulk: [plain]}}", "'plain' would deliver"),
         (b"routing: {methods: {sensitive: [tls, tls]}}", "twice"),
         (b"routing: {methods: {sensitive: [tls, email]}}", "routing.methods.sensitive"),
         (b"routing: {trigger_header: 'X Bad'}", "invalid header name"),

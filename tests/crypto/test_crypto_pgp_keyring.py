@@ -8,10 +8,9 @@ import time
 from pathlib import Path
 
 import pytest
+from crypto_fixtures import GpgWorld, gpg, gpg_decrypt
 
 from postveil.crypto import PgpFailure, PgpKeyring
-
-from crypto_fixtures import GpgWorld, gpg, gpg_decrypt
 
 
 @pytest.mark.parametrize(
@@ -81,7 +80,7 @@ def test_corrupt_keyring_fails(gpg_world: GpgWorld, tmp_path: Path) -> None:
     (home / "pubring.kbx").write_bytes(b"this is not a keybox")
     keyring = PgpKeyring(str(home))
 
-    with pytest.raises(PgpFailure, match="could not list keys"):
+    with pytest.raises(PgpFailure, match="failed to list keys"):
         keyring.lookup("alice@example.org")
 
 
@@ -142,3 +141,25 @@ def test_import_garbage_fails(tmp_path: Path) -> None:
 
     with pytest.raises(PgpFailure, match="imported no key"):
         PgpKeyring(str(home)).import_keys(b"not a key")
+
+
+def test_hung_gpg_times_out(gpg_world: GpgWorld, tmp_path: Path) -> None:
+    # A wrapper around the real gpg that hangs on --encrypt stands in for a gpg stuck on
+    # a lock or a dead agent, which cannot be produced on demand.
+    wrapper = tmp_path / "slow-gpg"
+    wrapper.write_text(
+        "#!/bin/sh\n"
+        'for arg in "$@"; do [ "$arg" = "--encrypt" ] && exec sleep 30; done\n'
+        'exec gpg "$@"\n'
+    )
+    wrapper.chmod(0o755)
+    keyring = PgpKeyring(str(gpg_world.postveil_home), gpg_binary=str(wrapper), timeout=0.5)
+    fingerprint = keyring.lookup("alice@example.org").fingerprint
+    assert fingerprint is not None
+
+    started = time.monotonic()
+    with pytest.raises(PgpFailure, match="timed out after 0.5 s"):
+        keyring.encrypt(b"x", [fingerprint])
+
+    assert time.monotonic() - started < 5
+    assert keyring.lookup("alice@example.org").usable

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
+from crypto_fixtures import GpgWorld, Pki, gpg, gpg_decrypt, openssl_decrypt
 
 from postveil.config.portal import PortalSection
 from postveil.config.routing import RoutingSection
@@ -15,8 +16,6 @@ from postveil.crypto.errors import PgpFailure, SmimeFailure
 from postveil.crypto.pipeline import TlsRequirement, process_message
 from postveil.errors import TemporaryFailure
 from postveil.routing import Method, PlanAction, VersionKind
-
-from crypto_fixtures import GpgWorld, Pki, gpg, gpg_decrypt, openssl_decrypt
 
 ARMOR_RE = re.compile(rb"-----BEGIN PGP MESSAGE-----.*?-----END PGP MESSAGE-----\r?\n", re.DOTALL)
 ENFORCED = TlsRequirement(True, "MTA-STS policy in enforce mode")
@@ -268,3 +267,71 @@ def test_record_carries_fingerprints(pki: Pki, gpg_world: GpgWorld) -> None:
     assert data["recipients"][0]["fingerprint"] == gpg_world.fingerprints["alice"]
     assert data["detection"]["categories"] == {"mrn": 3}
     assert "unauffällig" not in str(data)
+
+
+def test_build_context_with_signing(pki: Pki, gpg_world: GpgWorld, tmp_path: Path) -> None:
+    from postveil.config import parse_config
+    from postveil.crypto.pipeline import build_context
+
+    config = parse_config(
+        (
+            f"smime: {{certificate_dir: {pki.cert_dir}, trust_store: {pki.trust_store}, sign: true,"
+            f" signing_certificate: {pki.signer.cert_path}, signing_key: {pki.signer.key_path}}}\n"
+            f"pgp: {{gnupg_home: {gpg_world.postveil_home}}}\n"
+        ).encode()
+    )
+    context = build_context(config)
+    outcome = process_message(
+        _message("[smime] Lab", "alice@example.org"),
+        queue_id="Q11",
+        sender="doc@sender.example",
+        recipients=["alice@example.org"],
+        verdict=None,
+        tls={},
+        context=context,
+    )
+
+    inner = openssl_decrypt(outcome.versions[0].raw, pki.alice, tmp_path)
+    assert inner.startswith(b"Content-Type: multipart/signed;")
+    assert b"Subject: Lab\r\n" in inner
+
+
+def test_ec_certificate_falls_through_to_portal(pki: Pki, gpg_world: GpgWorld) -> None:
+    routing = RoutingSection(methods={"forced_smime": ["smime", "portal"]})
+    outcome = process_message(
+        _message("[smime] Lab", "ec@example.org"),
+        queue_id="Q12",
+        sender="doc@sender.example",
+        recipients=["ec@example.org"],
+        verdict=None,
+        tls={},
+        context=_context(pki, gpg_world, routing=routing, portal="intake@portal.example"),
+    )
+
+    (decision,) = outcome.decisions
+    assert decision.method is Method.PORTAL
+    assert "key is EC" in decision.skipped[0]
+    assert outcome.versions[0].envelope_recipients == ("intake@portal.example",)
+
+
+def test_concurrent_messages_from_threads(pki: Pki, gpg_world: GpgWorld) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    context = _context(pki, gpg_world)
+
+    def one(index: int) -> list[str]:
+        outcome = process_message(
+            _message("[secure] Lab", "alice@example.org, carol@example.org"),
+            queue_id=f"C{index}",
+            sender="doc@sender.example",
+            recipients=["alice@example.org", "carol@example.org"],
+            verdict=None,
+            tls={},
+            context=context,
+        )
+        return sorted(v.group.kind.value for v in outcome.versions)
+
+    with ThreadPoolExecutor(max_workers=6) as pool:
+        results = list(pool.map(one, range(24)))
+
+    assert results == [["pgp", "smime"]] * 24

@@ -68,3 +68,61 @@ def test_detect_encryption_table(headers: bytes, body: bytes, expected: str | No
     message = RawMessage.parse(b"From: a@example.org\r\n" + headers + b"\r\n" + body)
 
     assert detect_encryption(message) == expected
+
+
+def test_encode_words_roundtrip() -> None:
+    from postveil.crypto.mime import decode_text, encode_words
+
+    text = "Befund für Jürgen " + "ä" * 60 + " 日本語"
+    encoded = encode_words(text)
+
+    assert encoded.isascii()
+    assert "\n" not in encoded
+    assert all(len(word) <= 75 for word in encoded.split(" "))
+    assert decode_text(encoded) == text
+
+
+def test_address_list_keeps_encoded_names() -> None:
+    from postveil.crypto.mime import address_list
+
+    values = ["=?UTF-8?Q?M=C3=BCller=2C_Hans?= <h@example.org>, b@example.org", "Jürgen <j@example.org>"]
+
+    assert address_list(values) == ["h@example.org", "b@example.org", "j@example.org"]
+
+
+def _simulate(message, operations) -> bytes:
+    """Apply milter header calls the way an MTA that renumbers after deletions would."""
+    from postveil.crypto.mime import CRLF, make_field
+
+    fields = list(message.headers)
+    for operation in operations:
+        if operation.kind == "add":
+            fields.append(make_field(operation.name, operation.value))
+            continue
+        positions = [i for i, f in enumerate(fields) if f.lower_name == operation.name.lower()]
+        position = positions[operation.index - 1]
+        if operation.value is None:
+            del fields[position]
+        else:
+            fields[position] = make_field(fields[position].name, operation.value)
+    return b"".join(f.raw for f in fields) + CRLF + message.body
+
+
+def test_milter_operations_match_apply() -> None:
+    from postveil.crypto.mime import HeaderEdits, milter_operations
+
+    message = RawMessage.parse(
+        b"Subject: a\r\nContent-Type: text/plain\r\nX-T: 1\r\nSubject: b\r\nX-T: 2\r\n"
+        b"Content-Transfer-Encoding: 8bit\r\n\r\nbody\r\n"
+    )
+    edits = HeaderEdits(
+        remove=("Content-Type", "Content-Transfer-Encoding", "X-T", "Bcc"),
+        replace=(("Subject", "Encrypted message"), ("MIME-Version", "1.0")),
+        add=(("Content-Type", "application/pkcs7-mime"),),
+    )
+
+    operations = milter_operations(message, edits)
+
+    assert _simulate(message, operations) == edits.apply(message)
+    deletions = [(o.name, o.index) for o in operations if o.value is None]
+    assert deletions == [("Content-Type", 1), ("Content-Transfer-Encoding", 1), ("X-T", 2), ("X-T", 1), ("Subject", 2)]

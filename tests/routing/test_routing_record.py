@@ -52,3 +52,10 @@ def test_to_dict_is_json() -> None:
 def test_record_is_frozen() -> None:
     with pytest.raises(dataclasses.FrozenInstanceError):
         _record().queue_id = "other"  # type: ignore[misc]
+
+
+def test_log_line_is_one_json_line() -> None:
+    line = _record().log_line()
+
+    assert "\n" not in line
+    assert json.loads(line) == _record().to_dict()

@@ -8,11 +8,10 @@ import subprocess
 from pathlib import Path
 
 import pytest
+from crypto_fixtures import DAY, NOW, Pki, openssl_decrypt
 
 from postveil.crypto import CertificateStore, SmimeFailure, SmimeSigner
 from postveil.crypto.smime import encrypt_entity, fingerprint, smime_headers, wrap_base64
-
-from crypto_fixtures import DAY, NOW, Pki, openssl_decrypt
 
 
 def _store(pki: Pki) -> CertificateStore:
@@ -181,6 +180,7 @@ def test_signed_then_encrypted_verifies(pki: Pki, tmp_path: Path) -> None:
     verified = subprocess.run(
         ["openssl", "cms", "-verify", "-in", str(signed_path), "-CAfile", str(pki.trust_store),
          "-purpose", "any"],
+        check=False,
         capture_output=True,
         timeout=60,
     )
@@ -209,4 +209,19 @@ def test_not_yet_valid_certificate(pki: Pki, tmp_path: Path) -> None:
 def test_clock_is_timezone_aware(pki: Pki) -> None:
     store = CertificateStore(str(pki.cert_dir), str(pki.trust_store))
 
-    assert store.clock().tzinfo is datetime.timezone.utc
+    assert store.clock().tzinfo is datetime.UTC
+
+
+def test_content_encryption_is_aes256(pki: Pki, tmp_path: Path) -> None:
+    body = wrap_base64(encrypt_entity(b"Content-Type: text/plain\r\n\r\nx\r\n", [pki.alice.certificate]))
+    head = "".join(f"{name}: {value}\r\n" for name, value in smime_headers()).encode()
+    source = tmp_path / "m.eml"
+    source.write_bytes(head + b"\r\n" + body)
+
+    printed = subprocess.run(
+        ["openssl", "cms", "-cmsout", "-print", "-in", str(source)],
+        capture_output=True, check=True, timeout=60,
+    ).stdout.decode()
+
+    assert "aes-256-cbc" in printed
+    assert "pkcs7-envelopedData" in printed

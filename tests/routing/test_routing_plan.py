@@ -90,3 +90,20 @@ def test_everyone_dropped_leaves_no_group() -> None:
 
 def test_find_bcc_ignores_case() -> None:
     assert find_bcc(["A@x.example", "b@x.example"], ["a@X.example"]) == {"b@x.example"}
+
+
+def test_reject_reply_stays_short() -> None:
+    decisions = [d(f"recipient{i:03d}@a-rather-long-domain-name.example", None) for i in range(60)]
+    plan = plan_delivery(decisions, [], "reject")
+
+    text = plan.reject_reply()[2]
+    assert len(text) < 450
+    assert text.endswith("more")
+    assert "recipient000@" in text
+
+
+def test_shared_key_encrypted_once() -> None:
+    decisions = [d("a@example.org", Method.PGP, "F"), d("b@example.org", Method.PGP, "F")]
+    plan = plan_delivery(decisions, ["a@example.org", "b@example.org"], "reject")
+
+    assert plan.groups[0].fingerprints == ("F",)
