@@ -26,6 +26,7 @@ from postveil.harness.daemons import DaemonProcess
 from postveil.harness.net import allocate_address, free_port
 from postveil.harness.postfix import PrivatePostfix
 from postveil.harness.world import World
+from postveil.milter.daemon import READY_MESSAGE
 
 QUEUE_SUBDIRECTORIES = ("maildrop", "incoming", "active", "deferred", "hold")
 _SENT_RE = re.compile(r"status=sent")
@@ -205,6 +206,8 @@ class BenchWorld:
         daemon = DaemonProcess(
             "postveil.milter.daemon", path, self.world.log_dir / f"milter-{name}.log", ready=ready
         ).start()
+        # The socket exists before the daemon has set its mode and group.
+        daemon.wait_for_log(READY_MESSAGE)
         milter = MilterProcess(daemon, smtpd_milters)
         self.milters[name] = milter
         return milter

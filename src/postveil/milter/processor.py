@@ -72,11 +72,11 @@ class MessageProcessor:
         """
         domains = list(dict.fromkeys(recipient_domain(recipient) for recipient in recipients))
         facts = self._read_facts(domains)
-        asked = [domain for domain in domains if facts[domain] is None and domain in look_up]
-        for domain in asked:
+        to_query = [domain for domain in domains if facts[domain] is None and domain in look_up]
+        for domain in to_query:
             query_policy(self.config.policyd.socketmap_listen, domain, self.config.milter.tls_lookup_timeout)
-        if asked:
-            facts.update(self._read_facts(asked))
+        if to_query:
+            facts.update(self._read_facts(to_query))
 
         now = time.time()
         by_domain = {
