@@ -130,7 +130,7 @@ class MilterProcess:
         return len(os.listdir(f"/proc/{self.pid}/fd"))
 
     def status_kib(self, key: str) -> int:
-        """A ``kB`` field of /proc/PID/status, for example ``VmHWM`` or ``VmRSS``."""
+        """Return a ``kB`` field of /proc/PID/status, for example ``VmHWM`` or ``VmRSS``."""
         for line in Path(f"/proc/{self.pid}/status").read_text().splitlines():
             if line.startswith(key + ":"):
                 return int(line.split()[1])
