@@ -21,6 +21,7 @@ import logging
 import re
 import time
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 
 from postveil.audit import AuditLog, MessageDecision
 from postveil.audit import RecipientDecision as AuditRecipient
@@ -29,6 +30,7 @@ from postveil.crypto.pipeline import Outcome, TlsRequirement, build_context, pro
 from postveil.detection import Detector
 from postveil.milter.tlslookup import TlsLookupFailure, query_policy
 from postveil.tlsfacts import DomainFacts, FactsCache, open_cache, tls_requirement
+from postveil.tlsfacts.cache import SqliteFactsCache
 
 log = logging.getLogger("postveil.milter")
 
@@ -46,8 +48,18 @@ class MessageProcessor:
         self.context = build_context(config)
         self.cache = cache if cache is not None else open_cache(config.policyd)
         self.audit = audit if audit is not None else AuditLog(config.audit, program="postveil-milter")
+        # SqliteFactsCache keeps one connection per Python thread state and closes none
+        # before close(). pymilter (1.0.5) creates a new thread state for every SMTP
+        # connection, so reading from the callbacks opened, and kept, one database
+        # connection with two file descriptors per SMTP connection. One long-lived
+        # thread does all SQLite reads instead. Redis clients share a pool and need none.
+        self._cache_reader: ThreadPoolExecutor | None = None
+        if isinstance(self.cache, SqliteFactsCache):
+            self._cache_reader = ThreadPoolExecutor(max_workers=1, thread_name_prefix="facts-cache")
 
     def close(self) -> None:
+        if self._cache_reader is not None:
+            self._cache_reader.shutdown(wait=True)
         self.cache.close()
         self.audit.close()
 
@@ -58,22 +70,31 @@ class MessageProcessor:
         unless it is in ``look_up``: then postveil-policyd is asked first. Raises
         CacheError or TlsLookupFailure (both TemporaryFailure).
         """
-        now = time.time()
-        by_domain: dict[str, TlsRequirement] = {}
-        result: dict[str, TlsRequirement] = {}
-        for recipient in recipients:
-            domain = recipient_domain(recipient)
-            if domain not in by_domain:
-                by_domain[domain] = self._domain_requirement(domain, now, domain in look_up)
-            result[recipient] = by_domain[domain]
-        return result
-
-    def _domain_requirement(self, domain: str, now: float, look_up: bool) -> TlsRequirement:
-        facts = self.cache.get(domain)
-        if facts is None and look_up:
+        domains = list(dict.fromkeys(recipient_domain(recipient) for recipient in recipients))
+        facts = self._read_facts(domains)
+        to_query = [domain for domain in domains if facts[domain] is None and domain in look_up]
+        for domain in to_query:
             query_policy(self.config.policyd.socketmap_listen, domain, self.config.milter.tls_lookup_timeout)
-            facts = self.cache.get(domain)
-        elif facts is None:
+        if to_query:
+            facts.update(self._read_facts(to_query))
+
+        now = time.time()
+        by_domain = {
+            domain: self._domain_requirement(domain, facts[domain], now, domain in look_up) for domain in domains
+        }
+        return {recipient: by_domain[recipient_domain(recipient)] for recipient in recipients}
+
+    def _read_facts(self, domains: Sequence[str]) -> dict[str, DomainFacts | None]:
+        """Read each domain's facts from the cache (None: not in it), through the reader thread."""
+        if self._cache_reader is None:
+            return self._get_facts(domains)
+        return self._cache_reader.submit(self._get_facts, domains).result()
+
+    def _get_facts(self, domains: Sequence[str]) -> dict[str, DomainFacts | None]:
+        return {domain: self.cache.get(domain) for domain in domains}
+
+    def _domain_requirement(self, domain: str, facts: DomainFacts | None, now: float, looked_up: bool) -> TlsRequirement:
+        if facts is None and not looked_up:
             return TlsRequirement(False, TLS_FACTS_NOT_LOOKED_UP)
         requirement = tls_requirement(facts or DomainFacts(domain), self.config.policyd, now=now)
         return TlsRequirement(requirement.requires_tls, requirement.reason)
