@@ -401,3 +401,15 @@ def test_check_config_warns_on_missing_group(tmp_path: Path, capsys: pytest.Capt
 
     assert cli_main(["check-config", str(path)]) == 0
     assert "milter.socket_group 'nosuchgroup' does not exist on this host" in capsys.readouterr().err
+
+
+def test_check_config_warns_missing_key(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path = tmp_path / "keyless.yaml"
+    path.write_text(f"audit:\n  key_file: {tmp_path / 'absent.key'}\n  directory: {tmp_path / 'audit'}\n")
+
+    code = cli_main(["check-config", str(path)])
+
+    captured = capsys.readouterr()
+    assert code == 0
+    assert "audit.key_file" in captured.err
+    assert "postveil audit keygen" in captured.err

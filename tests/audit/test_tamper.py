@@ -98,7 +98,7 @@ def test_verify_finds_deleted_record(cli, key_file: Path, chain: Path) -> None:
     status, out = verify(cli, key_file, path)
 
     assert status == 1
-    assert f"{path}:7: seq 8 follows seq 6 at line 6: record(s) 7 are missing here" in out
+    assert f"{path}:7: seq 8 follows seq 6 at line 6: record 7 is missing here" in out
 
 
 def test_verify_finds_swapped_records(cli, key_file: Path, chain: Path) -> None:
@@ -170,7 +170,7 @@ def test_verify_finds_deleted_first_record(cli, key_file: Path, chain: Path) -> 
     status, out = verify(cli, key_file, path)
 
     assert status == 1
-    assert f"{path}:1: the chain starts at seq 2, so records 1-1 are missing" in out
+    assert f"{path}:1: the chain starts at seq 2, so record 1 is missing" in out
 
 
 def test_verify_finds_edited_head(cli, key_file: Path, chain: Path) -> None:

@@ -173,7 +173,7 @@ def test_records_cut_from_end_leave_visible_gap(
     broken = verify_dir(section.directory, audit_key).broken
     assert broken is not None
     assert broken.line == 4
-    assert "seq 6 follows seq 3 at line 3: record(s) 4-5 are missing here" in broken.problem
+    assert "seq 6 follows seq 3 at line 3: records 4-5 are missing here" in broken.problem
 
 
 def test_archived_files_chain_continues_from_head(

@@ -98,7 +98,9 @@ def ssn(rng: random.Random) -> str:
 
 
 def card(rng: random.Random) -> str:
-    prefix, length = rng.choice([("4", 16), ("51", 16), ("55", 16), ("2221", 16), ("37", 15), ("6011", 16)])
+    prefix, length = rng.choice(
+        [("4", 16), ("51", 16), ("55", 16), ("2221", 16), ("37", 15), ("6011", 16)]
+    )
     return luhn_complete(rng, prefix, length)
 
 
@@ -138,7 +140,9 @@ def dea(rng: random.Random) -> str:
 
 
 def mrn(rng: random.Random) -> str:
-    return rng.choice(["", "", "M", "MR"]) + "".join(rng.choice("0123456789") for _ in range(rng.choice([7, 8, 9])))
+    return rng.choice(["", "", "M", "MR"]) + "".join(
+        rng.choice("0123456789") for _ in range(rng.choice([7, 8, 9]))
+    )
 
 
 def member_id(rng: random.Random) -> str:
@@ -213,7 +217,13 @@ def appointment_reminder(rng: random.Random) -> Sample:
             f"Hi {first}, reminder: your appointment on {when.strftime('%a %b')} {when.day} at {hour} "
             f"at {clinic}. Reply C to confirm."
         )
-    return Sample("Appointment reminder", body + signature(rng, clinic), True, "appointment_reminder", {"recipient_health"})
+    return Sample(
+        "Appointment reminder",
+        body + signature(rng, clinic),
+        True,
+        "appointment_reminder",
+        {"recipient_health"},
+    )
 
 
 def refill_reminder(rng: random.Random) -> Sample:
@@ -227,7 +237,13 @@ def refill_reminder(rng: random.Random) -> Sample:
         body = f"{first}, refill reminder: you are due for a refill of {med}. Reply YES to refill."
     else:
         body = f"Dear {first},\nYour refill request for {med} has been approved by your doctor."
-    return Sample("Your prescription", body + signature(rng, pharmacy), True, "refill_reminder", {"recipient_health", "medication"})
+    return Sample(
+        "Your prescription",
+        body + signature(rng, pharmacy),
+        True,
+        "refill_reminder",
+        {"recipient_health", "medication"},
+    )
 
 
 def lab_ready(rng: random.Random) -> Sample:
@@ -238,8 +254,19 @@ def lab_ready(rng: random.Random) -> Sample:
         f"Dear {first},\n\nYour {kind} results are now available. Sign in to the {clinic} "
         "patient portal to view them. If you have questions, message your care team."
     )
-    categories = {"recipient_health", "lab_result"} if kind in ("lab", "blood test") else {"recipient_health"}
-    return Sample("New results available", body + signature(rng, clinic), True, "lab_ready", categories, html=rng.random() < 0.4)
+    categories = (
+        {"recipient_health", "lab_result"}
+        if kind in ("lab", "blood test")
+        else {"recipient_health"}
+    )
+    return Sample(
+        "New results available",
+        body + signature(rng, clinic),
+        True,
+        "lab_ready",
+        categories,
+        html=rng.random() < 0.4,
+    )
 
 
 def referral_letter(rng: random.Random) -> Sample:
@@ -282,7 +309,13 @@ def billing_question(rng: random.Random) -> Sample:
             f"{rng.choice(CONDITIONS)[0]} should have been covered."
         )
         categories = {"account_number", "procedure_code", "member_id", "condition"}
-    return Sample("Claim question", body + signature(rng, "Billing Office"), True, "billing_question", categories)
+    return Sample(
+        "Claim question",
+        body + signature(rng, "Billing Office"),
+        True,
+        "billing_question",
+        categories,
+    )
 
 
 def ehr_notification(rng: random.Random) -> Sample:
@@ -293,7 +326,9 @@ def ehr_notification(rng: random.Random) -> Sample:
         f"Test: {lab}\nValue: {value} (abnormal)\nOrdering provider: Dr. {rng.choice(LAST)}\n"
         "Log in to review and sign."
     )
-    return Sample("Result to review", body, True, "ehr_notification", {"patient_name", "mrn", "lab_result"})
+    return Sample(
+        "Result to review", body, True, "ehr_notification", {"patient_name", "mrn", "lab_result"}
+    )
 
 
 def patient_rows(rng: random.Random, count: int) -> tuple[list[str], list[list[str]]]:
@@ -302,7 +337,16 @@ def patient_rows(rng: random.Random, count: int) -> tuple[list[str], list[list[s
     for _ in range(count):
         first, last = person(rng)
         condition, code = rng.choice(CONDITIONS)
-        rows.append([mrn(rng), f"{last}, {first}", birth_date(rng).strftime("%m/%d/%Y"), condition, code, phone(rng)])
+        rows.append(
+            [
+                mrn(rng),
+                f"{last}, {first}",
+                birth_date(rng).strftime("%m/%d/%Y"),
+                condition,
+                code,
+                phone(rng),
+            ]
+        )
     return header, rows
 
 
@@ -311,14 +355,29 @@ def patient_spreadsheet(rng: random.Random) -> Sample:
     kind = rng.choice(["csv", "tsv", "xlsx"])
     if kind == "xlsx":
         data = make_xlsx(header, rows)
-        attachment = ("patients.xlsx", "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet", data)
+        attachment = (
+            "patients.xlsx",
+            "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
+            data,
+        )
     else:
         delimiter = "," if kind == "csv" else "\t"
-        lines = [delimiter.join(header)] + [delimiter.join(f'"{cell}"' if delimiter in cell or "," in cell else cell for cell in row) for row in rows]
+        lines = [delimiter.join(header)] + [
+            delimiter.join(
+                f'"{cell}"' if delimiter in cell or "," in cell else cell for cell in row
+            )
+            for row in rows
+        ]
         mime = "text/csv" if kind == "csv" else "text/tab-separated-values"
         attachment = (f"export.{kind}", mime, ("\r\n".join(lines) + "\r\n").encode())
     body = "Hi,\n\nAttached is the follow-up list for next week. Please call each one to schedule.\n\nThanks"
-    sample = Sample("Follow-up list", body, True, "patient_spreadsheet", {"mrn", "patient_name", "date_of_birth", "condition", "diagnosis_code"})
+    sample = Sample(
+        "Follow-up list",
+        body,
+        True,
+        "patient_spreadsheet",
+        {"mrn", "patient_name", "date_of_birth", "condition", "diagnosis_code"},
+    )
     sample.attachments.append(attachment)
     return sample
 
@@ -355,7 +414,13 @@ def referral_docx(rng: random.Random) -> Sample:
     ]
     sample = Sample("Referral letter attached", "Referral attached for your review.\n", True, "referral_docx",
                     {"patient_name", "date_of_birth", "condition", "diagnosis_code", "medication"})  # fmt: skip
-    sample.attachments.append(("referral.docx", "application/vnd.openxmlformats-officedocument.wordprocessingml.document", make_docx(paragraphs)))
+    sample.attachments.append(
+        (
+            "referral.docx",
+            "application/vnd.openxmlformats-officedocument.wordprocessingml.document",
+            make_docx(paragraphs),
+        )
+    )
     return sample
 
 
@@ -370,7 +435,9 @@ def ssn_message(rng: random.Random) -> Sample:
     else:
         written = f"SSN: {number[:3]} {number[3:5]} {number[5:]}"
     body = f"Hi,\n\nFor the eligibility check on {first} {last}, the {written} was on the form.\nThanks"
-    return Sample("Eligibility check", body + signature(rng, rng.choice(CLINICS)), True, "ssn", {"ssn"})
+    return Sample(
+        "Eligibility check", body + signature(rng, rng.choice(CLINICS)), True, "ssn", {"ssn"}
+    )
 
 
 def card_message(rng: random.Random) -> Sample:
@@ -402,10 +469,56 @@ def forwarded_phi(rng: random.Random) -> Sample:
     return inner
 
 
+def clinician_chat(rng: random.Random) -> Sample:
+    first, last = person(rng)
+    _, colleague = person(rng)
+    lab, value = rng.choice(LABS)
+    dob = birth_date(rng)
+    label = rng.choice(["DOB", "dob", "D.O.B.", "born"])
+    written = dob.strftime("%m/%d/%y") if rng.random() < 0.5 else format_date(dob, rng)
+    med = rng.choice(MEDS).split()[0]
+    body = (
+        f"Hi Dr. {colleague},\n\nquick question about {rng.choice(['Mr.', 'Ms.'])} {last} ({label} {written}) - "
+        f"{lab} came back at {value}. I'd like to start {med}, any concerns?\n\nThanks"
+    )
+    return Sample(
+        f"Re: {last}", body, True, "clinician_chat", {"date_of_birth", "lab_result", "medication"}
+    )
+
+
+def prior_authorization(rng: random.Random) -> Sample:
+    condition, code = rng.choice(CONDITIONS)
+    ndc = f"{rng.randint(10000, 99999)}-{rng.randint(100, 999)}-{rng.randint(10, 99)}"
+    label = rng.choice(["Member ID", "Subscriber ID", "Member #", "Policy number"])
+    body = (
+        f"Prior authorization request\n{label}: {member_id(rng)}\n"
+        f"Drug: NDC {ndc}, {rng.choice(MEDS)}\nDiagnosis: {condition}, ICD-10 {code}\n"
+        "Please fax the determination to the number on file."
+    )
+    return Sample("Prior authorization", body, True, "prior_authorization",
+                  {"member_id", "ndc", "medication", "condition", "diagnosis_code"})  # fmt: skip
+
+
+def results_explained(rng: random.Random) -> Sample:
+    first, _ = person(rng)
+    _, doctor = person(rng)
+    kind = rng.choice(["cholesterol", "A1c", "blood work", "biopsy", "mammogram"])
+    verb = rng.choice(["Your recent", "Your", "Your latest"])
+    body = (
+        f"Hi {first},\n\n{verb} {kind} results are back and look {rng.choice(['normal', 'stable', 'a little high'])}. "
+        f"Dr. {doctor} would like to see you in three months.\n\nTake care"
+    )
+    categories = {"recipient_health"}
+    if kind in ("cholesterol", "A1c", "blood work"):
+        categories.add("lab_result")
+    return Sample("About your results", body, True, "results_explained", categories)
+
+
 SENSITIVE: list[tuple[Callable[[random.Random], Sample], int]] = [
     (appointment_reminder, 14), (refill_reminder, 12), (lab_ready, 10), (referral_letter, 12),
     (billing_question, 10), (ehr_notification, 10), (patient_spreadsheet, 10), (intake_form_pdf, 6),
     (referral_docx, 5), (ssn_message, 6), (card_message, 5), (medicare_message, 4), (forwarded_phi, 6),
+    (clinician_chat, 6), (prior_authorization, 5), (results_explained, 6),
 ]  # fmt: skip
 
 
@@ -422,12 +535,22 @@ def order_confirmation(rng: random.Random) -> Sample:
         f"Order reference {rng.randint(100000000, 999999999)}, placed at {epoch_ms} (ms since epoch).\n"
         f"Total: ${rng.randint(100, 9999)}.{rng.randint(10, 99)}; your account number {rng.randint(1000000, 9999999)}."
     )
-    return Sample("Order confirmation", body + signature(rng, company), False, "order_confirmation", {"account_number"})
+    return Sample(
+        "Order confirmation",
+        body + signature(rng, company),
+        False,
+        "order_confirmation",
+        {"account_number"},
+    )
 
 
 def it_notification(rng: random.Random) -> Sample:
-    guid = "-".join("".join(rng.choice("0123456789abcdef") for _ in range(n)) for n in (8, 4, 4, 4, 12))
-    digit_guid = "-".join("".join(rng.choice("0123456789") for _ in range(n)) for n in (8, 4, 4, 4, 12))
+    guid = "-".join(
+        "".join(rng.choice("0123456789abcdef") for _ in range(n)) for n in (8, 4, 4, 4, 12)
+    )
+    digit_guid = "-".join(
+        "".join(rng.choice("0123456789") for _ in range(n)) for n in (8, 4, 4, 4, 12)
+    )
     body = (
         f"Build {rng.randint(1000, 9999)} of service v{rng.randint(1, 9)}.{rng.randint(0, 30)}.{rng.randint(0, 99)} "
         f"finished at 2026-{rng.randint(1, 12):02d}-{rng.randint(1, 28):02d}T{rng.randint(0, 23):02d}:14:07Z.\n"
@@ -448,7 +571,14 @@ def health_newsletter(rng: random.Random) -> Sample:
         "about screening. Our new cardiology wing opens in spring.\n"
         f"Read more on our website. To unsubscribe reply STOP."
     )
-    return Sample("Health news", body + signature(rng, clinic), False, "health_newsletter", {"condition", "care_setting"}, html=rng.random() < 0.5)
+    return Sample(
+        "Health news",
+        body + signature(rng, clinic),
+        False,
+        "health_newsletter",
+        {"condition", "care_setting"},
+        html=rng.random() < 0.5,
+    )
 
 
 def clinician_update(rng: random.Random) -> Sample:
@@ -458,7 +588,13 @@ def clinician_update(rng: random.Random) -> Sample:
         f"DEA {dea(rng)}. Accepting referrals for consultation from Monday. Please update the "
         "credentialing file."
     )
-    return Sample("Directory update", body + signature(rng, "Credentialing"), False, "clinician_update", {"clinician_id", "care_setting"})
+    return Sample(
+        "Directory update",
+        body + signature(rng, "Credentialing"),
+        False,
+        "clinician_update",
+        {"clinician_id", "care_setting"},
+    )
 
 
 def spreadsheet_finance(rng: random.Random) -> Sample:
@@ -471,9 +607,21 @@ def spreadsheet_finance(rng: random.Random) -> Sample:
     rows = [[f"SKU-{rng.randint(1000, 9999)}", rng.choice(["Chair", "Desk", "Lamp", "Monitor arm"]),
              str(rng.randint(1, 40)), f"{rng.randint(10, 400)}.{rng.randint(10, 99)}", str(rng.randint(100000000, 999999999))]
             for _ in range(rng.randint(4, 10))]  # fmt: skip
-    sample = Sample("Q totals", body + signature(rng, rng.choice(COMPANIES)), False, "spreadsheet_finance", {"account_number", "iban"})
+    sample = Sample(
+        "Q totals",
+        body + signature(rng, rng.choice(COMPANIES)),
+        False,
+        "spreadsheet_finance",
+        {"account_number", "iban"},
+    )
     if rng.random() < 0.5:
-        sample.attachments.append(("inventory.xlsx", "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet", make_xlsx(header, rows)))
+        sample.attachments.append(
+            (
+                "inventory.xlsx",
+                "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
+                make_xlsx(header, rows),
+            )
+        )
     else:
         csv_text = "\r\n".join(",".join(row) for row in [header] + rows) + "\r\n"
         sample.attachments.append(("inventory.csv", "text/csv", csv_text.encode()))
@@ -489,7 +637,9 @@ def business_meeting(rng: random.Random) -> Sample:
         f"Our office moved to {rng.randint(10, 999)} {rng.choice(STREETS)}, {city}, {state} {zipc}. "
         f"Use visitor code {rng.randint(10000, 99999)}; parking lot {rng.choice('ABC')}{rng.randint(10, 30)}."
     )
-    return Sample("Meeting Tuesday", body + signature(rng, rng.choice(COMPANIES)), False, "business_meeting")
+    return Sample(
+        "Meeting Tuesday", body + signature(rng, rng.choice(COMPANIES)), False, "business_meeting"
+    )
 
 
 def supply_invoice(rng: random.Random) -> Sample:
@@ -523,7 +673,13 @@ def hr_benefits(rng: random.Random) -> Sample:
         f"vision coverage in the benefits portal. Employee id {rng.randint(10000, 99999)} is your login. "
         f"Questions? Call HR at {phone(rng)}. Deadline: {future_date(rng).strftime('%B %d')}."
     )
-    return Sample("Open enrollment", body, False, "hr_benefits", {"care_setting"} if "dental" in body else set())
+    return Sample(
+        "Open enrollment",
+        body,
+        False,
+        "hr_benefits",
+        {"care_setting"} if "dental" in body else set(),
+    )
 
 
 def random_numbers(rng: random.Random) -> Sample:
@@ -531,7 +687,9 @@ def random_numbers(rng: random.Random) -> Sample:
     for _ in range(rng.randint(5, 15)):
         kind = rng.randint(0, 5)
         if kind == 0:
-            values.append(f"{rng.randint(900, 999)}-{rng.randint(10, 99)}-{rng.randint(1000, 9999)}")
+            values.append(
+                f"{rng.randint(900, 999)}-{rng.randint(10, 99)}-{rng.randint(1000, 9999)}"
+            )
         elif kind == 1:
             values.append("078-05-1120")
         elif kind == 2:
@@ -546,13 +704,55 @@ def random_numbers(rng: random.Random) -> Sample:
         "Reconciliation notes (employee reference numbers, sample values from the training "
         "deck and batch ids):\n" + "\n".join(f"- {value}" for value in values)
     )
-    return Sample("Batch ids", body + signature(rng, rng.choice(COMPANIES)), False, "random_numbers")
+    return Sample(
+        "Batch ids", body + signature(rng, rng.choice(COMPANIES)), False, "random_numbers"
+    )
+
+
+def quarterly_results(rng: random.Random) -> Sample:
+    body = (
+        f"Team,\n\nThe Q{rng.randint(1, 4)} results are ready. Revenue grew {rng.randint(2, 30)}% and the "
+        f"test results of the new checkout flow are in: conversion {rng.randint(1, 9)}.{rng.randint(0, 9)}%. "
+        f"Your appointment with the auditors is scheduled for {future_date(rng).strftime('%B %d')}. "
+        f"Employee reference {rng.randint(100000000, 999999999)} approved the budget.\n"
+    )
+    return Sample(
+        "Quarterly results",
+        body + signature(rng, rng.choice(COMPANIES)),
+        False,
+        "quarterly_results",
+    )
+
+
+def health_webinar(rng: random.Random) -> Sample:
+    condition, _ = rng.choice(CONDITIONS)
+    _, doctor = person(rng)
+    body = (
+        f"Join our lunchtime webinar on living with {condition}. Dr. {doctor} of "
+        f"{rng.choice(CLINICS)} explains treatment options and answers questions. "
+        f"Register with code {rng.randint(100000, 999999)} before {future_date(rng).strftime('%B %d')}. "
+        "Your visit to our booth at the health fair is welcome too."
+    )
+    return Sample("Webinar invitation", body + signature(rng, "Wellness Program"), False, "health_webinar",
+                  {"condition", "care_setting"})  # fmt: skip
+
+
+def release_notes(rng: random.Random) -> Sample:
+    body = (
+        f"Release {rng.randint(1, 9)}.{rng.randint(0, 20)}.{rng.randint(0, 9)} is out.\n"
+        f"- Fixed duplicate license check for seats above {rng.randint(100, 999)}\n"
+        f"- Record id format is now {rng.choice('ABCDEF')}{rng.randint(1000000, 9999999)}\n"
+        f"- Patient zero of the memory leak was commit {''.join(rng.choice('0123456789abcdef') for _ in range(7))}\n"
+        f"- Default port changed to {rng.randint(1024, 65535)}; see cell C{rng.randint(10, 99)} of the matrix\n"
+    )
+    return Sample("Release notes", body, False, "release_notes")
 
 
 NEGATIVE: list[tuple[Callable[[random.Random], Sample], int]] = [
     (order_confirmation, 16), (it_notification, 14), (health_newsletter, 14), (clinician_update, 10),
     (spreadsheet_finance, 12), (business_meeting, 12), (supply_invoice, 8), (invoice_pdf, 6),
-    (hr_benefits, 8), (random_numbers, 10),
+    (hr_benefits, 8), (random_numbers, 10), (quarterly_results, 6), (health_webinar, 6),
+    (release_notes, 6),
 ]  # fmt: skip
 
 
@@ -560,12 +760,16 @@ NEGATIVE: list[tuple[Callable[[random.Random], Sample], int]] = [
 
 
 def make_pdf(lines: list[str]) -> bytes:
-    """Build a one-page PDF whose text layer holds ``lines`` (what a scanner with OCR emits)."""
+    """Build a one-page PDF whose text layer contains ``lines`` (what a scanner with OCR emits)."""
 
     def escape(text: str) -> str:
         return text.replace("\\", "\\\\").replace("(", "\\(").replace(")", "\\)")
 
-    content = "BT /F1 11 Tf 72 740 Td 14 TL\n" + "".join(f"({escape(line)}) Tj T*\n" for line in lines) + "ET"
+    content = (
+        "BT /F1 11 Tf 72 740 Td 14 TL\n"
+        + "".join(f"({escape(line)}) Tj T*\n" for line in lines)
+        + "ET"
+    )
     objects = [
         "<< /Type /Catalog /Pages 2 0 R >>",
         "<< /Type /Pages /Kids [3 0 R] /Count 1 >>",
@@ -583,7 +787,9 @@ def make_pdf(lines: list[str]) -> bytes:
     out.write(f"xref\n0 {len(objects) + 1}\n0000000000 65535 f \n".encode())
     for offset in offsets:
         out.write(f"{offset:010d} 00000 n \n".encode())
-    out.write(f"trailer\n<< /Size {len(objects) + 1} /Root 1 0 R >>\nstartxref\n{xref}\n%%EOF\n".encode())
+    out.write(
+        f"trailer\n<< /Size {len(objects) + 1} /Root 1 0 R >>\nstartxref\n{xref}\n%%EOF\n".encode()
+    )
     return out.getvalue()
 
 
@@ -599,12 +805,17 @@ def _fixed_zip(files: dict[str, str]) -> bytes:
 
 
 def _xml_escape(text: str) -> str:
-    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;").replace('"', "&quot;")
+    return (
+        text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;").replace('"', "&quot;")
+    )
 
 
 def make_docx(paragraphs: list[str]) -> bytes:
     """Build a minimal DOCX package (the parts python-docx needs) with one run per paragraph."""
-    body = "".join(f"<w:p><w:r><w:t xml:space=\"preserve\">{_xml_escape(p)}</w:t></w:r></w:p>" for p in paragraphs)
+    body = "".join(
+        f'<w:p><w:r><w:t xml:space="preserve">{_xml_escape(p)}</w:t></w:r></w:p>'
+        for p in paragraphs
+    )
     return _fixed_zip({
         "[Content_Types].xml": (
             '<?xml version="1.0" encoding="UTF-8" standalone="yes"?>'
@@ -686,7 +897,9 @@ def make_xlsx(header: list[str], rows: list[list[str]]) -> bytes:
 
 
 def to_html(text: str) -> str:
-    paragraphs = "".join(f"<p>{_xml_escape(block).replace(chr(10), '<br>')}</p>" for block in text.split("\n\n"))
+    paragraphs = "".join(
+        f"<p>{_xml_escape(block).replace(chr(10), '<br>')}</p>" for block in text.split("\n\n")
+    )
     return f"<html><head><style>p {{ margin: 0 }}</style></head><body>{paragraphs}</body></html>"
 
 
@@ -697,14 +910,17 @@ def build_message(sample: Sample, rng: random.Random, index: int) -> bytes:
     message["Subject"] = sample.subject
     message["Date"] = "Fri, 04 Dec 2026 10:00:00 +0000"
     message["Message-ID"] = f"<corpus-{index}@example.org>"
+
     charset = rng.choice(["utf-8", "utf-8", "iso-8859-1"])
     encoding = rng.choice(["quoted-printable", "base64", "8bit"])
     message.set_content(sample.body, charset=charset, cte=encoding)
+
     if sample.html:
         message.add_alternative(to_html(sample.body), subtype="html")
     for filename, mime, data in sample.attachments:
         maintype, subtype = mime.split("/")
         message.add_attachment(data, maintype=maintype, subtype=subtype, filename=filename)
+
     if sample.forward:
         outer = EmailMessage()
         outer["From"] = f"forwarder{index}@example.org"
@@ -715,10 +931,18 @@ def build_message(sample: Sample, rng: random.Random, index: int) -> bytes:
         outer.set_content("See the forwarded message below.\n")
         outer.add_attachment(message, disposition="inline")
         message = outer
+
+    # The email package picks random MIME boundaries, so fixed ones keep the bytes
+    # reproducible from the seed.
+    for number, part in enumerate(message.walk()):
+        if part.get_content_maintype() == "multipart":
+            part.set_boundary(f"=_corpus_{index}_{number}")
     return message.as_bytes(policy=SMTP)
 
 
-def _pick(rng: random.Random, table: list[tuple[Callable[[random.Random], Sample], int]]) -> Callable[[random.Random], Sample]:
+def _pick(
+    rng: random.Random, table: list[tuple[Callable[[random.Random], Sample], int]]
+) -> Callable[[random.Random], Sample]:
     makers = [maker for maker, _ in table]
     weights = [weight for _, weight in table]
     return rng.choices(makers, weights)[0]
@@ -732,7 +956,11 @@ def generate(seed: int = 2026, count: int = 600) -> list[tuple[str, bytes, dict[
         table = SENSITIVE if index % 2 == 0 else NEGATIVE
         sample = _pick(rng, table)(rng)
         raw = build_message(sample, rng, index)
-        label = {"sensitive": sample.sensitive, "shape": sample.shape, "categories": sorted(sample.categories)}
+        label = {
+            "sensitive": sample.sensitive,
+            "shape": sample.shape,
+            "categories": sorted(sample.categories),
+        }
         out.append((f"{index:04d}-{sample.shape}.eml", raw, label))
     return out
 

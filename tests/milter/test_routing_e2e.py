@@ -238,3 +238,24 @@ def test_unreadable_certificate_dir_tempfails(scene: Scene) -> None:
 
     assert result.code == 451
     assert copies_for(scene.plain, scene.smime.address, message_id, timeout=2) == []
+
+
+def test_rejected_recipients_audited_as_rejected(scene: Scene) -> None:
+    import json
+
+    message_id = "rejected-audit@clinic.test"
+    recipient = f"nokey@{scene.plain.name}"
+
+    result = scene.postfix.send(
+        sensitive_message([recipient], "[pgp] No key for this one", message_id=message_id), SENDER, [recipient]
+    )
+
+    audit_file = scene.world.state_dir / "audit" / "audit.jsonl"
+    records = [json.loads(line) for line in audit_file.read_text().splitlines()]
+    record = next(r for r in records if r.get("message_id") == f"<{message_id}>")
+    assert result.code == 550
+    assert record["action"] == "reject"
+    assert record["recipients"][0]["method"] == "reject"
+    assert record["recipients"][0]["fingerprint"] is None
+    assert "class:forced_pgp" in record["tags"]
+    assert "subject:pgp" in record["tags"]

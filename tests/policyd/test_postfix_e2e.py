@@ -217,6 +217,15 @@ def test_tls_exclusive_sender_rejected_without_tls(
         assert code == 550
         assert reply.startswith("5.7.10")
         assert plain.name in reply
+        audit_file = Path(world.base_config()["audit"]["directory"]) / "audit.jsonl"
+        rejections = [
+            record for record in map(json.loads, audit_file.read_text().splitlines())
+            if record["kind"] == "message" and record["recipients"][0]["address"] == to_plain
+        ]
+        assert len(rejections) == 1
+        assert rejections[0]["action"] == "reject"
+        assert rejections[0]["recipients"][0]["method"] == "reject"
+        assert rejections[0]["sender"] == TLS_EXCLUSIVE_SENDER
 
         to_secure = f"patient@{secure.name}"
         result = tls_postfix.send(message(to_secure, "bulk"), TLS_EXCLUSIVE_SENDER, [to_secure])

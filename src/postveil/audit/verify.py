@@ -171,16 +171,15 @@ def _check_line(
             return None, "seq 1 does not start from the genesis hash (record edited)"
         if seq != 1 and not partial:
             return None, (
-                f"the chain starts at seq {seq}, so records 1-{seq - 1} are missing; if older "
+                f"the chain starts at seq {seq}, so {_records(1, seq - 1)} missing; if older "
                 "files were archived, verify them together with these or pass --partial"
             )
     else:
         where = _describe(previous, name)
         if seq > previous.seq + 1:
-            missing_range = _range(previous.seq + 1, seq - 1)
             return None, (
-                f"seq {seq} follows seq {previous.seq} at {where}: record(s) {missing_range} "
-                "are missing here (deleted or moved)"
+                f"seq {seq} follows seq {previous.seq} at {where}: "
+                f"{_records(previous.seq + 1, seq - 1)} missing here (deleted, or moved out of order)"
             )
         if seq <= previous.seq:
             return None, (
@@ -236,3 +235,10 @@ def default_head_for(files: list[Path]) -> Path | None:
     if not files or files[-1].name != ACTIVE_NAME:
         return None
     return files[-1].parent / HEAD_NAME
+
+
+def _records(first: int, last: int) -> str:
+    """Name a run of sequence numbers with its verb: "record 4 is", "records 4-6 are"."""
+    if first == last:
+        return f"record {first} is"
+    return f"records {first}-{last} are"

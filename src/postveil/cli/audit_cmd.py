@@ -27,6 +27,12 @@ class _UsageError(Exception):
     """A problem with the arguments, configuration or key; printed and exit status 2."""
 
 
+AUDIT_METHODS = (
+    "plain", "tls", "pgp", "smime", "portal", "pre_encrypted", "drop", "none", "reject", "tempfail", "hold",
+)
+"""Recipient methods the milter records; ``none`` marks a recipient removed for lack of one."""
+
+
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "audit",
@@ -81,7 +87,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--recipient", help="recipient pattern; CSV rows show only matching recipients"
     )
     search_parser.add_argument(
-        "--method", help="protection method, for example tls, pgp, smime, portal"
+        "--method",
+        choices=AUDIT_METHODS,
+        help="what a recipient got: " + ", ".join(AUDIT_METHODS),
     )
     search_parser.add_argument("--queue-id", help="Postfix queue id")
     search_parser.add_argument(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import grp
 import sys
 
@@ -56,5 +57,16 @@ def host_warnings(config: Config) -> list[str]:
             warnings.append(
                 f"milter.socket_group {section.socket_group!r} does not exist on this host, "
                 "so postveil-milter would exit with status 78 here"
+            )
+    if not os.path.exists(config.audit.key_file):
+        warnings.append(
+            f"audit.key_file {config.audit.key_file} does not exist on this host, so the daemons "
+            f"would not start here; create it with 'postveil audit keygen {config.audit.key_file}'"
+        )
+    for name, path in (("smime.trust_store", config.smime.trust_store), ("pgp.gnupg_home", config.pgp.gnupg_home)):
+        if not os.path.exists(path):
+            warnings.append(
+                f"{name} {path} does not exist on this host, so messages that need it would be "
+                "deferred here; see docs/install.md"
             )
     return warnings

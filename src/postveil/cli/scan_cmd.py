@@ -60,7 +60,9 @@ def run(args: argparse.Namespace) -> int:
     try:
         detector = build_detector(args.config)
     except ConfigError as exc:
-        print(f"{args.config}: invalid configuration, {len(exc.problems)} error(s):", file=sys.stderr)
+        print(
+            f"{args.config}: invalid configuration, {len(exc.problems)} error(s):", file=sys.stderr
+        )
         for problem in exc.problems:
             print(f"  {problem}", file=sys.stderr)
         return 2

@@ -88,8 +88,9 @@ class DetectionSection(Section):
     not scanned and the part is reported as unscanned."""
 
     max_attachment_size: Size = 25_000_000
-    """Attachments (PDF, DOCX, XLSX) larger than this are not opened; they are reported
-    as unscanned."""
+    """Attachments (PDF, DOCX, XLSX) larger than this, and DOCX or XLSX files that would
+    decompress to more than four times this, are not opened. They are reported as
+    unscanned."""
 
     max_parts: int = Field(default=500, ge=1)
     """MIME parts examined per message; parts beyond this are reported as unscanned."""

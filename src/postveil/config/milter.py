@@ -35,6 +35,13 @@ class MilterSection(Section):
     """``host:port`` of Postfix's re-injection smtpd, which must run without milters.
     Recipient groups other than the first get their version of the message through it."""
 
+    tls_lookup_timeout: Duration = 15.0
+    """Time budget for asking postveil-policyd (over its socketmap, ``policyd.
+    socketmap_listen``) about a recipient domain the facts cache does not know yet.
+    The milter asks only when routing would otherwise pass over TLS for the domain, and
+    defers the message when the query fails or runs out of time. 0s skips the query,
+    so unknown domains count as not requiring TLS."""
+
     reinject_timeout: Duration = 60.0
     """Time limit of one re-injection SMTP transaction; past it the message is deferred."""
 

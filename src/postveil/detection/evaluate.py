@@ -2,7 +2,7 @@
 
     python -m postveil.detection.evaluate DIR [--config PATH]
 
-DIR holds ``*.eml`` files and ``labels.json`` mapping each file name to
+DIR contains ``*.eml`` files and ``labels.json`` mapping each file name to
 ``{"sensitive": bool, "categories": [...]}`` (the format tests/detection/corpus_gen.py
 writes). The per-category table compares, per message, whether a category was
 labelled with whether the detector reported it. Context-only categories
@@ -113,7 +113,9 @@ def main(argv: list[str] | None = None) -> int:
         description="Print precision, recall and a per-category confusion table for a labelled corpus.",
     )
     parser.add_argument("directory", type=Path, help="directory with *.eml files and labels.json")
-    parser.add_argument("--config", help="postveil configuration file whose detection section to use")
+    parser.add_argument(
+        "--config", help="postveil configuration file whose detection section to use"
+    )
     args = parser.parse_args(argv)
 
     from postveil.cli.scan_cmd import build_detector

@@ -8,7 +8,8 @@ number and the column name gives the value its keyword.
 
 Whatever could not be read in full is listed in ``unscanned`` with its part number,
 content type and reason, never its content or file name (a file name can hold a
-patient's name). Malformed MIME never raises: the worst case is an unscanned part.
+patient's name). Malformed MIME never raises: the worst case is an unscanned part
+(tests/detection/test_fuzz.py feeds broken structures and random bytes).
 """
 
 from __future__ import annotations
@@ -21,13 +22,11 @@ import email.message
 import email.policy
 import html
 import io
-import logging
 import re
+import zipfile
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from html.parser import HTMLParser
-
-logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -61,6 +60,19 @@ _ENCRYPTED = frozenset(
 _SIGNATURES = frozenset(
     {"application/pkcs7-signature", "application/x-pkcs7-signature", "application/pgp-signature"}
 )
+_GENERIC_TYPES = frozenset(
+    {"application/octet-stream", "application/x-download", "binary/octet-stream", "application/zip"}
+)
+# Application types whose content is plain text, and the text type to read them as.
+_TEXT_LIKE = {
+    "application/csv": "text/csv",
+    "application/x-csv": "text/csv",
+    "application/json": "text/plain",
+    "application/xml": "text/plain",
+    "application/ics": "text/plain",
+    "application/x-yaml": "text/plain",
+    "application/rtf": "text/plain",
+}
 _BY_EXTENSION = {
     "pdf": "application/pdf",
     "docx": _DOCX,
@@ -81,9 +93,10 @@ def extract_message(raw: bytes, limits: Limits = Limits()) -> Extraction:
     try:
         message = email.message_from_bytes(raw, policy=email.policy.compat32)
         result.walk_message(message, depth=0)
-    except Exception:  # noqa: BLE001 - a broken message must not crash the milter
-        logger.warning("message structure could not be parsed", exc_info=True)
-        result.extraction.unscanned.append("message: structure could not be parsed")
+    except Exception as exc:  # noqa: BLE001 - a broken message must not crash the milter
+        result.extraction.unscanned.append(
+            f"message: structure could not be parsed ({type(exc).__name__})"
+        )
         result.extraction.texts.append(_decode_bytes(raw[: limits.max_part_size], "utf-8"))
     return result.extraction
 
@@ -113,11 +126,14 @@ class _Walker:
             return
         try:
             self._walk_part(part, number, content_type, depth)
-        except Exception:  # noqa: BLE001 - one bad part must not hide the others
-            logger.warning("part %d (%s) could not be read", number, content_type, exc_info=True)
-            self.report(number, content_type, "could not be parsed")
+        except Exception as exc:  # noqa: BLE001 - one bad part must not hide the others
+            # Only the exception's class is kept, because parser messages and tracebacks
+            # can quote the content, which must not reach logs or audit records.
+            self.report(number, content_type, f"could not be parsed ({type(exc).__name__})")
 
-    def _walk_part(self, part: email.message.Message, number: int, content_type: str, depth: int) -> None:
+    def _walk_part(
+        self, part: email.message.Message, number: int, content_type: str, depth: int
+    ) -> None:
         if part.is_multipart():
             children = part.get_payload()
             if not isinstance(children, list):
@@ -127,7 +143,9 @@ class _Walker:
                 if isinstance(child, email.message.Message):
                     self.walk_part(child, depth + 1)
             return
-        if content_type == "message/rfc822" or (content_type.startswith("message/") and _is_nested(part)):
+        if content_type == "message/rfc822" or (
+            content_type.startswith("message/") and _is_nested(part)
+        ):
             self._walk_nested(part, number, content_type, depth)
             return
         if content_type in _SIGNATURES:
@@ -144,7 +162,9 @@ class _Walker:
         effective_type = _effective_type(part, content_type, payload)
         self._extract_leaf(part, number, effective_type, payload, depth)
 
-    def _walk_nested(self, part: email.message.Message, number: int, content_type: str, depth: int) -> None:
+    def _walk_nested(
+        self, part: email.message.Message, number: int, content_type: str, depth: int
+    ) -> None:
         payload = part.get_payload()
         if isinstance(payload, list):
             for inner in payload:
@@ -153,32 +173,54 @@ class _Walker:
             return
         raw = part.get_payload(decode=True)
         if isinstance(raw, bytes) and raw:
-            self.walk_message(email.message_from_bytes(raw, policy=email.policy.compat32), depth + 1)
+            self.walk_message(
+                email.message_from_bytes(raw, policy=email.policy.compat32), depth + 1
+            )
             return
         self.report(number, content_type, "empty or malformed nested message")
 
     def _extract_leaf(
-        self, part: email.message.Message, number: int, content_type: str, payload: bytes, depth: int
+        self,
+        part: email.message.Message,
+        number: int,
+        content_type: str,
+        payload: bytes,
+        depth: int,
     ) -> None:
         limits = self.limits
         if content_type == "message/rfc822":
-            self.walk_message(email.message_from_bytes(payload, policy=email.policy.compat32), depth + 1)
+            self.walk_message(
+                email.message_from_bytes(payload, policy=email.policy.compat32), depth + 1
+            )
             return
         if content_type.startswith("text/"):
             truncated = len(payload) > limits.max_part_size
-            text = _decode_bytes(payload[: limits.max_part_size], part.get_content_charset() or "utf-8")
+            text = _decode_bytes(
+                payload[: limits.max_part_size], part.get_content_charset() or "utf-8"
+            )
             if content_type == "text/html":
                 text = html_to_text(text)
             elif content_type in ("text/csv", "text/tab-separated-values"):
-                delimiter = "\t" if content_type == "text/tab-separated-values" else _sniff_delimiter(text)
+                delimiter = (
+                    "\t" if content_type == "text/tab-separated-values" else _sniff_delimiter(text)
+                )
                 text = "\n".join(table_to_lines(csv.reader(io.StringIO(text), delimiter=delimiter)))
             self.extraction.texts.append(text)
             if truncated:
-                self.report(number, content_type, f"only the first {limits.max_part_size} bytes were scanned")
+                self.report(
+                    number,
+                    content_type,
+                    f"only the first {limits.max_part_size} bytes were scanned",
+                )
             return
         if content_type in ("application/pdf", _DOCX, _XLSX):
             if len(payload) > limits.max_attachment_size:
                 self.report(number, content_type, "larger than the configured attachment limit")
+                return
+            if content_type != "application/pdf" and _zip_expands_beyond(
+                payload, _EXPANSION_FACTOR * limits.max_attachment_size
+            ):
+                self.report(number, content_type, "expands beyond the configured attachment limit")
                 return
             text, complete = _extract_document(content_type, payload, limits.max_part_size)
             self.extraction.texts.append(text)
@@ -209,12 +251,15 @@ def _is_nested(part: email.message.Message) -> bool:
 
 
 def _effective_type(part: email.message.Message, content_type: str, payload: bytes) -> str:
-    """Resolve application/octet-stream and similar by file extension and magic bytes."""
-    if content_type not in ("application/octet-stream", "application/x-download", "binary/octet-stream", "application/zip"):
-        return content_type
+    """Resolve generic or misleading content types by file extension and magic bytes.
+
+    Mail programs send CSV files as application/vnd.ms-excel and PDFs as
+    application/octet-stream, so the declared type alone would leave them unscanned.
+    """
+    if content_type in _TEXT_LIKE:
+        return _TEXT_LIKE[content_type]
     if payload.startswith(b"%PDF-"):
         return "application/pdf"
-    filename = ""
     try:
         filename = (part.get_filename() or "").lower()
     except Exception:  # noqa: BLE001 - a garbled RFC 2231 parameter
@@ -222,7 +267,9 @@ def _effective_type(part: email.message.Message, content_type: str, payload: byt
     extension = filename.rsplit(".", 1)[-1] if "." in filename else ""
     if payload.startswith(b"PK") and extension in ("docx", "xlsx", "xlsm"):
         return _BY_EXTENSION[extension]
-    if extension in ("csv", "tsv", "txt", "htm", "html", "eml"):
+    if extension in ("csv", "tsv") and not content_type.startswith("text/"):
+        return _BY_EXTENSION[extension]
+    if content_type in _GENERIC_TYPES and extension in _BY_EXTENSION:
         return _BY_EXTENSION[extension]
     return content_type
 
@@ -248,7 +295,9 @@ def _decode_bytes(data: bytes, charset: str) -> str:
 
 class _TextCollector(HTMLParser):
     _SKIP = frozenset({"script", "style", "head", "title"})
-    _BREAKS = frozenset({"br", "p", "div", "tr", "li", "h1", "h2", "h3", "h4", "h5", "h6", "table", "td", "th"})
+    _BREAKS = frozenset(
+        {"br", "p", "div", "tr", "li", "h1", "h2", "h3", "h4", "h5", "h6", "table", "td", "th"}
+    )
 
     def __init__(self) -> None:
         super().__init__(convert_charrefs=True)
@@ -315,10 +364,27 @@ def _cell_text(cell: object) -> str:
     if isinstance(cell, float) and cell.is_integer():
         return str(int(cell))
     if isinstance(cell, datetime.datetime):
-        return cell.date().isoformat() if cell.time() == datetime.time() else cell.isoformat(sep=" ")
+        return (
+            cell.date().isoformat() if cell.time() == datetime.time() else cell.isoformat(sep=" ")
+        )
     if isinstance(cell, datetime.date):
         return cell.isoformat()
     return " ".join(str(cell).split())
+
+
+# DOCX and XLSX files are ZIP archives whose XML the libraries decompress in full. One
+# that would expand to more than this many times the attachment limit is not opened,
+# so a small "zip bomb" cannot exhaust the milter's memory.
+_EXPANSION_FACTOR = 4
+
+
+def _zip_expands_beyond(payload: bytes, limit: int) -> bool:
+    """Return whether the archive's declared uncompressed size exceeds ``limit``.
+
+    Raises on data that is not a ZIP archive (reported as unparseable by the caller).
+    """
+    with zipfile.ZipFile(io.BytesIO(payload)) as archive:
+        return sum(info.file_size for info in archive.infolist()) > limit
 
 
 def _extract_document(content_type: str, payload: bytes, max_chars: int) -> tuple[str, bool]:
@@ -331,6 +397,8 @@ def _extract_document(content_type: str, payload: bytes, max_chars: int) -> tupl
 
 
 def _pdf_text(payload: bytes, max_chars: int) -> tuple[str, bool]:
+    # NOTE: there is no time limit here. pypdf reads a PDF of many pages in seconds, so
+    # the caller's timeout (the milter's) is what bounds a very large attachment.
     import pypdf
 
     reader = pypdf.PdfReader(io.BytesIO(payload))

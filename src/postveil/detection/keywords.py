@@ -43,8 +43,13 @@ def _is_word_char(char: str) -> bool:
 
 @dataclass(frozen=True)
 class KeywordHits:
-    """Whole-word keyword hits in one text, by group, sorted by start offset."""
+    """Whole-word keyword hits in one text, by group.
 
+    ``spans`` lists (start, end) pairs in order of end offset; ``starts`` lists the
+    start offsets in ascending order.
+    """
+
+    spans: Mapping[str, list[tuple[int, int]]]
     starts: Mapping[str, list[int]]
     ends: Mapping[str, list[int]]
 
@@ -94,15 +99,17 @@ class KeywordMatcher:
                     by_word.setdefault(key, set()).add(group)
         automaton = ahocorasick.Automaton()
         for key, groups in by_word.items():
-            automaton.add_word(key, (len(key), tuple(sorted(groups)), _is_word_char(key[0]), _is_word_char(key[-1])))
+            automaton.add_word(
+                key,
+                (len(key), tuple(sorted(groups)), _is_word_char(key[0]), _is_word_char(key[-1])),
+            )
         automaton.make_automaton()
         self._automaton = automaton
 
     def search(self, lowered: str) -> KeywordHits:
         """Find every whole-word keyword in ``lowered`` (already lower-cased, same
         offsets as the original text)."""
-        starts: dict[str, list[int]] = {}
-        ends: dict[str, list[int]] = {}
+        spans: dict[str, list[tuple[int, int]]] = {}
         length = len(lowered)
         for last, (size, groups, word_start, word_end) in self._automaton.iter(lowered):
             start = last - size + 1
@@ -112,10 +119,14 @@ class KeywordMatcher:
             if word_end and end < length and _is_word_char(lowered[end]):
                 continue
             for group in groups:
-                starts.setdefault(group, []).append(start)
-                ends.setdefault(group, []).append(end)
-        # Automaton hits arrive ordered by end offset; "any_before" needs sorted ends and
-        # "any_after" sorted starts.
-        for group in starts:
-            starts[group].sort()
-        return KeywordHits(starts, ends)
+                spans.setdefault(group, []).append((start, end))
+        if not spans:
+            return _NO_HITS
+        # Automaton hits arrive ordered by end offset, which "any_before" needs;
+        # "any_after" needs the starts sorted.
+        starts = {group: sorted(start for start, _ in pairs) for group, pairs in spans.items()}
+        ends = {group: [end for _, end in pairs] for group, pairs in spans.items()}
+        return KeywordHits(spans, starts, ends)
+
+
+_NO_HITS = KeywordHits({}, {}, {})

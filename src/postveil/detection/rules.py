@@ -1,6 +1,6 @@
 """The verdict: which rule, if any, makes a set of findings sensitive.
 
-Rules, strongest first:
+Rules, in the order in which they name the verdict:
 
 ``high_risk_identifier``
     any SSN, MBI, payment card or custom ``high_risk`` identifier.
@@ -14,10 +14,10 @@ Rules, strongest first:
 ``unscanned_part``
     a part could not be fully scanned and ``treat_unscanned_as_sensitive`` is set.
 
-Each rule's score is its weight sum divided by its threshold (the smaller of the two
-ratios for ``identifier_with_health``); a score of 1.0 or more fires the rule. The
-verdict's score is the highest rule score, so it also says how close a message that
-is not sensitive came.
+Each rule's score is its weight sum divided by its threshold. For
+``identifier_with_health`` it is the smaller of the two ratios. A score of 1.0 or
+more fires the rule. The verdict names the first rule that fires, and its score is the
+highest rule score, so it also shows how close a message that is not sensitive came.
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from postveil.detection.categories import HEALTH, HIGH_RISK, PATIENT_IDENTIFIERS, RECIPIENT
 
 # Repeats of one category add weight only up to this count, so that a newsletter that
-# says "diabetes" twenty times weighs no more than one that says it three times.
+# mentions "diabetes" twenty times weighs no more than one that mentions it three times.
 _MAX_COUNTED = 3
 
 # Weight a recipient phrase gains when the message also carries health information.
@@ -76,7 +76,7 @@ def decide(
     unscanned: bool = False,
     treat_unscanned_as_sensitive: bool = True,
 ) -> Decision:
-    """Apply the rules to category counts and return the strongest.
+    """Apply the rules to category counts and return the decision.
 
     ``phrase_weight`` is the summed weight of the recipient-health phrases found: a
     strong phrase ("your lab results are ready") weighs 1.0, a weak one ("your test
@@ -105,12 +105,16 @@ def decide(
         # Health words, care settings included, strengthen a recipient phrase but
         # never replace it.
         recipient_total = sums["recipient"] + (_HEALTH_BONUS if health_present else 0.0)
-        candidates.append((recipient_total / settings.recipient_health_threshold, "recipient_health"))
+        candidates.append(
+            (recipient_total / settings.recipient_health_threshold, "recipient_health")
+        )
     if unscanned and treat_unscanned_as_sensitive:
         candidates.append((1.0, "unscanned_part"))
 
-    score, rule = max(candidates, key=lambda item: item[0])
-    score = round(score, 3)
-    if score >= 1.0:
-        return Decision(True, score, rule)
+    score = round(max(item[0] for item in candidates), 3)
+    # Candidates are in rule order, so the first that fires names the verdict: an SSN
+    # is reported as high_risk_identifier even when identifiers with health weigh more.
+    for rule_score, rule in candidates:
+        if rule_score >= 1.0:
+            return Decision(True, score, rule)
     return Decision(False, score, "none")

@@ -41,8 +41,20 @@ class CustomRule:
 
 # A run of digits with letters glued to it, continued across single separators: a
 # hyphen, slash or dot followed by letters or digits, or a space followed by a digit.
-# It starts at a digit so the regex engine skips prose quickly.
-_CHAIN = re.compile(r"[0-9][0-9A-Za-z]*(?:[-/.][0-9A-Za-z]+|[ ][0-9][0-9A-Za-z]*)*")
+# It starts at a digit so the regex engine skips prose quickly. A lone token shorter
+# than five characters ("10", "2026", "4pm") cannot be an identifier, so it is not
+# matched at all. The short codes that can be one (I10, G0439) need a keyword anyway,
+# so they are looked for after their keywords instead.
+_CHAIN = re.compile(
+    r"[0-9][0-9A-Za-z]*(?:[-/.][0-9A-Za-z]+|[ ][0-9][0-9A-Za-z]*)+|[0-9][0-9A-Za-z]{4,}"
+)
+# Phone numbers and dates: the commonest chains in mail, and never an identifier by
+# themselves (a date of birth is found from its keyword).
+_PLAIN_CHAIN = re.compile(
+    r"(?:[0-9]{3}[-. ])?[0-9]{3}[-. ][0-9]{4}|[0-9]{4}-[0-9]{2}-[0-9]{2}|[0-9]{1,2}/[0-9]{1,2}/[0-9]{2,4}"
+)
+_IBAN_BEFORE = re.compile(r"(?<![0-9A-Za-z])[A-Z]{2}[0-9]{2}(?: [A-Z0-9]{4}){0,6} $")
+_SHORT_CODE = re.compile(r"(?<![0-9A-Za-z])[A-Z][0-9][0-9A-Z]{1,3}(?![0-9A-Za-z.])")
 _ASCII_ALNUM = frozenset("0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz")
 
 _GUID = re.compile(r"[0-9A-Fa-f]{8}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{12}")
@@ -61,8 +73,10 @@ _DEA = re.compile(r"[A-Z][A-Z9][0-9]{7}")
 # Two capital letters and a space or comma before five digits: a US state and ZIP code.
 _STATE_BEFORE = re.compile(r"\b[A-Z]{2},?\s{1,3}$")
 
-# An identifier after its label: optional "number"/"no."/"id"/"#", a separator, then a
-# token of 4 to 20 letters, digits and hyphens that contains at least 4 digits.
+# An identifier after its label: optional "number"/"no."/"id"/"#", a few filler words
+# ("on file is"), a separator, then a token of letters, digits and hyphens with at most
+# four letters before its first digit. The caller also requires 5 or more characters
+# with 4 or more digits.
 _LABELLED_ID = re.compile(
     r"(?:\s*(?:number|num|no\.?|id|#))?"
     r"(?:\s+(?:on file|on record|listed|provided|in (?:the )?system|we have))?"
@@ -74,7 +88,9 @@ _WORDY_DATE = re.compile(
     r"(?P<m1>[A-Za-z]{3,9})\.? (?P<d1>[0-9]{1,2})(?:st|nd|rd|th)?,? (?P<y1>[0-9]{4})"
     r"|(?P<d2>[0-9]{1,2}) (?P<m2>[A-Za-z]{3,9})\.?,? (?P<y2>[0-9]{4})"
 )
-_PHONE = re.compile(r"\s*[:#]?\s*(?:\+?1[-. ]?)?\(?[2-9][0-9]{2}\)?[-. ]?[0-9]{3}[-. ][0-9]{4}(?![0-9])")
+_PHONE = re.compile(
+    r"\s*[:#]?\s*(?:\+?1[-. ]?)?\(?[2-9][0-9]{2}\)?[-. ]?[0-9]{3}[-. ][0-9]{4}(?![0-9])"
+)
 _STREET = re.compile(
     r"\s*[:\-]?\s*[0-9]{1,6}\s+(?:[A-Z0-9][A-Za-z0-9.']*\s+){1,4}"
     r"(?:St|Street|Ave|Avenue|Rd|Road|Blvd|Boulevard|Ln|Lane|Dr|Drive|Ct|Court|Way|Pl|Place"
@@ -85,8 +101,12 @@ _NAME = (
     rf"(?:{_NAME_WORD},\s*{_NAME_WORD})"
     rf"|(?:{_NAME_WORD}(?:\s+[A-Z]\.?)?\s+{_NAME_WORD})"
 )
+# EHR exports often write names in capitals ("GARCIA, MARIA"); after a label only,
+# because "patient PORTAL" in running text is more often a product name.
+_CAPS_WORD = r"[A-Z][A-Z'\-]+"
+_CAPS_NAME = rf"(?:{_CAPS_WORD},\s*{_CAPS_WORD})|(?:{_CAPS_WORD}(?:\s+[A-Z]\.?)?\s+{_CAPS_WORD})"
 _PATIENT_NAME = re.compile(
-    r"(?:'s)?(?:\s+(?:full\s+)?name)?\s*[:\-]\s*(?P<labelled>" + _NAME + r")"
+    r"(?:'s)?(?:\s+(?:full\s+)?name)?\s*[:\-]\s*(?P<labelled>" + _NAME + "|" + _CAPS_NAME + r")"
     r"|,?\s+(?P<inline>" + _NAME + r")"
 )
 # Words that follow "Patient" in names of things, not of people ("Patient Portal").
@@ -109,7 +129,12 @@ _RECIPIENT_PHRASES: tuple[tuple[re.Pattern[str], float], ...] = (
         ),
         1.0,
     ),
-    (re.compile(r"\byour (?:test )?results? (?:are|is|have|has) (?:now )?(?:been )?(?:ready|available|back|posted)"), 0.5),
+    (
+        re.compile(
+            r"\byour (?:test )?results? (?:are|is|have|has) (?:now )?(?:been )?(?:ready|available|back|posted)"
+        ),
+        0.5,
+    ),
     (
         re.compile(
             r"\byour (?:prescriptions?|medications?|refills?|rx)\b[^.\n]{0,80}?\b(?:is|are|has been|have been) "
@@ -119,8 +144,9 @@ _RECIPIENT_PHRASES: tuple[tuple[re.Pattern[str], float], ...] = (
     ),
     (
         re.compile(
-            r"\byour (?:upcoming |next |scheduled |follow-up |annual )?(?:appointment|visit|procedure|"
-            r"surgery|follow-up|check-?up|exam|consultation|colonoscopy|mammogram)\b[^.\n]{0,60}?"
+            r"\byour (?:upcoming |next |scheduled |follow-up |annual )?(?:[a-z]+ )?(?:appointment|visit|"
+            r"procedure|surgery|follow-up|check-?up|exam|consultation|colonoscopy|mammogram|cleaning|"
+            r"physical|screening|session|infusion|vaccination)\b[^.\n]{0,80}?"
             r"\b(?:with|see) (?:dr\b\.?|doctor\b|nurse practitioner\b|np\b|pa-c\b|your provider\b)"
         ),
         1.0,
@@ -149,6 +175,14 @@ _RECIPIENT_PHRASES: tuple[tuple[re.Pattern[str], float], ...] = (
     (re.compile(r"\b(?:reminder|remind you)\b[^.\n]{0,40}\byour (?:appointment|visit)\b"), 0.5),
     (
         re.compile(
+            r"\byour (?:[a-z]+ )?(?:appointment|visit|procedure|surgery|cleaning|exam|check-?up|physical|"
+            r"screening|session|infusion|vaccination)\b[^.\n]{0,40}?\b(?:is|has been) "
+            r"(?:now )?(?:scheduled|booked|confirmed|rescheduled)"
+        ),
+        0.5,
+    ),
+    (
+        re.compile(
             r"\byou(?:'re| are) (?:now )?(?:over)?due for (?:your |a )?(?:annual |yearly )?"
             r"(?:mammogram|colonoscopy|physical|check-?up|screening|a1c|pap smear|eye exam)"
         ),
@@ -156,16 +190,46 @@ _RECIPIENT_PHRASES: tuple[tuple[re.Pattern[str], float], ...] = (
     ),
 )
 
+# Phrases are searched with two alternations, each with one named group per phrase.
+# Those starting with "you" share that literal prefix, which the regex engine finds
+# with a fast substring search. The word boundary before "you" is checked in Python.
+_YOU_PREFIX = r"\byou"
+_YOU_PHRASE = re.compile(
+    "you(?:"
+    + "|".join(
+        f"(?P<phrase{index}>{pattern.pattern[len(_YOU_PREFIX) :]})"
+        for index, (pattern, _) in enumerate(_RECIPIENT_PHRASES)
+        if pattern.pattern.startswith(_YOU_PREFIX)
+    )
+    + ")"
+)
+_OTHER_PHRASE = re.compile(
+    "|".join(
+        f"(?P<phrase{index}>{pattern.pattern})"
+        for index, (pattern, _) in enumerate(_RECIPIENT_PHRASES)
+        if not pattern.pattern.startswith(_YOU_PREFIX)
+    )
+)
+_RECIPIENT_WEIGHTS = {
+    f"phrase{index}": weight for index, (_, weight) in enumerate(_RECIPIENT_PHRASES)
+}
+
 # Characters searched around a recipient-phrase anchor word.
 _PHRASE_BEFORE = 100
 _PHRASE_AFTER = 140
+# Characters after a number searched for its keyword, for the identifiers whose
+# keyword may follow them. Procedure codes are not among them: a ZIP code is often
+# followed by "CPT" on the next item.
+_KEYWORD_AFTER = 25
 # Maximum gap between codes in a list ("CPT 99213, 99214 and 36415") for the keyword
 # before the first code to cover the later ones.
 _LIST_GAP = 6
 
 
 class TextScanner:
-    """Finds candidates in one text. Immutable after construction; thread-safe."""
+    """Scanner for one configuration's keyword lists and custom identifiers.
+
+    Immutable after construction, so one instance serves many threads."""
 
     def __init__(
         self,
@@ -183,10 +247,13 @@ class TextScanner:
         hits = self._keywords.search(lowered)
         state = _ScanState(text, lowered, hits, self._window)
         self._scan_numbers(state)
-        self._scan_labelled(state)
-        self._scan_health_words(state)
-        self._scan_recipient_phrases(state)
-        self._scan_custom(state)
+        if hits.spans:
+            self._scan_short_codes(state)
+            self._scan_labelled(state)
+            self._scan_health_words(state)
+            self._scan_recipient_phrases(state)
+        if self._custom_rules:
+            self._scan_custom(state)
         return state.findings
 
     # -- identifiers built around digits ---------------------------------------------
@@ -195,23 +262,58 @@ class TextScanner:
         text = state.text
         consumed = 0
         for match in _CHAIN.finditer(text):
-            chain_start, chain_end = match.start(), match.end()
+            chain_start, chain_end = match.span()
             if chain_end <= consumed:
+                continue
+            if _PLAIN_CHAIN.fullmatch(text, chain_start, chain_end) is not None:
                 continue
             start = chain_start
             while start > 0 and text[start - 1] in _ASCII_ALNUM:
                 start -= 1
-            if _inside_guid(text, start, chain_end):
+            # A GUID reaches this pass as one chain with at least three of its hyphens.
+            if match.group().count("-") >= 3 and _inside_guid(text, start, chain_end):
                 continue
-            iban_end = self._try_iban(state, start)
-            if iban_end:
-                consumed = iban_end
-                continue
+            iban_start = start
+            if (
+                start == chain_start
+                and start >= 2
+                and text[start - 1] == " "
+                and text[start - 2] in _ASCII_ALNUM
+            ):
+                # A spaced IBAN whose first groups hold letters ("GB82 WEST 1234 ...")
+                # reaches the number pass at its first all-digit group.
+                before = _IBAN_BEFORE.search(text, max(0, start - 40), start)
+                if before is not None:
+                    iban_start = before.start()
+            if iban_start < chain_start:
+                iban_end = self._try_iban(state, iban_start)
+                if iban_end:
+                    consumed = iban_end
+                    continue
             position = max(start, consumed)
             while position < chain_end:
                 found_end = self._try_at(state, position, chain_end)
                 position = _next_group(text, max(found_end, position + 1), chain_end)
             consumed = chain_end
+
+    def _scan_short_codes(self, state: _ScanState) -> None:
+        """Find undotted ICD-10-CM and HCPCS codes of 3 to 5 characters after their
+        keywords; the number pass skips tokens that short."""
+        ends = sorted(
+            set(state.hits.ends.get("diagnosis_code", []))
+            | set(state.hits.ends.get("procedure_code", []))
+        )
+        searched_to = 0
+        for keyword_end in ends:
+            window_start = max(keyword_end, searched_to)
+            window_end = min(len(state.text), keyword_end + self._window)
+            for match in _SHORT_CODE.finditer(state.text, window_start, window_end):
+                if state.covered(match.start()):
+                    continue
+                self._try_icd(state, match.start(), match.end()) or self._try_hcpcs(
+                    state, match.start(), match.end()
+                )
+            searched_to = max(searched_to, window_end)
 
     def _try_iban(self, state: _ScanState, start: int) -> int:
         text = state.text
@@ -226,22 +328,37 @@ class TextScanner:
         return match.end()
 
     def _try_at(self, state: _ScanState, position: int, chain_end: int) -> int:
-        """Try every identifier shape at one group start; return the end of a finding or
-        ``position`` when nothing matched."""
+        """Try the identifier shapes that fit the group at ``position``; return the end of
+        a finding, or 0 when nothing matched."""
         text = state.text
         first = text[position]
         if first.isdigit():
-            for attempt in (self._try_mbi, self._try_card_grouped, self._try_ssn_separated,
-                            self._try_ndc_hyphenated, self._try_digit_run):  # fmt: skip
-                end = attempt(state, position, chain_end)
-                if end:
-                    return end
-        elif first.isupper():
-            for attempt in (self._try_icd, self._try_hcpcs, self._try_dea):
-                end = attempt(state, position, chain_end)
-                if end:
-                    return end
-        return position
+            run = _DIGITS.match(text, position, chain_end)
+            assert run is not None
+            length = run.end() - position
+            following = text[run.end()] if run.end() < chain_end else ""
+            # Dispatch on the first digit run so that each group costs one or two
+            # regex calls rather than one per identifier type.
+            if length == 1 and following.isupper():
+                return self._try_mbi(state, position, chain_end)
+            if length == 4 and following in (" ", "-"):
+                return self._try_card_grouped(
+                    state, position, chain_end
+                ) or self._try_ndc_hyphenated(state, position, chain_end)
+            if length == 3 and following in ("-", " ", "."):
+                return self._try_ssn_separated(state, position, chain_end)
+            if length == 5 and following == "-":
+                return self._try_ndc_hyphenated(state, position, chain_end)
+            if length == 4 or length == 5 or length >= 9:
+                return self._try_digit_run(state, position, chain_end)
+            return 0
+        if first.isupper():
+            return (
+                self._try_icd(state, position, chain_end)
+                or self._try_hcpcs(state, position, chain_end)
+                or self._try_dea(state, position, chain_end)
+            )
+        return 0
 
     def _try_mbi(self, state: _ScanState, position: int, chain_end: int) -> int:
         match = v.MBI_PATTERN.match(state.text, position, chain_end)
@@ -258,12 +375,20 @@ class TextScanner:
         if match is None or not _ends_group(text, match.end(), chain_end):
             return 0
         separator = match.group("s") or match.group("t")
-        if _continues_number(text, position, match.end(), separator):
-            return 0
-        if not v.card_valid(match.group()):
-            return 0
-        state.add("payment_card", position, match.end(), 0.95)
-        return match.end()
+        # A fourth group of 1-3 digits may be the end of a 19-digit card or the
+        # security code or expiry month written after a 16-digit one.
+        ends = [match.end()]
+        if match.group("s") and match.end() - position > 19:
+            ends.append(position + 19)
+        for end in ends:
+            if _digits_after(text, end, separator) >= 4 or _digits_before(
+                text, position, separator
+            ):
+                continue
+            if v.card_valid(text[position:end]):
+                state.add("payment_card", position, end, 0.95)
+                return end
+        return 0
 
     def _try_ssn_separated(self, state: _ScanState, position: int, chain_end: int) -> int:
         text = state.text
@@ -276,7 +401,7 @@ class TextScanner:
             return 0
         # Space- and dot-separated 3-2-4 numbers are rarer as SSNs than hyphenated ones,
         # so they need the keyword.
-        if match.group("s") != "-" and not state.keyword_before("ssn", position):
+        if match.group("s") != "-" and not state.keyword_near("ssn", position, match.end()):
             return 0
         state.add("ssn", position, match.end(), 0.95)
         return match.end()
@@ -310,16 +435,16 @@ class TextScanner:
             if (
                 not v.looks_like_epoch(digits)
                 and v.card_valid(digits)
-                and state.keyword_before("card", position)
+                and state.keyword_near("card", position, end)
             ):
                 state.add("payment_card", position, end, 0.9)
                 return end
         elif length == 9:
-            if v.ssn_valid(digits) and state.keyword_before("ssn", position):
+            if v.ssn_valid(digits) and state.keyword_near("ssn", position, end):
                 state.add("ssn", position, end, 0.9)
                 return end
         elif length in (10, 11):
-            if length == 10 and v.npi_valid(digits) and state.keyword_before("npi", position):
+            if length == 10 and v.npi_valid(digits) and state.keyword_near("npi", position, end):
                 state.add("clinician_id", position, end, 0.9)
                 return end
             if state.keyword_before("ndc", position, allow_list=("ndc",)):
@@ -432,7 +557,9 @@ class TextScanner:
         numeric = _NUMERIC_DATE.search(segment)
         if numeric is not None and v.numeric_date_valid(numeric.group()):
             if _plausible_birth_year(numeric.group()):
-                state.add("date_of_birth", keyword_end + numeric.start(), keyword_end + numeric.end(), 0.9)
+                state.add(
+                    "date_of_birth", keyword_end + numeric.start(), keyword_end + numeric.end(), 0.9
+                )
                 return
         wordy = _WORDY_DATE.search(segment)
         if wordy is None:
@@ -447,10 +574,19 @@ class TextScanner:
     # -- health vocabulary and phrases -------------------------------------------------
 
     def _scan_health_words(self, state: _ScanState) -> None:
-        for group in ("condition", "medication", "procedure", "lab_result", "treatment", "care_setting"):
+        for group in (
+            "condition",
+            "medication",
+            "procedure",
+            "lab_result",
+            "treatment",
+            "care_setting",
+        ):
             # Spans sorted by end; a keyword inside a longer one of the same group
             # ("diabetes" in "type 2 diabetes") is one finding, not two.
-            spans = sorted(zip(state.hits.positions(group), state.hits.ends.get(group, ())), key=lambda span: (span[1], span[0]))
+            spans = state.hits.spans.get(group)
+            if not spans:
+                continue
             kept: list[tuple[int, int]] = []
             for start, end in spans:
                 while kept and kept[-1][0] >= start:
@@ -466,18 +602,23 @@ class TextScanner:
         if not anchors:
             return
         lowered = state.lowered
-        seen: set[tuple[int, int]] = set()
-        searched_to = -1
+        # Merge the windows around anchors so that each character is searched once.
+        windows: list[list[int]] = []
         for anchor in anchors:
-            window_start = max(anchor - _PHRASE_BEFORE, searched_to - _PHRASE_BEFORE, 0)
+            window_start = max(anchor - _PHRASE_BEFORE, 0)
             window_end = min(len(lowered), anchor + _PHRASE_AFTER)
-            for pattern, weight in _RECIPIENT_PHRASES:
+            if windows and window_start <= windows[-1][1]:
+                windows[-1][1] = max(windows[-1][1], window_end)
+            else:
+                windows.append([window_start, window_end])
+        for window_start, window_end in windows:
+            for pattern in (_YOU_PHRASE, _OTHER_PHRASE):
                 for match in pattern.finditer(lowered, window_start, window_end):
-                    if match.span() in seen:
+                    start = match.start()
+                    if start > 0 and lowered[start - 1].isalnum():
                         continue
-                    seen.add(match.span())
-                    state.add("recipient_health", match.start(), match.end(), weight)
-            searched_to = window_end
+                    weight = _RECIPIENT_WEIGHTS[match.lastgroup or ""]
+                    state.add("recipient_health", start, match.end(), weight)
 
     def _scan_custom(self, state: _ScanState) -> None:
         text = state.text
@@ -492,7 +633,7 @@ class TextScanner:
                     continue
                 if rule.keywords is not None:
                     context = state.lowered[max(0, start - self._window) : start]
-                    if not rule.keywords.search(context).starts:
+                    if not rule.keywords.search(context).spans:
                         continue
                 state.add(rule.name, start, end, 0.9)
 
@@ -500,7 +641,7 @@ class TextScanner:
 class _ScanState:
     """Mutable per-call state of one scan; never shared between threads."""
 
-    __slots__ = ("text", "lowered", "hits", "window", "findings", "_last_end", "_spans")
+    __slots__ = ("text", "lowered", "hits", "window", "findings", "_last_end", "_starts")
 
     def __init__(self, text: str, lowered: str, hits: KeywordHits, window: int) -> None:
         self.text = text
@@ -509,17 +650,17 @@ class _ScanState:
         self.window = window
         self.findings: list[Finding] = []
         self._last_end: dict[str, int] = {}
-        self._spans: list[tuple[int, int]] = []
+        self._starts: set[int] = set()
 
     def add(self, category: str, start: int, end: int, confidence: float) -> None:
         self.findings.append(Finding(category, start, end, confidence))
         self._last_end[category] = end
-        if category not in ("condition", "medication", "procedure", "lab_result", "treatment", "care_setting"):
-            self._spans.append((start, end))
+        self._starts.add(start)
 
     def covered(self, position: int) -> bool:
-        """Return whether an identifier finding already covers ``position``."""
-        return any(start <= position < end for start, end in self._spans)
+        """Return whether a finding already starts at ``position`` (the same token
+        found by the digit pass and again after its label)."""
+        return position in self._starts
 
     def keyword_before(
         self,
@@ -543,6 +684,15 @@ class _ScanState:
                     return True
         return False
 
+    def keyword_near(self, group: str, start: int, end: int) -> bool:
+        """Return whether a keyword of ``group`` is before the candidate (as in
+        ``keyword_before``) or starts within a few characters after it on the same
+        line ("536221234 (SSN)")."""
+        if self.keyword_before(group, start):
+            return True
+        keyword_start = self.hits.any_after(group, end, _KEYWORD_AFTER)
+        return keyword_start is not None and "\n" not in self.text[end:keyword_start]
+
 
 def _lower_same_length(text: str) -> str:
     lowered = text.lower()
@@ -563,7 +713,11 @@ def _inside_guid(text: str, start: int, end: int) -> bool:
 
 def _next_group(text: str, position: int, chain_end: int) -> int:
     """Return the start of the first separator-delimited group at or after ``position``."""
-    while position < chain_end and text[position] in _ASCII_ALNUM and text[position - 1] in _ASCII_ALNUM:
+    while (
+        position < chain_end
+        and text[position] in _ASCII_ALNUM
+        and text[position - 1] in _ASCII_ALNUM
+    ):
         position += 1
     while position < chain_end and text[position] not in _ASCII_ALNUM:
         position += 1
@@ -585,6 +739,20 @@ def _continues_number(text: str, start: int, end: int, separator: str) -> bool:
     if start >= 2 and text[start - 1] == separator and text[start - 2].isdigit():
         return True
     return False
+
+
+def _digits_after(text: str, end: int, separator: str) -> int:
+    """Return how many digits follow ``separator`` at ``end`` (0 without the separator)."""
+    if end >= len(text) or text[end] != separator:
+        return 0
+    count = 0
+    while end + 1 + count < len(text) and text[end + 1 + count].isdigit():
+        count += 1
+    return count
+
+
+def _digits_before(text: str, start: int, separator: str) -> bool:
+    return start >= 2 and text[start - 1] == separator and text[start - 2].isdigit()
 
 
 def _is_inside_longer_number(text: str, start: int, end: int) -> bool:
@@ -612,4 +780,3 @@ def _plausible_birth_year(date_text: str) -> bool:
 
 def _this_year() -> int:
     return datetime.date.today().year
-

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import re
+import signal
 import sys
 import time
 from dataclasses import dataclass
@@ -168,6 +169,10 @@ def run(keep_running: bool = False) -> int:
         print(f"demo: audit trail:           {world.state_dir / 'audit'}")
         print(f"demo: try  .venv/bin/postveil audit verify --config {config_path}")
         print(f"      and  .venv/bin/postveil audit search --config {config_path} --method pgp")
+        print(
+            f"demo: try  postmap -c {postfix.config_dir} -q {enforce.name} "
+            f"{world.socketmap_table}"
+        )
         print(f"demo: finished in {time.monotonic() - started:.1f}s")
         if keep_running:
             print("demo: running until Ctrl-C")
@@ -221,7 +226,13 @@ def print_table(header: tuple[str, ...], rows: list[tuple[str, ...]]) -> None:
         print("  ".join(str(cell).ljust(w) for cell, w in zip(row, widths)))
 
 
+def _interrupt(signum: int, _frame: object) -> None:
+    raise KeyboardInterrupt
+
+
 def main(argv: list[str] | None = None) -> int:
+    # SIGTERM stops the demo as Ctrl-C does, so every process it started is stopped.
+    signal.signal(signal.SIGTERM, _interrupt)
     parser = argparse.ArgumentParser(description="Run postveil end to end on loopback and show what it did.")
     parser.add_argument("--keep-running", action="store_true", help="leave everything running until Ctrl-C")
     args = parser.parse_args(argv)

@@ -35,6 +35,7 @@ from postveil.config.milter import MilterSection, parse_milter_socket
 from postveil.errors import ConfigError, PostveilError
 from postveil.log import setup_logging
 from postveil.audit import AuditError, ConfigEvent, DaemonEvent
+from postveil.detection.validators import load_icd10cm
 from postveil.milter.processor import MessageProcessor
 from postveil.milter.session import InFlight, PostveilMilter
 
@@ -517,6 +518,9 @@ def main(argv: list[str] | None = None) -> int:
     except Exception as exc:
         log.critical("cannot start: %s: %s", type(exc).__name__, exc)
         return EX_CONFIG
+    # The ICD-10-CM list takes about 2 s to load; load it before Postfix can connect,
+    # not during the first message that contains a code-like token.
+    load_icd10cm()
     daemon = MilterDaemon(processor)
     code = daemon.run()
     sys.stdout.flush()

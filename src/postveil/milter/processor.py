@@ -5,12 +5,14 @@ holds the detector, the certificate store, the GnuPG keyring, the domain facts c
 and the audit log, and turns one received message into an :class:`Outcome`. It never
 talks to Postfix: the callbacks in :mod:`postveil.milter.session` apply the outcome.
 
-Domains without facts: the milter does not look a domain up itself. postveil-policyd
-does, live and within ``policyd.lookup_timeout``, when Postfix asks it at RCPT
-(``check_policy_service``), so by end of message its facts are in the shared cache.
-A domain still without facts counts as not enforcing TLS: sensitive mail for it moves
-on to the next method of its class (PGP, S/MIME, portal), which never lowers
-protection. A cache that cannot be read is a temporary failure.
+Domains without facts: postveil-policyd discovers a domain when Postfix first asks it
+about the domain, but a message can reach end of data before that finishes. For a
+domain missing from the cache the milter therefore asks postveil-policyd over its
+socketmap, which looks the domain up live and stores the facts before replying,
+within ``milter.tls_lookup_timeout``. It asks only when routing would otherwise pass
+over TLS for the domain (sensitive mail, not clean mail), and defers the message when
+the query fails. A cache that cannot be read is a temporary
+failure too.
 """
 
 from __future__ import annotations
@@ -19,17 +21,22 @@ import logging
 import re
 import time
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 
 from postveil.audit import AuditLog, MessageDecision
 from postveil.audit import RecipientDecision as AuditRecipient
 from postveil.config import Config
 from postveil.crypto.pipeline import Outcome, TlsRequirement, build_context, process_message
 from postveil.detection import Detector
+from postveil.milter.tlslookup import TlsLookupFailure, query_policy
 from postveil.tlsfacts import DomainFacts, FactsCache, open_cache, tls_requirement
+from postveil.tlsfacts.cache import SqliteFactsCache
 
 log = logging.getLogger("postveil.milter")
 
 _TAG_WORD_RE = re.compile(r"[^a-z0-9]+")
+
+TLS_FACTS_NOT_LOOKED_UP = "no TLS facts for the domain yet"
 
 
 class MessageProcessor:
@@ -41,45 +48,94 @@ class MessageProcessor:
         self.context = build_context(config)
         self.cache = cache if cache is not None else open_cache(config.policyd)
         self.audit = audit if audit is not None else AuditLog(config.audit, program="postveil-milter")
+        # SqliteFactsCache keeps one connection per Python thread state and closes none
+        # before close(). pymilter (1.0.5) creates a new thread state for every SMTP
+        # connection, so reading from the callbacks opened, and kept, one database
+        # connection with two file descriptors per SMTP connection. One long-lived
+        # thread does all SQLite reads instead. Redis clients share a pool and need none.
+        self._cache_reader: ThreadPoolExecutor | None = None
+        if isinstance(self.cache, SqliteFactsCache):
+            self._cache_reader = ThreadPoolExecutor(max_workers=1, thread_name_prefix="facts-cache")
 
     def close(self) -> None:
+        if self._cache_reader is not None:
+            self._cache_reader.shutdown(wait=True)
         self.cache.close()
         self.audit.close()
 
-    def tls_requirements(self, recipients: Sequence[str]) -> dict[str, TlsRequirement]:
+    def tls_requirements(self, recipients: Sequence[str], *, look_up: set[str] = frozenset()) -> dict[str, TlsRequirement]:
         """Return each recipient's domain TLS requirement from the shared cache.
 
-        Raises CacheError (a TemporaryFailure) when the cache cannot be read.
+        A domain missing from the cache gets the reason TLS_FACTS_NOT_LOOKED_UP,
+        unless it is in ``look_up``: then postveil-policyd is asked first. Raises
+        CacheError or TlsLookupFailure (both TemporaryFailure).
         """
+        domains = list(dict.fromkeys(recipient_domain(recipient) for recipient in recipients))
+        facts = self._read_facts(domains)
+        to_query = [domain for domain in domains if facts[domain] is None and domain in look_up]
+        for domain in to_query:
+            query_policy(self.config.policyd.socketmap_listen, domain, self.config.milter.tls_lookup_timeout)
+        if to_query:
+            facts.update(self._read_facts(to_query))
+
         now = time.time()
-        by_domain: dict[str, TlsRequirement] = {}
-        result: dict[str, TlsRequirement] = {}
-        for recipient in recipients:
-            domain = recipient_domain(recipient)
-            if domain not in by_domain:
-                facts = self.cache.get(domain) or DomainFacts(domain)
-                requirement = tls_requirement(facts, self.config.policyd, now=now)
-                by_domain[domain] = TlsRequirement(requirement.requires_tls, requirement.reason)
-            result[recipient] = by_domain[domain]
-        return result
+        by_domain = {
+            domain: self._domain_requirement(domain, facts[domain], now, domain in look_up) for domain in domains
+        }
+        return {recipient: by_domain[recipient_domain(recipient)] for recipient in recipients}
+
+    def _read_facts(self, domains: Sequence[str]) -> dict[str, DomainFacts | None]:
+        """Read each domain's facts from the cache (None: not in it), through the reader thread."""
+        if self._cache_reader is None:
+            return self._get_facts(domains)
+        return self._cache_reader.submit(self._get_facts, domains).result()
+
+    def _get_facts(self, domains: Sequence[str]) -> dict[str, DomainFacts | None]:
+        return {domain: self.cache.get(domain) for domain in domains}
+
+    def _domain_requirement(self, domain: str, facts: DomainFacts | None, now: float, looked_up: bool) -> TlsRequirement:
+        if facts is None and not looked_up:
+            return TlsRequirement(False, TLS_FACTS_NOT_LOOKED_UP)
+        requirement = tls_requirement(facts or DomainFacts(domain), self.config.policyd, now=now)
+        return TlsRequirement(requirement.requires_tls, requirement.reason)
 
     def decide(self, raw: bytes, *, queue_id: str, sender: str, recipients: Sequence[str]) -> Outcome:
         """Scan, classify and route one message, and render every version to send.
 
-        Raises TemporaryFailure (cache, key or certificate store, encryption) so the
-        caller defers the message.
+        Domains unknown to the cache are looked up (through postveil-policyd) only when
+        routing would otherwise pass over TLS for them; then the message is routed
+        again with their facts. Raises TemporaryFailure (cache, lookup, key or
+        certificate store, encryption) so the caller defers the message.
         """
         verdict = self.detector.scan_message(raw)
-        return process_message(
-            raw,
-            queue_id=queue_id,
-            sender=sender,
-            recipients=recipients,
-            verdict=verdict,
-            tls=self.tls_requirements(recipients),
-            context=self.context,
-            config_version=self.config.version,
-        )
+
+        def route(tls: dict[str, TlsRequirement]) -> Outcome:
+            return process_message(
+                raw,
+                queue_id=queue_id,
+                sender=sender,
+                recipients=recipients,
+                verdict=verdict,
+                tls=tls,
+                context=self.context,
+                config_version=self.config.version,
+            )
+
+        outcome = route(self.tls_requirements(recipients))
+        skipped_tls = f"tls: {TLS_FACTS_NOT_LOOKED_UP}"
+        unknown = {
+            recipient_domain(decision.recipient)
+            for decision in outcome.decisions
+            if skipped_tls in decision.skipped
+        }
+        if not unknown or self.config.milter.tls_lookup_timeout <= 0:
+            return outcome
+        try:
+            tls = self.tls_requirements(recipients, look_up=unknown)
+        except TlsLookupFailure as exc:
+            log.warning("TLS facts unavailable for %s: %s", ", ".join(sorted(unknown)), exc)
+            raise
+        return route(tls)
 
     def record(self, outcome: Outcome, action: str) -> None:
         """Append the audit record of ``outcome``; raises AuditWriteError when it fails."""
@@ -98,18 +154,25 @@ def recipient_domain(address: str) -> str:
 
 
 def audit_decision(outcome: Outcome, action: str) -> MessageDecision:
-    """Convert a routing outcome into the audit trail's message record."""
+    """Convert a routing outcome into the audit trail's message record.
+
+    A recipient's method is what it actually got: ``reject`` when the whole message
+    was rejected, ``drop`` or ``none`` when it was removed, so that searches and reports
+    never count an undelivered recipient as protected. The routing reason is kept. The
+    message class travels as a ``class:<name>`` tag.
+    """
     record = outcome.record
-    recipients = [
-        AuditRecipient(
-            address=item.recipient,
-            method=item.method or "none",
-            reason=item.reason[:900],
-            fingerprint=item.fingerprint,
+    recipients = []
+    for item in record.recipients:
+        method = item.method or "none"
+        fingerprint = item.fingerprint
+        if action == "reject":
+            method, fingerprint = "reject", None
+        recipients.append(
+            AuditRecipient(address=item.recipient, method=method, reason=item.reason[:900], fingerprint=fingerprint)
         )
-        for item in record.recipients
-    ]
-    tags = [_tag_identifier(tag) for tag in record.tags]
+    tags = [f"class:{record.message_class}"]
+    tags += [_tag_identifier(tag) for tag in record.tags]
     if outcome.triggers.header_trigger:
         tags.append("header:trigger")
     return MessageDecision(

@@ -15,6 +15,7 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from postveil.audit import AuditError, MessageDecision, RecipientDecision
 from postveil.config.policyd import PolicydSection
 from postveil.errors import PostveilError, TemporaryFailure
 from postveil.policyd.domains import DomainService
@@ -189,7 +190,31 @@ class PolicyDelegationServer:
         if verdict.action != DUNNO:
             log.info("%s: rejected TLS-exclusive sender's recipient in %s: %s",
                      queue_id, domain, verdict.reason)
+            await self._record_rejection(service, attributes, verdict.reason)
         return verdict.action
+
+    async def _record_rejection(
+        self, service: DomainService, attributes: dict[str, str], reason: str
+    ) -> None:
+        """Append the RCPT-time rejection to the audit trail; a failure is logged only,
+        because the recipient is refused either way and Postfix logs the refusal."""
+        audit = service.audit
+        if audit is None:
+            return
+        try:
+            record = MessageDecision(
+                # Postfix assigns the queue id only after the first accepted recipient,
+                # and logs a refusal before that as NOQUEUE; the record does the same.
+                queue_id=attributes.get("queue_id") or "NOQUEUE",
+                sender=attributes.get("sender", ""),
+                recipients=[RecipientDecision(attributes.get("recipient", ""), "reject", reason)],
+                config_version="-",
+                tags=["class:tls_exclusive"],
+                action="reject",
+            )
+            await asyncio.to_thread(audit.record_message, record)
+        except AuditError as exc:
+            log.error("cannot write the RCPT rejection to the audit trail: %s", exc)
 
 
 async def _requirement_with_probe(service: DomainService, domain: str) -> Requirement:

@@ -1,0 +1,81 @@
+"""Malformed MIME never raises out of the scanner."""
+
+from __future__ import annotations
+
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from postveil.detection import Detector, Verdict
+
+HEADER_LINES = st.sampled_from(
+    [
+        b'Content-Type: multipart/mixed; boundary="b"',
+        b"Content-Type: multipart/mixed",
+        b"Content-Type: multipart/alternative; boundary=",
+        b"Content-Type: message/rfc822",
+        b'Content-Type: text/plain; charset="utf-7"',
+        b"Content-Type: text/plain; charset=bogus-charset",
+        b"Content-Type: text/html",
+        b"Content-Type: text/csv",
+        b"Content-Type: application/pdf",
+        b"Content-Type: application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
+        b"Content-Type: application/vnd.openxmlformats-officedocument.wordprocessingml.document",
+        b"Content-Type: application/octet-stream; name*=utf-8''%E9%ZZ.csv",
+        b"Content-Transfer-Encoding: base64",
+        b"Content-Transfer-Encoding: quoted-printable",
+        b"Content-Transfer-Encoding: x-uuencode",
+        b'Content-Disposition: attachment; filename="a.docx"',
+        b"Subject: =?utf-8?b?!!!?= =?x-unknown?q?SSN_536-22-1234?=",
+        b"MIME-Version: 1.0",
+        b"\t folded continuation",
+        b"Broken header without colon",
+    ]
+)
+BODY_CHUNKS = st.sampled_from(
+    [
+        b"--b",
+        b"--b--",
+        b"--b\r\nContent-Type: message/rfc822\r\n\r\n",
+        b"%PDF-1.4\n1 0 obj << /Type /Catalog >> endobj",
+        b"PK\x03\x04\x14\x00",
+        b"=E9=\r\n=ZZ",
+        b"SSN 536-22-1234",
+        b"<html><td>4111</td><script>",
+        b"\xff\xfe\x00",
+        b'MRN,DOB\r\n"unterminated,1962',
+        b"",
+    ]
+)
+
+
+@st.composite
+def malformed_messages(draw: st.DrawFn) -> bytes:
+    headers = draw(st.lists(HEADER_LINES, max_size=8))
+    chunks = draw(st.lists(st.one_of(BODY_CHUNKS, st.binary(max_size=64)), max_size=12))
+    separator = draw(st.sampled_from([b"\r\n", b"\n", b"\r"]))
+    return separator.join(headers) + separator * 2 + separator.join(chunks)
+
+
+@settings(
+    max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(raw=malformed_messages())
+def test_malformed_mime_never_raises(detector: Detector, raw: bytes) -> None:
+    verdict = detector.scan_message(raw)
+    assert isinstance(verdict, Verdict)
+
+
+@settings(
+    max_examples=200, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(raw=st.binary(max_size=2048))
+def test_random_bytes_never_raise(detector: Detector, raw: bytes) -> None:
+    assert isinstance(detector.scan_message(raw), Verdict)
+
+
+@settings(
+    max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(text=st.text(max_size=400))
+def test_random_text_never_raises(detector: Detector, text: str) -> None:
+    assert isinstance(detector.scan_text(text), Verdict)
