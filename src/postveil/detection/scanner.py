@@ -210,6 +210,10 @@ _OTHER_PHRASE = re.compile(
         if not pattern.pattern.startswith(_YOU_PREFIX)
     )
 )
+# Every phrase that does not start with "you" contains one of these words, so a window
+# without them cannot match _OTHER_PHRASE. That alternation has no literal prefix and
+# is tried at every position, so the substring test saves most of its cost.
+_OTHER_PHRASE_WORDS = ("refill", "remind")
 _RECIPIENT_WEIGHTS = {
     f"phrase{index}": weight for index, (_, weight) in enumerate(_RECIPIENT_PHRASES)
 }
@@ -612,7 +616,12 @@ class TextScanner:
             else:
                 windows.append([window_start, window_end])
         for window_start, window_end in windows:
-            for pattern in (_YOU_PHRASE, _OTHER_PHRASE):
+            patterns = [_YOU_PHRASE]
+            for word in _OTHER_PHRASE_WORDS:
+                if lowered.find(word, window_start, window_end) >= 0:
+                    patterns.append(_OTHER_PHRASE)
+                    break
+            for pattern in patterns:
                 for match in pattern.finditer(lowered, window_start, window_end):
                     start = match.start()
                     if start > 0 and lowered[start - 1].isalnum():
