@@ -45,14 +45,32 @@ class CustomRule:
 # than five characters ("10", "2026", "4pm") cannot be an identifier, so it is not
 # matched at all. The short codes that can be one (I10, G0439) need a keyword anyway,
 # so they are looked for after their keywords instead.
-_CHAIN = re.compile(
+_CHAIN_PATTERN = (
     r"[0-9][0-9A-Za-z]*(?:[-/.][0-9A-Za-z]+|[ ][0-9][0-9A-Za-z]*)+|[0-9][0-9A-Za-z]{4,}"
 )
 # Phone numbers and dates: the commonest chains in mail, and never an identifier by
 # themselves (a date of birth is found from its keyword).
-_PLAIN_CHAIN = re.compile(
-    r"(?:[0-9]{3}[-. ])?[0-9]{3}[-. ][0-9]{4}|[0-9]{4}-[0-9]{2}-[0-9]{2}|[0-9]{1,2}/[0-9]{1,2}/[0-9]{2,4}"
+_PLAIN_CHAIN_PATTERN = (
+    r"(?:[0-9]{3}[-. ])?[0-9]{3}[-. ][0-9]{4}|[0-9]{4}-[0-9]{2}-[0-9]{2}"
+    r"|[0-9]{1,2}/[0-9]{1,2}/[0-9]{2,4}"
 )
+# Both patterns in one, so that a plain chain costs no second regex call: group
+# "plain" is _PLAIN_CHAIN_PATTERN followed by nothing that would extend the chain
+# (a letter or digit, a separator and a letter or digit, a space and a digit). Every
+# plain chain also matches _CHAIN_PATTERN at the same start, and both stop where
+# nothing extends them, so the spans are those of _CHAIN_PATTERN. The first digit
+# is written once outside the alternatives: the regex engine skips ahead to a digit
+# only when the pattern starts with a character class.
+_CHAIN = re.compile(
+    r"[0-9](?:"
+    r"(?P<plain>[0-9]{2}[-. ](?:[0-9]{3}[-. ])?[0-9]{4}|[0-9]{3}-[0-9]{2}-[0-9]{2}"
+    r"|[0-9]?/[0-9]{1,2}/[0-9]{2,4})"
+    r"(?![0-9A-Za-z]|[-/.][0-9A-Za-z]|[ ][0-9])"
+    r"|[0-9A-Za-z]*(?:[-/.][0-9A-Za-z]+|[ ][0-9][0-9A-Za-z]*)+|[0-9A-Za-z]{4,})"
+)
+# The rest of a group of letters and digits, then the separators after it.
+_GROUP_REST = re.compile(r"[0-9A-Za-z]*[^0-9A-Za-z]*")
+_SEPARATORS = re.compile(r"[^0-9A-Za-z]*")
 _IBAN_BEFORE = re.compile(r"(?<![0-9A-Za-z])[A-Z]{2}[0-9]{2}(?: [A-Z0-9]{4}){0,6} $")
 _SHORT_CODE = re.compile(r"(?<![0-9A-Za-z])[A-Z][0-9][0-9A-Z]{1,3}(?![0-9A-Za-z.])")
 _ASCII_ALNUM = frozenset("0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz")
@@ -266,16 +284,18 @@ class TextScanner:
         text = state.text
         consumed = 0
         for match in _CHAIN.finditer(text):
+            if match.lastgroup == "plain":
+                continue
             chain_start, chain_end = match.span()
             if chain_end <= consumed:
-                continue
-            if _PLAIN_CHAIN.fullmatch(text, chain_start, chain_end) is not None:
                 continue
             start = chain_start
             while start > 0 and text[start - 1] in _ASCII_ALNUM:
                 start -= 1
             # A GUID reaches this pass as one chain with at least three of its hyphens.
-            if match.group().count("-") >= 3 and _inside_guid(text, start, chain_end):
+            if text.count("-", chain_start, chain_end) >= 3 and _inside_guid(
+                text, start, chain_end
+            ):
                 continue
             iban_start = start
             if (
@@ -297,7 +317,15 @@ class TextScanner:
             position = max(start, consumed)
             while position < chain_end:
                 found_end = self._try_at(state, position, chain_end)
-                position = _next_group(text, max(found_end, position + 1), chain_end)
+                # Move to the start of the next group of letters and digits, skipping
+                # the rest of the current one unless the finding ended at its edge.
+                position = max(found_end, position + 1)
+                if position < chain_end:
+                    if text[position - 1] in _ASCII_ALNUM:
+                        skip = _GROUP_REST.match(text, position, chain_end)
+                    else:
+                        skip = _SEPARATORS.match(text, position, chain_end)
+                    position = skip.end()  # type: ignore[union-attr]
             consumed = chain_end
 
     def _scan_short_codes(self, state: _ScanState) -> None:
@@ -718,19 +746,6 @@ def _inside_guid(text: str, start: int, end: int) -> bool:
         match.start() <= start < match.end()
         for match in _GUID.finditer(text, window_start, window_end)
     )
-
-
-def _next_group(text: str, position: int, chain_end: int) -> int:
-    """Return the start of the first separator-delimited group at or after ``position``."""
-    while (
-        position < chain_end
-        and text[position] in _ASCII_ALNUM
-        and text[position - 1] in _ASCII_ALNUM
-    ):
-        position += 1
-    while position < chain_end and text[position] not in _ASCII_ALNUM:
-        position += 1
-    return position
 
 
 def _ends_group(text: str, end: int, chain_end: int) -> bool:
