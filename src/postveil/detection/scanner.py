@@ -127,6 +127,10 @@ _PATIENT_NAME = re.compile(
     r"(?:'s)?(?:\s+(?:full\s+)?name)?\s*[:\-]\s*(?P<labelled>" + _NAME + "|" + _CAPS_NAME + r")"
     r"|,?\s+(?P<inline>" + _NAME + r")"
 )
+_NAME_SEPARATOR = re.compile(r"[\s,]+")
+_DATE_SEPARATOR = re.compile(r"[-/.]")
+# _LABELLED_ID tokens are ASCII, so deleting 0-9 leaves everything but the digits.
+_DROP_DIGITS = str.maketrans("", "", "0123456789")
 # Words that follow "Patient" in names of things, not of people ("Patient Portal").
 _NOT_NAMES = frozenset(
     "portal care services service experience safety access advocate advocacy relations "
@@ -236,6 +240,13 @@ _RECIPIENT_WEIGHTS = {
     f"phrase{index}": weight for index, (_, weight) in enumerate(_RECIPIENT_PHRASES)
 }
 
+# Keyword groups whose hits _scan_labelled and _scan_health_words look at.
+_IDENTIFIER_LABEL_GROUPS = ("mrn", "member_id", "account_number", "drivers_license")
+_LABEL_GROUPS = frozenset(
+    _IDENTIFIER_LABEL_GROUPS + ("medicare", "date_of_birth", "phone", "address", "patient")
+)
+_HEALTH_GROUPS = ("condition", "medication", "procedure", "lab_result", "treatment", "care_setting")
+
 # Characters searched around a recipient-phrase anchor word.
 _PHRASE_BEFORE = 100
 _PHRASE_AFTER = 140
@@ -269,10 +280,16 @@ class TextScanner:
         hits = self._keywords.search(lowered)
         state = _ScanState(text, lowered, hits, self._window)
         self._scan_numbers(state)
-        if hits.spans:
+        # Each keyword step runs only when its groups were hit: most texts hit a few
+        # groups, and a step that finds nothing still costs a microsecond or more.
+        found_groups = hits.spans.keys()
+        if "diagnosis_code" in found_groups or "procedure_code" in found_groups:
             self._scan_short_codes(state)
+        if not found_groups.isdisjoint(_LABEL_GROUPS):
             self._scan_labelled(state)
+        if not found_groups.isdisjoint(_HEALTH_GROUPS):
             self._scan_health_words(state)
+        if "recipient_anchor" in found_groups:
             self._scan_recipient_phrases(state)
         if self._custom_rules:
             self._scan_custom(state)
@@ -543,13 +560,13 @@ class TextScanner:
 
     def _scan_labelled(self, state: _ScanState) -> None:
         text, hits = state.text, state.hits
-        for group in ("mrn", "member_id", "account_number", "drivers_license"):
+        for group in _IDENTIFIER_LABEL_GROUPS:
             for keyword_end in hits.ends.get(group, ()):
                 match = _LABELLED_ID.match(text, keyword_end, keyword_end + 60)
                 if match is None:
                     continue
                 token = match.group("id")
-                if len(token) < 5 or sum(char.isdigit() for char in token) < 4:
+                if len(token) < 5 or len(token) - len(token.translate(_DROP_DIGITS)) < 4:
                     continue
                 if v.numeric_date_valid(token):
                     continue
@@ -576,8 +593,9 @@ class TextScanner:
             if match is None:
                 continue
             name = match.group("labelled") or match.group("inline")
-            first_word = re.split(r"[\s,]+", name)[0].lower()
-            last_word = re.split(r"[\s,]+", name)[-1].lower()
+            words = _NAME_SEPARATOR.split(name)
+            first_word = words[0].lower()
+            last_word = words[-1].lower()
             if first_word in _NOT_NAMES or last_word in _NOT_NAMES:
                 continue
             state.add("patient_name", keyword_end, match.end(), 0.8)
@@ -606,14 +624,7 @@ class TextScanner:
     # -- health vocabulary and phrases -------------------------------------------------
 
     def _scan_health_words(self, state: _ScanState) -> None:
-        for group in (
-            "condition",
-            "medication",
-            "procedure",
-            "lab_result",
-            "treatment",
-            "care_setting",
-        ):
+        for group in _HEALTH_GROUPS:
             # Spans sorted by end; a keyword inside a longer one of the same group
             # ("diabetes" in "type 2 diabetes") is one finding, not two.
             spans = state.hits.spans.get(group)
@@ -795,7 +806,7 @@ def _looks_like_zip(text: str, start: int, end: int) -> bool:
 
 
 def _plausible_birth_year(date_text: str) -> bool:
-    parts = re.split(r"[-/.]", date_text)
+    parts = _DATE_SEPARATOR.split(date_text)
     year_text = parts[0] if len(parts[0]) == 4 else parts[2]
     if len(year_text) == 2:
         return True
