@@ -73,6 +73,9 @@ _GROUP_REST = re.compile(r"[0-9A-Za-z]*[^0-9A-Za-z]*")
 _SEPARATORS = re.compile(r"[^0-9A-Za-z]*")
 _IBAN_BEFORE = re.compile(r"(?<![0-9A-Za-z])[A-Z]{2}[0-9]{2}(?: [A-Z0-9]{4}){0,6} $")
 _SHORT_CODE = re.compile(r"(?<![0-9A-Za-z])[A-Z][0-9][0-9A-Z]{1,3}(?![0-9A-Za-z.])")
+# The characters that can end an IBAN group, so the only ones _IBAN_BEFORE accepts
+# before its final space: a lower-case word before a number rules out the search.
+_IBAN_GROUP_CHARS = frozenset("0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ")
 _ASCII_ALNUM = frozenset("0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz")
 
 _GUID = re.compile(r"[0-9A-Fa-f]{8}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{12}")
@@ -319,7 +322,7 @@ class TextScanner:
                 start == chain_start
                 and start >= 2
                 and text[start - 1] == " "
-                and text[start - 2] in _ASCII_ALNUM
+                and text[start - 2] in _IBAN_GROUP_CHARS
             ):
                 # A spaced IBAN whose first groups hold letters ("GB82 WEST 1234 ...")
                 # reaches the number pass at its first all-digit group.
