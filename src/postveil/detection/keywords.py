@@ -46,7 +46,8 @@ class KeywordHits:
 
     ``spans`` lists (start, end) pairs in order of end offset and ``ends`` their end
     offsets in the same order. The start offsets of a group, in ascending order, are
-    sorted on first use, because most scans never look at them.
+    sorted on first use, because most scans never look at them. That cache is written
+    without a lock, so an instance belongs to one scan and one thread.
     """
 
     __slots__ = ("spans", "ends", "_starts")
@@ -60,9 +61,13 @@ class KeywordHits:
 
     def starts(self, group: str) -> list[int]:
         """Return the start offsets of ``group``'s hits in ascending order."""
+        pairs = self.spans.get(group)
+        if not pairs:
+            # Not cached, so the shared empty result (_NO_HITS) is never written to.
+            return []
         starts = self._starts.get(group)
         if starts is None:
-            starts = sorted(start for start, _ in self.spans.get(group, ()))
+            starts = sorted(start for start, _ in pairs)
             self._starts[group] = starts
         return starts
 
@@ -86,8 +91,6 @@ class KeywordHits:
     def any_after(self, group: str, position: int, window: int) -> int | None:
         """Return the start offset of the nearest hit of ``group`` that starts within
         ``window`` characters after ``position``, or ``None``."""
-        if group not in self.spans:
-            return None
         starts = self.starts(group)
         if not starts:
             return None
