@@ -41,23 +41,41 @@ def _is_word_char(char: str) -> bool:
     return char.isalnum() or char == "_"
 
 
-@dataclass(frozen=True)
 class KeywordHits:
     """Whole-word keyword hits in one text, by group.
 
-    ``spans`` lists (start, end) pairs in order of end offset; ``starts`` lists the
-    start offsets in ascending order.
+    ``spans`` lists (start, end) pairs in order of end offset and ``ends`` their end
+    offsets in the same order. The start offsets of a group, in ascending order, are
+    sorted on first use, because most scans never look at them. That cache is written
+    without a lock, so an instance belongs to one scan and one thread.
     """
 
-    spans: Mapping[str, list[tuple[int, int]]]
-    starts: Mapping[str, list[int]]
-    ends: Mapping[str, list[int]]
+    __slots__ = ("spans", "ends", "_starts")
+
+    def __init__(
+        self, spans: Mapping[str, list[tuple[int, int]]], ends: Mapping[str, list[int]]
+    ) -> None:
+        self.spans = spans
+        self.ends = ends
+        self._starts: dict[str, list[int]] = {}
+
+    def starts(self, group: str) -> list[int]:
+        """Return the start offsets of ``group``'s hits in ascending order."""
+        pairs = self.spans.get(group)
+        if not pairs:
+            # Not cached, so the shared empty result (_NO_HITS) is never written to.
+            return []
+        starts = self._starts.get(group)
+        if starts is None:
+            starts = sorted(start for start, _ in pairs)
+            self._starts[group] = starts
+        return starts
 
     def count(self, group: str) -> int:
-        return len(self.starts.get(group, ()))
+        return len(self.spans.get(group, ()))
 
     def positions(self, group: str) -> list[int]:
-        return self.starts.get(group, [])
+        return self.starts(group)
 
     def any_before(self, group: str, position: int, window: int) -> int | None:
         """Return the end offset of the nearest hit of ``group`` that ends within
@@ -73,7 +91,7 @@ class KeywordHits:
     def any_after(self, group: str, position: int, window: int) -> int | None:
         """Return the start offset of the nearest hit of ``group`` that starts within
         ``window`` characters after ``position``, or ``None``."""
-        starts = self.starts.get(group)
+        starts = self.starts(group)
         if not starts:
             return None
         index = bisect.bisect_left(starts, position)
@@ -110,23 +128,33 @@ class KeywordMatcher:
         """Find every whole-word keyword in ``lowered`` (already lower-cased, same
         offsets as the original text)."""
         spans: dict[str, list[tuple[int, int]]] = {}
+        ends: dict[str, list[int]] = {}
         length = len(lowered)
+        # The whole-word checks are written out (not calls to _is_word_char) because
+        # this loop runs once per automaton hit, the commonest event in a scan.
         for last, (size, groups, word_start, word_end) in self._automaton.iter(lowered):
             start = last - size + 1
             end = last + 1
-            if word_start and start > 0 and _is_word_char(lowered[start - 1]):
-                continue
-            if word_end and end < length and _is_word_char(lowered[end]):
-                continue
+            if word_start and start > 0:
+                before = lowered[start - 1]
+                if before.isalnum() or before == "_":
+                    continue
+            if word_end and end < length:
+                after = lowered[end]
+                if after.isalnum() or after == "_":
+                    continue
             for group in groups:
-                spans.setdefault(group, []).append((start, end))
+                group_spans = spans.get(group)
+                if group_spans is None:
+                    spans[group] = [(start, end)]
+                    ends[group] = [end]
+                else:
+                    group_spans.append((start, end))
+                    ends[group].append(end)
         if not spans:
             return _NO_HITS
-        # Automaton hits arrive ordered by end offset, which "any_before" needs;
-        # "any_after" needs the starts sorted.
-        starts = {group: sorted(start for start, _ in pairs) for group, pairs in spans.items()}
-        ends = {group: [end for _, end in pairs] for group, pairs in spans.items()}
-        return KeywordHits(spans, starts, ends)
+        # Automaton hits arrive ordered by end offset, which "any_before" needs.
+        return KeywordHits(spans, ends)
 
 
-_NO_HITS = KeywordHits({}, {}, {})
+_NO_HITS = KeywordHits({}, {})

@@ -45,16 +45,37 @@ class CustomRule:
 # than five characters ("10", "2026", "4pm") cannot be an identifier, so it is not
 # matched at all. The short codes that can be one (I10, G0439) need a keyword anyway,
 # so they are looked for after their keywords instead.
-_CHAIN = re.compile(
+_CHAIN_PATTERN = (
     r"[0-9][0-9A-Za-z]*(?:[-/.][0-9A-Za-z]+|[ ][0-9][0-9A-Za-z]*)+|[0-9][0-9A-Za-z]{4,}"
 )
 # Phone numbers and dates: the commonest chains in mail, and never an identifier by
 # themselves (a date of birth is found from its keyword).
-_PLAIN_CHAIN = re.compile(
-    r"(?:[0-9]{3}[-. ])?[0-9]{3}[-. ][0-9]{4}|[0-9]{4}-[0-9]{2}-[0-9]{2}|[0-9]{1,2}/[0-9]{1,2}/[0-9]{2,4}"
+_PLAIN_CHAIN_PATTERN = (
+    r"(?:[0-9]{3}[-. ])?[0-9]{3}[-. ][0-9]{4}|[0-9]{4}-[0-9]{2}-[0-9]{2}"
+    r"|[0-9]{1,2}/[0-9]{1,2}/[0-9]{2,4}"
 )
+# Both patterns in one, so that a plain chain costs no second regex call: group
+# "plain" is _PLAIN_CHAIN_PATTERN followed by nothing that would extend the chain
+# (a letter or digit, a separator and a letter or digit, a space and a digit). Every
+# plain chain also matches _CHAIN_PATTERN at the same start, and both stop where
+# nothing extends them, so the spans are those of _CHAIN_PATTERN. The first digit
+# is written once outside the alternatives: the regex engine skips ahead to a digit
+# only when the pattern starts with a character class.
+_CHAIN = re.compile(
+    r"[0-9](?:"
+    r"(?P<plain>[0-9]{2}[-. ](?:[0-9]{3}[-. ])?[0-9]{4}|[0-9]{3}-[0-9]{2}-[0-9]{2}"
+    r"|[0-9]?/[0-9]{1,2}/[0-9]{2,4})"
+    r"(?![0-9A-Za-z]|[-/.][0-9A-Za-z]|[ ][0-9])"
+    r"|[0-9A-Za-z]*(?:[-/.][0-9A-Za-z]+|[ ][0-9][0-9A-Za-z]*)+|[0-9A-Za-z]{4,})"
+)
+# The rest of a group of letters and digits, then the separators after it.
+_GROUP_REST = re.compile(r"[0-9A-Za-z]*[^0-9A-Za-z]*")
+_SEPARATORS = re.compile(r"[^0-9A-Za-z]*")
 _IBAN_BEFORE = re.compile(r"(?<![0-9A-Za-z])[A-Z]{2}[0-9]{2}(?: [A-Z0-9]{4}){0,6} $")
 _SHORT_CODE = re.compile(r"(?<![0-9A-Za-z])[A-Z][0-9][0-9A-Z]{1,3}(?![0-9A-Za-z.])")
+# The characters that can end an IBAN group, so the only ones _IBAN_BEFORE accepts
+# before its final space: a lower-case word before a number rules out the search.
+_IBAN_GROUP_CHARS = frozenset("0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ")
 _ASCII_ALNUM = frozenset("0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz")
 
 _GUID = re.compile(r"[0-9A-Fa-f]{8}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{12}")
@@ -109,6 +130,10 @@ _PATIENT_NAME = re.compile(
     r"(?:'s)?(?:\s+(?:full\s+)?name)?\s*[:\-]\s*(?P<labelled>" + _NAME + "|" + _CAPS_NAME + r")"
     r"|,?\s+(?P<inline>" + _NAME + r")"
 )
+_NAME_SEPARATOR = re.compile(r"[\s,]+")
+_DATE_SEPARATOR = re.compile(r"[-/.]")
+# _LABELLED_ID tokens are ASCII, so deleting 0-9 leaves everything but the digits.
+_DROP_DIGITS = str.maketrans("", "", "0123456789")
 # Words that follow "Patient" in names of things, not of people ("Patient Portal").
 _NOT_NAMES = frozenset(
     "portal care services service experience safety access advocate advocacy relations "
@@ -210,9 +235,20 @@ _OTHER_PHRASE = re.compile(
         if not pattern.pattern.startswith(_YOU_PREFIX)
     )
 )
+# Every phrase that does not start with "you" contains one of these words, so a window
+# without them cannot match _OTHER_PHRASE. That alternation has no literal prefix and
+# is tried at every position, so the substring test saves most of its cost.
+_OTHER_PHRASE_WORDS = ("refill", "remind")
 _RECIPIENT_WEIGHTS = {
     f"phrase{index}": weight for index, (_, weight) in enumerate(_RECIPIENT_PHRASES)
 }
+
+# Keyword groups whose hits _scan_labelled and _scan_health_words look at.
+_IDENTIFIER_LABEL_GROUPS = ("mrn", "member_id", "account_number", "drivers_license")
+_LABEL_GROUPS = frozenset(
+    _IDENTIFIER_LABEL_GROUPS + ("medicare", "date_of_birth", "phone", "address", "patient")
+)
+_HEALTH_GROUPS = ("condition", "medication", "procedure", "lab_result", "treatment", "care_setting")
 
 # Characters searched around a recipient-phrase anchor word.
 _PHRASE_BEFORE = 100
@@ -247,10 +283,16 @@ class TextScanner:
         hits = self._keywords.search(lowered)
         state = _ScanState(text, lowered, hits, self._window)
         self._scan_numbers(state)
-        if hits.spans:
+        # Each keyword step runs only when its groups were hit: most texts hit a few
+        # groups, and a step that finds nothing still costs a microsecond or more.
+        found_groups = hits.spans.keys()
+        if "diagnosis_code" in found_groups or "procedure_code" in found_groups:
             self._scan_short_codes(state)
+        if not found_groups.isdisjoint(_LABEL_GROUPS):
             self._scan_labelled(state)
+        if not found_groups.isdisjoint(_HEALTH_GROUPS):
             self._scan_health_words(state)
+        if "recipient_anchor" in found_groups:
             self._scan_recipient_phrases(state)
         if self._custom_rules:
             self._scan_custom(state)
@@ -262,23 +304,25 @@ class TextScanner:
         text = state.text
         consumed = 0
         for match in _CHAIN.finditer(text):
+            if match.lastgroup == "plain":
+                continue
             chain_start, chain_end = match.span()
             if chain_end <= consumed:
-                continue
-            if _PLAIN_CHAIN.fullmatch(text, chain_start, chain_end) is not None:
                 continue
             start = chain_start
             while start > 0 and text[start - 1] in _ASCII_ALNUM:
                 start -= 1
             # A GUID reaches this pass as one chain with at least three of its hyphens.
-            if match.group().count("-") >= 3 and _inside_guid(text, start, chain_end):
+            if text.count("-", chain_start, chain_end) >= 3 and _inside_guid(
+                text, start, chain_end
+            ):
                 continue
             iban_start = start
             if (
                 start == chain_start
                 and start >= 2
                 and text[start - 1] == " "
-                and text[start - 2] in _ASCII_ALNUM
+                and text[start - 2] in _IBAN_GROUP_CHARS
             ):
                 # A spaced IBAN whose first groups hold letters ("GB82 WEST 1234 ...")
                 # reaches the number pass at its first all-digit group.
@@ -293,7 +337,15 @@ class TextScanner:
             position = max(start, consumed)
             while position < chain_end:
                 found_end = self._try_at(state, position, chain_end)
-                position = _next_group(text, max(found_end, position + 1), chain_end)
+                # Move to the start of the next group of letters and digits, skipping
+                # the rest of the current one unless the finding ended at its edge.
+                position = max(found_end, position + 1)
+                if position < chain_end:
+                    if text[position - 1] in _ASCII_ALNUM:
+                        skip = _GROUP_REST.match(text, position, chain_end)
+                    else:
+                        skip = _SEPARATORS.match(text, position, chain_end)
+                    position = skip.end()  # type: ignore[union-attr]
             consumed = chain_end
 
     def _scan_short_codes(self, state: _ScanState) -> None:
@@ -511,13 +563,13 @@ class TextScanner:
 
     def _scan_labelled(self, state: _ScanState) -> None:
         text, hits = state.text, state.hits
-        for group in ("mrn", "member_id", "account_number", "drivers_license"):
+        for group in _IDENTIFIER_LABEL_GROUPS:
             for keyword_end in hits.ends.get(group, ()):
                 match = _LABELLED_ID.match(text, keyword_end, keyword_end + 60)
                 if match is None:
                     continue
                 token = match.group("id")
-                if len(token) < 5 or sum(char.isdigit() for char in token) < 4:
+                if len(token) < 5 or len(token) - len(token.translate(_DROP_DIGITS)) < 4:
                     continue
                 if v.numeric_date_valid(token):
                     continue
@@ -544,8 +596,9 @@ class TextScanner:
             if match is None:
                 continue
             name = match.group("labelled") or match.group("inline")
-            first_word = re.split(r"[\s,]+", name)[0].lower()
-            last_word = re.split(r"[\s,]+", name)[-1].lower()
+            words = _NAME_SEPARATOR.split(name)
+            first_word = words[0].lower()
+            last_word = words[-1].lower()
             if first_word in _NOT_NAMES or last_word in _NOT_NAMES:
                 continue
             state.add("patient_name", keyword_end, match.end(), 0.8)
@@ -574,14 +627,7 @@ class TextScanner:
     # -- health vocabulary and phrases -------------------------------------------------
 
     def _scan_health_words(self, state: _ScanState) -> None:
-        for group in (
-            "condition",
-            "medication",
-            "procedure",
-            "lab_result",
-            "treatment",
-            "care_setting",
-        ):
+        for group in _HEALTH_GROUPS:
             # Spans sorted by end; a keyword inside a longer one of the same group
             # ("diabetes" in "type 2 diabetes") is one finding, not two.
             spans = state.hits.spans.get(group)
@@ -612,7 +658,12 @@ class TextScanner:
             else:
                 windows.append([window_start, window_end])
         for window_start, window_end in windows:
-            for pattern in (_YOU_PHRASE, _OTHER_PHRASE):
+            patterns = [_YOU_PHRASE]
+            for word in _OTHER_PHRASE_WORDS:
+                if lowered.find(word, window_start, window_end) >= 0:
+                    patterns.append(_OTHER_PHRASE)
+                    break
+            for pattern in patterns:
                 for match in pattern.finditer(lowered, window_start, window_end):
                     start = match.start()
                     if start > 0 and lowered[start - 1].isalnum():
@@ -711,19 +762,6 @@ def _inside_guid(text: str, start: int, end: int) -> bool:
     )
 
 
-def _next_group(text: str, position: int, chain_end: int) -> int:
-    """Return the start of the first separator-delimited group at or after ``position``."""
-    while (
-        position < chain_end
-        and text[position] in _ASCII_ALNUM
-        and text[position - 1] in _ASCII_ALNUM
-    ):
-        position += 1
-    while position < chain_end and text[position] not in _ASCII_ALNUM:
-        position += 1
-    return position
-
-
 def _ends_group(text: str, end: int, chain_end: int) -> bool:
     return end >= chain_end or text[end] not in _ASCII_ALNUM
 
@@ -771,7 +809,7 @@ def _looks_like_zip(text: str, start: int, end: int) -> bool:
 
 
 def _plausible_birth_year(date_text: str) -> bool:
-    parts = re.split(r"[-/.]", date_text)
+    parts = _DATE_SEPARATOR.split(date_text)
     year_text = parts[0] if len(parts[0]) == 4 else parts[2]
     if len(year_text) == 2:
         return True

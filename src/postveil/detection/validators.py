@@ -22,6 +22,9 @@ SAMPLE_SSNS = frozenset({"078051120", "219099999", "123456789"})
 
 def digits_of(text: str) -> str:
     """Return ``text`` with every non-digit removed."""
+    if text.isascii() and text.isdigit():
+        # Most candidates are already bare digit runs; the substitution would copy them.
+        return text
     return _NON_DIGITS.sub("", text)
 
 
@@ -249,13 +252,16 @@ def _full_month(number: int) -> str:
     return datetime.date(2000, number, 1).strftime("%B").lower()
 
 
+_DATE_SEPARATOR = re.compile(r"[-/.]")
+
+
 def numeric_date_valid(text: str) -> bool:
     """Check a numeric date written Y-M-D, M/D/Y, D.M.Y or with a 2-digit year.
 
     Any reading that is a real calendar date is enough: 03/04/1970 passes as
     March 4 or April 3.
     """
-    parts = re.split(r"[-/.]", text)
+    parts = _DATE_SEPARATOR.split(text)
     if len(parts) != 3 or not all(part.isdigit() for part in parts):
         return False
     a, b, c = parts
