@@ -169,10 +169,11 @@ def run(keep_running: bool = False) -> int:
         print(f"demo: audit trail:           {world.state_dir / 'audit'}")
         print(f"demo: try  .venv/bin/postveil audit verify --config {config_path}")
         print(f"      and  .venv/bin/postveil audit search --config {config_path} --method pgp")
-        print(
-            f"demo: try  postmap -c {postfix.config_dir} -q {enforce.name} "
-            f"{world.socketmap_table}"
-        )
+        if keep_running:
+            print(
+                f"demo: try  postmap -c {postfix.config_dir} -q {enforce.name} "
+                f"{world.socketmap_table}"
+            )
         print(f"demo: finished in {time.monotonic() - started:.1f}s")
         if keep_running:
             print("demo: running until Ctrl-C")
