@@ -1,7 +1,7 @@
 """The milter's per-configuration state and its decision for one message.
 
 A :class:`MessageProcessor` is built once per configuration (and again on reload). It
-holds the detector, the certificate store, the GnuPG keyring, the domain facts cache
+contains the detector, the certificate store, the GnuPG keyring, the domain facts cache
 and the audit log, and turns one received message into an :class:`Outcome`. It never
 talks to Postfix: the callbacks in :mod:`postveil.milter.session` apply the outcome.
 
@@ -102,9 +102,9 @@ class MessageProcessor:
     def decide(self, raw: bytes, *, queue_id: str, sender: str, recipients: Sequence[str]) -> Outcome:
         """Scan, classify and route one message, and render every version to send.
 
-        Domains unknown to the cache are looked up (through postveil-policyd) only when
-        routing would otherwise pass over TLS for them; then the message is routed
-        again with their facts. Raises TemporaryFailure (cache, lookup, key or
+        A domain unknown to the cache is looked up through postveil-policyd only when
+        routing would otherwise pass over TLS for it. The message is then routed again
+        with the new facts. Raises TemporaryFailure (cache, lookup, key or
         certificate store, encryption) so the caller defers the message.
         """
         verdict = self.detector.scan_message(raw)

@@ -19,7 +19,7 @@ MAX_REPLY = 100_000
 
 
 class TlsLookupFailure(TemporaryFailure):
-    """postveil-policyd did not answer, or answered TEMP, within the time budget."""
+    """postveil-policyd sent no reply, or replied TEMP, within the time budget."""
 
 
 def query_policy(listen: str, domain: str, timeout: float) -> str:
