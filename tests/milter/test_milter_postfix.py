@@ -9,7 +9,7 @@ import time
 import pytest
 
 from postveil.harness.daemons import DaemonProcess
-from postveil.harness.postfix import PrivatePostfix
+from postveil.harness.postfix import PrivatePostfix, SendResult
 from postveil.harness.pytest_plugin import attached_milter, unique_domain
 from postveil.harness.world import World
 
@@ -162,3 +162,37 @@ def test_start_stop_and_decision_are_audited(world: World, postfix: PrivatePostf
     assert records[3]["reason"] == "SIGTERM"
     assert verify.returncode == 0, verify.stdout + verify.stderr
     assert verify.stdout.startswith("ok: 4 records")
+
+
+def test_sigterm_during_end_of_message(world: World, postfix: PrivatePostfix, milter: DaemonProcess) -> None:
+    import threading
+
+    domain = world.add_domain(unique_domain("eom"))
+    recipient = f"gina@{domain.name}"
+    # Dense order and tracking numbers keep the detector busy for about a second or
+    # more, so SIGTERM arrives while the milter is still working on end of message.
+    line = b"Order 48392017 shipped 2026-11-03, tracking 1Z999AA10123456784, ref 55512345678.\r\n"
+    message = sample_message(recipient) + line * 120_000
+    results: list[SendResult] = []
+    sender = threading.Thread(target=lambda: results.append(postfix.send(message, "sender@org.test", [recipient])))
+    assert milter.process is not None
+
+    sender.start()
+    milter.wait_for_log("end of message:", timeout=60)
+    started = time.monotonic()
+    milter.process.send_signal(15)
+    exit_code = milter.process.wait(15)
+    elapsed = time.monotonic() - started
+    sender.join(60)
+
+    assert elapsed < 10.0
+    assert exit_code == 0
+    assert len(results) == 1
+    result = results[0]
+    if result.code == 250:
+        assert "no message in flight; exiting" in milter.log_text()
+        assert postfix.wait_for(result.queue_id, timeout=60).statuses == {recipient: "sent"}
+        assert len(domain.sink.wait_for(1, timeout=60)) == 1
+    else:
+        assert 400 <= result.code < 500, f"expected delivery or a temporary failure, got {result.code}"
+        assert domain.sink.messages == []

@@ -202,6 +202,7 @@ class PostveilMilter(Milter.Base):
         if queue_id and queue_id != self.queue_id:
             self.queue_id = queue_id
             self.log.set_id(queue_id)
+        self.log.debug("end of message: %d body bytes, %d recipient(s)", self.body_size, len(self.recipients))
         if self.oversize:
             result = self._oversize()
         else:
