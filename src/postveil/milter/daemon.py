@@ -30,10 +30,11 @@ import milter as libmilter  # pymilter's C extension
 import sdnotify
 
 from postveil import __version__
-from postveil.config import CONFIG_ENV, DEFAULT_CONFIG_PATH, Config, default_config_path, load_config
+from postveil.config import CONFIG_ENV, DEFAULT_CONFIG_PATH, Config, load_config
 from postveil.config.milter import MilterSection, parse_milter_socket
 from postveil.errors import ConfigError, PostveilError
 from postveil.log import setup_logging
+from postveil.startup import EX_CONFIG, load_daemon_config, start_logging
 from postveil.audit import AuditError, ConfigEvent, DaemonEvent
 from postveil.detection.validators import load_icd10cm
 from postveil.milter.processor import MessageProcessor
@@ -43,10 +44,6 @@ log = logging.getLogger("postveil.milter")
 
 MILTER_NAME = "postveil"
 PROGRAM = "postveil-milter"
-
-EX_CONFIG = 78
-"""Exit status for a configuration the daemon cannot run with (sysexits.h);
-the systemd unit's RestartPreventExitStatus=78 stops restarts that cannot help."""
 
 READY_MESSAGE = "ready, listening on"
 """Logged once the socket has its final mode and group; test harnesses wait for it."""
@@ -500,18 +497,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    try:
-        config = load_config(args.config or default_config_path())
-    except ConfigError as exc:
-        # One line per problem: journald and syslog keep lines, not multi-line records.
-        print(f"{PROGRAM}: {len(exc.problems)} error(s) in {exc.path}; not starting", file=sys.stderr)
-        for problem in exc.problems:
-            print(f"{PROGRAM}: {problem}", file=sys.stderr)
-        return EX_CONFIG
-    try:
-        setup_logging(config.logging, PROGRAM)
-    except OSError as exc:
-        print(f"{PROGRAM}: cannot set up logging to {config.logging.target}: {exc}; not starting", file=sys.stderr)
+    config = load_daemon_config(PROGRAM, args.config)
+    if config is None or not start_logging(PROGRAM, config):
         return EX_CONFIG
     try:
         processor = MessageProcessor(config)

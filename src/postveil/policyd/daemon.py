@@ -28,12 +28,12 @@ from postveil.config import (
     CONFIG_ENV,
     DEFAULT_CONFIG_PATH,
     Config,
-    default_config_path,
     load_config,
 )
 from postveil.config.policyd import PolicydSection
 from postveil.errors import ConfigError, PostveilError
 from postveil.log import setup_logging
+from postveil.startup import EX_CONFIG, load_daemon_config, start_logging
 from postveil.policyd.delegation import PolicyDelegationServer
 from postveil.policyd.dns import DnsClient
 from postveil.policyd.domains import DomainService
@@ -47,10 +47,9 @@ log = logging.getLogger("postveil.policyd")
 
 PROGRAM = "postveil-policyd"
 
-EXIT_CONFIG = 78
-"""Exit status for a configuration the daemon cannot run with (EX_CONFIG in sysexits.h):
-invalid file, logging or audit key unusable, or a listener that cannot be opened. The
-systemd unit's RestartPreventExitStatus=78 stops restarts that cannot help."""
+EXIT_CONFIG = EX_CONFIG
+"""Exit status for a configuration the daemon cannot run with: invalid file, logging
+or audit key unusable, or a listener that cannot be opened."""
 
 READY_MESSAGE = "listening: socketmap on"
 """Start of the line logged once both listeners accept connections."""
@@ -418,20 +417,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    try:
-        config = load_config(args.config or default_config_path())
-    except ConfigError as exc:
-        # One line per problem: journald and syslog keep lines, not multi-line records.
-        print(f"{PROGRAM}: {len(exc.problems)} error(s) in {exc.path}; not starting",
-              file=sys.stderr)
-        for problem in exc.problems:
-            print(f"{PROGRAM}: {problem}", file=sys.stderr)
-        return EXIT_CONFIG
-    try:
-        setup_logging(config.logging, PROGRAM)
-    except OSError as exc:
-        print(f"{PROGRAM}: cannot set up logging to {config.logging.target}: {exc}; not starting",
-              file=sys.stderr)
+    config = load_daemon_config(PROGRAM, args.config)
+    if config is None or not start_logging(PROGRAM, config):
         return EXIT_CONFIG
     log.info("starting with configuration %s (version %s)", config.source, config.version)
     with asyncio.Runner(loop_factory=_new_event_loop) as runner:
