@@ -226,8 +226,8 @@ class PostveilMilter(Milter.Base):
 
         # No delivery without a record: the audit write comes first, and its failure
         # (AuditWriteError, a TemporaryFailure) defers the message.
-        kept = outcome.versions[0].envelope_recipients if outcome.versions else ()
-        self.processor.record(outcome, "accept" if kept else "discard")
+        in_place_recipients = outcome.versions[0].envelope_recipients if outcome.versions else ()
+        self.processor.record(outcome, "accept" if in_place_recipients else "discard")
 
         section = self.config.milter
         for version in outcome.versions[1:]:
@@ -253,7 +253,7 @@ class PostveilMilter(Milter.Base):
         if not outcome.versions:
             self.log.info("no recipient left: message discarded")
             return Milter.DISCARD
-        self._apply_in_place(outcome.versions[0].edits, outcome.versions[0].body, kept)
+        self._apply_in_place(outcome.versions[0].edits, outcome.versions[0].body, in_place_recipients)
         return Milter.ACCEPT
 
     def _assemble(self) -> bytes:
@@ -268,40 +268,55 @@ class PostveilMilter(Milter.Base):
             parts.append(self.body_spool.read())
         return b"".join(parts)
 
-    def _apply_in_place(self, edits: HeaderEdits, body: bytes | None, keep: tuple[str, ...]) -> None:
+    def _apply_in_place(self, edits: HeaderEdits, body: bytes | None, recipients: tuple[str, ...]) -> None:
         """Change the original transaction into the first group's version."""
-        counts: dict[str, int] = {}
-        names: dict[str, str] = {}
-        for name, _ in self.headers:
-            counts[name.lower()] = counts.get(name.lower(), 0) + 1
-            names.setdefault(name.lower(), name)
-        for name in edits.remove:
-            for index in range(counts.get(name.lower(), 0), 0, -1):
-                self.chgheader(names.get(name.lower(), name), index, None)
-            counts[name.lower()] = 0
-        for name, value in edits.replace:
-            present = counts.get(name.lower(), 0)
-            for index in range(present, 1, -1):
-                self.chgheader(names.get(name.lower(), name), index, None)
-            if present:
-                self.chgheader(names.get(name.lower(), name), 1, milter_header_value(value))
-            else:
-                self.addheader(name, milter_header_value(value))
-        for name, value in edits.add:
-            self.addheader(name, milter_header_value(value))
+        self._apply_header_edits(edits)
         if body is not None:
             for start in range(0, len(body), REPLACE_BODY_CHUNK):
                 self.replacebody(body[start : start + REPLACE_BODY_CHUNK])
-        wanted = {address.lower() for address in keep}
-        present = set()
+        self._set_recipients(recipients)
+
+    def _apply_header_edits(self, edits: HeaderEdits) -> None:
+        """Translate remove, replace and add edits into libmilter header calls.
+
+        libmilter addresses a header by name and 1-based index among headers of that
+        name, so occurrences are deleted from the last one down.
+        """
+        counts: dict[str, int] = {}
+        spelling: dict[str, str] = {}
+        for name, _ in self.headers:
+            counts[name.lower()] = counts.get(name.lower(), 0) + 1
+            spelling.setdefault(name.lower(), name)
+
+        for name in edits.remove:
+            for index in range(counts.get(name.lower(), 0), 0, -1):
+                self.chgheader(spelling.get(name.lower(), name), index, None)
+            counts[name.lower()] = 0
+
+        for name, value in edits.replace:
+            occurrences = counts.get(name.lower(), 0)
+            for index in range(occurrences, 1, -1):
+                self.chgheader(spelling.get(name.lower(), name), index, None)
+            if occurrences:
+                self.chgheader(spelling.get(name.lower(), name), 1, milter_header_value(value))
+            else:
+                self.addheader(name, milter_header_value(value))
+
+        for name, value in edits.add:
+            self.addheader(name, milter_header_value(value))
+
+    def _set_recipients(self, recipients: tuple[str, ...]) -> None:
+        """Make ``recipients`` the transaction's envelope recipients (case-insensitive)."""
+        wanted = {address.lower() for address in recipients}
+        already = set()
         for recipient in self.recipients:
             address = bare_address(recipient)
             if address.lower() in wanted:
-                present.add(address.lower())
+                already.add(address.lower())
             else:
                 self.delrcpt(recipient)
-        for address in keep:
-            if address.lower() not in present:
+        for address in recipients:
+            if address.lower() not in already:
                 self.addrcpt(f"<{address}>")
 
     def _log_decisions(self, outcome: Outcome) -> None:
