@@ -142,6 +142,21 @@ def test_domain_check_cli(world: World, tmp_path: Path) -> None:
          domain.name], capture_output=True, text=True, timeout=60)
     assert "MTA-STS:       mode enforce" in text.stdout
     assert f"probe {domain.mx_host}: STARTTLS" in text.stdout
+    assert f"MX:            {domain.mx_host} (10)" in text.stdout
+
+
+def test_domain_check_cli_nonexistent(world: World, tmp_path: Path) -> None:
+    path = tmp_path / "postveil.yaml"
+    path.write_text(yaml.safe_dump(world.base_config()))
+
+    # --config after the action is accepted too, as with `postveil audit`.
+    result = subprocess.run(
+        [sys.executable, "-m", "postveil.cli.main", "domain", "check", "missing-domain.test",
+         "--no-probe", "--config", str(path)], capture_output=True, text=True, timeout=60)
+
+    assert result.returncode == 0, result.stderr
+    assert "MX:            none: the domain does not exist (NXDOMAIN)" in result.stdout
+    assert "policy:        NOTFOUND" in result.stdout
 
 
 async def test_failing_refresh_not_repeated(world: World, tmp_path: Path) -> None:

@@ -14,7 +14,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from postveil.audit import AdminOverride, AuditLog, TlsRequirementChange
-from postveil.config import Config, default_config_path, load_config
+from postveil.config import DEFAULT_CONFIG_PATH, Config, default_config_path, load_config
 from postveil.errors import ConfigError, PostveilError
 from postveil.policyd.daemon import detect_postfix_version
 from postveil.policyd.dane import lookup_dane
@@ -41,7 +41,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         description="Inspect the TLS facts postveil-policyd keeps per recipient domain, "
         "run a live check, or set an administrator override.",
     )
-    parser.add_argument("-c", "--config", help=f"configuration file (default: {default_config_path()})")
+    parser.add_argument(
+        "-c", "--config",
+        help=f"configuration file (default: $POSTVEIL_CONFIG, else {DEFAULT_CONFIG_PATH})",
+    )
     actions = parser.add_subparsers(dest="action", metavar="ACTION", required=True)
 
     check = actions.add_parser("check", help="look the domain up live (DNS, MTA-STS, DANE, probe)")
@@ -66,6 +69,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
     unset = actions.add_parser("unset", help="remove the administrator override of a domain")
     unset.add_argument("domain")
+
+    # Also accept --config after the action, as `postveil audit ACTION --config` does.
+    for action in (check, show, listing, purge, setter, unset):
+        action.add_argument(
+            "-c", "--config", default=argparse.SUPPRESS,
+            help=f"configuration file (default: $POSTVEIL_CONFIG, else {DEFAULT_CONFIG_PATH})",
+        )
 
     parser.set_defaults(handler=run)
 
@@ -179,6 +189,14 @@ async def _check(config: Config, domain: str, as_json: bool, probe: bool) -> int
     facts = DomainFacts(domain, first_seen=now)
     try:
         try:
+            mx = await dns.query(domain, "MX")
+            report["mx"] = sorted(
+                (record.preference, str(record.exchange).rstrip(".")) for record in mx.records
+            )
+            report["nxdomain"] = mx.nxdomain
+        except PostveilError as exc:
+            report["errors"].append(f"MX: {exc}")
+        try:
             records = await dns.txt_strings(f"_mta-sts.{domain}")
             report["mta_sts_txt"] = [record.decode("ascii", "replace") for record in records or []]
             try:
@@ -242,6 +260,11 @@ def _print_report(report: dict[str, Any], as_json: bool) -> None:
     print(f"domain:        {report['domain']}")
     print(f"policy:        {report['socketmap_reply']}")
     print(f"rule:          {report['rule']} ({report['reason']})")
+    if report.get("nxdomain"):
+        print("MX:            none: the domain does not exist (NXDOMAIN)")
+    elif "mx" in report:
+        hosts = ", ".join(f"{host} ({preference})" for preference, host in report["mx"])
+        print(f"MX:            {hosts or 'none: mail goes to the domain address itself (RFC 5321 implicit MX)'}")
 
     if report.get("override"):
         print(f"override:      {report['override']}")
