@@ -83,7 +83,10 @@ def test_certs_import_list_remove(config_file: Path, pki: Pki, capsys) -> None:
 
 def test_certs_import_refuses_unusable(config_file: Path, pki: Pki, capsys) -> None:
     assert main(["certs", "--config", str(config_file), "import", str(pki.expired.cert_path)]) == 1
-    assert "certificate expired" in capsys.readouterr().err
+    error = capsys.readouterr().err
+    assert "certificate expired" in error
+    assert "ask the recipient for a current certificate" in error
+    assert "trust store" not in error
 
     assert main(["certs", "--config", str(config_file), "import", "--force", str(pki.expired.cert_path)]) == 0
     assert "certificate expired" in capsys.readouterr().out

@@ -92,7 +92,7 @@ def _import(store: CertificateStore, section: SmimeSection, file: str, force: bo
     problem = store.check(leaf)
     if problem is not None and not force:
         print(
-            f"postveil certs import: {file}: {problem}; fix the trust store or use --force",
+            f"postveil certs import: {file}: {problem}; {_remedy(problem)}",
             file=sys.stderr,
         )
         return 1
@@ -140,3 +140,12 @@ def _remove(store: CertificateStore, cert_id: str) -> int:
     for other in others:
         print(f"also removed {other.fingerprint}, which was in the same file")
     return 0
+
+
+def _remedy(problem: str) -> str:
+    """Suggest the fix that matches the reason a certificate cannot be used."""
+    if "trust store" in problem:
+        return "add the issuing CA to smime.trust_store, or use --force to store it anyway"
+    if "expired" in problem or "not yet valid" in problem:
+        return "ask the recipient for a current certificate, or use --force to store it anyway"
+    return "ask the recipient for a certificate postveil can encrypt to, or use --force to store it anyway"
