@@ -8,7 +8,6 @@ import sys
 import tempfile
 from pathlib import Path
 
-from postveil.config import default_config_path, load_config
 from postveil.config.smime import SmimeSection
 from postveil.crypto.errors import SmimeFailure
 from postveil.crypto.smime import (
@@ -18,7 +17,7 @@ from postveil.crypto.smime import (
     fingerprint,
     load_pem_certificates,
 )
-from postveil.errors import ConfigError
+from postveil.cli.common import add_config_option, load_cli_config
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -28,9 +27,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         description="Manage the recipient certificates in smime.certificate_dir. A "
         "certificate serves the email addresses in its subjectAltName and subject.",
     )
-    parser.add_argument(
-        "--config", help=f"configuration file (default: $POSTVEIL_CONFIG or {default_config_path()})"
-    )
+    add_config_option(parser)
     actions = parser.add_subparsers(dest="action", metavar="ACTION", required=True)
     actions.add_parser("list", help="list certificates with their addresses and status")
     importer = actions.add_parser("import", help="copy a PEM certificate into the directory")
@@ -50,10 +47,8 @@ def _format(stored: StoredCertificate, status: str) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    try:
-        config = load_config(args.config)
-    except ConfigError as exc:
-        print(str(exc), file=sys.stderr)
+    config = load_cli_config(args.config)
+    if config is None:
         return 1
     section = config.smime
     store = CertificateStore(section.certificate_dir, section.trust_store)

@@ -14,8 +14,9 @@ from datetime import UTC, datetime
 from typing import Any
 
 from postveil.audit import AdminOverride, AuditLog, TlsRequirementChange
-from postveil.config import DEFAULT_CONFIG_PATH, Config, default_config_path, load_config
-from postveil.errors import ConfigError, PostveilError
+from postveil.config import Config
+from postveil.cli.common import add_config_option, load_cli_config
+from postveil.errors import PostveilError
 from postveil.policyd.daemon import detect_postfix_version
 from postveil.policyd.dane import lookup_dane
 from postveil.policyd.dns import DnsClient
@@ -41,10 +42,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         description="Inspect the TLS facts postveil-policyd keeps per recipient domain, "
         "run a live check, or set an administrator override.",
     )
-    parser.add_argument(
-        "-c", "--config",
-        help=f"configuration file (default: $POSTVEIL_CONFIG, else {DEFAULT_CONFIG_PATH})",
-    )
+    add_config_option(parser)
     actions = parser.add_subparsers(dest="action", metavar="ACTION", required=True)
 
     check = actions.add_parser("check", help="look the domain up live (DNS, MTA-STS, DANE, probe)")
@@ -72,22 +70,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
     # Also accept --config after the action, as `postveil audit ACTION --config` does.
     for action in (check, show, listing, purge, setter, unset):
-        action.add_argument(
-            "-c", "--config", default=argparse.SUPPRESS,
-            help=f"configuration file (default: $POSTVEIL_CONFIG, else {DEFAULT_CONFIG_PATH})",
-        )
+        add_config_option(action, default=argparse.SUPPRESS)
 
     parser.set_defaults(handler=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    path = args.config or default_config_path()
-    try:
-        config = load_config(path)
-    except ConfigError as exc:
-        print(f"{path}: invalid configuration, {len(exc.problems)} error(s):", file=sys.stderr)
-        for problem in exc.problems:
-            print(f"  {problem}", file=sys.stderr)
+    config = load_cli_config(args.config)
+    if config is None:
         return 1
     domain: str | None = None
     if getattr(args, "domain", None) is not None:

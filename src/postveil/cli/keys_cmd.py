@@ -7,10 +7,9 @@ import datetime
 import sys
 from pathlib import Path
 
-from postveil.config import default_config_path, load_config
 from postveil.crypto.errors import PgpFailure
 from postveil.crypto.pgp import KeyInfo, PgpKeyring
-from postveil.errors import ConfigError
+from postveil.cli.common import add_config_option, load_cli_config
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -20,9 +19,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         description="Manage the PGP public keys in postveil's GnuPG home (pgp.gnupg_home). "
         "Every imported key is trusted for the email addresses of its user ids.",
     )
-    parser.add_argument(
-        "--config", help=f"configuration file (default: $POSTVEIL_CONFIG or {default_config_path()})"
-    )
+    add_config_option(parser)
     actions = parser.add_subparsers(dest="action", metavar="ACTION", required=True)
     actions.add_parser("list", help="list keys with their addresses and status")
     importer = actions.add_parser("import", help="import public keys from an OpenPGP file")
@@ -43,10 +40,8 @@ def _format_key(key: KeyInfo, status: str) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    try:
-        config = load_config(args.config)
-    except ConfigError as exc:
-        print(str(exc), file=sys.stderr)
+    config = load_cli_config(args.config)
+    if config is None:
         return 1
     keyring = PgpKeyring(config.pgp.gnupg_home, config.pgp.gpg_binary, timeout=config.pgp.timeout)
     try:
