@@ -189,7 +189,7 @@ def run(keep_running: bool = False) -> int:
 def row_for(
     world: World, cast: Cast, sample: Sample, recipient: str, result: SendResult, message_id: str, milter_log: str
 ) -> tuple[str, ...]:
-    """One table row: what postveil decided for ``recipient`` and what arrived where."""
+    """Build one table row: what postveil decided for ``recipient`` and what arrived where."""
     if recipient in result.rejected:
         code, text = result.rejected[recipient]
         return (sample.label, recipient, f"rejected at RCPT ({text.split()[0]})", "-", "not sent")

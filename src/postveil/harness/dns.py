@@ -84,7 +84,7 @@ class DnsFixture:
             suffixes = self._zone.secure_suffixes
             (suffixes.add if enabled else suffixes.discard)(_norm(zone))
 
-    # -- answering -------------------------------------------------------------
+    # -- replies ---------------------------------------------------------------
 
     def answer(self, packet: bytes) -> bytes | None:
         """Build the response to one query packet, or None to stay silent."""
@@ -98,6 +98,7 @@ class DnsFixture:
         if not request.questions:
             reply.header.rcode = RCODE.FORMERR
             return reply.pack()
+
         question = request.q
         name = _norm(str(question.qname))
         rtype = QTYPE.get(question.qtype, str(question.qtype))
@@ -114,6 +115,7 @@ class DnsFixture:
                 answers = list(self._zone.records.get((name, "CNAME"), []))
             exists = any(key[0] == name or key[0].endswith("." + name) for key in self._zone.records)
             secure = any(name == s or name.endswith("." + s) for s in self._zone.secure_suffixes)
+
         for record in answers:
             reply.add_answer(record)
         if not answers and not exists:

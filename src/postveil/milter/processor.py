@@ -5,7 +5,7 @@ contains the detector, the certificate store, the GnuPG keyring, the domain fact
 and the audit log, and turns one received message into an :class:`Outcome`. It never
 talks to Postfix: the callbacks in :mod:`postveil.milter.session` apply the outcome.
 
-Domains without facts: postveil-policyd discovers a domain when Postfix first asks it
+Domains without facts: postveil-policyd discovers a domain when Postfix first queries it
 about the domain, but a message can reach end of data before that finishes. For a
 domain missing from the cache the milter therefore asks postveil-policyd over its
 socketmap, which looks the domain up live and stores the facts before replying,

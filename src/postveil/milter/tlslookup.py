@@ -1,7 +1,7 @@
 """Ask postveil-policyd about a domain the shared cache does not know yet.
 
-postveil-policyd starts discovering a new domain when Postfix asks it at RCPT TO, but
-it answers Postfix at once, so the facts may not be in the cache by end of message. A
+postveil-policyd starts discovering a new domain when Postfix queries it at RCPT TO.
+It replies to Postfix at once, so the facts may not be in the cache by end of message. A
 socketmap query makes postveil-policyd look the domain up live (MTA-STS and DANE,
 within ``policyd.lookup_timeout``) and store the facts before it replies, exactly as
 it does for Postfix's smtp client.
