@@ -121,13 +121,31 @@ def _parse_single_part(raw: bytes) -> email.message.Message | None:
     bare = head.replace(b"\r\n", b"")
     if b"\r" in bare or b"\n" in bare:
         return None
-    message = email.message_from_bytes(head + b"\r\n", policy=email.policy.compat32)
-    if message.defects or message.get_payload() != "":
-        return None
+    # The same steps as email.feedparser for a header block without defects: group
+    # each field with its continuation lines and store it with the policy's parser.
+    policy = email.policy.compat32
+    fields: list[list[str]] = []
+    for line in head.decode("ascii", "surrogateescape").splitlines(keepends=True):
+        if line[0] in " \t":
+            if not fields:
+                return None
+            fields[-1].append(line)
+        elif _FIELD_START.match(line):
+            fields.append([line])
+        else:
+            return None
+    message = email.message.Message(policy=policy)
+    for lines in fields:
+        message.set_raw(*policy.header_source_parse(lines))
     if message.get_content_maintype() in ("multipart", "message"):
         return None
     message.set_payload(raw[end + 4 :].decode("ascii", "surrogateescape"))
     return message
+
+
+# A header field's first line as email.feedparser accepts it without a defect: a name
+# of printable ASCII other than the colon, then the colon. "From " lines are excluded.
+_FIELD_START = re.compile(r"[\041-\071\073-\176]+:")
 
 
 class _Walker:

@@ -377,14 +377,9 @@ class PostveilMilter(Milter.Base):
                 self.addrcpt(f"<{address}>")
 
     def _log_decisions(self, outcome: Outcome) -> None:
+        # The message's class, action, detections and tags are in the audit summary
+        # line that follows (postveil.audit), so only the per-recipient part is here.
         record = outcome.record
-        self.log.info(
-            "class=%s action=%s categories=%s tags=%s",
-            record.message_class,
-            record.action,
-            ",".join(f"{name}:{count}" for name, count in record.detection_categories) or "-",
-            ",".join(record.tags) or "-",
-        )
         for item in record.recipients:
             self.log.info("rcpt=<%s> method=%s reason=%s", item.recipient, item.method or "none", item.reason)
 
