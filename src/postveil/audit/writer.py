@@ -182,6 +182,7 @@ class AuditLog:
         self._head_failing = False
         self._file_sync = _FileSync()
         self._head_seq = 0
+        self._head_cache: tuple[bytes, Head] | None = None
 
     @property
     def key_id(self) -> str:
@@ -499,11 +500,16 @@ class AuditLog:
             return None
         if not raw:
             return None
+        # Unchanged bytes since the last read or write: skip the JSON and HMAC work.
+        if self._head_cache is not None and self._head_cache[0] == raw:
+            return self._head_cache[1]
         try:
-            return parse_head(raw, self._head_path, {self._key.key_id: self._key})
+            head = parse_head(raw, self._head_path, {self._key.key_id: self._key})
         except InvalidHeadError as exc:
             logger.error("audit: ignoring %s: %s", HEAD_NAME, exc)
             return None
+        self._head_cache = (raw, head)
+        return head
 
     def _open_head(self) -> int:
         """Return a descriptor of ``audit.head`` (created empty if missing), or -1 on error.
@@ -665,11 +671,13 @@ class AuditLog:
         fd = self._open_head()
         if fd < 0:
             return
+        line = head_line(head, stamp, self._key)
         try:
-            os.pwrite(fd, head_line(head, stamp, self._key), 0)
+            os.pwrite(fd, line, 0)
         except OSError as exc:
             self._report_head_failure(exc)
             return
+        self._head_cache = (line, head)
         if self._head_failing:
             logger.info("audit: %s is updated again", self._head_path)
             self._head_failing = False
