@@ -18,7 +18,7 @@ import Milter
 import pytest
 
 from postveil.config import load_config
-from postveil.milter.session import QUIET_STEPS, InFlight, PostveilMilter
+from postveil.milter.session import MACROS, QUIET_STEPS, InFlight, PostveilMilter
 
 REPO = Path(__file__).resolve().parents[2]
 EVERY_STEP_FLAG = 0x1FFFFF
@@ -30,6 +30,7 @@ class RecordingContext:
     def __init__(self) -> None:
         self.reply: tuple[Any, ...] | None = None
         self.private: object = None
+        self.macros: dict[int, str] = {}
 
     def setpriv(self, value: object) -> None:
         self.private = value
@@ -40,13 +41,16 @@ class RecordingContext:
     def setreply(self, *reply: Any) -> None:
         self.reply = reply
 
+    def setsymlist(self, stage: int, macros: str) -> None:
+        self.macros[stage] = macros
+
 
 def negotiated(quiet: bool) -> tuple[PostveilMilter, RecordingContext, list[int]]:
     config = load_config(REPO / "conf" / "postveil.yaml")
     session = PostveilMilter(lambda: SimpleNamespace(config=config), InFlight(), quiet=quiet)  # type: ignore[arg-type, return-value]
     context = RecordingContext()
     session._setctx(context)
-    options = [0x1FF, EVERY_STEP_FLAG, 0, 0]
+    options = [0x1FF | Milter.SETSYMLIST, EVERY_STEP_FLAG, 0, 0]
     assert session.negotiate(options) == Milter.CONTINUE
     return session, context, options
 
@@ -59,6 +63,14 @@ def test_quiet_session_skips_replies_up_to_end_of_message() -> None:
 def test_tcp_session_replies_to_every_step() -> None:
     _, _, options = negotiated(quiet=False)
     assert options[1] & QUIET_STEPS == 0
+
+
+def test_only_queue_id_macro_requested() -> None:
+    _, context, _ = negotiated(quiet=True)
+    assert context.macros[Milter.M_ENVRCPT] == "i"
+    assert context.macros[Milter.M_EOM] == "i"
+    assert context.macros[Milter.M_CONNECT] == ""
+    assert set(context.macros) == set(MACROS)
 
 
 def test_failure_without_reply_due_defers_at_end_of_message(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -172,7 +172,7 @@ class MilterDaemon:
         Milter.factory = lambda: PostveilMilter(lambda: self.processor, self.in_flight, quiet=quiet)
         libmilter.set_exception_policy(libmilter.TEMPFAIL)
         Milter.set_flags(
-            Milter.ADDHDRS | Milter.CHGHDRS | Milter.CHGBODY | Milter.ADDRCPT | Milter.DELRCPT | Milter.CHGFROM
+            Milter.ADDHDRS | Milter.CHGHDRS | Milter.CHGBODY | Milter.ADDRCPT | Milter.DELRCPT | Milter.CHGFROM | Milter.SETSYMLIST
         )
         libmilter.set_connect_callback(Milter.connect_callback)
         libmilter.set_helo_callback(lambda ctx, host: ctx.getpriv().hello(host))
@@ -507,8 +507,8 @@ def main(argv: list[str] | None = None) -> int:
     except Exception as exc:
         log.critical("cannot start: %s: %s", type(exc).__name__, exc)
         return EX_CONFIG
-    # The ICD-10-CM list takes about 2 s to load; load it before Postfix can connect,
-    # not during the first message that contains a code-like token.
+    # Load the ICD-10-CM list before Postfix can connect, not during the first
+    # message that contains a code-like token.
     load_icd10cm()
     daemon = MilterDaemon(processor)
     code = daemon.run()

@@ -64,6 +64,19 @@ class InFlight:
 
 REPLACE_BODY_CHUNK = 65536
 
+MACROS: dict[int, tuple[str, ...]] = {
+    Milter.M_CONNECT: (),
+    Milter.M_HELO: (),
+    Milter.M_ENVFROM: ("i",),
+    Milter.M_ENVRCPT: ("i",),
+    Milter.M_DATA: (),
+    Milter.M_EOH: (),
+    Milter.M_EOM: ("i",),
+}
+"""The macros postveil asks Postfix for, by protocol stage: only the queue id. Postfix
+otherwise expands and sends about twenty per message (milter_*_macros), also for the
+steps that QUIET_STEPS skips."""
+
 QUIET_STEPS = (
     Milter.P_NOCONNECT
     | Milter.P_NOHELO
@@ -153,9 +166,16 @@ class PostveilMilter(Milter.Base):
     def negotiate(self, opts: list[int]) -> int:
         offered = opts[1]
         result: int = super().negotiate(opts)
-        if result == Milter.CONTINUE and self._quiet:
+        if result != Milter.CONTINUE:
+            return result
+        if self._quiet:
             opts[1] |= offered & QUIET_STEPS
             self._protocol = opts[1]
+        if self._actions & Milter.SETSYMLIST:
+            for stage, macros in MACROS.items():
+                # NOTE: Milter.Base.setsymlist (pymilter 1.0.5) passes bytes where its
+                # C module takes str and raises TypeError, so the context is called directly.
+                self._ctx.setsymlist(stage, " ".join(macros))
         return result
 
     def _guard(self, step: str, callback: Callable[[], int]) -> int:
