@@ -207,3 +207,18 @@ def test_numeric_date(candidate: str, expected: bool) -> None:
 )
 def test_month_number(name: str, expected: int | None) -> None:
     assert v.month_number(name) == expected
+
+
+def test_icd10cm_code_list_matches_the_package() -> None:
+    """The code list read from the package's text file accepts exactly the items that
+    the package's own lookup accepts, with and without dots."""
+    codes = v._icd10cm_codes()
+    assert codes is not None
+    module = v._icd10cm_module()
+    for code in sorted(codes)[::7]:
+        if "-" in code or not 3 <= len(code) <= 7:
+            continue
+        dotted = code if len(code) == 3 else f"{code[:3]}.{code[3:]}"
+        assert module.is_valid_item(code) and module.is_valid_item(dotted), code
+    for near_miss in ("E119X", "Z00009", "A00.00", "U071A", "B1", "E11.", "C50.9191X"):
+        assert v.icd10cm_exists(near_miss) == module.is_valid_item(near_miss), near_miss
