@@ -13,7 +13,13 @@ import re
 from dataclasses import dataclass
 
 from postveil.detection import validators as v
+from postveil.detection.clinical import (
+    scan_clinical_cues,
+    scan_lab_values,
+    scan_short_lab_values,
+)
 from postveil.detection.keywords import KeywordHits, KeywordMatcher
+from postveil.detection.people import health_span, scan_people
 
 
 @dataclass(frozen=True, slots=True)
@@ -249,6 +255,12 @@ _LABEL_GROUPS = frozenset(
     _IDENTIFIER_LABEL_GROUPS + ("medicare", "date_of_birth", "phone", "address", "patient")
 )
 _HEALTH_GROUPS = ("condition", "medication", "procedure", "lab_result", "treatment", "care_setting")
+# Keyword groups whose hits clinical.scan_lab_values looks at.
+_LAB_GROUPS = frozenset({"lab_test", "lab_test_unit", "lab_unit"})
+# Keyword groups that can produce health findings (people.HEALTH_EVIDENCE). Codes
+# found by the number pass are the other source.
+_EVIDENCE_GROUPS = frozenset({"condition", "medication", "procedure", "lab_result"}) | _LAB_GROUPS
+_CODE_CATEGORIES = ("diagnosis_code", "procedure_code", "ndc")
 
 # Characters searched around a recipient-phrase anchor word.
 _PHRASE_BEFORE = 100
@@ -292,6 +304,17 @@ class TextScanner:
             self._scan_labelled(state)
         if not found_groups.isdisjoint(_HEALTH_GROUPS):
             self._scan_health_words(state)
+        if not found_groups.isdisjoint(_LAB_GROUPS):
+            scan_lab_values(state)
+        if "clinical_cue" in found_groups:
+            scan_clinical_cues(state)
+        # Short test names and patients' names are looked for only around the health
+        # findings made so far, so these steps cost nothing when there are none.
+        if not found_groups.isdisjoint(_EVIDENCE_GROUPS) or state.found_codes():
+            span = health_span(state)
+            if span is not None:
+                scan_short_lab_values(state, span)
+                scan_people(state, span)
         if "recipient_anchor" in found_groups:
             self._scan_recipient_phrases(state)
         if self._custom_rules:
@@ -692,7 +715,7 @@ class TextScanner:
 class _ScanState:
     """Mutable per-call state of one scan; never shared between threads."""
 
-    __slots__ = ("text", "lowered", "hits", "window", "findings", "_last_end", "_starts")
+    __slots__ = ("_last_end", "_starts", "findings", "hits", "lowered", "text", "ties", "window")
 
     def __init__(self, text: str, lowered: str, hits: KeywordHits, window: int) -> None:
         self.text = text
@@ -700,6 +723,9 @@ class _ScanState:
         self.hits = hits
         self.window = window
         self.findings: list[Finding] = []
+        # Offsets of lab values and clinical shorthand, which tie a nearby name to
+        # health information (see people.scan_people).
+        self.ties: list[int] = []
         self._last_end: dict[str, int] = {}
         self._starts: set[int] = set()
 
@@ -707,6 +733,10 @@ class _ScanState:
         self.findings.append(Finding(category, start, end, confidence))
         self._last_end[category] = end
         self._starts.add(start)
+
+    def found_codes(self) -> bool:
+        """Return whether a diagnosis, procedure or drug code was found so far."""
+        return any(category in self._last_end for category in _CODE_CATEGORIES)
 
     def covered(self, position: int) -> bool:
         """Return whether a finding already starts at ``position`` (the same token

@@ -1,0 +1,239 @@
+"""Names of people written the way clinicians write about patients, without a label.
+
+A name alone is never a finding. These patterns say where a name sits relative to a
+keyword hit the scanner already has (an honorific, a cue word, a clinical phrase, an
+age), and the scanner decides whether health information is near enough for the name
+to be a patient's. Every function here reads a few dozen characters at a given offset,
+so the cost is per keyword hit, not per character of the message.
+"""
+
+from __future__ import annotations
+
+import bisect
+import re
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from postveil.detection.scanner import _ScanState
+
+# Findings that are health information about someone: a name counts only within
+# _NEAR characters of one of them.
+HEALTH_EVIDENCE = frozenset(
+    {
+        "condition",
+        "medication",
+        "lab_result",
+        "procedure",
+        "diagnosis_code",
+        "procedure_code",
+        "ndc",
+    }
+)
+_NEAR = 250
+# A possessive name ("Mr. Lee's") ties itself to health information that starts
+# within this many characters after it.
+_POSSESSIVE_REACH = 30
+# Characters searched before a phrase or an age for the name that precedes it.
+_NAME_BEFORE = 60
+
+# One capitalised word of a name: "Lee", "McDonald", "O'Neill", "Gonzalez-Ruiz".
+_WORD = r"[A-Z](?:[a-z]+(?:['\-]?[A-Z][a-z]+)?|'[A-Z][a-z]+)(?![A-Za-z0-9])"
+# Given name, optional middle initial, surname, separated by spaces only: a tab
+# separates table cells, and a line break separates a greeting from the text.
+_FULL = rf"{_WORD}(?: [A-Z]\.)? +{_WORD}"
+_INVERTED = rf"{_WORD}, ?{_WORD}"
+_HONORIFIC = r"(?:Mr|Mrs|Ms|Mx|Miss)\.?"
+
+# A courtesy title, optional given name and the surname, then an optional possessive
+# or an age ("Mrs. Noble, 67," or "Mr. Wren (59 M)"). "Dr." is not a title here: a
+# doctor is not the patient. Titles are searched near health findings only, because
+# as keywords "ms" and "mr" would hit inside many words ("items"). The pattern starts
+# with its literal "M", which the regex engine finds quickly; the character before it
+# is checked in Python.
+HONORIFIC_NAME = re.compile(
+    rf"M(?:rs?|s|x|iss)\.? +(?P<name>(?:{_WORD} +)?{_WORD})"
+    r"(?P<possessive>'s)?"
+    r"(?P<age>(?:, *|,? *\( *)[0-9]{1,3}"
+    r"(?: ?(?:yo|y/o|y\.o\.|-year-old|[MF])(?![A-Za-z])|(?=[,)])))?"
+)
+# After a cue word ("referring", "saw your pt"): the name that follows it.
+NAME_AFTER_CUE = re.compile(
+    rf" +(?:(?i:our|your|my|mutual) +)?(?:(?i:pt|patient)[.:]? +)?(?:{_HONORIFIC} +)?"
+    rf"(?P<name>{_FULL})"
+)
+# Before a phrase such as "was seen" or "presented with": the name that ends there,
+# optionally followed by an aside in brackets ("Ravi Chandran (54M) presented with").
+NAME_BEFORE_CUE = re.compile(rf"(?<![A-Za-z])(?P<name>{_FULL})(?: *\([^()\n]{{1,25}}\))? +$")
+# An age and sex written after a name: "62 yo", "54M", "49F", "71-year-old".
+AGE_SEX = re.compile(r"[0-9]{1,3} ?(?:yo|y/o|y\.o\.|-year-old|[MF])(?![A-Za-z])")
+NAME_BEFORE_AGE = re.compile(rf"(?<![A-Za-z])(?P<name>{_FULL}),? *\(? *$")
+# After "pt" or "patient": a surname alone ("pt Delgado seen today"). Two-word names
+# and "Surname, Given" after these words are found by the labelled patient-name rule.
+SURNAME_AFTER_PATIENT = re.compile(rf"\.?:? +(?:{_HONORIFIC} +)?(?P<name>{_WORD})(?! +{_WORD}|,)")
+# A table cell that holds only a name, in either order, and a row of cells pasted
+# from a spreadsheet (tab-separated).
+NAME_CELL = re.compile(rf" *(?:{_FULL}|{_INVERTED}) *")
+_TABLE_ROW = re.compile(r"[^\n\t]*\t[^\n]*")
+# A pasted table counts when at least this many rows pair a name with health
+# information: one row could be a staff list ("Dana Hollis<TAB>diabetes educator").
+_MIN_TABLE_ROWS = 2
+# A Subject that is a name, after any reply or forward prefixes, optionally followed
+# by a short description: "Re: John Smith", "FW: Pemberton, Gail", "Mr. Lee - labs".
+SUBJECT_NAME = re.compile(
+    rf" *(?:(?i:re|fw|fwd|aw|tr) *: *)*(?:{_HONORIFIC} +)?(?P<name>{_FULL}|{_INVERTED})"
+    r"(?: *(?:[-:,(/][^\n]{0,40})?)? *"
+)
+# Credentials after a name mark a clinician or another professional, not a patient.
+CREDENTIAL_AFTER = re.compile(
+    r",? *(?:MD|DO|RN|NP|PA|PA-C|PharmD|DDS|DMD|PhD|MSN|BSN|LPN|CNM|FNP|MPH)(?![A-Za-z])"
+)
+CLINICIAN_BEFORE = re.compile(r"(?:\b(?:Dr|Doctor|Prof|Professor|Nurse)\.? +)$")
+
+# Capitalised words that start sentences or name places and things, not people; a
+# name with one of them is not a name ("Today Gonzalez", "Room Three").
+NOT_NAME_WORDS = frozenset(
+    "the this that these those our your their his her she he they we it its there here "
+    "today tonight yesterday tomorrow morning afternoon evening night dear hi hello hey "
+    "please thanks thank regards sincerely best kind all team staff room bed unit floor "
+    "ward suite building patient patients pt doctor nurse clinic hospital pharmacy "
+    "monday tuesday wednesday thursday friday saturday sunday january february march april "
+    "may june july august september october november december new old north south east "
+    "west central saint st group center centre program programme department office "
+    "board committee report results result update reminder order invoice account "
+    "portal care services service health medical family general memorial "
+    "emergency surgery surgical oncology cardiology radiology pathology lab labs "
+    "discharge summary admission note notes plan follow".split()
+)
+
+
+def name_is_plausible(name: str) -> bool:
+    """Return whether no word of ``name`` is a sentence opener or a common noun."""
+    for word in re.split(r"[ ,.]+", name):
+        if word and word.lower() in NOT_NAME_WORDS:
+            return False
+    return True
+
+
+def is_clinician(text: str, start: int, end: int) -> bool:
+    """Return whether the name at ``start:end`` is written as a clinician's
+    ("Dr. Jane Hill", "Nadine Ferro, RN")."""
+    if CLINICIAN_BEFORE.search(text, max(0, start - 12), start) is not None:
+        return True
+    return CREDENTIAL_AFTER.match(text, end, end + 12) is not None
+
+
+def subject_names_person(subject: str) -> bool:
+    """Return whether a Subject consists of a person's name, with reply prefixes and
+    at most a short description after it."""
+    match = SUBJECT_NAME.fullmatch(subject)
+    return match is not None and name_is_plausible(match.group("name"))
+
+
+def health_span(state: _ScanState) -> tuple[int, int] | None:
+    """Return the span from _NEAR characters before the first health finding made so
+    far to _NEAR characters after the last, or ``None`` without one. Names and short
+    test names are searched only there."""
+    first = last = -1
+    for finding in state.findings:
+        if finding.category in HEALTH_EVIDENCE:
+            if first < 0 or finding.start < first:
+                first = finding.start
+            last = max(last, finding.start)
+    if first < 0:
+        return None
+    return max(0, first - _NEAR), min(len(state.text), last + _NEAR)
+
+
+def scan_people(state: _ScanState, span: tuple[int, int]) -> None:
+    """Add a ``patient_name`` for every name that the text ties to health information.
+
+    ``span`` is ``health_span``'s result. A name found from a strong cue (a cue word
+    before it, a clinical phrase or an age after it, a table row) needs health
+    information within _NEAR characters. A name found from a weak cue (an honorific,
+    or a surname alone after "pt") also needs a tie there: a lab value, clinical
+    shorthand, or its own possessive right before a health word.
+    """
+    candidates = _candidates(state, span)
+    if not candidates:
+        return
+    evidence = sorted(
+        finding.start for finding in state.findings if finding.category in HEALTH_EVIDENCE
+    )
+    ties = sorted(state.ties)
+    text = state.text
+    for start, end, strong, possessive_end in candidates:
+        if not _within(evidence, start - _NEAR, end + _NEAR):
+            continue
+        if possessive_end >= 0:
+            strong = strong or _within(evidence, possessive_end, possessive_end + _POSSESSIVE_REACH)
+        if not strong and not _within(ties, start - _NEAR, end + _NEAR):
+            continue
+        if state.covered(start):
+            continue
+        if not name_is_plausible(text[start:end]) or is_clinician(text, start, end):
+            continue
+        state.add("patient_name", start, end, 0.7)
+
+
+def _candidates(state: _ScanState, span: tuple[int, int]) -> list[tuple[int, int, bool, int]]:
+    """Return (start, end, strong, end of a possessive or -1) for every name-shaped
+    text next to a cue."""
+    text, hits = state.text, state.hits
+    span_start, span_end = span
+    found: list[tuple[int, int, bool, int]] = []
+    # The name may end a little after the span.
+    for titled in HONORIFIC_NAME.finditer(text, span_start, min(len(text), span_end + 40)):
+        if titled.start() >= span_end:
+            break
+        if titled.start() > 0 and text[titled.start() - 1].isalpha():
+            continue
+        possessive_end = titled.end() if titled.group("possessive") else -1
+        strong = titled.group("age") is not None
+        found.append((titled.start("name"), titled.end("name"), strong, possessive_end))
+    for _, end in hits.spans.get("name_cue", ()):
+        match = NAME_AFTER_CUE.match(text, end, end + 80)
+        if match is not None:
+            found.append((match.start("name"), match.end("name"), True, -1))
+    for start, _ in hits.spans.get("name_cue_after", ()):
+        match = NAME_BEFORE_CUE.search(text, max(0, start - _NAME_BEFORE), start)
+        if match is not None:
+            found.append((match.start("name"), match.end("name"), True, -1))
+    # A surname alone after "pt" is a weak cue, which needs a tie anyway.
+    patient_ends = [end for _, end in hits.spans.get("patient", ())] if state.ties else []
+    for end in patient_ends:
+        match = SURNAME_AFTER_PATIENT.match(text, end, end + 40)
+        if match is not None:
+            found.append((match.start("name"), match.end("name"), False, -1))
+    # Ages are looked for only in texts with clinical shorthand or lab values, where
+    # "Walter Brandt, 62 yo M" is written. The search stops at every digit, which
+    # costs more than the other steps together in number-dense mail.
+    ages = AGE_SEX.finditer(text, span_start, span_end) if state.ties else ()
+    for age in ages:
+        before = max(0, age.start() - _NAME_BEFORE)
+        match = NAME_BEFORE_AGE.search(text, before, age.start())
+        if match is not None:
+            found.append((match.start("name"), match.end("name"), True, -1))
+    if "\t" in text:
+        found.extend(_table_names(text, span))
+    return found
+
+
+def _table_names(text: str, span: tuple[int, int]) -> list[tuple[int, int, bool, int]]:
+    """Return the name cells of tab-separated rows in ``span``. scan_people keeps
+    those with health information near, which in a table also means in or next to
+    their own row."""
+    names: list[tuple[int, int, bool, int]] = []
+    for row in _TABLE_ROW.finditer(text, *span):
+        offset = row.start()
+        for cell in row.group().split("\t"):
+            if NAME_CELL.fullmatch(cell):
+                names.append((offset, offset + len(cell), True, -1))
+                break
+            offset += len(cell) + 1
+    return names if len(names) >= _MIN_TABLE_ROWS else []
+
+
+def _within(positions: list[int], low: int, high: int) -> bool:
+    """Return whether sorted ``positions`` has a value in ``[low, high)``."""
+    index = bisect.bisect_left(positions, low)
+    return index < len(positions) and positions[index] < high
