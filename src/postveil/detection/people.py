@@ -1,6 +1,6 @@
 """Names of people written the way clinicians write about patients, without a label.
 
-A name alone is never a finding. These patterns say where a name sits relative to a
+A name alone is never a finding. These patterns describe where a name sits relative to a
 keyword hit the scanner already has (an honorific, a cue word, a clinical phrase, an
 age), and the scanner decides whether health information is near enough for the name
 to be a patient's. Every function here reads a few dozen characters at a given offset,
@@ -74,13 +74,15 @@ SURNAME_AFTER_PATIENT = re.compile(rf"\.?:? +(?:{_HONORIFIC} +)?(?P<name>{_WORD}
 # from a spreadsheet (tab-separated).
 NAME_CELL = re.compile(rf" *(?:{_FULL}|{_INVERTED}) *")
 _TABLE_ROW = re.compile(r"[^\n\t]*\t[^\n]*")
-# A pasted table counts when at least this many rows pair a name with health
-# information: one row could be a staff list ("Dana Hollis<TAB>diabetes educator").
+# A pasted table counts when at least this many rows pair a name cell with health
+# information in the same row. A single row could be a staff entry ("Dana Hollis<TAB>
+# diabetes educator").
 _MIN_TABLE_ROWS = 2
 # A Subject that is a name, after any reply or forward prefixes, optionally followed
 # by a short description: "Re: John Smith", "FW: Pemberton, Gail", "Mr. Lee - labs".
 SUBJECT_NAME = re.compile(
-    rf" *(?:(?i:re|fw|fwd|aw|tr) *: *)*(?:{_HONORIFIC} +)?(?P<name>{_FULL}|{_INVERTED})"
+    rf" *(?:(?i:re|fw|fwd|aw|tr) *: *)*"
+    rf"(?:{_HONORIFIC} +(?P<titled>(?:{_WORD} +)?{_WORD})|(?P<name>{_FULL}|{_INVERTED}))"
     r"(?: *(?:[-:,(/][^\n]{0,40})?)? *"
 )
 # Credentials after a name mark a clinician or another professional, not a patient.
@@ -89,8 +91,8 @@ CREDENTIAL_AFTER = re.compile(
 )
 CLINICIAN_BEFORE = re.compile(r"(?:\b(?:Dr|Doctor|Prof|Professor|Nurse)\.? +)$")
 
-# Capitalised words that start sentences or name places and things, not people; a
-# name with one of them is not a name ("Today Gonzalez", "Room Three").
+# Capitalised words that start sentences or name places, things and events, not
+# people; a name with one of them is not a name ("Today Gonzalez", "Room Three").
 NOT_NAME_WORDS = frozenset(
     "the this that these those our your their his her she he they we it its there here "
     "today tonight yesterday tomorrow morning afternoon evening night dear hi hello hey "
@@ -102,7 +104,13 @@ NOT_NAME_WORDS = frozenset(
     "board committee report results result update reminder order invoice account "
     "portal care services service health medical family general memorial "
     "emergency surgery surgical oncology cardiology radiology pathology lab labs "
-    "discharge summary admission note notes plan follow".split()
+    "discharge summary admission note notes plan follow "
+    # Words of title-case subjects ("Re: Grand Rounds", "Annual Meeting").
+    "meeting minutes agenda rounds grand club journal review dashboard newsletter annual "
+    "quarterly weekly monthly daily budget training schedule policy holiday party "
+    "invitation webinar conference seminar request question questions notice alert news "
+    "welcome payroll benefits enrollment open quality project contract shipment delivery "
+    "heart failure awareness month day week year".split()
 )
 
 
@@ -126,7 +134,7 @@ def subject_names_person(subject: str) -> bool:
     """Return whether a Subject consists of a person's name, with reply prefixes and
     at most a short description after it."""
     match = SUBJECT_NAME.fullmatch(subject)
-    return match is not None and name_is_plausible(match.group("name"))
+    return match is not None and name_is_plausible(match.group("titled") or match.group("name"))
 
 
 def health_span(state: _ScanState) -> tuple[int, int] | None:
@@ -154,13 +162,16 @@ def scan_people(state: _ScanState, span: tuple[int, int]) -> None:
     shorthand, or its own possessive right before a health word.
     """
     candidates = _candidates(state, span)
-    if not candidates:
+    text = state.text
+    has_table = "\t" in text
+    if not candidates and not has_table:
         return
     evidence = sorted(
         finding.start for finding in state.findings if finding.category in HEALTH_EVIDENCE
     )
+    if has_table:
+        candidates.extend(_table_names(text, span, evidence))
     ties = sorted(state.ties)
-    text = state.text
     for start, end, strong, possessive_end in candidates:
         if not _within(evidence, start - _NEAR, end + _NEAR):
             continue
@@ -177,7 +188,7 @@ def scan_people(state: _ScanState, span: tuple[int, int]) -> None:
 
 def _candidates(state: _ScanState, span: tuple[int, int]) -> list[tuple[int, int, bool, int]]:
     """Return (start, end, strong, end of a possessive or -1) for every name-shaped
-    text next to a cue."""
+    text next to a cue, table rows aside."""
     text, hits = state.text, state.hits
     span_start, span_end = span
     found: list[tuple[int, int, bool, int]] = []
@@ -213,17 +224,18 @@ def _candidates(state: _ScanState, span: tuple[int, int]) -> list[tuple[int, int
         match = NAME_BEFORE_AGE.search(text, before, age.start())
         if match is not None:
             found.append((match.start("name"), match.end("name"), True, -1))
-    if "\t" in text:
-        found.extend(_table_names(text, span))
     return found
 
 
-def _table_names(text: str, span: tuple[int, int]) -> list[tuple[int, int, bool, int]]:
-    """Return the name cells of tab-separated rows in ``span``. scan_people keeps
-    those with health information near, which in a table also means in or next to
-    their own row."""
+def _table_names(
+    text: str, span: tuple[int, int], evidence: list[int]
+) -> list[tuple[int, int, bool, int]]:
+    """Return the name cells of tab-separated rows in ``span`` whose row also holds a
+    health finding, or nothing when fewer than _MIN_TABLE_ROWS rows do."""
     names: list[tuple[int, int, bool, int]] = []
     for row in _TABLE_ROW.finditer(text, *span):
+        if not _within(evidence, row.start(), row.end()):
+            continue
         offset = row.start()
         for cell in row.group().split("\t"):
             if NAME_CELL.fullmatch(cell):
