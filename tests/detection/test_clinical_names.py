@@ -20,15 +20,17 @@ LAB_VALUE_CASES = [
     ("date after test name", "TSH 2026-12-01 order", set(), {"lab_result"}),
 ]
 
+# Short names are looked for only near other health information, in texts that could
+# be about one person (here "pt" or "Mr."), and count only with a unit or a reading.
 SHORT_LAB_CASES = [
-    ("blood pressure reading", "BP 168/94 on amlodipine", {"lab_result"}, set()),
-    ("ejection fraction", "CHF with EF 35%", {"lab_result"}, set()),
-    ("potassium with unit", "K 5.9 mmol/L, holding lisinopril", {"lab_result"}, set()),
-    ("alt with unit", "ALT 88 U/L after atorvastatin", {"lab_result"}, set()),
-    # Short names count only near other health information, and only with a unit.
-    ("bp without health words", "BP 168/94", set(), {"lab_result"}),
-    ("potassium without unit", "K 5.9 on lisinopril", {"medication"}, {"lab_result"}),
-    ("ef inside word", "REF 35% discount on metformin", {"medication"}, {"lab_result"}),
+    ("blood pressure reading", "pt Vance: BP 168/94 on amlodipine", {"lab_result"}, set()),
+    ("ejection fraction", "Mr. Vance, CHF with EF 35%", {"lab_result"}, set()),
+    ("alt with unit", "pt Vance: ALT 88 U/L after atorvastatin", {"lab_result"}, set()),
+    ("potassium through its unit", "pt Vance: K 5.9 mmol/L", {"clinical_context"}, set()),
+    ("bp without health words", "pt Vance: BP 168/94", set(), {"lab_result"}),
+    ("bp without person cue", "BP 168/94 on amlodipine", {"medication"}, {"lab_result"}),
+    ("ef without unit", "pt Vance: EF 35 on metformin", {"medication"}, {"lab_result"}),
+    ("ef inside word", "pt Vance: REF 35% on metformin", {"medication"}, {"lab_result"}),
 ]
 
 CONTEXT_CASES = [

@@ -30,6 +30,20 @@ HEALTH_EVIDENCE = frozenset(
     }
 )
 _NEAR = 250
+# Keyword groups whose hits lead to those findings: health words, lab tests, and the
+# keywords that codes need.
+_EVIDENCE_GROUPS = (
+    "condition",
+    "medication",
+    "procedure",
+    "lab_result",
+    "lab_test",
+    "lab_test_unit",
+    "lab_unit",
+    "diagnosis_code",
+    "procedure_code",
+    "ndc",
+)
 # A possessive name ("Mr. Lee's") ties itself to health information that starts
 # within this many characters after it.
 _POSSESSIVE_REACH = 30
@@ -138,15 +152,21 @@ def subject_names_person(subject: str) -> bool:
 
 
 def health_span(state: _ScanState) -> tuple[int, int] | None:
-    """Return the span from _NEAR characters before the first health finding made so
-    far to _NEAR characters after the last, or ``None`` without one. Names and short
-    test names are searched only there."""
+    """Return the span from _NEAR characters before the first hit of a health keyword
+    group to _NEAR characters after the last, or ``None`` without one. Names and
+    short test names are searched only there. The span is read from the keyword hits
+    because the findings are many more. scan_people checks each name against the
+    findings themselves."""
+    spans = state.hits.spans
     first = last = -1
-    for finding in state.findings:
-        if finding.category in HEALTH_EVIDENCE:
-            if first < 0 or finding.start < first:
-                first = finding.start
-            last = max(last, finding.start)
+    for group in _EVIDENCE_GROUPS:
+        group_spans = spans.get(group)
+        if group_spans:
+            # Hits are ordered by end offset, so these are close to the first and last
+            # starts, and the _NEAR margin covers the difference.
+            if first < 0 or group_spans[0][0] < first:
+                first = group_spans[0][0]
+            last = max(last, group_spans[-1][0])
     if first < 0:
         return None
     return max(0, first - _NEAR), min(len(state.text), last + _NEAR)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import datetime
 import re
+from collections.abc import KeysView
 from dataclasses import dataclass
 
 from postveil.detection import validators as v
@@ -257,10 +258,18 @@ _LABEL_GROUPS = frozenset(
 _HEALTH_GROUPS = ("condition", "medication", "procedure", "lab_result", "treatment", "care_setting")
 # Keyword groups whose hits clinical.scan_lab_values looks at.
 _LAB_GROUPS = frozenset({"lab_test", "lab_test_unit", "lab_unit"})
-# Keyword groups that can produce health findings (people.HEALTH_EVIDENCE). Codes
-# found by the number pass are the other source.
-_EVIDENCE_GROUPS = frozenset({"condition", "medication", "procedure", "lab_result"}) | _LAB_GROUPS
-_CODE_CATEGORIES = ("diagnosis_code", "procedure_code", "ndc")
+# Keyword groups after which the clinical steps run: health words, lab tests, clinical
+# shorthand and code keywords. NOTE: a text whose only health information is a code
+# without its keyword ("E11.9" alone) is not searched for patients' names.
+# Keyword groups that introduce a patient's name (people.py). "patient" is not among
+# them because the labelled patient-name rule covers "Patient: Name". The shorthand
+# "pt" is checked apart.
+_NAME_CUE_GROUPS = frozenset({"name_cue", "name_cue_after"})
+_CLINICAL_GROUPS = (
+    frozenset(_HEALTH_GROUPS)
+    | _LAB_GROUPS
+    | {"clinical_cue", "diagnosis_code", "procedure_code", "ndc"}
+)
 
 # Characters searched around a recipient-phrase anchor word.
 _PHRASE_BEFORE = 100
@@ -304,17 +313,10 @@ class TextScanner:
             self._scan_labelled(state)
         if not found_groups.isdisjoint(_HEALTH_GROUPS):
             self._scan_health_words(state)
-        if not found_groups.isdisjoint(_LAB_GROUPS):
-            scan_lab_values(state)
-        if "clinical_cue" in found_groups:
-            scan_clinical_cues(state)
-        # Short test names and patients' names are looked for only around the health
-        # findings made so far, so these steps cost nothing when there are none.
-        if not found_groups.isdisjoint(_EVIDENCE_GROUPS) or state.found_codes():
-            span = health_span(state)
-            if span is not None:
-                scan_short_lab_values(state, span)
-                scan_people(state, span)
+        # One test for the clinical steps together: most texts hit none of these groups,
+        # and even a set test per step adds up over the many small texts of a message.
+        if not found_groups.isdisjoint(_CLINICAL_GROUPS):
+            self._scan_clinical(state, found_groups)
         if "recipient_anchor" in found_groups:
             self._scan_recipient_phrases(state)
         if self._custom_rules:
@@ -649,6 +651,34 @@ class TextScanner:
 
     # -- health vocabulary and phrases -------------------------------------------------
 
+    def _scan_clinical(self, state: _ScanState, groups: KeysView[str]) -> None:
+        """Run the steps of clinical.py and people.py that the keyword hits call for."""
+        if not groups.isdisjoint(_LAB_GROUPS):
+            scan_lab_values(state)
+        if "clinical_cue" in groups:
+            scan_clinical_cues(state)
+        # Short test names and patients' names are looked for only around the health
+        # findings, and only in texts that could name a patient without a label: with
+        # a cue word, a courtesy title, a pasted table, or clinical shorthand and lab
+        # values (which "pt Surname" and "Name, 62 yo M" need). A text that already
+        # has an identifier and health words gains nothing from short test names.
+        text = state.text
+        person_cue = (
+            not groups.isdisjoint(_NAME_CUE_GROUPS)
+            or "\t" in text
+            or "Mr" in text
+            or "Ms" in text
+            or "Mx" in text
+            or "Miss" in text
+            or any(end - start <= 3 for start, end in state.hits.spans.get("patient", ()))
+        )
+        if not (person_cue or state.ties):
+            return
+        span = health_span(state)
+        if span is not None:
+            scan_short_lab_values(state, span)
+            scan_people(state, span)
+
     def _scan_health_words(self, state: _ScanState) -> None:
         for group in _HEALTH_GROUPS:
             # Spans sorted by end; a keyword inside a longer one of the same group
@@ -733,10 +763,6 @@ class _ScanState:
         self.findings.append(Finding(category, start, end, confidence))
         self._last_end[category] = end
         self._starts.add(start)
-
-    def found_codes(self) -> bool:
-        """Return whether a diagnosis, procedure or drug code was found so far."""
-        return any(category in self._last_end for category in _CODE_CATEGORIES)
 
     def covered(self, position: int) -> bool:
         """Return whether a finding already starts at ``position`` (the same token
