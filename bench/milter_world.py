@@ -13,7 +13,6 @@ import platform
 import sys
 import re
 import shutil
-import socket
 import subprocess
 import time
 from dataclasses import dataclass
@@ -23,7 +22,7 @@ from typing import Any
 import yaml
 
 from postveil.harness.daemons import DaemonProcess
-from postveil.harness.net import allocate_address, free_port
+from postveil.harness.net import allocate_address, free_port, port_open
 from postveil.harness.postfix import PrivatePostfix
 from postveil.harness.world import World
 from postveil.milter.daemon import READY_MESSAGE
@@ -72,14 +71,6 @@ def system_cpu_seconds() -> tuple[float, float]:
     total = sum(fields[:8])  # guest time is already counted in user and nice
     ticks = os.sysconf("SC_CLK_TCK")
     return (total - idle) / ticks, total / ticks
-
-
-def port_open(address: str, port: int) -> bool:
-    try:
-        with socket.create_connection((address, port), timeout=0.5):
-            return True
-    except OSError:
-        return False
 
 
 class ScriptProcess(DaemonProcess):

@@ -5,8 +5,10 @@ so that postveil's own cost can be separated from them. ``--callbacks`` picks wh
 optional callbacks it negotiates:
 
 - ``minimal``: only end of message; Postfix skips every other optional command;
-- ``postveil``: the callbacks postveil-milter negotiates (HELO, envelope, DATA,
-  headers, body, end of message).
+- ``postveil``: the callbacks postveil-milter negotiates on a TCP socket (HELO,
+  envelope, DATA, headers, body, end of message), each with a reply;
+- ``quiet``: the callbacks postveil-milter negotiates on a unix socket (envelope,
+  headers and body without a reply, then end of message).
 
     .venv/bin/python bench/trivial_milter.py --socket inet:9999@127.0.0.1 --callbacks minimal
 """
@@ -56,15 +58,45 @@ class PostveilShapedMilter(Milter.Base):
         return Milter.ACCEPT
 
 
+class QuietMilter(Milter.Base):
+    """Negotiates what postveil-milter does on a unix socket and keeps the body."""
+
+    def __init__(self) -> None:
+        self.chunks: list[bytes] = []
+
+    @Milter.noreply
+    def envfrom(self, mailfrom: str, *params: str) -> int:
+        self.chunks = []
+        return Milter.CONTINUE
+
+    @Milter.noreply
+    def envrcpt(self, recipient: str, *params: str) -> int:
+        return Milter.CONTINUE
+
+    @Milter.noreply
+    def header(self, name: str, value: str) -> int:
+        return Milter.CONTINUE
+
+    @Milter.noreply
+    def body(self, chunk: bytes) -> int:
+        self.chunks.append(chunk)
+        return Milter.CONTINUE
+
+    def eom(self) -> int:
+        return Milter.ACCEPT
+
+
+CLASSES = {"minimal": MinimalMilter, "postveil": PostveilShapedMilter, "quiet": QuietMilter}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--socket", required=True, help="libmilter socket, for example inet:9999@127.0.0.1")
-    parser.add_argument("--callbacks", choices=("minimal", "postveil"), default="postveil")
+    parser.add_argument("--callbacks", choices=tuple(CLASSES), default="postveil")
     args = parser.parse_args()
     if args.socket.startswith("inet") and not args.socket.endswith(("@127.0.0.1", "@localhost", "@[::1]")):
         parser.error("the benchmark milter listens on loopback only: use inet:PORT@127.0.0.1")
-    milter_class = MinimalMilter if args.callbacks == "minimal" else PostveilShapedMilter
-    Milter.factory = milter_class
+    Milter.factory = CLASSES[args.callbacks]
     Milter.set_flags(0)
     # Postfix's smtpd runs as the postfix user: let it connect to a unix socket.
     os.umask(0o000)

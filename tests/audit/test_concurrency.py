@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from postveil.audit import AuditKey, AuditLog, list_log_files, verify_chain
+from postveil.audit.chain import HEAD_NAME, read_head
 from postveil.audit.search import read_records
 from postveil.audit.verify import default_head_for
 from postveil.config.audit import AuditSection
@@ -103,3 +104,97 @@ def test_log_shared_across_fork(
     result = verify_chain(files, {audit_key.key_id: audit_key}, head=default_head_for(files))
     assert result.broken is None, str(result.broken)
     assert result.records == 155
+
+
+GROUP_PROCESSES = 2
+GROUP_THREADS = 4
+GROUP_PER_THREAD = 100
+
+
+def _write_group_commit(section: AuditSection, process_number: int, start: Any) -> None:
+    log = AuditLog(section, f"writer-{process_number}")
+
+    def write(thread_number: int) -> None:
+        for number in range(GROUP_PER_THREAD):
+            log.append(make_decision(number, queue_id=f"G{process_number}T{thread_number}N{number:03d}"))
+
+    threads = [threading.Thread(target=write, args=(index,)) for index in range(GROUP_THREADS)]
+    start.wait()
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    log.close()
+
+
+def test_group_commit_keeps_one_chain_across_rotations(
+    make_section: Callable[..., AuditSection], audit_key: AuditKey
+) -> None:
+    """With fsync always the flush happens outside the locks; records of several
+    processes and threads still form one chain, across rotated files, with a head."""
+    section = make_section(fsync="always", rotate_size="60KB")
+    start = _fork.Event()
+    processes = [
+        _fork.Process(target=_write_group_commit, args=(section, number, start))
+        for number in range(GROUP_PROCESSES)
+    ]
+    for process in processes:
+        process.start()
+    start.set()
+    for process in processes:
+        process.join(timeout=120)
+    assert [process.exitcode for process in processes] == [0] * GROUP_PROCESSES
+
+    total = GROUP_PROCESSES * GROUP_THREADS * GROUP_PER_THREAD
+    files = list_log_files(section.directory)
+    result = verify_chain(files, {audit_key.key_id: audit_key}, head=default_head_for(files))
+    assert result.broken is None, str(result.broken)
+    assert (result.records, result.first_seq, result.last_seq) == (total, 1, total)
+    assert result.head_checked
+    assert len(files) > 1
+
+
+def test_concurrent_appends_share_flushes(
+    make_section: Callable[..., AuditSection], audit_key: AuditKey, monkeypatch: Any
+) -> None:
+    """Appends that write while a flush runs share the next one.
+
+    The test disk flushes in well under a millisecond, so threads would rarely
+    overlap; each real fdatasync is made to take 5 ms longer to stand for a slower
+    disk."""
+    import os
+    import time
+
+    real_fdatasync = os.fdatasync
+    flushes: list[int] = []
+
+    def slow_fdatasync(fd: int) -> None:
+        flushes.append(fd)
+        time.sleep(0.005)
+        real_fdatasync(fd)
+
+    monkeypatch.setattr(os, "fdatasync", slow_fdatasync)
+    section = make_section(fsync="always")
+    log = AuditLog(section, "writer")
+    threads_count, per_thread = 8, 25
+
+    def write(thread_number: int) -> None:
+        for number in range(per_thread):
+            log.append(make_decision(number, queue_id=f"S{thread_number}N{number:03d}"))
+
+    threads = [threading.Thread(target=write, args=(index,)) for index in range(threads_count)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    log.close()
+
+    total = threads_count * per_thread
+    assert len(flushes) < total / 2
+    files = list_log_files(section.directory)
+    result = verify_chain(files, {audit_key.key_id: audit_key}, head=default_head_for(files))
+    assert result.broken is None, str(result.broken)
+    assert result.records == total
+    assert result.head_checked
+    head = read_head(Path(section.directory) / HEAD_NAME, {audit_key.key_id: audit_key})
+    assert head is not None and head.seq == total

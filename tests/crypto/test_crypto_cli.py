@@ -32,7 +32,9 @@ def test_keys_import_list_remove(config_file: Path, gpg_world: GpgWorld, tmp_pat
     fingerprint = gpg_world.fingerprints["alice"]
 
     assert main(["keys", "--config", str(config_file), "import", str(key_file)]) == 0
-    assert f"imported {fingerprint}" in capsys.readouterr().out
+    assert f"imported (new key): {fingerprint}" in capsys.readouterr().out
+    assert main(["keys", "--config", str(config_file), "import", str(key_file)]) == 0
+    assert f"unchanged, already in the keyring: {fingerprint}" in capsys.readouterr().out
 
     assert main(["keys", "--config", str(config_file), "list"]) == 0
     listing = capsys.readouterr().out
@@ -44,6 +46,24 @@ def test_keys_import_list_remove(config_file: Path, gpg_world: GpgWorld, tmp_pat
     assert f"removed {fingerprint}" in capsys.readouterr().out
     assert main(["keys", "--config", str(config_file), "list"]) == 0
     assert fingerprint not in capsys.readouterr().out
+
+
+def test_keys_import_revocation(config_file: Path, gpg_world: GpgWorld, tmp_path: Path, capsys) -> None:
+    fingerprint = gpg_world.fingerprints["dave"]
+    key_file = tmp_path / "dave.asc"
+    key_file.write_bytes(gpg(gpg_world.recipient_home, "--armor", "--export", fingerprint).stdout)
+    assert main(["keys", "--config", str(config_file), "import", str(key_file)]) == 0
+    capsys.readouterr()
+    # gpg writes revocation certificates with a leading colon so they are not imported by accident.
+    revocation = (gpg_world.recipient_home / "openpgp-revocs.d" / f"{fingerprint}.rev").read_bytes()
+    revocation_file = tmp_path / "dave.rev"
+    revocation_file.write_bytes(revocation.replace(b":-----BEGIN", b"-----BEGIN"))
+
+    assert main(["keys", "--config", str(config_file), "import", str(revocation_file)]) == 0
+    output = capsys.readouterr().out
+    assert "applied 1 revocation certificate(s)" in output
+    assert fingerprint in output
+    assert "revoked" in output
 
 
 def test_keys_remove_unknown_id(config_file: Path, capsys) -> None:

@@ -5,7 +5,9 @@ from __future__ import annotations
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from postveil.detection import Detector, Verdict
+from postveil.detection import Detector, Verdict, extract
+from postveil.detection.extract import Extraction
+from tests.detection.corpus_gen import generate
 
 HEADER_LINES = st.sampled_from(
     [
@@ -79,3 +81,29 @@ def test_random_bytes_never_raise(detector: Detector, raw: bytes) -> None:
 @given(text=st.text(max_size=400))
 def test_random_text_never_raises(detector: Detector, text: str) -> None:
     assert isinstance(detector.scan_text(text), Verdict)
+
+
+def _full_parse(raw: bytes) -> Extraction:
+    """Extraction with the single-part shortcut turned off."""
+    original = extract._parse_single_part
+    extract._parse_single_part = lambda raw: None
+    try:
+        return extract.extract_message(raw)
+    finally:
+        extract._parse_single_part = original
+
+
+@settings(max_examples=400, deadline=None)
+@given(raw=malformed_messages())
+def test_single_part_shortcut_reads_what_the_parser_reads(raw: bytes) -> None:
+    assert extract.extract_message(raw) == _full_parse(raw)
+
+
+def test_single_part_shortcut_on_the_corpus() -> None:
+    shortcuts = 0
+    for _, raw, _ in generate(2026, 200):
+        crlf = raw.replace(b"\r\n", b"\n").replace(b"\n", b"\r\n")
+        for message in (raw, crlf):
+            shortcuts += extract._parse_single_part(message) is not None
+            assert extract.extract_message(message) == _full_parse(message)
+    assert shortcuts > 100

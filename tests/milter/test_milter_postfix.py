@@ -10,7 +10,8 @@ import pytest
 
 from postveil.harness.daemons import DaemonProcess
 from postveil.harness.postfix import PrivatePostfix, SendResult
-from postveil.harness.pytest_plugin import attached_milter, unique_domain
+from postveil.harness.net import free_port, port_open
+from postveil.harness.pytest_plugin import attached_milter, postfix_settings, unique_domain
 from postveil.harness.world import World
 
 pytestmark = pytest.mark.postfix
@@ -38,6 +39,33 @@ def test_message_passes_through_to_sink(world: World, postfix: PrivatePostfix, m
     assert received.data.endswith(b"Hello from the harness, caf\xc3\xa9.\r\n")
     assert received.tls_version in ("TLSv1.2", "TLSv1.3")
     assert f"{result.queue_id}: rcpt=<{recipient}> method=plain" in milter.log_text()
+
+
+def test_tcp_socket_routes_like_unix(world: World, postfix: PrivatePostfix) -> None:
+    """On a TCP socket the milter replies to every step (see QUIET_STEPS) and decides
+    as it does on a unix socket."""
+    port = free_port()
+    config = world.base_config()
+    config["milter"]["socket"] = f"inet:{port}@127.0.0.1"
+    domain = world.add_domain(unique_domain("tcp"))
+    recipient = f"amy@{domain.name}"
+    daemon = DaemonProcess(
+        "postveil.milter.daemon",
+        world.write_config(config, "milter-tcp.yaml"),
+        world.log_dir / "milter-tcp.log",
+        ready=lambda: port_open("127.0.0.1", port),
+    ).start()
+    try:
+        with postfix_settings(postfix, smtpd_milters=f"inet:127.0.0.1:{port}"):
+            result = postfix.send(sample_message(recipient), "sender@org.test", [recipient])
+            delivery = postfix.wait_for(result.queue_id)
+    finally:
+        daemon.terminate()
+
+    assert result.code == 250
+    assert delivery.statuses == {recipient: "sent"}
+    assert len(domain.sink.wait_for(1)) == 1
+    assert f"{result.queue_id}: rcpt=<{recipient}> method=plain" in daemon.log_text()
 
 
 def test_milter_down_gives_temporary_failure(world: World, postfix: PrivatePostfix, milter: DaemonProcess) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sqlite3
 import threading
 import uuid
@@ -105,6 +106,22 @@ def test_sqlite_threads_share_cache(tmp_path: Path) -> None:
         thread.join()
     assert results == [FULL] * 4
     cache.close()
+
+
+def test_sqlite_connections_do_not_grow_with_threads(tmp_path: Path) -> None:
+    """pymilter runs every SMTP connection in a new thread; the cache must not keep one
+    SQLite connection (two descriptors) per thread that ever read from it."""
+    cache = SqliteFactsCache(tmp_path / "facts.sqlite3")
+    cache.put(FULL)
+    before = len(os.listdir("/proc/self/fd"))
+    for _ in range(50):
+        thread = threading.Thread(target=lambda: cache.get("example.org"))
+        thread.start()
+        thread.join()
+    assert len(os.listdir("/proc/self/fd")) - before <= 2
+    cache.close()
+    assert cache.get("example.org") == FULL  # a call after close still works, and leaks nothing
+    assert len(os.listdir("/proc/self/fd")) < before
 
 
 def test_sqlite_damaged_record_is_unknown(tmp_path: Path) -> None:

@@ -4,6 +4,11 @@ Each append takes a ``threading.Lock`` (threads of one process) and then
 ``fcntl.flock`` on ``audit.lock`` (processes). Under both locks it reads the last
 record back from the files, so records from the milter and the policy daemon form one
 chain in one order. Rotation happens under the same lock by renaming the active file.
+
+With ``fsync: always`` the flush to disk happens after both locks are released
+(group commit): appends that wrote while another thread's fdatasync ran share the
+next one, so concurrent messages do not queue behind each other's flushes. The
+head file is updated only after the record it names is on disk.
 """
 
 from __future__ import annotations
@@ -108,6 +113,38 @@ def _pread_all(fd: int, length: int, offset: int, path: Path) -> bytes:
     return b"".join(parts)
 
 
+class _FileSync:
+    """Group commit state of one log file (one inode), shared by this process's threads.
+
+    ``written`` counts records written to the file by this process (under the append
+    locks); ``synced`` is the count known to be on disk. Only one fdatasync per file
+    runs at a time; a writer whose record a finished flush already covered returns
+    without one of its own.
+    """
+
+    __slots__ = ("lock", "written", "synced")
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.written = 0
+        self.synced = 0
+
+
+@dataclass(frozen=True)
+class _Unsynced:
+    """A record written under the locks, waiting for its flush and head update."""
+
+    result: AppendResult
+    head: Head
+    stamp: str
+    ticket: int
+    file_sync: _FileSync
+    sync_fd: int
+    """A duplicate descriptor of the record's file, owned by the waiting append."""
+
+    identity: tuple[int, int]
+
+
 class AuditLog:
     """Append records to the audit trail configured by an ``audit`` section.
 
@@ -143,6 +180,9 @@ class AuditLog:
         self._sync_timer: threading.Timer | None = None
         self._closed = False
         self._head_failing = False
+        self._file_sync = _FileSync()
+        self._head_seq = 0
+        self._head_cache: tuple[bytes, Head] | None = None
 
     @property
     def key_id(self) -> str:
@@ -158,7 +198,55 @@ class AuditLog:
                 raise AuditWriteError(f"audit log {self._directory} is closed")
             self._lock_exclusively()
             try:
-                return self._append_locked(record.kind, fields)
+                written = self._append_locked(record.kind, fields)
+            finally:
+                fcntl.flock(self._lock_fd, fcntl.LOCK_UN)
+        if isinstance(written, AppendResult):
+            return written
+        try:
+            self._sync_through(written)
+        finally:
+            os.close(written.sync_fd)
+        self._publish_head(written)
+        return written.result
+
+    def _sync_through(self, written: _Unsynced) -> None:
+        """Return once ``written`` is on disk, by this thread's fdatasync or another's."""
+        state = written.file_sync
+        with state.lock:
+            if state.synced >= written.ticket:
+                return
+            # Every record counted in ``written`` so far is in the page cache, so one
+            # flush covers them all.
+            target = state.written
+            try:
+                os.fdatasync(written.sync_fd)
+            except OSError as exc:
+                raise AuditWriteError(
+                    f"cannot flush {self._active_path} to disk: {exc.strerror}"
+                ) from exc
+            state.synced = max(state.synced, target)
+
+    def _publish_head(self, written: _Unsynced) -> None:
+        """Point ``audit.head`` at ``written`` unless a later record is already there.
+
+        The head is skipped when the file was rotated meanwhile (the writer that
+        rotated names its own record) and when this process already wrote a later
+        one. It may then lag behind the files, which verify accepts.
+        """
+        with self._thread_lock:
+            if self._closed or written.head.seq <= self._head_seq:
+                return
+            self._lock_exclusively()
+            try:
+                try:
+                    status = os.stat(self._active_path)
+                except OSError:
+                    return
+                if (status.st_dev, status.st_ino) != written.identity:
+                    return
+                self._write_head(written.head, written.stamp)
+                self._head_seq = written.head.seq
             finally:
                 fcntl.flock(self._lock_fd, fcntl.LOCK_UN)
 
@@ -194,7 +282,9 @@ class AuditLog:
 
     # --- under the locks ---------------------------------------------------------
 
-    def _append_locked(self, kind: str, fields: dict[str, Any]) -> AppendResult:
+    def _append_locked(self, kind: str, fields: dict[str, Any]) -> AppendResult | _Unsynced:
+        """Write the record; return its result, or with ``fsync: always`` what
+        ``append`` needs to flush it and update the head after the locks."""
         fd = self._open_active()
         size = os.fstat(fd).st_size
         size, last_line = self._read_tail(fd, size)
@@ -222,10 +312,20 @@ class AuditLog:
             size = 0
 
         self._write_record(fd, size, data)
-        self._sync_record(fd)
         digest = line_hash(line)
-        self._write_head(Head(seq=prev_seq + 1, hash=digest, file=ACTIVE_NAME), stamp)
-        return AppendResult(seq=prev_seq + 1, hash=digest, path=str(self._active_path), time=stamp)
+        head = Head(seq=prev_seq + 1, hash=digest, file=ACTIVE_NAME)
+        result = AppendResult(seq=prev_seq + 1, hash=digest, path=str(self._active_path), time=stamp)
+        if self._section.fsync == "always":
+            # Flushed after the locks are released: see _sync_through.
+            assert self._log_identity is not None
+            state = self._file_sync
+            state.written += 1
+            return _Unsynced(
+                result, head, stamp, state.written, state, os.dup(fd), self._log_identity
+            )
+        self._sync_record(fd)
+        self._write_head(head, stamp)
+        return result
 
     def _lock_exclusively(self) -> None:
         """Take the flock on ``audit.lock``, the same file every other writer locks.
@@ -290,6 +390,8 @@ class AuditLog:
             raise AuditWriteError(f"cannot open {self._active_path}: {exc.strerror}") from exc
         self._log_fd = fd
         self._log_identity = (status.st_dev, status.st_ino)
+        # Appends still waiting on the old file keep its state; new ones count here.
+        self._file_sync = _FileSync()
         return fd
 
     def _read_tail(self, fd: int, size: int) -> tuple[int, bytes | None]:
@@ -398,11 +500,16 @@ class AuditLog:
             return None
         if not raw:
             return None
+        # Unchanged bytes since the last read or write: skip the JSON and HMAC work.
+        if self._head_cache is not None and self._head_cache[0] == raw:
+            return self._head_cache[1]
         try:
-            return parse_head(raw, self._head_path, {self._key.key_id: self._key})
+            head = parse_head(raw, self._head_path, {self._key.key_id: self._key})
         except InvalidHeadError as exc:
             logger.error("audit: ignoring %s: %s", HEAD_NAME, exc)
             return None
+        self._head_cache = (raw, head)
+        return head
 
     def _open_head(self) -> int:
         """Return a descriptor of ``audit.head`` (created empty if missing), or -1 on error.
@@ -467,6 +574,16 @@ class AuditLog:
         if target.exists():
             raise AuditWriteError(f"cannot rotate {self._active_path}: {target} already exists")
         self._sync_pending()
+        if self._section.fsync == "always":
+            # Appends of this or another process may still be waiting to flush records
+            # in this file. They must be on disk before any record of the next file is,
+            # or a crash could keep the next file's chain and lose its predecessors.
+            try:
+                os.fdatasync(fd)
+            except OSError as exc:
+                raise AuditWriteError(
+                    f"cannot flush {self._active_path} to disk: {exc.strerror}"
+                ) from exc
         try:
             os.rename(self._active_path, target)
             if self._section.fsync != "never":
@@ -554,11 +671,13 @@ class AuditLog:
         fd = self._open_head()
         if fd < 0:
             return
+        line = head_line(head, stamp, self._key)
         try:
-            os.pwrite(fd, head_line(head, stamp, self._key), 0)
+            os.pwrite(fd, line, 0)
         except OSError as exc:
             self._report_head_failure(exc)
             return
+        self._head_cache = (line, head)
         if self._head_failing:
             logger.info("audit: %s is updated again", self._head_path)
             self._head_failing = False
@@ -603,4 +722,6 @@ class AuditLog:
         self._head_identity = None
         self._unsynced = False
         self._sync_timer = None
+        self._file_sync = _FileSync()
+        self._head_seq = 0
         self._pid = os.getpid()

@@ -63,14 +63,24 @@ def _import(keyring: PgpKeyring, file: str) -> int:
     except OSError as exc:
         print(f"postveil keys import: cannot read {file}: {exc.strerror}", file=sys.stderr)
         return 1
-    fingerprints = keyring.import_keys(data)
+    report = keyring.import_report(data)
     known = {key.fingerprint: key for key in keyring.keys()}
-    for fingerprint in fingerprints:
+
+    def describe(fingerprint: str) -> str:
         key = known.get(fingerprint)
-        if key is not None:
-            print("imported " + _format_key(key, keyring.key_problem(key) or "usable"))
-    if not fingerprints:
-        print("imported a revocation or nothing new")
+        if key is None:
+            return f"{fingerprint}  not in the keyring"
+        return _format_key(key, keyring.key_problem(key) or "usable")
+
+    for fingerprint, changes in report.changes.items():
+        if changes == ("unchanged",):
+            print(f"unchanged, already in the keyring: {describe(fingerprint)}")
+        else:
+            print(f"imported ({', '.join(changes)}): {describe(fingerprint)}")
+    if report.revocations:
+        print(f"applied {report.revocations} revocation certificate(s)")
+        for fingerprint in report.other_keys:
+            print(f"  {describe(fingerprint)}")
     return 0
 
 

@@ -279,19 +279,67 @@ class PgpKeyring:
     def import_keys(self, data: bytes) -> list[str]:
         """Import public keys or revocation certificates; return the fingerprints gpg
         reports (empty for a revocation of a key already present). Secret keys are refused."""
+        return list(self.import_report(data).changes)
+
+    def import_report(self, data: bytes) -> ImportReport:
+        """Import public keys or revocation certificates and report what changed.
+
+        Raises PgpFailure for a file with a secret key, and when gpg imported nothing.
+        """
         if b"PRIVATE KEY BLOCK" in data:
             raise PgpFailure("the file contains a secret key; import only public keys")
         result = self._run("import", lambda gpg: gpg.import_keys(data))
-        changed = int(getattr(result, "n_revoc", 0) or 0) + int(getattr(result, "unchanged", 0) or 0)
-        if not result.fingerprints and not changed:
+        revocations = int(getattr(result, "n_revoc", 0) or 0)
+        unchanged = int(getattr(result, "unchanged", 0) or 0)
+        if not result.fingerprints and not revocations and not unchanged:
             raise PgpFailure(f"gpg imported no key: {_gpg_problem(result)}")
-        return list(dict.fromkeys(result.fingerprints))
+        changes: dict[str, list[str]] = {}
+        for item in getattr(result, "results", []):
+            fingerprint, code = item.get("fingerprint"), item.get("ok")
+            if fingerprint and code is not None:
+                changes.setdefault(fingerprint, []).extend(_import_changes(int(code)))
+        for fingerprint in result.fingerprints:
+            changes.setdefault(fingerprint, [])
+        considered = [
+            line.split()[2]
+            for line in str(getattr(result, "stderr", "") or "").splitlines()
+            if line.startswith("[GNUPG:] KEY_CONSIDERED ") and len(line.split()) > 2
+        ]
+        return ImportReport(
+            {fingerprint: tuple(dict.fromkeys(words)) or ("unchanged",) for fingerprint, words in changes.items()},
+            revocations,
+            tuple(dict.fromkeys(fingerprint for fingerprint in considered if fingerprint not in changes)),
+        )
 
     def remove(self, fingerprint: str) -> None:
         """Delete the public key with the full ``fingerprint``."""
         result = self._run("key deletion", lambda gpg: gpg.delete_keys(fingerprint))
         if str(result) != "ok":
             raise PgpFailure(f"gpg failed to delete key {fingerprint}: {_gpg_problem(result)}")
+
+
+@dataclass(frozen=True)
+class ImportReport:
+    """What one ``import_report`` call changed in the keyring."""
+
+    changes: dict[str, tuple[str, ...]]
+    """Fingerprint -> what gpg changed for that key: "new key", "new user ids",
+    "new signatures", "new subkeys", or "unchanged"."""
+
+    revocations: int
+    """Revocation certificates applied."""
+
+    other_keys: tuple[str, ...] = ()
+    """Fingerprints of keys gpg read but did not list as changed, such as the key
+    that a revocation certificate revoked."""
+
+
+# Bits of the reason in gpg's IMPORT_OK status line (GnuPG doc/DETAILS).
+_IMPORT_BITS = ((1, "new key"), (2, "new user ids"), (4, "new signatures"), (8, "new subkeys"))
+
+
+def _import_changes(code: int) -> list[str]:
+    return [words for bit, words in _IMPORT_BITS if code & bit]
 
 
 def _gpg_problem(result: object) -> str:

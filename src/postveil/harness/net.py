@@ -37,6 +37,16 @@ def free_port(address: str = "127.0.0.1") -> int:
         return int(sock.getsockname()[1])
 
 
+def port_open(address: str, port: int) -> bool:
+    """Return whether something accepts TCP connections on ``address``:``port``."""
+    assert_loopback(address)
+    try:
+        with socket.create_connection((address, port), timeout=0.5):
+            return True
+    except OSError:
+        return False
+
+
 def assert_loopback(address: str) -> None:
     """Raise ValueError unless ``address`` is in 127.0.0.0/8 or is ::1."""
     if not (address.startswith("127.") or address in ("::1", "localhost")):

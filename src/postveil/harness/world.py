@@ -28,7 +28,7 @@ from cryptography.hazmat.primitives import serialization
 from postveil.harness.daemons import DaemonProcess
 from postveil.harness.dns import DnsFixture
 from postveil.harness.https import HttpsFixture
-from postveil.harness.net import allocate_address, free_port
+from postveil.harness.net import allocate_address, free_port, port_open
 from postveil.harness.pki import TestPKI
 from postveil.harness.postfix import PrivatePostfix
 from postveil.harness.smtp import SmtpSink, TlsMode
@@ -268,7 +268,7 @@ class World:
         config_path = config_path or self.write_config()
 
         def listening() -> bool:
-            return _port_open(self.socketmap_port) and _port_open(self.policy_port)
+            return port_open("127.0.0.1", self.socketmap_port) and port_open("127.0.0.1", self.policy_port)
 
         daemon = DaemonProcess(
             "postveil.policyd.daemon", config_path, self.log_dir / "policyd.log", ready=listening
@@ -316,16 +316,6 @@ class World:
             self.postfix.configure(smtpd_milters=None)
         elif name == "policyd":
             self.postfix.configure(smtp_tls_policy_maps=None, smtpd_recipient_restrictions=None)
-
-
-def _port_open(port: int) -> bool:
-    import socket
-
-    try:
-        with socket.create_connection(("127.0.0.1", port), timeout=0.5):
-            return True
-    except OSError:
-        return False
 
 
 def _stop_gpg_agents(directory: Path) -> None:

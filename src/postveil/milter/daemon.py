@@ -167,7 +167,9 @@ class MilterDaemon:
     # -- libmilter ---------------------------------------------------------------
 
     def _register(self) -> None:
-        Milter.factory = lambda: PostveilMilter(lambda: self.processor, self.in_flight)
+        # On a unix socket only end of message waits for the milter (QUIET_STEPS).
+        quiet = parse_milter_socket(self.config.milter.socket)[0] == "unix"
+        Milter.factory = lambda: PostveilMilter(lambda: self.processor, self.in_flight, quiet=quiet)
         libmilter.set_exception_policy(libmilter.TEMPFAIL)
         Milter.set_flags(
             Milter.ADDHDRS | Milter.CHGHDRS | Milter.CHGBODY | Milter.ADDRCPT | Milter.DELRCPT | Milter.CHGFROM

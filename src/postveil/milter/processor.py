@@ -21,7 +21,6 @@ import logging
 import re
 import time
 from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor
 
 from postveil.audit import AuditLog, MessageDecision
 from postveil.audit import RecipientDecision as AuditRecipient
@@ -30,7 +29,6 @@ from postveil.crypto.pipeline import Outcome, TlsRequirement, build_context, pro
 from postveil.detection import Detector
 from postveil.milter.tlslookup import TlsLookupFailure, query_policy
 from postveil.tlsfacts import DomainFacts, FactsCache, open_cache, tls_requirement
-from postveil.tlsfacts.cache import SqliteFactsCache
 
 log = logging.getLogger("postveil.milter")
 
@@ -48,18 +46,8 @@ class MessageProcessor:
         self.context = build_context(config)
         self.cache = cache if cache is not None else open_cache(config.policyd)
         self.audit = audit if audit is not None else AuditLog(config.audit, program="postveil-milter")
-        # SqliteFactsCache keeps one connection per Python thread state and closes none
-        # before close(). pymilter (1.0.5) creates a new thread state for every SMTP
-        # connection, so reading from the callbacks opened, and kept, one database
-        # connection with two file descriptors per SMTP connection. One long-lived
-        # thread does all SQLite reads instead. Redis clients share a pool and need none.
-        self._cache_reader: ThreadPoolExecutor | None = None
-        if isinstance(self.cache, SqliteFactsCache):
-            self._cache_reader = ThreadPoolExecutor(max_workers=1, thread_name_prefix="facts-cache")
 
     def close(self) -> None:
-        if self._cache_reader is not None:
-            self._cache_reader.shutdown(wait=True)
         self.cache.close()
         self.audit.close()
 
@@ -85,12 +73,7 @@ class MessageProcessor:
         return {recipient: by_domain[recipient_domain(recipient)] for recipient in recipients}
 
     def _read_facts(self, domains: Sequence[str]) -> dict[str, DomainFacts | None]:
-        """Read each domain's facts from the cache (None: not in it), through the reader thread."""
-        if self._cache_reader is None:
-            return self._get_facts(domains)
-        return self._cache_reader.submit(self._get_facts, domains).result()
-
-    def _get_facts(self, domains: Sequence[str]) -> dict[str, DomainFacts | None]:
+        """Read each domain's facts from the cache (None: not in it)."""
         return {domain: self.cache.get(domain) for domain in domains}
 
     def _domain_requirement(self, domain: str, facts: DomainFacts | None, now: float, looked_up: bool) -> TlsRequirement:

@@ -64,6 +64,22 @@ class InFlight:
 
 REPLACE_BODY_CHUNK = 65536
 
+QUIET_STEPS = (
+    Milter.P_NOCONNECT
+    | Milter.P_NOHELO
+    | Milter.P_NODATA
+    | Milter.P_NR_MAIL
+    | Milter.P_NR_RCPT
+    | Milter.P_NR_HDR
+    | Milter.P_NR_BODY
+)
+"""Protocol steps skipped, or sent without waiting for a reply, on a unix socket.
+
+Only end of message then needs a round trip. Postfix never waits for the milter
+before then, so a failure in an earlier step is kept and given at end of message.
+Not used on TCP sockets: there a message sent with no reply due can sit in Postfix's
+Nagle buffer until the milter's delayed ACK, about 40 ms on Linux loopback."""
+
 
 @Milter.header_leading_space
 class PostveilMilter(Milter.Base):
@@ -73,9 +89,13 @@ class PostveilMilter(Milter.Base):
     message handed to detection and encryption is byte for byte what the sender wrote.
     """
 
-    def __init__(self, get_processor: Callable[[], MessageProcessor], in_flight: InFlight) -> None:
+    def __init__(
+        self, get_processor: Callable[[], MessageProcessor], in_flight: InFlight, *, quiet: bool = False
+    ) -> None:
         self._get_processor = get_processor
         self._in_flight = in_flight
+        self._quiet = quiet
+        self._deferred_reply: tuple[str, str, str] | None = None
         self.connection_id = f"conn{next(_connection_ids)}"
         self.log = MessageLogger(log, self.connection_id)
         self.processor: MessageProcessor = get_processor()
@@ -105,8 +125,38 @@ class PostveilMilter(Milter.Base):
     def _tempfail(self, reason: str) -> int:
         """Reply 451 4.3.0 with a generic text; the details go to the log only."""
         self.log.error("temporary failure: %s", reason)
-        self.setreply("451", "4.3.0", "postveil could not process this message, try again later")
+        return self._defer("451", "4.3.0", "postveil could not process this message, try again later")
+
+    def _defer(self, code: str, xcode: str, text: str) -> int:
+        """Set a temporary failure reply, kept for end of message if Postfix is not
+        waiting for a reply to the current step."""
+        self._deferred_reply = (code, xcode, text)
+        self.setreply(code, xcode, text)
         return Milter.TEMPFAIL
+
+    def _quiet_step(self, step: str, flag: int, callback: Callable[[], int]) -> int:
+        """Run a step that may have been negotiated without a reply (``flag``).
+
+        After a failure in such a step the message is only waited out: later steps do
+        nothing, and end of message gives the kept temporary failure.
+        """
+        if self._deferred_reply is not None and self._protocol & flag:
+            return Milter.NOREPLY
+        result = self._guard(step, callback)
+        if not self._protocol & flag:
+            return result
+        if result != Milter.CONTINUE and self._deferred_reply is None:
+            self.log.error("%s returned %s with no reply due: deferring the message", step, result)
+            self._deferred_reply = ("451", "4.3.0", "postveil could not process this message, try again later")
+        return Milter.NOREPLY
+
+    def negotiate(self, opts: list[int]) -> int:
+        offered = opts[1]
+        result: int = super().negotiate(opts)
+        if result == Milter.CONTINUE and self._quiet:
+            opts[1] |= offered & QUIET_STEPS
+            self._protocol = opts[1]
+        return result
 
     def _guard(self, step: str, callback: Callable[[], int]) -> int:
         try:
@@ -140,14 +190,15 @@ class PostveilMilter(Milter.Base):
         return Milter.CONTINUE
 
     def envfrom(self, mailfrom: str, *params: str) -> int:
-        return self._guard("MAIL FROM", lambda: self._envfrom(mailfrom))
+        # A new message: nothing kept from an earlier one applies.
+        self._deferred_reply = None
+        return self._quiet_step("MAIL FROM", Milter.P_NR_MAIL, lambda: self._envfrom(mailfrom))
 
     def _envfrom(self, mailfrom: str) -> int:
         self._finish_message()
         if self._in_flight.stopping:
             self.log.info("shutting down: new message deferred")
-            self.setreply("421", "4.3.2", "postveil is restarting, try again later")
-            return Milter.TEMPFAIL
+            return self._defer("421", "4.3.2", "postveil is restarting, try again later")
         self.processor = self._get_processor()
         self.config = self.processor.config
         self._in_flight.enter()
@@ -160,7 +211,7 @@ class PostveilMilter(Milter.Base):
         return Milter.CONTINUE
 
     def envrcpt(self, recipient: str, *params: str) -> int:
-        return self._guard("RCPT TO", lambda: self._envrcpt(recipient))
+        return self._quiet_step("RCPT TO", Milter.P_NR_RCPT, lambda: self._envrcpt(recipient))
 
     def _envrcpt(self, recipient: str) -> int:
         # With Postfix's default smtpd_delay_open_until_valid_rcpt = yes the queue id
@@ -175,14 +226,14 @@ class PostveilMilter(Milter.Base):
 
     @Milter.decode("bytes")
     def header(self, name: str, value: bytes) -> int:
-        return self._guard("header", lambda: self._header(name, value))
+        return self._quiet_step("header", Milter.P_NR_HDR, lambda: self._header(name, value))
 
     def _header(self, name: str, value: bytes) -> int:
         self.headers.append((name, value))
         return Milter.CONTINUE
 
     def body(self, chunk: bytes) -> int:
-        return self._guard("body", lambda: self._body(chunk))
+        return self._quiet_step("body", Milter.P_NR_BODY, lambda: self._body(chunk))
 
     def _body(self, chunk: bytes) -> int:
         self.body_size += len(chunk)
@@ -195,6 +246,12 @@ class PostveilMilter(Milter.Base):
         return Milter.CONTINUE
 
     def eom(self) -> int:
+        if self._deferred_reply is not None:
+            # An earlier step failed while Postfix was not waiting for its reply.
+            self.setreply(*self._deferred_reply)
+            self._deferred_reply = None
+            self._finish_message()
+            return Milter.TEMPFAIL
         return self._guard("end of message", self._eom)
 
     def _eom(self) -> int:
@@ -320,14 +377,9 @@ class PostveilMilter(Milter.Base):
                 self.addrcpt(f"<{address}>")
 
     def _log_decisions(self, outcome: Outcome) -> None:
+        # The message's class, action, detections and tags are in the audit summary
+        # line that follows (postveil.audit), so only the per-recipient part is here.
         record = outcome.record
-        self.log.info(
-            "class=%s action=%s categories=%s tags=%s",
-            record.message_class,
-            record.action,
-            ",".join(f"{name}:{count}" for name, count in record.detection_categories) or "-",
-            ",".join(record.tags) or "-",
-        )
         for item in record.recipients:
             self.log.info("rcpt=<%s> method=%s reason=%s", item.recipient, item.method or "none", item.reason)
 
@@ -345,6 +397,7 @@ class PostveilMilter(Milter.Base):
 
     def abort(self) -> int:
         self.log.debug("message aborted by the client or Postfix")
+        self._deferred_reply = None
         self._finish_message()
         return Milter.CONTINUE
 

@@ -10,6 +10,7 @@ store cannot be read or written; callers answer with a temporary failure.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -84,6 +85,10 @@ def _decode(domain: str, raw: str | bytes) -> DomainFacts | None:
         return None
 
 
+_MAX_IDLE_CONNECTIONS = 16
+"""Idle SQLite connections kept open; more than this many at once are closed after use."""
+
+
 class SqliteFactsCache(FactsCache):
     """One SQLite file in WAL mode; readers in other processes never block the writer."""
 
@@ -101,77 +106,97 @@ class SqliteFactsCache(FactsCache):
     def __init__(self, path: str | os.PathLike[str], *, busy_timeout: float = 5.0) -> None:
         self.path = str(path)
         self._busy_timeout = busy_timeout
-        self._local = threading.local()
-        self._connections: list[sqlite3.Connection] = []
+        # Connections not in use. A call takes one (or opens one), uses it alone and
+        # puts it back, so threads never share a connection at the same time and
+        # never wait for each other in Python. Thread-local connections would leak:
+        # pymilter gives every SMTP connection a new thread state.
+        self._idle: list[sqlite3.Connection] = []
         self._lock = threading.Lock()
+        self._closed = False
         Path(self.path).parent.mkdir(parents=True, exist_ok=True)
-        connection = self._connection()
         try:
-            with connection:
+            with self._connection() as connection, connection:
                 for statement in self._SCHEMA:
                     connection.execute(statement)
         except sqlite3.Error as exc:
             raise CacheError(f"cannot initialise cache {self.path}: {exc}") from exc
 
-    def _connection(self) -> sqlite3.Connection:
-        connection: sqlite3.Connection | None = getattr(self._local, "connection", None)
+    @contextlib.contextmanager
+    def _connection(self) -> Iterator[sqlite3.Connection]:
+        """Lend a connection to the calling thread for the duration of the block."""
+        with self._lock:
+            connection = self._idle.pop() if self._idle else None
         if connection is None:
-            try:
-                connection = sqlite3.connect(
-                    self.path, timeout=self._busy_timeout, isolation_level=None,
-                    check_same_thread=False,
-                )
-                connection.execute("PRAGMA journal_mode=WAL")
-                connection.execute("PRAGMA synchronous=NORMAL")
-            except sqlite3.Error as exc:
-                raise CacheError(f"cannot open cache {self.path}: {exc}") from exc
-            self._local.connection = connection
+            connection = self._open()
+        try:
+            yield connection
+        finally:
             with self._lock:
-                self._connections.append(connection)
+                keep = not self._closed and len(self._idle) < _MAX_IDLE_CONNECTIONS
+                if keep:
+                    self._idle.append(connection)
+            if not keep:
+                connection.close()
+
+    def _open(self) -> sqlite3.Connection:
+        try:
+            connection = sqlite3.connect(
+                self.path, timeout=self._busy_timeout, isolation_level=None,
+                check_same_thread=False,
+            )
+            connection.execute("PRAGMA journal_mode=WAL")
+            connection.execute("PRAGMA synchronous=NORMAL")
+        except sqlite3.Error as exc:
+            raise CacheError(f"cannot open cache {self.path}: {exc}") from exc
         return connection
 
     def get(self, domain: str) -> DomainFacts | None:
         try:
-            row = self._connection().execute(
-                "SELECT facts FROM domains WHERE domain = ?", (domain,)
-            ).fetchone()
+            with self._connection() as connection:
+                row = connection.execute(
+                    "SELECT facts FROM domains WHERE domain = ?", (domain,)
+                ).fetchone()
         except sqlite3.Error as exc:
             raise CacheError(f"cannot read cache {self.path}: {exc}") from exc
         return None if row is None else _decode(domain, row[0])
 
     def put(self, facts: DomainFacts) -> None:
         try:
-            self._connection().execute(
-                "INSERT INTO domains (domain, facts, updated_at) VALUES (?, ?, ?)"
-                " ON CONFLICT (domain) DO UPDATE SET facts = excluded.facts,"
-                " updated_at = excluded.updated_at",
-                (facts.domain, facts.to_json(), time.time()),
-            )
+            with self._connection() as connection:
+                connection.execute(
+                    "INSERT INTO domains (domain, facts, updated_at) VALUES (?, ?, ?)"
+                    " ON CONFLICT (domain) DO UPDATE SET facts = excluded.facts,"
+                    " updated_at = excluded.updated_at",
+                    (facts.domain, facts.to_json(), time.time()),
+                )
         except sqlite3.Error as exc:
             raise CacheError(f"cannot write cache {self.path}: {exc}") from exc
 
     def delete(self, domain: str) -> bool:
         try:
-            cursor = self._connection().execute("DELETE FROM domains WHERE domain = ?", (domain,))
+            with self._connection() as connection:
+                cursor = connection.execute("DELETE FROM domains WHERE domain = ?", (domain,))
         except sqlite3.Error as exc:
             raise CacheError(f"cannot write cache {self.path}: {exc}") from exc
         return cursor.rowcount > 0
 
     def domains(self) -> list[str]:
         try:
-            rows = self._connection().execute("SELECT domain FROM domains ORDER BY domain")
-            return [row[0] for row in rows]
+            with self._connection() as connection:
+                rows = connection.execute("SELECT domain FROM domains ORDER BY domain")
+                return [row[0] for row in rows]
         except sqlite3.Error as exc:
             raise CacheError(f"cannot read cache {self.path}: {exc}") from exc
 
     def add_event(self, event: RequirementEvent) -> None:
         try:
-            self._connection().execute(
-                "INSERT INTO events (at, domain, old_level, new_level, rule, reason)"
-                " VALUES (?, ?, ?, ?, ?, ?)",
-                (event.at, event.domain, event.old_level, event.new_level, event.rule,
-                 event.reason),
-            )
+            with self._connection() as connection:
+                connection.execute(
+                    "INSERT INTO events (at, domain, old_level, new_level, rule, reason)"
+                    " VALUES (?, ?, ?, ?, ?, ?)",
+                    (event.at, event.domain, event.old_level, event.new_level, event.rule,
+                     event.reason),
+                )
         except sqlite3.Error as exc:
             raise CacheError(f"cannot write cache {self.path}: {exc}") from exc
 
@@ -183,17 +208,18 @@ class SqliteFactsCache(FactsCache):
             parameters = (domain,)
         query += " ORDER BY at DESC, rowid DESC LIMIT ?"
         try:
-            rows = self._connection().execute(query, parameters + (limit,)).fetchall()
+            with self._connection() as connection:
+                rows = connection.execute(query, parameters + (limit,)).fetchall()
         except sqlite3.Error as exc:
             raise CacheError(f"cannot read cache {self.path}: {exc}") from exc
         return [RequirementEvent(*row) for row in rows]
 
     def close(self) -> None:
         with self._lock:
-            for connection in self._connections:
-                connection.close()
-            self._connections.clear()
-        self._local = threading.local()
+            self._closed = True
+            idle, self._idle = self._idle, []
+        for connection in idle:
+            connection.close()
 
 
 class RedisFactsCache(FactsCache):

@@ -1,0 +1,100 @@
+"""Protocol steps without a reply on a unix socket, and failures in them.
+
+These steps only collect the envelope, headers and body, so no message sent through
+Postfix makes them fail. The failure is therefore provoked in-process, against a
+stand-in for libmilter's connection context that records the reply; everything
+after negotiation runs the real session code. The whole path through Postfix, on a
+unix socket (quiet) and on a TCP socket (a reply to every step), is covered by
+test_milter_postfix.py.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+import Milter
+import pytest
+
+from postveil.config import load_config
+from postveil.milter.session import QUIET_STEPS, InFlight, PostveilMilter
+
+REPO = Path(__file__).resolve().parents[2]
+EVERY_STEP_FLAG = 0x1FFFFF
+
+
+class RecordingContext:
+    """Stands in for libmilter's per-connection context: keeps the last reply."""
+
+    def __init__(self) -> None:
+        self.reply: tuple[Any, ...] | None = None
+        self.private: object = None
+
+    def setpriv(self, value: object) -> None:
+        self.private = value
+
+    def getsymval(self, name: str) -> str | None:
+        return "QUEUEID1" if name == "i" else None
+
+    def setreply(self, *reply: Any) -> None:
+        self.reply = reply
+
+
+def negotiated(quiet: bool) -> tuple[PostveilMilter, RecordingContext, list[int]]:
+    config = load_config(REPO / "conf" / "postveil.yaml")
+    session = PostveilMilter(lambda: SimpleNamespace(config=config), InFlight(), quiet=quiet)  # type: ignore[arg-type, return-value]
+    context = RecordingContext()
+    session._setctx(context)
+    options = [0x1FF, EVERY_STEP_FLAG, 0, 0]
+    assert session.negotiate(options) == Milter.CONTINUE
+    return session, context, options
+
+
+def test_quiet_session_skips_replies_up_to_end_of_message() -> None:
+    _, _, options = negotiated(quiet=True)
+    assert options[1] & QUIET_STEPS == QUIET_STEPS
+
+
+def test_tcp_session_replies_to_every_step() -> None:
+    _, _, options = negotiated(quiet=False)
+    assert options[1] & QUIET_STEPS == 0
+
+
+def test_failure_without_reply_due_defers_at_end_of_message(monkeypatch: pytest.MonkeyPatch) -> None:
+    session, context, _ = negotiated(quiet=True)
+    assert session.envfrom("<sender@org.test>") == Milter.NOREPLY
+
+    def broken(recipient: str) -> int:
+        raise RuntimeError("simulated failure")
+
+    monkeypatch.setattr(session, "_envrcpt", broken)
+    assert session.envrcpt("<alice@example.test>") == Milter.NOREPLY
+    assert session.header("Subject", b" hello") == Milter.NOREPLY
+    assert session.body(b"text\r\n") == Milter.NOREPLY
+    assert session.headers == [] and session.body_size == 0
+
+    assert session.eom() == Milter.TEMPFAIL
+    assert context.reply == ("451", "4.3.0", "postveil could not process this message, try again later")
+
+
+def test_next_message_starts_clean_after_deferred_failure(monkeypatch: pytest.MonkeyPatch) -> None:
+    session, _, _ = negotiated(quiet=True)
+    session.envfrom("<sender@org.test>")
+    monkeypatch.setattr(session, "_header", lambda name, value: 1 / 0)
+    session.header("Subject", b" hello")
+    assert session.eom() == Milter.TEMPFAIL
+    monkeypatch.undo()
+
+    assert session.envfrom("<sender@org.test>") == Milter.NOREPLY
+    session.header("Subject", b" hello")
+    assert session.headers == [("Subject", b" hello")]
+    session.abort()
+
+
+def test_shutdown_refusal_keeps_its_reply_for_end_of_message() -> None:
+    session, context, _ = negotiated(quiet=True)
+    session._in_flight.stopping = True
+    assert session.envfrom("<sender@org.test>") == Milter.NOREPLY
+    assert session.eom() == Milter.TEMPFAIL
+    assert context.reply == ("421", "4.3.2", "postveil is restarting, try again later")
