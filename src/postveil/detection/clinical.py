@@ -65,7 +65,7 @@ def scan_lab_values(state: _ScanState) -> None:
 def scan_clinical_cues(state: _ScanState) -> None:
     """Add one ``clinical_context`` for the first clinical shorthand or phrase, and
     record all of them as ties. The category weighs nothing, so one finding per text
-    says all the rules need."""
+    gives the rules all they need."""
     spans = state.hits.spans.get("clinical_cue")
     if not spans:
         return

@@ -1,10 +1,11 @@
 """Names of people written the way clinicians write about patients, without a label.
 
 A name alone is never a finding. These patterns describe where a name sits relative to a
-keyword hit the scanner already has (an honorific, a cue word, a clinical phrase, an
-age), and the scanner decides whether health information is near enough for the name
-to be a patient's. Every function here reads a few dozen characters at a given offset,
-so the cost is per keyword hit, not per character of the message.
+keyword hit the scanner already has: an honorific, a cue word, a clinical phrase or an
+age. The scanner then decides whether health information is near enough for the name
+to be a patient's. The functions read a few dozen characters at keyword hits, and
+search for courtesy titles and ages only in the span around health findings, so text
+without health words costs nothing here.
 """
 
 from __future__ import annotations
@@ -221,6 +222,7 @@ def _candidates(state: _ScanState, span: tuple[int, int]) -> list[tuple[int, int
         possessive_end = titled.end() if titled.group("possessive") else -1
         strong = titled.group("age") is not None
         found.append((titled.start("name"), titled.end("name"), strong, possessive_end))
+
     for _, end in hits.spans.get("name_cue", ()):
         match = NAME_AFTER_CUE.match(text, end, end + 80)
         if match is not None:
@@ -229,12 +231,14 @@ def _candidates(state: _ScanState, span: tuple[int, int]) -> list[tuple[int, int
         match = NAME_BEFORE_CUE.search(text, max(0, start - _NAME_BEFORE), start)
         if match is not None:
             found.append((match.start("name"), match.end("name"), True, -1))
+
     # A surname alone after "pt" is a weak cue, which needs a tie anyway.
     patient_ends = [end for _, end in hits.spans.get("patient", ())] if state.ties else []
     for end in patient_ends:
         match = SURNAME_AFTER_PATIENT.match(text, end, end + 40)
         if match is not None:
             found.append((match.start("name"), match.end("name"), False, -1))
+
     # Ages are looked for only in texts with clinical shorthand or lab values, where
     # "Walter Brandt, 62 yo M" is written. The search stops at every digit, which
     # costs more than the other steps together in number-dense mail.
@@ -250,7 +254,7 @@ def _candidates(state: _ScanState, span: tuple[int, int]) -> list[tuple[int, int
 def _table_names(
     text: str, span: tuple[int, int], evidence: list[int]
 ) -> list[tuple[int, int, bool, int]]:
-    """Return the name cells of tab-separated rows in ``span`` whose row also holds a
+    """Return the name cells of tab-separated rows in ``span`` whose row also contains a
     health finding, or nothing when fewer than _MIN_TABLE_ROWS rows do."""
     names: list[tuple[int, int, bool, int]] = []
     for row in _TABLE_ROW.finditer(text, *span):

@@ -258,17 +258,19 @@ _LABEL_GROUPS = frozenset(
 _HEALTH_GROUPS = ("condition", "medication", "procedure", "lab_result", "treatment", "care_setting")
 # Keyword groups whose hits clinical.scan_lab_values looks at.
 _LAB_GROUPS = frozenset({"lab_test", "lab_test_unit", "lab_unit"})
-# Keyword groups after which the clinical steps run: health words, lab tests, clinical
-# shorthand and code keywords. NOTE: a text whose only health information is a code
-# without its keyword ("E11.9" alone) is not searched for patients' names.
 # Keyword groups that introduce a patient's name (people.py). "patient" is not among
 # them because the labelled patient-name rule covers "Patient: Name". The shorthand
 # "pt" is checked apart.
 _NAME_CUE_GROUPS = frozenset({"name_cue", "name_cue_after"})
-_CLINICAL_GROUPS = (
-    frozenset(_HEALTH_GROUPS)
+# Keyword groups after which the clinical steps run: health words that are findings
+# of weight (not treatment words or care settings, which are in most clinic mail),
+# lab tests, clinical shorthand and code keywords. NOTE: a text whose only health
+# information is a code without its keyword ("E11.9" alone) is not searched for
+# patients' names.
+_CLINICAL_GROUPS = frozenset(
+    {"condition", "medication", "procedure", "lab_result", "clinical_cue"}
+    | {"diagnosis_code", "procedure_code", "ndc"}
     | _LAB_GROUPS
-    | {"clinical_cue", "diagnosis_code", "procedure_code", "ndc"}
 )
 
 # Characters searched around a recipient-phrase anchor word.
@@ -313,8 +315,7 @@ class TextScanner:
             self._scan_labelled(state)
         if not found_groups.isdisjoint(_HEALTH_GROUPS):
             self._scan_health_words(state)
-        # One test for the clinical steps together: most texts hit none of these groups,
-        # and even a set test per step adds up over the many small texts of a message.
+        # One test gates all clinical steps, because most texts hit none of these groups.
         if not found_groups.isdisjoint(_CLINICAL_GROUPS):
             self._scan_clinical(state, found_groups)
         if "recipient_anchor" in found_groups:
@@ -658,9 +659,9 @@ class TextScanner:
         if "clinical_cue" in groups:
             scan_clinical_cues(state)
         # Short test names and patients' names are looked for only around the health
-        # findings, and only in texts that could name a patient without a label: with
-        # a cue word, a courtesy title, a pasted table, or clinical shorthand and lab
-        # values (which "pt Surname" and "Name, 62 yo M" need). A text that already
+        # findings, and only in texts that could name a patient without a label. Such a
+        # text has a cue word, a courtesy title, "pt", a pasted table, or clinical
+        # shorthand and lab values (which "Name, 62 yo M" needs). A text that already
         # has an identifier and health words gains nothing from short test names.
         text = state.text
         person_cue = (
