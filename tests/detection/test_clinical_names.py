@@ -175,6 +175,37 @@ VERDICT_CASES = [
         "Your test results are ready. hx of flaky tests, 3 prn.",
         False,
     ),
+    # Cue words that ordinary mail uses too: the name needs a lab value or shorthand.
+    (
+        "please call staff",
+        "Questions about the flu vaccination clinic? Please call Sarah Kim.",
+        False,
+    ),
+    ("saw at an event", "I saw Tom Baker at the asthma walk on Sunday!", False),
+    ("presented with a team", "Dana Whitfield presented with the diabetes team.", False),
+    ("underwent training", "Jane Roe underwent training in insulin pump programming.", False),
+    ("seen at an expo", "Sarah Kim was seen at the diabetes expo with brochures.", False),
+    (
+        "admitted to a college",
+        "Mark Feld was admitted to the College of Executives. He led our cancer program.",
+        False,
+    ),
+    ("please call with lab value", "Please call Nathaniel Oduya: his PSA is 8.6 ng/mL.", True),
+    ("tested positive", "Per our call, Jane Roe tested positive for chlamydia.", True),
+    ("pt surname and age", "Pt Harmon, 71 y/o F, hx of COPD, sats 88% on room air.", True),
+    # A courtesy title in a greeting or a direct address names the recipient.
+    (
+        "greeting with lab value",
+        "Hi Ms. Park, the HbA1c 7.2% panel metric is up; insulin too.",
+        False,
+    ),
+    (
+        "thanks with lab value",
+        "Thanks Ms. Lopez! QC glucose 100 mg/dL, insulin fridge at 4 C.",
+        False,
+    ),
+    ("address with dose", "Mr. Chen, your order: metformin 500 mg daily packs x 40.", False),
+    ("title then dash", "Mr. Lee - HbA1c 8.4%, on insulin glargine 20 units qhs.", True),
 ]
 
 

@@ -48,6 +48,10 @@ _EVIDENCE_GROUPS = (
 # A possessive name ("Mr. Lee's") ties itself to health information that starts
 # within this many characters after it.
 _POSSESSIVE_REACH = 30
+# A name before "was seen" or "underwent" ties itself to health information that
+# starts within this many characters after the phrase, in the same sentence.
+_PHRASE_REACH = 100
+_CUE_GROUPS = ("name_cue", "name_cue_weak", "name_cue_after", "name_cue_after_weak")
 # Characters searched before a phrase or an age for the name that precedes it.
 _NAME_BEFORE = 60
 
@@ -84,7 +88,9 @@ AGE_SEX = re.compile(r"[0-9]{1,3} ?(?:yo|y/o|y\.o\.|-year-old|[MF])(?![A-Za-z])"
 NAME_BEFORE_AGE = re.compile(rf"(?<![A-Za-z])(?P<name>{_FULL}),? *\(? *$")
 # After "pt" or "patient": a surname alone ("pt Delgado seen today"). Two-word names
 # and "Surname, Given" after these words are found by the labelled patient-name rule.
-SURNAME_AFTER_PATIENT = re.compile(rf"\.?:? +(?:{_HONORIFIC} +)?(?P<name>{_WORD})(?! +{_WORD}|,)")
+SURNAME_AFTER_PATIENT = re.compile(
+    rf"\.?:? +(?:{_HONORIFIC} +)?(?P<name>{_WORD})(?! +{_WORD}|, ?{_WORD})"
+)
 # A table cell that holds only a name, in either order, and a row of cells pasted
 # from a spreadsheet (tab-separated).
 NAME_CELL = re.compile(rf" *(?:{_FULL}|{_INVERTED}) *")
@@ -105,6 +111,14 @@ CREDENTIAL_AFTER = re.compile(
     r",? *(?:MD|DO|RN|NP|PA|PA-C|PharmD|DDS|DMD|PhD|MSN|BSN|LPN|CNM|FNP|MPH)(?![A-Za-z])"
 )
 CLINICIAN_BEFORE = re.compile(r"(?:\b(?:Dr|Doctor|Prof|Professor|Nurse)\.? +)$")
+# A courtesy title in a greeting or a direct address names the recipient, not a
+# patient: "Dear Mr. Chen,", "Hi Ms. Park,", "Mr. Chen, your order".
+_GREETING_BEFORE = re.compile(
+    r"(?i:\b(?:dear|hi|hello|hey|thanks|thank you|attn|attention|good morning|"
+    r"good afternoon|good evening)\b)[ :,!]*$"
+)
+_ADDRESS_AFTER = re.compile(r",? +(?:your|you|please|thanks|thank you|we|I)\b")
+_SENTENCE_END = re.compile(r"[.!?](?:\s|$)|\n\s*\n")
 
 # Capitalised words that start sentences or name places, things and events, not
 # people; a name with one of them is not a name ("Today Gonzalez", "Room Three").
@@ -176,11 +190,12 @@ def health_span(state: _ScanState) -> tuple[int, int] | None:
 def scan_people(state: _ScanState, span: tuple[int, int]) -> None:
     """Add a ``patient_name`` for every name that the text ties to health information.
 
-    ``span`` is ``health_span``'s result. A name found from a strong cue (a cue word
-    before it, a clinical phrase or an age after it, a table row) needs health
-    information within _NEAR characters. A name found from a weak cue (an honorific,
-    or a surname alone after "pt") also needs a tie there: a lab value, clinical
-    shorthand, or its own possessive right before a health word.
+    ``span`` is ``health_span``'s result. Every name needs health information within
+    _NEAR characters. A strong cue needs nothing more: a clinical cue word before the
+    name, an age after it, a table row, a possessive right before a health word, or a
+    phrase such as "was seen" followed by a health word in the same sentence. A name
+    found from a weak cue (a courtesy title, "pt", "please call", "presented with")
+    also needs a tie within _NEAR characters: a lab value or clinical shorthand.
     """
     candidates = _candidates(state, span)
     text = state.text
@@ -193,11 +208,11 @@ def scan_people(state: _ScanState, span: tuple[int, int]) -> None:
     if has_table:
         candidates.extend(_table_names(text, span, evidence))
     ties = sorted(state.ties)
-    for start, end, strong, possessive_end in candidates:
+    for start, end, strong, follow_from, reach in candidates:
         if not _within(evidence, start - _NEAR, end + _NEAR):
             continue
-        if possessive_end >= 0:
-            strong = strong or _within(evidence, possessive_end, possessive_end + _POSSESSIVE_REACH)
+        if not strong and follow_from >= 0:
+            strong = _followed_in_sentence(text, evidence, follow_from, reach)
         if not strong and not _within(ties, start - _NEAR, end + _NEAR):
             continue
         if state.covered(start):
@@ -207,63 +222,92 @@ def scan_people(state: _ScanState, span: tuple[int, int]) -> None:
         state.add("patient_name", start, end, 0.7)
 
 
-def _candidates(state: _ScanState, span: tuple[int, int]) -> list[tuple[int, int, bool, int]]:
-    """Return (start, end, strong, end of a possessive or -1) for every name-shaped
-    text next to a cue, table rows aside."""
+# A name candidate: start, end, whether its cue is strong, and an offset from which a
+# health finding within the given reach, in the same sentence, makes it strong
+# (-1 for none).
+_Candidate = tuple[int, int, bool, int, int]
+
+
+def _candidates(state: _ScanState, span: tuple[int, int]) -> list[_Candidate]:
+    """Return every name-shaped text next to a cue, table rows aside."""
     text, hits = state.text, state.hits
     span_start, span_end = span
-    found: list[tuple[int, int, bool, int]] = []
+    found: list[_Candidate] = []
     # The name may end a little after the span.
     for titled in HONORIFIC_NAME.finditer(text, span_start, min(len(text), span_end + 40)):
-        if titled.start() >= span_end:
+        title_start = titled.start()
+        if title_start >= span_end:
             break
-        if titled.start() > 0 and text[titled.start() - 1].isalpha():
+        if title_start > 0 and text[title_start - 1].isalpha():
             continue
-        possessive_end = titled.end() if titled.group("possessive") else -1
+        if _GREETING_BEFORE.search(text, max(0, title_start - 24), title_start) is not None:
+            continue
+        if _ADDRESS_AFTER.match(text, titled.end("name")) is not None:
+            continue
         strong = titled.group("age") is not None
-        found.append((titled.start("name"), titled.end("name"), strong, possessive_end))
+        follow_from = titled.end() if titled.group("possessive") else -1
+        found.append(
+            (titled.start("name"), titled.end("name"), strong, follow_from, _POSSESSIVE_REACH)
+        )
 
-    for _, end in hits.spans.get("name_cue", ()):
-        match = NAME_AFTER_CUE.match(text, end, end + 80)
-        if match is not None:
-            found.append((match.start("name"), match.end("name"), True, -1))
-    for start, _ in hits.spans.get("name_cue_after", ()):
-        match = NAME_BEFORE_CUE.search(text, max(0, start - _NAME_BEFORE), start)
-        if match is not None:
-            found.append((match.start("name"), match.end("name"), True, -1))
+    for group, strong in (("name_cue", True), ("name_cue_weak", False)):
+        for _, end in hits.spans.get(group, ()):
+            match = NAME_AFTER_CUE.match(text, end, end + 80)
+            if match is not None:
+                found.append((match.start("name"), match.end("name"), strong, -1, 0))
+    for group in ("name_cue_after", "name_cue_after_weak"):
+        for start, end in hits.spans.get(group, ()):
+            match = NAME_BEFORE_CUE.search(text, max(0, start - _NAME_BEFORE), start)
+            if match is None:
+                continue
+            # "was seen" ties the name to a health word later in its sentence;
+            # "presented with" is also said of teams and awards, so it never does.
+            follow_from = end if group == "name_cue_after" else -1
+            found.append(
+                (match.start("name"), match.end("name"), False, follow_from, _PHRASE_REACH)
+            )
 
     # A surname alone after "pt" is a weak cue, which needs a tie anyway.
     patient_ends = [end for _, end in hits.spans.get("patient", ())] if state.ties else []
     for end in patient_ends:
         match = SURNAME_AFTER_PATIENT.match(text, end, end + 40)
         if match is not None:
-            found.append((match.start("name"), match.end("name"), False, -1))
+            found.append((match.start("name"), match.end("name"), False, -1, 0))
 
-    # Ages are looked for only in texts with clinical shorthand or lab values, where
-    # "Walter Brandt, 62 yo M" is written. The search stops at every digit, which
-    # costs more than the other steps together in number-dense mail.
-    ages = AGE_SEX.finditer(text, span_start, span_end) if state.ties else ()
+    # Ages are looked for only in texts with clinical shorthand, lab values or a cue
+    # phrase, where "Walter Brandt, 62 yo M" and "Ravi Chandran (54M) presented with"
+    # are written. The search stops at every digit, which costs more than the other
+    # steps together in number-dense mail.
+    look_for_ages = state.ties or any(group in hits.spans for group in _CUE_GROUPS)
+    ages = AGE_SEX.finditer(text, span_start, span_end) if look_for_ages else ()
     for age in ages:
         before = max(0, age.start() - _NAME_BEFORE)
         match = NAME_BEFORE_AGE.search(text, before, age.start())
         if match is not None:
-            found.append((match.start("name"), match.end("name"), True, -1))
+            found.append((match.start("name"), match.end("name"), True, -1, 0))
     return found
 
 
-def _table_names(
-    text: str, span: tuple[int, int], evidence: list[int]
-) -> list[tuple[int, int, bool, int]]:
+def _followed_in_sentence(text: str, evidence: list[int], start: int, reach: int) -> bool:
+    """Return whether a health finding starts within ``reach`` characters after
+    ``start`` with no sentence end in between."""
+    index = bisect.bisect_left(evidence, start)
+    if index == len(evidence) or evidence[index] >= start + reach:
+        return False
+    return _SENTENCE_END.search(text, start, evidence[index]) is None
+
+
+def _table_names(text: str, span: tuple[int, int], evidence: list[int]) -> list[_Candidate]:
     """Return the name cells of tab-separated rows in ``span`` whose row also contains a
     health finding, or nothing when fewer than _MIN_TABLE_ROWS rows do."""
-    names: list[tuple[int, int, bool, int]] = []
+    names: list[_Candidate] = []
     for row in _TABLE_ROW.finditer(text, *span):
         if not _within(evidence, row.start(), row.end()):
             continue
         offset = row.start()
         for cell in row.group().split("\t"):
             if NAME_CELL.fullmatch(cell):
-                names.append((offset, offset + len(cell), True, -1))
+                names.append((offset, offset + len(cell), True, -1, 0))
                 break
             offset += len(cell) + 1
     return names if len(names) >= _MIN_TABLE_ROWS else []

@@ -261,7 +261,7 @@ _LAB_GROUPS = frozenset({"lab_test", "lab_test_unit", "lab_unit"})
 # Keyword groups that introduce a patient's name (people.py). "patient" is not among
 # them because the labelled patient-name rule covers "Patient: Name". The shorthand
 # "pt" is checked apart.
-_NAME_CUE_GROUPS = frozenset({"name_cue", "name_cue_after"})
+_NAME_CUE_GROUPS = frozenset({"name_cue", "name_cue_weak", "name_cue_after", "name_cue_after_weak"})
 # Keyword groups after which the clinical steps run: health words that are findings
 # of weight (not treatment words or care settings, which are in most clinic mail),
 # lab tests, clinical shorthand and code keywords. NOTE: a text whose only health
