@@ -191,11 +191,12 @@ def scan_people(state: _ScanState, span: tuple[int, int]) -> None:
     """Add a ``patient_name`` for every name that the text ties to health information.
 
     ``span`` is ``health_span``'s result. Every name needs health information within
-    _NEAR characters. A strong cue needs nothing more: a clinical cue word before the
-    name, an age after it, a table row, a possessive right before a health word, or a
-    phrase such as "was seen" followed by a health word in the same sentence. A name
-    found from a weak cue (a courtesy title, "pt", "please call", "presented with")
-    also needs a tie within _NEAR characters: a lab value or clinical shorthand.
+    _NEAR characters. A strong cue needs nothing more. Strong cues are a clinical cue
+    word before the name, an age after it, a table row, a possessive right before a
+    health word, and a phrase such as "was seen today" followed by a health word in the
+    same sentence. A name found from a weak cue (a courtesy title, "pt", "please call",
+    "presented with") also needs a tie within _NEAR characters: a lab value or
+    clinical shorthand.
     """
     candidates = _candidates(state, span)
     text = state.text
@@ -260,8 +261,8 @@ def _candidates(state: _ScanState, span: tuple[int, int]) -> list[_Candidate]:
             match = NAME_BEFORE_CUE.search(text, max(0, start - _NAME_BEFORE), start)
             if match is None:
                 continue
-            # "was seen" ties the name to a health word later in its sentence;
-            # "presented with" is also said of teams and awards, so it never does.
+            # "was seen today" ties the name to a health word later in its sentence.
+            # "presented with" is also written of teams and awards, so it never does.
             follow_from = end if group == "name_cue_after" else -1
             found.append(
                 (match.start("name"), match.end("name"), False, follow_from, _PHRASE_REACH)
