@@ -51,7 +51,6 @@ _POSSESSIVE_REACH = 30
 # A name before "was seen" or "underwent" ties itself to health information that
 # starts within this many characters after the phrase, in the same sentence.
 _PHRASE_REACH = 100
-_CUE_GROUPS = ("name_cue", "name_cue_weak", "name_cue_after", "name_cue_after_weak")
 # Characters searched before a phrase or an age for the name that precedes it.
 _NAME_BEFORE = 60
 
@@ -275,11 +274,13 @@ def _candidates(state: _ScanState, span: tuple[int, int]) -> list[_Candidate]:
         if match is not None:
             found.append((match.start("name"), match.end("name"), False, -1, 0))
 
-    # Ages are looked for only in texts with clinical shorthand, lab values or a cue
-    # phrase, where "Walter Brandt, 62 yo M" and "Ravi Chandran (54M) presented with"
-    # are written. The search stops at every digit, which costs more than the other
+    # Ages are looked for only in texts with clinical shorthand, lab values or a phrase
+    # after a name, where "Walter Brandt, 62 yo M" and "Ravi Chandran (54M) presented
+    # with" are written. The search stops at every digit, which costs more than the other
     # steps together in number-dense mail.
-    look_for_ages = state.ties or any(group in hits.spans for group in _CUE_GROUPS)
+    look_for_ages = (
+        state.ties or "name_cue_after" in hits.spans or "name_cue_after_weak" in hits.spans
+    )
     ages = AGE_SEX.finditer(text, span_start, span_end) if look_for_ages else ()
     for age in ages:
         before = max(0, age.start() - _NAME_BEFORE)
