@@ -48,7 +48,7 @@ _EVIDENCE_GROUPS = (
 # A possessive name ("Mr. Lee's") ties itself to health information that starts
 # within this many characters after it.
 _POSSESSIVE_REACH = 30
-# A name before "was seen" or "underwent" ties itself to health information that
+# A name before "was seen today" or "tested positive" ties itself to health information that
 # starts within this many characters after the phrase, in the same sentence.
 _PHRASE_REACH = 100
 # Characters searched before a phrase or an age for the name that precedes it.
