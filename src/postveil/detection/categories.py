@@ -39,7 +39,12 @@ HEALTH = frozenset(
 RECIPIENT = frozenset({"recipient_health"})
 """Phrases that tell the recipient about their own health."""
 
-ALL_CATEGORIES = HIGH_RISK | PATIENT_IDENTIFIERS | HEALTH | RECIPIENT
+CLINICAL_CONTEXT = frozenset({"clinical_context"})
+"""Clinical shorthand and measurements ("hx of", "10 mg daily", "124 mmol/L"). They add
+no weight to any rule. The scanner uses them to decide whether a name written with an
+honorific, or a name in the Subject, belongs to a patient."""
+
+ALL_CATEGORIES = HIGH_RISK | PATIENT_IDENTIFIERS | HEALTH | RECIPIENT | CLINICAL_CONTEXT
 
 DEFAULT_WEIGHTS: dict[str, float] = {
     "ssn": 1.0,
@@ -69,6 +74,7 @@ DEFAULT_WEIGHTS: dict[str, float] = {
     # recipient-health phrase but not to a patient identifier.
     "care_setting": 0.0,
     "recipient_health": 1.0,
+    "clinical_context": 0.0,
 }
 
 KEYWORD_GROUPS = frozenset(
@@ -96,6 +102,14 @@ KEYWORD_GROUPS = frozenset(
         "lab_result",
         "treatment",
         "care_setting",
+        "clinical_cue",
+        "name_cue",
+        "name_cue_weak",
+        "name_cue_after",
+        "name_cue_after_weak",
+        "lab_test",
+        "lab_test_unit",
+        "lab_unit",
     }
 )
 """Names of the keyword lists in data/context.yaml and data/health.yaml."""

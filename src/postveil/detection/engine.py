@@ -10,6 +10,7 @@ from postveil.config.detection import DetectionSection
 from postveil.detection.categories import DEFAULT_WEIGHTS
 from postveil.detection.extract import Limits, extract_message
 from postveil.detection.keywords import KeywordMatcher, load_builtin_keywords
+from postveil.detection.people import HEALTH_EVIDENCE, subject_names_person
 from postveil.detection.rules import RuleSettings, decide
 from postveil.detection.scanner import CustomRule, Finding, TextScanner
 
@@ -79,9 +80,12 @@ class Detector:
     def scan_message(self, raw: bytes) -> Verdict:
         """Scan a whole RFC 5322 message (headers and body as received)."""
         extraction = extract_message(raw, self._limits)
-        return self._verdict(extraction.texts, extraction.unscanned)
+        subjects = [extraction.texts[index] for index in extraction.subjects]
+        return self._verdict(extraction.texts, extraction.unscanned, subjects)
 
-    def _verdict(self, texts: list[str], unscanned: list[str]) -> Verdict:
+    def _verdict(
+        self, texts: list[str], unscanned: list[str], subjects: list[str] | None = None
+    ) -> Verdict:
         counts: Counter[str] = Counter()
         phrase_weight = 0.0
         for text in texts:
@@ -89,6 +93,8 @@ class Detector:
                 counts[finding.category] += 1
                 if finding.category == "recipient_health":
                     phrase_weight += finding.confidence
+        if subjects and _clinical_body(counts) and any(map(subject_names_person, subjects)):
+            counts["patient_name"] += 1
         decision = decide(
             counts,
             self._settings,
@@ -103,3 +109,15 @@ class Detector:
             categories=dict(sorted(counts.items())),
             unscanned_parts=list(unscanned),
         )
+
+
+def _clinical_body(counts: Counter[str]) -> bool:
+    """Return whether the findings read as notes about someone's care: clinical
+    shorthand or a clinical unit, or two kinds of health information ("biopsy" and
+    "carcinoma"). A Subject that is a name ("Re: John Smith") then names the patient.
+    A recruiter's "Re: Jane Doe - RN candidate" over "oncology experience" does not
+    qualify."""
+    if counts.get("clinical_context", 0) > 0:
+        return True
+    kinds = sum(1 for category in HEALTH_EVIDENCE if counts.get(category, 0) > 0)
+    return kinds >= 2

@@ -4,10 +4,12 @@
 
 DIR contains ``*.eml`` files and ``labels.json`` mapping each file name to
 ``{"sensitive": bool, "categories": [...]}`` (the format tests/detection/corpus_gen.py
-writes). The per-category table compares, per message, whether a category was
+writes). ``categories`` is optional, and other keys (such as a ``why`` note) are
+ignored. The per-category table compares, per message, whether a category was
 labelled with whether the detector reported it. Context-only categories
-(``treatment``, ``care_setting``, ``procedure``) are left out of it because the
-corpus does not label them. Output names files and categories, never content.
+(``treatment``, ``care_setting``, ``procedure``, ``clinical_context``) are left out of
+it because the corpus does not label them, and the whole table is left out when no
+message has ``categories``. Output names files and categories, never content.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ from pathlib import Path
 
 from postveil.detection.categories import ALL_CATEGORIES
 
-UNLABELLED_CATEGORIES = frozenset({"treatment", "care_setting", "procedure"})
+UNLABELLED_CATEGORIES = frozenset({"treatment", "care_setting", "procedure", "clinical_context"})
 
 
 @dataclass
@@ -64,6 +66,7 @@ def evaluate(
 ) -> Evaluation:
     """Compare ``verdict_of(name) -> (sensitive, categories)`` with the labels."""
     result = Evaluation()
+    category_labels = any("categories" in label for label in labels.values())
     for name in sorted(labels):
         label = labels[name]
         expected = bool(label["sensitive"])
@@ -75,6 +78,8 @@ def evaluate(
             result.false_positives.append(name)
         expected_categories = set(label.get("categories", ()))  # type: ignore[call-overload]
         detected_categories = {category for category, count in categories.items() if count > 0}
+        if not category_labels:
+            continue
         for category in (expected_categories | detected_categories) - UNLABELLED_CATEGORIES:
             result.categories.setdefault(category, Counts())
     for name in sorted(labels):
@@ -92,9 +97,12 @@ def format_report(result: Evaluation) -> str:
         f"messages: {m.tp + m.fp + m.fn + m.tn}  sensitive labelled: {m.tp + m.fn}",
         f"precision: {m.precision:.4f}  recall: {m.recall:.4f}",
         f"confusion: TP {m.tp}  FP {m.fp}  FN {m.fn}  TN {m.tn}",
-        "",
-        f"{'category':<18} {'TP':>5} {'FP':>5} {'FN':>5} {'TN':>5} {'precision':>10} {'recall':>8}",
     ]
+    if result.categories:
+        lines += [
+            "",
+            f"{'category':<18} {'TP':>5} {'FP':>5} {'FN':>5} {'TN':>5} {'precision':>10} {'recall':>8}",
+        ]
     for category in sorted(result.categories):
         c = result.categories[category]
         lines.append(

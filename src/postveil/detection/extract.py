@@ -45,6 +45,9 @@ class Extraction:
 
     texts: list[str] = field(default_factory=list)
     unscanned: list[str] = field(default_factory=list)
+    subjects: list[int] = field(default_factory=list)
+    """Indexes into ``texts`` of the Subject headers (of the message and of any
+    attached message/rfc822 parts)."""
 
 
 _DOCX = "application/vnd.openxmlformats-officedocument.wordprocessingml.document"
@@ -157,6 +160,7 @@ class _Walker:
     def walk_message(self, message: email.message.Message, depth: int) -> None:
         subject = message.get("Subject")
         if subject is not None:
+            self.extraction.subjects.append(len(self.extraction.texts))
             self.extraction.texts.append(_decode_header(subject))
         self.walk_part(message, depth)
 

@@ -25,7 +25,13 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from postveil.detection.categories import HEALTH, HIGH_RISK, PATIENT_IDENTIFIERS, RECIPIENT
+from postveil.detection.categories import (
+    CLINICAL_CONTEXT,
+    HEALTH,
+    HIGH_RISK,
+    PATIENT_IDENTIFIERS,
+    RECIPIENT,
+)
 
 # Repeats of one category add weight only up to this count, so that a newsletter that
 # mentions "diabetes" twenty times weighs no more than one that mentions it three times.
@@ -54,7 +60,8 @@ class Decision:
 
 
 def kind_of(category: str, kinds: Mapping[str, str]) -> str:
-    """Return ``high_risk``, ``patient_identifier``, ``health`` or ``recipient``."""
+    """Return ``high_risk``, ``patient_identifier``, ``health``, ``recipient`` or
+    ``context``."""
     if category in kinds:
         return kinds[category]
     if category in HIGH_RISK:
@@ -65,6 +72,8 @@ def kind_of(category: str, kinds: Mapping[str, str]) -> str:
         return "health"
     if category in RECIPIENT:
         return "recipient"
+    if category in CLINICAL_CONTEXT:
+        return "context"
     raise KeyError(category)
 
 
@@ -88,6 +97,10 @@ def decide(
         if count <= 0:
             continue
         kind = kind_of(category, settings.kinds)
+        if kind == "context":
+            # Clinical shorthand only steers how the scanner reads names; "w/ hx" in a
+            # CI mail must not strengthen "your test results are ready".
+            continue
         weight = settings.weights.get(category, 1.0)
         if kind == "recipient":
             sums[kind] += weight * phrase_weight

@@ -10,10 +10,17 @@ from __future__ import annotations
 
 import datetime
 import re
+from collections.abc import KeysView
 from dataclasses import dataclass
 
 from postveil.detection import validators as v
+from postveil.detection.clinical import (
+    scan_clinical_cues,
+    scan_lab_values,
+    scan_short_lab_values,
+)
 from postveil.detection.keywords import KeywordHits, KeywordMatcher
+from postveil.detection.people import health_span, scan_people
 
 
 @dataclass(frozen=True, slots=True)
@@ -249,6 +256,22 @@ _LABEL_GROUPS = frozenset(
     _IDENTIFIER_LABEL_GROUPS + ("medicare", "date_of_birth", "phone", "address", "patient")
 )
 _HEALTH_GROUPS = ("condition", "medication", "procedure", "lab_result", "treatment", "care_setting")
+# Keyword groups whose hits clinical.scan_lab_values looks at.
+_LAB_GROUPS = frozenset({"lab_test", "lab_test_unit", "lab_unit"})
+# Keyword groups that introduce a patient's name (people.py). "patient" is not among
+# them because the labelled patient-name rule covers "Patient: Name". The shorthand
+# "pt" is checked apart.
+_NAME_CUE_GROUPS = frozenset({"name_cue", "name_cue_weak", "name_cue_after", "name_cue_after_weak"})
+# Keyword groups after which the clinical steps run: health words that are findings
+# of weight (not treatment words or care settings, which are in most clinic mail),
+# lab tests, clinical shorthand and code keywords. NOTE: a text whose only health
+# information is a code without its keyword ("E11.9" alone) is not searched for
+# patients' names.
+_CLINICAL_GROUPS = frozenset(
+    {"condition", "medication", "procedure", "lab_result", "clinical_cue"}
+    | {"diagnosis_code", "procedure_code", "ndc"}
+    | _LAB_GROUPS
+)
 
 # Characters searched around a recipient-phrase anchor word.
 _PHRASE_BEFORE = 100
@@ -292,6 +315,9 @@ class TextScanner:
             self._scan_labelled(state)
         if not found_groups.isdisjoint(_HEALTH_GROUPS):
             self._scan_health_words(state)
+        # One test gates all clinical steps, because most texts hit none of these groups.
+        if not found_groups.isdisjoint(_CLINICAL_GROUPS):
+            self._scan_clinical(state, found_groups)
         if "recipient_anchor" in found_groups:
             self._scan_recipient_phrases(state)
         if self._custom_rules:
@@ -626,6 +652,34 @@ class TextScanner:
 
     # -- health vocabulary and phrases -------------------------------------------------
 
+    def _scan_clinical(self, state: _ScanState, groups: KeysView[str]) -> None:
+        """Run the steps of clinical.py and people.py that the keyword hits call for."""
+        if not groups.isdisjoint(_LAB_GROUPS):
+            scan_lab_values(state)
+        if "clinical_cue" in groups:
+            scan_clinical_cues(state)
+        # Short test names and patients' names are looked for only around the health
+        # findings, and only in texts that could name a patient without a label. Such a
+        # text has a cue word, a courtesy title, "pt", a pasted table, or clinical
+        # shorthand and lab values (which "Name, 62 yo M" needs). A text that already
+        # has an identifier and health words gains nothing from short test names.
+        text = state.text
+        person_cue = (
+            not groups.isdisjoint(_NAME_CUE_GROUPS)
+            or "\t" in text
+            or "Mr" in text
+            or "Ms" in text
+            or "Mx" in text
+            or "Miss" in text
+            or any(end - start <= 3 for start, end in state.hits.spans.get("patient", ()))
+        )
+        if not (person_cue or state.ties):
+            return
+        span = health_span(state)
+        if span is not None:
+            scan_short_lab_values(state, span)
+            scan_people(state, span)
+
     def _scan_health_words(self, state: _ScanState) -> None:
         for group in _HEALTH_GROUPS:
             # Spans sorted by end; a keyword inside a longer one of the same group
@@ -692,7 +746,7 @@ class TextScanner:
 class _ScanState:
     """Mutable per-call state of one scan; never shared between threads."""
 
-    __slots__ = ("text", "lowered", "hits", "window", "findings", "_last_end", "_starts")
+    __slots__ = ("_last_end", "_starts", "findings", "hits", "lowered", "text", "ties", "window")
 
     def __init__(self, text: str, lowered: str, hits: KeywordHits, window: int) -> None:
         self.text = text
@@ -700,6 +754,9 @@ class _ScanState:
         self.hits = hits
         self.window = window
         self.findings: list[Finding] = []
+        # Offsets of lab values and clinical shorthand, which tie a nearby name to
+        # health information (see people.scan_people).
+        self.ties: list[int] = []
         self._last_end: dict[str, int] = {}
         self._starts: set[int] = set()
 

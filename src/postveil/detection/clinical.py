@@ -1,0 +1,97 @@
+"""Lab values and clinical shorthand: the scanner steps that run at their keyword hits.
+
+A lab value is a test name followed by a number ("INR 4.2", "HbA1c came back at
+9.1%"); it is a ``lab_result`` finding. A number before a clinical unit ("124 mmol/L")
+and shorthand such as "hx of" or "10 mg daily" are ``clinical_context`` findings, which
+weigh nothing. Both are also recorded as ties in the scan state: evidence that the
+text is about one person's care, which people.py needs before it counts a name written
+with an honorific as a patient's.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from postveil.detection.scanner import _ScanState
+
+# After a test name, in the lower-cased text: up to three filler words or signs, then
+# a number or range, then an optional unit. The fillers are those of results being
+# reported ("came back at", "down to", "is"), not of targets or criteria ("below",
+# "between", "by"), so "A1c below 7%" in a newsletter is no value.
+_LAB_VALUE = re.compile(
+    r"(?:[ \t]+(?:levels?|value|result|reading))?"
+    r"(?:[ \t]*(?:is|was|of|at|now|today|from|came back|back|has|ranged|down to|up to|dropped to"
+    r"|rose to|fell to|=|:|-|~)(?![a-z])){0,3}"
+    r"[ \t]*[<>]?[ ]?(?P<value>[0-9]{1,4}(?:\.[0-9]{1,2})?)"
+    r"(?:(?P<ratio>/[0-9]{2,3})|[ ]?(?:-|to)[ ]?[0-9]{1,4}(?:\.[0-9]{1,2})?)?(?![0-9/-]|\.[0-9])"
+    r"(?:[ ]?(?P<unit>%|mg/dl|mmol/l|meq/l|g/dl|ng/ml|pg/ml|miu/l|uiu/ml|\u00b5iu/ml|u/l|iu/l|mmhg"
+    r"|ml/min|mcg/dl|ng/dl|k/ul|events/hr)(?![a-z]))?"
+)
+# Characters after a test name searched for its value.
+_VALUE_REACH = 40
+# Short test names as notes write them (capitals), searched near other health
+# information only. Each counts only with a unit, a percent sign or a blood-pressure
+# reading. They are found with str.find, which skips text much faster than a regular
+# expression whose first character can be any of several letters. One-letter and
+# element names (K, Na, Cr) are left out: "K 5.9 mmol/L" still counts through its unit.
+_SHORT_TESTS = ("BP", "B/P", "EF", "ALT", "AST", "BUN")
+
+
+def scan_lab_values(state: _ScanState) -> None:
+    """Add a ``lab_result`` for every test name with a value after it, and a
+    ``clinical_context`` for every number followed by a clinical unit."""
+    lowered, hits = state.lowered, state.hits
+    for start, end in hits.spans.get("lab_test", ()):
+        match = _LAB_VALUE.match(lowered, end, end + _VALUE_REACH)
+        if match is not None:
+            state.add("lab_result", start, match.end(), 0.9)
+            state.ties.append(start)
+    for start, end in hits.spans.get("lab_test_unit", ()):
+        match = _LAB_VALUE.match(lowered, end, end + _VALUE_REACH)
+        if match is not None and (match.group("unit") or match.group("ratio")):
+            state.add("lab_result", start, match.end(), 0.9)
+            state.ties.append(start)
+    for start, end in hits.spans.get("lab_unit", ()):
+        position = start - 1
+        if position >= 0 and lowered[position] == " ":
+            position -= 1
+        if position >= 0 and lowered[position].isdigit():
+            state.add("clinical_context", position, end, 0.5)
+            state.ties.append(start)
+
+
+def scan_clinical_cues(state: _ScanState) -> None:
+    """Add one ``clinical_context`` for the first clinical shorthand or phrase, and
+    record all of them as ties. The category weighs nothing, so one finding per text
+    gives the rules all they need."""
+    spans = state.hits.spans.get("clinical_cue")
+    if not spans:
+        return
+    state.add("clinical_context", spans[0][0], spans[0][1], 0.5)
+    state.ties.extend(start for start, _ in spans)
+
+
+def scan_short_lab_values(state: _ScanState, span: tuple[int, int]) -> None:
+    """Add a ``lab_result`` for every short test name with a unit-bearing value
+    ("BP 168/94", "EF 35%", "ALT 88 U/L") inside ``span``."""
+    text, lowered = state.text, state.lowered
+    span_start, span_end = span
+    for name in _SHORT_TESTS:
+        start = text.find(name, span_start, span_end)
+        while start >= 0:
+            end = start + len(name)
+            if _is_token(text, start, end):
+                match = _LAB_VALUE.match(lowered, end, end + _VALUE_REACH)
+                if match is not None and (match.group("unit") or match.group("ratio")):
+                    state.add("lab_result", start, match.end(), 0.9)
+                    state.ties.append(start)
+            start = text.find(name, end, span_end)
+
+
+def _is_token(text: str, start: int, end: int) -> bool:
+    """Return whether ``text[start:end]`` is not part of a longer word or unit."""
+    if start > 0 and (text[start - 1].isalnum() or text[start - 1] == "/"):
+        return False
+    return end >= len(text) or not (text[end].isalnum() or text[end] == "/")

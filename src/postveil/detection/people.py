@@ -1,0 +1,321 @@
+"""Names of people written the way clinicians write about patients, without a label.
+
+A name alone is never a finding. These patterns describe where a name sits relative to a
+keyword hit the scanner already has: an honorific, a cue word, a clinical phrase or an
+age. The scanner then decides whether health information is near enough for the name
+to be a patient's. The functions read a few dozen characters at keyword hits, and
+search for courtesy titles and ages only in the span around health findings, so text
+without health words costs nothing here.
+"""
+
+from __future__ import annotations
+
+import bisect
+import re
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from postveil.detection.scanner import _ScanState
+
+# Findings that are health information about someone: a name counts only within
+# _NEAR characters of one of them.
+HEALTH_EVIDENCE = frozenset(
+    {
+        "condition",
+        "medication",
+        "lab_result",
+        "procedure",
+        "diagnosis_code",
+        "procedure_code",
+        "ndc",
+    }
+)
+_NEAR = 250
+# Keyword groups whose hits lead to those findings: health words, lab tests, and the
+# keywords that codes need.
+_EVIDENCE_GROUPS = (
+    "condition",
+    "medication",
+    "procedure",
+    "lab_result",
+    "lab_test",
+    "lab_test_unit",
+    "lab_unit",
+    "diagnosis_code",
+    "procedure_code",
+    "ndc",
+)
+# A possessive name ("Mr. Lee's") ties itself to health information that starts
+# within this many characters after it.
+_POSSESSIVE_REACH = 30
+# A name before "was seen today" or "tested positive" ties itself to health information that
+# starts within this many characters after the phrase, in the same sentence.
+_PHRASE_REACH = 100
+# Characters searched before a phrase or an age for the name that precedes it.
+_NAME_BEFORE = 60
+
+# One capitalised word of a name: "Lee", "McDonald", "O'Neill", "Gonzalez-Ruiz".
+_WORD = r"[A-Z](?:[a-z]+(?:['\-]?[A-Z][a-z]+)?|'[A-Z][a-z]+)(?![A-Za-z0-9])"
+# Given name, optional middle initial, surname, separated by spaces only: a tab
+# separates table cells, and a line break separates a greeting from the text.
+_FULL = rf"{_WORD}(?: [A-Z]\.)? +{_WORD}"
+_INVERTED = rf"{_WORD}, ?{_WORD}"
+_HONORIFIC = r"(?:Mr|Mrs|Ms|Mx|Miss)\.?"
+
+# A courtesy title, optional given name and the surname, then an optional possessive
+# or an age ("Mrs. Noble, 67," or "Mr. Wren (59 M)"). "Dr." is not a title here: a
+# doctor is not the patient. Titles are searched near health findings only, because
+# as keywords "ms" and "mr" would hit inside many words ("items"). The pattern starts
+# with its literal "M", which the regex engine finds quickly; the character before it
+# is checked in Python.
+HONORIFIC_NAME = re.compile(
+    rf"M(?:rs?|s|x|iss)\.? +(?P<name>(?:{_WORD} +)?{_WORD})"
+    r"(?P<possessive>'s)?"
+    r"(?P<age>(?:, *|,? *\( *)[0-9]{1,3}"
+    r"(?: ?(?:yo|y/o|y\.o\.|-year-old|[MF])(?![A-Za-z])|(?=[,)])))?"
+)
+# After a cue word ("referring", "saw your pt"): the name that follows it.
+NAME_AFTER_CUE = re.compile(
+    rf" +(?:(?i:our|your|my|mutual) +)?(?:(?i:pt|patient)[.:]? +)?(?:{_HONORIFIC} +)?"
+    rf"(?P<name>{_FULL})"
+)
+# Before a phrase such as "was seen" or "presented with": the name that ends there,
+# optionally followed by an aside in brackets ("Ravi Chandran (54M) presented with").
+NAME_BEFORE_CUE = re.compile(rf"(?<![A-Za-z])(?P<name>{_FULL})(?: *\([^()\n]{{1,25}}\))? +$")
+# An age and sex written after a name: "62 yo", "54M", "49F", "71-year-old".
+AGE_SEX = re.compile(r"[0-9]{1,3} ?(?:yo|y/o|y\.o\.|-year-old|[MF])(?![A-Za-z])")
+NAME_BEFORE_AGE = re.compile(rf"(?<![A-Za-z])(?P<name>{_FULL}),? *\(? *$")
+# After "pt" or "patient": a surname alone ("pt Delgado seen today"). Two-word names
+# and "Surname, Given" after these words are found by the labelled patient-name rule.
+SURNAME_AFTER_PATIENT = re.compile(
+    rf"\.?:? +(?:{_HONORIFIC} +)?(?P<name>{_WORD})(?! +{_WORD}|, ?{_WORD})"
+)
+# A table cell that holds only a name, in either order, and a row of cells pasted
+# from a spreadsheet (tab-separated).
+NAME_CELL = re.compile(rf" *(?:{_FULL}|{_INVERTED}) *")
+_TABLE_ROW = re.compile(r"[^\n\t]*\t[^\n]*")
+# A pasted table counts when at least this many rows pair a name cell with health
+# information in the same row. A single row could be a staff entry ("Dana Hollis<TAB>
+# diabetes educator").
+_MIN_TABLE_ROWS = 2
+# A Subject that is a name, after any reply or forward prefixes, optionally followed
+# by a short description: "Re: John Smith", "FW: Pemberton, Gail", "Mr. Lee - labs".
+SUBJECT_NAME = re.compile(
+    rf" *(?:(?i:re|fw|fwd|aw|tr) *: *)*"
+    rf"(?:{_HONORIFIC} +(?P<titled>(?:{_WORD} +)?{_WORD})|(?P<name>{_FULL}|{_INVERTED}))"
+    r"(?: *(?:[-:,(/][^\n]{0,40})?)? *"
+)
+# Credentials after a name mark a clinician or another professional, not a patient.
+CREDENTIAL_AFTER = re.compile(
+    r",? *(?:MD|DO|RN|NP|PA|PA-C|PharmD|DDS|DMD|PhD|MSN|BSN|LPN|CNM|FNP|MPH)(?![A-Za-z])"
+)
+CLINICIAN_BEFORE = re.compile(r"(?:\b(?:Dr|Doctor|Prof|Professor|Nurse)\.? +)$")
+# A courtesy title in a greeting or a direct address names the recipient, not a
+# patient: "Dear Mr. Chen,", "Hi Ms. Park,", "Mr. Chen, your order".
+_GREETING_BEFORE = re.compile(
+    r"(?i:\b(?:dear|hi|hello|hey|thanks|thank you|attn|attention|good morning|"
+    r"good afternoon|good evening)\b)[ :,!]*$"
+)
+_ADDRESS_AFTER = re.compile(r",? +(?:your|you|please|thanks|thank you|we|I)\b")
+_SENTENCE_END = re.compile(r"[.!?](?:\s|$)|\n\s*\n")
+
+# Capitalised words that start sentences or name places, things and events, not
+# people; a name with one of them is not a name ("Today Gonzalez", "Room Three").
+NOT_NAME_WORDS = frozenset(
+    "the this that these those our your their his her she he they we it its there here "
+    "today tonight yesterday tomorrow morning afternoon evening night dear hi hello hey "
+    "please thanks thank regards sincerely best kind all team staff room bed unit floor "
+    "ward suite building patient patients pt doctor nurse clinic hospital pharmacy "
+    "monday tuesday wednesday thursday friday saturday sunday january february march april "
+    "may june july august september october november december new old north south east "
+    "west central saint st group center centre program programme department office "
+    "board committee report results result update reminder order invoice account "
+    "portal care services service health medical family general memorial "
+    "emergency surgery surgical oncology cardiology radiology pathology lab labs "
+    "discharge summary admission note notes plan follow "
+    # Words of title-case subjects ("Re: Grand Rounds", "Annual Meeting").
+    "meeting minutes agenda rounds grand club journal review dashboard newsletter annual "
+    "quarterly weekly monthly daily budget training schedule policy holiday party "
+    "invitation webinar conference seminar request question questions notice alert news "
+    "welcome payroll benefits enrollment open quality project contract shipment delivery "
+    "heart failure awareness month day week year".split()
+)
+
+
+def name_is_plausible(name: str) -> bool:
+    """Return whether no word of ``name`` is a sentence opener or a common noun."""
+    for word in re.split(r"[ ,.]+", name):
+        if word and word.lower() in NOT_NAME_WORDS:
+            return False
+    return True
+
+
+def is_clinician(text: str, start: int, end: int) -> bool:
+    """Return whether the name at ``start:end`` is written as a clinician's
+    ("Dr. Jane Hill", "Nadine Ferro, RN")."""
+    if CLINICIAN_BEFORE.search(text, max(0, start - 12), start) is not None:
+        return True
+    return CREDENTIAL_AFTER.match(text, end, end + 12) is not None
+
+
+def subject_names_person(subject: str) -> bool:
+    """Return whether a Subject consists of a person's name, with reply prefixes and
+    at most a short description after it."""
+    match = SUBJECT_NAME.fullmatch(subject)
+    return match is not None and name_is_plausible(match.group("titled") or match.group("name"))
+
+
+def health_span(state: _ScanState) -> tuple[int, int] | None:
+    """Return the span from _NEAR characters before the first hit of a health keyword
+    group to _NEAR characters after the last, or ``None`` without one. Names and
+    short test names are searched only there. The span is read from the keyword hits
+    because the findings are many more. scan_people checks each name against the
+    findings themselves."""
+    spans = state.hits.spans
+    first = last = -1
+    for group in _EVIDENCE_GROUPS:
+        group_spans = spans.get(group)
+        if group_spans:
+            # Hits are ordered by end offset, so these are close to the first and last
+            # starts, and the _NEAR margin covers the difference.
+            if first < 0 or group_spans[0][0] < first:
+                first = group_spans[0][0]
+            last = max(last, group_spans[-1][0])
+    if first < 0:
+        return None
+    return max(0, first - _NEAR), min(len(state.text), last + _NEAR)
+
+
+def scan_people(state: _ScanState, span: tuple[int, int]) -> None:
+    """Add a ``patient_name`` for every name that the text ties to health information.
+
+    ``span`` is ``health_span``'s result. Every name needs health information within
+    _NEAR characters. A strong cue needs nothing more. Strong cues are a clinical cue
+    word before the name, an age after it, a table row, a possessive right before a
+    health word, and a phrase such as "was seen today" followed by a health word in the
+    same sentence. A name found from a weak cue (a courtesy title, "pt", "please call",
+    "presented with") also needs a tie within _NEAR characters: a lab value or
+    clinical shorthand.
+    """
+    candidates = _candidates(state, span)
+    text = state.text
+    has_table = "\t" in text
+    if not candidates and not has_table:
+        return
+    evidence = sorted(
+        finding.start for finding in state.findings if finding.category in HEALTH_EVIDENCE
+    )
+    if has_table:
+        candidates.extend(_table_names(text, span, evidence))
+    ties = sorted(state.ties)
+    for start, end, strong, follow_from, reach in candidates:
+        if not _within(evidence, start - _NEAR, end + _NEAR):
+            continue
+        if not strong and follow_from >= 0:
+            strong = _followed_in_sentence(text, evidence, follow_from, reach)
+        if not strong and not _within(ties, start - _NEAR, end + _NEAR):
+            continue
+        if state.covered(start):
+            continue
+        if not name_is_plausible(text[start:end]) or is_clinician(text, start, end):
+            continue
+        state.add("patient_name", start, end, 0.7)
+
+
+# A name candidate: start, end, whether its cue is strong, and an offset from which a
+# health finding within the given reach, in the same sentence, makes it strong
+# (-1 for none).
+_Candidate = tuple[int, int, bool, int, int]
+
+
+def _candidates(state: _ScanState, span: tuple[int, int]) -> list[_Candidate]:
+    """Return every name-shaped text next to a cue, table rows aside."""
+    text, hits = state.text, state.hits
+    span_start, span_end = span
+    found: list[_Candidate] = []
+    # The name may end a little after the span.
+    for titled in HONORIFIC_NAME.finditer(text, span_start, min(len(text), span_end + 40)):
+        title_start = titled.start()
+        if title_start >= span_end:
+            break
+        if title_start > 0 and text[title_start - 1].isalpha():
+            continue
+        if _GREETING_BEFORE.search(text, max(0, title_start - 24), title_start) is not None:
+            continue
+        if _ADDRESS_AFTER.match(text, titled.end("name")) is not None:
+            continue
+        strong = titled.group("age") is not None
+        follow_from = titled.end() if titled.group("possessive") else -1
+        found.append(
+            (titled.start("name"), titled.end("name"), strong, follow_from, _POSSESSIVE_REACH)
+        )
+
+    for group, strong in (("name_cue", True), ("name_cue_weak", False)):
+        for _, end in hits.spans.get(group, ()):
+            match = NAME_AFTER_CUE.match(text, end, end + 80)
+            if match is not None:
+                found.append((match.start("name"), match.end("name"), strong, -1, 0))
+    for group in ("name_cue_after", "name_cue_after_weak"):
+        for start, end in hits.spans.get(group, ()):
+            match = NAME_BEFORE_CUE.search(text, max(0, start - _NAME_BEFORE), start)
+            if match is None:
+                continue
+            # "was seen today" ties the name to a health word later in its sentence.
+            # "presented with" is also written of teams and awards, so it never does.
+            follow_from = end if group == "name_cue_after" else -1
+            found.append(
+                (match.start("name"), match.end("name"), False, follow_from, _PHRASE_REACH)
+            )
+
+    # A surname alone after "pt" is a weak cue, which needs a tie anyway.
+    patient_ends = [end for _, end in hits.spans.get("patient", ())] if state.ties else []
+    for end in patient_ends:
+        match = SURNAME_AFTER_PATIENT.match(text, end, end + 40)
+        if match is not None:
+            found.append((match.start("name"), match.end("name"), False, -1, 0))
+
+    # Ages are looked for only in texts with clinical shorthand, lab values or a phrase
+    # after a name, where "Walter Brandt, 62 yo M" and "Ravi Chandran (54M) presented
+    # with" are written. The search stops at every digit, which costs more than the other
+    # steps together in number-dense mail.
+    look_for_ages = (
+        state.ties or "name_cue_after" in hits.spans or "name_cue_after_weak" in hits.spans
+    )
+    ages = AGE_SEX.finditer(text, span_start, span_end) if look_for_ages else ()
+    for age in ages:
+        before = max(0, age.start() - _NAME_BEFORE)
+        match = NAME_BEFORE_AGE.search(text, before, age.start())
+        if match is not None:
+            found.append((match.start("name"), match.end("name"), True, -1, 0))
+    return found
+
+
+def _followed_in_sentence(text: str, evidence: list[int], start: int, reach: int) -> bool:
+    """Return whether a health finding starts within ``reach`` characters after
+    ``start`` with no sentence end in between."""
+    index = bisect.bisect_left(evidence, start)
+    if index == len(evidence) or evidence[index] >= start + reach:
+        return False
+    return _SENTENCE_END.search(text, start, evidence[index]) is None
+
+
+def _table_names(text: str, span: tuple[int, int], evidence: list[int]) -> list[_Candidate]:
+    """Return the name cells of tab-separated rows in ``span`` whose row also contains a
+    health finding, or nothing when fewer than _MIN_TABLE_ROWS rows do."""
+    names: list[_Candidate] = []
+    for row in _TABLE_ROW.finditer(text, *span):
+        if not _within(evidence, row.start(), row.end()):
+            continue
+        offset = row.start()
+        for cell in row.group().split("\t"):
+            if NAME_CELL.fullmatch(cell):
+                names.append((offset, offset + len(cell), True, -1, 0))
+                break
+            offset += len(cell) + 1
+    return names if len(names) >= _MIN_TABLE_ROWS else []
+
+
+def _within(positions: list[int], low: int, high: int) -> bool:
+    """Return whether sorted ``positions`` has a value in ``[low, high)``."""
+    index = bisect.bisect_left(positions, low)
+    return index < len(positions) and positions[index] < high

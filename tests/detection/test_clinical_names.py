@@ -1,0 +1,272 @@
+"""Patients named without a label, lab values and clinical shorthand: one table per rule."""
+
+from __future__ import annotations
+
+import pytest
+
+from postveil.detection import Detector
+from postveil.detection.people import subject_names_person
+
+# (case id, text, categories that must be found, categories that must not be found)
+LAB_VALUE_CASES = [
+    ("a1c with percent", "A1c 9.1% today", {"lab_result"}, set()),
+    ("hba1c came back at", "HbA1c came back at 8.4%", {"lab_result"}, set()),
+    ("inr without unit", "INR 4.2 on warfarin", {"lab_result"}, set()),
+    ("egfr down to", "eGFR down to 38", {"lab_result"}, set()),
+    ("troponin with unit", "troponin I 0.92 ng/mL", {"lab_result"}, set()),
+    ("inr analyzer is no value", "the INR analyzer in lab 2 is down", set(), {"lab_result"}),
+    ("psa test alone", "ask about the PSA screening", set(), {"lab_result"}),
+    ("target below is no value", "keep your HbA1c below 7%", set(), set()),
+    ("date after test name", "TSH 2026-12-01 order", set(), {"lab_result"}),
+]
+
+# Short names are looked for only near other health information, in texts that could
+# be about one person (here "pt" or "Mr."), and count only with a unit or a reading.
+SHORT_LAB_CASES = [
+    ("blood pressure reading", "pt Vance: BP 168/94 on amlodipine", {"lab_result"}, set()),
+    ("ejection fraction", "Mr. Vance, CHF with EF 35%", {"lab_result"}, set()),
+    ("alt with unit", "pt Vance: ALT 88 U/L after atorvastatin", {"lab_result"}, set()),
+    ("potassium through its unit", "pt Vance: K 5.9 mmol/L", {"clinical_context"}, set()),
+    ("bp without health words", "pt Vance: BP 168/94", set(), {"lab_result"}),
+    ("bp without person cue", "BP 168/94 on amlodipine", {"medication"}, {"lab_result"}),
+    ("ef without unit", "pt Vance: EF 35 on metformin", {"medication"}, {"lab_result"}),
+    ("ef inside word", "pt Vance: REF 35% on metformin", {"medication"}, {"lab_result"}),
+]
+
+CONTEXT_CASES = [
+    ("history shorthand", "62 y/o M w/ hx of CHF", {"clinical_context", "condition"}, set()),
+    ("dosing instruction", "metformin 1000 mg bid", {"clinical_context"}, set()),
+    ("unit after number", "sodium? 124 mmol/L", {"clinical_context"}, set()),
+    ("unit without number", "results in mmol/L", set(), {"clinical_context"}),
+    ("clinical abbreviation", "known CKD and T2DM", {"condition"}, set()),
+]
+
+NAME_CASES = [
+    ("possessive honorific", "Mr. Lee's HbA1c 8.4%, on insulin", {"patient_name"}, set()),
+    (
+        "honorific with tie",
+        "Mrs. Lindgren: potassium 5.9 mmol/L, on lisinopril",
+        {"patient_name"},
+        set(),
+    ),
+    ("honorific with age", "Mrs. Harriet Noble, 67, stage IIIA NSCLC", {"patient_name"}, set()),
+    (
+        "honorific without tie",
+        "Ms. Romero will present the diabetes program and insulin pump contract.",
+        set(),
+        {"patient_name"},
+    ),
+    (
+        "honorific with credentials",
+        "Ms. Nadine Ferro, RN, speaks on diabetes. Metformin 500 mg bid.",
+        set(),
+        {"patient_name"},
+    ),
+    (
+        "honorific far from health",
+        "Thanks to Mr. Lund." + " Cake at three." * 30 + " Metformin 500 mg bid.",
+        set(),
+        {"patient_name"},
+    ),
+    (
+        "was seen today",
+        "Maria Gonzalez was seen today for her diabetes follow-up",
+        {"patient_name"},
+        set(),
+    ),
+    ("presented with", "Ravi Chandran (54M) presented with chest pain", {"patient_name"}, set()),
+    ("referring", "I am referring Ms. Ines Carvalho for type 2 diabetes", {"patient_name"}, set()),
+    ("saw your pt", "Saw your pt Rosalind Achebe today, CKD stage 3b", {"patient_name"}, set()),
+    (
+        "pt surname with tie",
+        "pt Delgado seen in clinic, BP 168/94, amlodipine",
+        {"patient_name"},
+        set(),
+    ),
+    (
+        "name with age and sex",
+        "Eleanor Pryce, 84F, on oxycodone 5 mg q4h prn",
+        {"patient_name"},
+        set(),
+    ),
+    (
+        "doctor is no patient",
+        "Dr. Jane Hill was seen presenting the asthma data",
+        set(),
+        {"patient_name"},
+    ),
+    (
+        "name without cue",
+        "Talia Norcross has oncology experience and gave chemotherapy.",
+        set(),
+        {"patient_name"},
+    ),
+    (
+        "sentence opener is no name",
+        "Today Gonzalez was seen about metformin pricing",
+        set(),
+        {"patient_name"},
+    ),
+    (
+        "pasted table",
+        "Name\tDx\nHollis, Dana\tCHF\nFreitas, Paulo\tCOPD\n",
+        {"patient_name"},
+        set(),
+    ),
+    (
+        "table health in header only",
+        "Name\tDiabetes program role\nDana Hollis\tlead\nPaulo Freitas\tbudget\n",
+        set(),
+        {"patient_name"},
+    ),
+    (
+        "one table row",
+        "Name\tRole\nDana Hollis\tdiabetes educator\n",
+        set(),
+        {"patient_name"},
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    ("text", "present", "absent"),
+    [case[1:] for case in LAB_VALUE_CASES + SHORT_LAB_CASES + CONTEXT_CASES + NAME_CASES],
+    ids=[case[0] for case in LAB_VALUE_CASES + SHORT_LAB_CASES + CONTEXT_CASES + NAME_CASES],
+)
+def test_findings(detector: Detector, text: str, present: set[str], absent: set[str]) -> None:
+    found = {finding.category for finding in detector.find(text)}
+    for category in present:
+        assert category in found, f"{category} not found"
+    for category in absent:
+        assert category not in found, f"{category} found"
+
+
+# (case id, text, sensitive)
+VERDICT_CASES = [
+    (
+        "named person with diabetes",
+        "Maria Gonzalez was seen today for her diabetes follow-up; metformin increased to 1000 mg.",
+        True,
+    ),
+    ("honorific and lab value", "Mr. Lee's HbA1c 8.4% - start insulin?", True),
+    (
+        "meeting minutes",
+        (
+            "Dr. Anand will present the diabetes program budget. Mr. Whitaker: insulin pump "
+            "contract renews in March."
+        ),
+        False,
+    ),
+    (
+        "study recruitment",
+        (
+            "Adults with type 2 diabetes and an A1c between 7% and 10% may qualify. Contact "
+            "Ms. Yara Haddou."
+        ),
+        False,
+    ),
+    (
+        "case question without name",
+        "A 45-year-old woman presents with fatigue; TSH 12 mIU/L.",
+        False,
+    ),
+    (
+        "shorthand does not help ci mail",
+        "Your test results are ready. hx of flaky tests, 3 prn.",
+        False,
+    ),
+    # Cue words that ordinary mail uses too: the name needs a lab value or shorthand.
+    (
+        "please call staff",
+        "Questions about the flu vaccination clinic? Please call Sarah Kim.",
+        False,
+    ),
+    ("saw at an event", "I saw Tom Baker at the asthma walk on Sunday!", False),
+    ("presented with a team", "Dana Whitfield presented with the diabetes team.", False),
+    ("underwent training", "Jane Roe underwent training in insulin pump programming.", False),
+    ("seen at an expo", "Sarah Kim was seen at the diabetes expo with brochures.", False),
+    (
+        "admitted to a college",
+        "Mark Feld was admitted to the College of Executives. He led our cancer program.",
+        False,
+    ),
+    ("please call with lab value", "Please call Nathaniel Oduya: his PSA is 8.6 ng/mL.", True),
+    ("tested positive", "Per our call, Jane Roe tested positive for chlamydia.", True),
+    ("pt surname and age", "Pt Harmon, 71 y/o F, hx of COPD, sats 88% on room air.", True),
+    # A courtesy title in a greeting or a direct address names the recipient.
+    (
+        "greeting with lab value",
+        "Hi Ms. Park, the HbA1c 7.2% panel metric is up; insulin too.",
+        False,
+    ),
+    (
+        "thanks with lab value",
+        "Thanks Ms. Lopez! QC glucose 100 mg/dL, insulin fridge at 4 C.",
+        False,
+    ),
+    ("address with dose", "Mr. Chen, your order: metformin 500 mg daily packs x 40.", False),
+    ("title then dash", "Mr. Lee - HbA1c 8.4%, on insulin glargine 20 units qhs.", True),
+]
+
+
+@pytest.mark.parametrize(
+    ("text", "sensitive"),
+    [case[1:] for case in VERDICT_CASES],
+    ids=[case[0] for case in VERDICT_CASES],
+)
+def test_verdicts(detector: Detector, text: str, sensitive: bool) -> None:
+    assert detector.scan_text(text).sensitive is sensitive
+
+
+# (case id, Subject, whether it is a person's name)
+SUBJECT_CASES = [
+    ("reply with name", "Re: Harold Vance", True),
+    ("forward inverted", "FW: Pemberton, Gail", True),
+    ("name and description", "Re: Talia Norcross - RN candidate", True),
+    ("honorific", "Mr. Varga", True),
+    ("ordinary subject", "Re: Budget review", False),
+    ("sentence", "Lunch is served in the atrium today", False),
+    ("opener word", "Re: Thursday Update", False),
+    ("title-case event", "Re: Grand Rounds", False),
+]
+
+
+@pytest.mark.parametrize(
+    ("subject", "expected"),
+    [case[1:] for case in SUBJECT_CASES],
+    ids=[case[0] for case in SUBJECT_CASES],
+)
+def test_subject_names_person(subject: str, expected: bool) -> None:
+    assert subject_names_person(subject) is expected
+
+
+# (case id, Subject, body, sensitive)
+SUBJECT_MESSAGE_CASES = [
+    ("clinical body", "Re: Harold Vance", "Biopsy shows invasive ductal carcinoma.", True),
+    ("lab value body", "FW: Brenda Castellano", "Her INR is 4.2 today on warfarin 5 mg.", True),
+    (
+        "recruiting body",
+        "Re: Talia Norcross - RN candidate",
+        "Talia has oncology experience, including chemotherapy administration.",
+        False,
+    ),
+    ("ordinary subject", "Re: Budget review", "Biopsy shows invasive ductal carcinoma.", False),
+]
+
+
+@pytest.mark.parametrize(
+    ("subject", "body", "sensitive"),
+    [case[1:] for case in SUBJECT_MESSAGE_CASES],
+    ids=[case[0] for case in SUBJECT_MESSAGE_CASES],
+)
+def test_subject_name_with_body(
+    detector: Detector, subject: str, body: str, sensitive: bool
+) -> None:
+    raw = f"Subject: {subject}\r\nMIME-Version: 1.0\r\n\r\n{body}\r\n".encode()
+    assert detector.scan_message(raw).sensitive is sensitive
+
+
+def test_clinical_context_weighs_nothing(detector: Detector) -> None:
+    verdict = detector.scan_text("Patient: Maria Garcia. hx of, 5 mg bid, 124 mmol/L")
+    assert verdict.categories.get("clinical_context", 0) >= 1
+    assert verdict.sensitive is False
