@@ -107,3 +107,41 @@ def test_write_error_on_dev_full(make_section: Callable[..., AuditSection], log_
 
     assert "No space left on device" in str(raised.value)
     assert (log_dir / "audit.head").stat().st_size == 0
+
+
+def test_full_disk_fails_every_waiting_writer(
+    small_tmpfs: Path, make_section: Callable[..., AuditSection], audit_key: AuditKey
+) -> None:
+    """Threads whose records share a batch all get the error when the batch cannot be
+    written; none waits forever, and every success they saw is in the chain."""
+    import threading
+
+    section = make_section(directory=str(small_tmpfs / "audit"), rotate_size=0)
+    (small_tmpfs / "filler").write_bytes(b"x" * 16384)
+    successes: list[int] = []
+    failures: list[BaseException] = []
+    log = AuditLog(section, "test")
+
+    def write(thread_number: int) -> None:
+        for number in range(200):
+            try:
+                log.append(make_decision(number, queue_id=f"F{thread_number}N{number:03d}"))
+                successes.append(1)
+            except AuditWriteError as exc:
+                failures.append(exc)
+                return
+
+    threads = [threading.Thread(target=write, args=(index,)) for index in range(6)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    assert not any(thread.is_alive() for thread in threads)
+    log.close()
+
+    assert len(failures) == 6
+    assert all("No space left on device" in str(failure) for failure in failures)
+    files = list_log_files(section.directory)
+    result = verify_chain(files, {audit_key.key_id: audit_key}, head=default_head_for(files))
+    assert result.broken is None, str(result.broken)
+    assert result.records == len(successes)

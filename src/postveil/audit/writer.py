@@ -5,10 +5,10 @@ Each append takes a ``threading.Lock`` (threads of one process) and then
 record back from the files, so records from the milter and the policy daemon form one
 chain in one order. Rotation happens under the same lock by renaming the active file.
 
-With ``fsync: always`` the flush to disk happens after both locks are released
-(group commit): appends that wrote while another thread's fdatasync ran share the
-next one, so concurrent messages do not queue behind each other's flushes. The
-head file is updated only after the record it names is on disk.
+Threads of one process that append at the same time are written as one batch (group
+commit): the first waiting thread takes every record queued behind it, writes them
+with one write under the locks, flushes once and updates the head once, and then
+wakes the others. A lone append is a batch of one.
 """
 
 from __future__ import annotations
@@ -113,36 +113,27 @@ def _pread_all(fd: int, length: int, offset: int, path: Path) -> bytes:
     return b"".join(parts)
 
 
-class _FileSync:
-    """Group commit state of one log file (one inode), shared by this process's threads.
-
-    ``written`` counts records written to the file by this process (under the append
-    locks); ``synced`` is the count known to be on disk. Only one fdatasync per file
-    runs at a time; a writer whose record a finished flush already covered returns
-    without one of its own.
-    """
-
-    __slots__ = ("lock", "written", "synced")
-
-    def __init__(self) -> None:
-        self.lock = threading.Lock()
-        self.written = 0
-        self.synced = 0
+_MAX_BATCH = 256
+"""Most records one batch writes; later ones wait for the next batch."""
 
 
-@dataclass(frozen=True)
-class _Unsynced:
-    """A record written under the locks, waiting for its flush and head update."""
+class _Pending:
+    """One record waiting in the append queue, and then its outcome."""
 
-    result: AppendResult
-    head: Head
-    stamp: str
-    ticket: int
-    file_sync: _FileSync
-    sync_fd: int
-    """A duplicate descriptor of the record's file, owned by the waiting append."""
+    __slots__ = ("kind", "fields", "done", "result", "error")
 
-    identity: tuple[int, int]
+    def __init__(self, kind: str, fields: dict[str, Any]) -> None:
+        self.kind = kind
+        self.fields = fields
+        self.done = False
+        self.result: AppendResult | None = None
+        self.error: BaseException | None = None
+
+    def outcome(self) -> AppendResult:
+        if self.error is not None:
+            raise self.error
+        assert self.result is not None
+        return self.result
 
 
 class AuditLog:
@@ -180,8 +171,8 @@ class AuditLog:
         self._sync_timer: threading.Timer | None = None
         self._closed = False
         self._head_failing = False
-        self._file_sync = _FileSync()
-        self._head_seq = 0
+        self._queue: list[_Pending] = []
+        self._queue_changed = threading.Condition(threading.Lock())
         self._head_cache: tuple[bytes, Head] | None = None
 
     @property
@@ -193,60 +184,47 @@ class AuditLog:
         fields = record.fields()
         if os.getpid() != self._pid:
             self._reset_after_fork()
+        pending = _Pending(record.kind, fields)
+        with self._queue_changed:
+            self._queue.append(pending)
+            while not pending.done and self._queue[0] is not pending:
+                self._queue_changed.wait()
+            if pending.done:
+                return pending.outcome()
+            # First in the queue: this thread writes the batch.
+            batch = self._queue[:_MAX_BATCH]
+        try:
+            results = self._write_batch(batch)
+        except AuditWriteError as exc:
+            self._finish_batch(batch, [], exc)
+        except BaseException as exc:
+            # Never leave the others waiting, whatever went wrong.
+            self._finish_batch(batch, [], AuditWriteError(f"audit write failed: {type(exc).__name__}"))
+            raise
+        else:
+            self._finish_batch(batch, results, None)
+        return pending.outcome()
+
+    def _finish_batch(
+        self, batch: list[_Pending], results: list[AppendResult], error: AuditWriteError | None
+    ) -> None:
+        with self._queue_changed:
+            for index, item in enumerate(batch):
+                if error is None:
+                    item.result = results[index]
+                else:
+                    item.error = error
+                item.done = True
+            del self._queue[: len(batch)]
+            self._queue_changed.notify_all()
+
+    def _write_batch(self, batch: list[_Pending]) -> list[AppendResult]:
         with self._thread_lock:
             if self._closed:
                 raise AuditWriteError(f"audit log {self._directory} is closed")
             self._lock_exclusively()
             try:
-                written = self._append_locked(record.kind, fields)
-            finally:
-                fcntl.flock(self._lock_fd, fcntl.LOCK_UN)
-        if isinstance(written, AppendResult):
-            return written
-        try:
-            self._sync_through(written)
-        finally:
-            os.close(written.sync_fd)
-        self._publish_head(written)
-        return written.result
-
-    def _sync_through(self, written: _Unsynced) -> None:
-        """Return once ``written`` is on disk, by this thread's fdatasync or another's."""
-        state = written.file_sync
-        with state.lock:
-            if state.synced >= written.ticket:
-                return
-            # Every record counted in ``written`` so far is in the page cache, so one
-            # flush covers them all.
-            target = state.written
-            try:
-                os.fdatasync(written.sync_fd)
-            except OSError as exc:
-                raise AuditWriteError(
-                    f"cannot flush {self._active_path} to disk: {exc.strerror}"
-                ) from exc
-            state.synced = max(state.synced, target)
-
-    def _publish_head(self, written: _Unsynced) -> None:
-        """Point ``audit.head`` at ``written`` unless a later record is already there.
-
-        The head is skipped when the file was rotated meanwhile (the writer that
-        rotated names its own record) and when this process already wrote a later
-        one. It may then lag behind the files, which verify accepts.
-        """
-        with self._thread_lock:
-            if self._closed or written.head.seq <= self._head_seq:
-                return
-            self._lock_exclusively()
-            try:
-                try:
-                    status = os.stat(self._active_path)
-                except OSError:
-                    return
-                if (status.st_dev, status.st_ino) != written.identity:
-                    return
-                self._write_head(written.head, written.stamp)
-                self._head_seq = written.head.seq
+                return self._append_locked(batch)
             finally:
                 fcntl.flock(self._lock_fd, fcntl.LOCK_UN)
 
@@ -282,29 +260,33 @@ class AuditLog:
 
     # --- under the locks ---------------------------------------------------------
 
-    def _append_locked(self, kind: str, fields: dict[str, Any]) -> AppendResult | _Unsynced:
-        """Write the record; return its result, or with ``fsync: always`` what
-        ``append`` needs to flush it and update the head after the locks."""
+    def _append_locked(self, batch: list[_Pending]) -> list[AppendResult]:
+        """Chain, write and (by ``audit.fsync``) flush the batch's records in order."""
         fd = self._open_active()
         size = os.fstat(fd).st_size
         size, last_line = self._read_tail(fd, size)
-        prev_seq, prev_hash = self._find_last_link(last_line)
+        seq, prev_hash = self._find_last_link(last_line)
 
         now = time.time()
         stamp = format_time(now)
-        body = {
-            **fields,
-            "v": FORMAT_VERSION,
-            "seq": prev_seq + 1,
-            "time": stamp,
-            "kind": kind,
-            "host": self._host,
-            "program": self._program,
-            "pid": os.getpid(),
-            "prev": prev_hash,
-        }
-        line = seal(body, self._key)
-        data = line + b"\n"
+        lines = []
+        for item in batch:
+            seq += 1
+            body = {
+                **item.fields,
+                "v": FORMAT_VERSION,
+                "seq": seq,
+                "time": stamp,
+                "kind": item.kind,
+                "host": self._host,
+                "program": self._program,
+                "pid": os.getpid(),
+                "prev": prev_hash,
+            }
+            line = seal(body, self._key)
+            prev_hash = line_hash(line)
+            lines.append((seq, prev_hash, line))
+        data = b"".join(line + b"\n" for _, _, line in lines)
 
         if size > 0 and self._rotation_due(fd, size, len(data), now):
             self._rotate(fd)
@@ -312,20 +294,10 @@ class AuditLog:
             size = 0
 
         self._write_record(fd, size, data)
-        digest = line_hash(line)
-        head = Head(seq=prev_seq + 1, hash=digest, file=ACTIVE_NAME)
-        result = AppendResult(seq=prev_seq + 1, hash=digest, path=str(self._active_path), time=stamp)
-        if self._section.fsync == "always":
-            # Flushed after the locks are released: see _sync_through.
-            assert self._log_identity is not None
-            state = self._file_sync
-            state.written += 1
-            return _Unsynced(
-                result, head, stamp, state.written, state, os.dup(fd), self._log_identity
-            )
         self._sync_record(fd)
-        self._write_head(head, stamp)
-        return result
+        self._write_head(Head(seq=seq, hash=prev_hash, file=ACTIVE_NAME), stamp)
+        path = str(self._active_path)
+        return [AppendResult(seq=number, hash=digest, path=path, time=stamp) for number, digest, _ in lines]
 
     def _lock_exclusively(self) -> None:
         """Take the flock on ``audit.lock``, the same file every other writer locks.
@@ -390,8 +362,6 @@ class AuditLog:
             raise AuditWriteError(f"cannot open {self._active_path}: {exc.strerror}") from exc
         self._log_fd = fd
         self._log_identity = (status.st_dev, status.st_ino)
-        # Appends still waiting on the old file keep its state; new ones count here.
-        self._file_sync = _FileSync()
         return fd
 
     def _read_tail(self, fd: int, size: int) -> tuple[int, bytes | None]:
@@ -574,16 +544,6 @@ class AuditLog:
         if target.exists():
             raise AuditWriteError(f"cannot rotate {self._active_path}: {target} already exists")
         self._sync_pending()
-        if self._section.fsync == "always":
-            # Appends of this or another process may still be waiting to flush records
-            # in this file. They must be on disk before any record of the next file is,
-            # or a crash could keep the next file's chain and lose its predecessors.
-            try:
-                os.fdatasync(fd)
-            except OSError as exc:
-                raise AuditWriteError(
-                    f"cannot flush {self._active_path} to disk: {exc.strerror}"
-                ) from exc
         try:
             os.rename(self._active_path, target)
             if self._section.fsync != "never":
@@ -722,6 +682,6 @@ class AuditLog:
         self._head_identity = None
         self._unsynced = False
         self._sync_timer = None
-        self._file_sync = _FileSync()
-        self._head_seq = 0
+        self._queue = []
+        self._queue_changed = threading.Condition(threading.Lock())
         self._pid = os.getpid()
