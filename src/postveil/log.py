@@ -38,6 +38,12 @@ def setup_logging(section: LoggingSection, program: str, previous: LoggingSectio
     and the new one drops return to inheriting the root level. Raises OSError, with
     the old handlers left in place, when the syslog socket does not exist.
     """
+    # Neither format uses the caller's file and line, the thread or the
+    # multiprocessing name, so records skip computing them (Python's logging HOWTO,
+    # "Optimization"). Finding the caller walks the stack on every record.
+    logging.logThreads = False
+    logging.logMultiprocessing = False
+    logging._srcfile = None  # type: ignore[attr-defined]
     root = logging.getLogger()
     handler: logging.Handler
     if section.target == "syslog":
