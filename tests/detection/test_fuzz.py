@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import base64
+
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -97,6 +100,26 @@ def _full_parse(raw: bytes) -> Extraction:
 @given(raw=malformed_messages())
 def test_single_part_shortcut_reads_what_the_parser_reads(raw: bytes) -> None:
     assert extract.extract_message(raw) == _full_parse(raw)
+
+
+SSN_TABLE = base64.b64encode(b"name,ssn\r\nA. Patient,536-22-1234\r\n").decode()
+
+
+@pytest.mark.parametrize("separator", ["\x0b", "\x0c", "\x1c", "\x1d", "\x1e", "\x85", "\u2028"])
+def test_single_part_shortcut_splits_on_crlf_only(detector: Detector, separator: str) -> None:
+    """str.splitlines also breaks lines at these characters; the parser does not. A
+    header that hides a second Content-Type behind one must not make a multipart
+    message look like a single text part."""
+    raw = (
+        f"From: a@example.org\r\nX-Tag: z{separator}Content-Type: text/plain\r\n"
+        "Subject: update\r\nMIME-Version: 1.0\r\n"
+        'Content-Type: multipart/mixed; boundary="b"\r\n\r\n'
+        "--b\r\nContent-Type: text/plain\r\n\r\nsee the table\r\n"
+        "--b\r\nContent-Type: text/csv\r\nContent-Transfer-Encoding: base64\r\n\r\n"
+        f"{SSN_TABLE}\r\n--b--\r\n"
+    ).encode("utf-8", "surrogateescape")
+    assert extract.extract_message(raw) == _full_parse(raw)
+    assert detector.scan_message(raw).sensitive
 
 
 def test_single_part_shortcut_on_the_corpus() -> None:

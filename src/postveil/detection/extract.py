@@ -114,8 +114,8 @@ def _parse_single_part(raw: bytes) -> email.message.Message | None:
     message), the body it would store is exactly the bytes after the first empty line.
     Only the header block is parsed here; anything that parser might read another way
     (line ends other than CRLF, defects, a line that is not a header) returns None, so
-    the caller parses the whole message as before. tests/detection/test_extract.py
-    checks that both give the same texts.
+    the caller parses the whole message as before. tests/detection/test_fuzz.py checks
+    that both give the same texts.
     """
     end = raw.find(b"\r\n\r\n")
     if end <= 0:
@@ -128,7 +128,11 @@ def _parse_single_part(raw: bytes) -> email.message.Message | None:
     # each field with its continuation lines and store it with the policy's parser.
     policy = email.policy.compat32
     fields: list[list[str]] = []
-    for line in head.decode("ascii", "surrogateescape").splitlines(keepends=True):
+    # Split on CRLF only, as the parser does: str.splitlines would also split on
+    # vertical tab, form feed and \x1c-\x1e, and text after one of those would be
+    # read as a header field of its own.
+    for line in head.decode("ascii", "surrogateescape").split("\r\n")[:-1]:
+        line += "\r\n"
         if line[0] in " \t":
             if not fields:
                 return None
