@@ -172,7 +172,10 @@ class AuditLog:
         self._closed = False
         self._head_failing = False
         self._queue: list[_Pending] = []
+        """Records waiting for the next batch; a batch's records leave it when taken."""
         self._queue_changed = threading.Condition(threading.Lock())
+        self._leader: int | None = None
+        """Thread id of the thread writing a batch, None when none is."""
         self._head_cache: tuple[bytes, Head] | None = None
 
     @property
@@ -186,13 +189,27 @@ class AuditLog:
             self._reset_after_fork()
         pending = _Pending(record.kind, fields)
         with self._queue_changed:
+            if self._leader == threading.get_ident():
+                # A signal handler appending while its thread writes a batch would wait
+                # for itself forever.
+                raise AuditWriteError("audit append re-entered while this thread writes a batch")
             self._queue.append(pending)
-            while not pending.done and self._queue[0] is not pending:
-                self._queue_changed.wait()
+            try:
+                while not pending.done and self._leader is not None:
+                    self._queue_changed.wait()
+            except BaseException:
+                # Interrupted while waiting: withdraw the record unless a batch holds it.
+                if pending in self._queue:
+                    self._queue.remove(pending)
+                    self._queue_changed.notify_all()
+                raise
             if pending.done:
                 return pending.outcome()
-            # First in the queue: this thread writes the batch.
+            # No batch is being written: this thread writes every queued record,
+            # its own among them.
+            self._leader = threading.get_ident()
             batch = self._queue[:_MAX_BATCH]
+            del self._queue[: len(batch)]
         try:
             results = self._write_batch(batch)
         except AuditWriteError as exc:
@@ -215,7 +232,7 @@ class AuditLog:
                 else:
                     item.error = error
                 item.done = True
-            del self._queue[: len(batch)]
+            self._leader = None
             self._queue_changed.notify_all()
 
     def _write_batch(self, batch: list[_Pending]) -> list[AppendResult]:
@@ -294,7 +311,12 @@ class AuditLog:
             size = 0
 
         self._write_record(fd, size, data)
-        self._sync_record(fd)
+        try:
+            self._sync_record(fd)
+        except AuditWriteError:
+            # Every caller is told the batch failed, so none of it may stay in the chain.
+            self._undo_write(fd, size)
+            raise
         self._write_head(Head(seq=seq, hash=prev_hash, file=ACTIVE_NAME), stamp)
         path = str(self._active_path)
         return [AppendResult(seq=number, hash=digest, path=path, time=stamp) for number, digest, _ in lines]
@@ -684,4 +706,5 @@ class AuditLog:
         self._sync_timer = None
         self._queue = []
         self._queue_changed = threading.Condition(threading.Lock())
+        self._leader = None
         self._pid = os.getpid()

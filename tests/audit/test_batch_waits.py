@@ -1,0 +1,182 @@
+"""Batched appends: no caller waits forever, and a failed batch leaves nothing behind.
+
+A second process holding the flock (a plain descriptor here) keeps a batch in
+progress for as long as a test needs, and SIGALRM stands for any signal whose handler
+runs while the main thread waits in append.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import signal
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from postveil.audit import AuditKey, AuditLog, AuditWriteError, list_log_files, verify_chain
+from postveil.audit.verify import default_head_for
+from postveil.config.audit import AuditSection
+from tests.audit.conftest import make_decision
+
+
+def records_in_files(section: AuditSection) -> int:
+    return sum(len(path.read_bytes().splitlines()) for path in list_log_files(section.directory))
+
+
+def hold_flock(log_dir: Path, seconds: float) -> threading.Thread:
+    """Hold the audit flock from another descriptor for ``seconds``, as another
+    process would; returns once it is held."""
+    held = threading.Event()
+
+    def hold() -> None:
+        holder = os.open(log_dir / "audit.lock", os.O_RDWR)
+        fcntl.flock(holder, fcntl.LOCK_EX)
+        held.set()
+        time.sleep(seconds)
+        fcntl.flock(holder, fcntl.LOCK_UN)
+        os.close(holder)
+
+    thread = threading.Thread(target=hold)
+    thread.start()
+    held.wait(5)
+    return thread
+
+
+@contextmanager
+def alarm_in(seconds: float, handler: Callable[[int, Any], None]) -> Iterator[None]:
+    previous = signal.signal(signal.SIGALRM, handler)
+    signal.setitimer(signal.ITIMER_REAL, seconds)
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+
+
+def test_failed_flush_leaves_no_record(
+    make_section: Callable[..., AuditSection], audit_key: AuditKey, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """fdatasync fails with EIO. Nothing on this machine makes a real flush fail (no
+    device-mapper), so os.fdatasync is replaced; the write before it is real."""
+    section = make_section(fsync="always", rotate_size=0)
+    log = AuditLog(section, "test")
+    log.append(make_decision(0))
+
+    def failing(fd: int) -> None:
+        raise OSError(5, "Input/output error")
+
+    monkeypatch.setattr(os, "fdatasync", failing)
+    errors: list[AuditWriteError] = []
+    gate = threading.Barrier(4)
+
+    def write(number: int) -> None:
+        gate.wait()
+        try:
+            log.append(make_decision(number))
+        except AuditWriteError as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=write, args=(number,)) for number in range(1, 5)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(10)
+    monkeypatch.undo()
+    log.append(make_decision(5))
+    log.close()
+
+    assert len(errors) == 4
+    assert records_in_files(section) == 2
+    files = list_log_files(section.directory)
+    result = verify_chain(files, {audit_key.key_id: audit_key}, head=default_head_for(files))
+    assert result.broken is None, str(result.broken)
+
+
+def test_interrupted_waiter_does_not_block_later_appends(
+    make_section: Callable[..., AuditSection], log_dir: Path
+) -> None:
+    section = make_section(rotate_size=0)
+    log = AuditLog(section, "test")
+    log.append(make_decision(0))
+    holder = hold_flock(log_dir, 1.0)
+    leader = threading.Thread(target=log.append, args=(make_decision(1),))
+    leader.start()
+    time.sleep(0.2)
+
+    def interrupt(signum: int, frame: Any) -> None:
+        raise TimeoutError("interrupted")
+
+    with alarm_in(0.3, interrupt), pytest.raises(TimeoutError):
+        log.append(make_decision(2))
+    holder.join(5)
+    leader.join(5)
+
+    later = threading.Thread(target=log.append, args=(make_decision(3),), daemon=True)
+    later.start()
+    later.join(5)
+
+    assert not leader.is_alive()
+    assert not later.is_alive()
+    log.close()
+    assert records_in_files(section) == 3
+
+
+def test_append_from_signal_handler_of_waiting_thread(
+    make_section: Callable[..., AuditSection], log_dir: Path
+) -> None:
+    """The handler's append writes the next batch, the waiting caller's record
+    included, so both return."""
+    section = make_section(rotate_size=0)
+    log = AuditLog(section, "test")
+    log.append(make_decision(0))
+    nested: list[int] = []
+    holder = hold_flock(log_dir, 1.0)
+    leader = threading.Thread(target=log.append, args=(make_decision(1),))
+    leader.start()
+    time.sleep(0.2)
+
+    def append_in_handler(signum: int, frame: Any) -> None:
+        nested.append(log.append(make_decision(3)).seq)
+
+    with alarm_in(0.3, append_in_handler):
+        outer = log.append(make_decision(2))
+    holder.join(5)
+    leader.join(5)
+    log.close()
+
+    assert nested and outer.seq != nested[0]
+    assert records_in_files(section) == 4
+
+
+def test_append_from_signal_handler_of_writing_thread_raises(
+    make_section: Callable[..., AuditSection], log_dir: Path
+) -> None:
+    """A handler that appends while its own thread writes a batch gets an error
+    instead of waiting for itself; the batch then completes."""
+    section = make_section(rotate_size=0)
+    log = AuditLog(section, "test")
+    log.append(make_decision(0))
+    errors: list[AuditWriteError] = []
+
+    def append_in_handler(signum: int, frame: Any) -> None:
+        try:
+            log.append(make_decision(9))
+        except AuditWriteError as exc:
+            errors.append(exc)
+
+    holder = hold_flock(log_dir, 1.0)
+    with alarm_in(0.3, append_in_handler):
+        result = log.append(make_decision(1))
+    holder.join(5)
+    log.close()
+
+    assert len(errors) == 1
+    assert "re-entered" in str(errors[0])
+    assert result.seq == 2
+    assert records_in_files(section) == 2
