@@ -70,6 +70,7 @@ class MilterDaemon:
         self._config_lock = threading.Lock()
         self.in_flight = InFlight()
         self._stop_requested = threading.Event()
+        self._reload_requested = False
         self._stop_time: float | None = None
         self._stop_signal: int | None = None
         self._notifier = sdnotify.SystemdNotifier()
@@ -249,6 +250,9 @@ class MilterDaemon:
 
     # -- lifecycle ---------------------------------------------------------------
 
+    def _request_reload(self, _signum: int, _frame: FrameType | None) -> None:
+        self._reload_requested = True
+
     def request_stop(self, signum: int, _frame: FrameType | None) -> None:
         if self._stop_time is None:
             self._stop_time = time.monotonic()
@@ -268,7 +272,9 @@ class MilterDaemon:
             return EX_CONFIG
         signal.signal(signal.SIGTERM, self.request_stop)
         signal.signal(signal.SIGINT, self.request_stop)
-        signal.signal(signal.SIGHUP, lambda *_: self.reload())
+        # The handler only asks for a reload. reload() appends to the audit log, and a
+        # handler runs in the main thread wherever it is, possibly inside an append.
+        signal.signal(signal.SIGHUP, self._request_reload)
         worker = threading.Thread(target=self._serve, name="libmilter", daemon=True)
         worker.start()
         if self.config.uses_only_defaults:
@@ -277,8 +283,10 @@ class MilterDaemon:
         self._audit_event(DaemonEvent("start", __version__))
         log.info("%s %s %s %s", PROGRAM, __version__, READY_MESSAGE, self.config.milter.socket)
         self._notifier.notify("READY=1")
-        while not self._stop_requested.wait(0.5):
-            pass
+        while not self._stop_requested.wait(0.2):
+            if self._reload_requested:
+                self._reload_requested = False
+                self.reload()
         return self._shutdown()
 
     def _shutdown(self) -> int:
