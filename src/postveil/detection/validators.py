@@ -206,7 +206,16 @@ def _icd10cm_codes() -> frozenset[str] | None:
         words = line.split(" ", 1)
         if words[0]:
             codes.add(words[0].replace(".", "").upper())
+    if len(codes) < _MIN_ICD10CM_ITEMS:
+        # A damaged or truncated file would reject real codes without a word.
+        return None
     return frozenset(codes)
+
+
+_MIN_ICD10CM_ITEMS = 50_000
+"""Fewer items than this in the code list file is taken as a damaged file. The April
+2026 list in simple-icd-10-cm 1.5 has 98,466 items (chapters, blocks, categories and
+codes), about twice this limit."""
 
 
 @functools.cache
@@ -228,7 +237,7 @@ def icd10cm_exists(candidate: str) -> bool:
     code = candidate.strip().upper()
     if not 3 <= len(code.replace(".", "")) <= 7 or "-" in code:
         return False
-    if "." in code and (code.index(".") != 3 or code.endswith(".")):
+    if "." in code and (code.index(".") != 3 or code.endswith(".") or code.count(".") > 1):
         return False
     codes = _icd10cm_codes()
     if codes is None:
