@@ -73,7 +73,9 @@ def test_only_queue_id_macro_requested() -> None:
     assert set(context.macros) == set(MACROS)
 
 
-def test_failure_without_reply_due_defers_at_end_of_message(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_failure_without_reply_due_defers_at_end_of_message(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
     session, context, _ = negotiated(quiet=True)
     assert session.envfrom("<sender@org.test>") == Milter.NOREPLY
 
@@ -88,6 +90,7 @@ def test_failure_without_reply_due_defers_at_end_of_message(monkeypatch: pytest.
 
     assert session.eom() == Milter.TEMPFAIL
     assert context.reply == ("451", "4.3.0", "postveil could not process this message, try again later")
+    assert "QUEUEID1: temporary failure at end of message: RCPT TO failed: RuntimeError" in caplog.text
 
 
 def test_next_message_starts_clean_after_deferred_failure(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -109,6 +109,7 @@ class PostveilMilter(Milter.Base):
         self._in_flight = in_flight
         self._quiet = quiet
         self._deferred_reply: tuple[str, str, str] | None = None
+        self._deferred_reason = ""
         self.connection_id = f"conn{next(_connection_ids)}"
         self.log = MessageLogger(log, self.connection_id)
         self.processor: MessageProcessor = get_processor()
@@ -138,12 +139,13 @@ class PostveilMilter(Milter.Base):
     def _tempfail(self, reason: str) -> int:
         """Reply 451 4.3.0 with a generic text; the details go to the log only."""
         self.log.error("temporary failure: %s", reason)
-        return self._defer("451", "4.3.0", "postveil could not process this message, try again later")
+        return self._defer("451", "4.3.0", "postveil could not process this message, try again later", reason)
 
-    def _defer(self, code: str, xcode: str, text: str) -> int:
+    def _defer(self, code: str, xcode: str, text: str, reason: str) -> int:
         """Set a temporary failure reply, kept for end of message if Postfix is not
         waiting for a reply to the current step."""
         self._deferred_reply = (code, xcode, text)
+        self._deferred_reason = reason
         self.setreply(code, xcode, text)
         return Milter.TEMPFAIL
 
@@ -161,6 +163,7 @@ class PostveilMilter(Milter.Base):
         if result != Milter.CONTINUE and self._deferred_reply is None:
             self.log.error("%s returned %s with no reply due: deferring the message", step, result)
             self._deferred_reply = ("451", "4.3.0", "postveil could not process this message, try again later")
+            self._deferred_reason = f"{step} returned {result}"
         return Milter.NOREPLY
 
     def negotiate(self, opts: list[int]) -> int:
@@ -218,7 +221,7 @@ class PostveilMilter(Milter.Base):
         self._finish_message()
         if self._in_flight.stopping:
             self.log.info("shutting down: new message deferred")
-            return self._defer("421", "4.3.2", "postveil is restarting, try again later")
+            return self._defer("421", "4.3.2", "postveil is restarting, try again later", "shutting down")
         self.processor = self._get_processor()
         self.config = self.processor.config
         self._in_flight.enter()
@@ -267,7 +270,13 @@ class PostveilMilter(Milter.Base):
 
     def eom(self) -> int:
         if self._deferred_reply is not None:
-            # An earlier step failed while Postfix was not waiting for its reply.
+            # An earlier step failed while Postfix was not waiting for its reply. That
+            # step's log line may carry only the connection id, so this one repeats the
+            # reason with the queue id.
+            queue_id = self.getsymval("i")
+            if queue_id:
+                self.log.set_id(queue_id)
+            self.log.error("temporary failure at end of message: %s", self._deferred_reason)
             self.setreply(*self._deferred_reply)
             self._deferred_reply = None
             self._finish_message()
