@@ -146,7 +146,8 @@ def _parse_single_part(raw: bytes) -> email.message.Message | None:
         message.set_raw(*policy.header_source_parse(lines))
     if message.get_content_maintype() in ("multipart", "message"):
         return None
-    message.set_payload(raw[end + 4 :].decode("ascii", "surrogateescape"))
+    # Decoded from a view, so a large body is not first copied into a new bytes object.
+    message.set_payload(str(memoryview(raw)[end + 4 :], "ascii", "surrogateescape"))
     return message
 
 

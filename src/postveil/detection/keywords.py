@@ -8,7 +8,7 @@ boundaries: "lic" does not match inside "duplicate".
 from __future__ import annotations
 
 import bisect
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from importlib import resources
 
@@ -107,6 +107,8 @@ class KeywordMatcher:
 
     groups: Mapping[str, Iterable[str]]
     _automaton: ahocorasick.Automaton = field(init=False, repr=False)
+    _longest: int = field(init=False, repr=False, default=1)
+    """Characters in the longest keyword."""
 
     def __post_init__(self) -> None:
         by_word: dict[str, set[str]] = {}
@@ -123,6 +125,7 @@ class KeywordMatcher:
             )
         automaton.make_automaton()
         self._automaton = automaton
+        self._longest = max((len(key) for key in by_word), default=1)
 
     def search(self, lowered: str) -> KeywordHits:
         """Find every whole-word keyword in ``lowered`` (already lower-cased, same
@@ -132,7 +135,7 @@ class KeywordMatcher:
         length = len(lowered)
         # The whole-word checks are written out (not calls to _is_word_char) because
         # this loop runs once per automaton hit, the commonest event in a scan.
-        for last, (size, groups, word_start, word_end) in self._automaton.iter(lowered):
+        for last, (size, groups, word_start, word_end) in self._hits(lowered):
             start = last - size + 1
             end = last + 1
             if word_start and start > 0:
@@ -156,5 +159,29 @@ class KeywordMatcher:
         # Automaton hits arrive ordered by end offset, which "any_before" needs.
         return KeywordHits(spans, ends)
 
+    def _hits(self, lowered: str) -> Iterator[tuple[int, tuple[int, tuple[str, ...], bool, bool]]]:
+        """Yield the automaton's (last index, value) hits over ``lowered`` in order.
+
+        pyahocorasick (2.3) copies the whole text to 4 bytes per character before it
+        searches, so a 25 MB text part cost 100 MB more. Long texts are therefore
+        searched in pieces. Each piece starts ``_longest - 1`` characters before the
+        positions it reports, so the automaton is in the same state there as in one
+        pass over the whole text, and each hit is reported once, by the piece its last
+        character falls in.
+        """
+        length = len(lowered)
+        if length <= _PIECE:
+            yield from self._automaton.iter(lowered)
+            return
+        overlap = self._longest - 1
+        for first in range(0, length, _PIECE):
+            offset = max(0, first - overlap)
+            for last, value in self._automaton.iter(lowered[offset : first + _PIECE]):
+                if last + offset >= first:
+                    yield last + offset, value
+
 
 _NO_HITS = KeywordHits({}, {})
+
+_PIECE = 1 << 20
+"""Characters searched in one automaton pass (see KeywordMatcher._hits): 4 MB of copy."""
