@@ -5,10 +5,10 @@ Each append takes a ``threading.Lock`` (threads of one process) and then
 record back from the files, so records from the milter and the policy daemon form one
 chain in one order. Rotation happens under the same lock by renaming the active file.
 
-Threads of one process that append at the same time are written as one batch (group
-commit): the first waiting thread takes every record queued behind it, writes them
-with one write under the locks, flushes once and updates the head once, and then
-wakes the others. A lone append is a batch of one.
+Records that threads of one process append at the same time are written as one batch
+(group commit). A waiting thread that finds no batch in progress takes every queued
+record, writes them with one write under the locks, flushes once, updates the head
+once and wakes the others. A lone append is a batch of one.
 """
 
 from __future__ import annotations
@@ -114,20 +114,23 @@ def _pread_all(fd: int, length: int, offset: int, path: Path) -> bytes:
 
 
 _MAX_BATCH = 256
-"""Most records one batch writes; later ones wait for the next batch."""
+"""Maximum records in one batch; the rest wait for the next one."""
 
 
 class _Pending:
     """One record waiting in the append queue, and then its outcome."""
 
-    __slots__ = ("kind", "fields", "done", "result", "error")
+    __slots__ = ("kind", "fields", "result", "error")
 
     def __init__(self, kind: str, fields: dict[str, Any]) -> None:
         self.kind = kind
         self.fields = fields
-        self.done = False
         self.result: AppendResult | None = None
         self.error: BaseException | None = None
+
+    @property
+    def done(self) -> bool:
+        return self.result is not None or self.error is not None
 
     def outcome(self) -> AppendResult:
         if self.error is not None:
@@ -198,7 +201,7 @@ class AuditLog:
                 while not pending.done and self._leader is not None:
                     self._queue_changed.wait()
             except BaseException:
-                # Interrupted while waiting: withdraw the record unless a batch holds it.
+                # Interrupted while waiting: withdraw the record unless a batch took it.
                 if pending in self._queue:
                     self._queue.remove(pending)
                     self._queue_changed.notify_all()
@@ -231,7 +234,6 @@ class AuditLog:
                     item.result = results[index]
                 else:
                     item.error = error
-                item.done = True
             self._leader = None
             self._queue_changed.notify_all()
 
@@ -314,7 +316,7 @@ class AuditLog:
         try:
             self._sync_record(fd)
         except AuditWriteError:
-            # Every caller is told the batch failed, so none of it may stay in the chain.
+            # Every caller in the batch gets an error, so none of its records may stay.
             self._undo_write(fd, size)
             raise
         self._write_head(Head(seq=seq, hash=prev_hash, file=ACTIVE_NAME), stamp)

@@ -73,9 +73,9 @@ MACROS: dict[int, tuple[str, ...]] = {
     Milter.M_EOH: (),
     Milter.M_EOM: ("i",),
 }
-"""The macros postveil asks Postfix for, by protocol stage: only the queue id. Postfix
-otherwise expands and sends about twenty per message (milter_*_macros), also for the
-steps that QUIET_STEPS skips."""
+"""Macros postveil requests from Postfix, by protocol stage: only the queue id. Without
+this list Postfix expands and sends about twenty per message (its milter_*_macros
+defaults), also for the steps that QUIET_STEPS skips."""
 
 QUIET_STEPS = (
     Milter.P_NOCONNECT
@@ -88,10 +88,14 @@ QUIET_STEPS = (
 )
 """Protocol steps skipped, or sent without waiting for a reply, on a unix socket.
 
-Only end of message then needs a round trip. Postfix never waits for the milter
-before then, so a failure in an earlier step is kept and given at end of message.
-Not used on TCP sockets: there a message sent with no reply due can sit in Postfix's
-Nagle buffer until the milter's delayed ACK, about 40 ms on Linux loopback."""
+Only end of message then needs a round trip. Because Postfix does not wait for a reply
+before then, a failure in an earlier step is kept and given at end of message. Not
+used on TCP sockets, because there a command sent with no reply due can sit in
+Postfix's Nagle buffer until the milter's delayed ACK (about 40 ms on Linux loopback,
+measured in docs/benchmarks.md)."""
+
+_TEMPFAIL_REPLY = ("451", "4.3.0", "postveil could not process this message, try again later")
+"""The generic temporary failure reply; the reason goes to the log only."""
 
 
 @Milter.header_leading_space
@@ -139,7 +143,7 @@ class PostveilMilter(Milter.Base):
     def _tempfail(self, reason: str) -> int:
         """Reply 451 4.3.0 with a generic text; the details go to the log only."""
         self.log.error("temporary failure: %s", reason)
-        return self._defer("451", "4.3.0", "postveil could not process this message, try again later", reason)
+        return self._defer(*_TEMPFAIL_REPLY, reason)
 
     def _defer(self, code: str, xcode: str, text: str, reason: str) -> int:
         """Set a temporary failure reply, kept for end of message if Postfix is not
@@ -162,8 +166,7 @@ class PostveilMilter(Milter.Base):
             return result
         if result != Milter.CONTINUE and self._deferred_reply is None:
             self.log.error("%s returned %s with no reply due: deferring the message", step, result)
-            self._deferred_reply = ("451", "4.3.0", "postveil could not process this message, try again later")
-            self._deferred_reason = f"{step} returned {result}"
+            self._defer(*_TEMPFAIL_REPLY, f"{step} returned {result}")
         return Milter.NOREPLY
 
     def negotiate(self, opts: list[int]) -> int:
