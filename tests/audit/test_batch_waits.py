@@ -31,20 +31,20 @@ def records_in_files(section: AuditSection) -> int:
 
 def hold_flock(log_dir: Path, seconds: float) -> threading.Thread:
     """Hold the audit flock from another descriptor for ``seconds``, as another
-    process would; returns once it is held."""
-    held = threading.Event()
+    process would. Returns once the lock is taken."""
+    lock_taken = threading.Event()
 
     def hold() -> None:
         holder = os.open(log_dir / "audit.lock", os.O_RDWR)
         fcntl.flock(holder, fcntl.LOCK_EX)
-        held.set()
+        lock_taken.set()
         time.sleep(seconds)
         fcntl.flock(holder, fcntl.LOCK_UN)
         os.close(holder)
 
     thread = threading.Thread(target=hold)
     thread.start()
-    held.wait(5)
+    lock_taken.wait(5)
     return thread
 
 

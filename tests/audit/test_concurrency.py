@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import multiprocessing
+import os
 import threading
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -160,10 +162,7 @@ def test_concurrent_appends_share_flushes(
     """Appends that write while a flush runs share the next one.
 
     The test disk flushes in well under a millisecond, so threads would rarely
-    overlap; each real fdatasync is made to take 5 ms longer to stand for a slower
-    disk."""
-    import os
-    import time
+    overlap. Each real fdatasync is therefore made 5 ms slower, like a slower disk."""
 
     real_fdatasync = os.fdatasync
     flushes: list[int] = []

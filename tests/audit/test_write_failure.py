@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import subprocess
+import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -112,9 +113,8 @@ def test_write_error_on_dev_full(make_section: Callable[..., AuditSection], log_
 def test_full_disk_fails_every_waiting_writer(
     small_tmpfs: Path, make_section: Callable[..., AuditSection], audit_key: AuditKey
 ) -> None:
-    """Threads whose records share a batch all get the error when the batch cannot be
-    written; none waits forever, and every success they saw is in the chain."""
-    import threading
+    """Threads whose records share a batch all get the error when it cannot be written.
+    None of them waits forever, and every append that succeeded is in the chain."""
 
     section = make_section(directory=str(small_tmpfs / "audit"), rotate_size=0)
     (small_tmpfs / "filler").write_bytes(b"x" * 16384)

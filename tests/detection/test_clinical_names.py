@@ -133,7 +133,7 @@ NAME_CASES = [
     [case[1:] for case in LAB_VALUE_CASES + SHORT_LAB_CASES + CONTEXT_CASES + NAME_CASES],
     ids=[case[0] for case in LAB_VALUE_CASES + SHORT_LAB_CASES + CONTEXT_CASES + NAME_CASES],
 )
-def test_findings(detector: Detector, text: str, present: set[str], absent: set[str]) -> None:
+def test_clinical_case_findings(detector: Detector, text: str, present: set[str], absent: set[str]) -> None:
     found = {finding.category for finding in detector.find(text)}
     for category in present:
         assert category in found, f"{category} not found"

@@ -23,7 +23,7 @@ def hits(text: str) -> dict[str, list[tuple[int, int]]]:
     pieces=st.lists(st.one_of(st.sampled_from(WORDS), st.sampled_from(FILLERS)), max_size=60),
     piece_size=st.integers(min_value=1, max_value=80),
 )
-def test_pieces_find_what_one_pass_finds(pieces: list[str], piece_size: int) -> None:
+def test_piece_search_matches_one_pass(pieces: list[str], piece_size: int) -> None:
     text = "".join(pieces)
     whole = hits(text)
     original = keywords._PIECE

@@ -55,7 +55,7 @@ def negotiated(quiet: bool) -> tuple[PostveilMilter, RecordingContext, list[int]
     return session, context, options
 
 
-def test_quiet_session_skips_replies_up_to_end_of_message() -> None:
+def test_unix_session_skips_replies() -> None:
     _, _, options = negotiated(quiet=True)
     assert options[1] & QUIET_STEPS == QUIET_STEPS
 
@@ -73,7 +73,7 @@ def test_only_queue_id_macro_requested() -> None:
     assert set(context.macros) == set(MACROS)
 
 
-def test_failure_without_reply_due_defers_at_end_of_message(
+def test_quiet_failure_deferred_to_eom(
     monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
     session, context, _ = negotiated(quiet=True)
@@ -86,7 +86,8 @@ def test_failure_without_reply_due_defers_at_end_of_message(
     assert session.envrcpt("<alice@example.test>") == Milter.NOREPLY
     assert session.header("Subject", b" hello") == Milter.NOREPLY
     assert session.body(b"text\r\n") == Milter.NOREPLY
-    assert session.headers == [] and session.body_size == 0
+    assert session.headers == []
+    assert session.body_size == 0
 
     assert session.eom() == Milter.TEMPFAIL
     assert context.reply == ("451", "4.3.0", "postveil could not process this message, try again later")
@@ -107,7 +108,7 @@ def test_next_message_starts_clean_after_deferred_failure(monkeypatch: pytest.Mo
     session.abort()
 
 
-def test_shutdown_refusal_keeps_its_reply_for_end_of_message() -> None:
+def test_shutdown_reply_kept_for_eom() -> None:
     session, context, _ = negotiated(quiet=True)
     session._in_flight.stopping = True
     assert session.envfrom("<sender@org.test>") == Milter.NOREPLY

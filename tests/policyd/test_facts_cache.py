@@ -109,8 +109,8 @@ def test_sqlite_threads_share_cache(tmp_path: Path) -> None:
 
 
 def test_sqlite_connections_do_not_grow_with_threads(tmp_path: Path) -> None:
-    """pymilter runs every SMTP connection in a new thread; the cache must not keep one
-    SQLite connection (two descriptors) per thread that ever read from it."""
+    """pymilter runs every SMTP connection in a new thread. The cache must not keep one
+    SQLite connection (two descriptors) for each thread that ever read from it."""
     cache = SqliteFactsCache(tmp_path / "facts.sqlite3")
     cache.put(FULL)
     before = len(os.listdir("/proc/self/fd"))

@@ -320,7 +320,7 @@ class PgpKeyring:
 
 @dataclass(frozen=True)
 class ImportReport:
-    """What one ``import_report`` call changed in the keyring."""
+    """Changes that one ``import_report`` call made to the keyring."""
 
     changes: dict[str, tuple[str, ...]]
     """Fingerprint -> what gpg changed for that key: "new key", "new user ids",

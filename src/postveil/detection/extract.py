@@ -112,9 +112,9 @@ def _parse_single_part(raw: bytes) -> email.message.Message | None:
     The standard parser reads the body line by line, which is most of its cost for a
     plain-text message. For a type the parser keeps whole (neither multipart nor
     message), the body it would store is exactly the bytes after the first empty line.
-    Only the header block is parsed here; anything that parser might read another way
-    (line ends other than CRLF, defects, a line that is not a header) returns None, so
-    the caller parses the whole message as before. tests/detection/test_fuzz.py checks
+    Only the header block is parsed here. Anything that parser might read another way
+    (line ends other than CRLF, defects, a line that is not a header) returns None, and
+    the caller then parses the whole message as before. tests/detection/test_fuzz.py checks
     that both give the same texts.
     """
     end = raw.find(b"\r\n\r\n")

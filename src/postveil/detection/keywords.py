@@ -165,9 +165,8 @@ class KeywordMatcher:
         pyahocorasick (2.3) copies the whole text to 4 bytes per character before it
         searches, so a 25 MB text part cost 100 MB more. Long texts are therefore
         searched in pieces. Each piece starts ``_longest - 1`` characters before the
-        positions it reports, so the automaton is in the same state there as in one
-        pass over the whole text, and each hit is reported once, by the piece its last
-        character falls in.
+        positions it reports, so the automaton reaches them in the same state as in one
+        pass. Each hit is reported once, by the piece that contains its last character.
         """
         length = len(lowered)
         if length <= _PIECE:
@@ -184,4 +183,5 @@ class KeywordMatcher:
 _NO_HITS = KeywordHits({}, {})
 
 _PIECE = 1 << 20
-"""Characters searched in one automaton pass (see KeywordMatcher._hits): 4 MB of copy."""
+"""Characters searched in one automaton pass (see KeywordMatcher._hits). Its copy takes
+4 MB."""

@@ -272,8 +272,8 @@ class MilterDaemon:
             return EX_CONFIG
         signal.signal(signal.SIGTERM, self.request_stop)
         signal.signal(signal.SIGINT, self.request_stop)
-        # The handler only asks for a reload. reload() appends to the audit log, and a
-        # handler runs in the main thread wherever it is, possibly inside an append.
+        # The handler only sets a flag for the main loop. reload() appends to the audit
+        # log, and a handler interrupts the main thread wherever it is, even in an append.
         signal.signal(signal.SIGHUP, self._request_reload)
         worker = threading.Thread(target=self._serve, name="libmilter", daemon=True)
         worker.start()

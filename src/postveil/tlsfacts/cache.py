@@ -107,8 +107,8 @@ class SqliteFactsCache(FactsCache):
         self.path = str(path)
         self._busy_timeout = busy_timeout
         # Connections not in use. A call takes one (or opens one), uses it alone and
-        # puts it back, so threads never share a connection at the same time and
-        # never wait for each other in Python. Thread-local connections would leak:
+        # puts it back, so no two threads use a connection at once and none waits for
+        # another beyond the list's lock. Thread-local connections would leak, because
         # pymilter gives every SMTP connection a new thread state.
         self._idle: list[sqlite3.Connection] = []
         self._lock = threading.Lock()
