@@ -8,7 +8,7 @@ certificate lookups happen here, through the keyring and certificate store of th
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 from postveil.config import Config
@@ -87,15 +87,17 @@ def process_message(
     sender: str,
     recipients: Sequence[str],
     verdict: VerdictLike | None,
-    tls: Mapping[str, TlsRequirement],
+    tls: Mapping[str, TlsRequirement] | Callable[[], Mapping[str, TlsRequirement]],
     context: RenderContext,
     config_version: str = "",
 ) -> Outcome:
     """Decide and render every version of ``raw`` for the envelope ``recipients``.
 
     ``tls`` maps each recipient to its domain's TLS requirement; a recipient without an
-    entry counts as not requiring TLS. Raises CryptoFailure when a lookup or encryption
-    fails.
+    entry counts as not requiring TLS. It may instead be a function returning that
+    map, called only when the message's class lists the ``tls`` method, so clean mail
+    routed ``plain`` costs no facts lookup. Raises CryptoFailure when a lookup or
+    encryption fails, and whatever the ``tls`` function raises.
     """
     message = RawMessage.parse(raw)
     routing = context.routing
@@ -103,6 +105,8 @@ def process_message(
     classification = classify(triggers, verdict, sender, routing)
     methods = methods_for(classification.message_class, routing)
     already = detect_encryption(message)
+    if callable(tls):
+        tls = tls() if Method.TLS in methods else {}
 
     decisions = tuple(
         decide_recipient(

@@ -20,7 +20,7 @@ from __future__ import annotations
 import logging
 import re
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from postveil.audit import AuditLog, MessageDecision
 from postveil.audit import RecipientDecision as AuditRecipient
@@ -87,12 +87,14 @@ class MessageProcessor:
 
         A domain unknown to the cache is looked up through postveil-policyd only when
         routing would otherwise pass over TLS for it. The message is then routed again
-        with the new facts. Raises TemporaryFailure (cache, lookup, key or
-        certificate store, encryption) so the caller defers the message.
+        with the new facts. The cache is read only for a message whose class lists the
+        tls method, so a broken cache defers protected mail but not clean mail routed
+        plain. Raises TemporaryFailure (cache, lookup, key or certificate store,
+        encryption) so the caller defers the message.
         """
         verdict = self.detector.scan_message(raw)
 
-        def route(tls: dict[str, TlsRequirement]) -> Outcome:
+        def route(tls: Callable[[], dict[str, TlsRequirement]]) -> Outcome:
             return process_message(
                 raw,
                 queue_id=queue_id,
@@ -104,7 +106,8 @@ class MessageProcessor:
                 config_version=self.config.version,
             )
 
-        outcome = route(self.tls_requirements(recipients))
+        # The facts are read only when the message's class lists the tls method.
+        outcome = route(lambda: self.tls_requirements(recipients))
         skipped_tls = f"tls: {TLS_FACTS_NOT_LOOKED_UP}"
         unknown = {
             recipient_domain(decision.recipient)
@@ -118,7 +121,7 @@ class MessageProcessor:
         except TlsLookupFailure as exc:
             log.warning("TLS facts unavailable for %s: %s", ", ".join(sorted(unknown)), exc)
             raise
-        return route(tls)
+        return route(lambda: tls)
 
     def record(self, outcome: Outcome, action: str) -> None:
         """Append the audit record of ``outcome``; raises AuditWriteError when it fails."""
