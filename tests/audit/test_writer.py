@@ -318,3 +318,55 @@ def test_writer_follows_replaced_lock_file(
     old_writer.close()
     new_writer.close()
     assert verify_dir(directory, audit_key).records == 2
+
+
+# A writer remembers where its own last batch ended and skips reading the file back
+# while the file is as it left it. These tests change the file between two appends
+# of one open writer, which must then read the file as a new writer would.
+
+
+def test_open_writer_links_after_another_writers_records(
+    make_section: Callable[..., AuditSection], audit_key: AuditKey
+) -> None:
+    section = make_section()
+    with AuditLog(section, "first") as first, AuditLog(section, "second") as second:
+        first.append(make_decision(1))
+        second.append(make_decision(2))
+        second.append(make_decision(3))
+        result = first.append(make_decision(4))
+
+    assert result.seq == 4
+    assert verify_dir(section.directory, audit_key).broken is None
+
+
+def test_open_writer_sees_records_cut_from_end(
+    make_section: Callable[..., AuditSection], audit_key: AuditKey, caplog: pytest.LogCaptureFixture
+) -> None:
+    section = make_section()
+    active = Path(section.directory) / "audit.jsonl"
+    with caplog.at_level(logging.ERROR, logger="postveil.audit"), AuditLog(section, "test") as log:
+        for number in range(5):
+            log.append(make_decision(number))
+        lines = active.read_bytes().splitlines(keepends=True)
+        with open(active, "r+b") as handle:
+            handle.truncate(len(b"".join(lines[:3])))
+        result = log.append(make_decision(6))
+
+    assert result.seq == 6
+    assert "ends at seq 3 but audit.head records seq 5 as written" in caplog.text
+    assert verify_dir(section.directory, audit_key).broken is not None
+
+
+def test_open_writer_cuts_incomplete_line_added_behind_it(
+    make_section: Callable[..., AuditSection], audit_key: AuditKey
+) -> None:
+    section = make_section()
+    active = Path(section.directory) / "audit.jsonl"
+    with AuditLog(section, "test") as log:
+        log.append(make_decision(1))
+        with open(active, "ab") as handle:
+            handle.write(b'{"action":"acc')
+        result = log.append(make_decision(2))
+
+    assert result.seq == 2
+    assert verify_dir(section.directory, audit_key).records == 2

@@ -132,11 +132,23 @@ def generate_key_file(path: str | os.PathLike[str]) -> AuditKey:
 
 
 def seal(body: dict[str, Any], key: AuditKey) -> bytes:
-    """Return the record line (without newline) for ``body`` signed with ``key``."""
+    """Return the record line (without newline) for ``body`` signed with ``key``.
+
+    The line is ``canonical_json`` of the fields with ``hmac`` added. Sorted keys put
+    ``hmac`` between the keys before and after it, so the two halves are serialised
+    once each and the signed bytes and the line are both joined from them.
+    """
     fields = {**body, "key_id": key.key_id}
     fields.pop("hmac", None)
-    fields["hmac"] = key.sign(canonical_json(fields))
-    return canonical_json(fields)
+    before = canonical_json({name: value for name, value in fields.items() if name < "hmac"})
+    after = canonical_json({name: value for name, value in fields.items() if name > "hmac"})
+    # Each half is "{...}", or "{}" when it has no members.
+    inner_before = before[1:-1]
+    inner_after = after[1:-1]
+    signed = b"{" + b",".join(part for part in (inner_before, inner_after) if part) + b"}"
+    mac = canonical_json(key.sign(signed))
+    members = [part for part in (inner_before, b'"hmac":' + mac, inner_after) if part]
+    return b"{" + b",".join(members) + b"}"
 
 
 def signed_body(fields: dict[str, Any]) -> tuple[bytes, str]:

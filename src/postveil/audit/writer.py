@@ -180,6 +180,10 @@ class AuditLog:
         self._leader: int | None = None
         """Thread id of the thread writing a batch, None when none is."""
         self._head_cache: tuple[bytes, Head] | None = None
+        self._own_tail: tuple[tuple[int, int], int, int, str] | None = None
+        """(file identity, size, seq, hash) after this process's last batch: while the
+        active file still has that identity and size, nobody else has appended since,
+        so the next batch links to (seq, hash) without reading the file back."""
 
     @property
     def key_id(self) -> str:
@@ -283,8 +287,12 @@ class AuditLog:
         """Chain, write and (by ``audit.fsync``) flush the batch's records in order."""
         fd = self._open_active()
         size = os.fstat(fd).st_size
-        size, last_line = self._read_tail(fd, size)
-        seq, prev_hash = self._find_last_link(last_line)
+        own = self._own_tail
+        if own is not None and own[0] == self._log_identity and own[1] == size:
+            seq, prev_hash = own[2], own[3]
+        else:
+            size, last_line = self._read_tail(fd, size)
+            seq, prev_hash = self._find_last_link(last_line)
 
         now = time.time()
         stamp = format_time(now)
@@ -320,6 +328,8 @@ class AuditLog:
             self._undo_write(fd, size)
             raise
         self._write_head(Head(seq=seq, hash=prev_hash, file=ACTIVE_NAME), stamp)
+        if self._log_identity is not None:
+            self._own_tail = (self._log_identity, size + len(data), seq, prev_hash)
         path = str(self._active_path)
         return [AppendResult(seq=number, hash=digest, path=path, time=stamp) for number, digest, _ in lines]
 
@@ -687,6 +697,7 @@ class AuditLog:
             os.close(self._log_fd)
         self._log_fd = -1
         self._log_identity = None
+        self._own_tail = None
 
     def _reset_after_fork(self) -> None:
         # Descriptors inherited from the parent share its flock and file offsets, so a
@@ -702,6 +713,7 @@ class AuditLog:
         self._lock_fd = -1
         self._log_fd = -1
         self._log_identity = None
+        self._own_tail = None
         self._head_fd = -1
         self._head_identity = None
         self._unsynced = False
