@@ -11,7 +11,8 @@ one process, interleaved round by round, and the median of the rounds is reporte
 - ``unix+never`` and so on: the same with another ``audit.fsync``;
 - ``trivial-postveil-unix``, ``trivial-minimal-inet`` and so on: bench/trivial_milter.py
   (accepts everything) with postveil's callbacks on a TCP socket (``postveil``), on a
-  unix socket (``quiet``), or only end of message (``minimal``).
+  unix socket (``quiet``; ``quietflags`` also asks for postveil's header, body and
+  recipient actions), or only end of message (``minimal``).
 
 Scenarios:
 
@@ -160,7 +161,7 @@ def valid_config(name: str) -> bool:
         return True
     if name.startswith("trivial-"):
         parts = name.split("-")
-        return len(parts) == 3 and parts[1] in ("minimal", "postveil", "quiet") and parts[2] in ("unix", "inet")
+        return len(parts) == 3 and parts[1] in ("minimal", "postveil", "quiet", "quietflags") and parts[2] in ("unix", "inet")
     kind, _, fsync = name.partition("+")
     return kind in ("unix", "inet") and fsync in ("", "always", "batch", "never")
 
@@ -188,7 +189,7 @@ def main() -> int:
         if not valid_config(name):
             parser.error(
                 f"unknown configuration {name!r}: expected none, unix, inet, unix+FSYNC, inet+FSYNC "
-                "or trivial-CALLBACKS-KIND (CALLBACKS minimal, postveil or quiet, KIND unix or inet)"
+                "or trivial-CALLBACKS-KIND (CALLBACKS minimal, postveil, quiet or quietflags, KIND unix or inet)"
             )
 
     require_tools()

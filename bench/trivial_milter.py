@@ -8,7 +8,9 @@ optional callbacks it negotiates:
 - ``postveil``: the callbacks postveil-milter negotiates on a TCP socket (HELO,
   envelope, DATA, headers, body, end of message), each with a reply;
 - ``quiet``: the callbacks postveil-milter negotiates on a unix socket (envelope,
-  headers and body without a reply, then end of message).
+  headers and body without a reply, then end of message);
+- ``quietflags``: as ``quiet``, and it also asks for the actions postveil-milter asks
+  for (change headers, body and recipients, set the macro list), without using them.
 
     .venv/bin/python bench/trivial_milter.py --socket inet:9999@127.0.0.1 --callbacks minimal
 """
@@ -86,7 +88,12 @@ class QuietMilter(Milter.Base):
         return Milter.ACCEPT
 
 
-CLASSES = {"minimal": MinimalMilter, "postveil": PostveilShapedMilter, "quiet": QuietMilter}
+CLASSES = {"minimal": MinimalMilter, "postveil": PostveilShapedMilter, "quiet": QuietMilter, "quietflags": QuietMilter}
+# The actions postveil-milter asks for (postveil.milter.daemon).
+POSTVEIL_FLAGS = (
+    Milter.ADDHDRS | Milter.CHGHDRS | Milter.CHGBODY | Milter.ADDRCPT | Milter.DELRCPT | Milter.CHGFROM
+    | Milter.SETSYMLIST
+)
 
 
 def main() -> None:
@@ -97,7 +104,7 @@ def main() -> None:
     if args.socket.startswith("inet") and not args.socket.endswith(("@127.0.0.1", "@localhost", "@[::1]")):
         parser.error("the benchmark milter listens on loopback only: use inet:PORT@127.0.0.1")
     Milter.factory = CLASSES[args.callbacks]
-    Milter.set_flags(0)
+    Milter.set_flags(POSTVEIL_FLAGS if args.callbacks == "quietflags" else 0)
     # Postfix's smtpd runs as the postfix user: let it connect to a unix socket.
     os.umask(0o000)
     Milter.runmilter("bench-trivial", args.socket, timeout=60)

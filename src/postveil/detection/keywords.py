@@ -135,7 +135,10 @@ class KeywordMatcher:
         length = len(lowered)
         # The whole-word checks are written out (not calls to _is_word_char) because
         # this loop runs once per automaton hit, the commonest event in a scan.
-        for last, (size, groups, word_start, word_end) in self._hits(lowered):
+        # Short texts go to the automaton directly: resuming a generator per hit costs
+        # more than the whole-word checks below.
+        hits = self._automaton.iter(lowered) if length <= _PIECE else self._hits(lowered)
+        for last, (size, groups, word_start, word_end) in hits:
             start = last - size + 1
             end = last + 1
             if word_start and start > 0:
