@@ -1,7 +1,7 @@
 """Rule gaps found with the reviewer set (tests/detection/reviewer), one table per gap.
 
-The cases here are written for these tests; none is copied from that set, so each
-table checks the shape of mail a rule covers rather than one message.
+The cases here were written for these tests, and none is copied from that set. Each
+table checks the shape of mail that a rule covers rather than one message.
 """
 
 from __future__ import annotations
@@ -82,3 +82,73 @@ def test_repeated_phrase_counts_once(
     detector: Detector, subject: str, body: str, sensitive: bool
 ) -> None:
     assert detector.scan_message(_message(subject, body)).sensitive is sensitive
+
+
+# (case id, text, sensitive)
+PATIENT_NAME_CASES = [
+    # "SURNAME, GIVEN" in capitals after "Pt" or "Patient" without a colon.
+    ("caps after patient", "Patient DUBOIS, ANNETTE hemoglobin 6.8 g/dL, transfuse 1 unit.", True),
+    ("caps after pt", "Pt OYELARAN, BISI lactate 4.1, sepsis bundle started.", True),
+    ("field labels", "Patient MRN, DOB and allergy list are needed before warfarin.", False),
+    ("team names", "Patient PORTAL, BILLING and SCHEDULING teams discuss diabetes outreach.", False),
+    # A name before "DOS" or "date of service", with a code or health word after it.
+    ("name before dos", "Appeal for Marcus Hale, DOS 03/02/2026, CPT 29881 was denied.", True),
+    (
+        "date of service",
+        "Luisa Ortega, date of service 2/2/2026, coded J45.909 on the claim.",
+        True,
+    ),
+    ("dos without health", "Janet Fuller, DOS 4/1 for the vendor fair booth, $400.", False),
+    # "claim for" before a name, with a code near it.
+    ("claim for name", "We resubmitted the claim for Peter Okafor with code E78.5 attached.", True),
+    ("claim for company", "The claim for Acme Freight covers the damaged pallet of gloves.", False),
+    # Workers' compensation labels.
+    ("claimant label", "Claimant: Rosa Delacroix, lumbar radiculopathy per MRI 9/12.", True),
+    ("injured worker", "Injured worker Tobias Renner has a fracture of the left wrist.", True),
+    ("claimant company", "Claimant: Halvorsen Logistics, disputed invoice 5512.", False),
+]
+
+
+@pytest.mark.parametrize(
+    ("text", "sensitive"),
+    [case[1:] for case in PATIENT_NAME_CASES],
+    ids=[case[0] for case in PATIENT_NAME_CASES],
+)
+def test_patient_name_shapes(detector: Detector, text: str, sensitive: bool) -> None:
+    assert detector.scan_text(text).sensitive is sensitive
+
+
+# (case id, text, sensitive) with an identifier in every text, so the health
+# vocabulary alone decides.
+VOCABULARY_CASES = [
+    ("bipolar variant", "MRN 5530912: bipolar II disorder, restarting meds.", True),
+    ("manic episode", "MRN 5530913 had a manic episode last week.", True),
+    ("lithium dosing", "Chart #: 7712045, on lithium since 2019.", True),
+    ("pediatric fever", "DOB 3/3/2019, fever of 103 overnight, gave Motrin.", True),
+    ("otc drug", "Member ID HX20044718 takes acetaminophen for pain.", True),
+    ("ortho procedure", "Member ID HX20044719 approved for rotator cuff repair.", True),
+    ("dental procedure", "Acct #70041228 - root canal on #19 completed today.", True),
+    ("infection control", "MRN 6612044 is MRSA positive, contact precautions.", True),
+    ("screening score", "Patient: Nora Ellison, PHQ-9 score 17, GAD-7 of 12.", True),
+    ("lithium batteries", "Account number 77120455: lithium batteries x 40 for telemetry.", False),
+    ("implant trays", "Account number 88120044: 12 knee implant trays shipped to OR 4.", False),
+    ("phq form", "Account number 88120045: please print PHQ-9 forms for the lobby.", False),
+]
+
+
+@pytest.mark.parametrize(
+    ("text", "sensitive"),
+    [case[1:] for case in VOCABULARY_CASES],
+    ids=[case[0] for case in VOCABULARY_CASES],
+)
+def test_health_vocabulary(detector: Detector, text: str, sensitive: bool) -> None:
+    assert detector.scan_text(text).sensitive is sensitive
+
+
+def test_screening_score_names_subject_person(detector: Detector) -> None:
+    """A screening score and a drug make the body clinical, so a name in the Subject
+    is the patient's."""
+    raw = _message("Re: Ingrid Solberg", "PHQ-9 was 21 today and she stays on fluoxetine.")
+    verdict = detector.scan_message(raw)
+    assert verdict.sensitive
+    assert verdict.categories.get("patient_name") == 1

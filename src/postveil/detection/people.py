@@ -31,6 +31,8 @@ HEALTH_EVIDENCE = frozenset(
     }
 )
 _NEAR = 250
+# Findings of codes, which may stand without a keyword hit in _EVIDENCE_GROUPS.
+_CODE_CATEGORIES = frozenset({"diagnosis_code", "procedure_code", "ndc"})
 # Keyword groups whose hits lead to those findings: health words, lab tests, and the
 # keywords that codes need.
 _EVIDENCE_GROUPS = (
@@ -80,8 +82,9 @@ NAME_AFTER_CUE = re.compile(
     rf"(?P<name>{_FULL})"
 )
 # Before a phrase such as "was seen" or "presented with": the name that ends there,
-# optionally followed by an aside in brackets ("Ravi Chandran (54M) presented with").
-NAME_BEFORE_CUE = re.compile(rf"(?<![A-Za-z])(?P<name>{_FULL})(?: *\([^()\n]{{1,25}}\))? +$")
+# optionally followed by an aside in brackets ("Ravi Chandran (54M) presented with")
+# or a comma ("Dana Whitcombe, DOS 10/14").
+NAME_BEFORE_CUE = re.compile(rf"(?<![A-Za-z])(?P<name>{_FULL})(?: *\([^()\n]{{1,25}}\))?,? +$")
 # An age and sex written after a name: "62 yo", "54M", "49F", "71-year-old".
 AGE_SEX = re.compile(r"[0-9]{1,3} ?(?:yo|y/o|y\.o\.|-year-old|[MF])(?![A-Za-z])")
 NAME_BEFORE_AGE = re.compile(rf"(?<![A-Za-z])(?P<name>{_FULL}),? *\(? *$")
@@ -167,7 +170,8 @@ def subject_names_person(subject: str) -> bool:
 
 def health_span(state: _ScanState) -> tuple[int, int] | None:
     """Return the span from _NEAR characters before the first hit of a health keyword
-    group to _NEAR characters after the last, or ``None`` without one. Names and
+    group or code finding to _NEAR characters after the last, or ``None`` without
+    one. Names and
     short test names are searched only there. The span is read from the keyword hits
     because the findings are many more. scan_people checks each name against the
     findings themselves."""
@@ -181,6 +185,12 @@ def health_span(state: _ScanState) -> tuple[int, int] | None:
             if first < 0 or group_spans[0][0] < first:
                 first = group_spans[0][0]
             last = max(last, group_spans[-1][0])
+    # A dotted diagnosis code is found without a keyword, so only its finding marks it.
+    for finding in state.findings:
+        if finding.category in _CODE_CATEGORIES:
+            if first < 0 or finding.start < first:
+                first = finding.start
+            last = max(last, finding.start)
     if first < 0:
         return None
     return max(0, first - _NEAR), min(len(state.text), last + _NEAR)

@@ -133,9 +133,12 @@ _NAME = (
 # because "patient PORTAL" in running text is more often a product name.
 _CAPS_WORD = r"[A-Z][A-Z'\-]+"
 _CAPS_NAME = rf"(?:{_CAPS_WORD},\s*{_CAPS_WORD})|(?:{_CAPS_WORD}(?:\s+[A-Z]\.?)?\s+{_CAPS_WORD})"
+# Without a label separator, capitals count only in the "SURNAME, GIVEN" order of EHR
+# exports ("Pt KEMPER, ROSALIND"), which product names do not take.
+_CAPS_INVERTED = rf"{_CAPS_WORD},\s*{_CAPS_WORD}"
 _PATIENT_NAME = re.compile(
     r"(?:'s)?(?:\s+(?:full\s+)?name)?\s*[:\-]\s*(?P<labelled>" + _NAME + "|" + _CAPS_NAME + r")"
-    r"|,?\s+(?P<inline>" + _NAME + r")"
+    r"|,?\s+(?P<inline>" + _NAME + "|" + _CAPS_INVERTED + r")"
 )
 _NAME_SEPARATOR = re.compile(r"[\s,]+")
 _DATE_SEPARATOR = re.compile(r"[-/.]")
@@ -148,7 +151,9 @@ _NOT_NAMES = frozenset(
     "satisfaction support registration scheduling transport transportation flow rights "
     "records record first centered centred day week month survey team office line room "
     "navigator liaison coordinator assistance guide guides name names id number notes "
-    "billing family health privacy consent forms form".split()
+    "billing family health privacy consent forms form "
+    # Field labels that follow "patient" in capitals ("Patient MRN, DOB").
+    "mrn dob dos ssn csn fin mbi sex age dx hpi pt ot".split()
 )
 
 _RECIPIENT_PHRASES: tuple[tuple[re.Pattern[str], float], ...] = (
@@ -303,14 +308,18 @@ _LAB_GROUPS = frozenset({"lab_test", "lab_test_unit", "lab_unit"})
 _NAME_CUE_GROUPS = frozenset({"name_cue", "name_cue_weak", "name_cue_after", "name_cue_after_weak"})
 # Keyword groups after which the clinical steps run: health words that are findings
 # of weight (not treatment words or care settings, which are in most clinic mail),
-# lab tests, clinical shorthand and code keywords. NOTE: a text whose only health
-# information is a code without its keyword ("E11.9" alone) is not searched for
-# patients' names.
+# lab tests, clinical shorthand and code keywords. A dotted diagnosis code found
+# without its keyword ("E11.9" alone) also runs them (_CODE_CATEGORIES).
 _CLINICAL_GROUPS = frozenset(
     {"condition", "medication", "procedure", "lab_result", "clinical_cue"}
     | {"diagnosis_code", "procedure_code", "ndc"}
     | _LAB_GROUPS
 )
+
+# Findings of the number pass that are health information by themselves. A dotted
+# ICD-10-CM code needs no keyword ("claim for Peter Okafor with E78.5"), so it alone
+# can tie a name to health information.
+_CODE_CATEGORIES = frozenset({"diagnosis_code", "procedure_code", "ndc"})
 
 # Characters searched around a recipient-phrase anchor word.
 _PHRASE_BEFORE = 100
@@ -355,7 +364,7 @@ class TextScanner:
         if not found_groups.isdisjoint(_HEALTH_GROUPS):
             self._scan_health_words(state)
         # One test gates all clinical steps, because most texts hit none of these groups.
-        if not found_groups.isdisjoint(_CLINICAL_GROUPS):
+        if not found_groups.isdisjoint(_CLINICAL_GROUPS) or _has_code(state.findings):
             self._scan_clinical(state, found_groups)
         if "recipient_anchor" in found_groups:
             self._scan_recipient_phrases(state)
@@ -839,6 +848,10 @@ class _ScanState:
             return True
         keyword_start = self.hits.any_after(group, end, _KEYWORD_AFTER)
         return keyword_start is not None and "\n" not in self.text[end:keyword_start]
+
+
+def _has_code(findings: list[Finding]) -> bool:
+    return any(finding.category in _CODE_CATEGORIES for finding in findings)
 
 
 def _lower_same_length(text: str) -> str:
