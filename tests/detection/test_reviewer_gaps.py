@@ -152,3 +152,44 @@ def test_screening_score_names_subject_person(detector: Detector) -> None:
     verdict = detector.scan_message(raw)
     assert verdict.sensitive
     assert verdict.categories.get("patient_name") == 1
+
+
+# (case id, Subject, body, sensitive). A care topic before a dash or colon may
+# precede the name in the Subject; the body still has to read as clinical.
+SUBJECT_TOPIC_CASES = [
+    (
+        "certification topic",
+        "Medical certification - Owen Pratt",
+        "Approved leave for chemotherapy for colon cancer through March.",
+        True,
+    ),
+    (
+        "referral topic inverted",
+        "Re: Referral: Ortiz, Camila",
+        "Seen for atrial fibrillation, started apixaban 5 mg bid.",
+        True,
+    ),
+    (
+        "speaker topic",
+        "Guest speaker - Helen Ruiz",
+        "She will talk about living with diabetes and starting metformin.",
+        False,
+    ),
+    (
+        "topic without clinical body",
+        "Leave request - Owen Pratt",
+        "Owen is out Friday for a family wedding.",
+        False,
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    ("subject", "body", "sensitive"),
+    [case[1:] for case in SUBJECT_TOPIC_CASES],
+    ids=[case[0] for case in SUBJECT_TOPIC_CASES],
+)
+def test_subject_topic_then_name(
+    detector: Detector, subject: str, body: str, sensitive: bool
+) -> None:
+    assert detector.scan_message(_message(subject, body)).sensitive is sensitive

@@ -101,10 +101,22 @@ _TABLE_ROW = re.compile(r"[^\n\t]*\t[^\n]*")
 # information in the same row. A single row could be a staff entry ("Dana Hollis<TAB>
 # diabetes educator").
 _MIN_TABLE_ROWS = 2
-# A Subject that is a name, after any reply or forward prefixes, optionally followed
-# by a short description: "Re: John Smith", "FW: Pemberton, Gail", "Mr. Lee - labs".
+# Words that open a Subject about one person's care or medical paperwork, before a dash
+# or colon and the person's name: "Referral - Jane Smith", "FMLA paperwork: Ortiz,
+# Camila". Other openers ("Guest speaker - Jane Smith") do not count, because
+# newsletters and event mail name speakers that way.
+_SUBJECT_TOPICS = (
+    r"referral|referring|labs?|lab results|results|discharge|consult|consultation|intake|"
+    r"admission|admit|new patient|chart|records?|fmla|leave|medical certification|"
+    r"certification|prior auth|authorization|auth|rx|prescription|refill|follow-?up|f/u|"
+    r"imaging|radiology|pathology|biopsy|transfer|handoff|hand-off"
+)
+# A Subject that is a name, after any reply or forward prefixes and an optional care
+# topic, optionally followed by a short description: "Re: John Smith", "FW:
+# Pemberton, Gail", "Mr. Lee - labs", "Intake - Dana Hollis".
 SUBJECT_NAME = re.compile(
     rf" *(?:(?i:re|fw|fwd|aw|tr) *: *)*"
+    rf"(?:(?i:{_SUBJECT_TOPICS})(?![A-Za-z])[^\n:-]{{0,30}}? *[-:] *)?"
     rf"(?:{_HONORIFIC} +(?P<titled>(?:{_WORD} +)?{_WORD})|(?P<name>{_FULL}|{_INVERTED}))"
     r"(?: *(?:[-:,(/][^\n]{0,40})?)? *"
 )
