@@ -34,8 +34,17 @@ RECIPIENT_CASES = [
     ("flaky build", "Your build test was flaky again; see the attached log.", False),
     ("toner refill", "Refill reminder: the printer toner on the 2nd floor is low.", False),
     ("car claim", "Your claim for the windshield repair has been approved.", False),
+    (
+        "expense claim",
+        "Your expense claim for the diabetes CME course has been approved.",
+        False,
+    ),
     ("insurance claim paid", "Your insurance claim for the fender bender has been paid.", False),
-    ("facilities appointment", "You have an appointment with the facilities team on Monday.", False),
+    (
+        "facilities appointment",
+        "You have an appointment with the facilities team on Monday.",
+        False,
+    ),
 ]
 
 
@@ -90,7 +99,11 @@ PATIENT_NAME_CASES = [
     ("caps after patient", "Patient DUBOIS, ANNETTE hemoglobin 6.8 g/dL, transfuse 1 unit.", True),
     ("caps after pt", "Pt OYELARAN, BISI lactate 4.1, sepsis bundle started.", True),
     ("field labels", "Patient MRN, DOB and allergy list are needed before warfarin.", False),
-    ("team names", "Patient PORTAL, BILLING and SCHEDULING teams discuss diabetes outreach.", False),
+    (
+        "team names",
+        "Patient PORTAL, BILLING and SCHEDULING teams discuss diabetes outreach.",
+        False,
+    ),
     # A name before "DOS" or "date of service", with a code or health word after it.
     ("name before dos", "Appeal for Marcus Hale, DOS 03/02/2026, CPT 29881 was denied.", True),
     (
@@ -176,8 +189,14 @@ SUBJECT_TOPIC_CASES = [
         False,
     ),
     (
+        "credential topic",
+        "Certification - Maya Lind, BLS",
+        "Covers cardiac arrest, heart failure drips and amiodarone dosing.",
+        False,
+    ),
+    (
         "topic without clinical body",
-        "Leave request - Owen Pratt",
+        "FMLA paperwork - Owen Pratt",
         "Owen is out Friday for a family wedding.",
         False,
     ),

@@ -103,12 +103,12 @@ _TABLE_ROW = re.compile(r"[^\n\t]*\t[^\n]*")
 _MIN_TABLE_ROWS = 2
 # Words that open a Subject about one person's care or medical paperwork, before a dash
 # or colon and the person's name: "Referral - Jane Smith", "FMLA paperwork: Ortiz,
-# Camila". Other openers ("Guest speaker - Jane Smith") do not count, because
-# newsletters and event mail name speakers that way.
+# Camila". Other openers do not count, because newsletters name speakers as "Guest
+# speaker - Jane Smith" and staff mail names people as "Certification - Jane Smith, BLS".
 _SUBJECT_TOPICS = (
     r"referral|referring|labs?|lab results|results|discharge|consult|consultation|intake|"
-    r"admission|admit|new patient|chart|records?|fmla|leave|medical certification|"
-    r"certification|prior auth|authorization|auth|rx|prescription|refill|follow-?up|f/u|"
+    r"admission|admit|new patient|chart|records?|fmla|medical leave|medical certification|"
+    r"prior auth|authorization|auth|rx|prescription|refill|follow-?up|f/u|"
     r"imaging|radiology|pathology|biopsy|transfer|handoff|hand-off"
 )
 # A Subject that is a name, after any reply or forward prefixes and an optional care

@@ -228,22 +228,24 @@ _RECIPIENT_PHRASES: tuple[tuple[re.Pattern[str], float], ...] = (
     ),
     (
         re.compile(
-            r"\byou(?:r| have an?) (?:upcoming |next |scheduled )?(?:appointment|appt|visit) (?:is )?"
-            r"(?:scheduled |confirmed |booked )?(?:at [a-z0-9' &-]{1,40}? )?"
+            r"\byou(?:r| have an?) (?:upcoming |next |scheduled )?(?:appointment|appt|visit) "
+            r"(?:is )?(?:scheduled |confirmed |booked )?(?:at [a-z0-9' &-]{1,40}? )?"
             r"(?:on|for|at) (?:mon|tue|wed|thu|fri|sat|sun|jan|feb|mar|apr|may|jun|jul|aug|sep|oct|nov|dec|[0-9])"
         ),
         0.5,
     ),
     (
         re.compile(
-            r"\b(?:reminder|remind you)\b[^.\n]{0,40}\byou(?:r| have an?) (?:appointment|appt|visit)\b"
+            r"\b(?:reminder|remind you)\b[^.\n]{0,40}"
+            r"\byou(?:r| have an?) (?:appointment|appt|visit)\b"
         ),
         0.5,
     ),
     (
         re.compile(
-            r"\byour (?:[a-z]+ )?(?:appointment|appt|visit|procedure|surgery|cleaning|exam|check-?up|physical|"
-            r"screening|session|infusion|vaccination)\b[^.\n]{0,40}?\b(?:is|has been) "
+            r"\byour (?:[a-z]+ )?(?:appointment|appt|visit|procedure|surgery|cleaning|exam|"
+            r"check-?up|physical|screening|session|infusion|vaccination)\b[^.\n]{0,40}?"
+            r"\b(?:is|has been) "
             r"(?:now )?(?:scheduled|booked|confirmed|rescheduled)"
         ),
         0.5,
@@ -256,10 +258,12 @@ _RECIPIENT_PHRASES: tuple[tuple[re.Pattern[str], float], ...] = (
         0.5,
     ),
     # An insurer's claim notice. Car and home insurers send the same words, so the
-    # phrase needs a health word in the message as well.
+    # phrase needs a health word in the message as well. Staff expense and warranty
+    # claims are left out, because they often name a course or device on a health topic.
     (
         re.compile(
-            r"\byour (?:[a-z]+ )?claim\b[^.\n]{0,100}?\b(?:has been|have been|was|is) (?:now )?"
+            r"\byour (?!(?:expense|reimbursement|travel|mileage|warranty|overtime) )"
+            r"(?:[a-z]+ )?claim\b[^.\n]{0,100}?\b(?:has been|have been|was|is) (?:now )?"
             r"(?:processed|approved|denied|paid|adjudicated)"
         ),
         0.5,
