@@ -21,7 +21,7 @@ RECIPIENT_CASES = [
     ("screening nonreactive", "Your HIV screening test was non-reactive.", True),
     ("result colon", "Your hepatitis C test result: POSITIVE. Please call us.", True),
     # A dose with a decimal point inside the prescription phrase.
-    ("decimal dose", "Your prescription for amlodipine 2.5 mg is ready for pickup.", True),
+    ("decimal dose", "Your refill of levothyroxine 0.075 mg is ready for pickup.", True),
     # "you have an appt" as well as "your appointment".
     ("appt with doctor", "Reminder: you have an appt on Fri 1/8 at 9:40 with Dr. Nakamura.", True),
     ("appointment at clinic", "You have an appointment at the eye clinic on 3/14 at 11:00.", True),
@@ -112,9 +112,10 @@ PATIENT_NAME_CASES = [
         True,
     ),
     ("dos without health", "Janet Fuller, DOS 4/1 for the vendor fair booth, $400.", False),
-    # "claim for" before a name, with a code near it.
-    ("claim for name", "We resubmitted the claim for Peter Okafor with code E78.5 attached.", True),
-    ("claim for company", "The claim for Acme Freight covers the damaged pallet of gloves.", False),
+    # A dotted ICD-10-CM code without its keyword is health evidence for a cue.
+    ("dotted code only", "Peter Okafor was seen today for E78.5, recheck in 3 months.", True),
+    # "claim for" is no cue, because billing mail names payers that way.
+    ("claim for payer", "Please resubmit the claim for Blue Cross with CPT 99214.", False),
     # Workers' compensation labels.
     ("claimant label", "Claimant: Rosa Delacroix, lumbar radiculopathy per MRI 9/12.", True),
     ("injured worker", "Injured worker Tobias Renner has a fracture of the left wrist.", True),
