@@ -153,7 +153,11 @@ NOT_NAME_WORDS = frozenset(
     "quarterly weekly monthly daily budget training schedule policy holiday party "
     "invitation webinar conference seminar request question questions notice alert news "
     "welcome payroll benefits enrollment open quality project contract shipment delivery "
-    "heart failure awareness month day week year".split()
+    "heart failure awareness month day week year "
+    # Payers, which billing mail writes where a patient's name would go ("Blue Cross,
+    # DOS 3/2/2026, CPT 99214").
+    "blue shield medicare medicaid tricare aetna cigna humana anthem healthcare insurance "
+    "plan".split()
 )
 
 
