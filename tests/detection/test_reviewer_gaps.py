@@ -121,6 +121,18 @@ PATIENT_NAME_CASES = [
     ("claimant label", "Claimant: Rosa Delacroix, lumbar radiculopathy per MRI 9/12.", True),
     ("injured worker", "Injured worker Tobias Renner has a fracture of the left wrist.", True),
     ("claimant company", "Claimant: Halvorsen Logistics, disputed invoice 5512.", False),
+    # "Resident:" labels a care home's resident, but not a physician in training.
+    (
+        "care home resident",
+        "Resident: Herbert Quill, rm 118 - new pressure injury on sacrum.",
+        True,
+    ),
+    ("resident in capitals", "Resident: KOVAC, MILA  donepezil 10 mg at bedtime", True),
+    ("resident physician", "Resident: Jane Kim, MD - presents the heart failure case.", False),
+    ("resident trainee", "Resident: Omar Haddad (PGY-2) covers the diabetes clinic today.", False),
+    ("resident doctor", "Resident: Dr Lena Fox, consult for atrial fibrillation.", False),
+    ("resident in prose", "The resident Jane Kim presented the COPD case at noon.", False),
+    ("resident surname", "Night resident Patel: BP 182/104 in bed 4, gave labetalol.", False),
 ]
 
 

@@ -293,9 +293,12 @@ def _candidates(state: _ScanState, span: tuple[int, int]) -> list[_Candidate]:
                 (match.start("name"), match.end("name"), False, follow_from, _PHRASE_REACH)
             )
 
-    # A surname alone after "pt" is a weak cue, which needs a tie anyway.
+    # A surname alone after "pt" is a weak cue, which needs a tie anyway. "Resident"
+    # counts only as a label ("Resident: Name"), because hospitals' residents are doctors.
     patient_ends = [end for _, end in hits.spans.get("patient", ())] if state.ties else []
     for end in patient_ends:
+        if state.lowered.endswith("resident", 0, end):
+            continue
         match = SURNAME_AFTER_PATIENT.match(text, end, end + 40)
         if match is not None:
             found.append((match.start("name"), match.end("name"), False, -1, 0))

@@ -20,7 +20,7 @@ from postveil.detection.clinical import (
     scan_short_lab_values,
 )
 from postveil.detection.keywords import KeywordHits, KeywordMatcher
-from postveil.detection.people import health_span, scan_people
+from postveil.detection.people import health_span, is_clinician, scan_people
 
 
 @dataclass(frozen=True, slots=True)
@@ -141,6 +141,8 @@ _PATIENT_NAME = re.compile(
     r"|,?\s+(?P<inline>" + _NAME + "|" + _CAPS_INVERTED + r")"
 )
 _NAME_SEPARATOR = re.compile(r"[\s,]+")
+# A postgraduate year after a name: a hospital resident, who is a physician.
+_TRAINEE_AFTER = re.compile(r",? *[(-]? *PGY ?-?[0-9]")
 _DATE_SEPARATOR = re.compile(r"[-/.]")
 # _LABELLED_ID tokens are ASCII, so deleting 0-9 leaves everything but the digits.
 _DROP_DIGITS = str.maketrans("", "", "0123456789")
@@ -153,7 +155,9 @@ _NOT_NAMES = frozenset(
     "navigator liaison coordinator assistance guide guides name names id number notes "
     "billing family health privacy consent forms form "
     # Field labels that follow "patient" in capitals ("Patient MRN, DOB").
-    "mrn dob dos ssn csn fin mbi sex age dx hpi pt ot".split()
+    "mrn dob dos ssn csn fin mbi sex age dx hpi pt ot hipaa phi "
+    # A doctor written without the full stop ("Resident: Dr Lena Fox").
+    "dr doctor".split()
 )
 
 _RECIPIENT_PHRASES: tuple[tuple[re.Pattern[str], float], ...] = (
@@ -679,6 +683,10 @@ class TextScanner:
             last_word = words[-1].lower()
             if first_word in _NOT_NAMES or last_word in _NOT_NAMES:
                 continue
+            if state.lowered.endswith("resident", 0, keyword_end) and not _is_resident_patient(
+                text, match
+            ):
+                continue
             state.add("patient_name", keyword_end, match.end(), 0.8)
 
     def _try_birth_date(self, state: _ScanState, keyword_end: int) -> None:
@@ -852,6 +860,18 @@ class _ScanState:
             return True
         keyword_start = self.hits.any_after(group, end, _KEYWORD_AFTER)
         return keyword_start is not None and "\n" not in self.text[end:keyword_start]
+
+
+def _is_resident_patient(text: str, match: re.Match[str]) -> bool:
+    """Return whether a name after "resident" is a care home's resident: written after
+    a label separator ("Resident: Name") and not a physician in training ("Resident:
+    Jane Kim, MD", "Resident: Omar Haddad (PGY-2)")."""
+    start, end = match.span("labelled")
+    if start < 0:
+        return False
+    if is_clinician(text, start, end):
+        return False
+    return _TRAINEE_AFTER.match(text, end, end + 12) is None
 
 
 def _has_code(findings: list[Finding]) -> bool:
