@@ -32,8 +32,23 @@ RECIPIENT_CASES = [
     ("ci unit tests", "Your unit test results are ready: 48 passed, 0 failed.", False),
     ("ab test", "Your A/B test returned a 4% uplift in sign-ups.", False),
     ("flaky build", "Your build test was flaky again; see the attached log.", False),
+    (
+        "lab qc run",
+        "Your PCR test run on the new thermocycler was positive for the control.",
+        False,
+    ),
     ("toner refill", "Refill reminder: the printer toner on the 2nd floor is low.", False),
     ("car claim", "Your claim for the windshield repair has been approved.", False),
+    (
+        "claim with hospital signature",
+        "Your claim for the stolen bike has been approved.\n-- \nRisk Office, Elm Hospital",
+        False,
+    ),
+    (
+        "eob services",
+        "Your claim for services on 4/2 at Elm Hospital has been processed. You owe $0.",
+        True,
+    ),
     (
         "expense claim",
         "Your expense claim for the diabetes CME course has been approved.",

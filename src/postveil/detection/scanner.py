@@ -185,7 +185,7 @@ _RECIPIENT_PHRASES: tuple[tuple[re.Pattern[str], float], ...] = (
     (
         re.compile(
             r"\byour (?:[a-z0-9/-]+ ){0,3}(?:test|screen|screening|swab|culture|biopsy|pcr)"
-            r"(?: results?)?\b[^.\n]{0,50}?(?:\b(?:is|was|were|came back|returned)|:) ?(?:now )?"
+            r"(?: results?)?\b[^.\n]{0,25}?(?:\b(?:is|was|were|came back|returned)|:) ?(?:now )?"
             r"(?:negative|positive|not detected|abnormal|reactive|non-reactive|nonreactive)\b"
         ),
         1.0,
@@ -261,13 +261,16 @@ _RECIPIENT_PHRASES: tuple[tuple[re.Pattern[str], float], ...] = (
         ),
         0.5,
     ),
-    # An insurer's claim notice. Car and home insurers send the same words, so the
-    # phrase needs a health word in the message as well. Staff expense and warranty
-    # claims are left out, because they often name a course or device on a health topic.
+    # An insurer's claim notice for care ("your claim for services on 11/02"). Car
+    # insurers also write "services", so the phrase needs a health word as well. Claims
+    # for other things (expenses, a stolen bike) do not match, even when the sender's
+    # signature names a hospital.
     (
         re.compile(
-            r"\byour (?!(?:expense|reimbursement|travel|mileage|warranty|overtime) )"
-            r"(?:[a-z]+ )?claim\b[^.\n]{0,100}?\b(?:has been|have been|was|is) (?:now )?"
+            r"\byour (?:(?:insurance|medical|health|dental|vision|pharmacy|hospital) )?claim\b"
+            r"[^.\n]{0,60}?\b(?:services?|care|treatment|visit|stay|procedure|surgery|exam|mri|"
+            r"ct scan|x-ray|scan|colonoscopy|mammogram|ultrasound|therapy|prescription)\b"
+            r"[^.\n]{0,80}?\b(?:has been|have been|was|is) (?:now )?"
             r"(?:processed|approved|denied|paid|adjudicated)"
         ),
         0.5,
