@@ -127,6 +127,11 @@ PATIENT_NAME_CASES = [
         True,
     ),
     ("dos without health", "Janet Fuller, DOS 4/1 for the vendor fair booth, $400.", False),
+    (
+        "dos without date",
+        "Carla Mendes, DOS training for the scanner, then the MRI safety talk.",
+        False,
+    ),
     ("payer before dos", "Underpaid: Blue Cross, DOS 3/2/2026, CPT 99214, paid $61.", False),
     # A dotted ICD-10-CM code without its keyword is health evidence for a cue.
     ("dotted code only", "Peter Okafor was seen today for E78.5, recheck in 3 months.", True),

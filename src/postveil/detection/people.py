@@ -85,6 +85,10 @@ NAME_AFTER_CUE = re.compile(
 # optionally followed by an aside in brackets ("Ravi Chandran (54M) presented with")
 # or a comma ("Dana Whitcombe, DOS 10/14").
 NAME_BEFORE_CUE = re.compile(rf"(?<![A-Za-z])(?P<name>{_FULL})(?: *\([^()\n]{{1,25}}\))?,? +$")
+# A date right after "DOS" or "date of service" ("DOS: 03/02/2026", "date of service
+# 2.2.2026").
+_DATE_AFTER = re.compile(r" *:? *[0-9]{1,4}[-/.][0-9]{1,2}")
+_SERVICE_DATE_CUES = ("dos", "date of service")
 # An age and sex written after a name: "62 yo", "54M", "49F", "71-year-old".
 AGE_SEX = re.compile(r"[0-9]{1,3} ?(?:yo|y/o|y\.o\.|-year-old|[MF])(?![A-Za-z])")
 NAME_BEFORE_AGE = re.compile(rf"(?<![A-Za-z])(?P<name>{_FULL}),? *\(? *$")
@@ -285,6 +289,11 @@ def _candidates(state: _ScanState, span: tuple[int, int]) -> list[_Candidate]:
         for start, end in hits.spans.get(group, ()):
             match = NAME_BEFORE_CUE.search(text, max(0, start - _NAME_BEFORE), start)
             if match is None:
+                continue
+            is_service_date = state.lowered.startswith(_SERVICE_DATE_CUES, start)
+            if is_service_date and _DATE_AFTER.match(text, end) is None:
+                # "DOS" and "date of service" name a patient's visit only before its date;
+                # "Carla Mendes, DOS training" is about the operating system.
                 continue
             # "was seen today" ties the name to a health word later in its sentence.
             # "presented with" is also written of teams and awards, so it never does.
