@@ -21,7 +21,7 @@ if TYPE_CHECKING:
 # reported ("came back at", "down to", "is"), not of targets or criteria ("below",
 # "between", "by"), so "A1c below 7%" in a newsletter is no value.
 _LAB_VALUE = re.compile(
-    r"(?:[ \t]+(?:levels?|value|result|reading))?"
+    r"(?:[ \t]+(?:levels?|value|result|reading|scores?))?"
     r"(?:[ \t]*(?:is|was|of|at|now|today|from|came back|back|has|ranged|down to|up to|dropped to"
     r"|rose to|fell to|=|:|-|~)(?![a-z])){0,3}"
     r"[ \t]*[<>]?[ ]?(?P<value>[0-9]{1,4}(?:\.[0-9]{1,2})?)"

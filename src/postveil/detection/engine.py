@@ -88,11 +88,17 @@ class Detector:
     ) -> Verdict:
         counts: Counter[str] = Counter()
         phrase_weight = 0.0
+        # A phrase repeated word for word (a Subject that echoes the body) adds no
+        # evidence, so each distinct phrase text counts once.
+        phrases_seen: set[str] = set()
         for text in texts:
             for finding in self._scanner.scan(text):
                 counts[finding.category] += 1
                 if finding.category == "recipient_health":
-                    phrase_weight += finding.confidence
+                    phrase = " ".join(text[finding.start : finding.end].lower().split())
+                    if phrase not in phrases_seen:
+                        phrases_seen.add(phrase)
+                        phrase_weight += finding.confidence
         if subjects and _clinical_body(counts) and any(map(subject_names_person, subjects)):
             counts["patient_name"] += 1
         decision = decide(

@@ -31,6 +31,8 @@ HEALTH_EVIDENCE = frozenset(
     }
 )
 _NEAR = 250
+# Findings of codes, which may stand without a keyword hit in _EVIDENCE_GROUPS.
+_CODE_CATEGORIES = frozenset({"diagnosis_code", "procedure_code", "ndc"})
 # Keyword groups whose hits lead to those findings: health words, lab tests, and the
 # keywords that codes need.
 _EVIDENCE_GROUPS = (
@@ -80,8 +82,13 @@ NAME_AFTER_CUE = re.compile(
     rf"(?P<name>{_FULL})"
 )
 # Before a phrase such as "was seen" or "presented with": the name that ends there,
-# optionally followed by an aside in brackets ("Ravi Chandran (54M) presented with").
-NAME_BEFORE_CUE = re.compile(rf"(?<![A-Za-z])(?P<name>{_FULL})(?: *\([^()\n]{{1,25}}\))? +$")
+# optionally followed by an aside in brackets ("Ravi Chandran (54M) presented with")
+# or a comma ("Dana Whitcombe, DOS 10/14").
+NAME_BEFORE_CUE = re.compile(rf"(?<![A-Za-z])(?P<name>{_FULL})(?: *\([^()\n]{{1,25}}\))?,? +$")
+# A date right after "DOS" or "date of service" ("DOS: 03/02/2026", "date of service
+# 2.2.2026").
+_DATE_AFTER = re.compile(r" *:? *[0-9]{1,4}[-/.][0-9]{1,2}")
+_SERVICE_DATE_CUES = ("dos", "date of service")
 # An age and sex written after a name: "62 yo", "54M", "49F", "71-year-old".
 AGE_SEX = re.compile(r"[0-9]{1,3} ?(?:yo|y/o|y\.o\.|-year-old|[MF])(?![A-Za-z])")
 NAME_BEFORE_AGE = re.compile(rf"(?<![A-Za-z])(?P<name>{_FULL}),? *\(? *$")
@@ -98,10 +105,22 @@ _TABLE_ROW = re.compile(r"[^\n\t]*\t[^\n]*")
 # information in the same row. A single row could be a staff entry ("Dana Hollis<TAB>
 # diabetes educator").
 _MIN_TABLE_ROWS = 2
-# A Subject that is a name, after any reply or forward prefixes, optionally followed
-# by a short description: "Re: John Smith", "FW: Pemberton, Gail", "Mr. Lee - labs".
+# Words that open a Subject about one person's care or medical paperwork, before a dash
+# or colon and the person's name: "Referral - Jane Smith", "FMLA paperwork: Ortiz,
+# Camila". Other openers do not count, because newsletters name speakers as "Guest
+# speaker - Jane Smith" and staff mail names people as "Certification - Jane Smith, BLS".
+_SUBJECT_TOPICS = (
+    r"referral|referring|labs?|lab results|results|discharge|consult|consultation|intake|"
+    r"admission|admit|new patient|chart|records?|fmla|medical leave|medical certification|"
+    r"prior auth|authorization|auth|rx|prescription|refill|follow-?up|f/u|"
+    r"imaging|radiology|pathology|biopsy|transfer|handoff|hand-off"
+)
+# A Subject that is a name, after any reply or forward prefixes and an optional care
+# topic, optionally followed by a short description: "Re: John Smith", "FW:
+# Pemberton, Gail", "Mr. Lee - labs", "Intake - Dana Hollis".
 SUBJECT_NAME = re.compile(
     rf" *(?:(?i:re|fw|fwd|aw|tr) *: *)*"
+    rf"(?:(?i:{_SUBJECT_TOPICS})(?![A-Za-z])[^\n:-]{{0,30}}? *[-:] *)?"
     rf"(?:{_HONORIFIC} +(?P<titled>(?:{_WORD} +)?{_WORD})|(?P<name>{_FULL}|{_INVERTED}))"
     r"(?: *(?:[-:,(/][^\n]{0,40})?)? *"
 )
@@ -138,7 +157,11 @@ NOT_NAME_WORDS = frozenset(
     "quarterly weekly monthly daily budget training schedule policy holiday party "
     "invitation webinar conference seminar request question questions notice alert news "
     "welcome payroll benefits enrollment open quality project contract shipment delivery "
-    "heart failure awareness month day week year".split()
+    "heart failure awareness month day week year "
+    # Payers, which billing mail writes where a patient's name would go ("Blue Cross,
+    # DOS 3/2/2026, CPT 99214").
+    "blue shield medicare medicaid tricare aetna cigna humana anthem healthcare insurance "
+    "plan".split()
 )
 
 
@@ -167,7 +190,8 @@ def subject_names_person(subject: str) -> bool:
 
 def health_span(state: _ScanState) -> tuple[int, int] | None:
     """Return the span from _NEAR characters before the first hit of a health keyword
-    group to _NEAR characters after the last, or ``None`` without one. Names and
+    group or code finding to _NEAR characters after the last, or ``None`` without
+    one. Names and
     short test names are searched only there. The span is read from the keyword hits
     because the findings are many more. scan_people checks each name against the
     findings themselves."""
@@ -181,6 +205,12 @@ def health_span(state: _ScanState) -> tuple[int, int] | None:
             if first < 0 or group_spans[0][0] < first:
                 first = group_spans[0][0]
             last = max(last, group_spans[-1][0])
+    # A dotted diagnosis code is found without a keyword, so only its finding marks it.
+    for finding in state.findings:
+        if finding.category in _CODE_CATEGORIES:
+            if first < 0 or finding.start < first:
+                first = finding.start
+            last = max(last, finding.start)
     if first < 0:
         return None
     return max(0, first - _NEAR), min(len(state.text), last + _NEAR)
@@ -260,6 +290,11 @@ def _candidates(state: _ScanState, span: tuple[int, int]) -> list[_Candidate]:
             match = NAME_BEFORE_CUE.search(text, max(0, start - _NAME_BEFORE), start)
             if match is None:
                 continue
+            is_service_date = state.lowered.startswith(_SERVICE_DATE_CUES, start)
+            if is_service_date and _DATE_AFTER.match(text, end) is None:
+                # "DOS" and "date of service" name a patient's visit only before its date;
+                # "Carla Mendes, DOS training" is about the operating system.
+                continue
             # "was seen today" ties the name to a health word later in its sentence.
             # "presented with" is also written of teams and awards, so it never does.
             follow_from = end if group == "name_cue_after" else -1
@@ -267,9 +302,12 @@ def _candidates(state: _ScanState, span: tuple[int, int]) -> list[_Candidate]:
                 (match.start("name"), match.end("name"), False, follow_from, _PHRASE_REACH)
             )
 
-    # A surname alone after "pt" is a weak cue, which needs a tie anyway.
+    # A surname alone after "pt" is a weak cue, which needs a tie anyway. "Resident"
+    # counts only as a label ("Resident: Name"), because hospitals' residents are doctors.
     patient_ends = [end for _, end in hits.spans.get("patient", ())] if state.ties else []
     for end in patient_ends:
+        if state.lowered.endswith("resident", 0, end):
+            continue
         match = SURNAME_AFTER_PATIENT.match(text, end, end + 40)
         if match is not None:
             found.append((match.start("name"), match.end("name"), False, -1, 0))

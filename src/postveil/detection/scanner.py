@@ -20,7 +20,7 @@ from postveil.detection.clinical import (
     scan_short_lab_values,
 )
 from postveil.detection.keywords import KeywordHits, KeywordMatcher
-from postveil.detection.people import health_span, scan_people
+from postveil.detection.people import health_span, is_clinician, scan_people
 
 
 @dataclass(frozen=True, slots=True)
@@ -133,11 +133,16 @@ _NAME = (
 # because "patient PORTAL" in running text is more often a product name.
 _CAPS_WORD = r"[A-Z][A-Z'\-]+"
 _CAPS_NAME = rf"(?:{_CAPS_WORD},\s*{_CAPS_WORD})|(?:{_CAPS_WORD}(?:\s+[A-Z]\.?)?\s+{_CAPS_WORD})"
+# Without a label separator, capitals count only in the "SURNAME, GIVEN" order of EHR
+# exports ("Pt KEMPER, ROSALIND"), which product names do not take.
+_CAPS_INVERTED = rf"{_CAPS_WORD},\s*{_CAPS_WORD}"
 _PATIENT_NAME = re.compile(
     r"(?:'s)?(?:\s+(?:full\s+)?name)?\s*[:\-]\s*(?P<labelled>" + _NAME + "|" + _CAPS_NAME + r")"
-    r"|,?\s+(?P<inline>" + _NAME + r")"
+    r"|,?\s+(?P<inline>" + _NAME + "|" + _CAPS_INVERTED + r")"
 )
 _NAME_SEPARATOR = re.compile(r"[\s,]+")
+# A postgraduate year after a name: a hospital resident, who is a physician.
+_TRAINEE_AFTER = re.compile(r",? *[(-]? *PGY ?-?[0-9]")
 _DATE_SEPARATOR = re.compile(r"[-/.]")
 # _LABELLED_ID tokens are ASCII, so deleting 0-9 leaves everything but the digits.
 _DROP_DIGITS = str.maketrans("", "", "0123456789")
@@ -148,16 +153,40 @@ _NOT_NAMES = frozenset(
     "satisfaction support registration scheduling transport transportation flow rights "
     "records record first centered centred day week month survey team office line room "
     "navigator liaison coordinator assistance guide guides name names id number notes "
-    "billing family health privacy consent forms form".split()
+    "billing family health privacy consent forms form "
+    # Field labels that follow "patient" in capitals ("Patient MRN, DOB").
+    "mrn dob dos ssn csn fin mbi sex age dx hpi pt ot hipaa phi "
+    # A doctor written without the full stop ("Resident: Dr Lena Fox").
+    "dr doctor".split()
 )
 
 _RECIPIENT_PHRASES: tuple[tuple[re.Pattern[str], float], ...] = (
     (
         re.compile(
-            r"\byour (?:recent |latest |new )?(?:lab|laboratory|blood|blood test|blood work|"
-            r"pathology|biopsy|imaging|x-ray|mri|ct|ct scan|mammogram|screening|covid(?:-19)?|"
-            r"pap|a1c|cholesterol|std|hiv) (?:test )?results? (?:are|is|have|has) (?:now )?"
+            r"\byour (?:recent |latest |new )?(?:[a-z0-9/-]+ )?(?:lab|laboratory|blood|blood test|"
+            r"blood work|pathology|biopsy|imaging|x-ray|mri|ct|ct scan|mammogram|screening|"
+            r"covid(?:-19)?|pap|a1c|cholesterol|std|hiv|genetic|dna|ultrasound|ecg|ekg|echo|"
+            r"pregnancy|urine|stool|allergy|sleep study|psa|thyroid|culture|bone density|dexa) "
+            r"(?:test )?results? (?:are|is|have|has) (?:now )?"
             r"(?:been )?(?:ready|available|in|back|posted|released|abnormal|normal)"
+        ),
+        1.0,
+    ),
+    # Results of a visit are a clinic's, even when the test is not named.
+    (
+        re.compile(
+            r"\byour (?:test |lab )?results? (?:from|of) your (?:recent |last )?"
+            r"(?:visit|appointment|appt|exam|procedure|check-?up|physical)\b"
+        ),
+        1.0,
+    ),
+    # A result stated as a finding: "your COVID-19 PCR test result: NEGATIVE", "your
+    # pregnancy test was positive". Build and CI mail reports passed or failed instead.
+    (
+        re.compile(
+            r"\byour (?:[a-z0-9/-]+ ){0,3}(?:test|screen|screening|swab|culture|biopsy|pcr)"
+            r"(?: results?)?\b[^.\n]{0,25}?(?:\b(?:is|was|were|came back|returned)|:) ?(?:now )?"
+            r"(?:negative|positive|not detected|abnormal|reactive|non-reactive|nonreactive)\b"
         ),
         1.0,
     ),
@@ -169,16 +198,18 @@ _RECIPIENT_PHRASES: tuple[tuple[re.Pattern[str], float], ...] = (
     ),
     (
         re.compile(
-            r"\byour (?:prescriptions?|medications?|refills?|rx)\b[^.\n]{0,80}?\b(?:is|are|has been|have been) "
+            r"\byour (?:prescriptions?|medications?|refills?|rx)\b(?:[^.\n]|\.(?=[0-9])){0,80}?"
+            r"\b(?:is|are|has been|have been) "
             r"(?:now )?(?:ready|filled|approved|processed|on hold|due)"
         ),
         1.0,
     ),
     (
         re.compile(
-            r"\byour (?:upcoming |next |scheduled |follow-up |annual )?(?:[a-z]+ )?(?:appointment|visit|"
-            r"procedure|surgery|follow-up|check-?up|exam|consultation|colonoscopy|mammogram|cleaning|"
-            r"physical|screening|session|infusion|vaccination)\b[^.\n]{0,80}?"
+            r"\byou(?:r| have an?) (?:upcoming |next |scheduled |follow-up |annual )?(?:[a-z]+ )?"
+            r"(?:appointment|appt|visit|procedure|surgery|follow-up|check-?up|exam|consultation|"
+            r"colonoscopy|mammogram|cleaning|physical|screening|session|infusion|vaccination)\b"
+            r"(?:[^.\n]|\.(?=[0-9])){0,80}?"
             r"\b(?:with|see) (?:dr\b\.?|doctor\b|nurse practitioner\b|np\b|pa-c\b|your provider\b)"
         ),
         1.0,
@@ -188,7 +219,9 @@ _RECIPIENT_PHRASES: tuple[tuple[re.Pattern[str], float], ...] = (
             r"\b(?:refill reminder|time to refill|due for (?:a |your )?refill|ready to refill|"
             r"refill (?:is|has been) (?:approved|ready|processed)|refill request (?:for|has))"
         ),
-        1.0,
+        # Coffee, ink and water get refill reminders too, so a drug, a prescription or
+        # a pharmacy has to add the other half (the health bonus in rules.decide).
+        0.5,
     ),
     (
         re.compile(
@@ -199,16 +232,24 @@ _RECIPIENT_PHRASES: tuple[tuple[re.Pattern[str], float], ...] = (
     ),
     (
         re.compile(
-            r"\byour (?:upcoming |next |scheduled )?(?:appointment|visit) (?:is )?(?:scheduled |confirmed |booked )?"
+            r"\byou(?:r| have an?) (?:upcoming |next |scheduled )?(?:appointment|appt|visit) "
+            r"(?:is )?(?:scheduled |confirmed |booked )?(?:at [a-z0-9' &-]{1,40}? )?"
             r"(?:on|for|at) (?:mon|tue|wed|thu|fri|sat|sun|jan|feb|mar|apr|may|jun|jul|aug|sep|oct|nov|dec|[0-9])"
         ),
         0.5,
     ),
-    (re.compile(r"\b(?:reminder|remind you)\b[^.\n]{0,40}\byour (?:appointment|visit)\b"), 0.5),
     (
         re.compile(
-            r"\byour (?:[a-z]+ )?(?:appointment|visit|procedure|surgery|cleaning|exam|check-?up|physical|"
-            r"screening|session|infusion|vaccination)\b[^.\n]{0,40}?\b(?:is|has been) "
+            r"\b(?:reminder|remind you)\b[^.\n]{0,40}"
+            r"\byou(?:r| have an?) (?:appointment|appt|visit)\b"
+        ),
+        0.5,
+    ),
+    (
+        re.compile(
+            r"\byour (?:[a-z]+ )?(?:appointment|appt|visit|procedure|surgery|cleaning|exam|"
+            r"check-?up|physical|screening|session|infusion|vaccination)\b[^.\n]{0,40}?"
+            r"\b(?:is|has been) "
             r"(?:now )?(?:scheduled|booked|confirmed|rescheduled)"
         ),
         0.5,
@@ -217,6 +258,20 @@ _RECIPIENT_PHRASES: tuple[tuple[re.Pattern[str], float], ...] = (
         re.compile(
             r"\byou(?:'re| are) (?:now )?(?:over)?due for (?:your |a )?(?:annual |yearly )?"
             r"(?:mammogram|colonoscopy|physical|check-?up|screening|a1c|pap smear|eye exam)"
+        ),
+        0.5,
+    ),
+    # An insurer's claim notice for care ("your claim for services on 11/02"). Car
+    # insurers also write "services", so the phrase needs a health word as well. Claims
+    # for other things (expenses, a stolen bike) do not match, even when the sender's
+    # signature names a hospital.
+    (
+        re.compile(
+            r"\byour (?:(?:insurance|medical|health|dental|vision|pharmacy|hospital) )?claim\b"
+            r"[^.\n]{0,60}?\b(?:services?|care|treatment|visit|stay|procedure|surgery|exam|mri|"
+            r"ct scan|x-ray|scan|colonoscopy|mammogram|ultrasound|therapy|prescription)\b"
+            r"[^.\n]{0,80}?\b(?:has been|have been|was|is) (?:now )?"
+            r"(?:processed|approved|denied|paid|adjudicated)"
         ),
         0.5,
     ),
@@ -264,14 +319,18 @@ _LAB_GROUPS = frozenset({"lab_test", "lab_test_unit", "lab_unit"})
 _NAME_CUE_GROUPS = frozenset({"name_cue", "name_cue_weak", "name_cue_after", "name_cue_after_weak"})
 # Keyword groups after which the clinical steps run: health words that are findings
 # of weight (not treatment words or care settings, which are in most clinic mail),
-# lab tests, clinical shorthand and code keywords. NOTE: a text whose only health
-# information is a code without its keyword ("E11.9" alone) is not searched for
-# patients' names.
+# lab tests, clinical shorthand and code keywords. A dotted diagnosis code found
+# without its keyword ("E11.9" alone) also runs them (_CODE_CATEGORIES).
 _CLINICAL_GROUPS = frozenset(
     {"condition", "medication", "procedure", "lab_result", "clinical_cue"}
     | {"diagnosis_code", "procedure_code", "ndc"}
     | _LAB_GROUPS
 )
+
+# Findings of the number pass that are health information by themselves. A dotted
+# ICD-10-CM code needs no keyword ("claim for Peter Okafor with E78.5"), so it alone
+# can tie a name to health information.
+_CODE_CATEGORIES = frozenset({"diagnosis_code", "procedure_code", "ndc"})
 
 # Characters searched around a recipient-phrase anchor word.
 _PHRASE_BEFORE = 100
@@ -316,7 +375,7 @@ class TextScanner:
         if not found_groups.isdisjoint(_HEALTH_GROUPS):
             self._scan_health_words(state)
         # One test gates all clinical steps, because most texts hit none of these groups.
-        if not found_groups.isdisjoint(_CLINICAL_GROUPS):
+        if not found_groups.isdisjoint(_CLINICAL_GROUPS) or _has_code(state.findings):
             self._scan_clinical(state, found_groups)
         if "recipient_anchor" in found_groups:
             self._scan_recipient_phrases(state)
@@ -627,6 +686,10 @@ class TextScanner:
             last_word = words[-1].lower()
             if first_word in _NOT_NAMES or last_word in _NOT_NAMES:
                 continue
+            if state.lowered.endswith("resident", 0, keyword_end) and not _is_resident_patient(
+                text, match
+            ):
+                continue
             state.add("patient_name", keyword_end, match.end(), 0.8)
 
     def _try_birth_date(self, state: _ScanState, keyword_end: int) -> None:
@@ -800,6 +863,22 @@ class _ScanState:
             return True
         keyword_start = self.hits.any_after(group, end, _KEYWORD_AFTER)
         return keyword_start is not None and "\n" not in self.text[end:keyword_start]
+
+
+def _is_resident_patient(text: str, match: re.Match[str]) -> bool:
+    """Return whether a name after "resident" is a care home's resident: written after
+    a label separator ("Resident: Name") and not a physician in training ("Resident:
+    Jane Kim, MD", "Resident: Omar Haddad (PGY-2)")."""
+    start, end = match.span("labelled")
+    if start < 0:
+        return False
+    if is_clinician(text, start, end):
+        return False
+    return _TRAINEE_AFTER.match(text, end, end + 12) is None
+
+
+def _has_code(findings: list[Finding]) -> bool:
+    return any(finding.category in _CODE_CATEGORIES for finding in findings)
 
 
 def _lower_same_length(text: str) -> str:
