@@ -70,7 +70,8 @@ def run(args: argparse.Namespace) -> int:
     if config is None:
         return 1
     section = config.smime
-    store = CertificateStore(section.certificate_dir, section.trust_store)
+    # `list` prints the skipped files itself, so the store does not log them too.
+    store = CertificateStore(section.certificate_dir, section.trust_store, log_problems=False)
     try:
         if args.action == "list":
             for stored in store.all_certificates():

@@ -122,14 +122,23 @@ class CertificateStore:
     The directory is scanned again when a file's name, size or modification time
     changes, so ``postveil certs import`` takes effect without a restart. A missing or
     unreadable directory or trust store raises :class:`SmimeFailure` on every lookup. A
-    file that does not parse, or that contains a private key, is skipped, logged once
-    per reload and listed in :attr:`problems`.
+    file that does not parse, or that contains a private key, is skipped and listed in
+    :attr:`problems`. Unless ``log_problems`` is False (for a caller that prints the
+    problems itself), each problem is also logged as a warning once per reload.
     """
 
-    def __init__(self, certificate_dir: str, trust_store: str, clock: Clock = _utcnow) -> None:
+    def __init__(
+        self,
+        certificate_dir: str,
+        trust_store: str,
+        clock: Clock = _utcnow,
+        *,
+        log_problems: bool = True,
+    ) -> None:
         self.certificate_dir = certificate_dir
         self.trust_store = trust_store
         self.clock = clock
+        self.log_problems = log_problems
         self._signature: tuple[tuple[str, int, int], ...] | None = None
         self._leaves: list[StoredCertificate] = []
         self._authorities: list[StoredCertificate] = []
@@ -196,14 +205,14 @@ class CertificateStore:
             data = self._read(path)
             if contains_private_key(data):
                 # The file name only: the contents are a secret.
-                problem = f"{path}: contains a private key; skipped, remove the key from the file"
-                logger.warning("certificate file %s", problem)
-                problems.append(problem)
+                problems.append(
+                    f"{path}: contains a private key; remove the key from the file, or delete "
+                    "the file and import the certificate again"
+                )
                 continue
             try:
                 certificates = load_pem_certificates(data, str(path))
             except ValueError as exc:
-                logger.warning("certificate file skipped: %s", exc)
                 problems.append(str(exc))
                 continue
             for certificate in certificates:
@@ -217,6 +226,9 @@ class CertificateStore:
                 (authorities if stored.is_ca else leaves).append(stored)
         self._roots, self._leaves, self._authorities = roots, leaves, authorities
         self.problems = problems
+        if self.log_problems:
+            for problem in problems:
+                logger.warning("certificate file skipped: %s", problem)
         self._signature = signature
 
     # Queries -----------------------------------------------------------------------
