@@ -284,7 +284,8 @@ class PgpKeyring:
 
     def import_keys(self, data: bytes) -> list[str]:
         """Import public keys or revocation certificates; return the fingerprints gpg
-        reports (empty for a revocation of a key already present). Secret keys are refused."""
+        reports (empty for a revocation of a key already present). Armored secret keys
+        are refused."""
         return list(self.import_report(data).changes)
 
     def preview_import(self, data: bytes) -> list[ImportPreview]:
@@ -345,8 +346,11 @@ class PgpKeyring:
         """Import public keys or revocation certificates and report what changed.
 
         A revocation certificate as gpg stores it, with a colon before its armor
-        header, is accepted. Raises PgpFailure for a file with a secret key, and when
-        gpg imported nothing.
+        header, is accepted. Raises PgpFailure for a file with an armored secret key,
+        and when gpg imported nothing.
+
+        NOTE: a binary secret key is caught only by :meth:`preview_import`, so callers
+        that import a file from outside call that first, as ``postveil keys import`` does.
         """
         data = unprotect_armor(data)
         if b"PRIVATE KEY BLOCK" in data:
