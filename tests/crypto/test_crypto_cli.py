@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 from crypto_fixtures import GpgWorld, Pki, gpg
 
+from postveil.audit import generate_key_file
 from postveil.cli.main import main
 
 
@@ -17,10 +18,12 @@ def config_file(tmp_path: Path, pki: Pki) -> Path:
     home.mkdir(mode=0o700)
     certs = tmp_path / "certs"
     certs.mkdir()
+    generate_key_file(tmp_path / "audit.key")
     path = tmp_path / "postveil.yaml"
     path.write_text(
         f"pgp: {{gnupg_home: {home}}}\n"
         f"smime: {{certificate_dir: {certs}, trust_store: {pki.trust_store}}}\n"
+        f"audit: {{directory: {tmp_path / 'audit'}, key_file: {tmp_path / 'audit.key'}}}\n"
     )
     yield path
     subprocess.run(["gpgconf", "--homedir", str(home), "--kill", "all"], check=False)

@@ -200,27 +200,36 @@ class TlsRequirementChange:
 
 @dataclass(frozen=True)
 class AdminOverride:
-    """An administrator overrode a decision or a domain's facts by hand."""
+    """An administrator overrode a decision or a domain's facts by hand, or changed the
+    recipient keys and certificates that decide how mail is encrypted."""
 
     kind: ClassVar[str] = "admin_override"
-    CSV_FIELDS: ClassVar[tuple[str, ...]] = ("actor", "target", "action", "reason")
+    CSV_FIELDS: ClassVar[tuple[str, ...]] = ("actor", "target", "action", "reason", "fingerprint")
 
     actor: str
     """Login name of the administrator who ran the admin command."""
 
     target: str
-    """Domain, address or queue id the override applies to."""
+    """Domain, address(es) or queue id the override applies to. Several addresses are
+    separated by ``, ``."""
 
     action: str
-    """Action taken, for example ``force-tls``, ``clear-requirement`` or ``release``."""
+    """Action taken: ``set-tls``, ``clear-tls`` or ``purge-domain-facts`` for a domain,
+    ``key-import``, ``key-revoke``, ``key-remove``, ``cert-import`` or ``cert-remove``
+    for a recipient key or certificate."""
 
     reason: str
+
+    fingerprint: str | None = None
+    """PGP key fingerprint or S/MIME certificate SHA-256 fingerprint that a key or
+    certificate action changed, else None. Never the key itself."""
 
     def __post_init__(self) -> None:
         _check_text("actor", self.actor, max_length=255)
         _check_text("target", self.target)
         _check_identifier("action", self.action)
         _check_text("reason", self.reason)
+        _check_text("fingerprint", self.fingerprint, optional=True, max_length=200)
 
     def fields(self) -> dict[str, Any]:
         return {
@@ -228,6 +237,7 @@ class AdminOverride:
             "target": self.target,
             "action": self.action,
             "reason": self.reason,
+            "fingerprint": self.fingerprint,
         }
 
 

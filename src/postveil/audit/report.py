@@ -100,7 +100,7 @@ def build_report(
             report.admin_overrides.append(
                 {
                     key: fields.get(key)
-                    for key in ("time", "seq", "actor", "target", "action", "reason")
+                    for key in ("time", "seq", "actor", "target", "action", "reason", "fingerprint")
                 }
             )
         elif record.kind == "config":
@@ -145,9 +145,12 @@ def format_report(report: Report) -> str:
     lines.append("")
     lines.append(f"Admin overrides: {len(report.admin_overrides)}")
     for override in report.admin_overrides:
+        fingerprint = ""
+        if override.get("fingerprint"):
+            fingerprint = f" (fingerprint {override['fingerprint']})"
         lines.append(
-            f"  {override['time']} {override['actor']} {override['action']} {override['target']}: "
-            f"{override['reason']}"
+            f"  {override['time']} {override['actor']} {override['action']} {override['target']}"
+            f"{fingerprint}: {override['reason']}"
         )
 
     lines += _counter_section("Configuration loads", report.config_events)

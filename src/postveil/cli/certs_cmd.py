@@ -8,16 +8,26 @@ import sys
 import tempfile
 from pathlib import Path
 
-from postveil.config.smime import SmimeSection
+from cryptography.hazmat.primitives import serialization
+
+from postveil.config import Config
 from postveil.crypto.errors import SmimeFailure
 from postveil.crypto.smime import (
+    CA_PROBLEM,
     CertificateStore,
     StoredCertificate,
     certificate_addresses,
+    contains_private_key,
     fingerprint,
     load_pem_certificates,
 )
+from postveil.cli.admin_audit import AdminAuditError, AdminChangeLog
 from postveil.cli.common import add_config_option, load_cli_config
+
+# Stored files are readable by the owner and the certificate directory's group (the
+# milter's group), not by every local user, because the certificates contain patients'
+# email addresses.
+CERTIFICATE_FILE_MODE = 0o640
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -30,7 +40,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     add_config_option(parser)
     actions = parser.add_subparsers(dest="action", metavar="ACTION", required=True)
     actions.add_parser("list", help="list certificates with their addresses and status")
-    importer = actions.add_parser("import", help="copy a PEM certificate into the directory")
+    importer = actions.add_parser(
+        "import",
+        help="store a PEM certificate in the directory (files with a private key are rejected)",
+    )
     importer.add_argument("file", help="PEM file: the recipient certificate, then any intermediates")
     importer.add_argument(
         "--force", action="store_true", help="import even when the certificate is not usable now"
@@ -46,76 +59,126 @@ def _format(stored: StoredCertificate, status: str) -> str:
     return f"{stored.fingerprint}  expires {expires}  {status}  {addresses}  {Path(stored.path).name}"
 
 
+def _status(store: CertificateStore, stored: StoredCertificate) -> str:
+    if stored.is_ca:
+        return "CA certificate (intermediate only)"
+    return store.check(stored.certificate) or "usable"
+
+
 def run(args: argparse.Namespace) -> int:
     config = load_cli_config(args.config)
     if config is None:
         return 1
     section = config.smime
-    store = CertificateStore(section.certificate_dir, section.trust_store)
+    # `list` prints the skipped files itself, so the store does not log them too.
+    store = CertificateStore(section.certificate_dir, section.trust_store, log_problems=False)
     try:
         if args.action == "list":
-            for stored in store.certificates():
-                print(_format(stored, store.check(stored.certificate) or "usable"))
+            for stored in store.all_certificates():
+                print(_format(stored, _status(store, stored)))
             for problem in store.problems:
                 print(f"skipped: {problem}", file=sys.stderr)
             return 0
         if args.action == "import":
-            return _import(store, section, args.file, args.force)
-        return _remove(store, args.id)
-    except SmimeFailure as exc:
+            return _import(store, config, args.file, args.force)
+        return _remove(store, config, args.id)
+    except (SmimeFailure, AdminAuditError) as exc:
         print(f"postveil certs {args.action}: {exc}", file=sys.stderr)
         return 1
 
 
-def _import(store: CertificateStore, section: SmimeSection, file: str, force: bool) -> int:
+def _fail(message: str) -> int:
+    print(f"postveil certs import: {message}", file=sys.stderr)
+    return 1
+
+
+def _import(store: CertificateStore, config: Config, file: str, force: bool) -> int:
     try:
         data = Path(file).read_bytes()
-        certificates = load_pem_certificates(data, file)
     except OSError as exc:
-        print(f"postveil certs import: cannot read {file}: {exc.strerror}", file=sys.stderr)
-        return 1
+        return _fail(f"cannot read {file}: {exc.strerror}")
+    if contains_private_key(data):
+        return _fail(
+            f"{file} contains a private key, which must never be stored with the "
+            "recipient certificates; nothing was imported. Keep only the BEGIN CERTIFICATE "
+            "blocks in the file and import it again"
+        )
+    try:
+        certificates = load_pem_certificates(data, file)
     except ValueError as exc:
-        print(f"postveil certs import: {exc}", file=sys.stderr)
-        return 1
+        hint = ""
+        if "no PEM certificate" in str(exc):
+            hint = (
+                " (for a PKCS#12 file, extract the certificates with "
+                "'openssl pkcs12 -in FILE -nokeys -out cert.pem')"
+            )
+        return _fail(f"{exc}{hint}; nothing was imported")
 
     leaf = certificates[0]
     if not certificate_addresses(leaf):
-        print(f"postveil certs import: {file}: the first certificate has no email address", file=sys.stderr)
-        return 1
+        return _fail(f"{file}: the first certificate has no email address; nothing was imported")
 
     store.refresh()
     problem = store.check(leaf)
     if problem is not None and not force:
-        print(
-            f"postveil certs import: {file}: {problem}; {_remedy(problem)}",
-            file=sys.stderr,
-        )
-        return 1
+        issuer = f" (issuer: {leaf.issuer.rfc4514_string()})" if "trust store" in problem else ""
+        return _fail(f"{file}: {problem}{issuer}; {_remedy(problem)}")
 
-    directory = Path(section.certificate_dir)
-    target = directory / f"{fingerprint(leaf)[:16].lower()}.pem"
-    # Write to a temporary file and rename, so the milter never reads half a file.
-    temporary = ""
+    directory = Path(config.smime.certificate_dir)
+    leaf_fingerprint = fingerprint(leaf)
+    target = directory / f"{leaf_fingerprint[:16].lower()}.pem"
+    command = f"postveil certs import{' --force' if force else ''} {file}"
+    changes = AdminChangeLog(config.audit, "postveil certs", command)
     try:
-        handle, temporary = tempfile.mkstemp(dir=directory, suffix=".tmp")
-        with os.fdopen(handle, "wb") as output:
-            output.write(data)
-        os.chmod(temporary, 0o644)
-        os.replace(temporary, target)
-    except OSError as exc:
-        if temporary:
-            Path(temporary).unlink(missing_ok=True)
-        print(f"postveil certs import: cannot write {target}: {exc.strerror}", file=sys.stderr)
-        return 1
+        changes.record("cert-import", certificate_addresses(leaf), leaf_fingerprint)
+    except AdminAuditError as exc:
+        return _fail(f"{exc}; nothing was imported")
+    finally:
+        changes.close()
 
-    stored = StoredCertificate(str(target), leaf, fingerprint(leaf), certificate_addresses(leaf))
-    print("imported " + _format(stored, problem or "usable"))
+    # Only the parsed certificates are written, never other bytes of the input file.
+    pem = b"".join(c.public_bytes(serialization.Encoding.PEM) for c in certificates)
+    try:
+        _write_certificate_file(directory, target, pem)
+    except OSError as exc:
+        return _fail(f"cannot write {target}: {exc.strerror}")
+
+    stored = StoredCertificate(
+        str(target),
+        leaf,
+        leaf_fingerprint,
+        certificate_addresses(leaf),
+        is_ca=problem == CA_PROBLEM,
+    )
+    print("imported " + _format(stored, _status(store, stored)))
     return 0
 
 
-def _remove(store: CertificateStore, cert_id: str) -> int:
+def _write_certificate_file(directory: Path, target: Path, pem: bytes) -> None:
+    """Write ``pem`` to ``target`` atomically, mode 0640 and the directory's group.
+
+    A temporary file is renamed into place, so the milter never reads half a file.
+    """
+    handle, temporary = tempfile.mkstemp(dir=directory, suffix=".tmp")
+    try:
+        with os.fdopen(handle, "wb") as output:
+            output.write(pem)
+            os.fchmod(output.fileno(), CERTIFICATE_FILE_MODE)
+            try:
+                os.fchown(output.fileno(), -1, directory.stat().st_gid)
+            except PermissionError:
+                # Not root and not in that group: the file keeps the caller's group.
+                pass
+        os.replace(temporary, target)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
+
+
+def _remove(store: CertificateStore, config: Config, cert_id: str) -> int:
     prefix = cert_id.upper().replace(":", "")
-    matches = [s for s in store.certificates() if len(prefix) >= 16 and s.fingerprint.startswith(prefix)]
+    certificates = store.all_certificates()
+    matches = [s for s in certificates if len(prefix) >= 16 and s.fingerprint.startswith(prefix)]
     if len(matches) != 1:
         found = "no certificate" if not matches else f"{len(matches)} certificates"
         print(
@@ -124,14 +187,26 @@ def _remove(store: CertificateStore, cert_id: str) -> int:
             file=sys.stderr,
         )
         return 1
-    path = Path(matches[0].path)
-    others = [s for s in store.certificates() if s.path == matches[0].path and s is not matches[0]]
+    match = matches[0]
+    path = Path(match.path)
+    others = [s for s in certificates if s.path == match.path and s is not match]
+
+    changes = AdminChangeLog(config.audit, "postveil certs", f"postveil certs remove {cert_id}")
+    try:
+        for removed in (match, *others):
+            changes.record("cert-remove", removed.addresses, removed.fingerprint)
+    except AdminAuditError as exc:
+        print(f"postveil certs remove: {exc}; nothing was removed", file=sys.stderr)
+        return 1
+    finally:
+        changes.close()
+
     try:
         path.unlink()
     except OSError as exc:
         print(f"postveil certs remove: cannot delete {path}: {exc.strerror}", file=sys.stderr)
         return 1
-    print(f"removed {matches[0].fingerprint} ({path.name})")
+    print(f"removed {match.fingerprint} ({path.name})")
     for other in others:
         print(f"also removed {other.fingerprint}, which was in the same file")
     return 0

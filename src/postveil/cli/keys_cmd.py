@@ -7,8 +7,10 @@ import datetime
 import sys
 from pathlib import Path
 
+from postveil.config import Config
 from postveil.crypto.errors import PgpFailure
 from postveil.crypto.pgp import KeyInfo, PgpKeyring
+from postveil.cli.admin_audit import AdminAuditError, AdminChangeLog
 from postveil.cli.common import add_config_option, load_cli_config
 
 
@@ -23,7 +25,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     actions = parser.add_subparsers(dest="action", metavar="ACTION", required=True)
     actions.add_parser("list", help="list keys with their addresses and status")
     importer = actions.add_parser("import", help="import public keys from an OpenPGP file")
-    importer.add_argument("file", help="ASCII-armored or binary OpenPGP public key file")
+    importer.add_argument(
+        "file",
+        help="ASCII-armored or binary OpenPGP public key file, or a revocation certificate "
+        "(gpg's leading ':' is accepted)",
+    )
     remover = actions.add_parser("remove", help="remove a key")
     remover.add_argument("id", help="full fingerprint or its last 16 hex digits (key id)")
     parser.set_defaults(handler=run)
@@ -50,19 +56,34 @@ def run(args: argparse.Namespace) -> int:
                 print(_format_key(key, keyring.key_problem(key) or "usable"))
             return 0
         if args.action == "import":
-            return _import(keyring, args.file)
-        return _remove(keyring, args.id)
-    except PgpFailure as exc:
+            return _import(keyring, config, args.file)
+        return _remove(keyring, config, args.id)
+    except (PgpFailure, AdminAuditError) as exc:
         print(f"postveil keys {args.action}: {exc}", file=sys.stderr)
         return 1
 
 
-def _import(keyring: PgpKeyring, file: str) -> int:
+def _import(keyring: PgpKeyring, config: Config, file: str) -> int:
     try:
         data = Path(file).read_bytes()
     except OSError as exc:
         print(f"postveil keys import: cannot read {file}: {exc.strerror}", file=sys.stderr)
         return 1
+    try:
+        previews = keyring.preview_import(data)
+    except PgpFailure as exc:
+        print(f"postveil keys import: {file}: {exc}; nothing was imported", file=sys.stderr)
+        return 1
+    changes = AdminChangeLog(config.audit, "postveil keys", f"postveil keys import {file}")
+    try:
+        for preview in previews:
+            changes.record(preview.action, preview.addresses, preview.fingerprint)
+    except AdminAuditError as exc:
+        print(f"postveil keys import: {exc}; nothing was imported", file=sys.stderr)
+        return 1
+    finally:
+        changes.close()
+
     report = keyring.import_report(data)
     known = {key.fingerprint: key for key in keyring.keys()}
 
@@ -84,7 +105,7 @@ def _import(keyring: PgpKeyring, file: str) -> int:
     return 0
 
 
-def _remove(keyring: PgpKeyring, key_id: str) -> int:
+def _remove(keyring: PgpKeyring, config: Config, key_id: str) -> int:
     suffix = key_id.upper().removeprefix("0X")
     matches = [key for key in keyring.keys() if len(suffix) >= 16 and key.fingerprint.endswith(suffix)]
     if len(matches) != 1:
@@ -95,6 +116,15 @@ def _remove(keyring: PgpKeyring, key_id: str) -> int:
             file=sys.stderr,
         )
         return 1
-    keyring.remove(matches[0].fingerprint)
-    print(f"removed {matches[0].fingerprint}")
+    key = matches[0]
+    changes = AdminChangeLog(config.audit, "postveil keys", f"postveil keys remove {key_id}")
+    try:
+        changes.record("key-remove", key.addresses, key.fingerprint)
+    except AdminAuditError as exc:
+        print(f"postveil keys remove: {exc}; nothing was removed", file=sys.stderr)
+        return 1
+    finally:
+        changes.close()
+    keyring.remove(key.fingerprint)
+    print(f"removed {key.fingerprint}")
     return 0

@@ -9,6 +9,7 @@ disabled or invalid, and the key must have a usable encryption subkey.
 from __future__ import annotations
 
 import os
+import re
 import secrets
 import subprocess
 import threading
@@ -33,6 +34,11 @@ _KEYRING_FILES = ("pubring.kbx", "pubring.gpg", "trustdb.gpg")
 LISTING_MAX_AGE = 60.0
 # Never reach out to keyservers or the web key directory.
 _GPG_OPTIONS = ["--no-auto-key-retrieve", "--auto-key-locate", "local", "--no-greeting"]
+
+# gpg (2.2) writes the revocation certificate in openpgp-revocs.d with a colon before
+# the armor header, so that an accidental import does nothing. The file's own text tells
+# the user to remove that colon before importing, so import removes it.
+_PROTECTED_ARMOR_RE = re.compile(rb"^:(-----BEGIN PGP )", re.MULTILINE)
 
 PGP_VERSION_PART = (
     b"Content-Type: application/pgp-encrypted\r\n"
@@ -278,14 +284,75 @@ class PgpKeyring:
 
     def import_keys(self, data: bytes) -> list[str]:
         """Import public keys or revocation certificates; return the fingerprints gpg
-        reports (empty for a revocation of a key already present). Secret keys are refused."""
+        reports (empty for a revocation of a key already present). Armored secret keys
+        are refused."""
         return list(self.import_report(data).changes)
+
+    def preview_import(self, data: bytes) -> list[ImportPreview]:
+        """List what importing ``data`` would change, without changing the keyring.
+
+        Runs gpg's ``--import-options show-only``. Raises PgpFailure for a file with a
+        secret key (armored or binary), and when the file contains no public key and no
+        revocation certificate for a key in the keyring.
+        """
+        data = unprotect_armor(data)
+        if b"PRIVATE KEY BLOCK" in data:
+            raise PgpFailure("the file contains a secret key; import only public keys")
+        show_only = ["--import-options", "show-only", "--with-colons"]
+        result = self._run("import preview", lambda gpg: gpg.import_keys(data, extra_args=show_only))
+        listing = bytes(result.data or b"").decode("utf-8", "replace")
+        records = [line.split(":") for line in listing.splitlines()]
+        if any(record[0] in ("sec", "ssb") for record in records):
+            raise PgpFailure("the file contains a secret key; import only public keys")
+
+        # Colon records as gpg 2.2 prints them: "pub" starts a key and the "fpr" right after
+        # it is the primary fingerprint; "uid" records come before the "sub" subkeys.
+        # An "rvs" record is a revocation signature, field 13 the revoked key's fingerprint.
+        key_addresses: dict[str, list[str]] = {}
+        revoked: list[str] = []
+        primary: str | None = None
+        awaiting_primary = False
+        for record in records:
+            kind = record[0]
+            if kind == "pub":
+                primary, awaiting_primary = None, True
+            elif kind == "fpr" and awaiting_primary and len(record) > 9:
+                primary, awaiting_primary = record[9], False
+                key_addresses.setdefault(primary, [])
+            elif kind == "sub":
+                awaiting_primary = False
+            elif kind == "uid" and primary is not None and len(record) > 9:
+                key_addresses[primary].append(parseaddr(record[9])[1].casefold())
+            elif kind == "rvs" and len(record) > 12 and record[12]:
+                revoked.append(record[12])
+
+        applicable = [
+            ImportPreview(fingerprint, "key-import", tuple(addresses))
+            for fingerprint, addresses in key_addresses.items()
+        ]
+        known = {key.fingerprint: key for key in self.keys()}
+        for fingerprint in dict.fromkeys(revoked):
+            if fingerprint not in key_addresses and fingerprint in known:
+                addresses = known[fingerprint].addresses
+                applicable.append(ImportPreview(fingerprint, "key-revoke", addresses))
+        if not applicable:
+            raise PgpFailure(
+                "the file contains no public key, and no revocation certificate for a key in "
+                f"the keyring: {_gpg_problem(result)}"
+            )
+        return applicable
 
     def import_report(self, data: bytes) -> ImportReport:
         """Import public keys or revocation certificates and report what changed.
 
-        Raises PgpFailure for a file with a secret key, and when gpg imported nothing.
+        A revocation certificate as gpg stores it, with a colon before its armor
+        header, is accepted. Raises PgpFailure for a file with an armored secret key,
+        and when gpg imported nothing.
+
+        NOTE: a binary secret key is caught only by :meth:`preview_import`, so callers
+        that import a file from outside call that first, as ``postveil keys import`` does.
         """
+        data = unprotect_armor(data)
         if b"PRIVATE KEY BLOCK" in data:
             raise PgpFailure("the file contains a secret key; import only public keys")
         result = self._run("import", lambda gpg: gpg.import_keys(data))
@@ -332,6 +399,23 @@ class ImportReport:
     other_keys: tuple[str, ...] = ()
     """Fingerprints of keys gpg read but did not list as changed, such as the key
     that a revocation certificate revoked."""
+
+
+@dataclass(frozen=True)
+class ImportPreview:
+    """One change that importing a file would make, found before the import."""
+
+    fingerprint: str
+    action: str
+    """``key-import`` for a public key, ``key-revoke`` for a revocation certificate."""
+
+    addresses: tuple[str, ...]
+    """Email addresses of the key's user ids, case-folded."""
+
+
+def unprotect_armor(data: bytes) -> bytes:
+    """Remove the colon gpg puts before the armor header of a revocation certificate."""
+    return _PROTECTED_ARMOR_RE.sub(rb"\1", data)
 
 
 # Bits of the reason in gpg's IMPORT_OK status line (GnuPG doc/DETAILS).

@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import base64
 import datetime
+import logging
 import os
+import re
 import secrets
 import threading
 from collections.abc import Callable, Sequence
@@ -31,9 +33,17 @@ from postveil.routing.decide import CredentialStatus
 
 Clock = Callable[[], datetime.datetime]
 
+logger = logging.getLogger(__name__)
+
 PEM_SUFFIXES = (".pem", ".crt", ".cer")
 SMIME_CONTENT_TYPE = "application/pkcs7-mime; smime-type=enveloped-data; name=smime.p7m"
 _PEM_BEGIN = b"-----BEGIN CERTIFICATE-----"
+CA_PROBLEM = (
+    "CA certificate (basicConstraints cA), used only as an intermediate, never encrypted to"
+)
+# Any PEM private key block: PKCS#8 "PRIVATE KEY" and "ENCRYPTED PRIVATE KEY", the
+# traditional "RSA/EC/DSA PRIVATE KEY", "OPENSSH PRIVATE KEY" and "PGP PRIVATE KEY BLOCK".
+_PEM_PRIVATE_KEY_RE = re.compile(rb"-----BEGIN [A-Z0-9 ]*PRIVATE KEY")
 
 
 def _utcnow() -> datetime.datetime:
@@ -70,8 +80,17 @@ def key_type_name(certificate: x509.Certificate) -> str:
     return type(key).__name__
 
 
+def contains_private_key(data: bytes) -> bool:
+    """Return whether ``data`` contains a PEM private key block of any kind."""
+    return _PEM_PRIVATE_KEY_RE.search(data) is not None
+
+
 def load_pem_certificates(data: bytes, source: str) -> list[x509.Certificate]:
-    """Parse every certificate in PEM ``data``; raise ValueError naming ``source``."""
+    """Parse every certificate in PEM ``data``; raise ValueError naming ``source``.
+
+    Other PEM blocks, such as a private key, are ignored: callers that store the file
+    check it with :func:`contains_private_key` first.
+    """
     if _PEM_BEGIN not in data:
         raise ValueError(f"{source}: no PEM certificate found")
     try:
@@ -86,6 +105,9 @@ class StoredCertificate:
     certificate: x509.Certificate
     fingerprint: str
     addresses: tuple[str, ...]
+    is_ca: bool = False
+    """A CA certificate (basicConstraints cA): used only as an intermediate, never
+    encrypted to."""
 
 
 @dataclass(frozen=True)
@@ -100,16 +122,26 @@ class CertificateStore:
     The directory is scanned again when a file's name, size or modification time
     changes, so ``postveil certs import`` takes effect without a restart. A missing or
     unreadable directory or trust store raises :class:`SmimeFailure` on every lookup. A
-    file that does not parse is skipped and listed in :attr:`problems`.
+    file that does not parse, or that contains a private key, is skipped and listed in
+    :attr:`problems`. Unless ``log_problems`` is False (for a caller that prints the
+    problems itself), each problem is also logged as a warning once per reload.
     """
 
-    def __init__(self, certificate_dir: str, trust_store: str, clock: Clock = _utcnow) -> None:
+    def __init__(
+        self,
+        certificate_dir: str,
+        trust_store: str,
+        clock: Clock = _utcnow,
+        *,
+        log_problems: bool = True,
+    ) -> None:
         self.certificate_dir = certificate_dir
         self.trust_store = trust_store
         self.clock = clock
+        self.log_problems = log_problems
         self._signature: tuple[tuple[str, int, int], ...] | None = None
         self._leaves: list[StoredCertificate] = []
-        self._intermediates: list[x509.Certificate] = []
+        self._authorities: list[StoredCertificate] = []
         self._roots: list[x509.Certificate] = []
         self.problems: list[str] = []
         # The milter calls lookups from several threads; one of them reloads at a time.
@@ -167,39 +199,55 @@ class CertificateStore:
             raise SmimeFailure(f"trust store {self.trust_store} contains no certificate")
 
         leaves: list[StoredCertificate] = []
-        intermediates: list[x509.Certificate] = []
+        authorities: list[StoredCertificate] = []
         problems: list[str] = []
         for path in self._pem_files(self.certificate_dir):
+            data = self._read(path)
+            if contains_private_key(data):
+                # The file name only: the contents are a secret.
+                problems.append(
+                    f"{path}: contains a private key; remove the key from the file, or delete "
+                    "the file and import the certificate again"
+                )
+                continue
             try:
-                certificates = load_pem_certificates(self._read(path), str(path))
+                certificates = load_pem_certificates(data, str(path))
             except ValueError as exc:
                 problems.append(str(exc))
                 continue
             for certificate in certificates:
-                if _is_ca(certificate):
-                    intermediates.append(certificate)
-                else:
-                    leaves.append(
-                        StoredCertificate(
-                            str(path),
-                            certificate,
-                            fingerprint(certificate),
-                            certificate_addresses(certificate),
-                        )
-                    )
-        self._roots, self._leaves, self._intermediates = roots, leaves, intermediates
+                stored = StoredCertificate(
+                    str(path),
+                    certificate,
+                    fingerprint(certificate),
+                    certificate_addresses(certificate),
+                    is_ca=_is_ca(certificate),
+                )
+                (authorities if stored.is_ca else leaves).append(stored)
+        self._roots, self._leaves, self._authorities = roots, leaves, authorities
         self.problems = problems
+        if self.log_problems:
+            for problem in problems:
+                logger.warning("certificate file skipped: %s", problem)
         self._signature = signature
 
     # Queries -----------------------------------------------------------------------
 
     def certificates(self) -> list[StoredCertificate]:
+        """Return the recipient (non-CA) certificates, the ones lookups choose from."""
         self.refresh()
         return list(self._leaves)
+
+    def all_certificates(self) -> list[StoredCertificate]:
+        """Return every certificate in the directory: recipients, then CA certificates."""
+        self.refresh()
+        return self._leaves + self._authorities
 
     def check(self, certificate: x509.Certificate, now: datetime.datetime | None = None) -> str | None:
         """Return why ``certificate`` cannot be used for encryption, or None if it can."""
         now = now or self.clock()
+        if _is_ca(certificate):
+            return CA_PROBLEM
         if now < certificate.not_valid_before_utc:
             return "certificate not yet valid"
         if now > certificate.not_valid_after_utc:
@@ -216,10 +264,15 @@ class CertificateStore:
             )
             .build_client_verifier()
         )
+        intermediates = [stored.certificate for stored in self._authorities]
         try:
-            verifier.verify(certificate, self._intermediates)
+            verifier.verify(certificate, intermediates)
         except verification.VerificationError as exc:
-            return f"certificate does not chain to the trust store ({exc})"
+            # The library's text ("candidates exhausted: ...") means little to an admin.
+            logger.debug(
+                "certificate %s: chain verification failed: %s", fingerprint(certificate)[:16], exc
+            )
+            return self._chain_problem(certificate, intermediates)
         usage_problem = _usage_problem(certificate)
         if usage_problem:
             return usage_problem
@@ -230,6 +283,27 @@ class CertificateStore:
                 "RSA recipient keys"
             )
         return None
+
+    def _chain_problem(
+        self, certificate: x509.Certificate, intermediates: list[x509.Certificate]
+    ) -> str:
+        """Explain in an admin's words why ``certificate`` does not chain to the trust store.
+
+        The text leaves out names: routing reasons and audit records quote it, and a
+        self-signed certificate's issuer is the recipient's own name.
+        """
+        if certificate.issuer == certificate.subject:
+            return "certificate is self-signed, not issued by a CA in the trust store"
+        known = {candidate.subject for candidate in [*self._roots, *intermediates]}
+        if certificate.issuer not in known:
+            return (
+                "certificate does not chain to the trust store: its issuer is neither in "
+                "smime.trust_store nor an intermediate in smime.certificate_dir"
+            )
+        return (
+            "certificate does not chain to the trust store: the chain to a trusted CA is "
+            "invalid (a bad signature, an expired CA, or a CA not allowed to issue it)"
+        )
 
     def lookup(self, address: str) -> CertificateLookup:
         """Find a usable certificate for ``address`` (compared without case).
