@@ -129,6 +129,50 @@ def test_search_json_keeps_chain_fields(cli: Cli, trail: tuple[Path, str]) -> No
     assert record["recipients"][0]["address"] == "pat@patient.example"
 
 
+def postveil_shell(command: str, cwd: Path, config: Path) -> subprocess.CompletedProcess[str]:
+    """Run a shell command line in which ``postveil`` is this environment's command."""
+    bin_dir = Path(sys.executable).parent
+    return subprocess.run(
+        ["bash", "-c", f"set -o pipefail; {command}"],
+        cwd=cwd,
+        env={"PATH": f"{bin_dir}:/usr/bin:/bin", "POSTVEIL_CONFIG": str(config)},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+@pytest.mark.parametrize(
+    ("search_args", "stored_lines", "expected"),
+    [
+        ("--queue-id 4Fq00000002", slice(3, 4), "ok: 1 records (seq 4-4) in 1 file(s)"),
+        ("--kind all", slice(0, 8), "ok: 8 records (seq 1-8) in 1 file(s)"),
+    ],
+    ids=["one-message", "every-record"],
+)
+def test_search_export_verifies(
+    trail: tuple[Path, str],
+    key_file: Path,
+    tmp_path: Path,
+    search_args: str,
+    stored_lines: slice,
+    expected: str,
+) -> None:
+    config = tmp_path / "postveil.yaml"
+    config.write_text(f"audit:\n  directory: {trail[0]}\n  key_file: {key_file}\n")
+
+    exported = postveil_shell(f"postveil audit search {search_args} > export.jsonl", tmp_path, config)
+    verified = postveil_shell(
+        "postveil audit verify --partial --no-head export.jsonl", tmp_path, config
+    )
+
+    assert exported.returncode == 0, exported.stderr
+    assert verified.returncode == 0, verified.stdout + verified.stderr
+    assert verified.stdout == expected + "; end not compared with a head file\n"
+    stored = (trail[0] / "audit.jsonl").read_bytes().splitlines(keepends=True)
+    assert (tmp_path / "export.jsonl").read_bytes() == b"".join(stored[stored_lines])
+
+
 def test_search_csv_one_row_per_recipient(cli: Cli, trail: tuple[Path, str]) -> None:
     status, out, _ = search(cli, trail[0], "--format", "csv", "--recipient", "pat@patient.example")
     rows = list(csv.DictReader(io.StringIO(out)))

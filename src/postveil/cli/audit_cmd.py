@@ -102,8 +102,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--format",
         default="json",
         choices=["json", "csv"],
-        help="json: one JSON object a line, as stored; csv: a header row, then one row per "
-        "recipient (message records) or per record",
+        help="json: each record's stored line, byte for byte, so 'verify' can check the "
+        "export; csv: a header row, then one row per recipient (message records) or per record",
     )
     search_parser.set_defaults(handler=run_search)
 
@@ -249,9 +249,12 @@ def run_search(args: argparse.Namespace) -> int:
     records = search(files, query, stats)
     if args.format == "csv":
         write_csv(records, kind or "message", query, sys.stdout)
+        sys.stdout.flush()
     else:
-        write_json_lines(records, sys.stdout)
-    sys.stdout.flush()
+        # The stored bytes go out unchanged, bypassing the text layer's encoding.
+        sys.stdout.flush()
+        write_json_lines(records, sys.stdout.buffer)
+        sys.stdout.buffer.flush()
 
     if stats.unreadable_lines:
         print(
