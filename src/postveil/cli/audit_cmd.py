@@ -182,8 +182,6 @@ def _guarded(function: Callable[[argparse.Namespace], int]) -> Callable[[argpars
         except _UsageError as exc:
             print(f"postveil audit: {exc}", file=sys.stderr)
             return EXIT_USAGE
-        except BrokenPipeError:
-            return EXIT_OK
 
     return run
 
