@@ -52,7 +52,15 @@ def trail(make_section: Callable[..., AuditSection]) -> tuple[Path, str]:
         log.append(
             TlsRequirementChange("lab.example", "may", "verify", "mta-sts", "policy mode enforce")
         )
-        log.append(AdminOverride("alice", "lab.example", "force-tls", "contract requires TLS"))
+        log.append(
+            AdminOverride(
+                "alice",
+                "lab.example",
+                "set-tls",
+                "contract requires TLS",
+                command="postveil domain set lab.example --tls secure",
+            )
+        )
         time.sleep(0.01)
         last = log.append(
             make_decision(
@@ -266,7 +274,7 @@ def test_report_text(cli: Cli, trail: tuple[Path, str]) -> None:
     )
     assert "TLS requirement changes: 1\n" in out
     assert "lab.example: may -> verify by mta-sts: policy mode enforce" in out
-    assert "alice force-tls lab.example: contract requires TLS" in out
+    assert "alice set-tls lab.example: contract requires TLS" in out
     assert "  postveil-milter start: 1\n" in out
 
 

@@ -203,7 +203,7 @@ class AdminOverride:
     """An administrator overrode a decision or a domain's facts by hand."""
 
     kind: ClassVar[str] = "admin_override"
-    CSV_FIELDS: ClassVar[tuple[str, ...]] = ("actor", "target", "action", "reason")
+    CSV_FIELDS: ClassVar[tuple[str, ...]] = ("actor", "target", "action", "reason", "command")
 
     actor: str
     """Login name of the administrator who ran the admin command."""
@@ -212,15 +212,22 @@ class AdminOverride:
     """Domain, address or queue id the override applies to."""
 
     action: str
-    """Action taken, for example ``force-tls``, ``clear-requirement`` or ``release``."""
+    """Action taken: ``set-tls``, ``clear-tls`` or ``purge-domain-facts`` from
+    ``postveil domain set``, ``unset`` and ``purge``."""
 
     reason: str
+    """Reason the administrator gave, or the empty string when none was given."""
+
+    command: str | None = None
+    """The command that made the change, for example ``postveil domain set example.org
+    --tls secure`` (without the reason, which has its own field)."""
 
     def __post_init__(self) -> None:
         _check_text("actor", self.actor, max_length=255)
         _check_text("target", self.target)
         _check_identifier("action", self.action)
         _check_text("reason", self.reason)
+        _check_text("command", self.command, optional=True)
 
     def fields(self) -> dict[str, Any]:
         return {
@@ -228,6 +235,7 @@ class AdminOverride:
             "target": self.target,
             "action": self.action,
             "reason": self.reason,
+            "command": self.command,
         }
 
 

@@ -100,7 +100,7 @@ def build_report(
             report.admin_overrides.append(
                 {
                     key: fields.get(key)
-                    for key in ("time", "seq", "actor", "target", "action", "reason")
+                    for key in ("time", "seq", "actor", "target", "action", "reason", "command")
                 }
             )
         elif record.kind == "config":
@@ -147,7 +147,7 @@ def format_report(report: Report) -> str:
     for override in report.admin_overrides:
         lines.append(
             f"  {override['time']} {override['actor']} {override['action']} {override['target']}: "
-            f"{override['reason']}"
+            f"{override['reason'] or '(no reason given)'}"
         )
 
     lines += _counter_section("Configuration loads", report.config_events)
