@@ -278,6 +278,77 @@ def test_report_text(cli: Cli, trail: tuple[Path, str]) -> None:
     assert "  postveil-milter start: 1\n" in out
 
 
+def readable(stored_time: str) -> str:
+    """Return a record's ``time`` as the text report shows it."""
+    return stored_time[:19].replace("T", " ") + " UTC"
+
+
+def test_report_header_shows_utc_range(cli: Cli, trail: tuple[Path, str]) -> None:
+    lines = (trail[0] / "audit.jsonl").read_text().splitlines()
+    first_time = json.loads(lines[0])["time"]
+    last_time = json.loads(lines[-1])["time"]
+
+    _, whole, _ = cli("audit", "report", str(trail[0] / "audit.jsonl"))
+    _, period, _ = cli(
+        "audit", "report", str(trail[0] / "audit.jsonl"),
+        "--since", "2026-01-01T01:00+01:00", "--until", "2999-01-01",
+    )
+    _, empty, _ = cli("audit", "report", str(trail[0] / "audit.jsonl"), "--since", "2999-01-01")
+
+    records_line = f"Records: 8, written {readable(first_time)} to {readable(last_time)}"
+    assert whole.startswith(
+        f"Audit report, {readable(first_time)} to {readable(last_time)}\n{records_line}\n\n"
+    )
+    assert period.startswith(
+        f"Audit report, 2026-01-01 00:00:00 UTC to 2999-01-01 00:00:00 UTC\n{records_line}\n"
+    )
+    assert empty.startswith(
+        "Audit report, 2999-01-01 00:00:00 UTC to the last record\nRecords: none in this period\n"
+    )
+
+
+def test_report_groups_reasons_by_kind(
+    cli: Cli, make_section: Callable[..., AuditSection]
+) -> None:
+    section = make_section()
+    with AuditLog(section, "postveil-milter") as log:
+        for number, domain in enumerate(["a.example", "B.Example", "c.example"], start=1):
+            log.append(
+                make_decision(
+                    number,
+                    recipients=[
+                        RecipientDecision(
+                            f"pat@{domain}",
+                            "tls",
+                            f"{domain.lower()} publishes an MTA-STS policy in enforce mode",
+                        ),
+                        RecipientDecision(
+                            f"lab@{domain}",
+                            "pgp",
+                            f"PGP key {number:016X} valid",
+                            fingerprint=f"{number:040X}",
+                        ),
+                    ],
+                )
+            )
+
+    status, out, _ = cli("audit", "report", str(Path(section.directory) / "audit.jsonl"))
+    _, json_out, _ = cli(
+        "audit", "report", str(Path(section.directory) / "audit.jsonl"), "--format", "json"
+    )
+
+    assert status == 0
+    assert (
+        "Recipients by reason:\n"
+        "  <domain> publishes an MTA-STS policy in enforce mode: 3\n"
+        "  PGP key <fingerprint> valid: 3\n\n"
+    ) in out
+    assert json.loads(json_out)["reasons"] == {
+        "<domain> publishes an MTA-STS policy in enforce mode": 3,
+        "PGP key <fingerprint> valid": 3,
+    }
+
+
 def test_report_json_for_period(cli: Cli, trail: tuple[Path, str]) -> None:
     directory, last_time = trail
     status, out, _ = cli(

@@ -110,8 +110,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     report = commands.add_parser(
         "report",
         help="summarise a period: methods, reasons, detections, TLS requirement changes",
-        description="Count messages by action, recipients by method and reason, detection "
-        "categories and tags, and list TLS requirement changes and admin overrides.",
+        description="Print the period covered (UTC), count messages by action, recipients by "
+        "method and by kind of reason (the recipient's domain and key fingerprints replaced by "
+        "<domain> and <fingerprint>), detection categories and tags, and list TLS requirement "
+        "changes and admin overrides.",
     )
     _add_source_arguments(report)
     _add_period_arguments(report)
