@@ -147,6 +147,7 @@ def postveil_shell(command: str, cwd: Path, config: Path) -> subprocess.Complete
         capture_output=True,
         text=True,
         timeout=60,
+        check=False,
     )
 
 

@@ -31,6 +31,7 @@ def postveil_to_closed_pipe(config: Path, *args: str) -> subprocess.CompletedPro
             stderr=subprocess.PIPE,
             text=True,
             timeout=60,
+            check=False,
         )
     finally:
         os.close(write_end)

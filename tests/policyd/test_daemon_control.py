@@ -22,10 +22,10 @@ import pytest
 import yaml
 
 from postveil.audit import AuditKey, generate_key_file, list_log_files, verify_chain
+from postveil.config import load_config
 from postveil.harness.daemons import DaemonProcess
 from postveil.harness.net import free_port
 from postveil.harness.pytest_plugin import unique_domain
-from postveil.config import load_config
 from postveil.harness.world import World
 from postveil.policyd.daemon import EXIT_CONFIG, READY_MESSAGE
 from postveil.policyd.netstring import NetstringDecoder, encode
