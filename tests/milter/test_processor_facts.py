@@ -1,8 +1,10 @@
-"""The milter reads the TLS facts cache only for messages whose class lists ``tls``."""
+"""The milter reads the TLS facts cache only for messages whose class lists ``tls``, and
+holds TLS for the domains it routes by ``tls``."""
 
 from __future__ import annotations
 
 import sqlite3
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -14,10 +16,12 @@ from postveil.config import load_config
 from postveil.errors import TemporaryFailure
 from postveil.milter.processor import MessageProcessor
 from postveil.routing.decide import Method
+from postveil.tlsfacts import DomainFacts
 from tests import planted
 
 SENDER = "doctor@clinic.test"
 RECIPIENT = "ann@partner.test"
+SENSITIVE = f"Patient {planted.PATIENT_NAME}, {planted.MRN}, SSN {planted.SSN}."
 
 
 def message(body: str) -> bytes:
@@ -44,23 +48,55 @@ def processor(tmp_path: Path) -> Iterator[MessageProcessor]:
     path = tmp_path / "postveil.yaml"
     path.write_text(yaml.safe_dump(config))
     created = MessageProcessor(load_config(str(path)))
-    # Break the real cache file: every read now fails inside SQLite.
-    with sqlite3.connect(tmp_path / "tlsfacts.sqlite3") as connection:
-        connection.execute("DROP TABLE domains")
     yield created
     created.close()
 
 
-def test_clean_mail_routed_plain_needs_no_facts(processor: MessageProcessor) -> None:
-    outcome = processor.decide(
+@pytest.fixture
+def broken_cache(processor: MessageProcessor) -> MessageProcessor:
+    # Break the real cache file: every read now fails inside SQLite.
+    with sqlite3.connect(processor.config.policyd.cache_path) as connection:
+        connection.execute("DROP TABLE domains")
+    return processor
+
+
+def test_clean_mail_routed_plain_needs_no_facts(broken_cache: MessageProcessor) -> None:
+    outcome = broken_cache.decide(
         message("Lunch at noon in the usual place."), queue_id="Q1", sender=SENDER, recipients=[RECIPIENT]
     )
 
     assert [decision.method for decision in outcome.decisions] == [Method.PLAIN]
 
 
-def test_sensitive_mail_defers_when_facts_cannot_be_read(processor: MessageProcessor) -> None:
-    body = f"Patient {planted.PATIENT_NAME}, {planted.MRN}, SSN {planted.SSN}."
-
+def test_sensitive_mail_defers_when_facts_cannot_be_read(broken_cache: MessageProcessor) -> None:
     with pytest.raises(TemporaryFailure, match="cannot read cache"):
-        processor.decide(message(body), queue_id="Q2", sender=SENDER, recipients=[RECIPIENT])
+        broken_cache.decide(message(SENSITIVE), queue_id="Q2", sender=SENDER, recipients=[RECIPIENT])
+
+
+def test_routing_by_tls_holds_the_domain(processor: MessageProcessor) -> None:
+    processor.cache.put(DomainFacts("partner.test", override="encrypt"))
+    before = time.time()
+
+    outcome = processor.decide(message(SENSITIVE), queue_id="Q3", sender=SENDER, recipients=[RECIPIENT])
+
+    assert [decision.method for decision in outcome.decisions] == [Method.TLS]
+    held_until = processor.cache.get("partner.test").tls_held_until  # type: ignore[union-attr]
+    assert held_until is not None
+    assert held_until >= before + processor.config.milter.tls_hold
+
+
+def test_plain_routing_writes_no_hold(processor: MessageProcessor) -> None:
+    processor.cache.put(DomainFacts("partner.test", override="encrypt"))
+
+    processor.decide(message("Lunch at noon."), queue_id="Q4", sender=SENDER, recipients=[RECIPIENT])
+
+    assert processor.cache.get("partner.test").tls_held_until is None  # type: ignore[union-attr]
+
+
+def test_hold_that_cannot_be_written_defers(processor: MessageProcessor) -> None:
+    processor.cache.put(DomainFacts("partner.test", override="encrypt"))
+    with sqlite3.connect(processor.config.policyd.cache_path) as connection:
+        connection.execute("DROP TABLE tls_holds")
+
+    with pytest.raises(TemporaryFailure, match="cannot"):
+        processor.decide(message(SENSITIVE), queue_id="Q5", sender=SENDER, recipients=[RECIPIENT])

@@ -146,3 +146,33 @@ def test_redis_unreachable_raises() -> None:
     with pytest.raises(CacheError):
         cache.get("example.org")
     cache.close()
+
+
+def test_tls_hold_only_grows(cache: FactsCache) -> None:
+    cache.put(DomainFacts("held.example"))
+    cache.hold_tls("held.example", 2000.0)
+    cache.hold_tls("held.example", 1500.0)
+
+    assert cache.get("held.example") == DomainFacts("held.example", tls_held_until=2000.0)
+
+    cache.hold_tls("held.example", 2500.0)
+    assert cache.get("held.example").tls_held_until == 2500.0  # type: ignore[union-attr]
+
+
+def test_tls_hold_survives_put_and_delete(cache: FactsCache) -> None:
+    cache.put(DomainFacts("held.example", override="encrypt"))
+    cache.hold_tls("held.example", 2000.0)
+    # A refresh that read the facts before the hold was written stores them again.
+    cache.put(DomainFacts("held.example", override=None))
+    assert cache.get("held.example") == DomainFacts("held.example", tls_held_until=2000.0)
+
+    assert cache.delete("held.example")
+    assert cache.get("held.example") == DomainFacts("held.example", tls_held_until=2000.0)
+    assert cache.domains() == ["held.example"]
+
+
+def test_tls_hold_for_unknown_domain(cache: FactsCache) -> None:
+    cache.hold_tls("new.example", 2000.0)
+
+    assert cache.get("new.example") == DomainFacts("new.example", tls_held_until=2000.0)
+    assert [facts.domain for facts in cache.all_facts()] == ["new.example"]

@@ -7,9 +7,14 @@ from dataclasses import replace
 import pytest
 
 from postveil.config.policyd import PolicydSection
-from postveil.tlsfacts.facts import DaneFacts, DomainFacts, StsPolicy
 from postveil.policyd.domains import audit_source
-from postveil.tlsfacts.requirement import mx_matches_pattern, record_requirement, tls_requirement
+from postveil.tlsfacts.facts import DaneFacts, DomainFacts, StsPolicy
+from postveil.tlsfacts.requirement import (
+    enforced_requirement,
+    mx_matches_pattern,
+    record_requirement,
+    tls_requirement,
+)
 
 NOW = 1_800_000_000.0
 DEFAULT = PolicydSection()
@@ -141,3 +146,48 @@ def test_audit_source_names() -> None:
     assert audit_source("monitoring", None) == "probe"
     assert audit_source("none", "monitoring") == "probe"
     assert audit_source("none", "override") == "admin"
+
+
+HELD = NOW + 3600
+HOLD_CASES = [
+    # (name, facts, rule, line): what Postfix is told while a TLS hold lasts or after it.
+    ("hold on a domain without TLS", replace(BASE, tls_held_until=HELD), "held",
+     "encrypt protocols=>=TLSv1.2"),
+    ("hold beats an override to none", replace(BASE, override="none", tls_held_until=HELD), "held",
+     "encrypt protocols=>=TLSv1.2"),
+    ("hold beats an override to may", replace(BASE, override="may", tls_held_until=HELD), "held",
+     "encrypt protocols=>=TLSv1.2"),
+    ("hold beats an expired policy", replace(BASE, sts=EXPIRED, tls_held_until=HELD), "held",
+     "encrypt protocols=>=TLSv1.2"),
+    ("hold beats a downgrade", replace(SEEN, failed_probes=2, tls_held_until=HELD), "held",
+     "encrypt protocols=>=TLSv1.2"),
+    ("stronger rule stays", replace(BASE, sts=ENFORCE, tls_held_until=HELD), "mta-sts", SECURE_LINE),
+    ("override verify stays", replace(BASE, override="verify", tls_held_until=HELD), "override",
+     "verify servername=hostname protocols=>=TLSv1.2"),
+    ("hold ended", replace(BASE, override="may", tls_held_until=NOW), "override", "may"),
+    ("no hold", replace(BASE, override="may"), "override", "may"),
+]
+
+
+@pytest.mark.parametrize(("name", "facts", "rule", "line"), HOLD_CASES, ids=[case[0] for case in HOLD_CASES])
+def test_enforced_requirement_table(name: str, facts: DomainFacts, rule: str, line: str | None) -> None:
+    config = DOWNGRADE_2 if facts.failed_probes else DEFAULT
+    requirement = enforced_requirement(facts, config, now=NOW)
+
+    assert (requirement.rule, requirement.policy_line(V37)) == (rule, line)
+
+
+def test_hold_is_invisible_to_routing() -> None:
+    # The milter routes by tls_requirement: a hold alone must not make new mail count as
+    # protected by TLS, or sensitive mail would keep going to a domain without TLS.
+    facts = replace(BASE, override="may", tls_held_until=HELD)
+
+    assert not tls_requirement(facts, DEFAULT, now=NOW).requires_tls
+    assert enforced_requirement(facts, DEFAULT, now=NOW).requires_tls
+
+
+def test_hold_is_not_stored_in_the_facts_json() -> None:
+    facts = replace(SEEN, tls_held_until=HELD)
+
+    assert "tls_held_until" not in facts.to_json()
+    assert DomainFacts.from_json(facts.to_json()) == SEEN

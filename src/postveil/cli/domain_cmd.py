@@ -14,8 +14,8 @@ from datetime import UTC, datetime
 from typing import Any
 
 from postveil.audit import AdminOverride, AuditLog, TlsRequirementChange
-from postveil.config import Config
 from postveil.cli.common import add_config_option, load_cli_config
+from postveil.config import Config
 from postveil.errors import PostveilError
 from postveil.policyd.daemon import detect_postfix_version
 from postveil.policyd.dane import lookup_dane
@@ -30,8 +30,8 @@ from postveil.tlsfacts.facts import DomainFacts, RequirementEvent
 from postveil.tlsfacts.requirement import (
     OVERRIDE_LEVELS,
     Requirement,
+    enforced_requirement,
     record_requirement,
-    tls_requirement,
 )
 
 
@@ -111,7 +111,7 @@ def _run_cached(args: argparse.Namespace, config: Config, cache: FactsCache, dom
     if args.action == "list":
         rows = []
         for facts in cache.all_facts():
-            requirement = tls_requirement(facts, config.policyd, now=now)
+            requirement = enforced_requirement(facts, config.policyd, now=now)
             rows.append({"domain": facts.domain, "level": requirement.level, "rule": requirement.rule})
         if args.json:
             print(json.dumps(rows, indent=2))
@@ -155,6 +155,7 @@ def _change(
                                    command=f"postveil domain purge {domain}"))
         cache.delete(domain)
         print(f"{domain}: purged")
+        _print_hold(old, now)
         return 0
 
     level = args.tls if args.action == "set" else None
@@ -170,11 +171,20 @@ def _change(
         cache.add_event(event)
         audit.append(TlsRequirementChange(domain, event.old_level, event.new_level or "none",
                                           audit_source(event.rule, previous_rule), event.reason))
-    after = tls_requirement(stored, config.policyd, now=now)
+    after = enforced_requirement(stored, config.policyd, now=now)
     line = after.policy_line(detect_postfix_version(config.policyd))
     print(f"{domain}: {line or 'NOTFOUND'} ({after.rule}); postveil-policyd applies it "
           f"within {config.policyd.answer_cache_ttl:g}s")
+    _print_hold(stored, now)
     return 0
+
+
+def _print_hold(facts: DomainFacts, now: float) -> None:
+    """Tell the admin when a TLS hold keeps the domain's TLS required whatever they set."""
+    if facts.tls_held_until is not None and facts.tls_held_until > now:
+        print(f"{facts.domain}: TLS stays required (at least encrypt) until "
+              f"{_when(facts.tls_held_until)}, because postveil-milter accepted mail for it "
+              "on the condition of TLS and that mail may still be queued")
 
 
 async def _check(config: Config, domain: str, as_json: bool, probe: bool) -> int:
@@ -224,7 +234,7 @@ async def _check(config: Config, domain: str, as_json: bool, probe: bool) -> int
 
 
 def _report(config: Config, facts: DomainFacts, events: list[RequirementEvent], now: float) -> dict[str, Any]:
-    requirement: Requirement = tls_requirement(facts, config.policyd, now=now)
+    requirement: Requirement = enforced_requirement(facts, config.policyd, now=now)
     line = requirement.policy_line(detect_postfix_version(config.policyd))
     return {
         "domain": facts.domain,
@@ -234,6 +244,7 @@ def _report(config: Config, facts: DomainFacts, events: list[RequirementEvent], 
         "rule": requirement.rule,
         "reason": requirement.reason,
         "override": facts.override,
+        "tls_held_until": facts.tls_held_until,
         "mta_sts": describe_policy(facts.sts),
         "mta_sts_error": facts.sts_error,
         "dane": asdict(facts.dane) if facts.dane else None,
@@ -266,6 +277,9 @@ def _print_report(report: dict[str, Any], as_json: bool) -> None:
 
     if report.get("override"):
         print(f"override:      {report['override']}")
+    if report.get("tls_held_until"):
+        print(f"TLS hold:      until {_when(report['tls_held_until'])} (mail accepted on the "
+              "condition of TLS may still be queued)")
     sts = report["mta_sts"]
     if sts:
         print(f"MTA-STS:       mode {sts['mode']}, id {sts['id']}, mx {' '.join(sts['mx'])}, "

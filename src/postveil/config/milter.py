@@ -42,6 +42,13 @@ class MilterSection(Section):
     defers the message when the query fails or runs out of time. 0s skips the query,
     so unknown domains count as not requiring TLS."""
 
+    tls_hold: PositiveDuration = 5 * 86400.0
+    """When the milter routes a recipient by ``tls``, the message relies on Postfix
+    requiring TLS for that domain at every delivery attempt. For this long afterwards
+    postveil-policyd keeps answering at least ``encrypt`` for the domain, even if its
+    requirement lapses meanwhile (an override removed, an MTA-STS policy expired).
+    Set it to at least Postfix's ``maximal_queue_lifetime`` (5d by default)."""
+
     reinject_timeout: Duration = 60.0
     """Time limit of one re-injection SMTP transaction; past it the message is deferred."""
 

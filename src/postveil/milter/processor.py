@@ -28,6 +28,7 @@ from postveil.config import Config
 from postveil.crypto.pipeline import Outcome, TlsRequirement, build_context, process_message
 from postveil.detection import Detector
 from postveil.milter.tlslookup import TlsLookupFailure, query_policy
+from postveil.routing.decide import Method
 from postveil.tlsfacts import DomainFacts, FactsCache, open_cache, tls_requirement
 
 log = logging.getLogger("postveil.milter")
@@ -46,6 +47,8 @@ class MessageProcessor:
         self.context = build_context(config)
         self.cache = cache if cache is not None else open_cache(config.policyd)
         self.audit = audit if audit is not None else AuditLog(config.audit, program="postveil-milter")
+        self._held: dict[str, float] = {}
+        """Domain -> end of the TLS hold this process last stored for it."""
 
     def close(self) -> None:
         self.cache.close()
@@ -83,6 +86,41 @@ class MessageProcessor:
         return TlsRequirement(requirement.requires_tls, requirement.reason)
 
     def decide(self, raw: bytes, *, queue_id: str, sender: str, recipients: Sequence[str]) -> Outcome:
+        """Scan, classify and route one message, render every version to send, and hold
+        TLS for the domains of recipients routed by ``tls`` (see :meth:`hold_tls`).
+
+        Raises TemporaryFailure (see :meth:`route`) so the caller defers the message.
+        """
+        outcome = self.route(raw, queue_id=queue_id, sender=sender, recipients=recipients)
+        self.hold_tls(outcome)
+        return outcome
+
+    def hold_tls(self, outcome: Outcome) -> None:
+        """Keep TLS required for the domains of recipients routed by ``tls``.
+
+        Such a copy leaves the milter unencrypted and relies on Postfix's TLS policy at
+        each delivery attempt. The hold makes postveil-policyd keep answering at least
+        ``encrypt`` for ``milter.tls_hold`` (rule ``held``), so a requirement that lapses
+        while the message is queued cannot turn into plaintext delivery. Holds this
+        process wrote recently are not written again. Raises CacheError (a
+        TemporaryFailure) when the hold cannot be stored.
+        """
+        domains = {
+            recipient_domain(decision.recipient)
+            for decision in outcome.decisions
+            if decision.method is Method.TLS
+        }
+        if not domains:
+            return
+        now = time.time()
+        until = now + self.config.milter.tls_hold
+        for domain in sorted(domains):
+            if self._held.get(domain, 0.0) >= until - _HOLD_REFRESH:
+                continue
+            self.cache.hold_tls(domain, until)
+            self._held[domain] = until
+
+    def route(self, raw: bytes, *, queue_id: str, sender: str, recipients: Sequence[str]) -> Outcome:
         """Scan, classify and route one message, and render every version to send.
 
         A domain unknown to the cache is looked up through postveil-policyd only when
@@ -126,6 +164,11 @@ class MessageProcessor:
     def record(self, outcome: Outcome, action: str) -> None:
         """Append the audit record of ``outcome``; raises AuditWriteError when it fails."""
         self.audit.record_message(audit_decision(outcome, action))
+
+
+_HOLD_REFRESH = 3600.0
+"""A domain's TLS hold is written again once it would end this much sooner than a new
+one, so a busy domain costs one cache write an hour, not one per message."""
 
 
 def recipient_domain(address: str) -> str:

@@ -220,7 +220,9 @@ class PolicyDelegationServer:
 async def _requirement_with_probe(service: DomainService, domain: str) -> Requirement:
     """Requirement of ``domain``; a domain never probed is probed first, within
     ``lookup_timeout``, so a first message is judged on evidence."""
-    requirement = await service.requirement(domain)
+    # A TLS hold does not count: it keeps queued mail safe, but it does not show that
+    # the domain accepts TLS, and TLS-exclusive mail is refused here, not queued.
+    requirement = await service.requirement(domain, include_hold=False)
     if requirement.requires_tls:
         return requirement
     facts = await service.get_facts(domain)

@@ -24,7 +24,12 @@ from postveil.policyd.mtasts_fetch import PolicyFetcher, refresh_sts
 from postveil.policyd.probe import Prober
 from postveil.tlsfacts.cache import CacheError, FactsCache
 from postveil.tlsfacts.facts import DomainFacts, RequirementEvent
-from postveil.tlsfacts.requirement import Requirement, record_requirement, tls_requirement
+from postveil.tlsfacts.requirement import (
+    Requirement,
+    enforced_requirement,
+    record_requirement,
+    tls_requirement,
+)
 
 log = logging.getLogger(__name__)
 events_log = logging.getLogger("postveil.policyd.events")
@@ -128,11 +133,14 @@ class DomainService:
 
     # Entry points of the protocol servers.
 
-    async def requirement(self, domain: str) -> Requirement:
+    async def requirement(self, domain: str, *, include_hold: bool = True) -> Requirement:
         """Return the domain's requirement; unknown domains are discovered live.
 
-        Raises TemporaryFailure (cache unreadable, DNS failure for an unknown domain,
-        or no answer within ``lookup_timeout``): the caller must answer "try later".
+        With ``include_hold`` (the socketmap's answer to Postfix) a TLS hold raises it
+        to ``encrypt`` (``enforced_requirement``); without it, it is what the domain's
+        facts show (``tls_requirement``). Raises TemporaryFailure (cache unreadable,
+        DNS failure for an unknown domain, or no answer within ``lookup_timeout``): the
+        caller must answer "try later".
         """
         facts = await self.get_facts(domain)
         now = self.clock()
@@ -146,11 +154,14 @@ class DomainService:
                 ) from exc
         elif self._refresh_due(facts, now):
             self.spawn(self._single("refresh", domain, self._refresh))
+        if include_hold:
+            return enforced_requirement(facts, self.config, now=now)
         return tls_requirement(facts, self.config, now=now)
 
     def cached_requirement(self, domain: str) -> Requirement | None:
-        """Return the requirement from a local cache without waiting, or None when the
-        cache is not local or the domain is unknown. Raises CacheError.
+        """Return the enforced requirement (holds included) from a local cache without
+        waiting, or None when the cache is not local or the domain is unknown. Raises
+        CacheError.
 
         Starts a background refresh when one is due, like :meth:`requirement`.
         """
@@ -162,7 +173,7 @@ class DomainService:
         now = self.clock()
         if self._refresh_due(facts, now):
             self.spawn(self._single("refresh", domain, self._refresh))
-        return tls_requirement(facts, self.config, now=now)
+        return enforced_requirement(facts, self.config, now=now)
 
     async def ensure_known(self, domain: str) -> DomainFacts | None:
         """Return cached facts, starting discovery in the background for a new domain."""

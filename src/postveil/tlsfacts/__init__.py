@@ -20,7 +20,7 @@ without a trailing dot.
 
 from postveil.tlsfacts.cache import CacheError, FactsCache, open_cache
 from postveil.tlsfacts.facts import DaneFacts, DomainFacts, ProbeResult, StsPolicy
-from postveil.tlsfacts.requirement import Requirement, tls_requirement
+from postveil.tlsfacts.requirement import Requirement, enforced_requirement, tls_requirement
 
 __all__ = [
     "CacheError",
@@ -30,6 +30,7 @@ __all__ = [
     "ProbeResult",
     "Requirement",
     "StsPolicy",
+    "enforced_requirement",
     "open_cache",
     "tls_requirement",
 ]

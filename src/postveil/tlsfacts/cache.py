@@ -19,7 +19,7 @@ import threading
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Iterator
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 
 from postveil.config.policyd import PolicydSection
@@ -46,7 +46,18 @@ class FactsCache(ABC):
     def get(self, domain: str) -> DomainFacts | None:
         """Return the stored facts, or None when the domain is unknown.
 
-        A damaged record is logged and reported as unknown.
+        ``tls_held_until`` is filled in from the domain's TLS hold. A domain with a hold
+        and no other facts (purged, say) comes back as facts holding only the hold. A
+        damaged record is logged and reported as unknown, its hold kept.
+        """
+
+    @abstractmethod
+    def hold_tls(self, domain: str, until: float) -> None:
+        """Keep the domain's TLS required until ``until`` (epoch seconds).
+
+        Holds only grow: an earlier ``until`` than the stored one changes nothing.
+        ``put`` and ``delete`` leave holds alone, so neither a refresh that read the
+        facts before the hold was written nor ``postveil domain purge`` loses it.
         """
 
     @abstractmethod
@@ -58,7 +69,7 @@ class FactsCache(ABC):
 
     @abstractmethod
     def domains(self) -> list[str]:
-        """Return every stored domain, sorted."""
+        """Return every stored domain, those with only a TLS hold among them, sorted."""
 
     @abstractmethod
     def add_event(self, event: RequirementEvent) -> None: ...
@@ -77,12 +88,18 @@ class FactsCache(ABC):
         """Release connections; the object may not be used afterwards."""
 
 
-def _decode(domain: str, raw: str | bytes) -> DomainFacts | None:
-    try:
-        return DomainFacts.from_json(raw)
-    except ValueError as exc:
-        log.error("domain %s: ignoring damaged cache record: %s", domain, exc)
-        return None
+def _decode(domain: str, raw: str | bytes | None, held_until: float | None = None) -> DomainFacts | None:
+    facts = None
+    if raw is not None:
+        try:
+            facts = DomainFacts.from_json(raw)
+        except ValueError as exc:
+            log.error("domain %s: ignoring damaged cache record: %s", domain, exc)
+    if held_until is None:
+        return facts
+    if facts is None:
+        return DomainFacts(domain, tls_held_until=held_until)
+    return replace(facts, tls_held_until=held_until)
 
 
 _MAX_IDLE_CONNECTIONS = 16
@@ -101,6 +118,7 @@ class SqliteFactsCache(FactsCache):
         " at REAL NOT NULL, domain TEXT NOT NULL, old_level TEXT, new_level TEXT,"
         " rule TEXT NOT NULL, reason TEXT NOT NULL)",
         "CREATE INDEX IF NOT EXISTS events_domain ON events (domain, at)",
+        "CREATE TABLE IF NOT EXISTS tls_holds (domain TEXT PRIMARY KEY, until REAL NOT NULL)",
     )
 
     def __init__(self, path: str | os.PathLike[str], *, busy_timeout: float = 5.0) -> None:
@@ -153,12 +171,25 @@ class SqliteFactsCache(FactsCache):
     def get(self, domain: str) -> DomainFacts | None:
         try:
             with self._connection() as connection:
-                row = connection.execute(
-                    "SELECT facts FROM domains WHERE domain = ?", (domain,)
+                facts, held_until = connection.execute(
+                    "SELECT (SELECT facts FROM domains WHERE domain = ?1),"
+                    " (SELECT until FROM tls_holds WHERE domain = ?1)",
+                    (domain,),
                 ).fetchone()
         except sqlite3.Error as exc:
             raise CacheError(f"cannot read cache {self.path}: {exc}") from exc
-        return None if row is None else _decode(domain, row[0])
+        return _decode(domain, facts, held_until)
+
+    def hold_tls(self, domain: str, until: float) -> None:
+        try:
+            with self._connection() as connection:
+                connection.execute(
+                    "INSERT INTO tls_holds (domain, until) VALUES (?, ?)"
+                    " ON CONFLICT (domain) DO UPDATE SET until = max(until, excluded.until)",
+                    (domain, until),
+                )
+        except sqlite3.Error as exc:
+            raise CacheError(f"cannot write cache {self.path}: {exc}") from exc
 
     def put(self, facts: DomainFacts) -> None:
         try:
@@ -183,7 +214,9 @@ class SqliteFactsCache(FactsCache):
     def domains(self) -> list[str]:
         try:
             with self._connection() as connection:
-                rows = connection.execute("SELECT domain FROM domains ORDER BY domain")
+                rows = connection.execute(
+                    "SELECT domain FROM domains UNION SELECT domain FROM tls_holds ORDER BY domain"
+                )
                 return [row[0] for row in rows]
         except sqlite3.Error as exc:
             raise CacheError(f"cannot read cache {self.path}: {exc}") from exc
@@ -234,13 +267,39 @@ class RedisFactsCache(FactsCache):
         )
         self._domains_key = prefix + "domains"
         self._events_key = prefix + "events"
+        self._holds_key = prefix + "tls_holds"
 
     def get(self, domain: str) -> DomainFacts | None:
         try:
-            raw = self._client.hget(self._domains_key, domain)
+            pipeline = self._client.pipeline(transaction=False)
+            pipeline.hget(self._domains_key, domain)
+            pipeline.hget(self._holds_key, domain)
+            raw, held = pipeline.execute()
         except self._redis_error as exc:
             raise CacheError(f"cannot read Redis cache: {exc}") from exc
-        return None if raw is None else _decode(domain, raw)
+        held_until = None
+        if held is not None:
+            try:
+                held_until = float(held)
+            except ValueError:
+                # A damaged hold must not read as "no hold": keep TLS required.
+                log.error("domain %s: damaged TLS hold in Redis; treating it as held", domain)
+                held_until = float("inf")
+        return _decode(domain, raw, held_until)
+
+    def hold_tls(self, domain: str, until: float) -> None:
+        # Compare and raise in one step on the server, so two milters cannot lower it.
+        script = (
+            "local old = tonumber(redis.call('HGET', KEYS[1], ARGV[1]))\n"
+            "if old == nil or old < tonumber(ARGV[2]) then\n"
+            "  redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])\n"
+            "end\n"
+            "return 0"
+        )
+        try:
+            self._client.eval(script, 1, self._holds_key, domain, repr(until))
+        except self._redis_error as exc:
+            raise CacheError(f"cannot write Redis cache: {exc}") from exc
 
     def put(self, facts: DomainFacts) -> None:
         try:
@@ -256,7 +315,8 @@ class RedisFactsCache(FactsCache):
 
     def domains(self) -> list[str]:
         try:
-            keys = self._client.hkeys(self._domains_key)
+            keys = set(self._client.hkeys(self._domains_key))
+            keys.update(self._client.hkeys(self._holds_key))
         except self._redis_error as exc:
             raise CacheError(f"cannot read Redis cache: {exc}") from exc
         return sorted(key.decode() for key in keys)

@@ -91,9 +91,15 @@ class DomainFacts:
     """Requirement level in force when the facts were last stored; a change against it
     becomes an event, including changes caused only by time (an expired policy)."""
     recorded_rule: str | None = None
+    tls_held_until: float | None = None
+    """Until when TLS stays required because postveil-milter accepted mail for this
+    domain on the condition of TLS (see ``enforced_requirement``). The cache keeps it
+    apart from the other facts and fills it in on reading; ``to_json`` leaves it out."""
 
     def to_json(self) -> str:
-        return json.dumps(asdict(self), separators=(",", ":"), sort_keys=True)
+        data = asdict(self)
+        del data["tls_held_until"]
+        return json.dumps(data, separators=(",", ":"), sort_keys=True)
 
     @classmethod
     def from_json(cls, text: str | bytes) -> DomainFacts:
@@ -103,6 +109,7 @@ class DomainFacts:
             sts = data.pop("sts")
             dane = data.pop("dane")
             probes = data.pop("probes")
+            data.pop("tls_held_until", None)
             return cls(
                 sts=StsPolicy(**{**sts, "mx": tuple(sts["mx"])}) if sts else None,
                 dane=DaneFacts(**dane) if dane else None,

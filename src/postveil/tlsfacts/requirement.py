@@ -11,10 +11,16 @@ Rules, first match wins:
    ``downgrade_after_failed_probes`` is set and that many probes in a row failed.
 5. ``none``: no requirement; the socketmap answers NOTFOUND and Postfix applies
    its own default (``smtp_tls_security_level``).
+
+What postveil-policyd tells Postfix is ``enforced_requirement``: the rules above, raised
+to ``encrypt`` (rule ``held``) while mail that postveil-milter accepted on the condition
+of TLS may still be in Postfix's queue. The milter routes by ``tls_requirement`` alone,
+so a hold never makes new mail count as TLS-protected.
 """
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, replace
 
 from postveil.config.policyd import PolicydSection
@@ -38,8 +44,8 @@ class Requirement:
     level: str | None
     """Postfix TLS security level, or None for no requirement (socketmap NOTFOUND)."""
     rule: str
-    """Name of the rule that fired: ``override``, ``dane``, ``mta-sts``, ``monitoring`` or
-    ``none``."""
+    """Name of the rule that fired: ``override``, ``dane``, ``mta-sts``, ``monitoring``,
+    ``none``, or ``held`` (from ``enforced_requirement`` only)."""
     reason: str
     """One sentence for logs, the audit trail and SMTP reply text."""
     match: tuple[str, ...] = ()
@@ -199,3 +205,29 @@ def tls_requirement(facts: DomainFacts, config: PolicydSection, *, now: float) -
         )
 
     return Requirement(domain, None, "none", f"no TLS requirement is known for {domain}")
+
+
+def enforced_requirement(facts: DomainFacts, config: PolicydSection, *, now: float) -> Requirement:
+    """Return the requirement Postfix gets: ``tls_requirement``, or ``encrypt`` while a
+    TLS hold lasts.
+
+    When postveil-milter routes a recipient by ``tls``, the message leaves the milter
+    in plaintext form and Postfix's TLS policy, looked up at each delivery attempt,
+    is what protects it. If the requirement lapsed before delivery (an admin unset an
+    override, an MTA-STS policy expired, probes failed), a deferred message would go
+    out in plaintext. The milter therefore records a hold (``milter.tls_hold``), and
+    until it ends the domain's level is at least ``encrypt``. Pure.
+    """
+    requirement = tls_requirement(facts, config, now=now)
+    held_until = facts.tls_held_until
+    if requirement.requires_tls or held_until is None or now >= held_until:
+        return requirement
+    until = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(held_until))
+    return Requirement(
+        facts.domain,
+        "encrypt",
+        "held",
+        f"mail for {facts.domain} was accepted on the condition of TLS and may still be "
+        f"queued, so TLS stays required until {until}",
+        protocols=config.protocols,
+    )

@@ -1,0 +1,83 @@
+"""A message routed by TLS stays TLS-only while it waits in Postfix's queue, even when the
+domain's requirement lapses meanwhile (here: the admin removes a TLS override)."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from postveil.harness.postfix import PrivatePostfix
+from postveil.harness.pytest_plugin import unique_domain
+from postveil.harness.world import World
+from tests import planted
+
+pytestmark = pytest.mark.postfix
+
+SENDER = "doctor@clinic.test"
+
+
+def domain_command(config_path: Path, *args: str) -> str:
+    result = subprocess.run(
+        [sys.executable, "-m", "postveil.cli.main", "domain", "-c", str(config_path), *args],
+        capture_output=True, text=True, timeout=60, check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    return result.stdout
+
+
+def wait_for_deferrals(postfix: PrivatePostfix, queue_id: str, count: int, timeout: float = 30) -> None:
+    pattern = re.compile(rf"{queue_id}: to=<[^>]+>.*status=deferred")
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if len(pattern.findall(postfix.maillog_text())) >= count:
+            return
+        time.sleep(0.2)
+    raise AssertionError(f"{queue_id} was not deferred {count} time(s) within {timeout:g}s")
+
+
+def test_lapsed_override_does_not_release_queued_mail_in_plaintext(world: World, postfix: PrivatePostfix) -> None:
+    domain = world.add_domain(unique_domain("lapse"), tls="none")
+    recipient = f"patient@{domain.name}"
+    config = world.base_config()
+    config["policyd"]["answer_cache_ttl"] = "0s"
+    config_path = world.write_config(config, "tls-hold.yaml")
+    world.start_policyd(config_path)
+    milter = world.start_milter(config_path)
+    queue_id = ""
+    try:
+        domain_command(config_path, "set", domain.name, "--tls", "encrypt")
+        message = (
+            f"From: <{SENDER}>\r\nTo: <{recipient}>\r\nSubject: Results\r\n\r\n"
+            f"Patient {planted.PATIENT_NAME}, {planted.MRN}, SSN {planted.SSN}.\r\n"
+        ).encode()
+        result = postfix.send(message, SENDER, [recipient])
+        assert result.code == 250, result.text
+        queue_id = result.queue_id
+        # The sink offers no STARTTLS, so Postfix keeps the message queued.
+        wait_for_deferrals(postfix, queue_id, 1)
+
+        unset = domain_command(config_path, "unset", domain.name)
+        assert "TLS stays required" in unset
+        postfix.flush()
+        wait_for_deferrals(postfix, queue_id, 2)
+        shown = domain_command(config_path, "show", domain.name)
+        still_queued = queue_id in postfix.queue_ids()
+        milter_log = milter.log_text()
+    finally:
+        world.stop_daemon("milter")
+        world.stop_daemon("policyd")
+        if queue_id:
+            # Leave the shared Postfix's queue as the other tests expect it.
+            subprocess.run(["postsuper", "-c", str(postfix.config_dir), "-d", queue_id],
+                           capture_output=True, timeout=30, check=False)
+
+    assert f"rcpt=<{recipient}> method=tls" in milter_log
+    assert domain.sink.messages == []
+    assert still_queued
+    assert "rule:          held" in shown
+    assert "TLS hold:" in shown
