@@ -52,7 +52,15 @@ def trail(make_section: Callable[..., AuditSection]) -> tuple[Path, str]:
         log.append(
             TlsRequirementChange("lab.example", "may", "verify", "mta-sts", "policy mode enforce")
         )
-        log.append(AdminOverride("alice", "lab.example", "force-tls", "contract requires TLS"))
+        log.append(
+            AdminOverride(
+                "alice",
+                "lab.example",
+                "set-tls",
+                "contract requires TLS",
+                command="postveil domain set lab.example --tls secure",
+            )
+        )
         time.sleep(0.01)
         last = log.append(
             make_decision(
@@ -127,6 +135,51 @@ def test_search_json_keeps_chain_fields(cli: Cli, trail: tuple[Path, str]) -> No
     assert record["seq"] == 3
     assert len(record["hmac"]) == 64
     assert record["recipients"][0]["address"] == "pat@patient.example"
+
+
+def postveil_shell(command: str, cwd: Path, config: Path) -> subprocess.CompletedProcess[str]:
+    """Run a shell command line in which ``postveil`` is this environment's command."""
+    bin_dir = Path(sys.executable).parent
+    return subprocess.run(
+        ["bash", "-c", f"set -o pipefail; {command}"],
+        cwd=cwd,
+        env={"PATH": f"{bin_dir}:/usr/bin:/bin", "POSTVEIL_CONFIG": str(config)},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
+@pytest.mark.parametrize(
+    ("search_args", "stored_lines", "expected"),
+    [
+        ("--queue-id 4Fq00000002", slice(3, 4), "ok: 1 records (seq 4-4) in 1 file(s)"),
+        ("--kind all", slice(0, 8), "ok: 8 records (seq 1-8) in 1 file(s)"),
+    ],
+    ids=["one-message", "every-record"],
+)
+def test_search_export_verifies(
+    trail: tuple[Path, str],
+    key_file: Path,
+    tmp_path: Path,
+    search_args: str,
+    stored_lines: slice,
+    expected: str,
+) -> None:
+    config = tmp_path / "postveil.yaml"
+    config.write_text(f"audit:\n  directory: {trail[0]}\n  key_file: {key_file}\n")
+
+    exported = postveil_shell(f"postveil audit search {search_args} > export.jsonl", tmp_path, config)
+    verified = postveil_shell(
+        "postveil audit verify --partial --no-head export.jsonl", tmp_path, config
+    )
+
+    assert exported.returncode == 0, exported.stderr
+    assert verified.returncode == 0, verified.stdout + verified.stderr
+    assert verified.stdout == expected + "; end not compared with a head file\n"
+    stored = (trail[0] / "audit.jsonl").read_bytes().splitlines(keepends=True)
+    assert (tmp_path / "export.jsonl").read_bytes() == b"".join(stored[stored_lines])
 
 
 def test_search_csv_one_row_per_recipient(cli: Cli, trail: tuple[Path, str]) -> None:
@@ -222,8 +275,79 @@ def test_report_text(cli: Cli, trail: tuple[Path, str]) -> None:
     )
     assert "TLS requirement changes: 1\n" in out
     assert "lab.example: may -> verify by mta-sts: policy mode enforce" in out
-    assert "alice force-tls lab.example: contract requires TLS" in out
+    assert "alice set-tls lab.example: contract requires TLS" in out
     assert "  postveil-milter start: 1\n" in out
+
+
+def readable(stored_time: str) -> str:
+    """Return a record's ``time`` as the text report shows it."""
+    return stored_time[:19].replace("T", " ") + " UTC"
+
+
+def test_report_header_shows_utc_range(cli: Cli, trail: tuple[Path, str]) -> None:
+    lines = (trail[0] / "audit.jsonl").read_text().splitlines()
+    first_time = json.loads(lines[0])["time"]
+    last_time = json.loads(lines[-1])["time"]
+
+    _, whole, _ = cli("audit", "report", str(trail[0] / "audit.jsonl"))
+    _, period, _ = cli(
+        "audit", "report", str(trail[0] / "audit.jsonl"),
+        "--since", "2026-01-01T01:00+01:00", "--until", "2999-01-01",
+    )
+    _, empty, _ = cli("audit", "report", str(trail[0] / "audit.jsonl"), "--since", "2999-01-01")
+
+    records_line = f"Records: 8, written {readable(first_time)} to {readable(last_time)}"
+    assert whole.startswith(
+        f"Audit report, {readable(first_time)} to {readable(last_time)}\n{records_line}\n\n"
+    )
+    assert period.startswith(
+        f"Audit report, 2026-01-01 00:00:00 UTC to 2999-01-01 00:00:00 UTC\n{records_line}\n"
+    )
+    assert empty.startswith(
+        "Audit report, 2999-01-01 00:00:00 UTC to the last record\nRecords: none in this period\n"
+    )
+
+
+def test_report_groups_reasons_by_kind(
+    cli: Cli, make_section: Callable[..., AuditSection]
+) -> None:
+    section = make_section()
+    with AuditLog(section, "postveil-milter") as log:
+        for number, domain in enumerate(["a.example", "B.Example", "c.example"], start=1):
+            log.append(
+                make_decision(
+                    number,
+                    recipients=[
+                        RecipientDecision(
+                            f"pat@{domain}",
+                            "tls",
+                            f"{domain.lower()} publishes an MTA-STS policy in enforce mode",
+                        ),
+                        RecipientDecision(
+                            f"lab@{domain}",
+                            "pgp",
+                            f"PGP key {number:016X} valid",
+                            fingerprint=f"{number:040X}",
+                        ),
+                    ],
+                )
+            )
+
+    status, out, _ = cli("audit", "report", str(Path(section.directory) / "audit.jsonl"))
+    _, json_out, _ = cli(
+        "audit", "report", str(Path(section.directory) / "audit.jsonl"), "--format", "json"
+    )
+
+    assert status == 0
+    assert (
+        "Recipients by reason:\n"
+        "  <domain> publishes an MTA-STS policy in enforce mode: 3\n"
+        "  PGP key <fingerprint> valid: 3\n\n"
+    ) in out
+    assert json.loads(json_out)["reasons"] == {
+        "<domain> publishes an MTA-STS policy in enforce mode": 3,
+        "PGP key <fingerprint> valid": 3,
+    }
 
 
 def test_report_json_for_period(cli: Cli, trail: tuple[Path, str]) -> None:

@@ -245,8 +245,8 @@ def test_certs_changes_audited(setup: dict[str, Path], pki: Pki, capsys) -> None
         assert record["actor"]
         assert record["program"] == "postveil certs"
         assert "BEGIN" not in json.dumps(record)
-    assert records[0]["reason"] == f"postveil certs import {pki.carol.cert_path}"
-    assert records[1]["reason"] == f"postveil certs remove {carol[:16]}"
+    assert records[0]["command"] == f"postveil certs import {pki.carol.cert_path}"
+    assert records[1]["command"] == f"postveil certs remove {carol[:16]}"
     key = AuditKey.load(str(setup["key"]))
     assert verify_chain([setup["audit"] / "audit.jsonl"], {key.key_id: key}).ok
 
@@ -270,7 +270,7 @@ def test_keys_changes_audited(setup: dict[str, Path], gpg_world: GpgWorld, capsy
         assert record["target"] == "bob@example.org"
         assert record["program"] == "postveil keys"
         assert "BEGIN PGP" not in json.dumps(record)
-    assert records[1]["reason"] == f"postveil keys import {revocation_file}"
+    assert records[1]["command"] == f"postveil keys import {revocation_file}"
 
 
 def test_changes_refused_without_audit(setup: dict[str, Path], pki: Pki, gpg_world: GpgWorld, capsys) -> None:

@@ -22,6 +22,7 @@ import pytest
 import yaml
 
 from postveil.audit import AuditKey, generate_key_file, list_log_files, verify_chain
+from postveil.config import load_config
 from postveil.harness.daemons import DaemonProcess
 from postveil.harness.net import free_port
 from postveil.harness.pytest_plugin import unique_domain
@@ -441,6 +442,46 @@ def test_audit_records_start_reloads_and_stop(tmp_path: Path, started: list[Daem
     key = AuditKey.load(tmp_path / "audit.key")
     result = verify_chain(list_log_files(tmp_path / "audit"), {key.key_id: key})
     assert result.ok
+
+
+def policy_request(config_path: Path, sender: str, recipient: str) -> bytes:
+    """Send one RCPT-stage access policy request and return the reply."""
+    listen = yaml.safe_load(config_path.read_text())["policyd"]["policy_listen"]
+    with socket.create_connection(("127.0.0.1", int(listen.rpartition(":")[2])), timeout=30) as sock:
+        sock.sendall(f"request=smtpd_access_policy\nprotocol_state=RCPT\n"
+                     f"sender={sender}\nrecipient={recipient}\n\n".encode())
+        reply = b""
+        while not reply.endswith(b"\n\n"):
+            chunk = sock.recv(4096)
+            assert chunk, f"connection closed after {reply!r}"
+            reply += chunk
+    return reply
+
+
+def test_rcpt_rejection_records_config_version(
+    world: World, tmp_path: Path, started: list[DaemonProcess]
+) -> None:
+    sender = "news@example.com"
+    domain = world.add_domain(unique_domain("bulk-no-tls"), tls="none")
+    recipient = f"patient@{domain.name}"
+    config_path = write_config(tmp_path, tls_exclusive_senders=[sender])
+    edit_config(config_path, "dns", nameservers=[world.dns.nameserver], timeout="2s", lifetime="4s")
+    loaded_version = load_config(config_path).version
+    daemon = start(started, config_path)
+
+    first = policy_request(config_path, sender, recipient)
+    edit_config(config_path, "policyd", protocols=">=TLSv1.3")
+    reloaded_version = load_config(config_path).version
+    reload_and_wait(daemon, "configuration reloaded")
+    second = policy_request(config_path, sender, recipient)
+
+    assert first.startswith(b"action=550 5.7.10 "), first
+    assert second.startswith(b"action=550 5.7.10 "), second
+    rejections = audit_records(tmp_path, "message")
+    assert [record["queue_id"] for record in rejections] == ["NOQUEUE", "NOQUEUE"]
+    assert rejections[0]["config_version"] == loaded_version
+    assert rejections[1]["config_version"] == reloaded_version
+    assert loaded_version != reloaded_version
 
 
 def test_audit_write_failure_is_not_fatal(tmp_path: Path, started: list[DaemonProcess]) -> None:

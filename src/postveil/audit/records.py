@@ -204,7 +204,7 @@ class AdminOverride:
     recipient keys and certificates that decide how mail is encrypted."""
 
     kind: ClassVar[str] = "admin_override"
-    CSV_FIELDS: ClassVar[tuple[str, ...]] = ("actor", "target", "action", "reason", "fingerprint")
+    CSV_FIELDS: ClassVar[tuple[str, ...]] = ("actor", "target", "action", "reason", "command", "fingerprint")
 
     actor: str
     """Login name of the administrator who ran the admin command."""
@@ -214,11 +214,17 @@ class AdminOverride:
     separated by ``, ``."""
 
     action: str
-    """Action taken: ``set-tls``, ``clear-tls`` or ``purge-domain-facts`` for a domain,
-    ``key-import``, ``key-revoke``, ``key-remove``, ``cert-import`` or ``cert-remove``
-    for a recipient key or certificate."""
+    """Action taken: ``set-tls``, ``clear-tls`` or ``purge-domain-facts`` from
+    ``postveil domain set``, ``unset`` and ``purge``; ``key-import``, ``key-revoke``,
+    ``key-remove``, ``cert-import`` or ``cert-remove`` from ``postveil keys`` and
+    ``postveil certs``."""
 
     reason: str
+    """Reason the administrator gave, or the empty string when none was given."""
+
+    command: str | None = None
+    """The command that made the change, for example ``postveil domain set example.org
+    --tls secure`` (without the reason, which has its own field)."""
 
     fingerprint: str | None = None
     """PGP key fingerprint or S/MIME certificate SHA-256 fingerprint that a key or
@@ -229,6 +235,7 @@ class AdminOverride:
         _check_text("target", self.target)
         _check_identifier("action", self.action)
         _check_text("reason", self.reason)
+        _check_text("command", self.command, optional=True)
         _check_text("fingerprint", self.fingerprint, optional=True, max_length=200)
 
     def fields(self) -> dict[str, Any]:
@@ -237,6 +244,7 @@ class AdminOverride:
             "target": self.target,
             "action": self.action,
             "reason": self.reason,
+            "command": self.command,
             "fingerprint": self.fingerprint,
         }
 

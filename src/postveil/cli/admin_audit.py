@@ -46,7 +46,9 @@ class AdminChangeLog:
             if self._log is None:
                 self._log = AuditLog(self._section, program=self._program)
             self._log.append(
-                AdminOverride(admin_name(), target, action, self._command, fingerprint=fingerprint)
+                AdminOverride(
+                    admin_name(), target, action, "", command=self._command, fingerprint=fingerprint
+                )
             )
         except AuditError as exc:
             raise AdminAuditError(f"cannot write the audit record: {exc}") from exc

@@ -68,6 +68,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     unset = actions.add_parser("unset", help="remove the administrator override of a domain")
     unset.add_argument("domain")
 
+    for action in (purge, setter, unset):
+        action.add_argument(
+            "--reason", metavar="TEXT", default="",
+            help="reason for the change, stored in the reason field of the audit record "
+            "(one line, at most 998 characters)",
+        )
+
     # Also accept --config after the action, as `postveil audit ACTION --config` does.
     for action in (check, show, listing, purge, setter, unset):
         add_config_option(action, default=argparse.SUPPRESS)
@@ -144,8 +151,8 @@ def _change(
         if old is None:
             print(f"{domain}: not in the cache", file=sys.stderr)
             return 1
-        audit.append(AdminOverride(_admin_name(), domain, "purge-domain-facts",
-                                   f"postveil domain purge {domain}"))
+        audit.append(AdminOverride(_admin_name(), domain, "purge-domain-facts", args.reason,
+                                   command=f"postveil domain purge {domain}"))
         cache.delete(domain)
         print(f"{domain}: purged")
         _print_hold(old, now)
@@ -153,7 +160,8 @@ def _change(
 
     level = args.tls if args.action == "set" else None
     command = f"postveil domain set {domain} --tls {level}" if level else f"postveil domain unset {domain}"
-    audit.append(AdminOverride(_admin_name(), domain, "set-tls" if level else "clear-tls", command))
+    audit.append(AdminOverride(_admin_name(), domain, "set-tls" if level else "clear-tls",
+                               args.reason, command=command))
     base = old if old is not None else DomainFacts(domain, first_seen=now)
     stored, event, previous_rule = record_requirement(
         old, replace(base, override=level), config.policyd, now=now

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
+import signal
 import sys
 
 from postveil import __version__
@@ -34,7 +36,31 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+EXIT_BROKEN_PIPE = 128 + signal.SIGPIPE
+"""Exit status when the reader of stdout went away, as a shell reports a command that
+SIGPIPE killed (141 on Linux)."""
+
+
 def main(argv: list[str] | None = None) -> int:
+    """Run one subcommand and return its exit status.
+
+    A closed stdout (``postveil domain show example.org | head -4``) ends the command
+    quietly with EXIT_BROKEN_PIPE instead of a traceback.
+    """
+    try:
+        status = _run(argv)
+        sys.stdout.flush()
+    except BrokenPipeError:
+        # Point stdout at /dev/null so that the interpreter's final flush of the data
+        # still buffered does not fail a second time and print "Exception ignored".
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+        return EXIT_BROKEN_PIPE
+    return status
+
+
+def _run(argv: list[str] | None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     handler = getattr(args, "handler", None)

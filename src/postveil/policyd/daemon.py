@@ -132,7 +132,8 @@ def build_runtime(
                 prober = Prober(section, dns)
             except OSError as exc:
                 raise CaFileError("probe_ca_file", section.probe_ca_file, exc) from exc
-            service = DomainService(section, cache, dns, fetcher, prober, audit=audit)
+            service = DomainService(section, cache, dns, fetcher, prober, audit=audit,
+                                    config_version=config.version or "-")
         except BaseException:
             if opened_cache:
                 cache.close()

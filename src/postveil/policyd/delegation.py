@@ -208,7 +208,7 @@ class PolicyDelegationServer:
                 queue_id=attributes.get("queue_id") or "NOQUEUE",
                 sender=attributes.get("sender", ""),
                 recipients=[RecipientDecision(attributes.get("recipient", ""), "reject", reason)],
-                config_version="-",
+                config_version=service.config_version,
                 tags=["class:tls_exclusive"],
                 action="reject",
             )

@@ -69,8 +69,12 @@ class DomainService:
         prober: Prober,
         clock: Callable[[], float] = time.time,
         audit: AuditLog | None = None,
+        config_version: str = "-",
     ) -> None:
         self.config = config
+        self.config_version = config_version
+        """Version of the configuration file this service was built from, for the
+        ``config_version`` field of audit records; ``-`` when built without a file."""
         self.cache = cache
         self.dns = dns
         self.fetcher = fetcher
