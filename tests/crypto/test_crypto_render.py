@@ -92,6 +92,30 @@ def test_encoded_subject_reencoded() -> None:
     assert decode_text(new_subject) == "résumé"
 
 
+@pytest.mark.parametrize(
+    ("subject", "expected"),
+    [
+        (b"=?UTF-8?Q?[_secure_]_r=C3=A9sum=C3=A9?=", "résumé"),
+        (b"=?UTF-8?B?WyBzZWN1cmUgXSBMYWIgcmVzdWx0cw==?=", "Lab results"),
+        (b"Lab =?UTF-8?Q?[_Secure]?= results", "Lab results"),
+        (b"=?ISO-8859-1?Q?[_SECURE_]_Befund_f=FCr?=", "Befund für"),
+        (b"=?UTF-8?Q?Lab_[?= =?UTF-8?Q?_secure_]?=", "Lab"),
+        ("Befund für [ secure ] Jürgen".encode(), "Befund für Jürgen"),
+    ],
+)
+def test_spaced_tag_removed_from_encoded_subject(subject: bytes, expected: str) -> None:
+    raw = MESSAGE.replace(b"Results [Secure] for you", subject)
+    message = RawMessage.parse(raw)
+    triggers = read_triggers(message, ROUTING)
+    group = RecipientGroup(VersionKind.CLEARTEXT, ("a@example.org",), (), False)
+    version = render_version(message, group, triggers, RenderContext(ROUTING, PORTAL))
+
+    new_subject = RawMessage.parse(version.raw).first_value("Subject") or ""
+    assert triggers.tags == ("[secure]",)
+    assert decode_text(new_subject) == expected
+    assert "secure" not in new_subject.lower()
+
+
 def test_portal_version_goes_to_intake() -> None:
     version = _render(VersionKind.PORTAL, ("a@example.org", "b@example.org"))
     result = RawMessage.parse(version.raw)
