@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import datetime
-
 import pytest
 
 from postveil.config.portal import PortalSection
@@ -12,7 +10,6 @@ from postveil.crypto import (
     CryptoFailure,
     RawMessage,
     RenderContext,
-    build_notice,
     read_triggers,
     render_version,
 )
@@ -153,24 +150,6 @@ def test_header_edits_apply_order() -> None:
     edits = HeaderEdits(remove=("C",), replace=(("A", "new"), ("D", "added")), add=(("E", "5"),))
 
     assert edits.apply(message) == b"A: new\r\nB: 2\r\nD: added\r\nE: 5\r\n\r\nx"
-
-
-def test_notice_names_recipients_and_reasons() -> None:
-    removed = (RecipientDecision("x@example.org", None, "no acceptable method: pgp: no PGP key", None),)
-    notice = build_notice(
-        "doc@sender.example",
-        removed,
-        "<m1@sender.example>",
-        ROUTING,
-        now=datetime.datetime(2026, 12, 4, tzinfo=datetime.UTC),
-    )
-    parsed = RawMessage.parse(notice)
-
-    assert parsed.first_value("To") == "doc@sender.example"
-    assert parsed.first_value("From") == ROUTING.notice_from
-    assert parsed.first_value("Auto-Submitted") == "auto-replied"
-    assert b"x@example.org: no acceptable method: pgp: no PGP key" in parsed.body
-    assert b"<m1@sender.example>" in parsed.body
 
 
 def test_pre_encrypted_method_uses_cleartext_group() -> None:
