@@ -113,6 +113,18 @@ def test_spaced_tag_removed_from_encoded_subject(subject: bytes, expected: str) 
     assert "secure" not in new_subject.lower()
 
 
+@pytest.mark.parametrize("body", [b"[secure]\r\n", b"Please treat as [ secure ].\r\n", b"Subject: [pgp]\r\n"])
+def test_tag_in_body_is_ignored(body: bytes) -> None:
+    raw = MESSAGE.replace(b"Results [Secure] for you", b"Results for you")
+    raw = raw.replace(b"X-Postveil-Protect: yes\r\n", b"")
+    raw = raw.replace(b"\r\n\r\nbody\r\n", b"\r\n\r\n" + body)
+    triggers = read_triggers(RawMessage.parse(raw), ROUTING)
+
+    assert triggers.tags == ()
+    assert triggers.escalated is False
+    assert triggers.forced_method is None
+
+
 def test_portal_version_goes_to_intake() -> None:
     version = _render(VersionKind.PORTAL, ("a@example.org", "b@example.org"))
     result = RawMessage.parse(version.raw)
