@@ -51,6 +51,11 @@ def _context(pki: Pki, world: GpgWorld, routing: RoutingSection | None = None, p
     )
 
 
+def _flowing(notice: bytes) -> bytes:
+    """Join the notice's wrapped lines, so a phrase can span a line break."""
+    return b" ".join(line.strip() for line in notice.split(b"\r\n"))
+
+
 def _pgp_key_ids(world: GpgWorld, armored: bytes) -> list[str]:
     packets = gpg(world.recipient_home, "--list-packets", input=armored, check=False).stdout.decode()
     return [line.split("keyid ")[1].split()[0] for line in packets.splitlines() if "pubkey enc packet" in line]
@@ -130,6 +135,39 @@ def test_neither_method_removed_and_notified(pki: Pki, gpg_world: GpgWorld) -> N
     assert [v.group.recipients for v in outcome.versions] == [("alice@example.org",)]
     assert outcome.notice is not None
     assert b"nokey@plain.example" in outcome.notice
+    assert b"Subject: Your message was not delivered to some recipients\r\n" in outcome.notice
+    assert b"It was sent to the other recipient." in _flowing(outcome.notice)
+
+
+@pytest.mark.parametrize("recipients", [["nokey@plain.example"], ["nokey@plain.example", "other@plain.example"]])
+def test_notice_when_nobody_left(pki: Pki, gpg_world: GpgWorld, recipients: list[str]) -> None:
+    routing = RoutingSection(no_method_action="remove_and_notify")
+    raw = _message("[ secure ] Jane Roe MRN 445566", ", ".join(recipients))
+    raw = raw.replace(b"Message-ID:", b"Date: Fri, 04 Dec 2026 10:15:03 +0100\r\nMessage-ID:")
+    outcome = process_message(
+        raw,
+        queue_id="Q3B",
+        sender="doc@sender.example",
+        recipients=recipients,
+        verdict=None,
+        tls={},
+        context=_context(pki, gpg_world, routing=routing),
+    )
+
+    assert outcome.plan.action is PlanAction.REMOVE_AND_NOTIFY
+    assert outcome.versions == ()
+    notice = outcome.notice
+    assert notice is not None
+    assert b"Subject: Your message was not delivered\r\n" in notice
+    assert b"Nobody received it." in _flowing(notice)
+    assert b"other recipient" not in notice
+    assert b"Fri, 04 Dec 2026 10:15:03 +0100" in notice
+    assert b"<p1@sender.example>" in notice
+    assert b"[secure]" in notice
+    assert b"Jane" not in notice
+    assert b"445566" not in notice
+    assert "unauffällig".encode() not in notice
+    assert b"Befund" not in notice
 
 
 def test_bcc_pgp_recipient_separate_copy(pki: Pki, gpg_world: GpgWorld) -> None:

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import datetime
-
 import pytest
 
 from postveil.config.portal import PortalSection
@@ -12,7 +10,6 @@ from postveil.crypto import (
     CryptoFailure,
     RawMessage,
     RenderContext,
-    build_notice,
     read_triggers,
     render_version,
 )
@@ -92,6 +89,42 @@ def test_encoded_subject_reencoded() -> None:
     assert decode_text(new_subject) == "résumé"
 
 
+@pytest.mark.parametrize(
+    ("subject", "expected"),
+    [
+        (b"=?UTF-8?Q?[_secure_]_r=C3=A9sum=C3=A9?=", "résumé"),
+        (b"=?UTF-8?B?WyBzZWN1cmUgXSBMYWIgcmVzdWx0cw==?=", "Lab results"),
+        (b"Lab =?UTF-8?Q?[_Secure]?= results", "Lab results"),
+        (b"=?ISO-8859-1?Q?[_SECURE_]_Befund_f=FCr?=", "Befund für"),
+        (b"=?UTF-8?Q?Lab_[?= =?UTF-8?Q?_secure_]?=", "Lab"),
+        ("Befund für [ secure ] Jürgen".encode(), "Befund für Jürgen"),
+    ],
+)
+def test_spaced_tag_removed_from_encoded_subject(subject: bytes, expected: str) -> None:
+    raw = MESSAGE.replace(b"Results [Secure] for you", subject)
+    message = RawMessage.parse(raw)
+    triggers = read_triggers(message, ROUTING)
+    group = RecipientGroup(VersionKind.CLEARTEXT, ("a@example.org",), (), False)
+    version = render_version(message, group, triggers, RenderContext(ROUTING, PORTAL))
+
+    new_subject = RawMessage.parse(version.raw).first_value("Subject") or ""
+    assert triggers.tags == ("[secure]",)
+    assert decode_text(new_subject) == expected
+    assert "secure" not in new_subject.lower()
+
+
+@pytest.mark.parametrize("body", [b"[secure]\r\n", b"Please treat as [ secure ].\r\n", b"Subject: [pgp]\r\n"])
+def test_tag_in_body_is_ignored(body: bytes) -> None:
+    raw = MESSAGE.replace(b"Results [Secure] for you", b"Results for you")
+    raw = raw.replace(b"X-Postveil-Protect: yes\r\n", b"")
+    raw = raw.replace(b"\r\n\r\nbody\r\n", b"\r\n\r\n" + body)
+    triggers = read_triggers(RawMessage.parse(raw), ROUTING)
+
+    assert triggers.tags == ()
+    assert triggers.escalated is False
+    assert triggers.forced_method is None
+
+
 def test_portal_version_goes_to_intake() -> None:
     version = _render(VersionKind.PORTAL, ("a@example.org", "b@example.org"))
     result = RawMessage.parse(version.raw)
@@ -129,24 +162,6 @@ def test_header_edits_apply_order() -> None:
     edits = HeaderEdits(remove=("C",), replace=(("A", "new"), ("D", "added")), add=(("E", "5"),))
 
     assert edits.apply(message) == b"A: new\r\nB: 2\r\nD: added\r\nE: 5\r\n\r\nx"
-
-
-def test_notice_names_recipients_and_reasons() -> None:
-    removed = (RecipientDecision("x@example.org", None, "no acceptable method: pgp: no PGP key", None),)
-    notice = build_notice(
-        "doc@sender.example",
-        removed,
-        "<m1@sender.example>",
-        ROUTING,
-        now=datetime.datetime(2026, 12, 4, tzinfo=datetime.UTC),
-    )
-    parsed = RawMessage.parse(notice)
-
-    assert parsed.first_value("To") == "doc@sender.example"
-    assert parsed.first_value("From") == ROUTING.notice_from
-    assert parsed.first_value("Auto-Submitted") == "auto-replied"
-    assert b"x@example.org: no acceptable method: pgp: no PGP key" in parsed.body
-    assert b"<m1@sender.example>" in parsed.body
 
 
 def test_pre_encrypted_method_uses_cleartext_group() -> None:

@@ -259,3 +259,18 @@ def test_rejected_recipients_audited_as_rejected(scene: Scene) -> None:
     assert record["recipients"][0]["fingerprint"] is None
     assert "class:forced_pgp" in record["tags"]
     assert "subject:pgp" in record["tags"]
+
+
+def test_reject_reply_has_plain_reason(scene: Scene) -> None:
+    message_id = "rejected-reason@clinic.test"
+    recipient = f"nokey@{scene.plain.name}"
+
+    result = scene.postfix.send(
+        sensitive_message([recipient], "[ pgp ] No key for this one", message_id=message_id), SENDER, [recipient]
+    )
+
+    assert result.code == 550
+    assert "5.7.1" in result.text
+    assert recipient in result.text
+    assert "Reason: no usable PGP encryption key is on file for this address" in result.text
+    assert scene.pgp.fingerprint not in result.text

@@ -34,6 +34,8 @@ def test_shipped_file_matches_defaults() -> None:
         (b"routing: {no_method_action: bounce}", "no_method_action"),
         (b"routing: {method_tags: {'[x]': tls}}", "routing.method_tags"),
         (b"routing: {outer_subject: 'Vertraulich \xc3\xa4'}", "outer_subject"),
+        (b"routing: {notice_next_step: \"Call IT\\nnow\"}", "invalid notice_next_step"),
+        (b"routing: {notice_next_step: '  '}", "invalid notice_next_step"),
         (b"smime: {sign: true}", "signing_certificate"),
         (b"portal: {intake_address: nobody}", "invalid intake_address"),
         (b"pgp: {home: /tmp}", "unknown key"),
@@ -51,3 +53,9 @@ def test_custom_lists_accepted() -> None:
 
     assert config.routing.methods.escalated == ["smime", "pgp"]
     assert config.routing.no_method_action == "remove_and_notify"
+
+
+def test_notice_next_step_accepted() -> None:
+    config = parse_config("routing: {notice_next_step: ' Call Jürgen in IT on 4321. '}".encode())
+
+    assert config.routing.notice_next_step == "Call Jürgen in IT on 4321."

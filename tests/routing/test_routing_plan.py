@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import pytest
+
 from postveil.routing import Method, PlanAction, RecipientDecision, VersionKind, plan_delivery
-from postveil.routing.plan import find_bcc
+from postveil.routing.plan import REJECT_TEXT_MAX, find_bcc
 
 
 def d(recipient: str, method: Method | None, fingerprint: str | None = None) -> RecipientDecision:
@@ -97,9 +99,71 @@ def test_reject_reply_stays_short() -> None:
     plan = plan_delivery(decisions, [], "reject")
 
     text = plan.reject_reply()[2]
-    assert len(text) < 450
-    assert text.endswith("more")
+    assert len(text.encode()) <= REJECT_TEXT_MAX
+    assert "and 54 more" in text
     assert "recipient000@" in text
+
+
+def unroutable(recipient: str, *methods: Method) -> RecipientDecision:
+    skipped = tuple(f"{method.value}: reason with fingerprint {'F' * 40}" for method in methods)
+    return RecipientDecision(recipient, None, "no acceptable method: x", None, skipped, methods)
+
+
+SENSITIVE = (Method.TLS, Method.PGP, Method.SMIME, Method.PORTAL)
+
+
+@pytest.mark.parametrize(
+    ("decisions", "reason"),
+    [
+        (
+            [unroutable("x@example.org", Method.TLS, Method.PGP, Method.SMIME)],
+            "Reason: no usable encryption key or certificate is on file for this address, "
+            "and the recipient's mail server is not known to enforce TLS",
+        ),
+        (
+            [unroutable("x@example.org", *SENSITIVE), unroutable("y@example.org", *SENSITIVE)],
+            "Reason: no usable encryption key or certificate is on file for these addresses, "
+            "the recipients' mail servers are not known to enforce TLS, and no secure portal "
+            "is set up",
+        ),
+        ([unroutable("x@example.org", Method.PGP)], "Reason: no usable PGP encryption key is on file for this address"),
+        ([unroutable("x@example.org", Method.SMIME)], "Reason: no usable S/MIME certificate is on file for this address"),
+        (
+            [unroutable("x@example.org", Method.PORTAL)],
+            "Reason: no secure portal is set up",
+        ),
+        (
+            [unroutable("x@example.org", Method.TLS)],
+            "Reason: the recipient's mail server is not known to enforce TLS",
+        ),
+        (
+            [unroutable("x@example.org", Method.PGP), unroutable("y@example.org", Method.SMIME)],
+            "Reason: none of the delivery methods allowed for this message is available",
+        ),
+    ],
+)
+def test_reject_reply_plain_reason(decisions: list[RecipientDecision], reason: str) -> None:
+    plan = plan_delivery(decisions, [], "reject")
+
+    code, xcode, text = plan.reject_reply()
+    assert (code, xcode) == ("550", "5.7.1")
+    assert text.startswith("message needs protection and no acceptable delivery method exists for: x@example.org")
+    assert text.endswith(reason)
+    assert "F" * 16 not in text
+    assert len(text.encode()) <= REJECT_TEXT_MAX
+
+
+def test_reject_reply_omits_reason_that_does_not_fit() -> None:
+    # Each umlaut takes two octets, so about 300 characters of names with the prefix and
+    # the reason pass 500 octets. The reason is then left out rather than cut.
+    addresses = [f"empfänger-müller-{i:02d}@großpraxis-überweisung.example" for i in range(9)]
+    decisions = [unroutable(address, *SENSITIVE) for address in addresses]
+    plan = plan_delivery(decisions, [], "reject")
+
+    text = plan.reject_reply()[2]
+    assert "Reason:" not in text
+    assert "more" in text
+    assert len(text.encode()) <= REJECT_TEXT_MAX
 
 
 def test_shared_key_encrypted_once() -> None:

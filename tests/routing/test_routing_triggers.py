@@ -38,6 +38,96 @@ def test_subject_tags(subject, tags, escalated, forced, cleaned) -> None:
     assert triggers.header_trigger is False
 
 
+ALL_DEFAULT_TAGS = [*CONFIG.escalate_tags, *CONFIG.method_tags]
+
+
+@pytest.mark.parametrize("tag", ALL_DEFAULT_TAGS)
+@pytest.mark.parametrize(
+    "written",
+    [
+        "[{word}]",
+        "[ {word} ]",
+        "[{word} ]",
+        "[ {word}]",
+        "[   {word}\t]",
+        "[\u00a0{word}\u00a0]",
+        "[{WORD}]",
+        "[ {Word} ]",
+    ],
+)
+def test_spaces_inside_brackets_match(tag: str, written: str) -> None:
+    word = tag[1:-1]
+    form = written.format(word=word, WORD=word.upper(), Word=word.capitalize())
+    triggers = find_triggers(f"Re: lab {form} results", [], CONFIG)
+
+    assert triggers.tags == (tag,)
+    assert triggers.cleaned_subject == "Re: lab results"
+
+
+@pytest.mark.parametrize(
+    "subject",
+    [
+        "(secure) results",
+        "secure: results",
+        "secure results",
+        "[secure results",
+        "secure] results",
+        "[ sec ure ] results",
+        "[securee] results",
+        "[scure] results",
+        "[[secure results",
+        "[secure}",
+        "{secure}",
+        "<secure>",
+        "[\nsecure] results",
+    ],
+)
+def test_other_forms_do_not_match(subject: str) -> None:
+    triggers = find_triggers(subject, [], CONFIG)
+
+    assert triggers.tags == ()
+    assert triggers.escalated is False
+    assert triggers.cleaned_subject is None
+
+
+@pytest.mark.parametrize(
+    ("subject", "cleaned"),
+    [
+        ("[ secure ] Lab results", "Lab results"),
+        ("Lab results [secure ]", "Lab results"),
+        ("Lab [ secure] results", "Lab results"),
+        ("Lab[ secure ]results", "Labresults"),
+        ("Lab  results,  2 pages [ secure ]", "Lab  results,  2 pages"),
+        ("Re:\tLab [secure] [ pgp ] results", "Re:\tLab results"),
+        ("[ secure ][ pgp ] Lab", "Lab"),
+        ("Befund für [ secure ] Jürgen", "Befund für Jürgen"),
+        ("[ secure ]", ""),
+    ],
+)
+def test_tag_removed_with_its_spaces(subject: str, cleaned: str) -> None:
+    assert find_triggers(subject, [], CONFIG).cleaned_subject == cleaned
+
+
+@pytest.mark.parametrize(
+    ("configured", "subject", "matches"),
+    [
+        ("{phi}", "{ phi } note", True),
+        ("( phi )", "(phi) note", True),
+        ("<phi>", "< PHI> note", True),
+        ("#phi", "# phi note", False),
+        ("#phi", "#PHI note", True),
+        ("[send secure]", "[ send secure ] note", True),
+        ("[send secure]", "[send  secure] note", False),
+    ],
+)
+def test_custom_tag_spacing(configured: str, subject: str, matches: bool) -> None:
+    config = RoutingSection(escalate_tags=[configured], method_tags={})
+    triggers = find_triggers(subject, [], config)
+
+    assert triggers.tags == ((configured,) if matches else ())
+    assert triggers.cleaned_subject == ("note" if matches else None)
+
+
 @pytest.mark.parametrize(
     ("values", "escalated", "forced"),
     [

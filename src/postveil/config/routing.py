@@ -79,6 +79,10 @@ class RoutingSection(Section):
     notice_from: str = "postmaster@localhost"
     """From address of the notice sent when recipients are removed."""
 
+    notice_next_step: str | None = None
+    """One more item for the notice's list of next steps, such as how to reach the IT
+    help desk. One line of plain text; null adds nothing."""
+
     outer_subject: str = "Encrypted message"
     """Subject shown outside an encrypted message; the real one travels inside."""
 
@@ -125,6 +129,18 @@ class RoutingSection(Section):
                     f"invalid bulk sender {pattern!r}: expected 'user@example.org' or '@example.org'"
                 )
         return value
+
+    @field_validator("notice_next_step")
+    @classmethod
+    def _check_next_step(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        if not value.strip() or any(ord(char) < 32 or ord(char) == 127 for char in value):
+            raise ValueError(
+                f"invalid notice_next_step {value!r}: expected one line of text without "
+                "control characters, or null"
+            )
+        return value.strip()
 
     @field_validator("outer_subject")
     @classmethod

@@ -7,12 +7,12 @@ fields reach the recipient byte for byte as the sender wrote them. Failures rais
 
 from postveil.crypto.errors import CryptoFailure, PgpFailure, SmimeFailure
 from postveil.crypto.mime import HeaderEdits, HeaderOperation, RawMessage, milter_operations
+from postveil.crypto.notice import build_notice
 from postveil.crypto.pgp import PgpKeyring
 from postveil.crypto.protect import build_inner_entity, detect_encryption
 from postveil.crypto.render import (
     MessageVersion,
     RenderContext,
-    build_notice,
     read_triggers,
     render_version,
 )

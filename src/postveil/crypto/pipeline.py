@@ -16,13 +16,8 @@ from postveil.crypto.errors import CryptoFailure
 from postveil.crypto.mime import RawMessage, address_list
 from postveil.crypto.pgp import PgpKeyring
 from postveil.crypto.protect import detect_encryption
-from postveil.crypto.render import (
-    MessageVersion,
-    RenderContext,
-    build_notice,
-    read_triggers,
-    render_version,
-)
+from postveil.crypto.notice import build_notice
+from postveil.crypto.render import MessageVersion, RenderContext, read_triggers, render_version
 from postveil.crypto.smime import CertificateStore, SmimeSigner
 from postveil.routing.classify import Classification, VerdictLike, classify, methods_for
 from postveil.routing.decide import (
@@ -125,7 +120,16 @@ def process_message(
     if plan.action is not PlanAction.REJECT:
         versions = tuple(render_version(message, group, triggers, context) for group in plan.groups)
         if plan.unroutable:
-            notice = build_notice(sender, plan.unroutable, message.first_value("Message-ID"), routing)
+            notice = build_notice(
+                sender,
+                plan,
+                message_date=message.first_value("Date"),
+                message_id=message.first_value("Message-ID"),
+                message_class=classification.message_class,
+                tags=triggers.tags,
+                routing=routing,
+                portal_configured=context.portal.intake_address is not None,
+            )
 
     categories = dict(verdict.categories) if verdict is not None else {}
     record = DecisionRecord.build(

@@ -8,9 +8,7 @@ milter's in-place change) and the complete bytes (for re-injection).
 
 from __future__ import annotations
 
-import datetime
 from dataclasses import dataclass
-from email.utils import format_datetime, make_msgid
 
 from postveil.config.portal import PortalSection
 from postveil.config.routing import RoutingSection
@@ -31,7 +29,6 @@ from postveil.crypto.smime import (
     smime_headers,
     wrap_base64,
 )
-from postveil.routing.decide import RecipientDecision
 from postveil.routing.plan import RecipientGroup, VersionKind
 from postveil.routing.triggers import Triggers, find_triggers
 
@@ -146,42 +143,3 @@ def _portal_version(
     edits = HeaderEdits(remove=remove, replace=replace, add=add)
     return MessageVersion(group, (intake,), edits, None, edits.apply(message))
 
-
-def build_notice(
-    sender: str,
-    removed: tuple[RecipientDecision, ...],
-    message_id: str | None,
-    routing: RoutingSection,
-    now: datetime.datetime | None = None,
-) -> bytes:
-    """Build the notice telling ``sender`` which recipients were removed and why.
-
-    It names recipients and routing reasons only, never message text. Send it with the
-    null envelope sender (``<>``), as for any delivery status notice, so it cannot loop.
-    """
-    now = now or datetime.datetime.now(datetime.UTC)
-    domain = routing.notice_from.rpartition("@")[2] or "localhost"
-    lines = [
-        "Your message was delivered to its other recipients, but not to the recipients",
-        "below: it needed protection and none of the configured delivery methods was",
-        "available for them.",
-        "",
-    ]
-    if message_id:
-        lines.insert(0, f"Message-ID of your message: {message_id}")
-        lines.insert(1, "")
-    for decision in removed:
-        lines.append(f"  {decision.recipient}: {decision.reason}")
-    headers = [
-        f"From: {routing.notice_from}",
-        f"To: {sender}",
-        "Subject: Message not delivered to some recipients",
-        f"Date: {format_datetime(now)}",
-        f"Message-ID: {make_msgid(domain=domain)}",
-        "Auto-Submitted: auto-replied",
-        "MIME-Version: 1.0",
-        "Content-Type: text/plain; charset=utf-8",
-        "Content-Transfer-Encoding: 8bit",
-    ]
-    text = "\r\n".join(headers) + "\r\n\r\n" + "\r\n".join(lines) + "\r\n"
-    return text.encode("utf-8")

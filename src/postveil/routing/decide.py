@@ -65,6 +65,9 @@ class RecipientDecision:
     skipped: tuple[str, ...] = ()
     """Reasons the earlier methods of the list were not available, in list order."""
 
+    unavailable: tuple[Method, ...] = ()
+    """The methods that ``skipped`` explains, in the same order."""
+
 
 def decide_recipient(
     recipient: str,
@@ -84,13 +87,22 @@ def decide_recipient(
         )
 
     skipped: list[str] = []
+    unavailable: list[Method] = []
     for method in methods:
         available, reason, fingerprint = _availability(method, facts)
         if available:
-            return RecipientDecision(recipient, method, reason, fingerprint, tuple(skipped))
+            return RecipientDecision(
+                recipient, method, reason, fingerprint, tuple(skipped), tuple(unavailable)
+            )
         skipped.append(f"{method.value}: {reason}")
+        unavailable.append(method)
     return RecipientDecision(
-        recipient, None, "no acceptable method: " + "; ".join(skipped), None, tuple(skipped)
+        recipient,
+        None,
+        "no acceptable method: " + "; ".join(skipped),
+        None,
+        tuple(skipped),
+        tuple(unavailable),
     )
 
 

@@ -7,12 +7,16 @@ from dataclasses import dataclass
 from enum import StrEnum
 
 from postveil.routing.decide import Method, RecipientDecision
+from postveil.routing.explain import GENERIC_REASON, plain_reason
 
 REJECT_CODE = "550"
 REJECT_XCODE = "5.7.1"
 # SMTP limits a reply line to 512 octets (RFC 5321, section 4.5.3.1.5), so the reply
 # names recipients up to this many characters and counts the rest.
 REJECT_NAMES_MAX = 300
+# The same 512 octets less "550 5.7.1 " and the closing CRLF: the plain reason is added
+# to the reply text only while the whole text stays within this many octets.
+REJECT_TEXT_MAX = 512 - len(f"{REJECT_CODE} {REJECT_XCODE} ") - len("\r\n")
 
 
 class VersionKind(StrEnum):
@@ -85,7 +89,22 @@ class DeliveryPlan:
         if named_count < len(recipients):
             names += f" and {len(recipients) - named_count} more"
         text = f"message needs protection and no acceptable delivery method exists for: {names}"
+        with_reason = f"{text}. Reason: {self.plain_reject_reason()}"
+        if len(with_reason.encode()) <= REJECT_TEXT_MAX:
+            text = with_reason
         return REJECT_CODE, REJECT_XCODE, text
+
+    def plain_reject_reason(self) -> str:
+        """Return the plain-language reason shared by the unroutable recipients.
+
+        Every unroutable recipient of one message went through the same method list, so
+        they normally share one reason. When they do not, a general reason is returned.
+        """
+        reasons = {
+            plain_reason(decision.unavailable, recipients=len(self.unroutable))
+            for decision in self.unroutable
+        }
+        return reasons.pop() if len(reasons) == 1 else GENERIC_REASON
 
 
 def find_bcc(envelope_recipients: Iterable[str], visible_addresses: Iterable[str]) -> set[str]:

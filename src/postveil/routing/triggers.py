@@ -9,7 +9,12 @@ from dataclasses import dataclass
 from postveil.config.routing import RoutingSection
 from postveil.routing.decide import Method
 
-_SPACES_RE = re.compile(r"[ \t]{2,}")
+# Opening and closing characters that make a configured tag a bracketed tag, which may
+# carry spaces just inside its brackets.
+_BRACKETS = {"[": "]", "(": ")", "{": "}", "<": ">"}
+# Any run of whitespace other than line breaks: spaces, tabs and the no-break spaces
+# that some mail programs type.
+_SPACES = r"[^\S\r\n]*"
 
 
 @dataclass(frozen=True)
@@ -35,8 +40,10 @@ def find_triggers(
 ) -> Triggers:
     """Find the configured tags in ``subject`` (decoded text) and read the trigger header.
 
-    Tags match case-insensitively anywhere in the Subject. A trigger header whose value
-    is ``pgp``, ``smime`` or ``portal`` forces that method, any other value escalates.
+    Tags match case-insensitively anywhere in the Subject, and a bracketed tag also
+    matches with spaces just inside its brackets (see :func:`tag_pattern`). A trigger
+    header whose value is ``pgp``, ``smime`` or ``portal`` forces that method, any other
+    value escalates.
     """
     tag_methods: dict[str, Method | None] = {tag.casefold(): None for tag in config.escalate_tags}
     for tag, method in config.method_tags.items():
@@ -48,10 +55,13 @@ def find_triggers(
     if subject is not None and tag_methods:
         # Longest tags first, so a tag that contains another one is removed whole.
         alternatives = sorted(tag_methods, key=len, reverse=True)
-        pattern = re.compile("|".join(re.escape(tag) for tag in alternatives), re.IGNORECASE)
-        found = [(match.start(), match.group(0).casefold()) for match in pattern.finditer(subject)]
+        any_tag = "|".join(f"({tag_pattern(tag)})" for tag in alternatives)
+        pattern = re.compile(any_tag, re.IGNORECASE)
+        # Each alternative is one group, so the group number names the tag that matched.
+        for match in pattern.finditer(subject):
+            found.append((match.start(), alternatives[(match.lastindex or 1) - 1]))
         if found:
-            cleaned = _SPACES_RE.sub(" ", pattern.sub("", subject)).strip()
+            cleaned = remove_tags(subject, any_tag)
 
     tags = tuple(dict.fromkeys(configured[tag] for _, tag in found))
     forced: Method | None = None
@@ -78,3 +88,39 @@ def find_triggers(
         header_trigger=header_trigger,
         cleaned_subject=cleaned if found else None,
     )
+
+
+def tag_pattern(tag: str) -> str:
+    """Return the regular expression (without flags or groups) that finds ``tag``.
+
+    A tag that starts with ``[``, ``(``, ``{`` or ``<`` and ends with the matching closing
+    character is bracketed: any run of spaces may stand just inside either bracket, so
+    ``[secure]`` also matches ``[ secure ]``, and a configured ``[ secure ]`` matches
+    ``[secure]``. The text between the brackets, spaces between words included, must
+    match as configured apart from case. Other tags match only as written, apart from case.
+    """
+    opening, closing = tag[:1], tag[-1:]
+    if len(tag) < 2 or _BRACKETS.get(opening) != closing:
+        return re.escape(tag)
+    inner = tag[1:-1].strip()
+    return re.escape(opening) + _SPACES + re.escape(inner) + _SPACES + re.escape(closing)
+
+
+def remove_tags(subject: str, any_tag: str) -> str:
+    """Remove every tag that ``any_tag`` finds (alternatives built by :func:`tag_pattern`).
+
+    A run of tags and the spaces around it becomes one space between two words, or
+    nothing at the start or end of the Subject or between two characters it touched.
+    The rest of the Subject keeps its characters and spacing.
+    """
+    tag_run = re.compile(
+        rf"(?P<before>{_SPACES})(?:{any_tag})(?:{_SPACES}(?:{any_tag}))*(?P<after>{_SPACES})",
+        re.IGNORECASE,
+    )
+
+    def replacement(match: re.Match[str]) -> str:
+        at_edge = match.start() == 0 or match.end() == len(subject)
+        spaced = bool(match.group("before") or match.group("after"))
+        return " " if spaced and not at_edge else ""
+
+    return tag_run.sub(replacement, subject)
