@@ -33,6 +33,12 @@ class HeaderField:
     raw: bytes
     """The whole field as received: name, colon, value, folded lines, final line break."""
 
+    lower_name: str = field(init=False, repr=False, compare=False)
+    """``name`` in lower case, computed once: header lookups compare it many times."""
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "lower_name", self.name.lower())
+
     @property
     def value(self) -> str:
         """Unfolded value as text. UTF-8 (SMTPUTF8) bytes are decoded, other 8-bit bytes
@@ -40,10 +46,6 @@ class HeaderField:
         text = self.raw.decode("utf-8", errors="replace")
         value = text.split(":", 1)[1].rstrip("\r\n")
         return _FOLD_RE.sub("", value).strip()
-
-    @property
-    def lower_name(self) -> str:
-        return self.name.lower()
 
 
 @dataclass(frozen=True)

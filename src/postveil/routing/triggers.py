@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -45,23 +46,19 @@ def find_triggers(
     header whose value is ``pgp``, ``smime`` or ``portal`` forces that method, any other
     value escalates.
     """
-    tag_methods: dict[str, Method | None] = {tag.casefold(): None for tag in config.escalate_tags}
-    for tag, method in config.method_tags.items():
-        tag_methods[tag.casefold()] = Method(method)
-    configured = {tag.casefold(): tag for tag in [*config.escalate_tags, *config.method_tags]}
+    matcher = _tag_matcher(tuple(config.escalate_tags), tuple(config.method_tags.items()))
+    tag_methods = matcher.methods
 
     found: list[tuple[int, str]] = []
     cleaned = subject
-    if subject is not None and tag_methods:
-        # Longest tags first, so a tag that contains another one is removed whole.
-        alternatives = sorted(tag_methods, key=len, reverse=True)
-        any_tag = "|".join(f"({tag_pattern(tag)})" for tag in alternatives)
-        pattern = re.compile(any_tag, re.IGNORECASE)
+    if subject is not None and matcher.pattern is not None:
+        alternatives = matcher.alternatives
         # Each alternative is one group, so the group number names the tag that matched.
-        for match in pattern.finditer(subject):
+        for match in matcher.pattern.finditer(subject):
             found.append((match.start(), alternatives[(match.lastindex or 1) - 1]))
         if found:
-            cleaned = remove_tags(subject, any_tag)
+            cleaned = remove_tags(subject, matcher.any_tag)
+    configured = matcher.configured
 
     tags = tuple(dict.fromkeys(configured[tag] for _, tag in found))
     forced: Method | None = None
@@ -88,6 +85,37 @@ def find_triggers(
         header_trigger=header_trigger,
         cleaned_subject=cleaned if found else None,
     )
+
+
+@dataclass(frozen=True)
+class _TagMatcher:
+    methods: dict[str, Method | None]
+    """Casefolded tag -> the method it forces, or None for an escalation tag."""
+
+    configured: dict[str, str]
+    """Casefolded tag -> the tag as configured."""
+
+    alternatives: tuple[str, ...]
+    """Casefolded tags, longest first, so a tag that contains another is removed whole."""
+
+    any_tag: str
+    pattern: re.Pattern[str] | None
+    """``any_tag`` compiled without regard to case; None when no tag is configured."""
+
+
+@functools.lru_cache(maxsize=16)
+def _tag_matcher(
+    escalate_tags: tuple[str, ...], method_tags: tuple[tuple[str, str], ...]
+) -> _TagMatcher:
+    """Build the tag pattern of one configuration once, not once per message."""
+    methods: dict[str, Method | None] = {tag.casefold(): None for tag in escalate_tags}
+    for tag, method in method_tags:
+        methods[tag.casefold()] = Method(method)
+    configured = {tag.casefold(): tag for tag in [*escalate_tags, *(tag for tag, _ in method_tags)]}
+    alternatives = tuple(sorted(methods, key=len, reverse=True))
+    any_tag = "|".join(f"({tag_pattern(tag)})" for tag in alternatives)
+    pattern = re.compile(any_tag, re.IGNORECASE) if alternatives else None
+    return _TagMatcher(methods, configured, alternatives, any_tag, pattern)
 
 
 def tag_pattern(tag: str) -> str:
