@@ -20,7 +20,7 @@ import pytest
 from postveil.harness.daemons import DaemonProcess
 from postveil.milter.daemon import READY_MESSAGE
 from postveil.harness.postfix import PrivatePostfix
-from postveil.harness.world import World
+from postveil.harness.world import World, keep_requested
 
 _domain_numbers = itertools.count(1)
 
@@ -42,7 +42,7 @@ def unique_domain(label: str) -> str:
 
 @pytest.fixture(scope="session")
 def world() -> Iterator[World]:
-    with World(keep=bool(os.environ.get("POSTVEIL_KEEP_HARNESS"))) as instance:
+    with World(keep=keep_requested()) as instance:
         yield instance
 
 
