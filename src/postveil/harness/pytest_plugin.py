@@ -43,7 +43,7 @@ def unique_domain(label: str) -> str:
 
 @pytest.fixture(scope="session")
 def world(request: pytest.FixtureRequest) -> Iterator[World]:
-    """The session's world; its directory is removed at the end unless $POSTVEIL_KEEP_HARNESS is set."""
+    """Yield the session's world, whose directory is removed at the end unless $POSTVEIL_KEEP_HARNESS is set."""
     with World(keep=keep_requested()) as instance:
         yield instance
     if instance.keep:
