@@ -9,11 +9,12 @@ Needs root, like the test suite, because Postfix is started for real.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import re
 import signal
 import sys
 import time
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from email import message_from_bytes
@@ -173,13 +174,17 @@ def run(keep_running: bool = False, keep_files: bool = False) -> int:
 
         print_table(("message", "recipient", "postveil", "transport", "content"), rows)
         print()
-        print(f"demo: Postfix maillog:       {postfix.maillog}")
-        print(f"demo: postveil-milter log:   {milter.log_path}")
-        print(f"demo: postveil-policyd log:  {policyd.log_path}")
-        print(f"demo: audit trail:           {world.state_dir / 'audit'}")
-        print(f"demo: received messages:     {world.spool.directory if world.spool else '-'}")
-        print(f"demo: try  .venv/bin/postveil audit verify --config {config_path}")
-        print(f"      and  .venv/bin/postveil audit search --config {config_path} --method pgp")
+        if keep_running or world.keep:
+            print(f"demo: Postfix maillog:       {postfix.maillog}")
+            print(f"demo: postveil-milter log:   {milter.log_path}")
+            print(f"demo: postveil-policyd log:  {policyd.log_path}")
+            print(f"demo: audit trail:           {world.state_dir / 'audit'}")
+            print(f"demo: received messages:     {world.spool.directory if world.spool else '-'}")
+            print(f"demo: try  .venv/bin/postveil audit verify --config {config_path}")
+            print(f"      and  .venv/bin/postveil audit search --config {config_path} --method pgp")
+        else:
+            print("demo: logs, audit trail and received mail are removed at exit; run with --keep-files")
+            print("      (or --keep-running) to try  postveil audit verify  and  postveil audit search  on them")
         print(f"demo: finished in {time.monotonic() - started:.1f}s")
         if keep_running:
             print()
@@ -189,19 +194,29 @@ def run(keep_running: bool = False, keep_files: bool = False) -> int:
     except KeyboardInterrupt:
         finished = True
     finally:
-        # A second Ctrl-C must not interrupt the clean-up half way.
-        signal.signal(signal.SIGINT, signal.SIG_IGN)
-        signal.signal(signal.SIGTERM, signal.SIG_IGN)
         if not finished:
             world.keep = True
-        try:
-            world.stop()
-        finally:
-            if world.keep:
-                print(f"demo: kept {world.base_dir}; remove it with  rm -r {world.base_dir}")
-            else:
-                print(f"demo: removed {world.base_dir}")
+        # A second Ctrl-C must not interrupt the clean-up half way.
+        with stop_signals_ignored():
+            try:
+                world.stop()
+            finally:
+                if world.keep:
+                    print(f"demo: kept {world.base_dir}; remove it with  rm -r {world.base_dir}")
+                else:
+                    print(f"demo: removed {world.base_dir}")
     return 0
+
+
+@contextlib.contextmanager
+def stop_signals_ignored() -> Iterator[None]:
+    """Ignore SIGINT and SIGTERM inside the block, then restore their handlers."""
+    previous = {signum: signal.signal(signum, signal.SIG_IGN) for signum in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
 
 
 def print_running_details(world: World, cast: Cast, config_path: Path) -> None:
@@ -285,8 +300,8 @@ def report_exited(daemons: Mapping[str, DaemonProcess], reported: set[str]) -> l
         if status is None:
             continue
         reported.add(name)
-        how = f"was killed by {signal.Signals(-status).name}" if status < 0 else f"exited with status {status}"
-        line = f"demo: postveil-{name} (pid {daemon.pid}) {how}; log: {daemon.log_path}"
+        outcome = f"was killed by {signal.Signals(-status).name}" if status < 0 else f"exited with status {status}"
+        line = f"demo: postveil-{name} (pid {daemon.pid}) {outcome}; log: {daemon.log_path}"
         if name == "milter":
             line += "; Postfix defers new mail while it is down (milter_default_action = tempfail)"
         lines.append(line)
