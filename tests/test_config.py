@@ -403,13 +403,106 @@ def test_check_config_warns_on_missing_group(tmp_path: Path, capsys: pytest.Capt
     assert "milter.socket_group 'nosuchgroup' does not exist on this host" in capsys.readouterr().err
 
 
+def ready_host_config(root: Path) -> Path:
+    """Write a configuration whose every host path exists under ``root``."""
+    from postveil.audit import generate_key_file
+
+    for directory in ("run", "audit", "gnupg", "smime", "cache"):
+        (root / directory).mkdir()
+    generate_key_file(root / "audit.key")
+    (root / "trust.pem").write_text("placeholder: check-config tests existence only\n")
+    path = root / "ready.yaml"
+    path.write_text(
+        f"milter:\n  socket: unix:{root / 'run' / 'milter.sock'}\n  socket_group: null\n"
+        f"policyd:\n  cache_path: {root / 'cache' / 'facts.sqlite3'}\n"
+        f"pgp:\n  gnupg_home: {root / 'gnupg'}\n"
+        f"smime:\n  certificate_dir: {root / 'smime'}\n  trust_store: {root / 'trust.pem'}\n"
+        f"audit:\n  key_file: {root / 'audit.key'}\n  directory: {root / 'audit'}\n"
+    )
+    return path
+
+
+def test_check_config_ready_host_strict(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path = ready_host_config(tmp_path)
+
+    code = cli_main(["check-config", "--strict", str(path)])
+
+    captured = capsys.readouterr()
+    assert code == 0
+    assert captured.err == ""
+    assert "no host warning" in captured.out
+
+
+@pytest.mark.parametrize(
+    ("removed", "key"),
+    [
+        ("audit.key", "audit.key_file"),
+        ("audit", "audit.directory"),
+        ("gnupg", "pgp.gnupg_home"),
+        ("smime", "smime.certificate_dir"),
+        ("trust.pem", "smime.trust_store"),
+        ("cache", "policyd.cache_path"),
+        ("run", "milter.socket"),
+    ],
+)
+def test_check_config_warns_missing_path(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], removed: str, key: str
+) -> None:
+    path = ready_host_config(tmp_path)
+    target = tmp_path / removed
+    if target.is_dir():
+        target.rmdir()
+    else:
+        target.unlink()
+
+    lenient = cli_main(["check-config", str(path)])
+    lenient_output = capsys.readouterr()
+    strict = cli_main(["check-config", "--strict", str(path)])
+    strict_output = capsys.readouterr()
+
+    assert lenient == 0
+    assert f"warning: {key}" in lenient_output.err
+    assert str(target) in lenient_output.err
+    assert "1 host warning(s)" in lenient_output.out
+    assert strict == 1
+    assert f"warning: {key}" in strict_output.err
+    assert "not ready on this host: 1 host warning(s) (--strict)" in strict_output.err
+    assert strict_output.out == ""
+
+
+def test_check_config_warns_file_not_directory(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path = ready_host_config(tmp_path)
+    (tmp_path / "gnupg").rmdir()
+    (tmp_path / "gnupg").write_text("a file where a directory belongs\n")
+
+    assert cli_main(["check-config", "--strict", str(path)]) == 1
+    assert f"pgp.gnupg_home {tmp_path / 'gnupg'} is not a directory" in capsys.readouterr().err
+
+
+def test_check_config_warns_missing_signing_key(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path = ready_host_config(tmp_path)
+    text = path.read_text().replace(
+        "smime:\n",
+        f"smime:\n  sign: true\n  signing_certificate: {tmp_path / 'sign.pem'}\n"
+        f"  signing_key: {tmp_path / 'sign.key'}\n",
+    )
+    path.write_text(text)
+    (tmp_path / "sign.pem").write_text("placeholder\n")
+
+    assert cli_main(["check-config", "--strict", str(path)]) == 1
+    err = capsys.readouterr().err
+    assert "smime.signing_key" in err
+    assert "smime.signing_certificate" not in err
+
+
 def test_check_config_warns_missing_key(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    path = tmp_path / "keyless.yaml"
-    path.write_text(f"audit:\n  key_file: {tmp_path / 'absent.key'}\n  directory: {tmp_path / 'audit'}\n")
+    path = ready_host_config(tmp_path)
+    (tmp_path / "audit.key").unlink()
 
     code = cli_main(["check-config", str(path)])
 
     captured = capsys.readouterr()
     assert code == 0
     assert "audit.key_file" in captured.err
-    assert "postveil audit keygen" in captured.err
+    assert "would not start here" in captured.err
+    assert f"postveil audit keygen {tmp_path / 'audit.key'}" in captured.err

@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import argparse
-import os
-import grp
 import sys
 
-from postveil.config import CONFIG_ENV, DEFAULT_CONFIG_PATH, Config, default_config_path, load_config
+from postveil.cli.host_checks import host_warnings
+from postveil.config import CONFIG_ENV, DEFAULT_CONFIG_PATH, default_config_path, load_config
 from postveil.errors import ConfigError
 
 
@@ -15,13 +14,20 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "check-config",
         help="validate a configuration file",
-        description="Validate a postveil configuration file. Exits 0 when valid, "
-        "1 listing every error otherwise.",
+        description="Validate a postveil configuration file, then check that the files, "
+        "directories and group it names exist on this host. Exits 0 when the file is "
+        "valid, even when host checks print warnings; 1 listing every error otherwise.",
     )
     parser.add_argument(
         "path",
         nargs="?",
         help=f"configuration file (default: ${CONFIG_ENV}, else {DEFAULT_CONFIG_PATH})",
+    )
+    parser.add_argument(
+        "--strict",
+        action="store_true",
+        help="also exit 1 when a host check warns, so that exit 0 also means that every "
+        "path the daemons need exists on this host (permissions are not checked)",
     )
     parser.set_defaults(handler=run)
 
@@ -37,36 +43,16 @@ def run(args: argparse.Namespace) -> int:
         return 1
     if config.uses_only_defaults:
         print(f"{path}: warning: the file sets no key, so every default applies", file=sys.stderr)
-    for warning in host_warnings(config):
+    warnings = host_warnings(config)
+    for warning in warnings:
         print(f"{path}: warning: {warning}", file=sys.stderr)
-    print(f"{path}: ok (config version {config.version})")
-    return 0
-
-
-def host_warnings(config: Config) -> list[str]:
-    """List settings that are valid but would fail on this host.
-
-    They are warnings, not errors, because the file may be checked on another machine.
-    """
-    warnings = []
-    section = config.milter
-    if section.unix_socket_path is not None and section.socket_group is not None:
-        try:
-            grp.getgrnam(section.socket_group)
-        except KeyError:
-            warnings.append(
-                f"milter.socket_group {section.socket_group!r} does not exist on this host, "
-                "so postveil-milter would exit with status 78 here"
-            )
-    if not os.path.exists(config.audit.key_file):
-        warnings.append(
-            f"audit.key_file {config.audit.key_file} does not exist on this host, so the daemons "
-            f"would not start here; create it with 'postveil audit keygen {config.audit.key_file}'"
+    if warnings and args.strict:
+        print(
+            f"{path}: valid (config version {config.version}), but not ready on this host: "
+            f"{len(warnings)} host warning(s) (--strict)",
+            file=sys.stderr,
         )
-    for name, path in (("smime.trust_store", config.smime.trust_store), ("pgp.gnupg_home", config.pgp.gnupg_home)):
-        if not os.path.exists(path):
-            warnings.append(
-                f"{name} {path} does not exist on this host, so messages that need it would be "
-                "deferred here; see docs/install.md"
-            )
-    return warnings
+        return 1
+    readiness = f", {len(warnings)} host warning(s)" if warnings else ", no host warning"
+    print(f"{path}: ok (config version {config.version}){readiness}")
+    return 0

@@ -78,6 +78,19 @@ class DaemonProcess:
     def running(self) -> bool:
         return self.process is not None and self.process.poll() is None
 
+    @property
+    def pid(self) -> int | None:
+        """Process id of the last start, None before the first."""
+        return self.process.pid if self.process is not None else None
+
+    def poll(self) -> int | None:
+        """Reap the process if it has exited and return its exit status; None while it runs.
+
+        A process that exits stays a zombie until its parent waits for it, so a
+        long-running parent calls this now and then.
+        """
+        return self.process.poll() if self.process is not None else None
+
     def log_text(self) -> str:
         """Return what the process started last wrote to its log file."""
         return self._read_log(self._log_offset)

@@ -9,18 +9,22 @@ Needs root, like the test suite, because Postfix is started for real.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import re
 import signal
 import sys
 import time
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from email import message_from_bytes
 from email.policy import compat32
 
+from postveil.harness.daemons import DaemonProcess
 from postveil.harness.postfix import SendResult
 from postveil.harness.pytest_plugin import postfix_available
 from postveil.harness.smtp import ReceivedMessage
-from postveil.harness.world import TestDomain, World
+from postveil.harness.world import KEEP_ENV, TestDomain, World, keep_requested
 
 SENDER = "frontdesk@clinic.test"
 BULK_SENDER = "newsletter@clinic.test"
@@ -126,13 +130,20 @@ def demo_config(world: World, cast: Cast) -> dict[str, object]:
     return config
 
 
-def run(keep_running: bool = False) -> int:
+def run(keep_running: bool = False, keep_files: bool = False) -> int:
+    """Run the demo and return the exit status.
+
+    The runtime directory is removed when the demo ends normally (Ctrl-C and SIGTERM
+    included) unless ``keep_files`` or ``$POSTVEIL_KEEP_HARNESS`` requests keeping it. A
+    demo that fails keeps it, so that its logs can be read.
+    """
     reason = postfix_available()
     if reason is not None:
         print(f"demo: cannot start the private Postfix: {reason}", file=sys.stderr)
         return 1
     started = time.monotonic()
-    world = World(keep=True).start()
+    world = World(keep=keep_files or keep_requested(), save_mail=True).start()
+    finished = False
     try:
         print(f"demo: fixtures and logs in {world.base_dir}")
         enforce = world.add_domain("mta-sts-enforce.test", mta_sts="enforce")
@@ -163,27 +174,138 @@ def run(keep_running: bool = False) -> int:
 
         print_table(("message", "recipient", "postveil", "transport", "content"), rows)
         print()
-        print(f"demo: Postfix maillog:       {postfix.maillog}")
-        print(f"demo: postveil-milter log:   {milter.log_path}")
-        print(f"demo: postveil-policyd log:  {policyd.log_path}")
-        print(f"demo: audit trail:           {world.state_dir / 'audit'}")
-        print(f"demo: try  .venv/bin/postveil audit verify --config {config_path}")
-        print(f"      and  .venv/bin/postveil audit search --config {config_path} --method pgp")
-        if keep_running:
-            print(
-                f"demo: try  postmap -c {postfix.config_dir} -q {enforce.name} "
-                f"{world.socketmap_table}"
-            )
+        if keep_running or world.keep:
+            print(f"demo: Postfix maillog:       {postfix.maillog}")
+            print(f"demo: postveil-milter log:   {milter.log_path}")
+            print(f"demo: postveil-policyd log:  {policyd.log_path}")
+            print(f"demo: audit trail:           {world.state_dir / 'audit'}")
+            print(f"demo: received messages:     {world.spool.directory if world.spool else '-'}")
+            print(f"demo: try  .venv/bin/postveil audit verify --config {config_path}")
+            print(f"      and  .venv/bin/postveil audit search --config {config_path} --method pgp")
+        else:
+            print("demo: logs, audit trail and received mail are removed at exit; run with --keep-files")
+            print("      (or --keep-running) to try  postveil audit verify  and  postveil audit search  on them")
         print(f"demo: finished in {time.monotonic() - started:.1f}s")
         if keep_running:
-            print("demo: running until Ctrl-C")
-            while True:
-                time.sleep(3600)
-        return 0
+            print()
+            print_running_details(world, cast, config_path)
+            watch_daemons(world)
+        finished = True
     except KeyboardInterrupt:
-        return 0
+        finished = True
     finally:
-        world.stop()
+        if not finished:
+            world.keep = True
+        # A second Ctrl-C must not interrupt the clean-up half way.
+        with stop_signals_ignored():
+            try:
+                world.stop()
+            finally:
+                if world.keep:
+                    print(f"demo: kept {world.base_dir}; remove it with  rm -r {world.base_dir}")
+                else:
+                    print(f"demo: removed {world.base_dir}")
+    return 0
+
+
+@contextlib.contextmanager
+def stop_signals_ignored() -> Iterator[None]:
+    """Ignore SIGINT and SIGTERM inside the block, then restore their handlers."""
+    previous = {signum: signal.signal(signum, signal.SIG_IGN) for signum in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+
+
+def print_running_details(world: World, cast: Cast, config_path: Path) -> None:
+    """Print what an admin needs to use the running demo: addresses, PIDs, files."""
+    postfix = world.postfix
+    assert postfix is not None and world.spool is not None
+    notes = {
+        cast.plain.name: f"{cast.pgp_address} has a PGP key, {cast.smime_address} an S/MIME certificate",
+        cast.portal.name: f"portal intake {cast.portal_intake}",
+    }
+    print("demo: running until Ctrl-C (or SIGTERM)")
+    print(f"  config file      {config_path}")
+
+    print(f"  Postfix SMTP     127.0.0.1:{postfix.port} (relays for 127.0.0.0/8), master pid {postfix.master_pid}")
+    print(f"                   reload: postfix -c {postfix.config_dir} reload")
+    print(f"                   maillog: {postfix.maillog}")
+    for name, daemon in world.daemons.items():
+        label = f"postveil-{name}"
+        print(f"  {label:<17}pid {daemon.pid}, reload: kill -HUP {daemon.pid}")
+        print(f"                   log: {daemon.log_path}")
+
+    print(f"  DNS server       {world.dns.address}:53, MTA-STS HTTPS server {world.https.address}:443")
+    print(f"  received mail    {world.spool.directory}/NNNNNN-<MX host>.eml, envelope in .envelope")
+
+    print("  domains (each has one MX host with its SMTP sink on port 25):")
+    sinks = {name: f"{domain.mx_host} {domain.sink.address}:{domain.sink.port}" for name, domain in world.domains.items()}
+    name_width = max(len(name) for name in sinks)
+    sink_width = max(len(sink) for sink in sinks.values())
+    for name, domain in world.domains.items():
+        line = f"    {name:<{name_width}}  {sinks[name]:<{sink_width}}  {offers(domain)}"
+        print(line + (f"; {notes[name]}" if name in notes else ""))
+
+    if world.keep:
+        print(f"  files            {world.base_dir} (kept at exit)")
+    else:
+        print(f"  files            {world.base_dir} (removed at exit; --keep-files keeps them)")
+    print(f"  TLS policy       postmap -c {postfix.config_dir} -q {cast.enforce.name} {world.socketmap_table}")
+    print("  send a test message:")
+    print(
+        f"    swaks --server 127.0.0.1 --port {postfix.port} --from {SENDER} "
+        f"--to dr.lee@{cast.enforce.name} --header 'Subject: [secure] swaks test'"
+    )
+    sys.stdout.flush()
+
+
+def offers(domain: TestDomain) -> str:
+    """Describe what ``domain``'s MX sink and DNS records offer a sending MTA."""
+    tls = {
+        "valid": "STARTTLS (certificate from the demo CA)",
+        "wrong-name": "STARTTLS (certificate for another name)",
+        "none": "no STARTTLS",
+    }[domain.sink.tls]
+    parts = [tls, f"MTA-STS {domain.mta_sts_mode}" if domain.mta_sts_mode else "no MTA-STS"]
+    if domain.dane:
+        parts.append("DANE TLSA")
+    return ", ".join(parts)
+
+
+def watch_daemons(world: World, interval: float = 1.0) -> None:
+    """Reap and report daemons that exit, until KeyboardInterrupt.
+
+    Without this, a daemon that the admin stops stays a zombie until the demo ends.
+    """
+    reported: set[str] = set()
+    while True:
+        time.sleep(interval)
+        for line in report_exited(world.daemons, reported):
+            print(line, flush=True)
+
+
+def report_exited(daemons: Mapping[str, DaemonProcess], reported: set[str]) -> list[str]:
+    """Reap every daemon not yet in ``reported`` that has exited; return one line about each.
+
+    Adds the name of each reaped daemon to ``reported``.
+    """
+    lines = []
+    for name, daemon in daemons.items():
+        if name in reported:
+            continue
+        status = daemon.poll()
+        if status is None:
+            continue
+        reported.add(name)
+        outcome = f"was killed by {signal.Signals(-status).name}" if status < 0 else f"exited with status {status}"
+        line = f"demo: postveil-{name} (pid {daemon.pid}) {outcome}; log: {daemon.log_path}"
+        if name == "milter":
+            line += "; Postfix defers new mail while it is down (milter_default_action = tempfail)"
+        lines.append(line)
+    return lines
 
 
 def row_for(
@@ -235,9 +357,19 @@ def main(argv: list[str] | None = None) -> int:
     # SIGTERM stops the demo as Ctrl-C does, so every process it started is stopped.
     signal.signal(signal.SIGTERM, _interrupt)
     parser = argparse.ArgumentParser(description="Run postveil end to end on loopback and show what it did.")
-    parser.add_argument("--keep-running", action="store_true", help="leave everything running until Ctrl-C")
+    parser.add_argument(
+        "--keep-running",
+        action="store_true",
+        help="leave everything running until Ctrl-C and print the addresses, PIDs and files to use",
+    )
+    parser.add_argument(
+        "--keep-files",
+        action="store_true",
+        help=f"keep the runtime directory (Postfix queue, logs, received mail) after the demo "
+        f"ends; setting ${KEEP_ENV}=1 does the same",
+    )
     args = parser.parse_args(argv)
-    return run(args.keep_running)
+    return run(args.keep_running, args.keep_files)
 
 
 if __name__ == "__main__":

@@ -193,14 +193,19 @@ class PrivatePostfix:
     # -- lifecycle ---------------------------------------------------------------
 
     @property
-    def running(self) -> bool:
+    def master_pid(self) -> int | None:
+        """Process id of the running master daemon, None when it is not running."""
         pid_file = self.queue_dir / "pid" / "master.pid"
         try:
             pid = int(pid_file.read_text().strip())
             os.kill(pid, 0)
         except (OSError, ValueError):
-            return False
-        return True
+            return None
+        return pid
+
+    @property
+    def running(self) -> bool:
+        return self.master_pid is not None
 
     def start(self) -> "PrivatePostfix":
         if os.geteuid() != 0:

@@ -20,9 +20,10 @@ import pytest
 from postveil.harness.daemons import DaemonProcess
 from postveil.milter.daemon import READY_MESSAGE
 from postveil.harness.postfix import PrivatePostfix
-from postveil.harness.world import World
+from postveil.harness.world import KEEP_ENV, World, keep_requested
 
 _domain_numbers = itertools.count(1)
+_KEPT_DIRECTORY = pytest.StashKey[Path]()
 
 
 def postfix_available() -> str | None:
@@ -41,9 +42,19 @@ def unique_domain(label: str) -> str:
 
 
 @pytest.fixture(scope="session")
-def world() -> Iterator[World]:
-    with World(keep=bool(os.environ.get("POSTVEIL_KEEP_HARNESS"))) as instance:
+def world(request: pytest.FixtureRequest) -> Iterator[World]:
+    """Yield the session's world, whose directory is removed at the end unless $POSTVEIL_KEEP_HARNESS is set."""
+    with World(keep=keep_requested()) as instance:
         yield instance
+    if instance.keep:
+        request.config.stash[_KEPT_DIRECTORY] = instance.base_dir
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter, config: pytest.Config) -> None:
+    # Output of a fixture's teardown is captured, so the kept directory is named here.
+    kept = config.stash.get(_KEPT_DIRECTORY, None)
+    if kept is not None:
+        terminalreporter.write_line(f"postveil harness: kept {kept} (${KEEP_ENV} is set)")
 
 
 @pytest.fixture(scope="session")

@@ -8,10 +8,13 @@ another name (``tls="wrong-name"``), and no STARTTLS at all (``tls="none"``).
 from __future__ import annotations
 
 import logging
+import os
 import ssl
 import threading
 import time
 from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
 from typing import Literal
 
 from aiosmtpd.controller import Controller
@@ -24,6 +27,8 @@ logging.getLogger("mail.log").setLevel(logging.WARNING)
 from postveil.harness.pki import TestPKI
 
 TlsMode = Literal["valid", "wrong-name", "none"]
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -46,6 +51,49 @@ class ReceivedMessage:
         return self.tls_version is not None
 
 
+class MailSpool:
+    """A directory where sinks write each message they accept, numbered in arrival order.
+
+    Message number N from sink host H is ``NNNNNN-H.eml``, byte for byte as the sink
+    received it, next to ``NNNNNN-H.envelope`` with the envelope and TLS facts as
+    ``Name: value`` lines. The envelope file is written first, and each file appears
+    under its final name only when complete. One spool may serve several sinks.
+    """
+
+    def __init__(self, directory: Path) -> None:
+        self.directory = Path(directory)
+        self.directory.mkdir(parents=True, exist_ok=True)
+        self._lock = threading.Lock()
+        self._count = 0
+
+    def save(self, message: ReceivedMessage, sink: "SmtpSink") -> Path:
+        """Write ``message`` and its envelope file; return the path of the .eml file."""
+        with self._lock:
+            self._count += 1
+            stem = f"{self._count:06d}-{sink.hostname}"
+        received = datetime.fromtimestamp(message.received_at, timezone.utc)
+        # aiosmtpd stores the null reverse-path of a bounce as "<>".
+        sender = "" if message.mail_from == "<>" else message.mail_from
+        envelope = [
+            f"Sink: {sink.hostname} {sink.address}:{sink.port}",
+            f"Mail-From: <{sender}>",
+            *(f"Rcpt-To: <{recipient}>" for recipient in message.rcpt_tos),
+            f"TLS: {message.tls_version} {message.cipher}" if message.encrypted else "TLS: none",
+            f"Peer: {message.peer}",
+            f"HELO: {message.helo}",
+            f"Received: {received.isoformat(timespec='seconds')}",
+        ]
+        self._write(f"{stem}.envelope", ("\n".join(envelope) + "\n").encode())
+        return self._write(f"{stem}.eml", message.data)
+
+    def _write(self, name: str, data: bytes) -> Path:
+        path = self.directory / name
+        partial = self.directory / f".{name}.partial"
+        partial.write_bytes(data)
+        os.replace(partial, path)
+        return path
+
+
 class SmtpSink:
     """An aiosmtpd server on one loopback address recording what it receives."""
 
@@ -58,6 +106,7 @@ class SmtpSink:
         tls: TlsMode = "valid",
         port: int = 25,
         reply: str | None = None,
+        spool: MailSpool | None = None,
     ) -> None:
         assert_loopback(address)
         if tls != "none" and pki is None:
@@ -68,6 +117,8 @@ class SmtpSink:
         self.tls = tls
         self.reply = reply
         """Custom reply to DATA (for example ``"451 4.3.0 try later"``); None accepts."""
+        self.spool = spool
+        """Spool that also receives each accepted message as a file; None keeps messages in memory only."""
         self.messages: list[ReceivedMessage] = []
         self._condition = threading.Condition()
         self._server_names: dict[int, str] = {}
@@ -103,6 +154,14 @@ class SmtpSink:
         )
         if self.reply is not None:
             return self.reply
+        if self.spool is not None:
+            try:
+                self.spool.save(message, self)
+            except OSError as exc:
+                # A message the admin cannot see should not count as delivered.
+                log.error("sink %s (%s): failed to write a message to %s: %s",
+                          self.hostname, self.address, self.spool.directory, exc)
+                return "451 4.3.0 sink failed to save the message"
         with self._condition:
             self.messages.append(message)
             self._condition.notify_all()

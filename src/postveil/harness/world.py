@@ -8,6 +8,8 @@ host, and optionally a private Postfix with postveil-milter attached.
 The runtime directory lives under ``$POSTVEIL_HARNESS_ROOT`` (default
 ``/tmp/postveil-harness``) rather than pytest's private temp directory, because
 Postfix's unprivileged daemons must be able to reach the queue and milter socket.
+:meth:`World.stop` removes it unless ``keep`` is set, for example through
+``$POSTVEIL_KEEP_HARNESS``; directories of other runs are never touched.
 """
 
 from __future__ import annotations
@@ -31,13 +33,22 @@ from postveil.harness.https import HttpsFixture
 from postveil.harness.net import allocate_address, free_port, port_open
 from postveil.harness.pki import TestPKI
 from postveil.harness.postfix import PrivatePostfix
-from postveil.harness.smtp import SmtpSink, TlsMode
+from postveil.harness.smtp import MailSpool, SmtpSink, TlsMode
 
 if TYPE_CHECKING:
     from postveil.harness.recipients import PgpRecipient, SmimeRecipient
 
 HARNESS_ROOT_ENV = "POSTVEIL_HARNESS_ROOT"
 DEFAULT_HARNESS_ROOT = "/tmp/postveil-harness"
+KEEP_ENV = "POSTVEIL_KEEP_HARNESS"
+
+
+def keep_requested() -> bool:
+    """Return whether ``$POSTVEIL_KEEP_HARNESS`` requests keeping runtime directories.
+
+    Any value other than empty, ``0``, ``no`` or ``false`` (in any case) keeps them.
+    """
+    return os.environ.get(KEEP_ENV, "").strip().lower() not in ("", "0", "no", "false")
 
 
 def harness_root() -> Path:
@@ -64,7 +75,13 @@ class TestDomain:
 class World:
     """Fixtures for a set of invented domains. Use as a context manager."""
 
-    def __init__(self, base_dir: Path | None = None, *, keep: bool = False) -> None:
+    def __init__(self, base_dir: Path | None = None, *, keep: bool = False, save_mail: bool = False) -> None:
+        """Create the runtime directory; nothing listens until :meth:`start`.
+
+        ``keep`` leaves the directory in place after :meth:`stop`; callers may change
+        the attribute until then. ``save_mail`` makes every sink also write what it
+        accepts to ``<base_dir>/mail`` (see :class:`MailSpool`).
+        """
         if base_dir is None:
             base_dir = Path(tempfile.mkdtemp(prefix="world-", dir=harness_root()))
         self.base_dir = Path(base_dir)
@@ -84,6 +101,7 @@ class World:
         self.log_dir.mkdir(exist_ok=True)
         self.socketmap_port = free_port()
         self.policy_port = free_port()
+        self.spool = MailSpool(self.base_dir / "mail") if save_mail else None
 
     # -- lifecycle ---------------------------------------------------------------
 
@@ -136,7 +154,9 @@ class World:
     ) -> TestDomain:
         """Create ``name`` with one MX host ``mx.<name>`` served by a fresh sink."""
         mx_host = f"mx.{name}"
-        sink = SmtpSink(allocate_address(), self.pki if tls != "none" else None, hostname=mx_host, tls=tls)
+        sink = SmtpSink(
+            allocate_address(), self.pki if tls != "none" else None, hostname=mx_host, tls=tls, spool=self.spool
+        )
         sink.start()
         self.dns.add(name, "MX", f"10 {mx_host}.")
         self.dns.add(mx_host, "A", sink.address)

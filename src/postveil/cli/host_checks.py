@@ -1,0 +1,167 @@
+"""Host readiness checks of ``postveil check-config``.
+
+A configuration file can be valid and still name paths that do not exist on the
+machine where it is checked. These checks look only at this host (files,
+directories, groups, executables) and return warnings, because the file may be
+meant for another machine. ``check-config --strict`` turns them into a failure.
+
+The checks run as the user of ``check-config``, usually root, so they test
+existence and type only. Whether the daemons' own user may read or write a path
+is not checked.
+"""
+
+from __future__ import annotations
+
+import grp
+import os
+import shutil
+
+from postveil.config import Config
+from postveil.config.milter import MilterSection
+
+_NOT_STARTING = "the daemons would not start here (exit status 78)"
+_POLICYD_NOT_STARTING = "postveil-policyd would not start here (exit status 78)"
+
+
+def host_warnings(config: Config) -> list[str]:
+    """List every path or name the daemons need that is missing or of the wrong type here."""
+    warnings: list[str] = []
+    warnings += _milter_warnings(config.milter)
+    warnings += _audit_warnings(config)
+    warnings += _policyd_warnings(config)
+    warnings += _pgp_warnings(config)
+    warnings += _smime_warnings(config)
+    if config.logging.target == "syslog":
+        warnings += _file_warnings("logging.syslog_socket", config.logging.syslog_socket, _NOT_STARTING)
+    return warnings
+
+
+def _milter_warnings(section: MilterSection) -> list[str]:
+    warnings: list[str] = []
+    socket_path = section.unix_socket_path
+    if socket_path is None:
+        return warnings
+    if section.socket_group is not None:
+        try:
+            grp.getgrnam(section.socket_group)
+        except KeyError:
+            warnings.append(
+                f"milter.socket_group {section.socket_group!r} does not exist on this host, "
+                "so postveil-milter would exit with status 78 here"
+            )
+    warnings += _created_directory_warnings(
+        "milter.socket",
+        os.path.dirname(socket_path),
+        "postveil-milter creates it at start",
+        "postveil-milter would exit with status 78 here",
+    )
+    return warnings
+
+
+def _audit_warnings(config: Config) -> list[str]:
+    section = config.audit
+    key_fix = f"create it with 'postveil audit keygen {section.key_file}'"
+    warnings = _file_warnings("audit.key_file", section.key_file, f"{_NOT_STARTING}; {key_fix}")
+    warnings += _created_directory_warnings(
+        "audit.directory",
+        section.directory,
+        "the daemons create it with mode 0750 when they write their first audit record",
+        "every audit record would fail and each message would get the reply that "
+        "audit.on_write_failure sets",
+    )
+    return warnings
+
+
+def _policyd_warnings(config: Config) -> list[str]:
+    section = config.policyd
+    warnings: list[str] = []
+    if section.cache_backend == "sqlite":
+        if os.path.isdir(section.cache_path):
+            warnings.append(
+                f"policyd.cache_path {section.cache_path} is a directory, not a file, so "
+                f"{_POLICYD_NOT_STARTING}"
+            )
+        warnings += _created_directory_warnings(
+            "policyd.cache_path",
+            os.path.dirname(section.cache_path) or ".",
+            "postveil-policyd creates it at start",
+            _POLICYD_NOT_STARTING,
+        )
+    for key in ("mta_sts_ca_file", "probe_ca_file"):
+        path = getattr(section, key)
+        if path is not None:
+            warnings += _file_warnings(f"policyd.{key}", path, _POLICYD_NOT_STARTING)
+    return warnings
+
+
+def _pgp_warnings(config: Config) -> list[str]:
+    section = config.pgp
+    deferred = "messages that need PGP would be deferred here"
+    warnings = _directory_warnings(
+        "pgp.gnupg_home", section.gnupg_home, f"{deferred}; create it with mode 0700, see docs/install.md"
+    )
+    if shutil.which(section.gpg_binary) is None:
+        warnings.append(
+            f"pgp.gpg_binary {section.gpg_binary!r} is not an executable found on this host "
+            f"(PATH is searched for a bare name), so {deferred}"
+        )
+    return warnings
+
+
+def _smime_warnings(config: Config) -> list[str]:
+    section = config.smime
+    deferred = "messages that need an S/MIME lookup would be deferred here; see docs/install.md"
+    warnings = _directory_warnings("smime.certificate_dir", section.certificate_dir, deferred)
+    if not os.path.exists(section.trust_store):
+        warnings.append(f"smime.trust_store {section.trust_store} does not exist on this host, so {deferred}")
+    if section.sign:
+        for key in ("signing_certificate", "signing_key"):
+            path = getattr(section, key)
+            if path is not None:
+                warnings += _file_warnings(
+                    f"smime.{key}", path, "every S/MIME message would be deferred here (smime.sign is true)"
+                )
+    return warnings
+
+
+def _file_warnings(key: str, path: str, consequence: str) -> list[str]:
+    if not os.path.exists(path):
+        return [f"{key} {path} does not exist on this host, so {consequence}"]
+    if os.path.isdir(path):
+        return [f"{key} {path} is a directory, not a file, so {consequence}"]
+    return []
+
+
+def _directory_warnings(key: str, path: str, consequence: str) -> list[str]:
+    if not os.path.exists(path):
+        return [f"{key} {path} does not exist on this host, so {consequence}"]
+    if not os.path.isdir(path):
+        return [f"{key} {path} is not a directory, so {consequence}"]
+    return []
+
+
+def _created_directory_warnings(key: str, path: str, creator: str, consequence: str) -> list[str]:
+    """Warn about a directory the daemons create themselves when it is missing.
+
+    Creating it needs write access to its nearest existing parent, which this check
+    cannot judge for the daemons' user, so a missing directory is still a warning.
+    """
+    if os.path.isdir(path):
+        return []
+    if os.path.exists(path):
+        return [f"{key}: {path} is not a directory, so {consequence}"]
+    parent = _nearest_existing_parent(path)
+    return [
+        f"{key}: directory {path} does not exist on this host; {creator}, "
+        f"which needs write access to {parent} for the daemons' user"
+    ]
+
+
+def _nearest_existing_parent(path: str) -> str:
+    current = os.path.abspath(path)
+    while not os.path.exists(current):
+        parent = os.path.dirname(current)
+        if parent == current:
+            break
+        current = parent
+    return current
