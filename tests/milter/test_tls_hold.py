@@ -81,3 +81,46 @@ def test_lapsed_override_does_not_release_queued_mail_in_plaintext(world: World,
     assert still_queued
     assert "rule:          held" in shown
     assert "TLS hold:" in shown
+
+
+def test_reused_notfound_after_set_encrypt(world: World, postfix: PrivatePostfix) -> None:
+    """postveil-policyd returned NOTFOUND for a clean message. The admin then requires
+    TLS, the milter routes sensitive mail by ``tls`` at once, and Postfix must not be
+    sent that earlier NOTFOUND again."""
+    domain = world.add_domain(unique_domain("reuse"), tls="none")
+    recipient = f"patient@{domain.name}"
+    config = world.base_config()
+    # Long enough that the second delivery falls inside the reuse window.
+    config["policyd"]["answer_cache_ttl"] = "120s"
+    config_path = world.write_config(config, "tls-hold-reuse.yaml")
+    world.start_policyd(config_path)
+    milter = world.start_milter(config_path)
+    queue_id = ""
+    try:
+        clean = (f"From: <{SENDER}>\r\nTo: <{recipient}>\r\nSubject: Hello\r\n\r\n"
+                 "See you on Monday.\r\n").encode()
+        result = postfix.send(clean, SENDER, [recipient])
+        assert result.code == 250, result.text
+        assert postfix.wait_for(result.queue_id).statuses[recipient] == "sent"
+        domain.sink.wait_for(1)
+
+        domain_command(config_path, "set", domain.name, "--tls", "encrypt")
+        message = (
+            f"From: <{SENDER}>\r\nTo: <{recipient}>\r\nSubject: Results\r\n\r\n"
+            f"Patient {planted.PATIENT_NAME}, {planted.MRN}, SSN {planted.SSN}.\r\n"
+        ).encode()
+        result = postfix.send(message, SENDER, [recipient])
+        assert result.code == 250, result.text
+        queue_id = result.queue_id
+        delivery = postfix.wait_for(queue_id)
+        milter_log = milter.log_text()
+    finally:
+        world.stop_daemon("milter")
+        world.stop_daemon("policyd")
+        if queue_id:
+            subprocess.run(["postsuper", "-c", str(postfix.config_dir), "-d", queue_id],
+                           capture_output=True, timeout=30, check=False)
+
+    assert f"rcpt=<{recipient}> method=tls" in milter_log
+    assert delivery.statuses[recipient] == "deferred"
+    assert len(domain.sink.messages) == 1

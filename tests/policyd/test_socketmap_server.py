@@ -141,3 +141,29 @@ async def test_cache_failure_is_temp(socketmap: tuple[int, SocketmapResponder]) 
 )
 def test_domain_from_key(key: str, domain: str | None) -> None:
     assert domain_from_key(key) == domain
+
+
+async def test_notfound_not_reused_after_hold(socketmap: tuple[int, SocketmapResponder]) -> None:
+    # The milter writes TLS holds and the admin writes overrides straight into the
+    # shared cache, and postveil-policyd is not told. A reused NOTFOUND would send
+    # mail that was routed by tls in plaintext.
+    port, responder = socketmap
+    request = encode(b"tls_policy plain.example")
+    assert await _exchange(port, request, 4096, 1) == [b"NOTFOUND "]
+
+    responder.service.cache.hold_tls("plain.example", time.time() + 3600)
+    [reply] = await _exchange(port, request, 4096, 1)
+
+    assert reply.startswith(b"OK encrypt")
+
+
+async def test_tls_answer_reused(socketmap: tuple[int, SocketmapResponder]) -> None:
+    port, responder = socketmap
+    request = encode(b"tls_policy seen.example")
+    [first] = await _exchange(port, request, 4096, 1)
+
+    responder.service.cache.put(DomainFacts("seen.example", override="may"))
+    [second] = await _exchange(port, request, 4096, 1)
+
+    assert first.startswith(b"OK encrypt")
+    assert second == first

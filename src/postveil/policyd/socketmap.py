@@ -2,7 +2,7 @@
 
 A request is the netstring ``<map name> <key>``; the reply is ``OK <policy>``,
 ``NOTFOUND `` or ``TEMP <reason>`` (Postfix defers the delivery). Requests on one
-connection may be pipelined, and replies are sent in request order. Computed answers are reused
+connection may be pipelined, and replies are sent in request order. Computed answers that require TLS are reused
 for ``answer_cache_ttl`` seconds so cache hits cost one dictionary lookup.
 """
 
@@ -140,7 +140,11 @@ class SocketmapResponder:
                 log.error("%s: domain %s: policy reply exceeds %d bytes", connection,
                           requirement.domain, MAX_REPLY_BYTES)
                 return _temp("policy too long")
-        if self.ttl > 0:
+        # Only answers that require TLS are reused. A stale NOTFOUND is unsafe: the admin
+        # or another MTA's daemon may have raised the requirement in the shared cache,
+        # and the milter then routes sensitive mail by tls at once. A stale stronger
+        # answer at worst defers mail for up to ``ttl``.
+        if self.ttl > 0 and requirement.requires_tls:
             if len(self._answers) >= MAX_REUSED_ANSWERS:
                 self._answers.clear()
             self._answers[payload] = (time.monotonic() + self.ttl, answer)
