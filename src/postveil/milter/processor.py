@@ -47,8 +47,6 @@ class MessageProcessor:
         self.context = build_context(config)
         self.cache = cache if cache is not None else open_cache(config.policyd)
         self.audit = audit if audit is not None else AuditLog(config.audit, program="postveil-milter")
-        self._held: dict[str, float] = {}
-        """Domain -> end of the TLS hold this process last stored for it."""
 
     def close(self) -> None:
         self.cache.close()
@@ -101,9 +99,9 @@ class MessageProcessor:
         Such a copy leaves the milter unencrypted and relies on Postfix's TLS policy at
         each delivery attempt. The hold makes postveil-policyd keep answering at least
         ``encrypt`` for ``milter.tls_hold`` (rule ``held``), so a requirement that lapses
-        while the message is queued cannot turn into plaintext delivery. Holds this
-        process wrote recently are not written again. Raises CacheError (a
-        TemporaryFailure) when the hold cannot be stored.
+        while the message is queued cannot turn into plaintext delivery. A stored hold
+        that already lasts that long is not written again. Raises CacheError (a
+        TemporaryFailure) when the hold cannot be read or stored.
         """
         domains = {
             recipient_domain(decision.recipient)
@@ -113,12 +111,17 @@ class MessageProcessor:
         if not domains:
             return
         now = time.time()
-        until = now + self.config.milter.tls_hold
+        needed = now + self.config.milter.tls_hold
         for domain in sorted(domains):
-            if self._held.get(domain, 0.0) >= until - _HOLD_REFRESH:
+            # The stored hold is read back, not remembered in this process, because the
+            # cache may have been replaced or emptied since this process last wrote it.
+            facts = self.cache.get(domain)
+            stored = facts.tls_held_until if facts is not None else None
+            if stored is not None and not stored < needed:
                 continue
-            self.cache.hold_tls(domain, until)
-            self._held[domain] = until
+            # The extra hour lets the next messages within the hour skip the write and
+            # still be covered for the whole tls_hold.
+            self.cache.hold_tls(domain, needed + _HOLD_REFRESH)
 
     def route(self, raw: bytes, *, queue_id: str, sender: str, recipients: Sequence[str]) -> Outcome:
         """Scan, classify and route one message, and render every version to send.
@@ -167,8 +170,8 @@ class MessageProcessor:
 
 
 _HOLD_REFRESH = 3600.0
-"""A domain's TLS hold is written again once it would end this much sooner than a new
-one, so a busy domain costs one cache write an hour, not one per message."""
+"""Seconds a TLS hold is written beyond ``milter.tls_hold``, so a busy domain costs one
+cache write an hour, not one per message."""
 
 
 def recipient_domain(address: str) -> str:

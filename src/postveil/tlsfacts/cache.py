@@ -124,39 +124,64 @@ class SqliteFactsCache(FactsCache):
     def __init__(self, path: str | os.PathLike[str], *, busy_timeout: float = 5.0) -> None:
         self.path = str(path)
         self._busy_timeout = busy_timeout
-        # Connections not in use. A call takes one (or opens one), uses it alone and
-        # puts it back, so no two threads use a connection at once and none waits for
-        # another beyond the list's lock. Thread-local connections would leak, because
-        # pymilter gives every SMTP connection a new thread state.
-        self._idle: list[sqlite3.Connection] = []
+        # Connections not in use, each with the identity of the file it opened. A call
+        # takes one (or opens one), uses it alone and puts it back, so no two threads
+        # use a connection at once and none waits for another beyond the list's lock.
+        # Thread-local connections would leak, because pymilter gives every SMTP
+        # connection a new thread state.
+        self._idle: list[tuple[sqlite3.Connection, tuple[int, int] | None]] = []
         self._lock = threading.Lock()
         self._closed = False
         Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+        with self._connection():
+            pass
+
+    def _file_identity(self) -> tuple[int, int] | None:
+        """Return the cache file's (device, inode), or None when it does not exist."""
         try:
-            with self._connection() as connection, connection:
-                for statement in self._SCHEMA:
-                    connection.execute(statement)
-        except sqlite3.Error as exc:
-            raise CacheError(f"cannot initialise cache {self.path}: {exc}") from exc
+            status = os.stat(self.path)
+        except FileNotFoundError:
+            return None
+        except OSError as exc:
+            raise CacheError(f"cannot open cache {self.path}: {exc}") from exc
+        return status.st_dev, status.st_ino
 
     @contextlib.contextmanager
     def _connection(self) -> Iterator[sqlite3.Connection]:
-        """Lend a connection to the calling thread for the duration of the block."""
+        """Lend a connection to the calling thread for the duration of the block.
+
+        A connection stays bound to the file it opened. When the file at ``path`` was
+        deleted or replaced (a restored backup, say), idle connections to the old file
+        are closed, so that a TLS hold is never written where the other daemon no
+        longer reads. Costs one ``stat`` a call.
+        """
+        identity = self._file_identity()
+        stale = []
+        connection = None
         with self._lock:
-            connection = self._idle.pop() if self._idle else None
+            while self._idle:
+                candidate, opened = self._idle.pop()
+                if opened == identity:
+                    connection = candidate
+                    break
+                stale.append(candidate)
+        for old in stale:
+            old.close()
         if connection is None:
             connection = self._open()
+            identity = self._file_identity()
         try:
             yield connection
         finally:
             with self._lock:
                 keep = not self._closed and len(self._idle) < _MAX_IDLE_CONNECTIONS
                 if keep:
-                    self._idle.append(connection)
+                    self._idle.append((connection, identity))
             if not keep:
                 connection.close()
 
     def _open(self) -> sqlite3.Connection:
+        """Open the file (creating it and its tables when missing) in WAL mode."""
         try:
             connection = sqlite3.connect(
                 self.path, timeout=self._busy_timeout, isolation_level=None,
@@ -164,6 +189,9 @@ class SqliteFactsCache(FactsCache):
             )
             connection.execute("PRAGMA journal_mode=WAL")
             connection.execute("PRAGMA synchronous=NORMAL")
+            with connection:
+                for statement in self._SCHEMA:
+                    connection.execute(statement)
         except sqlite3.Error as exc:
             raise CacheError(f"cannot open cache {self.path}: {exc}") from exc
         return connection
@@ -251,7 +279,7 @@ class SqliteFactsCache(FactsCache):
         with self._lock:
             self._closed = True
             idle, self._idle = self._idle, []
-        for connection in idle:
+        for connection, _ in idle:
             connection.close()
 
 
