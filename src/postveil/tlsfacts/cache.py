@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import math
 import os
 import sqlite3
 import threading
@@ -86,6 +87,24 @@ class FactsCache(ABC):
 
     def close(self) -> None:
         """Release connections; the object may not be used afterwards."""
+
+
+def _parse_hold(domain: str, raw: object) -> float | None:
+    """Return the stored end of a TLS hold; a damaged value reads as a hold without end.
+
+    A damaged hold must never read as "no hold", or mail already accepted on the
+    condition of TLS could leave in plaintext. The next ``hold_tls`` replaces it.
+    """
+    if raw is None:
+        return None
+    try:
+        until = float(raw)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        until = math.nan
+    if math.isnan(until):
+        log.error("domain %s: damaged TLS hold in the cache; treating it as held", domain)
+        return math.inf
+    return until
 
 
 def _decode(domain: str, raw: str | bytes | None, held_until: float | None = None) -> DomainFacts | None:
@@ -206,14 +225,17 @@ class SqliteFactsCache(FactsCache):
                 ).fetchone()
         except sqlite3.Error as exc:
             raise CacheError(f"cannot read cache {self.path}: {exc}") from exc
-        return _decode(domain, facts, held_until)
+        return _decode(domain, facts, _parse_hold(domain, held_until))
 
     def hold_tls(self, domain: str, until: float) -> None:
+        # A stored value that is not a number (damaged) is replaced, as in Redis.
         try:
             with self._connection() as connection:
                 connection.execute(
                     "INSERT INTO tls_holds (domain, until) VALUES (?, ?)"
-                    " ON CONFLICT (domain) DO UPDATE SET until = max(until, excluded.until)",
+                    " ON CONFLICT (domain) DO UPDATE SET until = CASE"
+                    " WHEN typeof(until) IN ('real', 'integer') THEN max(until, excluded.until)"
+                    " ELSE excluded.until END",
                     (domain, until),
                 )
         except sqlite3.Error as exc:
@@ -305,15 +327,7 @@ class RedisFactsCache(FactsCache):
             raw, held = pipeline.execute()
         except self._redis_error as exc:
             raise CacheError(f"cannot read Redis cache: {exc}") from exc
-        held_until = None
-        if held is not None:
-            try:
-                held_until = float(held)
-            except ValueError:
-                # A damaged hold must not read as "no hold": keep TLS required.
-                log.error("domain %s: damaged TLS hold in Redis; treating it as held", domain)
-                held_until = float("inf")
-        return _decode(domain, raw, held_until)
+        return _decode(domain, raw, _parse_hold(domain, held))
 
     def hold_tls(self, domain: str, until: float) -> None:
         # Compare and raise in one step on the server, so two milters cannot lower it.
