@@ -124,3 +124,39 @@ def test_reused_notfound_after_set_encrypt(world: World, postfix: PrivatePostfix
     assert f"rcpt=<{recipient}> method=tls" in milter_log
     assert delivery.statuses[recipient] == "deferred"
     assert len(domain.sink.messages) == 1
+
+
+def test_unicode_domain_tls_mail_not_plaintext(world: World, postfix: PrivatePostfix) -> None:
+    """A recipient domain written in Unicode (U-label) with SMTPUTF8: the milter keys
+    the domain's facts and hold by its A-label, and Postfix must still be told to use TLS."""
+    unicode_name = unique_domain("bücher")
+    ascii_name = unicode_name.encode("idna").decode("ascii")
+    domain = world.add_domain(ascii_name, tls="none")
+    recipient = f"patient@{unicode_name}"
+    config = world.base_config()
+    config["policyd"]["answer_cache_ttl"] = "0s"
+    config_path = world.write_config(config, "tls-hold-idna.yaml")
+    world.start_policyd(config_path)
+    milter = world.start_milter(config_path)
+    queue_id = ""
+    try:
+        domain_command(config_path, "set", domain.name, "--tls", "encrypt")
+        message = (
+            f"From: <{SENDER}>\r\nTo: <{recipient}>\r\nSubject: Results\r\n\r\n"
+            f"Patient {planted.PATIENT_NAME}, {planted.MRN}, SSN {planted.SSN}.\r\n"
+        ).encode()
+        result = postfix.send(message, SENDER, [recipient], smtputf8=True)
+        assert result.code == 250, result.text
+        queue_id = result.queue_id
+        delivery = postfix.wait_for(queue_id)
+        milter_log = milter.log_text()
+    finally:
+        world.stop_daemon("milter")
+        world.stop_daemon("policyd")
+        if queue_id:
+            subprocess.run(["postsuper", "-c", str(postfix.config_dir), "-d", queue_id],
+                           capture_output=True, timeout=30, check=False)
+
+    assert "method=tls" in milter_log
+    assert list(delivery.statuses.values()) == ["deferred"]
+    assert domain.sink.messages == []

@@ -30,6 +30,7 @@ from postveil.detection import Detector
 from postveil.milter.tlslookup import TlsLookupFailure, query_policy
 from postveil.routing.decide import Method
 from postveil.tlsfacts import DomainFacts, FactsCache, open_cache, tls_requirement
+from postveil.tlsfacts.names import ascii_domain
 
 log = logging.getLogger("postveil.milter")
 
@@ -175,14 +176,8 @@ cache write an hour, not one per message."""
 
 
 def recipient_domain(address: str) -> str:
-    """Return the lower-case ASCII (IDNA) domain of an address, without a trailing dot."""
-    domain = address.rpartition("@")[2].strip().rstrip(".").lower()
-    if domain.isascii():
-        return domain
-    try:
-        return domain.encode("idna").decode("ascii")
-    except UnicodeError:
-        return domain
+    """Return the domain of an address as the facts cache keys it (see ``ascii_domain``)."""
+    return ascii_domain(address.rpartition("@")[2])
 
 
 def audit_decision(outcome: Outcome, action: str) -> MessageDecision:

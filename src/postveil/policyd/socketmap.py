@@ -21,6 +21,7 @@ from typing import cast
 from postveil.errors import PostveilError, TemporaryFailure
 from postveil.policyd.domains import DomainService
 from postveil.policyd.netstring import NetstringDecoder, NetstringError, encode
+from postveil.tlsfacts.names import ascii_domain
 from postveil.tlsfacts.requirement import Requirement
 
 log = logging.getLogger(__name__)
@@ -44,7 +45,7 @@ def domain_from_key(key: str) -> str | None:
     """Map a policy table key to the domain whose facts apply, or None for NOTFOUND.
 
     ``[host]:port`` and ``[host]`` (smart hosts from transport maps or relayhost)
-    become ``host``. IP literals, ``.parent`` keys and invalid names have no facts:
+    become ``host``. A Unicode name becomes its A-label form, the milter's key. IP literals, ``.parent`` keys and invalid names have no facts:
     postveil never consults a parent domain for a subdomain.
     """
     text = key.strip().lower()
@@ -55,7 +56,7 @@ def domain_from_key(key: str) -> str | None:
         text = host
     elif re.fullmatch(r"[^:]+:\d{1,5}", text):
         text = text.rsplit(":", 1)[0]
-    text = text.rstrip(".")
+    text = ascii_domain(text)
     try:
         ipaddress.ip_address(text)
         return None
