@@ -16,7 +16,7 @@ from postveil.audit import generate_key_file
 from postveil.config import load_config
 from postveil.errors import TemporaryFailure
 from postveil.milter import processor as processor_module
-from postveil.milter.processor import MessageProcessor
+from postveil.milter.processor import TLS_FACTS_NOT_LOOKED_UP, MessageProcessor
 from postveil.routing.decide import Method
 from postveil.tlsfacts import DomainFacts
 from postveil.tlsfacts.cache import SqliteFactsCache
@@ -139,3 +139,13 @@ def test_hold_written_to_replaced_cache_file(processor: MessageProcessor) -> Non
     replacement.close()
     assert held is not None
     assert held.tls_held_until is not None
+
+
+def test_domain_with_only_hold_is_unknown(processor: MessageProcessor) -> None:
+    # After "postveil domain purge" only the hold is left; the domain's requirement
+    # is unknown, not "none", so the milter asks postveil-policyd when allowed to.
+    processor.cache.hold_tls("partner.test", time.time() + 3600)
+
+    requirement = processor.tls_requirements([RECIPIENT])[RECIPIENT]
+
+    assert requirement.reason == TLS_FACTS_NOT_LOOKED_UP

@@ -62,7 +62,7 @@ class MessageProcessor:
         """
         domains = list(dict.fromkeys(recipient_domain(recipient) for recipient in recipients))
         facts = self._read_facts(domains)
-        to_query = [domain for domain in domains if facts[domain] is None and domain in look_up]
+        to_query = [domain for domain in domains if _unknown(facts[domain]) and domain in look_up]
         for domain in to_query:
             query_policy(self.config.policyd.socketmap_listen, domain, self.config.milter.tls_lookup_timeout)
         if to_query:
@@ -79,7 +79,7 @@ class MessageProcessor:
         return {domain: self.cache.get(domain) for domain in domains}
 
     def _domain_requirement(self, domain: str, facts: DomainFacts | None, now: float, looked_up: bool) -> TlsRequirement:
-        if facts is None and not looked_up:
+        if _unknown(facts) and not looked_up:
             return TlsRequirement(False, TLS_FACTS_NOT_LOOKED_UP)
         requirement = tls_requirement(facts or DomainFacts(domain), self.config.policyd, now=now)
         return TlsRequirement(requirement.requires_tls, requirement.reason)
@@ -173,6 +173,11 @@ class MessageProcessor:
 _HOLD_REFRESH = 3600.0
 """Seconds a TLS hold is written beyond ``milter.tls_hold``, so a busy domain costs one
 cache write an hour, not one per message."""
+
+
+def _unknown(facts: DomainFacts | None) -> bool:
+    """True for a domain never looked up, including one that has only a TLS hold."""
+    return facts is None or facts.only_hold
 
 
 def recipient_domain(address: str) -> str:

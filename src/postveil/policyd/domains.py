@@ -134,7 +134,8 @@ class DomainService:
     # Entry points of the protocol servers.
 
     async def requirement(self, domain: str, *, include_hold: bool = True) -> Requirement:
-        """Return the domain's requirement; unknown domains are discovered live.
+        """Return the domain's requirement; unknown domains, and domains with only a TLS
+        hold, are discovered live.
 
         With ``include_hold`` (the socketmap's answer to Postfix) a TLS hold raises it
         to ``encrypt`` (``enforced_requirement``); without it, it is what the domain's
@@ -144,14 +145,25 @@ class DomainService:
         """
         facts = await self.get_facts(domain)
         now = self.clock()
-        if facts is None:
+        if facts is None or facts.only_hold:
+            held = facts
             try:
                 async with asyncio.timeout(self.config.lookup_timeout):
                     facts = await self._single("discover", domain, self._discover)
-            except TimeoutError as exc:
-                raise TemporaryFailure(
-                    f"lookup of {domain} did not finish within {self.config.lookup_timeout:g}s"
-                ) from exc
+            except (TimeoutError, TemporaryFailure) as exc:
+                if held is None:
+                    if isinstance(exc, TemporaryFailure):
+                        raise
+                    raise TemporaryFailure(
+                        f"lookup of {domain} did not finish within {self.config.lookup_timeout:g}s"
+                    ) from exc
+                # A held domain still gets its hold's answer while discovery fails.
+                log.warning("domain %s: discovery failed, answering from its TLS hold: %s",
+                            domain, exc)
+                facts = held
+            else:
+                if held is not None:
+                    facts = replace(facts, tls_held_until=held.tls_held_until)
         elif self._refresh_due(facts, now):
             self.spawn(self._single("refresh", domain, self._refresh))
         if include_hold:
@@ -160,15 +172,15 @@ class DomainService:
 
     def cached_requirement(self, domain: str) -> Requirement | None:
         """Return the enforced requirement (holds included) from a local cache without
-        waiting, or None when the cache is not local or the domain is unknown. Raises
-        CacheError.
+        waiting, or None when the cache is not local or the domain was never looked up
+        (it may have a TLS hold). Raises CacheError.
 
         Starts a background refresh when one is due, like :meth:`requirement`.
         """
         if not self.cache.local:
             return None
         facts = self.cache.get(domain)
-        if facts is None:
+        if facts is None or facts.only_hold:
             return None
         now = self.clock()
         if self._refresh_due(facts, now):
@@ -202,7 +214,7 @@ class DomainService:
 
     async def _discover_if_new(self, domain: str) -> DomainFacts:
         facts = await self.get_facts(domain)
-        if facts is not None:
+        if facts is not None and not facts.only_hold:
             return facts
         return await self._discover(domain)
 
