@@ -103,6 +103,10 @@ class MessageProcessor:
         while the message is queued cannot turn into plaintext delivery. A stored hold
         that already lasts that long is not written again. Raises CacheError (a
         TemporaryFailure) when the hold cannot be read or stored.
+
+        NOTE: Postfix looks the policy up by next hop. Mail sent through ``relayhost``
+        or a ``transport_maps`` next hop in brackets gets that host's policy, and
+        neither the recipient domain's requirement nor this hold applies to it.
         """
         domains = {
             recipient_domain(decision.recipient)
