@@ -232,3 +232,20 @@ async def test_held_domain_without_facts_discovered(world: World, tmp_path: Path
     assert stored is not None
     assert stored.sts is not None
     assert (held.rule, held.level) == ("held", "encrypt")
+
+
+async def test_rcpt_check_discovers_held_domain(world: World, tmp_path: Path) -> None:
+    domain = world.add_domain(unique_domain("svc-held-rcpt"), mta_sts="enforce")
+    cache = SqliteFactsCache(tmp_path / "facts.sqlite3")
+    cache.hold_tls(domain.name, time.time() + 3600)
+    service = make_service(world, cache)
+    try:
+        await service.ensure_known(domain.name)
+        await asyncio.wait_for(asyncio.gather(*service._background), 10)
+        stored = cache.get(domain.name)
+    finally:
+        await service.close()
+        cache.close()
+
+    assert stored is not None
+    assert stored.sts is not None

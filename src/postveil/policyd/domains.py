@@ -188,9 +188,10 @@ class DomainService:
         return enforced_requirement(facts, self.config, now=now)
 
     async def ensure_known(self, domain: str) -> DomainFacts | None:
-        """Return cached facts, starting discovery in the background for a new domain."""
+        """Return cached facts, starting discovery in the background for a domain never
+        looked up (one with only a TLS hold included)."""
         facts = await self.get_facts(domain)
-        if facts is None:
+        if facts is None or facts.only_hold:
             self.spawn(self._single("discover", domain, self._discover))
         return facts
 
