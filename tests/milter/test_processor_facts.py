@@ -3,6 +3,7 @@ holds TLS for the domains it routes by ``tls``."""
 
 from __future__ import annotations
 
+import math
 import sqlite3
 import time
 from collections.abc import Iterator
@@ -149,3 +150,16 @@ def test_domain_with_only_hold_is_unknown(processor: MessageProcessor) -> None:
     requirement = processor.tls_requirements([RECIPIENT])[RECIPIENT]
 
     assert requirement.reason == TLS_FACTS_NOT_LOOKED_UP
+
+
+def test_damaged_hold_replaced_by_next_message(processor: MessageProcessor) -> None:
+    processor.cache.put(DomainFacts("partner.test", override="encrypt"))
+    with sqlite3.connect(processor.config.policyd.cache_path) as connection:
+        connection.execute("INSERT INTO tls_holds (domain, until) VALUES ('partner.test', 'garbage')")
+    before = time.time()
+
+    processor.decide(message(SENSITIVE), queue_id="Q10", sender=SENDER, recipients=[RECIPIENT])
+
+    held_until = processor.cache.get("partner.test").tls_held_until  # type: ignore[union-attr]
+    assert held_until is not None
+    assert before + processor.config.milter.tls_hold <= held_until < math.inf

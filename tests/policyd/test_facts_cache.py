@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 import sqlite3
 import threading
@@ -203,8 +204,9 @@ def test_damaged_tls_hold_keeps_tls_required(cache: FactsCache, value: str) -> N
     assert requirement.level == "encrypt"
 
 
-def test_damaged_tls_hold_repaired_by_write(cache: FactsCache) -> None:
-    damage_hold(cache, "damaged.example", "garbage")
+@pytest.mark.parametrize("value", ["garbage", "nan", "inf"])
+def test_damaged_tls_hold_repaired_by_write(cache: FactsCache, value: str) -> None:
+    damage_hold(cache, "damaged.example", value)
     until = time.time() + 3600
 
     cache.hold_tls("damaged.example", until)
@@ -212,4 +214,19 @@ def test_damaged_tls_hold_repaired_by_write(cache: FactsCache) -> None:
     facts = cache.get("damaged.example")
     assert facts is not None
     assert facts.tls_held_until is not None
-    assert facts.tls_held_until >= until
+    assert until <= facts.tls_held_until < math.inf
+
+
+def test_sqlite_infinite_tls_hold_replaced(tmp_path: Path) -> None:
+    cache = SqliteFactsCache(tmp_path / "facts.sqlite3")
+    with sqlite3.connect(cache.path) as connection:
+        connection.execute("INSERT INTO tls_holds (domain, until) VALUES (?, ?)",
+                           ("damaged.example", math.inf))
+    until = time.time() + 3600
+
+    cache.hold_tls("damaged.example", until)
+
+    facts = cache.get("damaged.example")
+    cache.close()
+    assert facts is not None
+    assert facts.tls_held_until == until

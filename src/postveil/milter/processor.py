@@ -18,6 +18,7 @@ failure too.
 from __future__ import annotations
 
 import logging
+import math
 import re
 import time
 from collections.abc import Callable, Sequence
@@ -120,9 +121,10 @@ class MessageProcessor:
         for domain in sorted(domains):
             # The stored hold is read back, not remembered in this process, because the
             # cache may have been replaced or emptied since this process last wrote it.
+            # A damaged hold reads as infinite and is replaced.
             facts = self.cache.get(domain)
             stored = facts.tls_held_until if facts is not None else None
-            if stored is not None and not stored < needed:
+            if stored is not None and needed <= stored < math.inf:
                 continue
             # The extra hour lets the next messages within the hour skip the write and
             # still be covered for the whole tls_hold.

@@ -228,13 +228,14 @@ class SqliteFactsCache(FactsCache):
         return _decode(domain, facts, _parse_hold(domain, held_until))
 
     def hold_tls(self, domain: str, until: float) -> None:
-        # A stored value that is not a number (damaged) is replaced, as in Redis.
+        # A stored value that is not a finite number (damaged) is replaced, as in Redis.
         try:
             with self._connection() as connection:
                 connection.execute(
                     "INSERT INTO tls_holds (domain, until) VALUES (?, ?)"
                     " ON CONFLICT (domain) DO UPDATE SET until = CASE"
-                    " WHEN typeof(until) IN ('real', 'integer') THEN max(until, excluded.until)"
+                    " WHEN typeof(until) IN ('real', 'integer') AND abs(until) < 1e308"
+                    " THEN max(until, excluded.until)"
                     " ELSE excluded.until END",
                     (domain, until),
                 )
@@ -331,9 +332,10 @@ class RedisFactsCache(FactsCache):
 
     def hold_tls(self, domain: str, until: float) -> None:
         # Compare and raise in one step on the server, so two milters cannot lower it.
+        # Lua's tonumber reads "inf" and "nan", which a hold never is: replace them too.
         script = (
             "local old = tonumber(redis.call('HGET', KEYS[1], ARGV[1]))\n"
-            "if old == nil or old < tonumber(ARGV[2]) then\n"
+            "if old == nil or old ~= old or old == math.huge or old < tonumber(ARGV[2]) then\n"
             "  redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])\n"
             "end\n"
             "return 0"
