@@ -15,6 +15,7 @@ from postveil.harness.postfix import PrivatePostfix
 from postveil.harness.pytest_plugin import unique_domain
 from postveil.harness.world import World
 from tests import planted
+from tests.policyd.conftest import redis_url  # noqa: F401 - a fixture shared with these tests
 
 pytestmark = pytest.mark.postfix
 
@@ -40,12 +41,19 @@ def wait_for_deferrals(postfix: PrivatePostfix, queue_id: str, count: int, timeo
     raise AssertionError(f"{queue_id} was not deferred {count} time(s) within {timeout:g}s")
 
 
-def test_lapsed_override_does_not_release_queued_mail_in_plaintext(world: World, postfix: PrivatePostfix) -> None:
+@pytest.mark.parametrize("backend", ["sqlite", "redis"])
+def test_lapsed_override_does_not_release_queued_mail_in_plaintext(
+    world: World, postfix: PrivatePostfix, backend: str, request: pytest.FixtureRequest
+) -> None:
     domain = world.add_domain(unique_domain("lapse"), tls="none")
     recipient = f"patient@{domain.name}"
     config = world.base_config()
     config["policyd"]["answer_cache_ttl"] = "0s"
-    config_path = world.write_config(config, "tls-hold.yaml")
+    if backend == "redis":
+        config["policyd"]["cache_backend"] = "redis"
+        config["policyd"]["redis_url"] = request.getfixturevalue("redis_url")
+        config["policyd"]["redis_prefix"] = f"test:{domain.name}:"
+    config_path = world.write_config(config, f"tls-hold-{backend}.yaml")
     world.start_policyd(config_path)
     milter = world.start_milter(config_path)
     queue_id = ""
