@@ -168,3 +168,45 @@ def test_unicode_domain_tls_mail_not_plaintext(world: World, postfix: PrivatePos
     assert "method=tls" in milter_log
     assert list(delivery.statuses.values()) == ["deferred"]
     assert domain.sink.messages == []
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="known limit: Postfix rewrites recipients with virtual_alias_maps after the milter "
+    "has routed them, and the TLS policy then follows the new domain (docs/tls-policy.md)",
+)
+def test_virtual_alias_to_other_domain(world: World, postfix: PrivatePostfix) -> None:
+    """Postfix rewrites the recipient to another domain (virtual_alias_maps) after the
+    milter saw it. Sensitive mail must not reach that domain in plaintext."""
+    seen = world.add_domain(unique_domain("alias-from"), tls="none")
+    target = world.add_domain(unique_domain("alias-to"), tls="none")
+    recipient = f"patient@{seen.name}"
+    config = world.base_config()
+    config["policyd"]["answer_cache_ttl"] = "0s"
+    config_path = world.write_config(config, "tls-hold-alias.yaml")
+    world.start_policyd(config_path)
+    milter = world.start_milter(config_path)
+    postfix.configure(virtual_alias_maps=f"inline:{{{recipient}=patient@{target.name}}}")
+    queue_id = ""
+    try:
+        domain_command(config_path, "set", seen.name, "--tls", "encrypt")
+        message = (
+            f"From: <{SENDER}>\r\nTo: <{recipient}>\r\nSubject: Results\r\n\r\n"
+            f"Patient {planted.PATIENT_NAME}, {planted.MRN}, SSN {planted.SSN}.\r\n"
+        ).encode()
+        result = postfix.send(message, SENDER, [recipient])
+        queue_id = result.queue_id or ""
+        if queue_id:
+            postfix.wait_for(queue_id)
+        milter_log = milter.log_text()
+    finally:
+        postfix.configure(virtual_alias_maps=None)
+        world.stop_daemon("milter")
+        world.stop_daemon("policyd")
+        if queue_id:
+            subprocess.run(["postsuper", "-c", str(postfix.config_dir), "-d", queue_id],
+                           capture_output=True, timeout=30, check=False)
+
+    assert f"rcpt=<{recipient}> method=tls" in milter_log
+    plaintext = [m for m in target.sink.messages if planted.SSN.encode() in m.data]
+    assert plaintext == []

@@ -105,9 +105,11 @@ class MessageProcessor:
         that already lasts that long is not written again. Raises CacheError (a
         TemporaryFailure) when the hold cannot be read or stored.
 
-        NOTE: Postfix looks the policy up by next hop. Mail sent through ``relayhost``
-        or a ``transport_maps`` next hop in brackets gets that host's policy, and
-        neither the recipient domain's requirement nor this hold applies to it.
+        NOTE: Postfix looks the policy up by next hop, after its cleanup service
+        rewrote recipients. Mail sent through ``relayhost`` or a bracketed
+        ``transport_maps`` next hop, or a recipient that ``virtual_alias_maps`` or
+        ``canonical_maps`` moves to another domain, gets another policy, and neither
+        the recipient domain's requirement nor this hold applies to it.
         """
         domains = {
             recipient_domain(decision.recipient)
