@@ -169,3 +169,14 @@ async def test_tls_answer_reused(socketmap: tuple[int, SocketmapResponder]) -> N
 
     assert first.startswith(b"OK encrypt")
     assert second == first
+
+
+async def test_held_domain_answered_when_lookup_fails(socketmap: tuple[int, SocketmapResponder]) -> None:
+    # Only the hold is stored, and discovery fails here (closed DNS port): Postfix
+    # must get the hold's answer, not TEMP.
+    port, responder = socketmap
+    responder.service.cache.hold_tls("purged.example", time.time() + 3600)
+
+    [reply] = await _exchange(port, encode(b"tls_policy purged.example"), 4096, 1)
+
+    assert reply.startswith(b"OK encrypt")

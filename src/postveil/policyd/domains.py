@@ -146,29 +146,36 @@ class DomainService:
         facts = await self.get_facts(domain)
         now = self.clock()
         if facts is None or facts.only_hold:
-            held = facts
-            try:
-                async with asyncio.timeout(self.config.lookup_timeout):
-                    facts = await self._single("discover", domain, self._discover)
-            except (TimeoutError, TemporaryFailure) as exc:
-                if held is None:
-                    if isinstance(exc, TemporaryFailure):
-                        raise
-                    raise TemporaryFailure(
-                        f"lookup of {domain} did not finish within {self.config.lookup_timeout:g}s"
-                    ) from exc
-                # A held domain still gets its hold's answer while discovery fails.
-                log.warning("domain %s: discovery failed, answering from its TLS hold: %s",
-                            domain, exc)
-                facts = held
-            else:
-                if held is not None:
-                    facts = replace(facts, tls_held_until=held.tls_held_until)
+            facts = await self._discover_live(domain, facts)
         elif self._refresh_due(facts, now):
             self.spawn(self._single("refresh", domain, self._refresh))
         if include_hold:
             return enforced_requirement(facts, self.config, now=now)
         return tls_requirement(facts, self.config, now=now)
+
+    async def _discover_live(self, domain: str, held: DomainFacts | None) -> DomainFacts:
+        """Discover ``domain`` within ``lookup_timeout``; raises TemporaryFailure.
+
+        ``held`` is what the cache returned for a domain with only a TLS hold. Its hold
+        is kept, and when discovery fails the hold alone is returned rather than an
+        error, so Postfix still gets ``encrypt``.
+        """
+        try:
+            try:
+                async with asyncio.timeout(self.config.lookup_timeout):
+                    discovered = await self._single("discover", domain, self._discover)
+            except TimeoutError as exc:
+                raise TemporaryFailure(
+                    f"lookup of {domain} did not finish within {self.config.lookup_timeout:g}s"
+                ) from exc
+        except TemporaryFailure as exc:
+            if held is None:
+                raise
+            log.warning("domain %s: discovery failed, answering from its TLS hold: %s", domain, exc)
+            return held
+        if held is None:
+            return discovered
+        return replace(discovered, tls_held_until=held.tls_held_until)
 
     def cached_requirement(self, domain: str) -> Requirement | None:
         """Return the enforced requirement (holds included) from a local cache without
