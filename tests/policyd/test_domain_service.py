@@ -208,3 +208,44 @@ async def test_scheduler_scan_yields_to_loop(world: World, tmp_path: Path) -> No
     assert started == 0
     # Without the yields the scan reads every domain in one loop iteration.
     assert ticks >= 9
+
+
+async def test_held_domain_without_facts_discovered(world: World, tmp_path: Path) -> None:
+    # After "postveil domain purge" only the TLS hold is left: the domain's own
+    # requirement must be discovered again, and the hold must still apply.
+    enforcing = world.add_domain(unique_domain("svc-held-sts"), mta_sts="enforce")
+    unknown = unique_domain("svc-held-nx")
+    cache = SqliteFactsCache(tmp_path / "facts.sqlite3")
+    until = time.time() + 3600
+    cache.hold_tls(enforcing.name, until)
+    cache.hold_tls(unknown, until)
+    service = make_service(world, cache)
+    try:
+        enforced = await service.requirement(enforcing.name)
+        held = await service.requirement(unknown)
+        stored = cache.get(enforcing.name)
+    finally:
+        await service.close()
+        cache.close()
+
+    assert enforced.rule == "mta-sts"
+    assert stored is not None
+    assert stored.sts is not None
+    assert (held.rule, held.level) == ("held", "encrypt")
+
+
+async def test_rcpt_check_discovers_held_domain(world: World, tmp_path: Path) -> None:
+    domain = world.add_domain(unique_domain("svc-held-rcpt"), mta_sts="enforce")
+    cache = SqliteFactsCache(tmp_path / "facts.sqlite3")
+    cache.hold_tls(domain.name, time.time() + 3600)
+    service = make_service(world, cache)
+    try:
+        await service.ensure_known(domain.name)
+        await asyncio.wait_for(asyncio.gather(*service._background), 10)
+        stored = cache.get(domain.name)
+    finally:
+        await service.close()
+        cache.close()
+
+    assert stored is not None
+    assert stored.sts is not None

@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
+import math
 import os
 import sqlite3
 import threading
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from postveil.config.policyd import PolicydSection
 from postveil.tlsfacts.cache import CacheError, FactsCache, RedisFactsCache, SqliteFactsCache
+from postveil.tlsfacts.requirement import enforced_requirement
 from postveil.tlsfacts.facts import (
     DaneFacts,
     DomainFacts,
@@ -176,3 +180,53 @@ def test_tls_hold_for_unknown_domain(cache: FactsCache) -> None:
 
     assert cache.get("new.example") == DomainFacts("new.example", tls_held_until=2000.0)
     assert [facts.domain for facts in cache.all_facts()] == ["new.example"]
+
+
+def damage_hold(cache: FactsCache, domain: str, value: str) -> None:
+    """Store ``value`` as the domain's hold, bypassing ``hold_tls``."""
+    if isinstance(cache, SqliteFactsCache):
+        with sqlite3.connect(cache.path) as connection:
+            connection.execute("INSERT INTO tls_holds (domain, until) VALUES (?, ?)", (domain, value))
+    else:
+        assert isinstance(cache, RedisFactsCache)
+        cache._client.hset(cache._holds_key, domain, value)
+
+
+@pytest.mark.parametrize("value", ["garbage", "nan", "inf", "1e300", ""])
+def test_damaged_tls_hold_keeps_tls_required(cache: FactsCache, value: str) -> None:
+    damage_hold(cache, "damaged.example", value)
+
+    facts = cache.get("damaged.example")
+    assert facts is not None
+    requirement = enforced_requirement(facts, PolicydSection(), now=time.time())
+
+    assert requirement.rule == "held"
+    assert requirement.level == "encrypt"
+
+
+@pytest.mark.parametrize("value", ["garbage", "nan", "inf"])
+def test_damaged_tls_hold_repaired_by_write(cache: FactsCache, value: str) -> None:
+    damage_hold(cache, "damaged.example", value)
+    until = time.time() + 3600
+
+    cache.hold_tls("damaged.example", until)
+
+    facts = cache.get("damaged.example")
+    assert facts is not None
+    assert facts.tls_held_until is not None
+    assert until <= facts.tls_held_until < math.inf
+
+
+def test_sqlite_infinite_tls_hold_replaced(tmp_path: Path) -> None:
+    cache = SqliteFactsCache(tmp_path / "facts.sqlite3")
+    with sqlite3.connect(cache.path) as connection:
+        connection.execute("INSERT INTO tls_holds (domain, until) VALUES (?, ?)",
+                           ("damaged.example", math.inf))
+    until = time.time() + 3600
+
+    cache.hold_tls("damaged.example", until)
+
+    facts = cache.get("damaged.example")
+    cache.close()
+    assert facts is not None
+    assert facts.tls_held_until == until

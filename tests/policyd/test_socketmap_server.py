@@ -137,7 +137,46 @@ async def test_cache_failure_is_temp(socketmap: tuple[int, SocketmapResponder]) 
     ("key", "domain"),
     [("Example.ORG.", "example.org"), ("[mx.example.org]:2525", "mx.example.org"),
      ("mx.example.org:25", "mx.example.org"), (".example.org", None), ("[10.0.0.1]", None),
-     ("2001:db8::1", None), ("", None), ("a" * 64 + ".org", None)],
+     ("2001:db8::1", None), ("", None), ("a" * 64 + ".org", None),
+     ("Bücher.Example.", "xn--bcher-kva.example"), ("[bücher.example]:25", "xn--bcher-kva.example"),
+     ("xn--bcher-kva.example", "xn--bcher-kva.example")],
 )
 def test_domain_from_key(key: str, domain: str | None) -> None:
     assert domain_from_key(key) == domain
+
+
+async def test_notfound_not_reused_after_hold(socketmap: tuple[int, SocketmapResponder]) -> None:
+    # The milter writes TLS holds and the admin writes overrides straight into the
+    # shared cache, and postveil-policyd is not told. A reused NOTFOUND would send
+    # mail that was routed by tls in plaintext.
+    port, responder = socketmap
+    request = encode(b"tls_policy plain.example")
+    assert await _exchange(port, request, 4096, 1) == [b"NOTFOUND "]
+
+    responder.service.cache.hold_tls("plain.example", time.time() + 3600)
+    [reply] = await _exchange(port, request, 4096, 1)
+
+    assert reply.startswith(b"OK encrypt")
+
+
+async def test_tls_answer_reused(socketmap: tuple[int, SocketmapResponder]) -> None:
+    port, responder = socketmap
+    request = encode(b"tls_policy seen.example")
+    [first] = await _exchange(port, request, 4096, 1)
+
+    responder.service.cache.put(DomainFacts("seen.example", override="may"))
+    [second] = await _exchange(port, request, 4096, 1)
+
+    assert first.startswith(b"OK encrypt")
+    assert second == first
+
+
+async def test_held_domain_answered_when_lookup_fails(socketmap: tuple[int, SocketmapResponder]) -> None:
+    # Only the hold is stored, and discovery fails here (closed DNS port): Postfix
+    # must get the hold's answer, not TEMP.
+    port, responder = socketmap
+    responder.service.cache.hold_tls("purged.example", time.time() + 3600)
+
+    [reply] = await _exchange(port, encode(b"tls_policy purged.example"), 4096, 1)
+
+    assert reply.startswith(b"OK encrypt")

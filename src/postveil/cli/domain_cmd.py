@@ -259,7 +259,10 @@ def _report(config: Config, facts: DomainFacts, events: list[RequirementEvent], 
 def _when(timestamp: float | None) -> str:
     if timestamp is None:
         return "never"
-    return datetime.fromtimestamp(timestamp, UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+    try:
+        return datetime.fromtimestamp(timestamp, UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+    except (OverflowError, ValueError, OSError):
+        return "no end (out of range)"
 
 
 def _print_report(report: dict[str, Any], as_json: bool) -> None:

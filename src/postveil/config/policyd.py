@@ -46,10 +46,13 @@ class PolicydSection(Section):
     """Prefix of every Redis key postveil writes."""
 
     answer_cache_ttl: Duration = 5.0
-    """How long the daemon reuses a computed socketmap answer before reading the cache again.
+    """How long the daemon reuses a computed socketmap answer that requires TLS before
+    reading the cache again.
 
-    A change made by ``postveil domain set`` reaches Postfix after at most this long.
-    ``0s`` reads the shared cache on every request."""
+    Answers without a TLS requirement (NOTFOUND, ``may``) are never reused, so a raised
+    requirement reaches Postfix at once. A lowered one (``postveil domain set`` or
+    ``unset``) reaches it after at most this long. ``0s`` reads the shared cache on
+    every request."""
 
     postfix_version: str | None = None
     """Postfix version that gates reply attributes (``servername=`` needs 3.4, TLSRPT 3.10).

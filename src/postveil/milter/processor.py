@@ -18,6 +18,7 @@ failure too.
 from __future__ import annotations
 
 import logging
+import math
 import re
 import time
 from collections.abc import Callable, Sequence
@@ -30,6 +31,7 @@ from postveil.detection import Detector
 from postveil.milter.tlslookup import TlsLookupFailure, query_policy
 from postveil.routing.decide import Method
 from postveil.tlsfacts import DomainFacts, FactsCache, open_cache, tls_requirement
+from postveil.tlsfacts.names import ascii_domain
 
 log = logging.getLogger("postveil.milter")
 
@@ -47,8 +49,6 @@ class MessageProcessor:
         self.context = build_context(config)
         self.cache = cache if cache is not None else open_cache(config.policyd)
         self.audit = audit if audit is not None else AuditLog(config.audit, program="postveil-milter")
-        self._held: dict[str, float] = {}
-        """Domain -> end of the TLS hold this process last stored for it."""
 
     def close(self) -> None:
         self.cache.close()
@@ -63,7 +63,7 @@ class MessageProcessor:
         """
         domains = list(dict.fromkeys(recipient_domain(recipient) for recipient in recipients))
         facts = self._read_facts(domains)
-        to_query = [domain for domain in domains if facts[domain] is None and domain in look_up]
+        to_query = [domain for domain in domains if _unknown(facts[domain]) and domain in look_up]
         for domain in to_query:
             query_policy(self.config.policyd.socketmap_listen, domain, self.config.milter.tls_lookup_timeout)
         if to_query:
@@ -80,7 +80,7 @@ class MessageProcessor:
         return {domain: self.cache.get(domain) for domain in domains}
 
     def _domain_requirement(self, domain: str, facts: DomainFacts | None, now: float, looked_up: bool) -> TlsRequirement:
-        if facts is None and not looked_up:
+        if _unknown(facts) and not looked_up:
             return TlsRequirement(False, TLS_FACTS_NOT_LOOKED_UP)
         requirement = tls_requirement(facts or DomainFacts(domain), self.config.policyd, now=now)
         return TlsRequirement(requirement.requires_tls, requirement.reason)
@@ -101,9 +101,15 @@ class MessageProcessor:
         Such a copy leaves the milter unencrypted and relies on Postfix's TLS policy at
         each delivery attempt. The hold makes postveil-policyd keep answering at least
         ``encrypt`` for ``milter.tls_hold`` (rule ``held``), so a requirement that lapses
-        while the message is queued cannot turn into plaintext delivery. Holds this
-        process wrote recently are not written again. Raises CacheError (a
-        TemporaryFailure) when the hold cannot be stored.
+        while the message is queued cannot turn into plaintext delivery. A stored hold
+        that already lasts that long is not written again. Raises CacheError (a
+        TemporaryFailure) when the hold cannot be read or stored.
+
+        NOTE: Postfix looks the policy up by next hop, after its cleanup service
+        rewrote recipients. Mail sent through ``relayhost`` or a bracketed
+        ``transport_maps`` next hop, or a recipient that ``virtual_alias_maps`` or
+        ``canonical_maps`` moves to another domain, gets another policy, and neither
+        the recipient domain's requirement nor this hold applies to it.
         """
         domains = {
             recipient_domain(decision.recipient)
@@ -113,12 +119,18 @@ class MessageProcessor:
         if not domains:
             return
         now = time.time()
-        until = now + self.config.milter.tls_hold
+        needed = now + self.config.milter.tls_hold
         for domain in sorted(domains):
-            if self._held.get(domain, 0.0) >= until - _HOLD_REFRESH:
+            # The stored hold is read back, not remembered in this process, because the
+            # cache may have been replaced or emptied since this process last wrote it.
+            # A damaged hold reads as infinite and is replaced.
+            facts = self.cache.get(domain)
+            stored = facts.tls_held_until if facts is not None else None
+            if stored is not None and needed <= stored < math.inf:
                 continue
-            self.cache.hold_tls(domain, until)
-            self._held[domain] = until
+            # The extra hour lets the next messages within the hour skip the write and
+            # still be covered for the whole tls_hold.
+            self.cache.hold_tls(domain, needed + _HOLD_REFRESH)
 
     def route(self, raw: bytes, *, queue_id: str, sender: str, recipients: Sequence[str]) -> Outcome:
         """Scan, classify and route one message, and render every version to send.
@@ -167,19 +179,18 @@ class MessageProcessor:
 
 
 _HOLD_REFRESH = 3600.0
-"""A domain's TLS hold is written again once it would end this much sooner than a new
-one, so a busy domain costs one cache write an hour, not one per message."""
+"""Seconds a TLS hold is written beyond ``milter.tls_hold``, so a busy domain costs one
+cache write an hour, not one per message."""
+
+
+def _unknown(facts: DomainFacts | None) -> bool:
+    """True for a domain never looked up, including one that has only a TLS hold."""
+    return facts is None or facts.only_hold
 
 
 def recipient_domain(address: str) -> str:
-    """Return the lower-case ASCII (IDNA) domain of an address, without a trailing dot."""
-    domain = address.rpartition("@")[2].strip().rstrip(".").lower()
-    if domain.isascii():
-        return domain
-    try:
-        return domain.encode("idna").decode("ascii")
-    except UnicodeError:
-        return domain
+    """Return the domain of an address as the facts cache keys it (see ``ascii_domain``)."""
+    return ascii_domain(address.rpartition("@")[2])
 
 
 def audit_decision(outcome: Outcome, action: str) -> MessageDecision:

@@ -134,7 +134,8 @@ class DomainService:
     # Entry points of the protocol servers.
 
     async def requirement(self, domain: str, *, include_hold: bool = True) -> Requirement:
-        """Return the domain's requirement; unknown domains are discovered live.
+        """Return the domain's requirement; unknown domains, and domains with only a TLS
+        hold, are discovered live.
 
         With ``include_hold`` (the socketmap's answer to Postfix) a TLS hold raises it
         to ``encrypt`` (``enforced_requirement``); without it, it is what the domain's
@@ -144,31 +145,49 @@ class DomainService:
         """
         facts = await self.get_facts(domain)
         now = self.clock()
-        if facts is None:
-            try:
-                async with asyncio.timeout(self.config.lookup_timeout):
-                    facts = await self._single("discover", domain, self._discover)
-            except TimeoutError as exc:
-                raise TemporaryFailure(
-                    f"lookup of {domain} did not finish within {self.config.lookup_timeout:g}s"
-                ) from exc
+        if facts is None or facts.only_hold:
+            facts = await self._discover_live(domain, facts)
         elif self._refresh_due(facts, now):
             self.spawn(self._single("refresh", domain, self._refresh))
         if include_hold:
             return enforced_requirement(facts, self.config, now=now)
         return tls_requirement(facts, self.config, now=now)
 
+    async def _discover_live(self, domain: str, held: DomainFacts | None) -> DomainFacts:
+        """Discover ``domain`` within ``lookup_timeout``; raises TemporaryFailure.
+
+        ``held`` is what the cache returned for a domain with only a TLS hold. Its hold
+        is kept, and when discovery fails the hold alone is returned rather than an
+        error, so Postfix still gets ``encrypt``.
+        """
+        try:
+            try:
+                async with asyncio.timeout(self.config.lookup_timeout):
+                    discovered = await self._single("discover", domain, self._discover)
+            except TimeoutError as exc:
+                raise TemporaryFailure(
+                    f"lookup of {domain} did not finish within {self.config.lookup_timeout:g}s"
+                ) from exc
+        except TemporaryFailure as exc:
+            if held is None:
+                raise
+            log.warning("domain %s: discovery failed, answering from its TLS hold: %s", domain, exc)
+            return held
+        if held is None:
+            return discovered
+        return replace(discovered, tls_held_until=held.tls_held_until)
+
     def cached_requirement(self, domain: str) -> Requirement | None:
         """Return the enforced requirement (holds included) from a local cache without
-        waiting, or None when the cache is not local or the domain is unknown. Raises
-        CacheError.
+        waiting, or None when the cache is not local or the domain was never looked up
+        (it may have a TLS hold). Raises CacheError.
 
         Starts a background refresh when one is due, like :meth:`requirement`.
         """
         if not self.cache.local:
             return None
         facts = self.cache.get(domain)
-        if facts is None:
+        if facts is None or facts.only_hold:
             return None
         now = self.clock()
         if self._refresh_due(facts, now):
@@ -176,9 +195,10 @@ class DomainService:
         return enforced_requirement(facts, self.config, now=now)
 
     async def ensure_known(self, domain: str) -> DomainFacts | None:
-        """Return cached facts, starting discovery in the background for a new domain."""
+        """Return cached facts, starting discovery in the background for a domain never
+        looked up (one with only a TLS hold included)."""
         facts = await self.get_facts(domain)
-        if facts is None:
+        if facts is None or facts.only_hold:
             self.spawn(self._single("discover", domain, self._discover))
         return facts
 
@@ -202,7 +222,7 @@ class DomainService:
 
     async def _discover_if_new(self, domain: str) -> DomainFacts:
         facts = await self.get_facts(domain)
-        if facts is not None:
+        if facts is not None and not facts.only_hold:
             return facts
         return await self._discover(domain)
 

@@ -2,7 +2,7 @@
 
 A request is the netstring ``<map name> <key>``; the reply is ``OK <policy>``,
 ``NOTFOUND `` or ``TEMP <reason>`` (Postfix defers the delivery). Requests on one
-connection may be pipelined, and replies are sent in request order. Computed answers are reused
+connection may be pipelined, and replies are sent in request order. Computed answers that require TLS are reused
 for ``answer_cache_ttl`` seconds so cache hits cost one dictionary lookup.
 """
 
@@ -21,6 +21,7 @@ from typing import cast
 from postveil.errors import PostveilError, TemporaryFailure
 from postveil.policyd.domains import DomainService
 from postveil.policyd.netstring import NetstringDecoder, NetstringError, encode
+from postveil.tlsfacts.names import ascii_domain
 from postveil.tlsfacts.requirement import Requirement
 
 log = logging.getLogger(__name__)
@@ -44,7 +45,7 @@ def domain_from_key(key: str) -> str | None:
     """Map a policy table key to the domain whose facts apply, or None for NOTFOUND.
 
     ``[host]:port`` and ``[host]`` (smart hosts from transport maps or relayhost)
-    become ``host``. IP literals, ``.parent`` keys and invalid names have no facts:
+    become ``host``. A Unicode name becomes its A-label form, the milter's key. IP literals, ``.parent`` keys and invalid names have no facts:
     postveil never consults a parent domain for a subdomain.
     """
     text = key.strip().lower()
@@ -55,7 +56,7 @@ def domain_from_key(key: str) -> str | None:
         text = host
     elif re.fullmatch(r"[^:]+:\d{1,5}", text):
         text = text.rsplit(":", 1)[0]
-    text = text.rstrip(".")
+    text = ascii_domain(text)
     try:
         ipaddress.ip_address(text)
         return None
@@ -140,7 +141,11 @@ class SocketmapResponder:
                 log.error("%s: domain %s: policy reply exceeds %d bytes", connection,
                           requirement.domain, MAX_REPLY_BYTES)
                 return _temp("policy too long")
-        if self.ttl > 0:
+        # Only answers that require TLS are reused. A stale NOTFOUND is unsafe: the admin
+        # or another MTA's daemon may have raised the requirement in the shared cache,
+        # and the milter then routes sensitive mail by tls at once. A stale stronger
+        # answer at worst defers mail for up to ``ttl``.
+        if self.ttl > 0 and requirement.requires_tls:
             if len(self._answers) >= MAX_REUSED_ANSWERS:
                 self._answers.clear()
             self._answers[payload] = (time.monotonic() + self.ttl, answer)

@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import math
 import os
 import sqlite3
 import threading
@@ -88,6 +89,24 @@ class FactsCache(ABC):
         """Release connections; the object may not be used afterwards."""
 
 
+def _parse_hold(domain: str, raw: object) -> float | None:
+    """Return the stored end of a TLS hold; a damaged value reads as a hold without end.
+
+    A damaged hold must never read as "no hold", or mail already accepted on the
+    condition of TLS could leave in plaintext. The next ``hold_tls`` replaces it.
+    """
+    if raw is None:
+        return None
+    try:
+        until = float(raw)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        until = math.nan
+    if math.isnan(until):
+        log.error("domain %s: damaged TLS hold in the cache; treating it as held", domain)
+        return math.inf
+    return until
+
+
 def _decode(domain: str, raw: str | bytes | None, held_until: float | None = None) -> DomainFacts | None:
     facts = None
     if raw is not None:
@@ -124,39 +143,64 @@ class SqliteFactsCache(FactsCache):
     def __init__(self, path: str | os.PathLike[str], *, busy_timeout: float = 5.0) -> None:
         self.path = str(path)
         self._busy_timeout = busy_timeout
-        # Connections not in use. A call takes one (or opens one), uses it alone and
-        # puts it back, so no two threads use a connection at once and none waits for
-        # another beyond the list's lock. Thread-local connections would leak, because
-        # pymilter gives every SMTP connection a new thread state.
-        self._idle: list[sqlite3.Connection] = []
+        # Connections not in use, each with the identity of the file it opened. A call
+        # takes one (or opens one), uses it alone and puts it back, so no two threads
+        # use a connection at once and none waits for another beyond the list's lock.
+        # Thread-local connections would leak, because pymilter gives every SMTP
+        # connection a new thread state.
+        self._idle: list[tuple[sqlite3.Connection, tuple[int, int] | None]] = []
         self._lock = threading.Lock()
         self._closed = False
         Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+        with self._connection():
+            pass
+
+    def _file_identity(self) -> tuple[int, int] | None:
+        """Return the cache file's (device, inode), or None when it does not exist."""
         try:
-            with self._connection() as connection, connection:
-                for statement in self._SCHEMA:
-                    connection.execute(statement)
-        except sqlite3.Error as exc:
-            raise CacheError(f"cannot initialise cache {self.path}: {exc}") from exc
+            status = os.stat(self.path)
+        except FileNotFoundError:
+            return None
+        except OSError as exc:
+            raise CacheError(f"cannot open cache {self.path}: {exc}") from exc
+        return status.st_dev, status.st_ino
 
     @contextlib.contextmanager
     def _connection(self) -> Iterator[sqlite3.Connection]:
-        """Lend a connection to the calling thread for the duration of the block."""
+        """Lend a connection to the calling thread for the duration of the block.
+
+        A connection stays bound to the file it opened. When the file at ``path`` was
+        deleted or replaced (a restored backup, say), idle connections to the old file
+        are closed, so that a TLS hold is never written where the other daemon no
+        longer reads. Costs one ``stat`` a call.
+        """
+        identity = self._file_identity()
+        stale = []
+        connection = None
         with self._lock:
-            connection = self._idle.pop() if self._idle else None
+            while self._idle:
+                candidate, opened = self._idle.pop()
+                if opened == identity:
+                    connection = candidate
+                    break
+                stale.append(candidate)
+        for old in stale:
+            old.close()
         if connection is None:
             connection = self._open()
+            identity = self._file_identity()
         try:
             yield connection
         finally:
             with self._lock:
                 keep = not self._closed and len(self._idle) < _MAX_IDLE_CONNECTIONS
                 if keep:
-                    self._idle.append(connection)
+                    self._idle.append((connection, identity))
             if not keep:
                 connection.close()
 
     def _open(self) -> sqlite3.Connection:
+        """Open the file (creating it and its tables when missing) in WAL mode."""
         try:
             connection = sqlite3.connect(
                 self.path, timeout=self._busy_timeout, isolation_level=None,
@@ -164,6 +208,9 @@ class SqliteFactsCache(FactsCache):
             )
             connection.execute("PRAGMA journal_mode=WAL")
             connection.execute("PRAGMA synchronous=NORMAL")
+            with connection:
+                for statement in self._SCHEMA:
+                    connection.execute(statement)
         except sqlite3.Error as exc:
             raise CacheError(f"cannot open cache {self.path}: {exc}") from exc
         return connection
@@ -178,14 +225,18 @@ class SqliteFactsCache(FactsCache):
                 ).fetchone()
         except sqlite3.Error as exc:
             raise CacheError(f"cannot read cache {self.path}: {exc}") from exc
-        return _decode(domain, facts, held_until)
+        return _decode(domain, facts, _parse_hold(domain, held_until))
 
     def hold_tls(self, domain: str, until: float) -> None:
+        # A stored value that is not a finite number (damaged) is replaced, as in Redis.
         try:
             with self._connection() as connection:
                 connection.execute(
                     "INSERT INTO tls_holds (domain, until) VALUES (?, ?)"
-                    " ON CONFLICT (domain) DO UPDATE SET until = max(until, excluded.until)",
+                    " ON CONFLICT (domain) DO UPDATE SET until = CASE"
+                    " WHEN typeof(until) IN ('real', 'integer') AND abs(until) < 1e308"
+                    " THEN max(until, excluded.until)"
+                    " ELSE excluded.until END",
                     (domain, until),
                 )
         except sqlite3.Error as exc:
@@ -251,7 +302,7 @@ class SqliteFactsCache(FactsCache):
         with self._lock:
             self._closed = True
             idle, self._idle = self._idle, []
-        for connection in idle:
+        for connection, _ in idle:
             connection.close()
 
 
@@ -277,21 +328,14 @@ class RedisFactsCache(FactsCache):
             raw, held = pipeline.execute()
         except self._redis_error as exc:
             raise CacheError(f"cannot read Redis cache: {exc}") from exc
-        held_until = None
-        if held is not None:
-            try:
-                held_until = float(held)
-            except ValueError:
-                # A damaged hold must not read as "no hold": keep TLS required.
-                log.error("domain %s: damaged TLS hold in Redis; treating it as held", domain)
-                held_until = float("inf")
-        return _decode(domain, raw, held_until)
+        return _decode(domain, raw, _parse_hold(domain, held))
 
     def hold_tls(self, domain: str, until: float) -> None:
         # Compare and raise in one step on the server, so two milters cannot lower it.
+        # Lua's tonumber reads "inf" and "nan", which a hold never is: replace them too.
         script = (
             "local old = tonumber(redis.call('HGET', KEYS[1], ARGV[1]))\n"
-            "if old == nil or old < tonumber(ARGV[2]) then\n"
+            "if old == nil or old ~= old or old == math.huge or old < tonumber(ARGV[2]) then\n"
             "  redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])\n"
             "end\n"
             "return 0"

@@ -7,7 +7,7 @@ builds a new :class:`DomainFacts` with :func:`dataclasses.replace`.
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 STS_MODES = ("enforce", "testing", "none")
@@ -95,6 +95,12 @@ class DomainFacts:
     """Until when TLS stays required because postveil-milter accepted mail for this
     domain on the condition of TLS (see ``enforced_requirement``). The cache keeps it
     apart from the other facts and fills it in on reading; ``to_json`` leaves it out."""
+
+    @property
+    def only_hold(self) -> bool:
+        """True when nothing is known about the domain but its TLS hold (after ``purge``,
+        say): the domain has never been looked up and its requirement is unknown."""
+        return replace(self, tls_held_until=None) == DomainFacts(self.domain)
 
     def to_json(self) -> str:
         data = asdict(self)

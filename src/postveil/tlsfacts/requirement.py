@@ -222,7 +222,10 @@ def enforced_requirement(facts: DomainFacts, config: PolicydSection, *, now: flo
     held_until = facts.tls_held_until
     if requirement.requires_tls or held_until is None or now >= held_until:
         return requirement
-    until = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(held_until))
+    try:
+        until = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(held_until))
+    except (OverflowError, ValueError, OSError):
+        until = "further notice (the stored end of the hold is out of range)"
     return Requirement(
         facts.domain,
         "encrypt",
