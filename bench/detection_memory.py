@@ -18,8 +18,8 @@ import tracemalloc
 from pathlib import Path
 
 import yaml
-
 from milter_memory import large_message, parse_size
+
 from postveil.audit import generate_key_file
 from postveil.config import load_config
 from postveil.crypto.pipeline import process_message

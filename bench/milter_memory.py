@@ -45,7 +45,7 @@ def main() -> int:
         parser.error(f"--size must be 1-{MAX_SIZE} bytes and --messages 1-5")
 
     require_tools()
-    print(f"date: {datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC")
+    print(f"date: {datetime.datetime.now(datetime.UTC):%Y-%m-%d %H:%M} UTC")
     print(f"host: {machine_summary()}")
     print(" ".join(sys.argv))
     with BenchWorld() as bench:

@@ -22,8 +22,8 @@ from pathlib import Path
 
 import yaml
 from Milter.testctx import TestCtx
-
 from milter_world import clean_message
+
 from postveil.audit import generate_key_file
 from postveil.config import load_config
 from postveil.crypto.pipeline import process_message

@@ -193,7 +193,7 @@ def main() -> int:
             )
 
     require_tools()
-    print(f"date: {datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC")
+    print(f"date: {datetime.datetime.now(datetime.UTC):%Y-%m-%d %H:%M} UTC")
     print(f"host: {machine_summary()}")
     print(" ".join(sys.argv))
     with BenchWorld() as bench:

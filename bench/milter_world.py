@@ -10,10 +10,10 @@ from __future__ import annotations
 
 import os
 import platform
-import sys
 import re
 import shutil
 import subprocess
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path

@@ -37,7 +37,7 @@ def test_subject_is_scanned(detector: Detector) -> None:
 
 
 def test_encoded_word_subject_is_decoded(detector: Detector) -> None:
-    encoded = base64.b64encode("SSN 536-22-1234".encode()).decode()
+    encoded = base64.b64encode(b"SSN 536-22-1234").decode()
     raw = raw_message(f"Subject: =?utf-8?b?{encoded}?=\nMIME-Version: 1.0\n", b"hello\r\n")
     assert detector.scan_message(raw).categories.get("ssn") == 1
 

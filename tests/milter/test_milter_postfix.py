@@ -9,8 +9,8 @@ import time
 import pytest
 
 from postveil.harness.daemons import DaemonProcess
-from postveil.harness.postfix import PrivatePostfix, SendResult
 from postveil.harness.net import free_port, port_open
+from postveil.harness.postfix import PrivatePostfix, SendResult
 from postveil.harness.pytest_plugin import attached_milter, postfix_settings, unique_domain
 from postveil.harness.world import World
 

@@ -13,8 +13,8 @@ from dataclasses import dataclass
 import pytest
 
 from postveil.harness.postfix import PrivatePostfix
-from postveil.harness.recipients import PgpRecipient
 from postveil.harness.pytest_plugin import unique_domain
+from postveil.harness.recipients import PgpRecipient
 from postveil.harness.smtp import ReceivedMessage
 from postveil.harness.world import TestDomain, World
 from tests import planted

@@ -3,8 +3,6 @@ real GnuPG and OpenSSL, and one SMTP sink per recipient domain."""
 
 from __future__ import annotations
 
-import email
-import email.policy
 import shutil
 import time
 from collections.abc import Iterator

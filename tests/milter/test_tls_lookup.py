@@ -35,7 +35,7 @@ def test_unknown_enforce_domain_looked_up_live(world: World, postfix: PrivatePos
     config["policyd"]["cache_path"] = str(world.state_dir / "fresh-cache.sqlite3")
     config_path = world.write_config(config, "fresh.yaml")
     # Not attached at RCPT, so nothing but the milter's own query discovers the domain.
-    policyd = world.start_policyd(config_path, attach=False)
+    world.start_policyd(config_path, attach=False)
     try:
         with attached_milter(world, postfix, config_path) as milter:
             result = postfix.send(sensitive_message(recipient), SENDER, [recipient])

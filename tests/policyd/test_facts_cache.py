@@ -15,7 +15,6 @@ import pytest
 
 from postveil.config.policyd import PolicydSection
 from postveil.tlsfacts.cache import CacheError, FactsCache, RedisFactsCache, SqliteFactsCache
-from postveil.tlsfacts.requirement import enforced_requirement
 from postveil.tlsfacts.facts import (
     DaneFacts,
     DomainFacts,
@@ -23,6 +22,7 @@ from postveil.tlsfacts.facts import (
     RequirementEvent,
     StsPolicy,
 )
+from postveil.tlsfacts.requirement import enforced_requirement
 
 FULL = DomainFacts(
     "example.org",

@@ -4,7 +4,13 @@ from __future__ import annotations
 
 import pytest
 
-from postveil.routing import CredentialStatus, MessageClass, Method, RecipientFacts, decide_recipient
+from postveil.routing import (
+    CredentialStatus,
+    MessageClass,
+    Method,
+    RecipientFacts,
+    decide_recipient,
+)
 from postveil.routing.explain import GENERIC_REASON, plain_class_reason, plain_reason
 
 KEY_AND_TLS = (

@@ -120,7 +120,7 @@ _MAX_BATCH = 256
 class _Pending:
     """One record waiting in the append queue, and then its outcome."""
 
-    __slots__ = ("kind", "fields", "result", "error")
+    __slots__ = ("error", "fields", "kind", "result")
 
     def __init__(self, kind: str, fields: dict[str, Any]) -> None:
         self.kind = kind

@@ -10,6 +10,8 @@ from pathlib import Path
 
 from cryptography.hazmat.primitives import serialization
 
+from postveil.cli.admin_audit import AdminAuditError, AdminChangeLog
+from postveil.cli.common import add_config_option, load_cli_config
 from postveil.config import Config
 from postveil.crypto.errors import SmimeFailure
 from postveil.crypto.smime import (
@@ -21,8 +23,6 @@ from postveil.crypto.smime import (
     fingerprint,
     load_pem_certificates,
 )
-from postveil.cli.admin_audit import AdminAuditError, AdminChangeLog
-from postveil.cli.common import add_config_option, load_cli_config
 
 # Stored files are readable by the owner and the certificate directory's group (the
 # milter's group), not by every local user, because the certificates contain patients'

@@ -7,11 +7,11 @@ import datetime
 import sys
 from pathlib import Path
 
+from postveil.cli.admin_audit import AdminAuditError, AdminChangeLog
+from postveil.cli.common import add_config_option, load_cli_config
 from postveil.config import Config
 from postveil.crypto.errors import PgpFailure
 from postveil.crypto.pgp import KeyInfo, PgpKeyring
-from postveil.cli.admin_audit import AdminAuditError, AdminChangeLog
-from postveil.cli.common import add_config_option, load_cli_config
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:

@@ -14,9 +14,9 @@ from dataclasses import dataclass
 from postveil.config import Config
 from postveil.crypto.errors import CryptoFailure
 from postveil.crypto.mime import RawMessage, address_list
+from postveil.crypto.notice import build_notice
 from postveil.crypto.pgp import PgpKeyring
 from postveil.crypto.protect import detect_encryption
-from postveil.crypto.notice import build_notice
 from postveil.crypto.render import MessageVersion, RenderContext, read_triggers, render_version
 from postveil.crypto.smime import CertificateStore, SmimeSigner
 from postveil.routing.classify import Classification, VerdictLike, classify, methods_for

@@ -50,7 +50,7 @@ class KeywordHits:
     without a lock, so an instance belongs to one scan and one thread.
     """
 
-    __slots__ = ("spans", "ends", "_starts")
+    __slots__ = ("_starts", "ends", "spans")
 
     def __init__(
         self, spans: Mapping[str, list[tuple[int, int]]], ends: Mapping[str, list[int]]

@@ -16,9 +16,9 @@ import sys
 import time
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
-from pathlib import Path
 from email import message_from_bytes
 from email.policy import compat32
+from pathlib import Path
 
 from postveil.harness.daemons import DaemonProcess
 from postveil.harness.postfix import SendResult

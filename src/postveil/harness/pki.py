@@ -58,7 +58,7 @@ class TestPKI:
         ca_cert = x509.load_pem_x509_certificate(self.ca.cert_pem.bytes())
         ca_key = serialization.load_pem_private_key(self.ca.private_key_pem.bytes(), password=None)
         key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-        now = datetime.datetime.now(datetime.timezone.utc)
+        now = datetime.datetime.now(datetime.UTC)
         certificate = (
             x509.CertificateBuilder()
             .subject_name(x509.Name([x509.NameAttribute(NameOID.EMAIL_ADDRESS, address)]))

@@ -18,9 +18,9 @@ from pathlib import Path
 import pytest
 
 from postveil.harness.daemons import DaemonProcess
-from postveil.milter.daemon import READY_MESSAGE
 from postveil.harness.postfix import PrivatePostfix
 from postveil.harness.world import KEEP_ENV, World, keep_requested
+from postveil.milter.daemon import READY_MESSAGE
 
 _domain_numbers = itertools.count(1)
 _KEPT_DIRECTORY = pytest.StashKey[Path]()

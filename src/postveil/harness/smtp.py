@@ -13,7 +13,7 @@ import ssl
 import threading
 import time
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Literal
 
@@ -71,7 +71,7 @@ class MailSpool:
         with self._lock:
             self._count += 1
             stem = f"{self._count:06d}-{sink.hostname}"
-        received = datetime.fromtimestamp(message.received_at, timezone.utc)
+        received = datetime.fromtimestamp(message.received_at, UTC)
         # aiosmtpd stores the null reverse-path of a bounce as "<>".
         sender = "" if message.mail_from == "<>" else message.mail_from
         envelope = [

@@ -30,15 +30,15 @@ import milter as libmilter  # pymilter's C extension
 import sdnotify
 
 from postveil import __version__
+from postveil.audit import AuditError, ConfigEvent, DaemonEvent
 from postveil.config import CONFIG_ENV, DEFAULT_CONFIG_PATH, Config, load_config
 from postveil.config.milter import MilterSection, parse_milter_socket
+from postveil.detection.validators import load_icd10cm
 from postveil.errors import ConfigError, PostveilError
 from postveil.log import setup_logging
-from postveil.startup import EX_CONFIG, load_daemon_config, start_logging
-from postveil.audit import AuditError, ConfigEvent, DaemonEvent
-from postveil.detection.validators import load_icd10cm
 from postveil.milter.processor import MessageProcessor
 from postveil.milter.session import InFlight, PostveilMilter
+from postveil.startup import EX_CONFIG, load_daemon_config, start_logging
 
 log = logging.getLogger("postveil.milter")
 

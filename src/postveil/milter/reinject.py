@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import re
 import smtplib
-import socket
 from collections.abc import Sequence
 
 from postveil.errors import TemporaryFailure
@@ -52,7 +51,7 @@ def reinject(
                 _expect(code, reply, f"RCPT TO <{recipient}>")
             code, reply = client.data(message)
             _expect(code, reply, "DATA")
-    except (smtplib.SMTPException, OSError, socket.timeout) as exc:
+    except (TimeoutError, smtplib.SMTPException, OSError) as exc:
         raise ReinjectionFailure(f"re-injection to {host}:{port} failed: {type(exc).__name__}: {exc}") from exc
     match = _QUEUED_RE.search(reply.decode(errors="replace"))
     return match.group(1) if match else "unknown"

@@ -33,7 +33,6 @@ from postveil.config import (
 from postveil.config.policyd import PolicydSection
 from postveil.errors import ConfigError, PostveilError
 from postveil.log import setup_logging
-from postveil.startup import EX_CONFIG, load_daemon_config, start_logging
 from postveil.policyd.delegation import PolicyDelegationServer
 from postveil.policyd.dns import DnsClient
 from postveil.policyd.domains import DomainService
@@ -41,6 +40,7 @@ from postveil.policyd.listeners import ListenerError, open_listener, remove_unix
 from postveil.policyd.mtasts_fetch import PolicyFetcher
 from postveil.policyd.probe import Prober
 from postveil.policyd.socketmap import SocketmapProtocol, SocketmapResponder
+from postveil.startup import EX_CONFIG, load_daemon_config, start_logging
 from postveil.tlsfacts.cache import FactsCache, open_cache
 
 log = logging.getLogger("postveil.policyd")
