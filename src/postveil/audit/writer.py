@@ -117,16 +117,26 @@ _MAX_BATCH = 256
 """Maximum records in one batch; the rest wait for the next one."""
 
 
+_HANDED_OVER = -1
+"""``AuditLog._leader`` while the next batch's writer has been chosen but not yet woken."""
+
+
 class _Pending:
     """One record waiting in the append queue, and then its outcome."""
 
-    __slots__ = ("error", "fields", "kind", "result")
+    __slots__ = ("error", "fields", "kind", "lead", "result", "wakeup")
 
     def __init__(self, kind: str, fields: dict[str, Any]) -> None:
         self.kind = kind
         self.fields = fields
         self.result: AppendResult | None = None
         self.error: BaseException | None = None
+        self.lead = False
+        """Chosen to write the next batch, which starts with this record."""
+        self.wakeup = threading.Lock()
+        """Held until the record is done or chosen to lead; only its own thread waits on
+        it, so finishing a batch wakes its callers and one successor, not every waiter."""
+        self.wakeup.acquire()
 
     @property
     def done(self) -> bool:
@@ -176,9 +186,13 @@ class AuditLog:
         self._head_failing = False
         self._queue: list[_Pending] = []
         """Records waiting for the next batch; a batch's records leave it when taken."""
-        self._queue_changed = threading.Condition(threading.Lock())
+        self._queue_lock = threading.Lock()
+        self._waiting: set[int] = set()
+        """Threads whose record waits in the queue for its batch."""
         self._leader: int | None = None
-        """Thread id of the thread writing a batch, None when none is."""
+        """Thread id of the thread writing a batch, _HANDED_OVER while the next one is
+        chosen but not yet running, None when no batch is in progress. While the queue
+        holds records, it is never None."""
         self._head_cache: tuple[bytes, Head] | None = None
         self._own_tail: tuple[tuple[int, int], int, int, str] | None = None
         """(file identity, size, seq, hash) after this process's last batch: while the
@@ -195,26 +209,40 @@ class AuditLog:
         if os.getpid() != self._pid:
             self._reset_after_fork()
         pending = _Pending(record.kind, fields)
-        with self._queue_changed:
-            if self._leader == threading.get_ident():
+        me = threading.get_ident()
+        with self._queue_lock:
+            if self._leader == me:
                 # A signal handler appending while its thread writes a batch would wait
                 # for itself forever.
                 raise AuditWriteError("audit append re-entered while this thread writes a batch")
-            self._queue.append(pending)
+            nested = me in self._waiting
+            if not nested:
+                self._queue.append(pending)
+                leading = self._leader is None
+                if leading:
+                    self._leader = me
+                else:
+                    self._waiting.add(me)
+        if nested:
+            # A signal handler appending while its thread waits below in append: the
+            # next batch may be handed to the waiting record, which cannot run until
+            # the handler returns, so this record is written on its own.
+            return self._write_alone(pending)
+        if not leading:
             try:
-                while not pending.done and self._leader is not None:
-                    self._queue_changed.wait()
+                pending.wakeup.acquire()
             except BaseException:
-                # Interrupted while waiting: withdraw the record unless a batch took it.
-                if pending in self._queue:
-                    self._queue.remove(pending)
-                    self._queue_changed.notify_all()
+                self._withdraw(pending)
                 raise
+            finally:
+                with self._queue_lock:
+                    self._waiting.discard(me)
             if pending.done:
                 return pending.outcome()
-            # No batch is being written: this thread writes every queued record,
-            # its own among them.
-            self._leader = threading.get_ident()
+        with self._queue_lock:
+            # This thread writes every queued record up to the batch limit, its own
+            # first among them.
+            self._leader = me
             batch = self._queue[:_MAX_BATCH]
             del self._queue[: len(batch)]
         try:
@@ -229,17 +257,43 @@ class AuditLog:
             self._finish_batch(batch, results, None)
         return pending.outcome()
 
+    def _write_alone(self, pending: _Pending) -> AppendResult:
+        """Write one record as a batch of its own, outside the queue."""
+        return self._write_batch([pending])[0]
+
     def _finish_batch(
         self, batch: list[_Pending], results: list[AppendResult], error: AuditWriteError | None
     ) -> None:
-        with self._queue_changed:
+        with self._queue_lock:
             for index, item in enumerate(batch):
                 if error is None:
                     item.result = results[index]
                 else:
                     item.error = error
+            for item in batch:
+                item.wakeup.release()
+            self._hand_over()
+
+    def _hand_over(self) -> None:
+        """Choose the oldest queued record's thread to write the next batch (call with
+        ``_queue_lock`` held)."""
+        if self._queue:
+            successor = self._queue[0]
+            successor.lead = True
+            self._leader = _HANDED_OVER
+            successor.wakeup.release()
+        else:
             self._leader = None
-            self._queue_changed.notify_all()
+
+    def _withdraw(self, pending: _Pending) -> None:
+        """Take back the record of a caller interrupted while it waited, unless a batch
+        already wrote it; a caller chosen to lead passes the role on."""
+        with self._queue_lock:
+            if pending.done or pending not in self._queue:
+                return
+            self._queue.remove(pending)
+            if pending.lead:
+                self._hand_over()
 
     def _write_batch(self, batch: list[_Pending]) -> list[AppendResult]:
         with self._thread_lock:
@@ -719,6 +773,7 @@ class AuditLog:
         self._unsynced = False
         self._sync_timer = None
         self._queue = []
-        self._queue_changed = threading.Condition(threading.Lock())
+        self._queue_lock = threading.Lock()
+        self._waiting = set()
         self._leader = None
         self._pid = os.getpid()
