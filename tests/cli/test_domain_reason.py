@@ -9,24 +9,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-import pytest
-
-from postveil.audit import AuditKey, generate_key_file, list_log_files, verify_chain
-from postveil.harness.net import free_port
-
-
-@pytest.fixture
-def config(tmp_path: Path) -> Path:
-    key = tmp_path / "audit.key"
-    generate_key_file(key)
-    path = tmp_path / "postveil.yaml"
-    path.write_text(
-        f"audit:\n  directory: {tmp_path / 'audit'}\n  key_file: {key}\n"
-        f"policyd:\n  cache_path: {tmp_path / 'facts.sqlite3'}\n  postfix_version: '3.7.11'\n"
-        # DNS points at a closed loopback port, because no command here may query a resolver.
-        f"dns:\n  nameservers: ['127.0.0.1:{free_port()}']\n"
-    )
-    return path
+from postveil.audit import AuditKey, list_log_files, verify_chain
 
 
 def domain(config: Path, *args: str) -> subprocess.CompletedProcess[str]:

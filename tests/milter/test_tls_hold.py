@@ -91,6 +91,70 @@ def test_lapsed_override_does_not_release_queued_mail_in_plaintext(
     assert "TLS hold:" in shown
 
 
+def domain_command_result(config_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "postveil.cli.main", "domain", "-c", str(config_path), *args],
+        capture_output=True, text=True, timeout=60, check=False,
+    )
+
+
+def test_release_waits_for_queued_mail(world: World, postfix: PrivatePostfix) -> None:
+    """A hold can be ended early with ``postveil domain release``, but only once Postfix's
+    queue holds no mail for the domain; clean mail then flows in plaintext again."""
+    domain = world.add_domain(unique_domain("release"), tls="none")
+    recipient = f"patient@{domain.name}"
+    config = world.base_config()
+    config["policyd"]["answer_cache_ttl"] = "0s"
+    config_path = world.write_config(config, "tls-hold-release.yaml")
+    world.start_policyd(config_path)
+    world.start_milter(config_path)
+    queue_id = ""
+    try:
+        domain_command(config_path, "set", domain.name, "--tls", "encrypt")
+        message = (
+            f"From: <{SENDER}>\r\nTo: <{recipient}>\r\nSubject: Results\r\n\r\n"
+            f"Patient {planted.PATIENT_NAME}, {planted.MRN}, SSN {planted.SSN}.\r\n"
+        ).encode()
+        result = postfix.send(message, SENDER, [recipient])
+        assert result.code == 250, result.text
+        queue_id = result.queue_id
+        wait_for_deferrals(postfix, queue_id, 1)
+        domain_command(config_path, "unset", domain.name)
+
+        refused = domain_command_result(
+            config_path, "release", domain.name, "--postfix-config", str(postfix.config_dir)
+        )
+        subprocess.run(["postsuper", "-c", str(postfix.config_dir), "-d", queue_id],
+                       capture_output=True, timeout=30, check=True)
+        queue_id = ""
+        released = domain_command_result(
+            config_path, "release", domain.name, "--postfix-config", str(postfix.config_dir),
+            "--reason", "override set by mistake",
+        )
+        shown = domain_command(config_path, "show", domain.name)
+        clean = (f"From: <{SENDER}>\r\nTo: <{recipient}>\r\nSubject: Lunch\r\n\r\n"
+                 "Lunch at noon?\r\n").encode()
+        sent = postfix.send(clean, SENDER, [recipient])
+        delivery = postfix.wait_for(sent.queue_id)
+    finally:
+        world.stop_daemon("milter")
+        world.stop_daemon("policyd")
+        if queue_id:
+            subprocess.run(["postsuper", "-c", str(postfix.config_dir), "-d", queue_id],
+                           capture_output=True, timeout=30, check=False)
+
+    assert refused.returncode == 1
+    assert "1 queued message(s)" in refused.stderr
+    assert released.returncode == 0, released.stderr
+    assert "TLS hold released" in released.stdout
+    assert "TLS hold:" not in shown
+    assert delivery.statuses[recipient] == "sent"
+    records = [line for line in (world.state_dir / "audit" / "audit.jsonl").read_text().splitlines()
+               if '"release-tls-hold"' in line]
+    assert len(records) == 1
+    assert "override set by mistake" in records[0]
+
+
 def test_reused_notfound_after_set_encrypt(world: World, postfix: PrivatePostfix) -> None:
     """postveil-policyd returned NOTFOUND for a clean message. The admin then requires
     TLS, the milter routes sensitive mail by ``tls`` at once, and Postfix must not be

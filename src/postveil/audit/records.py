@@ -214,8 +214,8 @@ class AdminOverride:
     separated by ``, ``."""
 
     action: str
-    """Action taken: ``set-tls``, ``clear-tls`` or ``purge-domain-facts`` from
-    ``postveil domain set``, ``unset`` and ``purge``; ``key-import``, ``key-revoke``,
+    """Action taken: ``set-tls``, ``clear-tls``, ``purge-domain-facts`` or
+    ``release-tls-hold`` from ``postveil domain``; ``key-import``, ``key-revoke``,
     ``key-remove``, ``cert-import`` or ``cert-remove`` from ``postveil keys`` and
     ``postveil certs``."""
 

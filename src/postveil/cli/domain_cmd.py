@@ -7,6 +7,7 @@ import asyncio
 import getpass
 import json
 import os
+import subprocess
 import sys
 import time
 from dataclasses import asdict, replace
@@ -27,8 +28,10 @@ from postveil.policyd.probe import Prober
 from postveil.policyd.socketmap import domain_from_key
 from postveil.tlsfacts.cache import FactsCache, open_cache
 from postveil.tlsfacts.facts import DomainFacts, RequirementEvent
+from postveil.tlsfacts.names import ascii_domain
 from postveil.tlsfacts.requirement import (
     OVERRIDE_LEVELS,
+    TLS_REQUIRED_LEVELS,
     Requirement,
     enforced_requirement,
     record_requirement,
@@ -68,7 +71,25 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     unset = actions.add_parser("unset", help="remove the administrator override of a domain")
     unset.add_argument("domain")
 
-    for action in (purge, setter, unset):
+    release = actions.add_parser(
+        "release",
+        help="end a domain's TLS hold before its time, once no mail for it is queued",
+        description="End the TLS hold that postveil-milter set when it routed mail for the "
+        "domain by TLS. Refused while Postfix's queue still holds mail for the domain, "
+        "because that mail was accepted on the condition of TLS.",
+    )
+    release.add_argument("domain")
+    release.add_argument(
+        "--force", action="store_true",
+        help="release even when mail for the domain is queued or the queue cannot be read",
+    )
+    release.add_argument(
+        "--postfix-config", metavar="DIR", default=None,
+        help="Postfix configuration directory of the instance whose queue to check "
+        "(default: Postfix's own default)",
+    )
+
+    for action in (purge, setter, unset, release):
         action.add_argument(
             "--reason", metavar="TEXT", default="",
             help="reason for the change, stored in the reason field of the audit record "
@@ -76,7 +97,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         )
 
     # Also accept --config after the action, as `postveil audit ACTION --config` does.
-    for action in (check, show, listing, purge, setter, unset):
+    for action in (check, show, listing, purge, setter, unset, release):
         add_config_option(action, default=argparse.SUPPRESS)
 
     parser.set_defaults(handler=run)
@@ -128,7 +149,7 @@ def _run_cached(args: argparse.Namespace, config: Config, cache: FactsCache, dom
             return 1
         _print_report(_report(config, facts, cache.events(domain, limit=20), now), args.json)
         return 0
-    if args.action in ("purge", "set", "unset"):
+    if args.action in ("purge", "set", "unset", "release"):
         audit = AuditLog(config.audit, program="postveil domain")
         try:
             return _change(args, config, cache, audit, domain, now)
@@ -145,8 +166,11 @@ def _change(
     args: argparse.Namespace, config: Config, cache: FactsCache, audit: AuditLog, domain: str,
     now: float,
 ) -> int:
-    """Apply purge, set or unset; the admin action is in the audit trail before it takes effect."""
+    """Apply purge, set, unset or release; the admin action is in the audit trail before
+    it takes effect."""
     old = cache.get(domain)
+    if args.action == "release":
+        return _release(args, cache, audit, domain, old, now)
     if args.action == "purge":
         if old is None:
             print(f"{domain}: not in the cache", file=sys.stderr)
@@ -163,14 +187,22 @@ def _change(
     audit.append(AdminOverride(_admin_name(), domain, "set-tls" if level else "clear-tls",
                                args.reason, command=command))
     base = old if old is not None else DomainFacts(domain, first_seen=now)
+    if level in TLS_REQUIRED_LEVELS:
+        _warn_no_starttls(base)
     stored, event, previous_rule = record_requirement(
         old, replace(base, override=level), config.policyd, now=now
     )
     cache.put(stored)
     if event is not None:
         cache.add_event(event)
+        reason = event.reason
+        held = enforced_requirement(stored, config.policyd, now=now)
+        if held.rule == "held":
+            # The facts' own level dropped, but Postfix is still told to use TLS: say so,
+            # or the trail reads as if TLS had stopped being required.
+            reason = f"{reason}; {held.reason}"
         audit.append(TlsRequirementChange(domain, event.old_level, event.new_level or "none",
-                                          audit_source(event.rule, previous_rule), event.reason))
+                                          audit_source(event.rule, previous_rule), reason))
     after = enforced_requirement(stored, config.policyd, now=now)
     line = after.policy_line(detect_postfix_version(config.policyd))
     print(f"{domain}: {line or 'NOTFOUND'} ({after.rule}); postveil-policyd applies it "
@@ -179,12 +211,79 @@ def _change(
     return 0
 
 
-def _print_hold(facts: DomainFacts, now: float) -> None:
+def _print_hold(facts: DomainFacts | None, now: float) -> None:
     """Tell the admin when a TLS hold keeps the domain's TLS required whatever they set."""
-    if facts.tls_held_until is not None and facts.tls_held_until > now:
-        print(f"{facts.domain}: TLS stays required (at least encrypt) until "
+    if facts is not None and facts.tls_held_until is not None and facts.tls_held_until > now:
+        print(f"{facts.domain}: TLS stays required (at least encrypt) for all mail to it until "
               f"{_when(facts.tls_held_until)}, because postveil-milter accepted mail for it "
-              "on the condition of TLS and that mail may still be queued")
+              "on the condition of TLS. Mail that cannot go over TLS waits in the queue. Once "
+              f"no such mail is queued: postveil domain release {facts.domain}")
+
+
+def _warn_no_starttls(facts: DomainFacts) -> None:
+    """Warn before requiring TLS of a domain whose latest probes found no STARTTLS."""
+    if facts.probes and not any(probe.starttls for probe in facts.probes):
+        print(f"warning: the latest probe of {facts.domain} found no STARTTLS on any MX "
+              f"({', '.join(probe.mx for probe in facts.probes)}); its mail will wait in "
+              "the queue until TLS works or the message expires", file=sys.stderr)
+
+
+def _release(
+    args: argparse.Namespace, cache: FactsCache, audit: AuditLog, domain: str,
+    old: DomainFacts | None, now: float,
+) -> int:
+    """End the domain's TLS hold, unless Postfix's queue still holds mail for it."""
+    if old is None or old.tls_held_until is None or old.tls_held_until <= now:
+        print(f"{domain}: no TLS hold to release")
+        return 0
+    queued, problem = _queued_for(domain, args.postfix_config)
+    if not args.force:
+        if problem is not None:
+            print(f"postveil domain release: cannot check Postfix's queue ({problem}); "
+                  "nothing was released. Use --force to release without the check.",
+                  file=sys.stderr)
+            return 1
+        if queued:
+            print(f"postveil domain release: {queued} queued message(s) have recipients at "
+                  f"{domain}, accepted on the condition of TLS; nothing was released. Wait "
+                  "for them to leave the queue, or remove them (postsuper -d), or use --force.",
+                  file=sys.stderr)
+            return 1
+    command = f"postveil domain release {domain}" + (" --force" if args.force else "")
+    audit.append(AdminOverride(_admin_name(), domain, "release-tls-hold", args.reason,
+                               command=command))
+    cache.release_tls_hold(domain)
+    print(f"{domain}: TLS hold released; postveil-policyd answers from the domain's own "
+          "facts again")
+    return 0
+
+
+def _queued_for(domain: str, postfix_config: str | None) -> tuple[int, str | None]:
+    """Count queued messages with a recipient at ``domain`` (``postqueue -j``).
+
+    Returns (count, None), or (0, why) when the queue cannot be read.
+    """
+    command = ["postqueue", "-j"]
+    if postfix_config:
+        command[1:1] = ["-c", postfix_config]
+    try:
+        result = subprocess.run(command, capture_output=True, text=True, timeout=60, check=False)
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        return 0, f"{' '.join(command)}: {exc}"
+    if result.returncode != 0:
+        return 0, f"{' '.join(command)} exited {result.returncode}: {result.stderr.strip()[:200]}"
+    count = 0
+    for line in result.stdout.splitlines():
+        if not line.strip():
+            continue
+        try:
+            entry = json.loads(line)
+            addresses = [recipient["address"] for recipient in entry["recipients"]]
+        except (ValueError, KeyError, TypeError):
+            return 0, "postqueue -j printed a line that is not a queue entry"
+        if any(ascii_domain(address.rpartition("@")[2]) == domain for address in addresses):
+            count += 1
+    return count, None
 
 
 async def _check(config: Config, domain: str, as_json: bool, probe: bool) -> int:

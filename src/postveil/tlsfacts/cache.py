@@ -62,6 +62,11 @@ class FactsCache(ABC):
         """
 
     @abstractmethod
+    def release_tls_hold(self, domain: str) -> bool:
+        """End the domain's TLS hold now (``postveil domain release``); return whether
+        there was one. The only way a hold shrinks."""
+
+    @abstractmethod
     def put(self, facts: DomainFacts) -> None: ...
 
     @abstractmethod
@@ -262,6 +267,14 @@ class SqliteFactsCache(FactsCache):
             raise CacheError(f"cannot write cache {self.path}: {exc}") from exc
         return cursor.rowcount > 0
 
+    def release_tls_hold(self, domain: str) -> bool:
+        try:
+            with self._connection() as connection:
+                cursor = connection.execute("DELETE FROM tls_holds WHERE domain = ?", (domain,))
+        except sqlite3.Error as exc:
+            raise CacheError(f"cannot write cache {self.path}: {exc}") from exc
+        return cursor.rowcount > 0
+
     def domains(self) -> list[str]:
         try:
             with self._connection() as connection:
@@ -354,6 +367,12 @@ class RedisFactsCache(FactsCache):
     def delete(self, domain: str) -> bool:
         try:
             return bool(self._client.hdel(self._domains_key, domain))
+        except self._redis_error as exc:
+            raise CacheError(f"cannot write Redis cache: {exc}") from exc
+
+    def release_tls_hold(self, domain: str) -> bool:
+        try:
+            return bool(self._client.hdel(self._holds_key, domain))
         except self._redis_error as exc:
             raise CacheError(f"cannot write Redis cache: {exc}") from exc
 
