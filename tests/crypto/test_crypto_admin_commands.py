@@ -273,6 +273,41 @@ def test_keys_changes_audited(setup: dict[str, Path], gpg_world: GpgWorld, capsy
     assert records[1]["command"] == f"postveil keys import {revocation_file}"
 
 
+def test_reason_stored_in_record(setup: dict[str, Path], pki: Pki, gpg_world: GpgWorld, capsys) -> None:
+    bob = gpg_world.fingerprints["bob"]
+    key_file = setup["work"] / "bob.asc"
+    key_file.write_bytes(gpg(gpg_world.recipient_home, "--armor", "--export", bob).stdout)
+    carol = fingerprint(pki.carol.certificate)
+
+    assert keys(setup, "import", str(key_file), "--reason", "key sent by Bob in person") == 0
+    assert keys(setup, "remove", bob[-16:], "--reason", "Bob left the practice") == 0
+    assert certs(setup, "import", str(pki.carol.cert_path), "--reason", "new certificate") == 0
+    assert certs(setup, "remove", carol[:16], "--reason", "Carol asked for portal mail") == 0
+    capsys.readouterr()
+
+    records = audit_records(setup)
+    assert [record["reason"] for record in records] == [
+        "key sent by Bob in person", "Bob left the practice",
+        "new certificate", "Carol asked for portal mail",
+    ]
+    assert records[1]["command"] == f"postveil keys remove {bob[-16:]}"
+    assert records[3]["command"] == f"postveil certs remove {carol[:16]}"
+
+
+def test_invalid_reason_imports_nothing(setup: dict[str, Path], pki: Pki, capsys) -> None:
+    assert certs(setup, "import", str(pki.carol.cert_path), "--reason", "two\nlines") == 1
+    assert "contains a control character" in capsys.readouterr().err
+    assert list(setup["certs"].iterdir()) == []
+    assert audit_records(setup) == []
+
+
+@pytest.mark.parametrize("command", ["keys", "certs"])
+@pytest.mark.parametrize("option", ["--config", "-c"])
+def test_config_option_after_action(setup: dict[str, Path], command: str, option: str, capsys) -> None:
+    assert main([command, "list", option, str(setup["config"])]) == 0
+    assert capsys.readouterr().err == ""
+
+
 def test_changes_refused_without_audit(setup: dict[str, Path], pki: Pki, gpg_world: GpgWorld, capsys) -> None:
     key_fingerprint = gpg_world.fingerprints["alice"]
     key_file = setup["work"] / "alice.asc"

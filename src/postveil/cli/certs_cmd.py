@@ -11,7 +11,12 @@ from pathlib import Path
 from cryptography.hazmat.primitives import serialization
 
 from postveil.cli.admin_audit import AdminAuditError, AdminChangeLog
-from postveil.cli.common import add_config_option, load_cli_config
+from postveil.cli.common import (
+    add_config_option,
+    add_config_option_to_actions,
+    add_reason_option,
+    load_cli_config,
+)
 from postveil.config import Config
 from postveil.crypto.errors import SmimeFailure
 from postveil.crypto.smime import (
@@ -50,6 +55,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     remover = actions.add_parser("remove", help="remove a certificate")
     remover.add_argument("id", help="SHA-256 fingerprint, or its first 16 or more hex digits")
+    add_reason_option(importer)
+    add_reason_option(remover)
+    add_config_option_to_actions(actions)
     parser.set_defaults(handler=run)
 
 
@@ -80,8 +88,8 @@ def run(args: argparse.Namespace) -> int:
                 print(f"skipped: {problem}", file=sys.stderr)
             return 0
         if args.action == "import":
-            return _import(store, config, args.file, args.force)
-        return _remove(store, config, args.id)
+            return _import(store, config, args.file, args.force, args.reason)
+        return _remove(store, config, args.id, args.reason)
     except (SmimeFailure, AdminAuditError) as exc:
         print(f"postveil certs {args.action}: {exc}", file=sys.stderr)
         return 1
@@ -92,7 +100,7 @@ def _fail(message: str) -> int:
     return 1
 
 
-def _import(store: CertificateStore, config: Config, file: str, force: bool) -> int:
+def _import(store: CertificateStore, config: Config, file: str, force: bool, reason: str) -> int:
     try:
         data = Path(file).read_bytes()
     except OSError as exc:
@@ -128,7 +136,7 @@ def _import(store: CertificateStore, config: Config, file: str, force: bool) -> 
     leaf_fingerprint = fingerprint(leaf)
     target = directory / f"{leaf_fingerprint[:16].lower()}.pem"
     command = f"postveil certs import{' --force' if force else ''} {file}"
-    changes = AdminChangeLog(config.audit, "postveil certs", command)
+    changes = AdminChangeLog(config.audit, "postveil certs", command, reason)
     try:
         changes.record("cert-import", certificate_addresses(leaf), leaf_fingerprint)
     except AdminAuditError as exc:
@@ -175,14 +183,14 @@ def _write_certificate_file(directory: Path, target: Path, pem: bytes) -> None:
         raise
 
 
-def _remove(store: CertificateStore, config: Config, cert_id: str) -> int:
+def _remove(store: CertificateStore, config: Config, cert_id: str, reason: str) -> int:
     prefix = cert_id.upper().replace(":", "")
     certificates = store.all_certificates()
     matches = [s for s in certificates if len(prefix) >= 16 and s.fingerprint.startswith(prefix)]
     if len(matches) != 1:
-        found = "no certificate" if not matches else f"{len(matches)} certificates"
+        found = "no certificate matches" if not matches else f"{len(matches)} certificates match"
         print(
-            f"postveil certs remove: {found} match {cert_id!r}; give at least 16 hex digits "
+            f"postveil certs remove: {found} {cert_id!r}; give at least 16 hex digits "
             "of a fingerprint shown by 'postveil certs list'",
             file=sys.stderr,
         )
@@ -191,7 +199,7 @@ def _remove(store: CertificateStore, config: Config, cert_id: str) -> int:
     path = Path(match.path)
     others = [s for s in certificates if s.path == match.path and s is not match]
 
-    changes = AdminChangeLog(config.audit, "postveil certs", f"postveil certs remove {cert_id}")
+    changes = AdminChangeLog(config.audit, "postveil certs", f"postveil certs remove {cert_id}", reason)
     try:
         for removed in (match, *others):
             changes.record("cert-remove", removed.addresses, removed.fingerprint)
