@@ -28,10 +28,9 @@ class _UsageError(Exception):
     """A problem with the arguments, configuration or key; printed and exit status 2."""
 
 
-AUDIT_METHODS = (
-    "plain", "tls", "pgp", "smime", "portal", "pre_encrypted", "drop", "none", "reject", "tempfail", "hold",
-)
-"""Recipient methods the milter records; ``none`` marks a recipient removed for lack of one."""
+AUDIT_METHODS = ("plain", "tls", "pgp", "smime", "portal", "pre_encrypted", "drop", "none", "reject")
+"""Recipient methods the audit trail records: the routing methods, ``none`` for a recipient
+removed for lack of one, and ``reject`` for every recipient of a rejected message."""
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
