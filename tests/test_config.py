@@ -470,6 +470,17 @@ def test_check_config_warns_missing_path(
     assert strict_output.out == ""
 
 
+def test_check_config_missing_gnupg_effect(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path = ready_host_config(tmp_path)
+    (tmp_path / "gnupg").rmdir()
+
+    assert cli_main(["check-config", str(path)]) == 0
+    error = capsys.readouterr().err
+    assert "every message whose route reaches pgp would be deferred (451)" in error
+    assert "even one that a later method such as the portal would take" in error
+    assert "sensitive, escalated, forced_pgp" in error
+
+
 def test_check_config_warns_file_not_directory(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     path = ready_host_config(tmp_path)
     (tmp_path / "gnupg").rmdir()

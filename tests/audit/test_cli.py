@@ -423,3 +423,13 @@ def test_record_message_logs_summary_with_queue_id(
         "methods=smime:1,tls:1 detections=mrn:2,ssn:1 tags=subject:secure config=0123456789abcdef"
     )
     assert "@" not in record.getMessage()
+
+
+def test_method_choices_match_written_methods() -> None:
+    # The milter writes a routing method, "none" for a removed recipient, or "reject"
+    # for each recipient of a rejected message (see audit_decision); nothing else.
+    from postveil.cli.audit_cmd import AUDIT_METHODS
+    from postveil.routing.decide import Method
+
+    assert set(AUDIT_METHODS) == {method.value for method in Method} | {"none", "reject"}
+    assert len(AUDIT_METHODS) == len(set(AUDIT_METHODS))

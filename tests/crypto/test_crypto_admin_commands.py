@@ -14,6 +14,8 @@ from pathlib import Path
 import pytest
 from crypto_fixtures import GpgWorld, Pki, gpg
 
+from cryptography.x509 import load_pem_x509_certificate
+
 from postveil.audit import generate_key_file, verify_chain
 from postveil.audit.chain import AuditKey
 from postveil.cli.main import main
@@ -216,6 +218,110 @@ def test_certs_import_unknown_issuer_reason(setup: dict[str, Path], capsys) -> N
     assert "candidates exhausted" not in error
 
 
+def _leaf_with_own_root(work: Path) -> Path:
+    """Write dave-chain.pem: Dave's certificate, then the self-signed CA that issued it."""
+    openssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", "dave-ca.key",
+            "-out", "dave-ca.pem", "-days", "30", "-subj", "/CN=Dave Root CA", cwd=work)
+    openssl("req", "-new", "-newkey", "rsa:2048", "-nodes", "-keyout", "dave.key", "-out", "dave.csr",
+            "-subj", "/CN=Dave", cwd=work)
+    (work / "dave.ext").write_text("subjectAltName=email:dave@example.org\nextendedKeyUsage=emailProtection\n")
+    openssl("x509", "-req", "-in", "dave.csr", "-CA", "dave-ca.pem", "-CAkey", "dave-ca.key",
+            "-CAcreateserial", "-days", "30", "-extfile", "dave.ext", "-out", "dave.pem", cwd=work)
+    chain = work / "dave-chain.pem"
+    chain.write_bytes((work / "dave.pem").read_bytes() + (work / "dave-ca.pem").read_bytes())
+    return chain
+
+
+def test_certs_import_untrusted_root_reason(setup: dict[str, Path], capsys) -> None:
+    chain = _leaf_with_own_root(setup["work"])
+
+    assert certs(setup, "import", str(chain)) == 1
+    error = capsys.readouterr().err
+    assert "its chain ends at a root CA that is not in smime.trust_store" in error
+    assert "(root CA: CN=Dave Root CA)" in error
+    assert "add that root CA to smime.trust_store" in error
+
+    assert certs(setup, "import", "--force", str(chain)) == 0
+    capsys.readouterr()
+    assert certs(setup, "list") == 0
+    listing = capsys.readouterr().out
+    dave_line = next(line for line in listing.splitlines() if "dave@example.org" in line)
+    assert "its chain ends at a root CA that is not in smime.trust_store" in dave_line
+    assert "(root CA: CN=Dave Root CA)" in dave_line
+    assert "is invalid" not in listing
+
+
+def test_certs_import_chain_from_file(setup: dict[str, Path], pki: Pki, capsys) -> None:
+    # Leaf, then an intermediate that the trusted test CA issued; the directory is empty.
+    work = setup["work"]
+    pki.ca.private_key_pem.write_to_path(str(work / "root.key"))
+    pki.ca.cert_pem.write_to_path(str(work / "root.pem"))
+    openssl("req", "-new", "-newkey", "rsa:2048", "-nodes", "-keyout", "sub.key", "-out", "sub.csr",
+            "-subj", "/CN=Clinic Intermediate", cwd=work)
+    (work / "sub.ext").write_text("basicConstraints=critical,CA:TRUE\nkeyUsage=critical,keyCertSign\n")
+    openssl("x509", "-req", "-in", "sub.csr", "-CA", "root.pem", "-CAkey", "root.key",
+            "-CAcreateserial", "-days", "30", "-extfile", "sub.ext", "-out", "sub.pem", cwd=work)
+    openssl("req", "-new", "-newkey", "rsa:2048", "-nodes", "-keyout", "ivy.key", "-out", "ivy.csr",
+            "-subj", "/CN=Ivy", cwd=work)
+    (work / "ivy.ext").write_text(
+        "subjectAltName=email:ivy@example.org\nextendedKeyUsage=emailProtection\n"
+        "keyUsage=keyEncipherment\n")
+    openssl("x509", "-req", "-in", "ivy.csr", "-CA", "sub.pem", "-CAkey", "sub.key",
+            "-CAcreateserial", "-days", "30", "-extfile", "ivy.ext", "-out", "ivy.pem", cwd=work)
+    chain = work / "ivy-chain.pem"
+    chain.write_bytes((work / "ivy.pem").read_bytes() + (work / "sub.pem").read_bytes())
+
+    assert certs(setup, "import", str(chain)) == 0, capsys.readouterr().err
+    assert "usable" in capsys.readouterr().out
+
+
+def test_certs_remove_ca_keeps_recipient(setup: dict[str, Path], capsys) -> None:
+    work = setup["work"]
+    chain = _leaf_with_own_root(work)
+    assert certs(setup, "import", "--force", str(chain)) == 0
+    capsys.readouterr()
+    ca_fingerprint = fingerprint(load_pem_x509_certificate((work / "dave-ca.pem").read_bytes()))
+    stored = sorted(setup["certs"].iterdir())
+
+    assert certs(setup, "remove", ca_fingerprint[:16]) == 1
+    error = capsys.readouterr().err
+    assert "also contains the recipient certificate(s)" in error
+    assert "dave@example.org" in error
+    assert "nothing was removed" in error
+    assert sorted(setup["certs"].iterdir()) == stored
+    assert [record["action"] for record in audit_records(setup)] == ["cert-import"]
+
+    assert certs(setup, "remove", "--force", ca_fingerprint[:16]) == 0
+    output = capsys.readouterr().out
+    assert f"removed {ca_fingerprint}" in output
+    assert "also removed" in output
+    assert list(setup["certs"].iterdir()) == []
+
+
+def test_certs_import_ca_alone(setup: dict[str, Path], capsys) -> None:
+    work = setup["work"]
+    openssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", "myca.key",
+            "-out", "myca.pem", "-days", "30", "-subj", "/CN=My Intermediate", cwd=work)
+
+    assert certs(setup, "import", str(work / "myca.pem")) == 1
+    error = capsys.readouterr().err
+    assert "CA certificate" in error
+    assert "use --force to store it as one" in error
+    assert "no email address" not in error
+
+    assert certs(setup, "import", "--force", str(work / "myca.pem")) == 0
+    ca = capsys.readouterr().out.split()[1]
+    assert certs(setup, "list") == 0
+    listing = capsys.readouterr().out
+    assert ca in listing
+    assert "CA certificate (intermediate only)" in listing
+    assert "(no email address)" in listing
+    assert audit_records(setup)[0]["target"] == "(no email address)"
+
+    assert certs(setup, "remove", ca[:16]) == 0
+    assert list(setup["certs"].iterdir()) == []
+
+
 def test_certs_import_self_signed_reason(setup: dict[str, Path], capsys) -> None:
     work = setup["work"]
     openssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", "gina.key", "-out", "gina.pem",
@@ -271,6 +377,41 @@ def test_keys_changes_audited(setup: dict[str, Path], gpg_world: GpgWorld, capsy
         assert record["program"] == "postveil keys"
         assert "BEGIN PGP" not in json.dumps(record)
     assert records[1]["command"] == f"postveil keys import {revocation_file}"
+
+
+def test_reason_stored_in_record(setup: dict[str, Path], pki: Pki, gpg_world: GpgWorld, capsys) -> None:
+    bob = gpg_world.fingerprints["bob"]
+    key_file = setup["work"] / "bob.asc"
+    key_file.write_bytes(gpg(gpg_world.recipient_home, "--armor", "--export", bob).stdout)
+    carol = fingerprint(pki.carol.certificate)
+
+    assert keys(setup, "import", str(key_file), "--reason", "key sent by Bob in person") == 0
+    assert keys(setup, "remove", bob[-16:], "--reason", "Bob left the practice") == 0
+    assert certs(setup, "import", str(pki.carol.cert_path), "--reason", "new certificate") == 0
+    assert certs(setup, "remove", carol[:16], "--reason", "Carol asked for portal mail") == 0
+    capsys.readouterr()
+
+    records = audit_records(setup)
+    assert [record["reason"] for record in records] == [
+        "key sent by Bob in person", "Bob left the practice",
+        "new certificate", "Carol asked for portal mail",
+    ]
+    assert records[1]["command"] == f"postveil keys remove {bob[-16:]}"
+    assert records[3]["command"] == f"postveil certs remove {carol[:16]}"
+
+
+def test_invalid_reason_imports_nothing(setup: dict[str, Path], pki: Pki, capsys) -> None:
+    assert certs(setup, "import", str(pki.carol.cert_path), "--reason", "two\nlines") == 1
+    assert "contains a control character" in capsys.readouterr().err
+    assert list(setup["certs"].iterdir()) == []
+    assert audit_records(setup) == []
+
+
+@pytest.mark.parametrize("command", ["keys", "certs"])
+@pytest.mark.parametrize("option", ["--config", "-c"])
+def test_config_option_after_action(setup: dict[str, Path], command: str, option: str, capsys) -> None:
+    assert main([command, "list", option, str(setup["config"])]) == 0
+    assert capsys.readouterr().err == ""
 
 
 def test_changes_refused_without_audit(setup: dict[str, Path], pki: Pki, gpg_world: GpgWorld, capsys) -> None:
@@ -345,6 +486,7 @@ def test_keys_import_revocation_unknown_key(setup: dict[str, Path], gpg_world: G
 
     assert keys(setup, "import", str(revocation_file)) == 1
     error = capsys.readouterr().err
-    assert "no revocation certificate for a key in the keyring" in error
+    assert f"revocation certificate for key {erin}, which is not in the keyring" in error
+    assert "exit code" not in error
     assert "nothing was imported" in error
     assert audit_records(setup) == []

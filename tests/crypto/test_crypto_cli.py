@@ -71,7 +71,9 @@ def test_keys_import_revocation(config_file: Path, gpg_world: GpgWorld, tmp_path
 
 def test_keys_remove_unknown_id(config_file: Path, capsys) -> None:
     assert main(["keys", "--config", str(config_file), "remove", "ABCD"]) == 1
-    assert "no key match" in capsys.readouterr().err
+    error = capsys.readouterr().err
+    assert "no key matches 'ABCD'" in error
+    assert "in full or its last 16 hex digits" in error
 
 
 def test_keys_import_missing_file(config_file: Path, tmp_path: Path, capsys) -> None:

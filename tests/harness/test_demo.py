@@ -140,3 +140,21 @@ def test_demo_failure_keeps_directory(
     assert len(kept) == 1
     assert (kept[0] / "log").is_dir()
     assert f"demo: kept {kept[0]}" in capsys.readouterr().out
+
+
+def test_demo_sender_domain_has_sink(
+    harness_root: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Notices go to the sender; without an MX in the DNS fixture Postfix bounces them.
+    seen: list[World] = []
+
+    def record_world(self: World, **settings: str) -> None:
+        seen.append(self)
+        raise KeyboardInterrupt()
+
+    monkeypatch.setattr(World, "start_postfix", record_world)
+
+    assert demo.run() == 0
+    domains = seen[0].domains
+    assert demo.SENDER.rpartition("@")[2] in domains
+    assert demo.BULK_SENDER.rpartition("@")[2] in domains

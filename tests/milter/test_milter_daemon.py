@@ -237,6 +237,27 @@ def test_reload_with_missing_group_keeps_running(
     assert daemon.running
 
 
+def test_missing_key_stores_warned(world: World, tmp_path: Path, started: list[DaemonProcess]) -> None:
+    config_path = write_config(world, tmp_path)
+    edit_config(config_path, "pgp", gnupg_home=str(tmp_path / "no-gnupg"))
+    daemon = start(started, config_path)
+
+    text = daemon.log_text()
+    assert (f"WARNING postveil.milter: pgp.gnupg_home {tmp_path / 'no-gnupg'} does not exist or is "
+            "not a directory; every message whose route reaches pgp will be deferred (451)") in text
+    assert "smime.certificate_dir" not in text
+
+    edit_config(config_path, "smime", certificate_dir=str(tmp_path / "no-certs"))
+    reload_and_wait(daemon, "smime.certificate_dir")
+
+    lines = daemon.log_text().splitlines()
+    reloaded = lines.index(next(line for line in lines if "configuration reloaded" in line))
+    after_reload = "\n".join(lines[reloaded:])
+    assert f"pgp.gnupg_home {tmp_path / 'no-gnupg'} does not exist" in after_reload
+    assert f"smime.certificate_dir {tmp_path / 'no-certs'} does not exist" in after_reload
+    assert daemon.running
+
+
 def test_help_names_defaults_signals_and_exit_status() -> None:
     result = subprocess.run(
         [sys.executable, "-m", "postveil.milter.daemon", "--help"],

@@ -102,6 +102,10 @@ def test_other_forms_do_not_match(subject: str) -> None:
         ("[ secure ][ pgp ] Lab", "Lab"),
         ("Befund für [ secure ] Jürgen", "Befund für Jürgen"),
         ("[ secure ]", ""),
+        ("[[secure]] x", "x"),
+        ("x ( [secure] [pgp] ) y", "x y"),
+        ("[Ext] [[secure]] x", "[Ext] x"),
+        ("[] [secure] x", "[] x"),
     ],
 )
 def test_tag_removed_with_its_spaces(subject: str, cleaned: str) -> None:

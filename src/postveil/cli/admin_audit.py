@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import getpass
 import os
+import pwd
 from collections.abc import Sequence
+from pathlib import Path
 
 from postveil.audit import AdminOverride, AuditLog
 from postveil.audit.errors import AuditError
@@ -20,9 +22,39 @@ class AdminAuditError(AuditError):
     """The audit trail could not be opened or written, so the change was not made."""
 
 
+# The kernel's value of /proc/self/loginuid for a process outside any login session.
+UNSET_LOGINUID = 2**32 - 1
+
+
 def admin_name() -> str:
-    """Login name of the administrator: the sudo caller when run through sudo."""
-    return os.environ.get("SUDO_USER") or getpass.getuser()
+    """Return the name of the person who runs the command, as far as the system can tell.
+
+    In order: ``$SUDO_USER`` (the caller of sudo), the login name of the session (the user
+    logged in on the controlling terminal, then the audit login uid of the session mapped
+    to a name), else the effective user. So ``runuser -u postveil`` or ``su -`` run by a
+    person logged in as ``alice`` records ``alice``, not ``postveil`` or ``root``.
+    ``$SUDO_USER`` is an environment variable and so only as trustworthy as the caller.
+    """
+    return os.environ.get("SUDO_USER") or _session_login_name() or getpass.getuser()
+
+
+def _session_login_name() -> str | None:
+    """Return the login name of the session, or None outside a login session."""
+    try:
+        return os.getlogin()
+    except OSError:
+        # No controlling terminal (cron, systemd, a pipe from ssh without a tty).
+        pass
+    try:
+        loginuid = int(Path("/proc/self/loginuid").read_text().strip())
+    except (OSError, ValueError):
+        return None
+    if loginuid == UNSET_LOGINUID:
+        return None
+    try:
+        return pwd.getpwuid(loginuid).pw_name
+    except KeyError:
+        return str(loginuid)
 
 
 class AdminChangeLog:
@@ -33,10 +65,11 @@ class AdminChangeLog:
     opened or written.
     """
 
-    def __init__(self, section: AuditSection, program: str, command: str) -> None:
+    def __init__(self, section: AuditSection, program: str, command: str, reason: str = "") -> None:
         self._section = section
         self._program = program
         self._command = command
+        self._reason = reason
         self._log: AuditLog | None = None
 
     def record(self, action: str, addresses: Sequence[str], fingerprint: str) -> None:
@@ -47,7 +80,8 @@ class AdminChangeLog:
                 self._log = AuditLog(self._section, program=self._program)
             self._log.append(
                 AdminOverride(
-                    admin_name(), target, action, "", command=self._command, fingerprint=fingerprint
+                    admin_name(), target, action, self._reason, command=self._command,
+                    fingerprint=fingerprint,
                 )
             )
         except AuditError as exc:

@@ -14,6 +14,7 @@ from postveil.audit.records import RECORD_TYPES
 from postveil.audit.report import build_report, format_report
 from postveil.audit.search import Query, ReadStats, parse_when, search, write_csv, write_json_lines
 from postveil.audit.verify import default_head_for, verify_chain
+from postveil.cli.common import add_config_option
 from postveil.config import default_config_path, load_config
 from postveil.config.audit import AuditSection
 from postveil.errors import ConfigError
@@ -27,10 +28,9 @@ class _UsageError(Exception):
     """A problem with the arguments, configuration or key; printed and exit status 2."""
 
 
-AUDIT_METHODS = (
-    "plain", "tls", "pgp", "smime", "portal", "pre_encrypted", "drop", "none", "reject", "tempfail", "hold",
-)
-"""Recipient methods the milter records; ``none`` marks a recipient removed for lack of one."""
+AUDIT_METHODS = ("plain", "tls", "pgp", "smime", "portal", "pre_encrypted", "drop", "none", "reject")
+"""Recipient methods the audit trail records: the routing methods, ``none`` for a recipient
+removed for lack of one, and ``reject`` for every recipient of a rejected message."""
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -40,6 +40,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         description="Work with the hash-chained audit trail. Without FILES, each command reads "
         "the files of audit.directory from the configuration file.",
     )
+    # --config is accepted before the action and after it, as in every subcommand.
+    add_config_option(parser)
     commands = parser.add_subparsers(dest="audit_command", metavar="ACTION", required=True)
 
     verify = commands.add_parser(
@@ -127,14 +129,17 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "never overwritten. Keep the key outside the audit directory.",
     )
     keygen.add_argument("path", nargs="?", help="key file (default: audit.key_file)")
-    keygen.add_argument("--config", help=f"configuration file (default: {default_config_path()})")
+    add_config_option(
+        keygen, default=argparse.SUPPRESS,
+        help=f"configuration file (default: $POSTVEIL_CONFIG or {default_config_path()})",
+    )
     keygen.set_defaults(handler=run_keygen)
 
 
 def _add_source_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("files", nargs="*", metavar="FILE", help="audit files, oldest first")
-    parser.add_argument(
-        "--config",
+    add_config_option(
+        parser, default=argparse.SUPPRESS,
         help=f"configuration file, read for audit.directory and audit.key_file "
         f"(default: $POSTVEIL_CONFIG or {default_config_path()})",
     )

@@ -6,21 +6,30 @@ import argparse
 import os
 import sys
 import tempfile
+from collections.abc import Sequence
 from pathlib import Path
 
+from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
 from postveil.cli.admin_audit import AdminAuditError, AdminChangeLog
-from postveil.cli.common import add_config_option, load_cli_config
+from postveil.cli.common import (
+    add_config_option,
+    add_config_option_to_actions,
+    add_reason_option,
+    load_cli_config,
+)
 from postveil.config import Config
 from postveil.crypto.errors import SmimeFailure
 from postveil.crypto.smime import (
     CA_PROBLEM,
+    UNTRUSTED_ROOT_PROBLEM,
     CertificateStore,
     StoredCertificate,
     certificate_addresses,
     contains_private_key,
     fingerprint,
+    is_ca_certificate,
     load_pem_certificates,
 )
 
@@ -50,6 +59,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     remover = actions.add_parser("remove", help="remove a certificate")
     remover.add_argument("id", help="SHA-256 fingerprint, or its first 16 or more hex digits")
+    remover.add_argument(
+        "--force", action="store_true",
+        help="also delete the recipient certificates stored in the same file "
+        "(needed to remove a CA certificate stored with a recipient's certificate)",
+    )
+    add_reason_option(importer)
+    add_reason_option(remover)
+    add_config_option_to_actions(actions)
     parser.set_defaults(handler=run)
 
 
@@ -62,7 +79,32 @@ def _format(stored: StoredCertificate, status: str) -> str:
 def _status(store: CertificateStore, stored: StoredCertificate) -> str:
     if stored.is_ca:
         return "CA certificate (intermediate only)"
-    return store.check(stored.certificate) or "usable"
+    problem = store.check(stored.certificate)
+    if problem is None:
+        return "usable"
+    if problem == UNTRUSTED_ROOT_PROBLEM:
+        return problem + _problem_detail(store, stored.certificate, problem)
+    return problem
+
+
+def _problem_detail(
+    store: CertificateStore,
+    certificate: x509.Certificate,
+    problem: str,
+    chain: Sequence[x509.Certificate] = (),
+) -> str:
+    """Name the CA behind a chain problem, for the admin's terminal only.
+
+    The store's reasons leave names out because routing reasons and audit records quote
+    them. The admin needs the CA's name to fix the trust store.
+    """
+    if problem == UNTRUSTED_ROOT_PROBLEM:
+        root = store.untrusted_root(certificate, chain)
+        if root is not None:
+            return f" (root CA: {root.subject.rfc4514_string()})"
+    if "trust store" in problem and certificate.issuer != certificate.subject:
+        return f" (issuer: {certificate.issuer.rfc4514_string()})"
+    return ""
 
 
 def run(args: argparse.Namespace) -> int:
@@ -80,8 +122,8 @@ def run(args: argparse.Namespace) -> int:
                 print(f"skipped: {problem}", file=sys.stderr)
             return 0
         if args.action == "import":
-            return _import(store, config, args.file, args.force)
-        return _remove(store, config, args.id)
+            return _import(store, config, args.file, args.force, args.reason)
+        return _remove(store, config, args.id, args.reason, args.force)
     except (SmimeFailure, AdminAuditError) as exc:
         print(f"postveil certs {args.action}: {exc}", file=sys.stderr)
         return 1
@@ -92,7 +134,7 @@ def _fail(message: str) -> int:
     return 1
 
 
-def _import(store: CertificateStore, config: Config, file: str, force: bool) -> int:
+def _import(store: CertificateStore, config: Config, file: str, force: bool, reason: str) -> int:
     try:
         data = Path(file).read_bytes()
     except OSError as exc:
@@ -114,21 +156,21 @@ def _import(store: CertificateStore, config: Config, file: str, force: bool) -> 
             )
         return _fail(f"{exc}{hint}; nothing was imported")
 
-    leaf = certificates[0]
-    if not certificate_addresses(leaf):
+    leaf, chain = certificates[0], certificates[1:]
+    # A CA certificate on its own is stored as an intermediate, which needs no address.
+    if not certificate_addresses(leaf) and not is_ca_certificate(leaf):
         return _fail(f"{file}: the first certificate has no email address; nothing was imported")
 
     store.refresh()
-    problem = store.check(leaf)
+    problem = store.check(leaf, extra_intermediates=chain)
     if problem is not None and not force:
-        issuer = f" (issuer: {leaf.issuer.rfc4514_string()})" if "trust store" in problem else ""
-        return _fail(f"{file}: {problem}{issuer}; {_remedy(problem)}")
+        return _fail(f"{file}: {problem}{_problem_detail(store, leaf, problem, chain)}; {_remedy(problem)}")
 
     directory = Path(config.smime.certificate_dir)
     leaf_fingerprint = fingerprint(leaf)
     target = directory / f"{leaf_fingerprint[:16].lower()}.pem"
     command = f"postveil certs import{' --force' if force else ''} {file}"
-    changes = AdminChangeLog(config.audit, "postveil certs", command)
+    changes = AdminChangeLog(config.audit, "postveil certs", command, reason)
     try:
         changes.record("cert-import", certificate_addresses(leaf), leaf_fingerprint)
     except AdminAuditError as exc:
@@ -150,6 +192,7 @@ def _import(store: CertificateStore, config: Config, file: str, force: bool) -> 
         certificate_addresses(leaf),
         is_ca=problem == CA_PROBLEM,
     )
+    store.refresh()  # so that the status counts the intermediates just written
     print("imported " + _format(stored, _status(store, stored)))
     return 0
 
@@ -175,14 +218,14 @@ def _write_certificate_file(directory: Path, target: Path, pem: bytes) -> None:
         raise
 
 
-def _remove(store: CertificateStore, config: Config, cert_id: str) -> int:
+def _remove(store: CertificateStore, config: Config, cert_id: str, reason: str, force: bool) -> int:
     prefix = cert_id.upper().replace(":", "")
     certificates = store.all_certificates()
     matches = [s for s in certificates if len(prefix) >= 16 and s.fingerprint.startswith(prefix)]
     if len(matches) != 1:
-        found = "no certificate" if not matches else f"{len(matches)} certificates"
+        found = "no certificate matches" if not matches else f"{len(matches)} certificates match"
         print(
-            f"postveil certs remove: {found} match {cert_id!r}; give at least 16 hex digits "
+            f"postveil certs remove: {found} {cert_id!r}; give at least 16 hex digits "
             "of a fingerprint shown by 'postveil certs list'",
             file=sys.stderr,
         )
@@ -190,8 +233,19 @@ def _remove(store: CertificateStore, config: Config, cert_id: str) -> int:
     match = matches[0]
     path = Path(match.path)
     others = [s for s in certificates if s.path == match.path and s is not match]
+    recipients = [other for other in others if not other.is_ca]
+    if recipients and not force:
+        print(
+            f"postveil certs remove: {path.name} also contains the recipient certificate(s) "
+            + ", ".join(f"{other.fingerprint} ({', '.join(other.addresses) or 'no email address'})"
+                        for other in recipients)
+            + ", which would be deleted with it; nothing was removed. Use --force to delete "
+            "the whole file",
+            file=sys.stderr,
+        )
+        return 1
 
-    changes = AdminChangeLog(config.audit, "postveil certs", f"postveil certs remove {cert_id}")
+    changes = AdminChangeLog(config.audit, "postveil certs", f"postveil certs remove{' --force' if force else ''} {cert_id}", reason)
     try:
         for removed in (match, *others):
             changes.record("cert-remove", removed.addresses, removed.fingerprint)
@@ -214,6 +268,13 @@ def _remove(store: CertificateStore, config: Config, cert_id: str) -> int:
 
 def _remedy(problem: str) -> str:
     """Suggest the fix that matches the reason a certificate cannot be used."""
+    if problem == CA_PROBLEM:
+        return (
+            "a CA certificate serves only as an intermediate of recipient certificates; "
+            "use --force to store it as one"
+        )
+    if problem == UNTRUSTED_ROOT_PROBLEM:
+        return "add that root CA to smime.trust_store if you trust it, or use --force to store it anyway"
     if "trust store" in problem:
         return "add the issuing CA to smime.trust_store, or use --force to store it anyway"
     if "expired" in problem or "not yet valid" in problem:

@@ -12,8 +12,27 @@ CONFIG_HELP = f"configuration file (default: $POSTVEIL_CONFIG, else {DEFAULT_CON
 
 
 def add_config_option(parser: argparse.ArgumentParser, **kwargs: object) -> None:
-    """Add ``-c/--config PATH`` with the help text every subcommand uses."""
-    parser.add_argument("-c", "--config", metavar="PATH", help=CONFIG_HELP, **kwargs)  # type: ignore[arg-type]
+    """Add ``-c/--config PATH``, by default with the help text every subcommand uses."""
+    kwargs.setdefault("help", CONFIG_HELP)
+    parser.add_argument("-c", "--config", metavar="PATH", **kwargs)  # type: ignore[arg-type]
+
+
+def add_config_option_to_actions(actions: argparse._SubParsersAction) -> None:
+    """Also accept ``-c/--config`` after the action (``postveil keys list --config X``).
+
+    The default is suppressed so that a ``--config`` given before the action is kept.
+    """
+    for action_parser in actions.choices.values():
+        add_config_option(action_parser, default=argparse.SUPPRESS)
+
+
+def add_reason_option(parser: argparse.ArgumentParser) -> None:
+    """Add ``--reason TEXT``, stored in the reason field of the admin_override record."""
+    parser.add_argument(
+        "--reason", metavar="TEXT", default="",
+        help="reason for the change, stored in the reason field of the audit record "
+        "(one line, at most 998 characters)",
+    )
 
 
 def load_cli_config(path: str | None) -> Config | None:

@@ -94,9 +94,23 @@ def _policyd_warnings(config: Config) -> list[str]:
     return warnings
 
 
+def _deferred_method(config: Config, method: str, lookup: str) -> str:
+    """Describe the mail that a broken ``method`` defers: every route that reaches it.
+
+    The milter looks the recipient up for each method of the class's list in turn, and a
+    lookup that fails defers the message (451) before the later methods are tried.
+    """
+    classes = [name for name, methods in config.routing.methods.model_dump().items() if method in methods]
+    return (
+        f"every message whose route reaches {method} would be deferred (451) here because "
+        f"the {lookup} fails, even one that a later method such as the portal would take "
+        f"(classes that list {method} in routing.methods: {', '.join(classes) or 'none'})"
+    )
+
+
 def _pgp_warnings(config: Config) -> list[str]:
     section = config.pgp
-    deferred = "messages that need PGP would be deferred here"
+    deferred = _deferred_method(config, "pgp", "PGP key lookup")
     warnings = _directory_warnings(
         "pgp.gnupg_home", section.gnupg_home, f"{deferred}; create it with mode 0700, see docs/install.md"
     )
@@ -110,7 +124,7 @@ def _pgp_warnings(config: Config) -> list[str]:
 
 def _smime_warnings(config: Config) -> list[str]:
     section = config.smime
-    deferred = "messages that need an S/MIME lookup would be deferred here; see docs/install.md"
+    deferred = _deferred_method(config, "smime", "certificate lookup") + "; see docs/install.md"
     warnings = _directory_warnings("smime.certificate_dir", section.certificate_dir, deferred)
     if not os.path.exists(section.trust_store):
         warnings.append(f"smime.trust_store {section.trust_store} does not exist on this host, so {deferred}")

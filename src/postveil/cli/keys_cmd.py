@@ -8,7 +8,12 @@ import sys
 from pathlib import Path
 
 from postveil.cli.admin_audit import AdminAuditError, AdminChangeLog
-from postveil.cli.common import add_config_option, load_cli_config
+from postveil.cli.common import (
+    add_config_option,
+    add_config_option_to_actions,
+    add_reason_option,
+    load_cli_config,
+)
 from postveil.config import Config
 from postveil.crypto.errors import PgpFailure
 from postveil.crypto.pgp import KeyInfo, PgpKeyring
@@ -32,6 +37,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     remover = actions.add_parser("remove", help="remove a key")
     remover.add_argument("id", help="full fingerprint or its last 16 hex digits (key id)")
+    add_reason_option(importer)
+    add_reason_option(remover)
+    add_config_option_to_actions(actions)
     parser.set_defaults(handler=run)
 
 
@@ -56,14 +64,14 @@ def run(args: argparse.Namespace) -> int:
                 print(_format_key(key, keyring.key_problem(key) or "usable"))
             return 0
         if args.action == "import":
-            return _import(keyring, config, args.file)
-        return _remove(keyring, config, args.id)
+            return _import(keyring, config, args.file, args.reason)
+        return _remove(keyring, config, args.id, args.reason)
     except (PgpFailure, AdminAuditError) as exc:
         print(f"postveil keys {args.action}: {exc}", file=sys.stderr)
         return 1
 
 
-def _import(keyring: PgpKeyring, config: Config, file: str) -> int:
+def _import(keyring: PgpKeyring, config: Config, file: str, reason: str) -> int:
     try:
         data = Path(file).read_bytes()
     except OSError as exc:
@@ -74,7 +82,7 @@ def _import(keyring: PgpKeyring, config: Config, file: str) -> int:
     except PgpFailure as exc:
         print(f"postveil keys import: {file}: {exc}; nothing was imported", file=sys.stderr)
         return 1
-    changes = AdminChangeLog(config.audit, "postveil keys", f"postveil keys import {file}")
+    changes = AdminChangeLog(config.audit, "postveil keys", f"postveil keys import {file}", reason)
     try:
         for preview in previews:
             changes.record(preview.action, preview.addresses, preview.fingerprint)
@@ -105,19 +113,19 @@ def _import(keyring: PgpKeyring, config: Config, file: str) -> int:
     return 0
 
 
-def _remove(keyring: PgpKeyring, config: Config, key_id: str) -> int:
+def _remove(keyring: PgpKeyring, config: Config, key_id: str, reason: str) -> int:
     suffix = key_id.upper().removeprefix("0X")
     matches = [key for key in keyring.keys() if len(suffix) >= 16 and key.fingerprint.endswith(suffix)]
     if len(matches) != 1:
-        found = "no key" if not matches else f"{len(matches)} keys"
+        found = "no key matches" if not matches else f"{len(matches)} keys match"
         print(
-            f"postveil keys remove: {found} match {key_id!r}; give the full fingerprint "
-            "or the 16-digit key id shown by 'postveil keys list'",
+            f"postveil keys remove: {found} {key_id!r}; give a fingerprint shown by 'postveil keys list', in full or "
+            "its last 16 hex digits",
             file=sys.stderr,
         )
         return 1
     key = matches[0]
-    changes = AdminChangeLog(config.audit, "postveil keys", f"postveil keys remove {key_id}")
+    changes = AdminChangeLog(config.audit, "postveil keys", f"postveil keys remove {key_id}", reason)
     try:
         changes.record("key-remove", key.addresses, key.fingerprint)
     except AdminAuditError as exc:

@@ -336,10 +336,14 @@ class PgpKeyring:
                 addresses = known[fingerprint].addresses
                 applicable.append(ImportPreview(fingerprint, "key-revoke", addresses))
         if not applicable:
-            raise PgpFailure(
-                "the file contains no public key, and no revocation certificate for a key in "
-                f"the keyring: {_gpg_problem(result)}"
-            )
+            unknown = [fingerprint for fingerprint in dict.fromkeys(revoked) if fingerprint not in known]
+            if unknown:
+                raise PgpFailure(
+                    f"the file is a revocation certificate for key {', '.join(unknown)}, "
+                    "which is not in the keyring"
+                )
+            problem = "" if getattr(result, "returncode", None) == 0 else f" ({_gpg_problem(result)})"
+            raise PgpFailure(f"the file contains no public key and no revocation certificate{problem}")
         return applicable
 
     def import_report(self, data: bytes) -> ImportReport:

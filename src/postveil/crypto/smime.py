@@ -41,6 +41,10 @@ _PEM_BEGIN = b"-----BEGIN CERTIFICATE-----"
 CA_PROBLEM = (
     "CA certificate (basicConstraints cA), used only as an intermediate, never encrypted to"
 )
+UNTRUSTED_ROOT_PROBLEM = (
+    "certificate does not chain to the trust store: its chain ends at a root CA that is "
+    "not in smime.trust_store"
+)
 # Any PEM private key block: PKCS#8 "PRIVATE KEY" and "ENCRYPTED PRIVATE KEY", the
 # traditional "RSA/EC/DSA PRIVATE KEY", "OPENSSH PRIVATE KEY" and "PGP PRIVATE KEY BLOCK".
 _PEM_PRIVATE_KEY_RE = re.compile(rb"-----BEGIN [A-Z0-9 ]*PRIVATE KEY")
@@ -221,7 +225,7 @@ class CertificateStore:
                     certificate,
                     fingerprint(certificate),
                     certificate_addresses(certificate),
-                    is_ca=_is_ca(certificate),
+                    is_ca=is_ca_certificate(certificate),
                 )
                 (authorities if stored.is_ca else leaves).append(stored)
         self._roots, self._leaves, self._authorities = roots, leaves, authorities
@@ -243,10 +247,19 @@ class CertificateStore:
         self.refresh()
         return self._leaves + self._authorities
 
-    def check(self, certificate: x509.Certificate, now: datetime.datetime | None = None) -> str | None:
-        """Return why ``certificate`` cannot be used for encryption, or None if it can."""
+    def check(
+        self,
+        certificate: x509.Certificate,
+        now: datetime.datetime | None = None,
+        extra_intermediates: Sequence[x509.Certificate] = (),
+    ) -> str | None:
+        """Return why ``certificate`` cannot be used for encryption, or None if it can.
+
+        ``extra_intermediates`` are CA certificates not yet in the directory, such as
+        the rest of a file being imported; they may complete the chain.
+        """
         now = now or self.clock()
-        if _is_ca(certificate):
+        if is_ca_certificate(certificate):
             return CA_PROBLEM
         if now < certificate.not_valid_before_utc:
             return "certificate not yet valid"
@@ -265,6 +278,7 @@ class CertificateStore:
             .build_client_verifier()
         )
         intermediates = [stored.certificate for stored in self._authorities]
+        intermediates.extend(c for c in extra_intermediates if is_ca_certificate(c))
         try:
             verifier.verify(certificate, intermediates)
         except verification.VerificationError as exc:
@@ -294,6 +308,8 @@ class CertificateStore:
         """
         if certificate.issuer == certificate.subject:
             return "certificate is self-signed, not issued by a CA in the trust store"
+        if self._untrusted_root(certificate, intermediates) is not None:
+            return UNTRUSTED_ROOT_PROBLEM
         known = {candidate.subject for candidate in [*self._roots, *intermediates]}
         if certificate.issuer not in known:
             return (
@@ -304,6 +320,34 @@ class CertificateStore:
             "certificate does not chain to the trust store: the chain to a trusted CA is "
             "invalid (a bad signature, an expired CA, or a CA not allowed to issue it)"
         )
+
+    def untrusted_root(
+        self, certificate: x509.Certificate, extra_intermediates: Sequence[x509.Certificate] = ()
+    ) -> x509.Certificate | None:
+        """Return the self-signed root outside the trust store that the chain of
+        ``certificate`` ends at, or None when the chain does not end at such a root."""
+        self.refresh()
+        intermediates = [stored.certificate for stored in self._authorities]
+        intermediates.extend(c for c in extra_intermediates if is_ca_certificate(c))
+        return self._untrusted_root(certificate, intermediates)
+
+    def _untrusted_root(
+        self, certificate: x509.Certificate, intermediates: Sequence[x509.Certificate]
+    ) -> x509.Certificate | None:
+        trusted_subjects = {root.subject for root in self._roots}
+        by_subject = {candidate.subject: candidate for candidate in intermediates}
+        visited: set[x509.Name] = set()
+        current = certificate
+        # Follow issuer names up the chain; a name loop or a missing issuer ends the walk.
+        while current.issuer not in trusted_subjects and current.issuer not in visited:
+            issuer = by_subject.get(current.issuer)
+            if issuer is None:
+                return None
+            if issuer.issuer == issuer.subject:
+                return issuer
+            visited.add(issuer.subject)
+            current = issuer
+        return None
 
     def lookup(self, address: str) -> CertificateLookup:
         """Find a usable certificate for ``address`` (compared without case).
@@ -337,7 +381,8 @@ class CertificateStore:
         raise SmimeFailure(f"certificate {value} is no longer in {self.certificate_dir}")
 
 
-def _is_ca(certificate: x509.Certificate) -> bool:
+def is_ca_certificate(certificate: x509.Certificate) -> bool:
+    """Return whether ``certificate`` is a CA certificate (basicConstraints cA)."""
     try:
         return bool(certificate.extensions.get_extension_for_class(x509.BasicConstraints).value.ca)
     except x509.ExtensionNotFound:

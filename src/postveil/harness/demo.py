@@ -28,6 +28,7 @@ from postveil.harness.world import KEEP_ENV, TestDomain, World, keep_requested
 
 SENDER = "frontdesk@clinic.test"
 BULK_SENDER = "newsletter@clinic.test"
+SENDER_DOMAIN = "clinic.test"
 OUTER_SUBJECT = "Encrypted message"
 
 
@@ -150,6 +151,9 @@ def run(keep_running: bool = False, keep_files: bool = False) -> int:
         starttls = world.add_domain("starttls-only.test")
         plain = world.add_domain("no-tls.test", tls="none")
         portal = world.add_domain("portal.test")
+        # The senders' own domain gets a sink too, so that postveil's notices to the
+        # sender (and Postfix's bounces) land in the mail folder instead of bouncing.
+        world.add_domain(SENDER_DOMAIN)
         pgp = world.add_pgp_recipient(f"bob@{plain.name}")
         smime = world.add_smime_recipient(f"carol@{plain.name}")
         cast = Cast(enforce, starttls, plain, portal, pgp.address, smime.address)
@@ -226,6 +230,7 @@ def print_running_details(world: World, cast: Cast, config_path: Path) -> None:
     notes = {
         cast.plain.name: f"{cast.pgp_address} has a PGP key, {cast.smime_address} an S/MIME certificate",
         cast.portal.name: f"portal intake {cast.portal_intake}",
+        SENDER_DOMAIN: f"the senders' domain: notices to {SENDER} arrive here",
     }
     print("demo: running until Ctrl-C (or SIGTERM)")
     print(f"  config file      {config_path}")

@@ -62,6 +62,29 @@ class MilterSocketError(PostveilError):
         self.fix = fix
 
 
+def _warn_unreadable_stores(config: Config) -> None:
+    """Log one warning for each key or certificate directory the milter cannot read.
+
+    The daemon still runs, because mail that needs neither PGP nor S/MIME is unaffected,
+    but every message whose route reaches the broken method is deferred (451).
+    """
+    stores = (
+        ("pgp.gnupg_home", config.pgp.gnupg_home, "pgp"),
+        ("smime.certificate_dir", config.smime.certificate_dir, "smime"),
+    )
+    for key, path, method in stores:
+        if not os.path.isdir(path):
+            problem = "does not exist or is not a directory"
+        elif not os.access(path, os.R_OK | os.X_OK):
+            problem = f"is not readable by uid {os.getuid()}"
+        else:
+            continue
+        log.warning(
+            "%s %s %s; every message whose route reaches %s will be deferred (451)",
+            key, path, problem, method,
+        )
+
+
 class MilterDaemon:
     """Owns the current configuration and the libmilter main loop."""
 
@@ -153,6 +176,7 @@ class MilterDaemon:
             if getattr(new_section, key) != getattr(old_section, key):
                 log.warning("milter.%s changed; the new value takes effect after a restart", key)
         log.info("configuration reloaded from %s (version %s)", path, new_config.version)
+        _warn_unreadable_stores(new_config)
 
     def _apply_socket_permissions(self, section: MilterSection, group_id: int | None) -> None:
         """Set the running unix socket's mode and group after a reload; errors are logged."""
@@ -281,6 +305,7 @@ class MilterDaemon:
             log.warning("%s sets no key; every default applies", self.config.source)
         self._audit_event(ConfigEvent("load", self.config.source, self.config.version or "-"))
         self._audit_event(DaemonEvent("start", __version__))
+        _warn_unreadable_stores(self.config)
         log.info("%s %s %s %s", PROGRAM, __version__, READY_MESSAGE, self.config.milter.socket)
         self._notifier.notify("READY=1")
         while not self._stop_requested.wait(0.2):

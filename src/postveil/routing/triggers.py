@@ -139,10 +139,19 @@ def remove_tags(subject: str, any_tag: str) -> str:
 
     A run of tags and the spaces around it becomes one space between two words, or
     nothing at the start or end of the Subject or between two characters it touched.
-    The rest of the Subject keeps its characters and spacing.
+    Brackets that enclose only tags (``[[secure]]``, ``([pgp] [secure])``) are removed
+    with them, one level deep. The rest of the Subject keeps its characters and spacing.
     """
+    bare_run = rf"(?:{any_tag})(?:{_SPACES}(?:{any_tag}))*"
+    # A bracket pair that contains nothing but tags, as in "[[secure]] x", goes with them,
+    # because an empty "[]" left in the Subject means nothing to the recipient.
+    enclosed_runs = [
+        rf"{re.escape(opening)}{_SPACES}{bare_run}{_SPACES}{re.escape(closing)}"
+        for opening, closing in _BRACKETS.items()
+    ]
+    tag = "|".join([*enclosed_runs, f"(?:{any_tag})"])
     tag_run = re.compile(
-        rf"(?P<before>{_SPACES})(?:{any_tag})(?:{_SPACES}(?:{any_tag}))*(?P<after>{_SPACES})",
+        rf"(?P<before>{_SPACES})(?:{tag})(?:{_SPACES}(?:{tag}))*(?P<after>{_SPACES})",
         re.IGNORECASE,
     )
 
