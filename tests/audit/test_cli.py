@@ -426,10 +426,11 @@ def test_record_message_logs_summary_with_queue_id(
 
 
 def test_method_choices_match_written_methods() -> None:
-    # The milter writes a routing method, "none" for a removed recipient, or "reject"
-    # for each recipient of a rejected message (see audit_decision); nothing else.
+    # The milter writes a routing method, "none" for a removed recipient, "reject" for
+    # each recipient of a rejected message (see audit_decision), or "tempfail" for each
+    # recipient of a deferred one (PostveilMilter._record_tempfail); nothing else.
     from postveil.cli.audit_cmd import AUDIT_METHODS
     from postveil.routing.decide import Method
 
-    assert set(AUDIT_METHODS) == {method.value for method in Method} | {"none", "reject"}
+    assert set(AUDIT_METHODS) == {method.value for method in Method} | {"none", "reject", "tempfail"}
     assert len(AUDIT_METHODS) == len(set(AUDIT_METHODS))

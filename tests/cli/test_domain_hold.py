@@ -60,3 +60,11 @@ def test_release_without_queue_check_needs_force(config: Path, tmp_path: Path) -
     assert "no TLS hold to release" in again.stdout
     actions = [record["action"] for record in records(config, "admin_override")]
     assert actions == ["release-tls-hold"]
+
+
+def test_unset_without_override_records_nothing(config: Path) -> None:
+    result = domain(config, "unset", "example.org")
+
+    assert result.returncode == 0, result.stderr
+    assert "no administrator override to remove" in result.stdout
+    assert not (config.parent / "audit" / "audit.jsonl").exists()

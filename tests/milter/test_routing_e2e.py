@@ -3,6 +3,7 @@ real GnuPG and OpenSSL, and one SMTP sink per recipient domain."""
 
 from __future__ import annotations
 
+import json
 import shutil
 import time
 from collections.abc import Iterator
@@ -218,6 +219,15 @@ def test_broken_gnupg_home_tempfails(scene: Scene) -> None:
 
     assert result.code == 451
     assert copies_for(scene.plain, scene.pgp.address, message_id, timeout=2) == []
+    # The deferral is in the audit trail, with the error's class and no message text.
+    lines = (scene.world.state_dir / "audit" / "audit.jsonl").read_text().splitlines()
+    deferred = [record for record in map(json.loads, lines)
+                if record["kind"] == "message" and record["action"] == "tempfail"
+                and record["recipients"][0]["address"] == scene.pgp.address]
+    assert deferred
+    assert deferred[-1]["recipients"][0]["method"] == "tempfail"
+    assert deferred[-1]["recipients"][0]["reason"].startswith("temporary failure at end of message: ")
+    assert "Broken keyring" not in json.dumps(deferred[-1])
 
 
 def test_unreadable_certificate_dir_tempfails(scene: Scene) -> None:

@@ -28,9 +28,12 @@ class _UsageError(Exception):
     """A problem with the arguments, configuration or key; printed and exit status 2."""
 
 
-AUDIT_METHODS = ("plain", "tls", "pgp", "smime", "portal", "pre_encrypted", "drop", "none", "reject")
+AUDIT_METHODS = (
+    "plain", "tls", "pgp", "smime", "portal", "pre_encrypted", "drop", "none", "reject", "tempfail",
+)
 """Recipient methods the audit trail records: the routing methods, ``none`` for a recipient
-removed for lack of one, and ``reject`` for every recipient of a rejected message."""
+removed for lack of one, ``reject`` for every recipient of a rejected message and
+``tempfail`` for every recipient of a message deferred at end of message."""
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:

@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import getpass
 import json
-import os
 import subprocess
 import sys
 import time
@@ -15,6 +13,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from postveil.audit import AdminOverride, AuditLog, TlsRequirementChange
+from postveil.cli.admin_audit import admin_name
 from postveil.cli.common import add_config_option, load_cli_config
 from postveil.config import Config
 from postveil.errors import PostveilError
@@ -158,10 +157,6 @@ def _run_cached(args: argparse.Namespace, config: Config, cache: FactsCache, dom
     raise AssertionError(args.action)
 
 
-def _admin_name() -> str:
-    return os.environ.get("SUDO_USER") or getpass.getuser()
-
-
 def _change(
     args: argparse.Namespace, config: Config, cache: FactsCache, audit: AuditLog, domain: str,
     now: float,
@@ -175,7 +170,7 @@ def _change(
         if old is None:
             print(f"{domain}: not in the cache", file=sys.stderr)
             return 1
-        audit.append(AdminOverride(_admin_name(), domain, "purge-domain-facts", args.reason,
+        audit.append(AdminOverride(admin_name(), domain, "purge-domain-facts", args.reason,
                                    command=f"postveil domain purge {domain}"))
         cache.delete(domain)
         print(f"{domain}: purged")
@@ -183,8 +178,12 @@ def _change(
         return 0
 
     level = args.tls if args.action == "set" else None
+    if level is None and (old is None or old.override is None):
+        print(f"{domain}: no administrator override to remove")
+        _print_hold(old, now)
+        return 0
     command = f"postveil domain set {domain} --tls {level}" if level else f"postveil domain unset {domain}"
-    audit.append(AdminOverride(_admin_name(), domain, "set-tls" if level else "clear-tls",
+    audit.append(AdminOverride(admin_name(), domain, "set-tls" if level else "clear-tls",
                                args.reason, command=command))
     base = old if old is not None else DomainFacts(domain, first_seen=now)
     if level in TLS_REQUIRED_LEVELS:
@@ -250,7 +249,7 @@ def _release(
                   file=sys.stderr)
             return 1
     command = f"postveil domain release {domain}" + (" --force" if args.force else "")
-    audit.append(AdminOverride(_admin_name(), domain, "release-tls-hold", args.reason,
+    audit.append(AdminOverride(admin_name(), domain, "release-tls-hold", args.reason,
                                command=command))
     cache.release_tls_hold(domain)
     print(f"{domain}: TLS hold released; postveil-policyd answers from the domain's own "

@@ -17,6 +17,8 @@ from typing import Any
 
 import Milter
 
+from postveil.audit import MessageDecision
+from postveil.audit import RecipientDecision as AuditRecipient
 from postveil.config import Config
 from postveil.crypto.mime import HeaderEdits
 from postveil.crypto.pipeline import Outcome
@@ -189,13 +191,41 @@ class PostveilMilter(Milter.Base):
             return callback()
         except TemporaryFailure as exc:
             result = self._tempfail(f"{step}: {exc}")
+            self._record_tempfail(step, type(exc).__name__)
             self._finish_message()
             return result
         except Exception as exc:  # the boundary: every failure becomes a tempfail
             self.log.exception("%s failed", step)
             result = self._tempfail(f"{step} failed: {type(exc).__name__}")
+            self._record_tempfail(step, type(exc).__name__)
             self._finish_message()
             return result
+
+    def _record_tempfail(self, step: str, cause: str) -> None:
+        """Append a ``tempfail`` record for a message deferred at end of message.
+
+        The trail then shows every deferral, not only the decision of the later retry.
+        The reason names the step and the error's class only: an error's text may quote
+        a path or a tool's output. When the trail itself cannot be written (the cause,
+        perhaps), that is logged and the deferral stands.
+        """
+        if step != "end of message" or not self.queue_id:
+            return
+        reason = f"temporary failure at {step}: {cause}"
+        try:
+            record = MessageDecision(
+                queue_id=self.queue_id,
+                sender=(self.sender or "").strip(),
+                recipients=[
+                    AuditRecipient(bare_address(recipient), "tempfail", reason)
+                    for recipient in self.recipients
+                ],
+                config_version=self.config.version,
+                action="tempfail",
+            )
+            self.processor.audit.record_message(record)
+        except Exception as exc:  # noqa: BLE001 - the message is deferred either way
+            self.log.error("cannot write the temporary failure to the audit trail: %s", exc)
 
     # -- callbacks ---------------------------------------------------------------
 
@@ -282,6 +312,7 @@ class PostveilMilter(Milter.Base):
             self.log.error("temporary failure at end of message: %s", self._deferred_reason)
             self.setreply(*self._deferred_reply)
             self._deferred_reply = None
+            self._record_tempfail("end of message", "an earlier step failed")
             self._finish_message()
             return Milter.TEMPFAIL
         return self._guard("end of message", self._eom)
