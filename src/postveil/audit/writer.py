@@ -124,7 +124,7 @@ _HANDED_OVER = -1
 class _Pending:
     """One record waiting in the append queue, and then its outcome."""
 
-    __slots__ = ("error", "fields", "kind", "lead", "result", "wakeup")
+    __slots__ = ("batch", "error", "fields", "kind", "lead", "result", "wakeup")
 
     def __init__(self, kind: str, fields: dict[str, Any]) -> None:
         self.kind = kind
@@ -133,10 +133,19 @@ class _Pending:
         self.error: BaseException | None = None
         self.lead = False
         """Chosen to write the next batch, which starts with this record."""
+        self.batch: list[_Pending] | None = None
+        """The batch this record's thread took from the queue to write, once it leads."""
         self.wakeup = threading.Lock()
         """Held until the record is done or chosen to lead; only its own thread waits on
         it, so finishing a batch wakes its callers and one successor, not every waiter."""
         self.wakeup.acquire()
+
+    def wake(self) -> None:
+        """Release the record's thread; releasing it again does nothing."""
+        try:
+            self.wakeup.release()
+        except RuntimeError:
+            pass
 
     @property
     def done(self) -> bool:
@@ -228,23 +237,30 @@ class AuditLog:
             # next batch may be handed to the waiting record, which cannot run until
             # the handler returns, so this record is written on its own.
             return self._write_alone(pending)
-        if not leading:
-            try:
-                pending.wakeup.acquire()
-            except BaseException:
-                self._withdraw(pending)
-                raise
-            finally:
+        try:
+            if not leading:
+                try:
+                    pending.wakeup.acquire()
+                finally:
+                    with self._queue_lock:
+                        self._waiting.discard(me)
+            if not pending.done:
+                # Chosen to lead, or leading from the start: this thread writes every
+                # queued record up to the batch limit, its own first among them.
                 with self._queue_lock:
-                    self._waiting.discard(me)
-            if pending.done:
-                return pending.outcome()
-        with self._queue_lock:
-            # This thread writes every queued record up to the batch limit, its own
-            # first among them.
-            self._leader = me
-            batch = self._queue[:_MAX_BATCH]
-            del self._queue[: len(batch)]
+                    self._leader = me
+                    pending.lead = False
+                    pending.batch = self._queue[:_MAX_BATCH]
+                    del self._queue[: len(pending.batch)]
+                self._write_and_finish(pending.batch)
+        except BaseException:
+            # A signal handler may raise between any two steps above, so the cleanup
+            # reads the shared state instead of trusting how far this thread got.
+            self._abandon(pending, me)
+            raise
+        return pending.outcome()
+
+    def _write_and_finish(self, batch: list[_Pending]) -> None:
         try:
             results = self._write_batch(batch)
         except AuditWriteError as exc:
@@ -255,7 +271,6 @@ class AuditLog:
             raise
         else:
             self._finish_batch(batch, results, None)
-        return pending.outcome()
 
     def _write_alone(self, pending: _Pending) -> AppendResult:
         """Write one record as a batch of its own, outside the queue."""
@@ -271,7 +286,7 @@ class AuditLog:
                 else:
                     item.error = error
             for item in batch:
-                item.wakeup.release()
+                item.wake()
             self._hand_over()
 
     def _hand_over(self) -> None:
@@ -281,18 +296,34 @@ class AuditLog:
             successor = self._queue[0]
             successor.lead = True
             self._leader = _HANDED_OVER
-            successor.wakeup.release()
+            successor.wake()
         else:
             self._leader = None
 
-    def _withdraw(self, pending: _Pending) -> None:
-        """Take back the record of a caller interrupted while it waited, unless a batch
-        already wrote it; a caller chosen to lead passes the role on."""
+    def _abandon(self, pending: _Pending, me: int) -> None:
+        """Clean up after an exception in ``append``, wherever it struck.
+
+        Unfinished records of a batch this thread took get an AuditWriteError. Its own
+        record leaves the queue unless a batch wrote it, and a thread that leads or was
+        chosen to lead passes that role on.
+
+        NOTE: A second exception raised inside this cleanup (a signal handler that
+        raises again) can still leave the queue without a leader.
+        """
         with self._queue_lock:
-            if pending.done or pending not in self._queue:
-                return
-            self._queue.remove(pending)
-            if pending.lead:
+            self._waiting.discard(me)
+            taken = pending.batch or []
+            if taken:
+                self._queue = [item for item in self._queue if item not in taken]
+                interrupted = AuditWriteError("audit write interrupted")
+                for item in taken:
+                    if not item.done:
+                        item.error = interrupted
+                    item.wake()
+            elif not pending.done and pending in self._queue:
+                self._queue.remove(pending)
+            if self._leader == me or (self._leader == _HANDED_OVER and pending.lead):
+                pending.lead = False
                 self._hand_over()
 
     def _write_batch(self, batch: list[_Pending]) -> list[AppendResult]:
