@@ -246,3 +246,54 @@ def test_chosen_leader_interrupted_hands_over(
     files = list_log_files(section.directory)
     result = verify_chain(files, {audit_key.key_id: audit_key}, head=default_head_for(files))
     assert result.broken is None, str(result.broken)
+
+
+def test_interrupt_after_flush_keeps_results(
+    make_section: Callable[..., AuditSection],
+    audit_key: AuditKey,
+    log_dir: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """An exception that strikes after the batch is flushed, here from the head
+    update in place of a signal handler, leaves the batch's callers their results."""
+    section = make_section(fsync="always", rotate_size=0)
+    log = AuditLog(section, "test")
+    log.append(make_decision(0))
+    real_write_head = AuditLog._write_head
+    strikes: list[int] = []
+
+    def write_head(self: AuditLog, head: Any, stamp: str) -> None:
+        # Seq 4 ends the batch of records 2 and 3, written by the thread of record 2.
+        if head.seq == 4 and not strikes:
+            strikes.append(head.seq)
+            raise TimeoutError("interrupted after the flush")
+        real_write_head(self, head, stamp)
+
+    monkeypatch.setattr(AuditLog, "_write_head", write_head)
+    outcomes: dict[int, object] = {}
+
+    def write(number: int) -> None:
+        try:
+            outcomes[number] = log.append(make_decision(number))
+        except BaseException as exc:  # noqa: BLE001 - the test records every outcome
+            outcomes[number] = exc
+
+    holder = hold_flock(log_dir, 0.3)
+    threads = [threading.Thread(target=write, args=(number,), daemon=True) for number in (1, 2, 3)]
+    for thread in threads:
+        thread.start()
+        time.sleep(0.05)
+    holder.join(5)
+    for thread in threads:
+        thread.join(5)
+    log.close()
+
+    assert strikes
+    assert not any(thread.is_alive() for thread in threads)
+    assert isinstance(outcomes[1], AppendResult)
+    assert isinstance(outcomes[2], TimeoutError)
+    assert isinstance(outcomes[3], AppendResult)
+    assert records_in_files(section) == 4
+    files = list_log_files(section.directory)
+    result = verify_chain(files, {audit_key.key_id: audit_key}, head=default_head_for(files))
+    assert result.broken is None, str(result.broken)

@@ -262,29 +262,28 @@ class AuditLog:
 
     def _write_and_finish(self, batch: list[_Pending]) -> None:
         try:
-            results = self._write_batch(batch)
+            self._write_batch(batch)
         except AuditWriteError as exc:
-            self._finish_batch(batch, [], exc)
+            self._finish_batch(batch, exc)
         except BaseException as exc:
             # Never leave the others waiting, whatever went wrong.
-            self._finish_batch(batch, [], AuditWriteError(f"audit write failed: {type(exc).__name__}"))
+            self._finish_batch(batch, AuditWriteError(f"audit write failed: {type(exc).__name__}"))
             raise
         else:
-            self._finish_batch(batch, results, None)
+            self._finish_batch(batch, None)
 
     def _write_alone(self, pending: _Pending) -> AppendResult:
         """Write one record as a batch of its own, outside the queue."""
         return self._write_batch([pending])[0]
 
-    def _finish_batch(
-        self, batch: list[_Pending], results: list[AppendResult], error: AuditWriteError | None
-    ) -> None:
+    def _finish_batch(self, batch: list[_Pending], error: AuditWriteError | None) -> None:
+        """Wake the batch's callers, giving ``error`` to each record without a result,
+        and hand the next batch over."""
         with self._queue_lock:
-            for index, item in enumerate(batch):
-                if error is None:
-                    item.result = results[index]
-                else:
-                    item.error = error
+            if error is not None:
+                for item in batch:
+                    if not item.done:
+                        item.error = error
             for item in batch:
                 item.wake()
             self._hand_over()
@@ -405,18 +404,25 @@ class AuditLog:
             fd = self._open_active()
             size = 0
 
-        self._write_record(fd, size, data)
+        path = str(self._active_path)
+        results = [AppendResult(seq=number, hash=digest, path=path, time=stamp) for number, digest, _ in lines]
         try:
+            self._write_record(fd, size, data)
             self._sync_record(fd)
-        except AuditWriteError:
+            # The batch is committed once each record carries its result: an exception
+            # after this loop (a signal handler) no longer turns it into an error.
+            for item, result in zip(batch, results, strict=True):
+                item.result = result
+        except BaseException:
             # Every caller in the batch gets an error, so none of its records may stay.
+            for item in batch:
+                item.result = None
             self._undo_write(fd, size)
             raise
         self._write_head(Head(seq=seq, hash=prev_hash, file=ACTIVE_NAME), stamp)
         if self._log_identity is not None:
             self._own_tail = (self._log_identity, size + len(data), seq, prev_hash)
-        path = str(self._active_path)
-        return [AppendResult(seq=number, hash=digest, path=path, time=stamp) for number, digest, _ in lines]
+        return results
 
     def _lock_exclusively(self) -> None:
         """Take the flock on ``audit.lock``, the same file every other writer locks.
