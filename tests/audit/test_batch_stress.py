@@ -8,7 +8,9 @@ fail with EIO now and then. The real call runs otherwise.
 
 from __future__ import annotations
 
+import asyncio
 import json
+import multiprocessing
 import os
 import random
 import threading
@@ -23,6 +25,7 @@ from postveil.audit import writer
 from postveil.audit.verify import default_head_for
 from postveil.config.audit import AuditSection
 from tests.audit.conftest import make_decision
+from tests.audit.test_batch_waits import hold_flock
 
 THREADS = 24
 PER_THREAD = 12
@@ -102,3 +105,110 @@ def test_random_failures_keep_outcomes_exact(
     result = verify_chain(files, {audit_key.key_id: audit_key}, head=default_head_for(files))
     assert result.broken is None, str(result.broken)
     assert result.records == len(succeeded)
+
+
+def test_close_while_threads_wait(
+    make_section: Callable[..., AuditSection], audit_key: AuditKey, log_dir: Any
+) -> None:
+    """Callers queued behind a batch when close() runs get an error, and none waits."""
+    section = make_section(rotate_size=0)
+    log = AuditLog(section, "close")
+    log.append(make_decision(0))
+    outcomes: dict[int, object] = {}
+
+    def write(number: int) -> None:
+        try:
+            outcomes[number] = log.append(make_decision(number))
+        except AuditWriteError as exc:
+            outcomes[number] = exc
+
+    holder = hold_flock(log_dir, 0.4)
+    threads = [threading.Thread(target=write, args=(number,), daemon=True) for number in range(1, 9)]
+    for thread in threads:
+        thread.start()
+    time.sleep(0.1)
+    closer = threading.Thread(target=log.close, daemon=True)
+    closer.start()
+    holder.join(5)
+    closer.join(5)
+    for thread in threads:
+        thread.join(5)
+
+    assert not closer.is_alive()
+    assert not any(thread.is_alive() for thread in threads)
+    assert len(outcomes) == 8
+    written = [outcome for outcome in outcomes.values() if not isinstance(outcome, Exception)]
+    files = list_log_files(section.directory)
+    result = verify_chain(files, {audit_key.key_id: audit_key}, head=default_head_for(files))
+    assert result.broken is None, str(result.broken)
+    assert result.records == 1 + len(written)
+    for outcome in outcomes.values():
+        if isinstance(outcome, AuditWriteError):
+            assert "closed" in str(outcome)
+
+
+def _append_in_child(log: AuditLog, connection: Any) -> None:
+    try:
+        connection.send(log.append(make_decision(99, queue_id="CHILD")).seq)
+    except AuditWriteError as exc:
+        connection.send(str(exc))
+
+
+def test_fork_while_threads_wait(
+    make_section: Callable[..., AuditSection], audit_key: AuditKey, log_dir: Any
+) -> None:
+    """A child forked while the parent's threads wait in append does not inherit their
+    queue or leader, so its own append is written and the parent's still finish."""
+    section = make_section(rotate_size=0)
+    log = AuditLog(section, "fork")
+    log.append(make_decision(0))
+    outcomes: dict[int, object] = {}
+
+    def write(number: int) -> None:
+        outcomes[number] = log.append(make_decision(number))
+
+    holder = hold_flock(log_dir, 0.5)
+    threads = [threading.Thread(target=write, args=(number,), daemon=True) for number in range(1, 5)]
+    for thread in threads:
+        thread.start()
+    time.sleep(0.1)
+    context = multiprocessing.get_context("fork")
+    receiver, sender = context.Pipe(duplex=False)
+    child = context.Process(target=_append_in_child, args=(log, sender))
+    child.start()
+    holder.join(5)
+    child.join(10)
+    for thread in threads:
+        thread.join(5)
+    log.close()
+
+    assert child.exitcode == 0
+    assert receiver.poll(1)
+    assert isinstance(receiver.recv(), int)
+    assert not any(thread.is_alive() for thread in threads)
+    assert len(outcomes) == 4
+    files = list_log_files(section.directory)
+    result = verify_chain(files, {audit_key.key_id: audit_key}, head=default_head_for(files))
+    assert result.broken is None, str(result.broken)
+    assert result.records == 6
+
+
+async def test_appends_from_to_thread_workers(
+    make_section: Callable[..., AuditSection], audit_key: AuditKey
+) -> None:
+    """The policy daemon appends through asyncio.to_thread, so its default executor's
+    threads share batches; every append returns within the timeout."""
+    section = make_section(fsync="always", rotate_size=0)
+    log = AuditLog(section, "policyd")
+    appends = [
+        asyncio.to_thread(log.append, make_decision(number, queue_id=f"P{number:03d}"))
+        for number in range(200)
+    ]
+    results = await asyncio.wait_for(asyncio.gather(*appends), JOIN_SECONDS)
+    log.close()
+
+    assert sorted(result.seq for result in results) == list(range(1, 201))
+    files = list_log_files(section.directory)
+    result = verify_chain(files, {audit_key.key_id: audit_key}, head=default_head_for(files))
+    assert result.broken is None, str(result.broken)
+    assert result.records == 200
