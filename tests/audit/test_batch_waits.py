@@ -297,3 +297,52 @@ def test_interrupt_after_flush_keeps_results(
     files = list_log_files(section.directory)
     result = verify_chain(files, {audit_key.key_id: audit_key}, head=default_head_for(files))
     assert result.broken is None, str(result.broken)
+
+
+def test_append_in_handler_of_chosen_leader(
+    make_section: Callable[..., AuditSection],
+    audit_key: AuditKey,
+    log_dir: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A handler that appends after its thread was woken to lead, before that thread
+    takes the batch, writes its record alone and both appends return.
+
+    No real signal can be timed to that moment, so the chosen thread's first check of
+    ``done`` runs the handler's append in its place."""
+    section = make_section(rotate_size=0)
+    log = AuditLog(section, "test")
+    log.append(make_decision(0))
+    original = _Pending.done
+    nested: list[object] = []
+
+    def done(self: _Pending) -> bool:
+        if self.lead and not nested:
+            nested.append("started")
+            nested.append(log.append(make_decision(9)))
+        return original.fget(self)  # type: ignore[misc]
+
+    monkeypatch.setattr(_Pending, "done", property(done))
+    outcomes: dict[int, object] = {}
+
+    def write(number: int) -> None:
+        outcomes[number] = log.append(make_decision(number))
+
+    holder = hold_flock(log_dir, 0.3)
+    threads = [threading.Thread(target=write, args=(number,), daemon=True) for number in (1, 2, 3)]
+    for thread in threads:
+        thread.start()
+        time.sleep(0.05)
+    holder.join(5)
+    for thread in threads:
+        thread.join(5)
+
+    assert not any(thread.is_alive() for thread in threads)
+    assert len(nested) == 2
+    assert isinstance(nested[1], AppendResult)
+    assert all(isinstance(outcomes[number], AppendResult) for number in (1, 2, 3))
+    log.close()
+    assert records_in_files(section) == 5
+    files = list_log_files(section.directory)
+    result = verify_chain(files, {audit_key.key_id: audit_key}, head=default_head_for(files))
+    assert result.broken is None, str(result.broken)

@@ -239,16 +239,19 @@ class AuditLog:
             return self._write_alone(pending)
         try:
             if not leading:
-                try:
-                    pending.wakeup.acquire()
-                finally:
-                    with self._queue_lock:
-                        self._waiting.discard(me)
-            if not pending.done:
+                pending.wakeup.acquire()
+            # The thread stays in _waiting until it is marked as the leader, so that a
+            # signal handler appending in between writes alone instead of queueing
+            # behind a batch that only this thread can start.
+            if pending.done:
+                with self._queue_lock:
+                    self._waiting.discard(me)
+            else:
                 # Chosen to lead, or leading from the start: this thread writes every
                 # queued record up to the batch limit, its own first among them.
                 with self._queue_lock:
                     self._leader = me
+                    self._waiting.discard(me)
                     pending.lead = False
                     pending.batch = self._queue[:_MAX_BATCH]
                     del self._queue[: len(pending.batch)]
