@@ -212,3 +212,34 @@ async def test_appends_from_to_thread_workers(
     result = verify_chain(files, {audit_key.key_id: audit_key}, head=default_head_for(files))
     assert result.broken is None, str(result.broken)
     assert result.records == 200
+
+
+def test_more_waiters_than_batch_limit(
+    make_section: Callable[..., AuditSection], audit_key: AuditKey, log_dir: Any
+) -> None:
+    """More callers queue behind a batch than one batch takes: the rest are handed on
+    to following batches and every caller returns."""
+    section = make_section(rotate_size=0)
+    log = AuditLog(section, "overflow")
+    log.append(make_decision(0))
+    count = writer._MAX_BATCH + 60
+    seqs: list[int] = []
+
+    def write(number: int) -> None:
+        seqs.append(log.append(make_decision(number, queue_id=f"O{number:04d}")).seq)
+
+    holder = hold_flock(log_dir, 0.5)
+    threads = [threading.Thread(target=write, args=(number,), daemon=True) for number in range(count)]
+    for thread in threads:
+        thread.start()
+    holder.join(5)
+    for thread in threads:
+        thread.join(JOIN_SECONDS)
+    log.close()
+
+    assert not any(thread.is_alive() for thread in threads)
+    assert sorted(seqs) == list(range(2, count + 2))
+    files = list_log_files(section.directory)
+    result = verify_chain(files, {audit_key.key_id: audit_key}, head=default_head_for(files))
+    assert result.broken is None, str(result.broken)
+    assert result.records == count + 1

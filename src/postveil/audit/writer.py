@@ -219,6 +219,9 @@ class AuditLog:
             self._reset_after_fork()
         pending = _Pending(record.kind, fields)
         me = threading.get_ident()
+        # NOTE: A signal handler that appends while its thread holds _queue_lock (a few
+        # bytecodes at a time) or _thread_lock in close() still deadlocks, because
+        # neither lock can be taken again by the same thread.
         with self._queue_lock:
             if self._leader == me:
                 # A signal handler appending while its thread writes a batch would wait
