@@ -91,8 +91,10 @@ def test_raising_handler_loses_no_caller(
     strikes: list[float] = []
 
     def interrupt(signum: int, frame: Any) -> None:
-        # Strike only inside the audit writer, so the test loop itself is never hit.
-        if frame is not None and frame.f_code.co_filename == writer.__file__:
+        # Strike only inside the audit writer, so the test loop itself is never hit,
+        # and not inside the cleanup of a previous strike (a known limit noted there).
+        in_writer = frame is not None and frame.f_code.co_filename == writer.__file__
+        if in_writer and frame.f_code.co_name != "_abandon":
             strikes.append(time.monotonic())
             raise Interrupted
 
