@@ -11,6 +11,7 @@ import errno
 import logging
 import logging.handlers
 import os
+import select
 import sys
 from collections.abc import MutableMapping
 from typing import Any
@@ -112,7 +113,13 @@ class LineHandler(logging.Handler):
         try:
             data = (self.format(record) + "\n").encode("utf-8", "backslashreplace")
             while data:
-                written = os.write(self._fd, data)
+                try:
+                    written = os.write(self._fd, data)
+                except BlockingIOError:
+                    # Another process set O_NONBLOCK on the shared standard error. Wait
+                    # as a blocking write would, so the rest of the line is not lost.
+                    select.select([], [self._fd], [])
+                    continue
                 data = data[written:]
         except Exception:  # noqa: BLE001 - logging must never raise into the caller
             self.handleError(record)

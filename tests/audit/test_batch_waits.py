@@ -20,6 +20,7 @@ from typing import Any
 import pytest
 
 from postveil.audit import AuditKey, AuditLog, AuditWriteError, list_log_files, verify_chain
+from postveil.audit.writer import AppendResult, _Pending
 from postveil.audit.verify import default_head_for
 from postveil.config.audit import AuditSection
 from tests.audit.conftest import make_decision
@@ -180,3 +181,168 @@ def test_append_from_signal_handler_of_writing_thread_raises(
     assert "re-entered" in str(errors[0])
     assert result.seq == 2
     assert records_in_files(section) == 2
+
+
+def raise_once_when_chosen(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """Make ``_Pending.done`` raise once in the thread chosen to lead the next batch.
+
+    A signal handler runs between any two bytecodes of the main thread. No real
+    signal can be timed to land right after the wake-up of a chosen leader, so the
+    first check of ``done`` after that wake-up raises in its place.
+    """
+    raised: list[str] = []
+    original = _Pending.done
+
+    def done(self: _Pending) -> bool:
+        if self.lead and not raised:
+            raised.append("interrupted")
+            raise TimeoutError("interrupted after being chosen to lead")
+        return original.fget(self)  # type: ignore[misc]
+
+    monkeypatch.setattr(_Pending, "done", property(done))
+    return raised
+
+
+def test_chosen_leader_interrupted_hands_over(
+    make_section: Callable[..., AuditSection],
+    audit_key: AuditKey,
+    log_dir: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    section = make_section(rotate_size=0)
+    log = AuditLog(section, "test")
+    log.append(make_decision(0))
+    raised = raise_once_when_chosen(monkeypatch)
+    outcomes: dict[int, object] = {}
+
+    def write(number: int) -> None:
+        try:
+            outcomes[number] = log.append(make_decision(number))
+        except BaseException as exc:  # noqa: BLE001 - the test records every outcome
+            outcomes[number] = exc
+
+    holder = hold_flock(log_dir, 0.5)
+    threads = []
+    for number in range(1, 5):
+        thread = threading.Thread(target=write, args=(number,), daemon=True)
+        thread.start()
+        threads.append(thread)
+        time.sleep(0.05)
+    holder.join(5)
+    for thread in threads:
+        thread.join(5)
+    later = threading.Thread(target=write, args=(5,), daemon=True)
+    later.start()
+    later.join(5)
+
+    assert raised == ["interrupted"]
+    assert not any(thread.is_alive() for thread in threads)
+    assert not later.is_alive()
+    assert isinstance(outcomes[2], TimeoutError)
+    for number in (1, 3, 4, 5):
+        assert isinstance(outcomes[number], AppendResult)
+    log.close()
+    assert records_in_files(section) == 5
+    files = list_log_files(section.directory)
+    result = verify_chain(files, {audit_key.key_id: audit_key}, head=default_head_for(files))
+    assert result.broken is None, str(result.broken)
+
+
+def test_interrupt_after_flush_keeps_results(
+    make_section: Callable[..., AuditSection],
+    audit_key: AuditKey,
+    log_dir: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """An exception that strikes after the batch is flushed, here from the head
+    update in place of a signal handler, leaves the batch's callers their results."""
+    section = make_section(fsync="always", rotate_size=0)
+    log = AuditLog(section, "test")
+    log.append(make_decision(0))
+    real_write_head = AuditLog._write_head
+    strikes: list[int] = []
+
+    def write_head(self: AuditLog, head: Any, stamp: str) -> None:
+        # Seq 4 ends the batch of records 2 and 3, written by the thread of record 2.
+        if head.seq == 4 and not strikes:
+            strikes.append(head.seq)
+            raise TimeoutError("interrupted after the flush")
+        real_write_head(self, head, stamp)
+
+    monkeypatch.setattr(AuditLog, "_write_head", write_head)
+    outcomes: dict[int, object] = {}
+
+    def write(number: int) -> None:
+        try:
+            outcomes[number] = log.append(make_decision(number))
+        except BaseException as exc:  # noqa: BLE001 - the test records every outcome
+            outcomes[number] = exc
+
+    holder = hold_flock(log_dir, 0.3)
+    threads = [threading.Thread(target=write, args=(number,), daemon=True) for number in (1, 2, 3)]
+    for thread in threads:
+        thread.start()
+        time.sleep(0.05)
+    holder.join(5)
+    for thread in threads:
+        thread.join(5)
+    log.close()
+
+    assert strikes
+    assert not any(thread.is_alive() for thread in threads)
+    assert isinstance(outcomes[1], AppendResult)
+    assert isinstance(outcomes[2], TimeoutError)
+    assert isinstance(outcomes[3], AppendResult)
+    assert records_in_files(section) == 4
+    files = list_log_files(section.directory)
+    result = verify_chain(files, {audit_key.key_id: audit_key}, head=default_head_for(files))
+    assert result.broken is None, str(result.broken)
+
+
+def test_append_in_handler_of_chosen_leader(
+    make_section: Callable[..., AuditSection],
+    audit_key: AuditKey,
+    log_dir: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A handler that appends after its thread was woken to lead, before that thread
+    takes the batch, writes its record alone and both appends return.
+
+    No real signal can be timed to that moment, so the chosen thread's first check of
+    ``done`` runs the handler's append in its place."""
+    section = make_section(rotate_size=0)
+    log = AuditLog(section, "test")
+    log.append(make_decision(0))
+    original = _Pending.done
+    nested: list[object] = []
+
+    def done(self: _Pending) -> bool:
+        if self.lead and not nested:
+            nested.append("started")
+            nested.append(log.append(make_decision(9)))
+        return original.fget(self)  # type: ignore[misc]
+
+    monkeypatch.setattr(_Pending, "done", property(done))
+    outcomes: dict[int, object] = {}
+
+    def write(number: int) -> None:
+        outcomes[number] = log.append(make_decision(number))
+
+    holder = hold_flock(log_dir, 0.3)
+    threads = [threading.Thread(target=write, args=(number,), daemon=True) for number in (1, 2, 3)]
+    for thread in threads:
+        thread.start()
+        time.sleep(0.05)
+    holder.join(5)
+    for thread in threads:
+        thread.join(5)
+
+    assert not any(thread.is_alive() for thread in threads)
+    assert len(nested) == 2
+    assert isinstance(nested[1], AppendResult)
+    assert all(isinstance(outcomes[number], AppendResult) for number in (1, 2, 3))
+    log.close()
+    assert records_in_files(section) == 5
+    files = list_log_files(section.directory)
+    result = verify_chain(files, {audit_key.key_id: audit_key}, head=default_head_for(files))
+    assert result.broken is None, str(result.broken)

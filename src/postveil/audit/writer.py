@@ -124,7 +124,7 @@ _HANDED_OVER = -1
 class _Pending:
     """One record waiting in the append queue, and then its outcome."""
 
-    __slots__ = ("error", "fields", "kind", "lead", "result", "wakeup")
+    __slots__ = ("batch", "error", "fields", "kind", "lead", "result", "wakeup")
 
     def __init__(self, kind: str, fields: dict[str, Any]) -> None:
         self.kind = kind
@@ -133,10 +133,19 @@ class _Pending:
         self.error: BaseException | None = None
         self.lead = False
         """Chosen to write the next batch, which starts with this record."""
+        self.batch: list[_Pending] | None = None
+        """The batch this record's thread took from the queue to write, once it leads."""
         self.wakeup = threading.Lock()
         """Held until the record is done or chosen to lead; only its own thread waits on
         it, so finishing a batch wakes its callers and one successor, not every waiter."""
         self.wakeup.acquire()
+
+    def wake(self) -> None:
+        """Release the record's thread; releasing it again does nothing."""
+        try:
+            self.wakeup.release()
+        except RuntimeError:
+            pass
 
     @property
     def done(self) -> bool:
@@ -210,6 +219,9 @@ class AuditLog:
             self._reset_after_fork()
         pending = _Pending(record.kind, fields)
         me = threading.get_ident()
+        # NOTE: A signal handler that appends while its thread holds _queue_lock (a few
+        # bytecodes at a time) or _thread_lock in close() still deadlocks, because
+        # neither lock can be taken again by the same thread.
         with self._queue_lock:
             if self._leader == me:
                 # A signal handler appending while its thread writes a batch would wait
@@ -228,50 +240,58 @@ class AuditLog:
             # next batch may be handed to the waiting record, which cannot run until
             # the handler returns, so this record is written on its own.
             return self._write_alone(pending)
-        if not leading:
-            try:
+        try:
+            if not leading:
                 pending.wakeup.acquire()
-            except BaseException:
-                self._withdraw(pending)
-                raise
-            finally:
+            # The thread stays in _waiting until it is marked as the leader, so that a
+            # signal handler appending in between writes alone instead of queueing
+            # behind a batch that only this thread can start.
+            if pending.done:
                 with self._queue_lock:
                     self._waiting.discard(me)
-            if pending.done:
-                return pending.outcome()
-        with self._queue_lock:
-            # This thread writes every queued record up to the batch limit, its own
-            # first among them.
-            self._leader = me
-            batch = self._queue[:_MAX_BATCH]
-            del self._queue[: len(batch)]
+            else:
+                # Chosen to lead, or leading from the start: this thread writes every
+                # queued record up to the batch limit, its own first among them.
+                with self._queue_lock:
+                    self._leader = me
+                    self._waiting.discard(me)
+                    pending.lead = False
+                    pending.batch = self._queue[:_MAX_BATCH]
+                    del self._queue[: len(pending.batch)]
+                self._write_and_finish(pending.batch)
+        except BaseException:
+            # A signal handler may raise between any two steps above, so the cleanup
+            # reads the shared state instead of trusting how far this thread got.
+            self._abandon(pending, me)
+            raise
+        return pending.outcome()
+
+    def _write_and_finish(self, batch: list[_Pending]) -> None:
         try:
-            results = self._write_batch(batch)
+            self._write_batch(batch)
         except AuditWriteError as exc:
-            self._finish_batch(batch, [], exc)
+            self._finish_batch(batch, exc)
         except BaseException as exc:
             # Never leave the others waiting, whatever went wrong.
-            self._finish_batch(batch, [], AuditWriteError(f"audit write failed: {type(exc).__name__}"))
+            self._finish_batch(batch, AuditWriteError(f"audit write failed: {type(exc).__name__}"))
             raise
         else:
-            self._finish_batch(batch, results, None)
-        return pending.outcome()
+            self._finish_batch(batch, None)
 
     def _write_alone(self, pending: _Pending) -> AppendResult:
         """Write one record as a batch of its own, outside the queue."""
         return self._write_batch([pending])[0]
 
-    def _finish_batch(
-        self, batch: list[_Pending], results: list[AppendResult], error: AuditWriteError | None
-    ) -> None:
+    def _finish_batch(self, batch: list[_Pending], error: AuditWriteError | None) -> None:
+        """Wake the batch's callers, giving ``error`` to each record without a result,
+        and hand the next batch over."""
         with self._queue_lock:
-            for index, item in enumerate(batch):
-                if error is None:
-                    item.result = results[index]
-                else:
-                    item.error = error
+            if error is not None:
+                for item in batch:
+                    if not item.done:
+                        item.error = error
             for item in batch:
-                item.wakeup.release()
+                item.wake()
             self._hand_over()
 
     def _hand_over(self) -> None:
@@ -281,18 +301,34 @@ class AuditLog:
             successor = self._queue[0]
             successor.lead = True
             self._leader = _HANDED_OVER
-            successor.wakeup.release()
+            successor.wake()
         else:
             self._leader = None
 
-    def _withdraw(self, pending: _Pending) -> None:
-        """Take back the record of a caller interrupted while it waited, unless a batch
-        already wrote it; a caller chosen to lead passes the role on."""
+    def _abandon(self, pending: _Pending, me: int) -> None:
+        """Clean up after an exception in ``append``, wherever it struck.
+
+        Unfinished records of a batch this thread took get an AuditWriteError. Its own
+        record leaves the queue unless a batch wrote it, and a thread that leads or was
+        chosen to lead passes that role on.
+
+        NOTE: A second exception raised inside this cleanup (a signal handler that
+        raises again) can still leave the queue without a leader.
+        """
         with self._queue_lock:
-            if pending.done or pending not in self._queue:
-                return
-            self._queue.remove(pending)
-            if pending.lead:
+            self._waiting.discard(me)
+            taken = pending.batch or []
+            if taken:
+                self._queue = [item for item in self._queue if item not in taken]
+                interrupted = AuditWriteError("audit write interrupted")
+                for item in taken:
+                    if not item.done:
+                        item.error = interrupted
+                    item.wake()
+            elif not pending.done and pending in self._queue:
+                self._queue.remove(pending)
+            if self._leader == me or (self._leader == _HANDED_OVER and pending.lead):
+                pending.lead = False
                 self._hand_over()
 
     def _write_batch(self, batch: list[_Pending]) -> list[AppendResult]:
@@ -374,18 +410,25 @@ class AuditLog:
             fd = self._open_active()
             size = 0
 
-        self._write_record(fd, size, data)
+        path = str(self._active_path)
+        results = [AppendResult(seq=number, hash=digest, path=path, time=stamp) for number, digest, _ in lines]
         try:
+            self._write_record(fd, size, data)
             self._sync_record(fd)
-        except AuditWriteError:
+            # The batch is committed once each record carries its result: an exception
+            # after this loop (a signal handler) no longer turns it into an error.
+            for item, result in zip(batch, results, strict=True):
+                item.result = result
+        except BaseException:
             # Every caller in the batch gets an error, so none of its records may stay.
+            for item in batch:
+                item.result = None
             self._undo_write(fd, size)
             raise
         self._write_head(Head(seq=seq, hash=prev_hash, file=ACTIVE_NAME), stamp)
         if self._log_identity is not None:
             self._own_tail = (self._log_identity, size + len(data), seq, prev_hash)
-        path = str(self._active_path)
-        return [AppendResult(seq=number, hash=digest, path=path, time=stamp) for number, digest, _ in lines]
+        return results
 
     def _lock_exclusively(self) -> None:
         """Take the flock on ``audit.lock``, the same file every other writer locks.
