@@ -136,8 +136,8 @@ class _Pending:
         self.batch: list[_Pending] | None = None
         """The batch this record's thread took from the queue to write, once it leads."""
         self.wakeup = threading.Lock()
-        """Held until the record is done or chosen to lead; only its own thread waits on
-        it, so finishing a batch wakes its callers and one successor, not every waiter."""
+        """Held until the record is done or chosen to lead. Only its own thread waits on
+        it, so a finished batch wakes its callers and one successor, not every waiter."""
         self.wakeup.acquire()
 
     def wake(self) -> None:
