@@ -8,9 +8,11 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
+from postveil.harness.daemons import DaemonProcess
 from postveil.harness.postfix import PrivatePostfix
 from postveil.harness.pytest_plugin import unique_domain
 from postveil.harness.world import World
@@ -22,13 +24,38 @@ pytestmark = pytest.mark.postfix
 SENDER = "doctor@clinic.test"
 
 
-def domain_command(config_path: Path, *args: str) -> str:
-    result = subprocess.run(
+def domain_command_result(config_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
         [sys.executable, "-m", "postveil.cli.main", "domain", "-c", str(config_path), *args],
         capture_output=True, text=True, timeout=60, check=False,
     )
+
+
+def domain_command(config_path: Path, *args: str) -> str:
+    result = domain_command_result(config_path, *args)
     assert result.returncode == 0, result.stderr
     return result.stdout
+
+
+def sensitive_message(recipient: str) -> bytes:
+    return (
+        f"From: <{SENDER}>\r\nTo: <{recipient}>\r\nSubject: Results\r\n\r\n"
+        f"Patient {planted.PATIENT_NAME}, {planted.MRN}, SSN {planted.SSN}.\r\n"
+    ).encode()
+
+
+def start_daemons(world: World, config: dict[str, Any], name: str) -> tuple[Path, DaemonProcess]:
+    """Write ``config`` as ``name`` and start postveil-policyd and postveil-milter on it."""
+    config_path = world.write_config(config, name)
+    world.start_policyd(config_path)
+    return config_path, world.start_milter(config_path)
+
+
+def remove_from_queue(postfix: PrivatePostfix, queue_id: str) -> None:
+    """Delete a test's message, so the shared Postfix's queue stays as other tests expect."""
+    if queue_id:
+        subprocess.run(["postsuper", "-c", str(postfix.config_dir), "-d", queue_id],
+                       capture_output=True, timeout=30, check=False)
 
 
 def wait_for_deferrals(postfix: PrivatePostfix, queue_id: str, count: int, timeout: float = 30) -> None:
@@ -42,7 +69,7 @@ def wait_for_deferrals(postfix: PrivatePostfix, queue_id: str, count: int, timeo
 
 
 @pytest.mark.parametrize("backend", ["sqlite", "redis"])
-def test_lapsed_override_does_not_release_queued_mail_in_plaintext(
+def test_lapsed_override_keeps_mail_queued(
     world: World, postfix: PrivatePostfix, backend: str, request: pytest.FixtureRequest
 ) -> None:
     domain = world.add_domain(unique_domain("lapse"), tls="none")
@@ -53,16 +80,11 @@ def test_lapsed_override_does_not_release_queued_mail_in_plaintext(
         config["policyd"]["cache_backend"] = "redis"
         config["policyd"]["redis_url"] = request.getfixturevalue("redis_url")
         config["policyd"]["redis_prefix"] = f"test:{domain.name}:"
-    config_path = world.write_config(config, f"tls-hold-{backend}.yaml")
-    world.start_policyd(config_path)
-    milter = world.start_milter(config_path)
+    config_path, milter = start_daemons(world, config, f"tls-hold-{backend}.yaml")
     queue_id = ""
     try:
         domain_command(config_path, "set", domain.name, "--tls", "encrypt")
-        message = (
-            f"From: <{SENDER}>\r\nTo: <{recipient}>\r\nSubject: Results\r\n\r\n"
-            f"Patient {planted.PATIENT_NAME}, {planted.MRN}, SSN {planted.SSN}.\r\n"
-        ).encode()
+        message = sensitive_message(recipient)
         result = postfix.send(message, SENDER, [recipient])
         assert result.code == 250, result.text
         queue_id = result.queue_id
@@ -79,10 +101,7 @@ def test_lapsed_override_does_not_release_queued_mail_in_plaintext(
     finally:
         world.stop_daemon("milter")
         world.stop_daemon("policyd")
-        if queue_id:
-            # Leave the shared Postfix's queue as the other tests expect it.
-            subprocess.run(["postsuper", "-c", str(postfix.config_dir), "-d", queue_id],
-                           capture_output=True, timeout=30, check=False)
+        remove_from_queue(postfix, queue_id)
 
     assert f"rcpt=<{recipient}> method=tls" in milter_log
     assert domain.sink.messages == []
@@ -91,30 +110,18 @@ def test_lapsed_override_does_not_release_queued_mail_in_plaintext(
     assert "TLS hold:" in shown
 
 
-def domain_command_result(config_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "postveil.cli.main", "domain", "-c", str(config_path), *args],
-        capture_output=True, text=True, timeout=60, check=False,
-    )
-
-
 def test_release_waits_for_queued_mail(world: World, postfix: PrivatePostfix) -> None:
     """A hold can be ended early with ``postveil domain release``, but only once Postfix's
-    queue holds no mail for the domain; clean mail then flows in plaintext again."""
+    queue contains no mail for the domain. Clean mail then goes out in plaintext again."""
     domain = world.add_domain(unique_domain("release"), tls="none")
     recipient = f"patient@{domain.name}"
     config = world.base_config()
     config["policyd"]["answer_cache_ttl"] = "0s"
-    config_path = world.write_config(config, "tls-hold-release.yaml")
-    world.start_policyd(config_path)
-    world.start_milter(config_path)
+    config_path, _ = start_daemons(world, config, "tls-hold-release.yaml")
     queue_id = ""
     try:
         domain_command(config_path, "set", domain.name, "--tls", "encrypt")
-        message = (
-            f"From: <{SENDER}>\r\nTo: <{recipient}>\r\nSubject: Results\r\n\r\n"
-            f"Patient {planted.PATIENT_NAME}, {planted.MRN}, SSN {planted.SSN}.\r\n"
-        ).encode()
+        message = sensitive_message(recipient)
         result = postfix.send(message, SENDER, [recipient])
         assert result.code == 250, result.text
         queue_id = result.queue_id
@@ -139,9 +146,7 @@ def test_release_waits_for_queued_mail(world: World, postfix: PrivatePostfix) ->
     finally:
         world.stop_daemon("milter")
         world.stop_daemon("policyd")
-        if queue_id:
-            subprocess.run(["postsuper", "-c", str(postfix.config_dir), "-d", queue_id],
-                           capture_output=True, timeout=30, check=False)
+        remove_from_queue(postfix, queue_id)
 
     assert refused.returncode == 1
     assert "1 queued message(s)" in refused.stderr
@@ -164,9 +169,7 @@ def test_reused_notfound_after_set_encrypt(world: World, postfix: PrivatePostfix
     config = world.base_config()
     # Long enough that the second delivery falls inside the reuse window.
     config["policyd"]["answer_cache_ttl"] = "120s"
-    config_path = world.write_config(config, "tls-hold-reuse.yaml")
-    world.start_policyd(config_path)
-    milter = world.start_milter(config_path)
+    config_path, milter = start_daemons(world, config, "tls-hold-reuse.yaml")
     queue_id = ""
     try:
         clean = (f"From: <{SENDER}>\r\nTo: <{recipient}>\r\nSubject: Hello\r\n\r\n"
@@ -177,10 +180,7 @@ def test_reused_notfound_after_set_encrypt(world: World, postfix: PrivatePostfix
         domain.sink.wait_for(1)
 
         domain_command(config_path, "set", domain.name, "--tls", "encrypt")
-        message = (
-            f"From: <{SENDER}>\r\nTo: <{recipient}>\r\nSubject: Results\r\n\r\n"
-            f"Patient {planted.PATIENT_NAME}, {planted.MRN}, SSN {planted.SSN}.\r\n"
-        ).encode()
+        message = sensitive_message(recipient)
         result = postfix.send(message, SENDER, [recipient])
         assert result.code == 250, result.text
         queue_id = result.queue_id
@@ -189,9 +189,7 @@ def test_reused_notfound_after_set_encrypt(world: World, postfix: PrivatePostfix
     finally:
         world.stop_daemon("milter")
         world.stop_daemon("policyd")
-        if queue_id:
-            subprocess.run(["postsuper", "-c", str(postfix.config_dir), "-d", queue_id],
-                           capture_output=True, timeout=30, check=False)
+        remove_from_queue(postfix, queue_id)
 
     assert f"rcpt=<{recipient}> method=tls" in milter_log
     assert delivery.statuses[recipient] == "deferred"
@@ -200,23 +198,18 @@ def test_reused_notfound_after_set_encrypt(world: World, postfix: PrivatePostfix
 
 def test_unicode_domain_tls_mail_not_plaintext(world: World, postfix: PrivatePostfix) -> None:
     """A recipient domain written in Unicode (U-label) with SMTPUTF8: the milter keys
-    the domain's facts and hold by its A-label, and Postfix must still be told to use TLS."""
+    the domain's facts and hold by its A-label, and Postfix must still get a policy that requires TLS."""
     unicode_name = unique_domain("bücher")
     ascii_name = unicode_name.encode("idna").decode("ascii")
     domain = world.add_domain(ascii_name, tls="none")
     recipient = f"patient@{unicode_name}"
     config = world.base_config()
     config["policyd"]["answer_cache_ttl"] = "0s"
-    config_path = world.write_config(config, "tls-hold-idna.yaml")
-    world.start_policyd(config_path)
-    milter = world.start_milter(config_path)
+    config_path, milter = start_daemons(world, config, "tls-hold-idna.yaml")
     queue_id = ""
     try:
         domain_command(config_path, "set", domain.name, "--tls", "encrypt")
-        message = (
-            f"From: <{SENDER}>\r\nTo: <{recipient}>\r\nSubject: Results\r\n\r\n"
-            f"Patient {planted.PATIENT_NAME}, {planted.MRN}, SSN {planted.SSN}.\r\n"
-        ).encode()
+        message = sensitive_message(recipient)
         result = postfix.send(message, SENDER, [recipient], smtputf8=True)
         assert result.code == 250, result.text
         queue_id = result.queue_id
@@ -225,9 +218,7 @@ def test_unicode_domain_tls_mail_not_plaintext(world: World, postfix: PrivatePos
     finally:
         world.stop_daemon("milter")
         world.stop_daemon("policyd")
-        if queue_id:
-            subprocess.run(["postsuper", "-c", str(postfix.config_dir), "-d", queue_id],
-                           capture_output=True, timeout=30, check=False)
+        remove_from_queue(postfix, queue_id)
 
     assert "method=tls" in milter_log
     assert list(delivery.statuses.values()) == ["deferred"]
@@ -247,17 +238,12 @@ def test_virtual_alias_to_other_domain(world: World, postfix: PrivatePostfix) ->
     recipient = f"patient@{seen.name}"
     config = world.base_config()
     config["policyd"]["answer_cache_ttl"] = "0s"
-    config_path = world.write_config(config, "tls-hold-alias.yaml")
-    world.start_policyd(config_path)
-    milter = world.start_milter(config_path)
+    config_path, milter = start_daemons(world, config, "tls-hold-alias.yaml")
     postfix.configure(virtual_alias_maps=f"inline:{{{recipient}=patient@{target.name}}}")
     queue_id = ""
     try:
         domain_command(config_path, "set", seen.name, "--tls", "encrypt")
-        message = (
-            f"From: <{SENDER}>\r\nTo: <{recipient}>\r\nSubject: Results\r\n\r\n"
-            f"Patient {planted.PATIENT_NAME}, {planted.MRN}, SSN {planted.SSN}.\r\n"
-        ).encode()
+        message = sensitive_message(recipient)
         result = postfix.send(message, SENDER, [recipient])
         queue_id = result.queue_id or ""
         if queue_id:
@@ -267,9 +253,7 @@ def test_virtual_alias_to_other_domain(world: World, postfix: PrivatePostfix) ->
         postfix.configure(virtual_alias_maps=None)
         world.stop_daemon("milter")
         world.stop_daemon("policyd")
-        if queue_id:
-            subprocess.run(["postsuper", "-c", str(postfix.config_dir), "-d", queue_id],
-                           capture_output=True, timeout=30, check=False)
+        remove_from_queue(postfix, queue_id)
 
     assert f"rcpt=<{recipient}> method=tls" in milter_log
     plaintext = [m for m in target.sink.messages if planted.SSN.encode() in m.data]
