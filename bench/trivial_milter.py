@@ -89,7 +89,7 @@ class QuietMilter(Milter.Base):
 
 
 CLASSES = {"minimal": MinimalMilter, "postveil": PostveilShapedMilter, "quiet": QuietMilter, "quietflags": QuietMilter}
-# The actions postveil-milter asks for (postveil.milter.daemon).
+# The actions postveil-milter requests at negotiation (postveil.milter.daemon).
 POSTVEIL_FLAGS = (
     Milter.ADDHDRS | Milter.CHGHDRS | Milter.CHGBODY | Milter.ADDRCPT | Milter.DELRCPT | Milter.CHGFROM
     | Milter.SETSYMLIST

@@ -426,9 +426,9 @@ def test_record_message_logs_summary_with_queue_id(
 
 
 def test_method_choices_match_written_methods() -> None:
-    # The milter writes a routing method, "none" for a removed recipient, "reject" for
-    # each recipient of a rejected message (see audit_decision), or "tempfail" for each
-    # recipient of a deferred one (PostveilMilter._record_tempfail); nothing else.
+    # The milter writes only these methods: a routing method, "none" for a removed
+    # recipient, "reject" for a rejected message (audit_decision) and "tempfail" for a
+    # deferred one (PostveilMilter._record_tempfail).
     from postveil.cli.audit_cmd import AUDIT_METHODS
     from postveil.routing.decide import Method
 

@@ -1,5 +1,5 @@
 """The milter reads the TLS facts cache only for messages whose class lists ``tls``, and
-holds TLS for the domains it routes by ``tls``."""
+records a TLS hold for the domains it routes by ``tls``."""
 
 from __future__ import annotations
 

@@ -150,7 +150,7 @@ def test_audit_source_names() -> None:
 
 HELD = NOW + 3600
 HOLD_CASES = [
-    # (name, facts, rule, line): what Postfix is told while a TLS hold lasts or after it.
+    # (name, facts, rule, line): the policy Postfix gets while a TLS hold lasts or after it.
     ("hold on a domain without TLS", replace(BASE, tls_held_until=HELD), "held",
      "encrypt protocols=>=TLSv1.2"),
     ("hold beats an override to none", replace(BASE, override="none", tls_held_until=HELD), "held",

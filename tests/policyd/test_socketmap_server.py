@@ -147,7 +147,7 @@ def test_domain_from_key(key: str, domain: str | None) -> None:
 
 async def test_notfound_not_reused_after_hold(socketmap: tuple[int, SocketmapResponder]) -> None:
     # The milter writes TLS holds and the admin writes overrides straight into the
-    # shared cache, and postveil-policyd is not told. A reused NOTFOUND would send
+    # shared cache, and postveil-policyd gets no notice of it. A reused NOTFOUND would send
     # mail that was routed by tls in plaintext.
     port, responder = socketmap
     request = encode(b"tls_policy plain.example")

@@ -201,12 +201,12 @@ class AuditLog:
         self._leader: int | None = None
         """Thread id of the thread writing a batch, _HANDED_OVER while the next one is
         chosen but not yet running, None when no batch is in progress. While the queue
-        holds records, it is never None."""
+        contains records, it is never None."""
         self._head_cache: tuple[bytes, Head] | None = None
         self._own_tail: tuple[tuple[int, int], int, int, str] | None = None
-        """(file identity, size, seq, hash) after this process's last batch: while the
-        active file still has that identity and size, nobody else has appended since,
-        so the next batch links to (seq, hash) without reading the file back."""
+        """(file identity, size, seq, hash) after this process's last batch. While the
+        active file still has that identity and size, no other writer has appended, so
+        the next batch links to (seq, hash) without reading the file back."""
 
     @property
     def key_id(self) -> str:

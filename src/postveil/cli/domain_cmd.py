@@ -197,8 +197,8 @@ def _change(
         reason = event.reason
         held = enforced_requirement(stored, config.policyd, now=now)
         if held.rule == "held":
-            # The facts' own level dropped, but Postfix is still told to use TLS: say so,
-            # or the trail reads as if TLS had stopped being required.
+            # The facts' own level dropped, but Postfix still gets a TLS policy. The
+            # reason says so, or the trail would read as if TLS were no longer required.
             reason = f"{reason}; {held.reason}"
         audit.append(TlsRequirementChange(domain, event.old_level, event.new_level or "none",
                                           audit_source(event.rule, previous_rule), reason))
@@ -231,7 +231,7 @@ def _release(
     args: argparse.Namespace, cache: FactsCache, audit: AuditLog, domain: str,
     old: DomainFacts | None, now: float,
 ) -> int:
-    """End the domain's TLS hold, unless Postfix's queue still holds mail for it."""
+    """End the domain's TLS hold, unless Postfix's queue still contains mail for it."""
     if old is None or old.tls_held_until is None or old.tls_held_until <= now:
         print(f"{domain}: no TLS hold to release")
         return 0

@@ -45,7 +45,7 @@ class MilterSection(Section):
     tls_hold: PositiveDuration = 5 * 86400.0
     """When the milter routes a recipient by ``tls``, the message relies on Postfix
     requiring TLS for that domain at every delivery attempt. For this long afterwards
-    postveil-policyd keeps answering at least ``encrypt`` for the domain, even if its
+    postveil-policyd keeps returning at least ``encrypt`` for the domain, even if its
     requirement lapses meanwhile (an override removed, an MTA-STS policy expired).
     Set it to at least Postfix's ``maximal_queue_lifetime`` (5d by default)."""
 

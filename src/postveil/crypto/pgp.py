@@ -36,8 +36,8 @@ LISTING_MAX_AGE = 60.0
 _GPG_OPTIONS = ["--no-auto-key-retrieve", "--auto-key-locate", "local", "--no-greeting"]
 
 # gpg (2.2) writes the revocation certificate in openpgp-revocs.d with a colon before
-# the armor header, so that an accidental import does nothing. The file's own text tells
-# the user to remove that colon before importing, so import removes it.
+# the armor header, so that an accidental import does nothing. The file's own text
+# instructs the user to remove that colon before importing, so import removes it.
 _PROTECTED_ARMOR_RE = re.compile(rb"^:(-----BEGIN PGP )", re.MULTILINE)
 
 PGP_VERSION_PART = (
@@ -305,9 +305,10 @@ class PgpKeyring:
         if any(record[0] in ("sec", "ssb") for record in records):
             raise PgpFailure("the file contains a secret key; import only public keys")
 
-        # Colon records as gpg 2.2 prints them: "pub" starts a key and the "fpr" right after
-        # it is the primary fingerprint; "uid" records come before the "sub" subkeys.
-        # An "rvs" record is a revocation signature, field 13 the revoked key's fingerprint.
+        # Colon records as gpg 2.2 prints them. "pub" starts a key, and the "fpr" right
+        # after it is the primary fingerprint. "uid" records come before the "sub"
+        # subkeys. An "rvs" record is a revocation signature whose field 13 is the
+        # revoked key's fingerprint.
         key_addresses: dict[str, list[str]] = {}
         revoked: list[str] = []
         primary: str | None = None

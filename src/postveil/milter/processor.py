@@ -99,7 +99,7 @@ class MessageProcessor:
         """Keep TLS required for the domains of recipients routed by ``tls``.
 
         Such a copy leaves the milter unencrypted and relies on Postfix's TLS policy at
-        each delivery attempt. The hold makes postveil-policyd keep answering at least
+        each delivery attempt. The hold makes postveil-policyd keep returning at least
         ``encrypt`` for ``milter.tls_hold`` (rule ``held``), so a requirement that lapses
         while the message is queued cannot turn into plaintext delivery. A stored hold
         that already lasts that long is not written again. Raises CacheError (a

@@ -206,8 +206,8 @@ class PostveilMilter(Milter.Base):
 
         The trail then shows every deferral, not only the decision of the later retry.
         The reason names the step and the error's class only: an error's text may quote
-        a path or a tool's output. When the trail itself cannot be written (the cause,
-        perhaps), that is logged and the deferral stands.
+        a path or a tool's output. When the trail itself cannot be written (possibly
+        the cause of the failure), that is logged and the message is still deferred.
         """
         if step != "end of message" or not self.queue_id:
             return

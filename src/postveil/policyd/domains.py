@@ -171,14 +171,14 @@ class DomainService:
         except TemporaryFailure as exc:
             if held is None:
                 raise
-            log.warning("domain %s: discovery failed, answering from its TLS hold: %s", domain, exc)
+            log.warning("domain %s: discovery failed, replying from its TLS hold: %s", domain, exc)
             return held
         if held is None:
             return discovered
         return replace(discovered, tls_held_until=held.tls_held_until)
 
     def cached_requirement(self, domain: str) -> Requirement | None:
-        """Return the enforced requirement (holds included) from a local cache without
+        """Return the enforced requirement (TLS hold included) from a local cache without
         waiting, or None when the cache is not local or the domain was never looked up
         (it may have a TLS hold). Raises CacheError.
 

@@ -141,10 +141,10 @@ class SocketmapResponder:
                 log.error("%s: domain %s: policy reply exceeds %d bytes", connection,
                           requirement.domain, MAX_REPLY_BYTES)
                 return _temp("policy too long")
-        # Only answers that require TLS are reused. A stale NOTFOUND is unsafe: the admin
-        # or another MTA's daemon may have raised the requirement in the shared cache,
-        # and the milter then routes sensitive mail by tls at once. A stale stronger
-        # answer at worst defers mail for up to ``ttl``.
+        # Only replies that require TLS are reused. A stale NOTFOUND is unsafe, because
+        # the admin or another MTA's daemon may have raised the requirement in the shared
+        # cache and the milter then routes sensitive mail by tls at once. A stale stronger
+        # reply at worst defers mail for up to ``ttl``.
         if self.ttl > 0 and requirement.requires_tls:
             if len(self._answers) >= MAX_REUSED_ANSWERS:
                 self._answers.clear()

@@ -57,7 +57,7 @@ class FactsCache(ABC):
         """Keep the domain's TLS required until ``until`` (epoch seconds).
 
         Holds only grow: an earlier ``until`` than the stored one changes nothing.
-        ``put`` and ``delete`` leave holds alone, so neither a refresh that read the
+        ``put`` and ``delete`` do not touch holds. So neither a refresh that read the
         facts before the hold was written nor ``postveil domain purge`` loses it.
         """
 

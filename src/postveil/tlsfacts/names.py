@@ -7,7 +7,7 @@ def ascii_domain(name: str) -> str:
     """Return ``name`` in lower case, without a trailing dot, with Unicode labels in
     A-label form (``bücher.example`` becomes ``xn--bcher-kva.example``).
 
-    The milter sees the recipient as the client wrote it, while Postfix asks the
+    The milter gets the recipient as the client wrote it, while Postfix queries the
     socketmap in UTF-8 for an SMTPUTF8 recipient (checked with Postfix 3.7), so both
     must map each form to the same key. A name that is not valid IDNA is returned
     lower-cased but otherwise unchanged, and matches no facts.

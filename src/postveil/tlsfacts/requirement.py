@@ -12,7 +12,7 @@ Rules, first match wins:
 5. ``none``: no requirement; the socketmap answers NOTFOUND and Postfix applies
    its own default (``smtp_tls_security_level``).
 
-What postveil-policyd tells Postfix is ``enforced_requirement``: the rules above, raised
+The policy postveil-policyd returns to Postfix is ``enforced_requirement``: the rules above, raised
 to ``encrypt`` (rule ``held``) while mail that postveil-milter accepted on the condition
 of TLS may still be in Postfix's queue. The milter routes by ``tls_requirement`` alone,
 so a hold never makes new mail count as TLS-protected.
