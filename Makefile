@@ -17,4 +17,4 @@ check-config: setup
 	$(VENV)/bin/postveil check-config conf/postveil.yaml
 
 clean:
-	rm -rf $(VENV) .pytest_cache .hypothesis build src/*.egg-info
+	rm -rf $(VENV) .pytest_cache .hypothesis build src/*.egg-info src/postveil/detection/*.so

@@ -47,12 +47,16 @@ if [ ! -x "$VENV/bin/python" ]; then
     "$PYTHON" -m venv "$VENV"
 fi
 stamp="$VENV/.postveil-installed"
-if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
+# The editable install builds the C module once; a changed source, or a module
+# missing from the tree, needs a new build.
+module_source=src/postveil/detection/_wordscan.c
+if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ] || [ setup.py -nt "$stamp" ] \
+    || [ "$module_source" -nt "$stamp" ] || ! compgen -G "${module_source%.c}*.so" >/dev/null; then
     say "installing postveil and its test dependencies into $VENV"
     "$VENV/bin/python" -m pip install -q --upgrade pip
     "$VENV/bin/python" -m pip install -q -e '.[test]'
     touch "$stamp"
 else
-    say "$VENV is up to date with pyproject.toml"
+    say "$VENV is up to date with pyproject.toml and the C module"
 fi
 say "done: run 'make test' or 'make demo'"

@@ -1,47 +1,138 @@
-"""Keyword search over long texts in pieces finds exactly what one pass finds."""
+"""The C keyword automaton finds exactly what a plain Python search finds.
+
+The reference below tries every keyword at every offset with str.startswith and the
+same whole-word rule, so it shares no code with the automaton.
+"""
 
 from __future__ import annotations
+
+import re
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from postveil.detection import keywords
-from postveil.detection.keywords import KeywordMatcher, load_builtin_keywords
+from postveil.detection._wordscan import Automaton
+from postveil.detection.keywords import KeywordMatcher, load_builtin_keywords, normalise_keyword
 
-MATCHER = KeywordMatcher(load_builtin_keywords())
-WORDS = sorted({word.lower() for words in load_builtin_keywords().values() for word in words})
-FILLERS = ["", " ", "  ", "\n", ", ", "-", "x", "ab", "e11.9 ", "type 2 ", "_"]
-
-
-def hits(text: str) -> dict[str, list[tuple[int, int]]]:
-    return {group: list(spans) for group, spans in MATCHER.search(text.lower()).spans.items()}
+BUILTIN = load_builtin_keywords()
+MATCHER = KeywordMatcher(BUILTIN)
+WORDS = sorted({normalise_keyword(word) for words in BUILTIN.values() for word in words})
+FILLERS = ["", " ", "  ", "\n", ", ", "-", "x", "ab", "e11.9 ", "type 2 ", "_", "é", "ß", "𝔘", "µ", "0"]
 
 
-@settings(max_examples=200, deadline=None)
-@given(
-    pieces=st.lists(st.one_of(st.sampled_from(WORDS), st.sampled_from(FILLERS)), max_size=60),
-    piece_size=st.integers(min_value=1, max_value=80),
-)
-def test_piece_search_matches_one_pass(pieces: list[str], piece_size: int) -> None:
+def is_word_char(char: str) -> bool:
+    return char.isalnum() or char == "_"
+
+
+def reference(groups: dict[str, list[str]], text: str) -> tuple[dict[str, list[tuple[int, int]]], int]:
+    """Whole-word hits by group, each group's in order of end offset (longer keyword
+    first at the same end), and the first ASCII digit."""
+    by_word: dict[str, set[str]] = {}
+    for group, words in groups.items():
+        for word in words:
+            key = normalise_keyword(word)
+            if key:
+                by_word.setdefault(key, set()).add(group)
+    found: list[tuple[int, int, str]] = []
+    for key, key_groups in by_word.items():
+        start = text.find(key)
+        while start >= 0:
+            end = start + len(key)
+            before_ok = not (is_word_char(key[0]) and start > 0 and is_word_char(text[start - 1]))
+            after_ok = not (is_word_char(key[-1]) and end < len(text) and is_word_char(text[end]))
+            if before_ok and after_ok:
+                found.extend((start, end, group) for group in key_groups)
+            start = text.find(key, start + 1)
+    found.sort(key=lambda hit: (hit[1], -(hit[1] - hit[0])))
+    spans: dict[str, list[tuple[int, int]]] = {}
+    for start, end, group in found:
+        spans.setdefault(group, []).append((start, end))
+    digit = re.search("[0-9]", text)
+    return spans, digit.start() if digit else -1
+
+
+def automaton_result(matcher: KeywordMatcher, text: str) -> tuple[dict[str, list[tuple[int, int]]], int]:
+    hits, first_digit = matcher.search_with_digit(text)
+    for group, spans in hits.spans.items():
+        assert hits.ends[group] == [end for _, end in spans]
+    return {group: list(spans) for group, spans in hits.spans.items()}, first_digit
+
+
+@settings(max_examples=300, deadline=None)
+@given(pieces=st.lists(st.one_of(st.sampled_from(WORDS), st.sampled_from(FILLERS)), max_size=60))
+def test_builtin_lists_match_reference(pieces: list[str]) -> None:
     text = "".join(pieces)
-    whole = hits(text)
-    original = keywords._PIECE
-    keywords._PIECE = piece_size
-    try:
-        assert hits(text) == whole
-    finally:
-        keywords._PIECE = original
+    assert automaton_result(MATCHER, text) == reference(BUILTIN, text)
 
 
-@pytest.mark.parametrize("piece_size", [1, 5, 27, 28, 29, 1000])
-def test_keyword_across_piece_boundary(piece_size: int) -> None:
-    text = "patient was seen for congestive heart failure and type 2 diabetes mellitus. " * 40
-    whole = hits(text)
-    original = keywords._PIECE
-    keywords._PIECE = piece_size
-    try:
-        assert hits(text) == whole
-    finally:
-        keywords._PIECE = original
-    assert whole
+KEYWORD_ALPHABET = "ab é_-.#'0𝔘"
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    groups=st.dictionaries(
+        st.sampled_from(["one", "two", "three"]),
+        st.lists(st.text(KEYWORD_ALPHABET, min_size=1, max_size=5), min_size=1, max_size=6),
+        min_size=1,
+    ),
+    text=st.text(KEYWORD_ALPHABET + "cZ\n", max_size=80),
+)
+def test_any_lists_match_reference(groups: dict[str, list[str]], text: str) -> None:
+    """Overlapping keywords, keywords inside others, keywords in several groups,
+    non-ASCII keywords and texts of 1, 2 and 4 bytes per character."""
+    matcher = KeywordMatcher(groups)
+    assert automaton_result(matcher, text) == reference(groups, text)
+
+
+def test_long_text_searched_without_the_gil_matches_reference() -> None:
+    # Over 65,536 characters the search runs with the GIL released.
+    text = "seen for congestive heart failure, type 2 diabetes mellitus; mrn 12 " * 2000
+    assert len(text) > 1 << 16
+    assert automaton_result(MATCHER, text) == reference(BUILTIN, text)
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("duplicate", {}),
+        ("lic 44", {"drivers_license": [(0, 3)]}),
+        ("the patient_", {}),
+        ("Résumé", {}),
+    ],
+)
+def test_whole_words_only(text: str, expected: dict[str, list[tuple[int, int]]]) -> None:
+    found = {
+        group: list(spans)
+        for group, spans in MATCHER.search(text.lower()).spans.items()
+        if group in expected or not expected
+    }
+    assert found == expected
+
+
+def test_first_digit() -> None:
+    assert MATCHER.search_with_digit("no digits here")[1] == -1
+    assert MATCHER.search_with_digit("call ext 4 or 55")[1] == 9
+    # Digits of other scripts are not ASCII digits; the number pass ignores them too.
+    assert MATCHER.search_with_digit("٣ and 7")[1] == 6
+
+
+@pytest.mark.parametrize(
+    ("entries", "names", "error"),
+    [
+        ([("", (0,))], ["a"], TypeError),
+        ([("word", ())], ["a"], TypeError),
+        ([("word", (1,))], ["a"], ValueError),
+        ([("word", (0,)), ("word", (0,))], ["a"], ValueError),
+        ([("word", (0,))], [1], TypeError),
+        ([["word", (0,)]], ["a"], TypeError),
+    ],
+)
+def test_bad_entries_are_refused(entries: list[object], names: list[object], error: type) -> None:
+    with pytest.raises(error):
+        Automaton(entries, names)
+
+
+def test_search_takes_only_str() -> None:
+    with pytest.raises(TypeError):
+        MATCHER._automaton.search(b"patient")  # type: ignore[arg-type]

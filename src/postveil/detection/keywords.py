@@ -1,20 +1,21 @@
 """Keyword lists (package data) and a one-pass whole-word matcher over them.
 
-All keyword lists are compiled into one Aho-Corasick automaton (pyahocorasick), so a
-text is read once whatever the number of keywords. A hit counts only on whole-word
-boundaries: "lic" does not match inside "duplicate".
+All keyword lists are compiled into one Aho-Corasick automaton (the C module
+_wordscan), so a text is read once whatever the number of keywords. A hit counts only
+on whole-word boundaries: "lic" does not match inside "duplicate". The automaton
+checks the boundaries itself, so Python code runs per accepted hit only.
 """
 
 from __future__ import annotations
 
 import bisect
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from importlib import resources
 
-import ahocorasick
 import yaml
 
+from postveil.detection._wordscan import Automaton
 from postveil.detection.categories import KEYWORD_GROUPS
 
 
@@ -36,9 +37,6 @@ def normalise_keyword(word: str) -> str:
     """Lower-case a keyword and collapse runs of whitespace to one space."""
     return " ".join(word.lower().replace("\u2019", "'").split())
 
-
-def _is_word_char(char: str) -> bool:
-    return char.isalnum() or char == "_"
 
 
 class KeywordHits:
@@ -106,9 +104,7 @@ class KeywordMatcher:
     threads: searching only reads the automaton."""
 
     groups: Mapping[str, Iterable[str]]
-    _automaton: ahocorasick.Automaton = field(init=False, repr=False)
-    _longest: int = field(init=False, repr=False, default=1)
-    """Characters in the longest keyword."""
+    _automaton: Automaton = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
         by_word: dict[str, set[str]] = {}
@@ -117,74 +113,27 @@ class KeywordMatcher:
                 key = normalise_keyword(word)
                 if key:
                     by_word.setdefault(key, set()).add(group)
-        automaton = ahocorasick.Automaton()
-        for key, groups in by_word.items():
-            automaton.add_word(
-                key,
-                (len(key), tuple(sorted(groups)), _is_word_char(key[0]), _is_word_char(key[-1])),
-            )
-        automaton.make_automaton()
-        self._automaton = automaton
-        self._longest = max((len(key) for key in by_word), default=1)
+        names = sorted({group for groups in by_word.values() for group in groups})
+        number = {name: index for index, name in enumerate(names)}
+        entries = [
+            (key, tuple(number[group] for group in sorted(groups)))
+            for key, groups in by_word.items()
+        ]
+        self._automaton = Automaton(entries, names)
 
     def search(self, lowered: str) -> KeywordHits:
         """Find every whole-word keyword in ``lowered`` (already lower-cased, same
         offsets as the original text)."""
-        spans: dict[str, list[tuple[int, int]]] = {}
-        ends: dict[str, list[int]] = {}
-        length = len(lowered)
-        # The whole-word checks are written out (not calls to _is_word_char) because
-        # this loop runs once per automaton hit, the commonest event in a scan.
-        # Short texts go to the automaton directly: resuming a generator per hit costs
-        # more than the whole-word checks below.
-        hits = self._automaton.iter(lowered) if length <= _PIECE else self._hits(lowered)
-        for last, (size, groups, word_start, word_end) in hits:
-            start = last - size + 1
-            end = last + 1
-            if word_start and start > 0:
-                before = lowered[start - 1]
-                if before.isalnum() or before == "_":
-                    continue
-            if word_end and end < length:
-                after = lowered[end]
-                if after.isalnum() or after == "_":
-                    continue
-            for group in groups:
-                group_spans = spans.get(group)
-                if group_spans is None:
-                    spans[group] = [(start, end)]
-                    ends[group] = [end]
-                else:
-                    group_spans.append((start, end))
-                    ends[group].append(end)
-        if not spans:
-            return _NO_HITS
-        # Automaton hits arrive ordered by end offset, which "any_before" needs.
-        return KeywordHits(spans, ends)
+        return self.search_with_digit(lowered)[0]
 
-    def _hits(self, lowered: str) -> Iterator[tuple[int, tuple[int, tuple[str, ...], bool, bool]]]:
-        """Yield the automaton's (last index, value) hits over ``lowered`` in order.
-
-        pyahocorasick (2.3) copies the whole text to 4 bytes per character before it
-        searches, so a 25 MB text part cost 100 MB more. Long texts are therefore
-        searched in pieces. Each piece starts ``_longest - 1`` characters before the
-        positions it reports, so the automaton reaches them in the same state as in one
-        pass. Each hit is reported once, by the piece that contains its last character.
-        """
-        length = len(lowered)
-        if length <= _PIECE:
-            yield from self._automaton.iter(lowered)
-            return
-        overlap = self._longest - 1
-        for first in range(0, length, _PIECE):
-            offset = max(0, first - overlap)
-            for last, value in self._automaton.iter(lowered[offset : first + _PIECE]):
-                if last + offset >= first:
-                    yield last + offset, value
+    def search_with_digit(self, lowered: str) -> tuple[KeywordHits, int]:
+        """Like ``search``, and also return the offset of the first ASCII digit in
+        ``lowered``, or -1 when it has none. The same pass over the text finds both."""
+        spans, ends, first_digit = self._automaton.search(lowered)
+        if spans is None:
+            return _NO_HITS, first_digit
+        # Hits arrive ordered by end offset, which "any_before" needs.
+        return KeywordHits(spans, ends), first_digit
 
 
 _NO_HITS = KeywordHits({}, {})
-
-_PIECE = 1 << 20
-"""Characters searched in one automaton pass (see KeywordMatcher._hits). Its copy takes
-4 MB."""

@@ -1,8 +1,9 @@
 """Find PHI candidates in plain text: validated identifiers, keywords and phrases.
 
 The text is read by three fast passes, each in C: ``str.lower``, one Aho-Corasick
-pass over every keyword list, and one regular expression that finds runs of digits
-and the letters glued to them. Python code then runs only at those runs and keyword
+pass over every keyword list (which also notes the first digit), and one regular
+expression, from that digit on, that finds runs of digits and the letters glued to
+them. Python code then runs only at those runs and keyword
 hits, so ordinary prose costs little beyond the three passes.
 """
 
@@ -362,9 +363,10 @@ class TextScanner:
     def scan(self, text: str) -> list[Finding]:
         """Return every finding in ``text``, in no particular order."""
         lowered = _lower_same_length(text)
-        hits = self._keywords.search(lowered)
+        hits, first_digit = self._keywords.search_with_digit(lowered)
         state = _ScanState(text, lowered, hits, self._window)
-        self._scan_numbers(state)
+        if first_digit >= 0:
+            self._scan_numbers(state, first_digit)
         # Each keyword step runs only when its groups were hit: most texts hit a few
         # groups, and a step that finds nothing still costs a microsecond or more.
         found_groups = hits.spans.keys()
@@ -385,10 +387,12 @@ class TextScanner:
 
     # -- identifiers built around digits ---------------------------------------------
 
-    def _scan_numbers(self, state: _ScanState) -> None:
+    def _scan_numbers(self, state: _ScanState, first_digit: int) -> None:
+        """Run the identifier checks at each chain of digits. Chains start at a digit,
+        so the search starts at the text's first one."""
         text = state.text
         consumed = 0
-        for match in _CHAIN.finditer(text):
+        for match in _CHAIN.finditer(text, first_digit):
             if match.lastgroup == "plain":
                 continue
             chain_start, chain_end = match.span()
