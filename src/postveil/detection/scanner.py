@@ -778,9 +778,11 @@ class TextScanner:
                 windows[-1][1] = max(windows[-1][1], window_end)
             else:
                 windows.append([window_start, window_end])
+        # Most texts contain neither word, which saves looking for them per window.
+        other_words = [word for word in _OTHER_PHRASE_WORDS if word in lowered]
         for window_start, window_end in windows:
             patterns = [_YOU_PHRASE]
-            for word in _OTHER_PHRASE_WORDS:
+            for word in other_words:
                 if lowered.find(word, window_start, window_end) >= 0:
                     patterns.append(_OTHER_PHRASE)
                     break
