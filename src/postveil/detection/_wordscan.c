@@ -221,14 +221,19 @@ Automaton_new(PyTypeObject *type, PyObject *args, PyObject *kwargs)
             else if (add_wide_symbol(self, ch, &wide_capacity) < 0) {
                 goto fail;
             }
+            /* Every symbol but 0 labels a trie edge into a state of its own, so the
+             * table has at least symbols * symbols transitions. Failing here also
+             * keeps add_wide_symbol's linear search short. */
+            if ((double)self->symbols * self->symbols > MAX_TABLE) {
+                goto too_large;
+            }
         }
     }
     if (self->wide_count > 1) {
         qsort(self->wide, self->wide_count, sizeof(WideSymbol), compare_wide);
     }
     if (total_chars >= INT32_MAX / 2 || (double)(total_chars + 1) * self->symbols > MAX_TABLE) {
-        PyErr_SetString(PyExc_ValueError, "keyword lists are too large");
-        goto fail;
+        goto too_large;
     }
 
     /* Second pass: the trie. */
@@ -341,6 +346,11 @@ Automaton_new(PyTypeObject *type, PyObject *args, PyObject *kwargs)
     Py_DECREF(entries);
     return (PyObject *)self;
 
+too_large:
+    PyErr_Format(PyExc_ValueError,
+                 "keyword lists are too large: the automaton would need over %d "
+                 "transitions; use fewer keywords or fewer distinct characters",
+                 MAX_TABLE);
 fail:
     Py_DECREF(entries);
     Py_DECREF(self);
