@@ -19,7 +19,7 @@ from postveil.detection.keywords import KeywordMatcher, load_builtin_keywords, n
 BUILTIN = load_builtin_keywords()
 MATCHER = KeywordMatcher(BUILTIN)
 WORDS = sorted({normalise_keyword(word) for words in BUILTIN.values() for word in words})
-FILLERS = ["", " ", "  ", "\n", ", ", "-", "x", "ab", "e11.9 ", "type 2 ", "_", "é", "ß", "𝔘", "µ", "0"]
+FILLERS = ["", " ", "  ", "\n", ", ", "-", "x", "ab", "e11.9 ", "type 2 ", "_", "é", "ß", "𝔘", "µ", "0", "\u2019"]
 
 
 def is_word_char(char: str) -> bool:
@@ -35,16 +35,18 @@ def reference(groups: dict[str, list[str]], text: str) -> tuple[dict[str, list[t
             key = normalise_keyword(word)
             if key:
                 by_word.setdefault(key, set()).add(group)
+    # The automaton reads U+2019 as an apostrophe; the replacement keeps offsets.
+    folded = text.replace("\u2019", "'")
     found: list[tuple[int, int, str]] = []
     for key, key_groups in by_word.items():
-        start = text.find(key)
+        start = folded.find(key)
         while start >= 0:
             end = start + len(key)
             before_ok = not (is_word_char(key[0]) and start > 0 and is_word_char(text[start - 1]))
             after_ok = not (is_word_char(key[-1]) and end < len(text) and is_word_char(text[end]))
             if before_ok and after_ok:
                 found.extend((start, end, group) for group in key_groups)
-            start = text.find(key, start + 1)
+            start = folded.find(key, start + 1)
     found.sort(key=lambda hit: (hit[1], -(hit[1] - hit[0])))
     spans: dict[str, list[tuple[int, int]]] = {}
     for start, end, group in found:
@@ -67,7 +69,7 @@ def test_builtin_lists_match_reference(pieces: list[str]) -> None:
     assert automaton_result(MATCHER, text) == reference(BUILTIN, text)
 
 
-KEYWORD_ALPHABET = "ab é_-.#'0𝔘"
+KEYWORD_ALPHABET = "ab é_-.#'\u20190𝔘"
 
 
 @settings(max_examples=300, deadline=None)
@@ -147,3 +149,12 @@ def test_too_many_distinct_characters_fail_fast() -> None:
     with pytest.raises(ValueError, match="too large"):
         Automaton([(keyword, (0,))], ["a"])
     assert time.process_time() - started < 1.0
+
+
+@pytest.mark.parametrize("apostrophe", ["'", "\u2019"])
+def test_curly_apostrophe_matches_keyword(apostrophe: str) -> None:
+    text = f"she has alzheimer{apostrophe}s disease"
+    assert MATCHER.search(text).spans.get("condition") == [(8, 19), (8, 27)]
+    # A keyword written with U+2019 matches both forms as well.
+    automaton = Automaton([("patient\u2019s", (0,))], ["a"])
+    assert automaton.search(f"the patient{apostrophe}s name")[0] == {"a": [(4, 13)]}

@@ -75,9 +75,19 @@ is_word_char(Py_UCS4 ch)
     return Py_UNICODE_ISALNUM(ch);
 }
 
+/* Mail clients often type U+2019 (right single quotation mark) as the apostrophe.
+ * normalise_keyword in keywords.py writes it as "'" in keywords, so the automaton
+ * reads it as "'" in keywords and texts alike. */
+static Py_UCS4
+fold_quote(Py_UCS4 ch)
+{
+    return ch == 0x2019 ? '\'' : ch;
+}
+
 static int32_t
 symbol_of(const Automaton *self, Py_UCS4 ch)
 {
+    ch = fold_quote(ch);
     if (ch < 128) {
         return self->ascii_symbol[ch];
     }
@@ -212,7 +222,7 @@ Automaton_new(PyTypeObject *type, PyObject *args, PyObject *kwargs)
         total_chars += length;
         total_groups += PyTuple_GET_SIZE(groups);
         for (Py_ssize_t k = 0; k < length; k++) {
-            Py_UCS4 ch = PyUnicode_READ_CHAR(word, k);
+            Py_UCS4 ch = fold_quote(PyUnicode_READ_CHAR(word, k));
             if (ch < 128) {
                 if (self->ascii_symbol[ch] == 0) {
                     self->ascii_symbol[ch] = self->symbols++;
@@ -500,7 +510,7 @@ PyDoc_STRVAR(search_doc,
 "Find every whole-word keyword in a lower-cased text. spans maps a group name to\n"
 "its hits' (start, end) pairs and ends to their end offsets, both in order of end\n"
 "offset; both are None when nothing was found. first_digit is the offset of the\n"
-"first ASCII digit, or -1.");
+"first ASCII digit, or -1. U+2019 matches an apostrophe (') in a keyword.");
 
 static PyObject *
 Automaton_search(Automaton *self, PyObject *text)
