@@ -14,7 +14,12 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from postveil.detection._wordscan import Automaton
-from postveil.detection.keywords import KeywordMatcher, load_builtin_keywords, normalise_keyword
+from postveil.detection.keywords import (
+    KeywordMatcher,
+    load_builtin_keywords,
+    lower_same_length,
+    normalise_keyword,
+)
 
 BUILTIN = load_builtin_keywords()
 MATCHER = KeywordMatcher(BUILTIN)
@@ -158,3 +163,15 @@ def test_curly_apostrophe_matches_keyword(apostrophe: str) -> None:
     # A keyword written with U+2019 matches both forms as well.
     automaton = Automaton([("patient\u2019s", (0,))], ["a"])
     assert automaton.search(f"the patient{apostrophe}s name")[0] == {"a": [(4, 13)]}
+
+
+@pytest.mark.parametrize(
+    "text", ["seen at \u0130zmir Klinik", "SEEN AT \u0130ZM\u0130R KL\u0130N\u0130K", "seen at izmir klinik"]
+)
+def test_dotted_capital_i_keyword_matches_text(text: str) -> None:
+    # str.lower makes U+0130 two characters in a keyword, while the text must keep one
+    # character per character, so such a keyword used to match no text at all.
+    matcher = KeywordMatcher({"care_setting": ["\u0130zmir Klinik"]})
+    lowered = lower_same_length(text)
+    assert len(lowered) == len(text)
+    assert matcher.search(lowered).spans == {"care_setting": [(8, 20)]}

@@ -33,10 +33,22 @@ def load_builtin_keywords() -> dict[str, list[str]]:
     return groups
 
 
+def lower_same_length(text: str) -> str:
+    """Lower-case ``text`` one character for one, so offsets stay aligned.
+
+    ``str.lower`` turns U+0130 (capital I with dot above) into "i" and a combining
+    dot, and only the "i" is kept. Keywords and texts both go through here, so a
+    keyword written "İzmir" matches "İZMİR" and "izmir" in a text.
+    """
+    lowered = text.lower()
+    if len(lowered) == len(text):
+        return lowered
+    return "".join(char.lower()[0] for char in text)
+
+
 def normalise_keyword(word: str) -> str:
     """Lower-case a keyword and collapse runs of whitespace to one space."""
-    return " ".join(word.lower().replace("\u2019", "'").split())
-
+    return " ".join(lower_same_length(word).replace("\u2019", "'").split())
 
 
 class KeywordHits:
