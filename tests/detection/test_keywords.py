@@ -134,6 +134,8 @@ def test_first_digit() -> None:
         ([("word", (0,)), ("word", (0,))], ["a"], ValueError),
         ([("word", (0,))], [1], TypeError),
         ([["word", (0,)]], ["a"], TypeError),
+        # A str subclass's __hash__ could run Python code in the middle of search().
+        ([("word", (0,))], [type("Name", (str,), {})("a")], TypeError),
     ],
 )
 def test_bad_entries_are_refused(entries: list[object], names: list[object], error: type) -> None:

@@ -182,9 +182,11 @@ Automaton_new(PyTypeObject *type, PyObject *args, PyObject *kwargs)
     }
     self->group_names = group_names;
     Py_ssize_t group_total = PyTuple_GET_SIZE(group_names);
+    /* Exact str only: search() uses the names as dict keys, and a subclass's __hash__
+     * or __eq__ could run Python code that frees a hit list store_hit still uses. */
     for (Py_ssize_t g = 0; g < group_total; g++) {
-        if (!PyUnicode_Check(PyTuple_GET_ITEM(group_names, g))) {
-            PyErr_SetString(PyExc_TypeError, "group names must be str");
+        if (!PyUnicode_CheckExact(PyTuple_GET_ITEM(group_names, g))) {
+            PyErr_SetString(PyExc_TypeError, "group names must be str, not a subclass of str");
             goto fail;
         }
     }
