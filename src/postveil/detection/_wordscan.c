@@ -75,9 +75,9 @@ is_word_char(Py_UCS4 ch)
     return Py_UNICODE_ISALNUM(ch);
 }
 
-/* Mail clients often type U+2019 (right single quotation mark) as the apostrophe.
- * normalise_keyword in keywords.py writes it as "'" in keywords, so the automaton
- * reads it as "'" in keywords and texts alike. */
+/* Mail clients often type U+2019 (right single quotation mark) for an apostrophe.
+ * normalise_keyword in keywords.py turns it into "'" in keywords, and the automaton
+ * reads it as "'" in texts too, so both forms match. */
 static Py_UCS4
 fold_quote(Py_UCS4 ch)
 {
@@ -360,8 +360,8 @@ Automaton_new(PyTypeObject *type, PyObject *args, PyObject *kwargs)
 
 too_large:
     PyErr_Format(PyExc_ValueError,
-                 "keyword lists are too large: the automaton would need over %d "
-                 "transitions; use fewer keywords or fewer distinct characters",
+                 "keyword lists are too large: the automaton would need more than %d "
+                 "transitions. Use fewer keywords or fewer distinct characters.",
                  MAX_TABLE);
 fail:
     Py_DECREF(entries);

@@ -134,8 +134,8 @@ class KeywordMatcher:
         self._automaton = Automaton(entries, names)
 
     def search(self, lowered: str) -> KeywordHits:
-        """Find every whole-word keyword in ``lowered`` (already lower-cased, same
-        offsets as the original text)."""
+        """Find every whole-word keyword in ``lowered`` (lower-cased by
+        ``lower_same_length``). U+2019 in the text matches an apostrophe in a keyword."""
         return self.search_with_digit(lowered)[0]
 
     def search_with_digit(self, lowered: str) -> tuple[KeywordHits, int]:
