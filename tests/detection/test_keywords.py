@@ -1,24 +1,30 @@
 """The C keyword automaton finds exactly what a plain Python search finds.
 
-The reference below tries every keyword at every offset with str.startswith and the
-same whole-word rule, so it shares no code with the automaton.
+The reference below finds every occurrence of each keyword with str.find and applies
+the same whole-word rule, so it shares no code with the automaton.
 """
 
 from __future__ import annotations
 
 import re
+import time
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from postveil.detection._wordscan import Automaton
-from postveil.detection.keywords import KeywordMatcher, load_builtin_keywords, normalise_keyword
+from postveil.detection.keywords import (
+    KeywordMatcher,
+    load_builtin_keywords,
+    lower_same_length,
+    normalise_keyword,
+)
 
 BUILTIN = load_builtin_keywords()
 MATCHER = KeywordMatcher(BUILTIN)
 WORDS = sorted({normalise_keyword(word) for words in BUILTIN.values() for word in words})
-FILLERS = ["", " ", "  ", "\n", ", ", "-", "x", "ab", "e11.9 ", "type 2 ", "_", "é", "ß", "𝔘", "µ", "0"]
+FILLERS = ["", " ", "  ", "\n", ", ", "-", "x", "ab", "e11.9 ", "type 2 ", "_", "é", "ß", "𝔘", "µ", "0", "\u2019"]
 
 
 def is_word_char(char: str) -> bool:
@@ -34,16 +40,18 @@ def reference(groups: dict[str, list[str]], text: str) -> tuple[dict[str, list[t
             key = normalise_keyword(word)
             if key:
                 by_word.setdefault(key, set()).add(group)
+    # The automaton reads U+2019 as an apostrophe, and the replacement keeps offsets.
+    folded = text.replace("\u2019", "'")
     found: list[tuple[int, int, str]] = []
     for key, key_groups in by_word.items():
-        start = text.find(key)
+        start = folded.find(key)
         while start >= 0:
             end = start + len(key)
             before_ok = not (is_word_char(key[0]) and start > 0 and is_word_char(text[start - 1]))
             after_ok = not (is_word_char(key[-1]) and end < len(text) and is_word_char(text[end]))
             if before_ok and after_ok:
                 found.extend((start, end, group) for group in key_groups)
-            start = text.find(key, start + 1)
+            start = folded.find(key, start + 1)
     found.sort(key=lambda hit: (hit[1], -(hit[1] - hit[0])))
     spans: dict[str, list[tuple[int, int]]] = {}
     for start, end, group in found:
@@ -66,7 +74,7 @@ def test_builtin_lists_match_reference(pieces: list[str]) -> None:
     assert automaton_result(MATCHER, text) == reference(BUILTIN, text)
 
 
-KEYWORD_ALPHABET = "ab é_-.#'0𝔘"
+KEYWORD_ALPHABET = "ab é_-.#'\u20190𝔘"
 
 
 @settings(max_examples=300, deadline=None)
@@ -126,6 +134,8 @@ def test_first_digit() -> None:
         ([("word", (0,)), ("word", (0,))], ["a"], ValueError),
         ([("word", (0,))], [1], TypeError),
         ([["word", (0,)]], ["a"], TypeError),
+        # A str subclass's __hash__ could run Python code in the middle of search().
+        ([("word", (0,))], [type("Name", (str,), {})("a")], TypeError),
     ],
 )
 def test_bad_entries_are_refused(entries: list[object], names: list[object], error: type) -> None:
@@ -136,3 +146,34 @@ def test_bad_entries_are_refused(entries: list[object], names: list[object], err
 def test_search_takes_only_str() -> None:
     with pytest.raises(TypeError):
         MATCHER._automaton.search(b"patient")  # type: ignore[arg-type]
+
+
+def test_too_many_distinct_characters_fail_fast() -> None:
+    # 200,000 distinct characters need a table of 4e10 transitions. Failing used to
+    # take seconds, because every character was numbered first by a linear search.
+    keyword = "".join(chr(code) for code in range(0x20000, 0x20000 + 200_000))
+    started = time.process_time()
+    with pytest.raises(ValueError, match="too large"):
+        Automaton([(keyword, (0,))], ["a"])
+    assert time.process_time() - started < 1.0
+
+
+@pytest.mark.parametrize("apostrophe", ["'", "\u2019"])
+def test_curly_apostrophe_matches_keyword(apostrophe: str) -> None:
+    text = f"she has alzheimer{apostrophe}s disease"
+    assert MATCHER.search(text).spans.get("condition") == [(8, 19), (8, 27)]
+    # A keyword written with U+2019 matches both forms as well.
+    automaton = Automaton([("patient\u2019s", (0,))], ["a"])
+    assert automaton.search(f"the patient{apostrophe}s name")[0] == {"a": [(4, 13)]}
+
+
+@pytest.mark.parametrize(
+    "text", ["seen at \u0130zmir Klinik", "SEEN AT \u0130ZM\u0130R KL\u0130N\u0130K", "seen at izmir klinik"]
+)
+def test_dotted_capital_i_keyword_matches_text(text: str) -> None:
+    # str.lower makes U+0130 two characters in a keyword, while the text must keep one
+    # character per character, so such a keyword used to match no text at all.
+    matcher = KeywordMatcher({"care_setting": ["\u0130zmir Klinik"]})
+    lowered = lower_same_length(text)
+    assert len(lowered) == len(text)
+    assert matcher.search(lowered).spans == {"care_setting": [(8, 20)]}

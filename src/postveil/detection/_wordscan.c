@@ -75,9 +75,19 @@ is_word_char(Py_UCS4 ch)
     return Py_UNICODE_ISALNUM(ch);
 }
 
+/* Mail clients often type U+2019 (right single quotation mark) for an apostrophe.
+ * normalise_keyword in keywords.py turns it into "'" in keywords, and the automaton
+ * reads it as "'" in texts too, so both forms match. */
+static Py_UCS4
+fold_quote(Py_UCS4 ch)
+{
+    return ch == 0x2019 ? '\'' : ch;
+}
+
 static int32_t
 symbol_of(const Automaton *self, Py_UCS4 ch)
 {
+    ch = fold_quote(ch);
     if (ch < 128) {
         return self->ascii_symbol[ch];
     }
@@ -172,9 +182,11 @@ Automaton_new(PyTypeObject *type, PyObject *args, PyObject *kwargs)
     }
     self->group_names = group_names;
     Py_ssize_t group_total = PyTuple_GET_SIZE(group_names);
+    /* Exact str only: search() uses the names as dict keys, and a subclass's __hash__
+     * or __eq__ could run Python code that frees a hit list store_hit still uses. */
     for (Py_ssize_t g = 0; g < group_total; g++) {
-        if (!PyUnicode_Check(PyTuple_GET_ITEM(group_names, g))) {
-            PyErr_SetString(PyExc_TypeError, "group names must be str");
+        if (!PyUnicode_CheckExact(PyTuple_GET_ITEM(group_names, g))) {
+            PyErr_SetString(PyExc_TypeError, "group names must be str, not a subclass of str");
             goto fail;
         }
     }
@@ -212,7 +224,7 @@ Automaton_new(PyTypeObject *type, PyObject *args, PyObject *kwargs)
         total_chars += length;
         total_groups += PyTuple_GET_SIZE(groups);
         for (Py_ssize_t k = 0; k < length; k++) {
-            Py_UCS4 ch = PyUnicode_READ_CHAR(word, k);
+            Py_UCS4 ch = fold_quote(PyUnicode_READ_CHAR(word, k));
             if (ch < 128) {
                 if (self->ascii_symbol[ch] == 0) {
                     self->ascii_symbol[ch] = self->symbols++;
@@ -221,14 +233,19 @@ Automaton_new(PyTypeObject *type, PyObject *args, PyObject *kwargs)
             else if (add_wide_symbol(self, ch, &wide_capacity) < 0) {
                 goto fail;
             }
+            /* Every symbol but 0 labels a trie edge into a state of its own, so the
+             * table has at least symbols * symbols transitions. Failing here also
+             * keeps add_wide_symbol's linear search short. */
+            if ((double)self->symbols * self->symbols > MAX_TABLE) {
+                goto too_large;
+            }
         }
     }
     if (self->wide_count > 1) {
         qsort(self->wide, self->wide_count, sizeof(WideSymbol), compare_wide);
     }
     if (total_chars >= INT32_MAX / 2 || (double)(total_chars + 1) * self->symbols > MAX_TABLE) {
-        PyErr_SetString(PyExc_ValueError, "keyword lists are too large");
-        goto fail;
+        goto too_large;
     }
 
     /* Second pass: the trie. */
@@ -341,6 +358,11 @@ Automaton_new(PyTypeObject *type, PyObject *args, PyObject *kwargs)
     Py_DECREF(entries);
     return (PyObject *)self;
 
+too_large:
+    PyErr_Format(PyExc_ValueError,
+                 "keyword lists are too large: the automaton would need more than %d "
+                 "transitions. Use fewer keywords or fewer distinct characters.",
+                 MAX_TABLE);
 fail:
     Py_DECREF(entries);
     Py_DECREF(self);
@@ -490,7 +512,7 @@ PyDoc_STRVAR(search_doc,
 "Find every whole-word keyword in a lower-cased text. spans maps a group name to\n"
 "its hits' (start, end) pairs and ends to their end offsets, both in order of end\n"
 "offset; both are None when nothing was found. first_digit is the offset of the\n"
-"first ASCII digit, or -1.");
+"first ASCII digit, or -1. U+2019 matches an apostrophe (') in a keyword.");
 
 static PyObject *
 Automaton_search(Automaton *self, PyObject *text)

@@ -33,10 +33,22 @@ def load_builtin_keywords() -> dict[str, list[str]]:
     return groups
 
 
+def lower_same_length(text: str) -> str:
+    """Lower-case ``text`` one character for one, so offsets stay aligned.
+
+    ``str.lower`` turns U+0130 (capital I with dot above) into "i" and a combining
+    dot, and only the "i" is kept. Keywords and texts both go through here, so a
+    keyword written "İzmir" matches "İZMİR" and "izmir" in a text.
+    """
+    lowered = text.lower()
+    if len(lowered) == len(text):
+        return lowered
+    return "".join(char.lower()[0] for char in text)
+
+
 def normalise_keyword(word: str) -> str:
     """Lower-case a keyword and collapse runs of whitespace to one space."""
-    return " ".join(word.lower().replace("\u2019", "'").split())
-
+    return " ".join(lower_same_length(word).replace("\u2019", "'").split())
 
 
 class KeywordHits:
@@ -122,8 +134,8 @@ class KeywordMatcher:
         self._automaton = Automaton(entries, names)
 
     def search(self, lowered: str) -> KeywordHits:
-        """Find every whole-word keyword in ``lowered`` (already lower-cased, same
-        offsets as the original text)."""
+        """Find every whole-word keyword in ``lowered`` (lower-cased by
+        ``lower_same_length``). U+2019 in the text matches an apostrophe in a keyword."""
         return self.search_with_digit(lowered)[0]
 
     def search_with_digit(self, lowered: str) -> tuple[KeywordHits, int]:

@@ -20,7 +20,7 @@ from postveil.detection.clinical import (
     scan_lab_values,
     scan_short_lab_values,
 )
-from postveil.detection.keywords import KeywordHits, KeywordMatcher
+from postveil.detection.keywords import KeywordHits, KeywordMatcher, lower_same_length
 from postveil.detection.people import health_span, is_clinician, scan_people
 
 
@@ -362,7 +362,7 @@ class TextScanner:
 
     def scan(self, text: str) -> list[Finding]:
         """Return every finding in ``text``, in no particular order."""
-        lowered = _lower_same_length(text)
+        lowered = lower_same_length(text)
         hits, first_digit = self._keywords.search_with_digit(lowered)
         state = _ScanState(text, lowered, hits, self._window)
         if first_digit >= 0:
@@ -885,14 +885,6 @@ def _is_resident_patient(text: str, match: re.Match[str]) -> bool:
 
 def _has_code(findings: list[Finding]) -> bool:
     return any(finding.category in _CODE_CATEGORIES for finding in findings)
-
-
-def _lower_same_length(text: str) -> str:
-    lowered = text.lower()
-    if len(lowered) == len(text):
-        return lowered
-    # A few characters lower-case to two code points (U+0130); keep offsets aligned.
-    return "".join(char if len(char.lower()) != 1 else char.lower() for char in text)
 
 
 def _inside_guid(text: str, start: int, end: int) -> bool:
