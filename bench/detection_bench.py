@@ -119,14 +119,14 @@ def bench_postveil(
 def time_c_passes(corpus: list[tuple[bool, list[str]]], total_mb: float, repeat: int) -> float:
     """Return the MB/s of the scanner's three C passes alone (str.lower, the keyword
     automaton, the chain regex), with no Python code per hit: a ceiling for the scanner."""
-    search = KeywordMatcher(load_builtin_keywords()).search_with_digit
+    search = KeywordMatcher(load_builtin_keywords()).search_text
     texts = [text for _, texts in corpus for text in texts]
     consume = deque(maxlen=0).extend
     best = float("inf")
     for _ in range(repeat):
         start = time.perf_counter()
         for text in texts:
-            _, first_digit = search(text.lower())
+            first_digit = search(text.lower()).first_digit
             if first_digit >= 0:
                 consume(_CHAIN.finditer(text, first_digit))
         best = min(best, time.perf_counter() - start)

@@ -61,7 +61,8 @@ def reference(groups: dict[str, list[str]], text: str) -> tuple[dict[str, list[t
 
 
 def automaton_result(matcher: KeywordMatcher, text: str) -> tuple[dict[str, list[tuple[int, int]]], int]:
-    hits, first_digit = matcher.search_with_digit(text)
+    hits, first_digit, complete = matcher.search_text(text)
+    assert complete
     for group, spans in hits.spans.items():
         assert hits.ends[group] == [end for _, end in spans]
     return {group: list(spans) for group, spans in hits.spans.items()}, first_digit
@@ -119,10 +120,10 @@ def test_whole_words_only(text: str, expected: dict[str, list[tuple[int, int]]])
 
 
 def test_first_digit() -> None:
-    assert MATCHER.search_with_digit("no digits here")[1] == -1
-    assert MATCHER.search_with_digit("call ext 4 or 55")[1] == 9
+    assert MATCHER.search_text("no digits here").first_digit == -1
+    assert MATCHER.search_text("call ext 4 or 55").first_digit == 9
     # Digits of other scripts are not ASCII digits; the number pass ignores them too.
-    assert MATCHER.search_with_digit("٣ and 7")[1] == 6
+    assert MATCHER.search_text("٣ and 7").first_digit == 6
 
 
 @pytest.mark.parametrize(
@@ -145,7 +146,7 @@ def test_bad_entries_are_refused(entries: list[object], names: list[object], err
 
 def test_search_takes_only_str() -> None:
     with pytest.raises(TypeError):
-        MATCHER._automaton.search(b"patient")  # type: ignore[arg-type]
+        MATCHER._automaton.search(b"patient", 10)  # type: ignore[arg-type]
 
 
 def test_too_many_distinct_characters_fail_fast() -> None:
@@ -164,7 +165,7 @@ def test_curly_apostrophe_matches_keyword(apostrophe: str) -> None:
     assert MATCHER.search(text).spans.get("condition") == [(8, 19), (8, 27)]
     # A keyword written with U+2019 matches both forms as well.
     automaton = Automaton([("patient\u2019s", (0,))], ["a"])
-    assert automaton.search(f"the patient{apostrophe}s name")[0] == {"a": [(4, 13)]}
+    assert automaton.search(f"the patient{apostrophe}s name", 10)[0] == {"a": [(4, 13)]}
 
 
 @pytest.mark.parametrize(
@@ -177,3 +178,23 @@ def test_dotted_capital_i_keyword_matches_text(text: str) -> None:
     lowered = lower_same_length(text)
     assert len(lowered) == len(text)
     assert matcher.search(lowered).spans == {"care_setting": [(8, 20)]}
+
+
+def test_hits_beyond_limit_are_dropped() -> None:
+    automaton = Automaton([("pt", (0,))], ["a"])
+    spans, ends, first_digit, complete = automaton.search("pt pt pt 1", 2)
+    assert spans == {"a": [(0, 2), (3, 5)]}
+    assert ends == {"a": [2, 5]}
+    assert first_digit == 9
+    assert complete is False
+
+
+def test_hits_up_to_limit_are_complete() -> None:
+    automaton = Automaton([("pt", (0,))], ["a"])
+    assert automaton.search("pt pt", 2)[3] is True
+    assert automaton.search("none here", 0) == (None, None, -1, True)
+
+
+def test_negative_limit_is_refused() -> None:
+    with pytest.raises(ValueError, match="limit"):
+        MATCHER._automaton.search("pt", -1)

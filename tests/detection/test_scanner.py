@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from postveil.detection import Detector
+from postveil.detection.keywords import MAX_HITS
 
 # (case id, text, categories that must be found, categories that must not be found)
 FINDING_CASES = [
@@ -382,3 +383,20 @@ def test_other_phrases_contain_required_words() -> None:
         for branch in branches:
             branch_text = branch + tail
             assert any(word in branch_text for word in scanner._OTHER_PHRASE_WORDS), branch_text
+
+
+def test_text_with_too_many_keyword_hits_is_unscanned(detector: Detector) -> None:
+    # Every "pt" is a keyword hit. Past MAX_HITS the rest are not kept, which bounds
+    # the memory a message can make the milter use.
+    verdict = detector.scan_text("pt " * (MAX_HITS + 1))
+    assert verdict.unscanned_parts == [
+        f"text 1 of 1: keywords after the first {MAX_HITS} hits not read"
+    ]
+    assert verdict.sensitive
+    assert verdict.rule == "unscanned_part"
+
+
+def test_text_at_keyword_hit_limit_is_scanned(detector: Detector) -> None:
+    verdict = detector.scan_text("pt " * MAX_HITS)
+    assert verdict.unscanned_parts == []
+    assert not verdict.sensitive

@@ -62,7 +62,9 @@ typedef struct {
     Hit *items;
     Py_ssize_t count;
     Py_ssize_t capacity;
-    int failed;
+    Py_ssize_t limit;   /* hits kept at most */
+    int failed;         /* out of memory */
+    int dropped;        /* hits beyond the limit were not kept */
 } HitList;
 
 static int
@@ -375,6 +377,10 @@ add_hit(HitList *hits, Py_ssize_t start, Py_ssize_t end, int32_t keyword)
     if (hits->failed) {
         return;
     }
+    if (hits->count >= hits->limit) {
+        hits->dropped = 1;
+        return;
+    }
     if (hits->count == hits->capacity) {
         Py_ssize_t grown = hits->capacity ? hits->capacity * 2 : 64;
         /* Plain realloc: this may run without the GIL. */
@@ -508,17 +514,23 @@ fail:
 }
 
 PyDoc_STRVAR(search_doc,
-"search(lowered) -> (spans, ends, first_digit)\n\n"
+"search(lowered, limit) -> (spans, ends, first_digit, complete)\n\n"
 "Find every whole-word keyword in a lower-cased text. spans maps a group name to\n"
 "its hits' (start, end) pairs and ends to their end offsets, both in order of end\n"
 "offset; both are None when nothing was found. first_digit is the offset of the\n"
-"first ASCII digit, or -1. U+2019 matches an apostrophe (') in a keyword.");
+"first ASCII digit, or -1. U+2019 matches an apostrophe (') in a keyword. Only the\n"
+"first limit hits are kept, and complete is False when more were found.");
 
 static PyObject *
-Automaton_search(Automaton *self, PyObject *text)
+Automaton_search(Automaton *self, PyObject *args)
 {
-    if (!PyUnicode_Check(text)) {
-        PyErr_SetString(PyExc_TypeError, "search() takes a str");
+    PyObject *text;
+    Py_ssize_t limit;
+    if (!PyArg_ParseTuple(args, "Un:search", &text, &limit)) {
+        return NULL;
+    }
+    if (limit < 0) {
+        PyErr_SetString(PyExc_ValueError, "search() limit must not be negative");
         return NULL;
     }
 #if PY_VERSION_HEX < 0x030C0000
@@ -529,7 +541,7 @@ Automaton_search(Automaton *self, PyObject *text)
     int kind = PyUnicode_KIND(text);
     const void *data = PyUnicode_DATA(text);
     Py_ssize_t length = PyUnicode_GET_LENGTH(text);
-    HitList hits = {NULL, 0, 0, 0};
+    HitList hits = {NULL, 0, 0, limit, 0, 0};
     Py_ssize_t first_digit = -1;
     if (length > RELEASE_GIL_CHARS) {
         /* The str is immutable and the caller holds a reference to it. */
@@ -546,7 +558,8 @@ Automaton_search(Automaton *self, PyObject *text)
     }
     if (hits.count == 0) {
         free(hits.items);
-        return Py_BuildValue("(OOn)", Py_None, Py_None, first_digit);
+        return Py_BuildValue("(OOnO)", Py_None, Py_None, first_digit,
+                             hits.dropped ? Py_False : Py_True);
     }
     PyObject *spans = PyDict_New();
     PyObject *ends = PyDict_New();
@@ -564,7 +577,8 @@ Automaton_search(Automaton *self, PyObject *text)
         }
     }
     free(hits.items);
-    PyObject *result = Py_BuildValue("(OOn)", spans, ends, first_digit);
+    PyObject *result = Py_BuildValue("(OOnO)", spans, ends, first_digit,
+                                     hits.dropped ? Py_False : Py_True);
     Py_DECREF(spans);
     Py_DECREF(ends);
     return result;
@@ -583,7 +597,7 @@ Automaton_get_states(Automaton *self, void *closure)
 }
 
 static PyMethodDef Automaton_methods[] = {
-    {"search", (PyCFunction)Automaton_search, METH_O, search_doc},
+    {"search", (PyCFunction)Automaton_search, METH_VARARGS, search_doc},
     {NULL, NULL, 0, NULL},
 };
 

@@ -12,6 +12,7 @@ import bisect
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from importlib import resources
+from typing import NamedTuple
 
 import yaml
 
@@ -135,17 +136,34 @@ class KeywordMatcher:
 
     def search(self, lowered: str) -> KeywordHits:
         """Find every whole-word keyword in ``lowered`` (lower-cased by
-        ``lower_same_length``). U+2019 in the text matches an apostrophe in a keyword."""
-        return self.search_with_digit(lowered)[0]
+        ``lower_same_length``), up to ``MAX_HITS`` of them. U+2019 in the text matches
+        an apostrophe in a keyword."""
+        return self.search_text(lowered).hits
 
-    def search_with_digit(self, lowered: str) -> tuple[KeywordHits, int]:
-        """Like ``search``, and also return the offset of the first ASCII digit in
-        ``lowered``, or -1 when it has none. The same pass over the text finds both."""
-        spans, ends, first_digit = self._automaton.search(lowered)
-        if spans is None:
-            return _NO_HITS, first_digit
+    def search_text(self, lowered: str) -> KeywordSearch:
+        """Like ``search``, and also find the first ASCII digit and whether every hit
+        was kept. The same pass over the text finds all three."""
+        spans, ends, first_digit, complete = self._automaton.search(lowered, MAX_HITS)
+        if spans is None or ends is None:
+            return KeywordSearch(_NO_HITS, first_digit, complete)
         # Hits arrive ordered by end offset, which "any_before" needs.
-        return KeywordHits(spans, ends), first_digit
+        return KeywordSearch(KeywordHits(spans, ends), first_digit, complete)
 
+
+class KeywordSearch(NamedTuple):
+    """The result of one pass of the keyword automaton over a text."""
+
+    hits: KeywordHits
+    first_digit: int
+    """Offset of the first ASCII digit, or -1 when the text has none."""
+    complete: bool
+    """False when the text had more than ``MAX_HITS`` keyword hits and only the first
+    ``MAX_HITS`` were kept."""
+
+
+MAX_HITS = 200_000
+"""Keyword hits kept per text. Each kept hit costs about 200 bytes while the text is
+scanned, so a 10 MB part of nothing but keywords ("pt pt pt ...") would otherwise take
+over 600 MB. The scanner reports a text with more hits as not fully scanned."""
 
 _NO_HITS = KeywordHits({}, {})

@@ -362,8 +362,16 @@ class TextScanner:
 
     def scan(self, text: str) -> list[Finding]:
         """Return every finding in ``text``, in no particular order."""
+        return self.scan_checked(text)[0]
+
+    def scan_checked(self, text: str) -> tuple[list[Finding], bool]:
+        """Return every finding in ``text``, and whether the whole text was read.
+
+        A text with more keyword hits than ``keywords.MAX_HITS`` is read only up to
+        where the hits stop being kept; the caller reports it as not fully scanned.
+        """
         lowered = lower_same_length(text)
-        hits, first_digit = self._keywords.search_with_digit(lowered)
+        hits, first_digit, complete = self._keywords.search_text(lowered)
         state = _ScanState(text, lowered, hits, self._window)
         if first_digit >= 0:
             self._scan_numbers(state, first_digit)
@@ -383,7 +391,7 @@ class TextScanner:
             self._scan_recipient_phrases(state)
         if self._custom_rules:
             self._scan_custom(state)
-        return state.findings
+        return state.findings, complete
 
     # -- identifiers built around digits ---------------------------------------------
 
