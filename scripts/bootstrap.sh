@@ -27,8 +27,14 @@ done
 if ! "$PYTHON" -c 'import ensurepip, venv' 2>/dev/null; then
     missing+=(python3-venv)
 fi
+# pip compiles pymilter and postveil's C module, which need a C compiler and
+# Python.h. A host can have gcc (from build-essential) without python3-dev.
 if ! command -v cc >/dev/null 2>&1; then
-    missing+=(gcc python3-dev)
+    missing+=(gcc)
+fi
+if ! "$PYTHON" -c 'import os, sysconfig, sys
+sys.exit(not os.path.exists(os.path.join(sysconfig.get_paths()["include"], "Python.h")))'; then
+    missing+=(python3-dev)
 fi
 
 if [ "${#missing[@]}" -gt 0 ]; then

@@ -7,12 +7,17 @@ the same whole-word rule, so it shares no code with the automaton.
 from __future__ import annotations
 
 import re
+import shutil
+import subprocess
+import sys
 import time
+from pathlib import Path
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+import postveil
 from postveil.detection._wordscan import Automaton
 from postveil.detection.keywords import (
     KeywordMatcher,
@@ -198,3 +203,24 @@ def test_hits_up_to_limit_are_complete() -> None:
 def test_negative_limit_is_refused() -> None:
     with pytest.raises(ValueError, match="limit"):
         MATCHER._automaton.search("pt", -1)
+
+
+def test_import_without_built_module(tmp_path):
+    """A source tree without the compiled module fails with the steps that build it."""
+    source = Path(postveil.__file__).parent
+    unbuilt = shutil.ignore_patterns("*.so", "__pycache__")
+    shutil.copytree(source, tmp_path / "postveil", ignore=unbuilt)
+    result = subprocess.run(
+        [sys.executable, "-c", "import postveil.detection"],
+        check=False,
+        env={"PYTHONPATH": str(tmp_path), "PATH": "/usr/bin:/bin"},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 1
+    last_line = result.stderr.strip().splitlines()[-1]
+    assert last_line.startswith("ModuleNotFoundError: postveil's C module")
+    assert str(tmp_path / "postveil" / "detection") in last_line
+    assert "make setup" in last_line
+    assert "python3-dev" in last_line

@@ -9,6 +9,7 @@ checks the boundaries itself, so Python code runs per accepted hit only.
 from __future__ import annotations
 
 import bisect
+import os
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from importlib import resources
@@ -16,8 +17,22 @@ from typing import NamedTuple
 
 import yaml
 
-from postveil.detection._wordscan import Automaton
 from postveil.detection.categories import KEYWORD_GROUPS
+
+try:
+    from postveil.detection._wordscan import Automaton
+except ModuleNotFoundError as error:
+    if error.name != "postveil.detection._wordscan":
+        raise
+    # A source tree on PYTHONPATH, or a copy of one, has no compiled module until
+    # pip builds it, and the bare import error does not say so.
+    raise ModuleNotFoundError(
+        "postveil's C module postveil.detection._wordscan is not built in "
+        f"{os.path.dirname(__file__)}: install postveil with pip, or run 'make setup' "
+        "in a checkout, which compiles it (needs gcc and the Python headers, Debian "
+        "package python3-dev)",
+        name=error.name,
+    ) from error
 
 
 def load_builtin_keywords() -> dict[str, list[str]]:
