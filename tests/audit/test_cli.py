@@ -182,6 +182,60 @@ def test_search_export_verifies(
     assert (tmp_path / "export.jsonl").read_bytes() == b"".join(stored[stored_lines])
 
 
+def export_and_verify(
+    trail: tuple[Path, str], key_file: Path, tmp_path: Path, search_args: str, verify_args: str
+) -> tuple[subprocess.CompletedProcess[str], subprocess.CompletedProcess[str]]:
+    config = tmp_path / "postveil.yaml"
+    config.write_text(f"audit:\n  directory: {trail[0]}\n  key_file: {key_file}\n")
+    exported = postveil_shell(f"postveil audit search {search_args} > export.jsonl", tmp_path, config)
+    verified = postveil_shell(f"postveil audit verify {verify_args} export.jsonl", tmp_path, config)
+    return exported, verified
+
+
+def test_selection_export_verifies_with_gaps(
+    trail: tuple[Path, str], key_file: Path, tmp_path: Path
+) -> None:
+    exported, verified = export_and_verify(
+        trail, key_file, tmp_path, "--recipient pat@patient.example", "--selection --no-head"
+    )
+
+    assert exported.returncode == 0, exported.stderr
+    assert verified.returncode == 0, verified.stdout + verified.stderr
+    assert verified.stdout.startswith("ok: 2 records (seq 3-7) in 1 file(s)")
+    assert "a selection with 1 gap(s)" in verified.stdout
+    assert "records left out of it cannot be detected" in verified.stdout
+
+
+def test_selection_export_fails_without_flag(
+    trail: tuple[Path, str], key_file: Path, tmp_path: Path
+) -> None:
+    _, verified = export_and_verify(
+        trail, key_file, tmp_path, "--recipient pat@patient.example", "--partial --no-head"
+    )
+
+    assert verified.returncode == 1
+    assert "are missing here" in verified.stdout
+
+
+def test_selection_still_finds_edits_and_reordering(
+    trail: tuple[Path, str], key_file: Path, tmp_path: Path
+) -> None:
+    export_and_verify(trail, key_file, tmp_path, "--recipient pat@patient.example", "--selection")
+    export = tmp_path / "export.jsonl"
+    first, second = export.read_bytes().splitlines(keepends=True)
+    config = tmp_path / "postveil.yaml"
+
+    export.write_bytes(first.replace(b"pat@patient.example", b"pam@patient.example", 1) + second)
+    edited = postveil_shell("postveil audit verify --selection --no-head export.jsonl", tmp_path, config)
+    export.write_bytes(second + first)
+    reordered = postveil_shell("postveil audit verify --selection --no-head export.jsonl", tmp_path, config)
+
+    assert edited.returncode == 1
+    assert "HMAC does not match" in edited.stdout
+    assert reordered.returncode == 1
+    assert "out of order" in reordered.stdout
+
+
 def test_search_csv_one_row_per_recipient(cli: Cli, trail: tuple[Path, str]) -> None:
     status, out, _ = search(cli, trail[0], "--format", "csv", "--recipient", "pat@patient.example")
     rows = list(csv.DictReader(io.StringIO(out)))

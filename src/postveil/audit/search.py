@@ -151,8 +151,9 @@ def write_json_lines(records: Iterable[StoredRecord], out: BinaryIO) -> int:
     """Write each record's stored line byte for byte, each followed by a newline.
 
     Re-serialising the parsed fields would change the bytes (spacing, escapes), and
-    ``verify`` rejects a record whose bytes differ from the writer's form, so an export
-    of consecutive records verifies with ``verify --partial --no-head``.
+    ``verify`` rejects a record whose bytes differ from the writer's form. An export of
+    consecutive records verifies with ``verify --partial --no-head``, and any other
+    with ``verify --selection --no-head``.
     """
     count = 0
     for record in records:

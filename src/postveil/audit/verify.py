@@ -53,6 +53,8 @@ class VerifyResult:
     last_seq: int | None = None
     broken: BrokenLink | None = None
     head_checked: bool = False
+    gaps: int = 0
+    """Places where records are missing between two given records (``selection`` only)."""
 
     @property
     def ok(self) -> bool:
@@ -73,6 +75,7 @@ def verify_chain(
     *,
     head: str | os.PathLike[str] | None = None,
     partial: bool = False,
+    selection: bool = False,
 ) -> VerifyResult:
     """Verify ``files`` as consecutive parts of one chain, oldest first.
 
@@ -80,6 +83,12 @@ def verify_chain(
     when given, is the ``audit.head`` to compare the end of the chain with. Unless
     ``partial``, the chain must start at seq 1; with it, the first record may link to
     earlier records that are not given (archived files).
+
+    With ``selection`` the files are a search export: records may be missing before
+    the first and between any two, and each place where some are missing counts in
+    ``gaps``. Every record's form, HMAC and order are still checked, and the link of
+    each record that directly follows another given record. What such a check cannot
+    show is a record removed from the selection itself.
     """
     result = VerifyResult()
     previous: _Position | None = None
@@ -108,11 +117,15 @@ def verify_chain(
             return result
         with handle:
             for number, raw in enumerate(handle, start=1):
-                position, problem = _check_line(raw, name, number, previous, keys, partial)
+                position, problem = _check_line(
+                    raw, name, number, previous, keys, partial or selection, selection
+                )
                 if problem is not None:
                     result.broken = BrokenLink(name, number, problem)
                     return result
                 assert position is not None
+                if previous is not None and position.seq > previous.seq + 1:
+                    result.gaps += 1
                 if result.first_seq is None:
                     result.first_seq = position.seq
                 if expected_head is not None and position.seq == expected_head.seq:
@@ -138,6 +151,7 @@ def _check_line(
     previous: _Position | None,
     keys: Mapping[str, AuditKey],
     partial: bool,
+    selection: bool = False,
 ) -> tuple[_Position | None, str | None]:
     if not raw.endswith(b"\n"):
         return (
@@ -176,6 +190,10 @@ def _check_line(
             )
     else:
         where = _describe(previous, name)
+        if seq > previous.seq + 1 and selection:
+            # The record it links to is not in the selection. The HMAC check above
+            # already covers this record itself.
+            return _Position(name, number, seq, line_hash(line)), None
         if seq > previous.seq + 1:
             return None, (
                 f"seq {seq} follows seq {previous.seq} at {where}: "
