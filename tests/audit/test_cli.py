@@ -215,6 +215,7 @@ def test_selection_export_fails_without_flag(
 
     assert verified.returncode == 1
     assert "are missing here" in verified.stdout
+    assert "Verify a filtered search export with --selection" in verified.stdout
 
 
 def test_selection_still_finds_edits_and_reordering(
@@ -234,6 +235,43 @@ def test_selection_still_finds_edits_and_reordering(
     assert "HMAC does not match" in edited.stdout
     assert reordered.returncode == 1
     assert "out of order" in reordered.stdout
+
+
+def test_selection_rejected_on_trail_itself(
+    trail: tuple[Path, str], key_file: Path, tmp_path: Path
+) -> None:
+    config = tmp_path / "postveil.yaml"
+    config.write_text(f"audit:\n  directory: {trail[0]}\n  key_file: {key_file}\n")
+    active = trail[0] / "audit.jsonl"
+    lines = active.read_bytes().splitlines(keepends=True)
+    active.write_bytes(b"".join(lines[:3] + lines[4:]))
+
+    directory = postveil_shell("postveil audit verify --selection", tmp_path, config)
+    active_file = postveil_shell(f"postveil audit verify --selection {active}", tmp_path, config)
+    explicit_head = postveil_shell(
+        f"postveil audit verify --selection --head {trail[0] / 'audit.head'} {active}",
+        tmp_path,
+        config,
+    )
+
+    assert directory.returncode == 2
+    assert "--selection requires the export FILE(s)" in directory.stderr
+    assert active_file.returncode == 2
+    assert "cannot be combined with a head file" in active_file.stderr
+    assert explicit_head.returncode == 2
+    assert "cannot be combined with a head file" in explicit_head.stderr
+
+
+def test_selection_empty_export_says_so(
+    trail: tuple[Path, str], key_file: Path, tmp_path: Path
+) -> None:
+    exported, verified = export_and_verify(
+        trail, key_file, tmp_path, "--recipient nobody@patient.example", "--selection --no-head"
+    )
+
+    assert exported.returncode == 0, exported.stderr
+    assert verified.returncode == 0, verified.stdout + verified.stderr
+    assert verified.stdout == "ok: 0 records; the selection is empty, so it proves nothing\n"
 
 
 def test_search_csv_one_row_per_recipient(cli: Cli, trail: tuple[Path, str]) -> None:

@@ -85,10 +85,10 @@ def verify_chain(
     earlier records that are not given (archived files).
 
     With ``selection`` the files are a search export: records may be missing before
-    the first and between any two, and each place where some are missing counts in
-    ``gaps``. Every record's form, HMAC and order are still checked, and the link of
-    each record that directly follows another given record. What such a check cannot
-    show is a record removed from the selection itself.
+    the first and between any two, and each place between two given records where
+    some are missing counts in ``gaps``. Every record's form, HMAC and order are still
+    checked, and the link of each record that directly follows another given record.
+    What such a check cannot show is a record removed from the selection itself.
     """
     result = VerifyResult()
     previous: _Position | None = None
@@ -197,7 +197,8 @@ def _check_line(
         if seq > previous.seq + 1:
             return None, (
                 f"seq {seq} follows seq {previous.seq} at {where}: "
-                f"{_records(previous.seq + 1, seq - 1)} missing here (deleted, or moved out of order)"
+                f"{_records(previous.seq + 1, seq - 1)} missing here (deleted, or moved out "
+                "of order). Verify a filtered search export with --selection"
             )
         if seq <= previous.seq:
             return None, (

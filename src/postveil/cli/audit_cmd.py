@@ -203,6 +203,24 @@ def _guarded(function: Callable[[argparse.Namespace], int]) -> Callable[[argpars
     return run
 
 
+def _check_selection_arguments(args: argparse.Namespace, head: Path | None) -> None:
+    """Reject --selection where the files are the trail itself, not a search export.
+
+    On the trail, --selection would accept records deleted from the middle.
+    """
+    if not args.files:
+        raise _UsageError(
+            "--selection requires the export FILE(s). To verify the audit directory, "
+            "run verify without --selection"
+        )
+    if head is not None:
+        raise _UsageError(
+            f"--selection cannot be combined with a head file ({head}), because with a head "
+            "verify checks the trail itself, where a gap means deleted records. Run verify "
+            "without --selection, or add --no-head if the files are a search export"
+        )
+
+
 @_guarded
 def run_verify(args: argparse.Namespace) -> int:
     files = _files(args)
@@ -217,6 +235,8 @@ def run_verify(args: argparse.Namespace) -> int:
     head = None
     if not args.no_head:
         head = Path(args.head) if args.head else default_head_for(files)
+    if args.selection:
+        _check_selection_arguments(args, head)
 
     result = verify_chain(files, keys, head=head, partial=args.partial, selection=args.selection)
     if result.broken is not None:
@@ -224,7 +244,10 @@ def run_verify(args: argparse.Namespace) -> int:
         print(f"{result.records} record(s) before it verified")
         return EXIT_FAILED
     if result.records == 0:
-        print("ok: 0 records")
+        if args.selection:
+            print("ok: 0 records; the selection is empty, so it proves nothing")
+        else:
+            print("ok: 0 records")
         return EXIT_OK
     head_note = (
         f"; end matches {head}" if result.head_checked else "; end not compared with a head file"
@@ -232,8 +255,9 @@ def run_verify(args: argparse.Namespace) -> int:
     selection_note = ""
     if args.selection:
         selection_note = (
-            f"; a selection with {result.gaps} gap(s): each record is authentic and in order, "
-            "but records left out of it cannot be detected (verify the full trail for that)"
+            f"; a selection with {result.gaps} gap(s): each record is signed by a given key "
+            "and in order, but records left out of it cannot be detected (verify the full "
+            "trail for that)"
         )
     print(
         f"ok: {result.records} records (seq {result.first_seq}-{result.last_seq}) "
