@@ -215,7 +215,7 @@ def test_selection_export_fails_without_flag(
 
     assert verified.returncode == 1
     assert "are missing here" in verified.stdout
-    assert "Verify a filtered search export with --selection" in verified.stdout
+    assert "verifies with --selection" in verified.stdout
 
 
 def test_selection_still_finds_edits_and_reordering(
@@ -253,13 +253,34 @@ def test_selection_rejected_on_trail_itself(
         tmp_path,
         config,
     )
+    without_head = postveil_shell(
+        f"postveil audit verify --selection --no-head {active}", tmp_path, config
+    )
 
     assert directory.returncode == 2
     assert "--selection requires the export FILE(s)" in directory.stderr
     assert active_file.returncode == 2
-    assert "cannot be combined with a head file" in active_file.stderr
+    assert "not the audit trail's own files" in active_file.stderr
     assert explicit_head.returncode == 2
-    assert "cannot be combined with a head file" in explicit_head.stderr
+    assert "not the audit trail's own files" in explicit_head.stderr
+    # Without a head the trail's own file would pass with the deleted record as a gap.
+    assert without_head.returncode == 2
+    assert "not the audit trail's own files" in without_head.stderr
+
+
+def test_selection_rejects_head_for_export(
+    trail: tuple[Path, str], key_file: Path, tmp_path: Path
+) -> None:
+    _, verified = export_and_verify(
+        trail,
+        key_file,
+        tmp_path,
+        "--recipient pat@patient.example",
+        f"--selection --head {trail[0] / 'audit.head'}",
+    )
+
+    assert verified.returncode == 2
+    assert "cannot be combined with a head file" in verified.stderr
 
 
 def test_selection_empty_export_says_so(

@@ -51,6 +51,12 @@ def rotated_name(first_seq: int) -> str:
     return f"audit.{first_seq:012d}.jsonl"
 
 
+def is_trail_file_name(name: str) -> bool:
+    """Return whether ``name`` is the name the writer gives an audit file (active or
+    rotated), as opposed to an export's."""
+    return name == ACTIVE_NAME or _ROTATED_RE.match(name) is not None
+
+
 def list_log_files(directory: str | os.PathLike[str]) -> list[Path]:
     """Return the audit files of ``directory`` oldest first: rotated by first seq, then active."""
     base = Path(directory)

@@ -198,7 +198,8 @@ def _check_line(
             return None, (
                 f"seq {seq} follows seq {previous.seq} at {where}: "
                 f"{_records(previous.seq + 1, seq - 1)} missing here (deleted, or moved out "
-                "of order). Verify a filtered search export with --selection"
+                "of order; a filtered 'audit search' export leaves records out, and verifies "
+                "with --selection)"
             )
         if seq <= previous.seq:
             return None, (

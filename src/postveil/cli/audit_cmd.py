@@ -8,7 +8,7 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
-from postveil.audit.chain import AuditKey, generate_key_file, list_log_files
+from postveil.audit.chain import AuditKey, generate_key_file, is_trail_file_name, list_log_files
 from postveil.audit.errors import AuditKeyError
 from postveil.audit.records import RECORD_TYPES
 from postveil.audit.report import build_report, format_report
@@ -212,6 +212,13 @@ def _check_selection_arguments(args: argparse.Namespace, head: Path | None) -> N
         raise _UsageError(
             "--selection requires the export FILE(s). To verify the audit directory, "
             "run verify without --selection"
+        )
+    trail_files = [name for name in args.files if is_trail_file_name(Path(name).name)]
+    if trail_files:
+        raise _UsageError(
+            f"--selection takes search exports, not the audit trail's own files "
+            f"({trail_files[0]}), where a gap means deleted records. Run verify without "
+            "--selection, or export with 'postveil audit search' first"
         )
     if head is not None:
         raise _UsageError(
