@@ -222,25 +222,31 @@ class AuditLog:
         # NOTE: A signal handler that appends while its thread holds _queue_lock (a few
         # bytecodes at a time) or _thread_lock in close() still deadlocks, because
         # neither lock can be taken again by the same thread.
-        with self._queue_lock:
-            if self._leader == me:
-                # A signal handler appending while its thread writes a batch would wait
-                # for itself forever.
-                raise AuditWriteError("audit append re-entered while this thread writes a batch")
-            nested = me in self._waiting
-            if not nested:
-                self._queue.append(pending)
-                leading = self._leader is None
-                if leading:
-                    self._leader = me
-                else:
-                    self._waiting.add(me)
-        if nested:
-            # A signal handler appending while its thread waits below in append: the
-            # next batch may be handed to the waiting record, which cannot run until
-            # the handler returns, so this record is written on its own.
-            return self._write_alone(pending)
+        # Set before this call touches the queue, so that an exception from here on,
+        # even one raised as the lock is released, reaches the cleanup below.
+        registered = False
         try:
+            with self._queue_lock:
+                if self._leader == me:
+                    # A signal handler appending while its thread writes a batch would
+                    # wait for itself forever.
+                    raise AuditWriteError(
+                        "audit append re-entered while this thread writes a batch"
+                    )
+                nested = me in self._waiting
+                if not nested:
+                    registered = True
+                    self._queue.append(pending)
+                    leading = self._leader is None
+                    if leading:
+                        self._leader = me
+                    else:
+                        self._waiting.add(me)
+            if nested:
+                # A signal handler appending while its thread waits below in append:
+                # the next batch may be handed to the waiting record, which cannot run
+                # until the handler returns, so this record is written on its own.
+                return self._write_alone(pending)
             if not leading:
                 pending.wakeup.acquire()
             # The thread stays in _waiting until it is marked as the leader, so that a
@@ -262,7 +268,8 @@ class AuditLog:
         except BaseException:
             # A signal handler may raise between any two steps above, so the cleanup
             # reads the shared state instead of trusting how far this thread got.
-            self._abandon(pending, me)
+            if registered:
+                self._abandon(pending, me)
             raise
         return pending.outcome()
 
