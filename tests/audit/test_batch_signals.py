@@ -9,9 +9,11 @@ from __future__ import annotations
 import json
 import os
 import signal
+import sys
 import threading
 import time
 from collections.abc import Callable
+from types import FrameType
 from typing import Any
 
 import pytest
@@ -158,3 +160,79 @@ def test_appending_handler_loses_no_caller(
             assert queue_id not in stored, queue_id
         else:
             assert queue_id in stored, queue_id
+
+
+# The tests below raise from a trace function instead of a signal handler. CPython
+# (3.11 checked) raises such an exception at the traced instruction, so each test
+# strikes one chosen point, where a signal handler could run, on every run.
+
+
+def run_traced(tracer: Callable[[FrameType, str, Any], Any], call: Callable[[], object]) -> None:
+    """Run ``call`` in this thread under ``tracer`` and expect Interrupted from it."""
+    sys.settrace(tracer)
+    try:
+        with pytest.raises(Interrupted):
+            call()
+    finally:
+        sys.settrace(None)
+
+
+def append_in_thread(log: AuditLog, queue_id: str) -> tuple[threading.Thread, dict[str, object]]:
+    """Start a thread that appends one record, and return it with a dict that receives
+    its result or error."""
+    outcome: dict[str, object] = {}
+
+    def run() -> None:
+        try:
+            outcome["result"] = log.append(make_decision(1, queue_id=queue_id))
+        except BaseException as exc:
+            outcome["error"] = exc
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    return thread, outcome
+
+
+def wait_until(condition: Callable[[], bool]) -> None:
+    deadline = time.monotonic() + 5
+    while not condition():
+        assert time.monotonic() < deadline, "condition not met within 5 s"
+        time.sleep(0.001)
+
+
+def test_exception_as_queue_lock_released(
+    make_section: Callable[..., AuditSection], audit_key: AuditKey
+) -> None:
+    section = make_section()
+    log = AuditLog(section, "traced")
+    lock_was_held = False
+
+    def raise_after_release(frame: FrameType, event: str, arg: Any) -> Any:
+        # Raise at the first instruction after the with-block releases _queue_lock,
+        # which is where a signal handler runs once the lock's __exit__ call returns.
+        nonlocal lock_was_held
+        if event == "opcode":
+            if log._queue_lock.locked():
+                lock_was_held = True
+            elif lock_was_held:
+                raise Interrupted
+        return raise_after_release
+
+    def tracer(frame: FrameType, event: str, arg: Any) -> Any:
+        if frame.f_code is not AuditLog.append.__code__:
+            return None
+        frame.f_trace_opcodes = True
+        return raise_after_release
+
+    run_traced(tracer, lambda: log.append(make_decision(0, queue_id="FIRST")))
+    assert lock_was_held
+
+    thread, outcome = append_in_thread(log, "SECOND")
+    thread.join(5)
+    assert not thread.is_alive(), "the next append waits for a leader that left"
+    assert "result" in outcome, outcome
+    assert log._leader is None
+    assert log._queue == []
+    log.close()
+    assert stored_queue_ids(section, audit_key) == ["SECOND"]
+
