@@ -236,3 +236,38 @@ def test_exception_as_queue_lock_released(
     log.close()
     assert stored_queue_ids(section, audit_key) == ["SECOND"]
 
+
+def test_exception_before_successor_woken(
+    make_section: Callable[..., AuditSection], audit_key: AuditKey
+) -> None:
+    section = make_section()
+    log = AuditLog(section, "traced")
+    second: list[tuple[threading.Thread, dict[str, object]]] = []
+    struck = False
+
+    def tracer(frame: FrameType, event: str, arg: Any) -> Any:
+        nonlocal struck
+        if event != "call":
+            return None
+        caller = frame.f_back.f_code.co_name if frame.f_back is not None else ""
+        if frame.f_code.co_name == "_write_batch" and not second:
+            # Queue a second record behind this batch, so that _hand_over chooses it.
+            thread, outcome = append_in_thread(log, "SECOND")
+            second.append((thread, outcome))
+            wait_until(lambda: thread.ident in log._waiting and len(log._queue) == 1)
+        elif frame.f_code.co_name == "wake" and caller == "_hand_over":
+            # The successor is chosen and _leader is _HANDED_OVER, but not yet woken.
+            struck = True
+            raise Interrupted
+        return None
+
+    run_traced(tracer, lambda: log.append(make_decision(0, queue_id="FIRST")))
+    assert struck
+
+    thread, outcome = second[0]
+    thread.join(5)
+    assert not thread.is_alive(), "the chosen successor was never woken"
+    assert "result" in outcome, outcome
+    log.close()
+    # The first batch was complete when the exception struck, so its record stays.
+    assert stored_queue_ids(section, audit_key) == ["FIRST", "SECOND"]

@@ -337,6 +337,13 @@ class AuditLog:
             if self._leader == me or (self._leader == _HANDED_OVER and pending.lead):
                 pending.lead = False
                 self._hand_over()
+            elif self._leader == _HANDED_OVER:
+                # _hand_over may have been interrupted after it chose the successor but
+                # before wake() released it. Waking the successor a second time is
+                # harmless, because its thread waits on that lock only once.
+                for item in self._queue:
+                    if item.lead:
+                        item.wake()
 
     def _write_batch(self, batch: list[_Pending]) -> list[AppendResult]:
         with self._thread_lock:
