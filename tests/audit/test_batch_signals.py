@@ -6,6 +6,8 @@ main thread appends here among worker threads while a repeating timer fires.
 
 from __future__ import annotations
 
+import fcntl
+import inspect
 import json
 import os
 import signal
@@ -13,6 +15,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable
+from pathlib import Path
 from types import FrameType
 from typing import Any
 
@@ -271,3 +274,38 @@ def test_exception_before_successor_woken(
     log.close()
     # The first batch was complete when the exception struck, so its record stays.
     assert stored_queue_ids(section, audit_key) == ["FIRST", "SECOND"]
+
+
+def test_exception_after_flock_releases_it(
+    make_section: Callable[..., AuditSection], audit_key: AuditKey, log_dir: Path
+) -> None:
+    section = make_section()
+    log = AuditLog(section, "traced")
+    log.append(make_decision(0, queue_id="FIRST"))
+    lines, first_line = inspect.getsourcelines(AuditLog._lock_exclusively)
+    [target] = [first_line + index for index, line in enumerate(lines) if "held = os.fstat" in line]
+
+    def raise_after_flock(frame: FrameType, event: str, arg: Any) -> Any:
+        if event == "line" and frame.f_lineno == target:
+            raise Interrupted
+        return raise_after_flock
+
+    def tracer(frame: FrameType, event: str, arg: Any) -> Any:
+        if frame.f_code is AuditLog._lock_exclusively.__code__:
+            return raise_after_flock
+        return None
+
+    run_traced(tracer, lambda: log.append(make_decision(1, queue_id="SECOND")))
+
+    # A second open file description of audit.lock takes the flock as another
+    # process would.
+    other = os.open(log_dir / "audit.lock", os.O_RDWR)
+    try:
+        fcntl.flock(other, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        pytest.fail("audit.lock stays locked until this process appends again")
+    finally:
+        os.close(other)
+    log.append(make_decision(2, queue_id="THIRD"))
+    log.close()
+    assert stored_queue_ids(section, audit_key) == ["FIRST", "THIRD"]

@@ -349,11 +349,15 @@ class AuditLog:
         with self._thread_lock:
             if self._closed:
                 raise AuditWriteError(f"audit log {self._directory} is closed")
-            self._lock_exclusively()
             try:
+                # Inside the try, because a signal handler may raise after flock()
+                # returns and before _lock_exclusively does. The unlock stays inline,
+                # since a signal could also strike at the entry of a helper function.
+                self._lock_exclusively()
                 return self._append_locked(batch)
             finally:
-                fcntl.flock(self._lock_fd, fcntl.LOCK_UN)
+                if self._lock_fd >= 0:
+                    fcntl.flock(self._lock_fd, fcntl.LOCK_UN)
 
     def record_message(self, decision: MessageDecision) -> AppendResult:
         """Append a message decision and log its one-line summary with the queue id."""
@@ -477,8 +481,10 @@ class AuditLog:
                 held.st_ino,
             ):
                 return
-            os.close(self._lock_fd)
-            self._lock_fd = -1
+            # Forget the descriptor before closing it, so that an exception in between
+            # cannot leave _lock_fd naming a closed or reused descriptor.
+            stale, self._lock_fd = self._lock_fd, -1
+            os.close(stale)
 
     def _open_active(self) -> int:
         """Return a descriptor of the current ``audit.jsonl``, reopening after a rotation."""
