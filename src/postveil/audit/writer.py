@@ -220,8 +220,10 @@ class AuditLog:
         pending = _Pending(record.kind, fields)
         me = threading.get_ident()
         # NOTE: A signal handler that appends while its thread holds _queue_lock (a few
-        # bytecodes at a time) or _thread_lock in close() still deadlocks, because
-        # neither lock can be taken again by the same thread.
+        # bytecodes at a time), or _thread_lock in close() or in another handler's
+        # append written alone, still deadlocks, because neither lock can be taken
+        # again by the same thread.
+
         # Set before this call touches the queue, so that an exception from here on,
         # even one raised as the lock is released, reaches the cleanup below.
         registered = False
@@ -441,6 +443,9 @@ class AuditLog:
             # Every caller in the batch gets an error, so none of its records may stay.
             for item in batch:
                 item.result = None
+            # NOTE: A signal handler that raises as _undo_write starts leaves the batch
+            # in the file while every caller gets an error, so Postfix retries and the
+            # trail holds those decisions twice.
             self._undo_write(fd, size)
             raise
         self._write_head(Head(seq=seq, hash=prev_hash, file=ACTIVE_NAME), stamp)
