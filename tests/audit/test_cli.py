@@ -151,6 +151,13 @@ def postveil_shell(command: str, cwd: Path, config: Path) -> subprocess.Complete
     )
 
 
+def write_audit_config(trail: tuple[Path, str], key_file: Path, tmp_path: Path) -> Path:
+    """Write a configuration file whose audit section names ``trail`` and ``key_file``."""
+    config = tmp_path / "postveil.yaml"
+    config.write_text(f"audit:\n  directory: {trail[0]}\n  key_file: {key_file}\n")
+    return config
+
+
 @pytest.mark.parametrize(
     ("search_args", "stored_lines", "expected"),
     [
@@ -167,8 +174,7 @@ def test_search_export_verifies(
     stored_lines: slice,
     expected: str,
 ) -> None:
-    config = tmp_path / "postveil.yaml"
-    config.write_text(f"audit:\n  directory: {trail[0]}\n  key_file: {key_file}\n")
+    config = write_audit_config(trail, key_file, tmp_path)
 
     exported = postveil_shell(f"postveil audit search {search_args} > export.jsonl", tmp_path, config)
     verified = postveil_shell(
@@ -185,8 +191,7 @@ def test_search_export_verifies(
 def export_and_verify(
     trail: tuple[Path, str], key_file: Path, tmp_path: Path, search_args: str, verify_args: str
 ) -> tuple[subprocess.CompletedProcess[str], subprocess.CompletedProcess[str]]:
-    config = tmp_path / "postveil.yaml"
-    config.write_text(f"audit:\n  directory: {trail[0]}\n  key_file: {key_file}\n")
+    config = write_audit_config(trail, key_file, tmp_path)
     exported = postveil_shell(f"postveil audit search {search_args} > export.jsonl", tmp_path, config)
     verified = postveil_shell(f"postveil audit verify {verify_args} export.jsonl", tmp_path, config)
     return exported, verified
@@ -224,7 +229,7 @@ def test_selection_still_finds_edits_and_reordering(
     export_and_verify(trail, key_file, tmp_path, "--recipient pat@patient.example", "--selection")
     export = tmp_path / "export.jsonl"
     first, second = export.read_bytes().splitlines(keepends=True)
-    config = tmp_path / "postveil.yaml"
+    config = write_audit_config(trail, key_file, tmp_path)
 
     export.write_bytes(first.replace(b"pat@patient.example", b"pam@patient.example", 1) + second)
     edited = postveil_shell("postveil audit verify --selection --no-head export.jsonl", tmp_path, config)
@@ -240,8 +245,7 @@ def test_selection_still_finds_edits_and_reordering(
 def test_selection_rejected_on_trail_itself(
     trail: tuple[Path, str], key_file: Path, tmp_path: Path
 ) -> None:
-    config = tmp_path / "postveil.yaml"
-    config.write_text(f"audit:\n  directory: {trail[0]}\n  key_file: {key_file}\n")
+    config = write_audit_config(trail, key_file, tmp_path)
     active = trail[0] / "audit.jsonl"
     lines = active.read_bytes().splitlines(keepends=True)
     active.write_bytes(b"".join(lines[:3] + lines[4:]))

@@ -144,7 +144,7 @@ def test_first_digit() -> None:
         ([("word", (0,))], [type("Name", (str,), {})("a")], TypeError),
     ],
 )
-def test_bad_entries_are_refused(entries: list[object], names: list[object], error: type) -> None:
+def test_bad_entries_raise(entries: list[object], names: list[object], error: type) -> None:
     with pytest.raises(error):
         Automaton(entries, names)
 
@@ -200,7 +200,7 @@ def test_hits_up_to_limit_are_complete() -> None:
     assert automaton.search("none here", 0) == (None, None, -1, True)
 
 
-def test_negative_limit_is_refused() -> None:
+def test_negative_limit_raises() -> None:
     with pytest.raises(ValueError, match="limit"):
         MATCHER._automaton.search("pt", -1)
 

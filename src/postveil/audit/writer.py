@@ -445,7 +445,7 @@ class AuditLog:
                 item.result = None
             # NOTE: A signal handler that raises as _undo_write starts leaves the batch
             # in the file while every caller gets an error, so Postfix retries and the
-            # trail holds those decisions twice.
+            # trail contains those decisions twice.
             self._undo_write(fd, size)
             raise
         self._write_head(Head(seq=seq, hash=prev_hash, file=ACTIVE_NAME), stamp)

@@ -365,10 +365,10 @@ class TextScanner:
         return self.scan_checked(text)[0]
 
     def scan_checked(self, text: str) -> tuple[list[Finding], bool]:
-        """Return every finding in ``text``, and whether the whole text was read.
+        """Return every finding in ``text``, and whether every keyword hit was kept.
 
-        A text with more keyword hits than ``keywords.MAX_HITS`` is read only up to
-        where the hits stop being kept; the caller reports it as not fully scanned.
+        A text with more hits than ``keywords.MAX_HITS`` loses the later ones, so the
+        caller reports it as not fully scanned.
         """
         lowered = lower_same_length(text)
         hits, first_digit, complete = self._keywords.search_text(lowered)
