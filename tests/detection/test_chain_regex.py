@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import tracemalloc
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -50,3 +51,17 @@ def test_chain_regex_examples() -> None:
 @given(CHAIN_TEXT)
 def test_chain_regex_matches_reference(text: str) -> None:
     assert combined_chains(text) == reference_chains(text)
+
+
+def test_long_chain_regex_memory_stays_small() -> None:
+    # One line of 1 MB of "1234 1234 ..." is one chain. A greedy repeat of its groups
+    # kept backtracking state per group: 39 MB with Python 3.11.
+    text = "1234 " * 200_000
+    tracemalloc.start()
+    try:
+        chains = [match.span() for match in scanner._CHAIN.finditer(text)]
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert chains == [(0, len(text) - 1)]
+    assert peak < 1_000_000

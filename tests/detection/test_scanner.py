@@ -6,6 +6,7 @@ import pytest
 
 from postveil.detection import Detector
 from postveil.detection.keywords import MAX_HITS
+from postveil.detection.scanner import MAX_FINDINGS
 
 # (case id, text, categories that must be found, categories that must not be found)
 FINDING_CASES = [
@@ -400,3 +401,20 @@ def test_text_at_keyword_hit_limit_is_scanned(detector: Detector) -> None:
     verdict = detector.scan_text("pt " * MAX_HITS)
     assert verdict.unscanned_parts == []
     assert not verdict.sensitive
+
+
+def test_text_with_too_many_findings_is_unscanned(detector: Detector) -> None:
+    # Each line is an SSN, sensitive on its own and with no keyword, so only the
+    # finding limit applies. It bounds the memory of a part full of identifiers.
+    verdict = detector.scan_text("536-22-1234\n" * (MAX_FINDINGS + 1))
+    assert verdict.categories == {"ssn": MAX_FINDINGS}
+    assert verdict.unscanned_parts == [
+        f"text 1 of 1: findings after the first {MAX_FINDINGS} not read"
+    ]
+    assert verdict.sensitive
+
+
+def test_text_at_finding_limit_is_scanned(detector: Detector) -> None:
+    verdict = detector.scan_text("536-22-1234\n" * MAX_FINDINGS)
+    assert verdict.categories == {"ssn": MAX_FINDINGS}
+    assert verdict.unscanned_parts == []

@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from postveil.config.detection import DetectionSection
 from postveil.detection.categories import DEFAULT_WEIGHTS
 from postveil.detection.extract import Limits, extract_message
-from postveil.detection.keywords import MAX_HITS, KeywordMatcher, load_builtin_keywords
+from postveil.detection.keywords import KeywordMatcher, load_builtin_keywords
 from postveil.detection.people import HEALTH_EVIDENCE, subject_names_person
 from postveil.detection.rules import RuleSettings, decide
 from postveil.detection.scanner import CustomRule, Finding, TextScanner
@@ -92,9 +92,8 @@ class Detector:
         # evidence, so each distinct phrase text counts once.
         phrases_seen: set[str] = set()
         for index, text in enumerate(texts):
-            findings, complete = self._scanner.scan_checked(text)
-            if not complete:
-                reason = f"keywords after the first {MAX_HITS} hits not read"
+            findings, reasons = self._scanner.scan_checked(text)
+            for reason in reasons:
                 unscanned = [*unscanned, f"text {index + 1} of {len(texts)}: {reason}"]
             for finding in findings:
                 counts[finding.category] += 1

@@ -20,7 +20,7 @@ from postveil.detection.clinical import (
     scan_lab_values,
     scan_short_lab_values,
 )
-from postveil.detection.keywords import KeywordHits, KeywordMatcher, lower_same_length
+from postveil.detection.keywords import MAX_HITS, KeywordHits, KeywordMatcher, lower_same_length
 from postveil.detection.people import health_span, is_clinician, scan_people
 
 
@@ -69,12 +69,15 @@ _PLAIN_CHAIN_PATTERN = (
 # nothing extends them, so the spans are those of _CHAIN_PATTERN. The first digit
 # is written once outside the alternatives: the regex engine skips ahead to a digit
 # only when the pattern starts with a character class.
+# The repeat of separated groups is possessive (++). Nothing follows it, so the match
+# is the same, but the engine keeps no backtracking state per group: with a greedy
+# repeat, one line of 1 MB of "1234 1234 ..." took 39 MB of regex stack.
 _CHAIN = re.compile(
     r"[0-9](?:"
     r"(?P<plain>[0-9]{2}[-. ](?:[0-9]{3}[-. ])?[0-9]{4}|[0-9]{3}-[0-9]{2}-[0-9]{2}"
     r"|[0-9]?/[0-9]{1,2}/[0-9]{2,4})"
     r"(?![0-9A-Za-z]|[-/.][0-9A-Za-z]|[ ][0-9])"
-    r"|[0-9A-Za-z]*(?:[-/.][0-9A-Za-z]+|[ ][0-9][0-9A-Za-z]*)+|[0-9A-Za-z]{4,})"
+    r"|[0-9A-Za-z]*(?:[-/.][0-9A-Za-z]+|[ ][0-9][0-9A-Za-z]*)++|[0-9A-Za-z]{4,})"
 )
 # The rest of a group of letters and digits, then the separators after it.
 _GROUP_REST = re.compile(r"[0-9A-Za-z]*[^0-9A-Za-z]*")
@@ -364,15 +367,25 @@ class TextScanner:
         """Return every finding in ``text``, in no particular order."""
         return self.scan_checked(text)[0]
 
-    def scan_checked(self, text: str) -> tuple[list[Finding], bool]:
-        """Return every finding in ``text``, and whether every keyword hit was kept.
+    def scan_checked(self, text: str) -> tuple[list[Finding], list[str]]:
+        """Return the findings in ``text``, and why parts of it were not read.
 
-        A text with more hits than ``keywords.MAX_HITS`` loses the later ones, so the
-        caller reports it as not fully scanned.
+        A text with more keyword hits than ``keywords.MAX_HITS`` loses the later hits,
+        and the scan stops at ``MAX_FINDINGS`` findings. Each limit that was reached
+        adds a reason, and the caller reports the text as not fully scanned.
         """
         lowered = lower_same_length(text)
         hits, first_digit, complete = self._keywords.search_text(lowered)
         state = _ScanState(text, lowered, hits, self._window)
+        reasons = [] if complete else [f"keywords after the first {MAX_HITS} hits not read"]
+        try:
+            self._run_steps(state, first_digit)
+        except _FindingLimitReached:
+            reasons.append(f"findings after the first {MAX_FINDINGS} not read")
+        return state.findings, reasons
+
+    def _run_steps(self, state: _ScanState, first_digit: int) -> None:
+        hits = state.hits
         if first_digit >= 0:
             self._scan_numbers(state, first_digit)
         # Each keyword step runs only when its groups were hit: most texts hit a few
@@ -391,7 +404,6 @@ class TextScanner:
             self._scan_recipient_phrases(state)
         if self._custom_rules:
             self._scan_custom(state)
-        return state.findings, complete
 
     # -- identifiers built around digits ---------------------------------------------
 
@@ -820,6 +832,17 @@ class TextScanner:
                 state.add(rule.name, start, end, 0.9)
 
 
+MAX_FINDINGS = 100_000
+"""Findings kept per text. Each costs about 270 bytes while the text is scanned, so a
+10 MB part of nothing but diagnosis codes ("dx E11.9 dx E11.9 ...", 1.1 million
+findings) took 296 MB before this limit. The scan of a text stops at the limit, and
+the text is reported as not fully scanned."""
+
+
+class _FindingLimitReached(Exception):
+    """Raised by ``_ScanState.add`` at ``MAX_FINDINGS`` to end the scan of a text."""
+
+
 class _ScanState:
     """Mutable per-call state of one scan; never shared between threads."""
 
@@ -838,6 +861,8 @@ class _ScanState:
         self._starts: set[int] = set()
 
     def add(self, category: str, start: int, end: int, confidence: float) -> None:
+        if len(self.findings) >= MAX_FINDINGS:
+            raise _FindingLimitReached
         self.findings.append(Finding(category, start, end, confidence))
         self._last_end[category] = end
         self._starts.add(start)
