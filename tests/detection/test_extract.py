@@ -155,6 +155,17 @@ def test_docx(detector: Detector) -> None:
     assert detector.scan_message(msg.as_bytes(policy=SMTP)).sensitive
 
 
+def test_docx_sent_as_text_type(detector: Detector) -> None:
+    # Some clients label any attachment text/plain; the magic bytes and the name win.
+    msg = message("letter attached")
+    msg.add_attachment(
+        make_docx(PHI.split("\n")), maintype="text", subtype="plain", filename="l.docx"
+    )
+    extraction = extract_message(msg.as_bytes(policy=SMTP))
+    assert extraction.unscanned == []
+    assert detector.scan_message(msg.as_bytes(policy=SMTP)).sensitive
+
+
 def test_xlsx(detector: Detector) -> None:
     msg = message("sheet attached")
     data = make_xlsx(["MRN", "DOB", "Diagnosis"], [["00482913", "03/14/1962", "asthma"]])

@@ -316,6 +316,10 @@ def _effective_type(part: email.message.Message, content_type: str, payload: byt
         return _TEXT_LIKE[content_type]
     if payload.startswith(b"%PDF-"):
         return "application/pdf"
+    # A text part keeps its type unless it is an Office file by magic bytes and name,
+    # so most parts skip parsing the file name parameters.
+    if content_type.startswith("text/") and not payload.startswith(b"PK"):
+        return content_type
     try:
         filename = (part.get_filename() or "").lower()
     except Exception:  # noqa: BLE001 - a garbled RFC 2231 parameter
