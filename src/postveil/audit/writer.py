@@ -46,6 +46,7 @@ from postveil.audit.chain import (
 )
 from postveil.audit.errors import AuditWriteError
 from postveil.audit.records import MessageDecision, Record
+from postveil.audit.summary import log_decision_summary
 from postveil.config.audit import AuditSection
 
 logger = logging.getLogger("postveil.audit")
@@ -363,8 +364,6 @@ class AuditLog:
 
     def record_message(self, decision: MessageDecision) -> AppendResult:
         """Append a message decision and log its one-line summary with the queue id."""
-        from postveil.audit.summary import log_decision_summary
-
         result = self.append(decision)
         log_decision_summary(decision, result)
         return result
