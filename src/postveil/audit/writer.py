@@ -181,6 +181,9 @@ class AuditLog:
         self._directory = Path(section.directory)
         self._active_path = self._directory / ACTIVE_NAME
         self._head_path = self._directory / HEAD_NAME
+        self._lock_path = self._directory / LOCK_NAME
+        self._active_text = str(self._active_path)
+        """``AppendResult.path`` of a record in the active file."""
         self._host = socket.gethostname()
         self._thread_lock = threading.Lock()
         self._pid = os.getpid()
@@ -429,7 +432,7 @@ class AuditLog:
             fd = self._open_active()
             size = 0
 
-        path = str(self._active_path)
+        path = self._active_text
         results = [AppendResult(seq=number, hash=digest, path=path, time=stamp) for number, digest, _ in lines]
         try:
             self._write_record(fd, size, data)
@@ -459,7 +462,7 @@ class AuditLog:
         opened it, the old descriptor would lock a file no other writer uses, so the
         lock is taken again on the current file.
         """
-        path = self._directory / LOCK_NAME
+        path = self._lock_path
         while True:
             if self._lock_fd < 0:
                 try:
