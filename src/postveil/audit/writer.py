@@ -397,8 +397,7 @@ class AuditLog:
 
     def _append_locked(self, batch: list[_Pending]) -> list[AppendResult]:
         """Chain, write and (by ``audit.fsync``) flush the batch's records in order."""
-        fd = self._open_active()
-        size = os.fstat(fd).st_size
+        fd, size = self._open_active()
         own = self._own_tail
         if own is not None and own[0] == self._log_identity and own[1] == size:
             seq, prev_hash = own[2], own[3]
@@ -429,8 +428,7 @@ class AuditLog:
 
         if size > 0 and self._rotation_due(fd, size, len(data), now):
             self._rotate(fd)
-            fd = self._open_active()
-            size = 0
+            fd, size = self._open_active()
 
         path = self._active_text
         results = [AppendResult(seq=number, hash=digest, path=path, time=stamp) for number, digest, _ in lines]
@@ -493,8 +491,9 @@ class AuditLog:
             stale, self._lock_fd = self._lock_fd, -1
             os.close(stale)
 
-    def _open_active(self) -> int:
-        """Return a descriptor of the current ``audit.jsonl``, reopening after a rotation."""
+    def _open_active(self) -> tuple[int, int]:
+        """Return a descriptor of the current ``audit.jsonl`` and its size, reopening after
+        a rotation. Call it under the flock, so that no other writer changes the size."""
         try:
             status = os.stat(self._active_path)
             identity: tuple[int, int] | None = (status.st_dev, status.st_ino)
@@ -503,7 +502,8 @@ class AuditLog:
         except OSError as exc:
             raise AuditWriteError(f"cannot stat {self._active_path}: {exc.strerror}") from exc
         if self._log_fd >= 0 and identity == self._log_identity:
-            return self._log_fd
+            # The path still names the open file, so its status is the file's.
+            return self._log_fd, status.st_size
         self._close_log_fd()
         flags = os.O_RDWR | os.O_APPEND | os.O_CLOEXEC
         try:
@@ -520,7 +520,7 @@ class AuditLog:
             raise AuditWriteError(f"cannot open {self._active_path}: {exc.strerror}") from exc
         self._log_fd = fd
         self._log_identity = (status.st_dev, status.st_ino)
-        return fd
+        return fd, status.st_size
 
     def _read_tail(self, fd: int, size: int) -> tuple[int, bytes | None]:
         """Return (size, last complete line) of the active file.
@@ -674,8 +674,11 @@ class AuditLog:
 
     def _first_record(self, fd: int) -> tuple[int, float]:
         """Return (seq, time) of the first record of the open active file, cached per inode."""
-        status = os.fstat(fd)
-        identity = (status.st_dev, status.st_ino)
+        if fd == self._log_fd and self._log_identity is not None:
+            identity = self._log_identity
+        else:
+            status = os.fstat(fd)
+            identity = (status.st_dev, status.st_ino)
         cached = self._first_records.get(identity)
         if cached is not None:
             return cached
