@@ -16,9 +16,11 @@ import pytest
 
 from postveil.audit import (
     AdminOverride,
+    AppendResult,
     AuditLog,
     ConfigEvent,
     DaemonEvent,
+    MessageDecision,
     RecipientDecision,
     TlsRequirementChange,
 )
@@ -540,6 +542,27 @@ def test_record_message_logs_summary_with_queue_id(
         "methods=smime:1,tls:1 detections=mrn:2,ssn:1 tags=subject:secure config=0123456789abcdef"
     )
     assert "@" not in record.getMessage()
+
+
+def test_summary_counts_repeated_methods() -> None:
+    from postveil.audit.summary import summary_text
+
+    decision = MessageDecision(
+        queue_id="4Fq00000008",
+        sender="",
+        recipients=[
+            RecipientDecision("a@one.test", "tls", "rule:tls-verified"),
+            RecipientDecision("b@two.test", "pgp", "rule:pgp-key"),
+            RecipientDecision("c@one.test", "tls", "rule:tls-verified"),
+        ],
+        config_version="v1",
+    )
+    result = AppendResult(seq=3, hash="ab" * 32, path="audit.jsonl", time="2026-01-01T00:00:00.000000Z")
+
+    assert summary_text(decision, result) == (
+        "audit seq=3 hash=abababababababab action=accept recipients=3 "
+        "methods=pgp:1,tls:2 detections=- tags=- config=v1"
+    )
 
 
 def test_method_choices_match_written_methods() -> None:

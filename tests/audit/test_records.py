@@ -30,6 +30,9 @@ INVALID_DECISIONS: list[tuple[str, dict[str, Any], str]] = [
     ("upper-case action", {"action": "ACCEPT"}, "action"),
     ("long message id", {"message_id": "<" + "x" * 1000 + ">"}, "message_id: 1002 characters"),
     ("lone surrogate", {"sender": "a\udcff@b"}, "sender: not encodable as UTF-8"),
+    ("high surrogate", {"message_id": "<\ud83d@x>"}, "message_id: not encodable as UTF-8"),
+    ("delete character", {"sender": "a\x7f@b"}, "sender: contains a control character"),
+    ("surrogate then tab", {"sender": "a\ud800\t@b"}, "sender: contains a control character"),
     ("recipient as string", {"recipients": ["pat@patient.example"]}, "expected RecipientDecision"),
 ]
 
@@ -48,6 +51,11 @@ def test_message_decision_rejects(overrides: dict[str, Any], expected: str) -> N
 
 def test_message_decision_accepts_null_sender() -> None:
     assert make_decision(1, sender="").fields()["sender"] == ""
+
+
+def test_message_decision_accepts_non_ascii_text() -> None:
+    sender = "zo\u00eb\U0001f600@b\u00fccher.example"
+    assert make_decision(1, sender=sender).fields()["sender"] == sender
 
 
 def test_message_decision_sorts_detections() -> None:

@@ -35,11 +35,14 @@ CHAIN_FIELDS = ("v", "seq", "time", "kind", "host", "program", "pid", "key_id", 
 """Fields the writer adds to every record, whatever its kind."""
 
 
+_CANONICAL_ENCODER = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+"""One encoder for all threads, because ``encode`` keeps no state between calls. Reusing
+it saves building an encoder per call, which ``json.dumps`` does when given options."""
+
+
 def canonical_json(value: Any) -> bytes:
     """Serialise ``value`` the one way the writer does: sorted keys, no spaces, UTF-8."""
-    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode(
-        "utf-8"
-    )
+    return _CANONICAL_ENCODER.encode(value).encode("utf-8")
 
 
 def line_hash(line: bytes) -> str:
@@ -140,21 +143,26 @@ def generate_key_file(path: str | os.PathLike[str]) -> AuditKey:
 def seal(body: dict[str, Any], key: AuditKey) -> bytes:
     """Return the record line (without newline) for ``body`` signed with ``key``.
 
-    The line is ``canonical_json`` of the fields with ``hmac`` added. Sorted keys put
-    ``hmac`` between the keys before and after it, so the two halves are serialised
-    once each and the signed bytes and the line are both joined from them.
+    The line is ``canonical_json`` of the fields with ``hmac`` added, and the HMAC
+    covers the canonical JSON of the other fields. Sorted keys put ``hmac`` right
+    after the members whose keys sort before it, so the line is the signed bytes with
+    the ``hmac`` member inserted there.
     """
     fields = {**body, "key_id": key.key_id}
     fields.pop("hmac", None)
-    before = canonical_json({name: value for name, value in fields.items() if name < "hmac"})
-    after = canonical_json({name: value for name, value in fields.items() if name > "hmac"})
-    # Each half is "{...}", or "{}" when it has no members.
-    inner_before = before[1:-1]
-    inner_after = after[1:-1]
-    signed = b"{" + b",".join(part for part in (inner_before, inner_after) if part) + b"}"
-    mac = canonical_json(key.sign(signed))
-    members = [part for part in (inner_before, b'"hmac":' + mac, inner_after) if part]
-    return b"{" + b",".join(members) + b"}"
+    signed = canonical_json(fields)
+    # A hex digest needs no JSON escaping.
+    member = b'"hmac":"' + key.sign(signed).encode("ascii") + b'"'
+    before = {name: value for name, value in fields.items() if name < "hmac"}
+    if before:
+        # canonical_json(before) is "{" plus the same leading members of ``signed``
+        # plus "}", so its closing brace sits where the rest of ``signed`` starts
+        # (a "," or the final "}").
+        end = len(canonical_json(before)) - 1
+        return signed[:end] + b"," + member + signed[end:]
+    if len(signed) == 2:
+        return b"{" + member + b"}"
+    return b"{" + member + b"," + signed[1:]
 
 
 def signed_body(fields: dict[str, Any]) -> tuple[bytes, str]:
@@ -188,16 +196,40 @@ ext4 flush the new file's data)."""
 
 
 def head_line(head: Head, time: str, key: AuditKey) -> bytes:
-    """Return the signed head record, padded with spaces to HEAD_SIZE bytes."""
-    body = {
-        "seq": head.seq,
-        "hash": head.hash,
-        "file": head.file,
-        "time": time,
-        "v": FORMAT_VERSION,
-    }
-    line = seal(body, key)
+    """Return the signed head record, padded with spaces to HEAD_SIZE bytes.
+
+    The bytes are those of ``seal`` over the fields ``seq``, ``hash``, ``file``,
+    ``time`` and ``v``. The writer calls this once per batch, so for the usual field
+    types the members are joined here in sorted key order, which costs one HMAC and
+    no JSON encoding of a whole object.
+    """
+    texts = (head.hash, head.file, time, key.key_id)
+    if type(head.seq) is int and all(type(text) is str for text in texts):
+        before = b'{"file":' + _json_string(head.file) + b',"hash":' + _json_string(head.hash)
+        after = b'"key_id":%s,"seq":%d,"time":%s,"v":%d}' % (
+            _json_string(key.key_id),
+            head.seq,
+            _json_string(time),
+            FORMAT_VERSION,
+        )
+        mac = key.sign(before + b"," + after).encode("ascii")
+        line = before + b',"hmac":"' + mac + b'",' + after
+    else:
+        # Other types (a bool as seq, for one) are left to seal, which serialises any value.
+        body = {
+            "seq": head.seq,
+            "hash": head.hash,
+            "file": head.file,
+            "time": time,
+            "v": FORMAT_VERSION,
+        }
+        line = seal(body, key)
     return line + b" " * (HEAD_SIZE - 1 - len(line)) + b"\n"
+
+
+def _json_string(text: str) -> bytes:
+    """Return ``text`` serialised as ``canonical_json`` serialises a string."""
+    return _CANONICAL_ENCODER.encode(text).encode("utf-8")
 
 
 def read_head(path: str | os.PathLike[str], keys: dict[str, AuditKey]) -> Head | None:

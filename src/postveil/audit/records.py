@@ -19,6 +19,9 @@ from postveil.audit.errors import InvalidRecordError
 
 _IDENTIFIER_RE = re.compile(r"^[a-z][a-z0-9_.:-]{0,63}$")
 _CONTROL_RE = re.compile(r"[\x00-\x1f\x7f]")
+_CONTROL_OR_SURROGATE_RE = re.compile(r"[\x00-\x1f\x7f\ud800-\udfff]")
+"""Matches a control character or a surrogate. Surrogates are the only ``str`` characters
+that UTF-8 cannot encode, so text without a match passes both checks of ``_check_text``."""
 
 MAX_TEXT = 998
 """Maximum length of a string field in characters: the SMTP line limit, so any address fits."""
@@ -37,6 +40,10 @@ def _check_text(
         raise InvalidRecordError(
             f"audit record field {name}: {len(value)} characters, at most {max_length} allowed"
         )
+    # Valid text, the usual case, costs one search. Otherwise the checks below tell
+    # which problem it has.
+    if _CONTROL_OR_SURROGATE_RE.search(value) is None:
+        return
     if _CONTROL_RE.search(value):
         raise InvalidRecordError(f"audit record field {name}: contains a control character")
     try:

@@ -9,27 +9,36 @@ categories only: no addresses (Postfix logs those) and no matched values.
 from __future__ import annotations
 
 import logging
-from collections import Counter
+from collections.abc import Mapping
+from typing import TYPE_CHECKING
 
 from postveil.audit.records import MessageDecision
-from postveil.audit.writer import AppendResult
 from postveil.log import MessageLogger
+
+if TYPE_CHECKING:
+    # Imported for annotations only, because the writer imports this module.
+    from postveil.audit.writer import AppendResult
 
 _logger = logging.getLogger("postveil.audit")
 
 
-def format_counts(counts: dict[str, int]) -> str:
+def format_counts(counts: Mapping[str, int]) -> str:
     """``{"tls": 2, "portal": 1}`` -> ``portal:1,tls:2``; ``-`` when empty."""
-    return ",".join(f"{name}:{count}" for name, count in sorted(counts.items())) or "-"
+    if not counts:
+        return "-"
+    return ",".join([f"{name}:{count}" for name, count in sorted(counts.items())])
 
 
 def summary_text(decision: MessageDecision, result: AppendResult) -> str:
     """Return the summary line without the queue id prefix."""
-    methods = Counter(recipient.method for recipient in decision.recipients)
+    # A plain dict, because collections.Counter costs more than this per message.
+    methods: dict[str, int] = {}
+    for recipient in decision.recipients:
+        methods[recipient.method] = methods.get(recipient.method, 0) + 1
     return (
         f"audit seq={result.seq} hash={result.hash[:16]} action={decision.action} "
-        f"recipients={len(decision.recipients)} methods={format_counts(dict(methods))} "
-        f"detections={format_counts(dict(decision.detections))} "
+        f"recipients={len(decision.recipients)} methods={format_counts(methods)} "
+        f"detections={format_counts(decision.detections)} "
         f"tags={','.join(decision.tags) or '-'} config={decision.config_version}"
     )
 

@@ -46,6 +46,7 @@ from postveil.audit.chain import (
 )
 from postveil.audit.errors import AuditWriteError
 from postveil.audit.records import MessageDecision, Record
+from postveil.audit.summary import log_decision_summary
 from postveil.config.audit import AuditSection
 
 logger = logging.getLogger("postveil.audit")
@@ -180,6 +181,9 @@ class AuditLog:
         self._directory = Path(section.directory)
         self._active_path = self._directory / ACTIVE_NAME
         self._head_path = self._directory / HEAD_NAME
+        self._lock_path = self._directory / LOCK_NAME
+        self._active_text = str(self._active_path)
+        """``AppendResult.path`` of a record in the active file."""
         self._host = socket.gethostname()
         self._thread_lock = threading.Lock()
         self._pid = os.getpid()
@@ -363,8 +367,6 @@ class AuditLog:
 
     def record_message(self, decision: MessageDecision) -> AppendResult:
         """Append a message decision and log its one-line summary with the queue id."""
-        from postveil.audit.summary import log_decision_summary
-
         result = self.append(decision)
         log_decision_summary(decision, result)
         return result
@@ -395,8 +397,7 @@ class AuditLog:
 
     def _append_locked(self, batch: list[_Pending]) -> list[AppendResult]:
         """Chain, write and (by ``audit.fsync``) flush the batch's records in order."""
-        fd = self._open_active()
-        size = os.fstat(fd).st_size
+        fd, size = self._open_active()
         own = self._own_tail
         if own is not None and own[0] == self._log_identity and own[1] == size:
             seq, prev_hash = own[2], own[3]
@@ -427,10 +428,9 @@ class AuditLog:
 
         if size > 0 and self._rotation_due(fd, size, len(data), now):
             self._rotate(fd)
-            fd = self._open_active()
-            size = 0
+            fd, size = self._open_active()
 
-        path = str(self._active_path)
+        path = self._active_text
         results = [AppendResult(seq=number, hash=digest, path=path, time=stamp) for number, digest, _ in lines]
         try:
             self._write_record(fd, size, data)
@@ -460,7 +460,7 @@ class AuditLog:
         opened it, the old descriptor would lock a file no other writer uses, so the
         lock is taken again on the current file.
         """
-        path = self._directory / LOCK_NAME
+        path = self._lock_path
         while True:
             if self._lock_fd < 0:
                 try:
@@ -491,8 +491,9 @@ class AuditLog:
             stale, self._lock_fd = self._lock_fd, -1
             os.close(stale)
 
-    def _open_active(self) -> int:
-        """Return a descriptor of the current ``audit.jsonl``, reopening after a rotation."""
+    def _open_active(self) -> tuple[int, int]:
+        """Return a descriptor of the current ``audit.jsonl`` and its size, reopening after
+        a rotation. Call it under the flock, so that no other writer changes the size."""
         try:
             status = os.stat(self._active_path)
             identity: tuple[int, int] | None = (status.st_dev, status.st_ino)
@@ -501,7 +502,8 @@ class AuditLog:
         except OSError as exc:
             raise AuditWriteError(f"cannot stat {self._active_path}: {exc.strerror}") from exc
         if self._log_fd >= 0 and identity == self._log_identity:
-            return self._log_fd
+            # The path still names the open file, so its status is the file's.
+            return self._log_fd, status.st_size
         self._close_log_fd()
         flags = os.O_RDWR | os.O_APPEND | os.O_CLOEXEC
         try:
@@ -518,7 +520,7 @@ class AuditLog:
             raise AuditWriteError(f"cannot open {self._active_path}: {exc.strerror}") from exc
         self._log_fd = fd
         self._log_identity = (status.st_dev, status.st_ino)
-        return fd
+        return fd, status.st_size
 
     def _read_tail(self, fd: int, size: int) -> tuple[int, bytes | None]:
         """Return (size, last complete line) of the active file.
@@ -672,8 +674,11 @@ class AuditLog:
 
     def _first_record(self, fd: int) -> tuple[int, float]:
         """Return (seq, time) of the first record of the open active file, cached per inode."""
-        status = os.fstat(fd)
-        identity = (status.st_dev, status.st_ino)
+        if fd == self._log_fd and self._log_identity is not None:
+            identity = self._log_identity
+        else:
+            status = os.fstat(fd)
+            identity = (status.st_dev, status.st_ino)
         cached = self._first_records.get(identity)
         if cached is not None:
             return cached
