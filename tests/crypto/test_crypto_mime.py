@@ -82,6 +82,19 @@ def test_encode_words_roundtrip() -> None:
     assert decode_text(encoded) == text
 
 
+@pytest.mark.parametrize(
+    "value",
+    ["Rota for next week", "Grüße  aus\tKöln", "  spaced  ", "a = b? c", "?= =", ""],
+)
+def test_decode_text_without_encoded_words(value: str) -> None:
+    from email.header import decode_header, make_header
+
+    from postveil.crypto.mime import decode_text
+
+    assert decode_text(value) == value
+    assert decode_text(value) == str(make_header(decode_header(value)))
+
+
 def test_address_list_keeps_encoded_names() -> None:
     from postveil.crypto.mime import address_list
 

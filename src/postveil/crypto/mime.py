@@ -117,6 +117,10 @@ def make_field(name: str, value: str) -> HeaderField:
 
 def decode_text(value: str) -> str:
     """Decode RFC 2047 encoded words in a header value; undecodable words stay as written."""
+    if "=?" not in value:
+        # Every encoded word starts with "=?". Without one, email.header (Python 3.11)
+        # decode_header returns the value as one chunk and make_header returns it unchanged.
+        return value
     try:
         return str(make_header(decode_header(value)))
     except (HeaderParseError, LookupError, UnicodeDecodeError, ValueError):
