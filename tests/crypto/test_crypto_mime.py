@@ -103,6 +103,44 @@ def test_address_list_keeps_encoded_names() -> None:
     assert address_list(values) == ["h@example.org", "b@example.org", "j@example.org"]
 
 
+ADDRESS_VALUES = [
+    "<staff@example.org>",
+    "staff@example.org",
+    "Staff Room <staff@example.org>",
+    '"Doe, John" <j.doe@example.org>, b@example.org',
+    "=?UTF-8?Q?M=C3=BCller=2C_Hans?= <h@example.org>,, Jürgen <j@example.org> ,",
+    "a@example.org\tb@example.org",
+    "John (the boss) <j@example.org>",
+    "undisclosed-recipients:;",
+    "Team: a@example.org, b@example.org;",
+    '"quoted local"@example.org',
+    "x@[192.0.2.1]",
+    "staff",
+    "a@example.org <b@example.org>",
+    "a@b@example.org",
+    "",
+]
+
+
+@pytest.mark.parametrize("value", ADDRESS_VALUES)
+def test_address_list_matches_getaddresses(value: str) -> None:
+    from email.utils import getaddresses
+
+    from postveil.crypto.mime import address_list
+
+    expected = [address for _, address in getaddresses([value]) if address]
+
+    assert address_list([value]) == expected
+    assert address_list([value, "c@example.org"]) == expected + ["c@example.org"]
+
+
+@pytest.mark.parametrize("value", ADDRESS_VALUES[:5])
+def test_address_list_plain_mailboxes_skip_getaddresses(value: str) -> None:
+    from postveil.crypto.mime import _simple_address_list
+
+    assert _simple_address_list(value) is not None
+
+
 def _simulate(message, operations) -> bytes:
     """Apply milter header calls the way an MTA that renumbers after deletions would."""
     from postveil.crypto.mime import CRLF, make_field
