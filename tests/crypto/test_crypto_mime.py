@@ -39,6 +39,28 @@ def test_parse_non_header_line_starts_body() -> None:
     assert message.body == b"not a header\r\nmore\r\n"
 
 
+@pytest.mark.parametrize(
+    ("raw", "fields", "body", "had_separator"),
+    [
+        (b"", [], b"", False),
+        (b"\r\nbody", [], b"body", True),
+        (b" folded first\r\n\r\nbody", [], b" folded first\r\n\r\nbody", False),
+        (b"A: 1", [b"A: 1"], b"", False),
+        (b"A: 1\r\n \r\n\tx\r\n\r\n", [b"A: 1\r\n \r\n\tx\r\n"], b"", True),
+        (b"A : 1\nB:2\n\nbody", [b"A : 1\n", b"B:2\n"], b"body", True),
+        (b"A: 1\r\n\r\r\nB: 2\r\n", [b"A: 1\r\n"], b"\r\r\nB: 2\r\n", False),
+        (b"A: 1\n\r", [b"A: 1\n"], b"\r", False),
+        (b"A: 1\r\nFrom x\r\n\r\n", [b"A: 1\r\n"], b"From x\r\n\r\n", False),
+    ],
+)
+def test_parse_edge_cases(raw: bytes, fields: list[bytes], body: bytes, had_separator: bool) -> None:
+    message = RawMessage.parse(raw)
+
+    assert [header.raw for header in message.headers] == fields
+    assert message.body == body
+    assert message.had_separator is had_separator
+
+
 def test_parse_utf8_header_value() -> None:
     message = RawMessage.parse("Subject: Grüße\r\n\r\n".encode())
 

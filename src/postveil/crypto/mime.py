@@ -17,7 +17,9 @@ from email.utils import getaddresses
 
 _LONE_LF_RE = re.compile(rb"(?<!\r)\n")
 _FOLD_RE = re.compile(r"\r?\n(?=[ \t])")
-_NAME_RE = re.compile(rb"^([!-9;-~]+)[ \t]*:")
+# One header field: a name line and its continuation lines (those starting with a space
+# or tab), each with its line break. The last line of the input may have none.
+_FIELD_RE = re.compile(rb"([!-9;-~]+)[ \t]*:[^\n]*\n?(?:[ \t][^\n]*\n?)*")
 
 CRLF = b"\r\n"
 
@@ -64,35 +66,16 @@ class RawMessage:
         """
         headers: list[HeaderField] = []
         position = 0
-        current_name: str | None = None
-        current_start = 0
-        had_separator = False
-        while position < len(raw):
-            end = raw.find(b"\n", position)
-            end = len(raw) if end < 0 else end + 1
-            line = raw[position:end]
-            if line in (b"\r\n", b"\n"):
-                had_separator = True
-                if current_name is not None:
-                    headers.append(HeaderField(current_name, raw[current_start:position]))
-                position = end
-                break
-            if line[:1] in (b" ", b"\t") and current_name is not None:
-                position = end
-                continue
-            match = _NAME_RE.match(line)
-            if match is None:
-                break
-            if current_name is not None:
-                headers.append(HeaderField(current_name, raw[current_start:position]))
-            current_name = match.group(1).decode("ascii")
-            current_start = position
-            position = end
+        while match := _FIELD_RE.match(raw, position):
+            headers.append(HeaderField(match.group(1).decode("ascii"), match.group()))
+            position = match.end()
+        had_separator = True
+        if raw.startswith(b"\r\n", position):
+            position += 2
+        elif raw.startswith(b"\n", position):
+            position += 1
         else:
-            if current_name is not None:
-                headers.append(HeaderField(current_name, raw[current_start:position]))
-        if not had_separator and position < len(raw) and current_name is not None:
-            headers.append(HeaderField(current_name, raw[current_start:position]))
+            had_separator = False
         return cls(tuple(headers), raw[position:], had_separator)
 
     def get_all(self, name: str) -> list[HeaderField]:
