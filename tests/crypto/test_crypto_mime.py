@@ -84,6 +84,10 @@ def test_to_crlf_keeps_existing_crlf() -> None:
         (b"", b"-----BEGIN PGP MESSAGE-----\r\n", "pgp"),
         (b"Content-Type: text/plain\r\n", b"quoted:\r\n-----BEGIN PGP MESSAGE-----\r\n", None),
         (b"Content-Type: text/plain\r\n", b"hello\r\n", None),
+        (b"Content-Type: TEXT/Plain ; charset=us-ascii\r\n", b"-----BEGIN PGP MESSAGE-----\r\n", "pgp"),
+        (b"Content-Type: text\r\n", b"-----BEGIN PGP MESSAGE-----\r\n", "pgp"),
+        (b"Content-Type: text/html\r\n", b"-----BEGIN PGP MESSAGE-----\r\n", None),
+        (b"Content-Type: Multipart/Encrypted; protocol=application/pgp-encrypted\r\n", b"", "pgp"),
     ],
 )
 def test_detect_encryption_table(headers: bytes, body: bytes, expected: str | None) -> None:

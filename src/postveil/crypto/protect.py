@@ -30,12 +30,21 @@ def content_header_names(message: RawMessage) -> tuple[str, ...]:
     return tuple(dict.fromkeys(h.name for h in message.headers if is_content_header(h.name)))
 
 
-def _content_type(message: RawMessage) -> Message:
+def _parse_content_type(value: str | None) -> Message:
     parsed = Message()
-    value = message.first_value("Content-Type")
     if value is not None:
         parsed["Content-Type"] = value
     return parsed
+
+
+def _media_type(value: str | None) -> str:
+    """Return the lower-case type/subtype of a Content-Type value, as
+    ``email.message.Message.get_content_type`` does: text/plain when the field is
+    missing or its type has no single slash (RFC 2045, section 5.2)."""
+    if value is None:
+        return "text/plain"
+    media_type = value.partition(";")[0].strip().lower()
+    return media_type if media_type.count("/") == 1 else "text/plain"
 
 
 def detect_encryption(message: RawMessage) -> str | None:
@@ -47,16 +56,17 @@ def detect_encryption(message: RawMessage) -> str | None:
     body that starts with a PGP message armor line. S/MIME signed-only mail is not
     encrypted and returns None.
     """
-    parsed = _content_type(message)
-    content_type = parsed.get_content_type()
+    value = message.first_value("Content-Type")
+    content_type = _media_type(value)
     if content_type in _SMIME_TYPES:
+        parsed = _parse_content_type(value)
         smime_type = str(parsed.get_param("smime-type") or "").lower()
         name = str(parsed.get_param("name") or "").lower()
         if smime_type in _SMIME_ENCRYPTED or (not smime_type and name.endswith(".p7m")):
             return "smime"
         return None
     if content_type == "multipart/encrypted":
-        protocol = str(parsed.get_param("protocol") or "").lower()
+        protocol = str(_parse_content_type(value).get_param("protocol") or "").lower()
         return "pgp" if protocol == "application/pgp-encrypted" else None
     if content_type == "text/plain" and message.body.lstrip().startswith(_PGP_ARMOR):
         return "pgp"
