@@ -402,6 +402,9 @@ class PostveilMilter(Milter.Base):
         libmilter addresses a header by name and 1-based index among headers of that
         name, so occurrences are deleted from the last one down.
         """
+        if not (edits.remove or edits.replace or edits.add):
+            # Most clean mail has no trigger header, Bcc or Subject tag to change.
+            return
         counts: dict[str, int] = {}
         spelling: dict[str, str] = {}
         for name, _ in self.headers:
