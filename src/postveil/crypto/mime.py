@@ -47,7 +47,9 @@ class HeaderField:
         become U+FFFD. RFC 2047 encoded words are left encoded."""
         text = self.raw.decode("utf-8", errors="replace")
         value = text.split(":", 1)[1].rstrip("\r\n")
-        return _FOLD_RE.sub("", value).strip()
+        if "\n" in value:
+            value = _FOLD_RE.sub("", value)
+        return value.strip()
 
 
 @dataclass(frozen=True)
@@ -160,6 +162,9 @@ class HeaderEdits:
     def apply(self, message: RawMessage, body: bytes | None = None) -> bytes:
         """Return the complete message with the edits applied and ``body`` (if given) in
         place of the original body."""
+        new_body = message.body if body is None else body
+        if not (self.remove or self.replace or self.add):
+            return b"".join(header.raw for header in message.headers) + CRLF + new_body
         removed = {name.lower() for name in self.remove}
         replaced = {name.lower(): (name, value) for name, value in self.replace}
         fields: list[HeaderField] = []
@@ -179,7 +184,6 @@ class HeaderEdits:
             if lower not in done:
                 fields.append(make_field(name, value))
         fields.extend(make_field(name, value) for name, value in self.add)
-        new_body = message.body if body is None else body
         return b"".join(header.raw for header in fields) + CRLF + new_body
 
 
