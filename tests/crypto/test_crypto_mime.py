@@ -134,7 +134,9 @@ ADDRESS_VALUES = [
     "staff@example.org",
     "Staff Room <staff@example.org>",
     '"Doe, John" <j.doe@example.org>, b@example.org',
-    "=?UTF-8?Q?M=C3=BCller=2C_Hans?= <h@example.org>,, Jürgen <j@example.org> ,",
+    "=?UTF-8?Q?M=C3=BCller=2C_Hans?= <h@example.org>, Jürgen <j@example.org> ",
+    "a@example.org,, b@example.org",
+    "a@example.org,",
     "a@example.org\tb@example.org",
     "John (the boss) <j@example.org>",
     "undisclosed-recipients:;",
@@ -165,6 +167,17 @@ def test_address_list_plain_mailboxes_skip_getaddresses(value: str) -> None:
     from postveil.crypto.mime import _simple_address_list
 
     assert _simple_address_list(value) is not None
+
+
+def test_address_list_quote_across_values() -> None:
+    from email.utils import getaddresses
+
+    from postveil.crypto.mime import address_list
+
+    values = ['"Doe, John', 'Jane" <j@example.org>']
+    expected = [address for _, address in getaddresses(values) if address]
+
+    assert address_list(values) == expected
 
 
 def _simulate(message, operations) -> bytes:
