@@ -8,6 +8,11 @@ the audit record. State (keys, facts cache, audit log) lives in a temporary
 directory; log lines go to /dev/null.
 
     .venv/bin/python bench/milter_session_cpu.py --messages 2000 --fsync never
+
+Timings on a shared virtual machine vary by a quarter from run to run. Instructions
+do not: ``--sessions-only`` runs just the connections, so two runs under valgrind's
+callgrind with different ``--messages`` give the instructions per message from the
+difference of their totals (docs/benchmarks.md).
 """
 
 from __future__ import annotations
@@ -78,6 +83,11 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--messages", type=int, default=2000, help=f"messages per measurement (at most {MAX_MESSAGES})")
     parser.add_argument("--fsync", choices=("always", "batch", "never"), default="never", help="audit.fsync")
+    parser.add_argument(
+        "--sessions-only",
+        action="store_true",
+        help="run only the whole-connection step, untimed, for counting instructions under valgrind",
+    )
     args = parser.parse_args()
     if not 0 < args.messages <= MAX_MESSAGES:
         parser.error(f"--messages must be 1-{MAX_MESSAGES}")
@@ -108,6 +118,13 @@ def main() -> int:
 
         def decide(index: int) -> object:
             return processor.decide(raw, queue_id=f"D{index}", sender=SENDER, recipients=[RECIPIENT])
+
+        if args.sessions_only:
+            for index in range(args.messages):
+                session(index)
+            processor.close()
+            sys.stderr = sys.__stderr__
+            return 0
 
         outcome = decide(0)
         verdict = processor.detector.scan_message(raw)
