@@ -8,6 +8,7 @@ import sys
 from postveil.cli.host_checks import host_warnings
 from postveil.config import CONFIG_ENV, DEFAULT_CONFIG_PATH, default_config_path, load_config
 from postveil.errors import ConfigError
+from postveil.postfix_rewrites import PostconfError, recipient_rewrite_parameters, rewrite_warning
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -29,6 +30,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="also exit 1 when a host check warns, so that exit 0 also means that every "
         "path the daemons need exists on this host (permissions are not checked)",
     )
+    parser.add_argument(
+        "--postfix-config",
+        metavar="DIR",
+        help="Postfix configuration directory to check for maps that rewrite recipients "
+        "(default: postconf's own; without this option, a host where postconf fails is "
+        "not checked)",
+    )
     parser.set_defaults(handler=run)
 
 
@@ -43,7 +51,7 @@ def run(args: argparse.Namespace) -> int:
         return 1
     if config.uses_only_defaults:
         print(f"{path}: warning: the file sets no key, so every default applies", file=sys.stderr)
-    warnings = host_warnings(config)
+    warnings = host_warnings(config) + _rewrite_warnings(args.postfix_config)
     for warning in warnings:
         print(f"{path}: warning: {warning}", file=sys.stderr)
     if warnings and args.strict:
@@ -56,3 +64,13 @@ def run(args: argparse.Namespace) -> int:
     readiness = f", {len(warnings)} host warning(s)" if warnings else ", no host warning"
     print(f"{path}: ok (config version {config.version}){readiness}")
     return 0
+
+
+def _rewrite_warnings(config_directory: str | None) -> list[str]:
+    try:
+        parameters = recipient_rewrite_parameters(config_directory)
+    except PostconfError as exc:
+        if config_directory is None:
+            return []
+        return [f"cannot check Postfix's recipient rewrites in {config_directory}: {exc}"]
+    return [rewrite_warning(parameters)] if parameters else []
