@@ -258,22 +258,6 @@ def test_missing_key_stores_warned(world: World, tmp_path: Path, started: list[D
     assert daemon.running
 
 
-def test_recipient_rewrites_warned(
-    world: World, tmp_path: Path, started: list[DaemonProcess], monkeypatch: pytest.MonkeyPatch
-) -> None:
-    # postconf, which the daemon runs at start, reads the directory in MAIL_CONFIG.
-    postfix_dir = tmp_path / "postfix"
-    postfix_dir.mkdir()
-    (postfix_dir / "main.cf").write_text("virtual_alias_maps = inline:{a@x.example=b@y.example}\n")
-    (postfix_dir / "master.cf").write_text("")
-    monkeypatch.setenv("MAIL_CONFIG", str(postfix_dir))
-
-    daemon = start(started, write_config(world, tmp_path))
-
-    assert ("WARNING postveil.milter: Postfix sets virtual_alias_maps, which can rewrite "
-            "recipients after postveil-milter has routed them.") in daemon.log_text()
-
-
 def test_help_names_defaults_signals_and_exit_status() -> None:
     result = subprocess.run(
         [sys.executable, "-m", "postveil.milter.daemon", "--help"],

@@ -8,7 +8,7 @@ import sys
 from postveil.cli.host_checks import host_warnings
 from postveil.config import CONFIG_ENV, DEFAULT_CONFIG_PATH, default_config_path, load_config
 from postveil.errors import ConfigError
-from postveil.postfix_rewrites import PostconfError, recipient_rewrite_parameters, rewrite_warning
+from postveil.postfix_rewrites import PostconfError, RecipientRewrites, RewriteLookupError
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -33,9 +33,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--postfix-config",
         metavar="DIR",
-        help="Postfix configuration directory to check for maps that rewrite recipients "
-        "(default: postconf's own; without this option, a host where postconf fails is "
-        "not checked)",
+        help="Postfix configuration directory whose recipient rewrite maps postmap must "
+        "be able to read (default: milter.postfix_config_directory, else postconf's own; "
+        "when neither is set, a host where postconf fails is not checked)",
     )
     parser.set_defaults(handler=run)
 
@@ -51,7 +51,8 @@ def run(args: argparse.Namespace) -> int:
         return 1
     if config.uses_only_defaults:
         print(f"{path}: warning: the file sets no key, so every default applies", file=sys.stderr)
-    warnings = host_warnings(config) + _rewrite_warnings(args.postfix_config)
+    postfix_config = args.postfix_config or config.milter.postfix_config_directory
+    warnings = host_warnings(config) + _rewrite_warnings(postfix_config)
     for warning in warnings:
         print(f"{path}: warning: {warning}", file=sys.stderr)
     if warnings and args.strict:
@@ -67,10 +68,16 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _rewrite_warnings(config_directory: str | None) -> list[str]:
+    """Check that postmap can read Postfix's recipient rewrite maps, as the milter must
+    for every recipient it would route by tls."""
     try:
-        parameters = recipient_rewrite_parameters(config_directory)
+        rewrites = RecipientRewrites.from_postfix(config_directory)
+        rewrites.moved(["postveil-check@example.invalid"])
     except PostconfError as exc:
         if config_directory is None:
             return []
-        return [f"cannot check Postfix's recipient rewrites in {config_directory}: {exc}"]
-    return [rewrite_warning(parameters)] if parameters else []
+        return [f"cannot read Postfix's configuration in {config_directory}: {exc}"]
+    except RewriteLookupError as exc:
+        consequence = "postveil-milter would defer (451) every message it routes by tls"
+        return [f"{exc}; {consequence}. Check that the daemons' user can read the maps"]
+    return []

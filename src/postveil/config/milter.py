@@ -52,6 +52,11 @@ class MilterSection(Section):
     reinject_timeout: Duration = 60.0
     """Time limit of one re-injection SMTP transaction; past it the message is deferred."""
 
+    postfix_config_directory: str | None = None
+    """Postfix's configuration directory, read with ``postconf -c`` for the maps that
+    rewrite recipients after routing. Unset: postconf's default (``MAIL_CONFIG``, else
+    the directory Postfix was built with)."""
+
     @field_validator("socket")
     @classmethod
     def _check_socket(cls, value: str) -> str:

@@ -235,6 +235,7 @@ class World:
                 "shutdown_timeout": "8s",
                 "reinject": f"127.0.0.1:{postfix_port or 10026}",
                 "reinject_timeout": "30s",
+                "postfix_config_directory": str(self.postfix.config_dir) if self.postfix is not None else None,
             },
             "policyd": {
                 "cache_path": str(self.state_dir / "tlsfacts.sqlite3"),

@@ -38,7 +38,6 @@ from postveil.errors import ConfigError, PostveilError
 from postveil.log import setup_logging
 from postveil.milter.processor import MessageProcessor
 from postveil.milter.session import InFlight, PostveilMilter
-from postveil.postfix_rewrites import PostconfError, recipient_rewrite_parameters, rewrite_warning
 from postveil.startup import EX_CONFIG, load_daemon_config, start_logging
 
 log = logging.getLogger("postveil.milter")
@@ -84,21 +83,6 @@ def _warn_unreadable_stores(config: Config) -> None:
             "%s %s %s; every message whose route reaches %s will be deferred (451)",
             key, path, problem, method,
         )
-
-
-def _warn_recipient_rewrites() -> None:
-    """Log a warning when the local Postfix rewrites recipients after routing.
-
-    postconf reads the configuration directory in ``MAIL_CONFIG``, else its default.
-    A milter on another host than Postfix cannot check, so that is logged at INFO.
-    """
-    try:
-        parameters = recipient_rewrite_parameters()
-    except PostconfError as exc:
-        log.info("Postfix's recipient rewrites not checked: %s", exc)
-        return
-    if parameters:
-        log.warning("%s", rewrite_warning(parameters))
 
 
 class MilterDaemon:
@@ -322,7 +306,6 @@ class MilterDaemon:
         self._audit_event(ConfigEvent("load", self.config.source, self.config.version or "-"))
         self._audit_event(DaemonEvent("start", __version__))
         _warn_unreadable_stores(self.config)
-        _warn_recipient_rewrites()
         log.info("%s %s %s %s", PROGRAM, __version__, READY_MESSAGE, self.config.milter.socket)
         self._notifier.notify("READY=1")
         while not self._stop_requested.wait(0.2):

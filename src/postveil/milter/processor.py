@@ -29,6 +29,7 @@ from postveil.config import Config
 from postveil.crypto.pipeline import Outcome, TlsRequirement, build_context, process_message
 from postveil.detection import Detector
 from postveil.milter.tlslookup import TlsLookupFailure, query_policy
+from postveil.postfix_rewrites import PostconfError, RewriteMapsWatcher
 from postveil.routing.decide import Method
 from postveil.tlsfacts import DomainFacts, FactsCache, open_cache, tls_requirement
 from postveil.tlsfacts.names import ascii_domain
@@ -49,6 +50,7 @@ class MessageProcessor:
         self.context = build_context(config)
         self.cache = cache if cache is not None else open_cache(config.policyd)
         self.audit = audit if audit is not None else AuditLog(config.audit, program="postveil-milter")
+        self.rewrites = _read_rewrites(config.milter.postfix_config_directory)
 
     def close(self) -> None:
         self.cache.close()
@@ -58,8 +60,10 @@ class MessageProcessor:
         """Return each recipient's domain TLS requirement from the shared cache.
 
         A domain missing from the cache gets the reason TLS_FACTS_NOT_LOOKED_UP,
-        unless it is in ``look_up``: then postveil-policyd is asked first. Raises
-        CacheError or TlsLookupFailure (both TemporaryFailure).
+        unless it is in ``look_up``: then postveil-policyd is asked first. A recipient
+        that Postfix's rewrite maps may move to another domain does not require TLS
+        here, so routing takes its next method. Raises CacheError, TlsLookupFailure or
+        RewriteLookupError (all TemporaryFailure).
         """
         domains = list(dict.fromkeys(recipient_domain(recipient) for recipient in recipients))
         facts = self._read_facts(domains)
@@ -73,7 +77,14 @@ class MessageProcessor:
         by_domain = {
             domain: self._domain_requirement(domain, facts[domain], now, domain in look_up) for domain in domains
         }
-        return {recipient: by_domain[recipient_domain(recipient)] for recipient in recipients}
+        requirements = {recipient: by_domain[recipient_domain(recipient)] for recipient in recipients}
+        # Postfix applies its rewrite maps after routing, so a recipient it moves to
+        # another domain would be delivered under that domain's TLS policy.
+        needing_tls = [recipient for recipient, requirement in requirements.items() if requirement.required]
+        if self.rewrites is not None and needing_tls:
+            for recipient, parameter in self.rewrites.moved(needing_tls).items():
+                requirements[recipient] = TlsRequirement(False, f"Postfix's {parameter} may move the recipient to another domain")
+        return requirements
 
     def _read_facts(self, domains: Sequence[str]) -> dict[str, DomainFacts | None]:
         """Read each domain's facts from the cache (None: not in it)."""
@@ -181,6 +192,25 @@ class MessageProcessor:
 _HOLD_REFRESH = 3600.0
 """Seconds a TLS hold is written beyond ``milter.tls_hold``, so a busy domain costs one
 cache write an hour, not one per message."""
+
+
+def _read_rewrites(config_directory: str | None) -> RewriteMapsWatcher | None:
+    """Return Postfix's recipient rewrite maps, or None (logged) when postconf fails."""
+    try:
+        rewrites = RewriteMapsWatcher(config_directory)
+    except PostconfError as exc:
+        log.warning(
+            "cannot read Postfix's recipient rewrite maps, so a recipient that a map moves to "
+            "another domain after routing is not detected (%s). Set milter.postfix_config_directory "
+            "to Postfix's configuration directory.",
+            exc,
+        )
+        return None
+    if rewrites.maps:
+        log.info(
+            "recipients routed by tls are looked up in Postfix's %s with postmap", ", ".join(rewrites.maps)
+        )
+    return rewrites
 
 
 def _unknown(facts: DomainFacts | None) -> bool:
