@@ -31,6 +31,10 @@ def rewrites(tmp_path: Path, main_cf: str) -> RecipientRewrites:
     return RecipientRewrites.from_postfix(postfix_config(tmp_path, main_cf))
 
 
+def moved_by(parameter: str) -> str:
+    return f"Postfix's {parameter} may move the recipient to another domain"
+
+
 def test_no_rewrite_maps(tmp_path: Path) -> None:
     assert rewrites(tmp_path, "myhostname = mx.example\n").maps == {}
 
@@ -143,13 +147,14 @@ MOVED_CASES = [
 def test_moved_recipients(
     tmp_path: Path, case: str, main_cf: str, recipients: list[str], expected: dict[str, str]
 ) -> None:
-    assert rewrites(tmp_path, main_cf).moved(recipients) == expected
+    reasons = {recipient: moved_by(parameter) for recipient, parameter in expected.items()}
+    assert rewrites(tmp_path, main_cf).moved(recipients) == reasons
 
 
 def test_long_chain_counts_as_moved(tmp_path: Path) -> None:
     entries = ", ".join(f"a{index}@x.example=a{index + 1}@x.example" for index in range(20))
     found = rewrites(tmp_path, f"virtual_alias_maps = inline:{{{entries}}}\n").moved(["a0@x.example"])
-    assert found == {"a0@x.example": "virtual_alias_maps"}
+    assert found == {"a0@x.example": moved_by("virtual_alias_maps")}
 
 
 def test_unreadable_table_is_temporary_failure(tmp_path: Path) -> None:
@@ -166,7 +171,7 @@ def test_watcher_reads_changed_main_cf(tmp_path: Path) -> None:
     # A different size makes the change visible even within one mtime tick.
     time.sleep(0.01)
     (tmp_path / "main.cf").write_text("virtual_alias_maps = inline:{a@x.example=a@y.example}\n")
-    assert watcher.moved(["a@x.example"]) == {"a@x.example": "virtual_alias_maps"}
+    assert watcher.moved(["a@x.example"]) == {"a@x.example": moved_by("virtual_alias_maps")}
 
 
 def test_watcher_fails_when_main_cf_breaks(tmp_path: Path) -> None:
@@ -205,3 +210,15 @@ def test_check_config_reports_unreadable_postfix(tmp_path: Path, capsys: pytest.
 
     err = capsys.readouterr().err
     assert f"warning: cannot read Postfix's configuration in {tmp_path / 'missing'}" in err
+
+
+def test_watcher_defers_until_postfix_readable(tmp_path: Path) -> None:
+    directory = tmp_path / "postfix"
+    watcher = RewriteMapsWatcher(str(directory))
+    assert watcher.problem is not None
+    with pytest.raises(RewriteLookupError, match="main.cf"):
+        watcher.moved(["a@x.example"])
+
+    postfix_config(directory, "virtual_alias_maps = inline:{a@x.example=a@y.example}\n")
+    assert watcher.moved(["a@x.example"]) == {"a@x.example": moved_by("virtual_alias_maps")}
+    assert watcher.problem is None

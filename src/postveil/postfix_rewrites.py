@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 import subprocess
 import threading
 from collections.abc import Sequence
@@ -34,7 +35,7 @@ def read_parameters(names: tuple[str, ...], config_directory: str | None = None)
 
     Raises PostconfError when postconf is missing, fails or leaves a name out.
     """
-    command = ["postconf"]
+    command = [_tool("postconf")]
     if config_directory is not None:
         command += ["-c", config_directory]
     command += ["-x", *names]
@@ -83,15 +84,22 @@ address still being rewritten after that many counts as moved to another domain.
 class RecipientRewrites:
     """The local Postfix's maps that rewrite recipients, queried with ``postmap -q``.
 
-    The check over-approximates Postfix's cleanup service. It looks every recipient up
-    under all the keys cleanup may use (``user+ext@domain``, ``user@domain`` and
-    ``@domain``) in every map, and any value it finds counts, even one that Postfix's
-    search order would not reach. A recipient may thus count as moved when Postfix
-    would leave it, never the reverse for the maps read here.
+    The check errs towards "moved" in the cases it covers. It looks every recipient up under every key that virtual(5) and
+    canonical(5) describe (``user+ext@domain``, ``user@domain``, ``user+ext``,
+    ``user`` and ``@domain``, the bare forms whatever the domain), in the address's
+    original case and in lower case, after removing quotes, backslashes, a source
+    route and a trailing dot as Postfix does. Any value it finds counts, even one that
+    Postfix's search order would not reach. Addresses Postfix may route by their
+    local part (``%``, ``!`` or ``@`` in it) and addresses with control characters
+    count as moved without a lookup.
+
+    NOTE: this follows the rules of the manual pages, not Postfix's code, so an
+    address form not listed here could still be moved without being detected.
     """
 
     maps: dict[str, tuple[str, ...]]
-    """Parameter name -> its lookup tables, for the parameters that are set."""
+    """Parameter name -> its lookup tables, for the parameters that are set in main.cf
+    or in a master.cf ``-o`` override of any service."""
     delimiters: str
     """Postfix's ``recipient_delimiter``: each character separates an address extension."""
     config_directory: str | None = None
@@ -100,24 +108,30 @@ class RecipientRewrites:
     def from_postfix(cls, config_directory: str | None = None) -> RecipientRewrites:
         """Read the maps from Postfix's configuration. Raises PostconfError."""
         values = read_parameters((*REWRITE_PARAMETERS, "recipient_delimiter"), config_directory)
-        maps = {
-            name: tuple(split_table_list(values[name]))
-            for name in REWRITE_PARAMETERS
-            if values[name]
-        }
+        tables = {name: split_table_list(values[name]) for name in REWRITE_PARAMETERS}
+        for name, value in read_service_overrides(config_directory):
+            if name in tables:
+                tables[name] += [table for table in split_table_list(value) if table not in tables[name]]
+        maps = {name: tuple(found) for name, found in tables.items() if found}
         return cls(maps, values["recipient_delimiter"], config_directory)
 
     def moved(self, recipients: Sequence[str]) -> dict[str, str]:
-        """Return, for each recipient that a map may move to another domain (or to a
-        local user), the parameter whose map does it.
+        """Return, for each recipient that Postfix may move to another domain (or to a
+        local user) after routing, the reason.
 
         Raises RewriteLookupError when a lookup fails.
         """
         moved: dict[str, str] = {}
-        if not self.maps:
-            return moved
         # Each recipient's addresses still to look up, all in the recipient's domain.
-        pending = {recipient: {recipient.lower()} for recipient in recipients}
+        pending: dict[str, set[str]] = {}
+        for recipient in recipients:
+            address = normalise_address(recipient)
+            if _CONTROL_CHARACTERS.search(address):
+                moved[recipient] = "the address has a control character, so Postfix's maps cannot be searched for it"
+            elif _ROUTING_CHARACTERS.search(address.rpartition("@")[0]):
+                moved[recipient] = "Postfix may route an address with %, ! or @ in its local part to another host"
+            elif self.maps:
+                pending[recipient] = {address}
         seen = {recipient: set(addresses) for recipient, addresses in pending.items()}
         last_parameter: dict[str, str] = {}
         for _ in range(MAX_REWRITE_DEPTH):
@@ -127,20 +141,24 @@ class RecipientRewrites:
             found = self._look_up(addresses)
             next_pending: dict[str, set[str]] = {}
             for recipient, group in pending.items():
-                domain = _domain(recipient.lower())
+                domain = _domain(normalise_address(recipient))
                 for address in group:
                     for parameter, target in found.get(address, ()):
                         if _domain(target) != domain:
-                            moved.setdefault(recipient, parameter)
-                        elif target not in seen[recipient]:
-                            seen[recipient].add(target)
-                            last_parameter[recipient] = parameter
-                            next_pending.setdefault(recipient, set()).add(target)
+                            moved.setdefault(recipient, _moved_by(parameter))
+                            continue
+                        # Postfix carries an unmatched extension over to the result
+                        # (propagate_unmatched_extensions), which may match again.
+                        for follow in {target, self._with_extension(target, address)}:
+                            if follow not in seen[recipient]:
+                                seen[recipient].add(follow)
+                                last_parameter[recipient] = parameter
+                                next_pending.setdefault(recipient, set()).add(follow)
             pending = {
                 recipient: group for recipient, group in next_pending.items() if recipient not in moved
             }
         for recipient in pending:
-            moved.setdefault(recipient, last_parameter[recipient])
+            moved.setdefault(recipient, _moved_by(last_parameter[recipient]))
         return moved
 
     def _look_up(self, addresses: set[str]) -> dict[str, list[tuple[str, str]]]:
@@ -159,17 +177,37 @@ class RecipientRewrites:
         }
 
     def _keys(self, address: str) -> list[str]:
-        local, _, domain = address.rpartition("@")
-        keys = [address]
-        if self.delimiters:
-            base = re.split(f"[{re.escape(self.delimiters)}]", local, maxsplit=1)[0]
-            if base and base != local:
-                keys.append(f"{base}@{domain}")
-        keys.append(f"@{domain}")
-        return keys
+        keys: list[str] = []
+        # Hash tables are searched in lower case, regexp and pcre tables as written.
+        for form in dict.fromkeys((address, address.lower())):
+            local, _, domain = form.rpartition("@")
+            locals_ = [local]
+            base = self._base(local)
+            if base != local:
+                locals_.append(base)
+            for part in locals_:
+                keys += [f"{part}@{domain}", part]
+            keys.append(f"@{domain}")
+        return list(dict.fromkeys(key for key in keys if key and key != "@"))
+
+    def _base(self, local: str) -> str:
+        """Return ``local`` without its address extension."""
+        if not self.delimiters:
+            return local
+        base = re.split(f"[{re.escape(self.delimiters)}]", local, maxsplit=1)[0]
+        return base or local
+
+    def _with_extension(self, target: str, address: str) -> str:
+        """Return ``target`` with the extension of ``address`` when it has none."""
+        local = address.rpartition("@")[0]
+        base = self._base(local)
+        target_local, _, target_domain = target.rpartition("@")
+        if base == local or self._base(target_local) != target_local:
+            return target
+        return f"{target_local}{local[len(base):]}@{target_domain}"
 
     def _query(self, table: str, keys: list[str]) -> dict[str, str]:
-        command = ["postmap"]
+        command = [_tool("postmap")]
         if self.config_directory is not None:
             command += ["-c", self.config_directory]
         command += ["-q", "-", table]
@@ -188,6 +226,53 @@ class RecipientRewrites:
             if separator:
                 found[key] = value
         return found
+
+
+_CONTROL_CHARACTERS = re.compile(r"[\x00-\x1f\x7f]")
+_ROUTING_CHARACTERS = re.compile(r"[%!@]")
+
+
+def normalise_address(address: str) -> str:
+    """Return ``address`` as Postfix stores it: without a source route, quotes around
+    or backslashes in the local part, or a trailing dot after the domain."""
+    if address.startswith("@") and ":" in address:
+        address = address.rpartition(":")[2]
+    local, at, domain = address.rpartition("@")
+    if not at:
+        return address
+    if len(local) >= 2 and local.startswith('"') and local.endswith('"'):
+        local = local[1:-1]
+    local = re.sub(r"\\(.)", r"\1", local)
+    return f"{local}@{domain.rstrip('.')}"
+
+
+def read_service_overrides(config_directory: str | None = None) -> list[tuple[str, str]]:
+    """Return (parameter, value) for each ``-o`` override in master.cf, of any service.
+
+    Raises PostconfError when postconf fails.
+    """
+    command = [_tool("postconf")]
+    if config_directory is not None:
+        command += ["-c", config_directory]
+    result = _run([*command, "-P", "-x"])
+    if result.returncode != 0:
+        lines = result.stderr.strip().splitlines() or [f"exit status {result.returncode}"]
+        raise PostconfError(f"postconf -P failed: {lines[-1]}")
+    overrides = []
+    for line in result.stdout.splitlines():
+        name, separator, value = line.partition(" = ")
+        if separator:
+            overrides.append((name.rpartition("/")[2], value.strip()))
+    return overrides
+
+
+def _moved_by(parameter: str) -> str:
+    return f"Postfix's {parameter} may move the recipient to another domain"
+
+
+def _tool(name: str) -> str:
+    """Return the path of a Postfix command, also when /usr/sbin is not in PATH."""
+    return shutil.which(name) or shutil.which(name, path="/usr/sbin:/usr/local/sbin") or name
 
 
 def split_table_list(value: str) -> list[str]:
@@ -218,50 +303,68 @@ def _targets(value: str) -> list[str]:
 
 
 def _domain(address: str) -> str:
-    """Return the domain of ``address`` ("" for a local user without one)."""
-    return address.rpartition("@")[2] if "@" in address else ""
+    """Return the lower-cased domain of ``address`` ("" for a local user without one)."""
+    return address.rpartition("@")[2].lower() if "@" in address else ""
 
 
 class RewriteMapsWatcher:
-    """The current ``RecipientRewrites``, read again whenever Postfix's main.cf changes.
+    """The current ``RecipientRewrites``, read again whenever Postfix's main.cf or
+    master.cf changes, or while it could not be read.
 
-    Thread-safe. Only main.cf is watched: the tables themselves are queried live by
-    postmap, so edits to them need no re-read.
+    Thread-safe. The tables themselves are queried live by postmap, so edits to them
+    need no re-read. While Postfix's configuration cannot be read, ``moved`` raises,
+    so mail routed by tls is deferred rather than sent unchecked.
     """
 
     def __init__(self, config_directory: str | None = None) -> None:
-        """Read the maps. Raises PostconfError when postconf cannot tell them."""
-        if config_directory is None:
-            config_directory = read_parameters(("config_directory",))["config_directory"]
-        self._main_cf = os.path.join(config_directory, "main.cf")
-        self._config_directory = config_directory
+        self._requested_directory = config_directory
         self._lock = threading.Lock()
-        self._identity = self._stat()
-        self._rewrites = RecipientRewrites.from_postfix(config_directory)
+        self._identity: tuple[object, ...] | None = None
+        self._rewrites: RecipientRewrites | None = None
+        self.problem: str | None = None
+        """Why the configuration could not be read, or None."""
+        with self._lock:
+            self._load()
 
     @property
     def maps(self) -> dict[str, tuple[str, ...]]:
-        return self._rewrites.maps
+        return self._rewrites.maps if self._rewrites is not None else {}
 
     def moved(self, recipients: Sequence[str]) -> dict[str, str]:
-        """``RecipientRewrites.moved`` with the maps of the current main.cf.
+        """``RecipientRewrites.moved`` with the maps of the current configuration.
 
-        Raises RewriteLookupError when main.cf changed and cannot be read again.
+        Raises RewriteLookupError when the configuration cannot be read.
         """
         with self._lock:
-            identity = self._stat()
-            if identity != self._identity:
-                try:
-                    self._rewrites = RecipientRewrites.from_postfix(self._config_directory)
-                except PostconfError as exc:
-                    raise RewriteLookupError(f"cannot read the changed {self._main_cf}: {exc}") from exc
-                self._identity = identity
+            if self._rewrites is None or self._stat() != self._identity:
+                self._load()
             rewrites = self._rewrites
+            problem = self.problem
+        if rewrites is None:
+            raise RewriteLookupError(f"cannot read Postfix's recipient rewrite maps: {problem}")
         return rewrites.moved(recipients)
 
-    def _stat(self) -> tuple[int, int, int, int] | None:
+    def _load(self) -> None:
         try:
-            status = os.stat(self._main_cf)
-        except OSError:
-            return None
-        return (status.st_dev, status.st_ino, status.st_size, status.st_mtime_ns)
+            directory = self._requested_directory
+            if directory is None:
+                directory = read_parameters(("config_directory",))["config_directory"]
+            self._directory = directory
+            identity = self._stat()
+            self._rewrites = RecipientRewrites.from_postfix(directory)
+            self._identity = identity
+            self.problem = None
+        except PostconfError as exc:
+            self._rewrites = None
+            self.problem = str(exc)
+
+    def _stat(self) -> tuple[object, ...] | None:
+        identities: list[object] = []
+        for name in ("main.cf", "master.cf"):
+            try:
+                status = os.stat(os.path.join(self._directory, name))
+            except OSError:
+                identities.append(None)
+                continue
+            identities.append((status.st_dev, status.st_ino, status.st_size, status.st_mtime_ns))
+        return tuple(identities)

@@ -43,7 +43,12 @@ def processor(tmp_path: Path) -> Iterator[MessageProcessor]:
     (tmp_path / "gnupg").mkdir(mode=0o700)
     generate_key_file(tmp_path / "audit.key")
     config = {
-        "milter": {"socket": f"unix:{tmp_path / 'milter.sock'}", "tls_lookup_timeout": "0s"},
+        # No Postfix runs here, so there are no rewrite maps to read (tests/test_postfix_rewrites.py).
+        "milter": {
+            "socket": f"unix:{tmp_path / 'milter.sock'}",
+            "tls_lookup_timeout": "0s",
+            "check_recipient_rewrites": False,
+        },
         "policyd": {"cache_path": str(tmp_path / "tlsfacts.sqlite3")},
         "pgp": {"gnupg_home": str(tmp_path / "gnupg")},
         "smime": {"certificate_dir": str(tmp_path / "smime")},

@@ -29,7 +29,7 @@ from postveil.config import Config
 from postveil.crypto.pipeline import Outcome, TlsRequirement, build_context, process_message
 from postveil.detection import Detector
 from postveil.milter.tlslookup import TlsLookupFailure, query_policy
-from postveil.postfix_rewrites import PostconfError, RewriteMapsWatcher
+from postveil.postfix_rewrites import RewriteMapsWatcher
 from postveil.routing.decide import Method
 from postveil.tlsfacts import DomainFacts, FactsCache, open_cache, tls_requirement
 from postveil.tlsfacts.names import ascii_domain
@@ -50,7 +50,7 @@ class MessageProcessor:
         self.context = build_context(config)
         self.cache = cache if cache is not None else open_cache(config.policyd)
         self.audit = audit if audit is not None else AuditLog(config.audit, program="postveil-milter")
-        self.rewrites = _read_rewrites(config.milter.postfix_config_directory)
+        self.rewrites = _read_rewrites(config) if config.milter.check_recipient_rewrites else None
 
     def close(self) -> None:
         self.cache.close()
@@ -82,8 +82,8 @@ class MessageProcessor:
         # another domain would be delivered under that domain's TLS policy.
         needing_tls = [recipient for recipient, requirement in requirements.items() if requirement.required]
         if self.rewrites is not None and needing_tls:
-            for recipient, parameter in self.rewrites.moved(needing_tls).items():
-                requirements[recipient] = TlsRequirement(False, f"Postfix's {parameter} may move the recipient to another domain")
+            for recipient, reason in self.rewrites.moved(needing_tls).items():
+                requirements[recipient] = TlsRequirement(False, reason)
         return requirements
 
     def _read_facts(self, domains: Sequence[str]) -> dict[str, DomainFacts | None]:
@@ -194,19 +194,17 @@ _HOLD_REFRESH = 3600.0
 cache write an hour, not one per message."""
 
 
-def _read_rewrites(config_directory: str | None) -> RewriteMapsWatcher | None:
-    """Return Postfix's recipient rewrite maps, or None (logged) when postconf fails."""
-    try:
-        rewrites = RewriteMapsWatcher(config_directory)
-    except PostconfError as exc:
+def _read_rewrites(config: Config) -> RewriteMapsWatcher:
+    """Return the watcher of Postfix's recipient rewrite maps, logging what it found."""
+    rewrites = RewriteMapsWatcher(config.milter.postfix_config_directory)
+    if rewrites.problem is not None:
         log.warning(
-            "cannot read Postfix's recipient rewrite maps, so a recipient that a map moves to "
-            "another domain after routing is not detected (%s). Set milter.postfix_config_directory "
-            "to Postfix's configuration directory.",
-            exc,
+            "cannot read Postfix's recipient rewrite maps (%s), so every message routed by tls "
+            "will be deferred (451) until they can be read. Set milter.postfix_config_directory, "
+            "or milter.check_recipient_rewrites: false when Postfix runs on another host.",
+            rewrites.problem,
         )
-        return None
-    if rewrites.maps:
+    elif rewrites.maps:
         log.info(
             "recipients routed by tls are looked up in Postfix's %s with postmap", ", ".join(rewrites.maps)
         )

@@ -1,0 +1,117 @@
+"""Recipients that Postfix 3.7's cleanup moves to another domain in ways a first
+version of RecipientRewrites.moved missed: bare user keys, case-sensitive regexp
+tables, quoting, source routes, trailing dots, extensions carried over to an alias,
+control characters and master.cf overrides. The bare-user cases follow the search
+order in virtual(5) and canonical(5)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from postveil.postfix_rewrites import RecipientRewrites
+
+
+def postfix_config(directory: Path, main_cf: str) -> str:
+    (directory / "main.cf").write_text(main_cf.replace("DIR", str(directory)))
+    (directory / "master.cf").write_text("")
+    return str(directory)
+
+
+# (case, main.cf, extra files, recipient as sent at RCPT TO)
+ESCAPES = [
+    (
+        "bare user key for myorigin",
+        "myorigin = x.example\nvirtual_alias_maps = inline:{bob=bob@y.example}\n",
+        {},
+        "bob@x.example",
+    ),
+    (
+        "bare user key for mydestination",
+        "mydestination = x.example\ncanonical_maps = inline:{bob=bob@y.example}\n",
+        {},
+        "bob@x.example",
+    ),
+    (
+        "bare user+ext key for mydestination",
+        "mydestination = x.example\nrecipient_delimiter = +\nvirtual_alias_maps = inline:{bob+ext=bob@y.example}\n",
+        {},
+        "bob+ext@x.example",
+    ),
+    (
+        "case-sensitive regexp",
+        "virtual_alias_maps = regexp:DIR/escape.regexp\n",
+        {"escape.regexp": "/^Bob@x\\.example$/i bob@y.example\n"},
+        "Bob@x.example",
+    ),
+    (
+        "quoted local part",
+        "virtual_alias_maps = inline:{bob@x.example=bob@y.example}\n",
+        {},
+        '"bob"@x.example',
+    ),
+    (
+        "backslash in local part",
+        "virtual_alias_maps = inline:{bob@x.example=bob@y.example}\n",
+        {},
+        "b\\ob@x.example",
+    ),
+    (
+        "source route",
+        "virtual_alias_maps = inline:{bob@x.example=bob@y.example}\n",
+        {},
+        "@relay.example:bob@x.example",
+    ),
+    (
+        "trailing dot",
+        "virtual_alias_maps = inline:{bob@x.example=bob@y.example}\n",
+        {},
+        "bob@x.example.",
+    ),
+    (
+        "extension kept on same-domain alias",
+        "recipient_delimiter = +\n"
+        "virtual_alias_maps = inline:{bob@x.example=desk@x.example, desk+lab@x.example=desk@y.example}\n",
+        {},
+        "bob+lab@x.example",
+    ),
+    (
+        "tab in quoted local part",
+        "virtual_alias_maps = regexp:DIR/escape.regexp\n",
+        {"escape.regexp": '/^"b.ob"@x\\.example$/ bob@y.example\n'},
+        '"b\tob"@x.example',
+    ),
+]
+
+
+@pytest.mark.parametrize(("case", "main_cf", "files", "recipient"), ESCAPES, ids=[c[0] for c in ESCAPES])
+def test_moved_recipient_detected(
+    tmp_path: Path, case: str, main_cf: str, files: dict[str, str], recipient: str
+) -> None:
+    for name, text in files.items():
+        (tmp_path / name).write_text(text)
+    rewrites = RecipientRewrites.from_postfix(postfix_config(tmp_path, main_cf))
+
+    assert recipient in rewrites.moved([recipient]), case
+
+
+def test_cleanup_override_in_master_cf_read(tmp_path: Path) -> None:
+    postfix_config(tmp_path, "myhostname = mx.example\n")
+    (tmp_path / "master.cf").write_text(
+        "cleanup   unix  n       -       n       -       0       cleanup\n"
+        "  -o virtual_alias_maps=inline:{bob@x.example=bob@y.example}\n"
+    )
+    rewrites = RecipientRewrites.from_postfix(str(tmp_path))
+
+    assert "bob@x.example" in rewrites.moved(["bob@x.example"])
+
+
+def test_routing_characters_count_as_moved(tmp_path: Path) -> None:
+    # With the domain in mydestination, Postfix routes "bob%y.example@x.example" by
+    # its local part, with or without a map.
+    rewrites = RecipientRewrites.from_postfix(postfix_config(tmp_path, "myhostname = mx.example\n"))
+
+    found = rewrites.moved(["bob%y.example@x.example", '"bob@y.example"@x.example', "bob@x.example"])
+
+    assert set(found) == {"bob%y.example@x.example", '"bob@y.example"@x.example'}
