@@ -109,11 +109,14 @@ class RecipientRewrites:
         """Read the maps from Postfix's configuration. Raises PostconfError."""
         values = read_parameters((*REWRITE_PARAMETERS, "recipient_delimiter"), config_directory)
         tables = {name: split_table_list(values[name]) for name in REWRITE_PARAMETERS}
+        delimiters = values["recipient_delimiter"]
         for name, value in read_service_overrides(config_directory):
             if name in tables:
                 tables[name] += [table for table in split_table_list(value) if table not in tables[name]]
+            elif name == "recipient_delimiter":
+                delimiters += "".join(char for char in value if char not in delimiters)
         maps = {name: tuple(found) for name, found in tables.items() if found}
-        return cls(maps, values["recipient_delimiter"], config_directory)
+        return cls(maps, delimiters, config_directory)
 
     def moved(self, recipients: Sequence[str]) -> dict[str, str]:
         """Return, for each recipient that Postfix may move to another domain (or to a
@@ -128,7 +131,7 @@ class RecipientRewrites:
             address = normalise_address(recipient)
             if _CONTROL_CHARACTERS.search(address):
                 moved[recipient] = "the address has a control character, so Postfix's maps cannot be searched for it"
-            elif _ROUTING_CHARACTERS.search(address.rpartition("@")[0]):
+            elif _unsafe_local_part(address):
                 moved[recipient] = "Postfix may route an address with %, ! or @ in its local part to another host"
             elif self.maps:
                 pending[recipient] = {address}
@@ -143,8 +146,9 @@ class RecipientRewrites:
             for recipient, group in pending.items():
                 domain = _domain(normalise_address(recipient))
                 for address in group:
-                    for parameter, target in found.get(address, ()):
-                        if _domain(target) != domain:
+                    for parameter, result in found.get(address, ()):
+                        target = normalise_address(result)
+                        if _domain(target) != domain or _unsafe_local_part(target):
                             moved.setdefault(recipient, _moved_by(parameter))
                             continue
                         # Postfix carries an unmatched extension over to the result
@@ -168,6 +172,12 @@ class RecipientRewrites:
         values_by_key: dict[str, list[tuple[str, str]]] = {}
         for parameter, tables in self.maps.items():
             for table in tables:
+                if "randmap:" in table:
+                    # postmap returns one random element per lookup, so one answer
+                    # proves nothing about the others: every address may move.
+                    for key in keys:
+                        values_by_key.setdefault(key, []).append((parameter, "randmap"))
+                    continue
                 for key, value in self._query(table, keys).items():
                     for target in _targets(value):
                         values_by_key.setdefault(key, []).append((parameter, target))
@@ -187,6 +197,10 @@ class RecipientRewrites:
                 locals_.append(base)
             for part in locals_:
                 keys += [f"{part}@{domain}", part]
+                if not _DOT_ATOM.fullmatch(part):
+                    # Postfix 3.5 and later also search the quoted form.
+                    quoted = '"' + part.replace("\\", "\\\\").replace('"', '\\"') + '"'
+                    keys += [f"{quoted}@{domain}", quoted]
             keys.append(f"@{domain}")
         return list(dict.fromkeys(key for key in keys if key and key != "@"))
 
@@ -198,11 +212,11 @@ class RecipientRewrites:
         return base or local
 
     def _with_extension(self, target: str, address: str) -> str:
-        """Return ``target`` with the extension of ``address`` when it has none."""
+        """Return ``target`` with the extension of ``address`` inserted before its @."""
         local = address.rpartition("@")[0]
         base = self._base(local)
-        target_local, _, target_domain = target.rpartition("@")
-        if base == local or self._base(target_local) != target_local:
+        target_local, at, target_domain = target.rpartition("@")
+        if base == local or not at:
             return target
         return f"{target_local}{local[len(base):]}@{target_domain}"
 
@@ -228,6 +242,7 @@ class RecipientRewrites:
         return found
 
 
+_DOT_ATOM = re.compile(r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+(?:\.[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+)*")
 _CONTROL_CHARACTERS = re.compile(r"[\x00-\x1f\x7f]")
 _ROUTING_CHARACTERS = re.compile(r"[%!@]")
 
@@ -298,8 +313,14 @@ def split_table_list(value: str) -> list[str]:
 
 
 def _targets(value: str) -> list[str]:
-    """Return the lower-cased addresses of a map value (a comma-separated list)."""
-    return [item.strip().lower() for item in re.split(r"[,\s]+", value) if item.strip()]
+    """Return the addresses of a map value (a comma-separated list), in their case,
+    because regexp and pcre tables see the case Postfix passes on."""
+    return [item.strip() for item in re.split(r"[,\s]+", value) if item.strip()]
+
+
+def _unsafe_local_part(address: str) -> bool:
+    """Return whether Postfix's resolver may route ``address`` by its local part."""
+    return _ROUTING_CHARACTERS.search(address.rpartition("@")[0]) is not None
 
 
 def _domain(address: str) -> str:
