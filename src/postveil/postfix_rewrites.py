@@ -84,14 +84,14 @@ address still being rewritten after that many counts as moved to another domain.
 class RecipientRewrites:
     """The local Postfix's maps that rewrite recipients, queried with ``postmap -q``.
 
-    The check errs towards "moved" in the cases it covers. It looks every recipient up under every key that virtual(5) and
-    canonical(5) describe (``user+ext@domain``, ``user@domain``, ``user+ext``,
-    ``user`` and ``@domain``, the bare forms whatever the domain), in the address's
-    original case and in lower case, after removing quotes, backslashes, a source
-    route and a trailing dot as Postfix does. Any value it finds counts, even one that
-    Postfix's search order would not reach. Addresses Postfix may route by their
-    local part (``%``, ``!`` or ``@`` in it) and addresses with control characters
-    count as moved without a lookup.
+    The check errs towards "moved" in the cases it covers. It first writes the address
+    as Postfix stores it, without quotes, backslashes, a source route or a trailing
+    dot. It then looks it up under every key that virtual(5) and canonical(5) describe
+    (``user+ext@domain``, ``user@domain``, ``user+ext``, ``user`` and ``@domain``, the
+    bare forms whatever the domain), as written and in lower case. Any value it finds
+    counts, even one that Postfix's search order would not reach. Addresses Postfix
+    may route by their local part (``%``, ``!`` or ``@`` in it) and addresses with
+    control characters count as moved without a lookup.
 
     NOTE: this follows the rules of the manual pages, not Postfix's code, so an
     address form not listed here could still be moved without being detected.
@@ -173,8 +173,8 @@ class RecipientRewrites:
         for parameter, tables in self.maps.items():
             for table in tables:
                 if "randmap:" in table:
-                    # postmap returns one random element per lookup, so one answer
-                    # proves nothing about the others: every address may move.
+                    # postmap returns one random element per lookup, and Postfix may
+                    # pick any other, so every address may move.
                     for key in keys:
                         values_by_key.setdefault(key, []).append((parameter, "randmap"))
                     continue
