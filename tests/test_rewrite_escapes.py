@@ -20,6 +20,14 @@ def postfix_config(directory: Path, main_cf: str) -> str:
     return str(directory)
 
 
+def moved_in(tmp_path: Path, main_cf: str, files: dict[str, str], recipient: str) -> dict[str, str]:
+    """Write the Postfix configuration and its table files, then check ``recipient``."""
+    for name, text in files.items():
+        (tmp_path / name).write_text(text)
+    rewrites = RecipientRewrites.from_postfix(postfix_config(tmp_path, main_cf))
+    return rewrites.moved([recipient])
+
+
 # (case, main.cf, extra files, recipient as sent at RCPT TO)
 ESCAPES = [
     (
@@ -90,11 +98,7 @@ ESCAPES = [
 def test_moved_recipient_detected(
     tmp_path: Path, case: str, main_cf: str, files: dict[str, str], recipient: str
 ) -> None:
-    for name, text in files.items():
-        (tmp_path / name).write_text(text)
-    rewrites = RecipientRewrites.from_postfix(postfix_config(tmp_path, main_cf))
-
-    assert recipient in rewrites.moved([recipient]), case
+    assert recipient in moved_in(tmp_path, main_cf, files, recipient), case
 
 
 def test_cleanup_override_in_master_cf_read(tmp_path: Path) -> None:
@@ -161,11 +165,7 @@ RESULT_ESCAPES = [
 def test_moved_through_result_detected(
     tmp_path: Path, case: str, main_cf: str, files: dict[str, str], recipient: str
 ) -> None:
-    for name, text in files.items():
-        (tmp_path / name).write_text(text)
-    rewrites = RecipientRewrites.from_postfix(postfix_config(tmp_path, main_cf))
-
-    assert recipient in rewrites.moved([recipient]), case
+    assert recipient in moved_in(tmp_path, main_cf, files, recipient), case
 
 
 def test_delimiter_override_in_master_cf_read(tmp_path: Path) -> None:
