@@ -27,7 +27,7 @@ COMMAND_TIMEOUT = 10.0
 
 
 class PostconfError(Exception):
-    """postconf could not be run or did not print the parameters."""
+    """postconf or postmap could not be run, or postconf did not print the parameters."""
 
 
 def read_parameters(names: tuple[str, ...], config_directory: str | None = None) -> dict[str, str]:
