@@ -96,6 +96,7 @@ KEYWORD_GROUPS = frozenset(
         "address",
         "patient",
         "recipient_anchor",
+        "recipient_key",
         "condition",
         "medication",
         "procedure",

@@ -9,6 +9,7 @@ hits, so ordinary prose costs little beyond the three passes.
 
 from __future__ import annotations
 
+import bisect
 import datetime
 import re
 from collections.abc import KeysView
@@ -189,7 +190,7 @@ _RECIPIENT_PHRASES: tuple[tuple[re.Pattern[str], float], ...] = (
     (
         re.compile(
             r"\byour (?:[a-z0-9/-]+ ){0,3}(?:test|screen|screening|swab|culture|biopsy|pcr)"
-            r"(?: results?)?\b[^.\n]{0,25}?(?:\b(?:is|was|were|came back|returned)|:) ?(?:now )?"
+            r"(?: results?)?\b[^.\n]{0,25}?(?:\b(?:is|was|were|came back|returned)\b|:) ?(?:now )?"
             r"(?:negative|positive|not detected|abnormal|reactive|non-reactive|nonreactive)\b"
         ),
         1.0,
@@ -254,7 +255,7 @@ _RECIPIENT_PHRASES: tuple[tuple[re.Pattern[str], float], ...] = (
             r"\byour (?:[a-z]+ )?(?:appointment|appt|visit|procedure|surgery|cleaning|exam|"
             r"check-?up|physical|screening|session|infusion|vaccination)\b[^.\n]{0,40}?"
             r"\b(?:is|has been) "
-            r"(?:now )?(?:scheduled|booked|confirmed|rescheduled)"
+            r"(?:now )?(?:scheduled|booked|confirmed|rescheduled)\b"
         ),
         0.5,
     ),
@@ -789,6 +790,14 @@ class TextScanner:
         if not anchors:
             return
         lowered = state.lowered
+        # Every phrase that starts with "you" contains a word of the group recipient_key,
+        # so only windows with one of those words need _YOU_PHRASE. Ordinary mail that
+        # mentions "your session" or "your exam" rarely has them.
+        keys = state.hits.starts("recipient_key")
+        # Most texts contain neither word, which saves looking for them per window.
+        other_words = [word for word in _OTHER_PHRASE_WORDS if word in lowered]
+        if not keys and not other_words:
+            return
         # Merge the windows around anchors so that each character is searched once.
         windows: list[list[int]] = []
         for anchor in anchors:
@@ -798,10 +807,11 @@ class TextScanner:
                 windows[-1][1] = max(windows[-1][1], window_end)
             else:
                 windows.append([window_start, window_end])
-        # Most texts contain neither word, which saves looking for them per window.
-        other_words = [word for word in _OTHER_PHRASE_WORDS if word in lowered]
         for window_start, window_end in windows:
-            patterns = [_YOU_PHRASE]
+            patterns = []
+            index = bisect.bisect_left(keys, window_start)
+            if index < len(keys) and keys[index] < window_end:
+                patterns.append(_YOU_PHRASE)
             for word in other_words:
                 if lowered.find(word, window_start, window_end) >= 0:
                     patterns.append(_OTHER_PHRASE)

@@ -1,0 +1,133 @@
+"""The phrase search skips windows without a recipient_key word, and loses nothing.
+
+The scanner searches the recipient phrases that start with "you" only in windows
+that contain a word of the keyword group ``recipient_key``. That is safe only while
+every match of every such phrase contains one of those words as a whole word. The
+tests check it on random matches of each phrase, generated from its regular
+expression. They also compare the scanner's phrase findings with a search of every
+window, on the generated corpus, the reviewer set and the hand-written set.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+from hypothesis import HealthCheck, assume, given, settings
+from hypothesis import strategies as st
+
+from postveil.detection import scanner
+from postveil.detection.extract import extract_message
+from postveil.detection.keywords import KeywordMatcher, load_builtin_keywords, lower_same_length
+from tests.detection.corpus_gen import generate
+
+MATCHER = KeywordMatcher(load_builtin_keywords())
+SCANNER = scanner.TextScanner(MATCHER)
+HERE = Path(__file__).parent
+
+YOU_PHRASES = [
+    pattern for pattern, _ in scanner._RECIPIENT_PHRASES if pattern.pattern.startswith(r"\byou")
+]
+
+
+def _key_inside(lowered: str, start: int, end: int) -> bool:
+    spans = MATCHER.search(lowered).spans.get("recipient_key", [])
+    return any(start <= key_start and key_end <= end for key_start, key_end in spans)
+
+
+@pytest.mark.parametrize("index", range(len(YOU_PHRASES)))
+def test_every_match_contains_key_word(index: int) -> None:
+    pattern = YOU_PHRASES[index]
+
+    @settings(max_examples=300, deadline=None, suppress_health_check=list(HealthCheck))
+    @given(st.from_regex(pattern, fullmatch=True), st.sampled_from([" ", "\n", ". ", "("]))
+    def check(phrase: str, before: str) -> None:
+        lowered = lower_same_length(before + phrase + " and more.")
+        match = pattern.match(lowered, len(before))
+        # Lower-casing can change a generated character so that the phrase no longer
+        # matches. The scanner would then not find it either.
+        assume(match is not None)
+        assert match is not None
+        assert _key_inside(lowered, match.start(), match.end()), phrase
+
+    check()
+
+
+def _phrases_in_every_window(text: str) -> set[tuple[int, int]]:
+    """The phrase findings of a search of every window, as before the key words."""
+    lowered = lower_same_length(text)
+    hits = MATCHER.search(lowered)
+    found: set[tuple[int, int]] = set()
+    windows: list[list[int]] = []
+    for anchor in hits.positions("recipient_anchor"):
+        start = max(anchor - scanner._PHRASE_BEFORE, 0)
+        end = min(len(lowered), anchor + scanner._PHRASE_AFTER)
+        if windows and start <= windows[-1][1]:
+            windows[-1][1] = max(windows[-1][1], end)
+        else:
+            windows.append([start, end])
+    for start, end in windows:
+        for pattern in (scanner._YOU_PHRASE, scanner._OTHER_PHRASE):
+            for match in pattern.finditer(lowered, start, end):
+                if match.start() > 0 and lowered[match.start() - 1].isalnum():
+                    continue
+                found.add(match.span())
+    return found
+
+
+def _phrases_found(text: str) -> set[tuple[int, int]]:
+    return {
+        (finding.start, finding.end)
+        for finding in SCANNER.scan(text)
+        if finding.category == "recipient_health"
+    }
+
+
+def _texts() -> list[str]:
+    texts: list[str] = []
+    for _, raw, _ in generate(2026, 600):
+        texts.extend(extract_message(raw).texts)
+    for path in sorted((HERE / "reviewer").glob("*.eml")) + sorted(
+        (HERE / "handwritten").glob("*.eml")
+    ):
+        texts.extend(extract_message(path.read_bytes()).texts)
+    return texts
+
+
+def test_same_phrases_as_a_search_of_every_window() -> None:
+    texts = _texts()
+    with_phrases = 0
+    for text in texts:
+        expected = _phrases_in_every_window(text)
+        assert _phrases_found(text) == expected
+        with_phrases += bool(expected)
+    # The comparison means something only if many texts hold phrases.
+    assert with_phrases >= 100
+
+
+PIECES = st.sampled_from(
+    [
+        "your", "you have an", "you're", "lab", "test", "results", "result", "are", "is",
+        "ready", "appointment", "appt", "visit", "session", "with", "dr.", "dr", "np",
+        "scheduled", "confirmed", "prescription", "refill", "reminder", "claim",
+        "for services", "was", "processed", "negative", "positive", "due for",
+        "overdue for", "on", "monday", "3", "at", "the", "clinic", ".", "\n", ",", ":",
+    ]
+)
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.lists(PIECES, max_size=40))
+def test_same_phrases_on_word_salad(pieces: list[str]) -> None:
+    text = " ".join(pieces)
+    assert _phrases_found(text) == _phrases_in_every_window(text)
+
+
+def test_tightened_phrase_ends() -> None:
+    # The verb before a stated result and the end of "is scheduled" are whole words,
+    # so that the key word after them is one too.
+    assert re.search(scanner._YOU_PHRASE, "your covid test was negative")
+    assert not re.search(scanner._YOU_PHRASE, "your covid test wasnegative")
+    assert re.search(scanner._YOU_PHRASE, "your dental cleaning is scheduled.")
+    assert not re.search(scanner._YOU_PHRASE, "your dental cleaning is scheduledx")
