@@ -1,8 +1,9 @@
 """The phrase search skips windows without a recipient_key word, and loses nothing.
 
 The scanner searches the recipient phrases that start with "you" only in windows
-that contain a word of the keyword group ``recipient_key``. That is safe only while
-every match of every such phrase contains one of those words as a whole word. The
+that contain a word of the keyword group ``recipient_key``, and the other phrases
+only in windows with a word of ``recipient_other_key``. That is safe only while
+every match of every phrase contains one of its group's words as a whole word. The
 tests check it on random matches of each phrase, generated from its regular
 expression. They also compare the scanner's phrase findings with a search of every
 window, on the generated corpus, the reviewer set and the hand-written set.
@@ -26,19 +27,24 @@ MATCHER = KeywordMatcher(load_builtin_keywords())
 SCANNER = scanner.TextScanner(MATCHER)
 HERE = Path(__file__).parent
 
-YOU_PHRASES = [
-    pattern for pattern, _ in scanner._RECIPIENT_PHRASES if pattern.pattern.startswith(r"\byou")
-]
+PHRASES = [pattern for pattern, _ in scanner._RECIPIENT_PHRASES]
 
 
-def _key_inside(lowered: str, start: int, end: int) -> bool:
-    spans = MATCHER.search(lowered).spans.get("recipient_key", [])
+def _key_group(pattern: re.Pattern[str]) -> str:
+    if pattern.pattern.startswith(r"\byou"):
+        return "recipient_key"
+    return "recipient_other_key"
+
+
+def _key_inside(lowered: str, group: str, start: int, end: int) -> bool:
+    spans = MATCHER.search(lowered).spans.get(group, [])
     return any(start <= key_start and key_end <= end for key_start, key_end in spans)
 
 
-@pytest.mark.parametrize("index", range(len(YOU_PHRASES)))
+@pytest.mark.parametrize("index", range(len(PHRASES)))
 def test_every_match_contains_key_word(index: int) -> None:
-    pattern = YOU_PHRASES[index]
+    pattern = PHRASES[index]
+    group = _key_group(pattern)
 
     @settings(max_examples=300, deadline=None, suppress_health_check=list(HealthCheck))
     @given(st.from_regex(pattern, fullmatch=True), st.sampled_from([" ", "\n", ". ", "("]))
@@ -49,7 +55,7 @@ def test_every_match_contains_key_word(index: int) -> None:
         # matches. The scanner would then not find it either.
         assume(match is not None)
         assert match is not None
-        assert _key_inside(lowered, match.start(), match.end()), phrase
+        assert _key_inside(lowered, group, match.start(), match.end()), phrase
 
     check()
 
@@ -102,7 +108,7 @@ def test_same_phrases_as_a_search_of_every_window() -> None:
         expected = _phrases_in_every_window(text)
         assert _phrases_found(text) == expected
         with_phrases += bool(expected)
-    # The comparison means something only if many texts hold phrases.
+    # The comparison means something only if many texts contain phrases.
     assert with_phrases >= 100
 
 
@@ -125,9 +131,11 @@ def test_same_phrases_on_word_salad(pieces: list[str]) -> None:
 
 
 def test_tightened_phrase_ends() -> None:
-    # The verb before a stated result and the end of "is scheduled" are whole words,
-    # so that the key word after them is one too.
+    # The verb before a stated result, the end of "is scheduled" and a refill after
+    # "time to" are whole words, so that the key word is one too.
     assert re.search(scanner._YOU_PHRASE, "your covid test was negative")
     assert not re.search(scanner._YOU_PHRASE, "your covid test wasnegative")
     assert re.search(scanner._YOU_PHRASE, "your dental cleaning is scheduled.")
     assert not re.search(scanner._YOU_PHRASE, "your dental cleaning is scheduledx")
+    assert re.search(scanner._OTHER_PHRASE, "it is time to refill your inhaler")
+    assert not re.search(scanner._OTHER_PHRASE, "it is time to refilling")

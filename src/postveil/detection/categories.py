@@ -97,6 +97,7 @@ KEYWORD_GROUPS = frozenset(
         "patient",
         "recipient_anchor",
         "recipient_key",
+        "recipient_other_key",
         "condition",
         "medication",
         "procedure",

@@ -221,7 +221,7 @@ _RECIPIENT_PHRASES: tuple[tuple[re.Pattern[str], float], ...] = (
     ),
     (
         re.compile(
-            r"\b(?:refill reminder|time to refill|due for (?:a |your )?refill|ready to refill|"
+            r"\b(?:refill reminder|time to refill\b|due for (?:a |your )?refill\b|ready to refill\b|"
             r"refill (?:is|has been) (?:approved|ready|processed)|refill request (?:for|has))"
         ),
         # Coffee, ink and water get refill reminders too, so a drug, a prescription or
@@ -302,10 +302,6 @@ _OTHER_PHRASE = re.compile(
         if not pattern.pattern.startswith(_YOU_PREFIX)
     )
 )
-# Every phrase that does not start with "you" contains one of these words, so a window
-# without them cannot match _OTHER_PHRASE. That alternation has no literal prefix and
-# is tried at every position, so the substring test saves most of its cost.
-_OTHER_PHRASE_WORDS = ("refill", "remind")
 _RECIPIENT_WEIGHTS = {
     f"phrase{index}": weight for index, (_, weight) in enumerate(_RECIPIENT_PHRASES)
 }
@@ -790,13 +786,13 @@ class TextScanner:
         if not anchors:
             return
         lowered = state.lowered
-        # Every phrase that starts with "you" contains a word of the group recipient_key,
-        # so only windows with one of those words need _YOU_PHRASE. Ordinary mail that
-        # mentions "your session" or "your exam" rarely has them.
-        keys = state.hits.starts("recipient_key")
-        # Most texts contain neither word, which saves looking for them per window.
-        other_words = [word for word in _OTHER_PHRASE_WORDS if word in lowered]
-        if not keys and not other_words:
+        # Every phrase that starts with "you" contains a whole word of the group
+        # recipient_key, and every other phrase one of recipient_other_key. A window
+        # without such a word cannot contain the phrase, so its search is skipped. Ordinary
+        # mail that mentions "your session" or "your exam" rarely has them.
+        you_keys = state.hits.starts("recipient_key")
+        other_keys = state.hits.starts("recipient_other_key")
+        if not you_keys and not other_keys:
             return
         # Merge the windows around anchors so that each character is searched once.
         windows: list[list[int]] = []
@@ -809,13 +805,12 @@ class TextScanner:
                 windows.append([window_start, window_end])
         for window_start, window_end in windows:
             patterns = []
-            index = bisect.bisect_left(keys, window_start)
-            if index < len(keys) and keys[index] < window_end:
+            if _any_between(you_keys, window_start, window_end):
                 patterns.append(_YOU_PHRASE)
-            for word in other_words:
-                if lowered.find(word, window_start, window_end) >= 0:
-                    patterns.append(_OTHER_PHRASE)
-                    break
+            # _OTHER_PHRASE has no literal prefix, so the regex engine tries it at every
+            # position of the window. The key word test saves most of that cost.
+            if _any_between(other_keys, window_start, window_end):
+                patterns.append(_OTHER_PHRASE)
             for pattern in patterns:
                 for match in pattern.finditer(lowered, window_start, window_end):
                     start = match.start()
@@ -924,6 +919,12 @@ def _is_resident_patient(text: str, match: re.Match[str]) -> bool:
     if is_clinician(text, start, end):
         return False
     return _TRAINEE_AFTER.match(text, end, end + 12) is None
+
+
+def _any_between(positions: list[int], start: int, end: int) -> bool:
+    """Return whether the sorted ``positions`` include one in [start, end)."""
+    index = bisect.bisect_left(positions, start)
+    return index < len(positions) and positions[index] < end
 
 
 def _has_code(findings: list[Finding]) -> bool:
