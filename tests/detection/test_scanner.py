@@ -198,6 +198,80 @@ VERDICT_CASES = [
         False,
         "none",
     ),
+    (
+        "phrase across a wrapped line",
+        "Your hereditary cancer panel results from Helixa Labs (collected\r\n"
+        "12/18/2025) are complete.",
+        True,
+        "recipient_health",
+    ),
+    (
+        "phrase not across a blank line",
+        "Your cancer panel results\r\n\r\nare complete.",
+        False,
+        "none",
+    ),
+    (
+        "reminder of upcoming appointment",
+        "This is a reminder of your upcoming appointment at Riverbend Heart Clinic.",
+        True,
+        "recipient_health",
+    ),
+    (
+        "reminder of therapy session",
+        "Quick reminder of your physical therapy session Thursday at 3:15 pm.",
+        True,
+        "recipient_health",
+    ),
+    (
+        "reminder of training session",
+        "Quick reminder of your training session Thursday at 3:15 pm at the clinic.",
+        False,
+        "none",
+    ),
+    (
+        "results from your blood draw",
+        "Results from your blood draw on 01/21/2026 are below.",
+        True,
+        "recipient_health",
+    ),
+    (
+        "results of a background check",
+        "Results of your background screening are attached.",
+        False,
+        "none",
+    ),
+    (
+        "titer stated as a finding",
+        "Because your hepatitis B titer is non-reactive, you need a booster dose.",
+        True,
+        "recipient_health",
+    ),
+    (
+        "pt with initial and surname",
+        "pt J. Alvarez A1c 9.2, increase metformin to 1000 bid",
+        True,
+        "identifier_with_health",
+    ),
+    (
+        "cleared to return after surgery",
+        "Greg Tollefsen has been cleared to return to work on Monday, following his "
+        "lumbar fusion surgery in December.",
+        True,
+        "identifier_with_health",
+    ),
+    (
+        "critical value with mrn",
+        "CRITICAL RESULT NOTIFICATION\nMRN: 30048217\nTest: Potassium, serum",
+        True,
+        "identifier_with_health",
+    ),
+    (
+        "core bx with dob",
+        "re: your pt, DOB 11/30/1967 - the path from the left breast core bx is final",
+        True,
+        "identifier_with_health",
+    ),
 ]
 
 # Messages phrased unlike anything in the corpus generator, as a check on the rules

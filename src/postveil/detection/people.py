@@ -92,10 +92,11 @@ _SERVICE_DATE_CUES = ("dos", "date of service")
 # An age and sex written after a name: "62 yo", "54M", "49F", "71-year-old".
 AGE_SEX = re.compile(r"[0-9]{1,3} ?(?:yo|y/o|y\.o\.|-year-old|[MF])(?![A-Za-z])")
 NAME_BEFORE_AGE = re.compile(rf"(?<![A-Za-z])(?P<name>{_FULL}),? *\(? *$")
-# After "pt" or "patient": a surname alone ("pt Delgado seen today"). Two-word names
-# and "Surname, Given" after these words are found by the labelled patient-name rule.
+# After "pt" or "patient": a surname alone ("pt Delgado seen today"), or after an
+# initial ("pt J. Alvarez"). Two-word names and "Surname, Given" after these words
+# are found by the labelled patient-name rule.
 SURNAME_AFTER_PATIENT = re.compile(
-    rf"\.?:? +(?:{_HONORIFIC} +)?(?P<name>{_WORD})(?! +{_WORD}|, ?{_WORD})"
+    rf"\.?:? +(?:{_HONORIFIC} +|[A-Z]\. ?)?(?P<name>{_WORD})(?! +{_WORD}|, ?{_WORD})"
 )
 # A table cell that holds only a name, in either order, and a row of cells pasted
 # from a spreadsheet (tab-separated).

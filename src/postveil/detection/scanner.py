@@ -168,12 +168,13 @@ _NOT_NAMES = frozenset(
 _RECIPIENT_PHRASES: tuple[tuple[re.Pattern[str], float], ...] = (
     (
         re.compile(
-            r"\byour (?:recent |latest |new )?(?:[a-z0-9/-]+ )?(?:lab|laboratory|blood|blood test|"
+            r"\byour (?:recent |latest |new )?(?:[a-z0-9/-]+ ){0,2}(?:lab|laboratory|blood|blood test|"
             r"blood work|pathology|biopsy|imaging|x-ray|mri|ct|ct scan|mammogram|screening|"
             r"covid(?:-19)?|pap|a1c|cholesterol|std|hiv|genetic|dna|ultrasound|ecg|ekg|echo|"
-            r"pregnancy|urine|stool|allergy|sleep study|psa|thyroid|culture|bone density|dexa) "
-            r"(?:test )?results? (?:are|is|have|has) (?:now )?"
-            r"(?:been )?(?:ready|available|in|back|posted|released|abnormal|normal)"
+            r"pregnancy|urine|stool|allergy|sleep study|psa|thyroid|culture|bone density|dexa|"
+            r"panel) (?:test )?results?(?: [^.\n]{1,60}?)? (?:are|is|have|has) (?:now )?"
+            r"(?:been )?(?:ready|available|in|back|posted|released|abnormal|normal|complete|"
+            r"completed|final|finalized|finalised)"
         ),
         1.0,
     ),
@@ -189,7 +190,8 @@ _RECIPIENT_PHRASES: tuple[tuple[re.Pattern[str], float], ...] = (
     # pregnancy test was positive". Build and CI mail reports passed or failed instead.
     (
         re.compile(
-            r"\byour (?:[a-z0-9/-]+ ){0,3}(?:test|screen|screening|swab|culture|biopsy|pcr)"
+            r"\byour (?:[a-z0-9/-]+ ){0,3}(?:test|screen|screening|swab|culture|biopsy|pcr|titer|"
+            r"titre|antibody|antibodies|panel)"
             r"(?: results?)?\b[^.\n]{0,25}?(?:\b(?:is|was|were|came back|returned)\b|:) ?(?:now )?"
             r"(?:negative|positive|not detected|abnormal|reactive|non-reactive|nonreactive)\b"
         ),
@@ -246,7 +248,9 @@ _RECIPIENT_PHRASES: tuple[tuple[re.Pattern[str], float], ...] = (
     (
         re.compile(
             r"\b(?:reminder|remind you)\b[^.\n]{0,40}"
-            r"\byou(?:r| have an?) (?:appointment|appt|visit)\b"
+            r"\byou(?:r| have an?) (?:upcoming |next |scheduled )?(?:[a-z]+ ){0,2}"
+            r"(?:appointment|appt|visit|(?:therapy|counseling|counselling|treatment|infusion|"
+            r"dialysis|rehab) session)\b"
         ),
         0.5,
     ),
@@ -266,6 +270,15 @@ _RECIPIENT_PHRASES: tuple[tuple[re.Pattern[str], float], ...] = (
         ),
         0.5,
     ),
+    # Results of a named sample or test, to the person it was taken from.
+    (
+        re.compile(
+            r"\bresults? (?:from|of) your (?:recent |last )?(?:blood draw|blood work|bloodwork|"
+            r"blood test|lab work|labwork|labs|lab test|lab visit|biopsy|mammogram|mri|ultrasound|"
+            r"x-ray|ct scan|colonoscopy|pap smear|pap test|a1c)\b"
+        ),
+        1.0,
+    ),
     # An insurer's claim notice for care ("your claim for services on 11/02"). Car
     # insurers also write "services", so the phrase needs a health word as well. Claims
     # for other things (expenses, a stolen bike) do not match, even when the sender's
@@ -280,6 +293,57 @@ _RECIPIENT_PHRASES: tuple[tuple[re.Pattern[str], float], ...] = (
         ),
         0.5,
     ),
+)
+
+
+
+def _across_line_breaks(pattern: str) -> str:
+    r"""Return ``pattern`` with each space, and each ``[^.\n]``, also matching a line
+    break that does not end a paragraph. ``[^.\n]`` no longer matches a lone "\r".
+
+    Plain-text mail is wrapped at about 72 characters, so a phrase often continues on
+    the next line ("your panel results (collected\r\n12/18/2025) are complete"). A
+    blank line still ends the phrase. Spaces inside character classes are kept.
+    """
+    pieces: list[str] = []
+    index = 0
+    in_class = False
+    while index < len(pattern):
+        char = pattern[index]
+        if char == "\\":
+            pieces.append(pattern[index : index + 2])
+            index += 2
+            continue
+        if in_class:
+            in_class = char != "]"
+            pieces.append(char)
+        elif pattern.startswith(_NOT_SENTENCE_END, index):
+            pieces.append(rf"(?:[^.\r\n]|{_LINE_BREAK})")
+            index += len(_NOT_SENTENCE_END)
+            continue
+        elif char == "[":
+            in_class = True
+            pieces.append(char)
+            # A "]" right after "[" or "[^" is a member of the class, not its end.
+            for prefix in ("^]", "]", "^"):
+                if pattern.startswith(prefix, index + 1):
+                    pieces.append(prefix)
+                    index += len(prefix)
+                    break
+        elif char == " ":
+            pieces.append(rf"(?:[ ]|{_LINE_BREAK})")
+        else:
+            pieces.append(char)
+        index += 1
+    return "".join(pieces)
+
+
+_NOT_SENTENCE_END = r"[^.\n]"
+# A line break that does not start a blank line, which ends a paragraph.
+_LINE_BREAK = r"\r?\n(?![ \t]*\r?\n)"
+_RECIPIENT_PHRASES = tuple(
+    (re.compile(_across_line_breaks(pattern.pattern)), weight)
+    for pattern, weight in _RECIPIENT_PHRASES
 )
 
 # Phrases are searched with two alternations, each with one named group per phrase.
