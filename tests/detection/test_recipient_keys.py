@@ -112,14 +112,11 @@ def test_same_phrases_as_a_search_of_every_window() -> None:
     assert with_phrases >= 100
 
 
+# Words of the phrases and their neighbours, with line breaks, sentence ends and a
+# paragraph break between them.
 PIECES = st.sampled_from(
-    [
-        "your", "you have an", "you're", "lab", "test", "results", "result", "are", "is",
-        "ready", "appointment", "appt", "visit", "session", "with", "dr.", "dr", "np",
-        "scheduled", "confirmed", "prescription", "refill", "reminder", "claim",
-        "for services", "was", "processed", "negative", "positive", "due for",
-        "overdue for", "on", "monday", "3", "at", "the", "clinic", ".", "\n", ",", ":",
-    ]
+    ["your", "you have an", "you're", "lab", "test", "results", "result", "are", "is", "ready", "complete", "appointment", "appt", "visit", "session", "therapy", "with", "dr.", "dr", "np", "scheduled", "confirmed", "prescription", "refill", "reminder", "of", "upcoming", "claim", "for services", "was", "processed", "negative", "positive", "titer", "due for", "overdue for", "from", "blood draw", "on", "monday", "3", "at", "the", "clinic", ".", ",", ":"]
+    + ["\n", "\r\n", "\r\n\r\n"]
 )
 
 

@@ -200,8 +200,10 @@ VERDICT_CASES = [
     ),
     (
         "phrase across a wrapped line",
-        "Your hereditary cancer panel results from Helixa Labs (collected\r\n"
-        "12/18/2025) are complete.",
+        (
+            "Your hereditary cancer panel results from Helixa Labs (collected\r\n"
+            "12/18/2025) are complete."
+        ),
         True,
         "recipient_health",
     ),
@@ -255,8 +257,10 @@ VERDICT_CASES = [
     ),
     (
         "cleared to return after surgery",
-        "Greg Tollefsen has been cleared to return to work on Monday, following his "
-        "lumbar fusion surgery in December.",
+        (
+            "Greg Tollefsen has been cleared to return to work on Monday, following his "
+            "lumbar fusion surgery in December."
+        ),
         True,
         "identifier_with_health",
     ),

@@ -296,7 +296,6 @@ _RECIPIENT_PHRASES: tuple[tuple[re.Pattern[str], float], ...] = (
 )
 
 
-
 def _across_line_breaks(pattern: str) -> str:
     r"""Return ``pattern`` with each space, and each ``[^.\n]``, also matching a line
     break that does not end a paragraph. ``[^.\n]`` no longer matches a lone "\r".
