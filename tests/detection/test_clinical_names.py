@@ -125,6 +125,42 @@ NAME_CASES = [
         set(),
         {"patient_name"},
     ),
+    (
+        "room and lowercase title",
+        "rm 12 - mrs okafor, her bg was 342 this am, gave 8u novolog",
+        {"patient_name", "lab_result"},
+        set(),
+    ),
+    (
+        "bed and bracketed surname",
+        "fyi bed 4 (delgado) tested positive for c diff, contact precautions",
+        {"patient_name"},
+        set(),
+    ),
+    (
+        "bed and bracketed state",
+        "bed 4 (isolation) tested positive for c diff last week, clean twice",
+        set(),
+        {"patient_name"},
+    ),
+    (
+        "room and bare word",
+        "room 3 renovation done, the diabetes clinic moves in on monday",
+        set(),
+        {"patient_name"},
+    ),
+    (
+        "list rows with health",
+        "Rm 12:\n - Eli Vasquez: peanut anaphylaxis, EpiPen\n - Noor Haddad: asthma, albuterol\n",
+        {"patient_name"},
+        set(),
+    ),
+    (
+        "one list row",
+        "Speakers:\n - Dana Hollis: diabetes educator\n - Sam Reyes: welcome\n",
+        set(),
+        {"patient_name"},
+    ),
 ]
 
 

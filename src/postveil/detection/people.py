@@ -102,6 +102,30 @@ SURNAME_AFTER_PATIENT = re.compile(
 # from a spreadsheet (tab-separated).
 NAME_CELL = re.compile(rf" *(?:{_FULL}|{_INVERTED}) *")
 _TABLE_ROW = re.compile(r"[^\n\t]*\t[^\n]*")
+# A room or bed number followed by a patient's name, as ward notes and census lists
+# write it: "rm 12 - mrs okafor", "bed 4 (delgado)", "Room 7: Mr. Hale". Notes often
+# skip capitals, so the name may be lower case. It counts only after a courtesy title or
+# in brackets, because a bare word after a room number is more often a status or a use
+# ("room 3 free", "bed 2 clean").
+ROOM_NAME = re.compile(
+    r"(?<![A-Za-z0-9])(?i:rm|room|bed|bay) ?#? ?[0-9]{1,4}[A-Za-z]?(?: *[-:,] *| +)"
+    r"(?:\( *(?P<bracketed>[A-Za-z][a-z'\-]{2,}) *\)"
+    r"|(?i:mrs|mr|ms|miss)\.? +(?P<titled>[A-Za-z][a-z'\-]{2,}))"
+)
+# Bed and room states that ward lists write in brackets after the number.
+_ROOM_STATES = frozenset(
+    "empty vacant clean dirty closed blocked isolation iso occupied available reserved "
+    "pending admit admitted discharge discharged transfer male female private semi "
+    "window door left right".split()
+)
+# A line of a list that starts with a person's name and a colon or dash: "- Eli Vasquez:
+# peanut anaphylaxis, EpiPen". Like table rows, such lines count only when at least
+# _MIN_TABLE_ROWS of them carry health information, because one line could be a staff
+# entry ("Dana Hollis: diabetes educator").
+LIST_ROW_NAME = re.compile(
+    rf"^[ \t]*(?:[-*\u2022][ \t]+)?(?P<name>{_FULL}|{_INVERTED})[ \t]*(?::|-|\u2013) ",
+    re.MULTILINE,
+)
 # A pasted table counts when at least this many rows pair a name cell with health
 # information in the same row. A single row could be a staff entry ("Dana Hollis<TAB>
 # diabetes educator").
@@ -231,13 +255,16 @@ def scan_people(state: _ScanState, span: tuple[int, int]) -> None:
     candidates = _candidates(state, span)
     text = state.text
     has_table = "\t" in text
-    if not candidates and not has_table:
+    list_rows = list(LIST_ROW_NAME.finditer(text, *span))
+    if not candidates and not has_table and len(list_rows) < _MIN_TABLE_ROWS:
         return
     evidence = sorted(
         finding.start for finding in state.findings if finding.category in HEALTH_EVIDENCE
     )
     if has_table:
         candidates.extend(_table_names(text, span, evidence))
+    if len(list_rows) >= _MIN_TABLE_ROWS:
+        candidates.extend(_list_names(text, list_rows, evidence))
     ties = sorted(state.ties)
     for start, end, strong, follow_from, reach in candidates:
         if not _within(evidence, start - _NEAR, end + _NEAR):
@@ -280,6 +307,12 @@ def _candidates(state: _ScanState, span: tuple[int, int]) -> list[_Candidate]:
         found.append(
             (titled.start("name"), titled.end("name"), strong, follow_from, _POSSESSIVE_REACH)
         )
+
+    for room in ROOM_NAME.finditer(text, span_start, span_end):
+        group_name = "titled" if room.group("titled") else "bracketed"
+        if room.group(group_name).lower() in _ROOM_STATES:
+            continue
+        found.append((room.start(group_name), room.end(group_name), True, -1, 0))
 
     for group, strong in (("name_cue", True), ("name_cue_weak", False)):
         for _, end in hits.spans.get(group, ()):
@@ -351,6 +384,19 @@ def _table_names(text: str, span: tuple[int, int], evidence: list[int]) -> list[
                 names.append((offset, offset + len(cell), True, -1, 0))
                 break
             offset += len(cell) + 1
+    return names if len(names) >= _MIN_TABLE_ROWS else []
+
+
+def _list_names(text: str, rows: list[re.Match[str]], evidence: list[int]) -> list[_Candidate]:
+    """Return the names of list lines whose rest of line contains a health finding, or
+    nothing when fewer than _MIN_TABLE_ROWS lines do."""
+    names: list[_Candidate] = []
+    for row in rows:
+        line_end = text.find("\n", row.end())
+        if line_end < 0:
+            line_end = len(text)
+        if _within(evidence, row.end(), line_end):
+            names.append((row.start("name"), row.end("name"), True, -1, 0))
     return names if len(names) >= _MIN_TABLE_ROWS else []
 
 

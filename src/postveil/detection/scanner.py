@@ -22,7 +22,13 @@ from postveil.detection.clinical import (
     scan_short_lab_values,
 )
 from postveil.detection.keywords import MAX_HITS, KeywordHits, KeywordMatcher, lower_same_length
-from postveil.detection.people import health_span, is_clinician, scan_people
+from postveil.detection.people import (
+    LIST_ROW_NAME,
+    ROOM_NAME,
+    health_span,
+    is_clinician,
+    scan_people,
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -819,6 +825,8 @@ class TextScanner:
             or "Mx" in text
             or "Miss" in text
             or any(end - start <= 3 for start, end in state.hits.spans.get("patient", ()))
+            or ROOM_NAME.search(text) is not None
+            or LIST_ROW_NAME.search(text) is not None
         )
         if not (person_cue or state.ties):
             return
