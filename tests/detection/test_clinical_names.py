@@ -156,6 +156,37 @@ NAME_CASES = [
         set(),
     ),
     (
+        "list rows with brackets",
+        (
+            "Bernard Kowalczyk (end-stage COPD, J44.9) - O2 up to 4 L\n"
+            "Gloria Esposito (metastatic pancreatic cancer) - intake on 11/20\n"
+        ),
+        {"patient_name"},
+        set(),
+    ),
+    (
+        "census rows with codes",
+        (
+            "RM   RESIDENT          PRIMARY DX\n"
+            "104  ESPOSITO, GLORIA  C25.9 PANCREATIC CA\n"
+            "118  TRAN, VUONG       I63.9 CVA\n"
+        ),
+        {"patient_name"},
+        set(),
+    ),
+    (
+        "one census row with a code",
+        "104  ESPOSITO, GLORIA  C25.9 PANCREATIC CA\nSee the coding tip for E11.9 below.\n",
+        set(),
+        {"patient_name"},
+    ),
+    (
+        "family member and health",
+        "Your mother, Edith Bixby, had a fall this evening. The x-ray showed no fracture.",
+        {"patient_name"},
+        set(),
+    ),
+    (
         "one list row",
         "Speakers:\n - Dana Hollis: diabetes educator\n - Sam Reyes: welcome\n",
         set(),
@@ -169,7 +200,9 @@ NAME_CASES = [
     [case[1:] for case in LAB_VALUE_CASES + SHORT_LAB_CASES + CONTEXT_CASES + NAME_CASES],
     ids=[case[0] for case in LAB_VALUE_CASES + SHORT_LAB_CASES + CONTEXT_CASES + NAME_CASES],
 )
-def test_clinical_case_findings(detector: Detector, text: str, present: set[str], absent: set[str]) -> None:
+def test_clinical_case_findings(
+    detector: Detector, text: str, present: set[str], absent: set[str]
+) -> None:
     found = {finding.category for finding in detector.find(text)}
     for category in present:
         assert category in found, f"{category} not found"

@@ -271,6 +271,46 @@ VERDICT_CASES = [
         "identifier_with_health",
     ),
     (
+        "two weak phrases about one appointment",
+        (
+            "Your appointment is confirmed for Tuesday.\n\nHi Gideon,\n\nYour appointment "
+            "is confirmed. Service: dishwasher installation."
+        ),
+        False,
+        "none",
+    ),
+    (
+        "patient name with a measurement",
+        "Pt: MARSH, DELIA  Acc K26-3309014\nK+ 6.8 mmol/L (crit >6.0), nonhemolyzed.",
+        True,
+        "identifier_with_health",
+    ),
+    (
+        "clinician reviewed your lab work",
+        "Dr. Lindqvist reviewed your lab work from 10/19.",
+        True,
+        "recipient_health",
+    ),
+    (
+        "here are your results with values",
+        "Here are your results: fasting glucose 128 mg/dL, total cholesterol 211 mg/dL.",
+        True,
+        "recipient_health",
+    ),
+    ("here are your quiz results", "Here are your quiz results: 8 of 10 correct.", False, "none"),
+    (
+        "portal notice of a new result",
+        "A new test result is available for you to view. Your care team may add comments.",
+        True,
+        "recipient_health",
+    ),
+    (
+        "build notice of a new result",
+        "A new test result is available for you to view in Jenkins.",
+        False,
+        "none",
+    ),
+    (
         "core bx with dob",
         "re: your pt, DOB 11/30/1967 - the path from the left breast core bx is final",
         True,

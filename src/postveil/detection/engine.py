@@ -87,7 +87,7 @@ class Detector:
         self, texts: list[str], unscanned: list[str], subjects: list[str] | None = None
     ) -> Verdict:
         counts: Counter[str] = Counter()
-        phrase_weight = 0.0
+        strong_weight = weak_weight = 0.0
         # A phrase repeated word for word (a Subject that echoes the body) adds no
         # evidence, so each distinct phrase text counts once.
         phrases_seen: set[str] = set()
@@ -99,9 +99,18 @@ class Detector:
                 counts[finding.category] += 1
                 if finding.category == "recipient_health":
                     phrase = " ".join(text[finding.start : finding.end].lower().split())
-                    if phrase not in phrases_seen:
-                        phrases_seen.add(phrase)
-                        phrase_weight += finding.confidence
+                    if phrase in phrases_seen:
+                        continue
+                    phrases_seen.add(phrase)
+                    if finding.confidence >= 1.0:
+                        strong_weight += finding.confidence
+                    else:
+                        weak_weight += finding.confidence
+        # Weak phrases ("your appointment is confirmed for Tuesday") are written by
+        # installers and salons too, and two of them about one appointment are no more
+        # evidence than one. So weak phrases together weigh at most one weak phrase, and
+        # a health word has to add the other half.
+        phrase_weight = strong_weight + min(weak_weight, _WEAK_PHRASES_MAX)
         if subjects and _clinical_body(counts) and any(map(subject_names_person, subjects)):
             counts["patient_name"] += 1
         decision = decide(
@@ -118,6 +127,9 @@ class Detector:
             categories=dict(sorted(counts.items())),
             unscanned_parts=list(unscanned),
         )
+
+
+_WEAK_PHRASES_MAX = 0.5
 
 
 def _clinical_body(counts: Counter[str]) -> bool:

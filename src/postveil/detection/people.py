@@ -78,7 +78,7 @@ HONORIFIC_NAME = re.compile(
 )
 # After a cue word ("referring", "saw your pt"): the name that follows it.
 NAME_AFTER_CUE = re.compile(
-    rf" +(?:(?i:our|your|my|mutual) +)?(?:(?i:pt|patient)[.:]? +)?(?:{_HONORIFIC} +)?"
+    rf",? +(?:(?i:our|your|my|mutual) +)?(?:(?i:pt|patient)[.:]? +)?(?:{_HONORIFIC} +)?"
     rf"(?P<name>{_FULL})"
 )
 # Before a phrase such as "was seen" or "presented with": the name that ends there,
@@ -123,8 +123,15 @@ _ROOM_STATES = frozenset(
 # _MIN_TABLE_ROWS of them carry health information, because one line could be a staff
 # entry ("Dana Hollis: diabetes educator").
 LIST_ROW_NAME = re.compile(
-    rf"^[ \t]*(?:[-*\u2022][ \t]+)?(?P<name>{_FULL}|{_INVERTED})[ \t]*(?::|-|\u2013) ",
+    rf"^[ \t]*(?:[-*\u2022][ \t]+)?(?P<name>{_FULL}|{_INVERTED})[ \t]*(?:(?::|-|\u2013) |\()",
     re.MULTILINE,
+)
+# A name written "Surname, Given", in capitals as census and billing exports print it
+# ("ESPOSITO, GLORIA") or capitalised. Rows of a report count when at least
+# _MIN_TABLE_ROWS lines pair such a name with a diagnosis, procedure or NDC code
+# after it on the same line, in columns of spaces as well as tabs.
+CODED_ROW_NAME = re.compile(
+    rf"(?<![A-Za-z])(?P<name>[A-Z][A-Z'\-]+, ?[A-Z][A-Z'\-]+|{_INVERTED})(?![A-Za-z])"
 )
 # A pasted table counts when at least this many rows pair a name cell with health
 # information in the same row. A single row could be a staff entry ("Dana Hollis<TAB>
@@ -256,7 +263,11 @@ def scan_people(state: _ScanState, span: tuple[int, int]) -> None:
     text = state.text
     has_table = "\t" in text
     list_rows = list(LIST_ROW_NAME.finditer(text, *span))
-    if not candidates and not has_table and len(list_rows) < _MIN_TABLE_ROWS:
+    codes = sorted(
+        finding.start for finding in state.findings if finding.category in _CODE_CATEGORIES
+    )
+    has_rows = len(list_rows) >= _MIN_TABLE_ROWS or len(codes) >= _MIN_TABLE_ROWS
+    if not candidates and not has_table and not has_rows:
         return
     evidence = sorted(
         finding.start for finding in state.findings if finding.category in HEALTH_EVIDENCE
@@ -265,6 +276,8 @@ def scan_people(state: _ScanState, span: tuple[int, int]) -> None:
         candidates.extend(_table_names(text, span, evidence))
     if len(list_rows) >= _MIN_TABLE_ROWS:
         candidates.extend(_list_names(text, list_rows, evidence))
+    if len(codes) >= _MIN_TABLE_ROWS:
+        candidates.extend(_coded_row_names(text, span, codes))
     ties = sorted(state.ties)
     for start, end, strong, follow_from, reach in candidates:
         if not _within(evidence, start - _NEAR, end + _NEAR):
@@ -397,6 +410,23 @@ def _list_names(text: str, rows: list[re.Match[str]], evidence: list[int]) -> li
             line_end = len(text)
         if _within(evidence, row.end(), line_end):
             names.append((row.start("name"), row.end("name"), True, -1, 0))
+    return names if len(names) >= _MIN_TABLE_ROWS else []
+
+
+def _coded_row_names(text: str, span: tuple[int, int], codes: list[int]) -> list[_Candidate]:
+    """Return the first "Surname, Given" name of each line that has a code finding after
+    it, or nothing when fewer than _MIN_TABLE_ROWS lines do."""
+    names: list[_Candidate] = []
+    last_line_end = -1
+    for match in CODED_ROW_NAME.finditer(text, *span):
+        if match.start() < last_line_end:
+            continue
+        line_end = text.find("\n", match.end())
+        if line_end < 0:
+            line_end = len(text)
+        if _within(codes, match.end(), line_end):
+            names.append((match.start("name"), match.end("name"), True, -1, 0))
+            last_line_end = line_end
     return names if len(names) >= _MIN_TABLE_ROWS else []
 
 

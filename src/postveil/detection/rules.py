@@ -108,6 +108,12 @@ def decide(
             sums[kind] += weight * min(count, _MAX_COUNTED)
         health_present = health_present or kind == "health"
 
+    # A patient's name with clinical shorthand or a clinical measurement ("Pt: MARSH,
+    # DELIA ... K+ 6.8 mmol/L") is about that patient's care, although the shorthand
+    # weighs nothing elsewhere.
+    if sums["health"] == 0 and counts.get("patient_name", 0) > 0:
+        sums["health"] = float(min(counts.get("clinical_context", 0), _MAX_COUNTED))
+
     candidates: list[tuple[float, str]] = []
     if sums["high_risk"] > 0:
         candidates.append((max(1.0, sums["high_risk"]), "high_risk_identifier"))

@@ -276,6 +276,32 @@ _RECIPIENT_PHRASES: tuple[tuple[re.Pattern[str], float], ...] = (
         ),
         0.5,
     ),
+    # A clinician's review of the recipient's own tests.
+    (
+        re.compile(
+            r"\b(?:reviewed|received|looked at|went over|gone over) your (?:recent |latest )?"
+            r"(?:lab work|labwork|labs|lab results|bloodwork|blood work|blood tests?|"
+            r"blood test results)\b"
+        ),
+        1.0,
+    ),
+    # Results handed to the recipient. Quizzes and surveys have results too, so a
+    # health word has to add the other half.
+    (
+        re.compile(
+            r"\b(?:here (?:are|is)|attached (?:are|is)|below (?:are|is)) your "
+            r"(?:[a-z0-9-]+ ){0,2}results?\b"
+        ),
+        0.5,
+    ),
+    # A portal's notice of a new result, without the word "your".
+    (
+        re.compile(
+            r"\b(?:test|lab) results? (?:is|are|has been|have been) (?:now )?"
+            r"(?:available|ready|posted|released) (?:for you|to view|in your)\b"
+        ),
+        0.5,
+    ),
     # Results of a named sample or test, to the person it was taken from.
     (
         re.compile(
@@ -827,6 +853,7 @@ class TextScanner:
             or any(end - start <= 3 for start, end in state.hits.spans.get("patient", ()))
             or ROOM_NAME.search(text) is not None
             or LIST_ROW_NAME.search(text) is not None
+            or _has_code(state.findings)
         )
         if not (person_cue or state.ties):
             return
