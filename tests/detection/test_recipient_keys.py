@@ -1,12 +1,13 @@
-"""The phrase search skips windows without a recipient_key word, and loses nothing.
+"""The phrase search reads only where key words are, and loses nothing.
 
 The scanner searches the recipient phrases that start with "you" only in windows
-that contain a word of the keyword group ``recipient_key``, and the other phrases
-only in windows with a word of ``recipient_other_key``. That is safe only while
-every match of every phrase contains one of its group's words as a whole word. The
-tests check it on random matches of each phrase, generated from its regular
-expression. They also compare the scanner's phrase findings with a search of every
-window, on the generated corpus, the reviewer set and the hand-written set.
+that contain a word of the keyword group ``recipient_key``. It tries the other
+phrases only where a word of ``recipient_other_key`` starts. That is safe only while
+every match of a "you" phrase contains a key word as a whole word, and every match of
+another phrase starts with one. The tests check it on random matches of each phrase,
+generated from its regular expression. They also compare the scanner's phrase
+findings with a search of every window, on the generated corpus, the reviewer sets
+and the hand-written set.
 """
 
 from __future__ import annotations
@@ -36,13 +37,17 @@ def _key_group(pattern: re.Pattern[str]) -> str:
     return "recipient_other_key"
 
 
-def _key_inside(lowered: str, group: str, start: int, end: int) -> bool:
+def _key_found(lowered: str, group: str, start: int, end: int) -> bool:
+    """Return whether a key word of ``group`` lies inside [start, end), or for the
+    phrases that do not start with "you", starts at ``start``."""
     spans = MATCHER.search(lowered).spans.get(group, [])
+    if group == "recipient_other_key":
+        return any(key_start == start and key_end <= end for key_start, key_end in spans)
     return any(start <= key_start and key_end <= end for key_start, key_end in spans)
 
 
 @pytest.mark.parametrize("index", range(len(PHRASES)))
-def test_every_match_contains_key_word(index: int) -> None:
+def test_every_match_has_key_word(index: int) -> None:
     pattern = PHRASES[index]
     group = _key_group(pattern)
 
@@ -55,7 +60,7 @@ def test_every_match_contains_key_word(index: int) -> None:
         # matches. The scanner would then not find it either.
         assume(match is not None)
         assert match is not None
-        assert _key_inside(lowered, group, match.start(), match.end()), phrase
+        assert _key_found(lowered, group, match.start(), match.end()), phrase
 
     check()
 
@@ -94,10 +99,9 @@ def _texts() -> list[str]:
     texts: list[str] = []
     for _, raw, _ in generate(2026, 600):
         texts.extend(extract_message(raw).texts)
-    for path in sorted((HERE / "reviewer").glob("*.eml")) + sorted(
-        (HERE / "handwritten").glob("*.eml")
-    ):
-        texts.extend(extract_message(path.read_bytes()).texts)
+    for folder in ("reviewer", "reviewer2", "reviewer3", "handwritten"):
+        for path in sorted((HERE / folder).glob("*.eml")):
+            texts.extend(extract_message(path.read_bytes()).texts)
     return texts
 
 

@@ -98,6 +98,7 @@ KEYWORD_GROUPS = frozenset(
         "recipient_anchor",
         "recipient_key",
         "recipient_other_key",
+        "room_cue",
         "condition",
         "medication",
         "procedure",

@@ -107,8 +107,9 @@ _TABLE_ROW = re.compile(r"[^\n\t]*\t[^\n]*")
 # skip capitals, so the name may be lower case. It counts only after a courtesy title or
 # in brackets, because a bare word after a room number is more often a status or a use
 # ("room 3 free", "bed 2 clean").
-ROOM_NAME = re.compile(
-    r"(?<![A-Za-z0-9])(?i:rm|room|bed|bay) ?#? ?[0-9]{1,4}[A-Za-z]?(?: *[-:,] *| +)"
+# The pattern reads from the end of a room_cue keyword hit ("rm", "room", "bed", "bay").
+NAME_AFTER_ROOM = re.compile(
+    r" ?#? ?[0-9]{1,4}[A-Za-z]?(?: *[-:,] *| +)"
     r"(?:\( *(?P<bracketed>[A-Za-z][a-z'\-]{2,}) *\)"
     r"|(?i:mrs|mr|ms|miss)\.? +(?P<titled>[A-Za-z][a-z'\-]{2,}))"
 )
@@ -122,10 +123,11 @@ _ROOM_STATES = frozenset(
 # peanut anaphylaxis, EpiPen". Like table rows, such lines count only when at least
 # _MIN_TABLE_ROWS of them carry health information, because one line could be a staff
 # entry ("Dana Hollis: diabetes educator").
-LIST_ROW_NAME = re.compile(
-    rf"^[ \t]*(?:[-*\u2022][ \t]+)?(?P<name>{_FULL}|{_INVERTED})[ \t]*(?:(?::|-|\u2013) |\()",
-    re.MULTILINE,
-)
+_LIST_ROW = rf"[ \t]*(?:[-*\u2022][ \t]+)?(?P<name>{_FULL}|{_INVERTED})[ \t]*(?:(?::|-|\u2013) |\()"
+_FIRST_LIST_ROW = re.compile(_LIST_ROW)
+# The other lines, found after their line break: a pattern that starts with a literal
+# character is searched much faster than one that starts with "^".
+_NEXT_LIST_ROW = re.compile("\n" + _LIST_ROW)
 # A name written "Surname, Given", in capitals as census and billing exports print it
 # ("ESPOSITO, GLORIA") or capitalised. Rows of a report count when at least
 # _MIN_TABLE_ROWS lines pair such a name with a diagnosis, procedure or NDC code
@@ -262,7 +264,7 @@ def scan_people(state: _ScanState, span: tuple[int, int]) -> None:
     candidates = _candidates(state, span)
     text = state.text
     has_table = "\t" in text
-    list_rows = list(LIST_ROW_NAME.finditer(text, *span))
+    list_rows = find_list_rows(text, *span)
     codes = sorted(
         finding.start for finding in state.findings if finding.category in _CODE_CATEGORIES
     )
@@ -321,7 +323,12 @@ def _candidates(state: _ScanState, span: tuple[int, int]) -> list[_Candidate]:
             (titled.start("name"), titled.end("name"), strong, follow_from, _POSSESSIVE_REACH)
         )
 
-    for room in ROOM_NAME.finditer(text, span_start, span_end):
+    for cue_start, cue_end in hits.spans.get("room_cue", ()):
+        if not span_start <= cue_start < span_end:
+            continue
+        room = NAME_AFTER_ROOM.match(text, cue_end, cue_end + 60)
+        if room is None:
+            continue
         group_name = "titled" if room.group("titled") else "bracketed"
         if room.group(group_name).lower() in _ROOM_STATES:
             continue
@@ -398,6 +405,19 @@ def _table_names(text: str, span: tuple[int, int], evidence: list[int]) -> list[
                 break
             offset += len(cell) + 1
     return names if len(names) >= _MIN_TABLE_ROWS else []
+
+
+def find_list_rows(text: str, start: int = 0, end: int | None = None) -> list[re.Match[str]]:
+    """Return the list lines (``_LIST_ROW``) that start between ``start`` and ``end``."""
+    if end is None:
+        end = len(text)
+    rows: list[re.Match[str]] = []
+    if start == 0:
+        first = _FIRST_LIST_ROW.match(text, 0, end)
+        if first is not None:
+            rows.append(first)
+    rows.extend(_NEXT_LIST_ROW.finditer(text, max(0, start - 1), end))
+    return rows
 
 
 def _list_names(text: str, rows: list[re.Match[str]], evidence: list[int]) -> list[_Candidate]:

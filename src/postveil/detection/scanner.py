@@ -23,8 +23,7 @@ from postveil.detection.clinical import (
 )
 from postveil.detection.keywords import MAX_HITS, KeywordHits, KeywordMatcher, lower_same_length
 from postveil.detection.people import (
-    LIST_ROW_NAME,
-    ROOM_NAME,
+    find_list_rows,
     health_span,
     is_clinician,
     scan_people,
@@ -851,9 +850,9 @@ class TextScanner:
             or "Mx" in text
             or "Miss" in text
             or any(end - start <= 3 for start, end in state.hits.spans.get("patient", ()))
-            or ROOM_NAME.search(text) is not None
-            or LIST_ROW_NAME.search(text) is not None
+            or "room_cue" in groups
             or _has_code(state.findings)
+            or len(find_list_rows(text)) >= 2
         )
         if not (person_cue or state.ties):
             return
@@ -885,9 +884,10 @@ class TextScanner:
             return
         lowered = state.lowered
         # Every phrase that starts with "you" contains a whole word of the group
-        # recipient_key, and every other phrase one of recipient_other_key. A window
-        # without such a word cannot contain the phrase, so its search is skipped. Ordinary
-        # mail that mentions "your session" or "your exam" rarely has them.
+        # recipient_key, and every other phrase starts with a word of
+        # recipient_other_key. A window without such a word cannot contain the phrase,
+        # so its search is skipped. Ordinary mail that mentions "your session" or "your
+        # exam" rarely has them.
         you_keys = state.hits.starts("recipient_key")
         other_keys = state.hits.starts("recipient_other_key")
         if not you_keys and not other_keys:
@@ -902,20 +902,30 @@ class TextScanner:
             else:
                 windows.append([window_start, window_end])
         for window_start, window_end in windows:
-            patterns = []
             if _any_between(you_keys, window_start, window_end):
-                patterns.append(_YOU_PHRASE)
-            # _OTHER_PHRASE has no literal prefix, so the regex engine tries it at every
-            # position of the window. The key word test saves most of that cost.
-            if _any_between(other_keys, window_start, window_end):
-                patterns.append(_OTHER_PHRASE)
-            for pattern in patterns:
-                for match in pattern.finditer(lowered, window_start, window_end):
-                    start = match.start()
-                    if start > 0 and lowered[start - 1].isalnum():
-                        continue
-                    weight = _RECIPIENT_WEIGHTS[match.lastgroup or ""]
-                    state.add("recipient_health", start, match.end(), weight)
+                for match in _YOU_PHRASE.finditer(lowered, window_start, window_end):
+                    self._add_phrase(state, match)
+            # _OTHER_PHRASE has no literal prefix, so a search would try it at every
+            # position of the window. It is tried only where its key words start.
+            index = bisect.bisect_left(other_keys, window_start)
+            searched_to = window_start
+            while index < len(other_keys) and other_keys[index] < window_end:
+                key_start = other_keys[index]
+                index += 1
+                if key_start < searched_to:
+                    continue
+                other = _OTHER_PHRASE.match(lowered, key_start, window_end)
+                if other is not None:
+                    self._add_phrase(state, other)
+                    searched_to = other.end()
+
+    @staticmethod
+    def _add_phrase(state: _ScanState, match: re.Match[str]) -> None:
+        start = match.start()
+        if start > 0 and state.lowered[start - 1].isalnum():
+            return
+        weight = _RECIPIENT_WEIGHTS[match.lastgroup or ""]
+        state.add("recipient_health", start, match.end(), weight)
 
     def _scan_custom(self, state: _ScanState) -> None:
         text = state.text
