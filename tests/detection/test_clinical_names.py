@@ -127,19 +127,25 @@ NAME_CASES = [
     ),
     (
         "room and lowercase title",
-        "rm 12 - mrs okafor, her bg was 342 this am, gave 8u novolog",
-        {"patient_name", "lab_result"},
-        set(),
-    ),
-    (
-        "bed and bracketed surname",
-        "fyi bed 4 (delgado) tested positive for c diff, contact precautions",
+        "rm 12 - mrs okafor, gave 8u novolog per sliding scale, recheck q4h prn",
         {"patient_name"},
         set(),
     ),
     (
+        "bed and bracketed surname",
+        "fyi bed 4 (delgado) tested positive for c diff, vanc 125 mg po q6h",
+        {"patient_name"},
+        set(),
+    ),
+    (
+        "room and name without tie",
+        "The diabetes class moves to Room 12 (Delgado), next to the cafeteria.",
+        set(),
+        {"patient_name"},
+    ),
+    (
         "bed and bracketed state",
-        "bed 4 (isolation) tested positive for c diff last week, clean twice",
+        "bed 4 (isolation) tested positive for c diff last week, vanc 125 mg po q6h",
         set(),
         {"patient_name"},
     ),
@@ -150,15 +156,27 @@ NAME_CASES = [
         {"patient_name"},
     ),
     (
-        "list rows with health",
-        "Rm 12:\n - Eli Vasquez: peanut anaphylaxis, EpiPen\n - Noor Haddad: asthma, albuterol\n",
+        "list rows with health and tie",
+        (
+            "Rm 12:\n - Eli Vasquez: peanut anaphylaxis, EpiPen\n"
+            " - Noor Haddad: asthma, albuterol 2 puffs prn\n"
+        ),
         {"patient_name"},
         set(),
     ),
     (
+        "list rows of a staff directory",
+        (
+            "Leah Moreno: diabetes educator, ext. 4410\n"
+            "Sam Whitley: asthma nurse navigator, ext. 4412\n"
+        ),
+        set(),
+        {"patient_name"},
+    ),
+    (
         "list rows with brackets",
         (
-            "Bernard Kowalczyk (end-stage COPD, J44.9) - O2 up to 4 L\n"
+            "Bernard Kowalczyk (end-stage COPD, J44.9) - morphine 5 mg q2h PRN\n"
             "Gloria Esposito (metastatic pancreatic cancer) - intake on 11/20\n"
         ),
         {"patient_name"},
@@ -167,24 +185,36 @@ NAME_CASES = [
     (
         "census rows with codes",
         (
-            "RM   RESIDENT          PRIMARY DX\n"
-            "104  ESPOSITO, GLORIA  C25.9 PANCREATIC CA\n"
-            "118  TRAN, VUONG       I63.9 CVA\n"
+            "RM   RESIDENT          ADMIT     PRIMARY DX\n"
+            "104  ESPOSITO, GLORIA  11/20/26  C25.9 PANCREATIC CA\n"
+            "118  TRAN, VUONG       11/18/26  I63.9 CVA\n"
         ),
         {"patient_name"},
         set(),
     ),
     (
-        "one census row with a code",
-        "104  ESPOSITO, GLORIA  C25.9 PANCREATIC CA\nSee the coding tip for E11.9 below.\n",
+        "coding index rows",
+        "Screening, Colon  Z12.11\nScreening, Breast  Z12.31\nSCREENING, LUNG  Z12.2\n",
         set(),
         {"patient_name"},
     ),
     (
-        "family member and health",
-        "Your mother, Edith Bixby, had a fall this evening. The x-ray showed no fracture.",
+        "one census row with a code",
+        "104  ESPOSITO, GLORIA  11/20/26  C25.9 PANCREATIC CA\nSee the tip for E11.9.\n",
+        set(),
+        {"patient_name"},
+    ),
+    (
+        "family member with tie",
+        "Your mother, Edith Bixby, had a fall. The x-ray showed no fracture; tylenol q6h prn.",
         {"patient_name"},
         set(),
+    ),
+    (
+        "family member without tie",
+        "Your son, Mateo Reyes, won the science fair with a project on asthma.",
+        set(),
+        {"patient_name"},
     ),
     (
         "one list row",

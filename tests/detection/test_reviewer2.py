@@ -3,8 +3,9 @@ description of what counts as PHI, without reading the rules.
 
 On the rules of that time it gave precision 1.0 and recall 0.62 (31 of 50). The rules
 were then changed for the shapes of mail it showed they missed, so the set is no
-longer held out. The assertions are the figures after those changes, with no margin:
-precision 1.0 and recall 0.84 (42 of 50). docs/detection.md lists the misses.
+longer held out. The assertions are the figures after those changes and a precision
+check, with no margin:
+precision 1.0 and recall 0.82 (41 of 50). docs/detection.md lists the misses.
 """
 
 from __future__ import annotations
@@ -42,5 +43,5 @@ def test_reviewer2_precision_and_recall(
         verdict = detector.scan_message((REVIEWER2 / name).read_bytes())
         verdicts[name] = (verdict.sensitive, verdict.categories)
     result = evaluate(labels, verdicts.__getitem__)
-    assert result.messages.recall >= 42 / 50, result.false_negatives
+    assert result.messages.recall >= 41 / 50, result.false_negatives
     assert result.messages.precision >= 1.0, result.false_positives

@@ -25,7 +25,7 @@ _LAB_VALUE = re.compile(
     r"(?:[ \t]*(?:is|was|of|at|now|today|from|came back|back|has|ranged|down to|up to|dropped to"
     r"|rose to|fell to|=|:|-|~)(?![a-z])){0,3}"
     r"[ \t]*[<>]?[ ]?(?P<value>[0-9]{1,4}(?:\.[0-9]{1,2})?)"
-    r"(?:(?P<ratio>/[0-9]{2,3})|[ ]?(?:-|to)[ ]?[0-9]{1,4}(?:\.[0-9]{1,2})?)?(?![0-9/-]|\.[0-9])"
+    r"(?:(?P<ratio>/[0-9]{2,3})|[ ]?(?:-|to)[ ]?[0-9]{1,4}(?:\.[0-9]{1,2})?)?(?![0-9/-]|[.,][0-9])"
     r"(?:[ ]?(?P<unit>%|mg/dl|mmol/l|meq/l|g/dl|ng/ml|pg/ml|miu/l|uiu/ml|\u00b5iu/ml|u/l|iu/l|mmhg"
     r"|ml/min|mcg/dl|ng/dl|k/ul|events/hr)(?![a-z]))?"
 )

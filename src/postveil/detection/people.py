@@ -104,9 +104,10 @@ NAME_CELL = re.compile(rf" *(?:{_FULL}|{_INVERTED}) *")
 _TABLE_ROW = re.compile(r"[^\n\t]*\t[^\n]*")
 # A room or bed number followed by a patient's name, as ward notes and census lists
 # write it: "rm 12 - mrs okafor", "bed 4 (delgado)", "Room 7: Mr. Hale". Notes often
-# skip capitals, so the name may be lower case. It counts only after a courtesy title or
-# in brackets, because a bare word after a room number is more often a status or a use
-# ("room 3 free", "bed 2 clean").
+# skip capitals, so the name may be lower case. It is read only after a courtesy title
+# or in brackets, because a bare word after a room number is more often a status or a
+# use ("room 3 free", "bed 2 clean"). It is a weak cue: meeting rooms, hotel rooms and
+# kennels are written the same way ("Room 12 (Delgado)", "bed 1 (queen)").
 # The pattern reads from the end of a room_cue keyword hit ("rm", "room", "bed", "bay").
 NAME_AFTER_ROOM = re.compile(
     r" ?#? ?[0-9]{1,4}[A-Za-z]?(?: *[-:,] *| +)"
@@ -119,22 +120,23 @@ _ROOM_STATES = frozenset(
     "pending admit admitted discharge discharged transfer male female private semi "
     "window door left right".split()
 )
-# A line of a list that starts with a person's name and a colon or dash: "- Eli Vasquez:
-# peanut anaphylaxis, EpiPen". Like table rows, such lines count only when at least
-# _MIN_TABLE_ROWS of them carry health information, because one line could be a staff
-# entry ("Dana Hollis: diabetes educator").
+# A line of a list that starts with a person's name and a colon, dash or bracket: "-
+# Eli Vasquez: peanut anaphylaxis, EpiPen". Such lines count only when at least
+# _MIN_TABLE_ROWS of them carry health information, and only as a weak cue, because
+# staff directories, speaker lists and award lists look the same ("Leah Moreno:
+# diabetes educator").
 _LIST_ROW = rf"[ \t]*(?:[-*\u2022][ \t]+)?(?P<name>{_FULL}|{_INVERTED})[ \t]*(?:(?::|-|\u2013) |\()"
 _FIRST_LIST_ROW = re.compile(_LIST_ROW)
 # The other lines, found after their line break: a pattern that starts with a literal
 # character is searched much faster than one that starts with "^".
 _NEXT_LIST_ROW = re.compile("\n" + _LIST_ROW)
-# A name written "Surname, Given", in capitals as census and billing exports print it
-# ("ESPOSITO, GLORIA") or capitalised. Rows of a report count when at least
-# _MIN_TABLE_ROWS lines pair such a name with a diagnosis, procedure or NDC code
-# after it on the same line, in columns of spaces as well as tabs.
-CODED_ROW_NAME = re.compile(
-    rf"(?<![A-Za-z])(?P<name>[A-Z][A-Z'\-]+, ?[A-Z][A-Z'\-]+|{_INVERTED})(?![A-Za-z])"
-)
+# A name written "SURNAME, GIVEN" in capitals, as census and billing exports print it
+# ("ESPOSITO, GLORIA"). Rows of a report count when at least _MIN_TABLE_ROWS lines pair
+# such a name with a date and, after the name, a diagnosis, procedure or NDC code, in
+# columns of spaces as well as tabs. Capitalised "Screening, Colon Z12.11" is a coding
+# index entry and "Fairview, Oregon E11.9" a place, so the capitalised form is not read.
+CODED_ROW_NAME = re.compile(r"(?<![A-Za-z])(?P<name>[A-Z][A-Z'\-]+, ?[A-Z][A-Z'\-]+)(?![A-Za-z])")
+_ROW_DATE = re.compile(r"(?<![0-9])[0-9]{1,4}[-/.][0-9]{1,2}[-/.][0-9]{2,4}(?![0-9])")
 # A pasted table counts when at least this many rows pair a name cell with health
 # information in the same row. A single row could be a staff entry ("Dana Hollis<TAB>
 # diabetes educator").
@@ -332,7 +334,7 @@ def _candidates(state: _ScanState, span: tuple[int, int]) -> list[_Candidate]:
         group_name = "titled" if room.group("titled") else "bracketed"
         if room.group(group_name).lower() in _ROOM_STATES:
             continue
-        found.append((room.start(group_name), room.end(group_name), True, -1, 0))
+        found.append((room.start(group_name), room.end(group_name), False, -1, 0))
 
     for group, strong in (("name_cue", True), ("name_cue_weak", False)):
         for _, end in hits.spans.get(group, ()):
@@ -421,21 +423,21 @@ def find_list_rows(text: str, start: int = 0, end: int | None = None) -> list[re
 
 
 def _list_names(text: str, rows: list[re.Match[str]], evidence: list[int]) -> list[_Candidate]:
-    """Return the names of list lines whose rest of line contains a health finding, or
-    nothing when fewer than _MIN_TABLE_ROWS lines do."""
+    """Return the names of list lines whose rest of line contains a health finding, as
+    weak candidates, or nothing when fewer than _MIN_TABLE_ROWS lines do."""
     names: list[_Candidate] = []
     for row in rows:
         line_end = text.find("\n", row.end())
         if line_end < 0:
             line_end = len(text)
         if _within(evidence, row.end(), line_end):
-            names.append((row.start("name"), row.end("name"), True, -1, 0))
+            names.append((row.start("name"), row.end("name"), False, -1, 0))
     return names if len(names) >= _MIN_TABLE_ROWS else []
 
 
 def _coded_row_names(text: str, span: tuple[int, int], codes: list[int]) -> list[_Candidate]:
-    """Return the first "Surname, Given" name of each line that has a code finding after
-    it, or nothing when fewer than _MIN_TABLE_ROWS lines do."""
+    """Return the first "SURNAME, GIVEN" name of each line that has a date and a code
+    finding after the name, or nothing when fewer than _MIN_TABLE_ROWS lines do."""
     names: list[_Candidate] = []
     last_line_end = -1
     for match in CODED_ROW_NAME.finditer(text, *span):
@@ -444,7 +446,8 @@ def _coded_row_names(text: str, span: tuple[int, int], codes: list[int]) -> list
         line_end = text.find("\n", match.end())
         if line_end < 0:
             line_end = len(text)
-        if _within(codes, match.end(), line_end):
+        line_start = text.rfind("\n", 0, match.start()) + 1
+        if _within(codes, match.end(), line_end) and _ROW_DATE.search(text, line_start, line_end):
             names.append((match.start("name"), match.end("name"), True, -1, 0))
             last_line_end = line_end
     return names if len(names) >= _MIN_TABLE_ROWS else []

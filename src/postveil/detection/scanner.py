@@ -173,11 +173,12 @@ _NOT_NAMES = frozenset(
 _RECIPIENT_PHRASES: tuple[tuple[re.Pattern[str], float], ...] = (
     (
         re.compile(
-            r"\byour (?:recent |latest |new )?(?:[a-z0-9/-]+ ){0,2}(?:lab|laboratory|blood|blood test|"
-            r"blood work|pathology|biopsy|imaging|x-ray|mri|ct|ct scan|mammogram|screening|"
-            r"covid(?:-19)?|pap|a1c|cholesterol|std|hiv|genetic|dna|ultrasound|ecg|ekg|echo|"
-            r"pregnancy|urine|stool|allergy|sleep study|psa|thyroid|culture|bone density|dexa|"
-            r"panel) (?:test )?results?(?: [^.\n]{1,60}?)? (?:are|is|have|has) (?:now )?"
+            r"\byour (?:recent |latest |new )?(?:(?:[a-z0-9/-]+ ){0,2}(?:lab|laboratory|blood|"
+            r"blood test|blood work|pathology|biopsy|mri|ct|ct scan|mammogram|covid(?:-19)?|pap|"
+            r"a1c|cholesterol|std|hiv|genetic|dna|ultrasound|ecg|ekg|echo|pregnancy|stool|"
+            r"allergy|sleep study|psa|thyroid|bone density|dexa|cancer panel|lipid panel|"
+            r"metabolic panel|genetic panel)|imaging|x-ray|screening|urine|culture)"
+            r" (?:test )?results?(?: [^.\n]{1,60}?)? (?:are|is|have|has) (?:now )?"
             r"(?:been )?(?:ready|available|in|back|posted|released|abnormal|normal|complete|"
             r"completed|final|finalized|finalised)"
         ),
@@ -193,14 +194,29 @@ _RECIPIENT_PHRASES: tuple[tuple[re.Pattern[str], float], ...] = (
     ),
     # A result stated as a finding: "your COVID-19 PCR test result: NEGATIVE", "your
     # pregnancy test was positive". Build and CI mail reports passed or failed instead.
+    # The test is a health test by its own name (swab, biopsy, titer) or by a health
+    # word before a general one ("your HIV screening test").
     (
         re.compile(
-            r"\byour (?:[a-z0-9/-]+ ){0,3}(?:test|screen|screening|swab|culture|biopsy|pcr|titer|"
-            r"titre|antibody|antibodies|panel)"
+            r"\byour (?:(?:[a-z0-9/-]+ ){0,3}(?:swab|biopsy|pcr|titer|titre|antibody|antibodies|"
+            r"pap smear)|(?:[a-z0-9/-]+ ){0,2}(?:hiv|std|sti|covid(?:-19)?|hepatitis|hep|strep|"
+            r"pregnancy|tb|tuberculosis|flu|influenza|rsv|pap|hpv|genetic|dna|pcr|chlamydia|"
+            r"gonorrhea|syphilis|lyme|blood|urine|stool|cancer)(?: [a-z0-9/-]+){0,2} "
+            r"(?:test|screen|screening|culture|panel))"
             r"(?: results?)?\b[^.\n]{0,25}?(?:\b(?:is|was|were|came back|returned)\b|:) ?(?:now )?"
             r"(?:negative|positive|not detected|abnormal|reactive|non-reactive|nonreactive)\b"
         ),
         1.0,
+    ),
+    # The same with a test word that other trades use too ("your well water test came
+    # back negative for coliform"), so a health word has to add the other half.
+    (
+        re.compile(
+            r"\byour (?:[a-z0-9/-]+ ){0,3}(?:test|screen|screening|culture|panel)"
+            r"(?: results?)?\b[^.\n]{0,25}?(?:\b(?:is|was|were|came back|returned)\b|:) ?(?:now )?"
+            r"(?:negative|positive|not detected|abnormal|reactive|non-reactive|nonreactive)\b"
+        ),
+        0.5,
     ),
     (
         re.compile(
@@ -275,29 +291,13 @@ _RECIPIENT_PHRASES: tuple[tuple[re.Pattern[str], float], ...] = (
         ),
         0.5,
     ),
-    # A clinician's review of the recipient's own tests.
+    # A clinician's review of the recipient's own tests. Chemistry teachers review lab
+    # work too, so a health word has to add the other half.
     (
         re.compile(
-            r"\b(?:reviewed|received|looked at|went over|gone over) your (?:recent |latest )?"
-            r"(?:lab work|labwork|labs|lab results|bloodwork|blood work|blood tests?|"
+            r"\b(?:reviewed|looked at|went over|gone over) your (?:recent |latest )?"
+            r"(?:lab work|labwork|lab results|bloodwork|blood work|blood tests?|"
             r"blood test results)\b"
-        ),
-        1.0,
-    ),
-    # Results handed to the recipient. Quizzes and surveys have results too, so a
-    # health word has to add the other half.
-    (
-        re.compile(
-            r"\b(?:here (?:are|is)|attached (?:are|is)|below (?:are|is)) your "
-            r"(?:[a-z0-9-]+ ){0,2}results?\b"
-        ),
-        0.5,
-    ),
-    # A portal's notice of a new result, without the word "your".
-    (
-        re.compile(
-            r"\b(?:test|lab) results? (?:is|are|has been|have been) (?:now )?"
-            r"(?:available|ready|posted|released) (?:for you|to view|in your)\b"
         ),
         0.5,
     ),
@@ -426,6 +426,15 @@ _CLINICAL_GROUPS = frozenset(
 # ICD-10-CM code needs no keyword ("claim for Peter Okafor with E78.5"), so it alone
 # can tie a name to health information.
 _CODE_CATEGORIES = frozenset({"diagnosis_code", "procedure_code", "ndc"})
+
+# A capitalised name after "Dr.", which a street suffix is not followed by.
+_NAME_AFTER_TITLE = re.compile(r" ?[A-Z][a-z]")
+_WORD_BEFORE = re.compile(r"([a-z]+)[ -]$")
+# Clinics of other trades, which are no place of care.
+_OTHER_CLINICS = frozenset(
+    "writing law legal tax vet veterinary pet tutoring coding career resume bike golf "
+    "tennis soccer basketball football sports ski math reading repair computer it".split()
+)
 
 # Characters searched around a recipient-phrase anchor word.
 _PHRASE_BEFORE = 100
@@ -876,6 +885,8 @@ class TextScanner:
                     continue
                 kept.append((start, end))
             for start, end in kept:
+                if group == "care_setting" and not _is_care_setting(state, start, end):
+                    continue
                 state.add(group, start, end, 0.6)
 
     def _scan_recipient_phrases(self, state: _ScanState) -> None:
@@ -890,7 +901,10 @@ class TextScanner:
         # exam" rarely has them.
         you_keys = state.hits.starts("recipient_key")
         other_keys = state.hits.starts("recipient_other_key")
-        if not you_keys and not other_keys:
+        if not you_keys and not any(
+            _any_between(anchors, key - _PHRASE_AFTER + 1, key + _PHRASE_BEFORE + 1)
+            for key in other_keys
+        ):
             return
         # Merge the windows around anchors so that each character is searched once.
         windows: list[list[int]] = []
@@ -1027,6 +1041,19 @@ def _is_resident_patient(text: str, match: re.Match[str]) -> bool:
     if is_clinician(text, start, end):
         return False
     return _TRAINEE_AFTER.match(text, end, end + 12) is None
+
+
+def _is_care_setting(state: _ScanState, start: int, end: int) -> bool:
+    """Return whether a care_setting keyword hit names a place or person of care:
+    not "Dr." as a street suffix ("4410 Medical Center Dr.") and not a clinic of
+    another trade ("writing clinic", "law clinic")."""
+    word = state.lowered[start:end]
+    if word == "dr.":
+        return _NAME_AFTER_TITLE.match(state.text, end) is not None
+    if word == "clinic":
+        before = _WORD_BEFORE.search(state.lowered, max(0, start - 20), start)
+        return before is None or before.group(1) not in _OTHER_CLINICS
+    return True
 
 
 def _any_between(positions: list[int], start: int, end: int) -> bool:
