@@ -327,6 +327,8 @@ SUBJECT_CASES = [
     ("sentence", "Lunch is served in the atrium today", False),
     ("opener word", "Re: Thursday Update", False),
     ("title-case event", "Re: Grand Rounds", False),
+    ("column heading", "Coding Corner: five unspecified codes to stop using", False),
+    ("titled name and colon", "Mr. Varga: labs", True),
 ]
 
 

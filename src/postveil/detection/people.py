@@ -154,11 +154,14 @@ _SUBJECT_TOPICS = (
 # A Subject that is a name, after any reply or forward prefixes and an optional care
 # topic, optionally followed by a short description: "Re: John Smith", "FW:
 # Pemberton, Gail", "Mr. Lee - labs", "Intake - Dana Hollis".
+# A colon after two capitalised words is more often a column's heading than a name
+# ("Coding Corner: five codes to stop using", "Clinical Pearls: SGLT2 inhibitors"), so
+# only a titled name takes one.
 SUBJECT_NAME = re.compile(
     rf" *(?:(?i:re|fw|fwd|aw|tr) *: *)*"
     rf"(?:(?i:{_SUBJECT_TOPICS})(?![A-Za-z])[^\n:-]{{0,30}}? *[-:] *)?"
-    rf"(?:{_HONORIFIC} +(?P<titled>(?:{_WORD} +)?{_WORD})|(?P<name>{_FULL}|{_INVERTED}))"
-    r"(?: *(?:[-:,(/][^\n]{0,40})?)? *"
+    rf"(?:{_HONORIFIC} +(?P<titled>(?:{_WORD} +)?{_WORD})(?: *(?:[-:,(/][^\n]{{0,40}})?)?"
+    rf"|(?P<name>{_FULL}|{_INVERTED})(?: *(?:[-,(/][^\n]{{0,40}})?)?) *"
 )
 # Credentials after a name mark a clinician or another professional, not a patient.
 CREDENTIAL_AFTER = re.compile(
