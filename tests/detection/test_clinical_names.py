@@ -217,6 +217,24 @@ NAME_CASES = [
         {"patient_name"},
     ),
     (
+        "honorific and a drug someone is on",
+        "Dr. H - see below from Mrs. Abernathy. She's on amoxicillin since Friday.",
+        {"patient_name"},
+        set(),
+    ),
+    (
+        "honorific and a drug someone takes",
+        "Mr. Quinlan has an extraction on the 14th. He also takes warfarin.",
+        {"patient_name"},
+        set(),
+    ),
+    (
+        "honorific and patients on a drug",
+        "Ms. Fielding will bring samples; many of our patients are on Ozempic.",
+        set(),
+        {"patient_name"},
+    ),
+    (
         "one list row",
         "Speakers:\n - Dana Hollis: diabetes educator\n - Sam Reyes: welcome\n",
         set(),

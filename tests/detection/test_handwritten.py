@@ -1,9 +1,8 @@
 """The hand-written held-out set: 40 sensitive and 40 ordinary messages.
 
 Figures when these assertions were written: precision 1.0 (no false positive) and
-recall 0.95 (38 of 40). The misses are a dentist's note that names "Mr. Quinlan" with
-a valve, amoxicillin and warfarin, and a therapist's "Following up on Jordan Mbeki"
-with suicidal ideation and sertraline; neither has a lab value or clinical shorthand
+recall 0.975 (39 of 40). The miss is a therapist's "Following up on Jordan Mbeki"
+with suicidal ideation and sertraline, which has no lab value or clinical shorthand
 to tie the name to them. Before the rules for unlabelled names, lab values and
 clinical shorthand, the same set gave precision 1.0 and recall 0.25. The assertions
 leave one message of margin each way.
@@ -48,7 +47,7 @@ def test_handwritten_precision_and_recall(
         verdict = detector.scan_message((HANDWRITTEN / name).read_bytes())
         verdicts[name] = (verdict.sensitive, verdict.categories)
     result = evaluate(labels, verdicts.__getitem__)
-    assert result.messages.recall >= 0.925, result.false_negatives
+    assert result.messages.recall >= 0.95, result.false_negatives
     assert result.messages.precision >= 0.97, result.false_positives
 
 

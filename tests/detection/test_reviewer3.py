@@ -5,7 +5,7 @@ It was measured before any rule was changed for it: precision 0.974 and recall 0
 (37 of 50). The rules were then changed for the shapes of mail it showed they missed,
 so the set is no longer held out. The assertions are the figures after those changes
 and a precision check, with no margin:
-precision 1.0 and recall 0.84 (42 of 50). docs/detection.md lists the misses.
+precision 1.0 and recall 0.86 (43 of 50). docs/detection.md lists the misses.
 """
 
 from __future__ import annotations
@@ -43,5 +43,5 @@ def test_reviewer3_precision_and_recall(
         verdict = detector.scan_message((REVIEWER3 / name).read_bytes())
         verdicts[name] = (verdict.sensitive, verdict.categories)
     result = evaluate(labels, verdicts.__getitem__)
-    assert result.messages.recall >= 42 / 50, result.false_negatives
+    assert result.messages.recall >= 43 / 50, result.false_negatives
     assert result.messages.precision >= 1.0, result.false_positives

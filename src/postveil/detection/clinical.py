@@ -73,6 +73,32 @@ def scan_clinical_cues(state: _ScanState) -> None:
     state.ties.extend(start for start, _ in spans)
 
 
+# Words right before a drug that say one person takes it: "she's on amoxicillin", "he
+# takes warfarin", "was started on metformin". "are on" and "using" are left out,
+# because staff mail writes "many of our patients are on Ozempic" and "we are using
+# heparin flushes". Read in the lower-cased text, ending where the drug's keyword starts.
+_TAKES_BEFORE = re.compile(
+    r"(?:\b(?:is|was|'s|\u2019s|been|still|remains|started|restarted)\s+on|"
+    r"\b(?:takes|taking|took))\s+(?:his\s+|her\s+|their\s+)?$"
+)
+# Characters before a drug searched for those words.
+_TAKES_REACH = 24
+
+
+def scan_medication_ties(state: _ScanState) -> None:
+    """Record a tie, and one ``clinical_context``, for every drug that the text says
+    someone takes. Drug marketing names drugs too, but seldom says who is on them."""
+    lowered = state.lowered
+    found = False
+    for start, _ in state.hits.spans.get("medication", ()):
+        if _TAKES_BEFORE.search(lowered, max(0, start - _TAKES_REACH), start) is None:
+            continue
+        if not found:
+            state.add("clinical_context", start, start, 0.5)
+            found = True
+        state.ties.append(start)
+
+
 def scan_short_lab_values(state: _ScanState, span: tuple[int, int]) -> None:
     """Add a ``lab_result`` for every short test name with a unit-bearing value
     ("BP 168/94", "EF 35%", "ALT 88 U/L") inside ``span``."""

@@ -19,6 +19,7 @@ from postveil.detection import validators as v
 from postveil.detection.clinical import (
     scan_clinical_cues,
     scan_lab_values,
+    scan_medication_ties,
     scan_short_lab_values,
 )
 from postveil.detection.keywords import MAX_HITS, KeywordHits, KeywordMatcher, lower_same_length
@@ -845,6 +846,8 @@ class TextScanner:
             scan_lab_values(state)
         if "clinical_cue" in groups:
             scan_clinical_cues(state)
+        if "medication" in groups:
+            scan_medication_ties(state)
         # Short test names and patients' names are looked for only around the health
         # findings, and only in texts that could name a patient without a label. Such a
         # text has a cue word, a courtesy title, "pt", a pasted table, or clinical
