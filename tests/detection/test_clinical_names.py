@@ -235,6 +235,12 @@ NAME_CASES = [
         {"patient_name"},
     ),
     (
+        "inverted name with age and sex",
+        "512 Pruitt, Lavinia 34F - DKA, insulin gtt, K 3.4 mmol/L, BMP q4h",
+        {"patient_name"},
+        set(),
+    ),
+    (
         "one list row",
         "Speakers:\n - Dana Hollis: diabetes educator\n - Sam Reyes: welcome\n",
         set(),

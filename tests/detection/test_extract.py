@@ -89,6 +89,33 @@ def test_html_table_cells_do_not_join() -> None:
     assert not any("41111111" in text for text in texts)
 
 
+def test_html_table_row_is_one_line() -> None:
+    msg = message("x")
+    msg.add_alternative(
+        "<table><tr><th>Bed</th><th>Patient</th></tr>"
+        "<tr><td>6W-11</td><td>Lockridge, Amos</td><td>67 M</td></tr></table>",
+        subtype="html",
+    )
+    texts = extract_message(msg.as_bytes(policy=SMTP)).texts
+    assert any("6W-11 \tLockridge, Amos \t67 M " in text for text in texts)
+    assert any("Bed \tPatient " in text for text in texts)
+
+
+def test_html_census_table_is_sensitive(detector: Detector) -> None:
+    msg = message("x")
+    rows = "".join(
+        f"<tr><td>6W-{bed}</td><td>{name}</td><td>{age}</td><td>{dx}</td></tr>"
+        for bed, name, age, dx in (
+            (11, "Lockridge, Amos", "67 M", "Sepsis, UTI source"),
+            (12, "Fenwick-Arles, Mina", "45 F", "C. difficile colitis"),
+        )
+    )
+    msg.add_alternative(f"<table>{rows}</table>", subtype="html")
+    verdict = detector.scan_message(msg.as_bytes(policy=SMTP))
+    assert verdict.sensitive
+    assert verdict.categories.get("patient_name") == 2
+
+
 def test_nested_rfc822(detector: Detector) -> None:
     inner = message(PHI, subject="Original")
     outer = message("FYI, see below.", subject="Fwd: Original")

@@ -354,28 +354,41 @@ def _decode_bytes(data: bytes, charset: str) -> str:
 
 
 class _TextCollector(HTMLParser):
+    """Collect the visible text, one block element per line. A table row becomes one
+    line with its cells separated by tabs, as a pasted spreadsheet row is, so the rules
+    for table rows read EHR reports sent as HTML ("6W-11<TAB>Lockridge, Amos<TAB>67 M")."""
+
     _SKIP = frozenset({"script", "style", "head", "title"})
-    _BREAKS = frozenset(
-        {"br", "p", "div", "tr", "li", "h1", "h2", "h3", "h4", "h5", "h6", "table", "td", "th"}
-    )
+    _BREAKS = frozenset({"br", "p", "div", "tr", "li", "h1", "h2", "h3", "h4", "h5", "h6", "table"})
 
     def __init__(self) -> None:
         super().__init__(convert_charrefs=True)
         self.pieces: list[str] = []
         self._skipping = 0
+        self._cells_in_row = 0
 
     def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
         if tag in self._SKIP:
             self._skipping += 1
+        elif tag in ("td", "th"):
+            # A tab between cells keeps them separate words, so neighbouring numbers
+            # never join into one.
+            if self._cells_in_row:
+                self.pieces.append("\t")
+            self._cells_in_row += 1
         elif tag in self._BREAKS:
             self.pieces.append("\n")
+            if tag in ("tr", "table"):
+                self._cells_in_row = 0
 
     def handle_endtag(self, tag: str) -> None:
         if tag in self._SKIP and self._skipping:
             self._skipping -= 1
         elif tag in ("td", "th"):
-            # Table cells stay separate words so neighbouring numbers never join.
-            self.pieces.append(" \n")
+            self.pieces.append(" ")
+        elif tag in ("tr", "table"):
+            self.pieces.append("\n")
+            self._cells_in_row = 0
 
     def handle_data(self, data: str) -> None:
         if not self._skipping:

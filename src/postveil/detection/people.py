@@ -89,9 +89,10 @@ NAME_BEFORE_CUE = re.compile(rf"(?<![A-Za-z])(?P<name>{_FULL})(?: *\([^()\n]{{1,
 # 2.2.2026").
 _DATE_AFTER = re.compile(r" *:? *[0-9]{1,4}[-/.][0-9]{1,2}")
 _SERVICE_DATE_CUES = ("dos", "date of service")
-# An age and sex written after a name: "62 yo", "54M", "49F", "71-year-old".
+# An age and sex written after a name: "62 yo", "54M", "49F", "71-year-old", also after
+# "Surname, Given" as sign-out lists write it ("512 Pruitt, Lavinia 34F - DKA").
 AGE_SEX = re.compile(r"[0-9]{1,3} ?(?:yo|y/o|y\.o\.|-year-old|[MF])(?![A-Za-z])")
-NAME_BEFORE_AGE = re.compile(rf"(?<![A-Za-z])(?P<name>{_FULL}),? *\(? *$")
+NAME_BEFORE_AGE = re.compile(rf"(?<![A-Za-z])(?P<name>{_FULL}|{_INVERTED}),? *\(? *$")
 # After "pt" or "patient": a surname alone ("pt Delgado seen today"), or after an
 # initial ("pt J. Alvarez"). Two-word names and "Surname, Given" after these words
 # are found by the labelled patient-name rule.
