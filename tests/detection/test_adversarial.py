@@ -4,7 +4,7 @@ A reviewer who had read the rules wrote these 68 messages to make the detector
 report ordinary mail as sensitive. They hold meeting rooms named after people, staff
 lists, coding index rows, school mail about a named child, law and writing clinics,
 well water tests and similar. None of them is PHI. On the rules of that time 58 were
-reported sensitive. After the rules were tightened, 10 still are, all through rules
+reported sensitive. After the rules were tightened, 8 still are, all through rules
 older than that day (docs/detection.md, "Precision check against the new rules").
 The assertion is that figure, with no margin, so a looser rule fails here.
 """
@@ -19,7 +19,7 @@ import pytest
 from postveil.detection import Detector
 
 ADVERSARIAL = Path(__file__).parent / "adversarial"
-KNOWN_FALSE_POSITIVES = 10
+KNOWN_FALSE_POSITIVES = 8
 
 
 @pytest.fixture(scope="module")

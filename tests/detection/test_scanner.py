@@ -304,6 +304,12 @@ VERDICT_CASES = [
         "none",
     ),
     (
+        "street named after a medical center",
+        "Your service appointment is confirmed at 4410 Medical Center Dr., bay 3.",
+        False,
+        "none",
+    ),
+    (
         "writing clinic is no care setting",
         "This is a reminder of your upcoming appointment at the writing clinic.",
         False,

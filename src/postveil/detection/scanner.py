@@ -431,6 +431,11 @@ _CODE_CATEGORIES = frozenset({"diagnosis_code", "procedure_code", "ndc"})
 # A capitalised name after "Dr.", which a street suffix is not followed by.
 _NAME_AFTER_TITLE = re.compile(r" ?[A-Z][a-z]")
 _WORD_BEFORE = re.compile(r"([a-z]+)[ -]$")
+# A street type after a care setting's name makes it an address ("Medical Center Dr.").
+_STREET_AFTER = re.compile(
+    r"\s+(?:dr|drive|rd|road|st|street|ave|avenue|blvd|boulevard|way|pkwy|parkway|plaza|ln|"
+    r"lane|ct|court|pl|place|cir|circle)\b"
+)
 # Clinics of other trades, which are no place of care.
 _OTHER_CLINICS = frozenset(
     "writing law legal tax vet veterinary pet tutoring coding career resume bike golf "
@@ -1048,11 +1053,14 @@ def _is_resident_patient(text: str, match: re.Match[str]) -> bool:
 
 def _is_care_setting(state: _ScanState, start: int, end: int) -> bool:
     """Return whether a care_setting keyword hit names a place or person of care:
-    not "Dr." as a street suffix ("4410 Medical Center Dr.") and not a clinic of
-    another trade ("writing clinic", "law clinic")."""
+    not "Dr." as a street suffix ("4410 Medical Center Dr."), not a street named after
+    a care setting ("Medical Center Dr.", "Hospital Rd"), and not a clinic of another
+    trade ("writing clinic", "law clinic")."""
     word = state.lowered[start:end]
     if word == "dr.":
         return _NAME_AFTER_TITLE.match(state.text, end) is not None
+    if _STREET_AFTER.match(state.lowered, end) is not None:
+        return False
     if word == "clinic":
         before = _WORD_BEFORE.search(state.lowered, max(0, start - 20), start)
         return before is None or before.group(1) not in _OTHER_CLINICS
