@@ -24,6 +24,14 @@ from tests.milter.test_tls_hold import SENDER, domain_command, remove_from_queue
 pytestmark = pytest.mark.postfix
 
 
+def phi_message(recipient: str) -> bytes:
+    """Return a message to ``recipient`` whose planted SSN must never reach a sink."""
+    return (
+        f"From: <{SENDER}>\r\nTo: <{recipient}>\r\nSubject: Results\r\n\r\n"
+        f"Patient {planted.PATIENT_NAME}, {planted.MRN}, SSN {planted.SSN}.\r\n"
+    ).encode()
+
+
 def send_raw(postfix: PrivatePostfix, message: bytes, rcpt_argument: str) -> tuple[int, str]:
     """Send ``message`` with ``RCPT TO:<rcpt_argument>`` exactly as written, because
     smtplib's own quoting would normalize the address. Returns the reply to DATA."""
@@ -112,10 +120,7 @@ def test_rewrite_escape(
     queue_id = ""
     try:
         domain_command(config_path, "set", seen.name, "--tls", "encrypt")
-        message = (
-            f"From: <{SENDER}>\r\nTo: <patient@{seen.name}>\r\nSubject: Results\r\n\r\n"
-            f"Patient {planted.PATIENT_NAME}, {planted.MRN}, SSN {planted.SSN}.\r\n"
-        ).encode()
+        message = phi_message(f"patient@{seen.name}")
         code, reply = send_raw(postfix, message, rcpt)
         # A temporary failure keeps the mail in the client's hands, which is safe.
         if code == 250:
@@ -154,10 +159,7 @@ def test_cleanup_override_in_master_cf(world: World, postfix: PrivatePostfix) ->
     queue_id = ""
     try:
         domain_command(config_path, "set", seen.name, "--tls", "encrypt")
-        message = (
-            f"From: <{SENDER}>\r\nTo: <{recipient}>\r\nSubject: Results\r\n\r\n"
-            f"Patient {planted.PATIENT_NAME}, {planted.MRN}, SSN {planted.SSN}.\r\n"
-        ).encode()
+        message = phi_message(recipient)
         result = postfix.send(message, SENDER, [recipient])
         queue_id = result.queue_id or ""
         # The milter rejects the message when no method but tls could take it.

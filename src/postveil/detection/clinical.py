@@ -73,8 +73,8 @@ def scan_clinical_cues(state: _ScanState) -> None:
     state.ties.extend(start for start, _ in spans)
 
 
-# Words right before a drug that say one person takes it: "she's on amoxicillin", "he
-# takes warfarin", "was started on metformin". "are on" and "using" are left out,
+# Words right before a drug that tell that one person takes it: "she's on amoxicillin",
+# "he takes warfarin", "was started on metformin". "are on" and "using" are left out,
 # because staff mail writes "many of our patients are on Ozempic" and "we are using
 # heparin flushes". Read in the lower-cased text, ending where the drug's keyword starts.
 _TAKES_BEFORE = re.compile(
@@ -86,8 +86,8 @@ _TAKES_REACH = 24
 
 
 def scan_medication_ties(state: _ScanState) -> None:
-    """Record a tie, and one ``clinical_context``, for every drug that the text says
-    someone takes. Drug marketing names drugs too, but seldom says who is on them."""
+    """Record a tie, and one ``clinical_context``, for every drug that the text reports
+    someone as taking. Drug marketing names drugs too, but seldom whom they are for."""
     lowered = state.lowered
     found = False
     for start, _ in state.hits.spans.get("medication", ()):

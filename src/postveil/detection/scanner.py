@@ -328,6 +328,11 @@ _RECIPIENT_PHRASES: tuple[tuple[re.Pattern[str], float], ...] = (
 )
 
 
+_NOT_SENTENCE_END = r"[^.\n]"
+# A line break that does not start a blank line, which ends a paragraph.
+_LINE_BREAK = r"\r?\n(?![ \t]*\r?\n)"
+
+
 def _across_line_breaks(pattern: str) -> str:
     r"""Return ``pattern`` with each space, and each ``[^.\n]``, also matching a line
     break that does not end a paragraph. ``[^.\n]`` no longer matches a lone "\r".
@@ -369,9 +374,8 @@ def _across_line_breaks(pattern: str) -> str:
     return "".join(pieces)
 
 
-_NOT_SENTENCE_END = r"[^.\n]"
-# A line break that does not start a blank line, which ends a paragraph.
-_LINE_BREAK = r"\r?\n(?![ \t]*\r?\n)"
+# The phrases above are written with single spaces, for reading. The scanner uses them
+# with line breaks allowed where the spaces are.
 _RECIPIENT_PHRASES = tuple(
     (re.compile(_across_line_breaks(pattern.pattern)), weight)
     for pattern, weight in _RECIPIENT_PHRASES
