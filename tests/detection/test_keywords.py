@@ -45,8 +45,9 @@ def reference(groups: dict[str, list[str]], text: str) -> tuple[dict[str, list[t
             key = normalise_keyword(word)
             if key:
                 by_word.setdefault(key, set()).add(group)
-    # The automaton reads U+2019 as an apostrophe, and the replacement keeps offsets.
-    folded = text.replace("\u2019", "'")
+    # The automaton reads U+2019 as an apostrophe and a line break as a space (so a
+    # keyword continues across a wrapped line), and the replacements keep offsets.
+    folded = text.replace("\u2019", "'").replace("\n", " ")
     found: list[tuple[int, int, str]] = []
     for key, key_groups in by_word.items():
         start = folded.find(key)
@@ -113,6 +114,9 @@ def test_long_text_searched_without_the_gil_matches_reference() -> None:
         ("lic 44", {"drivers_license": [(0, 3)]}),
         ("the patient_", {}),
         ("Résumé", {}),
+        # A keyword continues across one line break, not across a paragraph break.
+        ("his member\nid is", {"member_id": [(4, 13)]}),
+        ("his member\n\nid is", {}),
     ],
 )
 def test_whole_words_only(text: str, expected: dict[str, list[tuple[int, int]]]) -> None:

@@ -250,6 +250,13 @@ Automaton_new(PyTypeObject *type, PyObject *args, PyObject *kwargs)
         goto too_large;
     }
 
+    /* A keyword of several words also matches where a single line break stands for
+     * one of its spaces, as in "member\nID" from a wrapped line. A paragraph break
+     * reads as two spaces and still ends the match. */
+    if (self->ascii_symbol[' '] != 0) {
+        self->ascii_symbol['\n'] = self->ascii_symbol[' '];
+    }
+
     /* Second pass: the trie. */
     Py_ssize_t max_states = total_chars + 1;
     int32_t symbols = self->symbols;
