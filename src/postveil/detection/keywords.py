@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import bisect
 import os
+import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from importlib import resources
@@ -36,17 +37,79 @@ except ModuleNotFoundError as error:
 
 
 def load_builtin_keywords() -> dict[str, list[str]]:
-    """Read data/context.yaml and data/health.yaml into {group: [keyword, ...]}."""
+    """Read data/context.yaml and data/health.yaml into {group: [keyword, ...]}.
+
+    The health words are written in American spelling; each also matches in British
+    spelling ("haemoglobin", "oedema", "paediatric"), see ``british_spellings``.
+    """
     groups: dict[str, list[str]] = {}
     data_dir = resources.files("postveil.detection") / "data"
     for name in ("context.yaml", "health.yaml"):
         loaded = yaml.safe_load((data_dir / name).read_text(encoding="utf-8"))
         for group, words in loaded.items():
-            groups.setdefault(group, []).extend(str(word) for word in words)
+            words = [str(word) for word in words]
+            if name == "health.yaml":
+                words += [variant for word in words for variant in british_spellings(word)]
+            groups.setdefault(group, []).extend(words)
     unknown = set(groups) - KEYWORD_GROUPS
     if unknown:
         raise ValueError(f"keyword data names unknown groups: {sorted(unknown)}")
     return groups
+
+
+# American spellings of medical word parts and their British forms. Each pattern
+# applies only where it is written: at the start of a word (^), inside one, or at its
+# end ($), so "hem" changes "hemoglobin" but not "them".
+_BRITISH = tuple(
+    (re.compile(pattern), replacement)
+    for pattern, replacement in (
+        (r"\bhem(?=[aoi])", "haem"),  # hemoglobin, hematology, hemorrhage
+        # anemia, leukemia, ischemic, hyperlipidemia, septicemia, uremia, hypokalemia,
+        # hyponatremia, toxemia, viremia, bacteremia, hypocalcemia, hypoxemia; not
+        # "academic", "epidemic" or "systemic".
+        (
+            (
+                r"(?:(?<=\ban)|(?<=leuk)|(?<=isch)|(?<=lipid)|(?<=ptic)|(?<=\bur)|(?<=kal)|(?<=natr)"
+                r"|(?<=tox)|(?<=vir)|(?<=ter)|(?<=lc)|(?<=ox))emi(?=as?\b|c\b)"
+            ),
+            "aemi",
+        ),
+        (r"glycem", "glycaem"),  # glycemic control
+        (r"\bedema", "oedema"),
+        (r"\besophag", "oesophag"),
+        (r"\bestrogen", "oestrogen"),
+        (r"\bfet(?=al\b|us\b)", "foet"),
+        (r"\bped(?=iatric)", "paed"),
+        (r"orthoped", "orthopaed"),
+        (r"gynec", "gynaec"),
+        (r"\banesthe", "anaesthe"),
+        (r"\bcesarean", "caesarean"),
+        (r"\bceliac", "coeliac"),
+        (r"(?<=[a-z])(?:rrhea|pnea)\b", None),  # diarrhea, dyspnea, apnea: see below
+        (r"tumor", "tumour"),
+        (r"\bcenter\b", "centre"),
+        (r"counseling", "counselling"),
+        (r"counselor", "counsellor"),
+        (r"behavior", "behaviour"),
+        (r"(?<=[a-z]{3})iz(?=e\b|ed\b|ation\b)", "is"),  # hospitalized, immunization
+    )
+)
+
+
+def british_spellings(word: str) -> list[str]:
+    """Return the British spellings of an American-spelled health keyword, if any.
+
+    >>> british_spellings("hemoglobin a1c")
+    ['haemoglobin a1c']
+    """
+    variant = word.lower()
+    for pattern, replacement in _BRITISH:
+        if replacement is None:
+            # "rrhea" and "pnea" take an o before the final "ea": diarrhoea, dyspnoea.
+            variant = pattern.sub(lambda match: match.group(0)[:-2] + "oea", variant)
+        else:
+            variant = pattern.sub(replacement, variant)
+    return [variant] if variant != word.lower() else []
 
 
 def lower_same_length(text: str) -> str:
