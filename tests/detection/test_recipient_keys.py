@@ -105,7 +105,9 @@ def _texts() -> list[str]:
     return texts
 
 
-def test_same_phrases_as_a_search_of_every_window() -> None:
+def test_same_phrases_as_a_search_of_every_window(monkeypatch: pytest.MonkeyPatch) -> None:
+    # owncare.py adds recipient_health findings of its own, which no phrase matches.
+    monkeypatch.setattr(scanner, "scan_own_care", lambda state: None)
     texts = _texts()
     with_phrases = 0
     for text in texts:

@@ -2,7 +2,9 @@
 from collections.abc import Sequence
 
 class Automaton:
-    def __init__(self, entries: Sequence[tuple[str, tuple[int, ...]]], group_names: Sequence[str]) -> None: ...
+    def __init__(
+        self, entries: Sequence[tuple[str, tuple[int, ...]]], group_names: Sequence[str]
+    ) -> None: ...
     @property
     def states(self) -> int: ...
     def search(

@@ -99,6 +99,8 @@ KEYWORD_GROUPS = frozenset(
         "recipient_key",
         "recipient_other_key",
         "room_cue",
+        "third_person",
+        "veterinary",
         "condition",
         "medication",
         "procedure",

@@ -74,15 +74,21 @@ def scan_clinical_cues(state: _ScanState) -> None:
 
 
 # Words right before a drug that tell that one person takes it: "she's on amoxicillin",
-# "he takes warfarin", "was started on metformin". "are on" and "using" are left out,
+# "he takes warfarin", "was started on metformin", "started her on cefepime". "are on" and "using" are left out,
 # because staff mail writes "many of our patients are on Ozempic" and "we are using
 # heparin flushes". Read in the lower-cased text, ending where the drug's keyword starts.
 _TAKES_BEFORE = re.compile(
     r"(?:\b(?:is|was|'s|\u2019s|been|still|remains|started|restarted)\s+on|"
+    r"\b(?:started|restarted|put|kept|switched|continued)\s+(?:him|her|them)\s+on|"
     r"\b(?:takes|taking|took))\s+(?:his\s+|her\s+|their\s+)?$"
+    # A change to someone's dose, or a dose not taken: "we increased her morphine",
+    # "held his warfarin", "he refused his metoprolol".
+    r"|\b(?:increased|decreased|reduced|raised|lowered|stopped|held|doubled|halved|titrated"
+    r"|tapered|adjusted|refused|refuses|missed|misses|skipped|skips|forgot|forgets)\s+"
+    r"(?:his|her|their)\s+$"
 )
 # Characters before a drug searched for those words.
-_TAKES_REACH = 24
+_TAKES_REACH = 28
 
 
 def scan_medication_ties(state: _ScanState) -> None:

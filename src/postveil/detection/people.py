@@ -14,6 +14,8 @@ import bisect
 import re
 from typing import TYPE_CHECKING
 
+from postveil.detection.owncare import is_head, is_veterinary
+
 if TYPE_CHECKING:
     from postveil.detection.scanner import _ScanState
 
@@ -201,7 +203,11 @@ NOT_NAME_WORDS = frozenset(
     # Payers, which billing mail writes where a patient's name would go ("Blue Cross,
     # DOS 3/2/2026, CPT 99214").
     "blue shield medicare medicaid tricare aetna cigna humana anthem healthcare insurance "
-    "plan".split()
+    "plan "
+    # Ranks and titles before a name in fiction, history and games ("Admiral Tobias").
+    "admiral captain professor lady sir lord general colonel major sergeant father sister "
+    "brother saint king queen prince princess chef coach judge senator governor president "
+    "mayor uncle aunt".split()
 )
 
 
@@ -269,6 +275,11 @@ def scan_people(state: _ScanState, span: tuple[int, int]) -> None:
     """
     candidates = _candidates(state, span)
     text = state.text
+    evidence = sorted(
+        finding.start for finding in state.findings if finding.category in HEALTH_EVIDENCE
+    )
+    if _narrative_context(state, evidence):
+        candidates.extend(_narrative_names(state, evidence))
     has_table = "\t" in text
     list_rows = find_list_rows(text, *span)
     codes = sorted(
@@ -277,9 +288,6 @@ def scan_people(state: _ScanState, span: tuple[int, int]) -> None:
     has_rows = len(list_rows) >= _MIN_TABLE_ROWS or len(codes) >= _MIN_TABLE_ROWS
     if not candidates and not has_table and not has_rows:
         return
-    evidence = sorted(
-        finding.start for finding in state.findings if finding.category in HEALTH_EVIDENCE
-    )
     if has_table:
         candidates.extend(_table_names(text, span, evidence))
     if len(list_rows) >= _MIN_TABLE_ROWS:
@@ -372,12 +380,16 @@ def _candidates(state: _ScanState, span: tuple[int, int]) -> list[_Candidate]:
         if match is not None:
             found.append((match.start("name"), match.end("name"), False, -1, 0))
 
-    # Ages are looked for only in texts with clinical shorthand, lab values or a phrase
-    # after a name, where "Walter Brandt, 62 yo M" and "Ravi Chandran (54M) presented
-    # with" are written. The search stops at every digit, which costs more than the other
-    # steps together in number-dense mail.
+    # Ages are looked for only in texts with clinical shorthand, lab values, a phrase
+    # after a name or a bed or room, where "Walter Brandt, 62 yo M", "Ravi Chandran
+    # (54M) presented with" and "Bed 7 Tomas Reyes 54M" are written. The search stops
+    # at every digit, which costs more than the other steps together in number-dense
+    # mail.
     look_for_ages = (
-        state.ties or "name_cue_after" in hits.spans or "name_cue_after_weak" in hits.spans
+        state.ties
+        or "name_cue_after" in hits.spans
+        or "name_cue_after_weak" in hits.spans
+        or "room_cue" in hits.spans
     )
     ages = AGE_SEX.finditer(text, span_start, span_end) if look_for_ages else ()
     for age in ages:
@@ -386,6 +398,105 @@ def _candidates(state: _ScanState, span: tuple[int, int]) -> list[_Candidate]:
         if match is not None:
             found.append((match.start("name"), match.end("name"), True, -1, 0))
     return found
+
+
+# Before a health finding: words that make it a third person's ("his COPD flare", "her
+# morphine", "she's taking prazosin", "he had a fracture"). One word may stand between
+# "his" or "her" and the health word ("her breast biopsy").
+_THIRD_PERSON_BEFORE = re.compile(
+    r"\b(?:(?:his|her)\s+(?P<between>[a-z][a-z'\-]*\s+)?"
+    r"|(?:he|she)(?:'s|\u2019s|\s+(?:is|was|has|had|has been|had been))?\s+"
+    r"(?:been\s+|started\s+|now\s+|also\s+|still\s+)?(?:taking|takes|on|had|has)\s+(?:a\s+|an\s+)?)$"
+)
+# Characters before a health finding searched for those words.
+_THIRD_PERSON_REACH = 40
+# Words between "his"/"her" and a health word that make it a topic of someone's work,
+# not their health ("her research on diabetes"). A word after the health word does the
+# same ("her diabetes research"), which owncare.is_head checks.
+_NOT_OWN_HEALTH = frozenset(
+    "research work study studies talk paper papers book lecture team expertise interest "
+    "experience career article presentation role program programme project clinic unit "
+    "ward education awareness advocacy fellowship training grant trial centre center "
+    "service services nurse nurses specialist specialists educator department patients "
+    "foundation charity walk fundraiser fund practice".split()
+)
+# Characters before a third person's health finding searched for the name they refer
+# to: a full name earlier in the same paragraph ("Harold Ferris ... He went home
+# Monday after his COPD flare").
+_NARRATIVE_REACH = 300
+_FULL_NAME = re.compile(rf"(?<![A-Za-z])(?:{_FULL})")
+# A relative of the writer or the reader, whose care a family member is told about.
+_RELATIVE = re.compile(
+    r"\b(?:your|my|our)\s+(?:mom|mum|mother|dad|father|husband|wife|son|daughter|child|baby|"
+    r"grandmother|grandfather|grandma|grandpa|granny|sister|brother|partner|aunt|uncle)\b"
+)
+
+
+def _narrative_context(state: _ScanState, evidence: list[int]) -> bool:
+    """Return whether the text reads as care rather than a story: at least two health
+    findings, or one with a care setting or treatment word, and no words of veterinary
+    mail. A novel, a history lesson or a horse's sale notice names one condition of one
+    character ("his gout"); a clinical note names more."""
+    if is_veterinary(state):
+        return False
+    if len(evidence) >= 2:
+        return True
+    return bool(evidence) and any(
+        finding.category in ("care_setting", "treatment") for finding in state.findings
+    )
+
+
+def _narrative_names(state: _ScanState, evidence: list[int]) -> list[_Candidate]:
+    """Return, as strong candidates, the full names that a paragraph goes on to tell
+    the health of in the third person ("Harold Ferris ... his COPD flare", "Kateryna
+    Moroz ... she's started taking prazosin"). Where the paragraph names a relative
+    instead ("your mom ... her morphine"), the relative is added as a
+    ``patient_name`` finding here."""
+    text, lowered = state.text, state.lowered
+    names: list[_Candidate] = []
+    ends: dict[int, int] | None = None
+    taken = -1
+    for start in evidence:
+        if start <= taken:
+            continue
+        before = _THIRD_PERSON_BEFORE.search(lowered, max(0, start - _THIRD_PERSON_REACH), start)
+        if before is None:
+            continue
+        between = before.group("between")
+        if between is not None and between.strip() in _NOT_OWN_HEALTH:
+            continue
+        if ends is None:
+            ends = {
+                finding.start: finding.end
+                for finding in state.findings
+                if finding.category in HEALTH_EVIDENCE
+            }
+        end = ends.get(start, start)
+        if not is_head(lowered, end):
+            continue
+        window_start = max(0, start - _NARRATIVE_REACH)
+        paragraph = max(
+            lowered.rfind("\n\n", window_start, start), lowered.rfind("\n\r\n", window_start, start)
+        )
+        if paragraph >= 0:
+            window_start = paragraph
+        last = None
+        for last in _FULL_NAME.finditer(text, window_start, before.start()):
+            pass
+        if last is None:
+            # A relative stands for a name ("Your mom, Consuelo, ... her morphine").
+            for last in _RELATIVE.finditer(lowered, window_start, before.start()):
+                pass
+            if last is not None and not state.covered(last.start()):
+                state.add("patient_name", last.start(), last.end(), 0.7)
+                taken = start
+            continue
+        name_start, name_end = last.span()
+        if _GREETING_BEFORE.search(text, max(0, name_start - 24), name_start) is not None:
+            continue
+        names.append((name_start, name_end, True, -1, 0))
+        taken = start
+    return names
 
 
 def _followed_in_sentence(text: str, evidence: list[int], start: int, reach: int) -> bool:

@@ -23,6 +23,7 @@ from postveil.detection.clinical import (
     scan_short_lab_values,
 )
 from postveil.detection.keywords import MAX_HITS, KeywordHits, KeywordMatcher, lower_same_length
+from postveil.detection.owncare import OWN_CARE_GROUPS, scan_own_care
 from postveil.detection.people import (
     find_list_rows,
     health_span,
@@ -112,16 +113,19 @@ _DEA = re.compile(r"[A-Z][A-Z9][0-9]{7}")
 # Two capital letters and a space or comma before five digits: a US state and ZIP code.
 _STATE_BEFORE = re.compile(r"\b[A-Z]{2},?\s{1,3}$")
 
-# An identifier after its label: optional "number"/"no."/"id"/"#", a few filler words
-# ("on file is"), a separator, then a token of letters, digits and hyphens with at most
-# four letters before its first digit. The caller also requires 5 or more characters
-# with 4 or more digits.
+# An identifier after its label: the full stop of an abbreviated label ("Account
+# no.:"), optional "number"/"no."/"id"/"#", a few filler words ("on file is"), a
+# separator, an optional US state code ("IL D452-7719-3081" for a driver's licence),
+# then a token of letters, digits and hyphens with at most four letters before its
+# first digit. The caller also requires 5 or more characters with 4 or more digits.
 _LABELLED_ID = re.compile(
-    r"(?:\s*(?:number|num|no\.?|id|#))?"
+    r"\.?(?:\s*(?:number|num|no\.?|id|#))?"
     r"(?:\s+(?:on file|on record|listed|provided|in (?:the )?system|we have))?"
     r"(?:\s*(?:(?:is|was|of)(?=\s)|[:#=\-])){0,2}\s*"
+    r"(?P<state>[A-Z]{2}[ ](?=[A-Za-z]{0,2}[0-9]))?"
     r"(?P<id>[A-Za-z]{0,4}[-]?[0-9][0-9A-Za-z\-]{2,19})(?![0-9A-Za-z])"
 )
+_SHORT_LICENCE_LABELS = ("lic", "lic#", "lic #", "dl", "dl#", "dl #")
 _NUMERIC_DATE = re.compile(r"[0-9]{1,4}[-/.][0-9]{1,2}[-/.][0-9]{2,4}(?![0-9])")
 _WORDY_DATE = re.compile(
     r"(?P<m1>[A-Za-z]{3,9})\.? (?P<d1>[0-9]{1,2})(?:st|nd|rd|th)?,? (?P<y1>[0-9]{4})"
@@ -261,9 +265,11 @@ _RECIPIENT_PHRASES: tuple[tuple[re.Pattern[str], float], ...] = (
     ),
     (
         re.compile(
-            r"\byou(?:r| have an?) (?:upcoming |next |scheduled )?(?:appointment|appt|visit) "
+            r"\byou(?:r| have an?) (?:upcoming |next |scheduled )?(?:[0-9]+-(?:day|week|month|year) )?"
+            r"(?:[a-z]+ )?(?:appointment|appt|visit) "
             r"(?:is )?(?:scheduled |confirmed |booked )?(?:at [a-z0-9' &-]{1,40}? )?"
-            r"(?:on|for|at) (?:mon|tue|wed|thu|fri|sat|sun|jan|feb|mar|apr|may|jun|jul|aug|sep|oct|nov|dec|[0-9])"
+            r"(?:on|for|at|this|next) "
+            r"(?:mon|tue|wed|thu|fri|sat|sun|jan|feb|mar|apr|may|jun|jul|aug|sep|oct|nov|dec|[0-9])"
         ),
         0.5,
     ),
@@ -276,9 +282,13 @@ _RECIPIENT_PHRASES: tuple[tuple[re.Pattern[str], float], ...] = (
         ),
         0.5,
     ),
+    # Appointments of other kinds ("your exam appointment", "your visa appointment")
+    # are left out.
     (
         re.compile(
-            r"\byour (?:[a-z]+ )?(?:appointment|appt|visit|procedure|surgery|cleaning|exam|"
+            r"\byour (?!(?:exam|test|testing|interview|driving|visa|passport|tax|hair|salon|"
+            r"service|repair|installation|delivery|moving|closing|notary|car|vehicle)\b)"
+            r"(?:[a-z]+ )?(?:appointment|appt|visit|procedure|surgery|cleaning|exam|"
             r"check-?up|physical|screening|session|infusion|vaccination)\b[^.\n]{0,40}?"
             r"\b(?:is|has been) "
             r"(?:now )?(?:scheduled|booked|confirmed|rescheduled)\b"
@@ -310,6 +320,40 @@ _RECIPIENT_PHRASES: tuple[tuple[re.Pattern[str], float], ...] = (
             r"x-ray|ct scan|colonoscopy|pap smear|pap test|a1c)\b"
         ),
         1.0,
+    ),
+    # The same with a test word that other trades use too ("results of your speed
+    # test"), so a health word has to add the other half.
+    (
+        re.compile(
+            r"\bresults? (?:from|of) your (?:[a-z0-9-]+ ){0,2}(?:panel|panels|tests?|labs?|scan|"
+            r"draw|screening|culture|swab)\b"
+        ),
+        0.5,
+    ),
+    # What a test found, told to the person tested ("your test found a pathogenic
+    # variant"). Web and security scans find things too, so a health word has to add
+    # the other half.
+    (
+        re.compile(
+            r"\byour (?:[a-z0-9-]+ ){0,2}(?:test|tests|results?|scan|biopsy|screening)"
+            r" (?:found|shows|showed|revealed|detected|confirmed|indicates|indicated)\b"
+        ),
+        0.5,
+    ),
+    # A booking for care told to the person booked ("you're scheduled with Dr. Ng on
+    # Tuesday for your cleaning"). Thesis defences and oral exams are booked with
+    # doctors too, so the booking names the care, and a health word or a care setting
+    # has to add the other half (house cleaning has neither).
+    (
+        re.compile(
+            r"\byou(?:'re| are) (?:now |all )?(?:scheduled|booked|confirmed)\b"
+            r"(?:[^.\n]|(?<=\bdr)\.){0,80}?"
+            r"\bfor your (?:[a-z0-9-]+ ){0,2}(?:cleaning|scaling|check-?up|physical|visit|"
+            r"appointment|appt|follow-up|echo|x-rays?|mri|ct|scan|ultrasound|mammogram|"
+            r"colonoscopy|procedure|surgery|infusion|injection|vaccine|shot|treatment|therapy|"
+            r"screening|labs?|blood work|bloodwork|biopsy|blood draw)\b"
+        ),
+        0.5,
     ),
     # An insurer's claim notice for care ("your claim for services on 11/02"). Car
     # insurers also write "services", so the phrase needs a health word as well. Claims
@@ -439,6 +483,13 @@ _WORD_BEFORE = re.compile(r"([a-z]+)[ -]$")
 _STREET_AFTER = re.compile(
     r"\s+(?:dr|drive|rd|road|st|street|ave|avenue|blvd|boulevard|way|pkwy|parkway|plaza|ln|"
     r"lane|ct|court|pl|place|cir|circle)\b"
+)
+# A lab test's name followed, within two words, by a product word names something a
+# lab buys, as in a supplier's invoice ("HbA1c control, level 1", "lipid panel
+# calibrator set", "troponin I reagent pack").
+_LAB_PRODUCT_AFTER = re.compile(
+    r"(?:[ ]+[a-z0-9]+){0,2}?[ ]+(?:controls?|calibrators?|reagents?|kits?|cartridges?|strips|"
+    r"dipsticks?|analy[sz]ers?|meters?|qc|standards?|materials?|wipes|tubes|supplies|assays?)\b"
 )
 # Clinics of other trades, which are no place of care.
 _OTHER_CLINICS = frozenset(
@@ -787,6 +838,14 @@ class TextScanner:
                 match = _LABELLED_ID.match(text, keyword_end, keyword_end + 60)
                 if match is None:
                     continue
+                if match.group("state") and (
+                    group != "drivers_license"
+                    or state.lowered.endswith(_SHORT_LICENCE_LABELS, 0, keyword_end)
+                ):
+                    # A state before the number marks a driver's licence only after a
+                    # label that says so ("Lic # CA 1045872" is more often a
+                    # contractor's licence).
+                    continue
                 token = match.group("id")
                 if len(token) < 5 or len(token) - len(token.translate(_DROP_DIGITS)) < 4:
                     continue
@@ -857,6 +916,8 @@ class TextScanner:
             scan_clinical_cues(state)
         if "medication" in groups:
             scan_medication_ties(state)
+        if not groups.isdisjoint(OWN_CARE_GROUPS):
+            scan_own_care(state)
         # Short test names and patients' names are looked for only around the health
         # findings, and only in texts that could name a patient without a label. Such a
         # text has a cue word, a courtesy title, "pt", a pasted table, or clinical
@@ -874,6 +935,8 @@ class TextScanner:
             or "room_cue" in groups
             or _has_code(state.findings)
             or len(find_list_rows(text)) >= 2
+            # A third person's health told after their name (people._narrative_names).
+            or "third_person" in groups
         )
         if not (person_cue or state.ties):
             return
@@ -898,6 +961,11 @@ class TextScanner:
                 kept.append((start, end))
             for start, end in kept:
                 if group == "care_setting" and not _is_care_setting(state, start, end):
+                    continue
+                if (
+                    group == "lab_result"
+                    and _LAB_PRODUCT_AFTER.match(state.lowered, end) is not None
+                ):
                     continue
                 state.add(group, start, end, 0.6)
 

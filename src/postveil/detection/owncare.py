@@ -1,0 +1,171 @@
+"""The recipient's own care, in the words a clinician or a pharmacy writes: "your naltrexone runs out next
+week", "your colonoscopy is scheduled for Friday", "your haemoglobin was 9.8".
+
+The phrases of scanner._RECIPIENT_PHRASES name the message's kind ("your lab results
+are ready"). Mail from a clinician or a pharmacy more often names the drug, test or
+procedure itself. This step reads each such health word that "your" owns, and counts
+it when the same sentence pins it to the reader: a date or a booking, a supply that
+runs out or ships, a measured value, or a dose. Newsletters say "your insulin" and
+"your cholesterol" too, but in general terms ("if your LDL is over 160", "get your
+flu shot this week"), so conditions and invitations before "your" do not count.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from postveil.detection.scanner import _ScanState
+
+# Keyword groups of the health words "your" can own.
+OWN_CARE_GROUPS = ("medication", "procedure", "condition", "lab_test")
+
+# Words allowed between "your" and the health word: timing, order and dosing words, a
+# number ("your 2 remaining doses"), a duration ("your 6-week"), and adjectives of the
+# kinds medical words take ("laparoscopic", "annual", "elective", "prescribed"). A noun
+# such as "plan", "doctor" or "dog's" ends the search, because the health word is then
+# not the reader's ("your dog's carprofen", "your plan covers MRI").
+_MODIFIER = (
+    r"(?:next|last|latest|recent|most|upcoming|scheduled|planned|current|new|daily|weekly|"
+    r"monthly|morning|evening|nightly|bedtime|usual|regular|remaining|first|second|third|"
+    r"final|follow-up|repeat|annual|routine|elective|outpatient|home|evening|morning|"
+    r"shipment|supply|refill|refills|prescription|order|delivery|course|dose|doses|dosage|"
+    r"injection|infusion|of|the|for|from|at|"
+    r"[0-9]+(?:-[a-z]+)?|"
+    r"[a-z]+(?:ic|al|ive|ary|ous|ed|oid)"
+    r")"
+)
+# "your", up to three modifiers and the word before "your", ending where the health
+# word starts. Searched in the lower-cased text; a single line break counts as a space.
+_YOUR_BEFORE = re.compile(
+    r"(?:\b(?P<lead>[a-z]+)(?:[ ]|\r?\n))?\byour(?:[ ]|\r?\n)"
+    r"(?P<modifiers>(?:" + _MODIFIER + r"(?:[ ]|\r?\n)){0,3})$"
+)
+# Characters before a health word searched for "your".
+_YOUR_REACH = 60
+
+# Words before "your" that make the sentence general: a condition ("if your A1c is
+# over 7"), advice ("ask your doctor", "talk to your") or an invitation to book ("get
+# your flu shot on Saturday", "schedule your mammogram by December 31").
+_GENERAL_LEADS = frozenset(
+    "if when whether unless once while ask tell talk discuss schedule book get make request "
+    "reserve order protect manage check know understand track lower improve control boost "
+    "keep bring plan find compare take renew start test measure screen".split()
+)
+
+# Modifiers that are a supply of the drug: "your next shipment of Humira".
+_SUPPLY_MODIFIERS = frozenset("shipment supply refill refills delivery".split())
+
+_WEEKDAY = r"(?:mon|tues|wednes|thurs|fri|satur|sun)day"
+_MONTH = r"(?:jan|feb|mar|apr|may|jun|jul|aug|sep|sept|oct|nov|dec)[a-z]*\.?"
+# Tests named after an element are also run on soil, water, ore and food ("your
+# potassium came back at 180"), so the reader's own needs a clinical unit in its
+# sentence ("your potassium came back at 5.9 mmol/L").
+_ELEMENTS = frozenset(
+    "potassium sodium calcium magnesium lithium iron phosphorus chloride zinc copper lead "
+    "glucose".split()
+)
+_CLINICAL_UNIT = re.compile(
+    r"(?:[^.\n]|\.(?=[0-9]))*?\b(?:mmol/l|meq/l|mg/dl|g/dl|umol/l|\u00b5mol/l)"
+)
+
+# What pins the health word to the reader, after it in the same sentence.
+_ANCHOR = re.compile(
+    # A booking: "is scheduled", "has been moved", "is due".
+    r"\b(?:is|are|was|were|has been|have been|'s)(?:[ ]|\r?\n)(?:now |still |also )?"
+    r"(?:scheduled|booked|confirmed|set for|planned|rescheduled|moved|due|overdue)\b"
+    # A date or day: "on Friday", "this Thursday", "until December 15", "on 12/18".
+    # "from January 1" and "by December 31" are left out: plan years and deadlines.
+    rf"|\b(?:on|for|this|next|until|after|before)(?:[ ]|\r?\n)"
+    rf"(?:{_WEEKDAY}\b|{_MONTH}[ ][0-9]{{1,2}}\b|[0-9]{{1,2}}/[0-9]{{1,2}}\b)"
+    r"|\b(?:tomorrow|tonight|this morning|this afternoon|this evening|next week|last week)\b"
+    # A supply: "runs out", "is ready", "ships on".
+    r"|\b(?:runs?|ran|running)(?:[ ]|\r?\n)(?:out|low)\b"
+    r"|\b(?:is|are)(?:[ ]|\r?\n)(?:ready|on its way|on the way|delayed|on hold|back-?ordered)\b"
+    r"|\b(?:ships|shipped|will ship|has shipped)\b"
+    # A dose: "500 mg", "2 tablets".
+    r"|\b[0-9]+(?:\.[0-9]+)?[ ]?(?:mg|mcg|units|ml|tablets?|capsules?|pills?|puffs?)\b"
+)
+# A measured value, for tests only: "was 9.8", "came back at 7.2", "is now 140".
+_VALUE = re.compile(
+    r"\b(?:was|were|came back|came in|measured|read|returned|is now|is still|has come down to"
+    r"|went up to|went down to|dropped to|rose to|fell to)(?:[ ]|\r?\n)(?:at |as )?[<>]?[0-9]"
+)
+# The words that may follow a health word that is the head of its phrase: a verb, a
+# preposition or conjunction, a time word, a dose or supply word, or a word of care
+# ("your gallbladder surgery"). Any other word makes the health word a modifier of
+# something else ("your stress test environment", "your lithium carbonate order",
+# "her wound care protocol"), and the step skips it. Punctuation and a line's end are
+# fine too.
+HEAD_FOLLOWERS = frozenset(
+    "is was are were has have had will would should can could may might must did does do "
+    "came comes come went goes go runs ran ships shipped arrives arrived starts started "
+    "needs need looks looked showed shows came back got gets became "
+    "with on for at from to in and or but after before until since by this next last "
+    "today tonight tomorrow yesterday again now still also as so that which because "
+    "dose doses dosage level levels result results reading readings value number count "
+    "prescription refill refills supply tablets tablet pills pill capsules mg mcg units "
+    "appointment appt procedure surgery visit infusion injection shot shots treatment "
+    "therapy flare diagnosis test scan check follow-up "
+    "leaves left arrive arrives arriving due expires expired ends ended kicked kicks wore wears "
+    "works worked helped helps seems seemed caused causes made makes kept keeps stays stayed "
+    "dropped rose fell increased decreased changed".split()
+)
+_NEXT_WORD = re.compile(r"[ \t]*(?:\r?\n[ \t]*)?([a-z][a-z'\-]*)")
+
+
+def is_head(lowered: str, end: int) -> bool:
+    """Return whether the health word ending at ``end`` heads its phrase: it is
+    followed by punctuation, a line's end or a word of HEAD_FOLLOWERS."""
+    match = _NEXT_WORD.match(lowered, end)
+    return match is None or match.group(1) in HEAD_FOLLOWERS
+
+
+def is_veterinary(state: _ScanState) -> bool:
+    """Return whether the text has words of veterinary mail (keyword group
+    ``veterinary``), where "your" drug and "his" condition are an animal's."""
+    return "veterinary" in state.hits.spans
+
+
+# The end of a sentence: a full stop, question or exclamation mark not inside a
+# number or after a title ("Dr."), or a blank line.
+_SENTENCE_END = re.compile(
+    r"(?<!\bdr)(?<!\bmr)(?<!\bms)(?<!\bmrs)(?<!\bst)(?<!\bvs)(?<!\bno)[.!?](?![0-9])"
+    r"|\r?\n[ \t]*\r?\n"
+)
+# Characters after a health word searched for the end of its sentence.
+_SENTENCE_REACH = 140
+
+
+def scan_own_care(state: _ScanState) -> None:
+    """Add a ``recipient_health`` finding for each health word that "your" owns and
+    that its sentence pins to the reader."""
+    lowered = state.lowered
+    if "your" not in lowered or is_veterinary(state):
+        return
+    spans = state.hits.spans
+    for group in OWN_CARE_GROUPS:
+        for start, end in spans.get(group, ()):
+            before = _YOUR_BEFORE.search(lowered, max(0, start - _YOUR_REACH), start)
+            if before is None or before.group("lead") in _GENERAL_LEADS:
+                continue
+            if not is_head(lowered, end):
+                continue
+            if (
+                lowered[start:end].split()[0] in _ELEMENTS
+                and _CLINICAL_UNIT.match(lowered, end, end + _SENTENCE_REACH) is None
+            ):
+                continue
+            limit = min(len(lowered), end + _SENTENCE_REACH)
+            stop = _SENTENCE_END.search(lowered, end, limit)
+            sentence_end = stop.start() if stop is not None else limit
+            modifiers = before.group("modifiers").split()
+            if (
+                _SUPPLY_MODIFIERS.isdisjoint(modifiers)
+                and _ANCHOR.search(lowered, end, sentence_end) is None
+                and (group != "lab_test" or _VALUE.search(lowered, end, sentence_end) is None)
+            ):
+                continue
+            state.add("recipient_health", before.start("modifiers") - 5, end, 1.0)
+            state.ties.append(start)
