@@ -4,9 +4,11 @@ description of what counts as PHI, without reading the rules.
 It was measured once before any rule was changed for it: precision 1.0 and recall 0.66
 (33 of 50). The code of the day before gave precision 0.943 and the same recall. Two
 general fixes followed (HTML table rows read as rows, and an age after "Surname,
-Given"), so the set is no longer held out. The assertions are the figures after them,
-with no margin: precision 1.0 and recall 0.70 (35 of 50). docs/detection.md lists the
-misses.
+Given"), so the set is no longer held out. They gave precision 1.0 and recall 0.70 (35
+of 50). The rules written the next day for the fifth reviewer set (the reader's own
+care in plain words, a third person's care after their name, labels across line
+breaks) raised recall to 0.84 (42 of 50), and the assertions are those figures, with no
+margin. docs/detection.md lists the misses.
 """
 
 from __future__ import annotations
@@ -32,5 +34,5 @@ def test_reviewer4_labels_complete(labels: Labels) -> None:
 
 def test_reviewer4_precision_and_recall(detector: Detector, labels: Labels) -> None:
     result = evaluate_folder(detector, REVIEWER4, labels)
-    assert result.messages.recall >= 35 / 50, result.false_negatives
+    assert result.messages.recall >= 42 / 50, result.false_negatives
     assert result.messages.precision >= 1.0, result.false_positives
