@@ -61,6 +61,8 @@ OWN_CARE_CASES = [
     ("veterinary", "Your gabapentin for Pepper (canine) is ready for pickup today.", False),
     ("others test you", "Staff test your haemoglobin with a finger prick on Saturday.", False),
     ("plan year", "Your annual mammogram is covered at 100% from January 1.", False),
+    ("instruction with dose", "Please take your lisinopril 10 mg each morning.", True),
+    ("advice without dose", "Take your insulin before meals and after exercise on Sunday.", False),
 ]
 
 
@@ -195,6 +197,9 @@ LABEL_CASES = [
     ),
     ("paragraph break", "His member\n\nID is on the card. Seen for sciatica.", False),
     ("contractor licence", "Lic # CA 1045872. Scope: build the chemo infusion bay.", False),
+    ("licence after DL", "DL: OH K381-5520-9174\nDistal radius fracture", True),
+    ("blank line after label", "MRN:\n\n40318276\nSeen for asthma.", False),
+    ("lab value then product", "Account number: 55120984\n4 x INR 50 test strips", False),
     (
         "reagent two words on",
         "Account No. 884120\nTroponin I reagent pack  2 x $310.00",

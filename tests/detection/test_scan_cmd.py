@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from postveil.cli import scan_cmd
 from postveil.cli.main import main as cli_main
 from tests import planted
 
@@ -19,6 +20,14 @@ PHI_MESSAGE = (
 @pytest.fixture(autouse=True)
 def _message_store(tmp_path: Path) -> None:
     planted.mark_message_store(tmp_path, "test input messages")
+
+
+@pytest.fixture(autouse=True)
+def _no_installed_config(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Without --config, scan reads $POSTVEIL_CONFIG or an installed configuration; the
+    # tests decide which, whatever the machine has.
+    monkeypatch.delenv("POSTVEIL_CONFIG", raising=False)
+    monkeypatch.setattr(scan_cmd, "DEFAULT_CONFIG_PATH", str(tmp_path / "not-installed.yaml"))
 
 
 def test_scan_detects_planted_values(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -96,3 +105,48 @@ def test_scan_invalid_config(tmp_path: Path, capsys: pytest.CaptureFixture[str])
     path.write_bytes(PHI_MESSAGE)
     assert cli_main(["scan", "--config", str(config), str(path)]) == 2
     assert "no_such_category" in capsys.readouterr().err
+
+
+def test_scan_reads_config_from_environment(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A site's own identifiers apply on its gateway without --config.
+    config = tmp_path / "postveil.yaml"
+    config.write_text(
+        "detection:\n"
+        "  custom_identifiers:\n"
+        "    - name: unit_number\n"
+        "      pattern: 'QX-[0-9]{5}'\n"
+        "      kind: high_risk\n"
+        "      keywords: [unit no]\n"
+    )
+    monkeypatch.setenv("POSTVEIL_CONFIG", str(config))
+    path = tmp_path / "a.eml"
+    path.write_bytes(PHI_MESSAGE)
+    assert cli_main(["scan", "--json", str(path)]) == 0
+    record = json.loads(capsys.readouterr().out)
+    assert record["categories"]["unit_number"] == 1
+
+
+def test_scan_invalid_config_from_environment(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    config = tmp_path / "postveil.yaml"
+    config.write_text("detection:\n  weights:\n    no_such_category: 1\n")
+    monkeypatch.setenv("POSTVEIL_CONFIG", str(config))
+    path = tmp_path / "a.eml"
+    path.write_bytes(PHI_MESSAGE)
+    assert cli_main(["scan", str(path)]) == 2
+    assert f"{config}: invalid configuration" in capsys.readouterr().err
+
+
+def test_scan_reads_installed_config(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    config = tmp_path / "installed.yaml"
+    config.write_text("detection:\n  weights:\n    no_such_category: 1\n")
+    monkeypatch.setattr(scan_cmd, "DEFAULT_CONFIG_PATH", str(config))
+    path = tmp_path / "a.eml"
+    path.write_bytes(PHI_MESSAGE)
+    assert cli_main(["scan", str(path)]) == 2
+    assert f"{config}: invalid configuration" in capsys.readouterr().err

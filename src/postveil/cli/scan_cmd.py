@@ -8,9 +8,10 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 
-from postveil.config import load_config
+from postveil.config import CONFIG_ENV, DEFAULT_CONFIG_PATH, load_config
 from postveil.config.detection import DetectionSection
 from postveil.detection import Detector, Verdict
 from postveil.errors import ConfigError
@@ -27,13 +28,30 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--config",
         metavar="PATH",
-        help="configuration file whose detection section to use (default: built-in defaults)",
+        help=(
+            "configuration file whose detection section to use (default: $POSTVEIL_CONFIG, "
+            f"else {DEFAULT_CONFIG_PATH} when it exists, else built-in defaults)"
+        ),
     )
     parser.add_argument(
         "--json", action="store_true", help="print one JSON object per line instead of text"
     )
     parser.add_argument("files", nargs="+", metavar="FILE.eml", help="message files to scan")
     parser.set_defaults(handler=run)
+
+
+def config_to_use(config_path: str | None) -> str | None:
+    """Return the configuration file that ``scan`` reads: ``--config``, else
+    $POSTVEIL_CONFIG, else the installed configuration when it exists, else ``None``
+    (built-in defaults), so that a site's own MRN format and keywords apply on its
+    gateway and a checkout without a configuration still scans."""
+    if config_path:
+        return config_path
+    if os.environ.get(CONFIG_ENV):
+        return os.environ[CONFIG_ENV]
+    if os.path.exists(DEFAULT_CONFIG_PATH):
+        return DEFAULT_CONFIG_PATH
+    return None
 
 
 def build_detector(config_path: str | None) -> Detector:
@@ -57,11 +75,12 @@ def verdict_record(path: str, verdict: Verdict) -> dict[str, object]:
 
 
 def run(args: argparse.Namespace) -> int:
+    config_path = config_to_use(args.config)
     try:
-        detector = build_detector(args.config)
+        detector = build_detector(config_path)
     except ConfigError as exc:
         print(
-            f"{args.config}: invalid configuration, {len(exc.problems)} error(s):", file=sys.stderr
+            f"{config_path}: invalid configuration, {len(exc.problems)} error(s):", file=sys.stderr
         )
         for problem in exc.problems:
             print(f"  {problem}", file=sys.stderr)

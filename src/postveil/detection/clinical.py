@@ -29,6 +29,13 @@ _LAB_VALUE = re.compile(
     r"(?:[ ]?(?P<unit>%|mg/dl|mmol/l|meq/l|g/dl|ng/ml|pg/ml|miu/l|uiu/ml|\u00b5iu/ml|u/l|iu/l|mmhg"
     r"|ml/min|mcg/dl|ng/dl|k/ul|events/hr)(?![a-z]))?"
 )
+# A lab test's name followed, within two words, by a product word names something a
+# lab buys, as in a supplier's invoice ("HbA1c control, level 1", "lipid panel
+# calibrator set", "troponin I reagent pack").
+LAB_PRODUCT_AFTER = re.compile(
+    r"(?:[ ]+[a-z0-9]+){0,2}?[ ]+(?:controls?|calibrators?|reagents?|kits?|cartridges?|strips|"
+    r"dipsticks?|analy[sz]ers?|meters?|qc|standards?|materials?|wipes|tubes|supplies|assays?)\b"
+)
 # Characters after a test name searched for its value.
 _VALUE_REACH = 40
 # Short test names as notes write them (capitals), searched near other health
@@ -45,7 +52,7 @@ def scan_lab_values(state: _ScanState) -> None:
     lowered, hits = state.lowered, state.hits
     for start, end in hits.spans.get("lab_test", ()):
         match = _LAB_VALUE.match(lowered, end, end + _VALUE_REACH)
-        if match is not None:
+        if match is not None and LAB_PRODUCT_AFTER.match(lowered, match.end()) is None:
             state.add("lab_result", start, match.end(), 0.9)
             state.ties.append(start)
     for start, end in hits.spans.get("lab_test_unit", ()):

@@ -51,8 +51,12 @@ _YOUR_REACH = 60
 _GENERAL_LEADS = frozenset(
     "if when whether unless once while ask tell talk discuss schedule book get make request "
     "reserve order protect manage check know understand track lower improve control boost "
-    "keep bring plan find compare take renew start test measure screen".split()
+    "bring plan find compare renew test measure screen".split()
 )
+# Words before "your" that give advice unless a dose makes it an instruction to one
+# person: "take your insulin before meals" is general, "take your lisinopril 10 mg each
+# morning" is not.
+_DOSE_ONLY_LEADS = frozenset("take keep start continue".split())
 
 # Modifiers that are a supply of the drug: "your next shipment of Humira".
 _SUPPLY_MODIFIERS = frozenset("shipment supply refill refills delivery".split())
@@ -86,6 +90,9 @@ _ANCHOR = re.compile(
     r"|\b(?:ships|shipped|will ship|has shipped)\b"
     # A dose: "500 mg", "2 tablets".
     r"|\b[0-9]+(?:\.[0-9]+)?[ ]?(?:mg|mcg|units|ml|tablets?|capsules?|pills?|puffs?)\b"
+)
+_DOSE = re.compile(
+    r"\b[0-9]+(?:\.[0-9]+)?[ ]?(?:mg|mcg|units|ml|tablets?|capsules?|pills?|puffs?)\b"
 )
 # A measured value, for tests only: "was 9.8", "came back at 7.2", "is now 140".
 _VALUE = re.compile(
@@ -161,7 +168,10 @@ def scan_own_care(state: _ScanState) -> None:
             stop = _SENTENCE_END.search(lowered, end, limit)
             sentence_end = stop.start() if stop is not None else limit
             modifiers = before.group("modifiers").split()
-            if (
+            if before.group("lead") in _DOSE_ONLY_LEADS:
+                if _DOSE.search(lowered, end, sentence_end) is None:
+                    continue
+            elif (
                 _SUPPLY_MODIFIERS.isdisjoint(modifiers)
                 and _ANCHOR.search(lowered, end, sentence_end) is None
                 and (group != "lab_test" or _VALUE.search(lowered, end, sentence_end) is None)

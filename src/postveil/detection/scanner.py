@@ -17,6 +17,7 @@ from dataclasses import dataclass
 
 from postveil.detection import validators as v
 from postveil.detection.clinical import (
+    LAB_PRODUCT_AFTER,
     scan_clinical_cues,
     scan_lab_values,
     scan_medication_ties,
@@ -125,7 +126,7 @@ _LABELLED_ID = re.compile(
     r"(?P<state>[A-Z]{2}[ ](?=[A-Za-z]{0,2}[0-9]))?"
     r"(?P<id>[A-Za-z]{0,4}[-]?[0-9][0-9A-Za-z\-]{2,19})(?![0-9A-Za-z])"
 )
-_SHORT_LICENCE_LABELS = ("lic", "lic#", "lic #", "dl", "dl#", "dl #")
+_SHORT_LICENCE_LABELS = ("lic", "lic#", "lic #")
 _NUMERIC_DATE = re.compile(r"[0-9]{1,4}[-/.][0-9]{1,2}[-/.][0-9]{2,4}(?![0-9])")
 _WORDY_DATE = re.compile(
     r"(?P<m1>[A-Za-z]{3,9})\.? (?P<d1>[0-9]{1,2})(?:st|nd|rd|th)?,? (?P<y1>[0-9]{4})"
@@ -484,13 +485,6 @@ _STREET_AFTER = re.compile(
     r"\s+(?:dr|drive|rd|road|st|street|ave|avenue|blvd|boulevard|way|pkwy|parkway|plaza|ln|"
     r"lane|ct|court|pl|place|cir|circle)\b"
 )
-# A lab test's name followed, within two words, by a product word names something a
-# lab buys, as in a supplier's invoice ("HbA1c control, level 1", "lipid panel
-# calibrator set", "troponin I reagent pack").
-_LAB_PRODUCT_AFTER = re.compile(
-    r"(?:[ ]+[a-z0-9]+){0,2}?[ ]+(?:controls?|calibrators?|reagents?|kits?|cartridges?|strips|"
-    r"dipsticks?|analy[sz]ers?|meters?|qc|standards?|materials?|wipes|tubes|supplies|assays?)\b"
-)
 # Clinics of other trades, which are no place of care.
 _OTHER_CLINICS = frozenset(
     "writing law legal tax vet veterinary pet tutoring coding career resume bike golf "
@@ -836,7 +830,8 @@ class TextScanner:
         for group in _IDENTIFIER_LABEL_GROUPS:
             for keyword_end in hits.ends.get(group, ()):
                 match = _LABELLED_ID.match(text, keyword_end, keyword_end + 60)
-                if match is None:
+                if match is None or text.count("\n", keyword_end, match.start("id")) > 1:
+                    # A blank line between a label and a number ends the label.
                     continue
                 if match.group("state") and (
                     group != "drivers_license"
@@ -856,7 +851,9 @@ class TextScanner:
                 state.add(group, match.start("id"), match.end("id"), 0.85)
         for keyword_end in hits.ends.get("medicare", ()):
             match = _LABELLED_ID.match(text, keyword_end, keyword_end + 40)
-            if match is not None and v.mbi_valid(match.group("id").upper()):
+            if match is None or text.count("\n", keyword_end, match.start("id")) > 1:
+                continue
+            if v.mbi_valid(match.group("id").upper()):
                 if not state.covered(match.start("id")):
                     state.add("mbi", match.start("id"), match.end("id"), 0.85)
         for keyword_end in hits.ends.get("date_of_birth", ()):
@@ -964,7 +961,7 @@ class TextScanner:
                     continue
                 if (
                     group == "lab_result"
-                    and _LAB_PRODUCT_AFTER.match(state.lowered, end) is not None
+                    and LAB_PRODUCT_AFTER.match(state.lowered, end) is not None
                 ):
                     continue
                 state.add(group, start, end, 0.6)
