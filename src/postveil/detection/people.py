@@ -425,6 +425,10 @@ _NOT_OWN_HEALTH = frozenset(
 # Monday after his COPD flare").
 _NARRATIVE_REACH = 300
 _FULL_NAME = re.compile(rf"(?<![A-Za-z])(?:{_FULL})")
+# Third-person health findings whose preceding paragraph is searched for a name, per
+# text. Each search reads up to _NARRATIVE_REACH characters, so a part of nothing but
+# "she is on metformin" would otherwise cost 0.7 s a megabyte; mail has a few.
+_MAX_NARRATIVE_SEARCHES = 1000
 # A relative of the writer or the reader, whose care a family member is told about.
 _RELATIVE = re.compile(
     r"\b(?:your|my|our)\s+(?:mom|mum|mother|dad|father|husband|wife|son|daughter|child|baby|"
@@ -456,12 +460,16 @@ def _narrative_names(state: _ScanState, evidence: list[int]) -> list[_Candidate]
     names: list[_Candidate] = []
     ends: dict[int, int] | None = None
     taken = -1
+    searches = 0
     for start in evidence:
         if start <= taken:
             continue
         before = _THIRD_PERSON_BEFORE.search(lowered, max(0, start - _THIRD_PERSON_REACH), start)
         if before is None:
             continue
+        searches += 1
+        if searches > _MAX_NARRATIVE_SEARCHES:
+            break
         between = before.group("between")
         if between is not None and between.strip() in _NOT_OWN_HEALTH:
             continue
