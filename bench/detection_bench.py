@@ -87,9 +87,9 @@ def load_corpus(seed: int, count: int) -> list[tuple[bool, list[str]]]:
 def precision_recall(
     expected: list[bool], predicted: list[bool]
 ) -> tuple[float, float, int, int, int]:
-    tp = sum(1 for e, p in zip(expected, predicted) if e and p)
-    fp = sum(1 for e, p in zip(expected, predicted) if p and not e)
-    fn = sum(1 for e, p in zip(expected, predicted) if e and not p)
+    tp = sum(1 for e, p in zip(expected, predicted, strict=True) if e and p)
+    fp = sum(1 for e, p in zip(expected, predicted, strict=True) if p and not e)
+    fn = sum(1 for e, p in zip(expected, predicted, strict=True) if e and not p)
     precision = tp / (tp + fp) if tp + fp else 1.0
     recall = tp / (tp + fn) if tp + fn else 1.0
     return precision, recall, tp, fp, fn

@@ -24,7 +24,7 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO / "bench"))
 sys.path.insert(0, str(REPO / "tests" / "detection"))
 
-from detection_bench import load_corpus, prose_text
+from detection_bench import load_corpus, prose_text  # noqa: E402
 
 
 def load_detector(source: Path) -> Any:

@@ -44,7 +44,7 @@ class SmtpSinkProcess:
         self.port = port
         self.process: subprocess.Popen[bytes] | None = None
 
-    def start(self) -> "SmtpSinkProcess":
+    def start(self) -> SmtpSinkProcess:
         # smtp-sink refuses to run as root without -u; 1024 is the listen backlog.
         self.process = subprocess.Popen(
             ["smtp-sink", "-u", "postfix", f"{self.address}:{self.port}", "1024"],
@@ -80,7 +80,7 @@ class ScriptProcess(DaemonProcess):
         super().__init__("", Path(os.devnull), log_path, ready)
         self.command = command
 
-    def start(self, timeout: float = 20.0) -> "ScriptProcess":
+    def start(self, timeout: float = 20.0) -> ScriptProcess:
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         with self.log_path.open("ab") as log:
             self.process = subprocess.Popen(self.command, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
@@ -148,7 +148,7 @@ class BenchWorld:
         self.sink.stop()
         self.world.stop()
 
-    def __enter__(self) -> "BenchWorld":
+    def __enter__(self) -> BenchWorld:
         return self
 
     def __exit__(self, *exc: object) -> None:

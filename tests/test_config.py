@@ -6,6 +6,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pydantic
 import pytest
 
 from postveil.cli.main import main as cli_main
@@ -81,7 +82,7 @@ def test_empty_file_gives_defaults() -> None:
 def test_config_is_immutable() -> None:
     config = parse_config(b"")
 
-    with pytest.raises(Exception):
+    with pytest.raises(pydantic.ValidationError):
         config.logging.level = "DEBUG"  # type: ignore[misc]
 
 

@@ -21,8 +21,7 @@ from typing import Any
 
 import pytest
 
-from postveil.audit import AuditKey, AuditLog, AuditWriteError, list_log_files, verify_chain
-from postveil.audit import writer
+from postveil.audit import AuditKey, AuditLog, AuditWriteError, list_log_files, verify_chain, writer
 from postveil.audit.verify import default_head_for
 from postveil.config.audit import AuditSection
 from tests.audit.conftest import make_decision

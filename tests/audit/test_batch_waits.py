@@ -20,8 +20,8 @@ from typing import Any
 import pytest
 
 from postveil.audit import AuditKey, AuditLog, AuditWriteError, list_log_files, verify_chain
-from postveil.audit.writer import AppendResult, _Pending
 from postveil.audit.verify import default_head_for
+from postveil.audit.writer import AppendResult, _Pending
 from postveil.config.audit import AuditSection
 from tests.audit.conftest import make_decision
 

@@ -13,7 +13,6 @@ from pathlib import Path
 
 import pytest
 from crypto_fixtures import GpgWorld, Pki, gpg
-
 from cryptography.x509 import load_pem_x509_certificate
 
 from postveil.audit import generate_key_file, verify_chain

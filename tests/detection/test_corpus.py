@@ -78,7 +78,7 @@ def test_scan_json_over_corpus(
     assert cli_main(["scan", "--json", *[str(corpus_dir / name) for name in names]]) == 0
     lines = capsys.readouterr().out.splitlines()
     assert len(lines) == len(names)
-    for name, line in zip(names, lines):
+    for name, line in zip(names, lines, strict=True):
         record = json.loads(line)
         assert list(record) == [
             "file",

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import smtplib
 import subprocess
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -108,7 +107,10 @@ def test_rewrite_escape(
 ) -> None:
     seen = world.add_domain(unique_domain("escape-from"), tls="none")
     target = world.add_domain(unique_domain("escape-to"), tls="none")
-    fill: Callable[[str], str] = lambda text: text.format(seen=seen.name, target=target.name, dir=tmp_path)
+
+    def fill(text: str) -> str:
+        return text.format(seen=seen.name, target=target.name, dir=tmp_path)
+
     (tmp_path / "escape.regexp").write_text(f"/^Patient@{seen.name}$/i patient@{target.name}\n")
     (tmp_path / "tab.regexp").write_text(f'/^"?pat.ient"?@{seen.name}$/ patient@{target.name}\n')
     tmp_path.chmod(0o755)

@@ -38,7 +38,7 @@ class DnsSection(Section):
     """Trust DANE records only when the resolver sets the AD (authenticated data) bit."""
 
     @model_validator(mode="after")
-    def _check_lifetime(self) -> "DnsSection":
+    def _check_lifetime(self) -> DnsSection:
         # After validation, so that a default lifetime is compared with a configured timeout.
         if self.lifetime < self.timeout:
             raise ValueError(

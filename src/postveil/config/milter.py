@@ -100,7 +100,9 @@ class MilterSection(Section):
         try:
             mode = int(value, 8)
         except (TypeError, ValueError):
-            raise ValueError(f"invalid socket_mode {value!r}: expected an octal string like '0660'")
+            raise ValueError(
+                f"invalid socket_mode {value!r}: expected an octal string like '0660'"
+            ) from None
         if not 0 <= mode <= 0o777:
             raise ValueError(f"invalid socket_mode {value!r}: expected 0000-0777")
         return value

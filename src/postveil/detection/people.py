@@ -488,13 +488,10 @@ def _narrative_names(state: _ScanState, evidence: list[int]) -> list[_Candidate]
         )
         if paragraph >= 0:
             window_start = paragraph
-        last = None
-        for last in _FULL_NAME.finditer(text, window_start, before.start()):
-            pass
+        last = _last_match(_FULL_NAME, text, window_start, before.start())
         if last is None:
             # A relative stands for a name ("Your mom, Consuelo, ... her morphine").
-            for last in _RELATIVE.finditer(lowered, window_start, before.start()):
-                pass
+            last = _last_match(_RELATIVE, lowered, window_start, before.start())
             if last is not None and not state.covered(last.start()):
                 state.add("patient_name", last.start(), last.end(), 0.7)
                 taken = start
@@ -505,6 +502,14 @@ def _narrative_names(state: _ScanState, evidence: list[int]) -> list[_Candidate]
         names.append((name_start, name_end, True, -1, 0))
         taken = start
     return names
+
+
+def _last_match(pattern: re.Pattern[str], text: str, start: int, end: int) -> re.Match[str] | None:
+    """Return the last match of ``pattern`` in ``text[start:end]``, or ``None``."""
+    last = None
+    for match in pattern.finditer(text, start, end):
+        last = match
+    return last
 
 
 def _followed_in_sentence(text: str, evidence: list[int], start: int, reach: int) -> bool:

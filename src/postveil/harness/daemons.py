@@ -31,7 +31,7 @@ class DaemonProcess:
         self._log_offset = 0
         """Size of the log file when the current process started; log_text() reads from here."""
 
-    def start(self, timeout: float = 20.0) -> "DaemonProcess":
+    def start(self, timeout: float = 20.0) -> DaemonProcess:
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         log = self.log_path.open("ab")
         log.seek(0, os.SEEK_END)
@@ -120,7 +120,7 @@ class DaemonProcess:
                 raise TimeoutError(f"{self.module} did not log {text!r} within {timeout:.0f}s:\n" + self.log_text()[-3000:])
             time.sleep(0.05)
 
-    def __enter__(self) -> "DaemonProcess":
+    def __enter__(self) -> DaemonProcess:
         return self.start()
 
     def __exit__(self, *exc: object) -> None:

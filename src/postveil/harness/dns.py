@@ -126,7 +126,7 @@ class DnsFixture:
 
     # -- lifecycle -------------------------------------------------------------
 
-    def start(self) -> "DnsFixture":
+    def start(self) -> DnsFixture:
         fixture = self
 
         class UdpHandler(socketserver.BaseRequestHandler):
@@ -180,7 +180,7 @@ class DnsFixture:
             server.server_close()
         self._servers = []
 
-    def __enter__(self) -> "DnsFixture":
+    def __enter__(self) -> DnsFixture:
         return self.start()
 
     def __exit__(self, *exc: object) -> None:

@@ -81,7 +81,7 @@ class HttpsFixture:
         names = response.certificate_names if response and response.certificate_names else (host or "unknown.invalid",)
         sslobj.context = self._context_for(names)
 
-    def start(self) -> "HttpsFixture":
+    def start(self) -> HttpsFixture:
         fixture = self
 
         class Handler(http.server.BaseHTTPRequestHandler):
@@ -136,7 +136,7 @@ class HttpsFixture:
             self._server.server_close()
             self._server = None
 
-    def __enter__(self) -> "HttpsFixture":
+    def __enter__(self) -> HttpsFixture:
         return self.start()
 
     def __exit__(self, *exc: object) -> None:

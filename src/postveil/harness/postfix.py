@@ -207,7 +207,7 @@ class PrivatePostfix:
     def running(self) -> bool:
         return self.master_pid is not None
 
-    def start(self) -> "PrivatePostfix":
+    def start(self) -> PrivatePostfix:
         if os.geteuid() != 0:
             raise PostfixError("the private Postfix harness needs root (Postfix drops to mail_owner)")
         if shutil.which("postfix") is None:
@@ -247,7 +247,7 @@ class PrivatePostfix:
             pid = int((self.queue_dir / "pid" / "master.pid").read_text().strip())
             os.kill(pid, 9)
 
-    def __enter__(self) -> "PrivatePostfix":
+    def __enter__(self) -> PrivatePostfix:
         return self.start()
 
     def __exit__(self, *exc: object) -> None:

@@ -33,7 +33,7 @@ class PgpRecipient:
     fingerprint: str
 
     @classmethod
-    def create(cls, address: str, directory: Path, postveil_gnupg_home: Path) -> "PgpRecipient":
+    def create(cls, address: str, directory: Path, postveil_gnupg_home: Path) -> PgpRecipient:
         """Generate a key pair for ``address`` and import its public key for postveil."""
         home = directory / f"gpg-{address.replace('@', '_at_')}"
         home.mkdir(parents=True, exist_ok=True, mode=0o700)
@@ -85,7 +85,7 @@ class SmimeRecipient:
     key_path: Path
 
     @classmethod
-    def create(cls, address: str, pki: TestPKI, certificate_dir: Path) -> "SmimeRecipient":
+    def create(cls, address: str, pki: TestPKI, certificate_dir: Path) -> SmimeRecipient:
         """Issue a certificate for ``address`` and install it in postveil's directory."""
         cert_path, key_path = pki.write_smime_leaf(address)
         shutil.copy(cert_path, certificate_dir / cert_path.name)

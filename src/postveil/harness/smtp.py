@@ -24,7 +24,7 @@ from postveil.harness.net import assert_loopback, free_port
 
 # aiosmtpd logs every DATA line at DEBUG; message text must not reach test logs.
 logging.getLogger("mail.log").setLevel(logging.WARNING)
-from postveil.harness.pki import TestPKI
+from postveil.harness.pki import TestPKI  # noqa: E402  (after the log level above)
 
 TlsMode = Literal["valid", "wrong-name", "none"]
 
@@ -66,7 +66,7 @@ class MailSpool:
         self._lock = threading.Lock()
         self._count = 0
 
-    def save(self, message: ReceivedMessage, sink: "SmtpSink") -> Path:
+    def save(self, message: ReceivedMessage, sink: SmtpSink) -> Path:
         """Write ``message`` and its envelope file; return the path of the .eml file."""
         with self._lock:
             self._count += 1
@@ -181,7 +181,7 @@ class SmtpSink:
                 self._condition.wait(remaining)
             return list(self.messages)
 
-    def start(self) -> "SmtpSink":
+    def start(self) -> SmtpSink:
         if self.port == 0:
             self.port = free_port(self.address)
         self._controller = Controller(
@@ -203,7 +203,7 @@ class SmtpSink:
             self._controller.stop()
             self._controller = None
 
-    def __enter__(self) -> "SmtpSink":
+    def __enter__(self) -> SmtpSink:
         return self.start()
 
     def __exit__(self, *exc: object) -> None:

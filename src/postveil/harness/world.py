@@ -105,7 +105,7 @@ class World:
 
     # -- lifecycle ---------------------------------------------------------------
 
-    def start(self) -> "World":
+    def start(self) -> World:
         try:
             self.dns.start()
             self.https.start()
@@ -135,7 +135,7 @@ class World:
         if errors:
             raise errors[0]
 
-    def __enter__(self) -> "World":
+    def __enter__(self) -> World:
         return self.start()
 
     def __exit__(self, *exc: object) -> None:
@@ -267,14 +267,14 @@ class World:
         path.write_text(yaml.safe_dump(config if config is not None else self.base_config(), sort_keys=False))
         return path
 
-    def add_pgp_recipient(self, address: str) -> "PgpRecipient":
+    def add_pgp_recipient(self, address: str) -> PgpRecipient:
         """Create a PGP key pair for ``address`` and import the public key for postveil."""
         from postveil.harness.recipients import PgpRecipient
 
         self.prepare_state()
         return PgpRecipient.create(address, self.base_dir / "recipients", self.state_dir / "gnupg")
 
-    def add_smime_recipient(self, address: str) -> "SmimeRecipient":
+    def add_smime_recipient(self, address: str) -> SmimeRecipient:
         """Issue an S/MIME certificate for ``address`` and install it for postveil."""
         from postveil.harness.recipients import SmimeRecipient
 

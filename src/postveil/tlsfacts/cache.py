@@ -90,7 +90,7 @@ class FactsCache(ABC):
             if facts is not None:
                 yield facts
 
-    def close(self) -> None:
+    def close(self) -> None:  # noqa: B027  (a cache without connections keeps this)
         """Release connections; the object may not be used afterwards."""
 
 
