@@ -200,6 +200,12 @@ LABEL_CASES = [
     ("licence after DL", "DL: OH K381-5520-9174\nDistal radius fracture", True),
     ("blank line after label", "MRN:\n\n40318276\nSeen for asthma.", False),
     ("lab value then product", "Account number: 55120984\n4 x INR 50 test strips", False),
+    # National and provincial health numbers outside the US, after their label.
+    ("NHS number", "NHS number: 943 476 5919\nDiagnosis: type 2 diabetes", True),
+    ("Australian Medicare card", "Medicare card: 2123 45670 1. Root canal on tooth 36.", True),
+    ("Ontario health card", "OHIP 1234567897-AB, seen for asthma", True),
+    ("NHS number, wrong check digit", "NHS number: 943 476 5918\nasthma", False),
+    ("NHS service number", "Call NHS 111 if your asthma gets worse.", False),
     (
         "reagent two words on",
         "Account No. 884120\nTroponin I reagent pack  2 x $310.00",

@@ -66,6 +66,51 @@ CARD_CASES = [
 ]
 
 
+NHS_CASES = [
+    ("943 476 5919", True),  # the NHS's published example
+    ("9434765919", True),
+    ("943-476-5919", True),
+    ("943 476 5918", False),  # wrong check digit
+    ("401 023 2137", True),
+    ("123 456 7890", False),  # remainder 10: never issued
+    ("943 476 591", False),  # too short
+]
+
+
+@pytest.mark.parametrize(("candidate", "expected"), NHS_CASES)
+def test_nhs_number(candidate: str, expected: bool) -> None:
+    assert v.nhs_number_valid(candidate) is expected
+
+
+AUSTRALIAN_MEDICARE_CASES = [
+    ("2123 45670 1", True),  # check digit 0 over 2,1,2,3,4,5,6,7
+    ("2123456701", True),
+    ("21234567011", True),  # with the person's position on the card
+    ("2123 45671 1", False),  # wrong check digit
+    ("7123 45670 1", False),  # first digit must be 2-6
+    ("2123 4567 1", False),  # too short
+]
+
+
+@pytest.mark.parametrize(("candidate", "expected"), AUSTRALIAN_MEDICARE_CASES)
+def test_australian_medicare(candidate: str, expected: bool) -> None:
+    assert v.australian_medicare_valid(candidate) is expected
+
+
+HEALTH_NUMBER_CASES = [
+    ("943 476 5919", True),  # NHS
+    ("2123 45670 1", True),  # Australian Medicare
+    ("1234567897", True),  # 10 digits with a Luhn check digit (Canadian health card)
+    ("1234567890", False),  # none of the three
+    ("12345", False),
+]
+
+
+@pytest.mark.parametrize(("candidate", "expected"), HEALTH_NUMBER_CASES)
+def test_health_number(candidate: str, expected: bool) -> None:
+    assert v.health_number_valid(candidate) is expected
+
+
 @pytest.mark.parametrize(("candidate", "expected"), CARD_CASES)
 def test_card(candidate: str, expected: bool) -> None:
     assert v.card_valid(candidate) is expected

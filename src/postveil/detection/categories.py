@@ -8,6 +8,7 @@ HIGH_RISK = frozenset({"ssn", "mbi", "payment_card"})
 PATIENT_IDENTIFIERS = frozenset(
     {
         "mrn",
+        "health_number",
         "member_id",
         "account_number",
         "date_of_birth",
@@ -51,6 +52,7 @@ DEFAULT_WEIGHTS: dict[str, float] = {
     "mbi": 1.0,
     "payment_card": 1.0,
     "mrn": 1.0,
+    "health_number": 1.0,
     "member_id": 1.0,
     "account_number": 1.0,
     "date_of_birth": 1.0,
@@ -99,6 +101,7 @@ KEYWORD_GROUPS = frozenset(
         "recipient_key",
         "recipient_other_key",
         "room_cue",
+        "health_number",
         "third_person",
         "veterinary",
         "condition",

@@ -127,6 +127,13 @@ _LABELLED_ID = re.compile(
     r"(?P<id>[A-Za-z]{0,4}[-]?[0-9][0-9A-Za-z\-]{2,19})(?![0-9A-Za-z])"
 )
 _SHORT_LICENCE_LABELS = ("lic", "lic#", "lic #")
+# A health number after its label: 10 digits, or 11 for an Australian Medicare card
+# with the person's position, grouped by spaces or hyphens as cards print them ("943
+# 476 5919", "2123 45670 1"), and an optional two-letter version code (Ontario).
+_HEALTH_NUMBER = re.compile(
+    r"\.?(?:\s*(?:number|num|no\.?|#))?(?:\s*(?:(?:is|was)(?=\s)|[:#=\-])){0,2}\s*"
+    r"(?P<id>[0-9](?:[ -]?[0-9]){9,10})(?![0-9])(?:[ -]?[A-Z]{2}(?![A-Za-z]))?"
+)
 _NUMERIC_DATE = re.compile(r"[0-9]{1,4}[-/.][0-9]{1,2}[-/.][0-9]{2,4}(?![0-9])")
 _WORDY_DATE = re.compile(
     r"(?P<m1>[A-Za-z]{3,9})\.? (?P<d1>[0-9]{1,2})(?:st|nd|rd|th)?,? (?P<y1>[0-9]{4})"
@@ -453,7 +460,8 @@ _RECIPIENT_WEIGHTS = {
 # Keyword groups whose hits _scan_labelled and _scan_health_words look at.
 _IDENTIFIER_LABEL_GROUPS = ("mrn", "member_id", "account_number", "drivers_license")
 _LABEL_GROUPS = frozenset(
-    _IDENTIFIER_LABEL_GROUPS + ("medicare", "date_of_birth", "phone", "address", "patient")
+    _IDENTIFIER_LABEL_GROUPS
+    + ("medicare", "health_number", "date_of_birth", "phone", "address", "patient")
 )
 _HEALTH_GROUPS = ("condition", "medication", "procedure", "lab_result", "treatment", "care_setting")
 # Keyword groups whose hits clinical.scan_lab_values looks at.
@@ -856,6 +864,12 @@ class TextScanner:
             if v.mbi_valid(match.group("id").upper()):
                 if not state.covered(match.start("id")):
                     state.add("mbi", match.start("id"), match.end("id"), 0.85)
+        for keyword_end in hits.ends.get("health_number", ()):
+            match = _HEALTH_NUMBER.match(text, keyword_end, keyword_end + 40)
+            if match is None or text.count("\n", keyword_end, match.start("id")) > 1:
+                continue
+            if v.health_number_valid(match.group("id")) and not state.covered(match.start("id")):
+                state.add("health_number", match.start("id"), match.end("id"), 0.9)
         for keyword_end in hits.ends.get("date_of_birth", ()):
             self._try_birth_date(state, keyword_end)
         for keyword_end in hits.ends.get("phone", ()):

@@ -66,6 +66,41 @@ def mbi_valid(candidate: str) -> bool:
     return True
 
 
+def nhs_number_valid(candidate: str) -> bool:
+    """Check a UK NHS number or a Scottish CHI number: 10 digits whose last is the
+    modulus 11 check digit of the first nine, weighted 10 down to 2. A remainder that
+    gives 10 means the number was never issued."""
+    digits = digits_of(candidate)
+    if len(digits) != 10:
+        return False
+    total = sum(int(digit) * weight for digit, weight in zip(digits[:9], range(10, 1, -1), strict=True))
+    check = 11 - total % 11
+    if check == 11:
+        check = 0
+    return check != 10 and check == int(digits[9])
+
+
+def australian_medicare_valid(candidate: str) -> bool:
+    """Check an Australian Medicare card number: 10 digits (an 11th, the person's
+    position on the card, may follow) whose first is 2 to 6 and whose ninth is the
+    check digit of the first eight, weighted 1, 3, 7, 9, 1, 3, 7, 9, modulo 10."""
+    digits = digits_of(candidate)
+    if len(digits) not in (10, 11) or digits[0] not in "23456":
+        return False
+    total = sum(int(digit) * weight for digit, weight in zip(digits[:8], (1, 3, 7, 9, 1, 3, 7, 9), strict=True))
+    return total % 10 == int(digits[8])
+
+
+def health_number_valid(candidate: str) -> bool:
+    """Check a national or provincial health number written after its label: an NHS
+    or CHI number, an Australian Medicare card number, or a 10-digit Canadian health
+    card number with a Luhn check digit (Ontario's, among others)."""
+    digits = digits_of(candidate)
+    if nhs_number_valid(digits) or australian_medicare_valid(digits):
+        return True
+    return len(digits) == 10 and luhn_valid(digits)
+
+
 def luhn_valid(digits: str) -> bool:
     """Check the Luhn (mod 10) check digit of a string of digits."""
     if not digits or not digits.isdigit():
