@@ -73,7 +73,9 @@ def nhs_number_valid(candidate: str) -> bool:
     digits = digits_of(candidate)
     if len(digits) != 10:
         return False
-    total = sum(int(digit) * weight for digit, weight in zip(digits[:9], range(10, 1, -1), strict=True))
+    total = sum(
+        int(digit) * weight for digit, weight in zip(digits[:9], range(10, 1, -1), strict=True)
+    )
     check = 11 - total % 11
     if check == 11:
         check = 0
@@ -87,7 +89,10 @@ def australian_medicare_valid(candidate: str) -> bool:
     digits = digits_of(candidate)
     if len(digits) not in (10, 11) or digits[0] not in "23456":
         return False
-    total = sum(int(digit) * weight for digit, weight in zip(digits[:8], (1, 3, 7, 9, 1, 3, 7, 9), strict=True))
+    total = sum(
+        int(digit) * weight
+        for digit, weight in zip(digits[:8], (1, 3, 7, 9, 1, 3, 7, 9), strict=True)
+    )
     return total % 10 == int(digits[8])
 
 
