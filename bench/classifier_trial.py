@@ -1,9 +1,8 @@
 """Would a trained text classifier beside the rules find more PHI in unseen mail?
 
-A trial, not part of postveil: for each labelled set under tests/detection in turn, a
-logistic regression over word and word-pair counts (hashed) and the detector's
-category counts is trained on all the other sets, and then measured on the held-out
-set. The classifier's threshold is the lowest one that keeps precision at
+A trial, not part of postveil. Each labelled set under tests/detection is held out in
+turn. A logistic regression over hashed word and word-pair counts and the detector's
+category counts is trained on all the other sets, then measured on the held-out one. The classifier's threshold is the lowest one that keeps precision at
 ``--precision`` (0.98 by default) or more on the training sets, cross-validated
 within them. The table shows, per held-out
 set, the rules alone, the classifier alone, and a message reported sensitive by
