@@ -4,7 +4,9 @@ what counts as PHI, without reading the rules.
 
 It was measured once, after the rules for the fifth set, and no rule was changed for
 it: precision 1.0 and recall 0.42 (21 of 50); the code of the day before found 20.
-The assertions are those figures, with no margin, so a change that finds fewer fails.
+Care words of other fields (dentistry, physiotherapy, UK terms) added afterwards as a
+class found one more. The assertions are those figures, precision 1.0 and recall 0.44
+(22 of 50), with no margin, so a change that finds fewer fails.
 docs/detection.md lists the kinds of misses.
 """
 
@@ -31,5 +33,5 @@ def test_reviewer6_labels_complete(labels: Labels) -> None:
 
 def test_reviewer6_precision_and_recall(detector: Detector, labels: Labels) -> None:
     result = evaluate_folder(detector, REVIEWER6, labels)
-    assert result.messages.recall >= 21 / 50, result.false_negatives
+    assert result.messages.recall >= 22 / 50, result.false_negatives
     assert result.messages.precision >= 1.0, result.false_positives
