@@ -62,6 +62,11 @@ OWN_CARE_CASES = [
     ("others test you", "Staff test your haemoglobin with a finger prick on Saturday.", False),
     ("plan year", "Your annual mammogram is covered at 100% from January 1.", False),
     ("instruction with dose", "Please take your lisinopril 10 mg each morning.", True),
+    # Invitations and storage advice anywhere before "your" make the sentence general.
+    ("workshop", "Join our free workshop on managing your diabetes next week.", False),
+    ("learn more", "Learn more about your diabetes on Tuesday, March 3, at the library.", False),
+    ("storage advice", "Store your insulin in the fridge until Friday.", False),
+    ("exam as the care", "Your exam has been scheduled for Tuesday at the eye clinic.", True),
     ("advice without dose", "Take your insulin before meals and after exercise on Sunday.", False),
 ]
 
@@ -127,6 +132,11 @@ NARRATIVE_CASES = [
         "one condition in a story",
         "In chapter two, Elena Marsh learns that her pneumonia will keep her from the ball.",
         False,
+    ),
+    (
+        "surname that is also a rank",
+        "Maria King was seen today for her asthma.",
+        True,
     ),
     (
         "title as a given name",
@@ -200,10 +210,19 @@ LABEL_CASES = [
     ("licence after DL", "DL: OH K381-5520-9174\nDistal radius fracture", True),
     ("blank line after label", "MRN:\n\n40318276\nSeen for asthma.", False),
     ("lab value then product", "Account number: 55120984\n4 x INR 50 test strips", False),
+    (
+        "value with unit then product",
+        "Account number: 40318276. Troponin I 0.92 ng/mL control, 2 x 5 mL",
+        False,
+    ),
+    ("patient's home meter", "MRN 40318276: INR 4.2 on home meter this morning.", True),
+    ("contractor licence over a line", "Lic\n# CA 1045872. Scope: the chemo infusion bay.", False),
+    ("phone abbreviation", "Thanks, Lee\nPhn: 604-555-0102\nSorry to hear about your asthma.", False),
     # National and provincial health numbers outside the US, after their label.
     ("NHS number", "NHS number: 943 476 5919\nDiagnosis: type 2 diabetes", True),
     ("Australian Medicare card", "Medicare card: 2123 45670 1. Root canal on tooth 36.", True),
     ("Ontario health card", "OHIP 1234567897-AB, seen for asthma", True),
+    ("NHS label, Luhn number", "NHS number: 1234567897\nasthma", False),
     ("NHS number, wrong check digit", "NHS number: 943 476 5918\nasthma", False),
     ("NHS service number", "Call NHS 111 if your asthma gets worse.", False),
     (
@@ -250,3 +269,18 @@ def test_british_spellings(word: str, british: list[str]) -> None:
 def test_british_spelling_counts(detector: Detector) -> None:
     text = "MRN 4471902: haemoglobin 8.1 g/dL, anaemia work-up, paediatric ward."
     assert detector.scan_text(text).sensitive
+
+
+def test_crlf_message_matches_like_lf(detector: Detector) -> None:
+    # SMTP bodies end lines with CRLF; a label wrapped over a line still counts.
+    raw = (
+        b"Subject: claim\r\nContent-Type: text/plain\r\n\r\n"
+        b"Please update the member\r\nID: A12345678 for the diabetes claim.\r\n"
+    )
+    assert detector.scan_message(raw).rule == "identifier_with_health"
+
+
+def test_own_care_span_starts_at_your(detector: Detector) -> None:
+    text = "your\r\nwarfarin 5 mg daily"
+    spans = [(f.start, f.end) for f in detector.find(text) if f.category == "recipient_health"]
+    assert spans == [(0, 14)]

@@ -29,12 +29,17 @@ _LAB_VALUE = re.compile(
     r"(?:[ ]?(?P<unit>%|mg/dl|mmol/l|meq/l|g/dl|ng/ml|pg/ml|miu/l|uiu/ml|\u00b5iu/ml|u/l|iu/l|mmhg"
     r"|ml/min|mcg/dl|ng/dl|k/ul|events/hr)(?![a-z]))?"
 )
-# A lab test's name followed, within two words, by a product word names something a
-# lab buys, as in a supplier's invoice ("HbA1c control, level 1", "lipid panel
-# calibrator set", "troponin I reagent pack").
+# A lab test's name followed by a product word names something a lab buys, as in a
+# supplier's invoice ("HbA1c control, level 1", "lipid panel calibrator set", "Troponin
+# I 0.92 ng/mL control", "glucose meter"). Between a name and a product word may stand
+# up to three numbers, units, single letters or the words "x", "test" and "level"; any
+# other word ("INR 4.2 on her home meter", "creatinine by enzymatic assay") makes it a
+# result.
 LAB_PRODUCT_AFTER = re.compile(
-    r"(?:[ ]+[a-z0-9]+){0,2}?[ ]+(?:controls?|calibrators?|reagents?|kits?|cartridges?|strips|"
-    r"dipsticks?|analy[sz]ers?|meters?|qc|standards?|materials?|wipes|tubes|supplies|assays?)\b"
+    r"[ ]+meters?\b"
+    r"|(?:,?[ ]+(?:[0-9][0-9.,]*|[a-z]|x|tests?|levels?|%|mg/dl|mmol/l|meq/l|g/dl|ng/ml|pg/ml"
+    r"|iu/l|u/l|ml)){0,3}?,?[ ]+(?:controls?|calibrators?|reagents?|kits?|cartridges?|strips|"
+    r"dipsticks?|analy[sz]ers?|qc|standards?|materials?|wipes|tubes|supplies)\b"
 )
 # Characters after a test name searched for its value.
 _VALUE_REACH = 40

@@ -347,10 +347,13 @@ def _decode_header(value: object) -> str:
 
 
 def _decode_bytes(data: bytes, charset: str) -> str:
+    """Decode a text part, with SMTP's CRLF line ends read as LF, so that a keyword or
+    phrase continues across a wrapped line ("member\r\nID") as it does in LF text."""
     try:
-        return data.decode(charset, errors="replace")
+        text = data.decode(charset, errors="replace")
     except LookupError:
-        return data.decode("utf-8", errors="replace")
+        text = data.decode("utf-8", errors="replace")
+    return text.replace("\r\n", "\n") if "\r" in text else text
 
 
 class _TextCollector(HTMLParser):

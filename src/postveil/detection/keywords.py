@@ -57,19 +57,19 @@ def load_builtin_keywords() -> dict[str, list[str]]:
     return groups
 
 
-# American spellings of medical word parts and their British forms. Each pattern
-# applies only where it is written: at the start of a word (^), inside one, or at its
-# end ($), so "hem" changes "hemoglobin" but not "them".
+# American spellings of medical word parts and their British forms. A pattern that
+# starts or ends with \b applies only at the start or end of a word, so "hem" changes
+# "hemoglobin" but not "them", and "hemi-" (hemiplegia) keeps its spelling.
 _BRITISH = tuple(
     (re.compile(pattern), replacement)
     for pattern, replacement in (
-        (r"\bhem(?=[aoi])", "haem"),  # hemoglobin, hematology, hemorrhage
-        # anemia, leukemia, ischemic, hyperlipidemia, septicemia, uremia, hypokalemia,
-        # hyponatremia, toxemia, viremia, bacteremia, hypocalcemia, hypoxemia; not
-        # "academic", "epidemic" or "systemic".
+        (r"\bhem(?=[ao])", "haem"),  # hemoglobin, hematology, hemorrhage
+        # anemia, leukemia, ischemic, hyperlipidemia, hypercholesterolemia, septicemia,
+        # uremia, hypokalemia, hyponatremia, toxemia, viremia, bacteremia, hypocalcemia,
+        # hypoxemia; not "academic", "epidemic" or "systemic".
         (
             (
-                r"(?:(?<=\ban)|(?<=leuk)|(?<=isch)|(?<=lipid)|(?<=ptic)|(?<=\bur)|(?<=kal)|(?<=natr)"
+                r"(?:(?<=\ban)|(?<=terol)|(?<=leuk)|(?<=isch)|(?<=lipid)|(?<=ptic)|(?<=\bur)|(?<=kal)|(?<=natr)"
                 r"|(?<=tox)|(?<=vir)|(?<=ter)|(?<=lc)|(?<=ox))emi(?=as?\b|c\b)"
             ),
             "aemi",
@@ -85,7 +85,7 @@ _BRITISH = tuple(
         (r"\banesthe", "anaesthe"),
         (r"\bcesarean", "caesarean"),
         (r"\bceliac", "coeliac"),
-        (r"(?<=[a-z])(?:rrhea|pnea)\b", None),  # diarrhea, dyspnea, apnea: see below
+        (r"(?<=[a-z])(rrh|pn)ea\b", r"\1oea"),  # diarrhea, dyspnea, apnea
         (r"tumor", "tumour"),
         (r"\bcenter\b", "centre"),
         (r"counseling", "counselling"),
@@ -104,11 +104,7 @@ def british_spellings(word: str) -> list[str]:
     """
     variant = word.lower()
     for pattern, replacement in _BRITISH:
-        if replacement is None:
-            # "rrhea" and "pnea" take an o before the final "ea": diarrhoea, dyspnoea.
-            variant = pattern.sub(lambda match: match.group(0)[:-2] + "oea", variant)
-        else:
-            variant = pattern.sub(replacement, variant)
+        variant = pattern.sub(replacement, variant)
     return [variant] if variant != word.lower() else []
 
 

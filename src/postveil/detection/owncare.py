@@ -29,7 +29,7 @@ OWN_CARE_GROUPS = ("medication", "procedure", "condition", "lab_test")
 _MODIFIER = (
     r"(?:next|last|latest|recent|most|upcoming|scheduled|planned|current|new|daily|weekly|"
     r"monthly|morning|evening|nightly|bedtime|usual|regular|remaining|first|second|third|"
-    r"final|follow-up|repeat|annual|routine|elective|outpatient|home|evening|morning|"
+    r"final|follow-up|repeat|annual|routine|elective|outpatient|home|"
     r"shipment|supply|refill|refills|prescription|order|delivery|course|dose|doses|dosage|"
     r"injection|infusion|of|the|for|from|at|"
     r"[0-9]+(?:-[a-z]+)?|"
@@ -39,7 +39,7 @@ _MODIFIER = (
 # "your", up to three modifiers and the word before "your", ending where the health
 # word starts. Searched in the lower-cased text; a single line break counts as a space.
 _YOUR_BEFORE = re.compile(
-    r"(?:\b(?P<lead>[a-z]+)(?:[ ]|\r?\n))?\byour(?:[ ]|\r?\n)"
+    r"(?:\b(?P<lead>[a-z]+)(?:[ ]|\r?\n))?\b(?P<your>your)(?:[ ]|\r?\n)"
     r"(?P<modifiers>(?:" + _MODIFIER + r"(?:[ ]|\r?\n)){0,3})$"
 )
 # Characters before a health word searched for "your".
@@ -53,6 +53,21 @@ _GENERAL_LEADS = frozenset(
     "reserve order protect manage check know understand track lower improve control boost "
     "bring plan find compare renew test measure screen".split()
 )
+# Words anywhere in the sentence before "your" that make it general: an invitation to
+# an event or a course ("Join our free workshop on managing your diabetes next week",
+# "Learn more about your diabetes on Tuesday") or storage advice ("Store your insulin in
+# the fridge until Friday").
+_GENERAL_CLAUSE = re.compile(
+    r"\b(?:join|workshop|webinar|class|classes|seminar|course|tips?|learn|event|register|"
+    r"sign up|how to|ways to|managing|store|storing|protect|if|whether)\b"
+)
+# Characters before "your" searched for the start of its sentence.
+_CLAUSE_REACH = 120
+# Health words after "your" read per text. Each costs a few regular expression calls,
+# so a part of nothing but "your metformin, your metformin, ..." would otherwise cost
+# about 2 s a megabyte; mail has a few.
+_MAX_CHECKS = 1000
+
 # Words before "your" that give advice unless a dose makes it an instruction to one
 # person: "take your insulin before meals" is general, "take your lisinopril 10 mg each
 # morning" is not.
@@ -108,7 +123,7 @@ _VALUE = re.compile(
 HEAD_FOLLOWERS = frozenset(
     "is was are were has have had will would should can could may might must did does do "
     "came comes come went goes go runs ran ships shipped arrives arrived starts started "
-    "needs need looks looked showed shows came back got gets became "
+    "needs need looks looked showed shows back got gets became "
     "with on for at from to in and or but after before until since by this next last "
     "today tonight tomorrow yesterday again now still also as so that which because "
     "dose doses dosage level levels result results reading readings value number count "
@@ -152,12 +167,19 @@ def scan_own_care(state: _ScanState) -> None:
     if "your" not in lowered or is_veterinary(state):
         return
     spans = state.hits.spans
+    checks = 0
     for group in OWN_CARE_GROUPS:
         for start, end in spans.get(group, ()):
             before = _YOUR_BEFORE.search(lowered, max(0, start - _YOUR_REACH), start)
             if before is None or before.group("lead") in _GENERAL_LEADS:
                 continue
+            checks += 1
+            if checks > _MAX_CHECKS:
+                return
             if not is_head(lowered, end):
+                continue
+            your = before.start("your")
+            if _GENERAL_CLAUSE.search(lowered, _sentence_start(lowered, your), your) is not None:
                 continue
             if (
                 lowered[start:end].split()[0] in _ELEMENTS
@@ -177,5 +199,13 @@ def scan_own_care(state: _ScanState) -> None:
                 and (group != "lab_test" or _VALUE.search(lowered, end, sentence_end) is None)
             ):
                 continue
-            state.add("recipient_health", before.start("modifiers") - 5, end, 1.0)
+            state.add("recipient_health", your, end, 1.0)
             state.ties.append(start)
+
+
+def _sentence_start(lowered: str, position: int) -> int:
+    """Return where the sentence around ``position`` starts, looking back at most
+    _CLAUSE_REACH characters."""
+    low = max(0, position - _CLAUSE_REACH)
+    ends = (lowered.rfind(mark, low, position) for mark in (". ", "! ", "? ", "\n\n"))
+    return max([low, *(end + 1 for end in ends if end >= 0)])

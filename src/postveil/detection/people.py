@@ -203,11 +203,7 @@ NOT_NAME_WORDS = frozenset(
     # Payers, which billing mail writes where a patient's name would go ("Blue Cross,
     # DOS 3/2/2026, CPT 99214").
     "blue shield medicare medicaid tricare aetna cigna humana anthem healthcare insurance "
-    "plan "
-    # Ranks and titles before a name in fiction, history and games ("Admiral Tobias").
-    "admiral captain professor lady sir lord general colonel major sergeant father sister "
-    "brother saint king queen prince princess chef coach judge senator governor president "
-    "mayor uncle aunt".split()
+    "plan".split()
 )
 
 
@@ -425,6 +421,14 @@ _NOT_OWN_HEALTH = frozenset(
 # Monday after his COPD flare").
 _NARRATIVE_REACH = 300
 _FULL_NAME = re.compile(rf"(?<![A-Za-z])(?:{_FULL})")
+# Ranks and titles that stand before a name in fiction, history and games ("Admiral
+# Tobias", "Captain Biscuit"). They are checked as the first word only, because King,
+# Major and Judge are surnames too ("Maria King").
+_RANKS = frozenset(
+    "admiral captain professor lady sir lord general colonel major sergeant father sister "
+    "brother saint king queen prince princess chef coach judge senator governor president "
+    "mayor uncle aunt".split()
+)
 # Third-person health findings whose preceding paragraph is searched for a name, per
 # text. Each search reads up to _NARRATIVE_REACH characters, so a part of nothing but
 # "she is on metformin" would otherwise cost 0.7 s a megabyte; mail has a few.
@@ -459,11 +463,8 @@ def _narrative_names(state: _ScanState, evidence: list[int]) -> list[_Candidate]
     text, lowered = state.text, state.lowered
     names: list[_Candidate] = []
     ends: dict[int, int] | None = None
-    taken = -1
     searches = 0
     for start in evidence:
-        if start <= taken:
-            continue
         before = _THIRD_PERSON_BEFORE.search(lowered, max(0, start - _THIRD_PERSON_REACH), start)
         if before is None:
             continue
@@ -494,13 +495,13 @@ def _narrative_names(state: _ScanState, evidence: list[int]) -> list[_Candidate]
             last = _last_match(_RELATIVE, lowered, window_start, before.start())
             if last is not None and not state.covered(last.start()):
                 state.add("patient_name", last.start(), last.end(), 0.7)
-                taken = start
             continue
         name_start, name_end = last.span()
         if _GREETING_BEFORE.search(text, max(0, name_start - 24), name_start) is not None:
             continue
+        if last.group().split()[0].lower() in _RANKS:
+            continue
         names.append((name_start, name_end, True, -1, 0))
-        taken = start
     return names
 
 

@@ -295,7 +295,8 @@ _RECIPIENT_PHRASES: tuple[tuple[re.Pattern[str], float], ...] = (
     (
         re.compile(
             r"\byour (?!(?:exam|test|testing|interview|driving|visa|passport|tax|hair|salon|"
-            r"service|repair|installation|delivery|moving|closing|notary|car|vehicle)\b)"
+            r"service|repair|installation|delivery|moving|closing|notary|car|vehicle) "
+            r"(?:appointment|appt|visit|session)\b)"
             r"(?:[a-z]+ )?(?:appointment|appt|visit|procedure|surgery|cleaning|exam|"
             r"check-?up|physical|screening|session|infusion|vaccination)\b[^.\n]{0,40}?"
             r"\b(?:is|has been) "
@@ -457,11 +458,18 @@ _RECIPIENT_WEIGHTS = {
     f"phrase{index}": weight for index, (_, weight) in enumerate(_RECIPIENT_PHRASES)
 }
 
+# Keyword groups of health number labels, and the check each label's number must pass.
+_HEALTH_NUMBER_CHECKS = {
+    "nhs_number": v.nhs_number_valid,
+    "medicare_card": v.australian_medicare_valid,
+    "health_card": v.ontario_health_number_valid,
+}
 # Keyword groups whose hits _scan_labelled and _scan_health_words look at.
 _IDENTIFIER_LABEL_GROUPS = ("mrn", "member_id", "account_number", "drivers_license")
 _LABEL_GROUPS = frozenset(
     _IDENTIFIER_LABEL_GROUPS
-    + ("medicare", "health_number", "date_of_birth", "phone", "address", "patient")
+    + ("medicare", "date_of_birth", "phone", "address", "patient")
+    + tuple(_HEALTH_NUMBER_CHECKS)
 )
 _HEALTH_GROUPS = ("condition", "medication", "procedure", "lab_result", "treatment", "care_setting")
 # Keyword groups whose hits clinical.scan_lab_values looks at.
@@ -843,7 +851,9 @@ class TextScanner:
                     continue
                 if match.group("state") and (
                     group != "drivers_license"
-                    or state.lowered.endswith(_SHORT_LICENCE_LABELS, 0, keyword_end)
+                    or " ".join(
+                        state.lowered[max(0, keyword_end - 6) : keyword_end].split()
+                    ).endswith(_SHORT_LICENCE_LABELS)
                 ):
                     # A state before the number marks a driver's licence only after a
                     # label that says so ("Lic # CA 1045872" is more often a
@@ -864,12 +874,13 @@ class TextScanner:
             if v.mbi_valid(match.group("id").upper()):
                 if not state.covered(match.start("id")):
                     state.add("mbi", match.start("id"), match.end("id"), 0.85)
-        for keyword_end in hits.ends.get("health_number", ()):
-            match = _HEALTH_NUMBER.match(text, keyword_end, keyword_end + 40)
-            if match is None or text.count("\n", keyword_end, match.start("id")) > 1:
-                continue
-            if v.health_number_valid(match.group("id")) and not state.covered(match.start("id")):
-                state.add("health_number", match.start("id"), match.end("id"), 0.9)
+        for group, valid in _HEALTH_NUMBER_CHECKS.items():
+            for keyword_end in hits.ends.get(group, ()):
+                match = _HEALTH_NUMBER.match(text, keyword_end, keyword_end + 40)
+                if match is None or text.count("\n", keyword_end, match.start("id")) > 1:
+                    continue
+                if valid(match.group("id")) and not state.covered(match.start("id")):
+                    state.add("health_number", match.start("id"), match.end("id"), 0.9)
         for keyword_end in hits.ends.get("date_of_birth", ()):
             self._try_birth_date(state, keyword_end)
         for keyword_end in hits.ends.get("phone", ()):

@@ -96,13 +96,10 @@ def australian_medicare_valid(candidate: str) -> bool:
     return total % 10 == int(digits[8])
 
 
-def health_number_valid(candidate: str) -> bool:
-    """Check a national or provincial health number written after its label: an NHS
-    or CHI number, an Australian Medicare card number, or a 10-digit Canadian health
-    card number with a Luhn check digit (Ontario's, among others)."""
+def ontario_health_number_valid(candidate: str) -> bool:
+    """Check an Ontario health card number: 10 digits whose last is the Luhn check digit
+    of the first nine (a two-letter version code after it is not part of the number)."""
     digits = digits_of(candidate)
-    if nhs_number_valid(digits) or australian_medicare_valid(digits):
-        return True
     return len(digits) == 10 and luhn_valid(digits)
 
 
