@@ -5,7 +5,7 @@ report ordinary mail as sensitive. They hold meeting rooms named after people, s
 lists, coding index rows, school mail about a named child, law and writing clinics,
 well water tests and similar. None of them is PHI. On the rules of that time 58 were
 reported sensitive. After the rules were tightened, 8 still are, all through rules
-older than that day (docs/detection.md, "Precision check against the new rules").
+older than that day (docs/detection-evaluation.md, "Precision check against the new rules").
 The assertion is that figure, with no margin, so a looser rule fails here.
 """
 

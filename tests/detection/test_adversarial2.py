@@ -8,7 +8,7 @@ None of them is PHI. On the rules as first written, 56 were reported sensitive. 
 were narrowed (a health word must head its phrase, element tests need a clinical
 unit, a third person's care needs a second health word or a care setting, veterinary
 mail is left out, a state before a number marks only a driver's licence), 12 still
-are (docs/detection.md, "Precision check of the fifth set's rules"). The code of the
+are (docs/detection-evaluation.md, "Precision check of the fifth set's rules"). The code of the
 day before reported 2. The assertion is the current figure, with no margin.
 """
 

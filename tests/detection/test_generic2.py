@@ -6,7 +6,7 @@ similar, each addressing the reader in the second person with drug, test and
 appointment words. None of them is about the reader's own care. Before the rules for
 the reader's own care were added, 2 were reported sensitive. With them, and with
 appointments of other kinds ("your exam appointment") left out, 1 is: an app's release
-notes about refill reminders (docs/detection.md). The assertion is that figure, with
+notes about refill reminders (docs/detection-evaluation.md). The assertion is that figure, with
 no margin.
 """
 

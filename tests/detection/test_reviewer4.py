@@ -8,7 +8,7 @@ Given"), so the set is no longer held out. They gave precision 1.0 and recall 0.
 of 50). The rules written the next day for the fifth reviewer set (the reader's own
 care in plain words, a third person's care after their name, labels across line
 breaks) raised recall to 0.84 (42 of 50), and the assertions are those figures, with no
-margin. docs/detection.md lists the misses.
+margin. docs/detection-evaluation.md lists the misses.
 """
 
 from __future__ import annotations

@@ -7,7 +7,7 @@ before. The rules were then widened against its misses (lay health words, the re
 own care in plain words, a third person's care after their name, bookings and test
 findings addressed to the reader), so the set is no longer held out. The assertions are
 the figures after that, with no margin: precision 1.0 and recall 0.90 (45 of 50).
-docs/detection.md lists the misses.
+docs/detection-evaluation.md lists the misses.
 """
 
 from __future__ import annotations

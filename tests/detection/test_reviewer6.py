@@ -7,7 +7,7 @@ it: precision 1.0 and recall 0.42 (21 of 50); the code of the day before found 2
 Care words of other fields (dentistry, physiotherapy, UK terms) added afterwards as a
 class found one more. The assertions are those figures, precision 1.0 and recall 0.44
 (22 of 50), with no margin, so a change that finds fewer fails.
-docs/detection.md lists the kinds of misses.
+docs/detection-evaluation.md lists the kinds of misses.
 """
 
 from __future__ import annotations
