@@ -86,9 +86,10 @@ def scan_clinical_cues(state: _ScanState) -> None:
 
 
 # Words right before a drug that tell that one person takes it: "she's on amoxicillin",
-# "he takes warfarin", "was started on metformin", "started her on cefepime". "are on" and "using" are left out,
-# because staff mail writes "many of our patients are on Ozempic" and "we are using
-# heparin flushes". Read in the lower-cased text, ending where the drug's keyword starts.
+# "he takes warfarin", "was started on metformin", "started her on cefepime". "are on"
+# and "using" are left out, because staff mail writes "many of our patients are on
+# Ozempic" and "we are using heparin flushes". Read in the lower-cased text, ending
+# where the drug's keyword starts.
 _TAKES_BEFORE = re.compile(
     r"(?:\b(?:is|was|'s|\u2019s|been|still|remains|started|restarted)\s+on|"
     r"\b(?:started|restarted|put|kept|switched|continued)\s+(?:him|her|them)\s+on|"

@@ -69,8 +69,8 @@ _BRITISH = tuple(
         # hypoxemia; not "academic", "epidemic" or "systemic".
         (
             (
-                r"(?:(?<=\ban)|(?<=terol)|(?<=leuk)|(?<=isch)|(?<=lipid)|(?<=ptic)|(?<=\bur)|(?<=kal)|(?<=natr)"
-                r"|(?<=tox)|(?<=vir)|(?<=ter)|(?<=lc)|(?<=ox))emi(?=as?\b|c\b)"
+                r"(?:(?<=\ban)|(?<=terol)|(?<=leuk)|(?<=isch)|(?<=lipid)|(?<=ptic)|(?<=\bur)"
+                r"|(?<=kal)|(?<=natr)|(?<=tox)|(?<=vir)|(?<=ter)|(?<=lc)|(?<=ox))emi(?=as?\b|c\b)"
             ),
             "aemi",
         ),

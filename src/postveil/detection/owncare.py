@@ -1,5 +1,6 @@
-"""The recipient's own care, in the words a clinician or a pharmacy writes: "your naltrexone runs out next
-week", "your colonoscopy is scheduled for Friday", "your haemoglobin was 9.8".
+"""The recipient's own care, in the words a clinician or a pharmacy writes: "your
+naltrexone runs out next week", "your colonoscopy is scheduled for Friday", "your
+haemoglobin was 9.8".
 
 The phrases of scanner._RECIPIENT_PHRASES name the message's kind ("your lab results
 are ready"). Mail from a clinician or a pharmacy more often names the drug, test or
