@@ -34,3 +34,11 @@ def evaluate_folder(detector: Detector, folder: Path, labels: Labels) -> Evaluat
         verdict = detector.scan_message((folder / name).read_bytes())
         verdicts[name] = (verdict.sensitive, verdict.categories)
     return evaluate(labels, verdicts.__getitem__)
+
+
+def flagged_files(detector: Detector, folder: Path, labels: Labels) -> list[str]:
+    """Return, sorted, the labelled messages of ``folder`` that the detector reports
+    sensitive."""
+    return sorted(
+        name for name in labels if detector.scan_message((folder / name).read_bytes()).sensitive
+    )

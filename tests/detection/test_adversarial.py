@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 
 from postveil.detection import Detector
+from tests.detection.labelled_sets import flagged_files
 
 ADVERSARIAL = Path(__file__).parent / "adversarial"
 KNOWN_FALSE_POSITIVES = 8
@@ -36,9 +37,5 @@ def test_adversarial_labels_complete(labels: dict[str, dict[str, object]]) -> No
 def test_adversarial_false_positives(
     detector: Detector, labels: dict[str, dict[str, object]]
 ) -> None:
-    flagged = sorted(
-        name
-        for name in labels
-        if detector.scan_message((ADVERSARIAL / name).read_bytes()).sensitive
-    )
+    flagged = flagged_files(detector, ADVERSARIAL, labels)
     assert len(flagged) <= KNOWN_FALSE_POSITIVES, flagged

@@ -217,7 +217,11 @@ LABEL_CASES = [
     ),
     ("patient's home meter", "MRN 40318276: INR 4.2 on home meter this morning.", True),
     ("contractor licence over a line", "Lic\n# CA 1045872. Scope: the chemo infusion bay.", False),
-    ("phone abbreviation", "Thanks, Lee\nPhn: 604-555-0102\nSorry to hear about your asthma.", False),
+    (
+        "phone abbreviation",
+        "Thanks, Lee\nPhn: 604-555-0102\nSorry to hear about your asthma.",
+        False,
+    ),
     # National and provincial health numbers outside the US, after their label.
     ("NHS number", "NHS number: 943 476 5919\nDiagnosis: type 2 diabetes", True),
     ("Australian Medicare card", "Medicare card: 2123 45670 1. Root canal on tooth 36.", True),

@@ -15,6 +15,16 @@ PHI_MESSAGE = (
     b"Subject: intake\r\nMIME-Version: 1.0\r\nContent-Type: text/plain\r\n\r\n"
     b"Patient: Maria Garcia\r\nSSN 536-22-1234\r\nMRN: 00482913\r\nUnit no. QX-77123 asthma\r\n"
 )
+# A site's own identifier, high risk after its keyword.
+UNIT_NUMBER_CONFIG = (
+    "detection:\n"
+    "  custom_identifiers:\n"
+    "    - name: unit_number\n"
+    "      pattern: 'QX-[0-9]{5}'\n"
+    "      kind: high_risk\n"
+    "      keywords: [unit no]\n"
+)
+INVALID_CONFIG = "detection:\n  weights:\n    no_such_category: 1\n"
 
 
 @pytest.fixture(autouse=True)
@@ -83,14 +93,7 @@ def test_scan_missing_file(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -
 
 def test_scan_with_custom_identifier(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     config = tmp_path / "postveil.yaml"
-    config.write_text(
-        "detection:\n"
-        "  custom_identifiers:\n"
-        "    - name: unit_number\n"
-        "      pattern: 'QX-[0-9]{5}'\n"
-        "      kind: high_risk\n"
-        "      keywords: [unit no]\n"
-    )
+    config.write_text(UNIT_NUMBER_CONFIG)
     path = tmp_path / "a.eml"
     path.write_bytes(PHI_MESSAGE)
     assert cli_main(["scan", "--config", str(config), "--json", str(path)]) == 0
@@ -100,7 +103,7 @@ def test_scan_with_custom_identifier(tmp_path: Path, capsys: pytest.CaptureFixtu
 
 def test_scan_invalid_config(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     config = tmp_path / "postveil.yaml"
-    config.write_text("detection:\n  weights:\n    no_such_category: 1\n")
+    config.write_text(INVALID_CONFIG)
     path = tmp_path / "a.eml"
     path.write_bytes(PHI_MESSAGE)
     assert cli_main(["scan", "--config", str(config), str(path)]) == 2
@@ -112,14 +115,7 @@ def test_scan_reads_config_from_environment(
 ) -> None:
     # A site's own identifiers apply on its gateway without --config.
     config = tmp_path / "postveil.yaml"
-    config.write_text(
-        "detection:\n"
-        "  custom_identifiers:\n"
-        "    - name: unit_number\n"
-        "      pattern: 'QX-[0-9]{5}'\n"
-        "      kind: high_risk\n"
-        "      keywords: [unit no]\n"
-    )
+    config.write_text(UNIT_NUMBER_CONFIG)
     monkeypatch.setenv("POSTVEIL_CONFIG", str(config))
     path = tmp_path / "a.eml"
     path.write_bytes(PHI_MESSAGE)
@@ -132,7 +128,7 @@ def test_scan_invalid_config_from_environment(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     config = tmp_path / "postveil.yaml"
-    config.write_text("detection:\n  weights:\n    no_such_category: 1\n")
+    config.write_text(INVALID_CONFIG)
     monkeypatch.setenv("POSTVEIL_CONFIG", str(config))
     path = tmp_path / "a.eml"
     path.write_bytes(PHI_MESSAGE)
@@ -144,7 +140,7 @@ def test_scan_reads_installed_config(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     config = tmp_path / "installed.yaml"
-    config.write_text("detection:\n  weights:\n    no_such_category: 1\n")
+    config.write_text(INVALID_CONFIG)
     monkeypatch.setattr(scan_cmd, "DEFAULT_CONFIG_PATH", str(config))
     path = tmp_path / "a.eml"
     path.write_bytes(PHI_MESSAGE)

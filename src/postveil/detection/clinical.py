@@ -31,10 +31,10 @@ _LAB_VALUE = re.compile(
 )
 # A lab test's name followed by a product word names something a lab buys, as in a
 # supplier's invoice ("HbA1c control, level 1", "lipid panel calibrator set", "Troponin
-# I 0.92 ng/mL control", "glucose meter"). Between a name and a product word may stand
-# up to three numbers, units, single letters or the words "x", "test" and "level"; any
-# other word ("INR 4.2 on her home meter", "creatinine by enzymatic assay") makes it a
-# result.
+# I 0.92 ng/mL control", "glucose meter"). Between a name and a product word there may
+# be up to three numbers, units, single letters or the words "x", "test" and "level".
+# Any other word ("INR 4.2 on her home meter", "creatinine by enzymatic assay") makes
+# it a result.
 LAB_PRODUCT_AFTER = re.compile(
     r"[ ]+meters?\b"
     r"|(?:,?[ ]+(?:[0-9][0-9.,]*|[a-z]|x|tests?|levels?|%|mg/dl|mmol/l|meq/l|g/dl|ng/ml|pg/ml"

@@ -40,7 +40,7 @@ def load_builtin_keywords() -> dict[str, list[str]]:
     """Read data/context.yaml and data/health.yaml into {group: [keyword, ...]}.
 
     The health words are written in American spelling; each also matches in British
-    spelling ("haemoglobin", "oedema", "paediatric"), see ``british_spellings``.
+    spelling ("haemoglobin", "oedema", "paediatrics"), see ``british_spellings``.
     """
     groups: dict[str, list[str]] = {}
     data_dir = resources.files("postveil.detection") / "data"

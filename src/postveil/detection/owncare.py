@@ -6,7 +6,7 @@ The phrases of scanner._RECIPIENT_PHRASES name the message's kind ("your lab res
 are ready"). Mail from a clinician or a pharmacy more often names the drug, test or
 procedure itself. This step reads each such health word that "your" owns, and counts
 it when the same sentence pins it to the reader: a date or a booking, a supply that
-runs out or ships, a measured value, or a dose. Newsletters say "your insulin" and
+runs out or ships, a measured value, or a dose. Newsletters write "your insulin" and
 "your cholesterol" too, but in general terms ("if your LDL is over 160", "get your
 flu shot this week"), so conditions and invitations before "your" do not count.
 """
@@ -64,9 +64,9 @@ _GENERAL_CLAUSE = re.compile(
 )
 # Characters before "your" searched for the start of its sentence.
 _CLAUSE_REACH = 120
-# Health words after "your" read per text. Each costs a few regular expression calls,
-# so a part of nothing but "your metformin, your metformin, ..." would otherwise cost
-# about 2 s a megabyte; mail has a few.
+# Maximum number of health words after "your" read per text. Each costs a few regular
+# expression calls, so without the limit a part of nothing but "your metformin, your
+# metformin, ..." costs about 2 s a megabyte. Mail has a few.
 _MAX_CHECKS = 1000
 
 # Words before "your" that give advice unless a dose makes it an instruction to one
@@ -90,7 +90,10 @@ _CLINICAL_UNIT = re.compile(
     r"(?:[^.\n]|\.(?=[0-9]))*?\b(?:mmol/l|meq/l|mg/dl|g/dl|umol/l|\u00b5mol/l)"
 )
 
-# What pins the health word to the reader, after it in the same sentence.
+# A dose: "500 mg", "2 tablets".
+_DOSE_PATTERN = r"\b[0-9]+(?:\.[0-9]+)?[ ]?(?:mg|mcg|units|ml|tablets?|capsules?|pills?|puffs?)\b"
+_DOSE = re.compile(_DOSE_PATTERN)
+# Anchors: words after the health word, in the same sentence, that pin it to the reader.
 _ANCHOR = re.compile(
     # A booking: "is scheduled", "has been moved", "is due".
     r"\b(?:is|are|was|were|has been|have been|'s)(?:[ ]|\r?\n)(?:now |still |also )?"
@@ -104,11 +107,7 @@ _ANCHOR = re.compile(
     r"|\b(?:runs?|ran|running)(?:[ ]|\r?\n)(?:out|low)\b"
     r"|\b(?:is|are)(?:[ ]|\r?\n)(?:ready|on its way|on the way|delayed|on hold|back-?ordered)\b"
     r"|\b(?:ships|shipped|will ship|has shipped)\b"
-    # A dose: "500 mg", "2 tablets".
-    r"|\b[0-9]+(?:\.[0-9]+)?[ ]?(?:mg|mcg|units|ml|tablets?|capsules?|pills?|puffs?)\b"
-)
-_DOSE = re.compile(
-    r"\b[0-9]+(?:\.[0-9]+)?[ ]?(?:mg|mcg|units|ml|tablets?|capsules?|pills?|puffs?)\b"
+    rf"|{_DOSE_PATTERN}"
 )
 # A measured value, for tests only: "was 9.8", "came back at 7.2", "is now 140".
 _VALUE = re.compile(

@@ -433,7 +433,7 @@ _RANKS = frozenset(
 # text. Each search reads up to _NARRATIVE_REACH characters, so a part of nothing but
 # "she is on metformin" would otherwise cost 0.7 s a megabyte; mail has a few.
 _MAX_NARRATIVE_SEARCHES = 1000
-# A relative of the writer or the reader, whose care a family member is told about.
+# A relative of the writer or the reader, whose care the message is about.
 _RELATIVE = re.compile(
     r"\b(?:your|my|our)\s+(?:mom|mum|mother|dad|father|husband|wife|son|daughter|child|baby|"
     r"grandmother|grandfather|grandma|grandpa|granny|sister|brother|partner|aunt|uncle)\b"

@@ -114,11 +114,12 @@ _DEA = re.compile(r"[A-Z][A-Z9][0-9]{7}")
 # Two capital letters and a space or comma before five digits: a US state and ZIP code.
 _STATE_BEFORE = re.compile(r"\b[A-Z]{2},?\s{1,3}$")
 
-# An identifier after its label: the full stop of an abbreviated label ("Account
-# no.:"), optional "number"/"no."/"id"/"#", a few filler words ("on file is"), a
-# separator, an optional US state code ("IL D452-7719-3081" for a driver's licence),
-# then a token of letters, digits and hyphens with at most four letters before its
-# first digit. The caller also requires 5 or more characters with 4 or more digits.
+# An identifier after its label. The label may end in the full stop of an abbreviation
+# ("Account no.:") and go on with "number", "no.", "id" or "#", a few filler words ("on
+# file is") and a separator. An optional US state code comes next ("IL D452-7719-3081"
+# for a driver's licence). The token has letters, digits and hyphens, with at most
+# four letters before its first digit. The caller also requires 5 or more characters
+# with 4 or more digits.
 _LABELLED_ID = re.compile(
     r"\.?(?:\s*(?:number|num|no\.?|id|#))?"
     r"(?:\s+(?:on file|on record|listed|provided|in (?:the )?system|we have))?"
@@ -339,7 +340,7 @@ _RECIPIENT_PHRASES: tuple[tuple[re.Pattern[str], float], ...] = (
         ),
         0.5,
     ),
-    # What a test found, told to the person tested ("your test found a pathogenic
+    # What a test found, addressed to the person tested ("your test found a pathogenic
     # variant"). Web and security scans find things too, so a health word has to add
     # the other half.
     (
@@ -349,7 +350,7 @@ _RECIPIENT_PHRASES: tuple[tuple[re.Pattern[str], float], ...] = (
         ),
         0.5,
     ),
-    # A booking for care told to the person booked ("you're scheduled with Dr. Ng on
+    # A booking for care, addressed to the person booked ("you're scheduled with Dr. Ng on
     # Tuesday for your cleaning"). Thesis defences and oral exams are booked with
     # doctors too, so the booking names the care, and a health word or a care setting
     # has to add the other half (house cleaning has neither).
@@ -846,17 +847,14 @@ class TextScanner:
         for group in _IDENTIFIER_LABEL_GROUPS:
             for keyword_end in hits.ends.get(group, ()):
                 match = _LABELLED_ID.match(text, keyword_end, keyword_end + 60)
-                if match is None or text.count("\n", keyword_end, match.start("id")) > 1:
-                    # A blank line between a label and a number ends the label.
+                if match is None or _blank_line_between(text, keyword_end, match.start("id")):
                     continue
                 if match.group("state") and (
                     group != "drivers_license"
-                    or " ".join(
-                        state.lowered[max(0, keyword_end - 6) : keyword_end].split()
-                    ).endswith(_SHORT_LICENCE_LABELS)
+                    or _is_short_licence_label(state.lowered, keyword_end)
                 ):
                     # A state before the number marks a driver's licence only after a
-                    # label that says so ("Lic # CA 1045872" is more often a
+                    # label that names one ("Lic # CA 1045872" is more often a
                     # contractor's licence).
                     continue
                 token = match.group("id")
@@ -869,7 +867,7 @@ class TextScanner:
                 state.add(group, match.start("id"), match.end("id"), 0.85)
         for keyword_end in hits.ends.get("medicare", ()):
             match = _LABELLED_ID.match(text, keyword_end, keyword_end + 40)
-            if match is None or text.count("\n", keyword_end, match.start("id")) > 1:
+            if match is None or _blank_line_between(text, keyword_end, match.start("id")):
                 continue
             if v.mbi_valid(match.group("id").upper()):
                 if not state.covered(match.start("id")):
@@ -877,7 +875,7 @@ class TextScanner:
         for group, valid in _HEALTH_NUMBER_CHECKS.items():
             for keyword_end in hits.ends.get(group, ()):
                 match = _HEALTH_NUMBER.match(text, keyword_end, keyword_end + 40)
-                if match is None or text.count("\n", keyword_end, match.start("id")) > 1:
+                if match is None or _blank_line_between(text, keyword_end, match.start("id")):
                     continue
                 if valid(match.group("id")) and not state.covered(match.start("id")):
                     state.add("health_number", match.start("id"), match.end("id"), 0.9)
@@ -957,7 +955,7 @@ class TextScanner:
             or "room_cue" in groups
             or _has_code(state.findings)
             or len(find_list_rows(text)) >= 2
-            # A third person's health told after their name (people._narrative_names).
+            # A third person's health after their name (people._narrative_names).
             or "third_person" in groups
         )
         if not (person_cue or state.ties):
@@ -1159,6 +1157,19 @@ def _is_care_setting(state: _ScanState, start: int, end: int) -> bool:
         before = _WORD_BEFORE.search(state.lowered, max(0, start - 20), start)
         return before is None or before.group(1) not in _OTHER_CLINICS
     return True
+
+
+def _blank_line_between(text: str, label_end: int, value_start: int) -> bool:
+    """Return whether more than one line break separates a label from its value, which
+    ends the label ("MRN:", a blank line, "40318276")."""
+    return text.count("\n", label_end, value_start) > 1
+
+
+def _is_short_licence_label(lowered: str, label_end: int) -> bool:
+    """Return whether the licence label ending at ``label_end`` is "Lic", "Lic#" or
+    "Lic #", with any run of spaces or a line break read as one space."""
+    label = " ".join(lowered[max(0, label_end - 6) : label_end].split())
+    return label.endswith(_SHORT_LICENCE_LABELS)
 
 
 def _any_between(positions: list[int], start: int, end: int) -> bool:

@@ -83,9 +83,9 @@ def nhs_number_valid(candidate: str) -> bool:
 
 
 def australian_medicare_valid(candidate: str) -> bool:
-    """Check an Australian Medicare card number: 10 digits (an 11th, the person's
-    position on the card, may follow) whose first is 2 to 6 and whose ninth is the
-    check digit of the first eight, weighted 1, 3, 7, 9, 1, 3, 7, 9, modulo 10."""
+    """Check an Australian Medicare card number: 10 digits, the first 2 to 6. The ninth
+    is the check digit: the first eight weighted 1, 3, 7, 9, 1, 3, 7, 9, modulo 10. An
+    11th digit, the person's position on the card, may follow."""
     digits = digits_of(candidate)
     if len(digits) not in (10, 11) or digits[0] not in "23456":
         return False
