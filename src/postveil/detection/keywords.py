@@ -50,6 +50,8 @@ def load_builtin_keywords() -> dict[str, list[str]]:
             words = [str(word) for word in words]
             if name == "health.yaml":
                 words += [variant for word in words for variant in british_spellings(word)]
+                if group in _PLURAL_GROUPS:
+                    words += [plural for word in words for plural in plurals(word)]
             groups.setdefault(group, []).extend(words)
     unknown = set(groups) - KEYWORD_GROUPS
     if unknown:
@@ -106,6 +108,32 @@ def british_spellings(word: str) -> list[str]:
     for pattern, replacement in _BRITISH:
         variant = pattern.sub(replacement, variant)
     return [variant] if variant != word.lower() else []
+
+
+# Groups whose words also match in the plural ("chest pains", "stents", "biopsies").
+# Drug names, care settings and treatment words are written singular or are already
+# listed in both forms.
+_PLURAL_GROUPS = frozenset({"condition", "procedure", "lab_result"})
+
+
+def plurals(word: str) -> list[str]:
+    """Return the regular English plural of a health keyword's last word, if it has
+    one that differs from the keyword.
+
+    >>> plurals("chest pain"), plurals("biopsy"), plurals("abscess"), plurals("diabetes")
+    (['chest pains'], ['biopsies'], ['abscesses'], [])
+    """
+    word = word.lower()
+    last = word.rsplit(" ", 1)[-1]
+    if not last.isalpha() or len(last) < 3:
+        return []
+    if last.endswith(("ss", "x", "ch", "sh")):
+        return [word + "es"]
+    if last.endswith(("s", "is", "ia", "itis", "ed", "ing", "al", "ic", "ous")):
+        return []
+    if last.endswith("y") and last[-2] not in "aeiou":
+        return [word[:-1] + "ies"]
+    return [word + "s"]
 
 
 def lower_same_length(text: str) -> str:

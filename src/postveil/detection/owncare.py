@@ -20,7 +20,7 @@ if TYPE_CHECKING:
     from postveil.detection.scanner import _ScanState
 
 # Keyword groups of the health words "your" can own.
-OWN_CARE_GROUPS = ("medication", "procedure", "condition", "lab_test")
+OWN_CARE_GROUPS = ("medication", "procedure", "condition", "lab_test", "lab_result")
 
 # Words allowed between "your" and the health word: timing, order and dosing words, a
 # number ("your 2 remaining doses"), a duration ("your 6-week"), and adjectives of the
@@ -32,7 +32,7 @@ _MODIFIER = (
     r"monthly|morning|evening|nightly|bedtime|usual|regular|remaining|first|second|third|"
     r"final|follow-up|repeat|annual|routine|elective|outpatient|home|"
     r"shipment|supply|refill|refills|prescription|order|delivery|course|dose|doses|dosage|"
-    r"injection|infusion|of|the|for|from|at|"
+    r"injection|infusion|of|the|for|from|at|after|"
     r"[0-9]+(?:-[a-z]+)?|"
     r"[a-z]+(?:ic|al|ive|ary|ous|ed|oid)"
     r")"
@@ -69,6 +69,10 @@ _CLAUSE_REACH = 120
 # metformin, ..." costs about 2 s a megabyte. Mail has a few.
 _MAX_CHECKS = 1000
 
+# "know" before "your" is general ("know your numbers") unless it tells the reader
+# something ("to let you know your repeat of sertraline is made up").
+_LET_YOU_KNOW = re.compile(r"\blet(?:ting)? you know (?=your\b)")
+
 # Words before "your" that give advice unless a dose makes it an instruction to one
 # person: "take your insulin before meals" is general, "take your lisinopril 10 mg each
 # morning" is not.
@@ -98,6 +102,11 @@ _ANCHOR = re.compile(
     # A booking: "is scheduled", "has been moved", "is due".
     r"\b(?:is|are|was|were|has been|have been|'s)(?:[ ]|\r?\n)(?:now |still |also )?"
     r"(?:scheduled|booked|confirmed|set for|planned|rescheduled|moved|due|overdue)\b"
+    # A step of care done for the reader: "has been added to your record", "have been
+    # sent to the pharmacy", "is made up".
+    r"|\b(?:is|are|was|were|has been|have been)(?:[ ]|\r?\n)(?:now |also |just )?"
+    r"(?:added|recorded|sent|faxed|filled|dispensed|made up|approved|authori[sz]ed|"
+    r"renewed|received|reviewed|back|in)\b"
     # A date or day: "on Friday", "this Thursday", "until December 15", "on 12/18".
     # "from January 1" and "by December 31" are left out: plan years and deadlines.
     rf"|\b(?:on|for|this|next|until|after|before)(?:[ ]|\r?\n)"
@@ -129,10 +138,12 @@ HEAD_FOLLOWERS = frozenset(
     "dose doses dosage level levels result results reading readings value number count "
     "prescription refill refills supply tablets tablet pills pill capsules mg mcg units "
     "appointment appt procedure surgery visit infusion injection shot shots treatment "
+    "vaccine vaccination jab booster "
     "therapy flare diagnosis test scan check follow-up "
     "leaves left arrive arrives arriving due expires expired ends ended kicked kicks wore wears "
     "works worked helped helps seems seemed caused causes made makes kept keeps stays stayed "
-    "dropped rose fell increased decreased changed".split()
+    "dropped rose fell increased decreased changed every each daily twice once nightly "
+    "weekly".split()
 )
 _NEXT_WORD = re.compile(r"[ \t]*(?:\r?\n[ \t]*)?([a-z][a-z'\-]*)")
 
@@ -171,7 +182,11 @@ def scan_own_care(state: _ScanState) -> None:
     for group in OWN_CARE_GROUPS:
         for start, end in spans.get(group, ()):
             before = _YOUR_BEFORE.search(lowered, max(0, start - _YOUR_REACH), start)
-            if before is None or before.group("lead") in _GENERAL_LEADS:
+            if before is None:
+                continue
+            if before.group("lead") in _GENERAL_LEADS and not _LET_YOU_KNOW.search(
+                lowered, max(0, before.start() - 16), before.end("your")
+            ):
                 continue
             checks += 1
             if checks > _MAX_CHECKS:
@@ -196,7 +211,10 @@ def scan_own_care(state: _ScanState) -> None:
             elif (
                 _SUPPLY_MODIFIERS.isdisjoint(modifiers)
                 and _ANCHOR.search(lowered, end, sentence_end) is None
-                and (group != "lab_test" or _VALUE.search(lowered, end, sentence_end) is None)
+                and (
+                    group not in ("lab_test", "lab_result")
+                    or _VALUE.search(lowered, end, sentence_end) is None
+                )
             ):
                 continue
             state.add("recipient_health", your, end, 1.0)

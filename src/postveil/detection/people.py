@@ -258,7 +258,9 @@ def health_span(state: _ScanState) -> tuple[int, int] | None:
     return max(0, first - _NEAR), min(len(state.text), last + _NEAR)
 
 
-def scan_people(state: _ScanState, span: tuple[int, int]) -> None:
+def scan_people(
+    state: _ScanState, span: tuple[int, int], more: list[Candidate] | None = None
+) -> None:
     """Add a ``patient_name`` for every name that the text ties to health information.
 
     ``span`` is ``health_span``'s result. Every name needs health information within
@@ -267,15 +269,17 @@ def scan_people(state: _ScanState, span: tuple[int, int]) -> None:
     health word, and a phrase such as "was seen today" followed by a health word in the
     same sentence. A name found from a weak cue (a courtesy title, "pt", "please call",
     "presented with") also needs a tie within _NEAR characters: a lab value or
-    clinical shorthand.
+    clinical shorthand. ``more`` are strong candidates found by other steps
+    (sentences.py).
     """
     candidates = _candidates(state, span)
     text = state.text
     evidence = sorted(
         finding.start for finding in state.findings if finding.category in HEALTH_EVIDENCE
     )
-    if _narrative_context(state, evidence):
+    if narrative_context(state, evidence):
         candidates.extend(_narrative_names(state, evidence))
+    candidates.extend(more or ())
     has_table = "\t" in text
     list_rows = find_list_rows(text, *span)
     codes = sorted(
@@ -308,14 +312,14 @@ def scan_people(state: _ScanState, span: tuple[int, int]) -> None:
 # A name candidate: start, end, whether its cue is strong, and an offset from which a
 # health finding within the given reach, in the same sentence, makes it strong
 # (-1 for none).
-_Candidate = tuple[int, int, bool, int, int]
+Candidate = tuple[int, int, bool, int, int]
 
 
-def _candidates(state: _ScanState, span: tuple[int, int]) -> list[_Candidate]:
+def _candidates(state: _ScanState, span: tuple[int, int]) -> list[Candidate]:
     """Return every name-shaped text next to a cue, table rows aside."""
     text, hits = state.text, state.hits
     span_start, span_end = span
-    found: list[_Candidate] = []
+    found: list[Candidate] = []
     # The name may end a little after the span.
     for titled in HONORIFIC_NAME.finditer(text, span_start, min(len(text), span_end + 40)):
         title_start = titled.start()
@@ -424,7 +428,7 @@ _FULL_NAME = re.compile(rf"(?<![A-Za-z])(?:{_FULL})")
 # Ranks and titles that stand before a name in fiction, history and games ("Admiral
 # Tobias", "Captain Biscuit"). They are checked as the first word only, because King,
 # Major and Judge are surnames too ("Maria King").
-_RANKS = frozenset(
+RANKS = frozenset(
     "admiral captain professor lady sir lord general colonel major sergeant father sister "
     "brother saint king queen prince princess chef coach judge senator governor president "
     "mayor uncle aunt".split()
@@ -440,7 +444,7 @@ _RELATIVE = re.compile(
 )
 
 
-def _narrative_context(state: _ScanState, evidence: list[int]) -> bool:
+def narrative_context(state: _ScanState, evidence: list[int]) -> bool:
     """Return whether the text reads as care rather than a story: at least two health
     findings, or one with a care setting or treatment word, and no words of veterinary
     mail. A novel, a history lesson or a horse's sale notice names one condition of one
@@ -454,14 +458,14 @@ def _narrative_context(state: _ScanState, evidence: list[int]) -> bool:
     )
 
 
-def _narrative_names(state: _ScanState, evidence: list[int]) -> list[_Candidate]:
+def _narrative_names(state: _ScanState, evidence: list[int]) -> list[Candidate]:
     """Return, as strong candidates, the full names that a paragraph goes on to tell
     the health of in the third person ("Harold Ferris ... his COPD flare", "Kateryna
     Moroz ... she's started taking prazosin"). Where the paragraph names a relative
     instead ("your mom ... her morphine"), the relative is added as a
     ``patient_name`` finding here."""
     text, lowered = state.text, state.lowered
-    names: list[_Candidate] = []
+    names: list[Candidate] = []
     ends: dict[int, int] | None = None
     searches = 0
     for start in evidence:
@@ -499,10 +503,15 @@ def _narrative_names(state: _ScanState, evidence: list[int]) -> list[_Candidate]
         name_start, name_end = last.span()
         if _GREETING_BEFORE.search(text, max(0, name_start - 24), name_start) is not None:
             continue
-        if last.group().split()[0].lower() in _RANKS:
+        if last.group().split()[0].lower() in RANKS:
             continue
         names.append((name_start, name_end, True, -1, 0))
     return names
+
+
+def after_greeting(text: str, position: int) -> bool:
+    """Return whether a greeting stands right before ``position`` ("Dear Tom Reilly")."""
+    return _GREETING_BEFORE.search(text, max(0, position - 24), position) is not None
 
 
 def _last_match(pattern: re.Pattern[str], text: str, start: int, end: int) -> re.Match[str] | None:
@@ -522,10 +531,10 @@ def _followed_in_sentence(text: str, evidence: list[int], start: int, reach: int
     return _SENTENCE_END.search(text, start, evidence[index]) is None
 
 
-def _table_names(text: str, span: tuple[int, int], evidence: list[int]) -> list[_Candidate]:
+def _table_names(text: str, span: tuple[int, int], evidence: list[int]) -> list[Candidate]:
     """Return the name cells of tab-separated rows in ``span`` whose row also contains a
     health finding, or nothing when fewer than _MIN_TABLE_ROWS rows do."""
-    names: list[_Candidate] = []
+    names: list[Candidate] = []
     for row in _TABLE_ROW.finditer(text, *span):
         if not _within(evidence, row.start(), row.end()):
             continue
@@ -551,10 +560,10 @@ def find_list_rows(text: str, start: int = 0, end: int | None = None) -> list[re
     return rows
 
 
-def _list_names(text: str, rows: list[re.Match[str]], evidence: list[int]) -> list[_Candidate]:
+def _list_names(text: str, rows: list[re.Match[str]], evidence: list[int]) -> list[Candidate]:
     """Return the names of list lines whose rest of line contains a health finding, as
     weak candidates, or nothing when fewer than _MIN_TABLE_ROWS lines do."""
-    names: list[_Candidate] = []
+    names: list[Candidate] = []
     for row in rows:
         line_end = text.find("\n", row.end())
         if line_end < 0:
@@ -564,10 +573,10 @@ def _list_names(text: str, rows: list[re.Match[str]], evidence: list[int]) -> li
     return names if len(names) >= _MIN_TABLE_ROWS else []
 
 
-def _coded_row_names(text: str, span: tuple[int, int], codes: list[int]) -> list[_Candidate]:
+def _coded_row_names(text: str, span: tuple[int, int], codes: list[int]) -> list[Candidate]:
     """Return the first "SURNAME, GIVEN" name of each line that has a date and a code
     finding after the name, or nothing when fewer than _MIN_TABLE_ROWS lines do."""
-    names: list[_Candidate] = []
+    names: list[Candidate] = []
     last_line_end = -1
     for match in CODED_ROW_NAME.finditer(text, *span):
         if match.start() < last_line_end:

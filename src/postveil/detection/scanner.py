@@ -31,6 +31,7 @@ from postveil.detection.people import (
     is_clinician,
     scan_people,
 )
+from postveil.detection.sentences import sentence_candidates
 
 
 @dataclass(frozen=True, slots=True)
@@ -963,7 +964,7 @@ class TextScanner:
         span = health_span(state)
         if span is not None:
             scan_short_lab_values(state, span)
-            scan_people(state, span)
+            scan_people(state, span, sentence_candidates(state))
 
     def _scan_health_words(self, state: _ScanState) -> None:
         for group in _HEALTH_GROUPS:

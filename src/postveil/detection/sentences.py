@@ -1,0 +1,259 @@
+"""A person and their health in one sentence: "Edith in room 12 refused her donepezil",
+"Tom Reilly ... His GP has him off for two weeks with depression", "My dad, Harold
+Finch ... He takes 5mg warfarin every evening".
+
+The cue-based steps of people.py find names next to a label, a clinical cue or an age.
+Mail from families, care homes, schools and HR names the person in plain prose and
+tells their health in the same sentence, or in the next one with "he" or "she". This
+step reads the sentence around each health finding for the person it is about: a full
+name, a courtesy title and surname, a relative ("my husband", "your mum"), or a given
+name that opens the sentence and is followed by a verb of what a person does ("Ella
+has", "Edith in room 12 refused"). A pronoun in the sentence refers to such a person
+earlier in the paragraph.
+
+A health word in a sentence about someone's work or an event ("Tom Reilly will talk
+about diabetes at the conference") is a topic, not their health, so sentences with
+words of work, events and publicity are skipped, and the health word must head its
+phrase ("her diabetes research" is not her diabetes).
+"""
+
+from __future__ import annotations
+
+import re
+from typing import TYPE_CHECKING
+
+from postveil.detection.owncare import is_head, is_veterinary
+from postveil.detection.people import (
+    HEALTH_EVIDENCE,
+    RANKS,
+    Candidate,
+    after_greeting,
+    is_clinician,
+    name_is_plausible,
+    narrative_context,
+)
+
+if TYPE_CHECKING:
+    from postveil.detection.scanner import _ScanState
+
+# One capitalised word of a name, as in people.py.
+_WORD = r"[A-Z](?:[a-z]+(?:['\-]?[A-Z][a-z]+)?|'[A-Z][a-z]+)(?![A-Za-z0-9])"
+# A full name, a courtesy title and surname, or a relative of the writer or reader.
+# A name is one space apart, not part of a longer run of capitalised words ("Blue
+# Cross Blue Shield", "Senior Lecturer in Epidemiology" is caught by its words), not
+# the head of a list line ("Jonas Ekberg - living with atrial fibrillation") and not
+# a place before its state ("Hood River, Oregon").
+_NAME_END = r"(?! [A-Z]| *[-:\u2013(]|, ?[A-Z])"
+_PERSON = re.compile(
+    rf"(?<![A-Za-z])(?P<full>{_WORD}(?: [A-Z]\.)? {_WORD}){_NAME_END}"
+    rf"|(?<![A-Za-z])(?P<titled>M(?:rs?|s|x|iss)\.? {_WORD}(?: {_WORD})?){_NAME_END}"
+    r"|(?i:\b(?P<relative>(?:my|your|our|his|her) +(?:mom|mum|mother|dad|father|husband|wife|"
+    r"son|daughter|child|baby|grandmother|grandfather|grandma|grandpa|granny|nan|nana|"
+    r"sister|brother|partner|aunt|uncle|fiance|fianc\u00e9e?|stepson|stepdaughter)))\b"
+)
+# A capitalised word right before a name, with one space.
+_CAPITALISED_BEFORE = re.compile(r"(?<![A-Za-z])[A-Z][A-Za-z]* $")
+# A given name that opens a sentence, then a verb of a person or where they stay:
+# "Ella has", "Edith in room 12 refused", "Ella in Year 4".
+_OPENING_NAME = re.compile(
+    rf"(?P<name>{_WORD})(?: +(?:in (?:room|bed|bay|year|class|grade)\b|"
+    r"(?:has|had|is|was|refused|refuses|takes|took|needs|needed|started|went|fell|came|got|"
+    r"seems|seemed|felt|feels|complained|told|said|missed|won't|wouldn't|didn't|can't|"
+    r"couldn't|hasn't|isn't|wasn't|tested|became|developed|cut|broke|injured|hurt)\b))"
+)
+# Capitalised words that open sentences as subjects but name no one.
+_NOT_GIVEN_NAMES = frozenset(
+    "everyone everybody anyone anybody someone somebody nobody no one nothing something "
+    "everything it this that there here he she they we i you who what which each every "
+    "one none all some many most few several both either neither people person children "
+    "adults kids parents students members employees residents patients staff clients "
+    "customers users women men anybody mum mom dad".split()
+)
+# Words before a person that make them anyone's: "if your child has", "when your
+# mother takes", "every resident's".
+_CONDITION_BEFORE = re.compile(r"(?i:\b(?:if|when|whether|unless|once|every|any|each))[ ]+$")
+# Pronouns that refer back to a person named earlier.
+_PRONOUN = re.compile(r"\b(?:he|she|his|her|him|hers|himself|herself)\b")
+# Words of work, events, publicity and teaching: a health word near them is a topic.
+_TOPIC = re.compile(
+    r"\b(?:research|study|studies|paper|article|journal|book|lecture|talk|talks|speak|"
+    r"speaks|speaking|speaker|lecturer|professor|presentation|"
+    r"webinar|conference|"
+    r"seminar|workshop|course|training|award|awarded|grant|fellowship|expert|expertise|"
+    r"specialist|specialises|specializes|specializing|specialising|career|role|hired|"
+    r"joins|joined|join|director|campaign|awareness|"
+    r"fundraiser|fundraising|charity|donate|donation|sponsor|sponsored|walk|marathon|"
+    r"interview|podcast|episode|novel|film|movie|character|story|scene|chapter|draft|"
+    r"manuscript|plot|fiction|trial|programme|program|"
+    r"guideline|guidelines|policy|blog|newsletter|tips|learn|register|"
+    r"sales|market|marketing|launch|launched|product|products|price|pricing|project|won|"
+    r"prize|competition|contest|essay|poster|experience|candidate|patients|clients|"
+    r"approved|stock|order|orders|recall|recalling|protocol|protocols|initiative|audit|"
+    r"quality|improvement)\b"
+)
+# Characters around a health finding searched for its sentence.
+_SENTENCE_REACH = 200
+# Characters before a pronoun's sentence searched for the person it refers to.
+_PARAGRAPH_REACH = 300
+# Health findings whose sentence is read, per text. Each costs a few regular
+# expression calls over at most 2 * _SENTENCE_REACH characters.
+_MAX_SENTENCES = 500
+# The end of a sentence: a full stop not after a title or inside a number, a blank
+# line, a colon that ends its line, or a line break before a list item.
+_SENTENCE_BREAK = re.compile(
+    r"(?<!\bdr)(?<!\bmr)(?<!\bms)(?<!\bmrs)(?<!\bst)(?<![0-9])[.!?](?=\s)|\n[ \t]*\n"
+    r"|:[ \t]*\r?\n|\n(?=[ \t]*(?:[-*\u2022]|[0-9]{1,2}[.)])[ \t])"
+)
+
+
+# Identifiers that, found before this step, already tie the text's health
+# information to a patient, so one more name changes nothing.
+_NAMED_ALREADY = frozenset({"patient_name", "mrn", "date_of_birth", "member_id", "health_number"})
+
+
+def sentence_candidates(state: _ScanState) -> list[Candidate]:
+    """Return, as strong candidates for people.scan_people, the people whose health a
+    sentence tells: for each health finding, the person named in its sentence, or
+    named earlier in the paragraph when the sentence refers to them by a pronoun. A
+    relative is added as a ``patient_name`` finding here.
+
+    A text with one health word and no clinical tie is read strictly: a name must be
+    in the health word's own sentence (a relative may be earlier), and counts only
+    when the sentence also refers to them with a pronoun ("Jane Smith had her
+    gallbladder surgery") or they open it with a verb. A story names a character in
+    one sentence and tells one illness in the next ("Walter Quince, a retired judge.
+    He has Parkinson's")."""
+    evidence: list[tuple[int, int]] = []
+    for finding in state.findings:
+        if finding.category in _NAMED_ALREADY:
+            return []
+        if finding.category in HEALTH_EVIDENCE:
+            evidence.append((finding.start, finding.end))
+    if not evidence or is_veterinary(state):
+        return []
+    evidence.sort()
+    starts = [start for start, _ in evidence]
+    strict = not narrative_context(state, starts) and not state.ties
+    names: list[Candidate] = []
+    for start, end, relative in _people(state, evidence, strict):
+        if relative:
+            if not state.covered(start):
+                state.add("patient_name", start, end, 0.7)
+        else:
+            names.append((start, end, True, -1, 0))
+    return names
+
+
+def _people(
+    state: _ScanState, evidence: list[tuple[int, int]], strict: bool
+) -> list[tuple[int, int, bool]]:
+    """Return (start, end, is a relative) of the person each health finding's
+    sentence tells about, at most one per sentence."""
+    text, lowered = state.text, state.lowered
+    found: list[tuple[int, int, bool]] = []
+    seen: set[tuple[int, int]] = set()
+    for count, (start, end) in enumerate(evidence):
+        if count >= _MAX_SENTENCES:
+            break
+        if not is_head(lowered, end) and not _possessed(text, start):
+            continue
+        low, high = _sentence(lowered, start, end)
+        if (low, high) in seen:
+            continue
+        if _TOPIC.search(lowered, low, high) is not None:
+            continue
+        seen.add((low, high))
+        person = _person(text, low, high, start, end)
+        pronoun = _PRONOUN.search(lowered, low, high) is not None
+        if person is not None and strict and not pronoun and not person[2]:
+            if _OPENING_NAME.match(text, _skip_space(text, low), high) is None:
+                person = None
+        if person is None and pronoun:
+            paragraph = max(low - _PARAGRAPH_REACH, 0)
+            blank = lowered.rfind("\n\n", paragraph, low)
+            if blank >= 0:
+                paragraph = blank
+            if _TOPIC.search(lowered, paragraph, low) is None:
+                # The sentences before tell who the person is; an award or a talk
+                # there makes the health word a topic too.
+                person = _person(text, paragraph, low, -1, -1, relatives_only=strict)
+        if person is not None:
+            found.append(person)
+    return found
+
+
+def _sentence(lowered: str, start: int, end: int) -> tuple[int, int]:
+    """Return the bounds of the sentence around ``start:end``. Looking back, a full
+    stop, question or exclamation mark before a space or line break, a blank line and
+    a line that ends with a colon end the previous sentence; titles ("Dr. ") and list
+    items are not told apart there, which costs a few characters of reach."""
+    reach = max(0, start - _SENTENCE_REACH)
+    low = reach
+    for mark in _BACK_MARKS:
+        found = lowered.rfind(mark, reach, start)
+        if found >= 0 and found + len(mark) > low:
+            low = found + len(mark)
+    high = min(len(lowered), end + _SENTENCE_REACH)
+    stop = _SENTENCE_BREAK.search(lowered, end, high)
+    if stop is not None:
+        high = stop.start()
+    return low, high
+
+
+# What ends the sentence before a health word, searched backwards with str.rfind.
+_BACK_MARKS = (". ", ".\n", "! ", "!\n", "? ", "?\n", "\n\n", ":\n", "\n- ", "\n* ")
+
+
+def _possessed(text: str, start: int) -> bool:
+    """Return whether the health word follows a possessive ("my husband's dialysis")."""
+    before = text[max(0, start - 3) : start]
+    return before.endswith(("'s ", "\u2019s "))
+
+
+def _person(
+    text: str, low: int, high: int, start: int, end: int, relatives_only: bool = False
+) -> tuple[int, int, bool] | None:
+    """Return the span of the last person named in ``text[low:high]`` outside the
+    health finding at ``start:end``, and whether it is a relative, or ``None``. With
+    ``relatives_only``, only a relative counts."""
+    person = None
+    for match in _PERSON.finditer(text, low, high):
+        if start <= match.start() < end or 0 <= start - match.end() <= 1:
+            # The name of a product or a unit right before the health word
+            # ("GlucoSure Plus blood glucose test strips").
+            continue
+        kind = match.lastgroup or "full"
+        if relatives_only and kind != "relative":
+            continue
+        span = match.span(kind)
+        if _CONDITION_BEFORE.search(text, max(0, span[0] - 12), span[0]) is not None:
+            # "if your child has a severe allergy": any reader's child.
+            continue
+        if kind != "relative":
+            name = match.group(kind)
+            if not name_is_plausible(name) or is_clinician(text, *span):
+                continue
+            if _CAPITALISED_BEFORE.search(text, max(0, span[0] - 20), span[0]) is not None:
+                # Part of a longer run of capitalised words ("Blue Cross Blue Shield").
+                continue
+            if after_greeting(text, span[0]) or name.split()[0].lower() in RANKS:
+                continue
+        person = (*span, kind == "relative")
+    if person is not None or relatives_only:
+        return person
+    opening = _OPENING_NAME.match(text, _skip_space(text, low), high)
+    if opening is not None:
+        name = opening.group("name")
+        if (
+            name.lower() not in _NOT_GIVEN_NAMES
+            and name_is_plausible(name)
+            and not (start <= opening.start() < end)
+        ):
+            return (*opening.span("name"), False)
+    return None
+
+
+def _skip_space(text: str, position: int) -> int:
+    while position < len(text) and text[position] in " \t\r\n\"'(":
+        position += 1
+    return position

@@ -1,0 +1,157 @@
+"""A person and their health in one sentence (sentences.py), plural health words, and
+the reader's care told as a step done ("has been added to your record").
+
+The cases were written for these tests. Each positive has ordinary mail of the same
+shape beside it.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from postveil.detection import Detector
+from postveil.detection.keywords import plurals
+
+# (case id, text, sensitive)
+SENTENCE_CASES = [
+    ("full name and pronoun", "Jane Okafor had her gallbladder surgery on Monday.", True),
+    (
+        "given name opens the sentence",
+        "Edith in room 12 refused her donepezil this morning again.",
+        True,
+    ),
+    (
+        "pronoun refers back",
+        "My dad, Harold Finch, is on your list. He takes 5mg warfarin every evening.",
+        True,
+    ),
+    (
+        "relative",
+        "I wanted to let you know your mum had a fall last night. The X-ray showed no "
+        "fracture but she has a large bruise on her hip.",
+        True,
+    ),
+    (
+        "courtesy title",
+        "Mrs Adeyemi refused her metformin and her blood sugar was 14 mmol/L.",
+        True,
+    ),
+    # The same shapes in ordinary mail.
+    (
+        "speaker",
+        "Dr Tamsin Achebe, Senior Lecturer in Epidemiology, will talk about diabetes.",
+        False,
+    ),
+    (
+        "list of group leaders",
+        "Maya Pellegrini - heart failure caregivers, Tuesdays\n"
+        "Jonas Ekberg - living with atrial fibrillation, Thursdays\n",
+        False,
+    ),
+    (
+        "historical figure, one illness in the next sentence",
+        "Cornelius Abernathy built the mill in 1868. He had tuberculosis and moved west.",
+        False,
+    ),
+    (
+        "character in a draft",
+        "Evelyn Thornbury feels real now; the scene where she takes Lexapro works.",
+        False,
+    ),
+    (
+        "rank before a name",
+        "Captain Biscuit is a 9-year-old beagle. He is on gabapentin for his arthritis.",
+        False,
+    ),
+    (
+        "any reader's child",
+        "Send the allergy plan if your child has a severe allergy or takes insulin.",
+        False,
+    ),
+    (
+        "product name before the health word",
+        "We are recalling GlucoSure Plus blood glucose test strips; insulin is not affected.",
+        False,
+    ),
+    (
+        "place before its state",
+        "Hood River, Oregon reported asthma and diabetes visits this quarter.",
+        False,
+    ),
+    (
+        "name on a career move",
+        "Sarah Lin joins the team as director of the asthma and diabetes programme.",
+        False,
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    ("text", "sensitive"),
+    [case[1:] for case in SENTENCE_CASES],
+    ids=[case[0] for case in SENTENCE_CASES],
+)
+def test_person_in_sentence(detector: Detector, text: str, sensitive: bool) -> None:
+    assert detector.scan_text(text).sensitive is sensitive
+
+
+def test_name_in_a_labelled_text_is_not_searched_again(detector: Detector) -> None:
+    # The label names the patient; the sentence step adds nothing to it.
+    verdict = detector.scan_text(
+        "Patient: Dana Whitcombe\nDana Whitcombe had her knee replacement on Monday."
+    )
+    assert verdict.sensitive
+    assert verdict.categories["patient_name"] == 1
+
+
+READER_CASES = [
+    (
+        "step done",
+        "Hi Frank, your shingles vaccine has been added to your immunisation record.",
+        True,
+    ),
+    (
+        "let you know",
+        "Just to let you know your repeat of sertraline 100mg is made up and waiting.",
+        True,
+    ),
+    ("results back", "Hi Aoife, your bloods are back and all fine apart from iron.", True),
+    ("know your numbers", "Know your cholesterol numbers before your next check-up.", False),
+    (
+        "general step",
+        "Once a vaccine has been added to the schedule, clinics order it from us.",
+        False,
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    ("text", "sensitive"),
+    [case[1:] for case in READER_CASES],
+    ids=[case[0] for case in READER_CASES],
+)
+def test_reader_care_told_as_done(detector: Detector, text: str, sensitive: bool) -> None:
+    assert detector.scan_text(text).sensitive is sensitive
+
+
+@pytest.mark.parametrize(
+    ("word", "expected"),
+    [
+        ("chest pain", ["chest pains"]),
+        ("biopsy", ["biopsies"]),
+        ("abscess", ["abscesses"]),
+        ("stent", ["stents"]),
+        ("diabetes", []),
+        ("arthritis", []),
+        ("anemia", []),
+        ("ct", []),
+        ("x-ray", []),
+    ],
+)
+def test_plurals(word: str, expected: list[str]) -> None:
+    assert plurals(word) == expected
+
+
+def test_plural_health_word_is_found(detector: Detector) -> None:
+    verdict = detector.scan_text("Declan Moran had two stents put in on Thursday.")
+    assert verdict.categories.get("procedure") == 1
