@@ -51,6 +51,8 @@ _PERSON = re.compile(
     r"son|daughter|child|baby|grandmother|grandfather|grandma|grandpa|granny|nan|nana|"
     r"sister|brother|partner|aunt|uncle|fiance|fianc\u00e9e?|stepson|stepdaughter)))\b"
 )
+# Titles of clinicians written without a full stop ("Dr Appiah reviewed them").
+_CLINICIAN_TITLES = frozenset({"dr", "doctor", "prof", "nurse", "matron"})
 # A capitalised word right before a name, with one space.
 _CAPITALISED_BEFORE = re.compile(r"(?<![A-Za-z])[A-Z][A-Za-z]* $")
 # A given name that opens a sentence, then a verb of a person or where they stay:
@@ -89,7 +91,7 @@ _TOPIC = re.compile(
     r"sales|market|marketing|launch|launched|product|products|price|pricing|project|won|"
     r"prize|competition|contest|essay|poster|experience|candidate|patients|clients|"
     r"approved|stock|order|orders|recall|recalling|protocol|protocols|initiative|audit|"
-    r"quality|improvement)\b"
+    r"quality|improvement|prescribing|warning|indication|indications)\b"
 )
 # Characters around a health finding searched for its sentence.
 _SENTENCE_REACH = 200
@@ -236,7 +238,8 @@ def _person(
             if _CAPITALISED_BEFORE.search(text, max(0, span[0] - 20), span[0]) is not None:
                 # Part of a longer run of capitalised words ("Blue Cross Blue Shield").
                 continue
-            if after_greeting(text, span[0]) or name.split()[0].lower() in RANKS:
+            first = name.split()[0].lower()
+            if after_greeting(text, span[0]) or first in RANKS or first in _CLINICIAN_TITLES:
                 continue
         person = (*span, kind == "relative")
     if person is not None or relatives_only:
