@@ -36,6 +36,12 @@ SENTENCE_CASES = [
         "Mrs Adeyemi refused her metformin and her blood sugar was 14 mmol/L.",
         True,
     ),
+    (
+        "quick note without apostrophes",
+        "keep an eye on bed 4 for me, Mr Okafor, day 2 post op. hes been a bit nauseous, "
+        "gave ondansetron at 6. pain ok on paracetamol.",
+        True,
+    ),
     # The same shapes in ordinary mail.
     (
         "speaker",
@@ -116,7 +122,14 @@ READER_CASES = [
         True,
     ),
     ("results back", "Hi Aoife, your bloods are back and all fine apart from iron.", True),
+    ("series incomplete", "Dear Brian, your hepatitis B series is incomplete.", True),
+    (
+        "repair heals",
+        "No lifting over 10 kg from Monday until your hernia repair has healed.",
+        True,
+    ),
     ("know your numbers", "Know your cholesterol numbers before your next check-up.", False),
+    ("series in general", "A hepatitis B series is incomplete for many adults.", False),
     (
         "general step",
         "Once a vaccine has been added to the schedule, clinics order it from us.",

@@ -68,7 +68,9 @@ def load_config(path: str | os.PathLike[str] | None = None) -> Config:
     try:
         raw = Path(source).read_bytes()
     except OSError as exc:
-        raise ConfigError(source, [f"{source}: failed to read configuration: {exc.strerror}"]) from exc
+        raise ConfigError(
+            source, [f"{source}: failed to read configuration: {exc.strerror}"]
+        ) from exc
     return parse_config(raw, source)
 
 
@@ -89,7 +91,9 @@ def parse_config(raw: bytes, source: str = "<string>") -> Config:
         raise ConfigError(source, [f"{source}:1: (top level): expected a mapping of sections"])
     for reserved in ("source", "version"):
         if reserved in data:
-            raise ConfigError(source, [f"{source}:{lines.get((reserved,), 1)}: {reserved}: unknown key"])
+            raise ConfigError(
+                source, [f"{source}:{lines.get((reserved,), 1)}: {reserved}: unknown key"]
+            )
     version = hashlib.sha256(raw).hexdigest()[:16]
     try:
         return Config.model_validate({**data, "source": source, "version": version})

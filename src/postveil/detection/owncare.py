@@ -101,7 +101,10 @@ _DOSE = re.compile(_DOSE_PATTERN)
 _ANCHOR = re.compile(
     # A booking: "is scheduled", "has been moved", "is due".
     r"\b(?:is|are|was|were|has been|have been|'s)(?:[ ]|\r?\n)(?:now |still |also )?"
-    r"(?:scheduled|booked|confirmed|set for|planned|rescheduled|moved|due|overdue)\b"
+    r"(?:scheduled|booked|confirmed|set for|planned|rescheduled|moved|due|overdue|"
+    r"incomplete|complete|completed)\b"
+    # Healing: "while your hernia repair heals".
+    r"|\b(?:heals|healed|has healed|is healing|recovers|has recovered)\b"
     # A step of care done for the reader: "has been added to your record", "have been
     # sent to the pharmacy", "is made up".
     r"|\b(?:is|are|was|were|has been|have been)(?:[ ]|\r?\n)(?:now |also |just )?"
@@ -138,7 +141,7 @@ HEAD_FOLLOWERS = frozenset(
     "dose doses dosage level levels result results reading readings value number count "
     "prescription refill refills supply tablets tablet pills pill capsules mg mcg units "
     "appointment appt procedure surgery visit infusion injection shot shots treatment "
-    "vaccine vaccination jab booster "
+    "vaccine vaccination jab booster series "
     "therapy flare diagnosis test scan check follow-up "
     "leaves left arrive arrives arriving due expires expired ends ended kicked kicks wore wears "
     "works worked helped helps seems seemed caused causes made makes kept keeps stays stayed "

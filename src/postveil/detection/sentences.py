@@ -75,7 +75,8 @@ _NOT_GIVEN_NAMES = frozenset(
 # mother takes", "every resident's".
 _CONDITION_BEFORE = re.compile(r"(?i:\b(?:if|when|whether|unless|once|every|any|each))[ ]+$")
 # Pronouns that refer back to a person named earlier.
-_PRONOUN = re.compile(r"\b(?:he|she|his|her|him|hers|himself|herself)\b")
+# "hes" and "shes" are how quick notes write "he's" and "she's".
+_PRONOUN = re.compile(r"\b(?:he|she|his|her|him|hers|himself|herself|hes|shes)\b")
 # Words of work, events, publicity and teaching: a health word near them is a topic.
 _TOPIC = re.compile(
     r"\b(?:research|study|studies|paper|article|journal|book|lecture|talk|talks|speak|"

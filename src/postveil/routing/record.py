@@ -63,7 +63,10 @@ class DecisionRecord:
         """Assemble a record from routing results; ``categories`` is the verdict's counts."""
         recipients = tuple(
             RecipientRecord(
-                d.recipient, d.method.value if d.method is not None else None, d.reason, d.fingerprint
+                d.recipient,
+                d.method.value if d.method is not None else None,
+                d.reason,
+                d.fingerprint,
             )
             for d in decisions
         )
@@ -113,4 +116,3 @@ class DecisionRecord:
             },
             "config_version": self.config_version,
         }
-
