@@ -21,6 +21,16 @@ SENTENCE_CASES = [
         True,
     ),
     (
+        "given name with a verb",
+        "Ella has just been diagnosed with coeliac disease, so no gluten from now on.",
+        True,
+    ),
+    (
+        "given name and a pronoun",
+        "Tom on my team told me yesterday that he's been diagnosed with Crohn's.",
+        True,
+    ),
+    (
         "pronoun refers back",
         "My dad, Harold Finch, is on your list. He takes 5mg warfarin every evening.",
         True,
@@ -67,6 +77,23 @@ SENTENCE_CASES = [
     (
         "rank before a name",
         "Captain Biscuit is a 9-year-old beagle. He is on gabapentin for his arthritis.",
+        False,
+    ),
+    ("pet's name in a subject", "Luna's bloodwork results", False),
+    (
+        "given name on a work task",
+        "Glucose and potassium were out of range. Marcus will lead the investigation.",
+        False,
+    ),
+    (
+        "title of a course",
+        'Thank you for completing "Managing Type 2 Diabetes in Primary Care" (2.0 AMA PRA '
+        "Category 1 credits).",
+        False,
+    ),
+    (
+        "two capitalised words that are no name",
+        "32 bundles of architectural shingles in Weathered Wood arrive Monday.",
         False,
     ),
     (

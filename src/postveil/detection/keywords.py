@@ -9,6 +9,7 @@ checks the boundaries itself, so Python code runs per accepted hit only.
 from __future__ import annotations
 
 import bisect
+import functools
 import os
 import re
 from collections.abc import Iterable, Mapping
@@ -62,6 +63,14 @@ def load_builtin_keywords(icd_words: bool = True) -> dict[str, list[str]]:
     if unknown:
         raise ValueError(f"keyword data names unknown groups: {sorted(unknown)}")
     return groups
+
+
+@functools.cache
+def given_names() -> frozenset[str]:
+    """Return the given names of data/given_names.txt, in lower case."""
+    path = resources.files("postveil.detection") / "data" / "given_names.txt"
+    lines = path.read_text(encoding="utf-8").splitlines()
+    return frozenset(line.strip() for line in lines if line.strip() and not line.startswith("#"))
 
 
 # American spellings of medical word parts and their British forms. A pattern that

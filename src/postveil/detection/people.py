@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import bisect
 import re
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from postveil.detection.owncare import is_head, is_veterinary
@@ -259,7 +260,9 @@ def health_span(state: _ScanState) -> tuple[int, int] | None:
 
 
 def scan_people(
-    state: _ScanState, span: tuple[int, int], more: list[Candidate] | None = None
+    state: _ScanState,
+    span: tuple[int, int],
+    more: Callable[[_ScanState], list[Candidate]] | None = None,
 ) -> None:
     """Add a ``patient_name`` for every name that the text ties to health information.
 
@@ -269,8 +272,11 @@ def scan_people(
     health word, and a phrase such as "was seen today" followed by a health word in the
     same sentence. A name found from a weak cue (a courtesy title, "pt", "please call",
     "presented with") also needs a tie within _NEAR characters: a lab value or
-    clinical shorthand. ``more`` are strong candidates found by other steps
-    (sentences.py).
+    clinical shorthand.
+
+    ``more`` returns strong candidates found by another step (sentences.py). It is
+    called only when the cues above name no patient, so a census table's names are
+    not counted twice.
     """
     candidates = _candidates(state, span)
     text = state.text
@@ -279,7 +285,6 @@ def scan_people(
     )
     if narrative_context(state, evidence):
         candidates.extend(_narrative_names(state, evidence))
-    candidates.extend(more or ())
     has_table = "\t" in text
     list_rows = find_list_rows(text, *span)
     codes = sorted(
@@ -287,6 +292,8 @@ def scan_people(
     )
     has_rows = len(list_rows) >= _MIN_TABLE_ROWS or len(codes) >= _MIN_TABLE_ROWS
     if not candidates and not has_table and not has_rows:
+        if more is not None:
+            _add_names(state, more(state), evidence, [])
         return
     if has_table:
         candidates.extend(_table_names(text, span, evidence))
@@ -294,7 +301,18 @@ def scan_people(
         candidates.extend(_list_names(text, list_rows, evidence))
     if len(codes) >= _MIN_TABLE_ROWS:
         candidates.extend(_coded_row_names(text, span, codes))
-    ties = sorted(state.ties)
+    named = _add_names(state, candidates, evidence, sorted(state.ties))
+    if not named and more is not None:
+        _add_names(state, more(state), evidence, [])
+
+
+def _add_names(
+    state: _ScanState, candidates: list[Candidate], evidence: list[int], ties: list[int]
+) -> bool:
+    """Add a ``patient_name`` for each candidate that its cue and the health findings
+    (sorted ``evidence`` starts) and ``ties`` allow; return whether any was added."""
+    text = state.text
+    added = False
     for start, end, strong, follow_from, reach in candidates:
         if not _within(evidence, start - _NEAR, end + _NEAR):
             continue
@@ -307,6 +325,8 @@ def scan_people(
         if not name_is_plausible(text[start:end]) or is_clinician(text, start, end):
             continue
         state.add("patient_name", start, end, 0.7)
+        added = True
+    return added
 
 
 # A name candidate: start, end, whether its cue is strong, and an offset from which a

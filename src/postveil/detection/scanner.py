@@ -31,7 +31,7 @@ from postveil.detection.people import (
     is_clinician,
     scan_people,
 )
-from postveil.detection.sentences import sentence_candidates
+from postveil.detection.sentences import has_given_name, sentence_candidates
 
 
 @dataclass(frozen=True, slots=True)
@@ -956,15 +956,17 @@ class TextScanner:
             or "room_cue" in groups
             or _has_code(state.findings)
             or len(find_list_rows(text)) >= 2
-            # A third person's health after their name (people._narrative_names).
+            # A third person's health after their name (people._narrative_names), or
+            # a person named by a given name (sentences.py).
             or "third_person" in groups
+            or has_given_name(text)
         )
         if not (person_cue or state.ties):
             return
         span = health_span(state)
         if span is not None:
             scan_short_lab_values(state, span)
-            scan_people(state, span, sentence_candidates(state))
+            scan_people(state, span, sentence_candidates)
 
     def _scan_health_words(self, state: _ScanState) -> None:
         for group in _HEALTH_GROUPS:

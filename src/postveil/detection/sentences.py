@@ -22,6 +22,7 @@ from __future__ import annotations
 import re
 from typing import TYPE_CHECKING
 
+from postveil.detection.keywords import given_names
 from postveil.detection.owncare import is_head, is_veterinary
 from postveil.detection.people import (
     HEALTH_EVIDENCE,
@@ -38,15 +39,15 @@ if TYPE_CHECKING:
 
 # One capitalised word of a name, as in people.py.
 _WORD = r"[A-Z](?:[a-z]+(?:['\-]?[A-Z][a-z]+)?|'[A-Z][a-z]+)(?![A-Za-z0-9])"
-# A full name, a courtesy title and surname, or a relative of the writer or reader.
+# A courtesy title and surname, a full name, or a relative of the writer or reader.
 # A name is one space apart, not part of a longer run of capitalised words ("Blue
 # Cross Blue Shield", "Senior Lecturer in Epidemiology" is caught by its words), not
 # the head of a list line ("Jonas Ekberg - living with atrial fibrillation") and not
 # a place before its state ("Hood River, Oregon").
 _NAME_END = r"(?! [A-Z]| *[-:\u2013(]|, ?[A-Z])"
 _PERSON = re.compile(
-    rf"(?<![A-Za-z])(?P<full>{_WORD}(?: [A-Z]\.)? {_WORD}){_NAME_END}"
-    rf"|(?<![A-Za-z])(?P<titled>M(?:rs?|s|x|iss)\.? {_WORD}(?: {_WORD})?){_NAME_END}"
+    rf"(?<![A-Za-z])(?P<titled>M(?:rs?|s|x|iss)\.? {_WORD}(?: {_WORD})?){_NAME_END}"
+    rf"|(?<![A-Za-z])(?P<full>{_WORD}(?: [A-Z]\.)? {_WORD}){_NAME_END}"
     r"|(?i:\b(?P<relative>(?:my|your|our|his|her) +(?:mom|mum|mother|dad|father|husband|wife|"
     r"son|daughter|child|baby|grandmother|grandfather|grandma|grandpa|granny|nan|nana|"
     r"sister|brother|partner|aunt|uncle|fiance|fianc\u00e9e?|stepson|stepdaughter)))\b"
@@ -55,13 +56,22 @@ _PERSON = re.compile(
 _CLINICIAN_TITLES = frozenset({"dr", "doctor", "prof", "nurse", "matron"})
 # A capitalised word right before a name, with one space.
 _CAPITALISED_BEFORE = re.compile(r"(?<![A-Za-z])[A-Z][A-Za-z]* $")
+# A word in title case: given names are read only so, not in capitals ("AMA PRA
+# credits") or lower case.
+_CAPITALISED = re.compile(r"(?<![A-Za-z'\-])[A-Z][a-z]+(?:[-'][A-Za-z][a-z]+)?(?![A-Za-z])")
+# A capitalised word after a name: the name goes on (given name and surname).
+_NAME_AFTER = re.compile(r" [A-Z][a-z]")
+# A verb of what a person does or has, right after their name.
+_VERBS = (
+    r"has|had|is|was|refused|refuses|takes|took|needs|needed|started|went|fell|came|got|"
+    r"seems|seemed|felt|feels|complained|told|said|missed|won't|wouldn't|didn't|can't|"
+    r"couldn't|hasn't|isn't|wasn't|tested|became|developed|cut|broke|injured|hurt"
+)
+_VERB_AFTER = re.compile(rf" (?:{_VERBS}|[a-z]+ed)\b")
 # A given name that opens a sentence, then a verb of a person or where they stay:
 # "Ella has", "Edith in room 12 refused", "Ella in Year 4".
 _OPENING_NAME = re.compile(
-    rf"(?P<name>{_WORD})(?: +(?:in (?:room|bed|bay|year|class|grade)\b|"
-    r"(?:has|had|is|was|refused|refuses|takes|took|needs|needed|started|went|fell|came|got|"
-    r"seems|seemed|felt|feels|complained|told|said|missed|won't|wouldn't|didn't|can't|"
-    r"couldn't|hasn't|isn't|wasn't|tested|became|developed|cut|broke|injured|hurt)\b))"
+    rf"(?P<name>{_WORD})(?: +(?:in (?:room|bed|bay|year|class|grade)\b|(?:{_VERBS})\b))"
 )
 # Capitalised words that open sentences as subjects but name no one.
 _NOT_GIVEN_NAMES = frozenset(
@@ -84,7 +94,7 @@ _TOPIC = re.compile(
     r"webinar|conference|"
     r"seminar|workshop|course|training|award|awarded|grant|fellowship|expert|expertise|"
     r"specialist|specialises|specializes|specializing|specialising|career|role|hired|"
-    r"joins|joined|join|director|campaign|awareness|"
+    r"joins|joined|join|lead|leads|leading|director|campaign|awareness|"
     r"fundraiser|fundraising|charity|donate|donation|sponsor|sponsored|walk|marathon|"
     r"interview|podcast|episode|novel|film|movie|character|story|scene|chapter|draft|"
     r"manuscript|plot|fiction|trial|programme|program|"
@@ -166,11 +176,10 @@ def _people(
         if _TOPIC.search(lowered, low, high) is not None:
             continue
         seen.add((low, high))
-        person = _person(text, low, high, start, end)
+        person = _person(state, low, high, start, end)
         pronoun = _PRONOUN.search(lowered, low, high) is not None
-        if person is not None and strict and not pronoun and not person[2]:
-            if _OPENING_NAME.match(text, _skip_space(text, low), high) is None:
-                person = None
+        if person is not None and strict and not pronoun and not _acts(text, *person):
+            person = None
         if person is None and pronoun:
             paragraph = max(low - _PARAGRAPH_REACH, 0)
             blank = lowered.rfind("\n\n", paragraph, low)
@@ -179,10 +188,20 @@ def _people(
             if _TOPIC.search(lowered, paragraph, low) is None:
                 # The sentences before tell who the person is; an award or a talk
                 # there makes the health word a topic too.
-                person = _person(text, paragraph, low, -1, -1, relatives_only=strict)
+                person = _person(state, paragraph, low, -1, -1, relatives_only=strict)
         if person is not None:
-            found.append(person)
+            found.append((person[0], person[1], person[2] == "relative"))
     return found
+
+
+def _acts(text: str, start: int, end: int, kind: str) -> bool:
+    """Return whether a person found in a strict reading is the subject of their
+    sentence: a relative, a capitalised word that opens it with a verb, or a given
+    name followed by a verb ("Tom has", "Priya fractured"). A possessive is not
+    enough: "Luna's bloodwork results" may be a dog's."""
+    if kind in ("relative", "opening"):
+        return True
+    return kind == "given" and _VERB_AFTER.match(text, end) is not None
 
 
 def _sentence(lowered: str, start: int, end: int) -> tuple[int, int]:
@@ -214,36 +233,34 @@ def _possessed(text: str, start: int) -> bool:
 
 
 def _person(
-    text: str, low: int, high: int, start: int, end: int, relatives_only: bool = False
-) -> tuple[int, int, bool] | None:
-    """Return the span of the last person named in ``text[low:high]`` outside the
-    health finding at ``start:end``, and whether it is a relative, or ``None``. With
-    ``relatives_only``, only a relative counts."""
-    person = None
+    state: _ScanState, low: int, high: int, start: int, end: int, relatives_only: bool = False
+) -> tuple[int, int, str] | None:
+    """Return the span and kind of the last person named in ``text[low:high]``
+    outside the health finding at ``start:end``, or ``None``. Kinds are ``relative``,
+    ``full`` (given name and surname), ``titled`` (courtesy title and surname),
+    ``given`` (a given name of data/given_names.txt) and ``opening`` (another
+    capitalised word that opens the sentence with a verb). With ``relatives_only``,
+    only a relative counts."""
+    text = state.text
+    person: tuple[int, int, str] | None = None
     for match in _PERSON.finditer(text, low, high):
-        if start <= match.start() < end or 0 <= start - match.end() <= 1:
-            # The name of a product or a unit right before the health word
-            # ("GlucoSure Plus blood glucose test strips").
-            continue
         kind = match.lastgroup or "full"
         if relatives_only and kind != "relative":
             continue
         span = match.span(kind)
-        if _CONDITION_BEFORE.search(text, max(0, span[0] - 12), span[0]) is not None:
-            # "if your child has a severe allergy": any reader's child.
+        if _usable(text, span, start, end, kind):
+            person = (*span, kind)
+    if relatives_only:
+        return person
+    names = given_names()
+    for word in _CAPITALISED.finditer(text, person[1] if person is not None else low, high):
+        name_start, name_end = word.span()
+        if text[name_start:name_end].lower() not in names or _NAME_AFTER.match(text, name_end):
+            # Not a given name, or the given name of a full name read above.
             continue
-        if kind != "relative":
-            name = match.group(kind)
-            if not name_is_plausible(name) or is_clinician(text, *span):
-                continue
-            if _CAPITALISED_BEFORE.search(text, max(0, span[0] - 20), span[0]) is not None:
-                # Part of a longer run of capitalised words ("Blue Cross Blue Shield").
-                continue
-            first = name.split()[0].lower()
-            if after_greeting(text, span[0]) or first in RANKS or first in _CLINICIAN_TITLES:
-                continue
-        person = (*span, kind == "relative")
-    if person is not None or relatives_only:
+        if _usable(text, (name_start, name_end), start, end, "given"):
+            person = (name_start, name_end, "given")
+    if person is not None:
         return person
     opening = _OPENING_NAME.match(text, _skip_space(text, low), high)
     if opening is not None:
@@ -253,8 +270,47 @@ def _person(
             and name_is_plausible(name)
             and not (start <= opening.start() < end)
         ):
-            return (*opening.span("name"), False)
+            return (*opening.span("name"), "opening")
     return None
+
+
+def _usable(
+    text: str,
+    span: tuple[int, int],
+    start: int,
+    end: int,
+    kind: str,
+) -> bool:
+    """Return whether the person of ``kind`` at ``span`` may be the one whose health
+    the finding at ``start:end`` tells."""
+    if start <= span[0] < end or 0 <= start - span[1] <= 1:
+        # Inside the health word, or the name of a product or a unit right before it
+        # ("GlucoSure Plus blood glucose test strips").
+        return False
+    if _CONDITION_BEFORE.search(text, max(0, span[0] - 12), span[0]) is not None:
+        # "if your child has a severe allergy": any reader's child.
+        return False
+    if kind == "relative":
+        return True
+    name = text[span[0] : span[1]]
+    if not name_is_plausible(name) or is_clinician(text, *span):
+        return False
+    if _CAPITALISED_BEFORE.search(text, max(0, span[0] - 20), span[0]) is not None:
+        # Part of a longer run of capitalised words ("Blue Cross Blue Shield").
+        return False
+    first = name.split()[0].lower()
+    if after_greeting(text, span[0]) or first in RANKS or first in _CLINICIAN_TITLES:
+        return False
+    # Two capitalised words are a person's name only when the first is a given name
+    # ("Managing Type 2 Diabetes", "Weathered Wood" shingles). A courtesy title needs
+    # none ("Mrs Adeyemi").
+    return kind != "full" or first in given_names()
+
+
+def has_given_name(text: str) -> bool:
+    """Return whether ``text`` has a word in title case that is a given name."""
+    names = given_names()
+    return any(word.group().lower() in names for word in _CAPITALISED.finditer(text))
 
 
 def _skip_space(text: str, position: int) -> int:
