@@ -29,14 +29,34 @@ from postveil.detection.keywords import (
 BUILTIN = load_builtin_keywords()
 MATCHER = KeywordMatcher(BUILTIN)
 WORDS = sorted({normalise_keyword(word) for words in BUILTIN.values() for word in words})
-FILLERS = ["", " ", "  ", "\n", ", ", "-", "x", "ab", "e11.9 ", "type 2 ", "_", "é", "ß", "𝔘", "µ", "0", "\u2019"]
+FILLERS = [
+    "",
+    " ",
+    "  ",
+    "\n",
+    ", ",
+    "-",
+    "x",
+    "ab",
+    "e11.9 ",
+    "type 2 ",
+    "_",
+    "é",
+    "ß",
+    "𝔘",
+    "µ",
+    "0",
+    "\u2019",
+]
 
 
 def is_word_char(char: str) -> bool:
     return char.isalnum() or char == "_"
 
 
-def reference(groups: dict[str, list[str]], text: str) -> tuple[dict[str, list[tuple[int, int]]], int]:
+def reference(
+    groups: dict[str, list[str]], text: str
+) -> tuple[dict[str, list[tuple[int, int]]], int]:
     """Whole-word hits by group, each group's in order of end offset (longer keyword
     first at the same end), and the first ASCII digit."""
     by_word: dict[str, set[str]] = {}
@@ -66,7 +86,9 @@ def reference(groups: dict[str, list[str]], text: str) -> tuple[dict[str, list[t
     return spans, digit.start() if digit else -1
 
 
-def automaton_result(matcher: KeywordMatcher, text: str) -> tuple[dict[str, list[tuple[int, int]]], int]:
+def automaton_result(
+    matcher: KeywordMatcher, text: str
+) -> tuple[dict[str, list[tuple[int, int]]], int]:
     hits, first_digit, complete = matcher.search_text(text)
     assert complete
     for group, spans in hits.spans.items():
@@ -178,7 +200,12 @@ def test_curly_apostrophe_matches_keyword(apostrophe: str) -> None:
 
 
 @pytest.mark.parametrize(
-    "text", ["seen at \u0130zmir Klinik", "SEEN AT \u0130ZM\u0130R KL\u0130N\u0130K", "seen at izmir klinik"]
+    "text",
+    [
+        "seen at \u0130zmir Klinik",
+        "SEEN AT \u0130ZM\u0130R KL\u0130N\u0130K",
+        "seen at izmir klinik",
+    ],
 )
 def test_dotted_capital_i_keyword_matches_text(text: str) -> None:
     # str.lower makes U+0130 two characters in a keyword, while the text must keep one

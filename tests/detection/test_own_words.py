@@ -207,6 +207,11 @@ LABEL_CASES = [
     ),
     ("paragraph break", "His member\n\nID is on the card. Seen for sciatica.", False),
     ("contractor licence", "Lic # CA 1045872. Scope: build the chemo infusion bay.", False),
+    (
+        "trade's licence in a signature",
+        "A hairline fracture in the cast iron drain.\nTolliver Plumbing, lic #PL-20931",
+        False,
+    ),
     ("licence after DL", "DL: OH K381-5520-9174\nDistal radius fracture", True),
     ("blank line after label", "MRN:\n\n40318276\nSeen for asthma.", False),
     ("lab value then product", "Account number: 55120984\n4 x INR 50 test strips", False),

@@ -858,6 +858,14 @@ class TextScanner:
                     # label that names one ("Lic # CA 1045872" is more often a
                     # contractor's licence).
                     continue
+                if (
+                    group == "drivers_license"
+                    and _is_short_licence_label(state.lowered, keyword_end)
+                    and _TRADE_BEFORE.search(state.lowered, max(0, keyword_end - 50), keyword_end)
+                ):
+                    # A trade's licence in its signature ("Tolliver Plumbing, lic
+                    # #PL-20931").
+                    continue
                 token = match.group("id")
                 if len(token) < 5 or len(token) - len(token.translate(_DROP_DIGITS)) < 4:
                     continue
@@ -1166,6 +1174,14 @@ def _blank_line_between(text: str, label_end: int, value_start: int) -> bool:
     """Return whether more than one line break separates a label from its value, which
     ends the label ("MRN:", a blank line, "40318276")."""
     return text.count("\n", label_end, value_start) > 1
+
+
+# A trade or a business before "Lic #" on its line: the licence is the business's.
+_TRADE_BEFORE = re.compile(
+    r"\b(?:plumbing|plumber|electric|electrical|electrician|roofing|construction|"
+    r"contractors?|builders?|hvac|heating|landscaping|pest control|inc|llc|ltd|co)\b"
+    r"\.?,?[ \t]*(?:state[ \t]+)?(?:lic|lic#|lic #)$"
+)
 
 
 def _is_short_licence_label(lowered: str, label_end: int) -> bool:
