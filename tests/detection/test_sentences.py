@@ -1,5 +1,5 @@
 """A person and their health in one sentence (sentences.py), plural health words, and
-the reader's care told as a step done ("has been added to your record").
+a step of the reader's care done ("has been added to your record").
 
 The cases were written for these tests. Each positive has ordinary mail of the same
 shape beside it.
@@ -128,7 +128,7 @@ def test_person_in_sentence(detector: Detector, text: str, sensitive: bool) -> N
     assert detector.scan_text(text).sensitive is sensitive
 
 
-def test_name_in_a_labelled_text_is_not_searched_again(detector: Detector) -> None:
+def test_labelled_patient_is_counted_once(detector: Detector) -> None:
     # The label names the patient; the sentence step adds nothing to it.
     verdict = detector.scan_text(
         "Patient: Dana Whitcombe\nDana Whitcombe had her knee replacement on Monday."

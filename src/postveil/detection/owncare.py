@@ -69,8 +69,8 @@ _CLAUSE_REACH = 120
 # metformin, ..." costs about 2 s a megabyte. Mail has a few.
 _MAX_CHECKS = 1000
 
-# "know" before "your" is general ("know your numbers") unless it tells the reader
-# something ("to let you know your repeat of sertraline is made up").
+# "know" before "your" is general ("know your numbers"), except in "let you know",
+# which informs the reader ("to let you know your repeat of sertraline is made up").
 _LET_YOU_KNOW = re.compile(r"\blet(?:ting)? you know (?=your\b)")
 
 # Words before "your" that give advice unless a dose makes it an instruction to one
@@ -103,7 +103,7 @@ _ANCHOR = re.compile(
     r"\b(?:is|are|was|were|has been|have been|'s)(?:[ ]|\r?\n)(?:now |still |also )?"
     r"(?:scheduled|booked|confirmed|set for|planned|rescheduled|moved|due|overdue|"
     r"incomplete|complete|completed)\b"
-    # Healing: "while your hernia repair heals".
+    # Healing: "until your hernia repair has healed".
     r"|\b(?:heals|healed|has healed|is healing|recovers|has recovered)\b"
     # A step of care done for the reader: "has been added to your record", "have been
     # sent to the pharmacy", "is made up".

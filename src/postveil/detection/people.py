@@ -530,7 +530,7 @@ def _narrative_names(state: _ScanState, evidence: list[int]) -> list[Candidate]:
 
 
 def after_greeting(text: str, position: int) -> bool:
-    """Return whether a greeting stands right before ``position`` ("Dear Tom Reilly")."""
+    """Return whether a greeting is right before ``position`` ("Dear Tom Reilly")."""
     return _GREETING_BEFORE.search(text, max(0, position - 24), position) is not None
 
 

@@ -3,13 +3,13 @@
 Finch ... He takes 5mg warfarin every evening".
 
 The cue-based steps of people.py find names next to a label, a clinical cue or an age.
-Mail from families, care homes, schools and HR names the person in plain prose and
-tells their health in the same sentence, or in the next one with "he" or "she". This
-step reads the sentence around each health finding for the person it is about: a full
-name, a courtesy title and surname, a relative ("my husband", "your mum"), or a given
-name that opens the sentence and is followed by a verb of what a person does ("Ella
-has", "Edith in room 12 refused"). A pronoun in the sentence refers to such a person
-earlier in the paragraph.
+Mail from families, care homes, schools and HR names the person in plain prose, and
+gives their health in the same sentence or in the next one with "he" or "she". This
+step reads the sentence around each health finding for the person it is about: a
+courtesy title and surname, a given name and surname, a relative ("my husband", "your
+mum"), or a given name alone (data/given_names.txt). A capitalised word that opens the
+sentence and is followed by a verb of a person ("Edith in room 12 refused") counts
+too. A pronoun in the sentence refers to such a person earlier in the paragraph.
 
 A health word in a sentence about someone's work or an event ("Tom Reilly will talk
 about diabetes at the conference") is a topic, not their health, so sentences with
@@ -40,10 +40,9 @@ if TYPE_CHECKING:
 # One capitalised word of a name, as in people.py.
 _WORD = r"[A-Z](?:[a-z]+(?:['\-]?[A-Z][a-z]+)?|'[A-Z][a-z]+)(?![A-Za-z0-9])"
 # A courtesy title and surname, a full name, or a relative of the writer or reader.
-# A name is one space apart, not part of a longer run of capitalised words ("Blue
-# Cross Blue Shield", "Senior Lecturer in Epidemiology" is caught by its words), not
-# the head of a list line ("Jonas Ekberg - living with atrial fibrillation") and not
-# a place before its state ("Hood River, Oregon").
+# A name is one space apart, not followed by another capitalised word ("Blue Cross
+# Blue Shield"), not the head of a list line ("Jonas Ekberg - living with atrial
+# fibrillation") and not a place before its state ("Hood River, Oregon").
 _NAME_END = r"(?! [A-Z]| *[-:\u2013(]|, ?[A-Z])"
 _PERSON = re.compile(
     rf"(?<![A-Za-z])(?P<titled>M(?:rs?|s|x|iss)\.? {_WORD}(?: {_WORD})?){_NAME_END}"
@@ -56,8 +55,8 @@ _PERSON = re.compile(
 _CLINICIAN_TITLES = frozenset({"dr", "doctor", "prof", "nurse", "matron"})
 # A capitalised word right before a name, with one space.
 _CAPITALISED_BEFORE = re.compile(r"(?<![A-Za-z])[A-Z][A-Za-z]* $")
-# A word in title case: given names are read only so, not in capitals ("AMA PRA
-# credits") or lower case.
+# A word in title case. Given names are read only in title case, not in capitals
+# ("AMA PRA credits") or lower case.
 _CAPITALISED = re.compile(r"(?<![A-Za-z'\-])[A-Z][a-z]+(?:[-'][A-Za-z][a-z]+)?(?![A-Za-z])")
 # A capitalised word after a name: the name goes on (given name and surname).
 _NAME_AFTER = re.compile(r" [A-Z][a-z]")
