@@ -47,6 +47,18 @@ SENTENCE_CASES = [
         True,
     ),
     (
+        "writer who names themselves",
+        "Hello, this is Walter Grimsby, I had my stent put in in August and the chest "
+        "pain is back.",
+        True,
+    ),
+    (
+        "pronoun and a drug after on",
+        "Dale Merriweather missed group again. He has been seizure-free for six months on "
+        "levetiracetam for his epilepsy.",
+        True,
+    ),
+    (
         "quick note without apostrophes",
         "keep an eye on bed 4 for me, Mr Okafor, day 2 post op. hes been a bit nauseous, "
         "gave ondansetron at 6. pain ok on paracetamol.",
@@ -94,6 +106,42 @@ SENTENCE_CASES = [
     (
         "two capitalised words that are no name",
         "32 bundles of architectural shingles in Weathered Wood arrive Monday.",
+        False,
+    ),
+    (
+        "name on a stock task",
+        "Nina has confirmed supply of metformin and amlodipine is back to normal.",
+        False,
+    ),
+    ("name on a print job", "Ben has the proofs for the leaflet on diabetes.", False),
+    (
+        "pet in a dog walker's note",
+        "Quick update from today's dog walk. Bella had her gabapentin with breakfast.",
+        False,
+    ),
+    (
+        "server named like a person",
+        "Stanley had a heart attack last night, so the build queue is stuck again.",
+        False,
+    ),
+    (
+        "company named after a person",
+        "Harper Pharmaceuticals lost its appeal over the diabetes and kidney failure claims.",
+        False,
+    ),
+    (
+        "imagined relative in an appeal",
+        "Imagine your mum has just been told she has breast cancer.",
+        False,
+    ),
+    (
+        "teacher's class in an outbreak notice",
+        "Mrs Patel's class has had several children off with a stomach bug and vomiting.",
+        False,
+    ),
+    (
+        "character in a review",
+        "Three stars. Nora keeps her breast cancer from her daughters until the last act.",
         False,
     ),
     (

@@ -43,7 +43,7 @@ _WORD = r"[A-Z](?:[a-z]+(?:['\-]?[A-Z][a-z]+)?|'[A-Z][a-z]+)(?![A-Za-z0-9])"
 # A name is one space apart, not followed by another capitalised word ("Blue Cross
 # Blue Shield"), not the head of a list line ("Jonas Ekberg - living with atrial
 # fibrillation") and not a place before its state ("Hood River, Oregon").
-_NAME_END = r"(?! [A-Z]| *[-:\u2013(]|, ?[A-Z])"
+_NAME_END = r"(?! [A-Z]| *[-:\u2013(]|, ?[A-Z][A-Za-z])"
 _PERSON = re.compile(
     rf"(?<![A-Za-z])(?P<titled>M(?:rs?|s|x|iss)\.? {_WORD}(?: {_WORD})?){_NAME_END}"
     rf"|(?<![A-Za-z])(?P<full>{_WORD}(?: [A-Z]\.)? {_WORD}){_NAME_END}"
@@ -53,6 +53,10 @@ _PERSON = re.compile(
 )
 # Titles of clinicians written without a full stop ("Dr Appiah reviewed them").
 _CLINICIAN_TITLES = frozenset({"dr", "doctor", "prof", "nurse", "matron"})
+_GROUP_AFTER = re.compile(
+    r"(?:'s|\u2019s) (?:class|team|group|office|ward|department|practice|list|caseload|"
+    r"patients|clients|residents|pupils|students)\b"
+)
 # A capitalised word right before a name, with one space.
 _CAPITALISED_BEFORE = re.compile(r"(?<![A-Za-z])[A-Z][A-Za-z]* $")
 # A word in title case. Given names are read only in title case, not in capitals
@@ -81,8 +85,43 @@ _NOT_GIVEN_NAMES = frozenset(
     "customers users women men anybody mum mom dad".split()
 )
 # Words before a person that make them anyone's: "if your child has", "when your
-# mother takes", "every resident's".
-_CONDITION_BEFORE = re.compile(r"(?i:\b(?:if|when|whether|unless|once|every|any|each))[ ]+$")
+# mother takes", "every resident's", "imagine your mum has".
+_CONDITION_BEFORE = re.compile(
+    r"(?i:\b(?:if|when|whether|unless|once|every|any|each|imagine|should|suppose))[ ]+$"
+)
+# Verbs of illness and care that tie a health word to the person before them,
+# however far apart in the sentence.
+_FAR_LINK = re.compile(
+    r"\b(?:diagnosed|diagnosis|recovering|recovery|recovered|suffers|suffering|suffered|"
+    r"struggling with|living with|admitted|discharged|treated|tested|allergic|fractured|"
+    r"broke|broken|injured|sprained|pregnant|underwent|undergoing|hospitali[sz]ed|"
+    r"in hospital|collapsed|fell|a fall|seen (?:for|by|in|at)|referred|prescribed|"
+    r"signed off|off\b[^.\n]{0,25}\bwith|back from|home from|came down with|"
+    r"complain(?:s|ed|ing) of|dose|doses|dosage|scheduled for|booked (?:in )?for|"
+    r"bed rest|placed on)\b"
+)
+# A pronoun of the person, then "on", "for" or "off" right before the health word: "He
+# has been seizure-free for six months on levetiracetam", "sent her for an X-ray".
+_PRONOUN_ON = re.compile(
+    r"\b(?:he|she|he's|she's|hes|shes|his|her|him)\b[^.]*\b(?:on|for|off)"
+    r"(?:\s+(?:a|an|the|his|her|[0-9][0-9a-z./]*|mg(?:/[a-z]+)?))*\s*$"
+)
+# A verb of having or taking, then at most three small words (an article, a pronoun,
+# a dose, a size or a kind), right before the health word.
+_NEAR_LINK = re.compile(
+    r"\b(?:has|had|have|having|got|gets|getting|is on|was on|been on|are on|still on|"
+    r"now on|takes|take|taking|took|need|needs|needed|refused|refuses|started|starts|"
+    r"missed|gave|given|giving|administered|his|her|their|he|she|he's|she's|hes|shes|"
+    r"he'll|she'll|he's on|she's on|he is on|she is on)"
+    r"(?:\s+(?:a|an|the|his|her|their|some|another|more|bad|severe|mild|chronic|acute|"
+    r"suspected|possible|large|small|nasty|big|new|early|first|second|stage|type|"
+    r"[0-9][0-9a-z./]*|mg(?:/[a-z]+)?|mcg|ml|units?|tablets?|daily|nightly|left|right))*"
+    r"\s*(?:post-|pre-)?$"
+)
+# A writer who names themselves ("Hello, this is Walter Grimsby, I had my stent put
+# in in August") tells their own health in the first person.
+_SELF_INTRO = re.compile(r"(?i:\b(?:this is|my name is|i am|i'm|it's))[ ]+$")
+_FIRST_PERSON = re.compile(r"\b(?:i|i've|i'm|my)\b")
 # Pronouns that refer back to a person named earlier.
 # "hes" and "shes" are how quick notes write "he's" and "she's".
 _PRONOUN = re.compile(r"\b(?:he|she|his|her|him|hers|himself|herself|hes|shes)\b")
@@ -101,7 +140,18 @@ _TOPIC = re.compile(
     r"sales|market|marketing|launch|launched|product|products|price|pricing|project|won|"
     r"prize|competition|contest|essay|poster|experience|candidate|patients|clients|"
     r"approved|stock|order|orders|recall|recalling|protocol|protocols|initiative|audit|"
-    r"quality|improvement|prescribing|warning|indication|indications)\b"
+    r"quality|improvement|prescribing|warning|indication|indications|leaflet|leaflets|"
+    # Reviews, stage, history and celebrity news: a character's or a public figure's
+    # illness.
+    r"review|reviews|stars|cast|rehearsal|last act|first act|act one|act two|act three|"
+    r"archive|archives|letters|historian|century|singer|actor|actress|celebrity|"
+    r"chat show|talk show|album|biography|memoir|fictional|quiz|puzzle|whodunnit|"
+    r"hypothetical|scenario|volunteer|volunteers|of the year|"
+    # Machines named like people: "Stanley had a heart attack, so the build queue is
+    # stuck".
+    r"server|servers|cpu|build|queue|reboot|rebooted|deploy|deployment|outage|process|"
+    # Phishing lures and shopping.
+    r"scam|phishing|fraud|gift|gifts|mother's day|father's day|shop|buy)\b"
 )
 # Characters around a health finding searched for its sentence.
 _SENTENCE_REACH = 200
@@ -176,10 +226,13 @@ def _people(
             continue
         seen.add((low, high))
         person = _person(state, low, high, start, end)
+        if person is not None and not _linked(lowered, min(person[1], start), start, low):
+            if not _introduced(text, person[0]) or not _FIRST_PERSON.search(
+                lowered, person[1], start
+            ):
+                person = None
         pronoun = _PRONOUN.search(lowered, low, high) is not None
-        if person is not None and strict and not pronoun and not _acts(text, *person):
-            person = None
-        if person is None and pronoun:
+        if person is None and pronoun and _linked(lowered, low, start, low):
             paragraph = max(low - _PARAGRAPH_REACH, 0)
             blank = lowered.rfind("\n\n", paragraph, low)
             if blank >= 0:
@@ -193,14 +246,32 @@ def _people(
     return found
 
 
-def _acts(text: str, start: int, end: int, kind: str) -> bool:
-    """Return whether a person found in a strict reading is the subject of their
-    sentence: a relative, a capitalised word that opens it with a verb, or a given
-    name followed by a verb ("Tom has", "Priya fractured"). A possessive is not
-    enough: "Luna's bloodwork results" may be a dog's."""
-    if kind in ("relative", "opening"):
+def _linked(lowered: str, anchor: int, start: int, low: int) -> bool:
+    """Return whether the words from ``anchor`` (the end of the person's name, or the
+    start of the sentence) to the health word at ``start`` tie that word to a person:
+    a verb of illness or care anywhere between ("was diagnosed with", "is recovering
+    from", "fractured"), a verb of having or taking a few words before the health word
+    ("had her gallbladder surgery", "takes 5mg warfarin", "refused her donepezil"), or
+    "his", "her", "he" or "she" right before it ("his panic attacks", "he threw up"). Where the person comes after the health word, the
+    words from the sentence start ``low`` are read. "Nina has confirmed supply of
+    metformin", "Bob restocked the first aid box with ibuprofen" and "Ben has the
+    proofs for the leaflet on diabetes" have no tie."""
+    if anchor >= start:
+        anchor = low
+    between = lowered[anchor:start]
+    if anchor > low and not between.strip():
+        # The health word starts with its own verb: "your mum had a fall".
         return True
-    return kind == "given" and _VERB_AFTER.match(text, end) is not None
+    return (
+        _FAR_LINK.search(between) is not None
+        or _NEAR_LINK.search(between) is not None
+        or _PRONOUN_ON.search(between) is not None
+    )
+
+
+def _introduced(text: str, position: int) -> bool:
+    """Return whether the writer introduces themselves with the name at ``position``."""
+    return _SELF_INTRO.search(text, max(0, position - 14), position) is not None
 
 
 def _sentence(lowered: str, start: int, end: int) -> tuple[int, int]:
@@ -234,33 +305,40 @@ def _possessed(text: str, start: int) -> bool:
 def _person(
     state: _ScanState, low: int, high: int, start: int, end: int, relatives_only: bool = False
 ) -> tuple[int, int, str] | None:
-    """Return the span and kind of the last person named in ``text[low:high]``
-    outside the health finding at ``start:end``, or ``None``. Kinds are ``relative``,
-    ``full`` (given name and surname), ``titled`` (courtesy title and surname),
-    ``given`` (a given name of data/given_names.txt) and ``opening`` (another
-    capitalised word that opens the sentence with a verb). With ``relatives_only``,
-    only a relative counts."""
+    """Return the span and kind of the person named in ``text[low:high]`` whom the
+    health finding at ``start:end`` is most likely about: the last one before it, or
+    else the first one after it. Kinds are ``relative``, ``full`` (given name and
+    surname), ``titled`` (courtesy title and surname), ``given`` (a given name of
+    data/given_names.txt) and ``opening`` (another capitalised word that opens the
+    sentence with a verb). With ``relatives_only``, only a relative counts."""
     text = state.text
-    person: tuple[int, int, str] | None = None
+    people: list[tuple[int, int, str]] = []
     for match in _PERSON.finditer(text, low, high):
         kind = match.lastgroup or "full"
         if relatives_only and kind != "relative":
             continue
         span = match.span(kind)
         if _usable(text, span, start, end, kind):
-            person = (*span, kind)
+            people.append((*span, kind))
+    if not relatives_only:
+        names = given_names()
+        taken = [(first, last) for first, last, _ in people]
+        for word in _CAPITALISED.finditer(text, low, high):
+            name_start, name_end = word.span()
+            if any(first <= name_start < last for first, last in taken):
+                continue
+            if text[name_start:name_end].lower() not in names or _NAME_AFTER.match(text, name_end):
+                # Not a given name, or the given name of a full name read above.
+                continue
+            if _usable(text, (name_start, name_end), start, end, "given"):
+                people.append((name_start, name_end, "given"))
+    if people:
+        before = [person for person in people if person[1] <= start]
+        if before:
+            return max(before)
+        return min(people)
     if relatives_only:
-        return person
-    names = given_names()
-    for word in _CAPITALISED.finditer(text, person[1] if person is not None else low, high):
-        name_start, name_end = word.span()
-        if text[name_start:name_end].lower() not in names or _NAME_AFTER.match(text, name_end):
-            # Not a given name, or the given name of a full name read above.
-            continue
-        if _usable(text, (name_start, name_end), start, end, "given"):
-            person = (name_start, name_end, "given")
-    if person is not None:
-        return person
+        return None
     opening = _OPENING_NAME.match(text, _skip_space(text, low), high)
     if opening is not None:
         name = opening.group("name")
@@ -282,12 +360,18 @@ def _usable(
 ) -> bool:
     """Return whether the person of ``kind`` at ``span`` may be the one whose health
     the finding at ``start:end`` tells."""
-    if start <= span[0] < end or 0 <= start - span[1] <= 1:
-        # Inside the health word, or the name of a product or a unit right before it
-        # ("GlucoSure Plus blood glucose test strips").
+    if start <= span[0] < end:
+        return False
+    if kind != "relative" and 0 <= start - span[1] <= 1:
+        # The name of a product or a unit right before the health word ("GlucoSure
+        # Plus blood glucose test strips").
         return False
     if _CONDITION_BEFORE.search(text, max(0, span[0] - 12), span[0]) is not None:
         # "if your child has a severe allergy": any reader's child.
+        return False
+    if _GROUP_AFTER.match(text, span[1]) is not None:
+        # The person whose class or team it is ("Mrs Patel's class has had several
+        # children off with a stomach bug").
         return False
     if kind == "relative":
         return True
