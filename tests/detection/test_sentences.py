@@ -59,6 +59,24 @@ SENTENCE_CASES = [
         True,
     ),
     (
+        "writer's own drug after a self-introduction",
+        "This is Rhona Kilbride, I'm registered with Dr Asante. I've only got five days "
+        "left of my sertraline and my medication review is overdue.",
+        True,
+    ),
+    (
+        "person named in the paragraph before",
+        "Finished the records from Lakeview Ortho for Ms. Hadley.\n\nShort version: the "
+        "MRI shows a herniated disc and she had two epidural injections.",
+        True,
+    ),
+    (
+        "school nurse about a pupil",
+        "Theo came to my office after PE quite wheezy. He used his inhaler and was "
+        "breathing easier after 20 minutes.",
+        True,
+    ),
+    (
         "quick note without apostrophes",
         "keep an eye on bed 4 for me, Mr Okafor, day 2 post op. hes been a bit nauseous, "
         "gave ondansetron at 6. pain ok on paracetamol.",

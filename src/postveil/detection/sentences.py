@@ -98,7 +98,9 @@ _FAR_LINK = re.compile(
     r"in hospital|collapsed|fell|a fall|seen (?:for|by|in|at)|referred|prescribed|"
     r"signed off|off\b[^.\n]{0,25}\bwith|back from|home from|came down with|"
     r"complain(?:s|ed|ing) of|dose|doses|dosage|scheduled for|booked (?:in )?for|"
-    r"bed rest|placed on)\b"
+    r"bed rest|placed on|under (?:my|our|the|his|her) care|care for|transported|"
+    r"recommends|recommended|advised|requires|required|"
+    r"taken to|rushed to|brought in|ambulance|suspected)\b"
 )
 # A pronoun of the person, then "on", "for" or "off" right before the health word: "He
 # has been seizure-free for six months on levetiracetam", "sent her for an X-ray".
@@ -112,9 +114,10 @@ _NEAR_LINK = re.compile(
     r"\b(?:has|had|have|having|got|gets|getting|is on|was on|been on|are on|still on|"
     r"now on|takes|take|taking|took|need|needs|needed|refused|refuses|started|starts|"
     r"missed|gave|given|giving|administered|his|her|their|he|she|he's|she's|hes|shes|"
-    r"he'll|she'll|he's on|she's on|he is on|she is on)"
+    r"he'll|she'll|he's on|she's on|he is on|she is on|put|inserted|fitted)"
     r"(?:\s+(?:a|an|the|his|her|their|some|another|more|bad|severe|mild|chronic|acute|"
     r"suspected|possible|large|small|nasty|big|new|early|first|second|stage|type|"
+    r"one|two|three|four|five|six|"
     r"[0-9][0-9a-z./]*|mg(?:/[a-z]+)?|mcg|ml|units?|tablets?|daily|nightly|left|right))*"
     r"\s*(?:post-|pre-)?$"
 )
@@ -122,6 +125,17 @@ _NEAR_LINK = re.compile(
 # in in August") tells their own health in the first person.
 _SELF_INTRO = re.compile(r"(?i:\b(?:this is|my name is|i am|i'm|it's))[ ]+$")
 _FIRST_PERSON = re.compile(r"\b(?:i|i've|i'm|my)\b")
+# The writer's own health word: "my sertraline", "I had my stent", "I have chest
+# pain", right before it.
+_FIRST_PERSON_LINK = re.compile(
+    r"\b(?:my|i have|i've had|i had|i've got|i'm on|i am on|i take|i'm taking)"
+    r"(?:\s+(?:a|an|the|my|some|bad|severe|mild|chronic|acute|[0-9][0-9a-z./]*))*\s*\(?$"
+)
+# A writer who introduces themselves by full name.
+_WRITER = re.compile(
+    r"(?i:\b(?:this is|my name is|i am|i'm|it's))[ ]+"
+    rf"(?P<name>{_WORD}(?: [A-Z]\.)? {_WORD})"
+)
 # Pronouns that refer back to a person named earlier.
 # "hes" and "shes" are how quick notes write "he's" and "she's".
 _PRONOUN = re.compile(r"\b(?:he|she|his|her|him|hers|himself|herself|hes|shes)\b")
@@ -137,15 +151,17 @@ _TOPIC = re.compile(
     r"interview|podcast|episode|novel|film|movie|character|story|scene|chapter|draft|"
     r"manuscript|plot|fiction|trial|programme|program|"
     r"guideline|guidelines|policy|blog|newsletter|tips|learn|register|"
-    r"sales|market|marketing|launch|launched|product|products|price|pricing|project|won|"
+    r"sales|market|marketing|launch|launched|product|products|price|pricing|project|"
+    r"won(?!['\u2019])|"
     r"prize|competition|contest|essay|poster|experience|candidate|patients|clients|"
-    r"approved|stock|order|orders|recall|recalling|protocol|protocols|initiative|audit|"
+    r"approved|stock|recall|recalling|protocol|protocols|initiative|audit|"
     r"quality|improvement|prescribing|warning|indication|indications|leaflet|leaflets|"
     # Reviews, stage, history and celebrity news: a character's or a public figure's
     # illness.
-    r"review|reviews|stars|cast|rehearsal|last act|first act|act one|act two|act three|"
+    r"stars|cast|rehearsal|last act|first act|act one|act two|act three|"
     r"archive|archives|letters|historian|century|singer|actor|actress|celebrity|"
-    r"chat show|talk show|album|biography|memoir|fictional|quiz|puzzle|whodunnit|"
+    r"chat show|talk show|album|biography|memoir|fictional|quiz|puzzle|whodunnit|page|"
+    r"pages|clue|clues|mystery|riddle|"
     r"hypothetical|scenario|volunteer|volunteers|of the year|"
     # Machines named like people: "Stanley had a heart attack, so the build queue is
     # stuck".
@@ -223,8 +239,8 @@ def _people(
         if (low, high) in seen:
             continue
         if _TOPIC.search(lowered, low, high) is not None:
+            seen.add((low, high))
             continue
-        seen.add((low, high))
         person = _person(state, low, high, start, end)
         if person is not None and not _linked(lowered, min(person[1], start), start, low):
             if not _introduced(text, person[0]) or not _FIRST_PERSON.search(
@@ -241,9 +257,34 @@ def _people(
                 # The sentences before tell who the person is; an award or a talk
                 # there makes the health word a topic too.
                 person = _person(state, paragraph, low, -1, -1, relatives_only=strict)
+            reach = max(low - _PARAGRAPH_REACH, 0)
+            if person is None and paragraph > reach and _TOPIC.search(lowered, reach, low) is None:
+                # A paragraph that names no one goes on about the person of the one
+                # before ("... records from Lakeview Ortho for Ms. Hadley.\n\nShort
+                # version: ... she had two epidural injections").
+                person = _person(state, reach, paragraph, -1, -1, relatives_only=strict)
+        if person is None and _FIRST_PERSON_LINK.search(lowered, low, start):
+            person = _writer(state, start)
         if person is not None:
+            # Other health words of the sentence tell about the same person.
+            seen.add((low, high))
             found.append((person[0], person[1], person[2] == "relative"))
     return found
+
+
+def _writer(state: _ScanState, start: int) -> tuple[int, int, str] | None:
+    """Return the name with which the writer introduced themselves before ``start``
+    ("This is Rhona Kilbride, I'm registered with Dr Asante"), or ``None``."""
+    text = state.text
+    intro = None
+    for match in _WRITER.finditer(text, max(0, start - _PARAGRAPH_REACH), start):
+        intro = match
+    if intro is None:
+        return None
+    name_start, name_end = intro.span("name")
+    if not _usable(text, (name_start, name_end), -1, -1, "full"):
+        return None
+    return (name_start, name_end, "full")
 
 
 def _linked(lowered: str, anchor: int, start: int, low: int) -> bool:
