@@ -163,6 +163,12 @@ SENTENCE_CASES = [
         False,
     ),
     (
+        "sports digest",
+        "PIONEERS: Clinched the division. Goalkeeper Anders Vik returned from his "
+        "concussion and made 31 saves.",
+        False,
+    ),
+    (
         "any reader's child",
         "Send the allergy plan if your child has a severe allergy or takes insulin.",
         False,

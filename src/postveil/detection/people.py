@@ -453,6 +453,39 @@ RANKS = frozenset(
     "brother saint king queen prince princess chef coach judge senator governor president "
     "mayor uncle aunt".split()
 )
+# Words of work, events, publicity and teaching: a health word near them is a topic.
+TOPIC = re.compile(
+    r"\b(?:research|study|studies|paper|article|journal|book|lecture|talk|talks|speak|"
+    r"speaks|speaking|speaker|lecturer|professor|presentation|"
+    r"webinar|conference|"
+    r"seminar|workshop|course|training|award|awarded|grant|fellowship|expert|expertise|"
+    r"specialist|specialises|specializes|specializing|specialising|career|role|hired|"
+    r"joins|joined|join|lead|leads|leading|director|campaign|awareness|"
+    r"fundraiser|fundraising|charity|donate|donation|sponsor|sponsored|walk|marathon|"
+    r"interview|podcast|episode|novel|film|movie|character|story|scene|chapter|draft|"
+    r"manuscript|plot|fiction|trial|programme|program|"
+    r"guideline|guidelines|policy|blog|newsletter|tips|learn|register|"
+    r"sales|market|marketing|launch|launched|product|products|price|pricing|project|"
+    r"won(?!['\u2019])|"
+    r"prize|competition|contest|essay|poster|experience|candidate|patients|clients|"
+    r"approved|stock|recall|recalling|protocol|protocols|initiative|audit|"
+    r"quality|improvement|prescribing|warning|indication|indications|leaflet|leaflets|"
+    # Reviews, stage, history and celebrity news: a character's or a public figure's
+    # illness.
+    r"stars|cast|rehearsal|last act|first act|act one|act two|act three|"
+    r"archive|archives|letters|historian|century|singer|actor|actress|celebrity|"
+    r"chat show|talk show|album|biography|memoir|fictional|quiz|puzzle|whodunnit|page|"
+    r"pages|clue|clues|mystery|riddle|"
+    r"hypothetical|scenario|volunteer|volunteers|of the year|"
+    # Machines named like people: "Stanley had a heart attack, so the build queue is
+    # stuck".
+    r"server|servers|cpu|build|queue|reboot|rebooted|deploy|deployment|outage|process|"
+    # Phishing lures and shopping.
+    r"scam|phishing|fraud|gift|gifts|mother's day|father's day|shop|buy|"
+    # Sports news: a professional player's injury.
+    r"season|league|division|roster|playoffs?|goalkeeper|striker|quarterback|pitcher|"
+    r"injured list|transfer window)\b"
+)
 # Third-person health findings whose preceding paragraph is searched for a name, per
 # text. Each search reads up to _NARRATIVE_REACH characters, so a part of nothing but
 # "she is on metformin" would otherwise cost 0.7 s a megabyte; mail has a few.
@@ -506,6 +539,9 @@ def _narrative_names(state: _ScanState, evidence: list[int]) -> list[Candidate]:
             }
         end = ends.get(start, start)
         if not is_head(lowered, end):
+            continue
+        if TOPIC.search(lowered, max(0, start - _THIRD_PERSON_REACH * 2), end + 60):
+            # "Goalkeeper Anders Vik returned from his concussion and made 31 saves."
             continue
         window_start = max(0, start - _NARRATIVE_REACH)
         paragraph = max(

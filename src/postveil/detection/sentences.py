@@ -27,6 +27,7 @@ from postveil.detection.owncare import is_head, is_veterinary
 from postveil.detection.people import (
     HEALTH_EVIDENCE,
     RANKS,
+    TOPIC,
     Candidate,
     after_greeting,
     is_clinician,
@@ -139,36 +140,6 @@ _WRITER = re.compile(
 # Pronouns that refer back to a person named earlier.
 # "hes" and "shes" are how quick notes write "he's" and "she's".
 _PRONOUN = re.compile(r"\b(?:he|she|his|her|him|hers|himself|herself|hes|shes)\b")
-# Words of work, events, publicity and teaching: a health word near them is a topic.
-_TOPIC = re.compile(
-    r"\b(?:research|study|studies|paper|article|journal|book|lecture|talk|talks|speak|"
-    r"speaks|speaking|speaker|lecturer|professor|presentation|"
-    r"webinar|conference|"
-    r"seminar|workshop|course|training|award|awarded|grant|fellowship|expert|expertise|"
-    r"specialist|specialises|specializes|specializing|specialising|career|role|hired|"
-    r"joins|joined|join|lead|leads|leading|director|campaign|awareness|"
-    r"fundraiser|fundraising|charity|donate|donation|sponsor|sponsored|walk|marathon|"
-    r"interview|podcast|episode|novel|film|movie|character|story|scene|chapter|draft|"
-    r"manuscript|plot|fiction|trial|programme|program|"
-    r"guideline|guidelines|policy|blog|newsletter|tips|learn|register|"
-    r"sales|market|marketing|launch|launched|product|products|price|pricing|project|"
-    r"won(?!['\u2019])|"
-    r"prize|competition|contest|essay|poster|experience|candidate|patients|clients|"
-    r"approved|stock|recall|recalling|protocol|protocols|initiative|audit|"
-    r"quality|improvement|prescribing|warning|indication|indications|leaflet|leaflets|"
-    # Reviews, stage, history and celebrity news: a character's or a public figure's
-    # illness.
-    r"stars|cast|rehearsal|last act|first act|act one|act two|act three|"
-    r"archive|archives|letters|historian|century|singer|actor|actress|celebrity|"
-    r"chat show|talk show|album|biography|memoir|fictional|quiz|puzzle|whodunnit|page|"
-    r"pages|clue|clues|mystery|riddle|"
-    r"hypothetical|scenario|volunteer|volunteers|of the year|"
-    # Machines named like people: "Stanley had a heart attack, so the build queue is
-    # stuck".
-    r"server|servers|cpu|build|queue|reboot|rebooted|deploy|deployment|outage|process|"
-    # Phishing lures and shopping.
-    r"scam|phishing|fraud|gift|gifts|mother's day|father's day|shop|buy)\b"
-)
 # Characters around a health finding searched for its sentence.
 _SENTENCE_REACH = 200
 # Characters before a pronoun's sentence searched for the person it refers to.
@@ -238,7 +209,7 @@ def _people(
         low, high = _sentence(lowered, start, end)
         if (low, high) in seen:
             continue
-        if _TOPIC.search(lowered, low, high) is not None:
+        if TOPIC.search(lowered, low, high) is not None:
             seen.add((low, high))
             continue
         person = _person(state, low, high, start, end)
@@ -253,12 +224,12 @@ def _people(
             blank = lowered.rfind("\n\n", paragraph, low)
             if blank >= 0:
                 paragraph = blank
-            if _TOPIC.search(lowered, paragraph, low) is None:
+            if TOPIC.search(lowered, paragraph, low) is None:
                 # The sentences before tell who the person is; an award or a talk
                 # there makes the health word a topic too.
                 person = _person(state, paragraph, low, -1, -1, relatives_only=strict)
             reach = max(low - _PARAGRAPH_REACH, 0)
-            if person is None and paragraph > reach and _TOPIC.search(lowered, reach, low) is None:
+            if person is None and paragraph > reach and TOPIC.search(lowered, reach, low) is None:
                 # A paragraph that names no one goes on about the person of the one
                 # before ("... records from Lakeview Ortho for Ms. Hadley.\n\nShort
                 # version: ... she had two epidural injections").

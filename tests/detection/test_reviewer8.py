@@ -1,0 +1,39 @@
+"""The eighth reviewer set: 50 sensitive and 50 ordinary messages, written from the
+description of what counts as PHI, without reading the rules. It leans on everyday
+prose without field labels: parents, employees, managers, carers, neighbours, social
+workers, case managers, paralegals, interpreters and dispatchers.
+
+It was measured once with the code of the day before the sentence rule (precision
+0.95, recall 0.42) and once with that rule as narrowed against the third adversarial
+set (precision 0.96, recall 0.52). Its misses were then read for their classes (verbs
+of care, a pronoun after "on", a writer who introduces themselves, a paragraph that
+goes on about the person of the one before, a sports digest), so its later figures
+are not held out. The assertions are those of the code that was measured last, with
+no margin. docs/detection-evaluation.md tells the story.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from postveil.detection import Detector
+from tests.detection.labelled_sets import Labels, check_labels, evaluate_folder, load_labels
+
+REVIEWER8 = Path(__file__).parent / "reviewer8"
+
+
+@pytest.fixture(scope="module")
+def labels() -> Labels:
+    return load_labels(REVIEWER8)
+
+
+def test_reviewer8_labels_complete(labels: Labels) -> None:
+    check_labels(REVIEWER8, labels, sensitive=50, ordinary=50)
+
+
+def test_reviewer8_precision_and_recall(detector: Detector, labels: Labels) -> None:
+    result = evaluate_folder(detector, REVIEWER8, labels)
+    assert result.messages.recall >= 31 / 50, result.false_negatives
+    assert result.messages.precision >= 1.0, result.false_positives
