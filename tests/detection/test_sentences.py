@@ -82,6 +82,10 @@ SENTENCE_CASES = [
         "gave ondansetron at 6. pain ok on paracetamol.",
         True,
     ),
+    # Words that ordinary mail uses in other senses, tied to a person.
+    ("stroke tied to a neighbour", "Gerry next door had a stroke Tuesday evening.", True),
+    ("flu tied to a colleague", "Tom has been off with the flu since Monday.", True),
+    ("rehab tied to a brother", "Kevin checked himself into rehab on Sunday.", True),
     # The same shapes in ordinary mail.
     (
         "speaker",
@@ -168,6 +172,10 @@ SENTENCE_CASES = [
         "concussion and made 31 saves.",
         False,
     ),
+    ("stroke of luck", "He had a stroke of luck with the contract.", False),
+    ("swimming stroke", "Our swim coach says Tom has a strong stroke.", False),
+    ("flu season", "Flu season is here: book your jab at the front desk.", False),
+    ("economic depression", "The Great Depression hit the mill hard.", False),
     (
         "any reader's child",
         "Send the allergy plan if your child has a severe allergy or takes insulin.",

@@ -106,6 +106,8 @@ KEYWORD_GROUPS = frozenset(
         "health_card",
         "third_person",
         "veterinary",
+        "tied_condition",
+        "tied_medication",
         "condition",
         "medication",
         "procedure",

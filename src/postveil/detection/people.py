@@ -49,6 +49,8 @@ _EVIDENCE_GROUPS = (
     "diagnosis_code",
     "procedure_code",
     "ndc",
+    "tied_condition",
+    "tied_medication",
 )
 # A possessive name ("Mr. Lee's") ties itself to health information that starts
 # within this many characters after it.
@@ -293,7 +295,7 @@ def scan_people(
     has_rows = len(list_rows) >= _MIN_TABLE_ROWS or len(codes) >= _MIN_TABLE_ROWS
     if not candidates and not has_table and not has_rows:
         if more is not None:
-            _add_names(state, more(state), evidence, [])
+            _add_more(state, more)
         return
     if has_table:
         candidates.extend(_table_names(text, span, evidence))
@@ -303,7 +305,17 @@ def scan_people(
         candidates.extend(_coded_row_names(text, span, codes))
     named = _add_names(state, candidates, evidence, sorted(state.ties))
     if not named and more is not None:
-        _add_names(state, more(state), evidence, [])
+        _add_more(state, more)
+
+
+def _add_more(state: _ScanState, more: Callable[[_ScanState], list[Candidate]]) -> None:
+    """Add the names of another step's candidates. That step may add health findings
+    of its own (words it tied to a person), so the evidence is read after it."""
+    candidates = more(state)
+    evidence = sorted(
+        finding.start for finding in state.findings if finding.category in HEALTH_EVIDENCE
+    )
+    _add_names(state, candidates, evidence, [])
 
 
 def _add_names(

@@ -486,6 +486,7 @@ _NAME_CUE_GROUPS = frozenset({"name_cue", "name_cue_weak", "name_cue_after", "na
 # without its keyword ("E11.9" alone) also runs them (_CODE_CATEGORIES).
 _CLINICAL_GROUPS = frozenset(
     {"condition", "medication", "procedure", "lab_result", "clinical_cue"}
+    | {"tied_condition", "tied_medication"}
     | {"diagnosis_code", "procedure_code", "ndc"}
     | _LAB_GROUPS
 )

@@ -100,7 +100,8 @@ _FAR_LINK = re.compile(
     r"signed off|off\b[^.\n]{0,25}\bwith|back from|home from|came down with|"
     r"complain(?:s|ed|ing) of|dose|doses|dosage|scheduled for|booked (?:in )?for|"
     r"bed rest|placed on|under (?:my|our|the|his|her) care|care for|transported|"
-    r"recommends|recommended|advised|requires|required|"
+    r"recommends|recommended|advised|requires|required|checked (?:himself|herself) into|"
+    r"went into|gone into|"
     r"taken to|rushed to|brought in|ambulance|suspected)\b"
 )
 # A pronoun of the person, then "on", "for" or "off" right before the health word: "He
@@ -155,6 +156,9 @@ _SENTENCE_BREAK = re.compile(
 )
 
 
+# Keyword groups of words that count as health information only when tied to a
+# person here, and the category each is reported as.
+_TIED_GROUPS = (("tied_condition", "condition"), ("tied_medication", "medication"))
 # Identifiers that, found before this step, already tie the text's health
 # information to a patient, so one more name changes nothing.
 _NAMED_ALREADY = frozenset({"patient_name", "mrn", "date_of_birth", "member_id", "health_number"})
@@ -178,13 +182,24 @@ def sentence_candidates(state: _ScanState) -> list[Candidate]:
             return []
         if finding.category in HEALTH_EVIDENCE:
             evidence.append((finding.start, finding.end))
-    if not evidence or is_veterinary(state):
+    if is_veterinary(state):
         return []
-    evidence.sort()
-    starts = [start for start, _ in evidence]
+    starts = sorted(start for start, _ in evidence)
     strict = not narrative_context(state, starts) and not state.ties
+    tied: dict[tuple[int, int], str] = {}
+    for group, category in _TIED_GROUPS:
+        for span in state.hits.spans.get(group, ()):
+            if not state.covered(span[0]):
+                tied[span] = category
+    if not evidence and not tied:
+        return []
+    evidence.extend(tied)
+    evidence.sort()
     names: list[Candidate] = []
-    for start, end, relative in _people(state, evidence, strict):
+    for start, end, relative, health in _people(state, evidence, strict):
+        category = tied.get(health)
+        if category is not None and not state.covered(health[0]):
+            state.add(category, health[0], health[1], 0.6)
         if relative:
             if not state.covered(start):
                 state.add("patient_name", start, end, 0.7)
@@ -195,11 +210,11 @@ def sentence_candidates(state: _ScanState) -> list[Candidate]:
 
 def _people(
     state: _ScanState, evidence: list[tuple[int, int]], strict: bool
-) -> list[tuple[int, int, bool]]:
-    """Return (start, end, is a relative) of the person each health finding's
-    sentence tells about, at most one per sentence."""
+) -> list[tuple[int, int, bool, tuple[int, int]]]:
+    """Return (start, end, is a relative, health word's span) of the person each
+    health word's sentence tells about, at most one per sentence."""
     text, lowered = state.text, state.lowered
-    found: list[tuple[int, int, bool]] = []
+    found: list[tuple[int, int, bool, tuple[int, int]]] = []
     seen: set[tuple[int, int]] = set()
     for count, (start, end) in enumerate(evidence):
         if count >= _MAX_SENTENCES:
@@ -239,7 +254,7 @@ def _people(
         if person is not None:
             # Other health words of the sentence tell about the same person.
             seen.add((low, high))
-            found.append((person[0], person[1], person[2] == "relative"))
+            found.append((person[0], person[1], person[2] == "relative", (start, end)))
     return found
 
 
