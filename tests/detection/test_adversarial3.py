@@ -1,10 +1,10 @@
 """Ordinary mail written against the sentence rule (sentences.py).
 
-A reviewer who had read that rule wrote these 60 messages to make it fire: pets,
-horses and build servers with people's names, companies and buildings named after
-people, imagined relatives in appeals and adverts, film reviews, stage directions,
-history society mail, volunteer awards, a school outbreak notice and a phishing
-warning. None of them is PHI. On the rule as first written, 36 were reported
+A reviewer who had read that rule wrote these 60 messages to make it fire. Among them
+are pets, horses and build servers with people's names, companies and buildings
+named after people, and imagined relatives in appeals and adverts. Others are film
+reviews, stage directions, history society mail, volunteer awards, a school outbreak
+notice and a phishing warning. None of them is PHI. On the rule as first written, 36 were reported
 sensitive.
 
 The rule was then narrowed. A person must be tied to the health word by a verb of

@@ -5,10 +5,11 @@ workers, case managers, paralegals, interpreters and dispatchers.
 
 It was measured once with the code of the day before the sentence rule (precision
 0.95, recall 0.42) and once with that rule as narrowed against the third adversarial
-set (precision 0.96, recall 0.52). Its misses were then read for their classes (verbs
-of care, a pronoun after "on", a writer who introduces themselves, a paragraph that
-goes on about the person of the one before, a sports digest), so its later figures
-are not held out. The assertions are those of the code that was measured last, with
+set (precision 0.96, recall 0.52). Its misses were then read for their classes, so
+its later figures are not held out. The classes were verbs of care, a pronoun after
+"on", a writer who introduces themselves or signs, a paragraph that goes on about
+the person of the one before, words such as "stroke" tied to a person, and a sports
+digest. The assertions are those of the code that was measured last, with
 no margin. docs/detection-evaluation.md tells the story.
 """
 
@@ -35,5 +36,5 @@ def test_reviewer8_labels_complete(labels: Labels) -> None:
 
 def test_reviewer8_precision_and_recall(detector: Detector, labels: Labels) -> None:
     result = evaluate_folder(detector, REVIEWER8, labels)
-    assert result.messages.recall >= 31 / 50, result.false_negatives
+    assert result.messages.recall >= 35 / 50, result.false_negatives
     assert result.messages.precision >= 1.0, result.false_positives

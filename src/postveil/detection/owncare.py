@@ -109,7 +109,7 @@ _ANCHOR = re.compile(
     # sent to the pharmacy", "is made up".
     r"|\b(?:is|are|was|were|has been|have been)(?:[ ]|\r?\n)(?:now |also |just )?"
     r"(?:added|recorded|sent|faxed|filled|dispensed|made up|approved|authori[sz]ed|"
-    r"renewed|received|reviewed|back|in)\b"
+    r"renewed|received|reviewed|back(?! in stock| on (?:sale|the shelves)))\b"
     # A date or day: "on Friday", "this Thursday", "until December 15", "on 12/18".
     # "from January 1" and "by December 31" are left out: plan years and deadlines.
     rf"|\b(?:on|for|this|next|until|after|before)(?:[ ]|\r?\n)"

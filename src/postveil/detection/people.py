@@ -309,27 +309,28 @@ def scan_people(
 
 
 def _add_more(state: _ScanState, more: Callable[[_ScanState], list[Candidate]]) -> None:
-    """Add the names of another step's candidates. That step may add health findings
-    of its own (words it tied to a person), so the evidence is read after it."""
+    """Add the names of another step's candidates. That step ties each name to a
+    health word of its own, so the names need no health finding within _NEAR
+    characters. It may also add findings itself: health words it tied to a person,
+    and relatives."""
     candidates = more(state)
-    evidence = sorted(
-        finding.start for finding in state.findings if finding.category in HEALTH_EVIDENCE
-    )
-    _add_names(state, candidates, evidence, [])
+    _add_names(state, candidates, None, [])
 
 
 def _add_names(
-    state: _ScanState, candidates: list[Candidate], evidence: list[int], ties: list[int]
+    state: _ScanState, candidates: list[Candidate], evidence: list[int] | None, ties: list[int]
 ) -> bool:
     """Add a ``patient_name`` for each candidate that its cue and the health findings
-    (sorted ``evidence`` starts) and ``ties`` allow; return whether any was added."""
+    (sorted ``evidence`` starts; ``None`` when the candidates are tied already) and
+    ``ties`` allow; return whether any was added."""
     text = state.text
     added = False
     for start, end, strong, follow_from, reach in candidates:
-        if not _within(evidence, start - _NEAR, end + _NEAR):
-            continue
-        if not strong and follow_from >= 0:
-            strong = _followed_in_sentence(text, evidence, follow_from, reach)
+        if evidence is not None:
+            if not _within(evidence, start - _NEAR, end + _NEAR):
+                continue
+            if not strong and follow_from >= 0:
+                strong = _followed_in_sentence(text, evidence, follow_from, reach)
         if not strong and not _within(ties, start - _NEAR, end + _NEAR):
             continue
         if state.covered(start):

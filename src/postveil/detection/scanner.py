@@ -24,7 +24,7 @@ from postveil.detection.clinical import (
     scan_short_lab_values,
 )
 from postveil.detection.keywords import MAX_HITS, KeywordHits, KeywordMatcher, lower_same_length
-from postveil.detection.owncare import OWN_CARE_GROUPS, scan_own_care
+from postveil.detection.owncare import OWN_CARE_GROUPS, is_head, scan_own_care
 from postveil.detection.people import (
     find_list_rows,
     health_span,
@@ -484,9 +484,14 @@ _NAME_CUE_GROUPS = frozenset({"name_cue", "name_cue_weak", "name_cue_after", "na
 # of weight (not treatment words or care settings, which are in most clinic mail),
 # lab tests, clinical shorthand and code keywords. A dotted diagnosis code found
 # without its keyword ("E11.9" alone) also runs them (_CODE_CATEGORIES).
+# Keyword groups of words that count only when the sentence rule ties them to a person
+# (sentences.py).
+_TIED_GROUPS = frozenset({"tied_condition", "tied_medication"})
+# Hits of those groups checked for a head word before the clinical steps run.
+_MAX_TIED_HEAD_CHECKS = 200
 _CLINICAL_GROUPS = frozenset(
     {"condition", "medication", "procedure", "lab_result", "clinical_cue"}
-    | {"tied_condition", "tied_medication"}
+    | _TIED_GROUPS
     | {"diagnosis_code", "procedure_code", "ndc"}
     | _LAB_GROUPS
 )
@@ -940,6 +945,17 @@ class TextScanner:
 
     def _scan_clinical(self, state: _ScanState, groups: KeysView[str]) -> None:
         """Run the steps of clinical.py and people.py that the keyword hits call for."""
+        if groups.isdisjoint(_CLINICAL_GROUPS - _TIED_GROUPS) and not _has_code(state.findings):
+            # Only words such as "flu" or "stroke", which count when a sentence ties
+            # them to a person. One that does not head its phrase ("the flu season")
+            # cannot be, and a newsletter repeats it many times.
+            lowered = state.lowered
+            if not any(
+                is_head(lowered, end)
+                for group in _TIED_GROUPS
+                for _, end in state.hits.spans.get(group, ())[:_MAX_TIED_HEAD_CHECKS]
+            ):
+                return
         if not groups.isdisjoint(_LAB_GROUPS):
             scan_lab_values(state)
         if "clinical_cue" in groups:
@@ -968,11 +984,10 @@ class TextScanner:
             # A third person's health after their name (people._narrative_names), or
             # a person named by a given name (sentences.py).
             or "third_person" in groups
-            or has_given_name(text)
         )
-        if not (person_cue or state.ties):
-            return
         span = health_span(state)
+        if not (person_cue or state.ties) and (span is None or not has_given_name(text, *span)):
+            return
         if span is not None:
             scan_short_lab_values(state, span)
             scan_people(state, span, sentence_candidates)

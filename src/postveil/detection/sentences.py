@@ -8,24 +8,30 @@ gives their health in the same sentence or in the next one with "he" or "she". T
 step reads the sentence around each health finding for the person it is about: a
 courtesy title and surname, a given name and surname, a relative ("my husband", "your
 mum"), or a given name alone (data/given_names.txt). A capitalised word that opens the
-sentence and is followed by a verb of a person ("Edith in room 12 refused") counts
-too. A pronoun in the sentence refers to such a person earlier in the paragraph.
+sentence and is followed by a verb of a person ("Okonkwo refused") counts too, in a
+text that the scanner's gate lets through for another cue (a pronoun, a title, a
+given name). A pronoun in the sentence refers to such a person earlier in the
+paragraph. In every case a verb of illness or care, a verb of having or taking, or a
+pronoun must tie the person to the health word ("Nina has confirmed supply of
+metformin" does not).
 
 A health word in a sentence about someone's work or an event ("Tom Reilly will talk
-about diabetes at the conference") is a topic, not their health, so sentences with
-words of work, events and publicity are skipped, and the health word must head its
-phrase ("her diabetes research" is not her diabetes).
+about diabetes at the conference") is a topic, not their health. So sentences with
+words of work, events and publicity are skipped. The health word must also head its
+phrase: "her diabetes research" is not her diabetes.
 """
 
 from __future__ import annotations
 
 import re
+import unicodedata
 from typing import TYPE_CHECKING
 
 from postveil.detection.keywords import given_names
 from postveil.detection.owncare import is_head, is_veterinary
 from postveil.detection.people import (
     HEALTH_EVIDENCE,
+    NOT_NAME_WORDS,
     RANKS,
     TOPIC,
     Candidate,
@@ -38,16 +44,22 @@ from postveil.detection.people import (
 if TYPE_CHECKING:
     from postveil.detection.scanner import _ScanState
 
-# One capitalised word of a name, as in people.py.
-_WORD = r"[A-Z](?:[a-z]+(?:['\-]?[A-Z][a-z]+)?|'[A-Z][a-z]+)(?![A-Za-z0-9])"
+# Letters of any script: an upper-case one (a lower-case letter outside ASCII matches
+# too, and _usable checks the case), a lower-case one, and any.
+_UP = r"[^\W\d_a-z]"
+_LO = r"[^\W\d_A-Z]"
+_LETTER = r"[^\W\d_]"
+# One capitalised word of a name: "Lee", "McDonald", "O'Neill", "O’Neil", "René",
+# "Łukasz".
+_WORD = rf"{_UP}(?:{_LO}+(?:['\u2019\-]?{_UP}{_LO}+)?|['\u2019]{_UP}{_LO}+)(?![^\W_])"
 # A courtesy title and surname, a full name, or a relative of the writer or reader.
 # A name is one space apart, not followed by another capitalised word ("Blue Cross
 # Blue Shield"), not the head of a list line ("Jonas Ekberg - living with atrial
 # fibrillation") and not a place before its state ("Hood River, Oregon").
-_NAME_END = r"(?! [A-Z]| *[-:\u2013(]|, ?[A-Z][A-Za-z])"
+_NAME_END = rf"(?! {_UP}| *[-:\u2013(]|, ?{_UP}{_LETTER})"
 _PERSON = re.compile(
-    rf"(?<![A-Za-z])(?P<titled>M(?:rs?|s|x|iss)\.? {_WORD}(?: {_WORD})?){_NAME_END}"
-    rf"|(?<![A-Za-z])(?P<full>{_WORD}(?: [A-Z]\.)? {_WORD}){_NAME_END}"
+    rf"(?<!{_LETTER})(?P<titled>M(?:rs?|s|x|iss)\.? {_WORD}(?: {_WORD})?){_NAME_END}"
+    rf"|(?<!{_LETTER})(?P<full>{_WORD}(?: [A-Z]\.)? {_WORD}){_NAME_END}"
     r"|(?i:\b(?P<relative>(?:my|your|our|his|her) +(?:mom|mum|mother|dad|father|husband|wife|"
     r"son|daughter|child|baby|grandmother|grandfather|grandma|grandpa|granny|nan|nana|"
     r"sister|brother|partner|aunt|uncle|fiance|fianc\u00e9e?|stepson|stepdaughter)))\b"
@@ -59,31 +71,32 @@ _GROUP_AFTER = re.compile(
     r"patients|clients|residents|pupils|students)\b"
 )
 # A capitalised word right before a name, with one space.
-_CAPITALISED_BEFORE = re.compile(r"(?<![A-Za-z])[A-Z][A-Za-z]* $")
+_CAPITALISED_BEFORE = re.compile(rf"(?<!{_LETTER})(?P<word>{_UP}{_LETTER}*) $")
 # A word in title case. Given names are read only in title case, not in capitals
 # ("AMA PRA credits") or lower case.
-_CAPITALISED = re.compile(r"(?<![A-Za-z'\-])[A-Z][a-z]+(?:[-'][A-Za-z][a-z]+)?(?![A-Za-z])")
+_CAPITALISED = re.compile(
+    rf"(?<![\w'\u2019\-]){_UP}{_LO}+(?:[-'\u2019]{_LETTER}{_LO}+)?(?!{_LETTER})"
+)
 # A capitalised word after a name: the name goes on (given name and surname).
-_NAME_AFTER = re.compile(r" [A-Z][a-z]")
-# A verb of what a person does or has, right after their name.
+_NAME_AFTER = re.compile(rf" {_UP}{_LO}")
+# Verbs of what a person does or has, after a capitalised word that opens a sentence.
 _VERBS = (
     r"has|had|is|was|refused|refuses|takes|took|needs|needed|started|went|fell|came|got|"
     r"seems|seemed|felt|feels|complained|told|said|missed|won't|wouldn't|didn't|can't|"
     r"couldn't|hasn't|isn't|wasn't|tested|became|developed|cut|broke|injured|hurt"
 )
-_VERB_AFTER = re.compile(rf" (?:{_VERBS}|[a-z]+ed)\b")
-# A given name that opens a sentence, then a verb of a person or where they stay:
-# "Ella has", "Edith in room 12 refused", "Ella in Year 4".
+# A capitalised word that opens a sentence, then a verb of a person or where they
+# stay: "Okonkwo refused", "Edith in room 12 refused", "Ella in Year 4".
 _OPENING_NAME = re.compile(
     rf"(?P<name>{_WORD})(?: +(?:in (?:room|bed|bay|year|class|grade)\b|(?:{_VERBS})\b))"
 )
 # Capitalised words that open sentences as subjects but name no one.
 _NOT_GIVEN_NAMES = frozenset(
-    "everyone everybody anyone anybody someone somebody nobody no one nothing something "
+    "everyone everybody anyone anybody someone somebody nobody nothing something "
     "everything it this that there here he she they we i you who what which each every "
     "one none all some many most few several both either neither people person children "
     "adults kids parents students members employees residents patients staff clients "
-    "customers users women men anybody mum mom dad".split()
+    "customers users women men mum mom dad".split()
 )
 # Words before a person that make them anyone's: "if your child has", "when your
 # mother takes", "every resident's", "imagine your mum has".
@@ -108,7 +121,7 @@ _FAR_LINK = re.compile(
 # has been seizure-free for six months on levetiracetam", "sent her for an X-ray".
 _PRONOUN_ON = re.compile(
     r"\b(?:he|she|he's|she's|hes|shes|his|her|him)\b[^.]*\b(?:on|for|off)"
-    r"(?:\s+(?:a|an|the|his|her|[0-9][0-9a-z./]*|mg(?:/[a-z]+)?))*\s*$"
+    r"(?:\s+(?:a|an|the|his|her|[0-9][0-9a-z./]*|mg(?:/[a-z]+)?)){0,3}\s*$"
 )
 # A verb of having or taking, then at most three small words (an article, a pronoun,
 # a dose, a size or a kind), right before the health word.
@@ -120,22 +133,39 @@ _NEAR_LINK = re.compile(
     r"(?:\s+(?:a|an|the|his|her|their|some|another|more|bad|severe|mild|chronic|acute|"
     r"suspected|possible|large|small|nasty|big|new|early|first|second|stage|type|"
     r"one|two|three|four|five|six|"
-    r"[0-9][0-9a-z./]*|mg(?:/[a-z]+)?|mcg|ml|units?|tablets?|daily|nightly|left|right))*"
+    r"[0-9][0-9a-z./]*|mg(?:/[a-z]+)?|mcg|ml|units?|tablets?|daily|nightly|left|right)){0,3}"
     r"\s*(?:post-|pre-)?$"
 )
 # A writer who names themselves ("Hello, this is Walter Grimsby, I had my stent put
-# in in August") tells their own health in the first person.
-_SELF_INTRO = re.compile(r"(?i:\b(?:this is|my name is|i am|i'm|it's))[ ]+$")
+# in in August") writes of their own health in the first person.
+_SELF_INTRO = re.compile(r"(?i:\b(?:this is|my name is|i am|i['\u2019]m|it['\u2019]s))[ ]+$")
 _FIRST_PERSON = re.compile(r"\b(?:i|i've|i'm|my)\b")
 # The writer's own health word: "my sertraline", "I had my stent", "I have chest
 # pain", right before it.
 _FIRST_PERSON_LINK = re.compile(
     r"\b(?:my|i have|i've had|i had|i've got|i'm on|i am on|i take|i'm taking)"
-    r"(?:\s+(?:a|an|the|my|some|bad|severe|mild|chronic|acute|[0-9][0-9a-z./]*))*\s*\(?$"
+    r"(?:\s+(?:a|an|the|my|some|bad|severe|mild|chronic|acute|[0-9][0-9a-z./]*)){0,3}\s*\(?$"
 )
+# The writer's own illness or care told with a verb that ties it to them, before the
+# health word in its sentence: "I was admitted to hospital on Monday after a severe
+# panic attack", "I'm 14 weeks pregnant", "I was diagnosed with relapsing-remitting
+# MS". The writer is then the person who signs the text. "I woke up with a migraine"
+# has no such verb, so that sick note is not reported.
+_FIRST_PERSON_FAR = re.compile(
+    r"\b(?:i|i've|i'm|i am|i was|i have been|i had|i've been)\b[^.!?\n]{0,60}?"
+    r"\b(?:diagnosed|admitted|hospitali[sz]ed|in hospital|treatment for|started on|"
+    r"prescribed|signed off)\b"
+    # Or the writer as the subject a few words before: "I'm 14 weeks pregnant".
+    r"|\b(?:i'm|i am|i was|i've been|i have been)(?:\s+[a-z0-9]+){0,3}\s*$"
+)
+# A line near the end of a text that is only a name: a given name, optionally with a
+# surname.
+_SIGNATURE = re.compile(rf"(?m)^[ \t]*(?P<name>{_WORD}(?: {_WORD})?)[ \t]*\r?$")
+# Characters at the end of a text searched for the writer's signature.
+_SIGNATURE_REACH = 300
 # A writer who introduces themselves by full name.
 _WRITER = re.compile(
-    r"(?i:\b(?:this is|my name is|i am|i'm|it's))[ ]+"
+    r"(?i:\b(?:this is|my name is|i am|i['\u2019]m|it['\u2019]s))[ ]+"
     rf"(?P<name>{_WORD}(?: [A-Z]\.)? {_WORD})"
 )
 # Pronouns that refer back to a person named earlier.
@@ -145,15 +175,21 @@ _PRONOUN = re.compile(r"\b(?:he|she|his|her|him|hers|himself|herself|hes|shes)\b
 _SENTENCE_REACH = 200
 # Characters before a pronoun's sentence searched for the person it refers to.
 _PARAGRAPH_REACH = 300
-# Health findings whose sentence is read, per text. Each costs a few regular
-# expression calls over at most 2 * _SENTENCE_REACH characters.
+# Health words read per text, whether their sentence is searched or skipped. Each
+# searched one costs a few regular expression calls over its sentence (at most 2 *
+# _SENTENCE_REACH characters) and, through a pronoun, up to 2 * _PARAGRAPH_REACH
+# characters before it.
 _MAX_SENTENCES = 500
-# The end of a sentence: a full stop not after a title or inside a number, a blank
-# line, a colon that ends its line, or a line break before a list item.
+# The end of a sentence: a full stop not after a title and before white space (so not
+# inside a number), a blank line, a colon that ends its line, or a line break before a
+# list item.
 _SENTENCE_BREAK = re.compile(
-    r"(?<!\bdr)(?<!\bmr)(?<!\bms)(?<!\bmrs)(?<!\bst)(?<![0-9])[.!?](?=\s)|\n[ \t]*\n"
+    r"(?<!\bdr)(?<!\bmr)(?<!\bms)(?<!\bmrs)(?<!\bst)[.!?](?=\s)|\r?\n[ \t]*\r?\n"
     r"|:[ \t]*\r?\n|\n(?=[ \t]*(?:[-*\u2022]|[0-9]{1,2}[.)])[ \t])"
 )
+# A health word that starts with its own verb ("had a fall", "threw up"), which needs
+# nothing between it and the person ("your mum had a fall").
+_OWN_VERB = re.compile(r"(?:had|has|threw|throwing|went|fell|broke)\b")
 
 
 # Keyword groups of words that count as health information only when tied to a
@@ -170,12 +206,11 @@ def sentence_candidates(state: _ScanState) -> list[Candidate]:
     named earlier in the paragraph when the sentence refers to them by a pronoun. A
     relative is added as a ``patient_name`` finding here.
 
-    A text with one health word and no clinical tie is read strictly: a name must be
-    in the health word's own sentence (a relative may be earlier), and counts only
-    when the sentence also refers to them with a pronoun ("Jane Smith had her
-    gallbladder surgery") or they open it with a verb. A story names a character in
-    one sentence and tells one illness in the next ("Walter Quince, a retired judge.
-    He has Parkinson's")."""
+    A person counts only when a verb or a pronoun ties them to the health word
+    (``_linked``). A text with one health word and no clinical tie is read strictly:
+    a name must be in the health word's own sentence, and only a relative may be
+    earlier. A story names a character in one sentence and tells one illness in the
+    next ("Walter Quince, a retired judge. He has Parkinson's")."""
     evidence: list[tuple[int, int]] = []
     for finding in state.findings:
         if finding.category in _NAMED_ALREADY:
@@ -197,9 +232,9 @@ def sentence_candidates(state: _ScanState) -> list[Candidate]:
     evidence.sort()
     names: list[Candidate] = []
     for start, end, relative, health in _people(state, evidence, strict):
-        category = tied.get(health)
-        if category is not None and not state.covered(health[0]):
-            state.add(category, health[0], health[1], 0.6)
+        tied_category = tied.get(health)
+        if tied_category is not None and not state.covered(health[0]):
+            state.add(tied_category, health[0], health[1], 0.6)
         if relative:
             if not state.covered(start):
                 state.add("patient_name", start, end, 0.7)
@@ -213,7 +248,8 @@ def _people(
 ) -> list[tuple[int, int, bool, tuple[int, int]]]:
     """Return (start, end, is a relative, health word's span) of the person each
     health word's sentence tells about, at most one per sentence."""
-    text, lowered = state.text, state.lowered
+    # Curly apostrophes read as straight ones ("she’s"), one character for one.
+    text, lowered = state.text, state.lowered.replace("\u2019", "'")
     found: list[tuple[int, int, bool, tuple[int, int]]] = []
     seen: set[tuple[int, int]] = set()
     for count, (start, end) in enumerate(evidence):
@@ -242,15 +278,17 @@ def _people(
             if TOPIC.search(lowered, paragraph, low) is None:
                 # The sentences before tell who the person is; an award or a talk
                 # there makes the health word a topic too.
-                person = _person(state, paragraph, low, -1, -1, relatives_only=strict)
+                person = _person(state, paragraph, low, low, low, relatives_only=strict)
             reach = max(low - _PARAGRAPH_REACH, 0)
             if person is None and paragraph > reach and TOPIC.search(lowered, reach, low) is None:
                 # A paragraph that names no one goes on about the person of the one
                 # before ("... records from Lakeview Ortho for Ms. Hadley.\n\nShort
                 # version: ... she had two epidural injections").
-                person = _person(state, reach, paragraph, -1, -1, relatives_only=strict)
+                person = _person(state, reach, paragraph, low, low, relatives_only=strict)
         if person is None and _FIRST_PERSON_LINK.search(lowered, low, start):
             person = _writer(state, start)
+        if person is None and _FIRST_PERSON_FAR.search(lowered, low, start):
+            person = _signature(state)
         if person is not None:
             # Other health words of the sentence tell about the same person.
             seen.add((low, high))
@@ -268,7 +306,22 @@ def _writer(state: _ScanState, start: int) -> tuple[int, int, str] | None:
     if intro is None:
         return None
     name_start, name_end = intro.span("name")
-    if not _usable(text, (name_start, name_end), -1, -1, "full"):
+    if not _usable(text, (name_start, name_end), start, start, "full"):
+        return None
+    return (name_start, name_end, "full")
+
+
+def _signature(state: _ScanState) -> tuple[int, int, str] | None:
+    """Return the writer's name where they sign the text: a line near its end that is
+    a given name, optionally with a surname ("Tobias Lindgren", "Gabi"), or ``None``."""
+    text = state.text
+    last = None
+    for match in _SIGNATURE.finditer(text, max(0, len(text) - _SIGNATURE_REACH)):
+        last = match
+    if last is None:
+        return None
+    name_start, name_end = last.span("name")
+    if fold(text[name_start:name_end].split()[0]) not in given_names():
         return None
     return (name_start, name_end, "full")
 
@@ -279,14 +332,15 @@ def _linked(lowered: str, anchor: int, start: int, low: int) -> bool:
     a verb of illness or care anywhere between ("was diagnosed with", "is recovering
     from", "fractured"), a verb of having or taking a few words before the health word
     ("had her gallbladder surgery", "takes 5mg warfarin", "refused her donepezil"), or
-    "his", "her", "he" or "she" right before it ("his panic attacks", "he threw up"). Where the person comes after the health word, the
-    words from the sentence start ``low`` are read. "Nina has confirmed supply of
-    metformin", "Bob restocked the first aid box with ibuprofen" and "Ben has the
-    proofs for the leaflet on diabetes" have no tie."""
+    "his", "her", "he" or "she" right before it ("his panic attacks", "he threw up").
+    Where the person comes after the health word, the words from the sentence start
+    ``low`` are read. "Nina has confirmed supply of metformin", "Bob restocked the
+    first aid box with ibuprofen" and "Ben has the proofs for the leaflet on
+    diabetes" have no tie."""
     if anchor >= start:
         anchor = low
     between = lowered[anchor:start]
-    if anchor > low and not between.strip():
+    if anchor > low and between == " " and _OWN_VERB.match(lowered, start):
         # The health word starts with its own verb: "your mum had a fall".
         return True
     return (
@@ -294,6 +348,22 @@ def _linked(lowered: str, anchor: int, start: int, low: int) -> bool:
         or _NEAR_LINK.search(between) is not None
         or _PRONOUN_ON.search(between) is not None
     )
+
+
+def fold(word: str) -> str:
+    """Return ``word`` in lower case without accents, as data/given_names.txt writes
+    names: "René" is "rene", "Łukasz" is "lukasz"."""
+    if word.isascii():
+        return word.lower()
+    lowered = word.lower().translate(_UNDECOMPOSED)
+    decomposed = unicodedata.normalize("NFKD", lowered)
+    return "".join(char for char in decomposed if not unicodedata.combining(char))
+
+
+# Letters that Unicode does not decompose into a base letter and a mark.
+_UNDECOMPOSED = str.maketrans(
+    {"ł": "l", "ø": "o", "đ": "d", "ß": "ss", "æ": "ae", "œ": "oe", "ı": "i"}
+)
 
 
 def _introduced(text: str, position: int) -> bool:
@@ -304,8 +374,9 @@ def _introduced(text: str, position: int) -> bool:
 def _sentence(lowered: str, start: int, end: int) -> tuple[int, int]:
     """Return the bounds of the sentence around ``start:end``. Looking back, a full
     stop, question or exclamation mark before a space or line break, a blank line and
-    a line that ends with a colon end the previous sentence; titles ("Dr. ") and list
-    items are not told apart there, which costs a few characters of reach."""
+    a line that ends with a colon and a line that starts a bulleted item end the
+    previous sentence. A title ("Dr. ") is not told apart there, and a numbered item
+    does not end a sentence, so a sentence may reach back over them."""
     reach = max(0, start - _SENTENCE_REACH)
     low = reach
     for mark in _BACK_MARKS:
@@ -320,7 +391,24 @@ def _sentence(lowered: str, start: int, end: int) -> tuple[int, int]:
 
 
 # What ends the sentence before a health word, searched backwards with str.rfind.
-_BACK_MARKS = (". ", ".\n", "! ", "!\n", "? ", "?\n", "\n\n", ":\n", "\n- ", "\n* ")
+_BACK_MARKS = (
+    ". ",
+    ".\n",
+    ".\r\n",
+    "! ",
+    "!\n",
+    "!\r\n",
+    "? ",
+    "?\n",
+    "?\r\n",
+    "\n\n",
+    "\n\r\n",
+    ":\n",
+    ":\r\n",
+    "\n- ",
+    "\n* ",
+    "\n\u2022 ",
+)
 
 
 def _possessed(text: str, start: int) -> bool:
@@ -349,12 +437,12 @@ def _person(
             people.append((*span, kind))
     if not relatives_only:
         names = given_names()
-        taken = [(first, last) for first, last, _ in people]
+        named_spans = [(first, last) for first, last, _ in people]
         for word in _CAPITALISED.finditer(text, low, high):
             name_start, name_end = word.span()
-            if any(first <= name_start < last for first, last in taken):
+            if any(first <= name_start < last for first, last in named_spans):
                 continue
-            if text[name_start:name_end].lower() not in names or _NAME_AFTER.match(text, name_end):
+            if fold(text[name_start:name_end]) not in names or _NAME_AFTER.match(text, name_end):
                 # Not a given name, or the given name of a full name read above.
                 continue
             if _usable(text, (name_start, name_end), start, end, "given"):
@@ -402,11 +490,15 @@ def _usable(
         return False
     if kind == "relative":
         return True
+    if not text[span[0]].isupper():
+        return False
     name = text[span[0] : span[1]]
     if not name_is_plausible(name) or is_clinician(text, *span):
         return False
-    if _CAPITALISED_BEFORE.search(text, max(0, span[0] - 20), span[0]) is not None:
-        # Part of a longer run of capitalised words ("Blue Cross Blue Shield").
+    before = _CAPITALISED_BEFORE.search(text, max(0, span[0] - 20), span[0])
+    if before is not None and before.group("word").lower() not in NOT_NAME_WORDS:
+        # Part of a longer run of capitalised words ("Blue Cross Blue Shield"), but
+        # not after a sentence opener ("Today Edith refused her donepezil").
         return False
     first = name.split()[0].lower()
     if after_greeting(text, span[0]) or first in RANKS or first in _CLINICIAN_TITLES:
@@ -414,13 +506,17 @@ def _usable(
     # Two capitalised words are a person's name only when the first is a given name
     # ("Managing Type 2 Diabetes", "Weathered Wood" shingles). A courtesy title needs
     # none ("Mrs Adeyemi").
-    return kind != "full" or first in given_names()
+    return kind != "full" or fold(first) in given_names()
 
 
-def has_given_name(text: str) -> bool:
-    """Return whether ``text`` has a word in title case that is a given name."""
+def has_given_name(text: str, start: int = 0, end: int | None = None) -> bool:
+    """Return whether ``text[start:end]`` has a word in title case that is a given
+    name."""
     names = given_names()
-    return any(word.group().lower() in names for word in _CAPITALISED.finditer(text))
+    return any(
+        word.group()[0].isupper() and fold(word.group()) in names
+        for word in _CAPITALISED.finditer(text, start, len(text) if end is None else end)
+    )
 
 
 def _skip_space(text: str, position: int) -> int:
