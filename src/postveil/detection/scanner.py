@@ -740,8 +740,15 @@ class TextScanner:
         if not v.ssn_valid(match.group()):
             return 0
         # Space- and dot-separated 3-2-4 numbers are rarer as SSNs than hyphenated ones,
-        # so they need the keyword.
-        if match.group("s") != "-" and not state.keyword_near("ssn", position, match.end()):
+        # so they need the keyword: near the number, or, for spaces, anywhere in the
+        # text ("sorry about that, it's 531 40 7726" in a reply that quotes "your
+        # social security number").
+        separator = match.group("s")
+        if (
+            separator != "-"
+            and not state.keyword_near("ssn", position, match.end())
+            and not (separator == " " and "ssn" in state.hits.spans)
+        ):
             return 0
         state.add("ssn", position, match.end(), 0.95)
         return match.end()
