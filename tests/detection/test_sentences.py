@@ -98,6 +98,16 @@ SENTENCE_CASES = [
         "attack.\n\nThank you,\nTobias Lindgren",
         True,
     ),
+    (
+        "titled name in an aside",
+        "FYI the lady in 22 - Mrs. Abernathy - fell and has a small laceration on her forehead.",
+        True,
+    ),
+    (
+        "name after a bed number",
+        "bed 12 (Harlan) pulled his IV again and his cellulitis is no better.",
+        True,
+    ),
     # Words that ordinary mail uses in other senses, tied to a person.
     ("stroke tied to a neighbour", "Gerry next door had a stroke Tuesday evening.", True),
     ("flu tied to a colleague", "Tom has been off with the flu since Monday.", True),

@@ -31,6 +31,7 @@ from postveil.detection.keywords import given_names
 from postveil.detection.owncare import is_head, is_veterinary
 from postveil.detection.people import (
     HEALTH_EVIDENCE,
+    NAME_AFTER_ROOM,
     NOT_NAME_WORDS,
     RANKS,
     TOPIC,
@@ -57,8 +58,11 @@ _WORD = rf"{_UP}(?:{_LO}+(?:['\u2019\-]?{_UP}{_LO}+)?|['\u2019]{_UP}{_LO}+)(?![^
 # Blue Shield"), not the head of a list line ("Jonas Ekberg - living with atrial
 # fibrillation") and not a place before its state ("Hood River, Oregon").
 _NAME_END = rf"(?! {_UP}| *[-:\u2013(]|, ?{_UP}{_LETTER})"
+# A courtesy title may head a line or an aside ("the lady in 22 - Mrs. Abernathy -
+# fell"), so only the other endings apply to it.
+_TITLED_END = rf"(?! {_UP}|, ?{_UP}{_LETTER})"
 _PERSON = re.compile(
-    rf"(?<!{_LETTER})(?P<titled>M(?:rs?|s|x|iss)\.? {_WORD}(?: {_WORD})?){_NAME_END}"
+    rf"(?<!{_LETTER})(?P<titled>M(?:rs?|s|x|iss)\.? {_WORD}(?: {_WORD})?){_TITLED_END}"
     rf"|(?<!{_LETTER})(?P<full>{_WORD}(?: [A-Z]\.)? {_WORD}){_NAME_END}"
     r"|(?i:\b(?P<relative>(?:my|your|our|his|her) +(?:mom|mum|mother|dad|father|husband|wife|"
     r"son|daughter|child|baby|grandmother|grandfather|grandma|grandpa|granny|nan|nana|"
@@ -375,12 +379,16 @@ def _sentence(lowered: str, start: int, end: int) -> tuple[int, int]:
     """Return the bounds of the sentence around ``start:end``. Looking back, a full
     stop, question or exclamation mark before a space or line break, a blank line and
     a line that ends with a colon and a line that starts a bulleted item end the
-    previous sentence. A title ("Dr. ") is not told apart there, and a numbered item
-    does not end a sentence, so a sentence may reach back over them."""
+    previous sentence, but not the full stop of a title ("Mrs. Abernathy"). A
+    numbered item does not end a sentence looking back, so a sentence may reach back
+    over one."""
     reach = max(0, start - _SENTENCE_REACH)
     low = reach
     for mark in _BACK_MARKS:
         found = lowered.rfind(mark, reach, start)
+        while found >= 0 and mark[0] == "." and _TITLE_BEFORE.search(lowered, reach, found):
+            # "Mrs. Abernathy": the full stop of a title ends no sentence.
+            found = lowered.rfind(mark, reach, found)
         if found >= 0 and found + len(mark) > low:
             low = found + len(mark)
     high = min(len(lowered), end + _SENTENCE_REACH)
@@ -390,6 +398,8 @@ def _sentence(lowered: str, start: int, end: int) -> tuple[int, int]:
     return low, high
 
 
+# A title right before a full stop.
+_TITLE_BEFORE = re.compile(r"\b(?:mr|mrs|ms|mx|dr|st|prof|miss)$")
 # What ends the sentence before a health word, searched backwards with str.rfind.
 _BACK_MARKS = (
     ". ",
@@ -423,7 +433,8 @@ def _person(
     """Return the span and kind of the person named in ``text[low:high]`` whom the
     health finding at ``start:end`` is most likely about: the last one before it, or
     else the first one after it. Kinds are ``relative``, ``full`` (given name and
-    surname), ``titled`` (courtesy title and surname), ``given`` (a given name of
+    surname), ``titled`` (courtesy title and surname), ``room`` (a name after a room or
+    bed number, people.NAME_AFTER_ROOM), ``given`` (a given name of
     data/given_names.txt) and ``opening`` (another capitalised word that opens the
     sentence with a verb). With ``relatives_only``, only a relative counts."""
     text = state.text
@@ -436,6 +447,13 @@ def _person(
         if _usable(text, span, start, end, kind):
             people.append((*span, kind))
     if not relatives_only:
+        for _, cue_end in state.hits.spans.get("room_cue", ()):
+            if low <= cue_end < high:
+                room = NAME_AFTER_ROOM.match(text, cue_end, high)
+                if room is not None:
+                    # "bed 12 (Harlan) pulled his IV", "rm 4 - mrs okafor".
+                    group = "bracketed" if room.group("bracketed") else "titled"
+                    people.append((*room.span(group), "room"))
         names = given_names()
         named_spans = [(first, last) for first, last, _ in people]
         for word in _CAPITALISED.finditer(text, low, high):
@@ -488,7 +506,9 @@ def _usable(
         # The person whose class or team it is ("Mrs Patel's class has had several
         # children off with a stomach bug").
         return False
-    if kind == "relative":
+    if kind in ("relative", "room"):
+        # A relative, or a name after a room or bed number, which ward notes write
+        # in lower case too.
         return True
     if not text[span[0]].isupper():
         return False
