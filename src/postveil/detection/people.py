@@ -121,7 +121,7 @@ NAME_AFTER_ROOM = re.compile(
     r"|(?i:mrs|mr|ms|miss)\.? +(?P<titled>[A-Za-z][a-z'\-]{2,}))"
 )
 # Bed and room states that ward lists write in brackets after the number.
-_ROOM_STATES = frozenset(
+ROOM_STATES = frozenset(
     "empty vacant clean dirty closed blocked isolation iso occupied available reserved "
     "pending admit admitted discharge discharged transfer male female private semi "
     "window door left right".split()
@@ -377,7 +377,7 @@ def _candidates(state: _ScanState, span: tuple[int, int]) -> list[Candidate]:
         if room is None:
             continue
         group_name = "titled" if room.group("titled") else "bracketed"
-        if room.group(group_name).lower() in _ROOM_STATES:
+        if room.group(group_name).lower() in ROOM_STATES:
             continue
         found.append((room.start(group_name), room.end(group_name), False, -1, 0))
 

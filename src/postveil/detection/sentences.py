@@ -34,6 +34,7 @@ from postveil.detection.people import (
     NAME_AFTER_ROOM,
     NOT_NAME_WORDS,
     RANKS,
+    ROOM_STATES,
     TOPIC,
     Candidate,
     after_greeting,
@@ -450,7 +451,7 @@ def _person(
         for _, cue_end in state.hits.spans.get("room_cue", ()):
             if low <= cue_end < high:
                 room = NAME_AFTER_ROOM.match(text, cue_end, high)
-                if room is not None:
+                if room is not None and (room.group("bracketed") or "").lower() not in ROOM_STATES:
                     # "bed 12 (Harlan) pulled his IV", "rm 4 - mrs okafor".
                     group = "bracketed" if room.group("bracketed") else "titled"
                     people.append((*room.span(group), "room"))
