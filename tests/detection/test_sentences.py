@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import pytest
 
+from postveil.config.detection import DetectionSection
 from postveil.detection import Detector
 from postveil.detection.keywords import plurals
 
@@ -323,3 +324,11 @@ def test_plurals(word: str, expected: list[str]) -> None:
 def test_plural_health_word_is_found(detector: Detector) -> None:
     verdict = detector.scan_text("Declan Moran had two stents put in on Thursday.")
     assert verdict.categories.get("procedure") == 1
+
+
+def test_extra_tied_words_count_only_when_tied() -> None:
+    detector = Detector(DetectionSection(extra_keywords={"tied_condition": ["the sniffles"]}))
+    assert detector.scan_text("Harold has had the sniffles since Monday.").sensitive
+    verdict = detector.scan_text("The sniffles are going round the office, Harold says.")
+    assert not verdict.sensitive
+    assert "condition" not in verdict.categories
