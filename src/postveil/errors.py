@@ -16,9 +16,11 @@ class ConfigError(PostveilError):
     path, the line and what was expected.
     """
 
-    def __init__(self, path: str, problems: list[str]) -> None:
+    def __init__(self, path: str, problems: list[str], unreadable: bool = False) -> None:
         self.path = path
         self.problems = problems
+        # The file could not be read at all (missing, a directory, no permission).
+        self.unreadable = unreadable
         summary = f"{len(problems)} error(s) in {path}"
         super().__init__(summary + "".join(f"\n  {p}" for p in problems))
 

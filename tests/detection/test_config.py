@@ -28,6 +28,11 @@ def test_sizes_parse_units() -> None:
     [
         (b"detection:\n  weights: {nope: 1}\n", "unknown category 'nope'"),
         (b"detection:\n  extra_keywords: {nope: [x]}\n", "unknown group 'nope'"),
+        (b"detection:\n  extra_keywords: {condition: [x, '']}\n", "empty keyword"),
+        (
+            b"detection:\n  extra_keywords: {condition: [x, 42]}\n",
+            'write it in quotes: "42"',
+        ),
         (b"detection:\n  bogus: 1\n", "unknown key"),
         (
             b"detection:\n  custom_identifiers:\n    - {name: mrn2, pattern: '(['}\n",

@@ -146,3 +146,15 @@ def test_scan_reads_installed_config(
     path.write_bytes(PHI_MESSAGE)
     assert cli_main(["scan", str(path)]) == 2
     assert f"{config}: invalid configuration" in capsys.readouterr().err
+
+
+def test_scan_missing_config_says_it_cannot_be_read(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    missing = tmp_path / "nosuch.yaml"
+    path = tmp_path / "a.eml"
+    path.write_bytes(PHI_MESSAGE)
+    assert cli_main(["scan", "--config", str(missing), str(path)]) == 2
+    err = capsys.readouterr().err
+    assert f"{missing}: failed to read configuration: No such file or directory" in err
+    assert "invalid configuration" not in err

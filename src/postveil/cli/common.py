@@ -43,7 +43,17 @@ def load_cli_config(path: str | None) -> Config | None:
     try:
         return load_config(source)
     except ConfigError as exc:
-        print(f"{source}: invalid configuration, {len(exc.problems)} error(s):", file=sys.stderr)
-        for problem in exc.problems:
-            print(f"  {problem}", file=sys.stderr)
+        report_config_error(source, exc)
         return None
+
+
+def report_config_error(source: str, error: ConfigError) -> None:
+    """Print a configuration error on stderr: one line for a file that cannot be read,
+    or a header and one line per problem for an invalid one."""
+    if error.unreadable:
+        for problem in error.problems:
+            print(problem, file=sys.stderr)
+        return
+    print(f"{source}: invalid configuration, {len(error.problems)} error(s):", file=sys.stderr)
+    for problem in error.problems:
+        print(f"  {problem}", file=sys.stderr)

@@ -11,6 +11,7 @@ import json
 import os
 import sys
 
+from postveil.cli.common import report_config_error
 from postveil.config import CONFIG_ENV, DEFAULT_CONFIG_PATH, load_config
 from postveil.config.detection import DetectionSection
 from postveil.detection import Detector, Verdict
@@ -23,7 +24,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="check message files for PHI",
         description="Scan RFC 5322 message files (.eml) for PHI and print one verdict per "
         "file. Exits 0 when every file was read, 1 when a file could not be read and 2 "
-        "on an invalid configuration.",
+        "when the configuration cannot be read or is invalid.",
     )
     parser.add_argument(
         "--config",
@@ -79,11 +80,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         detector = build_detector(config_path)
     except ConfigError as exc:
-        print(
-            f"{config_path}: invalid configuration, {len(exc.problems)} error(s):", file=sys.stderr
-        )
-        for problem in exc.problems:
-            print(f"  {problem}", file=sys.stderr)
+        report_config_error(config_path, exc)
         return 2
     status = 0
     for path in args.files:

@@ -69,7 +69,7 @@ def load_config(path: str | os.PathLike[str] | None = None) -> Config:
         raw = Path(source).read_bytes()
     except OSError as exc:
         raise ConfigError(
-            source, [f"{source}: failed to read configuration: {exc.strerror}"]
+            source, [f"{source}: failed to read configuration: {exc.strerror}"], unreadable=True
         ) from exc
     return parse_config(raw, source)
 

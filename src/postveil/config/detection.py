@@ -106,7 +106,7 @@ class DetectionSection(Section):
     @model_validator(mode="after")
     def _check_names(self) -> DetectionSection:
         # Imported here because the detection package imports this module.
-        from postveil.detection.categories import ALL_CATEGORIES, KEYWORD_GROUPS
+        from postveil.detection.categories import ALL_CATEGORIES
 
         custom = {item.name for item in self.custom_identifiers}
         for name in self.weights:
@@ -115,10 +115,19 @@ class DetectionSection(Section):
                     f"weights: unknown category {name!r}; expected one of "
                     f"{', '.join(sorted(ALL_CATEGORIES | custom))}"
                 )
-        for name in self.extra_keywords:
+        return self
+
+    @field_validator("extra_keywords")
+    @classmethod
+    def _check_extra_keywords(cls, value: dict[str, list[str]]) -> dict[str, list[str]]:
+        # Imported here because the detection package imports this module.
+        from postveil.detection.categories import KEYWORD_GROUPS
+
+        for name, words in value.items():
             if name not in KEYWORD_GROUPS:
                 raise ValueError(
-                    f"extra_keywords: unknown group {name!r}; expected one of "
-                    f"{', '.join(sorted(KEYWORD_GROUPS))}"
+                    f"unknown group {name!r}; expected one of {', '.join(sorted(KEYWORD_GROUPS))}"
                 )
-        return self
+            if any(not word.strip() for word in words):
+                raise ValueError(f"group {name!r} has an empty keyword, which would match nothing")
+        return value
