@@ -283,6 +283,17 @@ READER_CASES = [
         "No lifting over 10 kg from Monday until your hernia repair has healed.",
         True,
     ),
+    (
+        "care the reader had, earlier in the sentence",
+        "We reviewed the claim for the physical therapy sessions you attended after your "
+        "rotator cuff repair.",
+        True,
+    ),
+    (
+        "attended a webinar",
+        "Members who attended our webinar learned how to manage your diabetes.",
+        False,
+    ),
     ("know your numbers", "Know your cholesterol numbers before your next check-up.", False),
     ("series in general", "A hepatitis B series is incomplete for many adults.", False),
     ("in stock", "Your shingles vaccine is in stock at every branch - book online.", False),

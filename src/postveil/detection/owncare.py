@@ -121,6 +121,12 @@ _ANCHOR = re.compile(
     r"|\b(?:ships|shipped|will ship|has shipped)\b"
     rf"|{_DOSE_PATTERN}"
 )
+# Care the reader had, earlier in the sentence than "your": "the twelve physical
+# therapy sessions you attended ... following your rotator cuff repair".
+_PAST_CARE = re.compile(
+    r"\byou (?:attended|received|underwent|were seen|were treated|were admitted|"
+    r"were discharged|were prescribed)\b"
+)
 # A measured value, for tests only: "was 9.8", "came back at 7.2", "is now 140".
 _VALUE = re.compile(
     r"\b(?:was|were|came back|came in|measured|read|returned|is now|is still|has come down to"
@@ -221,6 +227,7 @@ def scan_own_care(state: _ScanState) -> None:
                     group not in ("lab_test", "lab_result")
                     or _VALUE.search(lowered, end, sentence_end) is None
                 )
+                and _PAST_CARE.search(lowered, _sentence_start(lowered, your), your) is None
             ):
                 continue
             state.add("recipient_health", your, end, 1.0)
