@@ -12,6 +12,9 @@ Figures when these assertions were written: precision 1.0 and recall 0.95 (57 of
 that write the patient's name in lower case after a room or bed number with no lab
 value or shorthand ("mrs okafor", "(delgado)"), and a patient's forwarded message that
 introduces himself ("this is Walter Grimsby") with chest pain and a stent.
+
+The sentence rule (sentences.py) and the vocabulary added with it later raised
+recall to 0.983 (59 of 60), and the recall assertion holds that figure.
 """
 
 from __future__ import annotations
@@ -50,5 +53,5 @@ def test_reviewer_precision_and_recall(
         verdict = detector.scan_message((REVIEWER / name).read_bytes())
         verdicts[name] = (verdict.sensitive, verdict.categories)
     result = evaluate(labels, verdicts.__getitem__)
-    assert result.messages.recall >= 57 / 60, result.false_negatives
+    assert result.messages.recall >= 59 / 60, result.false_negatives
     assert result.messages.precision >= 1.0, result.false_positives

@@ -6,6 +6,9 @@ It was measured before any rule was changed for it: precision 0.974 and recall 0
 so the set is no longer held out. The assertions are the figures after those changes
 and a precision check, with no margin:
 precision 1.0 and recall 0.86 (43 of 50). docs/detection-evaluation.md lists the misses.
+
+The sentence rule (sentences.py) and the vocabulary added with it later raised
+recall to 0.90 (45 of 50), and the recall assertion holds that figure.
 """
 
 from __future__ import annotations
@@ -31,5 +34,5 @@ def test_reviewer3_labels_complete(labels: Labels) -> None:
 
 def test_reviewer3_precision_and_recall(detector: Detector, labels: Labels) -> None:
     result = evaluate_folder(detector, REVIEWER3, labels)
-    assert result.messages.recall >= 43 / 50, result.false_negatives
+    assert result.messages.recall >= 45 / 50, result.false_negatives
     assert result.messages.precision >= 1.0, result.false_positives

@@ -9,6 +9,9 @@ of 50). The rules written the next day for the fifth reviewer set (the reader's 
 care in plain words, a third person's care after their name, labels across line
 breaks) raised recall to 0.84 (42 of 50), and the assertions are those figures, with no
 margin. docs/detection-evaluation.md lists the misses.
+
+The sentence rule (sentences.py) and the vocabulary added with it later raised
+recall to 0.90 (45 of 50), and the recall assertion holds that figure.
 """
 
 from __future__ import annotations
@@ -34,5 +37,5 @@ def test_reviewer4_labels_complete(labels: Labels) -> None:
 
 def test_reviewer4_precision_and_recall(detector: Detector, labels: Labels) -> None:
     result = evaluate_folder(detector, REVIEWER4, labels)
-    assert result.messages.recall >= 42 / 50, result.false_negatives
+    assert result.messages.recall >= 45 / 50, result.false_negatives
     assert result.messages.precision >= 1.0, result.false_positives

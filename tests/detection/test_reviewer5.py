@@ -9,6 +9,9 @@ person's care after their name, and bookings and test findings addressed to the
 reader. The assertions are the figures after that, with no margin: precision 1.0 and
 recall 0.90 (45 of 50).
 docs/detection-evaluation.md lists the misses.
+
+The sentence rule (sentences.py) and the vocabulary added with it later raised
+recall to 0.94 (47 of 50), and the recall assertion holds that figure.
 """
 
 from __future__ import annotations
@@ -34,5 +37,5 @@ def test_reviewer5_labels_complete(labels: Labels) -> None:
 
 def test_reviewer5_precision_and_recall(detector: Detector, labels: Labels) -> None:
     result = evaluate_folder(detector, REVIEWER5, labels)
-    assert result.messages.recall >= 45 / 50, result.false_negatives
+    assert result.messages.recall >= 47 / 50, result.false_negatives
     assert result.messages.precision >= 1.0, result.false_positives

@@ -8,6 +8,9 @@ Care words of other fields (dentistry, physiotherapy, UK terms) added afterwards
 class found one more. The assertions are those figures, precision 1.0 and recall 0.44
 (22 of 50), with no margin, so a change that finds fewer fails.
 docs/detection-evaluation.md lists the kinds of misses.
+
+The sentence rule (sentences.py) and the vocabulary added with it later raised
+recall to 0.58 (29 of 50), and the recall assertion holds that figure.
 """
 
 from __future__ import annotations
@@ -33,5 +36,5 @@ def test_reviewer6_labels_complete(labels: Labels) -> None:
 
 def test_reviewer6_precision_and_recall(detector: Detector, labels: Labels) -> None:
     result = evaluate_folder(detector, REVIEWER6, labels)
-    assert result.messages.recall >= 22 / 50, result.false_negatives
+    assert result.messages.recall >= 29 / 50, result.false_negatives
     assert result.messages.precision >= 1.0, result.false_positives
