@@ -19,14 +19,7 @@ REPO = Path(__file__).resolve().parents[1]
 
 @pytest.mark.parametrize(
     ("text", "seconds"),
-    [
-        ("30s", 30.0),
-        ("5m", 300.0),
-        ("1.5h", 5400.0),
-        ("1d", 86400.0),
-        ("2w", 1209600.0),
-        ("250ms", 0.25),
-    ],
+    [("30s", 30.0), ("5m", 300.0), ("1.5h", 5400.0), ("1d", 86400.0), ("2w", 1209600.0), ("250ms", 0.25)],
 )
 def test_duration_units(text: str, seconds: float) -> None:
     assert parse_duration(text) == seconds
@@ -40,14 +33,7 @@ def test_duration_rejects(text: object) -> None:
 
 @pytest.mark.parametrize(
     ("text", "size"),
-    [
-        ("25MB", 25_000_000),
-        ("512KiB", 524_288),
-        ("1GiB", 1_073_741_824),
-        (4096, 4096),
-        ("10b", 10),
-        ("1.5kb", 1500),
-    ],
+    [("25MB", 25_000_000), ("512KiB", 524_288), ("1GiB", 1_073_741_824), (4096, 4096), ("10b", 10), ("1.5kb", 1500)],
 )
 def test_size_units(text: object, size: int) -> None:
     assert parse_size(text) == size
@@ -120,9 +106,7 @@ def test_every_error_names_path_and_line() -> None:
     assert len(problems) == 4
     assert problems[0].startswith("bad.yaml:3: milter.colour: unknown key")
     assert problems[1].startswith("bad.yaml:5: dns.lifetime: invalid duration 'soon'")
-    assert problems[2].startswith(
-        "bad.yaml:6: dns.nameservers[0]: invalid port in '127.0.0.1:99999'"
-    )
+    assert problems[2].startswith("bad.yaml:6: dns.nameservers[0]: invalid port in '127.0.0.1:99999'")
     assert problems[3].startswith("bad.yaml:8: logging.level:")
     assert "got 3" in problems[3]
 
@@ -133,9 +117,7 @@ def test_unknown_section_is_rejected() -> None:
 
 
 def test_yaml_syntax_error_names_line() -> None:
-    with pytest.raises(
-        ConfigError, match=r"broken.yaml:2: invalid YAML at column 12: mapping values"
-    ):
+    with pytest.raises(ConfigError, match=r"broken.yaml:2: invalid YAML at column 12: mapping values"):
         parse_config(b"milter:\n  socket: a: b\n", "broken.yaml")
 
 
@@ -179,12 +161,7 @@ def problems_of(text: bytes, source: str = "test.yaml") -> list[str]:
 
 @pytest.mark.parametrize(
     "socket",
-    [
-        "unix:/var/spool/postfix/postveil/milter.sock",
-        "local:/run/m.sock",
-        "inet:8899@127.0.0.1",
-        "inet6:8899@::1",
-    ],
+    ["unix:/var/spool/postfix/postveil/milter.sock", "local:/run/m.sock", "inet:8899@127.0.0.1", "inet6:8899@::1"],
 )
 def test_milter_socket_accepts(socket: str) -> None:
     assert parse_config(f'milter:\n  socket: "{socket}"\n'.encode()).milter.socket == socket
@@ -227,13 +204,7 @@ def test_duration_maximum_is_366_days() -> None:
 
 @pytest.mark.parametrize(
     ("text", "suggestion"),
-    [
-        ("1h30m", "'90m'"),
-        ("1m30s", "'90s'"),
-        ("1d12h", "'36h'"),
-        ("1s500ms", "'1500ms'"),
-        ("2h 60m", "'3h'"),
-    ],
+    [("1h30m", "'90m'"), ("1m30s", "'90s'"), ("1d12h", "'36h'"), ("1s500ms", "'1500ms'"), ("2h 60m", "'3h'")],
 )
 def test_compound_duration_suggests_one_unit(text: str, suggestion: str) -> None:
     with pytest.raises(ValueError, match="use a single unit") as caught:
@@ -245,35 +216,14 @@ def test_compound_duration_suggests_one_unit(text: str, suggestion: str) -> None
 @pytest.mark.parametrize(
     ("text", "expected"),
     [
-        (
-            b"milter:\n  timeout: 0s\n",
-            "test.yaml:2: milter.timeout: invalid duration 0s: must be greater than 0",
-        ),
-        (
-            b"milter:\n  timeout: 500ms\n",
-            "test.yaml:2: milter.timeout: invalid milter timeout 0.5s",
-        ),
-        (
-            b"milter:\n  shutdown_timeout: 0ms\n",
-            "test.yaml:2: milter.shutdown_timeout: invalid duration 0s",
-        ),
-        (
-            b"milter:\n  max_message_size: 0\n",
-            "test.yaml:2: milter.max_message_size: invalid size 0",
-        ),
+        (b"milter:\n  timeout: 0s\n", "test.yaml:2: milter.timeout: invalid duration 0s: must be greater than 0"),
+        (b"milter:\n  timeout: 500ms\n", "test.yaml:2: milter.timeout: invalid milter timeout 0.5s"),
+        (b"milter:\n  shutdown_timeout: 0ms\n", "test.yaml:2: milter.shutdown_timeout: invalid duration 0s"),
+        (b"milter:\n  max_message_size: 0\n", "test.yaml:2: milter.max_message_size: invalid size 0"),
         (b"dns:\n  timeout: 0s\n", "test.yaml:2: dns.timeout: invalid duration 0s"),
-        (
-            b"dns:\n  timeout: 5s\n  lifetime: 0s\n",
-            "test.yaml:3: dns.lifetime: invalid duration 0s",
-        ),
-        (
-            b"dns:\n  timeout: 5s\n  lifetime: 2s\n",
-            "test.yaml:1: dns: dns.lifetime (2s) is shorter than dns.timeout (5s)",
-        ),
-        (
-            b"dns:\n  timeout: 30s\n",
-            "test.yaml:1: dns: dns.lifetime (10s) is shorter than dns.timeout (30s)",
-        ),
+        (b"dns:\n  timeout: 5s\n  lifetime: 0s\n", "test.yaml:3: dns.lifetime: invalid duration 0s"),
+        (b"dns:\n  timeout: 5s\n  lifetime: 2s\n", "test.yaml:1: dns: dns.lifetime (2s) is shorter than dns.timeout (5s)"),
+        (b"dns:\n  timeout: 30s\n", "test.yaml:1: dns: dns.lifetime (10s) is shorter than dns.timeout (30s)"),
     ],
 )
 def test_value_checks(text: bytes, expected: str) -> None:
@@ -301,9 +251,7 @@ def test_nameserver_rejects(entry: str, expected: str) -> None:
 
 
 def test_nameserver_accepts_addresses() -> None:
-    config = parse_config(
-        b'dns:\n  nameservers: ["127.0.0.1", "127.0.0.1:5353", "::1", "[::1]:5353"]\n'
-    )
+    config = parse_config(b'dns:\n  nameservers: ["127.0.0.1", "127.0.0.1:5353", "::1", "[::1]:5353"]\n')
 
     assert config.dns.nameserver_addresses == [
         ("127.0.0.1", 53),
@@ -339,7 +287,7 @@ def test_duplicate_section_and_key_name_both_lines() -> None:
     [
         (
             b"milter:\n  socket_mode: 0660\n",
-            "test.yaml:2: milter.socket_mode: invalid socket_mode 432: expected the mode as a quoted "
+            'test.yaml:2: milter.socket_mode: invalid socket_mode 432: expected the mode as a quoted '
             'octal string such as "0660", not a number; YAML read the unquoted 0660 as the number 432, '
             'so write it in quotes: socket_mode: "0660"',
         ),
@@ -367,14 +315,8 @@ def test_duplicate_section_and_key_name_both_lines() -> None:
             "test.yaml:1: timeout: unknown key; keys belong under their section, "
             "and this one exists as milter.timeout, ",
         ),
-        (
-            b"milter:\n  sockett: unix:/x\n",
-            "test.yaml:2: milter.sockett: unknown key; did you mean 'socket'?",
-        ),
-        (
-            b"mliter:\n  socket: unix:/x\n",
-            "test.yaml:1: mliter: unknown key; did you mean 'milter'?",
-        ),
+        (b"milter:\n  sockett: unix:/x\n", "test.yaml:2: milter.sockett: unknown key; did you mean 'socket'?"),
+        (b"mliter:\n  socket: unix:/x\n", "test.yaml:1: mliter: unknown key; did you mean 'milter'?"),
         (
             b"milter:\n  nameservers: []\n",
             "test.yaml:2: milter.nameservers: unknown key; keys belong under their section: "
@@ -428,14 +370,10 @@ def test_keys_not_indented_under_section() -> None:
 
     assert len(problems) == 2
     assert problems[0].startswith("test.yaml:1: milter: section is empty")
-    assert problems[1].startswith(
-        "test.yaml:2: socket: unknown key; keys belong under their section: did you mean milter.socket?"
-    )
+    assert problems[1].startswith("test.yaml:2: socket: unknown key; keys belong under their section: did you mean milter.socket?")
 
 
-def test_check_config_warns_on_empty_file(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
+def test_check_config_warns_on_empty_file(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     path = tmp_path / "empty.yaml"
     path.write_text("# nothing set yet\n")
 
@@ -458,16 +396,12 @@ def test_check_config_help_names_fallback() -> None:
     assert "/elsewhere/p.yaml" not in result.stdout
 
 
-def test_check_config_warns_on_missing_group(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
+def test_check_config_warns_on_missing_group(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     path = tmp_path / "group.yaml"
     path.write_text("milter:\n  socket_group: nosuchgroup\n")
 
     assert cli_main(["check-config", str(path)]) == 0
-    assert (
-        "milter.socket_group 'nosuchgroup' does not exist on this host" in capsys.readouterr().err
-    )
+    assert "milter.socket_group 'nosuchgroup' does not exist on this host" in capsys.readouterr().err
 
 
 def ready_host_config(root: Path) -> Path:
@@ -537,9 +471,7 @@ def test_check_config_warns_missing_path(
     assert strict_output.out == ""
 
 
-def test_check_config_missing_gnupg_effect(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
+def test_check_config_missing_gnupg_effect(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     path = ready_host_config(tmp_path)
     (tmp_path / "gnupg").rmdir()
 
@@ -550,9 +482,7 @@ def test_check_config_missing_gnupg_effect(
     assert "sensitive, escalated, forced_pgp" in error
 
 
-def test_check_config_warns_file_not_directory(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
+def test_check_config_warns_file_not_directory(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     path = ready_host_config(tmp_path)
     (tmp_path / "gnupg").rmdir()
     (tmp_path / "gnupg").write_text("a file where a directory belongs\n")
@@ -561,9 +491,7 @@ def test_check_config_warns_file_not_directory(
     assert f"pgp.gnupg_home {tmp_path / 'gnupg'} is not a directory" in capsys.readouterr().err
 
 
-def test_check_config_warns_missing_signing_key(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
+def test_check_config_warns_missing_signing_key(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     path = ready_host_config(tmp_path)
     text = path.read_text().replace(
         "smime:\n",

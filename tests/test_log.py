@@ -25,10 +25,7 @@ def test_line_handler_format() -> None:
     logger.info("queue id %s: %d recipient(s), caf\u00e9", "4Fxq2k", 2)
     os.close(write_end)
     with os.fdopen(read_end, "rb") as reader:
-        assert (
-            reader.read()
-            == "INFO postveil.test: queue id 4Fxq2k: 2 recipient(s), caf\u00e9\n".encode()
-        )
+        assert reader.read() == "INFO postveil.test: queue id 4Fxq2k: 2 recipient(s), caf\u00e9\n".encode()
 
 
 def test_line_handler_keeps_lines_whole_across_threads(tmp_path) -> None:  # type: ignore[no-untyped-def]
@@ -106,9 +103,7 @@ def test_reload_while_threads_log(tmp_path, monkeypatch) -> None:  # type: ignor
         stream.close()
 
     lines = path.read_text().splitlines()
-    expected = {
-        f"INFO postveil.reload: thread {n} line {i}" for n in range(THREADS) for i in range(LINES)
-    }
+    expected = {f"INFO postveil.reload: thread {n} line {i}" for n in range(THREADS) for i in range(LINES)}
     assert reloads > 0
     assert set(lines) == expected
 

@@ -143,9 +143,7 @@ MOVED_CASES = [
 ]
 
 
-@pytest.mark.parametrize(
-    ("case", "main_cf", "recipients", "expected"), MOVED_CASES, ids=[c[0] for c in MOVED_CASES]
-)
+@pytest.mark.parametrize(("case", "main_cf", "recipients", "expected"), MOVED_CASES, ids=[c[0] for c in MOVED_CASES])
 def test_moved_recipients(
     tmp_path: Path, case: str, main_cf: str, recipients: list[str], expected: dict[str, str]
 ) -> None:
@@ -155,9 +153,7 @@ def test_moved_recipients(
 
 def test_long_chain_counts_as_moved(tmp_path: Path) -> None:
     entries = ", ".join(f"a{index}@x.example=a{index + 1}@x.example" for index in range(20))
-    found = rewrites(tmp_path, f"virtual_alias_maps = inline:{{{entries}}}\n").moved(
-        ["a0@x.example"]
-    )
+    found = rewrites(tmp_path, f"virtual_alias_maps = inline:{{{entries}}}\n").moved(["a0@x.example"])
     assert found == {"a0@x.example": moved_by("virtual_alias_maps")}
 
 
@@ -186,12 +182,8 @@ def test_watcher_fails_when_main_cf_breaks(tmp_path: Path) -> None:
         watcher.moved(["a@x.example"])
 
 
-def test_check_config_accepts_readable_maps(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
-    directory = postfix_config(
-        tmp_path / "postfix", "canonical_maps = inline:{a@x.example=b@y.example}\n"
-    )
+def test_check_config_accepts_readable_maps(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    directory = postfix_config(tmp_path / "postfix", "canonical_maps = inline:{a@x.example=b@y.example}\n")
     config = str(REPO / "conf" / "postveil.yaml")
 
     assert cli_main(["check-config", config, "--postfix-config", directory]) == 0
@@ -199,9 +191,7 @@ def test_check_config_accepts_readable_maps(
     assert "rewrite" not in capsys.readouterr().err
 
 
-def test_check_config_warns_on_unreadable_map(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
+def test_check_config_warns_on_unreadable_map(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     missing = tmp_path / "virtual"
     directory = postfix_config(tmp_path / "postfix", f"virtual_alias_maps = hash:{missing}\n")
     config = str(REPO / "conf" / "postveil.yaml")
@@ -213,9 +203,7 @@ def test_check_config_warns_on_unreadable_map(
     assert "postveil-milter would defer (451) every message it routes by tls" in err
 
 
-def test_check_config_reports_unreadable_postfix(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
+def test_check_config_reports_unreadable_postfix(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     config = str(REPO / "conf" / "postveil.yaml")
 
     assert cli_main(["check-config", config, "--postfix-config", str(tmp_path / "missing")]) == 0

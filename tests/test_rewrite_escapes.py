@@ -94,9 +94,7 @@ ESCAPES = [
 ]
 
 
-@pytest.mark.parametrize(
-    ("case", "main_cf", "files", "recipient"), ESCAPES, ids=[c[0] for c in ESCAPES]
-)
+@pytest.mark.parametrize(("case", "main_cf", "files", "recipient"), ESCAPES, ids=[c[0] for c in ESCAPES])
 def test_moved_recipient_detected(
     tmp_path: Path, case: str, main_cf: str, files: dict[str, str], recipient: str
 ) -> None:
@@ -119,9 +117,7 @@ def test_routing_characters_count_as_moved(tmp_path: Path) -> None:
     # its local part, with or without a map.
     rewrites = RecipientRewrites.from_postfix(postfix_config(tmp_path, "myhostname = mx.example\n"))
 
-    found = rewrites.moved(
-        ["bob%y.example@x.example", '"bob@y.example"@x.example', "bob@x.example"]
-    )
+    found = rewrites.moved(["bob%y.example@x.example", '"bob@y.example"@x.example', "bob@x.example"])
 
     assert set(found) == {"bob%y.example@x.example", '"bob@y.example"@x.example'}
 
@@ -144,9 +140,7 @@ RESULT_ESCAPES = [
     (
         "quoted result",
         "virtual_alias_maps = regexp:DIR/escape.regexp\n",
-        {
-            "escape.regexp": '/^alice@x\\.example$/ "bob"@x.example\n/^bob@x\\.example$/ bob@y.example\n'
-        },
+        {"escape.regexp": '/^alice@x\\.example$/ "bob"@x.example\n/^bob@x\\.example$/ bob@y.example\n'},
         "alice@x.example",
     ),
     (
@@ -176,8 +170,7 @@ def test_moved_through_result_detected(
 
 def test_delimiter_override_in_master_cf_read(tmp_path: Path) -> None:
     postfix_config(
-        tmp_path,
-        "recipient_delimiter = +\nvirtual_alias_maps = inline:{alice@x.example=alice@y.example}\n",
+        tmp_path, "recipient_delimiter = +\nvirtual_alias_maps = inline:{alice@x.example=alice@y.example}\n"
     )
     (tmp_path / "master.cf").write_text(
         "cleanup   unix  n       -       n       -       0       cleanup\n"
@@ -190,9 +183,7 @@ def test_delimiter_override_in_master_cf_read(tmp_path: Path) -> None:
 
 def test_quoted_key_searched(tmp_path: Path) -> None:
     (tmp_path / "quoted").write_text('"a b"@x.example ab@y.example\n')
-    subprocess.run(
-        ["postmap", "-c", postfix_config(tmp_path, ""), f"hash:{tmp_path / 'quoted'}"], check=True
-    )
+    subprocess.run(["postmap", "-c", postfix_config(tmp_path, ""), f"hash:{tmp_path / 'quoted'}"], check=True)
     rewrites = RecipientRewrites.from_postfix(
         postfix_config(tmp_path, f"virtual_alias_maps = hash:{tmp_path / 'quoted'}\n")
     )

@@ -48,9 +48,7 @@ def run_under_alarm(
             except AuditWriteError as exc:
                 outcomes[queue_id] = exc
 
-    workers = [
-        threading.Thread(target=write, args=(index,), daemon=True) for index in range(WORKERS)
-    ]
+    workers = [threading.Thread(target=write, args=(index,), daemon=True) for index in range(WORKERS)]
     for worker in workers:
         worker.start()
     previous = signal.signal(signal.SIGALRM, handler)
@@ -74,9 +72,7 @@ def stored_queue_ids(section: AuditSection, audit_key: AuditKey) -> list[str]:
     files = list_log_files(section.directory)
     result = verify_chain(files, {audit_key.key_id: audit_key}, head=default_head_for(files))
     assert result.broken is None, str(result.broken)
-    return [
-        json.loads(line)["queue_id"] for path in files for line in path.read_bytes().splitlines()
-    ]
+    return [json.loads(line)["queue_id"] for path in files for line in path.read_bytes().splitlines()]
 
 
 def called_from(frame: Any, function_name: str) -> bool:

@@ -87,9 +87,7 @@ def test_random_failures_keep_outcomes_exact(
     assert not stuck
     assert len(outcomes) == THREADS * PER_THREAD
     succeeded = {
-        queue_id: outcome
-        for queue_id, outcome in outcomes.items()
-        if not isinstance(outcome, Exception)
+        queue_id: outcome for queue_id, outcome in outcomes.items() if not isinstance(outcome, Exception)
     }
     failed = set(outcomes) - set(succeeded)
     assert failed, "the injected failures never struck"
@@ -124,9 +122,7 @@ def test_close_while_threads_wait(
             outcomes[number] = exc
 
     holder = hold_flock(log_dir, 0.4)
-    threads = [
-        threading.Thread(target=write, args=(number,), daemon=True) for number in range(1, 9)
-    ]
+    threads = [threading.Thread(target=write, args=(number,), daemon=True) for number in range(1, 9)]
     for thread in threads:
         thread.start()
     time.sleep(0.1)
@@ -171,9 +167,7 @@ def test_fork_while_threads_wait(
         outcomes[number] = log.append(make_decision(number))
 
     holder = hold_flock(log_dir, 0.5)
-    threads = [
-        threading.Thread(target=write, args=(number,), daemon=True) for number in range(1, 5)
-    ]
+    threads = [threading.Thread(target=write, args=(number,), daemon=True) for number in range(1, 5)]
     for thread in threads:
         thread.start()
     time.sleep(0.1)
@@ -234,9 +228,7 @@ def test_more_waiters_than_batch_limit(
         seqs.append(log.append(make_decision(number, queue_id=f"O{number:04d}")).seq)
 
     holder = hold_flock(log_dir, 0.5)
-    threads = [
-        threading.Thread(target=write, args=(number,), daemon=True) for number in range(count)
-    ]
+    threads = [threading.Thread(target=write, args=(number,), daemon=True) for number in range(count)]
     for thread in threads:
         thread.start()
     holder.join(5)

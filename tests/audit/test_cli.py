@@ -178,9 +178,7 @@ def test_search_export_verifies(
 ) -> None:
     config = write_audit_config(trail, key_file, tmp_path)
 
-    exported = postveil_shell(
-        f"postveil audit search {search_args} > export.jsonl", tmp_path, config
-    )
+    exported = postveil_shell(f"postveil audit search {search_args} > export.jsonl", tmp_path, config)
     verified = postveil_shell(
         "postveil audit verify --partial --no-head export.jsonl", tmp_path, config
     )
@@ -196,9 +194,7 @@ def export_and_verify(
     trail: tuple[Path, str], key_file: Path, tmp_path: Path, search_args: str, verify_args: str
 ) -> tuple[subprocess.CompletedProcess[str], subprocess.CompletedProcess[str]]:
     config = write_audit_config(trail, key_file, tmp_path)
-    exported = postveil_shell(
-        f"postveil audit search {search_args} > export.jsonl", tmp_path, config
-    )
+    exported = postveil_shell(f"postveil audit search {search_args} > export.jsonl", tmp_path, config)
     verified = postveil_shell(f"postveil audit verify {verify_args} export.jsonl", tmp_path, config)
     return exported, verified
 
@@ -238,13 +234,9 @@ def test_selection_still_finds_edits_and_reordering(
     config = write_audit_config(trail, key_file, tmp_path)
 
     export.write_bytes(first.replace(b"pat@patient.example", b"pam@patient.example", 1) + second)
-    edited = postveil_shell(
-        "postveil audit verify --selection --no-head export.jsonl", tmp_path, config
-    )
+    edited = postveil_shell("postveil audit verify --selection --no-head export.jsonl", tmp_path, config)
     export.write_bytes(second + first)
-    reordered = postveil_shell(
-        "postveil audit verify --selection --no-head export.jsonl", tmp_path, config
-    )
+    reordered = postveil_shell("postveil audit verify --selection --no-head export.jsonl", tmp_path, config)
 
     assert edited.returncode == 1
     assert "HMAC does not match" in edited.stdout
@@ -418,13 +410,8 @@ def test_report_header_shows_utc_range(cli: Cli, trail: tuple[Path, str]) -> Non
 
     _, whole, _ = cli("audit", "report", str(trail[0] / "audit.jsonl"))
     _, period, _ = cli(
-        "audit",
-        "report",
-        str(trail[0] / "audit.jsonl"),
-        "--since",
-        "2026-01-01T01:00+01:00",
-        "--until",
-        "2999-01-01",
+        "audit", "report", str(trail[0] / "audit.jsonl"),
+        "--since", "2026-01-01T01:00+01:00", "--until", "2999-01-01",
     )
     _, empty, _ = cli("audit", "report", str(trail[0] / "audit.jsonl"), "--since", "2999-01-01")
 
@@ -440,7 +427,9 @@ def test_report_header_shows_utc_range(cli: Cli, trail: tuple[Path, str]) -> Non
     )
 
 
-def test_report_groups_reasons_by_kind(cli: Cli, make_section: Callable[..., AuditSection]) -> None:
+def test_report_groups_reasons_by_kind(
+    cli: Cli, make_section: Callable[..., AuditSection]
+) -> None:
     section = make_section()
     with AuditLog(section, "postveil-milter") as log:
         for number, domain in enumerate(["a.example", "B.Example", "c.example"], start=1):
@@ -568,9 +557,7 @@ def test_summary_counts_repeated_methods() -> None:
         ],
         config_version="v1",
     )
-    result = AppendResult(
-        seq=3, hash="ab" * 32, path="audit.jsonl", time="2026-01-01T00:00:00.000000Z"
-    )
+    result = AppendResult(seq=3, hash="ab" * 32, path="audit.jsonl", time="2026-01-01T00:00:00.000000Z")
 
     assert summary_text(decision, result) == (
         "audit seq=3 hash=abababababababab action=accept recipients=3 "
@@ -585,9 +572,5 @@ def test_method_choices_match_written_methods() -> None:
     from postveil.cli.audit_cmd import AUDIT_METHODS
     from postveil.routing.decide import Method
 
-    assert set(AUDIT_METHODS) == {method.value for method in Method} | {
-        "none",
-        "reject",
-        "tempfail",
-    }
+    assert set(AUDIT_METHODS) == {method.value for method in Method} | {"none", "reject", "tempfail"}
     assert len(AUDIT_METHODS) == len(set(AUDIT_METHODS))

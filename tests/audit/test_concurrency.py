@@ -118,9 +118,7 @@ def _write_group_commit(section: AuditSection, process_number: int, start: Any) 
 
     def write(thread_number: int) -> None:
         for number in range(GROUP_PER_THREAD):
-            log.append(
-                make_decision(number, queue_id=f"G{process_number}T{thread_number}N{number:03d}")
-            )
+            log.append(make_decision(number, queue_id=f"G{process_number}T{thread_number}N{number:03d}"))
 
     threads = [threading.Thread(target=write, args=(index,)) for index in range(GROUP_THREADS)]
     start.wait()

@@ -226,11 +226,7 @@ def test_verify_defaults_to_configured_directory(
 
 @pytest.mark.parametrize(
     "arguments",
-    [
-        ("audit", "-c", "CONFIG", "verify"),
-        ("audit", "--config", "CONFIG", "verify"),
-        ("audit", "verify", "-c", "CONFIG"),
-    ],
+    [("audit", "-c", "CONFIG", "verify"), ("audit", "--config", "CONFIG", "verify"), ("audit", "verify", "-c", "CONFIG")],
 )
 def test_verify_config_option_positions(
     cli, tmp_path: Path, key_file: Path, rotated_chain: list[Path], arguments: tuple[str, ...]
@@ -238,9 +234,7 @@ def test_verify_config_option_positions(
     config = tmp_path / "postveil.yaml"
     config.write_text(f"audit:\n  directory: {rotated_chain[0].parent}\n  key_file: {key_file}\n")
 
-    status, out, err = cli(
-        *(str(config) if argument == "CONFIG" else argument for argument in arguments)
-    )
+    status, out, err = cli(*(str(config) if argument == "CONFIG" else argument for argument in arguments))
 
     assert status == 0, err
     assert out.startswith("ok: 60 records")

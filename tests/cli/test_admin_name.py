@@ -25,13 +25,8 @@ def admin_name_in_session(loginuid: int | None, sudo_user: str | None = None) ->
     if loginuid is not None:
         script = f"echo {loginuid} > /proc/self/loginuid || exit 77; {script}"
     result = subprocess.run(
-        ["setsid", "sh", "-c", script],
-        env=environment,
-        stdin=subprocess.DEVNULL,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
+        ["setsid", "sh", "-c", script], env=environment, stdin=subprocess.DEVNULL,
+        capture_output=True, text=True, timeout=60, check=False,
     )
     if result.returncode == 77:
         pytest.skip("cannot set /proc/self/loginuid here")

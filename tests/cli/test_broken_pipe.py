@@ -51,21 +51,9 @@ def config(tmp_path_factory: pytest.TempPathFactory) -> Path:
         f"dns:\n  nameservers: ['127.0.0.1:{free_port()}']\n"
     )
     subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "postveil.cli.main",
-            "domain",
-            "-c",
-            str(path),
-            "set",
-            "example.org",
-            "--tls",
-            "encrypt",
-        ],
-        check=True,
-        capture_output=True,
-        timeout=60,
+        [sys.executable, "-m", "postveil.cli.main", "domain", "-c", str(path),
+         "set", "example.org", "--tls", "encrypt"],
+        check=True, capture_output=True, timeout=60,
     )
     return path
 

@@ -30,15 +30,8 @@ def overrides(config: Path) -> list[dict[str, Any]]:
 
 
 def test_reason_stored_apart_from_command(config: Path) -> None:
-    set_result = domain(
-        config,
-        "set",
-        "example.org",
-        "--tls",
-        "secure",
-        "--reason",
-        "contract with example.org requires verified TLS",
-    )
+    set_result = domain(config, "set", "example.org", "--tls", "secure",
+                        "--reason", "contract with example.org requires verified TLS")
     unset_result = domain(config, "unset", "example.org")
     purge_result = domain(config, "purge", "example.org", "--reason", "domain sold")
 
@@ -47,15 +40,9 @@ def test_reason_stored_apart_from_command(config: Path) -> None:
     assert purge_result.returncode == 0, purge_result.stderr
     records = overrides(config)
     assert [record["action"] for record in records] == [
-        "set-tls",
-        "clear-tls",
-        "purge-domain-facts",
-    ]
+        "set-tls", "clear-tls", "purge-domain-facts"]
     assert [record["reason"] for record in records] == [
-        "contract with example.org requires verified TLS",
-        "",
-        "domain sold",
-    ]
+        "contract with example.org requires verified TLS", "", "domain sold"]
     assert [record["command"] for record in records] == [
         "postveil domain set example.org --tls secure",
         "postveil domain unset example.org",

@@ -127,22 +127,10 @@ def pki(tmp_path_factory: pytest.TempPathFactory) -> Pki:
     return pki
 
 
-def gpg(
-    home: Path, *args: str, input: bytes | None = None, check: bool = True
-) -> subprocess.CompletedProcess[bytes]:
+def gpg(home: Path, *args: str, input: bytes | None = None, check: bool = True) -> subprocess.CompletedProcess[bytes]:
     return subprocess.run(
-        [
-            "gpg",
-            "--homedir",
-            str(home),
-            "--batch",
-            "--no-tty",
-            "--pinentry-mode",
-            "loopback",
-            "--passphrase",
-            "",
-            *args,
-        ],
+        ["gpg", "--homedir", str(home), "--batch", "--no-tty", "--pinentry-mode", "loopback",
+         "--passphrase", "", *args],
         input=input,
         capture_output=True,
         check=check,
@@ -174,25 +162,10 @@ def gpg_world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[GpgWorld]:
     fingerprints: dict[str, str] = {}
     # future-default is ed25519 with a cv25519 encryption subkey: generation is instant.
     for name in ("alice", "bob", "dave", "erin"):
-        gpg(
-            home,
-            "--quick-gen-key",
-            f"{name.title()} <{name}@example.org>",
-            "future-default",
-            "default",
-            "never",
-        )
+        gpg(home, "--quick-gen-key", f"{name.title()} <{name}@example.org>", "future-default", "default", "never")
         fingerprints[name] = _fingerprint_of(home, f"{name}@example.org")
-    gpg(
-        home,
-        "--faked-system-time",
-        "20200101T000000",
-        "--quick-gen-key",
-        "Old <oldpgp@example.org>",
-        "future-default",
-        "default",
-        "1y",
-    )
+    gpg(home, "--faked-system-time", "20200101T000000", "--quick-gen-key",
+        "Old <oldpgp@example.org>", "future-default", "default", "1y")
     fingerprints["oldpgp"] = _fingerprint_of(home, "oldpgp@example.org")
     # Signing-only key: no encryption subkey.
     gpg(home, "--quick-gen-key", "Sig <sig@example.org>", "ed25519", "sign", "never")
@@ -224,18 +197,8 @@ def openssl_decrypt(message: bytes, leaf: Leaf, tmp_path: Path) -> bytes:
     source = tmp_path / "encrypted.eml"
     source.write_bytes(message)
     result = subprocess.run(
-        [
-            "openssl",
-            "cms",
-            "-decrypt",
-            "-in",
-            str(source),
-            "-recip",
-            str(leaf.cert_path),
-            "-inkey",
-            str(leaf.key_path),
-            "-binary",
-        ],
+        ["openssl", "cms", "-decrypt", "-in", str(source), "-recip", str(leaf.cert_path),
+         "-inkey", str(leaf.key_path), "-binary"],
         capture_output=True,
         check=True,
         timeout=60,

@@ -52,7 +52,7 @@ QUOTED_PRINTABLE = (
     _HEAD
     + b"Subject: [encrypt] QP\r\n"
     + b"MIME-Version: 1.0\r\n"
-    + b'Content-Type: text/plain;\r\n\tcharset="utf-8"\r\n'
+    + b"Content-Type: text/plain;\r\n\tcharset=\"utf-8\"\r\n"
     + b"Content-Transfer-Encoding: quoted-printable\r\n"
     + b"\r\n"
     + b"Gr=C3=BC=C3=9Fe, this line is long enough that it needs a soft line bre=\r\n"
@@ -64,8 +64,8 @@ BASE64_ONLY = (
     _HEAD
     + b"Subject: [secure] scan\r\n"
     + b"MIME-Version: 1.0\r\n"
-    + b'Content-Type: application/pdf; name="scan.pdf"\r\n'
-    + b'Content-Disposition: attachment; filename="scan.pdf"\r\n'
+    + b"Content-Type: application/pdf; name=\"scan.pdf\"\r\n"
+    + b"Content-Disposition: attachment; filename=\"scan.pdf\"\r\n"
     + b"Content-Transfer-Encoding: base64\r\n"
     + b"\r\n"
     + b"".join(
@@ -78,11 +78,11 @@ ALTERNATIVE_WITH_ATTACHMENTS = (
     _HEAD
     + b"Subject: [secure] Report\r\n"
     + b"MIME-Version: 1.0\r\n"
-    + b'Content-Type: multipart/mixed; boundary="outer-b"\r\n'
+    + b"Content-Type: multipart/mixed; boundary=\"outer-b\"\r\n"
     + b"\r\n"
     + b"This is a multi-part message in MIME format.\r\n"
     + b"--outer-b\r\n"
-    + b'Content-Type: multipart/alternative; boundary="alt-b"\r\n'
+    + b"Content-Type: multipart/alternative; boundary=\"alt-b\"\r\n"
     + b"\r\n"
     + b"--alt-b\r\n"
     + b"Content-Type: text/plain; charset=utf-8\r\n"
@@ -97,14 +97,14 @@ ALTERNATIVE_WITH_ATTACHMENTS = (
     + b"--alt-b--\r\n"
     + b"\r\n"
     + b"--outer-b\r\n"
-    + b'Content-Type: application/pdf; name="a.pdf"\r\n'
-    + b'Content-Disposition: attachment; filename="a.pdf"\r\n'
+    + b"Content-Type: application/pdf; name=\"a.pdf\"\r\n"
+    + b"Content-Disposition: attachment; filename=\"a.pdf\"\r\n"
     + b"Content-Transfer-Encoding: base64\r\n"
     + b"\r\n"
     + base64.encodebytes(PDF_BYTES[:3000]).replace(b"\n", b"\r\n")
     + b"--outer-b\r\n"
-    + b'Content-Type: text/csv; charset=utf-8; name="list.csv"\r\n'
-    + b'Content-Disposition: attachment; filename="list.csv"\r\n'
+    + b"Content-Type: text/csv; charset=utf-8; name=\"list.csv\"\r\n"
+    + b"Content-Disposition: attachment; filename=\"list.csv\"\r\n"
     + b"\r\n"
     + "name;wert\r\nmüller;1\r\n".encode()
     + b"--outer-b--\r\n"
@@ -114,7 +114,7 @@ NESTED_RFC822 = (
     _HEAD
     + b"Subject: [secure] Fwd: referral\r\n"
     + b"MIME-Version: 1.0\r\n"
-    + b'Content-Type: multipart/mixed; boundary="fwd-b"\r\n'
+    + b"Content-Type: multipart/mixed; boundary=\"fwd-b\"\r\n"
     + b"\r\n"
     + b"--fwd-b\r\n"
     + b"Content-Type: text/plain; charset=us-ascii\r\n"
@@ -141,10 +141,8 @@ LONG_LINES = (
     + b"Content-Type: text/plain; charset=utf-8\r\n"
     + b"Content-Transfer-Encoding: 8bit\r\n"
     + b"\r\n"
-    + ("ä" * 6000).encode()
-    + b"\r\n"
-    + b"x" * 20000
-    + b"\r\n"
+    + ("ä" * 6000).encode() + b"\r\n"
+    + b"x" * 20000 + b"\r\n"
 )
 
 NO_MIME = (

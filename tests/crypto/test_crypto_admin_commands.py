@@ -69,31 +69,11 @@ def audit_records(setup: dict[str, Path]) -> list[dict[str, object]]:
 
 def _private_keys(work: Path) -> dict[str, Path]:
     """One key file of each PEM private key form openssl writes."""
-    openssl(
-        "genpkey",
-        "-algorithm",
-        "RSA",
-        "-pkeyopt",
-        "rsa_keygen_bits:2048",
-        "-out",
-        "pkcs8.key",
-        cwd=work,
-    )
+    openssl("genpkey", "-algorithm", "RSA", "-pkeyopt", "rsa_keygen_bits:2048", "-out", "pkcs8.key", cwd=work)
     openssl("pkey", "-in", "pkcs8.key", "-traditional", "-out", "rsa.key", cwd=work)
     openssl("ecparam", "-name", "prime256v1", "-genkey", "-out", "ec.key", cwd=work)
-    openssl(
-        "pkcs8",
-        "-topk8",
-        "-in",
-        "pkcs8.key",
-        "-v2",
-        "aes256",
-        "-passout",
-        "pass:secret",
-        "-out",
-        "encrypted.key",
-        cwd=work,
-    )
+    openssl("pkcs8", "-topk8", "-in", "pkcs8.key", "-v2", "aes256", "-passout", "pass:secret",
+            "-out", "encrypted.key", cwd=work)
     return {name: work / f"{name}.key" for name in ("pkcs8", "rsa", "ec", "encrypted")}
 
 
@@ -126,19 +106,8 @@ def test_certs_import_rejects_private_keys(setup: dict[str, Path], pki: Pki, cap
 
 def test_certs_import_rejects_pkcs12(setup: dict[str, Path], pki: Pki, capsys) -> None:
     bundle = setup["work"] / "alice.p12"
-    openssl(
-        "pkcs12",
-        "-export",
-        "-in",
-        str(pki.alice.cert_path),
-        "-inkey",
-        str(pki.alice.key_path),
-        "-passout",
-        "pass:secret",
-        "-out",
-        str(bundle),
-        cwd=setup["work"],
-    )
+    openssl("pkcs12", "-export", "-in", str(pki.alice.cert_path), "-inkey", str(pki.alice.key_path),
+            "-passout", "pass:secret", "-out", str(bundle), cwd=setup["work"])
 
     assert certs(setup, "import", "--force", str(bundle)) == 1
     error = capsys.readouterr().err
@@ -148,9 +117,7 @@ def test_certs_import_rejects_pkcs12(setup: dict[str, Path], pki: Pki, capsys) -
     assert list(setup["certs"].iterdir()) == []
 
 
-def test_store_skips_file_with_private_key(
-    setup: dict[str, Path], pki: Pki, capsys, caplog
-) -> None:
+def test_store_skips_file_with_private_key(setup: dict[str, Path], pki: Pki, capsys, caplog) -> None:
     key_bytes = pki.alice.key_path.read_bytes()
     (setup["certs"] / "alice-bundle.pem").write_bytes(key_bytes + pki.alice.cert_path.read_bytes())
     (setup["certs"] / "carol.pem").write_bytes(pki.carol.cert_path.read_bytes())
@@ -180,9 +147,7 @@ def test_certs_import_file_mode_and_content(setup: dict[str, Path], pki: Pki, ca
         # A group other than root's own shows the file takes the directory's group.
         os.chown(setup["certs"], -1, 65534)
     source = setup["work"] / "alice-commented.pem"
-    source.write_bytes(
-        b"Bag Attributes: a note before the block\n" + pki.alice.cert_path.read_bytes()
-    )
+    source.write_bytes(b"Bag Attributes: a note before the block\n" + pki.alice.cert_path.read_bytes())
 
     assert certs(setup, "import", str(source)) == 0
     capsys.readouterr()
@@ -201,26 +166,9 @@ def test_certs_import_file_mode_and_content(setup: dict[str, Path], pki: Pki, ca
 def test_certs_import_ca_listed_and_removable(setup: dict[str, Path], capsys) -> None:
     work = setup["work"]
     # openssl req -x509 adds basicConstraints CA:TRUE from openssl.cnf's v3_ca section.
-    openssl(
-        "req",
-        "-x509",
-        "-newkey",
-        "ec",
-        "-pkeyopt",
-        "ec_paramgen_curve:prime256v1",
-        "-nodes",
-        "-keyout",
-        "frank.key",
-        "-out",
-        "frank-ec.pem",
-        "-days",
-        "30",
-        "-subj",
-        "/CN=Frank",
-        "-addext",
-        "subjectAltName=email:frank@example.org",
-        cwd=work,
-    )
+    openssl("req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
+            "-keyout", "frank.key", "-out", "frank-ec.pem", "-days", "30", "-subj", "/CN=Frank",
+            "-addext", "subjectAltName=email:frank@example.org", cwd=work)
     certificate = work / "frank-ec.pem"
 
     assert certs(setup, "import", str(certificate)) == 1
@@ -254,57 +202,13 @@ def test_certs_import_bad_signature_reason(setup: dict[str, Path], pki: Pki, cap
 
 def test_certs_import_unknown_issuer_reason(setup: dict[str, Path], capsys) -> None:
     work = setup["work"]
-    openssl(
-        "req",
-        "-x509",
-        "-newkey",
-        "rsa:2048",
-        "-nodes",
-        "-keyout",
-        "other-ca.key",
-        "-out",
-        "other-ca.pem",
-        "-days",
-        "30",
-        "-subj",
-        "/CN=Other CA",
-        cwd=work,
-    )
-    openssl(
-        "req",
-        "-new",
-        "-newkey",
-        "rsa:2048",
-        "-nodes",
-        "-keyout",
-        "hank.key",
-        "-out",
-        "hank.csr",
-        "-subj",
-        "/CN=Hank",
-        cwd=work,
-    )
-    (work / "hank.ext").write_text(
-        "subjectAltName=email:hank@example.org\nextendedKeyUsage=emailProtection\n"
-    )
-    openssl(
-        "x509",
-        "-req",
-        "-in",
-        "hank.csr",
-        "-CA",
-        "other-ca.pem",
-        "-CAkey",
-        "other-ca.key",
-        "-CAcreateserial",
-        "-days",
-        "30",
-        "-extfile",
-        "hank.ext",
-        "-out",
-        "hank.pem",
-        cwd=work,
-    )
+    openssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", "other-ca.key",
+            "-out", "other-ca.pem", "-days", "30", "-subj", "/CN=Other CA", cwd=work)
+    openssl("req", "-new", "-newkey", "rsa:2048", "-nodes", "-keyout", "hank.key", "-out", "hank.csr",
+            "-subj", "/CN=Hank", cwd=work)
+    (work / "hank.ext").write_text("subjectAltName=email:hank@example.org\nextendedKeyUsage=emailProtection\n")
+    openssl("x509", "-req", "-in", "hank.csr", "-CA", "other-ca.pem", "-CAkey", "other-ca.key",
+            "-CAcreateserial", "-days", "30", "-extfile", "hank.ext", "-out", "hank.pem", cwd=work)
 
     assert certs(setup, "import", str(work / "hank.pem")) == 1
     error = capsys.readouterr().err
@@ -315,57 +219,13 @@ def test_certs_import_unknown_issuer_reason(setup: dict[str, Path], capsys) -> N
 
 def _leaf_with_own_root(work: Path) -> Path:
     """Write dave-chain.pem: Dave's certificate, then the self-signed CA that issued it."""
-    openssl(
-        "req",
-        "-x509",
-        "-newkey",
-        "rsa:2048",
-        "-nodes",
-        "-keyout",
-        "dave-ca.key",
-        "-out",
-        "dave-ca.pem",
-        "-days",
-        "30",
-        "-subj",
-        "/CN=Dave Root CA",
-        cwd=work,
-    )
-    openssl(
-        "req",
-        "-new",
-        "-newkey",
-        "rsa:2048",
-        "-nodes",
-        "-keyout",
-        "dave.key",
-        "-out",
-        "dave.csr",
-        "-subj",
-        "/CN=Dave",
-        cwd=work,
-    )
-    (work / "dave.ext").write_text(
-        "subjectAltName=email:dave@example.org\nextendedKeyUsage=emailProtection\n"
-    )
-    openssl(
-        "x509",
-        "-req",
-        "-in",
-        "dave.csr",
-        "-CA",
-        "dave-ca.pem",
-        "-CAkey",
-        "dave-ca.key",
-        "-CAcreateserial",
-        "-days",
-        "30",
-        "-extfile",
-        "dave.ext",
-        "-out",
-        "dave.pem",
-        cwd=work,
-    )
+    openssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", "dave-ca.key",
+            "-out", "dave-ca.pem", "-days", "30", "-subj", "/CN=Dave Root CA", cwd=work)
+    openssl("req", "-new", "-newkey", "rsa:2048", "-nodes", "-keyout", "dave.key", "-out", "dave.csr",
+            "-subj", "/CN=Dave", cwd=work)
+    (work / "dave.ext").write_text("subjectAltName=email:dave@example.org\nextendedKeyUsage=emailProtection\n")
+    openssl("x509", "-req", "-in", "dave.csr", "-CA", "dave-ca.pem", "-CAkey", "dave-ca.key",
+            "-CAcreateserial", "-days", "30", "-extfile", "dave.ext", "-out", "dave.pem", cwd=work)
     chain = work / "dave-chain.pem"
     chain.write_bytes((work / "dave.pem").read_bytes() + (work / "dave-ca.pem").read_bytes())
     return chain
@@ -395,77 +255,18 @@ def test_certs_import_chain_from_file(setup: dict[str, Path], pki: Pki, capsys) 
     work = setup["work"]
     pki.ca.private_key_pem.write_to_path(str(work / "root.key"))
     pki.ca.cert_pem.write_to_path(str(work / "root.pem"))
-    openssl(
-        "req",
-        "-new",
-        "-newkey",
-        "rsa:2048",
-        "-nodes",
-        "-keyout",
-        "sub.key",
-        "-out",
-        "sub.csr",
-        "-subj",
-        "/CN=Clinic Intermediate",
-        cwd=work,
-    )
-    (work / "sub.ext").write_text(
-        "basicConstraints=critical,CA:TRUE\nkeyUsage=critical,keyCertSign\n"
-    )
-    openssl(
-        "x509",
-        "-req",
-        "-in",
-        "sub.csr",
-        "-CA",
-        "root.pem",
-        "-CAkey",
-        "root.key",
-        "-CAcreateserial",
-        "-days",
-        "30",
-        "-extfile",
-        "sub.ext",
-        "-out",
-        "sub.pem",
-        cwd=work,
-    )
-    openssl(
-        "req",
-        "-new",
-        "-newkey",
-        "rsa:2048",
-        "-nodes",
-        "-keyout",
-        "ivy.key",
-        "-out",
-        "ivy.csr",
-        "-subj",
-        "/CN=Ivy",
-        cwd=work,
-    )
+    openssl("req", "-new", "-newkey", "rsa:2048", "-nodes", "-keyout", "sub.key", "-out", "sub.csr",
+            "-subj", "/CN=Clinic Intermediate", cwd=work)
+    (work / "sub.ext").write_text("basicConstraints=critical,CA:TRUE\nkeyUsage=critical,keyCertSign\n")
+    openssl("x509", "-req", "-in", "sub.csr", "-CA", "root.pem", "-CAkey", "root.key",
+            "-CAcreateserial", "-days", "30", "-extfile", "sub.ext", "-out", "sub.pem", cwd=work)
+    openssl("req", "-new", "-newkey", "rsa:2048", "-nodes", "-keyout", "ivy.key", "-out", "ivy.csr",
+            "-subj", "/CN=Ivy", cwd=work)
     (work / "ivy.ext").write_text(
         "subjectAltName=email:ivy@example.org\nextendedKeyUsage=emailProtection\n"
-        "keyUsage=keyEncipherment\n"
-    )
-    openssl(
-        "x509",
-        "-req",
-        "-in",
-        "ivy.csr",
-        "-CA",
-        "sub.pem",
-        "-CAkey",
-        "sub.key",
-        "-CAcreateserial",
-        "-days",
-        "30",
-        "-extfile",
-        "ivy.ext",
-        "-out",
-        "ivy.pem",
-        cwd=work,
-    )
+        "keyUsage=keyEncipherment\n")
+    openssl("x509", "-req", "-in", "ivy.csr", "-CA", "sub.pem", "-CAkey", "sub.key",
+            "-CAcreateserial", "-days", "30", "-extfile", "ivy.ext", "-out", "ivy.pem", cwd=work)
     chain = work / "ivy-chain.pem"
     chain.write_bytes((work / "ivy.pem").read_bytes() + (work / "sub.pem").read_bytes())
 
@@ -498,22 +299,8 @@ def test_certs_remove_ca_keeps_recipient(setup: dict[str, Path], capsys) -> None
 
 def test_certs_import_ca_alone(setup: dict[str, Path], capsys) -> None:
     work = setup["work"]
-    openssl(
-        "req",
-        "-x509",
-        "-newkey",
-        "rsa:2048",
-        "-nodes",
-        "-keyout",
-        "myca.key",
-        "-out",
-        "myca.pem",
-        "-days",
-        "30",
-        "-subj",
-        "/CN=My Intermediate",
-        cwd=work,
-    )
+    openssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", "myca.key",
+            "-out", "myca.pem", "-days", "30", "-subj", "/CN=My Intermediate", cwd=work)
 
     assert certs(setup, "import", str(work / "myca.pem")) == 1
     error = capsys.readouterr().err
@@ -536,26 +323,9 @@ def test_certs_import_ca_alone(setup: dict[str, Path], capsys) -> None:
 
 def test_certs_import_self_signed_reason(setup: dict[str, Path], capsys) -> None:
     work = setup["work"]
-    openssl(
-        "req",
-        "-x509",
-        "-newkey",
-        "rsa:2048",
-        "-nodes",
-        "-keyout",
-        "gina.key",
-        "-out",
-        "gina.pem",
-        "-days",
-        "30",
-        "-subj",
-        "/CN=Gina",
-        "-addext",
-        "basicConstraints=critical,CA:FALSE",
-        "-addext",
-        "subjectAltName=email:gina@example.org",
-        cwd=work,
-    )
+    openssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", "gina.key", "-out", "gina.pem",
+            "-days", "30", "-subj", "/CN=Gina", "-addext", "basicConstraints=critical,CA:FALSE",
+            "-addext", "subjectAltName=email:gina@example.org", cwd=work)
 
     assert certs(setup, "import", str(work / "gina.pem")) == 1
     error = capsys.readouterr().err
@@ -608,9 +378,7 @@ def test_keys_changes_audited(setup: dict[str, Path], gpg_world: GpgWorld, capsy
     assert records[1]["command"] == f"postveil keys import {revocation_file}"
 
 
-def test_reason_stored_in_record(
-    setup: dict[str, Path], pki: Pki, gpg_world: GpgWorld, capsys
-) -> None:
+def test_reason_stored_in_record(setup: dict[str, Path], pki: Pki, gpg_world: GpgWorld, capsys) -> None:
     bob = gpg_world.fingerprints["bob"]
     key_file = setup["work"] / "bob.asc"
     key_file.write_bytes(gpg(gpg_world.recipient_home, "--armor", "--export", bob).stdout)
@@ -624,10 +392,8 @@ def test_reason_stored_in_record(
 
     records = audit_records(setup)
     assert [record["reason"] for record in records] == [
-        "key sent by Bob in person",
-        "Bob left the practice",
-        "new certificate",
-        "Carol asked for portal mail",
+        "key sent by Bob in person", "Bob left the practice",
+        "new certificate", "Carol asked for portal mail",
     ]
     assert records[1]["command"] == f"postveil keys remove {bob[-16:]}"
     assert records[3]["command"] == f"postveil certs remove {carol[:16]}"
@@ -642,21 +408,15 @@ def test_invalid_reason_imports_nothing(setup: dict[str, Path], pki: Pki, capsys
 
 @pytest.mark.parametrize("command", ["keys", "certs"])
 @pytest.mark.parametrize("option", ["--config", "-c"])
-def test_config_option_after_action(
-    setup: dict[str, Path], command: str, option: str, capsys
-) -> None:
+def test_config_option_after_action(setup: dict[str, Path], command: str, option: str, capsys) -> None:
     assert main([command, "list", option, str(setup["config"])]) == 0
     assert capsys.readouterr().err == ""
 
 
-def test_changes_refused_without_audit(
-    setup: dict[str, Path], pki: Pki, gpg_world: GpgWorld, capsys
-) -> None:
+def test_changes_refused_without_audit(setup: dict[str, Path], pki: Pki, gpg_world: GpgWorld, capsys) -> None:
     key_fingerprint = gpg_world.fingerprints["alice"]
     key_file = setup["work"] / "alice.asc"
-    key_file.write_bytes(
-        gpg(gpg_world.recipient_home, "--armor", "--export", key_fingerprint).stdout
-    )
+    key_file.write_bytes(gpg(gpg_world.recipient_home, "--armor", "--export", key_fingerprint).stdout)
     assert keys(setup, "import", str(key_file)) == 0
     assert certs(setup, "import", str(pki.alice.cert_path)) == 0
     capsys.readouterr()
@@ -672,9 +432,7 @@ def test_changes_refused_without_audit(
     revocation_file = gpg_world.recipient_home / "openpgp-revocs.d" / f"{key_fingerprint}.rev"
     assert keys(setup, "import", str(revocation_file)) == 1
     assert "nothing was imported" in capsys.readouterr().err
-    [alice] = [
-        key for key in PgpKeyring(str(setup["home"])).keys() if key.fingerprint == key_fingerprint
-    ]
+    [alice] = [key for key in PgpKeyring(str(setup["home"])).keys() if key.fingerprint == key_fingerprint]
     assert alice.validity != "r"
 
     assert certs(setup, "import", str(pki.carol.cert_path)) == 1
@@ -690,9 +448,7 @@ def test_changes_refused_without_audit(
 # PGP import input ----------------------------------------------------------------------
 
 
-def test_keys_import_revocation_as_gpg_wrote_it(
-    setup: dict[str, Path], gpg_world: GpgWorld, capsys
-) -> None:
+def test_keys_import_revocation_as_gpg_wrote_it(setup: dict[str, Path], gpg_world: GpgWorld, capsys) -> None:
     erin = gpg_world.fingerprints["erin"]
     key_file = setup["work"] / "erin.asc"
     key_file.write_bytes(gpg(gpg_world.recipient_home, "--armor", "--export", erin).stdout)
@@ -708,9 +464,7 @@ def test_keys_import_revocation_as_gpg_wrote_it(
     assert "revoked" in output
 
 
-def test_keys_import_rejects_binary_secret_key(
-    setup: dict[str, Path], gpg_world: GpgWorld, capsys
-) -> None:
+def test_keys_import_rejects_binary_secret_key(setup: dict[str, Path], gpg_world: GpgWorld, capsys) -> None:
     alice = gpg_world.fingerprints["alice"]
     secret_file = setup["work"] / "alice-secret.gpg"
     secret_file.write_bytes(gpg(gpg_world.recipient_home, "--export-secret-keys", alice).stdout)
@@ -725,9 +479,7 @@ def test_keys_import_rejects_binary_secret_key(
     assert not secret_keys.exists() or os.listdir(secret_keys) == []
 
 
-def test_keys_import_revocation_unknown_key(
-    setup: dict[str, Path], gpg_world: GpgWorld, capsys
-) -> None:
+def test_keys_import_revocation_unknown_key(setup: dict[str, Path], gpg_world: GpgWorld, capsys) -> None:
     erin = gpg_world.fingerprints["erin"]
     revocation_file = gpg_world.recipient_home / "openpgp-revocs.d" / f"{erin}.rev"
 

@@ -29,13 +29,9 @@ def config_file(tmp_path: Path, pki: Pki) -> Path:
     subprocess.run(["gpgconf", "--homedir", str(home), "--kill", "all"], check=False)
 
 
-def test_keys_import_list_remove(
-    config_file: Path, gpg_world: GpgWorld, tmp_path: Path, capsys
-) -> None:
+def test_keys_import_list_remove(config_file: Path, gpg_world: GpgWorld, tmp_path: Path, capsys) -> None:
     key_file = tmp_path / "alice.asc"
-    key_file.write_bytes(
-        gpg(gpg_world.recipient_home, "--armor", "--export", gpg_world.fingerprints["alice"]).stdout
-    )
+    key_file.write_bytes(gpg(gpg_world.recipient_home, "--armor", "--export", gpg_world.fingerprints["alice"]).stdout)
     fingerprint = gpg_world.fingerprints["alice"]
 
     assert main(["keys", "--config", str(config_file), "import", str(key_file)]) == 0
@@ -55,9 +51,7 @@ def test_keys_import_list_remove(
     assert fingerprint not in capsys.readouterr().out
 
 
-def test_keys_import_revocation(
-    config_file: Path, gpg_world: GpgWorld, tmp_path: Path, capsys
-) -> None:
+def test_keys_import_revocation(config_file: Path, gpg_world: GpgWorld, tmp_path: Path, capsys) -> None:
     fingerprint = gpg_world.fingerprints["dave"]
     key_file = tmp_path / "dave.asc"
     key_file.write_bytes(gpg(gpg_world.recipient_home, "--armor", "--export", fingerprint).stdout)
@@ -119,12 +113,7 @@ def test_certs_import_refuses_unusable(config_file: Path, pki: Pki, capsys) -> N
     assert "ask the recipient for a current certificate" in error
     assert "trust store" not in error
 
-    assert (
-        main(
-            ["certs", "--config", str(config_file), "import", "--force", str(pki.expired.cert_path)]
-        )
-        == 0
-    )
+    assert main(["certs", "--config", str(config_file), "import", "--force", str(pki.expired.cert_path)]) == 0
     assert "certificate expired" in capsys.readouterr().out
 
 
@@ -138,9 +127,7 @@ def test_certs_import_not_pem(config_file: Path, tmp_path: Path, capsys) -> None
 
 def test_certs_list_missing_directory(tmp_path: Path, pki: Pki, capsys) -> None:
     config = tmp_path / "c.yaml"
-    config.write_text(
-        f"smime: {{certificate_dir: {tmp_path / 'absent'}, trust_store: {pki.trust_store}}}\n"
-    )
+    config.write_text(f"smime: {{certificate_dir: {tmp_path / 'absent'}, trust_store: {pki.trust_store}}}\n")
 
     assert main(["certs", "--config", str(config), "list"]) == 1
     assert "cannot read certificate directory" in capsys.readouterr().err

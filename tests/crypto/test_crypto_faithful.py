@@ -61,9 +61,7 @@ def assert_inner_matches(original_raw: bytes, inner_raw: bytes, shape: str) -> N
             assert expected in inner_fields, f"{field.name} missing or changed"
 
     for name in ("From", "To", "Date", "Message-ID"):
-        assert [to_crlf(f.raw) for f in original.get_all(name)] == [
-            f.raw for f in inner.get_all(name)
-        ]
+        assert [to_crlf(f.raw) for f in original.get_all(name)] == [f.raw for f in inner.get_all(name)]
 
     subject = decode_text(inner.first_value("Subject") or "")
     assert subject == EXPECTED_SUBJECT[shape]
@@ -71,9 +69,7 @@ def assert_inner_matches(original_raw: bytes, inner_raw: bytes, shape: str) -> N
     assert "[encrypt]" not in subject.lower()
 
 
-def assert_outer_is_neutral(
-    outer_raw: bytes, original_raw: bytes, content_types: list[str]
-) -> None:
+def assert_outer_is_neutral(outer_raw: bytes, original_raw: bytes, content_types: list[str]) -> None:
     outer = RawMessage.parse(outer_raw)
     assert outer.values("Subject") == [ROUTING.outer_subject]
     original = RawMessage.parse(original_raw)
@@ -87,16 +83,12 @@ def assert_outer_is_neutral(
 
 
 @pytest.mark.parametrize("shape", sorted(SHAPES))
-def test_smime_roundtrip_per_shape(
-    shape: str, pki: Pki, gpg_world: GpgWorld, tmp_path: Path
-) -> None:
+def test_smime_roundtrip_per_shape(shape: str, pki: Pki, gpg_world: GpgWorld, tmp_path: Path) -> None:
     original = SHAPES[shape]
     message = RawMessage.parse(original)
     context = _context(pki, gpg_world)
     lookup = context.certificates.lookup("alice@example.org")
-    group = RecipientGroup(
-        VersionKind.SMIME, ("alice@example.org",), (lookup.status.fingerprint,), False
-    )
+    group = RecipientGroup(VersionKind.SMIME, ("alice@example.org",), (lookup.status.fingerprint,), False)
 
     version = render_version(message, group, read_triggers(message, ROUTING), context)
 
@@ -114,9 +106,7 @@ def test_pgp_roundtrip_per_shape(shape: str, pki: Pki, gpg_world: GpgWorld) -> N
     original = SHAPES[shape]
     message = RawMessage.parse(original)
     context = _context(pki, gpg_world)
-    group = RecipientGroup(
-        VersionKind.PGP, ("alice@example.org",), (gpg_world.fingerprints["alice"],), False
-    )
+    group = RecipientGroup(VersionKind.PGP, ("alice@example.org",), (gpg_world.fingerprints["alice"],), False)
 
     version = render_version(message, group, read_triggers(message, ROUTING), context)
 
@@ -124,10 +114,7 @@ def test_pgp_roundtrip_per_shape(shape: str, pki: Pki, gpg_world: GpgWorld) -> N
     assert parsed.get_content_type() == "multipart/encrypted"
     assert parsed.get_param("protocol") == "application/pgp-encrypted"
     parts = list(parsed.iter_parts())
-    assert [p.get_content_type() for p in parts] == [
-        "application/pgp-encrypted",
-        "application/octet-stream",
-    ]
+    assert [p.get_content_type() for p in parts] == ["application/pgp-encrypted", "application/octet-stream"]
     assert parts[0].get_content().strip() == b"Version: 1"
     assert_outer_is_neutral(version.raw, original, ["multipart/encrypted"])
     armored = ARMOR_RE.search(version.raw)
@@ -141,9 +128,7 @@ def test_lf_input_becomes_canonical_crlf(pki: Pki, gpg_world: GpgWorld, tmp_path
     message = RawMessage.parse(original)
     context = _context(pki, gpg_world)
     lookup = context.certificates.lookup("alice@example.org")
-    group = RecipientGroup(
-        VersionKind.SMIME, ("alice@example.org",), (lookup.status.fingerprint,), False
-    )
+    group = RecipientGroup(VersionKind.SMIME, ("alice@example.org",), (lookup.status.fingerprint,), False)
 
     version = render_version(message, group, read_triggers(message, ROUTING), context)
 

@@ -53,9 +53,7 @@ def test_parse_non_header_line_starts_body() -> None:
         (b"A: 1\r\nFrom x\r\n\r\n", [b"A: 1\r\n"], b"From x\r\n\r\n", False),
     ],
 )
-def test_parse_edge_cases(
-    raw: bytes, fields: list[bytes], body: bytes, had_separator: bool
-) -> None:
+def test_parse_edge_cases(raw: bytes, fields: list[bytes], body: bytes, had_separator: bool) -> None:
     message = RawMessage.parse(raw)
 
     assert [header.raw for header in message.headers] == fields
@@ -76,33 +74,17 @@ def test_to_crlf_keeps_existing_crlf() -> None:
 @pytest.mark.parametrize(
     ("headers", "body", "expected"),
     [
-        (
-            b"Content-Type: application/pkcs7-mime; smime-type=enveloped-data; name=smime.p7m\r\n",
-            b"",
-            "smime",
-        ),
-        (b'Content-Type: application/x-pkcs7-mime; name="smime.p7m"\r\n', b"", "smime"),
+        (b"Content-Type: application/pkcs7-mime; smime-type=enveloped-data; name=smime.p7m\r\n", b"", "smime"),
+        (b"Content-Type: application/x-pkcs7-mime; name=\"smime.p7m\"\r\n", b"", "smime"),
         (b"Content-Type: application/pkcs7-mime; smime-type=authEnveloped-data\r\n", b"", "smime"),
         (b"Content-Type: application/pkcs7-mime; smime-type=signed-data\r\n", b"", None),
-        (
-            b'Content-Type: multipart/encrypted;\r\n protocol="application/pgp-encrypted"; boundary=x\r\n',
-            b"",
-            "pgp",
-        ),
-        (
-            b'Content-Type: multipart/signed; protocol="application/pgp-signature"; boundary=x\r\n',
-            b"",
-            None,
-        ),
+        (b"Content-Type: multipart/encrypted;\r\n protocol=\"application/pgp-encrypted\"; boundary=x\r\n", b"", "pgp"),
+        (b"Content-Type: multipart/signed; protocol=\"application/pgp-signature\"; boundary=x\r\n", b"", None),
         (b"Content-Type: text/plain\r\n", b"\r\n-----BEGIN PGP MESSAGE-----\r\n", "pgp"),
         (b"", b"-----BEGIN PGP MESSAGE-----\r\n", "pgp"),
         (b"Content-Type: text/plain\r\n", b"quoted:\r\n-----BEGIN PGP MESSAGE-----\r\n", None),
         (b"Content-Type: text/plain\r\n", b"hello\r\n", None),
-        (
-            b"Content-Type: TEXT/Plain ; charset=us-ascii\r\n",
-            b"-----BEGIN PGP MESSAGE-----\r\n",
-            "pgp",
-        ),
+        (b"Content-Type: TEXT/Plain ; charset=us-ascii\r\n", b"-----BEGIN PGP MESSAGE-----\r\n", "pgp"),
         (b"Content-Type: text\r\n", b"-----BEGIN PGP MESSAGE-----\r\n", "pgp"),
         (b"Content-Type: text/html\r\n", b"-----BEGIN PGP MESSAGE-----\r\n", None),
         (b"Content-Type: Multipart/Encrypted; protocol=application/pgp-encrypted\r\n", b"", "pgp"),
@@ -142,10 +124,7 @@ def test_decode_text_without_encoded_words(value: str) -> None:
 def test_address_list_keeps_encoded_names() -> None:
     from postveil.crypto.mime import address_list
 
-    values = [
-        "=?UTF-8?Q?M=C3=BCller=2C_Hans?= <h@example.org>, b@example.org",
-        "Jürgen <j@example.org>",
-    ]
+    values = ["=?UTF-8?Q?M=C3=BCller=2C_Hans?= <h@example.org>, b@example.org", "Jürgen <j@example.org>"]
 
     assert address_list(values) == ["h@example.org", "b@example.org", "j@example.org"]
 
@@ -236,10 +215,4 @@ def test_milter_operations_match_apply() -> None:
 
     assert _simulate(message, operations) == edits.apply(message)
     deletions = [(o.name, o.index) for o in operations if o.value is None]
-    assert deletions == [
-        ("Content-Type", 1),
-        ("Content-Transfer-Encoding", 1),
-        ("X-T", 2),
-        ("X-T", 1),
-        ("Subject", 2),
-    ]
+    assert deletions == [("Content-Type", 1), ("Content-Transfer-Encoding", 1), ("X-T", 2), ("X-T", 1), ("Subject", 2)]

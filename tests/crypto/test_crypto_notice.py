@@ -39,9 +39,7 @@ class Case:
     message_class: MessageClass = MessageClass.ESCALATED
     tags: tuple[str, ...] = ("[secure]",)
     portal: bool = False
-    routing: RoutingSection = field(
-        default_factory=lambda: RoutingSection(no_method_action="remove_and_notify")
-    )
+    routing: RoutingSection = field(default_factory=lambda: RoutingSection(no_method_action="remove_and_notify"))
     present: tuple[str, ...] = ()
     absent: tuple[str, ...] = ()
 
@@ -70,22 +68,14 @@ CASES = {
         absent=("other recipient",),
     ),
     "one of three removed": Case(
-        [
-            removed("x@plain.example", *NO_PORTAL),
-            sent("a@tls.example"),
-            sent("b@tls.example", Method.PGP),
-        ],
+        [removed("x@plain.example", *NO_PORTAL), sent("a@tls.example"), sent("b@tls.example", Method.PGP)],
         "Your message was not delivered to some recipients",
         "Your message was not delivered to 1 of its 3 recipients. It was sent to the other 2 recipients.",
         present=("send the message again to the recipient listed above only",),
         absent=("a@tls.example", "b@tls.example"),
     ),
     "two of three removed": Case(
-        [
-            removed("x@plain.example", *NO_PORTAL),
-            removed("y@plain.example", *NO_PORTAL),
-            sent("a@tls.example"),
-        ],
+        [removed("x@plain.example", *NO_PORTAL), removed("y@plain.example", *NO_PORTAL), sent("a@tls.example")],
         "Your message was not delivered to some recipients",
         "Your message was not delivered to 2 of its 3 recipients. It was sent to the other recipient.",
         present=(
@@ -153,9 +143,7 @@ CASES = {
 }
 
 
-def render(
-    case: Case, *, message_date: str | None = DATE, message_id: str | None = MESSAGE_ID
-) -> bytes:
+def render(case: Case, *, message_date: str | None = DATE, message_id: str | None = MESSAGE_ID) -> bytes:
     plan = plan_delivery(case.decisions, [d.recipient for d in case.decisions], "remove_and_notify")
     return build_notice(
         SENDER,
@@ -199,9 +187,7 @@ def test_notice_wording(name: str) -> None:
 
 def test_notice_never_claims_delivery_when_nobody_got_it() -> None:
     for name, case in CASES.items():
-        body = unwrapped(
-            email.message_from_bytes(render(case), policy=email.policy.default).get_content()
-        )
+        body = unwrapped(email.message_from_bytes(render(case), policy=email.policy.default).get_content())
         nobody = all(decision.method is None for decision in case.decisions)
 
         assert ("Nobody received it." in body) is nobody, name
@@ -218,20 +204,14 @@ def test_notice_identifies_by_date_and_message_id() -> None:
 
 
 def test_notice_without_date_or_message_id() -> None:
-    body = render(CASES["one of three removed"], message_date=None, message_id=None).split(
-        b"\r\n\r\n", 1
-    )[1]
+    body = render(CASES["one of three removed"], message_date=None, message_id=None).split(b"\r\n\r\n", 1)[1]
 
     assert b"  Date:       (none)\r\n" in body
     assert b"  Message-ID: (none)\r\n" in body
 
 
 def test_notice_identifier_stays_on_one_line() -> None:
-    notice = render(
-        CASES["one of three removed"],
-        message_date="Fri, 04 Dec 2026\r\n\tinjected: yes",
-        message_id="<" + "m" * 500 + ">",
-    )
+    notice = render(CASES["one of three removed"], message_date="Fri, 04 Dec 2026\r\n\tinjected: yes", message_id="<" + "m" * 500 + ">")
     headers = RawMessage.parse(notice)
 
     assert headers.get_all("injected") == []

@@ -51,9 +51,7 @@ def test_lookup_uses_clock_for_expiry(gpg_world: GpgWorld, tmp_path: Path) -> No
 
 def test_encrypt_to_two_keys(gpg_world: GpgWorld) -> None:
     keyring = PgpKeyring(str(gpg_world.postveil_home))
-    armored = keyring.encrypt(
-        b"secret\r\n", [gpg_world.fingerprints["alice"], gpg_world.fingerprints["bob"]]
-    )
+    armored = keyring.encrypt(b"secret\r\n", [gpg_world.fingerprints["alice"], gpg_world.fingerprints["bob"]])
 
     assert armored.startswith(b"-----BEGIN PGP MESSAGE-----")
     assert gpg_decrypt(gpg_world, armored) == b"secret\r\n"
@@ -63,14 +61,8 @@ def test_encrypt_to_one_key_names_only_that_key(gpg_world: GpgWorld) -> None:
     keyring = PgpKeyring(str(gpg_world.postveil_home))
     armored = keyring.encrypt(b"x", [gpg_world.fingerprints["alice"]])
 
-    packets = gpg(
-        gpg_world.recipient_home, "--list-packets", input=armored, check=False
-    ).stdout.decode()
-    key_ids = [
-        line.split("keyid ")[1].split()[0]
-        for line in packets.splitlines()
-        if "pubkey enc packet" in line
-    ]
+    packets = gpg(gpg_world.recipient_home, "--list-packets", input=armored, check=False).stdout.decode()
+    key_ids = [line.split("keyid ")[1].split()[0] for line in packets.splitlines() if "pubkey enc packet" in line]
     assert len(key_ids) == 1
 
 
@@ -120,9 +112,7 @@ def test_missing_gpg_binary_fails(gpg_world: GpgWorld) -> None:
 
 
 def test_import_refuses_secret_key(gpg_world: GpgWorld, tmp_path: Path) -> None:
-    secret = gpg(
-        gpg_world.recipient_home, "--armor", "--export-secret-keys", gpg_world.fingerprints["bob"]
-    ).stdout
+    secret = gpg(gpg_world.recipient_home, "--armor", "--export-secret-keys", gpg_world.fingerprints["bob"]).stdout
     keyring = PgpKeyring(str(gpg_world.postveil_home))
 
     with pytest.raises(PgpFailure, match="secret key"):
@@ -133,9 +123,7 @@ def test_import_and_remove(gpg_world: GpgWorld, tmp_path: Path) -> None:
     home = tmp_path / "fresh"
     home.mkdir(mode=0o700)
     keyring = PgpKeyring(str(home))
-    public = gpg(
-        gpg_world.recipient_home, "--armor", "--export", gpg_world.fingerprints["bob"]
-    ).stdout
+    public = gpg(gpg_world.recipient_home, "--armor", "--export", gpg_world.fingerprints["bob"]).stdout
     try:
         assert keyring.import_keys(public) == [gpg_world.fingerprints["bob"]]
         assert keyring.lookup("bob@example.org").usable

@@ -41,14 +41,8 @@ def _message(subject: str, to: str, cc: str = "") -> bytes:
     return head.encode() + "Befund: unauffällig\r\n".encode()
 
 
-def _context(
-    pki: Pki,
-    world: GpgWorld,
-    routing: RoutingSection | None = None,
-    portal: str | None = None,
-    home: str | None = None,
-    cert_dir: str | None = None,
-) -> RenderContext:
+def _context(pki: Pki, world: GpgWorld, routing: RoutingSection | None = None, portal: str | None = None,
+             home: str | None = None, cert_dir: str | None = None) -> RenderContext:
     return RenderContext(
         routing=routing or RoutingSection(),
         portal=PortalSection(intake_address=portal),
@@ -63,20 +57,12 @@ def _flowing(notice: bytes) -> bytes:
 
 
 def _pgp_key_ids(world: GpgWorld, armored: bytes) -> list[str]:
-    packets = gpg(
-        world.recipient_home, "--list-packets", input=armored, check=False
-    ).stdout.decode()
-    return [
-        line.split("keyid ")[1].split()[0]
-        for line in packets.splitlines()
-        if "pubkey enc packet" in line
-    ]
+    packets = gpg(world.recipient_home, "--list-packets", input=armored, check=False).stdout.decode()
+    return [line.split("keyid ")[1].split()[0] for line in packets.splitlines() if "pubkey enc packet" in line]
 
 
 def _subkey_id(world: GpgWorld, name: str) -> str:
-    out = gpg(
-        world.recipient_home, "--with-colons", "--list-keys", world.fingerprints[name]
-    ).stdout.decode()
+    out = gpg(world.recipient_home, "--with-colons", "--list-keys", world.fingerprints[name]).stdout.decode()
     return next(line.split(":")[4] for line in out.splitlines() if line.startswith("sub:"))
 
 
@@ -113,9 +99,7 @@ def test_three_recipients_each_right_form_once(pki: Pki, gpg_world: GpgWorld) ->
     armored = ARMOR_RE.search(encrypted.raw)
     assert armored is not None
     assert "unauffällig".encode() in gpg_decrypt(gpg_world, armored.group(0))
-    assert RawMessage.parse(portal.raw).values("X-Postveil-Portal-Recipient") == [
-        "nokey@plain.example"
-    ]
+    assert RawMessage.parse(portal.raw).values("X-Postveil-Portal-Recipient") == ["nokey@plain.example"]
 
 
 def test_neither_method_rejects_by_default(pki: Pki, gpg_world: GpgWorld) -> None:
@@ -155,9 +139,7 @@ def test_neither_method_removed_and_notified(pki: Pki, gpg_world: GpgWorld) -> N
     assert b"It was sent to the other recipient." in _flowing(outcome.notice)
 
 
-@pytest.mark.parametrize(
-    "recipients", [["nokey@plain.example"], ["nokey@plain.example", "other@plain.example"]]
-)
+@pytest.mark.parametrize("recipients", [["nokey@plain.example"], ["nokey@plain.example", "other@plain.example"]])
 def test_notice_when_nobody_left(pki: Pki, gpg_world: GpgWorld, recipients: list[str]) -> None:
     routing = RoutingSection(no_method_action="remove_and_notify")
     raw = _message("[ secure ] Jane Roe MRN 445566", ", ".join(recipients))
@@ -205,12 +187,8 @@ def test_bcc_pgp_recipient_separate_copy(pki: Pki, gpg_world: GpgWorld) -> None:
         (("bob@example.org",), True),
     ]
     to_copy, bcc_copy = outcome.versions
-    assert _pgp_key_ids(gpg_world, ARMOR_RE.search(to_copy.raw).group(0)) == [
-        _subkey_id(gpg_world, "alice")
-    ]
-    assert _pgp_key_ids(gpg_world, ARMOR_RE.search(bcc_copy.raw).group(0)) == [
-        _subkey_id(gpg_world, "bob")
-    ]
+    assert _pgp_key_ids(gpg_world, ARMOR_RE.search(to_copy.raw).group(0)) == [_subkey_id(gpg_world, "alice")]
+    assert _pgp_key_ids(gpg_world, ARMOR_RE.search(bcc_copy.raw).group(0)) == [_subkey_id(gpg_world, "bob")]
     assert b"bob@example.org" not in to_copy.raw
 
 
@@ -234,9 +212,7 @@ def test_tag_gone_outer_neutral_inner_intact(pki: Pki, gpg_world: GpgWorld, tmp_
     assert outcome.record.tags == ("[secure]",)
 
 
-def test_broken_gnupg_home_is_temporary_failure(
-    pki: Pki, gpg_world: GpgWorld, tmp_path: Path
-) -> None:
+def test_broken_gnupg_home_is_temporary_failure(pki: Pki, gpg_world: GpgWorld, tmp_path: Path) -> None:
     home = tmp_path / "broken"
     home.mkdir(mode=0o700)
     (home / "pubring.kbx").write_bytes(b"garbage")
@@ -255,9 +231,7 @@ def test_broken_gnupg_home_is_temporary_failure(
     assert "unauffällig" not in str(caught.value)
 
 
-def test_unreadable_certificate_dir_is_temporary_failure(
-    pki: Pki, gpg_world: GpgWorld, tmp_path: Path
-) -> None:
+def test_unreadable_certificate_dir_is_temporary_failure(pki: Pki, gpg_world: GpgWorld, tmp_path: Path) -> None:
     with pytest.raises(SmimeFailure) as caught:
         process_message(
             _message("[smime] Lab", "alice@example.org"),
@@ -279,9 +253,7 @@ def test_clean_message_never_runs_gpg(pki: Pki, gpg_world: GpgWorld, tmp_path: P
         recipients=["alice@example.org"],
         verdict=Verdict(False),
         tls={},
-        context=_context(
-            pki, gpg_world, home=str(tmp_path / "absent"), cert_dir=str(tmp_path / "absent")
-        ),
+        context=_context(pki, gpg_world, home=str(tmp_path / "absent"), cert_dir=str(tmp_path / "absent")),
     )
 
     assert [d.method for d in outcome.decisions] == [Method.PLAIN]
@@ -289,20 +261,12 @@ def test_clean_message_never_runs_gpg(pki: Pki, gpg_world: GpgWorld, tmp_path: P
 
 
 def test_already_encrypted_not_reencrypted(pki: Pki, gpg_world: GpgWorld) -> None:
-    armored = gpg(
-        gpg_world.recipient_home,
-        "--armor",
-        "--encrypt",
-        "--trust-model",
-        "always",
-        "-r",
-        "alice@example.org",
-        input=b"secret",
-    ).stdout
+    armored = gpg(gpg_world.recipient_home, "--armor", "--encrypt", "--trust-model", "always",
+                  "-r", "alice@example.org", input=b"secret").stdout
     raw = (
         b"From: doc@sender.example\r\nTo: alice@example.org\r\nSubject: [secure] x\r\n"
-        b'MIME-Version: 1.0\r\nContent-Type: multipart/encrypted; protocol="application/pgp-encrypted";'
-        b' boundary="b"\r\n\r\n--b\r\nContent-Type: application/pgp-encrypted\r\n\r\nVersion: 1\r\n'
+        b"MIME-Version: 1.0\r\nContent-Type: multipart/encrypted; protocol=\"application/pgp-encrypted\";"
+        b" boundary=\"b\"\r\n\r\n--b\r\nContent-Type: application/pgp-encrypted\r\n\r\nVersion: 1\r\n"
         b"--b\r\nContent-Type: application/octet-stream\r\n\r\n" + armored + b"--b--\r\n"
     )
 

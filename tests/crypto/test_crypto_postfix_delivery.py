@@ -45,13 +45,8 @@ class Setup:
 
 
 @pytest.fixture(scope="module")
-def setup(
-    world: World, postfix: PrivatePostfix, pki: Pki, tmp_path_factory: pytest.TempPathFactory
-):
-    domains = {
-        name: world.add_domain(unique_domain(f"crypto-{name}"))
-        for name in ("tls", "pgp", "smime", "portal", "plain")
-    }
+def setup(world: World, postfix: PrivatePostfix, pki: Pki, tmp_path_factory: pytest.TempPathFactory):
+    domains = {name: world.add_domain(unique_domain(f"crypto-{name}")) for name in ("tls", "pgp", "smime", "portal", "plain")}
     base = tmp_path_factory.mktemp("delivery")
 
     gpg_home = base / "recipient-gnupg"
@@ -80,15 +75,11 @@ def setup(
 
 
 def _addressed(original: bytes, recipients: list[str]) -> bytes:
-    return re.sub(
-        rb"(?m)^To: [^\r\n]*", b"To: " + ", ".join(recipients).encode(), original, count=1
-    )
+    return re.sub(rb"(?m)^To: [^\r\n]*", b"To: " + ", ".join(recipients).encode(), original, count=1)
 
 
 @pytest.mark.parametrize("shape", sorted(SHAPES))
-def test_each_sink_gets_right_form_once(
-    shape: str, setup: Setup, postfix: PrivatePostfix, tmp_path: Path
-) -> None:
+def test_each_sink_gets_right_form_once(shape: str, setup: Setup, postfix: PrivatePostfix, tmp_path: Path) -> None:
     recipients = {
         "tls": f"alice@{setup.tls.name}",
         "pgp": f"bob@{setup.pgp.name}",
@@ -96,10 +87,7 @@ def test_each_sink_gets_right_form_once(
         "portal": f"dave@{setup.plain.name}",
     }
     original = _addressed(SHAPES[shape], list(recipients.values()))
-    before = {
-        name: len(getattr(setup, name).sink.messages)
-        for name in ("tls", "pgp", "smime", "portal", "plain")
-    }
+    before = {name: len(getattr(setup, name).sink.messages) for name in ("tls", "pgp", "smime", "portal", "plain")}
 
     outcome = process_message(
         original,
@@ -158,37 +146,21 @@ def test_each_sink_gets_right_form_once(
     source = tmp_path / "smime.eml"
     source.write_bytes(smime_copy.data)
     inner = subprocess.run(
-        [
-            "openssl",
-            "cms",
-            "-decrypt",
-            "-in",
-            str(source),
-            "-recip",
-            str(setup.smime_leaf.cert_path),
-            "-inkey",
-            str(setup.smime_leaf.key_path),
-            "-binary",
-        ],
-        capture_output=True,
-        check=True,
-        timeout=60,
+        ["openssl", "cms", "-decrypt", "-in", str(source), "-recip", str(setup.smime_leaf.cert_path),
+         "-inkey", str(setup.smime_leaf.key_path), "-binary"],
+        capture_output=True, check=True, timeout=60,
     ).stdout
     assert_inner_matches(original, inner, shape)
 
     assert portal_copy.rcpt_tos == (f"intake@{setup.portal.name}",)
-    assert RawMessage.parse(portal_copy.data).values("X-Postveil-Portal-Recipient") == [
-        recipients["portal"]
-    ]
+    assert RawMessage.parse(portal_copy.data).values("X-Postveil-Portal-Recipient") == [recipients["portal"]]
 
     assert len(setup.plain.sink.messages) == before["plain"]
     for name in ("tls", "pgp", "smime", "portal"):
         assert len(getattr(setup, name).sink.messages) == before[name] + 1, f"{name} sink count"
 
 
-def test_bcc_copy_separate_through_postfix(
-    setup: Setup, postfix: PrivatePostfix, tmp_path: Path
-) -> None:
+def test_bcc_copy_separate_through_postfix(setup: Setup, postfix: PrivatePostfix, tmp_path: Path) -> None:
     to_address = f"carol@{setup.smime.name}"
     bcc_address = f"bob@{setup.pgp.name}"
     original = (
@@ -211,12 +183,8 @@ def test_bcc_copy_separate_through_postfix(
         (VersionKind.PGP, (bcc_address,), True),
     ]
     for version in outcome.versions:
-        result = postfix.send(
-            version.raw,
-            "doc@sender.example",
-            version.envelope_recipients,
-            port=postfix.reinject_port,
-        )
+        result = postfix.send(version.raw, "doc@sender.example", version.envelope_recipients,
+                              port=postfix.reinject_port)
         assert result.code == 250, result.reply
 
     bcc_copy = setup.pgp.sink.wait_for(before["pgp"] + 1)[-1]
@@ -230,21 +198,9 @@ def test_bcc_copy_separate_through_postfix(
     source = tmp_path / "to.eml"
     source.write_bytes(to_copy.data)
     to_inner = subprocess.run(
-        [
-            "openssl",
-            "cms",
-            "-decrypt",
-            "-in",
-            str(source),
-            "-recip",
-            str(setup.smime_leaf.cert_path),
-            "-inkey",
-            str(setup.smime_leaf.key_path),
-            "-binary",
-        ],
-        capture_output=True,
-        check=True,
-        timeout=60,
+        ["openssl", "cms", "-decrypt", "-in", str(source), "-recip", str(setup.smime_leaf.cert_path),
+         "-inkey", str(setup.smime_leaf.key_path), "-binary"],
+        capture_output=True, check=True, timeout=60,
     ).stdout
     assert bcc_address.encode() not in to_copy.data
     assert bcc_address.encode() not in to_inner

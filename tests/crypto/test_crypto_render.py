@@ -72,9 +72,7 @@ def test_untagged_subject_untouched() -> None:
     raw = MESSAGE.replace(b"Results [Secure] for you", b"Plain =?UTF-8?Q?r=C3=A9sum=C3=A9?=")
     message = RawMessage.parse(raw)
     group = RecipientGroup(VersionKind.CLEARTEXT, ("a@example.org",), (), False)
-    version = render_version(
-        message, group, read_triggers(message, ROUTING), RenderContext(ROUTING, PORTAL)
-    )
+    version = render_version(message, group, read_triggers(message, ROUTING), RenderContext(ROUTING, PORTAL))
 
     assert version.edits.replace == ()
     assert b"Subject: Plain =?UTF-8?Q?r=C3=A9sum=C3=A9?=\r\n" in version.raw
@@ -84,9 +82,7 @@ def test_encoded_subject_reencoded() -> None:
     raw = MESSAGE.replace(b"Results [Secure] for you", b"=?UTF-8?Q?[secure]_r=C3=A9sum=C3=A9?=")
     message = RawMessage.parse(raw)
     group = RecipientGroup(VersionKind.CLEARTEXT, ("a@example.org",), (), False)
-    version = render_version(
-        message, group, read_triggers(message, ROUTING), RenderContext(ROUTING, PORTAL)
-    )
+    version = render_version(message, group, read_triggers(message, ROUTING), RenderContext(ROUTING, PORTAL))
 
     new_subject = RawMessage.parse(version.raw).first_value("Subject") or ""
     assert new_subject.isascii()
@@ -117,9 +113,7 @@ def test_spaced_tag_removed_from_encoded_subject(subject: bytes, expected: str) 
     assert "secure" not in new_subject.lower()
 
 
-@pytest.mark.parametrize(
-    "body", [b"[secure]\r\n", b"Please treat as [ secure ].\r\n", b"Subject: [pgp]\r\n"]
-)
+@pytest.mark.parametrize("body", [b"[secure]\r\n", b"Please treat as [ secure ].\r\n", b"Subject: [pgp]\r\n"])
 def test_tag_in_body_is_ignored(body: bytes) -> None:
     raw = MESSAGE.replace(b"Results [Secure] for you", b"Results for you")
     raw = raw.replace(b"X-Postveil-Protect: yes\r\n", b"")
@@ -184,9 +178,7 @@ def test_needs_smtputf8() -> None:
     ascii_version = _render(VersionKind.CLEARTEXT, ("a@example.org",))
     message = RawMessage.parse(MESSAGE.replace(b"Results", "Befund für".encode()))
     group = RecipientGroup(VersionKind.CLEARTEXT, ("a@example.org",), (), False)
-    utf8_version = render_version(
-        message, group, read_triggers(message, ROUTING), RenderContext(ROUTING, PORTAL)
-    )
+    utf8_version = render_version(message, group, read_triggers(message, ROUTING), RenderContext(ROUTING, PORTAL))
 
     assert ascii_version.needs_smtputf8 is False
     assert utf8_version.needs_smtputf8 is True

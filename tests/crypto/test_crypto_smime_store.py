@@ -82,9 +82,7 @@ def test_new_file_seen_without_restart(pki: Pki, tmp_path: Path) -> None:
 def test_garbage_file_is_skipped_and_listed(pki: Pki, tmp_path: Path) -> None:
     directory = tmp_path / "certs"
     directory.mkdir()
-    (directory / "broken.pem").write_bytes(
-        b"-----BEGIN CERTIFICATE-----\nnot base64\n-----END CERTIFICATE-----\n"
-    )
+    (directory / "broken.pem").write_bytes(b"-----BEGIN CERTIFICATE-----\nnot base64\n-----END CERTIFICATE-----\n")
     shutil.copy(pki.alice.cert_path, directory / "alice.pem")
     store = CertificateStore(str(directory), str(pki.trust_store))
 
@@ -142,11 +140,7 @@ def test_trust_store_directory(pki: Pki, tmp_path: Path) -> None:
     trust_dir.mkdir()
     shutil.copy(pki.trust_store, trust_dir / "ca.pem")
 
-    assert (
-        CertificateStore(str(pki.cert_dir), str(trust_dir))
-        .lookup("alice@example.org")
-        .status.usable
-    )
+    assert CertificateStore(str(pki.cert_dir), str(trust_dir)).lookup("alice@example.org").status.usable
 
 
 def test_by_fingerprint_gone_fails(pki: Pki) -> None:
@@ -184,17 +178,8 @@ def test_signed_then_encrypted_verifies(pki: Pki, tmp_path: Path) -> None:
     # Without -binary: OpenSSL 3.0's multipart splitter in binary mode keeps the CR of the
     # CRLF that belongs to the boundary, and the content digest then differs.
     verified = subprocess.run(
-        [
-            "openssl",
-            "cms",
-            "-verify",
-            "-in",
-            str(signed_path),
-            "-CAfile",
-            str(pki.trust_store),
-            "-purpose",
-            "any",
-        ],
+        ["openssl", "cms", "-verify", "-in", str(signed_path), "-CAfile", str(pki.trust_store),
+         "-purpose", "any"],
         check=False,
         capture_output=True,
         timeout=60,
@@ -210,19 +195,13 @@ def test_signer_missing_file_fails(tmp_path: Path) -> None:
 
 def test_not_yet_valid_certificate(pki: Pki, tmp_path: Path) -> None:
     future = pki.issue(
-        "future",
-        ["future@example.org"],
-        not_before=NOW + DAY,
-        not_after=NOW + 10 * DAY,
-        install=False,
+        "future", ["future@example.org"], not_before=NOW + DAY, not_after=NOW + 10 * DAY, install=False
     )
     directory = tmp_path / "certs"
     directory.mkdir()
     shutil.copy(future.cert_path, directory / "future.pem")
 
-    status = (
-        CertificateStore(str(directory), str(pki.trust_store)).lookup("future@example.org").status
-    )
+    status = CertificateStore(str(directory), str(pki.trust_store)).lookup("future@example.org").status
 
     assert status.reason == "certificate not yet valid"
 
@@ -234,18 +213,14 @@ def test_clock_is_timezone_aware(pki: Pki) -> None:
 
 
 def test_content_encryption_is_aes256(pki: Pki, tmp_path: Path) -> None:
-    body = wrap_base64(
-        encrypt_entity(b"Content-Type: text/plain\r\n\r\nx\r\n", [pki.alice.certificate])
-    )
+    body = wrap_base64(encrypt_entity(b"Content-Type: text/plain\r\n\r\nx\r\n", [pki.alice.certificate]))
     head = "".join(f"{name}: {value}\r\n" for name, value in smime_headers()).encode()
     source = tmp_path / "m.eml"
     source.write_bytes(head + b"\r\n" + body)
 
     printed = subprocess.run(
         ["openssl", "cms", "-cmsout", "-print", "-in", str(source)],
-        capture_output=True,
-        check=True,
-        timeout=60,
+        capture_output=True, check=True, timeout=60,
     ).stdout.decode()
 
     assert "aes-256-cbc" in printed

@@ -40,10 +40,7 @@ def wait_for_state(pid: int, state: str, timeout: float = 30) -> None:
 def test_report_exited_reaps_zombie(tmp_path: Path) -> None:
     # A milter without a configuration file exits with status 78 at once.
     daemon = DaemonProcess(
-        "postveil.milter.daemon",
-        tmp_path / "absent.yaml",
-        tmp_path / "milter.log",
-        ready=lambda: True,
+        "postveil.milter.daemon", tmp_path / "absent.yaml", tmp_path / "milter.log", ready=lambda: True
     ).start()
     pid = daemon.pid
     assert pid is not None
@@ -62,9 +59,7 @@ def test_report_exited_reaps_zombie(tmp_path: Path) -> None:
 
 
 def test_report_exited_names_signal(tmp_path: Path) -> None:
-    daemon = DaemonProcess(
-        "sleep", tmp_path / "unused.yaml", tmp_path / "sleep.log", ready=lambda: True
-    )
+    daemon = DaemonProcess("sleep", tmp_path / "unused.yaml", tmp_path / "sleep.log", ready=lambda: True)
     # Any child process will do; start() would run "python -m MODULE --config PATH".
     daemon.process = subprocess.Popen(["sleep", "60"])
     reported: set[str] = set()

@@ -60,11 +60,7 @@ def test_wrong_name_certificate_fails_verification(server: HttpsFixture, pki: Te
 
 def test_status_type_and_redirect(server: HttpsFixture, pki: TestPKI) -> None:
     server.set_policy(
-        "example.test",
-        "moved",
-        status=301,
-        content_type="text/html",
-        location="https://elsewhere.test/",
+        "example.test", "moved", status=301, content_type="text/html", location="https://elsewhere.test/"
     )
 
     head = fetch(server, pki, "mta-sts.example.test").partition(b"\r\n\r\n")[0]

@@ -57,9 +57,7 @@ def test_sink_without_starttls_records_plaintext(pki: TestPKI) -> None:
 
 
 def test_wrong_name_certificate_fails_verification(pki: TestPKI) -> None:
-    with SmtpSink(
-        allocate_address(), pki, hostname="mx.wrong.test", tls="wrong-name", port=0
-    ) as sink:
+    with SmtpSink(allocate_address(), pki, hostname="mx.wrong.test", tls="wrong-name", port=0) as sink:
         with connect(sink, "mx.wrong.test") as client:
             with pytest.raises(ssl.SSLCertVerificationError):
                 client.starttls(context=pki.client_context())
@@ -68,9 +66,7 @@ def test_wrong_name_certificate_fails_verification(pki: TestPKI) -> None:
 
 
 def test_custom_reply_records_nothing(pki: TestPKI) -> None:
-    with SmtpSink(
-        allocate_address(), None, tls="none", port=0, reply="451 4.3.0 try later"
-    ) as sink:
+    with SmtpSink(allocate_address(), None, tls="none", port=0, reply="451 4.3.0 try later") as sink:
         with connect(sink, "mx.sink.test") as client:
             with pytest.raises(smtplib.SMTPDataError):
                 client.sendmail("a@org.test", ["b@example.test"], MESSAGE)
@@ -87,9 +83,7 @@ def test_wait_for_times_out_with_count(pki: TestPKI) -> None:
 def test_spool_numbers_messages_across_sinks(pki: TestPKI, tmp_path: Path) -> None:
     spool = MailSpool(tmp_path / "mail")
     tls_sink = SmtpSink(allocate_address(), pki, hostname="mx.first.test", port=0, spool=spool)
-    plain_sink = SmtpSink(
-        allocate_address(), None, hostname="mx.second.test", tls="none", port=0, spool=spool
-    )
+    plain_sink = SmtpSink(allocate_address(), None, hostname="mx.second.test", tls="none", port=0, spool=spool)
     with tls_sink, plain_sink:
         with connect(tls_sink, "mx.first.test") as client:
             client.starttls(context=pki.client_context())

@@ -57,9 +57,7 @@ def started() -> Iterator[list[DaemonProcess]]:
         daemon.terminate()
 
 
-def start(
-    started: list[DaemonProcess], config_path: Path, log_name: str = "milter.log"
-) -> DaemonProcess:
+def start(started: list[DaemonProcess], config_path: Path, log_name: str = "milter.log") -> DaemonProcess:
     daemon = DaemonProcess(
         "postveil.milter.daemon", config_path, config_path.parent / log_name, ready=lambda: True
     ).start()
@@ -91,18 +89,14 @@ def test_inet_port_in_use_exits_78(world: World, tmp_path: Path) -> None:
         result = run_until_exit(write_config(world, tmp_path, socket=f"inet:{port}@127.0.0.1"))
 
     assert result.returncode == EX_CONFIG
-    assert (
-        f"cannot open milter socket inet:{port}@127.0.0.1: Address already in use" in result.stderr
-    )
+    assert f"cannot open milter socket inet:{port}@127.0.0.1: Address already in use" in result.stderr
     assert "ss -ltnp" in result.stderr
     assert "Traceback" not in result.stderr
 
 
 def test_unusable_socket_directory_exits_78(world: World, tmp_path: Path) -> None:
     (tmp_path / "afile").write_text("")
-    result = run_until_exit(
-        write_config(world, tmp_path, socket=f"unix:{tmp_path / 'afile' / 'milter.sock'}")
-    )
+    result = run_until_exit(write_config(world, tmp_path, socket=f"unix:{tmp_path / 'afile' / 'milter.sock'}"))
 
     assert result.returncode == EX_CONFIG
     assert "cannot create directory" in result.stderr
@@ -132,9 +126,7 @@ def test_path_that_is_not_a_socket_is_kept(world: World, tmp_path: Path) -> None
     assert (tmp_path / "milter.sock").read_text() == "not a socket"
 
 
-def test_second_instance_exits_78(
-    world: World, tmp_path: Path, started: list[DaemonProcess]
-) -> None:
+def test_second_instance_exits_78(world: World, tmp_path: Path, started: list[DaemonProcess]) -> None:
     config_path = write_config(world, tmp_path)
     first = start(started, config_path)
     inode = (tmp_path / "milter.sock").stat().st_ino
@@ -142,19 +134,14 @@ def test_second_instance_exits_78(
     result = run_until_exit(config_path)
 
     assert result.returncode == EX_CONFIG
-    assert (
-        "another process (probably another postveil-milter) is already listening on it"
-        in result.stderr
-    )
+    assert "another process (probably another postveil-milter) is already listening on it" in result.stderr
     assert first.running
     assert (tmp_path / "milter.sock").stat().st_ino == inode
     with socket.socket(socket.AF_UNIX) as client:
         client.connect(str(tmp_path / "milter.sock"))
 
 
-def test_stale_socket_is_replaced(
-    world: World, tmp_path: Path, started: list[DaemonProcess]
-) -> None:
+def test_stale_socket_is_replaced(world: World, tmp_path: Path, started: list[DaemonProcess]) -> None:
     with socket.socket(socket.AF_UNIX) as leftover:
         leftover.bind(str(tmp_path / "milter.sock"))
 
@@ -164,9 +151,7 @@ def test_stale_socket_is_replaced(
     assert stat.S_ISSOCK((tmp_path / "milter.sock").stat().st_mode)
 
 
-def test_clean_exit_removes_socket(
-    world: World, tmp_path: Path, started: list[DaemonProcess]
-) -> None:
+def test_clean_exit_removes_socket(world: World, tmp_path: Path, started: list[DaemonProcess]) -> None:
     daemon = start(started, write_config(world, tmp_path))
     assert (tmp_path / "milter.sock").exists()
 
@@ -174,9 +159,7 @@ def test_clean_exit_removes_socket(
     assert not (tmp_path / "milter.sock").exists()
 
 
-def test_socket_has_final_mode_and_group(
-    world: World, tmp_path: Path, started: list[DaemonProcess]
-) -> None:
+def test_socket_has_final_mode_and_group(world: World, tmp_path: Path, started: list[DaemonProcess]) -> None:
     try:
         group = grp.getgrnam("postfix")
     except KeyError:
@@ -207,9 +190,7 @@ def test_reload_applies_logging_and_socket_mode(
     reload_and_wait(daemon, "configuration reloaded")
 
 
-def test_reload_switches_log_target(
-    world: World, tmp_path: Path, started: list[DaemonProcess]
-) -> None:
+def test_reload_switches_log_target(world: World, tmp_path: Path, started: list[DaemonProcess]) -> None:
     config_path = write_config(world, tmp_path)
     daemon = start(started, config_path)
     with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as syslog:
@@ -225,9 +206,7 @@ def test_reload_switches_log_target(
     assert "configuration reloaded" in datagram
 
 
-def test_reload_errors_one_line_each(
-    world: World, tmp_path: Path, started: list[DaemonProcess]
-) -> None:
+def test_reload_errors_one_line_each(world: World, tmp_path: Path, started: list[DaemonProcess]) -> None:
     config_path = write_config(world, tmp_path)
     daemon = start(started, config_path)
     edit_config(config_path, "milter", timeout="0s", colour="blue")
@@ -236,9 +215,7 @@ def test_reload_errors_one_line_each(
     daemon.wait_for_log("colour")
 
     lines = [line for line in daemon.log_text().splitlines() if line.startswith("ERROR")]
-    assert lines[0].startswith(
-        f"ERROR postveil.milter: reload of {config_path} failed with 2 error(s);"
-    )
+    assert lines[0].startswith(f"ERROR postveil.milter: reload of {config_path} failed with 2 error(s);")
     assert lines[1].startswith("ERROR postveil.milter: reload: ")
     assert lines[2].startswith("ERROR postveil.milter: reload: ")
     assert len(lines) == 3
@@ -260,18 +237,14 @@ def test_reload_with_missing_group_keeps_running(
     assert daemon.running
 
 
-def test_missing_key_stores_warned(
-    world: World, tmp_path: Path, started: list[DaemonProcess]
-) -> None:
+def test_missing_key_stores_warned(world: World, tmp_path: Path, started: list[DaemonProcess]) -> None:
     config_path = write_config(world, tmp_path)
     edit_config(config_path, "pgp", gnupg_home=str(tmp_path / "no-gnupg"))
     daemon = start(started, config_path)
 
     text = daemon.log_text()
-    assert (
-        f"WARNING postveil.milter: pgp.gnupg_home {tmp_path / 'no-gnupg'} does not exist or is "
-        "not a directory; every message whose route reaches pgp will be deferred (451)"
-    ) in text
+    assert (f"WARNING postveil.milter: pgp.gnupg_home {tmp_path / 'no-gnupg'} does not exist or is "
+            "not a directory; every message whose route reaches pgp will be deferred (451)") in text
     assert "smime.certificate_dir" not in text
 
     edit_config(config_path, "smime", certificate_dir=str(tmp_path / "no-certs"))

@@ -25,9 +25,7 @@ def sample_message(recipient: str, subject: str = "harness check") -> bytes:
     ).encode("latin-1")
 
 
-def test_message_passes_through_to_sink(
-    world: World, postfix: PrivatePostfix, milter: DaemonProcess
-) -> None:
+def test_message_passes_through_to_sink(world: World, postfix: PrivatePostfix, milter: DaemonProcess) -> None:
     domain = world.add_domain(unique_domain("pass"))
     recipient = f"alice@{domain.name}"
 
@@ -70,9 +68,7 @@ def test_tcp_socket_routes_like_unix(world: World, postfix: PrivatePostfix) -> N
     assert f"{result.queue_id}: rcpt=<{recipient}> method=plain" in daemon.log_text()
 
 
-def test_milter_down_gives_temporary_failure(
-    world: World, postfix: PrivatePostfix, milter: DaemonProcess
-) -> None:
+def test_milter_down_gives_temporary_failure(world: World, postfix: PrivatePostfix, milter: DaemonProcess) -> None:
     domain = world.add_domain(unique_domain("down"))
     recipient = f"bob@{domain.name}"
     milter.terminate()
@@ -85,9 +81,7 @@ def test_milter_down_gives_temporary_failure(
     assert domain.sink.messages == []
 
 
-def test_sigterm_with_message_in_flight(
-    world: World, postfix: PrivatePostfix, milter: DaemonProcess
-) -> None:
+def test_sigterm_with_message_in_flight(world: World, postfix: PrivatePostfix, milter: DaemonProcess) -> None:
     domain = world.add_domain(unique_domain("inflight"))
     recipient = f"carol@{domain.name}"
     assert milter.process is not None
@@ -114,9 +108,7 @@ def test_sigterm_with_message_in_flight(
         assert domain.sink.messages == []
 
 
-def test_new_message_after_sigterm_is_deferred(
-    world: World, postfix: PrivatePostfix, milter: DaemonProcess
-) -> None:
+def test_new_message_after_sigterm_is_deferred(world: World, postfix: PrivatePostfix, milter: DaemonProcess) -> None:
     domain = world.add_domain(unique_domain("late"))
     recipient = f"dave@{domain.name}"
     assert milter.process is not None
@@ -141,9 +133,7 @@ def test_oversize_message_gets_configured_reply(world: World, postfix: PrivatePo
     domain = world.add_domain(unique_domain("big"))
     recipient = f"erin@{domain.name}"
     with attached_milter(world, postfix, world.write_config(config, "oversize.yaml")):
-        result = postfix.send(
-            sample_message(recipient) + b"x" * 4000 + b"\r\n", "sender@org.test", [recipient]
-        )
+        result = postfix.send(sample_message(recipient) + b"x" * 4000 + b"\r\n", "sender@org.test", [recipient])
 
     assert result.code == 552
     assert "5.3.4" in result.text
@@ -161,9 +151,7 @@ def test_attached_milter_restores_smtpd_milters(world: World, postfix: PrivatePo
     assert postfix.main_cf().get("smtpd_milters") == before
 
 
-def test_message_passes_without_milter_after_teardown(
-    world: World, postfix: PrivatePostfix
-) -> None:
+def test_message_passes_without_milter_after_teardown(world: World, postfix: PrivatePostfix) -> None:
     with attached_milter(world, postfix):
         pass
     domain = world.add_domain(unique_domain("after"))
@@ -192,34 +180,19 @@ def test_start_stop_and_decision_are_audited(world: World, postfix: PrivatePostf
     records = [json.loads(line) for line in lines]
     kinds = [(r["kind"], r.get("event") or r.get("action")) for r in records]
     verify = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "postveil.cli.main",
-            "audit",
-            "verify",
-            "--config",
-            str(config_path),
-        ],
+        [sys.executable, "-m", "postveil.cli.main", "audit", "verify", "--config", str(config_path)],
         capture_output=True,
         text=True,
     )
 
-    assert kinds == [
-        ("config", "load"),
-        ("daemon", "start"),
-        ("message", "accept"),
-        ("daemon", "stop"),
-    ]
+    assert kinds == [("config", "load"), ("daemon", "start"), ("message", "accept"), ("daemon", "stop")]
     assert records[2]["queue_id"] == result.queue_id
     assert records[3]["reason"] == "SIGTERM"
     assert verify.returncode == 0, verify.stdout + verify.stderr
     assert verify.stdout.startswith("ok: 4 records")
 
 
-def test_sigterm_during_end_of_message(
-    world: World, postfix: PrivatePostfix, milter: DaemonProcess
-) -> None:
+def test_sigterm_during_end_of_message(world: World, postfix: PrivatePostfix, milter: DaemonProcess) -> None:
     import threading
 
     domain = world.add_domain(unique_domain("eom"))
@@ -229,9 +202,7 @@ def test_sigterm_during_end_of_message(
     line = b"Order 48392017 shipped 2026-11-03, tracking 1Z999AA10123456784, ref 55512345678.\r\n"
     message = sample_message(recipient) + line * 120_000
     results: list[SendResult] = []
-    sender = threading.Thread(
-        target=lambda: results.append(postfix.send(message, "sender@org.test", [recipient]))
-    )
+    sender = threading.Thread(target=lambda: results.append(postfix.send(message, "sender@org.test", [recipient])))
     assert milter.process is not None
 
     sender.start()
@@ -251,7 +222,5 @@ def test_sigterm_during_end_of_message(
         assert postfix.wait_for(result.queue_id, timeout=60).statuses == {recipient: "sent"}
         assert len(domain.sink.wait_for(1, timeout=60)) == 1
     else:
-        assert 400 <= result.code < 500, (
-            f"expected delivery or a temporary failure, got {result.code}"
-        )
+        assert 400 <= result.code < 500, f"expected delivery or a temporary failure, got {result.code}"
         assert domain.sink.messages == []

@@ -64,9 +64,7 @@ def tagged_message(sender: str, to: list[str], message_id: str) -> bytes:
     return (head + f"MRN {planted.MRN}, SSN {planted.SSN}.\r\n").encode()
 
 
-def wait_for(
-    domain: TestDomain, recipient: str, message_id: str, timeout: float = 30
-) -> ReceivedMessage:
+def wait_for(domain: TestDomain, recipient: str, message_id: str, timeout: float = 30) -> ReceivedMessage:
     """Wait for a message to ``recipient`` that mentions ``message_id``."""
     deadline = time.monotonic() + timeout
     while True:
@@ -86,9 +84,7 @@ def test_notice_when_nobody_received(scene: Scene) -> None:
     message_id = "notice-nobody@clinic.test"
     recipient = f"patient@{scene.plain.name}"
 
-    result = scene.postfix.send(
-        tagged_message(scene.sender, [recipient], message_id), scene.sender, [recipient]
-    )
+    result = scene.postfix.send(tagged_message(scene.sender, [recipient], message_id), scene.sender, [recipient])
     assert result.code == 250, result.text
 
     notice = wait_for(scene.clinic, scene.sender, message_id)
@@ -122,9 +118,7 @@ def test_notice_when_some_received(scene: Scene) -> None:
     delivered = scene.pgp.address
 
     result = scene.postfix.send(
-        tagged_message(scene.sender, [removed, delivered], message_id),
-        scene.sender,
-        [removed, delivered],
+        tagged_message(scene.sender, [removed, delivered], message_id), scene.sender, [removed, delivered]
     )
     assert result.code == 250, result.text
 

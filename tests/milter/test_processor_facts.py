@@ -71,10 +71,7 @@ def broken_cache(processor: MessageProcessor) -> MessageProcessor:
 
 def test_clean_mail_routed_plain_needs_no_facts(broken_cache: MessageProcessor) -> None:
     outcome = broken_cache.decide(
-        message("Lunch at noon in the usual place."),
-        queue_id="Q1",
-        sender=SENDER,
-        recipients=[RECIPIENT],
+        message("Lunch at noon in the usual place."), queue_id="Q1", sender=SENDER, recipients=[RECIPIENT]
     )
 
     assert [decision.method for decision in outcome.decisions] == [Method.PLAIN]
@@ -82,18 +79,14 @@ def test_clean_mail_routed_plain_needs_no_facts(broken_cache: MessageProcessor) 
 
 def test_sensitive_mail_defers_when_facts_cannot_be_read(broken_cache: MessageProcessor) -> None:
     with pytest.raises(TemporaryFailure, match="cannot read cache"):
-        broken_cache.decide(
-            message(SENSITIVE), queue_id="Q2", sender=SENDER, recipients=[RECIPIENT]
-        )
+        broken_cache.decide(message(SENSITIVE), queue_id="Q2", sender=SENDER, recipients=[RECIPIENT])
 
 
 def test_routing_by_tls_holds_the_domain(processor: MessageProcessor) -> None:
     processor.cache.put(DomainFacts("partner.test", override="encrypt"))
     before = time.time()
 
-    outcome = processor.decide(
-        message(SENSITIVE), queue_id="Q3", sender=SENDER, recipients=[RECIPIENT]
-    )
+    outcome = processor.decide(message(SENSITIVE), queue_id="Q3", sender=SENDER, recipients=[RECIPIENT])
 
     assert [decision.method for decision in outcome.decisions] == [Method.TLS]
     held_until = processor.cache.get("partner.test").tls_held_until  # type: ignore[union-attr]
@@ -104,9 +97,7 @@ def test_routing_by_tls_holds_the_domain(processor: MessageProcessor) -> None:
 def test_plain_routing_writes_no_hold(processor: MessageProcessor) -> None:
     processor.cache.put(DomainFacts("partner.test", override="encrypt"))
 
-    processor.decide(
-        message("Lunch at noon."), queue_id="Q4", sender=SENDER, recipients=[RECIPIENT]
-    )
+    processor.decide(message("Lunch at noon."), queue_id="Q4", sender=SENDER, recipients=[RECIPIENT])
 
     assert processor.cache.get("partner.test").tls_held_until is None  # type: ignore[union-attr]
 
@@ -120,9 +111,7 @@ def test_hold_that_cannot_be_written_defers(processor: MessageProcessor) -> None
         processor.decide(message(SENSITIVE), queue_id="Q5", sender=SENDER, recipients=[RECIPIENT])
 
 
-def test_later_message_held_for_full_period(
-    processor: MessageProcessor, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_later_message_held_for_full_period(processor: MessageProcessor, monkeypatch: pytest.MonkeyPatch) -> None:
     # A fake clock replaces waiting half an hour. A message accepted later must be
     # covered for the whole tls_hold, even though the domain's hold is not written for
     # every message.
@@ -171,9 +160,7 @@ def test_domain_with_only_hold_is_unknown(processor: MessageProcessor) -> None:
 def test_damaged_hold_replaced_by_next_message(processor: MessageProcessor) -> None:
     processor.cache.put(DomainFacts("partner.test", override="encrypt"))
     with sqlite3.connect(processor.config.policyd.cache_path) as connection:
-        connection.execute(
-            "INSERT INTO tls_holds (domain, until) VALUES ('partner.test', 'garbage')"
-        )
+        connection.execute("INSERT INTO tls_holds (domain, until) VALUES ('partner.test', 'garbage')")
     before = time.time()
 
     processor.decide(message(SENSITIVE), queue_id="Q10", sender=SENDER, recipients=[RECIPIENT])

@@ -90,14 +90,8 @@ def test_quiet_failure_deferred_to_eom(
     assert session.body_size == 0
 
     assert session.eom() == Milter.TEMPFAIL
-    assert context.reply == (
-        "451",
-        "4.3.0",
-        "postveil could not process this message, try again later",
-    )
-    assert (
-        "QUEUEID1: temporary failure at end of message: RCPT TO failed: RuntimeError" in caplog.text
-    )
+    assert context.reply == ("451", "4.3.0", "postveil could not process this message, try again later")
+    assert "QUEUEID1: temporary failure at end of message: RCPT TO failed: RuntimeError" in caplog.text
 
 
 def test_next_message_starts_clean_after_deferred_failure(monkeypatch: pytest.MonkeyPatch) -> None:

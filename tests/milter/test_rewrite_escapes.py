@@ -103,12 +103,7 @@ CASES = [
 
 @pytest.mark.parametrize(("case", "address", "settings"), CASES, ids=[c[0] for c in CASES])
 def test_rewrite_escape(
-    world: World,
-    postfix: PrivatePostfix,
-    tmp_path: Path,
-    case: str,
-    address: str,
-    settings: dict[str, str],
+    world: World, postfix: PrivatePostfix, tmp_path: Path, case: str, address: str, settings: dict[str, str]
 ) -> None:
     seen = world.add_domain(unique_domain("escape-from"), tls="none")
     target = world.add_domain(unique_domain("escape-to"), tls="none")
@@ -162,12 +157,7 @@ def test_cleanup_override_in_master_cf(world: World, postfix: PrivatePostfix) ->
     index = next(i for i, line in enumerate(lines) if line.startswith("cleanup "))
     lines.insert(index + 1, override)
     master_cf.write_text("".join(lines))
-    subprocess.run(
-        ["postfix", "-c", str(postfix.config_dir), "reload"],
-        capture_output=True,
-        check=True,
-        timeout=60,
-    )
+    subprocess.run(["postfix", "-c", str(postfix.config_dir), "reload"], capture_output=True, check=True, timeout=60)
     queue_id = ""
     try:
         domain_command(config_path, "set", seen.name, "--tls", "encrypt")
@@ -179,9 +169,7 @@ def test_cleanup_override_in_master_cf(world: World, postfix: PrivatePostfix) ->
         milter_log = milter.log_text()
     finally:
         master_cf.write_text(original)
-        subprocess.run(
-            ["postfix", "-c", str(postfix.config_dir), "reload"], capture_output=True, timeout=60
-        )
+        subprocess.run(["postfix", "-c", str(postfix.config_dir), "reload"], capture_output=True, timeout=60)
         world.stop_daemon("milter")
         world.stop_daemon("policyd")
         remove_from_queue(postfix, queue_id)

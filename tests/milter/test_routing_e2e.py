@@ -63,9 +63,7 @@ def scene(world: World, postfix: PrivatePostfix) -> Iterator[Scene]:
         world.stop_daemon("policyd")
 
 
-def sensitive_message(
-    to: list[str], subject: str, *, cc: list[str] | None = None, message_id: str
-) -> bytes:
+def sensitive_message(to: list[str], subject: str, *, cc: list[str] | None = None, message_id: str) -> bytes:
     headers = f"From: Dr. Who <{SENDER}>\r\nTo: {', '.join(to)}\r\n"
     if cc:
         headers += f"Cc: {', '.join(cc)}\r\n"
@@ -80,15 +78,12 @@ def sensitive_message(
     return (headers + body).encode()
 
 
-def copies_for(
-    domain: TestDomain, recipient: str, message_id: str, count: int = 1, timeout: float = 30
-) -> list[ReceivedMessage]:
+def copies_for(domain: TestDomain, recipient: str, message_id: str, count: int = 1, timeout: float = 30) -> list[ReceivedMessage]:
     """Wait for ``count`` copies carrying ``message_id`` addressed to ``recipient``."""
     deadline = time.monotonic() + timeout
     while True:
         found = [
-            m
-            for m in domain.sink.messages
+            m for m in domain.sink.messages
             if recipient in m.rcpt_tos and message_id.encode() in m.data
         ]
         if len(found) >= count or time.monotonic() > deadline:
@@ -141,9 +136,7 @@ def test_bcc_pgp_recipient_gets_own_copy(scene: Scene) -> None:
     envelope = [scene.pgp.address, scene.pgp_bcc.address]
 
     result = scene.postfix.send(
-        sensitive_message([scene.pgp.address], "[pgp] Referral", message_id=message_id),
-        SENDER,
-        envelope,
+        sensitive_message([scene.pgp.address], "[pgp] Referral", message_id=message_id), SENDER, envelope
     )
     assert result.code == 250, result.text
 
@@ -168,9 +161,7 @@ def test_tag_removed_and_subject_neutral(scene: Scene) -> None:
     recipient = scene.smime.address
 
     result = scene.postfix.send(
-        sensitive_message([recipient], "[secure] Referral for review", message_id=message_id),
-        SENDER,
-        [recipient],
+        sensitive_message([recipient], "[secure] Referral for review", message_id=message_id), SENDER, [recipient]
     )
     assert result.code == 250, result.text
 
@@ -190,22 +181,16 @@ def test_content_shapes_survive_decryption(scene: Scene, shape: str, method: str
     message_id = f"shape-{shape}-{method}@clinic.test"
     original = SHAPES[shape]
     original = original.replace(b"<shape@sender.example>", f"<{message_id}>".encode())
-    original = original.replace(
-        b"To: Alice <alice@example.org>", f"To: <{recipient.address}>".encode()
-    )
+    original = original.replace(b"To: Alice <alice@example.org>", f"To: <{recipient.address}>".encode())
     original = _force_method(original, method)
 
-    result = scene.postfix.send(
-        original, SENDER, [recipient.address], smtputf8=not original.isascii()
-    )
+    result = scene.postfix.send(original, SENDER, [recipient.address], smtputf8=not original.isascii())
     assert result.code == 250, result.text
 
     received = copies_for(scene.plain, recipient.address, message_id)[0]
     inner = recipient.decrypt(received.data)
 
-    assert RawMessage.parse(inner).body.rstrip(b"\r\n") == RawMessage.parse(original).body.rstrip(
-        b"\r\n"
-    )
+    assert RawMessage.parse(inner).body.rstrip(b"\r\n") == RawMessage.parse(original).body.rstrip(b"\r\n")
     assert header(inner, "Subject") == EXPECTED_SUBJECT[shape]
     assert header(received.data, "Subject") == OUTER_SUBJECT
 
@@ -236,18 +221,12 @@ def test_broken_gnupg_home_tempfails(scene: Scene) -> None:
     assert copies_for(scene.plain, scene.pgp.address, message_id, timeout=2) == []
     # The deferral is in the audit trail, with the error's class and no message text.
     lines = (scene.world.state_dir / "audit" / "audit.jsonl").read_text().splitlines()
-    deferred = [
-        record
-        for record in map(json.loads, lines)
-        if record["kind"] == "message"
-        and record["action"] == "tempfail"
-        and record["recipients"][0]["address"] == scene.pgp.address
-    ]
+    deferred = [record for record in map(json.loads, lines)
+                if record["kind"] == "message" and record["action"] == "tempfail"
+                and record["recipients"][0]["address"] == scene.pgp.address]
     assert deferred
     assert deferred[-1]["recipients"][0]["method"] == "tempfail"
-    assert deferred[-1]["recipients"][0]["reason"].startswith(
-        "temporary failure at end of message: "
-    )
+    assert deferred[-1]["recipients"][0]["reason"].startswith("temporary failure at end of message: ")
     assert "Broken keyring" not in json.dumps(deferred[-1])
 
 
@@ -276,9 +255,7 @@ def test_rejected_recipients_audited_as_rejected(scene: Scene) -> None:
     recipient = f"nokey@{scene.plain.name}"
 
     result = scene.postfix.send(
-        sensitive_message([recipient], "[pgp] No key for this one", message_id=message_id),
-        SENDER,
-        [recipient],
+        sensitive_message([recipient], "[pgp] No key for this one", message_id=message_id), SENDER, [recipient]
     )
 
     audit_file = scene.world.state_dir / "audit" / "audit.jsonl"
@@ -297,9 +274,7 @@ def test_reject_reply_has_plain_reason(scene: Scene) -> None:
     recipient = f"nokey@{scene.plain.name}"
 
     result = scene.postfix.send(
-        sensitive_message([recipient], "[ pgp ] No key for this one", message_id=message_id),
-        SENDER,
-        [recipient],
+        sensitive_message([recipient], "[ pgp ] No key for this one", message_id=message_id), SENDER, [recipient]
     )
 
     assert result.code == 550

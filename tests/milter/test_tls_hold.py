@@ -27,10 +27,7 @@ SENDER = "doctor@clinic.test"
 def domain_command_result(config_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "postveil.cli.main", "domain", "-c", str(config_path), *args],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
+        capture_output=True, text=True, timeout=60, check=False,
     )
 
 
@@ -57,17 +54,11 @@ def start_daemons(world: World, config: dict[str, Any], name: str) -> tuple[Path
 def remove_from_queue(postfix: PrivatePostfix, queue_id: str) -> None:
     """Delete a test's message, so the shared Postfix's queue stays as other tests expect."""
     if queue_id:
-        subprocess.run(
-            ["postsuper", "-c", str(postfix.config_dir), "-d", queue_id],
-            capture_output=True,
-            timeout=30,
-            check=False,
-        )
+        subprocess.run(["postsuper", "-c", str(postfix.config_dir), "-d", queue_id],
+                       capture_output=True, timeout=30, check=False)
 
 
-def wait_for_deferrals(
-    postfix: PrivatePostfix, queue_id: str, count: int, timeout: float = 30
-) -> None:
+def wait_for_deferrals(postfix: PrivatePostfix, queue_id: str, count: int, timeout: float = 30) -> None:
     pattern = re.compile(rf"{queue_id}: to=<[^>]+>.*status=deferred")
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -140,26 +131,16 @@ def test_release_waits_for_queued_mail(world: World, postfix: PrivatePostfix) ->
         refused = domain_command_result(
             config_path, "release", domain.name, "--postfix-config", str(postfix.config_dir)
         )
-        subprocess.run(
-            ["postsuper", "-c", str(postfix.config_dir), "-d", queue_id],
-            capture_output=True,
-            timeout=30,
-            check=True,
-        )
+        subprocess.run(["postsuper", "-c", str(postfix.config_dir), "-d", queue_id],
+                       capture_output=True, timeout=30, check=True)
         queue_id = ""
         released = domain_command_result(
-            config_path,
-            "release",
-            domain.name,
-            "--postfix-config",
-            str(postfix.config_dir),
-            "--reason",
-            "override set by mistake",
+            config_path, "release", domain.name, "--postfix-config", str(postfix.config_dir),
+            "--reason", "override set by mistake",
         )
         shown = domain_command(config_path, "show", domain.name)
-        clean = (
-            f"From: <{SENDER}>\r\nTo: <{recipient}>\r\nSubject: Lunch\r\n\r\nLunch at noon?\r\n"
-        ).encode()
+        clean = (f"From: <{SENDER}>\r\nTo: <{recipient}>\r\nSubject: Lunch\r\n\r\n"
+                 "Lunch at noon?\r\n").encode()
         sent = postfix.send(clean, SENDER, [recipient])
         delivery = postfix.wait_for(sent.queue_id)
     finally:
@@ -173,11 +154,8 @@ def test_release_waits_for_queued_mail(world: World, postfix: PrivatePostfix) ->
     assert "TLS hold released" in released.stdout
     assert "TLS hold:" not in shown
     assert delivery.statuses[recipient] == "sent"
-    records = [
-        line
-        for line in (world.state_dir / "audit" / "audit.jsonl").read_text().splitlines()
-        if '"release-tls-hold"' in line
-    ]
+    records = [line for line in (world.state_dir / "audit" / "audit.jsonl").read_text().splitlines()
+               if '"release-tls-hold"' in line]
     assert len(records) == 1
     assert "override set by mistake" in records[0]
 
@@ -194,9 +172,8 @@ def test_reused_notfound_after_set_encrypt(world: World, postfix: PrivatePostfix
     config_path, milter = start_daemons(world, config, "tls-hold-reuse.yaml")
     queue_id = ""
     try:
-        clean = (
-            f"From: <{SENDER}>\r\nTo: <{recipient}>\r\nSubject: Hello\r\n\r\nSee you on Monday.\r\n"
-        ).encode()
+        clean = (f"From: <{SENDER}>\r\nTo: <{recipient}>\r\nSubject: Hello\r\n\r\n"
+                 "See you on Monday.\r\n").encode()
         result = postfix.send(clean, SENDER, [recipient])
         assert result.code == 250, result.text
         assert postfix.wait_for(result.queue_id).statuses[recipient] == "sent"

@@ -32,7 +32,8 @@ def audit_records(tmp_path: Path) -> list[dict]:
 def write_config(tmp_path: Path, socketmap_port: int, policy_port: int) -> Path:
     config = tmp_path / "postveil.yaml"
     config.write_text(
-        audit_section(tmp_path) + "policyd:\n"
+        audit_section(tmp_path) +
+        "policyd:\n"
         f"  socketmap_listen: inet:127.0.0.1:{socketmap_port}\n"
         f"  policy_listen: inet:127.0.0.1:{policy_port}\n"
         f"  cache_path: {tmp_path / 'facts.sqlite3'}\n"
@@ -50,12 +51,8 @@ def write_config(tmp_path: Path, socketmap_port: int, policy_port: int) -> Path:
 
 
 def postveil(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "postveil.cli.main", *args],
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    return subprocess.run([sys.executable, "-m", "postveil.cli.main", *args],
+                          capture_output=True, text=True, timeout=60)
 
 
 def socketmap_query(port: int, key: str) -> bytes:
@@ -76,28 +73,20 @@ def test_daemon_lifecycle(tmp_path: Path) -> None:
     notify.bind(notify_path)
     notify.settimeout(20)
 
-    assert (
-        postveil("domain", "-c", str(config), "set", "example.org", "--tls", "secure").returncode
-        == 0
-    )
+    assert postveil("domain", "-c", str(config), "set", "example.org", "--tls", "secure").returncode == 0
     process = subprocess.Popen(
         [sys.executable, "-m", "postveil.policyd.daemon", "-c", str(config)],
         env={**os.environ, "NOTIFY_SOCKET": notify_path},
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
     )
     try:
         assert notify.recv(100) == b"READY=1"
         assert socketmap_query(socketmap_port, "example.org") == (
-            b"OK secure servername=hostname protocols=>=TLSv1.2"
-        )
+            b"OK secure servername=hostname protocols=>=TLSv1.2")
 
         with socket.create_connection(("127.0.0.1", policy_port), timeout=10) as sock:
-            sock.sendall(
-                b"request=smtpd_access_policy\nprotocol_state=RCPT\n"
-                b"sender=news@example.com\nrecipient=a@example.org\n\n"
-            )
+            sock.sendall(b"request=smtpd_access_policy\nprotocol_state=RCPT\n"
+                         b"sender=news@example.com\nrecipient=a@example.org\n\n")
             assert sock.recv(4096) == b"action=DUNNO\n\n"
         # A malformed request closes that connection; the daemon keeps serving.
         with socket.create_connection(("127.0.0.1", policy_port), timeout=10) as sock:
@@ -141,12 +130,8 @@ def test_domain_cli_set_show_list_purge(tmp_path: Path) -> None:
     assert postveil("domain", "-c", config, "purge", "example.org").returncode == 0
     records = audit_records(tmp_path)
     assert [record["kind"] for record in records] == [
-        "admin_override",
-        "tls_requirement",
-        "admin_override",
-        "tls_requirement",
-        "admin_override",
-    ]
+        "admin_override", "tls_requirement", "admin_override", "tls_requirement",
+        "admin_override"]
     assert records[0]["action"] == "set-tls"
     assert records[0]["target"] == "example.org"
     assert records[1]["new"] == "encrypt"
@@ -164,7 +149,8 @@ def test_daemon_unix_sockets(tmp_path: Path) -> None:
     policy_path = tmp_path / "run" / "policy.sock"
     config = tmp_path / "postveil.yaml"
     config.write_text(
-        audit_section(tmp_path) + "policyd:\n"
+        audit_section(tmp_path) +
+        "policyd:\n"
         f"  socketmap_listen: unix:{socketmap_path}\n"
         f"  policy_listen: unix:{policy_path}\n"
         f"  cache_path: {tmp_path / 'facts.sqlite3'}\n"
@@ -172,15 +158,9 @@ def test_daemon_unix_sockets(tmp_path: Path) -> None:
         "dns:\n"
         f"  nameservers: ['127.0.0.1:{free_port()}']\n"
     )
-    assert (
-        postveil("domain", "-c", str(config), "set", "example.org", "--tls", "encrypt").returncode
-        == 0
-    )
-    process = subprocess.Popen(
-        [sys.executable, "-m", "postveil.policyd.daemon", "-c", str(config)],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
+    assert postveil("domain", "-c", str(config), "set", "example.org", "--tls", "encrypt").returncode == 0
+    process = subprocess.Popen([sys.executable, "-m", "postveil.policyd.daemon", "-c", str(config)],
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         deadline = time.monotonic() + 20
         while not (socketmap_path.exists() and policy_path.exists()):
@@ -190,16 +170,12 @@ def test_daemon_unix_sockets(tmp_path: Path) -> None:
             sock.settimeout(10)
             sock.connect(str(socketmap_path))
             sock.sendall(encode(b"postveil example.org"))
-            assert NetstringDecoder(1000).feed(sock.recv(4096)) == [
-                b"OK encrypt protocols=>=TLSv1.2"
-            ]
+            assert NetstringDecoder(1000).feed(sock.recv(4096)) == [b"OK encrypt protocols=>=TLSv1.2"]
         with socket.socket(socket.AF_UNIX) as sock:
             sock.settimeout(10)
             sock.connect(str(policy_path))
-            sock.sendall(
-                b"request=smtpd_access_policy\nprotocol_state=RCPT\n"
-                b"sender=a@example.com\nrecipient=b@example.org\n\n"
-            )
+            sock.sendall(b"request=smtpd_access_policy\nprotocol_state=RCPT\n"
+                         b"sender=a@example.com\nrecipient=b@example.org\n\n")
             assert sock.recv(4096) == b"action=DUNNO\n\n"
     finally:
         process.send_signal(signal.SIGTERM)
@@ -209,11 +185,7 @@ def test_daemon_unix_sockets(tmp_path: Path) -> None:
 def test_daemon_invalid_config_exits_78(tmp_path: Path) -> None:
     config = tmp_path / "postveil.yaml"
     config.write_text("policyd:\n  socketmap_listen: nowhere\n")
-    result = subprocess.run(
-        [sys.executable, "-m", "postveil.policyd.daemon", "-c", str(config)],
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    result = subprocess.run([sys.executable, "-m", "postveil.policyd.daemon", "-c", str(config)],
+                            capture_output=True, text=True, timeout=60)
     assert result.returncode == 78
     assert "socketmap_listen" in result.stderr

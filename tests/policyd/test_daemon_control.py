@@ -48,9 +48,7 @@ def write_config(tmp_path: Path, **policyd: Any) -> Path:
             **policyd,
         },
         "dns": {
-            "nameservers": [f"127.0.0.1:{free_port()}"],
-            "timeout": "200ms",
-            "lifetime": "500ms",
+            "nameservers": [f"127.0.0.1:{free_port()}"], "timeout": "200ms", "lifetime": "500ms",
         },
         "logging": {"level": "INFO"},
     }
@@ -68,29 +66,15 @@ def edit_config(path: Path, section: str, **values: Any) -> None:
 def run_until_exit(config_path: Path) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "postveil.policyd.daemon", "--config", str(config_path)],
-        capture_output=True,
-        text=True,
-        timeout=60,
+        capture_output=True, text=True, timeout=60,
     )
 
 
 def set_domain_level(config_path: Path, domain: str, level: str) -> None:
     result = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "postveil.cli.main",
-            "domain",
-            "-c",
-            str(config_path),
-            "set",
-            domain,
-            "--tls",
-            level,
-        ],
-        capture_output=True,
-        text=True,
-        timeout=60,
+        [sys.executable, "-m", "postveil.cli.main", "domain", "-c", str(config_path),
+         "set", domain, "--tls", level],
+        capture_output=True, text=True, timeout=60,
     )
     assert result.returncode == 0, result.stderr
 
@@ -156,8 +140,7 @@ def reload_and_wait(daemon: DaemonProcess, marker: str) -> None:
 def test_help_names_defaults_signals_and_exit_status() -> None:
     result = subprocess.run(
         [sys.executable, "-m", "postveil.policyd.daemon", "--help"],
-        capture_output=True,
-        text=True,
+        capture_output=True, text=True,
         env=dict(os.environ, POSTVEIL_CONFIG="/elsewhere/p.yaml", COLUMNS="200"),
     )
 
@@ -213,9 +196,8 @@ def test_port_in_use_exits_78(tmp_path: Path) -> None:
         result = run_until_exit(write_config(tmp_path, policy_listen=f"inet:127.0.0.1:{port}"))
 
     assert result.returncode == EXIT_CONFIG
-    assert (
-        f"cannot listen on inet:127.0.0.1:{port} (policyd.policy_listen): Address already in use"
-    ) in result.stderr
+    assert (f"cannot listen on inet:127.0.0.1:{port} (policyd.policy_listen): "
+            "Address already in use") in result.stderr
     assert "ss -ltnp" in result.stderr
     assert "Traceback" not in result.stderr
 
@@ -324,13 +306,8 @@ def test_reload_warns_once_per_restart_key(tmp_path: Path, started: list[DaemonP
     set_domain_level(config_path, "example.org", "encrypt")
     old_port = socketmap_port(config_path)
     daemon = start(started, config_path)
-    edit_config(
-        config_path,
-        "policyd",
-        socketmap_listen=f"inet:127.0.0.1:{free_port()}",
-        cache_path=str(tmp_path / "other.sqlite3"),
-        protocols=">=TLSv1.3",
-    )
+    edit_config(config_path, "policyd", socketmap_listen=f"inet:127.0.0.1:{free_port()}",
+                cache_path=str(tmp_path / "other.sqlite3"), protocols=">=TLSv1.3")
 
     reload_and_wait(daemon, "configuration reloaded")
 
@@ -360,10 +337,8 @@ def test_reload_errors_one_line_each(tmp_path: Path, started: list[DaemonProcess
     daemon.wait_for_log("colour")
 
     lines = [line for line in daemon.log_text().splitlines() if line.startswith("ERROR")]
-    assert lines[0] == (
-        f"ERROR postveil.policyd: reload of {config_path} failed with 2 error(s); "
-        "keeping the running configuration"
-    )
+    assert lines[0] == (f"ERROR postveil.policyd: reload of {config_path} failed with 2 error(s); "
+                        "keeping the running configuration")
     assert lines[1].startswith("ERROR postveil.policyd: reload: ")
     assert lines[2].startswith("ERROR postveil.policyd: reload: ")
     assert len(lines) == 3
@@ -454,11 +429,8 @@ def test_audit_records_start_reloads_and_stop(tmp_path: Path, started: list[Daem
 
     records = audit_records(tmp_path, "config", "daemon")
     assert [(record["kind"], record["event"]) for record in records] == [
-        ("config", "load"),
-        ("daemon", "start"),
-        ("config", "reload"),
-        ("config", "reload_failed"),
-        ("daemon", "stop"),
+        ("config", "load"), ("daemon", "start"), ("config", "reload"),
+        ("config", "reload_failed"), ("daemon", "stop"),
     ]
     assert all(record["program"] == "postveil-policyd" for record in records)
     assert records[0]["source"] == str(config_path)
@@ -475,13 +447,9 @@ def test_audit_records_start_reloads_and_stop(tmp_path: Path, started: list[Daem
 def policy_request(config_path: Path, sender: str, recipient: str) -> bytes:
     """Send one RCPT-stage access policy request and return the reply."""
     listen = yaml.safe_load(config_path.read_text())["policyd"]["policy_listen"]
-    with socket.create_connection(
-        ("127.0.0.1", int(listen.rpartition(":")[2])), timeout=30
-    ) as sock:
-        sock.sendall(
-            f"request=smtpd_access_policy\nprotocol_state=RCPT\n"
-            f"sender={sender}\nrecipient={recipient}\n\n".encode()
-        )
+    with socket.create_connection(("127.0.0.1", int(listen.rpartition(":")[2])), timeout=30) as sock:
+        sock.sendall(f"request=smtpd_access_policy\nprotocol_state=RCPT\n"
+                     f"sender={sender}\nrecipient={recipient}\n\n".encode())
         reply = b""
         while not reply.endswith(b"\n\n"):
             chunk = sock.recv(4096)

@@ -17,9 +17,8 @@ from postveil.tlsfacts.facts import DomainFacts, ProbeResult
 
 
 def dns_client(world: World) -> DnsClient:
-    return DnsClient(
-        DnsSection(nameservers=[world.dns.nameserver], timeout="300ms", lifetime="600ms")
-    )
+    return DnsClient(DnsSection(nameservers=[world.dns.nameserver], timeout="300ms",
+                                lifetime="600ms"))
 
 
 async def test_dane_validated_usable(world: World) -> None:
@@ -64,15 +63,11 @@ async def test_dane_servfail_is_temporary(world: World) -> None:
 
 @pytest.mark.parametrize(
     ("tls", "starttls", "cert_valid", "error"),
-    [
-        ("valid", True, True, None),
-        ("wrong-name", True, False, "certificate"),
-        ("none", False, False, "no-starttls"),
-    ],
+    [("valid", True, True, None), ("wrong-name", True, False, "certificate"),
+     ("none", False, False, "no-starttls")],
 )
-async def test_probe_sink(
-    world: World, tls: str, starttls: bool, cert_valid: bool, error: str | None
-) -> None:
+async def test_probe_sink(world: World, tls: str, starttls: bool, cert_valid: bool,
+                          error: str | None) -> None:
     domain = world.add_domain(unique_domain("probe"), tls=tls)  # type: ignore[arg-type]
     config = PolicydSection(probe_ca_file=str(world.pki.ca_path), probe_timeout="10s")
     prober = Prober(config, dns_client(world))
@@ -118,14 +113,8 @@ def test_probe_results_keep_tls_seen() -> None:
 async def test_dane_ad_check_disabled(world: World) -> None:
     domain = world.add_domain(unique_domain("noad"))
     world.dns.add(f"_25._tcp.{domain.mx_host}", "TLSA", "3 1 1 " + "ab" * 32)
-    client = DnsClient(
-        DnsSection(
-            nameservers=[world.dns.nameserver],
-            timeout="300ms",
-            lifetime="600ms",
-            require_dnssec_ad=False,
-        )
-    )
+    client = DnsClient(DnsSection(nameservers=[world.dns.nameserver], timeout="300ms",
+                                  lifetime="600ms", require_dnssec_ad=False))
     facts = await lookup_dane(client, domain.name, 25, time.time())
     assert facts.tlsa_present
     assert facts.validated

@@ -28,15 +28,8 @@ def _request(**overrides: str) -> dict[str, str]:
 
 
 def test_parse_request_lines() -> None:
-    attributes = parse_request(
-        [
-            b"request=smtpd_access_policy",
-            b"sender=",
-            b"recipient=a@b.org",
-            b"sender=second@x.org",
-            b"ccert_subject=a=b",
-        ]
-    )
+    attributes = parse_request([b"request=smtpd_access_policy", b"sender=", b"recipient=a@b.org",
+                                b"sender=second@x.org", b"ccert_subject=a=b"])
     assert attributes["request"] == "smtpd_access_policy"
     assert attributes["sender"] == ""
     assert attributes["recipient"] == "a@b.org"
@@ -81,9 +74,8 @@ VERDICTS = [
 ]
 
 
-@pytest.mark.parametrize(
-    ("attributes", "requirement", "prefix"), [v[1:] for v in VERDICTS], ids=[v[0] for v in VERDICTS]
-)
+@pytest.mark.parametrize(("attributes", "requirement", "prefix"), [v[1:] for v in VERDICTS],
+                         ids=[v[0] for v in VERDICTS])
 def test_verdict_table(attributes: dict, requirement: Requirement, prefix: str) -> None:
     verdict = delegation_verdict(attributes, requirement, CONFIG)
     assert verdict.action.startswith(prefix)

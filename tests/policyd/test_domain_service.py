@@ -31,15 +31,11 @@ from postveil.tlsfacts.facts import DaneFacts, DomainFacts
 
 def make_service(world: World, cache: FactsCache, **overrides: object) -> DomainService:
     config = PolicydSection(
-        mta_sts_ca_file=str(world.pki.ca_path),
-        probe_ca_file=str(world.pki.ca_path),
-        probe_new_domain_delay="1h",
-        probe_timeout="10s",
-        **overrides,
+        mta_sts_ca_file=str(world.pki.ca_path), probe_ca_file=str(world.pki.ca_path),
+        probe_new_domain_delay="1h", probe_timeout="10s", **overrides,
     )
-    dns = DnsClient(
-        DnsSection(nameservers=[world.dns.nameserver], timeout="300ms", lifetime="600ms")
-    )
+    dns = DnsClient(DnsSection(nameservers=[world.dns.nameserver], timeout="300ms",
+                               lifetime="600ms"))
     return DomainService(config, cache, dns, PolicyFetcher(config, dns), Prober(config, dns))
 
 
@@ -47,10 +43,8 @@ async def test_discovery_records_event(world: World, tmp_path: Path) -> None:
     domain = world.add_domain(unique_domain("svc-sts"), mta_sts="enforce")
     cache = SqliteFactsCache(tmp_path / "facts.sqlite3")
     generate_key_file(tmp_path / "audit.key")
-    audit = AuditLog(
-        AuditSection(directory=str(tmp_path / "audit"), key_file=str(tmp_path / "audit.key")),
-        program="test",
-    )
+    audit = AuditLog(AuditSection(directory=str(tmp_path / "audit"),
+                                  key_file=str(tmp_path / "audit.key")), program="test")
     service = make_service(world, cache)
     service.audit = audit
     try:
@@ -102,12 +96,10 @@ async def test_socketmap_over_redis_cache(world: World, redis_url: str) -> None:
     service = make_service(world, cache, cache_backend="redis")
     responder = SocketmapResponder(service, (3, 7, 11))
     server = await asyncio.get_running_loop().create_server(
-        lambda: SocketmapProtocol(lambda: responder), "127.0.0.1", 0
-    )
+        lambda: SocketmapProtocol(lambda: responder), "127.0.0.1", 0)
     try:
         reader, writer = await asyncio.open_connection(
-            "127.0.0.1", server.sockets[0].getsockname()[1]
-        )
+            "127.0.0.1", server.sockets[0].getsockname()[1])
         writer.write(encode(f"postveil {domain.name}".encode()) * 2)
         decoder = NetstringDecoder(200_000)
         replies: list[bytes] = []
@@ -126,30 +118,14 @@ async def test_socketmap_over_redis_cache(world: World, redis_url: str) -> None:
 def test_domain_check_cli(world: World, tmp_path: Path) -> None:
     domain = world.add_domain(unique_domain("cli-check"), mta_sts="enforce")
     config = world.base_config()
-    config["policyd"] = {
-        "cache_path": str(tmp_path / "facts.sqlite3"),
-        "mta_sts_ca_file": str(world.pki.ca_path),
-        "probe_ca_file": str(world.pki.ca_path),
-        "postfix_version": "3.7.11",
-    }
+    config["policyd"] = {"cache_path": str(tmp_path / "facts.sqlite3"),
+                         "mta_sts_ca_file": str(world.pki.ca_path),
+                         "probe_ca_file": str(world.pki.ca_path), "postfix_version": "3.7.11"}
     path = tmp_path / "postveil.yaml"
     path.write_text(yaml.safe_dump(config))
     result = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "postveil.cli.main",
-            "domain",
-            "-c",
-            str(path),
-            "check",
-            domain.name,
-            "--json",
-        ],
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+        [sys.executable, "-m", "postveil.cli.main", "domain", "-c", str(path), "check",
+         domain.name, "--json"], capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, result.stderr
     report = json.loads(result.stdout)
     assert report["mta_sts_id"] == domain.mta_sts_id
@@ -157,28 +133,13 @@ def test_domain_check_cli(world: World, tmp_path: Path) -> None:
     assert report["probes"][0]["starttls"] is True
     assert report["probes"][0]["cert_valid"] is True
     assert report["socketmap_reply"] == (
-        f"OK secure match={domain.mx_host} servername=hostname protocols=>=TLSv1.2"
-    )
-    assert (
-        not (tmp_path / "facts.sqlite3").exists()
-        or SqliteFactsCache(tmp_path / "facts.sqlite3").get(domain.name) is None
-    )
+        f"OK secure match={domain.mx_host} servername=hostname protocols=>=TLSv1.2")
+    assert not (tmp_path / "facts.sqlite3").exists() or SqliteFactsCache(
+        tmp_path / "facts.sqlite3").get(domain.name) is None
 
     text = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "postveil.cli.main",
-            "domain",
-            "-c",
-            str(path),
-            "check",
-            domain.name,
-        ],
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+        [sys.executable, "-m", "postveil.cli.main", "domain", "-c", str(path), "check",
+         domain.name], capture_output=True, text=True, timeout=60)
     assert "MTA-STS:       mode enforce" in text.stdout
     assert f"probe {domain.mx_host}: STARTTLS" in text.stdout
     assert f"MX:            {domain.mx_host} (10)" in text.stdout
@@ -190,21 +151,8 @@ def test_domain_check_cli_nonexistent(world: World, tmp_path: Path) -> None:
 
     # --config after the action is accepted too, as with `postveil audit`.
     result = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "postveil.cli.main",
-            "domain",
-            "check",
-            "missing-domain.test",
-            "--no-probe",
-            "--config",
-            str(path),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+        [sys.executable, "-m", "postveil.cli.main", "domain", "check", "missing-domain.test",
+         "--no-probe", "--config", str(path)], capture_output=True, text=True, timeout=60)
 
     assert result.returncode == 0, result.stderr
     assert "MX:            none: the domain does not exist (NXDOMAIN)" in result.stdout
@@ -237,15 +185,8 @@ async def test_scheduler_scan_yields_to_loop(world: World, tmp_path: Path) -> No
     cache = SqliteFactsCache(tmp_path / "facts.sqlite3")
     now = time.time()
     for number in range(SCAN_BATCH * 10):
-        cache.put(
-            DomainFacts(
-                f"d{number}.scan.example",
-                first_seen=now,
-                last_probe_at=now,
-                dane=DaneFacts(False, False, False, now),
-                sts_checked_at=now,
-            )
-        )
+        cache.put(DomainFacts(f"d{number}.scan.example", first_seen=now, last_probe_at=now,
+                              dane=DaneFacts(False, False, False, now), sts_checked_at=now))
     service = make_service(world, cache)
     ticks = 0
 

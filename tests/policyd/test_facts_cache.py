@@ -31,10 +31,8 @@ FULL = DomainFacts(
     sts_failed_at=900.0,
     sts_error="timeout",
     dane=DaneFacts(True, True, False, 1000.0),
-    probes=(
-        ProbeResult("mx.example.org", 1000.0, True, "TLSv1.3", "TLS_AES_256_GCM_SHA384", True),
-        ProbeResult("mx2.example.org", 1000.0, False, error="no-starttls"),
-    ),
+    probes=(ProbeResult("mx.example.org", 1000.0, True, "TLSv1.3", "TLS_AES_256_GCM_SHA384", True),
+            ProbeResult("mx2.example.org", 1000.0, False, error="no-starttls")),
     tls_first_seen=500.0,
     tls_last_seen=1000.0,
     failed_probes=2,
@@ -104,9 +102,8 @@ def test_sqlite_threads_share_cache(tmp_path: Path) -> None:
     cache = SqliteFactsCache(tmp_path / "facts.sqlite3")
     cache.put(FULL)
     results: list[DomainFacts | None] = []
-    threads = [
-        threading.Thread(target=lambda: results.append(cache.get("example.org"))) for _ in range(4)
-    ]
+    threads = [threading.Thread(target=lambda: results.append(cache.get("example.org")))
+               for _ in range(4)]
     for thread in threads:
         thread.start()
     for thread in threads:
@@ -189,9 +186,7 @@ def damage_hold(cache: FactsCache, domain: str, value: str) -> None:
     """Store ``value`` as the domain's hold, bypassing ``hold_tls``."""
     if isinstance(cache, SqliteFactsCache):
         with sqlite3.connect(cache.path) as connection:
-            connection.execute(
-                "INSERT INTO tls_holds (domain, until) VALUES (?, ?)", (domain, value)
-            )
+            connection.execute("INSERT INTO tls_holds (domain, until) VALUES (?, ?)", (domain, value))
     else:
         assert isinstance(cache, RedisFactsCache)
         cache._client.hset(cache._holds_key, domain, value)
@@ -225,9 +220,8 @@ def test_damaged_tls_hold_repaired_by_write(cache: FactsCache, value: str) -> No
 def test_sqlite_infinite_tls_hold_replaced(tmp_path: Path) -> None:
     cache = SqliteFactsCache(tmp_path / "facts.sqlite3")
     with sqlite3.connect(cache.path) as connection:
-        connection.execute(
-            "INSERT INTO tls_holds (domain, until) VALUES (?, ?)", ("damaged.example", math.inf)
-        )
+        connection.execute("INSERT INTO tls_holds (domain, until) VALUES (?, ?)",
+                           ("damaged.example", math.inf))
     until = time.time() + 3600
 
     cache.hold_tls("damaged.example", until)

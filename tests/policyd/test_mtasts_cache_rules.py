@@ -24,28 +24,18 @@ REFRESH_CASES = [
     ("policy checked recently", replace(BASE, sts=POLICY, sts_checked_at=NOW - 60), False),
     ("policy recheck due", replace(BASE, sts=POLICY, sts_checked_at=NOW - 3601), True),
     ("policy near expiry", replace(BASE, sts=NEAR_EXPIRY, sts_checked_at=NOW - 60), True),
-    (
-        "failure four minutes ago",
-        replace(BASE, sts=POLICY, sts_checked_at=NOW - 7200, sts_failed_at=NOW - 240),
-        False,
-    ),
-    (
-        "failure six minutes ago",
-        replace(BASE, sts=POLICY, sts_checked_at=NOW - 7200, sts_failed_at=NOW - 360),
-        True,
-    ),
+    ("failure four minutes ago", replace(BASE, sts=POLICY, sts_checked_at=NOW - 7200,
+                                         sts_failed_at=NOW - 240), False),
+    ("failure six minutes ago", replace(BASE, sts=POLICY, sts_checked_at=NOW - 7200,
+                                        sts_failed_at=NOW - 360), True),
     ("failure without cache", replace(BASE, sts_failed_at=NOW - 240), False),
-    (
-        "old failure then success",
-        replace(BASE, sts=POLICY, sts_checked_at=NOW - 60, sts_failed_at=NOW - 120),
-        False,
-    ),
+    ("old failure then success", replace(BASE, sts=POLICY, sts_checked_at=NOW - 60,
+                                         sts_failed_at=NOW - 120), False),
 ]
 
 
-@pytest.mark.parametrize(
-    ("facts", "due"), [c[1:] for c in REFRESH_CASES], ids=[c[0] for c in REFRESH_CASES]
-)
+@pytest.mark.parametrize(("facts", "due"), [c[1:] for c in REFRESH_CASES],
+                         ids=[c[0] for c in REFRESH_CASES])
 def test_refresh_due_table(facts: DomainFacts, due: bool) -> None:
     assert sts_refresh_due(facts, CONFIG, NOW) is due
 
@@ -59,9 +49,8 @@ FETCH_CASES = [
 ]
 
 
-@pytest.mark.parametrize(
-    ("cached", "txt_id", "needed"), [c[1:] for c in FETCH_CASES], ids=[c[0] for c in FETCH_CASES]
-)
+@pytest.mark.parametrize(("cached", "txt_id", "needed"), [c[1:] for c in FETCH_CASES],
+                         ids=[c[0] for c in FETCH_CASES])
 def test_fetch_needed_table(cached: StsPolicy | None, txt_id: str, needed: bool) -> None:
     assert policy_fetch_needed(cached, StsTxt(txt_id), CONFIG, NOW) is needed
 

@@ -31,9 +31,8 @@ TLS_EXCLUSIVE_SENDER = "news@sender.test"
 
 
 def message(recipient: str, subject: str) -> bytes:
-    return (
-        f"From: {SENDER}\r\nTo: {recipient}\r\nSubject: {subject}\r\n\r\nAppointment reminder.\r\n"
-    ).encode()
+    return (f"From: {SENDER}\r\nTo: {recipient}\r\nSubject: {subject}\r\n\r\n"
+            "Appointment reminder.\r\n").encode()
 
 
 def port_open(port: int) -> bool:
@@ -70,9 +69,7 @@ class Policyd:
 
     def start(self) -> None:
         self.daemon = DaemonProcess(
-            "postveil.policyd.daemon",
-            self.config_path,
-            self.world.log_dir / "policyd.log",
+            "postveil.policyd.daemon", self.config_path, self.world.log_dir / "policyd.log",
             ready=lambda: port_open(self.socketmap_port) and port_open(self.policy_port),
         ).start()
 
@@ -119,21 +116,13 @@ def send_and_wait(postfix: PrivatePostfix, domain: TestDomain, subject: str) -> 
     return delivery.statuses[recipient], "\n".join(delivery.lines)
 
 
-def postmap_query(
-    postfix: PrivatePostfix, key: str, table: str
-) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        ["postmap", "-c", str(postfix.config_dir), "-q", key, table],
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+def postmap_query(postfix: PrivatePostfix, key: str, table: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(["postmap", "-c", str(postfix.config_dir), "-q", key, table],
+                          capture_output=True, text=True, timeout=60)
 
 
 def test_enforce_valid_certificate_delivers_over_tls(
-    world: World,
-    tls_postfix: PrivatePostfix,
-    policyd: Policyd,
+    world: World, tls_postfix: PrivatePostfix, policyd: Policyd,
 ) -> None:
     domain = world.add_domain(unique_domain("sts-valid"), mta_sts="enforce")
     status, _ = send_and_wait(tls_postfix, domain, "enforce valid")
@@ -144,8 +133,7 @@ def test_enforce_valid_certificate_delivers_over_tls(
 
     lookup = postmap_query(tls_postfix, domain.name, policyd.socketmap)
     assert lookup.stdout.strip() == (
-        f"secure match={domain.mx_host} servername=hostname protocols=>=TLSv1.2"
-    )
+        f"secure match={domain.mx_host} servername=hostname protocols=>=TLSv1.2")
 
 
 def test_enforce_wrong_name_certificate_defers(world: World, tls_postfix: PrivatePostfix) -> None:
@@ -158,9 +146,7 @@ def test_enforce_wrong_name_certificate_defers(world: World, tls_postfix: Privat
 
 
 def test_postmap_domain_without_policy_not_found(
-    world: World,
-    tls_postfix: PrivatePostfix,
-    policyd: Policyd,
+    world: World, tls_postfix: PrivatePostfix, policyd: Policyd,
 ) -> None:
     domain = world.add_domain(unique_domain("plain-lookup"), tls="none")
     lookup = postmap_query(tls_postfix, domain.name, policyd.socketmap)
@@ -169,9 +155,7 @@ def test_postmap_domain_without_policy_not_found(
 
 
 def test_tls_domain_that_drops_starttls_defers(
-    world: World,
-    tls_postfix: PrivatePostfix,
-    policyd: Policyd,
+    world: World, tls_postfix: PrivatePostfix, policyd: Policyd,
 ) -> None:
     domain = world.add_domain(unique_domain("monitored"))
     # First delivery: no policy yet, Postfix sends opportunistically; policyd sees the
@@ -198,20 +182,14 @@ def test_tls_domain_that_drops_starttls_defers(
     assert lookup.stdout.strip() == "encrypt protocols=>=TLSv1.2"
 
     audit_file = Path(world.base_config()["audit"]["directory"]) / "audit.jsonl"
-    changes = [
-        record
-        for record in map(json.loads, audit_file.read_text().splitlines())
-        if record["kind"] == "tls_requirement" and record["domain"] == domain.name
-    ]
+    changes = [record for record in map(json.loads, audit_file.read_text().splitlines())
+               if record["kind"] == "tls_requirement" and record["domain"] == domain.name]
     assert [(change["old"], change["new"], change["source"]) for change in changes] == [
-        (None, "encrypt", "probe")
-    ]
+        (None, "encrypt", "probe")]
 
 
 def test_policyd_stopped_enforce_domain_defers(
-    world: World,
-    tls_postfix: PrivatePostfix,
-    policyd: Policyd,
+    world: World, tls_postfix: PrivatePostfix, policyd: Policyd,
 ) -> None:
     domain = world.add_domain(unique_domain("sts-down"), mta_sts="enforce")
     policyd.stop()
@@ -226,15 +204,12 @@ def test_policyd_stopped_enforce_domain_defers(
 
 
 def test_tls_exclusive_sender_rejected_without_tls(
-    world: World,
-    tls_postfix: PrivatePostfix,
-    policyd: Policyd,
+    world: World, tls_postfix: PrivatePostfix, policyd: Policyd,
 ) -> None:
     plain = world.add_domain(unique_domain("no-tls"), tls="none")
     secure = world.add_domain(unique_domain("with-tls"))
-    restrictions = (
-        f"check_policy_service inet:127.0.0.1:{policyd.policy_port}, permit_mynetworks, reject"
-    )
+    restrictions = (f"check_policy_service inet:127.0.0.1:{policyd.policy_port}, "
+                    "permit_mynetworks, reject")
     with postfix_settings(tls_postfix, smtpd_recipient_restrictions=restrictions):
         to_plain = f"patient@{plain.name}"
         result = tls_postfix.send(message(to_plain, "bulk"), TLS_EXCLUSIVE_SENDER, [to_plain])
@@ -244,8 +219,7 @@ def test_tls_exclusive_sender_rejected_without_tls(
         assert plain.name in reply
         audit_file = Path(world.base_config()["audit"]["directory"]) / "audit.jsonl"
         rejections = [
-            record
-            for record in map(json.loads, audit_file.read_text().splitlines())
+            record for record in map(json.loads, audit_file.read_text().splitlines())
             if record["kind"] == "message" and record["recipients"][0]["address"] == to_plain
         ]
         assert len(rejections) == 1
@@ -267,9 +241,7 @@ def test_tls_exclusive_sender_rejected_without_tls(
 
 
 def test_dane_domain_delivers_with_dane_only(
-    world: World,
-    tls_postfix: PrivatePostfix,
-    policyd: Policyd,
+    world: World, tls_postfix: PrivatePostfix, policyd: Policyd,
 ) -> None:
     domain = world.add_domain(unique_domain("dane-e2e"), dane=True)
     lookup = postmap_query(tls_postfix, domain.name, policyd.socketmap)

@@ -38,97 +38,37 @@ SECURE_LINE = "secure match=mx1.example.org:.example.org servername=hostname pro
 CASES = [
     # (name, facts, config, version, rule, line)
     ("unknown domain", BASE, DEFAULT, V37, "none", None),
-    (
-        "override encrypt",
-        replace(BASE, override="encrypt"),
-        DEFAULT,
-        V37,
-        "override",
-        "encrypt protocols=>=TLSv1.2",
-    ),
-    (
-        "override none beats dane",
-        replace(BASE, override="none", dane=DANE_USABLE),
-        DEFAULT,
-        V37,
-        "override",
-        "none",
-    ),
+    ("override encrypt", replace(BASE, override="encrypt"), DEFAULT, V37, "override",
+     "encrypt protocols=>=TLSv1.2"),
+    ("override none beats dane", replace(BASE, override="none", dane=DANE_USABLE), DEFAULT, V37,
+     "override", "none"),
     ("override may", replace(BASE, override="may"), DEFAULT, V37, "override", "may"),
-    (
-        "dane usable",
-        replace(BASE, dane=DANE_USABLE),
-        DEFAULT,
-        V37,
-        "dane",
-        "dane-only protocols=>=TLSv1.2",
-    ),
-    (
-        "dane unusable only",
-        replace(BASE, dane=DANE_UNUSABLE),
-        DEFAULT,
-        V37,
-        "dane",
-        "encrypt protocols=>=TLSv1.2",
-    ),
-    (
-        "dane beats sts",
-        replace(BASE, dane=DANE_USABLE, sts=ENFORCE),
-        DEFAULT,
-        V37,
-        "dane",
-        "dane-only protocols=>=TLSv1.2",
-    ),
+    ("dane usable", replace(BASE, dane=DANE_USABLE), DEFAULT, V37, "dane",
+     "dane-only protocols=>=TLSv1.2"),
+    ("dane unusable only", replace(BASE, dane=DANE_UNUSABLE), DEFAULT, V37, "dane",
+     "encrypt protocols=>=TLSv1.2"),
+    ("dane beats sts", replace(BASE, dane=DANE_USABLE, sts=ENFORCE), DEFAULT, V37, "dane",
+     "dane-only protocols=>=TLSv1.2"),
     ("dane without AD ignored", replace(BASE, dane=DANE_UNSIGNED), DEFAULT, V37, "none", None),
     ("sts enforce", replace(BASE, sts=ENFORCE), DEFAULT, V37, "mta-sts", SECURE_LINE),
-    (
-        "sts enforce old postfix",
-        replace(BASE, sts=ENFORCE),
-        DEFAULT,
-        V33,
-        "mta-sts",
-        "secure match=mx1.example.org:.example.org protocols=>=TLSv1.2",
-    ),
-    (
-        "sts enforce tlsrpt postfix",
-        replace(BASE, sts=ENFORCE),
-        DEFAULT,
-        V310,
-        "mta-sts",
-        SECURE_LINE + " policy_type=sts policy_domain=example.org"
-        " mx_host_pattern=mx1.example.org mx_host_pattern=*.example.org"
-        " { policy_string = version: STSv1 } { policy_string = mode: enforce }"
-        " { policy_string = mx: mx1.example.org } { policy_string = mx: *.example.org }"
-        " { policy_string = max_age: 86400 }",
-    ),
+    ("sts enforce old postfix", replace(BASE, sts=ENFORCE), DEFAULT, V33, "mta-sts",
+     "secure match=mx1.example.org:.example.org protocols=>=TLSv1.2"),
+    ("sts enforce tlsrpt postfix", replace(BASE, sts=ENFORCE), DEFAULT, V310, "mta-sts",
+     SECURE_LINE + " policy_type=sts policy_domain=example.org"
+     " mx_host_pattern=mx1.example.org mx_host_pattern=*.example.org"
+     " { policy_string = version: STSv1 } { policy_string = mode: enforce }"
+     " { policy_string = mx: mx1.example.org } { policy_string = mx: *.example.org }"
+     " { policy_string = max_age: 86400 }"),
     ("sts testing", replace(BASE, sts=TESTING), DEFAULT, V37, "none", None),
     ("sts expired", replace(BASE, sts=EXPIRED), DEFAULT, V37, "none", None),
     ("sts beats monitoring", replace(SEEN, sts=ENFORCE), DEFAULT, V37, "mta-sts", SECURE_LINE),
-    (
-        "sts testing with tls seen",
-        replace(SEEN, sts=TESTING),
-        DEFAULT,
-        V37,
-        "monitoring",
-        "encrypt protocols=>=TLSv1.2",
-    ),
+    ("sts testing with tls seen", replace(SEEN, sts=TESTING), DEFAULT, V37, "monitoring",
+     "encrypt protocols=>=TLSv1.2"),
     ("tls seen", SEEN, DEFAULT, V37, "monitoring", "encrypt protocols=>=TLSv1.2"),
-    (
-        "tls seen never downgraded",
-        replace(SEEN, failed_probes=50),
-        DEFAULT,
-        V37,
-        "monitoring",
-        "encrypt protocols=>=TLSv1.2",
-    ),
-    (
-        "tls seen below downgrade limit",
-        replace(SEEN, failed_probes=1),
-        DOWNGRADE_2,
-        V37,
-        "monitoring",
-        "encrypt protocols=>=TLSv1.2",
-    ),
+    ("tls seen never downgraded", replace(SEEN, failed_probes=50), DEFAULT, V37, "monitoring",
+     "encrypt protocols=>=TLSv1.2"),
+    ("tls seen below downgrade limit", replace(SEEN, failed_probes=1), DOWNGRADE_2, V37,
+     "monitoring", "encrypt protocols=>=TLSv1.2"),
     ("tls seen downgraded", replace(SEEN, failed_probes=2), DOWNGRADE_2, V37, "none", None),
     ("protocols configurable", SEEN, TLS13, V37, "monitoring", "encrypt protocols=>=TLSv1.3"),
 ]
@@ -181,9 +121,8 @@ def test_record_requirement_first_policy() -> None:
 
 def test_record_requirement_unchanged_level() -> None:
     old, _, _ = record_requirement(None, replace(BASE, sts=ENFORCE), DEFAULT, now=NOW)
-    stored, event, previous = record_requirement(
-        old, replace(old, sts_checked_at=NOW), DEFAULT, now=NOW + 60
-    )
+    stored, event, previous = record_requirement(old, replace(old, sts_checked_at=NOW), DEFAULT,
+                                                 now=NOW + 60)
     assert event is None
     assert previous == "mta-sts"
     assert stored.recorded_level == "secure"
@@ -212,59 +151,26 @@ def test_audit_source_names() -> None:
 HELD = NOW + 3600
 HOLD_CASES = [
     # (name, facts, rule, line): the policy Postfix gets while a TLS hold lasts or after it.
-    (
-        "hold on a domain without TLS",
-        replace(BASE, tls_held_until=HELD),
-        "held",
-        "encrypt protocols=>=TLSv1.2",
-    ),
-    (
-        "hold beats an override to none",
-        replace(BASE, override="none", tls_held_until=HELD),
-        "held",
-        "encrypt protocols=>=TLSv1.2",
-    ),
-    (
-        "hold beats an override to may",
-        replace(BASE, override="may", tls_held_until=HELD),
-        "held",
-        "encrypt protocols=>=TLSv1.2",
-    ),
-    (
-        "hold beats an expired policy",
-        replace(BASE, sts=EXPIRED, tls_held_until=HELD),
-        "held",
-        "encrypt protocols=>=TLSv1.2",
-    ),
-    (
-        "hold beats a downgrade",
-        replace(SEEN, failed_probes=2, tls_held_until=HELD),
-        "held",
-        "encrypt protocols=>=TLSv1.2",
-    ),
-    (
-        "stronger rule stays",
-        replace(BASE, sts=ENFORCE, tls_held_until=HELD),
-        "mta-sts",
-        SECURE_LINE,
-    ),
-    (
-        "override verify stays",
-        replace(BASE, override="verify", tls_held_until=HELD),
-        "override",
-        "verify servername=hostname protocols=>=TLSv1.2",
-    ),
+    ("hold on a domain without TLS", replace(BASE, tls_held_until=HELD), "held",
+     "encrypt protocols=>=TLSv1.2"),
+    ("hold beats an override to none", replace(BASE, override="none", tls_held_until=HELD), "held",
+     "encrypt protocols=>=TLSv1.2"),
+    ("hold beats an override to may", replace(BASE, override="may", tls_held_until=HELD), "held",
+     "encrypt protocols=>=TLSv1.2"),
+    ("hold beats an expired policy", replace(BASE, sts=EXPIRED, tls_held_until=HELD), "held",
+     "encrypt protocols=>=TLSv1.2"),
+    ("hold beats a downgrade", replace(SEEN, failed_probes=2, tls_held_until=HELD), "held",
+     "encrypt protocols=>=TLSv1.2"),
+    ("stronger rule stays", replace(BASE, sts=ENFORCE, tls_held_until=HELD), "mta-sts", SECURE_LINE),
+    ("override verify stays", replace(BASE, override="verify", tls_held_until=HELD), "override",
+     "verify servername=hostname protocols=>=TLSv1.2"),
     ("hold ended", replace(BASE, override="may", tls_held_until=NOW), "override", "may"),
     ("no hold", replace(BASE, override="may"), "override", "may"),
 ]
 
 
-@pytest.mark.parametrize(
-    ("name", "facts", "rule", "line"), HOLD_CASES, ids=[case[0] for case in HOLD_CASES]
-)
-def test_enforced_requirement_table(
-    name: str, facts: DomainFacts, rule: str, line: str | None
-) -> None:
+@pytest.mark.parametrize(("name", "facts", "rule", "line"), HOLD_CASES, ids=[case[0] for case in HOLD_CASES])
+def test_enforced_requirement_table(name: str, facts: DomainFacts, rule: str, line: str | None) -> None:
     config = DOWNGRADE_2 if facts.failed_probes else DEFAULT
     requirement = enforced_requirement(facts, config, now=NOW)
 

@@ -31,21 +31,10 @@ READ_SIZES = [4096, 1024, 100, 7, 1]
 
 
 def seed(cache: SqliteFactsCache, now: float) -> None:
-    fresh = {
-        "sts_checked_at": now,
-        "first_seen": now,
-        "last_probe_at": now,
-        "dane": DaneFacts(False, False, False, now),
-    }
-    cache.put(
-        DomainFacts(
-            "enforce.example",
-            sts=StsPolicy(
-                "id1", "enforce", ("mx.enforce.example", "*.enforce.example"), 86400 * 30, now
-            ),
-            **fresh,
-        )
-    )
+    fresh = {"sts_checked_at": now, "first_seen": now, "last_probe_at": now,
+             "dane": DaneFacts(False, False, False, now)}
+    cache.put(DomainFacts("enforce.example", sts=StsPolicy(
+        "id1", "enforce", ("mx.enforce.example", "*.enforce.example"), 86400 * 30, now), **fresh))
     cache.put(DomainFacts("seen.example", tls_first_seen=now, tls_last_seen=now, **fresh))
     cache.put(DomainFacts("plain.example", **fresh))
     cache.put(DomainFacts("admin.example", override="verify", **fresh))
@@ -54,12 +43,10 @@ def seed(cache: SqliteFactsCache, now: float) -> None:
 
 @pytest.fixture
 async def socketmap(tmp_path: Path) -> AsyncIterator[tuple[int, SocketmapResponder]]:
-    config = PolicydSection(
-        cache_path=str(tmp_path / "facts.sqlite3"), lookup_timeout="3s", probe_new_domain_delay="1h"
-    )
-    dns = DnsClient(
-        DnsSection(nameservers=[f"127.0.0.1:{free_port()}"], timeout="200ms", lifetime="500ms")
-    )
+    config = PolicydSection(cache_path=str(tmp_path / "facts.sqlite3"), lookup_timeout="3s",
+                            probe_new_domain_delay="1h")
+    dns = DnsClient(DnsSection(nameservers=[f"127.0.0.1:{free_port()}"], timeout="200ms",
+                               lifetime="500ms"))
     cache = SqliteFactsCache(config.cache_path)
     seed(cache, time.time())
     service = DomainService(config, cache, dns, PolicyFetcher(config, dns), Prober(config, dns))
@@ -130,16 +117,9 @@ async def test_reply_over_cap_is_temp(socketmap: tuple[int, SocketmapResponder])
     port, responder = socketmap
     huge = tuple(f"mx{i:05d}.{'a' * 50}.huge.example" for i in range(2000))
     now = time.time()
-    responder.service.cache.put(
-        DomainFacts(
-            "huge.example",
-            sts=StsPolicy("id1", "enforce", huge, 86400, now),
-            sts_checked_at=now,
-            dane=DaneFacts(False, False, False, now),
-            first_seen=now,
-            last_probe_at=now,
-        )
-    )
+    responder.service.cache.put(DomainFacts(
+        "huge.example", sts=StsPolicy("id1", "enforce", huge, 86400, now), sts_checked_at=now,
+        dane=DaneFacts(False, False, False, now), first_seen=now, last_probe_at=now))
     replies = await _exchange(port, encode(b"postveil huge.example"), 4096, 1)
     assert replies == [b"TEMP policy too long"]
 
@@ -155,19 +135,11 @@ async def test_cache_failure_is_temp(socketmap: tuple[int, SocketmapResponder]) 
 
 @pytest.mark.parametrize(
     ("key", "domain"),
-    [
-        ("Example.ORG.", "example.org"),
-        ("[mx.example.org]:2525", "mx.example.org"),
-        ("mx.example.org:25", "mx.example.org"),
-        (".example.org", None),
-        ("[10.0.0.1]", None),
-        ("2001:db8::1", None),
-        ("", None),
-        ("a" * 64 + ".org", None),
-        ("Bücher.Example.", "xn--bcher-kva.example"),
-        ("[bücher.example]:25", "xn--bcher-kva.example"),
-        ("xn--bcher-kva.example", "xn--bcher-kva.example"),
-    ],
+    [("Example.ORG.", "example.org"), ("[mx.example.org]:2525", "mx.example.org"),
+     ("mx.example.org:25", "mx.example.org"), (".example.org", None), ("[10.0.0.1]", None),
+     ("2001:db8::1", None), ("", None), ("a" * 64 + ".org", None),
+     ("Bücher.Example.", "xn--bcher-kva.example"), ("[bücher.example]:25", "xn--bcher-kva.example"),
+     ("xn--bcher-kva.example", "xn--bcher-kva.example")],
 )
 def test_domain_from_key(key: str, domain: str | None) -> None:
     assert domain_from_key(key) == domain
@@ -199,9 +171,7 @@ async def test_tls_answer_reused(socketmap: tuple[int, SocketmapResponder]) -> N
     assert second == first
 
 
-async def test_held_domain_answered_when_lookup_fails(
-    socketmap: tuple[int, SocketmapResponder],
-) -> None:
+async def test_held_domain_answered_when_lookup_fails(socketmap: tuple[int, SocketmapResponder]) -> None:
     # Only the hold is stored, and discovery fails here (closed DNS port): Postfix
     # must get the hold's answer, not TEMP.
     port, responder = socketmap

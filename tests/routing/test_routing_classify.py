@@ -54,9 +54,7 @@ def test_no_verdict_is_clean() -> None:
 
 
 def test_sensitive_reason_names_rule() -> None:
-    result = classify(
-        find_triggers("x", [], CONFIG), Verdict(True, rule="ssn"), "a@b.example", CONFIG
-    )
+    result = classify(find_triggers("x", [], CONFIG), Verdict(True, rule="ssn"), "a@b.example", CONFIG)
 
     assert result.reason == "detection rule ssn"
 

@@ -34,7 +34,7 @@ def test_shipped_file_matches_defaults() -> None:
         (b"routing: {no_method_action: bounce}", "no_method_action"),
         (b"routing: {method_tags: {'[x]': tls}}", "routing.method_tags"),
         (b"routing: {outer_subject: 'Vertraulich \xc3\xa4'}", "outer_subject"),
-        (b'routing: {notice_next_step: "Call IT\\nnow"}', "invalid notice_next_step"),
+        (b"routing: {notice_next_step: \"Call IT\\nnow\"}", "invalid notice_next_step"),
         (b"routing: {notice_next_step: '  '}", "invalid notice_next_step"),
         (b"smime: {sign: true}", "signing_certificate"),
         (b"portal: {intake_address: nobody}", "invalid intake_address"),
@@ -49,9 +49,7 @@ def test_invalid_values_rejected(yaml_text: bytes, message_part: str) -> None:
 
 
 def test_custom_lists_accepted() -> None:
-    config = parse_config(
-        b"routing: {methods: {escalated: [smime, pgp]}, no_method_action: remove_and_notify}"
-    )
+    config = parse_config(b"routing: {methods: {escalated: [smime, pgp]}, no_method_action: remove_and_notify}")
 
     assert config.routing.methods.escalated == ["smime", "pgp"]
     assert config.routing.no_method_action == "remove_and_notify"

@@ -9,9 +9,7 @@ from postveil.routing import CredentialStatus, Method, RecipientFacts, decide_re
 NO_KEY = CredentialStatus(None, "no PGP key for the address")
 KEY = CredentialStatus("A" * 40, "PGP key AAAAAAAAAAAAAAAA valid")
 NO_CERT = CredentialStatus(None, "no certificate for the address")
-EC_CERT = CredentialStatus(
-    None, "certificate key is EC, and S/MIME encryption here supports only RSA recipient keys"
-)
+EC_CERT = CredentialStatus(None, "certificate key is EC, and S/MIME encryption here supports only RSA recipient keys")
 CERT = CredentialStatus("B" * 64, "certificate BBBBBBBBBBBBBBBB valid")
 
 SENSITIVE = (Method.TLS, Method.PGP, Method.SMIME, Method.PORTAL)
@@ -54,16 +52,11 @@ def test_decide_table(methods, recipient_facts, method, fingerprint, reason_part
 def test_skipped_methods_explained() -> None:
     decision = decide_recipient("r@example.org", SENSITIVE, facts(smime=CERT))
 
-    assert decision.skipped == (
-        "tls: no TLS policy for the domain",
-        "pgp: no PGP key for the address",
-    )
+    assert decision.skipped == ("tls: no TLS policy for the domain", "pgp: no PGP key for the address")
 
 
 def test_non_rsa_certificate_moves_to_next_method() -> None:
-    decision = decide_recipient(
-        "r@example.org", (Method.SMIME, Method.PORTAL), facts(smime=EC_CERT, portal=True)
-    )
+    decision = decide_recipient("r@example.org", (Method.SMIME, Method.PORTAL), facts(smime=EC_CERT, portal=True))
 
     assert decision.method is Method.PORTAL
     assert "key is EC" in decision.skipped[0]

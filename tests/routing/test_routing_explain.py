@@ -38,11 +38,7 @@ KEY_AND_TLS = (
         ),
         ((Method.PGP,), 1, "no usable PGP encryption key is on file for this address"),
         ((Method.SMIME,), 1, "no usable S/MIME certificate is on file for this address"),
-        (
-            (Method.SMIME, Method.PORTAL),
-            1,
-            "no usable S/MIME certificate is on file for this address, and no secure portal is set up",
-        ),
+        ((Method.SMIME, Method.PORTAL), 1, "no usable S/MIME certificate is on file for this address, and no secure portal is set up"),
         ((Method.PORTAL,), 1, "no secure portal is set up"),
         ((Method.TLS,), 1, "the recipient's mail server is not known to enforce TLS"),
         ((), 1, GENERIC_REASON),
@@ -63,47 +59,25 @@ def test_plain_reason_has_no_jargon() -> None:
 @pytest.mark.parametrize(
     ("message_class", "tags", "expected"),
     [
-        (
-            MessageClass.ESCALATED,
-            ("[secure]",),
-            "the tag [secure] in its Subject asked for encryption",
-        ),
+        (MessageClass.ESCALATED, ("[secure]",), "the tag [secure] in its Subject asked for encryption"),
         (
             MessageClass.ESCALATED,
             ("[secure]", "[encrypt]"),
             "the tags [secure] and [encrypt] in its Subject asked for encryption",
         ),
         (MessageClass.ESCALATED, (), "the system that sent it asked for encryption"),
-        (
-            MessageClass.FORCED_PGP,
-            ("[pgp]",),
-            "the tag [pgp] in its Subject asked for PGP encryption",
-        ),
+        (MessageClass.FORCED_PGP, ("[pgp]",), "the tag [pgp] in its Subject asked for PGP encryption"),
         (
             MessageClass.FORCED_SMIME,
             ("[secure]", "[smime]", "[pgp]"),
             "the tags [secure], [smime] and [pgp] in its Subject asked for S/MIME encryption",
         ),
-        (
-            MessageClass.FORCED_PORTAL,
-            (),
-            "the system that sent it asked for delivery through the secure portal",
-        ),
-        (
-            MessageClass.SENSITIVE,
-            (),
-            "it appears to contain patient or other protected health information",
-        ),
-        (
-            MessageClass.BULK,
-            (),
-            "it comes from a bulk sender address, whose mail may only travel over TLS",
-        ),
+        (MessageClass.FORCED_PORTAL, (), "the system that sent it asked for delivery through the secure portal"),
+        (MessageClass.SENSITIVE, (), "it appears to contain patient or other protected health information"),
+        (MessageClass.BULK, (), "it comes from a bulk sender address, whose mail may only travel over TLS"),
     ],
 )
-def test_plain_class_reason(
-    message_class: MessageClass, tags: tuple[str, ...], expected: str
-) -> None:
+def test_plain_class_reason(message_class: MessageClass, tags: tuple[str, ...], expected: str) -> None:
     assert plain_class_reason(message_class, tags) == expected
 
 

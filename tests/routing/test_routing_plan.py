@@ -18,9 +18,7 @@ def test_three_recipients_three_versions() -> None:
         d("pgp@example.org", Method.PGP, "F1"),
         d("portal@example.net", Method.PORTAL),
     ]
-    plan = plan_delivery(
-        decisions, ["tls@enforcing.example", "pgp@example.org", "portal@example.net"], "reject"
-    )
+    plan = plan_delivery(decisions, ["tls@enforcing.example", "pgp@example.org", "portal@example.net"], "reject")
 
     assert plan.action is PlanAction.DELIVER
     assert [(g.kind, g.recipients) for g in plan.groups] == [
@@ -50,18 +48,10 @@ def test_bcc_pgp_recipient_gets_own_copy() -> None:
 
 
 def test_each_bcc_separate_even_same_kind() -> None:
-    decisions = [
-        d("b1@example.org", Method.TLS),
-        d("b2@example.org", Method.TLS),
-        d("to@example.org", Method.TLS),
-    ]
+    decisions = [d("b1@example.org", Method.TLS), d("b2@example.org", Method.TLS), d("to@example.org", Method.TLS)]
     plan = plan_delivery(decisions, ["to@example.org"], "reject")
 
-    assert [g.recipients for g in plan.groups] == [
-        ("to@example.org",),
-        ("b1@example.org",),
-        ("b2@example.org",),
-    ]
+    assert [g.recipients for g in plan.groups] == [("to@example.org",), ("b1@example.org",), ("b2@example.org",)]
 
 
 def test_cleartext_group_first() -> None:
@@ -72,11 +62,7 @@ def test_cleartext_group_first() -> None:
 
 
 def test_unroutable_rejects_naming_recipients() -> None:
-    decisions = [
-        d("ok@example.org", Method.TLS),
-        d("x@example.org", None),
-        d("y@example.org", None),
-    ]
+    decisions = [d("ok@example.org", Method.TLS), d("x@example.org", None), d("y@example.org", None)]
     plan = plan_delivery(decisions, ["ok@example.org", "x@example.org", "y@example.org"], "reject")
 
     assert plan.action is PlanAction.REJECT
@@ -140,14 +126,8 @@ SENSITIVE = (Method.TLS, Method.PGP, Method.SMIME, Method.PORTAL)
             "the recipients' mail servers are not known to enforce TLS, and no secure portal "
             "is set up",
         ),
-        (
-            [unroutable("x@example.org", Method.PGP)],
-            "Reason: no usable PGP encryption key is on file for this address",
-        ),
-        (
-            [unroutable("x@example.org", Method.SMIME)],
-            "Reason: no usable S/MIME certificate is on file for this address",
-        ),
+        ([unroutable("x@example.org", Method.PGP)], "Reason: no usable PGP encryption key is on file for this address"),
+        ([unroutable("x@example.org", Method.SMIME)], "Reason: no usable S/MIME certificate is on file for this address"),
         (
             [unroutable("x@example.org", Method.PORTAL)],
             "Reason: no secure portal is set up",
@@ -167,9 +147,7 @@ def test_reject_reply_plain_reason(decisions: list[RecipientDecision], reason: s
 
     code, xcode, text = plan.reject_reply()
     assert (code, xcode) == ("550", "5.7.1")
-    assert text.startswith(
-        "message needs protection and no acceptable delivery method exists for: x@example.org"
-    )
+    assert text.startswith("message needs protection and no acceptable delivery method exists for: x@example.org")
     assert text.endswith(reason)
     assert "F" * 16 not in text
     assert len(text.encode()) <= REJECT_TEXT_MAX

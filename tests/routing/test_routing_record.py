@@ -41,11 +41,7 @@ def test_to_dict_fields() -> None:
         "fingerprint": "F" * 40,
     }
     assert data["recipients"][1]["method"] is None
-    assert data["detection"] == {
-        "rule": "mrn",
-        "categories": {"dob": 1, "mrn": 2},
-        "unscanned_parts": 1,
-    }
+    assert data["detection"] == {"rule": "mrn", "categories": {"dob": 1, "mrn": 2}, "unscanned_parts": 1}
     assert data["tags"] == ["[secure]"]
 
 
