@@ -32,9 +32,7 @@ class _ProgramFilter(logging.Filter):
         return True
 
 
-def setup_logging(
-    section: LoggingSection, program: str, previous: LoggingSection | None = None
-) -> None:
+def setup_logging(section: LoggingSection, program: str, previous: LoggingSection | None = None) -> None:
     """Configure the root logger from the ``logging`` section; call again on reload.
 
     ``previous`` is the section applied before, so that per-logger levels it set
@@ -144,7 +142,5 @@ class MessageLogger(logging.LoggerAdapter):
     def correlation_id(self) -> str:
         return str(self.extra["correlation_id"]) if self.extra else "-"
 
-    def process(
-        self, msg: Any, kwargs: MutableMapping[str, Any]
-    ) -> tuple[Any, MutableMapping[str, Any]]:
+    def process(self, msg: Any, kwargs: MutableMapping[str, Any]) -> tuple[Any, MutableMapping[str, Any]]:
         return f"{self.correlation_id}: {msg}", kwargs

@@ -112,9 +112,7 @@ class RecipientRewrites:
         delimiters = values["recipient_delimiter"]
         for name, value in read_service_overrides(config_directory):
             if name in tables:
-                tables[name] += [
-                    table for table in split_table_list(value) if table not in tables[name]
-                ]
+                tables[name] += [table for table in split_table_list(value) if table not in tables[name]]
             elif name == "recipient_delimiter":
                 delimiters += "".join(char for char in value if char not in delimiters)
         maps = {name: tuple(found) for name, found in tables.items() if found}
@@ -132,13 +130,9 @@ class RecipientRewrites:
         for recipient in recipients:
             address = normalise_address(recipient)
             if _CONTROL_CHARACTERS.search(address):
-                moved[recipient] = (
-                    "the address has a control character, so Postfix's maps cannot be searched for it"
-                )
+                moved[recipient] = "the address has a control character, so Postfix's maps cannot be searched for it"
             elif _unsafe_local_part(address):
-                moved[recipient] = (
-                    "Postfix may route an address with %, ! or @ in its local part to another host"
-                )
+                moved[recipient] = "Postfix may route an address with %, ! or @ in its local part to another host"
             elif self.maps:
                 pending[recipient] = {address}
         seen = {recipient: set(addresses) for recipient, addresses in pending.items()}
@@ -165,9 +159,7 @@ class RecipientRewrites:
                                 last_parameter[recipient] = parameter
                                 next_pending.setdefault(recipient, set()).add(follow)
             pending = {
-                recipient: group
-                for recipient, group in next_pending.items()
-                if recipient not in moved
+                recipient: group for recipient, group in next_pending.items() if recipient not in moved
             }
         for recipient in pending:
             moved.setdefault(recipient, _moved_by(last_parameter[recipient]))
@@ -226,7 +218,7 @@ class RecipientRewrites:
         target_local, at, target_domain = target.rpartition("@")
         if base == local or not at:
             return target
-        return f"{target_local}{local[len(base) :]}@{target_domain}"
+        return f"{target_local}{local[len(base):]}@{target_domain}"
 
     def _query(self, table: str, keys: list[str]) -> dict[str, str]:
         command = [_tool("postmap")]
@@ -237,9 +229,7 @@ class RecipientRewrites:
             result = _run(command, stdin="".join(f"{key}\n" for key in keys))
         except PostconfError as exc:
             raise RewriteLookupError(f"recipient rewrite lookup in {table} failed: {exc}") from exc
-        problem = [
-            line for line in result.stderr.splitlines() if "fatal:" in line or "error:" in line
-        ]
+        problem = [line for line in result.stderr.splitlines() if "fatal:" in line or "error:" in line]
         # postmap exits 1 both when no key is found and on an error, which it reports.
         if problem or result.returncode not in (0, 1):
             detail = problem[-1] if problem else f"exit status {result.returncode}"

@@ -22,9 +22,7 @@ def load_daemon_config(program: str, path: str | None) -> Config | None:
     try:
         return load_config(path or default_config_path())
     except ConfigError as exc:
-        print(
-            f"{program}: {len(exc.problems)} error(s) in {exc.path}; not starting", file=sys.stderr
-        )
+        print(f"{program}: {len(exc.problems)} error(s) in {exc.path}; not starting", file=sys.stderr)
         for problem in exc.problems:
             print(f"{program}: {problem}", file=sys.stderr)
         return None

@@ -211,14 +211,7 @@ class AdminOverride:
     recipient keys and certificates that decide how mail is encrypted."""
 
     kind: ClassVar[str] = "admin_override"
-    CSV_FIELDS: ClassVar[tuple[str, ...]] = (
-        "actor",
-        "target",
-        "action",
-        "reason",
-        "command",
-        "fingerprint",
-    )
+    CSV_FIELDS: ClassVar[tuple[str, ...]] = ("actor", "target", "action", "reason", "command", "fingerprint")
 
     actor: str
     """Login name of the administrator who ran the admin command."""

@@ -138,9 +138,7 @@ def build_report(
             for recipient in fields.get("recipients", []):
                 report.recipients += 1
                 report.methods[str(recipient.get("method"))] += 1
-                reason = reason_kind(
-                    str(recipient.get("reason")), str(recipient.get("address", ""))
-                )
+                reason = reason_kind(str(recipient.get("reason")), str(recipient.get("address", "")))
                 report.reasons[reason] += 1
             for category, count in fields.get("detections", {}).items():
                 report.detection_messages[category] += 1
@@ -157,16 +155,7 @@ def build_report(
             report.admin_overrides.append(
                 {
                     key: fields.get(key)
-                    for key in (
-                        "time",
-                        "seq",
-                        "actor",
-                        "target",
-                        "action",
-                        "reason",
-                        "command",
-                        "fingerprint",
-                    )
+                    for key in ("time", "seq", "actor", "target", "action", "reason", "command", "fingerprint")
                 }
             )
         elif record.kind == "config":

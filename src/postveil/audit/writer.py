@@ -431,10 +431,7 @@ class AuditLog:
             fd, size = self._open_active()
 
         path = self._active_text
-        results = [
-            AppendResult(seq=number, hash=digest, path=path, time=stamp)
-            for number, digest, _ in lines
-        ]
+        results = [AppendResult(seq=number, hash=digest, path=path, time=stamp) for number, digest, _ in lines]
         try:
             self._write_record(fd, size, data)
             self._sync_record(fd)

@@ -80,11 +80,7 @@ class AdminChangeLog:
                 self._log = AuditLog(self._section, program=self._program)
             self._log.append(
                 AdminOverride(
-                    admin_name(),
-                    target,
-                    action,
-                    self._reason,
-                    command=self._command,
+                    admin_name(), target, action, self._reason, command=self._command,
                     fingerprint=fingerprint,
                 )
             )

@@ -29,16 +29,7 @@ class _UsageError(Exception):
 
 
 AUDIT_METHODS = (
-    "plain",
-    "tls",
-    "pgp",
-    "smime",
-    "portal",
-    "pre_encrypted",
-    "drop",
-    "none",
-    "reject",
-    "tempfail",
+    "plain", "tls", "pgp", "smime", "portal", "pre_encrypted", "drop", "none", "reject", "tempfail",
 )
 """Recipient methods the audit trail records: the routing methods, ``none`` for a recipient
 removed for lack of one, ``reject`` for every recipient of a rejected message and
@@ -149,8 +140,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     keygen.add_argument("path", nargs="?", help="key file (default: audit.key_file)")
     add_config_option(
-        keygen,
-        default=argparse.SUPPRESS,
+        keygen, default=argparse.SUPPRESS,
         help=f"configuration file (default: $POSTVEIL_CONFIG or {default_config_path()})",
     )
     keygen.set_defaults(handler=run_keygen)
@@ -159,8 +149,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def _add_source_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("files", nargs="*", metavar="FILE", help="audit files, oldest first")
     add_config_option(
-        parser,
-        default=argparse.SUPPRESS,
+        parser, default=argparse.SUPPRESS,
         help=f"configuration file, read for audit.directory and audit.key_file "
         f"(default: $POSTVEIL_CONFIG or {default_config_path()})",
     )

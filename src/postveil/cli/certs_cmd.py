@@ -53,17 +53,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "import",
         help="store a PEM certificate in the directory (files with a private key are rejected)",
     )
-    importer.add_argument(
-        "file", help="PEM file: the recipient certificate, then any intermediates"
-    )
+    importer.add_argument("file", help="PEM file: the recipient certificate, then any intermediates")
     importer.add_argument(
         "--force", action="store_true", help="import even when the certificate is not usable now"
     )
     remover = actions.add_parser("remove", help="remove a certificate")
     remover.add_argument("id", help="SHA-256 fingerprint, or its first 16 or more hex digits")
     remover.add_argument(
-        "--force",
-        action="store_true",
+        "--force", action="store_true",
         help="also delete the recipient certificates stored in the same file "
         "(needed to remove a CA certificate stored with a recipient's certificate)",
     )
@@ -76,9 +73,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def _format(stored: StoredCertificate, status: str) -> str:
     expires = stored.certificate.not_valid_after_utc.strftime("%Y-%m-%d")
     addresses = ", ".join(stored.addresses) or "(no email address)"
-    return (
-        f"{stored.fingerprint}  expires {expires}  {status}  {addresses}  {Path(stored.path).name}"
-    )
+    return f"{stored.fingerprint}  expires {expires}  {status}  {addresses}  {Path(stored.path).name}"
 
 
 def _status(store: CertificateStore, stored: StoredCertificate) -> str:
@@ -169,9 +164,7 @@ def _import(store: CertificateStore, config: Config, file: str, force: bool, rea
     store.refresh()
     problem = store.check(leaf, extra_intermediates=chain)
     if problem is not None and not force:
-        return _fail(
-            f"{file}: {problem}{_problem_detail(store, leaf, problem, chain)}; {_remedy(problem)}"
-        )
+        return _fail(f"{file}: {problem}{_problem_detail(store, leaf, problem, chain)}; {_remedy(problem)}")
 
     directory = Path(config.smime.certificate_dir)
     leaf_fingerprint = fingerprint(leaf)
@@ -244,22 +237,15 @@ def _remove(store: CertificateStore, config: Config, cert_id: str, reason: str, 
     if recipients and not force:
         print(
             f"postveil certs remove: {path.name} also contains the recipient certificate(s) "
-            + ", ".join(
-                f"{other.fingerprint} ({', '.join(other.addresses) or 'no email address'})"
-                for other in recipients
-            )
+            + ", ".join(f"{other.fingerprint} ({', '.join(other.addresses) or 'no email address'})"
+                        for other in recipients)
             + ", which would be deleted with it; nothing was removed. Use --force to delete "
             "the whole file",
             file=sys.stderr,
         )
         return 1
 
-    changes = AdminChangeLog(
-        config.audit,
-        "postveil certs",
-        f"postveil certs remove{' --force' if force else ''} {cert_id}",
-        reason,
-    )
+    changes = AdminChangeLog(config.audit, "postveil certs", f"postveil certs remove{' --force' if force else ''} {cert_id}", reason)
     try:
         for removed in (match, *others):
             changes.record("cert-remove", removed.addresses, removed.fingerprint)

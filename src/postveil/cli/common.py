@@ -29,9 +29,7 @@ def add_config_option_to_actions(actions: argparse._SubParsersAction) -> None:
 def add_reason_option(parser: argparse.ArgumentParser) -> None:
     """Add ``--reason TEXT``, stored in the reason field of the admin_override record."""
     parser.add_argument(
-        "--reason",
-        metavar="TEXT",
-        default="",
+        "--reason", metavar="TEXT", default="",
         help="reason for the change, stored in the reason field of the audit record "
         "(one line, at most 998 characters)",
     )

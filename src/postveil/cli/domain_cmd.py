@@ -64,13 +64,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
     setter = actions.add_parser("set", help="override the TLS level of a domain")
     setter.add_argument("domain")
-    setter.add_argument(
-        "--tls",
-        required=True,
-        choices=OVERRIDE_LEVELS,
-        metavar="LEVEL",
-        help="Postfix TLS level: " + ", ".join(OVERRIDE_LEVELS),
-    )
+    setter.add_argument("--tls", required=True, choices=OVERRIDE_LEVELS, metavar="LEVEL",
+                        help="Postfix TLS level: " + ", ".join(OVERRIDE_LEVELS))
 
     unset = actions.add_parser("unset", help="remove the administrator override of a domain")
     unset.add_argument("domain")
@@ -84,23 +79,18 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     release.add_argument("domain")
     release.add_argument(
-        "--force",
-        action="store_true",
+        "--force", action="store_true",
         help="release even when mail for the domain is queued or the queue cannot be read",
     )
     release.add_argument(
-        "--postfix-config",
-        metavar="DIR",
-        default=None,
+        "--postfix-config", metavar="DIR", default=None,
         help="Postfix configuration directory of the instance whose queue to check "
         "(default: Postfix's own default)",
     )
 
     for action in (purge, setter, unset, release):
         action.add_argument(
-            "--reason",
-            metavar="TEXT",
-            default="",
+            "--reason", metavar="TEXT", default="",
             help="reason for the change, stored in the reason field of the audit record "
             "(one line, at most 998 characters)",
         )
@@ -136,17 +126,13 @@ def run(args: argparse.Namespace) -> int:
         return 1
 
 
-def _run_cached(
-    args: argparse.Namespace, config: Config, cache: FactsCache, domain: str | None
-) -> int:
+def _run_cached(args: argparse.Namespace, config: Config, cache: FactsCache, domain: str | None) -> int:
     now = time.time()
     if args.action == "list":
         rows = []
         for facts in cache.all_facts():
             requirement = enforced_requirement(facts, config.policyd, now=now)
-            rows.append(
-                {"domain": facts.domain, "level": requirement.level, "rule": requirement.rule}
-            )
+            rows.append({"domain": facts.domain, "level": requirement.level, "rule": requirement.rule})
         if args.json:
             print(json.dumps(rows, indent=2))
         else:
@@ -172,11 +158,7 @@ def _run_cached(
 
 
 def _change(
-    args: argparse.Namespace,
-    config: Config,
-    cache: FactsCache,
-    audit: AuditLog,
-    domain: str,
+    args: argparse.Namespace, config: Config, cache: FactsCache, audit: AuditLog, domain: str,
     now: float,
 ) -> int:
     """Apply purge, set, unset or release; the admin action is in the audit trail before
@@ -188,15 +170,8 @@ def _change(
         if old is None:
             print(f"{domain}: not in the cache", file=sys.stderr)
             return 1
-        audit.append(
-            AdminOverride(
-                admin_name(),
-                domain,
-                "purge-domain-facts",
-                args.reason,
-                command=f"postveil domain purge {domain}",
-            )
-        )
+        audit.append(AdminOverride(admin_name(), domain, "purge-domain-facts", args.reason,
+                                   command=f"postveil domain purge {domain}"))
         cache.delete(domain)
         print(f"{domain}: purged")
         _print_hold(old, now)
@@ -207,16 +182,9 @@ def _change(
         print(f"{domain}: no administrator override to remove")
         _print_hold(old, now)
         return 0
-    command = (
-        f"postveil domain set {domain} --tls {level}"
-        if level
-        else f"postveil domain unset {domain}"
-    )
-    audit.append(
-        AdminOverride(
-            admin_name(), domain, "set-tls" if level else "clear-tls", args.reason, command=command
-        )
-    )
+    command = f"postveil domain set {domain} --tls {level}" if level else f"postveil domain unset {domain}"
+    audit.append(AdminOverride(admin_name(), domain, "set-tls" if level else "clear-tls",
+                               args.reason, command=command))
     base = old if old is not None else DomainFacts(domain, first_seen=now)
     if level in TLS_REQUIRED_LEVELS:
         _warn_no_starttls(base)
@@ -232,21 +200,12 @@ def _change(
             # The facts' own level dropped, but Postfix still gets a TLS policy. The
             # reason says so, or the trail would read as if TLS were no longer required.
             reason = f"{reason}; {held.reason}"
-        audit.append(
-            TlsRequirementChange(
-                domain,
-                event.old_level,
-                event.new_level or "none",
-                audit_source(event.rule, previous_rule),
-                reason,
-            )
-        )
+        audit.append(TlsRequirementChange(domain, event.old_level, event.new_level or "none",
+                                          audit_source(event.rule, previous_rule), reason))
     after = enforced_requirement(stored, config.policyd, now=now)
     line = after.policy_line(detect_postfix_version(config.policyd))
-    print(
-        f"{domain}: {line or 'NOTFOUND'} ({after.rule}); postveil-policyd applies it "
-        f"within {config.policyd.answer_cache_ttl:g}s"
-    )
+    print(f"{domain}: {line or 'NOTFOUND'} ({after.rule}); postveil-policyd applies it "
+          f"within {config.policyd.answer_cache_ttl:g}s")
     _print_hold(stored, now)
     return 0
 
@@ -254,32 +213,23 @@ def _change(
 def _print_hold(facts: DomainFacts | None, now: float) -> None:
     """Tell the admin when a TLS hold keeps the domain's TLS required whatever they set."""
     if facts is not None and facts.tls_held_until is not None and facts.tls_held_until > now:
-        print(
-            f"{facts.domain}: TLS stays required (at least encrypt) for all mail to it until "
-            f"{_when(facts.tls_held_until)}, because postveil-milter accepted mail for it "
-            "on the condition of TLS. Mail that cannot go over TLS waits in the queue. Once "
-            f"no such mail is queued: postveil domain release {facts.domain}"
-        )
+        print(f"{facts.domain}: TLS stays required (at least encrypt) for all mail to it until "
+              f"{_when(facts.tls_held_until)}, because postveil-milter accepted mail for it "
+              "on the condition of TLS. Mail that cannot go over TLS waits in the queue. Once "
+              f"no such mail is queued: postveil domain release {facts.domain}")
 
 
 def _warn_no_starttls(facts: DomainFacts) -> None:
     """Warn before requiring TLS of a domain whose latest probes found no STARTTLS."""
     if facts.probes and not any(probe.starttls for probe in facts.probes):
-        print(
-            f"warning: the latest probe of {facts.domain} found no STARTTLS on any MX "
-            f"({', '.join(probe.mx for probe in facts.probes)}); its mail will wait in "
-            "the queue until TLS works or the message expires",
-            file=sys.stderr,
-        )
+        print(f"warning: the latest probe of {facts.domain} found no STARTTLS on any MX "
+              f"({', '.join(probe.mx for probe in facts.probes)}); its mail will wait in "
+              "the queue until TLS works or the message expires", file=sys.stderr)
 
 
 def _release(
-    args: argparse.Namespace,
-    cache: FactsCache,
-    audit: AuditLog,
-    domain: str,
-    old: DomainFacts | None,
-    now: float,
+    args: argparse.Namespace, cache: FactsCache, audit: AuditLog, domain: str,
+    old: DomainFacts | None, now: float,
 ) -> int:
     """End the domain's TLS hold, unless Postfix's queue still contains mail for it."""
     if old is None or old.tls_held_until is None or old.tls_held_until <= now:
@@ -288,28 +238,22 @@ def _release(
     queued, problem = _queued_for(domain, args.postfix_config)
     if not args.force:
         if problem is not None:
-            print(
-                f"postveil domain release: cannot check Postfix's queue ({problem}); "
-                "nothing was released. Use --force to release without the check.",
-                file=sys.stderr,
-            )
+            print(f"postveil domain release: cannot check Postfix's queue ({problem}); "
+                  "nothing was released. Use --force to release without the check.",
+                  file=sys.stderr)
             return 1
         if queued:
-            print(
-                f"postveil domain release: {queued} queued message(s) have recipients at "
-                f"{domain}, accepted on the condition of TLS; nothing was released. Wait "
-                "for them to leave the queue, or remove them (postsuper -d), or use --force.",
-                file=sys.stderr,
-            )
+            print(f"postveil domain release: {queued} queued message(s) have recipients at "
+                  f"{domain}, accepted on the condition of TLS; nothing was released. Wait "
+                  "for them to leave the queue, or remove them (postsuper -d), or use --force.",
+                  file=sys.stderr)
             return 1
     command = f"postveil domain release {domain}" + (" --force" if args.force else "")
-    audit.append(
-        AdminOverride(admin_name(), domain, "release-tls-hold", args.reason, command=command)
-    )
+    audit.append(AdminOverride(admin_name(), domain, "release-tls-hold", args.reason,
+                               command=command))
     cache.release_tls_hold(domain)
-    print(
-        f"{domain}: TLS hold released; postveil-policyd answers from the domain's own facts again"
-    )
+    print(f"{domain}: TLS hold released; postveil-policyd answers from the domain's own "
+          "facts again")
     return 0
 
 
@@ -387,9 +331,7 @@ async def _check(config: Config, domain: str, as_json: bool, probe: bool) -> int
     return 1 if report["errors"] else 0
 
 
-def _report(
-    config: Config, facts: DomainFacts, events: list[RequirementEvent], now: float
-) -> dict[str, Any]:
+def _report(config: Config, facts: DomainFacts, events: list[RequirementEvent], now: float) -> dict[str, Any]:
     requirement: Requirement = enforced_requirement(facts, config.policyd, now=now)
     line = requirement.policy_line(detect_postfix_version(config.policyd))
     return {
@@ -432,28 +374,19 @@ def _print_report(report: dict[str, Any], as_json: bool) -> None:
         print("MX:            none: the domain does not exist (NXDOMAIN)")
     elif "mx" in report:
         hosts = ", ".join(f"{host} ({preference})" for preference, host in report["mx"])
-        print(
-            f"MX:            {hosts or 'none: mail goes to the domain address itself (RFC 5321 implicit MX)'}"
-        )
+        print(f"MX:            {hosts or 'none: mail goes to the domain address itself (RFC 5321 implicit MX)'}")
 
     if report.get("override"):
         print(f"override:      {report['override']}")
     if report.get("tls_held_until"):
-        print(
-            f"TLS hold:      until {_when(report['tls_held_until'])} (mail accepted on the "
-            "condition of TLS may still be queued)"
-        )
+        print(f"TLS hold:      until {_when(report['tls_held_until'])} (mail accepted on the "
+              "condition of TLS may still be queued)")
     sts = report["mta_sts"]
     if sts:
-        print(
-            f"MTA-STS:       mode {sts['mode']}, id {sts['id']}, mx {' '.join(sts['mx'])}, "
-            f"expires {_when(sts['expires_at'])}"
-        )
+        print(f"MTA-STS:       mode {sts['mode']}, id {sts['id']}, mx {' '.join(sts['mx'])}, "
+              f"expires {_when(sts['expires_at'])}")
     else:
-        print(
-            "MTA-STS:       no policy"
-            + (f" ({report['mta_sts_error']})" if report["mta_sts_error"] else "")
-        )
+        print("MTA-STS:       no policy" + (f" ({report['mta_sts_error']})" if report["mta_sts_error"] else ""))
 
     dane = report["dane"]
     if dane:
@@ -466,19 +399,13 @@ def _print_report(report: dict[str, Any], as_json: bool) -> None:
 
     for probe in report["probes"]:
         if probe["starttls"]:
-            cert = (
-                "valid certificate" if probe["cert_valid"] else "certificate not valid for the name"
-            )
+            cert = "valid certificate" if probe["cert_valid"] else "certificate not valid for the name"
             print(f"probe {probe['mx']}: STARTTLS {probe['tls_version']} {probe['cipher']}, {cert}")
         else:
             print(f"probe {probe['mx']}: no TLS ({probe['error']})")
-    print(
-        f"TLS seen:      first {_when(report['tls_first_seen'])}, last {_when(report['tls_last_seen'])}"
-    )
+    print(f"TLS seen:      first {_when(report['tls_first_seen'])}, last {_when(report['tls_last_seen'])}")
     for error in report.get("errors", []):
         print(f"error:         {error}")
     for event in report["events"]:
-        print(
-            f"event {_when(event['at'])}: {event['old_level'] or 'none'} -> "
-            f"{event['new_level'] or 'none'} ({event['rule']})"
-        )
+        print(f"event {_when(event['at'])}: {event['old_level'] or 'none'} -> "
+              f"{event['new_level'] or 'none'} ({event['rule']})")

@@ -32,9 +32,7 @@ def host_warnings(config: Config) -> list[str]:
     warnings += _pgp_warnings(config)
     warnings += _smime_warnings(config)
     if config.logging.target == "syslog":
-        warnings += _file_warnings(
-            "logging.syslog_socket", config.logging.syslog_socket, _NOT_STARTING
-        )
+        warnings += _file_warnings("logging.syslog_socket", config.logging.syslog_socket, _NOT_STARTING)
     return warnings
 
 
@@ -102,9 +100,7 @@ def _deferred_method(config: Config, method: str, lookup: str) -> str:
     The milter looks the recipient up for each method of the class's list in turn, and a
     lookup that fails defers the message (451) before the later methods are tried.
     """
-    classes = [
-        name for name, methods in config.routing.methods.model_dump().items() if method in methods
-    ]
+    classes = [name for name, methods in config.routing.methods.model_dump().items() if method in methods]
     return (
         f"every message whose route reaches {method} would be deferred (451) here because "
         f"the {lookup} fails, even one that a later method such as the portal would take "
@@ -116,9 +112,7 @@ def _pgp_warnings(config: Config) -> list[str]:
     section = config.pgp
     deferred = _deferred_method(config, "pgp", "PGP key lookup")
     warnings = _directory_warnings(
-        "pgp.gnupg_home",
-        section.gnupg_home,
-        f"{deferred}; create it with mode 0700, see docs/install.md",
+        "pgp.gnupg_home", section.gnupg_home, f"{deferred}; create it with mode 0700, see docs/install.md"
     )
     if shutil.which(section.gpg_binary) is None:
         warnings.append(
@@ -133,17 +127,13 @@ def _smime_warnings(config: Config) -> list[str]:
     deferred = _deferred_method(config, "smime", "certificate lookup") + "; see docs/install.md"
     warnings = _directory_warnings("smime.certificate_dir", section.certificate_dir, deferred)
     if not os.path.exists(section.trust_store):
-        warnings.append(
-            f"smime.trust_store {section.trust_store} does not exist on this host, so {deferred}"
-        )
+        warnings.append(f"smime.trust_store {section.trust_store} does not exist on this host, so {deferred}")
     if section.sign:
         for key in ("signing_certificate", "signing_key"):
             path = getattr(section, key)
             if path is not None:
                 warnings += _file_warnings(
-                    f"smime.{key}",
-                    path,
-                    "every S/MIME message would be deferred here (smime.sign is true)",
+                    f"smime.{key}", path, "every S/MIME message would be deferred here (smime.sign is true)"
                 )
     return warnings
 

@@ -115,9 +115,7 @@ def _import(keyring: PgpKeyring, config: Config, file: str, reason: str) -> int:
 
 def _remove(keyring: PgpKeyring, config: Config, key_id: str, reason: str) -> int:
     suffix = key_id.upper().removeprefix("0X")
-    matches = [
-        key for key in keyring.keys() if len(suffix) >= 16 and key.fingerprint.endswith(suffix)
-    ]
+    matches = [key for key in keyring.keys() if len(suffix) >= 16 and key.fingerprint.endswith(suffix)]
     if len(matches) != 1:
         found = "no key matches" if not matches else f"{len(matches)} keys match"
         print(
@@ -127,9 +125,7 @@ def _remove(keyring: PgpKeyring, config: Config, key_id: str, reason: str) -> in
         )
         return 1
     key = matches[0]
-    changes = AdminChangeLog(
-        config.audit, "postveil keys", f"postveil keys remove {key_id}", reason
-    )
+    changes = AdminChangeLog(config.audit, "postveil keys", f"postveil keys remove {key_id}", reason)
     try:
         changes.record("key-remove", key.addresses, key.fingerprint)
     except AdminAuditError as exc:

@@ -91,9 +91,7 @@ def parse_config(raw: bytes, source: str = "<string>") -> Config:
         raise ConfigError(source, [f"{source}:1: (top level): expected a mapping of sections"])
     for reserved in ("source", "version"):
         if reserved in data:
-            raise ConfigError(
-                source, [f"{source}:{lines.get((reserved,), 1)}: {reserved}: unknown key"]
-            )
+            raise ConfigError(source, [f"{source}:{lines.get((reserved,), 1)}: {reserved}: unknown key"])
     version = hashlib.sha256(raw).hexdigest()[:16]
     try:
         return Config.model_validate({**data, "source": source, "version": version})

@@ -142,9 +142,7 @@ def format_validation_errors(
     problems: list[tuple[int, str]] = []
     for error in exc.errors(include_url=False):
         location = tuple(
-            part
-            for part in error["loc"]
-            if not (isinstance(part, str) and part.startswith("function-"))
+            part for part in error["loc"] if not (isinstance(part, str) and part.startswith("function-"))
         )
         dotted = _dotted(location) or "(top level)"
         line = _line_for(location, positions.lines)

@@ -16,16 +16,7 @@ class LoggingSection(Section):
 
     syslog_socket: str = "/dev/log"
     syslog_facility: Literal[
-        "mail",
-        "daemon",
-        "local0",
-        "local1",
-        "local2",
-        "local3",
-        "local4",
-        "local5",
-        "local6",
-        "local7",
+        "mail", "daemon", "local0", "local1", "local2", "local3", "local4", "local5", "local6", "local7"
     ] = "mail"
     levels: dict[str, Level] = {}
     """Per-logger overrides, for example ``{postveil.policyd: DEBUG}``."""

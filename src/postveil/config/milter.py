@@ -72,9 +72,7 @@ class MilterSection(Section):
     def _check_reinject(cls, value: str) -> str:
         host, _, port = value.rpartition(":")
         if not host or not port.isdigit() or not 0 < int(port) < 65536:
-            raise ValueError(
-                f"invalid reinject address {value!r}: expected 'host:port', for example '127.0.0.1:10026'"
-            )
+            raise ValueError(f"invalid reinject address {value!r}: expected 'host:port', for example '127.0.0.1:10026'")
         return value
 
     @property
@@ -86,9 +84,7 @@ class MilterSection(Section):
     @classmethod
     def _check_timeout(cls, value: float) -> float:
         if value < 1:
-            raise ValueError(
-                f"invalid milter timeout {value:g}s: libmilter counts whole seconds, use at least 1s"
-            )
+            raise ValueError(f"invalid milter timeout {value:g}s: libmilter counts whole seconds, use at least 1s")
         return value
 
     @field_validator("socket_mode", mode="before")
@@ -156,7 +152,5 @@ def parse_milter_socket(value: str) -> tuple[Literal["unix", "inet", "inet6"], s
             f"for example '{prefix}:8899@{'127.0.0.1' if prefix == 'inet' else '::1'}'"
         )
     if not port.isdigit() or not 0 < int(port) < 65536:
-        raise ValueError(
-            f"invalid port in milter socket {value!r}: expected PORT@HOST with PORT 1-65535"
-        )
+        raise ValueError(f"invalid port in milter socket {value!r}: expected PORT@HOST with PORT 1-65535")
     return prefix, address  # type: ignore[return-value]

@@ -155,7 +155,9 @@ class PolicydSection(Section):
                 )
         return [entry.lower() for entry in value]
 
-    @field_validator("mta_sts_https_port", "smtp_port")
+    @field_validator(
+        "mta_sts_https_port", "smtp_port"
+    )
     @classmethod
     def _check_port(cls, value: int) -> int:
         if not 0 < value < 65536:

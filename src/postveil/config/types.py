@@ -28,9 +28,7 @@ errors, and some would overflow the C integers that libraries take (libmilter's 
 
 _COMPOUND_DURATION_RE = re.compile(r"^\s*(?:\d+(?:\.\d+)?\s*(?:ms|s|m|h|d|w)\s*){2,}$")
 _DURATION_PART_RE = re.compile(r"(\d+(?:\.\d+)?)\s*(ms|s|m|h|d|w)")
-_DURATION_EXPECTED = (
-    "expected a number with a unit (ms, s, m, h, d or w), for example '30s' or '1d'"
-)
+_DURATION_EXPECTED = "expected a number with a unit (ms, s, m, h, d or w), for example '30s' or '1d'"
 
 
 def parse_duration(value: Any) -> float:
@@ -59,10 +57,7 @@ def parse_duration(value: Any) -> float:
 def _single_unit_spelling(value: str) -> str:
     """Spell a compound duration such as ``1h30m`` in the largest whole unit (``90m``)."""
     milliseconds = round(
-        sum(
-            float(number) * _DURATION_UNITS[unit] * 1000
-            for number, unit in _DURATION_PART_RE.findall(value)
-        )
+        sum(float(number) * _DURATION_UNITS[unit] * 1000 for number, unit in _DURATION_PART_RE.findall(value))
     )
     for unit in ("w", "d", "h", "m", "s"):
         unit_ms = round(_DURATION_UNITS[unit] * 1000)
@@ -123,9 +118,7 @@ Size = Annotated[int, BeforeValidator(parse_size)]
 
 def _require_positive_duration(seconds: float) -> float:
     if seconds <= 0:
-        raise ValueError(
-            f"invalid duration {seconds:g}s: must be greater than 0, for example '30s'"
-        )
+        raise ValueError(f"invalid duration {seconds:g}s: must be greater than 0, for example '30s'")
     return seconds
 
 
@@ -135,9 +128,7 @@ def _require_positive_size(size: int) -> int:
     return size
 
 
-PositiveDuration = Annotated[
-    float, BeforeValidator(parse_duration), AfterValidator(_require_positive_duration)
-]
+PositiveDuration = Annotated[float, BeforeValidator(parse_duration), AfterValidator(_require_positive_duration)]
 """A :data:`Duration` that must be greater than zero."""
 
 PositiveSize = Annotated[int, BeforeValidator(parse_size), AfterValidator(_require_positive_size)]

@@ -99,9 +99,7 @@ class _TimedGPG(gnupg.GPG):
         if run.timed_out:
             raise OSError(f"gpg --list-config timed out after {timeout:g} s")
 
-    def _open_subprocess(
-        self, args: list[str], passphrase: bool = False
-    ) -> subprocess.Popen[bytes]:
+    def _open_subprocess(self, args: list[str], passphrase: bool = False) -> subprocess.Popen[bytes]:
         process = super()._open_subprocess(args, passphrase)
         run = getattr(self.current, "run", None)
         if run is None:
@@ -168,9 +166,7 @@ class PgpKeyring:
                 signature.append(None)
                 continue
             except OSError as exc:
-                raise PgpFailure(
-                    f"cannot read {name} in GnuPG home {self.gnupg_home}: {exc.strerror}"
-                ) from exc
+                raise PgpFailure(f"cannot read {name} in GnuPG home {self.gnupg_home}: {exc.strerror}") from exc
             signature.append((stat.st_size, stat.st_mtime_ns, stat.st_ino))
         return tuple(signature)
 
@@ -203,17 +199,13 @@ class PgpKeyring:
             run.finish()
             gpg.current.run = None
         if run.timed_out:
-            raise PgpFailure(
-                f"gpg {operation} timed out after {self.timeout:g} s in {self.gnupg_home}"
-            )
+            raise PgpFailure(f"gpg {operation} timed out after {self.timeout:g} s in {self.gnupg_home}")
         return result
 
     def _list_keys(self) -> list[KeyInfo]:
         listing = self._run("key listing", lambda gpg: gpg.list_keys())
         if listing.returncode != 0:
-            raise PgpFailure(
-                f"gpg failed to list keys in {self.gnupg_home}: {_gpg_problem(listing)}"
-            )
+            raise PgpFailure(f"gpg failed to list keys in {self.gnupg_home}: {_gpg_problem(listing)}")
         keys = []
         for key in listing:
             expires = int(key["expires"]) if key.get("expires") else None
@@ -307,9 +299,7 @@ class PgpKeyring:
         if b"PRIVATE KEY BLOCK" in data:
             raise PgpFailure("the file contains a secret key; import only public keys")
         show_only = ["--import-options", "show-only", "--with-colons"]
-        result = self._run(
-            "import preview", lambda gpg: gpg.import_keys(data, extra_args=show_only)
-        )
+        result = self._run("import preview", lambda gpg: gpg.import_keys(data, extra_args=show_only))
         listing = bytes(result.data or b"").decode("utf-8", "replace")
         records = [line.split(":") for line in listing.splitlines()]
         if any(record[0] in ("sec", "ssb") for record in records):
@@ -347,20 +337,14 @@ class PgpKeyring:
                 addresses = known[fingerprint].addresses
                 applicable.append(ImportPreview(fingerprint, "key-revoke", addresses))
         if not applicable:
-            unknown = [
-                fingerprint for fingerprint in dict.fromkeys(revoked) if fingerprint not in known
-            ]
+            unknown = [fingerprint for fingerprint in dict.fromkeys(revoked) if fingerprint not in known]
             if unknown:
                 raise PgpFailure(
                     f"the file is a revocation certificate for key {', '.join(unknown)}, "
                     "which is not in the keyring"
                 )
-            problem = (
-                "" if getattr(result, "returncode", None) == 0 else f" ({_gpg_problem(result)})"
-            )
-            raise PgpFailure(
-                f"the file contains no public key and no revocation certificate{problem}"
-            )
+            problem = "" if getattr(result, "returncode", None) == 0 else f" ({_gpg_problem(result)})"
+            raise PgpFailure(f"the file contains no public key and no revocation certificate{problem}")
         return applicable
 
     def import_report(self, data: bytes) -> ImportReport:
@@ -394,16 +378,9 @@ class PgpKeyring:
             if line.startswith("[GNUPG:] KEY_CONSIDERED ") and len(line.split()) > 2
         ]
         return ImportReport(
-            {
-                fingerprint: tuple(dict.fromkeys(words)) or ("unchanged",)
-                for fingerprint, words in changes.items()
-            },
+            {fingerprint: tuple(dict.fromkeys(words)) or ("unchanged",) for fingerprint, words in changes.items()},
             revocations,
-            tuple(
-                dict.fromkeys(
-                    fingerprint for fingerprint in considered if fingerprint not in changes
-                )
-            ),
+            tuple(dict.fromkeys(fingerprint for fingerprint in considered if fingerprint not in changes)),
         )
 
     def remove(self, fingerprint: str) -> None:
@@ -468,9 +445,7 @@ def pgp_mime_body(armored: bytes) -> tuple[str, bytes]:
     """Return (Content-Type value, body) of a multipart/encrypted message carrying
     ``armored`` (RFC 3156 section 4)."""
     boundary = "postveil-pgp-" + secrets.token_hex(12)
-    content_type = (
-        f'multipart/encrypted; protocol="application/pgp-encrypted"; boundary="{boundary}"'
-    )
+    content_type = f'multipart/encrypted; protocol="application/pgp-encrypted"; boundary="{boundary}"'
     armor = armored.replace(b"\r\n", b"\n").replace(b"\n", CRLF)
     if not armor.endswith(CRLF):
         armor += CRLF

@@ -70,9 +70,7 @@ def build_context(config: Config) -> RenderContext:
         routing=config.routing,
         portal=config.portal,
         certificates=CertificateStore(config.smime.certificate_dir, config.smime.trust_store),
-        keyring=PgpKeyring(
-            config.pgp.gnupg_home, config.pgp.gpg_binary, timeout=config.pgp.timeout
-        ),
+        keyring=PgpKeyring(config.pgp.gnupg_home, config.pgp.gpg_binary, timeout=config.pgp.timeout),
         signer=signer,
     )
 
@@ -187,6 +185,5 @@ def _facts(
             if smime.usable:
                 break
     return RecipientFacts(requirement.required, requirement.reason, pgp, smime, portal)
-
 
 __all__ = ["CryptoFailure", "Outcome", "TlsRequirement", "build_context", "process_message"]

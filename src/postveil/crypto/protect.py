@@ -73,7 +73,9 @@ def detect_encryption(message: RawMessage) -> str | None:
     return None
 
 
-def build_inner_entity(message: RawMessage, subject: str | None, config: RoutingSection) -> bytes:
+def build_inner_entity(
+    message: RawMessage, subject: str | None, config: RoutingSection
+) -> bytes:
     """Return the MIME entity to encrypt, in canonical CRLF form.
 
     ``subject`` is the Subject value to put inside (tags already removed); None copies the
@@ -108,9 +110,7 @@ def _mark_protected(content: list[HeaderField]) -> list[HeaderField]:
         if header.lower_name == "content-type" and not done:
             raw = header.raw.rstrip(b"\r\n").rstrip()
             raw = raw.rstrip(b";")
-            marked.append(
-                HeaderField(header.name, raw + b";" + CRLF + b" " + PROTECTED_HEADERS_PARAM + CRLF)
-            )
+            marked.append(HeaderField(header.name, raw + b";" + CRLF + b" " + PROTECTED_HEADERS_PARAM + CRLF))
             done = True
         else:
             marked.append(header)

@@ -142,3 +142,4 @@ def _portal_version(
     add = tuple((header, recipient) for recipient in group.recipients)
     edits = HeaderEdits(remove=remove, replace=replace, add=add)
     return MessageVersion(group, (intake,), edits, None, edits.apply(message))
+

@@ -366,9 +366,7 @@ class CertificateStore:
         for candidate in candidates:
             problem = self.check(candidate.certificate, now)
             if problem is None:
-                status = CredentialStatus(
-                    candidate.fingerprint, f"certificate {candidate.fingerprint[:16]} valid"
-                )
+                status = CredentialStatus(candidate.fingerprint, f"certificate {candidate.fingerprint[:16]} valid")
                 return CertificateLookup(status, candidate.certificate)
             first_problem = first_problem or problem
         return CertificateLookup(CredentialStatus(None, first_problem), None)
@@ -425,9 +423,7 @@ class SmimeSigner:
     def load(cls, certificate_path: str, key_path: str) -> SmimeSigner:
         """Read the certificate (plus intermediates) and unencrypted key PEM files."""
         try:
-            certificates = load_pem_certificates(
-                Path(certificate_path).read_bytes(), certificate_path
-            )
+            certificates = load_pem_certificates(Path(certificate_path).read_bytes(), certificate_path)
             key = serialization.load_pem_private_key(Path(key_path).read_bytes(), password=None)
         except (OSError, ValueError, TypeError, UnsupportedAlgorithm) as exc:
             raise SmimeFailure(f"cannot load the S/MIME signing certificate or key: {exc}") from exc
@@ -438,10 +434,8 @@ class SmimeSigner:
     def sign(self, entity: bytes) -> bytes:
         """Wrap ``entity`` (canonical CRLF) in multipart/signed with a detached CMS
         signature (SHA-256); the first part is ``entity`` byte for byte."""
-        builder = (
-            pkcs7.PKCS7SignatureBuilder()
-            .set_data(entity)
-            .add_signer(self.certificate, self.key, hashes.SHA256())
+        builder = pkcs7.PKCS7SignatureBuilder().set_data(entity).add_signer(
+            self.certificate, self.key, hashes.SHA256()
         )
         for certificate in self.chain:
             builder = builder.add_certificate(certificate)
@@ -454,8 +448,8 @@ class SmimeSigner:
             raise SmimeFailure(f"S/MIME signing failed: {exc}") from exc
         boundary = "postveil-signed-" + secrets.token_hex(12)
         head = (
-            'Content-Type: multipart/signed; protocol="application/pkcs7-signature"; '
-            f'micalg=sha-256; boundary="{boundary}"\r\n\r\n'
+            "Content-Type: multipart/signed; protocol=\"application/pkcs7-signature\"; "
+            f"micalg=sha-256; boundary=\"{boundary}\"\r\n\r\n"
         )
         parts = [
             head.encode("ascii"),

@@ -38,14 +38,7 @@ class DaemonProcess:
         self._log_offset = log.tell()
         env = dict(os.environ, PYTHONUNBUFFERED="1")
         self.process = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                self.module,
-                "--config",
-                str(self.config_path),
-                *self.extra_args,
-            ],
+            [sys.executable, "-m", self.module, "--config", str(self.config_path), *self.extra_args],
             stdout=log,
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
@@ -61,9 +54,7 @@ class DaemonProcess:
                 )
             if time.monotonic() > deadline:
                 self.kill()
-                raise TimeoutError(
-                    f"{self.module} not ready within {timeout:.0f}s:\n" + self.log_text()[-3000:]
-                )
+                raise TimeoutError(f"{self.module} not ready within {timeout:.0f}s:\n" + self.log_text()[-3000:])
             time.sleep(0.05)
         return self
 
@@ -126,10 +117,7 @@ class DaemonProcess:
                     + self.log_text()[-3000:]
                 )
             if time.monotonic() > deadline:
-                raise TimeoutError(
-                    f"{self.module} did not log {text!r} within {timeout:.0f}s:\n"
-                    + self.log_text()[-3000:]
-                )
+                raise TimeoutError(f"{self.module} did not log {text!r} within {timeout:.0f}s:\n" + self.log_text()[-3000:])
             time.sleep(0.05)
 
     def __enter__(self) -> DaemonProcess:

@@ -66,13 +66,7 @@ def samples(cast: Cast) -> list[Sample]:
         f"patient@{cast.plain.name}",
     )
     return [
-        Sample(
-            "staff lunch",
-            SENDER,
-            "Lunch on Friday",
-            "Hi all,\nlunch is at noon on Friday in room 2.\n",
-            everyone,
-        ),
+        Sample("staff lunch", SENDER, "Lunch on Friday", "Hi all,\nlunch is at noon on Friday in room 2.\n", everyone),
         Sample(
             "lab results",
             SENDER,
@@ -81,13 +75,7 @@ def samples(cast: Cast) -> list[Sample]:
             "HbA1c 9.1%, diagnosis E11.9 (type 2 diabetes). Please review.\n",
             everyone,
         ),
-        Sample(
-            "tagged [secure]",
-            SENDER,
-            "[secure] Referral letter",
-            "Please find the referral details below.\n",
-            everyone,
-        ),
+        Sample("tagged [secure]", SENDER, "[secure] Referral letter", "Please find the referral details below.\n", everyone),
         Sample(
             "newsletter (bulk)",
             BULK_SENDER,
@@ -173,9 +161,7 @@ def run(keep_running: bool = False, keep_files: bool = False) -> int:
         config_path = world.write_config(demo_config(world, cast))
         policyd = world.start_policyd(config_path)
         milter = world.start_milter(config_path)
-        print(
-            f"demo: private Postfix on 127.0.0.1:{postfix.port} with postveil-milter and postveil-policyd attached"
-        )
+        print(f"demo: private Postfix on 127.0.0.1:{postfix.port} with postveil-milter and postveil-policyd attached")
         print(f"demo: {pgp.address} has a PGP key, {smime.address} an S/MIME certificate;")
         print(f"demo: {starttls.name} offers STARTTLS without MTA-STS, {plain.name} offers no TLS")
         print()
@@ -186,9 +172,7 @@ def run(keep_running: bool = False, keep_files: bool = False) -> int:
             result = postfix.send(raw, sample.sender, sample.recipients)
             time.sleep(0.5)
             for recipient in sample.recipients:
-                rows.append(
-                    row_for(world, cast, sample, recipient, result, message_id, milter.log_text())
-                )
+                rows.append(row_for(world, cast, sample, recipient, result, message_id, milter.log_text()))
             # The policy daemon probes newly seen domains one second after first sight.
             time.sleep(1.5)
 
@@ -203,12 +187,8 @@ def run(keep_running: bool = False, keep_files: bool = False) -> int:
             print(f"demo: try  .venv/bin/postveil audit verify --config {config_path}")
             print(f"      and  .venv/bin/postveil audit search --config {config_path} --method pgp")
         else:
-            print(
-                "demo: logs, audit trail and received mail are removed at exit; run with --keep-files"
-            )
-            print(
-                "      (or --keep-running) to try  postveil audit verify  and  postveil audit search  on them"
-            )
+            print("demo: logs, audit trail and received mail are removed at exit; run with --keep-files")
+            print("      (or --keep-running) to try  postveil audit verify  and  postveil audit search  on them")
         print(f"demo: finished in {time.monotonic() - started:.1f}s")
         if keep_running:
             print()
@@ -235,9 +215,7 @@ def run(keep_running: bool = False, keep_files: bool = False) -> int:
 @contextlib.contextmanager
 def stop_signals_ignored() -> Iterator[None]:
     """Ignore SIGINT and SIGTERM inside the block, then restore their handlers."""
-    previous = {
-        signum: signal.signal(signum, signal.SIG_IGN) for signum in (signal.SIGINT, signal.SIGTERM)
-    }
+    previous = {signum: signal.signal(signum, signal.SIG_IGN) for signum in (signal.SIGINT, signal.SIGTERM)}
     try:
         yield
     finally:
@@ -257,9 +235,7 @@ def print_running_details(world: World, cast: Cast, config_path: Path) -> None:
     print("demo: running until Ctrl-C (or SIGTERM)")
     print(f"  config file      {config_path}")
 
-    print(
-        f"  Postfix SMTP     127.0.0.1:{postfix.port} (relays for 127.0.0.0/8), master pid {postfix.master_pid}"
-    )
+    print(f"  Postfix SMTP     127.0.0.1:{postfix.port} (relays for 127.0.0.0/8), master pid {postfix.master_pid}")
     print(f"                   reload: postfix -c {postfix.config_dir} reload")
     print(f"                   maillog: {postfix.maillog}")
     for name, daemon in world.daemons.items():
@@ -267,16 +243,11 @@ def print_running_details(world: World, cast: Cast, config_path: Path) -> None:
         print(f"  {label:<17}pid {daemon.pid}, reload: kill -HUP {daemon.pid}")
         print(f"                   log: {daemon.log_path}")
 
-    print(
-        f"  DNS server       {world.dns.address}:53, MTA-STS HTTPS server {world.https.address}:443"
-    )
+    print(f"  DNS server       {world.dns.address}:53, MTA-STS HTTPS server {world.https.address}:443")
     print(f"  received mail    {world.spool.directory}/NNNNNN-<MX host>.eml, envelope in .envelope")
 
     print("  domains (each has one MX host with its SMTP sink on port 25):")
-    sinks = {
-        name: f"{domain.mx_host} {domain.sink.address}:{domain.sink.port}"
-        for name, domain in world.domains.items()
-    }
+    sinks = {name: f"{domain.mx_host} {domain.sink.address}:{domain.sink.port}" for name, domain in world.domains.items()}
     name_width = max(len(name) for name in sinks)
     sink_width = max(len(sink) for sink in sinks.values())
     for name, domain in world.domains.items():
@@ -287,9 +258,7 @@ def print_running_details(world: World, cast: Cast, config_path: Path) -> None:
         print(f"  files            {world.base_dir} (kept at exit)")
     else:
         print(f"  files            {world.base_dir} (removed at exit; --keep-files keeps them)")
-    print(
-        f"  TLS policy       postmap -c {postfix.config_dir} -q {cast.enforce.name} {world.socketmap_table}"
-    )
+    print(f"  TLS policy       postmap -c {postfix.config_dir} -q {cast.enforce.name} {world.socketmap_table}")
     print("  send a test message:")
     print(
         f"    swaks --server 127.0.0.1 --port {postfix.port} --from {SENDER} "
@@ -336,11 +305,7 @@ def report_exited(daemons: Mapping[str, DaemonProcess], reported: set[str]) -> l
         if status is None:
             continue
         reported.add(name)
-        outcome = (
-            f"was killed by {signal.Signals(-status).name}"
-            if status < 0
-            else f"exited with status {status}"
-        )
+        outcome = f"was killed by {signal.Signals(-status).name}" if status < 0 else f"exited with status {status}"
         line = f"demo: postveil-{name} (pid {daemon.pid}) {outcome}; log: {daemon.log_path}"
         if name == "milter":
             line += "; Postfix defers new mail while it is down (milter_default_action = tempfail)"
@@ -349,13 +314,7 @@ def report_exited(daemons: Mapping[str, DaemonProcess], reported: set[str]) -> l
 
 
 def row_for(
-    world: World,
-    cast: Cast,
-    sample: Sample,
-    recipient: str,
-    result: SendResult,
-    message_id: str,
-    milter_log: str,
+    world: World, cast: Cast, sample: Sample, recipient: str, result: SendResult, message_id: str, milter_log: str
 ) -> tuple[str, ...]:
     """Build one table row: what postveil decided for ``recipient`` and what arrived where."""
     if recipient in result.rejected:
@@ -367,25 +326,15 @@ def row_for(
     if method == "portal":
         copy = wait_for_copy(cast.portal, cast.portal_intake, message_id)
         where = f"held at portal ({cast.portal_intake})" if copy else "portal copy missing"
-        return (
-            sample.label,
-            recipient,
-            method,
-            (copy.tls_version or "plaintext") if copy else "-",
-            where,
-        )
+        return (sample.label, recipient, method, (copy.tls_version or "plaintext") if copy else "-", where)
     domain = world.domains[recipient.split("@")[1]]
-    copy = wait_for_copy(
-        domain, recipient, message_id, timeout=0.2 if method in ("drop", "-") else 15
-    )
+    copy = wait_for_copy(domain, recipient, message_id, timeout=0.2 if method in ("drop", "-") else 15)
     if copy is None:
         return (sample.label, recipient, method, "-", "not delivered")
     return (sample.label, recipient, method, copy.tls_version or "plaintext", content_form(copy))
 
 
-def wait_for_copy(
-    domain: TestDomain, recipient: str, message_id: str, timeout: float = 15
-) -> ReceivedMessage | None:
+def wait_for_copy(domain: TestDomain, recipient: str, message_id: str, timeout: float = 15) -> ReceivedMessage | None:
     deadline = time.monotonic() + timeout
     while True:
         for message in domain.sink.messages:
@@ -412,9 +361,7 @@ def _interrupt(signum: int, _frame: object) -> None:
 def main(argv: list[str] | None = None) -> int:
     # SIGTERM stops the demo as Ctrl-C does, so every process it started is stopped.
     signal.signal(signal.SIGTERM, _interrupt)
-    parser = argparse.ArgumentParser(
-        description="Run postveil end to end on loopback and show what it did."
-    )
+    parser = argparse.ArgumentParser(description="Run postveil end to end on loopback and show what it did.")
     parser.add_argument(
         "--keep-running",
         action="store_true",

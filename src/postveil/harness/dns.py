@@ -55,9 +55,7 @@ class DnsFixture:
         rtype = rtype.upper()
         if rtype == "TXT":
             parts = [value] if isinstance(value, str) else list(value)
-            quoted = " ".join(
-                '"' + p.replace("\\", "\\\\").replace('"', '\\"') + '"' for p in parts
-            )
+            quoted = " ".join('"' + p.replace("\\", "\\\\").replace('"', '\\"') + '"' for p in parts)
             zone_line = f"{_norm(name)}. {ttl} IN TXT {quoted}"
         else:
             zone_line = f"{_norm(name)}. {ttl} IN {rtype} {value}"
@@ -115,9 +113,7 @@ class DnsFixture:
             answers = list(self._zone.records.get((name, rtype), []))
             if not answers and rtype != "CNAME":
                 answers = list(self._zone.records.get((name, "CNAME"), []))
-            exists = any(
-                key[0] == name or key[0].endswith("." + name) for key in self._zone.records
-            )
+            exists = any(key[0] == name or key[0].endswith("." + name) for key in self._zone.records)
             secure = any(name == s or name.endswith("." + s) for s in self._zone.secure_suffixes)
 
         for record in answers:
@@ -173,9 +169,7 @@ class DnsFixture:
         tcp = Tcp((self.address, self.port), TcpHandler)
         self._servers = [udp, tcp]
         for server in self._servers:
-            thread = threading.Thread(
-                target=server.serve_forever, args=(0.05,), daemon=True, name="dns-fixture"
-            )
+            thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True, name="dns-fixture")
             thread.start()
             self._threads.append(thread)
         return self

@@ -74,17 +74,11 @@ class HttpsFixture:
                 self._contexts[names] = self.pki.server_context(*names)
             return self._contexts[names]
 
-    def _select_certificate(
-        self, sslobj: ssl.SSLObject, server_name: str | None, _ctx: ssl.SSLContext
-    ) -> None:
+    def _select_certificate(self, sslobj: ssl.SSLObject, server_name: str | None, _ctx: ssl.SSLContext) -> None:
         host = (server_name or "").lower()
         with self._lock:
             response = self._hosts.get(host)
-        names = (
-            response.certificate_names
-            if response and response.certificate_names
-            else (host or "unknown.invalid",)
-        )
+        names = response.certificate_names if response and response.certificate_names else (host or "unknown.invalid",)
         sslobj.context = self._context_for(names)
 
     def start(self) -> HttpsFixture:
@@ -133,9 +127,7 @@ class HttpsFixture:
 
         self._server = Server((self.address, self.port), Handler)
         self.port = self._server.server_address[1]
-        threading.Thread(
-            target=self._server.serve_forever, args=(0.05,), daemon=True, name="https-fixture"
-        ).start()
+        threading.Thread(target=self._server.serve_forever, args=(0.05,), daemon=True, name="https-fixture").start()
         return self
 
     def stop(self) -> None:

@@ -209,9 +209,7 @@ class PrivatePostfix:
 
     def start(self) -> PrivatePostfix:
         if os.geteuid() != 0:
-            raise PostfixError(
-                "the private Postfix harness needs root (Postfix drops to mail_owner)"
-            )
+            raise PostfixError("the private Postfix harness needs root (Postfix drops to mail_owner)")
         if shutil.which("postfix") is None:
             raise PostfixError("postfix is not installed; run scripts/bootstrap.sh")
         self.base_dir.mkdir(parents=True, exist_ok=True)
@@ -225,9 +223,7 @@ class PrivatePostfix:
             resolv = self.base_dir / "resolv.conf"
             host, _, port = self.dns_nameserver.rpartition(":")
             if port not in ("", "53"):
-                raise PostfixError(
-                    "Postfix's resolver only talks to port 53; give the DNS fixture port 53"
-                )
+                raise PostfixError("Postfix's resolver only talks to port 53; give the DNS fixture port 53")
             resolv.write_text(f"nameserver {host}\noptions trust-ad attempts:1 timeout:2\n")
             script = f"mount --bind {resolv} /etc/resolv.conf && exec {' '.join(command)}"
             command = ["unshare", "--mount", "--propagation", "private", "sh", "-c", script]
@@ -274,16 +270,11 @@ class PrivatePostfix:
                 return
             except OSError:
                 time.sleep(0.1)
-        raise PostfixError(
-            f"private Postfix did not accept SMTP connections on 127.0.0.1:{self.port} within {timeout:.0f}s"
-        )
+        raise PostfixError(f"private Postfix did not accept SMTP connections on 127.0.0.1:{self.port} within {timeout:.0f}s")
 
     def _run_postfix(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
         result = subprocess.run(
-            ["postfix", "-c", str(self.config_dir), *args],
-            capture_output=True,
-            text=True,
-            timeout=60,
+            ["postfix", "-c", str(self.config_dir), *args], capture_output=True, text=True, timeout=60
         )
         if check and result.returncode != 0:
             raise PostfixError(f"postfix {' '.join(args)} failed: {result.stdout}{result.stderr}")
@@ -295,10 +286,7 @@ class PrivatePostfix:
 
     def postconf(self, *args: str) -> str:
         result = subprocess.run(
-            ["postconf", "-c", str(self.config_dir), *args],
-            capture_output=True,
-            text=True,
-            timeout=30,
+            ["postconf", "-c", str(self.config_dir), *args], capture_output=True, text=True, timeout=30
         )
         if result.returncode != 0:
             raise PostfixError(f"postconf {' '.join(args)} failed: {result.stderr}")
@@ -307,10 +295,7 @@ class PrivatePostfix:
     def queue_ids(self) -> list[str]:
         """Queue ids currently in the queue (``postqueue -j``)."""
         result = subprocess.run(
-            ["postqueue", "-c", str(self.config_dir), "-j"],
-            capture_output=True,
-            text=True,
-            timeout=30,
+            ["postqueue", "-c", str(self.config_dir), "-j"], capture_output=True, text=True, timeout=30
         )
         return [json.loads(line)["queue_id"] for line in result.stdout.splitlines() if line.strip()]
 
@@ -351,9 +336,7 @@ class PrivatePostfix:
             code, reply = client.data(message)
             text = reply.decode(errors="replace")
             match = _QUEUED_RE.search(text)
-            return SendResult(
-                code, text, match.group(1) if match and code < 400 else None, rejected
-            )
+            return SendResult(code, text, match.group(1) if match and code < 400 else None, rejected)
 
     def maillog_text(self) -> str:
         try:
@@ -388,8 +371,7 @@ class PrivatePostfix:
             if time.monotonic() > deadline:
                 raise TimeoutError(
                     f"queue id {queue_id}: {len(result)} of {recipients} recipient(s) reached "
-                    f"{'/'.join(statuses)} within {timeout:.0f}s; maillog lines:\n"
-                    + "\n".join(lines)
+                    f"{'/'.join(statuses)} within {timeout:.0f}s; maillog lines:\n" + "\n".join(lines)
                 )
             time.sleep(0.1)
 

@@ -50,9 +50,7 @@ def world(request: pytest.FixtureRequest) -> Iterator[World]:
         request.config.stash[_KEPT_DIRECTORY] = instance.base_dir
 
 
-def pytest_terminal_summary(
-    terminalreporter: pytest.TerminalReporter, config: pytest.Config
-) -> None:
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter, config: pytest.Config) -> None:
     # Output of a fixture's teardown is captured, so the kept directory is named here.
     kept = config.stash.get(_KEPT_DIRECTORY, None)
     if kept is not None:

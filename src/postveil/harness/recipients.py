@@ -22,9 +22,7 @@ from postveil.harness.pki import TestPKI
 def _run(command: list[str], data: bytes | None = None) -> bytes:
     result = subprocess.run(command, input=data, capture_output=True, timeout=60)
     if result.returncode != 0:
-        raise RuntimeError(
-            f"{command[0]} failed ({result.returncode}): {result.stderr.decode(errors='replace')[-800:]}"
-        )
+        raise RuntimeError(f"{command[0]} failed ({result.returncode}): {result.stderr.decode(errors='replace')[-800:]}")
     return result.stdout
 
 
@@ -39,35 +37,13 @@ class PgpRecipient:
         """Generate a key pair for ``address`` and import its public key for postveil."""
         home = directory / f"gpg-{address.replace('@', '_at_')}"
         home.mkdir(parents=True, exist_ok=True, mode=0o700)
-        base = [
-            "gpg",
-            "--homedir",
-            str(home),
-            "--batch",
-            "--pinentry-mode",
-            "loopback",
-            "--passphrase",
-            "",
-        ]
-        _run(
-            [
-                *base,
-                "--quick-gen-key",
-                f"Test Recipient <{address}>",
-                "future-default",
-                "default",
-                "never",
-            ]
-        )
-        listing = _run(
-            ["gpg", "--homedir", str(home), "--batch", "--with-colons", "--list-keys", address]
-        )
+        base = ["gpg", "--homedir", str(home), "--batch", "--pinentry-mode", "loopback", "--passphrase", ""]
+        _run([*base, "--quick-gen-key", f"Test Recipient <{address}>", "future-default", "default", "never"])
+        listing = _run(["gpg", "--homedir", str(home), "--batch", "--with-colons", "--list-keys", address])
         fingerprint = next(
             line.split(":")[9] for line in listing.decode().splitlines() if line.startswith("fpr:")
         )
-        public = _run(
-            ["gpg", "--homedir", str(home), "--batch", "--armor", "--export", fingerprint]
-        )
+        public = _run(["gpg", "--homedir", str(home), "--batch", "--armor", "--export", fingerprint])
         PgpKeyring(str(postveil_gnupg_home)).import_keys(public)
         return cls(address, home, fingerprint)
 
@@ -83,22 +59,8 @@ class PgpRecipient:
     @property
     def encryption_key_ids(self) -> list[str]:
         """Long key ids of this recipient's encryption subkeys (upper-case hex)."""
-        listing = _run(
-            [
-                "gpg",
-                "--homedir",
-                str(self.home),
-                "--batch",
-                "--with-colons",
-                "--list-keys",
-                self.fingerprint,
-            ]
-        )
-        return [
-            line.split(":")[4].upper()
-            for line in listing.decode().splitlines()
-            if line.startswith("sub:")
-        ]
+        listing = _run(["gpg", "--homedir", str(self.home), "--batch", "--with-colons", "--list-keys", self.fingerprint])
+        return [line.split(":")[4].upper() for line in listing.decode().splitlines() if line.startswith("sub:")]
 
     def key_ids_in(self, message: bytes) -> list[str]:
         """List the key ids a PGP/MIME message is encrypted to (``gpg --list-packets``)."""
@@ -108,15 +70,11 @@ class PgpRecipient:
         empty.mkdir(exist_ok=True, mode=0o700)
         result = subprocess.run(
             ["gpg", "--homedir", str(empty), "--batch", "--list-packets"],
-            input=armored,
-            capture_output=True,
-            timeout=60,
+            input=armored, capture_output=True, timeout=60,
         )
         text = (result.stdout + result.stderr).decode(errors="replace")
         return [
-            line.split("keyid ")[1].split()[0].upper()
-            for line in text.splitlines()
-            if "pubkey enc packet" in line
+            line.split("keyid ")[1].split()[0].upper() for line in text.splitlines() if "pubkey enc packet" in line
         ]
 
 
@@ -136,14 +94,6 @@ class SmimeRecipient:
     def decrypt(self, message: bytes) -> bytes:
         """Decrypt an S/MIME enveloped-data message with ``openssl cms -decrypt``."""
         return _run(
-            [
-                "openssl",
-                "cms",
-                "-decrypt",
-                "-recip",
-                str(self.cert_path),
-                "-inkey",
-                str(self.key_path),
-            ],
+            ["openssl", "cms", "-decrypt", "-recip", str(self.cert_path), "-inkey", str(self.key_path)],
             message,
         )

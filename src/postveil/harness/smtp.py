@@ -129,9 +129,7 @@ class SmtpSink:
             self._context.sni_callback = self._remember_sni
         self._controller: Controller | None = None
 
-    def _remember_sni(
-        self, sslobj: ssl.SSLObject, server_name: str | None, _ctx: ssl.SSLContext
-    ) -> None:
+    def _remember_sni(self, sslobj: ssl.SSLObject, server_name: str | None, _ctx: ssl.SSLContext) -> None:
         if server_name:
             self._server_names[id(sslobj)] = server_name
 
@@ -161,13 +159,8 @@ class SmtpSink:
                 self.spool.save(message, self)
             except OSError as exc:
                 # A message the admin cannot see should not count as delivered.
-                log.error(
-                    "sink %s (%s): failed to write a message to %s: %s",
-                    self.hostname,
-                    self.address,
-                    self.spool.directory,
-                    exc,
-                )
+                log.error("sink %s (%s): failed to write a message to %s: %s",
+                          self.hostname, self.address, self.spool.directory, exc)
                 return "451 4.3.0 sink failed to save the message"
         with self._condition:
             self.messages.append(message)

@@ -75,9 +75,7 @@ class TestDomain:
 class World:
     """Fixtures for a set of invented domains. Use as a context manager."""
 
-    def __init__(
-        self, base_dir: Path | None = None, *, keep: bool = False, save_mail: bool = False
-    ) -> None:
+    def __init__(self, base_dir: Path | None = None, *, keep: bool = False, save_mail: bool = False) -> None:
         """Create the runtime directory; nothing listens until :meth:`start`.
 
         ``keep`` leaves the directory in place after :meth:`stop`; callers may change
@@ -114,9 +112,8 @@ class World:
         except OSError as exc:
             self.stop()
             raise OSError(
-                exc.errno,
-                f"cannot start the DNS ({self.dns.address}:53) or HTTPS "
-                f"({self.https.address}:443) fixture: {exc.strerror}",
+                exc.errno, f"cannot start the DNS ({self.dns.address}:53) or HTTPS "
+                f"({self.https.address}:443) fixture: {exc.strerror}"
             ) from exc
         return self
 
@@ -158,11 +155,7 @@ class World:
         """Create ``name`` with one MX host ``mx.<name>`` served by a fresh sink."""
         mx_host = f"mx.{name}"
         sink = SmtpSink(
-            allocate_address(),
-            self.pki if tls != "none" else None,
-            hostname=mx_host,
-            tls=tls,
-            spool=self.spool,
+            allocate_address(), self.pki if tls != "none" else None, hostname=mx_host, tls=tls, spool=self.spool
         )
         sink.start()
         self.dns.add(name, "MX", f"10 {mx_host}.")
@@ -175,14 +168,7 @@ class World:
         self.domains[name] = domain
         return domain
 
-    def publish_mta_sts(
-        self,
-        domain: TestDomain,
-        mode: str,
-        *,
-        max_age: int = 86400,
-        policy_id: str = "20261204T000000",
-    ) -> None:
+    def publish_mta_sts(self, domain: TestDomain, mode: str, *, max_age: int = 86400, policy_id: str = "20261204T000000") -> None:
         policy = f"version: STSv1\nmode: {mode}\nmx: {domain.mx_host}\nmax_age: {max_age}\n"
         self.dns.remove(f"_mta-sts.{domain.name}", "TXT")
         self.dns.add(f"_mta-sts.{domain.name}", "TXT", f"v=STSv1; id={policy_id};")
@@ -251,9 +237,7 @@ class World:
                 "reinject_timeout": "30s",
                 # Without a private Postfix there are no rewrite maps to read.
                 "check_recipient_rewrites": self.postfix is not None,
-                "postfix_config_directory": str(self.postfix.config_dir)
-                if self.postfix is not None
-                else None,
+                "postfix_config_directory": str(self.postfix.config_dir) if self.postfix is not None else None,
             },
             "policyd": {
                 "cache_path": str(self.state_dir / "tlsfacts.sqlite3"),
@@ -278,13 +262,9 @@ class World:
             "logging": {"level": "DEBUG"},
         }
 
-    def write_config(
-        self, config: dict[str, Any] | None = None, name: str = "postveil.yaml"
-    ) -> Path:
+    def write_config(self, config: dict[str, Any] | None = None, name: str = "postveil.yaml") -> Path:
         path = self.base_dir / name
-        path.write_text(
-            yaml.safe_dump(config if config is not None else self.base_config(), sort_keys=False)
-        )
+        path.write_text(yaml.safe_dump(config if config is not None else self.base_config(), sort_keys=False))
         return path
 
     def add_pgp_recipient(self, address: str) -> PgpRecipient:
@@ -306,16 +286,12 @@ class World:
         """The ``smtp_tls_policy_maps`` value that points Postfix at postveil-policyd."""
         return f"socketmap:inet:127.0.0.1:{self.socketmap_port}:postveil"
 
-    def start_policyd(
-        self, config_path: Path | None = None, *, attach: bool = True
-    ) -> DaemonProcess:
+    def start_policyd(self, config_path: Path | None = None, *, attach: bool = True) -> DaemonProcess:
         """Start postveil-policyd; with ``attach``, Postfix uses it for TLS policy and at RCPT."""
         config_path = config_path or self.write_config()
 
         def listening() -> bool:
-            return port_open("127.0.0.1", self.socketmap_port) and port_open(
-                "127.0.0.1", self.policy_port
-            )
+            return port_open("127.0.0.1", self.socketmap_port) and port_open("127.0.0.1", self.policy_port)
 
         daemon = DaemonProcess(
             "postveil.policyd.daemon", config_path, self.log_dir / "policyd.log", ready=listening
@@ -373,7 +349,5 @@ def _stop_gpg_agents(directory: Path) -> None:
         if home.is_dir() and (home / "pubring.kbx").exists():
             subprocess.run(
                 ["gpgconf", "--homedir", str(home), "--kill", "gpg-agent"],
-                capture_output=True,
-                timeout=10,
-                check=False,
+                capture_output=True, timeout=10, check=False,
             )

@@ -81,10 +81,7 @@ def _warn_unreadable_stores(config: Config) -> None:
             continue
         log.warning(
             "%s %s %s; every message whose route reaches %s will be deferred (451)",
-            key,
-            path,
-            problem,
-            method,
+            key, path, problem, method,
         )
 
 
@@ -157,19 +154,10 @@ class MilterDaemon:
             return
         try:
             keep_audit = new_config.audit == old_config.audit
-            processor = MessageProcessor(
-                new_config, audit=self.processor.audit if keep_audit else None
-            )
+            processor = MessageProcessor(new_config, audit=self.processor.audit if keep_audit else None)
         except Exception as exc:
-            log.error(
-                "reload of %s failed; keeping the running configuration: %s: %s",
-                path,
-                type(exc).__name__,
-                exc,
-            )
-            self._reload_failed(
-                path, f"start-up of the new configuration failed: {type(exc).__name__}"
-            )
+            log.error("reload of %s failed; keeping the running configuration: %s: %s", path, type(exc).__name__, exc)
+            self._reload_failed(path, f"start-up of the new configuration failed: {type(exc).__name__}")
             return
         with self._config_lock:
             self._processor = processor
@@ -180,16 +168,9 @@ class MilterDaemon:
                 self._applied_logging = new_config.logging
             except OSError as exc:
                 # setup_logging replaces the handlers only after the new one exists.
-                log.error(
-                    "reload: cannot switch logging to %s: %s; logging stays as it was",
-                    new_config.logging.target,
-                    exc,
-                )
+                log.error("reload: cannot switch logging to %s: %s; logging stays as it was", new_config.logging.target, exc)
         old_section = old_config.milter
-        if (new_section.socket_mode, new_section.socket_group) != (
-            old_section.socket_mode,
-            old_section.socket_group,
-        ):
+        if (new_section.socket_mode, new_section.socket_group) != (old_section.socket_mode, old_section.socket_group):
             self._apply_socket_permissions(new_section, group_id)
         for key in RESTART_KEYS:
             if getattr(new_section, key) != getattr(old_section, key):
@@ -206,12 +187,7 @@ class MilterDaemon:
         except MilterSocketError as exc:
             log.error("reload: %s", exc)
         else:
-            log.info(
-                "milter socket %s: mode %s, group %s",
-                self._socket_path,
-                section.socket_mode,
-                section.socket_group or "unchanged",
-            )
+            log.info("milter socket %s: mode %s, group %s", self._socket_path, section.socket_mode, section.socket_group or "unchanged")
 
     # -- libmilter ---------------------------------------------------------------
 
@@ -221,13 +197,7 @@ class MilterDaemon:
         Milter.factory = lambda: PostveilMilter(lambda: self.processor, self.in_flight, quiet=quiet)
         libmilter.set_exception_policy(libmilter.TEMPFAIL)
         Milter.set_flags(
-            Milter.ADDHDRS
-            | Milter.CHGHDRS
-            | Milter.CHGBODY
-            | Milter.ADDRCPT
-            | Milter.DELRCPT
-            | Milter.CHGFROM
-            | Milter.SETSYMLIST
+            Milter.ADDHDRS | Milter.CHGHDRS | Milter.CHGBODY | Milter.ADDRCPT | Milter.DELRCPT | Milter.CHGFROM | Milter.SETSYMLIST
         )
         libmilter.set_connect_callback(Milter.connect_callback)
         libmilter.set_helo_callback(lambda ctx, host: ctx.getpriv().hello(host))
@@ -363,9 +333,7 @@ class MilterDaemon:
                 self.config.milter.shutdown_timeout,
             )
         self._remove_own_socket()
-        reason = (
-            signal.Signals(self._stop_signal).name if self._stop_signal else "libmilter stopped"
-        )
+        reason = signal.Signals(self._stop_signal).name if self._stop_signal else "libmilter stopped"
         self._audit_event(DaemonEvent("stop", __version__, reason))
         logging.shutdown()
         return 0
@@ -400,9 +368,7 @@ def _check_inet_address(spec: str, family: str, address: str) -> None:
         resolved = socket.getaddrinfo(host, int(port_text), address_family, socket.SOCK_STREAM)
     except socket.gaierror as exc:
         raise MilterSocketError(
-            spec,
-            f"cannot resolve {host!r}: {exc.strerror}",
-            "write an IP address of this host, for example 127.0.0.1",
+            spec, f"cannot resolve {host!r}: {exc.strerror}", "write an IP address of this host, for example 127.0.0.1"
         ) from exc
     probe = socket.socket(address_family, socket.SOCK_STREAM)
     try:
@@ -451,13 +417,9 @@ def _remove_stale_socket(spec: str, path: Path) -> None:
     except FileNotFoundError:
         return
     except OSError as exc:
-        raise MilterSocketError(
-            spec, f"cannot inspect {path}: {exc.strerror}", "check the directory's permissions"
-        ) from exc
+        raise MilterSocketError(spec, f"cannot inspect {path}: {exc.strerror}", "check the directory's permissions") from exc
     if not stat.S_ISSOCK(mode):
-        raise MilterSocketError(
-            spec, f"{path} exists and is not a socket", "move that file away or choose another path"
-        )
+        raise MilterSocketError(spec, f"{path} exists and is not a socket", "move that file away or choose another path")
     probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     probe.settimeout(2.0)
     try:

@@ -44,25 +44,19 @@ TLS_FACTS_NOT_LOOKED_UP = "no TLS facts for the domain yet"
 class MessageProcessor:
     """Detector, keys, certificates, facts cache and audit log of one configuration."""
 
-    def __init__(
-        self, config: Config, *, audit: AuditLog | None = None, cache: FactsCache | None = None
-    ) -> None:
+    def __init__(self, config: Config, *, audit: AuditLog | None = None, cache: FactsCache | None = None) -> None:
         self.config = config
         self.detector = Detector(config.detection)
         self.context = build_context(config)
         self.cache = cache if cache is not None else open_cache(config.policyd)
-        self.audit = (
-            audit if audit is not None else AuditLog(config.audit, program="postveil-milter")
-        )
+        self.audit = audit if audit is not None else AuditLog(config.audit, program="postveil-milter")
         self.rewrites = _read_rewrites(config) if config.milter.check_recipient_rewrites else None
 
     def close(self) -> None:
         self.cache.close()
         self.audit.close()
 
-    def tls_requirements(
-        self, recipients: Sequence[str], *, look_up: set[str] = frozenset()
-    ) -> dict[str, TlsRequirement]:
+    def tls_requirements(self, recipients: Sequence[str], *, look_up: set[str] = frozenset()) -> dict[str, TlsRequirement]:
         """Return each recipient's domain TLS requirement from the shared cache.
 
         A domain missing from the cache gets the reason TLS_FACTS_NOT_LOOKED_UP,
@@ -75,25 +69,18 @@ class MessageProcessor:
         facts = self._read_facts(domains)
         to_query = [domain for domain in domains if _unknown(facts[domain]) and domain in look_up]
         for domain in to_query:
-            query_policy(
-                self.config.policyd.socketmap_listen, domain, self.config.milter.tls_lookup_timeout
-            )
+            query_policy(self.config.policyd.socketmap_listen, domain, self.config.milter.tls_lookup_timeout)
         if to_query:
             facts.update(self._read_facts(to_query))
 
         now = time.time()
         by_domain = {
-            domain: self._domain_requirement(domain, facts[domain], now, domain in look_up)
-            for domain in domains
+            domain: self._domain_requirement(domain, facts[domain], now, domain in look_up) for domain in domains
         }
-        requirements = {
-            recipient: by_domain[recipient_domain(recipient)] for recipient in recipients
-        }
+        requirements = {recipient: by_domain[recipient_domain(recipient)] for recipient in recipients}
         # Postfix applies its rewrite maps after routing, so a recipient it moves to
         # another domain would be delivered under that domain's TLS policy.
-        needing_tls = [
-            recipient for recipient, requirement in requirements.items() if requirement.required
-        ]
+        needing_tls = [recipient for recipient, requirement in requirements.items() if requirement.required]
         if self.rewrites is not None and needing_tls:
             for recipient, reason in self.rewrites.moved(needing_tls).items():
                 requirements[recipient] = TlsRequirement(False, reason)
@@ -103,17 +90,13 @@ class MessageProcessor:
         """Read each domain's facts from the cache (None: not in it)."""
         return {domain: self.cache.get(domain) for domain in domains}
 
-    def _domain_requirement(
-        self, domain: str, facts: DomainFacts | None, now: float, looked_up: bool
-    ) -> TlsRequirement:
+    def _domain_requirement(self, domain: str, facts: DomainFacts | None, now: float, looked_up: bool) -> TlsRequirement:
         if _unknown(facts) and not looked_up:
             return TlsRequirement(False, TLS_FACTS_NOT_LOOKED_UP)
         requirement = tls_requirement(facts or DomainFacts(domain), self.config.policyd, now=now)
         return TlsRequirement(requirement.requires_tls, requirement.reason)
 
-    def decide(
-        self, raw: bytes, *, queue_id: str, sender: str, recipients: Sequence[str]
-    ) -> Outcome:
+    def decide(self, raw: bytes, *, queue_id: str, sender: str, recipients: Sequence[str]) -> Outcome:
         """Scan, classify and route one message, render every version to send, and hold
         TLS for the domains of recipients routed by ``tls`` (see :meth:`hold_tls`).
 
@@ -160,9 +143,7 @@ class MessageProcessor:
             # still be covered for the whole tls_hold.
             self.cache.hold_tls(domain, needed + _HOLD_REFRESH)
 
-    def route(
-        self, raw: bytes, *, queue_id: str, sender: str, recipients: Sequence[str]
-    ) -> Outcome:
+    def route(self, raw: bytes, *, queue_id: str, sender: str, recipients: Sequence[str]) -> Outcome:
         """Scan, classify and route one message, and render every version to send.
 
         A domain unknown to the cache is looked up through postveil-policyd only when
@@ -225,8 +206,7 @@ def _read_rewrites(config: Config) -> RewriteMapsWatcher:
         )
     elif rewrites.maps:
         log.info(
-            "recipients routed by tls are looked up in Postfix's %s with postmap",
-            ", ".join(rewrites.maps),
+            "recipients routed by tls are looked up in Postfix's %s with postmap", ", ".join(rewrites.maps)
         )
     return rewrites
 
@@ -257,12 +237,7 @@ def audit_decision(outcome: Outcome, action: str) -> MessageDecision:
         if action == "reject":
             method, fingerprint = "reject", None
         recipients.append(
-            AuditRecipient(
-                address=item.recipient,
-                method=method,
-                reason=item.reason[:900],
-                fingerprint=fingerprint,
-            )
+            AuditRecipient(address=item.recipient, method=method, reason=item.reason[:900], fingerprint=fingerprint)
         )
     tags = [f"class:{record.message_class}"]
     tags += [_tag_identifier(tag) for tag in record.tags]

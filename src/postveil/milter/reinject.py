@@ -35,9 +35,7 @@ def reinject(
     Raises ReinjectionFailure naming the SMTP step and reply, never the message text.
     """
     host, port = address
-    needs_utf8 = not all(part.isascii() for part in (sender, *recipients)) or _has_utf8_headers(
-        message
-    )
+    needs_utf8 = not all(part.isascii() for part in (sender, *recipients)) or _has_utf8_headers(message)
     try:
         with smtplib.SMTP(host, port, local_hostname=helo, timeout=timeout) as client:
             client.ehlo(helo)
@@ -54,9 +52,7 @@ def reinject(
             code, reply = client.data(message)
             _expect(code, reply, "DATA")
     except (TimeoutError, smtplib.SMTPException, OSError) as exc:
-        raise ReinjectionFailure(
-            f"re-injection to {host}:{port} failed: {type(exc).__name__}: {exc}"
-        ) from exc
+        raise ReinjectionFailure(f"re-injection to {host}:{port} failed: {type(exc).__name__}: {exc}") from exc
     match = _QUEUED_RE.search(reply.decode(errors="replace"))
     return match.group(1) if match else "unknown"
 

@@ -109,11 +109,7 @@ class PostveilMilter(Milter.Base):
     """
 
     def __init__(
-        self,
-        get_processor: Callable[[], MessageProcessor],
-        in_flight: InFlight,
-        *,
-        quiet: bool = False,
+        self, get_processor: Callable[[], MessageProcessor], in_flight: InFlight, *, quiet: bool = False
     ) -> None:
         self._get_processor = get_processor
         self._in_flight = in_flight
@@ -258,9 +254,7 @@ class PostveilMilter(Milter.Base):
         self._finish_message()
         if self._in_flight.stopping:
             self.log.info("shutting down: new message deferred")
-            return self._defer(
-                "421", "4.3.2", "postveil is restarting, try again later", "shutting down"
-            )
+            return self._defer("421", "4.3.2", "postveil is restarting, try again later", "shutting down")
         self.processor = self._get_processor()
         self.config = self.processor.config
         self._in_flight.enter()
@@ -328,9 +322,7 @@ class PostveilMilter(Milter.Base):
         if queue_id and queue_id != self.queue_id:
             self.queue_id = queue_id
             self.log.set_id(queue_id)
-        self.log.debug(
-            "end of message: %d body bytes, %d recipient(s)", self.body_size, len(self.recipients)
-        )
+        self.log.debug("end of message: %d body bytes, %d recipient(s)", self.body_size, len(self.recipients))
         if self.oversize:
             result = self._oversize()
         else:
@@ -343,10 +335,7 @@ class PostveilMilter(Milter.Base):
         raw = self._assemble()
         addresses = [bare_address(r) for r in self.recipients]
         outcome = self.processor.decide(
-            raw,
-            queue_id=self.queue_id or self.connection_id,
-            sender=self.sender or "",
-            recipients=addresses,
+            raw, queue_id=self.queue_id or self.connection_id, sender=self.sender or "", recipients=addresses
         )
         self._log_decisions(outcome)
         if outcome.plan.action is PlanAction.REJECT:
@@ -377,20 +366,14 @@ class PostveilMilter(Milter.Base):
             )
         if outcome.notice is not None and self.sender:
             notice_id = reinject(
-                outcome.notice,
-                "",
-                [self.sender],
-                address=section.reinject_address,
-                timeout=section.reinject_timeout,
+                outcome.notice, "", [self.sender], address=section.reinject_address, timeout=section.reinject_timeout
             )
             self.log.info("sent the sender a notice of removed recipients as %s", notice_id)
 
         if not outcome.versions:
             self.log.info("no recipient left: message discarded")
             return Milter.DISCARD
-        self._apply_in_place(
-            outcome.versions[0].edits, outcome.versions[0].body, in_place_recipients
-        )
+        self._apply_in_place(outcome.versions[0].edits, outcome.versions[0].body, in_place_recipients)
         return Milter.ACCEPT
 
     def _assemble(self) -> bytes:
@@ -405,9 +388,7 @@ class PostveilMilter(Milter.Base):
             parts.append(self.body_spool.read())
         return b"".join(parts)
 
-    def _apply_in_place(
-        self, edits: HeaderEdits, body: bytes | None, recipients: tuple[str, ...]
-    ) -> None:
+    def _apply_in_place(self, edits: HeaderEdits, body: bytes | None, recipients: tuple[str, ...]) -> None:
         """Change the original transaction into the first group's version."""
         self._apply_header_edits(edits)
         if body is not None:
@@ -466,28 +447,17 @@ class PostveilMilter(Milter.Base):
         # line that follows (postveil.audit), so only the per-recipient part is here.
         record = outcome.record
         for item in record.recipients:
-            self.log.info(
-                "rcpt=<%s> method=%s reason=%s", item.recipient, item.method or "none", item.reason
-            )
+            self.log.info("rcpt=<%s> method=%s reason=%s", item.recipient, item.method or "none", item.reason)
 
     def _oversize(self) -> int:
         action = self.config.milter.oversize_action
         limit = self.config.milter.max_message_size
-        self.log.warning(
-            "message body of %d bytes exceeds max_message_size %d: %s",
-            self.body_size,
-            limit,
-            action,
-        )
+        self.log.warning("message body of %d bytes exceeds max_message_size %d: %s", self.body_size, limit, action)
         if action == "reject":
-            self.setreply(
-                "552", "5.3.4", f"message exceeds the size postveil inspects ({limit} bytes)"
-            )
+            self.setreply("552", "5.3.4", f"message exceeds the size postveil inspects ({limit} bytes)")
             return Milter.REJECT
         if action == "tempfail":
-            self.setreply(
-                "452", "4.3.4", "message too large for postveil to inspect now, try again later"
-            )
+            self.setreply("452", "4.3.4", "message too large for postveil to inspect now, try again later")
             return Milter.TEMPFAIL
         return Milter.ACCEPT
 

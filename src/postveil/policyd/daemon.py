@@ -54,14 +54,8 @@ or audit key unusable, or a listener that cannot be opened."""
 READY_MESSAGE = "listening: socketmap on"
 """Start of the line logged once both listeners accept connections."""
 
-RESTART_KEYS = (
-    "socketmap_listen",
-    "policy_listen",
-    "cache_backend",
-    "cache_path",
-    "redis_url",
-    "redis_prefix",
-)
+RESTART_KEYS = ("socketmap_listen", "policy_listen", "cache_backend", "cache_path", "redis_url",
+                "redis_prefix")
 """policyd keys that a reload cannot apply: the listeners and the facts cache stay open."""
 
 FALLBACK_POSTFIX_VERSION = (3, 0)
@@ -82,18 +76,12 @@ def detect_postfix_version(section: PolicydSection) -> tuple[int, ...]:
     try:
         output = subprocess.run(
             ["postconf", "-d", "-h", "mail_version"],
-            capture_output=True,
-            text=True,
-            timeout=10,
-            check=True,
+            capture_output=True, text=True, timeout=10, check=True,
         ).stdout
         return parse_version(output)
     except (OSError, subprocess.SubprocessError, ValueError) as exc:
-        log.warning(
-            "cannot read the Postfix version (%s); assuming %s: set policyd.postfix_version",
-            exc,
-            ".".join(map(str, FALLBACK_POSTFIX_VERSION)),
-        )
+        log.warning("cannot read the Postfix version (%s); assuming %s: set "
+                    "policyd.postfix_version", exc, ".".join(map(str, FALLBACK_POSTFIX_VERSION)))
         return FALLBACK_POSTFIX_VERSION
 
 
@@ -144,15 +132,8 @@ def build_runtime(
                 prober = Prober(section, dns)
             except OSError as exc:
                 raise CaFileError("probe_ca_file", section.probe_ca_file, exc) from exc
-            service = DomainService(
-                section,
-                cache,
-                dns,
-                fetcher,
-                prober,
-                audit=audit,
-                config_version=config.version or "-",
-            )
+            service = DomainService(section, cache, dns, fetcher, prober, audit=audit,
+                                    config_version=config.version or "-")
         except BaseException:
             if opened_cache:
                 cache.close()
@@ -213,20 +194,14 @@ class PolicyDaemon:
         """Open both listeners and start the scheduler; raises ListenerError."""
         section = self.config.policyd
         try:
-            self._servers.append(
-                await open_listener(
-                    "socketmap_listen",
-                    section.socketmap_listen,
-                    lambda: SocketmapProtocol(lambda: self._runtime.responder),
-                    streams=False,
-                )
-            )
+            self._servers.append(await open_listener(
+                "socketmap_listen", section.socketmap_listen,
+                lambda: SocketmapProtocol(lambda: self._runtime.responder), streams=False,
+            ))
             self._listen_addresses.append(section.socketmap_listen)
-            self._servers.append(
-                await open_listener(
-                    "policy_listen", section.policy_listen, self.delegation.handle, streams=True
-                )
-            )
+            self._servers.append(await open_listener(
+                "policy_listen", section.policy_listen, self.delegation.handle, streams=True
+            ))
             self._listen_addresses.append(section.policy_listen)
         except ListenerError:
             await self._close_servers()
@@ -241,12 +216,8 @@ class PolicyDaemon:
             log.warning("%s sets no key; every default applies", self.config.source)
         await self._audit_event(ConfigEvent("load", self.config.source, self.config.version or "-"))
         await self._audit_event(DaemonEvent("start", __version__))
-        log.info(
-            "%s %s, policy delegation on %s",
-            READY_MESSAGE,
-            section.socketmap_listen,
-            section.policy_listen,
-        )
+        log.info("%s %s, policy delegation on %s", READY_MESSAGE, section.socketmap_listen,
+                 section.policy_listen)
 
     def request_stop(self, signum: int) -> None:
         if self._stop_signal is None:
@@ -320,11 +291,8 @@ class PolicyDaemon:
         try:
             new_config = load_config(path)
         except ConfigError as exc:
-            log.error(
-                "reload of %s failed with %d error(s); keeping the running configuration",
-                path,
-                len(exc.problems),
-            )
+            log.error("reload of %s failed with %d error(s); keeping the running configuration",
+                      path, len(exc.problems))
             for problem in exc.problems:
                 log.error("reload: %s", problem)
             await self._reload_failed(path, f"{len(exc.problems)} configuration error(s)")
@@ -333,15 +301,10 @@ class PolicyDaemon:
         try:
             runtime = await self._build_next(old, new_config)
         except Exception as exc:  # noqa: BLE001 - any failure keeps the running configuration
-            log.error(
-                "reload of %s failed; keeping the running configuration: %s: %s",
-                path,
-                type(exc).__name__,
-                exc,
-            )
+            log.error("reload of %s failed; keeping the running configuration: %s: %s",
+                      path, type(exc).__name__, exc)
             await self._reload_failed(
-                path, f"start-up of the new configuration failed: {type(exc).__name__}"
-            )
+                path, f"start-up of the new configuration failed: {type(exc).__name__}")
             return
 
         runtime.service.carry_over(old.service)
@@ -356,11 +319,8 @@ class PolicyDaemon:
                 self._applied_logging = new_config.logging
             except OSError as exc:
                 # setup_logging replaces the handlers only after the new one exists.
-                log.error(
-                    "reload: cannot switch logging to %s: %s; logging stays as it was",
-                    new_config.logging.target,
-                    exc,
-                )
+                log.error("reload: cannot switch logging to %s: %s; logging stays as it was",
+                          new_config.logging.target, exc)
         for key in RESTART_KEYS:
             if getattr(new_config.policyd, key) != getattr(old.config.policyd, key):
                 log.warning("policyd.%s changed; the new value takes effect after a restart", key)
@@ -378,7 +338,6 @@ class PolicyDaemon:
 
     def _retire(self, old: Runtime, *, close_audit: bool) -> None:
         """Let the replaced runtime's pending lookups finish in the background, then close it."""
-
         async def retire() -> None:
             try:
                 await old.service.drain(old.config.policyd.lookup_timeout)
@@ -449,8 +408,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument(
-        "-c",
-        "--config",
+        "-c", "--config",
         metavar="PATH",
         help=f"configuration file (YAML; default: ${CONFIG_ENV}, else {DEFAULT_CONFIG_PATH})",
     )

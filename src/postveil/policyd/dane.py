@@ -38,7 +38,9 @@ async def mx_hosts(dns_client: DnsClient, domain: str) -> tuple[list[str], bool]
     return list(dict.fromkeys(hosts)), answer.authenticated
 
 
-async def lookup_dane(dns_client: DnsClient, domain: str, port: int, now: float) -> DaneFacts:
+async def lookup_dane(
+    dns_client: DnsClient, domain: str, port: int, now: float
+) -> DaneFacts:
     """Look up TLSA records ``_<port>._tcp.<mx>`` for every MX host of ``domain``.
 
     ``validated`` holds only when the MX answer and every TLSA answer carried the AD

@@ -188,12 +188,8 @@ class PolicyDelegationServer:
             return DEFER_LOOKUP if exclusive else DUNNO
         verdict = delegation_verdict(attributes, requirement, config)
         if verdict.action != DUNNO:
-            log.info(
-                "%s: rejected TLS-exclusive sender's recipient in %s: %s",
-                queue_id,
-                domain,
-                verdict.reason,
-            )
+            log.info("%s: rejected TLS-exclusive sender's recipient in %s: %s",
+                     queue_id, domain, verdict.reason)
             await self._record_rejection(service, attributes, verdict.reason)
         return verdict.action
 

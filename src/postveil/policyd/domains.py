@@ -107,10 +107,7 @@ class DomainService:
             return
         events_log.info(
             "domain %s: TLS requirement changed from %s to %s (rule %s): %s",
-            event.domain,
-            event.old_level or "none",
-            event.new_level or "none",
-            event.rule,
+            event.domain, event.old_level or "none", event.new_level or "none", event.rule,
             event.reason,
         )
         await self._run_cache(self.cache.add_event, event)
@@ -131,11 +128,8 @@ class DomainService:
         try:
             await asyncio.to_thread(self.audit.append, record)
         except AuditError as exc:
-            log.error(
-                "domain %s: cannot write the TLS requirement change to the audit trail: %s",
-                event.domain,
-                exc,
-            )
+            log.error("domain %s: cannot write the TLS requirement change to the audit "
+                      "trail: %s", event.domain, exc)
 
     # Entry points of the protocol servers.
 
@@ -241,24 +235,16 @@ class DomainService:
         # Another process (or the admin) may have stored the domain meanwhile.
         current = await self.get_facts(domain)
         if current is not None:
-            facts = replace(
-                facts,
-                override=current.override,
-                first_seen=current.first_seen,
-                probes=current.probes,
-                tls_first_seen=current.tls_first_seen,
-                tls_last_seen=current.tls_last_seen,
-                failed_probes=current.failed_probes,
-                last_probe_at=current.last_probe_at,
-            )
+            facts = replace(facts, override=current.override, first_seen=current.first_seen,
+                            probes=current.probes, tls_first_seen=current.tls_first_seen,
+                            tls_last_seen=current.tls_last_seen,
+                            failed_probes=current.failed_probes,
+                            last_probe_at=current.last_probe_at)
         await self.store(current, facts)
         self.schedule_probe(domain, self.config.probe_new_domain_delay)
-        log.info(
-            "domain %s: discovered (MTA-STS %s, TLSA %s)",
-            domain,
-            facts.sts.mode if facts.sts else "none",
-            "present" if dane.tlsa_present else "none",
-        )
+        log.info("domain %s: discovered (MTA-STS %s, TLSA %s)", domain,
+                 facts.sts.mode if facts.sts else "none",
+                 "present" if dane.tlsa_present else "none")
         return facts
 
     def _refresh_due(self, facts: DomainFacts, now: float) -> bool:
@@ -301,19 +287,13 @@ class DomainService:
         facts = await self.prober.probe_domain(base, now)
         current = await self.get_facts(domain)
         if current is not None:
-            facts = replace(
-                facts,
-                sts=current.sts,
-                sts_checked_at=current.sts_checked_at,
-                sts_failed_at=current.sts_failed_at,
-                dane=current.dane,
-                override=current.override,
-            )
+            facts = replace(facts, sts=current.sts, sts_checked_at=current.sts_checked_at,
+                            sts_failed_at=current.sts_failed_at, dane=current.dane,
+                            override=current.override)
         await self.store(old, facts)
         seen = sum(1 for result in facts.probes if result.starttls)
-        log.info(
-            "domain %s: probed %d MX host(s), %d offered STARTTLS", domain, len(facts.probes), seen
-        )
+        log.info("domain %s: probed %d MX host(s), %d offered STARTTLS",
+                 domain, len(facts.probes), seen)
         return facts
 
     # Background work.

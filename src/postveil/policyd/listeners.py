@@ -63,9 +63,7 @@ async def _open_unix(
         path.parent.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise ListenerError(
-            key,
-            address,
-            f"cannot create directory {path.parent}: {_os_error_text(exc)}",
+            key, address, f"cannot create directory {path.parent}: {_os_error_text(exc)}",
             "create it, writable by the daemon's user, or choose another path",
         ) from exc
     _remove_stale_socket(key, address, path)
@@ -77,21 +75,15 @@ async def _open_unix(
             server = await loop.create_unix_server(factory, str(path))
     except OSError as exc:
         raise ListenerError(
-            key,
-            address,
-            _os_error_text(exc),
+            key, address, _os_error_text(exc),
             f"make {path.parent} writable by the daemon's user, or choose a shorter path",
         ) from exc
     try:
         os.chmod(path, UNIX_SOCKET_MODE)
     except OSError as exc:
         server.close()
-        raise ListenerError(
-            key,
-            address,
-            f"cannot set mode 0666: {_os_error_text(exc)}",
-            "check the directory's owner",
-        ) from exc
+        raise ListenerError(key, address, f"cannot set mode 0666: {_os_error_text(exc)}",
+                            "check the directory's owner") from exc
     return server
 
 
@@ -106,19 +98,11 @@ def _remove_stale_socket(key: str, address: str, path: Path) -> None:
     except FileNotFoundError:
         return
     except OSError as exc:
-        raise ListenerError(
-            key,
-            address,
-            f"cannot inspect {path}: {_os_error_text(exc)}",
-            "check the directory's permissions",
-        ) from exc
+        raise ListenerError(key, address, f"cannot inspect {path}: {_os_error_text(exc)}",
+                            "check the directory's permissions") from exc
     if not stat.S_ISSOCK(mode):
-        raise ListenerError(
-            key,
-            address,
-            f"{path} exists and is not a socket",
-            "move that file away or choose another path",
-        )
+        raise ListenerError(key, address, f"{path} exists and is not a socket",
+                            "move that file away or choose another path")
     probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     probe.settimeout(2.0)
     try:
@@ -127,16 +111,13 @@ def _remove_stale_socket(key: str, address: str, path: Path) -> None:
         pass
     except OSError as exc:
         raise ListenerError(
-            key,
-            address,
+            key, address,
             f"cannot check whether another process listens on it: {_os_error_text(exc)}",
             "stop the other postveil-policyd, or remove the socket if none runs",
         ) from exc
     else:
         raise ListenerError(
-            key,
-            address,
-            "another process (probably another postveil-policyd) is listening on it",
+            key, address, "another process (probably another postveil-policyd) is listening on it",
             "stop that instance first, or choose another path",
         )
     finally:
@@ -154,10 +135,8 @@ def _os_error_text(exc: OSError) -> str:
 
 def _bind_fix(key: str, error_number: int | None) -> str:
     if error_number == errno.EADDRINUSE:
-        return (
-            "another process listens on this port (ss -ltnp shows which); "
-            "stop it or choose another port"
-        )
+        return ("another process listens on this port (ss -ltnp shows which); "
+                "stop it or choose another port")
     if error_number == errno.EADDRNOTAVAIL:
         return "the host is not an address of this machine; use one that is, for example 127.0.0.1"
     if error_number == errno.EACCES:

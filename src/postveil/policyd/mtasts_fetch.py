@@ -105,16 +105,11 @@ class PolicyFetcher:
         limit = self._config.mta_sts_max_body
         try:
             async with self._client().get(
-                url,
-                ssl=self._ssl,
-                allow_redirects=False,
-                timeout=timeout,
+                url, ssl=self._ssl, allow_redirects=False, timeout=timeout,
                 headers={"Accept": "text/plain"},
             ) as response:
                 if 300 <= response.status < 400:
-                    raise PolicyFetchError(
-                        "redirect", f"HTTP {response.status}; redirects are not followed"
-                    )
+                    raise PolicyFetchError("redirect", f"HTTP {response.status}; redirects are not followed")
                 if response.status != 200:
                     raise PolicyFetchError("http-status", f"HTTP {response.status}")
                 if response.content_type != "text/plain":
@@ -136,9 +131,7 @@ class PolicyFetcher:
         except aiohttp.ClientSSLError as exc:
             raise PolicyFetchError("tls", str(exc)) from exc
         except TimeoutError as exc:
-            raise PolicyFetchError(
-                "timeout", f"no complete answer within {timeout.total:g}s"
-            ) from exc
+            raise PolicyFetchError("timeout", f"no complete answer within {timeout.total:g}s") from exc
         except (aiohttp.ClientError, OSError) as exc:
             raise PolicyFetchError("connect", str(exc) or type(exc).__name__) from exc
 

@@ -158,9 +158,7 @@ def apply_probe_results(
     alone, because they tell nothing about TLS support.
     """
     tls_seen = any(result.starttls for result in results)
-    reached = any(
-        result.error not in ("dns", "no-address", "connect", "timeout") for result in results
-    )
+    reached = any(result.error not in ("dns", "no-address", "connect", "timeout") for result in results)
     if tls_seen:
         return replace(
             facts,

@@ -36,10 +36,8 @@ MAX_REUSED_ANSWERS = 100_000
 """Reused answers kept at once; the table is emptied when it reaches this size."""
 
 NOTFOUND = encode(b"NOTFOUND ")
-_DOMAIN_RE = re.compile(
-    r"^(?=.{1,253}$)([a-z0-9_](?:[a-z0-9_-]{0,61}[a-z0-9])?\.)*"
-    r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$"
-)
+_DOMAIN_RE = re.compile(r"^(?=.{1,253}$)([a-z0-9_](?:[a-z0-9_-]{0,61}[a-z0-9])?\.)*"
+                        r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$")
 _connection_ids = itertools.count(1)
 
 
@@ -140,12 +138,8 @@ class SocketmapResponder:
             reply_payload = b"OK " + line.encode("ascii")
             answer = encode(reply_payload)
             if len(reply_payload) > MAX_REPLY_BYTES:
-                log.error(
-                    "%s: domain %s: policy reply exceeds %d bytes",
-                    connection,
-                    requirement.domain,
-                    MAX_REPLY_BYTES,
-                )
+                log.error("%s: domain %s: policy reply exceeds %d bytes", connection,
+                          requirement.domain, MAX_REPLY_BYTES)
                 return _temp("policy too long")
         # Only replies that require TLS are reused. A stale NOTFOUND is unsafe, because
         # the admin or another MTA's daemon may have raised the requirement in the shared
@@ -201,7 +195,9 @@ class SocketmapProtocol(asyncio.Protocol):
             if answer is not None:
                 self.transport.write(answer)
                 return
-        task = asyncio.get_running_loop().create_task(responder.reply(payload, self.connection))
+        task = asyncio.get_running_loop().create_task(
+            responder.reply(payload, self.connection)
+        )
         self._queue.append(task)
         task.add_done_callback(self._flush)
 

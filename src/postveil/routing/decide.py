@@ -83,10 +83,7 @@ def decide_recipient(
     """
     if already_encrypted is not None and methods[0] is not Method.PLAIN:
         return RecipientDecision(
-            recipient,
-            Method.PRE_ENCRYPTED,
-            f"already encrypted by the sender ({already_encrypted})",
-            None,
+            recipient, Method.PRE_ENCRYPTED, f"already encrypted by the sender ({already_encrypted})", None
         )
 
     skipped: list[str] = []

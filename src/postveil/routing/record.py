@@ -63,10 +63,7 @@ class DecisionRecord:
         """Assemble a record from routing results; ``categories`` is the verdict's counts."""
         recipients = tuple(
             RecipientRecord(
-                d.recipient,
-                d.method.value if d.method is not None else None,
-                d.reason,
-                d.fingerprint,
+                d.recipient, d.method.value if d.method is not None else None, d.reason, d.fingerprint
             )
             for d in decisions
         )
@@ -116,3 +113,4 @@ class DecisionRecord:
             },
             "config_version": self.config_version,
         }
+

@@ -112,9 +112,7 @@ def _parse_hold(domain: str, raw: object) -> float | None:
     return until
 
 
-def _decode(
-    domain: str, raw: str | bytes | None, held_until: float | None = None
-) -> DomainFacts | None:
+def _decode(domain: str, raw: str | bytes | None, held_until: float | None = None) -> DomainFacts | None:
     facts = None
     if raw is not None:
         try:
@@ -210,9 +208,7 @@ class SqliteFactsCache(FactsCache):
         """Open the file (creating it and its tables when missing) in WAL mode."""
         try:
             connection = sqlite3.connect(
-                self.path,
-                timeout=self._busy_timeout,
-                isolation_level=None,
+                self.path, timeout=self._busy_timeout, isolation_level=None,
                 check_same_thread=False,
             )
             connection.execute("PRAGMA journal_mode=WAL")
@@ -295,14 +291,8 @@ class SqliteFactsCache(FactsCache):
                 connection.execute(
                     "INSERT INTO events (at, domain, old_level, new_level, rule, reason)"
                     " VALUES (?, ?, ?, ?, ?, ?)",
-                    (
-                        event.at,
-                        event.domain,
-                        event.old_level,
-                        event.new_level,
-                        event.rule,
-                        event.reason,
-                    ),
+                    (event.at, event.domain, event.old_level, event.new_level, event.rule,
+                     event.reason),
                 )
         except sqlite3.Error as exc:
             raise CacheError(f"cannot write cache {self.path}: {exc}") from exc
@@ -332,9 +322,7 @@ class SqliteFactsCache(FactsCache):
 class RedisFactsCache(FactsCache):
     """A Redis hash shared by several MTAs, plus a capped list of events."""
 
-    def __init__(
-        self, url: str, prefix: str = "postveil:tlsfacts:", *, timeout: float = 5.0
-    ) -> None:
+    def __init__(self, url: str, prefix: str = "postveil:tlsfacts:", *, timeout: float = 5.0) -> None:
         import redis
 
         self._redis_error = redis.RedisError
