@@ -5,9 +5,11 @@ IT, ambulance service, home health, patients and families.
 
 It was measured once with the code of the day before the sentence rule (precision
 1.0, recall 0.46) and once with the sentence rule after its review (precision 1.0,
-recall 0.50). Two classes of its misses were then read, so its later figures are not
+recall 0.50). Classes of its misses were then read, so its later figures are not
 held out: SSNs written with spaces after "her social is" or under a quoted request,
-and names after a bed number or a title in an aside. The assertions are those of the
+names after a bed number or a title in an aside, a name before a drug and its dose,
+a drug "for" a person, and a drug followed by a new clause ("my lisinopril I get
+woozy"). The assertions are those of the
 code that was measured last, with no margin. docs/detection-evaluation.md tells the
 story.
 """
@@ -35,5 +37,5 @@ def test_reviewer9_labels_complete(labels: Labels) -> None:
 
 def test_reviewer9_precision_and_recall(detector: Detector, labels: Labels) -> None:
     result = evaluate_folder(detector, REVIEWER9, labels)
-    assert result.messages.recall >= 27 / 50, result.false_negatives
+    assert result.messages.recall >= 30 / 50, result.false_negatives
     assert result.messages.precision >= 1.0, result.false_positives

@@ -109,6 +109,21 @@ SENTENCE_CASES = [
         "bed 12 (Harlan) pulled his IV again and his cellulitis is no better.",
         True,
     ),
+    (
+        "name, drug and dose",
+        "Refill request received for Thomas Nguyen, warfarin 5 mg, #30. OK to fill?",
+        True,
+    ),
+    (
+        "drug for a person",
+        "Can you push through the metformin for Mr. Okafor before Fri?",
+        True,
+    ),
+    (
+        "writer's drug before a new clause",
+        "This is Gloria Yates. Ever since they upped my lisinopril I get woozy.",
+        True,
+    ),
     # Words that ordinary mail uses in other senses, tied to a person.
     ("stroke tied to a neighbour", "Gerry next door had a stroke Tuesday evening.", True),
     ("flu tied to a colleague", "Tom has been off with the flu since Monday.", True),
@@ -211,6 +226,8 @@ SENTENCE_CASES = [
         "Team, I want to know what surgery on the promo calendar looks like.\n\nGwen",
         False,
     ),
+    ("drug for a person's clinic", "We ordered insulin for Dana Hollis's clinic.", False),
+    ("staff directory entry", "Dana Hollis, diabetes educator, joins on Monday.", False),
     ("stroke of luck", "He had a stroke of luck with the contract.", False),
     ("swimming stroke", "Our swim coach says Tom has a strong stroke.", False),
     ("flu season", "Flu season is here: book your jab at the front desk.", False),

@@ -145,7 +145,7 @@ HEAD_FOLLOWERS = frozenset(
     "with on for at from to in and or but after before until since by this next last "
     "today tonight tomorrow yesterday again now still also as so that which because "
     "when while where though although if put late early overnight earlier later "
-    "monday tuesday wednesday thursday friday saturday sunday "
+    "monday tuesday wednesday thursday friday saturday sunday i you he she we they it "
     "dose doses dosage level levels result results reading readings value number count "
     "prescription refill refills supply tablets tablet pills pill capsules mg mcg units "
     "appointment appt procedure surgery visit infusion injection shot shots treatment "

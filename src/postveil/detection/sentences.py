@@ -192,6 +192,11 @@ _SENTENCE_BREAK = re.compile(
     r"(?<!\bdr)(?<!\bmr)(?<!\bms)(?<!\bmrs)(?<!\bst)[.!?](?=\s)|\r?\n[ \t]*\r?\n"
     r"|:[ \t]*\r?\n|\n(?=[ \t]*(?:[-*\u2022]|[0-9]{1,2}[.)])[ \t])"
 )
+# Between a health word and the person after it: "the metformin for Mr. Okafor",
+# "an MRI for Dana Hollis", but not "insulin for Dana Hollis's clinic".
+_FOR_PERSON = re.compile(r" (?:for|to) (?:(?:my|your|our) )?")
+# A drug name and its dose: "warfarin 5 mg", "metformin 500mg".
+_DRUG_AND_DOSE = re.compile(r"[a-z][a-z\-]* [0-9]+(?:\.[0-9]+)? ?(?:mg|mcg|units|ml)\b")
 # A health word that starts with its own verb ("had a fall", "threw up"), which needs
 # nothing between it and the person ("your mum had a fall").
 _OWN_VERB = re.compile(r"(?:had|has|threw|throwing|went|fell|broke)\b")
@@ -269,7 +274,15 @@ def _people(
             seen.add((low, high))
             continue
         person = _person(state, low, high, start, end)
-        if person is not None and not _linked(lowered, min(person[1], start), start, low):
+        if (
+            person is not None
+            and not _linked(lowered, min(person[1], start), start, low)
+            and not (
+                person[0] > end
+                and _FOR_PERSON.fullmatch(lowered, end, person[0])
+                and not lowered.startswith(("'s", "\u2019s"), person[1])
+            )
+        ):
             if not _introduced(text, person[0]) or not _FIRST_PERSON.search(
                 lowered, person[1], start
             ):
@@ -347,6 +360,10 @@ def _linked(lowered: str, anchor: int, start: int, low: int) -> bool:
     between = lowered[anchor:start]
     if anchor > low and between == " " and _OWN_VERB.match(lowered, start):
         # The health word starts with its own verb: "your mum had a fall".
+        return True
+    if anchor > low and between == ", " and _DRUG_AND_DOSE.match(lowered, start):
+        # A name, then a drug and its dose: "Refill request for Thomas Nguyen, warfarin
+        # 5 mg".
         return True
     return (
         _FAR_LINK.search(between) is not None
