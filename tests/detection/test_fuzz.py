@@ -86,6 +86,82 @@ def test_random_text_never_raises(detector: Detector, text: str) -> None:
     assert isinstance(detector.scan_text(text), Verdict)
 
 
+# Pieces of the sentence step's input: people, pronouns, health words (tied ones
+# too), verbs of care, room cues, titles, punctuation and line ends.
+SENTENCE_PIECES = st.sampled_from(
+    [
+        "Tom",
+        "Edith Moss",
+        "Mrs. Okafor",
+        "Mr",
+        "René",
+        "Łukasz",
+        "O\u2019Neil",
+        "my mum",
+        "your dad",
+        "he",
+        "she's",
+        "she\u2019s",
+        "his",
+        "her",
+        "hes",
+        "I",
+        "I'm",
+        "my",
+        "this is",
+        "Today",
+        "diabetes",
+        "metformin",
+        "warfarin 5 mg",
+        "had a fall",
+        "stroke",
+        "the flu",
+        "rehab",
+        "MRI",
+        "chest pains",
+        "has",
+        "had",
+        "takes",
+        "refused",
+        "diagnosed with",
+        "recovering from",
+        "for",
+        "on",
+        "bed 4",
+        "(Harlan)",
+        "rm 12 -",
+        "Dr.",
+        "at 12.",
+        ".",
+        ",",
+        "!",
+        "?",
+        ":",
+        " - ",
+        "\n",
+        "\r\n",
+        "\n\n",
+        "\u2022 ",
+        "1. ",
+        "'s",
+        "\u2019s",
+        "Thanks,\nGabi",
+        "",
+        " ",
+    ]
+)
+
+
+@settings(
+    max_examples=400, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(pieces=st.lists(SENTENCE_PIECES, max_size=60))
+def test_sentence_step_inputs_never_raise(detector: Detector, pieces: list[str]) -> None:
+    text = " ".join(pieces)
+    for finding in detector.find(text):
+        assert 0 <= finding.start <= finding.end <= len(text)
+
+
 def _full_parse(raw: bytes) -> Extraction:
     """Extraction with the single-part shortcut turned off."""
     original = extract._parse_single_part
