@@ -213,8 +213,10 @@ _NAMED_ALREADY = frozenset({"patient_name", "mrn", "date_of_birth", "member_id",
 def sentence_candidates(state: _ScanState) -> list[Candidate]:
     """Return, as strong candidates for people.scan_people, the people whose health a
     sentence tells: for each health finding, the person named in its sentence, or
-    named earlier in the paragraph when the sentence refers to them by a pronoun. A
-    relative is added as a ``patient_name`` finding here.
+    named earlier in the paragraph when the sentence refers to them by a pronoun, or
+    the writer who introduces themselves or signs the mail. A relative is added as a
+    ``patient_name`` finding here, and so is each tied word (``tied_condition``,
+    ``tied_medication``) that a person was found for, as a health finding.
 
     A person counts only when a verb or a pronoun ties them to the health word
     (``_linked``). A text with one health word and no clinical tie is read strictly:
@@ -274,19 +276,8 @@ def _people(
             seen.add((low, high))
             continue
         person = _person(state, low, high, start, end)
-        if (
-            person is not None
-            and not _linked(lowered, min(person[1], start), start, low)
-            and not (
-                person[0] > end
-                and _FOR_PERSON.fullmatch(lowered, end, person[0])
-                and not lowered.startswith(("'s", "\u2019s"), person[1])
-            )
-        ):
-            if not _introduced(text, person[0]) or not _FIRST_PERSON.search(
-                lowered, person[1], start
-            ):
-                person = None
+        if person is not None and not _tied(text, lowered, person, (start, end), low):
+            person = None
         pronoun = _PRONOUN.search(lowered, low, high) is not None
         if person is None and pronoun and _linked(lowered, low, start, low):
             paragraph = max(low - _PARAGRAPH_REACH, 0)
@@ -312,6 +303,27 @@ def _people(
             seen.add((low, high))
             found.append((person[0], person[1], person[2] == "relative", (start, end)))
     return found
+
+
+def _tied(
+    text: str, lowered: str, person: tuple[int, int, str], health: tuple[int, int], low: int
+) -> bool:
+    """Return whether the person named in the sentence that starts at ``low`` is tied
+    to its health word: by the words between them (``_linked``), by "for" before the
+    person ("the metformin for Mr. Okafor"), or, for a writer who introduces
+    themselves, by "I" or "my" ("this is Walter Grimsby, I had my stent put in")."""
+    start, end = health
+    if _linked(lowered, min(person[1], start), start, low):
+        return True
+    if (
+        person[0] > end
+        and _FOR_PERSON.fullmatch(lowered, end, person[0])
+        and not lowered.startswith(("'s", "\u2019s"), person[1])
+    ):
+        return True
+    return (
+        _introduced(text, person[0]) and _FIRST_PERSON.search(lowered, person[1], start) is not None
+    )
 
 
 def _writer(state: _ScanState, start: int) -> tuple[int, int, str] | None:
