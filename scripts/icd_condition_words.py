@@ -2,7 +2,7 @@
 taken from the ICD-10-CM code descriptions of the simple-icd-10-cm package.
 
 Hand-written lists in health.yaml hold the words that mail uses most. The code list
-holds hundreds more ("cholecystitis", "sarcoidosis", "thrombocytopenia") that a
+contains hundreds more ("cholecystitis", "sarcoidosis", "thrombocytopenia") that a
 clinician may write. Only words with a suffix of disease ("-itis", "-osis", "-emia",
 "-pathy", ...) are taken, because the descriptions also hold ordinary words ("left",
 "encounter", "pressure"), and words of that shape that ordinary mail uses in another

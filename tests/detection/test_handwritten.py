@@ -12,7 +12,7 @@ rules' reach rather than an independent measurement.
 
 Since the sentence rule (sentences.py), neg02.eml is reported: a manager's notice that
 "Gwen Talbot is out this week recovering from knee surgery". Its label keeps the
-earlier decision that staff absence notices are not PHI; every outside reviewer since
+earlier decision that staff absence notices are not PHI. Every outside reviewer since
 labelled such mail sensitive, and docs/detection.md now treats it so. The precision
 assertion's margin is that message.
 """

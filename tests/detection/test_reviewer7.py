@@ -9,7 +9,7 @@ served to find the classes of the remaining misses (given names alone, lay sympt
 operations by name) and its one false positive (a plumber's licence in a signature),
 so its later figures are not held out. The assertions are those
 of the code that was measured last, with no margin, so a change that finds fewer fails.
-docs/detection-evaluation.md tells the story.
+docs/detection-evaluation.md describes the set.
 """
 
 from __future__ import annotations

@@ -6,12 +6,13 @@ IT, ambulance service, home health, patients and families.
 It was measured once with the code of the day before the sentence rule (precision
 1.0, recall 0.46) and once with the sentence rule after its review (precision 1.0,
 recall 0.50). Classes of its misses were then read, so its later figures are not
-held out: SSNs written with spaces after "her social is" or under a quoted request,
-names after a bed number or a title in an aside, a name before a drug and its dose,
-a drug "for" a person, and a drug followed by a new clause ("my lisinopril I get
-woozy"). The assertions are those of the
-code that was measured last, with no margin. docs/detection-evaluation.md tells the
-story.
+held out. The classes were:
+- SSNs written with spaces after "her social is" or under a quoted request;
+- names after a bed number or a title in an aside;
+- a name before a drug and its dose, and a drug "for" a person;
+- a drug followed by a new clause ("my lisinopril I get woozy").
+The assertions are those of the code that was measured last, with no margin.
+docs/detection-evaluation.md describes the set.
 """
 
 from __future__ import annotations

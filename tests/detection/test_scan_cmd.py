@@ -148,9 +148,7 @@ def test_scan_reads_installed_config(
     assert f"{config}: invalid configuration" in capsys.readouterr().err
 
 
-def test_scan_missing_config_says_it_cannot_be_read(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
+def test_scan_missing_config_unreadable(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     missing = tmp_path / "nosuch.yaml"
     path = tmp_path / "a.eml"
     path.write_bytes(PHI_MESSAGE)

@@ -327,7 +327,7 @@ READER_CASES = [
     [case[1:] for case in READER_CASES],
     ids=[case[0] for case in READER_CASES],
 )
-def test_reader_care_told_as_done(detector: Detector, text: str, sensitive: bool) -> None:
+def test_reader_care_done(detector: Detector, text: str, sensitive: bool) -> None:
     assert detector.scan_text(text).sensitive is sensitive
 
 

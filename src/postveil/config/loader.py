@@ -193,7 +193,7 @@ def _message_for(
     raw = positions.unquoted_numbers.get(location)
     expects_text = kind == "string_type" or "quoted" in message
     if raw is not None and expects_text:
-        # A list item is quoted alone; a key's value is shown with its key.
+        # A list item is quoted alone, and a key's value is shown with its key.
         quoted = f'"{raw}"' if isinstance(location[-1], int) else f'{location[-1]}: "{raw}"'
         message += (
             f"; YAML read the unquoted {raw} as the number {value!r}, so write it in quotes: "

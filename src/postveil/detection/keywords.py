@@ -143,7 +143,7 @@ def plurals(word: str) -> list[str]:
         return []
     if last.endswith(("ss", "x", "ch", "sh")):
         return [word + "es"]
-    if last.endswith(("s", "is", "ia", "itis", "ed", "ing", "al", "ic", "ous")):
+    if last.endswith(("s", "ia", "ed", "ing", "al", "ic", "ous")):
         return []
     if last.endswith("y") and last[-2] not in "aeiou":
         return [word[:-1] + "ies"]

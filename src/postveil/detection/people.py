@@ -320,9 +320,9 @@ def _add_more(state: _ScanState, more: Callable[[_ScanState], list[Candidate]]) 
 def _add_names(
     state: _ScanState, candidates: list[Candidate], evidence: list[int] | None, ties: list[int]
 ) -> bool:
-    """Add a ``patient_name`` for each candidate that its cue and the health findings
-    (sorted ``evidence`` starts; ``None`` when the candidates are tied already) and
-    ``ties`` allow; return whether any was added."""
+    """Add a ``patient_name`` for each candidate that its cue, the health findings and
+    the ``ties`` allow, and return whether any was added. ``evidence`` is the sorted
+    starts of the health findings, or ``None`` when the candidates are tied already."""
     text = state.text
     added = False
     for start, end, strong, follow_from, reach in candidates:

@@ -31,7 +31,7 @@ from postveil.detection.people import (
     is_clinician,
     scan_people,
 )
-from postveil.detection.sentences import has_given_name, sentence_candidates
+from postveil.detection.sentences import TIED_CATEGORIES, has_given_name, sentence_candidates
 
 
 @dataclass(frozen=True, slots=True)
@@ -486,7 +486,7 @@ _NAME_CUE_GROUPS = frozenset({"name_cue", "name_cue_weak", "name_cue_after", "na
 # without its keyword ("E11.9" alone) also runs them (_CODE_CATEGORIES).
 # Keyword groups of words that count only when the sentence rule ties them to a person
 # (sentences.py).
-_TIED_GROUPS = frozenset({"tied_condition", "tied_medication"})
+_TIED_GROUPS = frozenset(TIED_CATEGORIES)
 # Hits of those groups checked for a head word before the clinical steps run.
 _MAX_TIED_HEAD_CHECKS = 200
 _CLINICAL_GROUPS = frozenset(

@@ -52,7 +52,7 @@ _UP = r"[^\W\d_a-z]"
 _LO = r"[^\W\d_A-Z]"
 _LETTER = r"[^\W\d_]"
 # One capitalised word of a name: "Lee", "McDonald", "O'Neill", "O’Neil", "René",
-# "Łukasz".
+# "Łukasz". people.py's _WORD reads ASCII letters only, for its older rules.
 _WORD = rf"{_UP}(?:{_LO}+(?:['\u2019\-]?{_UP}{_LO}+)?|['\u2019]{_UP}{_LO}+)(?![^\W_])"
 # A courtesy title and surname, a full name, or a relative of the writer or reader.
 # A name is one space apart, not followed by another capitalised word ("Blue Cross
@@ -69,8 +69,6 @@ _PERSON = re.compile(
     r"son|daughter|child|baby|grandmother|grandfather|grandma|grandpa|granny|nan|nana|"
     r"sister|brother|partner|aunt|uncle|fiance|fianc\u00e9e?|stepson|stepdaughter)))\b"
 )
-# Titles of clinicians written without a full stop ("Dr Appiah reviewed them").
-_CLINICIAN_TITLES = frozenset({"dr", "doctor", "prof", "nurse", "matron"})
 _GROUP_AFTER = re.compile(
     r"(?:'s|\u2019s) (?:class|team|group|office|ward|department|practice|list|caseload|"
     r"patients|clients|residents|pupils|students)\b"
@@ -141,9 +139,10 @@ _NEAR_LINK = re.compile(
     r"[0-9][0-9a-z./]*|mg(?:/[a-z]+)?|mcg|ml|units?|tablets?|daily|nightly|left|right)){0,3}"
     r"\s*(?:post-|pre-)?$"
 )
-# A writer who names themselves ("Hello, this is Walter Grimsby, I had my stent put
-# in in August") writes of their own health in the first person.
-_SELF_INTRO = re.compile(r"(?i:\b(?:this is|my name is|i am|i['\u2019]m|it['\u2019]s))[ ]+$")
+# Words with which writers introduce themselves: "Hello, this is Walter Grimsby, I had
+# my stent put in in August".
+_INTRO = r"(?i:\b(?:this is|my name is|i am|i['\u2019]m|it['\u2019]s))[ ]+"
+_SELF_INTRO = re.compile(_INTRO + "$")
 _FIRST_PERSON = re.compile(r"\b(?:i|i've|i'm|my)\b")
 # The writer's own health word: "my sertraline", "I had my stent", "I have chest
 # pain", right before it.
@@ -151,11 +150,10 @@ _FIRST_PERSON_LINK = re.compile(
     r"\b(?:my|i have|i've had|i had|i've got|i'm on|i am on|i take|i'm taking)"
     r"(?:\s+(?:a|an|the|my|some|bad|severe|mild|chronic|acute|[0-9][0-9a-z./]*)){0,3}\s*\(?$"
 )
-# The writer's own illness or care told with a verb that ties it to them, before the
-# health word in its sentence: "I was admitted to hospital on Monday after a severe
-# panic attack", "I'm 14 weeks pregnant", "I was diagnosed with relapsing-remitting
-# MS". The writer is then the person who signs the text. "I woke up with a migraine"
-# has no such verb, so that sick note is not reported.
+# The writer's own illness or care, with a verb that ties it to them before the health
+# word: "I was admitted to hospital on Monday after a severe panic attack", "I'm 14
+# weeks pregnant". The writer is then the person who signs the text. "I woke up with
+# a migraine" has no such verb, so that sick note is not reported.
 _FIRST_PERSON_FAR = re.compile(
     r"\b(?:i|i've|i'm|i am|i was|i have been|i had|i've been)\b[^.!?\n]{0,60}?"
     r"\b(?:diagnosed|admitted|hospitali[sz]ed|in hospital|treatment for|started on|"
@@ -169,10 +167,7 @@ _SIGNATURE = re.compile(rf"(?m)^[ \t]*(?P<name>{_WORD}(?: {_WORD})?)[ \t]*\r?$")
 # Characters at the end of a text searched for the writer's signature.
 _SIGNATURE_REACH = 300
 # A writer who introduces themselves by full name.
-_WRITER = re.compile(
-    r"(?i:\b(?:this is|my name is|i am|i['\u2019]m|it['\u2019]s))[ ]+"
-    rf"(?P<name>{_WORD}(?: [A-Z]\.)? {_WORD})"
-)
+_WRITER = re.compile(_INTRO + rf"(?P<name>{_WORD}(?: [A-Z]\.)? {_WORD})")
 # Pronouns that refer back to a person named earlier.
 # "hes" and "shes" are how quick notes write "he's" and "she's".
 _PRONOUN = re.compile(r"\b(?:he|she|his|her|him|hers|himself|herself|hes|shes)\b")
@@ -202,19 +197,19 @@ _DRUG_AND_DOSE = re.compile(r"[a-z][a-z\-]* [0-9]+(?:\.[0-9]+)? ?(?:mg|mcg|units
 _OWN_VERB = re.compile(r"(?:had|has|threw|throwing|went|fell|broke)\b")
 
 
-# Keyword groups of words that count as health information only when tied to a
-# person here, and the category each is reported as.
-_TIED_GROUPS = (("tied_condition", "condition"), ("tied_medication", "medication"))
+# Keyword groups of words that count as health information only when this step ties
+# them to a person, and the category each is reported as.
+TIED_CATEGORIES = {"tied_condition": "condition", "tied_medication": "medication"}
 # Identifiers that, found before this step, already tie the text's health
 # information to a patient, so one more name changes nothing.
 _NAMED_ALREADY = frozenset({"patient_name", "mrn", "date_of_birth", "member_id", "health_number"})
 
 
 def sentence_candidates(state: _ScanState) -> list[Candidate]:
-    """Return, as strong candidates for people.scan_people, the people whose health a
-    sentence tells: for each health finding, the person named in its sentence, or
-    named earlier in the paragraph when the sentence refers to them by a pronoun, or
-    the writer who introduces themselves or signs the mail. A relative is added as a
+    """Return, as strong candidates for people.scan_people, the people that health
+    findings are about. For each finding this is the person named in its sentence,
+    or named earlier in the paragraph when the sentence refers to them by a pronoun,
+    or the writer who introduces themselves or signs the mail. A relative is added as a
     ``patient_name`` finding here, and so is each tied word (``tied_condition``,
     ``tied_medication``) that a person was found for, as a health finding.
 
@@ -234,7 +229,7 @@ def sentence_candidates(state: _ScanState) -> list[Candidate]:
     starts = sorted(start for start, _ in evidence)
     strict = not narrative_context(state, starts) and not state.ties
     tied: dict[tuple[int, int], str] = {}
-    for group, category in _TIED_GROUPS:
+    for group, category in TIED_CATEGORIES.items():
         for span in state.hits.spans.get(group, ()):
             if not state.covered(span[0]):
                 tied[span] = category
@@ -258,8 +253,8 @@ def sentence_candidates(state: _ScanState) -> list[Candidate]:
 def _people(
     state: _ScanState, evidence: list[tuple[int, int]], strict: bool
 ) -> list[tuple[int, int, bool, tuple[int, int]]]:
-    """Return (start, end, is a relative, health word's span) of the person each
-    health word's sentence tells about, at most one per sentence."""
+    """Return (start, end, is a relative, health word's span) of the person that each
+    health word's sentence is about, at most one per sentence."""
     # Curly apostrophes read as straight ones ("she’s"), one character for one.
     text, lowered = state.text, state.lowered.replace("\u2019", "'")
     found: list[tuple[int, int, bool, tuple[int, int]]] = []
@@ -285,8 +280,8 @@ def _people(
             if blank >= 0:
                 paragraph = blank
             if TOPIC.search(lowered, paragraph, low) is None:
-                # The sentences before tell who the person is; an award or a talk
-                # there makes the health word a topic too.
+                # The sentences before name the person. An award or a talk there
+                # makes the health word a topic too.
                 person = _person(state, paragraph, low, low, low, relatives_only=strict)
             reach = max(low - _PARAGRAPH_REACH, 0)
             if person is None and paragraph > reach and TOPIC.search(lowered, reach, low) is None:
@@ -299,7 +294,7 @@ def _people(
         if person is None and _FIRST_PERSON_FAR.search(lowered, low, start):
             person = _signature(state)
         if person is not None:
-            # Other health words of the sentence tell about the same person.
+            # Other health words of the sentence are about the same person.
             seen.add((low, high))
             found.append((person[0], person[1], person[2] == "relative", (start, end)))
     return found
@@ -357,16 +352,15 @@ def _signature(state: _ScanState) -> tuple[int, int, str] | None:
 
 
 def _linked(lowered: str, anchor: int, start: int, low: int) -> bool:
-    """Return whether the words from ``anchor`` (the end of the person's name, or the
-    start of the sentence) to the health word at ``start`` tie that word to a person:
-    a verb of illness or care anywhere between ("was diagnosed with", "is recovering
-    from", "fractured"), a verb of having or taking a few words before the health word
-    ("had her gallbladder surgery", "takes 5mg warfarin", "refused her donepezil"), or
-    "his", "her", "he" or "she" right before it ("his panic attacks", "he threw up").
-    Where the person comes after the health word, the words from the sentence start
-    ``low`` are read. "Nina has confirmed supply of metformin", "Bob restocked the
-    first aid box with ibuprofen" and "Ben has the proofs for the leaflet on
-    diabetes" have no tie."""
+    """Return whether the words from ``anchor`` to the health word at ``start`` tie
+    that word to a person. ``anchor`` is the end of the person's name; when the person
+    comes after the health word, the words from the sentence start ``low`` are read.
+
+    A tie is a verb of illness or care anywhere between ("was diagnosed with",
+    "fractured"), a verb of having or taking a few words before the health word ("had
+    her gallbladder surgery", "takes 5mg warfarin"), or "his", "her", "he" or "she"
+    right before it ("his panic attacks"). "Nina has confirmed supply of metformin" and
+    "Ben has the proofs for the leaflet on diabetes" have no tie."""
     if anchor >= start:
         anchor = low
     between = lowered[anchor:start]
@@ -406,12 +400,12 @@ def _introduced(text: str, position: int) -> bool:
 
 
 def _sentence(lowered: str, start: int, end: int) -> tuple[int, int]:
-    """Return the bounds of the sentence around ``start:end``. Looking back, a full
-    stop, question or exclamation mark before a space or line break, a blank line and
-    a line that ends with a colon and a line that starts a bulleted item end the
-    previous sentence, but not the full stop of a title ("Mrs. Abernathy"). A
-    numbered item does not end a sentence looking back, so a sentence may reach back
-    over one."""
+    """Return the bounds of the sentence around ``start:end``.
+
+    Looking back, the previous sentence ends at a full stop, question or exclamation
+    mark before white space (not after a title: "Mrs. Abernathy"), a blank line, a
+    colon at the end of a line, or a bulleted item. A numbered item ends a sentence
+    only looking forward, so a sentence may reach back over one."""
     reach = max(0, start - _SENTENCE_REACH)
     low = reach
     for mark in _BACK_MARKS:
@@ -430,7 +424,7 @@ def _sentence(lowered: str, start: int, end: int) -> tuple[int, int]:
 
 # A title right before a full stop.
 _TITLE_BEFORE = re.compile(r"\b(?:mr|mrs|ms|mx|dr|st|prof|miss)$")
-# What ends the sentence before a health word, searched backwards with str.rfind.
+# Ends of the sentence before a health word, searched backwards with str.rfind.
 _BACK_MARKS = (
     ". ",
     ".\n",
@@ -462,11 +456,15 @@ def _person(
 ) -> tuple[int, int, str] | None:
     """Return the span and kind of the person named in ``text[low:high]`` whom the
     health finding at ``start:end`` is most likely about: the last one before it, or
-    else the first one after it. Kinds are ``relative``, ``full`` (given name and
-    surname), ``titled`` (courtesy title and surname), ``room`` (a name after a room or
-    bed number, people.NAME_AFTER_ROOM), ``given`` (a given name of
-    data/given_names.txt) and ``opening`` (another capitalised word that opens the
-    sentence with a verb). With ``relatives_only``, only a relative counts."""
+    else the first one after it. With ``relatives_only``, only a relative counts.
+
+    The kinds are:
+    - ``relative``: "my dad", "your mum";
+    - ``full``: a given name and surname;
+    - ``titled``: a courtesy title and surname;
+    - ``room``: a name after a room or bed number (people.NAME_AFTER_ROOM);
+    - ``given``: a given name of data/given_names.txt alone;
+    - ``opening``: another capitalised word that opens the sentence with a verb."""
     text = state.text
     people: list[tuple[int, int, str]] = []
     for match in _PERSON.finditer(text, low, high):
@@ -476,25 +474,11 @@ def _person(
         span = match.span(kind)
         if _usable(text, span, start, end, kind):
             people.append((*span, kind))
+
     if not relatives_only:
-        for _, cue_end in state.hits.spans.get("room_cue", ()):
-            if low <= cue_end < high:
-                room = NAME_AFTER_ROOM.match(text, cue_end, high)
-                if room is not None and (room.group("bracketed") or "").lower() not in ROOM_STATES:
-                    # "bed 12 (Harlan) pulled his IV", "rm 4 - mrs okafor".
-                    group = "bracketed" if room.group("bracketed") else "titled"
-                    people.append((*room.span(group), "room"))
-        names = given_names()
-        named_spans = [(first, last) for first, last, _ in people]
-        for word in _CAPITALISED.finditer(text, low, high):
-            name_start, name_end = word.span()
-            if any(first <= name_start < last for first, last in named_spans):
-                continue
-            if fold(text[name_start:name_end]) not in names or _NAME_AFTER.match(text, name_end):
-                # Not a given name, or the given name of a full name read above.
-                continue
-            if _usable(text, (name_start, name_end), start, end, "given"):
-                people.append((name_start, name_end, "given"))
+        people.extend(_room_names(state, low, high))
+        people.extend(_given_names(text, low, high, start, end, people))
+
     if people:
         before = [person for person in people if person[1] <= start]
         if before:
@@ -502,16 +486,57 @@ def _person(
         return min(people)
     if relatives_only:
         return None
+    return _opening_name(text, low, high, start, end)
+
+
+def _room_names(state: _ScanState, low: int, high: int) -> list[tuple[int, int, str]]:
+    """Return the names after a room or bed number in ``text[low:high]``: "bed 12
+    (Harlan) pulled his IV", "rm 4 - mrs okafor"."""
+    text = state.text
+    names: list[tuple[int, int, str]] = []
+    for _, cue_end in state.hits.spans.get("room_cue", ()):
+        if not low <= cue_end < high:
+            continue
+        room = NAME_AFTER_ROOM.match(text, cue_end, high)
+        if room is not None and (room.group("bracketed") or "").lower() not in ROOM_STATES:
+            group = "bracketed" if room.group("bracketed") else "titled"
+            names.append((*room.span(group), "room"))
+    return names
+
+
+def _given_names(
+    text: str, low: int, high: int, start: int, end: int, people: list[tuple[int, int, str]]
+) -> list[tuple[int, int, str]]:
+    """Return the given names standing alone in ``text[low:high]``, outside the spans
+    of ``people`` already found."""
+    names = given_names()
+    found: list[tuple[int, int, str]] = []
+    for word in _CAPITALISED.finditer(text, low, high):
+        name_start, name_end = word.span()
+        if any(first <= name_start < last for first, last, _ in people):
+            continue
+        if fold(text[name_start:name_end]) not in names or _NAME_AFTER.match(text, name_end):
+            # Not a given name, or the given name of a full name read above.
+            continue
+        if _usable(text, (name_start, name_end), start, end, "given"):
+            found.append((name_start, name_end, "given"))
+    return found
+
+
+def _opening_name(
+    text: str, low: int, high: int, start: int, end: int
+) -> tuple[int, int, str] | None:
+    """Return a capitalised word that opens the sentence with a verb ("Okonkwo
+    refused"), or ``None``."""
     opening = _OPENING_NAME.match(text, _skip_space(text, low), high)
-    if opening is not None:
-        name = opening.group("name")
-        if (
-            name.lower() not in _NOT_GIVEN_NAMES
-            and name_is_plausible(name)
-            and not (start <= opening.start() < end)
-        ):
-            return (*opening.span("name"), "opening")
-    return None
+    if opening is None:
+        return None
+    name = opening.group("name")
+    if name.lower() in _NOT_GIVEN_NAMES or not name_is_plausible(name):
+        return None
+    if start <= opening.start() < end:
+        return None
+    return (*opening.span("name"), "opening")
 
 
 def _usable(
@@ -521,8 +546,9 @@ def _usable(
     end: int,
     kind: str,
 ) -> bool:
-    """Return whether the person of ``kind`` at ``span`` may be the one whose health
-    the finding at ``start:end`` tells."""
+    """Return whether the person of ``kind`` at ``span`` may be the one that the
+    health finding at ``start:end`` is about."""
+    # Checks for every kind of person: where they stand next to the health word.
     if start <= span[0] < end:
         return False
     if kind != "relative" and 0 <= start - span[1] <= 1:
@@ -536,10 +562,13 @@ def _usable(
         # The person whose class or team it is ("Mrs Patel's class has had several
         # children off with a stomach bug").
         return False
+
     if kind in ("relative", "room"):
         # A relative, or a name after a room or bed number, which ward notes write
         # in lower case too.
         return True
+
+    # Checks for a name written in title case.
     if not text[span[0]].isupper():
         return False
     name = text[span[0] : span[1]]
@@ -551,11 +580,11 @@ def _usable(
         # not after a sentence opener ("Today Edith refused her donepezil").
         return False
     first = name.split()[0].lower()
-    if after_greeting(text, span[0]) or first in RANKS or first in _CLINICIAN_TITLES:
+    if after_greeting(text, span[0]) or first in RANKS:
         return False
     # Two capitalised words are a person's name only when the first is a given name
-    # ("Managing Type 2 Diabetes", "Weathered Wood" shingles). A courtesy title needs
-    # none ("Mrs Adeyemi").
+    # ("Managing Type 2 Diabetes", "Weathered Wood" shingles, "Dr Appiah"). A courtesy
+    # title needs none ("Mrs Adeyemi").
     return kind != "full" or fold(first) in given_names()
 
 
