@@ -150,6 +150,30 @@ NAME_CASES = [
         {"patient_name"},
     ),
     (
+        "room and capitalised surname",
+        "rm 5 Gomez - NPO after MN for lap chole 0730, recheck w AM labs. pain ok on tylenol.",
+        {"patient_name"},
+        set(),
+    ),
+    (
+        "titled name, ward shorthand tie",
+        "the lady in 22 - Mrs. Abernathy - fell at 0300. No LOC, CT head neg.",
+        {"patient_name"},
+        set(),
+    ),
+    (
+        "room and building name",
+        "Room 12 Harlan Hall - diabetes awareness talk at noon",
+        set(),
+        {"patient_name"},
+    ),
+    (
+        "room and capitalised use",
+        "Room 5 Storage - NPO after MN signs and diabetes leaflets go here",
+        set(),
+        {"patient_name"},
+    ),
+    (
         "room and bare word",
         "room 3 renovation done, the diabetes clinic moves in on monday",
         set(),

@@ -10,7 +10,9 @@ held out. The classes were:
 - SSNs written with spaces after "her social is" or under a quoted request;
 - names after a bed number or a title in an aside;
 - a name before a drug and its dose, and a drug "for" a person;
-- a drug followed by a new clause ("my lisinopril I get woozy").
+- a drug followed by a new clause ("my lisinopril I get woozy");
+- ward notes that name a patient by a capitalised surname after a room number ("rm 5
+  Gomez - NPO") or tie a name with ward shorthand ("No LOC, CT head neg").
 The assertions are those of the code that was measured last, with no margin.
 docs/detection-evaluation.md describes the set.
 """
@@ -38,5 +40,5 @@ def test_reviewer9_labels_complete(labels: Labels) -> None:
 
 def test_reviewer9_precision_and_recall(detector: Detector, labels: Labels) -> None:
     result = evaluate_folder(detector, REVIEWER9, labels)
-    assert result.messages.recall >= 30 / 50, result.false_negatives
+    assert result.messages.recall >= 33 / 50, result.false_negatives
     assert result.messages.precision >= 1.0, result.false_positives

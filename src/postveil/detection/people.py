@@ -109,16 +109,19 @@ SURNAME_AFTER_PATIENT = re.compile(
 NAME_CELL = re.compile(rf" *(?:{_FULL}|{_INVERTED}) *")
 _TABLE_ROW = re.compile(r"[^\n\t]*\t[^\n]*")
 # A room or bed number followed by a patient's name, as ward notes and census lists
-# write it: "rm 12 - mrs okafor", "bed 4 (delgado)", "Room 7: Mr. Hale". Notes often
-# skip capitals, so the name may be lower case. It is read only after a courtesy title
-# or in brackets, because a bare word after a room number is more often a status or a
-# use ("room 3 free", "bed 2 clean"). It is a weak cue: meeting rooms, hotel rooms and
-# kennels are written the same way ("Room 12 (Delgado)", "bed 1 (queen)").
+# write it: "rm 12 - mrs okafor", "bed 4 (delgado)", "Room 7: Mr. Hale", "rm 5 Gomez -
+# NPO". Notes often skip capitals, so the name may be lower case after a courtesy
+# title or in brackets. A bare word counts only capitalised and followed by a dash,
+# colon or comma, because a bare word after a room number is more often a status, a
+# use or a building ("room 3 free", "bed 2 clean", "Room 12 Harlan Hall"). It is a
+# weak cue: meeting rooms, hotel rooms and kennels are written the same way ("Room 12
+# (Delgado)", "bed 1 (queen)").
 # The pattern reads from the end of a room_cue keyword hit ("rm", "room", "bed", "bay").
 NAME_AFTER_ROOM = re.compile(
     r" ?#? ?[0-9]{1,4}[A-Za-z]?(?: *[-:,] *| +)"
     r"(?:\( *(?P<bracketed>[A-Za-z][a-z'\-]{2,}) *\)"
-    r"|(?i:mrs|mr|ms|miss)\.? +(?P<titled>[A-Za-z][a-z'\-]{2,}))"
+    r"|(?i:mrs|mr|ms|miss)\.? +(?P<titled>[A-Za-z][a-z'\-]{2,})"
+    r"|(?P<bare>[A-Z][a-z'\-]{2,})(?= *[-:,] ))"
 )
 # Bed and room states that ward lists write in brackets after the number.
 ROOM_STATES = frozenset(
@@ -126,6 +129,26 @@ ROOM_STATES = frozenset(
     "pending admit admitted discharge discharged transfer male female private semi "
     "window door left right".split()
 )
+# Uses of a room that ward mail writes capitalised after its number ("Room 5 Storage -").
+ROOM_USES = frozenset(
+    "storage store supply supplies office kitchen pantry lounge break utility linen laundry "
+    "staff nurses charting family waiting quiet meeting training server closet copy print "
+    "soiled equipment meds medication treatment procedure exam conference visitor visitors".split()
+)
+
+
+def room_name(room: re.Match[str]) -> tuple[int, int] | None:
+    """Return the span of the name in a NAME_AFTER_ROOM match, or None when the word
+    there is a bed state or a room's use."""
+    group = room.lastgroup
+    if group is None:
+        return None
+    word = room.group(group).lower()
+    if group != "titled" and word in ROOM_STATES:
+        return None
+    if group == "bare" and word in ROOM_USES:
+        return None
+    return room.span(group)
 # A line of a list that starts with a person's name and a colon, dash or bracket: "-
 # Eli Vasquez: peanut anaphylaxis, EpiPen". Such lines count only when at least
 # _MIN_TABLE_ROWS of them carry health information, and only as a weak cue, because
@@ -374,12 +397,9 @@ def _candidates(state: _ScanState, span: tuple[int, int]) -> list[Candidate]:
         if not span_start <= cue_start < span_end:
             continue
         room = NAME_AFTER_ROOM.match(text, cue_end, cue_end + 60)
-        if room is None:
-            continue
-        group_name = "titled" if room.group("titled") else "bracketed"
-        if room.group(group_name).lower() in ROOM_STATES:
-            continue
-        found.append((room.start(group_name), room.end(group_name), False, -1, 0))
+        name = room_name(room) if room is not None else None
+        if name is not None:
+            found.append((*name, False, -1, 0))
 
     for group, strong in (("name_cue", True), ("name_cue_weak", False)):
         for _, end in hits.spans.get(group, ()):

@@ -34,13 +34,13 @@ from postveil.detection.people import (
     NAME_AFTER_ROOM,
     NOT_NAME_WORDS,
     RANKS,
-    ROOM_STATES,
     TOPIC,
     Candidate,
     after_greeting,
     is_clinician,
     name_is_plausible,
     narrative_context,
+    room_name,
 )
 
 if TYPE_CHECKING:
@@ -498,9 +498,9 @@ def _room_names(state: _ScanState, low: int, high: int) -> list[tuple[int, int, 
         if not low <= cue_end < high:
             continue
         room = NAME_AFTER_ROOM.match(text, cue_end, high)
-        if room is not None and (room.group("bracketed") or "").lower() not in ROOM_STATES:
-            group = "bracketed" if room.group("bracketed") else "titled"
-            names.append((*room.span(group), "room"))
+        name = room_name(room) if room is not None else None
+        if name is not None:
+            names.append((*name, "room"))
     return names
 
 
