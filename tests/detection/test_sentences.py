@@ -32,6 +32,16 @@ SENTENCE_CASES = [
         True,
     ),
     (
+        "pronoun subject of a verb of care",
+        "Gareth Pryce has consented to this report. He underwent a lumbar discectomy in June.",
+        True,
+    ),
+    (
+        "pronoun subject of a verb of training",
+        "Gareth Pryce joined us. He underwent training on colonoscopy scheduling.",
+        False,
+    ),
+    (
         "pronoun refers back",
         "My dad, Harold Finch, is on your list. He takes 5mg warfarin every evening.",
         True,

@@ -120,6 +120,13 @@ _FAR_LINK = re.compile(
     r"went into|gone into|"
     r"taken to|rushed to|brought in|ambulance|suspected)\b"
 )
+# "He" or "she" as the subject of a verb of illness or care: "He underwent", "she was
+# diagnosed with", "he's been admitted".
+_PRONOUN_CARE = re.compile(
+    r"\b(?:he|she)(?:'s| is| was| has| had)?(?: been)? "
+    r"(?:diagnosed|underwent|undergoing|admitted|hospitali[sz]ed|fractured|broke|"
+    r"recovering from|treated for|tested positive|discharged)\b"
+)
 # A pronoun of the person, then "on", "for" or "off" right before the health word: "He
 # has been seizure-free for six months on levetiracetam", "sent her for an X-ray".
 _PRONOUN_ON = re.compile(
@@ -275,6 +282,10 @@ def _people(
             person = None
         pronoun = _PRONOUN.search(lowered, low, high) is not None
         if person is None and pronoun and _linked(lowered, low, start, low):
+            # A pronoun that is the subject of a verb of care before the health word
+            # ("He underwent a lumbar discectomy") refers back to anyone, even in a
+            # text read strictly.
+            lookback_strict = strict and _PRONOUN_CARE.search(lowered, low, start) is None
             paragraph = max(low - _PARAGRAPH_REACH, 0)
             blank = lowered.rfind("\n\n", paragraph, low)
             if blank >= 0:
@@ -282,13 +293,13 @@ def _people(
             if TOPIC.search(lowered, paragraph, low) is None:
                 # The sentences before name the person. An award or a talk there
                 # makes the health word a topic too.
-                person = _person(state, paragraph, low, low, low, relatives_only=strict)
+                person = _person(state, paragraph, low, low, low, relatives_only=lookback_strict)
             reach = max(low - _PARAGRAPH_REACH, 0)
             if person is None and paragraph > reach and TOPIC.search(lowered, reach, low) is None:
                 # A paragraph that names no one goes on about the person of the one
                 # before ("... records from Lakeview Ortho for Ms. Hadley.\n\nShort
                 # version: ... she had two epidural injections").
-                person = _person(state, reach, paragraph, low, low, relatives_only=strict)
+                person = _person(state, reach, paragraph, low, low, relatives_only=lookback_strict)
         if person is None and _FIRST_PERSON_LINK.search(lowered, low, start):
             person = _writer(state, start)
         if person is None and _FIRST_PERSON_FAR.search(lowered, low, start):
