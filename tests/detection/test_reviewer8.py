@@ -39,5 +39,5 @@ def test_reviewer8_labels_complete(labels: Labels) -> None:
 
 def test_reviewer8_precision_and_recall(detector: Detector, labels: Labels) -> None:
     result = evaluate_folder(detector, REVIEWER8, labels)
-    assert result.messages.recall >= 36 / 50, result.false_negatives
+    assert result.messages.recall >= 38 / 50, result.false_negatives
     assert result.messages.precision >= 1.0, result.false_positives

@@ -42,6 +42,17 @@ SENTENCE_CASES = [
         False,
     ),
     (
+        "given name still in a protocol",
+        "Ben's still in concussion protocol, neuro says another week. Sorry coach",
+        True,
+    ),
+    (
+        "team starts a protocol",
+        "Our new concussion protocol for all teams starts Monday, coach Ben Harris says.",
+        False,
+    ),
+    ("given name broke a bone", "Jonah fell off his bike Saturday and broke his wrist.", True),
+    (
         "pronoun refers back",
         "My dad, Harold Finch, is on your list. He takes 5mg warfarin every evening.",
         True,

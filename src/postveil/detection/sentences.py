@@ -137,6 +137,7 @@ _PRONOUN_ON = re.compile(
 # a dose, a size or a kind), right before the health word.
 _NEAR_LINK = re.compile(
     r"\b(?:has|had|have|having|got|gets|getting|is on|was on|been on|are on|still on|"
+    r"is in|was in|'s in|still in|been in|"
     r"now on|takes|take|taking|took|need|needs|needed|refused|refuses|started|starts|"
     r"missed|gave|given|giving|administered|his|her|their|he|she|he's|she's|hes|shes|"
     r"he'll|she'll|he's on|she's on|he is on|she is on|put|inserted|fitted)"
@@ -225,12 +226,17 @@ def sentence_candidates(state: _ScanState) -> list[Candidate]:
     a name must be in the health word's own sentence, and only a relative may be
     earlier. A story names a character in one sentence and tells one illness in the
     next ("Walter Quince, a retired judge. He has Parkinson's")."""
+    # A tied phrase that starts with a health word reads as one ("concussion
+    # protocol"), so the health word is its modifier but still heads the phrase.
+    tied_ends = {
+        start: end for group in TIED_CATEGORIES for start, end in state.hits.spans.get(group, ())
+    }
     evidence: list[tuple[int, int]] = []
     for finding in state.findings:
         if finding.category in _NAMED_ALREADY:
             return []
         if finding.category in HEALTH_EVIDENCE:
-            evidence.append((finding.start, finding.end))
+            evidence.append((finding.start, max(finding.end, tied_ends.get(finding.start, 0))))
     if is_veterinary(state):
         return []
     starts = sorted(start for start, _ in evidence)
