@@ -11,7 +11,10 @@ its later figures are not held out. The classes were:
 - a writer who introduces themselves or signs;
 - a paragraph that goes on about the person of the one before;
 - words such as "stroke" tied to a person;
-- a sports digest, its one false positive.
+- a sports digest, its one false positive;
+- later, sports injuries ("tore his ACL", "still in concussion protocol"), a kind of
+  operation between the verb and its name ("had his right total knee replacement")
+  and home oxygen.
 The assertions are those of the code that was measured last, with no margin.
 docs/detection-evaluation.md describes the set.
 """
@@ -39,5 +42,5 @@ def test_reviewer8_labels_complete(labels: Labels) -> None:
 
 def test_reviewer8_precision_and_recall(detector: Detector, labels: Labels) -> None:
     result = evaluate_folder(detector, REVIEWER8, labels)
-    assert result.messages.recall >= 38 / 50, result.false_negatives
+    assert result.messages.recall >= 41 / 50, result.false_negatives
     assert result.messages.precision >= 1.0, result.false_positives

@@ -52,6 +52,17 @@ SENTENCE_CASES = [
         False,
     ),
     ("given name broke a bone", "Jonah fell off his bike Saturday and broke his wrist.", True),
+    ("torn ligament", "Aiden Kowalski went down on a cut and it turns out he tore his ACL.", True),
+    (
+        "kind of operation between",
+        "Following up on Luis Ferreira, who had his right total knee replacement on the 2nd.",
+        True,
+    ),
+    (
+        "total of a bill",
+        "Luis Ferreira had his total for the knee replacement seminar refunded.",
+        False,
+    ),
     (
         "pronoun refers back",
         "My dad, Harold Finch, is on your list. He takes 5mg warfarin every evening.",

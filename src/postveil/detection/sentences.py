@@ -143,6 +143,7 @@ _NEAR_LINK = re.compile(
     r"he'll|she'll|he's on|she's on|he is on|she is on|put|inserted|fitted)"
     r"(?:\s+(?:a|an|the|his|her|their|some|another|more|bad|severe|mild|chronic|acute|"
     r"suspected|possible|large|small|nasty|big|new|early|first|second|stage|type|"
+    r"total|partial|bilateral|"
     r"one|two|three|four|five|six|"
     r"[0-9][0-9a-z./]*|mg(?:/[a-z]+)?|mcg|ml|units?|tablets?|daily|nightly|left|right)){0,3}"
     r"\s*(?:post-|pre-)?$"
