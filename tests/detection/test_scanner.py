@@ -51,11 +51,17 @@ FINDING_CASES = [
     ("card then expiry", "Card: 4111 1111 1111 1111 05/28", {"payment_card"}, set()),
     ("card then security code", "card 4111 1111 1111 1111 123", {"payment_card"}, set()),
     ("card of 19 digits", "card 6011 0000 0000 0000 001", {"payment_card"}, set()),
-    ("card bare then expiry", "use mine its 4111111111111111 11/27 ok", {"payment_card"}, set()),
-    ("card bare then exp word", "4111111111111111 exp. 03/2029", {"payment_card"}, set()),
     ("card bare then cvv", "4111111111111111 and the cvv is 312", {"payment_card"}, set()),
-    ("card bare then full date", "Tracking 4111111111111111 11/27/2026", set(), {"payment_card"}),
-    ("card bare then month 13", "Tracking 4111111111111111 13/27", set(), {"payment_card"}),
+    (
+        "card bare then code on back",
+        "its 4111111111111111 11/27 and the code on back is 312",
+        {"payment_card"},
+        set(),
+    ),
+    # A bare number and a month and year are as often a serial and its expiry or a
+    # shipment and its date.
+    ("card bare then expiry", "Pallet 4111111111111111 11/27 to dock 3", set(), {"payment_card"}),
+    ("serial then exp word", "Lot 4111111111111111 EXP 11/27", set(), {"payment_card"}),
     (
         "guid fragment digits",
         "trace 53622123-4111-1111-1111-111111111111 done",

@@ -32,13 +32,8 @@ SENTENCE_CASES = [
         True,
     ),
     (
-        "pronoun subject of a verb of care",
-        "Gareth Pryce has consented to this report. He underwent a lumbar discectomy in June.",
-        True,
-    ),
-    (
-        "pronoun subject of a verb of training",
-        "Gareth Pryce joined us. He underwent training on colonoscopy scheduling.",
+        "story, pronoun under a clinical verb",
+        "Imogen Harrow lived in this room from 1840. She underwent surgery twice.",
         False,
     ),
     (
@@ -51,6 +46,8 @@ SENTENCE_CASES = [
         "Our new concussion protocol for all teams starts Monday, coach Ben Harris says.",
         False,
     ),
+    ("coach holds the protocol", "Dawson has the concussion protocol forms for Saturday.", False),
+    ("surgeon in surgery", "Mr Kapoor is still in surgery this afternoon, he'll call you.", False),
     ("given name broke a bone", "Jonah fell off his bike Saturday and broke his wrist.", True),
     ("torn ligament", "Aiden Kowalski went down on a cut and it turns out he tore his ACL.", True),
     (

@@ -111,11 +111,11 @@ _TABLE_ROW = re.compile(r"[^\n\t]*\t[^\n]*")
 # A room or bed number followed by a patient's name, as ward notes and census lists
 # write it: "rm 12 - mrs okafor", "bed 4 (delgado)", "Room 7: Mr. Hale", "rm 5 Gomez -
 # NPO". Notes often skip capitals, so the name may be lower case after a courtesy
-# title or in brackets. A bare word counts only capitalised and followed by a dash,
-# colon or comma, because a bare word after a room number is more often a status, a
-# use or a building ("room 3 free", "bed 2 clean", "Room 12 Harlan Hall"). It is a
-# weak cue: meeting rooms, hotel rooms and kennels are written the same way ("Room 12
-# (Delgado)", "bed 1 (queen)").
+# title or in brackets. A bare word counts only after "rm", capitalised and followed
+# by a dash, colon or comma, because after "Room", "Bed" or "Bay" it is more often a
+# use, a building, a brand or a contractor ("Room 3 Jenner -", "Bed 12 Hillrom:"). It
+# is a weak cue: meeting rooms, hotel rooms and kennels are written the same way
+# ("Room 12 (Delgado)", "bed 1 (queen)").
 # The pattern reads from the end of a room_cue keyword hit ("rm", "room", "bed", "bay").
 NAME_AFTER_ROOM = re.compile(
     r" ?#? ?[0-9]{1,4}[A-Za-z]?(?: *[-:,] *| +)"
@@ -146,7 +146,7 @@ def room_name(room: re.Match[str]) -> tuple[int, int] | None:
     word = room.group(group).lower()
     if group != "titled" and word in ROOM_STATES:
         return None
-    if group == "bare" and word in ROOM_USES:
+    if group == "bare" and (word in ROOM_USES or room.string[room.pos - 2 : room.pos].lower() != "rm"):
         return None
     return room.span(group)
 # A line of a list that starts with a person's name and a colon, dash or bracket: "-

@@ -118,17 +118,18 @@ _STATE_BEFORE = re.compile(r"\b[A-Z]{2},?\s{1,3}$")
 # An identifier after its label. The label may end in the full stop of an abbreviation
 # ("Account no.:") and go on with "number", "No.", "id" or "#" in any case, a few filler
 # words ("on file is") and a separator. An optional US state code comes next ("IL
-# D452-7719-3081" for a driver's licence). The token has letters, digits, hyphens and
-# slashes ("GHC/24/11873"), with at most four letters before its first digit, which
-# may be set off by a space ("BPH 7730418-02"). The caller also requires 5 or more
+# D452-7719-3081" for a driver's licence). The token has letters, digits and hyphens,
+# with at most four letters before its first digit. The caller also requires 5 or more
 # characters with 4 or more digits.
+# NOTE: hospital numbers with slashes ("GHC/24/11873") and prefixes set off by a space
+# ("BPH 7730418-02") are not read: in supplier, insurance and gym mail the same forms
+# are policy and account references beside health words.
 _LABELLED_ID = re.compile(
     r"\.?(?:\s*(?i:number|num|no\.?|id|#))?"
     r"(?:\s+(?:on file|on record|listed|provided|in (?:the )?system|we have))?"
     r"(?:\s*(?:(?:is|was|of)(?=\s)|[:#=\-])){0,2}\s*"
     r"(?P<state>[A-Z]{2}[ ](?=[A-Za-z]{0,2}[0-9]))?"
-    r"(?P<id>(?:[A-Za-z]{1,4}[ ](?=[0-9])|[A-Za-z]{0,4}[-/]?)[0-9][0-9A-Za-z\-/]{2,19})"
-    r"(?![0-9A-Za-z/])"
+    r"(?P<id>[A-Za-z]{0,4}[-]?[0-9][0-9A-Za-z\-]{2,19})(?![0-9A-Za-z])"
 )
 _SHORT_LICENCE_LABELS = ("lic", "lic#", "lic #")
 # A health number after its label: 10 digits, or 11 for an Australian Medicare card
@@ -137,11 +138,6 @@ _SHORT_LICENCE_LABELS = ("lic", "lic#", "lic #")
 _HEALTH_NUMBER = re.compile(
     r"\.?(?:\s*(?i:number|num|no\.?|#))?(?:\s*(?:(?:is|was)(?=\s)|[:#=\-])){0,2}\s*"
     r"(?P<id>[0-9](?:[ -]?[0-9]){9,10})(?![0-9])(?:[ -]?[A-Z]{2}(?![A-Za-z]))?"
-)
-# An expiry month and year right after a card number on the same line ("4916...206
-# 11/27", "exp 03/2029"): pasted card details, even with no card word.
-_EXPIRY_AFTER = re.compile(
-    r"[ ,;]{1,3}(?:(?i:exp(?:iry|ires|iration)?)\.?:?[ ]?)?(?:0?[1-9]|1[0-2])/(?:[0-9]{2}|20[0-9]{2})(?![0-9/])"
 )
 _NUMERIC_DATE = re.compile(r"[0-9]{1,4}[-/.][0-9]{1,2}[-/.][0-9]{2,4}(?![0-9])")
 _WORDY_DATE = re.compile(
@@ -789,10 +785,7 @@ class TextScanner:
             if (
                 not v.looks_like_epoch(digits)
                 and v.card_valid(digits)
-                and (
-                    state.keyword_near("card", position, end)
-                    or _EXPIRY_AFTER.match(text, end, end + 20) is not None
-                )
+                and state.keyword_near("card", position, end)
             ):
                 state.add("payment_card", position, end, 0.9)
                 return end
@@ -892,7 +885,7 @@ class TextScanner:
                 token = match.group("id")
                 if len(token) < 5 or len(token) - len(token.translate(_DROP_DIGITS)) < 4:
                     continue
-                if v.numeric_date_valid(token) or _period_like(token):
+                if v.numeric_date_valid(token):
                     continue
                 if state.covered(match.start("id")):
                     continue
@@ -1215,12 +1208,6 @@ _TRADE_BEFORE = re.compile(
     r"contractors?|builders?|hvac|heating|landscaping|pest control|inc|llc|ltd|co)\b"
     r"\.?,?[ \t]*(?:state[ \t]+)?(?:lic|lic#|lic #)$"
 )
-
-
-def _period_like(token: str) -> bool:
-    """Return whether a labelled token of digits and one slash reads as a month and year
-    or a span of years ("11/2026", "2025/2026") rather than a number with parts."""
-    return token.count("/") == 1 and token.replace("/", "").isdigit()
 
 
 def _is_short_licence_label(lowered: str, label_end: int) -> bool:

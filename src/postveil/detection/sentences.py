@@ -120,13 +120,6 @@ _FAR_LINK = re.compile(
     r"went into|gone into|"
     r"taken to|rushed to|brought in|ambulance|suspected)\b"
 )
-# "He" or "she" as the subject of a verb of illness or care: "He underwent", "she was
-# diagnosed with", "he's been admitted".
-_PRONOUN_CARE = re.compile(
-    r"\b(?:he|she)(?:'s| is| was| has| had)?(?: been)? "
-    r"(?:diagnosed|underwent|undergoing|admitted|hospitali[sz]ed|fractured|broke|"
-    r"recovering from|treated for|tested positive|discharged)\b"
-)
 # A pronoun of the person, then "on", "for" or "off" right before the health word: "He
 # has been seizure-free for six months on levetiracetam", "sent her for an X-ray".
 _PRONOUN_ON = re.compile(
@@ -137,7 +130,6 @@ _PRONOUN_ON = re.compile(
 # a dose, a size or a kind), right before the health word.
 _NEAR_LINK = re.compile(
     r"\b(?:has|had|have|having|got|gets|getting|is on|was on|been on|are on|still on|"
-    r"is in|was in|'s in|still in|been in|"
     r"now on|takes|take|taking|took|need|needs|needed|refused|refuses|started|starts|"
     r"missed|gave|given|giving|administered|his|her|their|he|she|he's|she's|hes|shes|"
     r"he'll|she'll|he's on|she's on|he is on|she is on|put|inserted|fitted)"
@@ -148,6 +140,11 @@ _NEAR_LINK = re.compile(
     r"[0-9][0-9a-z./]*|mg(?:/[a-z]+)?|mcg|ml|units?|tablets?|daily|nightly|left|right)){0,3}"
     r"\s*(?:post-|pre-)?$"
 )
+# Being "in" a course of care: "is in", "still in", right before the health word. It
+# ties only the states of _IN_STATES, because surgeons and dentists are "still in
+# surgery" too.
+_IN_LINK = re.compile(r"\b(?:is|was|'s|still|been|remains) in\s*$")
+_IN_STATES = ("concussion protocol", "rehab", "detox", "labour", "labor", "a cast")
 # Words with which writers introduce themselves: "Hello, this is Walter Grimsby, I had
 # my stent put in in August".
 _INTRO = r"(?i:\b(?:this is|my name is|i am|i['\u2019]m|it['\u2019]s))[ ]+"
@@ -227,10 +224,15 @@ def sentence_candidates(state: _ScanState) -> list[Candidate]:
     a name must be in the health word's own sentence, and only a relative may be
     earlier. A story names a character in one sentence and tells one illness in the
     next ("Walter Quince, a retired judge. He has Parkinson's")."""
-    # A tied phrase that starts with a health word reads as one ("concussion
-    # protocol"), so the health word is its modifier but still heads the phrase.
+    # A tied phrase that starts with a health word after "in" reads as one ("still in
+    # concussion protocol"), so the health word heads the phrase although it is its
+    # modifier. Without "in" it is more often a document ("has the concussion
+    # protocol").
     tied_ends = {
-        start: end for group in TIED_CATEGORIES for start, end in state.hits.spans.get(group, ())
+        start: end
+        for group in TIED_CATEGORIES
+        for start, end in state.hits.spans.get(group, ())
+        if state.lowered.endswith(" in ", 0, start)
     }
     evidence: list[tuple[int, int]] = []
     for finding in state.findings:
@@ -289,10 +291,6 @@ def _people(
             person = None
         pronoun = _PRONOUN.search(lowered, low, high) is not None
         if person is None and pronoun and _linked(lowered, low, start, low):
-            # A pronoun that is the subject of a verb of care before the health word
-            # ("He underwent a lumbar discectomy") refers back to anyone, even in a
-            # text read strictly.
-            lookback_strict = strict and _PRONOUN_CARE.search(lowered, low, start) is None
             paragraph = max(low - _PARAGRAPH_REACH, 0)
             blank = lowered.rfind("\n\n", paragraph, low)
             if blank >= 0:
@@ -300,13 +298,13 @@ def _people(
             if TOPIC.search(lowered, paragraph, low) is None:
                 # The sentences before name the person. An award or a talk there
                 # makes the health word a topic too.
-                person = _person(state, paragraph, low, low, low, relatives_only=lookback_strict)
+                person = _person(state, paragraph, low, low, low, relatives_only=strict)
             reach = max(low - _PARAGRAPH_REACH, 0)
             if person is None and paragraph > reach and TOPIC.search(lowered, reach, low) is None:
                 # A paragraph that names no one goes on about the person of the one
                 # before ("... records from Lakeview Ortho for Ms. Hadley.\n\nShort
                 # version: ... she had two epidural injections").
-                person = _person(state, reach, paragraph, low, low, relatives_only=lookback_strict)
+                person = _person(state, reach, paragraph, low, low, relatives_only=strict)
         if person is None and _FIRST_PERSON_LINK.search(lowered, low, start):
             person = _writer(state, start)
         if person is None and _FIRST_PERSON_FAR.search(lowered, low, start):
@@ -388,6 +386,9 @@ def _linked(lowered: str, anchor: int, start: int, low: int) -> bool:
     if anchor > low and between == ", " and _DRUG_AND_DOSE.match(lowered, start):
         # A name, then a drug and its dose: "Refill request for Thomas Nguyen, warfarin
         # 5 mg".
+        return True
+    if _IN_LINK.search(between) is not None and lowered.startswith(_IN_STATES, start):
+        # "Ben's still in concussion protocol", but not "Kapoor is still in surgery".
         return True
     return (
         _FAR_LINK.search(between) is not None
