@@ -50,6 +50,8 @@ SENTENCE_CASES = [
     ("surgeon in surgery", "Mr Kapoor is still in surgery this afternoon, he'll call you.", False),
     ("given name broke a bone", "Jonah fell off his bike Saturday and broke his wrist.", True),
     ("torn ligament", "Aiden Kowalski went down on a cut and it turns out he tore his ACL.", True),
+    ("name right before own verb", "Jonah Pike tore his ACL on Sunday.", True),
+    ("product right before health word", "GlucoSure Plus blood glucose test strips", False),
     (
         "kind of operation between",
         "Following up on Luis Ferreira, who had his right total knee replacement on the 2nd.",

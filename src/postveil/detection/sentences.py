@@ -200,7 +200,7 @@ _FOR_PERSON = re.compile(r" (?:for|to) (?:(?:my|your|our) )?")
 _DRUG_AND_DOSE = re.compile(r"[a-z][a-z\-]* [0-9]+(?:\.[0-9]+)? ?(?:mg|mcg|units|ml)\b")
 # A health word that starts with its own verb ("had a fall", "threw up"), which needs
 # nothing between it and the person ("your mum had a fall").
-_OWN_VERB = re.compile(r"(?:had|has|threw|throwing|went|fell|broke)\b")
+_OWN_VERB = re.compile(r"(?:had|has|threw|throwing|went|fell|broke|tore)\b")
 
 
 # Keyword groups of words that count as health information only when this step ties
@@ -570,9 +570,14 @@ def _usable(
     # Checks for every kind of person: where they stand next to the health word.
     if start <= span[0] < end:
         return False
-    if kind != "relative" and 0 <= start - span[1] <= 1:
+    if (
+        kind != "relative"
+        and 0 <= start - span[1] <= 1
+        and _OWN_VERB.match(text[start : start + 8].lower()) is None
+    ):
         # The name of a product or a unit right before the health word ("GlucoSure
-        # Plus blood glucose test strips").
+        # Plus blood glucose test strips"), unless the health word starts with its own
+        # verb ("Jonah Pike broke his wrist").
         return False
     if _CONDITION_BEFORE.search(text, max(0, span[0] - 12), span[0]) is not None:
         # "if your child has a severe allergy": any reader's child.
