@@ -129,7 +129,7 @@ ROOM_STATES = frozenset(
     "pending admit admitted discharge discharged transfer male female private semi "
     "window door left right".split()
 )
-# Uses of a room that ward mail writes capitalised after its number ("Room 5 Storage -").
+# Uses of a room that ward mail writes capitalised after its number ("rm 5 Storage -").
 ROOM_USES = frozenset(
     "storage store supply supplies office kitchen pantry lounge break utility linen laundry "
     "staff nurses charting family waiting quiet meeting training server closet copy print "
@@ -139,16 +139,21 @@ ROOM_USES = frozenset(
 
 def room_name(room: re.Match[str]) -> tuple[int, int] | None:
     """Return the span of the name in a NAME_AFTER_ROOM match, or None when the word
-    there is a bed state or a room's use."""
+    there is a bed state or a room's use, or a bare word after another cue than "rm"."""
     group = room.lastgroup
     if group is None:
         return None
     word = room.group(group).lower()
     if group != "titled" and word in ROOM_STATES:
         return None
-    if group == "bare" and (word in ROOM_USES or room.string[room.pos - 2 : room.pos].lower() != "rm"):
-        return None
+    if group == "bare":
+        # The match starts where the room_cue keyword ends.
+        cue = room.string[room.pos - 2 : room.pos].lower()
+        if cue != "rm" or word in ROOM_USES:
+            return None
     return room.span(group)
+
+
 # A line of a list that starts with a person's name and a colon, dash or bracket: "-
 # Eli Vasquez: peanut anaphylaxis, EpiPen". Such lines count only when at least
 # _MIN_TABLE_ROWS of them carry health information, and only as a weak cue, because

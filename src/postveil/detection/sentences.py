@@ -144,7 +144,7 @@ _NEAR_LINK = re.compile(
 # ties only the states of _IN_STATES, because surgeons and dentists are "still in
 # surgery" too.
 _IN_LINK = re.compile(r"\b(?:is|was|'s|still|been|remains) in\s*$")
-_IN_STATES = ("concussion protocol", "rehab", "detox", "labour", "labor", "a cast")
+_IN_STATES = ("concussion protocol", "rehab", "detox", "labour")
 # Words with which writers introduce themselves: "Hello, this is Walter Grimsby, I had
 # my stent put in in August".
 _INTRO = r"(?i:\b(?:this is|my name is|i am|i['\u2019]m|it['\u2019]s))[ ]+"
