@@ -86,10 +86,16 @@ NAME_AFTER_CUE = re.compile(
     rf",? +(?:(?i:our|your|my|mutual) +)?(?:(?i:pt|patient)[.:]? +)?(?:{_HONORIFIC} +)?"
     rf"(?P<name>{_FULL})"
 )
+# A lookahead at the start of a pattern in this module names the characters that every
+# match starts with. It changes no match, but a search then passes over other
+# positions with one test instead of trying the whole pattern there.
+
 # Before a phrase such as "was seen" or "presented with": the name that ends there,
 # optionally followed by an aside in brackets ("Ravi Chandran (54M) presented with")
 # or a comma ("Dana Whitcombe, DOS 10/14").
-NAME_BEFORE_CUE = re.compile(rf"(?<![A-Za-z])(?P<name>{_FULL})(?: *\([^()\n]{{1,25}}\))?,? +$")
+NAME_BEFORE_CUE = re.compile(
+    rf"(?=[A-Z])(?<![A-Za-z])(?P<name>{_FULL})(?: *\([^()\n]{{1,25}}\))?,? +$"
+)
 # A date right after "DOS" or "date of service" ("DOS: 03/02/2026", "date of service
 # 2.2.2026").
 _DATE_AFTER = re.compile(r" *:? *[0-9]{1,4}[-/.][0-9]{1,2}")
@@ -97,7 +103,7 @@ _SERVICE_DATE_CUES = ("dos", "date of service")
 # An age and sex written after a name: "62 yo", "54M", "49F", "71-year-old", also after
 # "Surname, Given" as sign-out lists write it ("512 Pruitt, Lavinia 34F - DKA").
 AGE_SEX = re.compile(r"[0-9]{1,3} ?(?:yo|y/o|y\.o\.|-year-old|[MF])(?![A-Za-z])")
-NAME_BEFORE_AGE = re.compile(rf"(?<![A-Za-z])(?P<name>{_FULL}|{_INVERTED}),? *\(? *$")
+NAME_BEFORE_AGE = re.compile(rf"(?=[A-Z])(?<![A-Za-z])(?P<name>{_FULL}|{_INVERTED}),? *\(? *$")
 # After "pt" or "patient": a surname alone ("pt Delgado seen today"), or after an
 # initial ("pt J. Alvarez"). Two-word names and "Surname, Given" after these words
 # are found by the labelled patient-name rule.
@@ -141,7 +147,9 @@ _NEXT_LIST_ROW = re.compile("\n" + _LIST_ROW)
 # such a name with a date and, after the name, a diagnosis, procedure or NDC code, in
 # columns of spaces as well as tabs. Capitalised "Screening, Colon Z12.11" is a coding
 # index entry and "Fairview, Oregon E11.9" a place, so the capitalised form is not read.
-CODED_ROW_NAME = re.compile(r"(?<![A-Za-z])(?P<name>[A-Z][A-Z'\-]+, ?[A-Z][A-Z'\-]+)(?![A-Za-z])")
+CODED_ROW_NAME = re.compile(
+    r"(?=[A-Z])(?<![A-Za-z])(?P<name>[A-Z][A-Z'\-]+, ?[A-Z][A-Z'\-]+)(?![A-Za-z])"
+)
 _ROW_DATE = re.compile(r"(?<![0-9])[0-9]{1,4}[-/.][0-9]{1,2}[-/.][0-9]{2,4}(?![0-9])")
 # A pasted table counts when at least this many rows pair a name cell with health
 # information in the same row. A single row could be a staff entry ("Dana Hollis<TAB>
@@ -177,7 +185,7 @@ CLINICIAN_BEFORE = re.compile(r"(?:\b(?:Dr|Doctor|Prof|Professor|Nurse)\.? +)$")
 # A courtesy title in a greeting or a direct address names the recipient, not a
 # patient: "Dear Mr. Chen,", "Hi Ms. Park,", "Mr. Chen, your order".
 _GREETING_BEFORE = re.compile(
-    r"(?i:\b(?:dear|hi|hello|hey|thanks|thank you|attn|attention|good morning|"
+    r"(?i:\b(?=[dhtag])(?:dear|hi|hello|hey|thanks|thank you|attn|attention|good morning|"
     r"good afternoon|good evening)\b)[ :,!]*$"
 )
 _ADDRESS_AFTER = re.compile(r",? +(?:your|you|please|thanks|thank you|we|I)\b")
@@ -437,7 +445,7 @@ def _candidates(state: _ScanState, span: tuple[int, int]) -> list[Candidate]:
 # morphine", "she's taking prazosin", "he had a fracture"). One word may stand between
 # "his" or "her" and the health word ("her breast biopsy").
 _THIRD_PERSON_BEFORE = re.compile(
-    r"\b(?:(?:his|her)\s+(?P<between>[a-z][a-z'\-]*\s+)?"
+    r"\b(?=[hs])(?:(?:his|her)\s+(?P<between>[a-z][a-z'\-]*\s+)?"
     r"|(?:he|she)(?:'s|\u2019s|\s+(?:is|was|has|had|has been|had been))?\s+"
     r"(?:been\s+|started\s+|now\s+|also\s+|still\s+)?(?:taking|takes|on|had|has)\s+(?:a\s+|an\s+)?)$"
 )
@@ -457,7 +465,7 @@ _NOT_OWN_HEALTH = frozenset(
 # to: a full name earlier in the same paragraph ("Harold Ferris ... He went home
 # Monday after his COPD flare").
 _NARRATIVE_REACH = 300
-_FULL_NAME = re.compile(rf"(?<![A-Za-z])(?:{_FULL})")
+_FULL_NAME = re.compile(rf"(?=[A-Z])(?<![A-Za-z])(?:{_FULL})")
 # Ranks and titles that stand before a name in fiction, history and games ("Admiral
 # Tobias", "Captain Biscuit"). They are checked as the first word only, because King,
 # Major and Judge are surnames too ("Maria King").
@@ -505,8 +513,9 @@ TOPIC = re.compile(
 _MAX_NARRATIVE_SEARCHES = 1000
 # A relative of the writer or the reader, whose care the message is about.
 _RELATIVE = re.compile(
-    r"\b(?:your|my|our)\s+(?:mom|mum|mother|dad|father|husband|wife|son|daughter|child|baby|"
-    r"grandmother|grandfather|grandma|grandpa|granny|sister|brother|partner|aunt|uncle)\b"
+    r"\b(?=[ymo])(?:your|my|our)\s+(?:mom|mum|mother|dad|father|husband|wife|son|daughter|"
+    r"child|baby|grandmother|grandfather|grandma|grandpa|granny|sister|brother|partner|aunt|"
+    r"uncle)\b"
 )
 
 
