@@ -781,20 +781,33 @@ class TextScanner:
         length = len(digits)
         if _is_inside_longer_number(text, position, end):
             return 0
+        # A bare run needs its keyword near, so the checks below first look for the
+        # keyword group in the text, which a dictionary lookup answers.
+        groups = state.hits.spans
         if 13 <= length <= 19:
             if (
-                not v.looks_like_epoch(digits)
+                "card" in groups
+                and not v.looks_like_epoch(digits)
                 and v.card_valid(digits)
                 and state.keyword_near("card", position, end)
             ):
                 state.add("payment_card", position, end, 0.9)
                 return end
         elif length == 9:
-            if v.ssn_valid(digits) and state.keyword_near("ssn", position, end):
+            if (
+                "ssn" in groups
+                and v.ssn_valid(digits)
+                and state.keyword_near("ssn", position, end)
+            ):
                 state.add("ssn", position, end, 0.9)
                 return end
         elif length in (10, 11):
-            if length == 10 and v.npi_valid(digits) and state.keyword_near("npi", position, end):
+            if (
+                length == 10
+                and "npi" in groups
+                and v.npi_valid(digits)
+                and state.keyword_near("npi", position, end)
+            ):
                 state.add("clinician_id", position, end, 0.9)
                 return end
             if state.keyword_before("ndc", position, allow_list=("ndc",)):
@@ -809,11 +822,13 @@ class TextScanner:
         match = _CPT.match(text, position, chain_end)
         if match is None or not _ends_group(text, match.end(), chain_end):
             return 0
-        if _looks_like_zip(text, position, match.end()):
-            return 0
+        # The keyword check comes first because it is the cheaper one: most five-digit
+        # numbers in mail have no procedure-code keyword before them.
         if not state.keyword_before(
             "procedure_code", position, window=30, allow_list=("procedure_code",)
         ):
+            return 0
+        if _looks_like_zip(text, position, match.end()):
             return 0
         state.add("procedure_code", position, match.end(), 0.85)
         return match.end()
