@@ -2,10 +2,17 @@
 
 from __future__ import annotations
 
+from types import SimpleNamespace
+
 import pytest
 
 from postveil.detection import Detector
-from postveil.detection.people import subject_names_person
+from postveil.detection.people import (
+    _list_rows_in,
+    find_list_rows,
+    subject_names_person,
+    whole_text_list_rows,
+)
 
 # (case id, text, categories that must be found, categories that must not be found)
 LAB_VALUE_CASES = [
@@ -395,3 +402,23 @@ def test_clinical_context_weighs_nothing(detector: Detector) -> None:
     verdict = detector.scan_text("Patient: Maria Garcia. hx of, 5 mg bid, 124 mmol/L")
     assert verdict.categories.get("clinical_context", 0) >= 1
     assert verdict.sensitive is False
+
+
+LIST_TEXT = (
+    "Eli Vasquez: peanut anaphylaxis\n"
+    "- Ana Li (asthma)\n"
+    "Budget: none\n"
+    "\u2022 Vasquez-Ruiz, Ana \u2013 COPD\n"
+    "Bo Ek - metformin"
+)
+
+
+def test_list_rows_from_whole_text() -> None:
+    """Rows picked from the whole text's rows are those of a search of the span."""
+    state = SimpleNamespace(text=LIST_TEXT, list_rows=None)
+    assert len(whole_text_list_rows(state)) == 4  # type: ignore[arg-type]
+    for start in range(len(LIST_TEXT) + 1):
+        for end in range(start, len(LIST_TEXT) + 1):
+            expected = [row.span() for row in find_list_rows(LIST_TEXT, start, end)]
+            picked = [row.span() for row in _list_rows_in(state, start, end)]  # type: ignore[arg-type]
+            assert picked == expected, (start, end)

@@ -296,7 +296,7 @@ def scan_people(
     if narrative_context(state, evidence):
         candidates.extend(_narrative_names(state, evidence))
     has_table = "\t" in text
-    list_rows = find_list_rows(text, *span)
+    list_rows = _list_rows_in(state, *span)
     codes = sorted(
         finding.start for finding in state.findings if finding.category in _CODE_CATEGORIES
     )
@@ -636,6 +636,35 @@ def find_list_rows(text: str, start: int = 0, end: int | None = None) -> list[re
             rows.append(first)
     rows.extend(_NEXT_LIST_ROW.finditer(text, max(0, start - 1), end))
     return rows
+
+
+def whole_text_list_rows(state: _ScanState) -> list[re.Match[str]]:
+    """Return ``find_list_rows(state.text)``, searched once per scan."""
+    if state.list_rows is None:
+        state.list_rows = find_list_rows(state.text)
+    return state.list_rows
+
+
+def _list_rows_in(state: _ScanState, start: int, end: int) -> list[re.Match[str]]:
+    """Return ``find_list_rows(state.text, start, end)``, picked from the rows of the
+    whole text when a step has searched for those already.
+
+    A row lies within one line and its leading line break, so rows never overlap, and
+    a search that stops at ``end`` finds exactly the rows of the whole text that end
+    there or before. The row at the text's start (no line break before it) counts only
+    when ``start`` is 0, as in find_list_rows."""
+    rows = state.list_rows
+    if rows is None:
+        return find_list_rows(state.text, start, end)
+    low = max(0, start - 1)
+    text = state.text
+    return [
+        row
+        for row in rows
+        if low <= row.start()
+        and row.end() <= end
+        and (start == 0 or text[row.start()] == "\n")
+    ]
 
 
 def _list_names(text: str, rows: list[re.Match[str]], evidence: list[int]) -> list[Candidate]:

@@ -26,10 +26,10 @@ from postveil.detection.clinical import (
 from postveil.detection.keywords import MAX_HITS, KeywordHits, KeywordMatcher, lower_same_length
 from postveil.detection.owncare import OWN_CARE_GROUPS, is_head, scan_own_care
 from postveil.detection.people import (
-    find_list_rows,
     health_span,
     is_clinician,
     scan_people,
+    whole_text_list_rows,
 )
 from postveil.detection.sentences import TIED_CATEGORIES, has_given_name, sentence_candidates
 
@@ -1005,7 +1005,7 @@ class TextScanner:
             or any(end - start <= 3 for start, end in state.hits.spans.get("patient", ()))
             or "room_cue" in groups
             or _has_code(state.findings)
-            or len(find_list_rows(text)) >= 2
+            or len(whole_text_list_rows(state)) >= 2
             # A third person's health after their name (people._narrative_names), or
             # a person named by a given name (sentences.py).
             or "third_person" in groups
@@ -1125,7 +1125,17 @@ class _FindingLimitReached(Exception):
 class _ScanState:
     """Mutable per-call state of one scan; never shared between threads."""
 
-    __slots__ = ("_last_end", "_starts", "findings", "hits", "lowered", "text", "ties", "window")
+    __slots__ = (
+        "_last_end",
+        "_starts",
+        "findings",
+        "hits",
+        "list_rows",
+        "lowered",
+        "text",
+        "ties",
+        "window",
+    )
 
     def __init__(self, text: str, lowered: str, hits: KeywordHits, window: int) -> None:
         self.text = text
@@ -1136,6 +1146,9 @@ class _ScanState:
         # Offsets of lab values and clinical shorthand, which tie a nearby name to
         # health information (see people.scan_people).
         self.ties: list[int] = []
+        # The list lines of the whole text (people.find_list_rows), once a step has
+        # searched for them.
+        self.list_rows: list[re.Match[str]] | None = None
         self._last_end: dict[str, int] = {}
         self._starts: set[int] = set()
 
