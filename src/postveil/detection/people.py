@@ -137,7 +137,14 @@ ROOM_STATES = frozenset(
 # _MIN_TABLE_ROWS of them carry health information, and only as a weak cue, because
 # staff directories, speaker lists and award lists look the same ("Leah Moreno:
 # diabetes educator").
-_LIST_ROW = rf"[ \t]*(?:[-*\u2022][ \t]+)?(?P<name>{_FULL}|{_INVERTED})[ \t]*(?:(?::|-|\u2013) |\()"
+# The name is _FULL or _INVERTED with their first word read once: most lines start
+# with a capitalised word, and the search reads every line. A first word that could
+# also end early ("Vasquez" of "Vasquez-Ruiz") is followed by a hyphen or apostrophe,
+# which neither form takes next, so the matches are those of "_FULL|_INVERTED".
+_LIST_ROW = (
+    rf"[ \t]*(?:[-*\u2022][ \t]+)?(?P<name>{_WORD}(?:(?: [A-Z]\.)? +{_WORD}|, ?{_WORD}))"
+    r"[ \t]*(?:(?::|-|\u2013) |\()"
+)
 _FIRST_LIST_ROW = re.compile(_LIST_ROW)
 # The other lines, found after their line break: a pattern that starts with a literal
 # character is searched much faster than one that starts with "^".
