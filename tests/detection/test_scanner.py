@@ -6,7 +6,7 @@ import pytest
 
 from postveil.detection import Detector
 from postveil.detection.keywords import MAX_HITS
-from postveil.detection.scanner import MAX_FINDINGS
+from postveil.detection.scanner import MAX_FINDINGS, Finding, _make_finding
 
 # (case id, text, categories that must be found, categories that must not be found)
 FINDING_CASES = [
@@ -509,3 +509,12 @@ def test_text_at_finding_limit_is_scanned(detector: Detector) -> None:
     verdict = detector.scan_text("536-22-1234\n" * MAX_FINDINGS)
     assert verdict.categories == {"ssn": MAX_FINDINGS}
     assert verdict.unscanned_parts == []
+
+
+def test_made_finding_equals_constructed() -> None:
+    made = _make_finding("ssn", 4, 15, 0.95)
+    constructed = Finding("ssn", 4, 15, 0.95)
+    assert type(made) is Finding
+    assert made == constructed
+    assert hash(made) == hash(constructed)
+    assert repr(made) == repr(constructed)

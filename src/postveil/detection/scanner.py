@@ -48,6 +48,34 @@ class Finding:
     confidence: float
 
 
+def _finding_maker():  # type: ignore[no-untyped-def]
+    """Return a function that makes a ``Finding`` by setting its four slots directly.
+
+    The frozen dataclass's ``__init__`` sets each field through ``object.__setattr__``,
+    which took 0.5 µs against 0.3 µs per ``Finding`` (CPython 3.11, timeit), and the
+    scanner makes one per finding. The result compares, hashes and prints like one
+    made by ``Finding(...)``."""
+    new = object.__new__
+    slots = vars(Finding)
+    set_category = slots["category"].__set__
+    set_start = slots["start"].__set__
+    set_end = slots["end"].__set__
+    set_confidence = slots["confidence"].__set__
+
+    def make(category: str, start: int, end: int, confidence: float) -> Finding:
+        finding = new(Finding)
+        set_category(finding, category)
+        set_start(finding, start)
+        set_end(finding, end)
+        set_confidence(finding, confidence)
+        return finding
+
+    return make
+
+
+_make_finding = _finding_maker()
+
+
 @dataclass(frozen=True)
 class CustomRule:
     """A compiled organisation-specific identifier."""
@@ -1155,7 +1183,7 @@ class _ScanState:
     def add(self, category: str, start: int, end: int, confidence: float) -> None:
         if len(self.findings) >= MAX_FINDINGS:
             raise _FindingLimitReached
-        self.findings.append(Finding(category, start, end, confidence))
+        self.findings.append(_make_finding(category, start, end, confidence))
         self._last_end[category] = end
         self._starts.add(start)
 
