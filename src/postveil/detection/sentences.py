@@ -415,7 +415,7 @@ def _sentence(lowered: str, start: int, end: int) -> tuple[int, int]:
     low = reach
     for mark in _BACK_MARKS:
         found = lowered.rfind(mark, reach, start)
-        while found >= 0 and mark[0] == "." and _TITLE_BEFORE.search(lowered, reach, found):
+        while found >= 0 and mark[0] == "." and _title_before(lowered, reach, found):
             # "Mrs. Abernathy": the full stop of a title ends no sentence.
             found = lowered.rfind(mark, reach, found)
         if found >= 0 and found + len(mark) > low:
@@ -429,6 +429,19 @@ def _sentence(lowered: str, start: int, end: int) -> tuple[int, int]:
 
 # A title right before a full stop.
 _TITLE_BEFORE = re.compile(r"\b(?:mr|mrs|ms|mx|dr|st|prof|miss)$")
+# Characters that a match of _TITLE_BEFORE can start before its end: the longest
+# title, and the line break that "$" may stand before.
+_TITLE_REACH = len("miss") + 1
+
+
+def _title_before(lowered: str, low: int, position: int) -> bool:
+    """Return whether ``_TITLE_BEFORE.search(lowered, low, position)`` finds a title."""
+    # That search would try the pattern at every character from ``low`` on, but a
+    # match ends at ``position`` or one line break before it.
+    start = max(low, position - _TITLE_REACH)
+    return _TITLE_BEFORE.search(lowered, start, position) is not None
+
+
 # Ends of the sentence before a health word, searched backwards with str.rfind.
 _BACK_MARKS = (
     ". ",
