@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import re
 from types import SimpleNamespace
 
 import pytest
 
 from postveil.detection import Detector
 from postveil.detection.people import (
+    _TOPIC_WORDS,
+    TOPIC,
+    _by_first_letter,
     _list_rows_in,
     find_list_rows,
     subject_names_person,
@@ -422,3 +426,27 @@ def test_list_rows_from_whole_text() -> None:
             expected = [row.span() for row in find_list_rows(LIST_TEXT, start, end)]
             picked = [row.span() for row in _list_rows_in(state, start, end)]  # type: ignore[arg-type]
             assert picked == expected, (start, end)
+
+
+def test_by_first_letter_groups_alternatives() -> None:
+    assert _by_first_letter("rest|role|sales") == "r(?:est|ole)|s(?:ales)"
+    assert _by_first_letter("won(?!['x|])|wit") == "w(?:on(?!['x|])|it)"
+    with pytest.raises(ValueError):
+        _by_first_letter("a?b|c")
+
+
+TOPIC_TEXTS = [
+    "she won't be speaking at the conference about her diabetes",
+    "he won the playoffs after his concussion",
+    "her talk show appearance and his memoir",
+    "the build queue stalled; stanley had a heart attack",
+    "speakers, speaker's notes and a transfer window",
+]
+
+
+def test_topic_matches_plain_alternation() -> None:
+    plain = re.compile(r"\b(?:" + _TOPIC_WORDS + r")\b")
+    for text in TOPIC_TEXTS:
+        expected = [match.span() for match in plain.finditer(text)]
+        assert expected
+        assert [match.span() for match in TOPIC.finditer(text)] == expected

@@ -481,9 +481,55 @@ RANKS = frozenset(
     "brother saint king queen prince princess chef coach judge senator governor president "
     "mayor uncle aunt".split()
 )
+
+
+def _by_first_letter(alternation: str) -> str:
+    """Return the regular expression ``alternation`` ("a|b|c") with its alternatives
+    grouped by first letter: "rest|role|sales" becomes "r(?:est|ole)|s(?:ales)".
+
+    A search then tries one group at each position instead of every alternative, which
+    made TOPIC about four times faster. Alternatives keep their order within a group,
+    and those of other groups cannot match where the text has another letter, so the
+    matches do not change. Each alternative must start with a lower-case ASCII letter
+    that no quantifier follows."""
+    alternatives: list[str] = []
+    depth = 0
+    in_class = False
+    current = ""
+    index = 0
+    while index < len(alternation):
+        char = alternation[index]
+        if char == "\\":
+            current += alternation[index : index + 2]
+            index += 2
+            continue
+        if in_class:
+            in_class = char != "]"
+        elif char == "[":
+            in_class = True
+        elif char == "(":
+            depth += 1
+        elif char == ")":
+            depth -= 1
+        elif char == "|" and depth == 0:
+            alternatives.append(current)
+            current = ""
+            index += 1
+            continue
+        current += char
+        index += 1
+    alternatives.append(current)
+    groups: dict[str, list[str]] = {}
+    for alternative in alternatives:
+        if not ("a" <= alternative[:1] <= "z") or alternative[1:2] in ("?", "*", "+", "{"):
+            raise ValueError(f"alternative {alternative!r} does not start with a plain letter")
+        groups.setdefault(alternative[0], []).append(alternative[1:])
+    return "|".join(f"{first}(?:{'|'.join(rests)})" for first, rests in groups.items())
+
+
 # Words of work, events, publicity and teaching: a health word near them is a topic.
-TOPIC = re.compile(
-    r"\b(?:research|study|studies|paper|article|journal|book|lecture|talk|talks|speak|"
+_TOPIC_WORDS = (
+    r"research|study|studies|paper|article|journal|book|lecture|talk|talks|speak|"
     r"speaks|speaking|speaker|lecturer|professor|presentation|"
     r"webinar|conference|"
     r"seminar|workshop|course|training|award|awarded|grant|fellowship|expert|expertise|"
@@ -512,8 +558,9 @@ TOPIC = re.compile(
     r"scam|phishing|fraud|gift|gifts|mother's day|father's day|shop|buy|"
     # Sports news: a professional player's injury.
     r"season|league|division|roster|playoffs?|goalkeeper|striker|quarterback|pitcher|"
-    r"injured list|transfer window)\b"
+    r"injured list|transfer window"
 )
+TOPIC = re.compile(r"\b(?:" + _by_first_letter(_TOPIC_WORDS) + r")\b")
 # Third-person health findings whose preceding paragraph is searched for a name, per
 # text. Each search reads up to _NARRATIVE_REACH characters, so a part of nothing but
 # "she is on metformin" would otherwise cost 0.7 s a megabyte; mail has a few.
