@@ -511,6 +511,12 @@ def test_text_at_finding_limit_is_scanned(detector: Detector) -> None:
     assert verdict.unscanned_parts == []
 
 
+def test_labelled_token_with_huge_date_part(detector: Detector) -> None:
+    """A token read as a date whose part overflows a C int is no date, not an error."""
+    verdict = detector.scan_text("MRN: 2020-1-9999999999999")
+    assert verdict.categories == {"mrn": 1}
+
+
 def test_made_finding_equals_constructed() -> None:
     made = _make_finding("ssn", 4, 15, 0.95)
     constructed = Finding("ssn", 4, 15, 0.95)
