@@ -706,8 +706,9 @@ class TextScanner:
         if first.isdigit():
             run = _DIGITS.match(text, position, chain_end)
             assert run is not None
-            length = run.end() - position
-            following = text[run.end()] if run.end() < chain_end else ""
+            run_end = run.end()
+            length = run_end - position
+            following = text[run_end] if run_end < chain_end else ""
             # Dispatch on the first digit run so that each group costs one or two
             # regex calls rather than one per identifier type.
             if length == 1 and following.isupper():
@@ -721,7 +722,7 @@ class TextScanner:
             if length == 5 and following == "-":
                 return self._try_ndc_hyphenated(state, position, chain_end)
             if length == 4 or length == 5 or length >= 9:
-                return self._try_digit_run(state, position, chain_end)
+                return self._try_digit_run(state, position, chain_end, run_end)
             return 0
         if first.isupper():
             return (
@@ -795,17 +796,14 @@ class TextScanner:
         state.add("ndc", position, match.end(), 0.9)
         return match.end()
 
-    def _try_digit_run(self, state: _ScanState, position: int, chain_end: int) -> int:
+    def _try_digit_run(self, state: _ScanState, position: int, chain_end: int, end: int) -> int:
+        """Try the identifiers of a bare run of digits, ``text[position:end]``."""
         text = state.text
-        match = _DIGITS.match(text, position, chain_end)
-        if match is None:
-            return 0
-        end = match.end()
         if end < chain_end and text[end] in _ASCII_ALNUM:
             # Digits glued to letters ("4F", "12ab") are a different token; CPT
             # category II codes end in a letter and are tried below.
             return self._try_cpt(state, position, chain_end)
-        digits = match.group()
+        digits = text[position:end]
         length = len(digits)
         if _is_inside_longer_number(text, position, end):
             return 0
