@@ -120,11 +120,11 @@ _CHAIN = re.compile(
 # The rest of a group of letters and digits, then the separators after it.
 _GROUP_REST = re.compile(r"[0-9A-Za-z]*[^0-9A-Za-z]*")
 _SEPARATORS = re.compile(r"[^0-9A-Za-z]*")
-# A lookahead at the start of a pattern in this module names the characters that every
-# match starts with. It changes no match, but a search then passes over other
-# positions with one test instead of trying the whole pattern there.
-_IBAN_BEFORE = re.compile(r"(?=[A-Z])(?<![0-9A-Za-z])[A-Z]{2}[0-9]{2}(?: [A-Z0-9]{4}){0,6} $")
-_SHORT_CODE = re.compile(r"(?=[A-Z])(?<![0-9A-Za-z])[A-Z][0-9][0-9A-Z]{1,3}(?![0-9A-Za-z.])")
+# These two patterns read their first capital and then look behind it for a letter or
+# digit, which is the same as looking before it. A pattern that starts with a
+# character class lets a search skip to the characters of that class quickly.
+_IBAN_BEFORE = re.compile(r"[A-Z](?<![0-9A-Za-z][A-Z])[A-Z][0-9]{2}(?: [A-Z0-9]{4}){0,6} $")
+_SHORT_CODE = re.compile(r"[A-Z](?<![0-9A-Za-z][A-Z])[0-9][0-9A-Z]{1,3}(?![0-9A-Za-z.])")
 # The characters that can end an IBAN group, so the only ones _IBAN_BEFORE accepts
 # before its final space: a lower-case word before a number rules out the search.
 _IBAN_GROUP_CHARS = frozenset("0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ")

@@ -81,8 +81,10 @@ _GROUP_AFTER = re.compile(
 _CAPITALISED_BEFORE = re.compile(rf"(?<!{_LETTER})(?P<word>{_UP}{_LETTER}*) $")
 # A word in title case. Given names are read only in title case, not in capitals
 # ("AMA PRA credits") or lower case.
+# It reads the first capital and then looks behind it, so that it starts with a
+# character class, which a search skips to quickly.
 _CAPITALISED = re.compile(
-    rf"(?={_UP})(?<![\w'\u2019\-]){_UP}{_LO}+(?:[-'\u2019]{_LETTER}{_LO}+)?(?!{_LETTER})"
+    rf"{_UP}(?<![\w'\u2019\-]{_UP}){_LO}+(?:[-'\u2019]{_LETTER}{_LO}+)?(?!{_LETTER})"
 )
 # A capitalised word after a name: the name goes on (given name and surname).
 _NAME_AFTER = re.compile(rf" {_UP}{_LO}")
