@@ -268,11 +268,12 @@ def health_span(state: _ScanState) -> tuple[int, int] | None:
                 first = group_spans[0][0]
             last = max(last, group_spans[-1][0])
     # A dotted diagnosis code is found without a keyword, so only its finding marks it.
-    for finding in state.findings:
-        if finding.category in _CODE_CATEGORIES:
-            if first < 0 or finding.start < first:
-                first = finding.start
-            last = max(last, finding.start)
+    if state.found_any(_CODE_CATEGORIES):
+        for finding in state.findings:
+            if finding.category in _CODE_CATEGORIES:
+                if first < 0 or finding.start < first:
+                    first = finding.start
+                last = max(last, finding.start)
     if first < 0:
         return None
     return max(0, first - _NEAR), min(len(state.text), last + _NEAR)
@@ -306,9 +307,11 @@ def scan_people(
         candidates.extend(_narrative_names(state, evidence))
     has_table = "\t" in text
     list_rows = _list_rows_in(state, *span)
-    codes = sorted(
-        finding.start for finding in state.findings if finding.category in _CODE_CATEGORIES
-    )
+    codes: list[int] = []
+    if state.found_any(_CODE_CATEGORIES):
+        codes = sorted(
+            finding.start for finding in state.findings if finding.category in _CODE_CATEGORIES
+        )
     has_rows = len(list_rows) >= _MIN_TABLE_ROWS or len(codes) >= _MIN_TABLE_ROWS
     if not candidates and not has_table and not has_rows:
         if more is not None:

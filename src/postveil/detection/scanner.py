@@ -608,7 +608,7 @@ class TextScanner:
         if not found_groups.isdisjoint(_HEALTH_GROUPS):
             self._scan_health_words(state)
         # One test gates all clinical steps, because most texts hit none of these groups.
-        if not found_groups.isdisjoint(_CLINICAL_GROUPS) or _has_code(state.findings):
+        if not found_groups.isdisjoint(_CLINICAL_GROUPS) or state.found_any(_CODE_CATEGORIES):
             self._scan_clinical(state, found_groups)
         if "recipient_anchor" in found_groups:
             self._scan_recipient_phrases(state)
@@ -996,7 +996,9 @@ class TextScanner:
 
     def _scan_clinical(self, state: _ScanState, groups: KeysView[str]) -> None:
         """Run the steps of clinical.py and people.py that the keyword hits call for."""
-        if groups.isdisjoint(_CLINICAL_GROUPS - _TIED_GROUPS) and not _has_code(state.findings):
+        if groups.isdisjoint(_CLINICAL_GROUPS - _TIED_GROUPS) and not state.found_any(
+            _CODE_CATEGORIES
+        ):
             # Only words such as "flu" or "stroke", which count when a sentence ties
             # them to a person. One that does not head its phrase ("the flu season")
             # cannot be, and a newsletter repeats it many times.
@@ -1030,7 +1032,7 @@ class TextScanner:
             or "Miss" in text
             or any(end - start <= 3 for start, end in state.hits.spans.get("patient", ()))
             or "room_cue" in groups
-            or _has_code(state.findings)
+            or state.found_any(_CODE_CATEGORIES)
             or len(whole_text_list_rows(state)) >= 2
             # A third person's health after their name (people._narrative_names), or
             # a person named by a given name (sentences.py).
@@ -1185,6 +1187,11 @@ class _ScanState:
         self._last_end[category] = end
         self._starts.add(start)
 
+    def found_any(self, categories: frozenset[str]) -> bool:
+        """Return whether a finding of one of ``categories`` was added. The steps ask
+        this before they read every finding, which in dense texts are many."""
+        return not categories.isdisjoint(self._last_end)
+
     def covered(self, position: int) -> bool:
         """Return whether a finding already starts at ``position`` (the same token
         found by the digit pass and again after its label)."""
@@ -1275,10 +1282,6 @@ def _any_between(positions: list[int], start: int, end: int) -> bool:
     """Return whether the sorted ``positions`` include one in [start, end)."""
     index = bisect.bisect_left(positions, start)
     return index < len(positions) and positions[index] < end
-
-
-def _has_code(findings: list[Finding]) -> bool:
-    return any(finding.category in _CODE_CATEGORIES for finding in findings)
 
 
 def _inside_guid(text: str, start: int, end: int) -> bool:

@@ -225,12 +225,13 @@ def sentence_candidates(state: _ScanState) -> list[Candidate]:
     a name must be in the health word's own sentence, and only a relative may be
     earlier. A story names a character in one sentence and tells one illness in the
     next ("Walter Quince, a retired judge. He has Parkinson's")."""
-    evidence: list[tuple[int, int]] = []
-    for finding in state.findings:
-        if finding.category in _NAMED_ALREADY:
-            return []
-        if finding.category in HEALTH_EVIDENCE:
-            evidence.append((finding.start, finding.end))
+    if state.found_any(_NAMED_ALREADY):
+        return []
+    evidence = [
+        (finding.start, finding.end)
+        for finding in state.findings
+        if finding.category in HEALTH_EVIDENCE
+    ]
     if is_veterinary(state):
         return []
     starts = sorted(start for start, _ in evidence)
