@@ -625,6 +625,7 @@ class TextScanner:
         """Run the identifier checks at each chain of digits. Chains start at a digit,
         so the search starts at the text's first one."""
         text = state.text
+        try_at = self._try_at
         consumed = 0
         for match in _CHAIN.finditer(text, first_digit):
             if match.lastgroup == "plain":
@@ -657,12 +658,12 @@ class TextScanner:
                 if iban_end:
                     consumed = iban_end
                     continue
-            position = max(start, consumed)
+            position = start if start > consumed else consumed
             while position < chain_end:
-                found_end = self._try_at(state, position, chain_end)
+                found_end = try_at(state, position, chain_end)
                 # Move to the start of the next group of letters and digits, skipping
                 # the rest of the current one unless the finding ended at its edge.
-                position = max(found_end, position + 1)
+                position = found_end if found_end > position else position + 1
                 if position < chain_end:
                     if text[position - 1] in _ASCII_ALNUM:
                         skip = _GROUP_REST.match(text, position, chain_end)
