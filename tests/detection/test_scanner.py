@@ -517,7 +517,7 @@ def test_labelled_token_with_huge_date_part(detector: Detector) -> None:
     assert verdict.categories == {"mrn": 1}
 
 
-def test_made_finding_equals_constructed() -> None:
+def test_make_finding_matches_constructor() -> None:
     made = _make_finding("ssn", 4, 15, 0.95)
     constructed = Finding("ssn", 4, 15, 0.95)
     assert type(made) is Finding

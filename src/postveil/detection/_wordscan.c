@@ -478,9 +478,9 @@ search_text(const Automaton *self, int kind, const void *data, Py_ssize_t length
 }
 
 /* Fill spans and ends (see search_doc) from the kept hits. A hit in several groups
- * puts the same (start, end) tuple and end object in each group's lists, and a
- * group's lists are made and stored at its first hit, so both dicts list the groups
- * in order of first hit. Returns -1 with an exception set on failure. */
+ * puts the same (start, end) tuple and end object in each group's lists. A group's
+ * lists are made and stored at its first hit, so both dicts list the groups in order
+ * of first hit. Returns -1 with an exception set on failure. */
 static int
 build_results(const Automaton *self, const HitList *hits, PyObject *spans, PyObject *ends)
 {
@@ -505,8 +505,8 @@ build_results(const Automaton *self, const HitList *hits, PyObject *spans, PyObj
             Py_XDECREF(span);
             goto done;
         }
-        /* The tuple takes the reference to start and one to end; this function keeps
-         * another to end until the hit is stored. */
+        /* The tuple takes the reference to start and one reference to end. This
+         * function keeps a second reference to end until the hit is stored. */
         Py_INCREF(end);
         PyTuple_SET_ITEM(span, 0, start);
         PyTuple_SET_ITEM(span, 1, end);

@@ -531,7 +531,10 @@ def _by_first_letter(alternation: str) -> str:
     groups: dict[str, list[str]] = {}
     for alternative in alternatives:
         if not ("a" <= alternative[:1] <= "z") or alternative[1:2] in ("?", "*", "+", "{"):
-            raise ValueError(f"alternative {alternative!r} does not start with a plain letter")
+            raise ValueError(
+                f"invalid alternative {alternative!r}: it must start with a lower-case ASCII "
+                "letter that no quantifier follows"
+            )
         groups.setdefault(alternative[0], []).append(alternative[1:])
     return "|".join(f"{first}(?:{'|'.join(rests)})" for first, rests in groups.items())
 

@@ -812,8 +812,8 @@ class TextScanner:
         length = len(digits)
         if _is_inside_longer_number(text, position, end):
             return 0
-        # A bare run needs its keyword near, so the checks below first look for the
-        # keyword group in the text, which a dictionary lookup answers.
+        # A bare run needs its keyword near, so the checks below first look up the
+        # keyword group in the text's hits, which costs one dictionary lookup.
         groups = state.hits.spans
         if 13 <= length <= 19:
             if (
