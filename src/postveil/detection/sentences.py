@@ -613,10 +613,11 @@ def has_given_name(text: str, start: int = 0, end: int | None = None) -> bool:
     """Return whether ``text[start:end]`` has a word in title case that is a given
     name."""
     names = given_names()
-    return any(
-        word.group()[0].isupper() and fold(word.group()) in names
-        for word in _CAPITALISED.finditer(text, start, len(text) if end is None else end)
-    )
+    for match in _CAPITALISED.finditer(text, start, len(text) if end is None else end):
+        word = match.group()
+        if word[0].isupper() and fold(word) in names:
+            return True
+    return False
 
 
 def _skip_space(text: str, position: int) -> int:
