@@ -579,7 +579,7 @@ _TOPIC_WORDS = (
     r"sales|market|marketing|launch|launched|product|products|price|pricing|project|"
     r"won(?!['\u2019])|"
     r"prize|competition|contest|essay|poster|experience|candidate|patients|clients|"
-    r"approved|stock|recall|recalling|(?<!concussion )protocols?|initiative|audit|"
+    r"approved|stock|recall|recalling|protocols?(?<!concussion protocol)(?<!concussion protocols)|initiative|audit|"
     r"quality|improvement|prescribing|warning|indication|indications|leaflet|leaflets|"
     # Reviews, stage, history and celebrity news: a character's or a public figure's
     # illness.
