@@ -2,10 +2,22 @@
 
 from __future__ import annotations
 
+import re
+from types import SimpleNamespace
+from typing import Any
+
 import pytest
 
 from postveil.detection import Detector
-from postveil.detection.people import subject_names_person
+from postveil.detection.people import (
+    _TOPIC_WORDS,
+    TOPIC,
+    _by_first_letter,
+    _list_rows_in,
+    find_list_rows,
+    subject_names_person,
+    whole_text_list_rows,
+)
 
 # (case id, text, categories that must be found, categories that must not be found)
 LAB_VALUE_CASES = [
@@ -419,3 +431,48 @@ def test_clinical_context_weighs_nothing(detector: Detector) -> None:
     verdict = detector.scan_text("Patient: Maria Garcia. hx of, 5 mg bid, 124 mmol/L")
     assert verdict.categories.get("clinical_context", 0) >= 1
     assert verdict.sensitive is False
+
+
+LIST_TEXT = (
+    "Eli Vasquez: peanut anaphylaxis\n"
+    "- Ana Li (asthma)\n"
+    "Budget: none\n"
+    "\u2022 Vasquez-Ruiz, Ana \u2013 COPD\n"
+    "Bo Ek - metformin"
+)
+
+
+def test_list_rows_from_whole_text() -> None:
+    """Rows picked from the whole text's rows are those of a search of the span."""
+    # Only the two attributes that the functions read.
+    state: Any = SimpleNamespace(text=LIST_TEXT, list_rows=None)
+    assert len(whole_text_list_rows(state)) == 4
+    for start in range(len(LIST_TEXT) + 1):
+        for end in range(start, len(LIST_TEXT) + 1):
+            expected = [row.span() for row in find_list_rows(LIST_TEXT, start, end)]
+            picked = [row.span() for row in _list_rows_in(state, start, end)]
+            assert picked == expected, (start, end)
+
+
+def test_by_first_letter_groups_alternatives() -> None:
+    assert _by_first_letter("rest|role|sales") == "r(?:est|ole)|s(?:ales)"
+    assert _by_first_letter("won(?!['x|])|wit") == "w(?:on(?!['x|])|it)"
+    with pytest.raises(ValueError):
+        _by_first_letter("a?b|c")
+
+
+TOPIC_TEXTS = [
+    "she won't be speaking at the conference about her diabetes",
+    "he won the playoffs after his concussion",
+    "her talk show appearance and his memoir",
+    "the build queue stalled; stanley had a heart attack",
+    "speakers, speaker's notes and a transfer window",
+]
+
+
+def test_topic_matches_plain_alternation() -> None:
+    plain = re.compile(r"\b(?:" + _TOPIC_WORDS + r")\b")
+    for text in TOPIC_TEXTS:
+        expected = [match.span() for match in plain.finditer(text)]
+        assert expected
+        assert [match.span() for match in TOPIC.finditer(text)] == expected

@@ -6,7 +6,7 @@ import pytest
 
 from postveil.detection import Detector
 from postveil.detection.keywords import MAX_HITS
-from postveil.detection.scanner import MAX_FINDINGS
+from postveil.detection.scanner import MAX_FINDINGS, Finding, _make_finding
 
 # (case id, text, categories that must be found, categories that must not be found)
 FINDING_CASES = [
@@ -520,3 +520,18 @@ def test_text_at_finding_limit_is_scanned(detector: Detector) -> None:
     verdict = detector.scan_text("536-22-1234\n" * MAX_FINDINGS)
     assert verdict.categories == {"ssn": MAX_FINDINGS}
     assert verdict.unscanned_parts == []
+
+
+def test_labelled_token_with_huge_date_part(detector: Detector) -> None:
+    """A token read as a date whose part overflows a C int is no date, not an error."""
+    verdict = detector.scan_text("MRN: 2020-1-9999999999999")
+    assert verdict.categories == {"mrn": 1}
+
+
+def test_make_finding_matches_constructor() -> None:
+    made = _make_finding("ssn", 4, 15, 0.95)
+    constructed = Finding("ssn", 4, 15, 0.95)
+    assert type(made) is Finding
+    assert made == constructed
+    assert hash(made) == hash(constructed)
+    assert repr(made) == repr(constructed)

@@ -12,6 +12,7 @@ import pytest
 from postveil.config.detection import DetectionSection
 from postveil.detection import Detector
 from postveil.detection.keywords import plurals
+from postveil.detection.sentences import _TITLE_BEFORE, _title_before
 
 # (case id, text, sensitive)
 SENTENCE_CASES = [
@@ -391,3 +392,15 @@ def test_extra_tied_words_count_only_when_tied() -> None:
     verdict = detector.scan_text("The sniffles are going round the office, Harold says.")
     assert not verdict.sensitive
     assert "condition" not in verdict.categories
+
+
+TITLE_TEXTS = ["see mrs. lee", "dr.", "the st.", "xdr.", "prof.", "miss\n.", "a ms\n.", "mr x."]
+
+
+def test_title_before_matches_full_search() -> None:
+    """The short search finds a title wherever a search from the sentence start does."""
+    for text in TITLE_TEXTS:
+        for low in range(len(text) + 1):
+            for position in range(low, len(text) + 1):
+                expected = _TITLE_BEFORE.search(text, low, position) is not None
+                assert _title_before(text, low, position) is expected, (text, low, position)

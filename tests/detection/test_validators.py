@@ -229,6 +229,8 @@ DATE_CASES = [
     ("04/31/1980", False),
     ("3/4/62", True),
     ("10.0.19045", False),  # version number
+    ("2020-1-9999999999999", False),  # a part too large for datetime.date
+    ("2020-9999999999999-1", False),
 ]
 
 

@@ -477,47 +477,77 @@ search_text(const Automaton *self, int kind, const void *data, Py_ssize_t length
     *first_digit = digit;
 }
 
-/* Append (start, end) to spans[group] and end to ends[group], creating the lists. */
+/* Fill spans and ends (see search_doc) from the kept hits. A hit in several groups
+ * puts the same (start, end) tuple and end object in each group's lists. A group's
+ * lists are made and stored at its first hit, so both dicts list the groups in order
+ * of first hit. Returns -1 with an exception set on failure. */
 static int
-store_hit(PyObject *spans, PyObject *ends, PyObject *group, Py_ssize_t start, Py_ssize_t end)
+build_results(const Automaton *self, const HitList *hits, PyObject *spans, PyObject *ends)
 {
-    PyObject *span = Py_BuildValue("(nn)", start, end);
-    PyObject *end_object = PyLong_FromSsize_t(end);
-    if (span == NULL || end_object == NULL) {
-        goto fail;
+    Py_ssize_t group_total = PyTuple_GET_SIZE(self->group_names);
+    /* Borrowed from the dicts, which keep the lists alive. */
+    PyObject **span_lists = PyMem_Calloc(group_total, sizeof(PyObject *));
+    PyObject **end_lists = PyMem_Calloc(group_total, sizeof(PyObject *));
+    int status = -1;
+    if (span_lists == NULL || end_lists == NULL) {
+        PyErr_NoMemory();
+        goto done;
     }
-    PyObject *span_list = PyDict_GetItemWithError(spans, group);
-    if (span_list == NULL) {
-        if (PyErr_Occurred()) {
-            goto fail;
+    for (Py_ssize_t h = 0; h < hits->count; h++) {
+        const Hit *hit = &hits->items[h];
+        const Keyword *keyword = &self->keywords[hit->keyword];
+        PyObject *start = PyLong_FromSsize_t(hit->start);
+        PyObject *end = PyLong_FromSsize_t(hit->end);
+        PyObject *span = PyTuple_New(2);
+        if (start == NULL || end == NULL || span == NULL) {
+            Py_XDECREF(start);
+            Py_XDECREF(end);
+            Py_XDECREF(span);
+            goto done;
         }
-        PyObject *new_spans = PyList_New(0);
-        PyObject *new_ends = PyList_New(0);
-        int stored = new_spans && new_ends && PyDict_SetItem(spans, group, new_spans) == 0 &&
-                     PyDict_SetItem(ends, group, new_ends) == 0;
-        Py_XDECREF(new_spans);
-        Py_XDECREF(new_ends);
+        /* The tuple takes the reference to start and one reference to end. This
+         * function keeps a second reference to end until the hit is stored. */
+        Py_INCREF(end);
+        PyTuple_SET_ITEM(span, 0, start);
+        PyTuple_SET_ITEM(span, 1, end);
+        int stored = 1;
+        for (Py_ssize_t g = 0; g < keyword->group_count && stored; g++) {
+            int32_t group = self->group_index[keyword->first_group + g];
+            if (group < 0 || group >= group_total) {
+                PyErr_SetString(PyExc_RuntimeError, "keyword group index out of range");
+                stored = 0;
+                break;
+            }
+            if (span_lists[group] == NULL) {
+                PyObject *name = PyTuple_GET_ITEM(self->group_names, group);
+                PyObject *new_spans = PyList_New(0);
+                PyObject *new_ends = PyList_New(0);
+                stored = new_spans != NULL && new_ends != NULL &&
+                         PyDict_SetItem(spans, name, new_spans) == 0 &&
+                         PyDict_SetItem(ends, name, new_ends) == 0;
+                Py_XDECREF(new_spans);
+                Py_XDECREF(new_ends);
+                if (!stored) {
+                    break;
+                }
+                span_lists[group] = new_spans;
+                end_lists[group] = new_ends;
+            }
+            stored = PyList_Append(span_lists[group], span) == 0 &&
+                     PyList_Append(end_lists[group], end) == 0;
+        }
+        Py_DECREF(span);
+        Py_DECREF(end);
         if (!stored) {
-            goto fail;
+            goto done;
         }
-        span_list = new_spans;
     }
-    PyObject *end_list = PyDict_GetItemWithError(ends, group);
-    if (end_list == NULL || PyList_Append(span_list, span) < 0 ||
-        PyList_Append(end_list, end_object) < 0) {
-        if (!PyErr_Occurred()) {
-            PyErr_SetString(PyExc_RuntimeError, "keyword hit lists out of step");
-        }
-        goto fail;
-    }
-    Py_DECREF(span);
-    Py_DECREF(end_object);
-    return 0;
+    status = 0;
 
-fail:
-    Py_XDECREF(span);
-    Py_XDECREF(end_object);
-    return -1;
+done:
+    PyMem_Free(span_lists);
+    PyMem_Free(end_lists);
+    return status;
 }
 
 PyDoc_STRVAR(search_doc,
@@ -570,18 +600,8 @@ Automaton_search(Automaton *self, PyObject *args)
     }
     PyObject *spans = PyDict_New();
     PyObject *ends = PyDict_New();
-    if (spans == NULL || ends == NULL) {
+    if (spans == NULL || ends == NULL || build_results(self, &hits, spans, ends) < 0) {
         goto fail;
-    }
-    for (Py_ssize_t h = 0; h < hits.count; h++) {
-        const Keyword *keyword = &self->keywords[hits.items[h].keyword];
-        for (Py_ssize_t g = 0; g < keyword->group_count; g++) {
-            PyObject *group =
-                PyTuple_GET_ITEM(self->group_names, self->group_index[keyword->first_group + g]);
-            if (store_hit(spans, ends, group, hits.items[h].start, hits.items[h].end) < 0) {
-                goto fail;
-            }
-        }
     }
     free(hits.items);
     PyObject *result = Py_BuildValue("(OOnO)", spans, ends, first_digit,

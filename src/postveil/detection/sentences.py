@@ -62,12 +62,16 @@ _NAME_END = rf"(?! {_UP}| *[-:\u2013(]|, ?{_UP}{_LETTER})"
 # A courtesy title may head a line or an aside ("the lady in 22 - Mrs. Abernathy -
 # fell"), so only the other endings apply to it.
 _TITLED_END = rf"(?! {_UP}|, ?{_UP}{_LETTER})"
+# A lookahead at the start of a pattern in this module names the characters that every
+# match starts with. It changes no match, but a search then passes over other
+# positions with one test instead of trying the whole pattern there.
 _PERSON = re.compile(
+    rf"(?=[^\W\d_a-z]|[myoh])(?:"
     rf"(?<!{_LETTER})(?P<titled>M(?:rs?|s|x|iss)\.? {_WORD}(?: {_WORD})?){_TITLED_END}"
     rf"|(?<!{_LETTER})(?P<full>{_WORD}(?: [A-Z]\.)? {_WORD}){_NAME_END}"
     r"|(?i:\b(?P<relative>(?:my|your|our|his|her) +(?:mom|mum|mother|dad|father|husband|wife|"
     r"son|daughter|child|baby|grandmother|grandfather|grandma|grandpa|granny|nan|nana|"
-    r"sister|brother|partner|aunt|uncle|fiance|fianc\u00e9e?|stepson|stepdaughter)))\b"
+    r"sister|brother|partner|aunt|uncle|fiance|fianc\u00e9e?|stepson|stepdaughter)))\b)"
 )
 _GROUP_AFTER = re.compile(
     r"(?:'s|\u2019s) (?:class|team|group|office|ward|department|practice|list|caseload|"
@@ -77,8 +81,10 @@ _GROUP_AFTER = re.compile(
 _CAPITALISED_BEFORE = re.compile(rf"(?<!{_LETTER})(?P<word>{_UP}{_LETTER}*) $")
 # A word in title case. Given names are read only in title case, not in capitals
 # ("AMA PRA credits") or lower case.
+# It reads the first capital and then looks behind it, so that it starts with a
+# character class, which a search skips to quickly.
 _CAPITALISED = re.compile(
-    rf"(?<![\w'\u2019\-]){_UP}{_LO}+(?:[-'\u2019]{_LETTER}{_LO}+)?(?!{_LETTER})"
+    rf"{_UP}(?<![\w'\u2019\-]{_UP}){_LO}+(?:[-'\u2019]{_LETTER}{_LO}+)?(?!{_LETTER})"
 )
 # A capitalised word after a name: the name goes on (given name and surname).
 _NAME_AFTER = re.compile(rf" {_UP}{_LO}")
@@ -176,7 +182,7 @@ _SIGNATURE_REACH = 300
 _WRITER = re.compile(_INTRO + rf"(?P<name>{_WORD}(?: [A-Z]\.)? {_WORD})")
 # Pronouns that refer back to a person named earlier.
 # "hes" and "shes" are how quick notes write "he's" and "she's".
-_PRONOUN = re.compile(r"\b(?:he|she|his|her|him|hers|himself|herself|hes|shes)\b")
+_PRONOUN = re.compile(r"\b(?=[hs])(?:he|she|his|her|him|hers|himself|herself|hes|shes)\b")
 # Characters around a health finding searched for its sentence.
 _SENTENCE_REACH = 200
 # Characters before a pronoun's sentence searched for the person it refers to.
@@ -190,8 +196,9 @@ _MAX_SENTENCES = 500
 # inside a number), a blank line, a colon that ends its line, or a line break before a
 # list item.
 _SENTENCE_BREAK = re.compile(
-    r"(?<!\bdr)(?<!\bmr)(?<!\bms)(?<!\bmrs)(?<!\bst)[.!?](?=\s)|\r?\n[ \t]*\r?\n"
-    r"|:[ \t]*\r?\n|\n(?=[ \t]*(?:[-*\u2022]|[0-9]{1,2}[.)])[ \t])"
+    r"(?=[.!?:\r\n])"
+    r"(?:(?<!\bdr)(?<!\bmr)(?<!\bms)(?<!\bmrs)(?<!\bst)[.!?](?=\s)|\r?\n[ \t]*\r?\n"
+    r"|:[ \t]*\r?\n|\n(?=[ \t]*(?:[-*\u2022]|[0-9]{1,2}[.)])[ \t]))"
 )
 # Between a health word and the person after it: "the metformin for Mr. Okafor",
 # "an MRI for Dana Hollis", but not "insulin for Dana Hollis's clinic".
@@ -224,6 +231,8 @@ def sentence_candidates(state: _ScanState) -> list[Candidate]:
     a name must be in the health word's own sentence, and only a relative may be
     earlier. A story names a character in one sentence and tells one illness in the
     next ("Walter Quince, a retired judge. He has Parkinson's")."""
+    if state.found_any(_NAMED_ALREADY):
+        return []
     # A tied phrase that starts with a health word after "in" reads as one ("still in
     # concussion protocol"), so the health word heads the phrase although it is its
     # modifier. Without "in" it is more often a document ("has the concussion
@@ -234,12 +243,11 @@ def sentence_candidates(state: _ScanState) -> list[Candidate]:
         for start, end in state.hits.spans.get(group, ())
         if state.lowered.endswith(" in ", 0, start)
     }
-    evidence: list[tuple[int, int]] = []
-    for finding in state.findings:
-        if finding.category in _NAMED_ALREADY:
-            return []
-        if finding.category in HEALTH_EVIDENCE:
-            evidence.append((finding.start, max(finding.end, tied_ends.get(finding.start, 0))))
+    evidence = [
+        (finding.start, max(finding.end, tied_ends.get(finding.start, 0)))
+        for finding in state.findings
+        if finding.category in HEALTH_EVIDENCE
+    ]
     if is_veterinary(state):
         return []
     starts = sorted(start for start, _ in evidence)
@@ -429,7 +437,7 @@ def _sentence(lowered: str, start: int, end: int) -> tuple[int, int]:
     low = reach
     for mark in _BACK_MARKS:
         found = lowered.rfind(mark, reach, start)
-        while found >= 0 and mark[0] == "." and _TITLE_BEFORE.search(lowered, reach, found):
+        while found >= 0 and mark[0] == "." and _title_before(lowered, reach, found):
             # "Mrs. Abernathy": the full stop of a title ends no sentence.
             found = lowered.rfind(mark, reach, found)
         if found >= 0 and found + len(mark) > low:
@@ -443,6 +451,19 @@ def _sentence(lowered: str, start: int, end: int) -> tuple[int, int]:
 
 # A title right before a full stop.
 _TITLE_BEFORE = re.compile(r"\b(?:mr|mrs|ms|mx|dr|st|prof|miss)$")
+# Characters that a match of _TITLE_BEFORE can start before its end: the longest
+# title, and the line break that "$" may stand before.
+_TITLE_REACH = len("miss") + 1
+
+
+def _title_before(lowered: str, low: int, position: int) -> bool:
+    """Return whether ``_TITLE_BEFORE.search(lowered, low, position)`` finds a title."""
+    # That search would try the pattern at every character from ``low`` on, but a
+    # match ends at ``position`` or one line break before it.
+    start = max(low, position - _TITLE_REACH)
+    return _TITLE_BEFORE.search(lowered, start, position) is not None
+
+
 # Ends of the sentence before a health word, searched backwards with str.rfind.
 _BACK_MARKS = (
     ". ",
@@ -616,10 +637,11 @@ def has_given_name(text: str, start: int = 0, end: int | None = None) -> bool:
     """Return whether ``text[start:end]`` has a word in title case that is a given
     name."""
     names = given_names()
-    return any(
-        word.group()[0].isupper() and fold(word.group()) in names
-        for word in _CAPITALISED.finditer(text, start, len(text) if end is None else end)
-    )
+    for match in _CAPITALISED.finditer(text, start, len(text) if end is None else end):
+        word = match.group()
+        if word[0].isupper() and fold(word) in names:
+            return True
+    return False
 
 
 def _skip_space(text: str, position: int) -> int:

@@ -300,7 +300,8 @@ def date_valid(year: int, month: int, day: int) -> bool:
     """Check that the date exists in the Gregorian calendar (1 <= year <= 9999)."""
     try:
         datetime.date(year, month, day)
-    except ValueError:
+    except (ValueError, OverflowError):
+        # OverflowError: a part too large for a C int ("2020-1-9999999999999").
         return False
     return True
 
