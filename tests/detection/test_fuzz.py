@@ -5,7 +5,7 @@ from __future__ import annotations
 import base64
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from postveil.detection import Detector, Verdict, extract
@@ -163,6 +163,62 @@ SENTENCE_PIECES = st.sampled_from(
 @given(pieces=st.lists(SENTENCE_PIECES, max_size=60))
 def test_sentence_step_inputs_never_raise(detector: Detector, pieces: list[str]) -> None:
     text = " ".join(pieces)
+    for finding in detector.find(text):
+        assert 0 <= finding.start <= finding.end <= len(text)
+
+
+# Labels that make the scanner read the number after them, and numbers of lengths that
+# each validator takes, or far longer ones ("MRN: 2020-1-9999999999999" once raised
+# OverflowError in the date check).
+LABELLED_NUMBER_PIECES = st.one_of(
+    st.sampled_from(
+        [
+            "MRN:",
+            "DOB:",
+            "born",
+            "Member ID",
+            "Account No.:",
+            "DL:",
+            "NHS number:",
+            "Medicare card:",
+            "OHIP",
+            "SSN",
+            "card",
+            "NPI",
+            "DEA",
+            "NDC",
+            "CPT",
+            "dx",
+            "Hospital No:",
+            "rm",
+            "bed",
+            "INR",
+            "eGFR",
+            "mg",
+            "Patient:",
+            "y/o",
+            "-",
+            "/",
+            ".",
+            ":",
+            " ",
+            "\n",
+        ]
+    ),
+    st.text(alphabet="0123456789", min_size=1, max_size=40),
+    st.from_regex(r"[0-9]{1,4}[-/.][0-9]{1,20}[-/.][0-9]{1,20}", fullmatch=True),
+    # Dates whose year reads first and whose other parts overflow a C int.
+    st.from_regex(r"[0-9]{4}-[0-9]{1,12}-[0-9]{1,14}", fullmatch=True),
+)
+
+
+@settings(
+    max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(pieces=st.lists(LABELLED_NUMBER_PIECES, max_size=40))
+@example(pieces=["MRN:", " ", "2020-1-9999999999999"])
+def test_labelled_number_inputs_never_raise(detector: Detector, pieces: list[str]) -> None:
+    text = "".join(pieces)
     for finding in detector.find(text):
         assert 0 <= finding.start <= finding.end <= len(text)
 
