@@ -3,8 +3,9 @@ sets' misses.
 
 A reviewer who had read those rules wrote these 40 messages to make them fire. Rooms,
 bays and beds are followed by names of rooms, brands and contractors. Ward shorthand
-heads staff notices, and "c/o" addresses. History, fiction and news say "he underwent
-surgery", a surgeon is "still in surgery" and a coach "has the concussion protocol".
+heads staff notices, and "c/o" addresses. History, fiction and news write "he
+underwent surgery", a surgeon is "still in surgery" and a coach "has the concussion
+protocol".
 Serial numbers and shipments are followed by a month and year, and policy, gym and
 supplier references take the label forms of hospital numbers. None of them is PHI. On the rules
 as first written, 38 were reported sensitive, against none on the code before them.

@@ -529,9 +529,9 @@ def test_labelled_token_with_huge_date_part(detector: Detector) -> None:
 
 
 def test_make_finding_matches_constructor() -> None:
-    made = _make_finding("ssn", 4, 15, 0.95)
+    finding = _make_finding("ssn", 4, 15, 0.95)
     constructed = Finding("ssn", 4, 15, 0.95)
-    assert type(made) is Finding
-    assert made == constructed
-    assert hash(made) == hash(constructed)
-    assert repr(made) == repr(constructed)
+    assert type(finding) is Finding
+    assert finding == constructed
+    assert hash(finding) == hash(constructed)
+    assert repr(finding) == repr(constructed)

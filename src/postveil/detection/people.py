@@ -147,20 +147,20 @@ ROOM_USES = frozenset(
 )
 
 
-def room_name(room: re.Match[str]) -> tuple[int, int] | None:
-    """Return the span of the name in a NAME_AFTER_ROOM match, or None when the word
-    there is a bed state or a room's use, or a bare word after another cue than "rm"."""
-    group = room.lastgroup
-    if group is None:
+def name_after_room(text: str, cue_start: int, cue_end: int, end: int) -> tuple[int, int] | None:
+    """Return the span of the name that NAME_AFTER_ROOM reads after the room_cue hit at
+    ``cue_start:cue_end``, searching up to ``end``. Return None when there is none,
+    when the word there is a bed state or a room's use, or when a bare word follows
+    another cue than "rm"."""
+    room = NAME_AFTER_ROOM.match(text, cue_end, end)
+    if room is None or room.lastgroup is None:
         return None
+    group = room.lastgroup
     word = room.group(group).lower()
     if group != "titled" and word in ROOM_STATES:
         return None
-    if group == "bare":
-        # The match starts where the room_cue keyword ends.
-        cue = room.string[room.pos - 2 : room.pos].lower()
-        if cue != "rm" or word in ROOM_USES:
-            return None
+    if group == "bare" and (text[cue_start:cue_end].lower() != "rm" or word in ROOM_USES):
+        return None
     return room.span(group)
 
 
@@ -425,8 +425,7 @@ def _candidates(state: _ScanState, span: tuple[int, int]) -> list[Candidate]:
     for cue_start, cue_end in hits.spans.get("room_cue", ()):
         if not span_start <= cue_start < span_end:
             continue
-        room = NAME_AFTER_ROOM.match(text, cue_end, cue_end + 60)
-        name = room_name(room) if room is not None else None
+        name = name_after_room(text, cue_start, cue_end, cue_end + 60)
         if name is not None:
             found.append((*name, False, -1, 0))
 

@@ -31,16 +31,15 @@ from postveil.detection.keywords import given_names
 from postveil.detection.owncare import is_head, is_veterinary
 from postveil.detection.people import (
     HEALTH_EVIDENCE,
-    NAME_AFTER_ROOM,
     NOT_NAME_WORDS,
     RANKS,
     TOPIC,
     Candidate,
     after_greeting,
     is_clinician,
+    name_after_room,
     name_is_plausible,
     narrative_context,
-    room_name,
 )
 
 if TYPE_CHECKING:
@@ -502,7 +501,7 @@ def _person(
     - ``relative``: "my dad", "your mum";
     - ``full``: a given name and surname;
     - ``titled``: a courtesy title and surname;
-    - ``room``: a name after a room or bed number (people.NAME_AFTER_ROOM);
+    - ``room``: a name after a room or bed number (people.name_after_room);
     - ``given``: a given name of data/given_names.txt alone;
     - ``opening``: another capitalised word that opens the sentence with a verb."""
     text = state.text
@@ -534,11 +533,10 @@ def _room_names(state: _ScanState, low: int, high: int) -> list[tuple[int, int, 
     (Harlan) pulled his IV", "rm 4 - mrs okafor"."""
     text = state.text
     names: list[tuple[int, int, str]] = []
-    for _, cue_end in state.hits.spans.get("room_cue", ()):
+    for cue_start, cue_end in state.hits.spans.get("room_cue", ()):
         if not low <= cue_end < high:
             continue
-        room = NAME_AFTER_ROOM.match(text, cue_end, high)
-        name = room_name(room) if room is not None else None
+        name = name_after_room(text, cue_start, cue_end, high)
         if name is not None:
             names.append((*name, "room"))
     return names
