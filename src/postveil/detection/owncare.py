@@ -239,6 +239,77 @@ def scan_own_care(state: _ScanState) -> None:
             state.ties.append(start)
 
 
+# A possessive before a health word, with the modifiers of _YOUR_BEFORE between.
+_OWNER_BEFORE = re.compile(
+    r"\b(?=[hmty])(?:your|my|his|her|their)(?:[ ]|\r?\n)"
+    r"(?P<modifiers>(?:" + _MODIFIER + r"(?:[ ]|\r?\n)){0,3})$"
+)
+# Modifiers that make the health word goods bought or shipped: "your order of insulin
+# pen needles", "their delivery of saline".
+_PURCHASE_MODIFIERS = frozenset("shipment supply order delivery".split())
+# Categories of the health words a person can own.
+_OWNED_CATEGORIES = frozenset({"condition", "medication", "procedure", "lab_result"})
+# Health words read per text; a statement has a few.
+_MAX_OWNER_CHECKS = 50
+
+
+def owned_health_word(state: _ScanState) -> int | None:
+    """Return where a possessive that owns a health word of the text starts ("charged
+    twice for my mammogram", "her kidney stone"), or None. The health word must head
+    its phrase, and no purchase may stand between ("your order of insulin")."""
+    lowered = state.lowered
+    checks = 0
+    for finding in state.findings:
+        if finding.category not in _OWNED_CATEGORIES:
+            continue
+        checks += 1
+        if checks > _MAX_OWNER_CHECKS:
+            return None
+        start = finding.start
+        before = _OWNER_BEFORE.search(lowered, max(0, start - _YOUR_REACH), start)
+        if before is None or not is_head(lowered, finding.end):
+            continue
+        if _PURCHASE_MODIFIERS.isdisjoint(before.group("modifiers").split()):
+            return before.start()
+    return None
+
+
+# Characters between an identifier and a health word read as one record line
+# ("Acct #70041228 - root canal on #19 completed today").
+_BESIDE_REACH = 120
+# Identifiers read per text by health_word_beside.
+_MAX_BESIDE_IDS = 10
+
+
+def health_word_beside(state: _ScanState, identifiers: frozenset[str]) -> int | None:
+    """Return where a health word starts that stands beside an identifier of one of
+    ``identifiers`` categories, or None: within _BESIDE_REACH characters before or
+    after it with at most one line break between ("Member ID HX20044719 approved for
+    rotator cuff repair", "DL: OH K381-5520-9174", next line "Distal radius
+    fracture"). The health word must head its phrase, so "Policy number BOP-2209417",
+    next line "Covers: ... the x-ray equipment" does not count. A blank line between is
+    a new block: the invoice lines under a statement's account number."""
+    text, lowered = state.text, state.lowered
+    numbers = [f for f in state.findings if f.category in identifiers][:_MAX_BESIDE_IDS]
+    checks = 0
+    for finding in state.findings:
+        if finding.category not in _OWNED_CATEGORIES:
+            continue
+        checks += 1
+        if checks > _MAX_OWNER_CHECKS:
+            return None
+        for number in numbers:
+            if 0 <= finding.start - number.end <= _BESIDE_REACH:
+                gap_start, gap_end = number.end, finding.start
+            elif 0 <= number.start - finding.end <= _BESIDE_REACH:
+                gap_start, gap_end = finding.end, number.start
+            else:
+                continue
+            if text.count("\n", gap_start, gap_end) <= 1 and is_head(lowered, finding.end):
+                return finding.start
+    return None
+
+
 def _sentence_start(lowered: str, position: int) -> int:
     """Return where the sentence around ``position`` starts, looking back at most
     _CLAUSE_REACH characters."""
