@@ -45,31 +45,7 @@ CLINICAL_CONTEXT = frozenset({"clinical_context"})
 no weight to any rule. The scanner uses them to decide whether a name written with an
 honorific, or a name in the Subject, belongs to a patient."""
 
-CARE_RECORD = frozenset({"care_record"})
-"""Words of a person's care record or medical bill ("date of service", "claim",
-"guarantor"), or a health word a person owns ("my mammogram"). They add no weight to
-any rule; they let the identifiers of SHARED_IDENTIFIERS count."""
-
-SHARED_IDENTIFIERS = frozenset({"account_number", "member_id", "drivers_license"})
-"""Patient identifiers that suppliers, clubs, insurers of buildings and fleets print too
-("Account No. 20417-31" on an invoice for Narcan demo units). They count only in a
-message that also shows a person's care: one of CARE_EVIDENCE."""
-
-CARE_EVIDENCE = frozenset(
-    {
-        "care_record",
-        "procedure_code",
-        "diagnosis_code",
-        "ndc",
-        "clinical_context",
-        "recipient_health",
-    }
-)
-"""Findings that make a message about a person's care, so that SHARED_IDENTIFIERS count."""
-
-ALL_CATEGORIES = (
-    HIGH_RISK | PATIENT_IDENTIFIERS | HEALTH | RECIPIENT | CLINICAL_CONTEXT | CARE_RECORD
-)
+ALL_CATEGORIES = HIGH_RISK | PATIENT_IDENTIFIERS | HEALTH | RECIPIENT | CLINICAL_CONTEXT
 
 DEFAULT_WEIGHTS: dict[str, float] = {
     "ssn": 1.0,
@@ -101,7 +77,6 @@ DEFAULT_WEIGHTS: dict[str, float] = {
     "care_setting": 0.0,
     "recipient_health": 1.0,
     "clinical_context": 0.0,
-    "care_record": 0.0,
 }
 
 KEYWORD_GROUPS = frozenset(
@@ -131,7 +106,6 @@ KEYWORD_GROUPS = frozenset(
         "health_card",
         "third_person",
         "veterinary",
-        "care_record",
         "tied_condition",
         "tied_medication",
         "condition",

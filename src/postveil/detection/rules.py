@@ -6,9 +6,7 @@ Rules, in the order in which they name the verdict:
     any SSN, MBI, payment card or custom ``high_risk`` identifier.
 ``identifier_with_health``
     patient-identifier weight >= ``identifier_threshold`` and health-information
-    weight >= ``health_threshold`` in the same message. Account, member and licence
-    numbers (``SHARED_IDENTIFIERS``) weigh nothing unless the message shows a person's
-    care (``CARE_EVIDENCE``).
+    weight >= ``health_threshold`` in the same message.
 ``recipient_health``
     weight of phrases telling the recipient about their own health, plus 0.5 when any
     health word (a clinic or pharmacy included) is present, >=
@@ -28,14 +26,11 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from postveil.detection.categories import (
-    CARE_EVIDENCE,
-    CARE_RECORD,
     CLINICAL_CONTEXT,
     HEALTH,
     HIGH_RISK,
     PATIENT_IDENTIFIERS,
     RECIPIENT,
-    SHARED_IDENTIFIERS,
 )
 
 # Repeats of one category add weight only up to this count, so that a newsletter that
@@ -77,7 +72,7 @@ def kind_of(category: str, kinds: Mapping[str, str]) -> str:
         return "health"
     if category in RECIPIENT:
         return "recipient"
-    if category in CLINICAL_CONTEXT or category in CARE_RECORD:
+    if category in CLINICAL_CONTEXT:
         return "context"
     raise KeyError(category)
 
@@ -98,15 +93,10 @@ def decide(
     """
     sums = {"high_risk": 0.0, "patient_identifier": 0.0, "health": 0.0, "recipient": 0.0}
     health_present = False
-    care_shown = any(counts.get(category, 0) > 0 for category in CARE_EVIDENCE)
     for category, count in counts.items():
         if count <= 0:
             continue
         kind = kind_of(category, settings.kinds)
-        if kind == "patient_identifier" and category in SHARED_IDENTIFIERS and not care_shown:
-            # An account number beside "insulin pen needles" is a supplier's statement
-            # until the message shows someone's care.
-            continue
         if kind == "context":
             # Clinical shorthand only steers how the scanner reads names; "w/ hx" in a
             # CI mail must not strengthen "your test results are ready".

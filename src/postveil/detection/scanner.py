@@ -16,7 +16,6 @@ from collections.abc import KeysView
 from dataclasses import dataclass
 
 from postveil.detection import validators as v
-from postveil.detection.categories import SHARED_IDENTIFIERS
 from postveil.detection.clinical import (
     LAB_PRODUCT_AFTER,
     scan_clinical_cues,
@@ -25,14 +24,7 @@ from postveil.detection.clinical import (
     scan_short_lab_values,
 )
 from postveil.detection.keywords import MAX_HITS, KeywordHits, KeywordMatcher, lower_same_length
-from postveil.detection.owncare import (
-    OWN_CARE_GROUPS,
-    health_word_beside,
-    is_head,
-    is_veterinary,
-    owned_health_word,
-    scan_own_care,
-)
+from postveil.detection.owncare import OWN_CARE_GROUPS, is_head, scan_own_care
 from postveil.detection.people import (
     health_span,
     is_clinician,
@@ -522,15 +514,6 @@ _LABEL_GROUPS = frozenset(
     + tuple(_HEALTH_NUMBER_CHECKS)
 )
 _HEALTH_GROUPS = ("condition", "medication", "procedure", "lab_result", "treatment", "care_setting")
-# Nouns after "patient" that name goods, places or topics rather than a person's
-# record: a supplier's "patient gowns", a newsletter's "patient safety". Only the
-# keyword "patient" (7 characters) of the care_record group is checked.
-_NOT_PATIENT_RECORD = re.compile(
-    r"[ \t]*(?:\r?\n[ \t]*)?(?:gowns?|monitors?|monitoring|lifts?|beds?|chairs?|care|safety|"
-    r"experience|satisfaction|engagement|education|portal|transport|wristbands?|"
-    r"identification bands?|slippers|trays?|warmers?|simulators?|advocates?|advocacy|"
-    r"privacy|rooms?|flow|access|volumes?|outcomes?|population)\b"
-)
 # Keyword groups whose hits clinical.scan_lab_values looks at.
 _LAB_GROUPS = frozenset({"lab_test", "lab_test_unit", "lab_unit"})
 # Keyword groups that introduce a patient's name (people.py). "patient" is not among
@@ -638,10 +621,6 @@ class TextScanner:
             self._scan_clinical(state, found_groups)
         if "recipient_anchor" in found_groups:
             self._scan_recipient_phrases(state)
-        if ("care_record" in found_groups or state.found_any(SHARED_IDENTIFIERS)) and not (
-            is_veterinary(state)
-        ):
-            self._scan_care_record(state)
         if self._custom_rules:
             self._scan_custom(state)
 
@@ -1151,25 +1130,6 @@ class TextScanner:
             return
         weight = _RECIPIENT_WEIGHTS[match.lastgroup or ""]
         state.add("recipient_health", start, match.end(), weight)
-
-    @staticmethod
-    def _scan_care_record(state: _ScanState) -> None:
-        """Add one ``care_record`` finding when the text has a word of a person's care
-        record or bill, or, beside an account, member or licence number, a health word
-        that a person owns or that stands beside the number. Veterinary texts are not passed in: their care is an
-        animal's."""
-        lowered = state.lowered
-        for start, end in state.hits.spans.get("care_record", ()):
-            if end - start == 7 and _NOT_PATIENT_RECORD.match(lowered, end) is not None:
-                continue  # "patient gowns", "patient safety"
-            state.add("care_record", start, end, 0.5)
-            return
-        if state.found_any(SHARED_IDENTIFIERS):
-            found = owned_health_word(state)
-            if found is None:
-                found = health_word_beside(state, SHARED_IDENTIFIERS)
-            if found is not None:
-                state.add("care_record", found, found + 1, 0.5)
 
     def _scan_custom(self, state: _ScanState) -> None:
         text = state.text
