@@ -50,6 +50,13 @@ CONTEXT_CASES = [
     ("dosing instruction", "metformin 1000 mg bid", {"clinical_context"}, set()),
     ("unit after number", "sodium? 124 mmol/L", {"clinical_context"}, set()),
     ("unit without number", "results in mmol/L", set(), {"clinical_context"}),
+    (
+        "code prefix",
+        "Order HX-55821: 12 bottles of asthma inhaler trainers",
+        set(),
+        {"clinical_context"},
+    ),
+    ("history after a code prefix", "Order HX-55821. Hx of asthma.", {"clinical_context"}, set()),
     ("clinical abbreviation", "known CKD and T2DM", {"condition"}, set()),
 ]
 

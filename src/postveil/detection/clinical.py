@@ -81,8 +81,17 @@ def scan_clinical_cues(state: _ScanState) -> None:
     spans = state.hits.spans.get("clinical_cue")
     if not spans:
         return
+    text = state.text
+    # A cue followed by a hyphen and a digit is the prefix of a code: order number
+    # "HX-55821", not "hx" (history).
+    spans = [span for span in spans if _DIGIT_AFTER_HYPHEN.match(text, span[1]) is None]
+    if not spans:
+        return
     state.add("clinical_context", spans[0][0], spans[0][1], 0.5)
     state.ties.extend(start for start, _ in spans)
+
+
+_DIGIT_AFTER_HYPHEN = re.compile(r"-[0-9]")
 
 
 # Words right before a drug that tell that one person takes it: "she's on amoxicillin",
