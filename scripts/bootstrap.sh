@@ -60,7 +60,16 @@ if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ] || [ setup.py -nt "$stam
     || [ "$module_source" -nt "$stamp" ] || ! compgen -G "${module_source%.c}*.so" >/dev/null; then
     say "installing postveil and its test dependencies into $VENV"
     "$VENV/bin/python" -m pip install -q --upgrade pip
-    "$VENV/bin/python" -m pip install -q -e '.[test]'
+    if [ "${POSTVEIL_SKIP_CLASSIFIER:-0}" = 1 ]; then
+        "$VENV/bin/python" -m pip install -q -e '.[test]'
+    else
+        # postveil-classifierd's model runs on PyTorch. Asked for by a range, pip
+        # would take a CUDA build of several GB; 2.13.0 is a CPU build where this
+        # project is tested (docs/classifier.md says how to pick one elsewhere).
+        say "installing PyTorch ${POSTVEIL_TORCH:-torch==2.13.0} for the classifier (POSTVEIL_SKIP_CLASSIFIER=1 skips it)"
+        "$VENV/bin/python" -m pip install -q "${POSTVEIL_TORCH:-torch==2.13.0}"
+        "$VENV/bin/python" -m pip install -q -e '.[test,classifier]'
+    fi
     touch "$stamp"
 else
     say "$VENV is up to date with pyproject.toml and the C module"

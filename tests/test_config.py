@@ -366,11 +366,23 @@ def test_key_in_several_sections_lists_each() -> None:
 
 
 def test_keys_not_indented_under_section() -> None:
-    problems = problems_of(b"milter:\nsocket: unix:/x\n")
+    problems = problems_of(b"milter:\ntls_hold: 5d\n")
 
     assert len(problems) == 2
     assert problems[0].startswith("test.yaml:1: milter: section is empty")
-    assert problems[1].startswith("test.yaml:2: socket: unknown key; keys belong under their section: did you mean milter.socket?")
+    assert problems[1].startswith(
+        "test.yaml:2: tls_hold: unknown key; keys belong under their section: "
+        "did you mean milter.tls_hold?"
+    )
+
+
+def test_key_of_several_sections_names_them_all() -> None:
+    problems = problems_of(b"milter:\nsocket: unix:/x\n")
+
+    assert problems[1].startswith(
+        "test.yaml:2: socket: unknown key; keys belong under their section, and this one "
+        "exists as milter.socket, classifier.socket"
+    )
 
 
 def test_check_config_warns_on_empty_file(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

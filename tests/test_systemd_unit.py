@@ -67,3 +67,18 @@ def test_documentation_points_at_installed_files(unit: str) -> None:
 
     for entry in documentation.split():
         assert entry.startswith(("file:/usr/share/doc/postveil/", "man:")), entry
+
+
+CLASSIFIER_UNIT = "postveil-classifierd.service"
+
+
+def test_classifier_unit_stops_restarts_on_78_and_makes_its_socket_directory() -> None:
+    from postveil.startup import EX_CONFIG as STARTUP_EX_CONFIG
+
+    assert values_of("RestartPreventExitStatus", CLASSIFIER_UNIT) == [str(STARTUP_EX_CONFIG)]
+    (runtime_directory,) = values_of("RuntimeDirectory", CLASSIFIER_UNIT)
+    default_socket = parse_config(b"").classifier.socket
+    assert default_socket.startswith(f"/run/{runtime_directory}/")
+    assert values_of("ExecReload", CLASSIFIER_UNIT) == []
+    (documentation,) = values_of("Documentation", CLASSIFIER_UNIT)
+    assert documentation.startswith("file:/usr/share/doc/postveil/")

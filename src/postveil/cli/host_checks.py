@@ -15,6 +15,7 @@ from __future__ import annotations
 import grp
 import os
 import shutil
+import stat
 
 from postveil.config import Config
 from postveil.config.milter import MilterSection
@@ -31,6 +32,7 @@ def host_warnings(config: Config) -> list[str]:
     warnings += _policyd_warnings(config)
     warnings += _pgp_warnings(config)
     warnings += _smime_warnings(config)
+    warnings += _classifier_warnings(config)
     if config.logging.target == "syslog":
         warnings += _file_warnings("logging.syslog_socket", config.logging.syslog_socket, _NOT_STARTING)
     return warnings
@@ -136,6 +138,27 @@ def _smime_warnings(config: Config) -> list[str]:
                     f"smime.{key}", path, "every S/MIME message would be deferred here (smime.sign is true)"
                 )
     return warnings
+
+
+def _classifier_warnings(config: Config) -> list[str]:
+    """When the classifier is enabled, its socket should exist: the daemon is running."""
+    section = config.classifier
+    if not section.enabled:
+        return []
+    if section.on_failure == "tempfail":
+        consequence = (
+            "so postveil-milter would defer (451) every message that the rules pass and "
+            "that has health information, until postveil-classifierd runs"
+        )
+    else:
+        consequence = "so postveil-milter would use the rules' verdict alone, with a warning per message"
+    try:
+        is_socket = stat.S_ISSOCK(os.stat(section.socket).st_mode)
+    except OSError:
+        return [f"classifier.socket {section.socket} does not exist on this host (postveil-classifierd is not running), {consequence}"]
+    if not is_socket:
+        return [f"classifier.socket {section.socket} is not a socket, {consequence}"]
+    return []
 
 
 def _file_warnings(key: str, path: str, consequence: str) -> list[str]:

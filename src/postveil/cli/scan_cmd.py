@@ -11,6 +11,7 @@ import json
 import os
 import sys
 
+from postveil.classifier.client import ClassifierUnavailable, SecondOpinion
 from postveil.cli.common import report_config_error
 from postveil.config import CONFIG_ENV, DEFAULT_CONFIG_PATH, load_config
 from postveil.config.detection import DetectionSection
@@ -23,8 +24,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "scan",
         help="check message files for PHI",
         description="Scan RFC 5322 message files (.eml) for PHI and print one verdict per "
-        "file. Exits 0 when every file was read, 1 when a file could not be read and 2 "
-        "when the configuration cannot be read or is invalid.",
+        "file. Exits 0 when every file was read, 1 when a file could not be read or "
+        "postveil-classifierd (enabled in the configuration) did not answer, and 2 when "
+        "the configuration cannot be read or is invalid.",
     )
     parser.add_argument(
         "--config",
@@ -36,6 +38,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument(
         "--json", action="store_true", help="print one JSON object per line instead of text"
+    )
+    parser.add_argument(
+        "--no-classifier",
+        action="store_true",
+        help="do not ask postveil-classifierd even when the configuration enables it",
     )
     parser.add_argument("files", nargs="+", metavar="FILE.eml", help="message files to scan")
     parser.set_defaults(handler=run)
@@ -64,8 +71,16 @@ def build_detector(config_path: str | None) -> Detector:
     return Detector(section)
 
 
-def verdict_record(path: str, verdict: Verdict) -> dict[str, object]:
-    return {
+def build_second_opinion(config_path: str | None) -> SecondOpinion | None:
+    """Return the classifier client when the configuration enables it, else None."""
+    if not config_path:
+        return None
+    section = load_config(config_path).classifier
+    return SecondOpinion(section) if section.enabled else None
+
+
+def verdict_record(path: str, verdict: Verdict, *, classifier: bool = False) -> dict[str, object]:
+    record: dict[str, object] = {
         "file": path,
         "sensitive": verdict.sensitive,
         "score": verdict.score,
@@ -73,12 +88,17 @@ def verdict_record(path: str, verdict: Verdict) -> dict[str, object]:
         "categories": verdict.categories,
         "unscanned_parts": verdict.unscanned_parts,
     }
+    if classifier:
+        # The model's probability, or null when the message was not sent to it.
+        record["classifier"] = verdict.classifier
+    return record
 
 
 def run(args: argparse.Namespace) -> int:
     config_path = config_to_use(args.config)
     try:
         detector = build_detector(config_path)
+        second_opinion = None if args.no_classifier else build_second_opinion(config_path)
     except ConfigError as exc:
         report_config_error(config_path, exc)
         return 2
@@ -91,7 +111,14 @@ def run(args: argparse.Namespace) -> int:
             print(f"{path}: cannot read: {exc.strerror}", file=sys.stderr)
             status = 1
             continue
-        record = verdict_record(path, detector.scan_message(raw))
+        verdict, texts = detector.scan_message_texts(raw)
+        if second_opinion is not None:
+            try:
+                verdict = second_opinion.review(verdict, texts)
+            except ClassifierUnavailable as exc:
+                print(f"{path}: the rules' verdict only: {exc}", file=sys.stderr)
+                status = 1
+        record = verdict_record(path, verdict, classifier=second_opinion is not None)
         if args.json:
             print(json.dumps(record, sort_keys=False))
         else:
@@ -105,6 +132,8 @@ def _format_text(record: dict[str, object]) -> str:
     assert isinstance(categories, dict)
     listed = ", ".join(f"{name}={count}" for name, count in categories.items()) or "no findings"
     line = f"{record['file']}: {state} (rule {record['rule']}, score {record['score']}): {listed}"
+    if record.get("classifier") is not None:
+        line += f"; classifier probability {record['classifier']}"
     unscanned = record["unscanned_parts"]
     assert isinstance(unscanned, list)
     for description in unscanned:

@@ -14,6 +14,7 @@ from pathlib import Path
 from pydantic import Field, ValidationError
 
 from postveil.config.audit import AuditSection
+from postveil.config.classifier import ClassifierSection
 from postveil.config.detection import DetectionSection
 from postveil.config.dns import DnsSection
 from postveil.config.loader import YamlProblems, format_validation_errors, load_yaml
@@ -35,6 +36,7 @@ class Config(Section):
     milter: MilterSection = MilterSection()
     policyd: PolicydSection = PolicydSection()
     detection: DetectionSection = DetectionSection()
+    classifier: ClassifierSection = ClassifierSection()
     routing: RoutingSection = RoutingSection()
     smime: SmimeSection = SmimeSection()
     pgp: PgpSection = PgpSection()

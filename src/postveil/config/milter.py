@@ -6,7 +6,13 @@ from typing import Literal
 
 from pydantic import field_validator
 
-from postveil.config.types import Duration, PositiveDuration, PositiveSize, Section
+from postveil.config.types import (
+    Duration,
+    PositiveDuration,
+    PositiveSize,
+    Section,
+    check_socket_mode,
+)
 
 
 class MilterSection(Section):
@@ -87,25 +93,7 @@ class MilterSection(Section):
             raise ValueError(f"invalid milter timeout {value:g}s: libmilter counts whole seconds, use at least 1s")
         return value
 
-    @field_validator("socket_mode", mode="before")
-    @classmethod
-    def _check_mode(cls, value: object) -> object:
-        if isinstance(value, int) and not isinstance(value, bool):
-            raise ValueError(
-                f"invalid socket_mode {value}: expected the mode as a quoted octal string "
-                'such as "0660", not a number'
-            )
-        if not isinstance(value, str):
-            raise ValueError(f"invalid socket_mode {value!r}: expected an octal string like '0660'")
-        try:
-            mode = int(value, 8)
-        except (TypeError, ValueError):
-            raise ValueError(
-                f"invalid socket_mode {value!r}: expected an octal string like '0660'"
-            ) from None
-        if not 0 <= mode <= 0o777:
-            raise ValueError(f"invalid socket_mode {value!r}: expected 0000-0777")
-        return value
+    _check_mode = field_validator("socket_mode", mode="before")(check_socket_mode)
 
     @property
     def socket_mode_bits(self) -> int:

@@ -139,3 +139,21 @@ class Section(BaseModel):
     """Base for every configuration section: immutable, and unknown keys are errors."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+def check_socket_mode(value: object) -> object:
+    """Validate a unix socket's permissions, written as a quoted octal string ("0660")."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        raise ValueError(
+            f"invalid socket_mode {value}: expected the mode as a quoted octal string "
+            'such as "0660", not a number'
+        )
+    if not isinstance(value, str):
+        raise ValueError(f"invalid socket_mode {value!r}: expected an octal string like '0660'")
+    try:
+        mode = int(value, 8)
+    except (TypeError, ValueError):
+        raise ValueError(f"invalid socket_mode {value!r}: expected an octal string like '0660'") from None
+    if not 0 <= mode <= 0o777:
+        raise ValueError(f"invalid socket_mode {value!r}: expected 0000-0777")
+    return value

@@ -25,13 +25,18 @@ class Verdict:
 
     rule: str
     """Name of the rule that fired, or ``none``: ``high_risk_identifier``,
-    ``identifier_with_health``, ``recipient_health`` or ``unscanned_part``."""
+    ``identifier_with_health``, ``recipient_health``, ``unscanned_part``, or
+    ``classifier`` (postveil.classifier)."""
 
     categories: dict[str, int] = field(default_factory=dict)
     """Finding category -> number of findings."""
 
     unscanned_parts: list[str] = field(default_factory=list)
     """Parts not fully scanned, described by number, content type and reason."""
+
+    classifier: float | None = None
+    """The probability postveil-classifierd gave, when it was asked (rule
+    ``classifier`` when it reached the threshold); None when it was not asked."""
 
 
 class Detector:
@@ -79,9 +84,14 @@ class Detector:
 
     def scan_message(self, raw: bytes) -> Verdict:
         """Scan a whole RFC 5322 message (headers and body as received)."""
+        return self.scan_message_texts(raw)[0]
+
+    def scan_message_texts(self, raw: bytes) -> tuple[Verdict, list[str]]:
+        """Scan a whole message; return the verdict and the texts that were scanned
+        (Subject, text parts, attachments' text), for the classifier."""
         extraction = extract_message(raw, self._limits)
         subjects = [extraction.texts[index] for index in extraction.subjects]
-        return self._verdict(extraction.texts, extraction.unscanned, subjects)
+        return self._verdict(extraction.texts, extraction.unscanned, subjects), extraction.texts
 
     def _verdict(
         self, texts: list[str], unscanned: list[str], subjects: list[str] | None = None

@@ -25,6 +25,7 @@ from collections.abc import Callable, Sequence
 
 from postveil.audit import AuditLog, MessageDecision
 from postveil.audit import RecipientDecision as AuditRecipient
+from postveil.classifier.client import SecondOpinion
 from postveil.config import Config
 from postveil.crypto.pipeline import Outcome, TlsRequirement, build_context, process_message
 from postveil.detection import Detector
@@ -51,6 +52,7 @@ class MessageProcessor:
         self.cache = cache if cache is not None else open_cache(config.policyd)
         self.audit = audit if audit is not None else AuditLog(config.audit, program="postveil-milter")
         self.rewrites = _read_rewrites(config) if config.milter.check_recipient_rewrites else None
+        self.second_opinion = SecondOpinion(config.classifier) if config.classifier.enabled else None
 
     def close(self) -> None:
         self.cache.close()
@@ -153,7 +155,12 @@ class MessageProcessor:
         plain. Raises TemporaryFailure (cache, lookup, key or certificate store,
         encryption) so the caller defers the message.
         """
-        verdict = self.detector.scan_message(raw)
+        if self.second_opinion is None:
+            verdict = self.detector.scan_message(raw)
+        else:
+            verdict, texts = self.detector.scan_message_texts(raw)
+            # Raises ClassifierUnavailable (a TemporaryFailure) by classifier.on_failure.
+            verdict = self.second_opinion.review(verdict, texts)
 
         def route(tls: Callable[[], dict[str, TlsRequirement]]) -> Outcome:
             return process_message(
@@ -227,7 +234,8 @@ def audit_decision(outcome: Outcome, action: str) -> MessageDecision:
     A recipient's method is what it actually got: ``reject`` when the whole message
     was rejected, ``drop`` or ``none`` when it was removed, so that searches and reports
     never count an undelivered recipient as protected. The routing reason is kept. The
-    message class travels as a ``class:<name>`` tag.
+    message class travels as a ``class:<name>`` tag, and the detection rule that made a
+    message sensitive as ``rule:<name>``.
     """
     record = outcome.record
     recipients = []
@@ -240,6 +248,10 @@ def audit_decision(outcome: Outcome, action: str) -> MessageDecision:
             AuditRecipient(address=item.recipient, method=method, reason=item.reason[:900], fingerprint=fingerprint)
         )
     tags = [f"class:{record.message_class}"]
+    if record.detection_rule is not None:
+        # Which detection rule made the message sensitive; "rule:classifier" marks
+        # the model's decisions for auditors.
+        tags.append(f"rule:{record.detection_rule}")
     tags += [_tag_identifier(tag) for tag in record.tags]
     if outcome.triggers.header_trigger:
         tags.append("header:trigger")

@@ -1,0 +1,164 @@
+"""The client of postveil-classifierd, and what its reply does to a verdict.
+
+The protocol, on a unix socket: each request and each reply is a frame, a 4-byte
+big-endian length and that many bytes of UTF-8 JSON. A request is ``{"text": ...}``;
+the reply is ``{"probability": P, "threshold": T}`` (T is the threshold the weights
+were trained with) or ``{"error": ...}``. A connection may carry several requests in
+turn. Only this module and :mod:`postveil.classifier.daemon` speak it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import math
+import socket
+import struct
+import time
+from typing import Any
+
+from postveil.config.classifier import ClassifierSection
+from postveil.detection.categories import CLINICAL_CONTEXT, HEALTH, RECIPIENT
+from postveil.detection.engine import Verdict
+from postveil.errors import TemporaryFailure
+
+log = logging.getLogger("postveil.classifier")
+
+FRAME_HEADER = struct.Struct("!I")
+MAX_FRAME = 1 << 20
+"""Largest frame either side accepts (1 MiB)."""
+MAX_TEXT_CHARS = 200_000
+"""Characters of a message's text sent. The daemon reads only its first words
+(``max_words`` of the weights, 1,500 for the shipped ones), which fit well within."""
+
+ASK_CATEGORIES = HEALTH | RECIPIENT | CLINICAL_CONTEXT
+"""Categories that make a message worth asking about when ``classifier.ask`` is ``health``."""
+
+RULE = "classifier"
+"""The verdict's rule when the model's probability made the message sensitive."""
+
+
+class ClassifierUnavailable(TemporaryFailure):
+    """postveil-classifierd did not reply in time, or replied with an error."""
+
+
+def encode_frame(payload: dict[str, Any]) -> bytes:
+    data = json.dumps(payload, ensure_ascii=False).encode("utf-8")
+    if len(data) > MAX_FRAME:
+        raise ValueError(f"frame of {len(data)} bytes exceeds {MAX_FRAME}")
+    return FRAME_HEADER.pack(len(data)) + data
+
+
+def decode_frame_body(data: bytes) -> dict[str, Any]:
+    """Parse a frame's body; raises ValueError when it is not a JSON object."""
+    value = json.loads(data.decode("utf-8"))
+    if not isinstance(value, dict):
+        raise ValueError("expected a JSON object")
+    return value
+
+
+class ClassifierClient:
+    """A blocking client with one time budget per request. Threads may share it,
+    because each request opens its own connection."""
+
+    def __init__(self, path: str, timeout: float) -> None:
+        self.path = path
+        self.timeout = timeout
+
+    def probability(self, text: str) -> tuple[float, float]:
+        """Return the model's probability that ``text`` is sensitive, and the trained
+        threshold. Raises ClassifierUnavailable with the reason."""
+        deadline = time.monotonic() + self.timeout
+        # Lone surrogates (undecodable bytes kept by the extractor) cannot be UTF-8.
+        text = text[:MAX_TEXT_CHARS].encode("utf-8", "replace").decode("utf-8")
+        try:
+            with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as connection:
+                connection.settimeout(self.timeout)
+                connection.connect(self.path)
+                connection.sendall(encode_frame({"text": text}))
+                reply = decode_frame_body(self._read_frame(connection, deadline))
+        except TimeoutError:
+            raise ClassifierUnavailable(
+                f"no reply from postveil-classifierd within {self.timeout:g}s"
+            ) from None
+        except OSError as exc:
+            raise ClassifierUnavailable(
+                f"cannot reach postveil-classifierd at {self.path}: {exc.strerror or exc}"
+            ) from exc
+        except ValueError as exc:
+            raise ClassifierUnavailable(f"invalid reply from postveil-classifierd: {exc}") from exc
+        if "error" in reply:
+            raise ClassifierUnavailable(f"postveil-classifierd failed: {str(reply['error'])[:200]}")
+        try:
+            probability = float(reply["probability"])
+            threshold = float(reply["threshold"])
+        except (KeyError, TypeError, ValueError):
+            raise ClassifierUnavailable(
+                "invalid reply from postveil-classifierd: no probability"
+            ) from None
+        if not (0 <= probability <= 1 and 0 < threshold < 1) or math.isnan(probability):
+            raise ClassifierUnavailable(
+                "invalid reply from postveil-classifierd: value out of range"
+            )
+        return probability, threshold
+
+    @staticmethod
+    def _read_frame(connection: socket.socket, deadline: float) -> bytes:
+        header = _read_exactly(connection, FRAME_HEADER.size, deadline)
+        (length,) = FRAME_HEADER.unpack(header)
+        if length > MAX_FRAME:
+            raise ValueError(f"frame of {length} bytes exceeds {MAX_FRAME}")
+        return _read_exactly(connection, length, deadline)
+
+
+def _read_exactly(connection: socket.socket, size: int, deadline: float) -> bytes:
+    chunks = []
+    while size > 0:
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            raise TimeoutError
+        connection.settimeout(remaining)
+        chunk = connection.recv(min(size, 65536))
+        if not chunk:
+            raise ValueError("connection closed before the reply was complete")
+        chunks.append(chunk)
+        size -= len(chunk)
+    return b"".join(chunks)
+
+
+class SecondOpinion:
+    """Ask the classifier about messages the rules pass, as ``classifier`` configures."""
+
+    def __init__(self, section: ClassifierSection, client: ClassifierClient | None = None) -> None:
+        self.section = section
+        self.client = (
+            client if client is not None else ClassifierClient(section.socket, section.timeout)
+        )
+
+    def review(self, verdict: Verdict, texts: list[str]) -> Verdict:
+        """Return ``verdict``, made sensitive (rule ``classifier``) when the model's
+        probability reaches the threshold. Raises ClassifierUnavailable when the daemon
+        cannot reply and ``on_failure`` is ``tempfail``."""
+        if verdict.sensitive:
+            return verdict
+        if self.section.ask == "health" and ASK_CATEGORIES.isdisjoint(verdict.categories):
+            return verdict
+        try:
+            probability, trained = self.client.probability("\n".join(texts))
+        except ClassifierUnavailable as exc:
+            if self.section.on_failure == "tempfail":
+                raise
+            log.warning("%s; the rules' verdict stands (classifier.on_failure: rules)", exc)
+            return verdict
+        threshold = self.section.threshold or trained
+        log.debug("classifier probability %.3f, threshold %.3f", probability, threshold)
+        if probability < threshold:
+            return dataclasses.replace(verdict, classifier=round(probability, 3))
+        return dataclasses.replace(
+            verdict,
+            sensitive=True,
+            score=round(probability / threshold, 3),
+            rule=RULE,
+            classifier=round(probability, 3),
+        )

@@ -1,0 +1,289 @@
+"""``postveil-classifierd``: the classifier's probabilities on a unix socket.
+
+It loads the embedding model and the weights once, then replies to each request (see
+:mod:`postveil.classifier.client` for the protocol) from a pool of ``classifier.
+workers`` threads. It logs how many words it read and how long it took, never the text.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import grp
+import logging
+import os
+import signal
+import socket
+import stat
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+import sdnotify
+
+from postveil import __version__
+from postveil.classifier.client import FRAME_HEADER, MAX_FRAME, decode_frame_body, encode_frame
+from postveil.classifier.model import ClassifierError, Embedder, Weights, load_weights
+from postveil.config import CONFIG_ENV, DEFAULT_CONFIG_PATH
+from postveil.config.classifier import ClassifierSection
+from postveil.startup import EX_CONFIG, load_daemon_config, start_logging
+
+PROGRAM = "postveil-classifierd"
+log = logging.getLogger("postveil.classifier")
+
+IDLE_TIMEOUT = 60.0
+"""Seconds a connection may wait between requests before the daemon closes it."""
+REQUEST_TIMEOUT = 10.0
+"""Seconds a client has to send the rest of a request once its length arrived."""
+
+
+class Scorer:
+    """The embedding model and the weights: text in, probability out."""
+
+    def __init__(self, weights: Weights, embedder: Embedder) -> None:
+        self.weights = weights
+        self._embedder = embedder
+
+    def probability(self, text: str) -> float:
+        vector = self._embedder.vectors([text], self.weights.piece_words, self.weights.max_words)[0]
+        return self.weights.probability(vector)
+
+
+class ClassifierDaemon:
+    def __init__(self, section: ClassifierSection, scorer: Scorer) -> None:
+        self.section = section
+        self.scorer = scorer
+        self._executor = ThreadPoolExecutor(
+            max_workers=section.workers, thread_name_prefix="classify"
+        )
+        self._stop = asyncio.Event()
+        self._stop_signal: str | None = None
+
+    def request_stop(self, signum: int) -> None:
+        if self._stop_signal is None:
+            self._stop_signal = signal.Signals(signum).name
+            log.info("received %s: stopping", self._stop_signal)
+        self._stop.set()
+
+    async def run(self, listener: socket.socket) -> int:
+        server = await asyncio.start_unix_server(self._serve, sock=listener)
+        log.info(
+            "%s %s ready on %s (%d worker(s))",
+            PROGRAM,
+            __version__,
+            self.section.socket,
+            self.section.workers,
+        )
+        sdnotify.SystemdNotifier().notify("READY=1")
+        await self._stop.wait()
+        server.close()
+        await server.wait_closed()
+        self._executor.shutdown(wait=True, cancel_futures=True)
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(self.section.socket)
+        log.info("stopped")
+        return 0
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            while not self._stop.is_set():
+                try:
+                    header = await asyncio.wait_for(
+                        reader.readexactly(FRAME_HEADER.size), IDLE_TIMEOUT
+                    )
+                except (asyncio.IncompleteReadError, TimeoutError):
+                    return
+                (length,) = FRAME_HEADER.unpack(header)
+                if length > MAX_FRAME:
+                    log.warning(
+                        "rejected a request of %d bytes (the maximum is %d)", length, MAX_FRAME
+                    )
+                    await self._reply(
+                        writer, {"error": f"request of {length} bytes exceeds {MAX_FRAME}"}
+                    )
+                    return
+                try:
+                    body = await asyncio.wait_for(reader.readexactly(length), REQUEST_TIMEOUT)
+                except (asyncio.IncompleteReadError, TimeoutError):
+                    log.warning("a client sent an incomplete request")
+                    return
+                await self._reply(writer, await self._score_request(body))
+        except ConnectionError:
+            return
+        finally:
+            writer.close()
+            with contextlib.suppress(ConnectionError):
+                await writer.wait_closed()
+
+    async def _score_request(self, body: bytes) -> dict[str, object]:
+        try:
+            text = decode_frame_body(body)["text"]
+            if not isinstance(text, str):
+                raise TypeError("text is not a string")
+        except (ValueError, KeyError, TypeError) as exc:
+            log.warning("malformed request: %s", type(exc).__name__)
+            return {"error": f'malformed request: expected {{"text": ...}} ({type(exc).__name__})'}
+        started = time.monotonic()
+        try:
+            loop = asyncio.get_running_loop()
+            probability = await loop.run_in_executor(self._executor, self.scorer.probability, text)
+        except Exception as exc:  # noqa: BLE001 - the client gets the error and defers the message
+            log.error("scoring failed: %s", type(exc).__name__)
+            return {"error": f"scoring failed: {type(exc).__name__}"}
+        log.debug(
+            "scored %d words in %.0f ms: probability %.3f",
+            len(text.split()),
+            (time.monotonic() - started) * 1000,
+            probability,
+        )
+        return {"probability": probability, "threshold": self.scorer.weights.threshold}
+
+    @staticmethod
+    async def _reply(writer: asyncio.StreamWriter, payload: dict[str, object]) -> None:
+        writer.write(encode_frame(payload))
+        await writer.drain()
+
+
+def open_listener(section: ClassifierSection) -> socket.socket:
+    """Bind the unix socket, replacing a stale one; raises ClassifierError."""
+    path = section.socket
+    parent = os.path.dirname(path)
+    if not os.path.isdir(parent):
+        raise ClassifierError(
+            f"directory {parent} of classifier.socket does not exist (the systemd unit creates "
+            "/run/postveil-classifier with RuntimeDirectory=)"
+        )
+    _remove_stale_socket(path)
+    group_id = _socket_group_id(section)
+
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        listener.bind(path)
+        os.chmod(path, int(section.socket_mode, 8))
+        if group_id is not None:
+            os.chown(path, -1, group_id)
+        listener.listen(64)
+    except OSError as exc:
+        listener.close()
+        raise ClassifierError(
+            f"cannot listen on {path} (classifier.socket): {exc.strerror}"
+        ) from exc
+    listener.setblocking(False)
+    return listener
+
+
+def _remove_stale_socket(path: str) -> None:
+    """Remove a socket file that no process listens on; raise ClassifierError for a file
+    of another type or a socket in use."""
+    try:
+        existing = os.lstat(path)
+    except FileNotFoundError:
+        return
+    if not stat.S_ISSOCK(existing.st_mode):
+        raise ClassifierError(f"{path} (classifier.socket) exists and is not a socket")
+    probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        probe.connect(path)
+    except OSError:
+        # Left by a daemon that did not stop cleanly.
+        os.unlink(path)
+        log.info("removed the stale socket %s", path)
+        return
+    finally:
+        probe.close()
+    raise ClassifierError(f"{path} (classifier.socket) is in use by another process")
+
+
+def _socket_group_id(section: ClassifierSection) -> int | None:
+    if section.socket_group is None:
+        return None
+    try:
+        return grp.getgrnam(section.socket_group).gr_gid
+    except KeyError:
+        raise ClassifierError(
+            f"group {section.socket_group!r} (classifier.socket_group) does not exist on this host"
+        ) from None
+
+
+def load_scorer(section: ClassifierSection) -> Scorer:
+    """Load the weights and the model and score one text, so the first request is not slow."""
+    weights = load_weights(section.weights)
+    started = time.monotonic()
+    scorer = Scorer(weights, Embedder())
+    scorer.probability("warm-up")
+    log.info(
+        "loaded the embedding model and weights %s (threshold %.3f) in %.1f s",
+        section.weights or "shipped with postveil",
+        weights.threshold,
+        time.monotonic() - started,
+    )
+    return scorer
+
+
+_EPILOG = f"""configuration:
+  --config defaults to ${CONFIG_ENV}, else {DEFAULT_CONFIG_PATH}. The daemon reads the
+  classifier section; it starts whether or not classifier.enabled is set, so that it
+  can be running before the milter's configuration enables it.
+
+signals:
+  TERM, INT  stop: finish the requests in progress, remove the socket and exit 0
+  HUP        ignored with a log line; restart the daemon to apply a new configuration
+
+exit status:
+  0   stopped by a signal
+  78  invalid configuration, weights or model that cannot be loaded, or a socket that
+      cannot be opened (EX_CONFIG; the systemd unit does not restart on it)
+  1   any other failure
+"""
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog=PROGRAM,
+        description="Score messages for postveil-milter with a sentence-embedding model.",
+        epilog=_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument(
+        "-c",
+        "--config",
+        metavar="PATH",
+        help=f"configuration file (YAML; default: ${CONFIG_ENV}, else {DEFAULT_CONFIG_PATH})",
+    )
+    parser.add_argument("--version", action="version", version=f"{PROGRAM} {__version__}")
+    return parser.parse_args(argv)
+
+
+async def serve(section: ClassifierSection, scorer: Scorer, listener: socket.socket) -> int:
+    daemon = ClassifierDaemon(section, scorer)
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, daemon.request_stop, signum)
+    loop.add_signal_handler(
+        signal.SIGHUP,
+        log.warning,
+        "SIGHUP: %s does not reload; restart it to apply changes",
+        PROGRAM,
+    )
+    return await daemon.run(listener)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    config = load_daemon_config(PROGRAM, args.config)
+    if config is None or not start_logging(PROGRAM, config):
+        return EX_CONFIG
+    section = config.classifier
+    log.info("starting with configuration %s (version %s)", config.source, config.version)
+    try:
+        scorer = load_scorer(section)
+        listener = open_listener(section)
+    except ClassifierError as exc:
+        log.critical("cannot start: %s", exc)
+        return EX_CONFIG
+    return asyncio.run(serve(section, scorer, listener))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

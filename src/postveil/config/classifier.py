@@ -1,0 +1,61 @@
+"""The ``classifier`` section: whether and how the milter queries postveil-classifierd."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field, field_validator
+
+from postveil.config.types import PositiveDuration, Section, check_socket_mode
+
+
+class ClassifierSection(Section):
+    """A second opinion from a trained model on mail the rules pass (docs/classifier.md)."""
+
+    enabled: bool = False
+    """Ask postveil-classifierd about messages the rules do not report. Off by default:
+    the daemon needs PyTorch (the ``classifier`` extra) and about 0.6 GB of memory."""
+
+    socket: str = "/run/postveil-classifier/classifier.sock"
+    """Absolute path of postveil-classifierd's unix socket."""
+
+    socket_mode: str = "0660"
+    """Permissions of the socket, octal. The milter's user must be able to connect."""
+
+    socket_group: str | None = None
+    """Group that owns the socket; null keeps the daemon's own group."""
+
+    timeout: PositiveDuration = 5.0
+    """Time budget for one reply, connecting included. When the daemon is busy, a
+    message waits behind the ones before it."""
+
+    ask: Literal["health", "always"] = "health"
+    """Which messages that the rules pass are sent. ``health`` sends only those with
+    some health information, clinical shorthand or a recipient-health phrase, because
+    each costs tens of milliseconds of CPU. ``always`` sends every one."""
+
+    threshold: float | None = Field(default=None, gt=0, lt=1)
+    """Probability from which the model makes a message sensitive. Null uses the
+    threshold chosen when the weights were trained."""
+
+    on_failure: Literal["tempfail", "rules"] = "tempfail"
+    """When the daemon does not reply in time: ``tempfail`` defers the message (451) so
+    Postfix retries; ``rules`` keeps the rules' verdict and logs a warning."""
+
+    workers: int = Field(default=1, ge=1, le=16)
+    """Messages the daemon embeds at once, one CPU core each."""
+
+    weights: str | None = None
+    """Path of a weights file written by scripts/train_classifier.py. Null uses the
+    weights shipped with postveil."""
+
+    @field_validator("socket")
+    @classmethod
+    def _check_socket(cls, value: str) -> str:
+        if not value.startswith("/"):
+            raise ValueError(
+                f"invalid socket {value!r}: expected an absolute path such as /run/postveil-classifier/classifier.sock"
+            )
+        return value
+
+    _check_mode = field_validator("socket_mode", mode="before")(check_socket_mode)
