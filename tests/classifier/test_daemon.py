@@ -8,6 +8,7 @@ import socket
 import struct
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -86,6 +87,37 @@ def test_log_has_counts_not_text(classifierd: RunningClassifier) -> None:
         assert word not in log
 
 
+def test_sigterm_replies_to_received_requests(tmp_path: Path) -> None:
+    running = start_classifier(tmp_path)
+    long_text = " ".join([ORDINARY] * 40)
+    connections = []
+    try:
+        for _ in range(6):
+            connection = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            connection.settimeout(30)
+            connection.connect(running.socket)
+            body = json.dumps({"text": long_text}).encode()
+            connection.sendall(struct.pack("!I", len(body)) + body)
+            connections.append(connection)
+        idle = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        idle.settimeout(30)
+        idle.connect(running.socket)
+        connections.append(idle)
+        time.sleep(0.5)  # the daemon has read the requests; one worker reads them in turn
+        assert stop_classifier(running) == 0
+
+        for connection in connections[:-1]:
+            length = struct.unpack("!I", receive(connection, 4))[0]
+            assert "probability" in json.loads(receive(connection, length))
+        assert idle.recv(1) == b""
+    finally:
+        for connection in connections:
+            connection.close()
+    log = running.log.read_text()
+    assert "Traceback" not in log
+    assert "stopped" in log
+
+
 def test_sigterm_removes_socket(tmp_path: Path) -> None:
     running = start_classifier(tmp_path)
     assert stop_classifier(running) == 0
@@ -160,7 +192,7 @@ def test_shipped_weights_exclude_held_out_set() -> None:
                     "max_words": 1,
                 }
             ),
-            "out of range",
+            "between 0 and 1",
         ),
     ],
 )

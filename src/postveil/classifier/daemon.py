@@ -36,6 +36,9 @@ IDLE_TIMEOUT = 60.0
 """Seconds a connection may wait between requests before the daemon closes it."""
 REQUEST_TIMEOUT = 10.0
 """Seconds a client has to send the rest of a request once its length arrived."""
+STOP_GRACE = 10.0
+"""Seconds a stop waits for the replies to requests already received. The systemd
+unit's TimeoutStopSec (15 s) is longer."""
 
 
 class Scorer:
@@ -59,6 +62,10 @@ class ClassifierDaemon:
         )
         self._stop = asyncio.Event()
         self._stop_signal: str | None = None
+        # Connection handlers, and those of them waiting for a request rather than
+        # working on one: a stop cancels the waiting ones and lets the others finish.
+        self._connections: set[asyncio.Task[None]] = set()
+        self._waiting: set[asyncio.Task[None]] = set()
 
     def request_stop(self, signum: int) -> None:
         if self._stop_signal is None:
@@ -78,22 +85,46 @@ class ClassifierDaemon:
         sdnotify.SystemdNotifier().notify("READY=1")
         await self._stop.wait()
         server.close()
-        await server.wait_closed()
+        await self._finish_requests()
         self._executor.shutdown(wait=True, cancel_futures=True)
         with contextlib.suppress(FileNotFoundError):
             os.unlink(self.section.socket)
         log.info("stopped")
         return 0
 
+    async def _finish_requests(self) -> None:
+        """Close idle connections and give requests already received STOP_GRACE
+        seconds to get their replies."""
+        for task in self._waiting:
+            task.cancel()
+        if not self._connections:
+            return
+        _, pending = await asyncio.wait(self._connections, timeout=STOP_GRACE)
+        if pending:
+            log.warning(
+                "%d request(s) still in progress after %g s: closing their connections",
+                len(pending),
+                STOP_GRACE,
+            )
+            for task in pending:
+                task.cancel()
+            await asyncio.wait(pending)
+
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        task = asyncio.current_task()
+        assert task is not None
+        self._connections.add(task)
         try:
             while not self._stop.is_set():
+                self._waiting.add(task)
                 try:
                     header = await asyncio.wait_for(
                         reader.readexactly(FRAME_HEADER.size), IDLE_TIMEOUT
                     )
-                except (asyncio.IncompleteReadError, TimeoutError):
+                except (asyncio.IncompleteReadError, TimeoutError, asyncio.CancelledError):
                     return
+                finally:
+                    self._waiting.discard(task)
                 (length,) = FRAME_HEADER.unpack(header)
                 if length > MAX_FRAME:
                     log.warning(
@@ -112,6 +143,7 @@ class ClassifierDaemon:
         except ConnectionError:
             return
         finally:
+            self._connections.discard(task)
             writer.close()
             with contextlib.suppress(ConnectionError):
                 await writer.wait_closed()
@@ -145,17 +177,24 @@ class ClassifierDaemon:
         await writer.drain()
 
 
-def open_listener(section: ClassifierSection) -> socket.socket:
-    """Bind the unix socket, replacing a stale one; raises ClassifierError."""
-    path = section.socket
-    parent = os.path.dirname(path)
+def check_listener(section: ClassifierSection) -> int | None:
+    """Check that the socket can be opened, removing a stale one, and return the
+    socket group's id; raises ClassifierError. The daemon runs it before it spends
+    seconds loading the model."""
+    parent = os.path.dirname(section.socket)
     if not os.path.isdir(parent):
         raise ClassifierError(
             f"directory {parent} of classifier.socket does not exist (the systemd unit creates "
             "/run/postveil-classifier with RuntimeDirectory=)"
         )
-    _remove_stale_socket(path)
-    group_id = _socket_group_id(section)
+    _remove_stale_socket(section.socket)
+    return _socket_group_id(section)
+
+
+def open_listener(section: ClassifierSection) -> socket.socket:
+    """Bind the unix socket, replacing a stale one; raises ClassifierError."""
+    path = section.socket
+    group_id = check_listener(section)
 
     listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     try:
@@ -167,7 +206,7 @@ def open_listener(section: ClassifierSection) -> socket.socket:
     except OSError as exc:
         listener.close()
         raise ClassifierError(
-            f"cannot listen on {path} (classifier.socket): {exc.strerror}"
+            f"cannot listen on {path} (classifier.socket): {exc.strerror or exc}"
         ) from exc
     listener.setblocking(False)
     return listener
@@ -277,6 +316,7 @@ def main(argv: list[str] | None = None) -> int:
     section = config.classifier
     log.info("starting with configuration %s (version %s)", config.source, config.version)
     try:
+        check_listener(section)
         scorer = load_scorer(section)
         listener = open_listener(section)
     except ClassifierError as exc:
