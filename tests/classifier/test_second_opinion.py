@@ -278,4 +278,10 @@ def test_scan_reports_classifier_down(tmp_path: Path, capsys: pytest.CaptureFixt
     assert cli_main(["scan", "--config", str(config), str(path)]) == 1
     captured = capsys.readouterr()
     assert "the rules' verdict only: cannot reach postveil-classifierd" in captured.err
+    assert "or pass --no-classifier" in captured.err
     assert "not sensitive" in captured.out
+
+    assert cli_main(["scan", "--json", "--config", str(config), str(path)]) == 1
+    record = json.loads(capsys.readouterr().out)
+    assert record["classifier"] is None
+    assert "cannot reach postveil-classifierd" in record["classifier_error"]

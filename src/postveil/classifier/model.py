@@ -51,40 +51,76 @@ class Weights:
 
 
 def load_weights(path: str | os.PathLike[str] | None = None) -> Weights:
-    """Read the weights from ``path``, or the ones shipped with postveil."""
-    try:
-        if path is None:
-            text = (resources.files("postveil.classifier") / "data" / WEIGHTS_RESOURCE).read_text(
-                encoding="utf-8"
-            )
-            source = f"postveil/classifier/data/{WEIGHTS_RESOURCE}"
-        else:
+    """Read and check the weights at ``path``, or the ones shipped with postveil."""
+    if path is None:
+        source = f"postveil/classifier/data/{WEIGHTS_RESOURCE}"
+        text = (resources.files("postveil.classifier") / "data" / WEIGHTS_RESOURCE).read_text(
+            encoding="utf-8"
+        )
+    else:
+        source = str(path)
+        try:
             text = Path(path).read_text(encoding="utf-8")
-            source = str(path)
-    except OSError as exc:
-        raise ClassifierError(f"cannot read classifier weights {path}: {exc.strerror}") from exc
+        except (OSError, UnicodeDecodeError) as exc:
+            reason = exc.strerror if isinstance(exc, OSError) else "not UTF-8 text"
+            raise ClassifierError(
+                f"cannot read classifier weights {path}: {reason}{_WEIGHTS_FIX}"
+            ) from exc
     try:
         data = json.loads(text)
-        coefficients = tuple(float(value) for value in data["coefficients"])
-        weights = Weights(
-            coefficients=coefficients,
-            intercept=float(data["intercept"]),
-            threshold=float(data["threshold"]),
-            piece_words=int(data["piece_words"]),
-            max_words=int(data["max_words"]),
-            description=dict(data.get("description", {})),
-        )
-    except (ValueError, KeyError, TypeError) as exc:
-        raise ClassifierError(f"invalid classifier weights in {source}: {exc!r}") from exc
-    if len(coefficients) != DIMENSIONS or not all(map(math.isfinite, coefficients)):
+    except ValueError as exc:
         raise ClassifierError(
-            f"invalid classifier weights in {source}: expected {DIMENSIONS} finite coefficients"
-        )
-    if not 0 < weights.threshold < 1 or weights.piece_words < 1 or weights.max_words < 1:
+            f"invalid classifier weights in {source}: not JSON ({exc}){_WEIGHTS_FIX}"
+        ) from exc
+    if not isinstance(data, dict):
         raise ClassifierError(
-            f"invalid classifier weights in {source}: threshold, piece_words or max_words out of range"
+            f"invalid classifier weights in {source}: expected a JSON object{_WEIGHTS_FIX}"
         )
-    return weights
+    problem = _weights_problem(data)
+    if problem is not None:
+        raise ClassifierError(f"invalid classifier weights in {source}: {problem}{_WEIGHTS_FIX}")
+    return Weights(
+        coefficients=tuple(float(value) for value in data["coefficients"]),
+        intercept=float(data["intercept"]),
+        threshold=float(data["threshold"]),
+        piece_words=int(data["piece_words"]),
+        max_words=int(data["max_words"]),
+        description=dict(data.get("description") or {}),
+    )
+
+
+_WEIGHTS_FIX = (
+    "; write the file with scripts/train_classifier.py, or set classifier.weights: null "
+    "to use the weights shipped with postveil"
+)
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _weights_problem(data: dict[str, Any]) -> str | None:
+    """Return what is wrong with a parsed weights file, or None."""
+    for key in ("coefficients", "intercept", "threshold", "piece_words", "max_words"):
+        if key not in data:
+            return f"missing key {key!r}"
+    coefficients = data["coefficients"]
+    if not isinstance(coefficients, list) or len(coefficients) != DIMENSIONS:
+        return f"coefficients: expected a list of {DIMENSIONS} numbers"
+    if not all(map(_is_number, coefficients)):
+        return "coefficients: expected finite numbers only"
+    if not _is_number(data["intercept"]):
+        return f"intercept: expected a number, got {data['intercept']!r}"
+    threshold = data["threshold"]
+    if not _is_number(threshold) or not 0 < threshold < 1:
+        return f"threshold: expected a probability between 0 and 1 (exclusive), got {threshold!r}"
+    for key in ("piece_words", "max_words"):
+        value = data[key]
+        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+            return f"{key}: expected a positive whole number, got {value!r}"
+    if "description" in data and not isinstance(data["description"], (dict, type(None))):
+        return "description: expected a JSON object"
+    return None
 
 
 def pieces(text: str, piece_words: int, max_words: int) -> list[str]:

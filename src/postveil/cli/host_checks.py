@@ -15,6 +15,7 @@ from __future__ import annotations
 import grp
 import os
 import shutil
+import socket
 import stat
 
 from postveil.config import Config
@@ -140,25 +141,68 @@ def _smime_warnings(config: Config) -> list[str]:
     return warnings
 
 
+_CLASSIFIER_NOT_STARTING = "postveil-classifierd would exit with status 78 here"
+
+
 def _classifier_warnings(config: Config) -> list[str]:
-    """When the classifier is enabled, its socket should exist: the daemon is running."""
+    """When the classifier is enabled: what would stop its daemon, and whether it is
+    listening on its socket now."""
     section = config.classifier
     if not section.enabled:
         return []
-    if section.on_failure == "tempfail":
-        consequence = (
-            "so postveil-milter would defer (451) every message that the rules pass and "
-            "that has health information, until postveil-classifierd runs"
+    warnings: list[str] = []
+
+    if section.weights is not None:
+        warnings += _file_warnings("classifier.weights", section.weights, _CLASSIFIER_NOT_STARTING)
+    if section.socket_group is not None:
+        try:
+            grp.getgrnam(section.socket_group)
+        except KeyError:
+            warnings.append(
+                f"classifier.socket_group {section.socket_group!r} does not exist on this host, "
+                f"so {_CLASSIFIER_NOT_STARTING}"
+            )
+
+    directory = os.path.dirname(section.socket)
+    if not os.path.isdir(directory):
+        warnings.append(
+            f"classifier.socket: directory {directory} does not exist on this host, so "
+            f"{_CLASSIFIER_NOT_STARTING} (the systemd unit creates /run/postveil-classifier)"
         )
+
+    if section.on_failure == "tempfail":
+        consequence = "defers (451) every message that the rules pass and that has health information"
     else:
-        consequence = "so postveil-milter would use the rules' verdict alone, with a warning per message"
+        consequence = "uses the rules' verdict alone, with a warning per message"
+    problem = _socket_problem(section.socket)
+    if problem is not None:
+        warnings.append(
+            f"classifier.socket {section.socket} {problem}; until postveil-classifierd "
+            f"listens on it, postveil-milter {consequence}"
+        )
+    return warnings
+
+
+def _socket_problem(path: str) -> str | None:
+    """Return why no daemon would accept connections on the unix socket at ``path``, or None."""
     try:
-        is_socket = stat.S_ISSOCK(os.stat(section.socket).st_mode)
+        mode = os.stat(path).st_mode
     except OSError:
-        return [f"classifier.socket {section.socket} does not exist on this host (postveil-classifierd is not running), {consequence}"]
-    if not is_socket:
-        return [f"classifier.socket {section.socket} is not a socket, {consequence}"]
-    return []
+        return "does not exist on this host (postveil-classifierd is not running)"
+    if not stat.S_ISSOCK(mode):
+        return "is not a socket"
+    probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        probe.settimeout(2)
+        probe.connect(path)
+    except OSError as exc:
+        return (
+            f"exists, but no process accepts connections on it ({exc.strerror or exc}), "
+            "as after a daemon was stopped with SIGKILL"
+        )
+    finally:
+        probe.close()
+    return None
 
 
 def _file_warnings(key: str, path: str, consequence: str) -> list[str]:

@@ -89,7 +89,8 @@ def verdict_record(path: str, verdict: Verdict, *, classifier: bool = False) -> 
         "unscanned_parts": verdict.unscanned_parts,
     }
     if classifier:
-        # The model's probability, or null when the message was not sent to it.
+        # The model's probability, or null when the message was not sent to it or the
+        # daemon failed ("classifier_error" then says why).
         record["classifier"] = verdict.classifier
     return record
 
@@ -112,13 +113,21 @@ def run(args: argparse.Namespace) -> int:
             status = 1
             continue
         verdict, texts = detector.scan_message_texts(raw)
+        failure = None
         if second_opinion is not None:
             try:
                 verdict = second_opinion.review(verdict, texts)
             except ClassifierUnavailable as exc:
-                print(f"{path}: the rules' verdict only: {exc}", file=sys.stderr)
+                failure = str(exc)
+                print(
+                    f"{path}: the rules' verdict only: {exc}. Start postveil-classifierd, check "
+                    "classifier.socket, or pass --no-classifier.",
+                    file=sys.stderr,
+                )
                 status = 1
         record = verdict_record(path, verdict, classifier=second_opinion is not None)
+        if failure is not None:
+            record["classifier_error"] = failure
         if args.json:
             print(json.dumps(record, sort_keys=False))
         else:

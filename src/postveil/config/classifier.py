@@ -8,6 +8,10 @@ from pydantic import Field, field_validator
 
 from postveil.config.types import PositiveDuration, Section, check_socket_mode
 
+MAX_SOCKET_PATH = 107
+"""Maximum bytes of a unix socket path on Linux: sun_path has 108, one of them the
+final NUL."""
+
 
 class ClassifierSection(Section):
     """A second opinion from a trained model on mail the rules pass (docs/classifier.md)."""
@@ -30,11 +34,12 @@ class ClassifierSection(Section):
     message waits behind the ones before it."""
 
     ask: Literal["health", "always"] = "health"
-    """Which messages that the rules pass are sent. ``health`` sends only those with
-    some health information, clinical shorthand or a recipient-health phrase, because
-    each costs tens of milliseconds of CPU. ``always`` sends every one."""
+    """Choice of the messages, among those the rules pass, that are sent. ``health``
+    sends only those with some health information, clinical shorthand or a
+    recipient-health phrase, because each costs tens of milliseconds of CPU. ``always``
+    sends every one."""
 
-    threshold: float | None = Field(default=None, gt=0, lt=1)
+    threshold: float | None = None
     """Probability from which the model makes a message sensitive. Null uses the
     threshold chosen when the weights were trained."""
 
@@ -54,7 +59,36 @@ class ClassifierSection(Section):
     def _check_socket(cls, value: str) -> str:
         if not value.startswith("/"):
             raise ValueError(
-                f"invalid socket {value!r}: expected an absolute path such as /run/postveil-classifier/classifier.sock"
+                f"invalid socket {value!r}: expected an absolute path such as "
+                "/run/postveil-classifier/classifier.sock"
+            )
+        size = len(value.encode("utf-8"))
+        if size > MAX_SOCKET_PATH:
+            raise ValueError(
+                f"invalid socket {value!r}: the path is {size} bytes, and a unix socket's "
+                f"path may have at most {MAX_SOCKET_PATH}"
+            )
+        return value
+
+    @field_validator("threshold", mode="before")
+    @classmethod
+    def _check_threshold(cls, value: object) -> object:
+        if value is None:
+            return value
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value < 1:
+            raise ValueError(
+                f"invalid threshold {value!r}: expected a probability between 0 and 1 "
+                "(exclusive), or null for the threshold the weights were trained with"
+            )
+        return value
+
+    @field_validator("weights")
+    @classmethod
+    def _check_weights(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith("/"):
+            raise ValueError(
+                f"invalid weights {value!r}: expected an absolute path (the daemon's "
+                "working directory is / under systemd), or null for the shipped weights"
             )
         return value
 
