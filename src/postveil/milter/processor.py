@@ -52,7 +52,15 @@ class MessageProcessor:
         self.cache = cache if cache is not None else open_cache(config.policyd)
         self.audit = audit if audit is not None else AuditLog(config.audit, program="postveil-milter")
         self.rewrites = _read_rewrites(config) if config.milter.check_recipient_rewrites else None
-        self.second_opinion = SecondOpinion(config.classifier) if config.classifier.enabled else None
+        self.second_opinion = None
+        if config.classifier.enabled:
+            self.second_opinion = SecondOpinion(config.classifier)
+            log.info(
+                "asking postveil-classifierd at %s about mail the rules pass (ask: %s, on_failure: %s)",
+                config.classifier.socket,
+                config.classifier.ask,
+                config.classifier.on_failure,
+            )
 
     def close(self) -> None:
         self.cache.close()
