@@ -13,6 +13,7 @@ from postveil.config.classifier import ClassifierSection
 from postveil.config.detection import DetectionSection
 from postveil.detection import Detector
 from tests.classifier.conftest import RunningClassifier
+from tests.detection.corpus_gen import generate
 from tests.detection.labelled_sets import load_labels
 
 REVIEWER13 = Path(__file__).resolve().parents[1] / "detection" / "reviewer13"
@@ -33,3 +34,25 @@ def test_classifier_on_the_held_out_set(classifierd: RunningClassifier) -> None:
 
     assert len(found) >= 39, found
     assert len(false_positives) <= 3, false_positives
+
+
+def test_classifier_on_the_corpus(classifierd: RunningClassifier) -> None:
+    # The generated corpus's 300 ordinary messages include providers' directory
+    # updates (a clinic, an NPI, "referrals"), which the model reports when asked.
+    # With ask: health they are not sent, and the corpus keeps its figures.
+    detector = Detector(DetectionSection())
+    second_opinion = SecondOpinion(
+        ClassifierSection(enabled=True, socket=classifierd.socket, timeout="30s")
+    )
+    missed: list[str] = []
+    false_positives: list[str] = []
+    for name, raw, meta in generate():
+        verdict, texts = detector.scan_message_texts(raw)
+        sensitive = second_opinion.review(verdict, texts).sensitive
+        if meta["sensitive"] and not sensitive:
+            missed.append(name)
+        elif sensitive and not meta["sensitive"]:
+            false_positives.append(name)
+
+    assert missed == []
+    assert false_positives == []

@@ -109,8 +109,12 @@ def test_review_sends_only_asked_messages(tmp_path: Path) -> None:
     every = SecondOpinion(ClassifierSection(enabled=True, socket=absent, ask="always"))
     sensitive_text = f"Patient {planted.PATIENT_NAME}, MRN {planted.MRN}, diabetes follow-up."
 
-    for text in (sensitive_text, ORDINARY):
-        # Sensitive by the rules, or no health word with ask: health: not sent.
+    directory_update = (
+        "Dr. Smith joined Riverside Family Medicine. Accepting referrals from Monday."
+    )
+    for text in (sensitive_text, ORDINARY, directory_update):
+        # Sensitive by the rules, or no condition, drug, procedure or test with ask:
+        # health: not sent.
         verdict, texts = rules_verdict(text)
         assert health.review(verdict, texts) == verdict
     verdict, texts = rules_verdict(ORDINARY_WITH_HEALTH_WORDS)

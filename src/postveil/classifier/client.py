@@ -32,8 +32,14 @@ MAX_TEXT_CHARS = 200_000
 """Characters of a message's text sent. The daemon reads only its first words
 (``max_words`` of the weights, 1,500 for the shipped ones), which fit well within."""
 
-ASK_CATEGORIES = HEALTH | RECIPIENT | CLINICAL_CONTEXT
-"""Categories that make a message worth asking about when ``classifier.ask`` is ``health``."""
+ASK_CATEGORIES = (
+    (HEALTH - {"treatment", "clinician_id", "care_setting"}) | RECIPIENT | CLINICAL_CONTEXT
+)
+"""Categories that make a message worth sending when ``classifier.ask`` is ``health``:
+a condition, drug, procedure, test result or code, clinical shorthand, or a
+recipient-health phrase. Treatment words, clinician ids and care settings alone are
+left out, as they weigh little in the rules: the model reported providers' directory
+updates (a clinic, an NPI and "referrals") as sensitive."""
 
 RULE = "classifier"
 """The verdict's rule when the model's probability made the message sensitive."""

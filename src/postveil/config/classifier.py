@@ -35,9 +35,9 @@ class ClassifierSection(Section):
 
     ask: Literal["health", "always"] = "health"
     """Choice of the messages, among those the rules pass, that are sent. ``health``
-    sends only those with some health information, clinical shorthand or a
-    recipient-health phrase, because each costs tens of milliseconds of CPU. ``always``
-    sends every one."""
+    sends only those with a condition, drug, procedure, test result or code, clinical
+    shorthand or a recipient-health phrase, because each costs tens of milliseconds of
+    CPU. ``always`` sends every one."""
 
     threshold: float | None = None
     """Probability from which the model makes a message sensitive. Null uses the
