@@ -50,8 +50,11 @@ def test_daemon_probabilities(classifierd: RunningClassifier) -> None:
     assert sensitive >= threshold
     assert client.probability(ORDINARY)[0] < 0.2
     assert client.probability(ORDINARY_WITH_HEALTH_WORDS)[0] < 0.2
-    # An empty message is a valid question.
+    # An empty message is a valid request.
     assert 0 <= client.probability("")[0] < threshold
+    # Control characters take 6 bytes each in JSON; the text is cut to fit a frame.
+    assert 0 <= client.probability("\x01\x00" * 300_000)[0] <= 1
+    assert 0 <= client.probability("caf\udce9 " * 50_000)[0] <= 1
 
 
 def test_malformed_request_keeps_connection(

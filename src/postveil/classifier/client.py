@@ -28,9 +28,10 @@ log = logging.getLogger("postveil.classifier")
 FRAME_HEADER = struct.Struct("!I")
 MAX_FRAME = 1 << 20
 """Largest frame either side accepts (1 MiB)."""
-MAX_TEXT_CHARS = 200_000
+MAX_TEXT_CHARS = 100_000
 """Characters of a message's text sent. The daemon reads only its first words
-(``max_words`` of the weights, 1,500 for the shipped ones), which fit well within."""
+(``max_words`` of the weights, 510 for the shipped ones), which fit well within. JSON
+writes a control character in 6 bytes, so even a text of nothing else fits a frame."""
 
 ASK_CATEGORIES = (
     (HEALTH - {"treatment", "clinician_id", "care_setting"}) | RECIPIENT | CLINICAL_CONTEXT
