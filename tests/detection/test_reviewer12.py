@@ -7,9 +7,10 @@ notes, in US, UK, Canadian and Australian wording.
 
 That rule dropped 23 of the 40 that the code before it caught, and was undone
 (docs/detection-evaluation.md, "Twelfth reviewer set"). On the code without it the set
-gives recall 33 of 40, and 3 of the 10 ordinary messages are reported (a supplier's
-statement for insulin pen needles, a property policy naming the MRI suite, a wholesale
-drug order). The assertions are those figures, with no margin.
+gave recall 33 of 40, and 37 after the words its misses lacked (fertility treatment,
+hearing loss, CPAP, MS infusions) were added. 3 of the 10 ordinary messages are
+reported: a supplier's statement for insulin pen needles, a property policy naming the
+MRI suite, a wholesale drug order. The assertions are those figures, with no margin.
 """
 
 from __future__ import annotations
@@ -35,5 +36,5 @@ def test_reviewer12_labels_complete(labels: Labels) -> None:
 
 def test_reviewer12_precision_and_recall(detector: Detector, labels: Labels) -> None:
     result = evaluate_folder(detector, REVIEWER12, labels)
-    assert result.messages.recall >= 33 / 40, result.false_negatives
+    assert result.messages.recall >= 37 / 40, result.false_negatives
     assert len(result.false_positives) <= 3, result.false_positives

@@ -36,5 +36,5 @@ def test_reviewer6_labels_complete(labels: Labels) -> None:
 
 def test_reviewer6_precision_and_recall(detector: Detector, labels: Labels) -> None:
     result = evaluate_folder(detector, REVIEWER6, labels)
-    assert result.messages.recall >= 29 / 50, result.false_negatives
+    assert result.messages.recall >= 30 / 50, result.false_negatives
     assert result.messages.precision >= 1.0, result.false_positives

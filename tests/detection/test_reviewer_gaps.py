@@ -180,6 +180,11 @@ VOCABULARY_CASES = [
     ("lithium batteries", "Account number 77120455: lithium batteries x 40 for telemetry.", False),
     ("implant trays", "Account number 88120044: 12 knee implant trays shipped to OR 4.", False),
     ("phq form", "Account number 88120045: please print PHQ-9 forms for the lobby.", False),
+    # Words the twelfth set's misses lacked.
+    ("fertility cycle", "Member number: 4410229017. Egg retrieval on Monday, then embryo transfer.", True),
+    ("hearing loss", "Acct 5512907: sensorineural hearing loss, left ear.", True),
+    ("sleep apnea machine", "Member ID 88812345: CPAP compliance report attached.", True),
+    ("ms infusion", "Policy # 77120456 - Ocrevus infusion approved.", True),
 ]
 
 
