@@ -56,3 +56,22 @@ def test_classifier_on_the_corpus(classifierd: RunningClassifier) -> None:
 
     assert missed == []
     assert false_positives == []
+
+
+def test_classifier_adds_nothing_on_ordinary_health_mail(classifierd: RunningClassifier) -> None:
+    # tests/detection/adversarial6: 40 ordinary messages written to make the model
+    # fire. Before veterinary mail was kept from the model it reported three vets'
+    # notes about named animals; now it adds none to the rules' 7.
+    folder = REVIEWER13.parent / "adversarial6"
+    labels = load_labels(folder)
+    detector = Detector(DetectionSection())
+    second_opinion = SecondOpinion(
+        ClassifierSection(enabled=True, socket=classifierd.socket, timeout="30s")
+    )
+    added = []
+    for name in sorted(labels):
+        verdict, texts = detector.scan_message_texts((folder / name).read_bytes())
+        if second_opinion.review(verdict, texts).sensitive and not verdict.sensitive:
+            added.append(name)
+
+    assert added == []

@@ -112,9 +112,10 @@ def test_review_sends_only_asked_messages(tmp_path: Path) -> None:
     directory_update = (
         "Dr. Smith joined Riverside Family Medicine. Accepting referrals from Monday."
     )
-    for text in (sensitive_text, ORDINARY, directory_update):
-        # Sensitive by the rules, or no condition, drug, procedure or test with ask:
-        # health: not sent.
+    vet_note = "Barney is out of surgery; antibiotics for 5 days. Hannah, veterinary nurse"
+    for text in (sensitive_text, ORDINARY, directory_update, vet_note):
+        # Sensitive by the rules, no condition, drug, procedure or test with ask:
+        # health, or veterinary mail: not sent.
         verdict, texts = rules_verdict(text)
         assert health.review(verdict, texts) == verdict
     verdict, texts = rules_verdict(ORDINARY_WITH_HEALTH_WORDS)

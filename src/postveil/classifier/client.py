@@ -10,6 +10,7 @@ turn. Only this module and :mod:`postveil.classifier.daemon` speak it.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import logging
 import math
@@ -21,6 +22,7 @@ from typing import Any
 from postveil.config.classifier import ClassifierSection
 from postveil.detection.categories import CLINICAL_CONTEXT, HEALTH, RECIPIENT
 from postveil.detection.engine import Verdict
+from postveil.detection.keywords import KeywordMatcher, load_builtin_keywords, lower_same_length
 from postveil.errors import TemporaryFailure
 
 log = logging.getLogger("postveil.classifier")
@@ -44,6 +46,19 @@ updates (a clinic, an NPI and "referrals") as sensitive."""
 
 RULE = "classifier"
 """The verdict's rule when the model's probability made the message sensitive."""
+
+
+@functools.cache
+def _veterinary_words() -> KeywordMatcher:
+    return KeywordMatcher({"veterinary": load_builtin_keywords(icd_words=False)["veterinary"]})
+
+
+def is_veterinary(texts: list[str]) -> bool:
+    """Return whether the texts have words of veterinary mail (the rules' keyword group
+    ``veterinary``: "canine", "equine", "farrier", "veterinary" and others). The model
+    reads a vet's note about a named animal as a patient's, so such mail is not sent."""
+    matcher = _veterinary_words()
+    return any("veterinary" in matcher.search(lower_same_length(text)).spans for text in texts)
 
 
 class ClassifierUnavailable(TemporaryFailure):
@@ -150,6 +165,8 @@ class SecondOpinion:
         if verdict.sensitive:
             return verdict
         if self.section.ask == "health" and ASK_CATEGORIES.isdisjoint(verdict.categories):
+            return verdict
+        if is_veterinary(texts):
             return verdict
         try:
             probability, trained = self.client.probability("\n".join(texts))
