@@ -37,6 +37,8 @@ def test_defaults() -> None:
         ("threshold: 0", "expected a probability between 0 and 1"),
         ('threshold: "0.5"', "expected a probability between 0 and 1"),
         ("weights: weights.json", "expected an absolute path"),
+        ('weights: "/tmp/x\\0y"', "expected an absolute path"),
+        ('socket: "/tmp/c\\0.sock"', "expected an absolute path"),
         ("workers: 17", "less than or equal to 16"),
         ("on_failure: drop", "'tempfail' or 'rules'"),
         ("ask: sometimes", "'health' or 'always'"),

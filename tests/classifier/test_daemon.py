@@ -4,6 +4,7 @@ without closing the connection, never logs the text, and stops cleanly."""
 from __future__ import annotations
 
 import json
+import signal
 import socket
 import struct
 import subprocess
@@ -63,7 +64,8 @@ def test_malformed_request_keeps_connection(
     with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as connection:
         connection.settimeout(10)
         connection.connect(classifierd.socket)
-        for body in (b"not json", b"[1, 2]", b'{"txt": "x"}', b'{"text": 42}', b"\xff\xfe"):
+        nested = b"[" * 200_000 + b"]" * 200_000
+        for body in (b"not json", b"[1, 2]", b'{"txt": "x"}', b'{"text": 42}', b"\xff\xfe", nested):
             reply = exchange(connection, body)
             assert "malformed request" in str(reply["error"])
         reply = exchange(connection, json.dumps({"text": ORDINARY}).encode())
@@ -80,6 +82,48 @@ def test_oversized_request_rejected(classifierd: RunningClassifier) -> None:
         assert connection.recv(1) == b""
     # The daemon still serves others.
     assert ClassifierClient(classifierd.socket, timeout=10).probability(ORDINARY)[0] < 0.2
+
+
+def test_request_of_departed_client_skipped(classifierd: RunningClassifier) -> None:
+    long_body = json.dumps({"text": " ".join([ORDINARY] * 40)}).encode()
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as busy:
+        busy.settimeout(30)
+        busy.connect(classifierd.socket)
+        busy.sendall(struct.pack("!I", len(long_body)) + long_body)
+        time.sleep(0.02)
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as departed:
+            departed.connect(classifierd.socket)
+            departed.sendall(struct.pack("!I", len(long_body)) + long_body)
+        length = struct.unpack("!I", receive(busy, 4))[0]
+        assert "probability" in json.loads(receive(busy, length))
+    deadline = time.monotonic() + 10
+    while "skipped a request whose client closed" not in classifierd.log.read_text():
+        assert time.monotonic() < deadline, "the departed client's request was scored"
+        time.sleep(0.1)
+
+
+def test_sighup_during_load_is_ignored(tmp_path: Path) -> None:
+    config = write_config(tmp_path)
+    log = tmp_path / "classifierd.log"
+    process = subprocess.Popen(
+        [sys.executable, "-m", "postveil.classifier.daemon", "--config", str(config)],
+        stdout=log.open("wb"),
+        stderr=subprocess.STDOUT,
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while "starting with configuration" not in log.read_text():
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+        process.send_signal(signal.SIGHUP)
+        while "ready on" not in log.read_text():
+            assert process.poll() is None, log.read_text()[-1000:]
+            assert time.monotonic() < deadline
+            time.sleep(0.1)
+        assert "does not reload" in log.read_text()
+    finally:
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(30) == 0
 
 
 def test_log_has_counts_not_text(classifierd: RunningClassifier) -> None:
@@ -181,6 +225,14 @@ def test_shipped_weights_exclude_held_out_set() -> None:
     ("content", "problem"),
     [
         ("{", "invalid classifier weights"),
+        (
+            '{"coefficients": ['
+            + ", ".join(["0"] * 384)
+            + '], "intercept": 1'
+            + "0" * 400
+            + ', "threshold": 0.5, "piece_words": 1, "max_words": 1}',
+            "intercept: expected a number",
+        ),
         (
             '{"coefficients": [1, 2], "intercept": 0, "threshold": 0.5, "piece_words": 1, "max_words": 1}',
             "384",

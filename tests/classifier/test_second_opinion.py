@@ -133,7 +133,12 @@ def test_on_failure_rules_keeps_verdict(tmp_path: Path, caplog: pytest.LogCaptur
     verdict, texts = rules_verdict(MISSED_BY_RULES)
 
     with caplog.at_level(logging.WARNING, logger="postveil.classifier"):
-        assert SecondOpinion(section).review(verdict, texts) == verdict
+        reviewed = SecondOpinion(section).review(verdict, texts, queue_id="Q9")
+    assert reviewed.sensitive is verdict.sensitive
+    assert reviewed.rule == verdict.rule
+    assert reviewed.classifier_error is not None
+    assert "cannot reach postveil-classifierd" in reviewed.classifier_error
+    assert "Q9: cannot reach postveil-classifierd" in caplog.text
     assert "the rules' verdict stands" in caplog.text
     assert "Liam" not in caplog.text
 
@@ -155,6 +160,10 @@ def test_client_times_out_on_silence(silent_server: str) -> None:
         (b"\x00\x00\x00\x10{}", "connection closed"),
         (frame(b'{"error": "gpu"}'), "postveil-classifierd failed: gpu"),
         (frame(b'{"probability": 2, "threshold": 0.5}'), "out of range"),
+        (frame(b'{"probability": 1' + b"0" * 400 + b', "threshold": 0.5}'), "no probability"),
+        (frame(b'{"probability": true, "threshold": 0.5}'), "no probability"),
+        (frame(b'{"probability": "0.99", "threshold": 0.5}'), "no probability"),
+        (frame(b"[" * 100_000 + b"]" * 100_000), "nested too deeply"),
         (b"\xff\xff\xff\xff", "exceeds"),
     ],
 )
@@ -227,6 +236,30 @@ def test_milter_routes_classifier_finding_sensitive(
             message(ORDINARY), queue_id="Q2", sender=SENDER, recipients=[RECIPIENT]
         )
         assert clean.record.message_class == "clean"
+    finally:
+        processor.close()
+
+
+def test_milter_on_failure_rules_marks_audit(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    config = processor_config(tmp_path, str(tmp_path / "absent.sock"))
+    settings = yaml.safe_load(config.read_text())
+    settings["classifier"]["on_failure"] = "rules"
+    config.write_text(yaml.safe_dump(settings))
+    processor = MessageProcessor(load_config(config))
+    try:
+        with caplog.at_level(logging.WARNING, logger="postveil.classifier"):
+            outcome = processor.decide(
+                message(MISSED_BY_RULES), queue_id="Q7", sender=SENDER, recipients=[RECIPIENT]
+            )
+        assert outcome.record.message_class == "clean"
+        assert outcome.record.classifier_failed
+        assert "Q7: cannot reach postveil-classifierd" in caplog.text
+        processor.record(outcome, "accept")
+        trail = (tmp_path / "audit").glob("*.jsonl")
+        records = [json.loads(line) for path in trail for line in path.read_text().splitlines()]
+        assert "classifier:unavailable" in records[-1]["tags"]
     finally:
         processor.close()
 

@@ -74,10 +74,24 @@ def encode_frame(payload: dict[str, Any]) -> bytes:
 
 def decode_frame_body(data: bytes) -> dict[str, Any]:
     """Parse a frame's body; raises ValueError when it is not a JSON object."""
-    value = json.loads(data.decode("utf-8"))
+    try:
+        value = json.loads(data.decode("utf-8"))
+    except RecursionError:
+        raise ValueError("JSON nested too deeply") from None
     if not isinstance(value, dict):
         raise ValueError("expected a JSON object")
     return value
+
+
+def _probability_value(value: Any) -> float | None:
+    """Return ``value`` as a float when it is a finite JSON number (not a boolean)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    try:
+        number = float(value)
+    except OverflowError:
+        return None
+    return number if math.isfinite(number) else None
 
 
 class ClassifierClient:
@@ -112,14 +126,13 @@ class ClassifierClient:
             raise ClassifierUnavailable(f"invalid reply from postveil-classifierd: {exc}") from exc
         if "error" in reply:
             raise ClassifierUnavailable(f"postveil-classifierd failed: {str(reply['error'])[:200]}")
-        try:
-            probability = float(reply["probability"])
-            threshold = float(reply["threshold"])
-        except (KeyError, TypeError, ValueError):
+        probability = _probability_value(reply.get("probability"))
+        threshold = _probability_value(reply.get("threshold"))
+        if probability is None or threshold is None:
             raise ClassifierUnavailable(
-                "invalid reply from postveil-classifierd: no probability"
-            ) from None
-        if not (0 <= probability <= 1 and 0 < threshold < 1) or math.isnan(probability):
+                "invalid reply from postveil-classifierd: no probability and threshold numbers"
+            )
+        if not (0 <= probability <= 1 and 0 < threshold < 1):
             raise ClassifierUnavailable(
                 "invalid reply from postveil-classifierd: value out of range"
             )
@@ -158,10 +171,11 @@ class SecondOpinion:
             client if client is not None else ClassifierClient(section.socket, section.timeout)
         )
 
-    def review(self, verdict: Verdict, texts: list[str]) -> Verdict:
+    def review(self, verdict: Verdict, texts: list[str], *, queue_id: str | None = None) -> Verdict:
         """Return ``verdict``, made sensitive (rule ``classifier``) when the model's
         probability reaches the threshold. Raises ClassifierUnavailable when the daemon
-        cannot reply and ``on_failure`` is ``tempfail``."""
+        cannot reply and ``on_failure`` is ``tempfail``. ``queue_id`` names the message
+        in the log line of a failure kept by ``on_failure: rules``."""
         if verdict.sensitive:
             return verdict
         if self.section.ask == "health" and ASK_CATEGORIES.isdisjoint(verdict.categories):
@@ -173,8 +187,12 @@ class SecondOpinion:
         except ClassifierUnavailable as exc:
             if self.section.on_failure == "tempfail":
                 raise
-            log.warning("%s; the rules' verdict stands (classifier.on_failure: rules)", exc)
-            return verdict
+            log.warning(
+                "%s: %s; the rules' verdict stands (classifier.on_failure: rules)",
+                queue_id or "-",
+                exc,
+            )
+            return dataclasses.replace(verdict, classifier_error=str(exc))
         threshold = self.section.threshold or trained
         log.debug("classifier probability %.3f, threshold %.3f", probability, threshold)
         if probability < threshold:

@@ -66,6 +66,7 @@ class ClassifierDaemon:
         # working on one: a stop cancels the waiting ones and lets the others finish.
         self._connections: set[asyncio.Task[None]] = set()
         self._waiting: set[asyncio.Task[None]] = set()
+        self._workers = asyncio.Semaphore(section.workers)
 
     def request_stop(self, signum: int) -> None:
         if self._stop_signal is None:
@@ -139,8 +140,17 @@ class ClassifierDaemon:
                 except (asyncio.IncompleteReadError, TimeoutError):
                     log.warning("a client sent an incomplete request")
                     return
-                await self._reply(writer, await self._score_request(body))
+                reply = await self._score_request(body, reader)
+                if reply is None:
+                    return
+                await self._reply(writer, reply)
         except ConnectionError:
+            return
+        except asyncio.CancelledError:
+            # A stop closes this connection after STOP_GRACE; the handler ends here,
+            # because asyncio would log a cancelled handler as an error.
+            if not self._stop.is_set():
+                raise
             return
         finally:
             self._connections.discard(task)
@@ -148,7 +158,11 @@ class ClassifierDaemon:
             with contextlib.suppress(ConnectionError):
                 await writer.wait_closed()
 
-    async def _score_request(self, body: bytes) -> dict[str, object]:
+    async def _score_request(
+        self, body: bytes, reader: asyncio.StreamReader
+    ) -> dict[str, object] | None:
+        """Return the reply to one request, or None when its client left while it
+        waited for a worker."""
         try:
             text = decode_frame_body(body)["text"]
             if not isinstance(text, str):
@@ -156,13 +170,21 @@ class ClassifierDaemon:
         except (ValueError, KeyError, TypeError) as exc:
             log.warning("malformed request: %s", type(exc).__name__)
             return {"error": f'malformed request: expected {{"text": ...}} ({type(exc).__name__})'}
-        started = time.monotonic()
-        try:
-            loop = asyncio.get_running_loop()
-            probability = await loop.run_in_executor(self._executor, self.scorer.probability, text)
-        except Exception as exc:  # noqa: BLE001 - the client gets the error and defers the message
-            log.error("scoring failed: %s", type(exc).__name__)
-            return {"error": f"scoring failed: {type(exc).__name__}"}
+        async with self._workers:
+            # Requests wait here, not in the executor's queue, so one whose client gave
+            # up (its budget ran out, so it closed the connection) costs no model time.
+            if reader.at_eof():
+                log.debug("skipped a request whose client closed the connection")
+                return None
+            started = time.monotonic()
+            try:
+                loop = asyncio.get_running_loop()
+                probability = await loop.run_in_executor(
+                    self._executor, self.scorer.probability, text
+                )
+            except Exception as exc:  # noqa: BLE001 - the client gets the error and defers the message
+                log.error("scoring failed: %s", type(exc).__name__)
+                return {"error": f"scoring failed: {type(exc).__name__}"}
         log.debug(
             "scored %d words in %.0f ms: probability %.3f",
             len(text.split()),
@@ -314,6 +336,14 @@ def main(argv: list[str] | None = None) -> int:
     if config is None or not start_logging(PROGRAM, config):
         return EX_CONFIG
     section = config.classifier
+    # Loading the model takes seconds; a SIGHUP then must not end the daemon (its
+    # default action), since systemd would not restart a daemon ended that way.
+    signal.signal(
+        signal.SIGHUP,
+        lambda signum, frame: log.warning(
+            "SIGHUP: %s does not reload; restart it to apply changes", PROGRAM
+        ),
+    )
     log.info("starting with configuration %s (version %s)", config.source, config.version)
     try:
         check_listener(section)

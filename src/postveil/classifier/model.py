@@ -61,8 +61,9 @@ def load_weights(path: str | os.PathLike[str] | None = None) -> Weights:
         source = str(path)
         try:
             text = Path(path).read_text(encoding="utf-8")
-        except (OSError, UnicodeDecodeError) as exc:
-            reason = exc.strerror if isinstance(exc, OSError) else "not UTF-8 text"
+        except (OSError, ValueError) as exc:
+            # ValueError: a NUL in the path, or UnicodeDecodeError for the content.
+            reason = exc.strerror if isinstance(exc, OSError) else f"{exc}"
             raise ClassifierError(
                 f"cannot read classifier weights {path}: {reason}{_WEIGHTS_FIX}"
             ) from exc
@@ -96,7 +97,13 @@ _WEIGHTS_FIX = (
 
 
 def _is_number(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+    """Return whether ``value`` is a finite JSON number that fits a float."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return False
+    try:
+        return math.isfinite(float(value))
+    except OverflowError:
+        return False
 
 
 def _weights_problem(data: dict[str, Any]) -> str | None:

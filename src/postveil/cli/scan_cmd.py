@@ -119,9 +119,12 @@ def run(args: argparse.Namespace) -> int:
                 verdict = second_opinion.review(verdict, texts)
             except ClassifierUnavailable as exc:
                 failure = str(exc)
+            # With classifier.on_failure: rules the verdict carries the reason instead.
+            failure = failure or verdict.classifier_error
+            if failure is not None:
                 print(
-                    f"{path}: the rules' verdict only: {exc}. Start postveil-classifierd, check "
-                    "classifier.socket, or pass --no-classifier.",
+                    f"{path}: the rules' verdict only: {failure}. Start postveil-classifierd, "
+                    "check classifier.socket, or pass --no-classifier.",
                     file=sys.stderr,
                 )
                 status = 1

@@ -57,7 +57,7 @@ class ClassifierSection(Section):
     @field_validator("socket")
     @classmethod
     def _check_socket(cls, value: str) -> str:
-        if not value.startswith("/"):
+        if not value.startswith("/") or "\x00" in value:
             raise ValueError(
                 f"invalid socket {value!r}: expected an absolute path such as "
                 "/run/postveil-classifier/classifier.sock"
@@ -85,7 +85,7 @@ class ClassifierSection(Section):
     @field_validator("weights")
     @classmethod
     def _check_weights(cls, value: str | None) -> str | None:
-        if value is not None and not value.startswith("/"):
+        if value is not None and (not value.startswith("/") or "\x00" in value):
             raise ValueError(
                 f"invalid weights {value!r}: expected an absolute path (the daemon's "
                 "working directory is / under systemd), or null for the shipped weights"

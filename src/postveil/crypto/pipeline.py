@@ -145,6 +145,7 @@ def process_message(
         detection_rule=verdict.rule if verdict is not None and verdict.sensitive else None,
         unscanned_parts=len(getattr(verdict, "unscanned_parts", []) or []),
         config_version=config_version,
+        classifier_failed=getattr(verdict, "classifier_error", None) is not None,
     )
     return Outcome(triggers, classification, decisions, plan, versions, notice, record)
 

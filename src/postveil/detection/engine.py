@@ -38,6 +38,10 @@ class Verdict:
     """The probability postveil-classifierd gave, when it was asked (rule
     ``classifier`` when it reached the threshold); None when it was not asked."""
 
+    classifier_error: str | None = None
+    """Why postveil-classifierd gave no probability, when the rules' verdict was kept
+    without it (``classifier.on_failure: rules``)."""
+
 
 class Detector:
     """The PHI detector for one configuration. Thread-safe; build once, call often."""

@@ -168,7 +168,7 @@ class MessageProcessor:
         else:
             verdict, texts = self.detector.scan_message_texts(raw)
             # Raises ClassifierUnavailable (a TemporaryFailure) by classifier.on_failure.
-            verdict = self.second_opinion.review(verdict, texts)
+            verdict = self.second_opinion.review(verdict, texts, queue_id=queue_id)
 
         def route(tls: Callable[[], dict[str, TlsRequirement]]) -> Outcome:
             return process_message(
@@ -260,6 +260,10 @@ def audit_decision(outcome: Outcome, action: str) -> MessageDecision:
         # Which detection rule made the message sensitive; "rule:classifier" marks
         # the model's decisions for auditors.
         tags.append(f"rule:{record.detection_rule}")
+    if record.classifier_failed:
+        # postveil-classifierd did not reply and classifier.on_failure kept the rules'
+        # verdict: auditors can list the messages routed without the model.
+        tags.append("classifier:unavailable")
     tags += [_tag_identifier(tag) for tag in record.tags]
     if outcome.triggers.header_trigger:
         tags.append("header:trigger")

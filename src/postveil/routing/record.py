@@ -42,6 +42,9 @@ class DecisionRecord:
     detection_rule: str | None = None
     unscanned_parts: int = 0
     config_version: str = ""
+    classifier_failed: bool = False
+    """postveil-classifierd should have been asked but did not reply, and the rules'
+    verdict was kept (``classifier.on_failure: rules``)."""
 
     @classmethod
     def build(
@@ -59,6 +62,7 @@ class DecisionRecord:
         detection_rule: str | None = None,
         unscanned_parts: int = 0,
         config_version: str = "",
+        classifier_failed: bool = False,
     ) -> DecisionRecord:
         """Assemble a record from routing results; ``categories`` is the verdict's counts."""
         recipients = tuple(
@@ -80,6 +84,7 @@ class DecisionRecord:
             detection_rule=detection_rule,
             unscanned_parts=unscanned_parts,
             config_version=config_version,
+            classifier_failed=classifier_failed,
         )
 
     def log_line(self) -> str:
