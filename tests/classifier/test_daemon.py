@@ -14,9 +14,10 @@ from pathlib import Path
 
 import pytest
 
-from postveil.classifier.client import MAX_FRAME, ClassifierClient
+from postveil.classifier.client import ClassifierClient
 from postveil.classifier.daemon import open_listener
 from postveil.classifier.model import ClassifierError, load_weights
+from postveil.classifier.protocol import MAX_FRAME
 from postveil.config.classifier import ClassifierSection
 from tests.classifier.conftest import (
     RunningClassifier,

@@ -23,7 +23,7 @@ def test_classifier_on_the_held_out_set(classifierd: RunningClassifier) -> None:
     labels = load_labels(REVIEWER13)
     detector = Detector(DetectionSection())
     second_opinion = SecondOpinion(
-        ClassifierSection(enabled=True, socket=classifierd.socket, timeout="30s")
+        ClassifierSection(enabled=True, socket=classifierd.socket, timeout="30s"), detector
     )
     found: list[str] = []
     false_positives: list[str] = []
@@ -42,7 +42,7 @@ def test_classifier_on_the_corpus(classifierd: RunningClassifier) -> None:
     # With ask: health they are not sent, and the corpus keeps its figures.
     detector = Detector(DetectionSection())
     second_opinion = SecondOpinion(
-        ClassifierSection(enabled=True, socket=classifierd.socket, timeout="30s")
+        ClassifierSection(enabled=True, socket=classifierd.socket, timeout="30s"), detector
     )
     missed: list[str] = []
     false_positives: list[str] = []
@@ -66,7 +66,7 @@ def test_classifier_adds_nothing_on_ordinary_health_mail(classifierd: RunningCla
     labels = load_labels(folder)
     detector = Detector(DetectionSection())
     second_opinion = SecondOpinion(
-        ClassifierSection(enabled=True, socket=classifierd.socket, timeout="30s")
+        ClassifierSection(enabled=True, socket=classifierd.socket, timeout="30s"), detector
     )
     added = []
     for name in sorted(labels):

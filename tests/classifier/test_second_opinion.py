@@ -15,7 +15,6 @@ from pathlib import Path
 import pytest
 import yaml
 
-from postveil.audit import generate_key_file
 from postveil.classifier.client import ClassifierClient, ClassifierUnavailable, SecondOpinion
 from postveil.cli.main import main as cli_main
 from postveil.config import load_config
@@ -27,6 +26,7 @@ from postveil.milter.processor import MessageProcessor
 from tests import planted
 from tests.classifier.conftest import RunningClassifier
 from tests.classifier.texts import MISSED_BY_RULES, ORDINARY, ORDINARY_WITH_HEALTH_WORDS
+from tests.milter.processor_config import write_processor_config
 
 SENDER = "coach@club.test"
 RECIPIENT = "parent@family.test"
@@ -44,8 +44,11 @@ def frame(body: bytes) -> bytes:
     return struct.pack("!I", len(body)) + body
 
 
+DETECTOR = Detector(DetectionSection())
+
+
 def rules_verdict(text: str):  # type: ignore[no-untyped-def]
-    return Detector(DetectionSection()).scan_message_texts(message(text))
+    return DETECTOR.scan_message_texts(message(text))
 
 
 @pytest.fixture
@@ -81,7 +84,7 @@ def test_review_reports_what_rules_miss(classifierd: RunningClassifier) -> None:
     assert not verdict.sensitive
     section = ClassifierSection(enabled=True, socket=classifierd.socket)
 
-    reviewed = SecondOpinion(section).review(verdict, texts)
+    reviewed = SecondOpinion(section, DETECTOR).review(verdict, texts)
 
     assert reviewed.sensitive
     assert reviewed.rule == "classifier"
@@ -94,7 +97,7 @@ def test_review_with_higher_threshold(classifierd: RunningClassifier) -> None:
     verdict, texts = rules_verdict(MISSED_BY_RULES)
     section = ClassifierSection(enabled=True, socket=classifierd.socket, threshold=0.9999)
 
-    reviewed = SecondOpinion(section).review(verdict, texts)
+    reviewed = SecondOpinion(section, DETECTOR).review(verdict, texts)
 
     assert not reviewed.sensitive
     assert reviewed.rule == "none"
@@ -105,8 +108,8 @@ def test_review_with_higher_threshold(classifierd: RunningClassifier) -> None:
 def test_review_sends_only_asked_messages(tmp_path: Path) -> None:
     # The socket does not exist, so a message that is sent raises.
     absent = str(tmp_path / "absent.sock")
-    health = SecondOpinion(ClassifierSection(enabled=True, socket=absent))
-    every = SecondOpinion(ClassifierSection(enabled=True, socket=absent, ask="always"))
+    health = SecondOpinion(ClassifierSection(enabled=True, socket=absent), DETECTOR)
+    every = SecondOpinion(ClassifierSection(enabled=True, socket=absent, ask="always"), DETECTOR)
     sensitive_text = f"Patient {planted.PATIENT_NAME}, MRN {planted.MRN}, diabetes follow-up."
 
     directory_update = (
@@ -133,7 +136,7 @@ def test_on_failure_rules_keeps_verdict(tmp_path: Path, caplog: pytest.LogCaptur
     verdict, texts = rules_verdict(MISSED_BY_RULES)
 
     with caplog.at_level(logging.WARNING, logger="postveil.classifier"):
-        reviewed = SecondOpinion(section).review(verdict, texts, queue_id="Q9")
+        reviewed = SecondOpinion(section, DETECTOR).review(verdict, texts, queue_id="Q9")
     assert reviewed.sensitive is verdict.sensitive
     assert reviewed.rule == verdict.rule
     assert reviewed.classifier_error is not None
@@ -190,28 +193,13 @@ def test_client_rejects_invalid_replies(tmp_path: Path, reply: bytes, problem: s
 
 
 def processor_config(tmp_path: Path, classifier_socket: str) -> Path:
-    for name in ("audit", "smime"):
-        (tmp_path / name).mkdir()
-    (tmp_path / "gnupg").mkdir(mode=0o700)
-    generate_key_file(tmp_path / "audit.key")
-    config = {
-        "milter": {
-            "socket": f"unix:{tmp_path / 'milter.sock'}",
-            "tls_lookup_timeout": "0s",
-            "check_recipient_rewrites": False,
-        },
-        "policyd": {"cache_path": str(tmp_path / "tlsfacts.sqlite3")},
-        "pgp": {"gnupg_home": str(tmp_path / "gnupg")},
-        "smime": {"certificate_dir": str(tmp_path / "smime")},
-        "portal": {"intake_address": "intake@portal.test"},
+    return write_processor_config(
+        tmp_path,
+        portal={"intake_address": "intake@portal.test"},
         # No keys or certificates here: sensitive mail goes by TLS or to the portal.
-        "routing": {"methods": {"sensitive": ["tls", "portal"]}},
-        "audit": {"directory": str(tmp_path / "audit"), "key_file": str(tmp_path / "audit.key")},
-        "classifier": {"enabled": True, "socket": classifier_socket, "timeout": "2s"},
-    }
-    path = tmp_path / "postveil.yaml"
-    path.write_text(yaml.safe_dump(config))
-    return path
+        routing={"methods": {"sensitive": ["tls", "portal"]}},
+        classifier={"enabled": True, "socket": classifier_socket, "timeout": "2s"},
+    )
 
 
 def test_milter_routes_classifier_finding_sensitive(

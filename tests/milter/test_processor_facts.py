@@ -11,9 +11,7 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
-import yaml
 
-from postveil.audit import generate_key_file
 from postveil.config import load_config
 from postveil.errors import TemporaryFailure
 from postveil.milter import processor as processor_module
@@ -22,6 +20,7 @@ from postveil.routing.decide import Method
 from postveil.tlsfacts import DomainFacts
 from postveil.tlsfacts.cache import SqliteFactsCache
 from tests import planted
+from tests.milter.processor_config import write_processor_config
 
 SENDER = "doctor@clinic.test"
 RECIPIENT = "ann@partner.test"
@@ -38,25 +37,8 @@ def message(body: str) -> bytes:
 
 @pytest.fixture
 def processor(tmp_path: Path) -> Iterator[MessageProcessor]:
-    for name in ("audit", "smime"):
-        (tmp_path / name).mkdir()
-    (tmp_path / "gnupg").mkdir(mode=0o700)
-    generate_key_file(tmp_path / "audit.key")
-    config = {
-        # No Postfix runs here, so there are no rewrite maps to read (tests/test_postfix_rewrites.py).
-        "milter": {
-            "socket": f"unix:{tmp_path / 'milter.sock'}",
-            "tls_lookup_timeout": "0s",
-            "check_recipient_rewrites": False,
-        },
-        "policyd": {"cache_path": str(tmp_path / "tlsfacts.sqlite3")},
-        "pgp": {"gnupg_home": str(tmp_path / "gnupg")},
-        "smime": {"certificate_dir": str(tmp_path / "smime")},
-        "audit": {"directory": str(tmp_path / "audit"), "key_file": str(tmp_path / "audit.key")},
-    }
-    path = tmp_path / "postveil.yaml"
-    path.write_text(yaml.safe_dump(config))
-    created = MessageProcessor(load_config(str(path)))
+    # No Postfix runs here, so there are no rewrite maps to read (tests/test_postfix_rewrites.py).
+    created = MessageProcessor(load_config(str(write_processor_config(tmp_path))))
     yield created
     created.close()
 

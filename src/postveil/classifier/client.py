@@ -1,35 +1,23 @@
-"""The client of postveil-classifierd, and what its reply does to a verdict.
-
-The protocol, on a unix socket: each request and each reply is a frame, a 4-byte
-big-endian length and that many bytes of UTF-8 JSON. A request is ``{"text": ...}``;
-the reply is ``{"probability": P, "threshold": T}`` (T is the threshold the weights
-were trained with) or ``{"error": ...}``. A connection may carry several requests in
-turn. Only this module and :mod:`postveil.classifier.daemon` speak it.
-"""
+"""The client of postveil-classifierd (protocol in :mod:`postveil.classifier.protocol`),
+and what its reply does to a verdict."""
 
 from __future__ import annotations
 
 import dataclasses
-import functools
-import json
 import logging
 import math
 import socket
-import struct
 import time
 from typing import Any
 
+from postveil.classifier.protocol import FRAME_HEADER, MAX_FRAME, decode_frame_body, encode_frame
 from postveil.config.classifier import ClassifierSection
 from postveil.detection.categories import CLINICAL_CONTEXT, HEALTH, RECIPIENT
-from postveil.detection.engine import Verdict
-from postveil.detection.keywords import KeywordMatcher, load_builtin_keywords, lower_same_length
+from postveil.detection.engine import Detector, Verdict
 from postveil.errors import TemporaryFailure
 
 log = logging.getLogger("postveil.classifier")
 
-FRAME_HEADER = struct.Struct("!I")
-MAX_FRAME = 1 << 20
-"""Largest frame either side accepts (1 MiB)."""
 MAX_TEXT_CHARS = 100_000
 """Characters of a message's text sent. The daemon reads only its first words
 (``max_words`` of the weights, 510 for the shipped ones), which fit well within. JSON
@@ -48,39 +36,8 @@ RULE = "classifier"
 """The verdict's rule when the model's probability made the message sensitive."""
 
 
-@functools.cache
-def _veterinary_words() -> KeywordMatcher:
-    return KeywordMatcher({"veterinary": load_builtin_keywords(icd_words=False)["veterinary"]})
-
-
-def is_veterinary(texts: list[str]) -> bool:
-    """Return whether the texts have words of veterinary mail (the rules' keyword group
-    ``veterinary``: "canine", "equine", "farrier", "veterinary" and others). The model
-    reads a vet's note about a named animal as a patient's, so such mail is not sent."""
-    matcher = _veterinary_words()
-    return any("veterinary" in matcher.search(lower_same_length(text)).spans for text in texts)
-
-
 class ClassifierUnavailable(TemporaryFailure):
     """postveil-classifierd did not reply in time, or replied with an error."""
-
-
-def encode_frame(payload: dict[str, Any]) -> bytes:
-    data = json.dumps(payload, ensure_ascii=False).encode("utf-8")
-    if len(data) > MAX_FRAME:
-        raise ValueError(f"frame of {len(data)} bytes exceeds {MAX_FRAME}")
-    return FRAME_HEADER.pack(len(data)) + data
-
-
-def decode_frame_body(data: bytes) -> dict[str, Any]:
-    """Parse a frame's body; raises ValueError when it is not a JSON object."""
-    try:
-        value = json.loads(data.decode("utf-8"))
-    except RecursionError:
-        raise ValueError("JSON nested too deeply") from None
-    if not isinstance(value, dict):
-        raise ValueError("expected a JSON object")
-    return value
 
 
 def _probability_value(value: Any) -> float | None:
@@ -105,27 +62,12 @@ class ClassifierClient:
     def probability(self, text: str) -> tuple[float, float]:
         """Return the model's probability that ``text`` is sensitive, and the trained
         threshold. Raises ClassifierUnavailable with the reason."""
-        deadline = time.monotonic() + self.timeout
         # Lone surrogates (undecodable bytes kept by the extractor) cannot be UTF-8.
         text = text[:MAX_TEXT_CHARS].encode("utf-8", "replace").decode("utf-8")
-        try:
-            with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as connection:
-                connection.settimeout(self.timeout)
-                connection.connect(self.path)
-                connection.sendall(encode_frame({"text": text}))
-                reply = decode_frame_body(self._read_frame(connection, deadline))
-        except TimeoutError:
-            raise ClassifierUnavailable(
-                f"no reply from postveil-classifierd within {self.timeout:g}s"
-            ) from None
-        except OSError as exc:
-            raise ClassifierUnavailable(
-                f"cannot reach postveil-classifierd at {self.path}: {exc.strerror or exc}"
-            ) from exc
-        except ValueError as exc:
-            raise ClassifierUnavailable(f"invalid reply from postveil-classifierd: {exc}") from exc
+        reply = self._exchange(text)
         if "error" in reply:
             raise ClassifierUnavailable(f"postveil-classifierd failed: {str(reply['error'])[:200]}")
+
         probability = _probability_value(reply.get("probability"))
         threshold = _probability_value(reply.get("threshold"))
         if probability is None or threshold is None:
@@ -137,6 +79,26 @@ class ClassifierClient:
                 "invalid reply from postveil-classifierd: value out of range"
             )
         return probability, threshold
+
+    def _exchange(self, text: str) -> dict[str, Any]:
+        """Send one request and return the reply, all within ``timeout``."""
+        deadline = time.monotonic() + self.timeout
+        try:
+            with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as connection:
+                connection.settimeout(self.timeout)
+                connection.connect(self.path)
+                connection.sendall(encode_frame({"text": text}))
+                return decode_frame_body(self._read_frame(connection, deadline))
+        except TimeoutError:
+            raise ClassifierUnavailable(
+                f"no reply from postveil-classifierd within {self.timeout:g}s"
+            ) from None
+        except OSError as exc:
+            raise ClassifierUnavailable(
+                f"cannot reach postveil-classifierd at {self.path}: {exc.strerror or exc}"
+            ) from exc
+        except ValueError as exc:
+            raise ClassifierUnavailable(f"invalid reply from postveil-classifierd: {exc}") from exc
 
     @staticmethod
     def _read_frame(connection: socket.socket, deadline: float) -> bytes:
@@ -165,8 +127,11 @@ def _read_exactly(connection: socket.socket, size: int, deadline: float) -> byte
 class SecondOpinion:
     """Ask the classifier about messages the rules pass, as ``classifier`` configures."""
 
-    def __init__(self, section: ClassifierSection, client: ClassifierClient | None = None) -> None:
+    def __init__(
+        self, section: ClassifierSection, detector: Detector, client: ClassifierClient | None = None
+    ) -> None:
         self.section = section
+        self.detector = detector
         self.client = (
             client if client is not None else ClassifierClient(section.socket, section.timeout)
         )
@@ -180,8 +145,10 @@ class SecondOpinion:
             return verdict
         if self.section.ask == "health" and ASK_CATEGORIES.isdisjoint(verdict.categories):
             return verdict
-        if is_veterinary(texts):
+        if self.detector.mentions("veterinary", texts):
+            # The model reads a vet's note about a named animal as a patient's.
             return verdict
+
         try:
             probability, trained = self.client.probability("\n".join(texts))
         except ClassifierUnavailable as exc:
@@ -193,6 +160,7 @@ class SecondOpinion:
                 exc,
             )
             return dataclasses.replace(verdict, classifier_error=str(exc))
+
         threshold = self.section.threshold or trained
         log.debug("classifier probability %.3f, threshold %.3f", probability, threshold)
         if probability < threshold:

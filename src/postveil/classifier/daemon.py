@@ -1,7 +1,7 @@
 """``postveil-classifierd``: the classifier's probabilities on a unix socket.
 
 It loads the embedding model and the weights once, then replies to each request (see
-:mod:`postveil.classifier.client` for the protocol) from a pool of ``classifier.
+:mod:`postveil.classifier.protocol`) from a pool of ``classifier.
 workers`` threads. It logs how many words it read and how long it took, never the text.
 """
 
@@ -23,8 +23,8 @@ from concurrent.futures import ThreadPoolExecutor
 import sdnotify
 
 from postveil import __version__
-from postveil.classifier.client import FRAME_HEADER, MAX_FRAME, decode_frame_body, encode_frame
 from postveil.classifier.model import ClassifierError, Embedder, Weights, load_weights
+from postveil.classifier.protocol import FRAME_HEADER, MAX_FRAME, decode_frame_body, encode_frame
 from postveil.config import CONFIG_ENV, DEFAULT_CONFIG_PATH
 from postveil.config.classifier import ClassifierSection
 from postveil.startup import EX_CONFIG, load_daemon_config, start_logging

@@ -1,13 +1,16 @@
 """Steps shared by scripts/train_classifier.py and bench/embedding_trial.py: the
-labelled sets under tests/detection and the choice of a threshold. Needs NumPy (the
-``classifier`` extra); a checkout only, because the sets are not installed."""
+labelled sets under tests/detection, their embeddings, the logistic regression and the
+choice of its threshold. Needs NumPy (the ``classifier`` extra) and scikit-learn (the
+``bench`` extra), and a checkout, because the sets are not installed."""
 
 from __future__ import annotations
 
+import argparse
 import json
 from pathlib import Path
 from typing import Any
 
+from postveil.classifier.model import Embedder
 from postveil.detection import Detector
 from postveil.detection.extract import extract_message
 
@@ -51,3 +54,40 @@ def threshold_for(scores: Any, rules: Any, truth: Any, precision: float) -> floa
         if added.any() and truth[added].mean() >= precision:
             return float(threshold)
     return None
+
+
+def embed_set(folder: Path, detector: Detector, embedder: Embedder) -> tuple[Any, Any, Any]:
+    """Return the embeddings, labels and rule verdicts of one labelled set, as NumPy
+    arrays."""
+    import numpy
+
+    texts, truth, rules = load_set(folder, detector)
+    vectors = numpy.array(embedder.vectors(texts, PIECE_WORDS, MAX_WORDS))
+    return vectors, numpy.array(truth), numpy.array(rules)
+
+
+def new_model() -> Any:
+    """Return an untrained logistic regression with the settings the weights use."""
+    from sklearn.linear_model import LogisticRegression
+
+    return LogisticRegression(C=STRENGTH, max_iter=3000, class_weight="balanced")
+
+
+def cross_validated_threshold(
+    vectors: Any, truth: Any, rules: Any, precision: float
+) -> float | None:
+    """Return ``threshold_for`` the model's scores from 5-fold cross-validation."""
+    from sklearn.model_selection import cross_val_predict
+
+    scores = cross_val_predict(new_model(), vectors, truth, cv=5, method="predict_proba")[:, 1]
+    return threshold_for(scores, rules, truth, precision)
+
+
+def precision_value(text: str) -> float:
+    """Parse ``--precision``: a number more than 0 and at most 1."""
+    value = float(text)
+    if not 0 < value <= 1:
+        raise argparse.ArgumentTypeError(
+            f"invalid precision {text}: expected more than 0 and at most 1"
+        )
+    return value

@@ -44,14 +44,9 @@ def _milter_warnings(section: MilterSection) -> list[str]:
     socket_path = section.unix_socket_path
     if socket_path is None:
         return warnings
-    if section.socket_group is not None:
-        try:
-            grp.getgrnam(section.socket_group)
-        except KeyError:
-            warnings.append(
-                f"milter.socket_group {section.socket_group!r} does not exist on this host, "
-                "so postveil-milter would exit with status 78 here"
-            )
+    warnings += _group_warnings(
+        "milter.socket_group", section.socket_group, "postveil-milter would exit with status 78 here"
+    )
     warnings += _created_directory_warnings(
         "milter.socket",
         os.path.dirname(socket_path),
@@ -154,14 +149,9 @@ def _classifier_warnings(config: Config) -> list[str]:
 
     if section.weights is not None:
         warnings += _file_warnings("classifier.weights", section.weights, _CLASSIFIER_NOT_STARTING)
-    if section.socket_group is not None:
-        try:
-            grp.getgrnam(section.socket_group)
-        except KeyError:
-            warnings.append(
-                f"classifier.socket_group {section.socket_group!r} does not exist on this host, "
-                f"so {_CLASSIFIER_NOT_STARTING}"
-            )
+    warnings += _group_warnings(
+        "classifier.socket_group", section.socket_group, _CLASSIFIER_NOT_STARTING
+    )
 
     directory = os.path.dirname(section.socket)
     if not os.path.isdir(directory):
@@ -203,6 +193,16 @@ def _socket_problem(path: str) -> str | None:
     finally:
         probe.close()
     return None
+
+
+def _group_warnings(key: str, group: str | None, consequence: str) -> list[str]:
+    if group is None:
+        return []
+    try:
+        grp.getgrnam(group)
+    except KeyError:
+        return [f"{key} {group!r} does not exist on this host, so {consequence}"]
+    return []
 
 
 def _file_warnings(key: str, path: str, consequence: str) -> list[str]:

@@ -7,6 +7,7 @@ into a ticket.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import sys
@@ -71,14 +72,6 @@ def build_detector(config_path: str | None) -> Detector:
     return Detector(section)
 
 
-def build_second_opinion(config_path: str | None) -> SecondOpinion | None:
-    """Return the classifier client when the configuration enables it, else None."""
-    if not config_path:
-        return None
-    section = load_config(config_path).classifier
-    return SecondOpinion(section) if section.enabled else None
-
-
 def verdict_record(path: str, verdict: Verdict, *, classifier: bool = False) -> dict[str, object]:
     record: dict[str, object] = {
         "file": path,
@@ -90,19 +83,27 @@ def verdict_record(path: str, verdict: Verdict, *, classifier: bool = False) -> 
     }
     if classifier:
         # The model's probability, or null when the message was not sent to it or the
-        # daemon failed ("classifier_error" then says why).
+        # daemon failed; "classifier_error" then gives the reason.
         record["classifier"] = verdict.classifier
+        if verdict.classifier_error is not None:
+            record["classifier_error"] = verdict.classifier_error
     return record
 
 
 def run(args: argparse.Namespace) -> int:
     config_path = config_to_use(args.config)
-    try:
-        detector = build_detector(config_path)
-        second_opinion = None if args.no_classifier else build_second_opinion(config_path)
-    except ConfigError as exc:
-        report_config_error(config_path, exc)
-        return 2
+    config = None
+    if config_path:
+        try:
+            config = load_config(config_path)
+        except ConfigError as exc:
+            report_config_error(config_path, exc)
+            return 2
+    detector = Detector(config.detection if config is not None else DetectionSection())
+    second_opinion = None
+    if config is not None and config.classifier.enabled and not args.no_classifier:
+        second_opinion = SecondOpinion(config.classifier, detector)
+
     status = 0
     for path in args.files:
         try:
@@ -113,24 +114,20 @@ def run(args: argparse.Namespace) -> int:
             status = 1
             continue
         verdict, texts = detector.scan_message_texts(raw)
-        failure = None
         if second_opinion is not None:
             try:
                 verdict = second_opinion.review(verdict, texts)
             except ClassifierUnavailable as exc:
-                failure = str(exc)
-            # With classifier.on_failure: rules the verdict carries the reason instead.
-            failure = failure or verdict.classifier_error
-            if failure is not None:
+                verdict = dataclasses.replace(verdict, classifier_error=str(exc))
+            # With classifier.on_failure: rules, review returns the reason in the verdict.
+            if verdict.classifier_error is not None:
                 print(
-                    f"{path}: the rules' verdict only: {failure}. Start postveil-classifierd, "
-                    "check classifier.socket, or pass --no-classifier.",
+                    f"{path}: the rules' verdict only: {verdict.classifier_error}. Start "
+                    "postveil-classifierd, check classifier.socket, or pass --no-classifier.",
                     file=sys.stderr,
                 )
                 status = 1
         record = verdict_record(path, verdict, classifier=second_opinion is not None)
-        if failure is not None:
-            record["classifier_error"] = failure
         if args.json:
             print(json.dumps(record, sort_keys=False))
         else:

@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from postveil.config.detection import DetectionSection
 from postveil.detection.categories import DEFAULT_WEIGHTS
 from postveil.detection.extract import Limits, extract_message
-from postveil.detection.keywords import KeywordMatcher, load_builtin_keywords
+from postveil.detection.keywords import KeywordMatcher, load_builtin_keywords, lower_same_length
 from postveil.detection.people import HEALTH_EVIDENCE, subject_names_person
 from postveil.detection.rules import RuleSettings, decide
 from postveil.detection.scanner import CustomRule, Finding, TextScanner
@@ -59,7 +59,8 @@ class Detector:
             )
             for item in section.custom_identifiers
         )
-        self._scanner = TextScanner(KeywordMatcher(groups), custom_rules, section.context_window)
+        self._keywords = KeywordMatcher(groups)
+        self._scanner = TextScanner(self._keywords, custom_rules, section.context_window)
         # The ICD-10-CM code list loads at the first code-like token (about 0.15 s);
         # validators.load_icd10cm() loads it earlier, at daemon start.
         weights = dict(DEFAULT_WEIGHTS)
@@ -81,6 +82,11 @@ class Detector:
     def find(self, text: str) -> list[Finding]:
         """Return the raw findings in ``text`` (for tests and evaluation)."""
         return self._scanner.scan(text)
+
+    def mentions(self, group: str, texts: list[str]) -> bool:
+        """Return whether a text has a keyword of ``group``, the configuration's
+        ``extra_keywords`` included (a second pass over the texts)."""
+        return any(group in self._keywords.search(lower_same_length(text)).spans for text in texts)
 
     def scan_text(self, text: str) -> Verdict:
         """Scan plain text, such as a message body already decoded."""

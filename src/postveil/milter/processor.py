@@ -54,7 +54,7 @@ class MessageProcessor:
         self.rewrites = _read_rewrites(config) if config.milter.check_recipient_rewrites else None
         self.second_opinion = None
         if config.classifier.enabled:
-            self.second_opinion = SecondOpinion(config.classifier)
+            self.second_opinion = SecondOpinion(config.classifier, self.detector)
             log.info(
                 "asking postveil-classifierd at %s about mail the rules pass (ask: %s, on_failure: %s)",
                 config.classifier.socket,
