@@ -1,7 +1,7 @@
-"""What postveil-classifierd costs: time per answer, CPU per message, memory.
+"""Measure what postveil-classifierd costs: time per reply, CPU per message, memory.
 
 Starts the real daemon (shipped weights, ``classifier.workers`` 1) on a unix socket in
-a temporary directory and asks it, one request at a time, about:
+a temporary directory and sends it, one request at a time:
 
 - the milter benchmarks' clean 10 KB message (bench/milter_world.py), which has no
   health word, so the milter never sends it with ``classifier.ask: health``; it shows
@@ -9,7 +9,7 @@ a temporary directory and asks it, one request at a time, about:
 - every message of the labelled sets under tests/detection that the rules pass and
   ``ask: health`` would send.
 
-It prints the client's wall time per answer (median and 95th percentile), the
+It prints the client's wall time per reply (median and 95th percentile), the
 daemon's CPU time per message, and its resident memory after start and at the end.
 
     .venv/bin/python bench/classifier_latency.py [--repeat 200]
@@ -96,32 +96,40 @@ def report(label: str, words: int, times: list[float], cpu_ms: float) -> None:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--repeat", type=int, default=200, help="requests for the 10 KB message (default 200)")
+    parser.add_argument(
+        "--repeat", type=int, default=200, help="requests for the 10 KB message (default 200)"
+    )
     args = parser.parse_args()
 
     detector = Detector(DetectionSection())
-    asked = []
+    sent = []
     total = 0
     for name in labelled_sets(SETS_DIR):
         for path in sorted((SETS_DIR / name).glob("*.eml")):
             total += 1
             verdict, texts = detector.scan_message_texts(path.read_bytes())
             if not verdict.sensitive and not ASK_CATEGORIES.isdisjoint(verdict.categories):
-                asked.append("\n".join(texts))
-    long_text = clean_message(10_240, "rota@clinic.test", "staff@clinic.test").decode().partition("\n\n")[2]
+                sent.append("\n".join(texts))
+    long_text = (
+        clean_message(10_240, "rota@clinic.test", "staff@clinic.test").decode().partition("\n\n")[2]
+    )
 
     with tempfile.TemporaryDirectory(prefix="postveil-classifier-bench-") as directory:
         process, path = start(Path(directory))
         try:
             after_start = memory_kb(process.pid)
             client = ClassifierClient(path, timeout=30)
-            print(f"labelled messages: {total}; passed by the rules and sent with ask: health: {len(asked)}\n")
-            print("| messages | requests | words (median) | wall ms, median | wall ms, p95 | daemon CPU ms per message |")
+            print(
+                f"labelled messages: {total}; passed by the rules and sent with ask: health: {len(sent)}\n"
+            )
+            print(
+                "| messages | requests | words (median) | wall ms, median | wall ms, p95 | daemon CPU ms per message |"
+            )
             print("|---|---|---|---|---|---|")
             times, cpu_ms = measure(client, process.pid, [long_text] * args.repeat)
             report("clean 10 KB message", len(long_text.split()), times, cpu_ms)
-            times, cpu_ms = measure(client, process.pid, asked)
-            words = int(statistics.median(len(text.split()) for text in asked))
+            times, cpu_ms = measure(client, process.pid, sent)
+            words = int(statistics.median(len(text.split()) for text in sent))
             report("labelled messages sent with ask: health", words, times, cpu_ms)
             at_end = memory_kb(process.pid)
         finally:

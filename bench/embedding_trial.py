@@ -5,10 +5,10 @@ postveil.classifier (all-MiniLM-L6-v2 embeddings and a logistic regression, as
 scripts/train_classifier.py trains it) is trained on all the other sets and measured
 on the held-out one. bench/classifier_trial.py tried word counts the same way.
 
-The threshold is chosen on the training sets only: the lowest probability at which the
-messages the model adds to the rules' are sensitive at ``--precision`` (0.9 by
-default, as the shipped weights) or more, with the model's scores cross-validated
-within the training sets. The table shows, per held-out set, the rules alone and a
+The threshold is chosen on the training sets only. It is the lowest probability at
+which the messages the model adds to the rules' are sensitive at ``--precision`` or
+more (0.9 by default, as for the shipped weights). The model's scores for that choice
+come from cross-validation within the training sets. The table shows, per held-out set, the rules alone and a
 message reported by the rules or by the model.
 
     .venv/bin/pip install torch==2.13.0

@@ -63,9 +63,9 @@ if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ] || [ setup.py -nt "$stam
     if [ "${POSTVEIL_SKIP_CLASSIFIER:-0}" = 1 ]; then
         "$VENV/bin/python" -m pip install -q -e '.[test]'
     else
-        # postveil-classifierd's model runs on PyTorch. Asked for by a range, pip
-        # would take a CUDA build of several GB; 2.13.0 is a CPU build where this
-        # project is tested (docs/classifier.md says how to pick one elsewhere).
+        # postveil-classifierd's model runs on PyTorch. Given a version range, pip
+        # would take a CUDA build of several GB. 2.13.0 is a CPU build on the hosts
+        # this project is tested on; docs/classifier.md explains how to pick one elsewhere.
         say "installing PyTorch ${POSTVEIL_TORCH:-torch==2.13.0} for the classifier (POSTVEIL_SKIP_CLASSIFIER=1 skips it)"
         "$VENV/bin/python" -m pip install -q "${POSTVEIL_TORCH:-torch==2.13.0}"
         "$VENV/bin/python" -m pip install -q -e '.[test,classifier]'

@@ -72,7 +72,7 @@ def test_documentation_points_at_installed_files(unit: str) -> None:
 CLASSIFIER_UNIT = "postveil-classifierd.service"
 
 
-def test_classifier_unit_stops_restarts_on_78_and_makes_its_socket_directory() -> None:
+def test_classifier_unit_settings() -> None:
     from postveil.startup import EX_CONFIG as STARTUP_EX_CONFIG
 
     assert values_of("RestartPreventExitStatus", CLASSIFIER_UNIT) == [str(STARTUP_EX_CONFIG)]

@@ -24,12 +24,12 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     # model fails these tests, so CI cannot pass without them.
     if os.environ.get("POSTVEIL_SKIP_CLASSIFIER") != "1":
         return
-    here = Path(__file__).parent
+    classifier_tests = Path(__file__).parent
     skip = pytest.mark.skip(
         reason="POSTVEIL_SKIP_CLASSIFIER=1: the classifier extra is not installed"
     )
     for item in items:
-        if here in Path(item.path).parents:
+        if classifier_tests in Path(item.path).parents:
             item.add_marker(skip)
 
 

@@ -58,14 +58,14 @@ def silent_server(tmp_path: Path) -> Iterator[str]:
     listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     listener.bind(path)
     listener.listen(8)
-    held: list[socket.socket] = []
+    accepted: list[socket.socket] = []
     stop = threading.Event()
 
     def accept() -> None:
         listener.settimeout(0.1)
         while not stop.is_set():
             try:
-                held.append(listener.accept()[0])
+                accepted.append(listener.accept()[0])
             except TimeoutError:
                 continue
 
@@ -74,7 +74,7 @@ def silent_server(tmp_path: Path) -> Iterator[str]:
     yield path
     stop.set()
     thread.join()
-    for connection in held:
+    for connection in accepted:
         connection.close()
     listener.close()
 
@@ -142,7 +142,7 @@ def test_on_failure_rules_keeps_verdict(tmp_path: Path, caplog: pytest.LogCaptur
     assert reviewed.classifier_error is not None
     assert "cannot reach postveil-classifierd" in reviewed.classifier_error
     assert "Q9: cannot reach postveil-classifierd" in caplog.text
-    assert "the rules' verdict stands" in caplog.text
+    assert "keeping the rules' verdict" in caplog.text
     assert "Liam" not in caplog.text
 
 

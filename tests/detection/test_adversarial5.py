@@ -1,11 +1,11 @@
 """Ordinary mail that carries an account, member, policy or licence number beside
 health words.
 
-A reviewer who had read a rule that let such numbers count only beside words of a
-care record or bill wrote these 40 messages to make it fire: warranty and freight
-claims, building, malpractice and travel insurance, benefit plan summaries, a gym
-newsletter, a pharmacy's holiday hours, software release notes, a drug maker's
-assistance rules, a manikin quote. None of them is PHI. With that rule 28 were
+A reviewer had read a rule that let such numbers count only beside words of a care
+record or bill, and wrote these 40 messages to make it fire. They are warranty and
+freight claims, building, malpractice and travel insurance, benefit plan summaries, a
+gym newsletter, a pharmacy's holiday hours, software release notes, a drug maker's
+assistance rules and a manikin quote. None of them is PHI. With that rule 28 were
 reported, and 35 without it; the rule was undone because it dropped far more patient
 mail (test_reviewer12.py, docs/detection-evaluation.md "Twelfth reviewer set").
 

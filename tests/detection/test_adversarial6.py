@@ -1,14 +1,14 @@
 """Ordinary mail about health that is about no real person, written against the
 classifier (docs/classifier.md).
 
-A reviewer who had read how postveil-classifierd is asked wrote these 40 messages to
-make the model fire: vets' notes about named animals, actors' briefs and script notes
-about invented patients, training cases, anonymised journal-club cases, trial
-adverts, recalls, guidelines and menus. None of them is PHI. The rules report 7 of
-them: invented characters and test patients read as patients' names, a lab's
-proficiency-test results, and a template of a results email. The assertion is that
-figure, with no margin; tests/classifier/test_held_out.py checks that the classifier
-adds none.
+A reviewer who had read when postveil-classifierd is sent a message wrote these 40
+messages to make the model fire. Among them are vets' notes about named animals,
+actors' briefs and script notes about invented patients, training cases, anonymised
+journal-club cases, trial adverts, recalls, guidelines and menus. None of them is PHI.
+The rules report 7 of them: invented characters and test patients read as patients'
+names, a lab's proficiency-test results, and a template of a results email. The
+assertion is that figure, with no margin. tests/classifier/test_held_out.py checks
+that the classifier adds none.
 """
 
 from __future__ import annotations

@@ -1,9 +1,9 @@
 """The twelfth reviewer set: 40 sensitive and 10 ordinary messages whose only patient
 identifier is an account, member, policy or driver's licence number. Its writer had
-read a rule that let such numbers count only beside words of a care record or bill,
-and wrote real mail to find what that rule would drop: dental and ambulance bills,
-benefit and disability letters, DMV medical reviews, pharmacy orders, collection
-notes, in US, UK, Canadian and Australian wording.
+read a rule that let such numbers count only beside words of a care record or bill.
+The writer then wrote real mail to find what that rule would drop: dental and
+ambulance bills, benefit and disability letters, DMV medical reviews, pharmacy orders
+and collection notes, in US, UK, Canadian and Australian wording.
 
 That rule dropped 23 of the 40 that the code before it caught, and was undone
 (docs/detection-evaluation.md, "Twelfth reviewer set"). On the code without it the set

@@ -1,9 +1,9 @@
 """The thirteenth reviewer set: 50 sensitive and 50 ordinary messages, written from the
 description of what counts as PHI, without reading the rules. Its writers are
 hospitals, GP practices, dentists, physiotherapists, pharmacies, labs, home care
-agencies, insurers, employers, schools, clubs, law firms, families and help desks in
-the US, the UK, Ireland, Canada, Australia, New Zealand, India, South Africa, Nigeria,
-the Philippines and Singapore. Eleven are HTML or multipart, four with a CSV or text
+agencies, insurers, employers, schools, clubs, law firms, families and help desks.
+They write from the US, the UK, Ireland, Canada, Australia, New Zealand, India, South
+Africa, Nigeria, the Philippines and Singapore. Eleven are HTML or multipart, four with a CSV or text
 attachment.
 
 It was measured once, with the rules of the code before it was added, and no rule was

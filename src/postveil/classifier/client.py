@@ -155,7 +155,7 @@ class SecondOpinion:
             if self.section.on_failure == "tempfail":
                 raise
             log.warning(
-                "%s: %s; the rules' verdict stands (classifier.on_failure: rules)",
+                "%s: %s; keeping the rules' verdict (classifier.on_failure: rules)",
                 queue_id or "-",
                 exc,
             )

@@ -336,8 +336,8 @@ def main(argv: list[str] | None = None) -> int:
     if config is None or not start_logging(PROGRAM, config):
         return EX_CONFIG
     section = config.classifier
-    # Loading the model takes seconds; a SIGHUP then must not end the daemon (its
-    # default action), since systemd would not restart a daemon ended that way.
+    # Loading the model takes seconds, and a SIGHUP in that time must not end the
+    # daemon (its default action), because systemd would not restart it.
     signal.signal(
         signal.SIGHUP,
         lambda signum, frame: log.warning(
