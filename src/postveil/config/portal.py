@@ -1,11 +1,21 @@
-"""The ``portal`` section: where messages for portal recipients go instead."""
+"""The ``portal`` section: where messages for portal recipients go, and postveil-portal.
+
+The first two keys serve the milter, which sends the copy for portal recipients to
+``intake_address``. The others serve the built-in portal (docs/portal.md): its mail
+intake (``postveil portal deliver``, run by Postfix's pipe transport) and its web
+daemon (``postveil-portal``). An installation with a portal of its own sets only the
+first two.
+"""
 
 from __future__ import annotations
 
-from pydantic import field_validator
+import ipaddress
+from urllib.parse import urlsplit
+
+from pydantic import Field, ValidationInfo, field_validator, model_validator
 
 from postveil.config.routing import _HEADER_NAME_RE
-from postveil.config.types import Section
+from postveil.config.types import PositiveDuration, PositiveSize, Section, parse_host_port
 
 
 class PortalSection(Section):
@@ -16,11 +26,77 @@ class PortalSection(Section):
     recipient_header: str = "X-Postveil-Portal-Recipient"
     """Header added once per original recipient to the copy sent to the portal."""
 
-    @field_validator("intake_address")
+    seal_key_file: str | None = None
+    """Key with which the milter seals the recipient headers of each portal copy, and
+    with which ``postveil portal deliver`` checks them. Without a valid seal the
+    built-in portal refuses a message, so nobody can have it notify an address by
+    mailing the intake address directly. Null: no seal is added (a portal of your own),
+    and the built-in portal cannot be used. ``postveil portal init`` writes it."""
+
+    seal_max_age: PositiveDuration = 7 * 86400.0
+    """Oldest seal the intake accepts. At least Postfix's ``maximal_queue_lifetime``
+    (5d by default), so a copy that waited in the queue is still taken."""
+
+    store_directory: str = "/var/lib/postveil/portal"
+    """Where the built-in portal keeps its database and the encrypted messages."""
+
+    key_file: str = "/etc/postveil/portal.key"
+    """Master key of the built-in portal (64 hex digits, mode 0600). Each message is
+    encrypted with a key of its own, which is kept encrypted with this one."""
+
+    base_url: str | None = None
+    """Address of the portal's web pages as recipients reach them, for example
+    ``https://secure.example.org``; the links in notifications start with it. Required
+    by the built-in portal, and it must be https unless the host is a loopback
+    address."""
+
+    listen: str = "127.0.0.1:8480"
+    """``host:port`` on which ``postveil-portal`` serves its pages. Without
+    ``tls_certificate`` it speaks plain HTTP and must listen on a loopback address,
+    behind a reverse proxy that terminates TLS."""
+
+    tls_certificate: str | None = None
+    """PEM certificate chain for serving HTTPS directly; needs ``tls_key``."""
+
+    tls_key: str | None = None
+    """PEM private key of ``tls_certificate``."""
+
+    organisation: str = "postveil"
+    """Name shown to recipients in notifications and on the pages."""
+
+    notify_from: str | None = None
+    """Sender address of notifications and verification codes. Null: ``no-reply@``
+    followed by the domain of ``intake_address``."""
+
+    notify_relay: str = "127.0.0.1:10026"
+    """``host:port`` of the SMTP server that sends notifications and codes. The default
+    is Postfix's re-injection listener (conf/postfix/master.cf.reinject), which runs
+    without milters: a notification carries no health information."""
+
+    retention: PositiveDuration = 30 * 86400.0
+    """How long a message waits for pickup before it is deleted."""
+
+    code_lifetime: PositiveDuration = 600.0
+    """How long a verification code is valid."""
+
+    code_attempts: int = Field(default=5, ge=1, le=20)
+    """Wrong entries after which a code is void and a new one must be requested."""
+
+    codes_per_hour: int = Field(default=5, ge=1, le=60)
+    """Codes sent to one recipient of one message per hour, at most."""
+
+    session_lifetime: PositiveDuration = 900.0
+    """How long a recipient stays signed in after entering the code."""
+
+    max_message_size: PositiveSize = 50_000_000
+    """Largest message the intake stores; a larger one is returned to Postfix as a
+    permanent failure, so the sender gets a bounce."""
+
+    @field_validator("intake_address", "notify_from")
     @classmethod
-    def _check_address(cls, value: str | None) -> str | None:
+    def _check_address(cls, value: str | None, info: ValidationInfo) -> str | None:
         if value is not None and (value.count("@") != 1 or " " in value or value.startswith("@")):
-            raise ValueError(f"invalid intake_address {value!r}: expected 'user@example.org'")
+            raise ValueError(f"invalid {info.field_name} {value!r}: expected 'user@example.org'")
         return value
 
     @field_validator("recipient_header")
@@ -31,3 +107,74 @@ class PortalSection(Section):
                 f"invalid header name {value!r}: expected printable ASCII without ':' or spaces"
             )
         return value
+
+    @field_validator("listen", "notify_relay")
+    @classmethod
+    def _check_host_port(cls, value: str) -> str:
+        host, port = parse_host_port(value, 0)
+        if not host or port == 0:
+            raise ValueError(
+                f"invalid address {value!r}: expected 'host:port', for example '127.0.0.1:8480'"
+            )
+        return value
+
+    @field_validator("base_url")
+    @classmethod
+    def _check_base_url(cls, value: str | None) -> str | None:
+        if value is None:
+            return value
+        parts = urlsplit(value)
+        if (
+            parts.scheme not in ("https", "http")
+            or not parts.hostname
+            or parts.query
+            or parts.fragment
+        ):
+            raise ValueError(
+                f"invalid base_url {value!r}: expected an address such as 'https://secure.example.org'"
+            )
+        if parts.scheme == "http" and not _is_loopback(parts.hostname):
+            raise ValueError(
+                f"invalid base_url {value!r}: links to the portal must use https "
+                "(http is allowed only for a loopback host, for tests)"
+            )
+        return value.rstrip("/")
+
+    @model_validator(mode="after")
+    def _check_tls_pair(self) -> PortalSection:
+        if (self.tls_certificate is None) != (self.tls_key is None):
+            raise ValueError("portal: set both tls_certificate and tls_key, or neither")
+        host, _ = parse_host_port(self.listen, 0)
+        if self.tls_certificate is None and not _is_loopback(host):
+            raise ValueError(
+                f"portal: listen {self.listen!r} is not a loopback address, and without "
+                "tls_certificate the portal would serve plain HTTP to the network; "
+                "set tls_certificate and tls_key, or listen on 127.0.0.1 behind a TLS proxy"
+            )
+        return self
+
+    @property
+    def listen_address(self) -> tuple[str, int]:
+        return parse_host_port(self.listen, 0)
+
+    @property
+    def relay_address(self) -> tuple[str, int]:
+        return parse_host_port(self.notify_relay, 0)
+
+    @property
+    def sender_address(self) -> str:
+        """``notify_from``, or no-reply at the intake address's domain."""
+        if self.notify_from is not None:
+            return self.notify_from
+        if self.intake_address is not None:
+            return "no-reply@" + self.intake_address.rpartition("@")[2]
+        return "no-reply@localhost"
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False

@@ -19,6 +19,7 @@ from postveil.crypto.pgp import PgpKeyring
 from postveil.crypto.protect import detect_encryption
 from postveil.crypto.render import MessageVersion, RenderContext, read_triggers, render_version
 from postveil.crypto.smime import CertificateStore, SmimeSigner
+from postveil.portal.seal import PortalSeal
 from postveil.routing.classify import Classification, VerdictLike, classify, methods_for
 from postveil.routing.decide import (
     CredentialStatus,
@@ -61,17 +62,22 @@ def build_context(config: Config) -> RenderContext:
     """Create the certificate store, keyring and optional signer that ``config`` names.
 
     Raises SmimeFailure when signing is on and the signing certificate or key cannot be
-    loaded. The store and keyring read their files at the first lookup.
+    loaded, and PortalKeyError when ``portal.seal_key_file`` cannot be read. The store
+    and keyring read their files at the first lookup.
     """
     signer = None
     if config.smime.sign and config.smime.signing_certificate and config.smime.signing_key:
         signer = SmimeSigner.load(config.smime.signing_certificate, config.smime.signing_key)
+    seal = None
+    if config.portal.intake_address is not None and config.portal.seal_key_file is not None:
+        seal = PortalSeal.load(config.portal.seal_key_file)
     return RenderContext(
         routing=config.routing,
         portal=config.portal,
         certificates=CertificateStore(config.smime.certificate_dir, config.smime.trust_store),
         keyring=PgpKeyring(config.pgp.gnupg_home, config.pgp.gpg_binary, timeout=config.pgp.timeout),
         signer=signer,
+        seal=seal,
     )
 
 

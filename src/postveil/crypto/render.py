@@ -29,6 +29,7 @@ from postveil.crypto.smime import (
     smime_headers,
     wrap_base64,
 )
+from postveil.portal.seal import SEAL_HEADER, PortalSeal
 from postveil.routing.plan import RecipientGroup, VersionKind
 from postveil.routing.triggers import Triggers, find_triggers
 
@@ -40,6 +41,8 @@ class RenderContext:
     certificates: CertificateStore | None = None
     keyring: PgpKeyring | None = None
     signer: SmimeSigner | None = None
+    seal: PortalSeal | None = None
+    """Seals the recipient headers of portal copies (``portal.seal_key_file``)."""
 
 
 @dataclass(frozen=True)
@@ -137,9 +140,12 @@ def _portal_version(
         raise CryptoFailure("portal recipients but portal.intake_address is not set")
     header = context.portal.recipient_header
     # A copy of the header written by the sender must not redirect the portal's delivery.
-    remove = unique([*removals, *([header] if message.get_all(header) else [])])
+    written = [name for name in (header, SEAL_HEADER) if message.get_all(name)]
+    remove = unique([*removals, *written])
     replace = (("Subject", subject),) if subject is not None else ()
     add = tuple((header, recipient) for recipient in group.recipients)
+    if context.seal is not None:
+        add += ((SEAL_HEADER, context.seal.make(group.recipients)),)
     edits = HeaderEdits(remove=remove, replace=replace, add=add)
     return MessageVersion(group, (intake,), edits, None, edits.apply(message))
 

@@ -1,0 +1,1 @@
+"""postveil-portal: messages for portal recipients, kept encrypted until picked up."""
