@@ -1,0 +1,84 @@
+"""Mail the built-in portal sends: the notification of a waiting message, and the
+verification code.
+
+Neither carries anything of the message but its sender's address: no subject, no
+text. Both go through ``portal.notify_relay`` (by default Postfix's re-injection
+listener, which runs without milters) with one SMTP transaction each.
+"""
+
+from __future__ import annotations
+
+import smtplib
+from datetime import UTC, datetime
+from email.message import EmailMessage
+from email.utils import format_datetime, make_msgid
+
+from postveil.config.portal import PortalSection
+from postveil.portal.store import PortalError
+
+
+def notification(
+    section: PortalSection, *, recipient: str, sender: str, link: str, expires: float
+) -> EmailMessage:
+    """The message that tells ``recipient`` a message from ``sender`` waits at ``link``."""
+    until = datetime.fromtimestamp(expires, UTC).strftime("%d %B %Y, %H:%M UTC")
+    body = (
+        f"{sender} sent you a message through the secure portal of {section.organisation}.\n"
+        "\n"
+        "Open it here:\n"
+        f"{link}\n"
+        "\n"
+        "Before the message is shown, the portal sends a one-time code to this address,\n"
+        "to check that the person opening it can read your mail.\n"
+        "\n"
+        f"The message can be picked up until {until}; after that it is deleted.\n"
+        "If you did not expect it, you can ignore this notice.\n"
+    )
+    return _message(section, recipient, f"Secure message from {sender}", body)
+
+
+def code_message(
+    section: PortalSection, *, recipient: str, code: str, lifetime: float
+) -> EmailMessage:
+    """The message that carries a verification code."""
+    minutes = max(1, round(lifetime / 60))
+    body = (
+        f"Your code for the secure portal of {section.organisation} is:\n"
+        "\n"
+        f"    {code[:4]} {code[4:]}\n"
+        "\n"
+        f"It is valid for {minutes} minutes and can be used once.\n"
+        "If you did not ask for a code, someone may have your link: do not pass the\n"
+        "code on, and tell the sender of the message.\n"
+    )
+    return _message(section, recipient, "Your secure portal code", body)
+
+
+def _message(section: PortalSection, recipient: str, subject: str, body: str) -> EmailMessage:
+    message = EmailMessage()
+    message["From"] = f"{section.organisation} secure portal <{section.sender_address}>"
+    message["To"] = recipient
+    message["Subject"] = subject
+    message["Date"] = format_datetime(datetime.now(UTC))
+    message["Message-ID"] = make_msgid(domain=section.sender_address.rpartition("@")[2])
+    message["Auto-Submitted"] = "auto-generated"
+    message.set_content(body)
+    return message
+
+
+def send(section: PortalSection, message: EmailMessage, *, timeout: float = 30.0) -> None:
+    """Send ``message`` through ``portal.notify_relay``; raise PortalError naming the
+    relay and the cause when it is not accepted."""
+    host, port = section.relay_address
+    recipient = str(message["To"])
+    try:
+        with smtplib.SMTP(host, port, timeout=timeout, local_hostname="localhost") as client:
+            refused = client.send_message(
+                message, from_addr=section.sender_address, to_addrs=[recipient]
+            )
+    except (TimeoutError, smtplib.SMTPException, OSError) as exc:
+        raise PortalError(
+            f"cannot send through portal.notify_relay {section.notify_relay}: {type(exc).__name__}: {exc}"
+        ) from exc
+    if refused:
+        raise PortalError(f"portal.notify_relay {section.notify_relay} refused the recipient")
