@@ -20,7 +20,7 @@ Writing (milter, policy daemon, admin commands)::
         ...                              # reply 4xx: no delivery without a record
 
 Other record kinds go through ``audit.append(record)``: TlsRequirementChange,
-AdminOverride, ConfigEvent and DaemonEvent. ``append`` returns an AppendResult
+AdminOverride, ConfigEvent, DaemonEvent and PortalEvent. ``append`` returns an AppendResult
 (seq, hash, file, time) and raises AuditWriteError, a TemporaryFailure, when the record
 did not reach the file. Records are validated when constructed (InvalidRecordError).
 One AuditLog per process is enough; it is thread-safe and survives ``fork``.
@@ -36,6 +36,7 @@ from postveil.audit.records import (
     ConfigEvent,
     DaemonEvent,
     MessageDecision,
+    PortalEvent,
     RecipientDecision,
     Record,
     TlsRequirementChange,
@@ -55,6 +56,7 @@ __all__ = [
     "BrokenLink",
     "ConfigEvent",
     "DaemonEvent",
+    "PortalEvent",
     "InvalidRecordError",
     "MessageDecision",
     "RecipientDecision",

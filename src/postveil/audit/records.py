@@ -211,7 +211,14 @@ class AdminOverride:
     recipient keys and certificates that decide how mail is encrypted."""
 
     kind: ClassVar[str] = "admin_override"
-    CSV_FIELDS: ClassVar[tuple[str, ...]] = ("actor", "target", "action", "reason", "command", "fingerprint")
+    CSV_FIELDS: ClassVar[tuple[str, ...]] = (
+        "actor",
+        "target",
+        "action",
+        "reason",
+        "command",
+        "fingerprint",
+    )
 
     actor: str
     """Login name of the administrator who ran the admin command."""
@@ -317,7 +324,67 @@ class DaemonEvent:
         return {"event": self.event, "version": self.version, "reason": self.reason}
 
 
-Record = MessageDecision | TlsRequirementChange | AdminOverride | ConfigEvent | DaemonEvent
+PORTAL_EVENTS = (
+    "stored",
+    "refused",
+    "notified",
+    "code_sent",
+    "code_refused",
+    "code_wrong",
+    "code_void",
+    "verified",
+    "opened",
+    "downloaded",
+    "expired",
+)
+"""What can happen to a message in the built-in portal (docs/portal.md)."""
+
+
+@dataclass(frozen=True)
+class PortalEvent:
+    """Something happened to a message in the built-in portal, for one recipient.
+
+    ``message`` is the portal's random id of the message, the same in every event of
+    that message. No record holds a link token, a code or any of the message's text.
+    """
+
+    kind: ClassVar[str] = "portal"
+    CSV_FIELDS: ClassVar[tuple[str, ...]] = ("event", "message", "recipient", "queue_id", "reason")
+
+    event: str
+    message: str
+    """The portal's id of the message; empty for ``refused``, where none was stored."""
+
+    recipient: str = ""
+    queue_id: str = ""
+    """Postfix queue id of the copy the intake received, when known."""
+
+    reason: str = ""
+    """Why a message or a code was refused; empty otherwise."""
+
+    def __post_init__(self) -> None:
+        if self.event not in PORTAL_EVENTS:
+            raise InvalidRecordError(
+                f"audit record field event: invalid portal event {self.event!r}"
+            )
+        _check_text("message", self.message, max_length=64)
+        _check_text("recipient", self.recipient)
+        _check_text("queue_id", self.queue_id, max_length=64)
+        _check_text("reason", self.reason)
+
+    def fields(self) -> dict[str, Any]:
+        return {
+            "event": self.event,
+            "message": self.message,
+            "recipient": self.recipient,
+            "queue_id": self.queue_id,
+            "reason": self.reason,
+        }
+
+
+Record = (
+    MessageDecision | TlsRequirementChange | AdminOverride | ConfigEvent | DaemonEvent | PortalEvent
+)
 
 RECORD_TYPES: dict[str, type[Record]] = {
     record_type.kind: record_type
@@ -327,6 +394,7 @@ RECORD_TYPES: dict[str, type[Record]] = {
         AdminOverride,
         ConfigEvent,
         DaemonEvent,
+        PortalEvent,
     )
 }
 """Record class by the ``kind`` value stored in each line."""
