@@ -34,6 +34,7 @@ def host_warnings(config: Config) -> list[str]:
     warnings += _pgp_warnings(config)
     warnings += _smime_warnings(config)
     warnings += _classifier_warnings(config)
+    warnings += _portal_warnings(config)
     if config.logging.target == "syslog":
         warnings += _file_warnings("logging.syslog_socket", config.logging.syslog_socket, _NOT_STARTING)
     return warnings
@@ -170,6 +171,32 @@ def _classifier_warnings(config: Config) -> list[str]:
             f"classifier.socket {section.socket} {problem}; until postveil-classifierd "
             f"listens on it, postveil-milter {consequence}"
         )
+    return warnings
+
+
+def _portal_warnings(config: Config) -> list[str]:
+    """Warn about the built-in portal's files when the configuration uses the portal
+    (a seal key or a base_url is set)."""
+    section = config.portal
+    warnings: list[str] = []
+    init_fix = "create it with 'postveil portal init'"
+    if section.intake_address is not None and section.seal_key_file is not None:
+        warnings += _file_warnings(
+            "portal.seal_key_file", section.seal_key_file, f"postveil-milter would not start here; {init_fix}"
+        )
+    if section.base_url is None and section.seal_key_file is None:
+        return warnings
+    if section.base_url is None:
+        warnings.append(
+            "portal.base_url is not set, so postveil-portal would not start and the intake would defer every copy"
+        )
+    if section.seal_key_file is None:
+        warnings.append(
+            "portal.seal_key_file is not set, so the intake ('postveil portal deliver') would defer every copy"
+        )
+    portal_fails = f"postveil-portal and the intake would fail here; {init_fix}"
+    warnings += _file_warnings("portal.key_file", section.key_file, portal_fails)
+    warnings += _directory_warnings("portal.store_directory", section.store_directory, portal_fails)
     return warnings
 
 

@@ -1,0 +1,40 @@
+"""`postveil check-config` on the built-in portal's files."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from postveil.cli.main import main as cli_main
+
+
+def write_config(path: Path, portal: str) -> Path:
+    path.write_text("portal:\n" + portal)
+    return path
+
+
+def test_missing_portal_files_are_named(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    config = write_config(
+        tmp_path / "p.yaml",
+        f"  intake_address: intake@portal.test\n"
+        f"  seal_key_file: {tmp_path / 'seal.key'}\n"
+        f"  key_file: {tmp_path / 'portal.key'}\n"
+        f"  store_directory: {tmp_path / 'store'}\n",
+    )
+    assert cli_main(["check-config", str(config)]) == 0
+    err = capsys.readouterr().err
+    assert f"portal.seal_key_file {tmp_path / 'seal.key'} does not exist on this host" in err
+    assert "postveil-milter would not start here" in err
+    assert "portal.base_url is not set" in err
+    assert f"portal.key_file {tmp_path / 'portal.key'} does not exist" in err
+    assert f"portal.store_directory {tmp_path / 'store'} does not exist" in err
+    assert "postveil portal init" in err
+
+
+def test_external_portal_needs_no_portal_files(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    config = write_config(tmp_path / "p.yaml", "  intake_address: intake@portal.test\n")
+    assert cli_main(["check-config", str(config)]) == 0
+    assert "portal." not in capsys.readouterr().err
