@@ -385,7 +385,14 @@ def test_relay_rejecting_data_withdraws(setup: Setup) -> None:
 
     assert result.status == EX_TEMPFAIL
     assert setup.stored_count() == 0
-    assert "notified" not in [r["event"] for r in setup.audit_records()]
+    events = [(r["event"], r["recipient"]) for r in setup.audit_records()]
+    assert events == [
+        ("stored", RECIPIENTS[0]),
+        ("stored", RECIPIENTS[1]),
+        ("withdrawn", RECIPIENTS[0]),
+        ("withdrawn", RECIPIENTS[1]),
+    ]
+    assert "4.3.0 try later" in setup.audit_records()[-1]["reason"]
 
 
 def test_audit_unwritable_withdraws(setup: Setup) -> None:

@@ -96,15 +96,15 @@ def split_portal_copy(raw: bytes, recipient_header: str) -> PortalCopy:
     CRLF, the form the message had in SMTP. Folded header lines are unfolded for the
     values and removed whole from the stored copy.
     """
-    message = RawMessage.parse(to_crlf(raw))
+    canonical = to_crlf(raw)
+    message = RawMessage.parse(canonical)
     removed = {recipient_header.lower(), SEAL_HEADER.lower()}
     recipients = tuple(message.values(recipient_header))
     seals = tuple(message.values(SEAL_HEADER))
     kept = b"".join(field.raw for field in message.headers if field.lower_name not in removed)
     header_length = sum(len(field.raw) for field in message.headers)
     # The rest of the input, from the empty line on, is kept byte for byte.
-    rest = to_crlf(raw)[header_length:]
-    return PortalCopy(recipients, seals, kept + rest)
+    return PortalCopy(recipients, seals, kept + canonical[header_length:])
 
 
 def check_copy(
@@ -254,8 +254,29 @@ class Intake:
                     f"; withdrawing portal message {deposit.message_id} also failed "
                     f"({withdraw_error}), so it stays until portal.retention ends"
                 )
+                raise IntakeDeferred(reason) from exc
+            self._record_withdrawal(deposit.message_id, deposit.tokens, queue_id, reason)
             raise IntakeDeferred(reason) from exc
         return deposit.message_id
+
+    def _record_withdrawal(
+        self,
+        message_id: str,
+        tokens: tuple[tuple[str, str], ...],
+        queue_id: str,
+        reason: str,
+    ) -> None:
+        """Record that a stored message was withdrawn, for each recipient.
+
+        Postfix retries the message whether or not these records are written, so a
+        failure here is ignored. When the audit trail itself failed, the trail then
+        shows ``stored`` without ``withdrawn``.
+        """
+        try:
+            for recipient, _token in tokens:
+                self._record("withdrawn", message_id, recipient, queue_id, reason)
+        except AuditError:
+            pass
 
     def _reject(
         self, status: int, dsn: str, reason: str, queue_id: str, log: MessageLogger
