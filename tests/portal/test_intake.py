@@ -21,10 +21,12 @@ from typing import Any
 import pytest
 
 from postveil.audit import generate_key_file
+from postveil.cli import portal_cmd
 from postveil.cli.main import main
 from postveil.config import Config
 from postveil.harness.net import free_port
 from postveil.harness.smtp import SmtpSink
+from postveil.portal import mailer
 from postveil.portal.intake import (
     EX_DATAERR,
     EX_NOPERM,
@@ -536,3 +538,52 @@ def test_init_needs_seal_key_setting(setup: Setup, capsys: pytest.CaptureFixture
     assert status == 1
     assert "portal.seal_key_file is not set" in capsys.readouterr().err
     assert not (setup.tmp / "unused-store").exists()
+
+
+class _Stdin:
+    def __init__(self, data: bytes) -> None:
+        self.buffer = io.BytesIO(data)
+
+
+def test_unexpected_error_defers(
+    setup: Setup,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    def broken(*args: Any, **kwargs: Any) -> IntakeResult:
+        raise RuntimeError(SECRET_LINE)
+
+    monkeypatch.setattr(Intake, "deliver", broken)
+    monkeypatch.setattr(sys, "stdin", _Stdin(portal_copy(seal=setup.seal.make(RECIPIENTS))))
+
+    status = portal_cmd.deliver(str(write_config(setup)), "4QtestQ2", SENDER)
+    err = capsys.readouterr().err
+
+    assert status == EX_TEMPFAIL
+    assert err.startswith("4.3.0 ")
+    assert "RuntimeError" in err
+    assert SECRET_LINE not in err
+    assert "unexpected RuntimeError" in caplog.text
+    assert SECRET_LINE not in caplog.text
+
+
+def test_time_limit_defers_and_withdraws(
+    setup: Setup, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    def slow_send(*args: Any, **kwargs: Any) -> None:
+        time.sleep(5)
+
+    monkeypatch.setattr(portal_cmd, "DELIVERY_TIME_LIMIT", 1)
+    monkeypatch.setattr(mailer, "send", slow_send)
+    monkeypatch.setattr(sys, "stdin", _Stdin(portal_copy(seal=setup.seal.make(RECIPIENTS))))
+
+    started = time.monotonic()
+    status = portal_cmd.deliver(str(write_config(setup)), "4QtestQ3", SENDER)
+    err = capsys.readouterr().err
+
+    assert status == EX_TEMPFAIL
+    assert time.monotonic() - started < 4
+    assert "longer than 1 seconds" in err
+    assert setup.stored_count() == 0
+    assert [r["event"] for r in setup.audit_records()][-1] == "withdrawn"

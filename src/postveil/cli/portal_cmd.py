@@ -10,8 +10,10 @@ import argparse
 import logging
 import os
 import pwd
+import signal
 import stat
 import sys
+import traceback
 from collections.abc import Sequence
 from pathlib import Path
 from typing import NoReturn
@@ -24,6 +26,8 @@ from postveil.portal.intake import EX_TEMPFAIL, Intake, IntakeDeferred, IntakeRe
 from postveil.portal.store import PortalError, PortalStore, generate_master_key
 
 DELIVER_PROGRAM = "postveil-portal-deliver"
+
+logger = logging.getLogger("postveil.portal.intake")
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -120,28 +124,67 @@ def deliver_main(argv: Sequence[str]) -> int:
     return deliver(args.config, args.queue_id, args.sender)
 
 
+DELIVERY_TIME_LIMIT = 600
+"""Seconds after which ``deliver`` stops and exits 75. It must stay below the pipe
+service's time limit in Postfix (``portal_time_limit``, which defaults to
+``command_time_limit``, 1000s), because pipe(8) bounces a message whose command
+runs longer than that."""
+
+
+class DeliveryTimeout(PortalError):
+    """``deliver`` ran longer than DELIVERY_TIME_LIMIT."""
+
+
+def _raise_timeout(signum: int, frame: object) -> None:
+    raise DeliveryTimeout(f"delivery took longer than {DELIVERY_TIME_LIMIT} seconds")
+
+
 def deliver(config_path: str | None, queue_id: str, sender: str | None) -> int:
-    """Run the intake on standard input and print its one line for Postfix."""
+    """Run the intake on standard input and print its one line for Postfix.
+
+    Every failure that is not a rejection, including an unexpected exception, exits
+    75: pipe(8) bounces on any exit status it does not know, and a bounce returns
+    the message to its sender for good.
+    """
+    previous = signal.signal(signal.SIGALRM, _raise_timeout)
+    signal.alarm(DELIVERY_TIME_LIMIT)
+    try:
+        return _finish(_deliver(config_path, queue_id, sender))
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, previous)
+
+
+def _deliver(config_path: str | None, queue_id: str, sender: str | None) -> IntakeResult:
     source = config_path or default_config_path()
     try:
         config = load_config(source)
     except ConfigError as exc:
         problems = "; ".join(exc.problems)
-        return _finish(deferred(f"cannot load the configuration {source}: {problems}", "4.3.5"))
+        return deferred(f"cannot load the configuration {source}: {problems}", "4.3.5")
     _setup_deliver_logging(config)
     if sender is None:
-        return _finish(
-            deferred("no envelope sender: run it with --sender ${sender} in master.cf", "4.3.5")
-        )
+        return deferred("no envelope sender: run it with --sender ${sender} in master.cf", "4.3.5")
     try:
         intake = Intake(config)
     except IntakeDeferred as exc:
-        return _finish(deferred(exc.reason, exc.dsn))
+        return deferred(exc.reason, exc.dsn)
     try:
-        result = intake.deliver(sys.stdin.buffer, sender=sender, queue_id=queue_id)
+        return intake.deliver(sys.stdin.buffer, sender=sender, queue_id=queue_id)
+    except DeliveryTimeout as exc:
+        logger.error("%s: deferred: %s", queue_id or "-", exc)
+        return deferred(str(exc))
+    except Exception as exc:
+        # Only the type and the place are logged, because the exception's text could
+        # quote the message.
+        frames = traceback.extract_tb(exc.__traceback__)
+        where = f"{frames[-1].filename}:{frames[-1].lineno}" if frames else "unknown"
+        logger.error(
+            "%s: deferred after an unexpected %s at %s", queue_id or "-", type(exc).__name__, where
+        )
+        return deferred(f"internal error ({type(exc).__name__} at {where})")
     finally:
         intake.audit.close()
-    return _finish(result)
 
 
 def _finish(result: IntakeResult) -> int:
@@ -151,7 +194,7 @@ def _finish(result: IntakeResult) -> int:
 
 
 def _setup_deliver_logging(config: Config) -> None:
-    """Log to syslog when the configuration says so. Standard error belongs to
+    """Log to syslog when ``logging.target`` is syslog. Standard error belongs to
     Postfix, which reads a status code from its start, so no other target is used."""
     if config.logging.target == "syslog":
         try:
@@ -202,7 +245,9 @@ def init(config: Config) -> int:
             except FileExistsError:
                 kept.append(f"{path} ({what})")
     except OSError as exc:
-        print(f"postveil portal init: {exc.filename}: {exc.strerror}", file=sys.stderr)
+        print(
+            f"postveil portal init: cannot create {exc.filename}: {exc.strerror}", file=sys.stderr
+        )
         for line in created:
             print(f"created {line}")
         return 1
@@ -257,9 +302,9 @@ def housekeeping(config: Config, action: str) -> int:
 
 
 def _owner_problem(directory: str, action: str) -> str | None:
-    """Why root should not open the store: files it creates there (the database on
-    first use, the messages directory) would be root's, and the intake could no
-    longer write them."""
+    """Return why root must not open the store, or None. Files that root creates
+    there (the database on first use, the messages directory) would be root's, and
+    the intake could no longer write them."""
     if os.geteuid() != 0:
         return None
     try:

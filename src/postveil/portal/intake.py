@@ -110,7 +110,7 @@ def split_portal_copy(raw: bytes, recipient_header: str) -> PortalCopy:
 def check_copy(
     copy: PortalCopy, seal: PortalSeal, *, max_age: float, now: float | None = None
 ) -> str | None:
-    """Return why ``copy`` must be refused, or None when its seal covers its recipients."""
+    """Return why ``copy`` must be rejected, or None when its seal covers its recipients."""
     if not copy.recipients:
         return "no recipient headers"
     if len(copy.seals) > 1:
