@@ -587,3 +587,18 @@ def test_time_limit_defers_and_withdraws(
     assert "longer than 1 seconds" in err
     assert setup.stored_count() == 0
     assert [r["event"] for r in setup.audit_records()][-1] == "withdrawn"
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="checks what root is told; needs root")
+def test_status_as_root_names_owner(setup: Setup, capsys: pytest.CaptureFixture[str]) -> None:
+    store = Path(setup.settings["portal"]["store_directory"])
+    store.mkdir(mode=0o700)
+    os.chown(store, 65534, 65534)
+
+    status = main(["portal", "status", "-c", str(write_config(setup))])
+    err = capsys.readouterr().err
+
+    assert status == 1
+    assert "runuser -u " in err
+    assert "postveil portal status" in err
+    assert list(store.iterdir()) == []
