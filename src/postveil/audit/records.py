@@ -328,6 +328,7 @@ PORTAL_EVENTS = (
     "stored",
     "refused",
     "notified",
+    "withdrawn",
     "code_sent",
     "code_refused",
     "code_wrong",

@@ -21,6 +21,7 @@ SUBCOMMAND_MODULES = [
     "postveil.cli.scan_cmd",
     "postveil.cli.domain_cmd",
     "postveil.cli.audit_cmd",
+    "postveil.cli.portal_cmd",
 ]
 
 
@@ -61,6 +62,13 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _run(argv: list[str] | None) -> int:
+    arguments = sys.argv[1:] if argv is None else argv
+    if arguments[:2] == ["portal", "deliver"]:
+        # pipe(8) reads exit status 2, argparse's usage error, as a permanent failure,
+        # so this command parses its own arguments and defers on a mistake instead.
+        from postveil.cli.portal_cmd import deliver_main
+
+        return deliver_main(arguments[2:])
     parser = build_parser()
     args = parser.parse_args(argv)
     handler = getattr(args, "handler", None)

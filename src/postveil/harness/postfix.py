@@ -116,6 +116,7 @@ class PrivatePostfix:
         self.port = free_port()
         self.reinject_port = free_port() if reinject else None
         self._settings: dict[str, str] = dict(settings or {})
+        self._services: dict[str, str] = {}
         self._maillog_offset = 0
 
     # -- configuration -----------------------------------------------------------
@@ -178,6 +179,21 @@ class PrivatePostfix:
         if self.running:
             self._run_postfix("reload")
 
+    def set_service(self, name: str, entry: str | None) -> None:
+        """Add the master.cf service ``name``, replace it, or remove it (None), and
+        reload a running instance.
+
+        ``entry`` is the complete master.cf text of the service, starting with
+        ``name`` and including its continuation lines.
+        """
+        if entry is None:
+            self._services.pop(name, None)
+        else:
+            self._services[name] = entry.rstrip("\n") + "\n"
+        self._write_config()
+        if self.running:
+            self._run_postfix("reload")
+
     def _write_config(self) -> None:
         self.config_dir.mkdir(parents=True, exist_ok=True)
         lines = [f"{key} = {value}" for key, value in self.main_cf().items()]
@@ -188,6 +204,7 @@ class PrivatePostfix:
                 listen=f"127.0.0.1:{self.reinject_port}", name=self.name
             )
         master = MASTER_CF.format(listen=f"127.0.0.1:{self.port}", reinject=reinject)
+        master += "".join(self._services.values())
         (self.config_dir / "master.cf").write_text(master)
 
     # -- lifecycle ---------------------------------------------------------------
