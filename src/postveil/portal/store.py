@@ -72,6 +72,8 @@ class Pickup:
     expires: float
     opened: float | None
     size: int
+    queue_id: str = ""
+    """Postfix queue id of the copy the intake stored, for audit records."""
 
 
 @dataclass(frozen=True)
@@ -290,8 +292,8 @@ class PortalStore:
         """The pickup behind a link token, or None when unknown or expired."""
         now = time.time() if now is None else now
         row = self._db.execute(
-            "SELECT m.id, p.recipient, m.sender, m.created, m.expires, p.opened, m.size"
-            " FROM pickups p JOIN messages m ON m.id = p.message_id"
+            "SELECT m.id, p.recipient, m.sender, m.created, m.expires, p.opened, m.size,"
+            " m.queue_id FROM pickups p JOIN messages m ON m.id = p.message_id"
             " WHERE p.token_digest = ? AND m.expires > ?",
             (_digest(token), now),
         ).fetchone()
