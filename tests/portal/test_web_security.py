@@ -3,6 +3,7 @@ failures that leave the portal working."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from email.message import EmailMessage
@@ -223,10 +224,10 @@ async def test_unexpected_error_gives_500(
 
 
 async def test_portal_error_from_send_gives_503(start_portal: StartPortal) -> None:
-    def refusing_send(section: PortalSection, message: EmailMessage) -> None:
+    def rejecting_send(section: PortalSection, message: EmailMessage) -> None:
         raise PortalError("portal.notify_relay refused the recipient")
 
-    portal = await start_portal(send=refusing_send)
+    portal = await start_portal(send=rejecting_send)
     _, token = portal.deposit()
 
     async with portal.client() as client:
@@ -257,3 +258,31 @@ async def test_session_cookie_ignored_after_expiry(start_portal: StartPortal) ->
         time.sleep(1.1)
         async with client.get(portal.url(token, "/message"), allow_redirects=False) as response:
             assert response.status == 303
+
+
+@pytest.mark.parametrize(
+    "request_line",
+    [
+        b"GET /m/{token} HTTP/9.9\r\n\r\n",
+        b"GET /m/{token}\x01 HTTP/1.1\r\nHost: x\r\n\r\n",
+        b"G\x00T /m/{token} HTTP/1.1\r\n\r\n",
+    ],
+)
+async def test_malformed_request_keeps_token_out_of_log(
+    start_portal: StartPortal, caplog: pytest.LogCaptureFixture, request_line: bytes
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    portal = await start_portal()
+    _, token = portal.deposit()
+    port = int(portal.base_url.rpartition(":")[2])
+
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    writer.write(request_line.replace(b"{token}", token.encode()))
+    await writer.drain()
+    reply = await reader.read(200)
+    writer.close()
+    await writer.wait_closed()
+
+    assert reply.startswith(b"HTTP/1.")
+    assert "Error handling request" in caplog.text
+    assert token not in caplog.text

@@ -233,7 +233,7 @@ class Portal:
             return self.not_found()
         if issue.code is None:
             log.warning(
-                "message %s: refused a code for %s: %d codes were sent in the last hour",
+                "message %s: rejected a code request for %s: codes_per_hour (%d) reached",
                 pickup.message_id,
                 pickup.recipient,
                 section.codes_per_hour,
@@ -315,6 +315,7 @@ class Portal:
             attempts=section.code_attempts,
             session_lifetime=section.session_lifetime,
         )
+
         if check.outcome == "ok" and check.session is not None:
             return await self._verified(token, pickup, check.session)
         if check.outcome == "wrong":
@@ -363,9 +364,11 @@ class Portal:
         self, request: web.Request, *, event: str | None, first_only: bool = False
     ) -> tuple[str, Pickup, bytes] | web.Response:
         """Return the token, pickup and decrypted message for a request with a valid
-        session, after ``event`` is in the audit trail; otherwise the response to send.
-        With ``first_only``, the event is recorded only when the pickup was never
-        opened before."""
+        session, or else the response to send.
+
+        ``event`` is appended to the audit trail first. With ``first_only`` it is
+        appended only when the pickup was never opened before.
+        """
         found = await self._pickup(request)
         if found is None:
             return self.not_found()
@@ -451,8 +454,9 @@ class Portal:
 
 
 def _attachment_response(data: bytes, filename: str) -> web.Response:
-    """A download that no browser shows inline: octet-stream, attachment disposition,
-    and the file name both as ASCII and, for other scripts, as RFC 6266 ``filename*``."""
+    """Build a download that no browser shows inline: octet-stream, attachment
+    disposition, and the file name as ASCII and, for other scripts, as RFC 6266
+    ``filename*``."""
     ascii_name = filename.encode("ascii", "replace").decode("ascii").replace("?", "_")
     disposition = f'attachment; filename="{ascii_name}"'
     if ascii_name != filename:
@@ -518,7 +522,7 @@ async def _respond(
         if origin is not None and origin_of(origin) != portal.origin:
             log.warning("rejected a POST request from another origin")
             return portal.problem(
-                403, "Request refused", "This form can only be sent from the portal's own pages."
+                403, "Request rejected", "This form can only be sent from the portal's own pages."
             )
     try:
         return await handler(request)
@@ -540,6 +544,28 @@ async def _respond(
     )
 
 
+class ExceptionClassOnly(logging.Filter):
+    """Replace a record's traceback with the exception's class name.
+
+    aiohttp logs a malformed request with an exception whose text quotes the request
+    line (aiohttp 3.14: ``BadStatusLine``), and that line contains the link token.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.exc_info and record.exc_info[1] is not None:
+            record.msg = f"{record.getMessage()}: {type(record.exc_info[1]).__name__}"
+            record.args = None
+            record.exc_info = None
+            record.exc_text = None
+        return True
+
+
+def _redact_server_log() -> None:
+    server_log = logging.getLogger("aiohttp.server")
+    if not any(isinstance(existing, ExceptionClassOnly) for existing in server_log.filters):
+        server_log.addFilter(ExceptionClassOnly())
+
+
 PORTAL_KEY = web.AppKey("portal", Portal)
 
 
@@ -554,6 +580,7 @@ def make_app(
     """Build the portal's application. Raises PortalError when ``portal.base_url`` is
     null. The caller runs it with aiohttp's access log off (``access_log=None``)."""
     portal = Portal(config, store, audit, send=send, send_timeout=send_timeout)
+    _redact_server_log()
     app = web.Application(middlewares=[_make_middleware(portal)], client_max_size=MAX_REQUEST_SIZE)
     app[PORTAL_KEY] = portal
     headers = _security_headers(portal)
