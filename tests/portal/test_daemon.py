@@ -26,14 +26,14 @@ SOURCE_DIRECTORY = Path(__file__).resolve().parents[2] / "src"
 START_TIMEOUT = 20.0
 
 
-def test_refuses_without_base_url(tmp_path: Path, capfd: pytest.CaptureFixture[str]) -> None:
+def test_exits_78_without_base_url(tmp_path: Path, capfd: pytest.CaptureFixture[str]) -> None:
     config = write_config(tmp_path)
 
     assert main(["-c", str(config)]) == EX_CONFIG
     assert "portal.base_url is not set" in capfd.readouterr().err
 
 
-def test_refuses_open_key_file(tmp_path: Path, capfd: pytest.CaptureFixture[str]) -> None:
+def test_exits_78_with_open_key_file(tmp_path: Path, capfd: pytest.CaptureFixture[str]) -> None:
     config = write_config(tmp_path, base_url="https://secure.example.org")
     os.chmod(tmp_path / "portal.key", 0o644)
 
@@ -43,7 +43,7 @@ def test_refuses_open_key_file(tmp_path: Path, capfd: pytest.CaptureFixture[str]
     assert "chmod 600" in error
 
 
-def test_refuses_missing_key_file(tmp_path: Path, capfd: pytest.CaptureFixture[str]) -> None:
+def test_exits_78_with_missing_key_file(tmp_path: Path, capfd: pytest.CaptureFixture[str]) -> None:
     config = write_config(tmp_path, base_url="https://secure.example.org")
     (tmp_path / "portal.key").unlink()
 
@@ -51,7 +51,7 @@ def test_refuses_missing_key_file(tmp_path: Path, capfd: pytest.CaptureFixture[s
     assert "cannot read portal key" in capfd.readouterr().err
 
 
-def test_refuses_unopenable_store(tmp_path: Path, capfd: pytest.CaptureFixture[str]) -> None:
+def test_exits_78_when_store_unavailable(tmp_path: Path, capfd: pytest.CaptureFixture[str]) -> None:
     blocker = tmp_path / "not-a-directory"
     blocker.write_text("")
     config = write_config(
@@ -62,7 +62,7 @@ def test_refuses_unopenable_store(tmp_path: Path, capfd: pytest.CaptureFixture[s
     assert "cannot open the portal store" in capfd.readouterr().err
 
 
-def test_refuses_invalid_config(tmp_path: Path, capfd: pytest.CaptureFixture[str]) -> None:
+def test_exits_78_with_invalid_config(tmp_path: Path, capfd: pytest.CaptureFixture[str]) -> None:
     config = tmp_path / "postveil.yaml"
     config.write_text(yaml.safe_dump({"portal": {"base_url": "http://portal.example.org"}}))
 
@@ -70,7 +70,9 @@ def test_refuses_invalid_config(tmp_path: Path, capfd: pytest.CaptureFixture[str
     assert "must use https" in capfd.readouterr().err
 
 
-def test_refuses_unloadable_certificate(tmp_path: Path, capfd: pytest.CaptureFixture[str]) -> None:
+def test_exits_78_with_missing_certificate(
+    tmp_path: Path, capfd: pytest.CaptureFixture[str]
+) -> None:
     config = write_config(
         tmp_path,
         base_url="https://secure.example.org",
@@ -120,6 +122,7 @@ def test_serves_https_and_stops_on_sigterm(tmp_path: Path) -> None:
         retention=3600,
     ).tokens[0][1]
     store.close()
+
     log_path = tmp_path / "portal.log"
     environment = {
         **os.environ,
@@ -143,6 +146,7 @@ def test_serves_https_and_stops_on_sigterm(tmp_path: Path) -> None:
         if process.poll() is None:
             process.kill()
             process.wait()
+
     log = log_path.read_text()
     assert "purged 0 expired message(s)" in log
     assert "ready on https://" in log

@@ -2,7 +2,7 @@
 
 It opens the store and the audit log, listens on ``portal.listen`` (HTTPS with TLS 1.2
 or later when ``tls_certificate`` is set, else plain HTTP on loopback behind a TLS
-proxy), purges expired messages at start and every hour, and tells systemd READY=1
+proxy), purges expired messages at start and every hour, and sends systemd READY=1
 once it accepts connections. SIGTERM and SIGINT stop accepting, let requests in
 progress finish for up to STOP_GRACE seconds, and exit 0.
 """
@@ -86,6 +86,7 @@ class PortalDaemon:
             self.app, access_log=None, handle_signals=False, shutdown_timeout=STOP_GRACE
         )
         await runner.setup()
+
         site = web.TCPSite(runner, host, port, ssl_context=self._context)
         try:
             await site.start()
@@ -93,6 +94,7 @@ class PortalDaemon:
             log.critical("cannot listen on %s (portal.listen): %s", section.listen, exc.strerror)
             await runner.cleanup()
             return EX_CONFIG
+
         await self.purge()
         purger = asyncio.create_task(self._purge_hourly())
         await self._audit(DaemonEvent("start", __version__))
@@ -106,6 +108,7 @@ class PortalDaemon:
         )
         notifier = sdnotify.SystemdNotifier()
         notifier.notify("READY=1")
+
         await self._stop.wait()
         notifier.notify("STOPPING=1")
         purger.cancel()

@@ -69,8 +69,8 @@ def _notice(text: str | None) -> str:
 
 
 def not_found(organisation: str) -> str:
-    """The one page for a link that is unknown, mistyped or expired: it does not say
-    which, so the page reveals nothing about other links."""
+    """Render the one page for a link that is unknown, mistyped or expired. It does
+    not say which, so the page reveals nothing about other links."""
     return _document(
         organisation,
         "Message not available",
@@ -140,7 +140,7 @@ def message_page(
     part_action: str,
     logout_action: str,
 ) -> str:
-    """The message itself. ``part_action`` is the download URL without the part number."""
+    """Render the message. ``part_action`` is the download URL without the part number."""
     rows = "".join(
         f"<tr><th>{escape(name)}</th><td>{escape(value)}</td></tr>" for name, value in view.headers
     )
@@ -191,5 +191,5 @@ def signed_out(organisation: str, *, landing_action: str) -> str:
 
 
 def problem(organisation: str, title: str, text: str) -> str:
-    """A page for an error: rate limit, relay down, forbidden request, internal error."""
+    """Render an error page: rate limit, relay down, forbidden request, internal error."""
     return _document(organisation, title, f"<p>{escape(text)}</p>")

@@ -36,7 +36,7 @@ class Attachment:
 
 @dataclass(frozen=True)
 class MessageView:
-    """What the message page shows."""
+    """Content of the message page."""
 
     headers: tuple[tuple[str, str], ...]
     """(name, decoded value) for each header of HEADERS that the message has."""
@@ -96,8 +96,8 @@ def view_message(message: EmailMessage) -> MessageView:
 
 
 def part_bytes(part: Message) -> bytes:
-    """The part's content as its sender attached it, with the transfer encoding undone.
-    An attached message is returned as its whole text."""
+    """Return the part's content as its sender attached it, with the transfer encoding
+    undone. An attached message is returned as its whole text."""
     if part.get_content_maintype() == "message" or part.is_multipart():
         payload = part.get_payload()
         inner = payload[0] if isinstance(payload, list) and payload else None
@@ -107,13 +107,13 @@ def part_bytes(part: Message) -> bytes:
 
 
 def download_filename(part: Message, number: int) -> str:
-    """A file name for ``part`` that is safe in a Content-Disposition header and on
-    the reader's disk: no path, no control or quoting characters, no leading dot."""
+    """Return a file name for ``part`` that is safe in a Content-Disposition header and
+    on the reader's disk: no path, no control or quoting characters, no leading dot."""
     try:
-        given = part.get_filename() or ""
+        original = part.get_filename() or ""
     except (ValueError, LookupError):
-        given = ""
-    name = sanitise_filename(given)
+        original = ""
+    name = sanitise_filename(original)
     if name:
         return name
     extension = {
@@ -166,8 +166,8 @@ def _readable_parts(message: Message) -> set[int]:
             return
         if part.get_content_type() == "multipart/alternative":
             children = _children(part)
-            for wanted in ("text/plain", "text/html"):
-                chosen = [child for child in children if child.get_content_type() == wanted]
+            for content_type in ("text/plain", "text/html"):
+                chosen = [child for child in children if child.get_content_type() == content_type]
                 if chosen and not _is_attachment(chosen[0]):
                     readable.add(id(chosen[0]))
                     return
