@@ -227,10 +227,20 @@ class PortalStore:
         try:
             yield self._db
         except BaseException:
-            self._db.execute("ROLLBACK")
+            self._rollback()
             raise
-        else:
+        try:
             self._db.execute("COMMIT")
+        except sqlite3.Error as exc:
+            # Left open, the transaction would make every later BEGIN fail.
+            self._rollback()
+            raise PortalError(f"portal store {self.directory}: commit failed: {exc}") from exc
+
+    def _rollback(self) -> None:
+        # SQLite ends the transaction itself after some errors (SQLITE_FULL, SQLITE_IOERR),
+        # and a ROLLBACK then would raise and hide the original error.
+        if self._db.in_transaction:
+            self._db.execute("ROLLBACK")
 
     # -- messages ------------------------------------------------------------------
 
@@ -447,7 +457,12 @@ class PortalStore:
             (self._messages / message_id).unlink(missing_ok=True)
         # An orphan younger than a minute may belong to a deposit still in progress.
         for path in self._messages.iterdir():
-            if path.name not in known and path.stat().st_mtime < now - 60:
+            try:
+                orphan = path.name not in known and path.stat().st_mtime < now - 60
+            except FileNotFoundError:
+                # A deposit renamed its temporary file, or withdraw removed the file.
+                continue
+            if orphan:
                 path.unlink(missing_ok=True)
         return len(expired)
 
