@@ -286,3 +286,37 @@ async def test_malformed_request_keeps_token_out_of_log(
     assert reply.startswith(b"HTTP/1.")
     assert "Error handling request" in caplog.text
     assert token not in caplog.text
+
+
+async def test_cross_site_post_without_origin_rejected(start_portal: StartPortal) -> None:
+    portal = await start_portal()
+    _, token = portal.deposit()
+
+    async with portal.client() as client:
+        async with client.post(
+            portal.url(token, "/code"), headers={"Sec-Fetch-Site": "cross-site"}
+        ) as response:
+            assert response.status == 403
+        async with client.post(
+            portal.url(token, "/code"),
+            headers={"Sec-Fetch-Site": "same-origin"},
+            allow_redirects=False,
+        ) as response:
+            assert response.status == 303
+
+    assert len(portal.sink.messages) == 1
+
+
+async def test_head_records_nothing(start_portal: StartPortal) -> None:
+    portal = await start_portal()
+    _, token = portal.deposit()
+
+    async with portal.client() as client:
+        await sign_in(client, portal, token)
+        for suffix in ("/message", "/download", "/part/1"):
+            async with client.head(portal.url(token, suffix)) as response:
+                assert response.status == 405, suffix
+        async with client.head(portal.url(token)) as response:
+            assert response.status == 303
+
+    assert portal.audit_events() == ["code_sent", "verified"]

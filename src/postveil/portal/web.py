@@ -21,6 +21,7 @@ Log lines and audit records name the portal's message id and the recipient.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import re
 import time
@@ -46,9 +47,10 @@ access_log = logging.getLogger("postveil.portal.access")
 
 SESSION_COOKIE = "postveil_session"
 
-SEND_TIMEOUT = 30.0
+SEND_TIMEOUT = 10.0
 """Seconds a code request waits for the relay to accept the code mail before it shows
-"try again later". mailer.send's own SMTP timeout bounds the thread that keeps trying."""
+"try again later". The default sender also uses it as its SMTP socket timeout, so a
+stop (STOP_GRACE, 10 s) is not held up by a relay that does not answer."""
 
 MAX_REQUEST_SIZE = 16 * 1024
 """Largest request body in bytes. The only forms carry a code."""
@@ -519,7 +521,13 @@ async def _respond(
 ) -> web.StreamResponse:
     if request.method == "POST":
         origin = request.headers.get("Origin")
-        if origin is not None and origin_of(origin) != portal.origin:
+        # Sec-Fetch-Site covers a browser that sends no Origin.
+        foreign = (
+            origin_of(origin) != portal.origin
+            if origin is not None
+            else request.headers.get("Sec-Fetch-Site") == "cross-site"
+        )
+        if foreign:
             log.warning("rejected a POST request from another origin")
             return portal.problem(
                 403, "Request rejected", "This form can only be sent from the portal's own pages."
@@ -574,11 +582,16 @@ def make_app(
     store: PortalStore,
     audit: AuditLog,
     *,
-    send: SendFunction = mailer.send,
+    send: SendFunction | None = None,
     send_timeout: float = SEND_TIMEOUT,
 ) -> web.Application:
     """Build the portal's application. Raises PortalError when ``portal.base_url`` is
-    null. The caller runs it with aiohttp's access log off (``access_log=None``)."""
+    null. The caller runs it with aiohttp's access log off (``access_log=None``).
+
+    ``send`` defaults to :func:`postveil.portal.mailer.send` with ``send_timeout``.
+    """
+    if send is None:
+        send = functools.partial(mailer.send, timeout=send_timeout)
     portal = Portal(config, store, audit, send=send, send_timeout=send_timeout)
     _redact_server_log()
     app = web.Application(middlewares=[_make_middleware(portal)], client_max_size=MAX_REQUEST_SIZE)
@@ -598,8 +611,9 @@ def make_app(
     app.router.add_post(base + "/code", portal.request_code)
     app.router.add_get(base + "/code", portal.code_form)
     app.router.add_post(base + "/verify", portal.verify)
-    app.router.add_get(base + "/message", portal.message)
-    app.router.add_get(base + "/download", portal.download)
-    app.router.add_get(base + "/part/{number}", portal.download_part)
+    # No HEAD on these: it would record an opening or a download that sent nothing.
+    app.router.add_get(base + "/message", portal.message, allow_head=False)
+    app.router.add_get(base + "/download", portal.download, allow_head=False)
+    app.router.add_get(base + "/part/{number}", portal.download_part, allow_head=False)
     app.router.add_post(base + "/logout", portal.logout)
     return app
