@@ -78,6 +78,7 @@ async def test_whole_flow_link_to_download(start_portal: StartPortal) -> None:
         assert "Fri, 04 Dec 2026" in page
         assert "lab _report_.pdf" in page
         assert f'href="/m/{token}/part/1"' in page
+        assert "HTML version" not in page
 
         async with client.get(portal.url(token, "/download")) as response:
             whole = await response.read()
@@ -298,6 +299,7 @@ async def test_html_part_not_rendered(start_portal: StartPortal) -> None:
     assert "javascript:" not in page
     assert "alert" not in page
     assert f'href="/m/{token}/part/0"' in page
+    assert "HTML version of the text is listed" in page
     assert html_download.decode().strip() == html
     assert content_type == "application/octet-stream"
     assert disposition == 'attachment; filename="part-1.html"'

@@ -158,20 +158,19 @@ def message_page(
 
 
 def _attachment_list(attachments: Iterable[Attachment], part_action: str) -> str:
+    attachments = list(attachments)
+    if not attachments:
+        return ""
     items = "".join(
         f'<li><a href="{escape(part_action)}{attachment.number}">'
         f"{escape(attachment.filename)}</a> ({escape(attachment.content_type)}, "
         f"{_size_text(attachment.size)})</li>"
         for attachment in attachments
     )
-    if not items:
-        return ""
-    return (
-        "<h2>Attachments</h2>"
-        "<p>Files are downloaded, never opened in this page. HTML versions of the text "
-        "are listed here too.</p>"
-        f"<ul>{items}</ul>"
-    )
+    explanation = "Files are downloaded, never opened in this page."
+    if any(attachment.content_type == "text/html" for attachment in attachments):
+        explanation += " The HTML version of the text is listed here too."
+    return f"<h2>Attachments</h2><p>{explanation}</p><ul>{items}</ul>"
 
 
 def _size_text(size: int) -> str:
