@@ -10,6 +10,7 @@ from email.message import EmailMessage
 
 import pytest
 
+from postveil.audit import AuditLog, AuditWriteError
 from postveil.config.portal import PortalSection
 from postveil.harness.net import free_port
 from postveil.portal.pages import STYLE_HASH
@@ -320,3 +321,35 @@ async def test_head_records_nothing(start_portal: StartPortal) -> None:
             assert response.status == 303
 
     assert portal.audit_events() == ["code_sent", "verified"]
+
+
+async def test_no_reading_without_audit_record(
+    start_portal: StartPortal, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    portal = await start_portal()
+    _, token = portal.deposit()
+    _, other_token = portal.deposit()
+
+    def failing_append(self: AuditLog, record: object) -> None:
+        raise AuditWriteError("audit write failed: disk full")
+
+    async with portal.client() as client:
+        await sign_in(client, portal, token)
+        code = await request_code(client, portal, other_token)
+        monkeypatch.setattr(AuditLog, "append", failing_append)
+
+        for suffix in ("/message", "/download", "/part/1"):
+            async with client.get(portal.url(token, suffix)) as response:
+                body = await response.read()
+            assert response.status == 503, suffix
+            assert SUBJECT.encode() not in body
+            assert planted.MRN.encode() not in body
+
+        async with client.post(
+            portal.url(other_token, "/verify"), data={"code": code}, allow_redirects=False
+        ) as response:
+            assert response.status == 503
+            assert SESSION_COOKIE not in response.cookies
+
+    assert "cannot record the opened event" in caplog.text
+    assert "cannot record the verified event" in caplog.text

@@ -50,7 +50,7 @@ SESSION_COOKIE = "postveil_session"
 SEND_TIMEOUT = 10.0
 """Seconds a code request waits for the relay to accept the code mail before it shows
 "try again later". The default sender also uses it as its SMTP socket timeout, so a
-stop (STOP_GRACE, 10 s) is not held up by a relay that does not answer."""
+stop (STOP_GRACE, 10 s) is not held up by a relay that does not reply."""
 
 MAX_REQUEST_SIZE = 16 * 1024
 """Largest request body in bytes. The only forms carry a code."""
@@ -58,7 +58,7 @@ MAX_REQUEST_SIZE = 16 * 1024
 MAX_CODE_INPUT = 64
 """Characters of the code field that are checked; the code itself has 8 digits."""
 
-_TOKEN_RE = re.compile(r"^[A-Za-z0-9_-]{16,128}$")
+_TOKEN_RE = re.compile(r"[A-Za-z0-9_-]{16,128}")
 """Shape of a link or session token (``secrets.token_urlsafe``). Anything else is not
 looked up."""
 
@@ -158,7 +158,7 @@ class Portal:
         """Return the link token and its pickup, or None when the token is malformed,
         unknown or expired (the caller shows the one not-found page for all three)."""
         token = request.match_info["token"]
-        if not _TOKEN_RE.match(token):
+        if not _TOKEN_RE.fullmatch(token):
             return None
         pickup = await self._in_store(self.store.pickup, token)
         if pickup is None:
@@ -168,7 +168,7 @@ class Portal:
 
     async def _session(self, request: web.Request, token: str) -> str | None:
         session = request.cookies.get(SESSION_COOKIE)
-        if not session or not _TOKEN_RE.match(session):
+        if not session or not _TOKEN_RE.fullmatch(session):
             return None
         if await self._in_store(self.store.session_valid, token, session):
             return session
@@ -441,10 +441,10 @@ class Portal:
 
     async def logout(self, request: web.Request) -> web.Response:
         token = request.match_info["token"]
-        if not _TOKEN_RE.match(token):
+        if not _TOKEN_RE.fullmatch(token):
             return self.not_found()
         session = request.cookies.get(SESSION_COOKIE)
-        if session and _TOKEN_RE.match(session):
+        if session and _TOKEN_RE.fullmatch(session):
             await self._in_store(self.store.end_session, session)
         response = self.page(
             pages.signed_out(self.section.organisation, landing_action=self.url(token))
