@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 import sqlite3
+import stat
 from pathlib import Path
 from typing import Any
 
@@ -67,4 +69,23 @@ def test_pickup_has_queue_id(store: PortalStore) -> None:
 
     assert pickup is not None
     assert pickup.queue_id == "4QzQueue"
+    store.close()
+
+
+def test_new_store_private_under_umask_022(tmp_path: Path) -> None:
+    generate_master_key(tmp_path / "portal.key")
+    previous = os.umask(0o022)
+    try:
+        store = PortalStore.open(tmp_path / "store", tmp_path / "portal.key")
+        store.deposit(
+            b"Subject: x\r\n\r\nbody\r\n",
+            sender="clinic@example.org",
+            recipients=["pat@example.org"],
+            retention=3600,
+        )
+    finally:
+        os.umask(previous)
+
+    for path in (tmp_path / "store", *(tmp_path / "store").iterdir()):
+        assert stat.S_IMODE(path.stat().st_mode) & 0o077 == 0, path
     store.close()

@@ -184,10 +184,16 @@ class PortalStore:
             master_key, b"postveil-portal code digest", hashlib.sha256
         ).digest()
         self._messages = self.directory / "messages"
+        database = self.directory / "portal.sqlite3"
         try:
-            self._messages.mkdir(parents=True, exist_ok=True, mode=0o700)
+            self.directory.mkdir(parents=True, exist_ok=True, mode=0o700)
+            self._messages.mkdir(exist_ok=True, mode=0o700)
+            # The database names senders and recipients. SQLite would create it with
+            # the process's umask (0644 under the usual 022), and its -wal and -shm
+            # files copy the database file's mode, so it is created here first.
+            os.close(os.open(database, os.O_RDWR | os.O_CREAT, 0o600))
             self._db = sqlite3.connect(
-                self.directory / "portal.sqlite3",
+                database,
                 timeout=10.0,
                 isolation_level=None,
                 check_same_thread=False,
