@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import signal
 import ssl
@@ -10,6 +11,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -24,6 +26,20 @@ from tests.portal.conftest import write_config
 
 SOURCE_DIRECTORY = Path(__file__).resolve().parents[2] / "src"
 START_TIMEOUT = 20.0
+
+
+@pytest.fixture(autouse=True)
+def restore_root_logger() -> Iterator[None]:
+    """Put back the root logger's handlers after main() replaced them with its own,
+    so later tests still write to the session log that the leak scan reads."""
+    root = logging.getLogger()
+    saved_handlers, saved_level = list(root.handlers), root.level
+    yield
+    for handler in list(root.handlers):
+        root.removeHandler(handler)
+    for handler in saved_handlers:
+        root.addHandler(handler)
+    root.setLevel(saved_level)
 
 
 def test_exits_78_without_base_url(tmp_path: Path, capfd: pytest.CaptureFixture[str]) -> None:
