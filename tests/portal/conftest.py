@@ -184,7 +184,8 @@ async def start_portal(
     tmp_path: Path, mail_sink: MailSink, certificate_authority: trustme.CA
 ) -> AsyncIterator[StartPortal]:
     """Return an async function that starts the portal with the given ``portal`` keys
-    (``tls=True`` serves HTTPS with a certificate for 127.0.0.1)."""
+    (``tls=True`` serves HTTPS with a certificate for 127.0.0.1, and ``path`` is the
+    path of base_url)."""
     runners: list[web.AppRunner] = []
     opened: list[tuple[PortalStore, AuditLog]] = []
 
@@ -193,11 +194,12 @@ async def start_portal(
         tls: bool = False,
         send: SendFunction | None = None,
         send_timeout: float | None = None,
+        path: str = "",
         **portal: Any,
     ) -> RunningPortal:
         port = free_port()
         scheme = "https" if tls else "http"
-        base_url = f"{scheme}://127.0.0.1:{port}"
+        base_url = f"{scheme}://127.0.0.1:{port}{path}"
         portal.setdefault("notify_relay", f"127.0.0.1:{mail_sink.port}")
         config_path = write_config(
             tmp_path, base_url=base_url, listen=f"127.0.0.1:{port}", **portal

@@ -321,3 +321,27 @@ async def test_https_flow_secure_cookie(start_portal: StartPortal) -> None:
         async with client.get(portal.url(token, "/message")) as response:
             assert response.status == 200
             assert SUBJECT in await response.text()
+
+
+async def test_base_url_with_path(start_portal: StartPortal) -> None:
+    portal = await start_portal(path="/secure")
+    _, token = portal.deposit()
+
+    async with portal.client() as client:
+        async with client.get(portal.url(token)) as response:
+            page = await response.text()
+        assert response.status == 200
+        assert f'action="/secure/m/{token}/code"' in page
+        async with client.post(portal.url(token, "/code"), allow_redirects=False) as response:
+            assert response.headers["Location"] == f"/secure/m/{token}/code"
+        async with client.post(
+            portal.url(token, "/verify"),
+            data={"code": portal.sink.last_code()},
+            allow_redirects=False,
+        ) as response:
+            assert response.headers["Location"] == f"/secure/m/{token}/message"
+            assert response.cookies[SESSION_COOKIE]["path"] == f"/secure/m/{token}"
+        async with client.get(portal.url(token, "/message")) as response:
+            assert response.status == 200
+        async with client.get(portal.base_url.replace("/secure", "") + f"/m/{token}") as response:
+            assert response.status == 404
