@@ -205,9 +205,11 @@ async def start_portal(
             tmp_path, base_url=base_url, listen=f"127.0.0.1:{port}", **portal
         )
         config = parse_config(config_path.read_bytes(), str(config_path))
+
         store = PortalStore.open(config.portal.store_directory, config.portal.key_file)
         audit = AuditLog(config.audit, program="postveil-portal")
         opened.append((store, audit))
+
         options: dict[str, Any] = {}
         if send is not None:
             options["send"] = send
@@ -217,6 +219,7 @@ async def start_portal(
         runner = web.AppRunner(app, access_log=None)
         await runner.setup()
         runners.append(runner)
+
         server_context = None
         client_context = None
         if tls:
