@@ -82,3 +82,29 @@ def test_classifier_unit_settings() -> None:
     assert values_of("ExecReload", CLASSIFIER_UNIT) == []
     (documentation,) = values_of("Documentation", CLASSIFIER_UNIT)
     assert documentation.startswith("file:/usr/share/doc/postveil/")
+
+
+PORTAL_UNIT = "postveil-portal.service"
+
+
+def test_portal_unit_settings() -> None:
+    from postveil.portal.daemon import EX_CONFIG as PORTAL_EX_CONFIG
+    from postveil.portal.daemon import STOP_GRACE
+
+    assert values_of("Type", PORTAL_UNIT) == ["notify"]
+    assert values_of("RestartPreventExitStatus", PORTAL_UNIT) == [str(PORTAL_EX_CONFIG)]
+    assert values_of("ExecReload", PORTAL_UNIT) == []
+    (exec_start,) = values_of("ExecStart", PORTAL_UNIT)
+    assert exec_start.split()[0].endswith("/postveil-portal")
+    (stop_timeout,) = values_of("TimeoutStopSec", PORTAL_UNIT)
+    assert int(stop_timeout.rstrip("s")) > STOP_GRACE
+    (documentation,) = values_of("Documentation", PORTAL_UNIT)
+    assert documentation.startswith("file:/usr/share/doc/postveil/")
+
+
+def test_portal_unit_can_write_store_and_audit() -> None:
+    defaults = parse_config(b"")
+    writable = " ".join(values_of("ReadWritePaths", PORTAL_UNIT)).split()
+
+    for directory in (defaults.portal.store_directory, defaults.audit.directory):
+        assert any(directory.startswith(path + "/") for path in writable), directory

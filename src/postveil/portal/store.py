@@ -72,6 +72,8 @@ class Pickup:
     expires: float
     opened: float | None
     size: int
+    queue_id: str = ""
+    """Postfix queue id of the copy the intake stored, for audit records."""
 
 
 @dataclass(frozen=True)
@@ -182,10 +184,16 @@ class PortalStore:
             master_key, b"postveil-portal code digest", hashlib.sha256
         ).digest()
         self._messages = self.directory / "messages"
+        database = self.directory / "portal.sqlite3"
         try:
-            self._messages.mkdir(parents=True, exist_ok=True, mode=0o700)
+            self.directory.mkdir(parents=True, exist_ok=True, mode=0o700)
+            self._messages.mkdir(exist_ok=True, mode=0o700)
+            # The database names senders and recipients. SQLite would create it with
+            # the process's umask (0644 under the usual 022), and its -wal and -shm
+            # files copy the database file's mode, so it is created here first.
+            os.close(os.open(database, os.O_RDWR | os.O_CREAT, 0o600))
             self._db = sqlite3.connect(
-                self.directory / "portal.sqlite3",
+                database,
                 timeout=10.0,
                 isolation_level=None,
                 check_same_thread=False,
@@ -225,10 +233,20 @@ class PortalStore:
         try:
             yield self._db
         except BaseException:
-            self._db.execute("ROLLBACK")
+            self._rollback()
             raise
-        else:
+        try:
             self._db.execute("COMMIT")
+        except sqlite3.Error as exc:
+            # Left open, the transaction would make every later BEGIN fail.
+            self._rollback()
+            raise PortalError(f"portal store {self.directory}: commit failed: {exc}") from exc
+
+    def _rollback(self) -> None:
+        # SQLite ends the transaction itself after some errors (SQLITE_FULL, SQLITE_IOERR),
+        # and a ROLLBACK then would raise and hide the original error.
+        if self._db.in_transaction:
+            self._db.execute("ROLLBACK")
 
     # -- messages ------------------------------------------------------------------
 
@@ -290,8 +308,8 @@ class PortalStore:
         """The pickup behind a link token, or None when unknown or expired."""
         now = time.time() if now is None else now
         row = self._db.execute(
-            "SELECT m.id, p.recipient, m.sender, m.created, m.expires, p.opened, m.size"
-            " FROM pickups p JOIN messages m ON m.id = p.message_id"
+            "SELECT m.id, p.recipient, m.sender, m.created, m.expires, p.opened, m.size,"
+            " m.queue_id FROM pickups p JOIN messages m ON m.id = p.message_id"
             " WHERE p.token_digest = ? AND m.expires > ?",
             (_digest(token), now),
         ).fetchone()
@@ -445,7 +463,12 @@ class PortalStore:
             (self._messages / message_id).unlink(missing_ok=True)
         # An orphan younger than a minute may belong to a deposit still in progress.
         for path in self._messages.iterdir():
-            if path.name not in known and path.stat().st_mtime < now - 60:
+            try:
+                orphan = path.name not in known and path.stat().st_mtime < now - 60
+            except FileNotFoundError:
+                # A deposit renamed its temporary file, or withdraw removed the file.
+                continue
+            if orphan:
                 path.unlink(missing_ok=True)
         return len(expired)
 

@@ -1,0 +1,619 @@
+"""The pages of postveil-portal, as an aiohttp application.
+
+A recipient's notification links to ``{base_url}/m/{token}``. From there:
+
+- ``GET  /m/{token}``          who sent the message, to which (masked) address, until
+                               when; a button to request a code
+- ``POST /m/{token}/code``     make a code, mail it, then 303 to the code form
+- ``GET  /m/{token}/code``     the code form
+- ``POST /m/{token}/verify``   check the code; a right one sets the session cookie
+- ``GET  /m/{token}/message``  headers, text and attachment list (session required)
+- ``GET  /m/{token}/download`` the whole message as .eml (session required)
+- ``GET  /m/{token}/part/{n}`` one part as a download (session required)
+- ``POST /m/{token}/logout``   end the session
+
+The link token is a secret, because it is half of the way in (the code mailed to the
+recipient is the other half). It is never logged: aiohttp's access log is off, and
+this module writes its own access line with the route pattern in place of the path.
+Log lines and audit records name the portal's message id and the recipient.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import logging
+import re
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from email.message import EmailMessage
+from typing import ParamSpec, TypeVar
+from urllib.parse import quote, urlsplit
+
+from aiohttp import web
+from aiohttp.typedefs import Handler, Middleware
+
+from postveil.audit import AuditError, AuditLog, PortalEvent
+from postveil.config import Config
+from postveil.config.portal import PortalSection
+from postveil.portal import mailer, pages
+from postveil.portal.reading import download_filename as part_filename
+from postveil.portal.reading import leaf_parts, parse_message, part_bytes, view_message
+from postveil.portal.store import Pickup, PortalError, PortalStore
+
+log = logging.getLogger("postveil.portal")
+access_log = logging.getLogger("postveil.portal.access")
+
+SESSION_COOKIE = "postveil_session"
+
+SEND_TIMEOUT = 10.0
+"""Seconds a code request waits for the relay to accept the code mail before it shows
+"try again later". The default sender also uses it as its SMTP socket timeout, so a
+stop (STOP_GRACE, 10 s) is not held up by a relay that does not reply."""
+
+MAX_REQUEST_SIZE = 16 * 1024
+"""Largest request body in bytes. The only forms carry a code."""
+
+MAX_CODE_INPUT = 64
+"""Characters of the code field that are checked; the code itself has 8 digits."""
+
+_TOKEN_RE = re.compile(r"[A-Za-z0-9_-]{16,128}")
+"""Shape of a link or session token (``secrets.token_urlsafe``). Anything else is not
+looked up."""
+
+SendFunction = Callable[[PortalSection, EmailMessage], None]
+"""Sends one message or raises PortalError, like :func:`postveil.portal.mailer.send`."""
+
+MESSAGE_ID_KEY = web.RequestKey("portal_message", str)
+"""The portal message id a request concerns, for the access line."""
+
+_P = ParamSpec("_P")
+_T = TypeVar("_T")
+
+
+def _origin(scheme: str, host: str, port: int | None) -> str:
+    default = {"http": 80, "https": 443}.get(scheme)
+    host = f"[{host}]" if ":" in host else host
+    if port is None or port == default:
+        return f"{scheme}://{host}"
+    return f"{scheme}://{host}:{port}"
+
+
+def origin_of(url: str) -> str | None:
+    """Return the origin (``scheme://host[:port]``, lower case, default port left out)
+    of ``url``, or None when it has none (such as the ``null`` origin)."""
+    try:
+        parts = urlsplit(url.strip())
+        port = parts.port
+    except ValueError:
+        return None
+    if parts.scheme.lower() not in ("http", "https") or not parts.hostname:
+        return None
+    return _origin(parts.scheme.lower(), parts.hostname.lower(), port)
+
+
+class Portal:
+    """Request handlers over one store, audit log and mail sender."""
+
+    def __init__(
+        self,
+        config: Config,
+        store: PortalStore,
+        audit: AuditLog,
+        *,
+        send: SendFunction,
+        send_timeout: float,
+    ) -> None:
+        section = config.portal
+        if section.base_url is None:
+            raise PortalError("portal.base_url is not set: the portal cannot build its links")
+        self.section = section
+        self.store = store
+        self.audit = audit
+        self._send = send
+        self._send_timeout = send_timeout
+        base = urlsplit(section.base_url)
+        self.https = base.scheme == "https"
+        self.origin = origin_of(section.base_url)
+        self.prefix = base.path.rstrip("/")
+        """Path of base_url, without the trailing slash; every route starts with it."""
+        # SQLite is used from one thread at a time: the store has one connection.
+        self._store_thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="portal-store")
+        self._mail_threads = ThreadPoolExecutor(max_workers=4, thread_name_prefix="portal-mail")
+
+    # -- helpers -------------------------------------------------------------------
+
+    async def _in_store(
+        self, function: Callable[_P, _T], *args: _P.args, **kwargs: _P.kwargs
+    ) -> _T:
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._store_thread, lambda: function(*args, **kwargs))
+
+    async def purge(self) -> int:
+        """Delete expired messages and sessions (see :meth:`PortalStore.purge`)."""
+        return await self._in_store(self.store.purge)
+
+    def close(self) -> None:
+        self._mail_threads.shutdown(wait=False, cancel_futures=True)
+        self._store_thread.shutdown(wait=True)
+
+    def url(self, token: str, suffix: str = "") -> str:
+        return f"{self.prefix}/m/{token}{suffix}"
+
+    def page(self, body: str, status: int = 200) -> web.Response:
+        return web.Response(text=body, status=status, content_type="text/html", charset="utf-8")
+
+    def not_found(self) -> web.Response:
+        return self.page(pages.not_found(self.section.organisation), status=404)
+
+    def problem(self, status: int, title: str, text: str) -> web.Response:
+        return self.page(pages.problem(self.section.organisation, title, text), status=status)
+
+    @staticmethod
+    def redirect(location: str) -> web.Response:
+        return web.Response(status=303, headers={"Location": location})
+
+    async def _pickup(self, request: web.Request) -> tuple[str, Pickup] | None:
+        """Return the link token and its pickup, or None when the token is malformed,
+        unknown or expired (the caller shows the one not-found page for all three)."""
+        token = request.match_info["token"]
+        if not _TOKEN_RE.fullmatch(token):
+            return None
+        pickup = await self._in_store(self.store.pickup, token)
+        if pickup is None:
+            return None
+        request[MESSAGE_ID_KEY] = pickup.message_id
+        return token, pickup
+
+    async def _session(self, request: web.Request, token: str) -> str | None:
+        session = request.cookies.get(SESSION_COOKIE)
+        if not session or not _TOKEN_RE.fullmatch(session):
+            return None
+        if await self._in_store(self.store.session_valid, token, session):
+            return session
+        return None
+
+    async def _audit(self, event: str, pickup: Pickup, reason: str = "") -> bool:
+        """Append a portal event; log and return False when it was not written."""
+        record = PortalEvent(event, pickup.message_id, pickup.recipient, pickup.queue_id, reason)
+        try:
+            await asyncio.to_thread(self.audit.append, record)
+        except AuditError as exc:
+            log.error(
+                "message %s: cannot record the %s event for %s: %s",
+                pickup.message_id,
+                event,
+                pickup.recipient,
+                exc,
+            )
+            return False
+        return True
+
+    def _audit_failed(self) -> web.Response:
+        # Reading without a record in the audit trail is not allowed.
+        return self.problem(
+            503,
+            "Try again later",
+            "The portal cannot open messages at the moment. Please try again in a few minutes.",
+        )
+
+    # -- pages before the code -----------------------------------------------------
+
+    async def landing(self, request: web.Request) -> web.Response:
+        found = await self._pickup(request)
+        if found is None:
+            return self.not_found()
+        token, pickup = found
+        if await self._session(request, token) is not None:
+            return self.redirect(self.url(token, "/message"))
+        return self.page(
+            pages.landing(
+                self.section.organisation,
+                sender=pickup.sender,
+                recipient=pickup.recipient,
+                expires=pickup.expires,
+                code_action=self.url(token, "/code"),
+            )
+        )
+
+    async def request_code(self, request: web.Request) -> web.Response:
+        found = await self._pickup(request)
+        if found is None:
+            return self.not_found()
+        token, pickup = found
+        section = self.section
+        try:
+            issue = await self._in_store(
+                self.store.issue_code,
+                token,
+                lifetime=section.code_lifetime,
+                per_hour=section.codes_per_hour,
+            )
+        except PortalError:
+            # The message expired between the lookup and this call.
+            return self.not_found()
+        if issue.code is None:
+            log.warning(
+                "message %s: rejected a code request for %s: codes_per_hour (%d) reached",
+                pickup.message_id,
+                pickup.recipient,
+                section.codes_per_hour,
+            )
+            await self._audit("code_refused", pickup, f"codes_per_hour {section.codes_per_hour}")
+            return self.problem(
+                429,
+                "Too many codes requested",
+                f"At most {section.codes_per_hour} codes are sent for one message per hour. "
+                "Use the most recent code you received, or try again later.",
+            )
+
+        message = mailer.code_message(
+            section, recipient=pickup.recipient, code=issue.code, lifetime=section.code_lifetime
+        )
+        loop = asyncio.get_running_loop()
+        try:
+            await asyncio.wait_for(
+                loop.run_in_executor(self._mail_threads, self._send, section, message),
+                self._send_timeout,
+            )
+        except (PortalError, TimeoutError) as exc:
+            cause = str(exc) if isinstance(exc, PortalError) else "timed out"
+            log.error(
+                "message %s: cannot send a code to %s: %s",
+                pickup.message_id,
+                pickup.recipient,
+                cause,
+            )
+            return self.problem(
+                503,
+                "Try again later",
+                "The code could not be sent just now. Please try again in a few minutes.",
+            )
+        log.info("message %s: code sent to %s", pickup.message_id, pickup.recipient)
+        await self._audit("code_sent", pickup)
+        return self.redirect(self.url(token, "/code"))
+
+    async def code_form(self, request: web.Request) -> web.Response:
+        found = await self._pickup(request)
+        if found is None:
+            return self.not_found()
+        token, pickup = found
+        if await self._session(request, token) is not None:
+            return self.redirect(self.url(token, "/message"))
+        return self._code_form(token, pickup)
+
+    def _code_form(self, token: str, pickup: Pickup, notice: str | None = None) -> web.Response:
+        return self.page(
+            pages.code_entry(
+                self.section.organisation,
+                recipient=pickup.recipient,
+                verify_action=self.url(token, "/verify"),
+                code_action=self.url(token, "/code"),
+                notice=notice,
+            )
+        )
+
+    def _new_code_needed(self, token: str, reason: str) -> web.Response:
+        return self.page(
+            pages.new_code_needed(
+                self.section.organisation, reason=reason, code_action=self.url(token, "/code")
+            )
+        )
+
+    async def verify(self, request: web.Request) -> web.Response:
+        found = await self._pickup(request)
+        if found is None:
+            return self.not_found()
+        token, pickup = found
+        form = await request.post()
+        entered = form.get("code")
+        code = entered[:MAX_CODE_INPUT] if isinstance(entered, str) else ""
+        section = self.section
+        check = await self._in_store(
+            self.store.check_code,
+            token,
+            code,
+            attempts=section.code_attempts,
+            session_lifetime=section.session_lifetime,
+        )
+
+        if check.outcome == "ok" and check.session is not None:
+            return await self._verified(token, pickup, check.session)
+        if check.outcome == "wrong":
+            log.info("message %s: wrong code entered for %s", pickup.message_id, pickup.recipient)
+            await self._audit("code_wrong", pickup)
+            return self._code_form(
+                token, pickup, "That code is not correct. Check it and enter it again."
+            )
+        if check.outcome == "void":
+            log.warning(
+                "message %s: code for %s is void after %d wrong entries",
+                pickup.message_id,
+                pickup.recipient,
+                section.code_attempts,
+            )
+            await self._audit("code_void", pickup, f"code_attempts {section.code_attempts}")
+            return self._new_code_needed(
+                token, "The code was entered wrongly too many times and no longer works."
+            )
+        if check.outcome == "expired":
+            return self._new_code_needed(token, "The code has expired.")
+        return self._new_code_needed(
+            token, "No code is waiting for this link, or the code was already used."
+        )
+
+    async def _verified(self, token: str, pickup: Pickup, session: str) -> web.Response:
+        if not await self._audit("verified", pickup):
+            await self._in_store(self.store.end_session, session)
+            return self._audit_failed()
+        log.info("message %s: %s entered the right code", pickup.message_id, pickup.recipient)
+        response = self.redirect(self.url(token, "/message"))
+        response.set_cookie(
+            SESSION_COOKIE,
+            session,
+            path=self.url(token),
+            max_age=int(self.section.session_lifetime),
+            httponly=True,
+            secure=self.https,
+            samesite="Strict",
+        )
+        return response
+
+    # -- pages with a session ------------------------------------------------------
+
+    async def _read(
+        self, request: web.Request, *, event: str | None, first_only: bool = False
+    ) -> tuple[str, Pickup, bytes] | web.Response:
+        """Return the token, pickup and decrypted message for a request with a valid
+        session, or else the response to send.
+
+        ``event`` is appended to the audit trail first. With ``first_only`` it is
+        appended only when the pickup was never opened before.
+        """
+        found = await self._pickup(request)
+        if found is None:
+            return self.not_found()
+        token, pickup = found
+        session = await self._session(request, token)
+        if session is None:
+            return self.redirect(self.url(token))
+        if first_only and pickup.opened is not None:
+            event = None
+        # The event is recorded before the message is decrypted, so no reading goes
+        # without a record.
+        if event is not None and not await self._audit(event, pickup):
+            return self._audit_failed()
+        raw = await self._in_store(self.store.read_message, token, session)
+        if raw is None:
+            return self.redirect(self.url(token))
+        return token, pickup, raw
+
+    async def message(self, request: web.Request) -> web.Response:
+        result = await self._read(request, event="opened", first_only=True)
+        if isinstance(result, web.Response):
+            return result
+        token, pickup, raw = result
+        view = await asyncio.to_thread(lambda: view_message(parse_message(raw)))
+        if pickup.opened is None:
+            log.info("message %s: opened by %s", pickup.message_id, pickup.recipient)
+        return self.page(
+            pages.message_page(
+                self.section.organisation,
+                view,
+                expires=pickup.expires,
+                download_action=self.url(token, "/download"),
+                part_action=self.url(token, "/part/"),
+                logout_action=self.url(token, "/logout"),
+            )
+        )
+
+    async def download(self, request: web.Request) -> web.StreamResponse:
+        result = await self._read(request, event="downloaded")
+        if isinstance(result, web.Response):
+            return result
+        _, pickup, raw = result
+        log.info("message %s: downloaded by %s", pickup.message_id, pickup.recipient)
+        return _attachment_response(raw, "message.eml")
+
+    async def download_part(self, request: web.Request) -> web.StreamResponse:
+        number_text = request.match_info["number"]
+        if not number_text.isdigit() or len(number_text) > 6:
+            return self.not_found()
+        number = int(number_text)
+        # The part is located before the download is recorded, so a wrong number
+        # leaves no record of a download that did not happen.
+        checked = await self._read(request, event=None)
+        if isinstance(checked, web.Response):
+            return checked
+        _, pickup, raw = checked
+        parts = await asyncio.to_thread(lambda: leaf_parts(parse_message(raw)))
+        if number >= len(parts):
+            return self.not_found()
+        if not await self._audit("downloaded", pickup):
+            return self._audit_failed()
+        part = parts[number]
+        data = await asyncio.to_thread(part_bytes, part)
+        log.info(
+            "message %s: part %d downloaded by %s", pickup.message_id, number, pickup.recipient
+        )
+        return _attachment_response(data, part_filename(part, number))
+
+    async def logout(self, request: web.Request) -> web.Response:
+        token = request.match_info["token"]
+        if not _TOKEN_RE.fullmatch(token):
+            return self.not_found()
+        session = request.cookies.get(SESSION_COOKIE)
+        if session and _TOKEN_RE.fullmatch(session):
+            await self._in_store(self.store.end_session, session)
+        response = self.page(
+            pages.signed_out(self.section.organisation, landing_action=self.url(token))
+        )
+        response.del_cookie(
+            SESSION_COOKIE, path=self.url(token), secure=self.https, samesite="Strict"
+        )
+        return response
+
+
+def _attachment_response(data: bytes, filename: str) -> web.Response:
+    """Build a download that no browser shows inline: octet-stream, attachment
+    disposition, and the file name as ASCII and, for other scripts, as RFC 6266
+    ``filename*``."""
+    ascii_name = filename.encode("ascii", "replace").decode("ascii").replace("?", "_")
+    disposition = f'attachment; filename="{ascii_name}"'
+    if ascii_name != filename:
+        disposition += f"; filename*=UTF-8''{quote(filename, safe='')}"
+    return web.Response(
+        body=data,
+        content_type="application/octet-stream",
+        headers={"Content-Disposition": disposition},
+    )
+
+
+# -- middleware and headers ----------------------------------------------------------
+
+
+def _security_headers(portal: Portal) -> dict[str, str]:
+    headers = {
+        "Cache-Control": "no-store",
+        "Referrer-Policy": "no-referrer",
+        "X-Content-Type-Options": "nosniff",
+        "X-Frame-Options": "DENY",
+        "X-Robots-Tag": "noindex, nofollow",
+        "Cross-Origin-Opener-Policy": "same-origin",
+        "Content-Security-Policy": (
+            f"default-src 'none'; style-src '{pages.STYLE_HASH}'; form-action 'self'; "
+            "frame-ancestors 'none'; base-uri 'none'"
+        ),
+    }
+    if portal.https:
+        headers["Strict-Transport-Security"] = "max-age=31536000"
+    return headers
+
+
+def _make_middleware(portal: Portal) -> Middleware:
+    @web.middleware
+    async def guard(request: web.Request, handler: Handler) -> web.StreamResponse:
+        """Check the Origin of POST requests, turn every error into a page, and write the
+        access line without the path, which contains the link token."""
+        started = time.monotonic()
+        response = await _respond(portal, request, handler)
+        resource = request.match_info.route.resource
+        pattern = resource.canonical if resource is not None else "-"
+        access_log.info(
+            "%s %s %s %d message=%s %.0f ms",
+            request.remote or "-",
+            request.method,
+            pattern,
+            response.status,
+            request.get(MESSAGE_ID_KEY, "-"),
+            (time.monotonic() - started) * 1000,
+        )
+        return response
+
+    return guard
+
+
+async def _respond(
+    portal: Portal,
+    request: web.Request,
+    handler: Handler,
+) -> web.StreamResponse:
+    if request.method == "POST":
+        origin = request.headers.get("Origin")
+        # Sec-Fetch-Site covers a browser that sends no Origin.
+        foreign = (
+            origin_of(origin) != portal.origin
+            if origin is not None
+            else request.headers.get("Sec-Fetch-Site") == "cross-site"
+        )
+        if foreign:
+            log.warning("rejected a POST request from another origin")
+            return portal.problem(
+                403, "Request rejected", "This form can only be sent from the portal's own pages."
+            )
+    try:
+        return await handler(request)
+    except web.HTTPNotFound:
+        return portal.not_found()
+    except web.HTTPException as exc:
+        response = portal.problem(exc.status, exc.reason, "The request could not be handled.")
+        if "Allow" in exc.headers:
+            response.headers["Allow"] = exc.headers["Allow"]
+        return response
+    except PortalError as exc:
+        # Written by the store with ids and causes only, never message content.
+        log.error("request failed: %s", exc)
+    except Exception as exc:  # noqa: BLE001 - any failure becomes a 500 page
+        # The class only: an exception's text may quote message content.
+        log.error("request failed with %s", type(exc).__name__)
+    return portal.problem(
+        500, "Something went wrong", "The portal could not handle this request. Please try again."
+    )
+
+
+class ExceptionClassOnly(logging.Filter):
+    """Replace a record's traceback with the exception's class name.
+
+    aiohttp logs a malformed request with an exception whose text quotes the request
+    line (aiohttp 3.14: ``BadStatusLine``), and that line contains the link token.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.exc_info and record.exc_info[1] is not None:
+            record.msg = f"{record.getMessage()}: {type(record.exc_info[1]).__name__}"
+            record.args = None
+            record.exc_info = None
+            record.exc_text = None
+        return True
+
+
+def _redact_server_log() -> None:
+    server_log = logging.getLogger("aiohttp.server")
+    if not any(isinstance(existing, ExceptionClassOnly) for existing in server_log.filters):
+        server_log.addFilter(ExceptionClassOnly())
+
+
+PORTAL_KEY = web.AppKey("portal", Portal)
+
+
+def make_app(
+    config: Config,
+    store: PortalStore,
+    audit: AuditLog,
+    *,
+    send: SendFunction | None = None,
+    send_timeout: float = SEND_TIMEOUT,
+) -> web.Application:
+    """Build the portal's application. Raises PortalError when ``portal.base_url`` is
+    null. The caller runs it with aiohttp's access log off (``access_log=None``).
+
+    ``send`` defaults to :func:`postveil.portal.mailer.send` with ``send_timeout``.
+    """
+    if send is None:
+        send = functools.partial(mailer.send, timeout=send_timeout)
+    portal = Portal(config, store, audit, send=send, send_timeout=send_timeout)
+    _redact_server_log()
+    app = web.Application(middlewares=[_make_middleware(portal)], client_max_size=MAX_REQUEST_SIZE)
+    app[PORTAL_KEY] = portal
+    headers = _security_headers(portal)
+
+    async def add_headers(request: web.Request, response: web.StreamResponse) -> None:
+        response.headers.update(headers)
+
+    async def close_portal(app: web.Application) -> None:
+        await asyncio.to_thread(portal.close)
+
+    app.on_response_prepare.append(add_headers)
+    app.on_cleanup.append(close_portal)
+    base = f"{portal.prefix}/m/{{token}}"
+    app.router.add_get(base, portal.landing)
+    app.router.add_post(base + "/code", portal.request_code)
+    app.router.add_get(base + "/code", portal.code_form)
+    app.router.add_post(base + "/verify", portal.verify)
+    # No HEAD on these: it would record an opening or a download that sent nothing.
+    app.router.add_get(base + "/message", portal.message, allow_head=False)
+    app.router.add_get(base + "/download", portal.download, allow_head=False)
+    app.router.add_get(base + "/part/{number}", portal.download_part, allow_head=False)
+    app.router.add_post(base + "/logout", portal.logout)
+    return app

@@ -1,0 +1,121 @@
+"""Turning a stored message into what the page shows and what a download is called."""
+
+from __future__ import annotations
+
+from email.message import EmailMessage
+
+import pytest
+
+from postveil.portal.pages import mask_address
+from postveil.portal.reading import (
+    MAX_FILENAME,
+    html_to_text,
+    leaf_parts,
+    parse_message,
+    part_bytes,
+    sanitise_filename,
+    view_message,
+)
+
+
+@pytest.mark.parametrize(
+    ("given", "expected"),
+    [
+        ("report.pdf", "report.pdf"),
+        ("../../etc/passwd", "passwd"),
+        ("C:\\Users\\x\\scan.png", "scan.png"),
+        ('a"b;c.txt', "a_b_c.txt"),
+        ("line\r\nbreak.txt", "line__break.txt"),
+        (".htaccess", "htaccess"),
+        ("...", ""),
+        ("", ""),
+        ("Befund für Müller.pdf", "Befund für Müller.pdf"),
+        ("診断書.pdf", "診断書.pdf"),
+        ("a\x00b.txt", "a_b.txt"),
+        ("name with <html>.html", "name with _html_.html"),
+    ],
+)
+def test_sanitise_filename(given: str, expected: str) -> None:
+    assert sanitise_filename(given) == expected
+
+
+def test_sanitise_filename_keeps_extension_when_cut() -> None:
+    name = sanitise_filename("x" * 500 + ".pdf")
+
+    assert len(name) == MAX_FILENAME
+    assert name.endswith(".pdf")
+
+
+@pytest.mark.parametrize(
+    ("address", "masked"),
+    [
+        ("jordan@example.org", "j***@example.org"),
+        ("a@example.org", "a***@example.org"),
+        ("odd", "o***"),
+    ],
+)
+def test_mask_address(address: str, masked: str) -> None:
+    assert mask_address(address) == masked
+
+
+def test_html_to_text_drops_markup_and_scripts() -> None:
+    html = (
+        "<html><head><title>T</title><style>b{}</style></head><body>"
+        "<script>alert(1)</script><p>First &amp; <b>bold</b></p><p>Second</p></body></html>"
+    )
+
+    assert html_to_text(html) == "First & bold\n\nSecond"
+
+
+def alternative_message() -> EmailMessage:
+    message = EmailMessage()
+    message["From"] = "clinic@example.org"
+    message["To"] = "pat@example.org"
+    message["Subject"] = "=?utf-8?q?R=C3=A9sultats?="
+    message.set_content("plain version")
+    message.add_alternative("<p>html version</p>", subtype="html")
+    inner = EmailMessage()
+    inner["Subject"] = "forwarded"
+    inner.set_content("inner text")
+    message.make_mixed()
+    message.attach(_rfc822_part(inner))
+    return message
+
+
+def _rfc822_part(inner: EmailMessage) -> EmailMessage:
+    part = EmailMessage()
+    part.set_content(inner)
+    return part
+
+
+def test_view_prefers_plain_alternative() -> None:
+    view = view_message(parse_message(alternative_message().as_bytes()))
+
+    assert dict(view.headers)["Subject"] == "Résultats"
+    assert view.texts == ("plain version\n",)
+    assert [a.content_type for a in view.attachments] == ["text/html", "message/rfc822"]
+    assert [a.filename for a in view.attachments] == ["part-2.html", "part-3.eml"]
+
+
+def test_attached_message_is_one_part() -> None:
+    message = parse_message(alternative_message().as_bytes())
+    parts = leaf_parts(message)
+
+    assert [part.get_content_type() for part in parts] == [
+        "text/plain",
+        "text/html",
+        "message/rfc822",
+    ]
+    assert b"inner text" in part_bytes(parts[2])
+    assert b"Subject: forwarded" in part_bytes(parts[2])
+
+
+def test_undecodable_charset_still_shown() -> None:
+    raw = (
+        b"From: clinic@example.org\r\nSubject: x\r\nMIME-Version: 1.0\r\n"
+        b"Content-Type: text/plain; charset=no-such-charset\r\n\r\nhello\r\n"
+    )
+
+    view = view_message(parse_message(raw))
+
+    assert view.texts == ("hello\r\n",)
