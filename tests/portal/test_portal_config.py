@@ -26,6 +26,7 @@ def test_defaults_listen_on_loopback() -> None:
         ({"listen": "127.0.0.1"}, "expected 'host:port'"),
         ({"tls_certificate": "/etc/ssl/portal.pem"}, "both tls_certificate and tls_key"),
         ({"notify_from": "nobody"}, "invalid notify_from"),
+        ({"notify_relay": "smtp.example.org:25"}, "relay must be on this host"),
         ({"code_attempts": 0}, "greater than or equal to 1"),
         ({"retention": "30"}, "invalid duration"),
     ],

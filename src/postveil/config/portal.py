@@ -69,8 +69,9 @@ class PortalSection(Section):
     followed by the domain of ``intake_address``."""
 
     notify_relay: str = "127.0.0.1:10026"
-    """``host:port`` of the SMTP server that sends notifications and codes. The default
-    is Postfix's re-injection listener (conf/postfix/master.cf.reinject), which runs
+    """``host:port`` of the SMTP server that sends notifications and codes, on a
+    loopback address because the portal speaks plain SMTP to it. The default is
+    Postfix's re-injection listener (conf/postfix/master.cf.reinject), which runs
     without milters: a notification carries no health information."""
 
     retention: PositiveDuration = 30 * 86400.0
@@ -115,6 +116,19 @@ class PortalSection(Section):
         if not host or port == 0:
             raise ValueError(
                 f"invalid address {value!r}: expected 'host:port', for example '127.0.0.1:8480'"
+            )
+        return value
+
+    @field_validator("notify_relay")
+    @classmethod
+    def _check_relay_is_local(cls, value: str) -> str:
+        # Codes travel in these messages, and mailer.send speaks plain SMTP.
+        host, _ = parse_host_port(value, 0)
+        if not _is_loopback(host):
+            raise ValueError(
+                f"invalid notify_relay {value!r}: the portal sends verification codes over "
+                "plain SMTP, so the relay must be on this host (a loopback address such as "
+                "127.0.0.1:10026); let Postfix carry the mail on with TLS"
             )
         return value
 

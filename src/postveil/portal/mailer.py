@@ -76,9 +76,30 @@ def send(section: PortalSection, message: EmailMessage, *, timeout: float = 30.0
             refused = client.send_message(
                 message, from_addr=section.sender_address, to_addrs=[recipient]
             )
+    except smtplib.SMTPRecipientsRefused as exc:
+        raise PortalError(
+            f"portal.notify_relay {section.notify_relay} rejected the recipient: {_replies(exc.recipients)}"
+        ) from exc
+    except smtplib.SMTPResponseException as exc:
+        reply = (
+            exc.smtp_error.decode("utf-8", "replace")
+            if isinstance(exc.smtp_error, bytes)
+            else exc.smtp_error
+        )
+        raise PortalError(
+            f"portal.notify_relay {section.notify_relay} replied {exc.smtp_code} {' '.join(str(reply).split())}"
+        ) from exc
     except (TimeoutError, smtplib.SMTPException, OSError) as exc:
         raise PortalError(
             f"cannot send through portal.notify_relay {section.notify_relay}: {type(exc).__name__}: {exc}"
         ) from exc
     if refused:
         raise PortalError(f"portal.notify_relay {section.notify_relay} refused the recipient")
+
+
+def _replies(refused: dict[str, tuple[int, bytes]]) -> str:
+    """The relay's replies to refused recipients, as one line without the addresses."""
+    return "; ".join(
+        f"{code} {' '.join(text.decode('utf-8', 'replace').split())}"
+        for code, text in refused.values()
+    )

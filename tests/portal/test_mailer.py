@@ -1,0 +1,77 @@
+"""The portal's mail: what a notification carries, and the relay's errors."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+from aiosmtpd.controller import Controller
+
+from postveil.config.portal import PortalSection
+from postveil.harness.net import free_port
+from postveil.portal import mailer
+from postveil.portal.store import PortalError
+
+
+class Replying:
+    """An SMTP handler that gives a fixed reply at RCPT or DATA."""
+
+    def __init__(self, rcpt: str = "250 OK", data: str = "250 OK") -> None:
+        self.rcpt = rcpt
+        self.data = data
+
+    async def handle_RCPT(self, server, session, envelope, address, options):  # noqa: N802
+        if self.rcpt.startswith("250"):
+            envelope.rcpt_tos.append(address)
+        return self.rcpt
+
+    async def handle_DATA(self, server, session, envelope):  # noqa: N802
+        return self.data
+
+
+@pytest.fixture
+def relay(request: pytest.FixtureRequest) -> Iterator[PortalSection]:
+    port = free_port()
+    controller = Controller(request.param, hostname="127.0.0.1", port=port)
+    controller.start()
+    try:
+        yield PortalSection(notify_relay=f"127.0.0.1:{port}")
+    finally:
+        controller.stop()
+
+
+def test_notification_carries_no_message_content() -> None:
+    section = PortalSection(organisation="Lakeside Clinic", notify_from="portal@clinic.test")
+    notice = mailer.notification(
+        section,
+        recipient="ana@dest.test",
+        sender="gp@clinic.test",
+        link="https://p.test/m/TOKEN",
+        expires=0,
+    )
+    text = notice.get_content()
+    assert "https://p.test/m/TOKEN" in text
+    assert "gp@clinic.test" in text
+    assert notice["Subject"] == "Secure message from gp@clinic.test"
+    assert notice["Auto-Submitted"] == "auto-generated"
+
+
+@pytest.mark.parametrize("relay", [Replying(data="451 4.3.0 try later")], indirect=True)
+def test_relay_reply_is_named(relay: PortalSection) -> None:
+    message = mailer.code_message(relay, recipient="ana@dest.test", code="12345678", lifetime=600)
+    with pytest.raises(PortalError, match=r"replied 451 4\.3\.0 try later$"):
+        mailer.send(relay, message)
+
+
+@pytest.mark.parametrize("relay", [Replying(rcpt="550 5.1.1 no such user")], indirect=True)
+def test_refused_recipient_is_named(relay: PortalSection) -> None:
+    message = mailer.code_message(relay, recipient="ana@dest.test", code="12345678", lifetime=600)
+    with pytest.raises(PortalError, match=r"rejected the recipient: 550 5\.1\.1 no such user"):
+        mailer.send(relay, message)
+
+
+def test_relay_down_is_named() -> None:
+    section = PortalSection(notify_relay="127.0.0.1:9")
+    message = mailer.code_message(section, recipient="ana@dest.test", code="12345678", lifetime=600)
+    with pytest.raises(PortalError, match="cannot send through portal.notify_relay 127.0.0.1:9"):
+        mailer.send(section, message)
