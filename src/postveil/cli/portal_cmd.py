@@ -18,10 +18,13 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import NoReturn
 
+from postveil.audit import AuditLog
+from postveil.audit.errors import AuditError
 from postveil.cli.common import add_config_option, add_config_option_to_actions, load_cli_config
 from postveil.config import Config, default_config_path, load_config
 from postveil.errors import ConfigError
 from postveil.log import setup_logging
+from postveil.portal.housekeeping import purge_expired
 from postveil.portal.intake import EX_TEMPFAIL, Intake, IntakeDeferred, IntakeResult, deferred
 from postveil.portal.store import PortalError, PortalStore, generate_master_key
 
@@ -291,9 +294,9 @@ def housekeeping(config: Config, action: str) -> int:
             print(f"pickups: {counts['pickups']}")
             print(f"pickups opened: {counts['opened']}")
         else:
-            deleted = store.purge()
+            deleted = purge_expired(store, AuditLog(config.audit, program="postveil portal purge"))
             print(f"deleted {deleted} expired message(s)")
-    except PortalError as exc:
+    except (PortalError, AuditError) as exc:
         print(f"postveil portal {action}: {exc}", file=sys.stderr)
         return 1
     finally:

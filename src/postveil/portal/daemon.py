@@ -67,7 +67,7 @@ class PortalDaemon:
         """Purge once; a failure is logged, and the next purge tries again."""
         try:
             count = await self.portal.purge()
-        except (PortalError, OSError) as exc:
+        except (PortalError, AuditError, OSError) as exc:
             log.error("purge of expired messages failed: %s", exc)
             return
         log.info("purged %d expired message(s)", count)

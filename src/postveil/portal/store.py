@@ -97,6 +97,15 @@ class CodeCheck:
     (no code was requested)."""
 
 
+@dataclass(frozen=True)
+class ExpiredMessage:
+    """A message whose retention has ended, as :meth:`PortalStore.expired` lists it."""
+
+    message_id: str
+    queue_id: str
+    recipients: tuple[str, ...]
+
+
 def load_master_key(path: str | os.PathLike[str], *, check_mode: bool = True) -> bytes:
     """Read the 32-byte master key written by :func:`generate_master_key`."""
     try:
@@ -446,6 +455,21 @@ class PortalStore:
         self._db.execute("DELETE FROM sessions WHERE session_digest = ?", (_digest(session),))
 
     # -- housekeeping --------------------------------------------------------------
+
+    def expired(self, now: float) -> list[ExpiredMessage]:
+        """List the messages that :meth:`purge` with the same ``now`` deletes."""
+        rows = self._db.execute(
+            "SELECT m.id, m.queue_id, p.recipient FROM messages m JOIN pickups p ON p.message_id = m.id"
+            " WHERE m.expires <= ? ORDER BY m.id, p.rowid",
+            (now,),
+        ).fetchall()
+        found: dict[str, tuple[str, list[str]]] = {}
+        for message_id, queue_id, recipient in rows:
+            found.setdefault(message_id, (queue_id, []))[1].append(recipient)
+        return [
+            ExpiredMessage(message_id, queue_id, tuple(recipients))
+            for message_id, (queue_id, recipients) in found.items()
+        ]
 
     def purge(self, now: float | None = None) -> int:
         """Delete expired messages, their files and pickups, expired sessions, and

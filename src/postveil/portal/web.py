@@ -38,6 +38,7 @@ from postveil.audit import AuditError, AuditLog, PortalEvent
 from postveil.config import Config
 from postveil.config.portal import PortalSection
 from postveil.portal import mailer, pages
+from postveil.portal.housekeeping import purge_expired
 from postveil.portal.reading import download_filename as part_filename
 from postveil.portal.reading import leaf_parts, parse_message, part_bytes, view_message
 from postveil.portal.store import Pickup, PortalError, PortalStore
@@ -131,8 +132,9 @@ class Portal:
         return await loop.run_in_executor(self._store_thread, lambda: function(*args, **kwargs))
 
     async def purge(self) -> int:
-        """Delete expired messages and sessions (see :meth:`PortalStore.purge`)."""
-        return await self._in_store(self.store.purge)
+        """Delete expired messages and sessions, each message after its ``expired``
+        records (see :func:`purge_expired`)."""
+        return await self._in_store(purge_expired, self.store, self.audit)
 
     def close(self) -> None:
         self._mail_threads.shutdown(wait=False, cancel_futures=True)
