@@ -119,3 +119,15 @@ def test_undecodable_charset_still_shown() -> None:
     view = view_message(parse_message(raw))
 
     assert view.texts == ("hello\r\n",)
+
+
+@pytest.mark.parametrize("charset", ["idna", "punycode"])
+def test_strict_codec_charset_still_shown(charset: str) -> None:
+    raw = (
+        b"From: clinic@example.org\r\nSubject: x\r\nMIME-Version: 1.0\r\n"
+        b"Content-Type: text/plain; charset=" + charset.encode() + b"\r\n\r\nhello\xff\r\n"
+    )
+
+    view = view_message(parse_message(raw))
+
+    assert view.texts == ("hello\ufffd\r\n",)
