@@ -131,3 +131,33 @@ def test_strict_codec_charset_still_shown(charset: str) -> None:
     view = view_message(parse_message(raw))
 
     assert view.texts == ("hello\ufffd\r\n",)
+
+
+@pytest.mark.parametrize(
+    ("header", "shown"),
+    [
+        # The email package raises IndexError, AttributeError or RecursionError for these.
+        (b"From: =?utf-8?q?=E2?= <", "From"),
+        (b"To: :;:;:;", "To"),
+        (b"To: g:a@b;c:d", "To"),
+        (b"To: a@[", "To"),
+        (b"Cc: " + b"(" * 5000, "Cc"),
+    ],
+)
+def test_malformed_address_header_shown_raw(header: bytes, shown: str) -> None:
+    raw = b"Subject: =?utf-8?q?R=C3=A9sultats?=\r\n" + header + b"\r\n\r\nbody\r\n"
+
+    view = view_message(parse_message(raw))
+
+    headers = dict(view.headers)
+    assert headers["Subject"] == "Résultats"
+    assert headers[shown] == header.decode().split(":", 1)[1].strip()
+    assert view.texts == ("body\r\n",)
+
+
+def test_malformed_header_with_8bit_bytes_shown() -> None:
+    raw = b"To: \xc3\xa9\xff@[\r\n\r\nbody\r\n"
+
+    view = view_message(parse_message(raw))
+
+    assert dict(view.headers)["To"] == "\xe9\ufffd@["

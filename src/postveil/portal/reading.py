@@ -15,6 +15,8 @@ from dataclasses import dataclass
 from email.message import EmailMessage, Message
 from html.parser import HTMLParser
 
+from postveil.crypto.mime import decode_text
+
 HEADERS = ("From", "To", "Cc", "Date", "Subject")
 """Headers shown above the text, in this order."""
 
@@ -144,11 +146,25 @@ def _header_text(message: EmailMessage, name: str) -> str:
     try:
         values = message.get_all(name) or []
         text = ", ".join(str(value) for value in values)
-    except (ValueError, LookupError, IndexError):
-        # A header the email package cannot decode is shown as it arrived.
-        raw = message.get(name, failobj="")
-        text = str(raw)
+    except Exception:  # noqa: BLE001 - see below
+        # The email package's header parser (Python 3.11) raises IndexError,
+        # AttributeError or RecursionError on some malformed address headers, and
+        # every later get() of that header raises again. Such a header is shown as it
+        # arrived, with its encoded words decoded where they can be.
+        text = ", ".join(_raw_header_values(message, name))
     return " ".join(text.split())
+
+
+def _raw_header_values(message: Message, name: str) -> list[str]:
+    lower = name.lower()
+    values = []
+    for key, value in message.raw_items():
+        if key.lower() != lower:
+            continue
+        # 8-bit bytes arrive as surrogate escapes, which the page could not encode.
+        text = str(value).encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+        values.append(decode_text(text))
+    return values
 
 
 def _is_attachment(part: Message) -> bool:
