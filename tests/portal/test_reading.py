@@ -161,3 +161,14 @@ def test_malformed_header_with_8bit_bytes_shown() -> None:
     view = view_message(parse_message(raw))
 
     assert dict(view.headers)["To"] == "\xe9\ufffd@["
+
+
+def test_charset_with_nul_still_shown() -> None:
+    raw = (
+        b"Subject: x\r\nMIME-Version: 1.0\r\n"
+        b'Content-Type: text/plain; charset="utf-8\x00"\r\n\r\nhello\r\n'
+    )
+
+    view = view_message(parse_message(raw))
+
+    assert view.texts == ("hello\r\n",)

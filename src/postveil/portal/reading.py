@@ -209,9 +209,10 @@ def _part_text(part: Message) -> str:
     charset = part.get_content_charset() or "utf-8"
     try:
         text = data.decode(charset, "replace")
-    except (LookupError, UnicodeError):
+    except (LookupError, ValueError):
         # LookupError: an unknown charset, or a codec that does not decode to text.
-        # UnicodeError: codecs such as idna and punycode reject the "replace" handler.
+        # ValueError: a charset name with a NUL, or a codec such as idna or punycode
+        # that rejects the "replace" handler (UnicodeError).
         text = data.decode("utf-8", "replace")
     if part.get_content_type() == "text/html":
         return html_to_text(text)
