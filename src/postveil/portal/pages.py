@@ -139,16 +139,18 @@ def message_page(
     download_action: str,
     part_action: str,
     logout_action: str,
+    notice: str | None = None,
 ) -> str:
-    """Render the message. ``part_action`` is the download URL without the part number."""
+    """Render the message. ``part_action`` is the download URL without the part number,
+    and ``notice`` replaces the note on a message without text."""
     rows = "".join(
         f"<tr><th>{escape(name)}</th><td>{escape(value)}</td></tr>" for name, value in view.headers
     )
     texts = "".join(f"<pre>{escape(text)}</pre>" for text in view.texts)
-    if not view.texts:
+    if not view.texts and notice is None:
         texts = "<p>This message has no text to show; its content is in the attachments.</p>"
     body = (
-        f"<table>{rows}</table>\n{texts}\n"
+        f"{_notice(notice)}<table>{rows}</table>\n{texts}\n"
         f"{_attachment_list(view.attachments, part_action)}"
         f'<p><a href="{escape(download_action)}">Download the whole message (.eml)</a></p>'
         f"<p>This message is deleted on {escape(format_time(expires))}.</p>"

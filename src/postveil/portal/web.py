@@ -39,8 +39,14 @@ from postveil.config import Config
 from postveil.config.portal import PortalSection
 from postveil.portal import mailer, pages
 from postveil.portal.housekeeping import purge_expired
+from postveil.portal.reading import (
+    MessageView,
+    leaf_parts,
+    parse_message,
+    part_bytes,
+    view_message,
+)
 from postveil.portal.reading import download_filename as part_filename
-from postveil.portal.reading import leaf_parts, parse_message, part_bytes, view_message
 from postveil.portal.store import Pickup, PortalError, PortalStore
 
 log = logging.getLogger("postveil.portal")
@@ -65,6 +71,12 @@ looked up."""
 
 SendFunction = Callable[[PortalSection, EmailMessage], None]
 """Sends one message or raises PortalError, like :func:`postveil.portal.mailer.send`."""
+
+UNREADABLE_NOTICE = (
+    "This message is too complex or too damaged to show here. Download the whole "
+    "message below and open it in your mail program."
+)
+"""Shown in place of the message when its MIME structure cannot be parsed."""
 
 MESSAGE_ID_KEY = web.RequestKey("portal_message", str)
 """The portal message id a request concerns, for the access line."""
@@ -396,13 +408,28 @@ class Portal:
         if isinstance(result, web.Response):
             return result
         token, pickup, raw = result
-        view = await asyncio.to_thread(lambda: view_message(parse_message(raw)))
+        notice = None
+        try:
+            view = await asyncio.to_thread(lambda: view_message(parse_message(raw)))
+        except Exception as exc:  # noqa: BLE001 - the parser's errors are not documented
+            # Python 3.11's email package raises RecursionError for MIME parts nested
+            # about a thousand deep or a Content-Type of thousands of parentheses, and
+            # other errors for other damage. The recipient can still download the
+            # message whole. Only the class is logged: the text may quote the message.
+            log.warning(
+                "message %s: cannot show the message as a page (%s); offering the .eml only",
+                pickup.message_id,
+                type(exc).__name__,
+            )
+            view = MessageView((), (), ())
+            notice = UNREADABLE_NOTICE
         if pickup.opened is None:
             log.info("message %s: opened by %s", pickup.message_id, pickup.recipient)
         return self.page(
             pages.message_page(
                 self.section.organisation,
                 view,
+                notice=notice,
                 expires=pickup.expires,
                 download_action=self.url(token, "/download"),
                 part_action=self.url(token, "/part/"),
