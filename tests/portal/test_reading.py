@@ -6,7 +6,7 @@ from email.message import EmailMessage
 
 import pytest
 
-from postveil.portal.pages import mask_address
+from postveil.portal.pages import landing, mask_address
 from postveil.portal.reading import (
     MAX_FILENAME,
     html_to_text,
@@ -172,3 +172,39 @@ def test_charset_with_nul_still_shown() -> None:
     view = view_message(parse_message(raw))
 
     assert view.texts == ("hello\r\n",)
+
+
+def test_bidi_override_in_headers_made_visible() -> None:
+    # U+202E reverses the rest of the line, so "moc.elpmaxe@pg" reads as gp@example.com.
+    raw = (
+        b"From: =?utf-8?q?=E2=80=AEmoc=2Eelpmaxe@pg?= <x@attacker.test>\r\n"
+        b"Subject: =?utf-8?q?results=E2=81=A6fdp=2Eexe?=\r\n"
+        b"\r\nbody\r\n"
+    )
+
+    headers = dict(view_message(parse_message(raw)).headers)
+
+    assert "\u202e" not in headers["From"]
+    assert "\ufffdmoc.elpmaxe@pg" in headers["From"]
+    assert headers["Subject"] == "results\ufffdfdp.exe"
+
+
+def test_control_characters_in_headers_made_visible() -> None:
+    raw = b"Subject: =?utf-8?q?a=00b=1Bc=C2=9Bd?=\r\n\r\nbody\r\n"
+
+    headers = dict(view_message(parse_message(raw)).headers)
+
+    assert headers["Subject"] == "a\ufffdb\ufffdc\ufffdd"
+
+
+def test_landing_shows_bidi_override_in_sender() -> None:
+    page = landing(
+        "Clinic",
+        sender="\u202etset.cinilc@pg",
+        recipient="ana@dest.test",
+        expires=0,
+        code_action="/m/x/code",
+    )
+
+    assert "\u202e" not in page
+    assert "\ufffdtset.cinilc@pg" in page

@@ -14,7 +14,7 @@ from collections.abc import Iterable
 from datetime import UTC, datetime
 from html import escape
 
-from postveil.portal.reading import Attachment, MessageView
+from postveil.portal.reading import Attachment, MessageView, visible_text
 
 STYLE = (
     "body{font-family:sans-serif;max-width:46em;margin:2em auto;padding:0 1em;color:#222}"
@@ -91,7 +91,7 @@ def landing(
 ) -> str:
     body = (
         f"{_notice(notice)}"
-        f"<p><strong>{escape(sender)}</strong> sent a secure message to "
+        f"<p><strong>{escape(visible_text(sender))}</strong> sent a secure message to "
         f"<strong>{escape(mask_address(recipient))}</strong>.</p>"
         f"<p>It can be picked up until {escape(format_time(expires))}. After that it is "
         "deleted.</p>"

@@ -25,6 +25,12 @@ MAX_FILENAME = 120
 
 _UNSAFE_FILENAME_RE = re.compile(r"[^\w.()+ -]")
 
+_HIDDEN_CHARACTERS_RE = re.compile(
+    "[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]"
+)
+"""Control characters other than tab, LF and CR, and the Unicode bidirectional
+formatting characters (marks, embeddings, overrides, isolates)."""
+
 
 @dataclass(frozen=True)
 class Attachment:
@@ -108,6 +114,13 @@ def part_bytes(part: Message) -> bytes:
     return data if isinstance(data, bytes) else b""
 
 
+def visible_text(text: str) -> str:
+    """Replace control characters other than tab, LF and CR, and bidirectional formatting
+    characters, with U+FFFD. A right-to-left override in a From or Subject value would
+    make ``gp@clinic.test`` appear where other characters stand."""
+    return _HIDDEN_CHARACTERS_RE.sub("\ufffd", text)
+
+
 def download_filename(part: Message, number: int) -> str:
     """Return a file name for ``part`` that is safe in a Content-Disposition header and
     on the reader's disk: no path, no control or quoting characters, no leading dot."""
@@ -152,7 +165,7 @@ def _header_text(message: EmailMessage, name: str) -> str:
         # every later get() of that header raises again. Such a header is shown as it
         # arrived, with its encoded words decoded where they can be.
         text = ", ".join(_raw_header_values(message, name))
-    return " ".join(text.split())
+    return visible_text(" ".join(text.split()))
 
 
 def _raw_header_values(message: Message, name: str) -> list[str]:
