@@ -375,3 +375,31 @@ async def test_unparsable_message_offered_as_download(start_portal: StartPortal)
     assert f'href="/m/{token}/download"' in page
     assert downloaded == raw
     assert portal.audit_events().count("opened") == 1
+
+
+async def test_message_with_many_parts_not_parsed(start_portal: StartPortal) -> None:
+    portal = await start_portal()
+    parts = b"".join(
+        b"--zz\r\nContent-Type: application/octet-stream\r\n\r\nx\r\n" for _ in range(1001)
+    )
+    raw = (
+        b"From: clinic@example.org\r\nSubject: many\r\nMIME-Version: 1.0\r\n"
+        b"Content-Type: multipart/mixed; boundary=zz\r\n\r\n" + parts + b"--zz--\r\n"
+    )
+    _, token = portal.deposit(raw)
+
+    async with portal.client() as client:
+        await sign_in(client, portal, token)
+        async with client.get(portal.url(token, "/message")) as response:
+            page = await response.text()
+            status = response.status
+        async with client.get(portal.url(token, "/part/0")) as response:
+            part_status = response.status
+        async with client.get(portal.url(token, "/download")) as response:
+            downloaded = await response.read()
+
+    assert status == 200
+    assert "too complex or too damaged to show here" in page
+    assert "Subject" not in page
+    assert part_status == 404
+    assert downloaded == raw

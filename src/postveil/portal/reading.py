@@ -23,6 +23,12 @@ HEADERS = ("From", "To", "Cc", "Date", "Subject")
 MAX_FILENAME = 120
 """Maximum length of a download's file name, in characters."""
 
+MAX_PARTS = 1000
+"""Maximum number of MIME parts in a message that the portal parses for a page or a
+part download. Python 3.11's email package spends CPU time in proportion to the
+parts, and a message of the largest portal.max_message_size can hold hundreds of
+thousands of empty ones. A message with more is offered only as a whole download."""
+
 _UNSAFE_FILENAME_RE = re.compile(r"[^\w.()+ -]")
 
 _HIDDEN_CHARACTERS_RE = re.compile(
@@ -59,6 +65,16 @@ def parse_message(raw: bytes) -> EmailMessage:
     message = email.message_from_bytes(raw, policy=email.policy.default)
     assert isinstance(message, EmailMessage)
     return message
+
+
+def has_too_many_parts(raw: bytes) -> bool:
+    """Tell, without parsing, whether ``raw`` may have more than MAX_PARTS parts.
+
+    Each part of a multipart starts after a boundary line, which begins with ``--``,
+    so the number of such lines bounds the number of parts. Plain text with many lines
+    that begin with ``--`` is counted too, which only errs towards the download.
+    """
+    return raw.count(b"\n--") > MAX_PARTS
 
 
 def leaf_parts(message: Message) -> list[Message]:
