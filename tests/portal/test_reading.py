@@ -9,6 +9,7 @@ import pytest
 from postveil.portal.pages import landing, mask_address
 from postveil.portal.reading import (
     MAX_FILENAME,
+    MAX_PARSED_HEADER,
     html_to_text,
     leaf_parts,
     parse_message,
@@ -208,3 +209,16 @@ def test_landing_shows_bidi_override_in_sender() -> None:
 
     assert "\u202e" not in page
     assert "\ufffdtset.cinilc@pg" in page
+
+
+def test_long_header_cut_without_parsing() -> None:
+    subject = b" ".join(b"=?utf-8?q?R=C3=A9sultat?=" for _ in range(5000))
+    raw = b"Subject: " + subject + b"\r\nTo: " + b"a@b.test," * 5000 + b"\r\n\r\nbody\r\n"
+
+    headers = dict(view_message(parse_message(raw)).headers)
+
+    assert headers["Subject"].startswith("Résultat")
+    assert headers["Subject"].endswith(" …")
+    assert len(headers["Subject"]) < MAX_PARSED_HEADER
+    assert headers["To"].startswith("a@b.test,a@b.test,")
+    assert len(headers["To"]) == MAX_PARSED_HEADER + 2

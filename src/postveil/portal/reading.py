@@ -29,6 +29,12 @@ part download. Python 3.11's email package spends CPU time in proportion to the
 parts, and a message of the largest portal.max_message_size can hold hundreds of
 thousands of empty ones. A message with more is offered only as a whole download."""
 
+MAX_PARSED_HEADER = 8192
+"""Maximum length, in characters, of a From, To, Cc, Date or Subject value that the
+page parses. The email package's time for a header grows faster than its length: tens
+of thousands of encoded words or addresses take seconds to minutes. A longer value is
+shown cut to this length, with its encoded words decoded."""
+
 _UNSAFE_FILENAME_RE = re.compile(r"[^\w.()+ -]")
 
 _HIDDEN_CHARACTERS_RE = re.compile(
@@ -172,6 +178,10 @@ def sanitise_filename(name: str) -> str:
 
 
 def _header_text(message: EmailMessage, name: str) -> str:
+    raw_values = _raw_header_values(message, name)
+    if sum(len(value) for value in raw_values) > MAX_PARSED_HEADER:
+        text = decode_text(", ".join(raw_values)[:MAX_PARSED_HEADER]) + " …"
+        return visible_text(" ".join(text.split()))
     try:
         values = message.get_all(name) or []
         text = ", ".join(str(value) for value in values)
@@ -180,20 +190,19 @@ def _header_text(message: EmailMessage, name: str) -> str:
         # AttributeError or RecursionError on some malformed address headers, and
         # every later get() of that header raises again. Such a header is shown as it
         # arrived, with its encoded words decoded where they can be.
-        text = ", ".join(_raw_header_values(message, name))
+        text = ", ".join(decode_text(value) for value in raw_values)
     return visible_text(" ".join(text.split()))
 
 
 def _raw_header_values(message: Message, name: str) -> list[str]:
+    """Return the values of the ``name`` headers as they arrived, unparsed."""
     lower = name.lower()
-    values = []
-    for key, value in message.raw_items():
-        if key.lower() != lower:
-            continue
-        # 8-bit bytes arrive as surrogate escapes, which the page could not encode.
-        text = str(value).encode("utf-8", "surrogateescape").decode("utf-8", "replace")
-        values.append(decode_text(text))
-    return values
+    # 8-bit bytes arrive as surrogate escapes, which the page could not encode.
+    return [
+        str(value).encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+        for key, value in message.raw_items()
+        if key.lower() == lower
+    ]
 
 
 def _is_attachment(part: Message) -> bool:
