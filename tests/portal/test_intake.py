@@ -637,3 +637,20 @@ def test_sealed_unicode_recipient_accepted(setup: Setup) -> None:
 
     assert result.status == EX_OK
     assert setup.stored_count() == 1
+
+
+@pytest.mark.parametrize("sender", ["a@b.test\nBcc: kim@example.org", "a@b.test\r", "a\x00@b.test"])
+def test_sender_with_control_characters_rejected(setup: Setup, sender: str) -> None:
+    intake = setup.intake()
+    raw = portal_copy(seal=setup.seal.make(RECIPIENTS))
+    try:
+        result = intake.deliver(io.BytesIO(raw), sender=sender, queue_id="4QtestQ1")
+    finally:
+        intake.audit.close()
+
+    assert result.status == EX_DATAERR
+    assert result.line == (
+        "5.1.7 portal intake rejected the message: envelope sender contains control characters"
+    )
+    assert setup.stored_count() == 0
+    assert [r["event"] for r in setup.audit_records()] == ["refused"]

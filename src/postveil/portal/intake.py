@@ -11,8 +11,9 @@ The exit status follows <sysexits.h>, which pipe(8) reads:
   relay, audit trail). Postfix keeps the message queued and tries again.
 - 77 (EX_NOPERM): no recipient headers, or a seal that is missing, malformed, too
   old or does not match. Mail that lacks the milter's seal will never be accepted.
-- 65 (EX_DATAERR): larger than ``portal.max_message_size``, or a sealed recipient
-  value that is not a single ``local@domain`` address.
+- 65 (EX_DATAERR): larger than ``portal.max_message_size``, a sealed recipient
+  value that is not a single ``local@domain`` address, or an envelope sender with
+  control characters.
 
 Every exit other than 0 prints one line that starts with an RFC 3463 status code
 (4.x.x or 5.x.x). pipe(8) gives that code precedence over the exit status. It puts
@@ -108,6 +109,8 @@ def split_portal_copy(raw: bytes, recipient_header: str) -> PortalCopy:
     # The rest of the input, from the empty line on, is kept byte for byte.
     return PortalCopy(recipients, seals, kept + canonical[header_length:])
 
+
+_CONTROL_RE = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 
 _ADDRESS_CHARACTER = r'[^\s@<>(),;:"\\\[\]\x00-\x1f\x7f-\x9f]'
 _ADDRESS_RE = re.compile(f"{_ADDRESS_CHARACTER}+@{_ADDRESS_CHARACTER}+")
@@ -212,6 +215,11 @@ class Intake:
         problem = check_recipients(copy.recipients)
         if problem is not None:
             return self._reject(EX_DATAERR, "5.1.3", problem, queue_id, log)
+        if _CONTROL_RE.search(sender):
+            # The notification's Subject names the sender, and a header value with a
+            # line break cannot be written, so every retry would fail the same way.
+            reason = "envelope sender contains control characters"
+            return self._reject(EX_DATAERR, "5.1.7", reason, queue_id, log)
 
         try:
             store = PortalStore.open(self.section.store_directory, self.section.key_file)
