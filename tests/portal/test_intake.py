@@ -602,3 +602,55 @@ def test_status_as_root_names_owner(setup: Setup, capsys: pytest.CaptureFixture[
     assert "runuser -u " in err
     assert "postveil portal status" in err
     assert list(store.iterdir()) == []
+
+
+@pytest.mark.parametrize(
+    "recipient",
+    [
+        "pat@example.net, kim@example.org",
+        "Pat <pat@example.net>",
+        "",
+        "nobody",
+        "pat@example.net\rBcc: kim@example.org",
+        '"pat smith"@example.net',
+        "pat@@example.net",
+    ],
+)
+def test_sealed_non_address_recipient_rejected(setup: Setup, recipient: str) -> None:
+    recipients = ("kim@example.org", recipient)
+    result = setup.deliver(portal_copy(recipients, seal=setup.seal.make(recipients)))
+
+    assert result.status == EX_DATAERR
+    assert result.line == (
+        "5.1.3 portal intake rejected the message: "
+        "recipient header 2 of 2 is not a single mail address"
+    )
+    assert setup.stored_count() == 0
+    time.sleep(0.2)
+    assert setup.sink.messages == []
+    assert [r["event"] for r in setup.audit_records()] == ["refused"]
+
+
+def test_sealed_unicode_recipient_accepted(setup: Setup) -> None:
+    recipients = ("pät@exämple.net",)
+    result = setup.deliver(portal_copy(recipients, seal=setup.seal.make(recipients)))
+
+    assert result.status == EX_OK
+    assert setup.stored_count() == 1
+
+
+@pytest.mark.parametrize("sender", ["a@b.test\nBcc: kim@example.org", "a@b.test\r", "a\x00@b.test"])
+def test_sender_with_control_characters_rejected(setup: Setup, sender: str) -> None:
+    intake = setup.intake()
+    raw = portal_copy(seal=setup.seal.make(RECIPIENTS))
+    try:
+        result = intake.deliver(io.BytesIO(raw), sender=sender, queue_id="4QtestQ1")
+    finally:
+        intake.audit.close()
+
+    assert result.status == EX_DATAERR
+    assert result.line == (
+        "5.1.7 portal intake rejected the message: envelope sender contains control characters"
+    )
+    assert setup.stored_count() == 0
+    assert [r["event"] for r in setup.audit_records()] == ["refused"]

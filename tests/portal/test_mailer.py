@@ -75,3 +75,17 @@ def test_relay_down_is_named() -> None:
     message = mailer.code_message(section, recipient="ana@dest.test", code="12345678", lifetime=600)
     with pytest.raises(PortalError, match="cannot send through portal.notify_relay 127.0.0.1:9"):
         mailer.send(section, message)
+
+
+def test_notification_shows_bidi_override_in_sender() -> None:
+    section = PortalSection(notify_from="portal@clinic.test")
+    notice = mailer.notification(
+        section,
+        recipient="ana@dest.test",
+        sender="\u202etset.cinilc@pg",
+        link="https://p.test/m/TOKEN",
+        expires=0,
+    )
+
+    assert notice["Subject"] == "Secure message from \ufffdtset.cinilc@pg"
+    assert "\u202e" not in notice.get_content()

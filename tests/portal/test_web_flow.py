@@ -345,3 +345,61 @@ async def test_base_url_with_path(start_portal: StartPortal) -> None:
             assert response.status == 200
         async with client.get(portal.base_url.replace("/secure", "") + f"/m/{token}") as response:
             assert response.status == 404
+
+
+def _nested_multipart(depth: int) -> bytes:
+    lines = [b"From: clinic@example.org", b"Subject: nested"]
+    for level in range(depth):
+        lines += [b"Content-Type: multipart/mixed; boundary=b%d" % level, b"", b"--b%d" % level]
+    lines += [b"Content-Type: text/plain", b"", b"innermost text"]
+    lines += [b"--b%d--" % level for level in reversed(range(depth))]
+    return b"\r\n".join(lines) + b"\r\n"
+
+
+async def test_unparsable_message_offered_as_download(start_portal: StartPortal) -> None:
+    portal = await start_portal()
+    # Deep enough for a RecursionError in Python 3.11's email package.
+    raw = _nested_multipart(1500)
+    _, token = portal.deposit(raw)
+
+    async with portal.client() as client:
+        await sign_in(client, portal, token)
+        async with client.get(portal.url(token, "/message")) as response:
+            page = await response.text()
+            status = response.status
+        async with client.get(portal.url(token, "/download")) as response:
+            downloaded = await response.read()
+
+    assert status == 200
+    assert "too complex or too damaged to show here" in page
+    assert f'href="/m/{token}/download"' in page
+    assert downloaded == raw
+    assert portal.audit_events().count("opened") == 1
+
+
+async def test_message_with_many_parts_not_parsed(start_portal: StartPortal) -> None:
+    portal = await start_portal()
+    parts = b"".join(
+        b"--zz\r\nContent-Type: application/octet-stream\r\n\r\nx\r\n" for _ in range(1001)
+    )
+    raw = (
+        b"From: clinic@example.org\r\nSubject: many\r\nMIME-Version: 1.0\r\n"
+        b"Content-Type: multipart/mixed; boundary=zz\r\n\r\n" + parts + b"--zz--\r\n"
+    )
+    _, token = portal.deposit(raw)
+
+    async with portal.client() as client:
+        await sign_in(client, portal, token)
+        async with client.get(portal.url(token, "/message")) as response:
+            page = await response.text()
+            status = response.status
+        async with client.get(portal.url(token, "/part/0")) as response:
+            part_status = response.status
+        async with client.get(portal.url(token, "/download")) as response:
+            downloaded = await response.read()
+
+    assert status == 200
+    assert "too complex or too damaged to show here" in page
+    assert "Subject" not in page
+    assert part_status == 404
+    assert downloaded == raw

@@ -11,7 +11,9 @@ The exit status follows <sysexits.h>, which pipe(8) reads:
   relay, audit trail). Postfix keeps the message queued and tries again.
 - 77 (EX_NOPERM): no recipient headers, or a seal that is missing, malformed, too
   old or does not match. Mail that lacks the milter's seal will never be accepted.
-- 65 (EX_DATAERR): larger than ``portal.max_message_size``.
+- 65 (EX_DATAERR): larger than ``portal.max_message_size``, a sealed recipient
+  value that is not a single ``local@domain`` address, or an envelope sender with
+  control characters.
 
 Every exit other than 0 prints one line that starts with an RFC 3463 status code
 (4.x.x or 5.x.x). pipe(8) gives that code precedence over the exit status. It puts
@@ -23,6 +25,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 from dataclasses import dataclass
 from typing import BinaryIO
 
@@ -107,6 +110,29 @@ def split_portal_copy(raw: bytes, recipient_header: str) -> PortalCopy:
     return PortalCopy(recipients, seals, kept + canonical[header_length:])
 
 
+_CONTROL_RE = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+
+_ADDRESS_CHARACTER = r'[^\s@<>(),;:"\\\[\]\x00-\x1f\x7f-\x9f]'
+_ADDRESS_RE = re.compile(f"{_ADDRESS_CHARACTER}+@{_ADDRESS_CHARACTER}+")
+"""A plain ``local@domain`` address: one ``@``, no whitespace or control characters,
+and none of the characters that separate, quote or comment addresses in a header."""
+
+
+def check_recipients(recipients: tuple[str, ...]) -> str | None:
+    """Return why a recipient value is unusable, or None when each is one address.
+
+    The seal vouches only that the milter wrote these values. A value such as
+    ``a@b.test, c@d.test`` would put a second address in the notification's To
+    header, and an empty or domain-less value would send the link to the relay's
+    null or local recipient. Quoted local parts and address literals are rejected
+    too, although the milter could pass them on from a lenient SMTP server.
+    """
+    for number, recipient in enumerate(recipients, start=1):
+        if not _ADDRESS_RE.fullmatch(recipient):
+            return f"recipient header {number} of {len(recipients)} is not a single mail address"
+    return None
+
+
 def check_copy(
     copy: PortalCopy, seal: PortalSeal, *, max_age: float, now: float | None = None
 ) -> str | None:
@@ -186,6 +212,14 @@ class Intake:
         problem = check_copy(copy, self.seal, max_age=self.section.seal_max_age, now=now)
         if problem is not None:
             return self._reject(EX_NOPERM, "5.7.1", problem, queue_id, log)
+        problem = check_recipients(copy.recipients)
+        if problem is not None:
+            return self._reject(EX_DATAERR, "5.1.3", problem, queue_id, log)
+        if _CONTROL_RE.search(sender):
+            # The notification's Subject names the sender, and a header value with a
+            # line break cannot be written, so every retry would fail the same way.
+            reason = "envelope sender contains control characters"
+            return self._reject(EX_DATAERR, "5.1.7", reason, queue_id, log)
 
         try:
             store = PortalStore.open(self.section.store_directory, self.section.key_file)

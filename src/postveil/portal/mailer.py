@@ -14,6 +14,7 @@ from email.message import EmailMessage
 from email.utils import format_datetime, make_msgid
 
 from postveil.config.portal import PortalSection
+from postveil.portal.reading import visible_text
 from postveil.portal.store import PortalError
 
 
@@ -22,6 +23,7 @@ def notification(
 ) -> EmailMessage:
     """The message that tells ``recipient`` a message from ``sender`` waits at ``link``."""
     until = datetime.fromtimestamp(expires, UTC).strftime("%d %B %Y, %H:%M UTC")
+    sender = visible_text(sender)
     body = (
         f"{sender} sent you a message through the secure portal of {section.organisation}.\n"
         "\n"

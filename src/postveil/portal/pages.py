@@ -14,7 +14,7 @@ from collections.abc import Iterable
 from datetime import UTC, datetime
 from html import escape
 
-from postveil.portal.reading import Attachment, MessageView
+from postveil.portal.reading import Attachment, MessageView, visible_text
 
 STYLE = (
     "body{font-family:sans-serif;max-width:46em;margin:2em auto;padding:0 1em;color:#222}"
@@ -91,7 +91,7 @@ def landing(
 ) -> str:
     body = (
         f"{_notice(notice)}"
-        f"<p><strong>{escape(sender)}</strong> sent a secure message to "
+        f"<p><strong>{escape(visible_text(sender))}</strong> sent a secure message to "
         f"<strong>{escape(mask_address(recipient))}</strong>.</p>"
         f"<p>It can be picked up until {escape(format_time(expires))}. After that it is "
         "deleted.</p>"
@@ -139,16 +139,18 @@ def message_page(
     download_action: str,
     part_action: str,
     logout_action: str,
+    notice: str | None = None,
 ) -> str:
-    """Render the message. ``part_action`` is the download URL without the part number."""
+    """Render the message. ``part_action`` is the download URL without the part number,
+    and ``notice`` replaces the note on a message without text."""
     rows = "".join(
         f"<tr><th>{escape(name)}</th><td>{escape(value)}</td></tr>" for name, value in view.headers
     )
     texts = "".join(f"<pre>{escape(text)}</pre>" for text in view.texts)
-    if not view.texts:
+    if not view.texts and notice is None:
         texts = "<p>This message has no text to show; its content is in the attachments.</p>"
     body = (
-        f"<table>{rows}</table>\n{texts}\n"
+        f"{_notice(notice)}<table>{rows}</table>\n{texts}\n"
         f"{_attachment_list(view.attachments, part_action)}"
         f'<p><a href="{escape(download_action)}">Download the whole message (.eml)</a></p>'
         f"<p>This message is deleted on {escape(format_time(expires))}.</p>"

@@ -15,13 +15,33 @@ from dataclasses import dataclass
 from email.message import EmailMessage, Message
 from html.parser import HTMLParser
 
+from postveil.crypto.mime import decode_text
+
 HEADERS = ("From", "To", "Cc", "Date", "Subject")
 """Headers shown above the text, in this order."""
 
 MAX_FILENAME = 120
 """Maximum length of a download's file name, in characters."""
 
+MAX_PARTS = 1000
+"""Maximum number of MIME parts in a message that the portal parses for a page or a
+part download. Python 3.11's email package spends CPU time in proportion to the
+parts, and a message of the largest portal.max_message_size can hold hundreds of
+thousands of empty ones. A message with more is offered only as a whole download."""
+
+MAX_PARSED_HEADER = 8192
+"""Maximum length, in characters, of a From, To, Cc, Date or Subject value that the
+page parses. The email package's time for a header grows faster than its length: tens
+of thousands of encoded words or addresses take seconds to minutes. A longer value is
+shown cut to this length, with its encoded words decoded."""
+
 _UNSAFE_FILENAME_RE = re.compile(r"[^\w.()+ -]")
+
+_HIDDEN_CHARACTERS_RE = re.compile(
+    "[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]"
+)
+"""Control characters other than tab, LF and CR, and the Unicode bidirectional
+formatting characters (marks, embeddings, overrides, isolates)."""
 
 
 @dataclass(frozen=True)
@@ -51,6 +71,16 @@ def parse_message(raw: bytes) -> EmailMessage:
     message = email.message_from_bytes(raw, policy=email.policy.default)
     assert isinstance(message, EmailMessage)
     return message
+
+
+def has_too_many_parts(raw: bytes) -> bool:
+    """Tell, without parsing, whether ``raw`` may have more than MAX_PARTS parts.
+
+    Each part of a multipart starts after a boundary line, which begins with ``--``,
+    so the number of such lines bounds the number of parts. Plain text with many lines
+    that begin with ``--`` is counted too, which only errs towards the download.
+    """
+    return raw.count(b"\n--") > MAX_PARTS
 
 
 def leaf_parts(message: Message) -> list[Message]:
@@ -106,6 +136,13 @@ def part_bytes(part: Message) -> bytes:
     return data if isinstance(data, bytes) else b""
 
 
+def visible_text(text: str) -> str:
+    """Replace control characters other than tab, LF and CR, and bidirectional formatting
+    characters, with U+FFFD. A right-to-left override in a From or Subject value would
+    make ``gp@clinic.test`` appear where other characters stand."""
+    return _HIDDEN_CHARACTERS_RE.sub("\ufffd", text)
+
+
 def download_filename(part: Message, number: int) -> str:
     """Return a file name for ``part`` that is safe in a Content-Disposition header and
     on the reader's disk: no path, no control or quoting characters, no leading dot."""
@@ -141,14 +178,31 @@ def sanitise_filename(name: str) -> str:
 
 
 def _header_text(message: EmailMessage, name: str) -> str:
+    raw_values = _raw_header_values(message, name)
+    if sum(len(value) for value in raw_values) > MAX_PARSED_HEADER:
+        text = decode_text(", ".join(raw_values)[:MAX_PARSED_HEADER]) + " …"
+        return visible_text(" ".join(text.split()))
     try:
         values = message.get_all(name) or []
         text = ", ".join(str(value) for value in values)
-    except (ValueError, LookupError, IndexError):
-        # A header the email package cannot decode is shown as it arrived.
-        raw = message.get(name, failobj="")
-        text = str(raw)
-    return " ".join(text.split())
+    except Exception:  # noqa: BLE001 - see below
+        # The email package's header parser (Python 3.11) raises IndexError,
+        # AttributeError or RecursionError on some malformed address headers, and
+        # every later get() of that header raises again. Such a header is shown as it
+        # arrived, with its encoded words decoded where they can be.
+        text = ", ".join(decode_text(value) for value in raw_values)
+    return visible_text(" ".join(text.split()))
+
+
+def _raw_header_values(message: Message, name: str) -> list[str]:
+    """Return the values of the ``name`` headers as they arrived, unparsed."""
+    lower = name.lower()
+    # 8-bit bytes arrive as surrogate escapes, which the page could not encode.
+    return [
+        str(value).encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+        for key, value in message.raw_items()
+        if key.lower() == lower
+    ]
 
 
 def _is_attachment(part: Message) -> bool:
@@ -193,7 +247,10 @@ def _part_text(part: Message) -> str:
     charset = part.get_content_charset() or "utf-8"
     try:
         text = data.decode(charset, "replace")
-    except LookupError:
+    except (LookupError, ValueError):
+        # LookupError: an unknown charset, or a codec that does not decode to text.
+        # ValueError: a charset name with a NUL, or a codec such as idna or punycode
+        # that rejects the "replace" handler (UnicodeError).
         text = data.decode("utf-8", "replace")
     if part.get_content_type() == "text/html":
         return html_to_text(text)

@@ -39,8 +39,16 @@ from postveil.config import Config
 from postveil.config.portal import PortalSection
 from postveil.portal import mailer, pages
 from postveil.portal.housekeeping import purge_expired
+from postveil.portal.reading import (
+    MAX_PARTS,
+    MessageView,
+    has_too_many_parts,
+    leaf_parts,
+    parse_message,
+    part_bytes,
+    view_message,
+)
 from postveil.portal.reading import download_filename as part_filename
-from postveil.portal.reading import leaf_parts, parse_message, part_bytes, view_message
 from postveil.portal.store import Pickup, PortalError, PortalStore
 
 log = logging.getLogger("postveil.portal")
@@ -65,6 +73,12 @@ looked up."""
 
 SendFunction = Callable[[PortalSection, EmailMessage], None]
 """Sends one message or raises PortalError, like :func:`postveil.portal.mailer.send`."""
+
+UNREADABLE_NOTICE = (
+    "This message is too complex or too damaged to show here. Download the whole "
+    "message below and open it in your mail program."
+)
+"""Shown in place of the message when its MIME structure cannot be parsed."""
 
 MESSAGE_ID_KEY = web.RequestKey("portal_message", str)
 """The portal message id a request concerns, for the access line."""
@@ -396,19 +410,46 @@ class Portal:
         if isinstance(result, web.Response):
             return result
         token, pickup, raw = result
-        view = await asyncio.to_thread(lambda: view_message(parse_message(raw)))
+        view, notice = await self._view(raw, pickup)
         if pickup.opened is None:
             log.info("message %s: opened by %s", pickup.message_id, pickup.recipient)
         return self.page(
             pages.message_page(
                 self.section.organisation,
                 view,
+                notice=notice,
                 expires=pickup.expires,
                 download_action=self.url(token, "/download"),
                 part_action=self.url(token, "/part/"),
                 logout_action=self.url(token, "/logout"),
             )
         )
+
+    async def _view(self, raw: bytes, pickup: Pickup) -> tuple[MessageView, str | None]:
+        """Return the page's view of ``raw`` and no notice, or, for a message that cannot
+        be parsed, an empty view and UNREADABLE_NOTICE. The recipient can then still
+        download the message whole."""
+        if has_too_many_parts(raw):
+            log.warning(
+                "message %s: more than %d MIME parts; offering the .eml only",
+                pickup.message_id,
+                MAX_PARTS,
+            )
+            return MessageView((), (), ()), UNREADABLE_NOTICE
+        try:
+            view = await asyncio.to_thread(lambda: view_message(parse_message(raw)))
+        except Exception as exc:  # noqa: BLE001 - the parser's errors are not documented
+            # Python 3.11's email package raises RecursionError for MIME parts nested
+            # about a thousand deep or a Content-Type of thousands of parentheses, and
+            # other errors for other damage. Only the class is logged, because the
+            # exception's text may quote the message.
+            log.warning(
+                "message %s: cannot show the message as a page (%s); offering the .eml only",
+                pickup.message_id,
+                type(exc).__name__,
+            )
+            return MessageView((), (), ()), UNREADABLE_NOTICE
+        return view, None
 
     async def download(self, request: web.Request) -> web.StreamResponse:
         result = await self._read(request, event="downloaded")
@@ -429,6 +470,9 @@ class Portal:
         if isinstance(checked, web.Response):
             return checked
         _, pickup, raw = checked
+        if has_too_many_parts(raw):
+            # The message page lists no parts for such a message (see _view).
+            return self.not_found()
         parts = await asyncio.to_thread(lambda: leaf_parts(parse_message(raw)))
         if number >= len(parts):
             return self.not_found()
