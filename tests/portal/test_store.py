@@ -220,3 +220,31 @@ def test_unwritable_store_gives_portal_error(tmp_path: Path) -> None:
     (tmp_path / "blocked").write_text("a file where the directory should be")
     with pytest.raises(PortalError, match="cannot open the portal store"):
         PortalStore.open(tmp_path / "blocked", tmp_path / "portal.key")
+
+
+def test_message_purged_during_read_is_gone(
+    store: PortalStore, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    made = deposit(store)
+    token = made.tokens[0][1]
+    session = open_session(store, token)
+
+    def purged_meanwhile(path: Path) -> bytes:
+        # Another process's purge runs between the row lookup and the file read.
+        other = sqlite3.connect(tmp_path / "store" / "portal.sqlite3")
+        other.execute("DELETE FROM messages WHERE id = ?", (made.message_id,))
+        other.commit()
+        other.close()
+        raise FileNotFoundError(2, "No such file or directory")
+
+    monkeypatch.setattr(Path, "read_bytes", purged_meanwhile)
+    assert store.read_message(token, session, now=NOW) is None
+
+
+def test_missing_file_of_live_message_is_an_error(store: PortalStore, tmp_path: Path) -> None:
+    made = deposit(store)
+    token = made.tokens[0][1]
+    session = open_session(store, token)
+    (tmp_path / "store" / "messages" / made.message_id).unlink()
+    with pytest.raises(PortalError, match="cannot read portal message"):
+        store.read_message(token, session, now=NOW)

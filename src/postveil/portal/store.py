@@ -351,6 +351,16 @@ class PortalStore:
                 f"portal message {message_id} does not decrypt: the file is damaged or the "
                 "master key is not the one it was stored with"
             ) from exc
+        except FileNotFoundError as exc:
+            # A purge in another process may delete the message between the row lookup
+            # and the read; then it is gone, as for an expired link.
+            gone = (
+                self._db.execute("SELECT 1 FROM messages WHERE id = ?", (message_id,)).fetchone()
+                is None
+            )
+            if gone:
+                return None
+            raise PortalError(f"cannot read portal message {message_id}: {exc.strerror}") from exc
         except OSError as exc:
             raise PortalError(f"cannot read portal message {message_id}: {exc.strerror}") from exc
         self._db.execute(
