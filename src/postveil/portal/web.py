@@ -136,6 +136,12 @@ class Portal:
         # SQLite is used from one thread at a time: the store has one connection.
         self._store_thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="portal-store")
         self._mail_threads = ThreadPoolExecutor(max_workers=4, thread_name_prefix="portal-mail")
+        # Parsing a message for its page or a part costs CPU in proportion to its size
+        # and shape (seconds for some crafted messages), and the GIL shares one core
+        # among the threads. Parsing one at a time keeps the other pages answering.
+        # NOTE: a crafted message still holds its own viewer for that long; parsing in
+        # a process that can be stopped after a time limit would bound it.
+        self._parse_threads = ThreadPoolExecutor(max_workers=1, thread_name_prefix="portal-parse")
 
     # -- helpers -------------------------------------------------------------------
 
@@ -145,6 +151,10 @@ class Portal:
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self._store_thread, lambda: function(*args, **kwargs))
 
+    async def _in_parser(self, function: Callable[[], _T]) -> _T:
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._parse_threads, function)
+
     async def purge(self) -> int:
         """Delete expired messages and sessions, each message after its ``expired``
         records (see :func:`purge_expired`)."""
@@ -152,6 +162,7 @@ class Portal:
 
     def close(self) -> None:
         self._mail_threads.shutdown(wait=False, cancel_futures=True)
+        self._parse_threads.shutdown(wait=False, cancel_futures=True)
         self._store_thread.shutdown(wait=True)
 
     def url(self, token: str, suffix: str = "") -> str:
@@ -437,7 +448,7 @@ class Portal:
             )
             return MessageView((), (), ()), UNREADABLE_NOTICE
         try:
-            view = await asyncio.to_thread(lambda: view_message(parse_message(raw)))
+            view = await self._in_parser(lambda: view_message(parse_message(raw)))
         except Exception as exc:  # noqa: BLE001 - the parser's errors are not documented
             # Python 3.11's email package raises RecursionError for MIME parts nested
             # about a thousand deep or a Content-Type of thousands of parentheses, and
@@ -473,13 +484,13 @@ class Portal:
         if has_too_many_parts(raw):
             # The message page lists no parts for such a message (see _view).
             return self.not_found()
-        parts = await asyncio.to_thread(lambda: leaf_parts(parse_message(raw)))
+        parts = await self._in_parser(lambda: leaf_parts(parse_message(raw)))
         if number >= len(parts):
             return self.not_found()
         if not await self._audit("downloaded", pickup):
             return self._audit_failed()
         part = parts[number]
-        data = await asyncio.to_thread(part_bytes, part)
+        data = await self._in_parser(lambda: part_bytes(part))
         log.info(
             "message %s: part %d downloaded by %s", pickup.message_id, number, pickup.recipient
         )
