@@ -529,6 +529,30 @@ def test_init_status_purge(setup: Setup, capsys: pytest.CaptureFixture[str]) -> 
     assert "deleted 0 expired message(s)" in capsys.readouterr().out
 
 
+def test_list_and_revoke(setup: Setup, capsys: pytest.CaptureFixture[str]) -> None:
+    config = str(write_config(setup))
+    seal = PortalSeal.load(setup.settings["portal"]["seal_key_file"])
+    assert setup.deliver(portal_copy(seal=seal.make(RECIPIENTS))).status == EX_OK
+    capsys.readouterr()
+
+    assert main(["portal", "list", "-c", config]) == 0
+    listing = capsys.readouterr().out
+    message_id = listing.splitlines()[0]
+    for recipient in RECIPIENTS:
+        assert f"to       {recipient} (not read)" in listing
+
+    assert main(["portal", "revoke", message_id, "--reason", "sent to the wrong patient", "-c", config]) == 0
+    assert f"revoked portal message {message_id}" in capsys.readouterr().out
+    assert main(["portal", "list", "-c", config]) == 0
+    assert capsys.readouterr().out == "no messages waiting\n"
+    revoked = [r for r in setup.audit_records() if r.get("event") == "revoked"]
+    assert [r["recipient"] for r in revoked] == list(RECIPIENTS)
+    assert {r["reason"] for r in revoked} == {"sent to the wrong patient"}
+
+    assert main(["portal", "revoke", message_id, "-c", config]) == 1
+    assert "no message with id" in capsys.readouterr().err
+
+
 def test_init_needs_seal_key_setting(setup: Setup, capsys: pytest.CaptureFixture[str]) -> None:
     setup.settings["portal"]["seal_key_file"] = None
     setup.settings["portal"]["store_directory"] = str(setup.tmp / "unused-store")

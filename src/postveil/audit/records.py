@@ -337,6 +337,7 @@ PORTAL_EVENTS = (
     "opened",
     "downloaded",
     "expired",
+    "revoked",
 )
 """What can happen to a message in the built-in portal (docs/portal.md)."""
 

@@ -1,7 +1,7 @@
 """``postveil portal``: the built-in portal's mail intake and housekeeping.
 
 ``deliver`` is run by Postfix's pipe(8) transport (conf/postfix/master.cf.portal);
-``init``, ``status`` and ``purge`` are for the administrator.
+``init``, ``status``, ``list``, ``revoke`` and ``purge`` are for the administrator.
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ import stat
 import sys
 import traceback
 from collections.abc import Sequence
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import NoReturn
 
@@ -24,9 +25,9 @@ from postveil.cli.common import add_config_option, add_config_option_to_actions,
 from postveil.config import Config, default_config_path, load_config
 from postveil.errors import ConfigError
 from postveil.log import setup_logging
-from postveil.portal.housekeeping import purge_expired
+from postveil.portal.housekeeping import purge_expired, revoke
 from postveil.portal.intake import EX_TEMPFAIL, Intake, IntakeDeferred, IntakeResult, deferred
-from postveil.portal.store import PortalError, PortalStore, generate_master_key
+from postveil.portal.store import PortalError, PortalStore, WaitingMessage, generate_master_key
 
 DELIVER_PROGRAM = "postveil-portal-deliver"
 
@@ -69,6 +70,24 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         description="Delete messages whose portal.retention has ended, with their pickups, "
         "and expired sessions. Run as the owner of portal.store_directory.",
     )
+    actions.add_parser(
+        "list",
+        help="list the messages waiting, with their recipients",
+        description="Print one block per message waiting for pickup: its id, when it was "
+        "stored and expires (UTC), its sender and Postfix queue id, and each recipient with "
+        "the time they first read it. Run as the owner of portal.store_directory.",
+    )
+    revoke_parser = actions.add_parser(
+        "revoke",
+        help="delete a message now, so its links stop working",
+        description="Delete a waiting message, for example one sent to the wrong person, "
+        "after writing a 'revoked' audit record per recipient. Recipients who already read "
+        "it keep what they downloaded. Run as the owner of portal.store_directory.",
+    )
+    revoke_parser.add_argument("message_id", metavar="ID", help="the message id that 'list' prints")
+    revoke_parser.add_argument(
+        "--reason", default="revoked by an administrator", help="reason kept in the audit records"
+    )
     add_config_option_to_actions(actions)
     parser.set_defaults(handler=run)
 
@@ -96,6 +115,8 @@ def run(args: argparse.Namespace) -> int:
         return 1
     if args.action == "init":
         return init(config)
+    if args.action == "revoke":
+        return housekeeping(config, "revoke", args.message_id, args.reason)
     return housekeeping(config, args.action)
 
 
@@ -276,7 +297,7 @@ def init(config: Config) -> int:
 # -- status and purge --------------------------------------------------------------
 
 
-def housekeeping(config: Config, action: str) -> int:
+def housekeeping(config: Config, action: str, message_id: str = "", reason: str = "") -> int:
     section = config.portal
     problem = _owner_problem(section.store_directory, action)
     if problem is not None:
@@ -293,6 +314,15 @@ def housekeeping(config: Config, action: str) -> int:
             print(f"messages waiting: {counts['messages']}")
             print(f"pickups: {counts['pickups']}")
             print(f"pickups opened: {counts['opened']}")
+        elif action == "list":
+            _print_waiting(store.waiting())
+        elif action == "revoke":
+            audit = AuditLog(config.audit, program="postveil portal revoke")
+            recipients = revoke(store, audit, message_id, reason)
+            if recipients is None:
+                print(f"postveil portal revoke: no message with id {message_id!r}", file=sys.stderr)
+                return 1
+            print(f"revoked portal message {message_id} for {', '.join(recipients)}")
         else:
             deleted = purge_expired(store, AuditLog(config.audit, program="postveil portal purge"))
             print(f"deleted {deleted} expired message(s)")
@@ -302,6 +332,23 @@ def housekeeping(config: Config, action: str) -> int:
     finally:
         store.close()
     return 0
+
+
+def _print_waiting(messages: Sequence[WaitingMessage]) -> None:
+    if not messages:
+        print("no messages waiting")
+        return
+    for message in messages:
+        print(message.message_id)
+        print(f"  stored   {_utc(message.created)}, expires {_utc(message.expires)}")
+        print(f"  sender   {message.sender or '<>'} (queue id {message.queue_id or '-'})")
+        for recipient, opened in message.recipients:
+            state = f"read {_utc(opened)}" if opened is not None else "not read"
+            print(f"  to       {recipient} ({state})")
+
+
+def _utc(epoch: float) -> str:
+    return datetime.fromtimestamp(epoch, UTC).strftime("%Y-%m-%d %H:%M UTC")
 
 
 def _owner_problem(directory: str, action: str) -> str | None:

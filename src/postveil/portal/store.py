@@ -99,11 +99,25 @@ class CodeCheck:
 
 @dataclass(frozen=True)
 class ExpiredMessage:
-    """A message whose retention has ended, as :meth:`PortalStore.expired` lists it."""
+    """A stored message's id, queue id and recipients, as :meth:`PortalStore.expired`
+    and :meth:`PortalStore.find` return them."""
 
     message_id: str
     queue_id: str
     recipients: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class WaitingMessage:
+    """A stored message as ``postveil portal list`` shows it."""
+
+    message_id: str
+    created: float
+    expires: float
+    sender: str
+    queue_id: str
+    recipients: tuple[tuple[str, float | None], ...]
+    """(recipient, time the recipient first read the message or None) pairs."""
 
 
 def load_master_key(path: str | os.PathLike[str], *, check_mode: bool = True) -> bytes:
@@ -465,6 +479,35 @@ class PortalStore:
         self._db.execute("DELETE FROM sessions WHERE session_digest = ?", (_digest(session),))
 
     # -- housekeeping --------------------------------------------------------------
+
+    def waiting(self, now: float | None = None) -> list[WaitingMessage]:
+        """List the messages not yet expired, oldest first."""
+        now = time.time() if now is None else now
+        rows = self._db.execute(
+            "SELECT m.id, m.created, m.expires, m.sender, m.queue_id, p.recipient, p.opened"
+            " FROM messages m JOIN pickups p ON p.message_id = m.id"
+            " WHERE m.expires > ? ORDER BY m.created, m.id, p.rowid",
+            (now,),
+        ).fetchall()
+        found: dict[str, tuple[tuple[float, float, str, str], list[tuple[str, float | None]]]] = {}
+        for message_id, created, expires, sender, queue_id, recipient, opened in rows:
+            entry = found.setdefault(message_id, ((created, expires, sender, queue_id), []))
+            entry[1].append((recipient, opened))
+        return [
+            WaitingMessage(message_id, *details, tuple(recipients))
+            for message_id, (details, recipients) in found.items()
+        ]
+
+    def find(self, message_id: str) -> ExpiredMessage | None:
+        """Return a stored message's queue id and recipients, expired or not, or None
+        when no message has that id."""
+        row = self._db.execute("SELECT queue_id FROM messages WHERE id = ?", (message_id,)).fetchone()
+        if row is None:
+            return None
+        recipients = self._db.execute(
+            "SELECT recipient FROM pickups WHERE message_id = ? ORDER BY rowid", (message_id,)
+        ).fetchall()
+        return ExpiredMessage(message_id, row[0], tuple(recipient for (recipient,) in recipients))
 
     def expired(self, now: float) -> list[ExpiredMessage]:
         """List the messages that :meth:`purge` with the same ``now`` deletes."""
