@@ -57,7 +57,14 @@ class DaemonProcess:
         if self.user is not None:
             account = {"user": self.user, "group": self.group, "extra_groups": [], "cwd": "/"}
         self.process = subprocess.Popen(
-            [*self.interpreter, "-m", self.module, "--config", str(self.config_path), *self.extra_args],
+            [
+                *self.interpreter,
+                "-m",
+                self.module,
+                "--config",
+                str(self.config_path),
+                *self.extra_args,
+            ],
             stdout=log,
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
@@ -74,7 +81,9 @@ class DaemonProcess:
                 )
             if time.monotonic() > deadline:
                 self.kill()
-                raise TimeoutError(f"{self.module} not ready within {timeout:.0f}s:\n" + self.log_text()[-3000:])
+                raise TimeoutError(
+                    f"{self.module} not ready within {timeout:.0f}s:\n" + self.log_text()[-3000:]
+                )
             time.sleep(0.05)
         return self
 
@@ -137,7 +146,10 @@ class DaemonProcess:
                     + self.log_text()[-3000:]
                 )
             if time.monotonic() > deadline:
-                raise TimeoutError(f"{self.module} did not log {text!r} within {timeout:.0f}s:\n" + self.log_text()[-3000:])
+                raise TimeoutError(
+                    f"{self.module} did not log {text!r} within {timeout:.0f}s:\n"
+                    + self.log_text()[-3000:]
+                )
             time.sleep(0.05)
 
     def __enter__(self) -> DaemonProcess:

@@ -81,7 +81,13 @@ def samples(cast: Cast) -> list[Sample]:
         cast.pickup_recipient,
     )
     return [
-        Sample("staff lunch", SENDER, "Lunch on Friday", "Hi all,\nlunch is at noon on Friday in room 2.\n", everyone),
+        Sample(
+            "staff lunch",
+            SENDER,
+            "Lunch on Friday",
+            "Hi all,\nlunch is at noon on Friday in room 2.\n",
+            everyone,
+        ),
         Sample(
             PICKUP_SAMPLE,
             SENDER,
@@ -90,7 +96,13 @@ def samples(cast: Cast) -> list[Sample]:
             "HbA1c 9.1%, diagnosis E11.9 (type 2 diabetes). Please review.\n",
             everyone,
         ),
-        Sample("tagged [secure]", SENDER, "[secure] Referral letter", "Please find the referral details below.\n", everyone),
+        Sample(
+            "tagged [secure]",
+            SENDER,
+            "[secure] Referral letter",
+            "Please find the referral details below.\n",
+            everyone,
+        ),
         Sample(
             "newsletter (bulk)",
             BULK_SENDER,
@@ -145,7 +157,9 @@ def demo_config(world: World, portal: BuiltinPortal) -> dict[str, object]:
     """Return the configuration of postveil-milter and postveil-policyd."""
     assert world.postfix is not None and world.postfix.reinject_port is not None
     config = world.base_config()
-    config["portal"] = portal.portal_settings(world.postfix.reinject_port, organisation=ORGANISATION)
+    config["portal"] = portal.portal_settings(
+        world.postfix.reinject_port, organisation=ORGANISATION
+    )
     config["routing"] = {"outer_subject": OUTER_SUBJECT, "bulk_senders": [BULK_SENDER]}
     config["policyd"]["tls_exclusive_senders"] = [BULK_SENDER]  # type: ignore[index]
     config["logging"] = {"level": "INFO"}
@@ -216,8 +230,12 @@ def run(keep_running: bool = False, keep_files: bool = False) -> int:
         # The milter reads the seal key that the portal's set-up creates.
         portal_run = start_portal(world, config, portal)
         milter = world.start_milter(config_path)
-        print(f"demo: private Postfix on 127.0.0.1:{postfix.port} with postveil-milter and postveil-policyd attached")
-        print(f"demo: postveil-portal on {portal.base_url}, its intake {PORTAL_INTAKE} piped to postveil portal deliver")
+        print(
+            f"demo: private Postfix on 127.0.0.1:{postfix.port} with postveil-milter and postveil-policyd attached"
+        )
+        print(
+            f"demo: postveil-portal on {portal.base_url}, its intake {PORTAL_INTAKE} piped to postveil portal deliver"
+        )
         print(f"demo: {pgp.address} has a PGP key, {smime.address} an S/MIME certificate;")
         print(f"demo: {starttls.name} offers STARTTLS without MTA-STS, {plain.name} offers no TLS")
         print()
@@ -228,7 +246,11 @@ def run(keep_running: bool = False, keep_files: bool = False) -> int:
             result = postfix.send(raw, sample.sender, sample.recipients)
             time.sleep(0.5)
             for recipient in sample.recipients:
-                rows.append(row_for(world, portal_run, sample, recipient, result, message_id, milter.log_text()))
+                rows.append(
+                    row_for(
+                        world, portal_run, sample, recipient, result, message_id, milter.log_text()
+                    )
+                )
             # The policy daemon probes newly seen domains one second after first sight.
             time.sleep(1.5)
 
@@ -246,10 +268,16 @@ def run(keep_running: bool = False, keep_files: bool = False) -> int:
             print(f"demo: received messages:     {world.spool.directory if world.spool else '-'}")
             print(f"demo: try  .venv/bin/postveil audit verify --config {config_path}")
             print(f"      and  .venv/bin/postveil audit search --config {config_path} --method pgp")
-            print(f"      and  .venv/bin/postveil audit search --config {portal_run.config_path} --kind portal")
+            print(
+                f"      and  .venv/bin/postveil audit search --config {portal_run.config_path} --kind portal"
+            )
         else:
-            print("demo: logs, audit trail and received mail are removed at exit; run with --keep-files")
-            print("      (or --keep-running) to try  postveil audit verify  and  postveil audit search  on them")
+            print(
+                "demo: logs, audit trail and received mail are removed at exit; run with --keep-files"
+            )
+            print(
+                "      (or --keep-running) to try  postveil audit verify  and  postveil audit search  on them"
+            )
         print(f"demo: finished in {time.monotonic() - started:.1f}s")
         if keep_running:
             print()
@@ -276,7 +304,9 @@ def run(keep_running: bool = False, keep_files: bool = False) -> int:
 @contextlib.contextmanager
 def stop_signals_ignored() -> Iterator[None]:
     """Ignore SIGINT and SIGTERM inside the block, then restore their handlers."""
-    previous = {signum: signal.signal(signum, signal.SIG_IGN) for signum in (signal.SIGINT, signal.SIGTERM)}
+    previous = {
+        signum: signal.signal(signum, signal.SIG_IGN) for signum in (signal.SIGINT, signal.SIGTERM)
+    }
     try:
         yield
     finally:
@@ -284,7 +314,9 @@ def stop_signals_ignored() -> Iterator[None]:
             signal.signal(signum, handler)
 
 
-def print_running_details(world: World, cast: Cast, config_path: Path, portal_run: PortalRun) -> None:
+def print_running_details(
+    world: World, cast: Cast, config_path: Path, portal_run: PortalRun
+) -> None:
     """Print what an admin needs to use the running demo: addresses, PIDs, files."""
     postfix = world.postfix
     assert postfix is not None and world.spool is not None
@@ -295,22 +327,31 @@ def print_running_details(world: World, cast: Cast, config_path: Path, portal_ru
     print("demo: running until Ctrl-C (or SIGTERM)")
     print(f"  config file      {config_path}")
 
-    print(f"  Postfix SMTP     127.0.0.1:{postfix.port} (relays for 127.0.0.0/8), master pid {postfix.master_pid}")
+    print(
+        f"  Postfix SMTP     127.0.0.1:{postfix.port} (relays for 127.0.0.0/8), master pid {postfix.master_pid}"
+    )
     print(f"                   reload: postfix -c {postfix.config_dir} reload")
     print(f"                   maillog: {postfix.maillog}")
     for name, daemon in world.daemons.items():
         label = f"postveil-{name}"
         if name == "portal":
-            print(f"  {label:<17}pid {daemon.pid} (user {PIPE_USER}), does not reload: stop the demo to change it")
+            print(
+                f"  {label:<17}pid {daemon.pid} (user {PIPE_USER}), does not reload: stop the demo to change it"
+            )
         else:
             print(f"  {label:<17}pid {daemon.pid}, reload: kill -HUP {daemon.pid}")
         print(f"                   log: {daemon.log_path}")
 
-    print(f"  DNS server       {world.dns.address}:53, MTA-STS HTTPS server {world.https.address}:443")
+    print(
+        f"  DNS server       {world.dns.address}:53, MTA-STS HTTPS server {world.https.address}:443"
+    )
     print(f"  received mail    {world.spool.directory}/NNNNNN-<MX host>.eml, envelope in .envelope")
 
     print("  domains (each has one MX host with its SMTP sink on port 25):")
-    sinks = {name: f"{domain.mx_host} {domain.sink.address}:{domain.sink.port}" for name, domain in world.domains.items()}
+    sinks = {
+        name: f"{domain.mx_host} {domain.sink.address}:{domain.sink.port}"
+        for name, domain in world.domains.items()
+    }
     name_width = max(len(name) for name in sinks)
     sink_width = max(len(sink) for sink in sinks.values())
     for name, domain in world.domains.items():
@@ -321,7 +362,9 @@ def print_running_details(world: World, cast: Cast, config_path: Path, portal_ru
         print(f"  files            {world.base_dir} (kept at exit)")
     else:
         print(f"  files            {world.base_dir} (removed at exit; --keep-files keeps them)")
-    print(f"  TLS policy       postmap -c {postfix.config_dir} -q {cast.enforce.name} {world.socketmap_table}")
+    print(
+        f"  TLS policy       postmap -c {postfix.config_dir} -q {cast.enforce.name} {world.socketmap_table}"
+    )
     print("  send a test message:")
     print(
         f"    swaks --server 127.0.0.1 --port {postfix.port} --from {SENDER} "
@@ -338,29 +381,45 @@ def print_portal_details(world: World, cast: Cast, portal_run: PortalRun) -> Non
     mail = world.spool.directory
     recipient = cast.pickup_recipient
     sink_host = cast.plain.mx_host
-    print(f"  portal pages     {portal.base_url} (plain HTTP on loopback: open it on this host only)")
-    print(f"  portal intake    {PORTAL_INTAKE} -> pipe service 'portal' -> postveil portal deliver, as {PIPE_USER}")
-    print(f"  portal files     store {portal.store_directory}, audit trail {portal.audit_directory}")
+    print(
+        f"  portal pages     {portal.base_url} (plain HTTP on loopback: open it on this host only)"
+    )
+    print(
+        f"  portal intake    {PORTAL_INTAKE} -> pipe service 'portal' -> postveil portal deliver, as {PIPE_USER}"
+    )
+    print(
+        f"  portal files     store {portal.store_directory}, audit trail {portal.audit_directory}"
+    )
     print(f"                   config {portal_run.config_path}")
 
     print(f"  pick up a portal message, for example as {recipient}:")
-    print(f"    1. Each portal recipient gets a notification from {PORTAL_NOTIFY_FROM} at its MX sink.")
-    print("       Print the links in the notifications to that recipient (the files have CRLF line ends):")
+    print(
+        f"    1. Each portal recipient gets a notification from {PORTAL_NOTIFY_FROM} at its MX sink."
+    )
+    print(
+        "       Print the links in the notifications to that recipient (the files have CRLF line ends):"
+    )
     print(
         f"         grep -l '^To: {recipient}' {mail}/*-{sink_host}.eml "
         f"| xargs grep -h '{portal.base_url}/m/' | tr -d '\\r'"
     )
     print("    2. Open a link in a browser on this host and press 'Send me a code', or with curl:")
     print("         curl -i -X POST LINK/code")
-    print(f"    3. The code mail (subject '{CODE_SUBJECT}') lands beside the notification, usually as")
+    print(
+        f"    3. The code mail (subject '{CODE_SUBJECT}') lands beside the notification, usually as"
+    )
     print(f"       the newest {mail}/NNNNNN-{sink_host}.eml; the code is the 'NNNN NNNN' line:")
     print(f"         tail -n 8 $(ls {mail}/*-{sink_host}.eml | tail -n 1)")
     cookies = world.base_dir / "portal-cookies"
-    print("    4. Enter the code in the browser, or with curl, which keeps the session cookie in a file:")
+    print(
+        "    4. Enter the code in the browser, or with curl, which keeps the session cookie in a file:"
+    )
     print(f"         curl -i -c {cookies} -d code=NNNNNNNN LINK/verify")
     print(f"         curl -b {cookies} LINK/message")
 
-    print(f"    The store belongs to user {PIPE_USER}, so run  postveil portal status  as that user:")
+    print(
+        f"    The store belongs to user {PIPE_USER}, so run  postveil portal status  as that user:"
+    )
     print(
         f"      runuser -u {PIPE_USER} -- env PYTHONPATH={portal.pythonpath} "
         f"{portal.python} -P -m postveil.cli.main portal status -c {portal_run.config_path}"
@@ -405,7 +464,11 @@ def report_exited(daemons: Mapping[str, DaemonProcess], reported: set[str]) -> l
         if status is None:
             continue
         reported.add(name)
-        outcome = f"was killed by {signal.Signals(-status).name}" if status < 0 else f"exited with status {status}"
+        outcome = (
+            f"was killed by {signal.Signals(-status).name}"
+            if status < 0
+            else f"exited with status {status}"
+        )
         line = f"demo: postveil-{name} (pid {daemon.pid}) {outcome}; log: {daemon.log_path}"
         if name == "milter":
             line += "; Postfix defers new mail while it is down (milter_default_action = tempfail)"
@@ -414,7 +477,13 @@ def report_exited(daemons: Mapping[str, DaemonProcess], reported: set[str]) -> l
 
 
 def row_for(
-    world: World, portal_run: PortalRun, sample: Sample, recipient: str, result: SendResult, message_id: str, milter_log: str
+    world: World,
+    portal_run: PortalRun,
+    sample: Sample,
+    recipient: str,
+    result: SendResult,
+    message_id: str,
+    milter_log: str,
 ) -> tuple[str, ...]:
     """Build one table row: what postveil decided for ``recipient`` and what arrived where."""
     if recipient in result.rejected:
@@ -429,13 +498,25 @@ def row_for(
         # a link. Each sample is sent after the previous one was announced, so the oldest
         # notification not yet claimed by an earlier row is this sample's.
         notice = wait_for_mail(
-            domain.sink, PORTAL_NOTIFY_FROM, recipient, NOTIFICATION_SUBJECT, skip=portal_run.claimed
+            domain.sink,
+            PORTAL_NOTIFY_FROM,
+            recipient,
+            NOTIFICATION_SUBJECT,
+            skip=portal_run.claimed,
         )
         if notice is None:
             return (sample.label, recipient, method, "-", "no portal notification")
         portal_run.notifications[(sample.label, recipient)] = notice
-        return (sample.label, recipient, method, notice.tls_version or "plaintext", "stored in portal, link sent")
-    copy = wait_for_copy(domain, recipient, message_id, timeout=0.2 if method in ("drop", "-") else 15)
+        return (
+            sample.label,
+            recipient,
+            method,
+            notice.tls_version or "plaintext",
+            "stored in portal, link sent",
+        )
+    copy = wait_for_copy(
+        domain, recipient, message_id, timeout=0.2 if method in ("drop", "-") else 15
+    )
     if copy is None:
         return (sample.label, recipient, method, "-", "not delivered")
     return (sample.label, recipient, method, copy.tls_version or "plaintext", content_form(copy))
@@ -461,7 +542,9 @@ def show_pickup(world: World, cast: Cast, portal_run: PortalRun) -> None:
     link = link_in(notice, portal.base_url)
 
     def code_mail() -> ReceivedMessage | None:
-        return wait_for_mail(cast.plain.sink, PORTAL_NOTIFY_FROM, recipient, CODE_SUBJECT, timeout=30)
+        return wait_for_mail(
+            cast.plain.sink, PORTAL_NOTIFY_FROM, recipient, CODE_SUBJECT, timeout=30
+        )
 
     try:
         pickup = pick_up(link, code_mail)
@@ -483,7 +566,9 @@ def intake_line(maillog: str, message_id: str) -> str | None:
     ``queue id: to=<intake> status=... (reply)``, or None when the maillog has none."""
     queue_ids = re.findall(rf" ([0-9A-Za-z]+): message-id=<{re.escape(message_id)}>", maillog)
     for line in maillog.splitlines():
-        match = re.search(r" ([0-9A-Za-z]+): to=<([^>]+)>,.* relay=portal,.* (status=\S+ \(.*\))$", line)
+        match = re.search(
+            r" ([0-9A-Za-z]+): to=<([^>]+)>,.* relay=portal,.* (status=\S+ \(.*\))$", line
+        )
         if match and match.group(1) in queue_ids:
             return f"{match.group(1)}: to=<{match.group(2)}> {match.group(3)}"
     return None
@@ -499,7 +584,9 @@ def spool_name(world: World, message: ReceivedMessage) -> str:
     return "-"
 
 
-def wait_for_copy(domain: TestDomain, recipient: str, message_id: str, timeout: float = 15) -> ReceivedMessage | None:
+def wait_for_copy(
+    domain: TestDomain, recipient: str, message_id: str, timeout: float = 15
+) -> ReceivedMessage | None:
     deadline = time.monotonic() + timeout
     while True:
         for message in domain.sink.messages:
@@ -526,7 +613,9 @@ def _interrupt(signum: int, _frame: object) -> None:
 def main(argv: list[str] | None = None) -> int:
     # SIGTERM stops the demo as Ctrl-C does, so every process it started is stopped.
     signal.signal(signal.SIGTERM, _interrupt)
-    parser = argparse.ArgumentParser(description="Run postveil end to end on loopback and show what it did.")
+    parser = argparse.ArgumentParser(
+        description="Run postveil end to end on loopback and show what it did."
+    )
     parser.add_argument(
         "--keep-running",
         action="store_true",
