@@ -21,10 +21,11 @@ from email.policy import compat32
 from pathlib import Path
 
 from postveil.harness.daemons import DaemonProcess
-from postveil.harness.portal import PIPE_USER, BuiltinPortal
+from postveil.harness.portal import PIPE_USER, BuiltinPortal, PortalHarnessError
 from postveil.harness.portal_pickup import (
     CODE_SUBJECT,
     NOTIFICATION_SUBJECT,
+    Pickup,
     PickupError,
     link_in,
     pick_up,
@@ -539,17 +540,36 @@ def show_pickup(world: World, cast: Cast, portal_run: PortalRun) -> None:
         return
     where = spool_name(world, notice)
     print(f"  notification  {where} from {PORTAL_NOTIFY_FROM}: the link, no message text")
-    link = link_in(notice, portal.base_url)
 
     def code_mail() -> ReceivedMessage | None:
         return wait_for_mail(
             cast.plain.sink, PORTAL_NOTIFY_FROM, recipient, CODE_SUBJECT, timeout=30
         )
 
+    failure = None
     try:
-        pickup = pick_up(link, code_mail)
-    except (PickupError, OSError) as exc:
-        print(f"  pickup failed: {exc}")
+        pickup = pick_up(link_in(notice, portal.base_url), code_mail)
+    except PickupError as exc:
+        pickup = exc.pickup or Pickup()
+        failure = str(exc)
+    except OSError as exc:
+        pickup = Pickup()
+        failure = f"cannot reach postveil-portal at {portal.base_url}: {exc}"
+    print_steps(world, pickup)
+    if failure is not None:
+        print(f"  pickup failed: {failure}; see {world.daemons['portal'].log_path}")
+
+    try:
+        status = ", ".join(portal.status().splitlines())
+    except PortalHarnessError as exc:
+        status = str(exc)
+    print(f"  postveil portal status: {status}")
+
+
+def print_steps(world: World, pickup: Pickup) -> None:
+    """Print one line for each request of ``pickup``, naming the code mail after the
+    code request."""
+    if not pickup.steps:
         return
     width = max(len(step.path) for step in pickup.steps)
     for step in pickup.steps:
@@ -557,8 +577,6 @@ def show_pickup(world: World, cast: Cast, portal_run: PortalRun) -> None:
         if step.path.endswith("/code") and pickup.code_mail is not None:
             note += f"; code mail: {spool_name(world, pickup.code_mail)}"
         print(f"  {step.method:<4} {step.path:<{width}}  {step.status}  {note}")
-    status = ", ".join(portal.status().splitlines())
-    print(f"  postveil portal status: {status}")
 
 
 def intake_line(maillog: str, message_id: str) -> str | None:

@@ -32,6 +32,11 @@ _SUBJECT_ROW_RE = re.compile(r"<tr><th>Subject</th><td>(.*?)</td></tr>", re.DOTA
 class PickupError(RuntimeError):
     """A step of the pickup did not get the expected response or mail."""
 
+    def __init__(self, message: str, pickup: Pickup | None = None) -> None:
+        super().__init__(message)
+        self.pickup = pickup
+        """The pickup so far, with its steps up to and including the failed one."""
+
 
 def parse_mail(message: ReceivedMessage) -> EmailMessage:
     parsed = message_from_bytes(message.data, policy=default)
@@ -173,30 +178,33 @@ def pick_up(link: str, wait_for_code: Callable[[], ReceivedMessage | None]) -> P
     status, _, page = client.request("GET")
     result.steps.append(Step("GET", masked_path, status, "landing page with 'Send me a code'"))
     if status != 200 or "Send me a code" not in page:
-        raise PickupError(f"GET {masked_path} returned {status}, expected 200 with the code button")
+        raise PickupError(
+            f"GET {masked_path} returned {status}, expected 200 with the code button", result
+        )
 
     status, _, _ = client.request("POST", "/code")
     result.steps.append(Step("POST", masked_path + "/code", status, "code requested"))
     if status != 303:
-        raise PickupError(f"POST {masked_path}/code returned {status}, expected 303")
+        raise PickupError(f"POST {masked_path}/code returned {status}, expected 303", result)
 
     code_mail = wait_for_code()
     if code_mail is None:
-        raise PickupError(f"no code mail arrived after POST {masked_path}/code")
+        raise PickupError(f"no code mail arrived after POST {masked_path}/code", result)
     result.code_mail = code_mail
 
-    status, _, _ = client.request("POST", "/verify", {"code": code_in(code_mail)})
-    result.steps.append(
-        Step(
-            "POST",
-            masked_path + "/verify",
-            status,
-            "code from the code mail entered, session cookie set",
-        )
-    )
+    try:
+        code = code_in(code_mail)
+    except PickupError as exc:
+        raise PickupError(str(exc), result) from None
+    status, _, _ = client.request("POST", "/verify", {"code": code})
+    note = "code from the code mail entered"
+    if client.session is not None:
+        note += ", session cookie set"
+    result.steps.append(Step("POST", masked_path + "/verify", status, note))
     if status != 303 or client.session is None:
         raise PickupError(
-            f"POST {masked_path}/verify returned {status} without a session, expected 303 and a cookie"
+            f"POST {masked_path}/verify returned {status} without a session, expected 303 and a cookie",
+            result,
         )
 
     status, _, page = client.request("GET", "/message")
@@ -205,6 +213,7 @@ def pick_up(link: str, wait_for_code: Callable[[], ReceivedMessage | None]) -> P
     result.steps.append(Step("GET", masked_path + "/message", status, f"Subject: {result.subject}"))
     if status != 200 or result.subject is None:
         raise PickupError(
-            f"GET {masked_path}/message returned {status} without a Subject row, expected 200"
+            f"GET {masked_path}/message returned {status} without a Subject row, expected 200",
+            result,
         )
     return result
