@@ -195,7 +195,9 @@ class BuiltinPortal:
 
     def wire(self, postfix: PrivatePostfix) -> None:
         """Add the pipe service and route the intake address to it. Also reject the
-        intake address at RCPT, in front of the restrictions already set."""
+        intake address at RCPT, in front of the restrictions already set (or of
+        ``permit_mynetworks, reject`` when none are), as conf/postfix/main.cf.portal
+        does."""
         if self.config_path is None:
             raise PortalHarnessError("call setup() before wire()")
         postfix.set_service(
