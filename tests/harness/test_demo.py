@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -40,7 +41,10 @@ def wait_for_state(pid: int, state: str, timeout: float = 30) -> None:
 def test_report_exited_reaps_zombie(tmp_path: Path) -> None:
     # A milter without a configuration file exits with status 78 at once.
     daemon = DaemonProcess(
-        "postveil.milter.daemon", tmp_path / "absent.yaml", tmp_path / "milter.log", ready=lambda: True
+        "postveil.milter.daemon",
+        tmp_path / "absent.yaml",
+        tmp_path / "milter.log",
+        ready=lambda: True,
     ).start()
     pid = daemon.pid
     assert pid is not None
@@ -59,7 +63,9 @@ def test_report_exited_reaps_zombie(tmp_path: Path) -> None:
 
 
 def test_report_exited_names_signal(tmp_path: Path) -> None:
-    daemon = DaemonProcess("sleep", tmp_path / "unused.yaml", tmp_path / "sleep.log", ready=lambda: True)
+    daemon = DaemonProcess(
+        "sleep", tmp_path / "unused.yaml", tmp_path / "sleep.log", ready=lambda: True
+    )
     # Any child process will do; start() would run "python -m MODULE --config PATH".
     daemon.process = subprocess.Popen(["sleep", "60"])
     reported: set[str] = set()
@@ -158,3 +164,76 @@ def test_demo_sender_domain_has_sink(
     domains = seen[0].domains
     assert demo.SENDER.rpartition("@")[2] in domains
     assert demo.BULK_SENDER.rpartition("@")[2] in domains
+
+
+def test_intake_line_picks_copy_of_message() -> None:
+    maillog = (
+        "Dec 05 20:39:41 world postfix-world/cleanup[1]: 4jhgAAAAAAzAAAA: message-id=<demo-1@clinic.test>\n"
+        "Dec 05 20:39:41 world postfix-world/cleanup[1]: 4jhgBBBBBBzBBBB: message-id=<demo-2@clinic.test>\n"
+        "Dec 05 20:39:42 world postfix-world/pipe[2]: 4jhgAAAAAAzAAAA: to=<portal-intake@clinic.test>, "
+        "relay=portal, delay=0.44, dsn=2.0.0, status=sent (delivered via portal service "
+        "(stored as portal message aaaa for 1 recipient(s)))\n"
+        "Dec 05 20:39:42 world postfix-world/pipe[2]: 4jhgBBBBBBzBBBB: to=<portal-intake@clinic.test>, "
+        "relay=portal, delay=0.44, dsn=2.0.0, status=sent (delivered via portal service "
+        "(stored as portal message bbbb for 3 recipient(s)))\n"
+    )
+
+    line = demo.intake_line(maillog, "demo-2@clinic.test")
+
+    assert line is not None
+    assert line.startswith("4jhgBBBBBBzBBBB: to=<portal-intake@clinic.test> status=sent")
+    assert "stored as portal message bbbb for 3 recipient(s)" in line
+    assert demo.intake_line(maillog, "demo-3@clinic.test") is None
+
+
+def test_demo_runs_portal_pickup(
+    harness_root: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # The whole demo with --keep-running. The replaced watch_daemons raises
+    # KeyboardInterrupt, as Ctrl-C would, once the running details are printed.
+    seen: list[World] = []
+
+    def stop_watching(world: World, interval: float = 1.0) -> None:
+        seen.append(world)
+        assert world.daemons["portal"].running
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(demo, "watch_daemons", stop_watching)
+
+    status = demo.run(keep_running=True)
+
+    output = capsys.readouterr().out
+    assert status == 0, output
+    assert len(seen) == 1
+    portal_daemon = seen[0].daemons["portal"]
+    assert not portal_daemon.running
+    assert list(harness_root.iterdir()) == []
+
+    pickup = output[output.index("demo: built-in portal at http://127.0.0.1:") :]
+    assert "'lab results' for patient@no-tls.test" in pickup
+    assert re.search(
+        r"intake +\S+: to=<portal-intake@clinic.test> status=sent \(.*stored as portal message [0-9a-f]+ for 1 recipient",
+        pickup,
+    )
+    assert re.search(
+        r"notification +mail/\d{6}-mx\.no-tls\.test\.eml from no-reply@clinic\.test", pickup
+    )
+    assert re.search(r"GET +/m/<token> +200 ", pickup)
+    assert re.search(
+        r"POST +/m/<token>/code +303 .*code mail: mail/\d{6}-mx\.no-tls\.test\.eml", pickup
+    )
+    assert re.search(r"POST +/m/<token>/verify +303 ", pickup)
+    assert re.search(r"GET +/m/<token>/message +200 +Subject: Results for your patient", pickup)
+    assert "postveil portal status: messages waiting: 2, pickups: 4, pickups opened: 1" in pickup
+
+    table = output[output.index("message ") : output.index("demo: built-in portal at")]
+    portal_rows = [line for line in table.splitlines() if " portal " in line]
+    assert len(portal_rows) == 4
+    for row in portal_rows:
+        assert row.rstrip().endswith("stored in portal, link sent")
+
+    running = output[output.index("demo: running until Ctrl-C") :]
+    assert re.search(rf"postveil-portal +pid {portal_daemon.pid} \(user nobody\)", running)
+    assert re.search(r"portal pages +http://127\.0\.0\.1:\d+ ", running)
+    assert "curl -i -X POST LINK/code" in running
+    assert "Your secure portal code" in running

@@ -7,10 +7,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import shutil
-import subprocess
-import sys
-import sysconfig
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -19,10 +15,17 @@ from typing import Any
 
 import pytest
 
-import postveil
 from postveil.audit import generate_key_file
 from postveil.cli.main import main
 from postveil.crypto.mime import RawMessage
+from postveil.harness.portal import (
+    PIPE_GROUP,
+    PIPE_SERVICE,
+    PIPE_USER,
+    own,
+    pipe_python,
+    pipe_pythonpath,
+)
 from postveil.harness.postfix import PrivatePostfix
 from postveil.harness.pytest_plugin import attached_milter, postfix_settings, unique_domain
 from postveil.harness.smtp import ReceivedMessage
@@ -32,17 +35,8 @@ from tests import planted
 
 pytestmark = pytest.mark.postfix
 
-PIPE_USER = "nobody"
-PIPE_GROUP = "nogroup"
 BASE_URL = "https://portal.test"
 LINK_RE = re.compile(re.escape(BASE_URL) + r"/m/([A-Za-z0-9_-]+)")
-PIPE_SERVICE = """\
-portal    unix  -       n       n       -       -       pipe
-  flags=X user={user}:{group}
-  argv=/usr/bin/env PYTHONPATH={pythonpath} PYTHONDONTWRITEBYTECODE=1
-    {python} -P -m postveil.cli.main portal deliver -c {config}
-    --queue-id ${{queue_id}} --sender ${{sender}}
-"""
 
 
 @dataclass
@@ -68,45 +62,6 @@ class Scene:
             return store.counts()["messages"]
         finally:
             store.close()
-
-
-def pipe_python(pythonpath: str) -> str:
-    """Return an interpreter that PIPE_USER can run and that imports postveil with
-    ``pythonpath``, or fail the test saying why there is none.
-
-    The test's own interpreter comes first. The pipe user cannot run a virtualenv
-    whose interpreter lives under a directory that only root may enter (such as
-    /root/.pyenv). The system interpreter of the same version is tried next, with the
-    virtualenv's site-packages on the path.
-    """
-    version = f"{sys.version_info.major}.{sys.version_info.minor}"
-    problems = []
-    for interpreter in (sys.executable, f"/usr/bin/python{version}"):
-        try:
-            probe = subprocess.run(
-                [interpreter, "-P", "-c", "import postveil.portal.intake"],
-                user=PIPE_USER,
-                group=PIPE_GROUP,
-                extra_groups=[],
-                cwd="/",
-                env={"PYTHONPATH": pythonpath, "PATH": "/usr/bin:/bin"},
-                capture_output=True,
-                text=True,
-                timeout=60,
-                check=False,
-            )
-        except OSError as exc:
-            problems.append(f"{interpreter}: {exc.strerror}")
-            continue
-        if probe.returncode == 0:
-            return interpreter
-        problems.append(f"{interpreter}: {probe.stderr.strip().splitlines()[-1:]}")
-    pytest.fail(f"no Python that user {PIPE_USER} can run imports postveil: {problems}")
-
-
-def own(path: Path, mode: int) -> None:
-    shutil.chown(path, PIPE_USER, PIPE_GROUP)
-    path.chmod(mode)
 
 
 @pytest.fixture(scope="module")
@@ -147,9 +102,7 @@ def scene(world: World, postfix: PrivatePostfix) -> Iterator[Scene]:
     own(keys / "portal.key", 0o600)
     own(keys / "seal.key", 0o640)
 
-    site_packages = {sysconfig.get_paths()["purelib"], sysconfig.get_paths()["platlib"]}
-    source = Path(postveil.__file__).resolve().parents[1]
-    pythonpath = ":".join([str(source), *sorted(site_packages)])
+    pythonpath = pipe_pythonpath()
     python = pipe_python(pythonpath)
     postfix.set_service(
         "portal",

@@ -7,8 +7,9 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
+from typing import Any
 
 
 class DaemonProcess:
@@ -21,12 +22,27 @@ class DaemonProcess:
         log_path: Path,
         ready: Callable[[], bool],
         extra_args: list[str] | None = None,
+        *,
+        interpreter: list[str] | None = None,
+        env: Mapping[str, str] | None = None,
+        user: str | None = None,
+        group: str | None = None,
     ) -> None:
+        """Describe the daemon; nothing runs until :meth:`start`.
+
+        ``interpreter`` is the Python command with its options (default: this
+        interpreter). ``env`` replaces this process's environment, and ``user`` and
+        ``group`` run the daemon as that user, with no supplementary groups and in /.
+        """
         self.module = module
         self.config_path = Path(config_path)
         self.log_path = Path(log_path)
         self.ready = ready
         self.extra_args = extra_args or []
+        self.interpreter = interpreter or [sys.executable]
+        self.env = dict(env) if env is not None else None
+        self.user = user
+        self.group = group
         self.process: subprocess.Popen[bytes] | None = None
         self._log_offset = 0
         """Size of the log file when the current process started; log_text() reads from here."""
@@ -36,13 +52,24 @@ class DaemonProcess:
         log = self.log_path.open("ab")
         log.seek(0, os.SEEK_END)
         self._log_offset = log.tell()
-        env = dict(os.environ, PYTHONUNBUFFERED="1")
+        env = dict(os.environ if self.env is None else self.env, PYTHONUNBUFFERED="1")
+        account: dict[str, Any] = {}
+        if self.user is not None:
+            account = {"user": self.user, "group": self.group, "extra_groups": [], "cwd": "/"}
         self.process = subprocess.Popen(
-            [sys.executable, "-m", self.module, "--config", str(self.config_path), *self.extra_args],
+            [
+                *self.interpreter,
+                "-m",
+                self.module,
+                "--config",
+                str(self.config_path),
+                *self.extra_args,
+            ],
             stdout=log,
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
             env=env,
+            **account,
         )
         log.close()
         deadline = time.monotonic() + timeout
@@ -54,7 +81,9 @@ class DaemonProcess:
                 )
             if time.monotonic() > deadline:
                 self.kill()
-                raise TimeoutError(f"{self.module} not ready within {timeout:.0f}s:\n" + self.log_text()[-3000:])
+                raise TimeoutError(
+                    f"{self.module} not ready within {timeout:.0f}s:\n" + self.log_text()[-3000:]
+                )
             time.sleep(0.05)
         return self
 
@@ -117,7 +146,10 @@ class DaemonProcess:
                     + self.log_text()[-3000:]
                 )
             if time.monotonic() > deadline:
-                raise TimeoutError(f"{self.module} did not log {text!r} within {timeout:.0f}s:\n" + self.log_text()[-3000:])
+                raise TimeoutError(
+                    f"{self.module} did not log {text!r} within {timeout:.0f}s:\n"
+                    + self.log_text()[-3000:]
+                )
             time.sleep(0.05)
 
     def __enter__(self) -> DaemonProcess:
