@@ -89,3 +89,13 @@ def test_notification_shows_bidi_override_in_sender() -> None:
 
     assert notice["Subject"] == "Secure message from \ufffdtset.cinilc@pg"
     assert "\u202e" not in notice.get_content()
+
+
+def test_long_link_stays_on_one_line() -> None:
+    link = "https://secure-messages.hospital-group.example.org/portal/m/" + "T" * 43
+    for organisation in ("Lakeside Clinic", "Clínica Lago"):
+        section = PortalSection(organisation=organisation, notify_from="portal@clinic.test")
+        notice = mailer.notification(
+            section, recipient="ana@dest.test", sender="gp@clinic.test", link=link, expires=0
+        )
+        assert link.encode() + b"\n" in notice.as_bytes()

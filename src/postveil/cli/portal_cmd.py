@@ -188,7 +188,7 @@ def _deliver(config_path: str | None, queue_id: str, sender: str | None) -> Inta
         return deferred(f"cannot load the configuration {source}: {problems}", "4.3.5")
     _setup_deliver_logging(config)
     if sender is None:
-        return deferred("no envelope sender: run it with --sender ${sender} in master.cf", "4.3.5")
+        return deferred("no envelope sender: run it with --sender=${sender} in master.cf", "4.3.5")
     try:
         intake = Intake(config)
     except IntakeDeferred as exc:

@@ -31,7 +31,7 @@ portal    unix  -       n       n       -       -       pipe
   flags=X user={user}:{group}
   argv=/usr/bin/env PYTHONPATH={pythonpath} PYTHONDONTWRITEBYTECODE=1
     {python} -P -m postveil.cli.main portal deliver -c {config}
-    --queue-id ${{queue_id}} --sender ${{sender}}
+    --queue-id=${{queue_id}} --sender=${{sender}}
 """
 """master.cf entry of the intake, as in conf/postfix/master.cf.portal but run with
 ``python -m`` (see :func:`pipe_python`)."""

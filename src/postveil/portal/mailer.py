@@ -64,7 +64,9 @@ def _message(section: PortalSection, recipient: str, subject: str, body: str) ->
     message["Date"] = format_datetime(datetime.now(UTC))
     message["Message-ID"] = make_msgid(domain=section.sender_address.rpartition("@")[2])
     message["Auto-Submitted"] = "auto-generated"
-    message.set_content(body)
+    # 7bit or 8bit, never quoted-printable: a soft line break would split a long
+    # link in the raw message, and tools that read raw mail would see half a link.
+    message.set_content(body, cte="7bit" if body.isascii() else "8bit")
     return message
 
 
