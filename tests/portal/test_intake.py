@@ -541,7 +541,12 @@ def test_list_and_revoke(setup: Setup, capsys: pytest.CaptureFixture[str]) -> No
     for recipient in RECIPIENTS:
         assert f"to       {recipient} (not read)" in listing
 
-    assert main(["portal", "revoke", message_id, "--reason", "sent to the wrong patient", "-c", config]) == 0
+    assert (
+        main(
+            ["portal", "revoke", message_id, "--reason", "sent to the wrong patient", "-c", config]
+        )
+        == 0
+    )
     assert f"revoked portal message {message_id}" in capsys.readouterr().out
     assert main(["portal", "list", "-c", config]) == 0
     assert capsys.readouterr().out == "no messages waiting\n"
@@ -624,7 +629,26 @@ def test_status_as_root_names_owner(setup: Setup, capsys: pytest.CaptureFixture[
 
     assert status == 1
     assert "runuser -u " in err
-    assert "postveil portal status" in err
+    assert f"postveil portal status -c {write_config(setup)}" in err
+    assert list(store.iterdir()) == []
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="checks what root is told; needs root")
+def test_deliver_as_root_defers(
+    setup: Setup, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Files root created in the store would lock the pipe user out of it.
+    store = Path(setup.settings["portal"]["store_directory"])
+    store.mkdir(mode=0o700)
+    os.chown(store, 65534, 65534)
+    monkeypatch.setattr(sys, "stdin", _Stdin(portal_copy(seal=setup.seal.make(RECIPIENTS))))
+
+    status = portal_cmd.deliver(str(write_config(setup)), "4QtestQ4", SENDER)
+    err = capsys.readouterr().err
+
+    assert status == EX_TEMPFAIL
+    assert err.startswith("4.3.5 ")
+    assert "postveil portal deliver -c" in err
     assert list(store.iterdir()) == []
 
 

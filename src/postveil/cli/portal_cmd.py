@@ -116,8 +116,8 @@ def run(args: argparse.Namespace) -> int:
     if args.action == "init":
         return init(config)
     if args.action == "revoke":
-        return housekeeping(config, "revoke", args.message_id, args.reason)
-    return housekeeping(config, args.action)
+        return housekeeping(config, "revoke", args.message_id, args.reason, args.config)
+    return housekeeping(config, args.action, config_path=args.config)
 
 
 # -- deliver -----------------------------------------------------------------------
@@ -189,6 +189,9 @@ def _deliver(config_path: str | None, queue_id: str, sender: str | None) -> Inta
     _setup_deliver_logging(config)
     if sender is None:
         return deferred("no envelope sender: run it with --sender=${sender} in master.cf", "4.3.5")
+    owner_problem = _owner_problem(config.portal.store_directory, "deliver", config_path)
+    if owner_problem is not None:
+        return deferred(owner_problem, "4.3.5")
     try:
         intake = Intake(config)
     except IntakeDeferred as exc:
@@ -297,9 +300,15 @@ def init(config: Config) -> int:
 # -- status and purge --------------------------------------------------------------
 
 
-def housekeeping(config: Config, action: str, message_id: str = "", reason: str = "") -> int:
+def housekeeping(
+    config: Config,
+    action: str,
+    message_id: str = "",
+    reason: str = "",
+    config_path: str | None = None,
+) -> int:
     section = config.portal
-    problem = _owner_problem(section.store_directory, action)
+    problem = _owner_problem(section.store_directory, action, config_path)
     if problem is not None:
         print(f"postveil portal {action}: {problem}", file=sys.stderr)
         return 1
@@ -351,7 +360,7 @@ def _utc(epoch: float) -> str:
     return datetime.fromtimestamp(epoch, UTC).strftime("%Y-%m-%d %H:%M UTC")
 
 
-def _owner_problem(directory: str, action: str) -> str | None:
+def _owner_problem(directory: str, action: str, config_path: str | None = None) -> str | None:
     """Return why root must not open the store, or None. Files that root creates
     there (the database on first use, the messages directory) would be root's, and
     the intake could no longer write them."""
@@ -367,7 +376,8 @@ def _owner_problem(directory: str, action: str) -> str | None:
         name = pwd.getpwuid(owner).pw_name
     except KeyError:
         name = str(owner)
+    config_option = f" -c {config_path}" if config_path else ""
     return (
         f"run this as the owner of {directory}, not as root: "
-        f"runuser -u {name} -- postveil portal {action}"
+        f"runuser -u {name} -- postveil portal {action}{config_option}"
     )
