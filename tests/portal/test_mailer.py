@@ -99,3 +99,14 @@ def test_long_link_stays_on_one_line() -> None:
             section, recipient="ana@dest.test", sender="gp@clinic.test", link=link, expires=0
         )
         assert link.encode() + b"\n" in notice.as_bytes()
+
+
+@pytest.mark.parametrize(
+    ("lifetime", "text"),
+    [(3, "3 seconds"), (60, "1 minute"), (90, "1 minute"), (600, "10 minutes")],
+)
+def test_code_lifetime_is_not_overstated(lifetime: float, text: str) -> None:
+    message = mailer.code_message(
+        PortalSection(), recipient="ana@dest.test", code="12345678", lifetime=lifetime
+    )
+    assert f"It is valid for {text} and can be used once." in message.get_content()

@@ -82,7 +82,7 @@ def test_wrong_codes_void_the_code(store: PortalStore) -> None:
         store.check_code(token, wrong, attempts=3, session_lifetime=900, now=NOW).outcome
         for _ in range(3)
     ]
-    assert outcomes == ["wrong", "wrong", "void"]
+    assert outcomes == ["wrong", "wrong", "voided"]
     # Even the right code no longer opens anything.
     assert (
         store.check_code(token, issued.code, attempts=3, session_lifetime=900, now=NOW).outcome

@@ -157,11 +157,11 @@ class PortalSection(Section):
     @model_validator(mode="after")
     def _check_tls_pair(self) -> PortalSection:
         if (self.tls_certificate is None) != (self.tls_key is None):
-            raise ValueError("portal: set both tls_certificate and tls_key, or neither")
+            raise ValueError("set both tls_certificate and tls_key, or neither")
         host, _ = parse_host_port(self.listen, 0)
         if self.tls_certificate is None and not _is_loopback(host):
             raise ValueError(
-                f"portal: listen {self.listen!r} is not a loopback address, and without "
+                f"listen {self.listen!r} is not a loopback address, and without "
                 "tls_certificate the portal would serve plain HTTP to the network; "
                 "set tls_certificate and tls_key, or listen on 127.0.0.1 behind a TLS proxy"
             )

@@ -43,13 +43,13 @@ def code_message(
     section: PortalSection, *, recipient: str, code: str, lifetime: float
 ) -> EmailMessage:
     """The message that carries a verification code."""
-    minutes = max(1, round(lifetime / 60))
+    valid_for = _duration_text(lifetime)
     body = (
         f"Your code for the secure portal of {section.organisation} is:\n"
         "\n"
         f"    {code[:4]} {code[4:]}\n"
         "\n"
-        f"It is valid for {minutes} minutes and can be used once.\n"
+        f"It is valid for {valid_for} and can be used once.\n"
         "If you did not ask for a code, someone may have your link: do not pass the\n"
         "code on, and tell the sender of the message.\n"
     )
@@ -107,3 +107,13 @@ def _replies(refused: dict[str, tuple[int, bytes]]) -> str:
         f"{code} {' '.join(text.decode('utf-8', 'replace').split())}"
         for code, text in refused.values()
     )
+
+
+def _duration_text(seconds: float) -> str:
+    """Spell a lifetime in whole minutes, rounded down, or in seconds below a minute,
+    so that the mail never promises more time than the code has."""
+    if seconds < 60:
+        count, unit = int(seconds), "second"
+    else:
+        count, unit = int(seconds // 60), "minute"
+    return f"{count} {unit}" + ("" if count == 1 else "s")

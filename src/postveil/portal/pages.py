@@ -69,13 +69,13 @@ def _notice(text: str | None) -> str:
 
 
 def not_found(organisation: str) -> str:
-    """Render the one page for a link that is unknown, mistyped or expired. It does
-    not say which, so the page reveals nothing about other links."""
+    """Render the one page for a link that is unknown, mistyped, expired or revoked.
+    It does not say which, so the page reveals nothing about other links."""
     return _document(
         organisation,
         "Message not available",
-        "<p>This link does not lead to a message. It may be mistyped, or the message "
-        "was deleted after its pickup period ended.</p>"
+        "<p>This link does not lead to a message. It may be mistyped, its pickup period "
+        "may have ended, or the sender may have withdrawn the message.</p>"
         "<p>If you still need the message, ask its sender to send it again.</p>",
     )
 

@@ -93,8 +93,8 @@ class CodeCheck:
     """A new session token when the code was right."""
 
     outcome: str
-    """``ok``, ``wrong``, ``void`` (too many wrong entries), ``expired`` or ``none``
-    (no code was requested)."""
+    """``ok``, ``wrong``, ``voided`` (this wrong entry made the code void), ``void``
+    (the code was already void), ``expired`` or ``none`` (no code was requested)."""
 
 
 @dataclass(frozen=True)
@@ -455,7 +455,7 @@ class PortalStore:
                     "UPDATE pickups SET code_wrong = code_wrong + 1 WHERE token_digest = ?",
                     (_digest(token),),
                 )
-                return CodeCheck(None, "void" if wrong + 1 >= attempts else "wrong")
+                return CodeCheck(None, "voided" if wrong + 1 >= attempts else "wrong")
             session = secrets.token_urlsafe(32)
             db.execute(
                 "UPDATE pickups SET code_digest = NULL, code_expires = NULL, code_wrong = 0 WHERE token_digest = ?",
@@ -501,7 +501,9 @@ class PortalStore:
     def find(self, message_id: str) -> ExpiredMessage | None:
         """Return a stored message's queue id and recipients, expired or not, or None
         when no message has that id."""
-        row = self._db.execute("SELECT queue_id FROM messages WHERE id = ?", (message_id,)).fetchone()
+        row = self._db.execute(
+            "SELECT queue_id FROM messages WHERE id = ?", (message_id,)
+        ).fetchone()
         if row is None:
             return None
         recipients = self._db.execute(

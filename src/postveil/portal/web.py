@@ -268,12 +268,17 @@ class Portal:
                 section.codes_per_hour,
             )
             await self._audit("code_refused", pickup, f"codes_per_hour {section.codes_per_hour}")
-            return self.problem(
-                429,
-                "Too many codes requested",
-                f"At most {section.codes_per_hour} codes are sent for one message per hour. "
-                "Use the most recent code you received, or try again later.",
+            # The entry form comes with the notice, so the most recent code can still
+            # be entered.
+            response = self._code_form(
+                token,
+                pickup,
+                f"Too many codes requested: at most {section.codes_per_hour} codes are sent "
+                "for one message per hour. Enter the most recent code you received, or try "
+                "again later.",
             )
+            response.set_status(429)
+            return response
 
         message = mailer.code_message(
             section, recipient=pickup.recipient, code=issue.code, lifetime=section.code_lifetime
@@ -353,14 +358,19 @@ class Portal:
             return self._code_form(
                 token, pickup, "That code is not correct. Check it and enter it again."
             )
-        if check.outcome == "void":
-            log.warning(
-                "message %s: code for %s is void after %d wrong entries",
-                pickup.message_id,
-                pickup.recipient,
-                section.code_attempts,
-            )
-            await self._audit("code_void", pickup, f"code_attempts {section.code_attempts}")
+        if check.outcome in ("voided", "void"):
+            if check.outcome == "voided":
+                log.warning(
+                    "message %s: code for %s is void after %d wrong entries",
+                    pickup.message_id,
+                    pickup.recipient,
+                    section.code_attempts,
+                )
+                await self._audit("code_void", pickup, f"code_attempts {section.code_attempts}")
+            else:
+                log.info(
+                    "message %s: void code entered for %s", pickup.message_id, pickup.recipient
+                )
             return self._new_code_needed(
                 token, "The code was entered wrongly too many times and no longer works."
             )
