@@ -38,3 +38,23 @@ def test_external_portal_needs_no_portal_files(
     config = write_config(tmp_path / "p.yaml", "  intake_address: intake@portal.test\n")
     assert cli_main(["check-config", str(config)]) == 0
     assert "portal." not in capsys.readouterr().err
+
+
+def test_open_key_modes_are_named(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from postveil.portal.store import generate_master_key
+
+    generate_master_key(tmp_path / "portal.key", mode=0o644)
+    generate_master_key(tmp_path / "seal.key", mode=0o644)
+    (tmp_path / "store").mkdir()
+    config = write_config(
+        tmp_path / "p.yaml",
+        f"  intake_address: intake@portal.test\n"
+        f"  seal_key_file: {tmp_path / 'seal.key'}\n"
+        f"  key_file: {tmp_path / 'portal.key'}\n"
+        f"  store_directory: {tmp_path / 'store'}\n"
+        f"  base_url: https://secure.example.org\n",
+    )
+    assert cli_main(["check-config", str(config)]) == 0
+    err = capsys.readouterr().err
+    assert f"chmod 600 {tmp_path / 'portal.key'}" in err
+    assert f"chmod 640 {tmp_path / 'seal.key'}" in err

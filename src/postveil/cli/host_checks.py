@@ -196,8 +196,25 @@ def _portal_warnings(config: Config) -> list[str]:
         )
     portal_fails = f"postveil-portal and the intake would fail here; {init_fix}"
     warnings += _file_warnings("portal.key_file", section.key_file, portal_fails)
+    warnings += _mode_warnings("portal.key_file", section.key_file, 0o077, "600")
+    if section.seal_key_file is not None:
+        warnings += _mode_warnings("portal.seal_key_file", section.seal_key_file, 0o007, "640")
     warnings += _directory_warnings("portal.store_directory", section.store_directory, portal_fails)
     return warnings
+
+
+def _mode_warnings(key: str, path: str, forbidden: int, fix: str) -> list[str]:
+    """Warn about a key file whose mode the daemons reject at start."""
+    try:
+        mode = os.stat(path).st_mode & 0o777
+    except OSError:
+        return []
+    if mode & forbidden:
+        return [
+            f"{key} {path} has mode {mode:04o}, which the daemons reject as too open; "
+            f"run 'chmod {fix} {path}'"
+        ]
+    return []
 
 
 def _socket_problem(path: str) -> str | None:
