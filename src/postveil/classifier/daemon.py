@@ -27,7 +27,7 @@ from postveil.classifier.model import ClassifierError, Embedder, Weights, load_w
 from postveil.classifier.protocol import FRAME_HEADER, MAX_FRAME, decode_frame_body, encode_frame
 from postveil.config import CONFIG_ENV, DEFAULT_CONFIG_PATH
 from postveil.config.classifier import ClassifierSection
-from postveil.startup import EX_CONFIG, load_daemon_config, start_logging
+from postveil.startup import EX_CONFIG, load_daemon_config, parse_daemon_args, start_logging
 
 PROGRAM = "postveil-classifierd"
 log = logging.getLogger("postveil.classifier")
@@ -300,20 +300,12 @@ exit status:
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(
-        prog=PROGRAM,
-        description="Score messages for postveil-milter with a sentence-embedding model.",
-        epilog=_EPILOG,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+    return parse_daemon_args(
+        PROGRAM,
+        "Score messages for postveil-milter with a sentence-embedding model.",
+        _EPILOG,
+        argv,
     )
-    parser.add_argument(
-        "-c",
-        "--config",
-        metavar="PATH",
-        help=f"configuration file (YAML; default: ${CONFIG_ENV}, else {DEFAULT_CONFIG_PATH})",
-    )
-    parser.add_argument("--version", action="version", version=f"{PROGRAM} {__version__}")
-    return parser.parse_args(argv)
 
 
 async def serve(section: ClassifierSection, scorer: Scorer, listener: socket.socket) -> int:

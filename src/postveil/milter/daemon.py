@@ -38,7 +38,7 @@ from postveil.errors import ConfigError, PostveilError
 from postveil.log import setup_logging
 from postveil.milter.processor import MessageProcessor
 from postveil.milter.session import InFlight, PostveilMilter
-from postveil.startup import EX_CONFIG, load_daemon_config, start_logging
+from postveil.startup import EX_CONFIG, load_daemon_config, parse_daemon_args, start_logging
 
 log = logging.getLogger("postveil.milter")
 
@@ -515,19 +515,12 @@ exit status:
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(
-        prog=PROGRAM,
-        description="Inspect and route outgoing mail for Postfix (milter).",
-        epilog=_EPILOG,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+    return parse_daemon_args(
+        PROGRAM,
+        "Inspect and route outgoing mail for Postfix (milter).",
+        _EPILOG,
+        argv,
     )
-    parser.add_argument(
-        "--config",
-        metavar="PATH",
-        help=f"configuration file (YAML; default: ${CONFIG_ENV}, else {DEFAULT_CONFIG_PATH})",
-    )
-    parser.add_argument("--version", action="version", version=f"{PROGRAM} {__version__}")
-    return parser.parse_args(argv)
 
 
 def main(argv: list[str] | None = None) -> int:

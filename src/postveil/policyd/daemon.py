@@ -40,7 +40,7 @@ from postveil.policyd.listeners import ListenerError, open_listener, remove_unix
 from postveil.policyd.mtasts_fetch import PolicyFetcher
 from postveil.policyd.probe import Prober
 from postveil.policyd.socketmap import SocketmapProtocol, SocketmapResponder
-from postveil.startup import EX_CONFIG, load_daemon_config, start_logging
+from postveil.startup import EX_CONFIG, load_daemon_config, parse_daemon_args, start_logging
 from postveil.tlsfacts.cache import FactsCache, open_cache
 
 log = logging.getLogger("postveil.policyd")
@@ -400,20 +400,13 @@ exit status:
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(
-        prog=PROGRAM,
-        description="Serve Postfix smtp_tls_policy_maps (socketmap) and check_policy_service "
+    return parse_daemon_args(
+        PROGRAM,
+        "Serve Postfix smtp_tls_policy_maps (socketmap) and check_policy_service "
         "from MTA-STS, DANE and STARTTLS monitoring.",
-        epilog=_EPILOG,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        _EPILOG,
+        argv,
     )
-    parser.add_argument(
-        "-c", "--config",
-        metavar="PATH",
-        help=f"configuration file (YAML; default: ${CONFIG_ENV}, else {DEFAULT_CONFIG_PATH})",
-    )
-    parser.add_argument("--version", action="version", version=f"{PROGRAM} {__version__}")
-    return parser.parse_args(argv)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -24,7 +24,7 @@ from postveil.audit import AuditError, AuditLog, DaemonEvent
 from postveil.config import CONFIG_ENV, DEFAULT_CONFIG_PATH, Config
 from postveil.portal.store import PortalError, PortalStore
 from postveil.portal.web import PORTAL_KEY, Portal, make_app
-from postveil.startup import EX_CONFIG, load_daemon_config, start_logging
+from postveil.startup import EX_CONFIG, load_daemon_config, parse_daemon_args, start_logging
 
 PROGRAM = "postveil-portal"
 log = logging.getLogger("postveil.portal")
@@ -187,20 +187,12 @@ exit status:
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(
-        prog=PROGRAM,
-        description="Serve the pages where portal recipients pick up their messages.",
-        epilog=_EPILOG,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+    return parse_daemon_args(
+        PROGRAM,
+        "Serve the pages where portal recipients pick up their messages.",
+        _EPILOG,
+        argv,
     )
-    parser.add_argument(
-        "-c",
-        "--config",
-        metavar="PATH",
-        help=f"configuration file (YAML; default: ${CONFIG_ENV}, else {DEFAULT_CONFIG_PATH})",
-    )
-    parser.add_argument("--version", action="version", version=f"{PROGRAM} {__version__}")
-    return parser.parse_args(argv)
 
 
 def main(argv: list[str] | None = None) -> int:
