@@ -4,7 +4,7 @@ The milter adds one ``X-Postveil-Portal-Seal`` header to each copy it sends to t
 portal: an HMAC-SHA256, under ``portal.seal_key_file``, of the time and of the
 recipient headers in order. The intake (``postveil portal deliver``) stores a message
 only when the seal matches and is recent, so a message mailed to the intake address
-by anyone else, with recipient headers of its own, makes the portal notify nobody.
+by anyone else, with recipient headers of its own, cannot make the portal notify anyone.
 
 The seal covers the recipients, not the content: whoever could replay a seal already
 had the copy it came from, and copies to the intake address go only to the portal.
@@ -26,7 +26,7 @@ _SEAL_RE = re.compile(r"^\s*v1\s+t=(\d{1,12})\s+m=([0-9a-f]{64})\s*$")
 
 
 class PortalSeal:
-    """Makes and checks seals with one key."""
+    """Maker and checker of seals under one key."""
 
     def __init__(self, key: bytes) -> None:
         self._key = hmac.new(key, b"postveil-portal seal", hashlib.sha256).digest()
@@ -52,7 +52,7 @@ class PortalSeal:
         return hmac.new(self._key, body, hashlib.sha256).hexdigest()
 
     def make(self, recipients: Sequence[str], now: float | None = None) -> str:
-        """The header value for a copy with these recipient headers, in this order."""
+        """Return the header value for a copy with these recipient headers, in this order."""
         stamp = int(time.time() if now is None else now)
         return f"v1 t={stamp} m={self._mac(stamp, recipients)}"
 
@@ -64,8 +64,8 @@ class PortalSeal:
         max_age: float,
         now: float | None = None,
     ) -> str | None:
-        """None when ``value`` seals ``recipients`` and is at most ``max_age`` old;
-        otherwise the reason, for the log."""
+        """Return None when ``value`` seals ``recipients`` and is at most ``max_age``
+        old, otherwise the reason, for the log."""
         if value is None:
             return "no seal header"
         match = _SEAL_RE.match(value)
