@@ -532,7 +532,13 @@ def show_pickup(world: World, cast: Cast, portal_run: PortalRun) -> None:
     portal = portal_run.portal
     assert world.postfix is not None and world.spool is not None
     print(f"demo: built-in portal at {portal.base_url}, {label!r} for {recipient}:")
-    intake = intake_line(world.postfix.maillog_text(), message_id)
+    # The intake mails the notifications before it exits, so Postfix may log its
+    # delivery to the pipe service a moment after they arrive.
+    deadline = time.monotonic() + 15
+    while (intake := intake_line(world.postfix.maillog_text(), message_id)) is None:
+        if time.monotonic() > deadline:
+            break
+        time.sleep(0.1)
     print(f"  intake        {intake or 'no delivery to the intake in the maillog'}")
     notice = portal_run.notifications.get((label, recipient))
     if notice is None:
