@@ -89,6 +89,10 @@ class PortalSection(Section):
     session_lifetime: PositiveDuration = 900.0
     """How long a recipient stays signed in after entering the code."""
 
+    view_time_limit: PositiveDuration = 10.0
+    """Longest time the portal spends parsing a message for its page or for one
+    attachment. A message that takes longer is offered only as a whole download."""
+
     max_message_size: PositiveSize = 50_000_000
     """Largest message the intake stores; a larger one is returned to Postfix as a
     permanent failure, so the sender gets a bounce."""

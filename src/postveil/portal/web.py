@@ -39,16 +39,8 @@ from postveil.config import Config
 from postveil.config.portal import PortalSection
 from postveil.portal import mailer, pages
 from postveil.portal.housekeeping import purge_expired
-from postveil.portal.reading import (
-    MAX_PARTS,
-    MessageView,
-    has_too_many_parts,
-    leaf_parts,
-    parse_message,
-    part_bytes,
-    view_message,
-)
-from postveil.portal.reading import download_filename as part_filename
+from postveil.portal.parsing import ParseFailed, Parser, ParseTimeout
+from postveil.portal.reading import MAX_PARTS, MessageView, has_too_many_parts
 from postveil.portal.store import Pickup, PortalError, PortalStore
 
 log = logging.getLogger("postveil.portal")
@@ -136,12 +128,10 @@ class Portal:
         # SQLite is used from one thread at a time: the store has one connection.
         self._store_thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="portal-store")
         self._mail_threads = ThreadPoolExecutor(max_workers=4, thread_name_prefix="portal-mail")
-        # Parsing a message for its page or a part costs CPU in proportion to its size
-        # and shape (seconds for some crafted messages), and the GIL shares one core
-        # among the threads. Parsing one at a time keeps the other pages answering.
-        # NOTE: a crafted message still holds its own viewer for that long; parsing in
-        # a process that can be stopped after a time limit would bound it.
+        # Messages are parsed in a worker process with a time limit (parsing.py), one
+        # at a time; this thread waits for it, so the event loop does not.
         self._parse_threads = ThreadPoolExecutor(max_workers=1, thread_name_prefix="portal-parse")
+        self.parser = Parser(section.view_time_limit)
 
     # -- helpers -------------------------------------------------------------------
 
@@ -151,9 +141,9 @@ class Portal:
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self._store_thread, lambda: function(*args, **kwargs))
 
-    async def _in_parser(self, function: Callable[[], _T]) -> _T:
+    async def _in_parser(self, function: Callable[_P, _T], *args: _P.args, **kwargs: _P.kwargs) -> _T:
         loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._parse_threads, function)
+        return await loop.run_in_executor(self._parse_threads, lambda: function(*args, **kwargs))
 
     async def purge(self) -> int:
         """Delete expired messages and sessions, each message after its ``expired``
@@ -163,6 +153,7 @@ class Portal:
     def close(self) -> None:
         self._mail_threads.shutdown(wait=False, cancel_futures=True)
         self._parse_threads.shutdown(wait=False, cancel_futures=True)
+        self.parser.close()
         self._store_thread.shutdown(wait=True)
 
     def url(self, token: str, suffix: str = "") -> str:
@@ -458,12 +449,19 @@ class Portal:
             )
             return MessageView((), (), ()), UNREADABLE_NOTICE
         try:
-            view = await self._in_parser(lambda: view_message(parse_message(raw)))
-        except Exception as exc:  # noqa: BLE001 - the parser's errors are not documented
+            view = await self._in_parser(self.parser.view, raw)
+        except (ParseTimeout, ParseFailed) as exc:
             # Python 3.11's email package raises RecursionError for MIME parts nested
             # about a thousand deep or a Content-Type of thousands of parentheses, and
-            # other errors for other damage. Only the class is logged, because the
-            # exception's text may quote the message.
+            # other errors for other damage. ParseFailed names only the class, because
+            # the exception's text may quote the message.
+            log.warning(
+                "message %s: cannot show the message as a page (%s); offering the .eml only",
+                pickup.message_id,
+                exc,
+            )
+            return MessageView((), (), ()), UNREADABLE_NOTICE
+        except Exception as exc:  # noqa: BLE001 - any other failure of the parsing process
             log.warning(
                 "message %s: cannot show the message as a page (%s); offering the .eml only",
                 pickup.message_id,
@@ -494,17 +492,25 @@ class Portal:
         if has_too_many_parts(raw):
             # The message page lists no parts for such a message (see _view).
             return self.not_found()
-        parts = await self._in_parser(lambda: leaf_parts(parse_message(raw)))
-        if number >= len(parts):
+        try:
+            found = await self._in_parser(self.parser.part, raw, number)
+        except ParseTimeout as exc:
+            log.warning("message %s: part %d not offered (%s)", pickup.message_id, number, exc)
+            return self.problem(
+                503,
+                "Attachment not available",
+                "This attachment could not be prepared in time. Download the whole message "
+                "from the message page instead.",
+            )
+        if found is None:
             return self.not_found()
         if not await self._audit("downloaded", pickup):
             return self._audit_failed()
-        part = parts[number]
-        data = await self._in_parser(lambda: part_bytes(part))
+        data, filename = found
         log.info(
             "message %s: part %d downloaded by %s", pickup.message_id, number, pickup.recipient
         )
-        return _attachment_response(data, part_filename(part, number))
+        return _attachment_response(data, filename)
 
     async def logout(self, request: web.Request) -> web.Response:
         token = request.match_info["token"]
