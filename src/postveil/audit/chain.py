@@ -15,13 +15,12 @@ import hmac
 import json
 import os
 import re
-import secrets
-import stat
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from postveil.audit.errors import AuditKeyError
+from postveil.keyfile import read_key_file, write_key_file
 
 FORMAT_VERSION = 1
 GENESIS_HASH = "0" * 64
@@ -93,28 +92,13 @@ class AuditKey:
         Raises AuditKeyError when the file is missing or malformed, or, with
         ``check_mode``, when group or others may read or write it.
         """
-        try:
-            with open(path, "rb") as handle:
-                mode = os.fstat(handle.fileno()).st_mode
-                text = handle.read(1024)
-        except OSError as exc:
-            raise AuditKeyError(
-                f"cannot read audit HMAC key {path}: {exc.strerror}; "
-                "create one with 'postveil audit keygen'"
-            ) from exc
-        if check_mode and stat.S_IMODE(mode) & 0o077:
-            raise AuditKeyError(
-                f"audit HMAC key {path} has mode {stat.S_IMODE(mode):04o}: "
-                f"group and others must have no access; run 'chmod 600 {path}'"
-            )
-        try:
-            secret = bytes.fromhex(text.decode("ascii").strip())
-        except (UnicodeDecodeError, ValueError):
-            secret = b""
-        if len(secret) != 32:
-            raise AuditKeyError(
-                f"invalid audit HMAC key {path}: expected 64 hex digits on one line"
-            )
+        secret = read_key_file(
+            path,
+            name="audit HMAC key",
+            create_hint="create one with 'postveil audit keygen'",
+            error=AuditKeyError,
+            forbidden_mode=0o077 if check_mode else None,
+        )
         return cls.from_secret(secret)
 
     def sign(self, body: bytes) -> str:
@@ -129,14 +113,7 @@ def generate_key_file(path: str | os.PathLike[str]) -> AuditKey:
 
     Raises FileExistsError when ``path`` exists and OSError when it cannot be written.
     """
-    secret = secrets.token_bytes(32)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    try:
-        os.fchmod(fd, 0o600)
-        os.write(fd, secret.hex().encode("ascii") + b"\n")
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+    secret = write_key_file(path, 0o600)
     return AuditKey.from_secret(secret)
 
 

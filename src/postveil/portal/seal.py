@@ -19,7 +19,8 @@ import re
 import time
 from collections.abc import Sequence
 
-from postveil.portal.store import PortalKeyError, load_master_key
+from postveil.keyfile import read_key_file
+from postveil.portal.store import PortalKeyError
 
 SEAL_HEADER = "X-Postveil-Portal-Seal"
 _SEAL_RE = re.compile(r"^\s*v1\s+t=(\d{1,12})\s+m=([0-9a-f]{64})\s*$")
@@ -35,16 +36,13 @@ class PortalSeal:
     def load(cls, path: str | os.PathLike[str]) -> PortalSeal:
         """Read the key file (64 hex digits). The milter's and the portal's users both
         read it, so group read access is allowed; others must have none."""
-        try:
-            key = load_master_key(path, check_mode=False)
-        except PortalKeyError as exc:
-            raise PortalKeyError(str(exc).replace("portal key", "portal seal key")) from exc
-        mode = os.stat(path).st_mode & 0o777
-        if mode & 0o007:
-            raise PortalKeyError(
-                f"portal seal key {path} has mode {mode:04o}: others must have no access; "
-                f"run 'chmod 640 {path}'"
-            )
+        key = read_key_file(
+            path,
+            name="portal seal key",
+            create_hint="create one with 'postveil portal init'",
+            error=PortalKeyError,
+            forbidden_mode=0o007,
+        )
         return cls(key)
 
     def _mac(self, stamp: int, recipients: Sequence[str]) -> str:

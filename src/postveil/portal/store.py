@@ -25,7 +25,6 @@ import hmac
 import os
 import secrets
 import sqlite3
-import stat
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -36,6 +35,7 @@ from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from postveil.errors import PostveilError
+from postveil.keyfile import read_key_file, write_key_file
 
 SCHEMA_VERSION = 1
 _NONCE = 12
@@ -120,43 +120,20 @@ class WaitingMessage:
     """(recipient, time the recipient first read the message or None) pairs."""
 
 
-def load_master_key(path: str | os.PathLike[str], *, check_mode: bool = True) -> bytes:
+def load_master_key(path: str | os.PathLike[str]) -> bytes:
     """Read the 32-byte master key written by :func:`generate_master_key`."""
-    try:
-        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
-    except OSError as exc:
-        raise PortalKeyError(
-            f"cannot read portal key {path}: {exc.strerror}; create one with 'postveil portal init'"
-        ) from exc
-    try:
-        mode = os.fstat(fd).st_mode
-        text = os.read(fd, 200)
-    finally:
-        os.close(fd)
-    if check_mode and stat.S_IMODE(mode) & 0o077:
-        raise PortalKeyError(
-            f"portal key {path} has mode {stat.S_IMODE(mode):04o}: group and others must "
-            f"have no access; run 'chmod 600 {path}'"
-        )
-    try:
-        key = bytes.fromhex(text.decode("ascii").strip())
-    except (UnicodeDecodeError, ValueError):
-        key = b""
-    if len(key) != 32:
-        raise PortalKeyError(f"invalid portal key {path}: expected 64 hex digits on one line")
-    return key
+    return read_key_file(
+        path,
+        name="portal key",
+        create_hint="create one with 'postveil portal init'",
+        error=PortalKeyError,
+    )
 
 
 def generate_master_key(path: str | os.PathLike[str], mode: int = 0o600) -> None:
     """Write a new random key file; an existing file is never overwritten
     (FileExistsError)."""
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
-    try:
-        os.fchmod(fd, mode)
-        os.write(fd, secrets.token_bytes(32).hex().encode("ascii") + b"\n")
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+    write_key_file(path, mode)
 
 
 def _digest(token: str) -> bytes:
