@@ -112,7 +112,7 @@ def test_milter_seals_the_portal_copy(tmp_path: Path) -> None:
     assert seal.check(seal_value, recipients, max_age=WEEK) is None
 
 
-def test_without_seal_key_the_sender_written_seal_is_still_removed(tmp_path: Path) -> None:
+def test_sender_seal_removed_without_key(tmp_path: Path) -> None:
     copy = render_portal_copy(portal_config(tmp_path, None))
     assert copy.get_all(SEAL_HEADER) == []
     recipients = copy.values("X-Postveil-Portal-Recipient")

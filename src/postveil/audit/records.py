@@ -339,7 +339,7 @@ PORTAL_EVENTS = (
     "expired",
     "revoked",
 )
-"""What can happen to a message in the built-in portal (docs/portal.md)."""
+"""Events of a message in the built-in portal (docs/portal.md)."""
 
 
 @dataclass(frozen=True)
@@ -347,7 +347,7 @@ class PortalEvent:
     """Something happened to a message in the built-in portal, for one recipient.
 
     ``message`` is the portal's random id of the message, the same in every event of
-    that message. No record holds a link token, a code or any of the message's text.
+    that message. No record contains a link token, a code or any of the message's text.
     """
 
     kind: ClassVar[str] = "portal"
@@ -362,7 +362,7 @@ class PortalEvent:
     """Postfix queue id of the copy the intake received, when known."""
 
     reason: str = ""
-    """Why a message or a code was refused; empty otherwise."""
+    """Reason a message or a code was rejected; empty otherwise."""
 
     def __post_init__(self) -> None:
         if self.event not in PORTAL_EVENTS:

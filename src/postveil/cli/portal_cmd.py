@@ -42,15 +42,18 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "portal copies from Postfix (docs/portal.md).",
     )
     add_config_option(parser)
+
     actions = parser.add_subparsers(dest="action", metavar="ACTION", required=True)
     deliver = actions.add_parser(
         "deliver",
         help="store the message on standard input and notify its recipients (run by Postfix)",
         description="Run by Postfix's pipe(8) transport. Exit status 0: stored; 75: try "
         "again later; 77: no valid seal on the recipient headers; 65: larger than "
-        "portal.max_message_size.",
+        "portal.max_message_size, or a recipient header or envelope sender that is not "
+        "valid.",
     )
     add_deliver_arguments(deliver)
+
     actions.add_parser(
         "init",
         help="create the store directory, master key and seal key when missing",
@@ -58,18 +61,21 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "portal.seal_key_file (0640) when they are missing. Existing files are never "
         "changed. Prints what it created and which owners to set.",
     )
+
     actions.add_parser(
         "status",
         help="count the messages waiting and their pickups",
         description="Print the number of messages waiting for pickup, of pickups (one per "
         "recipient) and of pickups opened. Run as the owner of portal.store_directory.",
     )
+
     actions.add_parser(
         "purge",
         help="delete expired messages",
         description="Delete messages whose portal.retention has ended, with their pickups, "
         "and expired sessions. Run as the owner of portal.store_directory.",
     )
+
     actions.add_parser(
         "list",
         help="list the messages waiting, with their recipients",
@@ -77,6 +83,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "stored and expires (UTC), its sender and Postfix queue id, and each recipient with "
         "the time they first read it. Run as the owner of portal.store_directory.",
     )
+
     revoke_parser = actions.add_parser(
         "revoke",
         help="delete a message now, so its links stop working",
@@ -88,6 +95,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     revoke_parser.add_argument(
         "--reason", default="revoked by an administrator", help="reason kept in the audit records"
     )
+
     add_config_option_to_actions(actions)
     parser.set_defaults(handler=run)
 

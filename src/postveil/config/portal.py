@@ -29,7 +29,7 @@ class PortalSection(Section):
     seal_key_file: str | None = None
     """Key with which the milter seals the recipient headers of each portal copy, and
     with which ``postveil portal deliver`` checks them. Without a valid seal the
-    built-in portal refuses a message, so nobody can have it notify an address by
+    built-in portal rejects a message, so no one can make it notify an address by
     mailing the intake address directly. Null: no seal is added (a portal of your own),
     and the built-in portal cannot be used. ``postveil portal init`` writes it."""
 
@@ -38,7 +38,7 @@ class PortalSection(Section):
     (5d by default), so a copy that waited in the queue is still taken."""
 
     store_directory: str = "/var/lib/postveil/portal"
-    """Where the built-in portal keeps its database and the encrypted messages."""
+    """Directory of the built-in portal's database and encrypted messages."""
 
     key_file: str = "/etc/postveil/portal.key"
     """Master key of the built-in portal (64 hex digits, mode 0600). Each message is
@@ -90,7 +90,7 @@ class PortalSection(Section):
     """How long a recipient stays signed in after entering the code."""
 
     view_time_limit: PositiveDuration = 10.0
-    """Longest time the portal spends parsing a message for its page or for one
+    """Maximum time the portal spends parsing a message for its page or for one
     attachment. A message that takes longer is offered only as a whole download."""
 
     max_message_size: PositiveSize = 50_000_000

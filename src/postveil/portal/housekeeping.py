@@ -23,7 +23,9 @@ def purge_expired(store: PortalStore, audit: AuditLog, now: float | None = None)
     return store.purge(now)
 
 
-def revoke(store: PortalStore, audit: AuditLog, message_id: str, reason: str) -> tuple[str, ...] | None:
+def revoke(
+    store: PortalStore, audit: AuditLog, message_id: str, reason: str
+) -> tuple[str, ...] | None:
     """Record a ``revoked`` event per recipient, then delete the message, so its links
     stop working at once. Returns the recipients, or None when no message has that id.
 
@@ -33,6 +35,8 @@ def revoke(store: PortalStore, audit: AuditLog, message_id: str, reason: str) ->
     if message is None:
         return None
     for recipient in message.recipients:
-        audit.append(PortalEvent("revoked", message.message_id, recipient, message.queue_id, reason))
+        audit.append(
+            PortalEvent("revoked", message.message_id, recipient, message.queue_id, reason)
+        )
     store.withdraw(message_id)
     return message.recipients

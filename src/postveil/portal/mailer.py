@@ -21,7 +21,8 @@ from postveil.portal.store import PortalError
 def notification(
     section: PortalSection, *, recipient: str, sender: str, link: str, expires: float
 ) -> EmailMessage:
-    """The message that tells ``recipient`` a message from ``sender`` waits at ``link``."""
+    """Build the notification to ``recipient`` that a message from ``sender`` waits
+    at ``link``."""
     until = datetime.fromtimestamp(expires, UTC).strftime("%d %B %Y, %H:%M UTC")
     sender = visible_text(sender)
     body = (
@@ -42,7 +43,7 @@ def notification(
 def code_message(
     section: PortalSection, *, recipient: str, code: str, lifetime: float
 ) -> EmailMessage:
-    """The message that carries a verification code."""
+    """Build the message that carries a verification code."""
     valid_for = _duration_text(lifetime)
     body = (
         f"Your code for the secure portal of {section.organisation} is:\n"
@@ -98,11 +99,12 @@ def send(section: PortalSection, message: EmailMessage, *, timeout: float = 30.0
             f"cannot send through portal.notify_relay {section.notify_relay}: {type(exc).__name__}: {exc}"
         ) from exc
     if refused:
-        raise PortalError(f"portal.notify_relay {section.notify_relay} refused the recipient")
+        raise PortalError(f"portal.notify_relay {section.notify_relay} rejected the recipient")
 
 
 def _replies(refused: dict[str, tuple[int, bytes]]) -> str:
-    """The relay's replies to refused recipients, as one line without the addresses."""
+    """Join the relay's replies to rejected recipients into one line, without the
+    addresses."""
     return "; ".join(
         f"{code} {' '.join(text.decode('utf-8', 'replace').split())}"
         for code, text in refused.values()

@@ -6,8 +6,9 @@ recipient headers in order. The intake (``postveil portal deliver``) stores a me
 only when the seal matches and is recent, so a message mailed to the intake address
 by anyone else, with recipient headers of its own, cannot make the portal notify anyone.
 
-The seal covers the recipients, not the content: whoever could replay a seal already
-had the copy it came from, and copies to the intake address go only to the portal.
+The seal covers the recipients and the time, not the content. Reusing a seal needs a
+sealed copy, and those exist only in the portal, in Postfix's queue and in a bounce of
+a portal copy to its sender (docs/portal.md, "Limits").
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """The built-in portal's store: messages encrypted at rest, pickups, codes and sessions.
 
-Each message is encrypted with AES-256-GCM under a key of its own (the data key); the
-data key is kept in the database encrypted with the master key (``portal.key_file``).
+Each message is encrypted with AES-256-GCM under a key of its own (the data key). The
+data key is kept in the database, encrypted with the master key (``portal.key_file``).
 Both encryptions bind the message id as associated data, so a ciphertext moved to
 another row does not decrypt. The database holds no message text, no subject and no
 token or code in the clear: only SHA-256 digests of the tokens and keyed digests of
@@ -10,7 +10,7 @@ the codes, so a copy of the database opens nothing.
 A pickup is one recipient's access to one message, reached through a random link
 token. Opening the message also needs a code sent to the recipient's address
 (:meth:`PortalStore.issue_code`, :meth:`PortalStore.check_code`), which proves the
-reader can read that mailbox; a session token then stands for the check until it
+reader can read that mailbox. A session token then stands for the check until it
 expires.
 
 The store is used from two processes: ``postveil portal deliver`` (Postfix's pipe
@@ -52,8 +52,8 @@ class PortalKeyError(PortalError):
 
 @dataclass(frozen=True)
 class Deposit:
-    """What :meth:`PortalStore.deposit` stored: the message id and one link token per
-    recipient. The tokens exist only here; the store keeps their digests."""
+    """Result of :meth:`PortalStore.deposit`: the message id and one link token per
+    recipient. The tokens exist only here, because the store keeps their digests."""
 
     message_id: str
     expires: float
@@ -305,7 +305,7 @@ class PortalStore:
         (self._messages / message_id).unlink(missing_ok=True)
 
     def pickup(self, token: str, now: float | None = None) -> Pickup | None:
-        """The pickup behind a link token, or None when unknown or expired."""
+        """Return the pickup behind a link token, or None when it is unknown or expired."""
         now = time.time() if now is None else now
         row = self._db.execute(
             "SELECT m.id, p.recipient, m.sender, m.created, m.expires, p.opened, m.size,"

@@ -128,8 +128,8 @@ class Portal:
         # SQLite is used from one thread at a time: the store has one connection.
         self._store_thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="portal-store")
         self._mail_threads = ThreadPoolExecutor(max_workers=4, thread_name_prefix="portal-mail")
-        # Messages are parsed in a worker process with a time limit (parsing.py), one
-        # at a time; this thread waits for it, so the event loop does not.
+        # Messages are parsed one at a time in a child process with a time limit
+        # (parsing.py). This thread waits for the process, so the event loop does not.
         self._parse_threads = ThreadPoolExecutor(max_workers=1, thread_name_prefix="portal-parse")
         self.parser = Parser(section.view_time_limit)
 
@@ -483,6 +483,7 @@ class Portal:
         if not number_text.isdigit() or len(number_text) > 6:
             return self.not_found()
         number = int(number_text)
+
         # The part is located before the download is recorded, so a wrong number
         # leaves no record of a download that did not happen.
         checked = await self._read(request, event=None)
@@ -492,6 +493,7 @@ class Portal:
         if has_too_many_parts(raw):
             # The message page lists no parts for such a message (see _view).
             return self.not_found()
+
         try:
             found = await self._in_parser(self.parser.part, raw, number)
         except ParseTimeout as exc:
@@ -504,6 +506,7 @@ class Portal:
             )
         if found is None:
             return self.not_found()
+
         if not await self._audit("downloaded", pickup):
             return self._audit_failed()
         data, filename = found
