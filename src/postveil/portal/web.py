@@ -141,7 +141,9 @@ class Portal:
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self._store_thread, lambda: function(*args, **kwargs))
 
-    async def _in_parser(self, function: Callable[_P, _T], *args: _P.args, **kwargs: _P.kwargs) -> _T:
+    async def _in_parser(
+        self, function: Callable[_P, _T], *args: _P.args, **kwargs: _P.kwargs
+    ) -> _T:
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self._parse_threads, lambda: function(*args, **kwargs))
 
