@@ -377,6 +377,25 @@ async def test_unparsable_message_offered_as_download(start_portal: StartPortal)
     assert portal.audit_events().count("opened") == 1
 
 
+async def test_part_of_unparsable_message_is_503(start_portal: StartPortal) -> None:
+    # The page lists no attachments for such a message, but an address typed by hand
+    # gets the notice, not a server error.
+    portal = await start_portal()
+    # The email package raises RecursionError for a Content-Type of many parentheses.
+    raw = b"Subject: x\r\nContent-Type: text/plain; " + b"(" * 5000 + b"\r\n\r\nbody\r\n"
+    _, token = portal.deposit(raw)
+
+    async with portal.client() as client:
+        await sign_in(client, portal, token)
+        async with client.get(portal.url(token, "/part/0")) as response:
+            page = await response.text()
+            status = response.status
+
+    assert status == 503
+    assert "Download the whole message" in page
+    assert "downloaded" not in portal.audit_events()
+
+
 async def test_message_with_many_parts_not_parsed(start_portal: StartPortal) -> None:
     portal = await start_portal()
     parts = b"".join(

@@ -95,6 +95,11 @@ class PortalDaemon:
             await runner.cleanup()
             return EX_CONFIG
 
+        try:
+            await asyncio.to_thread(self.portal.parser.start)
+        except OSError as exc:
+            # Each parse tries to start it again; until then pages offer the .eml only.
+            log.error("cannot start the process that parses messages for pages: %s", exc)
         await self.purge()
         purger = asyncio.create_task(self._purge_hourly())
         await self._audit(DaemonEvent("start", __version__))

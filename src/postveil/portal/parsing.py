@@ -2,21 +2,25 @@
 
 Python's email package can take seconds of CPU on a crafted message (a Content-Type
 with thousands of parameters, a part of many megabytes of HTML), and a thread cannot
-be stopped. Each parse therefore runs in a new Python process (``python -m
-postveil.portal.parsing view|part N``, the message on standard input), which is
-killed when it takes longer than ``portal.view_time_limit``. The page then offers the
-message as an ``.eml`` download only. Starting the process costs about 0.3 s of CPU
-per page view or attachment download on a 2-core virtual machine (Python 3.11), most
-of it importing postveil's modules (docs/benchmarks.md).
+be stopped. Each parse therefore runs in a process of its own, which is killed when
+it takes longer than ``portal.view_time_limit``. The page then offers the message as
+an ``.eml`` download only.
+
+The processes come from multiprocessing's fork server: one helper process, started
+with the first parse, imports the parsing code once and forks a child for each parse.
+A child starts in about 10 ms instead of the 0.3 s a new Python interpreter needs to
+import postveil (docs/benchmarks.md), and it holds none of the daemon's sockets or
+threads. When the fork server has died, the next parse starts a new one.
 """
 
 from __future__ import annotations
 
-import base64
-import json
-import subprocess
-import sys
+import multiprocessing
+import multiprocessing.forkserver
+import threading
+import time
 from dataclasses import asdict
+from multiprocessing.connection import Connection
 from typing import Any
 
 from postveil.portal.reading import (
@@ -28,6 +32,16 @@ from postveil.portal.reading import (
     part_bytes,
     view_message,
 )
+
+# Imported by the fork server before it forks the first child. Python 3.11's fork
+# server is never given the main script's path, so "__main__" in this list has no
+# effect and each child runs the main script again. The postveil-portal script
+# imports the daemon: with the daemon's modules loaded here, that run costs little.
+_PRELOAD = ["postveil.portal.parsing", "postveil.portal.daemon"]
+
+
+RETRY_DELAY = 0.2
+"""Seconds to wait before the second attempt to start a parsing process."""
 
 
 class ParseTimeout(Exception):
@@ -44,9 +58,18 @@ class Parser:
 
     def __init__(self, time_limit: float) -> None:
         self.time_limit = time_limit
+        self._context = multiprocessing.get_context("forkserver")
+        self._context.set_forkserver_preload(_PRELOAD)
+        self._children: set[multiprocessing.process.BaseProcess] = set()
+        self._lock = threading.Lock()
+
+    def start(self) -> None:
+        """Start the fork server now rather than at the first parse, which would
+        otherwise take about half a second longer. Raises OSError."""
+        multiprocessing.forkserver.ensure_running()
 
     def view(self, raw: bytes) -> MessageView:
-        result = self._run(["view"], raw)
+        result = self._run("view", raw, 0)
         if result is None:
             raise ParseFailed("the parsing process returned no view")
         return MessageView(
@@ -58,55 +81,94 @@ class Parser:
     def part(self, raw: bytes, number: int) -> tuple[bytes, str] | None:
         """Return the content and file name of part ``number``, or None when the
         message has no such part."""
-        result = self._run(["part", str(number)], raw)
+        result = self._run("part", raw, number)
         if result is None:
             return None
-        return base64.b64decode(result["data"]), result["filename"]
+        return result["data"], result["filename"]
 
-    def _run(self, arguments: list[str], raw: bytes) -> dict[str, Any] | None:
+    def _run(self, task: str, raw: bytes, number: int) -> dict[str, Any] | None:
+        receiver, sender = self._context.Pipe(duplex=False)
         try:
-            finished = subprocess.run(
-                [sys.executable, "-m", "postveil.portal.parsing", *arguments],
-                input=raw,
-                capture_output=True,
-                timeout=self.time_limit,
-                check=False,
-            )
-        except subprocess.TimeoutExpired:
-            raise ParseTimeout(f"parsing took longer than {self.time_limit:g}s") from None
-        if finished.returncode != 0:
-            cause = finished.stderr.decode("ascii", "replace").strip().splitlines()
-            raise ParseFailed(cause[-1] if cause else f"exit status {finished.returncode}")
-        result: dict[str, Any] | None = json.loads(finished.stdout)
-        return result
+            try:
+                child = self._start(sender, task, raw, number)
+            finally:
+                sender.close()
+            with self._lock:
+                self._children.add(child)
+            try:
+                return _receive(receiver, child, self.time_limit)
+            finally:
+                if child.is_alive():
+                    child.kill()
+                child.join()
+                with self._lock:
+                    self._children.discard(child)
+        finally:
+            receiver.close()
+
+    def _start(
+        self, sender: Connection, task: str, raw: bytes, number: int
+    ) -> multiprocessing.process.BaseProcess:
+        """Start a child that parses ``raw``; raises ParseFailed."""
+        args = (sender, task, raw, number)
+        try:
+            return self._start_once(args)
+        except (OSError, EOFError):
+            # A fork server that has just died may not be reaped yet: it then still
+            # counts as running, and talking to it fails. By the second attempt it is
+            # reaped and a new one starts.
+            time.sleep(RETRY_DELAY)
+        try:
+            return self._start_once(args)
+        except (OSError, EOFError) as exc:
+            raise ParseFailed(f"cannot start the parsing process: {exc!r}") from None
+
+    def _start_once(self, args: tuple[Any, ...]) -> multiprocessing.process.BaseProcess:
+        child = self._context.Process(target=_child, args=args, name="postveil-portal-parse")
+        child.start()
+        return child
 
     def close(self) -> None:
-        """Nothing to release: each parse has its own process."""
+        """Kill parsing processes that are still running (at shutdown)."""
+        with self._lock:
+            children = list(self._children)
+        for child in children:
+            if child.is_alive():
+                child.kill()
 
 
-def _worker(arguments: list[str]) -> int:
-    """Parse the message on standard input and print the result as JSON."""
-    raw = sys.stdin.buffer.read()
+def _receive(
+    receiver: Connection, child: multiprocessing.process.BaseProcess, time_limit: float
+) -> dict[str, Any] | None:
+    if not receiver.poll(time_limit):
+        raise ParseTimeout(f"parsing took longer than {time_limit:g}s")
+    try:
+        status, result = receiver.recv()
+    except EOFError:
+        # The child ended without a result: killed (out of memory, for one) or crashed.
+        child.join(1)
+        raise ParseFailed(f"the parsing process ended with status {child.exitcode}") from None
+    if status != "ok":
+        raise ParseFailed(result)
+    value: dict[str, Any] | None = result
+    return value
+
+
+def _child(sender: Connection, task: str, raw: bytes, number: int) -> None:
+    """Parse ``raw`` in the child process and send ("ok", result) or ("error", class name)."""
     try:
         message = parse_message(raw)
-        if arguments[0] == "view":
+        if task == "view":
             result: object = asdict(view_message(message))
         else:
-            number = int(arguments[1])
             parts = leaf_parts(message)
             result = None
             if number < len(parts):
                 part = parts[number]
-                result = {
-                    "data": base64.b64encode(part_bytes(part)).decode("ascii"),
-                    "filename": download_filename(part, number),
-                }
+                result = {"data": part_bytes(part), "filename": download_filename(part, number)}
     except Exception as exc:  # noqa: BLE001 - reported by class; the text may quote the message
-        print(type(exc).__name__, file=sys.stderr)
-        return 1
-    sys.stdout.write(json.dumps(result))
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(_worker(sys.argv[1:]))
+        sender.send(("error", type(exc).__name__))
+    else:
+        sender.send(("ok", result))
+    finally:
+        sender.close()

@@ -498,12 +498,12 @@ class Portal:
 
         try:
             found = await self._in_parser(self.parser.part, raw, number)
-        except ParseTimeout as exc:
+        except (ParseTimeout, ParseFailed) as exc:
             log.warning("message %s: part %d not offered (%s)", pickup.message_id, number, exc)
             return self.problem(
                 503,
                 "Attachment not available",
-                "This attachment could not be prepared in time. Download the whole message "
+                "This attachment could not be prepared. Download the whole message "
                 "from the message page instead.",
             )
         if found is None:

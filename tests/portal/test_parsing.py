@@ -1,0 +1,71 @@
+"""The parsing processes behind the portal's pages, without the web server."""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+from pathlib import Path
+
+import pytest
+
+from postveil.portal.parsing import ParseFailed, Parser, ParseTimeout
+from tests.portal.conftest import ATTACHMENT, sample_message
+from tests.portal.test_web_flow import _nested_multipart
+
+
+def _forkserver_pids() -> list[int]:
+    """Children of this process that run multiprocessing's fork server."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            status = (entry / "status").read_text()
+            command = (entry / "cmdline").read_bytes()
+        except OSError:
+            continue
+        parent = next(line for line in status.splitlines() if line.startswith("PPid:"))
+        if int(parent.split()[1]) == os.getpid() and b"forkserver" in command:
+            found.append(int(entry.name))
+    return found
+
+
+def test_view_and_part() -> None:
+    parser = Parser(10)
+    raw = sample_message()
+    view = parser.view(raw)
+    assert view.attachments
+    number = view.attachments[0].number
+    found = parser.part(raw, number)
+    assert found is not None
+    assert found[0] == ATTACHMENT
+    assert parser.part(raw, 99) is None
+
+
+def test_failure_names_the_exception_class_only() -> None:
+    with pytest.raises(ParseFailed) as raised:
+        Parser(10).view(_nested_multipart(1500))
+    assert str(raised.value) == "RecursionError"
+
+
+def test_time_limit() -> None:
+    slow = sample_message(html="<p>" + "<b>x</b> " * 800_000 + "</p>")
+    started = time.monotonic()
+    with pytest.raises(ParseTimeout):
+        Parser(0.5).view(slow)
+    assert time.monotonic() - started < 5
+
+
+def test_new_fork_server_after_it_died() -> None:
+    parser = Parser(10)
+    parser.start()
+    pids = _forkserver_pids()
+    assert pids
+    for pid in pids:
+        os.kill(pid, signal.SIGKILL)
+    # Reaped by the next parse, which starts a new fork server.
+    assert parser.view(sample_message()).texts
+    new_pids = _forkserver_pids()
+    assert new_pids
+    assert set(new_pids).isdisjoint(pids)
