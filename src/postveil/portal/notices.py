@@ -114,15 +114,15 @@ class SenderNotices:
                 original_date=original_date,
             )
             await self._send(notice)
-        except (PortalError, TimeoutError, ValueError) as exc:
+        except Exception as exc:  # noqa: BLE001 - the task's boundary: every failure is recorded
             if isinstance(exc, PortalError):
                 cause = str(exc)
             elif isinstance(exc, TimeoutError):
                 cause = "timed out"
             else:
-                # EmailMessage rejects a header value it cannot write, and the
-                # exception's text may quote the value.
-                cause = "invalid header value"
+                # The class only: the text of an error such as EmailMessage's
+                # ValueError for an unwritable header may quote the value.
+                cause = f"failed with {type(exc).__name__}"
             log.error(
                 "message %s: cannot send the pickup notice for %s to the sender: %s",
                 pickup.message_id,
