@@ -83,10 +83,10 @@ def test_code_requests_limited_per_hour() -> None:
     limits = limiter(codes=3)
     for second in range(3):
         assert limits.request_code("198.51.100.7", 1000.0 + second) is None
-    refusal = limits.request_code("198.51.100.7", 1010.0)
-    assert refusal is not None
-    assert refusal.first
-    assert refusal.retry_after == pytest.approx(1000.0 + WINDOW - 1010.0)
+    rejection = limits.request_code("198.51.100.7", 1010.0)
+    assert rejection is not None
+    assert rejection.first
+    assert rejection.retry_after == pytest.approx(1000.0 + WINDOW - 1010.0)
     again = limits.request_code("198.51.100.7", 1020.0)
     assert again is not None
     assert not again.first
@@ -94,9 +94,9 @@ def test_code_requests_limited_per_hour() -> None:
     assert limits.request_code("198.51.100.8", 1020.0) is None
     # The oldest request leaves the window after an hour.
     assert limits.request_code("198.51.100.7", 1000.0 + WINDOW) is None
-    refused_again = limits.request_code("198.51.100.7", 1000.0 + WINDOW + 0.5)
-    assert refused_again is not None
-    assert refused_again.first
+    rejected_again = limits.request_code("198.51.100.7", 1000.0 + WINDOW + 0.5)
+    assert rejected_again is not None
+    assert rejected_again.first
 
 
 def test_only_wrong_entries_count() -> None:
@@ -109,9 +109,9 @@ def test_only_wrong_entries_count() -> None:
         started = 2000.0 + second
         assert limits.begin_entry("198.51.100.7", started) is None
         limits.end_entry("198.51.100.7", started, wrong=True)
-    refusal = limits.begin_entry("198.51.100.7", 2010.0)
-    assert refusal is not None
-    assert refusal.first
+    rejection = limits.begin_entry("198.51.100.7", 2010.0)
+    assert rejection is not None
+    assert rejection.first
 
 
 def test_concurrent_entries_counted_before_check() -> None:

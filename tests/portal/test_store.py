@@ -258,7 +258,7 @@ def test_sender_notice_claimed_once(store: PortalStore, tmp_path: Path) -> None:
     # Each recipient's pickup has a claim of its own.
     assert store.claim_sender_notice(token_b, now=NOW)
     assert not store.claim_sender_notice("unknown-token-0123456789", now=NOW)
-    # The claim is in the database, so another process sees it too.
+    # The claim is stored in the database, so another process finds it too.
     other = PortalStore.open(tmp_path / "store", tmp_path / "portal.key")
     try:
         assert not other.claim_sender_notice(token_a, now=NOW + 2)

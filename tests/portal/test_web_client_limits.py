@@ -40,7 +40,7 @@ def wrong_code(code: str) -> str:
     return "00000000" if code != "00000000" else "11111111"
 
 
-def refusal_reasons(portal: RunningPortal, event: str) -> list[str]:
+def rejection_reasons(portal: RunningPortal, event: str) -> list[str]:
     return [record["reason"] for record in portal.audit_records() if record["event"] == event]
 
 
@@ -63,12 +63,12 @@ async def test_code_requests_limited_across_links(
         assert response.headers["Cache-Control"] == "no-store"
         assert response.headers["Referrer-Policy"] == "no-referrer"
         assert "default-src 'none'" in response.headers["Content-Security-Policy"]
-        # Later refusals in the same blocked period write no more records.
+        # Later rejections in the same blocked period write no more records.
         assert (await post_code(client, portal, tokens[3])).status == 429
 
     assert len(portal.sink.messages) == 3
     assert portal.audit_events() == ["code_sent", "code_sent", "code_sent", "code_refused"]
-    assert refusal_reasons(portal, "code_refused") == ["client_codes_per_hour 3 client 127.0.0.1"]
+    assert rejection_reasons(portal, "code_refused") == ["client_codes_per_hour 3 client 127.0.0.1"]
     assert "client 127.0.0.1: rejected code requests: client_codes_per_hour (3)" in caplog.text
     for token in portal.tokens:
         assert token not in caplog.text
@@ -109,7 +109,7 @@ async def test_wrong_entries_limited_across_links(
 
     assert portal.audit_events().count("code_wrong") == 3
     assert "verified" not in portal.audit_events()
-    assert refusal_reasons(portal, "code_entry_refused") == [
+    assert rejection_reasons(portal, "code_entry_refused") == [
         "client_wrong_codes_per_hour 3 client 127.0.0.1"
     ]
     assert "client 127.0.0.1: rejected code entries" in caplog.text
@@ -157,7 +157,7 @@ async def test_forwarded_for_ignored_without_trusted_proxy(start_portal: StartPo
         ]
 
     assert statuses == [303, 303, 429]
-    assert refusal_reasons(portal, "code_refused") == ["client_codes_per_hour 2 client 127.0.0.1"]
+    assert rejection_reasons(portal, "code_refused") == ["client_codes_per_hour 2 client 127.0.0.1"]
 
 
 async def test_forwarded_for_from_trusted_proxy(start_portal: StartPortal) -> None:
@@ -175,7 +175,7 @@ async def test_forwarded_for_from_trusted_proxy(start_portal: StartPortal) -> No
     assert other_client.status == 303
     assert spoofed.status == 429
     assert spoofed_again.status == 429
-    assert refusal_reasons(portal, "code_refused") == [
+    assert rejection_reasons(portal, "code_refused") == [
         "client_codes_per_hour 1 client 198.51.100.1"
     ]
 
@@ -192,7 +192,7 @@ async def test_ipv6_clients_counted_per_64(start_portal: StartPortal) -> None:
     assert first.status == 303
     assert same_64.status == 429
     assert other_64.status == 303
-    assert refusal_reasons(portal, "code_refused") == [
+    assert rejection_reasons(portal, "code_refused") == [
         "client_codes_per_hour 1 client 2001:db8:1:2::/64"
     ]
 

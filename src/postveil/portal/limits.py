@@ -5,8 +5,8 @@ The store limits codes per recipient of one message (``portal.codes_per_hour``,
 client cannot spread its guesses over many links. Nothing here does I/O: the web
 handlers pass the client and the time, and log and audit what this module decides.
 
-The counts live in the daemon's memory and start empty at each start. One table holds
-at most ``max_clients`` clients. When a new client would exceed that, the least
+The counts live in the daemon's memory and start empty at each start. One table
+contains at most ``max_clients`` clients. When a new client would exceed that, the least
 recently seen client is dropped with its counts, so a flood of addresses costs
 bounded memory, and a client that comes back after being dropped starts from zero.
 """
@@ -42,7 +42,7 @@ def _parse_address(text: str) -> IPv4or6Address | None:
     except ValueError:
         return None
     if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
-        # A dual-stack listener sees IPv4 clients as ::ffff:a.b.c.d.
+        # A dual-stack listener reports IPv4 clients as ::ffff:a.b.c.d.
         return address.ipv4_mapped
     return address
 
@@ -54,10 +54,10 @@ def client_address(
 
     That is the peer, unless the peer is one of the ``trusted`` proxies. Then it is the
     right-most address of the X-Forwarded-For values (``forwarded_for``, in header
-    order) that is not a trusted proxy, because each proxy appends the address it
-    received the request from, and only entries right of the first untrusted one were
-    written by trusted proxies. When a trusted hop wrote an entry that does not parse,
-    or every entry is trusted, the last trusted address seen is the client.
+    order) that is not a trusted proxy. Each proxy appends the address it received the
+    request from, so only the entries right of the first untrusted one were written by
+    trusted proxies. When a trusted hop wrote an entry that does not parse, or every
+    entry is trusted, the last trusted address seen is the client.
     Returns None when the peer is not an IP address.
     """
     current = _parse_address(peer) if peer else None
@@ -90,27 +90,27 @@ def client_key(address: IPv4or6Address | None) -> str:
 
 
 @dataclass(frozen=True)
-class Refusal:
-    """Why a request from a client is over its limit."""
+class Rejection:
+    """A request rejected because its client is over a limit."""
 
     retry_after: float
     """Seconds until the oldest counted event leaves the window."""
 
     first: bool
-    """True for the first refusal of this limit since the client last got through, so
-    the caller logs and audits one refusal per blocked period, not every request."""
+    """True for the first rejection of this limit since the client last got through, so
+    the caller logs and audits one rejection per blocked period, not every request."""
 
 
 class _Counts:
     """Times of one client's recent code requests and wrong entries."""
 
-    __slots__ = ("requests", "wrong", "requests_refused", "wrong_refused")
+    __slots__ = ("requests", "wrong", "requests_rejected", "wrong_rejected")
 
     def __init__(self) -> None:
         self.requests: list[float] = []
         self.wrong: list[float] = []
-        self.requests_refused = False
-        self.wrong_refused = False
+        self.requests_rejected = False
+        self.wrong_rejected = False
 
     def newest(self) -> float:
         return max(self.requests[-1:] + self.wrong[-1:], default=float("-inf"))
@@ -127,8 +127,8 @@ class ClientLimiter:
     ``max_clients`` keys (see the module text). Not thread-safe: the portal uses it
     from the event loop only.
 
-    Each list of times holds at most its limit's number of entries, because a
-    refused request adds nothing. ``now`` is a monotonic time in seconds.
+    Each list of times contains at most its limit's number of entries, because a
+    rejected request adds nothing. ``now`` is a monotonic time in seconds.
     """
 
     def __init__(self, *, codes_per_hour: int, wrong_codes_per_hour: int, max_clients: int) -> None:
@@ -144,23 +144,23 @@ class ClientLimiter:
     def __len__(self) -> int:
         return len(self._clients)
 
-    def request_code(self, client: str, now: float) -> Refusal | None:
-        """Count a code request, or return the refusal when the client has made
+    def request_code(self, client: str, now: float) -> Rejection | None:
+        """Count a code request, or return the rejection when the client has made
         ``codes_per_hour`` requests in the last hour."""
         counts = self._counts(client, now)
         _trim(counts.requests, now)
         if len(counts.requests) >= self.codes_per_hour:
-            first = not counts.requests_refused
-            counts.requests_refused = True
-            return Refusal(counts.requests[0] + WINDOW - now, first)
-        counts.requests_refused = False
+            first = not counts.requests_rejected
+            counts.requests_rejected = True
+            return Rejection(counts.requests[0] + WINDOW - now, first)
+        counts.requests_rejected = False
         counts.requests.append(now)
         return None
 
-    def begin_entry(self, client: str, now: float) -> Refusal | None:
-        """Count a code entry as wrong until :meth:`end_entry` says otherwise, or
-        return the refusal when the client has ``wrong_codes_per_hour`` wrong entries
-        in the last hour.
+    def begin_entry(self, client: str, now: float) -> Rejection | None:
+        """Count a code entry as wrong until :meth:`end_entry` is called with
+        ``wrong=False``, or return the rejection when the client has
+        ``wrong_codes_per_hour`` wrong entries in the last hour.
 
         Counting before the code is checked keeps concurrent entries from one client
         from all passing the check while none of them is counted yet.
@@ -168,10 +168,10 @@ class ClientLimiter:
         counts = self._counts(client, now)
         _trim(counts.wrong, now)
         if len(counts.wrong) >= self.wrong_codes_per_hour:
-            first = not counts.wrong_refused
-            counts.wrong_refused = True
-            return Refusal(counts.wrong[0] + WINDOW - now, first)
-        counts.wrong_refused = False
+            first = not counts.wrong_rejected
+            counts.wrong_rejected = True
+            return Rejection(counts.wrong[0] + WINDOW - now, first)
+        counts.wrong_rejected = False
         counts.wrong.append(now)
         return None
 

@@ -67,9 +67,9 @@ MAX_QUOTED_HEADER = 200
 
 
 def original_identity(raw: bytes) -> tuple[str, str]:
-    """Return the Message-ID and Date header values of ``raw``, unfolded, shortened
-    to MAX_QUOTED_HEADER characters and with hidden characters replaced; ``(none)``
-    for a header that is missing."""
+    """Return the Message-ID and Date header values of ``raw``, or ``(none)`` for a
+    missing one. Each value is unfolded, cut to MAX_QUOTED_HEADER characters, and its
+    hidden characters are replaced."""
     block = raw[:MAX_HEADER_BLOCK]
     for separator in (b"\r\n\r\n", b"\n\n"):
         end = block.find(separator)

@@ -132,7 +132,9 @@ class SenderNotices:
             await self._audit("sender_notice_failed", pickup, cause)
             return
         log.info(
-            "message %s: told the sender that %s opened it", pickup.message_id, pickup.recipient
+            "message %s: sent the pickup notice for %s to the sender",
+            pickup.message_id,
+            pickup.recipient,
         )
         await self._audit("sender_notified", pickup, "")
 

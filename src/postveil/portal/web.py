@@ -45,7 +45,7 @@ from postveil.config import Config
 from postveil.config.portal import PortalSection
 from postveil.portal import mailer, pages
 from postveil.portal.housekeeping import purge_expired
-from postveil.portal.limits import ClientLimiter, Refusal, client_address, client_key
+from postveil.portal.limits import ClientLimiter, Rejection, client_address, client_key
 from postveil.portal.notices import NOTICE_STOP_WAIT, SenderNotices
 from postveil.portal.parsing import ParseFailed, Parser, ParseTimeout
 from postveil.portal.reading import MAX_PARTS, MessageView, has_too_many_parts
@@ -278,10 +278,10 @@ class Portal:
         token, pickup = found
         section = self.section
         client = self._client(request)
-        refusal = self.limiter.request_code(client, time.monotonic())
+        rejection = self.limiter.request_code(client, time.monotonic())
         self._warn_if_clients_dropped()
-        if refusal is not None:
-            return await self._code_requests_refused(token, pickup, client, refusal)
+        if rejection is not None:
+            return await self._code_requests_rejected(token, pickup, client, rejection)
         try:
             issue = await self._in_store(
                 self.store.issue_code,
@@ -356,11 +356,11 @@ class Portal:
         self._dropped_reported = dropped
         self._dropped_warned_at = now
 
-    async def _code_requests_refused(
-        self, token: str, pickup: Pickup, client: str, refusal: Refusal
+    async def _code_requests_rejected(
+        self, token: str, pickup: Pickup, client: str, rejection: Rejection
     ) -> web.Response:
         limit = self.section.client_codes_per_hour
-        if refusal.first:
+        if rejection.first:
             log.warning(
                 "client %s: rejected code requests: client_codes_per_hour (%d) reached "
                 "(message %s, recipient %s)",
@@ -377,17 +377,17 @@ class Portal:
             token,
             pickup,
             "Too many codes were requested from your network in the last hour. Enter the most "
-            f"recent code you received, or try again in {_minutes_text(refusal.retry_after)}.",
+            f"recent code you received, or try again in {_minutes_text(rejection.retry_after)}.",
         )
         response.set_status(429)
-        response.headers["Retry-After"] = str(math.ceil(refusal.retry_after))
+        response.headers["Retry-After"] = str(math.ceil(rejection.retry_after))
         return response
 
-    async def _code_entries_refused(
-        self, pickup: Pickup, client: str, refusal: Refusal
+    async def _reject_code_entry(
+        self, pickup: Pickup, client: str, rejection: Rejection
     ) -> web.Response:
         limit = self.section.client_wrong_codes_per_hour
-        if refusal.first:
+        if rejection.first:
             log.warning(
                 "client %s: rejected code entries: client_wrong_codes_per_hour (%d) reached "
                 "(message %s, recipient %s)",
@@ -403,9 +403,9 @@ class Portal:
             429,
             "Too many wrong codes",
             "Too many wrong codes were entered from your network in the last hour. Please try "
-            f"again in {_minutes_text(refusal.retry_after)}.",
+            f"again in {_minutes_text(rejection.retry_after)}.",
         )
-        response.headers["Retry-After"] = str(math.ceil(refusal.retry_after))
+        response.headers["Retry-After"] = str(math.ceil(rejection.retry_after))
         return response
 
     async def code_form(self, request: web.Request) -> web.Response:
@@ -446,10 +446,10 @@ class Portal:
         section = self.section
         client = self._client(request)
         started = time.monotonic()
-        refusal = self.limiter.begin_entry(client, started)
+        rejection = self.limiter.begin_entry(client, started)
         self._warn_if_clients_dropped()
-        if refusal is not None:
-            return await self._code_entries_refused(pickup, client, refusal)
+        if rejection is not None:
+            return await self._reject_code_entry(pickup, client, rejection)
         wrong = False
         try:
             check = await self._in_store(
