@@ -65,12 +65,25 @@ def sample_message(*, html: str | None = None) -> bytes:
 class SinkHandler:
     def __init__(self) -> None:
         self.messages: list[bytes] = []
+        self.envelopes: list[tuple[str, list[str]]] = []
+        self.rejected: set[str] = set()
+        """Recipients that RCPT TO rejects with 550."""
         self.lock = threading.Lock()
+
+    async def handle_RCPT(
+        self, server: SMTP, session: Session, envelope: Envelope, address: str, options: list[str]
+    ) -> str:
+        with self.lock:
+            if address in self.rejected:
+                return "550 5.1.1 mailbox unavailable"
+        envelope.rcpt_tos.append(address)
+        return "250 OK"
 
     async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
         assert isinstance(envelope.content, bytes)
         with self.lock:
             self.messages.append(envelope.content)
+            self.envelopes.append((str(envelope.mail_from), list(envelope.rcpt_tos)))
         return "250 OK"
 
 
@@ -83,6 +96,21 @@ class MailSink:
     def messages(self) -> list[bytes]:
         with self.handler.lock:
             return list(self.handler.messages)
+
+    def messages_to(self, recipient: str) -> list[bytes]:
+        """Messages whose envelope recipients include ``recipient``."""
+        with self.handler.lock:
+            return [
+                content
+                for content, (_, recipients) in zip(
+                    self.handler.messages, self.handler.envelopes, strict=True
+                )
+                if recipient in recipients
+            ]
+
+    def reject(self, recipient: str) -> None:
+        with self.handler.lock:
+            self.handler.rejected.add(recipient)
 
     def last_code(self) -> str:
         match = _CODE_RE.search(self.messages[-1])
@@ -111,11 +139,13 @@ class RunningPortal:
     tokens: list[str] = field(default_factory=list)
     """Every link token deposited, so tests can look for them in logs."""
 
-    def deposit(self, raw: bytes | None = None, *, retention: float = 3600.0) -> tuple[str, str]:
+    def deposit(
+        self, raw: bytes | None = None, *, retention: float = 3600.0, sender: str = SENDER
+    ) -> tuple[str, str]:
         """Store a message for RECIPIENT; return (message id, link token)."""
         deposit = self.store.deposit(
             sample_message() if raw is None else raw,
-            sender=SENDER,
+            sender=sender,
             recipients=[RECIPIENT],
             retention=retention,
             queue_id="4QzTest01",
@@ -138,12 +168,16 @@ class RunningPortal:
         return "".join(path.read_text() for path in sorted(self.audit_directory.glob("*.jsonl")))
 
     def audit_events(self) -> list[str]:
-        events = []
+        return [record["event"] for record in self.audit_records()]
+
+    def audit_records(self) -> list[dict[str, Any]]:
+        """The ``portal`` records of the audit trail, oldest first."""
+        records = []
         for line in self.audit_text().splitlines():
             record: dict[str, Any] = json.loads(line)
             if record.get("kind") == "portal":
-                events.append(record["event"])
-        return events
+                records.append(record)
+        return records
 
 
 StartPortal = Callable[..., Awaitable[RunningPortal]]

@@ -110,3 +110,40 @@ def test_code_lifetime_is_not_overstated(lifetime: float, text: str) -> None:
         PortalSection(), recipient="ana@dest.test", code="12345678", lifetime=lifetime
     )
     assert f"It is valid for {text} and can be used once." in message.get_content()
+
+
+def test_original_identity_reads_headers_only() -> None:
+    raw = (
+        b"Subject: Befund\r\nMessage-ID:\r\n <a.b@clinic.test>\r\nDate: Fri, 04 Dec 2026 10:00:00"
+        b" +0000\r\n\r\nMessage-ID: <in-the-body@x>\r\n"
+    )
+    assert mailer.original_identity(raw) == ("<a.b@clinic.test>", "Fri, 04 Dec 2026 10:00:00 +0000")
+
+
+def test_original_identity_missing_long_and_hidden() -> None:
+    long_id = "<" + "x" * 500 + "@clinic.test>"
+    raw = f"Message-ID: {long_id}\r\nDate: Fri,\u202e 04 Dec\r\n\r\nbody\r\n".encode()
+    message_id, date = mailer.original_identity(raw)
+    assert len(message_id) == mailer.MAX_QUOTED_HEADER
+    assert "\u202e" not in date
+    assert mailer.original_identity(b"Subject: x\r\n\r\nbody\r\n") == ("(none)", "(none)")
+
+
+def test_pickup_notice_text() -> None:
+    section = PortalSection(organisation="Example Clinic", notify_from="portal@clinic.test")
+    notice = mailer.pickup_notice(
+        section,
+        sender="gp@clinic.test",
+        recipient="pat@dest.test",
+        opened=1_800_000_000.0,
+        stored=1_799_990_000.0,
+        original_message_id="<a.b@clinic.test>",
+        original_date="Fri, 04 Dec 2026 10:00:00 +0000",
+    )
+    assert notice["To"] == "gp@clinic.test"
+    assert notice["From"] == "Example Clinic secure portal <portal@clinic.test>"
+    text = notice.get_content()
+    assert "pat@dest.test opened the message" in text
+    assert "Opened:      15 January 2027, 08:00:00 UTC" in text
+    assert "Message-ID:  <a.b@clinic.test>" in text
+    assert "Stored:      15 January 2027, 05:13:20 UTC" in text

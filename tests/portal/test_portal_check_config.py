@@ -58,3 +58,19 @@ def test_open_key_modes_are_named(tmp_path: Path, capsys: pytest.CaptureFixture[
     err = capsys.readouterr().err
     assert f"chmod 600 {tmp_path / 'portal.key'}" in err
     assert f"chmod 640 {tmp_path / 'seal.key'}" in err
+
+
+def test_invalid_client_limit_keys_named(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    config = write_config(
+        tmp_path / "p.yaml",
+        "  trusted_proxies: [10.0.0.1/8]\n  client_codes_per_hour: 0\n  notify_sender: yes\n",
+    )
+    assert cli_main(["check-config", str(config)]) == 1
+    err = capsys.readouterr().err
+    assert "3 error(s)" in err
+    assert "portal.trusted_proxies" in err
+    assert "has host bits set" in err
+    assert "portal.client_codes_per_hour" in err
+    assert "portal.notify_sender" in err

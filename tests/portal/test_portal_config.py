@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import ipaddress
+
 import pytest
 from pydantic import ValidationError
 
@@ -29,11 +31,34 @@ def test_defaults_listen_on_loopback() -> None:
         ({"notify_relay": "smtp.example.org:25"}, "relay must be on this host"),
         ({"code_attempts": 0}, "greater than or equal to 1"),
         ({"retention": "30"}, "invalid duration"),
+        ({"client_codes_per_hour": 0}, "greater than or equal to 1"),
+        ({"client_wrong_codes_per_hour": -1}, "greater than or equal to 1"),
+        ({"max_tracked_clients": 10}, "greater than or equal to 100"),
+        ({"max_tracked_clients": 10**7}, "less than or equal to 1000000"),
+        ({"trusted_proxies": "127.0.0.1"}, r"expected a list, for example \[127.0.0.1\]"),
+        ({"trusted_proxies": ["proxy.example.org"]}, "invalid trusted_proxies entry"),
+        ({"trusted_proxies": ["10.0.0.1/8"]}, "has host bits set"),
+        ({"notify_sender": "always"}, "'never' or 'first_open'"),
     ],
 )
 def test_invalid_values(values: dict[str, object], message: str) -> None:
     with pytest.raises(ValidationError, match=message):
         PortalSection.model_validate(values)
+
+
+def test_client_limit_defaults() -> None:
+    section = PortalSection()
+    assert section.client_codes_per_hour == 20
+    assert section.client_wrong_codes_per_hour == 20
+    assert section.max_tracked_clients == 10_000
+    assert section.trusted_networks == ()
+    assert section.notify_sender == "never"
+
+
+def test_trusted_proxies_parsed() -> None:
+    section = PortalSection.model_validate({"trusted_proxies": ["127.0.0.1", "::1", "10.0.0.0/8"]})
+    assert section.trusted_proxies == ("127.0.0.1/32", "::1/128", "10.0.0.0/8")
+    assert ipaddress.ip_address("10.2.3.4") in section.trusted_networks[2]
 
 
 def test_public_listener_with_tls_and_https_base_url() -> None:

@@ -248,3 +248,28 @@ def test_missing_file_of_live_message_is_an_error(store: PortalStore, tmp_path: 
     (tmp_path / "store" / "messages" / made.message_id).unlink()
     with pytest.raises(PortalError, match="cannot read portal message"):
         store.read_message(token, session, now=NOW)
+
+
+def test_sender_notice_claimed_once(store: PortalStore, tmp_path: Path) -> None:
+    result = deposit(store, ("a@dest.test", "b@dest.test"))
+    (_, token_a), (_, token_b) = result.tokens
+    assert store.claim_sender_notice(token_a, now=NOW)
+    assert not store.claim_sender_notice(token_a, now=NOW + 1)
+    # Each recipient's pickup has a claim of its own.
+    assert store.claim_sender_notice(token_b, now=NOW)
+    assert not store.claim_sender_notice("unknown-token-0123456789", now=NOW)
+    # The claim is stored in the database, so another process finds it too.
+    other = PortalStore.open(tmp_path / "store", tmp_path / "portal.key")
+    try:
+        assert not other.claim_sender_notice(token_a, now=NOW + 2)
+    finally:
+        other.close()
+
+
+def test_sender_notice_claims_deleted_with_message(store: PortalStore) -> None:
+    result = deposit(store)
+    token = result.tokens[0][1]
+    assert store.claim_sender_notice(token, now=NOW)
+    store.withdraw(result.message_id)
+    (count,) = store._db.execute("SELECT COUNT(*) FROM sender_notices").fetchone()
+    assert count == 0

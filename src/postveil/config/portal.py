@@ -10,6 +10,7 @@ first two.
 from __future__ import annotations
 
 import ipaddress
+from typing import Literal
 from urllib.parse import urlsplit
 
 from pydantic import Field, ValidationInfo, field_validator, model_validator
@@ -86,6 +87,31 @@ class PortalSection(Section):
     codes_per_hour: int = Field(default=5, ge=1, le=60)
     """Codes sent to one recipient of one message per hour, at most."""
 
+    client_codes_per_hour: int = Field(default=20, ge=1, le=1000)
+    """Code requests from one client address per hour, at most, across all messages.
+    An IPv6 client is counted per /64 network."""
+
+    client_wrong_codes_per_hour: int = Field(default=20, ge=1, le=1000)
+    """Wrong code entries from one client address per hour, at most, across all
+    messages. Past it, every code entry from that client is rejected until the oldest
+    wrong entry is an hour old."""
+
+    max_tracked_clients: int = Field(default=10_000, ge=100, le=1_000_000)
+    """Client addresses whose code requests and wrong entries postveil-portal keeps
+    in memory. When a new client would exceed it, the least recently seen client's
+    counts are dropped. Each client takes about 350 bytes plus 35 bytes per counted
+    event (docs/portal.md)."""
+
+    trusted_proxies: tuple[str, ...] = ()
+    """Addresses or networks (``127.0.0.1``, ``10.0.0.0/8``) of reverse proxies whose
+    X-Forwarded-For header names the client. Empty: the client is the peer of the
+    connection, so behind a proxy every recipient shares the proxy's limits."""
+
+    notify_sender: Literal["never", "first_open"] = "never"
+    """``first_open``: mail the envelope sender a notice the first time each recipient
+    opens the message. The notice names the recipient and the original's Message-ID
+    and Date, never its subject."""
+
     session_lifetime: PositiveDuration = 900.0
     """How long a recipient stays signed in after entering the code."""
 
@@ -136,6 +162,30 @@ class PortalSection(Section):
             )
         return value
 
+    @field_validator("trusted_proxies", mode="before")
+    @classmethod
+    def _require_proxy_list(cls, value: object) -> object:
+        if isinstance(value, str):
+            raise ValueError(
+                f"invalid trusted_proxies {value!r}: expected a list, for example [{value}]"
+            )
+        return value
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _check_trusted_proxies(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        normalised = []
+        for entry in value:
+            try:
+                network = ipaddress.ip_network(entry.strip(), strict=True)
+            except ValueError as exc:
+                raise ValueError(
+                    f"invalid trusted_proxies entry {entry!r}: expected an IP address or a "
+                    f"network such as '10.0.0.0/8' ({exc})"
+                ) from None
+            normalised.append(str(network))
+        return tuple(normalised)
+
     @field_validator("base_url")
     @classmethod
     def _check_base_url(cls, value: str | None) -> str | None:
@@ -174,6 +224,10 @@ class PortalSection(Section):
     @property
     def listen_address(self) -> tuple[str, int]:
         return parse_host_port(self.listen, 0)
+
+    @property
+    def trusted_networks(self) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]:
+        return tuple(ipaddress.ip_network(entry) for entry in self.trusted_proxies)
 
     @property
     def relay_address(self) -> tuple[str, int]:

@@ -118,6 +118,11 @@ _ADDRESS_RE = re.compile(f"{_ADDRESS_CHARACTER}+@{_ADDRESS_CHARACTER}+")
 and none of the characters that separate, quote or comment addresses in a header."""
 
 
+def is_single_address(value: str) -> bool:
+    """Return True when ``value`` is one plain ``local@domain`` address."""
+    return _ADDRESS_RE.fullmatch(value) is not None
+
+
 def check_recipients(recipients: tuple[str, ...]) -> str | None:
     """Return why a recipient value is unusable, or None when each is one address.
 
@@ -128,7 +133,7 @@ def check_recipients(recipients: tuple[str, ...]) -> str | None:
     too, although the milter could pass them on from a lenient SMTP server.
     """
     for number, recipient in enumerate(recipients, start=1):
-        if not _ADDRESS_RE.fullmatch(recipient):
+        if not is_single_address(recipient):
             return f"recipient header {number} of {len(recipients)} is not a single mail address"
     return None
 

@@ -1,8 +1,8 @@
-"""Mail the built-in portal sends: the notification of a waiting message, and the
-verification code.
+"""Mail the built-in portal sends: the notification of a waiting message, the
+verification code, and the optional notice to the sender that a recipient opened it.
 
-Neither carries anything of the message but its sender's address: no subject, no
-text. Both go through ``portal.notify_relay`` (by default Postfix's re-injection
+None carries anything of the message but its sender's address, its Message-ID and
+its Date: no subject, no text. All go through ``portal.notify_relay`` (by default Postfix's re-injection
 listener, which runs without milters) with one SMTP transaction each.
 """
 
@@ -11,6 +11,8 @@ from __future__ import annotations
 import smtplib
 from datetime import UTC, datetime
 from email.message import EmailMessage
+from email.parser import BytesHeaderParser
+from email.policy import compat32
 from email.utils import format_datetime, make_msgid
 
 from postveil.config.portal import PortalSection
@@ -55,6 +57,64 @@ def code_message(
         "code on, and tell the sender of the message.\n"
     )
     return _message(section, recipient, "Your secure portal code", body)
+
+
+MAX_HEADER_BLOCK = 256 * 1024
+"""Bytes at the start of a stored message searched for its Message-ID and Date."""
+
+MAX_QUOTED_HEADER = 200
+"""Characters of the original's Message-ID or Date that a pickup notice repeats."""
+
+
+def original_identity(raw: bytes) -> tuple[str, str]:
+    """Return the Message-ID and Date header values of ``raw``, or ``(none)`` for a
+    missing one. Each value is unfolded, cut to MAX_QUOTED_HEADER characters, and its
+    hidden characters are replaced."""
+    block = raw[:MAX_HEADER_BLOCK]
+    for separator in (b"\r\n\r\n", b"\n\n"):
+        end = block.find(separator)
+        if end >= 0:
+            block = block[: end + len(separator)]
+            break
+    headers = BytesHeaderParser(policy=compat32).parsebytes(block)
+    found = []
+    for name in ("Message-ID", "Date"):
+        value = headers.get(name)
+        text = " ".join(str(value).split()) if value is not None else ""
+        found.append(visible_text(text[:MAX_QUOTED_HEADER]) or "(none)")
+    return found[0], found[1]
+
+
+def pickup_notice(
+    section: PortalSection,
+    *,
+    sender: str,
+    recipient: str,
+    opened: float,
+    stored: float,
+    original_message_id: str,
+    original_date: str,
+) -> EmailMessage:
+    """Build the notice to ``sender`` that ``recipient`` opened the message for the
+    first time. It names the message only by its Message-ID, its Date header and the
+    time the portal stored it, because its subject may name a patient."""
+    body = (
+        f"{visible_text(recipient)} opened the message you sent them through the secure\n"
+        f"portal of {section.organisation}.\n"
+        "\n"
+        f"Opened:      {_utc_text(opened)}\n"
+        f"Message-ID:  {original_message_id}\n"
+        f"Date:        {original_date}\n"
+        f"Stored:      {_utc_text(stored)}\n"
+        "\n"
+        "The portal sends this notice once for each recipient, the first time they open\n"
+        "the message.\n"
+    )
+    return _message(section, sender, "Secure message opened", body)
+
+
+def _utc_text(timestamp: float) -> str:
+    return datetime.fromtimestamp(timestamp, UTC).strftime("%d %B %Y, %H:%M:%S UTC")
 
 
 def _message(section: PortalSection, recipient: str, subject: str, body: str) -> EmailMessage:

@@ -167,6 +167,10 @@ CREATE TABLE IF NOT EXISTS sessions (
     token_digest BLOB NOT NULL REFERENCES pickups(token_digest) ON DELETE CASCADE,
     expires REAL NOT NULL
 );
+CREATE TABLE IF NOT EXISTS sender_notices (
+    token_digest BLOB PRIMARY KEY REFERENCES pickups(token_digest) ON DELETE CASCADE,
+    claimed REAL NOT NULL
+);
 """
 
 
@@ -359,6 +363,22 @@ class PortalStore:
             (now, _digest(token)),
         )
         return raw
+
+    def claim_sender_notice(self, token: str, now: float | None = None) -> bool:
+        """Claim the one pickup notice to the sender for this pickup. Returns True for
+        the first claim and False for every later one, also across processes, so
+        concurrent first opens send one notice. Raises PortalError when the store
+        cannot be written."""
+        now = time.time() if now is None else now
+        try:
+            cursor = self._db.execute(
+                "INSERT OR IGNORE INTO sender_notices (token_digest, claimed)"
+                " SELECT token_digest, ? FROM pickups WHERE token_digest = ?",
+                (now, _digest(token)),
+            )
+        except sqlite3.Error as exc:
+            raise PortalError(f"portal store {self.directory}: {exc}") from exc
+        return cursor.rowcount == 1
 
     # -- codes and sessions --------------------------------------------------------
 

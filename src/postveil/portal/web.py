@@ -12,6 +12,11 @@ A recipient's notification links to ``{base_url}/m/{token}``. From there:
 - ``GET  /m/{token}/part/{n}`` one part as a download (session required)
 - ``POST /m/{token}/logout``   end the session
 
+Code requests and code entries are also limited per client address across all
+messages (:mod:`postveil.portal.limits`). With ``portal.notify_sender: first_open``,
+the first read of each pickup mails the envelope sender a notice in the background,
+so a relay that fails or hangs never holds up the recipient's page.
+
 The link token is a secret, because it is half of the way in (the code mailed to the
 recipient is the other half). It is never logged: aiohttp's access log is off, and
 this module writes its own access line with the route pattern in place of the path.
@@ -23,6 +28,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
+import math
 import re
 import time
 from collections.abc import Callable
@@ -39,6 +45,8 @@ from postveil.config import Config
 from postveil.config.portal import PortalSection
 from postveil.portal import mailer, pages
 from postveil.portal.housekeeping import purge_expired
+from postveil.portal.limits import ClientLimiter, Rejection, client_address, client_key
+from postveil.portal.notices import NOTICE_STOP_WAIT, SenderNotices
 from postveil.portal.parsing import ParseFailed, Parser, ParseTimeout
 from postveil.portal.reading import MAX_PARTS, MessageView, has_too_many_parts
 from postveil.portal.store import Pickup, PortalError, PortalStore
@@ -74,6 +82,9 @@ UNREADABLE_NOTICE = (
 
 MESSAGE_ID_KEY = web.RequestKey("portal_message", str)
 """The portal message id a request concerns, for the access line."""
+
+DROPPED_CLIENTS_LOG_INTERVAL = 3600.0
+"""Seconds between warnings that the table of client limits is full."""
 
 _P = ParamSpec("_P")
 _T = TypeVar("_T")
@@ -132,6 +143,20 @@ class Portal:
         # (parsing.py). This thread waits for the process, so the event loop does not.
         self._parse_threads = ThreadPoolExecutor(max_workers=1, thread_name_prefix="portal-parse")
         self.parser = Parser(section.view_time_limit)
+        self.limiter = ClientLimiter(
+            codes_per_hour=section.client_codes_per_hour,
+            wrong_codes_per_hour=section.client_wrong_codes_per_hour,
+            max_clients=section.max_tracked_clients,
+        )
+        self._trusted_proxies = section.trusted_networks
+        self._dropped_reported = 0
+        self._dropped_warned_at = -math.inf
+        self.notices = SenderNotices(
+            section,
+            claim=lambda token: self._in_store(store.claim_sender_notice, token),
+            send=self._send_mail,
+            audit=self._audit,
+        )
 
     # -- helpers -------------------------------------------------------------------
 
@@ -146,6 +171,15 @@ class Portal:
     ) -> _T:
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self._parse_threads, lambda: function(*args, **kwargs))
+
+    async def _send_mail(self, message: EmailMessage) -> None:
+        """Send ``message`` on a mail thread; raises PortalError, or TimeoutError after
+        the send timeout."""
+        loop = asyncio.get_running_loop()
+        await asyncio.wait_for(
+            loop.run_in_executor(self._mail_threads, self._send, self.section, message),
+            self._send_timeout,
+        )
 
     async def purge(self) -> int:
         """Delete expired messages and sessions, each message after its ``expired``
@@ -243,6 +277,11 @@ class Portal:
             return self.not_found()
         token, pickup = found
         section = self.section
+        client = self._client(request)
+        rejection = self.limiter.request_code(client, time.monotonic())
+        self._warn_if_clients_dropped()
+        if rejection is not None:
+            return await self._code_requests_rejected(token, pickup, client, rejection)
         try:
             issue = await self._in_store(
                 self.store.issue_code,
@@ -276,12 +315,8 @@ class Portal:
         message = mailer.code_message(
             section, recipient=pickup.recipient, code=issue.code, lifetime=section.code_lifetime
         )
-        loop = asyncio.get_running_loop()
         try:
-            await asyncio.wait_for(
-                loop.run_in_executor(self._mail_threads, self._send, section, message),
-                self._send_timeout,
-            )
+            await self._send_mail(message)
         except (PortalError, TimeoutError) as exc:
             cause = str(exc) if isinstance(exc, PortalError) else "timed out"
             log.error(
@@ -298,6 +333,80 @@ class Portal:
         log.info("message %s: code sent to %s", pickup.message_id, pickup.recipient)
         await self._audit("code_sent", pickup)
         return self.redirect(self.url(token, "/code"))
+
+    def _client(self, request: web.Request) -> str:
+        """Return the key under which the request's client is limited (see
+        :func:`client_address` and :func:`client_key`)."""
+        forwarded = request.headers.getall("X-Forwarded-For", [])
+        return client_key(client_address(request.remote, forwarded, self._trusted_proxies))
+
+    def _warn_if_clients_dropped(self) -> None:
+        dropped = self.limiter.dropped
+        now = time.monotonic()
+        if dropped == self._dropped_reported or now - self._dropped_warned_at < (
+            DROPPED_CLIENTS_LOG_INTERVAL
+        ):
+            return
+        log.warning(
+            "the table of client limits is full (portal.max_tracked_clients %d): dropped "
+            "the counts of %d least recently seen client(s) since the last warning",
+            self.limiter.max_clients,
+            dropped - self._dropped_reported,
+        )
+        self._dropped_reported = dropped
+        self._dropped_warned_at = now
+
+    async def _code_requests_rejected(
+        self, token: str, pickup: Pickup, client: str, rejection: Rejection
+    ) -> web.Response:
+        limit = self.section.client_codes_per_hour
+        if rejection.first:
+            log.warning(
+                "client %s: rejected code requests: client_codes_per_hour (%d) reached "
+                "(message %s, recipient %s)",
+                client,
+                limit,
+                pickup.message_id,
+                pickup.recipient,
+            )
+            await self._audit(
+                "code_refused", pickup, f"client_codes_per_hour {limit} client {client}"
+            )
+        # As with the limit per recipient, the form lets the most recent code be entered.
+        response = self._code_form(
+            token,
+            pickup,
+            "Too many codes were requested from your network in the last hour. Enter the most "
+            f"recent code you received, or try again in {_minutes_text(rejection.retry_after)}.",
+        )
+        response.set_status(429)
+        response.headers["Retry-After"] = str(math.ceil(rejection.retry_after))
+        return response
+
+    async def _reject_code_entry(
+        self, pickup: Pickup, client: str, rejection: Rejection
+    ) -> web.Response:
+        limit = self.section.client_wrong_codes_per_hour
+        if rejection.first:
+            log.warning(
+                "client %s: rejected code entries: client_wrong_codes_per_hour (%d) reached "
+                "(message %s, recipient %s)",
+                client,
+                limit,
+                pickup.message_id,
+                pickup.recipient,
+            )
+            await self._audit(
+                "code_entry_refused", pickup, f"client_wrong_codes_per_hour {limit} client {client}"
+            )
+        response = self.problem(
+            429,
+            "Too many wrong codes",
+            "Too many wrong codes were entered from your network in the last hour. Please try "
+            f"again in {_minutes_text(rejection.retry_after)}.",
+        )
+        response.headers["Retry-After"] = str(math.ceil(rejection.retry_after))
+        return response
 
     async def code_form(self, request: web.Request) -> web.Response:
         found = await self._pickup(request)
@@ -335,13 +444,24 @@ class Portal:
         entered = form.get("code")
         code = entered[:MAX_CODE_INPUT] if isinstance(entered, str) else ""
         section = self.section
-        check = await self._in_store(
-            self.store.check_code,
-            token,
-            code,
-            attempts=section.code_attempts,
-            session_lifetime=section.session_lifetime,
-        )
+        client = self._client(request)
+        started = time.monotonic()
+        rejection = self.limiter.begin_entry(client, started)
+        self._warn_if_clients_dropped()
+        if rejection is not None:
+            return await self._reject_code_entry(pickup, client, rejection)
+        wrong = False
+        try:
+            check = await self._in_store(
+                self.store.check_code,
+                token,
+                code,
+                attempts=section.code_attempts,
+                session_lifetime=section.session_lifetime,
+            )
+            wrong = check.outcome in ("wrong", "voided")
+        finally:
+            self.limiter.end_entry(client, started, wrong=wrong)
 
         if check.outcome == "ok" and check.session is not None:
             return await self._verified(token, pickup, check.session)
@@ -417,6 +537,8 @@ class Portal:
         raw = await self._in_store(self.store.read_message, token, session)
         if raw is None:
             return self.redirect(self.url(token))
+        if pickup.opened is None and self.section.notify_sender == "first_open":
+            await self.notices.start(token, pickup, raw)
         return token, pickup, raw
 
     async def message(self, request: web.Request) -> web.Response:
@@ -531,6 +653,11 @@ class Portal:
             SESSION_COOKIE, path=self.url(token), secure=self.https, samesite="Strict"
         )
         return response
+
+
+def _minutes_text(seconds: float) -> str:
+    minutes = max(1, math.ceil(seconds / 60))
+    return f"{minutes} minute" + ("" if minutes == 1 else "s")
 
 
 def _attachment_response(data: bytes, filename: str) -> web.Response:
@@ -680,6 +807,8 @@ def make_app(
         response.headers.update(headers)
 
     async def close_portal(app: web.Application) -> None:
+        # Cleanup runs after the requests in progress, so no new notice starts here.
+        await portal.notices.finish(NOTICE_STOP_WAIT)
         await asyncio.to_thread(portal.close)
 
     app.on_response_prepare.append(add_headers)
