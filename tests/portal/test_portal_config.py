@@ -51,7 +51,7 @@ def test_client_limit_defaults() -> None:
     assert section.client_codes_per_hour == 20
     assert section.client_wrong_codes_per_hour == 20
     assert section.max_tracked_clients == 10_000
-    assert section.trusted_networks == ()
+    assert section.trusted_proxies == ("127.0.0.0/8", "::1/128")
     assert section.notify_sender == "never"
 
 

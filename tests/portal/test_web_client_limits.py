@@ -147,7 +147,7 @@ async def test_concurrent_wrong_entries_stop_at_limit(start_portal: StartPortal)
 
 
 async def test_forwarded_for_ignored_without_trusted_proxy(start_portal: StartPortal) -> None:
-    portal = await start_portal(client_codes_per_hour=2)
+    portal = await start_portal(client_codes_per_hour=2, trusted_proxies=[])
     tokens = [portal.deposit()[1] for _ in range(3)]
 
     async with portal.client() as client:
@@ -158,6 +158,30 @@ async def test_forwarded_for_ignored_without_trusted_proxy(start_portal: StartPo
 
     assert statuses == [303, 303, 429]
     assert rejection_reasons(portal, "code_refused") == ["client_codes_per_hour 2 client 127.0.0.1"]
+
+
+async def test_loopback_proxy_trusted_by_default(
+    start_portal: StartPortal, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.WARNING)
+    portal = await start_portal(client_codes_per_hour=1)
+    tokens = [portal.deposit()[1] for _ in range(4)]
+
+    async with portal.client() as client:
+        first = await post_code(client, portal, tokens[0], "198.51.100.1")
+        other_client = await post_code(client, portal, tokens[1], "198.51.100.2")
+        assert "no X-Forwarded-For" not in caplog.text
+        # Without the header, the proxy's own address is the client, with a warning
+        # once an hour.
+        no_header = await post_code(client, portal, tokens[2])
+        no_header_again = await post_code(client, portal, tokens[3])
+
+    assert first.status == 303
+    assert other_client.status == 303
+    assert no_header.status == 303
+    assert no_header_again.status == 429
+    assert caplog.text.count("has no X-Forwarded-For header") == 1
+    assert rejection_reasons(portal, "code_refused") == ["client_codes_per_hour 1 client 127.0.0.1"]
 
 
 async def test_forwarded_for_from_trusted_proxy(start_portal: StartPortal) -> None:

@@ -102,10 +102,11 @@ class PortalSection(Section):
     counts are dropped. Each client takes about 350 bytes plus 35 bytes per counted
     event (docs/portal.md)."""
 
-    trusted_proxies: tuple[str, ...] = ()
+    trusted_proxies: tuple[str, ...] = ("127.0.0.0/8", "::1/128")
     """Addresses or networks (``127.0.0.1``, ``10.0.0.0/8``) of reverse proxies whose
-    X-Forwarded-For header names the client. Empty: the client is the peer of the
-    connection, so behind a proxy every recipient shares the proxy's limits."""
+    X-Forwarded-For header names the client. The default trusts loopback, where the
+    documented reverse proxy connects from. A request from a trusted proxy without the
+    header counts under the proxy's own address."""
 
     notify_sender: Literal["never", "first_open"] = "never"
     """``first_open``: mail the envelope sender a notice the first time each recipient

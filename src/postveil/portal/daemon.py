@@ -111,12 +111,6 @@ class PortalDaemon:
             section.listen,
             section.base_url,
         )
-        if self._context is None and not section.trusted_proxies:
-            log.warning(
-                "portal.trusted_proxies is empty: behind a reverse proxy, every request "
-                "comes from the proxy's address, so all recipients share the limits per "
-                "client (docs/portal.md, 'Limits per client')"
-            )
         notifier = sdnotify.SystemdNotifier()
         notifier.notify("READY=1")
 

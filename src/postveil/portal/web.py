@@ -45,7 +45,13 @@ from postveil.config import Config
 from postveil.config.portal import PortalSection
 from postveil.portal import mailer, pages
 from postveil.portal.housekeeping import purge_expired
-from postveil.portal.limits import ClientLimiter, Rejection, client_address, client_key
+from postveil.portal.limits import (
+    ClientLimiter,
+    IPv4or6Address,
+    Rejection,
+    client_address,
+    client_key,
+)
 from postveil.portal.notices import NOTICE_STOP_WAIT, SenderNotices
 from postveil.portal.parsing import ParseFailed, Parser, ParseTimeout
 from postveil.portal.reading import MAX_PARTS, MessageView, has_too_many_parts
@@ -84,6 +90,8 @@ MESSAGE_ID_KEY = web.RequestKey("portal_message", str)
 """The portal message id a request concerns, for the access line."""
 
 DROPPED_CLIENTS_LOG_INTERVAL = 3600.0
+NO_FORWARDED_LOG_INTERVAL = 3600.0
+"""Seconds between warnings about a trusted proxy that sent no X-Forwarded-For."""
 """Seconds between warnings that the table of client limits is full."""
 
 _P = ParamSpec("_P")
@@ -151,6 +159,7 @@ class Portal:
         self._trusted_proxies = section.trusted_networks
         self._dropped_reported = 0
         self._dropped_warned_at = -math.inf
+        self._no_forwarded_warned_at = -math.inf
         self.notices = SenderNotices(
             section,
             claim=lambda token: self._in_store(store.claim_sender_notice, token),
@@ -338,7 +347,27 @@ class Portal:
         """Return the key under which the request's client is limited (see
         :func:`client_address` and :func:`client_key`)."""
         forwarded = request.headers.getall("X-Forwarded-For", [])
-        return client_key(client_address(request.remote, forwarded, self._trusted_proxies))
+        address = client_address(request.remote, forwarded, self._trusted_proxies)
+        if not forwarded and address is not None:
+            self._warn_if_proxy_sent_no_client(address)
+        return client_key(address)
+
+    def _warn_if_proxy_sent_no_client(self, address: IPv4or6Address) -> None:
+        """Warn, at most once an hour, that a trusted proxy sent no X-Forwarded-For:
+        every client behind it then shares the proxy's limits."""
+        if not any(address in network for network in self._trusted_proxies):
+            return
+        now = time.monotonic()
+        if now - self._no_forwarded_warned_at < NO_FORWARDED_LOG_INTERVAL:
+            return
+        self._no_forwarded_warned_at = now
+        log.warning(
+            "a code request or entry from %s, a trusted proxy (portal.trusted_proxies), "
+            "has no X-Forwarded-For header, so all clients behind it share one set of "
+            "limits per client; have the proxy append the client's address "
+            "(docs/portal.md, 'Limits per client')",
+            address,
+        )
 
     def _warn_if_clients_dropped(self) -> None:
         dropped = self.limiter.dropped
