@@ -237,8 +237,8 @@ def test_rerun_after_finish_changes_nothing(
 
 
 def test_reading_and_storing_during_rotation(rotation: Rotation) -> None:
-    """postveil-portal, still running with the old configuration, and the intake with
-    the new one, at every step of the rotation; a stale intake must not store."""
+    """Read with postveil-portal's old configuration and store with the intake's new
+    one after every batch. An intake with the old configuration must not store."""
     old_config = rotation.write_config(rotation.old_key)
     daemon = rotation.open(rotation.old_key, key_loader=KeyFileReloader(str(old_config)))
     messages = deposit_many(daemon, 30)
@@ -324,8 +324,9 @@ def run_deliver(config: Path, raw: bytes) -> subprocess.CompletedProcess[bytes]:
 
 
 def test_intake_process_during_rotation(rotation: Rotation, sink: SmtpSink) -> None:
-    """The real ``postveil portal deliver`` while rekey runs: with the new configuration
-    it stores under the new key; with the old one it defers (75), so Postfix retries."""
+    """Run the real ``postveil portal deliver`` during a rekey. With the new
+    configuration it stores under the new key. With the old one it defers (75), so
+    Postfix retries."""
     seal = PortalSeal.load(rotation.tmp / "keys" / "seal.key")
     stale_config = rotation.write_config(rotation.old_key, name="stale.yaml")
     store = rotation.open(rotation.old_key)

@@ -436,8 +436,8 @@ def _owner_problem(
     except KeyError:
         name = str(owner)
     config_option = f" -c {config_path}" if config_path else ""
-    who = "not as root" if euid == 0 else f"not as user id {euid}"
+    running_as = "not as root" if euid == 0 else f"not as user id {euid}"
     return (
-        f"run this as the owner of {directory}, {who}: "
+        f"run this as the owner of {directory}, {running_as}: "
         f"runuser -u {name} -- postveil portal {action}{config_option}"
     )

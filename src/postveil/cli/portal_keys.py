@@ -118,6 +118,7 @@ def print_key_counts(store: PortalStore) -> None:
     message needs any more (the table of ``status`` and ``rekey``)."""
     keyring = store.keyring
     counts = store.key_counts()
+
     print("messages by master key id:")
     for key in keyring.keys:
         role = "current" if key is keyring.current else "previous"
@@ -127,6 +128,7 @@ def print_key_counts(store: PortalStore) -> None:
         print(f"  {key_id}  {count:6d}  no configured key file has this key")
     if unrecorded:
         print(f"  {'(none)':16}  {unrecorded:6d}  no key id recorded")
+
     if not keyring.previous:
         return
     if store.rotated_key_id() != keyring.current.key_id:
@@ -135,6 +137,7 @@ def print_key_counts(store: PortalStore) -> None:
             "until then the intake may still store messages under an old key."
         )
         return
+    # A row without a key id may need any of the keys.
     if unrecorded:
         return
     needed = store.key_counts()

@@ -4,7 +4,9 @@ It opens the store and the audit log, listens on ``portal.listen`` (HTTPS with T
 or later when ``tls_certificate`` is set, else plain HTTP on loopback behind a TLS
 proxy), purges expired messages at start and every hour, and sends systemd READY=1
 once it accepts connections. SIGTERM and SIGINT stop accepting, let requests in
-progress finish for up to STOP_GRACE seconds, and exit 0.
+progress finish for up to STOP_GRACE seconds, and exit 0. It does not reload its
+configuration, except for the master key files, which it reads again when a message's
+key names a master key it does not have (:class:`KeyFileReloader`).
 """
 
 from __future__ import annotations
@@ -157,19 +159,15 @@ class KeyFileReloader:
         self.source = source
 
     def __call__(self) -> list[MasterKey]:
+        """Return the keys; raises PortalKeyError, which the request handler logs."""
         try:
             section = load_config(self.source).portal
         except ConfigError as exc:
             problems = "; ".join(exc.problems)
-            log.error("cannot read the master key files again from %s: %s", self.source, problems)
             raise PortalKeyError(
                 f"cannot read the master key files again from {self.source}: {problems}"
             ) from exc
-        try:
-            keyring = load_keyring(section.key_file, section.previous_key_files)
-        except PortalKeyError as exc:
-            log.error("cannot read the master key files again: %s", exc)
-            raise
+        keyring = load_keyring(section.key_file, section.previous_key_files)
         log.info(
             "read the master key files again from %s: key ids %s",
             self.source,

@@ -21,8 +21,8 @@ from pathlib import Path
 from postveil.portal.store import PortalError, PortalStore, RewrapFailure
 
 BATCH_SIZE = 20
-"""Data keys encrypted again per transaction. Small, so that the intake and
-postveil-portal never wait long for the database."""
+"""Data keys encrypted again per transaction. A write of the intake or of
+postveil-portal waits for at most one such transaction."""
 
 LOCK_FILE = "rekey.lock"
 
@@ -78,9 +78,9 @@ def rewrap_all(
     again with it. ``after_batch`` is called with the running total after each
     committed batch (tests use it to stop the process half-way).
 
-    Passes repeat until one encrypts nothing more, because message ids are random:
-    a row stored behind the pass's position by a process of postveil 1 schema (which
-    records no key id) would be missed by a single pass.
+    Passes repeat until one encrypts nothing more. Message ids are random, so a single
+    pass would miss a row that an older postveil (which records no key id) stored
+    behind the pass's position.
     """
     store.declare_current_key()
     rewrapped = 0

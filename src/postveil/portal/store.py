@@ -296,11 +296,14 @@ class PortalStore:
         directory: str | os.PathLike[str],
         key_file: str | os.PathLike[str],
         previous_key_files: Sequence[str | os.PathLike[str]] = (),
-        **options: object,
+        *,
+        key_loader: Callable[[], Sequence[MasterKey]] | None = None,
+        timeout: float = 10.0,
     ) -> PortalStore:
         """Open the store with the master keys in ``key_file`` and
-        ``previous_key_files``; ``options`` go to the constructor."""
-        return cls(directory, load_keyring(key_file, previous_key_files), **options)  # type: ignore[arg-type]
+        ``previous_key_files``."""
+        keyring = load_keyring(key_file, previous_key_files)
+        return cls(directory, keyring, key_loader=key_loader, timeout=timeout)
 
     def _close_quietly(self) -> None:
         database = getattr(self, "_db", None)
