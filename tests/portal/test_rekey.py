@@ -719,3 +719,18 @@ def test_invalid_schema_is_a_clear_error(rotation: Rotation) -> None:
 
     with pytest.raises(PortalError, match="invalid schema version 'two'"):
         rotation.open(rotation.old_key)
+
+
+def test_rekey_without_store_creates_nothing(
+    rotation: Rotation, capsys: pytest.CaptureFixture[str]
+) -> None:
+    generate_master_key(rotation.new_key)
+    config = rotation.write_config(rotation.new_key, [rotation.old_key])
+
+    assert main(rekey_command(config)) == 1
+
+    assert f"portal.store_directory {rotation.store_directory} does not exist" in (
+        capsys.readouterr().err
+    )
+    assert not rotation.store_directory.exists()
+    assert rotation.audit_records() == []

@@ -7,6 +7,7 @@ themselves never are.
 
 from __future__ import annotations
 
+import os
 import sys
 
 from postveil.cli.admin_audit import AdminAuditError, AdminChangeLog
@@ -51,6 +52,13 @@ def rekey(config: Config, reason: str, config_path: str | None) -> int:
     an audit trail that cannot be written).
     """
     section = config.portal
+    if not os.path.isdir(section.store_directory):
+        print(
+            f"postveil portal rekey: portal.store_directory {section.store_directory} does not "
+            f"exist or is not a directory; check portal.store_directory in {config.source}",
+            file=sys.stderr,
+        )
+        return 1
     try:
         store = PortalStore.open(
             section.store_directory, section.key_file, section.previous_key_files
