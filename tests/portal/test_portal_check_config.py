@@ -74,3 +74,27 @@ def test_invalid_client_limit_keys_named(
     assert "has host bits set" in err
     assert "portal.client_codes_per_hour" in err
     assert "portal.notify_sender" in err
+
+
+def test_previous_key_files_are_checked(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from postveil.portal.store import generate_master_key
+
+    generate_master_key(tmp_path / "portal.key")
+    generate_master_key(tmp_path / "seal.key", mode=0o640)
+    generate_master_key(tmp_path / "open-old.key", mode=0o644)
+    (tmp_path / "store").mkdir()
+    config = write_config(
+        tmp_path / "p.yaml",
+        f"  intake_address: intake@portal.test\n"
+        f"  seal_key_file: {tmp_path / 'seal.key'}\n"
+        f"  key_file: {tmp_path / 'portal.key'}\n"
+        f"  previous_key_files: [{tmp_path / 'missing-old.key'}, {tmp_path / 'open-old.key'}]\n"
+        f"  store_directory: {tmp_path / 'store'}\n"
+        f"  base_url: https://secure.example.org\n",
+    )
+    assert cli_main(["check-config", str(config)]) == 0
+    err = capsys.readouterr().err
+    assert f"portal.previous_key_files {tmp_path / 'missing-old.key'} does not exist" in err
+    assert "restore the old key file" in err
+    assert f"chmod 600 {tmp_path / 'open-old.key'}" in err
+    assert "portal.key_file" not in err

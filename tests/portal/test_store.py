@@ -167,7 +167,7 @@ def test_other_master_key_does_not_decrypt(tmp_path: Path) -> None:
     first.close()
     second = PortalStore.open(tmp_path / "store", tmp_path / "two.key")
     session = open_session(second, token)
-    with pytest.raises(PortalError, match="does not decrypt"):
+    with pytest.raises(PortalError, match="neither portal.key_file nor"):
         second.read_message(token, session, now=NOW)
     second.close()
 

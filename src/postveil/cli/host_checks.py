@@ -197,6 +197,13 @@ def _portal_warnings(config: Config) -> list[str]:
     portal_fails = f"postveil-portal and the intake would fail here; {init_fix}"
     warnings += _file_warnings("portal.key_file", section.key_file, portal_fails)
     warnings += _mode_warnings("portal.key_file", section.key_file, 0o077, "600")
+    previous_fails = (
+        "postveil-portal and the intake would fail here; restore the old key file, or remove "
+        "it from the list once 'postveil portal status' shows that no message needs it"
+    )
+    for path in section.previous_key_files:
+        warnings += _file_warnings("portal.previous_key_files", path, previous_fails)
+        warnings += _mode_warnings("portal.previous_key_files", path, 0o077, "600")
     if section.seal_key_file is not None:
         warnings += _mode_warnings("portal.seal_key_file", section.seal_key_file, 0o007, "640")
     warnings += _directory_warnings("portal.store_directory", section.store_directory, portal_fails)

@@ -1,7 +1,8 @@
 """``postveil portal``: the built-in portal's mail intake and housekeeping.
 
 ``deliver`` is run by Postfix's pipe(8) transport (conf/postfix/master.cf.portal);
-``init``, ``status``, ``list``, ``revoke`` and ``purge`` are for the administrator.
+``init``, ``status``, ``list``, ``revoke``, ``purge``, ``create-key`` and ``rekey`` are
+for the administrator.
 """
 
 from __future__ import annotations
@@ -21,7 +22,13 @@ from typing import NoReturn
 
 from postveil.audit import AuditLog
 from postveil.audit.errors import AuditError
-from postveil.cli.common import add_config_option, add_config_option_to_actions, load_cli_config
+from postveil.cli.common import (
+    add_config_option,
+    add_config_option_to_actions,
+    add_reason_option,
+    load_cli_config,
+)
+from postveil.cli.portal_keys import create_key, print_key_counts, rekey
 from postveil.config import Config, default_config_path, load_config
 from postveil.errors import ConfigError
 from postveil.log import setup_logging
@@ -66,7 +73,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "status",
         help="count the messages waiting and their pickups",
         description="Print the number of messages waiting for pickup, of pickups (one per "
-        "recipient) and of pickups opened. Run as the owner of portal.store_directory.",
+        "recipient) and of pickups opened, and the number of stored messages by the key id "
+        "of the master key that encrypted their key. Run as the owner of "
+        "portal.store_directory.",
     )
 
     actions.add_parser(
@@ -96,6 +105,28 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--reason", default="revoked by an administrator", help="reason kept in the audit records"
     )
 
+    create_key_parser = actions.add_parser(
+        "create-key",
+        help="write a new master key file, for a rotation of the master key",
+        description="Write a new random master key to PATH with mode 0600 and print its key "
+        "id. An existing file is never overwritten. The key is not used until "
+        'portal.key_file names it (docs/portal.md, "Rotating the master key").',
+    )
+    create_key_parser.add_argument("path", metavar="PATH", help="the new key file")
+
+    rekey_parser = actions.add_parser(
+        "rekey",
+        help="encrypt every message's key again with portal.key_file",
+        description="Encrypt the key of every stored message again with the master key in "
+        "portal.key_file, reading the old keys from portal.previous_key_files, in small "
+        "transactions while the intake and postveil-portal keep running. Writes an "
+        "admin_override audit record first. Run it again after an interruption. Exit "
+        "status 1 when a message's key could not be decrypted (it is left as it is). "
+        'Run as the owner of portal.store_directory; see docs/portal.md, "Rotating the '
+        'master key".',
+    )
+    add_reason_option(rekey_parser)
+
     add_config_option_to_actions(actions)
     parser.set_defaults(handler=run)
 
@@ -118,6 +149,8 @@ def add_deliver_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     if args.action == "deliver":
         return deliver(args.config, args.queue_id, args.sender)
+    if args.action == "create-key":
+        return create_key(args.path)
     config = load_cli_config(args.config)
     if config is None:
         return 1
@@ -125,6 +158,14 @@ def run(args: argparse.Namespace) -> int:
         return init(config)
     if args.action == "revoke":
         return housekeeping(config, "revoke", args.message_id, args.reason, args.config)
+    if args.action == "rekey":
+        problem = _owner_problem(
+            config.portal.store_directory, "rekey", args.config, only_owner=True
+        )
+        if problem is not None:
+            print(f"postveil portal rekey: {problem}", file=sys.stderr)
+            return 1
+        return rekey(config, args.reason, args.config)
     return housekeeping(config, args.action, config_path=args.config)
 
 
@@ -321,7 +362,9 @@ def housekeeping(
         print(f"postveil portal {action}: {problem}", file=sys.stderr)
         return 1
     try:
-        store = PortalStore.open(section.store_directory, section.key_file)
+        store = PortalStore.open(
+            section.store_directory, section.key_file, section.previous_key_files
+        )
     except PortalError as exc:
         print(f"postveil portal {action}: {exc}", file=sys.stderr)
         return 1
@@ -331,6 +374,7 @@ def housekeeping(
             print(f"messages waiting: {counts['messages']}")
             print(f"pickups: {counts['pickups']}")
             print(f"pickups opened: {counts['opened']}")
+            print_key_counts(store)
         elif action == "list":
             _print_waiting(store.waiting())
         elif action == "revoke":
@@ -368,24 +412,32 @@ def _utc(epoch: float) -> str:
     return datetime.fromtimestamp(epoch, UTC).strftime("%Y-%m-%d %H:%M UTC")
 
 
-def _owner_problem(directory: str, action: str, config_path: str | None = None) -> str | None:
-    """Return why root must not open the store, or None. Files that root creates
-    there (the database on first use, the messages directory) would be root's, and
-    the intake could no longer write them."""
-    if os.geteuid() != 0:
+def _owner_problem(
+    directory: str, action: str, config_path: str | None = None, *, only_owner: bool = False
+) -> str | None:
+    """Return why this user must not open the store, or None.
+
+    Root must not, unless root owns the store: files that root creates there (the
+    database on first use, the messages directory, the lock file of ``rekey``) would be
+    root's, and the intake could no longer write them. With ``only_owner``, no other
+    user may either.
+    """
+    euid = os.geteuid()
+    if euid != 0 and not only_owner:
         return None
     try:
         owner = os.stat(directory).st_uid
     except OSError:
         return None
-    if owner == 0:
+    if owner == euid:
         return None
     try:
         name = pwd.getpwuid(owner).pw_name
     except KeyError:
         name = str(owner)
     config_option = f" -c {config_path}" if config_path else ""
+    running_as = "not as root" if euid == 0 else f"not as user id {euid}"
     return (
-        f"run this as the owner of {directory}, not as root: "
+        f"run this as the owner of {directory}, {running_as}: "
         f"runuser -u {name} -- postveil portal {action}{config_option}"
     )

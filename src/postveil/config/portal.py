@@ -45,6 +45,12 @@ class PortalSection(Section):
     """Master key of the built-in portal (64 hex digits, mode 0600). Each message is
     encrypted with a key of its own, which is kept encrypted with this one."""
 
+    previous_key_files: tuple[str, ...] = ()
+    """Earlier master keys, read only to decrypt the keys of messages stored before
+    ``key_file`` was replaced. ``postveil portal rekey`` encrypts those keys again with
+    ``key_file``; after that, remove the old files from this list (docs/portal.md,
+    "Rotating the master key")."""
+
     base_url: str | None = None
     """Address of the portal's web pages as recipients reach them, for example
     ``https://secure.example.org``; the links in notifications start with it. Required

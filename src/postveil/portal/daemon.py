@@ -4,7 +4,9 @@ It opens the store and the audit log, listens on ``portal.listen`` (HTTPS with T
 or later when ``tls_certificate`` is set, else plain HTTP on loopback behind a TLS
 proxy), purges expired messages at start and every hour, and sends systemd READY=1
 once it accepts connections. SIGTERM and SIGINT stop accepting, let requests in
-progress finish for up to STOP_GRACE seconds, and exit 0.
+progress finish for up to STOP_GRACE seconds, and exit 0. It does not reload its
+configuration, except for the master key files, which it reads again when a message's
+key names a master key it does not have (:class:`KeyFileReloader`).
 """
 
 from __future__ import annotations
@@ -21,8 +23,10 @@ from aiohttp import web
 
 from postveil import __version__
 from postveil.audit import AuditError, AuditLog, DaemonEvent
-from postveil.config import CONFIG_ENV, DEFAULT_CONFIG_PATH, Config
-from postveil.portal.store import PortalError, PortalStore
+from postveil.config import CONFIG_ENV, DEFAULT_CONFIG_PATH, Config, load_config
+from postveil.errors import ConfigError
+from postveil.portal.keys import MasterKey
+from postveil.portal.store import PortalError, PortalKeyError, PortalStore, load_keyring
 from postveil.portal.web import PORTAL_KEY, Portal, make_app
 from postveil.startup import EX_CONFIG, load_daemon_config, parse_daemon_args, start_logging
 
@@ -146,6 +150,37 @@ async def serve(
     return await daemon.run()
 
 
+class KeyFileReloader:
+    """Read the master key files that the configuration file names now, for a store
+    that meets a data key encrypted with a master key it does not have.
+
+    During a rotation of the master key (docs/portal.md), the intake may store messages
+    under the new key before this daemon is restarted. Only the key files are taken
+    from the new configuration, and only to decrypt: the daemon encrypts nothing with
+    them and keeps every other setting until it is restarted.
+    """
+
+    def __init__(self, source: str) -> None:
+        self.source = source
+
+    def __call__(self) -> list[MasterKey]:
+        """Return the keys; raises PortalKeyError, which the request handler logs."""
+        try:
+            section = load_config(self.source).portal
+        except ConfigError as exc:
+            problems = "; ".join(exc.problems)
+            raise PortalKeyError(
+                f"cannot read the master key files again from {self.source}: {problems}"
+            ) from exc
+        keyring = load_keyring(section.key_file, section.previous_key_files)
+        log.info(
+            "read the master key files again from %s: key ids %s",
+            self.source,
+            ", ".join(keyring.key_ids),
+        )
+        return list(keyring.keys)
+
+
 def open_resources(config: Config) -> tuple[PortalStore, AuditLog, ssl.SSLContext | None]:
     """Open the store, the audit log and the TLS context; raises PortalError,
     AuditError, OSError or ssl.SSLError with a message that names the setting."""
@@ -155,7 +190,12 @@ def open_resources(config: Config) -> tuple[PortalStore, AuditLog, ssl.SSLContex
             "portal.base_url is not set: set it to the address at which recipients reach "
             "the portal, for example https://secure.example.org"
         )
-    store = PortalStore.open(section.store_directory, section.key_file)
+    store = PortalStore.open(
+        section.store_directory,
+        section.key_file,
+        section.previous_key_files,
+        key_loader=KeyFileReloader(config.source),
+    )
     try:
         audit = AuditLog(config.audit, program=PROGRAM)
         context = None

@@ -227,7 +227,11 @@ class Intake:
             return self._reject(EX_DATAERR, "5.1.7", reason, queue_id, log)
 
         try:
-            store = PortalStore.open(self.section.store_directory, self.section.key_file)
+            store = PortalStore.open(
+                self.section.store_directory,
+                self.section.key_file,
+                self.section.previous_key_files,
+            )
         except PortalError as exc:
             raise IntakeDeferred(str(exc)) from exc
         try:

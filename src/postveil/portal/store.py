@@ -7,6 +7,10 @@ another row does not decrypt. The database holds no message text, no subject and
 token or code in the clear: only SHA-256 digests of the tokens and keyed digests of
 the codes, so a copy of the database opens nothing.
 
+Each row names the master key that encrypted its data key by key id
+(:mod:`postveil.portal.keys`), so the store can read with previous master keys while
+``postveil portal rekey`` moves the data keys to a new one.
+
 A pickup is one recipient's access to one message, reached through a random link
 token. Opening the message also needs a code sent to the recipient's address
 (:meth:`PortalStore.issue_code`, :meth:`PortalStore.check_code`), which proves the
@@ -26,7 +30,7 @@ import os
 import secrets
 import sqlite3
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -36,8 +40,14 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from postveil.errors import PostveilError
 from postveil.keyfile import read_key_file, write_key_file
+from postveil.portal.keys import Keyring, MasterKey
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
+"""Version 1 had no ``messages.key_id``; :meth:`PortalStore._migrate` adds it."""
+
+KEY_RELOAD_INTERVAL = 5.0
+"""Seconds between two calls of a store's key loader (see :class:`PortalStore`)."""
+
 _NONCE = 12
 _CODE_DIGITS = 8
 
@@ -130,6 +140,21 @@ def load_master_key(path: str | os.PathLike[str]) -> bytes:
     )
 
 
+def load_keyring(
+    key_file: str | os.PathLike[str], previous_key_files: Sequence[str | os.PathLike[str]] = ()
+) -> Keyring:
+    """Read the current master key and the previous ones; raises PortalKeyError when a
+    file is missing, unreadable, too open or malformed."""
+    current = MasterKey.from_bytes(
+        load_master_key(key_file), "portal.key_file", os.fspath(key_file)
+    )
+    previous = [
+        MasterKey.from_bytes(load_master_key(path), "portal.previous_key_files", os.fspath(path))
+        for path in previous_key_files
+    ]
+    return Keyring(current, previous)
+
+
 def generate_master_key(path: str | os.PathLike[str], mode: int = 0o600) -> None:
     """Write a new random key file; an existing file is never overwritten
     (FileExistsError)."""
@@ -149,7 +174,8 @@ CREATE TABLE IF NOT EXISTS messages (
     sender TEXT NOT NULL,
     queue_id TEXT NOT NULL,
     size INTEGER NOT NULL,
-    wrapped_key BLOB NOT NULL
+    wrapped_key BLOB NOT NULL,
+    key_id TEXT
 );
 CREATE TABLE IF NOT EXISTS pickups (
     token_digest BLOB PRIMARY KEY,
@@ -172,21 +198,68 @@ CREATE TABLE IF NOT EXISTS sender_notices (
     claimed REAL NOT NULL
 );
 """
+"""The current schema. ``messages.key_id`` is the key id of the master key that
+encrypted ``wrapped_key``. It is NULL when no configured key opened the data key during
+the migration from version 1, or for a row that a process of version 1 inserted after
+the migration. Reading such a row tries every configured key."""
+
+_CURRENT_KEY = "current_key_id"
+"""Name of the ``meta`` row with the key id that ``postveil portal rekey`` last moved
+the data keys to. :meth:`PortalStore.deposit` refuses to store under a configuration
+that does not know this key, because such a configuration predates the rotation."""
+
+
+@dataclass(frozen=True)
+class RewrapFailure:
+    """A data key that :meth:`PortalStore.rewrap_batch` could not decrypt."""
+
+    message_id: str
+    key_id: str | None
+    reason: str
+
+
+@dataclass(frozen=True)
+class RewrapBatch:
+    """Result of one :meth:`PortalStore.rewrap_batch` transaction."""
+
+    last_id: str | None
+    """The largest message id looked at, or None when no row was left."""
+
+    rewrapped: int
+    failures: tuple[RewrapFailure, ...]
 
 
 class PortalStore:
-    """Encrypted messages and their pickups in ``directory`` (see the module text)."""
+    """Encrypted messages and their pickups in ``directory`` (see the module text).
 
-    def __init__(self, directory: str | os.PathLike[str], master_key: bytes) -> None:
-        if len(master_key) != 32:
+    ``master_key`` is the current master key, or a keyring with previous keys too. New
+    data keys are encrypted with the current key, and codes are digested with it. A
+    message whose data key names a key id outside the keyring makes the store call
+    ``key_loader``, at most once per KEY_RELOAD_INTERVAL, and add the keys it returns.
+    postveil-portal passes a loader that reads the key files named in the configuration
+    file again, so it reads messages that the intake stored under a new master key
+    before postveil-portal was restarted. ``timeout`` is SQLite's busy timeout in
+    seconds.
+    """
+
+    def __init__(
+        self,
+        directory: str | os.PathLike[str],
+        master_key: bytes | Keyring,
+        *,
+        key_loader: Callable[[], Sequence[MasterKey]] | None = None,
+        timeout: float = 10.0,
+    ) -> None:
+        if isinstance(master_key, Keyring):
+            self._keys = master_key
+        elif len(master_key) != 32:
             raise PortalKeyError("the portal master key must be 32 bytes")
+        else:
+            self._keys = Keyring(MasterKey.from_bytes(master_key))
         self.directory = Path(directory)
-        self._master = AESGCM(master_key)
-        # Codes are checked against a keyed digest: 10^8 codes are too few for a plain
-        # hash to keep them from someone with a copy of the database.
-        self._code_key = hmac.new(
-            master_key, b"postveil-portal code digest", hashlib.sha256
-        ).digest()
+        self._key_loader = key_loader
+        self._keys_loaded_at: float | None = None
+        self._timeout = timeout
         self._messages = self.directory / "messages"
         database = self.directory / "portal.sqlite3"
         try:
@@ -198,7 +271,7 @@ class PortalStore:
             os.close(os.open(database, os.O_RDWR | os.O_CREAT, 0o600))
             self._db = sqlite3.connect(
                 database,
-                timeout=10.0,
+                timeout=timeout,
                 isolation_level=None,
                 check_same_thread=False,
             )
@@ -211,19 +284,77 @@ class PortalStore:
                 (str(SCHEMA_VERSION),),
             )
             (found,) = self._db.execute("SELECT value FROM meta WHERE name = 'schema'").fetchone()
+            version = self._check_schema(found)
+            if version < SCHEMA_VERSION:
+                self._migrate()
         except (OSError, sqlite3.Error) as exc:
+            self._close_quietly()
             raise PortalError(f"cannot open the portal store in {self.directory}: {exc}") from exc
-        if found != str(SCHEMA_VERSION):
-            raise PortalError(
-                f"the portal store in {self.directory} has schema {found}, this postveil reads "
-                f"{SCHEMA_VERSION}"
-            )
+        except PortalError:
+            self._close_quietly()
+            raise
 
     @classmethod
     def open(
-        cls, directory: str | os.PathLike[str], key_file: str | os.PathLike[str]
+        cls,
+        directory: str | os.PathLike[str],
+        key_file: str | os.PathLike[str],
+        previous_key_files: Sequence[str | os.PathLike[str]] = (),
+        *,
+        key_loader: Callable[[], Sequence[MasterKey]] | None = None,
+        timeout: float = 10.0,
     ) -> PortalStore:
-        return cls(directory, load_master_key(key_file))
+        """Open the store with the master keys in ``key_file`` and
+        ``previous_key_files``."""
+        keyring = load_keyring(key_file, previous_key_files)
+        return cls(directory, keyring, key_loader=key_loader, timeout=timeout)
+
+    def _close_quietly(self) -> None:
+        database = getattr(self, "_db", None)
+        if database is not None:
+            database.close()
+
+    def _check_schema(self, found: str) -> int:
+        """Return the store's schema version; raise PortalError for one this code
+        cannot read."""
+        version = int(found) if found.isascii() and found.isdigit() else 0
+        if version > SCHEMA_VERSION:
+            raise PortalError(
+                f"the portal store in {self.directory} has schema version {version}, which a "
+                f"newer postveil wrote; this postveil reads versions up to {SCHEMA_VERSION}. "
+                "Install the newer postveil again, or restore a backup of the store made "
+                "before it was upgraded"
+            )
+        if version < 1:
+            raise PortalError(
+                f"the portal store in {self.directory} has an invalid schema version "
+                f"{found!r} in its meta table; it is damaged or not a portal store"
+            )
+        return version
+
+    def _migrate(self) -> None:
+        """Upgrade a version 1 store to the current schema in one transaction.
+
+        Version 1 stored no key id. Each row gets the id of the configured key that
+        opens its data key (normally the current one), or NULL when none does.
+        Another process may be migrating at the same time, so the version is read
+        again inside the transaction.
+        """
+        with self._transaction() as db:
+            (found,) = db.execute("SELECT value FROM meta WHERE name = 'schema'").fetchone()
+            if self._check_schema(found) >= SCHEMA_VERSION:
+                return
+            columns = {row[1] for row in db.execute("PRAGMA table_info(messages)")}
+            if "key_id" not in columns:
+                db.execute("ALTER TABLE messages ADD COLUMN key_id TEXT")
+            rows = db.execute("SELECT id, wrapped_key FROM messages").fetchall()
+            for message_id, wrapped in rows:
+                key = self._find_key(message_id, wrapped)
+                db.execute(
+                    "UPDATE messages SET key_id = ? WHERE id = ?",
+                    (key.key_id if key is not None else None, message_id),
+                )
+            db.execute("UPDATE meta SET value = ? WHERE name = 'schema'", (str(SCHEMA_VERSION),))
 
     def close(self) -> None:
         self._db.close()
@@ -232,6 +363,13 @@ class PortalStore:
     def _transaction(self) -> Iterator[sqlite3.Connection]:
         try:
             self._db.execute("BEGIN IMMEDIATE")
+        except sqlite3.OperationalError as exc:
+            if "locked" in str(exc):
+                raise PortalError(
+                    f"portal store {self.directory}: the database stayed locked by another "
+                    f"process for {self._timeout:g} s; try again later"
+                ) from exc
+            raise PortalError(f"portal store {self.directory}: {exc}") from exc
         except sqlite3.Error as exc:
             raise PortalError(f"portal store {self.directory}: {exc}") from exc
         try:
@@ -278,17 +416,28 @@ class PortalStore:
         aad = message_id.encode("ascii")
         nonce = secrets.token_bytes(_NONCE)
         blob = nonce + AESGCM(data_key).encrypt(nonce, raw, aad)
-        key_nonce = secrets.token_bytes(_NONCE)
-        wrapped = key_nonce + self._master.encrypt(key_nonce, data_key, aad)
+        wrapped = self._wrap(message_id, data_key)
+        current = self._keys.current.key_id
         path = self._messages / message_id
         tokens = tuple((recipient, secrets.token_urlsafe(32)) for recipient in recipients)
         try:
             _write_synced(path, blob)
             with self._transaction() as db:
+                self._check_rotation(db)
                 db.execute(
-                    "INSERT INTO messages (id, created, expires, sender, queue_id, size, wrapped_key)"
-                    " VALUES (?, ?, ?, ?, ?, ?, ?)",
-                    (message_id, now, now + retention, sender, queue_id, len(raw), wrapped),
+                    "INSERT INTO messages"
+                    " (id, created, expires, sender, queue_id, size, wrapped_key, key_id)"
+                    " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                    (
+                        message_id,
+                        now,
+                        now + retention,
+                        sender,
+                        queue_id,
+                        len(raw),
+                        wrapped,
+                        current,
+                    ),
                 )
                 db.executemany(
                     "INSERT INTO pickups (token_digest, message_id, recipient) VALUES (?, ?, ?)",
@@ -299,7 +448,76 @@ class PortalStore:
             raise PortalError(
                 f"cannot store the portal message in {self.directory}: {exc}"
             ) from exc
+        except PortalError:
+            path.unlink(missing_ok=True)
+            raise
         return Deposit(message_id, now + retention, tokens)
+
+    def _check_rotation(self, db: sqlite3.Connection) -> None:
+        """Raise PortalKeyError when ``postveil portal rekey`` moved the store to a
+        master key that this process does not have: its configuration predates the
+        rotation, and data keys it encrypted could be lost when the old key is retired."""
+        row = db.execute("SELECT value FROM meta WHERE name = ?", (_CURRENT_KEY,)).fetchone()
+        if row is None or row[0] in self._keys:
+            return
+        raise PortalKeyError(
+            f"the portal's master key was rotated to key id {row[0]}, but this process "
+            f"encrypts with key id {self._keys.current.key_id} from an older configuration: "
+            "restart it, so that it reads portal.key_file again"
+        )
+
+    def _wrap(self, message_id: str, data_key: bytes) -> bytes:
+        nonce = secrets.token_bytes(_NONCE)
+        return nonce + self._keys.current.aead.encrypt(nonce, data_key, message_id.encode("ascii"))
+
+    def _find_key(self, message_id: str, wrapped: bytes) -> MasterKey | None:
+        """Return the key of the keyring that decrypts ``wrapped``, or None."""
+        for key in self._keys.keys:
+            try:
+                key.aead.decrypt(wrapped[:_NONCE], wrapped[_NONCE:], message_id.encode("ascii"))
+            except InvalidTag:
+                continue
+            return key
+        return None
+
+    def _key_for(self, key_id: str) -> MasterKey | None:
+        """Return the key with ``key_id``, calling the key loader when it is unknown."""
+        key = self._keys.get(key_id)
+        if key is not None or self._key_loader is None:
+            return key
+        now = time.monotonic()
+        if self._keys_loaded_at is not None and now - self._keys_loaded_at < KEY_RELOAD_INTERVAL:
+            return None
+        self._keys_loaded_at = now
+        self._keys.add(self._key_loader())
+        return self._keys.get(key_id)
+
+    def _unwrap(self, message_id: str, wrapped: bytes, key_id: str | None) -> bytes:
+        """Decrypt a data key; raises PortalKeyError when no configured key is the one
+        that encrypted it, PortalError when that key does not decrypt it."""
+        aad = message_id.encode("ascii")
+        if key_id is None:
+            key = self._find_key(message_id, wrapped)
+            if key is None:
+                raise PortalKeyError(
+                    f"the data key of portal message {message_id} has no recorded master key "
+                    "and none of the configured master keys decrypts it"
+                )
+        else:
+            key = self._key_for(key_id)
+            if key is None:
+                raise PortalKeyError(
+                    f"the data key of portal message {message_id} is encrypted with master key "
+                    f"id {key_id}, which is neither portal.key_file nor one of "
+                    "portal.previous_key_files"
+                )
+        try:
+            return key.aead.decrypt(wrapped[:_NONCE], wrapped[_NONCE:], aad)
+        except InvalidTag as exc:
+            raise PortalError(
+                f"the data key of portal message {message_id} does not decrypt with master key "
+                f"id {key.key_id} ({key.source}): the database row is damaged"
+            ) from exc
 
     def withdraw(self, message_id: str) -> None:
         """Delete a message and its pickups (used when its notifications could not be
@@ -329,22 +547,22 @@ class PortalStore:
         if not self.session_valid(token, session, now):
             return None
         row = self._db.execute(
-            "SELECT m.id, m.wrapped_key FROM pickups p JOIN messages m ON m.id = p.message_id"
-            " WHERE p.token_digest = ? AND m.expires > ?",
+            "SELECT m.id, m.wrapped_key, m.key_id FROM pickups p"
+            " JOIN messages m ON m.id = p.message_id WHERE p.token_digest = ? AND m.expires > ?",
             (_digest(token), now),
         ).fetchone()
         if row is None:
             return None
-        message_id, wrapped = row
+        message_id, wrapped, key_id = row
         aad = message_id.encode("ascii")
+        data_key = self._unwrap(message_id, wrapped, key_id)
         try:
-            data_key = self._master.decrypt(wrapped[:_NONCE], wrapped[_NONCE:], aad)
             blob = (self._messages / message_id).read_bytes()
             raw = AESGCM(data_key).decrypt(blob[:_NONCE], blob[_NONCE:], aad)
         except InvalidTag as exc:
             raise PortalError(
-                f"portal message {message_id} does not decrypt: the file is damaged or the "
-                "master key is not the one it was stored with"
+                f"portal message {message_id} does not decrypt with its data key: the file "
+                "is damaged or belongs to another store"
             ) from exc
         except FileNotFoundError as exc:
             # A purge in another process may delete the message between the row lookup
@@ -382,10 +600,19 @@ class PortalStore:
 
     # -- codes and sessions --------------------------------------------------------
 
-    def _code_digest(self, token: str, code: str) -> bytes:
+    def _code_digest(self, token: str, code: str, key: MasterKey | None = None) -> bytes:
+        code_key = (key or self._keys.current).code_key
         return hmac.new(
-            self._code_key, _digest(token) + code.encode("ascii", "replace"), hashlib.sha256
+            code_key, _digest(token) + code.encode("ascii", "replace"), hashlib.sha256
         ).digest()
+
+    def _code_matches(self, stored: bytes, token: str, code: str) -> bool:
+        """Compare with the digest under every key: a code issued before a restart
+        with a new master key was digested with the key that is now a previous one."""
+        matches = False
+        for key in self._keys.keys:
+            matches |= hmac.compare_digest(stored, self._code_digest(token, code, key))
+        return matches
 
     def issue_code(
         self, token: str, *, lifetime: float, per_hour: int, now: float | None = None
@@ -443,11 +670,7 @@ class PortalStore:
                 return CodeCheck(None, "void")
             if expires <= now:
                 return CodeCheck(None, "expired")
-            if not (
-                code.isascii()
-                and code.isdigit()
-                and hmac.compare_digest(stored, self._code_digest(token, code))
-            ):
+            if not (code.isascii() and code.isdigit() and self._code_matches(stored, token, code)):
                 db.execute(
                     "UPDATE pickups SET code_wrong = code_wrong + 1 WHERE token_digest = ?",
                     (_digest(token),),
@@ -560,6 +783,69 @@ class PortalStore:
             (now,),
         ).fetchone()
         return {"messages": messages, "pickups": pickups, "opened": opened}
+
+    # -- master key rotation -------------------------------------------------------
+
+    @property
+    def keyring(self) -> Keyring:
+        return self._keys
+
+    def key_counts(self) -> dict[str | None, int]:
+        """Count the stored messages, expired ones not yet purged included, by the key
+        id of the master key that encrypted their data key (None: not recorded)."""
+        rows = self._db.execute("SELECT key_id, COUNT(*) FROM messages GROUP BY key_id")
+        return {key_id: count for key_id, count in rows}
+
+    def rotated_key_id(self) -> str | None:
+        """Return the key id that ``postveil portal rekey`` last moved the store to."""
+        row = self._db.execute("SELECT value FROM meta WHERE name = ?", (_CURRENT_KEY,)).fetchone()
+        return row[0] if row else None
+
+    def declare_current_key(self) -> None:
+        """Record the current key as the store's master key, so that from the commit
+        on every deposit by a process without this key fails (see ``_check_rotation``).
+
+        Raises PortalKeyError when the store was rotated to a key that is not in this
+        keyring: this configuration predates that rotation, and rewrapping to its
+        current key would move the data keys back to an older key.
+        """
+        with self._transaction() as db:
+            self._check_rotation(db)
+            db.execute(
+                "INSERT OR REPLACE INTO meta (name, value) VALUES (?, ?)",
+                (_CURRENT_KEY, self._keys.current.key_id),
+            )
+
+    def rewrap_batch(self, after: str, limit: int) -> RewrapBatch:
+        """Encrypt again with the current master key up to ``limit`` data keys that
+        another key encrypted, of the messages with ids after ``after``, in one
+        transaction. A data key that does not decrypt is left as it is and reported.
+
+        A crash loses at most this transaction, and every row is under either its old
+        or its new key, with the key id that matches, so a new run finishes the job.
+        """
+        current = self._keys.current.key_id
+        rewrapped = 0
+        failures: list[RewrapFailure] = []
+        with self._transaction() as db:
+            rows = db.execute(
+                "SELECT id, wrapped_key, key_id FROM messages"
+                " WHERE id > ? AND (key_id IS NULL OR key_id != ?) ORDER BY id LIMIT ?",
+                (after, current, limit),
+            ).fetchall()
+            for message_id, wrapped, key_id in rows:
+                try:
+                    data_key = self._unwrap(message_id, wrapped, key_id)
+                except PortalError as exc:
+                    failures.append(RewrapFailure(message_id, key_id, str(exc)))
+                    continue
+                db.execute(
+                    "UPDATE messages SET wrapped_key = ?, key_id = ? WHERE id = ?",
+                    (self._wrap(message_id, data_key), current, message_id),
+                )
+                rewrapped += 1
+        last_id = rows[-1][0] if rows else None
+        return RewrapBatch(last_id, rewrapped, tuple(failures))
 
 
 def _write_synced(path: Path, data: bytes) -> None:
