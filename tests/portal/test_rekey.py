@@ -625,6 +625,10 @@ def test_rekey_as_root_on_other_users_store(
     err = capsys.readouterr().err
     assert "not as root" in err
     assert f"postveil portal rekey -c {config}" in err
+    assert main(rekey_command(config, "--reason", "yearly rotation")) == 1
+    assert f"postveil portal rekey --reason 'yearly rotation' -c {config}" in (
+        capsys.readouterr().err
+    )
     assert list(rotation.store_directory.iterdir()) == []
 
 
