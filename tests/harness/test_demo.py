@@ -224,7 +224,14 @@ def test_demo_runs_portal_pickup(
     )
     assert re.search(r"POST +/m/<token>/verify +303 ", pickup)
     assert re.search(r"GET +/m/<token>/message +200 +Subject: Results for your patient", pickup)
-    assert "postveil portal status: messages waiting: 2, pickups: 4, pickups opened: 1" in pickup
+    assert (
+        "  postveil portal status:\n"
+        "    messages waiting: 2\n"
+        "    pickups: 4\n"
+        "    pickups opened: 1\n"
+        "    messages by master key id:\n"
+    ) in pickup
+    assert re.search(r"\n      [0-9a-f]{16} +2  current: portal\.key_file ", pickup)
 
     table = output[output.index("message ") : output.index("demo: built-in portal at")]
     portal_rows = [line for line in table.splitlines() if " portal " in line]

@@ -168,3 +168,66 @@ def test_serves_https_and_stops_on_sigterm(tmp_path: Path) -> None:
     assert "ready on https://" in log
     assert "received SIGTERM: stopping" in log
     assert token not in log
+
+
+def test_module_run_parses_without_warning(tmp_path: Path) -> None:
+    """``python -m postveil.portal``, as the demo runs it, shows a message page and
+    an attachment without a RuntimeWarning from the parsing processes."""
+    port = free_port()
+    base_url = f"http://127.0.0.1:{port}"
+    config = write_config(
+        tmp_path,
+        base_url=base_url,
+        listen=f"127.0.0.1:{port}",
+        notify_relay=f"127.0.0.1:{free_port()}",
+    )
+    store = PortalStore.open(tmp_path / "store", tmp_path / "portal.key")
+    raw = (
+        b"Subject: test\r\nMIME-Version: 1.0\r\n"
+        b'Content-Type: multipart/mixed; boundary="b"\r\n\r\n'
+        b"--b\r\nContent-Type: text/plain\r\n\r\nbody\r\n"
+        b"--b\r\nContent-Type: text/plain\r\n"
+        b'Content-Disposition: attachment; filename="lab.txt"\r\n\r\nvalues\r\n--b--\r\n'
+    )
+    token = store.deposit(
+        raw, sender="clinic@example.org", recipients=["pat@example.org"], retention=3600
+    ).tokens[0][1]
+    code = store.issue_code(token, lifetime=600, per_hour=5).code
+    assert code is not None
+    session = store.check_code(token, code, attempts=5, session_lifetime=600).session
+    assert session is not None
+    store.close()
+
+    log_path = tmp_path / "portal.log"
+    environment = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join([str(SOURCE_DIRECTORY), os.environ.get("PYTHONPATH", "")]),
+        "NOTIFY_SOCKET": "",
+    }
+    with log_path.open("wb") as log_file:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "postveil.portal", "-c", str(config)],
+            stdout=log_file,
+            stderr=subprocess.STDOUT,
+            env=environment,
+        )
+    context = ssl.create_default_context()
+    try:
+        assert wait_for_status(f"{base_url}/m/{token}", process, context) == 200
+        for path in ("/message", "/part/1"):
+            request = urllib.request.Request(
+                f"{base_url}/m/{token}{path}", headers={"Cookie": f"postveil_session={session}"}
+            )
+            with urllib.request.urlopen(request, timeout=10) as response:
+                assert response.status == 200
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(timeout=15) == 0
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+
+    log = log_path.read_text()
+    assert "opened by pat@example.org" in log
+    assert "part 1 downloaded by pat@example.org" in log
+    assert "RuntimeWarning" not in log

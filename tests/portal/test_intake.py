@@ -634,6 +634,30 @@ def test_status_as_root_names_owner(setup: Setup, capsys: pytest.CaptureFixture[
 
 
 @pytest.mark.skipif(os.geteuid() != 0, reason="checks what root is told; needs root")
+def test_revoke_as_root_keeps_arguments(setup: Setup, capsys: pytest.CaptureFixture[str]) -> None:
+    """The runuser line that root is given repeats the message id and the reason, so
+    it can be run as it is."""
+    store = Path(setup.settings["portal"]["store_directory"])
+    store.mkdir(mode=0o700)
+    os.chown(store, 65534, 65534)
+    config = str(write_config(setup))
+    message_id = "0123456789abcdef0123456789abcdef"
+
+    status = main(
+        ["portal", "revoke", message_id, "--reason", "sent to the wrong patient", "-c", config]
+    )
+    err = capsys.readouterr().err
+
+    assert status == 1
+    assert "not as root" in err
+    assert (
+        f"-- postveil portal revoke {message_id} --reason 'sent to the wrong patient' -c {config}"
+        in err
+    )
+    assert list(store.iterdir()) == []
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="checks what root is told; needs root")
 def test_deliver_as_root_defers(
     setup: Setup, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -540,6 +540,38 @@ def test_rekey_with_older_configuration_refused(
     assert set(rotation.key_ids_in_database().values()) == {new_id}
 
 
+def test_rekey_names_missing_previous_key(
+    rotation: Rotation, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A second rotation whose configuration lists the wrong old key file is refused
+    by rekey and by the intake, and both messages name the key file to add."""
+    store = rotation.open(rotation.old_key)
+    deposit_many(store, 2)
+    store.close()
+    generate_master_key(rotation.new_key)
+    assert main(rekey_command(rotation.write_config(rotation.new_key, [rotation.old_key]))) == 0
+    capsys.readouterr()
+    newest_key = rotation.tmp / "keys" / "portal-newest.key"
+    generate_master_key(newest_key)
+    new_id = master_key_id(load_master_key(rotation.new_key))
+
+    # The administrator lists the key of the first rotation instead of the second's.
+    wrong = rotation.write_config(newest_key, [rotation.old_key], name="wrong.yaml")
+    assert main(rekey_command(wrong)) == 1
+
+    error = capsys.readouterr().err
+    assert f"rotated to master key id {new_id}" in error
+    assert "nothing was changed" in error
+    assert f"add the file of key id {new_id} to portal.previous_key_files" in error
+    assert set(rotation.key_ids_in_database().values()) == {new_id}
+    intake = rotation.open(newest_key, [rotation.old_key])
+    with pytest.raises(PortalKeyError) as refused:
+        deposit_many(intake, 1)
+    intake.close()
+    assert f"put the file of key id {new_id} in portal.previous_key_files" in str(refused.value)
+    assert "restart" not in str(refused.value)
+
+
 def test_second_rekey_at_once_refused(
     rotation: Rotation, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -593,6 +625,10 @@ def test_rekey_as_root_on_other_users_store(
     err = capsys.readouterr().err
     assert "not as root" in err
     assert f"postveil portal rekey -c {config}" in err
+    assert main(rekey_command(config, "--reason", "yearly rotation")) == 1
+    assert f"postveil portal rekey --reason 'yearly rotation' -c {config}" in (
+        capsys.readouterr().err
+    )
     assert list(rotation.store_directory.iterdir()) == []
 
 

@@ -11,6 +11,7 @@ import argparse
 import logging
 import os
 import pwd
+import shlex
 import signal
 import stat
 import sys
@@ -160,7 +161,11 @@ def run(args: argparse.Namespace) -> int:
         return housekeeping(config, "revoke", args.message_id, args.reason, args.config)
     if args.action == "rekey":
         problem = _owner_problem(
-            config.portal.store_directory, "rekey", args.config, only_owner=True
+            config.portal.store_directory,
+            "rekey",
+            args.config,
+            _reason_arguments(args.reason),
+            only_owner=True,
         )
         if problem is not None:
             print(f"postveil portal rekey: {problem}", file=sys.stderr)
@@ -357,7 +362,8 @@ def housekeeping(
     config_path: str | None = None,
 ) -> int:
     section = config.portal
-    problem = _owner_problem(section.store_directory, action, config_path)
+    arguments = [message_id, *_reason_arguments(reason)] if action == "revoke" else []
+    problem = _owner_problem(section.store_directory, action, config_path, arguments)
     if problem is not None:
         print(f"postveil portal {action}: {problem}", file=sys.stderr)
         return 1
@@ -412,15 +418,25 @@ def _utc(epoch: float) -> str:
     return datetime.fromtimestamp(epoch, UTC).strftime("%Y-%m-%d %H:%M UTC")
 
 
+def _reason_arguments(reason: str) -> list[str]:
+    return ["--reason", reason] if reason else []
+
+
 def _owner_problem(
-    directory: str, action: str, config_path: str | None = None, *, only_owner: bool = False
+    directory: str,
+    action: str,
+    config_path: str | None = None,
+    arguments: Sequence[str] = (),
+    *,
+    only_owner: bool = False,
 ) -> str | None:
     """Return why this user must not open the store, or None.
 
     Root must not, unless root owns the store: files that root creates there (the
     database on first use, the messages directory, the lock file of ``rekey``) would be
     root's, and the intake could no longer write them. With ``only_owner``, no other
-    user may either.
+    user may either. The message ends with the command to run instead, with
+    ``arguments`` (such as the message id of ``revoke``) quoted for the shell.
     """
     euid = os.geteuid()
     if euid != 0 and not only_owner:
@@ -435,9 +451,11 @@ def _owner_problem(
         name = pwd.getpwuid(owner).pw_name
     except KeyError:
         name = str(owner)
-    config_option = f" -c {config_path}" if config_path else ""
+    command = ["postveil", "portal", action, *arguments]
+    if config_path:
+        command += ["-c", config_path]
     running_as = "not as root" if euid == 0 else f"not as user id {euid}"
     return (
         f"run this as the owner of {directory}, {running_as}: "
-        f"runuser -u {name} -- postveil portal {action}{config_option}"
+        f"runuser -u {name} -- {shlex.join(command)}"
     )

@@ -83,7 +83,9 @@ def _rekey_locked(config: Config, store: PortalStore, reason: str, config_path: 
         print(
             f"postveil portal rekey: the store was rotated to master key id {rotated}, which "
             f"is neither portal.key_file nor in portal.previous_key_files of "
-            f"{config.source}; this configuration predates that rotation, so nothing was changed",
+            f"{config.source}, so nothing was changed. If this configuration predates "
+            f"that rotation, run rekey with the current one. Otherwise add the file of key "
+            f"id {rotated} to portal.previous_key_files and run rekey again.",
             file=sys.stderr,
         )
         return 1

@@ -566,10 +566,12 @@ def show_pickup(world: World, cast: Cast, portal_run: PortalRun) -> None:
         print(f"  pickup failed: {failure}; see {world.daemons['portal'].log_path}")
 
     try:
-        status = ", ".join(portal.status().splitlines())
+        status = portal.status().splitlines()
     except PortalHarnessError as exc:
-        status = str(exc)
-    print(f"  postveil portal status: {status}")
+        status = [str(exc)]
+    print("  postveil portal status:")
+    for line in status:
+        print(f"    {line}")
 
 
 def print_steps(world: World, pickup: Pickup) -> None:

@@ -226,7 +226,7 @@ class BuiltinPortal:
         if self.config_path is None:
             raise PortalHarnessError("call setup() before start_daemon()")
         return DaemonProcess(
-            "postveil.portal.daemon",
+            "postveil.portal",
             self.config_path,
             log_path,
             ready=lambda: port_open("127.0.0.1", self.port),

@@ -7,7 +7,8 @@ it takes longer than ``portal.view_time_limit``. The page then offers the messag
 an ``.eml`` download only.
 
 The processes come from multiprocessing's fork server: one helper process, started
-with the first parse, imports the parsing code once and forks a child for each parse.
+with the daemon (:meth:`Parser.start`), imports the parsing code once and forks a
+child for each parse.
 A child starts in about 10 ms instead of the 0.3 s a new Python interpreter needs to
 import postveil (docs/benchmarks.md), and it holds none of the daemon's sockets or
 threads. When the fork server has died, the next parse starts a new one.

@@ -206,7 +206,8 @@ the migration. Reading such a row tries every configured key."""
 _CURRENT_KEY = "current_key_id"
 """Name of the ``meta`` row with the key id that ``postveil portal rekey`` last moved
 the data keys to. :meth:`PortalStore.deposit` refuses to store under a configuration
-that does not know this key, because such a configuration predates the rotation."""
+that does not know this key, because such a configuration predates the rotation or
+lists the wrong old key files."""
 
 
 @dataclass(frozen=True)
@@ -455,15 +456,18 @@ class PortalStore:
 
     def _check_rotation(self, db: sqlite3.Connection) -> None:
         """Raise PortalKeyError when ``postveil portal rekey`` moved the store to a
-        master key that this process does not have: its configuration predates the
-        rotation, and data keys it encrypted could be lost when the old key is retired."""
+        master key that this process does not have. Its configuration then predates
+        the rotation or lists the wrong old key files. Data keys it encrypted could be
+        lost when the old key is retired. The message gives the fix for both causes."""
         row = db.execute("SELECT value FROM meta WHERE name = ?", (_CURRENT_KEY,)).fetchone()
         if row is None or row[0] in self._keys:
             return
         raise PortalKeyError(
-            f"the portal's master key was rotated to key id {row[0]}, but this process "
-            f"encrypts with key id {self._keys.current.key_id} from an older configuration: "
-            "restart it, so that it reads portal.key_file again"
+            f"the portal's master key was rotated to key id {row[0]}, and no key file of "
+            f"this process's configuration has that key (portal.key_file has key id "
+            f"{self._keys.current.key_id}): put the file of key id {row[0]} in "
+            "portal.previous_key_files, or in portal.key_file if the configuration "
+            "predates the rotation"
         )
 
     def _wrap(self, message_id: str, data_key: bytes) -> bytes:
@@ -806,8 +810,9 @@ class PortalStore:
         on every deposit by a process without this key fails (see ``_check_rotation``).
 
         Raises PortalKeyError when the store was rotated to a key that is not in this
-        keyring: this configuration predates that rotation, and rewrapping to its
-        current key would move the data keys back to an older key.
+        keyring: this configuration predates that rotation or lists the wrong old key
+        files, and rewrapping to its current key could move the data keys back to an
+        older key.
         """
         with self._transaction() as db:
             self._check_rotation(db)
