@@ -735,6 +735,25 @@ def test_migration_after_key_change_labels_old_key(
     assert key_table(out) == {new_id: 0, old_id: 1, "(none)": 1}
 
 
+def test_status_names_a_key_id_without_a_file(
+    rotation: Rotation, capsys: pytest.CaptureFixture[str]
+) -> None:
+    store = rotation.open(rotation.old_key)
+    deposit_many(store, 2)
+    store.close()
+    generate_master_key(rotation.new_key)
+    # The old key file is missing from previous_key_files.
+    config = rotation.write_config(rotation.new_key)
+
+    assert main(["portal", "status", "-c", str(config)]) == 0
+
+    out = capsys.readouterr().out
+    old_id = master_key_id(load_master_key(rotation.old_key))
+    assert key_table(out)[old_id] == 2
+    assert f"No configured key file opens the messages under key id {old_id}" in out
+    assert "portal rekey" not in out
+
+
 def test_newer_schema_is_a_clear_error(rotation: Rotation) -> None:
     store = rotation.open(rotation.old_key)
     store.close()

@@ -163,7 +163,7 @@ async def test_forwarded_for_ignored_without_trusted_proxy(start_portal: StartPo
 async def test_loopback_proxy_trusted_by_default(
     start_portal: StartPortal, caplog: pytest.LogCaptureFixture
 ) -> None:
-    caplog.set_level(logging.WARNING)
+    caplog.set_level(logging.INFO)
     portal = await start_portal(client_codes_per_hour=1)
     tokens = [portal.deposit()[1] for _ in range(4)]
 
@@ -181,6 +181,9 @@ async def test_loopback_proxy_trusted_by_default(
     assert no_header.status == 303
     assert no_header_again.status == 429
     assert caplog.text.count("has no X-Forwarded-For header") == 1
+    # The access lines name the client that the proxy named.
+    assert "198.51.100.2 via 127.0.0.1 POST /m/{token}/code 303" in caplog.text
+    assert "\n127.0.0.1 POST /m/{token}/code 429" in "\n" + "\n".join(caplog.messages)
     assert rejection_reasons(portal, "code_refused") == ["client_codes_per_hour 1 client 127.0.0.1"]
 
 

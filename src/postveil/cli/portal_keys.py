@@ -134,11 +134,21 @@ def print_key_counts(store: PortalStore) -> None:
         role = "current" if key is keyring.current else "previous"
         print(f"  {key.key_id}  {counts.pop(key.key_id, 0):6d}  {role}: {key.source}")
     unrecorded = counts.pop(None, 0)
-    for key_id, count in sorted(counts.items(), key=lambda item: item[0] or ""):
-        print(f"  {key_id}  {count:6d}  no configured key file has this key")
+    missing = sorted(key_id for key_id in counts if key_id is not None)
+    for key_id in missing:
+        print(f"  {key_id}  {counts[key_id]:6d}  no configured key file has this key")
     if unrecorded:
         print(f"  {'(none)':16}  {unrecorded:6d}  no key id recorded")
 
+    if missing:
+        print(
+            "No configured key file opens the messages under key id "
+            + ", ".join(missing)
+            + ": add the file with that key to portal.previous_key_files ('postveil portal "
+            "create-key' printed each key's id), or revoke those messages. Keep every "
+            "previous key file until then."
+        )
+        return
     if not keyring.previous:
         return
     if store.rotated_key_id() != keyring.current.key_id:

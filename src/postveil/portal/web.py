@@ -343,12 +343,17 @@ class Portal:
         await self._audit("code_sent", pickup)
         return self.redirect(self.url(token, "/code"))
 
+    def client_of(self, request: web.Request) -> IPv4or6Address | None:
+        """Return the address of the request's client: the peer, or the address a
+        trusted proxy put in X-Forwarded-For (see :func:`client_address`)."""
+        forwarded = request.headers.getall("X-Forwarded-For", [])
+        return client_address(request.remote, forwarded, self._trusted_proxies)
+
     def _client(self, request: web.Request) -> str:
         """Return the key under which the request's client is limited (see
-        :func:`client_address` and :func:`client_key`)."""
-        forwarded = request.headers.getall("X-Forwarded-For", [])
-        address = client_address(request.remote, forwarded, self._trusted_proxies)
-        if not forwarded and address is not None:
+        :func:`client_key`)."""
+        address = self.client_of(request)
+        if "X-Forwarded-For" not in request.headers and address is not None:
             self._warn_if_proxy_sent_no_client(address)
         return client_key(address)
 
@@ -362,10 +367,10 @@ class Portal:
             return
         self._no_forwarded_warned_at = now
         log.warning(
-            "a code request or entry from %s, a trusted proxy (portal.trusted_proxies), "
-            "has no X-Forwarded-For header, so all clients behind it share one set of "
-            "limits per client; have the proxy append the client's address "
-            "(docs/portal.md, 'Limits per client')",
+            "a code request or entry from %s (in portal.trusted_proxies) has no "
+            "X-Forwarded-For header. If it came through a reverse proxy, all clients "
+            "behind that proxy share one set of limits per client: have the proxy append "
+            "the client's address (docs/portal.md, 'Limits per client')",
             address,
         )
 
@@ -734,9 +739,14 @@ def _make_middleware(portal: Portal) -> Middleware:
         response = await _respond(portal, request, handler)
         resource = request.match_info.route.resource
         pattern = resource.canonical if resource is not None else "-"
+        # The client as a trusted proxy named it, parsed as an address, so the header's
+        # text never reaches the log; the peer is added when it differs.
+        client = portal.client_of(request)
+        peer = request.remote or "-"
+        shown = peer if client is None or str(client) == peer else f"{client} via {peer}"
         access_log.info(
             "%s %s %s %d message=%s %.0f ms",
-            request.remote or "-",
+            shown,
             request.method,
             pattern,
             response.status,
