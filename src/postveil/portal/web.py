@@ -91,9 +91,10 @@ MESSAGE_ID_KEY = web.RequestKey("portal_message", str)
 """The portal message id a request concerns, for the access line."""
 
 DROPPED_CLIENTS_LOG_INTERVAL = 3600.0
+"""Seconds between warnings that the table of client limits is full."""
+
 NO_FORWARDED_LOG_INTERVAL = 3600.0
 """Seconds between warnings about a trusted proxy that sent no X-Forwarded-For."""
-"""Seconds between warnings that the table of client limits is full."""
 
 
 @dataclass
