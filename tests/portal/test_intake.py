@@ -686,6 +686,9 @@ def test_deliver_as_root_defers(
         "pat@example.net\rBcc: kim@example.org",
         '"pat smith"@example.net',
         "pat@@example.net",
+        # A To header would decode these to pat@example.net, or to nothing.
+        "=?utf-8?q?pat?=@example.net",
+        "pat@example.net.",
     ],
 )
 def test_sealed_non_address_recipient_rejected(setup: Setup, recipient: str) -> None:

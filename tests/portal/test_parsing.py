@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import signal
+import threading
 import time
 from pathlib import Path
 
@@ -69,3 +70,53 @@ def test_new_fork_server_after_it_died() -> None:
     new_pids = _forkserver_pids()
     assert new_pids
     assert set(new_pids).isdisjoint(pids)
+
+
+def _slow_content_type(parameters: int) -> bytes:
+    """A message whose Content-Type has ``parameters`` parameters: Python 3.11's email
+    package takes more than a minute for 40,000 of them."""
+    listed = "".join(f'; p{i}="v{i}"' for i in range(parameters))
+    return f"Subject: s\r\nContent-Type: text/plain{listed}\r\n\r\nhello\r\n".encode()
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
+
+
+def test_time_limit_without_fork_server() -> None:
+    parser = Parser(1)
+    parser.start()
+    children: list[int] = []
+    killer_done = threading.Event()
+
+    def kill_fork_server() -> None:
+        # Wait for the parsing process, then kill the fork server under it, which
+        # takes with it the only way the daemon learns the child's status.
+        deadline = time.monotonic() + 10
+        while not parser._children and time.monotonic() < deadline:
+            time.sleep(0.01)
+        children.extend(child.pid for child in list(parser._children) if child.pid)
+        for pid in _forkserver_pids():
+            os.kill(pid, signal.SIGKILL)
+        killer_done.set()
+
+    killer = threading.Thread(target=kill_fork_server)
+    killer.start()
+    with pytest.raises((ParseTimeout, ParseFailed)):
+        parser.view(_slow_content_type(40_000))
+    killer.join()
+    assert killer_done.is_set()
+    assert children
+
+    # The child ends soon after the time limit although the daemon lost track of it.
+    deadline = time.monotonic() + 5
+    while any(_alive(pid) for pid in children) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    left = [pid for pid in children if _alive(pid)]
+    for pid in left:
+        os.kill(pid, signal.SIGKILL)
+    assert left == []

@@ -123,6 +123,26 @@ async def test_no_notice_for_null_or_own_sender(
     assert "no pickup notice for" in caplog.text
 
 
+@pytest.mark.parametrize(
+    "sender", ["=?utf-8?q?records?=@example.org", "=?us-ascii?b?cmVjb3Jkcw==?=@example.org"]
+)
+async def test_no_notice_to_decoded_sender(start_portal: StartPortal, sender: str) -> None:
+    # Written into a To header, the encoded word would be decoded to another mailbox,
+    # records@example.org, and smtplib took the envelope recipient from that header.
+    portal = await start_portal(notify_sender="first_open")
+    _, token = portal.deposit(message_with_id(), sender=sender)
+
+    async with portal.client() as client:
+        await sign_in(client, portal, token)
+        async with client.get(portal.url(token, "/message")) as response:
+            assert response.status == 200
+        await asyncio.sleep(0.3)
+
+    assert portal.sink.messages_to("records@example.org") == []
+    assert len(portal.sink.messages) == 1
+    assert notice_records(portal) == []
+
+
 async def test_no_notice_by_default(start_portal: StartPortal) -> None:
     portal = await start_portal()
     _, token = portal.deposit(message_with_id())

@@ -38,6 +38,9 @@ def test_defaults_listen_on_loopback() -> None:
         ({"trusted_proxies": "127.0.0.1"}, r"expected a list, for example \[127.0.0.1\]"),
         ({"trusted_proxies": ["proxy.example.org"]}, "invalid trusted_proxies entry"),
         ({"trusted_proxies": ["10.0.0.1/8"]}, "has host bits set"),
+        # Clients of a dual-stack listener are read as IPv4, so these never match.
+        ({"trusted_proxies": ["::ffff:10.0.0.1"]}, r"IPv4-mapped.*write 10\.0\.0\.1/32"),
+        ({"trusted_proxies": ["::ffff:10.0.0.0/104"]}, r"IPv4-mapped.*write 10\.0\.0\.0/8"),
         ({"notify_sender": "always"}, "'never' or 'first_open'"),
     ],
 )

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import time
 
 import pytest
 
@@ -57,3 +59,35 @@ async def test_attachment_over_time_limit_is_503(start_portal: StartPortal) -> N
         assert response.status == 503
         assert "Download the whole message" in page
     assert "downloaded" not in portal.audit_text()
+
+
+async def test_parses_take_turns_per_link(start_portal: StartPortal) -> None:
+    # Parses run one at a time for all recipients. Without turns per link, one
+    # recipient's concurrent requests for a slow message queued a time limit each
+    # ahead of everyone else's page.
+    portal = await start_portal(view_time_limit=TIME_LIMIT)
+    _, slow = portal.deposit(sample_message(html=SLOW_HTML))
+    _, quick = portal.deposit()
+
+    async with portal.client() as flooder, portal.client() as reader:
+        await sign_in(flooder, portal, slow)
+        await sign_in(reader, portal, quick)
+
+        async def fetch() -> int:
+            async with flooder.get(portal.url(slow, "/message")) as response:
+                await response.read()
+                return response.status
+
+        flood = [asyncio.create_task(fetch()) for _ in range(4)]
+        await asyncio.sleep(0.3)
+        started = time.monotonic()
+        async with reader.get(portal.url(quick, "/message")) as response:
+            page = await response.text()
+        waited = time.monotonic() - started
+        statuses = await asyncio.gather(*flood)
+
+    assert response.status == 200
+    assert UNREADABLE_NOTICE.split(".")[0] not in page
+    # At most one parse of the slow message runs ahead of the reader's.
+    assert waited < 3.0
+    assert statuses == [200] * 4

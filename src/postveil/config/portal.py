@@ -18,6 +18,9 @@ from pydantic import Field, ValidationInfo, field_validator, model_validator
 from postveil.config.routing import _HEADER_NAME_RE
 from postveil.config.types import PositiveDuration, PositiveSize, Section, parse_host_port
 
+_IPV4_MAPPED = ipaddress.IPv6Network("::ffff:0:0/96")
+"""The IPv4-mapped IPv6 addresses, ``::ffff:a.b.c.d``."""
+
 
 class PortalSection(Section):
     intake_address: str | None = None
@@ -190,6 +193,16 @@ class PortalSection(Section):
                     f"invalid trusted_proxies entry {entry!r}: expected an IP address or a "
                     f"network such as '10.0.0.0/8' ({exc})"
                 ) from None
+            if isinstance(network, ipaddress.IPv6Network) and network.subnet_of(_IPV4_MAPPED):
+                # postveil-portal reads a peer or X-Forwarded-For entry of the form
+                # ::ffff:a.b.c.d as the IPv4 address, which no IPv6 network contains.
+                offset = int(network.network_address) - int(_IPV4_MAPPED.network_address)
+                ipv4 = ipaddress.IPv4Network((offset, network.prefixlen - 96))
+                raise ValueError(
+                    f"invalid trusted_proxies entry {entry!r}: an IPv4-mapped address never "
+                    "matches, because postveil-portal reads IPv4 clients of a dual-stack "
+                    f"listener as IPv4 addresses; write {ipv4}"
+                )
             normalised.append(str(network))
         return tuple(normalised)
 

@@ -23,6 +23,8 @@ line contains any of the message's text.
 
 from __future__ import annotations
 
+import email.errors
+import email.policy
 import logging
 import os
 import re
@@ -119,8 +121,22 @@ and none of the characters that separate, quote or comment addresses in a header
 
 
 def is_single_address(value: str) -> bool:
-    """Return True when ``value`` is one plain ``local@domain`` address."""
-    return _ADDRESS_RE.fullmatch(value) is not None
+    """Return True when ``value`` is one plain ``local@domain`` address that a To
+    header carries unchanged.
+
+    The portal's mail puts the address in its To header, and smtplib takes the
+    envelope recipient from that header. Python's email package decodes an encoded
+    word in the local part (``=?utf-8?q?kim?=@example.org`` becomes
+    ``kim@example.org``, another mailbox) and reads a domain with an empty label as
+    no address at all, so such values are rejected.
+    """
+    if _ADDRESS_RE.fullmatch(value) is None:
+        return False
+    try:
+        parsed = email.policy.default.header_factory("To", value).addresses
+    except (ValueError, IndexError, email.errors.HeaderParseError):
+        return False
+    return len(parsed) == 1 and f"{parsed[0].username}@{parsed[0].domain}" == value
 
 
 def check_recipients(recipients: tuple[str, ...]) -> str | None:

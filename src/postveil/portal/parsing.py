@@ -16,8 +16,10 @@ threads. When the fork server has died, the next parse starts a new one.
 
 from __future__ import annotations
 
+import math
 import multiprocessing
 import multiprocessing.forkserver
+import resource
 import threading
 import time
 from dataclasses import asdict
@@ -43,6 +45,10 @@ _PRELOAD = ["postveil.portal.parsing", "postveil.portal.daemon"]
 
 RETRY_DELAY = 0.2
 """Seconds to wait before the second attempt to start a parsing process."""
+
+CPU_LIMIT_MARGIN = 1
+"""Seconds of CPU time a parsing process may use beyond ``portal.view_time_limit``
+before the kernel kills it (see :func:`_limit_cpu`)."""
 
 
 class ParseTimeout(Exception):
@@ -111,7 +117,7 @@ class Parser:
         self, sender: Connection, task: str, raw: bytes, number: int
     ) -> multiprocessing.process.BaseProcess:
         """Start a child that parses ``raw``; raises ParseFailed."""
-        args = (sender, task, raw, number)
+        args = (sender, task, raw, number, math.ceil(self.time_limit) + CPU_LIMIT_MARGIN)
         try:
             return self._start_once(args)
         except (OSError, EOFError):
@@ -155,8 +161,23 @@ def _receive(
     return value
 
 
-def _child(sender: Connection, task: str, raw: bytes, number: int) -> None:
+def _limit_cpu(seconds: int) -> None:
+    """Have the kernel kill this process after ``seconds`` of CPU time, and never
+    write a core file, which would hold the decrypted message.
+
+    The daemon kills a child that outlives the time limit, but it learns the child's
+    state through the fork server. When the fork server dies during a parse, the child
+    looks ended to the daemon and goes on parsing, and so it does when the daemon
+    itself is killed. This limit ends it in both cases. Soft and hard limit are equal,
+    so Linux sends SIGKILL, not SIGXCPU, whose default action dumps core.
+    """
+    resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+    resource.setrlimit(resource.RLIMIT_CPU, (seconds, seconds))
+
+
+def _child(sender: Connection, task: str, raw: bytes, number: int, cpu_seconds: int) -> None:
     """Parse ``raw`` in the child process and send ("ok", result) or ("error", class name)."""
+    _limit_cpu(cpu_seconds)
     try:
         message = parse_message(raw)
         if task == "view":

@@ -33,6 +33,7 @@ import re
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
 from email.message import EmailMessage
 from typing import ParamSpec, TypeVar
 from urllib.parse import quote, urlsplit
@@ -90,9 +91,20 @@ MESSAGE_ID_KEY = web.RequestKey("portal_message", str)
 """The portal message id a request concerns, for the access line."""
 
 DROPPED_CLIENTS_LOG_INTERVAL = 3600.0
+"""Seconds between warnings that the table of client limits is full."""
+
 NO_FORWARDED_LOG_INTERVAL = 3600.0
 """Seconds between warnings about a trusted proxy that sent no X-Forwarded-For."""
-"""Seconds between warnings that the table of client limits is full."""
+
+
+@dataclass
+class _ParseTurn:
+    """The lock that the parses of one link take turns on, and how many requests
+    hold it or wait for it."""
+
+    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    requests: int = 0
+
 
 _P = ParamSpec("_P")
 _T = TypeVar("_T")
@@ -151,6 +163,8 @@ class Portal:
         # (parsing.py). This thread waits for the process, so the event loop does not.
         self._parse_threads = ThreadPoolExecutor(max_workers=1, thread_name_prefix="portal-parse")
         self.parser = Parser(section.view_time_limit)
+        self._parse_turns: dict[str, _ParseTurn] = {}
+        """Requests waiting to parse, by link token (see :meth:`_parse`)."""
         self.limiter = ClientLimiter(
             codes_per_hour=section.client_codes_per_hour,
             wrong_codes_per_hour=section.client_wrong_codes_per_hour,
@@ -180,6 +194,27 @@ class Portal:
     ) -> _T:
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self._parse_threads, lambda: function(*args, **kwargs))
+
+    async def _parse(
+        self, token: str, function: Callable[_P, _T], *args: _P.args, **kwargs: _P.kwargs
+    ) -> _T:
+        """Run a parse for the link ``token`` after the earlier parses for that link.
+
+        Parses run one at a time for all links. Taking turns per link keeps at most one
+        parse of each link in that queue, so a recipient who sends many requests at
+        once delays the pages of others by one time limit, not by one per request.
+        """
+        turn = self._parse_turns.get(token)
+        if turn is None:
+            turn = self._parse_turns[token] = _ParseTurn()
+        turn.requests += 1
+        try:
+            async with turn.lock:
+                return await self._in_parser(function, *args, **kwargs)
+        finally:
+            turn.requests -= 1
+            if turn.requests == 0:
+                del self._parse_turns[token]
 
     async def _send_mail(self, message: EmailMessage) -> None:
         """Send ``message`` on a mail thread; raises PortalError, or TimeoutError after
@@ -580,7 +615,7 @@ class Portal:
         if isinstance(result, web.Response):
             return result
         token, pickup, raw = result
-        view, notice = await self._view(raw, pickup)
+        view, notice = await self._view(token, raw, pickup)
         if pickup.opened is None:
             log.info("message %s: opened by %s", pickup.message_id, pickup.recipient)
         return self.page(
@@ -595,7 +630,7 @@ class Portal:
             )
         )
 
-    async def _view(self, raw: bytes, pickup: Pickup) -> tuple[MessageView, str | None]:
+    async def _view(self, token: str, raw: bytes, pickup: Pickup) -> tuple[MessageView, str | None]:
         """Return the page's view of ``raw`` and no notice, or, for a message that cannot
         be parsed, an empty view and UNREADABLE_NOTICE. The recipient can then still
         download the message whole."""
@@ -607,7 +642,7 @@ class Portal:
             )
             return MessageView((), (), ()), UNREADABLE_NOTICE
         try:
-            view = await self._in_parser(self.parser.view, raw)
+            view = await self._parse(token, self.parser.view, raw)
         except (ParseTimeout, ParseFailed) as exc:
             # Python 3.11's email package raises RecursionError for MIME parts nested
             # about a thousand deep or a Content-Type of thousands of parentheses, and
@@ -647,13 +682,13 @@ class Portal:
         checked = await self._read(request, event=None)
         if isinstance(checked, web.Response):
             return checked
-        _, pickup, raw = checked
+        token, pickup, raw = checked
         if has_too_many_parts(raw):
             # The message page lists no parts for such a message (see _view).
             return self.not_found()
 
         try:
-            found = await self._in_parser(self.parser.part, raw, number)
+            found = await self._parse(token, self.parser.part, raw, number)
         except (ParseTimeout, ParseFailed) as exc:
             log.warning("message %s: part %d not offered (%s)", pickup.message_id, number, exc)
             return self.problem(
