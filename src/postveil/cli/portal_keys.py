@@ -14,7 +14,13 @@ from postveil.cli.admin_audit import AdminAuditError, AdminChangeLog
 from postveil.config import Config
 from postveil.portal.keys import master_key_id
 from postveil.portal.rekey import pending_count, rekey_lock, rewrap_all
-from postveil.portal.store import PortalError, PortalStore, generate_master_key, load_master_key
+from postveil.portal.store import (
+    PortalError,
+    PortalStore,
+    RetiredKeyError,
+    generate_master_key,
+    load_master_key,
+)
 
 REKEY_ACTION = "portal-rekey"
 """``action`` of the ``admin_override`` record that ``rekey`` writes."""
@@ -89,8 +95,15 @@ def _rekey_locked(config: Config, store: PortalStore, reason: str, config_path: 
             file=sys.stderr,
         )
         return 1
+    try:
+        store.check_current_key()
+    except RetiredKeyError as exc:
+        print(f"postveil portal rekey: {exc}; nothing was changed", file=sys.stderr)
+        return 1
     pending = pending_count(store)
     if pending == 0 and rotated == current:
+        # A store that an older postveil rotated has no retired keys recorded yet.
+        print_retired(store.declare_current_key())
         print(f"every data key is encrypted with master key id {current}; nothing to do")
         print_key_counts(store)
         return 0
@@ -107,6 +120,7 @@ def _rekey_locked(config: Config, store: PortalStore, reason: str, config_path: 
 
     print(f"encrypting {pending} data key(s) again with master key id {current}")
     result = rewrap_all(store)
+    print_retired(list(result.retired))
     print(f"encrypted {result.rewrapped} data key(s) again")
     for failure in result.failures:
         print(f"postveil portal rekey: left unchanged: {failure.reason}", file=sys.stderr)
@@ -121,6 +135,15 @@ def _rekey_locked(config: Config, store: PortalStore, reason: str, config_path: 
         )
         return 1
     return 0
+
+
+def print_retired(key_ids: list[str]) -> None:
+    if key_ids:
+        print(
+            "retired master key id(s) "
+            + ", ".join(key_ids)
+            + ": portal.key_file may no longer name them"
+        )
 
 
 def print_key_counts(store: PortalStore) -> None:
@@ -147,6 +170,14 @@ def print_key_counts(store: PortalStore) -> None:
             + ": add the file with that key to portal.previous_key_files ('postveil portal "
             "create-key' printed each key's id), or revoke those messages. Keep every "
             "previous key file until then."
+        )
+        return
+    if keyring.current.key_id in store.retired_key_ids():
+        print(
+            f"portal.key_file has master key id {keyring.current.key_id}, which a rotation "
+            "retired: point portal.key_file at the newest key. Until then the intake "
+            "defers every message, postveil-portal does not start and rekey changes "
+            "nothing."
         )
         return
     if not keyring.previous:
