@@ -872,6 +872,166 @@ def test_rerun_records_keys_of_older_rotation(
     assert len([r for r in rotation.audit_records() if r["kind"] == "admin_override"]) == 1
 
 
+# -- abandoning a rotation ---------------------------------------------------------
+
+
+def record_rotation(rotation: Rotation, key_file: Path, previous: Sequence[Path]) -> None:
+    """Leave the store as a rekey that stopped right after recording ``key_file``."""
+    store = rotation.open(key_file, previous)
+    store.declare_current_key()
+    store.close()
+
+
+def abandon_overrides(rotation: Rotation) -> list[dict[str, Any]]:
+    return [
+        record
+        for record in rotation.audit_records()
+        if record["kind"] == "admin_override" and record["action"] == "portal-rekey-abandon"
+    ]
+
+
+def test_abandon_after_new_key_lost(rotation: Rotation, capsys: pytest.CaptureFixture[str]) -> None:
+    store = rotation.open(rotation.old_key)
+    messages = deposit_many(store, 3)
+    open_sessions(store, messages)
+    store.close()
+    generate_master_key(rotation.new_key)
+    new_id = master_key_id(load_master_key(rotation.new_key))
+    old_id = master_key_id(load_master_key(rotation.old_key))
+    record_rotation(rotation, rotation.new_key, [rotation.old_key])
+    rotation.new_key.unlink()
+    old_config = rotation.write_config(rotation.old_key)
+
+    # Stuck: the intake defers and rekey refuses, and both name the way out.
+    stuck = rotation.open(rotation.old_key)
+    with pytest.raises(PortalKeyError) as refused:
+        deposit_many(stuck, 1)
+    stuck.close()
+    assert "postveil portal rekey --abandon" in str(refused.value)
+    assert main(rekey_command(old_config)) == 1
+    assert "postveil portal rekey --abandon" in capsys.readouterr().err
+
+    assert main(rekey_command(old_config, "--abandon", "--reason", "new key lost")) == 0
+
+    output = capsys.readouterr().out
+    assert f"abandoned the rotation to master key id {new_id}" in output
+    assert f"master key id {old_id} is no longer retired" in output
+    (override,) = abandon_overrides(rotation)
+    assert override["target"] == str(rotation.store_directory)
+    assert override["fingerprint"] == new_id
+    assert override["reason"] == "new key lost"
+    assert override["command"] == f"postveil portal rekey --abandon -c {old_config}"
+    store = rotation.open(rotation.old_key)
+    assert store.rotated_key_id() is None
+    assert store.retired_key_ids() == {}
+    messages += deposit_many(store, 1, first=10)
+    open_sessions(store, messages[-1:])
+    assert_all_readable(store, messages)
+    store.close()
+    config = parse_config(old_config.read_bytes(), str(old_config))
+    daemon, audit, _context = open_resources(config)
+    daemon.close()
+    audit.close()
+
+
+def test_abandon_refused_with_messages_under_key(
+    rotation: Rotation, capsys: pytest.CaptureFixture[str]
+) -> None:
+    store = rotation.open(rotation.old_key)
+    deposit_many(store, 3)
+    store.close()
+    generate_master_key(rotation.new_key)
+    config = rotation.write_config(rotation.new_key, [rotation.old_key])
+    assert main(rekey_command(config)) == 0
+    capsys.readouterr()
+
+    assert main(rekey_command(config, "--abandon")) == 1
+
+    error = capsys.readouterr().err
+    new_id = master_key_id(load_master_key(rotation.new_key))
+    old_id = master_key_id(load_master_key(rotation.old_key))
+    assert f"3 stored message(s) are under master key id {new_id}" in error
+    assert "nothing was changed" in error
+    assert abandon_overrides(rotation) == []
+    store = rotation.open(rotation.new_key, [rotation.old_key])
+    assert store.rotated_key_id() == new_id
+    assert store.retired_key_ids() == {old_id: new_id}
+    store.close()
+
+
+def test_abandon_second_rotation_restores_first(
+    rotation: Rotation, capsys: pytest.CaptureFixture[str]
+) -> None:
+    store = rotation.open(rotation.old_key)
+    messages = deposit_many(store, 2)
+    open_sessions(store, messages)
+    store.close()
+    generate_master_key(rotation.new_key)
+    rotate(rotation, rotation.new_key, [rotation.old_key], "first.yaml")
+    newest_key = rotation.tmp / "keys" / "portal-newest.key"
+    generate_master_key(newest_key)
+    record_rotation(rotation, newest_key, [rotation.new_key, rotation.old_key])
+    newest_key.unlink()
+    config = rotation.write_config(rotation.new_key, [rotation.old_key], name="first.yaml")
+    capsys.readouterr()
+
+    assert main(rekey_command(config, "--abandon")) == 0
+
+    output = capsys.readouterr().out
+    new_id = master_key_id(load_master_key(rotation.new_key))
+    old_id = master_key_id(load_master_key(rotation.old_key))
+    assert f"the store is back at master key id {new_id}" in output
+    store = rotation.open(rotation.new_key, [rotation.old_key])
+    assert store.rotated_key_id() == new_id
+    assert store.retired_key_ids() == {old_id: new_id}
+    deposit_many(store, 1)
+    assert_all_readable(store, messages)
+    store.close()
+    stale = rotation.open(rotation.old_key, [rotation.new_key])
+    with pytest.raises(PortalKeyError, match="point portal.key_file at the newest key"):
+        deposit_many(stale, 1)
+    stale.close()
+
+
+def test_abandon_without_rotation_changes_nothing(
+    rotation: Rotation, capsys: pytest.CaptureFixture[str]
+) -> None:
+    store = rotation.open(rotation.old_key)
+    deposit_many(store, 1)
+    store.close()
+    config = rotation.write_config(rotation.old_key)
+
+    assert main(rekey_command(config, "--abandon")) == 0
+
+    assert "no rotation is recorded in the store; nothing to do" in capsys.readouterr().out
+    assert rotation.audit_records() == []
+
+
+def test_abandon_refused_for_unlabelled_row(
+    rotation: Rotation, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A row without a key id that no configured key opens may be under the key
+    being abandoned."""
+    store = rotation.open(rotation.old_key)
+    damaged, _intact = deposit_many(store, 2)
+    store.close()
+    generate_master_key(rotation.new_key)
+    record_rotation(rotation, rotation.new_key, [rotation.old_key])
+    with sqlite3.connect(rotation.store_directory / "portal.sqlite3") as database:
+        database.execute(
+            "UPDATE messages SET key_id = NULL, wrapped_key = zeroblob(60) WHERE id = ?",
+            (damaged.message_id,),
+        )
+    config = rotation.write_config(rotation.old_key)
+
+    assert main(rekey_command(config, "--abandon")) == 1
+
+    error = capsys.readouterr().err
+    assert "1 stored message(s)" in error
+    assert "revoke" in error
+    assert abandon_overrides(rotation) == []
+
+
 # -- schema migration --------------------------------------------------------------
 
 _VERSION_1_COLUMNS = ["id", "created", "expires", "sender", "queue_id", "size", "wrapped_key"]

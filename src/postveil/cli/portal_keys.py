@@ -25,6 +25,9 @@ from postveil.portal.store import (
 REKEY_ACTION = "portal-rekey"
 """``action`` of the ``admin_override`` record that ``rekey`` writes."""
 
+ABANDON_ACTION = "portal-rekey-abandon"
+"""``action`` of the ``admin_override`` record that ``rekey --abandon`` writes."""
+
 
 def create_key(path: str) -> int:
     """Write a new master key file with mode 0600; never overwrite one."""
@@ -50,12 +53,13 @@ def create_key(path: str) -> int:
     return 0
 
 
-def rekey(config: Config, reason: str, config_path: str | None) -> int:
+def rekey(config: Config, reason: str, config_path: str | None, *, abandon: bool = False) -> int:
     """Encrypt every data key again with ``portal.key_file``; see docs/portal.md.
 
     Exit status 0 when every data key is under the current key, 1 otherwise (a data
     key that no configured key decrypts, a missing or open key file, a locked store,
-    an audit trail that cannot be written).
+    an audit trail that cannot be written). With ``abandon``, undo the record of the
+    last rotation instead (:func:`abandon_rotation`).
     """
     section = config.portal
     if not os.path.isdir(section.store_directory):
@@ -74,6 +78,8 @@ def rekey(config: Config, reason: str, config_path: str | None) -> int:
         return 1
     try:
         with rekey_lock(section.store_directory):
+            if abandon:
+                return abandon_rotation(config, store, reason, config_path)
             return _rekey_locked(config, store, reason, config_path)
     except PortalError as exc:
         print(f"postveil portal rekey: {exc}", file=sys.stderr)
@@ -91,7 +97,9 @@ def _rekey_locked(config: Config, store: PortalStore, reason: str, config_path: 
             f"is neither portal.key_file nor in portal.previous_key_files of "
             f"{config.source}, so nothing was changed. If this configuration predates "
             f"that rotation, run rekey with the current one. Otherwise add the file of key "
-            f"id {rotated} to portal.previous_key_files and run rekey again.",
+            f"id {rotated} to portal.previous_key_files and run rekey again. If that file "
+            "is lost and no message needs it, give up the rotation with 'postveil portal "
+            "rekey --abandon' and this configuration.",
             file=sys.stderr,
         )
         return 1
@@ -134,6 +142,48 @@ def _rekey_locked(config: Config, store: PortalStore, reason: str, config_path: 
             file=sys.stderr,
         )
         return 1
+    return 0
+
+
+def abandon_rotation(
+    config: Config, store: PortalStore, reason: str, config_path: str | None
+) -> int:
+    """Undo the record of the last rotation when no stored message needs its key,
+    after writing an ``admin_override`` record; see docs/portal.md."""
+    command = "postveil portal rekey --abandon" + (f" -c {config_path}" if config_path else "")
+    changes = AdminChangeLog(config.audit, "postveil portal rekey", command, reason)
+
+    def record(key_id: str) -> None:
+        changes.record(ABANDON_ACTION, [config.portal.store_directory], key_id)
+
+    try:
+        abandoned = store.abandon_rotation(record)
+    except AdminAuditError as exc:
+        print(f"postveil portal rekey: {exc}; nothing was changed", file=sys.stderr)
+        return 1
+    finally:
+        changes.close()
+
+    if abandoned is None:
+        print("no rotation is recorded in the store; nothing to do")
+        return 0
+    print(f"abandoned the rotation to master key id {abandoned.key_id}")
+    if abandoned.restored is None:
+        print("no rotation is recorded in the store any more")
+    else:
+        print(
+            f"the store is back at master key id {abandoned.restored}, the key of the "
+            "rotation before"
+        )
+    for key_id in abandoned.unretired:
+        print(f"master key id {key_id} is no longer retired")
+    if store.keyring.current.key_id == abandoned.key_id:
+        print(
+            f"portal.key_file in {config.source} still has key id {abandoned.key_id}, so the "
+            "intake keeps storing new messages under it: point portal.key_file at the key "
+            "that you keep"
+        )
+    print_key_counts(store)
     return 0
 
 

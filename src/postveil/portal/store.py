@@ -61,7 +61,7 @@ class PortalKeyError(PortalError):
 
 
 class RetiredKeyError(PortalKeyError):
-    """``portal.key_file`` holds a key that ``postveil portal rekey`` moved the store
+    """``portal.key_file`` contains a key that ``postveil portal rekey`` moved the store
     away from."""
 
 
@@ -226,6 +226,24 @@ reads only the ``schema`` and ``current_key_id`` rows and ignores the others."""
 _ROTATED_FROM = "rotated_from_key_id"
 """Name of the ``meta`` row with the value that ``current_key_id`` had before the
 last rotation; absent after the first one. ``rekey --abandon`` restores it."""
+
+
+class RotationInUseError(PortalError):
+    """``rekey --abandon`` found stored messages that may need the abandoned key."""
+
+
+@dataclass(frozen=True)
+class AbandonedRotation:
+    """Result of :meth:`PortalStore.abandon_rotation`."""
+
+    key_id: str
+    """Key id of the rotation that was abandoned."""
+
+    restored: str | None
+    """Key id of the rotation before it, now recorded again; None after a first one."""
+
+    unretired: tuple[str, ...]
+    """Key ids that the abandoned rotation had retired and that are usable again."""
 
 
 @dataclass(frozen=True)
@@ -485,7 +503,7 @@ class PortalStore:
                 f"this process's configuration has that key (portal.key_file has key id "
                 f"{self._keys.current.key_id}): put the file of key id {row[0]} in "
                 "portal.previous_key_files, or in portal.key_file if the configuration "
-                "predates the rotation"
+                f"predates the rotation. {_abandon_hint(row[0])}"
             )
         self._check_retired(db)
 
@@ -499,11 +517,12 @@ class PortalStore:
             return
         row = db.execute("SELECT value FROM meta WHERE name = ?", (_CURRENT_KEY,)).fetchone()
         newest = row[0] if row is not None else retired[0]
+        hint = "" if newest in self._keys else f". {_abandon_hint(newest)}"
         raise RetiredKeyError(
             f"{current.source} has master key id {current.key_id}, which 'postveil portal "
             f"rekey' retired when it rotated the store to key id {retired[0]}: point "
             f"portal.key_file at the newest key (key id {newest}) and keep key id "
-            f"{current.key_id} in portal.previous_key_files only while messages need it"
+            f"{current.key_id} in portal.previous_key_files only while messages need it{hint}"
         )
 
     def check_current_key(self) -> None:
@@ -899,6 +918,74 @@ class PortalStore:
             )
         return retired
 
+    def abandon_rotation(
+        self, before_change: Callable[[str], None] | None = None
+    ) -> AbandonedRotation | None:
+        """Undo the record of the last rotation, for ``rekey --abandon``.
+
+        Records the key id of the rotation before it again (or none), and makes the
+        keys that the abandoned rotation retired usable again. ``before_change`` is
+        called with the abandoned key id after the checks and before the change, in the
+        same transaction, so a deposit cannot come in between; an exception from it
+        leaves the store unchanged. Returns None when no rotation is recorded.
+
+        Raises RotationInUseError when a stored message may be under the abandoned
+        key: one labelled with its key id, or one without a key id that no other
+        configured key opens.
+        """
+        with self._transaction() as db:
+            row = db.execute("SELECT value FROM meta WHERE name = ?", (_CURRENT_KEY,)).fetchone()
+            if row is None:
+                return None
+            key_id = row[0]
+            in_use = self._count_under(db, key_id)
+            if in_use:
+                raise RotationInUseError(
+                    f"{in_use} stored message(s) are under master key id {key_id}, or have no "
+                    "recorded key id and no other configured key opens them, so the rotation "
+                    f"to key id {key_id} cannot be abandoned; nothing was changed. Finish the "
+                    "rotation with 'postveil portal rekey' and a configuration whose "
+                    f"portal.key_file has key id {key_id}, or revoke those messages "
+                    "('postveil portal list', 'postveil portal revoke ID') first"
+                )
+            if before_change is not None:
+                before_change(key_id)
+            unretired = [
+                name[len(_RETIRED_PREFIX) :]
+                for (name,) in db.execute(
+                    "SELECT name FROM meta WHERE substr(name, 1, ?) = ? AND value = ?"
+                    " ORDER BY name",
+                    (len(_RETIRED_PREFIX), _RETIRED_PREFIX, key_id),
+                )
+            ]
+            db.execute(
+                "DELETE FROM meta WHERE substr(name, 1, ?) = ? AND value = ?",
+                (len(_RETIRED_PREFIX), _RETIRED_PREFIX, key_id),
+            )
+            before = db.execute(
+                "SELECT value FROM meta WHERE name = ?", (_ROTATED_FROM,)
+            ).fetchone()
+            if before is None:
+                db.execute("DELETE FROM meta WHERE name = ?", (_CURRENT_KEY,))
+            else:
+                db.execute("UPDATE meta SET value = ? WHERE name = ?", (before[0], _CURRENT_KEY))
+                db.execute("DELETE FROM meta WHERE name = ?", (_ROTATED_FROM,))
+        return AbandonedRotation(key_id, before[0] if before else None, tuple(unretired))
+
+    def _count_under(self, db: sqlite3.Connection, key_id: str) -> int:
+        """Count the messages whose data key may be encrypted with ``key_id``."""
+        (labelled,) = db.execute(
+            "SELECT COUNT(*) FROM messages WHERE key_id = ?", (key_id,)
+        ).fetchone()
+        unlabelled = 0
+        for message_id, wrapped in db.execute(
+            "SELECT id, wrapped_key FROM messages WHERE key_id IS NULL"
+        ).fetchall():
+            key = self._find_key(message_id, wrapped)
+            if key is None or key.key_id == key_id:
+                unlabelled += 1
+        return int(labelled) + unlabelled
+
     def rewrap_batch(self, after: str, limit: int) -> RewrapBatch:
         """Encrypt again with the current master key up to ``limit`` data keys that
         another key encrypted, of the messages with ids after ``after``, in one
@@ -929,6 +1016,13 @@ class PortalStore:
                 rewrapped += 1
         last_id = rows[-1][0] if rows else None
         return RewrapBatch(last_id, rewrapped, tuple(failures))
+
+
+def _abandon_hint(key_id: str) -> str:
+    return (
+        f"If the file of key id {key_id} is lost and no message needs it, run 'postveil "
+        "portal rekey --abandon' with this configuration"
+    )
 
 
 def _write_synced(path: Path, data: bytes) -> None:
