@@ -4,7 +4,9 @@ key files, a real intake process and a rotation killed half-way."""
 from __future__ import annotations
 
 import fcntl
+import io
 import json
+import logging
 import os
 import signal
 import sqlite3
@@ -22,6 +24,7 @@ from postveil.cli.main import main
 from postveil.config import parse_config
 from postveil.harness.smtp import SmtpSink
 from postveil.portal.daemon import KeyFileReloader, open_resources
+from postveil.portal.intake import Intake
 from postveil.portal.keys import master_key_id
 from postveil.portal.rekey import rewrap_all
 from postveil.portal.seal import SEAL_HEADER, PortalSeal
@@ -668,6 +671,365 @@ def test_reloader_reports_invalid_configuration(rotation: Rotation) -> None:
         daemon.read_message(message.token, message.session)
     for store in (daemon, intake):
         store.close()
+
+
+# -- keys the store was rotated away from ------------------------------------------
+
+
+def rotate(rotation: Rotation, key_file: Path, previous: Sequence[Path], name: str) -> None:
+    """Run a whole ``rekey`` from ``previous`` to ``key_file``."""
+    config = rotation.write_config(key_file, previous, name=name)
+    assert main(rekey_command(config)) == 0
+
+
+def test_swapped_key_files_refused_by_rekey(
+    rotation: Rotation, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """key_file = the old key, previous_key_files = [the new key] has the rotated key
+    in its keyring, but would move every data key back to the old key."""
+    store = rotation.open(rotation.old_key)
+    deposit_many(store, 3)
+    store.close()
+    generate_master_key(rotation.new_key)
+    rotate(rotation, rotation.new_key, [rotation.old_key], "new.yaml")
+    overrides_before = len(rotation.audit_records())
+    capsys.readouterr()
+    swapped = rotation.write_config(rotation.old_key, [rotation.new_key], name="swapped.yaml")
+
+    assert main(rekey_command(swapped)) == 1
+
+    error = capsys.readouterr().err
+    old_id = master_key_id(load_master_key(rotation.old_key))
+    new_id = master_key_id(load_master_key(rotation.new_key))
+    assert f"master key id {old_id}" in error
+    assert "point portal.key_file at the newest key" in error
+    assert f"key id {new_id}" in error
+    assert "nothing was changed" in error
+    assert set(rotation.key_ids_in_database().values()) == {new_id}
+    assert len(rotation.audit_records()) == overrides_before
+
+    assert main(["portal", "status", "-c", str(swapped)]) == 0
+    status = capsys.readouterr().out
+    assert f"master key id {old_id}, which a rotation retired" in status
+    assert "Run 'postveil portal rekey'" not in status
+
+
+def test_swapped_key_files_refused_for_deposits(rotation: Rotation) -> None:
+    store = rotation.open(rotation.old_key)
+    deposit_many(store, 2)
+    store.close()
+    generate_master_key(rotation.new_key)
+    rotate(rotation, rotation.new_key, [rotation.old_key], "new.yaml")
+    swapped = rotation.open(rotation.old_key, [rotation.new_key])
+
+    with pytest.raises(PortalKeyError) as refused:
+        deposit_many(swapped, 1)
+    swapped.close()
+
+    old_id = master_key_id(load_master_key(rotation.old_key))
+    assert f"master key id {old_id}" in str(refused.value)
+    assert "point portal.key_file at the newest key" in str(refused.value)
+    assert len(rotation.key_ids_in_database()) == 2
+    files = list((rotation.store_directory / "messages").iterdir())
+    assert len(files) == 2
+
+
+def test_intake_with_swapped_key_files_defers(
+    rotation: Rotation, sink: SmtpSink, caplog: pytest.LogCaptureFixture
+) -> None:
+    seal = PortalSeal.load(rotation.tmp / "keys" / "seal.key")
+    store = rotation.open(rotation.old_key)
+    deposit_many(store, 1)
+    store.close()
+    generate_master_key(rotation.new_key)
+    rotate(rotation, rotation.new_key, [rotation.old_key], "new.yaml")
+    swapped_path = rotation.write_config(rotation.old_key, [rotation.new_key], name="swapped.yaml")
+    old_id = master_key_id(load_master_key(rotation.old_key))
+
+    process = run_deliver(swapped_path, portal_copy(seal, "stored under the swapped keys"))
+
+    assert process.returncode == 75, process.stderr
+    assert process.stderr.startswith(b"4.")
+    assert f"master key id {old_id}".encode() in process.stderr
+    assert b"point portal.key_file at the newest key" in process.stderr
+
+    swapped = parse_config(swapped_path.read_bytes(), str(swapped_path))
+    intake = Intake(swapped)
+    try:
+        with caplog.at_level(logging.INFO, logger="postveil.portal.intake"):
+            result = intake.deliver(
+                io.BytesIO(portal_copy(seal, "in process")), sender=SENDER, queue_id="4QrekeyQ2"
+            )
+    finally:
+        intake.audit.close()
+    assert result.status == 75
+    (line,) = [r.getMessage() for r in caplog.records if r.name == "postveil.portal.intake"]
+    assert line.startswith("4QrekeyQ2: deferred: ")
+    assert f"master key id {old_id}" in line
+    assert "point portal.key_file at the newest key" in line
+    assert len(rotation.key_ids_in_database()) == 1
+    assert sink.messages == []
+
+
+def test_daemon_refuses_retired_key_file(rotation: Rotation) -> None:
+    store = rotation.open(rotation.old_key)
+    store.close()
+    generate_master_key(rotation.new_key)
+    rotate(rotation, rotation.new_key, [rotation.old_key], "new.yaml")
+    swapped_path = rotation.write_config(rotation.old_key, [rotation.new_key], name="swapped.yaml")
+    swapped = parse_config(swapped_path.read_bytes(), str(swapped_path))
+
+    with pytest.raises(PortalKeyError) as refused:
+        open_resources(swapped)
+
+    old_id = master_key_id(load_master_key(rotation.old_key))
+    assert f"master key id {old_id}" in str(refused.value)
+    assert "point portal.key_file at the newest key" in str(refused.value)
+
+
+def test_key_retired_when_rekey_starts(rotation: Rotation) -> None:
+    """An interrupted rekey has already retired the old key, and a rerun with the
+    same configuration finishes the job."""
+    store = rotation.open(rotation.old_key)
+    messages = deposit_many(store, 12)
+    open_sessions(store, messages)
+    store.close()
+    generate_master_key(rotation.new_key)
+    rekey = rotation.open(rotation.new_key, [rotation.old_key])
+
+    def stop(total: int) -> None:
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        rewrap_all(rekey, batch_size=5, after_batch=stop)
+    swapped = rotation.open(rotation.old_key, [rotation.new_key])
+    with pytest.raises(PortalKeyError, match="point portal.key_file at the newest key"):
+        deposit_many(swapped, 1)
+    swapped.close()
+
+    assert rewrap_all(rekey).rewrapped == 7
+    rekey.close()
+    new_id = master_key_id(load_master_key(rotation.new_key))
+    assert set(rotation.key_ids_in_database().values()) == {new_id}
+
+
+def test_second_rotation_retires_both_older_keys(
+    rotation: Rotation, capsys: pytest.CaptureFixture[str]
+) -> None:
+    store = rotation.open(rotation.old_key)
+    messages = deposit_many(store, 2)
+    open_sessions(store, messages)
+    store.close()
+    generate_master_key(rotation.new_key)
+    newest_key = rotation.tmp / "keys" / "portal-newest.key"
+    generate_master_key(newest_key)
+    rotate(rotation, rotation.new_key, [rotation.old_key], "first.yaml")
+    rotate(rotation, newest_key, [rotation.new_key], "second.yaml")
+    capsys.readouterr()
+
+    for key_file, previous in [
+        (rotation.new_key, [newest_key, rotation.old_key]),
+        (rotation.old_key, [newest_key]),
+    ]:
+        config = rotation.write_config(key_file, previous, name="back.yaml")
+        assert main(rekey_command(config)) == 1
+        key_id = master_key_id(load_master_key(key_file))
+        assert f"master key id {key_id}" in capsys.readouterr().err
+
+    newest_id = master_key_id(load_master_key(newest_key))
+    assert set(rotation.key_ids_in_database().values()) == {newest_id}
+    # A retired key may still be read as a previous key.
+    reader = rotation.open(newest_key, [rotation.new_key, rotation.old_key])
+    assert_all_readable(reader, messages)
+    deposit_many(reader, 1)
+    reader.close()
+
+
+def test_rerun_records_keys_of_older_rotation(
+    rotation: Rotation, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A store that a postveil without retired keys rotated: a rerun of rekey with
+    nothing to encrypt again records the old key as retired."""
+    store = rotation.open(rotation.old_key)
+    deposit_many(store, 2)
+    store.close()
+    generate_master_key(rotation.new_key)
+    config = rotation.write_config(rotation.new_key, [rotation.old_key])
+    assert main(rekey_command(config)) == 0
+    old_id = master_key_id(load_master_key(rotation.old_key))
+    assert f"retired master key id(s) {old_id}" in capsys.readouterr().out
+    with sqlite3.connect(rotation.store_directory / "portal.sqlite3") as database:
+        database.execute("DELETE FROM meta WHERE name LIKE 'retired%'")
+    swapped = rotation.write_config(rotation.old_key, [rotation.new_key], name="swapped.yaml")
+
+    assert main(rekey_command(config)) == 0
+
+    output = capsys.readouterr().out
+    assert f"retired master key id(s) {old_id}" in output
+    assert "nothing to do" in output
+    assert main(rekey_command(swapped)) == 1
+    assert "point portal.key_file at the newest key" in capsys.readouterr().err
+    assert len([r for r in rotation.audit_records() if r["kind"] == "admin_override"]) == 1
+
+
+# -- abandoning a rotation ---------------------------------------------------------
+
+
+def record_rotation(rotation: Rotation, key_file: Path, previous: Sequence[Path]) -> None:
+    """Leave the store as a rekey that stopped right after recording ``key_file``."""
+    store = rotation.open(key_file, previous)
+    store.declare_current_key()
+    store.close()
+
+
+def abandon_overrides(rotation: Rotation) -> list[dict[str, Any]]:
+    return [
+        record
+        for record in rotation.audit_records()
+        if record["kind"] == "admin_override" and record["action"] == "portal-rekey-abandon"
+    ]
+
+
+def test_abandon_after_new_key_lost(rotation: Rotation, capsys: pytest.CaptureFixture[str]) -> None:
+    store = rotation.open(rotation.old_key)
+    messages = deposit_many(store, 3)
+    open_sessions(store, messages)
+    store.close()
+    generate_master_key(rotation.new_key)
+    new_id = master_key_id(load_master_key(rotation.new_key))
+    old_id = master_key_id(load_master_key(rotation.old_key))
+    record_rotation(rotation, rotation.new_key, [rotation.old_key])
+    rotation.new_key.unlink()
+    old_config = rotation.write_config(rotation.old_key)
+
+    # Stuck: the intake defers and rekey refuses, and both name the way out.
+    stuck = rotation.open(rotation.old_key)
+    with pytest.raises(PortalKeyError) as refused:
+        deposit_many(stuck, 1)
+    stuck.close()
+    assert "postveil portal rekey --abandon" in str(refused.value)
+    assert main(rekey_command(old_config)) == 1
+    assert "postveil portal rekey --abandon" in capsys.readouterr().err
+
+    assert main(rekey_command(old_config, "--abandon", "--reason", "new key lost")) == 0
+
+    output = capsys.readouterr().out
+    assert f"abandoned the rotation to master key id {new_id}" in output
+    assert f"master key id {old_id} is no longer retired" in output
+    (override,) = abandon_overrides(rotation)
+    assert override["target"] == str(rotation.store_directory)
+    assert override["fingerprint"] == new_id
+    assert override["reason"] == "new key lost"
+    assert override["command"] == f"postveil portal rekey --abandon -c {old_config}"
+    store = rotation.open(rotation.old_key)
+    assert store.rotated_key_id() is None
+    assert store.retired_key_ids() == {}
+    messages += deposit_many(store, 1, first=10)
+    open_sessions(store, messages[-1:])
+    assert_all_readable(store, messages)
+    store.close()
+    config = parse_config(old_config.read_bytes(), str(old_config))
+    daemon, audit, _context = open_resources(config)
+    daemon.close()
+    audit.close()
+
+
+def test_abandon_refused_with_messages_under_key(
+    rotation: Rotation, capsys: pytest.CaptureFixture[str]
+) -> None:
+    store = rotation.open(rotation.old_key)
+    deposit_many(store, 3)
+    store.close()
+    generate_master_key(rotation.new_key)
+    config = rotation.write_config(rotation.new_key, [rotation.old_key])
+    assert main(rekey_command(config)) == 0
+    capsys.readouterr()
+
+    assert main(rekey_command(config, "--abandon")) == 1
+
+    error = capsys.readouterr().err
+    new_id = master_key_id(load_master_key(rotation.new_key))
+    old_id = master_key_id(load_master_key(rotation.old_key))
+    assert f"3 stored message(s) are under master key id {new_id}" in error
+    assert "nothing was changed" in error
+    assert abandon_overrides(rotation) == []
+    store = rotation.open(rotation.new_key, [rotation.old_key])
+    assert store.rotated_key_id() == new_id
+    assert store.retired_key_ids() == {old_id: new_id}
+    store.close()
+
+
+def test_abandon_second_rotation_restores_first(
+    rotation: Rotation, capsys: pytest.CaptureFixture[str]
+) -> None:
+    store = rotation.open(rotation.old_key)
+    messages = deposit_many(store, 2)
+    open_sessions(store, messages)
+    store.close()
+    generate_master_key(rotation.new_key)
+    rotate(rotation, rotation.new_key, [rotation.old_key], "first.yaml")
+    newest_key = rotation.tmp / "keys" / "portal-newest.key"
+    generate_master_key(newest_key)
+    record_rotation(rotation, newest_key, [rotation.new_key, rotation.old_key])
+    newest_key.unlink()
+    config = rotation.write_config(rotation.new_key, [rotation.old_key], name="first.yaml")
+    capsys.readouterr()
+
+    assert main(rekey_command(config, "--abandon")) == 0
+
+    output = capsys.readouterr().out
+    new_id = master_key_id(load_master_key(rotation.new_key))
+    old_id = master_key_id(load_master_key(rotation.old_key))
+    assert f"the store is back at master key id {new_id}" in output
+    store = rotation.open(rotation.new_key, [rotation.old_key])
+    assert store.rotated_key_id() == new_id
+    assert store.retired_key_ids() == {old_id: new_id}
+    deposit_many(store, 1)
+    assert_all_readable(store, messages)
+    store.close()
+    stale = rotation.open(rotation.old_key, [rotation.new_key])
+    with pytest.raises(PortalKeyError, match="point portal.key_file at the newest key"):
+        deposit_many(stale, 1)
+    stale.close()
+
+
+def test_abandon_without_rotation_changes_nothing(
+    rotation: Rotation, capsys: pytest.CaptureFixture[str]
+) -> None:
+    store = rotation.open(rotation.old_key)
+    deposit_many(store, 1)
+    store.close()
+    config = rotation.write_config(rotation.old_key)
+
+    assert main(rekey_command(config, "--abandon")) == 0
+
+    assert "no rotation is recorded in the store; nothing to do" in capsys.readouterr().out
+    assert rotation.audit_records() == []
+
+
+def test_abandon_refused_for_unlabelled_row(
+    rotation: Rotation, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A row without a key id that no configured key opens may be under the key
+    being abandoned."""
+    store = rotation.open(rotation.old_key)
+    damaged, _intact = deposit_many(store, 2)
+    store.close()
+    generate_master_key(rotation.new_key)
+    record_rotation(rotation, rotation.new_key, [rotation.old_key])
+    with sqlite3.connect(rotation.store_directory / "portal.sqlite3") as database:
+        database.execute(
+            "UPDATE messages SET key_id = NULL, wrapped_key = zeroblob(60) WHERE id = ?",
+            (damaged.message_id,),
+        )
+    config = rotation.write_config(rotation.old_key)
+
+    assert main(rekey_command(config, "--abandon")) == 1
+
+    error = capsys.readouterr().err
+    assert "1 stored message(s)" in error
+    assert "revoke" in error
+    assert abandon_overrides(rotation) == []
 
 
 # -- schema migration --------------------------------------------------------------

@@ -231,7 +231,8 @@ class AdminOverride:
     """Action taken: ``set-tls``, ``clear-tls``, ``purge-domain-facts`` or
     ``release-tls-hold`` from ``postveil domain``; ``key-import``, ``key-revoke``,
     ``key-remove``, ``cert-import`` or ``cert-remove`` from ``postveil keys`` and
-    ``postveil certs``; ``portal-rekey`` from ``postveil portal rekey``."""
+    ``postveil certs``; ``portal-rekey`` and ``portal-rekey-abandon`` from ``postveil
+    portal rekey``."""
 
     reason: str
     """Reason the administrator gave, or the empty string when none was given."""
@@ -242,8 +243,9 @@ class AdminOverride:
 
     fingerprint: str | None = None
     """PGP key fingerprint or S/MIME certificate SHA-256 fingerprint that a key or
-    certificate action changed, or for ``portal-rekey`` the key id of the new master
-    key (first 16 hex digits of its SHA-256), else None. Never the key itself."""
+    certificate action changed, for ``portal-rekey`` the key id of the new master
+    key (first 16 hex digits of its SHA-256), for ``portal-rekey-abandon`` the key id
+    of the rotation given up, else None. Never the key itself."""
 
     def __post_init__(self) -> None:
         _check_text("actor", self.actor, max_length=255)

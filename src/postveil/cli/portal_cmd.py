@@ -126,6 +126,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         'Run as the owner of portal.store_directory; see docs/portal.md, "Rotating the '
         'master key".',
     )
+    rekey_parser.add_argument(
+        "--abandon",
+        action="store_true",
+        help="give up the last rotation instead: forget its key id and make the keys it "
+        "retired usable again; refused while a stored message is under that key",
+    )
     add_reason_option(rekey_parser)
 
     add_config_option_to_actions(actions)
@@ -164,13 +170,13 @@ def run(args: argparse.Namespace) -> int:
             config.portal.store_directory,
             "rekey",
             args.config,
-            _reason_arguments(args.reason),
+            (["--abandon"] if args.abandon else []) + _reason_arguments(args.reason),
             only_owner=True,
         )
         if problem is not None:
             print(f"postveil portal rekey: {problem}", file=sys.stderr)
             return 1
-        return rekey(config, args.reason, args.config)
+        return rekey(config, args.reason, args.config, abandon=args.abandon)
     return housekeeping(config, args.action, config_path=args.config)
 
 

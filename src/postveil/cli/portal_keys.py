@@ -14,10 +14,19 @@ from postveil.cli.admin_audit import AdminAuditError, AdminChangeLog
 from postveil.config import Config
 from postveil.portal.keys import master_key_id
 from postveil.portal.rekey import pending_count, rekey_lock, rewrap_all
-from postveil.portal.store import PortalError, PortalStore, generate_master_key, load_master_key
+from postveil.portal.store import (
+    PortalError,
+    PortalStore,
+    RetiredKeyError,
+    generate_master_key,
+    load_master_key,
+)
 
 REKEY_ACTION = "portal-rekey"
 """``action`` of the ``admin_override`` record that ``rekey`` writes."""
+
+ABANDON_ACTION = "portal-rekey-abandon"
+"""``action`` of the ``admin_override`` record that ``rekey --abandon`` writes."""
 
 
 def create_key(path: str) -> int:
@@ -44,12 +53,13 @@ def create_key(path: str) -> int:
     return 0
 
 
-def rekey(config: Config, reason: str, config_path: str | None) -> int:
+def rekey(config: Config, reason: str, config_path: str | None, *, abandon: bool = False) -> int:
     """Encrypt every data key again with ``portal.key_file``; see docs/portal.md.
 
     Exit status 0 when every data key is under the current key, 1 otherwise (a data
     key that no configured key decrypts, a missing or open key file, a locked store,
-    an audit trail that cannot be written).
+    an audit trail that cannot be written). With ``abandon``, undo the record of the
+    last rotation instead (:func:`abandon_rotation`).
     """
     section = config.portal
     if not os.path.isdir(section.store_directory):
@@ -68,6 +78,8 @@ def rekey(config: Config, reason: str, config_path: str | None) -> int:
         return 1
     try:
         with rekey_lock(section.store_directory):
+            if abandon:
+                return abandon_rotation(config, store, reason, config_path)
             return _rekey_locked(config, store, reason, config_path)
     except PortalError as exc:
         print(f"postveil portal rekey: {exc}", file=sys.stderr)
@@ -85,12 +97,21 @@ def _rekey_locked(config: Config, store: PortalStore, reason: str, config_path: 
             f"is neither portal.key_file nor in portal.previous_key_files of "
             f"{config.source}, so nothing was changed. If this configuration predates "
             f"that rotation, run rekey with the current one. Otherwise add the file of key "
-            f"id {rotated} to portal.previous_key_files and run rekey again.",
+            f"id {rotated} to portal.previous_key_files and run rekey again. If that file "
+            "is lost and no message needs it, give up the rotation with 'postveil portal "
+            "rekey --abandon' and this configuration.",
             file=sys.stderr,
         )
         return 1
+    try:
+        store.check_current_key()
+    except RetiredKeyError as exc:
+        print(f"postveil portal rekey: {exc}; nothing was changed", file=sys.stderr)
+        return 1
     pending = pending_count(store)
     if pending == 0 and rotated == current:
+        # A store that an older postveil rotated has no retired keys recorded yet.
+        print_retired(store.declare_current_key())
         print(f"every data key is encrypted with master key id {current}; nothing to do")
         print_key_counts(store)
         return 0
@@ -107,6 +128,7 @@ def _rekey_locked(config: Config, store: PortalStore, reason: str, config_path: 
 
     print(f"encrypting {pending} data key(s) again with master key id {current}")
     result = rewrap_all(store)
+    print_retired(list(result.retired))
     print(f"encrypted {result.rewrapped} data key(s) again")
     for failure in result.failures:
         print(f"postveil portal rekey: left unchanged: {failure.reason}", file=sys.stderr)
@@ -121,6 +143,57 @@ def _rekey_locked(config: Config, store: PortalStore, reason: str, config_path: 
         )
         return 1
     return 0
+
+
+def abandon_rotation(
+    config: Config, store: PortalStore, reason: str, config_path: str | None
+) -> int:
+    """Undo the record of the last rotation when no stored message needs its key,
+    after writing an ``admin_override`` record; see docs/portal.md."""
+    command = "postveil portal rekey --abandon" + (f" -c {config_path}" if config_path else "")
+    changes = AdminChangeLog(config.audit, "postveil portal rekey", command, reason)
+
+    def record(key_id: str) -> None:
+        changes.record(ABANDON_ACTION, [config.portal.store_directory], key_id)
+
+    try:
+        abandoned = store.abandon_rotation(record)
+    except AdminAuditError as exc:
+        print(f"postveil portal rekey: {exc}; nothing was changed", file=sys.stderr)
+        return 1
+    finally:
+        changes.close()
+
+    if abandoned is None:
+        print("no rotation is recorded in the store; nothing to do")
+        return 0
+    print(f"abandoned the rotation to master key id {abandoned.key_id}")
+    if abandoned.restored is None:
+        print("no rotation is recorded in the store any more")
+    else:
+        print(
+            f"the store is back at master key id {abandoned.restored}, the key of the "
+            "rotation before"
+        )
+    for key_id in abandoned.unretired:
+        print(f"master key id {key_id} is no longer retired")
+    if store.keyring.current.key_id == abandoned.key_id:
+        print(
+            f"portal.key_file in {config.source} still has key id {abandoned.key_id}, so the "
+            "intake keeps storing new messages under it: point portal.key_file at the key "
+            "that you keep"
+        )
+    print_key_counts(store)
+    return 0
+
+
+def print_retired(key_ids: list[str]) -> None:
+    if key_ids:
+        print(
+            "retired master key id(s) "
+            + ", ".join(key_ids)
+            + ": portal.key_file may no longer name them"
+        )
 
 
 def print_key_counts(store: PortalStore) -> None:
@@ -147,6 +220,14 @@ def print_key_counts(store: PortalStore) -> None:
             + ": add the file with that key to portal.previous_key_files ('postveil portal "
             "create-key' printed each key's id), or revoke those messages. Keep every "
             "previous key file until then."
+        )
+        return
+    if keyring.current.key_id in store.retired_key_ids():
+        print(
+            f"portal.key_file has master key id {keyring.current.key_id}, which a rotation "
+            "retired: point portal.key_file at the newest key. Until then the intake "
+            "defers every message, postveil-portal does not start and rekey changes "
+            "nothing."
         )
         return
     if not keyring.previous:

@@ -197,6 +197,9 @@ def open_resources(config: Config) -> tuple[PortalStore, AuditLog, ssl.SSLContex
         key_loader=KeyFileReloader(config.source),
     )
     try:
+        # Codes are digested with the current key, which must not be one that a
+        # rotation moved the store away from.
+        store.check_current_key()
         audit = AuditLog(config.audit, program=PROGRAM)
         context = None
         if section.tls_certificate is not None and section.tls_key is not None:

@@ -3,10 +3,10 @@
 The steps an administrator follows are in docs/portal.md, "Rotating the master key".
 The store must be opened with the new key as ``portal.key_file`` and the old ones in
 ``portal.previous_key_files``. :func:`rewrap_all` first records the new key id in the
-store, so that from then on an intake still running with the old configuration
-defers instead of storing under the old key. It then encrypts each data key again in
-transactions of ``batch_size`` rows, so a crash loses at most one batch and a new run
-finishes the job.
+store and retires the old keys, so that from then on an intake still running with the
+old configuration, or with the key files swapped, defers instead of storing under an
+old key. It then encrypts each data key again in transactions of ``batch_size`` rows,
+so a crash loses at most one batch and a new run finishes the job.
 """
 
 from __future__ import annotations
@@ -38,6 +38,9 @@ class RekeyResult:
 
     failures: tuple[RewrapFailure, ...]
     """Data keys that no configured key decrypts; they were left as they were."""
+
+    retired: tuple[str, ...] = ()
+    """Key ids that this run retired (see :meth:`PortalStore.declare_current_key`)."""
 
 
 @contextmanager
@@ -82,7 +85,7 @@ def rewrap_all(
     pass would miss a row that an older postveil (which records no key id) stored
     behind the pass's position.
     """
-    store.declare_current_key()
+    retired = store.declare_current_key()
     rewrapped = 0
     failures: dict[str, RewrapFailure] = {}
     while True:
@@ -101,4 +104,4 @@ def rewrap_all(
         rewrapped += rewrapped_in_pass
         if rewrapped_in_pass == 0:
             break
-    return RekeyResult(rewrapped, tuple(failures.values()))
+    return RekeyResult(rewrapped, tuple(failures.values()), tuple(retired))

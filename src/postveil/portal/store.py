@@ -60,6 +60,11 @@ class PortalKeyError(PortalError):
     """The master key file is missing, unreadable, too open or malformed."""
 
 
+class RetiredKeyError(PortalKeyError):
+    """``portal.key_file`` contains a key that ``postveil portal rekey`` moved the store
+    away from."""
+
+
 @dataclass(frozen=True)
 class Deposit:
     """Result of :meth:`PortalStore.deposit`: the message id and one link token per
@@ -208,6 +213,37 @@ _CURRENT_KEY = "current_key_id"
 the data keys to. :meth:`PortalStore.deposit` refuses to store under a configuration
 that does not know this key, because such a configuration predates the rotation or
 lists the wrong old key files."""
+
+_RETIRED_PREFIX = "retired_key_id:"
+"""Prefix of the ``meta`` rows that name a retired key: ``retired_key_id:<key id>``,
+whose value is the key id of the rotation that retired it. ``rekey`` retires the key
+it moves away from, so that a configuration with that key in ``portal.key_file`` (old,
+or with the key files swapped) can neither store under it nor rekey back to it.
+
+These rows fit schema version 2, so the version stays 2: a postveil without them
+reads only the ``schema`` and ``current_key_id`` rows and ignores the others."""
+
+_ROTATED_FROM = "rotated_from_key_id"
+"""Name of the ``meta`` row with the value that ``current_key_id`` had before the
+last rotation; absent after the first one. ``rekey --abandon`` restores it."""
+
+
+class RotationInUseError(PortalError):
+    """``rekey --abandon`` found stored messages that may need the abandoned key."""
+
+
+@dataclass(frozen=True)
+class AbandonedRotation:
+    """Result of :meth:`PortalStore.abandon_rotation`."""
+
+    key_id: str
+    """Key id of the rotation that was abandoned."""
+
+    restored: str | None
+    """Key id of the rotation before it, now recorded again; None after a first one."""
+
+    unretired: tuple[str, ...]
+    """Key ids that the abandoned rotation had retired and that are usable again."""
 
 
 @dataclass(frozen=True)
@@ -458,17 +494,43 @@ class PortalStore:
         """Raise PortalKeyError when ``postveil portal rekey`` moved the store to a
         master key that this process does not have. Its configuration then predates
         the rotation or lists the wrong old key files. Data keys it encrypted could be
-        lost when the old key is retired. The message gives the fix for both causes."""
+        lost when the old key is retired. The message gives the fix for both causes.
+        Raise RetiredKeyError when this process's current key is retired."""
         row = db.execute("SELECT value FROM meta WHERE name = ?", (_CURRENT_KEY,)).fetchone()
-        if row is None or row[0] in self._keys:
+        if row is not None and row[0] not in self._keys:
+            raise PortalKeyError(
+                f"the portal's master key was rotated to key id {row[0]}, and no key file of "
+                f"this process's configuration has that key (portal.key_file has key id "
+                f"{self._keys.current.key_id}): put the file of key id {row[0]} in "
+                "portal.previous_key_files, or in portal.key_file if the configuration "
+                f"predates the rotation. {_abandon_hint(row[0])}"
+            )
+        self._check_retired(db)
+
+    def _check_retired(self, db: sqlite3.Connection) -> None:
+        """Raise RetiredKeyError when ``rekey`` retired this process's current key."""
+        current = self._keys.current
+        retired = db.execute(
+            "SELECT value FROM meta WHERE name = ?", (_RETIRED_PREFIX + current.key_id,)
+        ).fetchone()
+        if retired is None:
             return
-        raise PortalKeyError(
-            f"the portal's master key was rotated to key id {row[0]}, and no key file of "
-            f"this process's configuration has that key (portal.key_file has key id "
-            f"{self._keys.current.key_id}): put the file of key id {row[0]} in "
-            "portal.previous_key_files, or in portal.key_file if the configuration "
-            "predates the rotation"
+        row = db.execute("SELECT value FROM meta WHERE name = ?", (_CURRENT_KEY,)).fetchone()
+        newest = row[0] if row is not None else retired[0]
+        hint = "" if newest in self._keys else f". {_abandon_hint(newest)}"
+        raise RetiredKeyError(
+            f"{current.source} has master key id {current.key_id}, which 'postveil portal "
+            f"rekey' retired when it rotated the store to key id {retired[0]}: point "
+            f"portal.key_file at the newest key (key id {newest}) and keep key id "
+            f"{current.key_id} in portal.previous_key_files only while messages need it{hint}"
         )
+
+    def check_current_key(self) -> None:
+        """Raise RetiredKeyError when ``portal.key_file`` holds a retired key."""
+        try:
+            self._check_retired(self._db)
+        except sqlite3.Error as exc:
+            raise PortalError(f"portal store {self.directory}: {exc}") from exc
 
     def _wrap(self, message_id: str, data_key: bytes) -> bytes:
         nonce = secrets.token_bytes(_NONCE)
@@ -805,21 +867,124 @@ class PortalStore:
         row = self._db.execute("SELECT value FROM meta WHERE name = ?", (_CURRENT_KEY,)).fetchone()
         return row[0] if row else None
 
-    def declare_current_key(self) -> None:
-        """Record the current key as the store's master key, so that from the commit
-        on every deposit by a process without this key fails (see ``_check_rotation``).
+    def retired_key_ids(self) -> dict[str, str]:
+        """Return {retired key id: key id of the rotation that retired it}."""
+        rows = self._db.execute(
+            "SELECT substr(name, ?), value FROM meta WHERE substr(name, 1, ?) = ?",
+            (len(_RETIRED_PREFIX) + 1, len(_RETIRED_PREFIX), _RETIRED_PREFIX),
+        )
+        return {key_id: replaced_by for key_id, replaced_by in rows}
 
-        Raises PortalKeyError when the store was rotated to a key that is not in this
-        keyring: this configuration predates that rotation or lists the wrong old key
-        files, and rewrapping to its current key could move the data keys back to an
-        older key.
+    def declare_current_key(self) -> list[str]:
+        """Record the current key as the store's master key and retire the keys it
+        replaces, so that from the commit on every deposit by a process without this
+        key, or with a retired key as its current one, fails (see ``_check_rotation``).
+
+        The retired keys are the key that the last rotation recorded and every
+        previous key of this keyring. A key retired before keeps the rotation that
+        retired it first. A rerun with the same configuration, after an interruption,
+        changes nothing.
+
+        Returns the ids of the keys retired by this call. Raises PortalKeyError when
+        the store was rotated to a key that is not in this keyring, or when the current
+        key is retired: rewrapping to it could move the data keys back to an older key.
         """
+        current = self._keys.current.key_id
         with self._transaction() as db:
             self._check_rotation(db)
+            row = db.execute("SELECT value FROM meta WHERE name = ?", (_CURRENT_KEY,)).fetchone()
+            rotated = row[0] if row is not None else None
+            if rotated != current:
+                if rotated is None:
+                    db.execute("DELETE FROM meta WHERE name = ?", (_ROTATED_FROM,))
+                else:
+                    db.execute(
+                        "INSERT OR REPLACE INTO meta (name, value) VALUES (?, ?)",
+                        (_ROTATED_FROM, rotated),
+                    )
+            replaced = {key.key_id for key in self._keys.previous}
+            if rotated is not None and rotated != current:
+                replaced.add(rotated)
+            retired = []
+            for key_id in sorted(replaced):
+                cursor = db.execute(
+                    "INSERT OR IGNORE INTO meta (name, value) VALUES (?, ?)",
+                    (_RETIRED_PREFIX + key_id, current),
+                )
+                if cursor.rowcount == 1:
+                    retired.append(key_id)
             db.execute(
-                "INSERT OR REPLACE INTO meta (name, value) VALUES (?, ?)",
-                (_CURRENT_KEY, self._keys.current.key_id),
+                "INSERT OR REPLACE INTO meta (name, value) VALUES (?, ?)", (_CURRENT_KEY, current)
             )
+        return retired
+
+    def abandon_rotation(
+        self, before_change: Callable[[str], None] | None = None
+    ) -> AbandonedRotation | None:
+        """Undo the record of the last rotation, for ``rekey --abandon``.
+
+        Records the key id of the rotation before it again (or none), and makes the
+        keys that the abandoned rotation retired usable again. ``before_change`` is
+        called with the abandoned key id after the checks and before the change, in the
+        same transaction, so a deposit cannot come in between; an exception from it
+        leaves the store unchanged. Returns None when no rotation is recorded.
+
+        Raises RotationInUseError when a stored message may be under the abandoned
+        key: one labelled with its key id, or one without a key id that no other
+        configured key opens.
+        """
+        with self._transaction() as db:
+            row = db.execute("SELECT value FROM meta WHERE name = ?", (_CURRENT_KEY,)).fetchone()
+            if row is None:
+                return None
+            key_id = row[0]
+            in_use = self._count_under(db, key_id)
+            if in_use:
+                raise RotationInUseError(
+                    f"{in_use} stored message(s) are under master key id {key_id}, or have no "
+                    "recorded key id and no other configured key opens them, so the rotation "
+                    f"to key id {key_id} cannot be abandoned; nothing was changed. Finish the "
+                    "rotation with 'postveil portal rekey' and a configuration whose "
+                    f"portal.key_file has key id {key_id}, or revoke those messages "
+                    "('postveil portal list', 'postveil portal revoke ID') first"
+                )
+            if before_change is not None:
+                before_change(key_id)
+            unretired = [
+                name[len(_RETIRED_PREFIX) :]
+                for (name,) in db.execute(
+                    "SELECT name FROM meta WHERE substr(name, 1, ?) = ? AND value = ?"
+                    " ORDER BY name",
+                    (len(_RETIRED_PREFIX), _RETIRED_PREFIX, key_id),
+                )
+            ]
+            db.execute(
+                "DELETE FROM meta WHERE substr(name, 1, ?) = ? AND value = ?",
+                (len(_RETIRED_PREFIX), _RETIRED_PREFIX, key_id),
+            )
+            before = db.execute(
+                "SELECT value FROM meta WHERE name = ?", (_ROTATED_FROM,)
+            ).fetchone()
+            if before is None:
+                db.execute("DELETE FROM meta WHERE name = ?", (_CURRENT_KEY,))
+            else:
+                db.execute("UPDATE meta SET value = ? WHERE name = ?", (before[0], _CURRENT_KEY))
+                db.execute("DELETE FROM meta WHERE name = ?", (_ROTATED_FROM,))
+        return AbandonedRotation(key_id, before[0] if before else None, tuple(unretired))
+
+    def _count_under(self, db: sqlite3.Connection, key_id: str) -> int:
+        """Count the messages whose data key may be encrypted with ``key_id``."""
+        (labelled,) = db.execute(
+            "SELECT COUNT(*) FROM messages WHERE key_id = ?", (key_id,)
+        ).fetchone()
+        unlabelled = 0
+        for message_id, wrapped in db.execute(
+            "SELECT id, wrapped_key FROM messages WHERE key_id IS NULL"
+        ).fetchall():
+            key = self._find_key(message_id, wrapped)
+            if key is None or key.key_id == key_id:
+                unlabelled += 1
+        return int(labelled) + unlabelled
 
     def rewrap_batch(self, after: str, limit: int) -> RewrapBatch:
         """Encrypt again with the current master key up to ``limit`` data keys that
@@ -851,6 +1016,13 @@ class PortalStore:
                 rewrapped += 1
         last_id = rows[-1][0] if rows else None
         return RewrapBatch(last_id, rewrapped, tuple(failures))
+
+
+def _abandon_hint(key_id: str) -> str:
+    return (
+        f"If the file of key id {key_id} is lost and no message needs it, run 'postveil "
+        "portal rekey --abandon' with this configuration"
+    )
 
 
 def _write_synced(path: Path, data: bytes) -> None:
