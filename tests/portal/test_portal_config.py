@@ -92,8 +92,6 @@ def test_sender_address() -> None:
 
 
 def test_read_budget_follows_max_message_size() -> None:
-    assert PortalSection().read_budget == 2 * (3 * 50_000_000 + 16 * 1024 * 1024)
-    assert PortalSection(max_message_size="10MB").read_budget == 2 * (
-        3 * 10_000_000 + 16 * 1024 * 1024
-    )
+    assert PortalSection().read_budget == 2 * (162_500_000 + 16 * 1024 * 1024)
+    assert PortalSection(max_message_size="10MB").read_budget == 2 * (32_500_000 + 16 * 1024 * 1024)
     assert PortalSection(read_memory_budget="1GB").read_budget == 1_000_000_000

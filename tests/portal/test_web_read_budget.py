@@ -233,3 +233,21 @@ async def test_parse_over_memory_limit_offers_eml(
         assert UNREADABLE_NOTICE.split(".")[0] not in page
         assert "The text is longer than this page shows" in page
     assert handlers(portal).read_budget.reserved == 0
+
+
+async def test_message_over_budget_takes_it_all(start_portal: StartPortal) -> None:
+    # Stored before max_message_size was lowered: the read costs more than the
+    # default budget for the new size, so it takes the whole budget and runs alone.
+    portal = await start_portal(max_message_size="1MB")
+    budget = handlers(portal).read_budget
+    raw = large_message()
+    assert read_cost(len(raw)) > budget.capacity
+    _, token = portal.deposit(raw)
+
+    async with portal.client() as client:
+        await sign_in(client, portal, token)
+        stalled = await start_stalled_download(client, portal.url(token, "/download"))
+        assert budget.reserved == budget.capacity
+        assert await stalled.read() == raw
+        stalled.release()
+    await wait_until_released(budget)

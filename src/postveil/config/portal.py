@@ -136,7 +136,7 @@ class PortalSection(Section):
 
     read_memory_budget: PositiveSize | None = None
     """Bytes that postveil-portal holds at once for decrypted messages of page views,
-    downloads and attachment downloads. Each read reserves three times the message's
+    downloads and attachment downloads. Each read reserves 3.25 times the message's
     size plus 16 MiB (:func:`postveil.portal.budget.read_cost`), so the budget must be
     at least that for a message of ``max_message_size``. Null: enough for two such
     reads. A read that finds no room waits, and after a while gets status 503."""
@@ -256,7 +256,7 @@ class PortalSection(Section):
             raise ValueError(
                 f"read_memory_budget {self.read_memory_budget} is too small: one read of a "
                 f"message of max_message_size ({self.max_message_size} bytes) reserves "
-                f"{needed} bytes (three times the size plus 16 MiB); set at least {needed} "
+                f"{needed} bytes (3.25 times the size plus 16 MiB); set at least {needed} "
                 "or lower max_message_size"
             )
         return self

@@ -223,8 +223,8 @@ def _child(
 ) -> None:
     """Parse ``raw`` in the child process and send ("ok", result) or ("error", class name).
 
-    A parse over its memory limit ends with ("error", "MemoryError"), or, when even
-    that reply cannot be built, without a reply; the daemon reports ParseFailed for both.
+    A parse over its memory limit sends ("error", "MemoryError"). When even that reply
+    cannot be built, the child ends without one. The daemon raises ParseFailed for both.
     """
     _limit_cpu(cpu_seconds)
     try:

@@ -627,11 +627,12 @@ class Portal:
         session = await self._session(request, token)
         if session is None:
             return self.redirect(self.url(token))
+        # A message stored before max_message_size was lowered may cost more than the
+        # whole budget: it then takes all of it, so it runs alone.
+        cost = min(read_cost(pickup.size), self.read_budget.capacity)
         async with contextlib.AsyncExitStack() as reservation:
             try:
-                await reservation.enter_async_context(
-                    self.read_budget.reserve(token, read_cost(pickup.size))
-                )
+                await reservation.enter_async_context(self.read_budget.reserve(token, cost))
             except BudgetExhausted:
                 return self._busy(pickup)
             if first_only and pickup.opened is not None:
@@ -647,8 +648,17 @@ class Portal:
                 await self.notices.start(token, pickup, raw)
             response = await respond(token, pickup, raw)
             if not response.prepared:
-                await response.prepare(request)
-                await response.write_eof()
+                try:
+                    await response.prepare(request)
+                    await response.write_eof()
+                except ConnectionError as exc:
+                    log.info(
+                        "message %s: the client of %s disconnected before the response "
+                        "was sent: %s",
+                        pickup.message_id,
+                        pickup.recipient,
+                        type(exc).__name__,
+                    )
             return response
 
     def _busy(self, pickup: Pickup) -> web.Response:
