@@ -26,7 +26,7 @@ from postveil.audit import AuditLog, generate_key_file
 from postveil.config import Config, parse_config
 from postveil.harness.net import free_port
 from postveil.portal.store import PortalStore, generate_master_key
-from postveil.portal.web import SendFunction, make_app
+from postveil.portal.web import PORTAL_KEY, Portal, SendFunction, make_app
 from tests import planted
 
 # aiosmtpd logs every DATA line at DEBUG, and the code mail carries the code.
@@ -138,6 +138,8 @@ class RunningPortal:
     ssl_context: ssl.SSLContext | None = None
     tokens: list[str] = field(default_factory=list)
     """Every link token deposited, so tests can look for them in logs."""
+    portal: Portal | None = None
+    """The application's request handlers, for tests that inspect or tune them."""
 
     def deposit(
         self, raw: bytes | None = None, *, retention: float = 3600.0, sender: str = SENDER
@@ -263,7 +265,13 @@ async def start_portal(
             certificate_authority.configure_trust(client_context)
         await web.TCPSite(runner, "127.0.0.1", port, ssl_context=server_context).start()
         return RunningPortal(
-            base_url, config, store, Path(config.audit.directory), mail_sink, client_context
+            base_url,
+            config,
+            store,
+            Path(config.audit.directory),
+            mail_sink,
+            client_context,
+            portal=app[PORTAL_KEY],
         )
 
     yield start

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from postveil.portal.parsing import ParseFailed, Parser, ParseTimeout
+from postveil.portal.reading import MAX_PAGE_TEXT
 from tests.portal.conftest import ATTACHMENT, sample_message
 from tests.portal.test_web_flow import _nested_multipart
 
@@ -48,6 +49,22 @@ def test_failure_names_the_exception_class_only() -> None:
     with pytest.raises(ParseFailed) as raised:
         Parser(10).view(_nested_multipart(1500))
     assert str(raised.value) == "RecursionError"
+
+
+def test_memory_limit_reports_memory_error() -> None:
+    parser = Parser(10)
+    parser.memory_allowance = lambda size: 1 << 20
+    text = sample_message(html="<p>" + "x " * 2_000_000 + "</p>")
+    with pytest.raises(ParseFailed, match="MemoryError"):
+        parser.view(text)
+
+
+def test_default_memory_limit_fits_large_text() -> None:
+    # 8 MB of text, cut to MAX_PAGE_TEXT characters for the page.
+    raw = sample_message(html="<p>" + "word " * 1_600_000 + "</p>")
+    view = Parser(10).view(raw)
+    assert view.cut
+    assert sum(len(text) for text in view.texts) == MAX_PAGE_TEXT
 
 
 def test_time_limit() -> None:

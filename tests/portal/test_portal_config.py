@@ -34,6 +34,8 @@ def test_defaults_listen_on_loopback() -> None:
         ({"client_codes_per_hour": 0}, "greater than or equal to 1"),
         ({"client_wrong_codes_per_hour": -1}, "greater than or equal to 1"),
         ({"max_tracked_clients": 10}, "greater than or equal to 100"),
+        ({"read_memory_budget": "100MB"}, "read_memory_budget 100000000 is too small"),
+        ({"read_memory_budget": 0}, "invalid size 0: must be greater than 0"),
         ({"max_tracked_clients": 10**7}, "less than or equal to 1000000"),
         ({"trusted_proxies": "127.0.0.1"}, r"expected a list, for example \[127.0.0.1\]"),
         ({"trusted_proxies": ["proxy.example.org"]}, "invalid trusted_proxies entry"),
@@ -87,3 +89,9 @@ def test_sender_address() -> None:
         == "no-reply@portal.example.org"
     )
     assert PortalSection(notify_from="portal@example.org").sender_address == "portal@example.org"
+
+
+def test_read_budget_follows_max_message_size() -> None:
+    assert PortalSection().read_budget == 2 * (162_500_000 + 16 * 1024 * 1024)
+    assert PortalSection(max_message_size="10MB").read_budget == 2 * (32_500_000 + 16 * 1024 * 1024)
+    assert PortalSection(read_memory_budget="1GB").read_budget == 1_000_000_000

@@ -17,6 +17,7 @@ from pydantic import Field, ValidationInfo, field_validator, model_validator
 
 from postveil.config.routing import _HEADER_NAME_RE
 from postveil.config.types import PositiveDuration, PositiveSize, Section, parse_host_port
+from postveil.portal.budget import DEFAULT_BUDGET_READS, read_cost
 
 _IPV4_MAPPED = ipaddress.IPv6Network("::ffff:0:0/96")
 """The IPv4-mapped IPv6 addresses, ``::ffff:a.b.c.d``."""
@@ -133,6 +134,13 @@ class PortalSection(Section):
     """Largest message the intake stores; a larger one is returned to Postfix as a
     permanent failure, so the sender gets a bounce."""
 
+    read_memory_budget: PositiveSize | None = None
+    """Bytes that postveil-portal holds at once for decrypted messages of page views,
+    downloads and attachment downloads. Each read reserves 3.25 times the message's
+    size plus 16 MiB (:func:`postveil.portal.budget.read_cost`), so the budget must be
+    at least that for a message of ``max_message_size``. Null: enough for two such
+    reads. A read that finds no room waits, and after a while gets status 503."""
+
     @field_validator("intake_address", "notify_from")
     @classmethod
     def _check_address(cls, value: str | None, info: ValidationInfo) -> str | None:
@@ -240,6 +248,25 @@ class PortalSection(Section):
                 "set tls_certificate and tls_key, or listen on 127.0.0.1 behind a TLS proxy"
             )
         return self
+
+    @model_validator(mode="after")
+    def _check_read_budget(self) -> PortalSection:
+        needed = read_cost(self.max_message_size)
+        if self.read_memory_budget is not None and self.read_memory_budget < needed:
+            raise ValueError(
+                f"read_memory_budget {self.read_memory_budget} is too small: one read of a "
+                f"message of max_message_size ({self.max_message_size} bytes) reserves "
+                f"{needed} bytes (3.25 times the size plus 16 MiB); set at least {needed} "
+                "or lower max_message_size"
+            )
+        return self
+
+    @property
+    def read_budget(self) -> int:
+        """``read_memory_budget``, or the default for ``max_message_size``."""
+        if self.read_memory_budget is not None:
+            return self.read_memory_budget
+        return DEFAULT_BUDGET_READS * read_cost(self.max_message_size)
 
     @property
     def listen_address(self) -> tuple[str, int]:

@@ -147,6 +147,11 @@ def message_page(
         f"<tr><th>{escape(name)}</th><td>{escape(value)}</td></tr>" for name, value in view.headers
     )
     texts = "".join(f"<pre>{escape(text)}</pre>" for text in view.texts)
+    if view.cut:
+        texts += (
+            "<p>The text is longer than this page shows. Download the whole message "
+            "for the rest.</p>"
+        )
     if not view.texts and notice is None:
         texts = "<p>This message has no text to show; its content is in the attachments.</p>"
     body = (

@@ -29,6 +29,7 @@ from typing import Any
 from postveil.portal.reading import (
     Attachment,
     MessageView,
+    cut_texts,
     download_filename,
     leaf_parts,
     parse_message,
@@ -51,6 +52,14 @@ CPU_LIMIT_MARGIN = 1
 before the kernel kills it (see :func:`_limit_cpu`)."""
 
 
+MEMORY_BASE = 64 * 1024 * 1024
+"""Bytes a parsing process may grow by for any message, beyond MEMORY_FACTOR times
+its size (see :func:`memory_allowance`)."""
+
+MEMORY_FACTOR = 14
+"""Multiple of a message's size by which a parsing process may grow."""
+
+
 class ParseTimeout(Exception):
     """The message took longer than the time limit to parse."""
 
@@ -69,6 +78,8 @@ class Parser:
         self._context.set_forkserver_preload(_PRELOAD)
         self._children: set[multiprocessing.process.BaseProcess] = set()
         self._lock = threading.Lock()
+        self.memory_allowance = memory_allowance
+        """Function from a message's size to the bytes its parsing process may grow by."""
 
     def start(self) -> None:
         """Start the fork server now rather than at the first parse, which would
@@ -83,6 +94,7 @@ class Parser:
             headers=tuple((name, value) for name, value in result["headers"]),
             texts=tuple(result["texts"]),
             attachments=tuple(Attachment(**item) for item in result["attachments"]),
+            cut=result["cut"],
         )
 
     def part(self, raw: bytes, number: int) -> tuple[bytes, str] | None:
@@ -117,7 +129,8 @@ class Parser:
         self, sender: Connection, task: str, raw: bytes, number: int
     ) -> multiprocessing.process.BaseProcess:
         """Start a child that parses ``raw``; raises ParseFailed."""
-        args = (sender, task, raw, number, math.ceil(self.time_limit) + CPU_LIMIT_MARGIN)
+        cpu_seconds = math.ceil(self.time_limit) + CPU_LIMIT_MARGIN
+        args = (sender, task, raw, number, cpu_seconds, self.memory_allowance(len(raw)))
         try:
             return self._start_once(args)
         except (OSError, EOFError):
@@ -175,22 +188,51 @@ def _limit_cpu(seconds: int) -> None:
     resource.setrlimit(resource.RLIMIT_CPU, (seconds, seconds))
 
 
-def _child(sender: Connection, task: str, raw: bytes, number: int, cpu_seconds: int) -> None:
-    """Parse ``raw`` in the child process and send ("ok", result) or ("error", class name)."""
+def _limit_memory(allowance: int) -> None:
+    """Let this process's address space grow by at most ``allowance`` bytes beyond
+    its present size, so a parse that needs more raises MemoryError instead of
+    taking the host's memory. The present size includes the message received."""
+    with open("/proc/self/statm", "rb") as statm:
+        pages = int(statm.read().split()[0])
+    limit = pages * resource.getpagesize() + allowance
+    resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
+
+
+def memory_allowance(size: int) -> int:
+    """Return the bytes by which a parsing process may grow for a message of ``size``
+    bytes: MEMORY_BASE plus MEMORY_FACTOR times the size (see docs/benchmarks.md)."""
+    return MEMORY_BASE + MEMORY_FACTOR * size
+
+
+def parse_task(task: str, raw: bytes, number: int) -> object:
+    """Return the result of ``task`` ("view" or "part") for ``raw``, as the child
+    sends it."""
+    message = parse_message(raw)
+    if task == "view":
+        # Cut here, so the long text is neither sent through the pipe nor rendered.
+        return asdict(cut_texts(view_message(message)))
+    parts = leaf_parts(message)
+    if number >= len(parts):
+        return None
+    part = parts[number]
+    return {"data": part_bytes(part), "filename": download_filename(part, number)}
+
+
+def _child(
+    sender: Connection, task: str, raw: bytes, number: int, cpu_seconds: int, allowance: int
+) -> None:
+    """Parse ``raw`` in the child process and send ("ok", result) or ("error", class name).
+
+    A parse over its memory limit sends ("error", "MemoryError"). When even that reply
+    cannot be built, the child ends without one. The daemon raises ParseFailed for both.
+    """
     _limit_cpu(cpu_seconds)
     try:
-        message = parse_message(raw)
-        if task == "view":
-            result: object = asdict(view_message(message))
-        else:
-            parts = leaf_parts(message)
-            result = None
-            if number < len(parts):
-                part = parts[number]
-                result = {"data": part_bytes(part), "filename": download_filename(part, number)}
+        _limit_memory(allowance)
+        result = parse_task(task, raw, number)
+        del raw
+        sender.send(("ok", result))
     except Exception as exc:  # noqa: BLE001 - reported by class; the text may quote the message
         sender.send(("error", type(exc).__name__))
-    else:
-        sender.send(("ok", result))
     finally:
         sender.close()

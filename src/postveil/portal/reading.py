@@ -11,7 +11,7 @@ import email
 import email.policy
 import re
 import unicodedata
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from email.message import EmailMessage, Message
 from html.parser import HTMLParser
 
@@ -34,6 +34,11 @@ MAX_PARSED_HEADER = 8192
 page parses. The email package's time for a header grows faster than its length: tens
 of thousands of encoded words or addresses take seconds to minutes. A longer value is
 shown cut to this length, with its encoded words decoded."""
+
+MAX_PAGE_TEXT = 200_000
+"""Maximum number of characters of text that the message page shows, for all its text
+parts together; the rest is in the whole message's download. It bounds the memory of
+building a page: escaping can make text five times longer (``&`` becomes ``&amp;``)."""
 
 _UNSAFE_FILENAME_RE = re.compile(r"[^\w.()+ -]")
 
@@ -65,6 +70,9 @@ class MessageView:
     """Text of the readable body parts, HTML parts converted to plain text."""
 
     attachments: tuple[Attachment, ...]
+
+    cut: bool = False
+    """True when ``texts`` were cut to MAX_PAGE_TEXT characters."""
 
 
 def parse_message(raw: bytes) -> EmailMessage:
@@ -123,6 +131,19 @@ def view_message(message: EmailMessage) -> MessageView:
                 )
             )
     return MessageView(tuple(headers), tuple(texts), tuple(attachments))
+
+
+def cut_texts(view: MessageView, limit: int = MAX_PAGE_TEXT) -> MessageView:
+    """Return ``view`` with its texts cut to ``limit`` characters in all."""
+    texts = []
+    remaining = limit
+    for text in view.texts:
+        if len(text) > remaining:
+            texts.append(text[:remaining])
+            return replace(view, texts=tuple(texts), cut=True)
+        texts.append(text)
+        remaining -= len(text)
+    return view
 
 
 def part_bytes(part: Message) -> bytes:

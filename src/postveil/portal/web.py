@@ -26,12 +26,13 @@ Log lines and audit records name the portal's message id and the recipient.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import logging
 import math
 import re
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from email.message import EmailMessage
@@ -45,6 +46,7 @@ from postveil.audit import AuditError, AuditLog, PortalEvent
 from postveil.config import Config
 from postveil.config.portal import PortalSection
 from postveil.portal import mailer, pages
+from postveil.portal.budget import BudgetExhausted, ReadBudget, read_cost
 from postveil.portal.housekeeping import purge_expired
 from postveil.portal.limits import (
     ClientLimiter,
@@ -89,6 +91,25 @@ UNREADABLE_NOTICE = (
 
 MESSAGE_ID_KEY = web.RequestKey("portal_message", str)
 """The portal message id a request concerns, for the access line."""
+
+READ_WAIT = 20.0
+"""Seconds a page view or download waits for room in the read budget
+(``portal.read_memory_budget``) before it gets status 503."""
+
+READS_PER_LINK = 1
+"""Page views and downloads of one link that hold decrypted bytes at once; further
+requests of that link wait for their turn, within READ_WAIT."""
+
+DOWNLOAD_CHUNK = 256 * 1024
+"""Bytes of a download written to the connection at a time."""
+
+WRITE_TIMEOUT = 60.0
+"""Seconds a download may wait for the client to take the next chunk before the
+connection is closed, so a client that stops reading does not keep its share of the
+read budget."""
+
+BUSY_RETRY_AFTER = 60
+"""Seconds in the Retry-After header of the page that says the portal is busy."""
 
 DROPPED_CLIENTS_LOG_INTERVAL = 3600.0
 """Seconds between warnings that the table of client limits is full."""
@@ -165,6 +186,8 @@ class Portal:
         self.parser = Parser(section.view_time_limit)
         self._parse_turns: dict[str, _ParseTurn] = {}
         """Requests waiting to parse, by link token (see :meth:`_parse`)."""
+        self.read_budget = ReadBudget(section.read_budget, per_link=READS_PER_LINK, wait=READ_WAIT)
+        """Decrypted bytes held by reads in progress (see :meth:`_with_message`)."""
         self.limiter = ClientLimiter(
             codes_per_hour=section.client_codes_per_hour,
             wrong_codes_per_hour=section.client_wrong_codes_per_hour,
@@ -581,14 +604,21 @@ class Portal:
 
     # -- pages with a session ------------------------------------------------------
 
-    async def _read(
-        self, request: web.Request, *, event: str | None, first_only: bool = False
-    ) -> tuple[str, Pickup, bytes] | web.Response:
-        """Return the token, pickup and decrypted message for a request with a valid
-        session, or else the response to send.
+    async def _with_message(
+        self,
+        request: web.Request,
+        respond: Callable[[str, Pickup, bytes], Awaitable[web.StreamResponse]],
+        *,
+        event: str | None,
+        first_only: bool = False,
+    ) -> web.StreamResponse:
+        """Decrypt the message for a request with a valid session and return what
+        ``respond(token, pickup, raw)`` returns, sent before the message's bytes are
+        released from the read budget.
 
         ``event`` is appended to the audit trail first. With ``first_only`` it is
-        appended only when the pickup was never opened before.
+        appended only when the pickup was never opened before. Without room in the
+        budget within READ_WAIT, the response is a 503 page and nothing is recorded.
         """
         found = await self._pickup(request)
         if found is None:
@@ -597,38 +627,78 @@ class Portal:
         session = await self._session(request, token)
         if session is None:
             return self.redirect(self.url(token))
-        if first_only and pickup.opened is not None:
-            event = None
-        # The event is recorded before the message is decrypted, so no reading goes
-        # without a record.
-        if event is not None and not await self._audit(event, pickup):
-            return self._audit_failed()
-        raw = await self._in_store(self.store.read_message, token, session)
-        if raw is None:
-            return self.redirect(self.url(token))
-        if pickup.opened is None and self.section.notify_sender == "first_open":
-            await self.notices.start(token, pickup, raw)
-        return token, pickup, raw
+        # A message stored before max_message_size was lowered may cost more than the
+        # whole budget: it then takes all of it, so it runs alone.
+        cost = min(read_cost(pickup.size), self.read_budget.capacity)
+        async with contextlib.AsyncExitStack() as reservation:
+            try:
+                await reservation.enter_async_context(self.read_budget.reserve(token, cost))
+            except BudgetExhausted:
+                return self._busy(pickup)
+            if first_only and pickup.opened is not None:
+                event = None
+            # The event is recorded before the message is decrypted, so no reading goes
+            # without a record.
+            if event is not None and not await self._audit(event, pickup):
+                return self._audit_failed()
+            raw = await self._in_store(self.store.read_message, token, session)
+            if raw is None:
+                return self.redirect(self.url(token))
+            if pickup.opened is None and self.section.notify_sender == "first_open":
+                await self.notices.start(token, pickup, raw)
+            response = await respond(token, pickup, raw)
+            if not response.prepared:
+                try:
+                    await response.prepare(request)
+                    await response.write_eof()
+                except ConnectionError as exc:
+                    log.info(
+                        "message %s: the client of %s disconnected before the response "
+                        "was sent: %s",
+                        pickup.message_id,
+                        pickup.recipient,
+                        type(exc).__name__,
+                    )
+            return response
 
-    async def message(self, request: web.Request) -> web.Response:
-        result = await self._read(request, event="opened", first_only=True)
-        if isinstance(result, web.Response):
-            return result
-        token, pickup, raw = result
-        view, notice = await self._view(token, raw, pickup)
-        if pickup.opened is None:
-            log.info("message %s: opened by %s", pickup.message_id, pickup.recipient)
-        return self.page(
-            pages.message_page(
-                self.section.organisation,
-                view,
-                notice=notice,
-                expires=pickup.expires,
-                download_action=self.url(token, "/download"),
-                part_action=self.url(token, "/part/"),
-                logout_action=self.url(token, "/logout"),
-            )
+    def _busy(self, pickup: Pickup) -> web.Response:
+        budget = self.read_budget
+        log.warning(
+            "message %s: rejected a read for %s: no room in portal.read_memory_budget "
+            "(%d of %d bytes reserved, %d reads waiting) within %gs",
+            pickup.message_id,
+            pickup.recipient,
+            budget.reserved,
+            budget.capacity,
+            budget.waiting,
+            budget.wait,
         )
+        response = self.problem(
+            503,
+            "Try again later",
+            "The portal is busy opening other messages. Please try again in a minute.",
+        )
+        response.headers["Retry-After"] = str(BUSY_RETRY_AFTER)
+        return response
+
+    async def message(self, request: web.Request) -> web.StreamResponse:
+        async def respond(token: str, pickup: Pickup, raw: bytes) -> web.StreamResponse:
+            view, notice = await self._view(token, raw, pickup)
+            if pickup.opened is None:
+                log.info("message %s: opened by %s", pickup.message_id, pickup.recipient)
+            return self.page(
+                pages.message_page(
+                    self.section.organisation,
+                    view,
+                    notice=notice,
+                    expires=pickup.expires,
+                    download_action=self.url(token, "/download"),
+                    part_action=self.url(token, "/part/"),
+                    logout_action=self.url(token, "/logout"),
+                )
+            )
+
+        return await self._with_message(request, respond, event="opened", first_only=True)
 
     async def _view(self, token: str, raw: bytes, pickup: Pickup) -> tuple[MessageView, str | None]:
         """Return the page's view of ``raw`` and no notice, or, for a message that cannot
@@ -646,8 +716,9 @@ class Portal:
         except (ParseTimeout, ParseFailed) as exc:
             # Python 3.11's email package raises RecursionError for MIME parts nested
             # about a thousand deep or a Content-Type of thousands of parentheses, and
-            # other errors for other damage. ParseFailed names only the class, because
-            # the exception's text may quote the message.
+            # other errors for other damage. A parsing process over its memory limit
+            # reports MemoryError. ParseFailed names only the class, because the
+            # exception's text may quote the message.
             log.warning(
                 "message %s: cannot show the message as a page (%s); offering the .eml only",
                 pickup.message_id,
@@ -664,12 +735,11 @@ class Portal:
         return view, None
 
     async def download(self, request: web.Request) -> web.StreamResponse:
-        result = await self._read(request, event="downloaded")
-        if isinstance(result, web.Response):
-            return result
-        _, pickup, raw = result
-        log.info("message %s: downloaded by %s", pickup.message_id, pickup.recipient)
-        return _attachment_response(raw, "message.eml")
+        async def respond(token: str, pickup: Pickup, raw: bytes) -> web.StreamResponse:
+            log.info("message %s: downloaded by %s", pickup.message_id, pickup.recipient)
+            return await self._stream(request, pickup, raw, "message.eml")
+
+        return await self._with_message(request, respond, event="downloaded")
 
     async def download_part(self, request: web.Request) -> web.StreamResponse:
         number_text = request.match_info["number"]
@@ -679,34 +749,63 @@ class Portal:
 
         # The part is located before the download is recorded, so a wrong number
         # leaves no record of a download that did not happen.
-        checked = await self._read(request, event=None)
-        if isinstance(checked, web.Response):
-            return checked
-        token, pickup, raw = checked
-        if has_too_many_parts(raw):
-            # The message page lists no parts for such a message (see _view).
-            return self.not_found()
+        async def respond(token: str, pickup: Pickup, raw: bytes) -> web.StreamResponse:
+            if has_too_many_parts(raw):
+                # The message page lists no parts for such a message (see _view).
+                return self.not_found()
+            try:
+                found = await self._parse(token, self.parser.part, raw, number)
+            except (ParseTimeout, ParseFailed) as exc:
+                log.warning("message %s: part %d not offered (%s)", pickup.message_id, number, exc)
+                return self.problem(
+                    503,
+                    "Attachment not available",
+                    "This attachment could not be prepared. Download the whole message "
+                    "from the message page instead.",
+                )
+            if found is None:
+                return self.not_found()
 
-        try:
-            found = await self._parse(token, self.parser.part, raw, number)
-        except (ParseTimeout, ParseFailed) as exc:
-            log.warning("message %s: part %d not offered (%s)", pickup.message_id, number, exc)
-            return self.problem(
-                503,
-                "Attachment not available",
-                "This attachment could not be prepared. Download the whole message "
-                "from the message page instead.",
+            if not await self._audit("downloaded", pickup):
+                return self._audit_failed()
+            data, filename = found
+            log.info(
+                "message %s: part %d downloaded by %s", pickup.message_id, number, pickup.recipient
             )
-        if found is None:
-            return self.not_found()
+            return await self._stream(request, pickup, data, filename)
 
-        if not await self._audit("downloaded", pickup):
-            return self._audit_failed()
-        data, filename = found
-        log.info(
-            "message %s: part %d downloaded by %s", pickup.message_id, number, pickup.recipient
-        )
-        return _attachment_response(data, filename)
+        return await self._with_message(request, respond, event=None)
+
+    async def _stream(
+        self, request: web.Request, pickup: Pickup, data: bytes, filename: str
+    ) -> web.StreamResponse:
+        """Send ``data`` as a download in chunks of DOWNLOAD_CHUNK bytes, so the
+        connection's buffer never holds another copy of it. A client that disconnects
+        or takes no chunk for WRITE_TIMEOUT seconds ends the download early."""
+        response = web.StreamResponse(headers=_attachment_headers(filename))
+        response.content_length = len(data)
+        await response.prepare(request)
+        chunks = memoryview(data)
+        sent = 0
+        try:
+            while sent < len(data):
+                async with asyncio.timeout(WRITE_TIMEOUT):
+                    await response.write(chunks[sent : sent + DOWNLOAD_CHUNK])
+                sent = min(sent + DOWNLOAD_CHUNK, len(data))
+            await response.write_eof()
+        except (ConnectionError, TimeoutError) as exc:
+            cause = "timed out" if isinstance(exc, TimeoutError) else type(exc).__name__
+            log.warning(
+                "message %s: download by %s ended after %d of %d bytes: %s",
+                pickup.message_id,
+                pickup.recipient,
+                sent,
+                len(data),
+                cause,
+            )
+            if request.transport is not None:
+                request.transport.close()
+        return response
 
     async def logout(self, request: web.Request) -> web.Response:
         token = request.match_info["token"]
@@ -729,19 +828,15 @@ def _minutes_text(seconds: float) -> str:
     return f"{minutes} minute" + ("" if minutes == 1 else "s")
 
 
-def _attachment_response(data: bytes, filename: str) -> web.Response:
-    """Build a download that no browser shows inline: octet-stream, attachment
-    disposition, and the file name as ASCII and, for other scripts, as RFC 6266
-    ``filename*``."""
+def _attachment_headers(filename: str) -> dict[str, str]:
+    """Return the headers of a download that no browser shows inline: octet-stream,
+    attachment disposition, and the file name as ASCII and, for other scripts, as
+    RFC 6266 ``filename*``."""
     ascii_name = filename.encode("ascii", "replace").decode("ascii").replace("?", "_")
     disposition = f'attachment; filename="{ascii_name}"'
     if ascii_name != filename:
         disposition += f"; filename*=UTF-8''{quote(filename, safe='')}"
-    return web.Response(
-        body=data,
-        content_type="application/octet-stream",
-        headers={"Content-Disposition": disposition},
-    )
+    return {"Content-Type": "application/octet-stream", "Content-Disposition": disposition}
 
 
 # -- middleware and headers ----------------------------------------------------------
