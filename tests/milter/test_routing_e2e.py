@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import smtplib
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -282,3 +283,27 @@ def test_reject_reply_has_plain_reason(scene: Scene) -> None:
     assert recipient in result.text
     assert "Reason: no usable PGP encryption key is on file for this address" in result.text
     assert scene.pgp.fingerprint not in result.text
+
+
+def test_source_routed_recipient_never_gets_cleartext(scene: Scene) -> None:
+    """Postfix stores and delivers a source-routed recipient without its route, so the
+    milter must route and remove it in that form too."""
+    recipient = f"patient@{scene.plain.name}"
+    message_id = "source-route@clinic.test"
+    message = sensitive_message([recipient], "Lab results", message_id=message_id)
+
+    # smtplib's rcpt() would rewrite the route, because email.utils.parseaddr drops it.
+    with smtplib.SMTP("127.0.0.1", scene.postfix.port, timeout=60) as client:
+        client.ehlo("client.postveil-harness.test")
+        assert client.mail(SENDER)[0] == 250
+        assert client.docmd(f"RCPT TO:<@{scene.enforce.name}:{recipient}>")[0] == 250
+        code, reply = client.data(message)
+    assert code == 250, reply
+
+    portal_copies = copies_for(scene.portal, scene.portal_intake, message_id)
+    time.sleep(1.0)  # give a copy to the recipient's own server time to arrive
+
+    assert copies_for(scene.plain, recipient, message_id, timeout=0) == []
+    assert copies_for(scene.enforce, recipient, message_id, timeout=0) == []
+    assert len(portal_copies) == 1
+    assert header(portal_copies[0].data, "X-Postveil-Portal-Recipient") == recipient

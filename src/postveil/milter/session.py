@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import itertools
 import logging
+import re
 import tempfile
 import threading
 from collections.abc import Callable
@@ -259,7 +260,7 @@ class PostveilMilter(Milter.Base):
         self.config = self.processor.config
         self._in_flight.enter()
         self._counted = True
-        self.sender = mailfrom.strip("<>")
+        self.sender = bare_address(mailfrom)
         queue_id = self.getsymval("i")
         if queue_id:
             self.queue_id = queue_id
@@ -437,7 +438,9 @@ class PostveilMilter(Milter.Base):
             if address.lower() in wanted:
                 already.add(address.lower())
             else:
-                self.delrcpt(recipient)
+                # Postfix deletes only a recipient whose stored address equals this one
+                # exactly (case included), and it stores none with a source route.
+                self.delrcpt(f"<{address}>")
         for address in recipients:
             if address.lower() not in already:
                 self.addrcpt(f"<{address}>")
@@ -472,9 +475,23 @@ class PostveilMilter(Milter.Base):
         return Milter.CONTINUE
 
 
-def bare_address(recipient: str) -> str:
-    """Strip the angle brackets (and any ESMTP leftovers) from an envelope address."""
-    return recipient.strip().strip("<>")
+_SOURCE_ROUTE_RE = re.compile(r"@(?:\[[^\]]*\]|[^,:\[\]]*)(?:,@(?:\[[^\]]*\]|[^,:\[\]]*))*:")
+"""An RFC 5321 source route such as ``@relay.example,@[192.0.2.1]:``. It ends at the
+first colon outside a domain literal."""
+
+
+def bare_address(address: str) -> str:
+    """Return an envelope address as Postfix stores and delivers it: without the angle
+    brackets and without a source route.
+
+    Postfix's smtpd (3.7) drops a source route (``<@relay.example:bob@example.net>``)
+    before it stores the address, but passes the milter the address as written. The
+    route's host is not where the mail goes, and smfi_delrcpt matches only the stored
+    form, so the route must go before routing and before the recipient is removed.
+    """
+    bare = address.strip().strip("<>")
+    route = _SOURCE_ROUTE_RE.match(bare)
+    return bare[route.end() :] if route else bare
 
 
 def milter_header_value(value: str) -> str:
