@@ -307,3 +307,23 @@ def test_source_routed_recipient_never_gets_cleartext(scene: Scene) -> None:
     assert copies_for(scene.enforce, recipient, message_id, timeout=0) == []
     assert len(portal_copies) == 1
     assert header(portal_copies[0].data, "X-Postveil-Portal-Recipient") == recipient
+
+
+def test_thread_topic_moves_inside(scene: Scene) -> None:
+    """Outlook repeats the Subject in Thread-Topic, so an encrypted copy must not show it."""
+    message_id = "thread-topic@clinic.test"
+    recipient = scene.pgp.address
+    subject = f"Results for {planted.PATIENT_NAME}"
+    message = sensitive_message([recipient], f"[secure] {subject}", message_id=message_id)
+    message = message.replace(b"Message-ID:", f"Thread-Topic: {subject}\r\nMessage-ID:".encode(), 1)
+
+    result = scene.postfix.send(message, SENDER, [recipient])
+    assert result.code == 250, result.text
+
+    received = copies_for(scene.plain, recipient, message_id)[0]
+    inner = scene.pgp.decrypt(received.data)
+
+    assert header(received.data, "Thread-Topic") is None
+    assert planted.PATIENT_NAME.encode() not in received.data
+    assert header(inner, "Thread-Topic") == subject
+    assert header(inner, "Subject") == subject

@@ -15,6 +15,10 @@ from postveil.crypto.mime import CRLF, HeaderField, RawMessage, make_field, to_c
 
 PROTECTED_HEADERS_PARAM = b'protected-headers="v1"'
 
+SUBJECT_COPIES = ("Thread-Topic",)
+"""Headers that repeat the Subject: Microsoft Outlook and Exchange write Thread-Topic
+with the Subject's text. They travel inside an encrypted copy, never outside it."""
+
 _SMIME_TYPES = ("application/pkcs7-mime", "application/x-pkcs7-mime")
 _SMIME_ENCRYPTED = ("enveloped-data", "authenveloped-data")
 _PGP_ARMOR = b"-----BEGIN PGP MESSAGE-----"
@@ -79,10 +83,11 @@ def build_inner_entity(
     """Return the MIME entity to encrypt, in canonical CRLF form.
 
     ``subject`` is the Subject value to put inside (tags already removed); None copies the
-    original Subject field unchanged. The body is copied byte for byte apart from line
+    original Subject field unchanged. The headers in ``config.inner_headers`` and
+    SUBJECT_COPIES are copied as well. The body is copied byte for byte apart from line
     endings.
     """
-    copy = {name.lower() for name in config.inner_headers}
+    copy = {name.lower() for name in [*config.inner_headers, *SUBJECT_COPIES]}
     fields: list[HeaderField] = []
     for header in message.headers:
         lower = header.lower_name

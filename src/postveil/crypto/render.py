@@ -1,8 +1,8 @@
 """Build the version of a message that one recipient group receives.
 
 Every version loses the trigger header and any Bcc header, and its Subject loses the
-tags. Encrypted versions move the content headers and the real Subject inside and show
-``routing.outer_subject`` outside. The result carries both the header edits (for the
+tags. Encrypted versions move the content headers, the real Subject and the headers that
+repeat it (Thread-Topic) inside and show ``routing.outer_subject`` outside. The result carries both the header edits (for the
 milter's in-place change) and the complete bytes (for re-injection).
 """
 
@@ -21,7 +21,7 @@ from postveil.crypto.mime import (
     unique,
 )
 from postveil.crypto.pgp import PgpKeyring, pgp_mime_body
-from postveil.crypto.protect import build_inner_entity, content_header_names
+from postveil.crypto.protect import SUBJECT_COPIES, build_inner_entity, content_header_names
 from postveil.crypto.smime import (
     CertificateStore,
     SmimeSigner,
@@ -120,8 +120,9 @@ def render_version(
         content_type, body = pgp_mime_body(context.keyring.encrypt(inner, group.fingerprints))
         content_headers = (("MIME-Version", "1.0"), ("Content-Type", content_type))
 
+    subject_copies = [name for name in SUBJECT_COPIES if message.get_all(name)]
     edits = HeaderEdits(
-        remove=unique([*removals, *content_header_names(message)]),
+        remove=unique([*removals, *content_header_names(message), *subject_copies]),
         replace=(("Subject", routing.outer_subject),),
         add=content_headers,
     )
