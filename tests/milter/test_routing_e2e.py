@@ -327,3 +327,27 @@ def test_thread_topic_moves_inside(scene: Scene) -> None:
     assert planted.PATIENT_NAME.encode() not in received.data
     assert header(inner, "Thread-Topic") == subject
     assert header(inner, "Subject") == subject
+
+
+def test_tag_in_second_subject_counts(scene: Scene) -> None:
+    """A message may carry two Subject fields, and a mail program may show either one, so
+    a tag in any of them protects the message."""
+    message_id = "second-subject@clinic.test"
+    recipient = scene.smime.address
+    message = (
+        f"From: <{SENDER}>\r\nTo: <{recipient}>\r\nSubject: Referral\r\n"
+        f"Subject: [secure] Referral\r\nMessage-ID: <{message_id}>\r\n\r\n"
+        "See you on Monday.\r\n"
+    ).encode()
+
+    result = scene.postfix.send(message, SENDER, [recipient])
+    assert result.code == 250, result.text
+
+    received = copies_for(scene.plain, recipient, message_id)[0]
+    inner = scene.smime.decrypt(received.data)
+
+    assert RawMessage.parse(received.data).values("Subject") == [OUTER_SUBJECT]
+    assert b"See you on Monday." not in received.data
+    assert b"[secure]" not in received.data
+    assert RawMessage.parse(inner).values("Subject") == ["Referral"]
+    assert b"See you on Monday." in inner

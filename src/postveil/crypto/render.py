@@ -8,6 +8,7 @@ milter's in-place change) and the complete bytes (for re-injection).
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 from postveil.config.portal import PortalSection
@@ -67,10 +68,28 @@ class MessageVersion:
 
 
 def read_triggers(message: RawMessage, config: RoutingSection) -> Triggers:
-    """Find the tags in the decoded Subject and read the trigger header of ``message``."""
-    subject = message.first_value("Subject")
-    decoded = decode_text(subject) if subject is not None else None
-    return find_triggers(decoded, message.values(config.trigger_header), config)
+    """Find the tags in the decoded Subject and read the trigger header of ``message``.
+
+    A message with several Subject fields (RFC 5322 allows one) counts the tags of each,
+    because a mail program may show any of them. The cleaned Subject is the first one
+    without tags, and the header edits then delete the others.
+    """
+    subjects = [decode_text(value) for value in message.values("Subject")]
+    first = subjects[0] if subjects else None
+    triggers = find_triggers(first, message.values(config.trigger_header), config)
+    for later in subjects[1:]:
+        extra = find_triggers(later, (), config)
+        if not extra.tags:
+            continue
+        cleaned = triggers.cleaned_subject
+        triggers = dataclasses.replace(
+            triggers,
+            tags=unique([*triggers.tags, *extra.tags]),
+            escalated=triggers.escalated or extra.escalated,
+            forced_method=triggers.forced_method or extra.forced_method,
+            cleaned_subject=first if cleaned is None else cleaned,
+        )
+    return triggers
 
 
 def _subject_value(message: RawMessage, triggers: Triggers) -> str | None:
