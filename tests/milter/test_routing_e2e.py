@@ -351,3 +351,23 @@ def test_tag_in_second_subject_counts(scene: Scene) -> None:
     assert b"[secure]" not in received.data
     assert RawMessage.parse(inner).values("Subject") == ["Referral"]
     assert b"See you on Monday." in inner
+
+
+def test_armor_then_text_not_pre_encrypted(scene: Scene) -> None:
+    """A text body that starts with a PGP block but goes on in plain text is not mail
+    the sender encrypted, so it gets protection like any other."""
+    message_id = "armor-then-text@clinic.test"
+    recipient = f"patient@{scene.plain.name}"
+    message = sensitive_message([recipient], "Lab results", message_id=message_id)
+    head, _, body = message.partition(b"\r\n\r\n")
+    armor = b"-----BEGIN PGP MESSAGE-----\r\n\r\nhQEMA0x5Y2Fi\r\n-----END PGP MESSAGE-----\r\n\r\n"
+    message = head + b"\r\n\r\n" + armor + body
+
+    result = scene.postfix.send(message, SENDER, [recipient])
+    assert result.code == 250, result.text
+
+    portal_copies = copies_for(scene.portal, scene.portal_intake, message_id)
+    time.sleep(1.0)  # give a copy to the recipient's own server time to arrive
+
+    assert copies_for(scene.plain, recipient, message_id, timeout=0) == []
+    assert len(portal_copies) == 1
