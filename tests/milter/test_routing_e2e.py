@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import shutil
 import smtplib
+import subprocess
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -14,7 +15,7 @@ import pytest
 
 from postveil.crypto.mime import RawMessage, decode_text
 from postveil.harness.postfix import PrivatePostfix
-from postveil.harness.pytest_plugin import unique_domain
+from postveil.harness.pytest_plugin import postfix_settings, unique_domain
 from postveil.harness.recipients import PgpRecipient, SmimeRecipient
 from postveil.harness.smtp import ReceivedMessage
 from postveil.harness.world import TestDomain, World
@@ -371,3 +372,37 @@ def test_armor_then_text_not_pre_encrypted(scene: Scene) -> None:
 
     assert copies_for(scene.plain, recipient, message_id, timeout=0) == []
     assert len(portal_copies) == 1
+
+
+@pytest.mark.parametrize("rewrite", ["source route", "canonical_maps"])
+def test_sendmail_recipient_rewritten_never_gets_cleartext(scene: Scene, rewrite: str) -> None:
+    """Mail from sendmail(1) reaches the milter with recipients after Postfix's address
+    rewriting, which smfi_delrcpt does not match, so no recipient may depend on it."""
+    tls_recipient = f"dr.lee@{scene.enforce.name}"
+    recipient = f"patient@{scene.plain.name}"
+    message_id = f"sendmail-{rewrite.replace(' ', '-')}@clinic.test"
+    settings = {"non_smtpd_milters": f"unix:{scene.world.milter_socket}"}
+    if rewrite == "source route":
+        submitted = f"@{scene.enforce.name}:{recipient}"
+    else:
+        submitted = f"patient@{scene.enforce.name}"
+        settings["canonical_maps"] = f"inline:{{{submitted}={recipient}}}"
+    message = sensitive_message([tls_recipient, recipient], "Lab results", message_id=message_id)
+
+    with postfix_settings(scene.postfix, **settings):
+        sendmail = subprocess.run(
+            ["/usr/sbin/sendmail", "-C", str(scene.postfix.config_dir), "-f", SENDER,
+             tls_recipient, submitted],
+            input=message, capture_output=True, timeout=60, check=False,
+        )
+        assert sendmail.returncode == 0, sendmail.stderr
+        tls_copies = copies_for(scene.enforce, tls_recipient, message_id)
+        portal_copies = copies_for(scene.portal, scene.portal_intake, message_id)
+        time.sleep(1.0)  # give a copy to the patient's own server time to arrive
+
+    assert copies_for(scene.plain, recipient, message_id, timeout=0) == []
+    assert copies_for(scene.enforce, submitted, message_id, timeout=0) == []
+    assert len(tls_copies) == 1
+    assert tls_copies[0].rcpt_tos == (tls_recipient,)
+    assert len(portal_copies) == 1
+    assert header(portal_copies[0].data, "X-Postveil-Portal-Recipient") == recipient
