@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+
 import pytest
 
 from postveil.crypto import RawMessage, detect_encryption
@@ -71,23 +73,58 @@ def test_to_crlf_keeps_existing_crlf() -> None:
     assert to_crlf(b"a\nb\r\nc\n") == b"a\r\nb\r\nc\r\n"
 
 
+ARMORED = b"-----BEGIN PGP MESSAGE-----\r\n\r\nhQEMA0x5Y2Fi\r\n=Ab1c\r\n-----END PGP MESSAGE-----\r\n"
+"""An armored OpenPGP message in form; its radix-64 lines are not real ciphertext."""
+
+ENVELOPED_DER = b"\x30\x80" + bytes.fromhex("06092a864886f70d010703") + b"\xa0\x80\x30\x80\x02\x01\x00"
+AUTH_ENVELOPED_DER = b"\x30\x80" + bytes.fromhex("060b2a864886f70d0109100117") + b"\xa0\x80"
+SIGNED_DER = b"\x30\x80" + bytes.fromhex("06092a864886f70d010702") + b"\xa0\x80"
+BASE64 = b"Content-Transfer-Encoding: base64\r\n"
+PGP_MIME = (
+    b"--x\r\nContent-Type: application/pgp-encrypted\r\n\r\nVersion: 1\r\n\r\n"
+    b"--x\r\nContent-Type: application/octet-stream\r\n\r\n" + ARMORED + b"--x--\r\n"
+)
+PGP_MIME_TYPE = b"Content-Type: multipart/encrypted;\r\n protocol=\"application/pgp-encrypted\"; boundary=x\r\n"
+
+
 @pytest.mark.parametrize(
     ("headers", "body", "expected"),
     [
-        (b"Content-Type: application/pkcs7-mime; smime-type=enveloped-data; name=smime.p7m\r\n", b"", "smime"),
-        (b"Content-Type: application/x-pkcs7-mime; name=\"smime.p7m\"\r\n", b"", "smime"),
-        (b"Content-Type: application/pkcs7-mime; smime-type=authEnveloped-data\r\n", b"", "smime"),
-        (b"Content-Type: application/pkcs7-mime; smime-type=signed-data\r\n", b"", None),
-        (b"Content-Type: multipart/encrypted;\r\n protocol=\"application/pgp-encrypted\"; boundary=x\r\n", b"", "pgp"),
-        (b"Content-Type: multipart/signed; protocol=\"application/pgp-signature\"; boundary=x\r\n", b"", None),
-        (b"Content-Type: text/plain\r\n", b"\r\n-----BEGIN PGP MESSAGE-----\r\n", "pgp"),
-        (b"", b"-----BEGIN PGP MESSAGE-----\r\n", "pgp"),
-        (b"Content-Type: text/plain\r\n", b"quoted:\r\n-----BEGIN PGP MESSAGE-----\r\n", None),
+        (b"Content-Type: application/pkcs7-mime; smime-type=enveloped-data; name=smime.p7m\r\n" + BASE64,
+         base64.encodebytes(ENVELOPED_DER), "smime"),
+        (b"Content-Type: application/x-pkcs7-mime; name=\"smime.p7m\"\r\n" + BASE64,
+         base64.encodebytes(ENVELOPED_DER), "smime"),
+        (b"Content-Type: application/pkcs7-mime; smime-type=authEnveloped-data\r\n" + BASE64,
+         base64.encodebytes(AUTH_ENVELOPED_DER), "smime"),
+        (b"Content-Type: application/pkcs7-mime; smime-type=enveloped-data\r\n", ENVELOPED_DER, "smime"),
+        (b"Content-Type: application/pkcs7-mime; smime-type=enveloped-data\r\n" + BASE64, b"", None),
+        (b"Content-Type: application/pkcs7-mime; smime-type=enveloped-data\r\n" + BASE64,
+         base64.encodebytes(b"Patient Jane Roe, MRN 445566"), None),
+        (b"Content-Type: application/pkcs7-mime; smime-type=enveloped-data\r\n" + BASE64,
+         b"Patient Jane Roe, MRN 445566\r\n", None),
+        (b"Content-Type: application/pkcs7-mime; smime-type=enveloped-data\r\n" + BASE64,
+         base64.encodebytes(SIGNED_DER), None),
+        (b"Content-Type: application/pkcs7-mime; smime-type=signed-data\r\n" + BASE64,
+         base64.encodebytes(ENVELOPED_DER), None),
+        (PGP_MIME_TYPE, PGP_MIME, "pgp"),
+        (b"Content-Type: Multipart/Encrypted; protocol=application/pgp-encrypted; boundary=x\r\n", PGP_MIME, "pgp"),
+        (PGP_MIME_TYPE, b"", None),
+        (PGP_MIME_TYPE, PGP_MIME.replace(b"application/octet-stream", b"text/plain"), None),
+        (PGP_MIME_TYPE, PGP_MIME.replace(ARMORED, b"Patient Jane Roe, MRN 445566\r\n"), None),
+        (PGP_MIME_TYPE, PGP_MIME.replace(ARMORED, ARMORED + b"MRN 445566\r\n"), None),
+        (b"Content-Type: multipart/signed; protocol=\"application/pgp-signature\"; boundary=x\r\n", PGP_MIME, None),
+        (b"Content-Type: text/plain\r\n", b"\r\n" + ARMORED, "pgp"),
+        (b"", ARMORED, "pgp"),
+        (b"", ARMORED + b"\r\n" + ARMORED, "pgp"),
+        (b"", ARMORED.replace(b"\r\n\r\n", b"\r\nVersion: GnuPG v2\r\n\r\n", 1), "pgp"),
+        (b"", ARMORED + b"\r\nPatient Jane Roe, MRN 445566\r\n", None),
+        (b"", ARMORED.replace(b"hQEMA0x5Y2Fi", b"Patient Jane Roe, MRN 445566"), None),
+        (b"", b"-----BEGIN PGP MESSAGE-----\r\n", None),
+        (b"Content-Type: text/plain\r\n", b"quoted:\r\n" + ARMORED, None),
         (b"Content-Type: text/plain\r\n", b"hello\r\n", None),
-        (b"Content-Type: TEXT/Plain ; charset=us-ascii\r\n", b"-----BEGIN PGP MESSAGE-----\r\n", "pgp"),
-        (b"Content-Type: text\r\n", b"-----BEGIN PGP MESSAGE-----\r\n", "pgp"),
-        (b"Content-Type: text/html\r\n", b"-----BEGIN PGP MESSAGE-----\r\n", None),
-        (b"Content-Type: Multipart/Encrypted; protocol=application/pgp-encrypted\r\n", b"", "pgp"),
+        (b"Content-Type: TEXT/Plain ; charset=us-ascii\r\n", ARMORED, "pgp"),
+        (b"Content-Type: text\r\n", ARMORED, "pgp"),
+        (b"Content-Type: text/html\r\n", ARMORED, None),
     ],
 )
 def test_detect_encryption_table(headers: bytes, body: bytes, expected: str | None) -> None:

@@ -98,6 +98,9 @@ def test_encoded_subject_reencoded() -> None:
         (b"=?ISO-8859-1?Q?[_SECURE_]_Befund_f=FCr?=", "Befund für"),
         (b"=?UTF-8?Q?Lab_[?= =?UTF-8?Q?_secure_]?=", "Lab"),
         ("Befund für [ secure ] Jürgen".encode(), "Befund für Jürgen"),
+        # An RFC 2231 language tag after the charset.
+        (b"=?UTF-8*en?Q?[_secure_]_Lab?=", "Lab"),
+        (b"=?utf-8*de?B?W3NlY3VyZV0gQmVmdW5k?=", "Befund"),
     ],
 )
 def test_spaced_tag_removed_from_encoded_subject(subject: bytes, expected: str) -> None:

@@ -135,3 +135,20 @@ def test_notice_when_some_received(scene: Scene) -> None:
     assert copy.rcpt_tos == (delivered,)
     assert planted.SSN.encode() not in copy.data
     assert planted.SSN.encode() in scene.pgp.decrypt(copy.data)
+
+
+def test_null_sender_rejected_not_removed(scene: Scene) -> None:
+    """A bounce or auto-reply (MAIL FROM:<>) has no address for the notice. Removing a
+    recipient would lose it silently, so the message is rejected instead."""
+    message_id = "notice-null-sender@clinic.test"
+    removed = f"patient@{scene.plain.name}"
+    delivered = scene.pgp.address
+
+    result = scene.postfix.send(tagged_message("", [removed, delivered], message_id), "", [removed, delivered])
+
+    assert result.code == 550, result.text
+    assert "5.7.1" in result.text
+    assert removed in result.text
+    time.sleep(1.0)  # give a copy that should not exist time to arrive
+    assert [m for m in scene.plain.sink.messages if message_id.encode() in m.data] == []
+    assert [m for m in scene.clinic.sink.messages if message_id.encode() in m.data] == []

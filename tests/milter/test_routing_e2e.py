@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import json
 import shutil
+import smtplib
+import subprocess
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -13,7 +15,7 @@ import pytest
 
 from postveil.crypto.mime import RawMessage, decode_text
 from postveil.harness.postfix import PrivatePostfix
-from postveil.harness.pytest_plugin import unique_domain
+from postveil.harness.pytest_plugin import postfix_settings, unique_domain
 from postveil.harness.recipients import PgpRecipient, SmimeRecipient
 from postveil.harness.smtp import ReceivedMessage
 from postveil.harness.world import TestDomain, World
@@ -282,3 +284,125 @@ def test_reject_reply_has_plain_reason(scene: Scene) -> None:
     assert recipient in result.text
     assert "Reason: no usable PGP encryption key is on file for this address" in result.text
     assert scene.pgp.fingerprint not in result.text
+
+
+def test_source_routed_recipient_never_gets_cleartext(scene: Scene) -> None:
+    """Postfix stores and delivers a source-routed recipient without its route, so the
+    milter must route and remove it in that form too."""
+    recipient = f"patient@{scene.plain.name}"
+    message_id = "source-route@clinic.test"
+    message = sensitive_message([recipient], "Lab results", message_id=message_id)
+
+    # smtplib's rcpt() would rewrite the route, because email.utils.parseaddr drops it.
+    with smtplib.SMTP("127.0.0.1", scene.postfix.port, timeout=60) as client:
+        client.ehlo("client.postveil-harness.test")
+        assert client.mail(SENDER)[0] == 250
+        assert client.docmd(f"RCPT TO:<@{scene.enforce.name}:{recipient}>")[0] == 250
+        code, reply = client.data(message)
+    assert code == 250, reply
+
+    portal_copies = copies_for(scene.portal, scene.portal_intake, message_id)
+    time.sleep(1.0)  # give a copy to the recipient's own server time to arrive
+
+    assert copies_for(scene.plain, recipient, message_id, timeout=0) == []
+    assert copies_for(scene.enforce, recipient, message_id, timeout=0) == []
+    assert len(portal_copies) == 1
+    assert header(portal_copies[0].data, "X-Postveil-Portal-Recipient") == recipient
+
+
+def test_thread_topic_moves_inside(scene: Scene) -> None:
+    """Outlook repeats the Subject in Thread-Topic, so an encrypted copy must not show it."""
+    message_id = "thread-topic@clinic.test"
+    recipient = scene.pgp.address
+    subject = f"Results for {planted.PATIENT_NAME}"
+    message = sensitive_message([recipient], f"[secure] {subject}", message_id=message_id)
+    message = message.replace(b"Message-ID:", f"Thread-Topic: {subject}\r\nMessage-ID:".encode(), 1)
+
+    result = scene.postfix.send(message, SENDER, [recipient])
+    assert result.code == 250, result.text
+
+    received = copies_for(scene.plain, recipient, message_id)[0]
+    inner = scene.pgp.decrypt(received.data)
+
+    assert header(received.data, "Thread-Topic") is None
+    assert planted.PATIENT_NAME.encode() not in received.data
+    assert header(inner, "Thread-Topic") == subject
+    assert header(inner, "Subject") == subject
+
+
+def test_tag_in_second_subject_counts(scene: Scene) -> None:
+    """A message may carry two Subject fields, and a mail program may show either one, so
+    a tag in any of them protects the message."""
+    message_id = "second-subject@clinic.test"
+    recipient = scene.smime.address
+    message = (
+        f"From: <{SENDER}>\r\nTo: <{recipient}>\r\nSubject: Referral\r\n"
+        f"Subject: [secure] Referral\r\nMessage-ID: <{message_id}>\r\n\r\n"
+        "See you on Monday.\r\n"
+    ).encode()
+
+    result = scene.postfix.send(message, SENDER, [recipient])
+    assert result.code == 250, result.text
+
+    received = copies_for(scene.plain, recipient, message_id)[0]
+    inner = scene.smime.decrypt(received.data)
+
+    assert RawMessage.parse(received.data).values("Subject") == [OUTER_SUBJECT]
+    assert b"See you on Monday." not in received.data
+    assert b"[secure]" not in received.data
+    assert RawMessage.parse(inner).values("Subject") == ["Referral"]
+    assert b"See you on Monday." in inner
+
+
+def test_armor_then_text_not_pre_encrypted(scene: Scene) -> None:
+    """A text body that starts with a PGP block but goes on in plain text is not mail
+    the sender encrypted, so it gets protection like any other."""
+    message_id = "armor-then-text@clinic.test"
+    recipient = f"patient@{scene.plain.name}"
+    message = sensitive_message([recipient], "Lab results", message_id=message_id)
+    head, _, body = message.partition(b"\r\n\r\n")
+    armor = b"-----BEGIN PGP MESSAGE-----\r\n\r\nhQEMA0x5Y2Fi\r\n-----END PGP MESSAGE-----\r\n\r\n"
+    message = head + b"\r\n\r\n" + armor + body
+
+    result = scene.postfix.send(message, SENDER, [recipient])
+    assert result.code == 250, result.text
+
+    portal_copies = copies_for(scene.portal, scene.portal_intake, message_id)
+    time.sleep(1.0)  # give a copy to the recipient's own server time to arrive
+
+    assert copies_for(scene.plain, recipient, message_id, timeout=0) == []
+    assert len(portal_copies) == 1
+
+
+@pytest.mark.parametrize("rewrite", ["source route", "canonical_maps"])
+def test_sendmail_recipient_rewritten_never_gets_cleartext(scene: Scene, rewrite: str) -> None:
+    """Mail from sendmail(1) reaches the milter with recipients after Postfix's address
+    rewriting, which smfi_delrcpt does not match, so no recipient may depend on it."""
+    tls_recipient = f"dr.lee@{scene.enforce.name}"
+    recipient = f"patient@{scene.plain.name}"
+    message_id = f"sendmail-{rewrite.replace(' ', '-')}@clinic.test"
+    settings = {"non_smtpd_milters": f"unix:{scene.world.milter_socket}"}
+    if rewrite == "source route":
+        submitted = f"@{scene.enforce.name}:{recipient}"
+    else:
+        submitted = f"patient@{scene.enforce.name}"
+        settings["canonical_maps"] = f"inline:{{{submitted}={recipient}}}"
+    message = sensitive_message([tls_recipient, recipient], "Lab results", message_id=message_id)
+
+    with postfix_settings(scene.postfix, **settings):
+        sendmail = subprocess.run(
+            ["/usr/sbin/sendmail", "-C", str(scene.postfix.config_dir), "-f", SENDER,
+             tls_recipient, submitted],
+            input=message, capture_output=True, timeout=60, check=False,
+        )
+        assert sendmail.returncode == 0, sendmail.stderr
+        tls_copies = copies_for(scene.enforce, tls_recipient, message_id)
+        portal_copies = copies_for(scene.portal, scene.portal_intake, message_id)
+        time.sleep(1.0)  # give a copy to the patient's own server time to arrive
+
+    assert copies_for(scene.plain, recipient, message_id, timeout=0) == []
+    assert copies_for(scene.enforce, submitted, message_id, timeout=0) == []
+    assert len(tls_copies) == 1
+    assert tls_copies[0].rcpt_tos == (tls_recipient,)
+    assert len(portal_copies) == 1
+    assert header(portal_copies[0].data, "X-Postveil-Portal-Recipient") == recipient

@@ -16,6 +16,9 @@ from email.header import decode_header, make_header
 from email.utils import getaddresses
 
 _LONE_LF_RE = re.compile(rb"(?<!\r)\n")
+# The language tag that RFC 2231, section 5, allows after an encoded word's charset
+# (=?UTF-8*en?Q?...?=). Python's email.header (3.11) leaves such words undecoded.
+_ENCODED_WORD_LANGUAGE_RE = re.compile(r"(=\?[^?*\s]+)\*[A-Za-z0-9-]+\?")
 _FOLD_RE = re.compile(r"\r?\n(?=[ \t])")
 # One header field: a name line and its continuation lines (those starting with a space
 # or tab), each with its line break. The last line of the input may have none.
@@ -106,8 +109,9 @@ def decode_text(value: str) -> str:
         # Every encoded word starts with "=?". Without one, email.header (Python 3.11)
         # decode_header returns the value as one chunk and make_header returns it unchanged.
         return value
+    without_language = _ENCODED_WORD_LANGUAGE_RE.sub(r"\1?", value)
     try:
-        return str(make_header(decode_header(value)))
+        return str(make_header(decode_header(without_language)))
     except (HeaderParseError, LookupError, UnicodeDecodeError, ValueError):
         return value
 

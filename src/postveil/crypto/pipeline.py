@@ -119,7 +119,10 @@ def process_message(
         for recipient in recipients
     )
     visible = address_list(message.values("To") + message.values("Cc"))
-    plan = plan_delivery(decisions, visible, routing.no_method_action)
+    # A message from the null sender (a bounce or an auto-reply) has no address for the
+    # notice. A removed recipient would be lost silently, so the message is rejected.
+    no_method_action = routing.no_method_action if sender else "reject"
+    plan = plan_delivery(decisions, visible, no_method_action)
 
     versions: tuple[MessageVersion, ...] = ()
     notice = None

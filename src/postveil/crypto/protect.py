@@ -8,6 +8,11 @@ are replaced by the encryption's own and the Subject becomes ``routing.outer_sub
 
 from __future__ import annotations
 
+import base64
+import binascii
+import email
+import email.policy
+import re
 from email.message import Message
 
 from postveil.config.routing import RoutingSection
@@ -15,9 +20,32 @@ from postveil.crypto.mime import CRLF, HeaderField, RawMessage, make_field, to_c
 
 PROTECTED_HEADERS_PARAM = b'protected-headers="v1"'
 
+SUBJECT_COPIES = ("Thread-Topic",)
+"""Headers that repeat the Subject: Microsoft Outlook and Exchange write Thread-Topic
+with the Subject's text. They travel inside an encrypted copy, never outside it."""
+
 _SMIME_TYPES = ("application/pkcs7-mime", "application/x-pkcs7-mime")
 _SMIME_ENCRYPTED = ("enveloped-data", "authenveloped-data")
-_PGP_ARMOR = b"-----BEGIN PGP MESSAGE-----"
+
+# One ASCII-armored OpenPGP message (RFC 4880, section 6.2): the armor line, armor
+# headers of the standard keys, an empty line, radix-64 lines (the "=" checksum
+# included) and the tail line. Text of any other kind, such as a sentence, fails it.
+_ARMOR_BLOCK = (
+    rb"-----BEGIN PGP MESSAGE-----[ \t]*\r?\n"
+    rb"(?:(?:Version|Comment|MessageID|Hash|Charset): [^\r\n]*\r?\n)*"
+    rb"[ \t]*\r?\n"
+    rb"(?:[A-Za-z0-9+/=]+[ \t]*\r?\n)+"
+    rb"-----END PGP MESSAGE-----[ \t]*"
+)
+_ARMORED_ONLY_RE = re.compile(rb"\s*(?:" + _ARMOR_BLOCK + rb"\s*)+")
+
+# DER of the CMS content types (RFC 5652 and RFC 5083) that an S/MIME encrypted body
+# starts with, inside its ContentInfo SEQUENCE: id-envelopedData 1.2.840.113549.1.7.3
+# and id-ct-authEnvelopedData 1.2.840.113549.1.9.16.1.23.
+_CMS_ENCRYPTED_OIDS = (
+    bytes.fromhex("06092a864886f70d010703"),
+    bytes.fromhex("060b2a864886f70d0109100117"),
+)
 
 
 def is_content_header(name: str) -> bool:
@@ -51,9 +79,12 @@ def detect_encryption(message: RawMessage) -> str | None:
     """Return ``smime`` or ``pgp`` when the sender already encrypted the message.
 
     Recognised: top-level application/pkcs7-mime (or x-pkcs7-mime) with smime-type
-    enveloped-data or authEnveloped-data (or no smime-type and a .p7m name);
-    multipart/encrypted with protocol application/pgp-encrypted; and inline PGP, a text
-    body that starts with a PGP message armor line. S/MIME signed-only mail is not
+    enveloped-data or authEnveloped-data (or no smime-type and a .p7m name), whose body
+    is CMS enveloped or authenticated-enveloped data; multipart/encrypted with protocol
+    application/pgp-encrypted and the two parts of RFC 3156, the second an armored
+    OpenPGP message; and inline PGP, a text body of nothing but armored OpenPGP
+    messages. A message with such a label but readable text in place of the encrypted
+    data returns None, so it is protected as any other. S/MIME signed-only mail is not
     encrypted and returns None.
     """
     value = message.first_value("Content-Type")
@@ -62,15 +93,49 @@ def detect_encryption(message: RawMessage) -> str | None:
         parsed = _parse_content_type(value)
         smime_type = str(parsed.get_param("smime-type") or "").lower()
         name = str(parsed.get_param("name") or "").lower()
-        if smime_type in _SMIME_ENCRYPTED or (not smime_type and name.endswith(".p7m")):
-            return "smime"
-        return None
+        labelled = smime_type in _SMIME_ENCRYPTED or (not smime_type and name.endswith(".p7m"))
+        return "smime" if labelled and _is_cms_encrypted(message) else None
     if content_type == "multipart/encrypted":
         protocol = str(_parse_content_type(value).get_param("protocol") or "").lower()
-        return "pgp" if protocol == "application/pgp-encrypted" else None
-    if content_type == "text/plain" and message.body.lstrip().startswith(_PGP_ARMOR):
+        if protocol == "application/pgp-encrypted" and _is_pgp_mime(message):
+            return "pgp"
+        return None
+    if content_type == "text/plain" and _ARMORED_ONLY_RE.fullmatch(message.body):
         return "pgp"
     return None
+
+
+def _is_cms_encrypted(message: RawMessage) -> bool:
+    """Return whether the body, base64 or binary, starts as CMS encrypted data does."""
+    body = message.body
+    encoding = (message.first_value("Content-Transfer-Encoding") or "").strip().lower()
+    if encoding == "base64":
+        try:
+            body = base64.b64decode(re.sub(rb"\s+", b"", body), validate=True)
+        except (binascii.Error, ValueError):
+            return False
+    head = body[:32]
+    return head.startswith(b"\x30") and any(oid in head for oid in _CMS_ENCRYPTED_OIDS)
+
+
+def _is_pgp_mime(message: RawMessage) -> bool:
+    """Return whether a multipart/encrypted body has the two parts of RFC 3156, section 4:
+    application/pgp-encrypted, then application/octet-stream with an armored message."""
+    # NOTE: the preamble and epilogue around the two parts are not checked, and they
+    # travel as they are.
+    parsed = email.message_from_bytes(message.to_bytes(), policy=email.policy.compat32)
+    parts = parsed.get_payload()
+    if not isinstance(parts, list) or len(parts) != 2:
+        return False
+    control, data = parts
+    if not isinstance(control, Message) or not isinstance(data, Message):
+        return False
+    if control.get_content_type() != "application/pgp-encrypted":
+        return False
+    if data.get_content_type() != "application/octet-stream" or data.is_multipart():
+        return False
+    payload = data.get_payload(decode=True)
+    return isinstance(payload, bytes) and _ARMORED_ONLY_RE.fullmatch(payload) is not None
 
 
 def build_inner_entity(
@@ -79,10 +144,11 @@ def build_inner_entity(
     """Return the MIME entity to encrypt, in canonical CRLF form.
 
     ``subject`` is the Subject value to put inside (tags already removed); None copies the
-    original Subject field unchanged. The body is copied byte for byte apart from line
+    original Subject field unchanged. The headers in ``config.inner_headers`` and
+    SUBJECT_COPIES are copied as well. The body is copied byte for byte apart from line
     endings.
     """
-    copy = {name.lower() for name in config.inner_headers}
+    copy = {name.lower() for name in [*config.inner_headers, *SUBJECT_COPIES]}
     fields: list[HeaderField] = []
     for header in message.headers:
         lower = header.lower_name

@@ -1,13 +1,14 @@
 """Build the version of a message that one recipient group receives.
 
 Every version loses the trigger header and any Bcc header, and its Subject loses the
-tags. Encrypted versions move the content headers and the real Subject inside and show
-``routing.outer_subject`` outside. The result carries both the header edits (for the
+tags. Encrypted versions move the content headers, the real Subject and the headers that
+repeat it (Thread-Topic) inside and show ``routing.outer_subject`` outside. The result carries both the header edits (for the
 milter's in-place change) and the complete bytes (for re-injection).
 """
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 from postveil.config.portal import PortalSection
@@ -21,7 +22,7 @@ from postveil.crypto.mime import (
     unique,
 )
 from postveil.crypto.pgp import PgpKeyring, pgp_mime_body
-from postveil.crypto.protect import build_inner_entity, content_header_names
+from postveil.crypto.protect import SUBJECT_COPIES, build_inner_entity, content_header_names
 from postveil.crypto.smime import (
     CertificateStore,
     SmimeSigner,
@@ -67,10 +68,28 @@ class MessageVersion:
 
 
 def read_triggers(message: RawMessage, config: RoutingSection) -> Triggers:
-    """Find the tags in the decoded Subject and read the trigger header of ``message``."""
-    subject = message.first_value("Subject")
-    decoded = decode_text(subject) if subject is not None else None
-    return find_triggers(decoded, message.values(config.trigger_header), config)
+    """Find the tags in the decoded Subject and read the trigger header of ``message``.
+
+    A message with several Subject fields (RFC 5322 allows one) counts the tags of each,
+    because a mail program may show any of them. The cleaned Subject is the first one
+    without tags, and the header edits then delete the others.
+    """
+    subjects = [decode_text(value) for value in message.values("Subject")]
+    first = subjects[0] if subjects else None
+    triggers = find_triggers(first, message.values(config.trigger_header), config)
+    for later in subjects[1:]:
+        extra = find_triggers(later, (), config)
+        if not extra.tags:
+            continue
+        cleaned = triggers.cleaned_subject
+        triggers = dataclasses.replace(
+            triggers,
+            tags=unique([*triggers.tags, *extra.tags]),
+            escalated=triggers.escalated or extra.escalated,
+            forced_method=triggers.forced_method or extra.forced_method,
+            cleaned_subject=first if cleaned is None else cleaned,
+        )
+    return triggers
 
 
 def _subject_value(message: RawMessage, triggers: Triggers) -> str | None:
@@ -120,8 +139,9 @@ def render_version(
         content_type, body = pgp_mime_body(context.keyring.encrypt(inner, group.fingerprints))
         content_headers = (("MIME-Version", "1.0"), ("Content-Type", content_type))
 
+    subject_copies = [name for name in SUBJECT_COPIES if message.get_all(name)]
     edits = HeaderEdits(
-        remove=unique([*removals, *content_header_names(message)]),
+        remove=unique([*removals, *content_header_names(message), *subject_copies]),
         replace=(("Subject", routing.outer_subject),),
         add=content_headers,
     )

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import itertools
 import logging
+import re
 import tempfile
 import threading
 from collections.abc import Callable
@@ -259,7 +260,7 @@ class PostveilMilter(Milter.Base):
         self.config = self.processor.config
         self._in_flight.enter()
         self._counted = True
-        self.sender = mailfrom.strip("<>")
+        self.sender = bare_address(mailfrom)
         queue_id = self.getsymval("i")
         if queue_id:
             self.queue_id = queue_id
@@ -344,13 +345,18 @@ class PostveilMilter(Milter.Base):
             self.setreply(code, xcode, text)
             return Milter.REJECT
 
+        in_place = outcome.versions[0] if outcome.versions else None
+        if in_place is not None and not self._can_remove_others(in_place.envelope_recipients):
+            # The original transaction is discarded and every version re-injected.
+            in_place = None
+        re_injected = outcome.versions[1:] if in_place is not None else outcome.versions
+
         # No delivery without a record: the audit write comes first, and its failure
         # (AuditWriteError, a TemporaryFailure) defers the message.
-        in_place_recipients = outcome.versions[0].envelope_recipients if outcome.versions else ()
-        self.processor.record(outcome, "accept" if in_place_recipients else "discard")
+        self.processor.record(outcome, "accept" if in_place is not None else "discard")
 
         section = self.config.milter
-        for version in outcome.versions[1:]:
+        for version in re_injected:
             new_id = reinject(
                 version.raw,
                 self.sender or "",
@@ -370,11 +376,32 @@ class PostveilMilter(Milter.Base):
             )
             self.log.info("sent the sender a notice of removed recipients as %s", notice_id)
 
-        if not outcome.versions:
-            self.log.info("no recipient left: message discarded")
+        if in_place is None:
+            if outcome.versions:
+                self.log.info("every version re-injected: original message discarded")
+            else:
+                self.log.info("no recipient left: message discarded")
             return Milter.DISCARD
-        self._apply_in_place(outcome.versions[0].edits, outcome.versions[0].body, in_place_recipients)
+        self._apply_in_place(in_place.edits, in_place.body, in_place.envelope_recipients)
         return Milter.ACCEPT
+
+    def _can_remove_others(self, kept: tuple[str, ...]) -> bool:
+        """Return whether smfi_delrcpt can remove every recipient outside ``kept``.
+
+        Postfix's smtpd passes each recipient as the client wrote it, in angle brackets
+        unless the client left them out, and smfi_delrcpt then matches it (see
+        bare_address for a source route). Postfix (3.7) passes the recipients of mail
+        from sendmail(1) without brackets and after its address rewriting: a domain
+        added, a source route dropped, canonical_maps applied. smfi_delrcpt compares
+        with the address as submitted, and a recipient it misses receives the kept
+        version. So when a recipient without brackets must leave, the milter
+        re-injects every version instead.
+        """
+        wanted = {address.lower() for address in kept}
+        for recipient in self.recipients:
+            if bare_address(recipient).lower() not in wanted and not recipient.lstrip().startswith("<"):
+                return False
+        return True
 
     def _assemble(self) -> bytes:
         """Rebuild the message as received: header fields, empty line, body."""
@@ -429,7 +456,11 @@ class PostveilMilter(Milter.Base):
             self.addheader(name, milter_header_value(value))
 
     def _set_recipients(self, recipients: tuple[str, ...]) -> None:
-        """Make ``recipients`` the transaction's envelope recipients (case-insensitive)."""
+        """Make ``recipients`` the transaction's envelope recipients (case-insensitive).
+
+        Call it only when _can_remove_others accepts the recipients, because Postfix
+        does not report a smfi_delrcpt that matched nothing.
+        """
         wanted = {address.lower() for address in recipients}
         already = set()
         for recipient in self.recipients:
@@ -437,7 +468,9 @@ class PostveilMilter(Milter.Base):
             if address.lower() in wanted:
                 already.add(address.lower())
             else:
-                self.delrcpt(recipient)
+                # Postfix deletes only a recipient whose stored address equals this one
+                # exactly (case included), and it stores none with a source route.
+                self.delrcpt(f"<{address}>")
         for address in recipients:
             if address.lower() not in already:
                 self.addrcpt(f"<{address}>")
@@ -472,9 +505,23 @@ class PostveilMilter(Milter.Base):
         return Milter.CONTINUE
 
 
-def bare_address(recipient: str) -> str:
-    """Strip the angle brackets (and any ESMTP leftovers) from an envelope address."""
-    return recipient.strip().strip("<>")
+_SOURCE_ROUTE_RE = re.compile(r"@(?:\[[^\]]*\]|[^,:\[\]]*)(?:,@(?:\[[^\]]*\]|[^,:\[\]]*))*:")
+"""An RFC 5321 source route such as ``@relay.example,@[192.0.2.1]:``. It ends at the
+first colon outside a domain literal."""
+
+
+def bare_address(address: str) -> str:
+    """Return an envelope address as Postfix stores and delivers it: without the angle
+    brackets and without a source route.
+
+    Postfix's smtpd (3.7) drops a source route (``<@relay.example:bob@example.net>``)
+    before it stores the address, but passes the milter the address as written. The
+    route's host is not where the mail goes, and smfi_delrcpt matches only the stored
+    form, so the route must go before routing and before the recipient is removed.
+    """
+    bare = address.strip().strip("<>")
+    route = _SOURCE_ROUTE_RE.match(bare)
+    return bare[route.end() :] if route else bare
 
 
 def milter_header_value(value: str) -> str:
