@@ -112,6 +112,13 @@ PGP_MIME_TYPE = b"Content-Type: multipart/encrypted;\r\n protocol=\"application/
         (PGP_MIME_TYPE, PGP_MIME.replace(b"application/octet-stream", b"text/plain"), None),
         (PGP_MIME_TYPE, PGP_MIME.replace(ARMORED, b"Patient Jane Roe, MRN 445566\r\n"), None),
         (PGP_MIME_TYPE, PGP_MIME.replace(ARMORED, ARMORED + b"MRN 445566\r\n"), None),
+        # Text around the parts travels as it is: only a one-line notice before them.
+        (PGP_MIME_TYPE, b"This is an OpenPGP/MIME encrypted message (RFC 4880 and 3156)\r\n" + PGP_MIME, "pgp"),
+        (PGP_MIME_TYPE, b"Patient Jane Roe\r\nMRN 445566, diabetes\r\n" + PGP_MIME, None),
+        (PGP_MIME_TYPE, b"Patient Jane Roe, MRN 445566, " + b"type 2 diabetes " * 8 + b"\r\n" + PGP_MIME, None),
+        (PGP_MIME_TYPE, PGP_MIME + b"Patient Jane Roe, MRN 445566\r\n", None),
+        (PGP_MIME_TYPE, PGP_MIME + b"\r\n\r\n", "pgp"),
+        (PGP_MIME_TYPE, PGP_MIME.replace(b"Version: 1\r\n", b"Version: 1\r\nMRN 445566\r\n"), None),
         (b"Content-Type: multipart/signed; protocol=\"application/pgp-signature\"; boundary=x\r\n", PGP_MIME, None),
         (b"Content-Type: text/plain\r\n", b"\r\n" + ARMORED, "pgp"),
         (b"", ARMORED, "pgp"),

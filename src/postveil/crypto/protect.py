@@ -39,6 +39,12 @@ _ARMOR_BLOCK = (
 )
 _ARMORED_ONLY_RE = re.compile(rb"\s*(?:" + _ARMOR_BLOCK + rb"\s*)+")
 
+# The control part of PGP/MIME holds the version line and nothing else (RFC 3156,
+# section 4).
+_VERSION_LINE_RE = re.compile(rb"\s*Version:[ \t]*1[ \t]*\s*")
+_MAX_PREAMBLE = 120
+"""Longest one-line preamble accepted around PGP/MIME parts, in characters."""
+
 # DER of the CMS content types (RFC 5652 and RFC 5083) that an S/MIME encrypted body
 # starts with, inside its ContentInfo SEQUENCE: id-envelopedData 1.2.840.113549.1.7.3
 # and id-ct-authEnvelopedData 1.2.840.113549.1.9.16.1.23.
@@ -120,10 +126,14 @@ def _is_cms_encrypted(message: RawMessage) -> bool:
 
 def _is_pgp_mime(message: RawMessage) -> bool:
     """Return whether a multipart/encrypted body has the two parts of RFC 3156, section 4:
-    application/pgp-encrypted, then application/octet-stream with an armored message."""
-    # NOTE: the preamble and epilogue around the two parts are not checked, and they
-    # travel as they are.
+    application/pgp-encrypted with its version line, then application/octet-stream
+    with an armored message. Text around them travels as it is, so the preamble may be
+    one short line (mail programs write a notice such as "This is an OpenPGP/MIME
+    encrypted message") and the epilogue only white space."""
     parsed = email.message_from_bytes(message.to_bytes(), policy=email.policy.compat32)
+    preamble = (parsed.preamble or "").strip()
+    if len(preamble) > _MAX_PREAMBLE or "\n" in preamble or (parsed.epilogue or "").strip():
+        return False
     parts = parsed.get_payload()
     if not isinstance(parts, list) or len(parts) != 2:
         return False
@@ -131,6 +141,9 @@ def _is_pgp_mime(message: RawMessage) -> bool:
     if not isinstance(control, Message) or not isinstance(data, Message):
         return False
     if control.get_content_type() != "application/pgp-encrypted":
+        return False
+    version = control.get_payload(decode=True)
+    if not isinstance(version, bytes) or not _VERSION_LINE_RE.fullmatch(version):
         return False
     if data.get_content_type() != "application/octet-stream" or data.is_multipart():
         return False
