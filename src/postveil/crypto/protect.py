@@ -4,8 +4,8 @@ The encrypted part carries the whole original MIME entity: its Content-* and
 MIME-Version headers and body byte for byte, the Subject without tags, copies of the
 address and date headers (``routing.inner_headers``) and every header that may not stay
 outside. Outside, only the headers in OUTER_HEADERS and ``routing.outer_headers_allowed``
-remain, the content headers are replaced by the encryption's own and the Subject becomes
-``routing.outer_subject``.
+remain. The encryption's own content headers replace the original ones there, and the
+Subject becomes ``routing.outer_subject``.
 """
 
 from __future__ import annotations
@@ -109,7 +109,7 @@ def removed_header_names(config: RoutingSection) -> tuple[str, ...]:
 
 @dataclass(frozen=True)
 class HeaderSplit:
-    """Where each header field of a message goes in an encrypted copy."""
+    """Placement of each header field of a message in an encrypted copy."""
 
     outside: tuple[HeaderField, ...]
     """Fields on the allowlist, kept in the outer header block (Subject is replaced)."""
