@@ -530,3 +530,31 @@ def test_check_config_warns_missing_key(tmp_path: Path, capsys: pytest.CaptureFi
     assert "audit.key_file" in captured.err
     assert "would not start here" in captured.err
     assert f"postveil audit keygen {tmp_path / 'audit.key'}" in captured.err
+
+
+def test_outer_headers_allowed_accepts_names() -> None:
+    config = parse_config(b"routing:\n  outer_headers_allowed: [Feedback-ID, X-Mailer]\n")
+
+    assert config.routing.outer_headers_allowed == ["Feedback-ID", "X-Mailer"]
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        ('["Feedback ID"]', "routing.outer_headers_allowed: invalid header name 'Feedback ID'"),
+        ('["Feedback-ID:"]', "routing.outer_headers_allowed: invalid header name 'Feedback-ID:'"),
+        ('[""]', "routing.outer_headers_allowed: invalid header name ''"),
+        ("[content-type]", "'content-type' describes the original content"),
+        ("[Content-Disposition]", "'Content-Disposition' describes the original content"),
+        ("[MIME-Version]", "'MIME-Version' describes the original content"),
+        ("[thread-topic]", "'thread-topic' repeats the Subject"),
+        ("[Bcc]", "'Bcc' is removed from every copy"),
+        ("[x-postveil-protect]", "'X-Postveil-Protect' is the trigger header"),
+        ("Feedback-ID", "routing.outer_headers_allowed: Input should be a valid list"),
+    ],
+)
+def test_outer_headers_allowed_rejects(value: str, expected: str) -> None:
+    problems = problems_of(f"routing:\n  outer_headers_allowed: {value}\n".encode())
+
+    assert len(problems) == 1
+    assert expected in problems[0]

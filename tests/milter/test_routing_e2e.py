@@ -330,6 +330,47 @@ def test_thread_topic_moves_inside(scene: Scene) -> None:
     assert header(inner, "Subject") == subject
 
 
+def test_unlisted_headers_move_inside(scene: Scene) -> None:
+    """Headers off the allowlist, such as one naming the patient, travel only inside the
+    encrypted copies: the PGP copy changed in place and the S/MIME copy re-injected."""
+    message_id = "outer-headers@clinic.test"
+    recipients = [scene.pgp.address, scene.smime.address]
+    patient = f"{planted.PATIENT_NAME} {planted.MRN}"
+    message = sensitive_message(recipients, "[secure] Lab results", message_id=message_id)
+    extra = (
+        f"X-Patient: {patient}\r\nKeywords: {planted.DIAGNOSIS_CODE}\r\n"
+        f"Comments: follow-up,\r\n {planted.PATIENT_NAME}\r\nx-patient: second\r\n"
+        "List-Id: <results.clinic.test>\r\n"
+    )
+    message = message.replace(b"Message-ID:", f"{extra}Message-ID:".encode(), 1)
+
+    result = scene.postfix.send(message, SENDER, recipients)
+    assert result.code == 250, result.text
+
+    pgp_copy = copies_for(scene.plain, scene.pgp.address, message_id)[0]
+    smime_copy = copies_for(scene.plain, scene.smime.address, message_id)[0]
+    for received, inner in (
+        (pgp_copy.data, scene.pgp.decrypt(pgp_copy.data)),
+        (smime_copy.data, scene.smime.decrypt(smime_copy.data)),
+    ):
+        outer = RawMessage.parse(received)
+        assert outer.get_all("X-Patient") == []
+        assert outer.get_all("Keywords") == []
+        assert outer.get_all("Comments") == []
+        assert outer.values("List-Id") == ["<results.clinic.test>"]
+        assert planted.PATIENT_NAME.encode() not in received
+        assert planted.MRN.encode() not in received
+        assert planted.DIAGNOSIS_CODE.encode() not in received
+
+        inside = RawMessage.parse(inner)
+        assert inside.values("X-Patient") == [patient, "second"]
+        assert inside.values("Keywords") == [planted.DIAGNOSIS_CODE]
+        assert [f.raw for f in inside.get_all("Comments")] == [
+            f"Comments: follow-up,\r\n {planted.PATIENT_NAME}\r\n".encode()
+        ]
+        assert inside.values("Subject") == ["Lab results"]
+
+
 def test_tag_in_second_subject_counts(scene: Scene) -> None:
     """A message may carry two Subject fields, and a mail program may show either one, so
     a tag in any of them protects the message."""

@@ -17,6 +17,10 @@ ForcedMethodName = Literal["pgp", "smime", "portal"]
 _HEADER_NAME_RE = re.compile(r"^[!-9;-~]+$")
 _TERMINAL_METHODS = ("plain", "drop")
 
+SUBJECT_COPIES = ("Thread-Topic",)
+"""Headers that repeat the Subject: Microsoft Outlook and Exchange write Thread-Topic
+with the Subject's text. They travel inside an encrypted copy, never outside it."""
+
 
 class ClassMethods(Section):
     """Ordered method lists, one per message class. The first available method wins."""
@@ -89,6 +93,10 @@ class RoutingSection(Section):
     inner_headers: list[str] = ["From", "To", "Cc", "Date", "Reply-To", "Message-ID"]
     """Headers copied into the encrypted part besides Subject and the Content-* headers."""
 
+    outer_headers_allowed: list[str] = []
+    """Header names kept outside an encrypted copy besides the built-in list
+    (``postveil.crypto.protect.OUTER_HEADERS``). Every other header moves inside."""
+
     mark_protected_headers: bool = True
     """Add ``protected-headers="v1"`` to the inner Content-Type. Thunderbird writes this
     marker (from draft-autocrypt-lamps-protected-headers) on its own encrypted mail, and
@@ -119,6 +127,34 @@ class RoutingSection(Section):
             )
         return value
 
+    @field_validator("outer_headers_allowed")
+    @classmethod
+    def _check_outer_headers(cls, value: list[str]) -> list[str]:
+        for name in value:
+            if not _HEADER_NAME_RE.match(name):
+                raise ValueError(
+                    f"invalid header name {name!r}: expected printable "
+                    "ASCII without ':' or spaces, such as Feedback-ID"
+                )
+            lower = name.lower()
+            if lower.startswith("content-") or lower == "mime-version":
+                raise ValueError(
+                    f"{name!r} describes the original content, which "
+                    "travels inside the encrypted part; the encryption writes its own "
+                    "Content-* headers outside. Remove it from the list"
+                )
+            if lower in {copy.lower() for copy in SUBJECT_COPIES}:
+                raise ValueError(
+                    f"{name!r} repeats the Subject, which travels "
+                    "only inside the encrypted part. Remove it from the list"
+                )
+            if lower == "bcc":
+                raise ValueError(
+                    "'Bcc' is removed from every copy so that no "
+                    "recipient learns of the others. Remove it from the list"
+                )
+        return value
+
     @field_validator("bulk_senders")
     @classmethod
     def _check_senders(cls, value: list[str]) -> list[str]:
@@ -129,6 +165,16 @@ class RoutingSection(Section):
                     f"invalid bulk sender {pattern!r}: expected 'user@example.org' or '@example.org'"
                 )
         return value
+
+    @model_validator(mode="after")
+    def _check_outer_trigger(self) -> RoutingSection:
+        lower = self.trigger_header.lower()
+        if any(name.lower() == lower for name in self.outer_headers_allowed):
+            raise ValueError(
+                f"outer_headers_allowed: {self.trigger_header!r} is the trigger header, "
+                "which is removed before delivery. Remove it from the list"
+            )
+        return self
 
     @field_validator("notice_next_step")
     @classmethod

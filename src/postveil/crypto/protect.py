@@ -1,9 +1,11 @@
 """Header protection and detection of mail the sender already encrypted.
 
 The encrypted part carries the whole original MIME entity: its Content-* and
-MIME-Version headers and body byte for byte, the Subject without tags, and copies of
-the address and date headers (``routing.inner_headers``). Outside, those content headers
-are replaced by the encryption's own and the Subject becomes ``routing.outer_subject``.
+MIME-Version headers and body byte for byte, the Subject without tags, copies of the
+address and date headers (``routing.inner_headers``) and every header that may not stay
+outside. Outside, only the headers in OUTER_HEADERS and ``routing.outer_headers_allowed``
+remain. The encryption's own content headers replace the original ones there, and the
+Subject becomes ``routing.outer_subject``.
 """
 
 from __future__ import annotations
@@ -13,16 +15,61 @@ import binascii
 import email
 import email.policy
 import re
+from dataclasses import dataclass
 from email.message import Message
 
-from postveil.config.routing import RoutingSection
+from postveil.config.routing import SUBJECT_COPIES, RoutingSection
 from postveil.crypto.mime import CRLF, HeaderField, RawMessage, make_field, to_crlf
 
 PROTECTED_HEADERS_PARAM = b'protected-headers="v1"'
 
-SUBJECT_COPIES = ("Thread-Topic",)
-"""Headers that repeat the Subject: Microsoft Outlook and Exchange write Thread-Topic
-with the Subject's text. They travel inside an encrypted copy, never outside it."""
+OUTER_HEADERS = (
+    # Trace and routing fields (RFC 5321, section 4.4, RFC 5322, section 3.6.6, and
+    # RFC 7208, section 9.1), and Delivered-To, which Postfix and other MTAs read to
+    # detect mail loops.
+    "Received",
+    "Received-SPF",
+    "Return-Path",
+    "Delivered-To",
+    "Resent-Date",
+    "Resent-From",
+    "Resent-Sender",
+    "Resent-To",
+    "Resent-Cc",
+    "Resent-Message-ID",
+    # Addresses, date and ids, for delivery, replies and threading.
+    "From",
+    "Sender",
+    "Reply-To",
+    "To",
+    "Cc",
+    "Date",
+    "Message-ID",
+    "In-Reply-To",
+    "References",
+    # Replaced by routing.outer_subject.
+    "Subject",
+    # Results of checks by earlier hops: names of domains and methods, no content.
+    "Authentication-Results",
+    # Automatic replies and mailing lists (RFC 3834, RFC 2369, RFC 2919, RFC 8058).
+    "Auto-Submitted",
+    "Precedence",
+    "List-Id",
+    "List-Help",
+    "List-Unsubscribe",
+    "List-Unsubscribe-Post",
+    "List-Subscribe",
+    "List-Post",
+    "List-Owner",
+    "List-Archive",
+)
+"""Headers that stay outside an encrypted copy. Each name matches exactly, ignoring
+case, so ``List-Patient`` or ``Received-Note`` moves inside. The original Content-* and
+MIME-Version headers are not here: they move inside and the encryption writes its own.
+DKIM-Signature and ARC-* are not here either, because encryption changes the body, the
+Subject and Content-Type they cover, so they fail at the receiving server wherever they
+are, and their ``bh=`` tag is a hash of the plaintext body. docs/milter.md gives the
+reasons for each choice."""
 
 _SMIME_TYPES = ("application/pkcs7-mime", "application/x-pkcs7-mime")
 _SMIME_ENCRYPTED = ("enveloped-data", "authenveloped-data")
@@ -60,8 +107,60 @@ def is_content_header(name: str) -> bool:
     return lower.startswith("content-") or lower == "mime-version"
 
 
-def content_header_names(message: RawMessage) -> tuple[str, ...]:
-    return tuple(dict.fromkeys(h.name for h in message.headers if is_content_header(h.name)))
+def removed_header_names(config: RoutingSection) -> tuple[str, ...]:
+    """Return the headers removed from every copy: the trigger header, and Bcc so that
+    no recipient learns of the others."""
+    return (config.trigger_header, "Bcc")
+
+
+@dataclass(frozen=True)
+class HeaderSplit:
+    """Placement of each header field of a message in an encrypted copy."""
+
+    outside: tuple[HeaderField, ...]
+    """Fields on the allowlist, kept in the outer header block (Subject is replaced)."""
+
+    moved: tuple[HeaderField, ...]
+    """Fields removed outside and carried only in the encrypted part, in their
+    original order: every field not on the allowlist, Content-* and MIME-Version
+    included."""
+
+    dropped: tuple[HeaderField, ...]
+    """Trigger header and Bcc fields, which go nowhere."""
+
+    def moved_names(self) -> tuple[str, ...]:
+        """Return one spelling of each moved name (the first seen), for HeaderEdits."""
+        names: dict[str, str] = {}
+        for header in self.moved:
+            names.setdefault(header.lower_name, header.name)
+        return tuple(names.values())
+
+
+def split_headers(message: RawMessage, config: RoutingSection) -> HeaderSplit:
+    """Sort the header fields of ``message`` into those kept outside an encrypted copy,
+    those moved inside and those removed from every copy.
+
+    A field stays outside only when its name, ignoring case, is in OUTER_HEADERS or
+    ``config.outer_headers_allowed``. Content headers and SUBJECT_COPIES always move,
+    whatever the configuration lists.
+    """
+    removed = {name.lower() for name in removed_header_names(config)}
+    always_inside = {name.lower() for name in SUBJECT_COPIES}
+    allowed = {name.lower() for name in [*OUTER_HEADERS, *config.outer_headers_allowed]}
+    outside: list[HeaderField] = []
+    moved: list[HeaderField] = []
+    dropped: list[HeaderField] = []
+    for header in message.headers:
+        lower = header.lower_name
+        if lower in removed:
+            dropped.append(header)
+        elif is_content_header(header.name) or lower in always_inside:
+            moved.append(header)
+        elif lower in allowed:
+            outside.append(header)
+        else:
+            moved.append(header)
+    return HeaderSplit(tuple(outside), tuple(moved), tuple(dropped))
 
 
 def _parse_content_type(value: str | None) -> Message:
@@ -151,33 +250,43 @@ def _is_pgp_mime(message: RawMessage) -> bool:
     return isinstance(payload, bytes) and _ARMORED_ONLY_RE.fullmatch(payload) is not None
 
 
-def build_inner_entity(
-    message: RawMessage, subject: str | None, config: RoutingSection
-) -> bytes:
+def build_inner_entity(message: RawMessage, subject: str | None, config: RoutingSection) -> bytes:
     """Return the MIME entity to encrypt, in canonical CRLF form.
 
     ``subject`` is the Subject value to put inside (tags already removed); None copies the
-    original Subject field unchanged. The headers in ``config.inner_headers`` and
-    SUBJECT_COPIES are copied as well. The body is copied byte for byte apart from line
-    endings.
+    original Subject field unchanged. The fields that :func:`split_headers` moves inside
+    follow byte for byte and in their original order, together with copies of the
+    outside fields named in ``config.inner_headers``. The content headers come last,
+    then the body, copied byte for byte apart from line endings.
     """
-    copy = {name.lower() for name in [*config.inner_headers, *SUBJECT_COPIES]}
+    split = split_headers(message, config)
+    moved = set(split.moved)
+    copy = {name.lower() for name in config.inner_headers}
     fields: list[HeaderField] = []
     for header in message.headers:
         lower = header.lower_name
+        if header in split.dropped or is_content_header(header.name):
+            continue
         if lower == "subject":
             if subject is None:
                 fields.append(header)
             elif not any(f.lower_name == "subject" for f in fields):
                 fields.append(make_field(header.name, subject))
-        elif lower in copy:
+        elif header in moved or lower in copy:
             fields.append(header)
-    content = [h for h in message.headers if is_content_header(h.name)]
+    content = [h for h in split.moved if is_content_header(h.name)]
     if config.mark_protected_headers:
         content = _mark_protected(content)
     fields.extend(content)
-    head = b"".join(to_crlf(field.raw) for field in fields)
+    head = b"".join(_field_bytes(field) for field in fields)
     return head + CRLF + to_crlf(message.body)
+
+
+def _field_bytes(header: HeaderField) -> bytes:
+    """Return the field in CRLF form, adding the line break that the last field of a
+    message without a body may lack."""
+    raw = to_crlf(header.raw)
+    return raw if raw.endswith(CRLF) else raw + CRLF
 
 
 def _mark_protected(content: list[HeaderField]) -> list[HeaderField]:
@@ -189,7 +298,9 @@ def _mark_protected(content: list[HeaderField]) -> list[HeaderField]:
         if header.lower_name == "content-type" and not done:
             raw = header.raw.rstrip(b"\r\n").rstrip()
             raw = raw.rstrip(b";")
-            marked.append(HeaderField(header.name, raw + b";" + CRLF + b" " + PROTECTED_HEADERS_PARAM + CRLF))
+            marked.append(
+                HeaderField(header.name, raw + b";" + CRLF + b" " + PROTECTED_HEADERS_PARAM + CRLF)
+            )
             done = True
         else:
             marked.append(header)

@@ -1,9 +1,11 @@
 """Build the version of a message that one recipient group receives.
 
 Every version loses the trigger header and any Bcc header, and its Subject loses the
-tags. Encrypted versions move the content headers, the real Subject and the headers that
-repeat it (Thread-Topic) inside and show ``routing.outer_subject`` outside. The result carries both the header edits (for the
-milter's in-place change) and the complete bytes (for re-injection).
+tags. Encrypted versions keep outside only the headers on the allowlist
+(:func:`postveil.crypto.protect.split_headers`), move every other header, the content
+headers and the real Subject inside, and show ``routing.outer_subject`` outside. The
+result carries both the header edits (for the milter's in-place change) and the complete
+bytes (for re-injection).
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ from postveil.crypto.mime import (
     unique,
 )
 from postveil.crypto.pgp import PgpKeyring, pgp_mime_body
-from postveil.crypto.protect import SUBJECT_COPIES, build_inner_entity, content_header_names
+from postveil.crypto.protect import build_inner_entity, removed_header_names, split_headers
 from postveil.crypto.smime import (
     CertificateStore,
     SmimeSigner,
@@ -100,8 +102,7 @@ def _subject_value(message: RawMessage, triggers: Triggers) -> str | None:
 
 
 def _common_removals(message: RawMessage, routing: RoutingSection) -> list[str]:
-    names = [routing.trigger_header, "Bcc"]
-    return [name for name in names if message.get_all(name)]
+    return [name for name in removed_header_names(routing) if message.get_all(name)]
 
 
 def render_version(
@@ -139,9 +140,9 @@ def render_version(
         content_type, body = pgp_mime_body(context.keyring.encrypt(inner, group.fingerprints))
         content_headers = (("MIME-Version", "1.0"), ("Content-Type", content_type))
 
-    subject_copies = [name for name in SUBJECT_COPIES if message.get_all(name)]
+    moved = split_headers(message, routing).moved_names()
     edits = HeaderEdits(
-        remove=unique([*removals, *content_header_names(message), *subject_copies]),
+        remove=unique([*removals, *moved]),
         replace=(("Subject", routing.outer_subject),),
         add=content_headers,
     )
@@ -168,4 +169,3 @@ def _portal_version(
         add += ((SEAL_HEADER, context.seal.make(group.recipients)),)
     edits = HeaderEdits(remove=remove, replace=replace, add=add)
     return MessageVersion(group, (intake,), edits, None, edits.apply(message))
-
