@@ -572,5 +572,5 @@ def test_method_choices_match_written_methods() -> None:
     from postveil.cli.audit_cmd import AUDIT_METHODS
     from postveil.routing.decide import Method
 
-    assert set(AUDIT_METHODS) == {method.value for method in Method} | {"none", "reject", "tempfail"}
+    assert set(AUDIT_METHODS) == {method.value for method in Method} | {"none", "reject", "tempfail", "uninspected"}
     assert len(AUDIT_METHODS) == len(set(AUDIT_METHODS))

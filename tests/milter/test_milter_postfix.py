@@ -126,18 +126,36 @@ def test_new_message_after_sigterm_is_deferred(world: World, postfix: PrivatePos
     milter.process.wait(15)
 
 
-def test_oversize_message_gets_configured_reply(world: World, postfix: PrivatePostfix) -> None:
+@pytest.mark.parametrize(
+    ("action", "code", "method", "delivered"),
+    [("reject", 552, "reject", 0), ("tempfail", 452, "tempfail", 0), ("accept", 250, "uninspected", 1)],
+)
+def test_oversize_message_gets_configured_reply_and_record(
+    world: World, postfix: PrivatePostfix, action: str, code: int, method: str, delivered: int
+) -> None:
+    import json
+
     config = world.base_config()
     config["milter"]["max_message_size"] = "1KB"
-    config["milter"]["oversize_action"] = "reject"
+    config["milter"]["oversize_action"] = action
+    audit_directory = world.state_dir / f"audit-oversize-{action}"
+    config["audit"]["directory"] = str(audit_directory)
     domain = world.add_domain(unique_domain("big"))
     recipient = f"erin@{domain.name}"
-    with attached_milter(world, postfix, world.write_config(config, "oversize.yaml")):
+    with attached_milter(world, postfix, world.write_config(config, f"oversize-{action}.yaml")):
         result = postfix.send(sample_message(recipient) + b"x" * 4000 + b"\r\n", "sender@org.test", [recipient])
+        if delivered:
+            domain.sink.wait_for(delivered)
 
-    assert result.code == 552
-    assert "5.3.4" in result.text
-    assert domain.sink.messages == []
+    records = [json.loads(line) for line in (audit_directory / "audit.jsonl").read_text().splitlines()]
+    messages = [record for record in records if record["kind"] == "message"]
+    assert result.code == code
+    assert len(domain.sink.messages) == delivered
+    assert len(messages) == 1
+    assert messages[0]["action"] == action
+    assert messages[0]["tags"] == ["size:over_limit"]
+    assert [item["method"] for item in messages[0]["recipients"]] == [method]
+    assert "exceeds milter.max_message_size" in messages[0]["recipients"][0]["reason"]
 
 
 def test_attached_milter_restores_smtpd_milters(world: World, postfix: PrivatePostfix) -> None:

@@ -30,10 +30,12 @@ class _UsageError(Exception):
 
 AUDIT_METHODS = (
     "plain", "tls", "pgp", "smime", "portal", "pre_encrypted", "drop", "none", "reject", "tempfail",
+    "uninspected",
 )
 """Recipient methods the audit trail records: the routing methods, ``none`` for a recipient
-removed for lack of one, ``reject`` for every recipient of a rejected message and
-``tempfail`` for every recipient of a message deferred at end of message."""
+removed for lack of one, ``reject`` for every recipient of a rejected message,
+``tempfail`` for every recipient of a message deferred at end of message and
+``uninspected`` for every recipient of a message accepted over the size limit."""
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:

@@ -214,19 +214,22 @@ class PostveilMilter(Milter.Base):
             return
         reason = f"temporary failure at {step}: {cause}"
         try:
-            record = MessageDecision(
-                queue_id=self.queue_id,
-                sender=(self.sender or "").strip(),
-                recipients=[
-                    AuditRecipient(bare_address(recipient), "tempfail", reason)
-                    for recipient in self.recipients
-                ],
-                config_version=self.config.version,
-                action="tempfail",
-            )
-            self.processor.audit.record_message(record)
+            self._record_unrouted("tempfail", "tempfail", reason)
         except Exception as exc:  # noqa: BLE001 - the message is deferred either way
             self.log.error("cannot write the temporary failure to the audit trail: %s", exc)
+
+    def _record_unrouted(self, action: str, method: str, reason: str, tags: tuple[str, ...] = ()) -> None:
+        """Append a record that gives every recipient ``method`` and ``reason``, for a
+        message answered without routing. Raises what the audit trail raises."""
+        record = MessageDecision(
+            queue_id=self.queue_id or self.connection_id,
+            sender=(self.sender or "").strip(),
+            recipients=[AuditRecipient(bare_address(recipient), method, reason) for recipient in self.recipients],
+            config_version=self.config.version,
+            tags=tags,
+            action=action,
+        )
+        self.processor.audit.record_message(record)
 
     # -- callbacks ---------------------------------------------------------------
 
@@ -483,16 +486,31 @@ class PostveilMilter(Milter.Base):
             self.log.info("rcpt=<%s> method=%s reason=%s", item.recipient, item.method or "none", item.reason)
 
     def _oversize(self) -> int:
+        """Answer a message over ``milter.max_message_size`` as ``oversize_action`` says,
+        with an audit record. An accepted message goes out uninspected, so it is
+        accepted only once its record is written."""
         action = self.config.milter.oversize_action
         limit = self.config.milter.max_message_size
         self.log.warning("message body of %d bytes exceeds max_message_size %d: %s", self.body_size, limit, action)
+        reason = f"not inspected: the body of {self.body_size} bytes exceeds milter.max_message_size ({limit})"
+        tags = ("size:over_limit",)
+        if action == "accept":
+            # No delivery without a record: a failed write defers the message
+            # (AuditWriteError is a TemporaryFailure, answered by _guard).
+            self._record_unrouted("accept", "uninspected", reason, tags)
+            return Milter.ACCEPT
+        try:
+            if action == "reject":
+                self._record_unrouted("reject", "reject", reason, tags)
+            else:
+                self._record_unrouted("tempfail", "tempfail", reason, tags)
+        except Exception as exc:  # noqa: BLE001 - the reply below stands either way
+            self.log.error("cannot write the %s of an oversize message to the audit trail: %s", action, exc)
         if action == "reject":
             self.setreply("552", "5.3.4", f"message exceeds the size postveil inspects ({limit} bytes)")
             return Milter.REJECT
-        if action == "tempfail":
-            self.setreply("452", "4.3.4", "message too large for postveil to inspect now, try again later")
-            return Milter.TEMPFAIL
-        return Milter.ACCEPT
+        self.setreply("452", "4.3.4", "message too large for postveil to inspect now, try again later")
+        return Milter.TEMPFAIL
 
     def abort(self) -> int:
         self.log.debug("message aborted by the client or Postfix")
