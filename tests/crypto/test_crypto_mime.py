@@ -132,6 +132,14 @@ PGP_MIME_TYPE = b"Content-Type: multipart/encrypted;\r\n protocol=\"application/
         (b"Content-Type: TEXT/Plain ; charset=us-ascii\r\n", ARMORED, "pgp"),
         (b"Content-Type: text\r\n", ARMORED, "pgp"),
         (b"Content-Type: text/html\r\n", ARMORED, None),
+        # A mail program shows the body after its transfer encoding is undone.
+        (b"Content-Transfer-Encoding: quoted-printable\r\n", ARMORED.replace(b"=Ab1c", b"=3DAb1c"), "pgp"),
+        (b"Content-Transfer-Encoding: quoted-printable\r\n",
+         ARMORED.replace(b"hQEMA0x5Y2Fi", b"=4A=61=6E=65=20=52=6F=65=2C=20=4D=52=4E=20=34=34=35=35=36=36"), None),
+        (b"Content-Transfer-Encoding: base64\r\n", base64.encodebytes(ARMORED), "pgp"),
+        (b"Content-Transfer-Encoding: base64\r\n", ARMORED, None),
+        (b"Content-Transfer-Encoding: x-uuencode\r\n", ARMORED, None),
+        (b"Content-Transfer-Encoding: 7bit\r\n", ARMORED, "pgp"),
     ],
 )
 def test_detect_encryption_table(headers: bytes, body: bytes, expected: str | None) -> None:

@@ -101,6 +101,10 @@ def test_encoded_subject_reencoded() -> None:
         # An RFC 2231 language tag after the charset.
         (b"=?UTF-8*en?Q?[_secure_]_Lab?=", "Lab"),
         (b"=?utf-8*de?B?W3NlY3VyZV0gQmVmdW5k?=", "Befund"),
+        # A word that does not decode (a byte invalid in its charset, a charset Python
+        # does not know) still leaves the tag visible to the reader.
+        (b"=?UTF-8?Q?[secure]_Lab_=FF?=", "Lab \ufffd"),
+        (b"=?UTF-8?B?W3NlY3VyZV0gTGFi?= =?x-unknown?Q?_results?=", "Lab results"),
     ],
 )
 def test_spaced_tag_removed_from_encoded_subject(subject: bytes, expected: str) -> None:

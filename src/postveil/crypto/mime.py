@@ -103,15 +103,46 @@ def make_field(name: str, value: str) -> HeaderField:
     return HeaderField(name, f"{name}: {value}".encode() + CRLF)
 
 
-def decode_text(value: str) -> str:
-    """Decode RFC 2047 encoded words in a header value; undecodable words stay as written."""
+def decode_text(value: str, *, lenient: bool = False) -> str:
+    """Decode RFC 2047 encoded words in a header value.
+
+    When one word does not decode, the whole value stays as written. With ``lenient``
+    the other words are decoded all the same: bytes invalid in a word's charset become
+    U+FFFD, and a word in a charset Python does not know is read as UTF-8."""
     if "=?" not in value:
         # Every encoded word starts with "=?". Without one, email.header (Python 3.11)
         # decode_header returns the value as one chunk and make_header returns it unchanged.
         return value
     without_language = _ENCODED_WORD_LANGUAGE_RE.sub(r"\1?", value)
     try:
-        return str(make_header(decode_header(without_language)))
+        chunks = decode_header(without_language)
+    except (HeaderParseError, ValueError):
+        return value
+    try:
+        return str(make_header(chunks))
+    except (HeaderParseError, LookupError, UnicodeDecodeError, ValueError):
+        if not lenient:
+            return value
+    # One word with a byte invalid in its charset, or a charset Python does not know,
+    # makes make_header fail for the whole value. A mail program still shows the other
+    # words, and a tag among them must count, so each word is decoded on its own.
+    decoded: list[tuple[bytes | str, str | None]] = []
+    for data, charset in chunks:
+        if charset is None or isinstance(data, str):
+            decoded.append((data, charset))
+            continue
+        try:
+            text = data.decode(charset, errors="replace")
+        except LookupError:
+            text = data.decode("utf-8", errors="replace")
+        last = decoded[-1] if decoded else None
+        if last is not None and last[1] == "utf-8" and isinstance(last[0], bytes):
+            # Two adjacent encoded words: decode_header dropped the white space between them.
+            decoded[-1] = (last[0] + text.encode("utf-8"), "utf-8")
+        else:
+            decoded.append((text.encode("utf-8"), "utf-8"))
+    try:
+        return str(make_header(decoded))
     except (HeaderParseError, LookupError, UnicodeDecodeError, ValueError):
         return value
 

@@ -14,6 +14,7 @@ import base64
 import binascii
 import email
 import email.policy
+import quopri
 import re
 from dataclasses import dataclass
 from email.message import Message
@@ -205,8 +206,29 @@ def detect_encryption(message: RawMessage) -> str | None:
         if protocol == "application/pgp-encrypted" and _is_pgp_mime(message):
             return "pgp"
         return None
-    if content_type == "text/plain" and _ARMORED_ONLY_RE.fullmatch(message.body):
-        return "pgp"
+    if content_type == "text/plain":
+        text = _decoded_body(message)
+        if text is not None and _ARMORED_ONLY_RE.fullmatch(text):
+            return "pgp"
+    return None
+
+
+def _decoded_body(message: RawMessage) -> bytes | None:
+    """Return the body with its Content-Transfer-Encoding undone, as a mail program
+    shows it, or None for an encoding that is unknown or does not decode.
+
+    Quoted-printable matters most: "=48=49" passes as radix-64 text but reads "HI".
+    """
+    encoding = (message.first_value("Content-Transfer-Encoding") or "").strip().lower()
+    if encoding in ("", "7bit", "8bit", "binary"):
+        return message.body
+    if encoding == "quoted-printable":
+        return quopri.decodestring(message.body)
+    if encoding == "base64":
+        try:
+            return base64.b64decode(re.sub(rb"\s+", b"", message.body), validate=True)
+        except (binascii.Error, ValueError):
+            return None
     return None
 
 

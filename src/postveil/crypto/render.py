@@ -76,7 +76,7 @@ def read_triggers(message: RawMessage, config: RoutingSection) -> Triggers:
     because a mail program may show any of them. The cleaned Subject is the first one
     without tags, and the header edits then delete the others.
     """
-    subjects = [decode_text(value) for value in message.values("Subject")]
+    subjects = [decode_text(value, lenient=True) for value in message.values("Subject")]
     first = subjects[0] if subjects else None
     triggers = find_triggers(first, message.values(config.trigger_header), config)
     for later in subjects[1:]:
