@@ -158,6 +158,29 @@ def test_oversize_message_gets_configured_reply_and_record(
     assert "exceeds milter.max_message_size" in messages[0]["recipients"][0]["reason"]
 
 
+@pytest.mark.parametrize(("setting", "code"), [("tempfail", 451), ("reject", 550)])
+def test_audit_write_failure_gets_configured_reply(
+    world: World, postfix: PrivatePostfix, setting: str, code: int
+) -> None:
+    config = world.base_config()
+    audit_directory = world.state_dir / f"audit-unwritable-{setting}"
+    config["audit"]["directory"] = str(audit_directory)
+    config["audit"]["on_write_failure"] = setting
+    domain = world.add_domain(unique_domain("unrecorded"))
+    recipient = f"hana@{domain.name}"
+    with attached_milter(world, postfix, world.write_config(config, f"unwritable-{setting}.yaml")):
+        # A directory in place of the active file: every later append fails, as on a
+        # full or read-only disk, even for root.
+        active = audit_directory / "audit.jsonl"
+        active.rename(audit_directory / "audit.moved")
+        active.mkdir()
+        result = postfix.send(sample_message(recipient), "sender@org.test", [recipient])
+        time.sleep(1)
+
+    assert result.code == code
+    assert domain.sink.messages == []
+
+
 def test_attached_milter_restores_smtpd_milters(world: World, postfix: PrivatePostfix) -> None:
     before = postfix.main_cf().get("smtpd_milters")
 

@@ -18,7 +18,7 @@ from typing import Any
 
 import Milter
 
-from postveil.audit import MessageDecision
+from postveil.audit import AuditWriteError, MessageDecision
 from postveil.audit import RecipientDecision as AuditRecipient
 from postveil.config import Config
 from postveil.crypto.mime import HeaderEdits
@@ -99,6 +99,9 @@ measured in docs/benchmarks.md)."""
 
 _TEMPFAIL_REPLY = ("451", "4.3.0", "postveil could not process this message, try again later")
 """The generic temporary failure reply; the reason goes to the log only."""
+
+_UNRECORDED_REPLY = ("550", "5.3.0", "postveil could not record its decision, so the message was not sent")
+"""The reply when the audit record cannot be written and audit.on_write_failure is reject."""
 
 
 @Milter.header_leading_space
@@ -191,6 +194,12 @@ class PostveilMilter(Milter.Base):
         try:
             return callback()
         except TemporaryFailure as exc:
+            if isinstance(exc, AuditWriteError) and self.config.audit.on_write_failure == "reject":
+                # No record can be written, so none is tried for the rejection either.
+                self.log.error("%s: %s; rejecting the message (audit.on_write_failure)", step, exc)
+                self.setreply(*_UNRECORDED_REPLY)
+                self._finish_message()
+                return Milter.REJECT
             result = self._tempfail(f"{step}: {exc}")
             self._record_tempfail(step, type(exc).__name__)
             self._finish_message()
