@@ -67,6 +67,7 @@ SPLIT_CASES = [
     ("auto submitted", b"Auto-Submitted: auto-generated\r\n", "outside"),
     ("precedence", b"Precedence: list\r\n", "outside"),
     ("list id", b"List-Id: <clinic.lists.example>\r\n", "outside"),
+    ("autocrypt", b"Autocrypt: addr=a@example.org; keydata=bWFkZS11cA==\r\n", "outside"),
     ("list unsubscribe post", b"List-Unsubscribe-Post: List-Unsubscribe=One-Click\r\n", "outside"),
     ("allowed upper case", b"RECEIVED: from a.example by b.example\r\n", "outside"),
     ("allowed mixed case", b"list-ID: <clinic.lists.example>\r\n", "outside"),

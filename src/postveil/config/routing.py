@@ -148,10 +148,10 @@ class RoutingSection(Section):
                     f"{name!r} repeats the Subject, which travels "
                     "only inside the encrypted part. Remove it from the list"
                 )
-            if lower == "bcc":
+            if lower in {"bcc", "resent-bcc"}:
                 raise ValueError(
-                    "'Bcc' is removed from every copy so that no "
-                    "recipient learns of the others. Remove it from the list"
+                    f"{name!r} would show blind copy recipients to the others. Remove it "
+                    "from the list"
                 )
         return value
 

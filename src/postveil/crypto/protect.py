@@ -63,6 +63,9 @@ OUTER_HEADERS = (
     "List-Post",
     "List-Owner",
     "List-Archive",
+    # The sender's public key for Autocrypt, which mail programs read from the outer
+    # header to encrypt replies; a key, no content.
+    "Autocrypt",
 )
 """Headers that stay outside an encrypted copy. Each name matches exactly, ignoring
 case, so ``List-Patient`` or ``Received-Note`` moves inside. The original Content-* and
