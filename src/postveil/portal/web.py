@@ -784,10 +784,12 @@ class Portal:
         or takes no chunk for WRITE_TIMEOUT seconds ends the download early."""
         response = web.StreamResponse(headers=_attachment_headers(filename))
         response.content_length = len(data)
-        await response.prepare(request)
         chunks = memoryview(data)
         sent = 0
         try:
+            # A client that left while the read waited for the budget or a parse is
+            # gone before the headers are written.
+            await response.prepare(request)
             while sent < len(data):
                 async with asyncio.timeout(WRITE_TIMEOUT):
                     await response.write(chunks[sent : sent + DOWNLOAD_CHUNK])
