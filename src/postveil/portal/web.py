@@ -635,6 +635,13 @@ class Portal:
                 await reservation.enter_async_context(self.read_budget.reserve(token, cost))
             except BudgetExhausted:
                 return self._busy(pickup)
+            if pickup.opened is None:
+                # The reads of one link take turns for the budget, so an earlier read
+                # may have opened the pickup while this one waited.
+                refreshed = await self._in_store(self.store.pickup, token)
+                if refreshed is None:
+                    return self.not_found()
+                pickup = refreshed
             if first_only and pickup.opened is not None:
                 event = None
             # The event is recorded before the message is decrypted, so no reading goes
