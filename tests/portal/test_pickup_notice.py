@@ -9,11 +9,15 @@ import time
 from collections.abc import Callable
 from email.message import EmailMessage
 from email.policy import default as default_policy
+from pathlib import Path
 
 import pytest
 
+from postveil.config import parse_config
 from postveil.config.portal import PortalSection
 from postveil.portal import mailer
+from postveil.portal.notices import SenderNotices
+from postveil.portal.store import Pickup
 from tests import planted
 from tests.portal.conftest import (
     BODY_TEXT,
@@ -23,6 +27,7 @@ from tests.portal.conftest import (
     RunningPortal,
     StartPortal,
     sample_message,
+    write_config,
 )
 from tests.portal.test_web_flow import sign_in
 
@@ -211,3 +216,39 @@ async def test_hanging_relay_does_not_delay_view(start_portal: StartPortal) -> N
     records = notice_records(portal)
     assert records[0]["event"] == "sender_notice_failed"
     assert records[0]["reason"] == "timed out"
+
+
+async def test_stop_with_notice_ending_meanwhile(tmp_path: Path) -> None:
+    # In-memory send and audit functions: the race needs one notice to end while the
+    # stop records another one as failed, which a real relay cannot time.
+    config_path = write_config(tmp_path, notify_sender="first_open")
+    section = parse_config(config_path.read_bytes(), str(config_path)).portal
+    relay_answers = asyncio.Event()
+    records: list[tuple[str, str, str]] = []
+
+    async def claim(token: str) -> bool:
+        return True
+
+    async def send(message: EmailMessage) -> None:
+        await relay_answers.wait()
+
+    async def audit(event: str, pickup: Pickup, reason: str) -> bool:
+        if event == "sender_notice_failed":
+            # The relay accepts the other notice while this record is written.
+            relay_answers.set()
+            await asyncio.sleep(0.05)
+        records.append((event, pickup.message_id, reason))
+        return True
+
+    notices = SenderNotices(section, claim=claim, send=send, audit=audit)
+    now = time.time()
+    for message_id in ("first", "second"):
+        pickup = Pickup(message_id, RECIPIENT, SENDER, now, now + 3600, None, 100)
+        await notices.start(f"token-{message_id}", pickup, message_with_id())
+
+    await notices.finish(0.1)
+
+    assert sorted(message_id for _, message_id, _ in records) == ["first", "second"]
+    for event, _, reason in records:
+        assert event == "sender_notice_failed"
+        assert reason == "postveil-portal stopped while sending it"

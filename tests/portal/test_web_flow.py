@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import aiohttp
 
 from postveil.portal.web import SESSION_COOKIE
@@ -422,3 +424,23 @@ async def test_message_with_many_parts_not_parsed(start_portal: StartPortal) -> 
     assert "Subject" not in page
     assert part_status == 404
     assert downloaded == raw
+
+
+async def test_concurrent_first_views_one_opened(start_portal: StartPortal) -> None:
+    # The views of one link take turns for the read budget, so each later one starts
+    # after the first has marked the pickup opened.
+    portal = await start_portal()
+    _, token = portal.deposit()
+
+    async with portal.client() as client:
+        await sign_in(client, portal, token)
+
+        async def view() -> int:
+            async with client.get(portal.url(token, "/message")) as response:
+                await response.read()
+                return response.status
+
+        statuses = await asyncio.gather(*(view() for _ in range(4)))
+
+    assert statuses == [200] * 4
+    assert portal.audit_events() == ["code_sent", "verified", "opened"]

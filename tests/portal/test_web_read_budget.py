@@ -251,3 +251,38 @@ async def test_message_over_budget_takes_it_all(start_portal: StartPortal) -> No
         assert await stalled.read() == raw
         stalled.release()
     await wait_until_released(budget)
+
+
+async def test_client_gone_before_download_starts(
+    start_portal: StartPortal, caplog: pytest.LogCaptureFixture
+) -> None:
+    # The second download of the link waits for the first, and its client leaves
+    # while it waits. Its turn then comes on a closed connection.
+    caplog.set_level(logging.INFO, logger="postveil.portal")
+    portal = await start_portal(max_message_size=MAX_SIZE, read_memory_budget=2 * ONE_READ)
+    budget = handlers(portal).read_budget
+    budget.wait = 10.0
+    raw = large_message()
+    message_id, token = portal.deposit(raw)
+
+    async with portal.client() as client:
+        await sign_in(client, portal, token)
+        stalled = await start_stalled_download(client, portal.url(token, "/download"))
+        second = asyncio.create_task(client.get(portal.url(token, "/download")))
+        deadline = time.monotonic() + 5.0
+        while budget.waiting == 0 and time.monotonic() < deadline:
+            await asyncio.sleep(0.02)
+        assert budget.waiting == 1
+        second.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await second
+        await asyncio.sleep(0.3)
+
+        assert await stalled.read() == raw
+        stalled.release()
+        await wait_until_released(budget)
+        await asyncio.sleep(0.3)
+
+    errors = [record for record in caplog.records if record.levelno >= logging.ERROR]
+    assert errors == []
+    assert f"message {message_id}: download by {RECIPIENT} ended after 0 of" in caplog.text

@@ -145,9 +145,17 @@ class SenderNotices:
         if not self._sending:
             return
         _, pending = await asyncio.wait(set(self._sending), timeout=timeout)
-        for task in pending:
-            pickup = self._sending[task]
+        # Cancel every late notice before the first await below. Otherwise one could
+        # end while another is recorded, leave self._sending, and raise KeyError here,
+        # which would skip the rest of the daemon's cleanup.
+        stopped = {task: self._sending[task] for task in pending}
+        for task in stopped:
             task.cancel()
+        await asyncio.gather(*stopped, return_exceptions=True)
+        for task, pickup in stopped.items():
+            if not task.cancelled():
+                # It ended in the moment of the cancellation and recorded its outcome.
+                continue
             log.warning(
                 "message %s: stopping before the relay accepted the pickup notice for %s",
                 pickup.message_id,

@@ -635,6 +635,13 @@ class Portal:
                 await reservation.enter_async_context(self.read_budget.reserve(token, cost))
             except BudgetExhausted:
                 return self._busy(pickup)
+            if pickup.opened is None:
+                # The reads of one link take turns for the budget, so an earlier read
+                # may have opened the pickup while this one waited.
+                refreshed = await self._in_store(self.store.pickup, token)
+                if refreshed is None:
+                    return self.not_found()
+                pickup = refreshed
             if first_only and pickup.opened is not None:
                 event = None
             # The event is recorded before the message is decrypted, so no reading goes
@@ -784,10 +791,12 @@ class Portal:
         or takes no chunk for WRITE_TIMEOUT seconds ends the download early."""
         response = web.StreamResponse(headers=_attachment_headers(filename))
         response.content_length = len(data)
-        await response.prepare(request)
         chunks = memoryview(data)
         sent = 0
         try:
+            # A client that left while the read waited for the budget or a parse is
+            # gone before the headers are written.
+            await response.prepare(request)
             while sent < len(data):
                 async with asyncio.timeout(WRITE_TIMEOUT):
                     await response.write(chunks[sent : sent + DOWNLOAD_CHUNK])
