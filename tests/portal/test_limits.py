@@ -43,6 +43,9 @@ PROXIES = (ipaddress.ip_network("127.0.0.1/32"), ipaddress.ip_network("10.0.0.0/
         # A dual-stack listener's IPv4-mapped peer counts as IPv4.
         ("::ffff:198.51.100.7", [], (), "198.51.100.7"),
         ("::ffff:127.0.0.1", ["203.0.113.9"], PROXIES, "203.0.113.9"),
+        # A zone id is header text: dropped.
+        ("127.0.0.1", ["fe80::1%eth0\nforged"], PROXIES, "fe80::1"),
+        ("127.0.0.1", ["[fe80::1%25x]:80"], PROXIES, "fe80::1"),
     ],
 )
 def test_client_address_table(
@@ -51,7 +54,10 @@ def test_client_address_table(
     trusted: tuple[ipaddress.IPv4Network, ...],
     expected: str,
 ) -> None:
-    assert client_address(peer, forwarded, trusted) == ipaddress.ip_address(expected)
+    found = client_address(peer, forwarded, trusted)
+
+    assert found == ipaddress.ip_address(expected)
+    assert str(found) == expected
 
 
 @pytest.mark.parametrize("peer", [None, "", "not-an-address"])

@@ -41,9 +41,14 @@ def _parse_address(text: str) -> IPv4or6Address | None:
         address = ipaddress.ip_address(text)
     except ValueError:
         return None
-    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
-        # A dual-stack listener reports IPv4 clients as ::ffff:a.b.c.d.
-        return address.ipv4_mapped
+    if isinstance(address, ipaddress.IPv6Address):
+        if address.ipv4_mapped is not None:
+            # A dual-stack listener reports IPv4 clients as ::ffff:a.b.c.d.
+            return address.ipv4_mapped
+        if address.scope_id is not None:
+            # A zone id ("fe80::1%eth0") is free text from the header: dropped, so
+            # that only the address reaches the logs.
+            return ipaddress.IPv6Address(address.packed)
     return address
 
 
