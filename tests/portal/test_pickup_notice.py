@@ -218,6 +218,32 @@ async def test_hanging_relay_does_not_delay_view(start_portal: StartPortal) -> N
     assert records[0]["reason"] == "timed out"
 
 
+async def test_hanging_notices_do_not_delay_code_mail(start_portal: StartPortal) -> None:
+    # As above, only the notices wait. Six of them would fill every mail thread if
+    # notices and code mails shared them.
+    def send_slowly_to_sender(section: PortalSection, message: EmailMessage) -> None:
+        if message["To"] == SENDER:
+            time.sleep(4.0)
+        mailer.send(section, message)
+
+    portal = await start_portal(
+        notify_sender="first_open", send=send_slowly_to_sender, send_timeout=6.0
+    )
+    tokens = [portal.deposit(message_with_id())[1] for _ in range(6)]
+    _, waiting = portal.deposit(message_with_id())
+
+    async with portal.client() as client:
+        for token in tokens:
+            await sign_in(client, portal, token)
+        for token in tokens:
+            async with client.get(portal.url(token, "/message")) as response:
+                assert response.status == 200
+        started = time.monotonic()
+        async with client.post(portal.url(waiting, "/code"), allow_redirects=False) as response:
+            assert response.status == 303
+        assert time.monotonic() - started < 2.0
+
+
 async def test_stop_with_notice_ending_meanwhile(tmp_path: Path) -> None:
     # In-memory send and audit functions: the race needs one notice to end while the
     # stop records another one as failed, which a real relay cannot time.

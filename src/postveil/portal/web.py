@@ -180,6 +180,9 @@ class Portal:
         # SQLite is used from one thread at a time: the store has one connection.
         self._store_thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="portal-store")
         self._mail_threads = ThreadPoolExecutor(max_workers=4, thread_name_prefix="portal-mail")
+        # Pickup notices have threads of their own, so that notices waiting on a slow
+        # relay never hold up the code mails that recipients wait for.
+        self._notice_threads = ThreadPoolExecutor(max_workers=2, thread_name_prefix="portal-notice")
         # Messages are parsed one at a time in a child process with a time limit
         # (parsing.py). This thread waits for the process, so the event loop does not.
         self._parse_threads = ThreadPoolExecutor(max_workers=1, thread_name_prefix="portal-parse")
@@ -200,7 +203,7 @@ class Portal:
         self.notices = SenderNotices(
             section,
             claim=lambda token: self._in_store(store.claim_sender_notice, token),
-            send=self._send_mail,
+            send=self._send_notice,
             audit=self._audit,
         )
 
@@ -242,9 +245,16 @@ class Portal:
     async def _send_mail(self, message: EmailMessage) -> None:
         """Send ``message`` on a mail thread; raises PortalError, or TimeoutError after
         the send timeout."""
+        await self._send_on(self._mail_threads, message)
+
+    async def _send_notice(self, message: EmailMessage) -> None:
+        """Send a pickup notice on a notice thread, as :meth:`_send_mail` does."""
+        await self._send_on(self._notice_threads, message)
+
+    async def _send_on(self, threads: ThreadPoolExecutor, message: EmailMessage) -> None:
         loop = asyncio.get_running_loop()
         await asyncio.wait_for(
-            loop.run_in_executor(self._mail_threads, self._send, self.section, message),
+            loop.run_in_executor(threads, self._send, self.section, message),
             self._send_timeout,
         )
 
@@ -255,6 +265,7 @@ class Portal:
 
     def close(self) -> None:
         self._mail_threads.shutdown(wait=False, cancel_futures=True)
+        self._notice_threads.shutdown(wait=False, cancel_futures=True)
         self._parse_threads.shutdown(wait=False, cancel_futures=True)
         self.parser.close()
         self._store_thread.shutdown(wait=True)
