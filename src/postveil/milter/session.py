@@ -229,7 +229,7 @@ class PostveilMilter(Milter.Base):
 
     def _record_unrouted(self, action: str, method: str, reason: str, tags: tuple[str, ...] = ()) -> None:
         """Append a record that gives every recipient ``method`` and ``reason``, for a
-        message answered without routing. Raises what the audit trail raises."""
+        message replied to without routing. Raises what the audit trail raises."""
         record = MessageDecision(
             queue_id=self.queue_id or self.connection_id,
             sender=(self.sender or "").strip(),
@@ -495,7 +495,7 @@ class PostveilMilter(Milter.Base):
             self.log.info("rcpt=<%s> method=%s reason=%s", item.recipient, item.method or "none", item.reason)
 
     def _oversize(self) -> int:
-        """Answer a message over ``milter.max_message_size`` as ``oversize_action`` says,
+        """Reply to a message over ``milter.max_message_size`` as ``oversize_action`` says,
         with an audit record. An accepted message goes out uninspected, so it is
         accepted only once its record is written."""
         action = self.config.milter.oversize_action
@@ -505,7 +505,7 @@ class PostveilMilter(Milter.Base):
         tags = ("size:over_limit",)
         if action == "accept":
             # No delivery without a record: a failed write defers the message
-            # (AuditWriteError is a TemporaryFailure, answered by _guard).
+            # (AuditWriteError is a TemporaryFailure, which _guard turns into the reply).
             self._record_unrouted("accept", "uninspected", reason, tags)
             return Milter.ACCEPT
         try:
