@@ -135,7 +135,7 @@ class PortalSection(Section):
     permanent failure, so the sender gets a bounce."""
 
     read_memory_budget: PositiveSize | None = None
-    """Bytes that postveil-portal holds at once for decrypted messages of page views,
+    """Bytes that postveil-portal keeps in memory at once for decrypted messages of page views,
     downloads and attachment downloads. Each read reserves 3.25 times the message's
     size plus 16 MiB (:func:`postveil.portal.budget.read_cost`), so the budget must be
     at least that for a message of ``max_message_size``. Null: enough for two such

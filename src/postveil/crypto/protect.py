@@ -90,11 +90,11 @@ _ARMOR_BLOCK = (
 )
 _ARMORED_ONLY_RE = re.compile(rb"\s*(?:" + _ARMOR_BLOCK + rb"\s*)+")
 
-# The control part of PGP/MIME holds the version line and nothing else (RFC 3156,
+# The control part of PGP/MIME contains the version line and nothing else (RFC 3156,
 # section 4).
 _VERSION_LINE_RE = re.compile(rb"\s*Version:[ \t]*1[ \t]*\s*")
 _MAX_PREAMBLE = 120
-"""Longest one-line preamble accepted around PGP/MIME parts, in characters."""
+"""Maximum length, in characters, of the one-line preamble accepted around PGP/MIME parts."""
 
 # DER of the CMS content types (RFC 5652 and RFC 5083) that an S/MIME encrypted body
 # starts with, inside its ContentInfo SEQUENCE: id-envelopedData 1.2.840.113549.1.7.3

@@ -495,7 +495,7 @@ class PostveilMilter(Milter.Base):
             self.log.info("rcpt=<%s> method=%s reason=%s", item.recipient, item.method or "none", item.reason)
 
     def _oversize(self) -> int:
-        """Reply to a message over ``milter.max_message_size`` as ``oversize_action`` says,
+        """Reply to a message over ``milter.max_message_size`` as ``oversize_action`` sets,
         with an audit record. An accepted message goes out uninspected, so it is
         accepted only once its record is written."""
         action = self.config.milter.oversize_action

@@ -1,4 +1,4 @@
-"""A bound on the decrypted message bytes that postveil-portal holds at once.
+"""A bound on the decrypted message bytes that postveil-portal keeps in memory at once.
 
 Each page view, message download and attachment download decrypts the whole message
 in memory. Without a bound, one signed-in recipient could send many concurrent
@@ -23,11 +23,11 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 
 READ_COPIES = 3.25
-"""Copies of a message that one read holds at its peak in the daemon, measured with
-tracemalloc (docs/benchmarks.md). Decrypting holds three: the encrypted file, the
-ciphertext sliced from it, and the plaintext. Starting a parse holds the plaintext
+"""Copies of a message that one read keeps at its peak in the daemon, measured with
+tracemalloc (docs/benchmarks.md). Decrypting keeps three: the encrypted file, the
+ciphertext sliced from it, and the plaintext. Starting a parse keeps the plaintext
 and its pickled copy for the parsing process, in a buffer that grows by an eighth at
-a time. An attachment download holds the plaintext, the part's content as the pipe
+a time. An attachment download keeps the plaintext, the part's content as the pipe
 delivers it, and the content unpickled from that."""
 
 READ_OVERHEAD = 16 * 1024 * 1024
@@ -37,7 +37,7 @@ characters of text (MAX_PAGE_TEXT in reading.py). The page took 11.4 MiB at its 
 for text that escaping makes five times longer."""
 
 DEFAULT_BUDGET_READS = 2
-"""Reads of a message of the largest size that the default budget holds at once."""
+"""Reads of a message of the largest size that the default budget allows at once."""
 
 
 def read_cost(size: int) -> int:

@@ -106,25 +106,43 @@ class Rejection:
     the caller logs and audits one rejection per blocked period, not every request."""
 
 
-class _Counts:
-    """Times of one client's recent code requests and wrong entries."""
+class _Window:
+    """Times of one kind of event of one client within the last WINDOW seconds."""
 
-    __slots__ = ("requests", "wrong", "requests_rejected", "wrong_rejected")
+    __slots__ = ("times", "rejected")
 
     def __init__(self) -> None:
-        self.requests: list[float] = []
-        self.wrong: list[float] = []
-        self.requests_rejected = False
-        self.wrong_rejected = False
+        self.times: list[float] = []
+        self.rejected = False
+        """True while the client is over the limit, so that only the first rejection
+        of a blocked period is marked ``first``."""
+
+    def count(self, now: float, limit: int) -> Rejection | None:
+        """Add an event at ``now``, or return the rejection when ``limit`` events are
+        already in the window."""
+        start = now - WINDOW
+        while self.times and self.times[0] <= start:
+            del self.times[0]
+        if len(self.times) >= limit:
+            first = not self.rejected
+            self.rejected = True
+            return Rejection(self.times[0] + WINDOW - now, first)
+        self.rejected = False
+        self.times.append(now)
+        return None
+
+
+class _Counts:
+    """Recent code requests and wrong entries of one client."""
+
+    __slots__ = ("requests", "wrong")
+
+    def __init__(self) -> None:
+        self.requests = _Window()
+        self.wrong = _Window()
 
     def newest(self) -> float:
-        return max(self.requests[-1:] + self.wrong[-1:], default=float("-inf"))
-
-
-def _trim(times: list[float], now: float) -> None:
-    start = now - WINDOW
-    while times and times[0] <= start:
-        del times[0]
+        return max(self.requests.times[-1:] + self.wrong.times[-1:], default=float("-inf"))
 
 
 class ClientLimiter:
@@ -152,15 +170,7 @@ class ClientLimiter:
     def request_code(self, client: str, now: float) -> Rejection | None:
         """Count a code request, or return the rejection when the client has made
         ``codes_per_hour`` requests in the last hour."""
-        counts = self._counts(client, now)
-        _trim(counts.requests, now)
-        if len(counts.requests) >= self.codes_per_hour:
-            first = not counts.requests_rejected
-            counts.requests_rejected = True
-            return Rejection(counts.requests[0] + WINDOW - now, first)
-        counts.requests_rejected = False
-        counts.requests.append(now)
-        return None
+        return self._counts(client, now).requests.count(now, self.codes_per_hour)
 
     def begin_entry(self, client: str, now: float) -> Rejection | None:
         """Count a code entry as wrong until :meth:`end_entry` is called with
@@ -170,15 +180,7 @@ class ClientLimiter:
         Counting before the code is checked keeps concurrent entries from one client
         from all passing the check while none of them is counted yet.
         """
-        counts = self._counts(client, now)
-        _trim(counts.wrong, now)
-        if len(counts.wrong) >= self.wrong_codes_per_hour:
-            first = not counts.wrong_rejected
-            counts.wrong_rejected = True
-            return Rejection(counts.wrong[0] + WINDOW - now, first)
-        counts.wrong_rejected = False
-        counts.wrong.append(now)
-        return None
+        return self._counts(client, now).wrong.count(now, self.wrong_codes_per_hour)
 
     def end_entry(self, client: str, started: float, *, wrong: bool) -> None:
         """Keep the entry begun at ``started`` counted when the code was wrong, and
@@ -186,8 +188,8 @@ class ClientLimiter:
         if wrong:
             return
         counts = self._clients.get(client)
-        if counts is not None and started in counts.wrong:
-            counts.wrong.remove(started)
+        if counts is not None and started in counts.wrong.times:
+            counts.wrong.times.remove(started)
 
     def _counts(self, client: str, now: float) -> _Counts:
         counts = self._clients.get(client)

@@ -526,7 +526,7 @@ class PortalStore:
         )
 
     def check_current_key(self) -> None:
-        """Raise RetiredKeyError when ``portal.key_file`` holds a retired key."""
+        """Raise RetiredKeyError when ``portal.key_file`` contains a retired key."""
         try:
             self._check_retired(self._db)
         except sqlite3.Error as exc:

@@ -109,7 +109,7 @@ connection is closed, so a client that stops reading does not keep its share of 
 read budget."""
 
 BUSY_RETRY_AFTER = 60
-"""Seconds in the Retry-After header of the page that says the portal is busy."""
+"""Seconds in the Retry-After header of the page that reports the portal busy."""
 
 DROPPED_CLIENTS_LOG_INTERVAL = 3600.0
 """Seconds between warnings that the table of client limits is full."""
@@ -798,7 +798,7 @@ class Portal:
         self, request: web.Request, pickup: Pickup, data: bytes, filename: str
     ) -> web.StreamResponse:
         """Send ``data`` as a download in chunks of DOWNLOAD_CHUNK bytes, so the
-        connection's buffer never holds another copy of it. A client that disconnects
+        connection's buffer never keeps another copy of it. A client that disconnects
         or takes no chunk for WRITE_TIMEOUT seconds ends the download early."""
         response = web.StreamResponse(headers=_attachment_headers(filename))
         response.content_length = len(data)
@@ -889,14 +889,14 @@ def _make_middleware(portal: Portal) -> Middleware:
         response = await _respond(portal, request, handler)
         resource = request.match_info.route.resource
         pattern = resource.canonical if resource is not None else "-"
-        # The client as a trusted proxy named it, parsed as an address, so the header's
-        # text never reaches the log; the peer is added when it differs.
+        # The client is parsed as an address, so the header's text never reaches the
+        # log. The peer follows "via" when it differs.
         client = portal.client_of(request)
         peer = request.remote or "-"
-        shown = peer if client is None or str(client) == peer else f"{client} via {peer}"
+        client_text = peer if client is None or str(client) == peer else f"{client} via {peer}"
         access_log.info(
             "%s %s %s %d message=%s %.0f ms",
-            shown,
+            client_text,
             request.method,
             pattern,
             response.status,
