@@ -17,6 +17,7 @@ from typing import Any
 import Milter
 import pytest
 
+from postveil.audit import MessageDecision
 from postveil.config import load_config
 from postveil.milter.session import MACROS, QUIET_STEPS, InFlight, PostveilMilter
 
@@ -45,9 +46,23 @@ class RecordingContext:
         self.macros[stage] = macros
 
 
-def negotiated(quiet: bool) -> tuple[PostveilMilter, RecordingContext, list[int]]:
+class RecordingAudit:
+    """Stands in for the audit trail and keeps the message records. The trail itself is
+    tested in tests/audit; here only which record the session writes matters."""
+
+    def __init__(self) -> None:
+        self.records: list[MessageDecision] = []
+
+    def record_message(self, record: MessageDecision) -> None:
+        self.records.append(record)
+
+
+def negotiated(
+    quiet: bool, audit: RecordingAudit | None = None
+) -> tuple[PostveilMilter, RecordingContext, list[int]]:
     config = load_config(REPO / "conf" / "postveil.yaml")
-    session = PostveilMilter(lambda: SimpleNamespace(config=config), InFlight(), quiet=quiet)  # type: ignore[arg-type, return-value]
+    processor = SimpleNamespace(config=config, audit=audit or RecordingAudit())
+    session = PostveilMilter(lambda: processor, InFlight(), quiet=quiet)  # type: ignore[arg-type, return-value]
     context = RecordingContext()
     session._setctx(context)
     options = [0x1FF | Milter.SETSYMLIST, EVERY_STEP_FLAG, 0, 0]
@@ -114,3 +129,95 @@ def test_shutdown_reply_kept_for_eom() -> None:
     assert session.envfrom("<sender@org.test>") == Milter.NOREPLY
     assert session.eom() == Milter.TEMPFAIL
     assert context.reply == ("421", "4.3.2", "postveil is restarting, try again later")
+
+
+def broken_step(*args: object) -> int:
+    raise RuntimeError("simulated failure")
+
+
+def recorded_tempfail(audit: RecordingAudit) -> MessageDecision:
+    assert len(audit.records) == 1
+    record = audit.records[0]
+    assert record.action == "tempfail"
+    assert record.queue_id == "QUEUEID1"
+    return record
+
+
+def test_quiet_rcpt_failure_recorded_at_eom(monkeypatch: pytest.MonkeyPatch) -> None:
+    audit = RecordingAudit()
+    session, _, _ = negotiated(quiet=True, audit=audit)
+    session.envfrom("<sender@org.test>")
+    session.envrcpt("<alice@example.test>")
+    monkeypatch.setattr(session, "_envrcpt", broken_step)
+    session.envrcpt("<bob@example.test>")
+    monkeypatch.undo()
+    session.envrcpt("<carol@example.test>")
+    session.header("Subject", b" hello")
+    assert audit.records == []
+
+    assert session.eom() == Milter.TEMPFAIL
+    record = recorded_tempfail(audit)
+    assert record.sender == "sender@org.test"
+    assert [item.address for item in record.recipients] == ["alice@example.test", "carol@example.test"]
+    assert {item.method for item in record.recipients} == {"tempfail"}
+    assert record.recipients[0].reason == "temporary failure at end of message: RCPT TO failed: RuntimeError"
+
+
+def test_quiet_header_failure_recorded_at_eom(monkeypatch: pytest.MonkeyPatch) -> None:
+    audit = RecordingAudit()
+    session, _, _ = negotiated(quiet=True, audit=audit)
+    session.envfrom("<sender@org.test>")
+    session.envrcpt("<alice@example.test>")
+    monkeypatch.setattr(session, "_header", broken_step)
+    session.header("Subject", b" hello")
+    session.body(b"text\r\n")
+    assert session.eom() == Milter.TEMPFAIL
+    record = recorded_tempfail(audit)
+    assert [item.address for item in record.recipients] == ["alice@example.test"]
+    assert record.recipients[0].reason == "temporary failure at end of message: header failed: RuntimeError"
+
+
+def test_tcp_rcpt_failure_defers_whole_message(monkeypatch: pytest.MonkeyPatch) -> None:
+    audit = RecordingAudit()
+    session, context, _ = negotiated(quiet=False, audit=audit)
+    assert session.envfrom("<sender@org.test>") == Milter.CONTINUE
+    assert session.envrcpt("<alice@example.test>") == Milter.CONTINUE
+    monkeypatch.setattr(session, "_envrcpt", broken_step)
+    assert session.envrcpt("<bob@example.test>") == Milter.TEMPFAIL
+    monkeypatch.undo()
+
+    # Postfix keeps the message for alice and carol, but it leaves postveil unrouted,
+    # so the whole message is deferred at its end.
+    assert session.envrcpt("<carol@example.test>") == Milter.CONTINUE
+    assert session.header("Subject", b" hello") == Milter.CONTINUE
+    assert session.headers == []
+    assert session.body(b"text\r\n") == Milter.CONTINUE
+    assert session.eom() == Milter.TEMPFAIL
+    assert context.reply == ("451", "4.3.0", "postveil could not process this message, try again later")
+    record = recorded_tempfail(audit)
+    assert [item.address for item in record.recipients] == ["alice@example.test", "carol@example.test"]
+
+
+def test_tcp_header_failure_recorded_at_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    audit = RecordingAudit()
+    session, _, _ = negotiated(quiet=False, audit=audit)
+    session.envfrom("<sender@org.test>")
+    session.envrcpt("<alice@example.test>")
+    monkeypatch.setattr(session, "_header", broken_step)
+    # Postfix calls no end of message after a header step's temporary failure.
+    assert session.header("Subject", b" hello") == Milter.TEMPFAIL
+    record = recorded_tempfail(audit)
+    assert [item.address for item in record.recipients] == ["alice@example.test"]
+    assert record.recipients[0].reason == "temporary failure at header: RuntimeError"
+    assert session.recipients == []
+
+
+def test_tcp_mail_from_failure_writes_no_record(monkeypatch: pytest.MonkeyPatch) -> None:
+    audit = RecordingAudit()
+    session, _, _ = negotiated(quiet=False, audit=audit)
+    monkeypatch.setattr(session, "_envfrom", broken_step)
+    assert session.envfrom("<sender@org.test>") == Milter.TEMPFAIL
+    monkeypatch.undo()
+    assert audit.records == []
+    assert session.sender is None
+    assert session._in_flight.count == 0

@@ -97,6 +97,14 @@ used on TCP sockets, because there a command sent with no reply due can sit in
 Postfix's Nagle buffer until the milter's delayed ACK (about 40 ms on Linux loopback,
 measured in docs/benchmarks.md)."""
 
+_NO_REPLY_FLAGS = {
+    "MAIL FROM": Milter.P_NR_MAIL,
+    "RCPT TO": Milter.P_NR_RCPT,
+    "header": Milter.P_NR_HDR,
+    "body": Milter.P_NR_BODY,
+}
+"""Per step, the protocol flag that, once negotiated, means Postfix waits for no reply."""
+
 _TEMPFAIL_REPLY = ("451", "4.3.0", "postveil could not process this message, try again later")
 """The generic temporary failure reply; the reason goes to the log only."""
 
@@ -120,6 +128,7 @@ class PostveilMilter(Milter.Base):
         self._quiet = quiet
         self._deferred_reply: tuple[str, str, str] | None = None
         self._deferred_reason = ""
+        self._deferred_cause = ""
         self.connection_id = f"conn{next(_connection_ids)}"
         self.log = MessageLogger(log, self.connection_id)
         self.processor: MessageProcessor = get_processor()
@@ -151,19 +160,30 @@ class PostveilMilter(Milter.Base):
         self.log.error("temporary failure: %s", reason)
         return self._defer(*_TEMPFAIL_REPLY, reason)
 
-    def _defer(self, code: str, xcode: str, text: str, reason: str) -> int:
+    def _defer(self, code: str, xcode: str, text: str, reason: str, cause: str = "") -> int:
         """Set a temporary failure reply, kept for end of message if Postfix is not
-        waiting for a reply to the current step."""
+        waiting for a reply to the current step. ``cause`` is the audit trail's text
+        for it, which names a step and an error class only; ``reason`` may say more."""
         self._deferred_reply = (code, xcode, text)
         self._deferred_reason = reason
+        self._deferred_cause = cause or reason
         self.setreply(code, xcode, text)
         return Milter.TEMPFAIL
+
+    def _drop_content(self) -> None:
+        """Free the headers and body of a message that will be deferred, but keep its
+        envelope and queue id for the deferral's audit record."""
+        if self.body_spool is not None:
+            self.body_spool.close()
+            self.body_spool = None
+        self.headers = []
+        self.body_size = 0
 
     def _quiet_step(self, step: str, flag: int, callback: Callable[[], int]) -> int:
         """Run a step that may have been negotiated without a reply (``flag``).
 
-        After a failure in such a step the message is only waited out: later steps do
-        nothing, and end of message gives the kept temporary failure.
+        After a failure in such a step the message is only waited out: later steps
+        only collect recipients, and end of message gives the kept temporary failure.
         """
         if self._deferred_reply is not None and self._protocol & flag:
             return Milter.NOREPLY
@@ -172,7 +192,8 @@ class PostveilMilter(Milter.Base):
             return result
         if result != Milter.CONTINUE and self._deferred_reply is None:
             self.log.error("%s returned %s with no reply due: deferring the message", step, result)
-            self._defer(*_TEMPFAIL_REPLY, f"{step} returned {result}")
+            self._defer(*_TEMPFAIL_REPLY, f"{step} returned {result}", f"{step} returned an unexpected reply")
+            self._drop_content()
         return Milter.NOREPLY
 
     def negotiate(self, opts: list[int]) -> int:
@@ -191,6 +212,14 @@ class PostveilMilter(Milter.Base):
         return result
 
     def _guard(self, step: str, callback: Callable[[], int]) -> int:
+        """Run one step's callback and turn any failure into a temporary failure.
+
+        After a failure before end of message the envelope is kept, so the deferral's
+        audit record names the queue id and the recipients. Of the steps with a reply
+        due, RCPT TO then fails that recipient and end of message the whole message,
+        and a failed header or body step fails the message at once and is recorded
+        at once, because Postfix calls no end of message after it.
+        """
         try:
             return callback()
         except TemporaryFailure as exc:
@@ -201,25 +230,35 @@ class PostveilMilter(Milter.Base):
                 self._finish_message()
                 return Milter.REJECT
             result = self._tempfail(f"{step}: {exc}")
-            self._record_tempfail(step, type(exc).__name__)
-            self._finish_message()
-            return result
+            cause = type(exc).__name__
         except Exception as exc:  # the boundary: every failure becomes a tempfail
             self.log.exception("%s failed", step)
             result = self._tempfail(f"{step} failed: {type(exc).__name__}")
-            self._record_tempfail(step, type(exc).__name__)
+            cause = type(exc).__name__
+        reply_due = step not in _NO_REPLY_FLAGS or not self._protocol & _NO_REPLY_FLAGS[step]
+        if reply_due and step in ("header", "body", "end of message"):
+            self._record_tempfail(step, cause)
             self._finish_message()
-            return result
+        elif reply_due and step == "MAIL FROM":
+            # Postfix rejects the MAIL FROM command, so no transaction follows.
+            self._finish_message()
+        else:
+            self._deferred_cause = f"{step} failed: {cause}"
+            self._drop_content()
+        return result
 
     def _record_tempfail(self, step: str, cause: str) -> None:
-        """Append a ``tempfail`` record for a message deferred at end of message.
+        """Append a ``tempfail`` record for a message deferred at ``step`` once it
+        has a queue id.
 
         The trail then shows every deferral, not only the decision of the later retry.
-        The reason names the step and the error's class only: an error's text may quote
+        The cause names the step and the error's class only: an error's text may quote
         a path or a tool's output. When the trail itself cannot be written (possibly
         the cause of the failure), that is logged and the message is still deferred.
         """
-        if step != "end of message" or not self.queue_id:
+        if not self.queue_id:
+            # A failure before the first recipient: Postfix has not opened a queue
+            # file, so no message exists to record. The log line names the connection.
             return
         reason = f"temporary failure at {step}: {cause}"
         try:
@@ -280,9 +319,14 @@ class PostveilMilter(Milter.Base):
         return Milter.CONTINUE
 
     def envrcpt(self, recipient: str, *params: str) -> int:
+        if self._deferred_reply is not None:
+            # The message will be deferred at end of message. Its recipients are still
+            # collected, because the deferral's audit record names them.
+            self._collect_recipient(recipient)
+            return Milter.NOREPLY if self._protocol & Milter.P_NR_RCPT else Milter.CONTINUE
         return self._quiet_step("RCPT TO", Milter.P_NR_RCPT, lambda: self._envrcpt(recipient))
 
-    def _envrcpt(self, recipient: str) -> int:
+    def _collect_recipient(self, recipient: str) -> None:
         # With Postfix's default smtpd_delay_open_until_valid_rcpt = yes the queue id
         # exists only from the first valid RCPT TO on.
         if self.queue_id is None:
@@ -291,10 +335,15 @@ class PostveilMilter(Milter.Base):
                 self.queue_id = queue_id
                 self.log.set_id(queue_id)
         self.recipients.append(recipient)
+
+    def _envrcpt(self, recipient: str) -> int:
+        self._collect_recipient(recipient)
         return Milter.CONTINUE
 
     @Milter.decode("bytes")
     def header(self, name: str, value: bytes) -> int:
+        if self._deferred_reply is not None and not self._protocol & Milter.P_NR_HDR:
+            return Milter.CONTINUE
         return self._quiet_step("header", Milter.P_NR_HDR, lambda: self._header(name, value))
 
     def _header(self, name: str, value: bytes) -> int:
@@ -302,6 +351,8 @@ class PostveilMilter(Milter.Base):
         return Milter.CONTINUE
 
     def body(self, chunk: bytes) -> int:
+        if self._deferred_reply is not None and not self._protocol & Milter.P_NR_BODY:
+            return Milter.CONTINUE
         return self._quiet_step("body", Milter.P_NR_BODY, lambda: self._body(chunk))
 
     def _body(self, chunk: bytes) -> int:
@@ -321,11 +372,12 @@ class PostveilMilter(Milter.Base):
             # reason with the queue id.
             queue_id = self.getsymval("i")
             if queue_id:
+                self.queue_id = queue_id
                 self.log.set_id(queue_id)
             self.log.error("temporary failure at end of message: %s", self._deferred_reason)
             self.setreply(*self._deferred_reply)
             self._deferred_reply = None
-            self._record_tempfail("end of message", "an earlier step failed")
+            self._record_tempfail("end of message", self._deferred_cause)
             self._finish_message()
             return Milter.TEMPFAIL
         return self._guard("end of message", self._eom)
