@@ -131,3 +131,63 @@ def test_certs_list_missing_directory(tmp_path: Path, pki: Pki, capsys) -> None:
 
     assert main(["certs", "--config", str(config), "list"]) == 1
     assert "cannot read certificate directory" in capsys.readouterr().err
+
+
+def test_keys_list_expiring_subkey(config_file: Path, tmp_path: Path, capsys) -> None:
+    home = tmp_path / "sender-side"
+    home.mkdir(mode=0o700)
+    # The primary key never expires, but its only encryption subkey does in 10 days.
+    gpg(home, "--quick-gen-key", "Soon <soon@example.org>", "ed25519", "sign", "never")
+    listing = gpg(home, "--with-colons", "--list-keys", "soon@example.org").stdout.decode()
+    fingerprint = next(line.split(":")[9] for line in listing.splitlines() if line.startswith("fpr:"))
+    gpg(home, "--quick-add-key", fingerprint, "cv25519", "encr", "10d")
+    key_file = tmp_path / "soon.asc"
+    key_file.write_bytes(gpg(home, "--armor", "--export", fingerprint).stdout)
+    subprocess.run(["gpgconf", "--homedir", str(home), "--kill", "all"], check=False)
+    assert main(["keys", "--config", str(config_file), "import", str(key_file)]) == 0
+    capsys.readouterr()
+
+    assert main(["keys", "--config", str(config_file), "list", "--expiring", "30"]) == 3
+    listed = capsys.readouterr().out.splitlines()
+    assert len(listed) == 1
+    assert listed[0].startswith(fingerprint)
+    assert "expires never" not in listed[0]
+    assert "soon@example.org" in listed[0]
+
+    assert main(["keys", "--config", str(config_file), "list", "--expiring", "5"]) == 0
+    assert capsys.readouterr().out == ""
+
+
+def test_keys_list_expiring_skips_lasting_keys(
+    config_file: Path, gpg_world: GpgWorld, tmp_path: Path, capsys
+) -> None:
+    key_file = tmp_path / "alice.asc"
+    key_file.write_bytes(gpg(gpg_world.recipient_home, "--armor", "--export", gpg_world.fingerprints["alice"]).stdout)
+    assert main(["keys", "--config", str(config_file), "import", str(key_file)]) == 0
+    capsys.readouterr()
+
+    assert main(["keys", "--config", str(config_file), "list", "--expiring", "3650"]) == 0
+    assert capsys.readouterr().out == ""
+
+
+def test_list_expiring_rejects_bad_days(config_file: Path, capsys) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        main(["keys", "--config", str(config_file), "list", "--expiring", "-1"])
+    assert exit_info.value.code == 2
+    assert "number of days must be 0 or more, not -1" in capsys.readouterr().err
+
+
+def test_certs_list_expiring(config_file: Path, pki: Pki, capsys) -> None:
+    # alice's certificate expires in 30 days; the expired one is not usable now.
+    assert main(["certs", "--config", str(config_file), "import", str(pki.alice.cert_path)]) == 0
+    assert main(["certs", "--config", str(config_file), "import", "--force", str(pki.expired.cert_path)]) == 0
+    capsys.readouterr()
+
+    assert main(["certs", "--config", str(config_file), "list", "--expiring", "31"]) == 3
+    listed = capsys.readouterr().out.splitlines()
+    assert len(listed) == 1
+    assert "alice@example.org" in listed[0]
+    assert "usable, but in 31 days: certificate expired" in listed[0]
+
+    assert main(["certs", "--config", str(config_file), "list", "--expiring", "29"]) == 0
+    assert capsys.readouterr().out == ""

@@ -9,8 +9,10 @@ from pathlib import Path
 
 from postveil.cli.admin_audit import AdminAuditError, AdminChangeLog
 from postveil.cli.common import (
+    EXPIRING_FOUND,
     add_config_option,
     add_config_option_to_actions,
+    add_expiring_option,
     add_reason_option,
     load_cli_config,
 )
@@ -28,7 +30,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     add_config_option(parser)
     actions = parser.add_subparsers(dest="action", metavar="ACTION", required=True)
-    actions.add_parser("list", help="list keys with their addresses and status")
+    lister = actions.add_parser("list", help="list keys with their addresses and status")
+    add_expiring_option(lister, "usable keys")
     importer = actions.add_parser("import", help="import public keys from an OpenPGP file")
     importer.add_argument(
         "file",
@@ -44,11 +47,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _format_key(key: KeyInfo, status: str) -> str:
-    expires = (
-        datetime.datetime.fromtimestamp(key.expires, datetime.UTC).strftime("%Y-%m-%d")
-        if key.expires
-        else "never"
-    )
+    # A usable key's date is when it stops being usable for encryption, which an
+    # encryption subkey that expires before the primary key makes earlier.
+    ends = key.usable_until if status == "usable" else key.expires
+    expires = datetime.datetime.fromtimestamp(ends, datetime.UTC).strftime("%Y-%m-%d") if ends else "never"
     addresses = ", ".join(a for a in key.addresses if a) or "(no email address)"
     return f"{key.fingerprint}  expires {expires}  {status}  {addresses}"
 
@@ -60,15 +62,27 @@ def run(args: argparse.Namespace) -> int:
     keyring = PgpKeyring(config.pgp.gnupg_home, config.pgp.gpg_binary, timeout=config.pgp.timeout)
     try:
         if args.action == "list":
-            for key in keyring.keys():
-                print(_format_key(key, keyring.key_problem(key) or "usable"))
-            return 0
+            return _list(keyring, args.expiring)
         if args.action == "import":
             return _import(keyring, config, args.file, args.reason)
         return _remove(keyring, config, args.id, args.reason)
     except (PgpFailure, AdminAuditError) as exc:
         print(f"postveil keys {args.action}: {exc}", file=sys.stderr)
         return 1
+
+
+def _list(keyring: PgpKeyring, expiring_days: int | None) -> int:
+    now = keyring.clock()
+    listed = 0
+    for key in keyring.keys():
+        status = keyring.key_problem(key, now) or "usable"
+        if expiring_days is not None:
+            ends = key.usable_until
+            if status != "usable" or ends is None or ends > now + expiring_days * 86400:
+                continue
+        print(_format_key(key, status))
+        listed += 1
+    return EXPIRING_FOUND if expiring_days is not None and listed else 0
 
 
 def _import(keyring: PgpKeyring, config: Config, file: str, reason: str) -> int:
@@ -101,11 +115,11 @@ def _import(keyring: PgpKeyring, config: Config, file: str, reason: str) -> int:
             return f"{fingerprint}  not in the keyring"
         return _format_key(key, keyring.key_problem(key) or "usable")
 
-    for fingerprint, changes in report.changes.items():
-        if changes == ("unchanged",):
+    for fingerprint, key_changes in report.changes.items():
+        if key_changes == ("unchanged",):
             print(f"unchanged, already in the keyring: {describe(fingerprint)}")
         else:
-            print(f"imported ({', '.join(changes)}): {describe(fingerprint)}")
+            print(f"imported ({', '.join(key_changes)}): {describe(fingerprint)}")
     if report.revocations:
         print(f"applied {report.revocations} revocation certificate(s)")
         for fingerprint in report.other_keys:

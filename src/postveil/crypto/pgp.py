@@ -60,9 +60,28 @@ class KeyInfo:
 
     can_encrypt: bool
 
+    usable_until: int | None = None
+    """When the key stops being usable for encryption, seconds since the epoch: the
+    latest expiry of its valid encryption subkeys, or the primary key's expiry if that
+    comes first. None when neither expires."""
+
     @property
     def addresses(self) -> tuple[str, ...]:
         return tuple(parseaddr(uid)[1].casefold() for uid in self.uids)
+
+
+def _encryption_deadline(key: dict[str, Any], primary_expires: int | None) -> int | None:
+    """Return when a listed key stops being usable for encryption (see KeyInfo)."""
+    # A lowercase letter in the primary key's capabilities is its own usage, an
+    # uppercase one the usage of the key as a whole (gpg's --with-colons format).
+    deadlines = [primary_expires] if "e" in key.get("cap", "") else []
+    for subkey in key.get("subkey_info", {}).values():
+        if "e" in subkey.get("cap", "") and subkey.get("trust", "") not in _BAD_VALIDITY:
+            deadlines.append(int(subkey["expires"]) if subkey.get("expires") else None)
+    if not deadlines or None in deadlines:
+        return primary_expires
+    latest = max(deadline for deadline in deadlines if deadline is not None)
+    return latest if primary_expires is None else min(latest, primary_expires)
 
 
 class _GpgRun:
@@ -216,6 +235,7 @@ class PgpKeyring:
                     validity=key.get("trust", ""),
                     expires=expires,
                     can_encrypt="E" in key.get("cap", ""),
+                    usable_until=_encryption_deadline(key, expires),
                 )
             )
         return keys
