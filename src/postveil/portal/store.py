@@ -99,6 +99,10 @@ class CodeIssue:
     refused: str | None = None
     """``rate`` when the hourly limit is reached; None when a code was made."""
 
+    retired_key_id: str | None = None
+    """The key id that digested codes until this call found it retired and replaced
+    it (see :meth:`PortalStore._follow_rotation`); None when the key did not change."""
+
 
 @dataclass(frozen=True)
 class CodeCheck:
@@ -525,6 +529,34 @@ class PortalStore:
             f"{current.key_id} in portal.previous_key_files only while messages need it{hint}"
         )
 
+    def _follow_rotation(self, db: sqlite3.Connection) -> str | None:
+        """Make the key that ``rekey`` last moved the store to this process's current
+        key, when a rotation in another process retired the current one.
+
+        The key comes from the keyring, or from the key loader when the keyring does
+        not have it (see :meth:`_key_for`). Raises RetiredKeyError, and changes
+        nothing, when neither has it: the current key must no longer digest codes,
+        because it may be the leaked key that the rotation replaced. Returns the key id
+        of the replaced key, or None when the current key is not retired.
+        """
+        current = self._keys.current.key_id
+        retired = db.execute(
+            "SELECT 1 FROM meta WHERE name = ?", (_RETIRED_PREFIX + current,)
+        ).fetchone()
+        if retired is None:
+            return None
+        row = db.execute("SELECT value FROM meta WHERE name = ?", (_CURRENT_KEY,)).fetchone()
+        if row is not None and row[0] != current:
+            try:
+                newest = self._key_for(row[0])
+            except PortalKeyError:
+                # The loader failed: the error below names the way out.
+                newest = None
+            if newest is not None:
+                self._keys.promote(newest.key_id)
+        self._check_retired(db)
+        return current
+
     def check_current_key(self) -> None:
         """Raise RetiredKeyError when ``portal.key_file`` contains a retired key."""
         try:
@@ -684,9 +716,15 @@ class PortalStore:
         self, token: str, *, lifetime: float, per_hour: int, now: float | None = None
     ) -> CodeIssue:
         """Make a new code for a pickup, replacing any earlier one, unless ``per_hour``
-        codes were made in the last hour. Raises PortalError for an unknown token."""
+        codes were made in the last hour. Raises PortalError for an unknown token.
+
+        A current key that a rotation retired since this store was opened is first
+        replaced by the key of that rotation (see :meth:`_follow_rotation`), which
+        raises RetiredKeyError when this process does not have that key.
+        """
         now = time.time() if now is None else now
         with self._transaction() as db:
+            retired = self._follow_rotation(db)
             row = db.execute(
                 "SELECT p.codes_sent FROM pickups p JOIN messages m ON m.id = p.message_id"
                 " WHERE p.token_digest = ? AND m.expires > ?",
@@ -696,7 +734,7 @@ class PortalStore:
                 raise PortalError("unknown or expired pickup")
             recent = [float(t) for t in row[0].split() if float(t) > now - 3600]
             if len(recent) >= per_hour:
-                return CodeIssue(None, "rate")
+                return CodeIssue(None, "rate", retired)
             code = f"{secrets.randbelow(10**_CODE_DIGITS):0{_CODE_DIGITS}d}"
             db.execute(
                 "UPDATE pickups SET code_digest = ?, code_expires = ?, code_wrong = 0, codes_sent = ?"
@@ -708,7 +746,7 @@ class PortalStore:
                     _digest(token),
                 ),
             )
-        return CodeIssue(code)
+        return CodeIssue(code, retired_key_id=retired)
 
     def check_code(
         self,

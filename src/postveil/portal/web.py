@@ -60,7 +60,7 @@ from postveil.portal.limits import (
 from postveil.portal.notices import NOTICE_STOP_WAIT, SenderNotices
 from postveil.portal.parsing import ParseFailed, Parser, ParseTimeout
 from postveil.portal.reading import MAX_PARTS, MessageView, has_too_many_parts
-from postveil.portal.store import Pickup, PortalError, PortalStore
+from postveil.portal.store import Pickup, PortalError, PortalStore, RetiredKeyError
 
 log = logging.getLogger("postveil.portal")
 access_log = logging.getLogger("postveil.portal.access")
@@ -367,9 +367,30 @@ class Portal:
                 lifetime=section.code_lifetime,
                 per_hour=section.codes_per_hour,
             )
+        except RetiredKeyError as exc:
+            # Fail closed: a code digested with a retired key could be guessed offline
+            # by whoever has that key and a copy of the database.
+            log.error(
+                "message %s: cannot issue a code for %s: %s",
+                pickup.message_id,
+                pickup.recipient,
+                exc,
+            )
+            return self.problem(
+                503,
+                "Try again later",
+                "The code could not be sent just now. Please try again in a few minutes.",
+            )
         except PortalError:
             # The message expired between the lookup and this call.
             return self.not_found()
+        if issue.retired_key_id is not None:
+            log.warning(
+                "'postveil portal rekey' retired master key id %s: codes are now digested "
+                "with master key id %s, the key it rotated the store to",
+                issue.retired_key_id,
+                self.store.keyring.current.key_id,
+            )
         if issue.code is None:
             log.warning(
                 "message %s: rejected a code request for %s: codes_per_hour (%d) reached",
