@@ -1,8 +1,9 @@
 """Text dressed up as encrypted mail must not count as encrypted, and real encrypted
 mail from gpg, openssl and postveil must.
 
-Each bypass case is readable text in a message that the structural check of earlier
-versions took for encrypted mail, so it would have left without protection.
+The bypass cases carry readable text in messages shaped like encrypted mail. Most of
+them counted as encrypted under the earlier check of labels and shapes, so they would
+have left in clear.
 """
 
 from __future__ import annotations
@@ -39,7 +40,7 @@ from encrypted_samples import (
 )
 
 from postveil.config.routing import RoutingSection
-from postveil.crypto import PgpKeyring, RawMessage, check_encryption
+from postveil.crypto import EncryptionCheck, PgpKeyring, RawMessage, check_encryption
 from postveil.crypto.ciphertext import NotEncrypted, check_random
 from postveil.crypto.pgp import pgp_mime_body
 from postveil.crypto.smime import encrypt_entity, smime_headers, wrap_base64
@@ -51,7 +52,7 @@ INTERLEAVED = b"".join(bytes([byte]) + random_bytes(1) for byte in PHI * 4)
 """PHI with a random byte after each character: readable in a hex dump."""
 
 
-def _check(headers: bytes, body: bytes, routing: RoutingSection | None = None):
+def _check(headers: bytes, body: bytes, routing: RoutingSection | None = None) -> EncryptionCheck:
     return check_encryption(RawMessage.parse(HEAD + headers + b"\r\n" + body), routing)
 
 
@@ -128,54 +129,56 @@ def test_pgp_mime_armor_bypass_not_counted(body: bytes, code: str) -> None:
     assert check.code == code, check.reason
 
 
-@pytest.mark.parametrize(
-    ("headers", "body", "code"),
-    [
-        pytest.param(PGP_MIME_TYPE, pgp_mime(preamble=PHI + b"\r\n"), "notice-text", id="preamble-line"),
-        pytest.param(PGP_MIME_TYPE, pgp_mime(preamble=b"This is an encrypted message\r\n" + PHI + b"\r\n"),
-                     "notice-text", id="preamble-lines"),
-        pytest.param(PGP_MIME_TYPE, pgp_mime(epilogue=PHI + b"\r\n"), "notice-text", id="epilogue"),
-        pytest.param(PGP_MIME_TYPE, pgp_mime(control_headers=b"Content-Description: " + PHI + b"\r\n"),
-                     "notice-text", id="control-description"),
-        pytest.param(PGP_MIME_TYPE, pgp_mime(control_headers=b"X-Note: " + PHI + b"\r\n"),
-                     "content-header", id="control-extra-header"),
-        pytest.param(PGP_MIME_TYPE, pgp_mime(control_headers=b"Content-ID: <" + PHI[:20] + b">\r\n"),
-                     "content-header", id="control-content-id"),
-        pytest.param(PGP_MIME_TYPE,
-                     pgp_mime(data_headers=b'Content-Type: application/octet-stream; name="Jane Roe MRN 445566.asc"'
-                              b"\r\n"), "notice-text", id="data-name"),
-        pytest.param(PGP_MIME_TYPE,
-                     pgp_mime(data_headers=b"Content-Type: application/octet-stream; x-note=diabetes\r\n"),
-                     "content-header", id="data-parameter"),
-        pytest.param(PGP_MIME_TYPE,
-                     pgp_mime(data_headers=b"Content-Type: application/octet-stream\r\n"
-                              b'Content-Disposition: inline; filename="roe-diabetes.asc"\r\n'),
-                     "notice-text", id="data-filename"),
-        pytest.param(PGP_MIME_TYPE,
-                     pgp_mime(data_headers=b"Content-Type: application/octet-stream\r\nComments: " + PHI + b"\r\n"),
-                     "content-header", id="data-extra-header"),
-        pytest.param(PGP_MIME_TYPE,
-                     pgp_mime(extra_part=b"--x\r\nContent-Type: text/plain\r\n\r\n" + PHI + b"\r\n"),
-                     "mime-structure", id="third-part"),
-        pytest.param(PGP_MIME_TYPE,
-                     pgp_mime(extra_part=b"--x\r\nContent-Type: application/octet-stream\r\n\r\n" + ARMORED),
-                     "mime-structure", id="third-armored-part"),
-        pytest.param(PGP_MIME_TYPE, pgp_mime().replace(b"Version: 1\r\n", b"Version: 1\r\n" + PHI + b"\r\n"),
-                     "mime-structure", id="control-text"),
-        pytest.param(b"X-Patient: Jane Roe\r\n" + PGP_MIME_TYPE, pgp_mime(), "outer-header", id="outer-x-header"),
-        pytest.param(b"Keywords: diabetes\r\n" + INLINE, ARMORED, "outer-header", id="outer-keywords"),
-        pytest.param(b"Thread-Topic: Jane Roe\r\n" + SMIME_TYPE, base64.encodebytes(ENVELOPED_DER),
-                     "outer-header", id="outer-thread-topic"),
-        pytest.param(b"Content-Description: " + PHI + b"\r\n" + PGP_MIME_TYPE, pgp_mime(), "notice-text",
-                     id="outer-description"),
-        pytest.param(PGP_MIME_TYPE.replace(b"boundary=x", b"boundary=x; x-note=diabetes"), pgp_mime(),
-                     "content-header", id="outer-parameter"),
-        pytest.param(b"Content-Location: http://roe.example/\r\n" + SMIME_TYPE, base64.encodebytes(ENVELOPED_DER),
-                     "content-header", id="outer-content-location"),
-        pytest.param(SMIME_TYPE.replace(b"name=smime.p7m", b"name=jane-roe.p7m"),
-                     base64.encodebytes(ENVELOPED_DER), "notice-text", id="smime-name"),
-    ],
-)
+MIME_CASES = [
+    pytest.param(PGP_MIME_TYPE, pgp_mime(preamble=PHI + b"\r\n"), "notice-text", id="preamble-line"),
+    pytest.param(PGP_MIME_TYPE, pgp_mime(preamble=b"This is an encrypted message\r\n" + PHI + b"\r\n"),
+                 "notice-text", id="preamble-lines"),
+    pytest.param(PGP_MIME_TYPE, pgp_mime(epilogue=PHI + b"\r\n"), "notice-text", id="epilogue"),
+    pytest.param(PGP_MIME_TYPE, pgp_mime(control_headers=b"Content-Description: " + PHI + b"\r\n"),
+                 "notice-text", id="control-description"),
+    pytest.param(PGP_MIME_TYPE, pgp_mime(control_headers=b"X-Note: " + PHI + b"\r\n"),
+                 "content-header", id="control-extra-header"),
+    pytest.param(PGP_MIME_TYPE, pgp_mime(control_headers=b"Content-ID: <" + PHI[:20] + b">\r\n"),
+                 "content-header", id="control-content-id"),
+    pytest.param(PGP_MIME_TYPE,
+                 pgp_mime(data_headers=b'Content-Type: application/octet-stream; name="Jane Roe MRN 445566.asc"'
+                          b"\r\n"), "notice-text", id="data-name"),
+    pytest.param(PGP_MIME_TYPE,
+                 pgp_mime(data_headers=b"Content-Type: application/octet-stream; x-note=diabetes\r\n"),
+                 "content-header", id="data-parameter"),
+    pytest.param(PGP_MIME_TYPE,
+                 pgp_mime(data_headers=b"Content-Type: application/octet-stream\r\n"
+                          b'Content-Disposition: inline; filename="roe-diabetes.asc"\r\n'),
+                 "notice-text", id="data-filename"),
+    pytest.param(PGP_MIME_TYPE,
+                 pgp_mime(data_headers=b"Content-Type: application/octet-stream\r\nComments: " + PHI + b"\r\n"),
+                 "content-header", id="data-extra-header"),
+    pytest.param(PGP_MIME_TYPE,
+                 pgp_mime(extra_part=b"--x\r\nContent-Type: text/plain\r\n\r\n" + PHI + b"\r\n"),
+                 "mime-structure", id="third-part"),
+    pytest.param(PGP_MIME_TYPE,
+                 pgp_mime(extra_part=b"--x\r\nContent-Type: application/octet-stream\r\n\r\n" + ARMORED),
+                 "mime-structure", id="third-armored-part"),
+    pytest.param(PGP_MIME_TYPE, pgp_mime().replace(b"Version: 1\r\n", b"Version: 1\r\n" + PHI + b"\r\n"),
+                 "mime-structure", id="control-text"),
+    pytest.param(b"X-Patient: Jane Roe\r\n" + PGP_MIME_TYPE, pgp_mime(), "outer-header", id="outer-x-header"),
+    pytest.param(b"Keywords: diabetes\r\n" + INLINE, ARMORED, "outer-header", id="outer-keywords"),
+    pytest.param(b"Thread-Topic: Jane Roe\r\n" + SMIME_TYPE, base64.encodebytes(ENVELOPED_DER),
+                 "outer-header", id="outer-thread-topic"),
+    pytest.param(b"Content-Description: " + PHI + b"\r\n" + PGP_MIME_TYPE, pgp_mime(), "notice-text",
+                 id="outer-description"),
+    pytest.param(PGP_MIME_TYPE.replace(b"boundary=x", b"boundary=x; x-note=diabetes"), pgp_mime(),
+                 "content-header", id="outer-parameter"),
+    pytest.param(b"Content-Location: http://roe.example/\r\n" + SMIME_TYPE, base64.encodebytes(ENVELOPED_DER),
+                 "content-header", id="outer-content-location"),
+    pytest.param(SMIME_TYPE.replace(b"name=smime.p7m", b"name=jane-roe.p7m"),
+                 base64.encodebytes(ENVELOPED_DER), "notice-text", id="smime-name"),
+    pytest.param(b"Content-Patient: Roe\r\nContent-Patient: Roe\r\n" + PGP_MIME_TYPE, pgp_mime(),
+                 "content-header", id="outer-repeated-unknown"),
+]
+
+
+@pytest.mark.parametrize(("headers", "body", "code"), MIME_CASES)
 def test_mime_bypass_not_counted(headers: bytes, body: bytes, code: str) -> None:
     check = _check(headers, body)
 
@@ -244,11 +247,12 @@ def test_plain_text_not_labelled() -> None:
     assert not check.labelled
 
 
-def test_reason_has_no_content() -> None:
-    check = _check(PGP_MIME_TYPE, pgp_mime(preamble=PHI + b"\r\n"))
+@pytest.mark.parametrize(("headers", "body", "code"), MIME_CASES)
+def test_reason_has_no_content(headers: bytes, body: bytes, code: str) -> None:
+    reason = _check(headers, body).reason.lower()
 
-    assert "Jane" not in check.reason
-    assert "445566" not in check.reason
+    for word in ("jane", "roe", "445566", "diabetes", "patient"):
+        assert word not in reason
 
 
 @pytest.mark.parametrize("size", [32, 64, 200, 5000, 300_000])

@@ -504,7 +504,7 @@ def test_sender_encrypted_pgp_delivered_unchanged(scene: Scene) -> None:
 
 
 def _fake_packet_armor() -> bytes:
-    """An armored "message" whose only packet holds the text itself."""
+    """An armored "message" whose only packet contains the text itself."""
     body = base64.b64encode(b"\xd2\xff" + (len(_PHI_LINE) + 1).to_bytes(4, "big") + b"\x01" + _PHI_LINE)
     return b"-----BEGIN PGP MESSAGE-----\r\n\r\n" + body + b"\r\n-----END PGP MESSAGE-----\r\n"
 

@@ -38,17 +38,17 @@ class NotEncrypted(ValueError):
         self.reason = reason
 
 
-def check_random(data: bytes, what: str) -> None:
+def check_random(data: bytes, label: str) -> None:
     """Raise NotEncrypted when ``data`` looks like text rather than ciphertext.
 
-    ``what`` names the data in the reason, for example ``OpenPGP packets``.
+    ``label`` names the data in the reason, for example ``OpenPGP packets``.
     """
     if not data:
-        raise NotEncrypted("empty-ciphertext", f"the {what} contain no encrypted data")
+        raise NotEncrypted("empty-ciphertext", f"the {label} contain no encrypted data")
     if _PRINTABLE_RUN_RE.search(data):
         raise NotEncrypted(
             "readable-ciphertext",
-            f"the {what} contain {MAX_PRINTABLE_RUN} or more printable bytes in a row, which encrypted data "
+            f"the {label} contain {MAX_PRINTABLE_RUN} or more printable bytes in a row, which encrypted data "
             "almost never has",
         )
     printable = len(data) - len(data.translate(None, _PRINTABLE))
@@ -58,5 +58,5 @@ def check_random(data: bytes, what: str) -> None:
         share = round(100 * printable / len(data))
         raise NotEncrypted(
             "readable-ciphertext",
-            f"{share}% of the bytes of the {what} are printable, far more than in encrypted data",
+            f"{share}% of the bytes of the {label} are printable, far more than in encrypted data",
         )

@@ -113,20 +113,20 @@ def _children(data: bytes, parent: Element, depth: int) -> list[Element]:
     return elements
 
 
-def _expect(element: Element | None, tag: int, what: str) -> Element:
+def _expect(element: Element | None, tag: int, label: str) -> Element:
     if element is None or element.tag != tag:
-        raise NotEncrypted("cms-structure", f"the CMS {what} is missing or has the wrong type")
+        raise NotEncrypted("cms-structure", f"the CMS {label} is missing or has the wrong type")
     return element
 
 
 def check_enveloped(data: bytes) -> str:
     """Check that ``data`` is a ContentInfo with EnvelopedData or AuthEnvelopedData.
 
-    Returns the content type name for the audit trail. Raises NotEncrypted when the
-    content type is another one (SignedData, Data and so on), the fields do not parse,
-    a field that can carry clear text is present (originator info, unprotected or
-    unauthenticated attributes), bytes follow the ContentInfo, or the encrypted content
-    looks like text.
+    Returns the content type name for the audit trail. Raises NotEncrypted for another
+    content type (SignedData, Data and so on), fields that do not parse, or bytes after
+    the ContentInfo. It also raises for fields that carry clear text (originator info,
+    unprotected or unauthenticated attributes) and for encrypted content that looks
+    like text.
     """
     outer = read_element(data, 0, len(data))
     if outer.tag != _SEQUENCE:

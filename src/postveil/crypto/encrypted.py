@@ -56,7 +56,7 @@ _PARAMETER_RULES = {
     "smime-type": re.compile(r"(?i)enveloped-data|authenveloped-data"),
     "protocol": re.compile(r"(?i)application/pgp-encrypted"),
     # NOTE: a boundary is free text of up to 70 characters (RFC 2046, section 5.1.1)
-    # that travels in clear; random-looking boundaries cannot be told from others.
+    # that travels in clear, and a chosen one cannot be distinguished from a generated one.
     "boundary": re.compile(r"[0-9A-Za-z'()+_,./:=? -]{1,70}"),
     "charset": re.compile(r"[A-Za-z0-9._-]{1,32}"),
     "format": re.compile(r"(?i)flowed|fixed"),
@@ -103,11 +103,12 @@ NOT_LABELLED = EncryptionCheck(None, "none", "no encryption label")
 def check_encryption(message: RawMessage, routing: RoutingSection | None = None) -> EncryptionCheck:
     """Check whether the sender already encrypted ``message``.
 
-    Recognised: top-level application/pkcs7-mime (or x-pkcs7-mime) with smime-type
-    enveloped-data or authEnveloped-data (or no smime-type and a .p7m name) around CMS
-    EnvelopedData or AuthEnvelopedData; multipart/encrypted with protocol
-    application/pgp-encrypted and exactly the two parts of RFC 3156; and inline PGP, a
-    text/plain body of nothing but armored OpenPGP messages. The header fields must be
+    Three formats are recognised. S/MIME is top-level application/pkcs7-mime (or
+    x-pkcs7-mime) with smime-type enveloped-data or authEnveloped-data (or no smime-type
+    and a .p7m name) around CMS EnvelopedData or AuthEnvelopedData. PGP/MIME is
+    multipart/encrypted with protocol application/pgp-encrypted and exactly the two
+    parts of RFC 3156. Inline PGP is a text/plain body of nothing but armored OpenPGP
+    messages. The header fields must be
     those an encrypted copy of postveil's keeps outside (``routing`` adds
     ``outer_headers_allowed``; None uses the defaults), and the content headers must
     hold only what encryption programs write there.
@@ -206,16 +207,18 @@ def _check_content_fields(fields: Iterable[tuple[str, str]], *, top_level: bool)
     """Check the Content-* fields of the message or of a part of multipart/encrypted."""
     seen: set[str] = set()
     for name, value in fields:
-        if name in seen:
-            raise NotEncrypted("content-header", f"the {name} field appears twice")
-        seen.add(name)
-        if name == "mime-version" and top_level:
-            if value != "1.0":
-                raise NotEncrypted("content-header", "MIME-Version is not 1.0")
-        elif name not in _PART_HEADERS:
+        # The name is checked against the known ones first, so a reason never repeats
+        # a name the sender chose.
+        if name not in _PART_HEADERS and not (name == "mime-version" and top_level):
             raise NotEncrypted(
                 "content-header", "a content header other than the ones encryption programs write"
             )
+        if name in seen:
+            raise NotEncrypted("content-header", f"the {name} field appears twice")
+        seen.add(name)
+        if name == "mime-version":
+            if value != "1.0":
+                raise NotEncrypted("content-header", "MIME-Version is not 1.0")
         elif name == "content-type":
             _check_content_type(value)
         elif name == "content-transfer-encoding":
@@ -238,7 +241,7 @@ def _check_content_type(value: str) -> None:
         key = key.lower()
         if key not in allowed:
             raise NotEncrypted(
-                "content-header", f"the Content-Type parameter {key} is not one encryption writes"
+                "content-header", "a Content-Type parameter that encryption programs do not write"
             )
         text = str(parameter)
         if key == "name":
@@ -265,13 +268,13 @@ def _check_disposition(value: str) -> None:
         _check_notice(str(parameter), "file name")
 
 
-def _check_notice(text: str, what: str) -> None:
+def _check_notice(text: str, label: str) -> None:
     """Raise NotEncrypted unless ``text`` is a short notice of the words in _NOTICE_WORDS."""
     if len(text) > _MAX_NOTICE or any(
         word not in _NOTICE_WORDS for word in _WORD_RE.findall(text.lower())
     ):
         raise NotEncrypted(
-            "notice-text", f"the {what} contains words that encryption programs do not write"
+            "notice-text", f"the {label} contains words that encryption programs do not write"
         )
 
 
@@ -308,6 +311,7 @@ def _check_pgp_mime(message: RawMessage) -> str:
     _check_notice(preamble, "preamble")
     if (parsed.epilogue or "").strip():
         raise NotEncrypted("notice-text", "text follows the last part")
+
     parts = parsed.get_payload()
     if not isinstance(parts, list) or len(parts) != 2:
         raise NotEncrypted("mime-structure", "multipart/encrypted does not have exactly two parts")
@@ -318,6 +322,7 @@ def _check_pgp_mime(message: RawMessage) -> str:
         raise NotEncrypted("mime-structure", "the first part is not application/pgp-encrypted")
     if data.get_content_type() != "application/octet-stream" or data.is_multipart():
         raise NotEncrypted("mime-structure", "the second part is not application/octet-stream")
+
     for part in (control, data):
         if part.defects:
             raise NotEncrypted(
@@ -326,6 +331,7 @@ def _check_pgp_mime(message: RawMessage) -> str:
         _check_content_fields(
             ((key.lower(), str(value)) for key, value in part.items()), top_level=False
         )
+
     control_body = _decode_strictly(_part_body(control), control.get("Content-Transfer-Encoding"))
     if not _VERSION_LINE_RE.fullmatch(control_body):
         raise NotEncrypted(

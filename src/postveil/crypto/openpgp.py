@@ -1,4 +1,4 @@
-"""Checks that ASCII armor holds an encrypted OpenPGP message (RFC 4880 and RFC 9580).
+"""Checks that ASCII armor contains an encrypted OpenPGP message (RFC 4880 and RFC 9580).
 
 Only the framing is read: the armor lines, the radix-64 text and the packet headers. An encrypted message is one or more session key packets
 (public-key or symmetric-key) followed by exactly one encrypted data packet, and the
@@ -57,7 +57,7 @@ def check_armored_messages(text: bytes) -> str:
     """Check that ``text`` contains armored encrypted messages and blank lines only.
 
     Returns a summary of the packets for the audit trail, such as ``1 public-key
-    session key, integrity-protected data``. Raises NotEncrypted naming the first
+    session key packet, integrity-protected data packet``. Raises NotEncrypted naming the first
     problem found.
     """
     try:

@@ -265,8 +265,8 @@ def audit_decision(outcome: Outcome, action: str) -> MessageDecision:
         # verdict: auditors can list the messages routed without the model.
         tags.append("classifier:unavailable")
     if record.encryption_check != "none":
-        # Whether mail labelled as encrypted counted as encrypted by the sender, and the
-        # format or the failed check; the recipients' reasons repeat it when it counted.
+        # Mail labelled as encrypted by the sender: the format that counted, or the check
+        # that failed. The recipients' reasons describe a format that counted.
         outcome_word = "counted" if record.sender_encrypted else "not-counted"
         tags.append(f"sender-encryption:{outcome_word}:{record.encryption_check}")
     tags += [_tag_identifier(tag) for tag in record.tags]

@@ -54,7 +54,7 @@ class DecisionRecord:
     ``none`` for mail without an encryption label."""
 
     encryption_reason: str = "no encryption label"
-    """Why the message counted as encrypted or not, from its structure only."""
+    """Reason the message counted as encrypted or not, from its structure only."""
 
     @classmethod
     def build(
