@@ -27,6 +27,7 @@ _ARMOR_HEADER_RULES = {
     "comment": re.compile(r"https?://[A-Za-z0-9.-]+/?"),
     "charset": re.compile(r"[A-Za-z0-9._-]{1,32}"),
 }
+_CHECKSUM_RE = re.compile(r"=[A-Za-z0-9+/]{4}")
 _MAX_ARMOR_HEADER = 48
 """Maximum length in characters of an armor header value."""
 
@@ -98,7 +99,7 @@ def _read_block(lines: list[str], index: int) -> tuple[int, bytes]:
         line = lines[index]
         if checksum is not None:
             raise NotEncrypted("armor-text", "text after the armor checksum")
-        if re.fullmatch(r"=[A-Za-z0-9+/]{4}", line):
+        if line.startswith("=") and _CHECKSUM_RE.fullmatch(line):
             # The CRC-24 is not verified: anyone can compute it, so it proves nothing.
             checksum = line[1:]
         elif len(line) > _MAX_LINE or not line:
