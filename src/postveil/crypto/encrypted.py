@@ -68,6 +68,13 @@ _PART_HEADERS = (
     "content-transfer-encoding",
     "content-description",
     "content-disposition",
+    "content-language",
+)
+# Language tags (RFC 5646) of the shape mail programs write, such as "en-US", "de" or
+# "zh-Hant-TW", up to three in a list. Longer subtags could spell words.
+_LANGUAGE_LIST_RE = re.compile(
+    r"(?i)[a-z]{2,3}(?:-[a-z]{4})?(?:-(?:[a-z]{2}|[0-9]{3}))?"
+    r"(?:\s*,\s*[a-z]{2,3}(?:-[a-z]{4})?(?:-(?:[a-z]{2}|[0-9]{3}))?){0,2}"
 )
 _ARMOR_LINE_RE = re.compile(rb"^-----BEGIN PGP MESSAGE-----", re.MULTILINE)
 _VERSION_LINE_RE = re.compile(rb"\s*Version:[ \t]*1[ \t]*\s*")
@@ -226,6 +233,11 @@ def _check_content_fields(fields: Iterable[tuple[str, str]], *, top_level: bool)
                 raise NotEncrypted("content-header", "an unknown Content-Transfer-Encoding")
         elif name == "content-description":
             _check_notice(value, "Content-Description")
+        elif name == "content-language":
+            if not _LANGUAGE_LIST_RE.fullmatch(value):
+                raise NotEncrypted(
+                    "content-header", "a Content-Language that is not a short list of language tags"
+                )
         else:
             _check_disposition(value)
 

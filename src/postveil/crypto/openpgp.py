@@ -20,13 +20,16 @@ _MAX_LINE = 76
 """Maximum length of a radix-64 line (RFC 4880, section 6.3)."""
 
 # Armor headers (RFC 4880, section 6.2) carry free text that travels in clear, so only
-# the shapes that OpenPGP programs write pass: a product name with a version, and a
-# bare web address. NOTE: a Version value still fits a few words of text.
+# the shapes that OpenPGP programs write pass: a product name with a version number,
+# and a bare web address. NOTE: a Version value still fits a few words of text.
 _ARMOR_HEADER_RULES = {
     "version": re.compile(r"[A-Za-z][A-Za-z0-9.+_/#-]*(?: [A-Za-z0-9.+_/#()-]+){0,4}"),
     "comment": re.compile(r"https?://[A-Za-z0-9.-]+/?"),
     "charset": re.compile(r"[A-Za-z0-9._-]{1,32}"),
 }
+_VERSION_NUMBER_RE = re.compile(r"(?:^| )v?[0-9]+(?:\.[0-9]+)*(?= |\)|$)")
+"""A version number in a Version armor header, such as "v2" or "10.2.0"."""
+
 _CHECKSUM_RE = re.compile(r"=[A-Za-z0-9+/]{4}")
 _MAX_ARMOR_HEADER = 48
 """Maximum length in characters of an armor header value."""
@@ -124,7 +127,11 @@ def _check_armor_header(line: str, seen: set[str]) -> None:
     if key.lower() in seen:
         raise NotEncrypted("armor-header", f"the armor header {key} appears twice")
     seen.add(key.lower())
-    if len(value) > _MAX_ARMOR_HEADER or not rule.fullmatch(value):
+    if (
+        len(value) > _MAX_ARMOR_HEADER
+        or not rule.fullmatch(value)
+        or (key.lower() == "version" and not _VERSION_NUMBER_RE.search(value))
+    ):
         raise NotEncrypted(
             "armor-header",
             f"the armor header {key} is not the short product name or web address OpenPGP programs write",
