@@ -225,6 +225,24 @@ def test_smime_bypass_not_counted(der: bytes, code: str) -> None:
     assert check.code == code, check.reason
 
 
+@pytest.mark.parametrize(
+    ("value", "counted"),
+    [
+        (b"1.0", True),
+        (b"1.0 (Mac OS X Mail 16.0 \\(3731.500.231\\))", True),
+        (b"1.0 (Jane Roe, diabetes)", False),
+        (b"2.0", False),
+    ],
+)
+def test_mime_version_comment(value: bytes, counted: bool) -> None:
+    head = HEAD.replace(b"MIME-Version: 1.0", b"MIME-Version: " + value)
+    raw = head + PGP_MIME_TYPE + b"\r\n" + pgp_mime()
+
+    check = check_encryption(RawMessage.parse(raw))
+
+    assert (check.scheme is not None) is counted, check.reason
+
+
 def test_smime_bad_base64_not_counted() -> None:
     check = _check(SMIME_TYPE, b"Patient Jane Roe, MRN 445566\r\n")
 

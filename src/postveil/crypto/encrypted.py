@@ -76,6 +76,9 @@ _LANGUAGE_LIST_RE = re.compile(
     r"(?i)[a-z]{2,3}(?:-[a-z]{4})?(?:-(?:[a-z]{2}|[0-9]{3}))?"
     r"(?:\s*,\s*[a-z]{2,3}(?:-[a-z]{4})?(?:-(?:[a-z]{2}|[0-9]{3}))?){0,2}"
 )
+# MIME-Version with the comment Apple Mail writes, "1.0 (Mac OS X Mail 16.0 \(3731.500.231\))".
+_MIME_VERSION_RE = re.compile(r"1\.0(?:\s*\((.{1,80})\))?")
+_MIME_VERSION_WORDS = frozenset({"mac", "os", "x", "mail", "apple", "message", "framework"})
 _ARMOR_LINE_RE = re.compile(rb"^-----BEGIN PGP MESSAGE-----", re.MULTILINE)
 _VERSION_LINE_RE = re.compile(rb"\s*Version:[ \t]*1[ \t]*\s*")
 
@@ -224,8 +227,7 @@ def _check_content_fields(fields: Iterable[tuple[str, str]], *, top_level: bool)
             raise NotEncrypted("content-header", f"the {name} field appears twice")
         seen.add(name)
         if name == "mime-version":
-            if value != "1.0":
-                raise NotEncrypted("content-header", "MIME-Version is not 1.0")
+            _check_mime_version(value)
         elif name == "content-type":
             _check_content_type(value)
         elif name == "content-transfer-encoding":
@@ -240,6 +242,17 @@ def _check_content_fields(fields: Iterable[tuple[str, str]], *, top_level: bool)
                 )
         else:
             _check_disposition(value)
+
+
+def _check_mime_version(value: str) -> None:
+    match = _MIME_VERSION_RE.fullmatch(value)
+    words = _WORD_RE.findall((match.group(1) or "").lower()) if match else []
+    if match is None or any(
+        not word.isdigit() and word not in _MIME_VERSION_WORDS for word in words
+    ):
+        raise NotEncrypted(
+            "content-header", "MIME-Version is not 1.0 with at most a mail program's name"
+        )
 
 
 def _check_content_type(value: str) -> None:
