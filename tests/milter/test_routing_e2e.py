@@ -503,6 +503,31 @@ def test_sender_encrypted_pgp_delivered_unchanged(scene: Scene) -> None:
     assert "sender-encryption:counted:pgp-mime" in _audit_tags(scene, message_id)
 
 
+def test_sender_encrypted_smime_delivered_unchanged(scene: Scene) -> None:
+    message_id = "sender-encrypted-smime@clinic.test"
+    recipient = scene.smime.address
+    result = subprocess.run(
+        ["openssl", "cms", "-encrypt", "-aes256", "-recip", str(scene.smime.cert_path)],
+        input=b"Content-Type: text/plain\r\n\r\n" + _PHI_LINE + b"\r\n",
+        capture_output=True, timeout=60, check=True,
+    )
+    encrypted = result.stdout.replace(b"\r\n", b"\n").replace(b"\n", b"\r\n")
+    head = (
+        f"From: <{SENDER}>\r\nTo: <{recipient}>\r\nSubject: [secure] Results\r\n"
+        f"Message-ID: <{message_id}>\r\n"
+    ).encode()
+
+    sent = scene.postfix.send(head + encrypted, SENDER, [recipient])
+    assert sent.code == 250, sent.text
+
+    received = copies_for(scene.plain, recipient, message_id)[0].data
+    body = encrypted.partition(b"\r\n\r\n")[2]
+    assert body in received
+    assert RawMessage.parse(received).values("Subject") == ["Results"]
+    assert _PHI_LINE in scene.smime.decrypt(received)
+    assert "sender-encryption:counted:smime" in _audit_tags(scene, message_id)
+
+
 def _fake_packet_armor() -> bytes:
     """An armored "message" whose only packet contains the text itself."""
     body = base64.b64encode(b"\xd2\xff" + (len(_PHI_LINE) + 1).to_bytes(4, "big") + b"\x01" + _PHI_LINE)
