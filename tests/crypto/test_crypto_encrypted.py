@@ -251,10 +251,48 @@ def test_smime_bad_base64_not_counted() -> None:
 
 
 def test_allowed_outer_header_counts() -> None:
-    routing = RoutingSection(outer_headers_allowed=["User-Agent"])
+    routing = RoutingSection(outer_headers_allowed=["X-Clinic-Note"])
 
-    assert _check(b"User-Agent: Thunderbird\r\n" + PGP_MIME_TYPE, pgp_mime()).code == "outer-header"
-    assert _check(b"User-Agent: Thunderbird\r\n" + PGP_MIME_TYPE, pgp_mime(), routing).scheme == "pgp"
+    assert _check(b"X-Clinic-Note: reviewed\r\n" + PGP_MIME_TYPE, pgp_mime()).code == "outer-header"
+    assert _check(b"X-Clinic-Note: reviewed\r\n" + PGP_MIME_TYPE, pgp_mime(), routing).scheme == "pgp"
+
+
+@pytest.mark.parametrize(
+    "field",
+    [
+        b"User-Agent: Mozilla/5.0 (X11; Linux x86_64; rv:128.0) Gecko/20100101 Thunderbird/128.5.0",
+        b"X-Mailer: Apple Mail (2.3826.300.87.4.3)",
+        b"X-Mailer: Microsoft Outlook 16.0",
+        b"Thread-Index: AdtH1x2Vq8d3lq0mRmu0XjJc5z1R2A==",
+        b"Thread-Topic: Results",
+        b"Thread-Topic: =?utf-8?q?results?=",
+        b"X-MS-Has-Attach: yes",
+        b"X-MS-TNEF-Correlator:",
+        b"Importance: high",
+        b"X-Priority: 3 (Normal)",
+    ],
+)
+def test_client_written_fields_count(field: bytes) -> None:
+    """Mail programs add these on their own, so encrypted mail from Thunderbird or
+    Outlook still counts."""
+    assert _check(field + b"\r\n" + PGP_MIME_TYPE, pgp_mime()).scheme == "pgp"
+
+
+@pytest.mark.parametrize(
+    "field",
+    [
+        b"User-Agent: " + b"x" * 200,
+        b"X-Mailer: Jane Roe <jane@example.org>",
+        b"Thread-Index: Jane Roe diabetes",
+        b"Thread-Topic: Results for Jane Roe",
+        b"Thread-Topic:",
+        b"X-MS-Has-Attach: Jane Roe",
+        b"Importance: Jane Roe",
+        b"X-Priority: 1 (Jane Roe)",
+    ],
+)
+def test_client_fields_with_other_text_not_counted(field: bytes) -> None:
+    assert _check(field + b"\r\n" + PGP_MIME_TYPE, pgp_mime()).code == "outer-header"
 
 
 def test_trigger_header_and_bcc_removed_so_count() -> None:

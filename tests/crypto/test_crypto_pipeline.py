@@ -361,6 +361,24 @@ def test_findings_outside_encryption_encrypted_again(pki: Pki, gpg_world: GpgWor
     assert RawMessage.parse(outcome.versions[0].raw).values("Subject") == ["Encrypted message"]
 
 
+def test_health_words_outside_encryption_still_count(pki: Pki, gpg_world: GpgWorld) -> None:
+    """Health words in the Subject of encrypted mail make it no more sensitive than
+    the same Subject on plain mail, so the sender's encryption still counts."""
+    outcome = process_message(
+        _pgp_mime_message(_gpg_armored(gpg_world)),
+        queue_id="Q9d",
+        sender="doc@sender.example",
+        recipients=["alice@example.org"],
+        # The encrypted part cannot be scanned, which alone makes the message sensitive.
+        verdict=Verdict(True, rule="unscanned_part", categories={"lab_result": 1}),
+        tls={},
+        context=_context(pki, gpg_world),
+    )
+
+    assert outcome.decisions[0].method is Method.PRE_ENCRYPTED
+    assert outcome.record.sender_encrypted
+
+
 def test_record_carries_fingerprints(pki: Pki, gpg_world: GpgWorld) -> None:
     outcome = process_message(
         _message("Lab", "alice@example.org"),

@@ -21,7 +21,7 @@ from email.message import Message
 from postveil.config.routing import RoutingSection
 from postveil.crypto.ciphertext import NotEncrypted
 from postveil.crypto.cms import check_enveloped
-from postveil.crypto.mime import RawMessage
+from postveil.crypto.mime import RawMessage, decode_text
 from postveil.crypto.openpgp import check_armored_messages
 from postveil.crypto.protect import is_content_header, split_headers
 
@@ -79,6 +79,22 @@ _LANGUAGE_LIST_RE = re.compile(
 # MIME-Version with the comment Apple Mail writes, "1.0 (Mac OS X Mail 16.0 \(3731.500.231\))".
 _MIME_VERSION_RE = re.compile(r"1\.0(?:\s*\((.{1,80})\))?")
 _MIME_VERSION_WORDS = frozenset({"mac", "os", "x", "mail", "apple", "message", "framework"})
+# Fields that mail programs write on their own, with the values they give them. A
+# program name and version with an optional comment, such as "Mozilla/5.0 (X11; Linux
+# x86_64; rv:128.0) Gecko/20100101 Thunderbird/128.5.0" or "Microsoft Outlook 16.0".
+_PRODUCT_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9 ._/+;:,()\[\]-]{0,149}")
+_CLIENT_FIELDS: dict[str, re.Pattern[str]] = {
+    "user-agent": _PRODUCT_RE,
+    "x-mailer": _PRODUCT_RE,
+    "thread-index": re.compile(r"[A-Za-z0-9+/=]{1,200}"),
+    "thread-topic": re.compile(r".*"),  # see _client_field_allowed
+    "x-ms-has-attach": re.compile(r"(?i)yes|no|"),
+    "x-ms-tnef-correlator": re.compile(r"<?[A-Za-z0-9@._+=-]{0,100}>?"),
+    "importance": re.compile(r"(?i)low|normal|high"),
+    "priority": re.compile(r"(?i)non-urgent|normal|urgent"),
+    "x-priority": re.compile(r"[1-5](?: \((?i:highest|high|normal|low|lowest)\))?"),
+    "x-msmail-priority": re.compile(r"(?i)low|normal|high"),
+}
 _ARMOR_LINE_RE = re.compile(rb"^-----BEGIN PGP MESSAGE-----", re.MULTILINE)
 _VERSION_LINE_RE = re.compile(rb"\s*Version:[ \t]*1[ \t]*\s*")
 
@@ -204,13 +220,43 @@ def _check_outer_headers(message: RawMessage, routing: RoutingSection) -> None:
     NOTE: the Subject stays outside as the sender wrote it, minus the tags.
     """
     split = split_headers(message, routing)
-    if any(not is_content_header(field.name) for field in split.moved):
-        raise NotEncrypted(
-            "outer-header",
-            "a header field that is not on the outer allowlist would leave in clear",
-        )
-    fields = [(field.lower_name, field.value) for field in split.moved]
+    content_fields = []
+    for field in split.moved:
+        if is_content_header(field.name):
+            content_fields.append(field)
+        elif not _client_field_allowed(field.lower_name, field.value, message):
+            raise NotEncrypted(
+                "outer-header",
+                "a header field that is not on the outer allowlist would leave in clear",
+            )
+    fields = [(field.lower_name, field.value) for field in content_fields]
     _check_content_fields(fields, top_level=True)
+
+
+def _client_field_allowed(name: str, value: str, message: RawMessage) -> bool:
+    """Return whether ``name`` is a field that mail programs write on their own and
+    ``value`` has the shape they give it.
+
+    Such fields (User-Agent, Outlook's Thread-Index and priority fields) hold no text
+    that the sender typed, so they stay outside mail the sender encrypted, unlike
+    ``X-Patient`` or ``Keywords``. Thread-Topic is the Subject's text, which detection
+    reads, so it passes only when the Subject contains it.
+    """
+    rule = _CLIENT_FIELDS.get(name)
+    if rule is None:
+        return False
+    if name == "thread-topic":
+        topic = _folded_words(decode_text(value, lenient=True))
+        subjects = [
+            _folded_words(decode_text(subject, lenient=True))
+            for subject in message.values("Subject")
+        ]
+        return bool(topic) and any(topic in subject for subject in subjects)
+    return rule.fullmatch(value.strip()) is not None
+
+
+def _folded_words(text: str) -> str:
+    return " ".join(text.casefold().split())
 
 
 def _check_content_fields(fields: Iterable[tuple[str, str]], *, top_level: bool) -> None:

@@ -169,12 +169,14 @@ def _check_encryption(
 ) -> EncryptionCheck:
     """Check whether the sender already encrypted ``message`` (see ``check_encryption``).
 
-    Detection cannot read encrypted data, so its findings in a message that counts as
-    encrypted lie outside the encryption, such as in the Subject, and the message is
-    protected like any other.
+    Detection cannot read encrypted data, so when a rule other than the one for
+    unscanned parts (which the encrypted part itself fires) rates a message that counts
+    as encrypted sensitive, the sensitive text lies outside the encryption, such as in
+    the Subject, and the message is protected like any other. Health words alone, which
+    would not make plain mail sensitive, leave the sender's encryption counted.
     """
     check = check_encryption(message, routing)
-    if check.scheme is not None and verdict is not None and any(verdict.categories.values()):
+    if check.scheme is not None and verdict is not None and verdict.sensitive and verdict.rule != "unscanned_part":
         return EncryptionCheck(
             None, "findings-outside", "detection found sensitive text outside the encrypted data"
         )
