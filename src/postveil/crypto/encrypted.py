@@ -95,7 +95,7 @@ _CLIENT_FIELDS: dict[str, re.Pattern[str]] = {
     "x-priority": re.compile(r"[1-5](?: \((?i:highest|high|normal|low|lowest)\))?"),
     "x-msmail-priority": re.compile(r"(?i)low|normal|high"),
 }
-_ARMOR_LINE_RE = re.compile(rb"^-----BEGIN PGP MESSAGE-----", re.MULTILINE)
+_ARMOR_LINE = b"-----BEGIN PGP MESSAGE-----"
 _VERSION_LINE_RE = re.compile(rb"\s*Version:[ \t]*1[ \t]*\s*")
 
 
@@ -180,11 +180,23 @@ def _check_inline_pgp(message: RawMessage, routing: RoutingSection) -> Encryptio
         text = _decode_strictly(message.body, message.first_value("Content-Transfer-Encoding"))
     except NotEncrypted:
         return NOT_LABELLED
-    if not _ARMOR_LINE_RE.search(text):
+    if not _has_armor_line(text):
         return NOT_LABELLED
     _check_outer_headers(message, routing)
     summary = check_armored_messages(text)
     return EncryptionCheck(PGP, "inline-pgp", f"inline PGP with {summary}")
+
+
+def _has_armor_line(text: bytes) -> bool:
+    """Return whether a line of ``text`` starts with the armor header line."""
+    # bytes.find instead of a MULTILINE "^" pattern, which tries a match at every
+    # position: this runs on every plain-text message.
+    start = text.find(_ARMOR_LINE)
+    while start != -1:
+        if start == 0 or text[start - 1] in b"\r\n":
+            return True
+        start = text.find(_ARMOR_LINE, start + 1)
+    return False
 
 
 def _media_type(value: str | None) -> str:
