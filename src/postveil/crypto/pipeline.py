@@ -12,11 +12,12 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 from postveil.config import Config
+from postveil.config.routing import RoutingSection
+from postveil.crypto.encrypted import EncryptionCheck, check_encryption
 from postveil.crypto.errors import CryptoFailure
 from postveil.crypto.mime import RawMessage, address_list
 from postveil.crypto.notice import build_notice
 from postveil.crypto.pgp import PgpKeyring
-from postveil.crypto.protect import detect_encryption
 from postveil.crypto.render import MessageVersion, RenderContext, read_triggers, render_version
 from postveil.crypto.smime import CertificateStore, SmimeSigner
 from postveil.portal.seal import PortalSeal
@@ -105,7 +106,8 @@ def process_message(
     triggers = read_triggers(message, routing)
     classification = classify(triggers, verdict, sender, routing)
     methods = methods_for(classification.message_class, routing)
-    already = detect_encryption(message)
+    encryption = _check_encryption(message, verdict, routing)
+    already = encryption.reason if encryption.scheme is not None else None
     if callable(tls):
         tls = tls() if Method.TLS in methods else {}
 
@@ -155,8 +157,30 @@ def process_message(
         unscanned_parts=len(getattr(verdict, "unscanned_parts", []) or []),
         config_version=config_version,
         classifier_failed=getattr(verdict, "classifier_error", None) is not None,
+        sender_encrypted=encryption.scheme is not None,
+        encryption_check=encryption.code,
+        encryption_reason=encryption.reason,
     )
     return Outcome(triggers, classification, decisions, plan, versions, notice, record)
+
+
+def _check_encryption(
+    message: RawMessage, verdict: VerdictLike | None, routing: RoutingSection
+) -> EncryptionCheck:
+    """Check whether the sender already encrypted ``message`` (see ``check_encryption``).
+
+    Detection cannot read encrypted data, so when a rule other than the one for
+    unscanned parts (which the encrypted part itself fires) rates a message that counts
+    as encrypted sensitive, the sensitive text lies outside the encryption, such as in
+    the Subject, and the message is protected like any other. Health words alone, which
+    would not make plain mail sensitive, leave the sender's encryption counted.
+    """
+    check = check_encryption(message, routing)
+    if check.scheme is not None and verdict is not None and verdict.sensitive and verdict.rule != "unscanned_part":
+        return EncryptionCheck(
+            None, "findings-outside", "detection found sensitive text outside the encrypted data"
+        )
+    return check
 
 
 def _facts(

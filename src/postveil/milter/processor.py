@@ -264,6 +264,11 @@ def audit_decision(outcome: Outcome, action: str) -> MessageDecision:
         # postveil-classifierd did not reply and classifier.on_failure kept the rules'
         # verdict: auditors can list the messages routed without the model.
         tags.append("classifier:unavailable")
+    if record.encryption_check != "none":
+        # Mail labelled as encrypted by the sender: the format that counted, or the check
+        # that failed. The recipients' reasons describe a format that counted.
+        outcome_word = "counted" if record.sender_encrypted else "not-counted"
+        tags.append(f"sender-encryption:{outcome_word}:{record.encryption_check}")
     tags += [_tag_identifier(tag) for tag in record.tags]
     if outcome.triggers.header_trigger:
         tags.append("header:trigger")

@@ -543,6 +543,8 @@ class PostveilMilter(Milter.Base):
         # The message's class, action, detections and tags are in the audit summary
         # line that follows (postveil.audit), so only the per-recipient part is here.
         record = outcome.record
+        if record.encryption_check != "none" and not record.sender_encrypted:
+            self.log.info("labelled as encrypted but not counted as such: %s", record.encryption_reason)
         for item in record.recipients:
             self.log.info("rcpt=<%s> method=%s reason=%s", item.recipient, item.method or "none", item.reason)
 
