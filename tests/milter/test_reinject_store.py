@@ -15,7 +15,13 @@ from pathlib import Path
 import pytest
 
 from postveil.milter.reinject import ReinjectionFailure, reinject
-from postveil.milter.reinjected import NOTICE_KIND, ReinjectStore, ReinjectStoreError, copy_key, retry_digest
+from postveil.milter.reinjected import (
+    NOTICE_KIND,
+    ReinjectStore,
+    ReinjectStoreError,
+    copy_key,
+    retry_digest,
+)
 
 REPO = Path(__file__).resolve().parents[2]
 

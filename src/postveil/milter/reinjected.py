@@ -40,7 +40,7 @@ NOTICE_KIND = "notice"
 
 
 class ReinjectStoreError(TemporaryFailure):
-    """The store of re-injected copies could not be read."""
+    """The store of re-injected copies could not be opened, read or written."""
 
 
 def retry_digest(

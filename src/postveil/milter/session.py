@@ -84,7 +84,7 @@ class PendingCopy:
     """The version kind (``pgp``, ``portal`` and so on) or ``notice``."""
 
     description: str
-    """What the logs call it, without recipients or content."""
+    """Name of the copy in log lines, without recipients or content."""
 
     message: bytes
     sender: str
@@ -487,8 +487,8 @@ class PostveilMilter(Milter.Base):
 
         After milter.reinject_deadline Postfix may have given up on the reply already,
         so the message is deferred and its keys kept for the retry. A failure to remove
-        them is logged and the reply stands: the keys expire, and until then only a
-        message with the same bytes would be affected.
+        them is logged and the reply is sent as planned. The keys expire, and until then
+        they match only a message with the same content, sender and recipients.
         """
         if time.monotonic() > self._deadline:
             raise TemporaryFailure(
