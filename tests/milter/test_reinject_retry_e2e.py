@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import sqlite3
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -107,9 +107,9 @@ def portal_copies(scene: Scene, marker: str) -> list[ReceivedMessage]:
     return [message for message in scene.portal.sink.messages if marker.encode() in message.data]
 
 
-def wait_until(condition: object, timeout: float = 30.0) -> None:
+def wait_until(condition: Callable[[], bool], timeout: float = 30.0) -> None:
     deadline = time.monotonic() + timeout
-    while not condition() and time.monotonic() < deadline:  # type: ignore[operator]
+    while not condition() and time.monotonic() < deadline:
         time.sleep(0.1)
 
 
