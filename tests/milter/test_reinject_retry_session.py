@@ -22,6 +22,7 @@ import milter as libmilter  # pymilter's C extension, whose calls raise milter.e
 import pytest
 
 from postveil.config import load_config
+from postveil.detection.validators import load_icd10cm
 from postveil.harness.smtp import SmtpSink
 from postveil.milter.processor import MessageProcessor
 from postveil.milter.session import InFlight, PostveilMilter
@@ -147,8 +148,11 @@ def test_damaged_store_defers_before_any_copy(tmp_path: Path, listener: SmtpSink
 
 
 def test_deadline_passed_defers_and_keeps_keys(tmp_path: Path, listener: SmtpSink) -> None:
-    hurried = make_processor(tmp_path / "first", listener, deadline="300ms")
-    slow = StandInContext("QUEUEID1", delrcpt_delay=0.5)
+    # The deadline counts from end of message, so the code list the daemon loads at
+    # start is loaded here first, to keep the decision well inside it.
+    load_icd10cm()
+    hurried = make_processor(tmp_path / "first", listener, deadline="2s")
+    slow = StandInContext("QUEUEID1", delrcpt_delay=2.5)
 
     assert send(hurried, slow) == Milter.TEMPFAIL
     assert copies_for_hidden(listener) == 1

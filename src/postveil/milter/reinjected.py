@@ -138,6 +138,12 @@ def copy_key(message_digest: bytes, sender: str, kind: str, recipients: Iterable
     return digest.hexdigest()
 
 
+_DAMAGED_HINT = (
+    "; if the file is damaged, move it away and the milter creates a new one "
+    "(retries of messages it had partly re-injected then deliver those copies again)"
+)
+
+
 class ReinjectStore:
     """SQLite file of copy keys and the queue ids Postfix gave the copies.
 
@@ -183,11 +189,7 @@ class ReinjectStore:
                     connection.execute(statement)
         except sqlite3.Error as exc:
             connection.close()
-            raise ReinjectStoreError(
-                f"cannot open the store of re-injected copies {self.path}: {exc}; if the file is damaged, "
-                "move it away and the milter creates a new one (retries of messages it had partly "
-                "re-injected then deliver those copies again)"
-            ) from exc
+            raise ReinjectStoreError(f"cannot open the store of re-injected copies {self.path}: {exc}{_DAMAGED_HINT}") from exc
         self._connection = connection
         return connection
 
@@ -204,7 +206,7 @@ class ReinjectStore:
                     (*keys, oldest),
                 ).fetchall()
         except sqlite3.Error as exc:
-            raise ReinjectStoreError(f"cannot read the store of re-injected copies {self.path}: {exc}") from exc
+            raise ReinjectStoreError(f"cannot read the store of re-injected copies {self.path}: {exc}{_DAMAGED_HINT}") from exc
         return {key: queue_id for key, queue_id in rows}
 
     def add(self, key: str, queue_id: str, *, now: float | None = None) -> None:
