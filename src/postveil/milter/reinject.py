@@ -39,7 +39,7 @@ def reinject(
     naming the SMTP step and reply, never the message text. Once the listener accepted
     the message, a failure of the closing QUIT is ignored, because the copy is queued.
 
-    NOTE: the deadline shortens the timeout of each step, so a listener that answers
+    NOTE: the deadline shortens the timeout of each step, so a listener that replies to
     every step just before its timeout can overrun the deadline by a few of them.
     """
     host, port = address
