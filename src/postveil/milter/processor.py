@@ -29,6 +29,7 @@ from postveil.classifier.client import SecondOpinion
 from postveil.config import Config
 from postveil.crypto.pipeline import Outcome, TlsRequirement, build_context, process_message
 from postveil.detection import Detector
+from postveil.milter.reinjected import ReinjectStore
 from postveil.milter.tlslookup import TlsLookupFailure, query_policy
 from postveil.postfix_rewrites import RewriteMapsWatcher
 from postveil.routing.decide import Method
@@ -43,7 +44,8 @@ TLS_FACTS_NOT_LOOKED_UP = "no TLS facts for the domain yet"
 
 
 class MessageProcessor:
-    """Detector, keys, certificates, facts cache and audit log of one configuration."""
+    """Detector, keys, certificates, facts cache, store of re-injected copies and audit
+    log of one configuration."""
 
     def __init__(self, config: Config, *, audit: AuditLog | None = None, cache: FactsCache | None = None) -> None:
         self.config = config
@@ -52,6 +54,17 @@ class MessageProcessor:
         self.cache = cache if cache is not None else open_cache(config.policyd)
         self.audit = audit if audit is not None else AuditLog(config.audit, program="postveil-milter")
         self.rewrites = _read_rewrites(config) if config.milter.check_recipient_rewrites else None
+        section = config.milter
+        # The file is opened at its first use, by a message with copies to re-inject.
+        self.reinject_store = (
+            ReinjectStore(
+                section.reinject_store,
+                expiry=section.reinject_store_expiry,
+                max_entries=section.reinject_store_max_entries,
+            )
+            if section.reinject_store is not None
+            else None
+        )
         self.second_opinion = None
         if config.classifier.enabled:
             self.second_opinion = SecondOpinion(config.classifier, self.detector)
@@ -65,6 +78,8 @@ class MessageProcessor:
     def close(self) -> None:
         self.cache.close()
         self.audit.close()
+        if self.reinject_store is not None:
+            self.reinject_store.close()
 
     def tls_requirements(self, recipients: Sequence[str], *, look_up: set[str] = frozenset()) -> dict[str, TlsRequirement]:
         """Return each recipient's domain TLS requirement from the shared cache.
@@ -199,9 +214,9 @@ class MessageProcessor:
             raise
         return route(lambda: tls)
 
-    def record(self, outcome: Outcome, action: str) -> None:
+    def record(self, outcome: Outcome, action: str, extra_tags: Sequence[str] = ()) -> None:
         """Append the audit record of ``outcome``; raises AuditWriteError when it fails."""
-        self.audit.record_message(audit_decision(outcome, action))
+        self.audit.record_message(audit_decision(outcome, action, extra_tags))
 
 
 _HOLD_REFRESH = 3600.0
@@ -236,7 +251,7 @@ def recipient_domain(address: str) -> str:
     return ascii_domain(address.rpartition("@")[2])
 
 
-def audit_decision(outcome: Outcome, action: str) -> MessageDecision:
+def audit_decision(outcome: Outcome, action: str, extra_tags: Sequence[str] = ()) -> MessageDecision:
     """Convert a routing outcome into the audit trail's message record.
 
     A recipient's method is what it actually got: ``reject`` when the whole message
@@ -272,6 +287,7 @@ def audit_decision(outcome: Outcome, action: str) -> MessageDecision:
     tags += [_tag_identifier(tag) for tag in record.tags]
     if outcome.triggers.header_trigger:
         tags.append("header:trigger")
+    tags += extra_tags
     return MessageDecision(
         queue_id=record.queue_id,
         sender=record.sender,
