@@ -1,8 +1,8 @@
 """Side-effect-free requests with which ``postveil status`` checks that a daemon replies.
 
 Each probe connects to one configured address, sends one request to which the daemon
-replies without a lookup, a cache change, a log line above DEBUG or an audit record,
-checks the reply's form and closes the connection:
+replies without a lookup, a cache change or an audit record, checks the reply's form
+and closes the connection. Only postveil-portal logs the request, in its access line:
 
 - postveil-milter: a milter option negotiation (SMFIC_OPTNEG), then SMFIC_QUIT.
 - postveil-policyd's socketmap: the key ``[127.0.0.1]``. An IP literal has no TLS
