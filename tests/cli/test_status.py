@@ -3,9 +3,11 @@ whole command against real daemons on loopback."""
 
 from __future__ import annotations
 
+import http.server
 import json
 import os
 import socket
+import ssl
 import struct
 import subprocess
 import sys
@@ -16,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import trustme
 import yaml
 
 from postveil.audit import generate_key_file
@@ -25,6 +28,7 @@ from postveil.cli.status_cmd import (
     State,
     check_audit_head,
     check_audit_key,
+    check_classifier,
     check_milter,
     check_smime_certificates,
     overall_state,
@@ -38,6 +42,7 @@ from postveil.harness.recipients import SmimeRecipient
 from postveil.milter.daemon import READY_MESSAGE
 from postveil.policyd.daemon import READY_MESSAGE as POLICYD_READY
 from postveil.portal.store import generate_master_key
+from tests.classifier.conftest import start_classifier, stop_classifier
 
 # -- wire formats ------------------------------------------------------------------
 
@@ -539,3 +544,73 @@ def test_status_config_unloadable(tmp_path: Path) -> None:
 def test_status_usage_error_is_unknown(tmp_path: Path) -> None:
     assert postveil_status(tmp_path / "postveil.yaml", "--timeout", "0").returncode == 3
     assert postveil_status(tmp_path / "postveil.yaml", "--no-such-option").returncode == 3
+
+
+@pytest.fixture
+def https_health_server(tmp_path: Path) -> Iterator[int]:
+    """An HTTPS server on loopback that replies OK to /healthz, with a certificate for
+    another name, as a portal that serves HTTPS itself has."""
+    authority = trustme.CA()
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    authority.issue_cert("secure.example.org").configure_cert(context)
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:  # noqa: N802 - the name http.server calls
+            body = b"OK\n" if self.path == "/pickup/healthz" else b"not found\n"
+            self.send_response(200 if body == b"OK\n" else 404)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    server.socket = context.wrap_socket(server.socket, server_side=True)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield server.server_address[1]
+    server.shutdown()
+    server.server_close()
+
+
+def test_http_probe_over_tls(https_health_server: int) -> None:
+    status_probes.probe_http(
+        "127.0.0.1", https_health_server, "/pickup/healthz", https=True, timeout=5
+    )
+
+    with pytest.raises(ProbeError, match="returned status 404"):
+        status_probes.probe_http(
+            "127.0.0.1", https_health_server, "/healthz", https=True, timeout=5
+        )
+    with pytest.raises(ProbeError, match="HTTP request to 127.0.0.1:.* failed"):
+        status_probes.probe_http(
+            "127.0.0.1", https_health_server, "/pickup/healthz", https=False, timeout=5
+        )
+
+
+def test_classifier_ok_then_critical(tmp_path: Path) -> None:
+    (tmp_path / "classifierd").mkdir()
+    running = start_classifier(tmp_path / "classifierd")
+    try:
+        config = minimal_config(tmp_path, classifier={"enabled": True, "socket": running.socket})
+
+        result = check_classifier(config, 30)
+
+        assert result.state is State.OK, result.detail
+        assert "empty text scored" in result.detail
+    finally:
+        stop_classifier(running)
+    log = running.log.read_text()
+    assert "scored 0 words" in log
+    for line in log.splitlines():
+        assert not line.startswith(("WARNING", "ERROR", "CRITICAL")), line
+
+    stopped = check_classifier(config, 3)
+
+    assert stopped.state is State.CRITICAL
+    assert "cannot reach postveil-classifierd" in stopped.detail
+
+
+def test_classifier_disabled_is_skipped(tmp_path: Path) -> None:
+    assert check_classifier(minimal_config(tmp_path), 3).state is State.SKIPPED
