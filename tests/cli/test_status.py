@@ -6,11 +6,14 @@ from __future__ import annotations
 import http.server
 import json
 import os
+import pwd
+import shutil
 import socket
 import ssl
 import struct
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from collections.abc import Iterator
@@ -30,6 +33,7 @@ from postveil.cli.status_cmd import (
     check_audit_key,
     check_classifier,
     check_milter,
+    check_pgp_keys,
     check_smime_certificates,
     overall_state,
 )
@@ -491,7 +495,7 @@ def test_status_ok_then_critical(tmp_path: Path, daemons: dict[str, DaemonProces
     assert state_of(result.stdout, "smime-certificates") == "OK"
     assert result.stderr == ""
 
-    # The probes wrote no audit record, no log line above DEBUG and no cache entry.
+    # The probes wrote no audit record, no warning or error to a log, and no cache entry.
     assert (tmp_path / "audit" / "audit.jsonl").read_bytes() == audit_before
     for daemon in daemons.values():
         log = daemon.log_text()
@@ -614,3 +618,30 @@ def test_classifier_ok_then_critical(tmp_path: Path) -> None:
 
 def test_classifier_disabled_is_skipped(tmp_path: Path) -> None:
     assert check_classifier(minimal_config(tmp_path), 3).state is State.SKIPPED
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="switching to another user needs root")
+def test_pgp_keys_listed_as_home_owner() -> None:
+    try:
+        nobody = pwd.getpwnam("nobody")
+    except KeyError:
+        pytest.skip("user nobody does not exist")
+    # pytest's base temporary directory is closed to other users, so this one is in /tmp.
+    base = Path(tempfile.mkdtemp(prefix="postveil-status-"))
+    try:
+        base.chmod(0o711)
+        home = base / "gnupg"
+        home.mkdir(mode=0o700)
+        os.chown(home, nobody.pw_uid, nobody.pw_gid)
+        config = minimal_config(base, pgp={"gnupg_home": str(home)})
+
+        result = check_pgp_keys(config, 14)
+
+        assert result.state is State.OK, result.detail
+        # gpg created its keyring files as the home's owner, not as root.
+        created = list(home.iterdir())
+        assert created
+        for path in created:
+            assert path.stat().st_uid == nobody.pw_uid, path
+    finally:
+        shutil.rmtree(base)

@@ -390,7 +390,8 @@ def check_pgp_keys(config: Config, days: int) -> CheckResult:
 
     keyring = PgpKeyring(home, config.pgp.gpg_binary, timeout=config.pgp.timeout)
     try:
-        count = len(expiring_keys(keyring, days))
+        keyring.open()
+        count = _count_as_owner(home, lambda: len(expiring_keys(keyring, days)), PgpFailure)
     except PgpFailure as exc:
         return CheckResult(name, State.CRITICAL, f"cannot list the keys in {home}: {exc}")
     if count:
@@ -401,6 +402,44 @@ def check_pgp_keys(config: Config, days: int) -> CheckResult:
             f"see 'postveil keys list --expiring {days}'",
         )
     return CheckResult(name, State.OK, f"no usable key stops being usable within {days} days")
+
+
+def _count_as_owner(path: str, count: Callable[[], int], error: type[Exception]) -> int:
+    """Return ``count()``, run as the user and group that own ``path`` when this process
+    runs as root and another user owns it.
+
+    gpg creates pubring.kbx and trustdb.gpg in a home that lacks them. Created by root,
+    they would lock the milter's user out of its own keyring. The child process sends
+    back the count, or the message of an ``error`` that it raised, which is raised here.
+    """
+    owner = os.stat(path)
+    if os.geteuid() != 0 or owner.st_uid == 0:
+        return count()
+    reader, writer = os.pipe()
+    child = os.fork()
+    if child == 0:
+        os.close(reader)
+        try:
+            os.setgroups([])
+            os.setgid(owner.st_gid)
+            os.setuid(owner.st_uid)
+            reply = f"count {count()}"
+        except error as exc:
+            reply = f"error {exc}"
+        except BaseException as exc:  # noqa: BLE001 - the child must reach os._exit
+            reply = f"error {type(exc).__name__} as user id {owner.st_uid}"
+        os.write(writer, reply.encode("utf-8", "replace"))
+        os._exit(0)
+    os.close(writer)
+    with os.fdopen(reader, "rb") as pipe:
+        reply = pipe.read().decode("utf-8", "replace")
+    os.waitpid(child, 0)
+    kind, _, value = reply.partition(" ")
+    if kind == "count" and value.isdigit():
+        return int(value)
+    raise error(
+        value or f"the check's child process as user id {owner.st_uid} ended without a result"
+    )
 
 
 def check_smime_certificates(config: Config, days: int) -> CheckResult:
