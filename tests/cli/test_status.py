@@ -605,7 +605,9 @@ def test_classifier_ok_then_critical(tmp_path: Path) -> None:
         assert "empty text scored" in result.detail
     finally:
         stop_classifier(running)
-    log = running.log.read_text()
+    # Only the lines before the stop: a stop that cancels a connection's task at once
+    # can make asyncio log an error, which no probe causes.
+    log = running.log.read_text().partition("received SIGTERM")[0]
     assert "scored 0 words" in log
     for line in log.splitlines():
         assert not line.startswith(("WARNING", "ERROR", "CRITICAL")), line
