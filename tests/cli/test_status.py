@@ -25,7 +25,7 @@ import trustme
 import yaml
 
 from postveil.audit import generate_key_file
-from postveil.cli import status_probes
+from postveil.cli import status_cmd, status_probes
 from postveil.cli.status_cmd import (
     CheckResult,
     State,
@@ -647,3 +647,33 @@ def test_pgp_keys_listed_as_home_owner() -> None:
             assert path.stat().st_uid == nobody.pw_uid, path
     finally:
         shutil.rmtree(base)
+
+
+def test_failing_check_is_unknown(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Every real failure that the checks know of has its own state, so an unexpected
+    # one can only be made by replacing a check.
+    def broken(config: Config) -> CheckResult:
+        raise RuntimeError("text that must not be shown")
+
+    monkeypatch.setattr(status_cmd, "check_audit_key", broken)
+
+    config = minimal_config(
+        tmp_path,
+        milter={"socket": f"unix:{tmp_path / 'milter.sock'}"},
+        policyd={
+            "socketmap_listen": f"inet:127.0.0.1:{free_port()}",
+            "policy_listen": f"inet:127.0.0.1:{free_port()}",
+        },
+        pgp={"gnupg_home": str(tmp_path / "gnupg")},
+        smime={"certificate_dir": str(tmp_path / "smime")},
+    )
+
+    results = status_cmd.run_checks(config, 0.5, 0.0, 14)
+
+    by_name = {result.name: result for result in results}
+    assert len(by_name) == 9
+    assert by_name["audit-key"].state is State.UNKNOWN
+    assert by_name["audit-key"].detail == "check failed: RuntimeError"
+    assert by_name["audit-head"].state is State.CRITICAL
+    assert by_name["milter"].state is State.CRITICAL
+    assert by_name["pgp-keys"].state is State.SKIPPED
