@@ -142,19 +142,26 @@ def _list(store: CertificateStore, expiring_days: int | None) -> int:
 
 
 def _list_expiring(store: CertificateStore, days: int) -> int:
-    """Print the certificates usable now that will not be in ``days`` days, because
-    they or a certificate of their chain expire by then."""
+    """Print the certificates that :func:`expiring_certificates` returns; return their count."""
+    expiring = expiring_certificates(store, days)
+    for stored, problem in expiring:
+        print(_format(stored, f"usable, but in {days} days: {problem}"))
+    return len(expiring)
+
+
+def expiring_certificates(store: CertificateStore, days: int) -> list[tuple[StoredCertificate, str]]:
+    """Return the recipient certificates usable now that will not be in ``days`` days,
+    because they or a certificate of their chain expire by then, each with the reason."""
     now = store.clock()
     later = now + datetime.timedelta(days=days)
-    listed = 0
+    expiring = []
     for stored in store.all_certificates():
         if stored.is_ca or store.check(stored.certificate, now) is not None:
             continue
         problem = store.check(stored.certificate, later)
         if problem is not None:
-            print(_format(stored, f"usable, but in {days} days: {problem}"))
-            listed += 1
-    return listed
+            expiring.append((stored, problem))
+    return expiring
 
 
 def _fail(message: str) -> int:

@@ -40,7 +40,8 @@ EXPIRING_FOUND = 3
 monitoring check can tell "some expire soon" (3) from an error (1) and from none (0)."""
 
 
-def _day_count(text: str) -> int:
+def parse_day_count(text: str) -> int:
+    """Parse a ``--expiring DAYS`` value: a whole number, 0 or more."""
     try:
         days = int(text)
     except ValueError:
@@ -53,7 +54,7 @@ def _day_count(text: str) -> int:
 def add_expiring_option(parser: argparse.ArgumentParser, what: str) -> None:
     """Add ``--expiring DAYS`` to a ``list`` action."""
     parser.add_argument(
-        "--expiring", metavar="DAYS", type=_day_count,
+        "--expiring", metavar="DAYS", type=parse_day_count,
         help=f"list only {what} that stop being usable within DAYS days, and exit with status "
         f"{EXPIRING_FOUND} when there is at least one (for cron or a monitoring check)",
     )

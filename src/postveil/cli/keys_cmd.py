@@ -72,17 +72,27 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _list(keyring: PgpKeyring, expiring_days: int | None) -> int:
+    if expiring_days is not None:
+        expiring = expiring_keys(keyring, expiring_days)
+        for key in expiring:
+            print(_format_key(key, "usable"))
+        return EXPIRING_FOUND if expiring else 0
     now = keyring.clock()
-    listed = 0
     for key in keyring.keys():
-        status = keyring.key_problem(key, now) or "usable"
-        if expiring_days is not None:
-            ends = key.usable_until
-            if status != "usable" or ends is None or ends > now + expiring_days * 86400:
-                continue
-        print(_format_key(key, status))
-        listed += 1
-    return EXPIRING_FOUND if expiring_days is not None and listed else 0
+        print(_format_key(key, keyring.key_problem(key, now) or "usable"))
+    return 0
+
+
+def expiring_keys(keyring: PgpKeyring, days: int) -> list[KeyInfo]:
+    """Return the keys usable now that stop being usable for encryption within ``days``
+    days. Raises PgpFailure when gpg cannot list the keyring."""
+    now = keyring.clock()
+    expiring = []
+    for key in keyring.keys():
+        ends = key.usable_until
+        if keyring.key_problem(key, now) is None and ends is not None and ends <= now + days * 86400:
+            expiring.append(key)
+    return expiring
 
 
 def _import(keyring: PgpKeyring, config: Config, file: str, reason: str) -> int:

@@ -159,6 +159,12 @@ class PgpKeyring:
         # The milter calls lookups from several threads; the caches change under this lock.
         self._lock = threading.Lock()
 
+    def open(self) -> None:
+        """Start gpg with its version check, which writes nothing to the home. Raises
+        PgpFailure. Later calls then import no more modules, which a caller that switches
+        to a user who cannot read them needs (``postveil status`` run as root)."""
+        self._open()
+
     def _open(self) -> _TimedGPG:
         # Checked on every use: python-gnupg would otherwise create a missing home, and an
         # empty keyring would silently replace the admin's keys.

@@ -11,6 +11,8 @@ A recipient's notification links to ``{base_url}/m/{token}``. From there:
 - ``GET  /m/{token}/download`` the whole message as .eml (session required)
 - ``GET  /m/{token}/part/{n}`` one part as a download (session required)
 - ``POST /m/{token}/logout``   end the session
+- ``GET  /healthz``            ``OK``, for ``postveil status`` and load balancers; it
+                               reads no store and writes no audit record
 
 Code requests and code entries are also limited per client address across all
 messages (:mod:`postveil.portal.limits`). With ``portal.notify_sender: first_open``,
@@ -1093,4 +1095,13 @@ def make_app(
     app.router.add_get(base + "/download", portal.download, allow_head=False)
     app.router.add_get(base + "/part/{number}", portal.download_part, allow_head=False)
     app.router.add_post(base + "/logout", portal.logout)
+    app.router.add_get(portal.prefix + HEALTH_PATH, _health)
     return app
+
+
+HEALTH_PATH = "/healthz"
+"""Path, after the path of base_url, of the page that shows the daemon serves requests."""
+
+
+async def _health(request: web.Request) -> web.Response:
+    return web.Response(text="OK\n")
