@@ -593,6 +593,10 @@ def test_http_probe_over_tls(https_health_server: int) -> None:
         )
 
 
+@pytest.mark.skipif(
+    os.environ.get("POSTVEIL_SKIP_CLASSIFIER") == "1",
+    reason="POSTVEIL_SKIP_CLASSIFIER=1: the classifier extra is not installed",
+)
 def test_classifier_ok_then_critical(tmp_path: Path) -> None:
     (tmp_path / "classifierd").mkdir()
     running = start_classifier(tmp_path / "classifierd")
