@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import datetime
 import subprocess
 from pathlib import Path
 
 import pytest
 from crypto_fixtures import GpgWorld, Pki, gpg
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
+from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from postveil.audit import generate_key_file
 from postveil.cli.main import main
@@ -191,3 +196,82 @@ def test_certs_list_expiring(config_file: Path, pki: Pki, capsys) -> None:
 
     assert main(["certs", "--config", str(config_file), "list", "--expiring", "29"]) == 0
     assert capsys.readouterr().out == ""
+
+
+def issue_with_intermediate(pki: Pki, directory: Path, ca_days: int, leaf_days: int) -> Path:
+    """Write a PEM file with a leaf valid ``leaf_days`` days, signed by an intermediate
+    CA valid ``ca_days`` days that pki's root signed, followed by that intermediate."""
+    now = datetime.datetime.now(datetime.UTC)
+    ca_key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "Short Intermediate")])
+    intermediate = (
+        x509.CertificateBuilder()
+        .subject_name(ca_name)
+        .issuer_name(pki.ca_cert.subject)
+        .public_key(ca_key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(days=1))
+        .not_valid_after(now + datetime.timedelta(days=ca_days))
+        .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
+        .add_extension(
+            x509.KeyUsage(False, False, False, False, False, True, True, False, False), critical=True
+        )
+        .add_extension(x509.SubjectKeyIdentifier.from_public_key(ca_key.public_key()), critical=False)
+        .add_extension(
+            x509.AuthorityKeyIdentifier.from_issuer_public_key(pki.ca_key.public_key()), critical=False
+        )
+        .sign(pki.ca_key, hashes.SHA256())
+    )
+    leaf_key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    leaf = (
+        x509.CertificateBuilder()
+        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "erin")]))
+        .issuer_name(ca_name)
+        .public_key(leaf_key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(days=1))
+        .not_valid_after(now + datetime.timedelta(days=leaf_days))
+        .add_extension(x509.SubjectAlternativeName([x509.RFC822Name("erin@example.org")]), critical=False)
+        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.EMAIL_PROTECTION]), critical=False)
+        .add_extension(
+            x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()), critical=False
+        )
+        .sign(ca_key, hashes.SHA256())
+    )
+    path = directory / "erin-chain.pem"
+    path.write_bytes(b"".join(c.public_bytes(serialization.Encoding.PEM) for c in (leaf, intermediate)))
+    return path
+
+
+def test_certs_list_expiring_names_ca(config_file: Path, pki: Pki, tmp_path: Path, capsys) -> None:
+    # The leaf lasts a year, but the intermediate CA of its chain expires in 20 days.
+    chain = issue_with_intermediate(pki, tmp_path, ca_days=20, leaf_days=365)
+    assert main(["certs", "--config", str(config_file), "import", str(chain)]) == 0
+    capsys.readouterr()
+
+    assert main(["certs", "--config", str(config_file), "list", "--expiring", "30"]) == 3
+
+    listed = capsys.readouterr().out.splitlines()
+    assert len(listed) == 1
+    assert "erin@example.org" in listed[0]
+    assert "usable, but in 30 days: certificate does not chain to the trust store" in listed[0]
+    ca_expiry = (datetime.datetime.now(datetime.UTC) + datetime.timedelta(days=20)).strftime("%Y-%m-%d")
+    assert f"(CA certificate CN=Short Intermediate expires {ca_expiry})" in listed[0]
+
+
+def test_certs_list_expiring_one_day(config_file: Path, pki: Pki, tmp_path: Path, capsys) -> None:
+    soon = pki.issue(
+        "hours",
+        ["hours@example.org"],
+        not_after=datetime.datetime.now(datetime.UTC) + datetime.timedelta(hours=5),
+        install=False,
+    )
+    assert main(["certs", "--config", str(config_file), "import", str(soon.cert_path)]) == 0
+    capsys.readouterr()
+
+    assert main(["certs", "--config", str(config_file), "list", "--expiring", "1"]) == 3
+
+    listed = capsys.readouterr().out
+    assert "usable, but in 1 day: certificate expired" in listed
+    assert "(CA certificate" not in listed

@@ -152,9 +152,31 @@ def _list_expiring(store: CertificateStore, days: int) -> int:
             continue
         problem = store.check(stored.certificate, later)
         if problem is not None:
-            print(_format(stored, f"usable, but in {days} days: {problem}"))
+            detail = _expiry_detail(store, stored, later)
+            print(_format(stored, f"usable, but in {_day_text(days)}: {problem}{detail}"))
             listed += 1
     return listed
+
+
+def _day_text(days: int) -> str:
+    return "1 day" if days == 1 else f"{days} days"
+
+
+def _expiry_detail(
+    store: CertificateStore, stored: StoredCertificate, later: datetime.datetime
+) -> str:
+    """Name the CA certificates whose expiry breaks the chain by ``later``, for the
+    admin's terminal only (see :func:`_problem_detail`)."""
+    if stored.certificate.not_valid_after_utc < later:
+        return ""
+    expiring = store.expiring_issuers(stored.certificate, later)
+    if not expiring:
+        return ""
+    names = "; ".join(
+        f"{ca.subject.rfc4514_string()} expires {ca.not_valid_after_utc:%Y-%m-%d}"
+        for ca in expiring
+    )
+    return f" (CA certificate {names})"
 
 
 def _fail(message: str) -> int:

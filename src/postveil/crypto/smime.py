@@ -349,6 +349,33 @@ class CertificateStore:
             current = issuer
         return None
 
+    def expiring_issuers(
+        self, certificate: x509.Certificate, before: datetime.datetime
+    ) -> list[x509.Certificate]:
+        """Return the CA certificates above ``certificate`` that expire before ``before``,
+        nearest first: intermediates in the directory and roots in the trust store.
+
+        The walk follows issuer names, so with two CA certificates of one name it may
+        name the one that the verifier would not have chosen.
+        """
+        self.refresh()
+        by_subject = {
+            stored.certificate.subject: stored.certificate for stored in self._authorities
+        }
+        by_subject.update((root.subject, root) for root in self._roots)
+        expiring: list[x509.Certificate] = []
+        visited: set[x509.Name] = set()
+        current = certificate
+        while current.issuer != current.subject and current.issuer not in visited:
+            issuer = by_subject.get(current.issuer)
+            if issuer is None:
+                break
+            if issuer.not_valid_after_utc < before:
+                expiring.append(issuer)
+            visited.add(issuer.subject)
+            current = issuer
+        return expiring
+
     def lookup(self, address: str) -> CertificateLookup:
         """Find a usable certificate for ``address`` (compared without case).
 
