@@ -91,7 +91,9 @@ def test_keys_list_broken_home(tmp_path: Path, capsys) -> None:
     config.write_text(f"pgp: {{gnupg_home: {tmp_path / 'absent'}}}\n")
 
     assert main(["keys", "--config", str(config), "list"]) == 1
-    assert "missing or not a directory" in capsys.readouterr().err
+    error = capsys.readouterr().err
+    assert "missing or not a directory" in error
+    assert "create it as docs/install.md shows, or correct pgp.gnupg_home" in error
 
 
 def test_certs_import_list_remove(config_file: Path, pki: Pki, capsys) -> None:
@@ -135,7 +137,19 @@ def test_certs_list_missing_directory(tmp_path: Path, pki: Pki, capsys) -> None:
     config.write_text(f"smime: {{certificate_dir: {tmp_path / 'absent'}, trust_store: {pki.trust_store}}}\n")
 
     assert main(["certs", "--config", str(config), "list"]) == 1
-    assert "cannot read certificate directory" in capsys.readouterr().err
+    error = capsys.readouterr().err
+    assert "cannot read certificate directory" in error
+    assert "create it as docs/install.md shows, or correct smime.certificate_dir" in error
+
+
+def test_certs_list_missing_trust_store(tmp_path: Path, pki: Pki, capsys) -> None:
+    config = tmp_path / "c.yaml"
+    config.write_text(f"smime: {{certificate_dir: {pki.cert_dir}, trust_store: {tmp_path / 'absent.pem'}}}\n")
+
+    assert main(["certs", "--config", str(config), "list"]) == 1
+    error = capsys.readouterr().err
+    assert "cannot read trust store" in error
+    assert "point smime.trust_store at the PEM file or directory" in error
 
 
 def test_keys_list_expiring_subkey(config_file: Path, tmp_path: Path, capsys) -> None:

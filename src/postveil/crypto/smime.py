@@ -157,7 +157,15 @@ class CertificateStore:
         try:
             entries = sorted(os.scandir(path), key=lambda entry: entry.name)
         except OSError as exc:
-            raise SmimeFailure(f"cannot read certificate directory {path}: {exc.strerror}") from exc
+            if path == self.trust_store:
+                raise SmimeFailure(
+                    f"cannot read trust store directory {path} (smime.trust_store): {exc.strerror}"
+                ) from exc
+            raise SmimeFailure(
+                f"cannot read certificate directory {path} (smime.certificate_dir): "
+                f"{exc.strerror}; create it as docs/install.md shows, or correct "
+                "smime.certificate_dir"
+            ) from exc
         return [Path(e.path) for e in entries if e.is_file() and e.name.endswith(PEM_SUFFIXES)]
 
     def _directory_signature(self) -> tuple[tuple[str, int, int], ...]:
@@ -172,7 +180,11 @@ class CertificateStore:
         try:
             stat = trust.stat()
         except OSError as exc:
-            raise SmimeFailure(f"cannot read trust store {trust}: {exc.strerror}") from exc
+            raise SmimeFailure(
+                f"cannot read trust store {trust} (smime.trust_store): {exc.strerror}; point "
+                "smime.trust_store at the PEM file or directory of the CA certificates that "
+                "recipients' certificates chain to"
+            ) from exc
         signature.append((str(trust), stat.st_size, stat.st_mtime_ns))
         return tuple(signature)
 
