@@ -171,10 +171,33 @@ def test_keys_list_expiring_subkey(config_file: Path, tmp_path: Path, capsys) ->
     assert len(listed) == 1
     assert listed[0].startswith(fingerprint)
     assert "expires never" not in listed[0]
+    assert "usable, but in 30 days: its last encryption subkey expired" in listed[0]
     assert "soon@example.org" in listed[0]
 
     assert main(["keys", "--config", str(config_file), "list", "--expiring", "5"]) == 0
     assert capsys.readouterr().out == ""
+
+
+def test_keys_list_expiring_primary(config_file: Path, tmp_path: Path, capsys) -> None:
+    home = tmp_path / "sender-side"
+    home.mkdir(mode=0o700)
+    # The primary key expires in 10 days, before its encryption subkey.
+    gpg(home, "--quick-gen-key", "Brief <brief@example.org>", "ed25519", "sign", "10d")
+    listing = gpg(home, "--with-colons", "--list-keys", "brief@example.org").stdout.decode()
+    fingerprint = next(line.split(":")[9] for line in listing.splitlines() if line.startswith("fpr:"))
+    gpg(home, "--quick-add-key", fingerprint, "cv25519", "encr", "100d")
+    key_file = tmp_path / "brief.asc"
+    key_file.write_bytes(gpg(home, "--armor", "--export", fingerprint).stdout)
+    subprocess.run(["gpgconf", "--homedir", str(home), "--kill", "all"], check=False)
+    assert main(["keys", "--config", str(config_file), "import", str(key_file)]) == 0
+    capsys.readouterr()
+
+    assert main(["keys", "--config", str(config_file), "list", "--expiring", "30"]) == 3
+
+    listed = capsys.readouterr().out.splitlines()
+    assert len(listed) == 1
+    assert listed[0].startswith(fingerprint)
+    assert "usable, but in 30 days: PGP key expired" in listed[0]
 
 
 def test_keys_list_expiring_skips_lasting_keys(

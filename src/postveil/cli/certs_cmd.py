@@ -20,6 +20,7 @@ from postveil.cli.common import (
     add_config_option_to_actions,
     add_expiring_option,
     add_reason_option,
+    days_text,
     load_cli_config,
 )
 from postveil.config import Config
@@ -153,13 +154,9 @@ def _list_expiring(store: CertificateStore, days: int) -> int:
         problem = store.check(stored.certificate, later)
         if problem is not None:
             detail = _expiry_detail(store, stored, later)
-            print(_format(stored, f"usable, but in {_day_text(days)}: {problem}{detail}"))
+            print(_format(stored, f"usable, but in {days_text(days)}: {problem}{detail}"))
             listed += 1
     return listed
-
-
-def _day_text(days: int) -> str:
-    return "1 day" if days == 1 else f"{days} days"
 
 
 def _expiry_detail(

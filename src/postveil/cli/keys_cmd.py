@@ -14,6 +14,7 @@ from postveil.cli.common import (
     add_config_option_to_actions,
     add_expiring_option,
     add_reason_option,
+    days_text,
     load_cli_config,
 )
 from postveil.config import Config
@@ -49,7 +50,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def _format_key(key: KeyInfo, status: str) -> str:
     # A usable key's date is when it stops being usable for encryption, which an
     # encryption subkey that expires before the primary key makes earlier.
-    ends = key.usable_until if status == "usable" else key.expires
+    ends = key.usable_until if status.startswith("usable") else key.expires
     expires = datetime.datetime.fromtimestamp(ends, datetime.UTC).strftime("%Y-%m-%d") if ends else "never"
     addresses = ", ".join(a for a in key.addresses if a) or "(no email address)"
     return f"{key.fingerprint}  expires {expires}  {status}  {addresses}"
@@ -80,6 +81,10 @@ def _list(keyring: PgpKeyring, expiring_days: int | None) -> int:
             ends = key.usable_until
             if status != "usable" or ends is None or ends > now + expiring_days * 86400:
                 continue
+            # The same form as certs list --expiring, which names the reason it will have.
+            primary_ends = key.expires is not None and key.expires <= ends
+            reason = "PGP key expired" if primary_ends else "its last encryption subkey expired"
+            status = f"usable, but in {days_text(expiring_days)}: {reason}"
         print(_format_key(key, status))
         listed += 1
     return EXPIRING_FOUND if expiring_days is not None and listed else 0
