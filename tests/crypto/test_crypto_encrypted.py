@@ -270,6 +270,8 @@ def test_allowed_outer_header_counts() -> None:
         b"X-MS-TNEF-Correlator:",
         b"Importance: high",
         b"X-Priority: 3 (Normal)",
+        b"Accept-Language: en-US",
+        b"Accept-Language: de-DE, en-US",
     ],
 )
 def test_client_written_fields_count(field: bytes) -> None:
@@ -289,6 +291,7 @@ def test_client_written_fields_count(field: bytes) -> None:
         b"X-MS-Has-Attach: Jane Roe",
         b"Importance: Jane Roe",
         b"X-Priority: 1 (Jane Roe)",
+        b"Accept-Language: Jane Roe",
     ],
 )
 def test_client_fields_with_other_text_not_counted(field: bytes) -> None:

@@ -379,6 +379,50 @@ def test_health_words_outside_encryption_still_count(pki: Pki, gpg_world: GpgWor
     assert outcome.record.sender_encrypted
 
 
+def test_identifier_outside_encryption_encrypted_again(pki: Pki, gpg_world: GpgWorld) -> None:
+    """A patient identifier in the Subject, such as an MRN, ties a patient to the
+    encrypted part, although no rule fires on the Subject alone."""
+    outcome = process_message(
+        _pgp_mime_message(_gpg_armored(gpg_world)),
+        queue_id="Q9e",
+        sender="doc@sender.example",
+        recipients=["alice@example.org"],
+        verdict=Verdict(True, rule="unscanned_part", categories={"mrn": 1}),
+        tls={},
+        context=_context(pki, gpg_world),
+    )
+
+    assert outcome.decisions[0].method is Method.PGP
+    assert not outcome.record.sender_encrypted
+    assert outcome.record.encryption_check == "findings-outside"
+    assert "patient identifier" in outcome.record.encryption_reason
+    assert RawMessage.parse(outcome.versions[0].raw).values("Subject") == ["Encrypted message"]
+
+
+def test_build_context_identifier_categories(pki: Pki, gpg_world: GpgWorld) -> None:
+    from postveil.config import parse_config
+    from postveil.crypto.pipeline import build_context
+
+    config = parse_config(
+        (
+            f"smime: {{certificate_dir: {pki.cert_dir}, trust_store: {pki.trust_store}}}\n"
+            f"pgp: {{gnupg_home: {gpg_world.postveil_home}}}\n"
+            "detection:\n"
+            "  custom_identifiers:\n"
+            "    - {name: ward_code, pattern: 'W[0-9]{4}'}\n"
+            "    - {name: mrn, pattern: 'M[0-9]{6}', kind: health}\n"
+        ).encode()
+    )
+
+    categories = build_context(config).identifier_categories
+
+    assert "ward_code" in categories
+    assert "patient_name" in categories
+    assert "ssn" in categories
+    assert "mrn" not in categories
+    assert "lab_result" not in categories
+
+
 def test_record_carries_fingerprints(pki: Pki, gpg_world: GpgWorld) -> None:
     outcome = process_message(
         _message("Lab", "alice@example.org"),

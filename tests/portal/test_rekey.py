@@ -943,9 +943,10 @@ def test_abandon_refused_with_messages_under_key(
     generate_master_key(rotation.new_key)
     config = rotation.write_config(rotation.new_key, [rotation.old_key])
     assert main(rekey_command(config)) == 0
+    old_config = rotation.write_config(rotation.old_key, [rotation.new_key], name="old.yaml")
     capsys.readouterr()
 
-    assert main(rekey_command(config, "--abandon")) == 1
+    assert main(rekey_command(old_config, "--abandon")) == 1
 
     error = capsys.readouterr().err
     new_id = master_key_id(load_master_key(rotation.new_key))
@@ -991,6 +992,32 @@ def test_abandon_second_rotation_restores_first(
     with pytest.raises(PortalKeyError, match="point portal.key_file at the newest key"):
         deposit_many(stale, 1)
     stale.close()
+
+
+def test_abandon_refused_with_rotated_key_configured(
+    rotation: Rotation, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A second --abandon with the configuration that the first one needed would give
+    up the rotation to the key that this configuration still uses."""
+    store = rotation.open(rotation.old_key)
+    deposit_many(store, 1)
+    store.close()
+    old, first, second = record_chain(rotation, 2)
+    config = rotation.write_config(first, [old], name="first.yaml")
+    assert main(rekey_command(config, "--abandon")) == 0
+    capsys.readouterr()
+
+    assert main(rekey_command(config, "--abandon")) == 1
+
+    error = capsys.readouterr().err
+    assert f"the store's last rotation is to master key id {key_id_of(first)}" in error
+    assert f"which portal.key_file in {config} names" in error
+    assert "nothing was changed" in error
+    assert len(abandon_overrides(rotation)) == 1
+    store = rotation.open(first, [old])
+    assert store.rotated_key_id() == key_id_of(first)
+    assert store.retired_key_ids() == {key_id_of(old): key_id_of(first)}
+    store.close()
 
 
 def record_chain(rotation: Rotation, count: int) -> list[Path]:

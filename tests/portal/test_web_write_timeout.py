@@ -127,6 +127,7 @@ async def test_stalled_client_loses_connection(
     assert received < len(raw)
     warning = f"client 127.0.0.1: message {message_id}: {logged}"
     assert warning in caplog.text
+    assert "the client did not take" in caplog.text
     assert "(portal.write_timeout); closing the connection" in caplog.text
     assert token not in caplog.text
     assert session not in caplog.text
@@ -157,4 +158,46 @@ async def test_late_reader_within_timeout_gets_page(start_portal: StartPortal) -
 
     assert received.startswith(b"HTTP/1.1 200 ")
     assert b"&lt;" * 99 in received
+    await wait_for(lambda: handlers(portal).read_budget.reserved == 0, 5)
+
+
+def read_slowly(client: socket.socket, size: int, pause: float) -> tuple[int, str]:
+    """Read ``size`` bytes, then wait ``pause`` seconds, until the connection ends;
+    return the byte count and how the connection ended."""
+    client.settimeout(10)
+    received = 0
+    try:
+        while chunk := client.recv(size):
+            received += len(chunk)
+            time.sleep(pause)
+    except ConnectionResetError:
+        return received, "reset"
+    return received, "closed"
+
+
+async def test_slow_reader_loses_download(
+    start_portal: StartPortal, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A client that reads all along, but far less than a chunk per write_timeout,
+    loses its connection too, and the log does not claim that it took nothing."""
+    caplog.set_level(logging.INFO, logger="postveil.portal")
+    portal = await start_portal(write_timeout=f"{WRITE_TIMEOUT:g}s", send_buffer=SEND_BUFFER)
+    raw = large_message()
+    message_id, token = portal.deposit(raw)
+    session = await session_of(portal, token)
+
+    client = stalled_request(portal, f"/m/{token}/download", session)
+    try:
+        # About 40 KB/s, where one 256 KB chunk per second would need more than 256 KB/s.
+        received, ended = await asyncio.to_thread(read_slowly, client, 4096, 0.1)
+    finally:
+        client.close()
+
+    assert ended == "reset"
+    assert 0 < received < len(raw)
+    assert (
+        f"client 127.0.0.1: message {message_id}: the download by {RECIPIENT} ended after"
+        in caplog.text
+    )
+    assert "did not take the next chunk of at most 256 KB within 1s" in caplog.text
     await wait_for(lambda: handlers(portal).read_budget.reserved == 0, 5)

@@ -20,6 +20,7 @@ from postveil.cli.common import (
     add_config_option_to_actions,
     add_expiring_option,
     add_reason_option,
+    days_text,
     load_cli_config,
 )
 from postveil.config import Config
@@ -144,8 +145,10 @@ def _list(store: CertificateStore, expiring_days: int | None) -> int:
 def _list_expiring(store: CertificateStore, days: int) -> int:
     """Print the certificates that :func:`expiring_certificates` returns; return their count."""
     expiring = expiring_certificates(store, days)
+    later = store.clock() + datetime.timedelta(days=days)
     for stored, problem in expiring:
-        print(_format(stored, f"usable, but in {days} days: {problem}"))
+        detail = _expiry_detail(store, stored, later)
+        print(_format(stored, f"usable, but in {days_text(days)}: {problem}{detail}"))
     return len(expiring)
 
 
@@ -162,6 +165,23 @@ def expiring_certificates(store: CertificateStore, days: int) -> list[tuple[Stor
         if problem is not None:
             expiring.append((stored, problem))
     return expiring
+
+
+def _expiry_detail(
+    store: CertificateStore, stored: StoredCertificate, later: datetime.datetime
+) -> str:
+    """Name the CA certificates whose expiry breaks the chain by ``later``, for the
+    admin's terminal only (see :func:`_problem_detail`)."""
+    if stored.certificate.not_valid_after_utc < later:
+        return ""
+    expiring = store.expiring_issuers(stored.certificate, later)
+    if not expiring:
+        return ""
+    names = "; ".join(
+        f"{ca.subject.rfc4514_string()} expires {ca.not_valid_after_utc:%Y-%m-%d}"
+        for ca in expiring
+    )
+    return f" (CA certificate {names})"
 
 
 def _fail(message: str) -> int:

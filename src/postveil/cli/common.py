@@ -51,6 +51,11 @@ def parse_day_count(text: str) -> int:
     return days
 
 
+def days_text(days: int) -> str:
+    """Return ``days`` with its unit, as ``list --expiring`` prints it: "1 day", "30 days"."""
+    return "1 day" if days == 1 else f"{days} days"
+
+
 def add_expiring_option(parser: argparse.ArgumentParser, what: str) -> None:
     """Add ``--expiring DAYS`` to a ``list`` action."""
     parser.add_argument(

@@ -14,6 +14,7 @@ from postveil.cli.common import (
     add_config_option_to_actions,
     add_expiring_option,
     add_reason_option,
+    days_text,
     load_cli_config,
 )
 from postveil.config import Config
@@ -49,7 +50,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def _format_key(key: KeyInfo, status: str) -> str:
     # A usable key's date is when it stops being usable for encryption, which an
     # encryption subkey that expires before the primary key makes earlier.
-    ends = key.usable_until if status == "usable" else key.expires
+    ends = key.usable_until if status.startswith("usable") else key.expires
     expires = datetime.datetime.fromtimestamp(ends, datetime.UTC).strftime("%Y-%m-%d") if ends else "never"
     addresses = ", ".join(a for a in key.addresses if a) or "(no email address)"
     return f"{key.fingerprint}  expires {expires}  {status}  {addresses}"
@@ -75,7 +76,10 @@ def _list(keyring: PgpKeyring, expiring_days: int | None) -> int:
     if expiring_days is not None:
         expiring = expiring_keys(keyring, expiring_days)
         for key in expiring:
-            print(_format_key(key, "usable"))
+            # The same form as certs list --expiring, which names the reason it will have.
+            primary_ends = key.expires is not None and key.usable_until is not None and key.expires <= key.usable_until
+            reason = "PGP key expired" if primary_ends else "its last encryption subkey expired"
+            print(_format_key(key, f"usable, but in {days_text(expiring_days)}: {reason}"))
         return EXPIRING_FOUND if expiring else 0
     now = keyring.clock()
     for key in keyring.keys():

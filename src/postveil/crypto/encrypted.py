@@ -94,6 +94,8 @@ _CLIENT_FIELDS: dict[str, re.Pattern[str]] = {
     "priority": re.compile(r"(?i)non-urgent|normal|urgent"),
     "x-priority": re.compile(r"[1-5](?: \((?i:highest|high|normal|low|lowest)\))?"),
     "x-msmail-priority": re.compile(r"(?i)low|normal|high"),
+    # Exchange adds the sender's language as it does Content-Language.
+    "accept-language": _LANGUAGE_LIST_RE,
 }
 _ARMOR_LINE = b"-----BEGIN PGP MESSAGE-----"
 _VERSION_LINE_RE = re.compile(rb"\s*Version:[ \t]*1[ \t]*\s*")

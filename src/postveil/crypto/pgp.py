@@ -169,7 +169,10 @@ class PgpKeyring:
         # Checked on every use: python-gnupg would otherwise create a missing home, and an
         # empty keyring would silently replace the admin's keys.
         if not os.path.isdir(self.gnupg_home):
-            raise PgpFailure(f"GnuPG home {self.gnupg_home} is missing or not a directory")
+            raise PgpFailure(
+                f"GnuPG home {self.gnupg_home} (pgp.gnupg_home) is missing or not a directory; "
+                "create it as docs/install.md shows, or correct pgp.gnupg_home"
+            )
         if self._gpg is None:
             try:
                 self._gpg = _TimedGPG(

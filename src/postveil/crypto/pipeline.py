@@ -20,6 +20,7 @@ from postveil.crypto.notice import build_notice
 from postveil.crypto.pgp import PgpKeyring
 from postveil.crypto.render import MessageVersion, RenderContext, read_triggers, render_version
 from postveil.crypto.smime import CertificateStore, SmimeSigner
+from postveil.detection.categories import HIGH_RISK, PATIENT_IDENTIFIERS
 from postveil.portal.seal import PortalSeal
 from postveil.routing.classify import Classification, VerdictLike, classify, methods_for
 from postveil.routing.decide import (
@@ -72,6 +73,10 @@ def build_context(config: Config) -> RenderContext:
     seal = None
     if config.portal.intake_address is not None and config.portal.seal_key_file is not None:
         seal = PortalSeal.load(config.portal.seal_key_file)
+    custom = config.detection.custom_identifiers
+    health = {item.name for item in custom if item.kind == "health"}
+    named = {item.name for item in custom if item.kind != "health"}
+    identifiers = (HIGH_RISK | PATIENT_IDENTIFIERS | named) - health
     return RenderContext(
         routing=config.routing,
         portal=config.portal,
@@ -79,6 +84,7 @@ def build_context(config: Config) -> RenderContext:
         keyring=PgpKeyring(config.pgp.gnupg_home, config.pgp.gpg_binary, timeout=config.pgp.timeout),
         signer=signer,
         seal=seal,
+        identifier_categories=frozenset(identifiers),
     )
 
 
@@ -106,7 +112,7 @@ def process_message(
     triggers = read_triggers(message, routing)
     classification = classify(triggers, verdict, sender, routing)
     methods = methods_for(classification.message_class, routing)
-    encryption = _check_encryption(message, verdict, routing)
+    encryption = _check_encryption(message, verdict, routing, context.identifier_categories)
     already = encryption.reason if encryption.scheme is not None else None
     if callable(tls):
         tls = tls() if Method.TLS in methods else {}
@@ -165,20 +171,32 @@ def process_message(
 
 
 def _check_encryption(
-    message: RawMessage, verdict: VerdictLike | None, routing: RoutingSection
+    message: RawMessage,
+    verdict: VerdictLike | None,
+    routing: RoutingSection,
+    identifier_categories: frozenset[str],
 ) -> EncryptionCheck:
     """Check whether the sender already encrypted ``message`` (see ``check_encryption``).
 
     Detection cannot read encrypted data, so when a rule other than the one for
     unscanned parts (which the encrypted part itself fires) rates a message that counts
     as encrypted sensitive, the sensitive text lies outside the encryption, such as in
-    the Subject, and the message is protected like any other. Health words alone, which
-    would not make plain mail sensitive, leave the sender's encryption counted.
+    the Subject, and the message is protected like any other. So is a message with an
+    identifier of a person outside: the encrypted part is the health information that
+    the rules would need beside it, and the identifier ties a patient to it. Health
+    words alone, which would not make plain mail sensitive, leave the sender's
+    encryption counted.
     """
     check = check_encryption(message, routing)
-    if check.scheme is not None and verdict is not None and verdict.sensitive and verdict.rule != "unscanned_part":
+    if check.scheme is None or verdict is None:
+        return check
+    if verdict.sensitive and verdict.rule != "unscanned_part":
         return EncryptionCheck(
             None, "findings-outside", "detection found sensitive text outside the encrypted data"
+        )
+    if any(count > 0 and category in identifier_categories for category, count in verdict.categories.items()):
+        return EncryptionCheck(
+            None, "findings-outside", "detection found a patient identifier outside the encrypted data"
         )
     return check
 

@@ -677,7 +677,7 @@ class Portal:
             try:
                 await reservation.enter_async_context(self.read_budget.reserve(token, cost))
             except BudgetExhausted:
-                return self._busy(pickup)
+                return self._busy(token, pickup)
             if pickup.opened is None:
                 # The reads of one link take turns for the budget, so an earlier read
                 # may have opened the pickup while this one waited.
@@ -715,7 +715,7 @@ class Portal:
                 await response.prepare(request)
                 await response.write_eof()
         except TimeoutError:
-            self._abort(request, "the response", "timed out")
+            self._abort(request, "the response", "timed out", "all of it")
         except ConnectionError as exc:
             log.info(
                 "client %s: message %s: disconnected before the response was sent: %s",
@@ -724,36 +724,59 @@ class Portal:
                 type(exc).__name__,
             )
 
-    def _abort(self, request: web.Request, what: str, cause: str) -> None:
-        """Log that ``what`` could not be sent and drop the connection at once."""
+    def _abort(self, request: web.Request, what: str, cause: str, unsent: str) -> None:
+        """Log that ``unsent`` of ``what`` could not be sent in time and drop the
+        connection at once.
+
+        The client may have read data all along: a write waits until the kernel's send
+        buffer has room, so a client that reads slowly times out as well as one that
+        reads nothing.
+        """
         log.warning(
-            "client %s: message %s: %s %s: the client took no data for %gs "
+            "client %s: message %s: %s %s: the client did not take %s within %gs "
             "(portal.write_timeout); closing the connection",
             self.client_text(request),
             request.get(MESSAGE_ID_KEY, "-"),
             what,
             cause,
+            unsent,
             self.write_timeout,
         )
         _drop_connection(request)
 
-    def _busy(self, pickup: Pickup) -> web.Response:
+    def _busy(self, token: str, pickup: Pickup) -> web.Response:
+        """Return the 503 page for a read that got no turn within READ_WAIT, and log
+        whether the budget was full or the link's own earlier read still ran."""
         budget = self.read_budget
-        log.warning(
-            "message %s: rejected a read for %s: no room in portal.read_memory_budget "
-            "(%d of %d bytes reserved, %d reads waiting) within %gs",
-            pickup.message_id,
-            pickup.recipient,
-            budget.reserved,
-            budget.capacity,
-            budget.waiting,
-            budget.wait,
-        )
-        response = self.problem(
-            503,
-            "Try again later",
-            "The portal is busy opening other messages. Please try again in a minute.",
-        )
+        if budget.reads_of(token) >= budget.per_link:
+            # A larger read_memory_budget would not have helped: the link's earlier
+            # page view or download was still being sent, often to a client that
+            # reads slowly or not at all (ended by portal.write_timeout).
+            log.warning(
+                "message %s: rejected a read for %s: an earlier page view or download of "
+                "the same link was still being sent after %gs, and each link has one read "
+                "at a time",
+                pickup.message_id,
+                pickup.recipient,
+                budget.wait,
+            )
+            text = (
+                "This message is still being sent to you in another window or download. "
+                "Please let that finish, then try again in a minute."
+            )
+        else:
+            log.warning(
+                "message %s: rejected a read for %s: no room in portal.read_memory_budget "
+                "(%d of %d bytes reserved, %d reads waiting) within %gs",
+                pickup.message_id,
+                pickup.recipient,
+                budget.reserved,
+                budget.capacity,
+                budget.waiting,
+                budget.wait,
+            )
+            text = "The portal is busy opening other messages. Please try again in a minute."
+        response = self.problem(503, "Try again later", text)
         response.headers["Retry-After"] = str(BUSY_RETRY_AFTER)
         return response
 
@@ -857,8 +880,8 @@ class Portal:
     ) -> web.StreamResponse:
         """Send ``data`` as a download in chunks of DOWNLOAD_CHUNK bytes, so the
         connection's buffer never keeps another copy of it. A client that disconnects
-        ends the download early, and so does one that takes no chunk for
-        ``write_timeout`` seconds (see :meth:`send`)."""
+        ends the download early, and so does one that does not take the next chunk
+        within ``write_timeout`` seconds (see :meth:`send`)."""
         response = web.StreamResponse(headers=_attachment_headers(filename))
         response.content_length = len(data)
         chunks = memoryview(data)
@@ -879,6 +902,7 @@ class Portal:
                 request,
                 f"the download by {pickup.recipient}",
                 f"ended after {sent} of {len(data)} bytes",
+                "the next chunk of at most 256 KB",
             )
         except ConnectionError as exc:
             log.warning(
