@@ -331,6 +331,23 @@ def test_pgp_copy_moves_headers(pki: Pki, gpg_world: GpgWorld) -> None:
     assert inner.first_value("Subject") == "Results"
 
 
+def test_pgp_copy_thread_topic_without_tag(pki: Pki, gpg_world: GpgWorld) -> None:
+    message = RawMessage.parse(BASE + b"Thread-Topic: [secure] Results\r\n" + BODY)
+    context = _context(pki, gpg_world)
+    group = RecipientGroup(
+        VersionKind.PGP, ("alice@example.org",), (gpg_world.fingerprints["alice"],), False
+    )
+
+    version = render_version(message, group, read_triggers(message, ROUTING), context)
+    armored = ARMOR_RE.search(version.raw)
+    assert armored is not None
+    inner = RawMessage.parse(gpg_decrypt(gpg_world, armored.group(0)))
+
+    assert "Thread-Topic" not in _outer_names(version.raw)
+    assert inner.values("Thread-Topic") == ["Results"]
+    assert inner.first_value("Subject") == "Results"
+
+
 def test_encrypted_edits_remove_every_moved_field(pki: Pki, gpg_world: GpgWorld) -> None:
     message = RawMessage.parse(ORDER_MESSAGE)
     context = _context(pki, gpg_world)

@@ -189,3 +189,43 @@ def test_needs_smtputf8() -> None:
 
     assert ascii_version.needs_smtputf8 is False
     assert utf8_version.needs_smtputf8 is True
+
+
+THREAD_MESSAGE = MESSAGE.replace(
+    b"Subject: Results [Secure] for you\r\n",
+    b"Subject: Results [Secure] for you\r\nThread-Topic: Results [Secure] for you\r\n",
+)
+
+
+def _render_thread(kind: VersionKind, raw: bytes = THREAD_MESSAGE):
+    message = RawMessage.parse(raw)
+    group = RecipientGroup(kind, ("a@example.org",), (), False)
+    return render_version(message, group, read_triggers(message, ROUTING), RenderContext(ROUTING, PORTAL))
+
+
+@pytest.mark.parametrize("kind", [VersionKind.CLEARTEXT, VersionKind.PORTAL])
+def test_tag_removed_from_thread_topic(kind: VersionKind) -> None:
+    result = RawMessage.parse(_render_thread(kind).raw)
+
+    assert result.values("Subject") == ["Results for you"]
+    assert result.values("Thread-Topic") == ["Results for you"]
+
+
+def test_encoded_thread_topic_reencoded() -> None:
+    raw = THREAD_MESSAGE.replace(
+        b"Thread-Topic: Results [Secure] for you", b"Thread-Topic: =?UTF-8?Q?R=C3=A9sultats_[secure]?="
+    )
+    version = _render_thread(VersionKind.CLEARTEXT, raw)
+    (value,) = RawMessage.parse(version.raw).values("Thread-Topic")
+
+    assert "secure" not in value.lower()
+    assert decode_text(value) == "Résultats"
+
+
+def test_thread_topic_untouched_without_tag() -> None:
+    raw = THREAD_MESSAGE.replace(b"Subject: Results [Secure] for you", b"Subject: Results for you")
+    raw = raw.replace(b"Thread-Topic: Results [Secure] for you", b"Thread-Topic: Results [draft]")
+    version = _render_thread(VersionKind.CLEARTEXT, raw)
+
+    assert version.edits.replace == ()
+    assert b"Thread-Topic: Results [draft]\r\n" in version.raw

@@ -14,7 +14,7 @@ import dataclasses
 from dataclasses import dataclass
 
 from postveil.config.portal import PortalSection
-from postveil.config.routing import RoutingSection
+from postveil.config.routing import SUBJECT_COPIES, RoutingSection
 from postveil.crypto.errors import CryptoFailure
 from postveil.crypto.mime import (
     HeaderEdits,
@@ -35,7 +35,7 @@ from postveil.crypto.smime import (
 from postveil.detection.categories import HIGH_RISK, PATIENT_IDENTIFIERS
 from postveil.portal.seal import SEAL_HEADER, PortalSeal
 from postveil.routing.plan import RecipientGroup, VersionKind
-from postveil.routing.triggers import Triggers, find_triggers
+from postveil.routing.triggers import Triggers, find_triggers, strip_tags
 
 
 @dataclass(frozen=True)
@@ -106,6 +106,26 @@ def _subject_value(message: RawMessage, triggers: Triggers) -> str | None:
     return encode_text_like(message.first_value("Subject") or "", triggers.cleaned_subject)
 
 
+def _subject_copy_edits(
+    message: RawMessage, triggers: Triggers, routing: RoutingSection
+) -> tuple[tuple[str, str], ...]:
+    """Replace edits that remove the tags from the fields that repeat the Subject.
+
+    Outlook writes the Subject's text, tags included, to Thread-Topic, and shows it.
+    The edit leaves one field: the first, without its tags, encoded like the original.
+    """
+    if triggers.cleaned_subject is None:
+        return ()
+    edits = []
+    for name in SUBJECT_COPIES:
+        values = message.values(name)
+        decoded = [decode_text(value, lenient=True) for value in values]
+        cleaned = [strip_tags(text, routing) for text in decoded]
+        if cleaned != decoded:
+            edits.append((name, encode_text_like(values[0], cleaned[0])))
+    return tuple(edits)
+
+
 def _common_removals(message: RawMessage, routing: RoutingSection) -> list[str]:
     return [name for name in removed_header_names(routing) if message.get_all(name)]
 
@@ -121,16 +141,19 @@ def render_version(
     routing = context.routing
     subject = _subject_value(message, triggers)
     removals = _common_removals(message, routing)
+    copy_edits = _subject_copy_edits(message, triggers, routing)
 
     if group.kind is VersionKind.CLEARTEXT:
-        replace = (("Subject", subject),) if subject is not None else ()
+        replace = ((("Subject", subject),) if subject is not None else ()) + copy_edits
         edits = HeaderEdits(remove=tuple(removals), replace=replace)
         return MessageVersion(group, group.recipients, edits, None, edits.apply(message))
 
     if group.kind is VersionKind.PORTAL:
-        return _portal_version(message, group, subject, removals, context)
+        return _portal_version(message, group, subject, removals, context, copy_edits)
 
-    inner = build_inner_entity(message, subject, routing)
+    # The inner entity copies Thread-Topic byte for byte, so its tags go first.
+    source = RawMessage.parse(HeaderEdits(replace=copy_edits).apply(message)) if copy_edits else message
+    inner = build_inner_entity(source, subject, routing)
     if group.kind is VersionKind.SMIME:
         if context.certificates is None:
             raise CryptoFailure("S/MIME recipients but no certificate store configured")
@@ -160,6 +183,7 @@ def _portal_version(
     subject: str | None,
     removals: list[str],
     context: RenderContext,
+    copy_edits: tuple[tuple[str, str], ...] = (),
 ) -> MessageVersion:
     intake = context.portal.intake_address
     if intake is None:
@@ -168,7 +192,7 @@ def _portal_version(
     # A copy of the header written by the sender must not redirect the portal's delivery.
     written = [name for name in (header, SEAL_HEADER) if message.get_all(name)]
     remove = unique([*removals, *written])
-    replace = (("Subject", subject),) if subject is not None else ()
+    replace = ((("Subject", subject),) if subject is not None else ()) + copy_edits
     add = tuple((header, recipient) for recipient in group.recipients)
     if context.seal is not None:
         add += ((SEAL_HEADER, context.seal.make(group.recipients)),)

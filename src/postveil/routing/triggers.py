@@ -134,6 +134,15 @@ def tag_pattern(tag: str) -> str:
     return re.escape(opening) + _SPACES + re.escape(inner) + _SPACES + re.escape(closing)
 
 
+def strip_tags(text: str, config: RoutingSection) -> str:
+    """Return ``text`` without the tags that ``config`` names, as the Subject loses
+    them (see :func:`remove_tags`)."""
+    matcher = _tag_matcher(tuple(config.escalate_tags), tuple(config.method_tags.items()))
+    if matcher.pattern is None or matcher.pattern.search(text) is None:
+        return text
+    return remove_tags(text, matcher.any_tag)
+
+
 def remove_tags(subject: str, any_tag: str) -> str:
     """Remove every tag that ``any_tag`` finds (alternatives built by :func:`tag_pattern`).
 
