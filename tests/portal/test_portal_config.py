@@ -44,6 +44,7 @@ def test_defaults_listen_on_loopback() -> None:
         ({"trusted_proxies": ["::ffff:10.0.0.1"]}, r"IPv4-mapped.*write 10\.0\.0\.1/32"),
         ({"trusted_proxies": ["::ffff:10.0.0.0/104"]}, r"IPv4-mapped.*write 10\.0\.0\.0/8"),
         ({"notify_sender": "always"}, "'never' or 'first_open'"),
+        ({"write_timeout": "10ms"}, "0.01 s is too short .* set at least 1s"),
     ],
 )
 def test_invalid_values(values: dict[str, object], message: str) -> None:

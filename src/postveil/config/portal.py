@@ -147,6 +147,17 @@ class PortalSection(Section):
     at least that for a message of ``max_message_size``. Null: enough for two such
     reads. A read that finds no room waits, and after a while gets status 503."""
 
+    @field_validator("write_timeout")
+    @classmethod
+    def _usable_write_timeout(cls, value: float) -> float:
+        # A client on a slow link takes a 256 KB chunk in seconds, not milliseconds.
+        if value < 1.0:
+            raise ValueError(
+                f"{value:g} s is too short for clients on slow links to take a page or a "
+                "256 KB chunk of a download; set at least 1s (the default is 60s)"
+            )
+        return value
+
     @field_validator("intake_address", "notify_from")
     @classmethod
     def _check_address(cls, value: str | None, info: ValidationInfo) -> str | None:
