@@ -420,13 +420,14 @@ def ready_host_config(root: Path) -> Path:
     """Write a configuration whose every host path exists under ``root``."""
     from postveil.audit import generate_key_file
 
-    for directory in ("run", "audit", "gnupg", "smime", "cache"):
+    for directory in ("run", "audit", "gnupg", "smime", "cache", "state"):
         (root / directory).mkdir()
     generate_key_file(root / "audit.key")
     (root / "trust.pem").write_text("placeholder: check-config tests existence only\n")
     path = root / "ready.yaml"
     path.write_text(
         f"milter:\n  socket: unix:{root / 'run' / 'milter.sock'}\n  socket_group: null\n"
+        f"  reinject_store: {root / 'state' / 'reinjected.sqlite3'}\n"
         f"policyd:\n  cache_path: {root / 'cache' / 'facts.sqlite3'}\n"
         f"pgp:\n  gnupg_home: {root / 'gnupg'}\n"
         f"smime:\n  certificate_dir: {root / 'smime'}\n  trust_store: {root / 'trust.pem'}\n"
@@ -456,6 +457,7 @@ def test_check_config_ready_host_strict(tmp_path: Path, capsys: pytest.CaptureFi
         ("trust.pem", "smime.trust_store"),
         ("cache", "policyd.cache_path"),
         ("run", "milter.socket"),
+        ("state", "milter.reinject_store"),
     ],
 )
 def test_check_config_warns_missing_path(
@@ -501,6 +503,20 @@ def test_check_config_warns_file_not_directory(tmp_path: Path, capsys: pytest.Ca
 
     assert cli_main(["check-config", "--strict", str(path)]) == 1
     assert f"pgp.gnupg_home {tmp_path / 'gnupg'} is not a directory" in capsys.readouterr().err
+
+
+def test_check_config_warns_reinject_store_under_file(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # A file where the store's directory belongs: the milter could not create the store.
+    path = ready_host_config(tmp_path)
+    (tmp_path / "state").rmdir()
+    (tmp_path / "state").write_text("a file where a directory belongs\n")
+
+    assert cli_main(["check-config", "--strict", str(path)]) == 1
+    err = capsys.readouterr().err
+    assert f"milter.reinject_store: {tmp_path / 'state'} is not a directory" in err
+    assert "every message with copies to re-inject" in err
 
 
 def test_check_config_warns_missing_signing_key(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
