@@ -24,7 +24,7 @@ import Milter
 from postveil.audit import AuditWriteError, MessageDecision
 from postveil.audit import RecipientDecision as AuditRecipient
 from postveil.config import Config
-from postveil.crypto.mime import HeaderEdits
+from postveil.crypto.mime import HeaderEdits, HeaderField
 from postveil.crypto.pipeline import Outcome
 from postveil.crypto.render import MessageVersion
 from postveil.errors import TemporaryFailure
@@ -297,11 +297,20 @@ class PostveilMilter(Milter.Base):
         except Exception as exc:  # noqa: BLE001 - the message is deferred either way
             self.log.error("cannot write the temporary failure to the audit trail: %s", exc)
 
+    def _message_id(self) -> str | None:
+        """Return the first Message-ID received, unfolded as in the records of routed
+        messages, so a deferral's record and its retry's share it; None before the headers."""
+        for name, value in self.headers:
+            if name.lower() == "message-id":
+                return HeaderField(name, name.encode("utf-8", "surrogateescape") + b":" + value + b"\r\n").value
+        return None
+
     def _record_unrouted(self, action: str, method: str, reason: str, tags: tuple[str, ...] = ()) -> None:
         """Append a record that gives every recipient ``method`` and ``reason``, for a
         message replied to without routing. Raises what the audit trail raises."""
         record = MessageDecision(
             queue_id=self.queue_id or self.connection_id,
+            message_id=self._message_id(),
             sender=(self.sender or "").strip(),
             recipients=[AuditRecipient(bare_address(recipient), method, reason) for recipient in self.recipients],
             config_version=self.config.version,
