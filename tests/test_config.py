@@ -10,7 +10,7 @@ import pydantic
 import pytest
 
 from postveil.cli.main import main as cli_main
-from postveil.config import load_config, parse_config
+from postveil.config import DEFAULT_CONFIG_PATH, default_config_path, load_config, parse_config
 from postveil.config.types import parse_duration, parse_host_port, parse_size
 from postveil.errors import ConfigError
 
@@ -393,6 +393,13 @@ def test_check_config_warns_on_empty_file(tmp_path: Path, capsys: pytest.Capture
     output = capsys.readouterr()
     assert f"{path}: ok" in output.out
     assert "warning: the file sets no key, so every default applies" in output.err
+
+
+@pytest.mark.parametrize(("value", "expected"), [("", DEFAULT_CONFIG_PATH), ("/srv/p.yaml", "/srv/p.yaml")])
+def test_default_config_path_env(monkeypatch: pytest.MonkeyPatch, value: str, expected: str) -> None:
+    monkeypatch.setenv("POSTVEIL_CONFIG", value)
+
+    assert default_config_path() == expected
 
 
 def test_check_config_help_names_fallback() -> None:
