@@ -34,6 +34,7 @@ from postveil.cli.status_cmd import (
     check_classifier,
     check_milter,
     check_pgp_keys,
+    check_reinject_store,
     check_smime_certificates,
     overall_state,
 )
@@ -305,6 +306,72 @@ def test_audit_key(tmp_path: Path, mode: int | None, state: State, detail: str) 
     assert detail in result.detail
 
 
+@pytest.mark.parametrize(
+    ("layout", "store", "state", "detail"),
+    [
+        ({}, None, State.SKIPPED, "milter.reinject_store is null"),
+        ({"state": "dir"}, "state/r.sqlite3", State.OK, "does not exist yet, and "),
+        ({}, "state/sub/r.sqlite3", State.OK, "does not exist yet, and "),
+        ({"state": "dir", "state/r.sqlite3": "file"}, "state/r.sqlite3", State.OK, "is writable"),
+        (
+            {"state": "dir", "state/r.sqlite3": "dir"},
+            "state/r.sqlite3",
+            State.CRITICAL,
+            "is a directory",
+        ),
+        ({"state": "file"}, "state/r.sqlite3", State.CRITICAL, "state is not a directory"),
+        ({"state": "file"}, "state/sub/r.sqlite3", State.CRITICAL, "state is not a directory"),
+    ],
+)
+def test_reinject_store(
+    tmp_path: Path, layout: dict[str, str], store: str | None, state: State, detail: str
+) -> None:
+    for relative, kind in layout.items():
+        if kind == "dir":
+            (tmp_path / relative).mkdir()
+        else:
+            (tmp_path / relative).write_text("")
+    path = None if store is None else str(tmp_path / store)
+
+    result = check_reinject_store(minimal_config(tmp_path, milter={"reinject_store": path}))
+
+    assert result.state is state
+    assert detail in result.detail
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="switching to another user needs root")
+def test_reinject_store_unwritable_is_unknown() -> None:
+    try:
+        nobody = pwd.getpwnam("nobody")
+    except KeyError:
+        pytest.skip("user nobody does not exist")
+    # A store directory that root owns, checked as another user.
+    base = Path(tempfile.mkdtemp(prefix="postveil-status-"))
+    try:
+        base.chmod(0o755)
+        config = minimal_config(base, milter={"reinject_store": str(base / "r.sqlite3")})
+        reader, writer = os.pipe()
+        child = os.fork()
+        if child == 0:
+            os.close(reader)
+            os.setgid(nobody.pw_gid)
+            os.setuid(nobody.pw_uid)
+            result = check_reinject_store(config)
+            os.write(writer, f"{result.state.name} {result.detail}".encode())
+            os._exit(0)
+        os.close(writer)
+        with os.fdopen(reader, "rb") as pipe:
+            reply = pipe.read().decode()
+        os.waitpid(child, 0)
+    finally:
+        shutil.rmtree(base)
+
+    assert reply.startswith(f"UNKNOWN this user may not write {base}, "), reply
+    assert reply.endswith(
+        "run the check as that user (postveil) to find out, or fix the permissions"
+    )
+
+
 def test_expiring_certificate_warns(tmp_path: Path) -> None:
     pki = TestPKI(tmp_path / "pki")
     (tmp_path / "smime").mkdir()
@@ -500,7 +567,7 @@ def test_status_ok_then_critical(tmp_path: Path, daemons: dict[str, DaemonProces
     result = postveil_status(config)
 
     assert result.returncode == 0, result.stdout + result.stderr
-    assert result.stdout.splitlines()[0] == "postveil status OK: 8 OK, 1 SKIPPED"
+    assert result.stdout.splitlines()[0] == "postveil status OK: 9 OK, 1 SKIPPED"
     names = (
         "milter",
         "policyd-socketmap",
@@ -551,7 +618,7 @@ def test_status_ok_then_critical(tmp_path: Path, daemons: dict[str, DaemonProces
     assert no_milter.returncode == 2
     assert no_milter.stdout.splitlines()[0] == (
         "postveil status CRITICAL: 3 CRITICAL (milter, policyd-socketmap, policyd-policy), "
-        "5 OK, 1 SKIPPED"
+        "6 OK, 1 SKIPPED"
     )
     assert state_of(no_milter.stdout, "milter") == "CRITICAL"
     assert "No such file or directory" in no_milter.stdout
@@ -746,7 +813,7 @@ def test_failing_check_is_unknown(tmp_path: Path, monkeypatch: pytest.MonkeyPatc
     results = status_cmd.run_checks(config, 0.5, 0.0, 14)
 
     by_name = {result.name: result for result in results}
-    assert len(by_name) == 9
+    assert len(by_name) == 10
     assert by_name["audit-key"].state is State.UNKNOWN
     assert by_name["audit-key"].detail == "check failed: RuntimeError"
     assert by_name["audit-head"].state is State.CRITICAL

@@ -75,7 +75,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         description="Check postveil's health for an administrator or a monitoring system: "
         "postveil-milter, postveil-policyd, postveil-portal and postveil-classifierd reply on "
         "their configured addresses (daemons the configuration does not enable are skipped), "
-        "the audit trail was written recently and its key exists, and no PGP key or S/MIME "
+        "the audit trail was written recently and its key exists, the milter's store of "
+        "re-injected copies can be written, and no PGP key or S/MIME "
         "certificate stops being usable soon. Prints one line per check. Run it as root or as "
         "the postveil user.",
         epilog="exit status (monitoring plugin convention): 0 OK, 1 WARNING, 2 CRITICAL, "
@@ -223,6 +224,7 @@ def run_checks(
         ("classifier", lambda: check_classifier(config, timeout)),
         ("audit-head", lambda: check_audit_head(config, audit_max_age)),
         ("audit-key", lambda: check_audit_key(config)),
+        ("reinject-store", lambda: check_reinject_store(config)),
         ("pgp-keys", lambda: check_pgp_keys(config, expiring_days)),
         ("smime-certificates", lambda: check_smime_certificates(config, expiring_days)),
     ]
@@ -438,6 +440,52 @@ def check_audit_key(config: Config) -> CheckResult:
             f"run 'chmod 600 {path}'",
         )
     return CheckResult(name, State.OK, f"{path} exists, mode {stat.S_IMODE(mode):04o}")
+
+
+# -- store of re-injected copies ---------------------------------------------------
+
+
+def check_reinject_store(config: Config) -> CheckResult:
+    """Check that ``milter.reinject_store`` can be opened, or created where it is missing,
+    by this user, without opening it.
+
+    postveil-milter opens the file only for the first message with copies to re-inject,
+    so a store it cannot open shows nowhere else before mail is deferred. Run as root,
+    the check tests only the path's type, because root may write anywhere.
+    """
+    name = "reinject-store"
+    path = config.milter.reinject_store
+    if path is None:
+        return CheckResult(
+            name, State.SKIPPED, "milter.reinject_store is null: retries send queued copies again"
+        )
+    deferred = "so every message with copies to re-inject is deferred; fix milter.reinject_store"
+    if os.path.isdir(path):
+        return CheckResult(name, State.CRITICAL, f"{path} is a directory, not a file, {deferred}")
+    directory = os.path.dirname(os.path.abspath(path))
+    existing = directory
+    while not os.path.exists(existing):
+        existing = os.path.dirname(existing)
+    if not os.path.isdir(existing):
+        return CheckResult(name, State.CRITICAL, f"{existing} is not a directory, {deferred}")
+    # SQLite creates the -wal and -shm files next to the store, so the directory must be
+    # writable too. A missing directory is created in its nearest existing parent.
+    needed = [(existing, os.W_OK | os.X_OK)]
+    if os.path.exists(path):
+        needed.append((path, os.R_OK | os.W_OK))
+    for target, mode in needed:
+        if not os.access(target, mode):
+            return CheckResult(
+                name,
+                State.UNKNOWN,
+                f"this user may not write {target}, which postveil-milter's user must write; "
+                "run the check as that user (postveil) to find out, or fix the permissions",
+            )
+    if os.path.exists(path):
+        return CheckResult(name, State.OK, f"{path} is writable")
+    return CheckResult(
+        name, State.OK, f"{path} does not exist yet, and {existing} lets this user create it"
+    )
 
 
 # -- keys and certificates ---------------------------------------------------------
