@@ -10,7 +10,7 @@ import pydantic
 import pytest
 
 from postveil.cli.main import main as cli_main
-from postveil.config import load_config, parse_config
+from postveil.config import DEFAULT_CONFIG_PATH, default_config_path, load_config, parse_config
 from postveil.config.types import parse_duration, parse_host_port, parse_size
 from postveil.errors import ConfigError
 
@@ -395,6 +395,13 @@ def test_check_config_warns_on_empty_file(tmp_path: Path, capsys: pytest.Capture
     assert "warning: the file sets no key, so every default applies" in output.err
 
 
+@pytest.mark.parametrize(("value", "expected"), [("", DEFAULT_CONFIG_PATH), ("/srv/p.yaml", "/srv/p.yaml")])
+def test_default_config_path_env(monkeypatch: pytest.MonkeyPatch, value: str, expected: str) -> None:
+    monkeypatch.setenv("POSTVEIL_CONFIG", value)
+
+    assert default_config_path() == expected
+
+
 def test_check_config_help_names_fallback() -> None:
     result = subprocess.run(
         [sys.executable, "-m", "postveil.cli.main", "check-config", "--help"],
@@ -420,13 +427,14 @@ def ready_host_config(root: Path) -> Path:
     """Write a configuration whose every host path exists under ``root``."""
     from postveil.audit import generate_key_file
 
-    for directory in ("run", "audit", "gnupg", "smime", "cache"):
+    for directory in ("run", "audit", "gnupg", "smime", "cache", "state"):
         (root / directory).mkdir()
     generate_key_file(root / "audit.key")
     (root / "trust.pem").write_text("placeholder: check-config tests existence only\n")
     path = root / "ready.yaml"
     path.write_text(
         f"milter:\n  socket: unix:{root / 'run' / 'milter.sock'}\n  socket_group: null\n"
+        f"  reinject_store: {root / 'state' / 'reinjected.sqlite3'}\n"
         f"policyd:\n  cache_path: {root / 'cache' / 'facts.sqlite3'}\n"
         f"pgp:\n  gnupg_home: {root / 'gnupg'}\n"
         f"smime:\n  certificate_dir: {root / 'smime'}\n  trust_store: {root / 'trust.pem'}\n"
@@ -456,6 +464,7 @@ def test_check_config_ready_host_strict(tmp_path: Path, capsys: pytest.CaptureFi
         ("trust.pem", "smime.trust_store"),
         ("cache", "policyd.cache_path"),
         ("run", "milter.socket"),
+        ("state", "milter.reinject_store"),
     ],
 )
 def test_check_config_warns_missing_path(
@@ -501,6 +510,20 @@ def test_check_config_warns_file_not_directory(tmp_path: Path, capsys: pytest.Ca
 
     assert cli_main(["check-config", "--strict", str(path)]) == 1
     assert f"pgp.gnupg_home {tmp_path / 'gnupg'} is not a directory" in capsys.readouterr().err
+
+
+def test_check_config_warns_reinject_store_under_file(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # A file where the store's directory belongs: the milter could not create the store.
+    path = ready_host_config(tmp_path)
+    (tmp_path / "state").rmdir()
+    (tmp_path / "state").write_text("a file where a directory belongs\n")
+
+    assert cli_main(["check-config", "--strict", str(path)]) == 1
+    err = capsys.readouterr().err
+    assert f"milter.reinject_store: {tmp_path / 'state'} is not a directory" in err
+    assert "every message with copies to re-inject" in err
 
 
 def test_check_config_warns_missing_signing_key(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -34,6 +34,7 @@ from postveil.cli.status_cmd import (
     check_classifier,
     check_milter,
     check_pgp_keys,
+    check_reinject_store,
     check_smime_certificates,
     overall_state,
 )
@@ -206,6 +207,24 @@ def test_overall_state(states: list[State], overall: State) -> None:
     assert overall_state(results) is overall
 
 
+def test_summary_names_checks_not_ok() -> None:
+    results = [
+        CheckResult("milter", State.CRITICAL, ""),
+        CheckResult("portal", State.CRITICAL, ""),
+        CheckResult("audit-head", State.WARNING, ""),
+        CheckResult("pgp-keys", State.UNKNOWN, ""),
+        CheckResult("audit-key", State.OK, ""),
+        CheckResult("classifier", State.SKIPPED, ""),
+    ]
+
+    summary = status_cmd._summary(overall_state(results), results)
+
+    assert summary == (
+        "postveil status CRITICAL: 2 CRITICAL (milter, portal), 1 WARNING (audit-head), "
+        "1 UNKNOWN (pgp-keys), 1 OK, 1 SKIPPED"
+    )
+
+
 def minimal_config(tmp_path: Path, **sections: dict[str, Any]) -> Config:
     document = {
         "audit": {"directory": str(tmp_path / "audit"), "key_file": str(tmp_path / "audit.key")}
@@ -255,6 +274,7 @@ def test_audit_head_invalid(tmp_path: Path, content: str) -> None:
 
     assert result.state is State.CRITICAL
     assert "is not a valid head record" in result.detail
+    assert result.detail.endswith("run 'postveil audit verify' to check the trail")
 
 
 def test_audit_head_missing(tmp_path: Path) -> None:
@@ -262,6 +282,7 @@ def test_audit_head_missing(tmp_path: Path) -> None:
 
     assert result.state is State.CRITICAL
     assert "does not exist" in result.detail
+    assert "check that audit.directory is the directory the daemons write to" in result.detail
 
 
 @pytest.mark.parametrize(
@@ -283,6 +304,72 @@ def test_audit_key(tmp_path: Path, mode: int | None, state: State, detail: str) 
 
     assert result.state is state
     assert detail in result.detail
+
+
+@pytest.mark.parametrize(
+    ("layout", "store", "state", "detail"),
+    [
+        ({}, None, State.SKIPPED, "milter.reinject_store is null"),
+        ({"state": "dir"}, "state/r.sqlite3", State.OK, "does not exist yet, and "),
+        ({}, "state/sub/r.sqlite3", State.OK, "does not exist yet, and "),
+        ({"state": "dir", "state/r.sqlite3": "file"}, "state/r.sqlite3", State.OK, "is writable"),
+        (
+            {"state": "dir", "state/r.sqlite3": "dir"},
+            "state/r.sqlite3",
+            State.CRITICAL,
+            "is a directory",
+        ),
+        ({"state": "file"}, "state/r.sqlite3", State.CRITICAL, "state is not a directory"),
+        ({"state": "file"}, "state/sub/r.sqlite3", State.CRITICAL, "state is not a directory"),
+    ],
+)
+def test_reinject_store(
+    tmp_path: Path, layout: dict[str, str], store: str | None, state: State, detail: str
+) -> None:
+    for relative, kind in layout.items():
+        if kind == "dir":
+            (tmp_path / relative).mkdir()
+        else:
+            (tmp_path / relative).write_text("")
+    path = None if store is None else str(tmp_path / store)
+
+    result = check_reinject_store(minimal_config(tmp_path, milter={"reinject_store": path}))
+
+    assert result.state is state
+    assert detail in result.detail
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="switching to another user needs root")
+def test_reinject_store_unwritable_is_unknown() -> None:
+    try:
+        nobody = pwd.getpwnam("nobody")
+    except KeyError:
+        pytest.skip("user nobody does not exist")
+    # A store directory that root owns, checked as another user.
+    base = Path(tempfile.mkdtemp(prefix="postveil-status-"))
+    try:
+        base.chmod(0o755)
+        config = minimal_config(base, milter={"reinject_store": str(base / "r.sqlite3")})
+        reader, writer = os.pipe()
+        child = os.fork()
+        if child == 0:
+            os.close(reader)
+            os.setgid(nobody.pw_gid)
+            os.setuid(nobody.pw_uid)
+            result = check_reinject_store(config)
+            os.write(writer, f"{result.state.name} {result.detail}".encode())
+            os._exit(0)
+        os.close(writer)
+        with os.fdopen(reader, "rb") as pipe:
+            reply = pipe.read().decode()
+        os.waitpid(child, 0)
+    finally:
+        shutil.rmtree(base)
+
+    assert reply.startswith(f"UNKNOWN this user may not write {base}, "), reply
+    assert reply.endswith(
+        "run the check as that user (postveil) to find out, or fix the permissions"
+    )
 
 
 def test_expiring_certificate_warns(tmp_path: Path) -> None:
@@ -346,6 +433,7 @@ def test_milter_timeout_is_critical(tmp_path: Path, silent_listener: int) -> Non
     assert time.monotonic() - started < 3
     assert result.state is State.CRITICAL
     assert "no complete reply within the timeout" in result.detail
+    assert "check that postveil-milter runs ('systemctl status postveil-milter')" in result.detail
 
 
 def test_socketmap_timeout(silent_listener: int) -> None:
@@ -479,7 +567,7 @@ def test_status_ok_then_critical(tmp_path: Path, daemons: dict[str, DaemonProces
     result = postveil_status(config)
 
     assert result.returncode == 0, result.stdout + result.stderr
-    assert result.stdout.splitlines()[0] == "postveil status OK: 8 OK, 1 SKIPPED"
+    assert result.stdout.splitlines()[0] == "postveil status OK: 9 OK, 1 SKIPPED"
     names = (
         "milter",
         "policyd-socketmap",
@@ -528,6 +616,10 @@ def test_status_ok_then_critical(tmp_path: Path, daemons: dict[str, DaemonProces
     no_milter = postveil_status(config)
 
     assert no_milter.returncode == 2
+    assert no_milter.stdout.splitlines()[0] == (
+        "postveil status CRITICAL: 3 CRITICAL (milter, policyd-socketmap, policyd-policy), "
+        "6 OK, 1 SKIPPED"
+    )
     assert state_of(no_milter.stdout, "milter") == "CRITICAL"
     assert "No such file or directory" in no_milter.stdout
 
@@ -538,11 +630,27 @@ def test_status_config_unloadable(tmp_path: Path) -> None:
     result = postveil_status(tmp_path / "postveil.yaml")
 
     assert result.returncode == 3
+    # NRPE shows standard output only, so the first problem is on it too.
+    path = tmp_path / "postveil.yaml"
     assert result.stdout.splitlines() == [
-        "postveil status UNKNOWN: 1 UNKNOWN",
-        f"UNKNOWN config: cannot load {tmp_path / 'postveil.yaml'}",
+        "postveil status UNKNOWN: 1 UNKNOWN (config)",
+        f"UNKNOWN config: cannot load {path}: line 2: milter.colour: unknown key; check the "
+        "spelling (conf/postveil.yaml lists every valid key with a comment); "
+        f"run 'postveil check-config {path}' for every error",
     ]
     assert "colour" in result.stderr
+
+
+def test_status_config_missing(tmp_path: Path) -> None:
+    path = tmp_path / "none.yaml"
+
+    result = postveil_status(path)
+
+    assert result.returncode == 3
+    assert result.stdout.splitlines()[1] == (
+        f"UNKNOWN config: cannot load {path}: failed to read configuration: "
+        "No such file or directory; check the path and that this user can read it"
+    )
 
 
 def test_status_usage_error_is_unknown(tmp_path: Path) -> None:
@@ -653,6 +761,40 @@ def test_pgp_keys_listed_as_home_owner() -> None:
         shutil.rmtree(base)
 
 
+@pytest.mark.skipif(os.geteuid() != 0, reason="switching to another user needs root")
+def test_unreadable_keyring_is_unknown(tmp_path: Path) -> None:
+    try:
+        nobody = pwd.getpwnam("nobody")
+    except KeyError:
+        pytest.skip("user nobody does not exist")
+    # A keyring that root owns, read by the check as another user: permission denied.
+    base = Path(tempfile.mkdtemp(prefix="postveil-status-"))
+    try:
+        base.chmod(0o711)
+        home = base / "gnupg"
+        home.mkdir(mode=0o700)
+        (home / "pubring.kbx").write_bytes(b"")
+        config = minimal_config(base, pgp={"gnupg_home": str(home)})
+        reader, writer = os.pipe()
+        child = os.fork()
+        if child == 0:
+            os.close(reader)
+            os.setgid(nobody.pw_gid)
+            os.setuid(nobody.pw_uid)
+            result = check_pgp_keys(config, 14)
+            os.write(writer, f"{result.state.name} {result.detail}".encode())
+            os._exit(0)
+        os.close(writer)
+        with os.fdopen(reader, "rb") as pipe:
+            reply = pipe.read().decode()
+        os.waitpid(child, 0)
+    finally:
+        shutil.rmtree(base)
+
+    assert reply.startswith("UNKNOWN "), reply
+    assert reply.endswith(f"; run as root or as the owner of {home}")
+
+
 def test_failing_check_is_unknown(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     # Every real failure that the checks know of has its own state, so an unexpected
     # one can only be made by replacing a check.
@@ -675,7 +817,7 @@ def test_failing_check_is_unknown(tmp_path: Path, monkeypatch: pytest.MonkeyPatc
     results = status_cmd.run_checks(config, 0.5, 0.0, 14)
 
     by_name = {result.name: result for result in results}
-    assert len(by_name) == 9
+    assert len(by_name) == 10
     assert by_name["audit-key"].state is State.UNKNOWN
     assert by_name["audit-key"].detail == "check failed: RuntimeError"
     assert by_name["audit-head"].state is State.CRITICAL

@@ -177,6 +177,23 @@ def test_quiet_header_failure_recorded_at_eom(monkeypatch: pytest.MonkeyPatch) -
     assert record.recipients[0].reason == "temporary failure at end of message: header failed: RuntimeError"
 
 
+def test_tempfail_record_keeps_message_id(monkeypatch: pytest.MonkeyPatch) -> None:
+    # The retry's record has the Message-ID, so the deferral's record needs it too to
+    # be matched with it: the retry gets another queue id.
+    audit = RecordingAudit()
+    session, _, _ = negotiated(quiet=True, audit=audit)
+    session.envfrom("<sender@org.test>")
+    session.envrcpt("<alice@example.test>")
+    session.header("Message-ID", b"\r\n <retry-1@org.test>")
+    session.header("Subject", b" hello")
+    session.body(b"text\r\n")
+    # A failure at end of message, where a failed re-injection defers a message.
+    monkeypatch.setattr(session, "_route", broken_step)
+
+    assert session.eom() == Milter.TEMPFAIL
+    assert recorded_tempfail(audit).message_id == "<retry-1@org.test>"
+
+
 def test_tcp_rcpt_failure_defers_whole_message(monkeypatch: pytest.MonkeyPatch) -> None:
     audit = RecordingAudit()
     session, context, _ = negotiated(quiet=False, audit=audit)

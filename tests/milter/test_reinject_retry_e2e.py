@@ -150,6 +150,10 @@ def test_retry_after_partial_reinjection_delivers_once(scene: Scene) -> None:
     assert recipients.pgp.decrypt(received_by(recipients.domain, recipients.pgp.address)[0].data)
 
     log = scene.world.daemons["milter"].log_text()
+    # The failed attempt's error names the copy, what the retry does and where to look.
+    assert "temporary failure: end of message: smime version not re-injected: re-injection " in log
+    assert "; the retry skips the copies queued as " in log
+    assert "(milter.reinject) and its lines in Postfix's log, because a 5xx reply from it defers every retry" in log
     assert f"{retry.queue_id}: portal version for 1 recipient(s) already queued as " in log
     assert f"{retry.queue_id}: re-injected smime version for 1 recipient(s) as " in log
 

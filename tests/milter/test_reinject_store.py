@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import logging
+import os
+import pwd
+import shutil
 import socket
 import sqlite3
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from collections.abc import Iterator
@@ -258,10 +262,57 @@ def test_store_unusable_directory_fails(tmp_path: Path) -> None:
     blocker.write_text("")
     store = ReinjectStore(blocker / "reinjected.sqlite3", expiry=3600.0, max_entries=100)
 
-    with pytest.raises(ReinjectStoreError, match="cannot open the store of re-injected copies"):
+    with pytest.raises(ReinjectStoreError, match="cannot open the store of re-injected copies") as raised:
         store.queued(["k1"])
     with pytest.raises(ReinjectStoreError):
         store.add("k1", "QID1")
+
+    assert f"{blocker} is not a directory" in str(raised.value)
+    assert "fix milter.reinject_store or the permissions" in str(raised.value)
+
+
+def test_store_unwritable_directory_fails() -> None:
+    # The milter's user may not create the store's directory, as with a store under
+    # /var/lib that root owns. Root may write anywhere, so as root the store is
+    # opened in a child process that runs as the user nobody.
+    base = Path(tempfile.mkdtemp(prefix="postveil-store-"))
+    try:
+        base.chmod(0o755)
+        store = ReinjectStore(base / "state" / "reinjected.sqlite3", expiry=3600.0, max_entries=100)
+        message = _open_error_as_other_user(store) if os.geteuid() == 0 else _open_error(store)
+    finally:
+        shutil.rmtree(base)
+
+    assert f"Permission denied: {base / 'state'}" in message
+    assert "fix milter.reinject_store or the permissions" in message
+
+
+def _open_error(store: ReinjectStore) -> str:
+    try:
+        store.queued(["k1"])
+    except ReinjectStoreError as exc:
+        return str(exc)
+    return "no error"
+
+
+def _open_error_as_other_user(store: ReinjectStore) -> str:
+    try:
+        nobody = pwd.getpwnam("nobody")
+    except KeyError:
+        pytest.skip("user nobody does not exist")
+    reader, writer = os.pipe()
+    child = os.fork()
+    if child == 0:
+        os.close(reader)
+        os.setgid(nobody.pw_gid)
+        os.setuid(nobody.pw_uid)
+        os.write(writer, _open_error(store).encode())
+        os._exit(0)
+    os.close(writer)
+    with os.fdopen(reader, "rb") as pipe:
+        message = pipe.read().decode()
+    os.waitpid(child, 0)
+    return message
 
 
 def test_store_error_is_temporary_failure() -> None:

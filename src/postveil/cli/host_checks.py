@@ -41,7 +41,7 @@ def host_warnings(config: Config) -> list[str]:
 
 
 def _milter_warnings(section: MilterSection) -> list[str]:
-    warnings: list[str] = []
+    warnings = _reinject_store_warnings(section)
     socket_path = section.unix_socket_path
     if socket_path is None:
         return warnings
@@ -55,6 +55,21 @@ def _milter_warnings(section: MilterSection) -> list[str]:
         "postveil-milter would exit with status 78 here",
     )
     return warnings
+
+
+def _reinject_store_warnings(section: MilterSection) -> list[str]:
+    store = section.reinject_store
+    if store is None:
+        return []
+    deferred = "every message with copies to re-inject (PGP, S/MIME, portal, notices) would be deferred (451)"
+    if os.path.isdir(store):
+        return [f"milter.reinject_store {store} is a directory, not a file, so {deferred}"]
+    return _created_directory_warnings(
+        "milter.reinject_store",
+        os.path.dirname(store) or ".",
+        "postveil-milter creates it with the file for the first message with copies to re-inject",
+        deferred,
+    )
 
 
 def _audit_warnings(config: Config) -> list[str]:

@@ -13,6 +13,7 @@ import datetime
 import functools
 import json
 import os
+import re
 import stat
 import sys
 import time
@@ -53,6 +54,9 @@ DEFAULT_AUDIT_MAX_AGE = "24h"
 
 _HEAD_TIME_FORMAT = "%Y-%m-%dT%H:%M:%S.%fZ"
 
+_LINE_NUMBER = re.compile(r"^(\d+):")
+"""The line number that starts a configuration problem once its file name is removed."""
+
 
 @dataclass(frozen=True)
 class CheckResult:
@@ -71,7 +75,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         description="Check postveil's health for an administrator or a monitoring system: "
         "postveil-milter, postveil-policyd, postveil-portal and postveil-classifierd reply on "
         "their configured addresses (daemons the configuration does not enable are skipped), "
-        "the audit trail was written recently and its key exists, and no PGP key or S/MIME "
+        "the audit trail was written recently and its key exists, the milter's store of "
+        "re-injected copies can be written, and no PGP key or S/MIME "
         "certificate stops being usable soon. Prints one line per check. Run it as root or as "
         "the postveil user.",
         epilog="exit status (monitoring plugin convention): 0 OK, 1 WARNING, 2 CRITICAL, "
@@ -145,7 +150,7 @@ def run(args: argparse.Namespace) -> int:
         config = load_config(source)
     except ConfigError as exc:
         report_config_error(source, exc)
-        results = [CheckResult("config", State.UNKNOWN, f"cannot load {source}")]
+        results = [CheckResult("config", State.UNKNOWN, config_error_detail(source, exc))]
     else:
         results = run_checks(config, args.timeout, args.audit_max_age, args.expiring)
     overall = overall_state(results)
@@ -158,6 +163,23 @@ def run(args: argparse.Namespace) -> int:
     return overall.value
 
 
+def config_error_detail(source: str, error: ConfigError) -> str:
+    """Describe a configuration that cannot be loaded on the check's own line.
+
+    NRPE passes a check's standard output only, so the first problem goes there too,
+    without the file name that every problem line starts with.
+    """
+    detail = f"cannot load {source}"
+    if error.problems:
+        first = error.problems[0].removeprefix(f"{source}:").strip()
+        detail += ": " + _LINE_NUMBER.sub(r"line \1:", first, count=1)
+    if len(error.problems) > 1:
+        detail += f" (and {len(error.problems) - 1} more)"
+    if error.unreadable:
+        return f"{detail}; check the path and that this user can read it"
+    return f"{detail}; run 'postveil check-config {source}' for every error"
+
+
 def overall_state(results: list[CheckResult]) -> State:
     states = {result.state for result in results}
     for state in _SEVERITY:
@@ -167,11 +189,17 @@ def overall_state(results: list[CheckResult]) -> State:
 
 
 def _summary(overall: State, results: list[CheckResult]) -> str:
-    counts = [
-        f"{sum(result.state is state for result in results)} {state.name}"
-        for state in (State.CRITICAL, State.WARNING, State.UNKNOWN, State.OK, State.SKIPPED)
-        if any(result.state is state for result in results)
-    ]
+    """Return the first line, which names the checks in a state other than OK or
+    SKIPPED, because monitoring systems show only that line in overviews and alerts."""
+    counts = []
+    for state in (State.CRITICAL, State.WARNING, State.UNKNOWN, State.OK, State.SKIPPED):
+        names = [result.name for result in results if result.state is state]
+        if not names:
+            continue
+        if state in _SEVERITY:
+            counts.append(f"{len(names)} {state.name} ({', '.join(names)})")
+        else:
+            counts.append(f"{len(names)} {state.name}")
     return f"postveil status {overall.name}: {', '.join(counts)}"
 
 
@@ -196,6 +224,7 @@ def run_checks(
         ("classifier", lambda: check_classifier(config, timeout)),
         ("audit-head", lambda: check_audit_head(config, audit_max_age)),
         ("audit-key", lambda: check_audit_key(config)),
+        ("reinject-store", lambda: check_reinject_store(config)),
         ("pgp-keys", lambda: check_pgp_keys(config, expiring_days)),
         ("smime-certificates", lambda: check_smime_certificates(config, expiring_days)),
     ]
@@ -212,15 +241,16 @@ def run_checks(
 # -- daemons -----------------------------------------------------------------------
 
 
-def _probe(name: str, address: str, probe: Callable[[], str]) -> CheckResult:
-    """Run ``probe``, which returns the detail of a reply, and time it."""
+def _probe(name: str, address: str, probe: Callable[[], str], next_step: str) -> CheckResult:
+    """Run ``probe``, which returns the detail of a reply, and time it. ``next_step``
+    ends the line of a daemon that did not reply."""
     started = time.monotonic()
     try:
         detail = probe()
     except ProbeAccessDenied as exc:
         return CheckResult(name, State.UNKNOWN, f"{address}: {exc}")
     except ProbeError as exc:
-        return CheckResult(name, State.CRITICAL, f"{address}: {exc}")
+        return CheckResult(name, State.CRITICAL, f"{address}: {exc}; {next_step}")
     milliseconds = (time.monotonic() - started) * 1000
     return CheckResult(name, State.OK, f"{address}: {detail} in {milliseconds:.0f} ms")
 
@@ -232,7 +262,7 @@ def check_milter(config: Config, timeout: float) -> CheckResult:
         options = status_probes.probe_milter(status_probes.milter_endpoint(spec), timeout)
         return f"option negotiation answered (milter protocol version {options.version})"
 
-    return _probe("milter", spec, probe)
+    return _probe("milter", spec, probe, _next_step("postveil-milter", "milter.socket"))
 
 
 def check_socketmap(config: Config, timeout: float) -> CheckResult:
@@ -242,7 +272,9 @@ def check_socketmap(config: Config, timeout: float) -> CheckResult:
         status_probes.probe_socketmap(status_probes.listen_endpoint(spec), timeout)
         return "socketmap request answered"
 
-    return _probe("policyd-socketmap", spec, probe)
+    return _probe(
+        "policyd-socketmap", spec, probe, _next_step("postveil-policyd", "policyd.socketmap_listen")
+    )
 
 
 def check_policy(config: Config, timeout: float) -> CheckResult:
@@ -252,7 +284,9 @@ def check_policy(config: Config, timeout: float) -> CheckResult:
         action = status_probes.probe_policy(status_probes.listen_endpoint(spec), timeout)
         return f"policy request answered ({action[:40]})"
 
-    return _probe("policyd-policy", spec, probe)
+    return _probe(
+        "policyd-policy", spec, probe, _next_step("postveil-policyd", "policyd.policy_listen")
+    )
 
 
 def check_portal(config: Config, timeout: float) -> CheckResult:
@@ -276,6 +310,7 @@ def check_portal(config: Config, timeout: float) -> CheckResult:
         "portal",
         f"{'https' if https else 'http'}://{status_probes.Endpoint(host=host, port=port)}",
         probe,
+        _next_step("postveil-portal", "portal.listen"),
     )
 
 
@@ -298,7 +333,19 @@ def check_classifier(config: Config, timeout: float) -> CheckResult:
             raise ProbeError(str(exc)) from None
         return "empty text scored"
 
-    return _probe("classifier", section.socket, probe)
+    return _probe(
+        "classifier",
+        section.socket,
+        probe,
+        _next_step("postveil-classifierd", "classifier.socket"),
+    )
+
+
+def _next_step(daemon: str, key: str) -> str:
+    return (
+        f"check that {daemon} runs ('systemctl status {daemon}'), that {key} names the "
+        f"address it listens on, and its log"
+    )
 
 
 # -- audit trail -------------------------------------------------------------------
@@ -317,14 +364,22 @@ def check_audit_head(config: Config, max_age: float, now: float | None = None) -
         raw = path.read_bytes()
     except FileNotFoundError:
         return CheckResult(
-            name, State.CRITICAL, f"{path} does not exist: no audit record was written"
+            name,
+            State.CRITICAL,
+            f"{path} does not exist: no audit record was written; check that audit.directory "
+            "is the directory the daemons write to, or send a test message (docs/install.md, "
+            "section 8)",
         )
     except PermissionError:
         return CheckResult(
             name, State.UNKNOWN, f"{path}: permission denied; run as root or as the postveil user"
         )
     except OSError as exc:
-        return CheckResult(name, State.CRITICAL, f"cannot read {path}: {exc.strerror}")
+        return CheckResult(
+            name,
+            State.CRITICAL,
+            f"cannot read {path}: {exc.strerror}; check audit.directory and that {path} is a file",
+        )
     try:
         fields = json.loads(raw)
         written = datetime.datetime.strptime(fields["time"], _HEAD_TIME_FORMAT).replace(
@@ -332,7 +387,11 @@ def check_audit_head(config: Config, max_age: float, now: float | None = None) -
         )
         sequence = int(fields["seq"])
     except (ValueError, TypeError, KeyError):
-        return CheckResult(name, State.CRITICAL, f"{path} is not a valid head record")
+        return CheckResult(
+            name,
+            State.CRITICAL,
+            f"{path} is not a valid head record; run 'postveil audit verify' to check the trail",
+        )
     age = (time.time() if now is None else now) - written.timestamp()
     detail = f"last record #{sequence} written {_age_text(age)} ago"
     if max_age > 0 and age > max_age:
@@ -383,6 +442,52 @@ def check_audit_key(config: Config) -> CheckResult:
     return CheckResult(name, State.OK, f"{path} exists, mode {stat.S_IMODE(mode):04o}")
 
 
+# -- store of re-injected copies ---------------------------------------------------
+
+
+def check_reinject_store(config: Config) -> CheckResult:
+    """Check that ``milter.reinject_store`` can be opened, or created where it is missing,
+    by this user, without opening it.
+
+    postveil-milter opens the file only for the first message with copies to re-inject,
+    so a store it cannot open shows nowhere else before mail is deferred. Run as root,
+    the check tests only the path's type, because root may write anywhere.
+    """
+    name = "reinject-store"
+    path = config.milter.reinject_store
+    if path is None:
+        return CheckResult(
+            name, State.SKIPPED, "milter.reinject_store is null: retries send queued copies again"
+        )
+    deferred = "so every message with copies to re-inject is deferred; fix milter.reinject_store"
+    if os.path.isdir(path):
+        return CheckResult(name, State.CRITICAL, f"{path} is a directory, not a file, {deferred}")
+    directory = os.path.dirname(os.path.abspath(path))
+    existing = directory
+    while not os.path.exists(existing):
+        existing = os.path.dirname(existing)
+    if not os.path.isdir(existing):
+        return CheckResult(name, State.CRITICAL, f"{existing} is not a directory, {deferred}")
+    # SQLite creates the -wal and -shm files next to the store, so the directory must be
+    # writable too. A missing directory is created in its nearest existing parent.
+    needed = [(existing, os.W_OK | os.X_OK)]
+    if os.path.exists(path):
+        needed.append((path, os.R_OK | os.W_OK))
+    for target, mode in needed:
+        if not os.access(target, mode):
+            return CheckResult(
+                name,
+                State.UNKNOWN,
+                f"this user may not write {target}, which postveil-milter's user must write; "
+                "run the check as that user (postveil) to find out, or fix the permissions",
+            )
+    if os.path.exists(path):
+        return CheckResult(name, State.OK, f"{path} is writable")
+    return CheckResult(
+        name, State.OK, f"{path} does not exist yet, and {existing} lets this user create it"
+    )
+
+
 # -- keys and certificates ---------------------------------------------------------
 
 
@@ -400,6 +505,8 @@ def check_pgp_keys(config: Config, days: int) -> CheckResult:
         keyring.open()
         count = _count_as_owner(home, lambda: len(expiring_keys(keyring, days)), PgpFailure)
     except PgpFailure as exc:
+        if isinstance(exc.__cause__, PermissionError):
+            return CheckResult(name, State.UNKNOWN, f"{exc}; run as root or as the owner of {home}")
         return CheckResult(name, State.CRITICAL, f"cannot list the keys in {home}: {exc}")
     if count:
         return CheckResult(
@@ -464,6 +571,8 @@ def check_smime_certificates(config: Config, days: int) -> CheckResult:
         store = CertificateStore(directory, config.smime.trust_store, log_problems=False)
         count = len(expiring_certificates(store, days))
     except SmimeFailure as exc:
+        if isinstance(exc.__cause__, PermissionError):
+            return CheckResult(name, State.UNKNOWN, f"{exc}; run as root or as the postveil user")
         return CheckResult(
             name, State.CRITICAL, f"cannot read the certificates in {directory}: {exc}"
         )

@@ -58,7 +58,9 @@ class Config(Section):
 
 
 def default_config_path() -> str:
-    return os.environ.get(CONFIG_ENV, DEFAULT_CONFIG_PATH)
+    """Return $POSTVEIL_CONFIG, or DEFAULT_CONFIG_PATH when it is unset or empty (as
+    ``POSTVEIL_CONFIG=`` in a systemd environment file leaves it)."""
+    return os.environ.get(CONFIG_ENV) or DEFAULT_CONFIG_PATH
 
 
 def load_config(path: str | os.PathLike[str] | None = None) -> Config:

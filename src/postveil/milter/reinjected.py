@@ -138,6 +138,22 @@ def copy_key(message_digest: bytes, sender: str, kind: str, recipients: Iterable
     return digest.hexdigest()
 
 
+_SETUP_HINT = (
+    "; every message with copies to re-inject is deferred until postveil-milter's user can create "
+    "or open this file and its directory: fix milter.reinject_store or the permissions"
+)
+
+
+def _open_failure(error: OSError | sqlite3.Error) -> str:
+    """Describe why the store's file or directory could not be opened or created."""
+    if isinstance(error, FileExistsError) and error.filename is not None:
+        # mkdir reports a file that sits where a directory of the path belongs this way.
+        return f"{error.filename} is not a directory"
+    if isinstance(error, OSError) and error.strerror is not None:
+        return f"{error.strerror}: {error.filename}" if error.filename is not None else error.strerror
+    return str(error)
+
+
 _DAMAGED_HINT = (
     "; if the file is damaged, move it away and the milter creates a new one "
     "(retries of messages it had partly re-injected then deliver those copies again)"
@@ -178,7 +194,9 @@ class ReinjectStore:
                 self.path, timeout=self._busy_timeout, isolation_level=None, check_same_thread=False
             )
         except (OSError, sqlite3.Error) as exc:
-            raise ReinjectStoreError(f"cannot open the store of re-injected copies {self.path}: {exc}") from exc
+            raise ReinjectStoreError(
+                f"cannot open the store of re-injected copies {self.path}: {_open_failure(exc)}{_SETUP_HINT}"
+            ) from exc
         try:
             # A power failure can lose the latest commits in WAL mode with synchronous
             # NORMAL. A lost key only means a duplicate on a retry.

@@ -24,13 +24,13 @@ import Milter
 from postveil.audit import AuditWriteError, MessageDecision
 from postveil.audit import RecipientDecision as AuditRecipient
 from postveil.config import Config
-from postveil.crypto.mime import HeaderEdits
+from postveil.crypto.mime import HeaderEdits, HeaderField
 from postveil.crypto.pipeline import Outcome
 from postveil.crypto.render import MessageVersion
 from postveil.errors import TemporaryFailure
 from postveil.log import MessageLogger
 from postveil.milter.processor import MessageProcessor
-from postveil.milter.reinject import reinject
+from postveil.milter.reinject import ReinjectionFailure, reinject
 from postveil.milter.reinjected import (
     NOTICE_KIND,
     ReinjectStore,
@@ -297,11 +297,20 @@ class PostveilMilter(Milter.Base):
         except Exception as exc:  # noqa: BLE001 - the message is deferred either way
             self.log.error("cannot write the temporary failure to the audit trail: %s", exc)
 
+    def _message_id(self) -> str | None:
+        """Return the first Message-ID received, unfolded as in the records of routed
+        messages, so a deferral's record and its retry's share it; None before the headers."""
+        for name, value in self.headers:
+            if name.lower() == "message-id":
+                return HeaderField(name, name.encode("utf-8", "surrogateescape") + b":" + value + b"\r\n").value
+        return None
+
     def _record_unrouted(self, action: str, method: str, reason: str, tags: tuple[str, ...] = ()) -> None:
         """Append a record that gives every recipient ``method`` and ``reason``, for a
         message replied to without routing. Raises what the audit trail raises."""
         record = MessageDecision(
             queue_id=self.queue_id or self.connection_id,
+            message_id=self._message_id(),
             sender=(self.sender or "").strip(),
             recipients=[AuditRecipient(bare_address(recipient), method, reason) for recipient in self.recipients],
             config_version=self.config.version,
@@ -462,6 +471,7 @@ class PostveilMilter(Milter.Base):
         action = "accept" if in_place is not None else "discard"
         self.processor.record(outcome, action, [f"skipped_copy:{kind}" for kind in skipped_kinds])
 
+        queued: list[str] = []
         for copy in copies:
             if copy.key in earlier:
                 self.log.info(
@@ -471,7 +481,10 @@ class PostveilMilter(Milter.Base):
                     earlier[copy.key],
                 )
                 continue
-            self._send_copy(copy)
+            try:
+                queued.append(self._send_copy(copy))
+            except ReinjectionFailure as exc:
+                raise ReinjectionFailure(f"{copy.description} not re-injected: {exc}; {self._retry_note(queued)}") from exc
 
         if in_place is None:
             if outcome.versions:
@@ -510,8 +523,23 @@ class PostveilMilter(Milter.Base):
             replace(copy, key=copy_key(digest, self.sender or "", copy.kind, copy.recipients)) for copy in pending
         ]
 
-    def _send_copy(self, copy: PendingCopy) -> None:
-        """Re-inject one copy, then store its key.
+    def _retry_note(self, queued: list[str]) -> str:
+        """Tell the administrator what a retry does with the copies queued so far and
+        where to look for the cause of a failed re-injection."""
+        host, port = self.config.milter.reinject_address
+        if not queued:
+            done = "no copy was queued by this attempt"
+        elif self.processor.reinject_store is not None:
+            done = f"the retry skips the copies queued as {', '.join(queued)}"
+        else:
+            done = f"the retry sends the copies queued as {', '.join(queued)} again (milter.reinject_store is null)"
+        return (
+            f"{done}; check the re-injection listener at {host}:{port} (milter.reinject) and its lines in "
+            "Postfix's log, because a 5xx reply from it defers every retry"
+        )
+
+    def _send_copy(self, copy: PendingCopy) -> str:
+        """Re-inject one copy, store its key and return the copy's queue id.
 
         A key that cannot be stored is logged and the message goes on, because the
         copy is queued either way: only a retry of this message would send it again.
@@ -528,11 +556,12 @@ class PostveilMilter(Milter.Base):
         self.log.info("re-injected %s for %d recipient(s) as %s", copy.description, len(copy.recipients), new_id)
         store = self.processor.reinject_store
         if store is None or copy.key is None:
-            return
+            return new_id
         try:
             store.add(copy.key, new_id)
         except ReinjectStoreError as exc:
             self.log.error("%s; if this message is retried, %s is sent again", exc, new_id)
+        return new_id
 
     def _forget_copies(self, store: ReinjectStore, keys: list[str]) -> None:
         """Remove the message's keys before the final reply, unless it is too late.
