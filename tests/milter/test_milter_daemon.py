@@ -258,6 +258,18 @@ def test_missing_key_stores_warned(world: World, tmp_path: Path, started: list[D
     assert daemon.running
 
 
+def test_unusable_reinject_store_warned(world: World, tmp_path: Path, started: list[DaemonProcess]) -> None:
+    store = tmp_path / "store-is-a-directory"
+    store.mkdir()
+    config_path = write_config(world, tmp_path, reinject_store=str(store))
+    daemon = start(started, config_path)
+
+    assert (f"WARNING postveil.milter: milter.reinject_store {store} is a directory, not a file; every "
+            "message with copies to re-inject (PGP, S/MIME, portal, notices) will be deferred (451)"
+            ) in daemon.log_text()
+    assert daemon.running
+
+
 def test_help_names_defaults_signals_and_exit_status() -> None:
     result = subprocess.run(
         [sys.executable, "-m", "postveil.milter.daemon", "--help"],

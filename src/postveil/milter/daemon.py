@@ -63,7 +63,8 @@ class MilterSocketError(PostveilError):
 
 
 def _warn_unreadable_stores(config: Config) -> None:
-    """Log one warning for each key or certificate directory the milter cannot read.
+    """Log one warning for each key or certificate directory the milter cannot read,
+    and for a store of re-injected copies it cannot open.
 
     The daemon still runs, because mail that needs neither PGP nor S/MIME is unaffected,
     but every message whose route reaches the broken method is deferred (451).
@@ -83,6 +84,32 @@ def _warn_unreadable_stores(config: Config) -> None:
             "%s %s %s; every message whose route reaches %s will be deferred (451)",
             key, path, problem, method,
         )
+    problem = _reinject_store_problem(config.milter.reinject_store)
+    if problem is not None:
+        log.warning(
+            "milter.reinject_store %s %s; every message with copies to re-inject (PGP, S/MIME, "
+            "portal, notices) will be deferred (451): fix the path or its permissions",
+            config.milter.reinject_store, problem,
+        )
+
+
+def _reinject_store_problem(store: str | None) -> str | None:
+    """Return why the milter could not open ``store`` now, or None when it can or
+    will create it with its directory."""
+    if store is None:
+        return None
+    if os.path.isdir(store):
+        return "is a directory, not a file"
+    if os.path.exists(store) and not os.access(store, os.R_OK | os.W_OK):
+        return f"is not readable and writable by uid {os.getuid()}"
+    directory = os.path.dirname(store) or "."
+    # SQLite in WAL mode writes two files next to the store, so the directory must be
+    # writable even when the store exists. A missing directory is created.
+    if os.path.exists(directory) and not os.path.isdir(directory):
+        return f"cannot be opened: {directory} is not a directory"
+    if os.path.isdir(directory) and not os.access(directory, os.W_OK | os.X_OK):
+        return f"cannot be opened: its directory is not writable by uid {os.getuid()}"
+    return None
 
 
 class MilterDaemon:
