@@ -256,3 +256,38 @@ def test_virtual_alias_to_other_domain(world: World, postfix: PrivatePostfix) ->
     assert "Postfix's virtual_alias_maps may move the recipient to another domain" in milter_log
     plaintext = [m for m in target.sink.messages if planted.SSN.encode() in m.data]
     assert plaintext == []
+
+
+@pytest.mark.parametrize("setting", ["relayhost", "transport_maps"])
+def test_other_next_hop_not_tls(world: World, postfix: PrivatePostfix, setting: str) -> None:
+    """Postfix sends the recipient through another next hop (a relay without STARTTLS),
+    whose TLS policy postveil-policyd looks up under that host, not under the
+    recipient's domain. The milter must not route sensitive mail by tls there."""
+    seen = world.add_domain(unique_domain("nexthop-from"), tls="none")
+    relay = world.add_domain(unique_domain("nexthop-relay"), tls="none")
+    recipient = f"patient@{seen.name}"
+    config = world.base_config()
+    config["policyd"]["answer_cache_ttl"] = "0s"
+    config_path, milter = start_daemons(world, config, f"tls-hold-{setting}.yaml")
+    if setting == "relayhost":
+        postfix.configure(relayhost=f"[{relay.mx_host}]")
+    else:
+        postfix.configure(transport_maps=f"inline:{{{seen.name}=smtp:[{relay.mx_host}]}}")
+    queue_id = ""
+    try:
+        domain_command(config_path, "set", seen.name, "--tls", "encrypt")
+        result = postfix.send(sensitive_message(recipient), SENDER, [recipient])
+        queue_id = result.queue_id or ""
+        if queue_id:
+            postfix.wait_for(queue_id)
+        milter_log = milter.log_text()
+    finally:
+        postfix.configure(**{setting: None})
+        world.stop_daemon("milter")
+        world.stop_daemon("policyd")
+        remove_from_queue(postfix, queue_id)
+
+    assert f"rcpt=<{recipient}> method=tls" not in milter_log
+    assert f"Postfix's {setting}" in milter_log or f"through {setting}" in milter_log
+    plaintext = [m for m in relay.sink.messages if planted.SSN.encode() in m.data]
+    assert plaintext == []

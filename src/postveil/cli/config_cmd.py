@@ -8,6 +8,7 @@ import sys
 from postveil.cli.host_checks import host_warnings
 from postveil.config import CONFIG_ENV, DEFAULT_CONFIG_PATH, default_config_path, load_config
 from postveil.errors import ConfigError
+from postveil.postfix_nexthops import NextHopRoutes
 from postveil.postfix_rewrites import PostconfError, RecipientRewrites, RewriteLookupError
 
 
@@ -68,11 +69,12 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _rewrite_warnings(config_directory: str | None) -> list[str]:
-    """Check that postmap can read Postfix's recipient rewrite maps, as the milter must
-    for every recipient it would route by tls."""
+    """Check that postmap can read Postfix's recipient rewrite maps and transport maps,
+    as the milter must for every recipient it would route by tls."""
     try:
         rewrites = RecipientRewrites.from_postfix(config_directory)
         rewrites.moved(["postveil-check@example.invalid"])
+        NextHopRoutes.from_postfix(config_directory).rerouted(["postveil-check@example.invalid"])
     except PostconfError as exc:
         if config_directory is None:
             return []

@@ -59,8 +59,9 @@ class MilterSection(Section):
     """Time limit of one re-injection SMTP transaction; past it the message is deferred."""
 
     check_recipient_rewrites: bool = True
-    """Look recipients routed by tls up in Postfix's rewrite maps (docs/milter.md). Turn
-    it off only for a milter on another host than Postfix, which cannot read them."""
+    """Look recipients routed by tls up in Postfix's rewrite maps and next-hop settings
+    (relayhost, transport_maps; docs/milter.md). Turn it off only for a milter on another
+    host than Postfix, which cannot read them."""
 
     postfix_config_directory: str | None = None
     """Postfix's configuration directory, read with ``postconf -c`` for the maps that

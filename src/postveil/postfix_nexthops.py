@@ -1,0 +1,170 @@
+"""Postfix settings that send a recipient to another next hop than its own domain.
+
+Postfix's smtp client looks its TLS policy up by next hop. For a recipient whose next
+hop is its own domain, postveil-policyd returns that domain's requirement. Mail
+sent through ``relayhost``, a ``transport_maps`` entry such as ``smtp:[mx.example.org]``
+or a transport with a fixed next hop is looked up under that next hop instead. The
+recipient domain's requirement, and its TLS hold, then do not apply. Beyond a relay,
+no TLS can be enforced at all. The milter therefore counts such a recipient as not
+protected by TLS.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from postveil.postfix_rewrites import (
+    normalise_address,
+    query_table,
+    read_parameters,
+    read_service_overrides,
+    split_table_list,
+)
+from postveil.tlsfacts.names import ascii_domain
+
+RELAY_PARAMETERS = ("relayhost", "sender_dependent_relayhost_maps", "sender_dependent_default_transport_maps")
+"""Parameters that, when set, may send any remote recipient through another next hop.
+
+The sender-dependent maps are not searched with the sender: setting one counts for
+every recipient."""
+
+TRANSPORT_PARAMETERS = ("default_transport", "relay_transport")
+"""``transport:nexthop`` values that apply to remote domains without a transport_maps entry."""
+
+SMTP_TRANSPORTS = frozenset({"", "smtp", "relay"})
+"""Transports of Postfix's default master.cf that deliver with the smtp client and its
+``smtp_tls_policy_maps``. Any other name may run with other TLS settings."""
+
+
+@dataclass(frozen=True)
+class NextHopRoutes:
+    """The local Postfix's routing settings, checked against each recipient's domain."""
+
+    relays: dict[str, str]
+    """Parameter -> value, for each parameter of RELAY_PARAMETERS that is set."""
+    transports: dict[str, tuple[str, ...]]
+    """Parameter of TRANSPORT_PARAMETERS -> every value it has (main.cf and master.cf)."""
+    transport_maps: tuple[str, ...]
+    delimiters: str
+    config_directory: str | None = None
+
+    @classmethod
+    def from_postfix(cls, config_directory: str | None = None) -> NextHopRoutes:
+        """Read the routing settings of main.cf and master.cf. Raises PostconfError."""
+        names = (*RELAY_PARAMETERS, *TRANSPORT_PARAMETERS, "transport_maps", "recipient_delimiter")
+        values = read_parameters(names, config_directory)
+        relays = {name: values[name] for name in RELAY_PARAMETERS if values[name]}
+        transports = {name: [values[name]] for name in TRANSPORT_PARAMETERS}
+        tables = split_table_list(values["transport_maps"])
+        for name, value in read_service_overrides(config_directory):
+            if name in RELAY_PARAMETERS and value:
+                relays.setdefault(name, value)
+            elif name in transports:
+                transports[name].append(value)
+            elif name == "transport_maps":
+                tables += [table for table in split_table_list(value) if table not in tables]
+        return cls(
+            relays,
+            {name: tuple(found) for name, found in transports.items()},
+            tuple(tables),
+            values["recipient_delimiter"],
+            config_directory,
+        )
+
+    @property
+    def maps(self) -> dict[str, tuple[str, ...]]:
+        """Parameter -> its values or tables, for the settings that may move a recipient
+        off its own domain's next hop."""
+        found: dict[str, tuple[str, ...]] = {name: (value,) for name, value in self.relays.items()}
+        for name, values in self.transports.items():
+            moving = tuple(value for value in values if value.partition(":")[2].strip())
+            if moving:
+                found[name] = moving
+        if self.transport_maps:
+            found["transport_maps"] = self.transport_maps
+        return found
+
+    def moved(self, recipients: Sequence[str]) -> dict[str, str]:
+        """Return :meth:`rerouted`, under the name the ``RecipientCheck`` interface uses."""
+        return self.rerouted(recipients)
+
+    def rerouted(self, recipients: Sequence[str]) -> dict[str, str]:
+        """Return, for each recipient Postfix may send to another next hop than its own
+        domain, the reason. Raises RewriteLookupError when a transport_maps lookup fails.
+
+        NOTE: a recipient that a rewrite map moves to another address in the same
+        domain is checked under its original address only.
+        """
+        rerouted: dict[str, str] = {}
+        for recipient in recipients:
+            for name, value in self.relays.items():
+                rerouted.setdefault(recipient, f"Postfix may send the recipient through {name} {value}")
+            for name, values in self.transports.items():
+                for value in values:
+                    problem = _route_problem(value, recipient)
+                    if problem is not None:
+                        rerouted.setdefault(recipient, f"Postfix's {name} {value} {problem}")
+        pending = [recipient for recipient in recipients if recipient not in rerouted]
+        if not pending or not self.transport_maps:
+            return rerouted
+        keys_of = {recipient: self._keys(recipient) for recipient in pending}
+        keys = sorted({key for recipient_keys in keys_of.values() for key in recipient_keys})
+        for table in self.transport_maps:
+            found = self._query(table, keys)
+            for recipient, recipient_keys in keys_of.items():
+                for key in recipient_keys:
+                    entry = found.get(key)
+                    problem = _route_problem(entry, recipient) if entry is not None else None
+                    if problem is not None:
+                        rerouted.setdefault(recipient, f"Postfix's transport_maps entry {key} {problem}")
+        return rerouted
+
+    def _keys(self, recipient: str) -> list[str]:
+        """Return the transport(5) search keys of ``recipient``: the address with and
+        without its extension, the domain, each parent domain with a leading dot, and ``*``."""
+        address = normalise_address(recipient).lower()
+        local, _, domain = address.rpartition("@")
+        keys = [address]
+        if self.delimiters:
+            base = re.split(f"[{re.escape(self.delimiters)}]", local, maxsplit=1)[0]
+            if base and base != local:
+                keys.append(f"{base}@{domain}")
+        keys.append(domain)
+        labels = domain.split(".")
+        keys += ["." + ".".join(labels[index:]) for index in range(len(labels))]
+        keys.append("*")
+        ascii_name = ascii_domain(domain)
+        if ascii_name != domain:
+            keys.append(ascii_name)
+        return list(dict.fromkeys(keys))
+
+    def _query(self, table: str, keys: list[str]) -> dict[str, str]:
+        found = query_table(table, keys, self.config_directory, "transport lookup")
+        return {key: value.strip() for key, value in found.items()}
+
+
+def _route_problem(value: str, recipient: str) -> str | None:
+    """Return why a ``transport:nexthop`` value takes ``recipient`` off its domain's
+    TLS policy, or None when the smtp client delivers to the recipient's own domain."""
+    transport, _, nexthop = value.partition(":")
+    transport = transport.strip()
+    if transport not in SMTP_TRANSPORTS:
+        return f"uses transport {transport}, whose TLS settings postveil does not check"
+    domain = ascii_domain(normalise_address(recipient).rpartition("@")[2])
+    for hop in re.split(r"[,\s]+", nexthop.strip()):
+        if hop and _nexthop_domain(hop) != domain:
+            return f"sends the recipient to next hop {hop}"
+    return None
+
+
+def _nexthop_domain(nexthop: str) -> str:
+    """Return the domain whose facts postveil-policyd applies to ``nexthop``: without
+    brackets and port, in the facts cache's spelling."""
+    host = nexthop
+    if host.startswith("["):
+        host = host[1:].partition("]")[0]
+    elif re.fullmatch(r"[^:]+:\d{1,5}", host):
+        host = host.rpartition(":")[0]
+    return ascii_domain(host)
