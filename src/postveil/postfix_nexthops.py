@@ -22,7 +22,7 @@ from postveil.postfix_rewrites import (
     read_service_overrides,
     split_table_list,
 )
-from postveil.tlsfacts.names import ascii_domain
+from postveil.tlsfacts.names import ascii_domain, domain_from_key
 
 RELAY_PARAMETERS = ("relayhost", "sender_dependent_relayhost_maps", "sender_dependent_default_transport_maps")
 """Parameters that, when set, may send any remote recipient through another next hop.
@@ -154,17 +154,6 @@ def _route_problem(value: str, recipient: str) -> str | None:
         return f"uses transport {transport}, whose TLS settings postveil does not check"
     domain = ascii_domain(normalise_address(recipient).rpartition("@")[2])
     for hop in re.split(r"[,\s]+", nexthop.strip()):
-        if hop and _nexthop_domain(hop) != domain:
+        if hop and domain_from_key(hop) != domain:
             return f"sends the recipient to next hop {hop}"
     return None
-
-
-def _nexthop_domain(nexthop: str) -> str:
-    """Return the domain whose facts postveil-policyd applies to ``nexthop``: without
-    brackets and port, in the facts cache's spelling."""
-    host = nexthop
-    if host.startswith("["):
-        host = host[1:].partition("]")[0]
-    elif re.fullmatch(r"[^:]+:\d{1,5}", host):
-        host = host.rpartition(":")[0]
-    return ascii_domain(host)
