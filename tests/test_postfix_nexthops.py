@@ -27,6 +27,8 @@ def test_default_settings_reroute_nothing(tmp_path: Path) -> None:
 CASES = [
     ("relayhost", "relayhost = [relay.example]:587\n", "a@x.example", True),
     ("relayhost list", "relayhost = x.example, [relay.example]\n", "a@x.example", True),
+    ("fallback relay", "smtp_fallback_relay = [relay.example]\n", "a@x.example", True),
+    ("fallback relay by its old name", "fallback_relay = [relay.example]\n", "a@x.example", True),
     ("default transport with next hop", "default_transport = smtp:[relay.example]\n", "a@x.example", True),
     ("sender-dependent relayhost", "sender_dependent_relayhost_maps = inline:{a@b.example=[r.example]}\n",
      "a@x.example", True),

@@ -24,11 +24,17 @@ from postveil.postfix_rewrites import (
 )
 from postveil.tlsfacts.names import ascii_domain, domain_from_key
 
-RELAY_PARAMETERS = ("relayhost", "sender_dependent_relayhost_maps", "sender_dependent_default_transport_maps")
+RELAY_PARAMETERS = (
+    "relayhost",
+    "smtp_fallback_relay",
+    "sender_dependent_relayhost_maps",
+    "sender_dependent_default_transport_maps",
+)
 """Parameters that, when set, may send any remote recipient through another next hop.
 
-The sender-dependent maps are not searched with the sender: setting one counts for
-every recipient."""
+Postfix tries ``smtp_fallback_relay`` after a temporary failure at the recipient's own
+servers, "TLS is required, but was not offered" among them. The sender-dependent maps
+are not searched with the sender: setting one counts for every recipient."""
 
 TRANSPORT_PARAMETERS = ("default_transport", "relay_transport")
 """``transport:nexthop`` values that apply to remote domains without a transport_maps entry."""

@@ -258,19 +258,22 @@ def test_virtual_alias_to_other_domain(world: World, postfix: PrivatePostfix) ->
     assert plaintext == []
 
 
-@pytest.mark.parametrize("setting", ["relayhost", "transport_maps"])
+@pytest.mark.parametrize("setting", ["relayhost", "transport_maps", "smtp_fallback_relay"])
 def test_other_next_hop_not_tls(world: World, postfix: PrivatePostfix, setting: str) -> None:
     """Postfix sends the recipient through another next hop (a relay without STARTTLS),
     whose TLS policy postveil-policyd looks up under that host, not under the
-    recipient's domain. The milter must not route sensitive mail by tls there."""
+    recipient's domain. The milter must not route sensitive mail by tls there.
+
+    With smtp_fallback_relay, Postfix tries the relay after the domain's own server
+    failed with a temporary error, which includes "TLS is required, but was not offered"."""
     seen = world.add_domain(unique_domain("nexthop-from"), tls="none")
     relay = world.add_domain(unique_domain("nexthop-relay"), tls="none")
     recipient = f"patient@{seen.name}"
     config = world.base_config()
     config["policyd"]["answer_cache_ttl"] = "0s"
     config_path, milter = start_daemons(world, config, f"tls-hold-{setting}.yaml")
-    if setting == "relayhost":
-        postfix.configure(relayhost=f"[{relay.mx_host}]")
+    if setting in ("relayhost", "smtp_fallback_relay"):
+        postfix.configure(**{setting: f"[{relay.mx_host}]"})
     else:
         postfix.configure(transport_maps=f"inline:{{{seen.name}=smtp:[{relay.mx_host}]}}")
     queue_id = ""
