@@ -82,3 +82,37 @@ def test_watcher_reads_changed_routes(tmp_path: Path) -> None:
     assert watcher.moved(["a@x.example"]) == {}
     (tmp_path / "main.cf").write_text("myhostname = mx.example\nrelayhost = [relay.example]\n# changed size\n")
     assert "a@x.example" in watcher.moved(["a@x.example"])
+
+
+LISTEN = "inet:127.0.0.1:10461"
+POSTVEIL_TABLE = f"socketmap:{LISTEN}:postveil"
+
+
+def policy_routes(tmp_path: Path, main_cf: str, master_cf: str = "") -> NextHopRoutes:
+    routes(tmp_path, main_cf, master_cf)
+    return NextHopRoutes.from_postfix(str(tmp_path), socketmap_listen=LISTEN)
+
+
+def test_policy_maps_without_postveil(tmp_path: Path) -> None:
+    found = policy_routes(tmp_path, "myhostname = mx.example\n").rerouted(["a@x.example"])
+    assert found == {
+        "a@x.example": f"Postfix's smtp_tls_policy_maps (empty) does not query postveil-policyd at {LISTEN}"
+    }
+
+
+def test_policy_maps_with_postveil(tmp_path: Path) -> None:
+    found = policy_routes(tmp_path, f"smtp_tls_policy_maps = {POSTVEIL_TABLE}\n")
+    assert found.rerouted(["a@x.example"]) == {}
+
+
+def test_policy_table_before_postveil(tmp_path: Path) -> None:
+    main_cf = f"smtp_tls_policy_maps = inline:{{x.example=may}}, {POSTVEIL_TABLE}\n"
+    found = policy_routes(tmp_path, main_cf).rerouted(["a@X.example", "a@y.example"])
+    assert list(found) == ["a@X.example"]
+    assert "inline:{x.example=may} has its own policy for x.example" in found["a@X.example"]
+
+
+def test_policy_maps_override_without_postveil(tmp_path: Path) -> None:
+    master_cf = "smtp      unix  -       -       n       -       -       smtp\n  -o smtp_tls_policy_maps=\n"
+    found = policy_routes(tmp_path, f"smtp_tls_policy_maps = {POSTVEIL_TABLE}\n", master_cf)
+    assert "a@x.example" in found.rerouted(["a@x.example"])

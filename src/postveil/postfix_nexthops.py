@@ -6,7 +6,8 @@ sent through ``relayhost``, a ``transport_maps`` entry such as ``smtp:[mx.exampl
 or a transport with a fixed next hop is looked up under that next hop instead. The
 recipient domain's requirement, and its TLS hold, then do not apply. Beyond a relay,
 no TLS can be enforced at all. The milter therefore counts such a recipient as not
-protected by TLS.
+protected by TLS. The same holds for every recipient while ``smtp_tls_policy_maps``
+does not ask postveil-policyd first.
 """
 
 from __future__ import annotations
@@ -55,15 +56,33 @@ class NextHopRoutes:
     transport_maps: tuple[str, ...]
     delimiters: str
     config_directory: str | None = None
+    policy_problem: str | None = None
+    """Reason that Postfix's ``smtp_tls_policy_maps`` may not return postveil-policyd's
+    policy for any recipient, or None."""
+    policy_tables_before: tuple[str, ...] = ()
+    """Tables that ``smtp_tls_policy_maps`` searches before postveil-policyd's socketmap.
+    A domain found in one of them gets that table's policy instead."""
 
     @classmethod
-    def from_postfix(cls, config_directory: str | None = None) -> NextHopRoutes:
-        """Read the routing settings of main.cf and master.cf. Raises PostconfError."""
-        names = (*RELAY_PARAMETERS, *TRANSPORT_PARAMETERS, "transport_maps", "recipient_delimiter")
+    def from_postfix(cls, config_directory: str | None = None, *, socketmap_listen: str | None = None) -> NextHopRoutes:
+        """Read the routing settings of main.cf and master.cf. Raises PostconfError.
+
+        With ``socketmap_listen`` (``policyd.socketmap_listen``), also check that every
+        ``smtp_tls_policy_maps`` value, in main.cf and in master.cf overrides, names
+        postveil-policyd's socketmap.
+        """
+        names = (
+            *RELAY_PARAMETERS,
+            *TRANSPORT_PARAMETERS,
+            "transport_maps",
+            "recipient_delimiter",
+            "smtp_tls_policy_maps",
+        )
         values = read_parameters(names, config_directory)
         relays = {name: values[name] for name in RELAY_PARAMETERS if values[name]}
         transports = {name: [values[name]] for name in TRANSPORT_PARAMETERS}
         tables = split_table_list(values["transport_maps"])
+        policy_maps = [values["smtp_tls_policy_maps"]]
         for name, value in read_service_overrides(config_directory):
             if name in RELAY_PARAMETERS and value:
                 relays.setdefault(name, value)
@@ -71,12 +90,20 @@ class NextHopRoutes:
                 transports[name].append(value)
             elif name == "transport_maps":
                 tables += [table for table in split_table_list(value) if table not in tables]
+            elif name == "smtp_tls_policy_maps":
+                policy_maps.append(value)
+        problem = None
+        before: list[str] = []
+        if socketmap_listen is not None:
+            problem, before = _check_policy_maps(policy_maps, socketmap_listen)
         return cls(
             relays,
             {name: tuple(found) for name, found in transports.items()},
             tuple(tables),
             values["recipient_delimiter"],
             config_directory,
+            problem,
+            tuple(before),
         )
 
     @property
@@ -90,6 +117,8 @@ class NextHopRoutes:
                 found[name] = moving
         if self.transport_maps:
             found["transport_maps"] = self.transport_maps
+        if self.policy_problem is not None or self.policy_tables_before:
+            found["smtp_tls_policy_maps"] = self.policy_tables_before
         return found
 
     def moved(self, recipients: Sequence[str]) -> dict[str, str]:
@@ -105,6 +134,8 @@ class NextHopRoutes:
         """
         rerouted: dict[str, str] = {}
         for recipient in recipients:
+            if self.policy_problem is not None:
+                rerouted[recipient] = self.policy_problem
             for name, value in self.relays.items():
                 rerouted.setdefault(recipient, f"Postfix may send the recipient through {name} {value}")
             for name, values in self.transports.items():
@@ -113,6 +144,9 @@ class NextHopRoutes:
                     if problem is not None:
                         rerouted.setdefault(recipient, f"Postfix's {name} {value} {problem}")
         pending = [recipient for recipient in recipients if recipient not in rerouted]
+        if pending and self.policy_tables_before:
+            self._check_tables_before(pending, rerouted)
+            pending = [recipient for recipient in pending if recipient not in rerouted]
         if not pending or not self.transport_maps:
             return rerouted
         keys_of = {recipient: self._keys(recipient) for recipient in pending}
@@ -126,6 +160,19 @@ class NextHopRoutes:
                     if problem is not None:
                         rerouted.setdefault(recipient, f"Postfix's transport_maps entry {key} {problem}")
         return rerouted
+
+    def _check_tables_before(self, recipients: list[str], rerouted: dict[str, str]) -> None:
+        """Add each recipient whose domain a table before postveil-policyd's socketmap
+        contains, because Postfix uses the first table that has the key."""
+        domain_of = {recipient: ascii_domain(normalise_address(recipient).rpartition("@")[2]) for recipient in recipients}
+        keys = sorted(set(domain_of.values()))
+        for table in self.policy_tables_before:
+            found = query_table(table, keys, self.config_directory, "TLS policy lookup")
+            for recipient, domain in domain_of.items():
+                if domain in found:
+                    rerouted.setdefault(
+                        recipient, f"Postfix's smtp_tls_policy_maps table {table} has its own policy for {domain}"
+                    )
 
     def _keys(self, recipient: str) -> list[str]:
         """Return the transport(5) search keys of ``recipient``: the address with and
@@ -163,3 +210,24 @@ def _route_problem(value: str, recipient: str) -> str | None:
         if hop and domain_from_key(hop) != domain:
             return f"sends the recipient to next hop {hop}"
     return None
+
+
+def _check_policy_maps(values: list[str], socketmap_listen: str) -> tuple[str | None, list[str]]:
+    """Check ``smtp_tls_policy_maps`` values against postveil-policyd's listener.
+
+    Returns the problem (a value without postveil's socketmap), or None, and the
+    tables that the values search before the socketmap.
+    """
+    prefix = f"socketmap:{socketmap_listen}:"
+    before: list[str] = []
+    for value in values:
+        tables = split_table_list(value)
+        position = next((index for index, table in enumerate(tables) if table.startswith(prefix)), None)
+        if position is None:
+            shown = value or "empty"
+            return (
+                f"Postfix's smtp_tls_policy_maps ({shown}) does not query postveil-policyd at {socketmap_listen}",
+                [],
+            )
+        before += [table for table in tables[:position] if table not in before]
+    return None, before

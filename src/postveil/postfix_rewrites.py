@@ -283,8 +283,12 @@ def read_service_overrides(config_directory: str | None = None) -> list[tuple[st
     overrides = []
     for line in result.stdout.splitlines():
         name, separator, value = line.partition(" = ")
-        if separator:
-            overrides.append((name.rpartition("/")[2], value.strip()))
+        if not separator:
+            if not line.endswith(" ="):
+                continue
+            # postconf prints "service/type/name =" for an override to an empty value.
+            name, value = line[: -len(" =")], ""
+        overrides.append((name.rpartition("/")[2], value.strip()))
     return overrides
 
 

@@ -294,3 +294,32 @@ def test_other_next_hop_not_tls(world: World, postfix: PrivatePostfix, setting: 
     assert f"Postfix's {setting}" in milter_log or f"through {setting}" in milter_log
     plaintext = [m for m in relay.sink.messages if planted.SSN.encode() in m.data]
     assert plaintext == []
+
+
+def test_policy_map_missing_not_tls(world: World, postfix: PrivatePostfix) -> None:
+    """postveil-policyd runs, but Postfix's smtp_tls_policy_maps does not ask it, so
+    Postfix delivers with smtp_tls_security_level (may). The milter must not route
+    sensitive mail by tls."""
+    domain = world.add_domain(unique_domain("no-policy-map"), tls="none")
+    recipient = f"patient@{domain.name}"
+    config = world.base_config()
+    config_path = world.write_config(config, "tls-hold-no-map.yaml")
+    world.start_policyd(config_path, attach=False)
+    milter = world.start_milter(config_path)
+    queue_id = ""
+    try:
+        domain_command(config_path, "set", domain.name, "--tls", "encrypt")
+        result = postfix.send(sensitive_message(recipient), SENDER, [recipient])
+        queue_id = result.queue_id or ""
+        if queue_id:
+            postfix.wait_for(queue_id)
+        milter_log = milter.log_text()
+    finally:
+        world.stop_daemon("milter")
+        world.stop_daemon("policyd")
+        remove_from_queue(postfix, queue_id)
+
+    assert f"rcpt=<{recipient}> method=tls" not in milter_log
+    assert "smtp_tls_policy_maps" in milter_log
+    plaintext = [m for m in domain.sink.messages if planted.SSN.encode() in m.data]
+    assert plaintext == []

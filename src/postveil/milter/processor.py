@@ -238,9 +238,12 @@ def _read_rewrites(config: Config) -> RewriteMapsWatcher:
 
 def _read_routes(config: Config) -> RewriteMapsWatcher:
     """Return the watcher of Postfix's next-hop settings, logging what it found."""
-    routes = RewriteMapsWatcher(
-        config.milter.postfix_config_directory, reader=NextHopRoutes.from_postfix, description="routing settings"
-    )
+    listen = config.policyd.socketmap_listen
+
+    def read(directory: str) -> NextHopRoutes:
+        return NextHopRoutes.from_postfix(directory, socketmap_listen=listen)
+
+    routes = RewriteMapsWatcher(config.milter.postfix_config_directory, reader=read, description="routing settings")
     if routes.problem is not None:
         log.warning(
             "cannot read Postfix's routing settings (%s), so every message routed by tls will be deferred (451) "
