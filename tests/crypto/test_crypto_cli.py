@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import datetime
 import subprocess
 from pathlib import Path
 
 import pytest
 from crypto_fixtures import GpgWorld, Pki, gpg
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
+from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from postveil.audit import generate_key_file
 from postveil.cli.main import main
@@ -86,7 +91,9 @@ def test_keys_list_broken_home(tmp_path: Path, capsys) -> None:
     config.write_text(f"pgp: {{gnupg_home: {tmp_path / 'absent'}}}\n")
 
     assert main(["keys", "--config", str(config), "list"]) == 1
-    assert "missing or not a directory" in capsys.readouterr().err
+    error = capsys.readouterr().err
+    assert "missing or not a directory" in error
+    assert "create it as docs/install.md shows, or correct pgp.gnupg_home" in error
 
 
 def test_certs_import_list_remove(config_file: Path, pki: Pki, capsys) -> None:
@@ -130,4 +137,178 @@ def test_certs_list_missing_directory(tmp_path: Path, pki: Pki, capsys) -> None:
     config.write_text(f"smime: {{certificate_dir: {tmp_path / 'absent'}, trust_store: {pki.trust_store}}}\n")
 
     assert main(["certs", "--config", str(config), "list"]) == 1
-    assert "cannot read certificate directory" in capsys.readouterr().err
+    error = capsys.readouterr().err
+    assert "cannot read certificate directory" in error
+    assert "create it as docs/install.md shows, or correct smime.certificate_dir" in error
+
+
+def test_certs_list_missing_trust_store(tmp_path: Path, pki: Pki, capsys) -> None:
+    config = tmp_path / "c.yaml"
+    config.write_text(f"smime: {{certificate_dir: {pki.cert_dir}, trust_store: {tmp_path / 'absent.pem'}}}\n")
+
+    assert main(["certs", "--config", str(config), "list"]) == 1
+    error = capsys.readouterr().err
+    assert "cannot read trust store" in error
+    assert "point smime.trust_store at the PEM file or directory" in error
+
+
+def test_keys_list_expiring_subkey(config_file: Path, tmp_path: Path, capsys) -> None:
+    home = tmp_path / "sender-side"
+    home.mkdir(mode=0o700)
+    # The primary key never expires, but its only encryption subkey does in 10 days.
+    gpg(home, "--quick-gen-key", "Soon <soon@example.org>", "ed25519", "sign", "never")
+    listing = gpg(home, "--with-colons", "--list-keys", "soon@example.org").stdout.decode()
+    fingerprint = next(line.split(":")[9] for line in listing.splitlines() if line.startswith("fpr:"))
+    gpg(home, "--quick-add-key", fingerprint, "cv25519", "encr", "10d")
+    key_file = tmp_path / "soon.asc"
+    key_file.write_bytes(gpg(home, "--armor", "--export", fingerprint).stdout)
+    subprocess.run(["gpgconf", "--homedir", str(home), "--kill", "all"], check=False)
+    assert main(["keys", "--config", str(config_file), "import", str(key_file)]) == 0
+    capsys.readouterr()
+
+    assert main(["keys", "--config", str(config_file), "list", "--expiring", "30"]) == 3
+    listed = capsys.readouterr().out.splitlines()
+    assert len(listed) == 1
+    assert listed[0].startswith(fingerprint)
+    assert "expires never" not in listed[0]
+    assert "usable, but in 30 days: its last encryption subkey expired" in listed[0]
+    assert "soon@example.org" in listed[0]
+
+    assert main(["keys", "--config", str(config_file), "list", "--expiring", "5"]) == 0
+    assert capsys.readouterr().out == ""
+
+
+def test_keys_list_expiring_primary(config_file: Path, tmp_path: Path, capsys) -> None:
+    home = tmp_path / "sender-side"
+    home.mkdir(mode=0o700)
+    # The primary key expires in 10 days, before its encryption subkey.
+    gpg(home, "--quick-gen-key", "Brief <brief@example.org>", "ed25519", "sign", "10d")
+    listing = gpg(home, "--with-colons", "--list-keys", "brief@example.org").stdout.decode()
+    fingerprint = next(line.split(":")[9] for line in listing.splitlines() if line.startswith("fpr:"))
+    gpg(home, "--quick-add-key", fingerprint, "cv25519", "encr", "100d")
+    key_file = tmp_path / "brief.asc"
+    key_file.write_bytes(gpg(home, "--armor", "--export", fingerprint).stdout)
+    subprocess.run(["gpgconf", "--homedir", str(home), "--kill", "all"], check=False)
+    assert main(["keys", "--config", str(config_file), "import", str(key_file)]) == 0
+    capsys.readouterr()
+
+    assert main(["keys", "--config", str(config_file), "list", "--expiring", "30"]) == 3
+
+    listed = capsys.readouterr().out.splitlines()
+    assert len(listed) == 1
+    assert listed[0].startswith(fingerprint)
+    assert "usable, but in 30 days: PGP key expired" in listed[0]
+
+
+def test_keys_list_expiring_skips_lasting_keys(
+    config_file: Path, gpg_world: GpgWorld, tmp_path: Path, capsys
+) -> None:
+    key_file = tmp_path / "alice.asc"
+    key_file.write_bytes(gpg(gpg_world.recipient_home, "--armor", "--export", gpg_world.fingerprints["alice"]).stdout)
+    assert main(["keys", "--config", str(config_file), "import", str(key_file)]) == 0
+    capsys.readouterr()
+
+    assert main(["keys", "--config", str(config_file), "list", "--expiring", "3650"]) == 0
+    assert capsys.readouterr().out == ""
+
+
+def test_list_expiring_rejects_bad_days(config_file: Path, capsys) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        main(["keys", "--config", str(config_file), "list", "--expiring", "-1"])
+    assert exit_info.value.code == 2
+    assert "number of days must be 0 or more, not -1" in capsys.readouterr().err
+
+
+def test_certs_list_expiring(config_file: Path, pki: Pki, capsys) -> None:
+    # alice's certificate expires in 30 days; the expired one is not usable now.
+    assert main(["certs", "--config", str(config_file), "import", str(pki.alice.cert_path)]) == 0
+    assert main(["certs", "--config", str(config_file), "import", "--force", str(pki.expired.cert_path)]) == 0
+    capsys.readouterr()
+
+    assert main(["certs", "--config", str(config_file), "list", "--expiring", "31"]) == 3
+    listed = capsys.readouterr().out.splitlines()
+    assert len(listed) == 1
+    assert "alice@example.org" in listed[0]
+    assert "usable, but in 31 days: certificate expired" in listed[0]
+
+    assert main(["certs", "--config", str(config_file), "list", "--expiring", "29"]) == 0
+    assert capsys.readouterr().out == ""
+
+
+def issue_with_intermediate(pki: Pki, directory: Path, ca_days: int, leaf_days: int) -> Path:
+    """Write a PEM file with a leaf valid ``leaf_days`` days, signed by an intermediate
+    CA valid ``ca_days`` days that pki's root signed, followed by that intermediate."""
+    now = datetime.datetime.now(datetime.UTC)
+    ca_key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "Short Intermediate")])
+    intermediate = (
+        x509.CertificateBuilder()
+        .subject_name(ca_name)
+        .issuer_name(pki.ca_cert.subject)
+        .public_key(ca_key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(days=1))
+        .not_valid_after(now + datetime.timedelta(days=ca_days))
+        .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
+        .add_extension(
+            x509.KeyUsage(False, False, False, False, False, True, True, False, False), critical=True
+        )
+        .add_extension(x509.SubjectKeyIdentifier.from_public_key(ca_key.public_key()), critical=False)
+        .add_extension(
+            x509.AuthorityKeyIdentifier.from_issuer_public_key(pki.ca_key.public_key()), critical=False
+        )
+        .sign(pki.ca_key, hashes.SHA256())
+    )
+    leaf_key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    leaf = (
+        x509.CertificateBuilder()
+        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "erin")]))
+        .issuer_name(ca_name)
+        .public_key(leaf_key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(days=1))
+        .not_valid_after(now + datetime.timedelta(days=leaf_days))
+        .add_extension(x509.SubjectAlternativeName([x509.RFC822Name("erin@example.org")]), critical=False)
+        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.EMAIL_PROTECTION]), critical=False)
+        .add_extension(
+            x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()), critical=False
+        )
+        .sign(ca_key, hashes.SHA256())
+    )
+    path = directory / "erin-chain.pem"
+    path.write_bytes(b"".join(c.public_bytes(serialization.Encoding.PEM) for c in (leaf, intermediate)))
+    return path
+
+
+def test_certs_list_expiring_names_ca(config_file: Path, pki: Pki, tmp_path: Path, capsys) -> None:
+    # The leaf lasts a year, but the intermediate CA of its chain expires in 20 days.
+    chain = issue_with_intermediate(pki, tmp_path, ca_days=20, leaf_days=365)
+    assert main(["certs", "--config", str(config_file), "import", str(chain)]) == 0
+    capsys.readouterr()
+
+    assert main(["certs", "--config", str(config_file), "list", "--expiring", "30"]) == 3
+
+    listed = capsys.readouterr().out.splitlines()
+    assert len(listed) == 1
+    assert "erin@example.org" in listed[0]
+    assert "usable, but in 30 days: certificate does not chain to the trust store" in listed[0]
+    ca_expiry = (datetime.datetime.now(datetime.UTC) + datetime.timedelta(days=20)).strftime("%Y-%m-%d")
+    assert f"(CA certificate CN=Short Intermediate expires {ca_expiry})" in listed[0]
+
+
+def test_certs_list_expiring_one_day(config_file: Path, pki: Pki, tmp_path: Path, capsys) -> None:
+    soon = pki.issue(
+        "hours",
+        ["hours@example.org"],
+        not_after=datetime.datetime.now(datetime.UTC) + datetime.timedelta(hours=5),
+        install=False,
+    )
+    assert main(["certs", "--config", str(config_file), "import", str(soon.cert_path)]) == 0
+    capsys.readouterr()
+
+    assert main(["certs", "--config", str(config_file), "list", "--expiring", "1"]) == 3
+
+    listed = capsys.readouterr().out
+    assert "usable, but in 1 day: certificate expired" in listed
+    assert "(CA certificate" not in listed

@@ -1,10 +1,14 @@
-"""Raw header parsing and detection of mail that is already encrypted."""
+"""Raw header parsing and detection of mail that is already encrypted.
+
+test_crypto_encrypted.py has the cases of text dressed up as encrypted mail."""
 
 from __future__ import annotations
 
 import base64
+import quopri
 
 import pytest
+from encrypted_samples import ARMORED, AUTH_ENVELOPED_DER, ENVELOPED_DER, PGP_MIME_TYPE, SIGNED_DER
 
 from postveil.crypto import RawMessage, detect_encryption
 from postveil.crypto.mime import to_crlf
@@ -73,18 +77,14 @@ def test_to_crlf_keeps_existing_crlf() -> None:
     assert to_crlf(b"a\nb\r\nc\n") == b"a\r\nb\r\nc\r\n"
 
 
-ARMORED = b"-----BEGIN PGP MESSAGE-----\r\n\r\nhQEMA0x5Y2Fi\r\n=Ab1c\r\n-----END PGP MESSAGE-----\r\n"
-"""An armored OpenPGP message in form; its radix-64 lines are not real ciphertext."""
+FIRST_LINE = ARMORED.split(b"\r\n")[2]
+"""The first radix-64 line of ARMORED."""
 
-ENVELOPED_DER = b"\x30\x80" + bytes.fromhex("06092a864886f70d010703") + b"\xa0\x80\x30\x80\x02\x01\x00"
-AUTH_ENVELOPED_DER = b"\x30\x80" + bytes.fromhex("060b2a864886f70d0109100117") + b"\xa0\x80"
-SIGNED_DER = b"\x30\x80" + bytes.fromhex("06092a864886f70d010702") + b"\xa0\x80"
 BASE64 = b"Content-Transfer-Encoding: base64\r\n"
 PGP_MIME = (
     b"--x\r\nContent-Type: application/pgp-encrypted\r\n\r\nVersion: 1\r\n\r\n"
     b"--x\r\nContent-Type: application/octet-stream\r\n\r\n" + ARMORED + b"--x--\r\n"
 )
-PGP_MIME_TYPE = b"Content-Type: multipart/encrypted;\r\n protocol=\"application/pgp-encrypted\"; boundary=x\r\n"
 
 
 @pytest.mark.parametrize(
@@ -125,7 +125,7 @@ PGP_MIME_TYPE = b"Content-Type: multipart/encrypted;\r\n protocol=\"application/
         (b"", ARMORED + b"\r\n" + ARMORED, "pgp"),
         (b"", ARMORED.replace(b"\r\n\r\n", b"\r\nVersion: GnuPG v2\r\n\r\n", 1), "pgp"),
         (b"", ARMORED + b"\r\nPatient Jane Roe, MRN 445566\r\n", None),
-        (b"", ARMORED.replace(b"hQEMA0x5Y2Fi", b"Patient Jane Roe, MRN 445566"), None),
+        (b"", ARMORED.replace(FIRST_LINE, b"Patient Jane Roe, MRN 445566"), None),
         (b"", b"-----BEGIN PGP MESSAGE-----\r\n", None),
         (b"Content-Type: text/plain\r\n", b"quoted:\r\n" + ARMORED, None),
         (b"Content-Type: text/plain\r\n", b"hello\r\n", None),
@@ -133,9 +133,9 @@ PGP_MIME_TYPE = b"Content-Type: multipart/encrypted;\r\n protocol=\"application/
         (b"Content-Type: text\r\n", ARMORED, "pgp"),
         (b"Content-Type: text/html\r\n", ARMORED, None),
         # A mail program shows the body after its transfer encoding is undone.
-        (b"Content-Transfer-Encoding: quoted-printable\r\n", ARMORED.replace(b"=Ab1c", b"=3DAb1c"), "pgp"),
+        (b"Content-Transfer-Encoding: quoted-printable\r\n", quopri.encodestring(ARMORED), "pgp"),
         (b"Content-Transfer-Encoding: quoted-printable\r\n",
-         ARMORED.replace(b"hQEMA0x5Y2Fi", b"=4A=61=6E=65=20=52=6F=65=2C=20=4D=52=4E=20=34=34=35=35=36=36"), None),
+         ARMORED.replace(FIRST_LINE, b"=4A=61=6E=65=20=52=6F=65=2C=20=4D=52=4E=20=34=34=35=35=36=36"), None),
         (b"Content-Transfer-Encoding: base64\r\n", base64.encodebytes(ARMORED), "pgp"),
         (b"Content-Transfer-Encoding: base64\r\n", ARMORED, None),
         (b"Content-Transfer-Encoding: x-uuencode\r\n", ARMORED, None),

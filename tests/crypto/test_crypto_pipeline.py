@@ -287,6 +287,142 @@ def test_already_encrypted_not_reencrypted(pki: Pki, gpg_world: GpgWorld) -> Non
     assert RawMessage.parse(version.raw).values("Subject") == ["x"]
 
 
+def _pgp_mime_message(armored: bytes, preamble: bytes = b"") -> bytes:
+    return (
+        b"From: doc@sender.example\r\nTo: alice@example.org\r\nSubject: Results\r\n"
+        b"MIME-Version: 1.0\r\nContent-Type: multipart/encrypted; protocol=\"application/pgp-encrypted\";"
+        b" boundary=\"b\"\r\n\r\n" + preamble + b"--b\r\nContent-Type: application/pgp-encrypted\r\n\r\n"
+        b"Version: 1\r\n--b\r\nContent-Type: application/octet-stream\r\n\r\n" + armored + b"--b--\r\n"
+    )
+
+
+def _gpg_armored(world: GpgWorld) -> bytes:
+    return gpg(world.recipient_home, "--armor", "--encrypt", "--trust-model", "always",
+               "-r", world.fingerprints["alice"], input=b"secret").stdout
+
+
+def test_already_encrypted_reason_recorded(pki: Pki, gpg_world: GpgWorld) -> None:
+    outcome = process_message(
+        _pgp_mime_message(_gpg_armored(gpg_world)),
+        queue_id="Q9a",
+        sender="doc@sender.example",
+        recipients=["alice@example.org"],
+        verdict=Verdict(True, rule="unscanned_part", categories={}),
+        tls={},
+        context=_context(pki, gpg_world),
+    )
+
+    expected = "PGP/MIME with 1 public-key session key packet, integrity-protected data packet"
+    assert outcome.decisions[0].method is Method.PRE_ENCRYPTED
+    assert outcome.decisions[0].reason == f"already encrypted by the sender ({expected})"
+    assert outcome.record.sender_encrypted
+    assert outcome.record.encryption_check == "pgp-mime"
+    assert outcome.record.to_dict()["sender_encryption"]["reason"] == expected
+
+
+def test_text_beside_encryption_encrypted_again(pki: Pki, gpg_world: GpgWorld) -> None:
+    """A preamble with readable text makes the message count as not encrypted, so it is
+    routed as its class requires: encrypted again to Alice's key."""
+    raw = _pgp_mime_message(_gpg_armored(gpg_world), preamble=b"Patient Jane Roe, MRN 445566\r\n")
+
+    outcome = process_message(
+        raw,
+        queue_id="Q9b",
+        sender="doc@sender.example",
+        recipients=["alice@example.org"],
+        verdict=Verdict(True),
+        tls={},
+        context=_context(pki, gpg_world),
+    )
+
+    (version,) = outcome.versions
+    assert outcome.decisions[0].method is Method.PGP
+    assert not outcome.record.sender_encrypted
+    assert outcome.record.encryption_check == "notice-text"
+    assert b"Jane Roe" not in version.raw
+    assert b"Patient Jane Roe" in gpg_decrypt(gpg_world, ARMOR_RE.search(version.raw).group())
+
+
+def test_findings_outside_encryption_encrypted_again(pki: Pki, gpg_world: GpgWorld) -> None:
+    """Detection cannot read ciphertext, so its findings in a well-formed encrypted
+    message come from the Subject and the message is protected again."""
+    outcome = process_message(
+        _pgp_mime_message(_gpg_armored(gpg_world)),
+        queue_id="Q9c",
+        sender="doc@sender.example",
+        recipients=["alice@example.org"],
+        verdict=Verdict(True, categories={"patient_name": 1, "mrn": 1}),
+        tls={},
+        context=_context(pki, gpg_world),
+    )
+
+    assert outcome.decisions[0].method is Method.PGP
+    assert outcome.record.encryption_check == "findings-outside"
+    assert RawMessage.parse(outcome.versions[0].raw).values("Subject") == ["Encrypted message"]
+
+
+def test_health_words_outside_encryption_still_count(pki: Pki, gpg_world: GpgWorld) -> None:
+    """Health words in the Subject of encrypted mail make it no more sensitive than
+    the same Subject on plain mail, so the sender's encryption still counts."""
+    outcome = process_message(
+        _pgp_mime_message(_gpg_armored(gpg_world)),
+        queue_id="Q9d",
+        sender="doc@sender.example",
+        recipients=["alice@example.org"],
+        # The encrypted part cannot be scanned, which alone makes the message sensitive.
+        verdict=Verdict(True, rule="unscanned_part", categories={"lab_result": 1}),
+        tls={},
+        context=_context(pki, gpg_world),
+    )
+
+    assert outcome.decisions[0].method is Method.PRE_ENCRYPTED
+    assert outcome.record.sender_encrypted
+
+
+def test_identifier_outside_encryption_encrypted_again(pki: Pki, gpg_world: GpgWorld) -> None:
+    """A patient identifier in the Subject, such as an MRN, ties a patient to the
+    encrypted part, although no rule fires on the Subject alone."""
+    outcome = process_message(
+        _pgp_mime_message(_gpg_armored(gpg_world)),
+        queue_id="Q9e",
+        sender="doc@sender.example",
+        recipients=["alice@example.org"],
+        verdict=Verdict(True, rule="unscanned_part", categories={"mrn": 1}),
+        tls={},
+        context=_context(pki, gpg_world),
+    )
+
+    assert outcome.decisions[0].method is Method.PGP
+    assert not outcome.record.sender_encrypted
+    assert outcome.record.encryption_check == "findings-outside"
+    assert "patient identifier" in outcome.record.encryption_reason
+    assert RawMessage.parse(outcome.versions[0].raw).values("Subject") == ["Encrypted message"]
+
+
+def test_build_context_identifier_categories(pki: Pki, gpg_world: GpgWorld) -> None:
+    from postveil.config import parse_config
+    from postveil.crypto.pipeline import build_context
+
+    config = parse_config(
+        (
+            f"smime: {{certificate_dir: {pki.cert_dir}, trust_store: {pki.trust_store}}}\n"
+            f"pgp: {{gnupg_home: {gpg_world.postveil_home}}}\n"
+            "detection:\n"
+            "  custom_identifiers:\n"
+            "    - {name: ward_code, pattern: 'W[0-9]{4}'}\n"
+            "    - {name: mrn, pattern: 'M[0-9]{6}', kind: health}\n"
+        ).encode()
+    )
+
+    categories = build_context(config).identifier_categories
+
+    assert "ward_code" in categories
+    assert "patient_name" in categories
+    assert "ssn" in categories
+    assert "mrn" not in categories
+    assert "lab_result" not in categories
+
+
 def test_record_carries_fingerprints(pki: Pki, gpg_world: GpgWorld) -> None:
     outcome = process_message(
         _message("Lab", "alice@example.org"),

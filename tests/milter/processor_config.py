@@ -23,6 +23,7 @@ def write_processor_config(directory: Path, **sections: dict[str, Any]) -> Path:
             "socket": f"unix:{directory / 'milter.sock'}",
             "tls_lookup_timeout": "0s",
             "check_recipient_rewrites": False,
+            "reinject_store": str(directory / "reinjected.sqlite3"),
         },
         "policyd": {"cache_path": str(directory / "tlsfacts.sqlite3")},
         "pgp": {"gnupg_home": str(directory / "gnupg")},

@@ -3,6 +3,7 @@ real GnuPG and OpenSSL, and one SMTP sink per recipient domain."""
 
 from __future__ import annotations
 
+import base64
 import json
 import shutil
 import smtplib
@@ -447,3 +448,151 @@ def test_sendmail_recipient_rewritten_never_gets_cleartext(scene: Scene, rewrite
     assert tls_copies[0].rcpt_tos == (tls_recipient,)
     assert len(portal_copies) == 1
     assert header(portal_copies[0].data, "X-Postveil-Portal-Recipient") == recipient
+
+
+# Mail the sender encrypted: genuine encryption leaves unchanged, text dressed up as
+# encryption is protected like any other message.
+
+_PHI_LINE = f"Patient {planted.PATIENT_NAME}, {planted.MRN}".encode()
+
+
+def _armored_for(recipient: PgpRecipient, data: bytes) -> bytes:
+    result = subprocess.run(
+        ["gpg", "--homedir", str(recipient.home), "--batch", "--armor", "--trust-model", "always",
+         "--auto-key-locate", "local", "--encrypt", "-r", recipient.fingerprint],
+        input=data, capture_output=True, timeout=60, check=True,
+    )
+    return result.stdout.replace(b"\r\n", b"\n").replace(b"\n", b"\r\n")
+
+
+def _pgp_mime(armored: bytes, preamble: bytes = b"") -> bytes:
+    return (
+        b'Content-Type: multipart/encrypted; protocol="application/pgp-encrypted"; boundary="b1"\r\n\r\n'
+        + preamble + b"--b1\r\nContent-Type: application/pgp-encrypted\r\n\r\nVersion: 1\r\n\r\n"
+        b"--b1\r\nContent-Type: application/octet-stream\r\n\r\n" + armored + b"\r\n--b1--\r\n"
+    )
+
+
+def _sender_encrypted(recipient: str, message_id: str, extra_headers: bytes, content: bytes) -> bytes:
+    head = (
+        f"From: <{SENDER}>\r\nTo: <{recipient}>\r\nSubject: [secure] Results\r\n"
+        f"Message-ID: <{message_id}>\r\nMIME-Version: 1.0\r\n"
+    ).encode()
+    return head + extra_headers + content
+
+
+def _audit_tags(scene: Scene, message_id: str) -> list[str]:
+    audit_file = scene.world.state_dir / "audit" / "audit.jsonl"
+    records = [json.loads(line) for line in audit_file.read_text().splitlines()]
+    return next(r for r in records if r.get("message_id") == f"<{message_id}>")["tags"]
+
+
+def test_sender_encrypted_pgp_delivered_unchanged(scene: Scene) -> None:
+    message_id = "sender-encrypted-pgp@clinic.test"
+    armored = _armored_for(scene.pgp, b"Content-Type: text/plain\r\n\r\n" + _PHI_LINE + b"\r\n")
+    message = _sender_encrypted(scene.pgp.address, message_id, b"", _pgp_mime(armored))
+
+    result = scene.postfix.send(message, SENDER, [scene.pgp.address])
+    assert result.code == 250, result.text
+
+    received = copies_for(scene.plain, scene.pgp.address, message_id)[0].data
+    assert armored in received
+    assert received.count(b"-----BEGIN PGP MESSAGE-----") == 1
+    assert RawMessage.parse(received).values("Subject") == ["Results"]
+    assert _PHI_LINE in scene.pgp.decrypt(received)
+    assert "sender-encryption:counted:pgp-mime" in _audit_tags(scene, message_id)
+
+
+def test_sender_encrypted_smime_delivered_unchanged(scene: Scene) -> None:
+    message_id = "sender-encrypted-smime@clinic.test"
+    recipient = scene.smime.address
+    result = subprocess.run(
+        ["openssl", "cms", "-encrypt", "-aes256", "-recip", str(scene.smime.cert_path)],
+        input=b"Content-Type: text/plain\r\n\r\n" + _PHI_LINE + b"\r\n",
+        capture_output=True, timeout=60, check=True,
+    )
+    encrypted = result.stdout.replace(b"\r\n", b"\n").replace(b"\n", b"\r\n")
+    head = (
+        f"From: <{SENDER}>\r\nTo: <{recipient}>\r\nSubject: [secure] Results\r\n"
+        f"Message-ID: <{message_id}>\r\n"
+    ).encode()
+
+    sent = scene.postfix.send(head + encrypted, SENDER, [recipient])
+    assert sent.code == 250, sent.text
+
+    received = copies_for(scene.plain, recipient, message_id)[0].data
+    body = encrypted.partition(b"\r\n\r\n")[2]
+    assert body in received
+    assert RawMessage.parse(received).values("Subject") == ["Results"]
+    assert _PHI_LINE in scene.smime.decrypt(received)
+    assert "sender-encryption:counted:smime" in _audit_tags(scene, message_id)
+
+
+def _fake_packet_armor() -> bytes:
+    """An armored "message" whose only packet contains the text itself."""
+    body = base64.b64encode(b"\xd2\xff" + (len(_PHI_LINE) + 1).to_bytes(4, "big") + b"\x01" + _PHI_LINE)
+    return b"-----BEGIN PGP MESSAGE-----\r\n\r\n" + body + b"\r\n-----END PGP MESSAGE-----\r\n"
+
+
+@pytest.mark.parametrize(
+    ("case", "code"),
+    [
+        ("preamble", "notice-text"),
+        ("outer-header", "outer-header"),
+        ("fake-packet", "packet-sequence"),
+        ("armor-comment", "armor-header"),
+    ],
+)
+def test_text_dressed_as_pgp_encrypted_again(scene: Scene, case: str, code: str) -> None:
+    """Each message carries readable text outside real encryption, or in place of it:
+    it is encrypted to the recipient's key like any message of its class."""
+    message_id = f"dressed-{case}@clinic.test"
+    recipient = scene.pgp.address
+    genuine = _armored_for(scene.pgp, b"Content-Type: text/plain\r\n\r\nHello\r\n")
+    extra_headers = b""
+    if case == "preamble":
+        content = _pgp_mime(genuine, preamble=_PHI_LINE + b"\r\n")
+    elif case == "outer-header":
+        extra_headers = b"X-Patient: " + _PHI_LINE + b"\r\n"
+        content = _pgp_mime(genuine)
+    elif case == "fake-packet":
+        content = _pgp_mime(_fake_packet_armor())
+    else:
+        content = _pgp_mime(genuine.replace(b"-----\r\n", b"-----\r\nComment: " + _PHI_LINE + b"\r\n", 1))
+    message = _sender_encrypted(recipient, message_id, extra_headers, content)
+    visible = _fake_packet_armor().split(b"\r\n")[2] if case == "fake-packet" else _PHI_LINE
+
+    result = scene.postfix.send(message, SENDER, [recipient])
+    assert result.code == 250, result.text
+
+    received = copies_for(scene.plain, recipient, message_id)[0].data
+    assert visible not in received
+    assert RawMessage.parse(received).values("Subject") == [OUTER_SUBJECT]
+    assert visible in scene.pgp.decrypt(received)
+    assert f"sender-encryption:not-counted:{code}" in _audit_tags(scene, message_id)
+
+
+def test_smime_data_not_enveloped_encrypted_again(scene: Scene) -> None:
+    """An S/MIME body labelled enveloped-data whose CMS type is Data carries the text
+    itself: the S/MIME recipient gets it encrypted by postveil."""
+    message_id = "dressed-smime-data@clinic.test"
+    recipient = scene.smime.address
+    text = b"Content-Type: text/plain\r\n\r\n" + _PHI_LINE + b"\r\n"
+    der = (
+        b"\x30\x82" + (len(text) + 19).to_bytes(2, "big") + bytes.fromhex("06092a864886f70d010701")
+        + b"\xa0\x82" + (len(text) + 4).to_bytes(2, "big") + b"\x04\x82" + len(text).to_bytes(2, "big") + text
+    )
+    encoded = base64.encodebytes(der).replace(b"\n", b"\r\n")
+    content = (
+        b"Content-Type: application/pkcs7-mime; smime-type=enveloped-data; name=smime.p7m\r\n"
+        b"Content-Transfer-Encoding: base64\r\n\r\n" + encoded
+    )
+    message = _sender_encrypted(recipient, message_id, b"", content)
+
+    result = scene.postfix.send(message, SENDER, [recipient])
+    assert result.code == 250, result.text
+
+    received = copies_for(scene.plain, recipient, message_id)[0].data
+    assert encoded.split(b"\r\n")[0] not in received
+    assert encoded.split(b"\r\n")[0] in scene.smime.decrypt(received)
+    assert "sender-encryption:not-counted:cms-content-type" in _audit_tags(scene, message_id)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import logging
 import re
+import socket
 import ssl
 import threading
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
@@ -220,8 +221,8 @@ async def start_portal(
     tmp_path: Path, mail_sink: MailSink, certificate_authority: trustme.CA
 ) -> AsyncIterator[StartPortal]:
     """Return an async function that starts the portal with the given ``portal`` keys
-    (``tls=True`` serves HTTPS with a certificate for 127.0.0.1, and ``path`` is the
-    path of base_url)."""
+    (``tls=True`` serves HTTPS with a certificate for 127.0.0.1, ``path`` is the path
+    of base_url, and ``send_buffer`` fixes SO_SNDBUF of its connections in bytes)."""
     runners: list[web.AppRunner] = []
     opened: list[tuple[PortalStore, AuditLog]] = []
 
@@ -231,6 +232,7 @@ async def start_portal(
         send: SendFunction | None = None,
         send_timeout: float | None = None,
         path: str = "",
+        send_buffer: int | None = None,
         **portal: Any,
     ) -> RunningPortal:
         port = free_port()
@@ -263,7 +265,15 @@ async def start_portal(
             certificate_authority.issue_cert("127.0.0.1").configure_cert(server_context)
             client_context = ssl.create_default_context()
             certificate_authority.configure_trust(client_context)
-        await web.TCPSite(runner, "127.0.0.1", port, ssl_context=server_context).start()
+        if send_buffer is None:
+            await web.TCPSite(runner, "127.0.0.1", port, ssl_context=server_context).start()
+        else:
+            # Accepted connections take SO_SNDBUF from the listening socket.
+            listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            listener.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, send_buffer)
+            listener.bind(("127.0.0.1", port))
+            await web.SockSite(runner, listener, ssl_context=server_context).start()
         return RunningPortal(
             base_url,
             config,

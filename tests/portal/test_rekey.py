@@ -943,9 +943,10 @@ def test_abandon_refused_with_messages_under_key(
     generate_master_key(rotation.new_key)
     config = rotation.write_config(rotation.new_key, [rotation.old_key])
     assert main(rekey_command(config)) == 0
+    old_config = rotation.write_config(rotation.old_key, [rotation.new_key], name="old.yaml")
     capsys.readouterr()
 
-    assert main(rekey_command(config, "--abandon")) == 1
+    assert main(rekey_command(old_config, "--abandon")) == 1
 
     error = capsys.readouterr().err
     new_id = master_key_id(load_master_key(rotation.new_key))
@@ -991,6 +992,160 @@ def test_abandon_second_rotation_restores_first(
     with pytest.raises(PortalKeyError, match="point portal.key_file at the newest key"):
         deposit_many(stale, 1)
     stale.close()
+
+
+def test_abandon_refused_with_rotated_key_configured(
+    rotation: Rotation, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A second --abandon with the configuration that the first one needed would give
+    up the rotation to the key that this configuration still uses."""
+    store = rotation.open(rotation.old_key)
+    deposit_many(store, 1)
+    store.close()
+    old, first, second = record_chain(rotation, 2)
+    config = rotation.write_config(first, [old], name="first.yaml")
+    assert main(rekey_command(config, "--abandon")) == 0
+    capsys.readouterr()
+
+    assert main(rekey_command(config, "--abandon")) == 1
+
+    error = capsys.readouterr().err
+    assert f"the store's last rotation is to master key id {key_id_of(first)}" in error
+    assert f"which portal.key_file in {config} names" in error
+    assert "nothing was changed" in error
+    assert len(abandon_overrides(rotation)) == 1
+    store = rotation.open(first, [old])
+    assert store.rotated_key_id() == key_id_of(first)
+    assert store.retired_key_ids() == {key_id_of(old): key_id_of(first)}
+    store.close()
+
+
+def record_chain(rotation: Rotation, count: int) -> list[Path]:
+    """Record ``count`` rotations after the old key, each to a new key file, with
+    nothing encrypted again. Returns the key files, oldest first."""
+    keys = [rotation.old_key]
+    for number in range(count):
+        key_file = rotation.tmp / "keys" / f"portal-{number}.key"
+        generate_master_key(key_file)
+        record_rotation(rotation, key_file, keys[::-1])
+        keys.append(key_file)
+    return keys
+
+
+def key_id_of(key_file: Path) -> str:
+    return master_key_id(load_master_key(key_file))
+
+
+def test_abandon_goes_back_several_rotations(
+    rotation: Rotation, capsys: pytest.CaptureFixture[str]
+) -> None:
+    store = rotation.open(rotation.old_key)
+    messages = deposit_many(store, 2)
+    open_sessions(store, messages)
+    store.close()
+    old, first, second, third = record_chain(rotation, 3)
+    capsys.readouterr()
+
+    for abandoned, back in [(third, second), (second, first)]:
+        config = rotation.write_config(back, [old], name="back.yaml")
+        assert main(rekey_command(config, "--abandon")) == 0
+        output = capsys.readouterr().out
+        assert f"abandoned the rotation to master key id {key_id_of(abandoned)}" in output
+        assert f"the store is back at master key id {key_id_of(back)}" in output
+
+    store = rotation.open(first, [old])
+    assert store.rotated_key_id() == key_id_of(first)
+    assert store.retired_key_ids() == {key_id_of(old): key_id_of(first)}
+    deposit_many(store, 1, first=10)
+    assert_all_readable(store, messages)
+    store.close()
+    stale = rotation.open(old, [first])
+    with pytest.raises(PortalKeyError, match="point portal.key_file at the newest key"):
+        deposit_many(stale, 1, first=20)
+    stale.close()
+    assert len(abandon_overrides(rotation)) == 2
+
+
+def test_abandon_back_to_first_key(rotation: Rotation, capsys: pytest.CaptureFixture[str]) -> None:
+    store = rotation.open(rotation.old_key)
+    messages = deposit_many(store, 1)
+    open_sessions(store, messages)
+    store.close()
+    old, first, second = record_chain(rotation, 2)
+    config = rotation.write_config(first, [old], name="first.yaml")
+    assert main(rekey_command(config, "--abandon")) == 0
+    config = rotation.write_config(old, name="old.yaml")
+    capsys.readouterr()
+
+    assert main(rekey_command(config, "--abandon")) == 0
+
+    output = capsys.readouterr().out
+    assert f"abandoned the rotation to master key id {key_id_of(first)}" in output
+    assert "no rotation is recorded in the store any more" in output
+    assert main(rekey_command(config, "--abandon")) == 0
+    assert "no rotation is recorded in the store; nothing to do" in capsys.readouterr().out
+    store = rotation.open(old)
+    assert store.rotated_key_id() is None
+    assert store.retired_key_ids() == {}
+    deposit_many(store, 1, first=10)
+    assert_all_readable(store, messages)
+    store.close()
+
+
+def test_abandon_refused_under_abandoned_key(
+    rotation: Rotation, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """An intake that kept the key of an abandoned rotation stored a message under it,
+    so the rotation that the store went back to cannot be abandoned too."""
+    store = rotation.open(rotation.old_key)
+    deposit_many(store, 1)
+    store.close()
+    old, first, second = record_chain(rotation, 2)
+    config = rotation.write_config(first, [old], name="first.yaml")
+    assert main(rekey_command(config, "--abandon")) == 0
+    still_second = rotation.open(second, [first, old])
+    deposit_many(still_second, 1, first=10)
+    still_second.close()
+    config = rotation.write_config(old, name="old.yaml")
+    capsys.readouterr()
+
+    assert main(rekey_command(config, "--abandon")) == 1
+
+    error = capsys.readouterr().err
+    assert (
+        f"1 stored message(s) are under master key id {key_id_of(first)} or under key id(s) "
+        f"{key_id_of(second)}, whose rotations were abandoned back to key id {key_id_of(first)},"
+    ) in error
+    assert "nothing was changed" in error
+    assert len(abandon_overrides(rotation)) == 1
+    store = rotation.open(first, [old])
+    assert store.rotated_key_id() == key_id_of(first)
+    store.close()
+
+
+def test_abandon_reads_legacy_record(
+    rotation: Rotation, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A store rotated by a postveil that kept only the key id before the last rotation,
+    in the row rotated_from_key_id."""
+    store = rotation.open(rotation.old_key)
+    deposit_many(store, 1)
+    store.close()
+    old, first, second = record_chain(rotation, 2)
+    with sqlite3.connect(rotation.store_directory / "portal.sqlite3") as database:
+        database.execute("DELETE FROM meta WHERE name LIKE 'rotated_from:%'")
+        database.execute(
+            "INSERT INTO meta (name, value) VALUES ('rotated_from_key_id', ?)", (key_id_of(first),)
+        )
+    config = rotation.write_config(first, [old], name="first.yaml")
+    capsys.readouterr()
+
+    assert main(rekey_command(config, "--abandon")) == 0
+
+    assert f"the store is back at master key id {key_id_of(first)}" in capsys.readouterr().out
+    with sqlite3.connect(rotation.store_directory / "portal.sqlite3") as database:
+        names = [name for (name,) in database.execute("SELECT name FROM meta")]
+    assert "rotated_from_key_id" not in names
 
 
 def test_abandon_without_rotation_changes_nothing(

@@ -54,7 +54,10 @@ async def start_stalled_download(client: aiohttp.ClientSession, url: str) -> aio
     return response
 
 
-async def test_reads_beyond_budget_get_503(start_portal: StartPortal) -> None:
+async def test_reads_beyond_budget_get_503(
+    start_portal: StartPortal, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.WARNING, logger="postveil.portal")
     portal = await start_portal(max_message_size=MAX_SIZE, read_memory_budget=ONE_READ)
     budget = handlers(portal).read_budget
     budget.wait = WAIT
@@ -80,6 +83,7 @@ async def test_reads_beyond_budget_get_503(start_portal: StartPortal) -> None:
         assert "default-src 'none'" in response.headers["Content-Security-Policy"]
         assert waited >= WAIT
         assert budget.reserved <= budget.capacity
+        assert "no room in portal.read_memory_budget" in caplog.text
 
         assert await stalled.read() == raw
         stalled.release()
@@ -93,9 +97,12 @@ async def test_reads_beyond_budget_get_503(start_portal: StartPortal) -> None:
     assert portal.audit_events().count("downloaded") == 2
 
 
-async def test_link_takes_one_read_at_a_time(start_portal: StartPortal) -> None:
+async def test_link_takes_one_read_at_a_time(
+    start_portal: StartPortal, caplog: pytest.LogCaptureFixture
+) -> None:
     # Room for two reads: the second request of one link waits for its link's turn,
     # while another link's read goes ahead.
+    caplog.set_level(logging.WARNING, logger="postveil.portal")
     portal = await start_portal(max_message_size=MAX_SIZE, read_memory_budget=2 * ONE_READ)
     budget = handlers(portal).read_budget
     budget.wait = WAIT
@@ -109,7 +116,12 @@ async def test_link_takes_one_read_at_a_time(start_portal: StartPortal) -> None:
         stalled = await start_stalled_download(flooder, portal.url(busy, "/download"))
 
         async with flooder.get(portal.url(busy, "/message")) as response:
-            assert response.status == 503
+            page = await response.text()
+        assert response.status == 503
+        assert "still being sent to you in another window or download" in page
+        # The budget had room: the log must not send the admin to raise it.
+        assert "of the same link was still being sent after 0.5s" in caplog.text
+        assert "no room in portal.read_memory_budget" not in caplog.text
         async with reader.get(portal.url(other_link, "/message")) as response:
             page = await response.text()
         assert response.status == 200

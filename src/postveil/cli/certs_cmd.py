@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import datetime
 import os
 import sys
 import tempfile
@@ -14,9 +15,12 @@ from cryptography.hazmat.primitives import serialization
 
 from postveil.cli.admin_audit import AdminAuditError, AdminChangeLog
 from postveil.cli.common import (
+    EXPIRING_FOUND,
     add_config_option,
     add_config_option_to_actions,
+    add_expiring_option,
     add_reason_option,
+    days_text,
     load_cli_config,
 )
 from postveil.config import Config
@@ -48,7 +52,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     add_config_option(parser)
     actions = parser.add_subparsers(dest="action", metavar="ACTION", required=True)
-    actions.add_parser("list", help="list certificates with their addresses and status")
+    lister = actions.add_parser("list", help="list certificates with their addresses and status")
+    add_expiring_option(lister, "usable certificates")
     importer = actions.add_parser(
         "import",
         help="store a PEM certificate in the directory (files with a private key are rejected)",
@@ -116,17 +121,67 @@ def run(args: argparse.Namespace) -> int:
     store = CertificateStore(section.certificate_dir, section.trust_store, log_problems=False)
     try:
         if args.action == "list":
-            for stored in store.all_certificates():
-                print(_format(stored, _status(store, stored)))
-            for problem in store.problems:
-                print(f"skipped: {problem}", file=sys.stderr)
-            return 0
+            return _list(store, args.expiring)
         if args.action == "import":
             return _import(store, config, args.file, args.force, args.reason)
         return _remove(store, config, args.id, args.reason, args.force)
     except (SmimeFailure, AdminAuditError) as exc:
         print(f"postveil certs {args.action}: {exc}", file=sys.stderr)
         return 1
+
+
+def _list(store: CertificateStore, expiring_days: int | None) -> int:
+    if expiring_days is None:
+        for stored in store.all_certificates():
+            print(_format(stored, _status(store, stored)))
+        listed = 0
+    else:
+        listed = _list_expiring(store, expiring_days)
+    for problem in store.problems:
+        print(f"skipped: {problem}", file=sys.stderr)
+    return EXPIRING_FOUND if listed else 0
+
+
+def _list_expiring(store: CertificateStore, days: int) -> int:
+    """Print the certificates that :func:`expiring_certificates` returns; return their count."""
+    expiring = expiring_certificates(store, days)
+    later = store.clock() + datetime.timedelta(days=days)
+    for stored, problem in expiring:
+        detail = _expiry_detail(store, stored, later)
+        print(_format(stored, f"usable, but in {days_text(days)}: {problem}{detail}"))
+    return len(expiring)
+
+
+def expiring_certificates(store: CertificateStore, days: int) -> list[tuple[StoredCertificate, str]]:
+    """Return the recipient certificates usable now that will not be in ``days`` days,
+    because they or a certificate of their chain expire by then, each with the reason."""
+    now = store.clock()
+    later = now + datetime.timedelta(days=days)
+    expiring = []
+    for stored in store.all_certificates():
+        if stored.is_ca or store.check(stored.certificate, now) is not None:
+            continue
+        problem = store.check(stored.certificate, later)
+        if problem is not None:
+            expiring.append((stored, problem))
+    return expiring
+
+
+def _expiry_detail(
+    store: CertificateStore, stored: StoredCertificate, later: datetime.datetime
+) -> str:
+    """Name the CA certificates whose expiry breaks the chain by ``later``, for the
+    admin's terminal only (see :func:`_problem_detail`)."""
+    if stored.certificate.not_valid_after_utc < later:
+        return ""
+    expiring = store.expiring_issuers(stored.certificate, later)
+    if not expiring:
+        return ""
+    names = "; ".join(
+        f"{ca.subject.rfc4514_string()} expires {ca.not_valid_after_utc:%Y-%m-%d}"
+        for ca in expiring
+    )
+    return f" (CA certificate {names})"
 
 
 def _fail(message: str) -> int:

@@ -35,6 +35,36 @@ def add_reason_option(parser: argparse.ArgumentParser) -> None:
     )
 
 
+EXPIRING_FOUND = 3
+"""Exit status of ``list --expiring`` when it lists at least one entry, so that a
+monitoring check can tell "some expire soon" (3) from an error (1) and from none (0)."""
+
+
+def parse_day_count(text: str) -> int:
+    """Parse a ``--expiring DAYS`` value: a whole number, 0 or more."""
+    try:
+        days = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"invalid number of days: {text!r}") from None
+    if days < 0:
+        raise argparse.ArgumentTypeError(f"number of days must be 0 or more, not {days}")
+    return days
+
+
+def days_text(days: int) -> str:
+    """Return ``days`` with its unit, as ``list --expiring`` prints it: "1 day", "30 days"."""
+    return "1 day" if days == 1 else f"{days} days"
+
+
+def add_expiring_option(parser: argparse.ArgumentParser, what: str) -> None:
+    """Add ``--expiring DAYS`` to a ``list`` action."""
+    parser.add_argument(
+        "--expiring", metavar="DAYS", type=parse_day_count,
+        help=f"list only {what} that stop being usable within DAYS days, and exit with status "
+        f"{EXPIRING_FOUND} when there is at least one (for cron or a monitoring check)",
+    )
+
+
 def load_cli_config(path: str | None) -> Config | None:
     """Load the configuration, or print one line per problem on stderr and return None."""
     source = path or default_config_path()

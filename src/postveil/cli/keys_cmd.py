@@ -9,9 +9,12 @@ from pathlib import Path
 
 from postveil.cli.admin_audit import AdminAuditError, AdminChangeLog
 from postveil.cli.common import (
+    EXPIRING_FOUND,
     add_config_option,
     add_config_option_to_actions,
+    add_expiring_option,
     add_reason_option,
+    days_text,
     load_cli_config,
 )
 from postveil.config import Config
@@ -28,7 +31,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     add_config_option(parser)
     actions = parser.add_subparsers(dest="action", metavar="ACTION", required=True)
-    actions.add_parser("list", help="list keys with their addresses and status")
+    lister = actions.add_parser("list", help="list keys with their addresses and status")
+    add_expiring_option(lister, "usable keys")
     importer = actions.add_parser("import", help="import public keys from an OpenPGP file")
     importer.add_argument(
         "file",
@@ -44,11 +48,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _format_key(key: KeyInfo, status: str) -> str:
-    expires = (
-        datetime.datetime.fromtimestamp(key.expires, datetime.UTC).strftime("%Y-%m-%d")
-        if key.expires
-        else "never"
-    )
+    # A usable key's date is when it stops being usable for encryption, which an
+    # encryption subkey that expires before the primary key makes earlier.
+    ends = key.usable_until if status.startswith("usable") else key.expires
+    expires = datetime.datetime.fromtimestamp(ends, datetime.UTC).strftime("%Y-%m-%d") if ends else "never"
     addresses = ", ".join(a for a in key.addresses if a) or "(no email address)"
     return f"{key.fingerprint}  expires {expires}  {status}  {addresses}"
 
@@ -60,15 +63,40 @@ def run(args: argparse.Namespace) -> int:
     keyring = PgpKeyring(config.pgp.gnupg_home, config.pgp.gpg_binary, timeout=config.pgp.timeout)
     try:
         if args.action == "list":
-            for key in keyring.keys():
-                print(_format_key(key, keyring.key_problem(key) or "usable"))
-            return 0
+            return _list(keyring, args.expiring)
         if args.action == "import":
             return _import(keyring, config, args.file, args.reason)
         return _remove(keyring, config, args.id, args.reason)
     except (PgpFailure, AdminAuditError) as exc:
         print(f"postveil keys {args.action}: {exc}", file=sys.stderr)
         return 1
+
+
+def _list(keyring: PgpKeyring, expiring_days: int | None) -> int:
+    if expiring_days is not None:
+        expiring = expiring_keys(keyring, expiring_days)
+        for key in expiring:
+            # The same form as certs list --expiring, which names the reason it will have.
+            primary_ends = key.expires is not None and key.usable_until is not None and key.expires <= key.usable_until
+            reason = "PGP key expired" if primary_ends else "its last encryption subkey expired"
+            print(_format_key(key, f"usable, but in {days_text(expiring_days)}: {reason}"))
+        return EXPIRING_FOUND if expiring else 0
+    now = keyring.clock()
+    for key in keyring.keys():
+        print(_format_key(key, keyring.key_problem(key, now) or "usable"))
+    return 0
+
+
+def expiring_keys(keyring: PgpKeyring, days: int) -> list[KeyInfo]:
+    """Return the keys usable now that stop being usable for encryption within ``days``
+    days. Raises PgpFailure when gpg cannot list the keyring."""
+    now = keyring.clock()
+    expiring = []
+    for key in keyring.keys():
+        ends = key.usable_until
+        if keyring.key_problem(key, now) is None and ends is not None and ends <= now + days * 86400:
+            expiring.append(key)
+    return expiring
 
 
 def _import(keyring: PgpKeyring, config: Config, file: str, reason: str) -> int:
@@ -101,11 +129,11 @@ def _import(keyring: PgpKeyring, config: Config, file: str, reason: str) -> int:
             return f"{fingerprint}  not in the keyring"
         return _format_key(key, keyring.key_problem(key) or "usable")
 
-    for fingerprint, changes in report.changes.items():
-        if changes == ("unchanged",):
+    for fingerprint, key_changes in report.changes.items():
+        if key_changes == ("unchanged",):
             print(f"unchanged, already in the keyring: {describe(fingerprint)}")
         else:
-            print(f"imported ({', '.join(changes)}): {describe(fingerprint)}")
+            print(f"imported ({', '.join(key_changes)}): {describe(fingerprint)}")
     if report.revocations:
         print(f"applied {report.revocations} revocation certificate(s)")
         for fingerprint in report.other_keys:

@@ -22,6 +22,7 @@ SUBCOMMAND_MODULES = [
     "postveil.cli.domain_cmd",
     "postveil.cli.audit_cmd",
     "postveil.cli.portal_cmd",
+    "postveil.cli.status_cmd",
 ]
 
 
@@ -70,6 +71,12 @@ def _run(argv: list[str] | None) -> int:
 
         return deliver_main(arguments[2:])
     parser = build_parser()
+    if arguments[:1] == ["status"]:
+        # The top-level parser reports unrecognized arguments, and ``status`` wants
+        # its monitoring exit status for those too.
+        from postveil.cli.status_cmd import exit_unknown_on_usage_error
+
+        exit_unknown_on_usage_error(parser)
     args = parser.parse_args(argv)
     handler = getattr(args, "handler", None)
     if handler is None:

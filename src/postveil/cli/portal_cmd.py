@@ -129,8 +129,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     rekey_parser.add_argument(
         "--abandon",
         action="store_true",
-        help="give up the last rotation instead: forget its key id and make the keys it "
-        "retired usable again; refused while a stored message is under that key",
+        help="give up the last rotation instead: record the key id of the rotation "
+        "before it again and make the keys it retired usable again; refused while a "
+        "stored message is under that key. Each run gives up one more rotation",
     )
     add_reason_option(rekey_parser)
 

@@ -150,6 +150,21 @@ def abandon_rotation(
 ) -> int:
     """Undo the record of the last rotation when no stored message needs its key,
     after writing an ``admin_override`` record; see docs/portal.md."""
+    rotated = store.rotated_key_id()
+    if rotated is not None and rotated == store.keyring.current.key_id:
+        # Giving up the rotation to the key this configuration uses leaves the intake
+        # storing new messages under a key that no recorded rotation leads to. It is
+        # also what a second --abandon in a row with an unchanged configuration does.
+        print(
+            f"postveil portal rekey: the store's last rotation is to master key id {rotated}, "
+            f"which portal.key_file in {config.source} names, so nothing was changed. To "
+            "give up that rotation, point portal.key_file at the key that was current "
+            "before it and run 'postveil portal rekey --abandon' again. After an --abandon "
+            "that succeeded, keep this configuration: the rotation it gave up is already "
+            "undone.",
+            file=sys.stderr,
+        )
+        return 1
     command = "postveil portal rekey --abandon" + (f" -c {config_path}" if config_path else "")
     changes = AdminChangeLog(config.audit, "postveil portal rekey", command, reason)
 
@@ -177,12 +192,6 @@ def abandon_rotation(
         )
     for key_id in abandoned.unretired:
         print(f"master key id {key_id} is no longer retired")
-    if store.keyring.current.key_id == abandoned.key_id:
-        print(
-            f"portal.key_file in {config.source} still has key id {abandoned.key_id}, so the "
-            "intake keeps storing new messages under it: point portal.key_file at the key "
-            "that you keep"
-        )
     print_key_counts(store)
     return 0
 

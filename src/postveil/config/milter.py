@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import field_validator
+from pydantic import Field, field_validator
 
 from postveil.config.types import (
     Duration,
@@ -56,7 +56,25 @@ class MilterSection(Section):
     Set it to at least Postfix's ``maximal_queue_lifetime`` (5d by default)."""
 
     reinject_timeout: Duration = 60.0
-    """Time limit of one re-injection SMTP transaction; past it the message is deferred."""
+    """Time limit of each step (connect, command, reply) of a re-injection SMTP
+    transaction; past it the message is deferred."""
+
+    reinject_deadline: PositiveDuration = 270.0
+    """Time from the start of end-of-message work after which no copy is re-injected
+    and the message is not accepted but deferred. A re-injection still running then is
+    cut off. Keep it below Postfix's ``milter_content_timeout`` (300s by default), which
+    bounds Postfix's wait for the milter's reply (docs/milter.md)."""
+
+    reinject_store: str | None = "/var/lib/postveil/reinjected.sqlite3"
+    """SQLite file of the copies already re-injected for messages not yet accepted, so a
+    retry does not queue them again. null: no store, and such retries deliver duplicates."""
+
+    reinject_store_expiry: PositiveDuration = 6 * 86400.0
+    """How long a stored copy is skipped on retries: a little over Postfix's
+    ``maximal_queue_lifetime`` (5d), the longest a sending Postfix retries a message."""
+
+    reinject_store_max_entries: int = Field(default=100_000, ge=100, le=100_000_000)
+    """Most copies stored; beyond it the oldest are dropped (their retries get duplicates)."""
 
     check_recipient_rewrites: bool = True
     """Look recipients routed by tls up in Postfix's rewrite maps and next-hop settings

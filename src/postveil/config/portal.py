@@ -130,6 +130,12 @@ class PortalSection(Section):
     """Maximum time the portal spends parsing a message for its page or for one
     attachment. A message that takes longer is offered only as a whole download."""
 
+    write_timeout: PositiveDuration = 60.0
+    """Maximum time postveil-portal waits for a client to take the next part of a
+    response: the whole of a page, or the next 256 KB chunk of a download. A client
+    that takes nothing for that long loses its connection, so a client that stops
+    reading does not hold memory of the read budget."""
+
     max_message_size: PositiveSize = 50_000_000
     """Largest message the intake stores; a larger one is returned to Postfix as a
     permanent failure, so the sender gets a bounce."""

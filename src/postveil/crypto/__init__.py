@@ -5,11 +5,12 @@ fields reach the recipient byte for byte as the sender wrote them. Failures rais
 :class:`CryptoFailure`, a :class:`~postveil.errors.TemporaryFailure`.
 """
 
+from postveil.crypto.encrypted import EncryptionCheck, check_encryption, detect_encryption
 from postveil.crypto.errors import CryptoFailure, PgpFailure, SmimeFailure
 from postveil.crypto.mime import HeaderEdits, HeaderOperation, RawMessage, milter_operations
 from postveil.crypto.notice import build_notice
 from postveil.crypto.pgp import PgpKeyring
-from postveil.crypto.protect import build_inner_entity, detect_encryption
+from postveil.crypto.protect import build_inner_entity
 from postveil.crypto.render import (
     MessageVersion,
     RenderContext,
@@ -21,6 +22,7 @@ from postveil.crypto.smime import CertificateStore, SmimeSigner
 __all__ = [
     "CertificateStore",
     "CryptoFailure",
+    "EncryptionCheck",
     "HeaderEdits",
     "HeaderOperation",
     "MessageVersion",
@@ -32,6 +34,7 @@ __all__ = [
     "SmimeSigner",
     "build_inner_entity",
     "build_notice",
+    "check_encryption",
     "detect_encryption",
     "milter_operations",
     "read_triggers",

@@ -60,9 +60,28 @@ class KeyInfo:
 
     can_encrypt: bool
 
+    usable_until: int | None = None
+    """When the key stops being usable for encryption, seconds since the epoch: the
+    latest expiry of its valid encryption subkeys, or the primary key's expiry if that
+    comes first. None when neither expires."""
+
     @property
     def addresses(self) -> tuple[str, ...]:
         return tuple(parseaddr(uid)[1].casefold() for uid in self.uids)
+
+
+def _encryption_deadline(key: dict[str, Any], primary_expires: int | None) -> int | None:
+    """Return when a listed key stops being usable for encryption (see KeyInfo)."""
+    # A lowercase letter in the primary key's capabilities is its own usage, an
+    # uppercase one the usage of the key as a whole (gpg's --with-colons format).
+    deadlines = [primary_expires] if "e" in key.get("cap", "") else []
+    for subkey in key.get("subkey_info", {}).values():
+        if "e" in subkey.get("cap", "") and subkey.get("trust", "") not in _BAD_VALIDITY:
+            deadlines.append(int(subkey["expires"]) if subkey.get("expires") else None)
+    if not deadlines or None in deadlines:
+        return primary_expires
+    latest = max(deadline for deadline in deadlines if deadline is not None)
+    return latest if primary_expires is None else min(latest, primary_expires)
 
 
 class _GpgRun:
@@ -140,11 +159,20 @@ class PgpKeyring:
         # The milter calls lookups from several threads; the caches change under this lock.
         self._lock = threading.Lock()
 
+    def open(self) -> None:
+        """Start gpg with its version check, which writes nothing to the home. Raises
+        PgpFailure. Later calls then import no more modules, which a caller that switches
+        to a user who cannot read them needs (``postveil status`` run as root)."""
+        self._open()
+
     def _open(self) -> _TimedGPG:
         # Checked on every use: python-gnupg would otherwise create a missing home, and an
         # empty keyring would silently replace the admin's keys.
         if not os.path.isdir(self.gnupg_home):
-            raise PgpFailure(f"GnuPG home {self.gnupg_home} is missing or not a directory")
+            raise PgpFailure(
+                f"GnuPG home {self.gnupg_home} (pgp.gnupg_home) is missing or not a directory; "
+                "create it as docs/install.md shows, or correct pgp.gnupg_home"
+            )
         if self._gpg is None:
             try:
                 self._gpg = _TimedGPG(
@@ -216,6 +244,7 @@ class PgpKeyring:
                     validity=key.get("trust", ""),
                     expires=expires,
                     can_encrypt="E" in key.get("cap", ""),
+                    usable_until=_encryption_deadline(key, expires),
                 )
             )
         return keys

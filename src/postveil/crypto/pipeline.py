@@ -12,13 +12,15 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 from postveil.config import Config
+from postveil.config.routing import RoutingSection
+from postveil.crypto.encrypted import EncryptionCheck, check_encryption
 from postveil.crypto.errors import CryptoFailure
 from postveil.crypto.mime import RawMessage, address_list
 from postveil.crypto.notice import build_notice
 from postveil.crypto.pgp import PgpKeyring
-from postveil.crypto.protect import detect_encryption
 from postveil.crypto.render import MessageVersion, RenderContext, read_triggers, render_version
 from postveil.crypto.smime import CertificateStore, SmimeSigner
+from postveil.detection.categories import HIGH_RISK, PATIENT_IDENTIFIERS
 from postveil.portal.seal import PortalSeal
 from postveil.routing.classify import Classification, VerdictLike, classify, methods_for
 from postveil.routing.decide import (
@@ -71,6 +73,10 @@ def build_context(config: Config) -> RenderContext:
     seal = None
     if config.portal.intake_address is not None and config.portal.seal_key_file is not None:
         seal = PortalSeal.load(config.portal.seal_key_file)
+    custom = config.detection.custom_identifiers
+    health = {item.name for item in custom if item.kind == "health"}
+    named = {item.name for item in custom if item.kind != "health"}
+    identifiers = (HIGH_RISK | PATIENT_IDENTIFIERS | named) - health
     return RenderContext(
         routing=config.routing,
         portal=config.portal,
@@ -78,6 +84,7 @@ def build_context(config: Config) -> RenderContext:
         keyring=PgpKeyring(config.pgp.gnupg_home, config.pgp.gpg_binary, timeout=config.pgp.timeout),
         signer=signer,
         seal=seal,
+        identifier_categories=frozenset(identifiers),
     )
 
 
@@ -105,7 +112,8 @@ def process_message(
     triggers = read_triggers(message, routing)
     classification = classify(triggers, verdict, sender, routing)
     methods = methods_for(classification.message_class, routing)
-    already = detect_encryption(message)
+    encryption = _check_encryption(message, verdict, routing, context.identifier_categories)
+    already = encryption.reason if encryption.scheme is not None else None
     if callable(tls):
         tls = tls() if Method.TLS in methods else {}
 
@@ -155,8 +163,42 @@ def process_message(
         unscanned_parts=len(getattr(verdict, "unscanned_parts", []) or []),
         config_version=config_version,
         classifier_failed=getattr(verdict, "classifier_error", None) is not None,
+        sender_encrypted=encryption.scheme is not None,
+        encryption_check=encryption.code,
+        encryption_reason=encryption.reason,
     )
     return Outcome(triggers, classification, decisions, plan, versions, notice, record)
+
+
+def _check_encryption(
+    message: RawMessage,
+    verdict: VerdictLike | None,
+    routing: RoutingSection,
+    identifier_categories: frozenset[str],
+) -> EncryptionCheck:
+    """Check whether the sender already encrypted ``message`` (see ``check_encryption``).
+
+    Detection cannot read encrypted data, so when a rule other than the one for
+    unscanned parts (which the encrypted part itself fires) rates a message that counts
+    as encrypted sensitive, the sensitive text lies outside the encryption, such as in
+    the Subject, and the message is protected like any other. So is a message with an
+    identifier of a person outside: the encrypted part is the health information that
+    the rules would need beside it, and the identifier ties a patient to it. Health
+    words alone, which would not make plain mail sensitive, leave the sender's
+    encryption counted.
+    """
+    check = check_encryption(message, routing)
+    if check.scheme is None or verdict is None:
+        return check
+    if verdict.sensitive and verdict.rule != "unscanned_part":
+        return EncryptionCheck(
+            None, "findings-outside", "detection found sensitive text outside the encrypted data"
+        )
+    if any(count > 0 and category in identifier_categories for category, count in verdict.categories.items()):
+        return EncryptionCheck(
+            None, "findings-outside", "detection found a patient identifier outside the encrypted data"
+        )
+    return check
 
 
 def _facts(

@@ -1,4 +1,4 @@
-"""Header protection and detection of mail the sender already encrypted.
+"""Header protection: which header fields stay outside an encrypted copy.
 
 The encrypted part carries the whole original MIME entity: its Content-* and
 MIME-Version headers and body byte for byte, the Subject without tags, copies of the
@@ -10,14 +10,7 @@ Subject becomes ``routing.outer_subject``.
 
 from __future__ import annotations
 
-import base64
-import binascii
-import email
-import email.policy
-import quopri
-import re
 from dataclasses import dataclass
-from email.message import Message
 
 from postveil.config.routing import SUBJECT_COPIES, RoutingSection
 from postveil.crypto.mime import CRLF, HeaderField, RawMessage, make_field, to_crlf
@@ -74,35 +67,6 @@ DKIM-Signature and ARC-* are not here either, because encryption changes the bod
 Subject and Content-Type they cover, so they fail at the receiving server wherever they
 are, and their ``bh=`` tag is a hash of the plaintext body. docs/milter.md gives the
 reasons for each choice."""
-
-_SMIME_TYPES = ("application/pkcs7-mime", "application/x-pkcs7-mime")
-_SMIME_ENCRYPTED = ("enveloped-data", "authenveloped-data")
-
-# One ASCII-armored OpenPGP message (RFC 4880, section 6.2): the armor line, armor
-# headers of the standard keys, an empty line, radix-64 lines (the "=" checksum
-# included) and the tail line. Text of any other kind, such as a sentence, fails it.
-_ARMOR_BLOCK = (
-    rb"-----BEGIN PGP MESSAGE-----[ \t]*\r?\n"
-    rb"(?:(?:Version|Comment|MessageID|Hash|Charset): [^\r\n]*\r?\n)*"
-    rb"[ \t]*\r?\n"
-    rb"(?:[A-Za-z0-9+/=]+[ \t]*\r?\n)+"
-    rb"-----END PGP MESSAGE-----[ \t]*"
-)
-_ARMORED_ONLY_RE = re.compile(rb"\s*(?:" + _ARMOR_BLOCK + rb"\s*)+")
-
-# The control part of PGP/MIME contains the version line and nothing else (RFC 3156,
-# section 4).
-_VERSION_LINE_RE = re.compile(rb"\s*Version:[ \t]*1[ \t]*\s*")
-_MAX_PREAMBLE = 120
-"""Maximum length, in characters, of the one-line preamble accepted around PGP/MIME parts."""
-
-# DER of the CMS content types (RFC 5652 and RFC 5083) that an S/MIME encrypted body
-# starts with, inside its ContentInfo SEQUENCE: id-envelopedData 1.2.840.113549.1.7.3
-# and id-ct-authEnvelopedData 1.2.840.113549.1.9.16.1.23.
-_CMS_ENCRYPTED_OIDS = (
-    bytes.fromhex("06092a864886f70d010703"),
-    bytes.fromhex("060b2a864886f70d0109100117"),
-)
 
 
 def is_content_header(name: str) -> bool:
@@ -165,114 +129,6 @@ def split_headers(message: RawMessage, config: RoutingSection) -> HeaderSplit:
         else:
             moved.append(header)
     return HeaderSplit(tuple(outside), tuple(moved), tuple(dropped))
-
-
-def _parse_content_type(value: str | None) -> Message:
-    parsed = Message()
-    if value is not None:
-        parsed["Content-Type"] = value
-    return parsed
-
-
-def _media_type(value: str | None) -> str:
-    """Return the lower-case type/subtype of a Content-Type value, as
-    ``email.message.Message.get_content_type`` does: text/plain when the field is
-    missing or its type has no single slash (RFC 2045, section 5.2)."""
-    if value is None:
-        return "text/plain"
-    media_type = value.partition(";")[0].strip().lower()
-    return media_type if media_type.count("/") == 1 else "text/plain"
-
-
-def detect_encryption(message: RawMessage) -> str | None:
-    """Return ``smime`` or ``pgp`` when the sender already encrypted the message.
-
-    Recognised: top-level application/pkcs7-mime (or x-pkcs7-mime) with smime-type
-    enveloped-data or authEnveloped-data (or no smime-type and a .p7m name), whose body
-    is CMS enveloped or authenticated-enveloped data; multipart/encrypted with protocol
-    application/pgp-encrypted and the two parts of RFC 3156, the second an armored
-    OpenPGP message; and inline PGP, a text body of nothing but armored OpenPGP
-    messages. A message with such a label but readable text in place of the encrypted
-    data returns None, so it is protected as any other. S/MIME signed-only mail is not
-    encrypted and returns None.
-    """
-    value = message.first_value("Content-Type")
-    content_type = _media_type(value)
-    if content_type in _SMIME_TYPES:
-        parsed = _parse_content_type(value)
-        smime_type = str(parsed.get_param("smime-type") or "").lower()
-        name = str(parsed.get_param("name") or "").lower()
-        labelled = smime_type in _SMIME_ENCRYPTED or (not smime_type and name.endswith(".p7m"))
-        return "smime" if labelled and _is_cms_encrypted(message) else None
-    if content_type == "multipart/encrypted":
-        protocol = str(_parse_content_type(value).get_param("protocol") or "").lower()
-        if protocol == "application/pgp-encrypted" and _is_pgp_mime(message):
-            return "pgp"
-        return None
-    if content_type == "text/plain":
-        text = _decoded_body(message)
-        if text is not None and _ARMORED_ONLY_RE.fullmatch(text):
-            return "pgp"
-    return None
-
-
-def _decoded_body(message: RawMessage) -> bytes | None:
-    """Return the body with its Content-Transfer-Encoding undone, as a mail program
-    shows it, or None for an encoding that is unknown or does not decode.
-
-    Quoted-printable matters most: "=48=49" passes as radix-64 text but reads "HI".
-    """
-    encoding = (message.first_value("Content-Transfer-Encoding") or "").strip().lower()
-    if encoding in ("", "7bit", "8bit", "binary"):
-        return message.body
-    if encoding == "quoted-printable":
-        return quopri.decodestring(message.body)
-    if encoding == "base64":
-        try:
-            return base64.b64decode(re.sub(rb"\s+", b"", message.body), validate=True)
-        except (binascii.Error, ValueError):
-            return None
-    return None
-
-
-def _is_cms_encrypted(message: RawMessage) -> bool:
-    """Return whether the body, base64 or binary, starts as CMS encrypted data does."""
-    body = message.body
-    encoding = (message.first_value("Content-Transfer-Encoding") or "").strip().lower()
-    if encoding == "base64":
-        try:
-            body = base64.b64decode(re.sub(rb"\s+", b"", body), validate=True)
-        except (binascii.Error, ValueError):
-            return False
-    head = body[:32]
-    return head.startswith(b"\x30") and any(oid in head for oid in _CMS_ENCRYPTED_OIDS)
-
-
-def _is_pgp_mime(message: RawMessage) -> bool:
-    """Return whether a multipart/encrypted body has the two parts of RFC 3156, section 4:
-    application/pgp-encrypted with its version line, then application/octet-stream
-    with an armored message. Text around them travels as it is, so the preamble may be
-    one short line (mail programs write a notice such as "This is an OpenPGP/MIME
-    encrypted message") and the epilogue only white space."""
-    parsed = email.message_from_bytes(message.to_bytes(), policy=email.policy.compat32)
-    preamble = (parsed.preamble or "").strip()
-    if len(preamble) > _MAX_PREAMBLE or "\n" in preamble or (parsed.epilogue or "").strip():
-        return False
-    parts = parsed.get_payload()
-    if not isinstance(parts, list) or len(parts) != 2:
-        return False
-    control, data = parts
-    if not isinstance(control, Message) or not isinstance(data, Message):
-        return False
-    if control.get_content_type() != "application/pgp-encrypted":
-        return False
-    version = control.get_payload(decode=True)
-    if not isinstance(version, bytes) or not _VERSION_LINE_RE.fullmatch(version):
-        return False
-    if data.get_content_type() != "application/octet-stream" or data.is_multipart():
-        return False
-    payload = data.get_payload(decode=True)
-    return isinstance(payload, bytes) and _ARMORED_ONLY_RE.fullmatch(payload) is not None
 
 
 def build_inner_entity(message: RawMessage, subject: str | None, config: RoutingSection) -> bytes:

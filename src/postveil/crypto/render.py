@@ -32,6 +32,7 @@ from postveil.crypto.smime import (
     smime_headers,
     wrap_base64,
 )
+from postveil.detection.categories import HIGH_RISK, PATIENT_IDENTIFIERS
 from postveil.portal.seal import SEAL_HEADER, PortalSeal
 from postveil.routing.plan import RecipientGroup, VersionKind
 from postveil.routing.triggers import Triggers, find_triggers
@@ -46,6 +47,10 @@ class RenderContext:
     signer: SmimeSigner | None = None
     seal: PortalSeal | None = None
     """Seals the recipient headers of portal copies (``portal.seal_key_file``)."""
+    identifier_categories: frozenset[str] = HIGH_RISK | PATIENT_IDENTIFIERS
+    """Detection categories of high-risk and patient identifiers, custom ones included.
+    Found outside the encryption of sender-encrypted mail, they make it count as not
+    encrypted."""
 
 
 @dataclass(frozen=True)

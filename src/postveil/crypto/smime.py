@@ -157,7 +157,15 @@ class CertificateStore:
         try:
             entries = sorted(os.scandir(path), key=lambda entry: entry.name)
         except OSError as exc:
-            raise SmimeFailure(f"cannot read certificate directory {path}: {exc.strerror}") from exc
+            if path == self.trust_store:
+                raise SmimeFailure(
+                    f"cannot read trust store directory {path} (smime.trust_store): {exc.strerror}"
+                ) from exc
+            raise SmimeFailure(
+                f"cannot read certificate directory {path} (smime.certificate_dir): "
+                f"{exc.strerror}; create it as docs/install.md shows, or correct "
+                "smime.certificate_dir"
+            ) from exc
         return [Path(e.path) for e in entries if e.is_file() and e.name.endswith(PEM_SUFFIXES)]
 
     def _directory_signature(self) -> tuple[tuple[str, int, int], ...]:
@@ -172,7 +180,11 @@ class CertificateStore:
         try:
             stat = trust.stat()
         except OSError as exc:
-            raise SmimeFailure(f"cannot read trust store {trust}: {exc.strerror}") from exc
+            raise SmimeFailure(
+                f"cannot read trust store {trust} (smime.trust_store): {exc.strerror}; point "
+                "smime.trust_store at the PEM file or directory of the CA certificates that "
+                "recipients' certificates chain to"
+            ) from exc
         signature.append((str(trust), stat.st_size, stat.st_mtime_ns))
         return tuple(signature)
 
@@ -348,6 +360,33 @@ class CertificateStore:
             visited.add(issuer.subject)
             current = issuer
         return None
+
+    def expiring_issuers(
+        self, certificate: x509.Certificate, before: datetime.datetime
+    ) -> list[x509.Certificate]:
+        """Return the CA certificates above ``certificate`` that expire before ``before``,
+        nearest first: intermediates in the directory and roots in the trust store.
+
+        The walk follows issuer names, so with two CA certificates of one name it may
+        name the one that the verifier would not have chosen.
+        """
+        self.refresh()
+        by_subject = {
+            stored.certificate.subject: stored.certificate for stored in self._authorities
+        }
+        by_subject.update((root.subject, root) for root in self._roots)
+        expiring: list[x509.Certificate] = []
+        visited: set[x509.Name] = set()
+        current = certificate
+        while current.issuer != current.subject and current.issuer not in visited:
+            issuer = by_subject.get(current.issuer)
+            if issuer is None:
+                break
+            if issuer.not_valid_after_utc < before:
+                expiring.append(issuer)
+            visited.add(issuer.subject)
+            current = issuer
+        return expiring
 
     def lookup(self, address: str) -> CertificateLookup:
         """Find a usable certificate for ``address`` (compared without case).

@@ -235,6 +235,7 @@ class World:
                 "shutdown_timeout": "8s",
                 "reinject": f"127.0.0.1:{postfix_port or 10026}",
                 "reinject_timeout": "30s",
+                "reinject_store": str(self.state_dir / "reinjected.sqlite3"),
                 # Without a private Postfix there are no rewrite maps to read.
                 "check_recipient_rewrites": self.postfix is not None,
                 "postfix_config_directory": str(self.postfix.config_dir) if self.postfix is not None else None,

@@ -29,6 +29,7 @@ from postveil.classifier.client import SecondOpinion
 from postveil.config import Config
 from postveil.crypto.pipeline import Outcome, TlsRequirement, build_context, process_message
 from postveil.detection import Detector
+from postveil.milter.reinjected import ReinjectStore
 from postveil.milter.tlslookup import TlsLookupFailure, query_policy
 from postveil.postfix_nexthops import NextHopRoutes
 from postveil.postfix_rewrites import RewriteMapsWatcher
@@ -44,7 +45,8 @@ TLS_FACTS_NOT_LOOKED_UP = "no TLS facts for the domain yet"
 
 
 class MessageProcessor:
-    """Detector, keys, certificates, facts cache and audit log of one configuration."""
+    """Detector, keys, certificates, facts cache, store of re-injected copies and audit
+    log of one configuration."""
 
     def __init__(self, config: Config, *, audit: AuditLog | None = None, cache: FactsCache | None = None) -> None:
         self.config = config
@@ -54,6 +56,17 @@ class MessageProcessor:
         self.audit = audit if audit is not None else AuditLog(config.audit, program="postveil-milter")
         self.rewrites = _read_rewrites(config) if config.milter.check_recipient_rewrites else None
         self.routes = _read_routes(config) if config.milter.check_recipient_rewrites else None
+        section = config.milter
+        # The file is opened at its first use, by a message with copies to re-inject.
+        self.reinject_store = (
+            ReinjectStore(
+                section.reinject_store,
+                expiry=section.reinject_store_expiry,
+                max_entries=section.reinject_store_max_entries,
+            )
+            if section.reinject_store is not None
+            else None
+        )
         self.second_opinion = None
         if config.classifier.enabled:
             self.second_opinion = SecondOpinion(config.classifier, self.detector)
@@ -67,6 +80,8 @@ class MessageProcessor:
     def close(self) -> None:
         self.cache.close()
         self.audit.close()
+        if self.reinject_store is not None:
+            self.reinject_store.close()
 
     def tls_requirements(self, recipients: Sequence[str], *, look_up: set[str] = frozenset()) -> dict[str, TlsRequirement]:
         """Return each recipient's domain TLS requirement from the shared cache.
@@ -209,9 +224,9 @@ class MessageProcessor:
             raise
         return route(lambda: tls)
 
-    def record(self, outcome: Outcome, action: str) -> None:
+    def record(self, outcome: Outcome, action: str, extra_tags: Sequence[str] = ()) -> None:
         """Append the audit record of ``outcome``; raises AuditWriteError when it fails."""
-        self.audit.record_message(audit_decision(outcome, action))
+        self.audit.record_message(audit_decision(outcome, action, extra_tags))
 
 
 _HOLD_REFRESH = 3600.0
@@ -268,7 +283,7 @@ def recipient_domain(address: str) -> str:
     return ascii_domain(address.rpartition("@")[2])
 
 
-def audit_decision(outcome: Outcome, action: str) -> MessageDecision:
+def audit_decision(outcome: Outcome, action: str, extra_tags: Sequence[str] = ()) -> MessageDecision:
     """Convert a routing outcome into the audit trail's message record.
 
     A recipient's method is what it actually got: ``reject`` when the whole message
@@ -296,9 +311,15 @@ def audit_decision(outcome: Outcome, action: str) -> MessageDecision:
         # postveil-classifierd did not reply and classifier.on_failure kept the rules'
         # verdict: auditors can list the messages routed without the model.
         tags.append("classifier:unavailable")
+    if record.encryption_check != "none":
+        # Mail labelled as encrypted by the sender: the format that counted, or the check
+        # that failed. The recipients' reasons describe a format that counted.
+        outcome_word = "counted" if record.sender_encrypted else "not-counted"
+        tags.append(f"sender-encryption:{outcome_word}:{record.encryption_check}")
     tags += [_tag_identifier(tag) for tag in record.tags]
     if outcome.triggers.header_trigger:
         tags.append("header:trigger")
+    tags += extra_tags
     return MessageDecision(
         queue_id=record.queue_id,
         sender=record.sender,

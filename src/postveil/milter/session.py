@@ -10,10 +10,13 @@ from __future__ import annotations
 
 import itertools
 import logging
+import math
 import re
 import tempfile
 import threading
-from collections.abc import Callable
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
 from typing import Any
 
 import Milter
@@ -23,10 +26,18 @@ from postveil.audit import RecipientDecision as AuditRecipient
 from postveil.config import Config
 from postveil.crypto.mime import HeaderEdits
 from postveil.crypto.pipeline import Outcome
+from postveil.crypto.render import MessageVersion
 from postveil.errors import TemporaryFailure
 from postveil.log import MessageLogger
 from postveil.milter.processor import MessageProcessor
 from postveil.milter.reinject import reinject
+from postveil.milter.reinjected import (
+    NOTICE_KIND,
+    ReinjectStore,
+    ReinjectStoreError,
+    copy_key,
+    retry_digest,
+)
 from postveil.routing.plan import PlanAction
 
 log = logging.getLogger("postveil.milter")
@@ -63,6 +74,23 @@ class InFlight:
         """Wait until no message is in flight; return False on timeout."""
         with self._condition:
             return self._condition.wait_for(lambda: self._count == 0, timeout)
+
+
+@dataclass(frozen=True)
+class PendingCopy:
+    """A version of the message, or the notice to the sender, to re-inject."""
+
+    kind: str
+    """The version kind (``pgp``, ``portal`` and so on) or ``notice``."""
+
+    description: str
+    """Name of the copy in log lines, without recipients or content."""
+
+    message: bytes
+    sender: str
+    recipients: tuple[str, ...]
+    key: str | None = None
+    """Key in milter.reinject_store; None without a store."""
 
 
 REPLACE_BODY_CHUNK = 65536
@@ -140,12 +168,15 @@ class PostveilMilter(Milter.Base):
     def _reset_message(self) -> None:
         self.queue_id: str | None = None
         self.sender: str | None = None
+        self.mail_time = 0.0
+        """When MAIL FROM arrived (epoch seconds), about when Postfix took its arrival time."""
         self.recipients: list[str] = []
         self.headers: list[tuple[str, bytes]] = []
         self.body_spool: tempfile.SpooledTemporaryFile[bytes] | None = None
         self.body_size = 0
         self.oversize = False
         self._counted = False
+        self._deadline = math.inf
 
     def _finish_message(self) -> None:
         if self.body_spool is not None:
@@ -312,6 +343,7 @@ class PostveilMilter(Milter.Base):
         self._in_flight.enter()
         self._counted = True
         self.sender = bare_address(mailfrom)
+        self.mail_time = time.time()
         queue_id = self.getsymval("i")
         if queue_id:
             self.queue_id = queue_id
@@ -383,6 +415,8 @@ class PostveilMilter(Milter.Base):
         return self._guard("end of message", self._eom)
 
     def _eom(self) -> int:
+        # Postfix waits for the reply from here on, for at most milter_content_timeout.
+        self._deadline = time.monotonic() + self.config.milter.reinject_deadline
         queue_id = self.getsymval("i")
         if queue_id and queue_id != self.queue_id:
             self.queue_id = queue_id
@@ -397,7 +431,7 @@ class PostveilMilter(Milter.Base):
 
     def _route(self) -> int:
         """Decide per recipient, record the decision, send the versions, reply."""
-        raw = self._assemble()
+        raw, body_offset = self._assemble()
         addresses = [bare_address(r) for r in self.recipients]
         outcome = self.processor.decide(
             raw, queue_id=self.queue_id or self.connection_id, sender=self.sender or "", recipients=addresses
@@ -415,39 +449,107 @@ class PostveilMilter(Milter.Base):
             in_place = None
         re_injected = outcome.versions[1:] if in_place is not None else outcome.versions
 
+        copies = self._copies(re_injected, outcome.notice, memoryview(raw)[body_offset:])
+        store = self.processor.reinject_store
+        keys = [copy.key for copy in copies if copy.key is not None]
+        # Raises ReinjectStoreError before anything leaves, so a store that cannot be
+        # read defers the message without sending a copy.
+        earlier = store.queued(keys) if store is not None else {}
+        skipped_kinds = sorted({copy.kind for copy in copies if copy.key in earlier})
+
         # No delivery without a record: the audit write comes first, and its failure
         # (AuditWriteError, a TemporaryFailure) defers the message.
-        self.processor.record(outcome, "accept" if in_place is not None else "discard")
+        action = "accept" if in_place is not None else "discard"
+        self.processor.record(outcome, action, [f"skipped_copy:{kind}" for kind in skipped_kinds])
 
-        section = self.config.milter
-        for version in re_injected:
-            new_id = reinject(
-                version.raw,
-                self.sender or "",
-                version.envelope_recipients,
-                address=section.reinject_address,
-                timeout=section.reinject_timeout,
-            )
-            self.log.info(
-                "re-injected %s version for %d recipient(s) as %s",
-                version.group.kind.value,
-                len(version.envelope_recipients),
-                new_id,
-            )
-        if outcome.notice is not None and self.sender:
-            notice_id = reinject(
-                outcome.notice, "", [self.sender], address=section.reinject_address, timeout=section.reinject_timeout
-            )
-            self.log.info("sent the sender a notice of removed recipients as %s", notice_id)
+        for copy in copies:
+            if copy.key in earlier:
+                self.log.info(
+                    "%s for %d recipient(s) already queued as %s by an earlier attempt: not re-injected again",
+                    copy.description,
+                    len(copy.recipients),
+                    earlier[copy.key],
+                )
+                continue
+            self._send_copy(copy)
 
         if in_place is None:
             if outcome.versions:
                 self.log.info("every version re-injected: original message discarded")
             else:
                 self.log.info("no recipient left: message discarded")
-            return Milter.DISCARD
-        self._apply_in_place(in_place.edits, in_place.body, in_place.envelope_recipients)
-        return Milter.ACCEPT
+            result = Milter.DISCARD
+        else:
+            self._apply_in_place(in_place.edits, in_place.body, in_place.envelope_recipients)
+            result = Milter.ACCEPT
+        if store is not None and keys:
+            self._forget_copies(store, keys)
+        return result
+
+    def _copies(self, versions: Sequence[MessageVersion], notice: bytes | None, body: memoryview) -> list[PendingCopy]:
+        """List the copies to re-inject: ``versions``, then the notice to the sender.
+
+        Each gets its store key when milter.reinject_store is set.
+        """
+        pending = [
+            PendingCopy(
+                version.group.kind.value,
+                f"{version.group.kind.value} version",
+                version.raw,
+                self.sender or "",
+                version.envelope_recipients,
+            )
+            for version in versions
+        ]
+        if notice is not None and self.sender:
+            pending.append(PendingCopy(NOTICE_KIND, "notice of removed recipients", notice, "", (self.sender,)))
+        if not pending or self.processor.reinject_store is None:
+            return pending
+        digest = retry_digest(self.headers, body, self.queue_id, (self.mail_time, time.time()))
+        return [
+            replace(copy, key=copy_key(digest, self.sender or "", copy.kind, copy.recipients)) for copy in pending
+        ]
+
+    def _send_copy(self, copy: PendingCopy) -> None:
+        """Re-inject one copy, then store its key.
+
+        A key that cannot be stored is logged and the message goes on, because the
+        copy is queued either way: only a retry of this message would send it again.
+        """
+        section = self.config.milter
+        new_id = reinject(
+            copy.message,
+            copy.sender,
+            copy.recipients,
+            address=section.reinject_address,
+            timeout=section.reinject_timeout,
+            deadline=self._deadline,
+        )
+        self.log.info("re-injected %s for %d recipient(s) as %s", copy.description, len(copy.recipients), new_id)
+        store = self.processor.reinject_store
+        if store is None or copy.key is None:
+            return
+        try:
+            store.add(copy.key, new_id)
+        except ReinjectStoreError as exc:
+            self.log.error("%s; if this message is retried, %s is sent again", exc, new_id)
+
+    def _forget_copies(self, store: ReinjectStore, keys: list[str]) -> None:
+        """Remove the message's keys before the final reply, unless it is too late.
+
+        After milter.reinject_deadline Postfix may have given up on the reply already,
+        so the message is deferred and its keys kept for the retry. A failure to remove
+        them is logged and the reply is sent as planned. The keys expire, and until then
+        they match only a message with the same content, sender and recipients.
+        """
+        if time.monotonic() > self._deadline:
+            raise TemporaryFailure(
+                "milter.reinject_deadline passed before the reply; the copies already queued are skipped on the retry"
+            )
+        try:
+            store.forget(keys)
+        except ReinjectStoreError as exc:
+            self.log.error("%s; the keys of this message stay until they expire", exc)
 
     def _can_remove_others(self, kept: tuple[str, ...]) -> bool:
         """Return whether smfi_delrcpt can remove every recipient outside ``kept``.
@@ -467,17 +569,19 @@ class PostveilMilter(Milter.Base):
                 return False
         return True
 
-    def _assemble(self) -> bytes:
-        """Rebuild the message as received: header fields, empty line, body."""
+    def _assemble(self) -> tuple[bytes, int]:
+        """Rebuild the message as received (header fields, empty line, body) and return
+        it with the offset of its body."""
         parts = []
         for name, value in self.headers:
             folded = value.replace(b"\r\n", b"\n").replace(b"\n", b"\r\n")
             parts.append(name.encode("utf-8", "surrogateescape") + b":" + folded + b"\r\n")
         parts.append(b"\r\n")
+        body_offset = sum(len(part) for part in parts)
         if self.body_spool is not None:
             self.body_spool.seek(0)
             parts.append(self.body_spool.read())
-        return b"".join(parts)
+        return b"".join(parts), body_offset
 
     def _apply_in_place(self, edits: HeaderEdits, body: bytes | None, recipients: tuple[str, ...]) -> None:
         """Change the original transaction into the first group's version."""
@@ -543,6 +647,8 @@ class PostveilMilter(Milter.Base):
         # The message's class, action, detections and tags are in the audit summary
         # line that follows (postveil.audit), so only the per-recipient part is here.
         record = outcome.record
+        if record.encryption_check != "none" and not record.sender_encrypted:
+            self.log.info("labelled as encrypted but not counted as such: %s", record.encryption_reason)
         for item in record.recipients:
             self.log.info("rcpt=<%s> method=%s reason=%s", item.recipient, item.method or "none", item.reason)
 

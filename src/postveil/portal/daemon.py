@@ -6,7 +6,8 @@ proxy), purges expired messages at start and every hour, and sends systemd READY
 once it accepts connections. SIGTERM and SIGINT stop accepting, let requests in
 progress finish for up to STOP_GRACE seconds, and exit 0. It does not reload its
 configuration, except for the master key files, which it reads again when a message's
-key names a master key it does not have (:class:`KeyFileReloader`).
+key names a master key it does not have, or when ``postveil portal rekey`` retired the
+key that it digests codes with (:class:`KeyFileReloader`).
 """
 
 from __future__ import annotations
@@ -156,8 +157,10 @@ class KeyFileReloader:
 
     During a rotation of the master key (docs/portal.md), the intake may store messages
     under the new key before this daemon is restarted. Only the key files are taken
-    from the new configuration, and only to decrypt: the daemon encrypts nothing with
-    them and keeps every other setting until it is restarted.
+    from the new configuration. They decrypt, and the key that ``rekey`` moved the
+    store to also digests codes once ``rekey`` retired the daemon's own key
+    (:meth:`PortalStore.issue_code`). The daemon encrypts nothing with them and keeps
+    every other setting until it is restarted.
     """
 
     def __init__(self, source: str) -> None:

@@ -72,6 +72,14 @@ class Keyring:
                 added.append(key.key_id)
         return added
 
+    def promote(self, key_id: str) -> None:
+        """Make the key with ``key_id`` the current one. The key that was current
+        stays in the keyring as a previous key. Raises KeyError for an unknown id."""
+        key = self._by_id[key_id]
+        others = {known: other for known, other in self._by_id.items() if known != key_id}
+        self.current = key
+        self._by_id = {key_id: key, **others}
+
     def get(self, key_id: str) -> MasterKey | None:
         return self._by_id.get(key_id)
 

@@ -99,6 +99,10 @@ class CodeIssue:
     refused: str | None = None
     """``rate`` when the hourly limit is reached; None when a code was made."""
 
+    retired_key_id: str | None = None
+    """The key id that digested codes until this call found it retired and replaced
+    it (see :meth:`PortalStore._follow_rotation`); None when the key did not change."""
+
 
 @dataclass(frozen=True)
 class CodeCheck:
@@ -223,9 +227,23 @@ or with the key files swapped) can neither store under it nor rekey back to it.
 These rows fit schema version 2, so the version stays 2: a postveil without them
 reads only the ``schema`` and ``current_key_id`` rows and ignores the others."""
 
-_ROTATED_FROM = "rotated_from_key_id"
-"""Name of the ``meta`` row with the value that ``current_key_id`` had before the
-last rotation; absent after the first one. ``rekey --abandon`` restores it."""
+_PREDECESSOR_PREFIX = "rotated_from:"
+"""Prefix of the ``meta`` rows that link the rotations: ``rotated_from:<key id>``, whose
+value is the key id that ``current_key_id`` had before the rotation to <key id>. A key
+recorded when no key was recorded has no such row. ``rekey --abandon`` follows these
+rows back one rotation per run, so it can undo any number of rotations."""
+
+_LEGACY_PREDECESSOR = "rotated_from_key_id"
+"""Name of the ``meta`` row in which older postveil versions kept only the key id
+recorded before the last rotation. It is read as the predecessor of the current key,
+and the next rotation replaces it with a ``rotated_from:`` row."""
+
+_ABANDONED_PREFIX = "abandoned_key_id:"
+"""Prefix of the ``meta`` rows that name a key whose rotation ``rekey --abandon`` gave
+up: ``abandoned_key_id:<key id>``, whose value is the key id the store went back to.
+An intake whose configuration still has that key may store messages under it after
+the abandon. Such messages block abandoning the key the store went back to, because
+after that no recorded rotation would lead to their key."""
 
 
 class RotationInUseError(PortalError):
@@ -525,6 +543,34 @@ class PortalStore:
             f"{current.key_id} in portal.previous_key_files only while messages need it{hint}"
         )
 
+    def _follow_rotation(self, db: sqlite3.Connection) -> str | None:
+        """Make the key that ``rekey`` last moved the store to this process's current
+        key, when a rotation in another process retired the current one.
+
+        The key comes from the keyring, or from the key loader when the keyring does
+        not have it (see :meth:`_key_for`). Raises RetiredKeyError, and changes
+        nothing, when neither has it: the current key must no longer digest codes,
+        because it may be the leaked key that the rotation replaced. Returns the key id
+        of the replaced key, or None when the current key is not retired.
+        """
+        current = self._keys.current.key_id
+        retired = db.execute(
+            "SELECT 1 FROM meta WHERE name = ?", (_RETIRED_PREFIX + current,)
+        ).fetchone()
+        if retired is None:
+            return None
+        row = db.execute("SELECT value FROM meta WHERE name = ?", (_CURRENT_KEY,)).fetchone()
+        if row is not None and row[0] != current:
+            try:
+                newest = self._key_for(row[0])
+            except PortalKeyError:
+                # The loader failed: the error below names the way out.
+                newest = None
+            if newest is not None:
+                self._keys.promote(newest.key_id)
+        self._check_retired(db)
+        return current
+
     def check_current_key(self) -> None:
         """Raise RetiredKeyError when ``portal.key_file`` contains a retired key."""
         try:
@@ -684,9 +730,15 @@ class PortalStore:
         self, token: str, *, lifetime: float, per_hour: int, now: float | None = None
     ) -> CodeIssue:
         """Make a new code for a pickup, replacing any earlier one, unless ``per_hour``
-        codes were made in the last hour. Raises PortalError for an unknown token."""
+        codes were made in the last hour. Raises PortalError for an unknown token.
+
+        A current key that a rotation retired since this store was opened is first
+        replaced by the key of that rotation (see :meth:`_follow_rotation`), which
+        raises RetiredKeyError when this process does not have that key.
+        """
         now = time.time() if now is None else now
         with self._transaction() as db:
+            retired = self._follow_rotation(db)
             row = db.execute(
                 "SELECT p.codes_sent FROM pickups p JOIN messages m ON m.id = p.message_id"
                 " WHERE p.token_digest = ? AND m.expires > ?",
@@ -696,7 +748,7 @@ class PortalStore:
                 raise PortalError("unknown or expired pickup")
             recent = [float(t) for t in row[0].split() if float(t) > now - 3600]
             if len(recent) >= per_hour:
-                return CodeIssue(None, "rate")
+                return CodeIssue(None, "rate", retired)
             code = f"{secrets.randbelow(10**_CODE_DIGITS):0{_CODE_DIGITS}d}"
             db.execute(
                 "UPDATE pickups SET code_digest = ?, code_expires = ?, code_wrong = 0, codes_sent = ?"
@@ -708,7 +760,7 @@ class PortalStore:
                     _digest(token),
                 ),
             )
-        return CodeIssue(code)
+        return CodeIssue(code, retired_key_id=retired)
 
     def check_code(
         self,
@@ -895,13 +947,7 @@ class PortalStore:
             row = db.execute("SELECT value FROM meta WHERE name = ?", (_CURRENT_KEY,)).fetchone()
             rotated = row[0] if row is not None else None
             if rotated != current:
-                if rotated is None:
-                    db.execute("DELETE FROM meta WHERE name = ?", (_ROTATED_FROM,))
-                else:
-                    db.execute(
-                        "INSERT OR REPLACE INTO meta (name, value) VALUES (?, ?)",
-                        (_ROTATED_FROM, rotated),
-                    )
+                self._link_rotation(db, rotated, current)
             replaced = {key.key_id for key in self._keys.previous}
             if rotated is not None and rotated != current:
                 replaced.add(rotated)
@@ -918,34 +964,74 @@ class PortalStore:
             )
         return retired
 
+    @staticmethod
+    def _link_rotation(db: sqlite3.Connection, rotated: str | None, current: str) -> None:
+        """Record that the rotation to ``current`` replaced ``rotated`` (None: no key was
+        recorded), and that ``current`` is no longer an abandoned key."""
+        legacy = db.execute(
+            "SELECT value FROM meta WHERE name = ?", (_LEGACY_PREDECESSOR,)
+        ).fetchone()
+        if legacy is not None and rotated is not None:
+            # The legacy row is the predecessor of the key recorded until now.
+            db.execute(
+                "INSERT OR IGNORE INTO meta (name, value) VALUES (?, ?)",
+                (_PREDECESSOR_PREFIX + rotated, legacy[0]),
+            )
+        db.execute("DELETE FROM meta WHERE name = ?", (_LEGACY_PREDECESSOR,))
+        if rotated is None:
+            db.execute("DELETE FROM meta WHERE name = ?", (_PREDECESSOR_PREFIX + current,))
+        else:
+            db.execute(
+                "INSERT OR REPLACE INTO meta (name, value) VALUES (?, ?)",
+                (_PREDECESSOR_PREFIX + current, rotated),
+            )
+        db.execute("DELETE FROM meta WHERE name = ?", (_ABANDONED_PREFIX + current,))
+
     def abandon_rotation(
         self, before_change: Callable[[str], None] | None = None
     ) -> AbandonedRotation | None:
         """Undo the record of the last rotation, for ``rekey --abandon``.
 
-        Records the key id of the rotation before it again (or none), and makes the
-        keys that the abandoned rotation retired usable again. ``before_change`` is
-        called with the abandoned key id after the checks and before the change, in the
-        same transaction, so a deposit cannot come in between; an exception from it
-        leaves the store unchanged. Returns None when no rotation is recorded.
+        Records the key id of the rotation before it again (or none, after the first
+        recorded rotation), and makes the keys that the abandoned rotation retired
+        usable again. Each call undoes one rotation, so calls in a row go back through
+        every recorded rotation. ``before_change`` is called with the abandoned key id
+        after the checks and before the change, in the same transaction. So a deposit
+        cannot come in between, and an exception from it leaves the store unchanged.
+        Returns None when no rotation is recorded.
 
-        Raises RotationInUseError when a stored message may be under the abandoned
-        key: one labelled with its key id, or one without a key id that no other
-        configured key opens.
+        Raises RotationInUseError when a stored message may be under the abandoned key
+        or under a key whose rotation an earlier call abandoned back to it: one
+        labelled with such a key id, or one without a key id that no other configured
+        key opens.
         """
         with self._transaction() as db:
             row = db.execute("SELECT value FROM meta WHERE name = ?", (_CURRENT_KEY,)).fetchone()
             if row is None:
                 return None
             key_id = row[0]
-            in_use = self._count_under(db, key_id)
+            abandoned_before = [
+                name[len(_ABANDONED_PREFIX) :]
+                for (name,) in db.execute(
+                    "SELECT name FROM meta WHERE substr(name, 1, ?) = ? AND value = ?"
+                    " ORDER BY name",
+                    (len(_ABANDONED_PREFIX), _ABANDONED_PREFIX, key_id),
+                )
+            ]
+            in_use = self._count_under(db, {key_id, *abandoned_before})
             if in_use:
+                also = (
+                    f" or under key id(s) {', '.join(abandoned_before)}, whose rotations were "
+                    f"abandoned back to key id {key_id},"
+                    if abandoned_before
+                    else ""
+                )
                 raise RotationInUseError(
-                    f"{in_use} stored message(s) are under master key id {key_id}, or have no "
-                    "recorded key id and no other configured key opens them, so the rotation "
-                    f"to key id {key_id} cannot be abandoned; nothing was changed. Finish the "
-                    "rotation with 'postveil portal rekey' and a configuration whose "
-                    f"portal.key_file has key id {key_id}, or revoke those messages "
+                    f"{in_use} stored message(s) are under master key id {key_id}{also} or "
+                    "have no recorded key id and no other configured key opens them, so the "
+                    f"rotation to key id {key_id} cannot be abandoned; nothing was changed. "
+                    "Finish the rotation with 'postveil portal rekey' and a configuration "
+                    f"whose portal.key_file has key id {key_id}, or revoke those messages "
                     "('postveil portal list', 'postveil portal revoke ID') first"
                 )
             if before_change is not None:
@@ -963,26 +1049,46 @@ class PortalStore:
                 (len(_RETIRED_PREFIX), _RETIRED_PREFIX, key_id),
             )
             before = db.execute(
-                "SELECT value FROM meta WHERE name = ?", (_ROTATED_FROM,)
+                "SELECT value FROM meta WHERE name = ?", (_PREDECESSOR_PREFIX + key_id,)
             ).fetchone()
             if before is None:
+                before = db.execute(
+                    "SELECT value FROM meta WHERE name = ?", (_LEGACY_PREDECESSOR,)
+                ).fetchone()
+            db.execute(
+                "DELETE FROM meta WHERE name IN (?, ?)",
+                (_PREDECESSOR_PREFIX + key_id, _LEGACY_PREDECESSOR),
+            )
+            abandoned = [*abandoned_before, key_id]
+            if before is None:
                 db.execute("DELETE FROM meta WHERE name = ?", (_CURRENT_KEY,))
+                # With no key recorded, no later abandon looks at these keys.
+                db.executemany(
+                    "DELETE FROM meta WHERE name = ?",
+                    [(_ABANDONED_PREFIX + abandoned_id,) for abandoned_id in abandoned],
+                )
             else:
                 db.execute("UPDATE meta SET value = ? WHERE name = ?", (before[0], _CURRENT_KEY))
-                db.execute("DELETE FROM meta WHERE name = ?", (_ROTATED_FROM,))
+                db.executemany(
+                    "INSERT OR REPLACE INTO meta (name, value) VALUES (?, ?)",
+                    [(_ABANDONED_PREFIX + abandoned_id, before[0]) for abandoned_id in abandoned],
+                )
         return AbandonedRotation(key_id, before[0] if before else None, tuple(unretired))
 
-    def _count_under(self, db: sqlite3.Connection, key_id: str) -> int:
-        """Count the messages whose data key may be encrypted with ``key_id``."""
+    def _count_under(self, db: sqlite3.Connection, key_ids: set[str]) -> int:
+        """Count the messages whose data key may be encrypted with one of ``key_ids``."""
+        # Only placeholders go into the query text; the key ids are parameters.
+        placeholders = ", ".join("?" * len(key_ids))
         (labelled,) = db.execute(
-            "SELECT COUNT(*) FROM messages WHERE key_id = ?", (key_id,)
+            f"SELECT COUNT(*) FROM messages WHERE key_id IN ({placeholders})",
+            tuple(key_ids),
         ).fetchone()
         unlabelled = 0
         for message_id, wrapped in db.execute(
             "SELECT id, wrapped_key FROM messages WHERE key_id IS NULL"
         ).fetchall():
             key = self._find_key(message_id, wrapped)
-            if key is None or key.key_id == key_id:
+            if key is None or key.key_id in key_ids:
                 unlabelled += 1
         return int(labelled) + unlabelled
 

@@ -11,6 +11,8 @@ A recipient's notification links to ``{base_url}/m/{token}``. From there:
 - ``GET  /m/{token}/download`` the whole message as .eml (session required)
 - ``GET  /m/{token}/part/{n}`` one part as a download (session required)
 - ``POST /m/{token}/logout``   end the session
+- ``GET  /healthz``            ``OK``, for ``postveil status`` and load balancers; it
+                               reads no store and writes no audit record
 
 Code requests and code entries are also limited per client address across all
 messages (:mod:`postveil.portal.limits`). With ``portal.notify_sender: first_open``,
@@ -31,6 +33,8 @@ import functools
 import logging
 import math
 import re
+import socket
+import struct
 import time
 from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -58,7 +62,7 @@ from postveil.portal.limits import (
 from postveil.portal.notices import NOTICE_STOP_WAIT, SenderNotices
 from postveil.portal.parsing import ParseFailed, Parser, ParseTimeout
 from postveil.portal.reading import MAX_PARTS, MessageView, has_too_many_parts
-from postveil.portal.store import Pickup, PortalError, PortalStore
+from postveil.portal.store import Pickup, PortalError, PortalStore, RetiredKeyError
 
 log = logging.getLogger("postveil.portal")
 access_log = logging.getLogger("postveil.portal.access")
@@ -102,11 +106,6 @@ requests of that link wait for their turn, within READ_WAIT."""
 
 DOWNLOAD_CHUNK = 256 * 1024
 """Bytes of a download written to the connection at a time."""
-
-WRITE_TIMEOUT = 60.0
-"""Seconds a download may wait for the client to take the next chunk before the
-connection is closed, so a client that stops reading does not keep its share of the
-read budget."""
 
 BUSY_RETRY_AFTER = 60
 """Seconds in the Retry-After header of the page that reports the portal busy."""
@@ -197,6 +196,9 @@ class Portal:
             max_clients=section.max_tracked_clients,
         )
         self._trusted_proxies = section.trusted_networks
+        self.write_timeout = section.write_timeout
+        """Seconds a response waits for the client to take the next part of it
+        (``portal.write_timeout``, see :meth:`send`)."""
         self._dropped_reported = 0
         self._dropped_warned_at = -math.inf
         self._no_forwarded_warned_at = -math.inf
@@ -367,9 +369,30 @@ class Portal:
                 lifetime=section.code_lifetime,
                 per_hour=section.codes_per_hour,
             )
+        except RetiredKeyError as exc:
+            # Fail closed: a code digested with a retired key could be guessed offline
+            # by whoever has that key and a copy of the database.
+            log.error(
+                "message %s: cannot issue a code for %s: %s",
+                pickup.message_id,
+                pickup.recipient,
+                exc,
+            )
+            return self.problem(
+                503,
+                "Try again later",
+                "The code could not be sent just now. Please try again in a few minutes.",
+            )
         except PortalError:
             # The message expired between the lookup and this call.
             return self.not_found()
+        if issue.retired_key_id is not None:
+            log.warning(
+                "'postveil portal rekey' retired master key id %s: codes are now digested "
+                "with master key id %s, the key it rotated the store to",
+                issue.retired_key_id,
+                self.store.keyring.current.key_id,
+            )
         if issue.code is None:
             log.warning(
                 "message %s: rejected a code request for %s: codes_per_hour (%d) reached",
@@ -417,6 +440,15 @@ class Portal:
         trusted proxy put in X-Forwarded-For (see :func:`client_address`)."""
         forwarded = request.headers.getall("X-Forwarded-For", [])
         return client_address(request.remote, forwarded, self._trusted_proxies)
+
+    def client_text(self, request: web.Request) -> str:
+        """Return the client of the request as access lines name it: its address,
+        followed by "via" and the peer when a trusted proxy forwarded the request."""
+        # The client is parsed as an address, so the header's text never reaches the
+        # log.
+        client = self.client_of(request)
+        peer = request.remote or "-"
+        return peer if client is None or str(client) == peer else f"{client} via {peer}"
 
     def _client(self, request: web.Request) -> str:
         """Return the key under which the request's client is limited (see
@@ -645,7 +677,7 @@ class Portal:
             try:
                 await reservation.enter_async_context(self.read_budget.reserve(token, cost))
             except BudgetExhausted:
-                return self._busy(pickup)
+                return self._busy(token, pickup)
             if pickup.opened is None:
                 # The reads of one link take turns for the budget, so an earlier read
                 # may have opened the pickup while this one waited.
@@ -666,36 +698,85 @@ class Portal:
                 await self.notices.start(token, pickup, raw)
             response = await respond(token, pickup, raw)
             if not response.prepared:
-                try:
-                    await response.prepare(request)
-                    await response.write_eof()
-                except ConnectionError as exc:
-                    log.info(
-                        "message %s: the client of %s disconnected before the response "
-                        "was sent: %s",
-                        pickup.message_id,
-                        pickup.recipient,
-                        type(exc).__name__,
-                    )
+                await self.send(request, response)
             return response
 
-    def _busy(self, pickup: Pickup) -> web.Response:
-        budget = self.read_budget
+    async def send(self, request: web.Request, response: web.StreamResponse) -> None:
+        """Prepare and send a response that its handler did not send itself.
+
+        A client that does not take the whole response within ``write_timeout``
+        seconds has its connection reset, so it keeps no read budget, no turn of
+        its link and no buffered copy of the page. A client that disconnects is
+        logged too. Neither raises: aiohttp then finds the response unsent on a
+        closed connection and drops it.
+        """
+        try:
+            async with asyncio.timeout(self.write_timeout):
+                await response.prepare(request)
+                await response.write_eof()
+        except TimeoutError:
+            self._abort(request, "the response", "timed out", "all of it")
+        except ConnectionError as exc:
+            log.info(
+                "client %s: message %s: disconnected before the response was sent: %s",
+                self.client_text(request),
+                request.get(MESSAGE_ID_KEY, "-"),
+                type(exc).__name__,
+            )
+
+    def _abort(self, request: web.Request, what: str, cause: str, unsent: str) -> None:
+        """Log that ``unsent`` of ``what`` could not be sent in time and drop the
+        connection at once.
+
+        The client may have read data all along: a write waits until the kernel's send
+        buffer has room, so a client that reads slowly times out as well as one that
+        reads nothing.
+        """
         log.warning(
-            "message %s: rejected a read for %s: no room in portal.read_memory_budget "
-            "(%d of %d bytes reserved, %d reads waiting) within %gs",
-            pickup.message_id,
-            pickup.recipient,
-            budget.reserved,
-            budget.capacity,
-            budget.waiting,
-            budget.wait,
+            "client %s: message %s: %s %s: the client did not take %s within %gs "
+            "(portal.write_timeout); closing the connection",
+            self.client_text(request),
+            request.get(MESSAGE_ID_KEY, "-"),
+            what,
+            cause,
+            unsent,
+            self.write_timeout,
         )
-        response = self.problem(
-            503,
-            "Try again later",
-            "The portal is busy opening other messages. Please try again in a minute.",
-        )
+        _drop_connection(request)
+
+    def _busy(self, token: str, pickup: Pickup) -> web.Response:
+        """Return the 503 page for a read that got no turn within READ_WAIT, and log
+        whether the budget was full or the link's own earlier read still ran."""
+        budget = self.read_budget
+        if budget.reads_of(token) >= budget.per_link:
+            # A larger read_memory_budget would not have helped: the link's earlier
+            # page view or download was still being sent, often to a client that
+            # reads slowly or not at all (ended by portal.write_timeout).
+            log.warning(
+                "message %s: rejected a read for %s: an earlier page view or download of "
+                "the same link was still being sent after %gs, and each link has one read "
+                "at a time",
+                pickup.message_id,
+                pickup.recipient,
+                budget.wait,
+            )
+            text = (
+                "This message is still being sent to you in another window or download. "
+                "Please let that finish, then try again in a minute."
+            )
+        else:
+            log.warning(
+                "message %s: rejected a read for %s: no room in portal.read_memory_budget "
+                "(%d of %d bytes reserved, %d reads waiting) within %gs",
+                pickup.message_id,
+                pickup.recipient,
+                budget.reserved,
+                budget.capacity,
+                budget.waiting,
+                budget.wait,
+            )
+            text = "The portal is busy opening other messages. Please try again in a minute."
+        response = self.problem(503, "Try again later", text)
         response.headers["Retry-After"] = str(BUSY_RETRY_AFTER)
         return response
 
@@ -799,7 +880,8 @@ class Portal:
     ) -> web.StreamResponse:
         """Send ``data`` as a download in chunks of DOWNLOAD_CHUNK bytes, so the
         connection's buffer never keeps another copy of it. A client that disconnects
-        or takes no chunk for WRITE_TIMEOUT seconds ends the download early."""
+        ends the download early, and so does one that does not take the next chunk
+        within ``write_timeout`` seconds (see :meth:`send`)."""
         response = web.StreamResponse(headers=_attachment_headers(filename))
         response.content_length = len(data)
         chunks = memoryview(data)
@@ -807,24 +889,32 @@ class Portal:
         try:
             # A client that left while the read waited for the budget or a parse is
             # gone before the headers are written.
-            await response.prepare(request)
+            async with asyncio.timeout(self.write_timeout):
+                await response.prepare(request)
             while sent < len(data):
-                async with asyncio.timeout(WRITE_TIMEOUT):
+                async with asyncio.timeout(self.write_timeout):
                     await response.write(chunks[sent : sent + DOWNLOAD_CHUNK])
                 sent = min(sent + DOWNLOAD_CHUNK, len(data))
-            await response.write_eof()
-        except (ConnectionError, TimeoutError) as exc:
-            cause = "timed out" if isinstance(exc, TimeoutError) else type(exc).__name__
+            async with asyncio.timeout(self.write_timeout):
+                await response.write_eof()
+        except TimeoutError:
+            self._abort(
+                request,
+                f"the download by {pickup.recipient}",
+                f"ended after {sent} of {len(data)} bytes",
+                "the next chunk of at most 256 KB",
+            )
+        except ConnectionError as exc:
             log.warning(
-                "message %s: download by %s ended after %d of %d bytes: %s",
+                "client %s: message %s: download by %s ended after %d of %d bytes: %s",
+                self.client_text(request),
                 pickup.message_id,
                 pickup.recipient,
                 sent,
                 len(data),
-                cause,
+                type(exc).__name__,
             )
-            if request.transport is not None:
-                request.transport.close()
+            _drop_connection(request)
         return response
 
     async def logout(self, request: web.Request) -> web.Response:
@@ -841,6 +931,24 @@ class Portal:
             SESSION_COOKIE, path=self.url(token), secure=self.https, samesite="Strict"
         )
         return response
+
+
+def _drop_connection(request: web.Request) -> None:
+    """Close the request's connection at once, discarding the bytes not yet sent.
+
+    close() would keep the socket until the client took the buffered bytes, which a
+    client that stopped reading never does, and even abort() leaves the kernel to
+    deliver what its send buffer holds (up to net.ipv4.tcp_wmem, 4 MiB by default on
+    Linux). A linger time of zero makes the close a reset, which frees both at once.
+    """
+    transport = request.transport
+    if transport is None:
+        return
+    sock = transport.get_extra_info("socket")
+    if sock is not None:
+        with contextlib.suppress(OSError):
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    transport.abort()
 
 
 def _minutes_text(seconds: float) -> str:
@@ -883,20 +991,19 @@ def _security_headers(portal: Portal) -> dict[str, str]:
 def _make_middleware(portal: Portal) -> Middleware:
     @web.middleware
     async def guard(request: web.Request, handler: Handler) -> web.StreamResponse:
-        """Check the Origin of POST requests, turn every error into a page, and write the
-        access line without the path, which contains the link token."""
+        """Check the Origin of POST requests, turn every error into a page, send the
+        response within ``portal.write_timeout``, and write the access line without the
+        path, which contains the link token."""
         started = time.monotonic()
         response = await _respond(portal, request, handler)
+        if not response.prepared:
+            # Sent here rather than by aiohttp, which has no write timeout.
+            await portal.send(request, response)
         resource = request.match_info.route.resource
         pattern = resource.canonical if resource is not None else "-"
-        # The client is parsed as an address, so the header's text never reaches the
-        # log. The peer follows "via" when it differs.
-        client = portal.client_of(request)
-        peer = request.remote or "-"
-        client_text = peer if client is None or str(client) == peer else f"{client} via {peer}"
         access_log.info(
             "%s %s %s %d message=%s %.0f ms",
-            client_text,
+            portal.client_text(request),
             request.method,
             pattern,
             response.status,
@@ -1012,4 +1119,13 @@ def make_app(
     app.router.add_get(base + "/download", portal.download, allow_head=False)
     app.router.add_get(base + "/part/{number}", portal.download_part, allow_head=False)
     app.router.add_post(base + "/logout", portal.logout)
+    app.router.add_get(portal.prefix + HEALTH_PATH, _health)
     return app
+
+
+HEALTH_PATH = "/healthz"
+"""Path, after the path of base_url, of the page that shows the daemon serves requests."""
+
+
+async def _health(request: web.Request) -> web.Response:
+    return web.Response(text="OK\n")

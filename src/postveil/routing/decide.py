@@ -77,9 +77,10 @@ def decide_recipient(
 ) -> RecipientDecision:
     """Return the first method of ``methods`` available for ``recipient``.
 
-    ``already_encrypted`` names the sender's encryption (``smime`` or ``pgp``) of a message
-    that must not be encrypted again: such a message is delivered unchanged to every
-    recipient unless the list starts with ``plain`` (clean mail stays ``plain``).
+    ``already_encrypted`` describes the sender's encryption of a message that must not be
+    encrypted again (``smime``, ``pgp`` or a longer description such as ``S/MIME with CMS
+    EnvelopedData``): such a message is delivered unchanged to every recipient unless the
+    list starts with ``plain`` (clean mail stays ``plain``).
     """
     if already_encrypted is not None and methods[0] is not Method.PLAIN:
         return RecipientDecision(

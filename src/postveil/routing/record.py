@@ -46,6 +46,16 @@ class DecisionRecord:
     """postveil-classifierd should have been asked but did not reply, and the rules'
     verdict was kept (``classifier.on_failure: rules``)."""
 
+    sender_encrypted: bool = False
+    """The message counted as already encrypted by the sender (method ``pre_encrypted``)."""
+
+    encryption_check: str = "none"
+    """Identifier of the format that counted as encrypted or of the check that failed;
+    ``none`` for mail without an encryption label."""
+
+    encryption_reason: str = "no encryption label"
+    """Reason the message counted as encrypted or not, from its structure only."""
+
     @classmethod
     def build(
         cls,
@@ -63,6 +73,9 @@ class DecisionRecord:
         unscanned_parts: int = 0,
         config_version: str = "",
         classifier_failed: bool = False,
+        sender_encrypted: bool = False,
+        encryption_check: str = "none",
+        encryption_reason: str = "no encryption label",
     ) -> DecisionRecord:
         """Assemble a record from routing results; ``categories`` is the verdict's counts."""
         recipients = tuple(
@@ -85,6 +98,9 @@ class DecisionRecord:
             unscanned_parts=unscanned_parts,
             config_version=config_version,
             classifier_failed=classifier_failed,
+            sender_encrypted=sender_encrypted,
+            encryption_check=encryption_check,
+            encryption_reason=encryption_reason,
         )
 
     def log_line(self) -> str:
@@ -117,5 +133,10 @@ class DecisionRecord:
                 "unscanned_parts": self.unscanned_parts,
             },
             "config_version": self.config_version,
+            "sender_encryption": {
+                "counted": self.sender_encrypted,
+                "check": self.encryption_check,
+                "reason": self.encryption_reason,
+            },
         }
 
