@@ -71,7 +71,7 @@ def run(args: argparse.Namespace) -> int:
 def _rewrite_warnings(config_directory: str | None, socketmap_listen: str) -> list[str]:
     """Check that postmap can read Postfix's recipient rewrite maps and transport maps,
     as the milter must for every recipient it would route by tls, and that Postfix's
-    smtp_tls_policy_maps asks postveil-policyd."""
+    smtp_tls_policy_maps queries postveil-policyd."""
     try:
         rewrites = RecipientRewrites.from_postfix(config_directory)
         rewrites.moved(["postveil-check@example.invalid"])
