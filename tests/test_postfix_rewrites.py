@@ -203,6 +203,17 @@ def test_check_config_warns_on_unreadable_map(tmp_path: Path, capsys: pytest.Cap
     assert "postveil-milter would defer (451) every message it routes by tls" in err
 
 
+def test_check_config_warns_without_policy_map(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    directory = postfix_config(tmp_path / "postfix", "myhostname = mx.example\n")
+    config = str(REPO / "conf" / "postveil.yaml")
+
+    assert cli_main(["check-config", config, "--postfix-config", directory]) == 0
+
+    err = capsys.readouterr().err
+    assert "smtp_tls_policy_maps (empty) does not query postveil-policyd" in err
+    assert "postveil-milter routes no message by tls" in err
+
+
 def test_check_config_reports_unreadable_postfix(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     config = str(REPO / "conf" / "postveil.yaml")
 

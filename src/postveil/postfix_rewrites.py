@@ -14,8 +14,9 @@ import re
 import shutil
 import subprocess
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Protocol
 
 from postveil.errors import TemporaryFailure
 
@@ -221,25 +222,31 @@ class RecipientRewrites:
         return f"{target_local}{local[len(base):]}@{target_domain}"
 
     def _query(self, table: str, keys: list[str]) -> dict[str, str]:
-        command = [_tool("postmap")]
-        if self.config_directory is not None:
-            command += ["-c", self.config_directory]
-        command += ["-q", "-", table]
-        try:
-            result = _run(command, stdin="".join(f"{key}\n" for key in keys))
-        except PostconfError as exc:
-            raise RewriteLookupError(f"recipient rewrite lookup in {table} failed: {exc}") from exc
-        problem = [line for line in result.stderr.splitlines() if "fatal:" in line or "error:" in line]
-        # postmap exits 1 both when no key is found and on an error, which it reports.
-        if problem or result.returncode not in (0, 1):
-            detail = problem[-1] if problem else f"exit status {result.returncode}"
-            raise RewriteLookupError(f"recipient rewrite lookup in {table} failed: {detail}")
-        found: dict[str, str] = {}
-        for line in result.stdout.splitlines():
-            key, separator, value = line.partition("\t")
-            if separator:
-                found[key] = value
-        return found
+        return query_table(table, keys, self.config_directory, "recipient rewrite lookup")
+
+
+def query_table(table: str, keys: list[str], config_directory: str | None, purpose: str) -> dict[str, str]:
+    """Look ``keys`` up in one Postfix table with ``postmap -q -``; return key -> value
+    for the keys found. Raises RewriteLookupError, naming ``purpose``, when it fails."""
+    command = [_tool("postmap")]
+    if config_directory is not None:
+        command += ["-c", config_directory]
+    command += ["-q", "-", table]
+    try:
+        result = _run(command, stdin="".join(f"{key}\n" for key in keys))
+    except PostconfError as exc:
+        raise RewriteLookupError(f"{purpose} in {table} failed: {exc}") from exc
+    problem = [line for line in result.stderr.splitlines() if "fatal:" in line or "error:" in line]
+    # postmap exits 1 both when no key is found and on an error, which it reports.
+    if problem or result.returncode not in (0, 1):
+        detail = problem[-1] if problem else f"exit status {result.returncode}"
+        raise RewriteLookupError(f"{purpose} in {table} failed: {detail}")
+    found: dict[str, str] = {}
+    for line in result.stdout.splitlines():
+        key, separator, value = line.partition("\t")
+        if separator:
+            found[key] = value
+    return found
 
 
 _DOT_ATOM = re.compile(r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+(?:\.[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+)*")
@@ -276,8 +283,12 @@ def read_service_overrides(config_directory: str | None = None) -> list[tuple[st
     overrides = []
     for line in result.stdout.splitlines():
         name, separator, value = line.partition(" = ")
-        if separator:
-            overrides.append((name.rpartition("/")[2], value.strip()))
+        if not separator:
+            if not line.endswith(" ="):
+                continue
+            # postconf prints "service/type/name =" for an override to an empty value.
+            name, value = line[: -len(" =")], ""
+        overrides.append((name.rpartition("/")[2], value.strip()))
     return overrides
 
 
@@ -328,20 +339,39 @@ def _domain(address: str) -> str:
     return address.rpartition("@")[2].lower() if "@" in address else ""
 
 
+class RecipientCheck(Protocol):
+    """A check of recipients against settings read from Postfix's configuration."""
+
+    @property
+    def maps(self) -> dict[str, tuple[str, ...]]: ...
+
+    def moved(self, recipients: Sequence[str]) -> dict[str, str]: ...
+
+
 class RewriteMapsWatcher:
-    """The current ``RecipientRewrites``, read again whenever Postfix's main.cf or
-    master.cf changes, or while it could not be read.
+    """The current ``RecipientRewrites`` (or another ``RecipientCheck`` that ``reader``
+    builds), read again whenever Postfix's main.cf or master.cf changes, or while it
+    could not be read.
 
     Thread-safe. The tables themselves are queried live by postmap, so edits to them
     need no re-read. While Postfix's configuration cannot be read, ``moved`` raises,
     so mail routed by tls is deferred rather than sent unchecked.
     """
 
-    def __init__(self, config_directory: str | None = None) -> None:
+    def __init__(
+        self,
+        config_directory: str | None = None,
+        *,
+        reader: Callable[[str], RecipientCheck] = RecipientRewrites.from_postfix,
+        description: str = "recipient rewrite maps",
+    ) -> None:
         self._requested_directory = config_directory
+        self._reader = reader
+        self.description = description
+        """Name of the settings the check reads, for error messages."""
         self._lock = threading.Lock()
         self._identity: tuple[object, ...] | None = None
-        self._rewrites: RecipientRewrites | None = None
+        self._rewrites: RecipientCheck | None = None
         self.problem: str | None = None
         """Why the configuration could not be read, or None."""
         with self._lock:
@@ -362,7 +392,7 @@ class RewriteMapsWatcher:
             rewrites = self._rewrites
             problem = self.problem
         if rewrites is None:
-            raise RewriteLookupError(f"cannot read Postfix's recipient rewrite maps: {problem}")
+            raise RewriteLookupError(f"cannot read Postfix's {self.description}: {problem}")
         return rewrites.moved(recipients)
 
     def _load(self) -> None:
@@ -372,7 +402,7 @@ class RewriteMapsWatcher:
                 directory = read_parameters(("config_directory",))["config_directory"]
             self._directory = directory
             identity = self._stat()
-            self._rewrites = RecipientRewrites.from_postfix(directory)
+            self._rewrites = self._reader(directory)
             self._identity = identity
             self.problem = None
         except PostconfError as exc:

@@ -256,3 +256,70 @@ def test_virtual_alias_to_other_domain(world: World, postfix: PrivatePostfix) ->
     assert "Postfix's virtual_alias_maps may move the recipient to another domain" in milter_log
     plaintext = [m for m in target.sink.messages if planted.SSN.encode() in m.data]
     assert plaintext == []
+
+
+@pytest.mark.parametrize("setting", ["relayhost", "transport_maps", "smtp_fallback_relay"])
+def test_other_next_hop_not_tls(world: World, postfix: PrivatePostfix, setting: str) -> None:
+    """Postfix sends the recipient through another next hop (a relay without STARTTLS),
+    whose TLS policy postveil-policyd looks up under that host, not under the
+    recipient's domain. The milter must not route sensitive mail by tls there.
+
+    With smtp_fallback_relay, Postfix tries the relay after the domain's own server
+    failed with a temporary error, which includes "TLS is required, but was not offered"."""
+    seen = world.add_domain(unique_domain("nexthop-from"), tls="none")
+    relay = world.add_domain(unique_domain("nexthop-relay"), tls="none")
+    recipient = f"patient@{seen.name}"
+    config = world.base_config()
+    config["policyd"]["answer_cache_ttl"] = "0s"
+    config_path, milter = start_daemons(world, config, f"tls-hold-{setting}.yaml")
+    if setting in ("relayhost", "smtp_fallback_relay"):
+        postfix.configure(**{setting: f"[{relay.mx_host}]"})
+    else:
+        postfix.configure(transport_maps=f"inline:{{{seen.name}=smtp:[{relay.mx_host}]}}")
+    queue_id = ""
+    try:
+        domain_command(config_path, "set", seen.name, "--tls", "encrypt")
+        result = postfix.send(sensitive_message(recipient), SENDER, [recipient])
+        queue_id = result.queue_id or ""
+        if queue_id:
+            postfix.wait_for(queue_id)
+        milter_log = milter.log_text()
+    finally:
+        postfix.configure(**{setting: None})
+        world.stop_daemon("milter")
+        world.stop_daemon("policyd")
+        remove_from_queue(postfix, queue_id)
+
+    assert f"rcpt=<{recipient}> method=tls" not in milter_log
+    assert f"Postfix's {setting}" in milter_log or f"through {setting}" in milter_log
+    plaintext = [m for m in relay.sink.messages if planted.SSN.encode() in m.data]
+    assert plaintext == []
+
+
+def test_policy_map_missing_not_tls(world: World, postfix: PrivatePostfix) -> None:
+    """postveil-policyd runs, but Postfix's smtp_tls_policy_maps does not ask it, so
+    Postfix delivers with smtp_tls_security_level (may). The milter must not route
+    sensitive mail by tls."""
+    domain = world.add_domain(unique_domain("no-policy-map"), tls="none")
+    recipient = f"patient@{domain.name}"
+    config = world.base_config()
+    config_path = world.write_config(config, "tls-hold-no-map.yaml")
+    world.start_policyd(config_path, attach=False)
+    milter = world.start_milter(config_path)
+    queue_id = ""
+    try:
+        domain_command(config_path, "set", domain.name, "--tls", "encrypt")
+        result = postfix.send(sensitive_message(recipient), SENDER, [recipient])
+        queue_id = result.queue_id or ""
+        if queue_id:
+            postfix.wait_for(queue_id)
+        milter_log = milter.log_text()
+    finally:
+        world.stop_daemon("milter")
+        world.stop_daemon("policyd")
+        remove_from_queue(postfix, queue_id)
+
+    assert f"rcpt=<{recipient}> method=tls" not in milter_log
+    assert "smtp_tls_policy_maps" in milter_log
+    plaintext = [m for m in domain.sink.messages if planted.SSN.encode() in m.data]
+    assert plaintext == []

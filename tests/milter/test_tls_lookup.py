@@ -35,7 +35,9 @@ def test_unknown_enforce_domain_looked_up_live(world: World, postfix: PrivatePos
     config["policyd"]["cache_path"] = str(world.state_dir / "fresh-cache.sqlite3")
     config_path = world.write_config(config, "fresh.yaml")
     # Not attached at RCPT, so nothing but the milter's own query discovers the domain.
+    # Postfix's smtp client still asks it, or the milter would not route by tls.
     world.start_policyd(config_path, attach=False)
+    postfix.configure(smtp_tls_policy_maps=world.socketmap_table)
     try:
         with attached_milter(world, postfix, config_path) as milter:
             result = postfix.send(sensitive_message(recipient), SENDER, [recipient])

@@ -484,6 +484,23 @@ def test_rcpt_rejection_records_config_version(
     assert loaded_version != reloaded_version
 
 
+def test_rcpt_address_literal_rejected_for_exclusive_sender(
+    tmp_path: Path, started: list[DaemonProcess]
+) -> None:
+    # The socketmap answers NOTFOUND for an address literal, so Postfix would deliver
+    # with its default TLS level, which may be plaintext.
+    config_path = write_config(tmp_path, tls_exclusive_senders=["news@example.com"])
+    start(started, config_path)
+
+    for recipient in ("patient@[192.0.2.1]", "patient@[IPv6:2001:db8::1]", "patient@bad_name!.example"):
+        reply = policy_request(config_path, "news@example.com", recipient)
+        assert reply.startswith(b"action=550 5.7.10 "), (recipient, reply)
+    assert policy_request(config_path, "doctor@example.com", "patient@[192.0.2.1]") == b"action=DUNNO\n\n"
+    assert policy_request(config_path, "news@example.com", "postmaster") == b"action=DUNNO\n\n"
+    rejections = audit_records(tmp_path, "message")
+    assert [record["recipients"][0]["method"] for record in rejections] == ["reject"] * 3
+
+
 def test_audit_write_failure_is_not_fatal(tmp_path: Path, started: list[DaemonProcess]) -> None:
     (tmp_path / "not-a-directory").write_text("")
     config_path = write_config(tmp_path)

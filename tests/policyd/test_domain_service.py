@@ -249,3 +249,36 @@ async def test_rcpt_check_discovers_held_domain(world: World, tmp_path: Path) ->
 
     assert stored is not None
     assert stored.sts is not None
+
+
+async def test_refresh_keeps_concurrent_probe(world: World, tmp_path: Path) -> None:
+    """A refresh that started before a probe stored its results must not overwrite them,
+    or a domain that has shown STARTTLS would lose its requirement."""
+    domain = world.add_domain(unique_domain("svc-race"))
+    cache = SqliteFactsCache(tmp_path / "facts.sqlite3")
+    service = make_service(world, cache)
+    # The refresh's TXT lookup gets no answer and waits for the whole lifetime, long
+    # enough for a probe to finish and store its results in between.
+    service.dns = DnsClient(DnsSection(nameservers=[world.dns.nameserver], timeout="2s", lifetime="2s"))
+    try:
+        assert (await service.requirement(domain.name)).level is None
+        world.dns.set_silent(f"_mta-sts.{domain.name}")
+        later = time.time() + 7200
+        service.clock = lambda: later
+        await service.requirement(domain.name)  # starts a background refresh
+        await asyncio.sleep(0.2)
+        probed = await service.probe_now(domain.name)
+        assert probed.tls_first_seen is not None
+        assert cache.get(domain.name).tls_first_seen is not None
+
+        deadline = time.monotonic() + 10
+        while cache.get(domain.name).sts_failed_at is None:
+            assert time.monotonic() < deadline, "the refresh did not store its result"
+            await asyncio.sleep(0.1)
+        facts = cache.get(domain.name)
+        assert facts.tls_first_seen is not None
+        assert facts.last_probe_at is not None
+        assert (await service.requirement(domain.name)).level == "encrypt"
+    finally:
+        await service.close()
+        cache.close()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 import os
 import sqlite3
@@ -134,6 +135,24 @@ def test_sqlite_damaged_record_is_unknown(tmp_path: Path) -> None:
     connection.execute("INSERT INTO domains VALUES ('bad.example', '{not json', 0)")
     connection.commit()
     assert cache.get("bad.example") is None
+    cache.close()
+
+
+def test_record_with_unknown_fields_keeps_facts(tmp_path: Path) -> None:
+    # A record written by a later version (before a downgrade) has fields this version
+    # does not know. Reading it as damaged would drop the STARTTLS history with it.
+    cache = SqliteFactsCache(tmp_path / "facts.sqlite3")
+    record = json.loads(FULL.to_json())
+    record["field_of_a_later_version"] = 1
+    record["sts"]["field_of_a_later_version"] = 1
+    record["dane"]["field_of_a_later_version"] = 1
+    record["probes"][0]["field_of_a_later_version"] = 1
+    connection = sqlite3.connect(tmp_path / "facts.sqlite3")
+    connection.execute("INSERT INTO domains VALUES (?, ?, 0)", (FULL.domain, json.dumps(record)))
+    connection.commit()
+    connection.close()
+
+    assert cache.get(FULL.domain) == FULL
     cache.close()
 
 

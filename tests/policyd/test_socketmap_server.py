@@ -139,7 +139,8 @@ async def test_cache_failure_is_temp(socketmap: tuple[int, SocketmapResponder]) 
      ("mx.example.org:25", "mx.example.org"), (".example.org", None), ("[10.0.0.1]", None),
      ("2001:db8::1", None), ("", None), ("a" * 64 + ".org", None),
      ("Bücher.Example.", "xn--bcher-kva.example"), ("[bücher.example]:25", "xn--bcher-kva.example"),
-     ("xn--bcher-kva.example", "xn--bcher-kva.example")],
+     ("xn--bcher-kva.example", "xn--bcher-kva.example"), ("[example.org]:smtp", "example.org"),
+     ("example.org:submission", "example.org"), ("[ipv6:2001:db8::1]:25", None), ("[example.org]:", None)],
 )
 def test_domain_from_key(key: str, domain: str | None) -> None:
     assert domain_from_key(key) == domain

@@ -8,6 +8,7 @@ import sys
 from postveil.cli.host_checks import host_warnings
 from postveil.config import CONFIG_ENV, DEFAULT_CONFIG_PATH, default_config_path, load_config
 from postveil.errors import ConfigError
+from postveil.postfix_nexthops import NextHopRoutes
 from postveil.postfix_rewrites import PostconfError, RecipientRewrites, RewriteLookupError
 
 
@@ -52,7 +53,7 @@ def run(args: argparse.Namespace) -> int:
     if config.uses_only_defaults:
         print(f"{path}: warning: the file sets no key, so every default applies", file=sys.stderr)
     postfix_config = args.postfix_config or config.milter.postfix_config_directory
-    warnings = host_warnings(config) + _rewrite_warnings(postfix_config)
+    warnings = host_warnings(config) + _rewrite_warnings(postfix_config, config.policyd.socketmap_listen)
     for warning in warnings:
         print(f"{path}: warning: {warning}", file=sys.stderr)
     if warnings and args.strict:
@@ -67,12 +68,21 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _rewrite_warnings(config_directory: str | None) -> list[str]:
-    """Check that postmap can read Postfix's recipient rewrite maps, as the milter must
-    for every recipient it would route by tls."""
+def _rewrite_warnings(config_directory: str | None, socketmap_listen: str) -> list[str]:
+    """Check that postmap can read Postfix's recipient rewrite maps and transport maps,
+    as the milter must for every recipient it would route by tls, and that Postfix's
+    smtp_tls_policy_maps queries postveil-policyd."""
     try:
         rewrites = RecipientRewrites.from_postfix(config_directory)
         rewrites.moved(["postveil-check@example.invalid"])
+        routes = NextHopRoutes.from_postfix(config_directory, socketmap_listen=socketmap_listen)
+        routes.rerouted(["postveil-check@example.invalid"])
+        if routes.policy_problem is not None:
+            table = f"socketmap:{socketmap_listen}:postveil"
+            return [
+                f"{routes.policy_problem}, so postveil-milter routes no message by tls. "
+                f"Put {table} first in smtp_tls_policy_maps (conf/postfix/main.cf.policyd)"
+            ]
     except PostconfError as exc:
         if config_directory is None:
             return []

@@ -77,8 +77,9 @@ class MilterSection(Section):
     """Most copies stored; beyond it the oldest are dropped (their retries get duplicates)."""
 
     check_recipient_rewrites: bool = True
-    """Look recipients routed by tls up in Postfix's rewrite maps (docs/milter.md). Turn
-    it off only for a milter on another host than Postfix, which cannot read them."""
+    """Look recipients routed by tls up in Postfix's rewrite maps and next-hop settings
+    (relayhost, transport_maps; docs/milter.md). Turn it off only for a milter on another
+    host than Postfix, which cannot read them."""
 
     postfix_config_directory: str | None = None
     """Postfix's configuration directory, read with ``postconf -c`` for the maps that

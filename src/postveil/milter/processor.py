@@ -31,6 +31,7 @@ from postveil.crypto.pipeline import Outcome, TlsRequirement, build_context, pro
 from postveil.detection import Detector
 from postveil.milter.reinjected import ReinjectStore
 from postveil.milter.tlslookup import TlsLookupFailure, query_policy
+from postveil.postfix_nexthops import NextHopRoutes
 from postveil.postfix_rewrites import RewriteMapsWatcher
 from postveil.routing.decide import Method
 from postveil.tlsfacts import DomainFacts, FactsCache, open_cache, tls_requirement
@@ -54,6 +55,7 @@ class MessageProcessor:
         self.cache = cache if cache is not None else open_cache(config.policyd)
         self.audit = audit if audit is not None else AuditLog(config.audit, program="postveil-milter")
         self.rewrites = _read_rewrites(config) if config.milter.check_recipient_rewrites else None
+        self.routes = _read_routes(config) if config.milter.check_recipient_rewrites else None
         section = config.milter
         # The file is opened at its first use, by a message with copies to re-inject.
         self.reinject_store = (
@@ -109,6 +111,12 @@ class MessageProcessor:
         if self.rewrites is not None and needing_tls:
             for recipient, reason in self.rewrites.moved(needing_tls).items():
                 requirements[recipient] = TlsRequirement(False, reason)
+        # Postfix looks the TLS policy up by next hop, so a recipient sent through a
+        # relay or another next hop is not held to its own domain's requirement.
+        needing_tls = [recipient for recipient, requirement in requirements.items() if requirement.required]
+        if self.routes is not None and needing_tls:
+            for recipient, reason in self.routes.moved(needing_tls).items():
+                requirements[recipient] = TlsRequirement(False, reason)
         return requirements
 
     def _read_facts(self, domains: Sequence[str]) -> dict[str, DomainFacts | None]:
@@ -146,6 +154,8 @@ class MessageProcessor:
         ``transport_maps`` next hop, or a recipient that ``virtual_alias_maps`` or
         ``canonical_maps`` moves to another domain, gets another policy, and neither
         the recipient domain's requirement nor this hold applies to it.
+        ``tls_requirements`` keeps such recipients off ``tls`` while
+        ``milter.check_recipient_rewrites`` is on.
         """
         domains = {
             recipient_domain(decision.recipient)
@@ -239,6 +249,28 @@ def _read_rewrites(config: Config) -> RewriteMapsWatcher:
             "recipients routed by tls are looked up in Postfix's %s with postmap", ", ".join(rewrites.maps)
         )
     return rewrites
+
+
+def _read_routes(config: Config) -> RewriteMapsWatcher:
+    """Return the watcher of Postfix's next-hop settings, logging what it found."""
+    listen = config.policyd.socketmap_listen
+
+    def read(directory: str) -> NextHopRoutes:
+        return NextHopRoutes.from_postfix(directory, socketmap_listen=listen)
+
+    routes = RewriteMapsWatcher(config.milter.postfix_config_directory, reader=read, description="routing settings")
+    if routes.problem is not None:
+        log.warning(
+            "cannot read Postfix's routing settings (%s), so every message routed by tls will be deferred (451) "
+            "until they can be read",
+            routes.problem,
+        )
+    elif routes.maps:
+        log.info(
+            "recipients that Postfix's %s send to another next hop are not counted as protected by tls",
+            ", ".join(routes.maps),
+        )
+    return routes
 
 
 def _unknown(facts: DomainFacts | None) -> bool:

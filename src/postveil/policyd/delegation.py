@@ -90,8 +90,8 @@ def delegation_verdict(
 ) -> Verdict:
     """Decide the reply for one request from its attributes and the recipient's requirement.
 
-    Pure. ``requirement`` is None when the request does not concern a TLS-exclusive
-    sender at RCPT (nothing to look up).
+    Pure. ``requirement`` is None when the recipient has no domain that postveil keeps
+    facts for: none at all (a local user), an address literal or an invalid name.
     """
     if attributes.get("request") != "smtpd_access_policy":
         return Verdict(DUNNO, "not an access policy request")
@@ -100,7 +100,16 @@ def delegation_verdict(
     if not sender_is_tls_exclusive(attributes.get("sender", ""), config):
         return Verdict(DUNNO, "sender is not TLS-exclusive")
     if requirement is None:
-        return Verdict(DUNNO, "recipient has no domain")
+        recipient = attributes.get("recipient", "")
+        if "@" not in recipient:
+            return Verdict(DUNNO, "recipient has no domain")
+        # An address literal or an invalid domain name gets NOTFOUND from the socketmap,
+        # so Postfix would deliver with smtp_tls_security_level, which may be plaintext.
+        return Verdict(
+            "550 5.7.10 the recipient's domain is an address literal or an invalid name, "
+            "which cannot be held to TLS; this sender may only send over TLS",
+            "the recipient domain has no TLS policy (address literal or invalid name)",
+        )
     if requirement.requires_tls:
         return Verdict(DUNNO, f"{requirement.domain} requires TLS ({requirement.rule})")
     return Verdict(
@@ -173,8 +182,10 @@ class PolicyDelegationServer:
         domain = recipient_domain(attributes)
         exclusive = sender_is_tls_exclusive(attributes.get("sender", ""), config)
         at_rcpt = attributes.get("protocol_state", "").upper() == "RCPT"
-        if domain is None or not at_rcpt:
-            return delegation_verdict(attributes, None, config).action
+        if not at_rcpt:
+            return DUNNO
+        if domain is None:
+            return await self._reply(service, attributes, None, queue_id, "-")
         try:
             if not exclusive:
                 await service.ensure_known(domain)
@@ -186,7 +197,18 @@ class PolicyDelegationServer:
         except Exception:
             log.exception("%s: domain %s: internal error", queue_id, domain)
             return DEFER_LOOKUP if exclusive else DUNNO
-        verdict = delegation_verdict(attributes, requirement, config)
+        return await self._reply(service, attributes, requirement, queue_id, domain)
+
+    async def _reply(
+        self,
+        service: DomainService,
+        attributes: dict[str, str],
+        requirement: Requirement | None,
+        queue_id: str,
+        domain: str,
+    ) -> str:
+        """Return the action for ``requirement``, logging and auditing a rejection."""
+        verdict = delegation_verdict(attributes, requirement, service.config)
         if verdict.action != DUNNO:
             log.info("%s: rejected TLS-exclusive sender's recipient in %s: %s",
                      queue_id, domain, verdict.reason)

@@ -274,10 +274,15 @@ class DomainService:
             facts = replace(facts, dane=dane)
         except DnsTemporaryFailure as exc:
             log.warning("domain %s: TLSA refresh failed, keeping the old facts: %s", domain, exc)
+        # The lookups above take seconds, in which a probe or the admin may have stored
+        # newer facts. Only the MTA-STS and DANE fields come from this refresh, so that
+        # a probe's STARTTLS sighting is never overwritten by the older copy.
         current = await self.get_facts(domain)
         if current is not None:
-            facts = replace(facts, override=current.override)
-        await self.store(old, facts)
+            facts = replace(current, sts=facts.sts, sts_checked_at=facts.sts_checked_at,
+                            sts_failed_at=facts.sts_failed_at, sts_error=facts.sts_error,
+                            dane=facts.dane)
+        await self.store(current if current is not None else old, facts)
         return facts
 
     async def _probe(self, domain: str) -> DomainFacts:

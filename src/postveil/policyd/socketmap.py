@@ -10,10 +10,8 @@ from __future__ import annotations
 
 import asyncio
 import collections
-import ipaddress
 import itertools
 import logging
-import re
 import time
 from collections.abc import Callable
 from typing import cast
@@ -21,7 +19,7 @@ from typing import cast
 from postveil.errors import PostveilError, TemporaryFailure
 from postveil.policyd.domains import DomainService
 from postveil.policyd.netstring import NetstringDecoder, NetstringError, encode
-from postveil.tlsfacts.names import ascii_domain
+from postveil.tlsfacts.names import domain_from_key
 from postveil.tlsfacts.requirement import Requirement
 
 log = logging.getLogger(__name__)
@@ -36,35 +34,7 @@ MAX_REUSED_ANSWERS = 100_000
 """Reused answers kept at once; the table is emptied when it reaches this size."""
 
 NOTFOUND = encode(b"NOTFOUND ")
-_DOMAIN_RE = re.compile(r"^(?=.{1,253}$)([a-z0-9_](?:[a-z0-9_-]{0,61}[a-z0-9])?\.)*"
-                        r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$")
 _connection_ids = itertools.count(1)
-
-
-def domain_from_key(key: str) -> str | None:
-    """Map a policy table key to the domain whose facts apply, or None for NOTFOUND.
-
-    ``[host]:port`` and ``[host]`` (smart hosts from transport maps or relayhost)
-    become ``host``. A Unicode name becomes its A-label form, the milter's key. IP literals, ``.parent`` keys and invalid names have no facts:
-    postveil never consults a parent domain for a subdomain.
-    """
-    text = key.strip().lower()
-    if text.startswith("["):
-        host, bracket, rest = text[1:].partition("]")
-        if not bracket or (rest and not re.fullmatch(r":\d{1,5}", rest)):
-            return None
-        text = host
-    elif re.fullmatch(r"[^:]+:\d{1,5}", text):
-        text = text.rsplit(":", 1)[0]
-    text = ascii_domain(text)
-    try:
-        ipaddress.ip_address(text)
-        return None
-    except ValueError:
-        pass
-    if not _DOMAIN_RE.match(text):
-        return None
-    return text
 
 
 def _temp(reason: str) -> bytes:

@@ -7,7 +7,7 @@ builds a new :class:`DomainFacts` with :func:`dataclasses.replace`.
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field, fields, replace
 from typing import Any
 
 STS_MODES = ("enforce", "testing", "none")
@@ -109,7 +109,11 @@ class DomainFacts:
 
     @classmethod
     def from_json(cls, text: str | bytes) -> DomainFacts:
-        """Rebuild facts stored by :meth:`to_json`; raises ValueError on a damaged record."""
+        """Rebuild facts stored by :meth:`to_json`; raises ValueError on a damaged record.
+
+        Fields this version does not know (written by a later version) are ignored, so
+        that a downgrade keeps the facts it can read, STARTTLS history among them.
+        """
         try:
             data: dict[str, Any] = json.loads(text)
             sts = data.pop("sts")
@@ -117,13 +121,19 @@ class DomainFacts:
             probes = data.pop("probes")
             data.pop("tls_held_until", None)
             return cls(
-                sts=StsPolicy(**{**sts, "mx": tuple(sts["mx"])}) if sts else None,
-                dane=DaneFacts(**dane) if dane else None,
-                probes=tuple(ProbeResult(**probe) for probe in probes),
-                **data,
+                sts=StsPolicy(**{**_known_fields(StsPolicy, sts), "mx": tuple(sts["mx"])}) if sts else None,
+                dane=DaneFacts(**_known_fields(DaneFacts, dane)) if dane else None,
+                probes=tuple(ProbeResult(**_known_fields(ProbeResult, probe)) for probe in probes),
+                **_known_fields(cls, data),
             )
-        except (TypeError, KeyError, json.JSONDecodeError) as exc:
+        except (TypeError, KeyError, AttributeError, json.JSONDecodeError) as exc:
             raise ValueError(f"damaged domain facts record: {exc}") from exc
+
+
+def _known_fields(record_type: type, data: dict[str, Any]) -> dict[str, Any]:
+    """Return the items of ``data`` that name a field of the dataclass ``record_type``."""
+    names = {item.name for item in fields(record_type)}
+    return {key: value for key, value in data.items() if key in names}
 
 
 @dataclass(frozen=True, slots=True)

@@ -217,6 +217,9 @@ def enforced_requirement(facts: DomainFacts, config: PolicydSection, *, now: flo
     override, an MTA-STS policy expired, probes failed), a deferred message would go
     out in plaintext. The milter therefore records a hold (``milter.tls_hold``), and
     until it ends the domain's level is at least ``encrypt``. Pure.
+
+    NOTE: the hold does not record the level the milter relied on, so a lapsed
+    ``secure`` or ``dane-only`` requirement falls back to unauthenticated ``encrypt``.
     """
     requirement = tls_requirement(facts, config, now=now)
     held_until = facts.tls_held_until
