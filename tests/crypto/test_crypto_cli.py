@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime
+import os
 import subprocess
 from pathlib import Path
 
@@ -312,3 +313,16 @@ def test_certs_list_expiring_one_day(config_file: Path, pki: Pki, tmp_path: Path
     listed = capsys.readouterr().out
     assert "usable, but in 1 day: certificate expired" in listed
     assert "(CA certificate" not in listed
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="only root is refused")
+def test_keys_as_root_refused_for_other_owner(config_file: Path, tmp_path: Path, capsys) -> None:
+    home = tmp_path / "gnupg"
+    os.chown(home, 65534, 65534)
+
+    assert main(["keys", "--config", str(config_file), "import", "--reason", "handed over", "a.asc"]) == 1
+    error = capsys.readouterr().err
+    assert f"run this as the owner of {home}, not as root" in error
+    assert f"-- postveil keys import a.asc --reason 'handed over' -c {config_file}" in error
+    # Nothing was created in the home, so the milter's user keeps its keyring.
+    assert list(home.iterdir()) == []

@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import argparse
+import os
+import pwd
+import shlex
 import sys
+from collections.abc import Sequence
 
 from postveil.config import DEFAULT_CONFIG_PATH, Config, default_config_path, load_config
 from postveil.errors import ConfigError
@@ -85,3 +89,28 @@ def report_config_error(source: str, error: ConfigError) -> None:
     print(f"{source}: invalid configuration, {len(error.problems)} error(s):", file=sys.stderr)
     for problem in error.problems:
         print(f"  {problem}", file=sys.stderr)
+
+
+def owner_problem(directory: str, command: Sequence[str], *, only_owner: bool = False) -> str | None:
+    """Return why this user must not change files in ``directory``, or None.
+
+    Root must not, unless root owns it, because the files that root creates or replaces
+    there would be root's and the daemon that owns the directory could no longer use
+    them. With ``only_owner``, no other user may either. The message ends with
+    ``command`` run as the owner, quoted for the shell.
+    """
+    euid = os.geteuid()
+    if euid != 0 and not only_owner:
+        return None
+    try:
+        owner = os.stat(directory).st_uid
+    except OSError:
+        return None
+    if owner == euid:
+        return None
+    try:
+        name = pwd.getpwuid(owner).pw_name
+    except KeyError:
+        name = str(owner)
+    running_as = "not as root" if euid == 0 else f"not as user id {euid}"
+    return f"run this as the owner of {directory}, {running_as}: runuser -u {name} -- {shlex.join(command)}"

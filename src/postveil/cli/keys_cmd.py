@@ -16,6 +16,7 @@ from postveil.cli.common import (
     add_reason_option,
     days_text,
     load_cli_config,
+    owner_problem,
 )
 from postveil.config import Config
 from postveil.crypto.errors import PgpFailure
@@ -60,6 +61,12 @@ def run(args: argparse.Namespace) -> int:
     config = load_cli_config(args.config)
     if config is None:
         return 1
+    # gpg replaces pubring.kbx on an import and may create trustdb.gpg on any call. Made
+    # by root, those files would lock postveil-milter out of its keys.
+    problem = owner_problem(config.pgp.gnupg_home, _command_line(args))
+    if problem is not None:
+        print(f"postveil keys {args.action}: {problem}", file=sys.stderr)
+        return 1
     keyring = PgpKeyring(config.pgp.gnupg_home, config.pgp.gpg_binary, timeout=config.pgp.timeout)
     try:
         if args.action == "list":
@@ -70,6 +77,22 @@ def run(args: argparse.Namespace) -> int:
     except (PgpFailure, AdminAuditError) as exc:
         print(f"postveil keys {args.action}: {exc}", file=sys.stderr)
         return 1
+
+
+def _command_line(args: argparse.Namespace) -> list[str]:
+    """Return the command line that ``args`` came from, for a message that suggests it."""
+    command = ["postveil", "keys", args.action]
+    if args.action == "list" and args.expiring is not None:
+        command += ["--expiring", str(args.expiring)]
+    elif args.action == "import":
+        command.append(args.file)
+    elif args.action == "remove":
+        command.append(args.id)
+    if getattr(args, "reason", ""):
+        command += ["--reason", args.reason]
+    if args.config:
+        command += ["-c", args.config]
+    return command
 
 
 def _list(keyring: PgpKeyring, expiring_days: int | None) -> int:

@@ -9,9 +9,6 @@ from __future__ import annotations
 
 import argparse
 import logging
-import os
-import pwd
-import shlex
 import signal
 import stat
 import sys
@@ -28,6 +25,7 @@ from postveil.cli.common import (
     add_config_option_to_actions,
     add_reason_option,
     load_cli_config,
+    owner_problem,
 )
 from postveil.cli.portal_keys import create_key, print_key_counts, rekey
 from postveil.config import Config, default_config_path, load_config
@@ -250,9 +248,9 @@ def _deliver(config_path: str | None, queue_id: str, sender: str | None) -> Inta
     _setup_deliver_logging(config)
     if sender is None:
         return deferred("no envelope sender: run it with --sender=${sender} in master.cf", "4.3.5")
-    owner_problem = _owner_problem(config.portal.store_directory, "deliver", config_path)
-    if owner_problem is not None:
-        return deferred(owner_problem, "4.3.5")
+    store_problem = _owner_problem(config.portal.store_directory, "deliver", config_path)
+    if store_problem is not None:
+        return deferred(store_problem, "4.3.5")
     try:
         intake = Intake(config)
     except IntakeDeferred as exc:
@@ -442,27 +440,10 @@ def _owner_problem(
     Root must not, unless root owns the store: files that root creates there (the
     database on first use, the messages directory, the lock file of ``rekey``) would be
     root's, and the intake could no longer write them. With ``only_owner``, no other
-    user may either. The message ends with the command to run instead, with
-    ``arguments`` (such as the message id of ``revoke``) quoted for the shell.
+    user may either. ``arguments`` (such as the message id of ``revoke``) follow the
+    action in the command that the message suggests.
     """
-    euid = os.geteuid()
-    if euid != 0 and not only_owner:
-        return None
-    try:
-        owner = os.stat(directory).st_uid
-    except OSError:
-        return None
-    if owner == euid:
-        return None
-    try:
-        name = pwd.getpwuid(owner).pw_name
-    except KeyError:
-        name = str(owner)
     command = ["postveil", "portal", action, *arguments]
     if config_path:
         command += ["-c", config_path]
-    running_as = "not as root" if euid == 0 else f"not as user id {euid}"
-    return (
-        f"run this as the owner of {directory}, {running_as}: "
-        f"runuser -u {name} -- {shlex.join(command)}"
-    )
+    return owner_problem(directory, command, only_owner=only_owner)
