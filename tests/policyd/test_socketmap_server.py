@@ -17,6 +17,7 @@ import yaml
 from postveil.config.dns import DnsSection
 from postveil.config.policyd import PolicydSection
 from postveil.harness.net import free_port
+from postveil.policyd import socketmap as socketmap_module
 from postveil.policyd.dns import DnsClient
 from postveil.policyd.domains import DomainService
 from postveil.policyd.mtasts_fetch import PolicyFetcher
@@ -181,3 +182,34 @@ async def test_held_domain_answered_when_lookup_fails(socketmap: tuple[int, Sock
     [reply] = await _exchange(port, encode(b"tls_policy purged.example"), 4096, 1)
 
     assert reply.startswith(b"OK encrypt")
+
+
+async def test_idle_connections_closed(
+    socketmap: tuple[int, SocketmapResponder], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(socketmap_module, "IDLE_TIMEOUT", 0.3)
+    port, _ = socketmap
+    silent_reader, _silent = await asyncio.open_connection("127.0.0.1", port)
+    trickle_reader, trickle_writer = await asyncio.open_connection("127.0.0.1", port)
+    # A request sent a few bytes at a time, never finished, counts as idle too.
+    for chunk in (b"40:", b"post", b"veil"):
+        trickle_writer.write(chunk)
+        await asyncio.sleep(0.08)
+
+    assert await asyncio.wait_for(silent_reader.read(100), 5) == b""
+    assert await asyncio.wait_for(trickle_reader.read(100), 5) == b""
+
+
+async def test_busy_connection_kept_open(
+    socketmap: tuple[int, SocketmapResponder], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(socketmap_module, "IDLE_TIMEOUT", 0.3)
+    port, _ = socketmap
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    decoder = NetstringDecoder(200_000)
+    for _ in range(4):
+        writer.write(encode(b"postveil enforce.example"))
+        data = await asyncio.wait_for(reader.read(4096), 5)
+        assert decoder.feed(data)[0].startswith(b"OK secure")
+        await asyncio.sleep(0.2)
+    writer.close()

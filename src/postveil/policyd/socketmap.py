@@ -33,6 +33,12 @@ MAX_REQUEST_BYTES = 4096
 MAX_REUSED_ANSWERS = 100_000
 """Reused answers kept at once; the table is emptied when it reaches this size."""
 
+IDLE_TIMEOUT = 300.0
+"""Seconds a connection may go without a complete request before it is closed, so
+clients that connect and send nothing, or trickle a request, cannot use up the
+daemon's connections. Postfix closes its own idle socketmap connections sooner and
+opens a new one for the next lookup."""
+
 NOTFOUND = encode(b"NOTFOUND ")
 _connection_ids = itertools.count(1)
 
@@ -139,10 +145,12 @@ class SocketmapProtocol(asyncio.Protocol):
         self.connection = f"socketmap#{next(_connection_ids)}"
         self.transport: asyncio.Transport | None = None
         self._queue: collections.deque[asyncio.Task[bytes]] = collections.deque()
+        self._idle_timer: asyncio.TimerHandle | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         # uvloop's transports do not derive from asyncio.Transport, so no isinstance check.
         self.transport = cast(asyncio.Transport, transport)
+        self._arm_idle_timer()
 
     def data_received(self, data: bytes) -> None:
         try:
@@ -152,8 +160,26 @@ class SocketmapProtocol(asyncio.Protocol):
             assert self.transport is not None
             self.transport.close()
             return
+        if payloads:
+            # Only a complete request counts, so a client that trickles bytes is closed too.
+            self._arm_idle_timer()
         for payload in payloads:
             self._handle(payload)
+
+    def _arm_idle_timer(self) -> None:
+        if self._idle_timer is not None:
+            self._idle_timer.cancel()
+        self._idle_timer = asyncio.get_running_loop().call_later(IDLE_TIMEOUT, self._close_idle)
+
+    def _close_idle(self) -> None:
+        if self.transport is None or self.transport.is_closing():
+            return
+        if self._queue:
+            # A lookup is still running; its reply is due on this connection.
+            self._arm_idle_timer()
+            return
+        log.info("%s: closing connection: no complete request for %gs", self.connection, IDLE_TIMEOUT)
+        self.transport.close()
 
     def _handle(self, payload: bytes) -> None:
         assert self.transport is not None
@@ -185,6 +211,8 @@ class SocketmapProtocol(asyncio.Protocol):
             self.transport.write(task.result())
 
     def connection_lost(self, exc: Exception | None) -> None:
+        if self._idle_timer is not None:
+            self._idle_timer.cancel()
         for task in self._queue:
             task.cancel()
         self._queue.clear()
