@@ -28,7 +28,8 @@ log = logging.getLogger(__name__)
 MAX_LINE_BYTES = 8192
 MAX_ATTRIBUTES = 100
 IDLE_TIMEOUT = 300.0
-"""Seconds an idle connection stays open (Postfix reuses policy connections)."""
+"""Seconds a connection stays open without a complete request (Postfix reuses policy
+connections between requests)."""
 
 DUNNO = "DUNNO"
 DEFER_LOOKUP = "451 4.4.3 TLS policy of the recipient domain is unknown, try again later"
@@ -133,7 +134,10 @@ class PolicyDelegationServer:
         connection = f"policy#{next(_connection_ids)}"
         try:
             while True:
-                lines = await self._read_request(reader, connection)
+                # The whole request counts, so a client that sends a line now and then
+                # cannot hold the connection longer than an idle one.
+                async with asyncio.timeout(IDLE_TIMEOUT):
+                    lines = await self._read_request(reader, connection)
                 if lines is None:
                     return
                 attributes = parse_request(lines)
@@ -157,8 +161,7 @@ class PolicyDelegationServer:
         lines: list[bytes] = []
         while True:
             try:
-                async with asyncio.timeout(IDLE_TIMEOUT):
-                    raw = await reader.readuntil(b"\n")
+                raw = await reader.readuntil(b"\n")
             except asyncio.IncompleteReadError as exc:
                 if exc.partial or lines:
                     raise PolicyRequestError("connection closed inside a request") from exc
