@@ -22,7 +22,9 @@ import socket
 import ssl
 import struct
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TypeVar
 
 from postveil.config.milter import parse_milter_socket
 from postveil.errors import PostveilError
@@ -228,6 +230,8 @@ def probe_milter(endpoint: Endpoint, timeout: float) -> MilterOptions:
     return options
 
 
+_Reply = TypeVar("_Reply")
+
 # -- policyd -----------------------------------------------------------------------
 
 SOCKETMAP_REQUEST = encode(b"postveil [127.0.0.1]")
@@ -260,18 +264,10 @@ def parse_socketmap_reply(data: bytes) -> bytes:
 
 def probe_socketmap(endpoint: Endpoint, timeout: float) -> None:
     """Send SOCKETMAP_REQUEST and expect SOCKETMAP_REPLY; raises ProbeError otherwise."""
-    deadline = time.monotonic() + timeout
-    with connect(endpoint, deadline) as connection:
-        _send(connection, SOCKETMAP_REQUEST, deadline)
-        data = b""
-        while True:
-            chunk = _receive(connection, deadline)
-            if not chunk:
-                raise ProbeError("connection closed before a complete socketmap reply")
-            data += chunk
-            payload = parse_socketmap_reply(data)
-            if payload:
-                break
+    # The decoder rejects a reply longer than MAX_SOCKETMAP_REPLY, so no byte limit here.
+    payload = _exchange(
+        endpoint, SOCKETMAP_REQUEST, timeout, lambda data: parse_socketmap_reply(data) or None, "socketmap reply"
+    )
     if payload != SOCKETMAP_REPLY:
         raise ProbeError(f"expected the reply {SOCKETMAP_REPLY!r}, got {payload[:60]!r}")
 
@@ -291,20 +287,33 @@ def parse_policy_reply(data: bytes) -> str | None:
 
 def probe_policy(endpoint: Endpoint, timeout: float) -> str:
     """Send POLICY_REQUEST and return the reply's action; raises ProbeError."""
+    return _exchange(endpoint, POLICY_REQUEST, timeout, parse_policy_reply, "policy reply", MAX_POLICY_REPLY)
+
+
+def _exchange(
+    endpoint: Endpoint,
+    request: bytes,
+    timeout: float,
+    parse: Callable[[bytes], _Reply | None],
+    what: str,
+    max_bytes: int | None = None,
+) -> _Reply:
+    """Send ``request`` and read until ``parse`` returns the reply, which it does not do
+    while the bytes read so far are incomplete. Raises ProbeError."""
     deadline = time.monotonic() + timeout
     with connect(endpoint, deadline) as connection:
-        _send(connection, POLICY_REQUEST, deadline)
+        _send(connection, request, deadline)
         data = b""
         while True:
             chunk = _receive(connection, deadline)
             if not chunk:
-                raise ProbeError("connection closed before a complete policy reply")
+                raise ProbeError(f"connection closed before a complete {what}")
             data += chunk
-            if len(data) > MAX_POLICY_REPLY:
-                raise ProbeError(f"policy reply exceeds {MAX_POLICY_REPLY} bytes")
-            action = parse_policy_reply(data)
-            if action is not None:
-                return action
+            if max_bytes is not None and len(data) > max_bytes:
+                raise ProbeError(f"{what} exceeds {max_bytes} bytes")
+            reply = parse(data)
+            if reply is not None:
+                return reply
 
 
 # -- portal ------------------------------------------------------------------------
