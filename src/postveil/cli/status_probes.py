@@ -266,7 +266,11 @@ def probe_socketmap(endpoint: Endpoint, timeout: float) -> None:
     """Send SOCKETMAP_REQUEST and expect SOCKETMAP_REPLY; raises ProbeError otherwise."""
     # The decoder rejects a reply longer than MAX_SOCKETMAP_REPLY, so no byte limit here.
     payload = _exchange(
-        endpoint, SOCKETMAP_REQUEST, timeout, lambda data: parse_socketmap_reply(data) or None, "socketmap reply"
+        endpoint,
+        SOCKETMAP_REQUEST,
+        timeout,
+        lambda data: parse_socketmap_reply(data) or None,
+        "socketmap reply",
     )
     if payload != SOCKETMAP_REPLY:
         raise ProbeError(f"expected the reply {SOCKETMAP_REPLY!r}, got {payload[:60]!r}")
@@ -287,7 +291,9 @@ def parse_policy_reply(data: bytes) -> str | None:
 
 def probe_policy(endpoint: Endpoint, timeout: float) -> str:
     """Send POLICY_REQUEST and return the reply's action; raises ProbeError."""
-    return _exchange(endpoint, POLICY_REQUEST, timeout, parse_policy_reply, "policy reply", MAX_POLICY_REPLY)
+    return _exchange(
+        endpoint, POLICY_REQUEST, timeout, parse_policy_reply, "policy reply", MAX_POLICY_REPLY
+    )
 
 
 def _exchange(
