@@ -14,7 +14,7 @@ from postveil.policyd.delegation import PolicyDelegationServer
 
 async def test_request_sent_line_by_line_times_out(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(delegation, "IDLE_TIMEOUT", 0.3)
-    # No request is completed, so the server never asks for its domain service.
+    # No request is completed, so the server never calls for its domain service.
     server = PolicyDelegationServer(lambda: None)  # type: ignore[arg-type, return-value]
     listener = await asyncio.start_server(server.handle, "127.0.0.1", 0)
     port = listener.sockets[0].getsockname()[1]

@@ -8,7 +8,7 @@ and closes the connection. Only postveil-portal logs the request, in its access 
 - postveil-policyd's socketmap: the key ``[127.0.0.1]``. An IP literal has no TLS
   facts, so the daemon replies ``NOTFOUND`` before it consults its cache or DNS.
 - postveil-policyd's policy delegation: ``request=smtpd_access_policy`` without a
-  recipient, which the daemon answers ``action=DUNNO`` without a lookup.
+  recipient, to which the daemon replies ``action=DUNNO`` without a lookup.
 - postveil-portal: ``GET {base path}/healthz``, which replies ``OK``.
 
 Every probe raises ProbeError, or its subclass ProbeTimeout, when the daemon does not

@@ -178,10 +178,10 @@ def _check_encryption(
 ) -> EncryptionCheck:
     """Check whether the sender already encrypted ``message`` (see ``check_encryption``).
 
-    Detection cannot read encrypted data, so when a rule other than the one for
-    unscanned parts (which the encrypted part itself fires) rates a message that counts
-    as encrypted sensitive, the sensitive text lies outside the encryption, such as in
-    the Subject, and the message is protected like any other. So is a message with an
+    Detection cannot read encrypted data. So when a message that counts as encrypted is
+    sensitive by a rule other than the one for unscanned parts, which the encrypted part
+    itself fires, the sensitive text lies outside the encryption, such as in the
+    Subject. Such a message is protected like any other. So is a message with an
     identifier of a person outside: the encrypted part is the health information that
     the rules would need beside it, and the identifier ties a patient to it. Health
     words alone, which would not make plain mail sensitive, leave the sender's

@@ -246,10 +246,10 @@ class PostveilMilter(Milter.Base):
         """Run one step's callback and turn any failure into a temporary failure.
 
         After a failure before end of message the envelope is kept, so the deferral's
-        audit record names the queue id and the recipients. Of the steps with a reply
-        due, RCPT TO then fails that recipient and end of message the whole message,
-        and a failed header or body step fails the message at once and is recorded
-        at once, because Postfix calls no end of message after it.
+        audit record names the queue id and the recipients. When a reply is due, a
+        failed RCPT TO fails that recipient and end of message fails the whole message.
+        A failed header or body step fails the message and is recorded at once, because
+        Postfix calls no end of message after it.
         """
         try:
             return callback()

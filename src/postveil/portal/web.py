@@ -371,7 +371,7 @@ class Portal:
             )
         except RetiredKeyError as exc:
             # Fail closed: a code digested with a retired key could be guessed offline
-            # by whoever has that key and a copy of the database.
+            # by anyone with that key and a copy of the database.
             log.error(
                 "message %s: cannot issue a code for %s: %s",
                 pickup.message_id,
@@ -938,7 +938,7 @@ def _drop_connection(request: web.Request) -> None:
 
     close() would keep the socket until the client took the buffered bytes, which a
     client that stopped reading never does, and even abort() leaves the kernel to
-    deliver what its send buffer holds (up to net.ipv4.tcp_wmem, 4 MiB by default on
+    deliver what its send buffer contains (up to net.ipv4.tcp_wmem, 4 MiB by default on
     Linux). A linger time of zero makes the close a reset, which frees both at once.
     """
     transport = request.transport
